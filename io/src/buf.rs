@@ -1,0 +1,247 @@
+//! Buffers that O_DIRECT accepts: heap memory aligned to [`BLOCK`].
+
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
+
+use crate::format::{align_up, BLOCK};
+
+/// Heap buffer aligned to 4096 bytes, with a fixed capacity (a multiple of
+/// 4096). The whole capacity is zero-initialised at allocation, so every
+/// byte up to `capacity()` is initialised memory.
+pub struct AlignedBuf {
+    ptr: NonNull<u8>,
+    len: usize,
+    cap: usize,
+}
+
+// The buffer owns its allocation exclusively, like a Vec<u8>.
+unsafe impl Send for AlignedBuf {}
+unsafe impl Sync for AlignedBuf {}
+
+impl AlignedBuf {
+    /// A zeroed buffer of at least `capacity` bytes, rounded up to 4096
+    /// (and at least 4096). Aborts on allocation failure like `Vec`.
+    pub fn with_capacity(capacity: usize) -> AlignedBuf {
+        let cap = align_up(capacity.max(1) as u64) as usize;
+        let layout = Self::layout(cap);
+        // SAFETY: layout has a non-zero size.
+        let raw = unsafe { alloc::alloc_zeroed(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            alloc::handle_alloc_error(layout)
+        };
+        AlignedBuf { ptr, len: 0, cap }
+    }
+
+    fn layout(cap: usize) -> Layout {
+        match Layout::from_size_align(cap, BLOCK) {
+            Ok(l) => l,
+            // cap is a multiple of BLOCK below isize::MAX for any buffer we could allocate.
+            Err(_) => panic!("AlignedBuf capacity {cap} overflows a Layout"),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: [0, len) is inside the allocation and initialised.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and we hold &mut self.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The whole capacity, initialised bytes included.
+    pub(crate) fn full_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the whole capacity was zero-initialised at allocation.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.cap) }
+    }
+
+    /// Appends `data`. Panics if it does not fit: the capacity is fixed
+    /// because the address must stay aligned and stable.
+    pub fn extend_from_slice(&mut self, data: &[u8]) {
+        let end = self.len + data.len();
+        assert!(end <= self.cap, "AlignedBuf overflow: {end} > {}", self.cap);
+        let start = self.len;
+        self.full_mut()[start..end].copy_from_slice(data);
+        self.len = end;
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Sets the length. Every byte below the capacity is initialised memory
+    /// (zeroed at allocation or written since), so this is safe; it panics
+    /// past the capacity.
+    pub fn set_len(&mut self, len: usize) {
+        assert!(len <= self.cap, "AlignedBuf::set_len {len} > capacity {}", self.cap);
+        self.len = len;
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in with_capacity with this very layout.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.cap)) }
+    }
+}
+
+impl std::fmt::Debug for AlignedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlignedBuf")
+            .field("len", &self.len)
+            .field("cap", &self.cap)
+            .finish()
+    }
+}
+
+// SAFETY: the pointer is stable for the buffer's life (the heap block does
+// not move when the AlignedBuf does) and [0, len) is initialised.
+unsafe impl monoio::buf::IoBuf for AlignedBuf {
+    fn read_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+
+    fn bytes_init(&self) -> usize {
+        self.len
+    }
+}
+
+// SAFETY: as above; the kernel may write up to the capacity.
+unsafe impl monoio::buf::IoBufMut for AlignedBuf {
+    fn write_ptr(&mut self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    fn bytes_total(&mut self) -> usize {
+        self.cap
+    }
+
+    unsafe fn set_init(&mut self, pos: usize) {
+        self.len = pos.min(self.cap);
+    }
+}
+
+/// A buffer for one data record. The record's header block (4096 bytes) is
+/// reserved in front of the data, so the body can be filled in place (from a
+/// socket, say) and written to disk with no extra copy.
+pub struct DataBuf {
+    buf: AlignedBuf,
+    max_data_bytes: usize,
+}
+
+impl DataBuf {
+    /// Room for up to `max_data_bytes` of data (the node uses 1 MiB).
+    /// [`crate::Shard::write_data`] refuses more than [`crate::MAX_DATA_BYTES`].
+    pub fn new(max_data_bytes: usize) -> DataBuf {
+        let mut buf = AlignedBuf::with_capacity(BLOCK + max_data_bytes);
+        buf.set_len(BLOCK);
+        DataBuf {
+            buf,
+            max_data_bytes,
+        }
+    }
+
+    /// The unfilled room after the data; fill a prefix, then [`advance`](Self::advance).
+    pub fn spare_mut(&mut self) -> &mut [u8] {
+        let start = self.buf.len();
+        let end = BLOCK + self.max_data_bytes;
+        &mut self.buf.full_mut()[start..end]
+    }
+
+    /// Marks `n` more bytes of the spare room as data. Panics past the room.
+    pub fn advance(&mut self, n: usize) {
+        assert!(n <= self.remaining(), "DataBuf::advance past its room");
+        let len = self.buf.len() + n;
+        self.buf.set_len(len);
+    }
+
+    /// Appends `data` (a copy); panics past the room.
+    pub fn extend_from_slice(&mut self, data: &[u8]) {
+        self.spare_mut()[..data.len()].copy_from_slice(data);
+        self.advance(data.len());
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.buf.as_slice()[BLOCK..]
+    }
+
+    pub fn data_len(&self) -> usize {
+        self.buf.len() - BLOCK
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.max_data_bytes - self.data_len()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.remaining() == 0
+    }
+
+    /// Empties the data so the buffer can be filled again.
+    pub fn clear(&mut self) {
+        self.buf.set_len(BLOCK);
+    }
+
+    /// The whole record buffer (header block + data) for the writer.
+    pub(crate) fn into_record(self) -> AlignedBuf {
+        self.buf
+    }
+}
+
+impl std::fmt::Debug for DataBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataBuf")
+            .field("data_len", &self.data_len())
+            .field("max_data_bytes", &self.max_data_bytes)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_and_rounded() {
+        let b = AlignedBuf::with_capacity(1);
+        assert_eq!(b.capacity(), BLOCK);
+        assert_eq!(b.read_ptr_addr() % BLOCK, 0);
+        let b = AlignedBuf::with_capacity(BLOCK + 1);
+        assert_eq!(b.capacity(), 2 * BLOCK);
+        assert_eq!(b.read_ptr_addr() % BLOCK, 0);
+    }
+
+    impl AlignedBuf {
+        fn read_ptr_addr(&self) -> usize {
+            self.ptr.as_ptr() as usize
+        }
+    }
+
+    #[test]
+    fn databuf_fill() {
+        let mut d = DataBuf::new(10_000);
+        assert_eq!(d.remaining(), 10_000);
+        d.spare_mut()[..3].copy_from_slice(b"abc");
+        d.advance(3);
+        d.extend_from_slice(b"def");
+        assert_eq!(d.data(), b"abcdef");
+        assert_eq!(d.data_len(), 6);
+        assert_eq!(d.remaining(), 9_994);
+        assert_eq!(d.spare_mut().len(), 9_994);
+        d.clear();
+        assert_eq!(d.data_len(), 0);
+    }
+}

@@ -1,0 +1,49 @@
+//! tessera-io: the per-core storage engine.
+//!
+//! A [`Shard`] is a directory holding an append-only log of 4 KiB aligned
+//! records (see [`format`] for the on-disk format) and an in-memory ordered
+//! index rebuilt from that log at open. One shard belongs to exactly one
+//! reactor thread; it is `!Send` and used from many tasks of that reactor
+//! through `&self`.
+//!
+//! What the crate deliberately does not know: HTTP, S3, buckets, ETags. It
+//! stores opaque keys, small opaque "summary" bytes kept in memory, opaque
+//! "meta" bytes and object bodies kept on disk.
+//!
+//! Invariants the rest of the crate relies on:
+//! - Nothing becomes visible in the index before its commit record is on
+//!   stable storage, and commits become visible in sequence order.
+//! - A commit record is written only after every data record it references
+//!   is on stable storage, so a valid commit record never points at torn data.
+//! - Acknowledged records form a valid prefix of their segment; recovery stops
+//!   a segment at its first invalid record.
+//! - After a write or sync error the shard accepts no more writes.
+//!
+//! Not done yet: compaction. Garbage from overwrites, deletes and aborted
+//! uploads stays in the segments until a compactor exists. There is no index
+//! checkpoint either: open rescans every segment's record headers.
+
+mod buf;
+mod codec;
+mod disk;
+mod error;
+mod event;
+pub mod format;
+mod index;
+mod log;
+mod recovery;
+mod shard;
+
+pub use buf::{AlignedBuf, DataBuf};
+pub use codec::{Body, Extent, Mutation};
+pub use error::IoError;
+pub use format::{BLOCK, CHUNK_BYTES, MAX_DATA_BYTES};
+pub use index::Entry;
+pub use shard::{Shard, ShardOptions, ShardStats, Stored};
+
+/// Whether this process can use io_uring, as monoio's detection reports it
+/// (false under e.g. Docker's default seccomp profile, or with
+/// `MONOIO_FORCE_LEGACY_DRIVER=1`). For logs; a shard decides per reactor.
+pub fn io_uring_available() -> bool {
+    monoio::utils::detect_uring()
+}

@@ -1,0 +1,231 @@
+//! Reading a request body off the connection: HTTP framing (Content-Length
+//! or chunked), then aws-chunked decoding when the payload is streamed, with
+//! every byte fed to the verifier (MD5 for the ETag, Content-MD5, SHA-256,
+//! x-amz-checksum-*). The end of the body is reported only after all checks
+//! passed, so a caller that commits on `Ok(0)` never commits unverified data.
+
+use tessera_proto::aws_chunked::AwsChunkedDecoder;
+use tessera_proto::checksum::{BodySums, BodyVerifier};
+use tessera_proto::http::{BodyFraming, ChunkedDecoder, RequestHead};
+use tessera_proto::sigv4::PayloadMode;
+use tessera_proto::{S3Error, S3ErrorCode};
+
+use crate::conn::{Conn, ConnError, IO_TIMEOUT};
+
+enum Framing {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+pub struct BodyReader {
+    framing: Framing,
+    /// Bytes de-framed from HTTP chunked encoding, waiting for the aws layer.
+    staged: Vec<u8>,
+    staged_pos: usize,
+    aws: Option<AwsChunkedDecoder>,
+    verifier: Option<BodyVerifier>,
+    decoded: u64,
+    expected_decoded: Option<u64>,
+    expect_continue: bool,
+    sums: Option<BodySums>,
+    failed: bool,
+}
+
+fn incomplete() -> S3Error {
+    S3Error::new(S3ErrorCode::IncompleteBody)
+}
+
+fn conn_error(e: ConnError) -> S3Error {
+    match e {
+        ConnError::Timeout => S3Error::new(S3ErrorCode::RequestTimeout),
+        _ => incomplete(),
+    }
+}
+
+impl BodyReader {
+    pub fn new(head: &RequestHead, payload: Option<&PayloadMode>) -> Result<Self, S3Error> {
+        let framing = match head.framing().map_err(S3Error::from)? {
+            BodyFraming::Length(n) => Framing::Length(n),
+            BodyFraming::Chunked => Framing::Chunked(ChunkedDecoder::new()),
+        };
+        let aws = match payload {
+            Some(PayloadMode::StreamingSigned { signer, trailer }) => {
+                Some(AwsChunkedDecoder::new(Some(signer.clone()), *trailer))
+            }
+            Some(PayloadMode::StreamingUnsignedTrailer) => Some(AwsChunkedDecoder::new(None, true)),
+            _ => None,
+        };
+        let expected_decoded = match head.headers.get("x-amz-decoded-content-length") {
+            Some(v) if aws.is_some() => Some(v.parse::<u64>().map_err(|_| {
+                S3Error::with_message(S3ErrorCode::InvalidArgument, "bad x-amz-decoded-content-length")
+            })?),
+            _ => None,
+        };
+        let unsigned = PayloadMode::Unsigned;
+        let verifier = BodyVerifier::from_request(&head.headers, payload.unwrap_or(&unsigned))?;
+        Ok(BodyReader {
+            framing,
+            staged: Vec::new(),
+            staged_pos: 0,
+            aws,
+            verifier: Some(verifier),
+            decoded: 0,
+            expected_decoded,
+            expect_continue: head.expects_continue(),
+            sums: None,
+            failed: false,
+        })
+    }
+
+    /// The decoded length announced by the client, when known up front.
+    pub fn announced_len(&self) -> Option<u64> {
+        match (&self.framing, &self.aws) {
+            (_, Some(_)) => self.expected_decoded,
+            (Framing::Length(n), None) => Some(*n),
+            (Framing::Chunked(_), None) => None,
+        }
+    }
+
+    /// Whether the body was read to its verified end.
+    pub fn is_complete(&self) -> bool {
+        let empty_body = matches!(self.framing, Framing::Length(0)) && self.aws.is_none();
+        self.sums.is_some() || (empty_body && !self.failed)
+    }
+
+    /// MD5 and checksum of the body, once it was read to its end.
+    pub fn sums(&self) -> Option<&BodySums> {
+        self.sums.as_ref()
+    }
+
+    fn raw_exhausted(&self) -> bool {
+        match &self.framing {
+            Framing::Length(n) => *n == 0,
+            Framing::Chunked(d) => d.is_done(),
+        }
+    }
+
+    fn staged_len(&self) -> usize {
+        self.staged.len() - self.staged_pos
+    }
+
+    /// Reads decoded bytes into `dst`. `Ok(0)`: the body ended and passed
+    /// every check. Any error leaves the reader failed.
+    pub async fn read(&mut self, conn: &mut Conn, dst: &mut [u8]) -> Result<usize, S3Error> {
+        if self.sums.is_some() || dst.is_empty() {
+            return Ok(0);
+        }
+        if self.failed {
+            return Err(incomplete());
+        }
+        if self.expect_continue {
+            self.expect_continue = false;
+            conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await.map_err(conn_error)?;
+        }
+        match self.read_inner(conn, dst).await {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
+    }
+
+    async fn read_inner(&mut self, conn: &mut Conn, dst: &mut [u8]) -> Result<usize, S3Error> {
+        loop {
+            let (used, n) = self.decode_some(conn, dst)?;
+            if n > 0 {
+                self.decoded += n as u64;
+                if let Some(v) = self.verifier.as_mut() {
+                    v.update(&dst[..n]);
+                }
+                return Ok(n);
+            }
+            if used > 0 {
+                continue;
+            }
+            let aws_done = self.aws.as_ref().is_none_or(|a| a.is_done());
+            if self.raw_exhausted() && self.staged_len() == 0 && aws_done {
+                self.finish()?;
+                return Ok(0);
+            }
+            if aws_done && self.aws.is_some() {
+                // Bytes after the final aws chunk and its trailers.
+                return Err(S3Error::with_message(S3ErrorCode::InvalidRequest, "data after the final chunk"));
+            }
+            if self.raw_exhausted() && self.staged_len() == 0 {
+                return Err(incomplete());
+            }
+            conn.fill(IO_TIMEOUT).await.map_err(conn_error)?;
+        }
+    }
+
+    /// Decodes what is already buffered: (input bytes used, payload bytes
+    /// produced); (0, 0) when more input is needed (or at the end).
+    fn decode_some(&mut self, conn: &mut Conn, dst: &mut [u8]) -> Result<(usize, usize), S3Error> {
+        // Stage 1: HTTP chunked framing goes into `staged`.
+        if let Framing::Chunked(dec) = &mut self.framing {
+            while !dec.is_done() && !conn.pending().is_empty() && self.staged.len() - self.staged_pos < 256 * 1024 {
+                let (used, r) = dec.feed(conn.pending()).map_err(S3Error::from)?;
+                self.staged.extend_from_slice(&conn.pending()[r]);
+                conn.consume(used);
+                if used == 0 {
+                    break;
+                }
+            }
+        }
+        // Stage 2: the raw body bytes available now.
+        let (raw, from_conn): (&[u8], bool) = match &self.framing {
+            Framing::Length(left) => {
+                let p = conn.pending();
+                (&p[..p.len().min(*left as usize)], true)
+            }
+            Framing::Chunked(_) => (&self.staged[self.staged_pos..], false),
+        };
+        if raw.is_empty() {
+            return Ok((0, 0));
+        }
+        let (used, produced) = match self.aws.as_mut() {
+            None => {
+                let n = raw.len().min(dst.len());
+                dst[..n].copy_from_slice(&raw[..n]);
+                (n, n)
+            }
+            Some(aws) => {
+                if aws.is_done() {
+                    return Ok((0, 0));
+                }
+                // Capping the input at dst's size bounds the payload range too.
+                let input = &raw[..raw.len().min(dst.len())];
+                let (used, r) = aws.feed(input)?;
+                let n = r.len();
+                dst[..n].copy_from_slice(&input[r]);
+                (used, n)
+            }
+        };
+        if from_conn {
+            conn.consume(used);
+            if let Framing::Length(left) = &mut self.framing {
+                *left -= used as u64;
+            }
+        } else {
+            self.staged_pos += used;
+            if self.staged_pos == self.staged.len() {
+                self.staged.clear();
+                self.staged_pos = 0;
+            }
+        }
+        Ok((used, produced))
+    }
+
+    fn finish(&mut self) -> Result<(), S3Error> {
+        if let Some(exp) = self.expected_decoded {
+            if exp != self.decoded {
+                return Err(incomplete());
+            }
+        }
+        let trailers: Vec<(String, String)> = self.aws.as_ref().map(|a| a.trailers().to_vec()).unwrap_or_default();
+        let verifier = self.verifier.take().ok_or_else(incomplete)?;
+        self.sums = Some(verifier.finish(&trailers)?);
+        Ok(())
+    }
+}

@@ -1,0 +1,218 @@
+//! Buckets: a registry every reactor reads without locks (an `ArcSwap`
+//! snapshot), kept durable as records in the meta shard's bucket table.
+//!
+//! Creating and deleting a bucket is rare: those two take a mutex (never on
+//! the object path), commit the record, then publish a new snapshot.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use tessera_io::{Body, Mutation};
+use tessera_proto::{S3Error, S3ErrorCode, S3Result};
+
+use crate::codec::{Dec, Enc};
+use crate::meta::{T_BUCKETS, META_SHARD};
+use crate::shards::Shards;
+
+const BUCKET_V1: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketInfo {
+    pub name: String,
+    pub owner_id: String,
+    pub owner_display: String,
+    pub created_ms: i64,
+    pub location: Option<String>,
+}
+
+impl BucketInfo {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Enc::new(BUCKET_V1);
+        e.str(&self.name).str(&self.owner_id).str(&self.owner_display).i64(self.created_ms);
+        e.opt_str(self.location.as_deref());
+        e.finish()
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        let mut d = Dec::new(b, BUCKET_V1)?;
+        Some(BucketInfo {
+            name: d.str()?,
+            owner_id: d.str()?,
+            owner_display: d.str()?,
+            created_ms: d.i64()?,
+            location: d.opt_str()?,
+        })
+    }
+}
+
+type Snapshot = BTreeMap<String, Arc<BucketInfo>>;
+
+#[derive(Default)]
+pub struct Buckets {
+    map: ArcSwap<Snapshot>,
+    /// Names with a create or delete in flight.
+    busy: Mutex<HashSet<String>>,
+}
+
+/// S3 bucket naming rules (the current, strict ones).
+pub fn valid_bucket_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    if !(3..=63).contains(&b.len()) {
+        return false;
+    }
+    let edge_ok = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !edge_ok(b[0]) || !edge_ok(b[b.len() - 1]) {
+        return false;
+    }
+    if !b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-') {
+        return false;
+    }
+    if name.contains("..") || name.contains(".-") || name.contains("-.") {
+        return false;
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return false;
+    }
+    !(name.starts_with("xn--") || name.starts_with("sthree-") || name.ends_with("-s3alias") || name.ends_with("--ol-s3"))
+}
+
+struct BusyGuard<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    name: String,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.set.lock() {
+            s.remove(&self.name);
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> S3Error {
+    tracing::error!("bucket metadata: {e}");
+    S3Error::new(S3ErrorCode::InternalError)
+}
+
+impl Buckets {
+    pub fn get(&self, name: &str) -> Option<Arc<BucketInfo>> {
+        self.map.load().get(name).cloned()
+    }
+
+    pub fn list_owned_by(&self, owner_id: &str) -> Vec<Arc<BucketInfo>> {
+        self.map.load().values().filter(|b| b.owner_id == owner_id).cloned().collect()
+    }
+
+    /// Loads every bucket record from the meta shard (at start, on its owner).
+    pub fn load_from(&self, shard: &tessera_io::Shard) -> Result<usize, String> {
+        let mut snap = Snapshot::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let batch = shard.range(T_BUCKETS, b"", after.as_deref(), 1000);
+            if batch.is_empty() {
+                break;
+            }
+            for (k, e) in &batch {
+                let info = BucketInfo::decode(&e.summary)
+                    .ok_or_else(|| format!("bucket record {:?} is corrupt", String::from_utf8_lossy(k)))?;
+                snap.insert(info.name.clone(), Arc::new(info));
+            }
+            after = batch.last().map(|(k, _)| k.clone());
+        }
+        let n = snap.len();
+        self.map.store(Arc::new(snap));
+        Ok(n)
+    }
+
+    fn claim(&self, name: &str) -> S3Result<BusyGuard<'_>> {
+        let mut busy = self.busy.lock().map_err(internal)?;
+        if !busy.insert(name.to_string()) {
+            return Err(S3Error::with_message(
+                S3ErrorCode::OperationAborted,
+                "A conflicting conditional operation is currently in progress against this resource.",
+            ));
+        }
+        Ok(BusyGuard { set: &self.busy, name: name.to_string() })
+    }
+
+    fn publish(&self, f: impl Fn(&mut Snapshot)) {
+        self.map.rcu(|cur| {
+            let mut next = Snapshot::clone(cur);
+            f(&mut next);
+            next
+        });
+    }
+
+    pub async fn create(&self, shards: &Shards, info: BucketInfo) -> S3Result<()> {
+        let _guard = self.claim(&info.name)?;
+        if let Some(existing) = self.get(&info.name) {
+            return Err(S3Error::new(if existing.owner_id == info.owner_id {
+                S3ErrorCode::BucketAlreadyOwnedByYou
+            } else {
+                S3ErrorCode::BucketAlreadyExists
+            }));
+        }
+        let m = Mutation::Put {
+            table: T_BUCKETS,
+            key: info.name.as_bytes().to_vec(),
+            summary: info.encode(),
+            meta: Vec::new(),
+            body: Body::Inline(Vec::new()),
+        };
+        shards.commit(META_SHARD, vec![m]).await.map_err(internal)?;
+        let info = Arc::new(info);
+        self.publish(|s| {
+            s.insert(info.name.clone(), info.clone());
+        });
+        Ok(())
+    }
+
+    /// Deletes `name` after `is_empty` confirms it holds nothing.
+    pub async fn delete<F, Fut>(&self, shards: &Shards, name: &str, is_empty: F) -> S3Result<()>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = S3Result<bool>>,
+    {
+        let _guard = self.claim(name)?;
+        if self.get(name).is_none() {
+            return Err(S3Error::new(S3ErrorCode::NoSuchBucket));
+        }
+        if !is_empty().await? {
+            return Err(S3Error::new(S3ErrorCode::BucketNotEmpty));
+        }
+        let m = Mutation::Delete { table: T_BUCKETS, key: name.as_bytes().to_vec() };
+        shards.commit(META_SHARD, vec![m]).await.map_err(internal)?;
+        self.publish(|s| {
+            s.remove(name);
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names() {
+        for ok in ["abc", "my-bucket", "a.b.c", "123", &"a".repeat(63)] {
+            assert!(valid_bucket_name(ok), "{ok}");
+        }
+        for bad in ["ab", &"a".repeat(64), "ABC", "a_b", "-ab", "ab-", "a..b", "192.168.1.1", "a.-b", "xn--ab", ".ab"] {
+            assert!(!valid_bucket_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn info_round_trip() {
+        let i = BucketInfo {
+            name: "b".into(),
+            owner_id: "o".into(),
+            owner_display: "d".into(),
+            created_ms: 5,
+            location: Some("eu".into()),
+        };
+        assert_eq!(BucketInfo::decode(&i.encode()), Some(i));
+    }
+}

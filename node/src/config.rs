@@ -1,0 +1,14 @@
+//! Node configuration as given on the command line.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub address: String,
+    pub threads: usize,
+    pub users_file: Option<PathBuf>,
+    pub vhost_domains: Vec<String>,
+    pub region: String,
+    pub shards_per_disk: u32,
+    pub data_dirs: Vec<PathBuf>,
+}

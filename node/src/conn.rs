@@ -1,0 +1,307 @@
+//! One client connection: read a request head, authenticate, route, run the
+//! operation, write the response; repeat while keep-alive holds.
+//!
+//! Malformed HTTP gets a 400 and the connection is closed. A response whose
+//! request body was not read to its end also closes the connection (we never
+//! guess where the next request starts). Slow or vanished clients are bounded
+//! by idle timeouts on every read and write.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use tessera_proto::http::{self, RequestHead};
+use tessera_proto::router::{self, Routed};
+use tessera_proto::sigv4::{self, AuthContext, SigRequest};
+use tessera_proto::{xml, S3Error, S3ErrorCode};
+
+use crate::body::BodyReader;
+use crate::identity::User;
+use crate::response::{Response, RespBody};
+use crate::server::Ctx;
+
+/// Connection read buffer size.
+pub const READ_BUF_BYTES: usize = 64 * 1024;
+/// How long an idle keep-alive connection waits for the next request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long any single read of a request head or body, or write of a
+/// response, may stall before the connection is dropped.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("connection closed by peer")]
+    Closed,
+    #[error("timed out")]
+    Timeout,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The socket and its read buffer (bytes received but not yet consumed).
+pub struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Conn {
+    fn new(stream: TcpStream) -> Self {
+        Conn { stream, buf: Vec::with_capacity(READ_BUF_BYTES), start: 0 }
+    }
+
+    /// Received bytes not yet consumed.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(self.start + n <= self.buf.len());
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Reads more bytes; `Ok(0)` never happens: end of stream is `Closed`.
+    pub async fn fill(&mut self, timeout: Duration) -> Result<usize, ConnError> {
+        if self.start > 0 && (self.buf.len() == self.buf.capacity() || self.start > READ_BUF_BYTES / 2) {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        if self.buf.len() == self.buf.capacity() {
+            self.buf.reserve(READ_BUF_BYTES);
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let len = buf.len();
+        let cap = buf.capacity();
+        let read = self.stream.read(buf.slice_mut(len..cap));
+        let (res, slice) = match monoio::time::timeout(timeout, read).await {
+            Ok(r) => r,
+            Err(_) => return Err(ConnError::Timeout),
+        };
+        self.buf = slice.into_inner();
+        match res {
+            Ok(0) => Err(ConnError::Closed),
+            Ok(n) => Ok(n),
+            Err(e) => Err(ConnError::Io(e)),
+        }
+    }
+
+    pub async fn write_all(&mut self, data: Vec<u8>) -> Result<Vec<u8>, ConnError> {
+        let write = self.stream.write_all(data);
+        match monoio::time::timeout(IO_TIMEOUT, write).await {
+            Ok((Ok(_), buf)) => Ok(buf),
+            Ok((Err(e), _)) => Err(ConnError::Io(e)),
+            Err(_) => Err(ConnError::Timeout),
+        }
+    }
+}
+
+/// Everything a handler needs about the request in hand.
+pub struct Request<'a> {
+    pub head: &'a RequestHead,
+    pub routed: Routed,
+    pub user: Option<Arc<User>>,
+    pub auth: Option<AuthContext>,
+    pub request_id: String,
+    pub body: BodyReader,
+    pub conn: &'a mut Conn,
+}
+
+impl Request<'_> {
+    pub fn bucket(&self) -> &str {
+        self.routed.bucket.as_deref().unwrap_or("")
+    }
+
+    pub fn key(&self) -> &str {
+        self.routed.key.as_deref().unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.headers.get(name)
+    }
+
+    /// Reads decoded body bytes into `dst`; `Ok(0)` at the verified end.
+    pub async fn read_body(&mut self, dst: &mut [u8]) -> Result<usize, S3Error> {
+        self.body.read(self.conn, dst).await
+    }
+
+    /// Reads a whole (small) body, e.g. an XML document, up to `limit` bytes.
+    pub async fn read_body_to_vec(&mut self, limit: usize) -> Result<Vec<u8>, S3Error> {
+        let mut out = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = self.read_body(&mut chunk).await?;
+            if n == 0 {
+                return Ok(out);
+            }
+            if out.len() + n > limit {
+                return Err(S3Error::with_message(S3ErrorCode::MalformedXML, "request body too large"));
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Answers 503 SlowDown and closes: the reactor is at its connection limit.
+pub async fn reject_busy(stream: TcpStream) {
+    let mut conn = Conn::new(stream);
+    let resp = Response::error(&S3Error::new(S3ErrorCode::SlowDown), "/", "0");
+    let _ = write_response(&mut conn, resp, false, false).await;
+}
+
+fn resource_of(head: &RequestHead) -> String {
+    head.path.clone()
+}
+
+pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream) {
+    let mut conn = Conn::new(stream);
+    loop {
+        let head = match read_head(&mut conn).await {
+            Ok(Some(h)) => h,
+            Ok(None) => return,
+            Err(e) => {
+                let resp = Response::error(&e, "/", &ctx.next_request_id());
+                let _ = write_response(&mut conn, resp, false, false).await;
+                return;
+            }
+        };
+        let request_id = ctx.next_request_id();
+        let keep_alive = head.keep_alive();
+        let is_head = head.method == http::Method::Head;
+        let (resp, body_done) = handle_request(&ctx, &head, &mut conn, request_id).await;
+        let keep = keep_alive && body_done;
+        match write_response(&mut conn, resp, is_head, keep).await {
+            Ok(()) if keep => continue,
+            _ => return,
+        }
+    }
+}
+
+/// Reads one request head. `Ok(None)`: the client closed between requests.
+async fn read_head(conn: &mut Conn) -> Result<Option<RequestHead>, S3Error> {
+    let mut first = true;
+    loop {
+        if !conn.pending().is_empty() {
+            match http::parse_request_head(conn.pending()) {
+                Ok(Some((head, n))) => {
+                    conn.consume(n);
+                    return Ok(Some(head));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let timeout = if first && conn.pending().is_empty() { IDLE_TIMEOUT } else { IO_TIMEOUT };
+        first = false;
+        match conn.fill(timeout).await {
+            Ok(_) => {}
+            Err(_) if conn.pending().is_empty() => return Ok(None),
+            Err(ConnError::Timeout) => return Err(S3Error::new(S3ErrorCode::RequestTimeout)),
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// Runs one request to a response. The bool says whether the request body
+/// was consumed to its end (so the connection can carry another request).
+async fn handle_request(
+    ctx: &Rc<Ctx>,
+    head: &RequestHead,
+    conn: &mut Conn,
+    request_id: String,
+) -> (Response, bool) {
+    let resource = resource_of(head);
+    let prepared = prepare(ctx, head);
+    let (routed, user, auth) = match prepared {
+        Ok(x) => x,
+        Err(e) => {
+            let done = matches!(head.framing(), Ok(http::BodyFraming::Length(0)));
+            return (Response::error(&e, &resource, &request_id), done);
+        }
+    };
+    let payload = auth.as_ref().map(|a| a.payload.clone());
+    let body = match BodyReader::new(head, payload.as_ref()) {
+        Ok(b) => b,
+        Err(e) => return (Response::error(&e, &resource, &request_id), false),
+    };
+    let op_name = routed.op.name();
+    let mut req = Request { head, routed, user, auth, request_id: request_id.clone(), body, conn };
+    let result = crate::s3::dispatch(ctx, &mut req).await;
+    let done = req.body.is_complete();
+    match result {
+        Ok(resp) => (resp, done),
+        Err(e) => {
+            if e.code == S3ErrorCode::InternalError {
+                tracing::error!(op = op_name, request_id, "internal error: {}", e.message);
+            } else {
+                tracing::debug!(op = op_name, request_id, "{}: {}", e.code, e.message);
+            }
+            (Response::error(&e, &resource, &request_id), done)
+        }
+    }
+}
+
+type Prepared = (Routed, Option<Arc<User>>, Option<AuthContext>);
+
+/// Routing and authentication: everything decided from the head alone.
+fn prepare(ctx: &Ctx, head: &RequestHead) -> Result<Prepared, S3Error> {
+    head.framing().map_err(S3Error::from)?;
+    let shared = &ctx.shared;
+    let routed = router::route(
+        head.method,
+        &head.path,
+        &head.query,
+        head.headers.get("host"),
+        &shared.config.vhost_domains,
+    )?;
+    let sig = SigRequest { method: &head.method_raw, path: &head.path, query: &head.query, headers: &head.headers };
+    let ids = &shared.identities;
+    let auth = sigv4::authenticate(&sig, tessera_proto::time::now_unix_secs(), &|ak| ids.secret(ak))?;
+    let user = match &auth {
+        Some(a) => Some(ids.get(&a.access_key).cloned().ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))?),
+        None => None,
+    };
+    Ok((routed, user, auth))
+}
+
+/// Writes a response; for HEAD the body is left out but its length is sent.
+pub async fn write_response(conn: &mut Conn, resp: Response, is_head: bool, keep_alive: bool) -> Result<(), ConnError> {
+    let Response { status, headers, body } = resp;
+    let mut head = Vec::with_capacity(512);
+    let len = body.len();
+    let header_refs: Vec<(&str, String)> = headers.iter().map(|(n, v)| (n.as_ref(), v.clone())).collect();
+    let content_length = if status == 304 || (status == 204 && len == 0) { None } else { Some(len) };
+    http::write_response_head(&mut head, status, &header_refs, content_length, keep_alive);
+    match body {
+        RespBody::Empty => {
+            conn.write_all(head).await?;
+        }
+        RespBody::Bytes(b) if is_head => {
+            let _ = b;
+            conn.write_all(head).await?;
+        }
+        RespBody::Bytes(b) => {
+            head.extend_from_slice(&b);
+            conn.write_all(head).await?;
+        }
+        RespBody::Object(_) if is_head => {
+            conn.write_all(head).await?;
+        }
+        RespBody::Object(stream) => {
+            conn.write_all(head).await?;
+            stream.write_to(conn).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The S3 XML error body for `e`.
+pub fn error_xml(e: &S3Error, resource: &str, request_id: &str) -> String {
+    xml::error_body(e.code.as_str(), &e.message, resource, request_id, &[])
+}

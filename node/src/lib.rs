@@ -1,0 +1,15 @@
+//! tessera-node: the server. Reactors, connections, S3 operations, buckets,
+//! identities, and the placement of objects on shards.
+
+pub mod body;
+pub mod buckets;
+pub mod codec;
+pub mod config;
+pub mod conn;
+pub mod identity;
+pub mod layout;
+pub mod meta;
+pub mod response;
+pub mod s3;
+pub mod server;
+pub mod shards;

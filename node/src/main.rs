@@ -1,0 +1,80 @@
+//! `tessera`: one binary per node.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use tessera_node::config::Config;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "tessera", version, about = "S3-compatible object store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a node serving the S3 API.
+    Server {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:9000", env = "TESSERA_ADDRESS")]
+        address: String,
+        /// Reactor threads, one per core (default: all cores).
+        #[arg(long, env = "TESSERA_THREADS")]
+        threads: Option<usize>,
+        /// Users file: `<access_key> <secret_key> <user_id> <display name>` per line.
+        #[arg(long, env = "TESSERA_USERS_FILE")]
+        users: Option<PathBuf>,
+        /// Base domains for virtual-host-style requests (`bucket.DOMAIN`).
+        #[arg(long = "domain", default_value = "localhost")]
+        domains: Vec<String>,
+        /// Region reported by GetBucketLocation and accepted in signatures.
+        #[arg(long, default_value = "us-east-1", env = "TESSERA_REGION")]
+        region: String,
+        /// Shards per data dir, fixed when the dir is first formatted.
+        #[arg(long, default_value_t = 4)]
+        shards_per_disk: u32,
+        /// Data directories (one per disk).
+        #[arg(required = true)]
+        data_dirs: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server { address, threads, users, domains, region, shards_per_disk, data_dirs } => {
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .max(1);
+            let config = Config {
+                address,
+                threads,
+                users_file: users,
+                vhost_domains: domains,
+                region,
+                shards_per_disk,
+                data_dirs,
+            };
+            match tessera_node::server::run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tessera: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Responses: status, headers and a body that is empty, in memory, or
+//! streamed from a shard.
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::rc::Rc;
+
+use tessera_io::{Body, Extent};
+use tessera_proto::S3Error;
+
+use crate::conn::{Conn, ConnError};
+use crate::server::Ctx;
+
+/// Largest piece read from a shard per call while streaming a body.
+pub const STREAM_PIECE_BYTES: u64 = 1024 * 1024;
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(Cow<'static, str>, String)>,
+    pub body: RespBody,
+}
+
+pub enum RespBody {
+    Empty,
+    Bytes(Vec<u8>),
+    Object(ObjectStream),
+}
+
+impl RespBody {
+    pub fn len(&self) -> u64 {
+        match self {
+            RespBody::Empty => 0,
+            RespBody::Bytes(b) => b.len() as u64,
+            RespBody::Object(s) => s.range.end - s.range.start,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Response {
+    pub fn new(status: u16) -> Self {
+        Response { status, headers: Vec::new(), body: RespBody::Empty }
+    }
+
+    pub fn xml(status: u16, body: String) -> Self {
+        Response::new(status).header("Content-Type", "application/xml").with_body(body.into_bytes())
+    }
+
+    pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn push_header(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) {
+        self.headers.push((name.into(), value.into()));
+    }
+
+    pub fn with_body(mut self, body: Vec<u8>) -> Self {
+        self.body = RespBody::Bytes(body);
+        self
+    }
+
+    pub fn error(e: &S3Error, resource: &str, request_id: &str) -> Self {
+        let body = crate::conn::error_xml(e, resource, request_id);
+        Response::xml(e.status(), body).header("x-amz-request-id", request_id.to_string())
+    }
+}
+
+/// An object body (or a range of it) to stream to the client.
+pub struct ObjectStream {
+    pub ctx: Rc<Ctx>,
+    pub shard: u32,
+    pub body: Body,
+    /// Byte range of the object to send.
+    pub range: Range<u64>,
+}
+
+/// The pieces (extent, range within the extent) that cover `range` of an
+/// object made of `extents`, each at most `STREAM_PIECE_BYTES`.
+pub fn pieces(extents: &[Extent], range: Range<u64>) -> Vec<(Extent, Range<u64>)> {
+    let mut out = Vec::new();
+    let mut base = 0u64;
+    for e in extents {
+        let (lo, hi) = (base, base + e.len);
+        base = hi;
+        if hi <= range.start || lo >= range.end {
+            continue;
+        }
+        let mut s = range.start.max(lo) - lo;
+        let end = range.end.min(hi) - lo;
+        while s < end {
+            let n = (end - s).min(STREAM_PIECE_BYTES);
+            out.push((*e, s..s + n));
+            s += n;
+        }
+    }
+    out
+}
+
+impl ObjectStream {
+    /// Streams the range; the next piece is read while the current one is
+    /// being written. A read error after the head went out closes the
+    /// connection (the client sees a short body, never wrong bytes).
+    pub async fn write_to(self, conn: &mut Conn) -> Result<(), ConnError> {
+        match self.body {
+            Body::Inline(data) => {
+                let r = self.range.start as usize..self.range.end as usize;
+                let slice = data.get(r).ok_or_else(|| ConnError::Io(std::io::Error::other("range")))?;
+                conn.write_all(slice.to_vec()).await?;
+            }
+            Body::Extents(extents) => {
+                let mut todo = pieces(&extents, self.range).into_iter();
+                let spawn_read = |(e, r): (Extent, Range<u64>)| {
+                    let ctx = self.ctx.clone();
+                    let shard = self.shard;
+                    monoio::spawn(async move { ctx.shards.read_extent(shard, e, r).await })
+                };
+                let mut next = todo.next().map(spawn_read);
+                while let Some(cur) = next.take() {
+                    let data = cur.await.map_err(|e| {
+                        tracing::error!("read for response failed: {e}");
+                        ConnError::Io(std::io::Error::other(e.to_string()))
+                    })?;
+                    next = todo.next().map(spawn_read);
+                    conn.write_all(data).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ext(len: u64) -> Extent {
+        Extent { segment: 0, offset: 0, len }
+    }
+
+    #[test]
+    fn pieces_cover_range_exactly() {
+        let exts = [ext(3 * STREAM_PIECE_BYTES), ext(10), ext(STREAM_PIECE_BYTES + 1)];
+        let total: u64 = exts.iter().map(|e| e.len).sum();
+        for range in [0..total, 5..6, STREAM_PIECE_BYTES - 1..3 * STREAM_PIECE_BYTES + 5, total - 1..total] {
+            let p = pieces(&exts, range.clone());
+            let sum: u64 = p.iter().map(|(_, r)| r.end - r.start).sum();
+            assert_eq!(sum, range.end - range.start);
+            assert!(p.iter().all(|(_, r)| r.end - r.start <= STREAM_PIECE_BYTES && r.start < r.end));
+        }
+        assert!(pieces(&exts, 0..0).is_empty());
+    }
+}

@@ -1,0 +1,113 @@
+//! Bucket operations: ListBuckets, CreateBucket, DeleteBucket,
+//! GetBucketLocation, GetBucketVersioning.
+
+use std::rc::Rc;
+
+use tessera_io::Mutation;
+use tessera_proto::time::{format_iso8601_ms, now_unix_ms};
+use tessera_proto::xml::{self, XmlWriter};
+use tessera_proto::{S3Error, S3ErrorCode, S3Result};
+
+use super::io_error;
+use crate::buckets::{valid_bucket_name, BucketInfo};
+use crate::conn::Request;
+use crate::identity::User;
+use crate::meta::{bucket_prefix, T_OBJECTS, T_PARTS, T_UPLOADS};
+use crate::response::Response;
+use crate::server::Ctx;
+
+pub fn list_buckets(ctx: &Ctx, user: &User) -> S3Result<Response> {
+    let mut w = XmlWriter::new().root("ListAllMyBucketsResult");
+    w.open("Owner").elem("ID", &user.user_id).elem("DisplayName", &user.display_name).close("Owner");
+    w.open("Buckets");
+    for b in ctx.shared.buckets.list_owned_by(&user.user_id) {
+        w.open("Bucket")
+            .elem("Name", &b.name)
+            .elem("CreationDate", &format_iso8601_ms(b.created_ms))
+            .close("Bucket");
+    }
+    w.close("Buckets").close("ListAllMyBucketsResult");
+    Ok(Response::xml(200, w.finish()))
+}
+
+pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>, user: &User) -> S3Result<Response> {
+    let name = req.bucket().to_string();
+    if !valid_bucket_name(&name) {
+        return Err(S3Error::new(S3ErrorCode::InvalidBucketName));
+    }
+    let body = req.read_body_to_vec(xml::MAX_XML_BODY_BYTES).await?;
+    let location = xml::parse_create_bucket(&body)?;
+    if let Some(loc) = &location {
+        let region = &ctx.shared.config.region;
+        if loc != region && !(region == "us-east-1" && loc == "US") {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidLocationConstraint,
+                "The specified location-constraint is not valid",
+            ));
+        }
+    }
+    let info = BucketInfo {
+        name: name.clone(),
+        owner_id: user.user_id.clone(),
+        owner_display: user.display_name.clone(),
+        created_ms: now_unix_ms(),
+        location,
+    };
+    ctx.shared.buckets.create(&ctx.shards, info).await?;
+    Ok(Response::new(200).header("Location", format!("/{name}")))
+}
+
+/// Whether any shard holds an object of `bucket`.
+async fn bucket_is_empty(ctx: &Ctx, bucket: &str) -> S3Result<bool> {
+    let prefix = bucket_prefix(bucket);
+    for shard in 0..ctx.shards.count() {
+        let found = ctx.shards.range(shard, T_OBJECTS, prefix.clone(), None, 1).await.map_err(io_error)?;
+        if !found.is_empty() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Removes leftover multipart uploads and parts of a deleted bucket, so a
+/// bucket created later under the same name starts clean.
+async fn purge_uploads(ctx: &Ctx, bucket: &str) -> S3Result<()> {
+    let prefix = bucket_prefix(bucket);
+    for shard in 0..ctx.shards.count() {
+        for table in [T_UPLOADS, T_PARTS] {
+            loop {
+                let batch = ctx.shards.range(shard, table, prefix.clone(), None, 1000).await.map_err(io_error)?;
+                if batch.is_empty() {
+                    break;
+                }
+                let muts = batch.into_iter().map(|(key, _)| Mutation::Delete { table, key }).collect();
+                ctx.shards.commit(shard, muts).await.map_err(io_error)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn delete_bucket(ctx: &Rc<Ctx>, b: &BucketInfo) -> S3Result<Response> {
+    ctx.shared.buckets.delete(&ctx.shards, &b.name, || bucket_is_empty(ctx, &b.name)).await?;
+    purge_uploads(ctx, &b.name).await?;
+    Ok(Response::new(204))
+}
+
+pub fn get_location(b: &BucketInfo) -> S3Result<Response> {
+    let mut w = XmlWriter::new();
+    // us-east-1 buckets report an empty constraint, as S3 does.
+    let loc = b.location.as_deref().filter(|l| *l != "us-east-1").unwrap_or("");
+    w = w.root("LocationConstraint");
+    let mut body = w.finish();
+    xml::escape_into(&mut body, loc);
+    body.push_str("</LocationConstraint>");
+    Ok(Response::xml(200, body))
+}
+
+pub fn get_versioning() -> S3Result<Response> {
+    let w = XmlWriter::new().root("VersioningConfiguration");
+    let mut body = w.finish();
+    body.push_str("</VersioningConfiguration>");
+    Ok(Response::xml(200, body))
+}

@@ -1,0 +1,240 @@
+//! GetObject and HeadObject: conditionals, a single Range, response-*
+//! overrides, and the body streamed from its shard.
+
+use std::ops::Range;
+use std::rc::Rc;
+
+use tessera_proto::http::Method;
+use tessera_proto::time::{format_http_date, parse_http_date};
+use tessera_proto::{S3Error, S3ErrorCode, S3Result};
+
+use super::{io_error, shard_of, unquote};
+use crate::buckets::BucketInfo;
+use crate::conn::Request;
+use crate::meta::{object_key, ObjectMeta, ObjectSummary, T_OBJECTS};
+use crate::response::{ObjectStream, RespBody, Response};
+use crate::server::Ctx;
+
+fn etag_matches(list: &str, etag: &str) -> bool {
+    let etag = unquote(etag);
+    list.split(',').any(|t| {
+        let t = t.trim();
+        t == "*" || unquote(t.strip_prefix("W/").unwrap_or(t)) == etag
+    })
+}
+
+enum Cond {
+    Proceed,
+    NotModified,
+    Failed,
+}
+
+/// RFC 7232 §6 order, as S3 applies it: If-Match, else If-Unmodified-Since;
+/// then If-None-Match, else If-Modified-Since. Dates compare in whole seconds.
+fn evaluate(h: impl Fn(&str) -> Option<String>, s: &ObjectSummary, names: [&str; 4]) -> Cond {
+    let etag = s.etag();
+    let mtime = s.mtime_ms.div_euclid(1000);
+    let [if_match, if_unmod, if_none, if_mod] = names;
+    if let Some(v) = h(if_match) {
+        if !etag_matches(&v, &etag) {
+            return Cond::Failed;
+        }
+    } else if let Some(t) = h(if_unmod).and_then(|v| parse_http_date(&v)) {
+        if mtime > t {
+            return Cond::Failed;
+        }
+    }
+    if let Some(v) = h(if_none) {
+        if etag_matches(&v, &etag) {
+            return Cond::NotModified;
+        }
+    } else if let Some(t) = h(if_mod).and_then(|v| parse_http_date(&v)) {
+        if mtime <= t {
+            return Cond::NotModified;
+        }
+    }
+    Cond::Proceed
+}
+
+/// CopyObject's `x-amz-copy-source-if-*` conditions (all failures are 412).
+pub fn check_copy_conditions(req: &Request<'_>, s: &ObjectSummary) -> S3Result<()> {
+    let names = [
+        "x-amz-copy-source-if-match",
+        "x-amz-copy-source-if-unmodified-since",
+        "x-amz-copy-source-if-none-match",
+        "x-amz-copy-source-if-modified-since",
+    ];
+    match evaluate(|n| req.header(n).map(str::to_string), s, names) {
+        Cond::Proceed => Ok(()),
+        _ => Err(S3Error::new(S3ErrorCode::PreconditionFailed)),
+    }
+}
+
+/// Parses a single `bytes=` range against `size`. `Ok(None)`: no usable
+/// range header (absent, multi-range or malformed: S3 then sends the whole
+/// object). `Err`: syntactically valid but unsatisfiable.
+pub fn parse_range(v: &str, size: u64) -> Result<Option<Range<u64>>, ()> {
+    let Some(spec) = v.trim().strip_prefix("bytes=") else { return Ok(None) };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else { return Ok(None) };
+    let (a, b) = (a.trim(), b.trim());
+    let num = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.len() <= 20 && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+    };
+    if a.is_empty() {
+        let Some(n) = num(b) else { return Ok(None) };
+        if n == 0 {
+            return Err(());
+        }
+        return Ok(Some(size.saturating_sub(n)..size));
+    }
+    let Some(start) = num(a) else { return Ok(None) };
+    let end = if b.is_empty() {
+        size
+    } else {
+        match num(b) {
+            Some(e) if e >= start => e.saturating_add(1).min(size),
+            _ => return Ok(None),
+        }
+    };
+    if start >= size {
+        return Err(());
+    }
+    Ok(Some(start..end))
+}
+
+fn object_headers(resp: &mut Response, s: &ObjectSummary, m: &ObjectMeta) {
+    resp.push_header("ETag", s.etag());
+    resp.push_header("Last-Modified", format_http_date(s.mtime_ms.div_euclid(1000)));
+    for (name, v) in [
+        ("Content-Encoding", &m.content_encoding),
+        ("Content-Disposition", &m.content_disposition),
+        ("Content-Language", &m.content_language),
+        ("Cache-Control", &m.cache_control),
+        ("Expires", &m.expires),
+    ] {
+        if let Some(v) = v {
+            resp.push_header(name, v.clone());
+        }
+    }
+    for (k, v) in &m.user {
+        resp.push_header(format!("x-amz-meta-{k}"), v.clone());
+    }
+}
+
+pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
+    let key = req.key().to_string();
+    let shard = shard_of(ctx, &b.name, &key);
+    let stored = ctx
+        .shards
+        .load(shard, T_OBJECTS, object_key(&b.name, &key))
+        .await
+        .map_err(io_error)?
+        .ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchKey))?;
+    let summary = ObjectSummary::decode(&stored.summary).ok_or_else(|| super::internal("corrupt summary"))?;
+    let meta = ObjectMeta::decode(&stored.meta).ok_or_else(|| super::internal("corrupt meta"))?;
+    let names = ["if-match", "if-unmodified-since", "if-none-match", "if-modified-since"];
+    match evaluate(|n| req.header(n).map(str::to_string), &summary, names) {
+        Cond::Proceed => {}
+        Cond::Failed => return Err(S3Error::new(S3ErrorCode::PreconditionFailed)),
+        Cond::NotModified => {
+            let mut r = Response::new(304);
+            r.push_header("ETag", summary.etag());
+            r.push_header("Last-Modified", format_http_date(summary.mtime_ms.div_euclid(1000)));
+            return Ok(r);
+        }
+    }
+    let size = summary.size;
+    let range = match req.header("range").map(|v| parse_range(v, size)) {
+        None | Some(Ok(None)) => None,
+        Some(Ok(Some(r))) => Some(r),
+        Some(Err(())) => {
+            let mut e = S3Error::new(S3ErrorCode::InvalidRange);
+            e.message = format!("The requested range is not satisfiable (object size {size})");
+            return Err(e);
+        }
+    };
+    let mut resp = Response::new(if range.is_some() { 206 } else { 200 });
+    object_headers(&mut resp, &summary, &meta);
+    resp.push_header("Accept-Ranges", "bytes");
+    if let Some(r) = &range {
+        resp.push_header("Content-Range", format!("bytes {}-{}/{size}", r.start, r.end - 1));
+    }
+    let whole = range.is_none();
+    if whole && req.header("x-amz-checksum-mode").is_some_and(|v| v.eq_ignore_ascii_case("ENABLED")) {
+        if let Some((n, v)) = &meta.checksum {
+            resp.push_header(n.clone(), v.clone());
+        }
+    }
+    let content_type = meta.content_type.clone().unwrap_or_else(|| "binary/octet-stream".into());
+    let overrides = [
+        ("response-content-type", "Content-Type"),
+        ("response-content-language", "Content-Language"),
+        ("response-expires", "Expires"),
+        ("response-cache-control", "Cache-Control"),
+        ("response-content-disposition", "Content-Disposition"),
+        ("response-content-encoding", "Content-Encoding"),
+    ];
+    let mut ct = Some(content_type);
+    for (param, header) in overrides {
+        if let Some(v) = req.routed.query.get(param) {
+            resp.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(header));
+            if header == "Content-Type" {
+                ct = None;
+            }
+            resp.push_header(header, v.to_string());
+        }
+    }
+    if let Some(ct) = ct {
+        resp.push_header("Content-Type", ct);
+    }
+    let range = range.unwrap_or(0..size);
+    if req.head.method == Method::Head || range.is_empty() {
+        // HEAD still reports the length of what GET would send.
+        resp.body = RespBody::Object(ObjectStream { ctx: ctx.clone(), shard, body: tessera_io::Body::Inline(Vec::new()), range });
+        if req.head.method != Method::Head {
+            resp.body = RespBody::Empty;
+        }
+        return Ok(resp);
+    }
+    resp.body = RespBody::Object(ObjectStream { ctx: ctx.clone(), shard, body: stored.body, range });
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let cases: &[(&str, u64, Result<Option<Range<u64>>, ()>)] = &[
+            ("bytes=0-9", 100, Ok(Some(0..10))),
+            ("bytes=90-", 100, Ok(Some(90..100))),
+            ("bytes=-10", 100, Ok(Some(90..100))),
+            ("bytes=-200", 100, Ok(Some(0..100))),
+            ("bytes=50-1000", 100, Ok(Some(50..100))),
+            ("bytes=100-", 100, Err(())),
+            ("bytes=100-200", 100, Err(())),
+            ("bytes=-0", 100, Err(())),
+            ("bytes=0-0", 0, Err(())),
+            ("bytes=5-2", 100, Ok(None)),
+            ("bytes=0-1,5-6", 100, Ok(None)),
+            ("items=0-1", 100, Ok(None)),
+            ("bytes=a-b", 100, Ok(None)),
+        ];
+        for (v, size, want) in cases {
+            assert_eq!(&parse_range(v, *size), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn etag_lists() {
+        assert!(etag_matches("\"abc\"", "\"abc\""));
+        assert!(etag_matches("x, \"abc\"", "\"abc\""));
+        assert!(etag_matches("*", "\"abc\""));
+        assert!(etag_matches("abc", "\"abc\""));
+        assert!(!etag_matches("\"abd\"", "\"abc\""));
+    }
+}

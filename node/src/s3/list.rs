@@ -1,0 +1,240 @@
+//! ListObjects (V1 and V2): a k-way merge of every shard's sorted index,
+//! with delimiter grouping that skips whole common prefixes at once.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use base64::Engine;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use tessera_io::Entry;
+use tessera_proto::time::format_iso8601_ms;
+use tessera_proto::xml::XmlWriter;
+use tessera_proto::{S3Error, S3ErrorCode, S3Result};
+
+use super::io_error;
+use crate::buckets::BucketInfo;
+use crate::conn::Request;
+use crate::meta::{bucket_prefix, ObjectSummary, T_OBJECTS};
+use crate::response::Response;
+use crate::server::Ctx;
+
+/// Default and largest page size.
+pub const MAX_KEYS: usize = 1000;
+
+/// Characters left as-is by `encoding-type=url`: the unreserved set and `/`.
+const URL_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
+
+struct Cursor {
+    shard: u32,
+    buf: VecDeque<(Vec<u8>, Entry)>,
+    /// Last key fetched from the shard (the next fetch starts after it).
+    after: Option<Vec<u8>>,
+    exhausted: bool,
+}
+
+/// Merges the sorted `table` ranges of every shard under `prefix`.
+pub struct MergedRange<'a> {
+    ctx: &'a Ctx,
+    table: u8,
+    prefix: Vec<u8>,
+    batch: usize,
+    cursors: Vec<Cursor>,
+}
+
+impl<'a> MergedRange<'a> {
+    pub fn new(ctx: &'a Ctx, table: u8, prefix: Vec<u8>, after: Option<Vec<u8>>, batch: usize) -> Self {
+        let cursors = (0..ctx.shards.count())
+            .map(|shard| Cursor { shard, buf: VecDeque::new(), after: after.clone(), exhausted: false })
+            .collect();
+        MergedRange { ctx, table, prefix, batch: batch.max(1), cursors }
+    }
+
+    async fn refill(&mut self) -> S3Result<()> {
+        for c in self.cursors.iter_mut().filter(|c| c.buf.is_empty() && !c.exhausted) {
+            let got = self
+                .ctx
+                .shards
+                .range(c.shard, self.table, self.prefix.clone(), c.after.clone(), self.batch)
+                .await
+                .map_err(io_error)?;
+            c.exhausted = got.len() < self.batch;
+            if let Some((k, _)) = got.last() {
+                c.after = Some(k.clone());
+            }
+            c.buf.extend(got);
+        }
+        Ok(())
+    }
+
+    /// The smallest next key without taking it.
+    pub async fn peek(&mut self) -> S3Result<Option<&(Vec<u8>, Entry)>> {
+        self.refill().await?;
+        let best = self
+            .cursors
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.buf.front().map(|e| (i, &e.0)))
+            .min_by(|a, b| a.1.cmp(b.1))
+            .map(|(i, _)| i);
+        Ok(best.and_then(|i| self.cursors[i].buf.front()))
+    }
+
+    pub async fn next(&mut self) -> S3Result<Option<(Vec<u8>, Entry)>> {
+        self.refill().await?;
+        let best = self
+            .cursors
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.buf.front().map(|e| (i, &e.0)))
+            .min_by(|a, b| a.1.cmp(b.1))
+            .map(|(i, _)| i);
+        Ok(best.and_then(|i| self.cursors[i].buf.pop_front()))
+    }
+
+    /// Drops every key `<= bound` (used to jump over a common prefix).
+    pub fn skip_through(&mut self, bound: &[u8]) {
+        for c in &mut self.cursors {
+            while c.buf.front().is_some_and(|(k, _)| k.as_slice() <= bound) {
+                c.buf.pop_front();
+            }
+            if c.buf.is_empty() && c.after.as_deref().is_none_or(|a| a < bound) {
+                c.after = Some(bound.to_vec());
+            }
+        }
+    }
+}
+
+struct Listing {
+    contents: Vec<(String, ObjectSummary)>,
+    prefixes: Vec<String>,
+    truncated: bool,
+    /// Last key or common prefix returned (the next marker).
+    last: Option<String>,
+}
+
+async fn collect(
+    ctx: &Ctx,
+    bucket: &str,
+    prefix: &str,
+    delimiter: &str,
+    after: Option<&str>,
+    max_keys: usize,
+) -> S3Result<Listing> {
+    let bprefix = bucket_prefix(bucket);
+    let full = |k: &str| [bprefix.as_slice(), k.as_bytes()].concat();
+    let mut range = MergedRange::new(ctx, T_OBJECTS, full(prefix), after.map(full), max_keys.min(MAX_KEYS) + 1);
+    let mut out = Listing { contents: Vec::new(), prefixes: Vec::new(), truncated: false, last: None };
+    while out.contents.len() + out.prefixes.len() < max_keys {
+        let Some((k, e)) = range.next().await? else { break };
+        let key = String::from_utf8_lossy(&k[bprefix.len()..]).into_owned();
+        if !delimiter.is_empty() {
+            if let Some(i) = key[prefix.len()..].find(delimiter) {
+                let cp = key[..prefix.len() + i + delimiter.len()].to_string();
+                // Keys are UTF-8, so no key byte is 0xFF: this bound is past every key under cp.
+                let mut bound = full(&cp);
+                bound.push(0xFF);
+                range.skip_through(&bound);
+                out.last = Some(cp.clone());
+                out.prefixes.push(cp);
+                continue;
+            }
+        }
+        let summary = ObjectSummary::decode(&e.summary).ok_or_else(|| super::internal("corrupt summary"))?;
+        out.last = Some(key.clone());
+        out.contents.push((key, summary));
+    }
+    out.truncated = max_keys > 0 && range.peek().await?.is_some();
+    Ok(out)
+}
+
+fn enc(s: &str, url: bool) -> String {
+    if url { utf8_percent_encode(s, URL_ENCODE).to_string() } else { s.to_string() }
+}
+
+fn bad_arg(msg: &str) -> S3Error {
+    S3Error::with_message(S3ErrorCode::InvalidArgument, msg)
+}
+
+pub async fn list_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, v2: bool) -> S3Result<Response> {
+    let q = &req.routed.query;
+    let prefix = q.get("prefix").unwrap_or("").to_string();
+    let delimiter = q.get("delimiter").unwrap_or("").to_string();
+    let max_keys = match q.get("max-keys") {
+        None => MAX_KEYS,
+        Some(v) => v.trim().parse::<i64>().map_err(|_| bad_arg("Provided max-keys not an integer or within integer range"))?.clamp(0, MAX_KEYS as i64) as usize,
+    };
+    let url = match q.get("encoding-type") {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("url") => true,
+        Some(_) => return Err(bad_arg("Invalid Encoding Method specified in Request")),
+    };
+    let token = q.get("continuation-token").map(str::to_string);
+    let start_after = q.get("start-after").map(str::to_string);
+    let marker = q.get("marker").map(str::to_string);
+    let after: Option<String> = if v2 {
+        match &token {
+            Some(t) => Some(decode_token(t)?),
+            None => start_after.clone(),
+        }
+    } else {
+        marker.clone()
+    };
+    let l = collect(ctx, &b.name, &prefix, &delimiter, after.as_deref(), max_keys).await?;
+    let fetch_owner = !v2 || q.get("fetch-owner").is_some_and(|v| v == "true");
+
+    let mut w = XmlWriter::new().root("ListBucketResult");
+    w.elem("Name", &b.name).elem("Prefix", &enc(&prefix, url));
+    if v2 {
+        w.elem("KeyCount", &(l.contents.len() + l.prefixes.len()).to_string());
+        w.elem_opt("ContinuationToken", token.as_deref());
+        w.elem_opt("StartAfter", start_after.as_deref().map(|s| enc(s, url)).as_deref());
+        if l.truncated {
+            if let Some(last) = &l.last {
+                w.elem("NextContinuationToken", &encode_token(last));
+            }
+        }
+    } else {
+        w.elem("Marker", &enc(marker.as_deref().unwrap_or(""), url));
+        if l.truncated && !delimiter.is_empty() {
+            w.elem_opt("NextMarker", l.last.as_deref().map(|s| enc(s, url)).as_deref());
+        }
+    }
+    w.elem("MaxKeys", &max_keys.to_string());
+    if !delimiter.is_empty() {
+        w.elem("Delimiter", &enc(&delimiter, url));
+    }
+    if url {
+        w.elem("EncodingType", "url");
+    }
+    w.elem("IsTruncated", if l.truncated { "true" } else { "false" });
+    for (key, s) in &l.contents {
+        w.open("Contents")
+            .elem("Key", &enc(key, url))
+            .elem("LastModified", &format_iso8601_ms(s.mtime_ms))
+            .elem("ETag", &s.etag())
+            .elem("Size", &s.size.to_string())
+            .elem("StorageClass", "STANDARD");
+        if fetch_owner {
+            w.open("Owner").elem("ID", &b.owner_id).elem("DisplayName", &b.owner_display).close("Owner");
+        }
+        w.close("Contents");
+    }
+    for p in &l.prefixes {
+        w.open("CommonPrefixes").elem("Prefix", &enc(p, url)).close("CommonPrefixes");
+    }
+    w.close("ListBucketResult");
+    Ok(Response::xml(200, w.finish()))
+}
+
+/// Continuation tokens are opaque to clients: base64 of the last key returned.
+fn encode_token(last: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(last.as_bytes())
+}
+
+fn decode_token(t: &str) -> S3Result<String> {
+    base64::engine::general_purpose::STANDARD
+        .decode(t.as_bytes())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| bad_arg("The continuation token provided is incorrect"))
+}

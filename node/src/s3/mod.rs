@@ -1,0 +1,95 @@
+//! S3 operations, one file per family. Handlers see a [`Request`] and the
+//! reactor's [`Ctx`]; they reach storage only through `ctx.shards` and the
+//! bucket registry, never files or sockets.
+
+mod bucket;
+mod delete;
+mod get;
+mod list;
+mod multipart;
+mod put;
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use tessera_io::IoError;
+use tessera_proto::router::Op;
+use tessera_proto::{S3Error, S3ErrorCode, S3Result};
+
+use crate::buckets::BucketInfo;
+use crate::conn::Request;
+use crate::identity::User;
+use crate::response::Response;
+use crate::server::Ctx;
+
+/// Largest object accepted in one PUT and largest part (S3's limits).
+pub const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+
+pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response> {
+    let user = req.user.clone().ok_or_else(|| S3Error::new(S3ErrorCode::AccessDenied))?;
+    let op = req.routed.op.clone();
+    match op {
+        Op::ListBuckets => bucket::list_buckets(ctx, &user),
+        Op::CreateBucket => bucket::create_bucket(ctx, req, &user).await,
+        _ => {
+            let b = owned_bucket(ctx, req.bucket(), &user)?;
+            match op {
+                Op::HeadBucket => Ok(Response::new(200).header("x-amz-bucket-region", ctx.shared.config.region.clone())),
+                Op::DeleteBucket => bucket::delete_bucket(ctx, &b).await,
+                Op::GetBucketLocation => bucket::get_location(&b),
+                Op::GetBucketVersioning => bucket::get_versioning(),
+                Op::ListObjectsV1 => list::list_objects(ctx, req, &b, false).await,
+                Op::ListObjectsV2 => list::list_objects(ctx, req, &b, true).await,
+                Op::ListMultipartUploads => multipart::list_uploads(ctx, req, &b).await,
+                Op::DeleteObjects => delete::delete_objects(ctx, req, &b).await,
+                Op::PutObject => put::put_object(ctx, req, &b).await,
+                Op::CopyObject => put::copy_object(ctx, req, &b, &user).await,
+                Op::GetObject => get::get_object(ctx, req, &b).await,
+                Op::HeadObject => get::get_object(ctx, req, &b).await,
+                Op::DeleteObject => delete::delete_object(ctx, req, &b).await,
+                Op::CreateMultipartUpload => multipart::create(ctx, req, &b, &user).await,
+                Op::UploadPart { part_number, upload_id } => {
+                    multipart::upload_part(ctx, req, &b, part_number, &upload_id).await
+                }
+                Op::CompleteMultipartUpload { upload_id } => multipart::complete(ctx, req, &b, &upload_id).await,
+                Op::AbortMultipartUpload { upload_id } => multipart::abort(ctx, req, &b, &upload_id).await,
+                Op::ListParts { upload_id } => multipart::list_parts(ctx, req, &b, &upload_id).await,
+                Op::ListBuckets | Op::CreateBucket => Err(S3Error::new(S3ErrorCode::InternalError)),
+            }
+        }
+    }
+}
+
+/// The bucket, if it exists and `user` owns it. Another owner's bucket is
+/// `AccessDenied` (no ACLs or policies yet).
+pub fn owned_bucket(ctx: &Ctx, name: &str, user: &User) -> S3Result<Arc<BucketInfo>> {
+    let b = ctx.shared.buckets.get(name).ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))?;
+    if b.owner_id != user.user_id {
+        return Err(S3Error::new(S3ErrorCode::AccessDenied));
+    }
+    Ok(b)
+}
+
+/// Storage failures become `InternalError` (logged once at the edge), except
+/// a failed shard, which asks the client to retry later.
+pub fn io_error(e: IoError) -> S3Error {
+    match e {
+        IoError::ShardFailed => S3Error::with_message(S3ErrorCode::ServiceUnavailable, "storage unavailable"),
+        other => S3Error::with_message(S3ErrorCode::InternalError, other.to_string()),
+    }
+}
+
+pub fn internal(msg: impl Into<String>) -> S3Error {
+    S3Error::with_message(S3ErrorCode::InternalError, msg)
+}
+
+/// The shard of `(bucket, key)`.
+pub fn shard_of(ctx: &Ctx, bucket: &str, key: &str) -> u32 {
+    ctx.shared.layout.shard_of(bucket, key)
+}
+
+/// Strips surrounding quotes of an ETag as clients send it.
+pub fn unquote(etag: &str) -> &str {
+    let t = etag.trim();
+    t.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(t)
+}

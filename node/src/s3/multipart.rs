@@ -1,0 +1,263 @@
+//! Multipart uploads. Parts are data records in the object's shard;
+//! completing writes one commit record that creates the object from the
+//! parts' extents (no data copied) and drops the upload and its parts.
+
+use std::rc::Rc;
+
+use md5::{Digest, Md5};
+use ring::rand::{SecureRandom, SystemRandom};
+use tessera_io::{Body, Mutation};
+use tessera_proto::time::{format_iso8601_ms, now_unix_ms};
+use tessera_proto::xml::{self, XmlWriter};
+use tessera_proto::{S3Error, S3ErrorCode, S3Result};
+
+use super::put::{meta_from_headers, store_body};
+use super::{io_error, shard_of, unquote};
+use crate::buckets::BucketInfo;
+use crate::conn::Request;
+use crate::identity::User;
+use crate::meta::{
+    bucket_prefix, object_key, part_key, part_prefix, upload_key, ObjectSummary, PartSummary, UploadInfo,
+    T_OBJECTS, T_PARTS, T_UPLOADS,
+};
+use crate::response::Response;
+use crate::s3::list::MergedRange;
+use crate::server::Ctx;
+
+/// Smallest part allowed, except the last (S3's limit).
+pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
+/// Most parts in one upload.
+pub const MAX_PARTS: usize = 10_000;
+
+fn new_upload_id() -> S3Result<String> {
+    let mut raw = [0u8; 24];
+    SystemRandom::new().fill(&mut raw).map_err(|_| super::internal("no randomness"))?;
+    Ok(hex::encode(raw))
+}
+
+fn no_such_upload() -> S3Error {
+    S3Error::new(S3ErrorCode::NoSuchUpload)
+}
+
+async fn load_upload(ctx: &Ctx, shard: u32, b: &str, k: &str, id: &str) -> S3Result<UploadInfo> {
+    let e = ctx.shards.get(shard, T_UPLOADS, upload_key(b, k, id)).await.map_err(io_error)?.ok_or_else(no_such_upload)?;
+    UploadInfo::decode(&e.summary).ok_or_else(|| super::internal("corrupt upload record"))
+}
+
+pub async fn create(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: &User) -> S3Result<Response> {
+    let meta = meta_from_headers(&req.head.headers)?;
+    let key = req.key().to_string();
+    let id = new_upload_id()?;
+    let info = UploadInfo { initiated_ms: now_unix_ms(), owner_id: user.user_id.clone(), meta };
+    let shard = shard_of(ctx, &b.name, &key);
+    let m = Mutation::Put {
+        table: T_UPLOADS,
+        key: upload_key(&b.name, &key, &id),
+        summary: info.encode(),
+        meta: Vec::new(),
+        body: Body::Inline(Vec::new()),
+    };
+    ctx.shards.commit(shard, vec![m]).await.map_err(io_error)?;
+    let mut w = XmlWriter::new().root("InitiateMultipartUploadResult");
+    w.elem("Bucket", &b.name).elem("Key", &key).elem("UploadId", &id).close("InitiateMultipartUploadResult");
+    Ok(Response::xml(200, w.finish()))
+}
+
+pub async fn upload_part(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, part: u32, id: &str) -> S3Result<Response> {
+    if req.head.headers.contains("x-amz-copy-source") {
+        return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "UploadPartCopy is not implemented"));
+    }
+    if req.body.announced_len().is_none() && !req.head.headers.contains("transfer-encoding") {
+        return Err(S3Error::new(S3ErrorCode::MissingContentLength));
+    }
+    let key = req.key().to_string();
+    let shard = shard_of(ctx, &b.name, &key);
+    load_upload(ctx, shard, &b.name, &key, id).await?;
+    let stored = store_body(ctx, req, shard, true).await?;
+    let summary = PartSummary { size: stored.size, mtime_ms: now_unix_ms(), md5: stored.sums.md5 };
+    let m = Mutation::Put {
+        table: T_PARTS,
+        key: part_key(&b.name, &key, id, part),
+        summary: summary.encode(),
+        meta: Vec::new(),
+        body: stored.body,
+    };
+    // The upload may have been completed or aborted meanwhile.
+    load_upload(ctx, shard, &b.name, &key, id).await?;
+    ctx.shards.commit(shard, vec![m]).await.map_err(io_error)?;
+    let mut resp = Response::new(200).header("ETag", summary.etag());
+    if let Some((a, v)) = &stored.sums.checksum {
+        resp.push_header(a.header_name(), v.clone());
+    }
+    Ok(resp)
+}
+
+/// Every part of an upload, in part-number order: (number, key, summary).
+async fn all_parts(ctx: &Ctx, shard: u32, b: &str, k: &str, id: &str) -> S3Result<Vec<(u32, Vec<u8>, PartSummary)>> {
+    let prefix = part_prefix(b, k, id);
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let batch = ctx.shards.range(shard, T_PARTS, prefix.clone(), after.clone(), 1000).await.map_err(io_error)?;
+        let done = batch.len() < 1000;
+        for (key, e) in batch {
+            let n = key[prefix.len()..].try_into().map(u32::from_be_bytes).map_err(|_| super::internal("bad part key"))?;
+            let s = PartSummary::decode(&e.summary).ok_or_else(|| super::internal("corrupt part record"))?;
+            after = Some(key.clone());
+            out.push((n, key, s));
+        }
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: &str) -> S3Result<Response> {
+    let key = req.key().to_string();
+    let shard = shard_of(ctx, &b.name, &key);
+    let upload = load_upload(ctx, shard, &b.name, &key, id).await?;
+    let body = req.read_body_to_vec(xml::MAX_XML_BODY_BYTES).await?;
+    let wanted = xml::parse_complete_multipart(&body)?;
+    if wanted.len() > MAX_PARTS {
+        return Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "too many parts"));
+    }
+    if wanted.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
+        return Err(S3Error::new(S3ErrorCode::InvalidPartOrder));
+    }
+    let have = all_parts(ctx, shard, &b.name, &key, id).await?;
+    let mut extents = Vec::new();
+    let mut md5s = Md5::new();
+    let mut size = 0u64;
+    for (i, w) in wanted.iter().enumerate() {
+        let Ok(pos) = have.binary_search_by_key(&w.part_number, |p| p.0) else {
+            return Err(S3Error::new(S3ErrorCode::InvalidPart));
+        };
+        let (_, pkey, ps) = &have[pos];
+        if unquote(&w.etag) != hex::encode(ps.md5) {
+            return Err(S3Error::new(S3ErrorCode::InvalidPart));
+        }
+        if i + 1 < wanted.len() && ps.size < MIN_PART_BYTES {
+            return Err(S3Error::new(S3ErrorCode::EntityTooSmall));
+        }
+        let stored = ctx.shards.load(shard, T_PARTS, pkey.clone()).await.map_err(io_error)?.ok_or_else(|| S3Error::new(S3ErrorCode::InvalidPart))?;
+        match stored.body {
+            Body::Extents(e) => extents.extend(e),
+            Body::Inline(d) if d.is_empty() => {}
+            Body::Inline(_) => return Err(super::internal("inline part body")),
+        }
+        md5s.update(ps.md5);
+        size += ps.size;
+    }
+    let summary = ObjectSummary {
+        size,
+        mtime_ms: now_unix_ms(),
+        md5: md5s.finalize().into(),
+        parts: wanted.len() as u16,
+    };
+    let mut muts = vec![
+        Mutation::Put {
+            table: T_OBJECTS,
+            key: object_key(&b.name, &key),
+            summary: summary.encode(),
+            meta: upload.meta.encode(),
+            body: Body::Extents(extents),
+        },
+        Mutation::Delete { table: T_UPLOADS, key: upload_key(&b.name, &key, id) },
+    ];
+    muts.extend(have.into_iter().map(|(_, k, _)| Mutation::Delete { table: T_PARTS, key: k }));
+    ctx.shards.commit(shard, muts).await.map_err(io_error)?;
+    let mut w = XmlWriter::new().root("CompleteMultipartUploadResult");
+    w.elem("Location", &format!("/{}/{}", b.name, key))
+        .elem("Bucket", &b.name)
+        .elem("Key", &key)
+        .elem("ETag", &summary.etag())
+        .close("CompleteMultipartUploadResult");
+    Ok(Response::xml(200, w.finish()))
+}
+
+pub async fn abort(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: &str) -> S3Result<Response> {
+    let key = req.key().to_string();
+    let shard = shard_of(ctx, &b.name, &key);
+    load_upload(ctx, shard, &b.name, &key, id).await?;
+    let parts = all_parts(ctx, shard, &b.name, &key, id).await?;
+    let mut muts = vec![Mutation::Delete { table: T_UPLOADS, key: upload_key(&b.name, &key, id) }];
+    muts.extend(parts.into_iter().map(|(_, k, _)| Mutation::Delete { table: T_PARTS, key: k }));
+    ctx.shards.commit(shard, muts).await.map_err(io_error)?;
+    Ok(Response::new(204))
+}
+
+pub async fn list_parts(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: &str) -> S3Result<Response> {
+    let key = req.key().to_string();
+    let shard = shard_of(ctx, &b.name, &key);
+    let upload = load_upload(ctx, shard, &b.name, &key, id).await?;
+    let q = &req.routed.query;
+    let bad = |m: &str| S3Error::with_message(S3ErrorCode::InvalidArgument, m);
+    let max_parts = match q.get("max-parts") {
+        None => 1000,
+        Some(v) => v.parse::<usize>().map_err(|_| bad("max-parts must be an integer"))?.min(1000),
+    };
+    let marker = match q.get("part-number-marker") {
+        None | Some("") => 0,
+        Some(v) => v.parse::<u32>().map_err(|_| bad("part-number-marker must be an integer"))?,
+    };
+    let parts: Vec<_> = all_parts(ctx, shard, &b.name, &key, id).await?.into_iter().filter(|p| p.0 > marker).collect();
+    let truncated = parts.len() > max_parts;
+    let shown = &parts[..parts.len().min(max_parts)];
+    let owner_display = if upload.owner_id == b.owner_id { b.owner_display.clone() } else { upload.owner_id.clone() };
+    let mut w = XmlWriter::new().root("ListPartsResult");
+    w.elem("Bucket", &b.name).elem("Key", &key).elem("UploadId", id);
+    w.open("Initiator").elem("ID", &upload.owner_id).elem("DisplayName", &owner_display).close("Initiator");
+    w.open("Owner").elem("ID", &upload.owner_id).elem("DisplayName", &owner_display).close("Owner");
+    w.elem("StorageClass", "STANDARD").elem("PartNumberMarker", &marker.to_string());
+    if let Some(last) = shown.last() {
+        w.elem("NextPartNumberMarker", &last.0.to_string());
+    }
+    w.elem("MaxParts", &max_parts.to_string()).elem("IsTruncated", if truncated { "true" } else { "false" });
+    for (n, _, s) in shown {
+        w.open("Part")
+            .elem("PartNumber", &n.to_string())
+            .elem("LastModified", &format_iso8601_ms(s.mtime_ms))
+            .elem("ETag", &s.etag())
+            .elem("Size", &s.size.to_string())
+            .close("Part");
+    }
+    w.close("ListPartsResult");
+    Ok(Response::xml(200, w.finish()))
+}
+
+pub async fn list_uploads(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
+    let q = &req.routed.query;
+    let prefix = q.get("prefix").unwrap_or("").to_string();
+    let max = match q.get("max-uploads") {
+        None => 1000,
+        Some(v) => v.parse::<usize>().map_err(|_| S3Error::with_message(S3ErrorCode::InvalidArgument, "max-uploads must be an integer"))?.min(1000),
+    };
+    let bp = bucket_prefix(&b.name);
+    let mut full = bp.clone();
+    full.extend_from_slice(prefix.as_bytes());
+    let mut range = MergedRange::new(ctx, T_UPLOADS, full, None, max + 1);
+    let mut w = XmlWriter::new().root("ListMultipartUploadsResult");
+    w.elem("Bucket", &b.name).elem("KeyMarker", "").elem("UploadIdMarker", "").elem("Prefix", &prefix);
+    w.elem("MaxUploads", &max.to_string());
+    let mut n = 0;
+    let mut truncated = false;
+    while let Some((k, e)) = range.next().await? {
+        if n == max {
+            truncated = true;
+            break;
+        }
+        let rest = &k[bp.len()..];
+        let Some(split) = rest.iter().rposition(|&c| c == 0) else { continue };
+        let key = String::from_utf8_lossy(&rest[..split]);
+        let id = String::from_utf8_lossy(&rest[split + 1..]);
+        let Some(info) = UploadInfo::decode(&e.summary) else { continue };
+        w.open("Upload").elem("Key", &key).elem("UploadId", &id);
+        w.open("Initiator").elem("ID", &info.owner_id).elem("DisplayName", &info.owner_id).close("Initiator");
+        w.open("Owner").elem("ID", &info.owner_id).elem("DisplayName", &info.owner_id).close("Owner");
+        w.elem("StorageClass", "STANDARD").elem("Initiated", &format_iso8601_ms(info.initiated_ms)).close("Upload");
+        n += 1;
+    }
+    w.elem("IsTruncated", if truncated { "true" } else { "false" });
+    w.close("ListMultipartUploadsResult");
+    Ok(Response::xml(200, w.finish()))
+}

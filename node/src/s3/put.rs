@@ -1,0 +1,233 @@
+//! PutObject and CopyObject, and the body-to-shard streaming that
+//! UploadPart shares.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use monoio::task::JoinHandle;
+use tessera_io::{Body, DataBuf, Extent, IoError, Mutation};
+use tessera_proto::checksum::BodySums;
+use tessera_proto::router::percent_decode;
+use tessera_proto::time::{format_iso8601_ms, now_unix_ms};
+use tessera_proto::xml::XmlWriter;
+use tessera_proto::{Headers, S3Error, S3ErrorCode, S3Result};
+
+use super::{io_error, owned_bucket, shard_of, MAX_OBJECT_BYTES};
+use crate::buckets::BucketInfo;
+use crate::conn::Request;
+use crate::identity::User;
+use crate::meta::{object_key, ObjectMeta, ObjectSummary, T_OBJECTS};
+use crate::response::{pieces, Response};
+use crate::server::Ctx;
+
+/// Size of one data record written while streaming a body.
+pub const DATA_RECORD_BYTES: usize = 1024 * 1024;
+/// Bodies up to this size are stored inside their commit record (one I/O).
+pub const INLINE_MAX_BYTES: usize = 128 * 1024;
+/// Data records in flight per upload.
+pub const WRITE_WINDOW: usize = 4;
+/// Limit on the total size of user metadata (`x-amz-meta-*`), as S3 has.
+pub const MAX_USER_META_BYTES: usize = 2048;
+
+/// A body stored in a shard, not yet committed.
+pub struct StoredBody {
+    pub body: Body,
+    pub size: u64,
+    pub sums: BodySums,
+}
+
+/// Metadata from request headers (PutObject, CreateMultipartUpload, Copy with REPLACE).
+pub fn meta_from_headers(h: &Headers) -> S3Result<ObjectMeta> {
+    let get = |n: &str| h.get(n).map(str::to_string);
+    let content_encoding = h.get("content-encoding").and_then(|v| {
+        // aws-chunked is transfer framing, not a property of the object.
+        let rest: Vec<&str> =
+            v.split(',').map(str::trim).filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked")).collect();
+        (!rest.is_empty()).then(|| rest.join(","))
+    });
+    let mut user = Vec::new();
+    let mut total = 0usize;
+    for (name, value) in h.iter() {
+        if let Some(k) = name.strip_prefix("x-amz-meta-") {
+            total += k.len() + value.len();
+            user.push((k.to_string(), value.to_string()));
+        }
+    }
+    if total > MAX_USER_META_BYTES {
+        return Err(S3Error::new(S3ErrorCode::MetadataTooLarge));
+    }
+    Ok(ObjectMeta {
+        content_type: get("content-type"),
+        content_encoding,
+        content_disposition: get("content-disposition"),
+        content_language: get("content-language"),
+        cache_control: get("cache-control"),
+        expires: get("expires"),
+        checksum: None,
+        user,
+    })
+}
+
+fn spawn_write(ctx: &Rc<Ctx>, shard: u32, buf: DataBuf) -> JoinHandle<Result<Extent, IoError>> {
+    let ctx = ctx.clone();
+    monoio::spawn(async move { ctx.shards.write_data(shard, buf).await })
+}
+
+/// Streams the request body into `shard`: bodies up to `INLINE_MAX_BYTES`
+/// stay in memory for an inline commit (unless `force_extents`), bigger ones
+/// go out as data records with a few writes in flight. Nothing is committed
+/// here; the caller commits only after this returns Ok (body verified).
+pub async fn store_body(
+    ctx: &Rc<Ctx>,
+    req: &mut Request<'_>,
+    shard: u32,
+    force_extents: bool,
+) -> S3Result<StoredBody> {
+    if let Some(n) = req.body.announced_len() {
+        if n > MAX_OBJECT_BYTES {
+            return Err(S3Error::new(S3ErrorCode::EntityTooLarge));
+        }
+    }
+    let mut extents: Vec<Extent> = Vec::new();
+    let mut inflight: VecDeque<JoinHandle<Result<Extent, IoError>>> = VecDeque::new();
+    let mut buf = DataBuf::new(DATA_RECORD_BYTES);
+    let mut size = 0u64;
+    loop {
+        if buf.remaining() == 0 {
+            let full = std::mem::replace(&mut buf, DataBuf::new(DATA_RECORD_BYTES));
+            inflight.push_back(spawn_write(ctx, shard, full));
+            if inflight.len() >= WRITE_WINDOW {
+                if let Some(h) = inflight.pop_front() {
+                    extents.push(h.await.map_err(io_error)?);
+                }
+            }
+        }
+        let n = req.read_body(buf.spare_mut()).await?;
+        if n == 0 {
+            break;
+        }
+        buf.advance(n);
+        size += n as u64;
+        if size > MAX_OBJECT_BYTES {
+            return Err(S3Error::new(S3ErrorCode::EntityTooLarge));
+        }
+    }
+    let sums = req.body.sums().cloned().ok_or_else(|| super::internal("body ended unverified"))?;
+    let nothing_written = extents.is_empty() && inflight.is_empty();
+    if nothing_written && !force_extents && buf.data_len() <= INLINE_MAX_BYTES {
+        return Ok(StoredBody { body: Body::Inline(buf.data().to_vec()), size, sums });
+    }
+    if buf.data_len() > 0 {
+        inflight.push_back(spawn_write(ctx, shard, buf));
+    }
+    while let Some(h) = inflight.pop_front() {
+        extents.push(h.await.map_err(io_error)?);
+    }
+    Ok(StoredBody { body: Body::Extents(extents), size, sums })
+}
+
+pub async fn put_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
+    if req.body.announced_len().is_none() && !req.head.headers.contains("transfer-encoding") {
+        return Err(S3Error::new(S3ErrorCode::MissingContentLength));
+    }
+    let mut meta = meta_from_headers(&req.head.headers)?;
+    let key = req.key().to_string();
+    let shard = shard_of(ctx, &b.name, &key);
+    let stored = store_body(ctx, req, shard, false).await?;
+    let summary = ObjectSummary { size: stored.size, mtime_ms: now_unix_ms(), md5: stored.sums.md5, parts: 0 };
+    meta.checksum = stored.sums.checksum.as_ref().map(|(a, v)| (a.header_name().to_string(), v.clone()));
+    let m = Mutation::Put {
+        table: T_OBJECTS,
+        key: object_key(&b.name, &key),
+        summary: summary.encode(),
+        meta: meta.encode(),
+        body: stored.body,
+    };
+    ctx.shards.commit(shard, vec![m]).await.map_err(io_error)?;
+    let mut resp = Response::new(200).header("ETag", summary.etag());
+    if let Some((name, value)) = &meta.checksum {
+        resp.push_header(name.clone(), value.clone());
+    }
+    Ok(resp)
+}
+
+/// Parses `x-amz-copy-source`: `[/]bucket/key[?versionId=...]`, URL-encoded.
+fn parse_copy_source(v: &str) -> S3Result<(String, String)> {
+    let v = v.split_once("?versionId=").map_or(v, |(p, _)| p);
+    let decoded = percent_decode(v)?;
+    let s = decoded.strip_prefix('/').unwrap_or(&decoded);
+    match s.split_once('/') {
+        Some((b, k)) if !b.is_empty() && !k.is_empty() => Ok((b.to_string(), k.to_string())),
+        _ => Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "Copy Source must mention the source bucket and key: sourcebucket/sourcekey")),
+    }
+}
+
+/// CopyObject: reads the source through its shard and writes a new object
+/// (data is copied; shards do not share extents).
+pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: &User) -> S3Result<Response> {
+    let src = req.header("x-amz-copy-source").unwrap_or_default().to_string();
+    let (sb, sk) = parse_copy_source(&src)?;
+    let src_bucket = owned_bucket(ctx, &sb, user)?;
+    let src_shard = shard_of(ctx, &src_bucket.name, &sk);
+    let stored = ctx
+        .shards
+        .load(src_shard, T_OBJECTS, object_key(&src_bucket.name, &sk))
+        .await
+        .map_err(io_error)?
+        .ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchKey))?;
+    let src_summary = ObjectSummary::decode(&stored.summary).ok_or_else(|| super::internal("corrupt summary"))?;
+    let src_meta = ObjectMeta::decode(&stored.meta).ok_or_else(|| super::internal("corrupt meta"))?;
+    super::get::check_copy_conditions(req, &src_summary)?;
+    let key = req.key().to_string();
+    let replace = req.header("x-amz-metadata-directive").is_some_and(|d| d.eq_ignore_ascii_case("REPLACE"));
+    if !replace && sb == b.name && sk == key {
+        return Err(S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+        ));
+    }
+    let meta = if replace { meta_from_headers(&req.head.headers)? } else { src_meta };
+    let dst_shard = shard_of(ctx, &b.name, &key);
+    let body = copy_body(ctx, src_shard, dst_shard, stored.body, src_summary.size).await?;
+    let summary = ObjectSummary { size: src_summary.size, mtime_ms: now_unix_ms(), md5: src_summary.md5, parts: src_summary.parts };
+    let m = Mutation::Put {
+        table: T_OBJECTS,
+        key: object_key(&b.name, &key),
+        summary: summary.encode(),
+        meta: meta.encode(),
+        body,
+    };
+    ctx.shards.commit(dst_shard, vec![m]).await.map_err(io_error)?;
+    let mut w = XmlWriter::new().root("CopyObjectResult");
+    w.elem("LastModified", &format_iso8601_ms(summary.mtime_ms)).elem("ETag", &summary.etag());
+    w.close("CopyObjectResult");
+    Ok(Response::xml(200, w.finish()))
+}
+
+/// Copies a body into `dst` as data records (or inline when small).
+async fn copy_body(ctx: &Rc<Ctx>, src: u32, dst: u32, body: Body, size: u64) -> S3Result<Body> {
+    let extents = match body {
+        Body::Inline(data) => return Ok(Body::Inline(data)),
+        Body::Extents(e) => e,
+    };
+    let mut out = Vec::new();
+    let mut buf = DataBuf::new(DATA_RECORD_BYTES);
+    for (e, r) in pieces(&extents, 0..size) {
+        let data = ctx.shards.read_extent(src, e, r).await.map_err(io_error)?;
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let n = rest.len().min(buf.remaining());
+            buf.spare_mut()[..n].copy_from_slice(&rest[..n]);
+            buf.advance(n);
+            rest = &rest[n..];
+            if buf.remaining() == 0 {
+                let full = std::mem::replace(&mut buf, DataBuf::new(DATA_RECORD_BYTES));
+                out.push(ctx.shards.write_data(dst, full).await.map_err(io_error)?);
+            }
+        }
+    }
+    if buf.data_len() > 0 {
+        out.push(ctx.shards.write_data(dst, buf).await.map_err(io_error)?);
+    }
+    Ok(Body::Extents(out))
+}

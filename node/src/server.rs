@@ -1,0 +1,247 @@
+//! Start-up and the reactors: one pinned thread per core, each with its own
+//! monoio runtime (io_uring, or epoll where io_uring is refused), its own
+//! `SO_REUSEPORT` listener, its own shards and its inbound cross-core queue.
+
+use std::cell::Cell;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tessera_io::{Shard, ShardOptions};
+
+use crate::buckets::Buckets;
+use crate::config::Config;
+use crate::identity::{self, Identities};
+use crate::layout::{self, Layout};
+use crate::meta::META_SHARD;
+use crate::shards::{self, CoreReceiver, CoreSender, Shards};
+
+/// Most open connections per reactor; beyond it new connections get 503 SlowDown.
+pub const MAX_CONNECTIONS_PER_CORE: usize = 4096;
+
+/// What every reactor shares, read-only after start (buckets publish snapshots).
+pub struct Shared {
+    pub config: Config,
+    pub layout: Layout,
+    pub identities: Identities,
+    pub buckets: Buckets,
+}
+
+/// One reactor's view of the node.
+pub struct Ctx {
+    pub core: usize,
+    pub shards: Shards,
+    pub shared: Arc<Shared>,
+    pub connections: Cell<usize>,
+    request_counter: Cell<u64>,
+    boot_id: u32,
+}
+
+impl Ctx {
+    /// A request id unique within this process run.
+    pub fn next_request_id(&self) -> String {
+        let n = self.request_counter.get() + 1;
+        self.request_counter.set(n);
+        format!("{:08X}{:02X}{:010X}", self.boot_id, self.core, n)
+    }
+}
+
+fn resolve(address: &str) -> Result<SocketAddr, String> {
+    address
+        .to_socket_addrs()
+        .map_err(|e| format!("bad address {address}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("address {address} resolves to nothing"))
+}
+
+/// Binds (without listening) a reuse-port socket to learn the port when 0 was
+/// asked for; the reactors then join the same port. Dropped before serving.
+fn reserve_port(addr: SocketAddr) -> Result<(socket2::Socket, SocketAddr), String> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(|e| e.to_string())?;
+    s.set_reuse_port(true).map_err(|e| e.to_string())?;
+    s.set_reuse_address(true).map_err(|e| e.to_string())?;
+    s.bind(&addr.into()).map_err(|e| format!("cannot bind {addr}: {e}"))?;
+    let local = s
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .as_socket()
+        .ok_or_else(|| "bound to a non-IP address".to_string())?;
+    Ok((s, local))
+}
+
+fn pin_to_core(core: usize) {
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        libc::CPU_SET(core % cpus, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            tracing::warn!(core, "could not pin reactor thread");
+        }
+    }
+}
+
+pub fn run(config: Config) -> Result<(), String> {
+    let started = Instant::now();
+    let layout = layout::open_or_format(&config.data_dirs, config.shards_per_disk).map_err(|e| e.to_string())?;
+    let identities = identity::load(&config.data_dirs[0], config.users_file.as_deref()).map_err(|e| e.to_string())?;
+    let addr = resolve(&config.address)?;
+    let (reservation, addr) = reserve_port(addr)?;
+    let threads = config.threads;
+    let total = layout.total_shards();
+    tracing::info!(
+        threads,
+        shards = total,
+        identities = identities.len(),
+        io_uring = tessera_io::io_uring_available(),
+        "starting"
+    );
+    let shared = Arc::new(Shared { config, layout, identities, buckets: Buckets::default() });
+    let owner: Vec<usize> = (0..total as usize).map(|s| s % threads).collect();
+    let (senders, receivers): (Vec<CoreSender>, Vec<CoreReceiver>) =
+        (0..threads).map(|_| async_channel::bounded(shards::CROSS_CORE_QUEUE)).unzip();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let mut go = Vec::new();
+    let mut handles = Vec::new();
+    let boot_id = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) & 0xFFFF_FFFF) as u32;
+    for (core, rx) in receivers.into_iter().enumerate() {
+        let (go_tx, go_rx) = async_channel::bounded::<()>(1);
+        go.push(go_tx);
+        let r = Reactor {
+            core,
+            addr,
+            shared: shared.clone(),
+            owner: owner.clone(),
+            senders: senders.clone(),
+            rx,
+            boot_id,
+        };
+        let ready = ready_tx.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("reactor-{core}"))
+            .spawn(move || r.run(ready, go_rx))
+            .map_err(|e| format!("cannot spawn reactor: {e}"))?;
+        handles.push(h);
+    }
+    drop(senders);
+    drop(ready_tx);
+    for _ in 0..threads {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("a reactor died during start".into()),
+        }
+    }
+    drop(reservation);
+    for g in go {
+        let _ = g.send_blocking(());
+    }
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
+    println!("tessera: listening on http://{addr}");
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(())
+}
+
+struct Reactor {
+    core: usize,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    owner: Vec<usize>,
+    senders: Vec<CoreSender>,
+    rx: CoreReceiver,
+    boot_id: u32,
+}
+
+impl Reactor {
+    fn run(self, ready: std::sync::mpsc::Sender<Result<(), String>>, go: async_channel::Receiver<()>) {
+        pin_to_core(self.core);
+        let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build();
+        let mut rt = match rt {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready.send(Err(format!("reactor {}: cannot build runtime: {e}", self.core)));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let core = self.core;
+            let listener = match self.start().await {
+                Ok(x) => x,
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            };
+            let (listener, ctx) = listener;
+            let _ = ready.send(Ok(()));
+            if go.recv().await.is_err() {
+                return;
+            }
+            accept_loop(listener, ctx).await;
+            tracing::info!(core, "reactor stopped");
+        });
+    }
+
+    async fn start(self) -> Result<(monoio::net::TcpListener, Rc<Ctx>), String> {
+        let shared = self.shared;
+        let total = shared.layout.total_shards() as usize;
+        let mut local: Vec<Option<Rc<Shard>>> = vec![None; total];
+        for s in (0..total).filter(|&s| self.owner[s] == self.core) {
+            let dir = &shared.layout.shard_dirs[s];
+            let shard = Shard::open(dir, s as u32, ShardOptions::default())
+                .await
+                .map_err(|e| format!("cannot open shard {}: {e}", dir.display()))?;
+            local[s] = Some(Rc::new(shard));
+        }
+        if let Some(meta) = local.get(META_SHARD as usize).and_then(|s| s.as_ref()) {
+            let n = shared.buckets.load_from(meta)?;
+            tracing::info!(buckets = n, "bucket registry loaded");
+        }
+        monoio::spawn(shards::serve(self.rx, local.clone()));
+        let opts = monoio::net::ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(4096);
+        let listener = monoio::net::TcpListener::bind_with_config(self.addr, &opts)
+            .map_err(|e| format!("reactor {}: cannot listen on {}: {e}", self.core, self.addr))?;
+        let ctx = Rc::new(Ctx {
+            core: self.core,
+            shards: Shards::new(self.core, local, self.owner, self.senders),
+            shared,
+            connections: Cell::new(0),
+            request_counter: Cell::new(0),
+            boot_id: self.boot_id,
+        });
+        Ok((listener, ctx))
+    }
+}
+
+async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
+    loop {
+        let (stream, _peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(core = ctx.core, "accept: {e}");
+                monoio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = ctx.clone();
+        monoio::spawn(async move {
+            if ctx.connections.get() >= MAX_CONNECTIONS_PER_CORE {
+                crate::conn::reject_busy(stream).await;
+                return;
+            }
+            ctx.connections.set(ctx.connections.get() + 1);
+            crate::conn::serve(ctx.clone(), stream).await;
+            ctx.connections.set(ctx.connections.get() - 1);
+        });
+    }
+}

@@ -1,0 +1,170 @@
+//! Access to every shard of the node from any reactor.
+//!
+//! A shard is owned by one reactor, which alone touches its files and index.
+//! A call for a local shard runs directly; a call for another core's shard is
+//! sent over that core's bounded channel and executed there by `serve`, and the
+//! answer comes back on a one-shot channel. Bodies travel as owned buffers.
+
+use std::ops::Range;
+use std::rc::Rc;
+
+use tessera_io::{DataBuf, Entry, Extent, IoError, Mutation, Shard, Stored};
+
+/// Depth of each core's inbound queue; a full queue makes callers wait.
+pub const CROSS_CORE_QUEUE: usize = 1024;
+
+pub enum ShardReq {
+    WriteData(DataBuf),
+    Commit(Vec<Mutation>),
+    Get { table: u8, key: Vec<u8> },
+    Load { table: u8, key: Vec<u8> },
+    ReadExtent { extent: Extent, range: Range<u64> },
+    Range { table: u8, prefix: Vec<u8>, after: Option<Vec<u8>>, limit: usize },
+}
+
+pub enum ShardResp {
+    Extent(Extent),
+    Seq(u64),
+    Entry(Option<Entry>),
+    Stored(Option<Stored>),
+    Bytes(Vec<u8>),
+    Entries(Vec<(Vec<u8>, Entry)>),
+}
+
+pub struct ShardMsg {
+    shard: u32,
+    req: ShardReq,
+    reply: async_channel::Sender<Result<ShardResp, IoError>>,
+}
+
+pub type CoreSender = async_channel::Sender<ShardMsg>;
+pub type CoreReceiver = async_channel::Receiver<ShardMsg>;
+
+async fn exec(shard: &Shard, req: ShardReq) -> Result<ShardResp, IoError> {
+    Ok(match req {
+        ShardReq::WriteData(buf) => ShardResp::Extent(shard.write_data(buf).await?),
+        ShardReq::Commit(muts) => ShardResp::Seq(shard.commit(muts).await?),
+        ShardReq::Get { table, key } => ShardResp::Entry(shard.get(table, &key)),
+        ShardReq::Load { table, key } => ShardResp::Stored(shard.load(table, &key).await?),
+        ShardReq::ReadExtent { extent, range } => {
+            ShardResp::Bytes(shard.read_extent(&extent, range).await?)
+        }
+        ShardReq::Range { table, prefix, after, limit } => {
+            ShardResp::Entries(shard.range(table, &prefix, after.as_deref(), limit))
+        }
+    })
+}
+
+/// The shards as one reactor sees them.
+pub struct Shards {
+    core: usize,
+    /// Shards owned by this core, by global shard id.
+    local: Vec<Option<Rc<Shard>>>,
+    /// Owning core of each shard.
+    owner: Vec<usize>,
+    /// Inbound queue of each core.
+    cores: Vec<CoreSender>,
+}
+
+fn unexpected() -> IoError {
+    IoError::Io(std::io::Error::other("unexpected shard response"))
+}
+
+impl Shards {
+    pub fn new(core: usize, local: Vec<Option<Rc<Shard>>>, owner: Vec<usize>, cores: Vec<CoreSender>) -> Self {
+        debug_assert_eq!(local.len(), owner.len());
+        Shards { core, local, owner, cores }
+    }
+
+    pub fn count(&self) -> u32 {
+        self.owner.len() as u32
+    }
+
+    pub fn local(&self, shard: u32) -> Option<&Rc<Shard>> {
+        self.local.get(shard as usize).and_then(|s| s.as_ref())
+    }
+
+    async fn call(&self, shard: u32, req: ShardReq) -> Result<ShardResp, IoError> {
+        if let Some(s) = self.local(shard) {
+            let s = s.clone();
+            return exec(&s, req).await;
+        }
+        let core = *self.owner.get(shard as usize).ok_or_else(unexpected)?;
+        debug_assert_ne!(core, self.core);
+        let (tx, rx) = async_channel::bounded(1);
+        self.cores[core]
+            .send(ShardMsg { shard, req, reply: tx })
+            .await
+            .map_err(|_| IoError::ShardFailed)?;
+        rx.recv().await.map_err(|_| IoError::ShardFailed)?
+    }
+
+    pub async fn write_data(&self, shard: u32, buf: DataBuf) -> Result<Extent, IoError> {
+        match self.call(shard, ShardReq::WriteData(buf)).await? {
+            ShardResp::Extent(e) => Ok(e),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub async fn commit(&self, shard: u32, muts: Vec<Mutation>) -> Result<u64, IoError> {
+        match self.call(shard, ShardReq::Commit(muts)).await? {
+            ShardResp::Seq(s) => Ok(s),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub async fn get(&self, shard: u32, table: u8, key: Vec<u8>) -> Result<Option<Entry>, IoError> {
+        if let Some(s) = self.local(shard) {
+            return Ok(s.get(table, &key));
+        }
+        match self.call(shard, ShardReq::Get { table, key }).await? {
+            ShardResp::Entry(e) => Ok(e),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub async fn load(&self, shard: u32, table: u8, key: Vec<u8>) -> Result<Option<Stored>, IoError> {
+        match self.call(shard, ShardReq::Load { table, key }).await? {
+            ShardResp::Stored(s) => Ok(s),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub async fn read_extent(&self, shard: u32, extent: Extent, range: Range<u64>) -> Result<Vec<u8>, IoError> {
+        match self.call(shard, ShardReq::ReadExtent { extent, range }).await? {
+            ShardResp::Bytes(b) => Ok(b),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub async fn range(
+        &self,
+        shard: u32,
+        table: u8,
+        prefix: Vec<u8>,
+        after: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Entry)>, IoError> {
+        if let Some(s) = self.local(shard) {
+            return Ok(s.range(table, &prefix, after.as_deref(), limit));
+        }
+        match self.call(shard, ShardReq::Range { table, prefix, after, limit }).await? {
+            ShardResp::Entries(e) => Ok(e),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+/// Serves other cores' calls on this core's shards until every sender is gone.
+pub async fn serve(rx: CoreReceiver, local: Vec<Option<Rc<Shard>>>) {
+    while let Ok(msg) = rx.recv().await {
+        let Some(shard) = local.get(msg.shard as usize).and_then(|s| s.clone()) else {
+            let _ = msg.reply.send(Err(IoError::ShardFailed)).await;
+            continue;
+        };
+        monoio::spawn(async move {
+            let r = exec(&shard, msg.req).await;
+            let _ = msg.reply.send(r).await;
+        });
+    }
+}

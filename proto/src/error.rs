@@ -1,0 +1,204 @@
+//! S3 error codes: the one place an error becomes a wire code and status.
+
+use std::fmt;
+
+/// An S3 error code as it appears in `<Code>` of an error body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3ErrorCode {
+    AccessDenied,
+    AuthorizationHeaderMalformed,
+    AuthorizationQueryParametersError,
+    BadDigest,
+    BucketAlreadyExists,
+    BucketAlreadyOwnedByYou,
+    BucketNotEmpty,
+    EntityTooLarge,
+    EntityTooSmall,
+    ExpiredToken,
+    IncompleteBody,
+    InternalError,
+    InvalidAccessKeyId,
+    InvalidArgument,
+    InvalidBucketName,
+    InvalidDigest,
+    InvalidLocationConstraint,
+    InvalidPart,
+    InvalidPartOrder,
+    InvalidRange,
+    InvalidRequest,
+    InvalidStorageClass,
+    InvalidURI,
+    KeyTooLongError,
+    MalformedXML,
+    MetadataTooLarge,
+    MethodNotAllowed,
+    MissingContentLength,
+    MissingRequestBodyError,
+    MissingSecurityHeader,
+    NoSuchBucket,
+    NoSuchKey,
+    NoSuchUpload,
+    NotImplemented,
+    NotModified,
+    OperationAborted,
+    PreconditionFailed,
+    RequestTimeTooSkewed,
+    RequestTimeout,
+    SignatureDoesNotMatch,
+    SlowDown,
+    XAmzContentSHA256Mismatch,
+    /// 400 with the generic code for unparseable HTTP.
+    BadRequest,
+    /// 431-ish conditions surface as 400 in S3; kept distinct for logs.
+    RequestHeaderSectionTooLarge,
+    ServiceUnavailable,
+}
+
+impl S3ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        use S3ErrorCode::*;
+        match self {
+            AccessDenied => "AccessDenied",
+            AuthorizationHeaderMalformed => "AuthorizationHeaderMalformed",
+            AuthorizationQueryParametersError => "AuthorizationQueryParametersError",
+            BadDigest => "BadDigest",
+            BucketAlreadyExists => "BucketAlreadyExists",
+            BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
+            BucketNotEmpty => "BucketNotEmpty",
+            EntityTooLarge => "EntityTooLarge",
+            EntityTooSmall => "EntityTooSmall",
+            ExpiredToken => "ExpiredToken",
+            IncompleteBody => "IncompleteBody",
+            InternalError => "InternalError",
+            InvalidAccessKeyId => "InvalidAccessKeyId",
+            InvalidArgument => "InvalidArgument",
+            InvalidBucketName => "InvalidBucketName",
+            InvalidDigest => "InvalidDigest",
+            InvalidLocationConstraint => "InvalidLocationConstraint",
+            InvalidPart => "InvalidPart",
+            InvalidPartOrder => "InvalidPartOrder",
+            InvalidRange => "InvalidRange",
+            InvalidRequest => "InvalidRequest",
+            InvalidStorageClass => "InvalidStorageClass",
+            InvalidURI => "InvalidURI",
+            KeyTooLongError => "KeyTooLongError",
+            MalformedXML => "MalformedXML",
+            MetadataTooLarge => "MetadataTooLarge",
+            MethodNotAllowed => "MethodNotAllowed",
+            MissingContentLength => "MissingContentLength",
+            MissingRequestBodyError => "MissingRequestBodyError",
+            MissingSecurityHeader => "MissingSecurityHeader",
+            NoSuchBucket => "NoSuchBucket",
+            NoSuchKey => "NoSuchKey",
+            NoSuchUpload => "NoSuchUpload",
+            NotImplemented => "NotImplemented",
+            NotModified => "NotModified",
+            OperationAborted => "OperationAborted",
+            PreconditionFailed => "PreconditionFailed",
+            RequestTimeTooSkewed => "RequestTimeTooSkewed",
+            RequestTimeout => "RequestTimeout",
+            SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            SlowDown => "SlowDown",
+            XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
+            BadRequest => "BadRequest",
+            RequestHeaderSectionTooLarge => "RequestHeaderSectionTooLarge",
+            ServiceUnavailable => "ServiceUnavailable",
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        use S3ErrorCode::*;
+        match self {
+            AccessDenied | InvalidAccessKeyId | RequestTimeTooSkewed | SignatureDoesNotMatch
+            | ExpiredToken => 403,
+            NoSuchBucket | NoSuchKey | NoSuchUpload => 404,
+            MethodNotAllowed => 405,
+            BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty | OperationAborted => 409,
+            MissingContentLength => 411,
+            PreconditionFailed => 412,
+            InvalidRange => 416,
+            NotModified => 304,
+            InternalError => 500,
+            NotImplemented => 501,
+            SlowDown | ServiceUnavailable => 503,
+            _ => 400,
+        }
+    }
+
+    pub fn default_message(self) -> &'static str {
+        use S3ErrorCode::*;
+        match self {
+            AccessDenied => "Access Denied",
+            BadDigest => "The Content-MD5 or checksum you specified did not match what we received.",
+            BucketAlreadyExists => "The requested bucket name is not available.",
+            BucketAlreadyOwnedByYou => "Your previous request to create the named bucket succeeded and you already own it.",
+            BucketNotEmpty => "The bucket you tried to delete is not empty",
+            EntityTooLarge => "Your proposed upload exceeds the maximum allowed object size.",
+            EntityTooSmall => "Your proposed upload is smaller than the minimum allowed object size.",
+            IncompleteBody => "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+            InternalError => "We encountered an internal error. Please try again.",
+            InvalidAccessKeyId => "The AWS Access Key Id you provided does not exist in our records.",
+            InvalidBucketName => "The specified bucket is not valid.",
+            InvalidDigest => "The Content-MD5 you specified is not valid.",
+            InvalidPart => "One or more of the specified parts could not be found.",
+            InvalidPartOrder => "The list of parts was not in ascending order.",
+            InvalidRange => "The requested range is not satisfiable",
+            KeyTooLongError => "Your key is too long",
+            InvalidURI => "Couldn't parse the specified URI.",
+            MalformedXML => "The XML you provided was not well-formed or did not validate against our published schema.",
+            MetadataTooLarge => "Your metadata headers exceed the maximum allowed metadata size.",
+            MethodNotAllowed => "The specified method is not allowed against this resource.",
+            MissingContentLength => "You must provide the Content-Length HTTP header.",
+            MissingRequestBodyError => "Request Body is empty",
+            NoSuchBucket => "The specified bucket does not exist",
+            NoSuchKey => "The specified key does not exist.",
+            NoSuchUpload => "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
+            NotImplemented => "A header or operation you provided implies functionality that is not implemented.",
+            PreconditionFailed => "At least one of the pre-conditions you specified did not hold",
+            RequestTimeTooSkewed => "The difference between the request time and the server's time is too large.",
+            RequestTimeout => "Your socket connection to the server was not read from or written to within the timeout period.",
+            SignatureDoesNotMatch => "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+            SlowDown => "Please reduce your request rate.",
+            XAmzContentSHA256Mismatch => "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            _ => "The request is not valid.",
+        }
+    }
+}
+
+impl fmt::Display for S3ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An S3 error with its code and a human message. Resource and RequestId are
+/// added when the response is written (they belong to the request, not the error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct S3Error {
+    pub code: S3ErrorCode,
+    pub message: String,
+}
+
+impl S3Error {
+    pub fn new(code: S3ErrorCode) -> Self {
+        S3Error { code, message: code.default_message().to_string() }
+    }
+
+    pub fn with_message(code: S3ErrorCode, message: impl Into<String>) -> Self {
+        S3Error { code, message: message.into() }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.code.status()
+    }
+}
+
+impl From<S3ErrorCode> for S3Error {
+    fn from(code: S3ErrorCode) -> Self {
+        S3Error::new(code)
+    }
+}
+
+/// Result alias used across the protocol crate.
+pub type S3Result<T> = Result<T, S3Error>;

@@ -1,0 +1,15 @@
+//! Harness for tessera's integration tests.
+//!
+//! Every test starts the real `tessera` binary on an ephemeral port with its
+//! own temporary data directory ([`Server`]), drives it with `aws-sdk-s3` in
+//! its default configuration ([`Server::client`]) or with raw bytes over TCP
+//! ([`raw`]), and checks the answers. Nothing is mocked.
+
+pub mod data;
+pub mod raw;
+pub mod server;
+pub mod sign;
+
+pub use data::*;
+pub use raw::{RawConn, RawRequest, RawResponse};
+pub use server::{Server, ServerOpts};
