@@ -104,7 +104,15 @@ pub fn canonical_resource(path: &str, query: &str, vhost_bucket: Option<&str>, r
 /// The `x-amz-*` headers, sorted by name, repeated values joined with `,`, each line
 /// ending in `\n`. `x-amz-date` is one of them.
 pub fn canonical_amz_headers(headers: &Headers) -> String {
-    let mut names: Vec<&str> = headers.iter().map(|(n, _)| n).filter(|n| n.starts_with("x-amz-")).collect();
+    amz_headers(headers, false)
+}
+
+fn amz_headers(headers: &Headers, skip_amz_date: bool) -> String {
+    let mut names: Vec<&str> = headers
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.starts_with("x-amz-") && !(skip_amz_date && *n == "x-amz-date"))
+        .collect();
     names.sort_unstable();
     names.dedup();
     let mut out = String::new();
@@ -126,13 +134,17 @@ pub fn canonical_amz_headers(headers: &Headers) -> String {
 /// sent, or the `Expires` value for the query form. `resource` from
 /// [`canonical_resource`].
 pub fn string_to_sign(method: &str, headers: &Headers, date_line: &str, resource: &str) -> String {
+    string_to_sign_with(method, headers, date_line, resource, false)
+}
+
+fn string_to_sign_with(method: &str, headers: &Headers, date_line: &str, resource: &str, skip_amz_date: bool) -> String {
     format!(
         "{}\n{}\n{}\n{}\n{}{}",
         method,
         headers.get("content-md5").unwrap_or(""),
         headers.get("content-type").unwrap_or(""),
         date_line,
-        canonical_amz_headers(headers),
+        amz_headers(headers, skip_amz_date),
         resource
     )
 }
@@ -154,17 +166,24 @@ pub fn sign_request(method: &str, path: &str, query: &str, headers: &Headers, ac
 
 /// Verifies `signature_b64` over every candidate string to sign: each sub-resource
 /// rule, with the path as sent and in its canonical encoding.
-fn verify(req: &SigRequest<'_>, vhost_bucket: Option<&str>, date_lines: &[&str], secret: &str, signature_b64: &str) -> Result<(), S3Error> {
+/// A candidate Date line, and whether x-amz-date then leaves the x-amz-* headers.
+type DateLine<'a> = (&'a str, bool);
+
+fn verify(req: &SigRequest<'_>, vhost_bucket: Option<&str>, date_lines: &[DateLine<'_>], secret: &str, signature_b64: &str) -> Result<(), S3Error> {
     let mismatch = || S3Error::new(S3ErrorCode::SignatureDoesNotMatch);
     let provided = BASE64.decode(signature_b64.trim()).map_err(|_| mismatch())?;
     let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret.as_bytes());
-    let canonical_path = canonical_uri(req.path);
-    let mut tried: Vec<String> = Vec::with_capacity(4);
-    for path in [req.path, canonical_path.as_str()] {
+    let mut paths = vec![req.path.to_string(), canonical_uri(req.path)];
+    // botocore signs a bucket-level path-style request as `/bucket/` while sending `/bucket`.
+    if vhost_bucket.is_none() && req.path.len() > 1 && req.path.rfind('/') == Some(0) {
+        paths.push(format!("{}/", req.path));
+    }
+    let mut tried: Vec<String> = Vec::with_capacity(8);
+    for path in &paths {
         for rule in RULES {
             let resource = canonical_resource(path, req.query, vhost_bucket, rule);
-            for date_line in date_lines {
-                let sts = string_to_sign(req.method, req.headers, date_line, &resource);
+            for &(date_line, skip_amz_date) in date_lines {
+                let sts = string_to_sign_with(req.method, req.headers, date_line, &resource, skip_amz_date);
                 if tried.contains(&sts) {
                     continue;
                 }
@@ -213,13 +232,17 @@ pub(crate) fn authenticate_header(
     if now_unix_secs.abs_diff(t) > MAX_CLOCK_SKEW_SECS.unsigned_abs() {
         return Err(S3Error::new(S3ErrorCode::RequestTimeTooSkewed));
     }
-    // With x-amz-date the Date line is empty (AWS); some clients still put Date there.
-    let date_lines: Vec<&str> = match (amz_date, date) {
-        (Some(_), Some(d)) => vec!["", d],
-        (Some(_), None) => vec![""],
-        (None, Some(d)) => vec![d],
-        (None, None) => vec![],
-    };
+    // With x-amz-date the Date line is empty (AWS's rule); some clients still put the
+    // Date header there, and the documentation's own example puts x-amz-date there.
+    let mut date_lines: Vec<DateLine<'_>> = Vec::with_capacity(3);
+    match amz_date {
+        Some(a) => {
+            date_lines.push(("", false));
+            date_lines.extend(date.map(|d| (d, false)));
+            date_lines.push((a, true));
+        }
+        None => date_lines.extend(date.map(|d| (d, false))),
+    }
     verify(req, vhost_bucket, &date_lines, &secret, signature)?;
     Ok(AuthContext { access_key: access_key.to_string(), payload: PayloadMode::Unsigned, kind: AuthKind::HeaderV2 })
 }
@@ -259,7 +282,7 @@ pub(crate) fn authenticate_query(
     // The query parameters of the signature itself are not sub-resources; a
     // signature sent with a raw '+' may have been read as a space by a proxy.
     let signature = signature.replace(' ', "+");
-    verify(req, vhost_bucket, &[expires], &secret, &signature)?;
+    verify(req, vhost_bucket, &[(expires, false)], &secret, &signature)?;
     Ok(AuthContext { access_key: access_key.to_string(), payload: PayloadMode::Unsigned, kind: AuthKind::PresignedV2 })
 }
 

@@ -125,11 +125,53 @@ pub fn format_amz_date(unix_secs: i64) -> String {
 }
 
 /// Parses an HTTP date in any of RFC 7231's three formats (IMF-fixdate, RFC 850,
-/// asctime). Dates before 1970 are refused, as `httpdate` does.
+/// asctime), and the RFC 1123/2822 form with a numeric or named UTC zone that older S3
+/// clients send (`Tue, 27 Mar 2007 19:36:42 +0000`). Dates before 1970 are refused.
 pub fn parse_http_date(s: &str) -> Option<i64> {
-    let t = httpdate::parse_http_date(s.trim()).ok()?;
-    let secs = t.duration_since(UNIX_EPOCH).ok()?.as_secs();
-    i64::try_from(secs).ok()
+    let s = s.trim();
+    if let Ok(t) = httpdate::parse_http_date(s) {
+        let secs = t.duration_since(UNIX_EPOCH).ok()?.as_secs();
+        return i64::try_from(secs).ok();
+    }
+    parse_rfc1123_zoned(s).filter(|t| *t >= 0)
+}
+
+/// `[Day, ]D[D] Mon YYYY HH:MM:SS ZONE`, ZONE one of GMT, UT, UTC, Z or +hhmm/-hhmm.
+fn parse_rfc1123_zoned(s: &str) -> Option<i64> {
+    let s = s.split_once(", ").map_or(s, |(_, rest)| rest);
+    let mut parts = s.split_ascii_whitespace();
+    let day = digits(parts.next()?.as_bytes())?;
+    let month_name = parts.next()?;
+    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month_name))? as u32 + 1;
+    let year_text = parts.next()?;
+    if year_text.len() != 4 {
+        return None;
+    }
+    let year = i64::from(digits(year_text.as_bytes())?);
+    let time = parts.next()?.as_bytes();
+    if time.len() != 8 || time[2] != b':' || time[5] != b':' {
+        return None;
+    }
+    let (hour, minute, second) = (digits(&time[0..2])?, digits(&time[3..5])?, digits(&time[6..8])?);
+    let offset_secs = match parts.next()? {
+        "GMT" | "UT" | "UTC" | "Z" => 0,
+        zone => {
+            let b = zone.as_bytes();
+            if b.len() != 5 || !(b[0] == b'+' || b[0] == b'-') {
+                return None;
+            }
+            let (hh, mm) = (i64::from(digits(&b[1..3])?), i64::from(digits(&b[3..5])?));
+            if hh > 23 || mm > 59 {
+                return None;
+            }
+            let offset = hh * 3600 + mm * 60;
+            if b[0] == b'+' { offset } else { -offset }
+        }
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(unix_from_parts(year, month, day, hour, minute, second)? - offset_secs)
 }
 
 /// Formats Unix seconds as an IMF-fixdate: `Tue, 15 Nov 1994 08:12:31 GMT`.
@@ -222,6 +264,13 @@ mod tests {
         assert_eq!(format_http_date(secs), "Tue, 15 Nov 1994 08:12:31 GMT");
         assert_eq!(format_http_date(1_369_353_600), "Fri, 24 May 2013 00:00:00 GMT");
         assert_eq!(parse_http_date("yesterday"), None);
+        assert_eq!(parse_http_date("Tue, 15 Nov 1994 08:12:31 +0000"), Some(secs));
+        assert_eq!(parse_http_date("Tue, 15 Nov 1994 09:12:31 +0100"), Some(secs));
+        assert_eq!(parse_http_date("Tue, 15 Nov 1994 08:12:31 UTC"), Some(secs));
+        assert_eq!(parse_http_date("15 Nov 1994 08:12:31 GMT"), Some(secs));
+        assert_eq!(parse_http_date("Tue, 15 Nov 1994 08:12:31 +2400"), None);
+        assert_eq!(parse_http_date("Tue, 15 Nov 1994 08:12:31 +0000 x"), None);
+        assert_eq!(parse_http_date("Tue, 15 Nov 94 08:12:31 +0000"), None);
     }
 
     #[test]
