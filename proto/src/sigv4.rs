@@ -737,22 +737,21 @@ pub fn authenticate_vhost(
     if authorization.next().is_some() || (v4_query && v2_query) || (header.is_some() && (v4_query || v2_query)) {
         return Err(only_one());
     }
-    let ctx = match header {
-        Some(value) if value.starts_with("AWS4-HMAC-SHA256 ") => {
-            authenticate_header_v4(req, value, now_unix_secs, secret_for)?
-        }
-        Some(value) if value.starts_with("AWS ") => {
+    let scheme = header.map(|v| v.split(' ').next().unwrap_or_default());
+    let ctx = match (header, scheme) {
+        (Some(value), Some(ALGORITHM)) => authenticate_header_v4(req, value, now_unix_secs, secret_for)?,
+        (Some(value), Some("AWS")) => {
             crate::sigv2::authenticate_header(req, vhost_bucket, value, now_unix_secs, secret_for)?
         }
-        Some(value) if value.starts_with("AWS4-ECDSA-P256-SHA256") => {
+        (Some(_), Some("AWS4-ECDSA-P256-SHA256")) => {
             return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "SigV4a is not supported."));
         }
-        Some(_) => {
+        (Some(_), _) => {
             return Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "Unsupported Authorization Type"));
         }
-        None if v4_query => authenticate_presigned_v4(req, &params, now_unix_secs, secret_for)?,
-        None if v2_query => crate::sigv2::authenticate_query(req, vhost_bucket, &params, now_unix_secs, secret_for)?,
-        None => return Ok(None),
+        (None, _) if v4_query => authenticate_presigned_v4(req, &params, now_unix_secs, secret_for)?,
+        (None, _) if v2_query => crate::sigv2::authenticate_query(req, vhost_bucket, &params, now_unix_secs, secret_for)?,
+        (None, _) => return Ok(None),
     };
     Ok(Some(ctx))
 }
