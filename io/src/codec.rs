@@ -183,7 +183,16 @@ pub(crate) enum BodyView<'a> {
     Extents(&'a [u8]),
 }
 
-impl BodyView<'_> {
+impl<'a> BodyView<'a> {
+    /// The extents of an extents body; none for an inline one.
+    pub(crate) fn extents(self) -> impl Iterator<Item = Extent> + 'a {
+        let raw: &'a [u8] = match self {
+            BodyView::Inline(_) => &[],
+            BodyView::Extents(raw) => raw,
+        };
+        raw.chunks_exact(EXTENT_BYTES).map(extent_at)
+    }
+
     pub(crate) fn to_body(self) -> Body {
         match self {
             BodyView::Inline(b) => Body::Inline(b.to_vec()),

@@ -203,6 +203,30 @@ impl DiskFile {
             }
         }
     }
+
+    /// Cuts the file to `len` bytes and makes that durable. Recovery only;
+    /// in ring mode the ftruncate runs on the reactor (a metadata update).
+    pub(crate) async fn truncate(&self, len: u64) -> io::Result<()> {
+        fn ftruncate(fd: std::os::fd::RawFd, len: u64) -> io::Result<()> {
+            let len = libc::off_t::try_from(len).map_err(|_| io::Error::other("length overflows off_t"))?;
+            // SAFETY: fd is an open descriptor owned by the caller for the call's duration.
+            if unsafe { libc::ftruncate(fd, len) } == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        }
+        match self {
+            DiskFile::Ring(f) => {
+                ftruncate(f.as_raw_fd(), len)?;
+                f.sync_all().await
+            }
+            DiskFile::Thread { file, worker } => {
+                let file = file.clone();
+                worker.call(move || ftruncate(file.as_raw_fd(), len).and_then(|()| file.sync_all())).await?
+            }
+        }
+    }
 }
 
 type Job = Box<dyn FnOnce() + Send>;

@@ -27,9 +27,13 @@
 //! 24  payload_len  u64      data: data bytes; commit: serialized mutations; segment: 0
 //! 32  offset       u64      the record's own offset in its file (catches misplaced writes)
 //! 40  chunk_bytes  u32      data: checksum chunk size (65536); others: 0
-//! 44  reserved     [u8; 12] zero
+//! 44  durable_seg  u32      commit and segment records: the log was durable up to
+//! 48  durable_off  u64        (durable_seg, durable_off) when this record was written
 //! 56  checksum     u64      xxh3-64 of bytes [0, 56) followed by the covered bytes
 //! ```
+//!
+//! Positions (segment, offset) compare lexicographically: segments are
+//! written strictly one after another.
 //!
 //! Kinds and what the checksum covers after the first 64 bytes:
 //! - segment (first record of every segment, 4096 bytes): bytes [64, 4096).
@@ -42,7 +46,10 @@
 //!   checksum covers [64, 64 + payload_len).
 //!
 //! A segment's valid content is the longest prefix of valid records; recovery
-//! ignores everything from the first invalid record of a segment on.
+//! ignores everything from the first invalid record of a segment on. A
+//! commit record may reference data records that were not yet durable when
+//! it was written; recovery verifies the data of such commits unless a
+//! later commit's durable mark proves it durable (see `recovery`).
 
 use xxhash_rust::xxh3::Xxh3;
 
@@ -115,6 +122,15 @@ pub struct RecordHeader {
     pub seq: u64,
     pub payload_len: u64,
     pub offset: u64,
+    /// Commit and segment records: the log's durable prefix when the record was written.
+    pub durable: Pos,
+}
+
+/// A place in a shard's log: segment number, then offset in the segment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pos {
+    pub segment: u32,
+    pub offset: u64,
 }
 
 impl RecordHeader {
@@ -154,8 +170,12 @@ impl RecordHeader {
         h[16..24].copy_from_slice(&self.seq.to_le_bytes());
         h[24..32].copy_from_slice(&self.payload_len.to_le_bytes());
         h[32..40].copy_from_slice(&self.offset.to_le_bytes());
-        if self.kind == Kind::Data {
-            h[40..44].copy_from_slice(&(CHUNK_BYTES as u32).to_le_bytes());
+        match self.kind {
+            Kind::Data => h[40..44].copy_from_slice(&(CHUNK_BYTES as u32).to_le_bytes()),
+            Kind::Commit | Kind::Segment => {
+                h[44..48].copy_from_slice(&self.durable.segment.to_le_bytes());
+                h[48..56].copy_from_slice(&self.durable.offset.to_le_bytes());
+            }
         }
         let sum = checksum(rec, self.covered_end());
         rec[CHECKSUM_AT..HEADER_BYTES].copy_from_slice(&sum.to_le_bytes());
@@ -181,6 +201,13 @@ impl RecordHeader {
             seq: u64_at(b, 16),
             payload_len: u64_at(b, 24),
             offset: u64_at(b, 32),
+            durable: match kind {
+                Kind::Commit | Kind::Segment => Pos {
+                    segment: u32_at(b, 44),
+                    offset: u64_at(b, 48),
+                },
+                _ => Pos::default(),
+            },
         };
         let chunk_bytes = u32_at(b, 40);
         match kind {
@@ -326,6 +353,7 @@ mod tests {
             seq: 42,
             payload_len,
             offset: 8192,
+            durable: Pos { segment: 2, offset: 4096 },
         }
     }
 
@@ -351,9 +379,9 @@ mod tests {
     fn record_lengths() {
         assert_eq!(commit_header(4032).record_len(), 4096);
         assert_eq!(commit_header(4033).record_len(), 8192);
-        let d = RecordHeader { kind: Kind::Data, payload_len: 1 << 20, ..commit_header(0) };
+        let d = RecordHeader { kind: Kind::Data, payload_len: 1 << 20, durable: Pos::default(), ..commit_header(0) };
         assert_eq!(d.record_len(), 4096 + (1 << 20));
-        let d = RecordHeader { kind: Kind::Data, payload_len: 1, ..commit_header(0) };
+        let d = RecordHeader { kind: Kind::Data, payload_len: 1, durable: Pos::default(), ..commit_header(0) };
         assert_eq!(d.record_len(), 8192);
     }
 

@@ -13,8 +13,9 @@
 //! Invariants the rest of the crate relies on:
 //! - Nothing becomes visible in the index before its commit record is on
 //!   stable storage, and commits become visible in sequence order.
-//! - A commit record is written only after every data record it references
-//!   is on stable storage, so a valid commit record never points at torn data.
+//! - A commit is acknowledged only after the data records it references are
+//!   on stable storage; a commit found at recovery whose data no durable
+//!   mark vouches for has its data verified before it is applied.
 //! - Acknowledged records form a valid prefix of their segment; recovery stops
 //!   a segment at its first invalid record.
 //! - After a write or sync error the shard accepts no more writes.
@@ -25,6 +26,7 @@
 
 mod buf;
 mod codec;
+mod data;
 mod disk;
 mod error;
 mod event;

@@ -17,10 +17,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use crate::codec::Extent;
+use crate::data;
 use crate::disk::DiskFile;
 use crate::error::IoError;
-use crate::format::{align_up, BLOCK};
+use crate::format::{Pos, BLOCK};
 use crate::index::{Index, Loc};
+
+/// Completed but unsynced bytes that trigger a sync even if no commit asks.
+pub(crate) const UNSYNCED_MAX_BYTES: u64 = 64 << 20;
 
 pub(crate) struct SegFile {
     pub file: Rc<DiskFile>,
@@ -53,13 +57,19 @@ pub(crate) struct PendingCommit {
     pub ops: Vec<IndexOp>,
 }
 
+impl IndexOp {
+    pub(crate) fn apply(self, index: &mut Index, seq: u64, loc: Loc) {
+        match self {
+            IndexOp::Put { table, key, summary } => index.put(table, &key, &summary, seq, loc),
+            IndexOp::Delete { table, key } => index.delete(table, &key),
+        }
+    }
+}
+
 impl PendingCommit {
     pub(crate) fn apply(self, index: &mut Index) {
         for op in self.ops {
-            match op {
-                IndexOp::Put { table, key, summary } => index.put(table, &key, &summary, self.seq, self.loc),
-                IndexOp::Delete { table, key } => index.delete(table, &key),
-            }
+            op.apply(index, self.seq, self.loc);
         }
     }
 }
@@ -155,21 +165,40 @@ impl Log {
         })
     }
 
+    /// End of everything allocated so far in log space.
+    pub(crate) fn end_vpos(&self) -> u64 {
+        self.next_vpos
+    }
+
     pub(crate) fn take_seq(&mut self) -> u64 {
         let s = self.next_seq;
         self.next_seq += 1;
         s
     }
 
-    /// Log-space end of the data record behind `e`: what must be durable
-    /// before a commit may reference it (0 for segments of earlier runs).
-    pub(crate) fn extent_vend(&self, e: &Extent) -> Result<u64, IoError> {
+    /// Checks that `e` lies inside a segment's written (or recovered) bytes.
+    pub(crate) fn check_extent(&self, e: &Extent) -> Result<(), IoError> {
         let seg = self.segments.get(&e.segment).ok_or(IoError::InvalidExtent("unknown segment"))?;
-        let end = extent_record_end(e)?;
-        if end > seg.end {
+        if data::extent_end(e)?.offset > seg.end {
             return Err(IoError::InvalidExtent("extent past the end of its segment"));
         }
-        Ok(seg.vstart.map_or(0, |vs| vs + end))
+        Ok(())
+    }
+
+    /// The durable prefix as a log position, for commit headers. Before the
+    /// first sync it is the start of this run's first segment: everything
+    /// of earlier runs was made durable at open.
+    pub(crate) fn durable_mark(&self) -> Pos {
+        for (&segment, seg) in self.segments.iter().rev() {
+            let Some(vs) = seg.vstart else { break };
+            if vs <= self.durable_upto {
+                return Pos {
+                    segment,
+                    offset: self.durable_upto - vs,
+                };
+            }
+        }
+        Pos::default()
     }
 
     /// Records that the write of `[vpos, vpos + len)` completed.
@@ -182,6 +211,11 @@ impl Log {
         self.completed_upto = vpos + len;
         while let Some(end) = self.completed_ahead.remove(&self.completed_upto) {
             self.completed_upto = end;
+        }
+        // Bound the data that recovery may have to verify, and what a
+        // commit after a long stream of data records waits for.
+        if self.completed_upto - self.durable_upto >= UNSYNCED_MAX_BYTES {
+            self.request_sync(self.completed_upto);
         }
     }
 
@@ -255,17 +289,6 @@ impl Log {
         self.sync_targets.clear();
         self.pending.clear();
     }
-}
-
-/// End offset (in its segment) of the data record behind `e`.
-pub(crate) fn extent_record_end(e: &Extent) -> Result<u64, IoError> {
-    if e.offset % BLOCK as u64 != 0 {
-        return Err(IoError::InvalidExtent("unaligned extent offset"));
-    }
-    if e.len > crate::format::MAX_DATA_BYTES as u64 {
-        return Err(IoError::InvalidExtent("extent longer than a data record"));
-    }
-    Ok(e.offset + BLOCK as u64 + align_up(e.len))
 }
 
 #[cfg(test)]

@@ -6,20 +6,34 @@
 //! once everything before it in its segment (and every earlier segment of
 //! its run) is durable, so acknowledged records form a valid prefix. Records
 //! after a torn one were never acknowledged.
+//!
+//! Commits may reference data records written shortly before them and not
+//! yet durable at the time. Each commit header carries the durable mark of
+//! the log when it was written; the highest mark seen proves everything
+//! before it durable; segment records carry one too (the one written at
+//! open vouches for everything recovered, which open synced). A commit
+//! whose extents all end below the mark is
+//! applied as it is read. Otherwise it (and, to keep order, every commit
+//! after it) is held; when the scan ends, the held commits' extents past
+//! the mark are read and verified. The first one that fails was never
+//! acknowledged (its own sync would have made its data whole): it and
+//! everything after it in the log are cut off with a durable truncate, so
+//! the decision cannot flip at a later open when new marks appear.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::buf::AlignedBuf;
-use crate::codec::{self, MutView};
+use crate::codec::{self, Extent, MutView};
+use crate::data;
 use crate::disk::{open_file, Backend, DiskFile};
 use crate::error::IoError;
-use crate::format::{align_up, parse_segment_file_name, Kind, RecordHeader, BLOCK};
+use crate::format::{align_up, parse_segment_file_name, Kind, Pos, RecordHeader, BLOCK};
 use crate::index::{Index, Loc};
-use crate::log::SegFile;
+use crate::log::{IndexOp, SegFile};
 
 /// Largest read while scanning; reads start small after a skip over data
 /// and double while they keep landing on commit records.
@@ -36,6 +50,10 @@ pub struct RecoveryStats {
     pub torn_segments: u32,
     /// Bytes after the stopping points, ignored.
     pub ignored_bytes: u64,
+    /// Commits whose not-yet-durable extents were read and verified.
+    pub verified_commits: u64,
+    /// Commits cut off because their extents failed verification.
+    pub dropped_commits: u64,
     pub elapsed: Duration,
 }
 
@@ -44,6 +62,141 @@ pub(crate) struct Recovered {
     pub index: Index,
     pub next_seq: u64,
     pub stats: RecoveryStats,
+    /// Highest durable mark of any commit read.
+    mark: Pos,
+    held: VecDeque<Held>,
+}
+
+/// A commit waiting for proof (a higher mark) or verification of its data.
+struct Held {
+    segment: u32,
+    offset: u64,
+    seq: u64,
+    loc: Loc,
+    ops: Vec<IndexOp>,
+    extents: Vec<Extent>,
+}
+
+fn covered(e: &Extent, mark: Pos) -> bool {
+    data::extent_end(e).is_ok_and(|end| end <= mark)
+}
+
+impl Recovered {
+    /// Applies (or holds) one valid commit record read at `offset` of `segment`.
+    /// A valid record says the log was durable up to `mark` when it was written.
+    fn note_mark(&mut self, mark: Pos) {
+        self.mark = self.mark.max(mark);
+        self.release_covered();
+    }
+
+    fn commit(&mut self, h: &RecordHeader, segment: u32, offset: u64, muts: Vec<MutView<'_>>) {
+        self.mark = self.mark.max(h.durable);
+        if h.seq < self.next_seq.saturating_sub(1) {
+            tracing::warn!(segment, offset, seq = h.seq, "commit sequence went backwards");
+        }
+        self.next_seq = self.next_seq.max(h.seq + 1);
+        self.stats.commit_records += 1;
+        let loc = Loc::new(segment, offset, h.record_len());
+        let mut extents = Vec::new();
+        for m in &muts {
+            if let MutView::Put { body, .. } = m {
+                extents.extend(body.extents());
+            }
+        }
+        if self.held.is_empty() && extents.iter().all(|e| covered(e, self.mark)) {
+            for m in muts {
+                match m {
+                    MutView::Put { table, key, summary, .. } => self.index.put(table, key, summary, h.seq, loc),
+                    MutView::Delete { table, key } => self.index.delete(table, key),
+                }
+            }
+        } else {
+            let ops = muts.into_iter().map(owned_op).collect();
+            self.held.push_back(Held {
+                segment,
+                offset,
+                seq: h.seq,
+                loc,
+                ops,
+                extents,
+            });
+        }
+        self.release_covered();
+    }
+
+    /// Applies held commits, in order, that the mark now vouches for.
+    fn release_covered(&mut self) {
+        while let Some(c) = self.held.front() {
+            if !c.extents.iter().all(|e| covered(e, self.mark)) {
+                break;
+            }
+            if let Some(c) = self.held.pop_front() {
+                self.apply(c);
+            }
+        }
+    }
+
+    fn apply(&mut self, c: Held) {
+        for op in c.ops {
+            op.apply(&mut self.index, c.seq, c.loc);
+        }
+    }
+
+    /// Verifies the data of the commits still held after the scan; applies
+    /// them in order up to the first failure, which cuts off the log there.
+    async fn settle_held(&mut self, shard: u32) -> Result<(), IoError> {
+        while let Some(c) = self.held.pop_front() {
+            if self.verify(shard, &c).await? {
+                self.stats.verified_commits += 1;
+                self.apply(c);
+                continue;
+            }
+            self.stats.dropped_commits += 1 + self.held.len() as u64;
+            self.held.clear();
+            tracing::warn!(
+                shard,
+                segment = c.segment,
+                offset = c.offset,
+                "commit references data that is not intact (never acknowledged); truncating the log there"
+            );
+            for (&n, seg) in self.segments.range_mut(c.segment..) {
+                let end = if n == c.segment { c.offset } else { 0 };
+                if end < seg.end {
+                    seg.file.truncate(end).await?;
+                    self.stats.ignored_bytes += seg.end - end;
+                    seg.end = end;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn verify(&self, shard: u32, c: &Held) -> Result<bool, IoError> {
+        for e in c.extents.iter().filter(|e| !covered(e, self.mark)) {
+            let Ok(end) = data::extent_end(e) else { return Ok(false) };
+            let Some(seg) = self.segments.get(&e.segment) else { return Ok(false) };
+            if end.offset > seg.end {
+                return Ok(false);
+            }
+            match data::verify_record(&seg.file, shard, e).await {
+                Ok(()) => {}
+                Err(IoError::Corrupt { .. } | IoError::InvalidExtent(_)) => return Ok(false),
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn owned_op(m: MutView<'_>) -> IndexOp {
+    match m {
+        MutView::Put { table, key, summary, .. } => IndexOp::Put {
+            table,
+            key: key.to_vec(),
+            summary: summary.to_vec(),
+        },
+        MutView::Delete { table, key } => IndexOp::Delete { table, key: key.to_vec() },
+    }
 }
 
 /// Files to open, ordered by segment number.
@@ -76,6 +229,8 @@ pub(crate) async fn recover(
         index: Index::new(),
         next_seq: 1,
         stats: RecoveryStats::default(),
+        mark: Pos::default(),
+        held: VecDeque::new(),
     };
     for (number, path) in list_segments(dir)? {
         let std_file = open_file(&path, false, direct, warned)?;
@@ -104,6 +259,7 @@ pub(crate) async fn recover(
             },
         );
     }
+    r.settle_held(shard).await?;
     r.stats.elapsed = started.elapsed();
     Ok(r)
 }
@@ -171,7 +327,13 @@ impl Scan<'_> {
                 break;
             }
             let ok = match h.kind {
-                Kind::Segment => h.verify(win.slice(pos, BLOCK)),
+                Kind::Segment => {
+                    let ok = h.verify(win.slice(pos, BLOCK));
+                    if ok {
+                        self.r.note_mark(h.durable);
+                    }
+                    ok
+                }
                 Kind::Data => {
                     let ok = h.verify(win.slice(pos, BLOCK));
                     self.r.stats.data_records += ok as u64;
@@ -232,18 +394,7 @@ impl Scan<'_> {
                 return Ok(false);
             }
         };
-        let loc = Loc::new(self.segment, pos, h.record_len());
-        for m in muts {
-            match m {
-                MutView::Put { table, key, summary, .. } => self.r.index.put(table, key, summary, h.seq, loc),
-                MutView::Delete { table, key } => self.r.index.delete(table, key),
-            }
-        }
-        if h.seq < self.r.next_seq.saturating_sub(1) {
-            tracing::warn!(shard = self.shard, segment = self.segment, offset = pos, seq = h.seq, "commit sequence went backwards");
-        }
-        self.r.next_seq = self.r.next_seq.max(h.seq + 1);
-        self.r.stats.commit_records += 1;
+        self.r.commit(h, self.segment, pos, muts);
         Ok(true)
     }
 

@@ -13,15 +13,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::buf::{AlignedBuf, DataBuf};
 use crate::codec::{self, Body, Extent, MutView, Mutation};
+use crate::data;
 use crate::disk::{open_file, Backend, DiskFile};
 use crate::error::IoError;
 use crate::event::Event;
 use crate::format::{
-    align_up, chunk_ok, segment_file_name, Kind, RecordHeader, ShardFile, BLOCK, CHUNK_BYTES,
-    FORMAT_VERSION, HEADER_BYTES, MAX_DATA_BYTES, SHARD_FILE, SHARD_FILE_BYTES,
+    align_up, segment_file_name, Kind, Pos, RecordHeader, ShardFile, BLOCK, FORMAT_VERSION,
+    HEADER_BYTES, MAX_DATA_BYTES, SHARD_FILE, SHARD_FILE_BYTES,
 };
 use crate::index::{Entry, Index, Loc};
-use crate::log::{extent_record_end, IndexOp, Log, PendingCommit, Slot, SyncPlan};
+use crate::log::{IndexOp, Log, PendingCommit, Slot, SyncPlan};
 use crate::recovery::{self, RecoveryStats};
 
 /// Segments may not pass this: record locations are kept in 32-bit block numbers.
@@ -140,6 +141,10 @@ impl Shard {
             recovery: s,
         });
         inner.roll()?;
+        // Make the new segment and its record durable before serving, so
+        // the mark it carries vouches for everything recovered from now on.
+        let end = inner.log.borrow().end_vpos();
+        inner.wait_durable(end).await?;
         Ok(Shard { inner })
     }
 
@@ -169,6 +174,7 @@ impl Shard {
             seq: 0,
             payload_len: len as u64,
             offset: slot.offset,
+            durable: Pos::default(),
         };
         header.write_and_seal(rec.as_mut_slice());
         let extent = Extent {
@@ -194,20 +200,19 @@ impl Shard {
         rec.set_len(rec_len as usize);
         codec::encode(&muts, &mut rec.as_mut_slice()[HEADER_BYTES..HEADER_BYTES + payload_len]);
 
-        // A commit record may only point at data that is already durable, so
-        // that a valid commit record never references a torn data record.
-        let mut need = 0u64;
+        // Extents must lie inside records this shard wrote. They need not be
+        // durable yet: this commit's sync covers them, and recovery verifies
+        // the data of commits no later durable mark vouches for.
         {
             let log = inner.log.borrow();
             for m in &muts {
                 if let Mutation::Put { body: Body::Extents(es), .. } = m {
                     for e in es {
-                        need = need.max(log.extent_vend(e)?);
+                        log.check_extent(e)?;
                     }
                 }
             }
         }
-        inner.wait_durable(need).await?;
 
         let ops = muts.into_iter().map(index_op).collect();
         let slot = inner.alloc(rec_len)?;
@@ -220,6 +225,7 @@ impl Shard {
             seq,
             payload_len: payload_len as u64,
             offset: slot.offset,
+            durable: log.durable_mark(),
         };
         header.write_and_seal(rec.as_mut_slice());
         let vend = slot.vpos + rec_len;
@@ -270,50 +276,12 @@ impl Shard {
         if range.start > range.end || range.end > e.len {
             return Err(IoError::InvalidExtent("range outside the extent"));
         }
-        let file = self.inner.segment_file(e.segment, extent_record_end(e)?)?;
+        let end = data::extent_end(e)?;
+        let file = self.inner.segment_file(e.segment, end.offset)?;
         if range.is_empty() {
             return Ok(Vec::new());
         }
-        let chunk = CHUNK_BYTES as u64;
-        let first_chunk = range.start / chunk;
-        let from = first_chunk * chunk;
-        let to = range.end.div_ceil(chunk).saturating_mul(chunk).min(e.len);
-        let data_pos = e.offset + BLOCK as u64 + from;
-        let data_len = align_up(to - from) as usize;
-        let (head, data) = if from == 0 {
-            // Header block and data are adjacent: one read.
-            let buf = read_exact(&file, e.offset, BLOCK + data_len, e.segment).await?;
-            (None, buf)
-        } else {
-            let (h, d) = monoio::join!(
-                read_exact(&file, e.offset, BLOCK, e.segment),
-                read_exact(&file, data_pos, data_len, e.segment)
-            );
-            (Some(h?), d?)
-        };
-        let head_block = match &head {
-            Some(h) => &h.as_slice()[..BLOCK],
-            None => &data.as_slice()[..BLOCK],
-        };
-        let data_bytes = match &head {
-            Some(_) => data.as_slice(),
-            None => &data.as_slice()[BLOCK..],
-        };
-        let h = RecordHeader::read_expect(head_block, Kind::Data, self.inner.id, e.segment, e.offset)
-            .map_err(|what| IoError::corrupt(e.segment, e.offset, what))?;
-        if h.payload_len != e.len {
-            return Err(IoError::InvalidExtent("extent length differs from its record"));
-        }
-        for (i, c) in data_bytes[..(to - from) as usize].chunks(CHUNK_BYTES).enumerate() {
-            let n = first_chunk as usize + i;
-            if !chunk_ok(head_block, n, c) {
-                let at = e.offset + BLOCK as u64 + n as u64 * chunk;
-                return Err(IoError::corrupt(e.segment, at, "data chunk checksum"));
-            }
-        }
-        let lo = (range.start - from) as usize;
-        let hi = (range.end - from) as usize;
-        Ok(data_bytes[lo..hi].to_vec())
+        data::read_range(&file, self.inner.id, e, range).await
     }
 
     /// Up to `limit` entries of `table` whose keys start with `prefix`, in
@@ -396,6 +364,9 @@ impl Inner {
         log.add_segment(number, file);
         let slot = log.alloc(BLOCK as u64, self.opts.segment_size_bytes).ok_or(IoError::ShardFailed)?;
         log.counters.segment_records += 1;
+        // At open this is the start of the new segment: recovery synced
+        // everything before it, and this record says so to the next recovery.
+        let durable = log.durable_mark();
         drop(log);
         let mut rec = AlignedBuf::with_capacity(BLOCK);
         rec.set_len(BLOCK);
@@ -406,6 +377,7 @@ impl Inner {
             seq: 0,
             payload_len: 0,
             offset: 0,
+            durable,
         };
         header.write_and_seal(rec.as_mut_slice());
         drop(self.spawn_write(slot, rec));
@@ -510,7 +482,7 @@ impl Inner {
     /// Reads and verifies the commit record at `loc`.
     async fn read_commit(&self, loc: Loc) -> Result<AlignedBuf, IoError> {
         let file = self.segment_file(loc.segment, loc.offset() + loc.len())?;
-        let rec = read_exact(&file, loc.offset(), loc.len() as usize, loc.segment).await?;
+        let rec = data::read_exact(&file, loc.offset(), loc.len() as usize, loc.segment).await?;
         let h = RecordHeader::read_expect(rec.as_slice(), Kind::Commit, self.id, loc.segment, loc.offset())
             .map_err(|what| IoError::corrupt(loc.segment, loc.offset(), what))?;
         if h.record_len() != loc.len() {
@@ -518,15 +490,6 @@ impl Inner {
         }
         Ok(rec)
     }
-}
-
-/// Reads exactly `len` bytes (a multiple of BLOCK) at `pos`; short is Corrupt.
-async fn read_exact(file: &DiskFile, pos: u64, len: usize, segment: u32) -> Result<AlignedBuf, IoError> {
-    let buf = file.read_at(AlignedBuf::with_capacity(len), pos, len).await?;
-    if buf.len() < len {
-        return Err(IoError::corrupt(segment, pos, "short read: record past end of file"));
-    }
-    Ok(buf)
 }
 
 /// syncfs(2) on the shard's filesystem. At open only: in ring mode it runs

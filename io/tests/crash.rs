@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use tessera_io::format::{segment_file_name, Kind, RecordHeader, HEADER_BYTES};
+use tessera_io::format::{segment_file_name, Kind, Pos, RecordHeader, HEADER_BYTES};
 use tessera_io::{Body, IoError, Mutation, BLOCK};
 
 const N: u32 = 20;
@@ -108,7 +108,7 @@ fn garbage_appended_after_the_tail() {
     let len = file_len(&seg);
     // A plausible header for the next record whose payload never landed.
     let mut rec = vec![0u8; BLOCK];
-    let h = RecordHeader { kind: Kind::Commit, shard: 7, segment: 1, seq: 999, payload_len: 100, offset: len };
+    let h = RecordHeader { kind: Kind::Commit, shard: 7, segment: 1, seq: 999, payload_len: 100, offset: len, durable: Pos::default() };
     h.write_and_seal(&mut rec);
     rec[HEADER_BYTES + 5] ^= 0xff;
     poke(&seg, len, &rec);
@@ -157,6 +157,9 @@ fn corrupt_data_byte_is_detected_on_read() {
         }])
         .await
         .unwrap();
+        // A later commit's durable mark vouches for "obj"'s data, so recovery
+        // trusts it without reading it; the damage shows up on read.
+        s.commit(vec![put(0, b"later", b"", b"")]).await.unwrap();
         e
     });
     let seg = segment_files(dir.path()).pop().unwrap();
@@ -216,15 +219,15 @@ fn garbage_segment_files_do_not_panic() {
     std::fs::write(dir.path().join(segment_file_name(11)), vec![0u8; 1 << 20]).unwrap();
     std::fs::write(dir.path().join(segment_file_name(12)), b"TSRL").unwrap();
     let mut f = vec![0u8; 2 * BLOCK];
-    RecordHeader { kind: Kind::Segment, shard: 7, segment: 13, seq: 0, payload_len: 0, offset: 0 }.write_and_seal(&mut f[..BLOCK]);
+    RecordHeader { kind: Kind::Segment, shard: 7, segment: 13, seq: 0, payload_len: 0, offset: 0, durable: Pos::default() }.write_and_seal(&mut f[..BLOCK]);
     let rec = &mut f[BLOCK..];
     rec[HEADER_BYTES..HEADER_BYTES + 1000].copy_from_slice(&pattern(9, 1000));
     rec[HEADER_BYTES..HEADER_BYTES + 4].copy_from_slice(&3u32.to_le_bytes());
-    RecordHeader { kind: Kind::Commit, shard: 7, segment: 13, seq: 5, payload_len: 1000, offset: BLOCK as u64 }.write_and_seal(rec);
+    RecordHeader { kind: Kind::Commit, shard: 7, segment: 13, seq: 5, payload_len: 1000, offset: BLOCK as u64, durable: Pos::default() }.write_and_seal(rec);
     std::fs::write(dir.path().join(segment_file_name(13)), &f).unwrap();
     // A segment of another shard copied in.
     let mut other = vec![0u8; BLOCK];
-    RecordHeader { kind: Kind::Segment, shard: 8, segment: 14, seq: 0, payload_len: 0, offset: 0 }.write_and_seal(&mut other);
+    RecordHeader { kind: Kind::Segment, shard: 8, segment: 14, seq: 0, payload_len: 0, offset: 0, durable: Pos::default() }.write_and_seal(&mut other);
     std::fs::write(dir.path().join(segment_file_name(14)), &other).unwrap();
     run(async {
         let s = open(dir.path()).await;
@@ -238,4 +241,66 @@ fn garbage_segment_files_do_not_panic() {
     run(async {
         assert_eq!(open(dir.path()).await.len(0), 2);
     });
+}
+
+/// Writes "before", then "obj" (data + commit that also deletes "before")
+/// as the very last records, with no later open vouching for them.
+fn write_unvouched(dir: &Path, body: &[u8]) -> tessera_io::Extent {
+    run(async {
+        let s = open(dir).await;
+        s.commit(vec![put(0, b"before", b"", b"x")]).await.unwrap();
+        let e = s.write_data(data_buf(body)).await.unwrap();
+        let obj = Mutation::Put { table: 0, key: b"obj".to_vec(), summary: vec![], meta: vec![], body: Body::Extents(vec![e]) };
+        s.commit(vec![obj, del(0, b"before")]).await.unwrap();
+        e
+    })
+}
+
+#[test]
+fn unvouched_commit_with_intact_data_is_verified_once() {
+    let dir = tempfile::tempdir().unwrap();
+    write_unvouched(dir.path(), &pattern(12, 200_000));
+    run(async {
+        let s = open(dir.path()).await;
+        let st = s.stats();
+        assert_eq!(st.recovery.verified_commits, 1, "{st:?}");
+        assert!(s.get(0, b"obj").is_some() && s.get(0, b"before").is_none());
+    });
+    // The segment record written by that open vouches for it from now on.
+    run(async {
+        let s = open(dir.path()).await;
+        assert_eq!(s.stats().recovery.verified_commits, 0);
+        assert!(s.get(0, b"obj").is_some());
+    });
+}
+
+#[test]
+fn unvouched_commit_with_torn_data_is_cut_off_for_good() {
+    // The last commit's data is damaged and no later mark proves it was ever
+    // durable: like a power cut between the data write and the sync, the
+    // commit was never acknowledged. Recovery verifies, drops it, and
+    // truncates so later opens (with new, higher marks) cannot revive it.
+    let dir = tempfile::tempdir().unwrap();
+    let e = write_unvouched(dir.path(), &pattern(12, 200_000));
+    let seg = segment_files(dir.path())[0].clone();
+    poke(&seg, e.offset + BLOCK as u64 + 150_000, &[0xee; 16]);
+    let cut = run(async {
+        let s = open(dir.path()).await;
+        let st = s.stats();
+        assert_eq!(st.recovery.dropped_commits, 1, "{st:?}");
+        assert!(s.get(0, b"obj").is_none());
+        assert!(s.get(0, b"before").is_some(), "the dropped commit's delete is undone too");
+        s.commit(vec![put(0, b"new", b"", b"")]).await.unwrap();
+        std::fs::metadata(&seg).unwrap().len()
+    });
+    // Later runs carry higher marks; the dropped commit stays gone.
+    for _ in 0..2 {
+        run(async {
+            let s = open(dir.path()).await;
+            assert_eq!(std::fs::metadata(&seg).unwrap().len(), cut);
+            assert!(s.get(0, b"obj").is_none());
+            assert!(s.get(0, b"before").is_some() && s.get(0, b"new").is_some());
+            assert_eq!(s.stats().recovery.dropped_commits, 0);
+        });
+    }
 }

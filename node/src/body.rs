@@ -61,6 +61,10 @@ impl BodyReader {
             })?),
             _ => None,
         };
+        let aws = match (aws, expected_decoded) {
+            (Some(a), Some(n)) => Some(a.with_decoded_len(n)),
+            (a, _) => a,
+        };
         let unsigned = PayloadMode::Unsigned;
         let verifier = BodyVerifier::from_request(&head.headers, payload.unwrap_or(&unsigned))?;
         Ok(BodyReader {
@@ -143,17 +147,13 @@ impl BodyReader {
             if used > 0 {
                 continue;
             }
-            let aws_done = self.aws.as_ref().is_none_or(|a| a.is_done());
-            if self.raw_exhausted() && self.staged_len() == 0 && aws_done {
+            if self.raw_exhausted() && self.staged_len() == 0 {
+                // The whole body is in: the aws layer must end cleanly too.
+                if let Some(aws) = self.aws.as_mut() {
+                    aws.finish()?;
+                }
                 self.finish()?;
                 return Ok(0);
-            }
-            if aws_done && self.aws.is_some() {
-                // Bytes after the final aws chunk and its trailers.
-                return Err(S3Error::with_message(S3ErrorCode::InvalidRequest, "data after the final chunk"));
-            }
-            if self.raw_exhausted() && self.staged_len() == 0 {
-                return Err(incomplete());
             }
             conn.fill(IO_TIMEOUT).await.map_err(conn_error)?;
         }
@@ -191,9 +191,6 @@ impl BodyReader {
                 (n, n)
             }
             Some(aws) => {
-                if aws.is_done() {
-                    return Ok((0, 0));
-                }
                 // Capping the input at dst's size bounds the payload range too.
                 let input = &raw[..raw.len().min(dst.len())];
                 let (used, r) = aws.feed(input)?;

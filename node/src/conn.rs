@@ -178,7 +178,36 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream) {
         let keep = keep_alive && body_done;
         match write_response(&mut conn, resp, is_head, keep).await {
             Ok(()) if keep => continue,
+            Ok(()) if !body_done => return linger(conn).await,
             _ => return,
+        }
+    }
+}
+
+/// Most bytes read and dropped while closing a connection whose request body
+/// was not read, and for how long.
+pub const LINGER_BYTES: usize = 4 * 1024 * 1024;
+pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Closes after an early response: shut our side, then drain what the client
+/// is still sending for a short while. Closing with unread data would make
+/// the kernel send a reset that can destroy the response before the client
+/// reads it.
+async fn linger(mut conn: Conn) {
+    use monoio::io::AsyncWriteRent;
+    let _ = conn.stream.shutdown().await;
+    let deadline = std::time::Instant::now() + LINGER_TIMEOUT;
+    let mut dropped = 0usize;
+    while dropped < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let n = conn.pending().len();
+        conn.consume(n);
+        dropped += n;
+        if conn.fill(left).await.is_err() {
+            break;
         }
     }
 }
@@ -262,7 +291,9 @@ fn prepare(ctx: &Ctx, head: &RequestHead) -> Result<Prepared, S3Error> {
     )?;
     let sig = SigRequest { method: &head.method_raw, path: &head.path, query: &head.query, headers: &head.headers };
     let ids = &shared.identities;
-    let auth = sigv4::authenticate(&sig, tessera_proto::time::now_unix_secs(), &|ak| ids.secret(ak))?;
+    let vhost_bucket = routed.bucket.as_deref().filter(|_| routed.vhost);
+    let now = tessera_proto::time::now_unix_secs();
+    let auth = sigv4::authenticate_vhost(&sig, vhost_bucket, now, &|ak| ids.secret(ak))?;
     let user = match &auth {
         Some(a) => Some(ids.get(&a.access_key).cloned().ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))?),
         None => None,

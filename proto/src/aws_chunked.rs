@@ -17,6 +17,12 @@
 //! anything it decoded until [`AwsChunkedDecoder::is_done`] is true (or
 //! [`AwsChunkedDecoder::finish`] returned `Ok`) and the trailers have been checked.
 //!
+//! Leniency, for what real writers send: chunk sizes in either hex case; trailer lines
+//! ending in LF or CRLF, with spaces around `:`; an empty line between the final chunk
+//! and the trailers; the final empty line missing at the end of the input. The last
+//! two are only known at the end, so the caller's protocol is: feed every body byte,
+//! then call [`AwsChunkedDecoder::finish`] at the end of the input.
+//!
 //! Errors, chosen after what S3 answers: broken framing is `IncompleteBody`
 //! ("The request body terminated unexpectedly"); exceeding a limit or sending
 //! trailers nobody announced is `InvalidRequest`; any chunk or trailer signature that
@@ -48,9 +54,13 @@ enum State {
     /// Reading a chunk header line into `line`.
     Header,
     /// Inside a chunk's data.
-    Data { remaining: u64 },
+    Data {
+        remaining: u64,
+    },
     /// Expecting the CRLF after a chunk's data; `seen` bytes of it so far.
-    DataEnd { seen: usize },
+    DataEnd {
+        seen: usize,
+    },
     /// After the final chunk: trailer lines, then an empty line.
     Trailer,
     Done,
@@ -200,7 +210,8 @@ impl AwsChunkedDecoder {
                     }
                     self.decoded_len += n as u64;
                     let remaining = remaining - n as u64;
-                    self.state = if remaining == 0 { State::DataEnd { seen: 0 } } else { State::Data { remaining } };
+                    self.state =
+                        if remaining == 0 { State::DataEnd { seen: 0 } } else { State::Data { remaining } };
                     return Ok((pos + n, pos..pos + n));
                 }
                 State::DataEnd { seen } => {
@@ -248,8 +259,11 @@ impl AwsChunkedDecoder {
     }
 
     fn read_header(&mut self, input: &[u8]) -> Result<usize, S3Error> {
-        let (taken, complete) =
-            self.take_line(input, MAX_CHUNK_HEADER_LINE_BYTES, "An aws-chunked chunk header line is too long.")?;
+        let (taken, complete) = self.take_line(
+            input,
+            MAX_CHUNK_HEADER_LINE_BYTES,
+            "An aws-chunked chunk header line is too long.",
+        )?;
         if complete {
             let line = std::mem::take(&mut self.line);
             self.start_chunk(&line)?;
@@ -271,7 +285,7 @@ impl AwsChunkedDecoder {
         if size > MAX_CHUNK_SIZE_BYTES {
             return Err(invalid("An aws-chunked chunk is larger than 16 MiB."));
         }
-        if self.expected_len.is_some_and(|len| self.decoded_len + size > len) {
+        if self.expected_len.is_some_and(|len| self.decoded_len.saturating_add(size) > len) {
             return Err(invalid("The aws-chunked body is longer than x-amz-decoded-content-length."));
         }
         if self.signer.is_some() {
@@ -333,21 +347,26 @@ impl AwsChunkedDecoder {
 
     fn add_trailer(&mut self, line: &[u8]) -> Result<(), S3Error> {
         if !self.trailer_expected {
-            return Err(invalid("The aws-chunked body carries trailers that x-amz-trailer did not announce."));
+            return Err(invalid(
+                "The aws-chunked body carries trailers that x-amz-trailer did not announce.",
+            ));
         }
         let lines = self.trailers.len() + usize::from(self.trailer_signature.is_some());
         if lines >= MAX_TRAILER_LINES {
             return Err(invalid("The aws-chunked body carries too many trailers."));
         }
         let text = std::str::from_utf8(line).map_err(|_| invalid("An aws-chunked trailer is not UTF-8."))?;
-        let (name, value) = text.split_once(':').ok_or_else(|| incomplete("malformed aws-chunked trailer"))?;
+        let (name, value) =
+            text.split_once(':').ok_or_else(|| incomplete("malformed aws-chunked trailer"))?;
         let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(incomplete("malformed aws-chunked trailer name"));
         }
         if name == TRAILER_SIGNATURE {
             // Unsigned-trailer mode has no trailer signature; one sent anyway is ignored.
-            if self.signer.is_some() && self.trailer_signature.replace(parse_hex_signature(value.as_bytes())?).is_some() {
+            if self.signer.is_some()
+                && self.trailer_signature.replace(parse_hex_signature(value.as_bytes())?).is_some()
+            {
                 return Err(signature_mismatch());
             }
             return Ok(());
@@ -373,7 +392,8 @@ impl AwsChunkedDecoder {
                 }
             }
         }
-        self.reopenable = self.trailer_expected && self.trailers.is_empty() && self.trailer_signature.is_none();
+        self.reopenable =
+            self.trailer_expected && self.trailers.is_empty() && self.trailer_signature.is_none();
         self.state = State::Done;
         Ok(())
     }

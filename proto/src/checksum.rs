@@ -84,7 +84,8 @@ enum State {
     Crc32(crc32fast::Hasher),
     Crc32c(u32),
     Crc64Nvme(crc64fast_nvme::Digest),
-    Sha(digest::Context),
+    // Boxed: a SHA context is ten times the size of the CRC states.
+    Sha(Box<digest::Context>),
 }
 
 /// Streaming checksum of one algorithm.
@@ -100,9 +101,9 @@ impl Checksummer {
             ChecksumAlgo::Crc32c => State::Crc32c(0),
             ChecksumAlgo::Crc64Nvme => State::Crc64Nvme(crc64fast_nvme::Digest::new()),
             ChecksumAlgo::Sha1 => {
-                State::Sha(digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY))
+                State::Sha(Box::new(digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY)))
             }
-            ChecksumAlgo::Sha256 => State::Sha(digest::Context::new(&digest::SHA256)),
+            ChecksumAlgo::Sha256 => State::Sha(Box::new(digest::Context::new(&digest::SHA256))),
         };
         Checksummer { algo, state }
     }
@@ -212,9 +213,10 @@ impl BodyVerifier {
         let content_md5 = match headers.get("content-md5") {
             None => None,
             Some(value) => match BASE64.decode(value) {
-                Ok(raw) => Some(<[u8; 16]>::try_from(raw.as_slice()).map_err(|_| {
-                    S3Error::new(S3ErrorCode::InvalidDigest)
-                })?),
+                Ok(raw) => Some(
+                    <[u8; 16]>::try_from(raw.as_slice())
+                        .map_err(|_| S3Error::new(S3ErrorCode::InvalidDigest))?,
+                ),
                 Err(_) => return Err(S3Error::new(S3ErrorCode::InvalidDigest)),
             },
         };
@@ -235,6 +237,16 @@ impl BodyVerifier {
                     "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
                 ));
             }
+        }
+        let trailer_mode = matches!(
+            payload,
+            PayloadMode::StreamingUnsignedTrailer | PayloadMode::StreamingSigned { trailer: true, .. }
+        );
+        if trailer_mode && trailer.is_none() && header.is_none() {
+            // In these modes the trailer carries the body's integrity; S3 requires x-amz-trailer.
+            return Err(invalid_request(
+                "x-amz-trailer must name the checksum trailer of a STREAMING-...-TRAILER payload.",
+            ));
         }
         // The value given (header or trailer) decides the algorithm; the SDK's
         // algorithm header alone still asks us to compute and keep that checksum.
@@ -347,10 +359,7 @@ mod tests {
             assert_eq!(ChecksumAlgo::from_algorithm_name(algo.name()), Some(algo));
             assert_eq!(ChecksumAlgo::from_algorithm_name(&algo.name().to_lowercase()), Some(algo));
             assert_eq!(ChecksumAlgo::from_header_name(algo.header_name()), Some(algo));
-            assert_eq!(
-                ChecksumAlgo::from_header_name(&algo.header_name().to_uppercase()),
-                Some(algo)
-            );
+            assert_eq!(ChecksumAlgo::from_header_name(&algo.header_name().to_uppercase()), Some(algo));
         }
         assert_eq!(ChecksumAlgo::from_algorithm_name("MD5"), None);
         assert_eq!(ChecksumAlgo::from_header_name("x-amz-checksum-mode"), None);

@@ -38,6 +38,7 @@ pub enum S3ErrorCode {
     NoSuchBucket,
     NoSuchKey,
     NoSuchUpload,
+    NoSuchVersion,
     NotImplemented,
     NotModified,
     OperationAborted,
@@ -91,6 +92,7 @@ impl S3ErrorCode {
             NoSuchBucket => "NoSuchBucket",
             NoSuchKey => "NoSuchKey",
             NoSuchUpload => "NoSuchUpload",
+            NoSuchVersion => "NoSuchVersion",
             NotImplemented => "NotImplemented",
             NotModified => "NotModified",
             OperationAborted => "OperationAborted",
@@ -111,7 +113,7 @@ impl S3ErrorCode {
         match self {
             AccessDenied | InvalidAccessKeyId | RequestTimeTooSkewed | SignatureDoesNotMatch
             | ExpiredToken => 403,
-            NoSuchBucket | NoSuchKey | NoSuchUpload => 404,
+            NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchVersion => 404,
             MethodNotAllowed => 405,
             BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty | OperationAborted => 409,
             MissingContentLength => 411,
@@ -153,6 +155,7 @@ impl S3ErrorCode {
             NoSuchBucket => "The specified bucket does not exist",
             NoSuchKey => "The specified key does not exist.",
             NoSuchUpload => "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
+            NoSuchVersion => "The specified version does not exist.",
             NotImplemented => "A header or operation you provided implies functionality that is not implemented.",
             PreconditionFailed => "At least one of the pre-conditions you specified did not hold",
             RequestTimeTooSkewed => "The difference between the request time and the server's time is too large.",

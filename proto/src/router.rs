@@ -75,7 +75,7 @@ const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
     "replication", "encryption", "object-lock", "retention", "legal-hold", "accelerate",
     "requestPayment", "ownershipControls", "publicAccessBlock", "intelligent-tiering",
     "inventory", "metrics", "analytics", "attributes", "restore", "select", "torrent",
-    "policyStatus", "versions", "versionId",
+    "policyStatus",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +88,7 @@ pub enum Op {
     GetBucketVersioning,
     ListObjectsV1,
     ListObjectsV2,
+    ListObjectVersions,
     ListMultipartUploads,
     DeleteObjects,
     PutObject,
@@ -114,6 +115,7 @@ impl Op {
             Op::GetBucketVersioning => "GetBucketVersioning",
             Op::ListObjectsV1 => "ListObjects",
             Op::ListObjectsV2 => "ListObjectsV2",
+            Op::ListObjectVersions => "ListObjectVersions",
             Op::ListMultipartUploads => "ListMultipartUploads",
             Op::DeleteObjects => "DeleteObjects",
             Op::PutObject => "PutObject",
@@ -134,6 +136,8 @@ impl Op {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routed {
     pub bucket: Option<String>,
+    /// The bucket came from the Host header (virtual-host style).
+    pub vhost: bool,
     pub key: Option<String>,
     pub op: Op,
     pub query: Query,
@@ -152,6 +156,7 @@ pub fn route(
     let query = Query::parse(raw_query)?;
     let path = percent_decode(raw_path)?;
     let vhost_bucket = host.and_then(|h| vhost_bucket(h, vhost_domains));
+    let vhost_bucket_found = vhost_bucket.is_some();
     let (bucket, key) = match vhost_bucket {
         Some(b) => {
             let key = path.strip_prefix('/').unwrap_or(&path);
@@ -179,7 +184,7 @@ pub fn route(
         (Some(_), None) => bucket_op(method, &query)?,
         (Some(_), Some(_)) => object_op(method, &query)?,
     };
-    Ok(Routed { bucket, key, op, query })
+    Ok(Routed { bucket, vhost: vhost_bucket_found, key, op, query })
 }
 
 fn vhost_bucket(host: &str, domains: &[String]) -> Option<String> {
@@ -206,6 +211,7 @@ fn bucket_op(method: Method, q: &Query) -> S3Result<Op> {
         Method::Get if q.has("location") => Op::GetBucketLocation,
         Method::Get if q.has("versioning") => Op::GetBucketVersioning,
         Method::Get if q.has("uploads") => Op::ListMultipartUploads,
+        Method::Get if q.has("versions") => Op::ListObjectVersions,
         Method::Post if q.has("delete") => Op::DeleteObjects,
         _ if unsupported(q).is_some() => {
             return Err(not_implemented(unsupported(q).unwrap_or("sub-resource")))

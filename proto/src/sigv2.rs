@@ -20,33 +20,115 @@ use crate::time::{parse_amz_date, parse_http_date};
 /// Sub-resources that the clients we know sign (union of the AWS documentation,
 /// botocore and minio-go). Sorted.
 pub const SUBRESOURCES: &[&str] = &[
-    "accelerate", "acl", "analytics", "cors", "delete", "encryption", "inventory", "legal-hold",
-    "lifecycle", "location", "logging", "metrics", "notification", "object-lock", "partNumber",
-    "policy", "replication", "requestPayment", "response-cache-control",
-    "response-content-disposition", "response-content-encoding", "response-content-language",
-    "response-content-type", "response-expires", "restore", "retention", "select", "select-type",
-    "storageClass", "tagging", "torrent", "uploadId", "uploads", "versionId", "versioning",
-    "versions", "website",
+    "accelerate",
+    "acl",
+    "analytics",
+    "cors",
+    "delete",
+    "encryption",
+    "inventory",
+    "legal-hold",
+    "lifecycle",
+    "location",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "partNumber",
+    "policy",
+    "replication",
+    "requestPayment",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+    "response-content-language",
+    "response-content-type",
+    "response-expires",
+    "restore",
+    "retention",
+    "select",
+    "select-type",
+    "storageClass",
+    "tagging",
+    "torrent",
+    "uploadId",
+    "uploads",
+    "versionId",
+    "versioning",
+    "versions",
+    "website",
 ];
 
 /// botocore's list (`HmacV1Auth.QSAOfInterest`), tried when the union fails.
 const BOTOCORE_SUBRESOURCES: &[&str] = &[
-    "accelerate", "acl", "analytics", "cors", "defaultObjectAcl", "delete", "inventory",
-    "lifecycle", "location", "logging", "metrics", "notification", "object-lock", "partNumber",
-    "policy", "replication", "requestPayment", "response-cache-control",
-    "response-content-disposition", "response-content-encoding", "response-content-language",
-    "response-content-type", "response-expires", "restore", "select", "select-type",
-    "storageClass", "tagging", "torrent", "uploadId", "uploads", "versionId", "versioning",
-    "versions", "website",
+    "accelerate",
+    "acl",
+    "analytics",
+    "cors",
+    "defaultObjectAcl",
+    "delete",
+    "inventory",
+    "lifecycle",
+    "location",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "partNumber",
+    "policy",
+    "replication",
+    "requestPayment",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+    "response-content-language",
+    "response-content-type",
+    "response-expires",
+    "restore",
+    "select",
+    "select-type",
+    "storageClass",
+    "tagging",
+    "torrent",
+    "uploadId",
+    "uploads",
+    "versionId",
+    "versioning",
+    "versions",
+    "website",
 ];
 
 /// minio-go's list, tried last; it also writes `name` for an empty `name=`.
 const MINIO_GO_SUBRESOURCES: &[&str] = &[
-    "acl", "cors", "delete", "encryption", "legal-hold", "lifecycle", "location", "logging",
-    "notification", "partNumber", "policy", "requestPayment", "response-cache-control",
-    "response-content-disposition", "response-content-encoding", "response-content-language",
-    "response-content-type", "response-expires", "retention", "select", "select-type", "tagging",
-    "torrent", "uploadId", "uploads", "versionId", "versioning", "versions", "website",
+    "acl",
+    "cors",
+    "delete",
+    "encryption",
+    "legal-hold",
+    "lifecycle",
+    "location",
+    "logging",
+    "notification",
+    "partNumber",
+    "policy",
+    "requestPayment",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+    "response-content-language",
+    "response-content-type",
+    "response-expires",
+    "retention",
+    "select",
+    "select-type",
+    "tagging",
+    "torrent",
+    "uploadId",
+    "uploads",
+    "versionId",
+    "versioning",
+    "versions",
+    "website",
 ];
 
 /// How a client lists sub-resources in the canonical resource.
@@ -66,7 +148,12 @@ const RULES: [SubresourceRule; 3] = [
 
 /// The canonical resource: `[/bucket]` + `path` + `?` + sub-resources sorted by name,
 /// values decoded.
-pub fn canonical_resource(path: &str, query: &str, vhost_bucket: Option<&str>, rule: SubresourceRule) -> String {
+pub fn canonical_resource(
+    path: &str,
+    query: &str,
+    vhost_bucket: Option<&str>,
+    rule: SubresourceRule,
+) -> String {
     let mut out = String::with_capacity(path.len() + 32);
     if let Some(bucket) = vhost_bucket {
         out.push('/');
@@ -137,7 +224,13 @@ pub fn string_to_sign(method: &str, headers: &Headers, date_line: &str, resource
     string_to_sign_with(method, headers, date_line, resource, false)
 }
 
-fn string_to_sign_with(method: &str, headers: &Headers, date_line: &str, resource: &str, skip_amz_date: bool) -> String {
+fn string_to_sign_with(
+    method: &str,
+    headers: &Headers,
+    date_line: &str,
+    resource: &str,
+    skip_amz_date: bool,
+) -> String {
     format!(
         "{}\n{}\n{}\n{}\n{}{}",
         method,
@@ -157,7 +250,14 @@ pub fn sign(secret: &str, string_to_sign: &str) -> String {
 
 /// Client side: the `Authorization` value of a path-style request. `headers` must hold
 /// `date` (or `x-amz-date`); path and query are raw, as they will be sent.
-pub fn sign_request(method: &str, path: &str, query: &str, headers: &Headers, access_key: &str, secret: &str) -> String {
+pub fn sign_request(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &Headers,
+    access_key: &str,
+    secret: &str,
+) -> String {
     let date_line = if headers.contains("x-amz-date") { "" } else { headers.get("date").unwrap_or("") };
     let resource = canonical_resource(path, query, None, RULE_UNION);
     let sig = sign(secret, &string_to_sign(method, headers, date_line, &resource));
@@ -169,7 +269,13 @@ pub fn sign_request(method: &str, path: &str, query: &str, headers: &Headers, ac
 /// A candidate Date line, and whether x-amz-date then leaves the x-amz-* headers.
 type DateLine<'a> = (&'a str, bool);
 
-fn verify(req: &SigRequest<'_>, vhost_bucket: Option<&str>, date_lines: &[DateLine<'_>], secret: &str, signature_b64: &str) -> Result<(), S3Error> {
+fn verify(
+    req: &SigRequest<'_>,
+    vhost_bucket: Option<&str>,
+    date_lines: &[DateLine<'_>],
+    secret: &str,
+    signature_b64: &str,
+) -> Result<(), S3Error> {
     let mismatch = || S3Error::new(S3ErrorCode::SignatureDoesNotMatch);
     let provided = BASE64.decode(signature_b64.trim()).map_err(|_| mismatch())?;
     let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret.as_bytes());
@@ -227,7 +333,10 @@ pub(crate) fn authenticate_header(
         (None, None) => None,
     }
     .ok_or_else(|| {
-        S3Error::with_message(S3ErrorCode::AccessDenied, "AWS authentication requires a valid Date or x-amz-date header")
+        S3Error::with_message(
+            S3ErrorCode::AccessDenied,
+            "AWS authentication requires a valid Date or x-amz-date header",
+        )
     })?;
     if now_unix_secs.abs_diff(t) > MAX_CLOCK_SKEW_SECS.unsigned_abs() {
         return Err(S3Error::new(S3ErrorCode::RequestTimeTooSkewed));
@@ -244,7 +353,11 @@ pub(crate) fn authenticate_header(
         None => date_lines.extend(date.map(|d| (d, false))),
     }
     verify(req, vhost_bucket, &date_lines, &secret, signature)?;
-    Ok(AuthContext { access_key: access_key.to_string(), payload: PayloadMode::Unsigned, kind: AuthKind::HeaderV2 })
+    Ok(AuthContext {
+        access_key: access_key.to_string(),
+        payload: PayloadMode::Unsigned,
+        kind: AuthKind::HeaderV2,
+    })
 }
 
 /// `?AWSAccessKeyId=..&Signature=..&Expires=..`.
@@ -274,7 +387,12 @@ pub(crate) fn authenticate_query(
     let secret = secret_for(access_key).ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))?;
     let expires_at: i64 = match expires.parse() {
         Ok(v) if expires.bytes().all(|b| b.is_ascii_digit()) => v,
-        _ => return Err(S3Error::with_message(S3ErrorCode::AccessDenied, "Invalid date (should be seconds since epoch)")),
+        _ => {
+            return Err(S3Error::with_message(
+                S3ErrorCode::AccessDenied,
+                "Invalid date (should be seconds since epoch)",
+            ))
+        }
     };
     if now_unix_secs > expires_at {
         return Err(S3Error::with_message(S3ErrorCode::AccessDenied, "Request has expired"));
@@ -283,7 +401,11 @@ pub(crate) fn authenticate_query(
     // signature sent with a raw '+' may have been read as a space by a proxy.
     let signature = signature.replace(' ', "+");
     verify(req, vhost_bucket, &[(expires, false)], &secret, &signature)?;
-    Ok(AuthContext { access_key: access_key.to_string(), payload: PayloadMode::Unsigned, kind: AuthKind::PresignedV2 })
+    Ok(AuthContext {
+        access_key: access_key.to_string(),
+        payload: PayloadMode::Unsigned,
+        kind: AuthKind::PresignedV2,
+    })
 }
 
 #[cfg(test)]

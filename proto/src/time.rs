@@ -118,10 +118,7 @@ pub fn parse_amz_date(s: &str) -> Option<i64> {
 /// Formats Unix seconds as SigV4's `YYYYMMDDTHHMMSSZ`.
 pub fn format_amz_date(unix_secs: i64) -> String {
     let c = civil(unix_secs);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        c.year, c.month, c.day, c.hour, c.minute, c.second
-    )
+    format!("{:04}{:02}{:02}T{:02}{:02}{:02}Z", c.year, c.month, c.day, c.hour, c.minute, c.second)
 }
 
 /// Parses an HTTP date in any of RFC 7231's three formats (IMF-fixdate, RFC 850,
@@ -165,7 +162,11 @@ fn parse_rfc1123_zoned(s: &str) -> Option<i64> {
                 return None;
             }
             let offset = hh * 3600 + mm * 60;
-            if b[0] == b'+' { offset } else { -offset }
+            if b[0] == b'+' {
+                offset
+            } else {
+                -offset
+            }
         }
     };
     if parts.next().is_some() {
@@ -254,11 +255,9 @@ mod tests {
     #[test]
     fn http_dates_in_all_three_formats() {
         let secs = 784_887_151;
-        for text in [
-            "Tue, 15 Nov 1994 08:12:31 GMT",
-            "Tuesday, 15-Nov-94 08:12:31 GMT",
-            "Tue Nov 15 08:12:31 1994",
-        ] {
+        for text in
+            ["Tue, 15 Nov 1994 08:12:31 GMT", "Tuesday, 15-Nov-94 08:12:31 GMT", "Tue Nov 15 08:12:31 1994"]
+        {
             assert_eq!(parse_http_date(text), Some(secs), "{text}");
         }
         assert_eq!(format_http_date(secs), "Tue, 15 Nov 1994 08:12:31 GMT");

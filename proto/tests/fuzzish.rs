@@ -6,9 +6,16 @@ mod common;
 use common::{example_secrets, parse_request, RawRequest, S3_AKID, S3_SECRET};
 use tessera_proto::aws_chunked::AwsChunkedDecoder;
 use tessera_proto::checksum::BodyVerifier;
-use tessera_proto::sigv4::{authenticate, authenticate_vhost, signing_key, ChunkSigner, PayloadMode, SigRequest};
+use tessera_proto::sigv4::{
+    authenticate, authenticate_vhost, signing_key, ChunkSigner, PayloadMode, SigRequest,
+};
 use tessera_proto::time::{parse_amz_date, parse_http_date};
 use tessera_proto::Headers;
+
+/// Iterations scale with `TESSERA_FUZZ_SCALE` (default 1) for longer local runs.
+fn scaled(n: usize) -> usize {
+    n * std::env::var("TESSERA_FUZZ_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
+}
 
 /// xorshift64*: enough randomness for a smoke fuzzer, no dependency.
 struct Rng(u64);
@@ -30,12 +37,56 @@ impl Rng {
     /// Text built from pieces that matter to the parsers.
     fn text(&mut self, max_parts: usize) -> String {
         const PIECES: &[&str] = &[
-            "AWS4-HMAC-SHA256", "AWS", " ", ",", "=", ";", "/", ":", "%", "%2", "%2F", "%zz", "+",
-            "&", "?", "Credential", "SignedHeaders", "Signature", "host", "x-amz-date", "aws4_request",
-            "s3", "us-east-1", "20130524", "T000000Z", S3_AKID, "0", "9", "a", "f", "\r\n", "\t", "é",
-            "ሴ", "\u{0}", "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Expires", "X-Amz-Date",
-            "X-Amz-Signature", "X-Amz-SignedHeaders", "AWSAccessKeyId", "Expires", "Signature",
-            "UNSIGNED-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER", "GMT", "+0000", "Mon", "May",
+            "AWS4-HMAC-SHA256",
+            "AWS",
+            " ",
+            ",",
+            "=",
+            ";",
+            "/",
+            ":",
+            "%",
+            "%2",
+            "%2F",
+            "%zz",
+            "+",
+            "&",
+            "?",
+            "Credential",
+            "SignedHeaders",
+            "Signature",
+            "host",
+            "x-amz-date",
+            "aws4_request",
+            "s3",
+            "us-east-1",
+            "20130524",
+            "T000000Z",
+            S3_AKID,
+            "0",
+            "9",
+            "a",
+            "f",
+            "\r\n",
+            "\t",
+            "é",
+            "ሴ",
+            "\u{0}",
+            "X-Amz-Algorithm",
+            "X-Amz-Credential",
+            "X-Amz-Expires",
+            "X-Amz-Date",
+            "X-Amz-Signature",
+            "X-Amz-SignedHeaders",
+            "AWSAccessKeyId",
+            "Expires",
+            "Signature",
+            "UNSIGNED-PAYLOAD",
+            "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+            "GMT",
+            "+0000",
+            "Mon",
+            "May",
         ];
         let parts = self.below(max_parts + 1);
         (0..parts).map(|_| PIECES[self.below(PIECES.len())]).collect()
@@ -111,7 +162,7 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
 fn decoder_survives_garbage_and_mutations() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let bodies = valid_bodies();
-    for i in 0..6000 {
+    for i in 0..scaled(6000) {
         let input = if i % 2 == 0 {
             rng.bytes(400)
         } else {
@@ -134,8 +185,16 @@ fn random_request(rng: &mut Rng) -> RawRequest {
     let mut headers = Headers::new();
     for _ in 0..rng.below(6) {
         const NAMES: &[&str] = &[
-            "authorization", "host", "x-amz-date", "date", "x-amz-content-sha256", "content-md5",
-            "x-amz-checksum-crc32", "x-amz-trailer", "x-amz-sdk-checksum-algorithm", "range",
+            "authorization",
+            "host",
+            "x-amz-date",
+            "date",
+            "x-amz-content-sha256",
+            "content-md5",
+            "x-amz-checksum-crc32",
+            "x-amz-trailer",
+            "x-amz-sdk-checksum-algorithm",
+            "range",
         ];
         let name = NAMES[rng.below(NAMES.len())];
         let value = rng.text(12);
@@ -145,17 +204,24 @@ fn random_request(rng: &mut Rng) -> RawRequest {
 }
 
 fn captured_requests() -> Vec<RawRequest> {
-    let mut v: Vec<RawRequest> = ["put-unsigned-trailer-crc32", "get-special-key", "list-objects-v2", "v2-get-acl", "v2-put"]
-        .iter()
-        .map(|n| parse_request(&common::read(&format!("botocore/{n}.http"))))
-        .collect();
+    let mut v: Vec<RawRequest> =
+        ["put-unsigned-trailer-crc32", "get-special-key", "list-objects-v2", "v2-get-acl", "v2-put"]
+            .iter()
+            .map(|n| parse_request(&common::read(&format!("botocore/{n}.http"))))
+            .collect();
     for url in ["presigned-v4-get.url", "presigned-get.url"] {
         let text = String::from_utf8(common::read(&format!("botocore/{url}"))).expect("UTF-8");
         let rest = text.trim().trim_start_matches("https://localhost:9000");
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut headers = Headers::new();
         headers.push("host", "localhost:9000");
-        v.push(RawRequest { method: "GET".into(), path: path.into(), query: query.into(), headers, body: vec![] });
+        v.push(RawRequest {
+            method: "GET".into(),
+            path: path.into(),
+            query: query.into(),
+            headers,
+            body: vec![],
+        });
     }
     v
 }
@@ -169,7 +235,7 @@ fn authenticate_survives_garbage_and_mutations() {
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
     let captured = captured_requests();
     let now = 1_795_000_000;
-    for i in 0..20_000 {
+    for i in 0..scaled(20_000) {
         let req = if i % 2 == 0 {
             random_request(&mut rng)
         } else {
@@ -189,7 +255,8 @@ fn authenticate_survives_garbage_and_mutations() {
             }
             req
         };
-        let sig = SigRequest { method: &req.method, path: &req.path, query: &req.query, headers: &req.headers };
+        let sig =
+            SigRequest { method: &req.method, path: &req.path, query: &req.query, headers: &req.headers };
         let r = if rng.below(3) == 0 {
             authenticate_vhost(&sig, Some("bucket"), now + rng.below(10_000_000) as i64, &example_secrets)
         } else {
@@ -199,9 +266,10 @@ fn authenticate_survives_garbage_and_mutations() {
             // Mutations that still verify must be ones that do not change what was signed.
             assert_eq!(ctx.access_key, S3_AKID);
         }
-        let payload = [PayloadMode::Unsigned, PayloadMode::Sha256([0; 32]), PayloadMode::StreamingUnsignedTrailer]
-            [rng.below(3)]
-        .clone();
+        let payload =
+            [PayloadMode::Unsigned, PayloadMode::Sha256([0; 32]), PayloadMode::StreamingUnsignedTrailer]
+                [rng.below(3)]
+            .clone();
         if let Ok(mut v) = BodyVerifier::from_request(&req.headers, &payload) {
             v.update(&rng.bytes(64));
             let trailers = vec![(rng.text(3), rng.text(4))];
@@ -213,7 +281,7 @@ fn authenticate_survives_garbage_and_mutations() {
 #[test]
 fn date_parsers_survive_garbage() {
     let mut rng = Rng(0x1234_5678_9ABC_DEF1);
-    for _ in 0..20_000 {
+    for _ in 0..scaled(20_000) {
         let s = String::from_utf8_lossy(&rng.bytes(40)).into_owned();
         let _ = parse_amz_date(&s);
         let _ = parse_http_date(&s);

@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{decode_in_pieces, example_secrets, parse_request, RawRequest, S3_AKID, S3_EXAMPLE_TIME, S3_SECRET};
+use common::{
+    decode_in_pieces, example_secrets, parse_request, RawRequest, S3_AKID, S3_EXAMPLE_TIME, S3_SECRET,
+};
 use tessera_proto::aws_chunked::{
     AwsChunkedDecoder, MAX_CHUNK_HEADER_LINE_BYTES, MAX_TRAILER_LINES, MAX_TRAILER_SECTION_BYTES,
 };
@@ -28,7 +30,14 @@ fn auth(req: &RawRequest, now: i64) -> Result<Option<AuthContext>, S3Error> {
 }
 
 /// A request signed by `sign_request`, with `extra` headers signed too.
-fn signed(method: &str, path: &str, query: &str, extra: &[(&str, &str)], payload: &str, secret: &str) -> RawRequest {
+fn signed(
+    method: &str,
+    path: &str,
+    query: &str,
+    extra: &[(&str, &str)],
+    payload: &str,
+    secret: &str,
+) -> RawRequest {
     let mut headers = Headers::new();
     headers.push("host", "examplebucket.s3.amazonaws.com");
     headers.push("x-amz-date", &format_amz_date(NOW));
@@ -42,7 +51,14 @@ fn signed(method: &str, path: &str, query: &str, extra: &[(&str, &str)], payload
 }
 
 fn get() -> RawRequest {
-    signed("GET", "/examplebucket/k%20ey", "versionId=1&x=a%2Bb", &[("range", "bytes=0-9")], EMPTY_SHA256_HEX, S3_SECRET)
+    signed(
+        "GET",
+        "/examplebucket/k%20ey",
+        "versionId=1&x=a%2Bb",
+        &[("range", "bytes=0-9")],
+        EMPTY_SHA256_HEX,
+        S3_SECRET,
+    )
 }
 
 #[test]
@@ -53,7 +69,8 @@ fn the_helpers_sign_what_authenticate_accepts() {
     let mut headers = Headers::new();
     headers.push("host", "examplebucket.s3.amazonaws.com");
     let q = presign_query("GET", "/examplebucket/k", "", &headers, S3_AKID, S3_SECRET, "ap-south-2", NOW, 60);
-    let req = RawRequest { method: "GET".into(), path: "/examplebucket/k".into(), query: q, headers, body: vec![] };
+    let req =
+        RawRequest { method: "GET".into(), path: "/examplebucket/k".into(), query: q, headers, body: vec![] };
     assert_eq!(auth(&req, NOW).expect("ok").expect("credentials").kind, AuthKind::PresignedV4);
 }
 
@@ -169,13 +186,29 @@ fn credentials_anywhere_are_verified_never_ignored() {
     ] {
         let mut h = Headers::new();
         h.push("host", "examplebucket.s3.amazonaws.com");
-        let req = RawRequest { method: "GET".into(), path: "/k".into(), query: query.into(), headers: h, body: vec![] };
+        let req = RawRequest {
+            method: "GET".into(),
+            path: "/k".into(),
+            query: query.into(),
+            headers: h,
+            body: vec![],
+        };
         assert_eq!(code(auth(&req, NOW)), Err(AuthorizationQueryParametersError), "{query}");
     }
-    for query in ["AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE", "Signature=abc", "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=abc"] {
+    for query in [
+        "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE",
+        "Signature=abc",
+        "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=abc",
+    ] {
         let mut h = Headers::new();
         h.push("host", "examplebucket.s3.amazonaws.com");
-        let req = RawRequest { method: "GET".into(), path: "/k".into(), query: query.into(), headers: h, body: vec![] };
+        let req = RawRequest {
+            method: "GET".into(),
+            path: "/k".into(),
+            query: query.into(),
+            headers: h,
+            body: vec![],
+        };
         assert_eq!(code(auth(&req, NOW)), Err(AccessDenied), "{query}");
     }
     // Header and query credentials at once, or two Authorization headers.
@@ -189,17 +222,46 @@ fn credentials_anywhere_are_verified_never_ignored() {
     let value = twice.headers.get("authorization").expect("auth").to_string();
     twice.headers.push("authorization", &value);
     assert_eq!(code(auth(&twice, NOW)), Err(InvalidArgument));
+    // Near-miss spellings are not served anonymously either.
+    for query in ["x-amz-credential=a", "X-AMZ-SIGNATURE=b", "awsaccesskeyid=c"] {
+        let mut h = Headers::new();
+        h.push("host", "examplebucket.s3.amazonaws.com");
+        let req = RawRequest {
+            method: "GET".into(),
+            path: "/k".into(),
+            query: query.into(),
+            headers: h,
+            body: vec![],
+        };
+        assert!(auth(&req, NOW).is_err(), "{query}");
+    }
     // Nothing at all is anonymous.
     let mut h = Headers::new();
     h.push("host", "x");
-    let anon = RawRequest { method: "GET".into(), path: "/k".into(), query: "X-Amz-Date=1&prefix=a".into(), headers: h, body: vec![] };
+    let anon = RawRequest {
+        method: "GET".into(),
+        path: "/k".into(),
+        query: "X-Amz-Date=1&prefix=a".into(),
+        headers: h,
+        body: vec![],
+    };
     assert!(matches!(auth(&anon, NOW), Ok(None)));
 }
 
 fn presigned(expires: i64, method: &str) -> RawRequest {
     let mut headers = Headers::new();
     headers.push("host", "examplebucket.s3.amazonaws.com");
-    let q = presign_query(method, "/examplebucket/k", "partNumber=1", &headers, S3_AKID, S3_SECRET, "us-east-1", NOW, expires);
+    let q = presign_query(
+        method,
+        "/examplebucket/k",
+        "partNumber=1",
+        &headers,
+        S3_AKID,
+        S3_SECRET,
+        "us-east-1",
+        NOW,
+        expires,
+    );
     RawRequest { method: method.into(), path: "/examplebucket/k".into(), query: q, headers, body: vec![] }
 }
 
@@ -252,12 +314,19 @@ fn path_canonicalization_rules() {
         headers.push("x-amz-date", &format_amz_date(NOW));
         headers.push("x-amz-content-sha256", EMPTY_SHA256_HEX);
         let signed = ["host", "x-amz-content-sha256", "x-amz-date"];
-        let creq = canonical_request("GET", path, &canonical_query("", false), &headers, &signed, EMPTY_SHA256_HEX);
+        let creq =
+            canonical_request("GET", path, &canonical_query("", false), &headers, &signed, EMPTY_SHA256_HEX);
         let scope = credential_scope("20130524", "us-east-1", "s3");
-        let sig = signature_hex(&signing_key(S3_SECRET, "20130524", "us-east-1", "s3"), &string_to_sign(&format_amz_date(NOW), &scope, &creq));
+        let sig = signature_hex(
+            &signing_key(S3_SECRET, "20130524", "us-east-1", "s3"),
+            &string_to_sign(&format_amz_date(NOW), &scope, &creq),
+        );
         headers.push(
             "authorization",
-            &format!("AWS4-HMAC-SHA256 Credential={S3_AKID}/{scope}, SignedHeaders={}, Signature={sig}", signed.join(";")),
+            &format!(
+                "AWS4-HMAC-SHA256 Credential={S3_AKID}/{scope}, SignedHeaders={}, Signature={sig}",
+                signed.join(";")
+            ),
         );
         RawRequest { method: "GET".into(), path: path.into(), query: String::new(), headers, body: vec![] }
     };
@@ -353,7 +422,12 @@ fn signed_chunks_tampered_dropped_reordered() {
     // A chunk without its signature, or with another key's.
     let unsigned = b"5\r\nhello\r\n0\r\n\r\n";
     assert_eq!(decode(Some(signer.clone()), false, unsigned), Err(SignatureDoesNotMatch));
-    let other = ChunkSigner::new(&[1; 32], "20130524T000000Z", "20130524/us-east-1/s3/aws4_request", signer.seed_signature());
+    let other = ChunkSigner::new(
+        &[1; 32],
+        "20130524T000000Z",
+        "20130524/us-east-1/s3/aws4_request",
+        signer.seed_signature(),
+    );
     assert_eq!(decode(Some(other), false, &body), Err(SignatureDoesNotMatch));
 }
 
@@ -518,10 +592,14 @@ fn body_verifier_rules() {
     );
     assert_eq!(run(&h(&[("x-amz-checksum-crc32", "NhCm")]), b"hello", &[]).map(|_| ()), Err(InvalidRequest));
     assert_eq!(
-        run(&h(&[("x-amz-checksum-crc32", crc_hello), ("x-amz-checksum-crc32c", "AAAAAA==")]), b"hello", &[]).map(|_| ()),
+        run(&h(&[("x-amz-checksum-crc32", crc_hello), ("x-amz-checksum-crc32c", "AAAAAA==")]), b"hello", &[])
+            .map(|_| ()),
         Err(InvalidRequest)
     );
-    assert_eq!(run(&h(&[("x-amz-sdk-checksum-algorithm", "MD4")]), b"hello", &[]).map(|_| ()), Err(InvalidRequest));
+    assert_eq!(
+        run(&h(&[("x-amz-sdk-checksum-algorithm", "MD4")]), b"hello", &[]).map(|_| ()),
+        Err(InvalidRequest)
+    );
     // Announced as a trailer but sent as a header: accepted.
     let both = h(&[("x-amz-trailer", "x-amz-checksum-crc32"), ("x-amz-checksum-crc32", crc_hello)]);
     assert!(run(&both, b"hello", &[]).is_ok());
@@ -533,6 +611,12 @@ fn body_verifier_rules() {
     // Trailer and header announcing different algorithms.
     let mixed = h(&[("x-amz-trailer", "x-amz-checksum-crc32c"), ("x-amz-checksum-crc32", crc_hello)]);
     assert_eq!(run(&mixed, b"hello", &[]).map(|_| ()), Err(InvalidRequest));
+    // A trailer payload mode must say which checksum trails.
+    let e = BodyVerifier::from_request(&h(&[]), &PayloadMode::StreamingUnsignedTrailer)
+        .map(|_| ())
+        .map_err(|e| e.code);
+    assert_eq!(e, Err(InvalidRequest));
+    assert!(BodyVerifier::from_request(&announced, &PayloadMode::StreamingUnsignedTrailer).is_ok());
     // The algorithm header alone: computed and reported.
     let algo_only = run(&h(&[("x-amz-sdk-checksum-algorithm", "crc32")]), b"hello", &[]).expect("ok");
     assert_eq!(algo_only.checksum.map(|(_, v)| v), Some(crc_hello.to_string()));

@@ -32,7 +32,8 @@ fn authorization(signed_headers: &str, signature: &str) -> String {
 }
 
 /// (name, method, wire target, extra headers, SignedHeaders, published signature)
-type HeaderExample = (&'static str, &'static str, &'static str, Vec<(&'static str, &'static str)>, &'static str, &'static str);
+type HeaderExample =
+    (&'static str, &'static str, &'static str, Vec<(&'static str, &'static str)>, &'static str, &'static str);
 
 fn header_examples() -> Vec<HeaderExample> {
     vec![
@@ -134,7 +135,11 @@ pub const PRESIGNED_QUERY: &str = "X-Amz-Algorithm=AWS4-HMAC-SHA256\
 
 #[test]
 fn presigned_example_authenticates_until_it_expires() {
-    let req = request("GET", &format!("/test.txt?{PRESIGNED_QUERY}"), &[("host", "examplebucket.s3.amazonaws.com")]);
+    let req = request(
+        "GET",
+        &format!("/test.txt?{PRESIGNED_QUERY}"),
+        &[("host", "examplebucket.s3.amazonaws.com")],
+    );
     for now in [S3_EXAMPLE_TIME, S3_EXAMPLE_TIME + 86_400, S3_EXAMPLE_TIME - 899] {
         let ctx = authenticate(&req.sig_request(), now, &example_secrets)
             .unwrap_or_else(|e| panic!("{now}: {e}"))
@@ -309,7 +314,8 @@ fn trailer_example_decodes_and_its_checksum_verifies() {
         let body = trailer_example_body(blank, "sOO8/Q==", TRAILER_SIG);
         for piece in [1, 13, 70_000] {
             let mut dec = AwsChunkedDecoder::new(Some(signer.clone()), true);
-            let data = decode_in_pieces(&mut dec, &body, piece).unwrap_or_else(|e| panic!("{blank} {piece}: {e}"));
+            let data =
+                decode_in_pieces(&mut dec, &body, piece).unwrap_or_else(|e| panic!("{blank} {piece}: {e}"));
             assert_eq!(dec.trailers(), &[("x-amz-checksum-crc32c".to_string(), "sOO8/Q==".to_string())]);
             let req = trailer_example_request();
             let payload = PayloadMode::StreamingSigned { signer: signer.clone(), trailer: true };

@@ -169,7 +169,8 @@ fn documented_examples_fail_when_tampered() {
 fn documented_query_string_example() {
     let mut h = Headers::new();
     h.push("host", "johnsmith.s3.amazonaws.com");
-    let query = "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=NpgCjnDzrM%2BWFzoENXmpNDUsSn8%3D&Expires=1175139620";
+    let query =
+        "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=NpgCjnDzrM%2BWFzoENXmpNDUsSn8%3D&Expires=1175139620";
     let req = SigRequest { method: "GET", path: "/photos/puppy.jpg", query, headers: &h };
     let ctx = authenticate_vhost(&req, Some("johnsmith"), 1_175_139_620, &example_secrets)
         .expect("authenticates")
@@ -179,7 +180,8 @@ fn documented_query_string_example() {
     let e = late.expect_err("expired");
     assert_eq!((e.code, e.message.as_str()), (S3ErrorCode::AccessDenied, "Request has expired"));
     // A raw '+' in the signature (not percent-encoded) still verifies.
-    let raw_plus = "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=NpgCjnDzrM+WFzoENXmpNDUsSn8=&Expires=1175139620";
+    let raw_plus =
+        "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=NpgCjnDzrM+WFzoENXmpNDUsSn8=&Expires=1175139620";
     let req = SigRequest { query: raw_plus, ..req };
     assert!(authenticate_vhost(&req, Some("johnsmith"), 1_175_139_000, &example_secrets).is_ok());
 }

@@ -34,16 +34,18 @@ pub async fn delete_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo
     let body = req.read_body_to_vec(xml::MAX_XML_BODY_BYTES).await?;
     let del = xml::parse_delete(&body)?;
     let mut w = XmlWriter::new().root("DeleteResult");
-    for (key, _version) in &del.objects {
+    for (key, version) in &del.objects {
         let result = if key.len() > MAX_KEY_BYTES {
             Err(S3Error::new(S3ErrorCode::KeyTooLongError))
+        } else if version.as_deref().is_some_and(|v| v != "null") {
+            Err(S3Error::new(S3ErrorCode::NoSuchVersion))
         } else {
             delete_one(ctx, &b.name, key).await
         };
         match result {
             Ok(()) if del.quiet => {}
             Ok(()) => {
-                w.open("Deleted").elem("Key", key).close("Deleted");
+                w.open("Deleted").elem("Key", key).elem_opt("VersionId", version.as_deref()).close("Deleted");
             }
             Err(e) => {
                 w.open("Error").elem("Key", key).elem("Code", e.code.as_str()).elem("Message", &e.message).close("Error");

@@ -134,6 +134,10 @@ async fn collect(
                 let mut bound = full(&cp);
                 bound.push(0xFF);
                 range.skip_through(&bound);
+                // A marker equal to a common prefix means that prefix was already returned.
+                if after.is_some_and(|a| cp.as_str() <= a) {
+                    continue;
+                }
                 out.last = Some(cp.clone());
                 out.prefixes.push(cp);
                 continue;
@@ -168,6 +172,9 @@ pub async fn list_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, 
         Some(v) if v.eq_ignore_ascii_case("url") => true,
         Some(_) => return Err(bad_arg("Invalid Encoding Method specified in Request")),
     };
+    if q.get("allow-unordered").is_some_and(|v| v == "true") && !delimiter.is_empty() {
+        return Err(bad_arg("allow-unordered cannot be used with a delimiter"));
+    }
     let token = q.get("continuation-token").map(str::to_string);
     let start_after = q.get("start-after").map(str::to_string);
     let marker = q.get("marker").map(str::to_string);
@@ -183,7 +190,8 @@ pub async fn list_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, 
     let fetch_owner = !v2 || q.get("fetch-owner").is_some_and(|v| v == "true");
 
     let mut w = XmlWriter::new().root("ListBucketResult");
-    w.elem("Name", &b.name).elem("Prefix", &enc(&prefix, url));
+    // V1 never encodes Prefix (clients do not decode it there); V2 does.
+    w.elem("Name", &b.name).elem("Prefix", &enc(&prefix, url && v2));
     if v2 {
         w.elem("KeyCount", &(l.contents.len() + l.prefixes.len()).to_string());
         w.elem_opt("ContinuationToken", token.as_deref());
@@ -237,4 +245,54 @@ fn decode_token(t: &str) -> S3Result<String> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(|| bad_arg("The continuation token provided is incorrect"))
+}
+
+/// ListObjectVersions on an unversioned bucket: one version, `null`, per key.
+pub async fn list_versions(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
+    let q = &req.routed.query;
+    let prefix = q.get("prefix").unwrap_or("").to_string();
+    let delimiter = q.get("delimiter").unwrap_or("").to_string();
+    let max_keys = match q.get("max-keys") {
+        None => MAX_KEYS,
+        Some(v) => v.trim().parse::<i64>().map_err(|_| bad_arg("Provided max-keys not an integer or within integer range"))?.clamp(0, MAX_KEYS as i64) as usize,
+    };
+    let url = match q.get("encoding-type") {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("url") => true,
+        Some(_) => return Err(bad_arg("Invalid Encoding Method specified in Request")),
+    };
+    let key_marker = q.get("key-marker").filter(|m| !m.is_empty()).map(str::to_string);
+    let l = collect(ctx, &b.name, &prefix, &delimiter, key_marker.as_deref(), max_keys).await?;
+    let mut w = XmlWriter::new().root("ListVersionsResult");
+    w.elem("Name", &b.name).elem("Prefix", &enc(&prefix, url));
+    w.elem("KeyMarker", &enc(key_marker.as_deref().unwrap_or(""), url)).elem("VersionIdMarker", "");
+    if l.truncated {
+        w.elem_opt("NextKeyMarker", l.last.as_deref().map(|s| enc(s, url)).as_deref());
+        w.elem("NextVersionIdMarker", "null");
+    }
+    w.elem("MaxKeys", &max_keys.to_string());
+    if !delimiter.is_empty() {
+        w.elem("Delimiter", &enc(&delimiter, url));
+    }
+    if url {
+        w.elem("EncodingType", "url");
+    }
+    w.elem("IsTruncated", if l.truncated { "true" } else { "false" });
+    for (key, s) in &l.contents {
+        w.open("Version")
+            .elem("Key", &enc(key, url))
+            .elem("VersionId", "null")
+            .elem("IsLatest", "true")
+            .elem("LastModified", &format_iso8601_ms(s.mtime_ms))
+            .elem("ETag", &s.etag())
+            .elem("Size", &s.size.to_string())
+            .elem("StorageClass", "STANDARD");
+        w.open("Owner").elem("ID", &b.owner_id).elem("DisplayName", &b.owner_display).close("Owner");
+        w.close("Version");
+    }
+    for p in &l.prefixes {
+        w.open("CommonPrefixes").elem("Prefix", &enc(p, url)).close("CommonPrefixes");
+    }
+    w.close("ListVersionsResult");
+    Ok(Response::xml(200, w.finish()))
 }

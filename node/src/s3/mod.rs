@@ -40,13 +40,19 @@ pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response
                 Op::GetBucketVersioning => bucket::get_versioning(),
                 Op::ListObjectsV1 => list::list_objects(ctx, req, &b, false).await,
                 Op::ListObjectsV2 => list::list_objects(ctx, req, &b, true).await,
+                Op::ListObjectVersions => list::list_versions(ctx, req, &b).await,
                 Op::ListMultipartUploads => multipart::list_uploads(ctx, req, &b).await,
                 Op::DeleteObjects => delete::delete_objects(ctx, req, &b).await,
                 Op::PutObject => put::put_object(ctx, req, &b).await,
                 Op::CopyObject => put::copy_object(ctx, req, &b, &user).await,
-                Op::GetObject => get::get_object(ctx, req, &b).await,
-                Op::HeadObject => get::get_object(ctx, req, &b).await,
-                Op::DeleteObject => delete::delete_object(ctx, req, &b).await,
+                Op::GetObject | Op::HeadObject => {
+                    check_version(req)?;
+                    get::get_object(ctx, req, &b).await
+                }
+                Op::DeleteObject => {
+                    check_version(req)?;
+                    delete::delete_object(ctx, req, &b).await
+                }
                 Op::CreateMultipartUpload => multipart::create(ctx, req, &b, &user).await,
                 Op::UploadPart { part_number, upload_id } => {
                     multipart::upload_part(ctx, req, &b, part_number, &upload_id).await
@@ -92,4 +98,13 @@ pub fn shard_of(ctx: &Ctx, bucket: &str, key: &str) -> u32 {
 pub fn unquote(etag: &str) -> &str {
     let t = etag.trim();
     t.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(t)
+}
+
+/// Buckets are unversioned: every object's version id is `null`, and any
+/// other version id names nothing.
+pub fn check_version(req: &Request<'_>) -> S3Result<()> {
+    match req.routed.query.get("versionId") {
+        None | Some("null") => Ok(()),
+        Some(_) => Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "Invalid version id specified")),
+    }
 }

@@ -54,8 +54,7 @@ def write(name, note):
     head = ("\r\n".join(lines) + "\r\n\r\n").encode()
     with open(os.path.join(OUT, name + ".http"), "wb") as f:
         f.write(head + body)
-    with open(os.path.join(OUT, name + ".note"), "w") as f:
-        f.write(note + "\n")
+    print(f"| {name} | {note} |")  # the table of README.md
 
 import botocore
 ver = f"botocore {botocore.__version__}"

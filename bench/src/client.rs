@@ -1,0 +1,190 @@
+//! One worker's S3 client: a keep-alive connection, signed requests, a timeout
+//! on each, and the few S3 calls the workloads make.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tessera_proto::time::now_unix_secs;
+
+use crate::http::{Conn, HttpError, Keep, Response};
+use crate::s3::{self, Signer};
+use crate::stats::{ErrorKind, ErrorLog, OpKind, Progress, WorkerStats, ERROR_BODY_SAMPLE_BYTES};
+
+/// Largest list page body kept (proto's XML parser refuses more anyway).
+pub const MAX_LIST_BODY_BYTES: usize = tessera_proto::xml::MAX_XML_BODY_BYTES;
+
+/// What every worker of a run shares.
+pub struct Shared {
+    pub addr: SocketAddr,
+    pub signer: Signer,
+    pub timeout: Duration,
+    /// How often progress lines are printed (zero: never).
+    pub progress_every: Duration,
+    pub progress: Progress,
+    pub errors: ErrorLog,
+    /// Set by Ctrl-C: workers finish the request in flight and stop.
+    pub stop: AtomicBool,
+}
+
+impl Shared {
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Counts a finished request in `stats` and in the progress counters; the
+    /// first few failures are printed with their bodies.
+    pub fn account(&self, stats: &mut WorkerStats, op: OpKind, target: &str, started: Instant, result: Result<u64, Failure>) {
+        match result {
+            Ok(bytes) => {
+                let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                stats.op(op).record_ok(latency_us, bytes);
+                self.progress.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(f) => {
+                stats.op(op).record_error(f.kind);
+                self.progress.errors.fetch_add(1, Ordering::Relaxed);
+                self.errors.note(op.name(), target, f.kind, &f.detail);
+            }
+        }
+    }
+}
+
+/// A request that did not succeed, and what the server or the socket said.
+#[derive(Debug)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    pub detail: String,
+}
+
+impl Failure {
+    fn status(resp: &Response) -> Failure {
+        Failure { kind: ErrorKind::Status(resp.status), detail: String::from_utf8_lossy(&resp.body).into_owned() }
+    }
+}
+
+pub struct Client {
+    shared: Arc<Shared>,
+    conn: Option<Conn>,
+    head: Vec<u8>,
+}
+
+impl Client {
+    pub fn new(shared: Arc<Shared>) -> Client {
+        Client { shared, conn: None, head: Vec::with_capacity(1024) }
+    }
+
+    /// Opens the connection ahead of time, so the timed phase starts warm.
+    pub async fn connect(&mut self) -> Result<(), Failure> {
+        if self.conn.is_none() {
+            let conn = Conn::connect(self.shared.addr)
+                .await
+                .map_err(|e| Failure { kind: ErrorKind::Io, detail: format!("connect {}: {e}", self.shared.addr) })?;
+            self.conn = Some(conn);
+        }
+        Ok(())
+    }
+
+    /// Sends one signed request and reads the whole response, within the timeout.
+    /// A keep-alive connection found dead before any response byte is replaced
+    /// and the request sent once more, as SDKs do.
+    pub async fn request(&mut self, method: &str, path: &str, query: &str, body: &[u8], keep: Keep) -> Result<Response, Failure> {
+        let content_length = matches!(method, "PUT" | "POST").then_some(body.len() as u64);
+        self.head.clear();
+        self.shared.signer.write_head(&mut self.head, method, path, query, content_length, now_unix_secs());
+        let timeout = self.shared.timeout;
+        for attempt in 0..2 {
+            let reused = self.conn.is_some();
+            match tokio::time::timeout(timeout, self.exchange(method == "HEAD", body, keep)).await {
+                Err(_) => {
+                    self.conn = None;
+                    let detail = format!("no whole response within {} ms", timeout.as_millis());
+                    return Err(Failure { kind: ErrorKind::Timeout, detail });
+                }
+                Ok(Ok(resp)) => {
+                    if !resp.reusable {
+                        self.conn = None;
+                    }
+                    return Ok(resp);
+                }
+                Ok(Err(e)) => {
+                    self.conn = None;
+                    if reused && attempt == 0 && matches!(e, HttpError::ClosedIdle) {
+                        continue;
+                    }
+                    return Err(Failure { kind: ErrorKind::Io, detail: e.to_string() });
+                }
+            }
+        }
+        Err(Failure { kind: ErrorKind::Io, detail: "connection closed twice before a response".into() })
+    }
+
+    async fn exchange(&mut self, request_is_head: bool, body: &[u8], keep: Keep) -> Result<Response, HttpError> {
+        if self.conn.is_none() {
+            self.conn = Some(Conn::connect(self.shared.addr).await?);
+        }
+        let Some(conn) = self.conn.as_mut() else { return Err(HttpError::Closed) };
+        conn.send(&self.head, body).await?;
+        conn.read_response(request_is_head, keep).await
+    }
+
+    /// PutObject; the payload bytes on success.
+    pub async fn put_object(&mut self, bucket: &str, key: &str, body: &[u8]) -> Result<u64, Failure> {
+        let keep = Keep { success_bytes: 0, error_bytes: ERROR_BODY_SAMPLE_BYTES };
+        let resp = self.request("PUT", &s3::object_path(bucket, key), "", body, keep).await?;
+        if resp.status != 200 {
+            return Err(Failure::status(&resp));
+        }
+        Ok(body.len() as u64)
+    }
+
+    /// GetObject, checking that the body is `expect_bytes` long; the body bytes on success.
+    pub async fn get_object(&mut self, bucket: &str, key: &str, expect_bytes: u64) -> Result<u64, Failure> {
+        let keep = Keep { success_bytes: 0, error_bytes: ERROR_BODY_SAMPLE_BYTES };
+        let resp = self.request("GET", &s3::object_path(bucket, key), "", b"", keep).await?;
+        if resp.status != 200 {
+            return Err(Failure::status(&resp));
+        }
+        if resp.body_bytes != expect_bytes {
+            let detail = format!("body of {} bytes, expected {expect_bytes}", resp.body_bytes);
+            return Err(Failure { kind: ErrorKind::LengthMismatch, detail });
+        }
+        Ok(resp.body_bytes)
+    }
+
+    /// One ListObjectsV2 page.
+    pub async fn list_page(&mut self, bucket: &str, query: &str) -> Result<s3::ListPage, Failure> {
+        let keep = Keep { success_bytes: MAX_LIST_BODY_BYTES, error_bytes: ERROR_BODY_SAMPLE_BYTES };
+        let resp = self.request("GET", &s3::bucket_path(bucket), query, b"", keep).await?;
+        if resp.status != 200 {
+            return Err(Failure::status(&resp));
+        }
+        if resp.body_bytes > resp.body.len() as u64 {
+            let detail = format!("list page of {} bytes, more than the {MAX_LIST_BODY_BYTES} kept", resp.body_bytes);
+            return Err(Failure { kind: ErrorKind::BadBody, detail });
+        }
+        s3::parse_list_page(&resp.body).map_err(|detail| Failure { kind: ErrorKind::BadBody, detail })
+    }
+
+    /// Creates `bucket` unless it exists and is ours.
+    pub async fn ensure_bucket(&mut self, bucket: &str) -> Result<(), String> {
+        let keep = Keep { success_bytes: 0, error_bytes: ERROR_BODY_SAMPLE_BYTES };
+        let path = s3::bucket_path(bucket);
+        let describe = |what: &str, f: Failure| format!("{what} {bucket}: {} {}", f.kind, f.detail.trim());
+        let head = self.request("HEAD", &path, "", b"", keep).await.map_err(|f| describe("HeadBucket", f))?;
+        match head.status {
+            200 => return Ok(()),
+            404 => {}
+            s => return Err(format!("HeadBucket {bucket}: HTTP {s} (403: not yours or bad credentials; 301: wrong --region)")),
+        }
+        let body = s3::create_bucket_body(&self.shared.signer.region);
+        let resp = self.request("PUT", &path, "", body.as_bytes(), keep).await.map_err(|f| describe("CreateBucket", f))?;
+        let text = String::from_utf8_lossy(&resp.body);
+        match resp.status {
+            200 => Ok(()),
+            409 if text.contains("BucketAlreadyOwnedByYou") => Ok(()),
+            s => Err(format!("CreateBucket {bucket}: HTTP {s}: {}", text.trim())),
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! S3 requests as bytes: the endpoint, signed request heads (SigV4 through
+//! `tessera_proto::sigv4`, the project's one signer), object paths and keys, and
+//! the ListObjectsV2 answer.
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use tessera_proto::sigv4::{sign_request, UNSIGNED_PAYLOAD};
+use tessera_proto::time::format_amz_date;
+use tessera_proto::Headers;
+
+/// RFC 3986 unreserved bytes stay, everything else is `%XX` (what S3 expects in a query).
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+/// As `QUERY_VALUE`, keeping the `/` of key paths.
+const KEY_PATH: &AsciiSet = &QUERY_VALUE.remove(b'/');
+
+/// Where to send requests: `http://host[:port]`, path-style addressing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `host[:port]` exactly as given: the `Host` header, and what is signed.
+    pub authority: String,
+    /// `host:port` for name resolution.
+    pub connect_to: String,
+}
+
+/// Parses an endpoint URL. Only plain `http` (this tool has no TLS); no base path.
+pub fn parse_endpoint(url: &str) -> Result<Endpoint, String> {
+    let rest = if let Some(r) = url.strip_prefix("http://") {
+        r
+    } else if url.starts_with("https://") {
+        return Err(format!("endpoint {url:?}: https is not supported; use an http:// endpoint"));
+    } else if url.contains("://") {
+        return Err(format!("endpoint {url:?}: only http:// is supported"));
+    } else {
+        url
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
+        return Err(format!("endpoint {url:?}: expected http://host[:port] (path-style, no base path)"));
+    }
+    // `[v6]:port`, `[v6]`, `host:port`, `host`.
+    let has_port = match authority.strip_prefix('[') {
+        Some(v6) => match v6.find(']') {
+            Some(close) => v6[close + 1..].starts_with(':'),
+            None => return Err(format!("endpoint {url:?}: unclosed '['")),
+        },
+        None if authority.matches(':').count() > 1 => {
+            return Err(format!("endpoint {url:?}: write IPv6 addresses in brackets, e.g. http://[::1]:9000"))
+        }
+        None => authority.contains(':'),
+    };
+    let connect_to = if has_port { authority.to_string() } else { format!("{authority}:80") };
+    let port_ok = connect_to.rsplit(':').next().is_some_and(|p| p.parse::<u16>().is_ok());
+    if !port_ok {
+        return Err(format!("endpoint {url:?}: bad port"));
+    }
+    Ok(Endpoint { authority: authority.to_string(), connect_to })
+}
+
+/// Credentials and scope for signing.
+#[derive(Clone)]
+pub struct Signer {
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+    pub host: String,
+}
+
+impl Signer {
+    /// Appends a whole signed request head (through the blank line) to `out`.
+    /// `path` and `query` are raw, as sent; the payload is `UNSIGNED-PAYLOAD`.
+    pub fn write_head(
+        &self,
+        out: &mut Vec<u8>,
+        method: &str,
+        path: &str,
+        query: &str,
+        content_length: Option<u64>,
+        unix_secs: i64,
+    ) {
+        let amz_date = format_amz_date(unix_secs);
+        let mut headers = Headers::new();
+        headers.push("host", &self.host);
+        headers.push("x-amz-content-sha256", UNSIGNED_PAYLOAD);
+        headers.push("x-amz-date", &amz_date);
+        let authorization = sign_request(
+            method,
+            path,
+            query,
+            &headers,
+            UNSIGNED_PAYLOAD,
+            &self.access_key,
+            &self.secret_key,
+            &self.region,
+            unix_secs,
+        );
+        out.extend_from_slice(method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(path.as_bytes());
+        if !query.is_empty() {
+            out.push(b'?');
+            out.extend_from_slice(query.as_bytes());
+        }
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        for (name, value) in headers.iter() {
+            push_header(out, name, value);
+        }
+        push_header(out, "authorization", &authorization);
+        if let Some(n) = content_length {
+            push_header(out, "content-length", &n.to_string());
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The key of object number `index`: zero-padded so keys list in index order.
+pub fn object_key(prefix: &str, index: u64) -> String {
+    format!("{prefix}{index:010}")
+}
+
+/// `/bucket/key`, the key percent-encoded (slashes kept).
+pub fn object_path(bucket: &str, key: &str) -> String {
+    format!("/{bucket}/{}", utf8_percent_encode(key, KEY_PATH))
+}
+
+pub fn bucket_path(bucket: &str) -> String {
+    format!("/{bucket}")
+}
+
+/// A bucket name S3 would accept (3-63 of `a-z0-9.-`), so it can go in a path raw.
+pub fn check_bucket_name(bucket: &str) -> Result<(), String> {
+    let ok_chars = bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    if (3..=63).contains(&bucket.len()) && ok_chars {
+        Ok(())
+    } else {
+        Err(format!("bucket {bucket:?}: names are 3-63 characters of a-z, 0-9, '.', '-'"))
+    }
+}
+
+/// CreateBucket's body: empty in us-east-1, a LocationConstraint elsewhere (AWS insists).
+pub fn create_bucket_body(region: &str) -> String {
+    if region == "us-east-1" {
+        String::new()
+    } else {
+        format!(
+            "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+             <LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
+        )
+    }
+}
+
+/// The query of a ListObjectsV2 page.
+pub fn list_query(max_keys: u32, prefix: &str, continuation_token: Option<&str>) -> String {
+    let mut q = String::new();
+    if let Some(token) = continuation_token {
+        q.push_str("continuation-token=");
+        q.extend(utf8_percent_encode(token, QUERY_VALUE));
+        q.push('&');
+    }
+    q.push_str(&format!("list-type=2&max-keys={max_keys}"));
+    if !prefix.is_empty() {
+        q.push_str("&prefix=");
+        q.extend(utf8_percent_encode(prefix, QUERY_VALUE));
+    }
+    q
+}
+
+/// What a ListObjectsV2 page says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage {
+    pub keys: u64,
+    pub common_prefixes: u64,
+    pub next_token: Option<String>,
+}
+
+/// Parses a ListObjectsV2 answer; a truncated page without a token is an error
+/// (the listing could never finish).
+pub fn parse_list_page(body: &[u8]) -> Result<ListPage, String> {
+    let root = tessera_proto::xml::parse(body).map_err(|_| "ListObjectsV2: malformed XML".to_string())?;
+    if root.name != "ListBucketResult" {
+        return Err(format!("ListObjectsV2: root element is {:?}, not ListBucketResult", root.name));
+    }
+    let keys = root.children_named("Contents").count() as u64;
+    let common_prefixes = root.children_named("CommonPrefixes").count() as u64;
+    let truncated = root.child_text("IsTruncated").is_some_and(|t| t.trim() == "true");
+    let next_token = root.child_text("NextContinuationToken").map(str::to_string).filter(|t| !t.is_empty());
+    match (truncated, next_token) {
+        (true, None) => Err("ListObjectsV2: IsTruncated without NextContinuationToken".to_string()),
+        (true, token) => Ok(ListPage { keys, common_prefixes, next_token: token }),
+        (false, _) => Ok(ListPage { keys, common_prefixes, next_token: None }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        for (url, authority, connect_to) in [
+            ("http://127.0.0.1:9000", "127.0.0.1:9000", "127.0.0.1:9000"),
+            ("http://127.0.0.1:9000/", "127.0.0.1:9000", "127.0.0.1:9000"),
+            ("localhost:9300", "localhost:9300", "localhost:9300"),
+            ("http://s3.local", "s3.local", "s3.local:80"),
+            ("http://[::1]:9000", "[::1]:9000", "[::1]:9000"),
+            ("http://[::1]", "[::1]", "[::1]:80"),
+        ] {
+            let e = parse_endpoint(url).unwrap();
+            assert_eq!((e.authority.as_str(), e.connect_to.as_str()), (authority, connect_to), "{url}");
+        }
+        for bad in ["https://s3.amazonaws.com", "ftp://x", "http://", "http://h:9000/base", "http://h:99999", "http://h:x"] {
+            assert!(parse_endpoint(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn paths_and_queries() {
+        assert_eq!(object_key("p/", 42), "p/0000000042");
+        assert_eq!(object_path("b", "dir/a b+c"), "/b/dir/a%20b%2Bc");
+        assert_eq!(list_query(1000, "", None), "list-type=2&max-keys=1000");
+        assert_eq!(
+            list_query(10, "a/b c", Some("tok+/=")),
+            "continuation-token=tok%2B%2F%3D&list-type=2&max-keys=10&prefix=a%2Fb%20c"
+        );
+        assert!(check_bucket_name("bench-1.x").is_ok());
+        for bad in ["ab", "Bench", "a_b", "a/b", &"a".repeat(64)] {
+            assert!(check_bucket_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(create_bucket_body("us-east-1"), "");
+        assert!(create_bucket_body("eu-west-1").contains("<LocationConstraint>eu-west-1<"));
+    }
+
+    #[test]
+    fn list_pages() {
+        let page = br#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix></Prefix>
+<KeyCount>2</KeyCount><MaxKeys>2</MaxKeys><IsTruncated>true</IsTruncated>
+<Contents><Key>a</Key><Size>1</Size></Contents><Contents><Key>b</Key><Size>1</Size></Contents>
+<NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</NextContinuationToken></ListBucketResult>"#;
+        assert_eq!(
+            parse_list_page(page),
+            Ok(ListPage {
+                keys: 2,
+                common_prefixes: 0,
+                next_token: Some("1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=".into())
+            })
+        );
+        let last = b"<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>c</Key></Contents>\
+            <CommonPrefixes><Prefix>d/</Prefix></CommonPrefixes></ListBucketResult>";
+        assert_eq!(parse_list_page(last), Ok(ListPage { keys: 1, common_prefixes: 1, next_token: None }));
+        let empty = b"<ListBucketResult><KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>";
+        assert_eq!(parse_list_page(empty), Ok(ListPage { keys: 0, common_prefixes: 0, next_token: None }));
+        for bad in [
+            &b"<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>"[..],
+            b"<Error><Code>NoSuchBucket</Code></Error>",
+            b"<ListBucketResult>",
+            b"not xml",
+        ] {
+            assert!(parse_list_page(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn signed_heads_carry_the_signature() {
+        let s = Signer {
+            access_key: "AKIDEXAMPLE".into(),
+            secret_key: "secret".into(),
+            region: "us-east-1".into(),
+            host: "127.0.0.1:9000".into(),
+        };
+        let mut out = Vec::new();
+        s.write_head(&mut out, "PUT", "/b/k", "", Some(5), 1_369_353_600);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("PUT /b/k HTTP/1.1\r\nhost: 127.0.0.1:9000\r\n"), "{text}");
+        assert!(text.contains("x-amz-date: 20130524T000000Z\r\n"), "{text}");
+        assert!(text.contains("authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature="), "{text}");
+        assert!(text.ends_with("content-length: 5\r\n\r\n"), "{text}");
+    }
+}
