@@ -60,7 +60,7 @@ pub struct Failure {
 
 impl Failure {
     fn status(resp: &Response) -> Failure {
-        Failure { kind: ErrorKind::Status(resp.status), detail: String::from_utf8_lossy(&resp.body).into_owned() }
+        Failure { kind: ErrorKind::Status(resp.status), detail: s3::describe_error_body(&resp.body) }
     }
 }
 
@@ -153,8 +153,8 @@ impl Client {
         Ok(resp.body_bytes)
     }
 
-    /// One ListObjectsV2 page.
-    pub async fn list_page(&mut self, bucket: &str, query: &str) -> Result<s3::ListPage, Failure> {
+    /// One ListObjectsV2 page, and the bytes of its body.
+    pub async fn list_page(&mut self, bucket: &str, query: &str) -> Result<(s3::ListPage, u64), Failure> {
         let keep = Keep { success_bytes: MAX_LIST_BODY_BYTES, error_bytes: ERROR_BODY_SAMPLE_BYTES };
         let resp = self.request("GET", &s3::bucket_path(bucket), query, b"", keep).await?;
         if resp.status != 200 {
@@ -164,7 +164,8 @@ impl Client {
             let detail = format!("list page of {} bytes, more than the {MAX_LIST_BODY_BYTES} kept", resp.body_bytes);
             return Err(Failure { kind: ErrorKind::BadBody, detail });
         }
-        s3::parse_list_page(&resp.body).map_err(|detail| Failure { kind: ErrorKind::BadBody, detail })
+        let page = s3::parse_list_page(&resp.body).map_err(|detail| Failure { kind: ErrorKind::BadBody, detail })?;
+        Ok((page, resp.body_bytes))
     }
 
     /// Creates `bucket` unless it exists and is ours.
@@ -176,15 +177,22 @@ impl Client {
         match head.status {
             200 => return Ok(()),
             404 => {}
-            s => return Err(format!("HeadBucket {bucket}: HTTP {s} (403: not yours or bad credentials; 301: wrong --region)")),
+            s => {
+                // HEAD answers carry no body: ask again with a GET to learn the S3 error code.
+                let why = match self.request("GET", &path, "list-type=2&max-keys=1", b"", keep).await {
+                    Ok(r) if r.status >= 300 => s3::describe_error_body(&r.body),
+                    _ => "(no reason given)".to_string(),
+                };
+                return Err(format!("HeadBucket {bucket}: HTTP {s}: {why}"));
+            }
         }
         let body = s3::create_bucket_body(&self.shared.signer.region);
         let resp = self.request("PUT", &path, "", body.as_bytes(), keep).await.map_err(|f| describe("CreateBucket", f))?;
-        let text = String::from_utf8_lossy(&resp.body);
+        let why = s3::describe_error_body(&resp.body);
         match resp.status {
             200 => Ok(()),
-            409 if text.contains("BucketAlreadyOwnedByYou") => Ok(()),
-            s => Err(format!("CreateBucket {bucket}: HTTP {s}: {}", text.trim())),
+            409 if why.starts_with("BucketAlreadyOwnedByYou") => Ok(()),
+            s => Err(format!("CreateBucket {bucket}: HTTP {s}: {why}")),
         }
     }
 }

@@ -238,6 +238,9 @@ async fn run(cli: Cli, threads: usize, command: String) -> Result<Report, String
     report.endpoint = cli.endpoint.clone();
     report.params.push(("threads", json!(threads)));
     report.error_samples = shared.errors.samples();
+    if shared.stopped() {
+        report.results.push(("interrupted", json!(true)));
+    }
     if let Some(path) = &cli.json {
         let text = serde_json::to_string_pretty(&report.json()).map_err(|e| format!("JSON: {e}"))?;
         std::fs::write(path, text + "\n").map_err(|e| format!("write {}: {e}", path.display()))?;
@@ -279,7 +282,6 @@ async fn run_timed_workload(
         let plan = FillPlan {
             bucket: a.bucket.clone(),
             prefix: a.prefix.clone(),
-            size_bytes: a.size,
             count: a.objects,
             concurrency: a.concurrency,
             duration: units::MAX_DURATION,
@@ -337,7 +339,6 @@ async fn run_fill_workload(shared: &Arc<Shared>, a: &FillArgs) -> Result<Report,
     let plan = FillPlan {
         bucket: a.bucket.clone(),
         prefix: a.prefix.clone(),
-        size_bytes: a.size,
         count: a.count,
         concurrency: a.concurrency,
         duration: a.duration,

@@ -35,6 +35,7 @@ fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
 fn value_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_f64() => format!("{:.1}", n.as_f64().unwrap_or(0.0)),
         other => other.to_string(),
     }
 }

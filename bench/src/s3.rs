@@ -196,6 +196,28 @@ pub fn parse_list_page(body: &[u8]) -> Result<ListPage, String> {
     }
 }
 
+/// One line about an error response body: `Code: Message (request id ...)` for an
+/// S3 XML error, else the body's text on one line.
+pub fn describe_error_body(body: &[u8]) -> String {
+    if let Ok(root) = tessera_proto::xml::parse(body) {
+        if root.name == "Error" {
+            let code = root.child_text("Code").unwrap_or("(no Code)");
+            let mut line = format!("{code}: {}", root.child_text("Message").unwrap_or(""));
+            if let Some(id) = root.child_text("RequestId") {
+                line.push_str(&format!(" (request id {id})"));
+            }
+            return line;
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let one_line: Vec<&str> = text.split_whitespace().collect();
+    if one_line.is_empty() {
+        "(empty body)".to_string()
+    } else {
+        one_line.join(" ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +285,16 @@ mod tests {
         ] {
             assert!(parse_list_page(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn error_bodies() {
+        let xml = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code>\
+            <Message>The specified key does not exist.</Message><RequestId>R1</RequestId></Error>";
+        assert_eq!(describe_error_body(xml), "NoSuchKey: The specified key does not exist. (request id R1)");
+        assert_eq!(describe_error_body(b"<Error><Code>SlowDown</Code></Error>"), "SlowDown: ");
+        assert_eq!(describe_error_body(b"upstream\n  timed out"), "upstream timed out");
+        assert_eq!(describe_error_body(b""), "(empty body)");
     }
 
     #[test]

@@ -51,8 +51,6 @@ pub enum OpKind {
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 3] = [OpKind::Put, OpKind::Get, OpKind::List];
-
     pub fn name(self) -> &'static str {
         match self {
             OpKind::Put => "put",
@@ -70,7 +68,8 @@ impl OpKind {
 #[derive(Clone)]
 pub struct OpStats {
     pub ok: u64,
-    /// Payload bytes moved by successful requests (sent for PUT, received for GET).
+    /// Payload bytes moved by successful requests (sent for PUT, received for GET
+    /// and list).
     pub bytes: u64,
     pub errors: BTreeMap<ErrorKind, u64>,
     /// Latency of successful requests, microseconds.

@@ -61,7 +61,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Human form of a byte count for reports: `4 KiB`, `1 MiB`, `1000 B`.
 pub fn format_size(bytes: u64) -> String {
     for (mult, unit) in [(1u64 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
-        if bytes >= mult && bytes % mult == 0 {
+        // `mult` is a power of two.
+        if bytes >= mult && bytes & (mult - 1) == 0 {
             return format!("{} {unit}", bytes / mult);
         }
     }

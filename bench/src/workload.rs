@@ -100,12 +100,12 @@ pub async fn run_timed(shared: Arc<Shared>, plan: TimedPlan, payload: Arc<[u8]>)
     Outcome { stats, elapsed: started.elapsed() }
 }
 
-/// A fill: PUT objects `0..count` once each, as fast as `concurrency` allows.
+/// A fill: PUT objects `0..count` once each, as fast as `concurrency` allows;
+/// each object is the payload given to [`run_fill`].
 #[derive(Debug, Clone)]
 pub struct FillPlan {
     pub bucket: String,
     pub prefix: String,
-    pub size_bytes: u64,
     pub count: u64,
     pub concurrency: usize,
     pub duration: Duration,
@@ -173,8 +173,8 @@ pub async fn run_list(shared: Arc<Shared>, plan: ListPlan) -> ListOutcome {
             let result = client.list_page(&plan.bucket, &query).await;
             let target = format!("{} page {}", plan.bucket, out.pages + 1);
             match result {
-                Ok(page) => {
-                    shared.account(&mut out.stats, OpKind::List, &target, t, Ok(0));
+                Ok((page, body_bytes)) => {
+                    shared.account(&mut out.stats, OpKind::List, &target, t, Ok(body_bytes));
                     out.pages += 1;
                     out.keys += page.keys;
                     out.common_prefixes += page.common_prefixes;

@@ -21,7 +21,10 @@ fn main() {
     let concurrency = arg(2, 1);
     let ops = arg(3, 2000);
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = args.get(4).map(std::path::PathBuf::from).unwrap_or_else(|| tmp.path().join("shard"));
+    let dir = args
+        .get(4)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().join("shard"));
 
     let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()

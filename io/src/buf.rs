@@ -86,7 +86,11 @@ impl AlignedBuf {
     /// (zeroed at allocation or written since), so this is safe; it panics
     /// past the capacity.
     pub fn set_len(&mut self, len: usize) {
-        assert!(len <= self.cap, "AlignedBuf::set_len {len} > capacity {}", self.cap);
+        assert!(
+            len <= self.cap,
+            "AlignedBuf::set_len {len} > capacity {}",
+            self.cap
+        );
         self.len = len;
     }
 }

@@ -196,7 +196,9 @@ impl<'a> BodyView<'a> {
     pub(crate) fn to_body(self) -> Body {
         match self {
             BodyView::Inline(b) => Body::Inline(b.to_vec()),
-            BodyView::Extents(raw) => Body::Extents(raw.chunks_exact(EXTENT_BYTES).map(extent_at).collect()),
+            BodyView::Extents(raw) => {
+                Body::Extents(raw.chunks_exact(EXTENT_BYTES).map(extent_at).collect())
+            }
         }
     }
 }
@@ -252,7 +254,8 @@ fn decode_one<'a>(r: &mut Reader<'a>) -> Result<MutView<'a>, &'static str> {
                 }
                 BODY_EXTENTS => {
                     let count = r.u32()? as usize;
-                    let raw = r.take(count.saturating_mul(EXTENT_BYTES), MAX_COMMIT_PAYLOAD_BYTES)?;
+                    let raw =
+                        r.take(count.saturating_mul(EXTENT_BYTES), MAX_COMMIT_PAYLOAD_BYTES)?;
                     for e in raw.chunks_exact(EXTENT_BYTES).map(extent_at) {
                         if e.offset % BLOCK as u64 != 0 || e.len > MAX_DATA_BYTES as u64 {
                             return Err("extent fields");
@@ -329,8 +332,16 @@ mod tests {
                 summary: Vec::new(),
                 meta: Vec::new(),
                 body: Body::Extents(vec![
-                    Extent { segment: 1, offset: 4096, len: 1 << 20 },
-                    Extent { segment: 9, offset: 0, len: 0 },
+                    Extent {
+                        segment: 1,
+                        offset: 4096,
+                        len: 1 << 20,
+                    },
+                    Extent {
+                        segment: 9,
+                        offset: 0,
+                        len: 0,
+                    },
                 ]),
             },
         ]
@@ -338,8 +349,17 @@ mod tests {
 
     fn to_owned(v: MutView<'_>) -> Mutation {
         match v {
-            MutView::Delete { table, key } => Mutation::Delete { table, key: key.to_vec() },
-            MutView::Put { table, key, summary, meta, body } => Mutation::Put {
+            MutView::Delete { table, key } => Mutation::Delete {
+                table,
+                key: key.to_vec(),
+            },
+            MutView::Put {
+                table,
+                key,
+                summary,
+                meta,
+                body,
+            } => Mutation::Put {
                 table,
                 key: key.to_vec(),
                 summary: summary.to_vec(),
@@ -361,7 +381,10 @@ mod tests {
 
     #[test]
     fn limits_are_enforced_on_encode() {
-        let big_key = vec![Mutation::Delete { table: 0, key: vec![0; MAX_KEY_BYTES + 1] }];
+        let big_key = vec![Mutation::Delete {
+            table: 0,
+            key: vec![0; MAX_KEY_BYTES + 1],
+        }];
         assert!(matches!(encoded_len(&big_key), Err(IoError::TooLarge)));
         let big_summary = vec![Mutation::Put {
             table: 0,

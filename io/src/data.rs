@@ -7,13 +7,26 @@ use crate::buf::AlignedBuf;
 use crate::codec::Extent;
 use crate::disk::DiskFile;
 use crate::error::IoError;
-use crate::format::{align_up, chunk_ok, Kind, Pos, RecordHeader, BLOCK, CHUNK_BYTES, MAX_DATA_BYTES};
+use crate::format::{
+    align_up, chunk_ok, Kind, Pos, RecordHeader, BLOCK, CHUNK_BYTES, MAX_DATA_BYTES,
+};
 
 /// Reads exactly `len` bytes (a multiple of BLOCK) at `pos`; short is Corrupt.
-pub(crate) async fn read_exact(file: &DiskFile, pos: u64, len: usize, segment: u32) -> Result<AlignedBuf, IoError> {
-    let buf = file.read_at(AlignedBuf::with_capacity(len), pos, len).await?;
+pub(crate) async fn read_exact(
+    file: &DiskFile,
+    pos: u64,
+    len: usize,
+    segment: u32,
+) -> Result<AlignedBuf, IoError> {
+    let buf = file
+        .read_at(AlignedBuf::with_capacity(len), pos, len)
+        .await?;
     if buf.len() < len {
-        return Err(IoError::corrupt(segment, pos, "short read: record past end of file"));
+        return Err(IoError::corrupt(
+            segment,
+            pos,
+            "short read: record past end of file",
+        ));
     }
     Ok(buf)
 }
@@ -36,7 +49,9 @@ fn check_header(head_block: &[u8], e: &Extent, shard: u32) -> Result<(), IoError
     let h = RecordHeader::read_expect(head_block, Kind::Data, shard, e.segment, e.offset)
         .map_err(|what| IoError::corrupt(e.segment, e.offset, what))?;
     if h.payload_len != e.len {
-        return Err(IoError::InvalidExtent("extent length differs from its record"));
+        return Err(IoError::InvalidExtent(
+            "extent length differs from its record",
+        ));
     }
     Ok(())
 }
@@ -44,7 +59,12 @@ fn check_header(head_block: &[u8], e: &Extent, shard: u32) -> Result<(), IoError
 /// Reads `range` of the data behind `e` (already checked to lie inside
 /// its segment), verifying the header and every chunk the range touches.
 /// The read covers whole 64 KiB chunks, so amplification is bounded.
-pub(crate) async fn read_range(file: &DiskFile, shard: u32, e: &Extent, range: Range<u64>) -> Result<Vec<u8>, IoError> {
+pub(crate) async fn read_range(
+    file: &DiskFile,
+    shard: u32,
+    e: &Extent,
+    range: Range<u64>,
+) -> Result<Vec<u8>, IoError> {
     let chunk = CHUNK_BYTES as u64;
     let first_chunk = range.start / chunk;
     let from = first_chunk * chunk;
@@ -53,7 +73,10 @@ pub(crate) async fn read_range(file: &DiskFile, shard: u32, e: &Extent, range: R
     let data_len = align_up(to - from) as usize;
     let (head, data) = if from == 0 {
         // Header block and data are adjacent: one read.
-        (None, read_exact(file, e.offset, BLOCK + data_len, e.segment).await?)
+        (
+            None,
+            read_exact(file, e.offset, BLOCK + data_len, e.segment).await?,
+        )
     } else {
         let (h, d) = monoio::join!(
             read_exact(file, e.offset, BLOCK, e.segment),
@@ -66,7 +89,10 @@ pub(crate) async fn read_range(file: &DiskFile, shard: u32, e: &Extent, range: R
         None => data.as_slice().split_at(BLOCK),
     };
     check_header(head_block, e, shard)?;
-    for (i, c) in data_bytes[..(to - from) as usize].chunks(CHUNK_BYTES).enumerate() {
+    for (i, c) in data_bytes[..(to - from) as usize]
+        .chunks(CHUNK_BYTES)
+        .enumerate()
+    {
         let n = first_chunk as usize + i;
         if !chunk_ok(head_block, n, c) {
             let at = e.offset + BLOCK as u64 + n as u64 * chunk;

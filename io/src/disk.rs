@@ -55,7 +55,12 @@ impl Backend {
 /// O_DIRECT when `direct` is asked for and the filesystem accepts it.
 /// `direct` comes back false when O_DIRECT was refused with EINVAL (tmpfs,
 /// some network filesystems); `warned` makes that warning appear once.
-pub(crate) fn open_file(path: &Path, create: bool, direct: &Cell<bool>, warned: &Cell<bool>) -> io::Result<StdFile> {
+pub(crate) fn open_file(
+    path: &Path,
+    create: bool,
+    direct: &Cell<bool>,
+    warned: &Cell<bool>,
+) -> io::Result<StdFile> {
     let open = |flags: i32| {
         let mut o = OpenOptions::new();
         o.read(true).write(true).custom_flags(flags);
@@ -82,7 +87,10 @@ pub(crate) fn open_file(path: &Path, create: bool, direct: &Cell<bool>, warned: 
 /// An open file behind the shard's backend.
 pub(crate) enum DiskFile {
     Ring(monoio::fs::File),
-    Thread { file: Arc<StdFile>, worker: Rc<Worker> },
+    Thread {
+        file: Arc<StdFile>,
+        worker: Rc<Worker>,
+    },
 }
 
 impl DiskFile {
@@ -99,7 +107,12 @@ impl DiskFile {
     /// Reads `[pos, pos + len)` into `buf[..len]`; `len` is a multiple of
     /// BLOCK within the capacity. Returns the buffer with its length set to
     /// the bytes read, which is less than `len` only at end of file.
-    pub(crate) async fn read_at(&self, mut buf: AlignedBuf, pos: u64, len: usize) -> io::Result<AlignedBuf> {
+    pub(crate) async fn read_at(
+        &self,
+        mut buf: AlignedBuf,
+        pos: u64,
+        len: usize,
+    ) -> io::Result<AlignedBuf> {
         assert!(len <= buf.capacity() && len % BLOCK == 0 && pos % BLOCK as u64 == 0);
         match self {
             DiskFile::Ring(f) => {
@@ -155,7 +168,9 @@ impl DiskFile {
             }
             DiskFile::Thread { file, worker } => {
                 let file = file.clone();
-                worker.call(move || file.write_all_at(buf.as_slice(), pos).map(|()| buf)).await?
+                worker
+                    .call(move || file.write_all_at(buf.as_slice(), pos).map(|()| buf))
+                    .await?
             }
         }
     }
@@ -208,7 +223,8 @@ impl DiskFile {
     /// in ring mode the ftruncate runs on the reactor (a metadata update).
     pub(crate) async fn truncate(&self, len: u64) -> io::Result<()> {
         fn ftruncate(fd: std::os::fd::RawFd, len: u64) -> io::Result<()> {
-            let len = libc::off_t::try_from(len).map_err(|_| io::Error::other("length overflows off_t"))?;
+            let len = libc::off_t::try_from(len)
+                .map_err(|_| io::Error::other("length overflows off_t"))?;
             // SAFETY: fd is an open descriptor owned by the caller for the call's duration.
             if unsafe { libc::ftruncate(fd, len) } == 0 {
                 Ok(())
@@ -223,7 +239,9 @@ impl DiskFile {
             }
             DiskFile::Thread { file, worker } => {
                 let file = file.clone();
-                worker.call(move || ftruncate(file.as_raw_fd(), len).and_then(|()| file.sync_all())).await?
+                worker
+                    .call(move || ftruncate(file.as_raw_fd(), len).and_then(|()| file.sync_all()))
+                    .await?
             }
         }
     }

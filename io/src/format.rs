@@ -212,7 +212,9 @@ impl RecordHeader {
         let chunk_bytes = u32_at(b, 40);
         match kind {
             Kind::Segment if h.payload_len != 0 => return Err("segment record length"),
-            Kind::Data if h.payload_len > MAX_DATA_BYTES as u64 => return Err("data record length"),
+            Kind::Data if h.payload_len > MAX_DATA_BYTES as u64 => {
+                return Err("data record length")
+            }
             Kind::Data if chunk_bytes as usize != CHUNK_BYTES => return Err("data chunk size"),
             Kind::Commit if h.payload_len > MAX_COMMIT_PAYLOAD_BYTES as u64 => {
                 return Err("commit record length")
@@ -353,7 +355,10 @@ mod tests {
             seq: 42,
             payload_len,
             offset: 8192,
-            durable: Pos { segment: 2, offset: 4096 },
+            durable: Pos {
+                segment: 2,
+                offset: 4096,
+            },
         }
     }
 
@@ -363,13 +368,19 @@ mod tests {
         let mut rec = vec![0u8; BLOCK];
         rec[64..69].copy_from_slice(b"hello");
         h.write_and_seal(&mut rec);
-        assert_eq!(RecordHeader::read_expect(&rec, Kind::Commit, 7, 3, 8192), Ok(h));
+        assert_eq!(
+            RecordHeader::read_expect(&rec, Kind::Commit, 7, 3, 8192),
+            Ok(h)
+        );
         assert_eq!(h.record_len(), 4096);
         // Wrong address, flipped payload byte, flipped header byte.
         assert!(RecordHeader::read_expect(&rec, Kind::Commit, 7, 3, 0).is_err());
         let mut bad = rec.clone();
         bad[66] ^= 1;
-        assert_eq!(RecordHeader::read_expect(&bad, Kind::Commit, 7, 3, 8192), Err("record checksum"));
+        assert_eq!(
+            RecordHeader::read_expect(&bad, Kind::Commit, 7, 3, 8192),
+            Err("record checksum")
+        );
         let mut bad = rec.clone();
         bad[17] ^= 1;
         assert!(RecordHeader::read_expect(&bad, Kind::Commit, 7, 3, 8192).is_err());
@@ -379,9 +390,19 @@ mod tests {
     fn record_lengths() {
         assert_eq!(commit_header(4032).record_len(), 4096);
         assert_eq!(commit_header(4033).record_len(), 8192);
-        let d = RecordHeader { kind: Kind::Data, payload_len: 1 << 20, durable: Pos::default(), ..commit_header(0) };
+        let d = RecordHeader {
+            kind: Kind::Data,
+            payload_len: 1 << 20,
+            durable: Pos::default(),
+            ..commit_header(0)
+        };
         assert_eq!(d.record_len(), 4096 + (1 << 20));
-        let d = RecordHeader { kind: Kind::Data, payload_len: 1, durable: Pos::default(), ..commit_header(0) };
+        let d = RecordHeader {
+            kind: Kind::Data,
+            payload_len: 1,
+            durable: Pos::default(),
+            ..commit_header(0)
+        };
         assert_eq!(d.record_len(), 8192);
     }
 
@@ -410,14 +431,24 @@ mod tests {
         assert_eq!(segment_file_name(12), "seg-00000012.log");
         assert_eq!(parse_segment_file_name("seg-00000012.log"), Some(12));
         assert_eq!(parse_segment_file_name("seg-7.log"), Some(7));
-        for bad in ["seg-.log", "seg-1.log.tmp", "seg--1.log", "x-1.log", "seg-99999999999.log"] {
+        for bad in [
+            "seg-.log",
+            "seg-1.log.tmp",
+            "seg--1.log",
+            "x-1.log",
+            "seg-99999999999.log",
+        ] {
             assert_eq!(parse_segment_file_name(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn shard_file_roundtrip() {
-        let f = ShardFile { version: FORMAT_VERSION, shard: 9, created_unix_secs: 1_700_000_000 };
+        let f = ShardFile {
+            version: FORMAT_VERSION,
+            shard: 9,
+            created_unix_secs: 1_700_000_000,
+        };
         let b = f.encode();
         assert_eq!(ShardFile::decode(&b), Ok(f));
         let mut bad = b;

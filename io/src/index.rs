@@ -139,7 +139,13 @@ impl Index {
 
     /// Up to `limit` entries with keys starting with `prefix`, in key order,
     /// after `after` (exclusive) if given, else from `prefix`.
-    pub(crate) fn range(&self, table: u8, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Entry)> {
+    pub(crate) fn range(
+        &self,
+        table: u8,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Vec<(Vec<u8>, Entry)> {
         let start = match after {
             Some(a) if a >= prefix => Bound::Excluded(a),
             _ => Bound::Included(prefix),
@@ -166,7 +172,11 @@ mod tests {
     use super::*;
 
     fn loc(n: u32) -> Loc {
-        Loc { segment: 1, block: n, blocks: 1 }
+        Loc {
+            segment: 1,
+            block: n,
+            blocks: 1,
+        }
     }
 
     #[test]
@@ -176,15 +186,28 @@ mod tests {
             ix.put(0, k.as_bytes(), b"s", i as u64, loc(i as u32));
         }
         ix.put(0, b"a/2", b"longer summary", 9, loc(9));
-        assert_eq!(ix.get(0, b"a/2").unwrap().summary.as_ref(), b"longer summary");
+        assert_eq!(
+            ix.get(0, b"a/2").unwrap().summary.as_ref(),
+            b"longer summary"
+        );
         assert_eq!(ix.get(0, b"a/2").unwrap().seq, 9);
         assert_eq!(ix.len(0), 5);
         assert_eq!(ix.len(1), 0);
-        let keys = |v: Vec<(Vec<u8>, Entry)>| v.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect::<Vec<_>>();
+        let keys = |v: Vec<(Vec<u8>, Entry)>| {
+            v.into_iter()
+                .map(|(k, _)| String::from_utf8(k).unwrap())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(keys(ix.range(0, b"a/", None, 10)), ["a/1", "a/2", "a/3"]);
         assert_eq!(keys(ix.range(0, b"a/", Some(b"a/1"), 10)), ["a/2", "a/3"]);
-        assert_eq!(keys(ix.range(0, b"a/", Some(b"a"), 10)), ["a/1", "a/2", "a/3"]);
-        assert_eq!(keys(ix.range(0, b"a/", Some(b"a/3"), 10)), Vec::<String>::new());
+        assert_eq!(
+            keys(ix.range(0, b"a/", Some(b"a"), 10)),
+            ["a/1", "a/2", "a/3"]
+        );
+        assert_eq!(
+            keys(ix.range(0, b"a/", Some(b"a/3"), 10)),
+            Vec::<String>::new()
+        );
         assert_eq!(keys(ix.range(0, b"", None, 2)), ["a", "a/1"]);
         ix.delete(0, b"a/1");
         ix.delete(0, b"missing");

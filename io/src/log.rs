@@ -45,8 +45,15 @@ pub(crate) struct Slot {
 }
 
 pub(crate) enum IndexOp {
-    Put { table: u8, key: Vec<u8>, summary: Vec<u8> },
-    Delete { table: u8, key: Vec<u8> },
+    Put {
+        table: u8,
+        key: Vec<u8>,
+        summary: Vec<u8>,
+    },
+    Delete {
+        table: u8,
+        key: Vec<u8>,
+    },
 }
 
 /// A commit whose record is allocated but not yet durable.
@@ -60,7 +67,11 @@ pub(crate) struct PendingCommit {
 impl IndexOp {
     pub(crate) fn apply(self, index: &mut Index, seq: u64, loc: Loc) {
         match self {
-            IndexOp::Put { table, key, summary } => index.put(table, &key, &summary, seq, loc),
+            IndexOp::Put {
+                table,
+                key,
+                summary,
+            } => index.put(table, &key, &summary, seq, loc),
             IndexOp::Delete { table, key } => index.delete(table, &key),
         }
     }
@@ -131,7 +142,10 @@ impl Log {
     /// Starts segment `number` at the end of log space; the caller writes
     /// its segment record next.
     pub(crate) fn add_segment(&mut self, number: u32, file: Rc<DiskFile>) {
-        assert!(number > self.last_segment(), "segments must be added in order");
+        assert!(
+            number > self.last_segment(),
+            "segments must be added in order"
+        );
         let seg = SegFile {
             file,
             end: 0,
@@ -178,7 +192,10 @@ impl Log {
 
     /// Checks that `e` lies inside a segment's written (or recovered) bytes.
     pub(crate) fn check_extent(&self, e: &Extent) -> Result<(), IoError> {
-        let seg = self.segments.get(&e.segment).ok_or(IoError::InvalidExtent("unknown segment"))?;
+        let seg = self
+            .segments
+            .get(&e.segment)
+            .ok_or(IoError::InvalidExtent("unknown segment"))?;
         if data::extent_end(e)?.offset > seg.end {
             return Err(IoError::InvalidExtent("extent past the end of its segment"));
         }
@@ -220,7 +237,10 @@ impl Log {
     }
 
     pub(crate) fn push_pending(&mut self, p: PendingCommit) {
-        debug_assert!(self.pending.back().is_none_or(|b| b.seq < p.seq && b.vend < p.vend));
+        debug_assert!(self
+            .pending
+            .back()
+            .is_none_or(|b| b.seq < p.seq && b.vend < p.vend));
         self.pending.push_back(p);
     }
 
@@ -277,7 +297,11 @@ impl Log {
             }
         }
         self.sync_targets = self.sync_targets.split_off(&(plan.upto + 1));
-        let n = self.pending.iter().take_while(|p| p.vend <= plan.upto).count();
+        let n = self
+            .pending
+            .iter()
+            .take_while(|p| p.vend <= plan.upto)
+            .count();
         self.pending.drain(..n).collect()
     }
 
@@ -318,7 +342,10 @@ mod tests {
         log.write_completed(b.vpos, 8192);
         assert_eq!(log.completed_upto, 0);
         log.request_sync(16384);
-        assert!(log.start_sync().is_none(), "nothing syncable until the prefix reaches a target");
+        assert!(
+            log.start_sync().is_none(),
+            "nothing syncable until the prefix reaches a target"
+        );
         log.write_completed(a.vpos, 4096);
         assert_eq!(log.completed_upto, 16384);
         let plan = log.start_sync().unwrap();
@@ -338,7 +365,12 @@ mod tests {
             let s = log.alloc(4096, 1 << 20).unwrap();
             let seq = log.take_seq();
             let vend = s.vpos + 4096;
-            log.push_pending(PendingCommit { seq, vend, loc: Loc::new(1, s.offset, 4096), ops: vec![] });
+            log.push_pending(PendingCommit {
+                seq,
+                vend,
+                loc: Loc::new(1, s.offset, 4096),
+                ops: vec![],
+            });
             log.request_sync(vend);
             vends.push(vend);
         }
@@ -369,7 +401,12 @@ mod tests {
     fn failure_drops_pending() {
         let mut log = log_with_segment();
         let s = log.alloc(4096, 1 << 20).unwrap();
-        log.push_pending(PendingCommit { seq: 1, vend: 4096, loc: Loc::new(1, s.offset, 4096), ops: vec![] });
+        log.push_pending(PendingCommit {
+            seq: 1,
+            vend: 4096,
+            loc: Loc::new(1, s.offset, 4096),
+            ops: vec![],
+        });
         log.request_sync(4096);
         log.fail();
         log.write_completed(0, 4096);

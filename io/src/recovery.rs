@@ -92,7 +92,12 @@ impl Recovered {
     fn commit(&mut self, h: &RecordHeader, segment: u32, offset: u64, muts: Vec<MutView<'_>>) {
         self.mark = self.mark.max(h.durable);
         if h.seq < self.next_seq.saturating_sub(1) {
-            tracing::warn!(segment, offset, seq = h.seq, "commit sequence went backwards");
+            tracing::warn!(
+                segment,
+                offset,
+                seq = h.seq,
+                "commit sequence went backwards"
+            );
         }
         self.next_seq = self.next_seq.max(h.seq + 1);
         self.stats.commit_records += 1;
@@ -106,7 +111,12 @@ impl Recovered {
         if self.held.is_empty() && extents.iter().all(|e| covered(e, self.mark)) {
             for m in muts {
                 match m {
-                    MutView::Put { table, key, summary, .. } => self.index.put(table, key, summary, h.seq, loc),
+                    MutView::Put {
+                        table,
+                        key,
+                        summary,
+                        ..
+                    } => self.index.put(table, key, summary, h.seq, loc),
                     MutView::Delete { table, key } => self.index.delete(table, key),
                 }
             }
@@ -173,8 +183,12 @@ impl Recovered {
 
     async fn verify(&self, shard: u32, c: &Held) -> Result<bool, IoError> {
         for e in c.extents.iter().filter(|e| !covered(e, self.mark)) {
-            let Ok(end) = data::extent_end(e) else { return Ok(false) };
-            let Some(seg) = self.segments.get(&e.segment) else { return Ok(false) };
+            let Ok(end) = data::extent_end(e) else {
+                return Ok(false);
+            };
+            let Some(seg) = self.segments.get(&e.segment) else {
+                return Ok(false);
+            };
             if end.offset > seg.end {
                 return Ok(false);
             }
@@ -190,12 +204,20 @@ impl Recovered {
 
 fn owned_op(m: MutView<'_>) -> IndexOp {
     match m {
-        MutView::Put { table, key, summary, .. } => IndexOp::Put {
+        MutView::Put {
+            table,
+            key,
+            summary,
+            ..
+        } => IndexOp::Put {
             table,
             key: key.to_vec(),
             summary: summary.to_vec(),
         },
-        MutView::Delete { table, key } => IndexOp::Delete { table, key: key.to_vec() },
+        MutView::Delete { table, key } => IndexOp::Delete {
+            table,
+            key: key.to_vec(),
+        },
     }
 }
 
@@ -365,7 +387,11 @@ impl Scan<'_> {
     async fn fill(&mut self, win: &mut Window, pos: u64, want: usize) -> Result<(), IoError> {
         let len = want.min(align_up(self.file_len - pos) as usize);
         let buf = std::mem::replace(&mut win.buf, AlignedBuf::with_capacity(BLOCK));
-        let buf = if buf.capacity() >= len { buf } else { AlignedBuf::with_capacity(len) };
+        let buf = if buf.capacity() >= len {
+            buf
+        } else {
+            AlignedBuf::with_capacity(len)
+        };
         win.buf = self.file.read_at(buf, pos, len).await?;
         win.start = pos;
         self.r.stats.bytes_read += win.buf.len() as u64;
@@ -373,7 +399,12 @@ impl Scan<'_> {
     }
 
     /// Verifies and applies one commit record; false if it is invalid.
-    async fn commit(&mut self, win: &mut Window, h: &RecordHeader, pos: u64) -> Result<bool, IoError> {
+    async fn commit(
+        &mut self,
+        win: &mut Window,
+        h: &RecordHeader,
+        pos: u64,
+    ) -> Result<bool, IoError> {
         let len = h.verify_len();
         if !win.has(pos, len) {
             self.fill(win, pos, len.max(SCAN_MIN_BYTES)).await?;
@@ -385,12 +416,19 @@ impl Scan<'_> {
         if !h.verify(rec) {
             return Ok(false);
         }
-        let payload = &rec[crate::format::HEADER_BYTES..crate::format::HEADER_BYTES + h.payload_len as usize];
+        let payload =
+            &rec[crate::format::HEADER_BYTES..crate::format::HEADER_BYTES + h.payload_len as usize];
         let muts = match codec::decode(payload) {
             Ok(m) => m,
             Err(why) => {
                 // A checksummed record we cannot decode is a bug, not a torn write.
-                tracing::error!(shard = self.shard, segment = self.segment, offset = pos, why, "undecodable commit record");
+                tracing::error!(
+                    shard = self.shard,
+                    segment = self.segment,
+                    offset = pos,
+                    why,
+                    "undecodable commit record"
+                );
                 return Ok(false);
             }
         };

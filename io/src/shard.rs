@@ -101,7 +101,9 @@ impl Shard {
     /// from the segments, and starts a fresh segment for new writes.
     pub async fn open(dir: &Path, id: u32, opts: ShardOptions) -> Result<Shard, IoError> {
         let mut opts = opts;
-        opts.segment_size_bytes = opts.segment_size_bytes.clamp(2 * BLOCK as u64, MAX_SEGMENT_BYTES);
+        opts.segment_size_bytes = opts
+            .segment_size_bytes
+            .clamp(2 * BLOCK as u64, MAX_SEGMENT_BYTES);
         std::fs::create_dir_all(dir)?;
         check_or_create_shard_file(dir, id)?;
         let backend = Backend::for_current_runtime(id)?;
@@ -198,48 +200,17 @@ impl Shard {
         let rec_len = align_up((HEADER_BYTES + payload_len) as u64);
         let mut rec = AlignedBuf::with_capacity(rec_len as usize);
         rec.set_len(rec_len as usize);
-        codec::encode(&muts, &mut rec.as_mut_slice()[HEADER_BYTES..HEADER_BYTES + payload_len]);
+        codec::encode(
+            &muts,
+            &mut rec.as_mut_slice()[HEADER_BYTES..HEADER_BYTES + payload_len],
+        );
 
         // Extents must lie inside records this shard wrote. They need not be
         // durable yet: this commit's sync covers them, and recovery verifies
         // the data of commits no later durable mark vouches for.
-        {
-            let log = inner.log.borrow();
-            for m in &muts {
-                if let Mutation::Put { body: Body::Extents(es), .. } = m {
-                    for e in es {
-                        log.check_extent(e)?;
-                    }
-                }
-            }
-        }
-
+        inner.check_extents(&muts)?;
         let ops = muts.into_iter().map(index_op).collect();
-        let slot = inner.alloc(rec_len)?;
-        let mut log = inner.log.borrow_mut();
-        let seq = log.take_seq();
-        let header = RecordHeader {
-            kind: Kind::Commit,
-            shard: inner.id,
-            segment: slot.segment,
-            seq,
-            payload_len: payload_len as u64,
-            offset: slot.offset,
-            durable: log.durable_mark(),
-        };
-        header.write_and_seal(rec.as_mut_slice());
-        let vend = slot.vpos + rec_len;
-        log.push_pending(PendingCommit {
-            seq,
-            vend,
-            loc: Loc::new(slot.segment, slot.offset, rec_len),
-            ops,
-        });
-        log.request_sync(vend);
-        log.counters.commit_records += 1;
-        drop(log);
-        // The write task reports errors by failing the shard; wait_durable sees it.
-        drop(inner.spawn_write(slot, rec));
+        let (seq, vend) = inner.append_commit(rec, payload_len as u64, ops)?;
         inner.wait_durable(vend).await?;
         Ok(seq)
     }
@@ -259,7 +230,13 @@ impl Shard {
         let payload = &rec.as_slice()[HEADER_BYTES..HEADER_BYTES + h.payload_len as usize];
         let muts = codec::decode(payload).map_err(corrupt)?;
         let found = muts.into_iter().rev().find_map(|m| match m {
-            MutView::Put { table: t, key: k, summary, meta, body } if t == table && k == key => Some(Stored {
+            MutView::Put {
+                table: t,
+                key: k,
+                summary,
+                meta,
+                body,
+            } if t == table && k == key => Some(Stored {
                 seq: h.seq,
                 summary: summary.to_vec(),
                 meta: meta.to_vec(),
@@ -267,7 +244,9 @@ impl Shard {
             }),
             _ => None,
         });
-        found.map(Some).ok_or_else(|| corrupt("commit record lacks the indexed key"))
+        found
+            .map(Some)
+            .ok_or_else(|| corrupt("commit record lacks the indexed key"))
     }
 
     /// Reads `range` (relative to the extent's data) of a data record,
@@ -286,7 +265,13 @@ impl Shard {
 
     /// Up to `limit` entries of `table` whose keys start with `prefix`, in
     /// key order, after `after` (exclusive) when given, else from `prefix`.
-    pub fn range(&self, table: u8, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Entry)> {
+    pub fn range(
+        &self,
+        table: u8,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Vec<(Vec<u8>, Entry)> {
         self.inner.index.borrow().range(table, prefix, after, limit)
     }
 
@@ -329,7 +314,16 @@ impl Shard {
 
 fn index_op(m: Mutation) -> IndexOp {
     match m {
-        Mutation::Put { table, key, summary, .. } => IndexOp::Put { table, key, summary },
+        Mutation::Put {
+            table,
+            key,
+            summary,
+            ..
+        } => IndexOp::Put {
+            table,
+            key,
+            summary,
+        },
         Mutation::Delete { table, key } => IndexOp::Delete { table, key },
     }
 }
@@ -342,6 +336,60 @@ impl Inner {
         Ok(())
     }
 
+    fn check_extents(&self, muts: &[Mutation]) -> Result<(), IoError> {
+        let log = self.log.borrow();
+        for m in muts {
+            if let Mutation::Put {
+                body: Body::Extents(es),
+                ..
+            } = m
+            {
+                for e in es {
+                    log.check_extent(e)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals the commit record `rec` (payload in place), queues its
+    /// mutations for when it is durable, and starts its write. Returns its
+    /// seq and the log position that must be durable to acknowledge it.
+    fn append_commit(
+        self: &Rc<Self>,
+        mut rec: AlignedBuf,
+        payload_len: u64,
+        ops: Vec<IndexOp>,
+    ) -> Result<(u64, u64), IoError> {
+        let rec_len = rec.len() as u64;
+        let slot = self.alloc(rec_len)?;
+        let mut log = self.log.borrow_mut();
+        let seq = log.take_seq();
+        let header = RecordHeader {
+            kind: Kind::Commit,
+            shard: self.id,
+            segment: slot.segment,
+            seq,
+            payload_len,
+            offset: slot.offset,
+            durable: log.durable_mark(),
+        };
+        header.write_and_seal(rec.as_mut_slice());
+        let vend = slot.vpos + rec_len;
+        log.push_pending(PendingCommit {
+            seq,
+            vend,
+            loc: Loc::new(slot.segment, slot.offset, rec_len),
+            ops,
+        });
+        log.request_sync(vend);
+        log.counters.commit_records += 1;
+        drop(log);
+        // The write task reports errors by failing the shard; wait_durable sees it.
+        drop(self.spawn_write(slot, rec));
+        Ok((seq, vend))
+    }
+
     /// Allocates room for a record, rolling to a new segment when full.
     fn alloc(self: &Rc<Self>, len: u64) -> Result<Slot, IoError> {
         self.check_writable()?;
@@ -350,7 +398,10 @@ impl Inner {
             return Ok(s);
         }
         self.roll()?;
-        self.log.borrow_mut().alloc(len, size).ok_or(IoError::ShardFailed)
+        self.log
+            .borrow_mut()
+            .alloc(len, size)
+            .ok_or(IoError::ShardFailed)
     }
 
     /// Creates the next segment file and appends its segment record. The
@@ -362,7 +413,9 @@ impl Inner {
         let file = Rc::new(DiskFile::new(file, &self.backend)?);
         let mut log = self.log.borrow_mut();
         log.add_segment(number, file);
-        let slot = log.alloc(BLOCK as u64, self.opts.segment_size_bytes).ok_or(IoError::ShardFailed)?;
+        let slot = log
+            .alloc(BLOCK as u64, self.opts.segment_size_bytes)
+            .ok_or(IoError::ShardFailed)?;
         log.counters.segment_records += 1;
         // At open this is the start of the new segment: recovery synced
         // everything before it, and this record says so to the next recovery.
@@ -387,7 +440,11 @@ impl Inner {
 
     /// Writes `rec` at `slot` in its own task; completion advances the
     /// completed prefix, failure fails the shard.
-    fn spawn_write(self: &Rc<Self>, slot: Slot, rec: AlignedBuf) -> monoio::task::JoinHandle<Result<(), IoError>> {
+    fn spawn_write(
+        self: &Rc<Self>,
+        slot: Slot,
+        rec: AlignedBuf,
+    ) -> monoio::task::JoinHandle<Result<(), IoError>> {
         let inner = self.clone();
         monoio::spawn(async move {
             let len = rec.len() as u64;
@@ -472,7 +529,10 @@ impl Inner {
 
     fn segment_file(&self, segment: u32, end: u64) -> Result<Rc<DiskFile>, IoError> {
         let log = self.log.borrow();
-        let seg = log.segments.get(&segment).ok_or(IoError::InvalidExtent("unknown segment"))?;
+        let seg = log
+            .segments
+            .get(&segment)
+            .ok_or(IoError::InvalidExtent("unknown segment"))?;
         if end > seg.end {
             return Err(IoError::InvalidExtent("past the end of its segment"));
         }
@@ -483,10 +543,20 @@ impl Inner {
     async fn read_commit(&self, loc: Loc) -> Result<AlignedBuf, IoError> {
         let file = self.segment_file(loc.segment, loc.offset() + loc.len())?;
         let rec = data::read_exact(&file, loc.offset(), loc.len() as usize, loc.segment).await?;
-        let h = RecordHeader::read_expect(rec.as_slice(), Kind::Commit, self.id, loc.segment, loc.offset())
-            .map_err(|what| IoError::corrupt(loc.segment, loc.offset(), what))?;
+        let h = RecordHeader::read_expect(
+            rec.as_slice(),
+            Kind::Commit,
+            self.id,
+            loc.segment,
+            loc.offset(),
+        )
+        .map_err(|what| IoError::corrupt(loc.segment, loc.offset(), what))?;
         if h.record_len() != loc.len() {
-            return Err(IoError::corrupt(loc.segment, loc.offset(), "commit record length"));
+            return Err(IoError::corrupt(
+                loc.segment,
+                loc.offset(),
+                "commit record length",
+            ));
         }
         Ok(rec)
     }
@@ -506,7 +576,8 @@ fn check_or_create_shard_file(dir: &Path, id: u32) -> Result<(), IoError> {
     let path = dir.join(SHARD_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let f = ShardFile::decode(&bytes).map_err(|w| IoError::Format(format!("{}: {w}", path.display())))?;
+            let f = ShardFile::decode(&bytes)
+                .map_err(|w| IoError::Format(format!("{}: {w}", path.display())))?;
             if f.version != FORMAT_VERSION {
                 return Err(IoError::Format(format!(
                     "{}: format version {} (this build reads {FORMAT_VERSION})",
@@ -515,15 +586,24 @@ fn check_or_create_shard_file(dir: &Path, id: u32) -> Result<(), IoError> {
                 )));
             }
             if f.shard != id {
-                return Err(IoError::Format(format!("{}: holds shard {}, expected {id}", path.display(), f.shard)));
+                return Err(IoError::Format(format!(
+                    "{}: holds shard {}, expected {id}",
+                    path.display(),
+                    f.shard
+                )));
             }
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if recovery::has_segments(dir)? {
-                return Err(IoError::Format(format!("{}: missing but segments exist", path.display())));
+                return Err(IoError::Format(format!(
+                    "{}: missing but segments exist",
+                    path.display()
+                )));
             }
-            let created_unix_secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let created_unix_secs = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
             let bytes = ShardFile {
                 version: FORMAT_VERSION,
                 shard: id,

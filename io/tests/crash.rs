@@ -17,9 +17,18 @@ fn write_sample(dir: &Path) -> PathBuf {
     run(async {
         let s = open(dir).await;
         for i in 0..N {
-            s.commit(vec![put(0, format!("k{i:02}").as_bytes(), b"", &[i as u8; 100])]).await.unwrap();
+            s.commit(vec![put(
+                0,
+                format!("k{i:02}").as_bytes(),
+                b"",
+                &[i as u8; 100],
+            )])
+            .await
+            .unwrap();
         }
-        s.commit(vec![put(0, b"last", b"", &pattern(7, 18_000))]).await.unwrap();
+        s.commit(vec![put(0, b"last", b"", &pattern(7, 18_000))])
+            .await
+            .unwrap();
     });
     let files = segment_files(dir);
     assert_eq!(files.len(), 1);
@@ -69,7 +78,12 @@ fn truncated_mid_record() {
     let seg = write_sample(dir.path());
     let len = file_len(&seg);
     // The last record is 5 blocks; keep 2 of them.
-    std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 3 * BLOCK as u64).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - 3 * BLOCK as u64)
+        .unwrap();
     check_prefix(dir.path(), N, false, 1);
 }
 
@@ -78,7 +92,12 @@ fn truncated_unaligned() {
     let dir = tempfile::tempdir().unwrap();
     let seg = write_sample(dir.path());
     let len = file_len(&seg);
-    std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 100).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
     // The partial last block is never scanned, so no record was "invalid".
     check_prefix(dir.path(), N, false, 1);
 }
@@ -108,7 +127,15 @@ fn garbage_appended_after_the_tail() {
     let len = file_len(&seg);
     // A plausible header for the next record whose payload never landed.
     let mut rec = vec![0u8; BLOCK];
-    let h = RecordHeader { kind: Kind::Commit, shard: 7, segment: 1, seq: 999, payload_len: 100, offset: len, durable: Pos::default() };
+    let h = RecordHeader {
+        kind: Kind::Commit,
+        shard: 7,
+        segment: 1,
+        seq: 999,
+        payload_len: 100,
+        offset: len,
+        durable: Pos::default(),
+    };
     h.write_and_seal(&mut rec);
     rec[HEADER_BYTES + 5] ^= 0xff;
     poke(&seg, len, &rec);
@@ -136,8 +163,14 @@ fn corrupt_commit_record_is_detected_on_load() {
         let seg = segment_files(dir.path()).pop().unwrap();
         // Record 0 is the segment record, "a" is at block 1, "b" at block 2.
         poke(&seg, BLOCK as u64 + 80, b"X");
-        assert!(matches!(s.load(0, b"a").await, Err(IoError::Corrupt { .. })));
-        assert_eq!(s.load(0, b"b").await.unwrap().unwrap().body, Body::Inline(b"world".to_vec()));
+        assert!(matches!(
+            s.load(0, b"a").await,
+            Err(IoError::Corrupt { .. })
+        ));
+        assert_eq!(
+            s.load(0, b"b").await.unwrap().unwrap().body,
+            Body::Inline(b"world".to_vec())
+        );
     });
 }
 
@@ -168,16 +201,24 @@ fn corrupt_data_byte_is_detected_on_read() {
     let mut b = [0u8];
     {
         use std::os::unix::fs::FileExt;
-        std::fs::File::open(&seg).unwrap().read_exact_at(&mut b, at).unwrap();
+        std::fs::File::open(&seg)
+            .unwrap()
+            .read_exact_at(&mut b, at)
+            .unwrap();
     }
     poke(&seg, at, &[b[0] ^ 0x10]);
     run(async {
         let s = open(dir.path()).await;
-        let Body::Extents(ex) = s.load(0, b"obj").await.unwrap().unwrap().body else { panic!() };
+        let Body::Extents(ex) = s.load(0, b"obj").await.unwrap().unwrap().body else {
+            panic!()
+        };
         let e = ex[0];
         // Chunks 0 and 2.. are fine; anything touching chunk 1 is Corrupt.
         assert_eq!(s.read_extent(&e, 0..65_536).await.unwrap(), body[..65_536]);
-        assert_eq!(s.read_extent(&e, 131_072..300_000).await.unwrap(), body[131_072..]);
+        assert_eq!(
+            s.read_extent(&e, 131_072..300_000).await.unwrap(),
+            body[131_072..]
+        );
         for r in [65_535..65_537, 70_000..70_001, 0..300_000] {
             match s.read_extent(&e, r.clone()).await {
                 Err(IoError::Corrupt { what, offset, .. }) => {
@@ -202,7 +243,10 @@ fn corrupt_data_byte_is_detected_on_read() {
         // Recovery stops at the damaged data record: "obj"'s commit comes after it,
         // and the extent now lies past the segment's valid end.
         assert!(s.get(0, b"obj").is_none());
-        assert!(matches!(s.read_extent(&e, 0..10).await, Err(IoError::InvalidExtent(_))));
+        assert!(matches!(
+            s.read_extent(&e, 0..10).await,
+            Err(IoError::InvalidExtent(_))
+        ));
     });
 }
 
@@ -219,15 +263,42 @@ fn garbage_segment_files_do_not_panic() {
     std::fs::write(dir.path().join(segment_file_name(11)), vec![0u8; 1 << 20]).unwrap();
     std::fs::write(dir.path().join(segment_file_name(12)), b"TSRL").unwrap();
     let mut f = vec![0u8; 2 * BLOCK];
-    RecordHeader { kind: Kind::Segment, shard: 7, segment: 13, seq: 0, payload_len: 0, offset: 0, durable: Pos::default() }.write_and_seal(&mut f[..BLOCK]);
+    RecordHeader {
+        kind: Kind::Segment,
+        shard: 7,
+        segment: 13,
+        seq: 0,
+        payload_len: 0,
+        offset: 0,
+        durable: Pos::default(),
+    }
+    .write_and_seal(&mut f[..BLOCK]);
     let rec = &mut f[BLOCK..];
     rec[HEADER_BYTES..HEADER_BYTES + 1000].copy_from_slice(&pattern(9, 1000));
     rec[HEADER_BYTES..HEADER_BYTES + 4].copy_from_slice(&3u32.to_le_bytes());
-    RecordHeader { kind: Kind::Commit, shard: 7, segment: 13, seq: 5, payload_len: 1000, offset: BLOCK as u64, durable: Pos::default() }.write_and_seal(rec);
+    RecordHeader {
+        kind: Kind::Commit,
+        shard: 7,
+        segment: 13,
+        seq: 5,
+        payload_len: 1000,
+        offset: BLOCK as u64,
+        durable: Pos::default(),
+    }
+    .write_and_seal(rec);
     std::fs::write(dir.path().join(segment_file_name(13)), &f).unwrap();
     // A segment of another shard copied in.
     let mut other = vec![0u8; BLOCK];
-    RecordHeader { kind: Kind::Segment, shard: 8, segment: 14, seq: 0, payload_len: 0, offset: 0, durable: Pos::default() }.write_and_seal(&mut other);
+    RecordHeader {
+        kind: Kind::Segment,
+        shard: 8,
+        segment: 14,
+        seq: 0,
+        payload_len: 0,
+        offset: 0,
+        durable: Pos::default(),
+    }
+    .write_and_seal(&mut other);
     std::fs::write(dir.path().join(segment_file_name(14)), &other).unwrap();
     run(async {
         let s = open(dir.path()).await;
@@ -250,7 +321,13 @@ fn write_unvouched(dir: &Path, body: &[u8]) -> tessera_io::Extent {
         let s = open(dir).await;
         s.commit(vec![put(0, b"before", b"", b"x")]).await.unwrap();
         let e = s.write_data(data_buf(body)).await.unwrap();
-        let obj = Mutation::Put { table: 0, key: b"obj".to_vec(), summary: vec![], meta: vec![], body: Body::Extents(vec![e]) };
+        let obj = Mutation::Put {
+            table: 0,
+            key: b"obj".to_vec(),
+            summary: vec![],
+            meta: vec![],
+            body: Body::Extents(vec![e]),
+        };
         s.commit(vec![obj, del(0, b"before")]).await.unwrap();
         e
     })
@@ -289,7 +366,10 @@ fn unvouched_commit_with_torn_data_is_cut_off_for_good() {
         let st = s.stats();
         assert_eq!(st.recovery.dropped_commits, 1, "{st:?}");
         assert!(s.get(0, b"obj").is_none());
-        assert!(s.get(0, b"before").is_some(), "the dropped commit's delete is undone too");
+        assert!(
+            s.get(0, b"before").is_some(),
+            "the dropped commit's delete is undone too"
+        );
         s.commit(vec![put(0, b"new", b"", b"")]).await.unwrap();
         std::fs::metadata(&seg).unwrap().len()
     });

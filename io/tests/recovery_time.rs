@@ -36,7 +36,10 @@ static ALLOC: Counting = Counting;
 
 #[test]
 fn recovery_time_and_index_bytes_per_entry() {
-    let n: u32 = std::env::var("TESSERA_RECOVERY_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let n: u32 = std::env::var("TESSERA_RECOVERY_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let concurrency = 256u32;
     let dir = tempfile::tempdir().unwrap();
     // Realistic sizes: "bucket/path/object-00012345" keys, a 40-byte summary.
@@ -52,7 +55,9 @@ fn recovery_time_and_index_bytes_per_entry() {
             tasks.push(monoio::spawn(async move {
                 let mut i = w;
                 while i < n {
-                    s.commit(vec![put(0, &key(i), &summary, &[1u8; 100])]).await.unwrap();
+                    s.commit(vec![put(0, &key(i), &summary, &[1u8; 100])])
+                        .await
+                        .unwrap();
                     i += concurrency;
                 }
             }));
@@ -63,7 +68,10 @@ fn recovery_time_and_index_bytes_per_entry() {
         s.stats().syncs
     });
     let write_s = started.elapsed().as_secs_f64();
-    let bytes: u64 = segment_files(dir.path()).iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+    let bytes: u64 = segment_files(dir.path())
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
     println!(
         "wrote {n} commits ({} MiB) in {write_s:.2} s: {:.0} commits/s, {syncs} syncs ({:.1} commits/sync)",
         bytes >> 20,

@@ -16,7 +16,10 @@ fn put_get_load_delete() {
         assert!(s.get(0, b"a").is_none());
         assert!(s.load(0, b"a").await.unwrap().is_none());
 
-        let seq1 = s.commit(vec![put(0, b"a", b"sum-a", b"body-a")]).await.unwrap();
+        let seq1 = s
+            .commit(vec![put(0, b"a", b"sum-a", b"body-a")])
+            .await
+            .unwrap();
         let e = s.get(0, b"a").unwrap();
         assert_eq!((e.seq, e.summary.as_ref()), (seq1, &b"sum-a"[..]));
         let st = s.load(0, b"a").await.unwrap().unwrap();
@@ -26,21 +29,34 @@ fn put_get_load_delete() {
         assert_eq!(st.body, Body::Inline(b"body-a".to_vec()));
 
         // Replace; the same key in another table is independent.
-        let seq2 = s.commit(vec![put(0, b"a", b"sum-a2", b"body-a2"), put(3, b"a", b"bucket", b"")]).await.unwrap();
+        let seq2 = s
+            .commit(vec![
+                put(0, b"a", b"sum-a2", b"body-a2"),
+                put(3, b"a", b"bucket", b""),
+            ])
+            .await
+            .unwrap();
         assert!(seq2 > seq1);
-        assert_eq!(s.load(0, b"a").await.unwrap().unwrap().body, Body::Inline(b"body-a2".to_vec()));
+        assert_eq!(
+            s.load(0, b"a").await.unwrap().unwrap().body,
+            Body::Inline(b"body-a2".to_vec())
+        );
         assert_eq!(s.get(3, b"a").unwrap().seq, seq2);
         assert_eq!((s.len(0), s.len(3), s.len(1)), (1, 1, 0));
 
         // Delete, and delete of a missing key.
-        s.commit(vec![del(0, b"a"), del(0, b"never")]).await.unwrap();
+        s.commit(vec![del(0, b"a"), del(0, b"never")])
+            .await
+            .unwrap();
         assert!(s.get(0, b"a").is_none());
         assert!(s.load(0, b"a").await.unwrap().is_none());
         assert_eq!(s.len(0), 0);
         assert!(s.get(3, b"a").is_some());
 
         // Put then delete in one commit: the delete wins; empty commit is fine.
-        s.commit(vec![put(1, b"u", b"", b""), del(1, b"u")]).await.unwrap();
+        s.commit(vec![put(1, b"u", b"", b""), del(1, b"u")])
+            .await
+            .unwrap();
         assert!(s.get(1, b"u").is_none());
         s.commit(vec![]).await.unwrap();
 
@@ -56,7 +72,8 @@ fn extent_bodies_and_range_reads() {
     run(async {
         let s = open(dir.path()).await;
         // Three records: 1 MiB, 1 MiB, and an odd tail that is not block aligned.
-        let parts: Vec<Vec<u8>> = vec![pattern(1, 1 << 20), pattern(2, 1 << 20), pattern(3, 70_001)];
+        let parts: Vec<Vec<u8>> =
+            vec![pattern(1, 1 << 20), pattern(2, 1 << 20), pattern(3, 70_001)];
         let mut extents = Vec::new();
         for p in &parts {
             extents.push(s.write_data(data_buf(p)).await.unwrap());
@@ -100,19 +117,44 @@ fn extent_bodies_and_range_reads() {
             assert_eq!(got, p[r.start as usize..r.end as usize], "range {r:?}");
         }
         let t = &extents[2];
-        assert_eq!(s.read_extent(t, c - 3..t.len).await.unwrap(), parts[2][(c - 3) as usize..]);
+        assert_eq!(
+            s.read_extent(t, c - 3..t.len).await.unwrap(),
+            parts[2][(c - 3) as usize..]
+        );
 
         // Bad requests are errors, not panics.
-        assert!(matches!(s.read_extent(e, 5..e.len + 1).await, Err(IoError::InvalidExtent(_))));
+        assert!(matches!(
+            s.read_extent(e, 5..e.len + 1).await,
+            Err(IoError::InvalidExtent(_))
+        ));
         #[allow(clippy::reversed_empty_ranges)]
         let backwards = 9..5;
-        assert!(matches!(s.read_extent(e, backwards).await, Err(IoError::InvalidExtent(_))));
-        let bogus = Extent { segment: 999, offset: 0, len: 10 };
-        assert!(matches!(s.read_extent(&bogus, 0..1).await, Err(IoError::InvalidExtent(_))));
-        let wrong_len = Extent { len: e.len - 1, ..*e };
-        assert!(matches!(s.read_extent(&wrong_len, 0..1).await, Err(IoError::InvalidExtent(_))));
+        assert!(matches!(
+            s.read_extent(e, backwards).await,
+            Err(IoError::InvalidExtent(_))
+        ));
+        let bogus = Extent {
+            segment: 999,
+            offset: 0,
+            len: 10,
+        };
+        assert!(matches!(
+            s.read_extent(&bogus, 0..1).await,
+            Err(IoError::InvalidExtent(_))
+        ));
+        let wrong_len = Extent {
+            len: e.len - 1,
+            ..*e
+        };
+        assert!(matches!(
+            s.read_extent(&wrong_len, 0..1).await,
+            Err(IoError::InvalidExtent(_))
+        ));
         let not_data = Extent { offset: 0, ..*e }; // the segment record
-        assert!(matches!(s.read_extent(&not_data, 0..1).await, Err(IoError::Corrupt { .. })));
+        assert!(matches!(
+            s.read_extent(&not_data, 0..1).await,
+            Err(IoError::Corrupt { .. })
+        ));
         let commit_bogus = Mutation::Put {
             table: 0,
             key: b"x".to_vec(),
@@ -120,7 +162,10 @@ fn extent_bodies_and_range_reads() {
             meta: vec![],
             body: Body::Extents(vec![bogus]),
         };
-        assert!(matches!(s.commit(vec![commit_bogus]).await, Err(IoError::InvalidExtent(_))));
+        assert!(matches!(
+            s.commit(vec![commit_bogus]).await,
+            Err(IoError::InvalidExtent(_))
+        ));
         assert!(s.get(0, b"x").is_none());
     });
 }
@@ -142,7 +187,10 @@ fn limits() {
     run(async {
         let s = open(dir.path()).await;
         let long_key = vec![b'k'; tessera_io::format::MAX_KEY_BYTES + 1];
-        assert!(matches!(s.commit(vec![put(0, &long_key, b"", b"")]).await, Err(IoError::TooLarge)));
+        assert!(matches!(
+            s.commit(vec![put(0, &long_key, b"", b"")]).await,
+            Err(IoError::TooLarge)
+        ));
         let mut d = tessera_io::DataBuf::new(tessera_io::MAX_DATA_BYTES + 4096);
         d.advance(tessera_io::MAX_DATA_BYTES + 1);
         assert!(matches!(s.write_data(d).await, Err(IoError::TooLarge)));
@@ -152,13 +200,15 @@ fn limits() {
     });
 }
 
-fn fill(s: &Shard) -> impl std::future::Future<Output = Vec<(Vec<u8>, Vec<u8>)>> + '_ {
-    async move {
+async fn fill(s: &Shard) -> Vec<(Vec<u8>, Vec<u8>)> {
+    {
         let mut expect = Vec::new();
         for i in 0..50u32 {
             let key = format!("obj/{i:03}").into_bytes();
             let body = pattern(i as u64, (i as usize * 997) % 5000);
-            s.commit(vec![put(0, &key, &i.to_le_bytes(), &body)]).await.unwrap();
+            s.commit(vec![put(0, &key, &i.to_le_bytes(), &body)])
+                .await
+                .unwrap();
             expect.push((key, body));
         }
         // Overwrites and deletes.
@@ -173,7 +223,9 @@ fn fill(s: &Shard) -> impl std::future::Future<Output = Vec<(Vec<u8>, Vec<u8>)>>
         let last = expect.last_mut().unwrap();
         last.1 = b"overwritten".to_vec();
         let key = last.0.clone();
-        s.commit(vec![put(0, &key, b"new", b"overwritten")]).await.unwrap();
+        s.commit(vec![put(0, &key, b"new", b"overwritten")])
+            .await
+            .unwrap();
         expect
     }
 }
@@ -208,12 +260,20 @@ fn reopen_recovers_everything() {
         assert_eq!(st.segments, 2, "one recovered + one fresh");
         assert_eq!(s.len(0), expect.len());
         let listed = s.range(0, b"obj/", None, 1000);
-        assert_eq!(listed.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), expect.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>());
+        assert_eq!(
+            listed.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+            expect.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>()
+        );
         for (k, body) in &expect {
-            assert_eq!(s.load(0, k).await.unwrap().unwrap().body, Body::Inline(body.clone()));
+            assert_eq!(
+                s.load(0, k).await.unwrap().unwrap().body,
+                Body::Inline(body.clone())
+            );
         }
         let st = s.load(2, b"upload/1/part/1").await.unwrap().unwrap();
-        let Body::Extents(ex) = st.body else { panic!("extents expected") };
+        let Body::Extents(ex) = st.body else {
+            panic!("extents expected")
+        };
         let mut got = Vec::new();
         for e in &ex {
             got.extend(s.read_extent(e, 0..e.len).await.unwrap());
@@ -243,7 +303,9 @@ fn concurrent_commits_share_syncs() {
             let s = s.clone();
             tasks.push(monoio::spawn(async move {
                 let key = format!("k{i:05}");
-                s.commit(vec![put(0, key.as_bytes(), b"", &pattern(i as u64, 3000))]).await.unwrap()
+                s.commit(vec![put(0, key.as_bytes(), b"", &pattern(i as u64, 3000))])
+                    .await
+                    .unwrap()
             }));
         }
         let mut seqs = Vec::new();
@@ -255,7 +317,10 @@ fn concurrent_commits_share_syncs() {
         assert_eq!(seqs.len(), n as usize, "every commit has its own seq");
         let syncs = s.stats().syncs - before;
         println!("{n} concurrent commits took {syncs} syncs");
-        assert!(syncs < n as u64 / 4, "group commit: {syncs} syncs for {n} commits");
+        assert!(
+            syncs < n as u64 / 4,
+            "group commit: {syncs} syncs for {n} commits"
+        );
         assert_eq!(s.len(0), n as usize);
     });
 }
@@ -269,7 +334,10 @@ fn same_key_concurrently_last_seq_wins_and_nothing_visible_early() {
         for i in 0..64u32 {
             let s = s.clone();
             tasks.push(monoio::spawn(async move {
-                let seq = s.commit(vec![put(0, b"hot", &i.to_le_bytes(), b"")]).await.unwrap();
+                let seq = s
+                    .commit(vec![put(0, b"hot", &i.to_le_bytes(), b"")])
+                    .await
+                    .unwrap();
                 (seq, i)
             }));
         }
@@ -312,17 +380,36 @@ fn odd_keys() {
         let s = open(dir.path()).await;
         for (i, k) in keys.iter().enumerate() {
             assert_eq!(s.get(0, k).unwrap().summary.as_ref(), [i as u8]);
-            assert_eq!(s.load(0, k).await.unwrap().unwrap().body, Body::Inline(k.clone()));
+            assert_eq!(
+                s.load(0, k).await.unwrap().unwrap().body,
+                Body::Inline(k.clone())
+            );
         }
         let mut sorted = keys.clone();
         sorted.sort();
-        let listed: Vec<Vec<u8>> = s.range(0, b"", None, 100).into_iter().map(|(k, _)| k).collect();
+        let listed: Vec<Vec<u8>> = s
+            .range(0, b"", None, 100)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(listed, sorted);
-        let zero_prefixed: Vec<Vec<u8>> = s.range(0, &[0], None, 100).into_iter().map(|(k, _)| k).collect();
-        let expect: Vec<Vec<u8>> = sorted.iter().filter(|k| k.first() == Some(&0)).cloned().collect();
+        let zero_prefixed: Vec<Vec<u8>> = s
+            .range(0, &[0], None, 100)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let expect: Vec<Vec<u8>> = sorted
+            .iter()
+            .filter(|k| k.first() == Some(&0))
+            .cloned()
+            .collect();
         assert_eq!(zero_prefixed.len(), 3);
         assert_eq!(zero_prefixed, expect);
-        let after: Vec<Vec<u8>> = s.range(0, b"", Some(b".."), 2).into_iter().map(|(k, _)| k).collect();
+        let after: Vec<Vec<u8>> = s
+            .range(0, b"", Some(b".."), 2)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(after, vec![b"../../etc/passwd".to_vec(), b"/".to_vec()]);
     });
 }
@@ -333,7 +420,9 @@ fn segment_roll() {
     let seg = 64 << 10;
     let bodies: Vec<Vec<u8>> = (0..12).map(|i| pattern(i, 50_000)).collect();
     run(async {
-        let s = Shard::open(dir.path(), 7, small_segments(seg)).await.unwrap();
+        let s = Shard::open(dir.path(), 7, small_segments(seg))
+            .await
+            .unwrap();
         let s = Rc::new(s);
         let mut tasks = Vec::new();
         for (i, b) in bodies.iter().enumerate() {
@@ -348,7 +437,12 @@ fn segment_roll() {
                     meta: vec![],
                     body: Body::Extents(vec![e]),
                 };
-                s.commit(vec![m, put(1, format!("inline{i}").as_bytes(), b"", &b[..9000])]).await.unwrap();
+                s.commit(vec![
+                    m,
+                    put(1, format!("inline{i}").as_bytes(), b"", &b[..9000]),
+                ])
+                .await
+                .unwrap();
             }));
         }
         for t in tasks {
@@ -356,16 +450,30 @@ fn segment_roll() {
         }
         let st = s.stats();
         println!("after roll test: {st:?}");
-        assert!(st.segments > 5, "expected many segments, got {}", st.segments);
+        assert!(
+            st.segments > 5,
+            "expected many segments, got {}",
+            st.segments
+        );
     });
     run(async {
-        let s = Shard::open(dir.path(), 7, small_segments(seg)).await.unwrap();
+        let s = Shard::open(dir.path(), 7, small_segments(seg))
+            .await
+            .unwrap();
         assert_eq!(s.stats().recovery.torn_segments, 0);
         for (i, b) in bodies.iter().enumerate() {
-            let st = s.load(0, format!("k{i:02}").as_bytes()).await.unwrap().unwrap();
+            let st = s
+                .load(0, format!("k{i:02}").as_bytes())
+                .await
+                .unwrap()
+                .unwrap();
             let Body::Extents(ex) = st.body else { panic!() };
             assert_eq!(&s.read_extent(&ex[0], 0..ex[0].len).await.unwrap(), b);
-            let st = s.load(1, format!("inline{i}").as_bytes()).await.unwrap().unwrap();
+            let st = s
+                .load(1, format!("inline{i}").as_bytes())
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(st.body, Body::Inline(b[..9000].to_vec()));
         }
     });
@@ -373,7 +481,11 @@ fn segment_roll() {
     for f in &files[..files.len() - 1] {
         let len = std::fs::metadata(f).unwrap().len();
         // A segment passes the size only when a single record is larger.
-        assert!(len <= seg || len <= 4096 + 4096 + 53248, "{} is {len} bytes", f.display());
+        assert!(
+            len <= seg || len <= 4096 + 4096 + 53248,
+            "{} is {len} bytes",
+            f.display()
+        );
     }
 }
 
@@ -389,7 +501,9 @@ fn legacy_driver_uses_io_thread() {
         for i in 0..100u32 {
             let s = s.clone();
             tasks.push(monoio::spawn(async move {
-                s.commit(vec![put(0, format!("k{i}").as_bytes(), b"", b"v")]).await.unwrap()
+                s.commit(vec![put(0, format!("k{i}").as_bytes(), b"", b"v")])
+                    .await
+                    .unwrap()
             }));
         }
         for t in tasks {
@@ -404,7 +518,10 @@ fn legacy_driver_uses_io_thread() {
         }])
         .await
         .unwrap();
-        assert_eq!(s.read_extent(&e, 1000..200_000).await.unwrap(), body[1000..200_000]);
+        assert_eq!(
+            s.read_extent(&e, 1000..200_000).await.unwrap(),
+            body[1000..200_000]
+        );
         println!("legacy stats: {:?}", s.stats());
         assert!(s.stats().syncs < 100);
     });
@@ -415,7 +532,9 @@ fn legacy_driver_uses_io_thread() {
     });
     run(async {
         let s = open(dir.path()).await;
-        let Body::Extents(ex) = s.load(0, b"big").await.unwrap().unwrap().body else { panic!() };
+        let Body::Extents(ex) = s.load(0, b"big").await.unwrap().unwrap().body else {
+            panic!()
+        };
         assert_eq!(s.read_extent(&ex[0], 0..ex[0].len).await.unwrap(), body);
     });
 }
@@ -423,16 +542,24 @@ fn legacy_driver_uses_io_thread() {
 #[test]
 fn buffered_io_when_direct_is_off() {
     let dir = tempfile::tempdir().unwrap();
-    let o = ShardOptions { direct_io: false, ..ShardOptions::default() };
+    let o = ShardOptions {
+        direct_io: false,
+        ..ShardOptions::default()
+    };
     run(async {
         let s = Shard::open(dir.path(), 1, o.clone()).await.unwrap();
         assert!(!s.stats().direct_io);
         let e = s.write_data(data_buf(&pattern(1, 10_000))).await.unwrap();
         s.commit(vec![put(0, b"a", b"", b"x")]).await.unwrap();
-        assert_eq!(s.read_extent(&e, 0..10_000).await.unwrap(), pattern(1, 10_000));
+        assert_eq!(
+            s.read_extent(&e, 0..10_000).await.unwrap(),
+            pattern(1, 10_000)
+        );
     });
     run(async {
-        let s = Shard::open(dir.path(), 1, ShardOptions::default()).await.unwrap();
+        let s = Shard::open(dir.path(), 1, ShardOptions::default())
+            .await
+            .unwrap();
         assert!(s.stats().direct_io, "this filesystem takes O_DIRECT");
         assert!(s.get(0, b"a").is_some());
     });
@@ -443,8 +570,14 @@ fn wrong_shard_id_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     run(async {
         Shard::open(dir.path(), 1, opts()).await.unwrap();
-        assert!(matches!(Shard::open(dir.path(), 2, opts()).await, Err(IoError::Format(_))));
+        assert!(matches!(
+            Shard::open(dir.path(), 2, opts()).await,
+            Err(IoError::Format(_))
+        ));
         std::fs::remove_file(dir.path().join("SHARD")).unwrap();
-        assert!(matches!(Shard::open(dir.path(), 1, opts()).await, Err(IoError::Format(_))));
+        assert!(matches!(
+            Shard::open(dir.path(), 1, opts()).await,
+            Err(IoError::Format(_))
+        ));
     });
 }

@@ -10,15 +10,15 @@ use tessera_tests::*;
 async fn with_objects(objects: &[(&str, &[u8])]) -> (Server, aws_sdk_s3::Client) {
     let server = Server::start();
     let s3 = server.client();
-    ok(s3.create_bucket().bucket("h").send().await, "create bucket");
+    ok(s3.create_bucket().bucket("web").send().await, "create bucket");
     for (key, data) in objects {
-        ok(s3.put_object().bucket("h").key(*key).body(bytestream(data)).send().await, "put");
+        ok(s3.put_object().bucket("web").key(*key).body(bytestream(data)).send().await, "put");
     }
     (server, s3)
 }
 
 async fn content_of(s3: &aws_sdk_s3::Client, key: &str) -> Option<Vec<u8>> {
-    match s3.get_object().bucket("h").key(key).send().await {
+    match s3.get_object().bucket("web").key(key).send().await {
         Ok(out) => Some(read_body(out).await),
         Err(e) => {
             let f = failure_of(&e);
@@ -35,22 +35,22 @@ async fn keep_alive_serves_several_requests_on_one_connection() {
     let (server, _s3) = with_objects(&[("a", b"first"), ("b", b"second")]).await;
     let mut conn = server.connect();
     for (key, want) in [("a", b"first".as_slice()), ("b", b"second"), ("a", b"first")] {
-        let req = server.sign(server.raw_request("GET", &format!("/h/{key}")));
+        let req = server.sign(server.raw_request("GET", &format!("/web/{key}")));
         conn.send(&req.to_bytes()).expect("send on kept-alive connection");
         let resp = conn.read_response();
         assert_eq!((resp.status, resp.body.as_slice()), (200, want), "{resp:?}");
         assert_ne!(resp.header("connection").map(str::to_ascii_lowercase).as_deref(), Some("close"));
     }
     // An error response does not end the connection either.
-    conn.send(&server.sign(server.raw_request("GET", "/h/missing")).to_bytes()).unwrap();
+    conn.send(&server.sign(server.raw_request("GET", "/web/missing")).to_bytes()).unwrap();
     conn.read_response().assert_error(404, "NoSuchKey");
-    let put = server.sign(server.raw_request("PUT", "/h/c").body(b"third".to_vec()));
+    let put = server.sign(server.raw_request("PUT", "/web/c").body(b"third".to_vec()));
     conn.send(&put.to_bytes()).unwrap();
     assert_eq!(conn.read_response().status, 200);
-    conn.send(&server.sign(server.raw_request("GET", "/h/c")).to_bytes()).unwrap();
+    conn.send(&server.sign(server.raw_request("GET", "/web/c")).to_bytes()).unwrap();
     assert_eq!(conn.read_response().body, b"third");
     // Connection: close is honoured.
-    let last = server.sign(server.raw_request("GET", "/h/a").header("Connection", "close"));
+    let last = server.sign(server.raw_request("GET", "/web/a").header("Connection", "close"));
     conn.send(&last.to_bytes()).unwrap();
     assert_eq!(conn.read_response().status, 200);
     assert!(conn.is_closed_within(CLOSE_WAIT), "server kept the connection open after Connection: close");
@@ -61,12 +61,12 @@ async fn pipelined_requests_get_responses_in_order() {
     let big = random_bytes(300_000, 1);
     let (server, _s3) = with_objects(&[("one", b"one"), ("two", b"two-two"), ("big", &big)]).await;
     let reqs = [
-        server.sign(server.raw_request("GET", "/h/big")),
-        server.sign(server.raw_request("GET", "/h/one")),
-        server.sign(server.raw_request("HEAD", "/h/two")),
-        server.sign(server.raw_request("GET", "/h/missing")),
-        server.sign(server.raw_request("PUT", "/h/three").body(b"333".to_vec())),
-        server.sign(server.raw_request("GET", "/h/two")),
+        server.sign(server.raw_request("GET", "/web/big")),
+        server.sign(server.raw_request("GET", "/web/one")),
+        server.sign(server.raw_request("HEAD", "/web/two")),
+        server.sign(server.raw_request("GET", "/web/missing")),
+        server.sign(server.raw_request("PUT", "/web/three").body(b"333".to_vec())),
+        server.sign(server.raw_request("GET", "/web/two")),
     ];
     let mut all = Vec::new();
     for r in &reqs {
@@ -100,7 +100,7 @@ async fn chunked_transfer_encoding_body_is_decoded() {
     }
     body.extend_from_slice(b"0\r\n\r\n");
     let req = server
-        .raw_request("PUT", "/h/chunked")
+        .raw_request("PUT", "/web/chunked")
         .header("Transfer-Encoding", "chunked")
         .sign_payload(&server.access_key, &server.secret_key, std::time::SystemTime::now(), Payload::Bytes(&data))
         .raw_body(body);
@@ -111,7 +111,7 @@ async fn chunked_transfer_encoding_body_is_decoded() {
     assert_eq!(resp.header("etag"), Some(etag(&data).as_str()));
     assert!(content_of(&s3, "chunked").await == Some(data), "stored content differs from the de-chunked body");
     // The connection is still in sync after the chunked body.
-    conn.send(&server.sign(server.raw_request("GET", "/h/chunked")).to_bytes()).unwrap();
+    conn.send(&server.sign(server.raw_request("GET", "/web/chunked")).to_bytes()).unwrap();
     assert_eq!(conn.read_response().status, 200);
 }
 
@@ -119,7 +119,7 @@ async fn chunked_transfer_encoding_body_is_decoded() {
 async fn expect_100_continue_is_answered_before_the_body() {
     let (server, s3) = with_objects(&[]).await;
     let data = random_bytes(2 * MIB, 3);
-    let req = server.sign(server.raw_request("PUT", "/h/expect").header("Expect", "100-continue").body(data.clone()));
+    let req = server.sign(server.raw_request("PUT", "/web/expect").header("Expect", "100-continue").body(data.clone()));
     let mut conn = server.connect();
     conn.send(&req.head_bytes()).unwrap();
     let interim = conn.try_read_head().expect("a response to the head alone");
@@ -131,7 +131,7 @@ async fn expect_100_continue_is_answered_before_the_body() {
 
     // A request that will fail is answered at once, without waiting for the
     // body (or with 100 first and the error after it).
-    for (target, status) in [("/no-such-bucket/k", 404), ("/h/bad-sig", 403)] {
+    for (target, status) in [("/no-such-bucket/k", 404), ("/web/bad-sig", 403)] {
         let mut req = server.raw_request("PUT", target).header("Expect", "100-continue").body(vec![7u8; 1_000_000]);
         req = if status == 403 {
             req.sign(&server.access_key, "wrong", std::time::SystemTime::now())
@@ -157,21 +157,21 @@ async fn head_has_content_length_and_no_body() {
     let data = random_bytes(54_321, 4);
     let (server, _s3) = with_objects(&[("obj", &data)]).await;
     let mut conn = server.connect();
-    conn.send(&server.sign(server.raw_request("HEAD", "/h/obj")).to_bytes()).unwrap();
+    conn.send(&server.sign(server.raw_request("HEAD", "/web/obj")).to_bytes()).unwrap();
     let head = conn.read_response_for("HEAD");
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-length"), Some("54321"));
     assert_eq!(head.header("etag"), Some(etag(&data).as_str()));
     // If the server had sent a body after HEAD, the next response would not parse.
-    conn.send(&server.sign(server.raw_request("GET", "/h/obj")).to_bytes()).unwrap();
+    conn.send(&server.sign(server.raw_request("GET", "/web/obj")).to_bytes()).unwrap();
     let get = conn.read_response();
     assert_eq!(get.status, 200, "response after HEAD: {get:?}");
     assert!(get.body == data);
     // Ranged HEAD.
-    conn.send(&server.sign(server.raw_request("HEAD", "/h/obj").header("Range", "bytes=0-99")).to_bytes()).unwrap();
+    conn.send(&server.sign(server.raw_request("HEAD", "/web/obj").header("Range", "bytes=0-99")).to_bytes()).unwrap();
     let head = conn.read_response_for("HEAD");
     assert_eq!((head.status, head.header("content-length")), (206, Some("100")));
-    conn.send(&server.sign(server.raw_request("GET", "/h/obj").header("Range", "bytes=0-0")).to_bytes()).unwrap();
+    conn.send(&server.sign(server.raw_request("GET", "/web/obj").header("Range", "bytes=0-0")).to_bytes()).unwrap();
     assert_eq!(conn.read_response().body, &data[..1]);
 }
 
@@ -182,18 +182,18 @@ async fn malformed_request_gets_400_and_connection_closed() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("garbage line", b"GARBAGE\r\n\r\n".to_vec()),
         ("no target or version", b"GET\r\n\r\n".to_vec()),
-        ("no version", format!("GET /h/ok\r\nHost: {host}\r\n\r\n").into_bytes()),
-        ("bad version", format!("GET /h/ok HTTP/1.x\r\nHost: {host}\r\n\r\n").into_bytes()),
-        ("header without colon", format!("GET /h/ok HTTP/1.1\r\nHost: {host}\r\nNoColonHere\r\n\r\n").into_bytes()),
-        ("space in target", format!("GET /h/o k HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()),
-        ("control byte", format!("GET /h/ok HTTP/1.1\r\nHost: {host}\r\nX: a\u{0}b\r\n\r\n").into_bytes()),
+        ("no version", format!("GET /web/ok\r\nHost: {host}\r\n\r\n").into_bytes()),
+        ("bad version", format!("GET /web/ok HTTP/1.x\r\nHost: {host}\r\n\r\n").into_bytes()),
+        ("header without colon", format!("GET /web/ok HTTP/1.1\r\nHost: {host}\r\nNoColonHere\r\n\r\n").into_bytes()),
+        ("space in target", format!("GET /web/o k HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()),
+        ("control byte", format!("GET /web/ok HTTP/1.1\r\nHost: {host}\r\nX: a\u{0}b\r\n\r\n").into_bytes()),
         (
             "bad content-length",
-            format!("PUT /h/x HTTP/1.1\r\nHost: {host}\r\nContent-Length: 12abc\r\n\r\n").into_bytes(),
+            format!("PUT /web/x HTTP/1.1\r\nHost: {host}\r\nContent-Length: 12abc\r\n\r\n").into_bytes(),
         ),
         (
             "two content-lengths",
-            format!("PUT /h/x HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab").into_bytes(),
+            format!("PUT /web/x HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab").into_bytes(),
         ),
     ];
     for (what, bytes) in cases {
@@ -212,15 +212,15 @@ async fn malformed_request_gets_400_and_connection_closed() {
 async fn oversize_headers_get_400_or_431_and_connection_closed() {
     let (server, s3) = with_objects(&[("ok", b"fine")]).await;
     let cases: Vec<(&str, RawRequest)> = vec![
-        ("one huge header", server.raw_request("GET", "/h/ok").header("X-Big", &"a".repeat(256 * KIB))),
+        ("one huge header", server.raw_request("GET", "/web/ok").header("X-Big", &"a".repeat(256 * KIB))),
         ("many headers", {
-            let mut r = server.raw_request("GET", "/h/ok");
+            let mut r = server.raw_request("GET", "/web/ok");
             for i in 0..10_000 {
                 r = r.header(&format!("x-h-{i}"), "v");
             }
             r
         }),
-        ("huge request line", server.raw_request("GET", &format!("/h/{}", "k".repeat(256 * KIB)))),
+        ("huge request line", server.raw_request("GET", &format!("/web/{}", "k".repeat(256 * KIB)))),
     ];
     for (what, req) in cases {
         let mut conn = server.connect();
@@ -238,7 +238,7 @@ async fn body_shorter_than_content_length_stores_nothing() {
     let (server, s3) = with_objects(&[("existing", &old)]).await;
     let new = random_bytes(1_000_000, 6);
     for key in ["fresh", "existing"] {
-        let req = server.sign(server.raw_request("PUT", &format!("/h/{key}")).body(new.clone()));
+        let req = server.sign(server.raw_request("PUT", &format!("/web/{key}")).body(new.clone()));
         let mut conn = server.connect();
         conn.send(&req.head_bytes()).unwrap();
         conn.send(&req.body[..300_000]).unwrap();
@@ -254,7 +254,7 @@ async fn body_shorter_than_content_length_stores_nothing() {
         assert!(got == old, "a truncated PUT replaced the old content ({} bytes now)", got.len());
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let listed = ok(s3.list_objects_v2().bucket("h").send().await, "list");
+    let listed = ok(s3.list_objects_v2().bucket("web").send().await, "list");
     let keys: Vec<&str> = listed.contents().iter().map(|o| o.key().unwrap()).collect();
     assert_eq!(keys, vec!["existing"]);
 }
@@ -265,7 +265,7 @@ async fn clients_vanishing_mid_upload_leave_the_server_healthy() {
     let payload = random_bytes(8 * MIB, 7);
     let mut conns = Vec::new();
     for i in 0..16 {
-        let req = server.sign(server.raw_request("PUT", &format!("/h/vanish-{i}")).body(payload.clone()));
+        let req = server.sign(server.raw_request("PUT", &format!("/web/vanish-{i}")).body(payload.clone()));
         let mut conn = server.connect();
         conn.send(&req.head_bytes()).unwrap();
         conn.send(&req.body[..(i + 1) * 100_000]).unwrap();
@@ -281,15 +281,15 @@ async fn clients_vanishing_mid_upload_leave_the_server_healthy() {
     }
     // A client that sends only half a head.
     let mut half = server.connect();
-    half.send(b"PUT /h/half HTTP/1.1\r\nHost: x\r\nContent-Le").unwrap();
+    half.send(b"PUT /web/half HTTP/1.1\r\nHost: x\r\nContent-Le").unwrap();
     half.reset();
 
     let fresh = random_bytes(3 * MIB, 8);
-    ok(s3.put_object().bucket("h").key("after").body(bytestream(&fresh)).send().await, "PUT after disconnects");
+    ok(s3.put_object().bucket("web").key("after").body(bytestream(&fresh)).send().await, "PUT after disconnects");
     assert!(content_of(&s3, "after").await == Some(fresh));
     assert_eq!(content_of(&s3, "keep").await.as_deref(), Some(b"kept".as_slice()));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let listed = ok(s3.list_objects_v2().bucket("h").send().await, "list");
+    let listed = ok(s3.list_objects_v2().bucket("web").send().await, "list");
     let keys: Vec<&str> = listed.contents().iter().map(|o| o.key().unwrap()).collect();
     assert_eq!(keys, vec!["after", "keep"], "aborted uploads left keys behind");
 }

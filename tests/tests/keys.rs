@@ -83,11 +83,11 @@ async fn raw_unencoded_equals_sign_in_signed_path() {
     // path as sent.
     let server = Server::start();
     let s3 = server.client();
-    ok(s3.create_bucket().bucket("eq").send().await, "create");
-    let req = server.sign(server.raw_request("PUT", "/eq/k=v,w").body(b"equals".to_vec()));
+    ok(s3.create_bucket().bucket("eqs").send().await, "create");
+    let req = server.sign(server.raw_request("PUT", "/eqs/k=v,w").body(b"equals".to_vec()));
     let resp = server.send(&req);
     assert_eq!(resp.status, 200, "{resp:?}");
-    let got = read_body(ok(s3.get_object().bucket("eq").key("k=v,w").send().await, "get")).await;
+    let got = read_body(ok(s3.get_object().bucket("eqs").key("k=v,w").send().await, "get")).await;
     assert_eq!(got, b"equals");
 }
 

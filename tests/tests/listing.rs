@@ -229,16 +229,16 @@ async fn list_v1_marker_next_marker_and_delimiter() {
     let mut keys: Vec<String> = (0..25).map(|i| format!("k{i:02}")).collect();
     keys.extend(["dir/x".to_string(), "dir/y".to_string(), "other/z".to_string()]);
     let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let (_server, s3) = bucket_with(&refs, "v1").await;
+    let (_server, s3) = bucket_with(&refs, "list-v1").await;
 
-    let all = ok(s3.list_objects().bucket("v1").send().await, "v1 list");
+    let all = ok(s3.list_objects().bucket("list-v1").send().await, "v1 list");
     let got: Vec<&str> = all.contents().iter().map(|o| o.key().unwrap()).collect();
     let mut sorted = refs.clone();
     sorted.sort();
     assert_eq!(got, sorted);
     assert_eq!(all.is_truncated(), Some(false));
 
-    let from = ok(s3.list_objects().bucket("v1").marker("k10").max_keys(3).send().await, "marker");
+    let from = ok(s3.list_objects().bucket("list-v1").marker("k10").max_keys(3).send().await, "marker");
     let got: Vec<&str> = from.contents().iter().map(|o| o.key().unwrap()).collect();
     assert_eq!(got, vec!["k11", "k12", "k13"]);
     assert_eq!(from.marker(), Some("k10"));
@@ -250,7 +250,7 @@ async fn list_v1_marker_next_marker_and_delimiter() {
     let mut marker: Option<String> = None;
     for _ in 0..20 {
         let page = ok(
-            s3.list_objects().bucket("v1").delimiter("/").max_keys(10).set_marker(marker.clone()).send().await,
+            s3.list_objects().bucket("list-v1").delimiter("/").max_keys(10).set_marker(marker.clone()).send().await,
             "v1 page",
         );
         seen_keys.extend(page.contents().iter().map(|o| o.key().unwrap().to_string()));
@@ -266,7 +266,7 @@ async fn list_v1_marker_next_marker_and_delimiter() {
     let want: Vec<String> = (0..25).map(|i| format!("k{i:02}")).collect();
     assert_eq!(seen_keys, want);
 
-    let pre = ok(s3.list_objects().bucket("v1").prefix("dir/").send().await, "v1 prefix");
+    let pre = ok(s3.list_objects().bucket("list-v1").prefix("dir/").send().await, "v1 prefix");
     let got: Vec<&str> = pre.contents().iter().map(|o| o.key().unwrap()).collect();
     assert_eq!(got, vec!["dir/x", "dir/y"]);
 }

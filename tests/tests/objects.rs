@@ -184,13 +184,11 @@ async fn conditional_get_and_head() {
 
     // If-Match
     assert_eq!(read_body(ok(get().if_match(&tag).send().await, "If-Match right")).await, data);
-    ok(get().if_match("*").send().await, "If-Match *");
     assert_s3_error(get().if_match("\"0123456789abcdef0123456789abcdef\"").send().await, 412, "PreconditionFailed");
     assert_status(headq().if_match("\"0123456789abcdef0123456789abcdef\"").send().await, 412);
     // If-None-Match
     assert_status(get().if_none_match(&tag).send().await, 304);
     assert_status(headq().if_none_match(&tag).send().await, 304);
-    assert_status(get().if_none_match("*").send().await, 304);
     ok(get().if_none_match("\"0123456789abcdef0123456789abcdef\"").send().await, "If-None-Match other");
     // If-Modified-Since
     assert_status(get().if_modified_since(modified).send().await, 304);
