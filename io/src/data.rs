@@ -39,9 +39,13 @@ pub(crate) fn extent_end(e: &Extent) -> Result<Pos, IoError> {
     if e.len > MAX_DATA_BYTES as u64 {
         return Err(IoError::InvalidExtent("extent longer than a data record"));
     }
+    let offset = e
+        .offset
+        .checked_add(BLOCK as u64 + align_up(e.len))
+        .ok_or(IoError::InvalidExtent("extent offset overflows"))?;
     Ok(Pos {
         segment: e.segment,
-        offset: e.offset + BLOCK as u64 + align_up(e.len),
+        offset,
     })
 }
 

@@ -198,27 +198,6 @@ impl DiskFile {
 }
 
 impl DiskFile {
-    /// syncfs(2) on the file's filesystem: flushes every file on it and
-    /// the device cache. io_uring has no such op, so in ring mode this is a
-    /// blocking call on the reactor; it is meant for open only.
-    pub(crate) async fn syncfs(&self) -> io::Result<()> {
-        fn syncfs(fd: std::os::fd::RawFd) -> io::Result<()> {
-            // SAFETY: fd is an open descriptor owned by the caller for the call's duration.
-            if unsafe { libc::syncfs(fd) } == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
-        }
-        match self {
-            DiskFile::Ring(f) => syncfs(f.as_raw_fd()),
-            DiskFile::Thread { file, worker } => {
-                let file = file.clone();
-                worker.call(move || syncfs(file.as_raw_fd())).await?
-            }
-        }
-    }
-
     /// Cuts the file to `len` bytes and makes that durable. Recovery only;
     /// in ring mode the ftruncate runs on the reactor (a metadata update).
     pub(crate) async fn truncate(&self, len: u64) -> io::Result<()> {

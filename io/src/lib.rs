@@ -41,7 +41,8 @@ pub use codec::{Body, Extent, Mutation};
 pub use error::IoError;
 pub use format::{BLOCK, CHUNK_BYTES, MAX_DATA_BYTES};
 pub use index::Entry;
-pub use shard::{Shard, ShardOptions, ShardStats, Stored};
+pub use recovery::RecoveryStats;
+pub use shard::{Shard, ShardOptions, ShardStats, Stored, MAX_SEGMENT_BYTES};
 
 /// Whether this process can use io_uring, as monoio's detection reports it
 /// (false under e.g. Docker's default seccomp profile, or with

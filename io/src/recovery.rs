@@ -62,8 +62,9 @@ pub(crate) struct Recovered {
     pub index: Index,
     pub next_seq: u64,
     pub stats: RecoveryStats,
-    /// Highest durable mark of any commit read.
-    mark: Pos,
+    /// Highest durable mark of any record read: everything before it was
+    /// on stable storage once.
+    pub mark: Pos,
     held: VecDeque<Held>,
 }
 
@@ -294,7 +295,9 @@ struct Scan<'a> {
     r: &'a mut Recovered,
 }
 
-/// A window of the file held in memory.
+/// A window of the file held in memory. (Reading the next window ahead
+/// does not overlap with parsing in monoio 0.2: a spawned read is only
+/// submitted once the run queue drains, i.e. after the parse.)
 struct Window {
     buf: AlignedBuf,
     start: u64,

@@ -100,6 +100,7 @@ impl Shard {
     /// Opens (creating if missing) the shard in `dir`, rebuilds its index
     /// from the segments, and starts a fresh segment for new writes.
     pub async fn open(dir: &Path, id: u32, opts: ShardOptions) -> Result<Shard, IoError> {
+        let started = std::time::Instant::now();
         let mut opts = opts;
         opts.segment_size_bytes = opts
             .segment_size_bytes
@@ -111,24 +112,16 @@ impl Shard {
         let direct = Cell::new(opts.direct_io);
         let direct_warned = Cell::new(false);
         let rec = recovery::recover(dir, id, &backend, &direct, &direct_warned).await?;
-        if !rec.segments.is_empty() {
-            // The last run may have crashed with completed but unsynced
-            // writes; make them durable before they become visible.
-            sync_filesystem(&dir_file).await?;
+        // The last run may have crashed with completed but unsynced writes;
+        // make them durable before they become visible. The highest durable
+        // mark says which segments may hold any: those from its segment on.
+        // (The directory entries follow with the new segment's first sync.)
+        for seg in rec.segments.range(rec.mark.segment..).map(|(_, s)| s) {
+            if seg.end > 0 {
+                seg.file.sync_data().await?;
+            }
         }
         let s = rec.stats;
-        tracing::info!(
-            shard = id,
-            segments = s.segments,
-            commit_records = s.commit_records,
-            data_records = s.data_records,
-            entries = rec.index.total(),
-            read_mib = s.bytes_read >> 20,
-            torn_segments = s.torn_segments,
-            ignored_bytes = s.ignored_bytes,
-            elapsed_ms = s.elapsed.as_millis() as u64,
-            "shard recovered"
-        );
         let inner = Rc::new(Inner {
             id,
             dir: dir.to_path_buf(),
@@ -147,6 +140,23 @@ impl Shard {
         // the mark it carries vouches for everything recovered from now on.
         let end = inner.log.borrow().end_vpos();
         inner.wait_durable(end).await?;
+        tracing::info!(
+            shard = id,
+            segments = s.segments,
+            commit_records = s.commit_records,
+            data_records = s.data_records,
+            entries = inner.index.borrow().total(),
+            read_mib = s.bytes_read >> 20,
+            torn_segments = s.torn_segments,
+            ignored_bytes = s.ignored_bytes,
+            verified_commits = s.verified_commits,
+            dropped_commits = s.dropped_commits,
+            scan_ms = s.elapsed.as_millis() as u64,
+            open_ms = started.elapsed().as_millis() as u64,
+            direct_io = inner.direct.get(),
+            io_uring = inner.backend.is_ring(),
+            "shard recovered"
+        );
         Ok(Shard { inner })
     }
 
@@ -560,15 +570,6 @@ impl Inner {
         }
         Ok(rec)
     }
-}
-
-/// syncfs(2) on the shard's filesystem. At open only: in ring mode it runs
-/// on the reactor thread, in thread mode on the shard's I/O thread.
-async fn sync_filesystem(dir: &DiskFile) -> Result<(), IoError> {
-    // fsync of the directory alone would not flush the segments' unsynced
-    // writes; syncfs flushes everything on the filesystem (and its cache).
-    dir.syncfs().await?;
-    Ok(())
 }
 
 /// Checks the shard header file, or writes it when the shard is new.

@@ -581,3 +581,34 @@ fn wrong_shard_id_is_refused() {
         ));
     });
 }
+
+#[test]
+fn tmpfs_works_with_or_without_o_direct() {
+    // tmpfs refused O_DIRECT (EINVAL) before Linux 6.6; the shard then falls
+    // back to buffered I/O + fdatasync. Either way it must work.
+    let shm = std::path::Path::new("/dev/shm");
+    if !shm.is_dir() {
+        println!("no /dev/shm here; skipped");
+        return;
+    }
+    let dir = tempfile::tempdir_in(shm).unwrap();
+    run(async {
+        let s = Shard::open(dir.path(), 3, ShardOptions::default())
+            .await
+            .unwrap();
+        println!("tmpfs: direct_io = {}", s.stats().direct_io);
+        let e = s.write_data(data_buf(&pattern(1, 100_000))).await.unwrap();
+        s.commit(vec![put(0, b"a", b"", b"x")]).await.unwrap();
+        assert_eq!(
+            s.read_extent(&e, 10..99_000).await.unwrap(),
+            pattern(1, 100_000)[10..99_000]
+        );
+    });
+    run_legacy(async {
+        let s = Shard::open(dir.path(), 3, ShardOptions::default())
+            .await
+            .unwrap();
+        assert!(!s.stats().io_uring);
+        assert!(s.get(0, b"a").is_some());
+    });
+}

@@ -71,7 +71,7 @@ pub fn percent_decode(s: &str) -> S3Result<String> {
 /// Sub-resources we recognise but do not serve yet: answering them as a plain
 /// object or bucket operation would be wrong, so they get `NotImplemented`.
 const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
-    "acl", "policy", "cors", "lifecycle", "tagging", "website", "logging", "notification",
+    "policy", "cors", "lifecycle", "tagging", "website", "logging", "notification",
     "replication", "encryption", "object-lock", "retention", "legal-hold", "accelerate",
     "requestPayment", "ownershipControls", "publicAccessBlock", "intelligent-tiering",
     "inventory", "metrics", "analytics", "attributes", "restore", "select", "torrent",
@@ -86,6 +86,8 @@ pub enum Op {
     DeleteBucket,
     GetBucketLocation,
     GetBucketVersioning,
+    GetBucketAcl,
+    GetObjectAcl,
     ListObjectsV1,
     ListObjectsV2,
     ListObjectVersions,
@@ -113,6 +115,8 @@ impl Op {
             Op::DeleteBucket => "DeleteBucket",
             Op::GetBucketLocation => "GetBucketLocation",
             Op::GetBucketVersioning => "GetBucketVersioning",
+            Op::GetBucketAcl => "GetBucketAcl",
+            Op::GetObjectAcl => "GetObjectAcl",
             Op::ListObjectsV1 => "ListObjects",
             Op::ListObjectsV2 => "ListObjectsV2",
             Op::ListObjectVersions => "ListObjectVersions",
@@ -210,6 +214,8 @@ fn bucket_op(method: Method, q: &Query) -> S3Result<Op> {
     Ok(match method {
         Method::Get if q.has("location") => Op::GetBucketLocation,
         Method::Get if q.has("versioning") => Op::GetBucketVersioning,
+        Method::Get if q.has("acl") => Op::GetBucketAcl,
+        _ if q.has("acl") => return Err(not_implemented("acl")),
         Method::Get if q.has("uploads") => Op::ListMultipartUploads,
         Method::Get if q.has("versions") => Op::ListObjectVersions,
         Method::Post if q.has("delete") => Op::DeleteObjects,
@@ -238,6 +244,8 @@ fn object_op(method: Method, q: &Query) -> S3Result<Op> {
         return Err(not_implemented(what));
     }
     Ok(match method {
+        Method::Get if q.has("acl") => Op::GetObjectAcl,
+        _ if q.has("acl") => return Err(not_implemented("acl")),
         Method::Put if q.has("partNumber") || q.has("uploadId") => {
             let part_number = q
                 .get("partNumber")
@@ -311,7 +319,8 @@ mod tests {
             (Put, "/b/k", "partNumber=0&uploadId=u", S3ErrorCode::InvalidArgument),
             (Put, "/b/k", "partNumber=10001&uploadId=u", S3ErrorCode::InvalidArgument),
             (Put, "/b/k", "partNumber=1&uploadId=", S3ErrorCode::NoSuchUpload),
-            (Get, "/b/k", "acl", S3ErrorCode::NotImplemented),
+            (Put, "/b/k", "acl", S3ErrorCode::NotImplemented),
+            (Get, "/b/k", "tagging", S3ErrorCode::NotImplemented),
             (Put, "/", "", S3ErrorCode::MethodNotAllowed),
             (Get, "/b/%FF", "", S3ErrorCode::InvalidURI),
         ];

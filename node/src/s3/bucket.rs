@@ -111,3 +111,18 @@ pub fn get_versioning() -> S3Result<Response> {
     body.push_str("</VersioningConfiguration>");
     Ok(Response::xml(200, body))
 }
+
+/// The ACL every bucket and object has until ACLs can be changed: the
+/// owner with FULL_CONTROL.
+pub fn get_acl(b: &BucketInfo) -> S3Result<Response> {
+    let mut w = XmlWriter::new().root("AccessControlPolicy");
+    w.open("Owner").elem("ID", &b.owner_id).elem("DisplayName", &b.owner_display).close("Owner");
+    w.open("AccessControlList").open("Grant");
+    let mut body = w.finish();
+    body.push_str("<Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"CanonicalUser\">");
+    let mut w = XmlWriter::default();
+    w.elem("ID", &b.owner_id).elem("DisplayName", &b.owner_display).close("Grantee");
+    w.elem("Permission", "FULL_CONTROL").close("Grant").close("AccessControlList").close("AccessControlPolicy");
+    body.push_str(&w.finish());
+    Ok(Response::xml(200, body))
+}

@@ -238,3 +238,13 @@ mod tests {
         assert!(!etag_matches("\"abd\"", "\"abc\""));
     }
 }
+
+/// `NoSuchKey` unless the object exists.
+pub async fn head_exists(ctx: &Rc<Ctx>, req: &Request<'_>, b: &BucketInfo) -> S3Result<()> {
+    let key = req.key();
+    let shard = shard_of(ctx, &b.name, key);
+    match ctx.shards.get(shard, T_OBJECTS, object_key(&b.name, key)).await.map_err(io_error)? {
+        Some(_) => Ok(()),
+        None => Err(S3Error::new(S3ErrorCode::NoSuchKey)),
+    }
+}

@@ -38,6 +38,12 @@ pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response
                 Op::DeleteBucket => bucket::delete_bucket(ctx, &b).await,
                 Op::GetBucketLocation => bucket::get_location(&b),
                 Op::GetBucketVersioning => bucket::get_versioning(),
+                Op::GetBucketAcl => bucket::get_acl(&b),
+                Op::GetObjectAcl => {
+                    check_version(req)?;
+                    get::head_exists(ctx, req, &b).await?;
+                    bucket::get_acl(&b)
+                }
                 Op::ListObjectsV1 => list::list_objects(ctx, req, &b, false).await,
                 Op::ListObjectsV2 => list::list_objects(ctx, req, &b, true).await,
                 Op::ListObjectVersions => list::list_versions(ctx, req, &b).await,

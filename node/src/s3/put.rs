@@ -43,7 +43,7 @@ pub fn meta_from_headers(h: &Headers) -> S3Result<ObjectMeta> {
         // aws-chunked is transfer framing, not a property of the object.
         let rest: Vec<&str> =
             v.split(',').map(str::trim).filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked")).collect();
-        (!rest.is_empty()).then(|| rest.join(","))
+        (!rest.is_empty()).then(|| rest.join(", "))
     });
     let mut user = Vec::new();
     let mut total = 0usize;
