@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::sign::{sign_headers, Payload};
+use crate::sign::{sign_headers, sign_headers_reference, Payload};
 
 /// How long a raw read waits for the server before the test fails.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(20);
@@ -55,13 +55,30 @@ impl RawRequest {
         self.sign_payload(access_key, secret_key, time, Payload::Bytes(&body))
     }
 
-    /// Signs with SigV4 in headers with the given payload mode.
+    /// Signs with SigV4 in headers with the given payload mode
+    /// (tessera-proto's signer).
     pub fn sign_payload(mut self, access_key: &str, secret_key: &str, time: SystemTime, payload: Payload<'_>) -> Self {
-        let host = self.get_header("host").expect("set Host before signing").to_string();
-        let uri = format!("http://{host}{}", self.target);
-        let added = sign_headers(&self.method, &uri, &self.headers, payload, access_key, secret_key, time);
+        assert!(self.get_header("host").is_some(), "set Host before signing");
+        let added = sign_headers(&self.method, &self.target, &self.headers, payload, access_key, secret_key, time);
         self.headers.extend(added);
         self
+    }
+
+    /// Signs with the AWS reference signer, which takes the path exactly as
+    /// sent (like clients that leave '=' or ',' unencoded and sign that).
+    pub fn sign_reference(mut self, access_key: &str, secret_key: &str, time: SystemTime) -> Self {
+        let host = self.get_header("host").expect("set Host before signing").to_string();
+        let uri = format!("http://{host}{}", self.target);
+        let body = self.body.clone();
+        let (added, _sig) =
+            sign_headers_reference(&self.method, &uri, &self.headers, Payload::Bytes(&body), access_key, secret_key, time);
+        self.headers.extend(added);
+        self
+    }
+
+    /// The `Signature=` part of the Authorization header.
+    pub fn signature(&self) -> Option<&str> {
+        self.get_header("authorization")?.split("Signature=").nth(1)
     }
 
     /// Request line and headers, ending with the empty line.
@@ -326,9 +343,12 @@ impl RawConn {
     #[track_caller]
     pub fn read_response_for(&mut self, request_method: &str) -> RawResponse {
         loop {
-            let resp = self
-                .try_read_message(request_method)
-                .unwrap_or_else(|e| panic!("reading response to {request_method}: {e}"));
+            let resp = self.try_read_message(request_method).unwrap_or_else(|e| match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                    panic!("no complete response to {request_method} within {READ_TIMEOUT:?}")
+                }
+                _ => panic!("reading response to {request_method}: {e}"),
+            });
             if resp.status / 100 != 1 {
                 return resp;
             }

@@ -84,7 +84,10 @@ async fn raw_unencoded_equals_sign_in_signed_path() {
     let server = Server::start();
     let s3 = server.client();
     ok(s3.create_bucket().bucket("eqs").send().await, "create");
-    let req = server.sign(server.raw_request("PUT", "/eqs/k=v,w").body(b"equals".to_vec()));
+    let req = server
+        .raw_request("PUT", "/eqs/k=v,w")
+        .body(b"equals".to_vec())
+        .sign_reference(&server.access_key, &server.secret_key, std::time::SystemTime::now());
     let resp = server.send(&req);
     assert_eq!(resp.status, 200, "{resp:?}");
     let got = read_body(ok(s3.get_object().bucket("eqs").key("k=v,w").send().await, "get")).await;
