@@ -1,7 +1,7 @@
 //! tessera-io: the per-core storage engine.
 //!
 //! A [`Shard`] is a directory holding an append-only log of 4 KiB aligned
-//! records (see [`format`] for the on-disk format) and an in-memory ordered
+//! records (see [`mod@format`] for the on-disk format) and an in-memory ordered
 //! index rebuilt from that log at open. One shard belongs to exactly one
 //! reactor thread; it is `!Send` and used from many tasks of that reactor
 //! through `&self`.
@@ -13,12 +13,25 @@
 //! Invariants the rest of the crate relies on:
 //! - Nothing becomes visible in the index before its commit record is on
 //!   stable storage, and commits become visible in sequence order.
-//! - A commit is acknowledged only after the data records it references are
-//!   on stable storage; a commit found at recovery whose data no durable
-//!   mark vouches for has its data verified before it is applied.
-//! - Acknowledged records form a valid prefix of their segment; recovery stops
-//!   a segment at its first invalid record.
-//! - After a write or sync error the shard accepts no more writes.
+//! - A commit is acknowledged only after one fdatasync issued once every
+//!   write up to the end of its record had completed (group commit: one
+//!   sync serves every committer whose write had completed). That covers the
+//!   data records it references, which precede it in the log.
+//! - Acknowledged records form a valid prefix of their segment; recovery
+//!   stops a segment at its first invalid record. A valid commit found at
+//!   recovery whose data no durable mark vouches for has that data verified
+//!   before it is applied (see `recovery`), so nothing applied points at
+//!   torn data.
+//! - Open makes everything it recovered durable before serving, so nothing
+//!   visible can be taken away by a later crash.
+//! - After a write or sync error the shard accepts no more writes; reads
+//!   keep working.
+//! - Every read verifies checksums: the header checksum for commit records,
+//!   the header block and each touched 64 KiB chunk for data records.
+//!
+//! Runtime: file I/O goes through monoio (io_uring). Under monoio's legacy
+//! (epoll) driver file ops would run synchronously on the reactor, so each
+//! shard gets its own I/O thread instead (see `disk`).
 //!
 //! Not done yet: compaction. Garbage from overwrites, deletes and aborted
 //! uploads stays in the segments until a compactor exists. There is no index

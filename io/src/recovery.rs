@@ -8,17 +8,17 @@
 //! after a torn one were never acknowledged.
 //!
 //! Commits may reference data records written shortly before them and not
-//! yet durable at the time. Each commit header carries the durable mark of
-//! the log when it was written; the highest mark seen proves everything
-//! before it durable; segment records carry one too (the one written at
-//! open vouches for everything recovered, which open synced). A commit
-//! whose extents all end below the mark is
-//! applied as it is read. Otherwise it (and, to keep order, every commit
-//! after it) is held; when the scan ends, the held commits' extents past
-//! the mark are read and verified. The first one that fails was never
-//! acknowledged (its own sync would have made its data whole): it and
-//! everything after it in the log are cut off with a durable truncate, so
-//! the decision cannot flip at a later open when new marks appear.
+//! yet durable at the time (one sync covers both). Commit and segment
+//! records carry the log's durable mark from when they were written; the
+//! highest mark seen proves everything before it durable (the segment
+//! record written at open vouches for everything recovered, which open
+//! synced). A commit whose extents all end below the mark is applied as it
+//! is read. Otherwise it (and, to keep order, every commit after it) is
+//! held; when the scan ends, the held commits' extents past the mark are
+//! read and verified. The first one that fails was never acknowledged (its
+//! own sync would have made its data whole): it and everything after it in
+//! the log are cut off with a durable truncate, so the decision cannot flip
+//! at a later open when new marks appear.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};

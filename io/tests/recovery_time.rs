@@ -1,5 +1,6 @@
 //! Recovery time and index memory, measured (printed, not asserted beyond
-//! sanity). `TESSERA_RECOVERY_N=1000000 cargo test --release -p tessera-io
+//! sanity). Default 20k commits; for the reported numbers:
+//! `TESSERA_RECOVERY_N=1000000 cargo test --release -p tessera-io
 //! --test recovery_time -- --nocapture` for bigger runs.
 
 mod common;
@@ -39,7 +40,7 @@ fn recovery_time_and_index_bytes_per_entry() {
     let n: u32 = std::env::var("TESSERA_RECOVERY_N")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+        .unwrap_or(20_000);
     let concurrency = 256u32;
     let dir = tempfile::tempdir().unwrap();
     // Realistic sizes: "bucket/path/object-00012345" keys, a 40-byte summary.

@@ -33,6 +33,8 @@ pub enum Payload<'a> {
     StreamingUnsignedTrailer,
     /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` (aws-chunked, signed chunks).
     StreamingSigned,
+    /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER` (signed chunks, signed trailer).
+    StreamingSignedTrailer,
 }
 
 impl Payload<'_> {
@@ -42,6 +44,7 @@ impl Payload<'_> {
             Payload::Unsigned => sigv4::UNSIGNED_PAYLOAD.to_string(),
             Payload::StreamingUnsignedTrailer => sigv4::STREAMING_UNSIGNED_PAYLOAD_TRAILER.to_string(),
             Payload::StreamingSigned => sigv4::STREAMING_PAYLOAD.to_string(),
+            Payload::StreamingSignedTrailer => sigv4::STREAMING_PAYLOAD_TRAILER.to_string(),
         }
     }
 }
@@ -110,12 +113,12 @@ pub fn sign_headers_reference(
         .build()
         .expect("signing params")
         .into();
-    let streaming_signed = sigv4::STREAMING_PAYLOAD.to_string();
     let body = match payload {
         Payload::Bytes(b) => SignableBody::Bytes(b),
         Payload::Unsigned => SignableBody::UnsignedPayload,
         Payload::StreamingUnsignedTrailer => SignableBody::StreamingUnsignedPayloadTrailer,
-        Payload::StreamingSigned => SignableBody::Precomputed(streaming_signed),
+        Payload::StreamingSigned => SignableBody::Precomputed(sigv4::STREAMING_PAYLOAD.to_string()),
+        Payload::StreamingSignedTrailer => SignableBody::StreamingSignedPayloadTrailer,
     };
     let request = SignableRequest::new(method, uri, headers.iter().map(|(n, v)| (n.as_str(), v.as_str())), body)
         .unwrap_or_else(|e| panic!("signable request {method} {uri}: {e}"));

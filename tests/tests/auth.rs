@@ -300,7 +300,6 @@ async fn error_bodies_are_xml_with_code_message_resource_request_id() {
     }
     let resp = server.send(&server.sign(server.raw_request("GET", "/errs/missing")));
     assert_eq!(resp.xml("Resource").as_deref(), Some("/errs/missing"));
-    assert_eq!(resp.xml("Key").as_deref(), Some("missing"), "NoSuchKey names the key");
     // Two requests get two request ids.
     let again = server.send(&server.sign(server.raw_request("GET", "/errs/missing")));
     assert_ne!(resp.xml("RequestId"), again.xml("RequestId"));
@@ -327,4 +326,148 @@ async fn secrets_never_appear_in_server_output() {
     fetch_presigned(&server, &p, None, |t| t.replace("X-Amz-Expires=60", "X-Amz-Expires=61"));
     let out = format!("{}\n{}", server.stderr_since_start(), server.stdout_lines().join("\n"));
     assert!(!out.contains(&server.secret_key), "the root secret key appears in the server's output");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_such_key_and_no_such_bucket_errors_name_the_key_and_bucket() {
+    // As AWS does: NoSuchKey carries <Key>, NoSuchBucket carries <BucketName>.
+    let (server, _s3) = with_object("named", "k", b"x").await;
+    let resp = server.send(&server.sign(server.raw_request("GET", "/named/dir/missing%20key")));
+    resp.assert_error(404, "NoSuchKey");
+    assert_eq!(resp.xml("Key").as_deref(), Some("dir/missing key"), "{}", resp.body_text());
+    let resp = server.send(&server.sign(server.raw_request("GET", "/nobucket/k")));
+    resp.assert_error(404, "NoSuchBucket");
+    assert_eq!(resp.xml("BucketName").as_deref(), Some("nobucket"), "{}", resp.body_text());
+}
+
+/// How to spoil a STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER] upload.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Spoil {
+    Nothing,
+    /// Sign every chunk against the seed instead of the previous chunk.
+    Unchained,
+    /// Change a data byte after signing.
+    FlipDataByte,
+    /// Sign the trailer with the wrong previous signature.
+    TrailerSignature,
+    /// A correctly signed trailer with a wrong CRC32.
+    TrailerChecksum,
+}
+
+/// An upload with signed aws-chunked framing, as the SDKs send over plain
+/// HTTP; with a signed CRC32 trailer when `trailer` is set.
+fn signed_streaming_put(server: &Server, target: &str, data: &[u8], secret: &str, trailer: bool, spoil: Spoil) -> RawRequest {
+    use tessera_proto::sigv4::{credential_scope, signing_key, ChunkSigner};
+    const CHUNK: usize = 64 * 1024;
+    let chunks: Vec<&[u8]> = data.chunks(CHUNK).chain(std::iter::once(&[][..])).collect();
+    let crc = crc32fast::hash(data) ^ u32::from(spoil == Spoil::TrailerChecksum);
+    let trailer_line = format!("x-amz-checksum-crc32:{}", b64(&crc.to_be_bytes()));
+    let mut encoded_len: usize =
+        chunks.iter().map(|c| format!("{:x}", c.len()).len() + ";chunk-signature=".len() + 64 + 2 + c.len() + 2).sum();
+    if trailer {
+        // The final "\r\n" after the zero chunk is replaced by the trailer section.
+        encoded_len += trailer_line.len() + 2 + "x-amz-trailer-signature:".len() + 64 + 2;
+    }
+    let mut req = server
+        .raw_request("PUT", target)
+        .header("Content-Encoding", "aws-chunked")
+        .header("x-amz-decoded-content-length", &data.len().to_string())
+        .header("Content-Length", &encoded_len.to_string());
+    if trailer {
+        req = req.header("x-amz-trailer", "x-amz-checksum-crc32");
+    }
+    let payload = if trailer { Payload::StreamingSignedTrailer } else { Payload::StreamingSigned };
+    let req = req.sign_payload(&server.access_key, secret, SystemTime::now(), payload);
+    let seed = req.signature().expect("seed signature").to_string();
+    let amz_date = req.get_header("x-amz-date").unwrap().to_string();
+    let date = &amz_date[..8];
+    let signer = ChunkSigner::new(
+        &signing_key(secret, date, tessera_tests::sign::REGION, "s3"),
+        &amz_date,
+        &credential_scope(date, tessera_tests::sign::REGION, "s3"),
+        &seed,
+    );
+    let mut body = Vec::with_capacity(encoded_len);
+    let mut previous = seed.clone();
+    for c in &chunks {
+        let sig = signer.sign_chunk(&previous, c);
+        body.extend(format!("{:x};chunk-signature={sig}\r\n", c.len()).into_bytes());
+        body.extend_from_slice(c);
+        if !(trailer && c.is_empty()) {
+            body.extend_from_slice(b"\r\n");
+        }
+        if spoil != Spoil::Unchained {
+            previous = sig;
+        }
+    }
+    if trailer {
+        let against = if spoil == Spoil::TrailerSignature { seed.as_str() } else { previous.as_str() };
+        let sig = signer.sign_trailer(against, format!("{trailer_line}\n").as_bytes());
+        body.extend(format!("{trailer_line}\r\nx-amz-trailer-signature:{sig}\r\n\r\n").into_bytes());
+    }
+    assert_eq!(body.len(), encoded_len);
+    if spoil == Spoil::FlipDataByte {
+        let at = body.windows(2).position(|w| w == b"\r\n").unwrap() + 2 + 1000;
+        body[at] ^= 0x55;
+    }
+    req.raw_body(body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_streaming_put_verifies_chunk_chain_and_trailer() {
+    let server = Server::start();
+    let s3 = server.client();
+    ok(s3.create_bucket().bucket("chunks").send().await, "create");
+    let data = random_bytes(200_000, 8);
+    let wrong_secret = format!("{}x", server.secret_key);
+
+    for trailer in [false, true] {
+        let good = format!("good-{trailer}");
+        let req = signed_streaming_put(&server, &format!("/chunks/{good}"), &data, &server.secret_key, trailer, Spoil::Nothing);
+        let resp = server.send(&req);
+        assert_eq!(resp.status, 200, "trailer {trailer}: {resp:?}");
+        let got = read_body(ok(s3.get_object().bucket("chunks").key(&good).send().await, "get")).await;
+        assert!(got == data, "trailer {trailer}: stored bytes differ from the decoded payload");
+
+        let mut cases = vec![
+            ("wrong seed signature", wrong_secret.as_str(), Spoil::Nothing, 403),
+            ("chunk data changed after signing", server.secret_key.as_str(), Spoil::FlipDataByte, 403),
+            ("chunks not chained", server.secret_key.as_str(), Spoil::Unchained, 403),
+        ];
+        if trailer {
+            cases.push(("trailer signature wrong", server.secret_key.as_str(), Spoil::TrailerSignature, 403));
+            cases.push(("signed trailer with a wrong CRC32", server.secret_key.as_str(), Spoil::TrailerChecksum, 400));
+        }
+        for (what, secret, spoil, status) in cases {
+            let key = format!("{}-{trailer}", what.replace(' ', "-"));
+            let resp = server.send(&signed_streaming_put(&server, &format!("/chunks/{key}"), &data, secret, trailer, spoil));
+            if status == 403 {
+                resp.assert_error(403, "SignatureDoesNotMatch");
+            } else {
+                assert_eq!(resp.status, status, "{what}: {resp:?}");
+            }
+            assert!(absent(&s3, "chunks", &key).await, "{what} (trailer {trailer}): data was stored");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checksum_header_instead_of_trailer_is_verified() {
+    // Some SDKs send x-amz-checksum-* as a header (the Rust SDK does for
+    // in-memory bodies).
+    let server = Server::start();
+    let s3 = server.client();
+    ok(s3.create_bucket().bucket("sums").send().await, "create");
+    let data = random_bytes(50_000, 9);
+    let good = b64(&crc32fast::hash(&data).to_be_bytes());
+    let bad = b64(&(crc32fast::hash(&data) ^ 1).to_be_bytes());
+    let put = |key: &str, crc: &str| {
+        server.sign(server.raw_request("PUT", &format!("/sums/{key}")).header("x-amz-checksum-crc32", crc).body(data.clone()))
+    };
+    let resp = server.send(&put("good", &good));
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(resp.header("x-amz-checksum-crc32"), Some(good.as_str()));
+    let resp = server.send(&put("bad", &bad));
+    assert_eq!(resp.status, 400, "wrong x-amz-checksum-crc32 header: {resp:?}");
+    assert!(absent(&s3, "sums", "bad").await, "an object with a wrong checksum header was stored");
 }

@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tessera_tests::*;
 
-const CYCLES: usize = 5;
+const CYCLES: usize = 8;
 const WRITERS: usize = 6;
 const KEYS_PER_WRITER: usize = 8;
 const KILL_AFTER_MS: std::ops::RangeInclusive<u64> = 50..=1500;
@@ -86,8 +86,13 @@ async fn writer(
     let mut error_before_kill = None;
     while !killed.load(Ordering::SeqCst) {
         let key = &keys[rng.random_range(0..keys.len())];
-        let put = rng.random_range(0..100) < 75;
-        let (value, result) = if put {
+        let dice = rng.random_range(0..100);
+        let (value, result) = if dice < 4 {
+            let parts = [random_bytes(MIN_PART_SIZE, rng.random()), random_bytes(rng.random_range(0..256 * KIB), rng.random())];
+            let value = Some(md5_bytes(&parts.concat()));
+            states.get_mut(key).unwrap().in_flight = Some(value);
+            (value, multipart_put(&s3, key, &parts).await)
+        } else if dice < 75 {
             let data = random_bytes(object_size(&mut rng), rng.random());
             let value = Some(md5_bytes(&data));
             states.get_mut(key).unwrap().in_flight = Some(value);
@@ -116,6 +121,44 @@ async fn writer(
         }
     }
     WriterReport { states, acked_ops, error_before_kill }
+}
+
+async fn multipart_put(s3: &aws_sdk_s3::Client, key: &str, parts: &[Vec<u8>]) -> Result<(), String> {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let id = s3
+        .create_multipart_upload()
+        .bucket(BUCKET)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| format!("CreateMultipartUpload {key}: {:?}", failure_of(&e)))?
+        .upload_id()
+        .unwrap_or_default()
+        .to_string();
+    let mut done = CompletedMultipartUpload::builder();
+    for (i, p) in parts.iter().enumerate() {
+        let n = i as i32 + 1;
+        let out = s3
+            .upload_part()
+            .bucket(BUCKET)
+            .key(key)
+            .upload_id(&id)
+            .part_number(n)
+            .body(bytestream(p))
+            .send()
+            .await
+            .map_err(|e| format!("UploadPart {key} #{n}: {:?}", failure_of(&e)))?;
+        done = done.parts(CompletedPart::builder().part_number(n).e_tag(out.e_tag().unwrap_or_default()).build());
+    }
+    s3.complete_multipart_upload()
+        .bucket(BUCKET)
+        .key(key)
+        .upload_id(&id)
+        .multipart_upload(done.build())
+        .send()
+        .await
+        .map_err(|e| format!("CompleteMultipartUpload {key}: {:?}", failure_of(&e)))?;
+    Ok(())
 }
 
 /// Reads every key and the listing; checks them against the candidates and

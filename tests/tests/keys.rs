@@ -26,6 +26,9 @@ const AWKWARD_KEYS: &[&str] = &[
     "semi;colon,comma:colon@at!bang$dollar",
     "tilde~star*paren()brackets[]braces{}",
     "emoji 🦀 and é",
+    // The same text in NFC and NFD: two different keys.
+    "caf\u{e9}",
+    "cafe\u{301}",
 ];
 
 #[tokio::test(flavor = "multi_thread")]
