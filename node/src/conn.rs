@@ -14,9 +14,9 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use tessera_proto::http::{self, RequestHead};
-use tessera_proto::router::{self, Routed};
+use tessera_proto::router::{self, Op, Routed};
 use tessera_proto::sigv4::{self, AuthContext, SigRequest};
-use tessera_proto::{xml, S3Error, S3ErrorCode};
+use tessera_proto::{S3Error, S3ErrorCode};
 
 use crate::body::BodyReader;
 use crate::identity::User;
@@ -264,14 +264,21 @@ async fn handle_request(
     let result = crate::s3::dispatch(ctx, &mut req).await;
     let done = req.body.is_complete();
     match result {
-        Ok(resp) => (resp, done),
+        Ok(resp) => (resp.header("x-amz-request-id", request_id), done),
         Err(e) => {
             if e.code == S3ErrorCode::InternalError {
                 tracing::error!(op = op_name, request_id, "internal error: {}", e.message);
             } else {
                 tracing::debug!(op = op_name, request_id, "{}: {}", e.code, e.message);
             }
-            (Response::error(&e, &resource, &request_id), done)
+            let mut extra = Vec::new();
+            match e.code {
+                S3ErrorCode::NoSuchKey => extra.push(("Key", req.key())),
+                S3ErrorCode::NoSuchBucket | S3ErrorCode::BucketNotEmpty => extra.push(("BucketName", req.bucket())),
+                S3ErrorCode::NoSuchUpload => extra.extend(req.routed.query.get("uploadId").map(|u| ("UploadId", u))),
+                _ => {}
+            }
+            (Response::error_with(&e, &resource, &request_id, &extra), done)
         }
     }
 }
@@ -282,13 +289,20 @@ type Prepared = (Routed, Option<Arc<User>>, Option<AuthContext>);
 fn prepare(ctx: &Ctx, head: &RequestHead) -> Result<Prepared, S3Error> {
     head.framing().map_err(S3Error::from)?;
     let shared = &ctx.shared;
-    let routed = router::route(
+    let mut routed = router::route(
         head.method,
         &head.path,
         &head.query,
         head.headers.get("host"),
         &shared.config.vhost_domains,
     )?;
+    if head.headers.contains("x-amz-copy-source") {
+        routed.op = match routed.op {
+            Op::PutObject => Op::CopyObject,
+            Op::UploadPart { part_number, upload_id } => Op::UploadPartCopy { part_number, upload_id },
+            other => other,
+        };
+    }
     let sig = SigRequest { method: &head.method_raw, path: &head.path, query: &head.query, headers: &head.headers };
     let ids = &shared.identities;
     let vhost_bucket = routed.bucket.as_deref().filter(|_| routed.vhost);
@@ -332,7 +346,3 @@ pub async fn write_response(conn: &mut Conn, resp: Response, is_head: bool, keep
     Ok(())
 }
 
-/// The S3 XML error body for `e`.
-pub fn error_xml(e: &S3Error, resource: &str, request_id: &str) -> String {
-    xml::error_body(e.code.as_str(), &e.message, resource, request_id, &[])
-}

@@ -102,6 +102,10 @@ pub struct ObjectMeta {
     pub checksum: Option<(String, String)>,
     /// `x-amz-meta-*` pairs, names lowercased without the prefix.
     pub user: Vec<(String, String)>,
+    /// Sizes of the parts of a multipart object (empty for a single PUT),
+    /// for GET/HEAD with `partNumber`. Encoded last and optional, so v1
+    /// records written before it decode with no parts.
+    pub part_sizes: Vec<u64>,
 }
 
 impl ObjectMeta {
@@ -120,6 +124,10 @@ impl ObjectMeta {
         e.u32(self.user.len() as u32);
         for (k, v) in &self.user {
             e.str(k).str(v);
+        }
+        e.u32(self.part_sizes.len() as u32);
+        for n in &self.part_sizes {
+            e.u64(*n);
         }
         e.finish()
     }
@@ -143,6 +151,11 @@ impl ObjectMeta {
         let n = d.u32()? as usize;
         for _ in 0..n.min(4096) {
             m.user.push((d.str()?, d.str()?));
+        }
+        if let Some(parts) = d.u32() {
+            for _ in 0..parts.min(10_000) {
+                m.part_sizes.push(d.u64()?);
+            }
         }
         Some(m)
     }
@@ -212,6 +225,7 @@ mod tests {
             content_type: Some("text/plain".into()),
             checksum: Some(("x-amz-checksum-crc32".into(), "AAAAAA==".into())),
             user: vec![("a".into(), "b".into())],
+            part_sizes: vec![5, 6],
             ..Default::default()
         };
         assert_eq!(ObjectMeta::decode(&m.encode()), Some(m.clone()));

@@ -64,7 +64,12 @@ impl Response {
     }
 
     pub fn error(e: &S3Error, resource: &str, request_id: &str) -> Self {
-        let body = crate::conn::error_xml(e, resource, request_id);
+        Self::error_with(e, resource, request_id, &[])
+    }
+
+    /// An error naming what it is about (`Key`, `BucketName`, `UploadId`).
+    pub fn error_with(e: &S3Error, resource: &str, request_id: &str, extra: &[(&str, &str)]) -> Self {
+        let body = tessera_proto::xml::error_body(e.code.as_str(), &e.message, resource, request_id, extra);
         Response::xml(e.status(), body).header("x-amz-request-id", request_id.to_string())
     }
 }

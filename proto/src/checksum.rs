@@ -170,7 +170,12 @@ fn invalid_request(message: impl Into<String>) -> S3Error {
 fn decode_checksum_value(algo: ChecksumAlgo, value: &str) -> Result<Vec<u8>, S3Error> {
     match BASE64.decode(value.trim()) {
         Ok(raw) if raw.len() == algo.digest_len() => Ok(raw),
-        _ => Err(invalid_request(format!("Value for {} header is invalid.", algo.header_name()))),
+        // A value that cannot be a digest of this algorithm cannot match the
+        // body either: S3 answers BadDigest (s3-tests checks this on AWS).
+        _ => Err(S3Error::with_message(
+            S3ErrorCode::BadDigest,
+            format!("The {} you specified did not match the calculated checksum.", algo.name()),
+        )),
     }
 }
 

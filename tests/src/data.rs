@@ -61,7 +61,12 @@ pub fn bytestream(data: &[u8]) -> ByteStream {
 
 /// Reads the whole body of a GetObject response.
 pub async fn read_body(out: GetObjectOutput) -> Vec<u8> {
-    out.body.collect().await.expect("read object body").into_bytes().to_vec()
+    out.body
+        .collect()
+        .await
+        .expect("read object body")
+        .into_bytes()
+        .to_vec()
 }
 
 /// Streams a body through MD5 without keeping it: (hex MD5, length).
@@ -188,7 +193,13 @@ pub async fn put_keys(s3: &aws_sdk_s3::Client, bucket: &str, keys: &[String], co
         let permit = sem.clone().acquire_owned().await.expect("semaphore");
         let (s3, bucket, key) = (s3.clone(), bucket.to_string(), key.clone());
         tasks.spawn(async move {
-            let r = s3.put_object().bucket(&bucket).key(&key).body(bytestream(key.as_bytes())).send().await;
+            let r = s3
+                .put_object()
+                .bucket(&bucket)
+                .key(&key)
+                .body(bytestream(key.as_bytes()))
+                .send()
+                .await;
             drop(permit);
             ok(r, &format!("put {key:?}"));
         });

@@ -24,7 +24,9 @@ impl RecordingProxy {
             while let Ok((client, _)) = listener.accept().await {
                 let rec = rec.clone();
                 tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(upstream).await else { return };
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
                     let (mut cr, mut cw) = client.into_split();
                     let (mut sr, mut sw) = server.into_split();
                     let up = async move {
@@ -50,7 +52,11 @@ impl RecordingProxy {
                 });
             }
         });
-        RecordingProxy { addr, recorded, accept_task }
+        RecordingProxy {
+            addr,
+            recorded,
+            accept_task,
+        }
     }
 
     pub fn endpoint(&self) -> String {

@@ -23,7 +23,12 @@ pub struct RawRequest {
 
 impl RawRequest {
     pub fn new(method: &str, target: &str) -> Self {
-        RawRequest { method: method.to_string(), target: target.to_string(), headers: Vec::new(), body: Vec::new() }
+        RawRequest {
+            method: method.to_string(),
+            target: target.to_string(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -35,7 +40,8 @@ impl RawRequest {
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
         self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
-        self.headers.push(("Content-Length".into(), self.body.len().to_string()));
+        self.headers
+            .push(("Content-Length".into(), self.body.len().to_string()));
         self
     }
 
@@ -46,7 +52,10 @@ impl RawRequest {
     }
 
     pub fn get_header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Signs with SigV4 in headers; the payload hash is the SHA-256 of the body.
@@ -59,7 +68,15 @@ impl RawRequest {
     /// (tessera-proto's signer).
     pub fn sign_payload(mut self, access_key: &str, secret_key: &str, time: SystemTime, payload: Payload<'_>) -> Self {
         assert!(self.get_header("host").is_some(), "set Host before signing");
-        let added = sign_headers(&self.method, &self.target, &self.headers, payload, access_key, secret_key, time);
+        let added = sign_headers(
+            &self.method,
+            &self.target,
+            &self.headers,
+            payload,
+            access_key,
+            secret_key,
+            time,
+        );
         self.headers.extend(added);
         self
     }
@@ -70,8 +87,15 @@ impl RawRequest {
         let host = self.get_header("host").expect("set Host before signing").to_string();
         let uri = format!("http://{host}{}", self.target);
         let body = self.body.clone();
-        let (added, _sig) =
-            sign_headers_reference(&self.method, &uri, &self.headers, Payload::Bytes(&body), access_key, secret_key, time);
+        let (added, _sig) = sign_headers_reference(
+            &self.method,
+            &uri,
+            &self.headers,
+            Payload::Bytes(&body),
+            access_key,
+            secret_key,
+            time,
+        );
         self.headers.extend(added);
         self
     }
@@ -186,7 +210,10 @@ impl RawConn {
         stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
-        RawConn { stream, buf: Vec::new() }
+        RawConn {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     pub fn stream(&self) -> &TcpStream {
@@ -206,7 +233,10 @@ impl RawConn {
     /// Closes with RST instead of FIN (SO_LINGER 0), like a crashed client.
     pub fn reset(self) {
         use std::os::fd::AsRawFd;
-        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
         // SAFETY: setsockopt on a socket we own, with a correctly sized value.
         unsafe {
             libc::setsockopt(
@@ -240,7 +270,12 @@ impl RawConn {
                         headers: resp
                             .headers
                             .iter()
-                            .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).trim().to_string()))
+                            .map(|h| {
+                                (
+                                    h.name.to_ascii_lowercase(),
+                                    String::from_utf8_lossy(h.value).trim().to_string(),
+                                )
+                            })
                             .collect(),
                         body: Vec::new(),
                     };
@@ -254,14 +289,20 @@ impl RawConn {
                     if self.fill()? == 0 {
                         return Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
-                            format!("connection closed before a complete response head ({} bytes buffered)", self.buf.len()),
+                            format!(
+                                "connection closed before a complete response head ({} bytes buffered)",
+                                self.buf.len()
+                            ),
                         ));
                     }
                 }
                 Err(e) => {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!("unparsable response head: {e}: {:?}", String::from_utf8_lossy(&self.buf)),
+                        format!(
+                            "unparsable response head: {e}: {:?}",
+                            String::from_utf8_lossy(&self.buf)
+                        ),
                     ))
                 }
             }
@@ -279,7 +320,10 @@ impl RawConn {
         if no_body {
             return Ok(resp);
         }
-        let chunked = resp.header("transfer-encoding").map(|v| v.to_ascii_lowercase().contains("chunked")).unwrap_or(false);
+        let chunked = resp
+            .header("transfer-encoding")
+            .map(|v| v.to_ascii_lowercase().contains("chunked"))
+            .unwrap_or(false);
         if chunked {
             resp.body = self.read_chunked()?;
         } else if let Some(len) = resp.header("content-length") {
@@ -334,7 +378,10 @@ impl RawConn {
                 return Ok(String::from_utf8_lossy(&line[..i]).into_owned());
             }
             if self.fill()? == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed inside a chunked body"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed inside a chunked body",
+                ));
             }
         }
     }
@@ -343,12 +390,14 @@ impl RawConn {
     #[track_caller]
     pub fn read_response_for(&mut self, request_method: &str) -> RawResponse {
         loop {
-            let resp = self.try_read_message(request_method).unwrap_or_else(|e| match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                    panic!("no complete response to {request_method} within {READ_TIMEOUT:?}")
-                }
-                _ => panic!("reading response to {request_method}: {e}"),
-            });
+            let resp = self
+                .try_read_message(request_method)
+                .unwrap_or_else(|e| match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                        panic!("no complete response to {request_method} within {READ_TIMEOUT:?}")
+                    }
+                    _ => panic!("reading response to {request_method}: {e}"),
+                });
             if resp.status / 100 != 1 {
                 return resp;
             }

@@ -93,7 +93,10 @@ impl Server {
                 .collect(),
         };
         let (access_key, secret_key) = if opts.root_credentials_from_env {
-            (random_token(20, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"), random_token(40, SECRET_ALPHABET))
+            (
+                random_token(20, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"),
+                random_token(40, SECRET_ALPHABET),
+            )
         } else {
             (String::new(), String::new())
         };
@@ -180,9 +183,10 @@ impl Server {
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(rest) = line.strip_prefix(READY_PREFIX) {
-                        let addr: SocketAddr = rest.trim().parse().unwrap_or_else(|e| {
-                            self.fail(&format!("bad listening line {line:?}: {e}"))
-                        });
+                        let addr: SocketAddr = rest
+                            .trim()
+                            .parse()
+                            .unwrap_or_else(|e| self.fail(&format!("bad listening line {line:?}: {e}")));
                         assert!(addr.ip().is_loopback() && addr.port() != 0, "listening line {line:?}");
                         self.addr = addr;
                         return;
@@ -341,7 +345,10 @@ impl Server {
             if Instant::now() > deadline {
                 signal(child.id(), libc::SIGKILL);
                 let _ = child.wait();
-                panic!("server did not exit within {STOP_TIMEOUT:?} of SIGTERM\n{}", self.diagnostics());
+                panic!(
+                    "server did not exit within {STOP_TIMEOUT:?} of SIGTERM\n{}",
+                    self.diagnostics()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -404,7 +411,9 @@ const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu
 fn random_token(len: usize, alphabet: &[u8]) -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    (0..len).map(|_| alphabet[rng.random_range(0..alphabet.len())] as char).collect()
+    (0..len)
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+        .collect()
 }
 
 /// The workspace root: the parent of this crate's directory.
@@ -416,7 +425,8 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// `TESSERA_BIN` if set; otherwise the binary of the test's own profile in
-/// the target directory, built once per test process if it is missing.
+/// the target directory, brought up to date once per test process (a no-op
+/// when fresh, and never a stale binary under test).
 pub fn binary_path() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -430,17 +440,15 @@ pub fn binary_path() -> PathBuf {
         };
         let release = !cfg!(debug_assertions);
         let bin = target.join(if release { "release" } else { "debug" }).join("tessera");
-        if !bin.exists() {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.current_dir(&root).args(["build", "-p", "tessera-node", "--bin", "tessera"]);
-            if release {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().expect("run cargo build");
-            assert!(status.success(), "cargo build -p tessera-node failed: {status}");
-            assert!(bin.exists(), "cargo build did not produce {}", bin.display());
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(&root).args(["build", "-p", "tessera-node", "--bin", "tessera"]);
+        if release {
+            cmd.arg("--release");
         }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "cargo build -p tessera-node failed: {status}");
+        assert!(bin.exists(), "cargo build did not produce {}", bin.display());
         bin
     })
     .clone()

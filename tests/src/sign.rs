@@ -124,5 +124,11 @@ pub fn sign_headers_reference(
         .unwrap_or_else(|e| panic!("signable request {method} {uri}: {e}"));
     let (instructions, signature) = sign(request, &params).expect("sign").into_parts();
     let (new_headers, _params) = instructions.into_parts();
-    (new_headers.into_iter().map(|h| (h.name().to_string(), h.value().to_string())).collect(), signature)
+    (
+        new_headers
+            .into_iter()
+            .map(|h| (h.name().to_string(), h.value().to_string()))
+            .collect(),
+        signature,
+    )
 }

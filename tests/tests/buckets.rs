@@ -31,13 +31,23 @@ async fn create_bucket_rejects_invalid_names() {
     }
     // None of them exists afterwards.
     let listed = ok(s3.list_buckets().send().await, "list buckets");
-    assert!(listed.buckets().is_empty(), "invalid names were created: {:?}", listed.buckets());
+    assert!(
+        listed.buckets().is_empty(),
+        "invalid names were created: {:?}",
+        listed.buckets()
+    );
 
     // The edges of the rules are accepted.
     let max_len = format!("b{}", "0".repeat(62));
     for name in ["abc", max_len.as_str(), "a.b-c.1", "0123-bucket"] {
-        ok(s3.create_bucket().bucket(name).send().await, &format!("create valid bucket {name:?}"));
-        ok(s3.head_bucket().bucket(name).send().await, &format!("head bucket {name:?}"));
+        ok(
+            s3.create_bucket().bucket(name).send().await,
+            &format!("create valid bucket {name:?}"),
+        );
+        ok(
+            s3.head_bucket().bucket(name).send().await,
+            &format!("head bucket {name:?}"),
+        );
     }
 }
 
@@ -46,10 +56,26 @@ async fn create_bucket_twice_is_bucket_already_owned_by_you() {
     let server = Server::start();
     let s3 = server.client();
     ok(s3.create_bucket().bucket("twice").send().await, "first create");
-    ok(s3.put_object().bucket("twice").key("k").body(bytestream(b"kept")).send().await, "put");
-    assert_s3_error(s3.create_bucket().bucket("twice").send().await, 409, "BucketAlreadyOwnedByYou");
+    ok(
+        s3.put_object()
+            .bucket("twice")
+            .key("k")
+            .body(bytestream(b"kept"))
+            .send()
+            .await,
+        "put",
+    );
+    assert_s3_error(
+        s3.create_bucket().bucket("twice").send().await,
+        409,
+        "BucketAlreadyOwnedByYou",
+    );
     // The failed re-create must not have reset the bucket.
-    let body = read_body(ok(s3.get_object().bucket("twice").key("k").send().await, "get after re-create")).await;
+    let body = read_body(ok(
+        s3.get_object().bucket("twice").key("k").send().await,
+        "get after re-create",
+    ))
+    .await;
     assert_eq!(body, b"kept");
 }
 
@@ -88,7 +114,11 @@ async fn list_buckets_returns_all_created_sorted_with_dates() {
     for b in out.buckets() {
         let created = b.creation_date().expect("CreationDate");
         let created = SystemTime::try_from(*created).expect("date in range");
-        assert!(created >= before && created <= after, "creation date {created:?} of {:?} not now", b.name());
+        assert!(
+            created >= before && created <= after,
+            "creation date {created:?} of {:?} not now",
+            b.name()
+        );
     }
     let owner = out.owner().expect("ListBuckets has an Owner");
     assert!(owner.id().is_some_and(|id| !id.is_empty()), "owner {owner:?}");
@@ -106,9 +136,16 @@ async fn get_bucket_location_is_us_east_1() {
     ok(s3.create_bucket().bucket("where").send().await, "create");
     let out = ok(s3.get_bucket_location().bucket("where").send().await, "location");
     // us-east-1 is the empty LocationConstraint in S3.
-    let loc = out.location_constraint().map(|c| c.as_str().to_string()).unwrap_or_default();
+    let loc = out
+        .location_constraint()
+        .map(|c| c.as_str().to_string())
+        .unwrap_or_default();
     assert!(loc.is_empty() || loc == "us-east-1", "location {loc:?}");
-    assert_s3_error(s3.get_bucket_location().bucket("nowhere").send().await, 404, "NoSuchBucket");
+    assert_s3_error(
+        s3.get_bucket_location().bucket("nowhere").send().await,
+        404,
+        "NoSuchBucket",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -118,12 +155,26 @@ async fn delete_bucket_not_empty_missing_and_empty() {
     assert_s3_error(s3.delete_bucket().bucket("missing").send().await, 404, "NoSuchBucket");
 
     ok(s3.create_bucket().bucket("full").send().await, "create");
-    ok(s3.put_object().bucket("full").key("a/b").body(bytestream(b"x")).send().await, "put");
+    ok(
+        s3.put_object()
+            .bucket("full")
+            .key("a/b")
+            .body(bytestream(b"x"))
+            .send()
+            .await,
+        "put",
+    );
     assert_s3_error(s3.delete_bucket().bucket("full").send().await, 409, "BucketNotEmpty");
     // Still there with its object.
-    ok(s3.head_object().bucket("full").key("a/b").send().await, "object survives");
+    ok(
+        s3.head_object().bucket("full").key("a/b").send().await,
+        "object survives",
+    );
 
-    ok(s3.delete_object().bucket("full").key("a/b").send().await, "delete object");
+    ok(
+        s3.delete_object().bucket("full").key("a/b").send().await,
+        "delete object",
+    );
     let resp = server.send(&server.sign(server.raw_request("DELETE", "/full")));
     assert_eq!(resp.status, 204, "DeleteBucket of an empty bucket: {resp:?}");
     assert_status(s3.head_bucket().bucket("full").send().await, 404);
@@ -139,11 +190,32 @@ async fn path_style_forced_and_default_clients_agree() {
     let server = Server::start();
     let default = server.client();
     let forced = server.client_path_style();
-    ok(forced.create_bucket().bucket("styles").send().await, "create (forced path style)");
-    ok(default.put_object().bucket("styles").key("k").body(bytestream(b"from default")).send().await, "put");
+    ok(
+        forced.create_bucket().bucket("styles").send().await,
+        "create (forced path style)",
+    );
+    ok(
+        default
+            .put_object()
+            .bucket("styles")
+            .key("k")
+            .body(bytestream(b"from default"))
+            .send()
+            .await,
+        "put",
+    );
     let body = read_body(ok(forced.get_object().bucket("styles").key("k").send().await, "get")).await;
     assert_eq!(body, b"from default");
-    ok(forced.put_object().bucket("styles").key("k2").body(bytestream(b"from forced")).send().await, "put");
+    ok(
+        forced
+            .put_object()
+            .bucket("styles")
+            .key("k2")
+            .body(bytestream(b"from forced"))
+            .send()
+            .await,
+        "put",
+    );
     let body = read_body(ok(default.get_object().bucket("styles").key("k2").send().await, "get")).await;
     assert_eq!(body, b"from forced");
 }

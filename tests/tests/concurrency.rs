@@ -15,11 +15,22 @@ async fn concurrent_overwrites_and_reads_are_never_torn() {
     let s3 = server.client();
     ok(s3.create_bucket().bucket("race").send().await, "create");
     // Versions of different sizes, so a mix of two would also show in the length.
-    let versions: Arc<Vec<Vec<u8>>> =
-        Arc::new((0..VERSIONS).map(|i| random_bytes(64 * KIB + i * 97 * KIB, 500 + i as u64)).collect());
+    let versions: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..VERSIONS)
+            .map(|i| random_bytes(64 * KIB + i * 97 * KIB, 500 + i as u64))
+            .collect(),
+    );
     let digests: Arc<HashSet<String>> = Arc::new(versions.iter().map(|v| md5_hex(v)).collect());
     for key in ["hot-0", "hot-1"] {
-        ok(s3.put_object().bucket("race").key(key).body(bytestream(&versions[0])).send().await, "seed put");
+        ok(
+            s3.put_object()
+                .bucket("race")
+                .key(key)
+                .body(bytestream(&versions[0]))
+                .send()
+                .await,
+            "seed put",
+        );
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -31,7 +42,15 @@ async fn concurrent_overwrites_and_reads_are_never_torn() {
             while !stop.load(Ordering::SeqCst) {
                 let key = format!("hot-{}", n % 2);
                 let v = &versions[(n * 7 + w) % VERSIONS];
-                ok(s3.put_object().bucket("race").key(&key).body(bytestream(v)).send().await, "overwrite");
+                ok(
+                    s3.put_object()
+                        .bucket("race")
+                        .key(&key)
+                        .body(bytestream(v))
+                        .send()
+                        .await,
+                    "overwrite",
+                );
                 n += 1;
             }
             n
@@ -49,7 +68,11 @@ async fn concurrent_overwrites_and_reads_are_never_torn() {
                 let declared = out.content_length();
                 let body = read_body(out).await;
                 let digest = md5_hex(&body);
-                assert!(digests.contains(&digest), "GET {key} returned a body that was never written ({} bytes)", body.len());
+                assert!(
+                    digests.contains(&digest),
+                    "GET {key} returned a body that was never written ({} bytes)",
+                    body.len()
+                );
                 assert_eq!(tag, Some(format!("\"{digest}\"")), "ETag and body of one GET disagree");
                 assert_eq!(declared, Some(body.len() as i64));
                 n += 1;
@@ -67,7 +90,10 @@ async fn concurrent_overwrites_and_reads_are_never_torn() {
     for r in readers {
         reads += r.await.expect("reader");
     }
-    assert!(writes > 10 && reads > 10, "too little happened: {writes} writes, {reads} reads");
+    assert!(
+        writes > 10 && reads > 10,
+        "too little happened: {writes} writes, {reads} reads"
+    );
     let listed = ok(s3.list_objects_v2().bucket("race").send().await, "list");
     assert_eq!(listed.contents().len(), 2);
 }

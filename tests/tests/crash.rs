@@ -52,7 +52,11 @@ fn client(server: &Server) -> aws_sdk_s3::Client {
     let conf = server
         .config_builder(&server.access_key, &server.secret_key)
         .retry_config(RetryConfig::disabled())
-        .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(30)).build())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(Duration::from_secs(30))
+                .build(),
+        )
         .build();
     aws_sdk_s3::Client::from_conf(conf)
 }
@@ -88,7 +92,10 @@ async fn writer(
         let key = &keys[rng.random_range(0..keys.len())];
         let dice = rng.random_range(0..100);
         let (value, result) = if dice < 4 {
-            let parts = [random_bytes(MIN_PART_SIZE, rng.random()), random_bytes(rng.random_range(0..256 * KIB), rng.random())];
+            let parts = [
+                random_bytes(MIN_PART_SIZE, rng.random()),
+                random_bytes(rng.random_range(0..256 * KIB), rng.random()),
+            ];
             let value = Some(md5_bytes(&parts.concat()));
             states.get_mut(key).unwrap().in_flight = Some(value);
             (value, multipart_put(&s3, key, &parts).await)
@@ -96,12 +103,25 @@ async fn writer(
             let data = random_bytes(object_size(&mut rng), rng.random());
             let value = Some(md5_bytes(&data));
             states.get_mut(key).unwrap().in_flight = Some(value);
-            let r = s3.put_object().bucket(BUCKET).key(key).body(bytestream(&data)).send().await;
-            (value, r.map(|_| ()).map_err(|e| format!("PUT {key} ({} bytes): {:?}", data.len(), failure_of(&e))))
+            let r = s3
+                .put_object()
+                .bucket(BUCKET)
+                .key(key)
+                .body(bytestream(&data))
+                .send()
+                .await;
+            (
+                value,
+                r.map(|_| ())
+                    .map_err(|e| format!("PUT {key} ({} bytes): {:?}", data.len(), failure_of(&e))),
+            )
         } else {
             states.get_mut(key).unwrap().in_flight = Some(None);
             let r = s3.delete_object().bucket(BUCKET).key(key).send().await;
-            (None, r.map(|_| ()).map_err(|e| format!("DELETE {key}: {:?}", failure_of(&e))))
+            (
+                None,
+                r.map(|_| ()).map_err(|e| format!("DELETE {key}: {:?}", failure_of(&e))),
+            )
         };
         match result {
             Ok(()) => {
@@ -120,7 +140,11 @@ async fn writer(
             }
         }
     }
-    WriterReport { states, acked_ops, error_before_kill }
+    WriterReport {
+        states,
+        acked_ops,
+        error_before_kill,
+    }
 }
 
 async fn multipart_put(s3: &aws_sdk_s3::Client, key: &str, parts: &[Vec<u8>]) -> Result<(), String> {
@@ -148,7 +172,12 @@ async fn multipart_put(s3: &aws_sdk_s3::Client, key: &str, parts: &[Vec<u8>]) ->
             .send()
             .await
             .map_err(|e| format!("UploadPart {key} #{n}: {:?}", failure_of(&e)))?;
-        done = done.parts(CompletedPart::builder().part_number(n).e_tag(out.e_tag().unwrap_or_default()).build());
+        done = done.parts(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag().unwrap_or_default())
+                .build(),
+        );
     }
     s3.complete_multipart_upload()
         .bucket(BUCKET)
@@ -163,7 +192,12 @@ async fn multipart_put(s3: &aws_sdk_s3::Client, key: &str, parts: &[Vec<u8>]) ->
 
 /// Reads every key and the listing; checks them against the candidates and
 /// returns the observed values (which become the new acknowledged state).
-async fn verify(server: &Server, states: &BTreeMap<String, KeyState>, cycle: usize, seed: u64) -> BTreeMap<String, KeyState> {
+async fn verify(
+    server: &Server,
+    states: &BTreeMap<String, KeyState>,
+    cycle: usize,
+    seed: u64,
+) -> BTreeMap<String, KeyState> {
     let s3 = client(server);
     let mut observed = BTreeMap::new();
     let mut failures = Vec::new();
@@ -203,7 +237,13 @@ async fn verify(server: &Server, states: &BTreeMap<String, KeyState>, cycle: usi
                 st.in_flight.map(|v| show(&v)).unwrap_or_else(|| "nothing".into()),
             ));
         }
-        observed.insert(key.clone(), KeyState { acked: value, in_flight: None });
+        observed.insert(
+            key.clone(),
+            KeyState {
+                acked: value,
+                in_flight: None,
+            },
+        );
     }
 
     let mut listed = BTreeMap::new();
@@ -221,7 +261,11 @@ async fn verify(server: &Server, states: &BTreeMap<String, KeyState>, cycle: usi
             }
         }
     }
-    let present: BTreeSet<&String> = observed.iter().filter(|(_, s)| s.acked.is_some()).map(|(k, _)| k).collect();
+    let present: BTreeSet<&String> = observed
+        .iter()
+        .filter(|(_, s)| s.acked.is_some())
+        .map(|(k, _)| k)
+        .collect();
     let listed_keys: BTreeSet<&String> = listed.keys().collect();
     for k in listed_keys.difference(&present) {
         failures.push(format!("{k}: listed but GET says absent (or unknown key)"));
@@ -256,7 +300,10 @@ async fn kill_9_under_load_loses_no_acknowledged_write() {
     let mut rng = StdRng::seed_from_u64(seed);
 
     let mut server = Server::start();
-    ok(client(&server).create_bucket().bucket(BUCKET).send().await, "create bucket");
+    ok(
+        client(&server).create_bucket().bucket(BUCKET).send().await,
+        "create bucket",
+    );
     let mut states: BTreeMap<String, KeyState> = (0..WRITERS)
         .flat_map(|w| (0..KEYS_PER_WRITER).map(move |k| (format!("w{w}/key-{k}"), KeyState::default())))
         .collect();
@@ -268,8 +315,11 @@ async fn kill_9_under_load_loses_no_acknowledged_write() {
         let mut tasks = Vec::new();
         for w in 0..WRITERS {
             let prefix = format!("w{w}/");
-            let mine: BTreeMap<String, KeyState> =
-                states.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let mine: BTreeMap<String, KeyState> = states
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             tasks.push(tokio::spawn(writer(s3.clone(), mine, rng.random(), killed.clone())));
         }
         let kill_after = Duration::from_millis(rng.random_range(KILL_AFTER_MS));
@@ -281,7 +331,10 @@ async fn kill_9_under_load_loses_no_acknowledged_write() {
         for t in tasks {
             let report = t.await.expect("writer task");
             if let Some(e) = report.error_before_kill {
-                panic!("crash test (seed {seed}), cycle {cycle}: request failed before the kill: {e}\n{}", server.diagnostics());
+                panic!(
+                    "crash test (seed {seed}), cycle {cycle}: request failed before the kill: {e}\n{}",
+                    server.diagnostics()
+                );
             }
             acked += report.acked_ops;
             states.extend(report.states);
@@ -294,5 +347,8 @@ async fn kill_9_under_load_loses_no_acknowledged_write() {
         states = verify(&server, &states, cycle, seed).await;
     }
     assert!(total_acked > 0, "no operation was acknowledged in {CYCLES} cycles");
-    eprintln!("crash test: {total_acked} acknowledged operations in {:?}", started.elapsed());
+    eprintln!(
+        "crash test: {total_acked} acknowledged operations in {:?}",
+        started.elapsed()
+    );
 }

@@ -15,7 +15,10 @@ fn tokens(text: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn first_start_generates_credentials_and_second_start_reuses_them() {
-    let mut server = Server::start_with(ServerOpts { root_credentials_from_env: false, ..Default::default() });
+    let mut server = Server::start_with(ServerOpts {
+        root_credentials_from_env: false,
+        ..Default::default()
+    });
     let file = server.data_dirs()[0].join("credentials");
     let meta = std::fs::metadata(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     assert_eq!(meta.permissions().mode() & 0o777, 0o600, "credentials file mode");
@@ -34,23 +37,41 @@ async fn first_start_generates_credentials_and_second_start_reuses_them() {
         }
     }
     let (ak, sk) = found.expect("the credentials in the file are accepted by the server");
-    assert!(ak.len() >= 16 && sk.len() >= 30, "generated keys are too short: {} / {}", ak.len(), sk.len());
+    assert!(
+        ak.len() >= 16 && sk.len() >= 30,
+        "generated keys are too short: {} / {}",
+        ak.len(),
+        sk.len()
+    );
     server.set_credentials(&ak, &sk);
 
     // Printed once, on the first start.
     let first_output = format!("{}\n{}", server.stdout_lines().join("\n"), server.stderr_since_start());
-    assert!(first_output.contains(&ak) && first_output.contains(&sk), "the generated pair is printed on first start");
+    assert!(
+        first_output.contains(&ak) && first_output.contains(&sk),
+        "the generated pair is printed on first start"
+    );
     let s3 = server.client();
-    ok(s3.create_bucket().bucket("made-with-generated").send().await, "create bucket");
+    ok(
+        s3.create_bucket().bucket("made-with-generated").send().await,
+        "create bucket",
+    );
     // A wrong secret for the generated key fails.
     let wrong = server.client_for(&ak, &format!("{sk}x"));
     assert_s3_error(wrong.list_buckets().send().await, 403, "SignatureDoesNotMatch");
 
     server.restart();
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), text, "credentials file rewritten on restart");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        text,
+        "credentials file rewritten on restart"
+    );
     assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
     let second_output = format!("{}\n{}", server.stdout_lines().join("\n"), server.stderr_since_start());
-    assert!(!second_output.contains(&sk), "the secret is printed again on the second start:\n{second_output}");
+    assert!(
+        !second_output.contains(&sk),
+        "the secret is printed again on the second start:\n{second_output}"
+    );
     let s3 = server.client();
     let listed = ok(s3.list_buckets().send().await, "same credentials after restart");
     let names: Vec<&str> = listed.buckets().iter().map(|b| b.name().unwrap()).collect();
@@ -62,7 +83,10 @@ async fn credentials_from_env_are_used_and_not_printed() {
     let server = Server::start();
     ok(server.client().list_buckets().send().await, "env credentials accepted");
     let output = format!("{}\n{}", server.stdout_lines().join("\n"), server.stderr_since_start());
-    assert!(!output.contains(&server.secret_key), "the secret from the environment is printed");
+    assert!(
+        !output.contains(&server.secret_key),
+        "the secret from the environment is printed"
+    );
     let other = server.client_for("AKIAOTHEROTHEROTHER0", &server.secret_key);
     assert_s3_error(other.list_buckets().send().await, 403, "InvalidAccessKeyId");
 }

@@ -12,7 +12,15 @@ async fn with_objects(objects: &[(&str, &[u8])]) -> (Server, aws_sdk_s3::Client)
     let s3 = server.client();
     ok(s3.create_bucket().bucket("web").send().await, "create bucket");
     for (key, data) in objects {
-        ok(s3.put_object().bucket("web").key(*key).body(bytestream(data)).send().await, "put");
+        ok(
+            s3.put_object()
+                .bucket("web")
+                .key(*key)
+                .body(bytestream(data))
+                .send()
+                .await,
+            "put",
+        );
     }
     (server, s3)
 }
@@ -39,21 +47,29 @@ async fn keep_alive_serves_several_requests_on_one_connection() {
         conn.send(&req.to_bytes()).expect("send on kept-alive connection");
         let resp = conn.read_response();
         assert_eq!((resp.status, resp.body.as_slice()), (200, want), "{resp:?}");
-        assert_ne!(resp.header("connection").map(str::to_ascii_lowercase).as_deref(), Some("close"));
+        assert_ne!(
+            resp.header("connection").map(str::to_ascii_lowercase).as_deref(),
+            Some("close")
+        );
     }
     // An error response does not end the connection either.
-    conn.send(&server.sign(server.raw_request("GET", "/web/missing")).to_bytes()).unwrap();
+    conn.send(&server.sign(server.raw_request("GET", "/web/missing")).to_bytes())
+        .unwrap();
     conn.read_response().assert_error(404, "NoSuchKey");
     let put = server.sign(server.raw_request("PUT", "/web/c").body(b"third".to_vec()));
     conn.send(&put.to_bytes()).unwrap();
     assert_eq!(conn.read_response().status, 200);
-    conn.send(&server.sign(server.raw_request("GET", "/web/c")).to_bytes()).unwrap();
+    conn.send(&server.sign(server.raw_request("GET", "/web/c")).to_bytes())
+        .unwrap();
     assert_eq!(conn.read_response().body, b"third");
     // Connection: close is honoured.
     let last = server.sign(server.raw_request("GET", "/web/a").header("Connection", "close"));
     conn.send(&last.to_bytes()).unwrap();
     assert_eq!(conn.read_response().status, 200);
-    assert!(conn.is_closed_within(CLOSE_WAIT), "server kept the connection open after Connection: close");
+    assert!(
+        conn.is_closed_within(CLOSE_WAIT),
+        "server kept the connection open after Connection: close"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -85,7 +101,11 @@ async fn pipelined_requests_get_responses_in_order() {
     assert_eq!(conn.read_response_for("PUT").status, 200);
     let r = conn.read_response_for("GET");
     assert_eq!((r.status, r.body.as_slice()), (200, b"two-two".as_slice()));
-    assert!(conn.pending().is_empty(), "bytes after the last response: {:?}", conn.pending());
+    assert!(
+        conn.pending().is_empty(),
+        "bytes after the last response: {:?}",
+        conn.pending()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -102,16 +122,25 @@ async fn chunked_transfer_encoding_body_is_decoded() {
     let req = server
         .raw_request("PUT", "/web/chunked")
         .header("Transfer-Encoding", "chunked")
-        .sign_payload(&server.access_key, &server.secret_key, std::time::SystemTime::now(), Payload::Bytes(&data))
+        .sign_payload(
+            &server.access_key,
+            &server.secret_key,
+            std::time::SystemTime::now(),
+            Payload::Bytes(&data),
+        )
         .raw_body(body);
     let mut conn = server.connect();
     conn.send(&req.to_bytes()).unwrap();
     let resp = conn.read_response_for("PUT");
     assert_eq!(resp.status, 200, "{resp:?}");
     assert_eq!(resp.header("etag"), Some(etag(&data).as_str()));
-    assert!(content_of(&s3, "chunked").await == Some(data), "stored content differs from the de-chunked body");
+    assert!(
+        content_of(&s3, "chunked").await == Some(data),
+        "stored content differs from the de-chunked body"
+    );
     // The connection is still in sync after the chunked body.
-    conn.send(&server.sign(server.raw_request("GET", "/web/chunked")).to_bytes()).unwrap();
+    conn.send(&server.sign(server.raw_request("GET", "/web/chunked")).to_bytes())
+        .unwrap();
     assert_eq!(conn.read_response().status, 200);
 }
 
@@ -119,11 +148,19 @@ async fn chunked_transfer_encoding_body_is_decoded() {
 async fn expect_100_continue_is_answered_before_the_body() {
     let (server, s3) = with_objects(&[]).await;
     let data = random_bytes(2 * MIB, 3);
-    let req = server.sign(server.raw_request("PUT", "/web/expect").header("Expect", "100-continue").body(data.clone()));
+    let req = server.sign(
+        server
+            .raw_request("PUT", "/web/expect")
+            .header("Expect", "100-continue")
+            .body(data.clone()),
+    );
     let mut conn = server.connect();
     conn.send(&req.head_bytes()).unwrap();
     let interim = conn.try_read_head().expect("a response to the head alone");
-    assert_eq!(interim.status, 100, "expected 100 Continue before the body, got {interim:?}");
+    assert_eq!(
+        interim.status, 100,
+        "expected 100 Continue before the body, got {interim:?}"
+    );
     conn.send(&req.body).unwrap();
     let resp = conn.read_response_for("PUT");
     assert_eq!(resp.status, 200, "{resp:?}");
@@ -132,7 +169,10 @@ async fn expect_100_continue_is_answered_before_the_body() {
     // A request that will fail is answered at once, without waiting for the
     // body (or with 100 first and the error after it).
     for (target, status) in [("/no-such-bucket/k", 404), ("/web/bad-sig", 403)] {
-        let mut req = server.raw_request("PUT", target).header("Expect", "100-continue").body(vec![7u8; 1_000_000]);
+        let mut req = server
+            .raw_request("PUT", target)
+            .header("Expect", "100-continue")
+            .body(vec![7u8; 1_000_000]);
         req = if status == 403 {
             req.sign(&server.access_key, "wrong", std::time::SystemTime::now())
         } else {
@@ -157,21 +197,33 @@ async fn head_has_content_length_and_no_body() {
     let data = random_bytes(54_321, 4);
     let (server, _s3) = with_objects(&[("obj", &data)]).await;
     let mut conn = server.connect();
-    conn.send(&server.sign(server.raw_request("HEAD", "/web/obj")).to_bytes()).unwrap();
+    conn.send(&server.sign(server.raw_request("HEAD", "/web/obj")).to_bytes())
+        .unwrap();
     let head = conn.read_response_for("HEAD");
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-length"), Some("54321"));
     assert_eq!(head.header("etag"), Some(etag(&data).as_str()));
     // If the server had sent a body after HEAD, the next response would not parse.
-    conn.send(&server.sign(server.raw_request("GET", "/web/obj")).to_bytes()).unwrap();
+    conn.send(&server.sign(server.raw_request("GET", "/web/obj")).to_bytes())
+        .unwrap();
     let get = conn.read_response();
     assert_eq!(get.status, 200, "response after HEAD: {get:?}");
     assert!(get.body == data);
     // Ranged HEAD.
-    conn.send(&server.sign(server.raw_request("HEAD", "/web/obj").header("Range", "bytes=0-99")).to_bytes()).unwrap();
+    conn.send(
+        &server
+            .sign(server.raw_request("HEAD", "/web/obj").header("Range", "bytes=0-99"))
+            .to_bytes(),
+    )
+    .unwrap();
     let head = conn.read_response_for("HEAD");
     assert_eq!((head.status, head.header("content-length")), (206, Some("100")));
-    conn.send(&server.sign(server.raw_request("GET", "/web/obj").header("Range", "bytes=0-0")).to_bytes()).unwrap();
+    conn.send(
+        &server
+            .sign(server.raw_request("GET", "/web/obj").header("Range", "bytes=0-0"))
+            .to_bytes(),
+    )
+    .unwrap();
     assert_eq!(conn.read_response().body, &data[..1]);
 }
 
@@ -182,18 +234,34 @@ async fn malformed_request_gets_400_and_connection_closed() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("garbage line", b"GARBAGE\r\n\r\n".to_vec()),
         ("no target or version", b"GET\r\n\r\n".to_vec()),
-        ("no version", format!("GET /web/ok\r\nHost: {host}\r\n\r\n").into_bytes()),
-        ("bad version", format!("GET /web/ok HTTP/1.x\r\nHost: {host}\r\n\r\n").into_bytes()),
-        ("header without colon", format!("GET /web/ok HTTP/1.1\r\nHost: {host}\r\nNoColonHere\r\n\r\n").into_bytes()),
-        ("space in target", format!("GET /web/o k HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()),
-        ("control byte", format!("GET /web/ok HTTP/1.1\r\nHost: {host}\r\nX: a\u{0}b\r\n\r\n").into_bytes()),
+        (
+            "no version",
+            format!("GET /web/ok\r\nHost: {host}\r\n\r\n").into_bytes(),
+        ),
+        (
+            "bad version",
+            format!("GET /web/ok HTTP/1.x\r\nHost: {host}\r\n\r\n").into_bytes(),
+        ),
+        (
+            "header without colon",
+            format!("GET /web/ok HTTP/1.1\r\nHost: {host}\r\nNoColonHere\r\n\r\n").into_bytes(),
+        ),
+        (
+            "space in target",
+            format!("GET /web/o k HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes(),
+        ),
+        (
+            "control byte",
+            format!("GET /web/ok HTTP/1.1\r\nHost: {host}\r\nX: a\u{0}b\r\n\r\n").into_bytes(),
+        ),
         (
             "bad content-length",
             format!("PUT /web/x HTTP/1.1\r\nHost: {host}\r\nContent-Length: 12abc\r\n\r\n").into_bytes(),
         ),
         (
             "two content-lengths",
-            format!("PUT /web/x HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab").into_bytes(),
+            format!("PUT /web/x HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab")
+                .into_bytes(),
         ),
     ];
     for (what, bytes) in cases {
@@ -203,16 +271,28 @@ async fn malformed_request_gets_400_and_connection_closed() {
             .try_read_message("GET")
             .unwrap_or_else(|e| panic!("{what}: no HTTP response to a malformed request: {e}"));
         assert_eq!(resp.status, 400, "{what}: {resp:?}");
-        assert!(conn.is_closed_within(CLOSE_WAIT), "{what}: connection left open after 400");
+        assert!(
+            conn.is_closed_within(CLOSE_WAIT),
+            "{what}: connection left open after 400"
+        );
     }
-    assert_eq!(content_of(&s3, "ok").await.as_deref(), Some(b"fine".as_slice()), "server healthy afterwards");
+    assert_eq!(
+        content_of(&s3, "ok").await.as_deref(),
+        Some(b"fine".as_slice()),
+        "server healthy afterwards"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oversize_headers_get_400_or_431_and_connection_closed() {
     let (server, s3) = with_objects(&[("ok", b"fine")]).await;
     let cases: Vec<(&str, RawRequest)> = vec![
-        ("one huge header", server.raw_request("GET", "/web/ok").header("X-Big", &"a".repeat(256 * KIB))),
+        (
+            "one huge header",
+            server
+                .raw_request("GET", "/web/ok")
+                .header("X-Big", &"a".repeat(256 * KIB)),
+        ),
         ("many headers", {
             let mut r = server.raw_request("GET", "/web/ok");
             for i in 0..10_000 {
@@ -220,16 +300,28 @@ async fn oversize_headers_get_400_or_431_and_connection_closed() {
             }
             r
         }),
-        ("huge request line", server.raw_request("GET", &format!("/web/{}", "k".repeat(256 * KIB)))),
+        (
+            "huge request line",
+            server.raw_request("GET", &format!("/web/{}", "k".repeat(256 * KIB))),
+        ),
     ];
     for (what, req) in cases {
         let mut conn = server.connect();
         let _ = conn.send(&req.to_bytes()); // the server may stop reading early
-        let resp = conn.try_read_message("GET").unwrap_or_else(|e| panic!("{what}: no HTTP response: {e}"));
-        assert!(resp.status == 400 || resp.status == 431 || (what == "huge request line" && resp.status == 414), "{what}: {resp:?}");
+        let resp = conn
+            .try_read_message("GET")
+            .unwrap_or_else(|e| panic!("{what}: no HTTP response: {e}"));
+        assert!(
+            resp.status == 400 || resp.status == 431 || (what == "huge request line" && resp.status == 414),
+            "{what}: {resp:?}"
+        );
         assert!(conn.is_closed_within(CLOSE_WAIT), "{what}: connection left open");
     }
-    assert_eq!(content_of(&s3, "ok").await.as_deref(), Some(b"fine".as_slice()), "server healthy afterwards");
+    assert_eq!(
+        content_of(&s3, "ok").await.as_deref(),
+        Some(b"fine".as_slice()),
+        "server healthy afterwards"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -249,9 +341,16 @@ async fn body_shorter_than_content_length_stores_nothing() {
     }
     // Give the server time to notice, then look twice.
     for _ in 0..2 {
-        assert!(content_of(&s3, "fresh").await.is_none(), "a truncated PUT created the key");
+        assert!(
+            content_of(&s3, "fresh").await.is_none(),
+            "a truncated PUT created the key"
+        );
         let got = content_of(&s3, "existing").await.expect("old content must stay");
-        assert!(got == old, "a truncated PUT replaced the old content ({} bytes now)", got.len());
+        assert!(
+            got == old,
+            "a truncated PUT replaced the old content ({} bytes now)",
+            got.len()
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let listed = ok(s3.list_objects_v2().bucket("web").send().await, "list");
@@ -265,7 +364,11 @@ async fn clients_vanishing_mid_upload_leave_the_server_healthy() {
     let payload = random_bytes(8 * MIB, 7);
     let mut conns = Vec::new();
     for i in 0..16 {
-        let req = server.sign(server.raw_request("PUT", &format!("/web/vanish-{i}")).body(payload.clone()));
+        let req = server.sign(
+            server
+                .raw_request("PUT", &format!("/web/vanish-{i}"))
+                .body(payload.clone()),
+        );
         let mut conn = server.connect();
         conn.send(&req.head_bytes()).unwrap();
         conn.send(&req.body[..(i + 1) * 100_000]).unwrap();
@@ -285,7 +388,15 @@ async fn clients_vanishing_mid_upload_leave_the_server_healthy() {
     half.reset();
 
     let fresh = random_bytes(3 * MIB, 8);
-    ok(s3.put_object().bucket("web").key("after").body(bytestream(&fresh)).send().await, "PUT after disconnects");
+    ok(
+        s3.put_object()
+            .bucket("web")
+            .key("after")
+            .body(bytestream(&fresh))
+            .send()
+            .await,
+        "PUT after disconnects",
+    );
     assert!(content_of(&s3, "after").await == Some(fresh));
     assert_eq!(content_of(&s3, "keep").await.as_deref(), Some(b"kept".as_slice()));
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -39,17 +39,37 @@ async fn awkward_keys_round_trip_and_list() {
     for key in AWKWARD_KEYS {
         let body = format!("content of {key}");
         ok(
-            s3.put_object().bucket("keys").key(*key).body(bytestream(body.as_bytes())).send().await,
+            s3.put_object()
+                .bucket("keys")
+                .key(*key)
+                .body(bytestream(body.as_bytes()))
+                .send()
+                .await,
             &format!("put {key:?}"),
         );
     }
     for key in AWKWARD_KEYS {
-        let got = read_body(ok(s3.get_object().bucket("keys").key(*key).send().await, &format!("get {key:?}"))).await;
-        assert_eq!(String::from_utf8_lossy(&got), format!("content of {key}"), "key {key:?}");
-        ok(s3.head_object().bucket("keys").key(*key).send().await, &format!("head {key:?}"));
+        let got = read_body(ok(
+            s3.get_object().bucket("keys").key(*key).send().await,
+            &format!("get {key:?}"),
+        ))
+        .await;
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            format!("content of {key}"),
+            "key {key:?}"
+        );
+        ok(
+            s3.head_object().bucket("keys").key(*key).send().await,
+            &format!("head {key:?}"),
+        );
     }
     let listed = ok(s3.list_objects_v2().bucket("keys").send().await, "list");
-    let got: Vec<String> = listed.contents().iter().map(|o| o.key().unwrap_or("").to_string()).collect();
+    let got: Vec<String> = listed
+        .contents()
+        .iter()
+        .map(|o| o.key().unwrap_or("").to_string())
+        .collect();
     let mut want: Vec<String> = AWKWARD_KEYS.iter().map(|k| k.to_string()).collect();
     // S3 lists in UTF-8 byte order, which is what String's Ord is.
     want.sort();
@@ -57,14 +77,29 @@ async fn awkward_keys_round_trip_and_list() {
 
     // Keys that differ only by what a path normalizer would fold stay distinct.
     assert_s3_error(s3.get_object().bucket("keys").key("b").send().await, 404, "NoSuchKey");
-    assert_s3_error(s3.get_object().bucket("keys").key("double/slash").send().await, 404, "NoSuchKey");
-    assert_s3_error(s3.get_object().bucket("keys").key("leading-slash").send().await, 404, "NoSuchKey");
+    assert_s3_error(
+        s3.get_object().bucket("keys").key("double/slash").send().await,
+        404,
+        "NoSuchKey",
+    );
+    assert_s3_error(
+        s3.get_object().bucket("keys").key("leading-slash").send().await,
+        404,
+        "NoSuchKey",
+    );
     assert_s3_error(s3.get_object().bucket("keys").key("a b").send().await, 404, "NoSuchKey");
     for key in AWKWARD_KEYS {
-        ok(s3.delete_object().bucket("keys").key(*key).send().await, &format!("delete {key:?}"));
+        ok(
+            s3.delete_object().bucket("keys").key(*key).send().await,
+            &format!("delete {key:?}"),
+        );
     }
     let listed = ok(s3.list_objects_v2().bucket("keys").send().await, "list");
-    assert!(listed.contents().is_empty(), "left after deletes: {:?}", listed.contents());
+    assert!(
+        listed.contents().is_empty(),
+        "left after deletes: {:?}",
+        listed.contents()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -103,22 +138,51 @@ async fn key_of_1024_bytes_ok_1025_too_long() {
     let s3 = server.client();
     ok(s3.create_bucket().bucket("long").send().await, "create");
     let k1024 = "k".repeat(1024);
-    ok(s3.put_object().bucket("long").key(&k1024).body(bytestream(b"max")).send().await, "1024-byte key");
-    assert_eq!(read_body(ok(s3.get_object().bucket("long").key(&k1024).send().await, "get")).await, b"max");
+    ok(
+        s3.put_object()
+            .bucket("long")
+            .key(&k1024)
+            .body(bytestream(b"max"))
+            .send()
+            .await,
+        "1024-byte key",
+    );
+    assert_eq!(
+        read_body(ok(s3.get_object().bucket("long").key(&k1024).send().await, "get")).await,
+        b"max"
+    );
     // The limit is in bytes of UTF-8: 341 three-byte characters + 1 = 1024.
     let k1024_utf8 = format!("{}x", "語".repeat(341));
     assert_eq!(k1024_utf8.len(), 1024);
-    ok(s3.put_object().bucket("long").key(&k1024_utf8).body(bytestream(b"utf8")).send().await, "1024-byte UTF-8 key");
+    ok(
+        s3.put_object()
+            .bucket("long")
+            .key(&k1024_utf8)
+            .body(bytestream(b"utf8"))
+            .send()
+            .await,
+        "1024-byte UTF-8 key",
+    );
 
     let k1025 = "k".repeat(1025);
     assert_s3_error(
-        s3.put_object().bucket("long").key(&k1025).body(bytestream(b"x")).send().await,
+        s3.put_object()
+            .bucket("long")
+            .key(&k1025)
+            .body(bytestream(b"x"))
+            .send()
+            .await,
         400,
         "KeyTooLongError",
     );
     let k1025_utf8 = format!("{}xy", "語".repeat(341));
     assert_s3_error(
-        s3.put_object().bucket("long").key(&k1025_utf8).body(bytestream(b"x")).send().await,
+        s3.put_object()
+            .bucket("long")
+            .key(&k1025_utf8)
+            .body(bytestream(b"x"))
+            .send()
+            .await,
         400,
         "KeyTooLongError",
     );
@@ -154,13 +218,30 @@ async fn keys_never_reach_outside_the_data_dir() {
         format!("..\\..\\{marker}-backslash"),
     ];
     for key in &keys {
-        ok(s3.put_object().bucket("jail").key(key).body(bytestream(b"escape")).send().await, &format!("put {key:?}"));
+        ok(
+            s3.put_object()
+                .bucket("jail")
+                .key(key)
+                .body(bytestream(b"escape"))
+                .send()
+                .await,
+            &format!("put {key:?}"),
+        );
         let got = read_body(ok(s3.get_object().bucket("jail").key(key).send().await, "get")).await;
         assert_eq!(got, b"escape");
     }
     // Raw, unencoded dot segments in the request path.
-    let resp = server.send(&server.sign(server.raw_request("PUT", &format!("/jail/../../{marker}-raw")).body(b"raw".to_vec())));
-    assert!(resp.status == 200 || resp.status == 400 || resp.status == 403 || resp.status == 404, "{resp:?}");
+    let resp = server.send(
+        &server.sign(
+            server
+                .raw_request("PUT", &format!("/jail/../../{marker}-raw"))
+                .body(b"raw".to_vec()),
+        ),
+    );
+    assert!(
+        resp.status == 200 || resp.status == 400 || resp.status == 403 || resp.status == 404,
+        "{resp:?}"
+    );
 
     let data_dir = std::fs::canonicalize(&server.data_dirs()[0]).unwrap();
     let mut found = Vec::new();
@@ -170,7 +251,12 @@ async fn keys_never_reach_outside_the_data_dir() {
         .filter(|p| !std::fs::canonicalize(p).unwrap_or(p.clone()).starts_with(&data_dir))
         .collect();
     assert!(outside.is_empty(), "files created outside the data dir: {outside:?}");
-    for p in [format!("/tmp/{marker}"), format!("/tmp/{marker}-abs"), format!("/{marker}"), format!("/{marker}-raw")] {
+    for p in [
+        format!("/tmp/{marker}"),
+        format!("/tmp/{marker}-abs"),
+        format!("/{marker}"),
+        format!("/{marker}-raw"),
+    ] {
         assert!(!Path::new(&p).exists(), "{p} was created by a key");
     }
     let parent = server.temp_dir().parent().unwrap();

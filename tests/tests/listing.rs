@@ -37,7 +37,12 @@ async fn list_v2_prefix_and_delimiter() {
     assert_eq!(all.is_truncated(), Some(false));
     for o in all.contents() {
         assert_eq!(o.size(), Some(o.key().unwrap().len() as i64), "size of {:?}", o.key());
-        assert_eq!(o.e_tag(), Some(etag(o.key().unwrap().as_bytes()).as_str()), "etag of {:?}", o.key());
+        assert_eq!(
+            o.e_tag(),
+            Some(etag(o.key().unwrap().as_bytes()).as_str()),
+            "etag of {:?}",
+            o.key()
+        );
         assert!(o.last_modified().is_some());
     }
 
@@ -73,13 +78,23 @@ async fn list_v2_prefix_and_delimiter() {
 #[tokio::test(flavor = "multi_thread")]
 async fn list_v2_max_keys_and_start_after() {
     let (_server, s3) = bucket_with(TREE, "paged").await;
-    let first = ok(s3.list_objects_v2().bucket("paged").max_keys(2).send().await, "max-keys 2");
+    let first = ok(
+        s3.list_objects_v2().bucket("paged").max_keys(2).send().await,
+        "max-keys 2",
+    );
     assert_eq!(keys_of(&first), vec!["a/1", "a/2"]);
     assert_eq!(first.is_truncated(), Some(true));
     assert_eq!(first.max_keys(), Some(2));
-    let token = first.next_continuation_token().expect("NextContinuationToken when truncated");
+    let token = first
+        .next_continuation_token()
+        .expect("NextContinuationToken when truncated");
     let second = ok(
-        s3.list_objects_v2().bucket("paged").max_keys(3).continuation_token(token).send().await,
+        s3.list_objects_v2()
+            .bucket("paged")
+            .max_keys(3)
+            .continuation_token(token)
+            .send()
+            .await,
         "second page",
     );
     assert_eq!(keys_of(&second), vec!["a/b/3", "a/b/c/4", "b/1"]);
@@ -90,7 +105,13 @@ async fn list_v2_max_keys_and_start_after() {
     let mut token: Option<String> = None;
     for _ in 0..20 {
         let page = ok(
-            s3.list_objects_v2().bucket("paged").delimiter("/").max_keys(1).set_continuation_token(token.clone()).send().await,
+            s3.list_objects_v2()
+                .bucket("paged")
+                .delimiter("/")
+                .max_keys(1)
+                .set_continuation_token(token.clone())
+                .send()
+                .await,
             "delimited page",
         );
         assert!(page.contents().len() + page.common_prefixes().len() <= 1);
@@ -105,12 +126,21 @@ async fn list_v2_max_keys_and_start_after() {
     assert!(token.is_none(), "paging did not finish");
     assert_eq!(seen, vec!["a/", "b/", "c", "d/", "dz", "e-"]);
 
-    let after = ok(s3.list_objects_v2().bucket("paged").start_after("b/1").send().await, "start-after");
+    let after = ok(
+        s3.list_objects_v2().bucket("paged").start_after("b/1").send().await,
+        "start-after",
+    );
     assert_eq!(keys_of(&after), vec!["c", "d/e/f", "dz", "e-"]);
     assert_eq!(after.start_after(), Some("b/1"));
-    let after = ok(s3.list_objects_v2().bucket("paged").start_after("a/b").send().await, "start-after non-key");
+    let after = ok(
+        s3.list_objects_v2().bucket("paged").start_after("a/b").send().await,
+        "start-after non-key",
+    );
     assert_eq!(keys_of(&after)[0], "a/b/3");
-    let zero = ok(s3.list_objects_v2().bucket("paged").max_keys(0).send().await, "max-keys 0");
+    let zero = ok(
+        s3.list_objects_v2().bucket("paged").max_keys(0).send().await,
+        "max-keys 0",
+    );
     assert!(zero.contents().is_empty());
 }
 
@@ -128,7 +158,11 @@ async fn list_v2_pages_through_2500_keys() {
     let mut token: Option<String> = None;
     loop {
         let page = ok(
-            s3.list_objects_v2().bucket("many").set_continuation_token(token.clone()).send().await,
+            s3.list_objects_v2()
+                .bucket("many")
+                .set_continuation_token(token.clone())
+                .send()
+                .await,
             "page",
         );
         page_sizes.push(page.contents().len());
@@ -144,17 +178,28 @@ async fn list_v2_pages_through_2500_keys() {
     assert_eq!(got, want);
 
     // A max-keys above 1000 is capped at 1000.
-    let big = ok(s3.list_objects_v2().bucket("many").max_keys(5000).send().await, "max-keys 5000");
+    let big = ok(
+        s3.list_objects_v2().bucket("many").max_keys(5000).send().await,
+        "max-keys 5000",
+    );
     assert_eq!(big.contents().len(), 1000);
     assert_eq!(big.is_truncated(), Some(true));
 
     // Delimiter over many keys: three prefixes, one page.
-    let top = ok(s3.list_objects_v2().bucket("many").delimiter("/").send().await, "delimiter");
+    let top = ok(
+        s3.list_objects_v2().bucket("many").delimiter("/").send().await,
+        "delimiter",
+    );
     assert_eq!(prefixes_of(&top), vec!["dir0/", "dir1/", "dir2/"]);
     assert_eq!(top.is_truncated(), Some(false));
 
     // The SDK paginator sees the same.
-    let mut pages = s3.list_objects_v2().bucket("many").max_keys(700).into_paginator().send();
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket("many")
+        .max_keys(700)
+        .into_paginator()
+        .send();
     let mut n = 0;
     while let Some(page) = pages.next().await {
         n += page.expect("paginator page").contents().len();
@@ -166,18 +211,37 @@ async fn list_v2_pages_through_2500_keys() {
 async fn list_v2_fetch_owner() {
     let (_server, s3) = bucket_with(&["x", "y"], "owners").await;
     let plain = ok(s3.list_objects_v2().bucket("owners").send().await, "list");
-    assert!(plain.contents().iter().all(|o| o.owner().is_none()), "V2 omits Owner unless fetch-owner");
-    let with = ok(s3.list_objects_v2().bucket("owners").fetch_owner(true).send().await, "fetch-owner");
-    let buckets_owner = ok(s3.list_buckets().send().await, "list buckets").owner().and_then(|o| o.id().map(str::to_string));
+    assert!(
+        plain.contents().iter().all(|o| o.owner().is_none()),
+        "V2 omits Owner unless fetch-owner"
+    );
+    let with = ok(
+        s3.list_objects_v2().bucket("owners").fetch_owner(true).send().await,
+        "fetch-owner",
+    );
+    let buckets_owner = ok(s3.list_buckets().send().await, "list buckets")
+        .owner()
+        .and_then(|o| o.id().map(str::to_string));
     assert_eq!(with.contents().len(), 2);
     for o in with.contents() {
         let owner = o.owner().expect("Owner with fetch-owner=true");
         assert!(owner.id().is_some_and(|id| !id.is_empty()), "{owner:?}");
-        assert_eq!(owner.id().map(str::to_string), buckets_owner, "object owner is the bucket's creator");
+        assert_eq!(
+            owner.id().map(str::to_string),
+            buckets_owner,
+            "object owner is the bucket's creator"
+        );
     }
 }
 
-const ENC_KEYS: &[&str] = &["sp ace/é+x", "sp ace/sub/y", "a&b<c>", "plain", "tab\tkey", "ctrl\u{1}key"];
+const ENC_KEYS: &[&str] = &[
+    "sp ace/é+x",
+    "sp ace/sub/y",
+    "a&b<c>",
+    "plain",
+    "tab\tkey",
+    "ctrl\u{1}key",
+];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn list_v2_encoding_type_url() {
@@ -218,9 +282,19 @@ async fn list_v2_encoding_type_url() {
     assert_eq!(decode_url(&cp), "sp ace/sub/");
 
     // Without encoding-type the keys come back as text (XML-escaped).
-    let plain = ok(s3.list_objects_v2().bucket("enc").prefix("a&").send().await, "plain list");
+    let plain = ok(
+        s3.list_objects_v2().bucket("enc").prefix("a&").send().await,
+        "plain list",
+    );
     assert_eq!(plain.contents()[0].key(), Some("a&b<c>"));
-    let sdk = ok(s3.list_objects_v2().bucket("enc").encoding_type(EncodingType::Url).send().await, "sdk url list");
+    let sdk = ok(
+        s3.list_objects_v2()
+            .bucket("enc")
+            .encoding_type(EncodingType::Url)
+            .send()
+            .await,
+        "sdk url list",
+    );
     assert_eq!(sdk.contents().len(), ENC_KEYS.len());
 }
 
@@ -238,7 +312,15 @@ async fn list_v1_marker_next_marker_and_delimiter() {
     assert_eq!(got, sorted);
     assert_eq!(all.is_truncated(), Some(false));
 
-    let from = ok(s3.list_objects().bucket("list-v1").marker("k10").max_keys(3).send().await, "marker");
+    let from = ok(
+        s3.list_objects()
+            .bucket("list-v1")
+            .marker("k10")
+            .max_keys(3)
+            .send()
+            .await,
+        "marker",
+    );
     let got: Vec<&str> = from.contents().iter().map(|o| o.key().unwrap()).collect();
     assert_eq!(got, vec!["k11", "k12", "k13"]);
     assert_eq!(from.marker(), Some("k10"));
@@ -250,7 +332,13 @@ async fn list_v1_marker_next_marker_and_delimiter() {
     let mut marker: Option<String> = None;
     for _ in 0..20 {
         let page = ok(
-            s3.list_objects().bucket("list-v1").delimiter("/").max_keys(10).set_marker(marker.clone()).send().await,
+            s3.list_objects()
+                .bucket("list-v1")
+                .delimiter("/")
+                .max_keys(10)
+                .set_marker(marker.clone())
+                .send()
+                .await,
             "v1 page",
         );
         seen_keys.extend(page.contents().iter().map(|o| o.key().unwrap().to_string()));
@@ -259,14 +347,21 @@ async fn list_v1_marker_next_marker_and_delimiter() {
             marker = None;
             break;
         }
-        marker = Some(page.next_marker().expect("NextMarker with a delimiter when truncated").to_string());
+        marker = Some(
+            page.next_marker()
+                .expect("NextMarker with a delimiter when truncated")
+                .to_string(),
+        );
     }
     assert!(marker.is_none(), "V1 paging did not finish");
     assert_eq!(seen_prefixes, vec!["dir/", "other/"]);
     let want: Vec<String> = (0..25).map(|i| format!("k{i:02}")).collect();
     assert_eq!(seen_keys, want);
 
-    let pre = ok(s3.list_objects().bucket("list-v1").prefix("dir/").send().await, "v1 prefix");
+    let pre = ok(
+        s3.list_objects().bucket("list-v1").prefix("dir/").send().await,
+        "v1 prefix",
+    );
     let got: Vec<&str> = pre.contents().iter().map(|o| o.key().unwrap()).collect();
     assert_eq!(got, vec!["dir/x", "dir/y"]);
 }

@@ -11,7 +11,10 @@ async fn with_bucket(name: &str) -> (Server, aws_sdk_s3::Client) {
 }
 
 async fn create_upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String {
-    let out = ok(s3.create_multipart_upload().bucket(bucket).key(key).send().await, "create multipart upload");
+    let out = ok(
+        s3.create_multipart_upload().bucket(bucket).key(key).send().await,
+        "create multipart upload",
+    );
     assert_eq!(out.bucket(), Some(bucket));
     assert_eq!(out.key(), Some(key));
     out.upload_id().expect("UploadId").to_string()
@@ -19,7 +22,14 @@ async fn create_upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Stri
 
 async fn upload_part(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, id: &str, n: i32, data: &[u8]) -> String {
     let out = ok(
-        s3.upload_part().bucket(bucket).key(key).upload_id(id).part_number(n).body(bytestream(data)).send().await,
+        s3.upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(id)
+            .part_number(n)
+            .body(bytestream(data))
+            .send()
+            .await,
         &format!("upload part {n}"),
     );
     let tag = out.e_tag().expect("part ETag").to_string();
@@ -30,7 +40,10 @@ async fn upload_part(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, id: &str,
 fn completed(parts: &[(i32, &str)]) -> CompletedMultipartUpload {
     CompletedMultipartUpload::builder()
         .set_parts(Some(
-            parts.iter().map(|(n, tag)| CompletedPart::builder().part_number(*n).e_tag(*tag).build()).collect(),
+            parts
+                .iter()
+                .map(|(n, tag)| CompletedPart::builder().part_number(*n).e_tag(*tag).build())
+                .collect(),
         ))
         .build()
 }
@@ -38,25 +51,50 @@ fn completed(parts: &[(i32, &str)]) -> CompletedMultipartUpload {
 #[tokio::test(flavor = "multi_thread")]
 async fn multipart_upload_list_parts_complete_and_read_back() {
     let (_server, s3) = with_bucket("mpu").await;
-    let parts = [random_bytes(MIN_PART_SIZE, 1), random_bytes(MIN_PART_SIZE + 17, 2), random_bytes(1_000_003, 3)];
+    let parts = [
+        random_bytes(MIN_PART_SIZE, 1),
+        random_bytes(MIN_PART_SIZE + 17, 2),
+        random_bytes(1_000_003, 3),
+    ];
     let id = create_upload(&s3, "mpu", "assembled").await;
     let mut tags = Vec::new();
     for (i, p) in parts.iter().enumerate() {
         tags.push(upload_part(&s3, "mpu", "assembled", &id, i as i32 + 1, p).await);
     }
 
-    let listed = ok(s3.list_parts().bucket("mpu").key("assembled").upload_id(&id).send().await, "list parts");
+    let listed = ok(
+        s3.list_parts()
+            .bucket("mpu")
+            .key("assembled")
+            .upload_id(&id)
+            .send()
+            .await,
+        "list parts",
+    );
     assert_eq!(listed.upload_id(), Some(id.as_str()));
     let got: Vec<(i32, i64, String)> = listed
         .parts()
         .iter()
-        .map(|p| (p.part_number().unwrap(), p.size().unwrap(), p.e_tag().unwrap().to_string()))
+        .map(|p| {
+            (
+                p.part_number().unwrap(),
+                p.size().unwrap(),
+                p.e_tag().unwrap().to_string(),
+            )
+        })
         .collect();
-    let want: Vec<(i32, i64, String)> =
-        parts.iter().enumerate().map(|(i, p)| (i as i32 + 1, p.len() as i64, etag(p))).collect();
+    let want: Vec<(i32, i64, String)> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i as i32 + 1, p.len() as i64, etag(p)))
+        .collect();
     assert_eq!(got, want);
     // Not visible before completion.
-    assert_s3_error(s3.get_object().bucket("mpu").key("assembled").send().await, 404, "NoSuchKey");
+    assert_s3_error(
+        s3.get_object().bucket("mpu").key("assembled").send().await,
+        404,
+        "NoSuchKey",
+    );
     let uploads = ok(s3.list_multipart_uploads().bucket("mpu").send().await, "list uploads");
     assert_eq!(uploads.uploads().len(), 1);
     assert_eq!(uploads.uploads()[0].upload_id(), Some(id.as_str()));
@@ -80,7 +118,12 @@ async fn multipart_upload_list_parts_complete_and_read_back() {
     let get = ok(s3.get_object().bucket("mpu").key("assembled").send().await, "get");
     assert_eq!(get.e_tag(), Some(want_etag.as_str()));
     let body = read_body(get).await;
-    assert!(body == whole, "assembled object differs (len {} vs {})", body.len(), whole.len());
+    assert!(
+        body == whole,
+        "assembled object differs (len {} vs {})",
+        body.len(),
+        whole.len()
+    );
     // A range across the part boundary.
     let r = ok(
         s3.get_object()
@@ -94,7 +137,16 @@ async fn multipart_upload_list_parts_complete_and_read_back() {
     assert_eq!(read_body(r).await, &whole[MIN_PART_SIZE - 10..MIN_PART_SIZE + 10]);
     let uploads = ok(s3.list_multipart_uploads().bucket("mpu").send().await, "list uploads");
     assert!(uploads.uploads().is_empty(), "completed upload still listed");
-    assert_s3_error(s3.list_parts().bucket("mpu").key("assembled").upload_id(&id).send().await, 404, "NoSuchUpload");
+    assert_s3_error(
+        s3.list_parts()
+            .bucket("mpu")
+            .key("assembled")
+            .upload_id(&id)
+            .send()
+            .await,
+        404,
+        "NoSuchUpload",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,14 +159,26 @@ async fn reuploaded_part_replaces_the_earlier_one() {
     upload_part(&s3, "again", "k", &id, 1, &first).await;
     let t1 = upload_part(&s3, "again", "k", &id, 1, &second).await;
     let t2 = upload_part(&s3, "again", "k", &id, 2, &last).await;
-    let listed = ok(s3.list_parts().bucket("again").key("k").upload_id(&id).send().await, "list parts");
+    let listed = ok(
+        s3.list_parts().bucket("again").key("k").upload_id(&id).send().await,
+        "list parts",
+    );
     assert_eq!(listed.parts().len(), 2);
     ok(
-        s3.complete_multipart_upload().bucket("again").key("k").upload_id(&id).multipart_upload(completed(&[(1, &t1), (2, &t2)])).send().await,
+        s3.complete_multipart_upload()
+            .bucket("again")
+            .key("k")
+            .upload_id(&id)
+            .multipart_upload(completed(&[(1, &t1), (2, &t2)]))
+            .send()
+            .await,
         "complete",
     );
     let body = read_body(ok(s3.get_object().bucket("again").key("k").send().await, "get")).await;
-    assert!(body == [second.as_slice(), last.as_slice()].concat(), "the re-uploaded part must win");
+    assert!(
+        body == [second.as_slice(), last.as_slice()].concat(),
+        "the re-uploaded part must win"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -124,7 +188,13 @@ async fn small_non_last_part_is_entity_too_small() {
     let t1 = upload_part(&s3, "small", "k", &id, 1, &random_bytes(MIB, 1)).await;
     let t2 = upload_part(&s3, "small", "k", &id, 2, &random_bytes(MIB, 2)).await;
     assert_s3_error(
-        s3.complete_multipart_upload().bucket("small").key("k").upload_id(&id).multipart_upload(completed(&[(1, &t1), (2, &t2)])).send().await,
+        s3.complete_multipart_upload()
+            .bucket("small")
+            .key("k")
+            .upload_id(&id)
+            .multipart_upload(completed(&[(1, &t1), (2, &t2)]))
+            .send()
+            .await,
         400,
         "EntityTooSmall",
     );
@@ -134,11 +204,20 @@ async fn small_non_last_part_is_entity_too_small() {
     let data = random_bytes(100, 3);
     let t = upload_part(&s3, "small", "one", &id, 1, &data).await;
     let done = ok(
-        s3.complete_multipart_upload().bucket("small").key("one").upload_id(&id).multipart_upload(completed(&[(1, &t)])).send().await,
+        s3.complete_multipart_upload()
+            .bucket("small")
+            .key("one")
+            .upload_id(&id)
+            .multipart_upload(completed(&[(1, &t)]))
+            .send()
+            .await,
         "complete single small part",
     );
     assert_eq!(done.e_tag(), Some(multipart_etag(&[&data]).as_str()));
-    assert_eq!(read_body(ok(s3.get_object().bucket("small").key("one").send().await, "get")).await, data);
+    assert_eq!(
+        read_body(ok(s3.get_object().bucket("small").key("one").send().await, "get")).await,
+        data
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -146,21 +225,51 @@ async fn abort_then_no_such_upload() {
     let (_server, s3) = with_bucket("abort").await;
     let id = create_upload(&s3, "abort", "k").await;
     let t = upload_part(&s3, "abort", "k", &id, 1, &random_bytes(1000, 1)).await;
-    ok(s3.abort_multipart_upload().bucket("abort").key("k").upload_id(&id).send().await, "abort");
-    assert_s3_error(s3.list_parts().bucket("abort").key("k").upload_id(&id).send().await, 404, "NoSuchUpload");
+    ok(
+        s3.abort_multipart_upload()
+            .bucket("abort")
+            .key("k")
+            .upload_id(&id)
+            .send()
+            .await,
+        "abort",
+    );
     assert_s3_error(
-        s3.upload_part().bucket("abort").key("k").upload_id(&id).part_number(2).body(bytestream(b"late")).send().await,
+        s3.list_parts().bucket("abort").key("k").upload_id(&id).send().await,
         404,
         "NoSuchUpload",
     );
     assert_s3_error(
-        s3.complete_multipart_upload().bucket("abort").key("k").upload_id(&id).multipart_upload(completed(&[(1, &t)])).send().await,
+        s3.upload_part()
+            .bucket("abort")
+            .key("k")
+            .upload_id(&id)
+            .part_number(2)
+            .body(bytestream(b"late"))
+            .send()
+            .await,
+        404,
+        "NoSuchUpload",
+    );
+    assert_s3_error(
+        s3.complete_multipart_upload()
+            .bucket("abort")
+            .key("k")
+            .upload_id(&id)
+            .multipart_upload(completed(&[(1, &t)]))
+            .send()
+            .await,
         404,
         "NoSuchUpload",
     );
     assert_s3_error(s3.get_object().bucket("abort").key("k").send().await, 404, "NoSuchKey");
     assert_s3_error(
-        s3.abort_multipart_upload().bucket("abort").key("k").upload_id("no-such-upload-id").send().await,
+        s3.abort_multipart_upload()
+            .bucket("abort")
+            .key("k")
+            .upload_id("no-such-upload-id")
+            .send()
+            .await,
         404,
         "NoSuchUpload",
     );
@@ -178,12 +287,20 @@ async fn complete_with_wrong_etag_or_missing_part_is_invalid_part() {
     let t2 = upload_part(&s3, "invalid", "k", &id, 2, &p2).await;
     let wrong = etag(b"not this part");
     let complete = |parts: CompletedMultipartUpload| {
-        s3.complete_multipart_upload().bucket("invalid").key("k").upload_id(&id).multipart_upload(parts).send()
+        s3.complete_multipart_upload()
+            .bucket("invalid")
+            .key("k")
+            .upload_id(&id)
+            .multipart_upload(parts)
+            .send()
     };
     assert_s3_error(complete(completed(&[(1, &t1), (2, &wrong)])).await, 400, "InvalidPart");
     assert_s3_error(complete(completed(&[(1, &t1), (3, &t2)])).await, 400, "InvalidPart");
     // The upload is still usable after a refused completion.
-    let done = ok(complete(completed(&[(1, &t1), (2, &t2)])).await, "complete after errors");
+    let done = ok(
+        complete(completed(&[(1, &t1), (2, &t2)])).await,
+        "complete after errors",
+    );
     assert_eq!(done.e_tag(), Some(multipart_etag(&[&p1, &p2]).as_str()));
 }
 
@@ -194,7 +311,13 @@ async fn complete_with_parts_out_of_order_is_invalid_part_order() {
     let t1 = upload_part(&s3, "order", "k", &id, 1, &random_bytes(MIN_PART_SIZE, 1)).await;
     let t2 = upload_part(&s3, "order", "k", &id, 2, &random_bytes(MIN_PART_SIZE, 2)).await;
     assert_s3_error(
-        s3.complete_multipart_upload().bucket("order").key("k").upload_id(&id).multipart_upload(completed(&[(2, &t2), (1, &t1)])).send().await,
+        s3.complete_multipart_upload()
+            .bucket("order")
+            .key("k")
+            .upload_id(&id)
+            .multipart_upload(completed(&[(2, &t2), (1, &t1)]))
+            .send()
+            .await,
         400,
         "InvalidPartOrder",
     );
@@ -228,7 +351,13 @@ async fn multipart_100_mib_with_concurrent_parts() {
     tags.sort();
     let refs: Vec<(i32, &str)> = tags.iter().map(|(n, t)| (*n, t.as_str())).collect();
     let done = ok(
-        s3.complete_multipart_upload().bucket("bigmpu").key("100mib").upload_id(&id).multipart_upload(completed(&refs)).send().await,
+        s3.complete_multipart_upload()
+            .bucket("bigmpu")
+            .key("100mib")
+            .upload_id(&id)
+            .multipart_upload(completed(&refs))
+            .send()
+            .await,
         "complete",
     );
     assert_eq!(done.e_tag(), Some(multipart_etag(&parts).as_str()));

@@ -20,14 +20,26 @@ async fn put_object_checks_content_md5() {
     let data = random_bytes(10_000, 1);
 
     let out = ok(
-        s3.put_object().bucket("md5").key("right").content_md5(content_md5(&data)).body(bytestream(&data)).send().await,
+        s3.put_object()
+            .bucket("md5")
+            .key("right")
+            .content_md5(content_md5(&data))
+            .body(bytestream(&data))
+            .send()
+            .await,
         "put with right Content-MD5",
     );
     assert_eq!(out.e_tag(), Some(etag(&data).as_str()));
 
     let wrong = content_md5(b"something else");
     assert_s3_error(
-        s3.put_object().bucket("md5").key("wrong").content_md5(wrong).body(bytestream(&data)).send().await,
+        s3.put_object()
+            .bucket("md5")
+            .key("wrong")
+            .content_md5(wrong)
+            .body(bytestream(&data))
+            .send()
+            .await,
         400,
         "BadDigest",
     );
@@ -35,7 +47,13 @@ async fn put_object_checks_content_md5() {
 
     for malformed in ["not base64!", "AAAA", &b64(&[0u8; 15])] {
         let f = sdk_failure(
-            s3.put_object().bucket("md5").key("malformed").content_md5(malformed).body(bytestream(&data)).send().await,
+            s3.put_object()
+                .bucket("md5")
+                .key("malformed")
+                .content_md5(malformed)
+                .body(bytestream(&data))
+                .send()
+                .await,
         );
         assert_eq!(
             (f.status, f.code.as_deref()),
@@ -120,13 +138,24 @@ async fn default_content_type_and_etag_is_quoted_md5() {
     for (i, len) in [1usize, 100, 65_536, 1_000_001].into_iter().enumerate() {
         let data = random_bytes(len, 100 + i as u64);
         let key = format!("obj-{len}");
-        let put = ok(s3.put_object().bucket("etags").key(&key).body(bytestream(&data)).send().await, "put");
+        let put = ok(
+            s3.put_object()
+                .bucket("etags")
+                .key(&key)
+                .body(bytestream(&data))
+                .send()
+                .await,
+            "put",
+        );
         let want = etag(&data);
         assert_eq!(put.e_tag(), Some(want.as_str()), "PUT ETag of {len} bytes");
         let head = ok(s3.head_object().bucket("etags").key(&key).send().await, "head");
         assert_eq!(head.e_tag(), Some(want.as_str()), "HEAD ETag");
         assert_eq!(head.content_length(), Some(len as i64));
-        assert!(head.content_type().is_some_and(|t| !t.is_empty()), "a default Content-Type is returned");
+        assert!(
+            head.content_type().is_some_and(|t| !t.is_empty()),
+            "a default Content-Type is returned"
+        );
         let get = ok(s3.get_object().bucket("etags").key(&key).send().await, "get");
         assert_eq!(get.e_tag(), Some(want.as_str()), "GET ETag");
         assert_eq!(read_body(get).await, data);
@@ -137,7 +166,15 @@ async fn default_content_type_and_etag_is_quoted_md5() {
 async fn get_object_single_ranges() {
     let (server, s3) = with_bucket("ranges").await;
     let data = random_bytes(1000, 7);
-    ok(s3.put_object().bucket("ranges").key("r").body(bytestream(&data)).send().await, "put");
+    ok(
+        s3.put_object()
+            .bucket("ranges")
+            .key("r")
+            .body(bytestream(&data))
+            .send()
+            .await,
+        "put",
+    );
 
     let cases: &[(&str, usize, usize)] = &[
         ("bytes=0-9", 0, 9),
@@ -149,14 +186,25 @@ async fn get_object_single_ranges() {
         ("bytes=0-", 0, 999),
     ];
     for (range, first, last) in cases {
-        let out = ok(s3.get_object().bucket("ranges").key("r").range(*range).send().await, range);
-        assert_eq!(out.content_range(), Some(format!("bytes {first}-{last}/1000").as_str()), "{range}");
+        let out = ok(
+            s3.get_object().bucket("ranges").key("r").range(*range).send().await,
+            range,
+        );
+        assert_eq!(
+            out.content_range(),
+            Some(format!("bytes {first}-{last}/1000").as_str()),
+            "{range}"
+        );
         assert_eq!(out.content_length(), Some((last - first + 1) as i64), "{range}");
         assert_eq!(read_body(out).await, &data[*first..=*last], "{range}");
     }
     for range in ["bytes=1000-", "bytes=1000-1001", "bytes=5000-6000"] {
         let f = sdk_failure(s3.get_object().bucket("ranges").key("r").range(range).send().await);
-        assert_eq!((f.status, f.code.as_deref()), (Some(416), Some("InvalidRange")), "{range}: {f:#?}");
+        assert_eq!(
+            (f.status, f.code.as_deref()),
+            (Some(416), Some("InvalidRange")),
+            "{range}: {f:#?}"
+        );
     }
 
     // The status line is 206 and Content-Range is set.
@@ -173,7 +221,15 @@ async fn get_object_single_ranges() {
 async fn conditional_get_and_head() {
     let (_server, s3) = with_bucket("cond").await;
     let data = random_bytes(5000, 9);
-    ok(s3.put_object().bucket("cond").key("c").body(bytestream(&data)).send().await, "put");
+    ok(
+        s3.put_object()
+            .bucket("cond")
+            .key("c")
+            .body(bytestream(&data))
+            .send()
+            .await,
+        "put",
+    );
     let head = ok(s3.head_object().bucket("cond").key("c").send().await, "head");
     let tag = head.e_tag().expect("etag").to_string();
     let modified = *head.last_modified().expect("Last-Modified");
@@ -183,34 +239,69 @@ async fn conditional_get_and_head() {
     let headq = || s3.head_object().bucket("cond").key("c");
 
     // If-Match
-    assert_eq!(read_body(ok(get().if_match(&tag).send().await, "If-Match right")).await, data);
-    assert_s3_error(get().if_match("\"0123456789abcdef0123456789abcdef\"").send().await, 412, "PreconditionFailed");
-    assert_status(headq().if_match("\"0123456789abcdef0123456789abcdef\"").send().await, 412);
+    assert_eq!(
+        read_body(ok(get().if_match(&tag).send().await, "If-Match right")).await,
+        data
+    );
+    assert_s3_error(
+        get().if_match("\"0123456789abcdef0123456789abcdef\"").send().await,
+        412,
+        "PreconditionFailed",
+    );
+    assert_status(
+        headq().if_match("\"0123456789abcdef0123456789abcdef\"").send().await,
+        412,
+    );
     // If-None-Match
     assert_status(get().if_none_match(&tag).send().await, 304);
     assert_status(headq().if_none_match(&tag).send().await, 304);
-    ok(get().if_none_match("\"0123456789abcdef0123456789abcdef\"").send().await, "If-None-Match other");
+    ok(
+        get().if_none_match("\"0123456789abcdef0123456789abcdef\"").send().await,
+        "If-None-Match other",
+    );
     // If-Modified-Since
     assert_status(get().if_modified_since(modified).send().await, 304);
     assert_status(get().if_modified_since(hour_after).send().await, 304);
     assert_status(headq().if_modified_since(modified).send().await, 304);
-    assert_eq!(read_body(ok(get().if_modified_since(hour_before).send().await, "IMS before")).await, data);
+    assert_eq!(
+        read_body(ok(get().if_modified_since(hour_before).send().await, "IMS before")).await,
+        data
+    );
     // If-Unmodified-Since
-    assert_s3_error(get().if_unmodified_since(hour_before).send().await, 412, "PreconditionFailed");
+    assert_s3_error(
+        get().if_unmodified_since(hour_before).send().await,
+        412,
+        "PreconditionFailed",
+    );
     assert_status(headq().if_unmodified_since(hour_before).send().await, 412);
-    ok(get().if_unmodified_since(modified).send().await, "IUS equal to Last-Modified");
+    ok(
+        get().if_unmodified_since(modified).send().await,
+        "IUS equal to Last-Modified",
+    );
     ok(get().if_unmodified_since(hour_after).send().await, "IUS after");
     // RFC 7232 precedence: If-Match true wins over If-Unmodified-Since false;
     // If-None-Match false wins over If-Modified-Since.
-    ok(get().if_match(&tag).if_unmodified_since(hour_before).send().await, "If-Match + IUS");
-    assert_status(get().if_none_match(&tag).if_modified_since(hour_before).send().await, 304);
+    ok(
+        get().if_match(&tag).if_unmodified_since(hour_before).send().await,
+        "If-Match + IUS",
+    );
+    assert_status(
+        get().if_none_match(&tag).if_modified_since(hour_before).send().await,
+        304,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn response_header_overrides() {
     let (_server, s3) = with_bucket("over").await;
     ok(
-        s3.put_object().bucket("over").key("o").content_type("text/plain").body(bytestream(b"override me")).send().await,
+        s3.put_object()
+            .bucket("over")
+            .key("o")
+            .content_type("text/plain")
+            .body(bytestream(b"override me"))
+            .send()
+            .await,
         "put",
     );
     let out = ok(
@@ -245,7 +336,13 @@ async fn head_object_reports_size_type_and_last_modified() {
     let before = SystemTime::now() - Duration::from_secs(5);
     let data = random_bytes(12_345, 3);
     ok(
-        s3.put_object().bucket("heads").key("h").content_type("image/png").body(bytestream(&data)).send().await,
+        s3.put_object()
+            .bucket("heads")
+            .key("h")
+            .content_type("image/png")
+            .body(bytestream(&data))
+            .send()
+            .await,
         "put",
     );
     let after = SystemTime::now() + Duration::from_secs(5);
@@ -254,7 +351,10 @@ async fn head_object_reports_size_type_and_last_modified() {
     assert_eq!(head.content_type(), Some("image/png"));
     assert_eq!(head.e_tag(), Some(etag(&data).as_str()));
     let lm = SystemTime::try_from(*head.last_modified().expect("Last-Modified")).unwrap();
-    assert!(lm >= before && lm <= after, "Last-Modified {lm:?} is not the time of the PUT");
+    assert!(
+        lm >= before && lm <= after,
+        "Last-Modified {lm:?} is not the time of the PUT"
+    );
     assert_status(s3.head_object().bucket("heads").key("missing").send().await, 404);
     assert_status(s3.head_object().bucket("no-such-bucket").key("h").send().await, 404);
 }
@@ -262,7 +362,15 @@ async fn head_object_reports_size_type_and_last_modified() {
 #[tokio::test(flavor = "multi_thread")]
 async fn delete_object_is_idempotent_204() {
     let (server, s3) = with_bucket("del").await;
-    ok(s3.put_object().bucket("del").key("d").body(bytestream(b"bye")).send().await, "put");
+    ok(
+        s3.put_object()
+            .bucket("del")
+            .key("d")
+            .body(bytestream(b"bye"))
+            .send()
+            .await,
+        "put",
+    );
     let resp = server.send(&server.sign(server.raw_request("DELETE", "/del/d")));
     assert_eq!(resp.status, 204, "delete existing: {resp:?}");
     assert_s3_error(s3.get_object().bucket("del").key("d").send().await, 404, "NoSuchKey");
@@ -270,13 +378,24 @@ async fn delete_object_is_idempotent_204() {
         let resp = server.send(&server.sign(server.raw_request("DELETE", "/del/d")));
         assert_eq!(resp.status, 204, "delete missing key: {resp:?}");
     }
-    ok(s3.delete_object().bucket("del").key("never-existed").send().await, "sdk delete missing");
-    assert_s3_error(s3.delete_object().bucket("no-bucket").key("d").send().await, 404, "NoSuchBucket");
+    ok(
+        s3.delete_object().bucket("del").key("never-existed").send().await,
+        "sdk delete missing",
+    );
+    assert_s3_error(
+        s3.delete_object().bucket("no-bucket").key("d").send().await,
+        404,
+        "NoSuchBucket",
+    );
 }
 
 fn ids(keys: &[&str], quiet: bool) -> Delete {
     Delete::builder()
-        .set_objects(Some(keys.iter().map(|k| ObjectIdentifier::builder().key(*k).build().unwrap()).collect()))
+        .set_objects(Some(
+            keys.iter()
+                .map(|k| ObjectIdentifier::builder().key(*k).build().unwrap())
+                .collect(),
+        ))
         .quiet(quiet)
         .build()
         .unwrap()
@@ -284,17 +403,32 @@ fn ids(keys: &[&str], quiet: bool) -> Delete {
 
 async fn keys_in(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
     let out = ok(s3.list_objects_v2().bucket(bucket).send().await, "list");
-    out.contents().iter().map(|o| o.key().unwrap_or("").to_string()).collect()
+    out.contents()
+        .iter()
+        .map(|o| o.key().unwrap_or("").to_string())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn delete_objects_verbose_and_quiet() {
     let (_server, s3) = with_bucket("multi").await;
     for k in ["a", "b", "c", "d", "e", "f"] {
-        ok(s3.put_object().bucket("multi").key(k).body(bytestream(k.as_bytes())).send().await, "put");
+        ok(
+            s3.put_object()
+                .bucket("multi")
+                .key(k)
+                .body(bytestream(k.as_bytes()))
+                .send()
+                .await,
+            "put",
+        );
     }
     let out = ok(
-        s3.delete_objects().bucket("multi").delete(ids(&["a", "b", "missing-1"], false)).send().await,
+        s3.delete_objects()
+            .bucket("multi")
+            .delete(ids(&["a", "b", "missing-1"], false))
+            .send()
+            .await,
         "verbose delete",
     );
     let mut deleted: Vec<&str> = out.deleted().iter().map(|d| d.key().unwrap_or("")).collect();
@@ -305,8 +439,15 @@ async fn delete_objects_verbose_and_quiet() {
     assert_eq!(keys_in(&s3, "multi").await, vec!["c", "d", "e", "f"]);
 
     let quiet = ids(&["c", "missing-2", "e"], true);
-    let out = ok(s3.delete_objects().bucket("multi").delete(quiet).send().await, "quiet delete");
-    assert!(out.deleted().is_empty(), "quiet mode lists no successes: {:?}", out.deleted());
+    let out = ok(
+        s3.delete_objects().bucket("multi").delete(quiet).send().await,
+        "quiet delete",
+    );
+    assert!(
+        out.deleted().is_empty(),
+        "quiet mode lists no successes: {:?}",
+        out.deleted()
+    );
     assert!(out.errors().is_empty(), "errors: {:?}", out.errors());
     assert_eq!(keys_in(&s3, "multi").await, vec!["d", "f"]);
 }
@@ -314,22 +455,51 @@ async fn delete_objects_verbose_and_quiet() {
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_key_and_missing_bucket_errors() {
     let (_server, s3) = with_bucket("exists").await;
-    assert_s3_error(s3.get_object().bucket("exists").key("nope").send().await, 404, "NoSuchKey");
-    assert_s3_error(s3.get_object().bucket("does-not-exist").key("nope").send().await, 404, "NoSuchBucket");
     assert_s3_error(
-        s3.put_object().bucket("does-not-exist").key("k").body(bytestream(b"x")).send().await,
+        s3.get_object().bucket("exists").key("nope").send().await,
+        404,
+        "NoSuchKey",
+    );
+    assert_s3_error(
+        s3.get_object().bucket("does-not-exist").key("nope").send().await,
         404,
         "NoSuchBucket",
     );
-    assert_s3_error(s3.list_objects_v2().bucket("does-not-exist").send().await, 404, "NoSuchBucket");
+    assert_s3_error(
+        s3.put_object()
+            .bucket("does-not-exist")
+            .key("k")
+            .body(bytestream(b"x"))
+            .send()
+            .await,
+        404,
+        "NoSuchBucket",
+    );
+    assert_s3_error(
+        s3.list_objects_v2().bucket("does-not-exist").send().await,
+        404,
+        "NoSuchBucket",
+    );
     let listed = ok(s3.list_buckets().send().await, "list buckets");
-    assert_eq!(listed.buckets().len(), 1, "a PUT into a missing bucket must not create it");
+    assert_eq!(
+        listed.buckets().len(),
+        1,
+        "a PUT into a missing bucket must not create it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn empty_object() {
     let (_server, s3) = with_bucket("empty").await;
-    let put = ok(s3.put_object().bucket("empty").key("zero").body(bytestream(b"")).send().await, "put empty");
+    let put = ok(
+        s3.put_object()
+            .bucket("empty")
+            .key("zero")
+            .body(bytestream(b""))
+            .send()
+            .await,
+        "put empty",
+    );
     assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
     assert_eq!(put.e_tag(), Some("\"d41d8cd98f00b204e9800998ecf8427e\""));
     let get = ok(s3.get_object().bucket("empty").key("zero").send().await, "get empty");
@@ -350,11 +520,18 @@ async fn overwrite_returns_new_content() {
     let v2 = random_bytes(1_234, 12);
     let v3 = random_bytes(2 * MIB + 3, 13);
     for v in [&v1, &v2, &v3, &v2] {
-        ok(s3.put_object().bucket("over").key("k").body(bytestream(v)).send().await, "put");
+        ok(
+            s3.put_object().bucket("over").key("k").body(bytestream(v)).send().await,
+            "put",
+        );
         let get = ok(s3.get_object().bucket("over").key("k").send().await, "get");
         assert_eq!(get.e_tag(), Some(etag(v).as_str()));
         let body = read_body(get).await;
-        assert_eq!((body.len(), md5_hex(&body)), (v.len(), md5_hex(v)), "overwrite must return the newest content");
+        assert_eq!(
+            (body.len(), md5_hex(&body)),
+            (v.len(), md5_hex(v)),
+            "overwrite must return the newest content"
+        );
     }
     let listed = ok(s3.list_objects_v2().bucket("over").send().await, "list");
     assert_eq!(listed.contents().len(), 1, "overwrites keep one key");
@@ -369,7 +546,12 @@ async fn put_and_get_100_mib_object_in_one_request() {
     let data = random_bytes(size, 100);
     let want_md5 = md5_hex(&data);
     let put = ok(
-        s3.put_object().bucket("big").key("100mib").body(aws_sdk_s3::primitives::ByteStream::from(data)).send().await,
+        s3.put_object()
+            .bucket("big")
+            .key("100mib")
+            .body(aws_sdk_s3::primitives::ByteStream::from(data))
+            .send()
+            .await,
         "put 100 MiB",
     );
     assert_eq!(put.e_tag(), Some(format!("\"{want_md5}\"").as_str()));

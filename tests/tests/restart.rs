@@ -18,7 +18,10 @@ async fn listing(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, List
         for o in page.expect("list page").contents() {
             out.insert(
                 o.key().unwrap().to_string(),
-                Listed { size: o.size().unwrap(), etag: o.e_tag().unwrap().to_string() },
+                Listed {
+                    size: o.size().unwrap(),
+                    etag: o.e_tag().unwrap().to_string(),
+                },
             );
         }
     }
@@ -61,28 +64,75 @@ async fn data_survives_clean_restart() {
     }
     // Overwritten: the second version must come back.
     let v2 = random_bytes(5000, 99);
-    ok(s3.put_object().bucket("alpha").key("overwritten").body(bytestream(&random_bytes(7000, 98))).send().await, "v1");
-    ok(s3.put_object().bucket("alpha").key("overwritten").body(bytestream(&v2)).send().await, "v2");
+    ok(
+        s3.put_object()
+            .bucket("alpha")
+            .key("overwritten")
+            .body(bytestream(&random_bytes(7000, 98)))
+            .send()
+            .await,
+        "v1",
+    );
+    ok(
+        s3.put_object()
+            .bucket("alpha")
+            .key("overwritten")
+            .body(bytestream(&v2))
+            .send()
+            .await,
+        "v2",
+    );
     objects.insert(("alpha".into(), "overwritten".into()), v2);
     // Deleted: must stay deleted.
     for key in ["deleted-small", "deleted-big"] {
         let size = if key == "deleted-big" { 2 * MIB } else { 10 };
-        ok(s3.put_object().bucket("beta").key(key).body(bytestream(&random_bytes(size, 5))).send().await, "put");
+        ok(
+            s3.put_object()
+                .bucket("beta")
+                .key(key)
+                .body(bytestream(&random_bytes(size, 5)))
+                .send()
+                .await,
+            "put",
+        );
         ok(s3.delete_object().bucket("beta").key(key).send().await, "delete");
     }
     // A multipart object.
-    let parts = [random_bytes(MIN_PART_SIZE, 71), random_bytes(MIN_PART_SIZE, 72), random_bytes(123_457, 73)];
-    let id = ok(s3.create_multipart_upload().bucket("alpha").key("multi/part").send().await, "create mpu")
-        .upload_id()
-        .unwrap()
-        .to_string();
+    let parts = [
+        random_bytes(MIN_PART_SIZE, 71),
+        random_bytes(MIN_PART_SIZE, 72),
+        random_bytes(123_457, 73),
+    ];
+    let id = ok(
+        s3.create_multipart_upload()
+            .bucket("alpha")
+            .key("multi/part")
+            .send()
+            .await,
+        "create mpu",
+    )
+    .upload_id()
+    .unwrap()
+    .to_string();
     let mut completed = Vec::new();
     for (i, p) in parts.iter().enumerate() {
         let out = ok(
-            s3.upload_part().bucket("alpha").key("multi/part").upload_id(&id).part_number(i as i32 + 1).body(bytestream(p)).send().await,
+            s3.upload_part()
+                .bucket("alpha")
+                .key("multi/part")
+                .upload_id(&id)
+                .part_number(i as i32 + 1)
+                .body(bytestream(p))
+                .send()
+                .await,
             "upload part",
         );
-        completed.push(CompletedPart::builder().part_number(i as i32 + 1).e_tag(out.e_tag().unwrap()).build());
+        completed.push(
+            CompletedPart::builder()
+                .part_number(i as i32 + 1)
+                .e_tag(out.e_tag().unwrap())
+                .build(),
+        );
     }
     ok(
         s3.complete_multipart_upload()
@@ -96,13 +146,23 @@ async fn data_survives_clean_restart() {
     );
     objects.insert(("alpha".into(), "multi/part".into()), parts.concat());
     // An upload in progress survives too.
-    let pending = ok(s3.create_multipart_upload().bucket("beta").key("pending").send().await, "create mpu")
-        .upload_id()
-        .unwrap()
-        .to_string();
+    let pending = ok(
+        s3.create_multipart_upload().bucket("beta").key("pending").send().await,
+        "create mpu",
+    )
+    .upload_id()
+    .unwrap()
+    .to_string();
     let pending_part = random_bytes(MIN_PART_SIZE, 80);
     let pending_tag = ok(
-        s3.upload_part().bucket("beta").key("pending").upload_id(&pending).part_number(1).body(bytestream(&pending_part)).send().await,
+        s3.upload_part()
+            .bucket("beta")
+            .key("pending")
+            .upload_id(&pending)
+            .part_number(1)
+            .body(bytestream(&pending_part))
+            .send()
+            .await,
         "upload part",
     )
     .e_tag()
@@ -122,16 +182,27 @@ async fn data_survives_clean_restart() {
     assert_eq!(listing(&s3, "beta").await, beta_before, "beta listing after restart");
     assert!(listing(&s3, "gamma-empty").await.is_empty());
     for ((bucket, key), data) in &objects {
-        let get = ok(s3.get_object().bucket(bucket).key(key).send().await, &format!("get {bucket}/{key} after restart"));
+        let get = ok(
+            s3.get_object().bucket(bucket).key(key).send().await,
+            &format!("get {bucket}/{key} after restart"),
+        );
         if key != "multi/part" {
             assert_eq!(get.e_tag(), Some(etag(data).as_str()), "{bucket}/{key}");
         }
         if key.starts_with("size-") {
             assert_eq!(get.content_type(), Some("application/x-test"), "{bucket}/{key}");
-            assert_eq!(get.metadata().and_then(|m| m.get("origin")).map(String::as_str), Some(bucket.as_str()));
+            assert_eq!(
+                get.metadata().and_then(|m| m.get("origin")).map(String::as_str),
+                Some(bucket.as_str())
+            );
         }
         let body = read_body(get).await;
-        assert!(body == *data, "{bucket}/{key}: {} bytes back, {} expected, or content differs", body.len(), data.len());
+        assert!(
+            body == *data,
+            "{bucket}/{key}: {} bytes back, {} expected, or content differs",
+            body.len(),
+            data.len()
+        );
     }
     for key in ["deleted-small", "deleted-big"] {
         assert_s3_error(s3.get_object().bucket("beta").key(key).send().await, 404, "NoSuchKey");
@@ -141,7 +212,14 @@ async fn data_survives_clean_restart() {
     // The pending upload can be finished after the restart.
     let last = random_bytes(10, 81);
     let last_tag = ok(
-        s3.upload_part().bucket("beta").key("pending").upload_id(&pending).part_number(2).body(bytestream(&last)).send().await,
+        s3.upload_part()
+            .bucket("beta")
+            .key("pending")
+            .upload_id(&pending)
+            .part_number(2)
+            .body(bytestream(&last))
+            .send()
+            .await,
         "upload part after restart",
     )
     .e_tag()

@@ -10,7 +10,12 @@ const AK: &str = "AKIDEXAMPLE";
 const SK: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
 fn authorization(headers: &[(String, String)]) -> String {
-    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("authorization")).expect("authorization").1.clone()
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        .expect("authorization")
+        .1
+        .clone()
 }
 
 #[test]
@@ -20,21 +25,56 @@ fn proto_signer_matches_aws_reference_signer() {
     let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
         pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
     };
-    let cases: Vec<(&str, &str, Vec<(String, String)>, Payload)> = vec![
+    type Case<'a> = (&'a str, &'a str, Vec<(String, String)>, Payload<'a>);
+    let cases: Vec<Case> = vec![
         ("GET", "/", h(&[("host", "127.0.0.1:9000")]), Payload::Bytes(b"")),
-        ("GET", "/bucket?list-type=2&prefix=a%2Fb&delimiter=%2F", h(&[("host", "127.0.0.1:9000")]), Payload::Bytes(b"")),
+        (
+            "GET",
+            "/bucket?list-type=2&prefix=a%2Fb&delimiter=%2F",
+            h(&[("host", "127.0.0.1:9000")]),
+            Payload::Bytes(b""),
+        ),
         ("GET", "/bucket?uploads", h(&[("host", "h")]), Payload::Bytes(b"")),
-        ("GET", "/bucket?prefix=sp%20ace&start-after=%2B%7E", h(&[("host", "h")]), Payload::Bytes(b"")),
+        (
+            "GET",
+            "/bucket?prefix=sp%20ace&start-after=%2B%7E",
+            h(&[("host", "h")]),
+            Payload::Bytes(b""),
+        ),
         (
             "PUT",
             "/bucket/dir/file%20name%2B1.txt",
-            h(&[("host", "h"), ("content-type", "text/plain"), ("x-amz-meta-note", "  two   spaces  ")]),
+            h(&[
+                ("host", "h"),
+                ("content-type", "text/plain"),
+                ("x-amz-meta-note", "  two   spaces  "),
+            ]),
             Payload::Bytes(&body),
         ),
-        ("PUT", "/bucket/%E6%97%A5%E6%9C%AC%E8%AA%9E", h(&[("host", "h")]), Payload::Unsigned),
-        ("PUT", "/bucket/k?partNumber=2&uploadId=abc%2Bdef", h(&[("host", "h")]), Payload::StreamingUnsignedTrailer),
-        ("PUT", "/bucket/k", h(&[("host", "h"), ("content-encoding", "aws-chunked")]), Payload::StreamingSigned),
-        ("HEAD", "/bucket/k", h(&[("host", "h"), ("range", "bytes=0-9")]), Payload::Bytes(b"")),
+        (
+            "PUT",
+            "/bucket/%E6%97%A5%E6%9C%AC%E8%AA%9E",
+            h(&[("host", "h")]),
+            Payload::Unsigned,
+        ),
+        (
+            "PUT",
+            "/bucket/k?partNumber=2&uploadId=abc%2Bdef",
+            h(&[("host", "h")]),
+            Payload::StreamingUnsignedTrailer,
+        ),
+        (
+            "PUT",
+            "/bucket/k",
+            h(&[("host", "h"), ("content-encoding", "aws-chunked")]),
+            Payload::StreamingSigned,
+        ),
+        (
+            "HEAD",
+            "/bucket/k",
+            h(&[("host", "h"), ("range", "bytes=0-9")]),
+            Payload::Bytes(b""),
+        ),
         ("DELETE", "/bucket/a/..//b", h(&[("host", "h")]), Payload::Bytes(b"")),
     ];
     for (method, target, headers, payload) in cases {

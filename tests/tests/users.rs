@@ -18,7 +18,10 @@ fn users_file() -> String {
 }
 
 fn start() -> Server {
-    Server::start_with(ServerOpts { users: Some(users_file()), ..Default::default() })
+    Server::start_with(ServerOpts {
+        users: Some(users_file()),
+        ..Default::default()
+    })
 }
 
 fn names(out: &aws_sdk_s3::operation::list_buckets::ListBucketsOutput) -> Vec<&str> {
@@ -39,13 +42,29 @@ async fn each_user_sees_only_its_own_buckets() {
     assert_eq!(names(&a), vec!["alice-1", "alice-2"]);
     let owner = a.owner().expect("owner");
     assert_eq!(owner.id(), Some("alice-id"));
-    assert_eq!(owner.display_name(), Some("Alice Liddell"), "display name is the rest of the line");
+    assert_eq!(
+        owner.display_name(),
+        Some("Alice Liddell"),
+        "display name is the rest of the line"
+    );
     let b = ok(bob.list_buckets().send().await, "bob lists");
     assert_eq!(names(&b), vec!["bob-1"]);
     assert_eq!(b.owner().and_then(|o| o.id()), Some("bob-id"));
 
-    ok(alice.put_object().bucket("alice-1").key("k").body(bytestream(b"alice's")).send().await, "put");
-    let listed = ok(alice.list_objects_v2().bucket("alice-1").fetch_owner(true).send().await, "list");
+    ok(
+        alice
+            .put_object()
+            .bucket("alice-1")
+            .key("k")
+            .body(bytestream(b"alice's"))
+            .send()
+            .await,
+        "put",
+    );
+    let listed = ok(
+        alice.list_objects_v2().bucket("alice-1").fetch_owner(true).send().await,
+        "list",
+    );
     assert_eq!(listed.contents()[0].owner().and_then(|o| o.id()), Some("alice-id"));
 }
 
@@ -55,22 +74,61 @@ async fn cross_user_access_is_access_denied() {
     let alice = server.client_for(ALICE_KEY, ALICE_SECRET);
     let bob = server.client_for(BOB_KEY, BOB_SECRET);
     ok(alice.create_bucket().bucket("alices").send().await, "create");
-    ok(alice.put_object().bucket("alices").key("diary").body(bytestream(b"dear diary")).send().await, "put");
+    ok(
+        alice
+            .put_object()
+            .bucket("alices")
+            .key("diary")
+            .body(bytestream(b"dear diary"))
+            .send()
+            .await,
+        "put",
+    );
 
-    assert_s3_error(bob.get_object().bucket("alices").key("diary").send().await, 403, "AccessDenied");
+    assert_s3_error(
+        bob.get_object().bucket("alices").key("diary").send().await,
+        403,
+        "AccessDenied",
+    );
     assert_status(bob.head_object().bucket("alices").key("diary").send().await, 403);
     assert_status(bob.head_bucket().bucket("alices").send().await, 403);
     assert_s3_error(bob.list_objects_v2().bucket("alices").send().await, 403, "AccessDenied");
     assert_s3_error(
-        bob.put_object().bucket("alices").key("graffiti").body(bytestream(b"bob was here")).send().await,
+        bob.put_object()
+            .bucket("alices")
+            .key("graffiti")
+            .body(bytestream(b"bob was here"))
+            .send()
+            .await,
         403,
         "AccessDenied",
     );
-    assert_s3_error(bob.put_object().bucket("alices").key("diary").body(bytestream(b"x")).send().await, 403, "AccessDenied");
-    assert_s3_error(bob.delete_object().bucket("alices").key("diary").send().await, 403, "AccessDenied");
-    assert_s3_error(bob.create_multipart_upload().bucket("alices").key("mp").send().await, 403, "AccessDenied");
+    assert_s3_error(
+        bob.put_object()
+            .bucket("alices")
+            .key("diary")
+            .body(bytestream(b"x"))
+            .send()
+            .await,
+        403,
+        "AccessDenied",
+    );
+    assert_s3_error(
+        bob.delete_object().bucket("alices").key("diary").send().await,
+        403,
+        "AccessDenied",
+    );
+    assert_s3_error(
+        bob.create_multipart_upload().bucket("alices").key("mp").send().await,
+        403,
+        "AccessDenied",
+    );
     assert_s3_error(bob.delete_bucket().bucket("alices").send().await, 403, "AccessDenied");
-    assert_s3_error(bob.get_bucket_location().bucket("alices").send().await, 403, "AccessDenied");
+    assert_s3_error(
+        bob.get_bucket_location().bucket("alices").send().await,
+        403,
+        "AccessDenied",
+    );
 
     // Nothing changed.
     let body = read_body(ok(alice.get_object().bucket("alices").key("diary").send().await, "get")).await;
@@ -90,14 +148,26 @@ async fn bucket_names_are_global_across_users() {
     let alice = server.client_for(ALICE_KEY, ALICE_SECRET);
     let bob = server.client_for(BOB_KEY, BOB_SECRET);
     ok(alice.create_bucket().bucket("contested").send().await, "alice creates");
-    assert_s3_error(bob.create_bucket().bucket("contested").send().await, 409, "BucketAlreadyExists");
-    assert_s3_error(alice.create_bucket().bucket("contested").send().await, 409, "BucketAlreadyOwnedByYou");
+    assert_s3_error(
+        bob.create_bucket().bucket("contested").send().await,
+        409,
+        "BucketAlreadyExists",
+    );
+    assert_s3_error(
+        alice.create_bucket().bucket("contested").send().await,
+        409,
+        "BucketAlreadyOwnedByYou",
+    );
     let b = ok(bob.list_buckets().send().await, "bob lists");
     assert!(names(&b).is_empty(), "bob got a bucket: {:?}", names(&b));
     // After alice deletes it, bob can take the name.
     ok(alice.delete_bucket().bucket("contested").send().await, "alice deletes");
     ok(bob.create_bucket().bucket("contested").send().await, "bob creates");
-    assert_s3_error(alice.list_objects_v2().bucket("contested").send().await, 403, "AccessDenied");
+    assert_s3_error(
+        alice.list_objects_v2().bucket("contested").send().await,
+        403,
+        "AccessDenied",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

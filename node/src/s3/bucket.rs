@@ -16,17 +16,39 @@ use crate::meta::{bucket_prefix, T_OBJECTS, T_PARTS, T_UPLOADS};
 use crate::response::Response;
 use crate::server::Ctx;
 
-pub fn list_buckets(ctx: &Ctx, user: &User) -> S3Result<Response> {
+pub fn list_buckets(ctx: &Ctx, req: &Request<'_>, user: &User) -> S3Result<Response> {
+    let q = &req.routed.query;
+    let max = match q.get("max-buckets") {
+        None => usize::MAX,
+        Some(v) => v.parse::<usize>().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
+            S3Error::with_message(S3ErrorCode::InvalidArgument, "max-buckets must be an integer between 1 and 10000")
+        })?,
+    };
+    let prefix = q.get("prefix").unwrap_or("");
+    let after = q.get("continuation-token").unwrap_or("");
+    let mut buckets = ctx.shared.buckets.list_owned_by(&user.user_id);
+    buckets.retain(|b| b.name.starts_with(prefix) && b.name.as_str() > after);
+    let truncated = buckets.len() > max;
+    buckets.truncate(max);
     let mut w = XmlWriter::new().root("ListAllMyBucketsResult");
     w.open("Owner").elem("ID", &user.user_id).elem("DisplayName", &user.display_name).close("Owner");
     w.open("Buckets");
-    for b in ctx.shared.buckets.list_owned_by(&user.user_id) {
+    for b in &buckets {
         w.open("Bucket")
             .elem("Name", &b.name)
             .elem("CreationDate", &format_iso8601_ms(b.created_ms))
+            .elem("BucketRegion", &ctx.shared.config.region)
             .close("Bucket");
     }
-    w.close("Buckets").close("ListAllMyBucketsResult");
+    w.close("Buckets");
+    if truncated {
+        // Bucket names are plain ASCII: the last name is a usable token.
+        w.elem_opt("ContinuationToken", buckets.last().map(|b| b.name.as_str()));
+    }
+    if q.has("prefix") {
+        w.elem("Prefix", prefix);
+    }
+    w.close("ListAllMyBucketsResult");
     Ok(Response::xml(200, w.finish()))
 }
 

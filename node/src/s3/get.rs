@@ -147,7 +147,9 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
         }
     }
     let size = summary.size;
+    let (part_range, parts_count) = part_range(req, &meta)?;
     let range = match req.header("range").map(|v| parse_range(v, size)) {
+        _ if part_range.is_some() => part_range,
         None | Some(Ok(None)) => None,
         Some(Ok(Some(r))) => Some(r),
         Some(Err(())) => {
@@ -161,6 +163,9 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     resp.push_header("Accept-Ranges", "bytes");
     if let Some(r) = &range {
         resp.push_header("Content-Range", format!("bytes {}-{}/{size}", r.start, r.end - 1));
+    }
+    if let Some(n) = parts_count {
+        resp.push_header("x-amz-mp-parts-count", n.to_string());
     }
     let whole = range.is_none();
     if whole && req.header("x-amz-checksum-mode").is_some_and(|v| v.eq_ignore_ascii_case("ENABLED")) {
@@ -201,6 +206,22 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     }
     resp.body = RespBody::Object(ObjectStream { ctx: ctx.clone(), shard, body: stored.body, range });
     Ok(resp)
+}
+
+/// `partNumber=N`: the byte range of part N and the part count of a
+/// multipart object; part 1 of a single-part object is the whole object.
+fn part_range(req: &Request<'_>, meta: &ObjectMeta) -> S3Result<(Option<Range<u64>>, Option<usize>)> {
+    let Some(v) = req.routed.query.get("partNumber") else { return Ok((None, None)) };
+    let n = v.parse::<usize>().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
+        S3Error::with_message(S3ErrorCode::InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive")
+    })?;
+    let invalid = || S3Error::with_message(S3ErrorCode::InvalidPart, "The requested partnumber is not satisfiable");
+    if meta.part_sizes.is_empty() {
+        return if n == 1 { Ok((None, None)) } else { Err(invalid()) };
+    }
+    let size = *meta.part_sizes.get(n - 1).ok_or_else(invalid)?;
+    let start: u64 = meta.part_sizes[..n - 1].iter().sum();
+    Ok((Some(start..start + size), Some(meta.part_sizes.len())))
 }
 
 #[cfg(test)]

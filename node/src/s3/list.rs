@@ -7,6 +7,7 @@ use std::rc::Rc;
 use base64::Engine;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tessera_io::Entry;
+use tessera_proto::router::Query;
 use tessera_proto::time::format_iso8601_ms;
 use tessera_proto::xml::XmlWriter;
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
@@ -155,6 +156,26 @@ fn enc(s: &str, url: bool) -> String {
     if url { utf8_percent_encode(s, URL_ENCODE).to_string() } else { s.to_string() }
 }
 
+/// `max-keys`: a non-negative integer; values above `MAX_KEYS` mean `MAX_KEYS`.
+fn parse_max_keys(q: &Query) -> S3Result<usize> {
+    match q.get("max-keys") {
+        None => Ok(MAX_KEYS),
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) if n >= 0 => Ok((n as u64).min(MAX_KEYS as u64) as usize),
+            _ => Err(bad_arg("Provided max-keys not an integer or within integer range")),
+        },
+    }
+}
+
+/// `encoding-type`: absent or `url`.
+fn parse_encoding(q: &Query) -> S3Result<bool> {
+    match q.get("encoding-type") {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("url") => Ok(true),
+        Some(_) => Err(bad_arg("Invalid Encoding Method specified in Request")),
+    }
+}
+
 fn bad_arg(msg: &str) -> S3Error {
     S3Error::with_message(S3ErrorCode::InvalidArgument, msg)
 }
@@ -163,15 +184,8 @@ pub async fn list_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, 
     let q = &req.routed.query;
     let prefix = q.get("prefix").unwrap_or("").to_string();
     let delimiter = q.get("delimiter").unwrap_or("").to_string();
-    let max_keys = match q.get("max-keys") {
-        None => MAX_KEYS,
-        Some(v) => v.trim().parse::<i64>().map_err(|_| bad_arg("Provided max-keys not an integer or within integer range"))?.clamp(0, MAX_KEYS as i64) as usize,
-    };
-    let url = match q.get("encoding-type") {
-        None => false,
-        Some(v) if v.eq_ignore_ascii_case("url") => true,
-        Some(_) => return Err(bad_arg("Invalid Encoding Method specified in Request")),
-    };
+    let max_keys = parse_max_keys(q)?;
+    let url = parse_encoding(q)?;
     if q.get("allow-unordered").is_some_and(|v| v == "true") && !delimiter.is_empty() {
         return Err(bad_arg("allow-unordered cannot be used with a delimiter"));
     }
@@ -252,15 +266,8 @@ pub async fn list_versions(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo)
     let q = &req.routed.query;
     let prefix = q.get("prefix").unwrap_or("").to_string();
     let delimiter = q.get("delimiter").unwrap_or("").to_string();
-    let max_keys = match q.get("max-keys") {
-        None => MAX_KEYS,
-        Some(v) => v.trim().parse::<i64>().map_err(|_| bad_arg("Provided max-keys not an integer or within integer range"))?.clamp(0, MAX_KEYS as i64) as usize,
-    };
-    let url = match q.get("encoding-type") {
-        None => false,
-        Some(v) if v.eq_ignore_ascii_case("url") => true,
-        Some(_) => return Err(bad_arg("Invalid Encoding Method specified in Request")),
-    };
+    let max_keys = parse_max_keys(q)?;
+    let url = parse_encoding(q)?;
     let key_marker = q.get("key-marker").filter(|m| !m.is_empty()).map(str::to_string);
     let l = collect(ctx, &b.name, &prefix, &delimiter, key_marker.as_deref(), max_keys).await?;
     let mut w = XmlWriter::new().root("ListVersionsResult");

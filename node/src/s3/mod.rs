@@ -29,7 +29,7 @@ pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response
     let user = req.user.clone().ok_or_else(|| S3Error::new(S3ErrorCode::AccessDenied))?;
     let op = req.routed.op.clone();
     match op {
-        Op::ListBuckets => bucket::list_buckets(ctx, &user),
+        Op::ListBuckets => bucket::list_buckets(ctx, req, &user),
         Op::CreateBucket => bucket::create_bucket(ctx, req, &user).await,
         _ => {
             let b = owned_bucket(ctx, req.bucket(), &user)?;
@@ -62,6 +62,9 @@ pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response
                 Op::CreateMultipartUpload => multipart::create(ctx, req, &b, &user).await,
                 Op::UploadPart { part_number, upload_id } => {
                     multipart::upload_part(ctx, req, &b, part_number, &upload_id).await
+                }
+                Op::UploadPartCopy { part_number, upload_id } => {
+                    multipart::upload_part_copy(ctx, req, &b, &user, part_number, &upload_id).await
                 }
                 Op::CompleteMultipartUpload { upload_id } => multipart::complete(ctx, req, &b, &upload_id).await,
                 Op::AbortMultipartUpload { upload_id } => multipart::abort(ctx, req, &b, &upload_id).await,

@@ -11,8 +11,9 @@ use tessera_proto::time::{format_iso8601_ms, now_unix_ms};
 use tessera_proto::xml::{self, XmlWriter};
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
-use super::put::{meta_from_headers, store_body};
-use super::{io_error, shard_of, unquote};
+use super::get::check_copy_conditions;
+use super::put::{copy_range, meta_from_headers, parse_copy_source, store_body};
+use super::{io_error, owned_bucket, shard_of, unquote};
 use crate::buckets::BucketInfo;
 use crate::conn::Request;
 use crate::identity::User;
@@ -64,9 +65,6 @@ pub async fn create(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: 
 }
 
 pub async fn upload_part(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, part: u32, id: &str) -> S3Result<Response> {
-    if req.head.headers.contains("x-amz-copy-source") {
-        return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "UploadPartCopy is not implemented"));
-    }
     if req.body.announced_len().is_none() && !req.head.headers.contains("transfer-encoding") {
         return Err(S3Error::new(S3ErrorCode::MissingContentLength));
     }
@@ -92,6 +90,75 @@ pub async fn upload_part(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, p
     Ok(resp)
 }
 
+/// UploadPartCopy: a part made of (a range of) an existing object.
+pub async fn upload_part_copy(
+    ctx: &Rc<Ctx>,
+    req: &mut Request<'_>,
+    b: &BucketInfo,
+    user: &User,
+    part: u32,
+    id: &str,
+) -> S3Result<Response> {
+    let key = req.key().to_string();
+    let shard = shard_of(ctx, &b.name, &key);
+    load_upload(ctx, shard, &b.name, &key, id).await?;
+    let (sb, sk) = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
+    let src_bucket = owned_bucket(ctx, &sb, user)?;
+    let src_shard = shard_of(ctx, &src_bucket.name, &sk);
+    let stored = ctx
+        .shards
+        .load(src_shard, T_OBJECTS, object_key(&src_bucket.name, &sk))
+        .await
+        .map_err(io_error)?
+        .ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchKey))?;
+    let src = ObjectSummary::decode(&stored.summary).ok_or_else(|| super::internal("corrupt summary"))?;
+    check_copy_conditions(req, &src)?;
+    let range = match req.header("x-amz-copy-source-range") {
+        None => 0..src.size,
+        Some(v) => parse_copy_range(v, src.size)?,
+    };
+    let (body, md5) = copy_range(ctx, src_shard, stored.body, range.clone(), shard, true).await?;
+    let summary = PartSummary { size: range.end - range.start, mtime_ms: now_unix_ms(), md5 };
+    let m = Mutation::Put {
+        table: T_PARTS,
+        key: part_key(&b.name, &key, id, part),
+        summary: summary.encode(),
+        meta: Vec::new(),
+        body,
+    };
+    load_upload(ctx, shard, &b.name, &key, id).await?;
+    ctx.shards.commit(shard, vec![m]).await.map_err(io_error)?;
+    let mut w = XmlWriter::new().root("CopyPartResult");
+    w.elem("LastModified", &format_iso8601_ms(summary.mtime_ms)).elem("ETag", &summary.etag()).close("CopyPartResult");
+    Ok(Response::xml(200, w.finish()))
+}
+
+/// `x-amz-copy-source-range: bytes=first-last`, both required and inside the source.
+fn parse_copy_range(v: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
+    let bad = || S3Error::with_message(S3ErrorCode::InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy");
+    let spec = v.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+    let (a, z) = spec.split_once('-').ok_or_else(bad)?;
+    let first: u64 = a.trim().parse().map_err(|_| bad())?;
+    let last: u64 = z.trim().parse().map_err(|_| bad())?;
+    if first > last {
+        return Err(bad());
+    }
+    if last >= size {
+        return Err(S3Error::with_message(S3ErrorCode::InvalidRange, "The requested range is not satisfiable"));
+    }
+    Ok(first..last + 1)
+}
+
+/// The ETag a completed upload of `parts` has: MD5 of the parts' MD5s, "-N".
+fn multipart_etag(parts: &[xml::CompletePart]) -> Option<String> {
+    let mut md5s = Md5::new();
+    for p in parts {
+        let raw = hex::decode(unquote(&p.etag)).ok().filter(|r| r.len() == 16)?;
+        md5s.update(&raw);
+    }
+    Some(format!("\"{}-{}\"", hex::encode(md5s.finalize()), parts.len()))
+}
+
 /// Every part of an upload, in part-number order: (number, key, summary).
 async fn all_parts(ctx: &Ctx, shard: u32, b: &str, k: &str, id: &str) -> S3Result<Vec<(u32, Vec<u8>, PartSummary)>> {
     let prefix = part_prefix(b, k, id);
@@ -115,9 +182,21 @@ async fn all_parts(ctx: &Ctx, shard: u32, b: &str, k: &str, id: &str) -> S3Resul
 pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: &str) -> S3Result<Response> {
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
-    let upload = load_upload(ctx, shard, &b.name, &key, id).await?;
     let body = req.read_body_to_vec(xml::MAX_XML_BODY_BYTES).await?;
     let wanted = xml::parse_complete_multipart(&body)?;
+    let upload = match load_upload(ctx, shard, &b.name, &key, id).await {
+        Ok(u) => u,
+        Err(e) if e.code == S3ErrorCode::NoSuchUpload => {
+            // A repeated Complete of an upload that already made this object succeeds again.
+            let current = ctx.shards.get(shard, T_OBJECTS, object_key(&b.name, &key)).await.map_err(io_error)?;
+            let etag = current.and_then(|c| ObjectSummary::decode(&c.summary)).map(|s| s.etag());
+            if etag.is_some() && etag == multipart_etag(&wanted) {
+                return Ok(complete_result(&b.name, &key, etag.as_deref().unwrap_or_default()));
+            }
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     if wanted.len() > MAX_PARTS {
         return Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "too many parts"));
     }
@@ -128,6 +207,7 @@ pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: 
     let mut extents = Vec::new();
     let mut md5s = Md5::new();
     let mut size = 0u64;
+    let mut part_sizes = Vec::with_capacity(wanted.len());
     for (i, w) in wanted.iter().enumerate() {
         let Ok(pos) = have.binary_search_by_key(&w.part_number, |p| p.0) else {
             return Err(S3Error::new(S3ErrorCode::InvalidPart));
@@ -147,7 +227,10 @@ pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: 
         }
         md5s.update(ps.md5);
         size += ps.size;
+        part_sizes.push(ps.size);
     }
+    let mut meta = upload.meta;
+    meta.part_sizes = part_sizes;
     let summary = ObjectSummary {
         size,
         mtime_ms: now_unix_ms(),
@@ -159,20 +242,24 @@ pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: 
             table: T_OBJECTS,
             key: object_key(&b.name, &key),
             summary: summary.encode(),
-            meta: upload.meta.encode(),
+            meta: meta.encode(),
             body: Body::Extents(extents),
         },
         Mutation::Delete { table: T_UPLOADS, key: upload_key(&b.name, &key, id) },
     ];
     muts.extend(have.into_iter().map(|(_, k, _)| Mutation::Delete { table: T_PARTS, key: k }));
     ctx.shards.commit(shard, muts).await.map_err(io_error)?;
+    Ok(complete_result(&b.name, &key, &summary.etag()))
+}
+
+fn complete_result(bucket: &str, key: &str, etag: &str) -> Response {
     let mut w = XmlWriter::new().root("CompleteMultipartUploadResult");
-    w.elem("Location", &format!("/{}/{}", b.name, key))
-        .elem("Bucket", &b.name)
-        .elem("Key", &key)
-        .elem("ETag", &summary.etag())
+    w.elem("Location", &format!("/{bucket}/{key}"))
+        .elem("Bucket", bucket)
+        .elem("Key", key)
+        .elem("ETag", etag)
         .close("CompleteMultipartUploadResult");
-    Ok(Response::xml(200, w.finish()))
+    Response::xml(200, w.finish())
 }
 
 pub async fn abort(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: &str) -> S3Result<Response> {

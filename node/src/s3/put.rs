@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use md5::{Digest, Md5};
 use monoio::task::JoinHandle;
 use tessera_io::{Body, DataBuf, Extent, IoError, Mutation};
 use tessera_proto::checksum::BodySums;
@@ -65,6 +66,7 @@ pub fn meta_from_headers(h: &Headers) -> S3Result<ObjectMeta> {
         expires: get("expires"),
         checksum: None,
         user,
+        part_sizes: Vec::new(),
     })
 }
 
@@ -152,7 +154,7 @@ pub async fn put_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
 }
 
 /// Parses `x-amz-copy-source`: `[/]bucket/key[?versionId=...]`, URL-encoded.
-fn parse_copy_source(v: &str) -> S3Result<(String, String)> {
+pub(super) fn parse_copy_source(v: &str) -> S3Result<(String, String)> {
     let v = v.split_once("?versionId=").map_or(v, |(p, _)| p);
     let decoded = percent_decode(v)?;
     let s = decoded.strip_prefix('/').unwrap_or(&decoded);
@@ -186,10 +188,12 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, u
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
     }
-    let meta = if replace { meta_from_headers(&req.head.headers)? } else { src_meta };
+    let mut meta = if replace { meta_from_headers(&req.head.headers)? } else { src_meta };
+    // A copy is a new single-part object: its ETag is the MD5 of its bytes.
+    meta.part_sizes.clear();
     let dst_shard = shard_of(ctx, &b.name, &key);
-    let body = copy_body(ctx, src_shard, dst_shard, stored.body, src_summary.size).await?;
-    let summary = ObjectSummary { size: src_summary.size, mtime_ms: now_unix_ms(), md5: src_summary.md5, parts: src_summary.parts };
+    let (body, md5) = copy_range(ctx, src_shard, stored.body, 0..src_summary.size, dst_shard, false).await?;
+    let summary = ObjectSummary { size: src_summary.size, mtime_ms: now_unix_ms(), md5, parts: 0 };
     let m = Mutation::Put {
         table: T_OBJECTS,
         key: object_key(&b.name, &key),
@@ -204,16 +208,41 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, u
     Ok(Response::xml(200, w.finish()))
 }
 
-/// Copies a body into `dst` as data records (or inline when small).
-async fn copy_body(ctx: &Rc<Ctx>, src: u32, dst: u32, body: Body, size: u64) -> S3Result<Body> {
+/// Copies `range` of a stored body into `dst`: inline when small (unless
+/// `force_extents`), else as data records. Returns the new body and the MD5
+/// of the bytes copied.
+pub(super) async fn copy_range(
+    ctx: &Rc<Ctx>,
+    src: u32,
+    body: Body,
+    range: std::ops::Range<u64>,
+    dst: u32,
+    force_extents: bool,
+) -> S3Result<(Body, [u8; 16])> {
+    let mut md5 = Md5::new();
     let extents = match body {
-        Body::Inline(data) => return Ok(Body::Inline(data)),
+        Body::Inline(data) => {
+            let piece = data
+                .get(range.start as usize..range.end as usize)
+                .ok_or_else(|| super::internal("copy range outside the object"))?;
+            md5.update(piece);
+            if !force_extents || piece.is_empty() {
+                let body = if piece.is_empty() && force_extents { Body::Extents(Vec::new()) } else { Body::Inline(piece.to_vec()) };
+                return Ok((body, md5.finalize().into()));
+            }
+            let mut buf = DataBuf::new(piece.len());
+            buf.spare_mut()[..piece.len()].copy_from_slice(piece);
+            buf.advance(piece.len());
+            let e = ctx.shards.write_data(dst, buf).await.map_err(io_error)?;
+            return Ok((Body::Extents(vec![e]), md5.finalize().into()));
+        }
         Body::Extents(e) => e,
     };
     let mut out = Vec::new();
     let mut buf = DataBuf::new(DATA_RECORD_BYTES);
-    for (e, r) in pieces(&extents, 0..size) {
+    for (e, r) in pieces(&extents, range) {
         let data = ctx.shards.read_extent(src, e, r).await.map_err(io_error)?;
+        md5.update(&data);
         let mut rest = &data[..];
         while !rest.is_empty() {
             let n = rest.len().min(buf.remaining());
@@ -229,5 +258,5 @@ async fn copy_body(ctx: &Rc<Ctx>, src: u32, dst: u32, body: Body, size: u64) -> 
     if buf.data_len() > 0 {
         out.push(ctx.shards.write_data(dst, buf).await.map_err(io_error)?);
     }
-    Ok(Body::Extents(out))
+    Ok((Body::Extents(out), md5.finalize().into()))
 }
