@@ -499,7 +499,7 @@ fn unsigned_trailer_checksum_is_the_integrity_check() {
     let tampered_data = String::from_utf8_lossy(&req.body).replacen("Hello", "Jello", 1);
     assert_eq!(verify_unsigned_trailer_body(&req, tampered_data.as_bytes()), Err(BadDigest));
     let bad_base64 = String::from_utf8_lossy(&req.body).replace("t3KUzw==", "t3KUzw");
-    assert_eq!(verify_unsigned_trailer_body(&req, bad_base64.as_bytes()), Err(InvalidRequest));
+    assert_eq!(verify_unsigned_trailer_body(&req, bad_base64.as_bytes()), Err(BadDigest));
     let text = String::from_utf8_lossy(&req.body).into_owned();
     let no_trailer = format!("{}\r\n", &text[..text.find("x-amz-checksum-crc32").expect("trailer")]);
     assert_eq!(verify_unsigned_trailer_body(&req, no_trailer.as_bytes()), Err(InvalidRequest));
@@ -590,7 +590,7 @@ fn body_verifier_rules() {
         (e.code, e.message.as_str()),
         (BadDigest, "The CRC32 you specified did not match the calculated checksum.")
     );
-    assert_eq!(run(&h(&[("x-amz-checksum-crc32", "NhCm")]), b"hello", &[]).map(|_| ()), Err(InvalidRequest));
+    assert_eq!(run(&h(&[("x-amz-checksum-crc32", "NhCm")]), b"hello", &[]).map(|_| ()), Err(BadDigest));
     assert_eq!(
         run(&h(&[("x-amz-checksum-crc32", crc_hello), ("x-amz-checksum-crc32c", "AAAAAA==")]), b"hello", &[])
             .map(|_| ()),
