@@ -19,6 +19,8 @@ const BUCKET_V1: u8 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketInfo {
+    /// Random id chosen at creation; keys of the bucket's objects carry it.
+    pub id: u64,
     pub name: String,
     pub owner_id: String,
     pub owner_display: String,
@@ -29,7 +31,7 @@ pub struct BucketInfo {
 impl BucketInfo {
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc::new(BUCKET_V1);
-        e.str(&self.name).str(&self.owner_id).str(&self.owner_display).i64(self.created_ms);
+        e.u64(self.id).str(&self.name).str(&self.owner_id).str(&self.owner_display).i64(self.created_ms);
         e.opt_str(self.location.as_deref());
         e.finish()
     }
@@ -37,6 +39,7 @@ impl BucketInfo {
     pub fn decode(b: &[u8]) -> Option<Self> {
         let mut d = Dec::new(b, BUCKET_V1)?;
         Some(BucketInfo {
+            id: d.u64()?,
             name: d.str()?,
             owner_id: d.str()?,
             owner_display: d.str()?,
@@ -207,6 +210,7 @@ mod tests {
     #[test]
     fn info_round_trip() {
         let i = BucketInfo {
+            id: 7,
             name: "b".into(),
             owner_id: "o".into(),
             owner_display: "d".into(),

@@ -27,6 +27,8 @@ use crate::server::Ctx;
 pub const READ_BUF_BYTES: usize = 64 * 1024;
 /// How long an idle keep-alive connection waits for the next request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest time a request head may take to arrive once it has begun.
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(30);
 /// How long any single read of a request head or body, or write of a
 /// response, may stall before the connection is dropped.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(60);
@@ -152,7 +154,7 @@ impl Request<'_> {
 pub async fn reject_busy(stream: TcpStream) {
     let mut conn = Conn::new(stream);
     let resp = Response::error(&S3Error::new(S3ErrorCode::SlowDown), "/", "0");
-    let _ = write_response(&mut conn, resp, false, false).await;
+    let _ = write_response(&mut conn, resp, false, false, false).await;
 }
 
 fn resource_of(head: &RequestHead) -> String {
@@ -167,16 +169,17 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream) {
             Ok(None) => return,
             Err(e) => {
                 let resp = Response::error(&e, "/", &ctx.next_request_id());
-                let _ = write_response(&mut conn, resp, false, false).await;
+                let _ = write_response(&mut conn, resp, false, false, false).await;
                 return;
             }
         };
         let request_id = ctx.next_request_id();
         let keep_alive = head.keep_alive();
         let is_head = head.method == http::Method::Head;
+        let http10 = head.minor_version == 0;
         let (resp, body_done) = handle_request(&ctx, &head, &mut conn, request_id).await;
         let keep = keep_alive && body_done;
-        match write_response(&mut conn, resp, is_head, keep).await {
+        match write_response(&mut conn, resp, is_head, keep, http10).await {
             Ok(()) if keep => continue,
             Ok(()) if !body_done => return linger(conn).await,
             _ => return,
@@ -215,6 +218,7 @@ async fn linger(mut conn: Conn) {
 /// Reads one request head. `Ok(None)`: the client closed between requests.
 async fn read_head(conn: &mut Conn) -> Result<Option<RequestHead>, S3Error> {
     let mut first = true;
+    let mut deadline: Option<std::time::Instant> = None;
     loop {
         if !conn.pending().is_empty() {
             match http::parse_request_head(conn.pending()) {
@@ -226,7 +230,18 @@ async fn read_head(conn: &mut Conn) -> Result<Option<RequestHead>, S3Error> {
                 Err(e) => return Err(e.into()),
             }
         }
-        let timeout = if first && conn.pending().is_empty() { IDLE_TIMEOUT } else { IO_TIMEOUT };
+        // Idle between requests may last IDLE_TIMEOUT; once a head has begun,
+        // all of it must arrive within HEAD_DEADLINE (no slow-drip heads).
+        let timeout = if first && conn.pending().is_empty() {
+            IDLE_TIMEOUT
+        } else {
+            let d = *deadline.get_or_insert_with(|| std::time::Instant::now() + HEAD_DEADLINE);
+            let left = d.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(S3Error::new(S3ErrorCode::RequestTimeout));
+            }
+            left
+        };
         first = false;
         match conn.fill(timeout).await {
             Ok(_) => {}
@@ -316,13 +331,19 @@ fn prepare(ctx: &Ctx, head: &RequestHead) -> Result<Prepared, S3Error> {
 }
 
 /// Writes a response; for HEAD the body is left out but its length is sent.
-pub async fn write_response(conn: &mut Conn, resp: Response, is_head: bool, keep_alive: bool) -> Result<(), ConnError> {
+pub async fn write_response(
+    conn: &mut Conn,
+    resp: Response,
+    is_head: bool,
+    keep_alive: bool,
+    http10: bool,
+) -> Result<(), ConnError> {
     let Response { status, headers, body } = resp;
     let mut head = Vec::with_capacity(512);
     let len = body.len();
     let header_refs: Vec<(&str, String)> = headers.iter().map(|(n, v)| (n.as_ref(), v.clone())).collect();
     let content_length = if status == 304 || (status == 204 && len == 0) { None } else { Some(len) };
-    http::write_response_head(&mut head, status, &header_refs, content_length, keep_alive);
+    http::write_response_head(&mut head, status, &header_refs, content_length, keep_alive, http10);
     match body {
         RespBody::Empty => {
             conn.write_all(head).await?;

@@ -20,22 +20,24 @@ const META_V1: u8 = 1;
 const PART_V1: u8 = 1;
 const UPLOAD_V1: u8 = 1;
 
-/// `bucket \0 key`: objects of a bucket are contiguous and in key byte order.
-pub fn object_key(bucket: &str, key: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(bucket.len() + 1 + key.len());
-    k.extend_from_slice(bucket.as_bytes());
-    k.push(0);
+/// `bucket id (8 bytes, big-endian) ++ key`: objects of a bucket are
+/// contiguous and in key byte order. Keys carry the bucket's id, not its
+/// name, so a bucket deleted and created again under the same name never
+/// sees what the old one left behind.
+pub fn object_key(bucket: u64, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + key.len());
+    k.extend_from_slice(&bucket.to_be_bytes());
     k.extend_from_slice(key.as_bytes());
     k
 }
 
-/// Prefix of every object/upload key of `bucket`.
-pub fn bucket_prefix(bucket: &str) -> Vec<u8> {
-    object_key(bucket, "")
+/// Prefix of every object/upload/part key of `bucket`.
+pub fn bucket_prefix(bucket: u64) -> Vec<u8> {
+    bucket.to_be_bytes().to_vec()
 }
 
-/// `bucket \0 key \0 upload_id`
-pub fn upload_key(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
+/// `bucket id ++ key \0 upload_id`
+pub fn upload_key(bucket: u64, key: &str, upload_id: &str) -> Vec<u8> {
     let mut k = object_key(bucket, key);
     k.push(0);
     k.extend_from_slice(upload_id.as_bytes());
@@ -43,13 +45,13 @@ pub fn upload_key(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
 }
 
 /// `upload_key \0 part_number(BE)`: parts of an upload sort by number.
-pub fn part_key(bucket: &str, key: &str, upload_id: &str, part: u32) -> Vec<u8> {
+pub fn part_key(bucket: u64, key: &str, upload_id: &str, part: u32) -> Vec<u8> {
     let mut k = part_prefix(bucket, key, upload_id);
     k.extend_from_slice(&part.to_be_bytes());
     k
 }
 
-pub fn part_prefix(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
+pub fn part_prefix(bucket: u64, key: &str, upload_id: &str) -> Vec<u8> {
     let mut k = upload_key(bucket, key, upload_id);
     k.push(0);
     k
@@ -236,9 +238,11 @@ mod tests {
 
     #[test]
     fn keys_sort_within_bucket() {
-        assert!(object_key("b", "a") < object_key("b", "a/"));
-        assert!(object_key("b", "zzz") < object_key("b0", ""));
-        assert!(part_key("b", "k", "u", 2) < part_key("b", "k", "u", 10));
-        assert!(part_key("b", "k", "u", 1).starts_with(&part_prefix("b", "k", "u")));
+        assert!(object_key(1, "a") < object_key(1, "a/"));
+        assert!(object_key(1, "zzz") < object_key(2, ""));
+        assert!(object_key(1, "k").starts_with(&bucket_prefix(1)));
+        assert!(!object_key(2, "k").starts_with(&bucket_prefix(1)));
+        assert!(part_key(1, "k", "u", 2) < part_key(1, "k", "u", 10));
+        assert!(part_key(1, "k", "u", 1).starts_with(&part_prefix(1, "k", "u")));
     }
 }

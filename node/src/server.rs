@@ -83,8 +83,25 @@ fn pin_to_core(core: usize) {
     }
 }
 
+/// Raises the open-file limit to its hard maximum: every connection and
+/// every segment file is a descriptor, and the default soft limit (often
+/// 1024) is far below `MAX_CONNECTIONS_PER_CORE` × cores.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit read and write a plain struct we own.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                tracing::warn!(soft = lim.rlim_cur, "could not raise the open-file limit");
+            }
+        }
+    }
+}
+
 pub fn run(config: Config) -> Result<(), String> {
     let started = Instant::now();
+    raise_fd_limit();
     let layout = layout::open_or_format(&config.data_dirs, config.shards_per_disk).map_err(|e| e.to_string())?;
     let identities = identity::load(&config.data_dirs[0], config.users_file.as_deref()).map_err(|e| e.to_string())?;
     let addr = resolve(&config.address)?;

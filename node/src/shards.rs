@@ -155,16 +155,29 @@ impl Shards {
     }
 }
 
+/// Most calls from other cores executing at once on this core. Past it the
+/// inbound queue fills and callers wait: backpressure reaches the senders
+/// instead of piling up tasks (and their buffers) here.
+pub const MAX_INBOUND_IN_FLIGHT: usize = 256;
+
 /// Serves other cores' calls on this core's shards until every sender is gone.
 pub async fn serve(rx: CoreReceiver, local: Vec<Option<Rc<Shard>>>) {
-    while let Ok(msg) = rx.recv().await {
+    let (tokens_tx, tokens_rx) = async_channel::bounded::<()>(MAX_INBOUND_IN_FLIGHT);
+    for _ in 0..MAX_INBOUND_IN_FLIGHT {
+        let _ = tokens_tx.try_send(());
+    }
+    while let Ok(()) = tokens_rx.recv().await {
+        let Ok(msg) = rx.recv().await else { break };
         let Some(shard) = local.get(msg.shard as usize).and_then(|s| s.clone()) else {
             let _ = msg.reply.send(Err(IoError::ShardFailed)).await;
+            let _ = tokens_tx.try_send(());
             continue;
         };
+        let tokens = tokens_tx.clone();
         monoio::spawn(async move {
             let r = exec(&shard, msg.req).await;
             let _ = msg.reply.send(r).await;
+            let _ = tokens.try_send(());
         });
     }
 }

@@ -353,13 +353,15 @@ pub fn reason_phrase(status: u16) -> &'static str {
 }
 
 /// Serializes a response head into `out`. `headers` must not contain
-/// Content-Length; `content_length` is written when `Some`.
+/// Content-Length; `content_length` is written when `Some`. `http10`: the
+/// request was HTTP/1.0, so keep-alive must be stated.
 pub fn write_response_head(
     out: &mut Vec<u8>,
     status: u16,
     headers: &[(&str, String)],
     content_length: Option<u64>,
     keep_alive: bool,
+    http10: bool,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.to_string().as_bytes());
@@ -369,7 +371,9 @@ pub fn write_response_head(
     for (name, value) in headers {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        // A CR, LF or NUL in a value would split the response: never written.
+        debug_assert!(!value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0), "{name}");
+        out.extend(value.bytes().map(|b| if b == b'\r' || b == b'\n' || b == 0 { b' ' } else { b }));
         out.extend_from_slice(b"\r\n");
     }
     if let Some(n) = content_length {
@@ -377,8 +381,11 @@ pub fn write_response_head(
         out.extend_from_slice(n.to_string().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if !keep_alive {
-        out.extend_from_slice(b"Connection: close\r\n");
+    match (keep_alive, http10) {
+        (false, _) => out.extend_from_slice(b"Connection: close\r\n"),
+        // HTTP/1.0 closes unless keep-alive is confirmed.
+        (true, true) => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        (true, false) => {}
     }
     out.extend_from_slice(b"\r\n");
 }

@@ -204,6 +204,26 @@ fn vhost_bucket(host: &str, domains: &[String]) -> Option<String> {
     })
 }
 
+/// Query parameters that carry credentials or client bookkeeping, never an
+/// operation.
+fn is_neutral_param(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.starts_with("x-amz-") || matches!(lower.as_str(), "x-id" | "awsaccesskeyid" | "signature" | "expires")
+}
+
+/// For writes, every query parameter must be one the operation knows: an
+/// unknown sub-resource (`DELETE /b?metadataTable`, `PUT /b/k?renameObject`)
+/// must not fall through to DeleteBucket or an overwriting PutObject.
+fn check_write_params(method: Method, q: &Query, known: &[&str]) -> S3Result<()> {
+    if matches!(method, Method::Get | Method::Head) {
+        return Ok(());
+    }
+    match q.iter().map(|(n, _)| n).find(|n| !known.contains(n) && !is_neutral_param(n)) {
+        Some(n) => Err(not_implemented(n)),
+        None => Ok(()),
+    }
+}
+
 fn unsupported(query: &Query) -> Option<&'static str> {
     UNSUPPORTED_SUBRESOURCES.iter().copied().find(|s| query.has(s))
 }
@@ -213,6 +233,7 @@ fn not_implemented(what: &str) -> S3Error {
 }
 
 fn bucket_op(method: Method, q: &Query) -> S3Result<Op> {
+    check_write_params(method, q, &["delete", "acl"])?;
     Ok(match method {
         Method::Get if q.has("location") => Op::GetBucketLocation,
         Method::Get if q.has("versioning") => Op::GetBucketVersioning,
@@ -245,6 +266,7 @@ fn object_op(method: Method, q: &Query) -> S3Result<Op> {
     if let Some(what) = unsupported(q) {
         return Err(not_implemented(what));
     }
+    check_write_params(method, q, &["partNumber", "uploadId", "uploads", "versionId", "acl"])?;
     Ok(match method {
         Method::Get if q.has("acl") => Op::GetObjectAcl,
         _ if q.has("acl") => return Err(not_implemented("acl")),
@@ -294,6 +316,9 @@ mod tests {
             (Get, "/b", "prefix=a", Some("b"), None, "ListObjects"),
             (Post, "/b", "delete", Some("b"), None, "DeleteObjects"),
             (Put, "/b/a/b/c", "", Some("b"), Some("a/b/c"), "PutObject"),
+            (Put, "/b/k", "x-id=PutObject", Some("b"), Some("k"), "PutObject"),
+            (Put, "/b/k", "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=x", Some("b"), Some("k"), "PutObject"),
+            (Delete, "/b", "x-id=DeleteBucket", Some("b"), None, "DeleteBucket"),
             (Put, "/b/k%20x", "", Some("b"), Some("k x"), "PutObject"),
             (Put, "/b/a+b", "", Some("b"), Some("a+b"), "PutObject"),
             (Put, "/b/%2520", "", Some("b"), Some("%20"), "PutObject"),
@@ -325,6 +350,10 @@ mod tests {
             (Get, "/b/k", "tagging", S3ErrorCode::NotImplemented),
             (Put, "/", "", S3ErrorCode::MethodNotAllowed),
             (Get, "/b/%FF", "", S3ErrorCode::InvalidURI),
+            (Delete, "/b", "metadataTable", S3ErrorCode::NotImplemented),
+            (Put, "/b", "versioning", S3ErrorCode::NotImplemented),
+            (Put, "/b/k", "renameObject", S3ErrorCode::NotImplemented),
+            (Post, "/b", "someNewThing", S3ErrorCode::NotImplemented),
         ];
         for (m, p, q, code) in cases {
             assert_eq!(r(*m, p, q).unwrap_err().code, *code, "{p}?{q}");

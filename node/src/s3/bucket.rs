@@ -52,6 +52,13 @@ pub fn list_buckets(ctx: &Ctx, req: &Request<'_>, user: &User) -> S3Result<Respo
     Ok(Response::xml(200, w.finish()))
 }
 
+fn new_bucket_id() -> S3Result<u64> {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut raw = [0u8; 8];
+    SystemRandom::new().fill(&mut raw).map_err(|_| super::internal("no randomness"))?;
+    Ok(u64::from_be_bytes(raw))
+}
+
 pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>, user: &User) -> S3Result<Response> {
     let name = req.bucket().to_string();
     if !valid_bucket_name(&name) {
@@ -69,6 +76,7 @@ pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>, user: &User) ->
         }
     }
     let info = BucketInfo {
+        id: new_bucket_id()?,
         name: name.clone(),
         owner_id: user.user_id.clone(),
         owner_display: user.display_name.clone(),
@@ -80,7 +88,7 @@ pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>, user: &User) ->
 }
 
 /// Whether any shard holds an object of `bucket`.
-async fn bucket_is_empty(ctx: &Ctx, bucket: &str) -> S3Result<bool> {
+async fn bucket_is_empty(ctx: &Ctx, bucket: u64) -> S3Result<bool> {
     let prefix = bucket_prefix(bucket);
     for shard in 0..ctx.shards.count() {
         let found = ctx.shards.range(shard, T_OBJECTS, prefix.clone(), None, 1).await.map_err(io_error)?;
@@ -91,9 +99,8 @@ async fn bucket_is_empty(ctx: &Ctx, bucket: &str) -> S3Result<bool> {
     Ok(true)
 }
 
-/// Removes leftover multipart uploads and parts of a deleted bucket, so a
-/// bucket created later under the same name starts clean.
-async fn purge_uploads(ctx: &Ctx, bucket: &str) -> S3Result<()> {
+/// Removes leftover multipart uploads and parts of a deleted bucket.
+async fn purge_uploads(ctx: &Ctx, bucket: u64) -> S3Result<()> {
     let prefix = bucket_prefix(bucket);
     for shard in 0..ctx.shards.count() {
         for table in [T_UPLOADS, T_PARTS] {
@@ -111,8 +118,10 @@ async fn purge_uploads(ctx: &Ctx, bucket: &str) -> S3Result<()> {
 }
 
 pub async fn delete_bucket(ctx: &Rc<Ctx>, b: &BucketInfo) -> S3Result<Response> {
-    ctx.shared.buckets.delete(&ctx.shards, &b.name, || bucket_is_empty(ctx, &b.name)).await?;
-    purge_uploads(ctx, &b.name).await?;
+    ctx.shared.buckets.delete(&ctx.shards, &b.name, || bucket_is_empty(ctx, b.id)).await?;
+    // Keys carry the bucket id, so leftovers are invisible to a new bucket of
+    // the same name; this only returns their index memory.
+    purge_uploads(ctx, b.id).await?;
     Ok(Response::new(204))
 }
 

@@ -14,9 +14,9 @@ use crate::meta::{object_key, T_OBJECTS};
 use crate::response::Response;
 use crate::server::Ctx;
 
-async fn delete_one(ctx: &Ctx, bucket: &str, key: &str) -> S3Result<()> {
-    let shard = shard_of(ctx, bucket, key);
-    let k = object_key(bucket, key);
+async fn delete_one(ctx: &Ctx, b: &BucketInfo, key: &str) -> S3Result<()> {
+    let shard = shard_of(ctx, &b.name, key);
+    let k = object_key(b.id, key);
     // Skip the log record when there is nothing to delete.
     if ctx.shards.get(shard, T_OBJECTS, k.clone()).await.map_err(io_error)?.is_none() {
         return Ok(());
@@ -26,7 +26,7 @@ async fn delete_one(ctx: &Ctx, bucket: &str, key: &str) -> S3Result<()> {
 }
 
 pub async fn delete_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
-    delete_one(ctx, &b.name, req.key()).await?;
+    delete_one(ctx, b, req.key()).await?;
     Ok(Response::new(204))
 }
 
@@ -40,7 +40,7 @@ pub async fn delete_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo
         } else if version.as_deref().is_some_and(|v| v != "null") {
             Err(S3Error::new(S3ErrorCode::NoSuchVersion))
         } else {
-            delete_one(ctx, &b.name, key).await
+            delete_one(ctx, b, key).await
         };
         match result {
             Ok(()) if del.quiet => {}

@@ -85,7 +85,7 @@ pub fn parse_range(v: &str, size: u64) -> Result<Option<Range<u64>>, ()> {
     };
     if a.is_empty() {
         let Some(n) = num(b) else { return Ok(None) };
-        if n == 0 {
+        if n == 0 || size == 0 {
             return Err(());
         }
         return Ok(Some(size.saturating_sub(n)..size));
@@ -129,7 +129,7 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     let shard = shard_of(ctx, &b.name, &key);
     let stored = ctx
         .shards
-        .load(shard, T_OBJECTS, object_key(&b.name, &key))
+        .load(shard, T_OBJECTS, object_key(b.id, &key))
         .await
         .map_err(io_error)?
         .ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchKey))?;
@@ -161,7 +161,7 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     let mut resp = Response::new(if range.is_some() { 206 } else { 200 });
     object_headers(&mut resp, &summary, &meta);
     resp.push_header("Accept-Ranges", "bytes");
-    if let Some(r) = &range {
+    if let Some(r) = range.as_ref().filter(|r| !r.is_empty()) {
         resp.push_header("Content-Range", format!("bytes {}-{}/{size}", r.start, r.end - 1));
     }
     if let Some(n) = parts_count {
@@ -185,6 +185,10 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     let mut ct = Some(content_type);
     for (param, header) in overrides {
         if let Some(v) = req.routed.query.get(param) {
+            // Decoded query values may hold CR/LF: never let them into a header.
+            if v.chars().any(|c| c.is_control()) {
+                return Err(S3Error::with_message(S3ErrorCode::InvalidArgument, format!("Invalid value for {param}")));
+            }
             resp.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(header));
             if header == "Content-Type" {
                 ct = None;
@@ -240,6 +244,8 @@ mod tests {
             ("bytes=100-200", 100, Err(())),
             ("bytes=-0", 100, Err(())),
             ("bytes=0-0", 0, Err(())),
+            ("bytes=-5", 0, Err(())),
+            ("bytes=0-", 0, Err(())),
             ("bytes=5-2", 100, Ok(None)),
             ("bytes=0-1,5-6", 100, Ok(None)),
             ("items=0-1", 100, Ok(None)),
@@ -264,7 +270,7 @@ mod tests {
 pub async fn head_exists(ctx: &Rc<Ctx>, req: &Request<'_>, b: &BucketInfo) -> S3Result<()> {
     let key = req.key();
     let shard = shard_of(ctx, &b.name, key);
-    match ctx.shards.get(shard, T_OBJECTS, object_key(&b.name, key)).await.map_err(io_error)? {
+    match ctx.shards.get(shard, T_OBJECTS, object_key(b.id, key)).await.map_err(io_error)? {
         Some(_) => Ok(()),
         None => Err(S3Error::new(S3ErrorCode::NoSuchKey)),
     }

@@ -115,7 +115,7 @@ struct Listing {
 
 async fn collect(
     ctx: &Ctx,
-    bucket: &str,
+    bucket: u64,
     prefix: &str,
     delimiter: &str,
     after: Option<&str>,
@@ -200,7 +200,7 @@ pub async fn list_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, 
     } else {
         marker.clone()
     };
-    let l = collect(ctx, &b.name, &prefix, &delimiter, after.as_deref(), max_keys).await?;
+    let l = collect(ctx, b.id, &prefix, &delimiter, after.as_deref(), max_keys).await?;
     let fetch_owner = !v2 || q.get("fetch-owner").is_some_and(|v| v == "true");
 
     let mut w = XmlWriter::new().root("ListBucketResult");
@@ -269,7 +269,7 @@ pub async fn list_versions(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo)
     let max_keys = parse_max_keys(q)?;
     let url = parse_encoding(q)?;
     let key_marker = q.get("key-marker").filter(|m| !m.is_empty()).map(str::to_string);
-    let l = collect(ctx, &b.name, &prefix, &delimiter, key_marker.as_deref(), max_keys).await?;
+    let l = collect(ctx, b.id, &prefix, &delimiter, key_marker.as_deref(), max_keys).await?;
     let mut w = XmlWriter::new().root("ListVersionsResult");
     w.elem("Name", &b.name).elem("Prefix", &enc(&prefix, url));
     w.elem("KeyMarker", &enc(key_marker.as_deref().unwrap_or(""), url)).elem("VersionIdMarker", "");

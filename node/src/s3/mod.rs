@@ -49,7 +49,10 @@ pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response
                 Op::ListObjectVersions => list::list_versions(ctx, req, &b).await,
                 Op::ListMultipartUploads => multipart::list_uploads(ctx, req, &b).await,
                 Op::DeleteObjects => delete::delete_objects(ctx, req, &b).await,
-                Op::PutObject => put::put_object(ctx, req, &b).await,
+                Op::PutObject => {
+                    refuse_conditional_write(req)?;
+                    put::put_object(ctx, req, &b).await
+                }
                 Op::CopyObject => put::copy_object(ctx, req, &b, &user).await,
                 Op::GetObject | Op::HeadObject => {
                     check_version(req)?;
@@ -66,7 +69,10 @@ pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response
                 Op::UploadPartCopy { part_number, upload_id } => {
                     multipart::upload_part_copy(ctx, req, &b, &user, part_number, &upload_id).await
                 }
-                Op::CompleteMultipartUpload { upload_id } => multipart::complete(ctx, req, &b, &upload_id).await,
+                Op::CompleteMultipartUpload { upload_id } => {
+                    refuse_conditional_write(req)?;
+                    multipart::complete(ctx, req, &b, &upload_id).await
+                }
                 Op::AbortMultipartUpload { upload_id } => multipart::abort(ctx, req, &b, &upload_id).await,
                 Op::ListParts { upload_id } => multipart::list_parts(ctx, req, &b, &upload_id).await,
                 Op::ListBuckets | Op::CreateBucket => Err(S3Error::new(S3ErrorCode::InternalError)),
@@ -116,4 +122,27 @@ pub fn check_version(req: &Request<'_>) -> S3Result<()> {
         None | Some("null") => Ok(()),
         Some(_) => Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "Invalid version id specified")),
     }
+}
+
+/// Fails when the bucket was deleted (or deleted and created again) since
+/// the request looked it up; checked right before a write commits.
+pub fn still_current(ctx: &Ctx, b: &BucketInfo) -> S3Result<()> {
+    match ctx.shared.buckets.get(&b.name) {
+        Some(now) if now.id == b.id => Ok(()),
+        _ => Err(S3Error::new(S3ErrorCode::NoSuchBucket)),
+    }
+}
+
+/// Conditional writes (`If-Match`, `If-None-Match` on PUT and Complete) need
+/// a check that is atomic with the commit; until the shard offers one they
+/// are refused rather than silently ignored, so a create-if-absent lock
+/// never believes it won when it did not.
+fn refuse_conditional_write(req: &Request<'_>) -> S3Result<()> {
+    if req.header("if-match").is_some() || req.header("if-none-match").is_some() {
+        return Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            "Conditional writes (If-Match / If-None-Match) are not implemented yet",
+        ));
+    }
+    Ok(())
 }

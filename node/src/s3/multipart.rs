@@ -13,7 +13,7 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use super::get::check_copy_conditions;
 use super::put::{copy_range, meta_from_headers, parse_copy_source, store_body};
-use super::{io_error, owned_bucket, shard_of, unquote};
+use super::{io_error, owned_bucket, shard_of, still_current, unquote};
 use crate::buckets::BucketInfo;
 use crate::conn::Request;
 use crate::identity::User;
@@ -40,7 +40,7 @@ fn no_such_upload() -> S3Error {
     S3Error::new(S3ErrorCode::NoSuchUpload)
 }
 
-async fn load_upload(ctx: &Ctx, shard: u32, b: &str, k: &str, id: &str) -> S3Result<UploadInfo> {
+async fn load_upload(ctx: &Ctx, shard: u32, b: u64, k: &str, id: &str) -> S3Result<UploadInfo> {
     let e = ctx.shards.get(shard, T_UPLOADS, upload_key(b, k, id)).await.map_err(io_error)?.ok_or_else(no_such_upload)?;
     UploadInfo::decode(&e.summary).ok_or_else(|| super::internal("corrupt upload record"))
 }
@@ -53,11 +53,12 @@ pub async fn create(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: 
     let shard = shard_of(ctx, &b.name, &key);
     let m = Mutation::Put {
         table: T_UPLOADS,
-        key: upload_key(&b.name, &key, &id),
+        key: upload_key(b.id, &key, &id),
         summary: info.encode(),
         meta: Vec::new(),
         body: Body::Inline(Vec::new()),
     };
+    still_current(ctx, b)?;
     ctx.shards.commit(shard, vec![m]).await.map_err(io_error)?;
     let mut w = XmlWriter::new().root("InitiateMultipartUploadResult");
     w.elem("Bucket", &b.name).elem("Key", &key).elem("UploadId", &id).close("InitiateMultipartUploadResult");
@@ -70,18 +71,19 @@ pub async fn upload_part(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, p
     }
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
-    load_upload(ctx, shard, &b.name, &key, id).await?;
+    load_upload(ctx, shard, b.id, &key, id).await?;
     let stored = store_body(ctx, req, shard, true).await?;
     let summary = PartSummary { size: stored.size, mtime_ms: now_unix_ms(), md5: stored.sums.md5 };
     let m = Mutation::Put {
         table: T_PARTS,
-        key: part_key(&b.name, &key, id, part),
+        key: part_key(b.id, &key, id, part),
         summary: summary.encode(),
         meta: Vec::new(),
         body: stored.body,
     };
     // The upload may have been completed or aborted meanwhile.
-    load_upload(ctx, shard, &b.name, &key, id).await?;
+    load_upload(ctx, shard, b.id, &key, id).await?;
+    still_current(ctx, b)?;
     ctx.shards.commit(shard, vec![m]).await.map_err(io_error)?;
     let mut resp = Response::new(200).header("ETag", summary.etag());
     if let Some((a, v)) = &stored.sums.checksum {
@@ -101,13 +103,13 @@ pub async fn upload_part_copy(
 ) -> S3Result<Response> {
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
-    load_upload(ctx, shard, &b.name, &key, id).await?;
+    load_upload(ctx, shard, b.id, &key, id).await?;
     let (sb, sk) = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
     let src_bucket = owned_bucket(ctx, &sb, user)?;
     let src_shard = shard_of(ctx, &src_bucket.name, &sk);
     let stored = ctx
         .shards
-        .load(src_shard, T_OBJECTS, object_key(&src_bucket.name, &sk))
+        .load(src_shard, T_OBJECTS, object_key(src_bucket.id, &sk))
         .await
         .map_err(io_error)?
         .ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchKey))?;
@@ -121,12 +123,13 @@ pub async fn upload_part_copy(
     let summary = PartSummary { size: range.end - range.start, mtime_ms: now_unix_ms(), md5 };
     let m = Mutation::Put {
         table: T_PARTS,
-        key: part_key(&b.name, &key, id, part),
+        key: part_key(b.id, &key, id, part),
         summary: summary.encode(),
         meta: Vec::new(),
         body,
     };
-    load_upload(ctx, shard, &b.name, &key, id).await?;
+    load_upload(ctx, shard, b.id, &key, id).await?;
+    still_current(ctx, b)?;
     ctx.shards.commit(shard, vec![m]).await.map_err(io_error)?;
     let mut w = XmlWriter::new().root("CopyPartResult");
     w.elem("LastModified", &format_iso8601_ms(summary.mtime_ms)).elem("ETag", &summary.etag()).close("CopyPartResult");
@@ -160,7 +163,7 @@ fn multipart_etag(parts: &[xml::CompletePart]) -> Option<String> {
 }
 
 /// Every part of an upload, in part-number order: (number, key, summary).
-async fn all_parts(ctx: &Ctx, shard: u32, b: &str, k: &str, id: &str) -> S3Result<Vec<(u32, Vec<u8>, PartSummary)>> {
+async fn all_parts(ctx: &Ctx, shard: u32, b: u64, k: &str, id: &str) -> S3Result<Vec<(u32, Vec<u8>, PartSummary)>> {
     let prefix = part_prefix(b, k, id);
     let mut out = Vec::new();
     let mut after = None;
@@ -168,9 +171,11 @@ async fn all_parts(ctx: &Ctx, shard: u32, b: &str, k: &str, id: &str) -> S3Resul
         let batch = ctx.shards.range(shard, T_PARTS, prefix.clone(), after.clone(), 1000).await.map_err(io_error)?;
         let done = batch.len() < 1000;
         for (key, e) in batch {
-            let n = key[prefix.len()..].try_into().map(u32::from_be_bytes).map_err(|_| super::internal("bad part key"))?;
-            let s = PartSummary::decode(&e.summary).ok_or_else(|| super::internal("corrupt part record"))?;
             after = Some(key.clone());
+            // A key that merely shares the prefix (an object key holding NUL
+            // bytes) is not a part of this upload.
+            let Ok(n) = key[prefix.len()..].try_into().map(u32::from_be_bytes) else { continue };
+            let s = PartSummary::decode(&e.summary).ok_or_else(|| super::internal("corrupt part record"))?;
             out.push((n, key, s));
         }
         if done {
@@ -184,11 +189,11 @@ pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: 
     let shard = shard_of(ctx, &b.name, &key);
     let body = req.read_body_to_vec(xml::MAX_XML_BODY_BYTES).await?;
     let wanted = xml::parse_complete_multipart(&body)?;
-    let upload = match load_upload(ctx, shard, &b.name, &key, id).await {
+    let upload = match load_upload(ctx, shard, b.id, &key, id).await {
         Ok(u) => u,
         Err(e) if e.code == S3ErrorCode::NoSuchUpload => {
             // A repeated Complete of an upload that already made this object succeeds again.
-            let current = ctx.shards.get(shard, T_OBJECTS, object_key(&b.name, &key)).await.map_err(io_error)?;
+            let current = ctx.shards.get(shard, T_OBJECTS, object_key(b.id, &key)).await.map_err(io_error)?;
             let etag = current.and_then(|c| ObjectSummary::decode(&c.summary)).map(|s| s.etag());
             if etag.is_some() && etag == multipart_etag(&wanted) {
                 return Ok(complete_result(&b.name, &key, etag.as_deref().unwrap_or_default()));
@@ -203,7 +208,7 @@ pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: 
     if wanted.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
         return Err(S3Error::new(S3ErrorCode::InvalidPartOrder));
     }
-    let have = all_parts(ctx, shard, &b.name, &key, id).await?;
+    let have = all_parts(ctx, shard, b.id, &key, id).await?;
     let mut extents = Vec::new();
     let mut md5s = Md5::new();
     let mut size = 0u64;
@@ -240,14 +245,15 @@ pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: 
     let mut muts = vec![
         Mutation::Put {
             table: T_OBJECTS,
-            key: object_key(&b.name, &key),
+            key: object_key(b.id, &key),
             summary: summary.encode(),
             meta: meta.encode(),
             body: Body::Extents(extents),
         },
-        Mutation::Delete { table: T_UPLOADS, key: upload_key(&b.name, &key, id) },
+        Mutation::Delete { table: T_UPLOADS, key: upload_key(b.id, &key, id) },
     ];
     muts.extend(have.into_iter().map(|(_, k, _)| Mutation::Delete { table: T_PARTS, key: k }));
+    still_current(ctx, b)?;
     ctx.shards.commit(shard, muts).await.map_err(io_error)?;
     Ok(complete_result(&b.name, &key, &summary.etag()))
 }
@@ -265,10 +271,11 @@ fn complete_result(bucket: &str, key: &str, etag: &str) -> Response {
 pub async fn abort(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: &str) -> S3Result<Response> {
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
-    load_upload(ctx, shard, &b.name, &key, id).await?;
-    let parts = all_parts(ctx, shard, &b.name, &key, id).await?;
-    let mut muts = vec![Mutation::Delete { table: T_UPLOADS, key: upload_key(&b.name, &key, id) }];
+    load_upload(ctx, shard, b.id, &key, id).await?;
+    let parts = all_parts(ctx, shard, b.id, &key, id).await?;
+    let mut muts = vec![Mutation::Delete { table: T_UPLOADS, key: upload_key(b.id, &key, id) }];
     muts.extend(parts.into_iter().map(|(_, k, _)| Mutation::Delete { table: T_PARTS, key: k }));
+    still_current(ctx, b)?;
     ctx.shards.commit(shard, muts).await.map_err(io_error)?;
     Ok(Response::new(204))
 }
@@ -276,7 +283,7 @@ pub async fn abort(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: &st
 pub async fn list_parts(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: &str) -> S3Result<Response> {
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
-    let upload = load_upload(ctx, shard, &b.name, &key, id).await?;
+    let upload = load_upload(ctx, shard, b.id, &key, id).await?;
     let q = &req.routed.query;
     let bad = |m: &str| S3Error::with_message(S3ErrorCode::InvalidArgument, m);
     let max_parts = match q.get("max-parts") {
@@ -287,7 +294,7 @@ pub async fn list_parts(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id
         None | Some("") => 0,
         Some(v) => v.parse::<u32>().map_err(|_| bad("part-number-marker must be an integer"))?,
     };
-    let parts: Vec<_> = all_parts(ctx, shard, &b.name, &key, id).await?.into_iter().filter(|p| p.0 > marker).collect();
+    let parts: Vec<_> = all_parts(ctx, shard, b.id, &key, id).await?.into_iter().filter(|p| p.0 > marker).collect();
     let truncated = parts.len() > max_parts;
     let shown = &parts[..parts.len().min(max_parts)];
     let owner_display = if upload.owner_id == b.owner_id { b.owner_display.clone() } else { upload.owner_id.clone() };
@@ -319,32 +326,49 @@ pub async fn list_uploads(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) 
         None => 1000,
         Some(v) => v.parse::<usize>().map_err(|_| S3Error::with_message(S3ErrorCode::InvalidArgument, "max-uploads must be an integer"))?.min(1000),
     };
-    let bp = bucket_prefix(&b.name);
+    let key_marker = q.get("key-marker").unwrap_or("").to_string();
+    let id_marker = q.get("upload-id-marker").unwrap_or("").to_string();
+    // Start after the marker's upload, or after every upload of the marker key.
+    let after = match (key_marker.is_empty(), id_marker.is_empty()) {
+        (true, _) => None,
+        (false, false) => Some(upload_key(b.id, &key_marker, &id_marker)),
+        (false, true) => {
+            let mut k = object_key(b.id, &key_marker);
+            k.extend_from_slice(&[0, 0xFF]);
+            Some(k)
+        }
+    };
+    let bp = bucket_prefix(b.id);
     let mut full = bp.clone();
     full.extend_from_slice(prefix.as_bytes());
-    let mut range = MergedRange::new(ctx, T_UPLOADS, full, None, max + 1);
-    let mut w = XmlWriter::new().root("ListMultipartUploadsResult");
-    w.elem("Bucket", &b.name).elem("KeyMarker", "").elem("UploadIdMarker", "").elem("Prefix", &prefix);
-    w.elem("MaxUploads", &max.to_string());
-    let mut n = 0;
-    let mut truncated = false;
-    while let Some((k, e)) = range.next().await? {
-        if n == max {
-            truncated = true;
-            break;
-        }
+    let mut range = MergedRange::new(ctx, T_UPLOADS, full, after, max + 1);
+    let mut uploads = Vec::new();
+    while uploads.len() < max {
+        let Some((k, e)) = range.next().await? else { break };
         let rest = &k[bp.len()..];
         let Some(split) = rest.iter().rposition(|&c| c == 0) else { continue };
-        let key = String::from_utf8_lossy(&rest[..split]);
-        let id = String::from_utf8_lossy(&rest[split + 1..]);
         let Some(info) = UploadInfo::decode(&e.summary) else { continue };
-        w.open("Upload").elem("Key", &key).elem("UploadId", &id);
-        w.open("Initiator").elem("ID", &info.owner_id).elem("DisplayName", &info.owner_id).close("Initiator");
-        w.open("Owner").elem("ID", &info.owner_id).elem("DisplayName", &info.owner_id).close("Owner");
-        w.elem("StorageClass", "STANDARD").elem("Initiated", &format_iso8601_ms(info.initiated_ms)).close("Upload");
-        n += 1;
+        let key = String::from_utf8_lossy(&rest[..split]).into_owned();
+        let id = String::from_utf8_lossy(&rest[split + 1..]).into_owned();
+        uploads.push((key, id, info));
     }
+    let truncated = max > 0 && range.peek().await?.is_some();
+    let mut w = XmlWriter::new().root("ListMultipartUploadsResult");
+    w.elem("Bucket", &b.name).elem("KeyMarker", &key_marker).elem("UploadIdMarker", &id_marker);
+    if truncated {
+        if let Some((k, id, _)) = uploads.last() {
+            w.elem("NextKeyMarker", k).elem("NextUploadIdMarker", id);
+        }
+    }
+    w.elem("Prefix", &prefix).elem("MaxUploads", &max.to_string());
     w.elem("IsTruncated", if truncated { "true" } else { "false" });
+    for (key, id, info) in &uploads {
+        let display = if info.owner_id == b.owner_id { b.owner_display.as_str() } else { info.owner_id.as_str() };
+        w.open("Upload").elem("Key", key).elem("UploadId", id);
+        w.open("Initiator").elem("ID", &info.owner_id).elem("DisplayName", display).close("Initiator");
+        w.open("Owner").elem("ID", &info.owner_id).elem("DisplayName", display).close("Owner");
+        w.elem("StorageClass", "STANDARD").elem("Initiated", &format_iso8601_ms(info.initiated_ms)).close("Upload");
+    }
     w.close("ListMultipartUploadsResult");
     Ok(Response::xml(200, w.finish()))
 }

@@ -13,7 +13,7 @@ use tessera_proto::time::{format_iso8601_ms, now_unix_ms};
 use tessera_proto::xml::XmlWriter;
 use tessera_proto::{Headers, S3Error, S3ErrorCode, S3Result};
 
-use super::{io_error, owned_bucket, shard_of, MAX_OBJECT_BYTES};
+use super::{io_error, owned_bucket, shard_of, still_current, MAX_OBJECT_BYTES};
 use crate::buckets::BucketInfo;
 use crate::conn::Request;
 use crate::identity::User;
@@ -140,11 +140,12 @@ pub async fn put_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     meta.checksum = stored.sums.checksum.as_ref().map(|(a, v)| (a.header_name().to_string(), v.clone()));
     let m = Mutation::Put {
         table: T_OBJECTS,
-        key: object_key(&b.name, &key),
+        key: object_key(b.id, &key),
         summary: summary.encode(),
         meta: meta.encode(),
         body: stored.body,
     };
+    still_current(ctx, b)?;
     ctx.shards.commit(shard, vec![m]).await.map_err(io_error)?;
     let mut resp = Response::new(200).header("ETag", summary.etag());
     if let Some((name, value)) = &meta.checksum {
@@ -155,7 +156,11 @@ pub async fn put_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
 
 /// Parses `x-amz-copy-source`: `[/]bucket/key[?versionId=...]`, URL-encoded.
 pub(super) fn parse_copy_source(v: &str) -> S3Result<(String, String)> {
-    let v = v.split_once("?versionId=").map_or(v, |(p, _)| p);
+    let v = match v.split_once("?versionId=") {
+        Some((p, "null")) => p,
+        Some(_) => return Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "Invalid version id specified")),
+        None => v,
+    };
     let decoded = percent_decode(v)?;
     let s = decoded.strip_prefix('/').unwrap_or(&decoded);
     match s.split_once('/') {
@@ -173,7 +178,7 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, u
     let src_shard = shard_of(ctx, &src_bucket.name, &sk);
     let stored = ctx
         .shards
-        .load(src_shard, T_OBJECTS, object_key(&src_bucket.name, &sk))
+        .load(src_shard, T_OBJECTS, object_key(src_bucket.id, &sk))
         .await
         .map_err(io_error)?
         .ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchKey))?;
@@ -196,11 +201,12 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, u
     let summary = ObjectSummary { size: src_summary.size, mtime_ms: now_unix_ms(), md5, parts: 0 };
     let m = Mutation::Put {
         table: T_OBJECTS,
-        key: object_key(&b.name, &key),
+        key: object_key(b.id, &key),
         summary: summary.encode(),
         meta: meta.encode(),
         body,
     };
+    still_current(ctx, b)?;
     ctx.shards.commit(dst_shard, vec![m]).await.map_err(io_error)?;
     let mut w = XmlWriter::new().root("CopyObjectResult");
     w.elem("LastModified", &format_iso8601_ms(summary.mtime_ms)).elem("ETag", &summary.etag());
