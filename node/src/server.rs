@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::identity::{self, Identities};
 use crate::layout::{self, Layout};
 use crate::meta::META_SHARD;
-use crate::shards::{self, CoreReceiver, CoreSender, Shards};
+use crate::shards::{self, CoreReceiver, CoreSender, LocalShard, Shards};
 
 /// Most open connections per reactor; beyond it new connections get 503 SlowDown.
 pub const MAX_CONNECTIONS_PER_CORE: usize = 4096;
@@ -210,16 +210,16 @@ impl Reactor {
     async fn start(self) -> Result<(monoio::net::TcpListener, Rc<Ctx>), String> {
         let shared = self.shared;
         let total = shared.layout.total_shards() as usize;
-        let mut local: Vec<Option<Rc<Shard>>> = vec![None; total];
+        let mut local: Vec<Option<Rc<LocalShard>>> = vec![None; total];
         for s in (0..total).filter(|&s| self.owner[s] == self.core) {
             let dir = &shared.layout.shard_dirs[s];
             let shard = Shard::open(dir, s as u32, ShardOptions::default())
                 .await
                 .map_err(|e| format!("cannot open shard {}: {e}", dir.display()))?;
-            local[s] = Some(Rc::new(shard));
+            local[s] = Some(Rc::new(LocalShard::new(shard)));
         }
         if let Some(meta) = local.get(META_SHARD as usize).and_then(|s| s.as_ref()) {
-            let n = shared.buckets.load_from(meta)?;
+            let n = shared.buckets.load_from(&meta.shard)?;
             tracing::info!(buckets = n, "bucket registry loaded");
         }
         monoio::spawn(shards::serve(self.rx, local.clone()));

@@ -5,10 +5,125 @@
 //! sent over that core's bounded channel and executed there by `serve`, and the
 //! answer comes back on a one-shot channel. Bodies travel as owned buffers.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ops::Range;
 use std::rc::Rc;
+use std::time::Duration;
 
 use tessera_io::{DataBuf, Entry, Extent, IoError, Mutation, Shard, Stored};
+
+use crate::meta::{ObjectSummary, T_OBJECTS};
+
+/// A shard and what its owning core tracks beside it: the object keys with
+/// a commit in flight, so a conditional write can wait until every earlier
+/// write to its key is visible before it checks and commits.
+pub struct LocalShard {
+    pub shard: Shard,
+    writing: RefCell<HashMap<Vec<u8>, u32>>,
+}
+
+impl LocalShard {
+    pub fn new(shard: Shard) -> Self {
+        LocalShard { shard, writing: RefCell::new(HashMap::new()) }
+    }
+
+    fn object_keys(muts: &[Mutation]) -> Vec<Vec<u8>> {
+        muts.iter()
+            .filter_map(|m| match m {
+                Mutation::Put { table: T_OBJECTS, key, .. } | Mutation::Delete { table: T_OBJECTS, key } => {
+                    Some(key.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Commits, with the object keys marked as being written meanwhile.
+    async fn commit(&self, muts: Vec<Mutation>) -> Result<u64, IoError> {
+        let _marks = WriteMarks::new(self, Self::object_keys(&muts));
+        self.shard.commit(muts).await
+    }
+
+    /// Waits until no commit on `key` is in flight, then checks `cond`
+    /// against the visible state and, if it holds, sequences the commit in
+    /// the same step (no await between the check and the append), so no
+    /// other write to the key can come between them.
+    async fn commit_if(&self, key: &[u8], cond: &WriteCond, muts: Vec<Mutation>) -> Result<ShardResp, IoError> {
+        while self.writing.borrow().contains_key(key) {
+            monoio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let current = self.shard.get(T_OBJECTS, key).and_then(|e| ObjectSummary::decode(&e.summary));
+        if let Some(fail) = cond.check(current.as_ref()) {
+            return Ok(ShardResp::CondFailed(fail));
+        }
+        Ok(ShardResp::Seq(self.commit(muts).await?))
+    }
+}
+
+/// Marks keys as being written for as long as it lives (dropped on error too).
+struct WriteMarks<'a> {
+    shard: &'a LocalShard,
+    keys: Vec<Vec<u8>>,
+}
+
+impl<'a> WriteMarks<'a> {
+    fn new(shard: &'a LocalShard, keys: Vec<Vec<u8>>) -> Self {
+        let mut w = shard.writing.borrow_mut();
+        for k in &keys {
+            *w.entry(k.clone()).or_insert(0) += 1;
+        }
+        drop(w);
+        WriteMarks { shard, keys }
+    }
+}
+
+impl Drop for WriteMarks<'_> {
+    fn drop(&mut self) {
+        let mut w = self.shard.writing.borrow_mut();
+        for k in &self.keys {
+            if let Some(n) = w.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    w.remove(k);
+                }
+            }
+        }
+    }
+}
+
+/// A precondition on the current object at a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCond {
+    /// `If-None-Match: *`: the key must not exist.
+    Absent,
+    /// `If-Match`: the key must exist with one of these ETags (unquoted; `*` = any).
+    EtagIn(Vec<String>),
+}
+
+/// Why a conditional write was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CondFailure {
+    /// The key exists (`Absent`) or has another ETag (`EtagIn`).
+    Failed,
+    /// `EtagIn` on a missing key.
+    Missing,
+}
+
+impl WriteCond {
+    pub fn check(&self, current: Option<&ObjectSummary>) -> Option<CondFailure> {
+        match (self, current) {
+            (WriteCond::Absent, None) => None,
+            (WriteCond::Absent, Some(_)) => Some(CondFailure::Failed),
+            (WriteCond::EtagIn(_), None) => Some(CondFailure::Missing),
+            (WriteCond::EtagIn(tags), Some(s)) => {
+                let etag = s.etag();
+                let etag = etag.trim_matches('"');
+                (!tags.iter().any(|t| t == "*" || t == etag)).then_some(CondFailure::Failed)
+            }
+        }
+    }
+}
 
 /// Depth of each core's inbound queue; a full queue makes callers wait.
 pub const CROSS_CORE_QUEUE: usize = 1024;
@@ -16,6 +131,7 @@ pub const CROSS_CORE_QUEUE: usize = 1024;
 pub enum ShardReq {
     WriteData(DataBuf),
     Commit(Vec<Mutation>),
+    CommitIf { key: Vec<u8>, cond: WriteCond, muts: Vec<Mutation> },
     Get { table: u8, key: Vec<u8> },
     Load { table: u8, key: Vec<u8> },
     ReadExtent { extent: Extent, range: Range<u64> },
@@ -29,6 +145,7 @@ pub enum ShardResp {
     Stored(Option<Stored>),
     Bytes(Vec<u8>),
     Entries(Vec<(Vec<u8>, Entry)>),
+    CondFailed(CondFailure),
 }
 
 pub struct ShardMsg {
@@ -40,10 +157,12 @@ pub struct ShardMsg {
 pub type CoreSender = async_channel::Sender<ShardMsg>;
 pub type CoreReceiver = async_channel::Receiver<ShardMsg>;
 
-async fn exec(shard: &Shard, req: ShardReq) -> Result<ShardResp, IoError> {
+async fn exec(local: &LocalShard, req: ShardReq) -> Result<ShardResp, IoError> {
+    let shard = &local.shard;
     Ok(match req {
         ShardReq::WriteData(buf) => ShardResp::Extent(shard.write_data(buf).await?),
-        ShardReq::Commit(muts) => ShardResp::Seq(shard.commit(muts).await?),
+        ShardReq::Commit(muts) => ShardResp::Seq(local.commit(muts).await?),
+        ShardReq::CommitIf { key, cond, muts } => local.commit_if(&key, &cond, muts).await?,
         ShardReq::Get { table, key } => ShardResp::Entry(shard.get(table, &key)),
         ShardReq::Load { table, key } => ShardResp::Stored(shard.load(table, &key).await?),
         ShardReq::ReadExtent { extent, range } => {
@@ -59,7 +178,7 @@ async fn exec(shard: &Shard, req: ShardReq) -> Result<ShardResp, IoError> {
 pub struct Shards {
     core: usize,
     /// Shards owned by this core, by global shard id.
-    local: Vec<Option<Rc<Shard>>>,
+    local: Vec<Option<Rc<LocalShard>>>,
     /// Owning core of each shard.
     owner: Vec<usize>,
     /// Inbound queue of each core.
@@ -71,7 +190,7 @@ fn unexpected() -> IoError {
 }
 
 impl Shards {
-    pub fn new(core: usize, local: Vec<Option<Rc<Shard>>>, owner: Vec<usize>, cores: Vec<CoreSender>) -> Self {
+    pub fn new(core: usize, local: Vec<Option<Rc<LocalShard>>>, owner: Vec<usize>, cores: Vec<CoreSender>) -> Self {
         debug_assert_eq!(local.len(), owner.len());
         Shards { core, local, owner, cores }
     }
@@ -80,7 +199,7 @@ impl Shards {
         self.owner.len() as u32
     }
 
-    pub fn local(&self, shard: u32) -> Option<&Rc<Shard>> {
+    pub fn local(&self, shard: u32) -> Option<&Rc<LocalShard>> {
         self.local.get(shard as usize).and_then(|s| s.as_ref())
     }
 
@@ -113,9 +232,25 @@ impl Shards {
         }
     }
 
+    /// Commits `muts` only if `cond` holds for the object at `key`, checked
+    /// atomically with the commit on the shard's owning core.
+    pub async fn commit_if(
+        &self,
+        shard: u32,
+        key: Vec<u8>,
+        cond: WriteCond,
+        muts: Vec<Mutation>,
+    ) -> Result<Result<u64, CondFailure>, IoError> {
+        match self.call(shard, ShardReq::CommitIf { key, cond, muts }).await? {
+            ShardResp::Seq(s) => Ok(Ok(s)),
+            ShardResp::CondFailed(f) => Ok(Err(f)),
+            _ => Err(unexpected()),
+        }
+    }
+
     pub async fn get(&self, shard: u32, table: u8, key: Vec<u8>) -> Result<Option<Entry>, IoError> {
         if let Some(s) = self.local(shard) {
-            return Ok(s.get(table, &key));
+            return Ok(s.shard.get(table, &key));
         }
         match self.call(shard, ShardReq::Get { table, key }).await? {
             ShardResp::Entry(e) => Ok(e),
@@ -146,7 +281,7 @@ impl Shards {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Entry)>, IoError> {
         if let Some(s) = self.local(shard) {
-            return Ok(s.range(table, &prefix, after.as_deref(), limit));
+            return Ok(s.shard.range(table, &prefix, after.as_deref(), limit));
         }
         match self.call(shard, ShardReq::Range { table, prefix, after, limit }).await? {
             ShardResp::Entries(e) => Ok(e),
@@ -161,7 +296,7 @@ impl Shards {
 pub const MAX_INBOUND_IN_FLIGHT: usize = 256;
 
 /// Serves other cores' calls on this core's shards until every sender is gone.
-pub async fn serve(rx: CoreReceiver, local: Vec<Option<Rc<Shard>>>) {
+pub async fn serve(rx: CoreReceiver, local: Vec<Option<Rc<LocalShard>>>) {
     let (tokens_tx, tokens_rx) = async_channel::bounded::<()>(MAX_INBOUND_IN_FLIGHT);
     for _ in 0..MAX_INBOUND_IN_FLIGHT {
         let _ = tokens_tx.try_send(());

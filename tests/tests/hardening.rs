@@ -1,6 +1,6 @@
 //! Findings of the first code review, each pinned by a test: bucket reuse,
 //! header injection, empty-object ranges, unknown sub-resources on writes,
-//! conditional writes, and paging of multipart uploads.
+//! atomic conditional writes, and paging of multipart uploads.
 
 use tessera_tests::*;
 
@@ -85,16 +85,51 @@ async fn unknown_sub_resources_never_fall_through_to_writes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn conditional_writes_are_refused_not_ignored() {
+async fn conditional_writes_hold_or_change_nothing() {
     let server = Server::start();
     let s3 = server.client();
     ok(s3.create_bucket().bucket("cond").send().await, "create");
-    ok(s3.put_object().bucket("cond").key("lock").body(bytestream(b"first")).send().await, "put");
+    let first = ok(
+        s3.put_object().bucket("cond").key("lock").if_none_match("*").body(bytestream(b"first")).send().await,
+        "create-only put of a new key",
+    );
     let second = s3.put_object().bucket("cond").key("lock").if_none_match("*").body(bytestream(b"second")).send().await;
-    assert_s3_error(second, 501, "NotImplemented");
+    assert_s3_error(second, 412, "PreconditionFailed");
+    let wrong = s3.put_object().bucket("cond").key("lock").if_match("\"0123\"").body(bytestream(b"third")).send().await;
+    assert_s3_error(wrong, 412, "PreconditionFailed");
+    let missing = s3.put_object().bucket("cond").key("nope").if_match("\"0123\"").body(bytestream(b"x")).send().await;
+    assert_s3_error(missing, 404, "NoSuchKey");
     let got = ok(s3.get_object().bucket("cond").key("lock").send().await, "get");
     let body = got.body.collect().await.expect("body").into_bytes();
-    assert_eq!(&body[..], b"first", "a refused conditional write changed nothing");
+    assert_eq!(&body[..], b"first", "failed conditional writes changed nothing");
+    let etag = first.e_tag().expect("etag").to_string();
+    ok(
+        s3.put_object().bucket("cond").key("lock").if_match(&etag).body(bytestream(b"fourth")).send().await,
+        "if-match with the current etag",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_create_only_writes_have_one_winner() {
+    let server = Server::start();
+    let s3 = server.client();
+    ok(s3.create_bucket().bucket("race").send().await, "create");
+    for round in 0..5 {
+        let key = format!("lock-{round}");
+        let mut tasks = Vec::new();
+        for i in 0..8u8 {
+            let s3 = s3.clone();
+            let key = key.clone();
+            tasks.push(tokio::spawn(async move {
+                s3.put_object().bucket("race").key(&key).if_none_match("*").body(bytestream(&[i; 64])).send().await.is_ok()
+            }));
+        }
+        let mut winners = 0;
+        for t in tasks {
+            winners += usize::from(t.await.expect("task"));
+        }
+        assert_eq!(winners, 1, "round {round}: exactly one create-only PUT may win");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,13 +12,15 @@ mod put;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use tessera_io::IoError;
+use tessera_io::{IoError, Mutation};
 use tessera_proto::router::Op;
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use crate::buckets::BucketInfo;
 use crate::conn::Request;
 use crate::identity::User;
+use crate::meta::{ObjectSummary, T_OBJECTS};
+use crate::shards::{CondFailure, WriteCond};
 use crate::response::Response;
 use crate::server::Ctx;
 
@@ -49,10 +51,7 @@ pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response
                 Op::ListObjectVersions => list::list_versions(ctx, req, &b).await,
                 Op::ListMultipartUploads => multipart::list_uploads(ctx, req, &b).await,
                 Op::DeleteObjects => delete::delete_objects(ctx, req, &b).await,
-                Op::PutObject => {
-                    refuse_conditional_write(req)?;
-                    put::put_object(ctx, req, &b).await
-                }
+                Op::PutObject => put::put_object(ctx, req, &b).await,
                 Op::CopyObject => put::copy_object(ctx, req, &b, &user).await,
                 Op::GetObject | Op::HeadObject => {
                     check_version(req)?;
@@ -69,10 +68,7 @@ pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response
                 Op::UploadPartCopy { part_number, upload_id } => {
                     multipart::upload_part_copy(ctx, req, &b, &user, part_number, &upload_id).await
                 }
-                Op::CompleteMultipartUpload { upload_id } => {
-                    refuse_conditional_write(req)?;
-                    multipart::complete(ctx, req, &b, &upload_id).await
-                }
+                Op::CompleteMultipartUpload { upload_id } => multipart::complete(ctx, req, &b, &upload_id).await,
                 Op::AbortMultipartUpload { upload_id } => multipart::abort(ctx, req, &b, &upload_id).await,
                 Op::ListParts { upload_id } => multipart::list_parts(ctx, req, &b, &upload_id).await,
                 Op::ListBuckets | Op::CreateBucket => Err(S3Error::new(S3ErrorCode::InternalError)),
@@ -133,16 +129,43 @@ pub fn still_current(ctx: &Ctx, b: &BucketInfo) -> S3Result<()> {
     }
 }
 
-/// Conditional writes (`If-Match`, `If-None-Match` on PUT and Complete) need
-/// a check that is atomic with the commit; until the shard offers one they
-/// are refused rather than silently ignored, so a create-if-absent lock
-/// never believes it won when it did not.
-fn refuse_conditional_write(req: &Request<'_>) -> S3Result<()> {
-    if req.header("if-match").is_some() || req.header("if-none-match").is_some() {
-        return Err(S3Error::with_message(
+/// The precondition of a PUT or CompleteMultipartUpload: `If-None-Match: *`
+/// (create only) or `If-Match: <etags>` (replace only that version).
+pub fn write_cond(req: &Request<'_>) -> S3Result<Option<WriteCond>> {
+    match (req.header("if-none-match"), req.header("if-match")) {
+        (None, None) => Ok(None),
+        (Some(v), None) if v.trim() == "*" => Ok(Some(WriteCond::Absent)),
+        (None, Some(v)) => Ok(Some(WriteCond::EtagIn(
+            v.split(',').map(|t| unquote(t.trim().trim_start_matches("W/")).to_string()).collect(),
+        ))),
+        _ => Err(S3Error::with_message(
             S3ErrorCode::NotImplemented,
-            "Conditional writes (If-Match / If-None-Match) are not implemented yet",
-        ));
+            "Only If-None-Match: * or If-Match, not both, are supported on writes",
+        )),
     }
-    Ok(())
+}
+
+/// Fails early (before a body is stored) when `cond` does not hold now; the
+/// binding check happens again atomically in `commit_object`.
+pub async fn precheck(ctx: &Ctx, shard: u32, key: &[u8], cond: Option<&WriteCond>) -> S3Result<()> {
+    let Some(cond) = cond else { return Ok(()) };
+    let current = ctx.shards.get(shard, T_OBJECTS, key.to_vec()).await.map_err(io_error)?;
+    let summary = current.and_then(|e| ObjectSummary::decode(&e.summary));
+    cond_result(cond.check(summary.as_ref()))
+}
+
+fn cond_result(f: Option<CondFailure>) -> S3Result<()> {
+    match f {
+        None => Ok(()),
+        Some(CondFailure::Failed) => Err(S3Error::new(S3ErrorCode::PreconditionFailed)),
+        Some(CondFailure::Missing) => Err(S3Error::new(S3ErrorCode::NoSuchKey)),
+    }
+}
+
+/// Commits a write of the object at `key`, under `cond` when given.
+pub async fn commit_object(ctx: &Ctx, shard: u32, key: Vec<u8>, cond: Option<WriteCond>, muts: Vec<Mutation>) -> S3Result<()> {
+    match cond {
+        None => ctx.shards.commit(shard, muts).await.map(|_| ()).map_err(io_error),
+        Some(c) => cond_result(ctx.shards.commit_if(shard, key, c, muts).await.map_err(io_error)?.err()),
+    }
 }

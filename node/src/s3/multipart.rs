@@ -13,7 +13,7 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use super::get::check_copy_conditions;
 use super::put::{copy_range, meta_from_headers, parse_copy_source, store_body};
-use super::{io_error, owned_bucket, shard_of, still_current, unquote};
+use super::{commit_object, io_error, owned_bucket, precheck, shard_of, still_current, unquote, write_cond};
 use crate::buckets::BucketInfo;
 use crate::conn::Request;
 use crate::identity::User;
@@ -187,8 +187,11 @@ async fn all_parts(ctx: &Ctx, shard: u32, b: u64, k: &str, id: &str) -> S3Result
 pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: &str) -> S3Result<Response> {
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
+    let okey = object_key(b.id, &key);
+    let cond = write_cond(req)?;
     let body = req.read_body_to_vec(xml::MAX_XML_BODY_BYTES).await?;
     let wanted = xml::parse_complete_multipart(&body)?;
+    precheck(ctx, shard, &okey, cond.as_ref()).await?;
     let upload = match load_upload(ctx, shard, b.id, &key, id).await {
         Ok(u) => u,
         Err(e) if e.code == S3ErrorCode::NoSuchUpload => {
@@ -245,7 +248,7 @@ pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: 
     let mut muts = vec![
         Mutation::Put {
             table: T_OBJECTS,
-            key: object_key(b.id, &key),
+            key: okey.clone(),
             summary: summary.encode(),
             meta: meta.encode(),
             body: Body::Extents(extents),
@@ -254,7 +257,7 @@ pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: 
     ];
     muts.extend(have.into_iter().map(|(_, k, _)| Mutation::Delete { table: T_PARTS, key: k }));
     still_current(ctx, b)?;
-    ctx.shards.commit(shard, muts).await.map_err(io_error)?;
+    commit_object(ctx, shard, okey, cond, muts).await?;
     Ok(complete_result(&b.name, &key, &summary.etag()))
 }
 

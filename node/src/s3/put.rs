@@ -13,7 +13,7 @@ use tessera_proto::time::{format_iso8601_ms, now_unix_ms};
 use tessera_proto::xml::XmlWriter;
 use tessera_proto::{Headers, S3Error, S3ErrorCode, S3Result};
 
-use super::{io_error, owned_bucket, shard_of, still_current, MAX_OBJECT_BYTES};
+use super::{commit_object, io_error, owned_bucket, precheck, shard_of, still_current, write_cond, MAX_OBJECT_BYTES};
 use crate::buckets::BucketInfo;
 use crate::conn::Request;
 use crate::identity::User;
@@ -135,18 +135,21 @@ pub async fn put_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     let mut meta = meta_from_headers(&req.head.headers)?;
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
+    let okey = object_key(b.id, &key);
+    let cond = write_cond(req)?;
+    precheck(ctx, shard, &okey, cond.as_ref()).await?;
     let stored = store_body(ctx, req, shard, false).await?;
     let summary = ObjectSummary { size: stored.size, mtime_ms: now_unix_ms(), md5: stored.sums.md5, parts: 0 };
     meta.checksum = stored.sums.checksum.as_ref().map(|(a, v)| (a.header_name().to_string(), v.clone()));
     let m = Mutation::Put {
         table: T_OBJECTS,
-        key: object_key(b.id, &key),
+        key: okey.clone(),
         summary: summary.encode(),
         meta: meta.encode(),
         body: stored.body,
     };
     still_current(ctx, b)?;
-    ctx.shards.commit(shard, vec![m]).await.map_err(io_error)?;
+    commit_object(ctx, shard, okey, cond, vec![m]).await?;
     let mut resp = Response::new(200).header("ETag", summary.etag());
     if let Some((name, value)) = &meta.checksum {
         resp.push_header(name.clone(), value.clone());
