@@ -124,17 +124,31 @@ fn object_headers(resp: &mut Response, s: &ObjectSummary, m: &ObjectMeta) {
     }
 }
 
-pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
-    let key = req.key().to_string();
-    let shard = shard_of(ctx, &b.name, &key);
+/// An object read from its shard: where it lives, its body description,
+/// its summary and its metadata.
+pub struct LoadedObject {
+    pub shard: u32,
+    pub body: tessera_io::Body,
+    pub summary: ObjectSummary,
+    pub meta: ObjectMeta,
+}
+
+/// Loads `key` of bucket `b`, or `NoSuchKey`.
+pub async fn load_object(ctx: &Ctx, b: &BucketInfo, key: &str) -> S3Result<LoadedObject> {
+    let shard = shard_of(ctx, &b.name, key);
     let stored = ctx
         .shards
-        .load(shard, T_OBJECTS, object_key(b.id, &key))
+        .load(shard, T_OBJECTS, object_key(b.id, key))
         .await
         .map_err(io_error)?
         .ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchKey))?;
     let summary = ObjectSummary::decode(&stored.summary).ok_or_else(|| super::internal("corrupt summary"))?;
     let meta = ObjectMeta::decode(&stored.meta).ok_or_else(|| super::internal("corrupt meta"))?;
+    Ok(LoadedObject { shard, body: stored.body, summary, meta })
+}
+
+pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
+    let LoadedObject { shard, body, summary, meta } = load_object(ctx, b, req.key()).await?;
     let names = ["if-match", "if-unmodified-since", "if-none-match", "if-modified-since"];
     match evaluate(|n| req.header(n).map(str::to_string), &summary, names) {
         Cond::Proceed => {}
@@ -208,7 +222,7 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
         }
         return Ok(resp);
     }
-    resp.body = RespBody::Object(ObjectStream { ctx: ctx.clone(), shard, body: stored.body, range });
+    resp.body = RespBody::Object(ObjectStream { ctx: ctx.clone(), shard, body, range });
     Ok(resp)
 }
 

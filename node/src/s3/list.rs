@@ -156,23 +156,36 @@ fn enc(s: &str, url: bool) -> String {
     if url { utf8_percent_encode(s, URL_ENCODE).to_string() } else { s.to_string() }
 }
 
-/// `max-keys`: a non-negative integer; values above `MAX_KEYS` mean `MAX_KEYS`.
-fn parse_max_keys(q: &Query) -> S3Result<usize> {
-    match q.get("max-keys") {
-        None => Ok(MAX_KEYS),
-        Some(v) => match v.trim().parse::<i64>() {
-            Ok(n) if n >= 0 => Ok((n as u64).min(MAX_KEYS as u64) as usize),
-            _ => Err(bad_arg("Provided max-keys not an integer or within integer range")),
-        },
-    }
+/// The parameters every listing shares.
+struct ListParams {
+    prefix: String,
+    delimiter: String,
+    /// `max-keys`: a non-negative integer; values above `MAX_KEYS` mean `MAX_KEYS`.
+    max_keys: usize,
+    /// `encoding-type=url`.
+    url: bool,
 }
 
-/// `encoding-type`: absent or `url`.
-fn parse_encoding(q: &Query) -> S3Result<bool> {
-    match q.get("encoding-type") {
-        None => Ok(false),
-        Some(v) if v.eq_ignore_ascii_case("url") => Ok(true),
-        Some(_) => Err(bad_arg("Invalid Encoding Method specified in Request")),
+impl ListParams {
+    fn parse(q: &Query) -> S3Result<Self> {
+        let max_keys = match q.get("max-keys") {
+            None => MAX_KEYS,
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(n) if n >= 0 => (n as u64).min(MAX_KEYS as u64) as usize,
+                _ => return Err(bad_arg("Provided max-keys not an integer or within integer range")),
+            },
+        };
+        let url = match q.get("encoding-type") {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("url") => true,
+            Some(_) => return Err(bad_arg("Invalid Encoding Method specified in Request")),
+        };
+        Ok(ListParams {
+            prefix: q.get("prefix").unwrap_or("").to_string(),
+            delimiter: q.get("delimiter").unwrap_or("").to_string(),
+            max_keys,
+            url,
+        })
     }
 }
 
@@ -182,10 +195,7 @@ fn bad_arg(msg: &str) -> S3Error {
 
 pub async fn list_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, v2: bool) -> S3Result<Response> {
     let q = &req.routed.query;
-    let prefix = q.get("prefix").unwrap_or("").to_string();
-    let delimiter = q.get("delimiter").unwrap_or("").to_string();
-    let max_keys = parse_max_keys(q)?;
-    let url = parse_encoding(q)?;
+    let ListParams { prefix, delimiter, max_keys, url } = ListParams::parse(q)?;
     if q.get("allow-unordered").is_some_and(|v| v == "true") && !delimiter.is_empty() {
         return Err(bad_arg("allow-unordered cannot be used with a delimiter"));
     }
@@ -264,10 +274,7 @@ fn decode_token(t: &str) -> S3Result<String> {
 /// ListObjectVersions on an unversioned bucket: one version, `null`, per key.
 pub async fn list_versions(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
     let q = &req.routed.query;
-    let prefix = q.get("prefix").unwrap_or("").to_string();
-    let delimiter = q.get("delimiter").unwrap_or("").to_string();
-    let max_keys = parse_max_keys(q)?;
-    let url = parse_encoding(q)?;
+    let ListParams { prefix, delimiter, max_keys, url } = ListParams::parse(q)?;
     let key_marker = q.get("key-marker").filter(|m| !m.is_empty()).map(str::to_string);
     let l = collect(ctx, b.id, &prefix, &delimiter, key_marker.as_deref(), max_keys).await?;
     let mut w = XmlWriter::new().root("ListVersionsResult");

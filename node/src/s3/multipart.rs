@@ -11,9 +11,8 @@ use tessera_proto::time::{format_iso8601_ms, now_unix_ms};
 use tessera_proto::xml::{self, XmlWriter};
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
-use super::get::check_copy_conditions;
-use super::put::{copy_range, meta_from_headers, parse_copy_source, store_body};
-use super::{commit_object, io_error, owned_bucket, precheck, shard_of, still_current, unquote, write_cond};
+use super::put::{copy_range, load_copy_source, meta_from_headers, store_body};
+use super::{commit_object, io_error, precheck, shard_of, still_current, unquote, write_cond};
 use crate::buckets::BucketInfo;
 use crate::conn::Request;
 use crate::identity::User;
@@ -104,22 +103,12 @@ pub async fn upload_part_copy(
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
     load_upload(ctx, shard, b.id, &key, id).await?;
-    let (sb, sk) = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
-    let src_bucket = owned_bucket(ctx, &sb, user)?;
-    let src_shard = shard_of(ctx, &src_bucket.name, &sk);
-    let stored = ctx
-        .shards
-        .load(src_shard, T_OBJECTS, object_key(src_bucket.id, &sk))
-        .await
-        .map_err(io_error)?
-        .ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchKey))?;
-    let src = ObjectSummary::decode(&stored.summary).ok_or_else(|| super::internal("corrupt summary"))?;
-    check_copy_conditions(req, &src)?;
+    let (_, _, src) = load_copy_source(ctx, req, user).await?;
     let range = match req.header("x-amz-copy-source-range") {
-        None => 0..src.size,
-        Some(v) => parse_copy_range(v, src.size)?,
+        None => 0..src.summary.size,
+        Some(v) => parse_copy_range(v, src.summary.size)?,
     };
-    let (body, md5) = copy_range(ctx, src_shard, stored.body, range.clone(), shard, true).await?;
+    let (body, md5) = copy_range(ctx, src.shard, src.body, range.clone(), shard, true).await?;
     let summary = PartSummary { size: range.end - range.start, mtime_ms: now_unix_ms(), md5 };
     let m = Mutation::Put {
         table: T_PARTS,

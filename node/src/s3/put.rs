@@ -18,6 +18,7 @@ use crate::buckets::BucketInfo;
 use crate::conn::Request;
 use crate::identity::User;
 use crate::meta::{object_key, ObjectMeta, ObjectSummary, T_OBJECTS};
+use super::get::{check_copy_conditions, load_object, LoadedObject};
 use crate::response::{pieces, Response};
 use crate::server::Ctx;
 
@@ -172,22 +173,24 @@ pub(super) fn parse_copy_source(v: &str) -> S3Result<(String, String)> {
     }
 }
 
+/// The source of CopyObject / UploadPartCopy: (bucket name, key, object),
+/// after the caller's ownership and the `x-amz-copy-source-if-*` checks.
+pub(super) async fn load_copy_source(
+    ctx: &Ctx,
+    req: &Request<'_>,
+    user: &User,
+) -> S3Result<(String, String, LoadedObject)> {
+    let (sb, sk) = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
+    let src_bucket = owned_bucket(ctx, &sb, user)?;
+    let src = load_object(ctx, &src_bucket, &sk).await?;
+    check_copy_conditions(req, &src.summary)?;
+    Ok((sb, sk, src))
+}
+
 /// CopyObject: reads the source through its shard and writes a new object
 /// (data is copied; shards do not share extents).
 pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: &User) -> S3Result<Response> {
-    let src = req.header("x-amz-copy-source").unwrap_or_default().to_string();
-    let (sb, sk) = parse_copy_source(&src)?;
-    let src_bucket = owned_bucket(ctx, &sb, user)?;
-    let src_shard = shard_of(ctx, &src_bucket.name, &sk);
-    let stored = ctx
-        .shards
-        .load(src_shard, T_OBJECTS, object_key(src_bucket.id, &sk))
-        .await
-        .map_err(io_error)?
-        .ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchKey))?;
-    let src_summary = ObjectSummary::decode(&stored.summary).ok_or_else(|| super::internal("corrupt summary"))?;
-    let src_meta = ObjectMeta::decode(&stored.meta).ok_or_else(|| super::internal("corrupt meta"))?;
-    super::get::check_copy_conditions(req, &src_summary)?;
+    let (sb, sk, src) = load_copy_source(ctx, req, user).await?;
     let key = req.key().to_string();
     let replace = req.header("x-amz-metadata-directive").is_some_and(|d| d.eq_ignore_ascii_case("REPLACE"));
     if !replace && sb == b.name && sk == key {
@@ -196,12 +199,13 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, u
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
     }
-    let mut meta = if replace { meta_from_headers(&req.head.headers)? } else { src_meta };
+    let mut meta = if replace { meta_from_headers(&req.head.headers)? } else { src.meta };
     // A copy is a new single-part object: its ETag is the MD5 of its bytes.
     meta.part_sizes.clear();
     let dst_shard = shard_of(ctx, &b.name, &key);
-    let (body, md5) = copy_range(ctx, src_shard, stored.body, 0..src_summary.size, dst_shard, false).await?;
-    let summary = ObjectSummary { size: src_summary.size, mtime_ms: now_unix_ms(), md5, parts: 0 };
+    let size = src.summary.size;
+    let (body, md5) = copy_range(ctx, src.shard, src.body, 0..size, dst_shard, false).await?;
+    let summary = ObjectSummary { size, mtime_ms: now_unix_ms(), md5, parts: 0 };
     let m = Mutation::Put {
         table: T_OBJECTS,
         key: object_key(b.id, &key),
