@@ -92,35 +92,38 @@ impl Drop for WriteMarks<'_> {
     }
 }
 
-/// A precondition on the current object at a key.
+/// A precondition on the current object at a key; ETags unquoted, `*`
+/// standing for any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteCond {
-    /// `If-None-Match: *`: the key must not exist.
-    Absent,
-    /// `If-Match`: the key must exist with one of these ETags (unquoted; `*` = any).
-    EtagIn(Vec<String>),
+    /// `If-None-Match`: refused when the object exists with one of these
+    /// ETags (`*`: when it exists at all).
+    NoneMatch(Vec<String>),
+    /// `If-Match`: the object must exist with one of these ETags.
+    Match(Vec<String>),
 }
 
 /// Why a conditional write was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CondFailure {
-    /// The key exists (`Absent`) or has another ETag (`EtagIn`).
+    /// The ETag matched (`NoneMatch`) or did not (`Match`).
     Failed,
-    /// `EtagIn` on a missing key.
+    /// `Match` on a missing key.
     Missing,
 }
 
 impl WriteCond {
     pub fn check(&self, current: Option<&ObjectSummary>) -> Option<CondFailure> {
+        let matches = |tags: &[String], s: &ObjectSummary| {
+            let etag = s.etag();
+            let etag = etag.trim_matches('"');
+            tags.iter().any(|t| t == "*" || t == etag)
+        };
         match (self, current) {
-            (WriteCond::Absent, None) => None,
-            (WriteCond::Absent, Some(_)) => Some(CondFailure::Failed),
-            (WriteCond::EtagIn(_), None) => Some(CondFailure::Missing),
-            (WriteCond::EtagIn(tags), Some(s)) => {
-                let etag = s.etag();
-                let etag = etag.trim_matches('"');
-                (!tags.iter().any(|t| t == "*" || t == etag)).then_some(CondFailure::Failed)
-            }
+            (WriteCond::NoneMatch(_), None) => None,
+            (WriteCond::NoneMatch(tags), Some(s)) => matches(tags, s).then_some(CondFailure::Failed),
+            (WriteCond::Match(_), None) => Some(CondFailure::Missing),
+            (WriteCond::Match(tags), Some(s)) => (!matches(tags, s)).then_some(CondFailure::Failed),
         }
     }
 }

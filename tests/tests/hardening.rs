@@ -103,10 +103,29 @@ async fn conditional_writes_hold_or_change_nothing() {
     let body = got.body.collect().await.expect("body").into_bytes();
     assert_eq!(&body[..], b"first", "failed conditional writes changed nothing");
     let etag = first.e_tag().expect("etag").to_string();
-    ok(
+    let same = s3.put_object().bucket("cond").key("lock").if_none_match(&etag).body(bytestream(b"x")).send().await;
+    assert_s3_error(same, 412, "PreconditionFailed");
+    let fourth = ok(
         s3.put_object().bucket("cond").key("lock").if_match(&etag).body(bytestream(b"fourth")).send().await,
         "if-match with the current etag",
     );
+    ok(
+        s3.put_object().bucket("cond").key("lock").if_none_match(&etag).body(bytestream(b"fifth")).send().await,
+        "if-none-match with an etag that is no longer current",
+    );
+    let stale = s3.put_object().bucket("cond").key("lock").if_match(fourth.e_tag().unwrap_or_default()).body(bytestream(b"x")).send().await;
+    assert_s3_error(stale, 412, "PreconditionFailed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anonymous_requests_to_missing_buckets_get_no_such_bucket() {
+    let server = Server::start();
+    let resp = server.send(&server.raw_request("GET", "/never-made/k"));
+    resp.assert_error(404, "NoSuchBucket");
+    let s3 = server.client();
+    ok(s3.create_bucket().bucket("private").send().await, "create");
+    let resp = server.send(&server.raw_request("GET", "/private/k"));
+    resp.assert_error(403, "AccessDenied");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -28,7 +28,13 @@ use crate::server::Ctx;
 pub const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
 pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response> {
-    let user = req.user.clone().ok_or_else(|| S3Error::new(S3ErrorCode::AccessDenied))?;
+    let Some(user) = req.user.clone() else {
+        // Anonymous requests may touch nothing yet; a missing bucket still
+        // answers NoSuchBucket, as S3 does.
+        let missing = req.routed.op != Op::CreateBucket
+            && req.routed.bucket.as_deref().is_some_and(|b| ctx.shared.buckets.get(b).is_none());
+        return Err(S3Error::new(if missing { S3ErrorCode::NoSuchBucket } else { S3ErrorCode::AccessDenied }));
+    };
     let op = req.routed.op.clone();
     match op {
         Op::ListBuckets => bucket::list_buckets(ctx, req, &user),
@@ -129,18 +135,17 @@ pub fn still_current(ctx: &Ctx, b: &BucketInfo) -> S3Result<()> {
     }
 }
 
-/// The precondition of a PUT or CompleteMultipartUpload: `If-None-Match: *`
-/// (create only) or `If-Match: <etags>` (replace only that version).
+/// The precondition of a PUT or CompleteMultipartUpload: `If-None-Match`
+/// (`*` = create only) or `If-Match` (replace only that version).
 pub fn write_cond(req: &Request<'_>) -> S3Result<Option<WriteCond>> {
+    let tags = |v: &str| v.split(',').map(|t| unquote(t.trim().trim_start_matches("W/")).to_string()).collect();
     match (req.header("if-none-match"), req.header("if-match")) {
         (None, None) => Ok(None),
-        (Some(v), None) if v.trim() == "*" => Ok(Some(WriteCond::Absent)),
-        (None, Some(v)) => Ok(Some(WriteCond::EtagIn(
-            v.split(',').map(|t| unquote(t.trim().trim_start_matches("W/")).to_string()).collect(),
-        ))),
-        _ => Err(S3Error::with_message(
+        (Some(v), None) => Ok(Some(WriteCond::NoneMatch(tags(v)))),
+        (None, Some(v)) => Ok(Some(WriteCond::Match(tags(v)))),
+        (Some(_), Some(_)) => Err(S3Error::with_message(
             S3ErrorCode::NotImplemented,
-            "Only If-None-Match: * or If-Match, not both, are supported on writes",
+            "If-None-Match and If-Match together are not supported on writes",
         )),
     }
 }
