@@ -152,6 +152,18 @@ async fn collect(
     Ok(out)
 }
 
+/// MaxKeys, Delimiter, EncodingType and IsTruncated, as every listing has them.
+fn page_fields(w: &mut XmlWriter, max_keys: usize, delimiter: &str, url: bool, truncated: bool) {
+    w.elem("MaxKeys", &max_keys.to_string());
+    if !delimiter.is_empty() {
+        w.elem("Delimiter", &enc(delimiter, url));
+    }
+    if url {
+        w.elem("EncodingType", "url");
+    }
+    w.elem("IsTruncated", if truncated { "true" } else { "false" });
+}
+
 fn enc(s: &str, url: bool) -> String {
     if url { utf8_percent_encode(s, URL_ENCODE).to_string() } else { s.to_string() }
 }
@@ -231,14 +243,7 @@ pub async fn list_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, 
             w.elem_opt("NextMarker", l.last.as_deref().map(|s| enc(s, url)).as_deref());
         }
     }
-    w.elem("MaxKeys", &max_keys.to_string());
-    if !delimiter.is_empty() {
-        w.elem("Delimiter", &enc(&delimiter, url));
-    }
-    if url {
-        w.elem("EncodingType", "url");
-    }
-    w.elem("IsTruncated", if l.truncated { "true" } else { "false" });
+    page_fields(&mut w, max_keys, &delimiter, url, l.truncated);
     for (key, s) in &l.contents {
         w.open("Contents")
             .elem("Key", &enc(key, url))
@@ -284,14 +289,7 @@ pub async fn list_versions(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo)
         w.elem_opt("NextKeyMarker", l.last.as_deref().map(|s| enc(s, url)).as_deref());
         w.elem("NextVersionIdMarker", "null");
     }
-    w.elem("MaxKeys", &max_keys.to_string());
-    if !delimiter.is_empty() {
-        w.elem("Delimiter", &enc(&delimiter, url));
-    }
-    if url {
-        w.elem("EncodingType", "url");
-    }
-    w.elem("IsTruncated", if l.truncated { "true" } else { "false" });
+    page_fields(&mut w, max_keys, &delimiter, url, l.truncated);
     for (key, s) in &l.contents {
         w.open("Version")
             .elem("Key", &enc(key, url))
