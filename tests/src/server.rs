@@ -417,6 +417,14 @@ fn random_token(len: usize, alphabet: &[u8]) -> String {
 }
 
 /// The workspace root: the parent of this crate's directory.
+/// A fresh server with one bucket `name` and a default-configuration client.
+pub async fn with_bucket(name: &str) -> (Server, aws_sdk_s3::Client) {
+    let server = Server::start();
+    let s3 = server.client();
+    crate::data::ok(s3.create_bucket().bucket(name).send().await, "create bucket");
+    (server, s3)
+}
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

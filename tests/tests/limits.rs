@@ -3,13 +3,6 @@
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use tessera_tests::*;
 
-async fn with_bucket(name: &str) -> (Server, aws_sdk_s3::Client) {
-    let server = Server::start();
-    let s3 = server.client();
-    ok(s3.create_bucket().bucket(name).send().await, "create bucket");
-    (server, s3)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_list_arguments_are_invalid_argument() {
     let (server, _s3) = with_bucket("args").await;

@@ -3,13 +3,6 @@
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use tessera_tests::*;
 
-async fn with_bucket(name: &str) -> (Server, aws_sdk_s3::Client) {
-    let server = Server::start();
-    let s3 = server.client();
-    ok(s3.create_bucket().bucket(name).send().await, "create bucket");
-    (server, s3)
-}
-
 async fn create_upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String {
     let out = ok(
         s3.create_multipart_upload().bucket(bucket).key(key).send().await,
