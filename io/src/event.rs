@@ -10,13 +10,13 @@ use std::task::{Context, Poll, Waker};
 /// `listen` cannot miss a notification, because nothing runs in between on
 /// a single-threaded reactor.
 #[derive(Default)]
-pub(crate) struct Event {
+pub struct Event {
     generation: Cell<u64>,
     wakers: RefCell<Vec<Waker>>,
 }
 
 impl Event {
-    pub(crate) fn notify_all(&self) {
+    pub fn notify_all(&self) {
         self.generation.set(self.generation.get().wrapping_add(1));
         let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
         for w in wakers {
@@ -24,7 +24,7 @@ impl Event {
         }
     }
 
-    pub(crate) fn listen(&self) -> Listen<'_> {
+    pub fn listen(&self) -> Listen<'_> {
         Listen {
             event: self,
             generation: self.generation.get(),
@@ -33,7 +33,7 @@ impl Event {
     }
 }
 
-pub(crate) struct Listen<'a> {
+pub struct Listen<'a> {
     event: &'a Event,
     generation: u64,
     registered: bool,

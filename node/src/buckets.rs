@@ -5,7 +5,9 @@
 //! the object path), commit the record, then publish a new snapshot.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tessera_io::{Body, Mutation};
@@ -26,9 +28,74 @@ pub struct BucketInfo {
     pub owner_display: String,
     pub created_ms: i64,
     pub location: Option<String>,
+    /// Not stored: the writes to this bucket in flight, which DeleteBucket
+    /// waits out (see [`WriteGate`]).
+    pub gate: Arc<WriteGate>,
 }
 
+/// Orders object writes against DeleteBucket. A write enters the gate right
+/// before it commits and leaves once the commit is acknowledged; DeleteBucket
+/// closes the gate, waits until no write is inside, and only then checks
+/// that the bucket is empty. Either the write gets in first (and DeleteBucket
+/// then sees its object) or it finds the gate closed and answers
+/// NoSuchBucket: no write is acknowledged into a bucket that is then deleted.
+/// (Both sides use SeqCst: each sees the other's flag or counter.)
+#[derive(Debug, Default)]
+pub struct WriteGate {
+    inside: AtomicU64,
+    closed: AtomicBool,
+}
+
+/// A write inside the gate; leaving is dropping it.
+pub struct GateGuard(Arc<WriteGate>);
+
+impl Drop for GateGuard {
+    fn drop(&mut self) {
+        self.0.inside.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl WriteGate {
+    fn enter(self: &Arc<Self>) -> Option<GateGuard> {
+        self.inside.fetch_add(1, Ordering::SeqCst);
+        let guard = GateGuard(self.clone());
+        (!self.closed.load(Ordering::SeqCst)).then_some(guard)
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    fn reopen(&self) {
+        self.closed.store(false, Ordering::SeqCst);
+    }
+
+    fn writes_inside(&self) -> u64 {
+        self.inside.load(Ordering::SeqCst)
+    }
+}
+
+/// The gate carries no stored state: two infos are equal when their stored fields are.
+impl PartialEq for WriteGate {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for WriteGate {}
+
+/// Longest a DeleteBucket waits for writes already committing to finish.
+pub const DELETE_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl BucketInfo {
+    /// Enters the bucket's write gate right before a commit; hold the guard
+    /// until the commit is acknowledged. `NoSuchBucket` once the bucket is
+    /// being deleted or is gone (also when it was deleted and created again
+    /// since the request looked it up: the new one has another gate).
+    pub fn enter_write(&self) -> S3Result<GateGuard> {
+        self.gate.enter().ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc::new(BUCKET_V1);
         e.u64(self.id).str(&self.name).str(&self.owner_id).str(&self.owner_display).i64(self.created_ms);
@@ -45,6 +112,7 @@ impl BucketInfo {
             owner_display: d.str()?,
             created_ms: d.i64()?,
             location: d.opt_str()?,
+            gate: Arc::default(),
         })
     }
 }
@@ -171,21 +239,38 @@ impl Buckets {
         Ok(())
     }
 
-    /// Deletes `name` after `is_empty` confirms it holds nothing.
+    /// Deletes `name` after `is_empty` confirms it holds nothing: closes its
+    /// write gate first and waits until the writes inside have committed, so
+    /// the check sees every acknowledged object.
     pub async fn delete<F, Fut>(&self, shards: &Shards, name: &str, is_empty: F) -> S3Result<()>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = S3Result<bool>>,
     {
         let _guard = self.claim(name)?;
-        if self.get(name).is_none() {
+        let Some(info) = self.get(name) else {
             return Err(S3Error::new(S3ErrorCode::NoSuchBucket));
+        };
+        info.gate.close();
+        let result = async {
+            let started = std::time::Instant::now();
+            while info.gate.writes_inside() > 0 {
+                if started.elapsed() > DELETE_DRAIN_TIMEOUT {
+                    return Err(S3Error::new(S3ErrorCode::OperationAborted));
+                }
+                monoio::time::sleep(Duration::from_millis(1)).await;
+            }
+            if !is_empty().await? {
+                return Err(S3Error::new(S3ErrorCode::BucketNotEmpty));
+            }
+            let m = Mutation::Delete { table: T_BUCKETS, key: name.as_bytes().to_vec() };
+            shards.commit(META_SHARD, vec![m]).await.map(drop).map_err(internal)
         }
-        if !is_empty().await? {
-            return Err(S3Error::new(S3ErrorCode::BucketNotEmpty));
+        .await;
+        if result.is_err() {
+            info.gate.reopen();
+            return result;
         }
-        let m = Mutation::Delete { table: T_BUCKETS, key: name.as_bytes().to_vec() };
-        shards.commit(META_SHARD, vec![m]).await.map_err(internal)?;
         self.publish(|s| {
             s.remove(name);
         });
@@ -216,6 +301,7 @@ mod tests {
             owner_display: "d".into(),
             created_ms: 5,
             location: Some("eu".into()),
+            gate: Arc::default(),
         };
         assert_eq!(BucketInfo::decode(&i.encode()), Some(i));
     }

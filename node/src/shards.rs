@@ -5,70 +5,132 @@
 //! sent over that core's bounded channel and executed there by `serve`, and the
 //! answer comes back on a one-shot channel. Bodies travel as owned buffers.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::ops::Range;
+use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Duration;
 
-use tessera_io::{DataBuf, Entry, Extent, IoError, Mutation, Shard, Stored};
+use tessera_io::{DataBuf, Entry, Event, Extent, IoError, Mutation, Shard, Stored};
 
-use crate::meta::{ObjectSummary, T_OBJECTS};
+/// A key of a shard table: what locks and write marks are about.
+pub type TableKey = (u8, Vec<u8>);
 
-/// A shard and what its owning core tracks beside it: the object keys with
-/// a commit in flight, so a conditional write can wait until every earlier
-/// write to its key is visible before it checks and commits.
+/// A shard and what its owning core tracks beside it: the keys with a
+/// commit in flight and the keys held by a running transaction, so a
+/// transaction sees every earlier write to its keys and nothing writes them
+/// until it ends.
 pub struct LocalShard {
     pub shard: Shard,
-    writing: RefCell<HashMap<Vec<u8>, u32>>,
+    /// Keys with a plain commit in flight (appended, not yet acknowledged).
+    writing: RefCell<HashMap<TableKey, u32>>,
+    /// Keys held (or being acquired) by a transaction.
+    locked: RefCell<HashMap<TableKey, ()>>,
+    /// Fires when a write mark or a lock is released.
+    released: Event,
 }
 
 impl LocalShard {
     pub fn new(shard: Shard) -> Self {
-        LocalShard { shard, writing: RefCell::new(HashMap::new()) }
+        LocalShard {
+            shard,
+            writing: RefCell::new(HashMap::new()),
+            locked: RefCell::new(HashMap::new()),
+            released: Event::default(),
+        }
     }
 
-    fn object_keys(muts: &[Mutation]) -> Vec<Vec<u8>> {
+    fn keys_of(muts: &[Mutation]) -> Vec<TableKey> {
         muts.iter()
-            .filter_map(|m| match m {
-                Mutation::Put { table: T_OBJECTS, key, .. } | Mutation::Delete { table: T_OBJECTS, key } => {
-                    Some(key.clone())
-                }
-                _ => None,
+            .map(|m| match m {
+                Mutation::Put { table, key, .. } | Mutation::Delete { table, key } => (*table, key.clone()),
             })
             .collect()
     }
 
-    /// Commits, with the object keys marked as being written meanwhile.
+    /// A plain commit: waits while a transaction holds one of its keys,
+    /// then commits with the keys marked as being written.
     async fn commit(&self, muts: Vec<Mutation>) -> Result<u64, IoError> {
-        let _marks = WriteMarks::new(self, Self::object_keys(&muts));
+        let keys = Self::keys_of(&muts);
+        loop {
+            let held = {
+                let locked = self.locked.borrow();
+                keys.iter().any(|k| locked.contains_key(k))
+            };
+            if !held {
+                break;
+            }
+            self.released.listen().await;
+        }
+        self.commit_marked(keys, muts).await
+    }
+
+    async fn commit_marked(&self, keys: Vec<TableKey>, muts: Vec<Mutation>) -> Result<u64, IoError> {
+        let _marks = WriteMarks::new(self, keys);
         self.shard.commit(muts).await
     }
 
-    /// Waits until no commit on `key` is in flight, then checks `cond`
-    /// against the visible state and, if it holds, sequences the commit in
-    /// the same step (no await between the check and the append), so no
-    /// other write to the key can come between them.
-    async fn commit_if(&self, key: &[u8], cond: &WriteCond, muts: Vec<Mutation>) -> Result<ShardResp, IoError> {
-        while self.writing.borrow().contains_key(key) {
-            monoio::time::sleep(Duration::from_micros(200)).await;
+    /// Commits from inside a transaction: its own locks do not block it.
+    pub async fn commit_in_txn(&self, muts: Vec<Mutation>) -> Result<u64, IoError> {
+        let keys = Self::keys_of(&muts);
+        self.commit_marked(keys, muts).await
+    }
+
+    /// Takes the locks on `keys` (in order, so two transactions never wait
+    /// on each other), then waits until no plain commit on them is in
+    /// flight. New plain commits on a locked key wait for the release, so a
+    /// stream of writers cannot starve the transaction.
+    async fn lock(self: &Rc<Self>, mut keys: Vec<TableKey>) -> TxnLocks {
+        keys.sort();
+        keys.dedup();
+        let mut held = TxnLocks { shard: self.clone(), keys: Vec::with_capacity(keys.len()) };
+        for k in keys {
+            while self.locked.borrow().contains_key(&k) {
+                self.released.listen().await;
+            }
+            self.locked.borrow_mut().insert(k.clone(), ());
+            held.keys.push(k);
         }
-        let current = self.shard.get(T_OBJECTS, key).and_then(|e| ObjectSummary::decode(&e.summary));
-        if let Some(fail) = cond.check(current.as_ref()) {
-            return Ok(ShardResp::CondFailed(fail));
+        loop {
+            let busy = {
+                let w = self.writing.borrow();
+                held.keys.iter().any(|k| w.contains_key(k))
+            };
+            if !busy {
+                return held;
+            }
+            self.released.listen().await;
         }
-        Ok(ShardResp::Seq(self.commit(muts).await?))
+    }
+}
+
+/// A transaction's locks; released when dropped (on error too).
+pub struct TxnLocks {
+    shard: Rc<LocalShard>,
+    keys: Vec<TableKey>,
+}
+
+impl Drop for TxnLocks {
+    fn drop(&mut self) {
+        let mut l = self.shard.locked.borrow_mut();
+        for k in &self.keys {
+            l.remove(k);
+        }
+        drop(l);
+        self.shard.released.notify_all();
     }
 }
 
 /// Marks keys as being written for as long as it lives (dropped on error too).
 struct WriteMarks<'a> {
     shard: &'a LocalShard,
-    keys: Vec<Vec<u8>>,
+    keys: Vec<TableKey>,
 }
 
 impl<'a> WriteMarks<'a> {
-    fn new(shard: &'a LocalShard, keys: Vec<Vec<u8>>) -> Self {
+    fn new(shard: &'a LocalShard, keys: Vec<TableKey>) -> Self {
         let mut w = shard.writing.borrow_mut();
         for k in &keys {
             *w.entry(k.clone()).or_insert(0) += 1;
@@ -89,44 +151,15 @@ impl Drop for WriteMarks<'_> {
                 }
             }
         }
+        drop(w);
+        self.shard.released.notify_all();
     }
 }
 
-/// A precondition on the current object at a key; ETags unquoted, `*`
-/// standing for any.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteCond {
-    /// `If-None-Match`: refused when the object exists with one of these
-    /// ETags (`*`: when it exists at all).
-    NoneMatch(Vec<String>),
-    /// `If-Match`: the object must exist with one of these ETags.
-    Match(Vec<String>),
-}
-
-/// Why a conditional write was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CondFailure {
-    /// The ETag matched (`NoneMatch`) or did not (`Match`).
-    Failed,
-    /// `Match` on a missing key.
-    Missing,
-}
-
-impl WriteCond {
-    pub fn check(&self, current: Option<&ObjectSummary>) -> Option<CondFailure> {
-        let matches = |tags: &[String], s: &ObjectSummary| {
-            let etag = s.etag();
-            let etag = etag.trim_matches('"');
-            tags.iter().any(|t| t == "*" || t == etag)
-        };
-        match (self, current) {
-            (WriteCond::NoneMatch(_), None) => None,
-            (WriteCond::NoneMatch(tags), Some(s)) => matches(tags, s).then_some(CondFailure::Failed),
-            (WriteCond::Match(_), None) => Some(CondFailure::Missing),
-            (WriteCond::Match(tags), Some(s)) => (!matches(tags, s)).then_some(CondFailure::Failed),
-        }
-    }
-}
+/// The body of a transaction, built on the caller's core and run on the
+/// shard's owning core (so it may capture only `Send` data; the future it
+/// returns runs there and need not be `Send`).
+type TxnFn = Box<dyn FnOnce(Rc<LocalShard>) -> Pin<Box<dyn Future<Output = Box<dyn Any + Send>>>> + Send>;
 
 /// Depth of each core's inbound queue; a full queue makes callers wait.
 pub const CROSS_CORE_QUEUE: usize = 1024;
@@ -134,7 +167,7 @@ pub const CROSS_CORE_QUEUE: usize = 1024;
 pub enum ShardReq {
     WriteData(DataBuf),
     Commit(Vec<Mutation>),
-    CommitIf { key: Vec<u8>, cond: WriteCond, muts: Vec<Mutation> },
+    Txn { keys: Vec<TableKey>, f: TxnFn },
     Get { table: u8, key: Vec<u8> },
     Load { table: u8, key: Vec<u8> },
     ReadExtent { extent: Extent, range: Range<u64> },
@@ -148,7 +181,7 @@ pub enum ShardResp {
     Stored(Option<Stored>),
     Bytes(Vec<u8>),
     Entries(Vec<(Vec<u8>, Entry)>),
-    CondFailed(CondFailure),
+    Txn(Box<dyn Any + Send>),
 }
 
 pub struct ShardMsg {
@@ -160,12 +193,15 @@ pub struct ShardMsg {
 pub type CoreSender = async_channel::Sender<ShardMsg>;
 pub type CoreReceiver = async_channel::Receiver<ShardMsg>;
 
-async fn exec(local: &LocalShard, req: ShardReq) -> Result<ShardResp, IoError> {
+async fn exec(local: &Rc<LocalShard>, req: ShardReq) -> Result<ShardResp, IoError> {
     let shard = &local.shard;
     Ok(match req {
         ShardReq::WriteData(buf) => ShardResp::Extent(shard.write_data(buf).await?),
         ShardReq::Commit(muts) => ShardResp::Seq(local.commit(muts).await?),
-        ShardReq::CommitIf { key, cond, muts } => local.commit_if(&key, &cond, muts).await?,
+        ShardReq::Txn { keys, f } => {
+            let _locks = local.lock(keys).await;
+            ShardResp::Txn(f(local.clone()).await)
+        }
         ShardReq::Get { table, key } => ShardResp::Entry(shard.get(table, &key)),
         ShardReq::Load { table, key } => ShardResp::Stored(shard.load(table, &key).await?),
         ShardReq::ReadExtent { extent, range } => {
@@ -235,18 +271,21 @@ impl Shards {
         }
     }
 
-    /// Commits `muts` only if `cond` holds for the object at `key`, checked
-    /// atomically with the commit on the shard's owning core.
-    pub async fn commit_if(
-        &self,
-        shard: u32,
-        key: Vec<u8>,
-        cond: WriteCond,
-        muts: Vec<Mutation>,
-    ) -> Result<Result<u64, CondFailure>, IoError> {
-        match self.call(shard, ShardReq::CommitIf { key, cond, muts }).await? {
-            ShardResp::Seq(s) => Ok(Ok(s)),
-            ShardResp::CondFailed(f) => Ok(Err(f)),
+    /// Runs `f` as a transaction on the shard's owning core, with `keys`
+    /// locked: it sees every write to them acknowledged before it started,
+    /// and no other write to them happens until it ends. `f` reads with
+    /// `LocalShard::shard` and commits with `LocalShard::commit_in_txn`.
+    pub async fn txn<T, F, Fut>(&self, shard: u32, keys: Vec<TableKey>, f: F) -> Result<T, IoError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<LocalShard>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        let f: TxnFn = Box::new(move |local| {
+            Box::pin(async move { Box::new(f(local).await) as Box<dyn Any + Send> })
+        });
+        match self.call(shard, ShardReq::Txn { keys, f }).await? {
+            ShardResp::Txn(out) => out.downcast::<T>().map(|b| *b).map_err(|_| unexpected()),
             _ => Err(unexpected()),
         }
     }
@@ -316,6 +355,74 @@ pub async fn serve(rx: CoreReceiver, local: Vec<Option<Rc<LocalShard>>>) {
             let r = exec(&shard, msg.req).await;
             let _ = msg.reply.send(r).await;
             let _ = tokens.try_send(());
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use tessera_io::{Body, Mutation, Shard, ShardOptions};
+
+    use super::*;
+
+    fn run<F: Future>(f: F) -> F::Output {
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build().expect("runtime").block_on(f)
+    }
+
+    fn put(key: &[u8]) -> Mutation {
+        Mutation::Put { table: 1, key: key.to_vec(), summary: vec![], meta: vec![], body: Body::Inline(vec![]) }
+    }
+
+    async fn local(dir: &std::path::Path) -> Rc<LocalShard> {
+        Rc::new(LocalShard::new(Shard::open(dir, 0, ShardOptions::default()).await.expect("open")))
+    }
+
+    /// A plain commit on a locked key waits until the transaction ends; a
+    /// commit on another key does not.
+    #[test]
+    fn plain_commits_wait_for_a_transaction_on_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let l = local(dir.path()).await;
+            let order = Rc::new(RefCell::new(Vec::new()));
+            let locks = l.lock(vec![(1, b"upload".to_vec())]).await;
+            let (l2, o2) = (l.clone(), order.clone());
+            let blocked = monoio::spawn(async move {
+                l2.commit(vec![put(b"upload")]).await.unwrap();
+                o2.borrow_mut().push("plain");
+            });
+            let (l3, o3) = (l.clone(), order.clone());
+            let free = monoio::spawn(async move {
+                l3.commit(vec![put(b"other")]).await.unwrap();
+                o3.borrow_mut().push("other");
+            });
+            free.await;
+            monoio::time::sleep(Duration::from_millis(20)).await;
+            order.borrow_mut().push("txn ends");
+            drop(locks);
+            blocked.await;
+            assert_eq!(*order.borrow(), ["other", "txn ends", "plain"]);
+        });
+    }
+
+    /// A transaction starts only after the plain commits on its keys that
+    /// were in flight are acknowledged, so it sees them.
+    #[test]
+    fn transactions_see_every_commit_in_flight_on_their_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let l = local(dir.path()).await;
+            let l2 = l.clone();
+            let writer = monoio::spawn(async move { l2.commit(vec![put(b"k")]).await.unwrap() });
+            // Let the write start (append + sync in flight), then lock.
+            monoio::time::sleep(Duration::from_micros(1)).await;
+            let _locks = l.lock(vec![(1, b"k".to_vec())]).await;
+            assert!(l.shard.get(1, b"k").is_some(), "the transaction started before the write it raced was visible");
+            writer.await;
         });
     }
 }

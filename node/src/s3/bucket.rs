@@ -82,6 +82,7 @@ pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>, user: &User) ->
         owner_display: user.display_name.clone(),
         created_ms: now_unix_ms(),
         location,
+        gate: Default::default(),
     };
     ctx.shared.buckets.create(&ctx.shards, info).await?;
     Ok(Response::new(200).header("Location", format!("/{name}")))

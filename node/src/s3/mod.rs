@@ -20,7 +20,6 @@ use crate::buckets::BucketInfo;
 use crate::conn::Request;
 use crate::identity::User;
 use crate::meta::{ObjectSummary, T_OBJECTS};
-use crate::shards::{CondFailure, WriteCond};
 use crate::response::Response;
 use crate::server::Ctx;
 
@@ -126,15 +125,6 @@ pub fn check_version(req: &Request<'_>) -> S3Result<()> {
     }
 }
 
-/// Fails when the bucket was deleted (or deleted and created again) since
-/// the request looked it up; checked right before a write commits.
-pub fn still_current(ctx: &Ctx, b: &BucketInfo) -> S3Result<()> {
-    match ctx.shared.buckets.get(&b.name) {
-        Some(now) if now.id == b.id => Ok(()),
-        _ => Err(S3Error::new(S3ErrorCode::NoSuchBucket)),
-    }
-}
-
 /// The precondition of a PUT or CompleteMultipartUpload: `If-None-Match`
 /// (`*` = create only) or `If-Match` (replace only that version).
 pub fn write_cond(req: &Request<'_>) -> S3Result<Option<WriteCond>> {
@@ -150,27 +140,64 @@ pub fn write_cond(req: &Request<'_>) -> S3Result<Option<WriteCond>> {
     }
 }
 
+/// A precondition on the current object at a key; ETags unquoted, `*`
+/// standing for any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCond {
+    /// `If-None-Match`: refused when the object exists with one of these
+    /// ETags (`*`: when it exists at all).
+    NoneMatch(Vec<String>),
+    /// `If-Match`: the object must exist with one of these ETags.
+    Match(Vec<String>),
+}
+
+impl WriteCond {
+    /// Whether the write may proceed over `current`: `Err` is the S3 error.
+    pub fn check(&self, current: Option<&ObjectSummary>) -> S3Result<()> {
+        let matches = |tags: &[String], s: &ObjectSummary| {
+            let etag = s.etag();
+            let etag = etag.trim_matches('"');
+            tags.iter().any(|t| t == "*" || t == etag)
+        };
+        let failed = match (self, current) {
+            (WriteCond::NoneMatch(_), None) => false,
+            (WriteCond::NoneMatch(tags), Some(s)) => matches(tags, s),
+            (WriteCond::Match(_), None) => return Err(S3Error::new(S3ErrorCode::NoSuchKey)),
+            (WriteCond::Match(tags), Some(s)) => !matches(tags, s),
+        };
+        if failed {
+            return Err(S3Error::new(S3ErrorCode::PreconditionFailed));
+        }
+        Ok(())
+    }
+}
+
+fn current_summary(shard: &tessera_io::Shard, key: &[u8]) -> Option<ObjectSummary> {
+    shard.get(T_OBJECTS, key).and_then(|e| ObjectSummary::decode(&e.summary))
+}
+
 /// Fails early (before a body is stored) when `cond` does not hold now; the
 /// binding check happens again atomically in `commit_object`.
 pub async fn precheck(ctx: &Ctx, shard: u32, key: &[u8], cond: Option<&WriteCond>) -> S3Result<()> {
     let Some(cond) = cond else { return Ok(()) };
     let current = ctx.shards.get(shard, T_OBJECTS, key.to_vec()).await.map_err(io_error)?;
-    let summary = current.and_then(|e| ObjectSummary::decode(&e.summary));
-    cond_result(cond.check(summary.as_ref()))
+    cond.check(current.and_then(|e| ObjectSummary::decode(&e.summary)).as_ref())
 }
 
-fn cond_result(f: Option<CondFailure>) -> S3Result<()> {
-    match f {
-        None => Ok(()),
-        Some(CondFailure::Failed) => Err(S3Error::new(S3ErrorCode::PreconditionFailed)),
-        Some(CondFailure::Missing) => Err(S3Error::new(S3ErrorCode::NoSuchKey)),
-    }
-}
-
-/// Commits a write of the object at `key`, under `cond` when given.
+/// Commits a write of the object at `key`, under `cond` when given: then
+/// the check and the commit run as one transaction on the shard's core, so
+/// two create-only writers never both win.
 pub async fn commit_object(ctx: &Ctx, shard: u32, key: Vec<u8>, cond: Option<WriteCond>, muts: Vec<Mutation>) -> S3Result<()> {
-    match cond {
-        None => ctx.shards.commit(shard, muts).await.map(|_| ()).map_err(io_error),
-        Some(c) => cond_result(ctx.shards.commit_if(shard, key, c, muts).await.map_err(io_error)?.err()),
-    }
+    let Some(cond) = cond else {
+        return ctx.shards.commit(shard, muts).await.map(|_| ()).map_err(io_error);
+    };
+    let lock = vec![(T_OBJECTS, key.clone())];
+    ctx.shards
+        .txn(shard, lock, move |local| async move {
+            cond.check(current_summary(&local.shard, &key).as_ref())?;
+            local.commit_in_txn(muts).await.map_err(io_error)?;
+            Ok(())
+        })
+        .await
+        .map_err(io_error)?
 }

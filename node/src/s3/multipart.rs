@@ -12,7 +12,7 @@ use tessera_proto::xml::{self, XmlWriter};
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use super::put::{copy_range, load_copy_source, meta_from_headers, store_body};
-use super::{commit_object, io_error, precheck, shard_of, still_current, unquote, write_cond};
+use super::{io_error, precheck, shard_of, unquote, write_cond};
 use crate::buckets::BucketInfo;
 use crate::conn::Request;
 use crate::identity::User;
@@ -57,7 +57,7 @@ pub async fn create(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: 
         meta: Vec::new(),
         body: Body::Inline(Vec::new()),
     };
-    still_current(ctx, b)?;
+    let _gate = b.enter_write()?;
     ctx.shards.commit(shard, vec![m]).await.map_err(io_error)?;
     let mut w = XmlWriter::new().root("InitiateMultipartUploadResult");
     w.elem("Bucket", &b.name).elem("Key", &key).elem("UploadId", &id).close("InitiateMultipartUploadResult");
@@ -80,15 +80,30 @@ pub async fn upload_part(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, p
         meta: Vec::new(),
         body: stored.body,
     };
-    // The upload may have been completed or aborted meanwhile.
-    load_upload(ctx, shard, b.id, &key, id).await?;
-    still_current(ctx, b)?;
-    ctx.shards.commit(shard, vec![m]).await.map_err(io_error)?;
+    commit_part(ctx, shard, b, upload_key(b.id, &key, id), m).await?;
     let mut resp = Response::new(200).header("ETag", summary.etag());
     if let Some((a, v)) = &stored.sums.checksum {
         resp.push_header(a.header_name(), v.clone());
     }
     Ok(resp)
+}
+
+/// Commits a part while holding its upload's lock, so the part lands only
+/// if the upload still exists, and Complete/Abort (which hold the same
+/// lock) see it or it fails: an acknowledged part is never orphaned.
+async fn commit_part(ctx: &Ctx, shard: u32, b: &BucketInfo, upload: Vec<u8>, part: Mutation) -> S3Result<()> {
+    let _gate = b.enter_write()?;
+    let lock = vec![(T_UPLOADS, upload.clone())];
+    ctx.shards
+        .txn(shard, lock, move |local| async move {
+            if local.shard.get(T_UPLOADS, &upload).is_none() {
+                return Err(no_such_upload());
+            }
+            local.commit_in_txn(vec![part]).await.map_err(io_error)?;
+            Ok(())
+        })
+        .await
+        .map_err(io_error)?
 }
 
 /// UploadPartCopy: a part made of (a range of) an existing object.
@@ -117,9 +132,7 @@ pub async fn upload_part_copy(
         meta: Vec::new(),
         body,
     };
-    load_upload(ctx, shard, b.id, &key, id).await?;
-    still_current(ctx, b)?;
-    ctx.shards.commit(shard, vec![m]).await.map_err(io_error)?;
+    commit_part(ctx, shard, b, upload_key(b.id, &key, id), m).await?;
     let mut w = XmlWriter::new().root("CopyPartResult");
     w.elem("LastModified", &format_iso8601_ms(summary.mtime_ms)).elem("ETag", &summary.etag()).close("CopyPartResult");
     Ok(Response::xml(200, w.finish()))
@@ -152,12 +165,13 @@ fn multipart_etag(parts: &[xml::CompletePart]) -> Option<String> {
 }
 
 /// Every part of an upload, in part-number order: (number, key, summary).
-async fn all_parts(ctx: &Ctx, shard: u32, b: u64, k: &str, id: &str) -> S3Result<Vec<(u32, Vec<u8>, PartSummary)>> {
+/// Reads the owning core's index directly (inside a transaction).
+fn parts_of(shard: &tessera_io::Shard, b: u64, k: &str, id: &str) -> S3Result<Vec<(u32, Vec<u8>, PartSummary)>> {
     let prefix = part_prefix(b, k, id);
     let mut out = Vec::new();
     let mut after = None;
     loop {
-        let batch = ctx.shards.range(shard, T_PARTS, prefix.clone(), after.clone(), 1000).await.map_err(io_error)?;
+        let batch = shard.range(T_PARTS, &prefix, after.as_deref(), 1000);
         let done = batch.len() < 1000;
         for (key, e) in batch {
             after = Some(key.clone());
@@ -173,6 +187,12 @@ async fn all_parts(ctx: &Ctx, shard: u32, b: u64, k: &str, id: &str) -> S3Result
     }
 }
 
+/// Every part of an upload, from any core.
+async fn all_parts(ctx: &Ctx, shard: u32, b: u64, k: &str, id: &str) -> S3Result<Vec<(u32, Vec<u8>, PartSummary)>> {
+    let (k, id) = (k.to_string(), id.to_string());
+    ctx.shards.txn(shard, Vec::new(), move |local| async move { parts_of(&local.shard, b, &k, &id) }).await.map_err(io_error)?
+}
+
 pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: &str) -> S3Result<Response> {
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
@@ -180,27 +200,55 @@ pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: 
     let cond = write_cond(req)?;
     let body = req.read_body_to_vec(xml::MAX_XML_BODY_BYTES).await?;
     let wanted = xml::parse_complete_multipart(&body)?;
-    precheck(ctx, shard, &okey, cond.as_ref()).await?;
-    let upload = match load_upload(ctx, shard, b.id, &key, id).await {
-        Ok(u) => u,
-        Err(e) if e.code == S3ErrorCode::NoSuchUpload => {
-            // A repeated Complete of an upload that already made this object succeeds again.
-            let current = ctx.shards.get(shard, T_OBJECTS, object_key(b.id, &key)).await.map_err(io_error)?;
-            let etag = current.and_then(|c| ObjectSummary::decode(&c.summary)).map(|s| s.etag());
-            if etag.is_some() && etag == multipart_etag(&wanted) {
-                return Ok(complete_result(&b.name, &key, etag.as_deref().unwrap_or_default()));
-            }
-            return Err(e);
-        }
-        Err(e) => return Err(e),
-    };
     if wanted.len() > MAX_PARTS {
         return Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "too many parts"));
     }
     if wanted.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
         return Err(S3Error::new(S3ErrorCode::InvalidPartOrder));
     }
-    let have = all_parts(ctx, shard, b.id, &key, id).await?;
+    precheck(ctx, shard, &okey, cond.as_ref()).await?;
+    let _gate = b.enter_write()?;
+    let (bid, id) = (b.id, id.to_string());
+    let ukey = upload_key(bid, &key, &id);
+    let locks = vec![(T_UPLOADS, ukey.clone()), (T_OBJECTS, okey.clone())];
+    let k = key.clone();
+    let etag = ctx
+        .shards
+        .txn(shard, locks, move |local| async move {
+            let Some(upload) = local.shard.get(T_UPLOADS, &ukey) else {
+                // A repeated Complete of an upload that already made this object succeeds again.
+                let current = local.shard.get(T_OBJECTS, &okey).and_then(|c| ObjectSummary::decode(&c.summary));
+                let etag = current.map(|s| s.etag());
+                return match etag {
+                    Some(e) if Some(&e) == multipart_etag(&wanted).as_ref() => Ok(e),
+                    _ => Err(no_such_upload()),
+                };
+            };
+            let upload = UploadInfo::decode(&upload.summary).ok_or_else(|| super::internal("corrupt upload record"))?;
+            if let Some(c) = &cond {
+                c.check(local.shard.get(T_OBJECTS, &okey).and_then(|e| ObjectSummary::decode(&e.summary)).as_ref())?;
+            }
+            let have = parts_of(&local.shard, bid, &k, &id)?;
+            let (summary, muts) = assemble(&local.shard, upload, &wanted, have, okey, ukey).await?;
+            local.commit_in_txn(muts).await.map_err(io_error)?;
+            Ok(summary.etag())
+        })
+        .await
+        .map_err(io_error)??;
+    Ok(complete_result(&b.name, &key, &etag))
+}
+
+/// The commit that makes the object out of the `wanted` parts of an upload
+/// (size, ETag and extents all from the one part record each part's index
+/// entry points at) and drops the upload and every part it has.
+async fn assemble(
+    shard: &tessera_io::Shard,
+    upload: UploadInfo,
+    wanted: &[xml::CompletePart],
+    have: Vec<(u32, Vec<u8>, PartSummary)>,
+    okey: Vec<u8>,
+    ukey: Vec<u8>,
+) -> S3Result<(ObjectSummary, Vec<Mutation>)> {
     let mut extents = Vec::new();
     let mut md5s = Md5::new();
     let mut size = 0u64;
@@ -209,14 +257,15 @@ pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: 
         let Ok(pos) = have.binary_search_by_key(&w.part_number, |p| p.0) else {
             return Err(S3Error::new(S3ErrorCode::InvalidPart));
         };
-        let (_, pkey, ps) = &have[pos];
+        let pkey = &have[pos].1;
+        let stored = shard.load(T_PARTS, pkey).await.map_err(io_error)?.ok_or_else(|| S3Error::new(S3ErrorCode::InvalidPart))?;
+        let ps = PartSummary::decode(&stored.summary).ok_or_else(|| super::internal("corrupt part record"))?;
         if unquote(&w.etag) != hex::encode(ps.md5) {
             return Err(S3Error::new(S3ErrorCode::InvalidPart));
         }
         if i + 1 < wanted.len() && ps.size < MIN_PART_BYTES {
             return Err(S3Error::new(S3ErrorCode::EntityTooSmall));
         }
-        let stored = ctx.shards.load(shard, T_PARTS, pkey.clone()).await.map_err(io_error)?.ok_or_else(|| S3Error::new(S3ErrorCode::InvalidPart))?;
         match stored.body {
             Body::Extents(e) => extents.extend(e),
             Body::Inline(d) if d.is_empty() => {}
@@ -228,26 +277,19 @@ pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: 
     }
     let mut meta = upload.meta;
     meta.part_sizes = part_sizes;
-    let summary = ObjectSummary {
-        size,
-        mtime_ms: now_unix_ms(),
-        md5: md5s.finalize().into(),
-        parts: wanted.len() as u16,
-    };
+    let summary = ObjectSummary { size, mtime_ms: now_unix_ms(), md5: md5s.finalize().into(), parts: wanted.len() as u16 };
     let mut muts = vec![
         Mutation::Put {
             table: T_OBJECTS,
-            key: okey.clone(),
+            key: okey,
             summary: summary.encode(),
             meta: meta.encode(),
             body: Body::Extents(extents),
         },
-        Mutation::Delete { table: T_UPLOADS, key: upload_key(b.id, &key, id) },
+        Mutation::Delete { table: T_UPLOADS, key: ukey },
     ];
     muts.extend(have.into_iter().map(|(_, k, _)| Mutation::Delete { table: T_PARTS, key: k }));
-    still_current(ctx, b)?;
-    commit_object(ctx, shard, okey, cond, muts).await?;
-    Ok(complete_result(&b.name, &key, &summary.etag()))
+    Ok((summary, muts))
 }
 
 fn complete_result(bucket: &str, key: &str, etag: &str) -> Response {
@@ -263,12 +305,22 @@ fn complete_result(bucket: &str, key: &str, etag: &str) -> Response {
 pub async fn abort(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: &str) -> S3Result<Response> {
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
-    load_upload(ctx, shard, b.id, &key, id).await?;
-    let parts = all_parts(ctx, shard, b.id, &key, id).await?;
-    let mut muts = vec![Mutation::Delete { table: T_UPLOADS, key: upload_key(b.id, &key, id) }];
-    muts.extend(parts.into_iter().map(|(_, k, _)| Mutation::Delete { table: T_PARTS, key: k }));
-    still_current(ctx, b)?;
-    ctx.shards.commit(shard, muts).await.map_err(io_error)?;
+    let (bid, id) = (b.id, id.to_string());
+    let ukey = upload_key(bid, &key, &id);
+    let lock = vec![(T_UPLOADS, ukey.clone())];
+    ctx.shards
+        .txn(shard, lock, move |local| async move {
+            if local.shard.get(T_UPLOADS, &ukey).is_none() {
+                return Err(no_such_upload());
+            }
+            let parts = parts_of(&local.shard, bid, &key, &id)?;
+            let mut muts = vec![Mutation::Delete { table: T_UPLOADS, key: ukey }];
+            muts.extend(parts.into_iter().map(|(_, k, _)| Mutation::Delete { table: T_PARTS, key: k }));
+            local.commit_in_txn(muts).await.map_err(io_error)?;
+            Ok(())
+        })
+        .await
+        .map_err(io_error)??;
     Ok(Response::new(204))
 }
 

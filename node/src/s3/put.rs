@@ -13,7 +13,7 @@ use tessera_proto::time::{format_iso8601_ms, now_unix_ms};
 use tessera_proto::xml::XmlWriter;
 use tessera_proto::{Headers, S3Error, S3ErrorCode, S3Result};
 
-use super::{commit_object, io_error, owned_bucket, precheck, shard_of, still_current, write_cond, MAX_OBJECT_BYTES};
+use super::{commit_object, io_error, owned_bucket, precheck, shard_of, write_cond, MAX_OBJECT_BYTES};
 use crate::buckets::BucketInfo;
 use crate::conn::Request;
 use crate::identity::User;
@@ -149,7 +149,7 @@ pub async fn put_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
         meta: meta.encode(),
         body: stored.body,
     };
-    still_current(ctx, b)?;
+    let _gate = b.enter_write()?;
     commit_object(ctx, shard, okey, cond, vec![m]).await?;
     let mut resp = Response::new(200).header("ETag", summary.etag());
     if let Some((name, value)) = &meta.checksum {
@@ -213,7 +213,7 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, u
         meta: meta.encode(),
         body,
     };
-    still_current(ctx, b)?;
+    let _gate = b.enter_write()?;
     ctx.shards.commit(dst_shard, vec![m]).await.map_err(io_error)?;
     let mut w = XmlWriter::new().root("CopyObjectResult");
     w.elem("LastModified", &format_iso8601_ms(summary.mtime_ms)).elem("ETag", &summary.etag());
