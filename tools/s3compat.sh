@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs the ceph/s3-tests compatibility suite against a fresh tessera node
+# with the suite's fixture identities (main = root, alt and tenant from a
+# users file). Needs a checkout of ceph/s3-tests and its venv (see
+# ../shared/tools/s3compat/README.md):
+#
+#   S3TESTS_DIR=/work/s3-tests S3TESTS_VENV=/work/s3tests-venv tools/s3compat.sh [run options]
+#
+# Options after the script name go to s3compat's `run` (e.g. --files "...",
+# -k EXPR, --out DIR). TESSERA_EXTRA_ARGS adds server flags. The node's log
+# is left in $TMP/tessera.log.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+runner="${S3COMPAT_RUNNER:-$root/../shared/tools/s3compat/run}"
+port="${S3_PORT:-8000}"
+tmp="$(mktemp -d)"
+cargo build --release -q --bin tessera --manifest-path "$root/Cargo.toml"
+cat > "$tmp/users" <<USERS
+NOPQRSTUVWXYZABCDEFG nopqrstuvwxyzabcdefghijklmnabcdefghijklm 56789abcdef0123456789abcdef0123456789abcdef0123456789abcdef01234 john.doe
+HIJKLMNOPQRSTUVWXYZA opqrstuvwxyzabcdefghijklmnopqrstuvwxyzab testx\$9876543210abcdef0123456789abcdef0123456789abcdef0123456789abcdef testx\$tenanteduser
+USERS
+chmod 600 "$tmp/users"
+TESSERA_ACCESS_KEY=0555b35654ad1656d804 \
+TESSERA_SECRET_KEY='h7GhxuBLTrlhVUyxSPUKUV8r/2EI4ngqJxD7iBdBYLhwluN30JaT3Q==' \
+TESSERA_ROOT_USER_ID=testid TESSERA_ROOT_DISPLAY_NAME='M. Tester' \
+  "$root/target/release/tessera" server --address "127.0.0.1:$port" --users "$tmp/users" \
+  ${TESSERA_EXTRA_ARGS:-} "$tmp/data" > "$tmp/tessera.out" 2> "$tmp/tessera.log" &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q listening "$tmp/tessera.out" 2>/dev/null && break; sleep 0.1; done
+echo "tessera (pid $pid) on port $port, log $tmp/tessera.log"
+"$runner" --port "$port" "$@"
