@@ -500,6 +500,8 @@ impl crate::shard::Inner {
         for (_, old) in all.iter().skip(2) {
             let _ = self.backend.remove(&self.dir.join(old)).await;
         }
+        let kept = all.iter().take(2).map(|(s, _)| *s).min().unwrap_or(0);
+        self.oldest_checkpoint_seq.set(kept);
         tracing::debug!(shard = self.id, checkpoint = name, bytes, "checkpoint written");
         Ok(())
     }

@@ -6,7 +6,7 @@
 //! op        := code:u8 table:u8 key_len:u16 key [seq:u64 if code & 0x80] rest
 //! rest      := (code & 0x7f = 1, put)    summary_len:u16 summary meta_len:u32 meta body
 //!            | (code & 0x7f = 2, delete) min_seg:u32 origin:u32
-//!            | (code & 0x7f = 3, retire) segment:u32 first_seq:u64 last_seq:u64
+//!            | (code & 0x7f = 3, retire) segment:u32 first_seq:u64 last_seq:u64  (empty key)
 //! body      := 0:u8 len:u32 bytes               inline
 //!            | 1:u8 count:u32 extent{count}     extents
 //!            | 2:u8 len:u32 xxh3:u64            inline body left out (metadata-only copy)
@@ -20,7 +20,9 @@
 //! the key's deleted incarnation (0: unknown, any), and `origin`, the
 //! segment it was first written to (0: the segment of its own entry).
 //! A retire op says compaction removed `segment`, which held the commits
-//! `first_seq..=last_seq` (0, 0: none).
+//! `first_seq..=last_seq` (0, 0: none). It is copied forward by compaction
+//! while a kept checkpoint is older than it (a recovery from that
+//! checkpoint must learn the segment is gone on purpose).
 //!
 //! Decoding checks every length against both its limit and the bytes left,
 //! so garbage yields an error, never a panic or a large allocation.
@@ -100,6 +102,7 @@ pub(crate) enum Op {
         segment: u32,
         first_seq: u64,
         last_seq: u64,
+        seq: Option<u64>,
     },
 }
 
@@ -152,7 +155,7 @@ impl Op {
                 head(key, seq)? + 2 + summary.len() + 4 + meta.len() + 1 + body_len
             }
             Op::Delete { key, seq, .. } => head(key, seq)? + 8,
-            Op::Retire { .. } => 4 + 20,
+            Op::Retire { seq, .. } => 4 + 20 + if seq.is_some() { 8 } else { 0 },
         })
     }
 
@@ -218,8 +221,9 @@ impl Op {
                 segment,
                 first_seq,
                 last_seq,
+                seq,
             } => {
-                head(out, OP_RETIRE, 0, &[], &None);
+                head(out, OP_RETIRE, 0, &[], seq);
                 out.extend_from_slice(&segment.to_le_bytes());
                 out.extend_from_slice(&first_seq.to_le_bytes());
                 out.extend_from_slice(&last_seq.to_le_bytes());
@@ -289,6 +293,7 @@ pub(crate) enum OpView<'a> {
         segment: u32,
         first_seq: u64,
         last_seq: u64,
+        seq: Option<u64>,
     },
 }
 
@@ -327,10 +332,12 @@ impl OpView<'_> {
                 segment,
                 first_seq,
                 last_seq,
+                seq,
             } => Op::Retire {
                 segment,
                 first_seq,
                 last_seq,
+                seq,
             },
         })
     }
@@ -371,10 +378,11 @@ fn decode_one<'a>(r: &mut Reader<'a>) -> Result<OpView<'a>, &'static str> {
             min_seg: r.u32()?,
             origin: r.u32()?,
         }),
-        OP_RETIRE if key.is_empty() && seq.is_none() => Ok(OpView::Retire {
+        OP_RETIRE if key.is_empty() => Ok(OpView::Retire {
             segment: r.u32()?,
             first_seq: r.u64()?,
             last_seq: r.u64()?,
+            seq,
         }),
         OP_PUT => {
             let summary_len = r.u16()? as usize;
@@ -500,6 +508,7 @@ mod tests {
                 segment: 4,
                 first_seq: 10,
                 last_seq: 99,
+                seq: Some(7),
             },
         ]
     }

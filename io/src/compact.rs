@@ -16,7 +16,9 @@
 //!   flight; otherwise the key changed and the copy is dropped.
 //! - Tombstones: a delete stays needed while a segment that may hold a
 //!   record of the key's deleted incarnation exists (from the key's
-//!   `min_seg` to the delete's origin): those are copied too.
+//!   `min_seg` to the delete's origin), or while a kept checkpoint is older
+//!   than it: those are copied too. Retire ops likewise, while a kept
+//!   checkpoint is older than them.
 //! - A segment whose records cannot all be read is not retired (nothing it
 //!   holds is dropped on a guess); the error is counted.
 //! - Throttled by bytes copied per second.
@@ -117,7 +119,7 @@ pub(crate) async fn compact_once(inner: &Rc<Inner>, force: bool) -> Result<bool,
     for chunk in tombstones.chunks(MOVES_PER_COMMIT) {
         inner.commit_ops(chunk.to_vec()).await?;
     }
-    inner.compaction.borrow_mut().tombstones_kept += tombstones.len() as u64;
+    inner.compaction.borrow_mut().tombstones_kept += tombstones.iter().filter(|o| matches!(o, Op::Delete { .. })).count() as u64;
     // Nothing may point into the victim any more.
     if !sweep(inner, victim).await.is_empty() {
         return Ok(false);
@@ -346,7 +348,9 @@ async fn scan_deletes(inner: &Rc<Inner>, victim: u32) -> Result<Option<Vec<Op>>,
                         offset: pos + (HEADER_BYTES + off) as u64,
                     };
                     let ops = if eh.verify(&inner.key, &payload[off..], inner.id, at) {
-                        deletes_of(&payload[off + ENTRY_HEADER_BYTES..off + eh.total_len()], eh.count, eh.seq)
+                        let body = &payload[off + ENTRY_HEADER_BYTES..off + eh.total_len()];
+                        keep.extend(retires_needed(inner, body, eh.count, eh.seq).into_iter().map(Some));
+                        deletes_of(body, eh.count, eh.seq)
                     } else {
                         None
                     };
@@ -365,6 +369,36 @@ async fn scan_deletes(inner: &Rc<Inner>, victim: u32) -> Result<Option<Vec<Op>>,
     let dropped = keep.iter().filter(|o| o.is_none()).count() as u64;
     inner.compaction.borrow_mut().tombstones_dropped += dropped;
     Ok(Some(keep.into_iter().flatten().collect()))
+}
+
+/// The retire ops of one commit entry that a kept checkpoint still needs
+/// (a recovery from a checkpoint older than the op must learn the segment
+/// went on purpose), with their seq kept.
+fn retires_needed(inner: &Inner, payload: &[u8], count: u16, entry_seq: u64) -> Vec<Op> {
+    let oldest = inner.oldest_checkpoint_seq.get();
+    let Ok(views) = codec::decode(payload, count) else {
+        return Vec::new();
+    };
+    views
+        .into_iter()
+        .filter_map(|v| match v {
+            OpView::Retire {
+                segment,
+                first_seq,
+                last_seq,
+                seq,
+            } => {
+                let seq = seq.unwrap_or(entry_seq);
+                (oldest == 0 || seq >= oldest).then_some(Op::Retire {
+                    segment,
+                    first_seq,
+                    last_seq,
+                    seq: Some(seq),
+                })
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// The deletes of one commit entry, as (table, key, seq, min_seg, origin).
@@ -387,7 +421,10 @@ fn deletes_of(payload: &[u8], count: u16, entry_seq: u64) -> Option<Vec<(u8, Vec
     )
 }
 
-/// Some(Some(op)) to keep the tombstone, Some(None) when it can go.
+/// Some(Some(op)) to keep the tombstone, Some(None) when it can go. It
+/// stays while a segment that may hold an older record of the key exists,
+/// or while a kept checkpoint is older than it (a recovery from that
+/// checkpoint must replay the delete over the entry it holds).
 fn still_needed(
     inner: &Inner,
     victim: u32,
@@ -395,10 +432,12 @@ fn still_needed(
 ) -> Option<Option<Op>> {
     let origin = if origin == 0 { victim } else { origin };
     let log = inner.log.borrow();
+    let oldest = inner.oldest_checkpoint_seq.get();
     let guards = log
         .segments
         .range(min_seg..=origin)
-        .any(|(n, _)| *n != victim);
+        .any(|(n, _)| *n != victim)
+        || (oldest != 0 && oldest <= seq);
     Some(guards.then_some(Op::Delete {
         table,
         key,
@@ -410,17 +449,25 @@ fn still_needed(
 
 /// Records the retirement durably, then removes the file.
 async fn retire(inner: &Rc<Inner>, victim: u32) -> Result<(), IoError> {
+    // The seqs it takes with it: up to where the next segment starts (seqs
+    // voided by a failed batch in between included).
     let (first_seq, last_seq) = {
         let log = inner.log.borrow();
-        log.segments
-            .get(&victim)
-            .map_or((0, 0), |s| (s.first_seq, s.last_seq))
+        let next = log
+            .segments
+            .range(victim + 1..)
+            .next()
+            .map(|(_, s)| s.first_seq.saturating_sub(1));
+        log.segments.get(&victim).map_or((0, 0), |s| {
+            (s.first_seq, next.unwrap_or(0).max(s.last_seq))
+        })
     };
     inner
         .commit_ops(vec![Op::Retire {
             segment: victim,
             first_seq,
             last_seq,
+            seq: None,
         }])
         .await?;
     let seg = inner.log.borrow_mut().segments.remove(&victim);

@@ -35,7 +35,8 @@ pub(crate) struct SegFile {
     pub vstart: Option<u64>,
     /// Whether the directory entry of the file is known durable.
     pub dir_synced: bool,
-    /// Commit seqs this segment holds (0, 0: none yet).
+    /// The seqs this segment may hold: from the next seq when it started
+    /// (its segment record's; 0: unknown) to the last one applied in it.
     pub first_seq: u64,
     pub last_seq: u64,
     /// Bytes of live index entries in this segment (commit shares and data).
@@ -56,7 +57,7 @@ impl SegFile {
     }
 
     pub(crate) fn note_seq(&mut self, seq: u64) {
-        if self.first_seq == 0 {
+        if self.first_seq == 0 || seq < self.first_seq {
             self.first_seq = seq;
         }
         self.last_seq = self.last_seq.max(seq);
@@ -174,7 +175,8 @@ impl Log {
             number > self.last_segment(),
             "segments must be added in order"
         );
-        let seg = SegFile::new(file, 0, Some(self.next_vpos));
+        let mut seg = SegFile::new(file, 0, Some(self.next_vpos));
+        seg.first_seq = self.next_seq;
         self.segments.insert(number, seg);
     }
 

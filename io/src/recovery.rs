@@ -103,12 +103,14 @@ pub(crate) struct Recovered {
     pub end: Pos,
     /// Human-readable findings, for logs and fsck.
     pub problems: Vec<String>,
+    /// The oldest next-seq among the checkpoints on disk (0: none).
+    pub oldest_checkpoint_seq: u64,
 }
 
 enum Item {
     Invalid { at: Pos, end: Pos },
     Data { ext: Extent, end: Pos },
-    Commit { seq: u64, loc: Loc, ops: Vec<IndexOp> },
+    Commit { seq: u64, loc: Loc, ops: Vec<IndexOp>, from_copy: bool },
 }
 
 /// Applies scanned items in log order, holding what is not yet proven.
@@ -144,6 +146,7 @@ impl Replay {
     }
 
     fn push(&mut self, item: Item) {
+
         if self.held.is_empty() && self.certain(&item) {
             self.process(item);
         } else {
@@ -178,7 +181,16 @@ impl Replay {
                 ));
             }
             Item::Data { .. } => {}
-            Item::Commit { seq, loc, ops } => self.apply_commit(seq, loc, ops),
+            Item::Commit { seq, loc, ops, from_copy } => {
+                if from_copy {
+                    self.stats.commits_from_copy += 1;
+                    self.problems.push(format!(
+                        "commit {seq}: entry damaged; taken from its copy (segment {}, offset {})",
+                        loc.segment, loc.offset
+                    ));
+                }
+                self.apply_commit(seq, loc, ops)
+            }
         }
     }
 
@@ -274,8 +286,10 @@ pub(crate) async fn recover(
     // The checkpoint, if a good one exists.
     let mut start = Pos::default();
     let mut ckpt_rows: BTreeMap<u32, checkpoint::SegRow> = BTreeMap::new();
+    let checkpoints = list_checkpoints(backend, dir).await?;
+    let oldest_checkpoint_seq = checkpoints.iter().map(|(s, _)| *s).min().unwrap_or(0);
     if opts.use_checkpoint {
-        for (_, name) in list_checkpoints(backend, dir).await? {
+        for (_, name) in checkpoints {
             let mut index = Index::new();
             match checkpoint::load(backend, dir, &name, shard, &mut index).await {
                 Ok(c) => {
@@ -326,14 +340,6 @@ pub(crate) async fn recover(
             info: None,
             first_seq: None,
         });
-    }
-    for row in ckpt_rows.values() {
-        if !numbers.contains(&row.number) && !replay.retired.contains(&row.number) {
-            replay.stats.missing_segments += 1;
-            replay
-                .problems
-                .push(format!("segment {} listed by the checkpoint is missing", row.number));
-        }
     }
     // Scan in log order.
     let mut prev: Option<(u32, u64)> = segments
@@ -388,10 +394,20 @@ pub(crate) async fn recover(
                     break;
                 }
             }
-            Item::Commit { seq, loc, ops } => replay.apply_commit(seq, loc, ops),
+            Item::Commit { seq, loc, ops, .. } => replay.apply_commit(seq, loc, ops),
         }
     }
     replay.held.clear();
+    // Segments wholly before the checkpoint's position can only go by
+    // retirement (a reset cuts only what follows the durable position).
+    for row in ckpt_rows.values() {
+        if row.number < start.segment && !numbers.contains(&row.number) && !replay.retired.contains(&row.number) {
+            replay.stats.missing_segments += 1;
+            replay
+                .problems
+                .push(format!("segment {} listed by the checkpoint is missing", row.number));
+        }
+    }
     // Predecessors named by segment records that are gone.
     for (number, prev_seg, _) in &claims {
         if *prev_seg != 0
@@ -406,9 +422,10 @@ pub(crate) async fn recover(
         }
     }
     // Seq gaps that no retirement explains are lost commits.
+    let retired = merge_ranges(std::mem::take(&mut replay.retired_seqs));
     for (lo, hi) in std::mem::take(&mut replay.gaps) {
         let mut missing = hi - lo + 1;
-        for (rlo, rhi) in &replay.retired_seqs {
+        for (rlo, rhi) in &retired {
             let (a, b) = (lo.max(*rlo), hi.min(*rhi));
             if a <= b {
                 missing -= b - a + 1;
@@ -462,11 +479,10 @@ pub(crate) async fn recover(
             continue;
         }
         let mut seg = SegFile::new(s.file, keep, None);
+        seg.first_seq = s.first_seq.unwrap_or(0);
         if let Some(&(a, b)) = replay.seg_seqs.get(&s.number) {
-            seg.first_seq = a;
-            seg.last_seq = b;
-        } else if let Some(f) = s.first_seq {
-            seg.first_seq = f;
+            seg.note_seq(a);
+            seg.note_seq(b);
         }
         segments.insert(s.number, seg);
     }
@@ -515,6 +531,7 @@ pub(crate) async fn recover(
         stats: replay.stats,
         end,
         problems: replay.problems,
+        oldest_checkpoint_seq,
     })
 }
 
@@ -723,8 +740,7 @@ impl Scan<'_> {
                     let payload = win.slice(pos, len)[HEADER_BYTES..].to_vec();
                     let copies = self.entries(&payload, pos + HEADER_BYTES as u64 + 16, 16, h.count);
                     for (seq, loc, ops) in copies {
-                        self.replay.stats.commits_from_copy += 1;
-                        self.replay.push(Item::Commit { seq, loc, ops });
+                        self.replay.push(Item::Commit { seq, loc, ops, from_copy: true });
                     }
                 }
             }
@@ -796,16 +812,19 @@ impl Scan<'_> {
             .into_iter()
             .map(|(s, l, o)| (s, (l, o)))
             .collect();
+        if !all_there {
+            // Damaged below the mark is corruption (the copy stands in);
+            // past it, a torn write (the log ends here).
+            self.replay.push(Item::Invalid {
+                at: self.pos(pos),
+                end: self.pos(primary_end),
+            });
+        }
         for seq in h.seq..h.seq + h.count as u64 {
             if let Some((loc, ops)) = primary_by_seq.remove(&seq) {
-                self.replay.push(Item::Commit { seq, loc, ops });
+                self.replay.push(Item::Commit { seq, loc, ops, from_copy: false });
             } else if let Some((loc, ops)) = by_seq.remove(&seq) {
-                self.replay.stats.commits_from_copy += 1;
-                self.replay.problems.push(format!(
-                    "commit {seq}: entry damaged (segment {}, batch at {pos}); taken from its copy",
-                    self.seg.number
-                ));
-                self.replay.push(Item::Commit { seq, loc, ops });
+                self.replay.push(Item::Commit { seq, loc, ops, from_copy: true });
             }
         }
         Ok(copy_end.unwrap_or(primary_end))
@@ -841,9 +860,7 @@ impl Scan<'_> {
                             len: eh.total_len() as u32,
                         };
                         out.push((eh.seq, loc, index_ops(&ops, eh.seq)));
-                        if let Some(r) = retire_range(&ops) {
-                            self.replay.retired_seqs.push(r);
-                        }
+                        self.replay.retired_seqs.extend(retire_ranges(&ops));
                     }
                 }
             }
@@ -876,11 +893,25 @@ fn view_to_op(v: OpView<'_>) -> Option<codec::Op> {
     }
 }
 
-fn retire_range(ops: &[codec::Op]) -> Option<(u64, u64)> {
-    ops.iter().find_map(|op| match op {
+/// Sorted, disjoint ranges covering the same seqs.
+fn merge_ranges(mut r: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    r.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(r.len());
+    for (lo, hi) in r {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
+}
+
+/// The seq ranges the retire ops of a commit say their segments took along.
+fn retire_ranges(ops: &[codec::Op]) -> impl Iterator<Item = (u64, u64)> + '_ {
+    ops.iter().filter_map(|op| match op {
         codec::Op::Retire {
             first_seq, last_seq, ..
-        } if *first_seq > 0 => Some((*first_seq, *last_seq)),
+        } if *first_seq > 0 && first_seq <= last_seq => Some((*first_seq, *last_seq)),
         _ => None,
     })
 }

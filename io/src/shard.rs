@@ -127,6 +127,7 @@ pub(crate) struct Inner {
     /// Fires when the durable prefix advances, a write finishes, or the mode changes.
     pub changed: Event,
     pub recovery: RecoveryStats,
+    pub recovery_problems: Vec<String>,
     /// A roll is creating the next segment.
     rolling: Cell<bool>,
     precreating: Cell<bool>,
@@ -146,6 +147,9 @@ pub(crate) struct Inner {
     pub checkpoint_at: Cell<u64>,
     pub checkpoints_written: Cell<u64>,
     pub checkpointing: Cell<bool>,
+    /// The oldest next-seq of the checkpoints kept (0: none): retire ops
+    /// older than every kept checkpoint are no longer needed.
+    pub oldest_checkpoint_seq: Cell<u64>,
     /// Bytes appended when the last mark-carrying record was written.
     pub marked_at: Cell<u64>,
     pub compaction: RefCell<crate::compact::CompactionStats>,
@@ -221,6 +225,7 @@ impl Shard {
             index: RefCell::new(rec.index),
             changed: Event::default(),
             recovery: s,
+            recovery_problems: rec.problems,
             rolling: Cell::new(false),
             precreating: Cell::new(false),
             needs_checkpoint: Cell::new(s.bytes_read >= opts_checkpoint_after / 4 && s.commits > 0),
@@ -233,6 +238,7 @@ impl Shard {
             checkpoint_at: Cell::new(0),
             checkpoints_written: Cell::new(0),
             checkpointing: Cell::new(false),
+            oldest_checkpoint_seq: Cell::new(rec.oldest_checkpoint_seq),
             marked_at: Cell::new(0),
             compaction: RefCell::new(Default::default()),
             scrub: RefCell::new(Default::default()),
@@ -240,15 +246,25 @@ impl Shard {
         });
         // A new segment for this run; its record vouches for everything
         // recovered. Without room for it the shard serves reads only.
-        match inner.roll().await {
+        let started_segment = match inner.roll().await {
             Ok(()) => {
                 let end = inner.log.borrow().end_vpos();
-                inner.wait_durable(end).await?;
+                inner.wait_durable(end).await
             }
+            Err(e) => Err(e),
+        };
+        match started_segment {
+            Ok(()) => {}
             Err(e) => {
                 tracing::error!(shard = id, error = %e, "cannot start a segment; the shard is read-only until it can");
-                inner.no_space.set(e.is_no_space());
-                inner.log.borrow_mut().mode = Mode::ReadOnly;
+                inner.no_space.set(inner.no_space.get() || e.is_no_space());
+                // A failed write may have a reset in flight: let it settle.
+                while inner.log.borrow().mode == Mode::Resetting {
+                    inner.changed.listen().await;
+                }
+                if inner.log.borrow().mode != Mode::Writable {
+                    inner.log.borrow_mut().mode = Mode::ReadOnly;
+                }
             }
         }
         tracing::info!(
@@ -447,6 +463,11 @@ impl Shard {
             .into_iter()
             .map(|e| (e.table, e.key, e.seq, e.summary))
             .collect()
+    }
+
+    /// What recovery found at open (corruption, losses), as sentences.
+    pub fn recovery_problems(&self) -> Vec<String> {
+        self.inner.recovery_problems.clone()
     }
 
     pub fn stats(&self) -> ShardStats {
@@ -764,6 +785,10 @@ impl Inner {
     /// Creates the next segment and appends its segment record. The
     /// directory fsync that makes the file durable rides on the next sync.
     pub(crate) async fn roll(self: &Rc<Self>) -> Result<(), IoError> {
+        // One roll at a time (an allocation's, a reset's, a retry's).
+        while self.rolling.get() {
+            self.changed.listen().await;
+        }
         self.rolling.set(true);
         let r = self.roll_inner().await;
         self.rolling.set(false);
@@ -802,6 +827,11 @@ impl Inner {
         };
         let (slot, rec, generation) = {
             let mut log = self.log.borrow_mut();
+            if log.mode != Mode::Writable {
+                // A reset began while the file was being created: the next
+                // roll takes the file (see AlreadyExists above).
+                return Err(self.not_writable());
+            }
             let (prev_segment, prev_end) = log
                 .segments
                 .iter()
@@ -955,7 +985,7 @@ impl Inner {
         loop {
             let busy = {
                 let log = self.log.borrow();
-                log.writes_in_flight > 0 || log.sync_in_flight
+                log.writes_in_flight > 0 || log.sync_in_flight || self.rolling.get()
             };
             if !busy {
                 break;

@@ -475,6 +475,41 @@ impl SimDisk {
         })
     }
 
+    /// A deep copy of the disk as it is now (to recover one image twice).
+    pub fn fork(&self) -> Rc<SimDisk> {
+        let s = self.state.borrow();
+        let mut fresh: BTreeMap<usize, ImageRef> = BTreeMap::new();
+        let mut copy = |img: &ImageRef| -> ImageRef {
+            fresh
+                .entry(Rc::as_ptr(img) as usize)
+                .or_insert_with(|| {
+                    let i = img.borrow();
+                    Rc::new(RefCell::new(Image {
+                        volatile: i.volatile.clone(),
+                        durable: i.durable.clone(),
+                        dirty: i.dirty.clone(),
+                    }))
+                })
+                .clone()
+        };
+        let names = s.names.iter().map(|(p, i)| (p.clone(), copy(i))).collect();
+        let durable_names = s.durable_names.iter().map(|(p, i)| (p.clone(), copy(i))).collect();
+        let state = State {
+            names,
+            durable_names,
+            dirs: s.dirs.clone(),
+            latent: s.latent.clone(),
+            now_ms: s.now_ms,
+            ..State::default()
+        };
+        Rc::new(SimDisk {
+            state: RefCell::new(state),
+            rng: RefCell::new(self.rng.borrow().clone()),
+            faults: self.faults.clone(),
+            faults_on: Cell::new(self.faults_on.get()),
+        })
+    }
+
     /// Paths of the files that exist now.
     pub fn files(&self) -> Vec<PathBuf> {
         self.state.borrow().names.keys().cloned().collect()
@@ -685,7 +720,9 @@ impl SimFile {
     }
 }
 
-/// Yields once to the other tasks of the reactor.
+/// Yields once to the other tasks of the reactor: the wake-up comes from a
+/// task queued behind them. (A task that wakes itself while being polled is
+/// run again at once by monoio, which pushes self-wakes to the front.)
 pub async fn yield_now() {
     struct Yield(bool);
     impl Future for Yield {
@@ -695,7 +732,8 @@ pub async fn yield_now() {
                 return Poll::Ready(());
             }
             self.0 = true;
-            cx.waker().wake_by_ref();
+            let w = cx.waker().clone();
+            monoio::spawn(async move { w.wake() });
             Poll::Pending
         }
     }

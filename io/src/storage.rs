@@ -296,6 +296,9 @@ fn statvfs_free(dir: &Path) -> io::Result<u64> {
     }
 }
 
+/// Extra attempts of a read that failed with EIO.
+pub(crate) const READ_EIO_RETRIES: u32 = 2;
+
 /// An open file behind the shard's backend.
 pub(crate) enum DiskFile {
     Ring(monoio::fs::File),
@@ -309,8 +312,22 @@ pub(crate) enum DiskFile {
 impl DiskFile {
     /// Reads `[pos, pos + len)` into `buf[..len]`; `len` is a multiple of
     /// BLOCK within the capacity. Returns the buffer with its length set to
-    /// the bytes read, which is less than `len` only at end of file.
-    pub(crate) async fn read_at(
+    /// the bytes read, which is less than `len` only at end of file. An EIO
+    /// is tried again (`READ_EIO_RETRIES` times): a transient error passes,
+    /// a latent sector error stays an error.
+    pub(crate) async fn read_at(&self, buf: AlignedBuf, pos: u64, len: usize) -> io::Result<AlignedBuf> {
+        let cap = buf.capacity();
+        let mut r = self.read_at_once(buf, pos, len).await;
+        let mut tries = 0;
+        while tries < READ_EIO_RETRIES && r.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EIO)) {
+            tries += 1;
+            tracing::warn!(offset = pos, len, "read failed with EIO; retrying");
+            r = self.read_at_once(AlignedBuf::with_capacity(cap), pos, len).await;
+        }
+        r
+    }
+
+    async fn read_at_once(
         &self,
         mut buf: AlignedBuf,
         pos: u64,
