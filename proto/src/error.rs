@@ -47,6 +47,7 @@ pub enum S3ErrorCode {
     RequestTimeout,
     SignatureDoesNotMatch,
     SlowDown,
+    TooManyBuckets,
     XAmzContentSHA256Mismatch,
     /// 400 with the generic code for unparseable HTTP.
     BadRequest,
@@ -101,6 +102,7 @@ impl S3ErrorCode {
             RequestTimeout => "RequestTimeout",
             SignatureDoesNotMatch => "SignatureDoesNotMatch",
             SlowDown => "SlowDown",
+            TooManyBuckets => "TooManyBuckets",
             XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
             BadRequest => "BadRequest",
             RequestHeaderSectionTooLarge => "RequestHeaderSectionTooLarge",
@@ -162,6 +164,7 @@ impl S3ErrorCode {
             RequestTimeout => "Your socket connection to the server was not read from or written to within the timeout period.",
             SignatureDoesNotMatch => "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
             SlowDown => "Please reduce your request rate.",
+            TooManyBuckets => "You have attempted to create more buckets than allowed.",
             XAmzContentSHA256Mismatch => "The provided 'x-amz-content-sha256' header does not match what was computed.",
             _ => "The request is not valid.",
         }
@@ -181,15 +184,24 @@ impl fmt::Display for S3ErrorCode {
 pub struct S3Error {
     pub code: S3ErrorCode,
     pub message: String,
+    /// One more element of the error body, as S3 adds to some errors (for example
+    /// `<HeadersNotSigned>` or `<Region>`): (element name, text).
+    pub detail: Option<(&'static str, String)>,
 }
 
 impl S3Error {
     pub fn new(code: S3ErrorCode) -> Self {
-        S3Error { code, message: code.default_message().to_string() }
+        S3Error { code, message: code.default_message().to_string(), detail: None }
     }
 
     pub fn with_message(code: S3ErrorCode, message: impl Into<String>) -> Self {
-        S3Error { code, message: message.into() }
+        S3Error { code, message: message.into(), detail: None }
+    }
+
+    /// Adds an element to the error body (see [`S3Error::detail`]).
+    pub fn with_detail(mut self, element: &'static str, text: impl Into<String>) -> Self {
+        self.detail = Some((element, text.into()));
+        self
     }
 
     pub fn status(&self) -> u16 {
