@@ -93,11 +93,14 @@ pub fn owned_bucket(ctx: &Ctx, name: &str, user: &User) -> S3Result<Arc<BucketIn
     Ok(b)
 }
 
-/// Storage failures become `InternalError` (logged once at the edge), except
-/// a failed shard, which asks the client to retry later.
+/// Storage failures become `InternalError` (logged at the edge, at a bounded
+/// rate; the client sees only the generic text), except a failed shard, which
+/// asks the client to retry later, and a record over the engine's size
+/// limits, which is the request's fault.
 pub fn io_error(e: IoError) -> S3Error {
     match e {
         IoError::ShardFailed => S3Error::with_message(S3ErrorCode::ServiceUnavailable, "storage unavailable"),
+        IoError::TooLarge => S3Error::with_message(S3ErrorCode::InvalidRequest, "The request is too large to store."),
         other => S3Error::with_message(S3ErrorCode::InternalError, other.to_string()),
     }
 }
