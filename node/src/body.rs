@@ -4,13 +4,62 @@
 //! x-amz-checksum-*). The end of the body is reported only after all checks
 //! passed, so a caller that commits on `Ok(0)` never commits unverified data.
 
+use std::time::{Duration, Instant};
+
 use tessera_proto::aws_chunked::AwsChunkedDecoder;
 use tessera_proto::checksum::{BodySums, BodyVerifier};
 use tessera_proto::http::{BodyFraming, ChunkedDecoder, RequestHead};
-use tessera_proto::sigv4::PayloadMode;
+use tessera_proto::sigv4::{PayloadMode, EMPTY_SHA256_HEX};
 use tessera_proto::{S3Error, S3ErrorCode};
 
 use crate::conn::{Conn, ConnError, IO_TIMEOUT};
+
+/// A body may take this long (time spent waiting on the client) before the
+/// minimum rate applies: slow starts and `100 Continue` round trips pass.
+pub const BODY_RATE_GRACE: Duration = Duration::from_secs(10);
+/// After the grace, every window of this much waiting must bring at least
+/// [`MIN_BODY_BYTES_PER_WINDOW`] bytes, or the request ends with `RequestTimeout`.
+pub const BODY_RATE_WINDOW: Duration = Duration::from_secs(5);
+/// 16 KiB per 5 s: about 3 KiB/s, far below any working link, far above a drip.
+pub const MIN_BODY_BYTES_PER_WINDOW: u64 = 16 * 1024;
+
+/// The minimum-rate clock of one body. Only time spent waiting for the
+/// client counts: while the handler writes to disk or waits for a buffer,
+/// the client is not to blame.
+struct Pace {
+    waited: Duration,
+    next_check: Duration,
+    received: u64,
+    received_at_check: u64,
+}
+
+impl Pace {
+    fn new() -> Self {
+        Pace { waited: Duration::ZERO, next_check: BODY_RATE_GRACE, received: 0, received_at_check: 0 }
+    }
+
+    /// Reads more of the body off the socket, or fails the request when the
+    /// client fell below the minimum rate.
+    async fn fill(&mut self, conn: &mut Conn) -> Result<(), S3Error> {
+        let left = self.next_check.saturating_sub(self.waited).min(IO_TIMEOUT);
+        let started = Instant::now();
+        let read = conn.fill(left.max(Duration::from_millis(1))).await;
+        self.waited += started.elapsed();
+        match read {
+            Ok(n) => self.received += n as u64,
+            Err(ConnError::Timeout) => {}
+            Err(e) => return Err(conn_error(e)),
+        }
+        if self.waited >= self.next_check {
+            if self.received - self.received_at_check < MIN_BODY_BYTES_PER_WINDOW {
+                return Err(S3Error::new(S3ErrorCode::RequestTimeout));
+            }
+            self.received_at_check = self.received;
+            self.next_check = self.waited + BODY_RATE_WINDOW;
+        }
+        Ok(())
+    }
+}
 
 enum Framing {
     Length(u64),
@@ -29,6 +78,7 @@ pub struct BodyReader {
     expect_continue: bool,
     sums: Option<BodySums>,
     failed: bool,
+    pace: Pace,
 }
 
 fn incomplete() -> S3Error {
@@ -65,6 +115,13 @@ impl BodyReader {
             (Some(a), Some(n)) => Some(a.with_decoded_len(n)),
             (a, _) => a,
         };
+        let empty = matches!(framing, Framing::Length(0)) && aws.is_none();
+        if let (true, Some(PayloadMode::Sha256(d))) = (empty, payload) {
+            // An empty body is complete before anyone reads it: check its claimed hash now.
+            if hex::encode(d) != EMPTY_SHA256_HEX {
+                return Err(S3Error::new(S3ErrorCode::XAmzContentSHA256Mismatch));
+            }
+        }
         let unsigned = PayloadMode::Unsigned;
         let verifier = BodyVerifier::from_request(&head.headers, payload.unwrap_or(&unsigned))?;
         Ok(BodyReader {
@@ -78,6 +135,7 @@ impl BodyReader {
             expect_continue: head.expects_continue(),
             sums: None,
             failed: false,
+            pace: Pace::new(),
         })
     }
 
@@ -155,7 +213,7 @@ impl BodyReader {
                 self.finish()?;
                 return Ok(0);
             }
-            conn.fill(IO_TIMEOUT).await.map_err(conn_error)?;
+            self.pace.fill(conn).await?;
         }
     }
 

@@ -4,7 +4,7 @@
 //! Creating and deleting a bucket is rare: those two take a mutex (never on
 //! the object path), commit the record, then publish a new snapshot.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -124,6 +124,27 @@ pub struct Buckets {
     map: ArcSwap<Snapshot>,
     /// Names with a create or delete in flight.
     busy: Mutex<HashSet<String>>,
+    /// Creates in flight per owner id, counted against the owner's limit.
+    creating: Mutex<HashMap<String, usize>>,
+}
+
+/// One create in flight for an owner (see `Buckets::creating`).
+struct CreatingGuard<'a> {
+    map: &'a Mutex<HashMap<String, usize>>,
+    owner: String,
+}
+
+impl Drop for CreatingGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.map.lock() {
+            if let Some(n) = m.get_mut(&self.owner) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.owner);
+                }
+            }
+        }
+    }
 }
 
 /// S3 bucket naming rules (the current, strict ones).
@@ -215,7 +236,21 @@ impl Buckets {
         });
     }
 
-    pub async fn create(&self, shards: &Shards, info: BucketInfo) -> S3Result<()> {
+    /// Counts the owner's buckets and creates in flight against `max_per_owner`.
+    fn reserve_for(&self, owner: &str, max_per_owner: usize) -> S3Result<CreatingGuard<'_>> {
+        let mut creating = self.creating.lock().map_err(internal)?;
+        let pending = creating.get(owner).copied().unwrap_or(0);
+        let owned = self.map.load().values().filter(|b| b.owner_id == owner).count();
+        if owned + pending >= max_per_owner {
+            return Err(S3Error::new(S3ErrorCode::TooManyBuckets));
+        }
+        *creating.entry(owner.to_string()).or_insert(0) += 1;
+        Ok(CreatingGuard { map: &self.creating, owner: owner.to_string() })
+    }
+
+    /// Creates a bucket unless the name is taken or its owner already has
+    /// `max_per_owner` buckets.
+    pub async fn create(&self, shards: &Shards, info: BucketInfo, max_per_owner: usize) -> S3Result<()> {
         let _guard = self.claim(&info.name)?;
         if let Some(existing) = self.get(&info.name) {
             return Err(S3Error::new(if existing.owner_id == info.owner_id {
@@ -224,6 +259,7 @@ impl Buckets {
                 S3ErrorCode::BucketAlreadyExists
             }));
         }
+        let _slot = self.reserve_for(&info.owner_id, max_per_owner)?;
         let m = Mutation::Put {
             table: T_BUCKETS,
             key: info.name.as_bytes().to_vec(),

@@ -10,5 +10,7 @@ pub struct Config {
     pub vhost_domains: Vec<String>,
     pub region: String,
     pub shards_per_disk: u32,
+    /// Most buckets one identity may own (S3's default quota is 10,000).
+    pub max_buckets_per_user: usize,
     pub data_dirs: Vec<PathBuf>,
 }

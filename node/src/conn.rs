@@ -6,9 +6,10 @@
 //! guess where the next request starts). Slow or vanished clients are bounded
 //! by idle timeouts on every read and write.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
@@ -23,8 +24,19 @@ use crate::identity::User;
 use crate::response::{Response, RespBody};
 use crate::server::Ctx;
 
-/// Connection read buffer size.
+/// Largest step by which a connection's read buffer grows.
 pub const READ_BUF_BYTES: usize = 64 * 1024;
+/// Read buffer of a new or idle connection: enough for a usual request head,
+/// so that thousands of idle connections cost little.
+pub const INITIAL_READ_BUF_BYTES: usize = 4 * 1024;
+/// Most bytes of unfinished request heads a reactor holds over all its
+/// connections; a connection that would pass it gets `503 SlowDown` and is
+/// closed. Heads that arrive whole in one read never count.
+pub const MAX_PARTIAL_HEAD_BYTES_PER_CORE: usize = 8 * 1024 * 1024;
+/// Internal errors logged per reactor per window; the rest are counted and
+/// the count is logged once the window is over.
+pub const MAX_ERROR_LOGS_PER_WINDOW: u32 = 10;
+pub const ERROR_LOG_WINDOW: Duration = Duration::from_secs(10);
 /// How long an idle keep-alive connection waits for the next request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest time a request head may take to arrive once it has begun.
@@ -52,7 +64,15 @@ pub struct Conn {
 
 impl Conn {
     fn new(stream: TcpStream) -> Self {
-        Conn { stream, buf: Vec::with_capacity(READ_BUF_BYTES), start: 0 }
+        Conn { stream, buf: Vec::with_capacity(INITIAL_READ_BUF_BYTES), start: 0 }
+    }
+
+    /// Between requests: gives back a read buffer a big head or body grew.
+    fn shrink_when_idle(&mut self) {
+        if self.pending().is_empty() && self.buf.capacity() > INITIAL_READ_BUF_BYTES {
+            self.buf = Vec::with_capacity(INITIAL_READ_BUF_BYTES);
+            self.start = 0;
+        }
     }
 
     /// Received bytes not yet consumed.
@@ -76,7 +96,8 @@ impl Conn {
             self.start = 0;
         }
         if self.buf.len() == self.buf.capacity() {
-            self.buf.reserve(READ_BUF_BYTES);
+            // Grows with what the client sends (doubling, 64 KiB steps at most).
+            self.buf.reserve(self.buf.capacity().clamp(INITIAL_READ_BUF_BYTES, READ_BUF_BYTES));
         }
         let buf = std::mem::take(&mut self.buf);
         let len = buf.len();
@@ -161,15 +182,58 @@ fn resource_of(head: &RequestHead) -> String {
     head.path.clone()
 }
 
+/// Rate limit of the log lines of internal errors (one per reactor).
+pub struct LogLimiter {
+    window_start: Cell<Instant>,
+    logged: Cell<u32>,
+    suppressed: Cell<u64>,
+}
+
+impl LogLimiter {
+    pub fn new() -> Self {
+        LogLimiter { window_start: Cell::new(Instant::now()), logged: Cell::new(0), suppressed: Cell::new(0) }
+    }
+
+    /// Whether to log one more error now.
+    pub fn allow(&self) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.window_start.get()) >= ERROR_LOG_WINDOW {
+            let suppressed = self.suppressed.replace(0);
+            if suppressed > 0 {
+                tracing::error!(suppressed, "internal errors not logged in the last {ERROR_LOG_WINDOW:?}");
+            }
+            self.window_start.set(now);
+            self.logged.set(0);
+        }
+        if self.logged.get() < MAX_ERROR_LOGS_PER_WINDOW {
+            self.logged.set(self.logged.get() + 1);
+            true
+        } else {
+            self.suppressed.set(self.suppressed.get() + 1);
+            false
+        }
+    }
+}
+
+impl Default for LogLimiter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream) {
     let mut conn = Conn::new(stream);
     loop {
-        let head = match read_head(&mut conn).await {
+        conn.shrink_when_idle();
+        let head = match read_head(&ctx, &mut conn).await {
             Ok(Some(h)) => h,
             Ok(None) => return,
             Err(e) => {
                 let resp = Response::error(&e, "/", &ctx.next_request_id());
-                let _ = write_response(&mut conn, resp, false, false, false).await;
+                if write_response(&mut conn, resp, false, false, false).await.is_ok() {
+                    // The rest of the head may still be arriving: drain, then close.
+                    linger(conn).await;
+                }
                 return;
             }
         };
@@ -215,10 +279,37 @@ async fn linger(mut conn: Conn) {
     }
 }
 
+/// This connection's share of its reactor's partial-head bytes; given back
+/// when the head is complete or the connection ends.
+struct PartialHead<'a> {
+    total: &'a Cell<usize>,
+    mine: usize,
+}
+
+impl PartialHead<'_> {
+    /// Counts `bytes` of an unfinished head, or refuses past the reactor's cap.
+    fn set(&mut self, bytes: usize) -> Result<(), S3Error> {
+        let others = self.total.get() - self.mine;
+        if others + bytes > MAX_PARTIAL_HEAD_BYTES_PER_CORE {
+            return Err(S3Error::new(S3ErrorCode::SlowDown));
+        }
+        self.total.set(others + bytes);
+        self.mine = bytes;
+        Ok(())
+    }
+}
+
+impl Drop for PartialHead<'_> {
+    fn drop(&mut self) {
+        self.total.set(self.total.get() - self.mine);
+    }
+}
+
 /// Reads one request head. `Ok(None)`: the client closed between requests.
-async fn read_head(conn: &mut Conn) -> Result<Option<RequestHead>, S3Error> {
+async fn read_head(ctx: &Ctx, conn: &mut Conn) -> Result<Option<RequestHead>, S3Error> {
     let mut first = true;
     let mut deadline: Option<std::time::Instant> = None;
+    let mut partial = PartialHead { total: &ctx.partial_head_bytes, mine: 0 };
     loop {
         if !conn.pending().is_empty() {
             match http::parse_request_head(conn.pending()) {
@@ -226,7 +317,7 @@ async fn read_head(conn: &mut Conn) -> Result<Option<RequestHead>, S3Error> {
                     conn.consume(n);
                     return Ok(Some(head));
                 }
-                Ok(None) => {}
+                Ok(None) => partial.set(conn.pending().len())?,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -272,7 +363,10 @@ async fn handle_request(
     let payload = auth.as_ref().map(|a| a.payload.clone());
     let body = match BodyReader::new(head, payload.as_ref()) {
         Ok(b) => b,
-        Err(e) => return (Response::error(&e, &resource, &request_id), false),
+        Err(e) => {
+            let done = matches!(head.framing(), Ok(http::BodyFraming::Length(0)));
+            return (Response::error(&e, &resource, &request_id), done);
+        }
     };
     let op_name = routed.op.name();
     let mut req = Request { head, routed, user, auth, request_id: request_id.clone(), body, conn };
@@ -282,7 +376,9 @@ async fn handle_request(
         Ok(resp) => (resp.header("x-amz-request-id", request_id), done),
         Err(e) => {
             if e.code == S3ErrorCode::InternalError {
-                tracing::error!(op = op_name, request_id, "internal error: {}", e.message);
+                if ctx.error_log.allow() {
+                    tracing::error!(op = op_name, request_id, "internal error: {}", e.message);
+                }
             } else {
                 tracing::debug!(op = op_name, request_id, "{}: {}", e.code, e.message);
             }
@@ -322,7 +418,8 @@ fn prepare(ctx: &Ctx, head: &RequestHead) -> Result<Prepared, S3Error> {
     let ids = &shared.identities;
     let vhost_bucket = routed.bucket.as_deref().filter(|_| routed.vhost);
     let now = tessera_proto::time::now_unix_secs();
-    let auth = sigv4::authenticate_vhost(&sig, vhost_bucket, now, &|ak| ids.secret(ak))?;
+    let region = shared.config.region.as_str();
+    let auth = sigv4::authenticate_vhost(&sig, vhost_bucket, region, now, &|ak| ids.secret(ak))?;
     let user = match &auth {
         Some(a) => Some(ids.get(&a.access_key).cloned().ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))?),
         None => None,

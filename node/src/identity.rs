@@ -1,6 +1,7 @@
 //! Identities: the root credentials and the users declared in a users file.
 //!
-//! Secrets are never logged; the root pair is printed once, when generated.
+//! Secrets are never logged. A generated root pair is printed once, and only
+//! to a terminal: under a service manager stdout is a log.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -13,7 +14,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 /// Name of the file, in the first data dir, that keeps generated root credentials.
 pub const CREDENTIALS_FILE: &str = "credentials";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct User {
     pub access_key: String,
     pub secret_key: String,
@@ -22,6 +23,22 @@ pub struct User {
     pub display_name: String,
     pub is_root: bool,
 }
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret key never reaches a log or an error message.
+        f.debug_struct("User")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field("user_id", &self.user_id)
+            .field("display_name", &self.display_name)
+            .field("is_root", &self.is_root)
+            .finish()
+    }
+}
+
+/// Longest user id (canonical id) and display name accepted.
+pub const MAX_USER_ID_BYTES: usize = 128;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -56,9 +73,15 @@ impl Identities {
         self.by_key.is_empty()
     }
 
+    /// Adds an identity; its access key and its user id must both be new (a
+    /// reused user id would own the other identity's buckets, the root's too).
     fn insert(&mut self, user: User) -> Result<(), String> {
         if self.by_key.contains_key(&user.access_key) {
             return Err(format!("access key {} declared twice (or is the root key)", user.access_key));
+        }
+        if let Some(other) = self.by_key.values().find(|u| u.user_id == user.user_id) {
+            let whose = if other.is_root { "the root's".to_string() } else { format!("access key {}'s", other.access_key) };
+            return Err(format!("user id {:?} of access key {} is already {whose} user id", user.user_id, user.access_key));
         }
         self.by_key.insert(user.access_key.clone(), Arc::new(user));
         Ok(())
@@ -69,11 +92,20 @@ fn valid_key(s: &str) -> bool {
     (3..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
+fn valid_user_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_USER_ID_BYTES && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// Root credentials: from `TESSERA_ACCESS_KEY`/`TESSERA_SECRET_KEY`, else from
 /// the credentials file in `dir`, else generated, saved 0600 and printed once.
 pub fn root_user(dir: &Path) -> Result<User, IdentityError> {
     let user_id = std::env::var("TESSERA_ROOT_USER_ID").unwrap_or_else(|_| "tessera-root".into());
     let display_name = std::env::var("TESSERA_ROOT_DISPLAY_NAME").unwrap_or_else(|_| "root".into());
+    if !valid_user_id(&user_id) || display_name.len() > MAX_USER_ID_BYTES {
+        return Err(IdentityError::Invalid(format!(
+            "TESSERA_ROOT_USER_ID must be 1-{MAX_USER_ID_BYTES} printable characters, TESSERA_ROOT_DISPLAY_NAME at most {MAX_USER_ID_BYTES} bytes"
+        )));
+    }
     let make = |access_key: String, secret_key: String| User {
         access_key,
         secret_key,
@@ -121,12 +153,24 @@ pub fn root_user(dir: &Path) -> Result<User, IdentityError> {
                 .map_err(io_err)?;
             f.write_all(format!("{a}\n{s}\n").as_bytes()).map_err(io_err)?;
             f.sync_all().map_err(io_err)?;
-            println!("tessera: generated root credentials (kept in {}):", path.display());
-            println!("tessera:   access key: {a}");
-            println!("tessera:   secret key: {s}");
+            announce_generated(&path, &a, &s);
             Ok(make(a, s))
         }
         Err(e) => Err(io_err(e)),
+    }
+}
+
+/// Tells where generated credentials are. The secret is printed only to a
+/// terminal: a service manager's stdout goes to logs that others may read.
+fn announce_generated(path: &Path, access_key: &str, secret_key: &str) {
+    // SAFETY: isatty only inspects the descriptor.
+    let terminal = unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1;
+    if terminal {
+        println!("tessera: generated root credentials (kept in {}):", path.display());
+        println!("tessera:   access key: {access_key}");
+        println!("tessera:   secret key: {secret_key}");
+    } else {
+        println!("tessera: generated root credentials; they are in {} (mode 0600)", path.display());
     }
 }
 
@@ -142,7 +186,8 @@ fn generate_pair() -> Result<(String, String), String> {
 }
 
 /// Parses a users file: `<access_key> <secret_key> <user_id> <display name...>`.
-pub fn parse_users(text: &str) -> Result<Vec<User>, IdentityError> {
+/// Each user comes with its line number.
+pub fn parse_users(text: &str) -> Result<Vec<(usize, User)>, IdentityError> {
     let mut users = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -158,13 +203,16 @@ pub fn parse_users(text: &str) -> Result<Vec<User>, IdentityError> {
         if !valid_key(a) || !valid_key(s) || s.len() < 8 {
             return Err(err("access key must be 3-128 printable characters, secret 8-128"));
         }
-        users.push(User {
+        if !valid_user_id(id.trim()) || display.len() > MAX_USER_ID_BYTES {
+            return Err(err("user id must be 1-128 printable characters, display name at most 128 bytes"));
+        }
+        users.push((i + 1, User {
             access_key: a.into(),
             secret_key: s.into(),
             user_id: id.trim().into(),
             display_name: display.into(),
             is_root: false,
-        });
+        }));
     }
     Ok(users)
 }
@@ -175,10 +223,14 @@ pub fn load(first_dir: &Path, users_file: Option<&Path>) -> Result<Identities, I
     let root = root_user(first_dir)?;
     ids.insert(root).map_err(IdentityError::Invalid)?;
     if let Some(path) = users_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| IdentityError::Io { path: path.display().to_string(), source })?;
-        for (n, u) in parse_users(&text)?.into_iter().enumerate() {
-            ids.insert(u).map_err(|msg| IdentityError::UsersFile { line: n + 1, msg })?;
+        let io_err = |source| IdentityError::Io { path: path.display().to_string(), source };
+        let text = std::fs::read_to_string(path).map_err(io_err)?;
+        let mode = std::fs::metadata(path).map_err(io_err)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "users file (it holds secrets) is accessible by other users; chmod 600 it");
+        }
+        for (line, u) in parse_users(&text)? {
+            ids.insert(u).map_err(|msg| IdentityError::UsersFile { line, msg })?;
         }
     }
     Ok(ids)
@@ -193,10 +245,37 @@ mod tests {
         let text = "# c\n\nAK1 secret111 id1 M. Tester\nAK2 secret222 id2\n";
         let u = parse_users(text).unwrap();
         assert_eq!(u.len(), 2);
-        assert_eq!(u[0].display_name, "M. Tester");
-        assert_eq!(u[1].display_name, "id2");
+        assert_eq!((u[0].0, u[0].1.display_name.as_str()), (3, "M. Tester"));
+        assert_eq!((u[1].0, u[1].1.display_name.as_str()), (4, "id2"));
         assert!(parse_users("AK1 short id\n").is_err());
         assert!(parse_users("AK1\n").is_err());
+    }
+
+    #[test]
+    fn debug_output_has_no_secret() {
+        let (_, u) = parse_users("AK1 supersecretvalue id1\n").unwrap().remove(0);
+        let shown = format!("{u:?} {:?}", Identities { by_key: [("AK1".to_string(), Arc::new(u.clone()))].into() });
+        assert!(!shown.contains("supersecretvalue"), "{shown}");
+        assert!(shown.contains("AK1") && shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn duplicate_user_ids_and_keys_are_refused() {
+        let mut ids = Identities::default();
+        let user = |a: &str, id: &str, root: bool| User {
+            access_key: a.into(),
+            secret_key: "secret123".into(),
+            user_id: id.into(),
+            display_name: id.into(),
+            is_root: root,
+        };
+        ids.insert(user("ROOT", "tessera-root", true)).unwrap();
+        ids.insert(user("AK1", "id1", false)).unwrap();
+        let e = ids.insert(user("AK2", "tessera-root", false)).unwrap_err();
+        assert!(e.contains("root"), "{e}");
+        assert!(ids.insert(user("AK3", "id1", false)).unwrap_err().contains("AK1"));
+        assert!(ids.insert(user("AK1", "id9", false)).is_err());
+        assert!(parse_users(&format!("AK9 secret999 {}\n", "x".repeat(129))).is_err());
     }
 
     #[test]

@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::xxh3_64;
 
 pub const FORMAT_FILE: &str = "tessera.format";
+/// Lock file in every data dir, exclusively `flock`ed by the process that serves it.
+pub const LOCK_FILE: &str = "tessera.lock";
+/// Mode of the data dirs this process creates: they hold credentials and data.
+pub const DATA_DIR_MODE: u32 = 0o700;
 pub const FORMAT_VERSION: u32 = 1;
 /// Fixed number of partitions (hash space) of a node.
 pub const PARTITIONS: u64 = 4096;
@@ -45,6 +49,55 @@ pub fn shard_of(total_shards: u32, bucket: &str, key: &str) -> u32 {
     buf.extend_from_slice(key.as_bytes());
     let partition = xxh3_64(&buf) % PARTITIONS;
     (partition % total_shards as u64) as u32
+}
+
+/// The exclusive lock on one data dir; released when dropped (or when the
+/// process ends, however it ends).
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+/// Creates missing data dirs (mode 0700; an existing dir that others can read
+/// is warned about) and locks each one, so that a second process started on
+/// the same dirs by mistake refuses to start instead of appending to the same
+/// shards. Call before anything in the dirs is read or written.
+pub fn lock_data_dirs(dirs: &[PathBuf]) -> Result<Vec<DirLock>, LayoutError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    use std::os::unix::io::AsRawFd;
+    let mut locks = Vec::with_capacity(dirs.len());
+    for d in dirs {
+        let io = |source| LayoutError::Io { path: d.display().to_string(), source };
+        std::fs::DirBuilder::new().recursive(true).mode(DATA_DIR_MODE).create(d).map_err(io)?;
+        let mode = std::fs::metadata(d).map_err(io)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(dir = %d.display(), mode = format!("{mode:o}"), "data dir is accessible by other users; chmod 700 it");
+        }
+        let path = d.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| LayoutError::Io { path: path.display().to_string(), source })?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+                LayoutError::Invalid(format!(
+                    "data dir {} is in use by another tessera process (it holds {}); refusing to share it",
+                    d.display(),
+                    path.display()
+                ))
+            } else {
+                LayoutError::Io { path: path.display().to_string(), source: e }
+            });
+        }
+        locks.push(DirLock { _file: file });
+    }
+    Ok(locks)
 }
 
 struct DiskFormat {

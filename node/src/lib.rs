@@ -2,6 +2,7 @@
 //! identities, and the placement of objects on shards.
 
 pub mod body;
+pub mod bodybuf;
 pub mod buckets;
 pub mod codec;
 pub mod config;

@@ -39,6 +39,9 @@ enum Command {
         /// Shards per data dir, fixed when the dir is first formatted.
         #[arg(long, default_value_t = 4)]
         shards_per_disk: u32,
+        /// Most buckets one user may own (CreateBucket then answers TooManyBuckets).
+        #[arg(long, default_value_t = 10_000, env = "TESSERA_MAX_BUCKETS_PER_USER")]
+        max_buckets_per_user: usize,
         /// Data directories (one per disk).
         #[arg(required = true)]
         data_dirs: Vec<PathBuf>,
@@ -46,6 +49,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Files and dirs this process creates (segments, format and lock files)
+    // are for its own user only: they hold every object and the credentials.
+    // SAFETY: umask only sets the process's file mode creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
@@ -55,7 +64,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Server { address, threads, users, domains, region, shards_per_disk, data_dirs } => {
+        Command::Server { address, threads, users, domains, region, shards_per_disk, max_buckets_per_user, data_dirs } => {
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .max(1);
@@ -66,6 +75,7 @@ fn main() -> ExitCode {
                 vhost_domains: domains,
                 region,
                 shards_per_disk,
+                max_buckets_per_user,
                 data_dirs,
             };
             match tessera_node::server::run(config) {

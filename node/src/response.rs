@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::rc::Rc;
 
 use tessera_io::{Body, Extent};
-use tessera_proto::S3Error;
+use tessera_proto::{S3Error, S3ErrorCode};
 
 use crate::conn::{Conn, ConnError};
 use crate::server::Ctx;
@@ -69,7 +69,13 @@ impl Response {
 
     /// An error naming what it is about (`Key`, `BucketName`, `UploadId`).
     pub fn error_with(e: &S3Error, resource: &str, request_id: &str, extra: &[(&str, &str)]) -> Self {
-        let body = tessera_proto::xml::error_body(e.code.as_str(), &e.message, resource, request_id, extra);
+        let mut extra = extra.to_vec();
+        if let Some((element, text)) = &e.detail {
+            extra.push((element, text));
+        }
+        // What went wrong inside stays in the log: clients get the code's generic text.
+        let message = if e.code == S3ErrorCode::InternalError { e.code.default_message() } else { e.message.as_str() };
+        let body = tessera_proto::xml::error_body(e.code.as_str(), message, resource, request_id, &extra);
         Response::xml(e.status(), body).header("x-amz-request-id", request_id.to_string())
     }
 }

@@ -2,15 +2,20 @@
 //! monoio runtime (io_uring, or epoll where io_uring is refused), its own
 //! `SO_REUSEPORT` listener, its own shards and its inbound cross-core queue.
 
-use std::cell::Cell;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
 use tessera_io::{Shard, ShardOptions};
 
+use crate::bodybuf::{BodyBudget, BODY_BUFFER_BYTES_PER_CORE};
 use crate::buckets::Buckets;
+use crate::conn::LogLimiter;
 use crate::config::Config;
 use crate::identity::{self, Identities};
 use crate::layout::{self, Layout};
@@ -19,6 +24,10 @@ use crate::shards::{self, CoreReceiver, CoreSender, LocalShard, Shards};
 
 /// Most open connections per reactor; beyond it new connections get 503 SlowDown.
 pub const MAX_CONNECTIONS_PER_CORE: usize = 4096;
+/// Most open connections from one client address per reactor; beyond it new
+/// connections from that address get 503 SlowDown (one client cannot take
+/// every slot, nor every byte of the partial-head and body budgets).
+pub const MAX_CONNECTIONS_PER_CLIENT_PER_CORE: usize = 256;
 
 /// What every reactor shares, read-only after start (buckets publish snapshots).
 pub struct Shared {
@@ -34,16 +43,56 @@ pub struct Ctx {
     pub shards: Shards,
     pub shared: Arc<Shared>,
     pub connections: Cell<usize>,
-    request_counter: Cell<u64>,
-    boot_id: u32,
+    /// Open connections per client address (see `MAX_CONNECTIONS_PER_CLIENT_PER_CORE`).
+    pub clients: RefCell<HashMap<IpAddr, usize>>,
+    /// Bytes of request heads received but not complete yet, over all of this
+    /// reactor's connections (see `conn::MAX_PARTIAL_HEAD_BYTES_PER_CORE`).
+    pub partial_head_bytes: Cell<usize>,
+    /// Memory for request bodies (see `bodybuf`).
+    pub body_budget: Rc<BodyBudget>,
+    /// Internal errors logged, at a bounded rate.
+    pub error_log: LogLimiter,
+    request_ids: RequestIds,
 }
 
 impl Ctx {
-    /// A request id unique within this process run.
+    /// A request id: unique within this process run, and unguessable.
     pub fn next_request_id(&self) -> String {
-        let n = self.request_counter.get() + 1;
-        self.request_counter.set(n);
-        format!("{:08X}{:02X}{:010X}", self.boot_id, self.core, n)
+        self.request_ids.next()
+    }
+}
+
+/// Request ids: the core number, then the core's request counter through a
+/// keyed permutation of 64-bit numbers (four Feistel rounds of HMAC-SHA256
+/// under a key drawn at start). Unique because the permutation is one to one;
+/// unguessable because an id says nothing of the next one without the key.
+struct RequestIds {
+    core: u8,
+    key: hmac::Key,
+    counter: Cell<u64>,
+}
+
+impl RequestIds {
+    fn new(core: usize) -> Result<Self, String> {
+        let mut raw = [0u8; 32];
+        SystemRandom::new().fill(&mut raw).map_err(|_| "no system randomness for request ids".to_string())?;
+        Ok(RequestIds { core: core as u8, key: hmac::Key::new(hmac::HMAC_SHA256, &raw), counter: Cell::new(0) })
+    }
+
+    fn next(&self) -> String {
+        let n = self.counter.get().wrapping_add(1);
+        self.counter.set(n);
+        let (mut left, mut right) = ((n >> 32) as u32, n as u32);
+        for round in 0u8..4 {
+            let mut input = [0u8; 5];
+            input[0] = round;
+            input[1..].copy_from_slice(&right.to_be_bytes());
+            let tag = hmac::sign(&self.key, &input);
+            let mut f = [0u8; 4];
+            f.copy_from_slice(&tag.as_ref()[..4]);
+            (left, right) = (right, left ^ u32::from_be_bytes(f));
+        }
+        format!("{:02X}{:08X}{:08X}", self.core, left, right)
     }
 }
 
@@ -55,8 +104,33 @@ fn resolve(address: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("address {address} resolves to nothing"))
 }
 
-/// Binds (without listening) a reuse-port socket to learn the port when 0 was
-/// asked for; the reactors then join the same port. Dropped before serving.
+/// Refuses an address that another process serves: the reactors bind with
+/// `SO_REUSEPORT`, which would let a second node of the same user share the
+/// port and split the clients between two stores. A plain bind (no reuse-port;
+/// reuse-addr only, so connections of an earlier run in TIME_WAIT do not
+/// count) fails while anyone listens there. Returns the address with the port
+/// chosen when 0 was asked for.
+fn probe_address(addr: SocketAddr) -> Result<SocketAddr, String> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(|e| e.to_string())?;
+    s.set_reuse_address(true).map_err(|e| e.to_string())?;
+    match s.bind(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            return Err(format!(
+                "address {addr} is already in use by another process (another tessera server?); refusing to share it"
+            ))
+        }
+        Err(e) => return Err(format!("cannot bind {addr}: {e}")),
+    }
+    s.local_addr()
+        .map_err(|e| e.to_string())?
+        .as_socket()
+        .ok_or_else(|| "bound to a non-IP address".to_string())
+}
+
+/// Binds (without listening) a reuse-port socket to hold the port until the
+/// reactors join it. Dropped before serving.
 fn reserve_port(addr: SocketAddr) -> Result<(socket2::Socket, SocketAddr), String> {
     use socket2::{Domain, Socket, Type};
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(|e| e.to_string())?;
@@ -102,9 +176,11 @@ fn raise_fd_limit() {
 pub fn run(config: Config) -> Result<(), String> {
     let started = Instant::now();
     raise_fd_limit();
+    let addr = probe_address(resolve(&config.address)?)?;
+    // Held for the life of the process, taken before anything in the dirs is written.
+    let _locks = layout::lock_data_dirs(&config.data_dirs).map_err(|e| e.to_string())?;
     let layout = layout::open_or_format(&config.data_dirs, config.shards_per_disk).map_err(|e| e.to_string())?;
     let identities = identity::load(&config.data_dirs[0], config.users_file.as_deref()).map_err(|e| e.to_string())?;
-    let addr = resolve(&config.address)?;
     let (reservation, addr) = reserve_port(addr)?;
     let threads = config.threads;
     let total = layout.total_shards();
@@ -122,9 +198,6 @@ pub fn run(config: Config) -> Result<(), String> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let mut go = Vec::new();
     let mut handles = Vec::new();
-    let boot_id = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) & 0xFFFF_FFFF) as u32;
     for (core, rx) in receivers.into_iter().enumerate() {
         let (go_tx, go_rx) = async_channel::bounded::<()>(1);
         go.push(go_tx);
@@ -135,7 +208,6 @@ pub fn run(config: Config) -> Result<(), String> {
             owner: owner.clone(),
             senders: senders.clone(),
             rx,
-            boot_id,
         };
         let ready = ready_tx.clone();
         let h = std::thread::Builder::new()
@@ -172,7 +244,6 @@ struct Reactor {
     owner: Vec<usize>,
     senders: Vec<CoreSender>,
     rx: CoreReceiver,
-    boot_id: u32,
 }
 
 impl Reactor {
@@ -231,16 +302,50 @@ impl Reactor {
             shards: Shards::new(self.core, local, self.owner, self.senders),
             shared,
             connections: Cell::new(0),
-            request_counter: Cell::new(0),
-            boot_id: self.boot_id,
+            clients: RefCell::new(HashMap::new()),
+            partial_head_bytes: Cell::new(0),
+            body_budget: BodyBudget::new(BODY_BUFFER_BYTES_PER_CORE),
+            error_log: LogLimiter::new(),
+            request_ids: RequestIds::new(self.core)?,
         });
         Ok((listener, ctx))
     }
 }
 
+/// One open connection of a client address, counted in `Ctx::clients`.
+struct ClientSlot {
+    ctx: Rc<Ctx>,
+    ip: IpAddr,
+}
+
+impl ClientSlot {
+    /// Counts a connection from `ip`, or None when that address is at its cap.
+    fn take(ctx: &Rc<Ctx>, ip: IpAddr) -> Option<ClientSlot> {
+        let mut clients = ctx.clients.borrow_mut();
+        let n = clients.entry(ip).or_insert(0);
+        if *n >= MAX_CONNECTIONS_PER_CLIENT_PER_CORE {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot { ctx: ctx.clone(), ip })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut clients = self.ctx.clients.borrow_mut();
+        if let Some(n) = clients.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                clients.remove(&self.ip);
+            }
+        }
+    }
+}
+
 async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
     loop {
-        let (stream, _peer) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -256,9 +361,14 @@ async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
                 crate::conn::reject_busy(stream).await;
                 return;
             }
+            let Some(slot) = ClientSlot::take(&ctx, peer.ip()) else {
+                crate::conn::reject_busy(stream).await;
+                return;
+            };
             ctx.connections.set(ctx.connections.get() + 1);
             crate::conn::serve(ctx.clone(), stream).await;
             ctx.connections.set(ctx.connections.get() - 1);
+            drop(slot);
         });
     }
 }

@@ -371,6 +371,10 @@ impl AwsChunkedDecoder {
             }
             return Ok(());
         }
+        if self.trailers.iter().any(|(n, _)| *n == name) {
+            // Whichever copy a checker looked at, the other would go unchecked.
+            return Err(invalid("The aws-chunked body repeats a trailer."));
+        }
         self.trailers.push((name, value.to_string()));
         Ok(())
     }

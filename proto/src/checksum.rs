@@ -314,7 +314,23 @@ impl BodyVerifier {
                 format!("The {} you specified did not match the calculated checksum.", algo.name()),
             )
         };
-        let trailer_value = trailers.iter().find(|(n, _)| n == algo.header_name()).map(|(_, v)| v);
+        let mut checksum_trailers = trailers.iter().filter(|(n, _)| ChecksumAlgo::from_header_name(n).is_some());
+        let trailer_value = checksum_trailers.next().map(|(n, v)| (n, v));
+        if checksum_trailers.next().is_some() {
+            return Err(invalid_request(
+                "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+            ));
+        }
+        let trailer_value = match trailer_value {
+            Some((n, v)) if n == algo.header_name() => Some(v),
+            Some((n, _)) => {
+                return Err(invalid_request(format!(
+                    "The body carried the trailer {n}, but the checksum of this request is {}.",
+                    algo.header_name()
+                )))
+            }
+            None => None,
+        };
         if let Some(value) = trailer_value {
             if decode_checksum_value(algo, value)? != digest {
                 return Err(mismatch());

@@ -47,12 +47,16 @@ pub enum S3ErrorCode {
     RequestTimeout,
     SignatureDoesNotMatch,
     SlowDown,
+    TooManyBuckets,
     XAmzContentSHA256Mismatch,
     /// 400 with the generic code for unparseable HTTP.
     BadRequest,
     /// 431-ish conditions surface as 400 in S3; kept distinct for logs.
     RequestHeaderSectionTooLarge,
     ServiceUnavailable,
+    /// Not AWS's (it has no such condition): the node's disks are above
+    /// their high-water mark. 507, not retried by SDKs.
+    StorageFull,
 }
 
 impl S3ErrorCode {
@@ -101,10 +105,12 @@ impl S3ErrorCode {
             RequestTimeout => "RequestTimeout",
             SignatureDoesNotMatch => "SignatureDoesNotMatch",
             SlowDown => "SlowDown",
+            TooManyBuckets => "TooManyBuckets",
             XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
             BadRequest => "BadRequest",
             RequestHeaderSectionTooLarge => "RequestHeaderSectionTooLarge",
             ServiceUnavailable => "ServiceUnavailable",
+            StorageFull => "XTesseraStorageFull",
         }
     }
 
@@ -123,6 +129,7 @@ impl S3ErrorCode {
             InternalError => 500,
             NotImplemented => 501,
             SlowDown | ServiceUnavailable => 503,
+            StorageFull => 507,
             _ => 400,
         }
     }
@@ -162,7 +169,9 @@ impl S3ErrorCode {
             RequestTimeout => "Your socket connection to the server was not read from or written to within the timeout period.",
             SignatureDoesNotMatch => "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
             SlowDown => "Please reduce your request rate.",
+            TooManyBuckets => "You have attempted to create more buckets than allowed.",
             XAmzContentSHA256Mismatch => "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            StorageFull => "The storage is full: new data is refused until space is freed (deletes still work).",
             _ => "The request is not valid.",
         }
     }
@@ -181,15 +190,24 @@ impl fmt::Display for S3ErrorCode {
 pub struct S3Error {
     pub code: S3ErrorCode,
     pub message: String,
+    /// One more element of the error body, as S3 adds to some errors (for example
+    /// `<HeadersNotSigned>` or `<Region>`): (element name, text).
+    pub detail: Option<(&'static str, String)>,
 }
 
 impl S3Error {
     pub fn new(code: S3ErrorCode) -> Self {
-        S3Error { code, message: code.default_message().to_string() }
+        S3Error { code, message: code.default_message().to_string(), detail: None }
     }
 
     pub fn with_message(code: S3ErrorCode, message: impl Into<String>) -> Self {
-        S3Error { code, message: message.into() }
+        S3Error { code, message: message.into(), detail: None }
+    }
+
+    /// Adds an element to the error body (see [`S3Error::detail`]).
+    pub fn with_detail(mut self, element: &'static str, text: impl Into<String>) -> Self {
+        self.detail = Some((element, text.into()));
+        self
     }
 
     pub fn status(&self) -> u16 {

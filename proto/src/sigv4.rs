@@ -28,6 +28,8 @@ pub const MAX_CLOCK_SKEW_SECS: i64 = 15 * 60;
 pub const MAX_PRESIGN_EXPIRES_SECS: i64 = 604_800;
 /// Most entries in SignedHeaders; real clients sign about ten.
 pub const MAX_SIGNED_HEADERS: usize = 64;
+/// The region [`authenticate`] expects in credential scopes.
+pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// Every byte but the unreserved ones is encoded (RFC 3986, as S3 canonicalizes).
 const STRICT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -449,6 +451,48 @@ fn parse_credential(value: &str) -> Result<Credential<'_>, &'static str> {
     Ok(Credential { access_key, date, region })
 }
 
+/// Whether a header present in the request must be listed in SignedHeaders: every
+/// `x-amz-*` header (copy sources, metadata directives, checksums, ACLs, the payload
+/// hash, the date and the session token alike) and `content-md5`, as S3 requires.
+/// `host` is required separately (it is always present).
+pub fn must_be_signed(name: &str) -> bool {
+    name.starts_with("x-amz-") || name == "content-md5"
+}
+
+/// Refuses a request carrying a header that must be signed but is not in
+/// `signed_headers`. For a presigned URL, `query` holds its parameters: an `x-amz-*`
+/// value may ride there instead (the canonical query then covers it), so a header is
+/// also accepted when the query carries the same name with the same value.
+fn check_all_signed(
+    headers: &Headers,
+    signed_headers: &[&str],
+    query: Option<&[(Cow<'_, str>, Cow<'_, str>)]>,
+) -> Result<(), S3Error> {
+    let mut unsigned: Vec<&str> = Vec::new();
+    for (name, value) in headers.iter() {
+        if !must_be_signed(name) || signed_headers.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        let in_query = query.is_some_and(|q| q.iter().any(|(n, v)| n.eq_ignore_ascii_case(name) && v == value));
+        if !in_query && !unsigned.contains(&name) {
+            unsigned.push(name);
+        }
+    }
+    if unsigned.is_empty() {
+        return Ok(());
+    }
+    Err(S3Error::with_message(
+        S3ErrorCode::AccessDenied,
+        "There were headers present in the request which were not signed",
+    )
+    .with_detail("HeadersNotSigned", unsigned.join(", ")))
+}
+
+/// AWS's answer to a credential scoped to another region than ours.
+fn wrong_region(found: &str, expected: &str) -> String {
+    format!("the region '{found}' is wrong; expecting '{expected}'")
+}
+
 fn parse_signed_headers(value: &str) -> Result<Vec<&str>, &'static str> {
     let names: Vec<&str> = value.split(';').collect();
     if names.len() > MAX_SIGNED_HEADERS || names.iter().any(|n| n.is_empty()) {
@@ -620,10 +664,14 @@ fn lookup_secret(secret_for: &dyn Fn(&str) -> Option<String>, access_key: &str) 
 fn authenticate_header_v4(
     req: &SigRequest<'_>,
     value: &str,
+    region: &str,
     now_unix_secs: i64,
     secret_for: &dyn Fn(&str) -> Option<String>,
 ) -> Result<AuthContext, S3Error> {
     let auth = parse_authorization(value)?;
+    if auth.credential.region != region {
+        return Err(header_malformed(&wrong_region(auth.credential.region, region)).with_detail("Region", region));
+    }
     let secret = lookup_secret(secret_for, auth.credential.access_key)?;
     let (t, amz_date) = request_time(req.headers)?;
     if !amz_date.starts_with(auth.credential.date) {
@@ -639,6 +687,7 @@ fn authenticate_header_v4(
         )
     })?;
     let claim = parse_payload_claim(payload_hash)?;
+    check_all_signed(req.headers, &auth.signed_headers, None)?;
     let cred = &auth.credential;
     let scope = credential_scope(cred.date, cred.region, "s3");
     let key = signing_key(&secret, cred.date, cred.region, "s3");
@@ -676,6 +725,7 @@ fn single_param<'q>(params: &'q [(Cow<'q, str>, Cow<'q, str>)], name: &str) -> R
 fn authenticate_presigned_v4(
     req: &SigRequest<'_>,
     params: &[(Cow<'_, str>, Cow<'_, str>)],
+    region: &str,
     now_unix_secs: i64,
     secret_for: &dyn Fn(&str) -> Option<String>,
 ) -> Result<AuthContext, S3Error> {
@@ -693,6 +743,13 @@ fn authenticate_presigned_v4(
     let signed_headers = parse_signed_headers(signed_headers).map_err(|detail| {
         query_malformed(&format!("Error parsing the X-Amz-SignedHeaders parameter; {detail}"))
     })?;
+    if cred.region != region {
+        return Err(query_malformed(&format!(
+            "Error parsing the X-Amz-Credential parameter; {}",
+            wrong_region(cred.region, region)
+        ))
+        .with_detail("Region", region));
+    }
     let secret = lookup_secret(secret_for, cred.access_key)?;
     let t = parse_amz_date(amz_date).ok_or_else(|| {
         query_malformed("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
@@ -724,6 +781,7 @@ fn authenticate_presigned_v4(
             }
         },
     };
+    check_all_signed(req.headers, &signed_headers, Some(params))?;
     let scope = credential_scope(cred.date, cred.region, "s3");
     let key = signing_key(&secret, cred.date, cred.region, "s3");
     let check = Check {
@@ -750,19 +808,22 @@ const V2_QUERY_PARAMS: [&str; 2] = ["AWSAccessKeyId", "Signature"];
 ///
 /// `Ok(None)`: no authentication information at all (anonymous request). Credentials
 /// anywhere (header or query) are always verified; two mechanisms at once are refused.
+/// SigV4 credentials must be scoped to [`DEFAULT_REGION`].
 pub fn authenticate(
     req: &SigRequest,
     now_unix_secs: i64,
     secret_for: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<AuthContext>, S3Error> {
-    authenticate_vhost(req, None, now_unix_secs, secret_for)
+    authenticate_vhost(req, None, DEFAULT_REGION, now_unix_secs, secret_for)
 }
 
-/// As [`authenticate`], for a virtual-hosted-style request whose bucket came from the
+/// As [`authenticate`], for a node serving `region` (SigV4 credential scopes must
+/// name it), and for a virtual-hosted-style request whose bucket came from the
 /// Host header: SigV2 signs `/<bucket><path>`, which the path alone doesn't show.
 pub fn authenticate_vhost(
     req: &SigRequest,
     vhost_bucket: Option<&str>,
+    region: &str,
     now_unix_secs: i64,
     secret_for: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<AuthContext>, S3Error> {
@@ -788,7 +849,7 @@ pub fn authenticate_vhost(
     }
     let scheme = header.map(|v| v.split(' ').next().unwrap_or_default());
     let ctx = match (header, scheme) {
-        (Some(value), Some(ALGORITHM)) => authenticate_header_v4(req, value, now_unix_secs, secret_for)?,
+        (Some(value), Some(ALGORITHM)) => authenticate_header_v4(req, value, region, now_unix_secs, secret_for)?,
         (Some(value), Some("AWS")) => {
             crate::sigv2::authenticate_header(req, vhost_bucket, value, now_unix_secs, secret_for)?
         }
@@ -801,7 +862,7 @@ pub fn authenticate_vhost(
                 "Unsupported Authorization Type",
             ));
         }
-        (None, _) if v4_query => authenticate_presigned_v4(req, &params, now_unix_secs, secret_for)?,
+        (None, _) if v4_query => authenticate_presigned_v4(req, &params, region, now_unix_secs, secret_for)?,
         (None, _) if v2_query => {
             crate::sigv2::authenticate_query(req, vhost_bucket, &params, now_unix_secs, secret_for)?
         }

@@ -7,7 +7,7 @@ use common::{example_secrets, parse_request, RawRequest, S3_AKID, S3_SECRET};
 use tessera_proto::aws_chunked::AwsChunkedDecoder;
 use tessera_proto::checksum::BodyVerifier;
 use tessera_proto::sigv4::{
-    authenticate, authenticate_vhost, signing_key, ChunkSigner, PayloadMode, SigRequest,
+    authenticate, authenticate_vhost, signing_key, ChunkSigner, PayloadMode, SigRequest, DEFAULT_REGION,
 };
 use tessera_proto::time::{parse_amz_date, parse_http_date};
 use tessera_proto::Headers;
@@ -258,7 +258,7 @@ fn authenticate_survives_garbage_and_mutations() {
         let sig =
             SigRequest { method: &req.method, path: &req.path, query: &req.query, headers: &req.headers };
         let r = if rng.below(3) == 0 {
-            authenticate_vhost(&sig, Some("bucket"), now + rng.below(10_000_000) as i64, &example_secrets)
+            authenticate_vhost(&sig, Some("bucket"), DEFAULT_REGION, now + rng.below(10_000_000) as i64, &example_secrets)
         } else {
             authenticate(&sig, now, &example_secrets)
         };

@@ -10,7 +10,7 @@ use tessera_proto::aws_chunked::{
 };
 use tessera_proto::checksum::BodyVerifier;
 use tessera_proto::sigv4::{
-    authenticate, canonical_query, canonical_request, credential_scope, presign_query, sign_request,
+    authenticate, authenticate_vhost, canonical_query, canonical_request, credential_scope, presign_query, sign_request,
     signature_hex, signing_key, string_to_sign, AuthContext, AuthKind, ChunkSigner, PayloadMode,
     EMPTY_SHA256_HEX,
 };
@@ -20,13 +20,15 @@ use tessera_proto::{Headers, S3Error, S3ErrorCode};
 use S3ErrorCode::*;
 
 const NOW: i64 = S3_EXAMPLE_TIME;
+/// The region of the node under test; `signed` scopes its credentials to it.
+const REGION: &str = "us-east-1";
 
 fn code<T>(r: Result<T, S3Error>) -> Result<(), S3ErrorCode> {
     r.map(|_| ()).map_err(|e| e.code)
 }
 
 fn auth(req: &RawRequest, now: i64) -> Result<Option<AuthContext>, S3Error> {
-    authenticate(&req.sig_request(), now, &example_secrets)
+    authenticate_vhost(&req.sig_request(), None, REGION, now, &example_secrets)
 }
 
 /// A request signed by `sign_request`, with `extra` headers signed too.
@@ -45,7 +47,7 @@ fn signed(
     for (n, v) in extra {
         headers.push(n, v);
     }
-    let value = sign_request(method, path, query, &headers, payload, S3_AKID, secret, "eu-west-3", NOW);
+    let value = sign_request(method, path, query, &headers, payload, S3_AKID, secret, REGION, NOW);
     headers.push("authorization", &value);
     RawRequest { method: method.into(), path: path.into(), query: query.into(), headers, body: Vec::new() }
 }
@@ -65,13 +67,88 @@ fn get() -> RawRequest {
 fn the_helpers_sign_what_authenticate_accepts() {
     let ctx = auth(&get(), NOW).expect("ok").expect("credentials");
     assert_eq!((ctx.kind, ctx.access_key.as_str()), (AuthKind::HeaderV4, S3_AKID));
-    // Any region the client signed with is accepted.
+    let mut headers = Headers::new();
+    headers.push("host", "examplebucket.s3.amazonaws.com");
+    let q = presign_query("GET", "/examplebucket/k", "", &headers, S3_AKID, S3_SECRET, REGION, NOW, 60);
+    let req =
+        RawRequest { method: "GET".into(), path: "/examplebucket/k".into(), query: q, headers, body: vec![] };
+    assert_eq!(auth(&req, NOW).expect("ok").expect("credentials").kind, AuthKind::PresignedV4);
+}
+
+#[test]
+fn credentials_scoped_to_another_region_are_refused() {
+    // Header form: AuthorizationHeaderMalformed naming the expected region, before any signature work.
+    let e = authenticate_vhost(&get().sig_request(), None, "eu-west-3", NOW, &example_secrets).expect_err("region");
+    assert_eq!(e.code, AuthorizationHeaderMalformed);
+    assert!(e.message.contains("'us-east-1' is wrong; expecting 'eu-west-3'"), "{}", e.message);
+    assert_eq!(e.detail, Some(("Region", "eu-west-3".to_string())));
+    // Presigned form: AuthorizationQueryParametersError.
     let mut headers = Headers::new();
     headers.push("host", "examplebucket.s3.amazonaws.com");
     let q = presign_query("GET", "/examplebucket/k", "", &headers, S3_AKID, S3_SECRET, "ap-south-2", NOW, 60);
     let req =
         RawRequest { method: "GET".into(), path: "/examplebucket/k".into(), query: q, headers, body: vec![] };
-    assert_eq!(auth(&req, NOW).expect("ok").expect("credentials").kind, AuthKind::PresignedV4);
+    assert_eq!(code(auth(&req, NOW)), Err(AuthorizationQueryParametersError));
+}
+
+/// Headers that must be signed, present but not in SignedHeaders: refused with
+/// AccessDenied, for header and presigned authentication alike.
+#[test]
+fn unsigned_amz_headers_and_content_md5_are_refused() {
+    let base = signed("PUT", "/b/k", "", &[], EMPTY_SHA256_HEX, S3_SECRET);
+    for (name, value) in [
+        ("x-amz-copy-source", "b/secret"),
+        ("x-amz-metadata-directive", "REPLACE"),
+        ("x-amz-meta-a", "1"),
+        ("x-amz-security-token", "t"),
+        ("X-Amz-Acl", "public-read"),
+        ("content-md5", "1B2M2Y8AsgTpgAmY7PhCfg=="),
+    ] {
+        let mut req = base.clone();
+        req.headers.push(name, value);
+        let e = auth(&req, NOW).expect_err(name);
+        assert_eq!((e.code, e.message.as_str()), (AccessDenied, "There were headers present in the request which were not signed"), "{name}");
+        assert_eq!(e.detail, Some(("HeadersNotSigned", name.to_ascii_lowercase())), "{name}");
+    }
+    // Signed, they are accepted (the signer signs every header it is given).
+    let ok = signed("PUT", "/b/k", "", &[("x-amz-copy-source", "b/k2"), ("content-md5", "x")], EMPTY_SHA256_HEX, S3_SECRET);
+    assert!(auth(&ok, NOW).is_ok());
+    // Headers outside the rule may stay unsigned.
+    let mut req = base.clone();
+    req.headers.push("user-agent", "x");
+    req.headers.push("content-type", "text/plain");
+    req.headers.push("x-amzn-trace-id", "Root=1");
+    assert!(auth(&req, NOW).is_ok());
+    // The payload hash and the date must be signed too.
+    for name in ["x-amz-content-sha256", "x-amz-date"] {
+        let mut headers = Headers::new();
+        headers.push("host", "examplebucket.s3.amazonaws.com");
+        let signed_only_host = sign_request("PUT", "/b/k", "", &headers, EMPTY_SHA256_HEX, S3_AKID, S3_SECRET, REGION, NOW);
+        headers.push("x-amz-date", &format_amz_date(NOW));
+        headers.push("x-amz-content-sha256", EMPTY_SHA256_HEX);
+        headers.push("authorization", &signed_only_host);
+        let req = RawRequest { method: "PUT".into(), path: "/b/k".into(), query: String::new(), headers, body: vec![] };
+        let e = auth(&req, NOW).expect_err(name);
+        assert_eq!(e.code, AccessDenied, "{name}");
+    }
+
+    // Presigned: a header added to a URL signed for `host` only is refused...
+    let mut headers = Headers::new();
+    headers.push("host", "examplebucket.s3.amazonaws.com");
+    let q = presign_query("PUT", "/b/k", "", &headers, S3_AKID, S3_SECRET, REGION, NOW, 60);
+    let url = RawRequest { method: "PUT".into(), path: "/b/k".into(), query: q.clone(), headers, body: vec![] };
+    assert!(auth(&url, NOW).is_ok());
+    let with_copy = url.with_header("x-amz-copy-source", Some("b/secret"));
+    assert_eq!(code(auth(&with_copy, NOW)), Err(AccessDenied));
+    let with_sha = url.with_header("x-amz-content-sha256", Some("UNSIGNED-PAYLOAD"));
+    assert_eq!(code(auth(&with_sha, NOW)), Err(AccessDenied));
+    // ...unless the signed query carries the same value (S3 lets x-amz-* ride there).
+    let mut headers = Headers::new();
+    headers.push("host", "examplebucket.s3.amazonaws.com");
+    let q = presign_query("PUT", "/b/k", "x-amz-acl=private", &headers, S3_AKID, S3_SECRET, REGION, NOW, 60);
+    let url = RawRequest { method: "PUT".into(), path: "/b/k".into(), query: q, headers, body: vec![] };
+    assert!(auth(&url.with_header("x-amz-acl", Some("private")), NOW).is_ok());
+    assert_eq!(code(auth(&url.with_header("x-amz-acl", Some("public-read")), NOW)), Err(AccessDenied));
 }
 
 #[test]

@@ -5,7 +5,8 @@
 mod common;
 
 use common::example_secrets;
-use tessera_proto::sigv4::{authenticate_vhost, AuthKind, SigRequest};
+use tessera_proto::sigv2::{canonical_resource, sign, string_to_sign};
+use tessera_proto::sigv4::{authenticate_vhost, AuthKind, SigRequest, DEFAULT_REGION};
 use tessera_proto::time::parse_http_date;
 use tessera_proto::{Headers, S3ErrorCode};
 
@@ -60,19 +61,6 @@ const EXAMPLES: &[Example] = &[
         vhost: Some("johnsmith"),
         headers: &[("host", "johnsmith.s3.amazonaws.com"), ("date", "Tue, 27 Mar 2007 19:44:46 +0000")],
         signature: "c2WLPFtWHVgbEmeEG93a4cG37dM=",
-    },
-    Example {
-        name: "delete with x-amz-date (path style)",
-        method: "DELETE",
-        target: "/johnsmith/photos/puppy.jpg",
-        vhost: None,
-        headers: &[
-            ("user-agent", "dotnet"),
-            ("host", "s3.amazonaws.com"),
-            ("date", "Tue, 27 Mar 2007 21:20:27 +0000"),
-            ("x-amz-date", "Tue, 27 Mar 2007 21:20:26 +0000"),
-        ],
-        signature: "lx3byBScXR6KzyMaifNkardMwNk=",
     },
     Example {
         name: "upload with x-amz-* headers (CNAME bucket)",
@@ -131,7 +119,7 @@ fn run(ex: &Example, signature: &str, now_delta: i64) -> Result<AuthKind, S3Erro
     let (path, query) = ex.target.split_once('?').unwrap_or((ex.target, ""));
     let req = SigRequest { method: ex.method, path, query, headers: &headers };
     let date = headers.get("x-amz-date").or(headers.get("date")).and_then(parse_http_date).expect("date");
-    authenticate_vhost(&req, ex.vhost, date + now_delta, &example_secrets)
+    authenticate_vhost(&req, ex.vhost, DEFAULT_REGION, date + now_delta, &example_secrets)
         .map(|c| c.expect("credentials").kind)
         .map_err(|e| e.code)
 }
@@ -159,9 +147,9 @@ fn documented_examples_fail_when_tampered() {
     let headers = headers_of(ex, Some(&auth));
     let req = SigRequest { method: "GET", path: "/photos/puppy.jpg", query: "", headers: &headers };
     let now = 1_175_024_202;
-    let other = authenticate_vhost(&req, Some("janedoe"), now, &example_secrets).map(|_| ());
+    let other = authenticate_vhost(&req, Some("janedoe"), DEFAULT_REGION, now, &example_secrets).map(|_| ());
     assert_eq!(other.map_err(|e| e.code), Err(S3ErrorCode::SignatureDoesNotMatch));
-    let path_style = authenticate_vhost(&req, None, now, &example_secrets).map(|_| ());
+    let path_style = authenticate_vhost(&req, None, DEFAULT_REGION, now, &example_secrets).map(|_| ());
     assert_eq!(path_style.map_err(|e| e.code), Err(S3ErrorCode::SignatureDoesNotMatch));
 }
 
@@ -172,18 +160,18 @@ fn documented_query_string_example() {
     let query =
         "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=NpgCjnDzrM%2BWFzoENXmpNDUsSn8%3D&Expires=1175139620";
     let req = SigRequest { method: "GET", path: "/photos/puppy.jpg", query, headers: &h };
-    let ctx = authenticate_vhost(&req, Some("johnsmith"), 1_175_139_620, &example_secrets)
+    let ctx = authenticate_vhost(&req, Some("johnsmith"), DEFAULT_REGION, 1_175_139_620, &example_secrets)
         .expect("authenticates")
         .expect("credentials");
     assert_eq!(ctx.kind, AuthKind::PresignedV2);
-    let late = authenticate_vhost(&req, Some("johnsmith"), 1_175_139_621, &example_secrets);
+    let late = authenticate_vhost(&req, Some("johnsmith"), DEFAULT_REGION, 1_175_139_621, &example_secrets);
     let e = late.expect_err("expired");
     assert_eq!((e.code, e.message.as_str()), (S3ErrorCode::AccessDenied, "Request has expired"));
     // A raw '+' in the signature (not percent-encoded) still verifies.
     let raw_plus =
         "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=NpgCjnDzrM+WFzoENXmpNDUsSn8=&Expires=1175139620";
     let req = SigRequest { query: raw_plus, ..req };
-    assert!(authenticate_vhost(&req, Some("johnsmith"), 1_175_139_000, &example_secrets).is_ok());
+    assert!(authenticate_vhost(&req, Some("johnsmith"), DEFAULT_REGION, 1_175_139_000, &example_secrets).is_ok());
 }
 
 #[test]
@@ -198,13 +186,58 @@ fn malformed_v2_headers() {
     ] {
         let headers = headers_of(ex, Some(value));
         let req = SigRequest { method: "GET", path: "/photos/puppy.jpg", query: "", headers: &headers };
-        let r = authenticate_vhost(&req, Some("johnsmith"), 1_175_024_202, &example_secrets);
+        let r = authenticate_vhost(&req, Some("johnsmith"), DEFAULT_REGION, 1_175_024_202, &example_secrets);
         assert_eq!(r.map(|_| ()).map_err(|e| e.code), Err(code), "{value}");
     }
     // No date at all.
     let mut headers = Headers::new();
     headers.push("authorization", "AWS AKIAIOSFODNN7EXAMPLE:bWq2s1WEIj+Ydj0vQ697zp+IXMU=");
     let req = SigRequest { method: "GET", path: "/photos/puppy.jpg", query: "", headers: &headers };
-    let r = authenticate_vhost(&req, Some("johnsmith"), 1_175_024_202, &example_secrets);
+    let r = authenticate_vhost(&req, Some("johnsmith"), DEFAULT_REGION, 1_175_024_202, &example_secrets);
     assert_eq!(r.map(|_| ()).map_err(|e| e.code), Err(S3ErrorCode::AccessDenied));
+}
+
+/// The guide's DELETE example sends `x-amz-date` and puts its value on the Date line
+/// (signature `lx3byBScXR6KzyMaifNkardMwNk=`), against the guide's own rule: "if you
+/// include the x-amz-date header, use the empty string for the Date when constructing
+/// the StringToSign", with `x-amz-date` among the `x-amz-*` lines. tessera builds the
+/// one string the rule defines, and no other.
+#[test]
+fn x_amz_date_empties_the_date_line() {
+    let mut h = Headers::new();
+    h.push("user-agent", "dotnet");
+    h.push("host", "s3.amazonaws.com");
+    h.push("date", "Tue, 27 Mar 2007 21:20:27 +0000");
+    h.push("x-amz-date", "Tue, 27 Mar 2007 21:20:26 +0000");
+    let path = "/johnsmith/photos/puppy.jpg";
+    let sts = string_to_sign("DELETE", &h, "", &canonical_resource(path, "", None));
+    assert_eq!(
+        sts,
+        "DELETE\n\n\n\nx-amz-date:Tue, 27 Mar 2007 21:20:26 +0000\n/johnsmith/photos/puppy.jpg"
+    );
+    let now = parse_http_date("Tue, 27 Mar 2007 21:20:26 +0000").expect("date");
+    let run = |signature: &str| {
+        let mut headers = h.clone();
+        headers.push("authorization", &format!("AWS AKIAIOSFODNN7EXAMPLE:{signature}"));
+        let req = SigRequest { method: "DELETE", path, query: "", headers: &headers };
+        authenticate_vhost(&req, None, DEFAULT_REGION, now, &example_secrets).map(|_| ()).map_err(|e| e.code)
+    };
+    assert_eq!(run(&sign(common::S3_SECRET, &sts)), Ok(()));
+    assert_eq!(run("lx3byBScXR6KzyMaifNkardMwNk="), Err(S3ErrorCode::SignatureDoesNotMatch));
+    // The Date header on the Date line (as if x-amz-date were absent) is not tried either.
+    let with_date = string_to_sign("DELETE", &h, "Tue, 27 Mar 2007 21:20:27 +0000", &canonical_resource(path, "", None));
+    assert_eq!(run(&sign(common::S3_SECRET, &with_date)), Err(S3ErrorCode::SignatureDoesNotMatch));
+}
+
+#[test]
+fn query_string_expires_is_at_most_a_week_ahead() {
+    let mut h = Headers::new();
+    h.push("host", "johnsmith.s3.amazonaws.com");
+    let now = 1_175_139_620 - 604_800;
+    let query =
+        "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=NpgCjnDzrM%2BWFzoENXmpNDUsSn8%3D&Expires=1175139620";
+    let req = SigRequest { method: "GET", path: "/photos/puppy.jpg", query, headers: &h };
+    assert!(authenticate_vhost(&req, Some("johnsmith"), DEFAULT_REGION, now, &example_secrets).is_ok());
+    let e = authenticate_vhost(&req, Some("johnsmith"), DEFAULT_REGION, now - 1, &example_secrets).expect_err("too far");
+    assert_eq!(e.code, S3ErrorCode::AccessDenied);
 }

@@ -84,7 +84,7 @@ pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>, user: &User) ->
         location,
         gate: Default::default(),
     };
-    ctx.shared.buckets.create(&ctx.shards, info).await?;
+    ctx.shared.buckets.create(&ctx.shards, info, ctx.shared.config.max_buckets_per_user).await?;
     Ok(Response::new(200).header("Location", format!("/{name}")))
 }
 

@@ -92,11 +92,19 @@ pub fn owned_bucket(ctx: &Ctx, name: &str, user: &User) -> S3Result<Arc<BucketIn
     Ok(b)
 }
 
-/// Storage failures become `InternalError` (logged once at the edge), except
-/// a failed shard, which asks the client to retry later.
+/// Storage failures become `InternalError` (logged at the edge, at a bounded
+/// rate; the client sees only the generic text), except a failed shard, which
+/// asks the client to retry later, and a record over the engine's size
+/// limits, which is the request's fault.
 pub fn io_error(e: IoError) -> S3Error {
     match e {
         IoError::ShardFailed => S3Error::with_message(S3ErrorCode::ServiceUnavailable, "storage unavailable"),
+        // Not acknowledged: the client retries (it may or may not have happened).
+        IoError::WriteFailed | IoError::Moved => {
+            S3Error::with_message(S3ErrorCode::ServiceUnavailable, "the write did not complete; retry")
+        }
+        IoError::NoSpace => S3Error::new(S3ErrorCode::StorageFull),
+        IoError::TooLarge => S3Error::with_message(S3ErrorCode::InvalidRequest, "The request is too large to store."),
         other => S3Error::with_message(S3ErrorCode::InternalError, other.to_string()),
     }
 }

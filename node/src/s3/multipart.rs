@@ -29,10 +29,20 @@ pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
 /// Most parts in one upload.
 pub const MAX_PARTS: usize = 10_000;
 
+/// Random bytes in an upload id; the id is their lowercase hex.
+const UPLOAD_ID_BYTES: usize = 24;
+
 fn new_upload_id() -> S3Result<String> {
-    let mut raw = [0u8; 24];
+    let mut raw = [0u8; UPLOAD_ID_BYTES];
     SystemRandom::new().fill(&mut raw).map_err(|_| super::internal("no randomness"))?;
     Ok(hex::encode(raw))
+}
+
+/// Whether `id` has the form of our upload ids. Checked before an id goes
+/// into any key: upload and part keys are built by concatenation, and a byte
+/// such as NUL in an id would reach another key's upload.
+fn valid_upload_id(id: &str) -> bool {
+    id.len() == 2 * UPLOAD_ID_BYTES && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fn no_such_upload() -> S3Error {
@@ -40,6 +50,9 @@ fn no_such_upload() -> S3Error {
 }
 
 async fn load_upload(ctx: &Ctx, shard: u32, b: u64, k: &str, id: &str) -> S3Result<UploadInfo> {
+    if !valid_upload_id(id) {
+        return Err(no_such_upload());
+    }
     let e = ctx.shards.get(shard, T_UPLOADS, upload_key(b, k, id)).await.map_err(io_error)?.ok_or_else(no_such_upload)?;
     UploadInfo::decode(&e.summary).ok_or_else(|| super::internal("corrupt upload record"))
 }
@@ -372,6 +385,9 @@ pub async fn list_uploads(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) 
     };
     let key_marker = q.get("key-marker").unwrap_or("").to_string();
     let id_marker = q.get("upload-id-marker").unwrap_or("").to_string();
+    if !id_marker.is_empty() && !valid_upload_id(&id_marker) {
+        return Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "Invalid upload-id-marker"));
+    }
     // Start after the marker's upload, or after every upload of the marker key.
     let after = match (key_marker.is_empty(), id_marker.is_empty()) {
         (true, _) => None,
@@ -415,4 +431,26 @@ pub async fn list_uploads(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) 
     }
     w.close("ListMultipartUploadsResult");
     Ok(Response::xml(200, w.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_ids_are_validated_strictly() {
+        let id = new_upload_id().map_err(|_| ()).unwrap();
+        assert!(valid_upload_id(&id), "{id}");
+        for bad in [
+            String::new(),
+            id[1..].to_string(),
+            format!("{id}0"),
+            id.to_uppercase(),
+            format!("X\0{}", &id[2..]),
+            format!("{}g", &id[1..]),
+            format!("{}\u{e9}", &id[2..]),
+        ] {
+            assert!(!valid_upload_id(&bad), "{bad:?}");
+        }
+    }
 }

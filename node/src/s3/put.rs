@@ -14,6 +14,7 @@ use tessera_proto::xml::XmlWriter;
 use tessera_proto::{Headers, S3Error, S3ErrorCode, S3Result};
 
 use super::{commit_object, io_error, owned_bucket, precheck, shard_of, write_cond, MAX_OBJECT_BYTES};
+use crate::bodybuf::{body_buf, first_buf_bytes, next_buf_bytes, BodyBuf};
 use crate::buckets::BucketInfo;
 use crate::conn::Request;
 use crate::identity::User;
@@ -30,6 +31,13 @@ pub const INLINE_MAX_BYTES: usize = 128 * 1024;
 pub const WRITE_WINDOW: usize = 4;
 /// Limit on the total size of user metadata (`x-amz-meta-*`), as S3 has.
 pub const MAX_USER_META_BYTES: usize = 2048;
+/// Limit on all the metadata stored with an object or an upload (user
+/// metadata, Content-Type, Cache-Control and the other stored headers), as
+/// encoded. S3 bounds the PUT header at 8 KB; ours is lower because an
+/// upload's metadata lives in its index entry (`tessera_io`'s 4 KiB
+/// summary limit, with room for the owner id). Checked up front so that
+/// PutObject, CopyObject and CreateMultipartUpload agree.
+pub const MAX_STORED_METADATA_BYTES: usize = 3 * 1024;
 
 /// A body stored in a shard, not yet committed.
 pub struct StoredBody {
@@ -58,7 +66,7 @@ pub fn meta_from_headers(h: &Headers) -> S3Result<ObjectMeta> {
     if total > MAX_USER_META_BYTES {
         return Err(S3Error::new(S3ErrorCode::MetadataTooLarge));
     }
-    Ok(ObjectMeta {
+    let meta = ObjectMeta {
         content_type: get("content-type"),
         content_encoding,
         content_disposition: get("content-disposition"),
@@ -68,12 +76,25 @@ pub fn meta_from_headers(h: &Headers) -> S3Result<ObjectMeta> {
         checksum: None,
         user,
         part_sizes: Vec::new(),
-    })
+    };
+    if meta.encode().len() > MAX_STORED_METADATA_BYTES {
+        return Err(S3Error::with_message(
+            S3ErrorCode::MetadataTooLarge,
+            format!("Your metadata headers exceed the maximum allowed metadata size ({MAX_STORED_METADATA_BYTES} bytes in all)."),
+        ));
+    }
+    Ok(meta)
 }
 
-fn spawn_write(ctx: &Rc<Ctx>, shard: u32, buf: DataBuf) -> JoinHandle<Result<Extent, IoError>> {
+/// Writes one record; the buffer's budget grant is returned when the write ends.
+fn spawn_write(ctx: &Rc<Ctx>, shard: u32, buf: BodyBuf) -> JoinHandle<Result<Extent, IoError>> {
     let ctx = ctx.clone();
-    monoio::spawn(async move { ctx.shards.write_data(shard, buf).await })
+    monoio::spawn(async move {
+        let BodyBuf { buf, grant } = buf;
+        let r = ctx.shards.write_data(shard, buf).await;
+        drop(grant);
+        r
+    })
 }
 
 /// Streams the request body into `shard`: bodies up to `INLINE_MAX_BYTES`
@@ -93,23 +114,27 @@ pub async fn store_body(
     }
     let mut extents: Vec<Extent> = Vec::new();
     let mut inflight: VecDeque<JoinHandle<Result<Extent, IoError>>> = VecDeque::new();
-    let mut buf = DataBuf::new(DATA_RECORD_BYTES);
+    // Buffers grow with what arrives (see `bodybuf`), never a record up front.
+    let announced = req.body.announced_len();
+    let budget = &ctx.body_budget;
+    let mut buf = body_buf(budget, first_buf_bytes(announced)).await?;
     let mut size = 0u64;
     loop {
-        if buf.remaining() == 0 {
-            let full = std::mem::replace(&mut buf, DataBuf::new(DATA_RECORD_BYTES));
-            inflight.push_back(spawn_write(ctx, shard, full));
+        if buf.buf.remaining() == 0 {
+            let next = next_buf_bytes(buf.buf.data_len(), announced.map(|n| n.saturating_sub(size)));
             if inflight.len() >= WRITE_WINDOW {
                 if let Some(h) = inflight.pop_front() {
                     extents.push(h.await.map_err(io_error)?);
                 }
             }
+            let full = std::mem::replace(&mut buf, body_buf(budget, next).await?);
+            inflight.push_back(spawn_write(ctx, shard, full));
         }
-        let n = req.read_body(buf.spare_mut()).await?;
+        let n = req.read_body(buf.buf.spare_mut()).await?;
         if n == 0 {
             break;
         }
-        buf.advance(n);
+        buf.buf.advance(n);
         size += n as u64;
         if size > MAX_OBJECT_BYTES {
             return Err(S3Error::new(S3ErrorCode::EntityTooLarge));
@@ -117,10 +142,10 @@ pub async fn store_body(
     }
     let sums = req.body.sums().cloned().ok_or_else(|| super::internal("body ended unverified"))?;
     let nothing_written = extents.is_empty() && inflight.is_empty();
-    if nothing_written && !force_extents && buf.data_len() <= INLINE_MAX_BYTES {
-        return Ok(StoredBody { body: Body::Inline(buf.data().to_vec()), size, sums });
+    if nothing_written && !force_extents && buf.buf.data_len() <= INLINE_MAX_BYTES {
+        return Ok(StoredBody { body: Body::Inline(buf.buf.data().to_vec()), size, sums });
     }
-    if buf.data_len() > 0 {
+    if buf.buf.data_len() > 0 {
         inflight.push_back(spawn_write(ctx, shard, buf));
     }
     while let Some(h) = inflight.pop_front() {
