@@ -11,4 +11,7 @@ pub struct Config {
     pub region: String,
     pub shards_per_disk: u32,
     pub data_dirs: Vec<PathBuf>,
+    /// Smallest multipart part except the last: S3's 5 MiB, lowered only by
+    /// the test-only `TESSERA_TEST_MIN_PART_BYTES`.
+    pub min_part_bytes: u64,
 }

@@ -39,6 +39,11 @@ enum Command {
         /// Shards per data dir, fixed when the dir is first formatted.
         #[arg(long, default_value_t = 4)]
         shards_per_disk: u32,
+        /// TEST ONLY: smallest multipart part (except the last) in bytes,
+        /// instead of S3's 5 MiB, so tests can build 10,000-part objects.
+        /// Never set it in production: clients expect S3's limit.
+        #[arg(long, env = "TESSERA_TEST_MIN_PART_BYTES", hide_short_help = true)]
+        test_min_part_bytes: Option<u64>,
         /// Data directories (one per disk).
         #[arg(required = true)]
         data_dirs: Vec<PathBuf>,
@@ -55,7 +60,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Server { address, threads, users, domains, region, shards_per_disk, data_dirs } => {
+        Command::Server { address, threads, users, domains, region, shards_per_disk, test_min_part_bytes, data_dirs } => {
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .max(1);
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
                 region,
                 shards_per_disk,
                 data_dirs,
+                min_part_bytes: test_min_part_bytes.unwrap_or(tessera_node::s3::MIN_PART_BYTES),
             };
             match tessera_node::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
