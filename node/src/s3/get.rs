@@ -259,6 +259,10 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     };
     let mut resp = Response::new(if range.is_some() { 206 } else { 200 });
     object_headers(&mut resp, b, &summary, &meta);
+    if sel.is_some() && !resp.headers.iter().any(|(n, _)| n == "x-amz-version-id") {
+        // A version asked for by id is named in the answer, `null` too.
+        resp.push_header("x-amz-version-id", summary.version_id());
+    }
     resp.push_header("Accept-Ranges", "bytes");
     if let Some(r) = range.as_ref().filter(|r| !r.is_empty()) {
         resp.push_header("Content-Range", format!("bytes {}-{}/{size}", r.start, r.end - 1));

@@ -232,6 +232,15 @@ pub(super) async fn load_copy_source(
     Ok((sb, sk, sel, src))
 }
 
+/// Whether a copy of `key` onto itself copies its current version (a copy
+/// of an older version is how a version is restored, and is allowed).
+async fn copies_current_onto_itself(ctx: &Ctx, b: &BucketInfo, key: &str, sel: Option<VersionSel>) -> S3Result<bool> {
+    let Some(sel) = sel else { return Ok(true) };
+    let shard = shard_of(ctx, &b.name, key);
+    let current = ctx.shards.get(shard, crate::meta::T_OBJECTS, object_key(b.id, key)).await.map_err(io_error)?;
+    Ok(current.and_then(|e| ObjectSummary::decode(&e.summary)).is_some_and(|s| sel.matches(&s)))
+}
+
 /// A COPY/REPLACE directive header; anything else is `InvalidArgument`.
 fn directive(req: &Request<'_>, name: &str) -> S3Result<bool> {
     match req.header(name).map(str::trim) {
@@ -257,8 +266,7 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, u
         || req.header("x-amz-storage-class").is_some()
         || req.header("x-amz-website-redirect-location").is_some()
         || req.header("x-amz-server-side-encryption").is_some();
-    let same_version = sel.is_none_or(|s| s.matches(&src.summary));
-    if sb == b.name && sk == key && same_version && !changes_something {
+    if sb == b.name && sk == key && !changes_something && copies_current_onto_itself(ctx, b, &key, sel).await? {
         return Err(S3Error::with_message(
             S3ErrorCode::InvalidRequest,
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
