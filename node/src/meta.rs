@@ -569,7 +569,7 @@ pub struct ObjectMeta {
     /// Each part's checksum (base64, the algorithm of `checksum`), when the
     /// object was uploaded in parts with a checksum algorithm.
     pub part_checksums: Vec<String>,
-    /// Object tags, in the order given.
+    /// Object tags, ordered by key (as S3 returns them).
     pub tags: Vec<(String, String)>,
 }
 

@@ -133,7 +133,8 @@ fn object_headers(resp: &mut Response, b: &BucketInfo, s: &ObjectSummary, m: &Ob
         }
     }
     for (k, v) in &m.user {
-        resp.push_header(format!("x-amz-meta-{k}"), v.clone());
+        // Header values are ASCII: non-ASCII ones go back RFC 2047 encoded, as S3 does.
+        resp.push_header(format!("x-amz-meta-{k}"), tessera_proto::rfc2047::encode(v));
     }
 }
 

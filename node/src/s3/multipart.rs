@@ -270,6 +270,21 @@ async fn all_parts(ctx: &Ctx, shard: u32, b: u64, k: &str, id: &str) -> S3Result
     ctx.shards.txn(shard, Vec::new(), move |local| async move { parts_of(&local.shard, b, &k, &id) }).await.map_err(io_error)?
 }
 
+/// The parts of a Complete request in ascending order; a part number
+/// listed several times in a row counts once, its last entry (the upload
+/// that finished last), as S3 accepts it.
+fn dedup_parts(parts: Vec<xml::CompletePart>) -> S3Result<Vec<xml::CompletePart>> {
+    let mut out: Vec<xml::CompletePart> = Vec::with_capacity(parts.len());
+    for p in parts {
+        match out.last_mut() {
+            Some(last) if last.part_number == p.part_number => *last = p,
+            Some(last) if last.part_number > p.part_number => return Err(S3Error::new(S3ErrorCode::InvalidPartOrder)),
+            _ => out.push(p),
+        }
+    }
+    Ok(out)
+}
+
 /// What a completion made, for its answer.
 struct Completed {
     etag: String,
@@ -311,12 +326,9 @@ pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: 
     let cond = write_cond(req)?;
     let expected = expected_checksum(req);
     let body = req.read_body_to_vec(xml::MAX_XML_BODY_BYTES).await?;
-    let wanted = xml::parse_complete_multipart(&body)?;
+    let wanted = dedup_parts(xml::parse_complete_multipart(&body)?)?;
     if wanted.len() > MAX_PARTS {
         return Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "too many parts"));
-    }
-    if wanted.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
-        return Err(S3Error::new(S3ErrorCode::InvalidPartOrder));
     }
     precheck(ctx, shard, &okey, cond.as_ref()).await?;
     let _gate = b.enter_write()?;

@@ -74,8 +74,10 @@ pub fn meta_from_headers(h: &Headers) -> S3Result<ObjectMeta> {
     let mut total = 0usize;
     for (name, value) in h.iter() {
         if let Some(k) = name.strip_prefix("x-amz-meta-") {
+            // Non-ASCII values arrive RFC 2047 encoded; they are kept decoded.
+            let value = tessera_proto::rfc2047::decode(value);
             total += k.len() + value.len();
-            user.push((k.to_string(), value.to_string()));
+            user.push((k.to_string(), value));
         }
     }
     if total > MAX_USER_META_BYTES {

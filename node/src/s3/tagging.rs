@@ -73,8 +73,10 @@ pub fn validate(tags: &[(String, String)], max: usize) -> S3Result<()> {
 pub fn from_header(req: &Request<'_>) -> S3Result<Tags> {
     let Some(v) = req.header("x-amz-tagging") else { return Ok(Vec::new()) };
     let q = Query::parse(v.trim()).map_err(|_| invalid_tag("The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query parameters without tag name duplicates."))?;
-    let tags: Tags = q.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut tags: Tags = q.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     validate(&tags, MAX_OBJECT_TAGS)?;
+    // S3 returns tag sets ordered by key.
+    tags.sort();
     Ok(tags)
 }
 
@@ -90,8 +92,9 @@ fn tagging_xml(tags: &[(String, String)]) -> String {
 
 async fn read_tags(req: &mut Request<'_>, max: usize) -> S3Result<Tags> {
     let body = req.read_body_to_vec(MAX_TAGGING_BODY_BYTES).await?;
-    let tags = xml::parse_tagging(&body)?;
+    let mut tags = xml::parse_tagging(&body)?;
     validate(&tags, max)?;
+    tags.sort();
     Ok(tags)
 }
 
