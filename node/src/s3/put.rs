@@ -139,8 +139,7 @@ pub async fn store_body(
             break;
         }
         if let Some(c) = own.as_mut() {
-            let data = buf.data();
-            c.update(&data[data.len() - n..]);
+            c.update(&buf.spare_mut()[..n]);
         }
         buf.advance(n);
         size += n as u64;
