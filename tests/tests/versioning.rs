@@ -416,3 +416,18 @@ async fn concurrent_overwrite_delete_and_restore_of_one_key() {
     }
     ok(s3.delete_bucket().bucket("race").send().await, "empty bucket");
 }
+
+/// Conditional writes see delete markers as "no object".
+#[tokio::test(flavor = "multi_thread")]
+async fn conditional_writes_in_a_versioned_bucket() {
+    let (_server, s3) = with_bucket("condv").await;
+    set_versioning(&s3, "condv", BucketVersioningStatus::Enabled).await;
+    assert_s3_error(s3.put_object().bucket("condv").key("k").if_match("*").body(bytestream(b"x")).send().await, 404, "NoSuchKey");
+    let first = ok(s3.put_object().bucket("condv").key("k").if_none_match("*").body(bytestream(b"1")).send().await, "create");
+    assert_s3_error(s3.put_object().bucket("condv").key("k").if_none_match("*").body(bytestream(b"2")).send().await, 412, "PreconditionFailed");
+    ok(s3.put_object().bucket("condv").key("k").if_match(first.e_tag().unwrap()).body(bytestream(b"2")).send().await, "if-match");
+    ok(s3.delete_object().bucket("condv").key("k").send().await, "marker");
+    assert_s3_error(s3.put_object().bucket("condv").key("k").if_match("*").body(bytestream(b"3")).send().await, 404, "NoSuchKey");
+    ok(s3.put_object().bucket("condv").key("k").if_none_match("*").body(bytestream(b"3")).send().await, "create over a marker");
+    assert_eq!(list_all_versions(&s3, "condv", 1000).await.len(), 4, "two versions, a marker, the new version");
+}
