@@ -233,3 +233,131 @@ pub fn not_found(sel: Option<VersionSel>) -> S3Error {
         None => S3Error::new(S3ErrorCode::NoSuchKey),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::future::Future;
+
+    use tessera_io::{DataBuf, Extent, ShardOptions};
+
+    use super::*;
+    use crate::meta::{LockMode, Retention, T_OBJECTS, T_VERSIONS};
+
+    fn run<F: Future>(f: F) -> F::Output {
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build().expect("runtime").block_on(f)
+    }
+
+    async fn extent(shard: &Shard, data: &[u8]) -> Extent {
+        let mut buf = DataBuf::new(data.len());
+        buf.spare_mut()[..data.len()].copy_from_slice(data);
+        buf.advance(data.len());
+        shard.write_data(buf).await.expect("write data")
+    }
+
+    fn new_version(size: u64, body: Body) -> NewVersion {
+        let summary = ObjectSummary::new(size, 1, [0; 16], 0, VersionId::from_parts(0, [0; 8]), false);
+        NewVersion { summary, meta: ObjectMeta::default().encode(), body }
+    }
+
+    /// Every live entry of the key: (table, summary), and every extent any
+    /// of them references (each at most once).
+    async fn entries(shard: &Shard, key: &str) -> (Vec<(u8, ObjectSummary)>, usize) {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        let mut refs = 0;
+        let mut keys = vec![(T_OBJECTS, object_key(1, key))];
+        keys.extend(shard.range(T_VERSIONS, &versions_prefix(1, key), None, 1000).into_iter().map(|(k, _)| (T_VERSIONS, k)));
+        for (table, k) in keys {
+            let Some(stored) = shard.load(table, &k).await.expect("load") else { continue };
+            out.push((table, ObjectSummary::decode(&stored.summary).expect("summary")));
+            if let Body::Extents(es) = stored.body {
+                for e in es {
+                    refs += 1;
+                    assert!(seen.insert((e.segment, e.offset)), "two live entries reference one extent");
+                }
+            }
+        }
+        (out, refs)
+    }
+
+    async fn apply(shard: &Shard, muts: Vec<Mutation>) {
+        shard.commit(muts).await.expect("commit");
+    }
+
+    #[test]
+    fn demote_promote_and_remove_keep_one_owner_per_extent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        run(async {
+            let shard = Shard::open(dir.path(), 0, ShardOptions::default()).await.expect("open");
+            let mut ids = Vec::new();
+            for i in 0..3u8 {
+                let e = extent(&shard, &[i; 100]).await;
+                let nv = new_version(100, Body::Extents(vec![e]));
+                let (muts, s) = place(&shard, 1, "k", Versioning::Enabled, nv, None, [i; 8]).await.expect("place");
+                apply(&shard, muts).await;
+                ids.push(s.version);
+            }
+            assert!(ids.windows(2).all(|w| w[0] < w[1]));
+            let (all, refs) = entries(&shard, "k").await;
+            assert_eq!((all.len(), refs), (3, 3));
+            assert_eq!(all[0], (T_OBJECTS, all[0].1.clone()));
+            assert_eq!(all[0].1.version, ids[2]);
+            // Versions of the key, newest first, after the current one.
+            let order: Vec<VersionId> = all.iter().map(|(_, s)| s.version).collect();
+            assert_eq!(order, [ids[2], ids[1], ids[0]]);
+            // A delete marker demotes the current version too.
+            let (muts, marker) =
+                place(&shard, 1, "k", Versioning::Enabled, NewVersion::delete_marker(2), None, [9; 8]).await.expect("marker");
+            apply(&shard, muts).await;
+            assert!(marker.delete_marker && marker.version > ids[2]);
+            // Removing the current version (the marker) promotes the newest noncurrent one.
+            let (muts, removed) = remove(&shard, 1, "k", VersionSel::Id(marker.version), false).await.expect("remove").expect("found");
+            assert!(removed.delete_marker);
+            apply(&shard, muts).await;
+            let (all, refs) = entries(&shard, "k").await;
+            assert_eq!((all.len(), refs), (3, 3));
+            assert_eq!((all[0].0, all[0].1.version), (T_OBJECTS, ids[2]));
+            // Removing a noncurrent version leaves the current one.
+            let (muts, _) = remove(&shard, 1, "k", VersionSel::Id(ids[0]), false).await.expect("remove").expect("found");
+            apply(&shard, muts).await;
+            assert!(remove(&shard, 1, "k", VersionSel::Id(ids[0]), false).await.expect("again").is_none());
+            let (all, refs) = entries(&shard, "k").await;
+            assert_eq!((all.len(), refs), (2, 2));
+            // Suspended: a null version joins; a second one replaces the first.
+            for size in [1u64, 2] {
+                let nv = new_version(size, Body::Inline(vec![7; size as usize]));
+                let (muts, s) = place(&shard, 1, "k", Versioning::Suspended, nv, None, [0; 8]).await.expect("null");
+                assert!(s.null_version);
+                apply(&shard, muts).await;
+            }
+            let (all, _) = entries(&shard, "k").await;
+            assert_eq!(all.len(), 3, "one null version, two versioned");
+            assert_eq!((all[0].1.null_version, all[0].1.size), (true, 2));
+        });
+    }
+
+    #[test]
+    fn locks_and_undecodable_summaries_refuse_removal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        run(async {
+            let shard = Shard::open(dir.path(), 0, ShardOptions::default()).await.expect("open");
+            let mut nv = new_version(1, Body::Inline(vec![1]));
+            nv.summary.retention = Some(Retention { mode: LockMode::Compliance, until_ms: i64::MAX });
+            let (muts, s) = place(&shard, 1, "locked", Versioning::Enabled, nv, None, [0; 8]).await.expect("place");
+            apply(&shard, muts).await;
+            let sel = VersionSel::Id(s.version);
+            let e = remove(&shard, 1, "locked", sel, true).await.expect_err("compliance holds against bypass");
+            assert_eq!(e.code, S3ErrorCode::AccessDenied);
+            // A summary of a version this code does not know: never removed,
+            // never overwritten, never read as unlocked.
+            let okey = object_key(1, "future");
+            let m = Mutation::Put { table: T_OBJECTS, key: okey.clone(), summary: vec![99, 1, 2, 3], meta: Vec::new(), body: Body::Inline(Vec::new()) };
+            apply(&shard, vec![m]).await;
+            assert!(remove(&shard, 1, "future", VersionSel::Null, true).await.is_err());
+            let nv = new_version(1, Body::Inline(vec![1]));
+            assert!(place(&shard, 1, "future", Versioning::Suspended, nv, None, [0; 8]).await.is_err());
+            assert!(shard.get(T_OBJECTS, &okey).is_some(), "still there");
+        });
+    }
+}
