@@ -431,3 +431,40 @@ async fn conditional_writes_in_a_versioned_bucket() {
     ok(s3.put_object().bucket("condv").key("k").if_none_match("*").body(bytestream(b"3")).send().await, "create over a marker");
     assert_eq!(list_all_versions(&s3, "condv", 1000).await.len(), 4, "two versions, a marker, the new version");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn object_attributes_of_versions_and_markers() {
+    use aws_sdk_s3::types::ObjectAttributes;
+    let (server, s3) = with_bucket("attrv").await;
+    set_versioning(&s3, "attrv", BucketVersioningStatus::Enabled).await;
+    let v1 = put(&s3, "attrv", "k", b"foo").await.unwrap();
+    put(&s3, "attrv", "k", b"longer").await.unwrap();
+    let a = ok(
+        s3.get_object_attributes()
+            .bucket("attrv")
+            .key("k")
+            .version_id(&v1)
+            .object_attributes(ObjectAttributes::ObjectSize)
+            .object_attributes(ObjectAttributes::Etag)
+            .send()
+            .await,
+        "attributes of v1",
+    );
+    assert_eq!((a.version_id(), a.object_size(), a.e_tag()), (Some(v1.as_str()), Some(3), Some(md5_hex(b"foo").as_str())));
+    assert_eq!(a.delete_marker(), None);
+    let d = ok(s3.delete_object().bucket("attrv").key("k").send().await, "marker");
+    let r = server.send(&server.sign(server.raw_request("GET", "/attrv/k?attributes").header("x-amz-object-attributes", "ETag")));
+    assert_eq!((r.status, r.header("x-amz-delete-marker")), (404, Some("true")));
+    let r = server.send(&server.sign(
+        server
+            .raw_request("GET", &format!("/attrv/k?attributes&versionId={}", d.version_id().unwrap()))
+            .header("x-amz-object-attributes", "ETag"),
+    ));
+    assert_eq!((r.status, r.header("x-amz-delete-marker")), (405, Some("true")));
+    let r = server.send(&server.sign(server.raw_request("GET", &format!("/attrv/k?attributes&versionId={v1}"))));
+    assert_eq!(r.status, 400, "x-amz-object-attributes is required");
+    let r = server.send(&server.sign(
+        server.raw_request("GET", &format!("/attrv/k?attributes&versionId={v1}")).header("x-amz-object-attributes", "Color"),
+    ));
+    assert_eq!(r.status, 400, "unknown attribute");
+}
