@@ -67,8 +67,9 @@ pub const DAY_MS: i64 = 86_400_000;
 impl RetentionPeriod {
     pub fn millis(self) -> i64 {
         match self {
-            RetentionPeriod::Days(d) => i64::from(d) * DAY_MS,
-            RetentionPeriod::Years(y) => i64::from(y) * 365 * DAY_MS,
+            // Saturating: a record read from disk may hold any count.
+            RetentionPeriod::Days(d) => i64::from(d).saturating_mul(DAY_MS),
+            RetentionPeriod::Years(y) => i64::from(y).saturating_mul(365 * DAY_MS),
         }
     }
 }
@@ -535,6 +536,14 @@ mod tests {
         j.tags.clear();
         let (s, m) = j.encode();
         assert_eq!(BucketInfo::decode(&s, &m), Some(j));
+    }
+
+    #[test]
+    fn retention_periods_never_overflow() {
+        assert_eq!(RetentionPeriod::Days(1).millis(), DAY_MS);
+        assert_eq!(RetentionPeriod::Years(1).millis(), 365 * DAY_MS);
+        assert_eq!(RetentionPeriod::Years(u32::MAX).millis(), i64::MAX, "saturates");
+        assert!(RetentionPeriod::Days(u32::MAX).millis() > 0);
     }
 
     /// Records written before versioning decode as unversioned buckets.

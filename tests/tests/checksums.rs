@@ -198,6 +198,26 @@ async fn multipart_full_object_and_composite_checksums() {
         let listed: Vec<(Option<i32>, Option<i64>)> = op.parts().iter().map(|p| (p.part_number(), p.size())).collect();
         assert_eq!(listed, [(Some(2), Some(MIN_PART_SIZE as i64)), (Some(3), Some(MIN_PART_SIZE as i64))]);
     }
+    // Markers and page sizes at their edges.
+    for (marker, max) in [("18446744073709551615", "1000"), ("3", "0"), ("0", "99999999999")] {
+        let r = server.send(&server.sign(
+            server
+                .raw_request("GET", "/mpsums/obj-CRC32?attributes")
+                .header("x-amz-object-attributes", "ObjectParts")
+                .header("x-amz-part-number-marker", marker)
+                .header("x-amz-max-parts", max),
+        ));
+        assert_eq!(r.status, 200, "{marker} {max}: {}", r.body_text());
+    }
+    for bad in ["-1", "x"] {
+        let r = server.send(&server.sign(
+            server
+                .raw_request("GET", "/mpsums/obj-CRC32?attributes")
+                .header("x-amz-object-attributes", "ObjectParts")
+                .header("x-amz-part-number-marker", bad),
+        ));
+        assert_eq!(r.status, 400, "{bad}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -84,7 +84,7 @@ pub async fn get(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Resu
     }
     if want.parts && !m.part_sizes.is_empty() {
         let total = m.part_sizes.len();
-        let shown: Vec<usize> = (marker + 1..=total).take(max_parts).collect();
+        let shown: Vec<usize> = (marker.saturating_add(1)..=total).take(max_parts).collect();
         let truncated = shown.last().is_some_and(|&n| n < total);
         w.open("ObjectParts").elem("PartsCount", &total.to_string());
         w.elem("PartNumberMarker", &marker.to_string());
