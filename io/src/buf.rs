@@ -6,8 +6,10 @@ use std::ptr::NonNull;
 use crate::format::{align_up, BLOCK};
 
 /// Heap buffer aligned to 4096 bytes, with a fixed capacity (a multiple of
-/// 4096). The whole capacity is zero-initialised at allocation, so every
-/// byte up to `capacity()` is initialised memory.
+/// 4096). Every byte up to `capacity()` is initialised memory: zeroed when
+/// first allocated, or left from its last use when it comes from this
+/// thread's pool (see [`AlignedBuf::with_capacity`]); writers zero what they
+/// write to disk beyond their data.
 pub struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,
@@ -18,10 +20,59 @@ pub struct AlignedBuf {
 unsafe impl Send for AlignedBuf {}
 unsafe impl Sync for AlignedBuf {}
 
+/// Capacities kept in the per-thread pool, and how many of each: the data
+/// record buffer of a streamed body, and the small ones of reads and commits.
+const POOL_CLASSES: [(usize, usize); 4] = [
+    (BLOCK, 256),
+    (16 * BLOCK, 64),
+    (64 * 1024 + BLOCK, 32),
+    ((1 << 20) + BLOCK, 64),
+];
+
+struct Pool {
+    free: [Vec<NonNull<u8>>; POOL_CLASSES.len()],
+}
+
+impl Pool {
+    fn class(cap: usize) -> Option<usize> {
+        POOL_CLASSES.iter().position(|(c, _)| *c == cap)
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for (i, list) in self.free.iter_mut().enumerate() {
+            for ptr in list.drain(..) {
+                // SAFETY: pooled pointers were allocated with this class's layout.
+                unsafe { alloc::dealloc(ptr.as_ptr(), AlignedBuf::layout(POOL_CLASSES[i].0)) }
+            }
+        }
+    }
+}
+
+thread_local! {
+    // Per reactor thread: buffers are recycled where they are freed.
+    static POOL: std::cell::RefCell<Pool> = std::cell::RefCell::new(Pool { free: Default::default() });
+}
+
 impl AlignedBuf {
-    /// A zeroed buffer of at least `capacity` bytes, rounded up to 4096
-    /// (and at least 4096). Aborts on allocation failure like `Vec`.
+    /// A buffer of at least `capacity` bytes, rounded up to 4096 (and at
+    /// least 4096), from this thread's pool when one of that size is free
+    /// (contents: whatever it held last), else freshly zeroed. Aborts on
+    /// allocation failure like `Vec`.
     pub fn with_capacity(capacity: usize) -> AlignedBuf {
+        let cap = align_up(capacity.max(1) as u64) as usize;
+        if let Some(class) = Pool::class(cap) {
+            let reused = POOL.try_with(|p| p.borrow_mut().free[class].pop()).ok().flatten();
+            if let Some(ptr) = reused {
+                return AlignedBuf { ptr, len: 0, cap };
+            }
+        }
+        Self::zeroed(cap)
+    }
+
+    /// A freshly zeroed buffer (never from the pool).
+    pub fn zeroed(capacity: usize) -> AlignedBuf {
         let cap = align_up(capacity.max(1) as u64) as usize;
         let layout = Self::layout(cap);
         // SAFETY: layout has a non-zero size.
@@ -82,6 +133,14 @@ impl AlignedBuf {
         self.len = 0;
     }
 
+    /// Sets the length to `len`, zeroing the bytes between the old length
+    /// and `len` (padding that goes to disk must not carry old contents).
+    pub fn zero_extend(&mut self, len: usize) {
+        let start = self.len.min(len);
+        self.set_len(len);
+        self.full_mut()[start..len].fill(0);
+    }
+
     /// Sets the length. Every byte below the capacity is initialised memory
     /// (zeroed at allocation or written since), so this is safe; it panics
     /// past the capacity.
@@ -97,7 +156,25 @@ impl AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        // SAFETY: allocated in with_capacity with this very layout.
+        if let Some(class) = Pool::class(self.cap) {
+            let ptr = self.ptr;
+            let kept = POOL
+                .try_with(|p| {
+                    let mut p = p.borrow_mut();
+                    let list = &mut p.free[class];
+                    if list.len() < POOL_CLASSES[class].1 {
+                        list.push(ptr);
+                        true
+                    } else {
+                        false
+                    }
+                })
+                .unwrap_or(false);
+            if kept {
+                return;
+            }
+        }
+        // SAFETY: allocated in zeroed() with this very layout.
         unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.cap)) }
     }
 }

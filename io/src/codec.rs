@@ -1,17 +1,26 @@
-//! The commit record payload: a list of mutations, applied atomically.
+//! The payload of a commit entry: a list of operations, applied atomically.
 //!
-//! FORMAT (part of the on-disk boundary, version 1; see `format`):
+//! FORMAT (part of the on-disk boundary, version 2; see `format`):
 //!
 //! ```text
-//! payload   := count:u32 mutation{count}
-//! mutation  := op:u8 table:u8 key_len:u16 key
-//!              [ if op = 1 (put):
-//!                summary_len:u16 summary meta_len:u32 meta body ]
-//!              (op = 2 is delete)
-//! body      := 0:u8 len:u32 bytes            inline
-//!            | 1:u8 count:u32 extent{count}  extents
+//! op        := code:u8 table:u8 key_len:u16 key [seq:u64 if code & 0x80] rest
+//! rest      := (code & 0x7f = 1, put)    summary_len:u16 summary meta_len:u32 meta body
+//!            | (code & 0x7f = 2, delete) min_seg:u32 origin:u32
+//!            | (code & 0x7f = 3, retire) segment:u32 first_seq:u64 last_seq:u64
+//! body      := 0:u8 len:u32 bytes               inline
+//!            | 1:u8 count:u32 extent{count}     extents
+//!            | 2:u8 len:u32 xxh3:u64            inline body left out (metadata-only copy)
 //! extent    := segment:u32 offset:u64 len:u64
 //! ```
+//!
+//! An explicit `seq` marks an operation rewritten by compaction: it keeps
+//! the seq of the commit that first wrote it (an index entry's seq is its
+//! version). A delete carries what compaction needs to know when the
+//! tombstone may go: `min_seg`, the oldest segment that may hold a record of
+//! the key's deleted incarnation (0: unknown, any), and `origin`, the
+//! segment it was first written to (0: the segment of its own entry).
+//! A retire op says compaction removed `segment`, which held the commits
+//! `first_seq..=last_seq` (0, 0: none).
 //!
 //! Decoding checks every length against both its limit and the bytes left,
 //! so garbage yields an error, never a panic or a large allocation.
@@ -31,12 +40,25 @@ pub struct Extent {
     pub len: u64,
 }
 
-/// An object body: bytes inside the commit record, or data records written
-/// before it with [`crate::Shard::write_data`].
+/// An object body: bytes inside the commit, or data records written before
+/// it with [`crate::Shard::write_data`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
     Inline(Vec<u8>),
     Extents(Vec<Extent>),
+}
+
+impl Body {
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Inline(b) => b.len() as u64,
+            Body::Extents(e) => e.iter().map(|e| e.len).sum(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// One change to the index; a commit applies a list of them atomically.
@@ -55,43 +77,40 @@ pub enum Mutation {
     Delete { table: u8, key: Vec<u8> },
 }
 
+/// An operation as the engine writes it (a mutation plus what the engine
+/// adds: kept seqs, tombstone bounds, retirements).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    Put {
+        table: u8,
+        key: Vec<u8>,
+        seq: Option<u64>,
+        summary: Vec<u8>,
+        meta: Vec<u8>,
+        body: Body,
+    },
+    Delete {
+        table: u8,
+        key: Vec<u8>,
+        seq: Option<u64>,
+        min_seg: u32,
+        origin: u32,
+    },
+    Retire {
+        segment: u32,
+        first_seq: u64,
+        last_seq: u64,
+    },
+}
+
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
+const OP_RETIRE: u8 = 3;
+const OP_KEEPS_SEQ: u8 = 0x80;
 const BODY_INLINE: u8 = 0;
 const BODY_EXTENTS: u8 = 1;
+const BODY_DIGEST: u8 = 2;
 const EXTENT_BYTES: usize = 20;
-
-/// Serialized size of `muts`, or TooLarge if any field or the whole passes its limit.
-pub(crate) fn encoded_len(muts: &[Mutation]) -> Result<usize, IoError> {
-    let mut n = 4usize;
-    for m in muts {
-        n += match m {
-            Mutation::Delete { key, .. } => {
-                check(key.len(), MAX_KEY_BYTES)?;
-                4 + key.len()
-            }
-            Mutation::Put {
-                key,
-                summary,
-                meta,
-                body,
-                ..
-            } => {
-                check(key.len(), MAX_KEY_BYTES)?;
-                check(summary.len(), MAX_SUMMARY_BYTES)?;
-                check(meta.len(), MAX_META_BYTES)?;
-                let body_len = match body {
-                    Body::Inline(b) => check(b.len(), MAX_INLINE_BYTES)?,
-                    Body::Extents(e) => e.len().saturating_mul(EXTENT_BYTES),
-                };
-                4 + key.len() + 2 + summary.len() + 4 + meta.len() + 5 + body_len
-            }
-        };
-        check(n, MAX_COMMIT_PAYLOAD_BYTES)?;
-    }
-    check(muts.len(), u32::MAX as usize)?;
-    Ok(n)
-}
 
 fn check(len: usize, limit: usize) -> Result<usize, IoError> {
     if len > limit {
@@ -100,107 +119,138 @@ fn check(len: usize, limit: usize) -> Result<usize, IoError> {
     Ok(len)
 }
 
-/// Writes `muts` into `out`, which is exactly `encoded_len(muts)` long.
-/// The limits were checked by `encoded_len`, so the narrowing casts hold.
-pub(crate) fn encode(muts: &[Mutation], out: &mut [u8]) {
-    let mut w = Writer { out, at: 0 };
-    w.put(&(muts.len() as u32).to_le_bytes());
-    for m in muts {
-        match m {
-            Mutation::Delete { table, key } => {
-                w.put(&[OP_DELETE, *table]);
-                w.put(&(key.len() as u16).to_le_bytes());
-                w.put(key);
+impl Op {
+    /// Serialized size, or TooLarge past a limit. `meta_only`: the size of
+    /// the metadata-only copy (inline bodies as digests).
+    pub(crate) fn encoded_len(&self, meta_only: bool) -> Result<usize, IoError> {
+        let head = |key: &[u8], seq: &Option<u64>| -> Result<usize, IoError> {
+            check(key.len(), MAX_KEY_BYTES)?;
+            Ok(4 + key.len() + if seq.is_some() { 8 } else { 0 })
+        };
+        Ok(match self {
+            Op::Put {
+                key,
+                seq,
+                summary,
+                meta,
+                body,
+                ..
+            } => {
+                check(summary.len(), MAX_SUMMARY_BYTES)?;
+                check(meta.len(), MAX_META_BYTES)?;
+                let body_len = match body {
+                    Body::Inline(b) => {
+                        check(b.len(), MAX_INLINE_BYTES)?;
+                        if meta_only {
+                            12
+                        } else {
+                            4 + b.len()
+                        }
+                    }
+                    Body::Extents(e) => 4 + e.len().saturating_mul(EXTENT_BYTES),
+                };
+                head(key, seq)? + 2 + summary.len() + 4 + meta.len() + 1 + body_len
             }
-            Mutation::Put {
+            Op::Delete { key, seq, .. } => head(key, seq)? + 8,
+            Op::Retire { .. } => 4 + 20,
+        })
+    }
+
+    /// Appends the encoding to `out`.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>, meta_only: bool) {
+        let head = |out: &mut Vec<u8>, code: u8, table: u8, key: &[u8], seq: &Option<u64>| {
+            let code = if seq.is_some() { code | OP_KEEPS_SEQ } else { code };
+            out.extend_from_slice(&[code, table]);
+            out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+            out.extend_from_slice(key);
+            if let Some(s) = seq {
+                out.extend_from_slice(&s.to_le_bytes());
+            }
+        };
+        match self {
+            Op::Put {
                 table,
                 key,
+                seq,
                 summary,
                 meta,
                 body,
             } => {
-                w.put(&[OP_PUT, *table]);
-                w.put(&(key.len() as u16).to_le_bytes());
-                w.put(key);
-                w.put(&(summary.len() as u16).to_le_bytes());
-                w.put(summary);
-                w.put(&(meta.len() as u32).to_le_bytes());
-                w.put(meta);
+                head(out, OP_PUT, *table, key, seq);
+                out.extend_from_slice(&(summary.len() as u16).to_le_bytes());
+                out.extend_from_slice(summary);
+                out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+                out.extend_from_slice(meta);
                 match body {
+                    Body::Inline(b) if meta_only => {
+                        out.push(BODY_DIGEST);
+                        out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                        out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(b).to_le_bytes());
+                    }
                     Body::Inline(b) => {
-                        w.put(&[BODY_INLINE]);
-                        w.put(&(b.len() as u32).to_le_bytes());
-                        w.put(b);
+                        out.push(BODY_INLINE);
+                        out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                        out.extend_from_slice(b);
                     }
                     Body::Extents(es) => {
-                        w.put(&[BODY_EXTENTS]);
-                        w.put(&(es.len() as u32).to_le_bytes());
+                        out.push(BODY_EXTENTS);
+                        out.extend_from_slice(&(es.len() as u32).to_le_bytes());
                         for e in es {
-                            w.put(&e.segment.to_le_bytes());
-                            w.put(&e.offset.to_le_bytes());
-                            w.put(&e.len.to_le_bytes());
+                            out.extend_from_slice(&e.segment.to_le_bytes());
+                            out.extend_from_slice(&e.offset.to_le_bytes());
+                            out.extend_from_slice(&e.len.to_le_bytes());
                         }
                     }
                 }
             }
-        }
-    }
-    assert_eq!(w.at, w.out.len(), "commit payload size mismatch");
-}
-
-struct Writer<'a> {
-    out: &'a mut [u8],
-    at: usize,
-}
-
-impl Writer<'_> {
-    fn put(&mut self, b: &[u8]) {
-        self.out[self.at..self.at + b.len()].copy_from_slice(b);
-        self.at += b.len();
-    }
-}
-
-/// A decoded mutation borrowing from the record buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum MutView<'a> {
-    Put {
-        table: u8,
-        key: &'a [u8],
-        summary: &'a [u8],
-        meta: &'a [u8],
-        body: BodyView<'a>,
-    },
-    Delete {
-        table: u8,
-        key: &'a [u8],
-    },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum BodyView<'a> {
-    Inline(&'a [u8]),
-    /// `count` extents, 20 bytes each, already validated.
-    Extents(&'a [u8]),
-}
-
-impl<'a> BodyView<'a> {
-    /// The extents of an extents body; none for an inline one.
-    pub(crate) fn extents(self) -> impl Iterator<Item = Extent> + 'a {
-        let raw: &'a [u8] = match self {
-            BodyView::Inline(_) => &[],
-            BodyView::Extents(raw) => raw,
-        };
-        raw.chunks_exact(EXTENT_BYTES).map(extent_at)
-    }
-
-    pub(crate) fn to_body(self) -> Body {
-        match self {
-            BodyView::Inline(b) => Body::Inline(b.to_vec()),
-            BodyView::Extents(raw) => {
-                Body::Extents(raw.chunks_exact(EXTENT_BYTES).map(extent_at).collect())
+            Op::Delete {
+                table,
+                key,
+                seq,
+                min_seg,
+                origin,
+            } => {
+                head(out, OP_DELETE, *table, key, seq);
+                out.extend_from_slice(&min_seg.to_le_bytes());
+                out.extend_from_slice(&origin.to_le_bytes());
+            }
+            Op::Retire {
+                segment,
+                first_seq,
+                last_seq,
+            } => {
+                head(out, OP_RETIRE, 0, &[], &None);
+                out.extend_from_slice(&segment.to_le_bytes());
+                out.extend_from_slice(&first_seq.to_le_bytes());
+                out.extend_from_slice(&last_seq.to_le_bytes());
             }
         }
     }
+}
+
+/// A decoded body borrowing from the entry buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyView<'a> {
+    Inline(&'a [u8]),
+    /// Raw extent records, `EXTENT_BYTES` each, already validated.
+    Extents(&'a [u8]),
+    /// An inline body left out of a metadata-only copy.
+    Digest { len: u32, xxh3: u64 },
+}
+
+impl BodyView<'_> {
+    /// The body, or None when only its digest is here.
+    pub(crate) fn to_body(self) -> Option<Body> {
+        match self {
+            BodyView::Inline(b) => Some(Body::Inline(b.to_vec())),
+            BodyView::Extents(raw) => Some(Body::Extents(self::extents(raw).collect())),
+            BodyView::Digest { .. } => None,
+        }
+    }
+}
+
+fn extents(raw: &[u8]) -> impl Iterator<Item = Extent> + '_ {
+    raw.chunks_exact(EXTENT_BYTES).map(extent_at)
 }
 
 fn extent_at(b: &[u8]) -> Extent {
@@ -217,31 +267,115 @@ fn extent_at(b: &[u8]) -> Extent {
     }
 }
 
-/// Decodes a whole payload; any malformed or trailing byte is an error.
-pub(crate) fn decode(payload: &[u8]) -> Result<Vec<MutView<'_>>, &'static str> {
-    let mut r = Reader { b: payload };
-    let count = r.u32()? as usize;
-    // Every mutation takes at least 4 bytes: a count beyond that is garbage.
-    if count > r.b.len() / 4 {
-        return Err("mutation count");
+/// A decoded operation borrowing from the entry buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OpView<'a> {
+    Put {
+        table: u8,
+        key: &'a [u8],
+        seq: Option<u64>,
+        summary: &'a [u8],
+        meta: &'a [u8],
+        body: BodyView<'a>,
+    },
+    Delete {
+        table: u8,
+        key: &'a [u8],
+        seq: Option<u64>,
+        min_seg: u32,
+        origin: u32,
+    },
+    Retire {
+        segment: u32,
+        first_seq: u64,
+        last_seq: u64,
+    },
+}
+
+impl OpView<'_> {
+    pub(crate) fn to_op(self) -> Option<Op> {
+        Some(match self {
+            OpView::Put {
+                table,
+                key,
+                seq,
+                summary,
+                meta,
+                body,
+            } => Op::Put {
+                table,
+                key: key.to_vec(),
+                seq,
+                summary: summary.to_vec(),
+                meta: meta.to_vec(),
+                body: body.to_body()?,
+            },
+            OpView::Delete {
+                table,
+                key,
+                seq,
+                min_seg,
+                origin,
+            } => Op::Delete {
+                table,
+                key: key.to_vec(),
+                seq,
+                min_seg,
+                origin,
+            },
+            OpView::Retire {
+                segment,
+                first_seq,
+                last_seq,
+            } => Op::Retire {
+                segment,
+                first_seq,
+                last_seq,
+            },
+        })
     }
-    let mut out = Vec::with_capacity(count.min(64));
+}
+
+/// Decodes `count` operations filling `payload` exactly; any malformed or
+/// trailing byte is an error.
+pub(crate) fn decode(payload: &[u8], count: u16) -> Result<Vec<OpView<'_>>, &'static str> {
+    if payload.len() > MAX_COMMIT_PAYLOAD_BYTES {
+        return Err("payload over its limit");
+    }
+    let mut r = Reader { b: payload };
+    let mut out = Vec::with_capacity(count.min(64) as usize);
     for _ in 0..count {
         out.push(decode_one(&mut r)?);
     }
     if !r.b.is_empty() {
-        return Err("trailing bytes after mutations");
+        return Err("trailing bytes after the operations");
     }
     Ok(out)
 }
 
-fn decode_one<'a>(r: &mut Reader<'a>) -> Result<MutView<'a>, &'static str> {
-    let op = r.u8()?;
+fn decode_one<'a>(r: &mut Reader<'a>) -> Result<OpView<'a>, &'static str> {
+    let code = r.u8()?;
     let table = r.u8()?;
     let key_len = r.u16()? as usize;
     let key = r.take(key_len, MAX_KEY_BYTES)?;
-    match op {
-        OP_DELETE => Ok(MutView::Delete { table, key }),
+    let seq = if code & OP_KEEPS_SEQ != 0 {
+        Some(r.u64()?)
+    } else {
+        None
+    };
+    match code & !OP_KEEPS_SEQ {
+        OP_DELETE => Ok(OpView::Delete {
+            table,
+            key,
+            seq,
+            min_seg: r.u32()?,
+            origin: r.u32()?,
+        }),
+        OP_RETIRE if key.is_empty() && seq.is_none() => Ok(OpView::Retire {
+            segment: r.u32()?,
+            first_seq: r.u64()?,
+            last_seq: r.u64()?,
+        }),
         OP_PUT => {
             let summary_len = r.u16()? as usize;
             let summary = r.take(summary_len, MAX_SUMMARY_BYTES)?;
@@ -256,24 +390,29 @@ fn decode_one<'a>(r: &mut Reader<'a>) -> Result<MutView<'a>, &'static str> {
                     let count = r.u32()? as usize;
                     let raw =
                         r.take(count.saturating_mul(EXTENT_BYTES), MAX_COMMIT_PAYLOAD_BYTES)?;
-                    for e in raw.chunks_exact(EXTENT_BYTES).map(extent_at) {
+                    for e in extents(raw) {
                         if e.offset % BLOCK as u64 != 0 || e.len > MAX_DATA_BYTES as u64 {
                             return Err("extent fields");
                         }
                     }
                     BodyView::Extents(raw)
                 }
+                BODY_DIGEST => BodyView::Digest {
+                    len: r.u32()?,
+                    xxh3: r.u64()?,
+                },
                 _ => return Err("body kind"),
             };
-            Ok(MutView::Put {
+            Ok(OpView::Put {
                 table,
                 key,
+                seq,
                 summary,
                 meta,
                 body,
             })
         }
-        _ => Err("mutation op"),
+        _ => Err("operation code"),
     }
 }
 
@@ -294,18 +433,26 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    fn fixed<const N: usize>(&mut self) -> Result<[u8; N], &'static str> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N, N)?);
+        Ok(a)
+    }
+
     fn u8(&mut self) -> Result<u8, &'static str> {
-        Ok(self.take(1, 1)?[0])
+        Ok(self.fixed::<1>()?[0])
     }
 
     fn u16(&mut self) -> Result<u16, &'static str> {
-        let b = self.take(2, 2)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
+        self.fixed().map(u16::from_le_bytes)
     }
 
     fn u32(&mut self) -> Result<u32, &'static str> {
-        let b = self.take(4, 4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.fixed().map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self) -> Result<u64, &'static str> {
+        self.fixed().map(u64::from_le_bytes)
     }
 }
 
@@ -313,22 +460,27 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    fn sample() -> Vec<Mutation> {
+    fn sample() -> Vec<Op> {
         vec![
-            Mutation::Put {
+            Op::Put {
                 table: 0,
                 key: b"bucket/\x00key/../x".to_vec(),
+                seq: None,
                 summary: b"etag+size".to_vec(),
                 meta: b"content-type: text/plain".to_vec(),
                 body: Body::Inline(b"hello".to_vec()),
             },
-            Mutation::Delete {
+            Op::Delete {
                 table: 2,
                 key: vec![0xff; 1024],
+                seq: Some(77),
+                min_seg: 3,
+                origin: 0,
             },
-            Mutation::Put {
+            Op::Put {
                 table: 1,
                 key: Vec::new(),
+                seq: Some(5),
                 summary: Vec::new(),
                 meta: Vec::new(),
                 body: Body::Extents(vec![
@@ -344,71 +496,96 @@ mod tests {
                     },
                 ]),
             },
+            Op::Retire {
+                segment: 4,
+                first_seq: 10,
+                last_seq: 99,
+            },
         ]
     }
 
-    fn to_owned(v: MutView<'_>) -> Mutation {
-        match v {
-            MutView::Delete { table, key } => Mutation::Delete {
-                table,
-                key: key.to_vec(),
-            },
-            MutView::Put {
-                table,
-                key,
-                summary,
-                meta,
-                body,
-            } => Mutation::Put {
-                table,
-                key: key.to_vec(),
-                summary: summary.to_vec(),
-                meta: meta.to_vec(),
-                body: body.to_body(),
-            },
+    fn encode_all(ops: &[Op], meta_only: bool) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for op in ops {
+            let before = buf.len();
+            op.encode(&mut buf, meta_only);
+            assert_eq!(buf.len() - before, op.encoded_len(meta_only).unwrap());
         }
+        buf
     }
 
     #[test]
     fn roundtrip() {
-        let muts = sample();
-        let n = encoded_len(&muts).unwrap();
-        let mut buf = vec![0u8; n];
-        encode(&muts, &mut buf);
-        let back: Vec<Mutation> = decode(&buf).unwrap().into_iter().map(to_owned).collect();
-        assert_eq!(back, muts);
+        let ops = sample();
+        let buf = encode_all(&ops, false);
+        let back: Vec<Op> = decode(&buf, ops.len() as u16)
+            .unwrap()
+            .into_iter()
+            .map(|v| v.to_op().unwrap())
+            .collect();
+        assert_eq!(back, ops);
+    }
+
+    #[test]
+    fn metadata_only_copy_keeps_everything_but_inline_bytes() {
+        let ops = sample();
+        let buf = encode_all(&ops, true);
+        let views = decode(&buf, ops.len() as u16).unwrap();
+        match views[0] {
+            OpView::Put {
+                body: BodyView::Digest { len, xxh3 },
+                summary,
+                ..
+            } => {
+                assert_eq!(len, 5);
+                assert_eq!(xxh3, xxhash_rust::xxh3::xxh3_64(b"hello"));
+                assert_eq!(summary, b"etag+size");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(views[0].to_op().is_none(), "no body to rebuild from a digest");
+        assert_eq!(views[2].to_op().unwrap(), ops[2]);
     }
 
     #[test]
     fn limits_are_enforced_on_encode() {
-        let big_key = vec![Mutation::Delete {
+        let big_key = Op::Delete {
             table: 0,
             key: vec![0; MAX_KEY_BYTES + 1],
-        }];
-        assert!(matches!(encoded_len(&big_key), Err(IoError::TooLarge)));
-        let big_summary = vec![Mutation::Put {
+            seq: None,
+            min_seg: 0,
+            origin: 0,
+        };
+        assert!(matches!(big_key.encoded_len(false), Err(IoError::TooLarge)));
+        let big_summary = Op::Put {
             table: 0,
             key: vec![],
+            seq: None,
             summary: vec![0; MAX_SUMMARY_BYTES + 1],
             meta: vec![],
             body: Body::Inline(vec![]),
-        }];
-        assert!(matches!(encoded_len(&big_summary), Err(IoError::TooLarge)));
+        };
+        assert!(matches!(
+            big_summary.encoded_len(false),
+            Err(IoError::TooLarge)
+        ));
     }
 
     #[test]
     fn every_truncation_and_byte_flip_is_an_error_or_valid() {
-        let muts = sample();
-        let mut buf = vec![0u8; encoded_len(&muts).unwrap()];
-        encode(&muts, &mut buf);
+        let ops = sample();
+        let buf = encode_all(&ops, false);
         for cut in 0..buf.len() {
-            assert!(decode(&buf[..cut]).is_err(), "truncated at {cut} decoded");
+            assert!(
+                decode(&buf[..cut], ops.len() as u16).is_err(),
+                "truncated at {cut} decoded"
+            );
         }
         for i in 0..buf.len() {
             for bit in 0..8 {
                 let mut b = buf.clone();
                 b[i] ^= 1 << bit;
-                let _ = decode(&b); // must not panic
+                let _ = decode(&b, ops.len() as u16); // must not panic
             }
         }
     }
@@ -418,7 +595,7 @@ mod tests {
         // A fixed pseudo-random stream (xorshift) so failures reproduce.
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         for len in [0usize, 1, 3, 4, 5, 17, 64, 4096, 70_000] {
-            for _ in 0..200 {
+            for count in [0u16, 1, 7, 65535] {
                 let buf: Vec<u8> = (0..len)
                     .map(|_| {
                         x ^= x << 13;
@@ -427,10 +604,11 @@ mod tests {
                         x as u8
                     })
                     .collect();
-                let _ = decode(&buf);
+                let _ = decode(&buf, count);
             }
         }
-        assert_eq!(decode(&[0xff; 8]), Err("mutation count"));
-        assert_eq!(decode(&[1, 0, 0, 0, 9, 0, 0, 0]), Err("mutation op"));
+        assert_eq!(decode(&[9, 0, 0, 0], 1), Err("operation code"));
+        assert_eq!(decode(&[], 0), Ok(vec![]));
+        assert!(decode(&[1], 0).is_err());
     }
 }

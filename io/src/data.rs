@@ -5,10 +5,10 @@ use std::ops::Range;
 
 use crate::buf::AlignedBuf;
 use crate::codec::Extent;
-use crate::disk::DiskFile;
+use crate::storage::DiskFile;
 use crate::error::IoError;
 use crate::format::{
-    align_up, chunk_ok, Kind, Pos, RecordHeader, BLOCK, CHUNK_BYTES, MAX_DATA_BYTES,
+    align_up, chunk_ok, Kind, Pos, RecordHeader, ShardKey, BLOCK, CHUNK_BYTES, MAX_DATA_BYTES,
 };
 
 /// Reads exactly `len` bytes (a multiple of BLOCK) at `pos`; short is Corrupt.
@@ -49,8 +49,8 @@ pub(crate) fn extent_end(e: &Extent) -> Result<Pos, IoError> {
     })
 }
 
-fn check_header(head_block: &[u8], e: &Extent, shard: u32) -> Result<(), IoError> {
-    let h = RecordHeader::read_expect(head_block, Kind::Data, shard, e.segment, e.offset)
+fn check_header(key: &ShardKey, head_block: &[u8], e: &Extent, shard: u32) -> Result<(), IoError> {
+    let h = RecordHeader::read_expect(key, head_block, Kind::Data, shard, e.segment, e.offset)
         .map_err(|what| IoError::corrupt(e.segment, e.offset, what))?;
     if h.payload_len != e.len {
         return Err(IoError::InvalidExtent(
@@ -65,6 +65,7 @@ fn check_header(head_block: &[u8], e: &Extent, shard: u32) -> Result<(), IoError
 /// The read covers whole 64 KiB chunks, so amplification is bounded.
 pub(crate) async fn read_range(
     file: &DiskFile,
+    key: &ShardKey,
     shard: u32,
     e: &Extent,
     range: Range<u64>,
@@ -92,7 +93,7 @@ pub(crate) async fn read_range(
         Some(h) => (&h.as_slice()[..BLOCK], data.as_slice()),
         None => data.as_slice().split_at(BLOCK),
     };
-    check_header(head_block, e, shard)?;
+    check_header(key, head_block, e, shard)?;
     for (i, c) in data_bytes[..(to - from) as usize]
         .chunks(CHUNK_BYTES)
         .enumerate()
@@ -109,10 +110,15 @@ pub(crate) async fn read_range(
 }
 
 /// Verifies the whole data record behind `e`: header and every chunk.
-pub(crate) async fn verify_record(file: &DiskFile, shard: u32, e: &Extent) -> Result<(), IoError> {
+pub(crate) async fn verify_record(
+    file: &DiskFile,
+    key: &ShardKey,
+    shard: u32,
+    e: &Extent,
+) -> Result<(), IoError> {
     if e.len == 0 {
         let head = read_exact(file, e.offset, BLOCK, e.segment).await?;
-        return check_header(head.as_slice(), e, shard);
+        return check_header(key, head.as_slice(), e, shard);
     }
-    read_range(file, shard, e, 0..e.len).await.map(drop)
+    read_range(file, key, shard, e, 0..e.len).await.map(drop)
 }

@@ -13,10 +13,20 @@ pub enum IoError {
         offset: u64,
         what: &'static str,
     },
-    /// An earlier write or sync failed; the shard takes no more writes (its
-    /// durable prefix could not advance past the hole). Reads keep working.
-    #[error("shard failed after an earlier write or sync error; it accepts no more writes")]
+    /// The shard takes no writes now: an I/O error is being handled, or it
+    /// has no segment to append to (read-only after a failure it could not
+    /// get past, e.g. a disk that cannot grow a file). Reads keep working;
+    /// writes resume by themselves once a new segment can be started.
+    #[error("shard is not taking writes (read-only after an I/O error)")]
     ShardFailed,
+    /// The write was lost to an I/O error before it was durable: it was not
+    /// acknowledged and may or may not appear after a restart.
+    #[error("write failed before it was durable")]
+    WriteFailed,
+    /// The disk is above its high-water mark: new data is refused (deletes
+    /// still work), until space is freed.
+    #[error("not enough free space for new data")]
+    NoSpace,
     /// A key, summary, meta, inline body, data record or commit exceeds its
     /// limit (see `format::MAX_*`).
     #[error("too large for a shard record")]
@@ -24,6 +34,10 @@ pub enum IoError {
     /// An extent or range that does not lie inside a record this shard wrote.
     #[error("invalid extent: {0}")]
     InvalidExtent(&'static str),
+    /// The record was moved by compaction (its segment is gone): look the
+    /// key up again; the entry's seq says whether it is still the same.
+    #[error("record moved by compaction")]
+    Moved,
     /// The shard directory holds something we cannot use: another shard's
     /// header, or a format version this build does not know.
     #[error("shard format: {0}")]
@@ -36,6 +50,18 @@ impl IoError {
             segment,
             offset,
             what,
+        }
+    }
+
+    /// Whether the error says the disk is full (ENOSPC, EDQUOT, EFBIG).
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            IoError::NoSpace => true,
+            IoError::Io(e) => matches!(
+                e.raw_os_error(),
+                Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG)
+            ),
+            _ => false,
         }
     }
 }

@@ -1,15 +1,17 @@
-//! FORMAT — the on-disk format of a shard, version 1.
+//! FORMAT — the on-disk format of a shard, version 2.
 //!
 //! This module is a boundary: shards written by one build are read by the
 //! next. Do not change a byte of it by accident. A change means a new
-//! `FORMAT_VERSION`, a reader for every older version, and a test that opens
-//! a shard written by the old code.
+//! `FORMAT_VERSION`, a reader for every older version (or a refusal at open
+//! with a clear message), and a test that opens a shard written by the old
+//! code. Format 1 (tessera 0.1) is refused at open: see `ShardFile::decode`.
 //!
 //! ```text
 //! <shard dir>/
-//!   SHARD             shard header file, 64 bytes (below); written once at create
-//!   seg-00000001.log  append-only segments; a new one at every open and
-//!   seg-00000002.log  whenever the active one would pass segment_size_bytes
+//!   SHARD              shard header file, 64 bytes (below); written once at create
+//!   seg-00000001.log   append-only segments; a new one at every open, when the
+//!   seg-00000002.log   active one would pass segment_size_bytes, and after an I/O error
+//!   ckpt-<seq>.idx     index checkpoints (see `checkpoint`), the newest two kept
 //! ```
 //!
 //! All integers are little-endian. Every record starts on a 4096-byte
@@ -18,40 +20,66 @@
 //!
 //! ```text
 //!  0  magic        [u8; 4]  b"TSRL"
-//!  4  version      u16      FORMAT_VERSION (1)
-//!  6  kind         u8       1 segment, 2 data, 3 commit
+//!  4  version      u16      FORMAT_VERSION (2)
+//!  6  kind         u8       1 segment, 2 data, 4 batch, 5 batch copy
 //!  7  flags        u8       0
 //!  8  shard        u32      shard id (a segment copied into another shard is rejected)
 //! 12  segment      u32      segment number of the file it lives in
-//! 16  seq          u64      commit: sequence number; data and segment: 0
-//! 24  payload_len  u64      data: data bytes; commit: serialized mutations; segment: 0
+//! 16  seq          u64      batch: seq of its first commit; segment: first seq it will hold
+//! 24  payload_len  u64      data: data bytes; batch: entry bytes; copy: copy bytes
 //! 32  offset       u64      the record's own offset in its file (catches misplaced writes)
-//! 40  chunk_bytes  u32      data: checksum chunk size (65536); others: 0
-//! 44  durable_seg  u32      commit and segment records: the log was durable up to
-//! 48  durable_off  u64        (durable_seg, durable_off) when this record was written
-//! 56  checksum     u64      xxh3-64 of bytes [0, 56) followed by the covered bytes
+//! 40  aux          u32      data: chunk size (65536); batch and copy: commit count
+//! 44  durable_seg  u32      batch, copy and segment records: the log was durable
+//! 48  durable_off  u64        up to (durable_seg, durable_off) when this record was written
+//! 56  checksum     u64
 //! ```
 //!
-//! Positions (segment, offset) compare lexicographically: segments are
-//! written strictly one after another.
+//! Checksums are keyed: `mac = SipHash-2-4(shard key, header[0..56) ‖
+//! xxh3-128(covered bytes) ‖ …)`, with a random 128-bit key per shard (in the
+//! `SHARD` file and in every segment record). Object bytes are user data:
+//! without the key nobody can forge a record inside an object body that a
+//! resync (a scan over 4 KiB boundaries past a damaged record) would accept.
+//! Segment records sit at offset 0 only and are never found by a resync, so
+//! they use a plain xxh3-64 (they carry the key).
 //!
-//! Kinds and what the checksum covers after the first 64 bytes:
-//! - segment (first record of every segment, 4096 bytes): bytes [64, 4096).
+//! Kinds:
+//! - segment (offset 0 of every segment, 4096 bytes): payload at [64, 4096):
+//!   `prev_segment u32 | 0 u32 | prev_end u64 | key [16] | created u64`:
+//!   the previous segment of the log and its length when this one started
+//!   (a lower valid length below the durable mark is lost data), and the
+//!   first seq this segment holds (in the header). Checksum covers [64, 4096).
 //! - data: a 4096-byte header block, then `payload_len` data bytes starting
 //!   4096-aligned, then zero padding. Header block bytes [64, 64 + 8·chunks)
 //!   hold the xxh3-64 of each 64 KiB chunk of the data (the last one
 //!   partial), so a range read verifies only the chunks it touches. The
-//!   header checksum covers header block bytes [64, 4096).
-//! - commit: the payload (mutations, see `codec`) right after the header; the
-//!   checksum covers [64, 64 + payload_len).
+//!   checksum covers header block bytes [64, 4096).
+//! - batch: the header, then `payload_len` bytes of commit entries (below),
+//!   then padding. Its checksum covers the header only; each entry has its
+//!   own, so one commit can be read and verified without its batch.
+//! - batch copy: written right after its batch, in the same write: the
+//!   header, `primary_offset u64 | primary_len u64`, then a metadata-only copy
+//!   of every entry (inline bodies replaced by their length and xxh3). Commit
+//!   metadata is thus on disk twice (as btrfs's DUP keeps metadata): one
+//!   damaged copy loses no commit. Its checksum covers its payload.
 //!
-//! A segment's valid content is the longest prefix of valid records; recovery
-//! ignores everything from the first invalid record of a segment on. A
-//! commit record may reference data records that were not yet durable when
-//! it was written; recovery verifies the data of such commits unless a
-//! later commit's durable mark proves it durable (see `recovery`).
+//! A commit entry (8-byte aligned inside its batch):
+//!
+//! ```text
+//!  0  len       u32   payload bytes after this 24-byte entry header
+//!  4  flags     u16   bit 0: metadata-only copy
+//!  6  count     u16   mutations in the payload
+//!  8  seq       u64   the commit's sequence number
+//! 16  mac       u64   SipHash(key, entry[0..16) ‖ xxh3-128(payload) ‖ shard ‖ segment ‖ offset)
+//! 24  payload   mutations (see `codec`)
+//! ```
+//!
+//! The log of a shard is its segments in number order, each read as its
+//! records in offset order; commit seqs are contiguous over it (segments
+//! retired by compaction take theirs with them, as their retire op says).
 
-use xxhash_rust::xxh3::Xxh3;
+use siphasher::sip::SipHasher24;
+use std::hash::Hasher;
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64, Xxh3};
 
 /// Alignment and granularity of every record and every direct I/O.
 pub const BLOCK: usize = 4096;
@@ -61,27 +89,42 @@ pub const CHUNK_BYTES: usize = 64 * 1024;
 pub const MAX_DATA_BYTES: usize = 16 << 20;
 pub const MAX_KEY_BYTES: usize = 4096;
 pub const MAX_SUMMARY_BYTES: usize = 4096;
-pub const MAX_META_BYTES: usize = 4 << 20;
-pub const MAX_INLINE_BYTES: usize = 4 << 20;
-/// Largest serialized commit payload; bounds what a decode may allocate.
-pub const MAX_COMMIT_PAYLOAD_BYTES: usize = 64 << 20;
+pub const MAX_META_BYTES: usize = 1 << 20;
+pub const MAX_INLINE_BYTES: usize = 1 << 20;
+/// Largest serialized commit; bounds what a decode may allocate.
+pub const MAX_COMMIT_PAYLOAD_BYTES: usize = 8 << 20;
+/// A batch is flushed once its entries pass this, even with one in flight.
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Segments may not pass this: commit locations are kept in 32-bit offsets.
+pub const MAX_SEGMENT_BYTES: u64 = (u32::MAX as u64 + 1) - BLOCK as u64;
 
 pub const RECORD_MAGIC: [u8; 4] = *b"TSRL";
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 pub const HEADER_BYTES: usize = 64;
+pub const ENTRY_HEADER_BYTES: usize = 24;
+/// Entries start 8-byte aligned inside their batch.
+pub const ENTRY_ALIGN: usize = 8;
 const CHECKSUM_AT: usize = 56;
 
 pub const SHARD_FILE: &str = "SHARD";
 pub const SHARD_MAGIC: [u8; 8] = *b"TSRSHARD";
 pub const SHARD_FILE_BYTES: usize = 64;
 
+/// Entry flag: a metadata-only copy (inline bodies replaced by digests).
+pub const ENTRY_META_ONLY: u16 = 1;
+
 const _: () = assert!(HEADER_BYTES + 8 * (MAX_DATA_BYTES / CHUNK_BYTES) <= BLOCK);
+const _: () = assert!(MAX_COMMIT_PAYLOAD_BYTES + ENTRY_HEADER_BYTES <= u32::MAX as usize);
+
+/// The per-shard key of the record checksums.
+pub type ShardKey = [u8; 16];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Segment = 1,
     Data = 2,
-    Commit = 3,
+    Batch = 4,
+    BatchCopy = 5,
 }
 
 impl Kind {
@@ -89,7 +132,8 @@ impl Kind {
         match v {
             1 => Some(Kind::Segment),
             2 => Some(Kind::Data),
-            3 => Some(Kind::Commit),
+            4 => Some(Kind::Batch),
+            5 => Some(Kind::BatchCopy),
             _ => None,
         }
     }
@@ -98,6 +142,15 @@ impl Kind {
 /// `n` rounded up to a multiple of [`BLOCK`].
 pub const fn align_up(n: u64) -> u64 {
     n.div_ceil(BLOCK as u64) * BLOCK as u64
+}
+
+/// `n` rounded down to a multiple of [`BLOCK`].
+pub const fn align_down(n: u64) -> u64 {
+    n / BLOCK as u64 * BLOCK as u64
+}
+
+pub const fn align_entry(n: usize) -> usize {
+    n.div_ceil(ENTRY_ALIGN) * ENTRY_ALIGN
 }
 
 pub fn segment_file_name(segment: u32) -> String {
@@ -113,6 +166,22 @@ pub fn parse_segment_file_name(name: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
+/// A place in a shard's log: segment number, then offset in the segment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pos {
+    pub segment: u32,
+    pub offset: u64,
+}
+
+/// The keyed checksum of a header and a digest of what it covers.
+pub fn mac(key: &ShardKey, parts: &[&[u8]]) -> u64 {
+    let mut h = SipHasher24::new_with_key(key);
+    for p in parts {
+        h.write(p);
+    }
+    h.finish()
+}
+
 /// The fixed 64-byte header at the start of every record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordHeader {
@@ -122,46 +191,31 @@ pub struct RecordHeader {
     pub seq: u64,
     pub payload_len: u64,
     pub offset: u64,
-    /// Commit and segment records: the log's durable prefix when the record was written.
+    /// Batch and copy records: commit count.
+    pub count: u32,
+    /// Batch, copy and segment records: the log's durable prefix when written.
     pub durable: Pos,
 }
 
-/// A place in a shard's log: segment number, then offset in the segment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Pos {
-    pub segment: u32,
-    pub offset: u64,
-}
-
 impl RecordHeader {
+    pub fn pos(&self) -> Pos {
+        Pos {
+            segment: self.segment,
+            offset: self.offset,
+        }
+    }
+
     /// Bytes the whole record takes in its segment, padding included.
     pub fn record_len(&self) -> u64 {
         match self.kind {
             Kind::Segment => BLOCK as u64,
             Kind::Data => BLOCK as u64 + align_up(self.payload_len),
-            Kind::Commit => align_up(HEADER_BYTES as u64 + self.payload_len),
+            Kind::Batch | Kind::BatchCopy => align_up(HEADER_BYTES as u64 + self.payload_len),
         }
     }
 
-    /// End (exclusive, from the record start) of the bytes the checksum covers.
-    fn covered_end(&self) -> usize {
-        match self.kind {
-            Kind::Segment | Kind::Data => BLOCK,
-            // Bounded by decode(): payload_len <= MAX_COMMIT_PAYLOAD_BYTES.
-            Kind::Commit => HEADER_BYTES + self.payload_len as usize,
-        }
-    }
-
-    /// Bytes of the record that must be in memory to verify its checksum.
-    pub fn verify_len(&self) -> usize {
-        align_up(self.covered_end() as u64) as usize
-    }
-
-    /// Writes the header into `rec[..64]` and seals the checksum over the
-    /// covered bytes, which must already be in place.
-    pub fn write_and_seal(&self, rec: &mut [u8]) {
-        let h = &mut rec[..HEADER_BYTES];
-        h.fill(0);
+    fn write_fields(&self, h: &mut [u8]) {
+        h[..HEADER_BYTES].fill(0);
         h[0..4].copy_from_slice(&RECORD_MAGIC);
         h[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         h[6] = self.kind as u8;
@@ -170,14 +224,54 @@ impl RecordHeader {
         h[16..24].copy_from_slice(&self.seq.to_le_bytes());
         h[24..32].copy_from_slice(&self.payload_len.to_le_bytes());
         h[32..40].copy_from_slice(&self.offset.to_le_bytes());
+        let aux = match self.kind {
+            Kind::Data => CHUNK_BYTES as u32,
+            Kind::Batch | Kind::BatchCopy => self.count,
+            Kind::Segment => 0,
+        };
+        h[40..44].copy_from_slice(&aux.to_le_bytes());
+        if self.kind != Kind::Data {
+            h[44..48].copy_from_slice(&self.durable.segment.to_le_bytes());
+            h[48..56].copy_from_slice(&self.durable.offset.to_le_bytes());
+        }
+    }
+
+    /// The checksum of a record whose first `verify_len()` bytes are `rec`.
+    fn checksum(&self, key: &ShardKey, rec: &[u8]) -> u64 {
         match self.kind {
-            Kind::Data => h[40..44].copy_from_slice(&(CHUNK_BYTES as u32).to_le_bytes()),
-            Kind::Commit | Kind::Segment => {
-                h[44..48].copy_from_slice(&self.durable.segment.to_le_bytes());
-                h[48..56].copy_from_slice(&self.durable.offset.to_le_bytes());
+            Kind::Segment => {
+                let mut h = Xxh3::new();
+                h.update(&rec[..CHECKSUM_AT]);
+                h.update(&rec[HEADER_BYTES..BLOCK]);
+                h.digest()
+            }
+            Kind::Data => {
+                let d = xxh3_128(&rec[HEADER_BYTES..BLOCK]).to_le_bytes();
+                mac(key, &[&rec[..CHECKSUM_AT], &d])
+            }
+            Kind::Batch => mac(key, &[&rec[..CHECKSUM_AT]]),
+            Kind::BatchCopy => {
+                let end = HEADER_BYTES + self.payload_len as usize;
+                let d = xxh3_128(&rec[HEADER_BYTES..end]).to_le_bytes();
+                mac(key, &[&rec[..CHECKSUM_AT], &d])
             }
         }
-        let sum = checksum(rec, self.covered_end());
+    }
+
+    /// Bytes of the record that must be in memory to verify its checksum.
+    pub fn verify_len(&self) -> usize {
+        match self.kind {
+            Kind::Segment | Kind::Data => BLOCK,
+            Kind::Batch => HEADER_BYTES,
+            Kind::BatchCopy => HEADER_BYTES + self.payload_len as usize,
+        }
+    }
+
+    /// Writes the header into `rec[..64]` and seals the checksum over the
+    /// covered bytes, which must already be in place.
+    pub fn write_and_seal(&self, key: &ShardKey, rec: &mut [u8]) {
+        self.write_fields(rec);
+        let sum = self.checksum(key, rec);
         rec[CHECKSUM_AT..HEADER_BYTES].copy_from_slice(&sum.to_le_bytes());
     }
 
@@ -194,6 +288,7 @@ impl RecordHeader {
             return Err("record format version");
         }
         let kind = Kind::from_u8(b[6]).ok_or("record kind")?;
+        let aux = u32_at(b, 40);
         let h = RecordHeader {
             kind,
             shard: u32_at(b, 8),
@@ -201,38 +296,52 @@ impl RecordHeader {
             seq: u64_at(b, 16),
             payload_len: u64_at(b, 24),
             offset: u64_at(b, 32),
+            count: if matches!(kind, Kind::Batch | Kind::BatchCopy) {
+                aux
+            } else {
+                0
+            },
             durable: match kind {
-                Kind::Commit | Kind::Segment => Pos {
+                Kind::Data => Pos::default(),
+                _ => Pos {
                     segment: u32_at(b, 44),
                     offset: u64_at(b, 48),
                 },
-                _ => Pos::default(),
             },
         };
-        let chunk_bytes = u32_at(b, 40);
+        if b[7] != 0 {
+            return Err("record flags");
+        }
+        if h.offset % BLOCK as u64 != 0 || h.offset >= MAX_SEGMENT_BYTES {
+            return Err("record offset");
+        }
+        let max_batch = (MAX_BATCH_BYTES + MAX_COMMIT_PAYLOAD_BYTES + BLOCK) as u64;
         match kind {
-            Kind::Segment if h.payload_len != 0 => return Err("segment record length"),
+            Kind::Segment if h.payload_len != 0 || h.offset != 0 => {
+                return Err("segment record fields")
+            }
             Kind::Data if h.payload_len > MAX_DATA_BYTES as u64 => {
                 return Err("data record length")
             }
-            Kind::Data if chunk_bytes as usize != CHUNK_BYTES => return Err("data chunk size"),
-            Kind::Commit if h.payload_len > MAX_COMMIT_PAYLOAD_BYTES as u64 => {
-                return Err("commit record length")
+            Kind::Data if aux as usize != CHUNK_BYTES => return Err("data chunk size"),
+            Kind::Batch | Kind::BatchCopy if h.payload_len > max_batch => {
+                return Err("batch record length")
             }
+            Kind::BatchCopy if h.payload_len < 16 => return Err("batch copy length"),
             _ => {}
         }
         Ok(h)
     }
 
     /// Checks the checksum; `rec` holds at least `verify_len()` bytes of the record.
-    pub fn verify(&self, rec: &[u8]) -> bool {
-        let end = self.covered_end();
-        rec.len() >= end && checksum(rec, end) == u64_at(rec, CHECKSUM_AT)
+    pub fn verify(&self, key: &ShardKey, rec: &[u8]) -> bool {
+        rec.len() >= self.verify_len() && self.checksum(key, rec) == u64_at(rec, CHECKSUM_AT)
     }
 
     /// Decodes and verifies a record header read from (`segment`, `offset`)
     /// of shard `shard`, expecting `kind`.
     pub fn read_expect(
+        key: &ShardKey,
         rec: &[u8],
         kind: Kind,
         shard: u32,
@@ -246,18 +355,107 @@ impl RecordHeader {
         if h.shard != shard || h.segment != segment || h.offset != offset {
             return Err("record address");
         }
-        if !h.verify(rec) {
+        if !h.verify(key, rec) {
             return Err("record checksum");
         }
         Ok(h)
     }
 }
 
-fn checksum(rec: &[u8], covered_end: usize) -> u64 {
-    let mut h = Xxh3::new();
-    h.update(&rec[..CHECKSUM_AT]);
-    h.update(&rec[HEADER_BYTES..covered_end]);
-    h.digest()
+/// What a segment record says beyond its header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// The segment before this one in the log (0: none).
+    pub prev_segment: u32,
+    /// Bytes of the previous segment when this one started.
+    pub prev_end: u64,
+    pub key: ShardKey,
+    pub created_unix_secs: u64,
+}
+
+impl SegmentInfo {
+    pub fn write(&self, block: &mut [u8]) {
+        block[64..68].copy_from_slice(&self.prev_segment.to_le_bytes());
+        block[68..72].fill(0);
+        block[72..80].copy_from_slice(&self.prev_end.to_le_bytes());
+        block[80..96].copy_from_slice(&self.key);
+        block[96..104].copy_from_slice(&self.created_unix_secs.to_le_bytes());
+    }
+
+    pub fn read(block: &[u8]) -> SegmentInfo {
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&block[80..96]);
+        SegmentInfo {
+            prev_segment: u32_at(block, 64),
+            prev_end: u64_at(block, 72),
+            key,
+            created_unix_secs: u64_at(block, 96),
+        }
+    }
+}
+
+/// The 24-byte header of a commit entry inside a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryHeader {
+    pub len: u32,
+    pub flags: u16,
+    pub count: u16,
+    pub seq: u64,
+}
+
+impl EntryHeader {
+    pub fn total_len(&self) -> usize {
+        ENTRY_HEADER_BYTES + self.len as usize
+    }
+
+    fn tag(&self, key: &ShardKey, head: &[u8], payload: &[u8], shard: u32, at: Pos) -> u64 {
+        let d = xxh3_128(payload).to_le_bytes();
+        let mut addr = [0u8; 16];
+        addr[0..4].copy_from_slice(&shard.to_le_bytes());
+        addr[4..8].copy_from_slice(&at.segment.to_le_bytes());
+        addr[8..16].copy_from_slice(&at.offset.to_le_bytes());
+        mac(key, &[&head[..16], &d, &addr])
+    }
+
+    /// Writes the header before `payload` (already at `out[24..]`) and
+    /// seals it for its place `at` in shard `shard`.
+    pub fn seal(&self, key: &ShardKey, out: &mut [u8], shard: u32, at: Pos) {
+        out[0..4].copy_from_slice(&self.len.to_le_bytes());
+        out[4..6].copy_from_slice(&self.flags.to_le_bytes());
+        out[6..8].copy_from_slice(&self.count.to_le_bytes());
+        out[8..16].copy_from_slice(&self.seq.to_le_bytes());
+        let (head, rest) = out.split_at_mut(ENTRY_HEADER_BYTES);
+        let tag = self.tag(key, head, &rest[..self.len as usize], shard, at);
+        head[16..24].copy_from_slice(&tag.to_le_bytes());
+    }
+
+    /// Parses an entry header (lengths checked against `room`, not the tag).
+    pub fn decode(b: &[u8], room: usize) -> Result<EntryHeader, &'static str> {
+        if b.len() < ENTRY_HEADER_BYTES || room < ENTRY_HEADER_BYTES {
+            return Err("short entry header");
+        }
+        let h = EntryHeader {
+            len: u32_at(b, 0),
+            flags: u16_at(b, 4),
+            count: u16_at(b, 6),
+            seq: u64_at(b, 8),
+        };
+        if h.len as usize > MAX_COMMIT_PAYLOAD_BYTES || h.total_len() > room {
+            return Err("entry length");
+        }
+        if h.flags & !ENTRY_META_ONLY != 0 {
+            return Err("entry flags");
+        }
+        Ok(h)
+    }
+
+    /// Verifies the tag of the entry in `b` (header and payload) read from `at`.
+    pub fn verify(&self, key: &ShardKey, b: &[u8], shard: u32, at: Pos) -> bool {
+        let end = self.total_len();
+        b.len() >= end
+            && self.tag(key, &b[..ENTRY_HEADER_BYTES], &b[ENTRY_HEADER_BYTES..end], shard, at)
+                == u64_at(b, 16)
+    }
 }
 
 /// Number of checksum chunks of a data record of `len` bytes.
@@ -269,7 +467,7 @@ pub fn chunk_count(len: u64) -> usize {
 pub fn write_chunk_sums(header_block: &mut [u8], data: &[u8]) {
     for (i, chunk) in data.chunks(CHUNK_BYTES).enumerate() {
         let at = HEADER_BYTES + 8 * i;
-        header_block[at..at + 8].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(chunk).to_le_bytes());
+        header_block[at..at + 8].copy_from_slice(&xxh3_64(chunk).to_le_bytes());
     }
 }
 
@@ -279,20 +477,22 @@ pub fn chunk_sum(header_block: &[u8], i: usize) -> u64 {
 }
 
 pub fn chunk_ok(header_block: &[u8], i: usize, chunk: &[u8]) -> bool {
-    xxhash_rust::xxh3::xxh3_64(chunk) == chunk_sum(header_block, i)
+    xxh3_64(chunk) == chunk_sum(header_block, i)
 }
 
-/// The shard header file: identifies the directory as shard `shard` of format `version`.
+/// The shard header file: identifies the directory as shard `shard` of
+/// format `version`, and holds the key of its record checksums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShardFile {
     pub version: u16,
     pub shard: u32,
     pub created_unix_secs: u64,
+    pub key: ShardKey,
 }
 
 impl ShardFile {
     // 0 magic [u8;8] | 8 version u16 | 10 reserved u16 | 12 shard u32 | 16 block u32
-    // | 20 chunk u32 | 24 created u64 | 32 reserved [u8;24] | 56 xxh3-64 of [0,56)
+    // | 20 chunk u32 | 24 created u64 | 32 key [u8;16] | 48 reserved [u8;8] | 56 xxh3-64 of [0,56)
     pub fn encode(&self) -> [u8; SHARD_FILE_BYTES] {
         let mut b = [0u8; SHARD_FILE_BYTES];
         b[0..8].copy_from_slice(&SHARD_MAGIC);
@@ -301,43 +501,57 @@ impl ShardFile {
         b[16..20].copy_from_slice(&(BLOCK as u32).to_le_bytes());
         b[20..24].copy_from_slice(&(CHUNK_BYTES as u32).to_le_bytes());
         b[24..32].copy_from_slice(&self.created_unix_secs.to_le_bytes());
-        let sum = xxhash_rust::xxh3::xxh3_64(&b[..CHECKSUM_AT]);
+        b[32..48].copy_from_slice(&self.key);
+        let sum = xxh3_64(&b[..CHECKSUM_AT]);
         b[CHECKSUM_AT..].copy_from_slice(&sum.to_le_bytes());
         b
     }
 
-    pub fn decode(b: &[u8]) -> Result<ShardFile, &'static str> {
+    /// Decodes the file; a format other than this build's is an error that
+    /// says which.
+    pub fn decode(b: &[u8]) -> Result<ShardFile, String> {
         if b.len() != SHARD_FILE_BYTES {
-            return Err("shard file length");
+            return Err("shard file length".into());
         }
         if b[0..8] != SHARD_MAGIC {
-            return Err("shard file magic");
+            return Err("shard file magic".into());
         }
-        if xxhash_rust::xxh3::xxh3_64(&b[..CHECKSUM_AT]) != u64_at(b, CHECKSUM_AT) {
-            return Err("shard file checksum");
+        if xxh3_64(&b[..CHECKSUM_AT]) != u64_at(b, CHECKSUM_AT) {
+            return Err("shard file checksum".into());
+        }
+        let version = u16_at(b, 8);
+        if version != FORMAT_VERSION {
+            return Err(format!(
+                "shard format version {version}; this build reads format {FORMAT_VERSION} only \
+                 (format 1 was written by tessera 0.1 and has no upgrade path: copy the objects \
+                 out with an S3 client and into a new data dir)"
+            ));
         }
         if u32_at(b, 16) as usize != BLOCK || u32_at(b, 20) as usize != CHUNK_BYTES {
-            return Err("shard file block or chunk size");
+            return Err("shard file block or chunk size".into());
         }
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&b[32..48]);
         Ok(ShardFile {
-            version: u16_at(b, 8),
+            version,
             shard: u32_at(b, 12),
             created_unix_secs: u64_at(b, 24),
+            key,
         })
     }
 }
 
-fn u16_at(b: &[u8], at: usize) -> u16 {
+pub fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
+pub fn u32_at(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[at..at + 4]);
     u32::from_le_bytes(a)
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
+pub fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)
@@ -347,14 +561,17 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 mod tests {
     use super::*;
 
-    fn commit_header(payload_len: u64) -> RecordHeader {
+    const KEY: ShardKey = [7; 16];
+
+    fn batch_header() -> RecordHeader {
         RecordHeader {
-            kind: Kind::Commit,
+            kind: Kind::Batch,
             shard: 7,
             segment: 3,
             seq: 42,
-            payload_len,
+            payload_len: 100,
             offset: 8192,
+            count: 2,
             durable: Pos {
                 segment: 2,
                 offset: 4096,
@@ -363,47 +580,70 @@ mod tests {
     }
 
     #[test]
-    fn header_roundtrip_and_checksum() {
-        let h = commit_header(5);
+    fn header_roundtrip_and_keyed_checksum() {
+        let h = batch_header();
         let mut rec = vec![0u8; BLOCK];
-        rec[64..69].copy_from_slice(b"hello");
-        h.write_and_seal(&mut rec);
+        h.write_and_seal(&KEY, &mut rec);
         assert_eq!(
-            RecordHeader::read_expect(&rec, Kind::Commit, 7, 3, 8192),
+            RecordHeader::read_expect(&KEY, &rec, Kind::Batch, 7, 3, 8192),
             Ok(h)
         );
         assert_eq!(h.record_len(), 4096);
-        // Wrong address, flipped payload byte, flipped header byte.
-        assert!(RecordHeader::read_expect(&rec, Kind::Commit, 7, 3, 0).is_err());
-        let mut bad = rec.clone();
-        bad[66] ^= 1;
+        // Another key (another shard, or a forger without it) fails.
         assert_eq!(
-            RecordHeader::read_expect(&bad, Kind::Commit, 7, 3, 8192),
+            RecordHeader::read_expect(&[8; 16], &rec, Kind::Batch, 7, 3, 8192),
             Err("record checksum")
         );
+        assert!(RecordHeader::read_expect(&KEY, &rec, Kind::Batch, 7, 3, 0).is_err());
         let mut bad = rec.clone();
         bad[17] ^= 1;
-        assert!(RecordHeader::read_expect(&bad, Kind::Commit, 7, 3, 8192).is_err());
+        assert!(RecordHeader::read_expect(&KEY, &bad, Kind::Batch, 7, 3, 8192).is_err());
     }
 
     #[test]
-    fn record_lengths() {
-        assert_eq!(commit_header(4032).record_len(), 4096);
-        assert_eq!(commit_header(4033).record_len(), 8192);
-        let d = RecordHeader {
+    fn data_header_covers_chunk_sums() {
+        let h = RecordHeader {
             kind: Kind::Data,
-            payload_len: 1 << 20,
+            payload_len: 70_000,
             durable: Pos::default(),
-            ..commit_header(0)
+            count: 0,
+            ..batch_header()
         };
-        assert_eq!(d.record_len(), 4096 + (1 << 20));
-        let d = RecordHeader {
-            kind: Kind::Data,
-            payload_len: 1,
-            durable: Pos::default(),
-            ..commit_header(0)
+        let mut rec = vec![0u8; BLOCK];
+        write_chunk_sums(&mut rec, &[1u8; 70_000]);
+        h.write_and_seal(&KEY, &mut rec);
+        assert!(h.verify(&KEY, &rec));
+        rec[64] ^= 1;
+        assert!(!h.verify(&KEY, &rec));
+        assert_eq!(h.record_len(), 4096 + 73_728);
+    }
+
+    #[test]
+    fn entries_seal_and_verify_in_place() {
+        let payload = b"some mutations";
+        let eh = EntryHeader {
+            len: payload.len() as u32,
+            flags: 0,
+            count: 1,
+            seq: 9,
         };
-        assert_eq!(d.record_len(), 8192);
+        let mut buf = vec![0u8; ENTRY_HEADER_BYTES + payload.len()];
+        buf[ENTRY_HEADER_BYTES..].copy_from_slice(payload);
+        let at = Pos {
+            segment: 4,
+            offset: 4160,
+        };
+        eh.seal(&KEY, &mut buf, 7, at);
+        let back = EntryHeader::decode(&buf, buf.len()).unwrap();
+        assert_eq!(back, eh);
+        assert!(back.verify(&KEY, &buf, 7, at));
+        // Moved, other shard, flipped payload: all refused.
+        assert!(!back.verify(&KEY, &buf, 7, Pos { offset: 4168, ..at }));
+        assert!(!back.verify(&KEY, &buf, 8, at));
+        let mut bad = buf.clone();
+        bad[30] ^= 4;
+        assert!(!back.verify(&KEY, &bad, 7, at));
+        assert!(EntryHeader::decode(&buf, buf.len() - 1).is_err());
     }
 
     #[test]
@@ -412,18 +652,10 @@ mod tests {
         assert!(RecordHeader::decode(&[0xffu8; 64]).is_err());
         assert!(RecordHeader::decode(&[0u8; 10]).is_err());
         let mut rec = vec![0u8; BLOCK];
-        commit_header(u64::MAX).write_and_seal_unchecked(&mut rec);
-        assert_eq!(RecordHeader::decode(&rec), Err("commit record length"));
-    }
-
-    impl RecordHeader {
-        // Writes the fields without sealing, for headers write_and_seal refuses to cover.
-        fn write_and_seal_unchecked(&self, rec: &mut [u8]) {
-            rec[0..4].copy_from_slice(&RECORD_MAGIC);
-            rec[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-            rec[6] = self.kind as u8;
-            rec[24..32].copy_from_slice(&self.payload_len.to_le_bytes());
-        }
+        let mut h = batch_header();
+        h.payload_len = u64::MAX;
+        h.write_fields(&mut rec);
+        assert_eq!(RecordHeader::decode(&rec), Err("batch record length"));
     }
 
     #[test]
@@ -443,16 +675,27 @@ mod tests {
     }
 
     #[test]
-    fn shard_file_roundtrip() {
+    fn shard_file_roundtrip_and_format_1_refused() {
         let f = ShardFile {
             version: FORMAT_VERSION,
             shard: 9,
             created_unix_secs: 1_700_000_000,
+            key: [3; 16],
         };
         let b = f.encode();
         assert_eq!(ShardFile::decode(&b), Ok(f));
         let mut bad = b;
         bad[12] ^= 1;
-        assert_eq!(ShardFile::decode(&bad), Err("shard file checksum"));
+        assert_eq!(ShardFile::decode(&bad), Err("shard file checksum".into()));
+        // A format-1 file (tessera 0.1): same magic, version 1.
+        let mut v1 = [0u8; 64];
+        v1[0..8].copy_from_slice(&SHARD_MAGIC);
+        v1[8..10].copy_from_slice(&1u16.to_le_bytes());
+        v1[16..20].copy_from_slice(&(BLOCK as u32).to_le_bytes());
+        v1[20..24].copy_from_slice(&(CHUNK_BYTES as u32).to_le_bytes());
+        let sum = xxh3_64(&v1[..56]);
+        v1[56..].copy_from_slice(&sum.to_le_bytes());
+        let e = ShardFile::decode(&v1).unwrap_err();
+        assert!(e.contains("format version 1"), "{e}");
     }
 }

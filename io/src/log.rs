@@ -1,27 +1,28 @@
 //! The write side of a shard as plain state, no I/O: offset allocation,
-//! the completed prefix, group commit, and the queue of commits waiting to
-//! become visible. `shard.rs` drives it with the actual writes and syncs.
+//! the completed prefix, group commit, and the batches waiting to become
+//! visible. `shard.rs` drives it with the actual writes and syncs.
 //!
 //! Positions: the segments written by this run are laid end to end in one
 //! "log space" (`vpos`), so "everything up to X has completed / is durable"
 //! is one number even across a segment roll. Segments of earlier runs are
 //! outside it: they were made durable at open.
 //!
-//! Group commit: a commit (or a commit waiting for its extents) registers a
-//! sync target. A sync starts when none is in flight and the completed
-//! prefix reaches the smallest target; it covers the whole completed prefix
-//! at that moment, so every committer that finished writing by then shares
-//! it, and later ones wait for the next.
+//! Group commit: commits are staged in the open batch. A batch is written
+//! when none is waiting for its sync (or it grew past `MAX_BATCH_BYTES`); a
+//! sync starts when none is in flight and the completed prefix reaches the
+//! smallest target, and covers the whole completed prefix at that moment,
+//! so one sync serves every batch and data record that finished by then.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::rc::Rc;
 
+use crate::batch::{CommitState, IndexOp, OpenBatch, Staged};
 use crate::codec::Extent;
 use crate::data;
-use crate::disk::DiskFile;
 use crate::error::IoError;
 use crate::format::{Pos, BLOCK};
-use crate::index::{Index, Loc};
+use crate::index::{Change, Index, Loc};
+use crate::storage::DiskFile;
 
 /// Completed but unsynced bytes that trigger a sync even if no commit asks.
 pub(crate) const UNSYNCED_MAX_BYTES: u64 = 64 << 20;
@@ -34,6 +35,32 @@ pub(crate) struct SegFile {
     pub vstart: Option<u64>,
     /// Whether the directory entry of the file is known durable.
     pub dir_synced: bool,
+    /// Commit seqs this segment holds (0, 0: none yet).
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// Bytes of live index entries in this segment (commit shares and data).
+    pub live: u64,
+}
+
+impl SegFile {
+    pub(crate) fn new(file: Rc<DiskFile>, end: u64, vstart: Option<u64>) -> SegFile {
+        SegFile {
+            file,
+            end,
+            vstart,
+            dir_synced: vstart.is_none(),
+            first_seq: 0,
+            last_seq: 0,
+            live: 0,
+        }
+    }
+
+    pub(crate) fn note_seq(&mut self, seq: u64) {
+        if self.first_seq == 0 {
+            self.first_seq = seq;
+        }
+        self.last_seq = self.last_seq.max(seq);
+    }
 }
 
 /// A place allocated for one record.
@@ -44,45 +71,10 @@ pub(crate) struct Slot {
     pub file: Rc<DiskFile>,
 }
 
-pub(crate) enum IndexOp {
-    Put {
-        table: u8,
-        key: Vec<u8>,
-        summary: Vec<u8>,
-    },
-    Delete {
-        table: u8,
-        key: Vec<u8>,
-    },
-}
-
-/// A commit whose record is allocated but not yet durable.
-pub(crate) struct PendingCommit {
-    pub seq: u64,
+/// A written batch waiting for its sync.
+pub(crate) struct Flushed {
     pub vend: u64,
-    pub loc: Loc,
-    pub ops: Vec<IndexOp>,
-}
-
-impl IndexOp {
-    pub(crate) fn apply(self, index: &mut Index, seq: u64, loc: Loc) {
-        match self {
-            IndexOp::Put {
-                table,
-                key,
-                summary,
-            } => index.put(table, &key, &summary, seq, loc),
-            IndexOp::Delete { table, key } => index.delete(table, &key),
-        }
-    }
-}
-
-impl PendingCommit {
-    pub(crate) fn apply(self, index: &mut Index) {
-        for op in self.ops {
-            op.apply(index, self.seq, self.loc);
-        }
-    }
+    pub commits: Vec<(Staged, Loc)>,
 }
 
 /// What one sync must do: fdatasync `files`, fsync the directory if
@@ -96,25 +88,48 @@ pub(crate) struct SyncPlan {
 #[derive(Default, Clone, Copy, Debug)]
 pub(crate) struct Counters {
     pub data_records: u64,
-    pub commit_records: u64,
+    pub batch_records: u64,
+    pub commits: u64,
     pub segment_records: u64,
     pub bytes_appended: u64,
     pub syncs: u64,
+    pub resets: u64,
+}
+
+/// Whether the log takes writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Writable,
+    /// An I/O error is being handled: writes wait or fail.
+    Resetting,
+    /// No active segment (disk full or failing): reads only, until a retry succeeds.
+    ReadOnly,
 }
 
 pub(crate) struct Log {
     pub segments: BTreeMap<u32, SegFile>,
+    /// Segments removed by compaction (retire op durable).
+    pub retired: BTreeSet<u32>,
     next_vpos: u64,
     completed_upto: u64,
     /// Completed writes past a gap: start -> end.
     completed_ahead: BTreeMap<u64, u64>,
     pub durable_upto: u64,
-    sync_in_flight: bool,
+    pub sync_in_flight: bool,
     /// Requested durability targets above `durable_upto`: vpos -> waiters.
     sync_targets: BTreeMap<u64, u32>,
-    pending: VecDeque<PendingCommit>,
+    pub open: OpenBatch,
+    pub flushed: VecDeque<Flushed>,
     pub next_seq: u64,
-    pub failed: bool,
+    /// Every commit below this seq is applied or failed.
+    pub applied_seq: u64,
+    pub mode: Mode,
+    /// Incremented at every reset; completions of older writes are ignored.
+    pub generation: u64,
+    /// Record writes issued and not yet completed (or failed).
+    pub writes_in_flight: u64,
+    /// Keys with a staged or flushed, not yet applied, operation.
+    pub pending_keys: HashMap<(u8, Vec<u8>), u32>,
     pub counters: Counters,
 }
 
@@ -122,21 +137,34 @@ impl Log {
     pub(crate) fn new(segments: BTreeMap<u32, SegFile>, next_seq: u64) -> Log {
         Log {
             segments,
+            retired: BTreeSet::new(),
             next_vpos: 0,
             completed_upto: 0,
             completed_ahead: BTreeMap::new(),
             durable_upto: 0,
             sync_in_flight: false,
             sync_targets: BTreeMap::new(),
-            pending: VecDeque::new(),
+            open: OpenBatch::default(),
+            flushed: VecDeque::new(),
             next_seq,
-            failed: false,
+            applied_seq: next_seq,
+            mode: Mode::Writable,
+            generation: 0,
+            writes_in_flight: 0,
+            pending_keys: HashMap::new(),
             counters: Counters::default(),
         }
     }
 
     pub(crate) fn last_segment(&self) -> u32 {
-        self.segments.keys().next_back().copied().unwrap_or(0)
+        let live = self.segments.keys().next_back().copied().unwrap_or(0);
+        live.max(self.retired.iter().next_back().copied().unwrap_or(0))
+    }
+
+    /// The segment appends go to, if any.
+    pub(crate) fn active_segment(&self) -> Option<u32> {
+        let (&n, seg) = self.segments.iter().next_back()?;
+        seg.vstart.map(|_| n)
     }
 
     /// Starts segment `number` at the end of log space; the caller writes
@@ -146,18 +174,13 @@ impl Log {
             number > self.last_segment(),
             "segments must be added in order"
         );
-        let seg = SegFile {
-            file,
-            end: 0,
-            vstart: Some(self.next_vpos),
-            dir_synced: false,
-        };
+        let seg = SegFile::new(file, 0, Some(self.next_vpos));
         self.segments.insert(number, seg);
     }
 
     /// Allocates `len` bytes at the end of the active segment, or None when
-    /// the segment is full and must roll first. A segment takes at least one
-    /// record after its segment record, whatever its size.
+    /// the segment is full and must roll first (or there is none). A segment
+    /// takes at least one record after its segment record, whatever its size.
     pub(crate) fn alloc(&mut self, len: u64, segment_size: u64) -> Option<Slot> {
         assert!(len > 0 && len % BLOCK as u64 == 0);
         let (&segment, seg) = self.segments.iter_mut().next_back()?;
@@ -171,6 +194,7 @@ impl Log {
         assert_eq!(vpos, self.next_vpos, "log space must stay contiguous");
         self.next_vpos = vpos + len;
         self.counters.bytes_appended += len;
+        self.writes_in_flight += 1;
         Some(Slot {
             segment,
             offset,
@@ -184,10 +208,13 @@ impl Log {
         self.next_vpos
     }
 
-    pub(crate) fn take_seq(&mut self) -> u64 {
-        let s = self.next_seq;
-        self.next_seq += 1;
-        s
+    /// Bytes allocated in the active segment.
+    pub(crate) fn active_len(&self) -> u64 {
+        self.segments
+            .values()
+            .next_back()
+            .filter(|s| s.vstart.is_some())
+            .map_or(0, |s| s.end)
     }
 
     /// Checks that `e` lies inside a segment's written (or recovered) bytes.
@@ -202,7 +229,7 @@ impl Log {
         Ok(())
     }
 
-    /// The durable prefix as a log position, for commit headers. Before the
+    /// The durable prefix as a log position, for record headers. Before the
     /// first sync it is the start of this run's first segment: everything
     /// of earlier runs was made durable at open.
     pub(crate) fn durable_mark(&self) -> Pos {
@@ -220,6 +247,7 @@ impl Log {
 
     /// Records that the write of `[vpos, vpos + len)` completed.
     pub(crate) fn write_completed(&mut self, vpos: u64, len: u64) {
+        self.writes_in_flight = self.writes_in_flight.saturating_sub(1);
         if vpos != self.completed_upto {
             debug_assert!(vpos > self.completed_upto);
             self.completed_ahead.insert(vpos, vpos + len);
@@ -236,14 +264,6 @@ impl Log {
         }
     }
 
-    pub(crate) fn push_pending(&mut self, p: PendingCommit) {
-        debug_assert!(self
-            .pending
-            .back()
-            .is_none_or(|b| b.seq < p.seq && b.vend < p.vend));
-        self.pending.push_back(p);
-    }
-
     pub(crate) fn request_sync(&mut self, target: u64) {
         if target > self.durable_upto {
             *self.sync_targets.entry(target).or_insert(0) += 1;
@@ -252,7 +272,7 @@ impl Log {
 
     /// A sync to start now, if one is wanted and possible.
     pub(crate) fn start_sync(&mut self) -> Option<SyncPlan> {
-        if self.failed || self.sync_in_flight {
+        if self.mode != Mode::Writable || self.sync_in_flight {
             return None;
         }
         let (&first, _) = self.sync_targets.first_key_value()?;
@@ -282,10 +302,10 @@ impl Log {
     }
 
     /// The sync of `plan` succeeded: advance the durable prefix and hand
-    /// back the commits that are now durable, in seq order, to apply.
-    pub(crate) fn sync_done(&mut self, plan: &SyncPlan) -> Vec<PendingCommit> {
+    /// back the batches that are now durable, in order, to apply.
+    pub(crate) fn sync_done(&mut self, plan: &SyncPlan) -> Vec<Flushed> {
         self.sync_in_flight = false;
-        if self.failed {
+        if self.mode != Mode::Writable {
             return Vec::new();
         }
         assert!(plan.upto >= self.durable_upto && plan.upto <= self.completed_upto);
@@ -298,20 +318,158 @@ impl Log {
         }
         self.sync_targets = self.sync_targets.split_off(&(plan.upto + 1));
         let n = self
-            .pending
+            .flushed
             .iter()
             .take_while(|p| p.vend <= plan.upto)
             .count();
-        self.pending.drain(..n).collect()
+        self.flushed.drain(..n).collect()
     }
 
-    /// A write or sync failed: the prefix can never pass the hole, so no
-    /// pending commit will become durable and no write is accepted.
-    pub(crate) fn fail(&mut self) {
-        self.failed = true;
-        self.sync_in_flight = false;
+    /// Stages `ops` as the next commit in the open batch; its seq.
+    pub(crate) fn stage(
+        &mut self,
+        ops: &[crate::codec::Op],
+        state: Rc<std::cell::Cell<CommitState>>,
+    ) -> Result<u64, IoError> {
+        let seq = self.next_seq;
+        self.open.stage(seq, ops, state)?;
+        self.next_seq += 1;
+        self.counters.commits += 1;
+        if let Some(s) = self.open.staged.last() {
+            for op in &s.ops {
+                if let Some(k) = op_key(op) {
+                    *self.pending_keys.entry(k).or_insert(0) += 1;
+                }
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Fails the commits of a batch that could not be written.
+    pub(crate) fn fail_batch(&mut self, batch: OpenBatch) {
+        for s in batch.staged {
+            self.unmark_pending(&s.ops);
+            s.state.set(CommitState::Failed);
+        }
+    }
+
+    fn unmark_pending(&mut self, ops: &[IndexOp]) {
+        for op in ops {
+            if let Some(k) = op_key(op) {
+                if let Some(n) = self.pending_keys.get_mut(&k) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.pending_keys.remove(&k);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn is_pending(&self, table: u8, key: &[u8]) -> bool {
+        // Keys are short: the clone of a lookup key is the price of a plain HashMap.
+        self.pending_keys.contains_key(&(table, key.to_vec()))
+    }
+
+    /// Applies durable batches to the index, in order, with the space
+    /// accounting; marks their commits durable.
+    pub(crate) fn apply(&mut self, index: &mut Index, done: Vec<Flushed>) {
+        for f in done {
+            for (staged, loc) in f.commits {
+                self.unmark_pending(&staged.ops);
+                if let Some(seg) = self.segments.get_mut(&loc.segment) {
+                    seg.note_seq(staged.seq);
+                }
+                for op in staged.ops {
+                    let change = apply_op(index, op, loc, &mut self.retired);
+                    self.account(change);
+                }
+                self.applied_seq = self.applied_seq.max(staged.seq + 1);
+                staged.state.set(CommitState::Durable);
+            }
+        }
+    }
+
+    /// Updates the live bytes of the segments an index change touched.
+    pub(crate) fn account(&mut self, change: Change) {
+        if let Some((loc, fp)) = change.removed {
+            for (s, b) in fp.per_segment(&loc) {
+                if let Some(seg) = self.segments.get_mut(&s) {
+                    seg.live = seg.live.saturating_sub(b);
+                }
+            }
+        }
+        if let Some((loc, fp)) = change.added {
+            for (s, b) in fp.per_segment(&loc) {
+                if let Some(seg) = self.segments.get_mut(&s) {
+                    seg.live += b;
+                }
+            }
+        }
+    }
+
+    /// Fails every commit not yet durable (staged or written), for a reset.
+    pub(crate) fn fail_pending(&mut self) {
+        let open = std::mem::take(&mut self.open);
+        let flushed: Vec<Flushed> = self.flushed.drain(..).collect();
+        let staged = open
+            .staged
+            .into_iter()
+            .chain(flushed.into_iter().flat_map(|f| f.commits.into_iter().map(|(s, _)| s)));
+        for s in staged {
+            s.state.set(CommitState::Failed);
+        }
+        self.pending_keys.clear();
         self.sync_targets.clear();
-        self.pending.clear();
+        self.applied_seq = self.next_seq;
+    }
+
+    /// Restarts log space after a reset: nothing of this run is pending,
+    /// everything kept is durable, and the next segment starts a new space.
+    pub(crate) fn restart_space(&mut self) {
+        self.completed_ahead.clear();
+        self.completed_upto = self.next_vpos;
+        self.durable_upto = self.next_vpos;
+        for seg in self.segments.values_mut() {
+            seg.vstart = None;
+            seg.dir_synced = true;
+        }
+    }
+}
+
+fn op_key(op: &IndexOp) -> Option<(u8, Vec<u8>)> {
+    match op {
+        IndexOp::Put { table, key, .. } | IndexOp::Delete { table, key, .. } => {
+            Some((*table, key.clone()))
+        }
+        IndexOp::Retire { .. } => None,
+    }
+}
+
+/// Applies one operation of a durable commit at `loc` (run time and recovery).
+pub(crate) fn apply_op(
+    index: &mut Index,
+    op: IndexOp,
+    loc: Loc,
+    retired: &mut BTreeSet<u32>,
+) -> Change {
+    match op {
+        IndexOp::Put {
+            table,
+            key,
+            summary,
+            seq,
+            ordinal,
+            mut fp,
+        } => {
+            fp.min_seg = fp.min_seg.min(loc.segment);
+            index.put(table, &key, &summary, seq, loc, ordinal, fp)
+        }
+        IndexOp::Delete { table, key, seq } => index.delete(table, &key, seq),
+        IndexOp::Retire { segment } => {
+            retired.insert(segment);
+            Change::default()
+        }
     }
 }
 
@@ -322,12 +480,9 @@ mod tests {
     // Log needs files only to hand them to the caller; tests never use them.
     fn log_with_segment() -> Log {
         let mut log = Log::new(BTreeMap::new(), 1);
-        let f = tempfile::tempfile().unwrap();
-        let df = DiskFile::Thread {
-            file: std::sync::Arc::new(f),
-            worker: Rc::new(crate::disk::tests_worker()),
-        };
-        log.add_segment(1, Rc::new(df));
+        let disk = crate::sim::SimDisk::new(1, Default::default());
+        let f = crate::storage::DiskFile::Sim(disk.dir_handle(std::path::Path::new("/x")));
+        log.add_segment(1, Rc::new(f));
         log
     }
 
@@ -348,6 +503,7 @@ mod tests {
         );
         log.write_completed(a.vpos, 4096);
         assert_eq!(log.completed_upto, 16384);
+        assert_eq!(log.writes_in_flight, 0);
         let plan = log.start_sync().unwrap();
         assert_eq!(plan.upto, 16384);
         assert_eq!(plan.new_segments, vec![1]);
@@ -355,38 +511,6 @@ mod tests {
         log.sync_done(&plan);
         assert_eq!(log.durable_upto, 16384);
         assert!(log.segments[&1].dir_synced);
-    }
-
-    #[test]
-    fn pending_commits_become_visible_in_order_when_durable() {
-        let mut log = log_with_segment();
-        let mut vends = Vec::new();
-        for _ in 0..3 {
-            let s = log.alloc(4096, 1 << 20).unwrap();
-            let seq = log.take_seq();
-            let vend = s.vpos + 4096;
-            log.push_pending(PendingCommit {
-                seq,
-                vend,
-                loc: Loc::new(1, s.offset, 4096),
-                ops: vec![],
-            });
-            log.request_sync(vend);
-            vends.push(vend);
-        }
-        log.write_completed(0, 4096);
-        let plan = log.start_sync().unwrap();
-        assert_eq!(plan.upto, 4096);
-        // Writes finishing during the sync wait for the next one.
-        log.write_completed(4096, 4096);
-        log.write_completed(8192, 4096);
-        let done = log.sync_done(&plan);
-        assert_eq!(done.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![1]);
-        let plan = log.start_sync().unwrap();
-        assert_eq!(plan.upto, 12288);
-        let done = log.sync_done(&plan);
-        assert_eq!(done.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![2, 3]);
-        assert!(log.start_sync().is_none());
     }
 
     #[test]
@@ -398,17 +522,14 @@ mod tests {
     }
 
     #[test]
-    fn failure_drops_pending() {
+    fn reset_fails_pending_and_stops_syncs() {
         let mut log = log_with_segment();
-        let s = log.alloc(4096, 1 << 20).unwrap();
-        log.push_pending(PendingCommit {
-            seq: 1,
-            vend: 4096,
-            loc: Loc::new(1, s.offset, 4096),
-            ops: vec![],
-        });
+        let state = Rc::new(std::cell::Cell::new(CommitState::Pending));
+        log.open.stage(1, &[], state.clone()).unwrap();
+        log.mode = Mode::Resetting;
+        log.fail_pending();
+        assert_eq!(state.get(), CommitState::Failed);
         log.request_sync(4096);
-        log.fail();
         log.write_completed(0, 4096);
         assert!(log.start_sync().is_none());
     }

@@ -1,303 +1,534 @@
-//! Rebuilding the index at open: scan every segment in order, parse record
-//! headers at record boundaries, skip data records by length, apply commit
-//! records, and stop a segment at its first invalid record.
+//! Rebuilding the index at open: load the newest good checkpoint, then scan
+//! the log after the position it covers (or the whole log without one),
+//! applying commits in log order.
 //!
-//! Stopping there loses nothing acknowledged: a commit is acknowledged only
-//! once everything before it in its segment (and every earlier segment of
-//! its run) is durable, so acknowledged records form a valid prefix. Records
-//! after a torn one were never acknowledged.
+//! What the scan trusts: a torn tail can only lie after the log's durable
+//! mark. Batch, copy and segment records carry the mark from when they were
+//! written (everything before it was on stable storage); the scan keeps the
+//! highest mark seen so far. An invalid region (a record whose header,
+//! address or keyed checksum is wrong) below the mark is corruption: it is
+//! counted and reported, the scan resyncs past it (the next 4 KiB boundary
+//! holding a valid record of this shard at that very address) and goes on,
+//! so nothing acknowledged after it is rolled back. An invalid region at or
+//! past the mark may be a torn write: everything from there on is held
+//! until a later record's mark proves the region was durable (then it was
+//! corruption after all) or the scan ends (then it was the torn tail, never
+//! acknowledged, and the log is cut there). Data records past the mark are
+//! held the same way and their payload verified before anything after them
+//! is applied, since a commit's sync covers the data it references.
 //!
-//! Commits may reference data records written shortly before them and not
-//! yet durable at the time (one sync covers both). Commit and segment
-//! records carry the log's durable mark from when they were written; the
-//! highest mark seen proves everything before it durable (the segment
-//! record written at open vouches for everything recovered, which open
-//! synced). A commit whose extents all end below the mark is applied as it
-//! is read. Otherwise it (and, to keep order, every commit after it) is
-//! held; when the scan ends, the held commits' extents past the mark are
-//! read and verified. The first one that fails was never acknowledged (its
-//! own sync would have made its data whole): it and everything after it in
-//! the log are cut off with a durable truncate, so the decision cannot flip
-//! at a later open when new marks appear.
+//! Commit metadata is on disk twice (a batch and its copy): an entry that
+//! fails its checksum is taken from the copy. Seqs are contiguous over the
+//! log; a gap that no retirement or reset explains is a lost commit,
+//! counted. Two recoveries of one image give the same index.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::batch::{index_ops, IndexOp};
 use crate::buf::AlignedBuf;
-use crate::codec::{self, Extent, MutView};
+use crate::checkpoint;
+use crate::codec::{self, Extent, OpView};
 use crate::data;
-use crate::disk::{open_file, Backend, DiskFile};
 use crate::error::IoError;
-use crate::format::{align_up, parse_segment_file_name, Kind, Pos, RecordHeader, BLOCK};
+use crate::format::{
+    align_entry, align_up, parse_segment_file_name, EntryHeader, Kind, Pos,
+    RecordHeader, SegmentInfo, ShardKey, BLOCK, ENTRY_HEADER_BYTES, HEADER_BYTES,
+};
 use crate::index::{Index, Loc};
-use crate::log::{IndexOp, SegFile};
+use crate::log::{apply_op, SegFile};
+use crate::storage::{Backend, DiskFile, OpenMode};
 
 /// Largest read while scanning; reads start small after a skip over data
-/// and double while they keep landing on commit records.
+/// and double while they keep landing on batches.
 const SCAN_MAX_BYTES: usize = 1 << 20;
 const SCAN_MIN_BYTES: usize = 16 << 10;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RecoveryStats {
     pub segments: u32,
-    pub commit_records: u64,
+    /// The checkpoint the index was loaded from (its next seq), and its entries.
+    pub checkpoint_seq: Option<u64>,
+    pub checkpoint_entries: u64,
+    pub checkpoint_bytes: u64,
+    /// Checkpoints that could not be used (damaged).
+    pub bad_checkpoints: u32,
+    pub batches: u64,
+    pub commits: u64,
     pub data_records: u64,
     pub bytes_read: u64,
-    /// Segments whose scan stopped before their end (torn or corrupt tail).
-    pub torn_segments: u32,
-    /// Bytes after the stopping points, ignored.
-    pub ignored_bytes: u64,
-    /// Commits whose not-yet-durable extents were read and verified.
-    pub verified_commits: u64,
-    /// Commits cut off because their extents failed verification.
-    pub dropped_commits: u64,
+    /// Bytes cut off at the end of the log (torn, never acknowledged).
+    pub torn_bytes: u64,
+    /// Invalid regions below the durable mark (corruption), and their bytes.
+    pub corrupt_regions: u32,
+    pub corrupt_bytes: u64,
+    /// Commits whose entry was damaged and taken from the batch copy.
+    pub commits_from_copy: u64,
+    /// Commits missing from the log (a seq gap nothing explains).
+    pub lost_commits: u64,
+    /// Segments the log names that are gone and not known retired.
+    pub missing_segments: u32,
+    /// Data records past the mark whose payload was read and verified.
+    pub verified_data: u64,
     pub elapsed: Duration,
+}
+
+impl RecoveryStats {
+    /// Whether recovery found damage to acknowledged data.
+    pub fn found_corruption(&self) -> bool {
+        self.corrupt_regions > 0
+            || self.lost_commits > 0
+            || self.missing_segments > 0
+            || self.commits_from_copy > 0
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RecoverOpts {
+    /// Cut the torn tail and remove leftovers (open); false for fsck's check.
+    pub repair: bool,
+    pub use_checkpoint: bool,
 }
 
 pub(crate) struct Recovered {
     pub segments: BTreeMap<u32, SegFile>,
+    pub retired: BTreeSet<u32>,
     pub index: Index,
     pub next_seq: u64,
     pub stats: RecoveryStats,
-    /// Highest durable mark of any record read: everything before it was
-    /// on stable storage once.
-    pub mark: Pos,
-    held: VecDeque<Held>,
+    /// Where the recovered log ends (the next segment starts after it).
+    pub end: Pos,
+    /// Human-readable findings, for logs and fsck.
+    pub problems: Vec<String>,
 }
 
-/// A commit waiting for proof (a higher mark) or verification of its data.
-struct Held {
-    segment: u32,
-    offset: u64,
-    seq: u64,
-    loc: Loc,
-    ops: Vec<IndexOp>,
-    extents: Vec<Extent>,
+enum Item {
+    Invalid { at: Pos, end: Pos },
+    Data { ext: Extent, end: Pos },
+    Commit { seq: u64, loc: Loc, ops: Vec<IndexOp> },
 }
 
-fn covered(e: &Extent, mark: Pos) -> bool {
-    data::extent_end(e).is_ok_and(|end| end <= mark)
+/// Applies scanned items in log order, holding what is not yet proven.
+struct Replay {
+    mark: Pos,
+    held: VecDeque<Item>,
+    index: Index,
+    retired: BTreeSet<u32>,
+    /// Seq ranges retired segments took with them.
+    retired_seqs: Vec<(u64, u64)>,
+    /// Next seq expected, and the gaps met.
+    expect_seq: Option<u64>,
+    gaps: Vec<(u64, u64)>,
+    seg_seqs: BTreeMap<u32, (u64, u64)>,
+    stats: RecoveryStats,
+    problems: Vec<String>,
 }
 
-impl Recovered {
-    /// Applies (or holds) one valid commit record read at `offset` of `segment`.
-    /// A valid record says the log was durable up to `mark` when it was written.
-    fn note_mark(&mut self, mark: Pos) {
-        self.mark = self.mark.max(mark);
-        self.release_covered();
+impl Replay {
+    fn note_mark(&mut self, m: Pos) {
+        if m > self.mark {
+            self.mark = m;
+            self.release();
+        }
     }
 
-    fn commit(&mut self, h: &RecordHeader, segment: u32, offset: u64, muts: Vec<MutView<'_>>) {
-        self.mark = self.mark.max(h.durable);
-        if h.seq < self.next_seq.saturating_sub(1) {
-            tracing::warn!(
-                segment,
-                offset,
-                seq = h.seq,
-                "commit sequence went backwards"
-            );
+    fn certain(&self, item: &Item) -> bool {
+        match item {
+            Item::Invalid { at, .. } => *at < self.mark,
+            Item::Data { end, .. } => *end <= self.mark,
+            Item::Commit { .. } => true,
         }
-        self.next_seq = self.next_seq.max(h.seq + 1);
-        self.stats.commit_records += 1;
-        let loc = Loc::new(segment, offset, h.record_len());
-        let mut extents = Vec::new();
-        for m in &muts {
-            if let MutView::Put { body, .. } = m {
-                extents.extend(body.extents());
-            }
-        }
-        if self.held.is_empty() && extents.iter().all(|e| covered(e, self.mark)) {
-            for m in muts {
-                match m {
-                    MutView::Put {
-                        table,
-                        key,
-                        summary,
-                        ..
-                    } => self.index.put(table, key, summary, h.seq, loc),
-                    MutView::Delete { table, key } => self.index.delete(table, key),
-                }
-            }
+    }
+
+    fn push(&mut self, item: Item) {
+        if self.held.is_empty() && self.certain(&item) {
+            self.process(item);
         } else {
-            let ops = muts.into_iter().map(owned_op).collect();
-            self.held.push_back(Held {
-                segment,
-                offset,
-                seq: h.seq,
-                loc,
-                ops,
-                extents,
-            });
+            self.held.push_back(item);
         }
-        self.release_covered();
     }
 
-    /// Applies held commits, in order, that the mark now vouches for.
-    fn release_covered(&mut self) {
-        while let Some(c) = self.held.front() {
-            if !c.extents.iter().all(|e| covered(e, self.mark)) {
+    fn release(&mut self) {
+        while let Some(front) = self.held.front() {
+            if !self.certain(front) {
                 break;
             }
-            if let Some(c) = self.held.pop_front() {
-                self.apply(c);
+            if let Some(item) = self.held.pop_front() {
+                self.process(item);
             }
         }
     }
 
-    fn apply(&mut self, c: Held) {
-        for op in c.ops {
-            op.apply(&mut self.index, c.seq, c.loc);
+    fn process(&mut self, item: Item) {
+        match item {
+            Item::Invalid { at, end } => {
+                self.stats.corrupt_regions += 1;
+                let bytes = if end.segment == at.segment {
+                    end.offset.saturating_sub(at.offset)
+                } else {
+                    0
+                };
+                self.stats.corrupt_bytes += bytes;
+                self.problems.push(format!(
+                    "corrupt region below the durable mark: segment {} bytes {}..{} ({bytes} bytes); resynced past it",
+                    at.segment, at.offset, at.offset + bytes
+                ));
+            }
+            Item::Data { .. } => {}
+            Item::Commit { seq, loc, ops } => self.apply_commit(seq, loc, ops),
         }
     }
 
-    /// Verifies the data of the commits still held after the scan; applies
-    /// them in order up to the first failure, which cuts off the log there.
-    async fn settle_held(&mut self, shard: u32) -> Result<(), IoError> {
-        while let Some(c) = self.held.pop_front() {
-            if self.verify(shard, &c).await? {
-                self.stats.verified_commits += 1;
-                self.apply(c);
-                continue;
+    fn apply_commit(&mut self, seq: u64, loc: Loc, ops: Vec<IndexOp>) {
+        if let Some(e) = self.expect_seq {
+            if seq > e {
+                self.gaps.push((e, seq - 1));
             }
-            self.stats.dropped_commits += 1 + self.held.len() as u64;
-            self.held.clear();
-            tracing::warn!(
-                shard,
-                segment = c.segment,
-                offset = c.offset,
-                "commit references data that is not intact (never acknowledged); truncating the log there"
-            );
-            for (&n, seg) in self.segments.range_mut(c.segment..) {
-                let end = if n == c.segment { c.offset } else { 0 };
-                if end < seg.end {
-                    seg.file.truncate(end).await?;
-                    self.stats.ignored_bytes += seg.end - end;
-                    seg.end = end;
+        }
+        self.expect_seq = Some(self.expect_seq.map_or(seq + 1, |e| e.max(seq + 1)));
+        let r = self.seg_seqs.entry(loc.segment).or_insert((seq, seq));
+        r.0 = r.0.min(seq);
+        r.1 = r.1.max(seq);
+        self.stats.commits += 1;
+        for op in ops {
+            if let IndexOp::Retire { segment } = &op {
+                self.retired.insert(*segment);
+            }
+            apply_op(&mut self.index, op, loc, &mut self.retired);
+        }
+    }
+
+    /// A segment record says its first seq is `first`: after a reset the
+    /// seqs in between were never durable (voided), not lost.
+    fn segment_starts(&mut self, first: u64, predecessor_complete: bool) {
+        if predecessor_complete {
+            if let Some(e) = self.expect_seq {
+                if first > e {
+                    self.expect_seq = Some(first);
                 }
             }
         }
-        Ok(())
-    }
-
-    async fn verify(&self, shard: u32, c: &Held) -> Result<bool, IoError> {
-        for e in c.extents.iter().filter(|e| !covered(e, self.mark)) {
-            let Ok(end) = data::extent_end(e) else {
-                return Ok(false);
-            };
-            let Some(seg) = self.segments.get(&e.segment) else {
-                return Ok(false);
-            };
-            if end.offset > seg.end {
-                return Ok(false);
-            }
-            match data::verify_record(&seg.file, shard, e).await {
-                Ok(()) => {}
-                Err(IoError::Corrupt { .. } | IoError::InvalidExtent(_)) => return Ok(false),
-                Err(other) => return Err(other),
-            }
-        }
-        Ok(true)
     }
 }
 
-fn owned_op(m: MutView<'_>) -> IndexOp {
-    match m {
-        MutView::Put {
-            table,
-            key,
-            summary,
-            ..
-        } => IndexOp::Put {
-            table,
-            key: key.to_vec(),
-            summary: summary.to_vec(),
-        },
-        MutView::Delete { table, key } => IndexOp::Delete {
-            table,
-            key: key.to_vec(),
-        },
-    }
+struct ScanSeg {
+    number: u32,
+    file: Rc<DiskFile>,
+    file_len: u64,
+    /// End of the last valid record.
+    valid_end: u64,
+    info: Option<SegmentInfo>,
+    first_seq: Option<u64>,
 }
 
-/// Files to open, ordered by segment number.
-fn list_segments(dir: &Path) -> Result<Vec<(u32, std::path::PathBuf)>, IoError> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if let Some(n) = entry.file_name().to_str().and_then(parse_segment_file_name) {
-            out.push((n, entry.path()));
-        }
-    }
-    out.sort_unstable_by_key(|(n, _)| *n);
+/// Lists the segment files of `dir`, in number order.
+pub(crate) async fn list_segments(backend: &Backend, dir: &Path) -> Result<Vec<u32>, IoError> {
+    let mut out: Vec<u32> = backend
+        .list(dir)
+        .await?
+        .iter()
+        .filter_map(|n| parse_segment_file_name(n))
+        .collect();
+    out.sort_unstable();
     Ok(out)
 }
 
-pub(crate) fn has_segments(dir: &Path) -> Result<bool, IoError> {
-    Ok(!list_segments(dir)?.is_empty())
+pub(crate) async fn list_checkpoints(backend: &Backend, dir: &Path) -> Result<Vec<(u64, String)>, IoError> {
+    let mut out: Vec<(u64, String)> = backend
+        .list(dir)
+        .await?
+        .into_iter()
+        .filter_map(|n| checkpoint::parse_file_name(&n).map(|s| (s, n)))
+        .collect();
+    out.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    Ok(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn recover(
+    backend: &Backend,
     dir: &Path,
     shard: u32,
-    backend: &Backend,
+    key: &ShardKey,
+    opts: RecoverOpts,
     direct: &Cell<bool>,
     warned: &Cell<bool>,
 ) -> Result<Recovered, IoError> {
     let started = Instant::now();
-    let mut r = Recovered {
-        segments: BTreeMap::new(),
-        index: Index::new(),
-        next_seq: 1,
-        stats: RecoveryStats::default(),
+    let numbers = list_segments(backend, dir).await?;
+    let mut replay = Replay {
         mark: Pos::default(),
         held: VecDeque::new(),
+        index: Index::new(),
+        retired: BTreeSet::new(),
+        retired_seqs: Vec::new(),
+        expect_seq: None,
+        gaps: Vec::new(),
+        seg_seqs: BTreeMap::new(),
+        stats: RecoveryStats::default(),
+        problems: Vec::new(),
     };
-    for (number, path) in list_segments(dir)? {
-        let std_file = open_file(&path, false, direct, warned)?;
-        let file_len = std_file.metadata()?.len();
-        let file = Rc::new(DiskFile::new(std_file, backend)?);
-        let mut scan = Scan {
-            file: &file,
-            shard,
-            segment: number,
-            file_len,
-            r: &mut r,
-        };
-        let end = scan.run().await?;
-        if end < file_len {
-            r.stats.torn_segments += 1;
-            r.stats.ignored_bytes += file_len - end;
+    // The checkpoint, if a good one exists.
+    let mut start = Pos::default();
+    let mut ckpt_rows: BTreeMap<u32, checkpoint::SegRow> = BTreeMap::new();
+    if opts.use_checkpoint {
+        for (_, name) in list_checkpoints(backend, dir).await? {
+            let mut index = Index::new();
+            match checkpoint::load(backend, dir, &name, shard, &mut index).await {
+                Ok(c) => {
+                    replay.index = index;
+                    replay.mark = c.pos;
+                    replay.expect_seq = Some(c.next_seq);
+                    replay.retired.extend(c.retired.iter().copied());
+                    replay.stats.checkpoint_seq = Some(c.next_seq);
+                    replay.stats.checkpoint_entries = c.entries;
+                    replay.stats.checkpoint_bytes = c.bytes;
+                    ckpt_rows = c.segments.iter().map(|r| (r.number, *r)).collect();
+                    start = c.pos;
+                    break;
+                }
+                Err(why) => {
+                    replay.stats.bad_checkpoints += 1;
+                    replay
+                        .problems
+                        .push(format!("checkpoint {name} unusable ({why}); trying an older one"));
+                    tracing::warn!(shard, checkpoint = name, why, "checkpoint unusable");
+                }
+            }
         }
-        r.stats.segments += 1;
-        r.segments.insert(
+    }
+    let mut segments: BTreeMap<u32, SegFile> = BTreeMap::new();
+    let mut scans: Vec<ScanSeg> = Vec::new();
+    for &number in &numbers {
+        let path = dir.join(crate::format::segment_file_name(number));
+        let file = Rc::new(backend.open(&path, OpenMode::Existing, direct, warned).await?);
+        let file_len = file.len().await?;
+        if number < start.segment {
+            // Before the checkpoint: as the checkpoint recorded it.
+            let row = ckpt_rows.get(&number);
+            let end = row.map_or(align_up(file_len).min(file_len), |r| r.end);
+            let mut seg = SegFile::new(file, end, None);
+            if let Some(r) = row {
+                seg.first_seq = r.first_seq;
+                seg.last_seq = r.last_seq;
+            }
+            segments.insert(number, seg);
+            continue;
+        }
+        scans.push(ScanSeg {
             number,
-            SegFile {
-                file,
-                end,
-                vstart: None,
-                dir_synced: true,
-            },
+            file,
+            file_len,
+            valid_end: 0,
+            info: None,
+            first_seq: None,
+        });
+    }
+    for row in ckpt_rows.values() {
+        if !numbers.contains(&row.number) && !replay.retired.contains(&row.number) {
+            replay.stats.missing_segments += 1;
+            replay
+                .problems
+                .push(format!("segment {} listed by the checkpoint is missing", row.number));
+        }
+    }
+    // Scan in log order.
+    let mut prev: Option<(u32, u64)> = segments
+        .iter()
+        .next_back()
+        .map(|(n, s)| (*n, s.end));
+    let mut claims: Vec<(u32, u32, u64)> = Vec::new();
+    for seg in scans.iter_mut() {
+        let from = if seg.number == start.segment {
+            start.offset
+        } else {
+            0
+        };
+        let mut scan = Scan {
+            seg,
+            shard,
+            key,
+            replay: &mut replay,
+            prev,
+            claims: &mut claims,
+        };
+        scan.run(from).await?;
+        replay.stats.segments += 1;
+        prev = Some((seg.number, seg.valid_end));
+    }
+    // Settle what is still held: the first uncertain invalid region (or
+    // data record that fails verification) is where the log ends.
+    let mut cut: Option<Pos> = None;
+    let files: BTreeMap<u32, Rc<DiskFile>> = scans.iter().map(|s| (s.number, s.file.clone())).collect();
+    while let Some(item) = replay.held.pop_front() {
+        match item {
+            Item::Invalid { at, .. } => {
+                cut = Some(at);
+                break;
+            }
+            Item::Data { ext, .. } => {
+                let ok = match files.get(&ext.segment) {
+                    Some(f) => match data::verify_record(f, key, shard, &ext).await {
+                        Ok(()) => true,
+                        Err(IoError::Corrupt { .. } | IoError::InvalidExtent(_)) => false,
+                        Err(IoError::Io(_)) => false,
+                        Err(other) => return Err(other),
+                    },
+                    None => false,
+                };
+                replay.stats.verified_data += 1;
+                if !ok {
+                    cut = Some(Pos {
+                        segment: ext.segment,
+                        offset: ext.offset,
+                    });
+                    break;
+                }
+            }
+            Item::Commit { seq, loc, ops } => replay.apply_commit(seq, loc, ops),
+        }
+    }
+    replay.held.clear();
+    // Predecessors named by segment records that are gone.
+    for (number, prev_seg, _) in &claims {
+        if *prev_seg != 0
+            && !numbers.contains(prev_seg)
+            && !replay.retired.contains(prev_seg)
+            && cut.is_none_or(|c| c.segment >= *number)
+        {
+            replay.stats.missing_segments += 1;
+            replay.problems.push(format!(
+                "segment {number} follows segment {prev_seg}, which is missing (not retired)"
+            ));
+        }
+    }
+    // Seq gaps that no retirement explains are lost commits.
+    for (lo, hi) in std::mem::take(&mut replay.gaps) {
+        let mut missing = hi - lo + 1;
+        for (rlo, rhi) in &replay.retired_seqs {
+            let (a, b) = (lo.max(*rlo), hi.min(*rhi));
+            if a <= b {
+                missing -= b - a + 1;
+            }
+        }
+        if missing > 0 {
+            replay.stats.lost_commits += missing;
+            replay
+                .problems
+                .push(format!("{missing} commits lost between seqs {lo} and {hi}"));
+        }
+    }
+    // The log ends at the cut, or after the last valid record.
+    let end = match cut {
+        Some(c) => c,
+        None => scans
+            .iter()
+            .rev()
+            .find(|s| s.valid_end > 0)
+            .map(|s| Pos {
+                segment: s.number,
+                offset: s.valid_end,
+            })
+            .or_else(|| segments.iter().next_back().map(|(n, s)| Pos { segment: *n, offset: s.end }))
+            .unwrap_or_default(),
+    };
+    for s in scans {
+        let keep = if s.number < end.segment {
+            s.valid_end
+        } else if s.number == end.segment {
+            end.offset
+        } else {
+            0
+        };
+        if s.file_len > keep {
+            replay.stats.torn_bytes += s.file_len - keep;
+        }
+        if opts.repair {
+            if s.number > end.segment || (keep == 0 && s.number == end.segment) {
+                drop(s.file);
+                backend
+                    .remove(&dir.join(crate::format::segment_file_name(s.number)))
+                    .await?;
+                continue;
+            }
+            if s.file_len > keep {
+                s.file.truncate(keep).await?;
+            }
+        }
+        if s.number > end.segment {
+            continue;
+        }
+        let mut seg = SegFile::new(s.file, keep, None);
+        if let Some(&(a, b)) = replay.seg_seqs.get(&s.number) {
+            seg.first_seq = a;
+            seg.last_seq = b;
+        } else if let Some(f) = s.first_seq {
+            seg.first_seq = f;
+        }
+        segments.insert(s.number, seg);
+    }
+    if replay.stats.torn_bytes > 0 {
+        tracing::info!(
+            shard,
+            bytes = replay.stats.torn_bytes,
+            at_segment = end.segment,
+            at_offset = end.offset,
+            "cut the torn tail of the log (never acknowledged)"
         );
     }
-    r.settle_held(shard).await?;
-    r.stats.elapsed = started.elapsed();
-    Ok(r)
+    // Retired segments still on disk (their removal was cut short).
+    for n in replay.retired.clone() {
+        if let Some(seg) = segments.remove(&n) {
+            drop(seg);
+            if opts.repair {
+                backend
+                    .remove(&dir.join(crate::format::segment_file_name(n)))
+                    .await?;
+            }
+        }
+    }
+    // Live bytes per segment, from the index.
+    for e in replay.index.dump() {
+        for (s, b) in e.fp.per_segment(&e.loc) {
+            if let Some(seg) = segments.get_mut(&s) {
+                seg.live += b;
+            }
+        }
+    }
+    let next_seq = replay
+        .expect_seq
+        .unwrap_or(1)
+        .max(segments.values().map(|s| s.last_seq + 1).max().unwrap_or(1))
+        .max(1);
+    for p in &replay.problems {
+        tracing::warn!(shard, "recovery: {p}");
+    }
+    replay.stats.elapsed = started.elapsed();
+    Ok(Recovered {
+        segments,
+        retired: replay.retired,
+        index: replay.index,
+        next_seq,
+        stats: replay.stats,
+        end,
+        problems: replay.problems,
+    })
 }
 
 struct Scan<'a> {
-    file: &'a DiskFile,
+    seg: &'a mut ScanSeg,
     shard: u32,
-    segment: u32,
-    file_len: u64,
-    r: &'a mut Recovered,
+    key: &'a ShardKey,
+    replay: &'a mut Replay,
+    prev: Option<(u32, u64)>,
+    /// (segment, predecessor it names, predecessor's length then).
+    claims: &'a mut Vec<(u32, u32, u64)>,
 }
 
-/// A window of the file held in memory. (Reading the next window ahead
-/// does not overlap with parsing in monoio 0.2: a spawned read is only
-/// submitted once the run queue drains, i.e. after the parse.)
+/// A window of the file held in memory.
 struct Window {
     buf: AlignedBuf,
     start: u64,
@@ -315,140 +546,407 @@ impl Window {
     }
 }
 
+/// What the scan found at a position.
+enum Found {
+    Record(RecordHeader),
+    Nothing,
+}
+
 impl Scan<'_> {
-    /// Scans the segment; returns the end of its valid prefix.
-    async fn run(&mut self) -> Result<u64, IoError> {
+    fn pos(&self, offset: u64) -> Pos {
+        Pos {
+            segment: self.seg.number,
+            offset,
+        }
+    }
+
+    /// Scans the segment from `from` to its end.
+    async fn run(&mut self, from: u64) -> Result<(), IoError> {
         let mut win = Window {
-            buf: AlignedBuf::with_capacity(SCAN_MAX_BYTES),
+            buf: AlignedBuf::with_capacity(BLOCK),
             start: 0,
             next_read_bytes: SCAN_MIN_BYTES,
         };
-        let mut pos = 0u64;
-        while pos + BLOCK as u64 <= self.file_len {
-            if !win.has(pos, BLOCK) {
-                // Reading on from the end of the window means records are dense: read more.
-                let dense = pos == win.start + win.buf.len() as u64 && pos > 0;
-                win.next_read_bytes = if dense {
-                    (win.next_read_bytes * 2).min(SCAN_MAX_BYTES)
-                } else {
-                    SCAN_MIN_BYTES
-                };
-                let want = win.next_read_bytes;
-                self.fill(&mut win, pos, want).await?;
-                if !win.has(pos, BLOCK) {
-                    break;
+        win.buf.set_len(0);
+        let file_len = self.seg.file_len;
+        let mut pos = from;
+        self.seg.valid_end = from;
+        while pos + BLOCK as u64 <= file_len {
+            match self.record_at(&mut win, pos).await? {
+                Found::Record(h) => {
+                    pos = self.take(&mut win, &h, pos).await?;
+                    self.seg.valid_end = pos;
+                }
+                Found::Nothing => {
+                    let end = self.resync(&mut win, pos + BLOCK as u64).await?;
+                    self.replay.push(Item::Invalid {
+                        at: self.pos(pos),
+                        end: self.pos(end),
+                    });
+                    pos = end;
                 }
             }
-            let h = match self.header_at(win.slice(pos, BLOCK), pos) {
-                Ok(h) => h,
-                Err(why) => {
-                    self.stop(pos, why);
-                    break;
-                }
-            };
-            let len = h.record_len();
-            if pos + len > self.file_len {
-                self.stop(pos, "record runs past the end of the file");
-                break;
-            }
-            let ok = match h.kind {
-                Kind::Segment => {
-                    let ok = h.verify(win.slice(pos, BLOCK));
-                    if ok {
-                        self.r.note_mark(h.durable);
-                    }
-                    ok
-                }
-                Kind::Data => {
-                    let ok = h.verify(win.slice(pos, BLOCK));
-                    self.r.stats.data_records += ok as u64;
-                    ok
-                }
-                Kind::Commit => self.commit(&mut win, &h, pos).await?,
-            };
-            if !ok {
-                self.stop(pos, "record checksum or payload");
-                break;
-            }
-            pos += len;
         }
-        Ok(pos)
-    }
-
-    /// Fixed header checks that need no checksum: framing, address, order.
-    fn header_at(&self, block: &[u8], pos: u64) -> Result<RecordHeader, &'static str> {
-        let h = RecordHeader::decode(block)?;
-        if h.shard != self.shard || h.segment != self.segment || h.offset != pos {
-            return Err("record address");
+        if pos < file_len {
+            // A partial block at the end: never a whole record.
+            self.replay.push(Item::Invalid {
+                at: self.pos(pos),
+                end: self.pos(file_len),
+            });
         }
-        if (pos == 0) != (h.kind == Kind::Segment) {
-            return Err("segment record placement");
-        }
-        Ok(h)
-    }
-
-    async fn fill(&mut self, win: &mut Window, pos: u64, want: usize) -> Result<(), IoError> {
-        let len = want.min(align_up(self.file_len - pos) as usize);
-        let buf = std::mem::replace(&mut win.buf, AlignedBuf::with_capacity(BLOCK));
-        let buf = if buf.capacity() >= len {
-            buf
-        } else {
-            AlignedBuf::with_capacity(len)
-        };
-        win.buf = self.file.read_at(buf, pos, len).await?;
-        win.start = pos;
-        self.r.stats.bytes_read += win.buf.len() as u64;
         Ok(())
     }
 
-    /// Verifies and applies one commit record; false if it is invalid.
-    async fn commit(
-        &mut self,
-        win: &mut Window,
-        h: &RecordHeader,
-        pos: u64,
-    ) -> Result<bool, IoError> {
-        let len = h.verify_len();
-        if !win.has(pos, len) {
-            self.fill(win, pos, len.max(SCAN_MIN_BYTES)).await?;
-            if !win.has(pos, len) {
-                return Ok(false);
-            }
+    /// Fills the window to hold `[pos, pos + len)`; false if the file ends
+    /// first or the bytes cannot be read.
+    async fn ensure(&mut self, win: &mut Window, pos: u64, len: usize) -> Result<bool, IoError> {
+        if win.has(pos, len) {
+            return Ok(true);
         }
-        let rec = win.slice(pos, len);
-        if !h.verify(rec) {
+        let dense = pos == win.start + win.buf.len() as u64 && pos > 0;
+        win.next_read_bytes = if dense {
+            (win.next_read_bytes * 2).min(SCAN_MAX_BYTES)
+        } else {
+            SCAN_MIN_BYTES
+        };
+        let room = align_up(self.seg.file_len.saturating_sub(pos));
+        let want = (align_up(len as u64).max(win.next_read_bytes as u64)).min(room) as usize;
+        if want < len {
             return Ok(false);
         }
-        let payload =
-            &rec[crate::format::HEADER_BYTES..crate::format::HEADER_BYTES + h.payload_len as usize];
-        let muts = match codec::decode(payload) {
-            Ok(m) => m,
-            Err(why) => {
-                // A checksummed record we cannot decode is a bug, not a torn write.
-                tracing::error!(
-                    shard = self.shard,
-                    segment = self.segment,
-                    offset = pos,
-                    why,
-                    "undecodable commit record"
-                );
-                return Ok(false);
-            }
+        let buf = std::mem::replace(&mut win.buf, AlignedBuf::with_capacity(BLOCK));
+        let buf = if buf.capacity() >= want {
+            buf
+        } else {
+            AlignedBuf::with_capacity(want)
         };
-        self.r.commit(h, self.segment, pos, muts);
-        Ok(true)
-    }
-
-    fn stop(&self, pos: u64, why: &'static str) {
-        if pos < self.file_len {
-            tracing::warn!(
-                shard = self.shard,
-                segment = self.segment,
-                offset = pos,
-                ignored_bytes = self.file_len - pos,
-                why,
-                "segment ends in an invalid record; ignoring the rest (torn tail)"
-            );
+        match self.seg.file.read_at(buf, pos, want).await {
+            Ok(b) => {
+                win.buf = b;
+                win.start = pos;
+                self.replay.stats.bytes_read += win.buf.len() as u64;
+                Ok(win.has(pos, len))
+            }
+            Err(e) if want > BLOCK && len <= BLOCK => {
+                // Narrow an unreadable window down to the block asked for.
+                tracing::warn!(shard = self.shard, segment = self.seg.number, offset = pos, error = %e, "read error while scanning; retrying block by block");
+                let b = AlignedBuf::with_capacity(BLOCK);
+                match self.seg.file.read_at(b, pos, BLOCK).await {
+                    Ok(b) => {
+                        win.buf = b;
+                        win.start = pos;
+                        Ok(win.has(pos, len))
+                    }
+                    Err(_) => {
+                        win.buf.set_len(0);
+                        Ok(false)
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(shard = self.shard, segment = self.seg.number, offset = pos, error = %e, "read error while scanning");
+                win.buf.set_len(0);
+                Ok(false)
+            }
         }
     }
+
+    /// A valid record starting at `pos`, if there is one.
+    async fn record_at(&mut self, win: &mut Window, pos: u64) -> Result<Found, IoError> {
+        if !self.ensure(win, pos, BLOCK).await? {
+            return Ok(Found::Nothing);
+        }
+        let Ok(h) = RecordHeader::decode(win.slice(pos, BLOCK)) else {
+            return Ok(Found::Nothing);
+        };
+        if h.shard != self.shard || h.segment != self.seg.number || h.offset != pos {
+            return Ok(Found::Nothing);
+        }
+        if (pos == 0) != (h.kind == Kind::Segment) {
+            return Ok(Found::Nothing);
+        }
+        if pos + h.record_len() > self.seg.file_len {
+            return Ok(Found::Nothing);
+        }
+        let need = h.verify_len();
+        if !self.ensure(win, pos, need).await? {
+            return Ok(Found::Nothing);
+        }
+        if !h.verify(self.key, win.slice(pos, need)) {
+            return Ok(Found::Nothing);
+        }
+        Ok(Found::Record(h))
+    }
+
+    /// The next offset from `from` (4 KiB steps) where a valid record starts,
+    /// or the end of the file.
+    async fn resync(&mut self, win: &mut Window, from: u64) -> Result<u64, IoError> {
+        let mut pos = from;
+        while pos + BLOCK as u64 <= self.seg.file_len {
+            if let Found::Record(_) = self.record_at(win, pos).await? {
+                return Ok(pos);
+            }
+            pos += BLOCK as u64;
+        }
+        Ok(self.seg.file_len)
+    }
+
+    /// Takes a valid record: returns the offset after it.
+    async fn take(&mut self, win: &mut Window, h: &RecordHeader, pos: u64) -> Result<u64, IoError> {
+        let end = pos + h.record_len();
+        match h.kind {
+            Kind::Segment => {
+                let info = SegmentInfo::read(win.slice(pos, BLOCK));
+                self.seg.info = Some(info);
+                self.seg.first_seq = Some(h.seq);
+                self.replay.note_mark(h.durable);
+                self.check_predecessor(&info, h.seq);
+            }
+            Kind::Data => {
+                self.replay.stats.data_records += 1;
+                let ext = Extent {
+                    segment: self.seg.number,
+                    offset: pos,
+                    len: h.payload_len,
+                };
+                self.replay.push(Item::Data {
+                    ext,
+                    end: self.pos(end),
+                });
+            }
+            Kind::Batch => return self.batch(win, h, pos).await,
+            Kind::BatchCopy => {
+                // A copy whose batch was not valid: its metadata stands in.
+                self.replay.note_mark(h.durable);
+                let len = HEADER_BYTES + h.payload_len as usize;
+                if self.ensure(win, pos, len).await? {
+                    let payload = win.slice(pos, len)[HEADER_BYTES..].to_vec();
+                    let copies = self.entries(&payload, pos + HEADER_BYTES as u64 + 16, 16, h.count);
+                    for (seq, loc, ops) in copies {
+                        self.replay.stats.commits_from_copy += 1;
+                        self.replay.push(Item::Commit { seq, loc, ops });
+                    }
+                }
+            }
+        }
+        Ok(end)
+    }
+
+    fn check_predecessor(&mut self, info: &SegmentInfo, first_seq: u64) {
+        self.claims
+            .push((self.seg.number, info.prev_segment, info.prev_end));
+        let complete = match self.prev {
+            Some((n, valid_end)) if n == info.prev_segment => {
+                if valid_end < info.prev_end {
+                    // The predecessor is shorter than when this one began.
+                    self.replay.push(Item::Invalid {
+                        at: Pos {
+                            segment: n,
+                            offset: valid_end,
+                        },
+                        end: Pos {
+                            segment: n,
+                            offset: info.prev_end,
+                        },
+                    });
+                    false
+                } else {
+                    true
+                }
+            }
+            _ => info.prev_segment == 0,
+        };
+        self.replay.segment_starts(first_seq, complete);
+    }
+
+    /// A batch and (when intact) its copy: every commit from its entry, or
+    /// from the copy's where the entry is damaged.
+    async fn batch(&mut self, win: &mut Window, h: &RecordHeader, pos: u64) -> Result<u64, IoError> {
+        self.replay.stats.batches += 1;
+        self.replay.note_mark(h.durable);
+        let primary_end = pos + h.record_len();
+        let len = HEADER_BYTES + h.payload_len as usize;
+        let primary = if self.ensure(win, pos, len).await? {
+            let payload = win.slice(pos, len)[HEADER_BYTES..].to_vec();
+            self.entries(&payload, pos + HEADER_BYTES as u64, 0, h.count)
+        } else {
+            Vec::new()
+        };
+        let all_there = primary.len() == h.count as usize;
+        // The copy follows; read it when an entry needs it (and skip it either way).
+        let mut copy_end = None;
+        let mut copies = Vec::new();
+        if let Found::Record(c) = self.record_at(win, primary_end).await? {
+            if c.kind == Kind::BatchCopy && c.seq == h.seq && c.count == h.count {
+                copy_end = Some(primary_end + c.record_len());
+                if !all_there {
+                    let clen = HEADER_BYTES + c.payload_len as usize;
+                    if self.ensure(win, primary_end, clen).await? {
+                        let payload = win.slice(primary_end, clen)[HEADER_BYTES..].to_vec();
+                        copies = self.entries(&payload, primary_end + HEADER_BYTES as u64 + 16, 16, c.count);
+                    }
+                }
+            }
+        }
+        let mut by_seq: BTreeMap<u64, (Loc, Vec<IndexOp>)> = BTreeMap::new();
+        for (seq, loc, ops) in copies {
+            by_seq.insert(seq, (loc, ops));
+        }
+        let mut primary_by_seq: BTreeMap<u64, (Loc, Vec<IndexOp>)> = primary
+            .into_iter()
+            .map(|(s, l, o)| (s, (l, o)))
+            .collect();
+        for seq in h.seq..h.seq + h.count as u64 {
+            if let Some((loc, ops)) = primary_by_seq.remove(&seq) {
+                self.replay.push(Item::Commit { seq, loc, ops });
+            } else if let Some((loc, ops)) = by_seq.remove(&seq) {
+                self.replay.stats.commits_from_copy += 1;
+                self.replay.problems.push(format!(
+                    "commit {seq}: entry damaged (segment {}, batch at {pos}); taken from its copy",
+                    self.seg.number
+                ));
+                self.replay.push(Item::Commit { seq, loc, ops });
+            }
+        }
+        Ok(copy_end.unwrap_or(primary_end))
+    }
+
+    /// The valid entries of a batch or copy payload (which starts at file
+    /// offset `base`; entries after `skip` bytes): (seq, loc, index ops).
+    fn entries(&mut self, payload: &[u8], base: u64, skip: usize, count: u32) -> Vec<(u64, Loc, Vec<IndexOp>)> {
+        let mut out = Vec::new();
+        let mut off = skip;
+        let base = base - skip as u64;
+        for _ in 0..count {
+            if off >= payload.len() {
+                break;
+            }
+            let room = payload.len() - off;
+            let Ok(eh) = EntryHeader::decode(&payload[off..], room) else {
+                break;
+            };
+            let at = Pos {
+                segment: self.seg.number,
+                offset: base + off as u64,
+            };
+            let ok = eh.verify(self.key, &payload[off..], self.shard, at);
+            if ok {
+                let body = &payload[off + ENTRY_HEADER_BYTES..off + eh.total_len()];
+                if let Ok(views) = codec::decode(body, eh.count) {
+                    let ops: Vec<_> = views.into_iter().filter_map(view_to_op).collect();
+                    if ops.len() == eh.count as usize {
+                        let loc = Loc {
+                            segment: self.seg.number,
+                            offset: at.offset as u32,
+                            len: eh.total_len() as u32,
+                        };
+                        out.push((eh.seq, loc, index_ops(&ops, eh.seq)));
+                        if let Some(r) = retire_range(&ops) {
+                            self.replay.retired_seqs.push(r);
+                        }
+                    }
+                }
+            }
+            off += align_entry(eh.total_len());
+        }
+        out
+    }
+}
+
+/// Ops for the index; a metadata-only put keeps a placeholder body so the
+/// entry (and its summary) is still indexed: reading its body reports it lost.
+fn view_to_op(v: OpView<'_>) -> Option<codec::Op> {
+    match v {
+        OpView::Put {
+            table,
+            key,
+            seq,
+            summary,
+            meta,
+            body: codec::BodyView::Digest { .. },
+        } => Some(codec::Op::Put {
+            table,
+            key: key.to_vec(),
+            seq,
+            summary: summary.to_vec(),
+            meta: meta.to_vec(),
+            body: codec::Body::Inline(Vec::new()),
+        }),
+        other => other.to_op(),
+    }
+}
+
+fn retire_range(ops: &[codec::Op]) -> Option<(u64, u64)> {
+    ops.iter().find_map(|op| match op {
+        codec::Op::Retire {
+            first_seq, last_seq, ..
+        } if *first_seq > 0 => Some((*first_seq, *last_seq)),
+        _ => None,
+    })
+}
+
+/// The copy entry of the commit at `loc` found by walking back to its batch
+/// header: used when a primary entry fails its checksum at run time.
+pub(crate) async fn find_copy(
+    file: &DiskFile,
+    key: &ShardKey,
+    shard: u32,
+    loc: Loc,
+    seq: u64,
+) -> Result<Option<(Loc, AlignedBuf)>, IoError> {
+    // Batches are at most a few MiB: look back block by block.
+    let max_back = (crate::format::MAX_BATCH_BYTES + crate::format::MAX_COMMIT_PAYLOAD_BYTES) as u64;
+    let mut at = crate::format::align_down(loc.offset());
+    let stop = at.saturating_sub(max_back);
+    loop {
+        let b = data::read_exact(file, at, BLOCK, loc.segment).await?;
+        if let Ok(h) = RecordHeader::read_expect(key, b.as_slice(), Kind::Batch, shard, loc.segment, at) {
+            if at + h.record_len() <= loc.offset() {
+                return Ok(None);
+            }
+            let copy_at = at + h.record_len();
+            let head = data::read_exact(file, copy_at, BLOCK, loc.segment).await?;
+            let c = RecordHeader::decode(head.as_slice())
+                .map_err(|w| IoError::corrupt(loc.segment, copy_at, w))?;
+            let whole = data::read_exact(file, copy_at, c.record_len() as usize, loc.segment).await?;
+            RecordHeader::read_expect(key, whole.as_slice(), Kind::BatchCopy, shard, loc.segment, copy_at)
+                .map_err(|w| IoError::corrupt(loc.segment, copy_at, w))?;
+            let payload = &whole.as_slice()[HEADER_BYTES..HEADER_BYTES + c.payload_len as usize];
+            let mut off = 16usize;
+            while off < payload.len() {
+                let Ok(eh) = EntryHeader::decode(&payload[off..], payload.len() - off) else {
+                    break;
+                };
+                let pos = copy_at + (HEADER_BYTES + off) as u64;
+                if eh.seq == seq {
+                    let at_pos = Pos {
+                        segment: loc.segment,
+                        offset: pos,
+                    };
+                    if !eh.verify(key, &payload[off..], shard, at_pos) {
+                        return Ok(None);
+                    }
+                    let mut out = AlignedBuf::with_capacity(eh.total_len());
+                    out.extend_from_slice(&payload[off..off + eh.total_len()]);
+                    let cl = Loc {
+                        segment: loc.segment,
+                        offset: pos as u32,
+                        len: eh.total_len() as u32,
+                    };
+                    return Ok(Some((cl, out)));
+                }
+                off += align_entry(eh.total_len());
+            }
+            return Ok(None);
+        }
+        if at <= stop || at == 0 {
+            return Ok(None);
+        }
+        at -= BLOCK as u64;
+    }
+}
+
+/// Whether a commit entry's bytes are a metadata-only copy.
+pub(crate) fn is_meta_only(entry: &[u8]) -> bool {
+    entry.len() >= 6 && crate::format::u16_at(entry, 4) & crate::format::ENTRY_META_ONLY != 0
 }

@@ -4,29 +4,36 @@
 //! a caller that gives up (a dropped request) cannot leave an allocated
 //! range unwritten or a sync half-done, which would stall the durable
 //! prefix for everyone.
+//!
+//! After a write or sync error the shard resets its log: every commit not
+//! yet durable fails (never acknowledged), the segments of this run are cut
+//! back to the durable prefix, and a new segment starts. If that fails too
+//! (a full disk), the shard stays read-only and retries in the background.
 
 use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::rc::{Rc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::batch::CommitState;
 use crate::buf::{AlignedBuf, DataBuf};
-use crate::codec::{self, Body, Extent, MutView, Mutation};
+use crate::codec::{self, Body, Extent, Mutation, Op, OpView};
 use crate::data;
-use crate::disk::{open_file, Backend, DiskFile};
 use crate::error::IoError;
 use crate::event::Event;
 use crate::format::{
-    align_up, segment_file_name, Kind, Pos, RecordHeader, ShardFile, BLOCK, FORMAT_VERSION,
-    HEADER_BYTES, MAX_DATA_BYTES, SHARD_FILE, SHARD_FILE_BYTES,
+    align_down, align_up, segment_file_name, EntryHeader, Kind, Pos, RecordHeader, SegmentInfo,
+    ShardFile, ShardKey, BLOCK, ENTRY_HEADER_BYTES, FORMAT_VERSION, MAX_BATCH_BYTES,
+    MAX_DATA_BYTES, SHARD_FILE,
 };
 use crate::index::{Entry, Index, Loc};
-use crate::log::{IndexOp, Log, PendingCommit, Slot, SyncPlan};
-use crate::recovery::{self, RecoveryStats};
+use crate::log::{Flushed, Log, Mode, Slot, SyncPlan};
+use crate::recovery::{self, RecoverOpts, RecoveryStats};
+use crate::sim::SimDisk;
+use crate::storage::{Backend, DiskFile, OpenMode};
 
-/// Segments may not pass this: record locations are kept in 32-bit block numbers.
-pub const MAX_SEGMENT_BYTES: u64 = (u32::MAX as u64) * BLOCK as u64;
+pub use crate::format::MAX_SEGMENT_BYTES;
 
 #[derive(Clone, Debug)]
 pub struct ShardOptions {
@@ -34,6 +41,15 @@ pub struct ShardOptions {
     pub segment_size_bytes: u64,
     /// Try O_DIRECT; falls back to buffered I/O + fdatasync where refused.
     pub direct_io: bool,
+    /// New data is refused (`NoSpace`) while the disk has less free than
+    /// this; deletes and compaction go on in the room below it.
+    pub data_reserve_bytes: u64,
+    /// A checkpoint is written once this many log bytes follow the last one.
+    pub checkpoint_after_bytes: u64,
+    /// Background work: compaction, scrubbing, checkpoints, idle marks.
+    pub background: bool,
+    pub compaction: crate::compact::CompactionOptions,
+    pub scrub: crate::scrub::ScrubOptions,
 }
 
 impl Default for ShardOptions {
@@ -41,11 +57,16 @@ impl Default for ShardOptions {
         ShardOptions {
             segment_size_bytes: 1 << 30,
             direct_io: true,
+            data_reserve_bytes: 1 << 30,
+            checkpoint_after_bytes: 256 << 20,
+            background: true,
+            compaction: Default::default(),
+            scrub: Default::default(),
         }
     }
 }
 
-/// What `Shard::load` returns: the commit record's view of a key.
+/// What `Shard::load` returns: the commit's view of a key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stored {
     pub seq: u64,
@@ -56,21 +77,33 @@ pub struct Stored {
 
 #[derive(Clone, Debug, Default)]
 pub struct ShardStats {
-    /// Records appended since open: data + commit + segment records.
-    pub records_appended: u64,
     pub data_records_appended: u64,
-    pub commit_records_appended: u64,
+    pub batches_appended: u64,
+    pub commits_appended: u64,
     pub bytes_appended: u64,
     pub syncs: u64,
-    /// Segment files, recovered and new.
+    /// Log resets after I/O errors.
+    pub resets: u64,
+    /// Segment files, and the bytes they hold (live and garbage).
     pub segments: u32,
+    pub segment_bytes: u64,
+    pub live_bytes: u64,
     pub active_segment: u32,
     pub direct_io: bool,
     pub io_uring: bool,
-    pub failed: bool,
-    /// Index entries over all tables.
+    /// Not taking writes (read-only after an I/O error or a full disk).
+    pub read_only: bool,
+    /// Free bytes on the shard's filesystem at the last check.
+    pub free_bytes: u64,
+    /// Index entries over all tables, and their heap bytes (estimate).
     pub entries: u64,
+    pub index_bytes: u64,
     pub next_seq: u64,
+    /// Reads that failed a checksum (answered as errors, never wrong bytes).
+    pub corrupt_reads: u64,
+    pub compaction: crate::compact::CompactionStats,
+    pub scrub: crate::scrub::ScrubStats,
+    pub checkpoints_written: u64,
     pub recovery: RecoveryStats,
 }
 
@@ -78,189 +111,251 @@ pub struct ShardStats {
 /// handle to the same shard.
 #[derive(Clone)]
 pub struct Shard {
-    inner: Rc<Inner>,
+    pub(crate) inner: Rc<Inner>,
 }
 
-struct Inner {
-    id: u32,
-    dir: PathBuf,
-    opts: ShardOptions,
-    backend: Backend,
-    dir_file: DiskFile,
-    direct: Cell<bool>,
-    direct_warned: Cell<bool>,
-    log: RefCell<Log>,
-    index: RefCell<Index>,
-    /// Fires when the durable prefix advances or the shard fails.
-    durable: Event,
-    recovery: RecoveryStats,
+pub(crate) struct Inner {
+    pub id: u32,
+    pub dir: PathBuf,
+    pub opts: ShardOptions,
+    pub backend: Backend,
+    pub key: ShardKey,
+    pub direct: Cell<bool>,
+    pub direct_warned: Cell<bool>,
+    pub log: RefCell<Log>,
+    pub index: RefCell<Index>,
+    /// Fires when the durable prefix advances, a write finishes, or the mode changes.
+    pub changed: Event,
+    pub recovery: RecoveryStats,
+    /// A roll is creating the next segment.
+    rolling: Cell<bool>,
+    precreating: Cell<bool>,
+    /// The log replayed at open was long: write a checkpoint soon.
+    pub needs_checkpoint: Cell<bool>,
+    /// A batch flush is allocating.
+    flushing: Cell<bool>,
+    /// The next segment file, created ahead of the roll.
+    next_file: RefCell<Option<(u32, Rc<DiskFile>)>>,
+    /// Free bytes at the last check, and bytes appended since.
+    free_bytes: Cell<u64>,
+    appended_at_check: Cell<u64>,
+    /// Why the shard is read-only (to answer NoSpace rather than a failure).
+    no_space: Cell<bool>,
+    pub corrupt_reads: Cell<u64>,
+    /// Log position (bytes appended) at the last checkpoint.
+    pub checkpoint_at: Cell<u64>,
+    pub checkpoints_written: Cell<u64>,
+    pub checkpointing: Cell<bool>,
+    /// Bytes appended when the last mark-carrying record was written.
+    pub marked_at: Cell<u64>,
+    pub compaction: RefCell<crate::compact::CompactionStats>,
+    pub scrub: RefCell<crate::scrub::ScrubStats>,
+    /// Data records written and not yet referenced by a commit (uploads in
+    /// progress), with when: compaction leaves their segments alone.
+    pins: RefCell<std::collections::BTreeMap<(u32, u64), u64>>,
 }
+
+/// How long an uncommitted data record keeps its segment from compaction.
+pub const PIN_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl Shard {
     /// Opens (creating if missing) the shard in `dir`, rebuilds its index
-    /// from the segments, and starts a fresh segment for new writes.
+    /// from its checkpoint and log, and starts a fresh segment for new
+    /// writes (or opens read-only if it cannot write one).
     pub async fn open(dir: &Path, id: u32, opts: ShardOptions) -> Result<Shard, IoError> {
+        let backend = Backend::for_current_runtime(id)?;
+        Self::open_with(backend, dir, id, opts).await
+    }
+
+    /// Opens the shard on a simulated disk (tests).
+    pub async fn open_sim(
+        disk: &Rc<SimDisk>,
+        dir: &Path,
+        id: u32,
+        opts: ShardOptions,
+    ) -> Result<Shard, IoError> {
+        Self::open_with(Backend::Sim(disk.clone()), dir, id, opts).await
+    }
+
+    async fn open_with(
+        backend: Backend,
+        dir: &Path,
+        id: u32,
+        opts: ShardOptions,
+    ) -> Result<Shard, IoError> {
         let started = std::time::Instant::now();
         let mut opts = opts;
         opts.segment_size_bytes = opts
             .segment_size_bytes
-            .clamp(2 * BLOCK as u64, MAX_SEGMENT_BYTES);
-        std::fs::create_dir_all(dir)?;
-        check_or_create_shard_file(dir, id)?;
-        let backend = Backend::for_current_runtime(id)?;
-        let dir_file = DiskFile::new(std::fs::File::open(dir)?, &backend)?;
+            .clamp(4 * BLOCK as u64, MAX_SEGMENT_BYTES);
+        backend.create_dir_all(dir).await?;
+        let key = check_or_create_shard_file(&backend, dir, id).await?;
         let direct = Cell::new(opts.direct_io);
         let direct_warned = Cell::new(false);
-        let rec = recovery::recover(dir, id, &backend, &direct, &direct_warned).await?;
+        let ropts = RecoverOpts {
+            repair: true,
+            use_checkpoint: true,
+        };
+        let rec = recovery::recover(&backend, dir, id, &key, ropts, &direct, &direct_warned).await?;
         // The last run may have crashed with completed but unsynced writes;
-        // make them durable before they become visible. The highest durable
-        // mark says which segments may hold any: those from its segment on.
-        // (The directory entries follow with the new segment's first sync.)
-        for seg in rec.segments.range(rec.mark.segment..).map(|(_, s)| s) {
+        // make what was recovered durable before it becomes visible.
+        for seg in rec.segments.range(rec.end.segment.saturating_sub(1)..).map(|(_, s)| s) {
             if seg.end > 0 {
                 seg.file.sync_data().await?;
             }
         }
         let s = rec.stats;
+        let mut log = Log::new(rec.segments, rec.next_seq);
+        log.retired = rec.retired;
+        let free = backend.free_bytes(dir).await.unwrap_or(u64::MAX);
+        let opts_checkpoint_after = opts.checkpoint_after_bytes;
         let inner = Rc::new(Inner {
             id,
             dir: dir.to_path_buf(),
             opts,
             backend,
-            dir_file,
+            key,
             direct,
             direct_warned,
-            log: RefCell::new(Log::new(rec.segments, rec.next_seq)),
+            log: RefCell::new(log),
             index: RefCell::new(rec.index),
-            durable: Event::default(),
+            changed: Event::default(),
             recovery: s,
+            rolling: Cell::new(false),
+            precreating: Cell::new(false),
+            needs_checkpoint: Cell::new(s.bytes_read >= opts_checkpoint_after / 4 && s.commits > 0),
+            flushing: Cell::new(false),
+            next_file: RefCell::new(None),
+            free_bytes: Cell::new(free),
+            appended_at_check: Cell::new(0),
+            no_space: Cell::new(false),
+            corrupt_reads: Cell::new(0),
+            checkpoint_at: Cell::new(0),
+            checkpoints_written: Cell::new(0),
+            checkpointing: Cell::new(false),
+            marked_at: Cell::new(0),
+            compaction: RefCell::new(Default::default()),
+            scrub: RefCell::new(Default::default()),
+            pins: RefCell::new(Default::default()),
         });
-        inner.roll()?;
-        // Make the new segment and its record durable before serving, so
-        // the mark it carries vouches for everything recovered from now on.
-        let end = inner.log.borrow().end_vpos();
-        inner.wait_durable(end).await?;
+        // A new segment for this run; its record vouches for everything
+        // recovered. Without room for it the shard serves reads only.
+        match inner.roll().await {
+            Ok(()) => {
+                let end = inner.log.borrow().end_vpos();
+                inner.wait_durable(end).await?;
+            }
+            Err(e) => {
+                tracing::error!(shard = id, error = %e, "cannot start a segment; the shard is read-only until it can");
+                inner.no_space.set(e.is_no_space());
+                inner.log.borrow_mut().mode = Mode::ReadOnly;
+            }
+        }
         tracing::info!(
             shard = id,
-            segments = s.segments,
-            commit_records = s.commit_records,
-            data_records = s.data_records,
+            segments = inner.log.borrow().segments.len(),
+            checkpoint = s.checkpoint_seq,
+            checkpoint_entries = s.checkpoint_entries,
+            commits_replayed = s.commits,
             entries = inner.index.borrow().total(),
             read_mib = s.bytes_read >> 20,
-            torn_segments = s.torn_segments,
-            ignored_bytes = s.ignored_bytes,
-            verified_commits = s.verified_commits,
-            dropped_commits = s.dropped_commits,
+            torn_bytes = s.torn_bytes,
+            corrupt_regions = s.corrupt_regions,
+            commits_from_copy = s.commits_from_copy,
+            lost_commits = s.lost_commits,
             scan_ms = s.elapsed.as_millis() as u64,
             open_ms = started.elapsed().as_millis() as u64,
             direct_io = inner.direct.get(),
             io_uring = inner.backend.is_ring(),
             "shard recovered"
         );
-        Ok(Shard { inner })
+        if s.found_corruption() {
+            tracing::error!(
+                shard = id,
+                corrupt_regions = s.corrupt_regions,
+                corrupt_bytes = s.corrupt_bytes,
+                lost_commits = s.lost_commits,
+                missing_segments = s.missing_segments,
+                "shard recovered with corruption (see the warnings above; run tessera fsck)"
+            );
+        }
+        let shard = Shard { inner };
+        if shard.inner.opts.background {
+            shard.start_background();
+        }
+        Ok(shard)
+    }
+
+    fn start_background(&self) {
+        let weak = Rc::downgrade(&self.inner);
+        monoio::spawn(maintain(weak.clone()));
+        if self.inner.opts.compaction.enabled {
+            monoio::spawn(crate::compact::run(weak.clone()));
+        }
+        if self.inner.opts.scrub.enabled {
+            monoio::spawn(crate::scrub::run(weak));
+        }
     }
 
     /// Appends a data record holding `buf`'s data. Not durable by itself: a
     /// later `commit` that references the extent makes it durable.
     pub async fn write_data(&self, buf: DataBuf) -> Result<Extent, IoError> {
         let inner = &self.inner;
-        inner.check_writable()?;
         let len = buf.data_len();
         if len > MAX_DATA_BYTES {
             return Err(IoError::TooLarge);
         }
-        let rec_len = BLOCK + align_up(len as u64) as usize;
-        let mut rec = buf.into_record();
-        rec.set_len(rec_len);
-        {
-            let (head, rest) = rec.as_mut_slice().split_at_mut(BLOCK);
-            head.fill(0);
-            rest[len..].fill(0);
-            crate::format::write_chunk_sums(head, &rest[..len]);
-        }
-        let slot = inner.alloc(rec_len as u64)?;
-        let header = RecordHeader {
-            kind: Kind::Data,
-            shard: inner.id,
-            segment: slot.segment,
-            seq: 0,
-            payload_len: len as u64,
-            offset: slot.offset,
-            durable: Pos::default(),
-        };
-        header.write_and_seal(rec.as_mut_slice());
-        let extent = Extent {
-            segment: slot.segment,
-            offset: slot.offset,
-            len: len as u64,
-        };
-        inner.log.borrow_mut().counters.data_records += 1;
-        inner.spawn_write(slot, rec).await?;
-        Ok(extent)
+        inner.check_data_space(len as u64)?;
+        let e = inner.write_data_record(buf).await?;
+        inner
+            .pins
+            .borrow_mut()
+            .insert((e.segment, e.offset), inner.backend.now_ms());
+        Ok(e)
     }
 
-    /// Appends one commit record holding all `muts` atomically. Returns once
-    /// the record and everything before it in the shard are on stable
-    /// storage and the mutations are applied to the index; the result is the
-    /// record's sequence number.
+    /// Says the data records behind `extents` will never be committed (an
+    /// upload that failed): their space can be reclaimed.
+    pub fn release(&self, extents: &[Extent]) {
+        let mut pins = self.inner.pins.borrow_mut();
+        for e in extents {
+            pins.remove(&(e.segment, e.offset));
+        }
+    }
+
+    /// Appends one commit holding all `muts` atomically. Returns once it and
+    /// everything before it in the shard are on stable storage and applied
+    /// to the index; the result is its sequence number.
     pub async fn commit(&self, muts: Vec<Mutation>) -> Result<u64, IoError> {
         let inner = &self.inner;
-        inner.check_writable()?;
-        let payload_len = codec::encoded_len(&muts)?;
-        let rec_len = align_up((HEADER_BYTES + payload_len) as u64);
-        let mut rec = AlignedBuf::with_capacity(rec_len as usize);
-        rec.set_len(rec_len as usize);
-        codec::encode(
-            &muts,
-            &mut rec.as_mut_slice()[HEADER_BYTES..HEADER_BYTES + payload_len],
-        );
-
-        // Extents must lie inside records this shard wrote. They need not be
-        // durable yet: this commit's sync covers them, and recovery verifies
-        // the data of commits no later durable mark vouches for.
-        inner.check_extents(&muts)?;
-        let ops = muts.into_iter().map(index_op).collect();
-        let (seq, vend) = inner.append_commit(rec, payload_len as u64, ops)?;
-        inner.wait_durable(vend).await?;
-        Ok(seq)
+        if muts.iter().any(|m| matches!(m, Mutation::Put { .. })) {
+            inner.check_data_space(0)?;
+        }
+        let ops = inner.ops_of(muts)?;
+        inner.commit_ops(ops).await
     }
 
     pub fn get(&self, table: u8, key: &[u8]) -> Option<Entry> {
         self.inner.index.borrow().get(table, key)
     }
 
-    /// Reads the commit record behind `key`: its meta and body description.
+    /// Reads the commit behind `key`: its meta and body description.
     pub async fn load(&self, table: u8, key: &[u8]) -> Result<Option<Stored>, IoError> {
-        let Some(entry) = self.get(table, key) else {
-            return Ok(None);
-        };
-        let rec = self.inner.read_commit(entry.loc).await?;
-        let corrupt = |what| IoError::corrupt(entry.loc.segment, entry.loc.offset(), what);
-        let h = RecordHeader::decode(rec.as_slice()).map_err(corrupt)?;
-        let payload = &rec.as_slice()[HEADER_BYTES..HEADER_BYTES + h.payload_len as usize];
-        let muts = codec::decode(payload).map_err(corrupt)?;
-        let found = muts.into_iter().rev().find_map(|m| match m {
-            MutView::Put {
-                table: t,
-                key: k,
-                summary,
-                meta,
-                body,
-            } if t == table && k == key => Some(Stored {
-                seq: h.seq,
-                summary: summary.to_vec(),
-                meta: meta.to_vec(),
-                body: body.to_body(),
-            }),
-            _ => None,
-        });
-        found
-            .map(Some)
-            .ok_or_else(|| corrupt("commit record lacks the indexed key"))
+        for _ in 0..8 {
+            let Some(entry) = self.get(table, key) else {
+                return Ok(None);
+            };
+            match self.inner.load_entry(table, key, entry.loc, entry.ordinal, entry.seq).await {
+                Err(IoError::Moved) => continue,
+                other => return other.map(Some),
+            }
+        }
+        Err(IoError::Moved)
     }
 
     /// Reads `range` (relative to the extent's data) of a data record,
-    /// verifying the checksum of every 64 KiB chunk it touches.
+    /// verifying the checksum of every 64 KiB chunk it touches. `Moved`
+    /// when compaction relocated it: look the key up again.
     pub async fn read_extent(&self, e: &Extent, range: Range<u64>) -> Result<Vec<u8>, IoError> {
         if range.start > range.end || range.end > e.len {
             return Err(IoError::InvalidExtent("range outside the extent"));
@@ -270,7 +365,11 @@ impl Shard {
         if range.is_empty() {
             return Ok(Vec::new());
         }
-        data::read_range(&file, self.inner.id, e, range).await
+        let r = data::read_range(&file, &self.inner.key, self.inner.id, e, range).await;
+        if matches!(r, Err(IoError::Corrupt { .. })) {
+            self.inner.note_corrupt_read();
+        }
+        r
     }
 
     /// Up to `limit` entries of `table` whose keys start with `prefix`, in
@@ -301,200 +400,524 @@ impl Shard {
         &self.inner.dir
     }
 
+    /// Whether new writes are taken now.
+    pub fn is_writable(&self) -> bool {
+        self.inner.log.borrow().mode == Mode::Writable
+    }
+
+    /// Writes a record carrying the durable mark and waits for it: after
+    /// it, everything acknowledged so far is vouched for (a later open
+    /// tells bit rot in it from a torn tail). The shard does this by itself
+    /// when idle; call it before shutting down.
+    pub async fn mark(&self) -> Result<(), IoError> {
+        let inner = &self.inner;
+        while inner.flushing.replace(true) {
+            inner.changed.listen().await;
+        }
+        let r = inner.flush(true).await;
+        inner.flushing.set(false);
+        inner.changed.notify_all();
+        r?;
+        let end = inner.log.borrow().end_vpos();
+        inner.wait_durable(end).await
+    }
+
+    /// Writes a checkpoint now (tests and shutdown).
+    pub async fn checkpoint(&self) -> Result<(), IoError> {
+        self.inner.write_checkpoint().await
+    }
+
+    /// Runs one compaction pass now (tests and operators).
+    pub async fn compact_once(&self) -> Result<bool, IoError> {
+        crate::compact::compact_once(&self.inner, true).await
+    }
+
+    /// Scrubs every sealed segment once now (tests and operators).
+    pub async fn scrub_all(&self) -> Result<crate::scrub::ScrubStats, IoError> {
+        crate::scrub::scrub_all(&self.inner).await
+    }
+
+    /// Every index entry as (table, key, seq, summary): for comparing two
+    /// recoveries of one image.
+    pub fn dump(&self) -> Vec<(u8, Vec<u8>, u64, Vec<u8>)> {
+        self.inner
+            .index
+            .borrow()
+            .dump()
+            .into_iter()
+            .map(|e| (e.table, e.key, e.seq, e.summary))
+            .collect()
+    }
+
     pub fn stats(&self) -> ShardStats {
-        let log = self.inner.log.borrow();
+        let inner = &self.inner;
+        let log = inner.log.borrow();
         let c = log.counters;
+        let index = inner.index.borrow();
+        let entries = index.total() as u64;
         ShardStats {
-            records_appended: c.data_records + c.commit_records + c.segment_records,
             data_records_appended: c.data_records,
-            commit_records_appended: c.commit_records,
+            batches_appended: c.batch_records,
+            commits_appended: c.commits,
             bytes_appended: c.bytes_appended,
             syncs: c.syncs,
+            resets: c.resets,
             segments: log.segments.len() as u32,
-            active_segment: log.last_segment(),
-            direct_io: self.inner.direct.get(),
-            io_uring: self.inner.backend.is_ring(),
-            failed: log.failed,
-            entries: self.inner.index.borrow().total() as u64,
+            segment_bytes: log.segments.values().map(|s| s.end).sum(),
+            live_bytes: log.segments.values().map(|s| s.live).sum(),
+            active_segment: log.active_segment().unwrap_or(0),
+            direct_io: inner.direct.get(),
+            io_uring: inner.backend.is_ring(),
+            read_only: log.mode != Mode::Writable,
+            free_bytes: inner.free_estimate(),
+            entries,
+            // Element (40 bytes) plus its heap block; B-tree node overhead not counted.
+            index_bytes: entries * 40 + index.entry_heap_bytes(),
             next_seq: log.next_seq,
-            recovery: self.inner.recovery,
+            corrupt_reads: inner.corrupt_reads.get(),
+            compaction: inner.compaction.borrow().clone(),
+            scrub: inner.scrub.borrow().clone(),
+            checkpoints_written: inner.checkpoints_written.get(),
+            recovery: inner.recovery,
         }
-    }
-}
-
-fn index_op(m: Mutation) -> IndexOp {
-    match m {
-        Mutation::Put {
-            table,
-            key,
-            summary,
-            ..
-        } => IndexOp::Put {
-            table,
-            key,
-            summary,
-        },
-        Mutation::Delete { table, key } => IndexOp::Delete { table, key },
     }
 }
 
 impl Inner {
-    fn check_writable(&self) -> Result<(), IoError> {
-        if self.log.borrow().failed {
-            return Err(IoError::ShardFailed);
+    fn not_writable(&self) -> IoError {
+        if self.no_space.get() {
+            IoError::NoSpace
+        } else {
+            IoError::ShardFailed
+        }
+    }
+
+    pub(crate) fn free_estimate(&self) -> u64 {
+        let appended = self.log.borrow().counters.bytes_appended;
+        self.free_bytes
+            .get()
+            .saturating_sub(appended.saturating_sub(self.appended_at_check.get()))
+    }
+
+    /// Refuses new data above the high-water mark.
+    fn check_data_space(&self, len: u64) -> Result<(), IoError> {
+        if self.log.borrow().mode != Mode::Writable {
+            return Err(self.not_writable());
+        }
+        if self.free_estimate() < self.opts.data_reserve_bytes.saturating_add(len) {
+            return Err(IoError::NoSpace);
         }
         Ok(())
     }
 
-    fn check_extents(&self, muts: &[Mutation]) -> Result<(), IoError> {
+    pub(crate) async fn refresh_free(&self) {
+        if let Ok(f) = self.backend.free_bytes(&self.dir).await {
+            self.free_bytes.set(f);
+            self.appended_at_check
+                .set(self.log.borrow().counters.bytes_appended);
+        }
+    }
+
+    /// Whether an upload in progress has data in `segment`.
+    pub(crate) fn pinned(&self, segment: u32) -> bool {
+        let now = self.backend.now_ms();
+        let timeout = PIN_TIMEOUT.as_millis() as u64;
+        let mut pins = self.pins.borrow_mut();
+        pins.retain(|_, at| now.saturating_sub(*at) < timeout);
+        pins.range((segment, 0)..=(segment, u64::MAX)).next().is_some()
+    }
+
+    /// A data record for compaction: no high-water check (it frees space).
+    pub(crate) async fn write_data_for_compaction(self: &Rc<Self>, buf: DataBuf) -> Result<Extent, IoError> {
+        self.write_data_record(buf).await
+    }
+
+    pub(crate) fn note_corrupt_read(&self) {
+        self.corrupt_reads.set(self.corrupt_reads.get() + 1);
+    }
+
+    /// The operations of a client commit: deletes carry their tombstone bounds.
+    fn ops_of(&self, muts: Vec<Mutation>) -> Result<Vec<Op>, IoError> {
+        let index = self.index.borrow();
         let log = self.log.borrow();
+        let mut ops = Vec::with_capacity(muts.len());
         for m in muts {
-            if let Mutation::Put {
-                body: Body::Extents(es),
-                ..
-            } = m
-            {
-                for e in es {
-                    log.check_extent(e)?;
+            ops.push(match m {
+                Mutation::Put {
+                    table,
+                    key,
+                    summary,
+                    meta,
+                    body,
+                } => {
+                    if let Body::Extents(es) = &body {
+                        let mut pins = self.pins.borrow_mut();
+                        for e in es {
+                            log.check_extent(e)?;
+                            pins.remove(&(e.segment, e.offset));
+                        }
+                    }
+                    Op::Put {
+                        table,
+                        key,
+                        seq: None,
+                        summary,
+                        meta,
+                        body,
+                    }
                 }
+                Mutation::Delete { table, key } => {
+                    // Unknown (0: any older segment) when a write of the key is in flight.
+                    let min_seg = if log.is_pending(table, &key) {
+                        0
+                    } else {
+                        index.min_seg(table, &key).unwrap_or(0)
+                    };
+                    Op::Delete {
+                        table,
+                        key,
+                        seq: None,
+                        min_seg,
+                        origin: 0,
+                    }
+                }
+            });
+        }
+        Ok(ops)
+    }
+
+    /// Stages `ops` as one commit and waits until it is durable and applied.
+    pub(crate) async fn commit_ops(self: &Rc<Self>, ops: Vec<Op>) -> Result<u64, IoError> {
+        let state = Rc::new(Cell::new(CommitState::Pending));
+        let seq = {
+            let mut log = self.log.borrow_mut();
+            if log.mode != Mode::Writable {
+                return Err(self.not_writable());
+            }
+            log.stage(&ops, state.clone())?
+        };
+        self.kick_flush();
+        loop {
+            match state.get() {
+                CommitState::Durable => return Ok(seq),
+                CommitState::Failed => return Err(IoError::WriteFailed),
+                CommitState::Pending => self.changed.listen().await,
             }
         }
+    }
+
+    /// Starts writing the open batch if nothing is waiting for a sync (or it
+    /// grew large), in its own task.
+    pub(crate) fn kick_flush(self: &Rc<Self>) {
+        let go = {
+            let log = self.log.borrow();
+            !self.flushing.get()
+                && log.mode == Mode::Writable
+                && !log.open.is_empty()
+                && (log.flushed.is_empty() || log.open.entry_bytes() >= MAX_BATCH_BYTES)
+        };
+        if go {
+            let inner = self.clone();
+            self.flushing.set(true);
+            monoio::spawn(async move {
+                let r = inner.flush(false).await;
+                inner.flushing.set(false);
+                if let Err(e) = r {
+                    tracing::warn!(shard = inner.id, error = %e, "batch flush failed");
+                }
+                inner.changed.notify_all();
+                inner.kick_flush();
+            });
+        }
+    }
+
+    /// Writes the open batch (or, with `mark_only`, an empty one carrying the
+    /// durable mark) and asks for its sync. Commits staged meanwhile go to
+    /// the next batch.
+    pub(crate) async fn flush(self: &Rc<Self>, mark_only: bool) -> Result<(), IoError> {
+        let batch = {
+            let mut log = self.log.borrow_mut();
+            if log.open.is_empty() && !mark_only {
+                return Ok(());
+            }
+            std::mem::take(&mut log.open)
+        };
+        let len = batch.record_len();
+        let slot = match self.alloc(len).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.log.borrow_mut().fail_batch(batch);
+                self.changed.notify_all();
+                return Err(e);
+            }
+        };
+        let (rec, generation) = {
+            let mut log = self.log.borrow_mut();
+            let at = Pos {
+                segment: slot.segment,
+                offset: slot.offset,
+            };
+            let mark = log.durable_mark();
+            let (rec, commits) = batch.build(&self.key, self.id, at, mark);
+            debug_assert_eq!(rec.len() as u64, len);
+            let vend = slot.vpos + len;
+            log.flushed.push_back(Flushed { vend, commits });
+            log.request_sync(vend);
+            log.counters.batch_records += 1;
+            (rec, log.generation)
+        };
+        self.marked_at.set(self.log.borrow().counters.bytes_appended);
+        drop(self.spawn_write(slot, rec, generation));
         Ok(())
     }
 
-    /// Seals the commit record `rec` (payload in place), queues its
-    /// mutations for when it is durable, and starts its write. Returns its
-    /// seq and the log position that must be durable to acknowledge it.
-    fn append_commit(
-        self: &Rc<Self>,
-        mut rec: AlignedBuf,
-        payload_len: u64,
-        ops: Vec<IndexOp>,
-    ) -> Result<(u64, u64), IoError> {
-        let rec_len = rec.len() as u64;
-        let slot = self.alloc(rec_len)?;
-        let mut log = self.log.borrow_mut();
-        let seq = log.take_seq();
+    async fn write_data_record(self: &Rc<Self>, buf: DataBuf) -> Result<Extent, IoError> {
+        let len = buf.data_len();
+        let rec_len = BLOCK + align_up(len as u64) as usize;
+        let mut rec = buf.into_record();
+        rec.zero_extend(rec_len);
+        {
+            let (head, rest) = rec.as_mut_slice().split_at_mut(BLOCK);
+            head.fill(0);
+            rest[len..].fill(0);
+            crate::format::write_chunk_sums(head, &rest[..len]);
+        }
+        let slot = self.alloc(rec_len as u64).await?;
         let header = RecordHeader {
-            kind: Kind::Commit,
+            kind: Kind::Data,
             shard: self.id,
             segment: slot.segment,
-            seq,
-            payload_len,
+            seq: 0,
+            payload_len: len as u64,
             offset: slot.offset,
-            durable: log.durable_mark(),
+            count: 0,
+            durable: Pos::default(),
         };
-        header.write_and_seal(rec.as_mut_slice());
-        let vend = slot.vpos + rec_len;
-        log.push_pending(PendingCommit {
-            seq,
-            vend,
-            loc: Loc::new(slot.segment, slot.offset, rec_len),
-            ops,
-        });
-        log.request_sync(vend);
-        log.counters.commit_records += 1;
-        drop(log);
-        // The write task reports errors by failing the shard; wait_durable sees it.
-        drop(self.spawn_write(slot, rec));
-        Ok((seq, vend))
+        header.write_and_seal(&self.key, rec.as_mut_slice());
+        let extent = Extent {
+            segment: slot.segment,
+            offset: slot.offset,
+            len: len as u64,
+        };
+        let generation = {
+            let mut log = self.log.borrow_mut();
+            log.counters.data_records += 1;
+            log.generation
+        };
+        self.spawn_write(slot, rec, generation).await?;
+        Ok(extent)
     }
 
     /// Allocates room for a record, rolling to a new segment when full.
-    fn alloc(self: &Rc<Self>, len: u64) -> Result<Slot, IoError> {
-        self.check_writable()?;
-        let size = self.opts.segment_size_bytes;
-        if let Some(s) = self.log.borrow_mut().alloc(len, size) {
-            return Ok(s);
+    pub(crate) async fn alloc(self: &Rc<Self>, len: u64) -> Result<Slot, IoError> {
+        loop {
+            {
+                let mut log = self.log.borrow_mut();
+                if log.mode != Mode::Writable {
+                    return Err(self.not_writable());
+                }
+                if !self.rolling.get() {
+                    if let Some(s) = log.alloc(len, self.opts.segment_size_bytes) {
+                        drop(log);
+                        self.maybe_precreate();
+                        return Ok(s);
+                    }
+                }
+            }
+            if self.rolling.get() {
+                self.changed.listen().await;
+                continue;
+            }
+            self.roll().await?;
         }
-        self.roll()?;
-        self.log
-            .borrow_mut()
-            .alloc(len, size)
-            .ok_or(IoError::ShardFailed)
     }
 
-    /// Creates the next segment file and appends its segment record. The
-    /// directory fsync that makes the file durable rides on the next sync.
-    fn roll(self: &Rc<Self>) -> Result<(), IoError> {
-        let number = self.log.borrow().last_segment() + 1;
-        let path = self.dir.join(segment_file_name(number));
-        let file = open_file(&path, true, &self.direct, &self.direct_warned)?;
-        let file = Rc::new(DiskFile::new(file, &self.backend)?);
-        let mut log = self.log.borrow_mut();
-        log.add_segment(number, file);
-        let slot = log
-            .alloc(BLOCK as u64, self.opts.segment_size_bytes)
-            .ok_or(IoError::ShardFailed)?;
-        log.counters.segment_records += 1;
-        // At open this is the start of the new segment: recovery synced
-        // everything before it, and this record says so to the next recovery.
-        let durable = log.durable_mark();
-        drop(log);
-        let mut rec = AlignedBuf::with_capacity(BLOCK);
-        rec.set_len(BLOCK);
-        let header = RecordHeader {
-            kind: Kind::Segment,
-            shard: self.id,
-            segment: number,
-            seq: 0,
-            payload_len: 0,
-            offset: 0,
-            durable,
+    /// Creates the next segment file in the background once the active
+    /// one is half full, so the roll does not wait for `open(O_CREAT)`.
+    fn maybe_precreate(self: &Rc<Self>) {
+        let (next, half_full) = {
+            let log = self.log.borrow();
+            (log.last_segment() + 1, log.active_len() > self.opts.segment_size_bytes / 2)
         };
-        header.write_and_seal(rec.as_mut_slice());
-        drop(self.spawn_write(slot, rec));
+        let have = self.next_file.borrow().as_ref().is_some_and(|(n, _)| *n == next);
+        if !half_full || have || self.rolling.get() || self.precreating.replace(true) {
+            return;
+        }
+        let inner = self.clone();
+        let path = self.dir.join(segment_file_name(next));
+        monoio::spawn(async move {
+            let r = inner
+                .backend
+                .open(&path, OpenMode::CreateNew, &inner.direct, &inner.direct_warned)
+                .await;
+            inner.precreating.set(false);
+            match r {
+                Ok(f) if inner.log.borrow().last_segment() < next => {
+                    *inner.next_file.borrow_mut() = Some((next, Rc::new(f)));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(shard = inner.id, error = %e, "could not create the next segment ahead"),
+            }
+        });
+    }
+
+    /// Creates the next segment and appends its segment record. The
+    /// directory fsync that makes the file durable rides on the next sync.
+    pub(crate) async fn roll(self: &Rc<Self>) -> Result<(), IoError> {
+        self.rolling.set(true);
+        let r = self.roll_inner().await;
+        self.rolling.set(false);
+        self.changed.notify_all();
+        r
+    }
+
+    async fn roll_inner(self: &Rc<Self>) -> Result<(), IoError> {
+        let number = self.log.borrow().last_segment() + 1;
+        let ready = self
+            .next_file
+            .borrow_mut()
+            .take()
+            .filter(|(n, _)| *n == number);
+        let file = match ready {
+            Some((_, f)) => f,
+            None => {
+                let path = self.dir.join(segment_file_name(number));
+                match self
+                    .backend
+                    .open(&path, OpenMode::CreateNew, &self.direct, &self.direct_warned)
+                    .await
+                {
+                    Ok(f) => Rc::new(f),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        // Created ahead by a task whose result was dropped: take it.
+                        Rc::new(
+                            self.backend
+                                .open(&path, OpenMode::Existing, &self.direct, &self.direct_warned)
+                                .await?,
+                        )
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let (slot, rec, generation) = {
+            let mut log = self.log.borrow_mut();
+            let (prev_segment, prev_end) = log
+                .segments
+                .iter()
+                .next_back()
+                .map_or((0, 0), |(n, s)| (*n, s.end));
+            log.add_segment(number, file);
+            let slot = log
+                .alloc(BLOCK as u64, self.opts.segment_size_bytes)
+                .ok_or(IoError::ShardFailed)?;
+            log.counters.segment_records += 1;
+            // At open this is the start of the new segment: recovery synced
+            // everything before it, and this record says so to the next one.
+            let durable = log.durable_mark();
+            let mut rec = AlignedBuf::with_capacity(BLOCK);
+            rec.set_len(0);
+            rec.zero_extend(BLOCK);
+            SegmentInfo {
+                prev_segment,
+                prev_end,
+                key: self.key,
+                created_unix_secs: unix_secs(),
+            }
+            .write(rec.as_mut_slice());
+            let header = RecordHeader {
+                kind: Kind::Segment,
+                shard: self.id,
+                segment: number,
+                seq: log.next_seq,
+                payload_len: 0,
+                offset: 0,
+                count: 0,
+                durable,
+            };
+            header.write_and_seal(&self.key, rec.as_mut_slice());
+            (slot, rec, log.generation)
+        };
+        drop(self.spawn_write(slot, rec, generation));
         tracing::debug!(shard = self.id, segment = number, "segment started");
         Ok(())
     }
 
     /// Writes `rec` at `slot` in its own task; completion advances the
-    /// completed prefix, failure fails the shard.
+    /// completed prefix, failure resets the log.
     fn spawn_write(
         self: &Rc<Self>,
         slot: Slot,
         rec: AlignedBuf,
+        generation: u64,
     ) -> monoio::task::JoinHandle<Result<(), IoError>> {
         let inner = self.clone();
         monoio::spawn(async move {
             let len = rec.len() as u64;
-            match slot.file.write_all_at(rec, slot.offset).await {
-                Ok(_) => {
+            let r = slot.file.write_all_at(rec, slot.offset).await;
+            let current = inner.log.borrow().generation == generation;
+            match r {
+                Ok(_) if current => {
                     inner.log.borrow_mut().write_completed(slot.vpos, len);
+                    inner.changed.notify_all();
                     inner.kick_sync();
                     Ok(())
                 }
+                Ok(_) => {
+                    inner.write_gone();
+                    Err(IoError::WriteFailed)
+                }
                 Err(e) => {
-                    tracing::error!(shard = inner.id, segment = slot.segment, offset = slot.offset, error = %e, "write failed; shard stops taking writes");
-                    inner.fail();
-                    Err(IoError::Io(e))
+                    tracing::error!(shard = inner.id, segment = slot.segment, offset = slot.offset, error = %e, "write failed; resetting the log");
+                    inner.write_gone();
+                    let err = IoError::Io(e);
+                    if current {
+                        inner.fail(&err);
+                    }
+                    Err(err)
                 }
             }
         })
     }
 
-    fn kick_sync(self: &Rc<Self>) {
+    /// A write of an older generation (or a failed one) finished.
+    fn write_gone(&self) {
+        let mut log = self.log.borrow_mut();
+        log.writes_in_flight = log.writes_in_flight.saturating_sub(1);
+        drop(log);
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn kick_sync(self: &Rc<Self>) {
         let Some(plan) = self.log.borrow_mut().start_sync() else {
             return;
         };
         let inner = self.clone();
-        monoio::spawn(async move { inner.run_sync(plan).await });
+        let generation = self.log.borrow().generation;
+        monoio::spawn(async move { inner.run_sync(plan, generation).await });
     }
 
-    async fn run_sync(self: Rc<Self>, plan: SyncPlan) {
-        if let Err(e) = self.sync_files(&plan).await {
-            tracing::error!(shard = self.id, error = %e, "sync failed; shard stops taking writes");
-            self.fail();
+    async fn run_sync(self: Rc<Self>, plan: SyncPlan, generation: u64) {
+        let r = self.sync_files(&plan).await;
+        if self.log.borrow().generation != generation {
+            self.log.borrow_mut().sync_in_flight = false;
+            self.changed.notify_all();
             return;
         }
-        let done = self.log.borrow_mut().sync_done(&plan);
-        {
-            let mut index = self.index.borrow_mut();
-            for p in done {
-                p.apply(&mut index);
-            }
+        if let Err(e) = r {
+            tracing::error!(shard = self.id, error = %e, "sync failed; resetting the log");
+            self.log.borrow_mut().sync_in_flight = false;
+            self.fail(&IoError::Io(e));
+            return;
         }
-        self.durable.notify_all();
+        {
+            let mut log = self.log.borrow_mut();
+            let done = log.sync_done(&plan);
+            let mut index = self.index.borrow_mut();
+            log.apply(&mut index, done);
+        }
+        self.changed.notify_all();
+        self.kick_flush();
         self.kick_sync();
     }
 
@@ -503,18 +926,114 @@ impl Inner {
             f.sync_data().await?;
         }
         if !plan.new_segments.is_empty() {
-            self.dir_file.sync_all().await?;
+            self.backend.open_dir(&self.dir).await?.sync_all().await?;
         }
         Ok(())
     }
 
-    fn fail(&self) {
-        self.log.borrow_mut().fail();
-        self.durable.notify_all();
+    /// A write or sync failed: fail what is not durable and reset the log.
+    fn fail(self: &Rc<Self>, err: &IoError) {
+        {
+            let mut log = self.log.borrow_mut();
+            if log.mode != Mode::Writable {
+                return;
+            }
+            log.mode = Mode::Resetting;
+            log.generation += 1;
+            log.counters.resets += 1;
+            log.fail_pending();
+        }
+        self.no_space.set(err.is_no_space());
+        self.changed.notify_all();
+        let inner = self.clone();
+        monoio::spawn(async move { inner.reset().await });
+    }
+
+    /// Cuts this run's segments back to the durable prefix and starts a new
+    /// segment; read-only if that fails.
+    async fn reset(self: Rc<Self>) {
+        loop {
+            let busy = {
+                let log = self.log.borrow();
+                log.writes_in_flight > 0 || log.sync_in_flight
+            };
+            if !busy {
+                break;
+            }
+            self.changed.listen().await;
+        }
+        let r = self.cut_to_durable().await;
+        let r = match r {
+            Ok(()) => {
+                self.log.borrow_mut().mode = Mode::Writable;
+                self.roll().await
+            }
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) => {
+                self.no_space.set(false);
+                tracing::warn!(shard = self.id, "log reset after an I/O error; writing again");
+            }
+            Err(e) => {
+                self.no_space.set(self.no_space.get() || e.is_no_space());
+                self.log.borrow_mut().mode = Mode::ReadOnly;
+                tracing::error!(shard = self.id, error = %e, "log reset failed; the shard is read-only until a new segment can be started");
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    async fn cut_to_durable(self: &Rc<Self>) -> Result<(), IoError> {
+        let plan: Vec<(u32, u64, u64, Rc<DiskFile>)> = {
+            let log = self.log.borrow();
+            log.segments
+                .iter()
+                .filter_map(|(n, s)| {
+                    let vs = s.vstart?;
+                    let keep = log.durable_upto.saturating_sub(vs).min(s.end);
+                    (keep < s.end).then(|| (*n, keep, s.end, s.file.clone()))
+                })
+                .collect()
+        };
+        for (n, keep, _, file) in plan {
+            if keep == 0 {
+                drop(file);
+                self.log.borrow_mut().segments.remove(&n);
+                let _ = self.backend.remove(&self.dir.join(segment_file_name(n))).await;
+                continue;
+            }
+            file.truncate(keep).await?;
+            if let Some(s) = self.log.borrow_mut().segments.get_mut(&n) {
+                s.end = keep;
+            }
+        }
+        self.backend.open_dir(&self.dir).await?.sync_all().await?;
+        self.log.borrow_mut().restart_space();
+        Ok(())
+    }
+
+    /// Tries to leave read-only mode (background, once space may be back).
+    pub(crate) async fn retry_writable(self: &Rc<Self>) {
+        if self.log.borrow().mode != Mode::ReadOnly {
+            return;
+        }
+        self.log.borrow_mut().mode = Mode::Writable;
+        match self.roll().await {
+            Ok(()) => {
+                self.no_space.set(false);
+                tracing::warn!(shard = self.id, "shard writable again");
+            }
+            Err(e) => {
+                self.log.borrow_mut().mode = Mode::ReadOnly;
+                tracing::debug!(shard = self.id, error = %e, "still read-only");
+            }
+        }
+        self.changed.notify_all();
     }
 
     /// Waits until log space up to `target` is durable (asking for a sync).
-    async fn wait_durable(self: &Rc<Self>, target: u64) -> Result<(), IoError> {
+    pub(crate) async fn wait_durable(self: &Rc<Self>, target: u64) -> Result<(), IoError> {
         {
             let mut log = self.log.borrow_mut();
             if log.durable_upto >= target {
@@ -529,63 +1048,183 @@ impl Inner {
                 if log.durable_upto >= target {
                     return Ok(());
                 }
-                if log.failed {
-                    return Err(IoError::ShardFailed);
+                if log.mode != Mode::Writable {
+                    return Err(IoError::WriteFailed);
                 }
             }
-            self.durable.listen().await;
+            self.changed.listen().await;
         }
     }
 
-    fn segment_file(&self, segment: u32, end: u64) -> Result<Rc<DiskFile>, IoError> {
+    pub(crate) fn segment_file(&self, segment: u32, end: u64) -> Result<Rc<DiskFile>, IoError> {
         let log = self.log.borrow();
-        let seg = log
-            .segments
-            .get(&segment)
-            .ok_or(IoError::InvalidExtent("unknown segment"))?;
+        let Some(seg) = log.segments.get(&segment) else {
+            if log.retired.contains(&segment) {
+                return Err(IoError::Moved);
+            }
+            return Err(IoError::InvalidExtent("unknown segment"));
+        };
         if end > seg.end {
             return Err(IoError::InvalidExtent("past the end of its segment"));
         }
         Ok(seg.file.clone())
     }
 
-    /// Reads and verifies the commit record at `loc`.
-    async fn read_commit(&self, loc: Loc) -> Result<AlignedBuf, IoError> {
-        let file = self.segment_file(loc.segment, loc.offset() + loc.len())?;
-        let rec = data::read_exact(&file, loc.offset(), loc.len() as usize, loc.segment).await?;
-        let h = RecordHeader::read_expect(
-            rec.as_slice(),
-            Kind::Commit,
-            self.id,
-            loc.segment,
-            loc.offset(),
-        )
-        .map_err(|what| IoError::corrupt(loc.segment, loc.offset(), what))?;
-        if h.record_len() != loc.len() {
-            return Err(IoError::corrupt(
-                loc.segment,
-                loc.offset(),
-                "commit record length",
-            ));
+    /// Reads and verifies the commit entry at `loc`; falls back to the
+    /// batch's copy when the entry is damaged. The bytes start at the entry.
+    pub(crate) async fn read_entry(&self, loc: Loc, seq: u64) -> Result<(AlignedBuf, usize, Loc), IoError> {
+        let file = self.segment_file(loc.segment, loc.offset() + loc.len as u64)?;
+        let start = align_down(loc.offset());
+        let end = align_up(loc.offset() + loc.len as u64);
+        let buf = data::read_exact(&file, start, (end - start) as usize, loc.segment).await?;
+        let skip = (loc.offset() - start) as usize;
+        let b = &buf.as_slice()[skip..];
+        let pos = Pos {
+            segment: loc.segment,
+            offset: loc.offset(),
+        };
+        let good = EntryHeader::decode(b, b.len())
+            .ok()
+            .filter(|h| h.seq == seq && h.total_len() == loc.len as usize)
+            .is_some_and(|h| h.verify(&self.key, b, self.id, pos));
+        if good {
+            return Ok((buf, skip, loc));
         }
-        Ok(rec)
+        self.note_corrupt_read();
+        tracing::error!(shard = self.id, segment = loc.segment, offset = loc.offset, seq, "commit entry fails its checksum; trying its copy");
+        match recovery::find_copy(&file, &self.key, self.id, loc, seq).await? {
+            Some((copy_loc, bytes)) => Ok((bytes, 0, copy_loc)),
+            None => Err(IoError::corrupt(loc.segment, loc.offset(), "commit entry (and its copy)")),
+        }
+    }
+
+    /// The operation `ordinal` of the commit at `loc`, owned.
+    pub(crate) async fn load_op(&self, loc: Loc, ordinal: u16, seq: u64) -> Result<(Op, bool), IoError> {
+        let (buf, skip, at) = self.read_entry(loc, seq).await?;
+        let b = &buf.as_slice()[skip..];
+        let corrupt = |what| IoError::corrupt(at.segment, at.offset(), what);
+        let h = EntryHeader::decode(b, b.len()).map_err(corrupt)?;
+        let views = codec::decode(&b[ENTRY_HEADER_BYTES..h.total_len()], h.count).map_err(corrupt)?;
+        let view = *views.get(ordinal as usize).ok_or_else(|| corrupt("operation ordinal"))?;
+        let meta_only = recovery::is_meta_only(b);
+        match view {
+            OpView::Put {
+                body: codec::BodyView::Digest { .. },
+                table,
+                key,
+                seq,
+                summary,
+                meta,
+            } => Ok((
+                Op::Put {
+                    table,
+                    key: key.to_vec(),
+                    seq,
+                    summary: summary.to_vec(),
+                    meta: meta.to_vec(),
+                    body: Body::Inline(Vec::new()),
+                },
+                true,
+            )),
+            v => v
+                .to_op()
+                .map(|op| (op, meta_only))
+                .ok_or_else(|| corrupt("operation body")),
+        }
+    }
+
+    async fn load_entry(
+        &self,
+        table: u8,
+        key: &[u8],
+        loc: Loc,
+        ordinal: u16,
+        seq: u64,
+    ) -> Result<Stored, IoError> {
+        let corrupt = |what| IoError::corrupt(loc.segment, loc.offset(), what);
+        let (op, meta_only) = self.load_op(loc, ordinal, seq).await?;
+        match op {
+            Op::Put {
+                table: t,
+                key: k,
+                summary,
+                meta,
+                body,
+                ..
+            } if t == table && k == key => {
+                if meta_only && matches!(body, Body::Inline(_)) {
+                    // Only the metadata survived: the inline body is lost.
+                    return Err(corrupt("inline body lost with its commit entry"));
+                }
+                Ok(Stored {
+                    seq,
+                    summary,
+                    meta,
+                    body,
+                })
+            }
+            _ => Err(corrupt("commit entry lacks the indexed key")),
+        }
     }
 }
 
-/// Checks the shard header file, or writes it when the shard is new.
-fn check_or_create_shard_file(dir: &Path, id: u32) -> Result<(), IoError> {
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Periodic upkeep: free space, leaving read-only mode, idle marks, checkpoints.
+async fn maintain(weak: Weak<Inner>) {
+    const TICK: Duration = Duration::from_millis(250);
+    let mut ticks = 0u64;
+    loop {
+        let backend = match weak.upgrade() {
+            Some(inner) => inner.backend.clone(),
+            None => return,
+        };
+        backend.sleep(TICK).await;
+        let Some(inner) = weak.upgrade() else { return };
+        ticks += 1;
+        if ticks % 4 == 0 {
+            inner.refresh_free().await;
+            inner.retry_writable().await;
+        }
+        // An idle shard writes one empty batch carrying the durable mark,
+        // so a damaged last batch is never mistaken for a torn one.
+        let (appended, idle) = {
+            let log = inner.log.borrow();
+            (
+                log.counters.bytes_appended,
+                log.open.is_empty() && log.flushed.is_empty() && log.mode == Mode::Writable,
+            )
+        };
+        if idle && appended > inner.marked_at.get() && ticks % 4 == 0 && !inner.flushing.replace(true) {
+            let r = inner.flush(true).await;
+            inner.flushing.set(false);
+            inner.kick_flush();
+            if let Err(e) = r {
+                tracing::debug!(shard = inner.id, error = %e, "idle mark not written");
+            }
+        }
+        let since = appended.saturating_sub(inner.checkpoint_at.get());
+        let due = since >= inner.opts.checkpoint_after_bytes || (inner.needs_checkpoint.get() && since > 0);
+        if due && !inner.checkpointing.get() && inner.log.borrow().mode == Mode::Writable {
+            match inner.write_checkpoint().await {
+                Ok(()) => inner.needs_checkpoint.set(false),
+                Err(e) => tracing::warn!(shard = inner.id, error = %e, "checkpoint failed"),
+            }
+        }
+    }
+}
+
+/// Checks the shard header file, or writes it when the shard is new; its key.
+async fn check_or_create_shard_file(backend: &Backend, dir: &Path, id: u32) -> Result<ShardKey, IoError> {
     let path = dir.join(SHARD_FILE);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
+    match backend.read_small(&path).await? {
+        Some(bytes) => {
             let f = ShardFile::decode(&bytes)
                 .map_err(|w| IoError::Format(format!("{}: {w}", path.display())))?;
-            if f.version != FORMAT_VERSION {
-                return Err(IoError::Format(format!(
-                    "{}: format version {} (this build reads {FORMAT_VERSION})",
-                    path.display(),
-                    f.version
-                )));
-            }
             if f.shard != id {
                 return Err(IoError::Format(format!(
                     "{}: holds shard {}, expected {id}",
@@ -593,36 +1232,37 @@ fn check_or_create_shard_file(dir: &Path, id: u32) -> Result<(), IoError> {
                     f.shard
                 )));
             }
-            Ok(())
+            Ok(f.key)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if recovery::has_segments(dir)? {
+        None => {
+            if !recovery::list_segments(backend, dir).await?.is_empty() {
                 return Err(IoError::Format(format!(
-                    "{}: missing but segments exist",
+                    "{}: missing but segments exist (run tessera fsck)",
                     path.display()
                 )));
             }
-            let created_unix_secs = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let key = new_key()?;
             let bytes = ShardFile {
                 version: FORMAT_VERSION,
                 shard: id,
-                created_unix_secs,
+                created_unix_secs: unix_secs(),
+                key,
             }
             .encode();
-            debug_assert_eq!(bytes.len(), SHARD_FILE_BYTES);
-            let tmp = dir.join(format!("{SHARD_FILE}.tmp"));
-            {
-                use std::io::Write;
-                let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(&bytes)?;
-                f.sync_all()?;
-            }
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(dir)?.sync_all()?;
-            Ok(())
+            backend.write_small_atomic(&path, &bytes).await?;
+            Ok(key)
         }
-        Err(e) => Err(e.into()),
+    }
+}
+
+fn new_key() -> Result<ShardKey, IoError> {
+    let mut key = [0u8; 16];
+    let f = std::fs::File::open("/dev/urandom").and_then(|mut f| {
+        use std::io::Read;
+        f.read_exact(&mut key)
+    });
+    match f {
+        Ok(()) => Ok(key),
+        Err(e) => Err(IoError::Io(e)),
     }
 }

@@ -1,386 +1,463 @@
-//! Torn tails, bitrot and garbage on disk: recovery keeps the valid prefix,
-//! reads detect corruption, nothing panics.
+//! Torn tails, bit rot and garbage on real files: recovery cuts only what
+//! was never acknowledged, resyncs past corruption without rolling history
+//! back, takes damaged commits from their copies, reports what it lost,
+//! and never accepts a record forged inside object data.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
 use common::*;
-use tessera_io::format::{segment_file_name, Kind, Pos, RecordHeader, HEADER_BYTES};
-use tessera_io::{Body, IoError, Mutation, BLOCK};
+use tessera_io::format::{
+    segment_file_name, EntryHeader, Kind, Pos, RecordHeader, ShardFile, BLOCK, HEADER_BYTES,
+    SHARD_FILE,
+};
+use tessera_io::{Body, IoError, Shard};
 
 const N: u32 = 20;
-
-/// Writes N one-block commits and a last one of five blocks; returns the
-/// segment file holding them.
-fn write_sample(dir: &Path) -> PathBuf {
-    run(async {
-        let s = open(dir).await;
-        for i in 0..N {
-            s.commit(vec![put(
-                0,
-                format!("k{i:02}").as_bytes(),
-                b"",
-                &[i as u8; 100],
-            )])
-            .await
-            .unwrap();
-        }
-        s.commit(vec![put(0, b"last", b"", &pattern(7, 18_000))])
-            .await
-            .unwrap();
-    });
-    let files = segment_files(dir);
-    assert_eq!(files.len(), 1);
-    files[0].clone()
-}
 
 fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).unwrap().len()
 }
 
-/// Reopens and checks that exactly the first `keep` small commits survive
-/// (and "last" iff `last`), then writes again and reopens once more.
-fn check_prefix(dir: &Path, keep: u32, last: bool, torn: u32) {
-    run(async {
-        let s = open(dir).await;
-        let st = s.stats();
-        assert_eq!(st.recovery.torn_segments, torn, "{st:?}");
-        for i in 0..N {
-            let k = format!("k{i:02}");
-            let got = s.load(0, k.as_bytes()).await.unwrap();
-            if i < keep {
-                assert_eq!(got.unwrap().body, Body::Inline(vec![i as u8; 100]), "{k}");
-            } else {
-                assert!(got.is_none(), "{k} should be gone");
-            }
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap()
+}
+
+/// Offsets of the valid batch records of a segment file (by walking headers).
+fn batches(path: &Path) -> Vec<(u64, RecordHeader)> {
+    let bytes = read(path);
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos + BLOCK <= bytes.len() {
+        let Ok(h) = RecordHeader::decode(&bytes[pos..]) else {
+            break;
+        };
+        if h.kind == Kind::Batch {
+            out.push((pos as u64, h));
         }
-        assert_eq!(s.get(0, b"last").is_some(), last);
-        s.commit(vec![put(0, b"after", b"", b"x")]).await.unwrap();
-    });
+        pos += h.record_len() as usize;
+    }
+    out
+}
+
+/// N commits of one inline object each, one batch each (sequential).
+fn write_sample(dir: &Path) -> PathBuf {
     run(async {
         let s = open(dir).await;
-        assert!(s.get(0, b"after").is_some());
-        assert_eq!(s.len(0) as u32, keep + last as u32 + 1);
+        for i in 0..N {
+            let key = format!("k{i:02}");
+            s.commit(vec![put(0, key.as_bytes(), b"", &[i as u8; 100])])
+                .await
+                .unwrap();
+        }
     });
+    segment_files(dir)[0].clone()
 }
 
 #[test]
 fn intact_log_recovers_all() {
     let dir = tempfile::tempdir().unwrap();
     write_sample(dir.path());
-    check_prefix(dir.path(), N, true, 0);
+    run(async {
+        let s = open(dir.path()).await;
+        let st = s.stats().recovery;
+        assert_eq!((st.torn_bytes, st.corrupt_regions, st.lost_commits), (0, 0, 0));
+        assert_eq!(s.len(0), N as usize);
+    });
 }
 
 #[test]
-fn truncated_mid_record() {
+fn torn_last_batch_is_cut_and_the_rest_kept() {
     let dir = tempfile::tempdir().unwrap();
     let seg = write_sample(dir.path());
-    let len = file_len(&seg);
-    // The last record is 5 blocks; keep 2 of them.
+    let last = batches(&seg).last().unwrap().0;
+    // A write that never completed: the last batch is half there.
     std::fs::OpenOptions::new()
         .write(true)
         .open(&seg)
         .unwrap()
-        .set_len(len - 3 * BLOCK as u64)
+        .set_len(last + BLOCK as u64 / 2)
         .unwrap();
-    check_prefix(dir.path(), N, false, 1);
+    run(async {
+        let s = open(dir.path()).await;
+        let st = s.stats().recovery;
+        assert!(st.torn_bytes > 0, "{st:?}");
+        assert_eq!(st.corrupt_regions, 0, "a torn tail is not corruption: {st:?}");
+        for i in 0..N - 1 {
+            let got = s.load(0, format!("k{i:02}").as_bytes()).await.unwrap();
+            assert_eq!(got.unwrap().body, Body::Inline(vec![i as u8; 100]));
+        }
+        assert!(s.get(0, format!("k{:02}", N - 1).as_bytes()).is_none());
+        s.commit(vec![put(0, b"after", b"", b"x")]).await.unwrap();
+    });
+    run(async {
+        let s = open(dir.path()).await;
+        assert!(s.get(0, b"after").is_some());
+        assert_eq!(s.stats().recovery.corrupt_regions, 0);
+    });
 }
 
 #[test]
-fn truncated_unaligned() {
+fn garbage_after_the_tail_is_cut() {
     let dir = tempfile::tempdir().unwrap();
     let seg = write_sample(dir.path());
     let len = file_len(&seg);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&seg)
-        .unwrap()
-        .set_len(len - 100)
-        .unwrap();
-    // The partial last block is never scanned, so no record was "invalid".
-    check_prefix(dir.path(), N, false, 1);
+    poke(&seg, len, &pattern(3, 3 * BLOCK));
+    run(async {
+        let s = open(dir.path()).await;
+        let st = s.stats().recovery;
+        assert_eq!(st.torn_bytes, 3 * BLOCK as u64, "{st:?}");
+        assert_eq!(st.corrupt_regions, 0);
+        assert_eq!(s.len(0), N as usize);
+    });
+    assert_eq!(file_len(&seg), len, "cut back to the valid end");
 }
 
+/// The regression of the first defect of issue 6: bit rot in a batch in
+/// the middle of an old segment, with later segments holding overwrites
+/// and deletes, must not undo anything acknowledged.
 #[test]
-fn tail_overwritten_with_garbage() {
+fn bitrot_in_an_old_batch_rolls_nothing_back() {
     let dir = tempfile::tempdir().unwrap();
-    let seg = write_sample(dir.path());
-    let len = file_len(&seg);
-    poke(&seg, len - 5 * BLOCK as u64, &pattern(3, BLOCK));
-    check_prefix(dir.path(), N, false, 1);
+    // Segment 1: keys a00..a39. Segment 2 (after a reopen): overwrites and deletes.
+    run(async {
+        let s = open(dir.path()).await;
+        for i in 0..40u32 {
+            s.commit(vec![put(0, format!("a{i:02}").as_bytes(), b"v1", b"one")])
+                .await
+                .unwrap();
+        }
+    });
+    run(async {
+        let s = open(dir.path()).await;
+        for i in (0..40u32).step_by(3) {
+            s.commit(vec![put(0, format!("a{i:02}").as_bytes(), b"v2", b"two")])
+                .await
+                .unwrap();
+        }
+        for i in (1..40u32).step_by(3) {
+            s.commit(vec![del(0, format!("a{i:02}").as_bytes())])
+                .await
+                .unwrap();
+        }
+    });
+    let seg1 = dir.path().join(segment_file_name(1));
+    let mid = batches(&seg1)[20].0;
+    poke(&seg1, mid + 20, &[0xFF]); // the batch header's seq field
+    run(async {
+        let s = open(dir.path()).await;
+        let st = s.stats().recovery;
+        assert!(st.corrupt_regions >= 1, "corruption reported: {st:?}");
+        assert_eq!(st.lost_commits, 0, "{st:?}");
+        assert_eq!(st.torn_bytes, 0, "{st:?}");
+        for i in 0..40u32 {
+            let k = format!("a{i:02}");
+            let got = s.get(0, k.as_bytes());
+            match i % 3 {
+                0 => assert_eq!(got.unwrap().summary.as_ref(), b"v2", "{k} overwrite undone"),
+                1 => assert!(got.is_none(), "{k} delete undone"),
+                _ => assert_eq!(got.unwrap().summary.as_ref(), b"v1", "{k} lost"),
+            }
+        }
+    });
+}
+
+/// Offset of the copy entry of the batch at `at` (its first entry).
+fn copy_entry(path: &Path, at: u64, h: &RecordHeader) -> u64 {
+    let copy_at = at + h.record_len();
+    let bytes = read(path);
+    let c = RecordHeader::decode(&bytes[copy_at as usize..]).unwrap();
+    assert_eq!(c.kind, Kind::BatchCopy);
+    copy_at + HEADER_BYTES as u64 + 16
 }
 
 #[test]
-fn tail_overwritten_with_zeros() {
-    let dir = tempfile::tempdir().unwrap();
-    let seg = write_sample(dir.path());
-    let len = file_len(&seg);
-    poke(&seg, len - 2 * BLOCK as u64, &vec![0; 2 * BLOCK]);
-    check_prefix(dir.path(), N, false, 1);
-}
-
-#[test]
-fn garbage_appended_after_the_tail() {
-    let dir = tempfile::tempdir().unwrap();
-    let seg = write_sample(dir.path());
-    let len = file_len(&seg);
-    // A plausible header for the next record whose payload never landed.
-    let mut rec = vec![0u8; BLOCK];
-    let h = RecordHeader {
-        kind: Kind::Commit,
-        shard: 7,
-        segment: 1,
-        seq: 999,
-        payload_len: 100,
-        offset: len,
-        durable: Pos::default(),
-    };
-    h.write_and_seal(&mut rec);
-    rec[HEADER_BYTES + 5] ^= 0xff;
-    poke(&seg, len, &rec);
-    poke(&seg, len + BLOCK as u64, &pattern(4, 3 * BLOCK));
-    check_prefix(dir.path(), N, true, 1);
-}
-
-#[test]
-fn lost_write_in_the_middle_drops_what_follows() {
-    // Commit 10's block never reached the disk, later ones did: they were
-    // never acknowledged, so recovery keeps 0..10 and ignores the rest.
-    let dir = tempfile::tempdir().unwrap();
-    let seg = write_sample(dir.path());
-    poke(&seg, (1 + 10) * BLOCK as u64, &vec![0; BLOCK]);
-    check_prefix(dir.path(), 10, false, 1);
-}
-
-#[test]
-fn corrupt_commit_record_is_detected_on_load() {
+fn a_commit_lost_in_both_copies_is_reported_and_later_ones_still_apply() {
     let dir = tempfile::tempdir().unwrap();
     run(async {
         let s = open(dir.path()).await;
-        s.commit(vec![put(0, b"a", b"", b"hello")]).await.unwrap();
-        s.commit(vec![put(0, b"b", b"", b"world")]).await.unwrap();
-        let seg = segment_files(dir.path()).pop().unwrap();
-        // Record 0 is the segment record, "a" is at block 1, "b" at block 2.
-        poke(&seg, BLOCK as u64 + 80, b"X");
+        for i in 0..10u32 {
+            s.commit(vec![put(0, format!("b{i}").as_bytes(), b"v1", b"x")])
+                .await
+                .unwrap();
+        }
+        // Commit 11 (batch 10): writes c and overwrites b2.
+        s.commit(vec![put(0, b"c", b"only", b"y"), put(0, b"b2", b"v2", b"z")])
+            .await
+            .unwrap();
+        // Later: overwrite c, delete b3.
+        s.commit(vec![put(0, b"c", b"later", b"w")]).await.unwrap();
+        s.commit(vec![del(0, b"b3")]).await.unwrap();
+    });
+    let seg = segment_files(dir.path())[0].clone();
+    let (at, h) = batches(&seg)[10];
+    // Destroy the entry and its copy.
+    poke(&seg, at + HEADER_BYTES as u64 + 30, &[0x5A; 8]);
+    poke(&seg, copy_entry(&seg, at, &h) + 30, &[0x5A; 8]);
+    run(async {
+        let s = open(dir.path()).await;
+        let st = s.stats().recovery;
+        assert_eq!(st.lost_commits, 1, "{st:?}");
+        // Later commits still apply: nothing after the loss is rolled back.
+        assert_eq!(s.get(0, b"c").unwrap().summary.as_ref(), b"later");
+        assert!(s.get(0, b"b3").is_none());
+        // What only the lost commit wrote is the older version: reported above.
+        assert_eq!(s.get(0, b"b2").unwrap().summary.as_ref(), b"v1");
+    });
+}
+
+#[test]
+fn damaged_entry_is_served_from_its_copy_or_refused_never_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = pattern(5, 200_000);
+    run(async {
+        let s = open(dir.path()).await;
+        let mut ex = Vec::new();
+        for c in body.chunks(100_000) {
+            ex.push(s.write_data(data_buf(c)).await.unwrap());
+        }
+        s.commit(vec![tessera_io::Mutation::Put {
+            table: 0,
+            key: b"big".to_vec(),
+            summary: b"s".to_vec(),
+            meta: b"m".to_vec(),
+            body: Body::Extents(ex),
+        }])
+        .await
+        .unwrap();
+        s.commit(vec![put(0, b"small", b"s", b"inline bytes")])
+            .await
+            .unwrap();
+    });
+    let seg = segment_files(dir.path())[0].clone();
+    let all = batches(&seg);
+    for (at, _) in &all[all.len() - 2..] {
+        poke(&seg, at + HEADER_BYTES as u64 + 40, &[0x11]);
+    }
+    run(async {
+        let s = open(dir.path()).await;
+        // Recovery took both from the copies.
+        assert_eq!(s.stats().recovery.commits_from_copy, 2);
+        // The extent body needs only metadata: served in full.
+        let st = s.load(0, b"big").await.unwrap().unwrap();
+        let Body::Extents(ex) = st.body else { panic!() };
+        let mut got = Vec::new();
+        for e in &ex {
+            got.extend(s.read_extent(e, 0..e.len).await.unwrap());
+        }
+        assert_eq!(got, body);
+        // The inline body went down with its entry: an error, not wrong bytes.
         assert!(matches!(
-            s.load(0, b"a").await,
+            s.load(0, b"small").await,
             Err(IoError::Corrupt { .. })
         ));
-        assert_eq!(
-            s.load(0, b"b").await.unwrap().unwrap().body,
-            Body::Inline(b"world".to_vec())
-        );
     });
 }
 
 #[test]
 fn corrupt_data_byte_is_detected_on_read() {
     let dir = tempfile::tempdir().unwrap();
-    let body = pattern(11, 300_000);
-    let e = run(async {
+    let body = pattern(9, 300_000);
+    let ext = run(async {
         let s = open(dir.path()).await;
         let e = s.write_data(data_buf(&body)).await.unwrap();
-        s.commit(vec![Mutation::Put {
+        s.commit(vec![tessera_io::Mutation::Put {
             table: 0,
-            key: b"obj".to_vec(),
+            key: b"o".to_vec(),
             summary: vec![],
             meta: vec![],
             body: Body::Extents(vec![e]),
         }])
         .await
         .unwrap();
-        // A later commit's durable mark vouches for "obj"'s data, so recovery
-        // trusts it without reading it; the damage shows up on read.
-        s.commit(vec![put(0, b"later", b"", b"")]).await.unwrap();
+        // What an idle shard (or one shutting down) writes: a mark that
+        // vouches for everything before it, so bit rot found later is
+        // corruption, not a torn tail.
+        s.mark().await.unwrap();
         e
     });
-    let seg = segment_files(dir.path()).pop().unwrap();
-    // Flip one byte in chunk 1 (data bytes 65536..131072).
-    let at = e.offset + BLOCK as u64 + 70_000;
-    let mut b = [0u8];
-    {
-        use std::os::unix::fs::FileExt;
-        std::fs::File::open(&seg)
-            .unwrap()
-            .read_exact_at(&mut b, at)
-            .unwrap();
-    }
-    poke(&seg, at, &[b[0] ^ 0x10]);
+    let seg = dir.path().join(segment_file_name(ext.segment));
+    // A byte in the third 64 KiB chunk.
+    poke(&seg, ext.offset + BLOCK as u64 + 2 * 65536 + 7, &[0x42]);
     run(async {
         let s = open(dir.path()).await;
-        let Body::Extents(ex) = s.load(0, b"obj").await.unwrap().unwrap().body else {
-            panic!()
-        };
-        let e = ex[0];
-        // Chunks 0 and 2.. are fine; anything touching chunk 1 is Corrupt.
-        assert_eq!(s.read_extent(&e, 0..65_536).await.unwrap(), body[..65_536]);
-        assert_eq!(
-            s.read_extent(&e, 131_072..300_000).await.unwrap(),
-            body[131_072..]
-        );
-        for r in [65_535..65_537, 70_000..70_001, 0..300_000] {
-            match s.read_extent(&e, r.clone()).await {
-                Err(IoError::Corrupt { what, offset, .. }) => {
-                    assert_eq!(what, "data chunk checksum");
-                    assert_eq!(offset, e.offset + BLOCK as u64 + 65_536);
-                }
-                other => panic!("{r:?}: expected Corrupt, got {other:?}"),
-            }
-        }
-    });
-    // The header block's checksum guards the chunk sums themselves.
-    run(async {
-        let s = open(dir.path()).await;
-        poke(&seg, e.offset + HEADER_BYTES as u64, &[0xaa; 8]);
-        match s.read_extent(&e, 0..10).await {
-            Err(IoError::Corrupt { what, .. }) => assert_eq!(what, "record checksum"),
-            other => panic!("expected Corrupt, got {other:?}"),
-        }
-    });
-    run(async {
-        let s = open(dir.path()).await;
-        // Recovery stops at the damaged data record: "obj"'s commit comes after it,
-        // and the extent now lies past the segment's valid end.
-        assert!(s.get(0, b"obj").is_none());
+        let st = s.load(0, b"o").await.unwrap().unwrap();
+        let Body::Extents(ex) = st.body else { panic!() };
+        // Chunks before the damage read fine; any range touching it fails.
+        assert_eq!(s.read_extent(&ex[0], 0..65536).await.unwrap(), &body[..65536]);
         assert!(matches!(
-            s.read_extent(&e, 0..10).await,
-            Err(IoError::InvalidExtent(_))
+            s.read_extent(&ex[0], 131_000..140_000).await,
+            Err(IoError::Corrupt { .. })
         ));
+        assert_eq!(s.stats().corrupt_reads, 1);
+        // The scrubber finds it too.
+        s.commit(vec![put(0, b"roll", b"", b"")]).await.unwrap();
+    });
+    run(async {
+        let s = Shard::open(dir.path(), 7, small_segments(4 * BLOCK as u64)).await.unwrap();
+        // Force a roll so the segment is sealed, then scrub.
+        s.commit(vec![put(0, b"x", b"", &[1; 20_000])]).await.unwrap();
+        s.commit(vec![put(0, b"y", b"", &[1; 20_000])]).await.unwrap();
+        let st = s.scrub_all().await.unwrap();
+        assert!(st.errors >= 1, "{st:?}");
     });
 }
 
 #[test]
 fn garbage_segment_files_do_not_panic() {
-    let dir = tempfile::tempdir().unwrap();
-    run(async {
-        let s = open(dir.path()).await;
-        s.commit(vec![put(0, b"a", b"", b"1")]).await.unwrap();
-    });
-    // Files the scanner must reject whole: random bytes, zeros, a lone
-    // partial block, and a well-formed commit record whose payload is garbage.
-    std::fs::write(dir.path().join(segment_file_name(10)), pattern(1, 3 << 20)).unwrap();
-    std::fs::write(dir.path().join(segment_file_name(11)), vec![0u8; 1 << 20]).unwrap();
-    std::fs::write(dir.path().join(segment_file_name(12)), b"TSRL").unwrap();
-    let mut f = vec![0u8; 2 * BLOCK];
-    RecordHeader {
-        kind: Kind::Segment,
-        shard: 7,
-        segment: 13,
-        seq: 0,
-        payload_len: 0,
-        offset: 0,
-        durable: Pos::default(),
+    for (i, content) in [
+        vec![],
+        vec![0u8; 100],
+        vec![0xff; 3 * BLOCK],
+        pattern(1, 5 * BLOCK),
+        {
+            let mut v = vec![0u8; 2 * BLOCK];
+            v[..4].copy_from_slice(b"TSRL");
+            v
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        write_sample(dir.path());
+        std::fs::write(dir.path().join(segment_file_name(2 + i as u32)), &content).unwrap();
+        run(async {
+            let s = open(dir.path()).await;
+            assert_eq!(s.len(0), N as usize, "case {i}");
+            s.commit(vec![put(0, b"more", b"", b"")]).await.unwrap();
+        });
     }
-    .write_and_seal(&mut f[..BLOCK]);
-    let rec = &mut f[BLOCK..];
-    rec[HEADER_BYTES..HEADER_BYTES + 1000].copy_from_slice(&pattern(9, 1000));
-    rec[HEADER_BYTES..HEADER_BYTES + 4].copy_from_slice(&3u32.to_le_bytes());
-    RecordHeader {
-        kind: Kind::Commit,
-        shard: 7,
-        segment: 13,
-        seq: 5,
-        payload_len: 1000,
-        offset: BLOCK as u64,
-        durable: Pos::default(),
-    }
-    .write_and_seal(rec);
-    std::fs::write(dir.path().join(segment_file_name(13)), &f).unwrap();
-    // A segment of another shard copied in.
-    let mut other = vec![0u8; BLOCK];
-    RecordHeader {
-        kind: Kind::Segment,
-        shard: 8,
-        segment: 14,
-        seq: 0,
-        payload_len: 0,
-        offset: 0,
-        durable: Pos::default(),
-    }
-    .write_and_seal(&mut other);
-    std::fs::write(dir.path().join(segment_file_name(14)), &other).unwrap();
-    run(async {
-        let s = open(dir.path()).await;
-        let st = s.stats();
-        assert_eq!(s.len(0), 1);
-        assert_eq!(st.recovery.segments, 6);
-        assert_eq!(st.recovery.torn_segments, 5, "{st:?}");
-        assert_eq!(st.active_segment, 15);
-        s.commit(vec![put(0, b"b", b"", b"2")]).await.unwrap();
-    });
-    run(async {
-        assert_eq!(open(dir.path()).await.len(0), 2);
-    });
 }
 
-/// Writes "before", then "obj" (data + commit that also deletes "before")
-/// as the very last records, with no later open vouching for them.
-fn write_unvouched(dir: &Path, body: &[u8]) -> tessera_io::Extent {
-    run(async {
-        let s = open(dir).await;
-        s.commit(vec![put(0, b"before", b"", b"x")]).await.unwrap();
-        let e = s.write_data(data_buf(body)).await.unwrap();
-        let obj = Mutation::Put {
+/// A commit whose data record was torn (past the durable mark: it was never
+/// acknowledged) is cut off, and stays cut off at later opens.
+#[test]
+fn commit_with_torn_data_past_the_mark_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = pattern(4, 100_000);
+    let ext = run(async {
+        let s = open(dir.path()).await;
+        s.commit(vec![put(0, b"before", b"", b"b")]).await.unwrap();
+        let e = s.write_data(data_buf(&body)).await.unwrap();
+        s.commit(vec![tessera_io::Mutation::Put {
             table: 0,
-            key: b"obj".to_vec(),
+            key: b"torn".to_vec(),
             summary: vec![],
             meta: vec![],
             body: Body::Extents(vec![e]),
-        };
-        s.commit(vec![obj, del(0, b"before")]).await.unwrap();
+        }])
+        .await
+        .unwrap();
         e
-    })
-}
-
-#[test]
-fn unvouched_commit_with_intact_data_is_verified_once() {
-    let dir = tempfile::tempdir().unwrap();
-    write_unvouched(dir.path(), &pattern(12, 200_000));
-    run(async {
-        let s = open(dir.path()).await;
-        let st = s.stats();
-        assert_eq!(st.recovery.verified_commits, 1, "{st:?}");
-        assert!(s.get(0, b"obj").is_some() && s.get(0, b"before").is_none());
     });
-    // The segment record written by that open vouches for it from now on.
-    run(async {
-        let s = open(dir.path()).await;
-        assert_eq!(s.stats().recovery.verified_commits, 0);
-        assert!(s.get(0, b"obj").is_some());
-    });
-}
-
-#[test]
-fn unvouched_commit_with_torn_data_is_cut_off_for_good() {
-    // The last commit's data is damaged and no later mark proves it was ever
-    // durable: like a power cut between the data write and the sync, the
-    // commit was never acknowledged. Recovery verifies, drops it, and
-    // truncates so later opens (with new, higher marks) cannot revive it.
-    let dir = tempfile::tempdir().unwrap();
-    let e = write_unvouched(dir.path(), &pattern(12, 200_000));
-    let seg = segment_files(dir.path())[0].clone();
-    poke(&seg, e.offset + BLOCK as u64 + 150_000, &[0xee; 16]);
-    let cut = run(async {
-        let s = open(dir.path()).await;
-        let st = s.stats();
-        assert_eq!(st.recovery.dropped_commits, 1, "{st:?}");
-        assert!(s.get(0, b"obj").is_none());
-        assert!(
-            s.get(0, b"before").is_some(),
-            "the dropped commit's delete is undone too"
-        );
-        s.commit(vec![put(0, b"new", b"", b"")]).await.unwrap();
-        std::fs::metadata(&seg).unwrap().len()
-    });
-    // Later runs carry higher marks; the dropped commit stays gone.
+    let seg = dir.path().join(segment_file_name(ext.segment));
+    poke(&seg, ext.offset + BLOCK as u64 + 70_000, &[0; 512]);
     for _ in 0..2 {
         run(async {
             let s = open(dir.path()).await;
-            assert_eq!(std::fs::metadata(&seg).unwrap().len(), cut);
-            assert!(s.get(0, b"obj").is_none());
-            assert!(s.get(0, b"before").is_some() && s.get(0, b"new").is_some());
-            assert_eq!(s.stats().recovery.dropped_commits, 0);
+            assert!(s.get(0, b"before").is_some());
+            assert!(s.get(0, b"torn").is_none());
+            assert_eq!(s.stats().recovery.corrupt_regions, 0);
         });
     }
+}
+
+/// Object bytes are user data. A record forged inside an object body (here
+/// found by a resync past a damaged data record header) must be refused:
+/// record checksums are keyed with the shard's secret.
+#[test]
+fn a_record_forged_inside_object_data_is_never_accepted() {
+    for with_real_key in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let key = if with_real_key {
+            // Only to show the test can fail: someone holding the key can forge.
+            let _ = run(async { open(dir.path()).await });
+            ShardFile::decode(&read(&dir.path().join(SHARD_FILE))).unwrap().key
+        } else {
+            [0x42; 16]
+        };
+        let (seg, rec_at) = run(async {
+            let s = open(dir.path()).await;
+            s.commit(vec![put(0, b"real", b"", b"r")]).await.unwrap();
+            let probe = s.write_data(data_buf(&[1; 4096])).await.unwrap();
+            // The next data record lands right after the probe.
+            let next_at = probe.offset + 2 * BLOCK as u64;
+            let forged_at = next_at + BLOCK as u64;
+            let forged = forge_batch(&key, 7, probe.segment, forged_at, b"stolen");
+            let mut payload = forged;
+            payload.resize(8 * BLOCK, 0);
+            let e = s.write_data(data_buf(&payload)).await.unwrap();
+            assert_eq!(e.offset, next_at);
+            s.commit(vec![tessera_io::Mutation::Put {
+                table: 0,
+                key: b"carrier".to_vec(),
+                summary: vec![],
+                meta: vec![],
+                body: Body::Extents(vec![e]),
+            }])
+            .await
+            .unwrap();
+            s.commit(vec![put(0, b"after", b"", b"a")]).await.unwrap();
+            (dir.path().join(segment_file_name(e.segment)), e.offset)
+        });
+        // Damage the carrier's header so recovery resyncs through its payload.
+        poke(&seg, rec_at + 20, &[0xEE]);
+        run(async {
+            let s = open(dir.path()).await;
+            assert!(s.get(0, b"real").is_some());
+            assert!(s.get(0, b"after").is_some(), "resynced past the damage");
+            assert_eq!(
+                s.get(0, b"stolen").is_some(),
+                with_real_key,
+                "forged record accepted without the key"
+            );
+        });
+    }
+}
+
+/// A batch record holding one commit that puts `key`, sealed with `key`.
+fn forge_batch(shard_key: &[u8; 16], shard: u32, segment: u32, at: u64, key: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    // One put: op 1, table 0, key, summary, meta, inline body.
+    payload.extend_from_slice(&[1, 0]);
+    payload.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    payload.extend_from_slice(key);
+    payload.extend_from_slice(&0u16.to_le_bytes());
+    payload.extend_from_slice(&0u32.to_le_bytes());
+    payload.push(0);
+    payload.extend_from_slice(&4u32.to_le_bytes());
+    payload.extend_from_slice(b"evil");
+    let eh = EntryHeader {
+        len: payload.len() as u32,
+        flags: 0,
+        count: 1,
+        seq: 1_000_000,
+    };
+    let mut entry = vec![0u8; 24];
+    entry.extend_from_slice(&payload);
+    let entry_at = Pos {
+        segment,
+        offset: at + HEADER_BYTES as u64,
+    };
+    eh.seal(shard_key, &mut entry, shard, entry_at);
+    let mut rec = vec![0u8; BLOCK];
+    rec[HEADER_BYTES..HEADER_BYTES + entry.len()].copy_from_slice(&entry);
+    let h = RecordHeader {
+        kind: Kind::Batch,
+        shard,
+        segment,
+        seq: 1_000_000,
+        payload_len: entry.len() as u64,
+        offset: at,
+        count: 1,
+        // Claims everything up to here is durable.
+        durable: Pos {
+            segment,
+            offset: at,
+        },
+    };
+    h.write_and_seal(shard_key, &mut rec);
+    rec
 }

@@ -196,7 +196,7 @@ fn limits() {
         assert!(matches!(s.write_data(d).await, Err(IoError::TooLarge)));
         // Still healthy.
         s.commit(vec![put(0, b"ok", b"", b"")]).await.unwrap();
-        assert!(!s.stats().failed);
+        assert!(!s.stats().read_only);
     });
 }
 
@@ -256,7 +256,7 @@ fn reopen_recovers_everything() {
         let s = open(dir.path()).await;
         let st = s.stats();
         assert_eq!(st.next_seq, next_seq, "sequence numbers continue");
-        assert_eq!(st.recovery.torn_segments, 0);
+        assert_eq!((st.recovery.torn_bytes, st.recovery.corrupt_regions), (0, 0));
         assert_eq!(st.segments, 2, "one recovered + one fresh");
         assert_eq!(s.len(0), expect.len());
         let listed = s.range(0, b"obj/", None, 1000);
@@ -326,7 +326,7 @@ fn concurrent_commits_share_syncs() {
 }
 
 #[test]
-fn same_key_concurrently_last_seq_wins_and_nothing_visible_early() {
+fn same_key_concurrently_last_seq_wins() {
     let dir = tempfile::tempdir().unwrap();
     run(async {
         let s = Rc::new(open(dir.path()).await);
@@ -341,8 +341,9 @@ fn same_key_concurrently_last_seq_wins_and_nothing_visible_early() {
                 (seq, i)
             }));
         }
-        // The commits are in flight, not durable: nothing may be visible yet.
-        monoio::time::sleep(std::time::Duration::ZERO).await;
+        // Staged, not yet written: nothing may be visible yet. (That
+        // nothing becomes visible before its sync is checked against power
+        // cuts by the simulator, tests/sim.rs.)
         assert!(s.get(0, b"hot").is_none(), "visible before durable");
         let mut results = Vec::new();
         for t in tasks {
@@ -460,7 +461,7 @@ fn segment_roll() {
         let s = Shard::open(dir.path(), 7, small_segments(seg))
             .await
             .unwrap();
-        assert_eq!(s.stats().recovery.torn_segments, 0);
+        assert_eq!(s.stats().recovery.corrupt_regions, 0);
         for (i, b) in bodies.iter().enumerate() {
             let st = s
                 .load(0, format!("k{i:02}").as_bytes())
@@ -480,9 +481,10 @@ fn segment_roll() {
     let files = segment_files(dir.path());
     for f in &files[..files.len() - 1] {
         let len = std::fs::metadata(f).unwrap().len();
-        // A segment passes the size only when a single record is larger.
+        // A segment passes the size only when a single record (a data
+        // record, or a batch of commits with inline bodies) is larger.
         assert!(
-            len <= seg || len <= 4096 + 4096 + 53248,
+            len <= seg + 256 * 1024,
             "{} is {len} bytes",
             f.display()
         );

@@ -25,14 +25,20 @@ pub fn run_legacy<F: Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// Defaults without background work (compaction, scrub, checkpoints, idle
+/// marks), so a test sees only what it does; tests of those call them.
 pub fn opts() -> ShardOptions {
-    ShardOptions::default()
+    ShardOptions {
+        background: false,
+        data_reserve_bytes: 0,
+        ..ShardOptions::default()
+    }
 }
 
 pub fn small_segments(bytes: u64) -> ShardOptions {
     ShardOptions {
         segment_size_bytes: bytes,
-        ..ShardOptions::default()
+        ..opts()
     }
 }
 

@@ -1,0 +1,337 @@
+//! Packing commits: the commits that arrive while the previous batch is
+//! being written and synced share the next batch record, so many small
+//! commits cost one aligned write and one sync between them (group
+//! commit), and a small commit costs its own bytes, not a 4 KiB block.
+//!
+//! A batch is written as one record plus its metadata-only copy (see
+//! `format`), in one write.
+
+use crate::buf::AlignedBuf;
+use crate::codec::{Body, Op};
+use crate::error::IoError;
+use crate::format::{
+    align_entry, align_up, EntryHeader, Kind, Pos, RecordHeader, ShardKey, BLOCK,
+    ENTRY_HEADER_BYTES, ENTRY_META_ONLY, HEADER_BYTES, MAX_COMMIT_PAYLOAD_BYTES,
+};
+use crate::index::{Footprint, Loc};
+
+/// What applying a committed operation does to the index.
+#[derive(Debug)]
+pub(crate) enum IndexOp {
+    Put {
+        table: u8,
+        key: Vec<u8>,
+        summary: Vec<u8>,
+        seq: u64,
+        ordinal: u16,
+        fp: Footprint,
+    },
+    Delete {
+        table: u8,
+        key: Vec<u8>,
+        seq: u64,
+    },
+    Retire {
+        segment: u32,
+    },
+}
+
+/// A commit staged in the open batch.
+pub(crate) struct Staged {
+    pub seq: u64,
+    /// Offsets of its entry in the primary and copy sections.
+    entry_at: usize,
+    copy_at: usize,
+    pub ops: Vec<IndexOp>,
+    /// The caller's view of the commit's fate.
+    pub state: std::rc::Rc<std::cell::Cell<CommitState>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CommitState {
+    Pending,
+    Durable,
+    Failed,
+}
+
+/// The batch being filled.
+#[derive(Default)]
+pub(crate) struct OpenBatch {
+    entries: Vec<u8>,
+    copies: Vec<u8>,
+    pub staged: Vec<Staged>,
+}
+
+/// Bytes of data records (header block + padded data) behind `body`, per segment.
+fn data_footprint(body: &Body) -> Vec<(u32, u64)> {
+    let mut out: Vec<(u32, u64)> = Vec::new();
+    if let Body::Extents(es) = body {
+        for e in es {
+            let bytes = BLOCK as u64 + align_up(e.len);
+            match out.iter_mut().find(|(s, _)| *s == e.segment) {
+                Some((_, b)) => *b += bytes,
+                None => out.push((e.segment, bytes)),
+            }
+        }
+    }
+    out
+}
+
+/// The index operations `ops` of commit `seq` make once durable.
+pub(crate) fn index_ops(ops: &[Op], seq: u64) -> Vec<IndexOp> {
+    let n = ops.len().max(1) as u32;
+    let header_share = ENTRY_HEADER_BYTES as u32 / n;
+    let mut out = Vec::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        let share = header_share + op.encoded_len(false).unwrap_or(0) as u32;
+        out.push(match op {
+            Op::Put {
+                table,
+                key,
+                seq: kept,
+                summary,
+                body,
+                ..
+            } => IndexOp::Put {
+                table: *table,
+                key: key.clone(),
+                summary: summary.clone(),
+                seq: kept.unwrap_or(seq),
+                ordinal: i as u16,
+                fp: Footprint {
+                    min_seg: u32::MAX,
+                    share,
+                    data: data_footprint(body),
+                },
+            },
+            Op::Delete {
+                table,
+                key,
+                seq: kept,
+                ..
+            } => IndexOp::Delete {
+                table: *table,
+                key: key.clone(),
+                seq: kept.unwrap_or(seq),
+            },
+            Op::Retire { segment, .. } => IndexOp::Retire { segment: *segment },
+        });
+    }
+    out
+}
+
+impl OpenBatch {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.staged.is_empty()
+    }
+
+    /// Bytes the primary section holds so far.
+    pub(crate) fn entry_bytes(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Encodes commit `seq` into the batch. Nothing is staged on error.
+    pub(crate) fn stage(
+        &mut self,
+        seq: u64,
+        ops: &[Op],
+        state: std::rc::Rc<std::cell::Cell<CommitState>>,
+    ) -> Result<(), IoError> {
+        if ops.len() > u16::MAX as usize {
+            return Err(IoError::TooLarge);
+        }
+        let mut len = 0usize;
+        let mut copy_len = 0usize;
+        for op in ops {
+            len += op.encoded_len(false)?;
+            copy_len += op.encoded_len(true)?;
+            if len > MAX_COMMIT_PAYLOAD_BYTES {
+                return Err(IoError::TooLarge);
+            }
+        }
+        let entry_at = self.entries.len();
+        let copy_at = self.copies.len();
+        push_entry(&mut self.entries, seq, ops, len, false);
+        push_entry(&mut self.copies, seq, ops, copy_len, true);
+        self.staged.push(Staged {
+            seq,
+            entry_at,
+            copy_at,
+            ops: index_ops(ops, seq),
+            state,
+        });
+        Ok(())
+    }
+
+    /// Bytes the record (batch and copy) will take.
+    pub(crate) fn record_len(&self) -> u64 {
+        align_up((HEADER_BYTES + self.entries.len()) as u64)
+            + align_up((HEADER_BYTES + 16 + self.copies.len()) as u64)
+    }
+
+    /// Lays the batch out at `at` and seals it: returns the record bytes and
+    /// the staged commits with the location of each one's primary entry.
+    pub(crate) fn build(
+        self,
+        key: &ShardKey,
+        shard: u32,
+        at: Pos,
+        durable: Pos,
+    ) -> (AlignedBuf, Vec<(Staged, Loc)>) {
+        let primary_len = align_up((HEADER_BYTES + self.entries.len()) as u64) as usize;
+        let copy_start = primary_len;
+        let total = self.record_len() as usize;
+        let mut rec = AlignedBuf::with_capacity(total);
+        rec.set_len(0);
+        rec.zero_extend(total);
+        let first_seq = self.staged.first().map_or(0, |s| s.seq);
+        let count = self.staged.len() as u32;
+        let buf = rec.as_mut_slice();
+        buf[HEADER_BYTES..HEADER_BYTES + self.entries.len()].copy_from_slice(&self.entries);
+        let copy_payload = copy_start + HEADER_BYTES;
+        let primary_offset = at.offset;
+        buf[copy_payload..copy_payload + 8].copy_from_slice(&primary_offset.to_le_bytes());
+        buf[copy_payload + 8..copy_payload + 16]
+            .copy_from_slice(&(self.entries.len() as u64).to_le_bytes());
+        buf[copy_payload + 16..copy_payload + 16 + self.copies.len()]
+            .copy_from_slice(&self.copies);
+        let mut out = Vec::with_capacity(self.staged.len());
+        for s in self.staged {
+            let e_off = HEADER_BYTES + s.entry_at;
+            let c_off = copy_payload + 16 + s.copy_at;
+            let eh = read_entry_header(&buf[e_off..]);
+            let ch = read_entry_header(&buf[c_off..]);
+            let e_pos = Pos {
+                segment: at.segment,
+                offset: at.offset + e_off as u64,
+            };
+            let c_pos = Pos {
+                segment: at.segment,
+                offset: at.offset + c_off as u64,
+            };
+            eh.seal(key, &mut buf[e_off..], shard, e_pos);
+            ch.seal(key, &mut buf[c_off..], shard, c_pos);
+            let loc = Loc {
+                segment: at.segment,
+                offset: e_pos.offset as u32,
+                len: eh.total_len() as u32,
+            };
+            out.push((s, loc));
+        }
+        let header = RecordHeader {
+            kind: Kind::Batch,
+            shard,
+            segment: at.segment,
+            seq: first_seq,
+            payload_len: self.entries.len() as u64,
+            offset: at.offset,
+            count,
+            durable,
+        };
+        header.write_and_seal(key, &mut buf[..primary_len]);
+        let copy = RecordHeader {
+            kind: Kind::BatchCopy,
+            payload_len: 16 + self.copies.len() as u64,
+            offset: at.offset + copy_start as u64,
+            ..header
+        };
+        copy.write_and_seal(key, &mut buf[copy_start..]);
+        (rec, out)
+    }
+}
+
+fn read_entry_header(b: &[u8]) -> EntryHeader {
+    // Written by push_entry just before: lengths are in bounds.
+    EntryHeader {
+        len: crate::format::u32_at(b, 0),
+        flags: crate::format::u16_at(b, 4),
+        count: crate::format::u16_at(b, 6),
+        seq: crate::format::u64_at(b, 8),
+    }
+}
+
+/// Appends an entry (header unsealed: its tag depends on where it lands).
+fn push_entry(out: &mut Vec<u8>, seq: u64, ops: &[Op], len: usize, meta_only: bool) {
+    let start = out.len();
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    let flags = if meta_only { ENTRY_META_ONLY } else { 0 };
+    out.extend_from_slice(&flags.to_le_bytes());
+    out.extend_from_slice(&(ops.len() as u16).to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&[0u8; 8]);
+    for op in ops {
+        op.encode(out, meta_only);
+    }
+    debug_assert_eq!(out.len() - start, ENTRY_HEADER_BYTES + len);
+    out.resize(align_entry(out.len()), 0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    #[test]
+    fn batch_layout_verifies_and_copies_hold_metadata() {
+        let key = [5u8; 16];
+        let mut b = OpenBatch::default();
+        let put = |k: &[u8], body: &[u8]| Op::Put {
+            table: 0,
+            key: k.to_vec(),
+            seq: None,
+            summary: b"s".to_vec(),
+            meta: b"m".to_vec(),
+            body: Body::Inline(body.to_vec()),
+        };
+        b.stage(10, &[put(b"a", b"hello")], Rc::new(Cell::new(CommitState::Pending)))
+            .unwrap();
+        b.stage(
+            11,
+            &[put(b"b", &[7u8; 5000]), put(b"c", b"")],
+            Rc::new(Cell::new(CommitState::Pending)),
+        )
+        .unwrap();
+        let at = Pos {
+            segment: 2,
+            offset: 8192,
+        };
+        let (rec, locs) = b.build(&key, 3, at, Pos::default());
+        let bytes = rec.as_slice();
+        assert_eq!(bytes.len() % BLOCK, 0);
+        let h = RecordHeader::read_expect(&key, bytes, Kind::Batch, 3, 2, 8192).unwrap();
+        assert_eq!((h.seq, h.count), (10, 2));
+        for (s, loc) in &locs {
+            let rel = (loc.offset as u64 - at.offset) as usize;
+            let eh = EntryHeader::decode(&bytes[rel..], bytes.len() - rel).unwrap();
+            assert_eq!(eh.seq, s.seq);
+            let pos = Pos {
+                segment: 2,
+                offset: loc.offset as u64,
+            };
+            assert!(eh.verify(&key, &bytes[rel..], 3, pos));
+            assert_eq!(eh.total_len(), loc.len as usize);
+        }
+        // The copy record follows the primary and verifies on its own.
+        let copy_at = h.record_len() as usize;
+        let c = RecordHeader::decode(&bytes[copy_at..]).unwrap();
+        assert_eq!(c.kind, Kind::BatchCopy);
+        assert!(c.verify(&key, &bytes[copy_at..]));
+        let first = copy_at + HEADER_BYTES + 16;
+        let eh = EntryHeader::decode(&bytes[first..], bytes.len() - first).unwrap();
+        assert_eq!((eh.seq, eh.flags), (10, ENTRY_META_ONLY));
+        let ops = codec::decode(
+            &bytes[first + ENTRY_HEADER_BYTES..first + eh.total_len()],
+            eh.count,
+        )
+        .unwrap();
+        assert!(matches!(
+            ops[0],
+            codec::OpView::Put {
+                body: codec::BodyView::Digest { len: 5, .. },
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,433 @@
+//! Space reclamation: sealed segments with much garbage are emptied by
+//! copying what is still live to the end of the log, then retired (a retire
+//! op, then the file is removed).
+//!
+//! - Liveness: every index entry knows its footprint (its share of a commit
+//!   entry and its data records, by segment), so each segment's live bytes
+//!   are kept up to date as entries are replaced and deleted.
+//! - Victims: sealed, fully durable segments with no uncommitted data
+//!   records (an upload in progress), whose garbage ratio passes the
+//!   threshold, chosen by LFS cost-benefit: (1 − u)·age / (1 + u).
+//! - Live entries of the victim are found by a sweep of the index (in
+//!   slices, yielding between them). Each is read, its data in the victim
+//!   copied to new data records, and a copy of its operation committed that
+//!   keeps its seq. A copy is staged only if, at that very moment, the
+//!   entry still points where it was read and no write of the key is in
+//!   flight; otherwise the key changed and the copy is dropped.
+//! - Tombstones: a delete stays needed while a segment that may hold a
+//!   record of the key's deleted incarnation exists (from the key's
+//!   `min_seg` to the delete's origin): those are copied too.
+//! - A segment whose records cannot all be read is not retired (nothing it
+//!   holds is dropped on a guess); the error is counted.
+//! - Throttled by bytes copied per second.
+
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use crate::codec::{self, Body, Extent, Op, OpView};
+use crate::data;
+use crate::error::IoError;
+use crate::format::{
+    align_entry, EntryHeader, Kind, Pos, RecordHeader, BLOCK, ENTRY_HEADER_BYTES, HEADER_BYTES,
+};
+use crate::index::FullEntry;
+use crate::log::Mode;
+use crate::shard::Inner;
+
+#[derive(Clone, Debug)]
+pub struct CompactionOptions {
+    pub enabled: bool,
+    /// Smallest fraction of garbage in a segment that makes it a victim.
+    pub min_garbage_ratio: f64,
+    /// Most bytes copied per second.
+    pub rate_bytes_per_sec: u64,
+    /// How often the compactor looks for a victim.
+    pub interval: Duration,
+}
+
+impl Default for CompactionOptions {
+    fn default() -> Self {
+        CompactionOptions {
+            enabled: true,
+            min_garbage_ratio: 0.3,
+            rate_bytes_per_sec: 128 << 20,
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CompactionStats {
+    pub passes: u64,
+    pub segments_retired: u64,
+    pub entries_moved: u64,
+    pub data_bytes_moved: u64,
+    pub tombstones_kept: u64,
+    pub tombstones_dropped: u64,
+    pub bytes_freed: u64,
+    /// Victims left alone because a record could not be read.
+    pub victims_skipped: u64,
+}
+
+/// Entries copied per commit.
+const MOVES_PER_COMMIT: usize = 256;
+/// Index entries examined per slice of the sweep.
+const SWEEP_SLICE: usize = 4096;
+/// Largest piece of data copied at once.
+const COPY_PIECE: u64 = 1 << 20;
+
+pub(crate) async fn run(weak: Weak<Inner>) {
+    loop {
+        let (backend, interval) = match weak.upgrade() {
+            Some(inner) => (inner.backend.clone(), inner.opts.compaction.interval),
+            None => return,
+        };
+        backend.sleep(interval).await;
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.log.borrow().mode != Mode::Writable {
+            continue;
+        }
+        if let Err(e) = compact_once(&inner, false).await {
+            tracing::warn!(shard = inner.id, error = %e, "compaction pass failed");
+        }
+    }
+}
+
+/// One pass: picks a victim and retires it. Ok(false): nothing to do.
+/// `force` takes any sealed segment with garbage, whatever its ratio.
+pub(crate) async fn compact_once(inner: &Rc<Inner>, force: bool) -> Result<bool, IoError> {
+    let Some(victim) = choose_victim(inner, force) else {
+        return Ok(false);
+    };
+    inner.compaction.borrow_mut().passes += 1;
+    let freed = inner
+        .log
+        .borrow()
+        .segments
+        .get(&victim)
+        .map_or(0, |s| s.end);
+    let Some(tombstones) = scan_deletes(inner, victim).await? else {
+        inner.compaction.borrow_mut().victims_skipped += 1;
+        return Ok(false);
+    };
+    if !move_live(inner, victim).await? {
+        inner.compaction.borrow_mut().victims_skipped += 1;
+        return Ok(false);
+    }
+    for chunk in tombstones.chunks(MOVES_PER_COMMIT) {
+        inner.commit_ops(chunk.to_vec()).await?;
+    }
+    inner.compaction.borrow_mut().tombstones_kept += tombstones.len() as u64;
+    // Nothing may point into the victim any more.
+    if !sweep(inner, victim).await.is_empty() {
+        return Ok(false);
+    }
+    retire(inner, victim).await?;
+    let mut st = inner.compaction.borrow_mut();
+    st.segments_retired += 1;
+    st.bytes_freed += freed;
+    Ok(true)
+}
+
+fn choose_victim(inner: &Inner, force: bool) -> Option<u32> {
+    let log = inner.log.borrow();
+    let active = log.active_segment()?;
+    let durable = log.durable_mark();
+    let now_seq = log.next_seq;
+    let free = inner.free_estimate();
+    let mut best: Option<(f64, u32)> = None;
+    for (&n, s) in log.segments.iter() {
+        if n >= active || s.end <= BLOCK as u64 {
+            continue;
+        }
+        // Sealed and durable to its end.
+        if (Pos { segment: n, offset: s.end }) > durable && s.vstart.is_some() {
+            continue;
+        }
+        if inner.pinned(n) {
+            continue;
+        }
+        let live = s.live.min(s.end);
+        let garbage = s.end - live;
+        if garbage == 0 {
+            continue;
+        }
+        let u = live as f64 / s.end as f64;
+        if !force && 1.0 - u < inner.opts.compaction.min_garbage_ratio {
+            continue;
+        }
+        // Room to write what is live before anything is freed.
+        if live.saturating_add(inner.opts.segment_size_bytes / 8) > free {
+            continue;
+        }
+        let age = now_seq.saturating_sub(s.last_seq).max(1) as f64;
+        let score = (1.0 - u) * age / (1.0 + u);
+        if best.is_none_or(|(b, _)| score > b) {
+            best = Some((score, n));
+        }
+    }
+    best.map(|(_, n)| n)
+}
+
+/// Index entries whose commit or data lies in `victim`.
+async fn sweep(inner: &Inner, victim: u32) -> Vec<FullEntry> {
+    let mut out = Vec::new();
+    let tables = inner.index.borrow().tables_in_use();
+    for table in tables {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let (found, last) = inner.index.borrow().scan(table, after.as_deref(), SWEEP_SLICE, |loc, fp| {
+                loc.segment == victim || fp.data.iter().any(|(s, _)| *s == victim)
+            });
+            out.extend(found);
+            let Some(last) = last else { break };
+            after = Some(last);
+            crate::sim::yield_now().await;
+        }
+    }
+    out
+}
+
+/// Copies every live entry out of `victim`. False if one could not be read.
+async fn move_live(inner: &Rc<Inner>, victim: u32) -> Result<bool, IoError> {
+    let entries = sweep(inner, victim).await;
+    let mut pending: Vec<(FullEntry, Op)> = Vec::new();
+    for e in entries {
+        let (op, meta_only) = match inner.load_op(e.loc, e.ordinal, e.seq).await {
+            Ok(x) => x,
+            Err(IoError::Moved) => continue,
+            Err(err) => {
+                tracing::error!(shard = inner.id, segment = victim, error = %err, "compaction cannot read a live entry; segment kept");
+                return Ok(false);
+            }
+        };
+        let Op::Put {
+            table,
+            key,
+            summary,
+            meta,
+            body,
+            ..
+        } = op
+        else {
+            continue;
+        };
+        if meta_only && matches!(body, Body::Inline(_)) {
+            // Its inline body is lost already; keep the segment (and the evidence).
+            return Ok(false);
+        }
+        let body = match body {
+            Body::Extents(es) if es.iter().any(|x| x.segment == victim) => {
+                match copy_extents(inner, es, victim).await {
+                    Ok(b) => b,
+                    Err(IoError::Corrupt { .. }) => return Ok(false),
+                    Err(err) => return Err(err),
+                }
+            }
+            other => other,
+        };
+        let op = Op::Put {
+            table,
+            key,
+            seq: Some(e.seq),
+            summary,
+            meta,
+            body,
+        };
+        pending.push((e, op));
+        if pending.len() >= MOVES_PER_COMMIT {
+            commit_moves(inner, std::mem::take(&mut pending)).await?;
+        }
+    }
+    commit_moves(inner, pending).await?;
+    Ok(true)
+}
+
+/// Commits the copies whose entries are unchanged right now.
+async fn commit_moves(inner: &Rc<Inner>, moves: Vec<(FullEntry, Op)>) -> Result<(), IoError> {
+    if moves.is_empty() {
+        return Ok(());
+    }
+    let ops: Vec<Op> = {
+        let index = inner.index.borrow();
+        let log = inner.log.borrow();
+        moves
+            .into_iter()
+            .filter(|(e, _)| {
+                !log.is_pending(e.table, &e.key)
+                    && index
+                        .get(e.table, &e.key)
+                        .is_some_and(|now| now.seq == e.seq && now.loc == e.loc && now.ordinal == e.ordinal)
+            })
+            .map(|(_, op)| op)
+            .collect()
+    };
+    // No await between the check above and the staging in commit_ops.
+    let n = ops.len() as u64;
+    if n == 0 {
+        return Ok(());
+    }
+    inner.commit_ops(ops).await?;
+    inner.compaction.borrow_mut().entries_moved += n;
+    Ok(())
+}
+
+/// New extents for a body whose extents in `victim` are copied.
+async fn copy_extents(inner: &Rc<Inner>, es: Vec<Extent>, victim: u32) -> Result<Body, IoError> {
+    let mut out = Vec::with_capacity(es.len());
+    for e in es {
+        if e.segment != victim {
+            out.push(e);
+            continue;
+        }
+        let file = inner.segment_file(e.segment, data::extent_end(&e)?.offset)?;
+        let mut buf = crate::buf::DataBuf::new(e.len as usize);
+        let mut at = 0u64;
+        while at < e.len {
+            let n = (e.len - at).min(COPY_PIECE);
+            let piece = data::read_range(&file, &inner.key, inner.id, &e, at..at + n).await?;
+            buf.extend_from_slice(&piece);
+            at += n;
+            throttle(inner, n).await;
+        }
+        let ne = inner.write_data_for_compaction(buf).await?;
+        inner.compaction.borrow_mut().data_bytes_moved += e.len;
+        out.push(ne);
+    }
+    Ok(Body::Extents(out))
+}
+
+async fn throttle(inner: &Inner, bytes: u64) {
+    let rate = inner.opts.compaction.rate_bytes_per_sec.max(1);
+    let micros = bytes.saturating_mul(1_000_000) / rate;
+    if micros > 0 {
+        inner.backend.sleep(Duration::from_micros(micros)).await;
+    }
+}
+
+/// The deletes of `victim` that must outlive it; None if the segment cannot
+/// be read whole (then it is not retired).
+async fn scan_deletes(inner: &Rc<Inner>, victim: u32) -> Result<Option<Vec<Op>>, IoError> {
+    let (file, end) = {
+        let log = inner.log.borrow();
+        match log.segments.get(&victim) {
+            Some(s) => (s.file.clone(), s.end),
+            None => return Ok(Some(Vec::new())),
+        }
+    };
+    let mut keep = Vec::new();
+    let mut pos = 0u64;
+    while pos < end {
+        let head = match data::read_exact(&file, pos, BLOCK, victim).await {
+            Ok(h) => h,
+            Err(_) => return Ok(None),
+        };
+        let Ok(h) = RecordHeader::decode(head.as_slice()) else {
+            return Ok(None);
+        };
+        if h.segment != victim || h.offset != pos || h.shard != inner.id {
+            return Ok(None);
+        }
+        let len = h.record_len();
+        match h.kind {
+            Kind::Batch => {
+                let whole = data::read_exact(&file, pos, len as usize, victim).await?;
+                if !h.verify(&inner.key, whole.as_slice()) {
+                    return Ok(None);
+                }
+                let payload = &whole.as_slice()[HEADER_BYTES..HEADER_BYTES + h.payload_len as usize];
+                let mut off = 0usize;
+                for _ in 0..h.count {
+                    let Ok(eh) = EntryHeader::decode(&payload[off..], payload.len() - off) else {
+                        return Ok(None);
+                    };
+                    let at = Pos {
+                        segment: victim,
+                        offset: pos + (HEADER_BYTES + off) as u64,
+                    };
+                    let ops = if eh.verify(&inner.key, &payload[off..], inner.id, at) {
+                        deletes_of(&payload[off + ENTRY_HEADER_BYTES..off + eh.total_len()], eh.count, eh.seq)
+                    } else {
+                        None
+                    };
+                    match ops {
+                        Some(ops) => keep.extend(ops.into_iter().filter_map(|d| still_needed(inner, victim, d))),
+                        // A damaged entry may hold a tombstone we cannot see.
+                        None => return Ok(None),
+                    }
+                    off += align_entry(eh.total_len());
+                }
+            }
+            Kind::Segment | Kind::Data | Kind::BatchCopy => {}
+        }
+        pos += len;
+    }
+    let dropped = keep.iter().filter(|o| o.is_none()).count() as u64;
+    inner.compaction.borrow_mut().tombstones_dropped += dropped;
+    Ok(Some(keep.into_iter().flatten().collect()))
+}
+
+/// The deletes of one commit entry, as (table, key, seq, min_seg, origin).
+fn deletes_of(payload: &[u8], count: u16, entry_seq: u64) -> Option<Vec<(u8, Vec<u8>, u64, u32, u32)>> {
+    let views = codec::decode(payload, count).ok()?;
+    Some(
+        views
+            .into_iter()
+            .filter_map(|v| match v {
+                OpView::Delete {
+                    table,
+                    key,
+                    seq,
+                    min_seg,
+                    origin,
+                } => Some((table, key.to_vec(), seq.unwrap_or(entry_seq), min_seg, origin)),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// Some(Some(op)) to keep the tombstone, Some(None) when it can go.
+fn still_needed(
+    inner: &Inner,
+    victim: u32,
+    (table, key, seq, min_seg, origin): (u8, Vec<u8>, u64, u32, u32),
+) -> Option<Option<Op>> {
+    let origin = if origin == 0 { victim } else { origin };
+    let log = inner.log.borrow();
+    let guards = log
+        .segments
+        .range(min_seg..=origin)
+        .any(|(n, _)| *n != victim);
+    Some(guards.then_some(Op::Delete {
+        table,
+        key,
+        seq: Some(seq),
+        min_seg,
+        origin,
+    }))
+}
+
+/// Records the retirement durably, then removes the file.
+async fn retire(inner: &Rc<Inner>, victim: u32) -> Result<(), IoError> {
+    let (first_seq, last_seq) = {
+        let log = inner.log.borrow();
+        log.segments
+            .get(&victim)
+            .map_or((0, 0), |s| (s.first_seq, s.last_seq))
+    };
+    inner
+        .commit_ops(vec![Op::Retire {
+            segment: victim,
+            first_seq,
+            last_seq,
+        }])
+        .await?;
+    let seg = inner.log.borrow_mut().segments.remove(&victim);
+    drop(seg);
+    let path = inner.dir.join(crate::format::segment_file_name(victim));
+    inner.backend.remove(&path).await?;
+    inner.backend.open_dir(&inner.dir).await?.sync_all().await?;
+    tracing::debug!(shard = inner.id, segment = victim, "segment retired");
+    Ok(())
+}
