@@ -76,7 +76,6 @@ pub(crate) struct SegRow {
 
 /// A loaded checkpoint.
 pub(crate) struct Loaded {
-    pub name: String,
     pub pos: Pos,
     pub next_seq: u64,
     pub segments: Vec<SegRow>,
@@ -299,7 +298,6 @@ pub(crate) async fn load(
         return Err("checkpoint of another shard".into());
     }
     let mut out = Loaded {
-        name: name.to_string(),
         pos: Pos {
             segment: u32_at(h, 16),
             offset: u64_at(h, 24),

@@ -1,8 +1,9 @@
 //! Buckets: a registry every reactor reads without locks (an `ArcSwap`
 //! snapshot), kept durable as records in the meta shard's bucket table.
 //!
-//! Creating and deleting a bucket is rare: those two take a mutex (never on
-//! the object path), commit the record, then publish a new snapshot.
+//! Creating, deleting and reconfiguring a bucket (versioning, object lock,
+//! tags) is rare: those take a per-name claim (never on the object path),
+//! commit the record, then publish a new snapshot.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,10 +15,77 @@ use tessera_io::{Body, Mutation};
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use crate::codec::{Dec, Enc};
-use crate::meta::{T_BUCKETS, META_SHARD};
+use crate::meta::{LockMode, T_BUCKETS, META_SHARD};
 use crate::shards::Shards;
 
 const BUCKET_V1: u8 = 1;
+const BUCKET_V2: u8 = 2;
+/// Encoding of the bucket tags kept in the record's meta bytes.
+const BUCKET_TAGS_V1: u8 = 1;
+/// Most tags a bucket has (S3's limit).
+pub const MAX_BUCKET_TAGS: usize = 50;
+
+/// A bucket's versioning state. Once versioned, a bucket never goes back to
+/// `Unversioned`; `Suspended` writes `null` versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Versioning {
+    #[default]
+    Unversioned,
+    Enabled,
+    Suspended,
+}
+
+impl Versioning {
+    fn code(self) -> u8 {
+        match self {
+            Versioning::Unversioned => 0,
+            Versioning::Enabled => 1,
+            Versioning::Suspended => 2,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<Self> {
+        match c {
+            0 => Some(Versioning::Unversioned),
+            1 => Some(Versioning::Enabled),
+            2 => Some(Versioning::Suspended),
+            _ => None,
+        }
+    }
+}
+
+/// How long a bucket's default retention keeps new versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetentionPeriod {
+    Days(u32),
+    Years(u32),
+}
+
+/// Milliseconds in a day; a retention year is 365 days.
+pub const DAY_MS: i64 = 86_400_000;
+
+impl RetentionPeriod {
+    pub fn millis(self) -> i64 {
+        match self {
+            // Saturating: a record read from disk may hold any count.
+            RetentionPeriod::Days(d) => i64::from(d).saturating_mul(DAY_MS),
+            RetentionPeriod::Years(y) => i64::from(y).saturating_mul(365 * DAY_MS),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultRetention {
+    pub mode: LockMode,
+    pub period: RetentionPeriod,
+}
+
+/// Object lock configuration: present means object lock is enabled (for
+/// good: S3 cannot turn it off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LockConfig {
+    pub default_retention: Option<DefaultRetention>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketInfo {
@@ -28,6 +96,11 @@ pub struct BucketInfo {
     pub owner_display: String,
     pub created_ms: i64,
     pub location: Option<String>,
+    pub versioning: Versioning,
+    /// `Some` once object lock is enabled.
+    pub object_lock: Option<LockConfig>,
+    /// Bucket tags (kept in the record's meta bytes: they can be large).
+    pub tags: Vec<(String, String)>,
     /// Not stored: the writes to this bucket in flight, which DeleteBucket
     /// waits out (see [`WriteGate`]).
     pub gate: Arc<WriteGate>,
@@ -84,6 +157,9 @@ impl PartialEq for WriteGate {
 
 impl Eq for WriteGate {}
 
+/// Longest a configuration update waits for another one on the same bucket.
+pub const UPDATE_CLAIM_WAIT: Duration = Duration::from_secs(5);
+
 /// Longest a DeleteBucket waits for writes already committing to finish.
 pub const DELETE_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -96,24 +172,110 @@ impl BucketInfo {
         self.gate.enter().ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))
     }
 
-    pub fn encode(&self) -> Vec<u8> {
-        let mut e = Enc::new(BUCKET_V1);
+    /// The record: (summary kept in memory, meta bytes holding the tags).
+    pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
+        let mut e = Enc::new(BUCKET_V2);
         e.u64(self.id).str(&self.name).str(&self.owner_id).str(&self.owner_display).i64(self.created_ms);
         e.opt_str(self.location.as_deref());
-        e.finish()
+        e.u8(self.versioning.code());
+        match &self.object_lock {
+            None => {
+                e.u8(0);
+            }
+            Some(LockConfig { default_retention: None }) => {
+                e.u8(1);
+            }
+            Some(LockConfig { default_retention: Some(d) }) => {
+                let (kind, n) = match d.period {
+                    RetentionPeriod::Days(n) => (1, n),
+                    RetentionPeriod::Years(n) => (2, n),
+                };
+                e.u8(2).u8(match d.mode {
+                    LockMode::Governance => 1,
+                    LockMode::Compliance => 2,
+                });
+                e.u8(kind).u32(n);
+            }
+        }
+        e.u8(u8::from(!self.tags.is_empty()));
+        let meta = if self.tags.is_empty() {
+            Vec::new()
+        } else {
+            let mut t = Enc::new(BUCKET_TAGS_V1);
+            t.u32(self.tags.len() as u32);
+            for (k, v) in &self.tags {
+                t.str(k).str(v);
+            }
+            t.finish()
+        };
+        (e.finish(), meta)
     }
 
-    pub fn decode(b: &[u8]) -> Option<Self> {
-        let mut d = Dec::new(b, BUCKET_V1)?;
-        Some(BucketInfo {
+    /// Whether the record's meta bytes must be read for its tags.
+    pub fn summary_has_tags(summary: &[u8]) -> bool {
+        Self::decode_summary(summary).is_some_and(|(_, tags)| tags)
+    }
+
+    /// Decodes a record; `meta` is needed only when the summary says the
+    /// bucket has tags.
+    pub fn decode(summary: &[u8], meta: &[u8]) -> Option<Self> {
+        let (mut info, has_tags) = Self::decode_summary(summary)?;
+        if has_tags {
+            let mut d = Dec::new(meta, BUCKET_TAGS_V1)?;
+            for _ in 0..d.count(MAX_BUCKET_TAGS)? {
+                info.tags.push((d.str()?, d.str()?));
+            }
+            d.end()?;
+        }
+        Some(info)
+    }
+
+    fn decode_summary(b: &[u8]) -> Option<(Self, bool)> {
+        let version = Dec::version_of(b)?;
+        let mut d = Dec::new(b, version)?;
+        let mut info = BucketInfo {
             id: d.u64()?,
             name: d.str()?,
             owner_id: d.str()?,
             owner_display: d.str()?,
             created_ms: d.i64()?,
             location: d.opt_str()?,
+            versioning: Versioning::Unversioned,
+            object_lock: None,
+            tags: Vec::new(),
             gate: Arc::default(),
-        })
+        };
+        match version {
+            BUCKET_V1 => return Some((info, false)),
+            BUCKET_V2 => {}
+            _ => return None,
+        }
+        info.versioning = Versioning::from_code(d.u8()?)?;
+        info.object_lock = match d.u8()? {
+            0 => None,
+            1 => Some(LockConfig { default_retention: None }),
+            2 => {
+                let mode = match d.u8()? {
+                    1 => LockMode::Governance,
+                    2 => LockMode::Compliance,
+                    _ => return None,
+                };
+                let period = match (d.u8()?, d.u32()?) {
+                    (1, n) => RetentionPeriod::Days(n),
+                    (2, n) => RetentionPeriod::Years(n),
+                    _ => return None,
+                };
+                Some(LockConfig { default_retention: Some(DefaultRetention { mode, period }) })
+            }
+            _ => return None,
+        };
+        let has_tags = match d.u8()? {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        d.end()?;
+        Some((info, has_tags))
     }
 }
 
@@ -197,17 +359,23 @@ impl Buckets {
     }
 
     /// Loads every bucket record from the meta shard (at start, on its owner).
-    pub fn load_from(&self, shard: &tessera_io::Shard) -> Result<usize, String> {
+    pub async fn load_from(&self, shard: &tessera_io::Shard) -> Result<usize, String> {
         let mut snap = Snapshot::new();
         let mut after: Option<Vec<u8>> = None;
+        let corrupt = |k: &[u8]| format!("bucket record {:?} is corrupt", String::from_utf8_lossy(k));
         loop {
             let batch = shard.range(T_BUCKETS, b"", after.as_deref(), 1000);
             if batch.is_empty() {
                 break;
             }
             for (k, e) in &batch {
-                let info = BucketInfo::decode(&e.summary)
-                    .ok_or_else(|| format!("bucket record {:?} is corrupt", String::from_utf8_lossy(k)))?;
+                let meta = if BucketInfo::summary_has_tags(&e.summary) {
+                    let stored = shard.load(T_BUCKETS, k).await.map_err(|err| format!("{}: {err}", corrupt(k)))?;
+                    stored.map(|s| s.meta).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                let info = BucketInfo::decode(&e.summary, &meta).ok_or_else(|| corrupt(k))?;
                 snap.insert(info.name.clone(), Arc::new(info));
             }
             after = batch.last().map(|(k, _)| k.clone());
@@ -260,19 +428,64 @@ impl Buckets {
             }));
         }
         let _slot = self.reserve_for(&info.owner_id, max_per_owner)?;
-        let m = Mutation::Put {
-            table: T_BUCKETS,
-            key: info.name.as_bytes().to_vec(),
-            summary: info.encode(),
-            meta: Vec::new(),
-            body: Body::Inline(Vec::new()),
-        };
-        shards.commit(META_SHARD, vec![m]).await.map_err(internal)?;
+        Self::persist(shards, &info).await?;
         let info = Arc::new(info);
         self.publish(|s| {
             s.insert(info.name.clone(), info.clone());
         });
         Ok(())
+    }
+
+    async fn persist(shards: &Shards, info: &BucketInfo) -> S3Result<()> {
+        let (summary, meta) = info.encode();
+        let m = Mutation::Put {
+            table: T_BUCKETS,
+            key: info.name.as_bytes().to_vec(),
+            summary,
+            meta,
+            body: Body::Inline(Vec::new()),
+        };
+        shards.commit(META_SHARD, vec![m]).await.map(drop).map_err(internal)
+    }
+
+    /// Changes the configuration of bucket `name`: `f` edits a copy of its
+    /// record (or refuses with the S3 error to answer); the new record is
+    /// committed, then published. Updates of one name are serialized (and
+    /// never overlap its create or delete); the write gate carries over.
+    pub async fn update(
+        &self,
+        shards: &Shards,
+        name: &str,
+        f: impl FnOnce(&mut BucketInfo) -> S3Result<()>,
+    ) -> S3Result<Arc<BucketInfo>> {
+        let _guard = self.claim_waiting(name).await?;
+        let current = self.get(name).ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))?;
+        let mut next = BucketInfo::clone(&current);
+        f(&mut next)?;
+        if next == *current {
+            return Ok(current);
+        }
+        debug_assert!(Arc::ptr_eq(&next.gate, &current.gate));
+        Self::persist(shards, &next).await?;
+        let next = Arc::new(next);
+        let published = next.clone();
+        self.publish(|s| {
+            s.insert(published.name.clone(), published.clone());
+        });
+        Ok(next)
+    }
+
+    /// Like `claim`, but waits (up to `UPDATE_CLAIM_WAIT`) for another
+    /// update of the same name to finish instead of failing at once.
+    async fn claim_waiting(&self, name: &str) -> S3Result<BusyGuard<'_>> {
+        let started = std::time::Instant::now();
+        loop {
+            match self.claim(name) {
+                Ok(g) => return Ok(g),
+                Err(e) if started.elapsed() >= UPDATE_CLAIM_WAIT => return Err(e),
+                Err(_) => monoio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
     }
 
     /// Deletes `name` after `is_empty` confirms it holds nothing: closes its
@@ -337,8 +550,49 @@ mod tests {
             owner_display: "d".into(),
             created_ms: 5,
             location: Some("eu".into()),
+            versioning: Versioning::Unversioned,
+            object_lock: None,
+            tags: Vec::new(),
             gate: Arc::default(),
         };
-        assert_eq!(BucketInfo::decode(&i.encode()), Some(i));
+        let (s, m) = i.encode();
+        assert!(m.is_empty());
+        assert_eq!(BucketInfo::decode(&s, &m), Some(i.clone()));
+        let mut j = i.clone();
+        j.versioning = Versioning::Suspended;
+        j.object_lock = Some(LockConfig {
+            default_retention: Some(DefaultRetention { mode: LockMode::Compliance, period: RetentionPeriod::Years(3) }),
+        });
+        j.tags = vec![("k".into(), "v".into())];
+        let (s, m) = j.encode();
+        assert!(BucketInfo::summary_has_tags(&s));
+        assert_eq!(BucketInfo::decode(&s, &m), Some(j.clone()));
+        assert!(BucketInfo::decode(&s, b"").is_none(), "tags announced but missing");
+        j.object_lock = Some(LockConfig::default());
+        j.tags.clear();
+        let (s, m) = j.encode();
+        assert_eq!(BucketInfo::decode(&s, &m), Some(j));
+    }
+
+    #[test]
+    fn retention_periods_never_overflow() {
+        assert_eq!(RetentionPeriod::Days(1).millis(), DAY_MS);
+        assert_eq!(RetentionPeriod::Years(1).millis(), 365 * DAY_MS);
+        assert_eq!(RetentionPeriod::Years(u32::MAX).millis(), i64::MAX, "saturates");
+        assert!(RetentionPeriod::Days(u32::MAX).millis() > 0);
+    }
+
+    /// Records written before versioning decode as unversioned buckets.
+    #[test]
+    fn v1_records_stay_readable() {
+        let mut e = Enc::new(1);
+        e.u64(7).str("b").str("o").str("d").i64(5).opt_str(Some("eu"));
+        let i = BucketInfo::decode(&e.finish(), b"").expect("v1 record");
+        assert_eq!((i.id, i.name.as_str(), i.location.as_deref()), (7, "b", Some("eu")));
+        assert_eq!(i.versioning, Versioning::Unversioned);
+        assert!(i.object_lock.is_none() && i.tags.is_empty());
+        let mut e = Enc::new(9);
+        e.u64(7);
+        assert!(BucketInfo::decode(&e.finish(), b"").is_none());
     }
 }

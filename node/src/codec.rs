@@ -59,6 +59,20 @@ impl<'a> Dec<'a> {
         let (&v, rest) = buf.split_first()?;
         (v == version).then_some(Dec { buf: rest })
     }
+    /// The record's version byte, to pick its decoder.
+    pub fn version_of(buf: &[u8]) -> Option<u8> {
+        buf.first().copied()
+    }
+    /// `Some(())` when every byte was consumed: decoders of newer versions
+    /// refuse trailing bytes instead of ignoring what they do not know.
+    pub fn end(&self) -> Option<()> {
+        self.buf.is_empty().then_some(())
+    }
+    /// A count of at most `max` items (a larger one is corrupt, never truncated).
+    pub fn count(&mut self, max: usize) -> Option<usize> {
+        let n = self.u32()? as usize;
+        (n <= max).then_some(n)
+    }
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.buf.len() < n {
             return None;

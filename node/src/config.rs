@@ -13,4 +13,7 @@ pub struct Config {
     /// Most buckets one identity may own (S3's default quota is 10,000).
     pub max_buckets_per_user: usize,
     pub data_dirs: Vec<PathBuf>,
+    /// Smallest multipart part except the last: S3's 5 MiB, lowered only by
+    /// the test-only `TESSERA_TEST_MIN_PART_BYTES`.
+    pub min_part_bytes: u64,
 }

@@ -361,7 +361,16 @@ async fn handle_request(
         }
     };
     let payload = auth.as_ref().map(|a| a.payload.clone());
-    let body = match BodyReader::new(head, payload.as_ref()) {
+    // CompleteMultipartUpload's x-amz-checksum-* headers carry the object's
+    // checksum (COMPOSITE ones end in -N), not its XML body's: the handler checks them.
+    let complete_head;
+    let body_head = if matches!(routed.op, Op::CompleteMultipartUpload { .. }) {
+        complete_head = without_checksum_headers(head);
+        &complete_head
+    } else {
+        head
+    };
+    let body = match BodyReader::new(body_head, payload.as_ref()) {
         Ok(b) => b,
         Err(e) => {
             let done = matches!(head.framing(), Ok(http::BodyFraming::Length(0)));
@@ -392,6 +401,18 @@ async fn handle_request(
             (Response::error_with(&e, &resource, &request_id, &extra), done)
         }
     }
+}
+
+/// `head` without its `x-amz-checksum-<algorithm>` headers.
+fn without_checksum_headers(head: &RequestHead) -> RequestHead {
+    let mut h = head.clone();
+    h.headers = tessera_proto::Headers::new();
+    for (n, v) in head.headers.iter() {
+        if tessera_proto::checksum::ChecksumAlgo::from_header_name(n).is_none() {
+            h.headers.push(n, v);
+        }
+    }
+    h
 }
 
 type Prepared = (Routed, Option<Arc<User>>, Option<AuthContext>);

@@ -42,6 +42,11 @@ enum Command {
         /// Most buckets one user may own (CreateBucket then answers TooManyBuckets).
         #[arg(long, default_value_t = 10_000, env = "TESSERA_MAX_BUCKETS_PER_USER")]
         max_buckets_per_user: usize,
+        /// TEST ONLY: smallest multipart part (except the last) in bytes,
+        /// instead of S3's 5 MiB, so tests can build 10,000-part objects.
+        /// Never set it in production: clients expect S3's limit.
+        #[arg(long, env = "TESSERA_TEST_MIN_PART_BYTES", hide_short_help = true)]
+        test_min_part_bytes: Option<u64>,
         /// Data directories (one per disk).
         #[arg(required = true)]
         data_dirs: Vec<PathBuf>,
@@ -64,7 +69,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Server { address, threads, users, domains, region, shards_per_disk, max_buckets_per_user, data_dirs } => {
+        Command::Server { address, threads, users, domains, region, shards_per_disk, max_buckets_per_user, test_min_part_bytes, data_dirs } => {
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .max(1);
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
                 shards_per_disk,
                 max_buckets_per_user,
                 data_dirs,
+                min_part_bytes: test_min_part_bytes.unwrap_or(tessera_node::s3::MIN_PART_BYTES),
             };
             match tessera_node::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,

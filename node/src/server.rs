@@ -290,7 +290,7 @@ impl Reactor {
             local[s] = Some(Rc::new(LocalShard::new(shard)));
         }
         if let Some(meta) = local.get(META_SHARD as usize).and_then(|s| s.as_ref()) {
-            let n = shared.buckets.load_from(&meta.shard)?;
+            let n = shared.buckets.load_from(&meta.shard).await?;
             tracing::info!(buckets = n, "bucket registry loaded");
         }
         monoio::spawn(shards::serve(self.rx, local.clone()));

@@ -137,6 +137,101 @@ impl Checksummer {
     }
 }
 
+/// GF(2) matrix times vector: the CRC-register transform `mat` applied to `vec`.
+fn gf2_times(mat: &[u64; 64], mut vec: u64) -> u64 {
+    let mut sum = 0;
+    let mut i = 0;
+    while vec != 0 {
+        if vec & 1 != 0 {
+            sum ^= mat[i];
+        }
+        vec >>= 1;
+        i += 1;
+    }
+    sum
+}
+
+fn gf2_square(out: &mut [u64; 64], mat: &[u64; 64], bits: usize) {
+    for n in 0..bits {
+        out[n] = gf2_times(mat, mat[n]);
+    }
+}
+
+/// zlib's `crc32_combine`, for any reflected CRC whose init and final xor are
+/// all ones (CRC32, CRC32C, CRC64NVME): the CRC of `a ++ b` from crc(a),
+/// crc(b) and len(b).
+fn combine_reflected(poly: u64, bits: usize, crc_a: u64, crc_b: u64, mut len_b: u64) -> u64 {
+    if len_b == 0 {
+        return crc_a;
+    }
+    let mut odd = [0u64; 64];
+    let mut even = [0u64; 64];
+    odd[0] = poly;
+    let mut row = 1u64;
+    for slot in odd.iter_mut().take(bits).skip(1) {
+        *slot = row;
+        row <<= 1;
+    }
+    gf2_square(&mut even, &odd, bits);
+    gf2_square(&mut odd, &even, bits);
+    let mut crc = crc_a;
+    loop {
+        gf2_square(&mut even, &odd, bits);
+        if len_b & 1 != 0 {
+            crc = gf2_times(&even, crc);
+        }
+        len_b >>= 1;
+        if len_b == 0 {
+            break;
+        }
+        gf2_square(&mut odd, &even, bits);
+        if len_b & 1 != 0 {
+            crc = gf2_times(&odd, crc);
+        }
+        len_b >>= 1;
+        if len_b == 0 {
+            break;
+        }
+    }
+    crc ^ crc_b
+}
+
+/// The checksum of `a ++ b` from the checksums (big-endian digests, as S3
+/// encodes them) of `a` and `b` and the length of `b`: how a FULL_OBJECT
+/// checksum of a multipart upload is made from its parts'. `None` for the
+/// SHA algorithms (they do not combine) and for digests of the wrong size.
+pub fn combine_crc(algo: ChecksumAlgo, crc_a: &[u8], crc_b: &[u8], len_b: u64) -> Option<Vec<u8>> {
+    match algo {
+        ChecksumAlgo::Crc32 | ChecksumAlgo::Crc32c => {
+            let a = u32::from_be_bytes(crc_a.try_into().ok()?);
+            let b = u32::from_be_bytes(crc_b.try_into().ok()?);
+            let poly = if algo == ChecksumAlgo::Crc32 { 0xEDB8_8320 } else { 0x82F6_3B78 };
+            let c = combine_reflected(poly, 32, u64::from(a), u64::from(b), len_b) as u32;
+            Some(c.to_be_bytes().to_vec())
+        }
+        ChecksumAlgo::Crc64Nvme => {
+            let a = u64::from_be_bytes(crc_a.try_into().ok()?);
+            let b = u64::from_be_bytes(crc_b.try_into().ok()?);
+            Some(combine_reflected(0x9A6C_9329_AC4B_C9B5, 64, a, b, len_b).to_be_bytes().to_vec())
+        }
+        ChecksumAlgo::Sha1 | ChecksumAlgo::Sha256 => None,
+    }
+}
+
+/// Whether `algo` can make a FULL_OBJECT checksum of a multipart upload.
+pub fn combinable(algo: ChecksumAlgo) -> bool {
+    matches!(algo, ChecksumAlgo::Crc32 | ChecksumAlgo::Crc32c | ChecksumAlgo::Crc64Nvme)
+}
+
+/// Decodes an `x-amz-checksum-*` value of `algo` to its raw digest.
+pub fn decode_value(algo: ChecksumAlgo, value: &str) -> Option<Vec<u8>> {
+    BASE64.decode(value.trim()).ok().filter(|raw| raw.len() == algo.digest_len())
+}
+
+pub fn encode_value(raw: &[u8]) -> String {
+    BASE64.encode(raw)
+}
+
 /// What a fully received body turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodySums {
@@ -372,6 +467,27 @@ mod tests {
         assert_eq!(sum(ChecksumAlgo::Sha1, data), "Kq5sNclPz7QV2+lfQIuc6R7oRu0=");
         assert_eq!(sum(ChecksumAlgo::Sha256, data), "uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek=");
         assert_eq!(sum(ChecksumAlgo::Crc64Nvme, b"123456789"), "rosUhgp5mIg=");
+    }
+
+    #[test]
+    fn crcs_combine_as_if_computed_over_the_whole() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let raw = |algo, d: &[u8]| {
+            let mut c = Checksummer::new(algo);
+            c.update(d);
+            c.finish()
+        };
+        for algo in [ChecksumAlgo::Crc32, ChecksumAlgo::Crc32c, ChecksumAlgo::Crc64Nvme] {
+            assert!(combinable(algo));
+            for split in [0usize, 1, 7, 2500, 4999, 5000] {
+                let (a, b) = data.split_at(split);
+                let combined = combine_crc(algo, &raw(algo, a), &raw(algo, b), b.len() as u64);
+                assert_eq!(combined, Some(raw(algo, &data)), "{algo:?} split {split}");
+            }
+        }
+        assert!(combine_crc(ChecksumAlgo::Sha256, &[0; 32], &[0; 32], 1).is_none());
+        assert!(combine_crc(ChecksumAlgo::Crc32, &[0; 3], &[0; 4], 1).is_none());
+        assert!(!combinable(ChecksumAlgo::Sha1));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod checksum;
 pub mod error;
 pub mod headers;
 pub mod http;
+pub mod rfc2047;
 pub mod router;
 pub mod sigv2;
 pub mod sigv4;

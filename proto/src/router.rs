@@ -86,8 +86,22 @@ pub enum Op {
     DeleteBucket,
     GetBucketLocation,
     GetBucketVersioning,
+    PutBucketVersioning,
+    GetBucketTagging,
+    PutBucketTagging,
+    DeleteBucketTagging,
+    GetObjectLockConfiguration,
+    PutObjectLockConfiguration,
     GetBucketAcl,
     GetObjectAcl,
+    GetObjectTagging,
+    PutObjectTagging,
+    DeleteObjectTagging,
+    GetObjectRetention,
+    PutObjectRetention,
+    GetObjectLegalHold,
+    PutObjectLegalHold,
+    GetObjectAttributes,
     ListObjectsV1,
     ListObjectsV2,
     ListObjectVersions,
@@ -116,6 +130,20 @@ impl Op {
             Op::DeleteBucket => "DeleteBucket",
             Op::GetBucketLocation => "GetBucketLocation",
             Op::GetBucketVersioning => "GetBucketVersioning",
+            Op::PutBucketVersioning => "PutBucketVersioning",
+            Op::GetBucketTagging => "GetBucketTagging",
+            Op::PutBucketTagging => "PutBucketTagging",
+            Op::DeleteBucketTagging => "DeleteBucketTagging",
+            Op::GetObjectLockConfiguration => "GetObjectLockConfiguration",
+            Op::PutObjectLockConfiguration => "PutObjectLockConfiguration",
+            Op::GetObjectTagging => "GetObjectTagging",
+            Op::PutObjectTagging => "PutObjectTagging",
+            Op::DeleteObjectTagging => "DeleteObjectTagging",
+            Op::GetObjectRetention => "GetObjectRetention",
+            Op::PutObjectRetention => "PutObjectRetention",
+            Op::GetObjectLegalHold => "GetObjectLegalHold",
+            Op::PutObjectLegalHold => "PutObjectLegalHold",
+            Op::GetObjectAttributes => "GetObjectAttributes",
             Op::GetBucketAcl => "GetBucketAcl",
             Op::GetObjectAcl => "GetObjectAcl",
             Op::ListObjectsV1 => "ListObjects",
@@ -233,10 +261,19 @@ fn not_implemented(what: &str) -> S3Error {
 }
 
 fn bucket_op(method: Method, q: &Query) -> S3Result<Op> {
-    check_write_params(method, q, &["delete", "acl"])?;
+    check_write_params(method, q, &["delete", "acl", "versioning", "tagging", "object-lock"])?;
     Ok(match method {
         Method::Get if q.has("location") => Op::GetBucketLocation,
         Method::Get if q.has("versioning") => Op::GetBucketVersioning,
+        Method::Put if q.has("versioning") => Op::PutBucketVersioning,
+        Method::Get if q.has("tagging") => Op::GetBucketTagging,
+        Method::Put if q.has("tagging") => Op::PutBucketTagging,
+        Method::Delete if q.has("tagging") => Op::DeleteBucketTagging,
+        Method::Get if q.has("object-lock") => Op::GetObjectLockConfiguration,
+        Method::Put if q.has("object-lock") => Op::PutObjectLockConfiguration,
+        _ if q.has("versioning") || q.has("object-lock") || q.has("tagging") => {
+            return Err(S3Error::new(S3ErrorCode::MethodNotAllowed))
+        }
         Method::Get if q.has("acl") => Op::GetBucketAcl,
         _ if q.has("acl") => return Err(not_implemented("acl")),
         Method::Get if q.has("uploads") => Op::ListMultipartUploads,
@@ -262,7 +299,30 @@ fn upload_id(q: &Query) -> S3Result<String> {
     }
 }
 
+/// Object sub-resources served: tagging, retention, legal hold, attributes.
+fn object_subresource_op(method: Method, q: &Query) -> S3Result<Option<Op>> {
+    let op = match method {
+        Method::Get if q.has("tagging") => Op::GetObjectTagging,
+        Method::Put if q.has("tagging") => Op::PutObjectTagging,
+        Method::Delete if q.has("tagging") => Op::DeleteObjectTagging,
+        Method::Get if q.has("retention") => Op::GetObjectRetention,
+        Method::Put if q.has("retention") => Op::PutObjectRetention,
+        Method::Get if q.has("legal-hold") => Op::GetObjectLegalHold,
+        Method::Put if q.has("legal-hold") => Op::PutObjectLegalHold,
+        Method::Get if q.has("attributes") => Op::GetObjectAttributes,
+        _ if ["tagging", "retention", "legal-hold", "attributes"].iter().any(|s| q.has(s)) => {
+            return Err(S3Error::new(S3ErrorCode::MethodNotAllowed))
+        }
+        _ => return Ok(None),
+    };
+    check_write_params(method, q, &["tagging", "retention", "legal-hold", "versionId"])?;
+    Ok(Some(op))
+}
+
 fn object_op(method: Method, q: &Query) -> S3Result<Op> {
+    if let Some(op) = object_subresource_op(method, q)? {
+        return Ok(op);
+    }
     if let Some(what) = unsupported(q) {
         return Err(not_implemented(what));
     }
@@ -330,6 +390,22 @@ mod tests {
             (Delete, "/b/k", "uploadId=u", Some("b"), Some("k"), "AbortMultipartUpload"),
             (Get, "/b/k", "uploadId=u", Some("b"), Some("k"), "ListParts"),
             (Get, "/%E6%97%A5", "", Some("日"), None, "ListObjects"),
+            (Put, "/b", "versioning", Some("b"), None, "PutBucketVersioning"),
+            (Get, "/b", "versioning", Some("b"), None, "GetBucketVersioning"),
+            (Put, "/b", "tagging", Some("b"), None, "PutBucketTagging"),
+            (Get, "/b", "tagging", Some("b"), None, "GetBucketTagging"),
+            (Delete, "/b", "tagging", Some("b"), None, "DeleteBucketTagging"),
+            (Put, "/b", "object-lock", Some("b"), None, "PutObjectLockConfiguration"),
+            (Get, "/b", "object-lock", Some("b"), None, "GetObjectLockConfiguration"),
+            (Put, "/b/k", "tagging&versionId=v", Some("b"), Some("k"), "PutObjectTagging"),
+            (Get, "/b/k", "tagging", Some("b"), Some("k"), "GetObjectTagging"),
+            (Delete, "/b/k", "tagging", Some("b"), Some("k"), "DeleteObjectTagging"),
+            (Put, "/b/k", "retention", Some("b"), Some("k"), "PutObjectRetention"),
+            (Get, "/b/k", "retention&versionId=v", Some("b"), Some("k"), "GetObjectRetention"),
+            (Put, "/b/k", "legal-hold", Some("b"), Some("k"), "PutObjectLegalHold"),
+            (Get, "/b/k", "legal-hold", Some("b"), Some("k"), "GetObjectLegalHold"),
+            (Get, "/b/k", "attributes", Some("b"), Some("k"), "GetObjectAttributes"),
+            (Delete, "/b/k", "versionId=v", Some("b"), Some("k"), "DeleteObject"),
         ];
         for (m, p, q, b, k, op) in cases {
             let got = r(*m, p, q).unwrap_or_else(|e| panic!("{p}?{q}: {e}"));
@@ -347,11 +423,17 @@ mod tests {
             (Put, "/b/k", "partNumber=10001&uploadId=u", S3ErrorCode::InvalidArgument),
             (Put, "/b/k", "partNumber=1&uploadId=", S3ErrorCode::NoSuchUpload),
             (Put, "/b/k", "acl", S3ErrorCode::NotImplemented),
-            (Get, "/b/k", "tagging", S3ErrorCode::NotImplemented),
+            (Get, "/b/k", "torrent", S3ErrorCode::NotImplemented),
+            (Post, "/b/k", "tagging", S3ErrorCode::MethodNotAllowed),
+            (Delete, "/b/k", "retention", S3ErrorCode::MethodNotAllowed),
+            (Put, "/b/k", "attributes", S3ErrorCode::MethodNotAllowed),
+            (Put, "/b/k", "tagging&renameObject", S3ErrorCode::NotImplemented),
+            (Delete, "/b", "versioning", S3ErrorCode::MethodNotAllowed),
+            (Post, "/b", "tagging", S3ErrorCode::MethodNotAllowed),
             (Put, "/", "", S3ErrorCode::MethodNotAllowed),
             (Get, "/b/%FF", "", S3ErrorCode::InvalidURI),
             (Delete, "/b", "metadataTable", S3ErrorCode::NotImplemented),
-            (Put, "/b", "versioning", S3ErrorCode::NotImplemented),
+            (Put, "/b", "cors", S3ErrorCode::NotImplemented),
             (Put, "/b/k", "renameObject", S3ErrorCode::NotImplemented),
             (Post, "/b", "someNewThing", S3ErrorCode::NotImplemented),
         ];

@@ -200,6 +200,59 @@ pub fn format_iso8601_ms(unix_ms: i64) -> String {
     )
 }
 
+/// Parses an ISO 8601 / RFC 3339 timestamp as S3 documents and headers carry
+/// them (`2030-01-01T00:00:00Z`, `2030-01-01T00:00:00.123456Z`,
+/// `2030-01-01T00:00:00+02:00`) into Unix milliseconds (fractions beyond
+/// milliseconds are dropped).
+pub fn parse_iso8601_ms(s: &str) -> Option<i64> {
+    let b = s.trim().as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let secs = unix_from_parts(
+        i64::from(digits(&b[0..4])?),
+        digits(&b[5..7])?,
+        digits(&b[8..10])?,
+        digits(&b[11..13])?,
+        digits(&b[14..16])?,
+        digits(&b[17..19])?,
+    )?;
+    let mut rest = &b[19..];
+    let mut millis = 0i64;
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 || n > 9 {
+            return None;
+        }
+        let mut ms = 0i64;
+        for i in 0..3 {
+            ms = ms * 10 + frac.get(i).filter(|_| i < n).map_or(0, |d| i64::from(d - b'0'));
+        }
+        millis = ms;
+        rest = &frac[n..];
+    }
+    let offset_secs = match rest {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let (hh, mm) = (i64::from(digits(&[*h1, *h2])?), i64::from(digits(&[*m1, *m2])?));
+            if hh > 23 || mm > 59 {
+                return None;
+            }
+            let off = hh * 3600 + mm * 60;
+            if *sign == b'+' {
+                off
+            } else {
+                -off
+            }
+        }
+        _ => return None,
+    };
+    (secs - offset_secs).checked_mul(1000)?.checked_add(millis)
+}
+
 fn since_epoch() -> Duration {
     // A clock before 1970 is a broken host; report the epoch rather than panic.
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
@@ -208,6 +261,11 @@ fn since_epoch() -> Duration {
 /// Current time in Unix seconds.
 pub fn now_unix_secs() -> i64 {
     i64::try_from(since_epoch().as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Current time in Unix microseconds.
+pub fn now_unix_micros() -> u64 {
+    u64::try_from(since_epoch().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Current time in Unix milliseconds.
@@ -277,6 +335,30 @@ mod tests {
         assert_eq!(format_iso8601_ms(1_255_369_830_000), "2009-10-12T17:50:30.000Z");
         assert_eq!(format_iso8601_ms(1_255_369_830_042), "2009-10-12T17:50:30.042Z");
         assert_eq!(format_iso8601_ms(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn iso8601_parsing() {
+        let base = 1_893_456_000_000; // 2030-01-01T00:00:00Z
+        let cases: &[(&str, Option<i64>)] = &[
+            ("2030-01-01T00:00:00Z", Some(base)),
+            ("2030-01-01T00:00:00.000Z", Some(base)),
+            ("2030-01-01T00:00:00.5Z", Some(base + 500)),
+            ("2030-01-01T00:00:00.123456Z", Some(base + 123)),
+            ("2030-01-01T02:00:00+02:00", Some(base)),
+            ("2029-12-31T23:00:00-01:00", Some(base)),
+            ("2030-01-01 00:00:00Z", None),
+            ("2030-01-01T00:00:00", None),
+            ("2030-01-01T00:00:00.Z", None),
+            ("2030-13-01T00:00:00Z", None),
+            ("2030-01-01T00:00:00+2:00", None),
+            ("", None),
+            ("2030-01-01T00:00:00ZZ", None),
+        ];
+        for (s, want) in cases {
+            assert_eq!(parse_iso8601_ms(s), *want, "{s}");
+        }
+        assert_eq!(parse_iso8601_ms(&format_iso8601_ms(base + 7)), Some(base + 7));
     }
 
     #[test]

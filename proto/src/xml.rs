@@ -5,6 +5,7 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
+use crate::checksum::ChecksumAlgo;
 use crate::{S3Error, S3ErrorCode, S3Result};
 
 /// Largest XML request body accepted (CompleteMultipartUpload with 10,000
@@ -238,6 +239,19 @@ pub fn parse_delete(body: &[u8]) -> S3Result<DeleteRequest> {
 pub struct CompletePart {
     pub part_number: u32,
     pub etag: String,
+    /// `<ChecksumCRC32>` and friends: the part's checksum as the client saw it.
+    pub checksum: Option<(ChecksumAlgo, String)>,
+}
+
+/// The element naming `algo`'s checksum in S3 documents (`ChecksumCRC32`, ...).
+pub fn checksum_element(algo: ChecksumAlgo) -> &'static str {
+    match algo {
+        ChecksumAlgo::Crc32 => "ChecksumCRC32",
+        ChecksumAlgo::Crc32c => "ChecksumCRC32C",
+        ChecksumAlgo::Crc64Nvme => "ChecksumCRC64NVME",
+        ChecksumAlgo::Sha1 => "ChecksumSHA1",
+        ChecksumAlgo::Sha256 => "ChecksumSHA256",
+    }
 }
 
 pub fn parse_complete_multipart(body: &[u8]) -> S3Result<Vec<CompletePart>> {
@@ -252,7 +266,16 @@ pub fn parse_complete_multipart(body: &[u8]) -> S3Result<Vec<CompletePart>> {
             .and_then(|n| n.trim().parse::<u32>().ok())
             .ok_or_else(malformed)?;
         let etag = p.child_text("ETag").ok_or_else(malformed)?.trim().to_string();
-        parts.push(CompletePart { part_number, etag });
+        let mut checksum = None;
+        for algo in ChecksumAlgo::ALL {
+            if let Some(v) = p.child_text(checksum_element(algo)) {
+                if checksum.is_some() {
+                    return Err(malformed());
+                }
+                checksum = Some((algo, v.trim().to_string()));
+            }
+        }
+        parts.push(CompletePart { part_number, etag, checksum });
     }
     if parts.is_empty() {
         return Err(S3Error::with_message(
@@ -273,6 +296,84 @@ pub fn parse_create_bucket(body: &[u8]) -> S3Result<Option<String>> {
         return Err(malformed());
     }
     Ok(root.child_text("LocationConstraint").map(|s| s.trim().to_string()).filter(|s| !s.is_empty()))
+}
+
+fn root_named(body: &[u8], name: &str) -> S3Result<Element> {
+    let root = parse(body)?;
+    if root.name != name {
+        return Err(malformed());
+    }
+    Ok(root)
+}
+
+fn trimmed(e: &Element, name: &str) -> Option<String> {
+    e.child_text(name).map(|t| t.trim().to_string())
+}
+
+/// `<VersioningConfiguration>` of PutBucketVersioning: `Status` and
+/// `MfaDelete` as given (the caller checks their values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersioningRequest {
+    pub status: Option<String>,
+    pub mfa_delete: Option<String>,
+}
+
+pub fn parse_versioning(body: &[u8]) -> S3Result<VersioningRequest> {
+    let root = root_named(body, "VersioningConfiguration")?;
+    Ok(VersioningRequest { status: trimmed(&root, "Status"), mfa_delete: trimmed(&root, "MfaDelete") })
+}
+
+/// Most `<Tag>` elements read from a tagging document (S3 allows 50 on a
+/// bucket; more is refused by the caller, this only bounds the work).
+pub const MAX_TAGGING_TAGS: usize = 1000;
+
+/// `<Tagging><TagSet><Tag><Key/><Value/></Tag>...` in document order. A tag
+/// without a Key is malformed; a missing Value is empty.
+pub fn parse_tagging(body: &[u8]) -> S3Result<Vec<(String, String)>> {
+    let root = root_named(body, "Tagging")?;
+    let set = root.child("TagSet").ok_or_else(malformed)?;
+    let mut tags = Vec::new();
+    for t in set.children_named("Tag") {
+        if tags.len() >= MAX_TAGGING_TAGS {
+            return Err(malformed());
+        }
+        let key = t.child_text("Key").ok_or_else(malformed)?.to_string();
+        let value = t.child_text("Value").unwrap_or("").to_string();
+        tags.push((key, value));
+    }
+    Ok(tags)
+}
+
+/// `<ObjectLockConfiguration>` of PutObjectLockConfiguration, as given.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObjectLockRequest {
+    pub enabled: Option<String>,
+    /// `Rule/DefaultRetention`: (Mode, Days, Years), when a Rule is given.
+    pub rule: Option<(Option<String>, Option<String>, Option<String>)>,
+}
+
+pub fn parse_object_lock(body: &[u8]) -> S3Result<ObjectLockRequest> {
+    let root = root_named(body, "ObjectLockConfiguration")?;
+    let rule = match root.child("Rule") {
+        None => None,
+        Some(r) => {
+            let d = r.child("DefaultRetention").ok_or_else(malformed)?;
+            Some((trimmed(d, "Mode"), trimmed(d, "Days"), trimmed(d, "Years")))
+        }
+    };
+    Ok(ObjectLockRequest { enabled: trimmed(&root, "ObjectLockEnabled"), rule })
+}
+
+/// `<Retention><Mode/><RetainUntilDate/></Retention>`, as given.
+pub fn parse_retention(body: &[u8]) -> S3Result<(Option<String>, Option<String>)> {
+    let root = root_named(body, "Retention")?;
+    Ok((trimmed(&root, "Mode"), trimmed(&root, "RetainUntilDate")))
+}
+
+/// `<LegalHold><Status/></LegalHold>`, as given.
+pub fn parse_legal_hold(body: &[u8]) -> S3Result<Option<String>> {
+    let root = root_named(body, "LegalHold")?;
+    Ok(trimmed(&root, "Status"))
 }
 
 #[cfg(test)]
@@ -299,9 +400,14 @@ mod tests {
         let body = b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\"x\"</ETag></Part><Part><ETag>y</ETag><PartNumber>2</PartNumber></Part></CompleteMultipartUpload>";
         let p = parse_complete_multipart(body).unwrap();
         assert_eq!(p, vec![
-            CompletePart { part_number: 1, etag: "\"x\"".into() },
-            CompletePart { part_number: 2, etag: "y".into() },
+            CompletePart { part_number: 1, etag: "\"x\"".into(), checksum: None },
+            CompletePart { part_number: 2, etag: "y".into(), checksum: None },
         ]);
+        let body = b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>x</ETag><ChecksumCRC32C>AAAAAA==</ChecksumCRC32C></Part></CompleteMultipartUpload>";
+        let p = parse_complete_multipart(body).unwrap();
+        assert_eq!(p[0].checksum, Some((ChecksumAlgo::Crc32c, "AAAAAA==".into())));
+        let two = b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>x</ETag><ChecksumCRC32>A</ChecksumCRC32><ChecksumSHA1>B</ChecksumSHA1></Part></CompleteMultipartUpload>";
+        assert!(parse_complete_multipart(two).is_err());
     }
 
     #[test]
@@ -319,6 +425,27 @@ mod tests {
         }
         let deep = format!("{}{}", "<a>".repeat(MAX_XML_DEPTH + 1), "</a>".repeat(MAX_XML_DEPTH + 1));
         assert!(parse(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn configuration_bodies() {
+        let v = parse_versioning(b"<VersioningConfiguration><Status>Enabled</Status><MfaDelete>Disabled</MfaDelete></VersioningConfiguration>").unwrap();
+        assert_eq!((v.status.as_deref(), v.mfa_delete.as_deref()), (Some("Enabled"), Some("Disabled")));
+        assert!(parse_versioning(b"<Versioning/>").is_err());
+        let t = parse_tagging(b"<Tagging><TagSet><Tag><Key>a</Key><Value>1</Value></Tag><Tag><Key>b</Key></Tag></TagSet></Tagging>").unwrap();
+        assert_eq!(t, vec![("a".into(), "1".into()), ("b".into(), String::new())]);
+        assert!(parse_tagging(b"<Tagging><TagSet><Tag><Value>1</Value></Tag></TagSet></Tagging>").is_err());
+        assert!(parse_tagging(b"<Tagging></Tagging>").is_err());
+        let many = format!("<Tagging><TagSet>{}</TagSet></Tagging>", "<Tag><Key>k</Key></Tag>".repeat(MAX_TAGGING_TAGS + 1));
+        assert!(parse_tagging(many.as_bytes()).is_err());
+        let l = parse_object_lock(b"<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention><Mode>GOVERNANCE</Mode><Days>1</Days></DefaultRetention></Rule></ObjectLockConfiguration>").unwrap();
+        assert_eq!(l.enabled.as_deref(), Some("Enabled"));
+        assert_eq!(l.rule, Some((Some("GOVERNANCE".into()), Some("1".into()), None)));
+        assert!(parse_object_lock(b"<ObjectLockConfiguration><Rule/></ObjectLockConfiguration>").is_err());
+        let r = parse_retention(b"<Retention><Mode>COMPLIANCE</Mode><RetainUntilDate>2030-01-01T00:00:00Z</RetainUntilDate></Retention>").unwrap();
+        assert_eq!(r, (Some("COMPLIANCE".into()), Some("2030-01-01T00:00:00Z".into())));
+        assert_eq!(parse_legal_hold(b"<LegalHold><Status>ON</Status></LegalHold>").unwrap().as_deref(), Some("ON"));
+        assert!(parse_legal_hold(b"<Retention/>").is_err());
     }
 
     #[test]

@@ -364,3 +364,31 @@ async fn multipart_100_mib_with_concurrent_parts() {
     let (got, len) = stream_md5(get).await;
     assert_eq!((len, got), ((PARTS * PART_SIZE) as u64, want));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_multipart_uploads_with_delimiter() {
+    let (_server, s3) = with_bucket("mpdelim").await;
+    for key in ["a/1", "a/2", "b/x/1", "c", "d"] {
+        create_upload(&s3, "mpdelim", key).await;
+    }
+    let r = ok(s3.list_multipart_uploads().bucket("mpdelim").delimiter("/").send().await, "list");
+    let prefixes: Vec<&str> = r.common_prefixes().iter().map(|p| p.prefix().unwrap()).collect();
+    let keys: Vec<&str> = r.uploads().iter().map(|u| u.key().unwrap()).collect();
+    assert_eq!((prefixes, keys), (vec!["a/", "b/"], vec!["c", "d"]));
+    assert_eq!(r.delimiter(), Some("/"));
+    let r = ok(s3.list_multipart_uploads().bucket("mpdelim").prefix("b/").delimiter("/").send().await, "nested");
+    let prefixes: Vec<&str> = r.common_prefixes().iter().map(|p| p.prefix().unwrap()).collect();
+    assert_eq!(prefixes, ["b/x/"]);
+    assert!(r.uploads().is_empty());
+    // Paging counts prefixes and uploads alike and resumes after a prefix.
+    let r = ok(s3.list_multipart_uploads().bucket("mpdelim").delimiter("/").max_uploads(1).send().await, "page 1");
+    assert_eq!(r.common_prefixes().len(), 1);
+    assert_eq!((r.is_truncated(), r.next_key_marker()), (Some(true), Some("a/")));
+    let r = ok(
+        s3.list_multipart_uploads().bucket("mpdelim").delimiter("/").max_uploads(2).key_marker("a/").send().await,
+        "page 2",
+    );
+    let prefixes: Vec<&str> = r.common_prefixes().iter().map(|p| p.prefix().unwrap()).collect();
+    let keys: Vec<&str> = r.uploads().iter().map(|u| u.key().unwrap()).collect();
+    assert_eq!((prefixes, keys), (vec!["b/"], vec!["c"]));
+}

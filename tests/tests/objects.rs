@@ -554,3 +554,27 @@ async fn put_and_get_100_mib_object_in_one_request() {
     let (got_md5, got_len) = stream_md5(get).await;
     assert_eq!((got_len, got_md5), (size as u64, want_md5));
 }
+
+/// Non-ASCII user metadata: RFC 2047 encoded words are decoded when
+/// stored, and values that are not ASCII are returned encoded, as S3 does.
+#[tokio::test(flavor = "multi_thread")]
+async fn non_ascii_metadata_is_rfc2047_encoded() {
+    let (server, s3) = with_bucket("meta2047").await;
+    let r = server.send(&server.sign(
+        server
+            .raw_request("PUT", "/meta2047/k")
+            .header("x-amz-meta-b", "=?UTF-8?B?SGVsbG8gV29ybGTDqQ==?=")
+            .header("x-amz-meta-q", "=?utf-8?q?caf=C3=A9_au_lait?=")
+            .header("x-amz-meta-plain", "just ascii")
+            .header("x-amz-meta-lookalike", "=?not an encoded word")
+            .body("x"),
+    ));
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let r = server.send(&server.sign(server.raw_request("HEAD", "/meta2047/k")));
+    assert_eq!(r.header("x-amz-meta-b"), Some("=?UTF-8?B?SGVsbG8gV29ybGTDqQ==?="));
+    assert_eq!(r.header("x-amz-meta-q"), Some("=?UTF-8?B?Y2Fmw6kgYXUgbGFpdA==?="));
+    assert_eq!(r.header("x-amz-meta-plain"), Some("just ascii"));
+    assert_eq!(r.header("x-amz-meta-lookalike"), Some("=?not an encoded word"));
+    let got = ok(s3.head_object().bucket("meta2047").key("k").send().await, "head");
+    assert_eq!(got.metadata().and_then(|m| m.get("plain")).map(String::as_str), Some("just ascii"));
+}

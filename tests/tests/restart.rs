@@ -249,3 +249,87 @@ async fn data_survives_clean_restart() {
     assert_eq!(bucket_names(&s3).await, buckets_before);
     assert_eq!(listing(&s3, "alpha").await, alpha_before);
 }
+
+/// Versions, delete markers, retention, legal holds, tags, checksums and
+/// bucket configuration (versioning, object lock, tags) survive a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn versions_retention_and_tags_survive_restart() {
+    use aws_sdk_s3::primitives::DateTime;
+    use aws_sdk_s3::types::{
+        BucketVersioningStatus, ChecksumAlgorithm, ChecksumMode, ObjectLockLegalHold, ObjectLockLegalHoldStatus,
+        ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode, Tag, Tagging, VersioningConfiguration,
+    };
+    let mut server = Server::start();
+    let s3 = server.client();
+    ok(s3.create_bucket().bucket("locked").object_lock_enabled_for_bucket(true).send().await, "locked bucket");
+    ok(s3.create_bucket().bucket("suspended").send().await, "bucket");
+    let conf = VersioningConfiguration::builder().status(BucketVersioningStatus::Suspended).build();
+    ok(s3.put_bucket_versioning().bucket("suspended").versioning_configuration(conf).send().await, "suspend");
+    let tags = Tagging::builder().tag_set(Tag::builder().key("team").value("db").build().unwrap()).build().unwrap();
+    ok(s3.put_bucket_tagging().bucket("locked").tagging(tags).send().await, "bucket tags");
+
+    let mut versions = Vec::new();
+    for i in 0..4 {
+        let out = ok(
+            s3.put_object()
+                .bucket("locked")
+                .key("doc")
+                .tagging(&format!("gen={i}"))
+                .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                .body(bytestream(format!("version {i}").as_bytes()))
+                .send()
+                .await,
+            "put",
+        );
+        versions.push(out.version_id().unwrap().to_string());
+    }
+    let until = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    let retention = ObjectLockRetention::builder()
+        .mode(ObjectLockRetentionMode::Compliance)
+        .retain_until_date(DateTime::from(until))
+        .build();
+    ok(s3.put_object_retention().bucket("locked").key("doc").version_id(&versions[1]).retention(retention).send().await, "retain");
+    let hold = ObjectLockLegalHold::builder().status(ObjectLockLegalHoldStatus::On).build();
+    ok(s3.put_object_legal_hold().bucket("locked").key("doc").version_id(&versions[2]).legal_hold(hold).send().await, "hold");
+    let marker = ok(s3.delete_object().bucket("locked").key("doc").send().await, "marker");
+    let marker = marker.version_id().unwrap().to_string();
+    ok(s3.put_object().bucket("suspended").key("n").body(bytestream(b"null version")).send().await, "null");
+    let before = ok(s3.list_object_versions().bucket("locked").send().await, "list");
+
+    server.restart();
+    let s3 = server.client();
+    let after = ok(s3.list_object_versions().bucket("locked").send().await, "list after restart");
+    assert_eq!(format!("{:?}", after.versions()), format!("{:?}", before.versions()));
+    assert_eq!(after.delete_markers().len(), 1);
+    assert_eq!(after.delete_markers()[0].version_id(), Some(marker.as_str()));
+    for (i, v) in versions.iter().enumerate() {
+        let got = ok(
+            s3.get_object().bucket("locked").key("doc").version_id(v).checksum_mode(ChecksumMode::Enabled).send().await,
+            "get version",
+        );
+        assert!(got.checksum_sha256().is_some());
+        assert_eq!(got.tag_count(), Some(1));
+        assert_eq!(read_body(got).await, format!("version {i}").into_bytes());
+        let t = ok(s3.get_object_tagging().bucket("locked").key("doc").version_id(v).send().await, "tags");
+        assert_eq!(t.tag_set()[0].value(), format!("{i}"));
+    }
+    let head = ok(s3.head_object().bucket("locked").key("doc").version_id(&versions[1]).send().await, "head");
+    assert_eq!(head.object_lock_mode(), Some(&ObjectLockMode::Compliance));
+    assert_s3_error(
+        s3.delete_object().bucket("locked").key("doc").version_id(&versions[1]).bypass_governance_retention(true).send().await,
+        403,
+        "AccessDenied",
+    );
+    assert_s3_error(s3.delete_object().bucket("locked").key("doc").version_id(&versions[2]).send().await, 403, "AccessDenied");
+    ok(s3.delete_object().bucket("locked").key("doc").version_id(&versions[0]).send().await, "an unlocked version goes");
+    assert_s3_error(s3.get_object().bucket("locked").key("doc").send().await, 404, "NoSuchKey");
+    let v = ok(s3.get_bucket_versioning().bucket("locked").send().await, "versioning");
+    assert_eq!(v.status(), Some(&BucketVersioningStatus::Enabled));
+    assert!(ok(s3.get_object_lock_configuration().bucket("locked").send().await, "lock").object_lock_configuration().is_some());
+    let bt = ok(s3.get_bucket_tagging().bucket("locked").send().await, "bucket tags");
+    assert_eq!((bt.tag_set()[0].key(), bt.tag_set()[0].value()), ("team", "db"));
+    let v = ok(s3.get_bucket_versioning().bucket("suspended").send().await, "versioning");
+    assert_eq!(v.status(), Some(&BucketVersioningStatus::Suspended));
+    let got = ok(s3.get_object().bucket("suspended").key("n").version_id("null").send().await, "null version");
+    assert_eq!(read_body(got).await, b"null version");
+}

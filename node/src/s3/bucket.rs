@@ -1,5 +1,5 @@
 //! Bucket operations: ListBuckets, CreateBucket, DeleteBucket,
-//! GetBucketLocation, GetBucketVersioning.
+//! GetBucketLocation, Get/PutBucketVersioning.
 
 use std::rc::Rc;
 
@@ -9,10 +9,10 @@ use tessera_proto::xml::{self, XmlWriter};
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use super::io_error;
-use crate::buckets::{valid_bucket_name, BucketInfo};
+use crate::buckets::{valid_bucket_name, BucketInfo, LockConfig, Versioning};
 use crate::conn::Request;
 use crate::identity::User;
-use crate::meta::{bucket_prefix, T_OBJECTS, T_PARTS, T_UPLOADS};
+use crate::meta::{bucket_prefix, T_OBJECTS, T_PARTS, T_UPLOADS, T_VERSIONS};
 use crate::response::Response;
 use crate::server::Ctx;
 
@@ -75,6 +75,18 @@ pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>, user: &User) ->
             ));
         }
     }
+    // Object lock at creation turns versioning on with it.
+    let lock = match req.header("x-amz-bucket-object-lock-enabled").map(str::trim) {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(_) => {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidArgument,
+                "x-amz-bucket-object-lock-enabled must be true or false",
+            ))
+        }
+    };
     let info = BucketInfo {
         id: new_bucket_id()?,
         name: name.clone(),
@@ -82,19 +94,24 @@ pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>, user: &User) ->
         owner_display: user.display_name.clone(),
         created_ms: now_unix_ms(),
         location,
+        versioning: if lock { Versioning::Enabled } else { Versioning::Unversioned },
+        object_lock: lock.then(LockConfig::default),
+        tags: Vec::new(),
         gate: Default::default(),
     };
     ctx.shared.buckets.create(&ctx.shards, info, ctx.shared.config.max_buckets_per_user).await?;
     Ok(Response::new(200).header("Location", format!("/{name}")))
 }
 
-/// Whether any shard holds an object of `bucket`.
+/// Whether any shard holds a version (delete markers included) of `bucket`.
 async fn bucket_is_empty(ctx: &Ctx, bucket: u64) -> S3Result<bool> {
     let prefix = bucket_prefix(bucket);
     for shard in 0..ctx.shards.count() {
-        let found = ctx.shards.range(shard, T_OBJECTS, prefix.clone(), None, 1).await.map_err(io_error)?;
-        if !found.is_empty() {
-            return Ok(false);
+        for table in [T_OBJECTS, T_VERSIONS] {
+            let found = ctx.shards.range(shard, table, prefix.clone(), None, 1).await.map_err(io_error)?;
+            if !found.is_empty() {
+                return Ok(false);
+            }
         }
     }
     Ok(true)
@@ -137,11 +154,61 @@ pub fn get_location(b: &BucketInfo) -> S3Result<Response> {
     Ok(Response::xml(200, body))
 }
 
-pub fn get_versioning() -> S3Result<Response> {
-    let w = XmlWriter::new().root("VersioningConfiguration");
-    let mut body = w.finish();
-    body.push_str("</VersioningConfiguration>");
-    Ok(Response::xml(200, body))
+pub fn get_versioning(b: &BucketInfo) -> S3Result<Response> {
+    let mut w = XmlWriter::new().root("VersioningConfiguration");
+    match b.versioning {
+        Versioning::Unversioned => {}
+        Versioning::Enabled => {
+            w.elem("Status", "Enabled");
+        }
+        Versioning::Suspended => {
+            w.elem("Status", "Suspended");
+        }
+    }
+    w.close("VersioningConfiguration");
+    Ok(Response::xml(200, w.finish()))
+}
+
+/// Largest PutBucketVersioning document read.
+pub const MAX_VERSIONING_BODY_BYTES: usize = 16 * 1024;
+
+/// PutBucketVersioning: Enabled or Suspended (a bucket never goes back to
+/// unversioned). MFA delete cannot be configured here: asking to enable it
+/// is refused as S3 refuses it without MFA authentication.
+pub async fn put_versioning(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
+    let body = req.read_body_to_vec(MAX_VERSIONING_BODY_BYTES).await?;
+    let v = xml::parse_versioning(&body)?;
+    let malformed = || S3Error::new(S3ErrorCode::MalformedXML);
+    match v.mfa_delete.as_deref() {
+        None | Some("Disabled") => {}
+        Some("Enabled") if req.header("x-amz-mfa").is_none() => {
+            return Err(S3Error::with_message(S3ErrorCode::AccessDenied, "Mfa Authentication must be used for this request"))
+        }
+        Some("Enabled") => {
+            return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "MFA delete is not supported"))
+        }
+        Some(_) => return Err(malformed()),
+    }
+    let state = match v.status.as_deref() {
+        Some("Enabled") => Versioning::Enabled,
+        Some("Suspended") => Versioning::Suspended,
+        None if v.mfa_delete.is_some() => return Ok(Response::new(200)),
+        _ => return Err(malformed()),
+    };
+    ctx.shared
+        .buckets
+        .update(&ctx.shards, &b.name, |info| {
+            if info.object_lock.is_some() && state != Versioning::Enabled {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::InvalidBucketState,
+                    "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed.",
+                ));
+            }
+            info.versioning = state;
+            Ok(())
+        })
+        .await?;
+    Ok(Response::new(200))
 }
 
 /// The ACL every bucket and object has until ACLs can be changed: the

@@ -1,45 +1,151 @@
-//! DeleteObject and DeleteObjects. Deleting a missing key succeeds, as in S3.
+//! DeleteObject and DeleteObjects. Deleting a missing key (or version)
+//! succeeds, as in S3. In a versioned bucket a delete without a version id
+//! writes a delete marker; with one it removes that version (its object
+//! lock permitting).
 
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use tessera_io::Mutation;
 use tessera_proto::router::MAX_KEY_BYTES;
+use tessera_proto::time::now_unix_ms;
 use tessera_proto::xml::{self, XmlWriter};
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
-use super::{io_error, shard_of};
-use crate::buckets::BucketInfo;
+use super::versions::{self, NewVersion};
+use super::{bypass_governance, io_error, shard_of, write_version};
+use crate::buckets::{BucketInfo, Versioning};
 use crate::conn::Request;
-use crate::meta::{object_key, T_OBJECTS};
+use crate::identity::User;
+use crate::meta::{object_key, VersionSel, T_OBJECTS};
 use crate::response::Response;
 use crate::server::Ctx;
 
-pub async fn delete_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
-    let key = req.key();
-    delete_many(ctx, b, shard_of(ctx, &b.name, key), &[key]).await?;
-    Ok(Response::new(204))
+/// Keys of one DeleteObjects request deleted at once (each in its own
+/// transaction when versions are involved).
+pub const MULTI_DELETE_CONCURRENCY: usize = 64;
+
+/// What a delete did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Outcome {
+    /// The version id to report: the one removed, or the marker written.
+    version: Option<String>,
+    /// A delete marker was written, or the version removed was one.
+    delete_marker: bool,
 }
 
-pub async fn delete_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
+pub async fn delete_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: &User) -> S3Result<Response> {
+    let sel = versions::requested(&req.routed.query)?;
+    let out = delete_one(ctx, b, req.key(), sel, bypass_governance(req, user)).await?;
+    let mut resp = Response::new(204);
+    if out.delete_marker {
+        resp.push_header("x-amz-delete-marker", "true");
+    }
+    if let Some(v) = out.version {
+        resp.push_header("x-amz-version-id", v);
+    }
+    Ok(resp)
+}
+
+/// Deletes `key` (version `sel` of it, when given) from bucket `b`.
+async fn delete_one(ctx: &Ctx, b: &BucketInfo, key: &str, sel: Option<VersionSel>, bypass: bool) -> S3Result<Outcome> {
+    let shard = shard_of(ctx, &b.name, key);
+    let Some(sel) = sel else {
+        if b.versioning == Versioning::Unversioned {
+            delete_many(ctx, b, shard, &[key]).await?;
+            return Ok(Outcome::default());
+        }
+        let _gate = b.enter_write()?;
+        let marker = write_version(ctx, b, shard, key, NewVersion::delete_marker(now_unix_ms()), None).await?;
+        return Ok(Outcome { version: Some(marker.version_id()), delete_marker: true });
+    };
+    let (bid, k) = (b.id, key.to_string());
+    let lock = vec![(T_OBJECTS, object_key(bid, key))];
+    // A removal can promote a version into T_OBJECTS: it stays inside the
+    // gate so DeleteBucket's emptiness check never runs beside it.
+    let _gate = b.enter_write()?;
+    let removed = ctx
+        .shards
+        .txn(shard, lock, move |local| async move {
+            let Some((muts, removed)) = versions::remove(&local.shard, bid, &k, sel, bypass).await? else {
+                return Ok(None);
+            };
+            local.commit_in_txn(muts).await.map_err(io_error)?;
+            Ok::<_, S3Error>(Some(removed))
+        })
+        .await
+        .map_err(io_error)??;
+    Ok(Outcome { version: Some(sel.render()), delete_marker: removed.is_some_and(|s| s.delete_marker) })
+}
+
+pub async fn delete_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: &User) -> S3Result<Response> {
     let body = req.read_body_to_vec(xml::MAX_XML_BODY_BYTES).await?;
     let del = xml::parse_delete(&body)?;
-    // Every key that can be deleted, grouped by shard: one commit (one sync)
-    // per shard instead of one per key, the shards' commits in parallel.
-    let mut results: Vec<S3Result<()>> = Vec::with_capacity(del.objects.len());
-    let mut by_shard: HashMap<u32, Vec<usize>> = HashMap::new();
+    let bypass = bypass_governance(req, user);
+    let mut results: Vec<S3Result<Outcome>> = Vec::with_capacity(del.objects.len());
+    let mut todo: Vec<(usize, Option<VersionSel>)> = Vec::new();
     for (i, (key, version)) in del.objects.iter().enumerate() {
-        results.push(if key.len() > MAX_KEY_BYTES {
-            Err(S3Error::new(S3ErrorCode::KeyTooLongError))
-        } else if version.as_deref().is_some_and(|v| v != "null") {
-            Err(S3Error::new(S3ErrorCode::NoSuchVersion))
-        } else {
-            by_shard.entry(shard_of(ctx, &b.name, key)).or_default().push(i);
-            Ok(())
+        let sel = version.as_deref().map(VersionSel::parse).transpose();
+        results.push(match sel {
+            _ if key.len() > MAX_KEY_BYTES => Err(S3Error::new(S3ErrorCode::KeyTooLongError)),
+            Err(_) => Err(S3Error::new(S3ErrorCode::NoSuchVersion)),
+            Ok(sel) => {
+                todo.push((i, sel));
+                Ok(Outcome::default())
+            }
         });
     }
+    let plain = b.versioning == Versioning::Unversioned && todo.iter().all(|(_, s)| s.is_none());
+    if plain {
+        delete_grouped(ctx, b, &del.objects, &todo, &mut results).await;
+    } else {
+        for chunk in todo.chunks(MULTI_DELETE_CONCURRENCY) {
+            let runs = chunk.iter().map(|&(i, sel)| {
+                let key = del.objects[i].0.as_str();
+                async move { (i, delete_one(ctx, b, key, sel, bypass).await) }
+            });
+            for (i, r) in futures_util::future::join_all(runs).await {
+                results[i] = r;
+            }
+        }
+    }
+    let mut w = XmlWriter::new().root("DeleteResult");
+    for ((key, version), result) in del.objects.iter().zip(results) {
+        match result {
+            Ok(_) if del.quiet => {}
+            Ok(out) => {
+                w.open("Deleted").elem("Key", key).elem_opt("VersionId", version.as_deref());
+                if out.delete_marker {
+                    w.elem("DeleteMarker", "true");
+                    w.elem_opt("DeleteMarkerVersionId", out.version.as_deref());
+                }
+                w.close("Deleted");
+            }
+            Err(e) => {
+                w.open("Error").elem("Key", key).elem_opt("VersionId", version.as_deref());
+                w.elem("Code", e.code.as_str()).elem("Message", &e.message).close("Error");
+            }
+        }
+    }
+    w.close("DeleteResult");
+    Ok(Response::xml(200, w.finish()))
+}
+
+/// Unversioned bucket, no version ids: every key that exists, grouped by
+/// shard, one commit (one sync) per shard, the shards' commits in parallel.
+async fn delete_grouped(
+    ctx: &Ctx,
+    b: &BucketInfo,
+    objects: &[(String, Option<String>)],
+    todo: &[(usize, Option<VersionSel>)],
+    results: &mut [S3Result<Outcome>],
+) {
+    let mut by_shard: HashMap<u32, Vec<usize>> = HashMap::new();
+    for &(i, _) in todo {
+        by_shard.entry(shard_of(ctx, &b.name, &objects[i].0)).or_default().push(i);
+    }
     let commits = by_shard.into_iter().map(|(shard, idx)| {
-        let keys: Vec<&str> = idx.iter().map(|&i| del.objects[i].0.as_str()).collect();
+        let keys: Vec<&str> = idx.iter().map(|&i| objects[i].0.as_str()).collect();
         async move { (idx, delete_many(ctx, b, shard, &keys).await) }
     });
     for (idx, r) in futures_util::future::join_all(commits).await {
@@ -49,24 +155,10 @@ pub async fn delete_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo
             }
         }
     }
-    let mut w = XmlWriter::new().root("DeleteResult");
-    for ((key, version), result) in del.objects.iter().zip(results) {
-        match result {
-            Ok(()) if del.quiet => {}
-            Ok(()) => {
-                w.open("Deleted").elem("Key", key).elem_opt("VersionId", version.as_deref()).close("Deleted");
-            }
-            Err(e) => {
-                w.open("Error").elem("Key", key).elem("Code", e.code.as_str()).elem("Message", &e.message).close("Error");
-            }
-        }
-    }
-    w.close("DeleteResult");
-    Ok(Response::xml(200, w.finish()))
 }
 
-/// Deletes `keys` (all of one shard) in one commit; keys that do not exist
-/// add nothing to it.
+/// Deletes `keys` (all of one shard, unversioned bucket) in one commit;
+/// keys that do not exist add nothing to it.
 async fn delete_many(ctx: &Ctx, b: &BucketInfo, shard: u32, keys: &[&str]) -> S3Result<()> {
     let mut muts = Vec::new();
     for key in keys {

@@ -8,10 +8,12 @@ use tessera_proto::http::Method;
 use tessera_proto::time::{format_http_date, parse_http_date};
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
-use super::{io_error, shard_of, unquote};
+use tessera_proto::time::format_iso8601_ms;
+
+use super::{error_with_headers, io_error, push_read_version, shard_of, unquote, versions};
 use crate::buckets::BucketInfo;
 use crate::conn::Request;
-use crate::meta::{object_key, ObjectMeta, ObjectSummary, T_OBJECTS};
+use crate::meta::{object_key, ObjectMeta, ObjectSummary, VersionSel, T_OBJECTS};
 use crate::response::{ObjectStream, RespBody, Response};
 use crate::server::Ctx;
 
@@ -105,8 +107,19 @@ pub fn parse_range(v: &str, size: u64) -> Result<Option<Range<u64>>, ()> {
     Ok(Some(start..end))
 }
 
-fn object_headers(resp: &mut Response, s: &ObjectSummary, m: &ObjectMeta) {
+fn object_headers(resp: &mut Response, b: &BucketInfo, s: &ObjectSummary, m: &ObjectMeta) {
     resp.push_header("ETag", s.etag());
+    push_read_version(resp, b, s);
+    if let Some(r) = &s.retention {
+        resp.push_header("x-amz-object-lock-mode", r.mode.as_str());
+        resp.push_header("x-amz-object-lock-retain-until-date", format_iso8601_ms(r.until_ms));
+    }
+    if s.legal_hold {
+        resp.push_header("x-amz-object-lock-legal-hold", "ON");
+    }
+    if !m.tags.is_empty() {
+        resp.push_header("x-amz-tagging-count", m.tags.len().to_string());
+    }
     resp.push_header("Last-Modified", format_http_date(s.mtime_ms.div_euclid(1000)));
     for (name, v) in [
         ("Content-Encoding", &m.content_encoding),
@@ -120,7 +133,8 @@ fn object_headers(resp: &mut Response, s: &ObjectSummary, m: &ObjectMeta) {
         }
     }
     for (k, v) in &m.user {
-        resp.push_header(format!("x-amz-meta-{k}"), v.clone());
+        // Header values are ASCII: non-ASCII ones go back RFC 2047 encoded, as S3 does.
+        resp.push_header(format!("x-amz-meta-{k}"), tessera_proto::rfc2047::encode(v));
     }
 }
 
@@ -133,22 +147,93 @@ pub struct LoadedObject {
     pub meta: ObjectMeta,
 }
 
-/// Loads `key` of bucket `b`, or `NoSuchKey`.
-pub async fn load_object(ctx: &Ctx, b: &BucketInfo, key: &str) -> S3Result<LoadedObject> {
+impl LoadedObject {
+    /// Operations on a version refuse delete markers: 405 when the marker
+    /// was named by its version id, 404 when it is the current version.
+    pub fn refuse_delete_marker(&self, sel: Option<VersionSel>) -> S3Result<()> {
+        if !self.summary.delete_marker {
+            return Ok(());
+        }
+        Err(match sel {
+            Some(_) => S3Error::new(S3ErrorCode::MethodNotAllowed),
+            None => S3Error::new(S3ErrorCode::NoSuchKey),
+        })
+    }
+
+    /// The error answer for a delete marker, with the headers S3 sends:
+    /// `x-amz-delete-marker`, its version id and (for 405) Last-Modified.
+    pub fn delete_marker_response(&self, req: &Request<'_>, sel: Option<VersionSel>) -> Response {
+        let mut headers = vec![
+            ("x-amz-delete-marker", "true".to_string()),
+            ("x-amz-version-id", self.summary.version_id()),
+        ];
+        let e = match sel {
+            Some(_) => {
+                headers.push(("Last-Modified", format_http_date(self.summary.mtime_ms.div_euclid(1000))));
+                S3Error::new(S3ErrorCode::MethodNotAllowed)
+            }
+            None => S3Error::new(S3ErrorCode::NoSuchKey),
+        };
+        error_with_headers(req, e, headers)
+    }
+}
+
+/// Reads version `sel` (the current one when `None`) of `key` in bucket
+/// `b`: `NoSuchKey` / `NoSuchVersion` when there is none. A delete marker
+/// is returned as found (callers decide what it means for them).
+pub async fn read_version(ctx: &Ctx, b: &BucketInfo, key: &str, sel: Option<VersionSel>) -> S3Result<LoadedObject> {
     let shard = shard_of(ctx, &b.name, key);
-    let stored = ctx
+    let Some(sel) = sel else {
+        let stored = ctx
+            .shards
+            .load(shard, T_OBJECTS, object_key(b.id, key))
+            .await
+            .map_err(io_error)?
+            .ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchKey))?;
+        let summary = ObjectSummary::decode(&stored.summary).ok_or_else(|| super::internal("corrupt summary"))?;
+        let meta = ObjectMeta::decode(&stored.meta).ok_or_else(|| super::internal("corrupt meta"))?;
+        return Ok(LoadedObject { shard, body: stored.body, summary, meta });
+    };
+    let (bid, k) = (b.id, key.to_string());
+    let found = ctx
         .shards
-        .load(shard, T_OBJECTS, object_key(b.id, key))
+        .txn(shard, Vec::new(), move |local| async move { versions::load(&local.shard, bid, &k, Some(sel)).await })
         .await
-        .map_err(io_error)?
-        .ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchKey))?;
-    let summary = ObjectSummary::decode(&stored.summary).ok_or_else(|| super::internal("corrupt summary"))?;
-    let meta = ObjectMeta::decode(&stored.meta).ok_or_else(|| super::internal("corrupt meta"))?;
-    Ok(LoadedObject { shard, body: stored.body, summary, meta })
+        .map_err(io_error)??;
+    let (loc, meta, body) = found.ok_or_else(|| versions::not_found(Some(sel)))?;
+    Ok(LoadedObject { shard, body, summary: loc.summary, meta })
+}
+
+/// `NoSuchKey` (with `x-amz-delete-marker: false`, as S3 answers a HEAD of
+/// a deleted key) for a key that has no current version.
+fn no_such_key(req: &Request<'_>, sel: Option<VersionSel>) -> Response {
+    match sel {
+        None => error_with_headers(req, S3Error::new(S3ErrorCode::NoSuchKey), vec![("x-amz-delete-marker", "false".into())]),
+        Some(_) => error_with_headers(req, S3Error::new(S3ErrorCode::NoSuchVersion), Vec::new()),
+    }
+}
+
+/// GetObjectAcl: the owner's FULL_CONTROL for any version that exists.
+pub async fn get_object_acl(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
+    let sel = versions::requested(&req.routed.query)?;
+    let obj = read_version(ctx, b, req.key(), sel).await?;
+    obj.refuse_delete_marker(sel)?;
+    let mut resp = super::bucket::get_acl(b)?;
+    push_read_version(&mut resp, b, &obj.summary);
+    Ok(resp)
 }
 
 pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
-    let LoadedObject { shard, body, summary, meta } = load_object(ctx, b, req.key()).await?;
+    let sel = versions::requested(&req.routed.query)?;
+    let obj = match read_version(ctx, b, req.key(), sel).await {
+        Ok(o) => o,
+        Err(e) if matches!(e.code, S3ErrorCode::NoSuchKey | S3ErrorCode::NoSuchVersion) => return Ok(no_such_key(req, sel)),
+        Err(e) => return Err(e),
+    };
+    if obj.summary.delete_marker {
+        return Ok(obj.delete_marker_response(req, sel));
+    }
+    let LoadedObject { shard, body, summary, meta } = obj;
     let names = ["if-match", "if-unmodified-since", "if-none-match", "if-modified-since"];
     match evaluate(|n| req.header(n).map(str::to_string), &summary, names) {
         Cond::Proceed => {}
@@ -156,6 +241,7 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
         Cond::NotModified => {
             let mut r = Response::new(304);
             r.push_header("ETag", summary.etag());
+            push_read_version(&mut r, b, &summary);
             r.push_header("Last-Modified", format_http_date(summary.mtime_ms.div_euclid(1000)));
             return Ok(r);
         }
@@ -173,7 +259,11 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
         }
     };
     let mut resp = Response::new(if range.is_some() { 206 } else { 200 });
-    object_headers(&mut resp, &summary, &meta);
+    object_headers(&mut resp, b, &summary, &meta);
+    if sel.is_some() && !resp.headers.iter().any(|(n, _)| n == "x-amz-version-id") {
+        // A version asked for by id is named in the answer, `null` too.
+        resp.push_header("x-amz-version-id", summary.version_id());
+    }
     resp.push_header("Accept-Ranges", "bytes");
     if let Some(r) = range.as_ref().filter(|r| !r.is_empty()) {
         resp.push_header("Content-Range", format!("bytes {}-{}/{size}", r.start, r.end - 1));
@@ -181,11 +271,8 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     if let Some(n) = parts_count {
         resp.push_header("x-amz-mp-parts-count", n.to_string());
     }
-    let whole = range.is_none();
-    if whole && req.header("x-amz-checksum-mode").is_some_and(|v| v.eq_ignore_ascii_case("ENABLED")) {
-        if let Some((n, v)) = &meta.checksum {
-            resp.push_header(n.clone(), v.clone());
-        }
+    if req.header("x-amz-checksum-mode").is_some_and(|v| v.eq_ignore_ascii_case("ENABLED")) {
+        push_checksum(&mut resp, &meta, range.is_none(), parts_count.and(req.routed.query.get("partNumber")));
     }
     let content_type = meta.content_type.clone().unwrap_or_else(|| "binary/octet-stream".into());
     let overrides = [
@@ -224,6 +311,22 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     }
     resp.body = RespBody::Object(ObjectStream { ctx: ctx.clone(), shard, body, range });
     Ok(resp)
+}
+
+/// The object's checksum (whole object) or part N's (`partNumber=N` of a
+/// multipart object), with its type; nothing for other ranges.
+fn push_checksum(resp: &mut Response, meta: &ObjectMeta, whole: bool, part: Option<&str>) {
+    let Some((name, value)) = &meta.checksum else { return };
+    let value = match part.and_then(|p| p.parse::<usize>().ok()) {
+        Some(n) => match meta.part_checksums.get(n.wrapping_sub(1)) {
+            Some(v) => v,
+            None => return,
+        },
+        None if whole => value,
+        None => return,
+    };
+    resp.push_header(name.clone(), value.clone());
+    resp.push_header("x-amz-checksum-type", meta.effective_checksum_type().as_str());
 }
 
 /// `partNumber=N`: the byte range of part N and the part count of a
@@ -280,12 +383,3 @@ mod tests {
     }
 }
 
-/// `NoSuchKey` unless the object exists.
-pub async fn head_exists(ctx: &Rc<Ctx>, req: &Request<'_>, b: &BucketInfo) -> S3Result<()> {
-    let key = req.key();
-    let shard = shard_of(ctx, &b.name, key);
-    match ctx.shards.get(shard, T_OBJECTS, object_key(b.id, key)).await.map_err(io_error)? {
-        Some(_) => Ok(()),
-        None => Err(S3Error::new(S3ErrorCode::NoSuchKey)),
-    }
-}

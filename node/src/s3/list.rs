@@ -1,5 +1,8 @@
-//! ListObjects (V1 and V2): a k-way merge of every shard's sorted index,
-//! with delimiter grouping that skips whole common prefixes at once.
+//! ListObjects (V1 and V2): a k-way merge of every shard's sorted index of
+//! current versions (`T_OBJECTS`, delete markers skipped), with delimiter
+//! grouping that skips whole common prefixes at once. ListObjectVersions
+//! merges that with the noncurrent versions (`T_VERSIONS`), which sort by
+//! key the same way and newest first within a key.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -12,10 +15,13 @@ use tessera_proto::time::format_iso8601_ms;
 use tessera_proto::xml::XmlWriter;
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
-use super::io_error;
+use super::{io_error, shard_of, versions};
 use crate::buckets::BucketInfo;
 use crate::conn::Request;
-use crate::meta::{bucket_prefix, ObjectSummary, T_OBJECTS};
+use crate::meta::{
+    bucket_prefix, object_key, parse_version_key, past_versions_of, versions_prefix, versions_scan_prefix,
+    ObjectSummary, VersionSel, T_OBJECTS, T_VERSIONS,
+};
 use crate::response::Response;
 use crate::server::Ctx;
 
@@ -127,6 +133,10 @@ async fn collect(
     let mut out = Listing { contents: Vec::new(), prefixes: Vec::new(), truncated: false, last: None };
     while out.contents.len() + out.prefixes.len() < max_keys {
         let Some((k, e)) = range.next().await? else { break };
+        let summary = ObjectSummary::decode(&e.summary).ok_or_else(|| super::internal("corrupt summary"))?;
+        if summary.delete_marker {
+            continue;
+        }
         let key = String::from_utf8_lossy(&k[bprefix.len()..]).into_owned();
         if !delimiter.is_empty() {
             if let Some(i) = key[prefix.len()..].find(delimiter) {
@@ -144,9 +154,15 @@ async fn collect(
                 continue;
             }
         }
-        let summary = ObjectSummary::decode(&e.summary).ok_or_else(|| super::internal("corrupt summary"))?;
         out.last = Some(key.clone());
         out.contents.push((key, summary));
+    }
+    // Trailing delete markers are not more to list.
+    while let Some((_, e)) = range.peek().await? {
+        if !ObjectSummary::decode(&e.summary).is_some_and(|s| s.delete_marker) {
+            break;
+        }
+        range.next().await?;
     }
     out.truncated = max_keys > 0 && range.peek().await?.is_some();
     Ok(out)
@@ -276,34 +292,161 @@ fn decode_token(t: &str) -> S3Result<String> {
         .ok_or_else(|| bad_arg("The continuation token provided is incorrect"))
 }
 
-/// ListObjectVersions on an unversioned bucket: one version, `null`, per key.
+/// One element of a versions listing.
+enum Listed {
+    Version { key: String, summary: ObjectSummary, latest: bool },
+    Prefix(String),
+}
+
+/// The next key of a `T_OBJECTS` range (bucket prefix stripped).
+async fn peek_current(r: &mut MergedRange<'_>, bp: usize) -> S3Result<Option<Vec<u8>>> {
+    Ok(r.peek().await?.map(|(k, _)| k[bp..].to_vec()))
+}
+
+/// The object key of the next entry of a `T_VERSIONS` range.
+async fn peek_noncurrent(r: &mut MergedRange<'_>) -> S3Result<Option<Vec<u8>>> {
+    match r.peek().await? {
+        None => Ok(None),
+        Some((k, _)) => Ok(Some(parse_version_key(k).ok_or_else(|| super::internal("corrupt version key"))?.1)),
+    }
+}
+
+/// Where a versions listing starts: exclusive start keys in `T_OBJECTS`
+/// and `T_VERSIONS`, after `key-marker` (and `version-id-marker`).
+async fn version_starts(
+    ctx: &Ctx,
+    b: &BucketInfo,
+    key_marker: Option<&str>,
+    vid_marker: Option<VersionSel>,
+) -> S3Result<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let Some(km) = key_marker else { return Ok((None, None)) };
+    let past_key = (Some(object_key(b.id, km)), Some(past_versions_of(b.id, km)));
+    let Some(sel) = vid_marker else { return Ok(past_key) };
+    let shard = shard_of(ctx, &b.name, km);
+    let (bid, k) = (b.id, km.to_string());
+    let found = ctx
+        .shards
+        .txn(shard, Vec::new(), move |local| async move { versions::find(&local.shard, bid, &k, sel) })
+        .await
+        .map_err(io_error)??;
+    Ok(match found {
+        // After the current version: every noncurrent version of the key follows.
+        Some(l) if l.table == T_OBJECTS => (Some(object_key(b.id, km)), Some(versions_prefix(b.id, km))),
+        Some(l) => (Some(object_key(b.id, km)), Some(l.key)),
+        // A marker naming no version: continue after the key.
+        None => past_key,
+    })
+}
+
+struct VersionsPage {
+    items: Vec<Listed>,
+    truncated: bool,
+}
+
+async fn collect_versions(
+    ctx: &Ctx,
+    b: &BucketInfo,
+    params: &ListParams,
+    key_marker: Option<&str>,
+    starts: (Option<Vec<u8>>, Option<Vec<u8>>),
+) -> S3Result<VersionsPage> {
+    let bp = bucket_prefix(b.id);
+    let batch = params.max_keys.min(MAX_KEYS) + 1;
+    let mut cur = MergedRange::new(ctx, T_OBJECTS, object_key(b.id, &params.prefix), starts.0, batch);
+    let mut ver = MergedRange::new(ctx, T_VERSIONS, versions_scan_prefix(b.id, &params.prefix), starts.1, batch);
+    let mut items = Vec::new();
+    while items.len() < params.max_keys {
+        let ck = peek_current(&mut cur, bp.len()).await?;
+        let vk = peek_noncurrent(&mut ver).await?;
+        let key_bytes = match (&ck, &vk) {
+            (None, None) => break,
+            (Some(c), None) => c.clone(),
+            (None, Some(v)) => v.clone(),
+            (Some(c), Some(v)) => c.min(v).clone(),
+        };
+        let key = String::from_utf8_lossy(&key_bytes).into_owned();
+        if !params.delimiter.is_empty() {
+            if let Some(i) = key.get(params.prefix.len()..).and_then(|rest| rest.find(&params.delimiter)) {
+                let cp = key[..params.prefix.len() + i + params.delimiter.len()].to_string();
+                // Keys are UTF-8, so no key byte is 0xFF: these bounds are past every key under cp.
+                let mut bound = object_key(b.id, &cp);
+                bound.push(0xFF);
+                cur.skip_through(&bound);
+                let mut vbound = versions_scan_prefix(b.id, &cp);
+                vbound.push(0xFF);
+                ver.skip_through(&vbound);
+                if key_marker.is_none_or(|m| cp.as_str() > m) {
+                    items.push(Listed::Prefix(cp));
+                }
+                continue;
+            }
+        }
+        if ck.as_deref() == Some(key_bytes.as_slice()) {
+            if let Some((_, e)) = cur.next().await? {
+                let summary = ObjectSummary::decode(&e.summary).ok_or_else(|| super::internal("corrupt summary"))?;
+                items.push(Listed::Version { key: key.clone(), summary, latest: true });
+            }
+        }
+        while items.len() < params.max_keys && peek_noncurrent(&mut ver).await?.as_deref() == Some(key_bytes.as_slice()) {
+            if let Some((_, e)) = ver.next().await? {
+                let summary = ObjectSummary::decode(&e.summary).ok_or_else(|| super::internal("corrupt summary"))?;
+                items.push(Listed::Version { key: key.clone(), summary, latest: false });
+            }
+        }
+    }
+    let truncated = params.max_keys > 0 && (cur.peek().await?.is_some() || ver.peek().await?.is_some());
+    Ok(VersionsPage { items, truncated })
+}
+
+/// ListObjectVersions: every version and delete marker, by key, newest
+/// first, paged by `key-marker` and `version-id-marker`.
 pub async fn list_versions(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
     let q = &req.routed.query;
-    let ListParams { prefix, delimiter, max_keys, url } = ListParams::parse(q)?;
+    let params = ListParams::parse(q)?;
+    let url = params.url;
     let key_marker = q.get("key-marker").filter(|m| !m.is_empty()).map(str::to_string);
-    let l = collect(ctx, b.id, &prefix, &delimiter, key_marker.as_deref(), max_keys).await?;
+    let vid_marker_text = q.get("version-id-marker").filter(|m| !m.is_empty()).map(str::to_string);
+    if vid_marker_text.is_some() && key_marker.is_none() {
+        return Err(bad_arg("A version-id marker cannot be specified without a key marker."));
+    }
+    let vid_marker = vid_marker_text.as_deref().map(VersionSel::parse).transpose()?;
+    let starts = version_starts(ctx, b, key_marker.as_deref(), vid_marker).await?;
+    let page = collect_versions(ctx, b, &params, key_marker.as_deref(), starts).await?;
+
     let mut w = XmlWriter::new().root("ListVersionsResult");
-    w.elem("Name", &b.name).elem("Prefix", &enc(&prefix, url));
-    w.elem("KeyMarker", &enc(key_marker.as_deref().unwrap_or(""), url)).elem("VersionIdMarker", "");
-    if l.truncated {
-        w.elem_opt("NextKeyMarker", l.last.as_deref().map(|s| enc(s, url)).as_deref());
-        w.elem("NextVersionIdMarker", "null");
+    w.elem("Name", &b.name).elem("Prefix", &enc(&params.prefix, url));
+    w.elem("KeyMarker", &enc(key_marker.as_deref().unwrap_or(""), url));
+    w.elem("VersionIdMarker", vid_marker_text.as_deref().unwrap_or(""));
+    if page.truncated {
+        match page.items.last() {
+            Some(Listed::Version { key, summary, .. }) => {
+                w.elem("NextKeyMarker", &enc(key, url)).elem("NextVersionIdMarker", &summary.version_id());
+            }
+            Some(Listed::Prefix(p)) => {
+                w.elem("NextKeyMarker", &enc(p, url));
+            }
+            None => {}
+        }
     }
-    page_fields(&mut w, max_keys, &delimiter, url, l.truncated);
-    for (key, s) in &l.contents {
-        w.open("Version")
+    page_fields(&mut w, params.max_keys, &params.delimiter, url, page.truncated);
+    for item in &page.items {
+        let Listed::Version { key, summary: s, latest } = item else { continue };
+        let tag = if s.delete_marker { "DeleteMarker" } else { "Version" };
+        w.open(tag)
             .elem("Key", &enc(key, url))
-            .elem("VersionId", "null")
-            .elem("IsLatest", "true")
-            .elem("LastModified", &format_iso8601_ms(s.mtime_ms))
-            .elem("ETag", &s.etag())
-            .elem("Size", &s.size.to_string())
-            .elem("StorageClass", "STANDARD");
+            .elem("VersionId", &s.version_id())
+            .elem("IsLatest", if *latest { "true" } else { "false" })
+            .elem("LastModified", &format_iso8601_ms(s.mtime_ms));
+        if !s.delete_marker {
+            w.elem("ETag", &s.etag()).elem("Size", &s.size.to_string()).elem("StorageClass", "STANDARD");
+        }
         w.open("Owner").elem("ID", &b.owner_id).elem("DisplayName", &b.owner_display).close("Owner");
-        w.close("Version");
+        w.close(tag);
     }
-    for p in &l.prefixes {
-        w.open("CommonPrefixes").elem("Prefix", &enc(p, url)).close("CommonPrefixes");
+    for item in &page.items {
+        if let Listed::Prefix(p) = item {
+            w.open("CommonPrefixes").elem("Prefix", &enc(p, url)).close("CommonPrefixes");
+        }
     }
     w.close("ListVersionsResult");
     Ok(Response::xml(200, w.finish()))

@@ -2,26 +2,34 @@
 //! reactor's [`Ctx`]; they reach storage only through `ctx.shards` and the
 //! bucket registry, never files or sockets.
 
+mod attributes;
 mod bucket;
 mod delete;
 mod get;
 mod list;
+mod lock;
 mod multipart;
 mod put;
+mod tagging;
+pub mod versions;
+
+pub use multipart::MIN_PART_BYTES;
 
 use std::rc::Rc;
 use std::sync::Arc;
 
-use tessera_io::{IoError, Mutation};
+use tessera_io::{Body, IoError, Mutation};
 use tessera_proto::router::Op;
+use tessera_proto::time::now_unix_micros;
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
-use crate::buckets::BucketInfo;
+use crate::buckets::{BucketInfo, Versioning};
 use crate::conn::Request;
 use crate::identity::User;
-use crate::meta::{ObjectSummary, T_OBJECTS};
+use crate::meta::{object_key, ObjectSummary, VersionId, T_OBJECTS};
 use crate::response::Response;
 use crate::server::Ctx;
+use versions::NewVersion;
 
 /// Largest object accepted in one PUT and largest part (S3's limits).
 pub const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
@@ -44,28 +52,32 @@ pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response
                 Op::HeadBucket => Ok(Response::new(200).header("x-amz-bucket-region", ctx.shared.config.region.clone())),
                 Op::DeleteBucket => bucket::delete_bucket(ctx, &b).await,
                 Op::GetBucketLocation => bucket::get_location(&b),
-                Op::GetBucketVersioning => bucket::get_versioning(),
+                Op::GetBucketVersioning => bucket::get_versioning(&b),
+                Op::PutBucketVersioning => bucket::put_versioning(ctx, req, &b).await,
+                Op::GetBucketTagging => tagging::get_bucket(&b),
+                Op::PutBucketTagging => tagging::put_bucket(ctx, req, &b).await,
+                Op::DeleteBucketTagging => tagging::delete_bucket(ctx, &b).await,
+                Op::GetObjectLockConfiguration => lock::get_config(&b),
+                Op::PutObjectLockConfiguration => lock::put_config(ctx, req, &b).await,
                 Op::GetBucketAcl => bucket::get_acl(&b),
-                Op::GetObjectAcl => {
-                    check_version(req)?;
-                    get::head_exists(ctx, req, &b).await?;
-                    bucket::get_acl(&b)
-                }
+                Op::GetObjectAcl => get::get_object_acl(ctx, req, &b).await,
+                Op::GetObjectTagging => tagging::get_object(ctx, req, &b).await,
+                Op::PutObjectTagging => tagging::put_object(ctx, req, &b).await,
+                Op::DeleteObjectTagging => tagging::delete_object(ctx, req, &b).await,
+                Op::GetObjectRetention => lock::get_retention(ctx, req, &b).await,
+                Op::PutObjectRetention => lock::put_retention(ctx, req, &b, &user).await,
+                Op::GetObjectLegalHold => lock::get_legal_hold(ctx, req, &b).await,
+                Op::PutObjectLegalHold => lock::put_legal_hold(ctx, req, &b).await,
+                Op::GetObjectAttributes => attributes::get(ctx, req, &b).await,
                 Op::ListObjectsV1 => list::list_objects(ctx, req, &b, false).await,
                 Op::ListObjectsV2 => list::list_objects(ctx, req, &b, true).await,
                 Op::ListObjectVersions => list::list_versions(ctx, req, &b).await,
                 Op::ListMultipartUploads => multipart::list_uploads(ctx, req, &b).await,
-                Op::DeleteObjects => delete::delete_objects(ctx, req, &b).await,
+                Op::DeleteObjects => delete::delete_objects(ctx, req, &b, &user).await,
                 Op::PutObject => put::put_object(ctx, req, &b).await,
                 Op::CopyObject => put::copy_object(ctx, req, &b, &user).await,
-                Op::GetObject | Op::HeadObject => {
-                    check_version(req)?;
-                    get::get_object(ctx, req, &b).await
-                }
-                Op::DeleteObject => {
-                    check_version(req)?;
-                    delete::delete_object(ctx, req, &b).await
-                }
+                Op::GetObject | Op::HeadObject => get::get_object(ctx, req, &b).await,
+                Op::DeleteObject => delete::delete_object(ctx, req, &b, &user).await,
                 Op::CreateMultipartUpload => multipart::create(ctx, req, &b, &user).await,
                 Op::UploadPart { part_number, upload_id } => {
                     multipart::upload_part(ctx, req, &b, part_number, &upload_id).await
@@ -124,12 +136,40 @@ pub fn unquote(etag: &str) -> &str {
     t.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(t)
 }
 
-/// Buckets are unversioned: every object's version id is `null`, and any
-/// other version id names nothing.
-pub fn check_version(req: &Request<'_>) -> S3Result<()> {
-    match req.routed.query.get("versionId") {
-        None | Some("null") => Ok(()),
-        Some(_) => Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "Invalid version id specified")),
+/// Whether the request asks to bypass GOVERNANCE retention and may: the
+/// root identity only, until policies make it a permission.
+pub fn bypass_governance(req: &Request<'_>, user: &User) -> bool {
+    user.is_root && req.header("x-amz-bypass-governance-retention").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// An error answered from inside a handler, with headers beside it (e.g.
+/// `x-amz-delete-marker` on a 404): the body as the connection layer
+/// writes it for plain errors.
+pub fn error_with_headers(req: &Request<'_>, e: S3Error, headers: Vec<(&'static str, String)>) -> Response {
+    let mut extra = Vec::new();
+    if e.code == S3ErrorCode::NoSuchKey {
+        extra.push(("Key", req.key()));
+    }
+    let body = tessera_proto::xml::error_body(e.code.as_str(), &e.message, &req.head.path, &req.request_id, &extra);
+    let mut r = Response::xml(e.status(), body);
+    for (n, v) in headers {
+        r.push_header(n, v);
+    }
+    r
+}
+
+/// `x-amz-version-id` of a written version: absent for a null version, as S3 does.
+pub fn push_written_version(resp: &mut Response, s: &ObjectSummary) {
+    if !s.null_version {
+        resp.push_header("x-amz-version-id", s.version.render());
+    }
+}
+
+/// `x-amz-version-id` of a version read: `null` too once the bucket is (or
+/// was) versioned.
+pub fn push_read_version(resp: &mut Response, b: &BucketInfo, s: &ObjectSummary) {
+    if !s.null_version || b.versioning != Versioning::Unversioned {
+        resp.push_header("x-amz-version-id", s.version_id());
     }
 }
 
@@ -180,31 +220,105 @@ impl WriteCond {
     }
 }
 
-fn current_summary(shard: &tessera_io::Shard, key: &[u8]) -> Option<ObjectSummary> {
-    shard.get(T_OBJECTS, key).and_then(|e| ObjectSummary::decode(&e.summary))
-}
-
 /// Fails early (before a body is stored) when `cond` does not hold now; the
-/// binding check happens again atomically in `commit_object`.
+/// binding check happens again atomically in `write_version`.
 pub async fn precheck(ctx: &Ctx, shard: u32, key: &[u8], cond: Option<&WriteCond>) -> S3Result<()> {
     let Some(cond) = cond else { return Ok(()) };
     let current = ctx.shards.get(shard, T_OBJECTS, key.to_vec()).await.map_err(io_error)?;
-    cond.check(current.and_then(|e| ObjectSummary::decode(&e.summary)).as_ref())
+    let current = match current {
+        None => None,
+        Some(e) => Some(ObjectSummary::decode(&e.summary).ok_or_else(|| internal("corrupt object summary"))?),
+    };
+    cond.check(current.as_ref().filter(|s| !s.delete_marker))
 }
 
-/// Commits a write of the object at `key`, under `cond` when given: then
-/// the check and the commit run as one transaction on the shard's core, so
-/// two create-only writers never both win.
-pub async fn commit_object(ctx: &Ctx, shard: u32, key: Vec<u8>, cond: Option<WriteCond>, muts: Vec<Mutation>) -> S3Result<()> {
-    let Some(cond) = cond else {
-        return ctx.shards.commit(shard, muts).await.map(|_| ()).map_err(io_error);
-    };
-    let lock = vec![(T_OBJECTS, key.clone())];
+/// Writes `new` as the current version of `key` in bucket `b`, under
+/// `cond`. An unversioned bucket without a condition takes the plain path
+/// (one commit overwriting the key); anything that must read the current
+/// state first (a condition, a version to demote) runs as a transaction on
+/// the shard's core. Returns the summary written (with its version id).
+/// The caller holds the bucket's write gate.
+pub async fn write_version(
+    ctx: &Ctx,
+    b: &BucketInfo,
+    shard: u32,
+    key: &str,
+    new: NewVersion,
+    cond: Option<WriteCond>,
+) -> S3Result<ObjectSummary> {
+    let random = versions::random8()?;
+    if b.versioning == Versioning::Unversioned && cond.is_none() {
+        let NewVersion { mut summary, meta, body } = new;
+        summary.version = VersionId::next(now_unix_micros(), None, random);
+        summary.null_version = true;
+        let m = Mutation::Put { table: T_OBJECTS, key: object_key(b.id, key), summary: summary.encode(), meta, body };
+        ctx.shards.commit(shard, vec![m]).await.map_err(io_error)?;
+        return Ok(summary);
+    }
+    let (bid, key, versioning) = (b.id, key.to_string(), b.versioning);
+    let lock = vec![(T_OBJECTS, object_key(bid, &key))];
     ctx.shards
         .txn(shard, lock, move |local| async move {
-            cond.check(current_summary(&local.shard, &key).as_ref())?;
+            let (muts, summary) =
+                versions::place(&local.shard, bid, &key, versioning, new, cond.as_ref(), random).await?;
             local.commit_in_txn(muts).await.map_err(io_error)?;
-            Ok(())
+            Ok(summary)
+        })
+        .await
+        .map_err(io_error)?
+}
+
+/// S3 requires an integrity check (Content-MD5 or an `x-amz-checksum-*`
+/// value, as header or trailer) on lock and tagging configuration requests
+/// and on writes with object lock parameters.
+pub fn require_integrity_check(req: &Request<'_>) -> S3Result<()> {
+    let h = &req.head.headers;
+    let has_checksum = h.iter().any(|(n, _)| tessera_proto::checksum::ChecksumAlgo::from_header_name(n).is_some())
+        || h.get_all("x-amz-trailer")
+            .flat_map(|v| v.split(','))
+            .any(|n| tessera_proto::checksum::ChecksumAlgo::from_header_name(n).is_some());
+    if h.contains("content-md5") || has_checksum {
+        return Ok(());
+    }
+    Err(S3Error::with_message(
+        S3ErrorCode::InvalidRequest,
+        "Content-MD5 OR x-amz-checksum- HTTP header is required for this request",
+    ))
+}
+
+/// Rewrites version `sel` (the current one when `None`) of `key` with `f`
+/// applied to its summary and meta, body unchanged, as a transaction on the
+/// key's shard (tagging, retention, legal hold). Delete markers refuse
+/// (405 by version id, 404 as the current version).
+pub async fn update_version<F>(
+    ctx: &Ctx,
+    b: &BucketInfo,
+    key: &str,
+    sel: Option<crate::meta::VersionSel>,
+    f: F,
+) -> S3Result<ObjectSummary>
+where
+    F: FnOnce(&mut ObjectSummary, &mut crate::meta::ObjectMeta) -> S3Result<()> + Send + 'static,
+{
+    let shard = shard_of(ctx, &b.name, key);
+    let (bid, key) = (b.id, key.to_string());
+    let lock = vec![(T_OBJECTS, object_key(bid, &key))];
+    let _gate = b.enter_write()?;
+    ctx.shards
+        .txn(shard, lock, move |local| async move {
+            let found = versions::load(&local.shard, bid, &key, sel).await?;
+            let (loc, mut meta, body): (versions::Located, _, Body) = found.ok_or_else(|| versions::not_found(sel))?;
+            if loc.summary.delete_marker {
+                return Err(match sel {
+                    Some(_) => S3Error::new(S3ErrorCode::MethodNotAllowed),
+                    None => S3Error::new(S3ErrorCode::NoSuchKey),
+                });
+            }
+            let mut summary = loc.summary;
+            f(&mut summary, &mut meta)?;
+            let m = Mutation::Put { table: loc.table, key: loc.key, summary: summary.encode(), meta: meta.encode(), body };
+            local.commit_in_txn(vec![m]).await.map_err(io_error)?;
+            Ok(summary)
         })
         .await
         .map_err(io_error)?

@@ -11,14 +11,17 @@ use tessera_proto::time::{format_iso8601_ms, now_unix_ms};
 use tessera_proto::xml::{self, XmlWriter};
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
-use super::put::{copy_range, load_copy_source, meta_from_headers, store_body};
-use super::{io_error, precheck, shard_of, unquote, write_cond};
-use crate::buckets::BucketInfo;
+use tessera_proto::checksum::{self, ChecksumAlgo, Checksummer};
+
+use super::put::{copy_range, declared_algo, load_copy_source, meta_from_headers, store_body};
+use super::versions::{self, NewVersion};
+use super::{io_error, lock, precheck, push_written_version, shard_of, tagging, unquote, write_cond};
+use crate::buckets::{BucketInfo, Versioning};
 use crate::conn::Request;
 use crate::identity::User;
 use crate::meta::{
-    bucket_prefix, object_key, part_key, part_prefix, upload_key, ObjectSummary, PartSummary, UploadInfo,
-    T_OBJECTS, T_PARTS, T_UPLOADS,
+    bucket_prefix, object_key, part_key, part_prefix, upload_key, ChecksumType, ObjectMeta, ObjectSummary,
+    PartSummary, UploadInfo, VersionId, T_OBJECTS, T_PARTS, T_UPLOADS,
 };
 use crate::response::Response;
 use crate::s3::list::MergedRange;
@@ -27,7 +30,7 @@ use crate::server::Ctx;
 /// Smallest part allowed, except the last (S3's limit).
 pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
 /// Most parts in one upload.
-pub const MAX_PARTS: usize = 10_000;
+pub const MAX_PARTS: usize = crate::meta::MAX_PARTS;
 
 /// Random bytes in an upload id; the id is their lowercase hex.
 const UPLOAD_ID_BYTES: usize = 24;
@@ -57,11 +60,56 @@ async fn load_upload(ctx: &Ctx, shard: u32, b: u64, k: &str, id: &str) -> S3Resu
     UploadInfo::decode(&e.summary).ok_or_else(|| super::internal("corrupt upload record"))
 }
 
+fn invalid_request(msg: impl Into<String>) -> S3Error {
+    S3Error::with_message(S3ErrorCode::InvalidRequest, msg)
+}
+
+/// `x-amz-checksum-algorithm` and `x-amz-checksum-type` of
+/// CreateMultipartUpload. FULL_OBJECT needs a CRC (it is combined from the
+/// parts'); CRC64NVME is FULL_OBJECT only; the default type is COMPOSITE
+/// (FULL_OBJECT for CRC64NVME).
+fn checksum_request(req: &Request<'_>) -> S3Result<(Option<ChecksumAlgo>, Option<ChecksumType>)> {
+    let algo = match req.header("x-amz-checksum-algorithm") {
+        None => None,
+        Some(v) => Some(ChecksumAlgo::from_algorithm_name(v).ok_or_else(|| {
+            invalid_request("Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]")
+        })?),
+    };
+    let ctype = match req.header("x-amz-checksum-type") {
+        None => None,
+        Some(v) => Some(ChecksumType::parse(v).ok_or_else(|| invalid_request("Value for x-amz-checksum-type header is invalid."))?),
+    };
+    let Some(a) = algo else {
+        return match ctype {
+            None => Ok((None, None)),
+            Some(_) => Err(invalid_request("The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.")),
+        };
+    };
+    let t = ctype.unwrap_or(if a == ChecksumAlgo::Crc64Nvme { ChecksumType::FullObject } else { ChecksumType::Composite });
+    match t {
+        ChecksumType::FullObject if !checksum::combinable(a) => Err(invalid_request(format!(
+            "The FULL_OBJECT checksum type cannot be used with the {} checksum algorithm.",
+            a.name().to_ascii_lowercase()
+        ))),
+        ChecksumType::Composite if a == ChecksumAlgo::Crc64Nvme => {
+            Err(invalid_request("The COMPOSITE checksum type cannot be used with the crc64nvme checksum algorithm."))
+        }
+        _ => Ok((Some(a), Some(t))),
+    }
+}
+
 pub async fn create(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: &User) -> S3Result<Response> {
-    let meta = meta_from_headers(&req.head.headers)?;
+    let mut meta = meta_from_headers(&req.head.headers)?;
+    meta.tags = tagging::from_header(req)?;
+    let lock = lock::from_headers(req, b)?;
+    let (algo, ctype) = checksum_request(req)?;
     let key = req.key().to_string();
     let id = new_upload_id()?;
-    let info = UploadInfo { initiated_ms: now_unix_ms(), owner_id: user.user_id.clone(), meta };
+    let mut info = UploadInfo::new(now_unix_ms(), user.user_id.clone(), meta);
+    info.checksum_algo = algo;
+    info.checksum_type = ctype;
+    info.retention = lock.retention;
+    info.legal_hold = lock.legal_hold;
     let shard = shard_of(ctx, &b.name, &key);
     let m = Mutation::Put {
         table: T_UPLOADS,
@@ -74,7 +122,12 @@ pub async fn create(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: 
     ctx.shards.commit(shard, vec![m]).await.map_err(io_error)?;
     let mut w = XmlWriter::new().root("InitiateMultipartUploadResult");
     w.elem("Bucket", &b.name).elem("Key", &key).elem("UploadId", &id).close("InitiateMultipartUploadResult");
-    Ok(Response::xml(200, w.finish()))
+    let mut resp = Response::xml(200, w.finish());
+    if let (Some(a), Some(t)) = (algo, ctype) {
+        resp.push_header("x-amz-checksum-algorithm", a.name());
+        resp.push_header("x-amz-checksum-type", t.as_str());
+    }
+    Ok(resp)
 }
 
 pub async fn upload_part(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, part: u32, id: &str) -> S3Result<Response> {
@@ -83,9 +136,20 @@ pub async fn upload_part(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, p
     }
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
-    load_upload(ctx, shard, b.id, &key, id).await?;
-    let stored = store_body(ctx, req, shard, true).await?;
-    let summary = PartSummary { size: stored.size, mtime_ms: now_unix_ms(), md5: stored.sums.md5 };
+    let upload = load_upload(ctx, shard, b.id, &key, id).await?;
+    if let (Some(want), Some(got)) = (upload.checksum_algo, declared_algo(&req.head.headers)) {
+        if want != got {
+            return Err(invalid_request(format!(
+                "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
+                want.name().to_ascii_lowercase(),
+                got.name().to_ascii_lowercase()
+            )));
+        }
+    }
+    let stored = store_body(ctx, req, shard, true, upload.checksum_algo).await?;
+    let sum = stored.checksum();
+    let raw = sum.as_ref().and_then(|(a, v)| checksum::decode_value(*a, v).map(|r| (*a, r)));
+    let summary = PartSummary { size: stored.size, mtime_ms: now_unix_ms(), md5: stored.sums.md5, checksum: raw };
     let m = Mutation::Put {
         table: T_PARTS,
         key: part_key(b.id, &key, id, part),
@@ -95,7 +159,7 @@ pub async fn upload_part(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, p
     };
     commit_part(ctx, shard, b, upload_key(b.id, &key, id), m).await?;
     let mut resp = Response::new(200).header("ETag", summary.etag());
-    if let Some((a, v)) = &stored.sums.checksum {
+    if let Some((a, v)) = &sum {
         resp.push_header(a.header_name(), v.clone());
     }
     Ok(resp)
@@ -130,25 +194,38 @@ pub async fn upload_part_copy(
 ) -> S3Result<Response> {
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
-    load_upload(ctx, shard, b.id, &key, id).await?;
-    let (_, _, src) = load_copy_source(ctx, req, user).await?;
+    let upload = load_upload(ctx, shard, b.id, &key, id).await?;
+    let (_, _, sel, src) = load_copy_source(ctx, req, user).await?;
     let range = match req.header("x-amz-copy-source-range") {
         None => 0..src.summary.size,
         Some(v) => parse_copy_range(v, src.summary.size)?,
     };
-    let (body, md5) = copy_range(ctx, src.shard, src.body, range.clone(), shard, true).await?;
-    let summary = PartSummary { size: range.end - range.start, mtime_ms: now_unix_ms(), md5 };
+    let algo = upload.checksum_algo;
+    let copied = copy_range(ctx, src.shard, src.body, range.clone(), shard, true, algo).await?;
+    let raw = match (algo, &copied.checksum) {
+        (Some(a), Some(v)) => checksum::decode_value(a, v).map(|r| (a, r)),
+        _ => None,
+    };
+    let summary = PartSummary { size: range.end - range.start, mtime_ms: now_unix_ms(), md5: copied.md5, checksum: raw };
     let m = Mutation::Put {
         table: T_PARTS,
         key: part_key(b.id, &key, id, part),
         summary: summary.encode(),
         meta: Vec::new(),
-        body,
+        body: copied.body,
     };
     commit_part(ctx, shard, b, upload_key(b.id, &key, id), m).await?;
     let mut w = XmlWriter::new().root("CopyPartResult");
-    w.elem("LastModified", &format_iso8601_ms(summary.mtime_ms)).elem("ETag", &summary.etag()).close("CopyPartResult");
-    Ok(Response::xml(200, w.finish()))
+    w.elem("LastModified", &format_iso8601_ms(summary.mtime_ms)).elem("ETag", &summary.etag());
+    if let (Some(a), Some(v)) = (algo, &copied.checksum) {
+        w.elem(xml::checksum_element(a), v);
+    }
+    w.close("CopyPartResult");
+    let mut resp = Response::xml(200, w.finish());
+    if sel.is_some() || !src.summary.null_version {
+        resp.push_header("x-amz-copy-source-version-id", src.summary.version_id());
+    }
+    Ok(resp)
 }
 
 /// `x-amz-copy-source-range: bytes=first-last`, both required and inside the source.
@@ -206,66 +283,159 @@ async fn all_parts(ctx: &Ctx, shard: u32, b: u64, k: &str, id: &str) -> S3Result
     ctx.shards.txn(shard, Vec::new(), move |local| async move { parts_of(&local.shard, b, &k, &id) }).await.map_err(io_error)?
 }
 
+/// The parts of a Complete request in ascending order; a part number
+/// listed several times in a row counts once, its last entry (the upload
+/// that finished last), as S3 accepts it.
+fn dedup_parts(parts: Vec<xml::CompletePart>) -> S3Result<Vec<xml::CompletePart>> {
+    let mut out: Vec<xml::CompletePart> = Vec::with_capacity(parts.len());
+    for p in parts {
+        match out.last_mut() {
+            Some(last) if last.part_number == p.part_number => *last = p,
+            Some(last) if last.part_number > p.part_number => return Err(S3Error::new(S3ErrorCode::InvalidPartOrder)),
+            _ => out.push(p),
+        }
+    }
+    Ok(out)
+}
+
+/// What a completion made, for its answer.
+struct Completed {
+    etag: String,
+    summary: ObjectSummary,
+    checksum: Option<(String, String)>,
+    checksum_type: Option<ChecksumType>,
+}
+
+impl Completed {
+    fn of(summary: ObjectSummary, meta: &ObjectMeta) -> Self {
+        Completed {
+            etag: summary.etag(),
+            checksum: meta.checksum.clone(),
+            checksum_type: meta.checksum.as_ref().map(|_| meta.effective_checksum_type()),
+            summary,
+        }
+    }
+}
+
+/// The `x-amz-checksum-<algo>` header of CompleteMultipartUpload: the
+/// checksum the client expects the object to get.
+fn expected_checksum(req: &Request<'_>) -> Option<(ChecksumAlgo, String)> {
+    req.head.headers.iter().find_map(|(n, v)| ChecksumAlgo::from_header_name(n).map(|a| (a, v.trim().to_string())))
+}
+
+/// Bucket settings a completion needs on the shard's core.
+#[derive(Clone, Copy)]
+struct Target {
+    bucket: u64,
+    versioning: Versioning,
+    default_retention: Option<crate::meta::Retention>,
+    min_part_bytes: u64,
+}
+
 pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: &str) -> S3Result<Response> {
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
     let okey = object_key(b.id, &key);
     let cond = write_cond(req)?;
+    let expected = expected_checksum(req);
     let body = req.read_body_to_vec(xml::MAX_XML_BODY_BYTES).await?;
-    let wanted = xml::parse_complete_multipart(&body)?;
+    let wanted = dedup_parts(xml::parse_complete_multipart(&body)?)?;
     if wanted.len() > MAX_PARTS {
         return Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "too many parts"));
     }
-    if wanted.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
-        return Err(S3Error::new(S3ErrorCode::InvalidPartOrder));
-    }
     precheck(ctx, shard, &okey, cond.as_ref()).await?;
     let _gate = b.enter_write()?;
-    let (bid, id) = (b.id, id.to_string());
-    let ukey = upload_key(bid, &key, &id);
-    let locks = vec![(T_UPLOADS, ukey.clone()), (T_OBJECTS, okey.clone())];
+    let target = Target {
+        bucket: b.id,
+        versioning: b.versioning,
+        default_retention: lock::default_retention(b, now_unix_ms()),
+        min_part_bytes: ctx.shared.config.min_part_bytes,
+    };
+    let id = id.to_string();
+    let ukey = upload_key(b.id, &key, &id);
+    let locks = vec![(T_UPLOADS, ukey.clone()), (T_OBJECTS, okey)];
     let k = key.clone();
-    let etag = ctx
+    let done = ctx
         .shards
         .txn(shard, locks, move |local| async move {
             let Some(upload) = local.shard.get(T_UPLOADS, &ukey) else {
-                // A repeated Complete of an upload that already made this object succeeds again.
-                let current = local.shard.get(T_OBJECTS, &okey).and_then(|c| ObjectSummary::decode(&c.summary));
-                let etag = current.map(|s| s.etag());
-                return match etag {
-                    Some(e) if Some(&e) == multipart_etag(&wanted).as_ref() => Ok(e),
-                    _ => Err(no_such_upload()),
-                };
+                return repeated_complete(&local.shard, target.bucket, &k, &wanted).await;
             };
             let upload = UploadInfo::decode(&upload.summary).ok_or_else(|| super::internal("corrupt upload record"))?;
-            if let Some(c) = &cond {
-                c.check(local.shard.get(T_OBJECTS, &okey).and_then(|e| ObjectSummary::decode(&e.summary)).as_ref())?;
-            }
-            let have = parts_of(&local.shard, bid, &k, &id)?;
-            let (summary, muts) = assemble(&local.shard, upload, &wanted, have, okey, ukey).await?;
+            let have = parts_of(&local.shard, target.bucket, &k, &id)?;
+            let part_keys: Vec<Vec<u8>> = have.iter().map(|p| p.1.clone()).collect();
+            let (new, meta) = assemble(&local.shard, upload, &wanted, have, target).await?;
+            check_expected(expected.as_ref(), &meta)?;
+            let random = versions::random8()?;
+            let (mut muts, summary) =
+                versions::place(&local.shard, target.bucket, &k, target.versioning, new, cond.as_ref(), random).await?;
+            muts.push(Mutation::Delete { table: T_UPLOADS, key: ukey });
+            muts.extend(part_keys.into_iter().map(|key| Mutation::Delete { table: T_PARTS, key }));
             local.commit_in_txn(muts).await.map_err(io_error)?;
-            Ok(summary.etag())
+            Ok(Completed::of(summary, &meta))
         })
         .await
         .map_err(io_error)??;
-    Ok(complete_result(&b.name, &key, &etag))
+    Ok(complete_result(&b.name, &key, &done))
 }
 
-/// The commit that makes the object out of the `wanted` parts of an upload
-/// (size, ETag and extents all from the one part record each part's index
-/// entry points at) and drops the upload and every part it has.
+/// A Complete of an upload that is gone succeeds again when the current
+/// object is what these parts made (same multipart ETag).
+async fn repeated_complete(
+    shard: &tessera_io::Shard,
+    bucket: u64,
+    key: &str,
+    wanted: &[xml::CompletePart],
+) -> S3Result<Completed> {
+    let Some((loc, meta, _)) = versions::load(shard, bucket, key, None).await? else {
+        return Err(no_such_upload());
+    };
+    if loc.summary.delete_marker || Some(loc.summary.etag()) != multipart_etag(wanted) {
+        return Err(no_such_upload());
+    }
+    Ok(Completed::of(loc.summary, &meta))
+}
+
+/// The Complete request's expected object checksum must be the one computed.
+fn check_expected(expected: Option<&(ChecksumAlgo, String)>, meta: &ObjectMeta) -> S3Result<()> {
+    let Some((algo, value)) = expected else { return Ok(()) };
+    let bad = || {
+        S3Error::with_message(
+            S3ErrorCode::BadDigest,
+            format!("The {} you specified did not match the calculated checksum.", algo.name()),
+        )
+    };
+    let Some((name, have)) = &meta.checksum else { return Err(bad()) };
+    if name != algo.header_name() {
+        return Err(bad());
+    }
+    // A COMPOSITE value may be given with or without its -N suffix.
+    let base = have.split_once('-').map_or(have.as_str(), |(b, _)| b);
+    if value != have && value != base {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn invalid_part(msg: &str) -> S3Error {
+    S3Error::with_message(S3ErrorCode::InvalidPart, msg)
+}
+
+/// The object made of the `wanted` parts of an upload (size, ETag,
+/// checksums and extents all from the one part record each part's index
+/// entry points at), and its meta.
 async fn assemble(
     shard: &tessera_io::Shard,
     upload: UploadInfo,
     wanted: &[xml::CompletePart],
     have: Vec<(u32, Vec<u8>, PartSummary)>,
-    okey: Vec<u8>,
-    ukey: Vec<u8>,
-) -> S3Result<(ObjectSummary, Vec<Mutation>)> {
+    target: Target,
+) -> S3Result<(NewVersion, ObjectMeta)> {
     let mut extents = Vec::new();
     let mut md5s = Md5::new();
     let mut size = 0u64;
     let mut part_sizes = Vec::with_capacity(wanted.len());
+    let mut part_sums: Vec<Vec<u8>> = Vec::new();
     for (i, w) in wanted.iter().enumerate() {
         let Ok(pos) = have.binary_search_by_key(&w.part_number, |p| p.0) else {
             return Err(S3Error::new(S3ErrorCode::InvalidPart));
@@ -276,8 +446,20 @@ async fn assemble(
         if unquote(&w.etag) != hex::encode(ps.md5) {
             return Err(S3Error::new(S3ErrorCode::InvalidPart));
         }
-        if i + 1 < wanted.len() && ps.size < MIN_PART_BYTES {
+        if i + 1 < wanted.len() && ps.size < target.min_part_bytes {
             return Err(S3Error::new(S3ErrorCode::EntityTooSmall));
+        }
+        if let Some(algo) = upload.checksum_algo {
+            let raw = match &ps.checksum {
+                Some((a, raw)) if *a == algo => raw.clone(),
+                _ => return Err(invalid_part("The part was uploaded without the upload's checksum algorithm.")),
+            };
+            if let Some((ga, gv)) = &w.checksum {
+                if *ga != algo || checksum::decode_value(*ga, gv).as_deref() != Some(raw.as_slice()) {
+                    return Err(invalid_part("The checksum given for a part does not match the part's checksum."));
+                }
+            }
+            part_sums.push(raw);
         }
         match stored.body {
             Body::Extents(e) => extents.extend(e),
@@ -289,30 +471,61 @@ async fn assemble(
         part_sizes.push(ps.size);
     }
     let mut meta = upload.meta;
+    if let (Some(algo), Some(ctype)) = (upload.checksum_algo, upload.checksum_type) {
+        let value = object_checksum(algo, ctype, &part_sums, &part_sizes)?;
+        meta.checksum = Some((algo.header_name().to_string(), value));
+        meta.checksum_type = Some(ctype);
+        meta.part_checksums = part_sums.iter().map(|r| checksum::encode_value(r)).collect();
+    }
     meta.part_sizes = part_sizes;
-    let summary = ObjectSummary { size, mtime_ms: now_unix_ms(), md5: md5s.finalize().into(), parts: wanted.len() as u16 };
-    let mut muts = vec![
-        Mutation::Put {
-            table: T_OBJECTS,
-            key: okey,
-            summary: summary.encode(),
-            meta: meta.encode(),
-            body: Body::Extents(extents),
-        },
-        Mutation::Delete { table: T_UPLOADS, key: ukey },
-    ];
-    muts.extend(have.into_iter().map(|(_, k, _)| Mutation::Delete { table: T_PARTS, key: k }));
-    Ok((summary, muts))
+    let mut summary = ObjectSummary::new(size, now_unix_ms(), md5s.finalize().into(), wanted.len() as u16, VersionId::from_parts(0, [0; 8]), true);
+    summary.retention = upload.retention.or(target.default_retention);
+    summary.legal_hold = upload.legal_hold;
+    let new = NewVersion { summary, meta: meta.encode(), body: Body::Extents(extents) };
+    Ok((new, meta))
 }
 
-fn complete_result(bucket: &str, key: &str, etag: &str) -> Response {
+/// The object checksum of a multipart upload from its parts' checksums:
+/// COMPOSITE is the checksum of the concatenated part digests, `-N`;
+/// FULL_OBJECT is the CRC of the whole object, combined from the parts'.
+fn object_checksum(algo: ChecksumAlgo, ctype: ChecksumType, sums: &[Vec<u8>], sizes: &[u64]) -> S3Result<String> {
+    match ctype {
+        ChecksumType::Composite => {
+            let mut c = Checksummer::new(algo);
+            for s in sums {
+                c.update(s);
+            }
+            Ok(format!("{}-{}", c.finish_base64(), sums.len()))
+        }
+        ChecksumType::FullObject => {
+            let mut acc: Option<Vec<u8>> = None;
+            for (s, len) in sums.iter().zip(sizes) {
+                acc = Some(match acc {
+                    None => s.clone(),
+                    Some(a) => checksum::combine_crc(algo, &a, s, *len)
+                        .ok_or_else(|| super::internal("checksum cannot be combined"))?,
+                });
+            }
+            Ok(checksum::encode_value(&acc.unwrap_or_default()))
+        }
+    }
+}
+
+fn complete_result(bucket: &str, key: &str, done: &Completed) -> Response {
     let mut w = XmlWriter::new().root("CompleteMultipartUploadResult");
-    w.elem("Location", &format!("/{bucket}/{key}"))
-        .elem("Bucket", bucket)
-        .elem("Key", key)
-        .elem("ETag", etag)
-        .close("CompleteMultipartUploadResult");
-    Response::xml(200, w.finish())
+    w.elem("Location", &format!("/{bucket}/{key}")).elem("Bucket", bucket).elem("Key", key).elem("ETag", &done.etag);
+    if let Some((name, value)) = &done.checksum {
+        if let Some(a) = ChecksumAlgo::from_header_name(name) {
+            w.elem(xml::checksum_element(a), value);
+        }
+    }
+    if let Some(t) = done.checksum_type {
+        w.elem("ChecksumType", t.as_str());
+    }
+    w.close("CompleteMultipartUploadResult");
+    let mut resp = Response::xml(200, w.finish());
+    push_written_version(&mut resp, &done.summary);
+    resp
 }
 
 pub async fn abort(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: &str) -> S3Result<Response> {
@@ -360,6 +573,9 @@ pub async fn list_parts(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id
     w.open("Initiator").elem("ID", &upload.owner_id).elem("DisplayName", &owner_display).close("Initiator");
     w.open("Owner").elem("ID", &upload.owner_id).elem("DisplayName", &owner_display).close("Owner");
     w.elem("StorageClass", "STANDARD").elem("PartNumberMarker", &marker.to_string());
+    if let (Some(a), Some(t)) = (upload.checksum_algo, upload.checksum_type) {
+        w.elem("ChecksumAlgorithm", a.name()).elem("ChecksumType", t.as_str());
+    }
     if let Some(last) = shown.last() {
         w.elem("NextPartNumberMarker", &last.0.to_string());
     }
@@ -369,8 +585,11 @@ pub async fn list_parts(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id
             .elem("PartNumber", &n.to_string())
             .elem("LastModified", &format_iso8601_ms(s.mtime_ms))
             .elem("ETag", &s.etag())
-            .elem("Size", &s.size.to_string())
-            .close("Part");
+            .elem("Size", &s.size.to_string());
+        if let Some((a, raw)) = &s.checksum {
+            w.elem(xml::checksum_element(*a), &checksum::encode_value(raw));
+        }
+        w.close("Part");
     }
     w.close("ListPartsResult");
     Ok(Response::xml(200, w.finish()))
@@ -401,26 +620,55 @@ pub async fn list_uploads(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) 
     let bp = bucket_prefix(b.id);
     let mut full = bp.clone();
     full.extend_from_slice(prefix.as_bytes());
+    let delimiter = q.get("delimiter").unwrap_or("").to_string();
     let mut range = MergedRange::new(ctx, T_UPLOADS, full, after, max + 1);
     let mut uploads = Vec::new();
-    while uploads.len() < max {
+    let mut prefixes: Vec<String> = Vec::new();
+    let mut last_prefix = false;
+    while uploads.len() + prefixes.len() < max {
         let Some((k, e)) = range.next().await? else { break };
         let rest = &k[bp.len()..];
+        // Upload ids are hex: the last NUL ends the key.
         let Some(split) = rest.iter().rposition(|&c| c == 0) else { continue };
         let Some(info) = UploadInfo::decode(&e.summary) else { continue };
         let key = String::from_utf8_lossy(&rest[..split]).into_owned();
+        if !delimiter.is_empty() {
+            if let Some(i) = key.get(prefix.len()..).and_then(|r| r.find(&delimiter)) {
+                let cp = key[..prefix.len() + i + delimiter.len()].to_string();
+                // Keys are UTF-8, so no key byte is 0xFF: past every upload under cp.
+                let mut bound = object_key(b.id, &cp);
+                bound.push(0xFF);
+                range.skip_through(&bound);
+                if key_marker.is_empty() || cp.as_str() > key_marker.as_str() {
+                    prefixes.push(cp);
+                    last_prefix = true;
+                }
+                continue;
+            }
+        }
         let id = String::from_utf8_lossy(&rest[split + 1..]).into_owned();
         uploads.push((key, id, info));
+        last_prefix = false;
     }
     let truncated = max > 0 && range.peek().await?.is_some();
     let mut w = XmlWriter::new().root("ListMultipartUploadsResult");
     w.elem("Bucket", &b.name).elem("KeyMarker", &key_marker).elem("UploadIdMarker", &id_marker);
     if truncated {
-        if let Some((k, id, _)) = uploads.last() {
-            w.elem("NextKeyMarker", k).elem("NextUploadIdMarker", id);
+        match (last_prefix, prefixes.last(), uploads.last()) {
+            (true, Some(p), _) => {
+                w.elem("NextKeyMarker", p);
+            }
+            (_, _, Some((k, id, _))) => {
+                w.elem("NextKeyMarker", k).elem("NextUploadIdMarker", id);
+            }
+            _ => {}
         }
     }
-    w.elem("Prefix", &prefix).elem("MaxUploads", &max.to_string());
+    w.elem("Prefix", &prefix);
+    if !delimiter.is_empty() {
+        w.elem("Delimiter", &delimiter);
+    }
+    w.elem("MaxUploads", &max.to_string());
     w.elem("IsTruncated", if truncated { "true" } else { "false" });
     for (key, id, info) in &uploads {
         let display = if info.owner_id == b.owner_id { b.owner_display.as_str() } else { info.owner_id.as_str() };
@@ -428,6 +676,9 @@ pub async fn list_uploads(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) 
         w.open("Initiator").elem("ID", &info.owner_id).elem("DisplayName", display).close("Initiator");
         w.open("Owner").elem("ID", &info.owner_id).elem("DisplayName", display).close("Owner");
         w.elem("StorageClass", "STANDARD").elem("Initiated", &format_iso8601_ms(info.initiated_ms)).close("Upload");
+    }
+    for p in &prefixes {
+        w.open("CommonPrefixes").elem("Prefix", p).close("CommonPrefixes");
     }
     w.close("ListMultipartUploadsResult");
     Ok(Response::xml(200, w.finish()))

@@ -6,20 +6,24 @@ use std::rc::Rc;
 
 use md5::{Digest, Md5};
 use monoio::task::JoinHandle;
-use tessera_io::{Body, DataBuf, Extent, IoError, Mutation};
-use tessera_proto::checksum::BodySums;
+use tessera_io::{Body, DataBuf, Extent, IoError};
+use tessera_proto::checksum::{BodySums, ChecksumAlgo, Checksummer};
 use tessera_proto::router::percent_decode;
 use tessera_proto::time::{format_iso8601_ms, now_unix_ms};
 use tessera_proto::xml::XmlWriter;
 use tessera_proto::{Headers, S3Error, S3ErrorCode, S3Result};
 
-use super::{commit_object, io_error, owned_bucket, precheck, shard_of, write_cond, MAX_OBJECT_BYTES};
+use super::get::{check_copy_conditions, read_version, LoadedObject};
+use super::versions::NewVersion;
+use super::{
+    io_error, lock, owned_bucket, precheck, push_written_version, require_integrity_check, shard_of, tagging,
+    write_cond, write_version, MAX_OBJECT_BYTES,
+};
 use crate::bodybuf::{body_buf, first_buf_bytes, next_buf_bytes, BodyBuf};
 use crate::buckets::BucketInfo;
 use crate::conn::Request;
 use crate::identity::User;
-use crate::meta::{object_key, ObjectMeta, ObjectSummary, T_OBJECTS};
-use super::get::{check_copy_conditions, load_object, LoadedObject};
+use crate::meta::{object_key, ChecksumType, ObjectMeta, ObjectSummary, VersionId, VersionSel};
 use crate::response::{pieces, Response};
 use crate::server::Ctx;
 
@@ -44,6 +48,25 @@ pub struct StoredBody {
     pub body: Body,
     pub size: u64,
     pub sums: BodySums,
+    /// The checksum the caller asked `store_body` to compute (base64), when
+    /// the client did not send one of that algorithm.
+    pub computed: Option<(ChecksumAlgo, String)>,
+}
+
+impl StoredBody {
+    /// The body's checksum: the verified one the client sent, else the one computed here.
+    pub fn checksum(&self) -> Option<(ChecksumAlgo, String)> {
+        self.sums.checksum.clone().or_else(|| self.computed.clone())
+    }
+}
+
+/// The checksum algorithm a request declares for its body (a checksum
+/// header, an `x-amz-trailer`, or `x-amz-sdk-checksum-algorithm`).
+pub fn declared_algo(h: &Headers) -> Option<ChecksumAlgo> {
+    h.iter()
+        .find_map(|(n, _)| ChecksumAlgo::from_header_name(n))
+        .or_else(|| h.get_all("x-amz-trailer").flat_map(|v| v.split(',')).find_map(ChecksumAlgo::from_header_name))
+        .or_else(|| h.get("x-amz-sdk-checksum-algorithm").and_then(ChecksumAlgo::from_algorithm_name))
 }
 
 /// Metadata from request headers (PutObject, CreateMultipartUpload, Copy with REPLACE).
@@ -59,8 +82,10 @@ pub fn meta_from_headers(h: &Headers) -> S3Result<ObjectMeta> {
     let mut total = 0usize;
     for (name, value) in h.iter() {
         if let Some(k) = name.strip_prefix("x-amz-meta-") {
+            // Non-ASCII values arrive RFC 2047 encoded; they are kept decoded.
+            let value = tessera_proto::rfc2047::decode(value);
             total += k.len() + value.len();
-            user.push((k.to_string(), value.to_string()));
+            user.push((k.to_string(), value));
         }
     }
     if total > MAX_USER_META_BYTES {
@@ -75,7 +100,7 @@ pub fn meta_from_headers(h: &Headers) -> S3Result<ObjectMeta> {
         expires: get("expires"),
         checksum: None,
         user,
-        part_sizes: Vec::new(),
+        ..Default::default()
     };
     if meta.encode().len() > MAX_STORED_METADATA_BYTES {
         return Err(S3Error::with_message(
@@ -101,12 +126,16 @@ fn spawn_write(ctx: &Rc<Ctx>, shard: u32, buf: BodyBuf) -> JoinHandle<Result<Ext
 /// stay in memory for an inline commit (unless `force_extents`), bigger ones
 /// go out as data records with a few writes in flight. Nothing is committed
 /// here; the caller commits only after this returns Ok (body verified).
+/// `also` asks for a checksum of that algorithm too, computed here unless
+/// the client declared one of it (then the verified one is used).
 pub async fn store_body(
     ctx: &Rc<Ctx>,
     req: &mut Request<'_>,
     shard: u32,
     force_extents: bool,
+    also: Option<ChecksumAlgo>,
 ) -> S3Result<StoredBody> {
+    let mut own = also.filter(|a| declared_algo(&req.head.headers) != Some(*a)).map(Checksummer::new);
     if let Some(n) = req.body.announced_len() {
         if n > MAX_OBJECT_BYTES {
             return Err(S3Error::new(S3ErrorCode::EntityTooLarge));
@@ -134,6 +163,9 @@ pub async fn store_body(
         if n == 0 {
             break;
         }
+        if let Some(c) = own.as_mut() {
+            c.update(&buf.buf.spare_mut()[..n]);
+        }
         buf.buf.advance(n);
         size += n as u64;
         if size > MAX_OBJECT_BYTES {
@@ -141,9 +173,10 @@ pub async fn store_body(
         }
     }
     let sums = req.body.sums().cloned().ok_or_else(|| super::internal("body ended unverified"))?;
+    let computed = own.map(|c| (c.algo(), c.finish_base64()));
     let nothing_written = extents.is_empty() && inflight.is_empty();
     if nothing_written && !force_extents && buf.buf.data_len() <= INLINE_MAX_BYTES {
-        return Ok(StoredBody { body: Body::Inline(buf.buf.data().to_vec()), size, sums });
+        return Ok(StoredBody { body: Body::Inline(buf.buf.data().to_vec()), size, sums, computed });
     }
     if buf.buf.data_len() > 0 {
         inflight.push_back(spawn_write(ctx, shard, buf));
@@ -151,7 +184,7 @@ pub async fn store_body(
     while let Some(h) = inflight.pop_front() {
         extents.push(h.await.map_err(io_error)?);
     }
-    Ok(StoredBody { body: Body::Extents(extents), size, sums })
+    Ok(StoredBody { body: Body::Extents(extents), size, sums, computed })
 }
 
 pub async fn put_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
@@ -159,96 +192,174 @@ pub async fn put_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
         return Err(S3Error::new(S3ErrorCode::MissingContentLength));
     }
     let mut meta = meta_from_headers(&req.head.headers)?;
+    meta.tags = tagging::from_header(req)?;
+    let lock = lock::from_headers(req, b)?;
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
     let okey = object_key(b.id, &key);
     let cond = write_cond(req)?;
     precheck(ctx, shard, &okey, cond.as_ref()).await?;
-    let stored = store_body(ctx, req, shard, false).await?;
-    let summary = ObjectSummary { size: stored.size, mtime_ms: now_unix_ms(), md5: stored.sums.md5, parts: 0 };
-    meta.checksum = stored.sums.checksum.as_ref().map(|(a, v)| (a.header_name().to_string(), v.clone()));
-    let m = Mutation::Put {
-        table: T_OBJECTS,
-        key: okey.clone(),
-        summary: summary.encode(),
-        meta: meta.encode(),
-        body: stored.body,
-    };
+    let stored = store_body(ctx, req, shard, false, None).await?;
+    if lock.explicit {
+        require_integrity_check(req)?;
+    }
+    meta.checksum = stored.checksum().map(|(a, v)| (a.header_name().to_string(), v));
+    if meta.checksum.is_some() {
+        meta.checksum_type = Some(ChecksumType::FullObject);
+    }
+    let mut summary = ObjectSummary::new(stored.size, now_unix_ms(), stored.sums.md5, 0, VersionId::from_parts(0, [0; 8]), true);
+    lock.apply(&mut summary, b);
+    let new = NewVersion { summary, meta: meta.encode(), body: stored.body };
     let _gate = b.enter_write()?;
-    commit_object(ctx, shard, okey, cond, vec![m]).await?;
+    let summary = write_version(ctx, b, shard, &key, new, cond).await?;
     let mut resp = Response::new(200).header("ETag", summary.etag());
+    push_written_version(&mut resp, &summary);
     if let Some((name, value)) = &meta.checksum {
         resp.push_header(name.clone(), value.clone());
+        resp.push_header("x-amz-checksum-type", ChecksumType::FullObject.as_str());
     }
     Ok(resp)
 }
 
 /// Parses `x-amz-copy-source`: `[/]bucket/key[?versionId=...]`, URL-encoded.
-pub(super) fn parse_copy_source(v: &str) -> S3Result<(String, String)> {
-    let v = match v.split_once("?versionId=") {
-        Some((p, "null")) => p,
-        Some(_) => return Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "Invalid version id specified")),
-        None => v,
+pub(super) fn parse_copy_source(v: &str) -> S3Result<(String, String, Option<VersionSel>)> {
+    let (path, version) = match v.split_once("?versionId=") {
+        Some((p, id)) => (p, Some(VersionSel::parse(&percent_decode(id)?)?)),
+        None => (v, None),
     };
-    let decoded = percent_decode(v)?;
+    let decoded = percent_decode(path)?;
     let s = decoded.strip_prefix('/').unwrap_or(&decoded);
     match s.split_once('/') {
-        Some((b, k)) if !b.is_empty() && !k.is_empty() => Ok((b.to_string(), k.to_string())),
+        Some((b, k)) if !b.is_empty() && !k.is_empty() => Ok((b.to_string(), k.to_string(), version)),
         _ => Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "Copy Source must mention the source bucket and key: sourcebucket/sourcekey")),
     }
 }
 
-/// The source of CopyObject / UploadPartCopy: (bucket name, key, object),
-/// after the caller's ownership and the `x-amz-copy-source-if-*` checks.
+/// The source of CopyObject / UploadPartCopy, after the caller's ownership
+/// and the `x-amz-copy-source-if-*` checks: (bucket, key, version named, object).
 pub(super) async fn load_copy_source(
     ctx: &Ctx,
     req: &Request<'_>,
     user: &User,
-) -> S3Result<(String, String, LoadedObject)> {
-    let (sb, sk) = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
+) -> S3Result<(String, String, Option<VersionSel>, LoadedObject)> {
+    let (sb, sk, sel) = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
     let src_bucket = owned_bucket(ctx, &sb, user)?;
-    let src = load_object(ctx, &src_bucket, &sk).await?;
+    let src = read_version(ctx, &src_bucket, &sk, sel).await?;
+    if src.summary.delete_marker {
+        return Err(match sel {
+            Some(_) => S3Error::with_message(
+                S3ErrorCode::InvalidRequest,
+                "The source of a copy request may not specifically refer to a delete marker by version id.",
+            ),
+            None => S3Error::new(S3ErrorCode::NoSuchKey),
+        });
+    }
     check_copy_conditions(req, &src.summary)?;
-    Ok((sb, sk, src))
+    Ok((sb, sk, sel, src))
+}
+
+/// Whether a copy of `key` onto itself copies its current version (a copy
+/// of an older version is how a version is restored, and is allowed).
+async fn copies_current_onto_itself(ctx: &Ctx, b: &BucketInfo, key: &str, sel: Option<VersionSel>) -> S3Result<bool> {
+    let Some(sel) = sel else { return Ok(true) };
+    let shard = shard_of(ctx, &b.name, key);
+    let current = ctx.shards.get(shard, crate::meta::T_OBJECTS, object_key(b.id, key)).await.map_err(io_error)?;
+    Ok(current.and_then(|e| ObjectSummary::decode(&e.summary)).is_some_and(|s| sel.matches(&s)))
+}
+
+/// A COPY/REPLACE directive header; anything else is `InvalidArgument`.
+fn directive(req: &Request<'_>, name: &str) -> S3Result<bool> {
+    match req.header(name).map(str::trim) {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("COPY") => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("REPLACE") => Ok(true),
+        Some(_) => Err(S3Error::with_message(S3ErrorCode::InvalidArgument, format!("Unknown {name}"))),
+    }
 }
 
 /// CopyObject: reads the source through its shard and writes a new object
-/// (data is copied; shards do not share extents).
+/// (data is copied piece by piece, never buffered whole; shards do not
+/// share extents).
 pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: &User) -> S3Result<Response> {
-    let (sb, sk, src) = load_copy_source(ctx, req, user).await?;
+    let replace_meta = directive(req, "x-amz-metadata-directive")?;
+    let replace_tags = directive(req, "x-amz-tagging-directive")?;
+    let lock = lock::from_headers(req, b)?;
+    let (sb, sk, sel, src) = load_copy_source(ctx, req, user).await?;
     let key = req.key().to_string();
-    let replace = req.header("x-amz-metadata-directive").is_some_and(|d| d.eq_ignore_ascii_case("REPLACE"));
-    if !replace && sb == b.name && sk == key {
+    let changes_something = replace_meta
+        || replace_tags
+        || lock.explicit
+        || req.header("x-amz-storage-class").is_some()
+        || req.header("x-amz-website-redirect-location").is_some()
+        || req.header("x-amz-server-side-encryption").is_some();
+    if sb == b.name && sk == key && !changes_something && copies_current_onto_itself(ctx, b, &key, sel).await? {
         return Err(S3Error::with_message(
             S3ErrorCode::InvalidRequest,
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
     }
-    let mut meta = if replace { meta_from_headers(&req.head.headers)? } else { src.meta };
-    // A copy is a new single-part object: its ETag is the MD5 of its bytes.
+    let mut meta = if replace_meta { meta_from_headers(&req.head.headers)? } else { src.meta.clone() };
+    meta.tags = if replace_tags { tagging::from_header(req)? } else { src.meta.tags.clone() };
+    if replace_meta {
+        // The checksum describes the bytes, which do not change.
+        meta.checksum = src.meta.checksum.clone();
+    }
+    // A copy is a new single-part object: its ETag is the MD5 of its bytes,
+    // its checksum (if any) of the whole object.
     meta.part_sizes.clear();
+    meta.part_checksums.clear();
     let dst_shard = shard_of(ctx, &b.name, &key);
     let size = src.summary.size;
-    let (body, md5) = copy_range(ctx, src.shard, src.body, 0..size, dst_shard, false).await?;
-    let summary = ObjectSummary { size, mtime_ms: now_unix_ms(), md5, parts: 0 };
-    let m = Mutation::Put {
-        table: T_OBJECTS,
-        key: object_key(b.id, &key),
-        summary: summary.encode(),
-        meta: meta.encode(),
-        body,
+    // The source's checksum carries over when it covers the whole object in
+    // the algorithm wanted; otherwise the copy computes it.
+    let src_algo = src.meta.checksum.as_ref().and_then(|(n, _)| ChecksumAlgo::from_header_name(n));
+    let full_object = src.meta.effective_checksum_type() == ChecksumType::FullObject;
+    let wanted = match req.header("x-amz-checksum-algorithm") {
+        None => src_algo,
+        Some(v) => Some(ChecksumAlgo::from_algorithm_name(v).ok_or_else(|| {
+            S3Error::with_message(S3ErrorCode::InvalidRequest, "Checksum algorithm provided is unsupported.")
+        })?),
     };
+    let compute = wanted.filter(|w| !(Some(*w) == src_algo && full_object));
+    let copied = copy_range(ctx, src.shard, src.body, 0..size, dst_shard, false, compute).await?;
+    if let (Some(a), Some(v)) = (compute, &copied.checksum) {
+        meta.checksum = Some((a.header_name().to_string(), v.clone()));
+    }
+    if meta.checksum.is_some() {
+        meta.checksum_type = Some(ChecksumType::FullObject);
+    }
+    let mut summary = ObjectSummary::new(size, now_unix_ms(), copied.md5, 0, VersionId::from_parts(0, [0; 8]), true);
+    lock.apply(&mut summary, b);
+    let new = NewVersion { summary, meta: meta.encode(), body: copied.body };
     let _gate = b.enter_write()?;
-    ctx.shards.commit(dst_shard, vec![m]).await.map_err(io_error)?;
+    let summary = write_version(ctx, b, dst_shard, &key, new, None).await?;
     let mut w = XmlWriter::new().root("CopyObjectResult");
     w.elem("LastModified", &format_iso8601_ms(summary.mtime_ms)).elem("ETag", &summary.etag());
+    if let Some((n, v)) = &meta.checksum {
+        if let Some(a) = ChecksumAlgo::from_header_name(n) {
+            w.elem(tessera_proto::xml::checksum_element(a), v);
+        }
+    }
     w.close("CopyObjectResult");
-    Ok(Response::xml(200, w.finish()))
+    let mut resp = Response::xml(200, w.finish());
+    push_written_version(&mut resp, &summary);
+    if sel.is_some() || !src.summary.null_version {
+        resp.push_header("x-amz-copy-source-version-id", src.summary.version_id());
+    }
+    Ok(resp)
+}
+
+/// What `copy_range` made: the new body, the MD5 of the bytes copied and,
+/// when asked, their checksum (base64).
+pub(super) struct Copied {
+    pub body: Body,
+    pub md5: [u8; 16],
+    pub checksum: Option<String>,
 }
 
 /// Copies `range` of a stored body into `dst`: inline when small (unless
-/// `force_extents`), else as data records. Returns the new body and the MD5
-/// of the bytes copied.
+/// `force_extents`), else as data records, one piece at a time. Computes
+/// the MD5 of the bytes copied, and their `algo` checksum when asked.
 pub(super) async fn copy_range(
     ctx: &Rc<Ctx>,
     src: u32,
@@ -256,23 +367,29 @@ pub(super) async fn copy_range(
     range: std::ops::Range<u64>,
     dst: u32,
     force_extents: bool,
-) -> S3Result<(Body, [u8; 16])> {
+    algo: Option<ChecksumAlgo>,
+) -> S3Result<Copied> {
     let mut md5 = Md5::new();
+    let mut sum = algo.map(Checksummer::new);
     let extents = match body {
         Body::Inline(data) => {
             let piece = data
                 .get(range.start as usize..range.end as usize)
                 .ok_or_else(|| super::internal("copy range outside the object"))?;
             md5.update(piece);
+            if let Some(c) = sum.as_mut() {
+                c.update(piece);
+            }
+            let checksum = sum.map(Checksummer::finish_base64);
             if !force_extents || piece.is_empty() {
                 let body = if piece.is_empty() && force_extents { Body::Extents(Vec::new()) } else { Body::Inline(piece.to_vec()) };
-                return Ok((body, md5.finalize().into()));
+                return Ok(Copied { body, md5: md5.finalize().into(), checksum });
             }
             let mut buf = DataBuf::new(piece.len());
             buf.spare_mut()[..piece.len()].copy_from_slice(piece);
             buf.advance(piece.len());
             let e = ctx.shards.write_data(dst, buf).await.map_err(io_error)?;
-            return Ok((Body::Extents(vec![e]), md5.finalize().into()));
+            return Ok(Copied { body: Body::Extents(vec![e]), md5: md5.finalize().into(), checksum });
         }
         Body::Extents(e) => e,
     };
@@ -281,6 +398,9 @@ pub(super) async fn copy_range(
     for (e, r) in pieces(&extents, range) {
         let data = ctx.shards.read_extent(src, e, r).await.map_err(io_error)?;
         md5.update(&data);
+        if let Some(c) = sum.as_mut() {
+            c.update(&data);
+        }
         let mut rest = &data[..];
         while !rest.is_empty() {
             let n = rest.len().min(buf.remaining());
@@ -296,5 +416,5 @@ pub(super) async fn copy_range(
     if buf.data_len() > 0 {
         out.push(ctx.shards.write_data(dst, buf).await.map_err(io_error)?);
     }
-    Ok((Body::Extents(out), md5.finalize().into()))
+    Ok(Copied { body: Body::Extents(out), md5: md5.finalize().into(), checksum: sum.map(Checksummer::finish_base64) })
 }
