@@ -60,6 +60,8 @@ pub(crate) struct OpenBatch {
     entries: Vec<u8>,
     copies: Vec<u8>,
     pub staged: Vec<Staged>,
+    /// At least this many bytes (see `pad_to`).
+    min_len: u64,
 }
 
 /// Bytes of data records (header block + padded data) behind `body`, per segment.
@@ -165,8 +167,15 @@ impl OpenBatch {
 
     /// Bytes the record (batch and copy) will take.
     pub(crate) fn record_len(&self) -> u64 {
-        align_up((HEADER_BYTES + self.entries.len()) as u64)
-            + align_up((HEADER_BYTES + 16 + self.copies.len()) as u64)
+        (align_up((HEADER_BYTES + self.entries.len()) as u64)
+            + align_up((HEADER_BYTES + 16 + self.copies.len()) as u64))
+            .max(self.min_len)
+    }
+
+    /// Makes an empty batch take `len` bytes (to fill a slot allocated for
+    /// a batch whose commits failed): the primary section is padded.
+    pub(crate) fn pad_to(&mut self, len: u64) {
+        self.min_len = len;
     }
 
     /// Lays the batch out at `at` and seals it: returns the record bytes and
@@ -178,9 +187,11 @@ impl OpenBatch {
         at: Pos,
         durable: Pos,
     ) -> (AlignedBuf, Vec<(Staged, Loc)>) {
-        let primary_len = align_up((HEADER_BYTES + self.entries.len()) as u64) as usize;
-        let copy_start = primary_len;
+        let copy_len = align_up((HEADER_BYTES + 16 + self.copies.len()) as u64) as usize;
         let total = self.record_len() as usize;
+        // Padding (an empty batch filling a slot) goes to the primary section.
+        let primary_len = total - copy_len;
+        let copy_start = primary_len;
         let mut rec = AlignedBuf::with_capacity(total);
         rec.set_len(0);
         rec.zero_extend(total);
@@ -223,7 +234,13 @@ impl OpenBatch {
             shard,
             segment: at.segment,
             seq: first_seq,
-            payload_len: self.entries.len() as u64,
+            // A padded (empty) batch covers its padding, so its length
+            // says where its copy starts.
+            payload_len: if self.min_len > 0 {
+                (primary_len - HEADER_BYTES) as u64
+            } else {
+                self.entries.len() as u64
+            },
             offset: at.offset,
             count,
             durable,

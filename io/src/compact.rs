@@ -447,6 +447,12 @@ fn still_needed(
     }))
 }
 
+fn retirable(inner: &Inner, victim: u32) -> bool {
+    let log = inner.log.borrow();
+    let live = log.segments.get(&victim).map_or(0, |s| s.live);
+    live == 0 && !inner.pinned(victim) && !log.stages_data_in(victim)
+}
+
 /// Records the retirement durably, then removes the file.
 async fn retire(inner: &Rc<Inner>, victim: u32) -> Result<(), IoError> {
     // The seqs it takes with it: up to where the next segment starts (seqs
@@ -462,6 +468,11 @@ async fn retire(inner: &Rc<Inner>, victim: u32) -> Result<(), IoError> {
             (s.first_seq, next.unwrap_or(0).max(s.last_seq))
         })
     };
+    // Nothing live, nothing pinned, nothing staged may point into it now
+    // (checked in the same step as the staging, no await in between).
+    if !retirable(inner, victim) {
+        return Err(IoError::InvalidExtent("segment still referenced; not retired"));
+    }
     inner
         .commit_ops(vec![Op::Retire {
             segment: victim,

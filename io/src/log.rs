@@ -368,6 +368,22 @@ impl Log {
         }
     }
 
+    /// Whether a staged or written, not yet applied, commit references
+    /// data or an entry in `segment`.
+    pub(crate) fn stages_data_in(&self, segment: u32) -> bool {
+        let touches = |s: &Staged| {
+            s.ops.iter().any(|op| match op {
+                IndexOp::Put { fp, .. } => fp.data.iter().any(|(seg, _)| *seg == segment),
+                _ => false,
+            })
+        };
+        self.open.staged.iter().any(touches)
+            || self
+                .flushed
+                .iter()
+                .any(|f| f.commits.iter().any(|(s, loc)| loc.segment == segment || touches(s)))
+    }
+
     pub(crate) fn is_pending(&self, table: u8, key: &[u8]) -> bool {
         // Keys are short: the clone of a lookup key is the price of a plain HashMap.
         self.pending_keys.contains_key(&(table, key.to_vec()))

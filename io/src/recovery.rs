@@ -100,7 +100,11 @@ pub(crate) struct Recovered {
     pub next_seq: u64,
     pub stats: RecoveryStats,
     /// Where the recovered log ends (the next segment starts after it).
+    #[allow(dead_code)] // read by fsck's report
     pub end: Pos,
+    /// The highest durable mark seen: what lies between it and `end` was
+    /// written but maybe never synced (open syncs it before serving).
+    pub mark: Pos,
     /// Human-readable findings, for logs and fsck.
     pub problems: Vec<String>,
     /// The oldest next-seq among the checkpoints on disk (0: none).
@@ -453,8 +457,10 @@ pub(crate) async fn recover(
             .unwrap_or_default(),
     };
     for s in scans {
+        // Before the cut everything stays, damaged regions included (they
+        // are below the durable mark: corruption, kept for repair and fsck).
         let keep = if s.number < end.segment {
-            s.valid_end
+            crate::format::align_down(s.file_len)
         } else if s.number == end.segment {
             end.offset
         } else {
@@ -530,6 +536,7 @@ pub(crate) async fn recover(
         next_seq,
         stats: replay.stats,
         end,
+        mark: replay.mark,
         problems: replay.problems,
         oldest_checkpoint_seq,
     })

@@ -203,7 +203,7 @@ impl Shard {
         let rec = recovery::recover(&backend, dir, id, &key, ropts, &direct, &direct_warned).await?;
         // The last run may have crashed with completed but unsynced writes;
         // make what was recovered durable before it becomes visible.
-        for seg in rec.segments.range(rec.end.segment.saturating_sub(1)..).map(|(_, s)| s) {
+        for seg in rec.segments.range(rec.mark.segment..).map(|(_, s)| s) {
             if seg.end > 0 {
                 seg.file.sync_data().await?;
             }
@@ -322,12 +322,7 @@ impl Shard {
             return Err(IoError::TooLarge);
         }
         inner.check_data_space(len as u64)?;
-        let e = inner.write_data_record(buf).await?;
-        inner
-            .pins
-            .borrow_mut()
-            .insert((e.segment, e.offset), inner.backend.now_ms());
-        Ok(e)
+        inner.write_data_record(buf, true).await
     }
 
     /// Says the data records behind `extents` will never be committed (an
@@ -550,7 +545,7 @@ impl Inner {
 
     /// A data record for compaction: no high-water check (it frees space).
     pub(crate) async fn write_data_for_compaction(self: &Rc<Self>, buf: DataBuf) -> Result<Extent, IoError> {
-        self.write_data_record(buf).await
+        self.write_data_record(buf, false).await
     }
 
     pub(crate) fn note_corrupt_read(&self) {
@@ -656,12 +651,12 @@ impl Inner {
     /// durable mark) and asks for its sync. Commits staged meanwhile go to
     /// the next batch.
     pub(crate) async fn flush(self: &Rc<Self>, mark_only: bool) -> Result<(), IoError> {
-        let batch = {
+        let (batch, taken_in) = {
             let mut log = self.log.borrow_mut();
             if log.open.is_empty() && !mark_only {
                 return Ok(());
             }
-            std::mem::take(&mut log.open)
+            (std::mem::take(&mut log.open), log.generation)
         };
         let len = batch.record_len();
         let slot = match self.alloc(len).await {
@@ -671,6 +666,17 @@ impl Inner {
                 self.changed.notify_all();
                 return Err(e);
             }
+        };
+        // A reset while allocating cut the log back: data these commits
+        // reference may be gone. They fail; the slot gets an empty batch.
+        let batch = if self.log.borrow().generation != taken_in {
+            self.log.borrow_mut().fail_batch(batch);
+            self.changed.notify_all();
+            let mut empty = crate::batch::OpenBatch::default();
+            empty.pad_to(len);
+            empty
+        } else {
+            batch
         };
         let (rec, generation) = {
             let mut log = self.log.borrow_mut();
@@ -692,7 +698,10 @@ impl Inner {
         Ok(())
     }
 
-    async fn write_data_record(self: &Rc<Self>, buf: DataBuf) -> Result<Extent, IoError> {
+    /// Writes a data record; `pin` keeps its segment from compaction until
+    /// a commit references it (pinned as soon as its place is known, before
+    /// the write: compaction must never pick a segment an upload writes to).
+    async fn write_data_record(self: &Rc<Self>, buf: DataBuf, pin: bool) -> Result<Extent, IoError> {
         let len = buf.data_len();
         let rec_len = BLOCK + align_up(len as u64) as usize;
         let mut rec = buf.into_record();
@@ -704,6 +713,11 @@ impl Inner {
             crate::format::write_chunk_sums(head, &rest[..len]);
         }
         let slot = self.alloc(rec_len as u64).await?;
+        if pin {
+            self.pins
+                .borrow_mut()
+                .insert((slot.segment, slot.offset), self.backend.now_ms());
+        }
         let header = RecordHeader {
             kind: Kind::Data,
             shard: self.id,

@@ -90,7 +90,7 @@ enum DirOp {
 
 enum OpKind {
     Read { image: ImageRef, path: PathBuf, buf: AlignedBuf, pos: u64, len: usize },
-    Write { image: ImageRef, buf: AlignedBuf, pos: u64 },
+    Write { image: ImageRef, buf: AlignedBuf, pos: u64, segment_file: bool },
     Sync { image: Option<ImageRef>, dir: Option<PathBuf> },
     Truncate { image: ImageRef, len: u64 },
     Meta,
@@ -263,7 +263,7 @@ impl SimDisk {
                 }
                 Outcome::Buf(Ok(buf))
             }
-            OpKind::Write { image, buf, pos } => {
+            OpKind::Write { image, buf, pos, segment_file } => {
                 let len = buf.len() as u64;
                 let grows = (pos + len).saturating_sub(image.borrow().volatile.len() as u64);
                 if grows > self.free_bytes() {
@@ -275,7 +275,7 @@ impl SimDisk {
                     return Outcome::Buf(Err(io::Error::from_raw_os_error(libc::EIO)));
                 }
                 let mut at = pos;
-                if self.chance(self.faults.misdirected_write) {
+                if segment_file && self.chance(self.faults.misdirected_write) {
                     // The device acknowledged it, but put it one block off.
                     self.state.borrow_mut().injected += 1;
                     at = if pos >= BLOCK as u64 && self.rng.borrow_mut().below(2) == 0 {
@@ -699,7 +699,8 @@ impl SimFile {
 
     pub(crate) async fn write_at(&self, buf: AlignedBuf, pos: u64) -> io::Result<AlignedBuf> {
         let image = self.image()?;
-        self.disk.submit(OpKind::Write { image, buf, pos }).await_buf().await
+        let segment_file = self.path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("seg-"));
+        self.disk.submit(OpKind::Write { image, buf, pos, segment_file }).await_buf().await
     }
 
     pub(crate) async fn sync(&self) -> io::Result<()> {

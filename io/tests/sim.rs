@@ -389,10 +389,11 @@ async fn check_body(s: &Shard, k: u64) -> Option<String> {
         Body::Extents(es) => {
             let mut out = Vec::new();
             for e in es {
+                let e_dbg = e;
                 match s.read_extent(&e, 0..e.len).await {
                     Ok(b) => out.extend(b),
                     Err(IoError::Corrupt { .. }) | Err(IoError::Io(_)) | Err(IoError::Moved) => return None,
-                    Err(e) => return Some(format!("key {k}: read error {e}")),
+                    Err(e) => return Some(format!("key {k}: read error {e} (extent {e2:?}, entry {:?})", s.get(0, &key(k)), e2 = e_dbg)),
                 }
             }
             out
