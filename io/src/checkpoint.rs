@@ -500,7 +500,7 @@ impl crate::shard::Inner {
         }
         let kept = all.iter().take(2).map(|(s, _)| *s).min().unwrap_or(0);
         self.oldest_checkpoint_seq.set(kept);
-        tracing::debug!(shard = self.id, checkpoint = name, bytes, "checkpoint written");
+        tracing::debug!(shard = self.id, checkpoint = name, bytes, pos_segment = pos.segment, pos_offset = pos.offset, "checkpoint written");
         Ok(())
     }
 }

@@ -113,6 +113,9 @@ pub(crate) struct Recovered {
 
 enum Item {
     Invalid { at: Pos, end: Pos },
+    /// A segment the log names as a predecessor is gone: fine if retired
+    /// (checked at the end), the end of the log if nothing vouches past it.
+    Missing { segment: u32 },
     Data { ext: Extent, end: Pos },
     Commit { seq: u64, loc: Loc, ops: Vec<IndexOp>, from_copy: bool },
 }
@@ -144,6 +147,7 @@ impl Replay {
     fn certain(&self, item: &Item) -> bool {
         match item {
             Item::Invalid { at, .. } => *at < self.mark,
+            Item::Missing { segment } => Pos { segment: *segment, offset: 0 } < self.mark,
             Item::Data { end, .. } => *end <= self.mark,
             Item::Commit { .. } => true,
         }
@@ -184,7 +188,7 @@ impl Replay {
                     at.segment, at.offset, at.offset + bytes
                 ));
             }
-            Item::Data { .. } => {}
+            Item::Data { .. } | Item::Missing { .. } => {}
             Item::Commit { seq, loc, ops, from_copy } => {
                 if from_copy {
                     self.stats.commits_from_copy += 1;
@@ -364,6 +368,7 @@ pub(crate) async fn recover(
             replay: &mut replay,
             prev,
             claims: &mut claims,
+            present: &numbers,
         };
         scan.run(from).await?;
         replay.stats.segments += 1;
@@ -377,6 +382,10 @@ pub(crate) async fn recover(
         match item {
             Item::Invalid { at, .. } => {
                 cut = Some(at);
+                break;
+            }
+            Item::Missing { segment } => {
+                cut = Some(Pos { segment, offset: 0 });
                 break;
             }
             Item::Data { ext, .. } => {
@@ -550,6 +559,8 @@ struct Scan<'a> {
     prev: Option<(u32, u64)>,
     /// (segment, predecessor it names, predecessor's length then).
     claims: &'a mut Vec<(u32, u32, u64)>,
+    /// Segment files that exist.
+    present: &'a [u32],
 }
 
 /// A window of the file held in memory.
@@ -777,7 +788,14 @@ impl Scan<'_> {
                     true
                 }
             }
-            _ => info.prev_segment == 0,
+            _ => {
+                if info.prev_segment != 0 && !self.present.contains(&info.prev_segment) {
+                    self.replay.push(Item::Missing {
+                        segment: info.prev_segment,
+                    });
+                }
+                info.prev_segment == 0
+            }
         };
         self.replay.segment_starts(first_seq, complete);
     }

@@ -787,7 +787,8 @@ impl Inner {
                 .await;
             inner.precreating.set(false);
             match r {
-                Ok(f) if inner.log.borrow().last_segment() < next => {
+                // Only if it is still the next one (no roll or reset since).
+                Ok(f) if inner.log.borrow().last_segment() + 1 == next && !inner.rolling.get() => {
                     *inner.next_file.borrow_mut() = Some((next, Rc::new(f)));
                 }
                 Ok(_) => {}
@@ -828,12 +829,15 @@ impl Inner {
                 {
                     Ok(f) => Rc::new(f),
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        // Created ahead by a task whose result was dropped: take it.
-                        Rc::new(
-                            self.backend
-                                .open(&path, OpenMode::Existing, &self.direct, &self.direct_warned)
-                                .await?,
-                        )
+                        // Created ahead by a task whose result was dropped, or
+                        // left by an interrupted reset: take it, emptied (old
+                        // records at their old places would pass for new ones).
+                        let f = self
+                            .backend
+                            .open(&path, OpenMode::Existing, &self.direct, &self.direct_warned)
+                            .await?;
+                        f.truncate(0).await?;
+                        Rc::new(f)
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -852,6 +856,11 @@ impl Inner {
                 .next_back()
                 .map_or((0, 0), |(n, s)| (*n, s.end));
             log.add_segment(number, file);
+            // A file made ahead for this number (or an older one) is stale now.
+            let stale = self.next_file.borrow().as_ref().is_some_and(|(n, _)| *n <= number);
+            if stale {
+                *self.next_file.borrow_mut() = None;
+            }
             let slot = log
                 .alloc(BLOCK as u64, self.opts.segment_size_bytes)
                 .ok_or(IoError::ShardFailed)?;
@@ -1040,11 +1049,17 @@ impl Inner {
                 })
                 .collect()
         };
-        for (n, keep, _, file) in plan {
+        *self.next_file.borrow_mut() = None;
+        // Newest first, each step durable before the next: a crash in the
+        // middle leaves a log that is a prefix of the old one, never one
+        // with a hole (a torn tail recovery handles).
+        for (n, keep, end, file) in plan.into_iter().rev() {
+            tracing::debug!(shard = self.id, segment = n, keep, end, "reset: cutting a segment back to the durable prefix");
             if keep == 0 {
                 drop(file);
                 self.log.borrow_mut().segments.remove(&n);
-                let _ = self.backend.remove(&self.dir.join(segment_file_name(n))).await;
+                self.backend.remove(&self.dir.join(segment_file_name(n))).await?;
+                self.backend.open_dir(&self.dir).await?.sync_all().await?;
                 continue;
             }
             file.truncate(keep).await?;
@@ -1052,7 +1067,6 @@ impl Inner {
                 s.end = keep;
             }
         }
-        self.backend.open_dir(&self.dir).await?.sync_all().await?;
         self.log.borrow_mut().restart_space();
         Ok(())
     }

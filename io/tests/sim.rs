@@ -553,6 +553,9 @@ fn rot(disk: &Rc<SimDisk>, seed: u64) {
 
 #[test]
 fn simulated_power_cuts_and_faults() {
+    if std::env::var("SIMDBG").is_ok() {
+        let _ = tracing_subscriber::fmt().with_env_filter("debug").with_writer(std::io::stderr).try_init();
+    }
     if let Ok(one) = std::env::var("TESSERA_SIM_SEED") {
         let seed: u64 = one.parse().expect("TESSERA_SIM_SEED");
         match run_seed(seed) {
