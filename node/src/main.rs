@@ -47,6 +47,15 @@ enum Command {
         /// Never set it in production: clients expect S3's limit.
         #[arg(long, env = "TESSERA_TEST_MIN_PART_BYTES", hide_short_help = true)]
         test_min_part_bytes: Option<u64>,
+        /// Size of a log segment (e.g. 1GiB, 64MiB); smaller ones roll and
+        /// get compacted sooner (tests use small ones).
+        #[arg(long, default_value = "1GiB", value_parser = tessera_node::config::parse_size, env = "TESSERA_SEGMENT_SIZE")]
+        segment_size: u64,
+        /// Free space kept on each disk for deletes and compaction: new data
+        /// is refused (507 XTesseraStorageFull) below it. Default: 2% of the
+        /// disk, at least 64MiB and at most 4GiB.
+        #[arg(long, value_parser = tessera_node::config::parse_size, env = "TESSERA_RESERVE")]
+        reserve: Option<u64>,
         /// Data directories (one per disk).
         #[arg(required = true)]
         data_dirs: Vec<PathBuf>,
@@ -69,7 +78,19 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Server { address, threads, users, domains, region, shards_per_disk, max_buckets_per_user, test_min_part_bytes, data_dirs } => {
+        Command::Server {
+            address,
+            threads,
+            users,
+            domains,
+            region,
+            shards_per_disk,
+            max_buckets_per_user,
+            test_min_part_bytes,
+            segment_size,
+            reserve,
+            data_dirs,
+        } => {
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .max(1);
@@ -83,6 +104,8 @@ fn main() -> ExitCode {
                 max_buckets_per_user,
                 data_dirs,
                 min_part_bytes: test_min_part_bytes.unwrap_or(tessera_node::s3::MIN_PART_BYTES),
+                segment_size_bytes: segment_size,
+                reserve_bytes: reserve,
             };
             match tessera_node::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
