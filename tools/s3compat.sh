@@ -26,7 +26,8 @@ TESSERA_ROOT_USER_ID=testid TESSERA_ROOT_DISPLAY_NAME='M. Tester' \
   "$root/target/release/tessera" server --address "127.0.0.1:$port" --users "$tmp/users" \
   ${TESSERA_EXTRA_ARGS:-} "$tmp/data" > "$tmp/tessera.out" 2> "$tmp/tessera.log" &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
+# The node's data can be gigabytes: removed at exit (its log stays).
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true; rm -rf "$tmp/data"' EXIT
 for _ in $(seq 100); do grep -q listening "$tmp/tessera.out" 2>/dev/null && break; sleep 0.1; done
 echo "tessera (pid $pid) on port $port, log $tmp/tessera.log"
 "$runner" --port "$port" "$@"

@@ -386,7 +386,10 @@ async fn read(s: &Shard, k: u64, _model: &Rc<RefCell<Model>>, errors: &Rc<RefCel
 async fn check_body(s: &Shard, k: u64) -> Option<String> {
     let stored = match s.load(0, &key(k)).await {
         Ok(Some(st)) => st,
-        Ok(None) | Err(_) => return None,
+        Ok(None) => return None,
+        // Damage on disk (only where faults were injected) is an error, never wrong bytes.
+        Err(IoError::Corrupt { .. } | IoError::Io(_)) if s.stats().corrupt_reads > 0 || s.stats().recovery.found_corruption() || FAULTY.with(|f| f.get()) => return None,
+        Err(e) => return Some(format!("key {k}: load failed: {e}")),
     };
     let Some(v) = decode_val(&stored.summary) else {
         return Some(format!("key {k}: summary is not a value"));
@@ -399,7 +402,8 @@ async fn check_body(s: &Shard, k: u64) -> Option<String> {
                 let e_dbg = e;
                 match s.read_extent(&e, 0..e.len).await {
                     Ok(b) => out.extend(b),
-                    Err(IoError::Corrupt { .. }) | Err(IoError::Io(_)) | Err(IoError::Moved) => return None,
+                    Err(IoError::Moved) => return None,
+                    Err(IoError::Corrupt { .. }) | Err(IoError::Io(_)) if FAULTY.with(|f| f.get()) => return None,
                     Err(e) => return Some(format!("key {k}: read error {e} (extent {e2:?}, entry {:?})", s.get(0, &key(k)), e2 = e_dbg)),
                 }
             }
@@ -456,9 +460,15 @@ impl Drop for Forget {
     }
 }
 
+thread_local! {
+    /// Whether this seed injects faults that damage data (then reads may fail).
+    static FAULTY: Cell<bool> = const { Cell::new(false) };
+}
+
 /// Runs one seed: rounds of workload and power cuts, checking each recovery.
 fn run_seed(seed: u64) -> Result<String, String> {
     let c = cfg(seed);
+    FAULTY.with(|f| f.set(c.mode != Mode::Clean));
     let mut disk = SimDisk::new(seed, faults(c.mode, seed));
     let rng = Rc::new(RefCell::new(SimRng::new(seed)));
     let next_id = Rc::new(RefCell::new(0u64));

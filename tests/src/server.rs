@@ -269,6 +269,12 @@ impl Server {
 
     /// Root credentials the clients use. Tests that let the server generate
     /// its own set them here once they know them.
+    /// Sets an environment variable for the next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.opts.env.retain(|(k, _)| k != key);
+        self.opts.env.push((key.to_string(), value.to_string()));
+    }
+
     pub fn set_credentials(&mut self, access_key: &str, secret_key: &str) {
         self.access_key = access_key.to_string();
         self.secret_key = secret_key.to_string();

@@ -14,7 +14,7 @@ use super::{error_with_headers, io_error, push_read_version, shard_of, unquote, 
 use crate::buckets::BucketInfo;
 use crate::conn::Request;
 use crate::meta::{object_key, ObjectMeta, ObjectSummary, VersionSel, T_OBJECTS};
-use crate::response::{ObjectStream, RespBody, Response};
+use crate::response::{ObjectStream, StreamSource, RespBody, Response};
 use crate::server::Ctx;
 
 fn etag_matches(list: &str, etag: &str) -> bool {
@@ -303,13 +303,26 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     let range = range.unwrap_or(0..size);
     if req.head.method == Method::Head || range.is_empty() {
         // HEAD still reports the length of what GET would send.
-        resp.body = RespBody::Object(ObjectStream { ctx: ctx.clone(), shard, body: tessera_io::Body::Inline(Vec::new()), range });
+        resp.body = RespBody::Object(ObjectStream {
+            ctx: ctx.clone(),
+            shard,
+            body: tessera_io::Body::Inline(Vec::new()),
+            range,
+            source: None,
+        });
         if req.head.method != Method::Head {
             resp.body = RespBody::Empty;
         }
         return Ok(resp);
     }
-    resp.body = RespBody::Object(ObjectStream { ctx: ctx.clone(), shard, body, range });
+    let source = matches!(body, tessera_io::Body::Extents(_)).then(|| StreamSource {
+        bucket: std::sync::Arc::new(b.clone()),
+        key: req.key().to_string(),
+        version: summary.version,
+        size: summary.size,
+        md5: summary.md5,
+    });
+    resp.body = RespBody::Object(ObjectStream { ctx: ctx.clone(), shard, body, range, source });
     Ok(resp)
 }
 

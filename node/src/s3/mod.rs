@@ -6,6 +6,7 @@ mod attributes;
 mod bucket;
 mod delete;
 mod get;
+pub use get::read_version;
 mod list;
 mod lock;
 mod multipart;
