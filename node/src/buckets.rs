@@ -230,6 +230,12 @@ impl BucketInfo {
         Some(info)
     }
 
+    /// Decodes a record's summary alone (tags, kept in the meta bytes, are
+    /// left empty): for tools that read the index only.
+    pub fn decode_summary_only(summary: &[u8]) -> Option<Self> {
+        Self::decode_summary(summary).map(|(info, _)| info)
+    }
+
     fn decode_summary(b: &[u8]) -> Option<(Self, bool)> {
         let version = Dec::version_of(b)?;
         let mut d = Dec::new(b, version)?;

@@ -7,6 +7,7 @@ pub mod buckets;
 pub mod codec;
 pub mod config;
 pub mod conn;
+pub mod fsck;
 pub mod identity;
 pub mod layout;
 pub mod meta;

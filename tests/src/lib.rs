@@ -13,4 +13,4 @@ pub mod sign;
 
 pub use data::*;
 pub use raw::{RawConn, RawRequest, RawResponse};
-pub use server::{with_bucket, Server, ServerOpts};
+pub use server::{binary_path, with_bucket, Server, ServerOpts};
