@@ -7,8 +7,10 @@
 pub mod aws_chunked;
 pub mod checksum;
 pub mod error;
+pub mod form;
 pub mod headers;
 pub mod http;
+pub mod post_policy;
 pub mod rfc2047;
 pub mod router;
 pub mod sigv2;
