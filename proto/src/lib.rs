@@ -6,10 +6,12 @@
 
 pub mod aws_chunked;
 pub mod checksum;
+pub mod cors;
 pub mod error;
 pub mod form;
 pub mod headers;
 pub mod http;
+pub mod logging;
 pub mod post_policy;
 pub mod rfc2047;
 pub mod router;
