@@ -47,6 +47,11 @@ enum Command {
         /// Never set it in production: clients expect S3's limit.
         #[arg(long, env = "TESSERA_TEST_MIN_PART_BYTES", hide_short_help = true)]
         test_min_part_bytes: Option<u64>,
+        /// TEST ONLY: how often access-log objects are delivered, in
+        /// milliseconds, instead of every five minutes, so tests can read
+        /// them quickly. Never set it in production.
+        #[arg(long, env = "TESSERA_TEST_ACCESS_LOG_INTERVAL_MS", hide_short_help = true)]
+        test_access_log_interval_ms: Option<u64>,
         /// Data directories (one per disk).
         #[arg(required = true)]
         data_dirs: Vec<PathBuf>,
@@ -69,7 +74,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Server { address, threads, users, domains, region, shards_per_disk, max_buckets_per_user, test_min_part_bytes, data_dirs } => {
+        Command::Server { address, threads, users, domains, region, shards_per_disk, max_buckets_per_user, test_min_part_bytes, test_access_log_interval_ms, data_dirs } => {
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .max(1);
@@ -83,6 +88,8 @@ fn main() -> ExitCode {
                 max_buckets_per_user,
                 data_dirs,
                 min_part_bytes: test_min_part_bytes.unwrap_or(tessera_node::s3::MIN_PART_BYTES),
+                access_log_interval: test_access_log_interval_ms
+                    .map_or(tessera_node::s3::logging::DELIVERY_INTERVAL, |ms| std::time::Duration::from_millis(ms.max(1))),
             };
             match tessera_node::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -52,6 +52,8 @@ pub struct Ctx {
     pub body_budget: Rc<BodyBudget>,
     /// Internal errors logged, at a bounded rate.
     pub error_log: LogLimiter,
+    /// Access-log lines not delivered yet (see `s3::logging`).
+    pub access_log: crate::s3::logging::AccessLog,
     request_ids: RequestIds,
 }
 
@@ -297,6 +299,7 @@ impl Reactor {
         let opts = monoio::net::ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(4096);
         let listener = monoio::net::TcpListener::bind_with_config(self.addr, &opts)
             .map_err(|e| format!("reactor {}: cannot listen on {}: {e}", self.core, self.addr))?;
+        let shared_interval = shared.config.access_log_interval;
         let ctx = Rc::new(Ctx {
             core: self.core,
             shards: Shards::new(self.core, local, self.owner, self.senders),
@@ -306,8 +309,10 @@ impl Reactor {
             partial_head_bytes: Cell::new(0),
             body_budget: BodyBudget::new(BODY_BUFFER_BYTES_PER_CORE),
             error_log: LogLimiter::new(),
+            access_log: crate::s3::logging::AccessLog::new(shared_interval),
             request_ids: RequestIds::new(self.core)?,
         });
+        monoio::spawn(crate::s3::logging::deliver_periodically(ctx.clone()));
         Ok((listener, ctx))
     }
 }

@@ -100,6 +100,8 @@ pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>, user: &User) ->
         versioning: if lock { Versioning::Enabled } else { Versioning::Unversioned },
         object_lock: lock.then(LockConfig::default),
         tags: Vec::new(),
+        cors: Vec::new(),
+        logging: None,
         gate: Default::default(),
     };
     match ctx.shared.buckets.create(&ctx.shards, info, ctx.shared.config.max_buckets_per_user).await {
