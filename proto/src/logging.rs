@@ -121,6 +121,10 @@ pub struct LogRecord<'a> {
     pub host: Option<&'a str>,
 }
 
+/// Keys are URL-encoded once in the log, keeping the unreserved characters and `/`.
+const KEY_SET: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// `06/Feb/2019:00:00:38 +0000`.
@@ -170,7 +174,7 @@ impl LogRecord<'_> {
     /// The record as one line (with its newline): the 26 fields of AWS's format.
     pub fn line(&self) -> String {
         let num = |n: Option<u64>| n.map_or("-".to_string(), |n| n.to_string());
-        let key = self.key.map(|k| percent_encoding::utf8_percent_encode(k, percent_encoding::NON_ALPHANUMERIC).to_string());
+        let key = self.key.map(|k| percent_encoding::utf8_percent_encode(k, KEY_SET).to_string());
         let fields = [
             bare(Some(self.bucket_owner)),
             bare(Some(self.bucket)),
