@@ -561,6 +561,10 @@ fn authenticate(ctx: &Ctx, head: &RequestHead, routed: Routed) -> Result<Prepare
     let now = tessera_proto::time::now_unix_secs();
     let region = shared.config.region.as_str();
     let auth = sigv4::authenticate_vhost(&sig, vhost_bucket, region, now, &|ak| ids.secret(ak))?;
+    // No temporary credentials are issued yet: any session token is invalid.
+    if auth.as_ref().is_some_and(|a| a.security_token.is_some()) {
+        return Err(S3Error::new(S3ErrorCode::InvalidToken));
+    }
     let user = match &auth {
         Some(a) => Some(ids.get(&a.access_key).cloned().ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))?),
         None => None,

@@ -70,6 +70,7 @@ pub enum S3ErrorCode {
     MalformedPOSTRequest,
     IncorrectNumberOfFilesInPostRequest,
     MaxPostPreDataLengthExceeded,
+    InvalidToken,
 }
 
 impl S3ErrorCode {
@@ -137,6 +138,7 @@ impl S3ErrorCode {
             MalformedPOSTRequest => "MalformedPOSTRequest",
             IncorrectNumberOfFilesInPostRequest => "IncorrectNumberOfFilesInPostRequest",
             MaxPostPreDataLengthExceeded => "MaxPostPreDataLengthExceeded",
+            InvalidToken => "InvalidToken",
         }
     }
 
@@ -210,6 +212,7 @@ impl S3ErrorCode {
             InvalidTargetBucketForLogging => "The target bucket for logging does not exist, is not owned by you, or does not have the appropriate grants for the log-delivery group.",
             MalformedPOSTRequest => "The body of your POST request is not well-formed multipart/form-data.",
             IncorrectNumberOfFilesInPostRequest => "POST requires exactly one file upload per request.",
+            InvalidToken => "The provided token is malformed or otherwise invalid.",
             MaxPostPreDataLengthExceeded => "Your POST request fields preceding the upload file were too large.",
             StorageFull => "The storage is full: new data is refused until space is freed (deletes still work).",
             _ => "The request is not valid.",

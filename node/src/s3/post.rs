@@ -190,6 +190,10 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Respo
     let shared = &ctx.shared;
     let ids = &shared.identities;
     let auth = post_policy::authenticate(&field, &shared.config.region, &|ak| ids.secret(ak))?;
+    // No temporary credentials are issued yet: any session token is invalid.
+    if auth.as_ref().is_some_and(|a| a.security_token.is_some()) {
+        return Err(S3Error::new(S3ErrorCode::InvalidToken));
+    }
     let user = match &auth {
         Some(a) => Some(ids.get(&a.access_key).cloned().ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))?),
         None => req.user.clone(),
