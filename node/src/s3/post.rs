@@ -173,6 +173,10 @@ async fn read_fields(form: &mut FormReader, req: &mut Request<'_>) -> S3Result<(
     }
 }
 
+/// What the redirect and Location URLs encode: all but unreserved characters.
+const URL_SET: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
 /// Form fields that become object headers.
 const HEADER_FIELDS: &[&str] =
     &["content-type", "cache-control", "content-disposition", "content-encoding", "content-language", "expires"];
@@ -308,7 +312,7 @@ fn respond(
     redirect: Option<&str>,
 ) -> S3Result<Response> {
     let etag = summary.etag();
-    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, URL_SET).to_string();
     let host = req.header("host").unwrap_or("localhost");
     let location = format!("http://{host}/{}/{}", enc(bucket), enc(key));
     let mut resp = if let Some(url) = redirect {
