@@ -359,7 +359,10 @@ async fn handle_request(
     let peer = conn.peer;
     let (mut resp, done, seen) = run_request(ctx, head, conn, request_id.clone()).await;
     if let Some(seen) = seen {
-        crate::s3::cors_headers(ctx, head, Some(&seen.bucket), &mut resp);
+        // A preflight's answer is all CORS already; a refused one gets none.
+        if seen.op != Op::Options {
+            crate::s3::cors_headers(ctx, head, Some(&seen.bucket), &mut resp);
+        }
         if let Some(b) = ctx.shared.buckets.get(&seen.bucket).filter(|b| b.logging.is_some()) {
             access_log(ctx, head, &b, &seen, &resp, &request_id, peer, started);
         }

@@ -166,7 +166,10 @@ impl PostPolicy {
             }
         }
         for (name, _) in fields {
-            let exempt = EXEMPT_FIELDS.contains(&name.as_str()) || name.starts_with("x-ignore-");
+            // A checksum field can only make the upload stricter: it is verified, not conditioned.
+            let exempt = EXEMPT_FIELDS.contains(&name.as_str())
+                || name.starts_with("x-ignore-")
+                || name.starts_with("x-amz-checksum-");
             let named = self.conditions.iter().any(|c| match c {
                 Condition::Eq { field, .. } | Condition::StartsWith { field, .. } => field == name,
                 Condition::LengthRange { .. } => false,

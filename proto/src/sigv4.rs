@@ -772,7 +772,8 @@ fn authenticate_presigned_v4(
     if t > now_unix_secs.saturating_add(MAX_CLOCK_SKEW_SECS) {
         return Err(access_denied("Request is not valid yet"));
     }
-    if now_unix_secs > t.saturating_add(expires_secs) {
+    // A URL valid for zero seconds is expired as soon as it exists.
+    if expires_secs == 0 || now_unix_secs > t.saturating_add(expires_secs) {
         return Err(access_denied("Request has expired"));
     }
     let (payload_hash, claim) = match params.iter().find(|(n, _)| n == "X-Amz-Content-Sha256") {

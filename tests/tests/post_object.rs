@@ -201,3 +201,40 @@ async fn another_users_signature_cannot_write_my_bucket() {
     f.fields.extend(v2_fields("BOBKEYBOBKEYBOBKEY00", "bobsecretbobsecretbobsecretbobsecret0000", &p));
     f.post(&server, "mine").assert_error(403, "AccessDenied");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_field_never_stands_in_for_the_bucket_posted_to() {
+    let (server, s3) = with_bucket("alpha").await;
+    ok(s3.create_bucket().bucket("beta").send().await, "create beta");
+    // Signed for alpha, posted to beta, with a form field claiming alpha.
+    let form = signed_form(&server, &policy("alpha", ""), &[("key", "uploads/x"), ("bucket", "alpha"), ("Content-Type", "text/plain")], b"x");
+    form.post(&server, "beta").assert_error(403, "AccessDenied");
+    let listed = ok(s3.list_objects_v2().bucket("beta").send().await, "list");
+    assert_eq!(listed.key_count(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checksum_fields_are_verified() {
+    let (server, s3) = with_bucket("sums").await;
+    let data = b"checksummed form body";
+    let sha = b64(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+    let good = signed_form(&server, &policy("sums", ""), &[("key", "uploads/ok"), ("Content-Type", "text/plain"), ("x-amz-checksum-sha256", &sha)], data);
+    let resp = good.post(&server, "sums");
+    assert_eq!(resp.status, 204, "{}", resp.body_text());
+    let head = ok(
+        s3.head_object().bucket("sums").key("uploads/ok").checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled).send().await,
+        "head",
+    );
+    assert_eq!(head.checksum_sha256(), Some(sha.as_str()));
+    let wrong = b64(ring::digest::digest(&ring::digest::SHA256, b"other").as_ref());
+    let bad = signed_form(&server, &policy("sums", ""), &[("key", "uploads/bad"), ("Content-Type", "text/plain"), ("x-amz-checksum-sha256", &wrong)], data);
+    bad.post(&server, "sums").assert_error(400, "BadDigest");
+    let garbage = signed_form(&server, &policy("sums", ""), &[("key", "uploads/bad"), ("Content-Type", "text/plain"), ("x-amz-checksum-sha256", "sailorjerry")], data);
+    garbage.post(&server, "sums").assert_error(400, "InvalidRequest");
+    assert!(s3.head_object().bucket("sums").key("uploads/bad").send().await.is_err(), "nothing stored");
+}
+
+fn b64(s: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}

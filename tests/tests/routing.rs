@@ -41,6 +41,21 @@ async fn boto3_presigned_put_with_content_type_in_the_query_works() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn presigned_v4_expiry_limits() {
+    let (server, _s3) = with_bucket("expiry").await;
+    let mut h = Headers::new();
+    h.push("host", &server.host());
+    let now = unix_secs(SystemTime::now());
+    let url = |expires: i64| {
+        let q = tessera_proto::sigv4::presign_query("GET", "/expiry", "", &h, &server.access_key, &server.secret_key, "us-east-1", now, expires);
+        format!("/expiry?{q}")
+    };
+    assert_eq!(server.send(&server.raw_request("GET", &url(604_800))).status, 200, "seven days is the limit");
+    server.send(&server.raw_request("GET", &url(604_801))).assert_error(400, "AuthorizationQueryParametersError");
+    server.send(&server.raw_request("GET", &url(0))).assert_error(403, "AccessDenied");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unknown_parameters_are_ignored_documented_unserved_ones_are_501() {
     let (server, s3) = with_bucket("route").await;
     let send = |method: &str, target: &str, body: &str| {

@@ -232,8 +232,10 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Respo
     if auth.is_some() {
         let policy_text = field("policy").unwrap_or_default();
         let policy = PostPolicy::parse(&policy_text)?;
+        // The bucket is the one posted to and the key the final one: form
+        // fields of those names never stand in for them.
         let mut checked: Vec<(String, String)> =
-            fields.iter().filter(|(n, _)| n != "key").cloned().collect();
+            fields.iter().filter(|(n, _)| n != "key" && n != "bucket").cloned().collect();
         checked.push(("key".to_string(), key.clone()));
         checked.push(("bucket".to_string(), bucket_name.clone()));
         policy.check(&checked, now_unix_ms())?;
@@ -265,10 +267,22 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Respo
     let status = field("success_action_status");
     let redirect = field("success_action_redirect").or_else(|| field("redirect")).filter(|r| !r.is_empty());
 
+    let checksum = checksum_field(&fields)?;
     let shard = shard_of(ctx, &b.name, &key);
     let mut src =
         FileSource { form: &mut form, req, pending: 0..0, done: false, md5: Md5::new(), size: 0, max: max_size };
-    let stored = store_from(ctx, &mut src, shard, false, None).await?;
+    let stored = store_from(ctx, &mut src, shard, false, checksum.as_ref().map(|(a, _)| *a)).await?;
+    if let Some((algo, want)) = &checksum {
+        let got = stored.computed.as_ref().map(|(_, v)| v.as_str());
+        if got != Some(want.as_str()) {
+            return Err(S3Error::with_message(
+                S3ErrorCode::BadDigest,
+                format!("The {} you specified did not match the calculated checksum.", algo.header_name()),
+            ));
+        }
+        meta.checksum = Some((algo.header_name().to_string(), want.clone()));
+        meta.checksum_type = Some(crate::meta::ChecksumType::FullObject);
+    }
     if stored.size < min_size {
         return Err(S3Error::with_message(S3ErrorCode::EntityTooSmall, "Your proposed upload is smaller than the minimum allowed size")
             .with_detail("MinSizeAllowed", min_size.to_string()));
@@ -281,6 +295,24 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Respo
     let summary = write_version(ctx, &b, shard, &key, new, None).await?;
     drop(_gate);
     respond(req, &b.name, &key, &summary, status.as_deref(), redirect.as_deref())
+}
+
+/// The `x-amz-checksum-<algorithm>` field of a form, if any (at most one).
+fn checksum_field(fields: &[(String, String)]) -> S3Result<Option<(ChecksumAlgo, String)>> {
+    let mut found = fields.iter().filter_map(|(n, v)| ChecksumAlgo::from_header_name(n).map(|a| (a, v.trim().to_string())));
+    let first = found.next();
+    if found.next().is_some() {
+        return Err(S3Error::with_message(S3ErrorCode::InvalidRequest, "Expecting a single x-amz-checksum- field"));
+    }
+    if let Some((algo, v)) = &first {
+        if tessera_proto::checksum::decode_value(*algo, v).is_none() {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidRequest,
+                format!("Value for {} is not a valid checksum", algo.header_name()),
+            ));
+        }
+    }
+    Ok(first)
 }
 
 /// Reads what follows the file part (ignored fields, epilogue), bounded,
