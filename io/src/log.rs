@@ -83,6 +83,8 @@ pub(crate) struct Flushed {
 pub(crate) struct SyncPlan {
     pub upto: u64,
     pub files: Vec<Rc<DiskFile>>,
+    /// The segments of `files`.
+    pub segments: Vec<u32>,
     pub new_segments: Vec<u32>,
 }
 
@@ -285,6 +287,7 @@ impl Log {
         let mut plan = SyncPlan {
             upto,
             files: Vec::new(),
+            segments: Vec::new(),
             new_segments: Vec::new(),
         };
         for (&number, seg) in self.segments.iter().rev() {
@@ -294,6 +297,7 @@ impl Log {
             }
             if vs < upto {
                 plan.files.push(seg.file.clone());
+                plan.segments.push(number);
                 if !seg.dir_synced {
                     plan.new_segments.push(number);
                 }

@@ -460,6 +460,13 @@ impl Shard {
             .collect()
     }
 
+    /// For tests that abandon the runtime the shard ran on (a simulated
+    /// power cut): drops the wakers of the tasks waiting on the shard, which
+    /// hold the shard and would otherwise never be freed.
+    pub fn forget_waiters(&self) {
+        self.inner.changed.forget_listeners();
+    }
+
     /// What recovery found at open (corruption, losses), as sentences.
     pub fn recovery_problems(&self) -> Vec<String> {
         self.inner.recovery_problems.clone()
@@ -963,6 +970,7 @@ impl Inner {
             self.fail(&IoError::Io(e));
             return;
         }
+        tracing::trace!(shard = self.id, upto = plan.upto, segments = ?plan.segments, new = ?plan.new_segments, "synced");
         {
             let mut log = self.log.borrow_mut();
             let done = log.sync_done(&plan);

@@ -11,14 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tessera_io::{Body, Mutation};
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use tessera_proto::cors::{CorsRule, MAX_CORS_RULES};
 use tessera_proto::logging::{KeyFormat, LoggingConfig};
 
 use crate::codec::{Dec, Enc};
-use crate::meta::{LockMode, T_BUCKETS, META_SHARD};
+use crate::meta::{LockMode, T_BUCKETS};
+use crate::metastore::MetaStore;
 use crate::shards::Shards;
 
 const BUCKET_V1: u8 = 1;
@@ -399,9 +399,10 @@ fn decode_cors(d: &mut Dec<'_>) -> Option<Vec<CorsRule>> {
 
 type Snapshot = BTreeMap<String, Arc<BucketInfo>>;
 
-#[derive(Default)]
 pub struct Buckets {
     map: ArcSwap<Snapshot>,
+    /// Where the records live: one copy per data dir.
+    store: MetaStore,
     /// Names with a create or delete in flight.
     busy: Mutex<HashSet<String>>,
     /// Creates in flight per owner id, counted against the owner's limit.
@@ -468,6 +469,16 @@ fn internal(e: impl std::fmt::Display) -> S3Error {
 }
 
 impl Buckets {
+    /// An empty registry kept in `meta_shards` (one per data dir).
+    pub fn new(meta_shards: Vec<u32>) -> Self {
+        Buckets {
+            map: ArcSwap::default(),
+            store: MetaStore::new(meta_shards),
+            busy: Mutex::default(),
+            creating: Mutex::default(),
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<BucketInfo>> {
         self.map.load().get(name).cloned()
     }
@@ -477,29 +488,23 @@ impl Buckets {
     }
 
     /// Loads every bucket record from the meta shard (at start, on its owner).
-    pub async fn load_from(&self, shard: &tessera_io::Shard) -> Result<usize, String> {
+    /// Loads every bucket record (at start, from every copy: the newest
+    /// of each wins), then rewrites the copies that lag. Returns the count.
+    pub async fn load(&self, shards: &Shards) -> Result<usize, String> {
+        let (summaries, metas, stale) = self.store.load(shards, T_BUCKETS, BucketInfo::summary_has_meta).await?;
         let mut snap = Snapshot::new();
-        let mut after: Option<Vec<u8>> = None;
-        let corrupt = |k: &[u8]| format!("bucket record {:?} is corrupt", String::from_utf8_lossy(k));
-        loop {
-            let batch = shard.range(T_BUCKETS, b"", after.as_deref(), 1000);
-            if batch.is_empty() {
-                break;
-            }
-            for (k, e) in &batch {
-                let meta = if BucketInfo::summary_has_meta(&e.summary) {
-                    let stored = shard.load(T_BUCKETS, k).await.map_err(|err| format!("{}: {err}", corrupt(k)))?;
-                    stored.map(|s| s.meta).unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
-                let info = BucketInfo::decode(&e.summary, &meta).ok_or_else(|| corrupt(k))?;
-                snap.insert(info.name.clone(), Arc::new(info));
-            }
-            after = batch.last().map(|(k, _)| k.clone());
+        for (k, summary) in &summaries {
+            let meta = metas.get(k).map(Vec::as_slice).unwrap_or_default();
+            let info = BucketInfo::decode(summary, meta)
+                .ok_or_else(|| format!("bucket record {:?} is corrupt", String::from_utf8_lossy(k)))?;
+            snap.insert(info.name.clone(), Arc::new(info));
         }
         let n = snap.len();
         self.map.store(Arc::new(snap));
+        if !stale.is_empty() {
+            let fixed = self.store.repair(shards, T_BUCKETS, stale).await;
+            tracing::warn!(fixed, "bucket registry copies that lagged were rewritten");
+        }
         Ok(n)
     }
 
@@ -546,7 +551,7 @@ impl Buckets {
             }));
         }
         let _slot = self.reserve_for(&info.owner_id, max_per_owner)?;
-        Self::persist(shards, &info).await?;
+        self.persist(shards, &info).await?;
         let info = Arc::new(info);
         self.publish(|s| {
             s.insert(info.name.clone(), info.clone());
@@ -554,16 +559,9 @@ impl Buckets {
         Ok(())
     }
 
-    async fn persist(shards: &Shards, info: &BucketInfo) -> S3Result<()> {
+    async fn persist(&self, shards: &Shards, info: &BucketInfo) -> S3Result<()> {
         let (summary, meta) = info.encode();
-        let m = Mutation::Put {
-            table: T_BUCKETS,
-            key: info.name.as_bytes().to_vec(),
-            summary,
-            meta,
-            body: Body::Inline(Vec::new()),
-        };
-        shards.commit(META_SHARD, vec![m]).await.map(drop).map_err(internal)
+        self.store.put(shards, T_BUCKETS, info.name.as_bytes(), summary, meta).await.map_err(internal)
     }
 
     /// Changes the configuration of bucket `name`: `f` edits a copy of its
@@ -584,7 +582,7 @@ impl Buckets {
             return Ok(current);
         }
         debug_assert!(Arc::ptr_eq(&next.gate, &current.gate));
-        Self::persist(shards, &next).await?;
+        self.persist(shards, &next).await?;
         let next = Arc::new(next);
         let published = next.clone();
         self.publish(|s| {
@@ -630,8 +628,7 @@ impl Buckets {
             if !is_empty().await? {
                 return Err(S3Error::new(S3ErrorCode::BucketNotEmpty));
             }
-            let m = Mutation::Delete { table: T_BUCKETS, key: name.as_bytes().to_vec() };
-            shards.commit(META_SHARD, vec![m]).await.map(drop).map_err(internal)
+            self.store.delete(shards, T_BUCKETS, name.as_bytes()).await.map_err(internal)
         }
         .await;
         if result.is_err() {

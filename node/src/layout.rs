@@ -29,6 +29,9 @@ pub enum LayoutError {
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub shard_dirs: Vec<PathBuf>,
+    /// The first shard of each data dir: each keeps a copy of the node's
+    /// metadata (the bucket registry), so losing a disk loses none of it.
+    pub meta_shards: Vec<u32>,
 }
 
 impl Layout {
@@ -195,12 +198,14 @@ pub fn open_or_format(dirs: &[PathBuf], shards_per_disk: u32) -> Result<Layout, 
         }
     }
     let mut shard_dirs = Vec::new();
+    let mut meta_shards = Vec::new();
     for (_, path, shards, _) in &disks {
+        meta_shards.push(shard_dirs.len() as u32);
         for s in 0..*shards {
             shard_dirs.push(path.join(format!("shard-{s:04}")));
         }
     }
-    Ok(Layout { shard_dirs })
+    Ok(Layout { shard_dirs, meta_shards })
 }
 
 #[cfg(test)]

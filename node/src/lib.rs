@@ -10,6 +10,7 @@ pub mod conn;
 pub mod identity;
 pub mod layout;
 pub mod meta;
+pub mod metastore;
 pub mod response;
 pub mod s3;
 pub mod server;

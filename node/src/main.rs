@@ -52,6 +52,15 @@ enum Command {
         /// them quickly. Never set it in production.
         #[arg(long, env = "TESSERA_TEST_ACCESS_LOG_INTERVAL_MS", hide_short_help = true)]
         test_access_log_interval_ms: Option<u64>,
+        /// Size of a log segment (e.g. 1GiB, 64MiB); smaller ones roll and
+        /// get compacted sooner (tests use small ones).
+        #[arg(long, default_value = "1GiB", value_parser = tessera_node::config::parse_size, env = "TESSERA_SEGMENT_SIZE")]
+        segment_size: u64,
+        /// Free space kept on each disk for deletes and compaction: new data
+        /// is refused (507 XTesseraStorageFull) below it. Default: 2% of the
+        /// disk, at least 64MiB and at most 4GiB.
+        #[arg(long, value_parser = tessera_node::config::parse_size, env = "TESSERA_RESERVE")]
+        reserve: Option<u64>,
         /// Data directories (one per disk).
         #[arg(required = true)]
         data_dirs: Vec<PathBuf>,
@@ -74,7 +83,20 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Server { address, threads, users, domains, region, shards_per_disk, max_buckets_per_user, test_min_part_bytes, test_access_log_interval_ms, data_dirs } => {
+        Command::Server {
+            address,
+            threads,
+            users,
+            domains,
+            region,
+            shards_per_disk,
+            max_buckets_per_user,
+            test_min_part_bytes,
+            test_access_log_interval_ms,
+            segment_size,
+            reserve,
+            data_dirs,
+        } => {
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .max(1);
@@ -90,6 +112,8 @@ fn main() -> ExitCode {
                 min_part_bytes: test_min_part_bytes.unwrap_or(tessera_node::s3::MIN_PART_BYTES),
                 access_log_interval: test_access_log_interval_ms
                     .map_or(tessera_node::s3::logging::DELIVERY_INTERVAL, |ms| std::time::Duration::from_millis(ms.max(1))),
+                segment_size_bytes: segment_size,
+                reserve_bytes: reserve,
             };
             match tessera_node::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,

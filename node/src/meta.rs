@@ -21,6 +21,8 @@ pub const T_PARTS: u8 = 2;
 pub const T_BUCKETS: u8 = 3;
 /// Noncurrent versions, keyed by [`version_key`].
 pub const T_VERSIONS: u8 = 4;
+/// Stamps of the records kept once per data dir (see `metastore`).
+pub const T_META_STAMPS: u8 = 30;
 
 /// The shard that keeps bucket records.
 pub const META_SHARD: u32 = 0;

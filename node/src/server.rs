@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
-use tessera_io::{Shard, ShardOptions};
+use tessera_io::Shard;
 
 use crate::bodybuf::{BodyBudget, BODY_BUFFER_BYTES_PER_CORE};
 use crate::buckets::Buckets;
@@ -19,7 +19,6 @@ use crate::conn::LogLimiter;
 use crate::config::Config;
 use crate::identity::{self, Identities};
 use crate::layout::{self, Layout};
-use crate::meta::META_SHARD;
 use crate::shards::{self, CoreReceiver, CoreSender, LocalShard, Shards};
 
 /// Most open connections per reactor; beyond it new connections get 503 SlowDown.
@@ -193,7 +192,8 @@ pub fn run(config: Config) -> Result<(), String> {
         io_uring = tessera_io::io_uring_available(),
         "starting"
     );
-    let shared = Arc::new(Shared { config, layout, identities, buckets: Buckets::default() });
+    let buckets = Buckets::new(layout.meta_shards.clone());
+    let shared = Arc::new(Shared { config, layout, identities, buckets });
     let owner: Vec<usize> = (0..total as usize).map(|s| s % threads).collect();
     let (senders, receivers): (Vec<CoreSender>, Vec<CoreReceiver>) =
         (0..threads).map(|_| async_channel::bounded(shards::CROSS_CORE_QUEUE)).unzip();
@@ -284,16 +284,26 @@ impl Reactor {
         let shared = self.shared;
         let total = shared.layout.total_shards() as usize;
         let mut local: Vec<Option<Rc<LocalShard>>> = vec![None; total];
-        for s in (0..total).filter(|&s| self.owner[s] == self.core) {
-            let dir = &shared.layout.shard_dirs[s];
-            let shard = Shard::open(dir, s as u32, ShardOptions::default())
-                .await
-                .map_err(|e| format!("cannot open shard {}: {e}", dir.display()))?;
-            local[s] = Some(Rc::new(LocalShard::new(shard)));
-        }
-        if let Some(meta) = local.get(META_SHARD as usize).and_then(|s| s.as_ref()) {
-            let n = shared.buckets.load_from(&meta.shard).await?;
-            tracing::info!(buckets = n, "bucket registry loaded");
+        // A shard that cannot be opened (a failing disk) stays offline: its
+        // requests answer 503, the rest of the node serves.
+        let mine: Vec<usize> = (0..total).filter(|&s| self.owner[s] == self.core).collect();
+        let opts = shared.config.shard_options();
+        let opened = futures_util::future::join_all(mine.iter().map(|&s| {
+            let dir = shared.layout.shard_dirs[s].clone();
+            let opts = opts.clone();
+            async move { (s, dir.clone(), Shard::open(&dir, s as u32, opts).await) }
+        }))
+        .await;
+        for (s, dir, r) in opened {
+            match r {
+                Ok(shard) => local[s] = Some(Rc::new(LocalShard::new(shard))),
+                Err(e @ tessera_io::IoError::Format(_)) => {
+                    return Err(format!("cannot open shard {}: {e}", dir.display()));
+                }
+                Err(e) => {
+                    tracing::error!(shard = s, dir = %dir.display(), error = %e, "shard cannot be opened; it stays offline (its requests answer 503)");
+                }
+            }
         }
         monoio::spawn(shards::serve(self.rx, local.clone()));
         let opts = monoio::net::ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(4096);
@@ -312,6 +322,13 @@ impl Reactor {
             access_log: crate::s3::logging::AccessLog::new(shared_interval),
             request_ids: RequestIds::new(self.core)?,
         });
+        // One reactor loads the bucket registry from every copy (the other
+        // cores answer its reads as soon as their shards are open); nobody
+        // serves before every reactor is ready.
+        if self.core == 0 {
+            let n = ctx.shared.buckets.load(&ctx.shards).await?;
+            tracing::info!(buckets = n, copies = ctx.shared.layout.meta_shards.len(), "bucket registry loaded");
+        }
         monoio::spawn(crate::s3::logging::deliver_periodically(ctx.clone()));
         Ok((listener, ctx))
     }
