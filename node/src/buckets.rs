@@ -13,6 +13,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
+use tessera_proto::cors::{CorsRule, MAX_CORS_RULES};
+use tessera_proto::logging::{KeyFormat, LoggingConfig};
+
 use crate::codec::{Dec, Enc};
 use crate::meta::{LockMode, T_BUCKETS};
 use crate::metastore::MetaStore;
@@ -22,6 +25,13 @@ const BUCKET_V1: u8 = 1;
 const BUCKET_V2: u8 = 2;
 /// Encoding of the bucket tags kept in the record's meta bytes.
 const BUCKET_TAGS_V1: u8 = 1;
+/// Meta bytes in sections (tags, CORS rules, logging), each a kind byte and
+/// a length-prefixed payload; a kind this build does not know makes the
+/// record unreadable rather than misread.
+const BUCKET_META_V2: u8 = 2;
+const SECTION_TAGS: u8 = 1;
+const SECTION_CORS: u8 = 2;
+const SECTION_LOGGING: u8 = 3;
 /// Most tags a bucket has (S3's limit).
 pub const MAX_BUCKET_TAGS: usize = 50;
 
@@ -101,6 +111,10 @@ pub struct BucketInfo {
     pub object_lock: Option<LockConfig>,
     /// Bucket tags (kept in the record's meta bytes: they can be large).
     pub tags: Vec<(String, String)>,
+    /// CORS rules (none: CORS not configured). In the meta bytes.
+    pub cors: Vec<CorsRule>,
+    /// Server access logging (in the meta bytes).
+    pub logging: Option<LoggingConfig>,
     /// Not stored: the writes to this bucket in flight, which DeleteBucket
     /// waits out (see [`WriteGate`]).
     pub gate: Arc<WriteGate>,
@@ -197,35 +211,105 @@ impl BucketInfo {
                 e.u8(kind).u32(n);
             }
         }
-        e.u8(u8::from(!self.tags.is_empty()));
-        let meta = if self.tags.is_empty() {
-            Vec::new()
-        } else {
-            let mut t = Enc::new(BUCKET_TAGS_V1);
+        let meta = self.encode_meta();
+        e.u8(u8::from(!meta.is_empty()));
+        (e.finish(), meta)
+    }
+
+    /// The meta bytes: empty when the bucket has no tags, CORS or logging.
+    fn encode_meta(&self) -> Vec<u8> {
+        if self.tags.is_empty() && self.cors.is_empty() && self.logging.is_none() {
+            return Vec::new();
+        }
+        let mut m = Enc::new(BUCKET_META_V2);
+        if !self.tags.is_empty() {
+            let mut t = Enc::default();
             t.u32(self.tags.len() as u32);
             for (k, v) in &self.tags {
                 t.str(k).str(v);
             }
-            t.finish()
-        };
-        (e.finish(), meta)
+            m.u8(SECTION_TAGS).bytes(&t.buf);
+        }
+        if !self.cors.is_empty() {
+            let mut c = Enc::default();
+            c.u32(self.cors.len() as u32);
+            for r in &self.cors {
+                c.opt_str(r.id.as_deref());
+                for list in [&r.allowed_methods, &r.allowed_origins, &r.allowed_headers, &r.expose_headers] {
+                    c.u32(list.len() as u32);
+                    for v in list {
+                        c.str(v);
+                    }
+                }
+                match r.max_age_secs {
+                    None => c.u8(0),
+                    Some(a) => c.u8(1).u32(a),
+                };
+            }
+            m.u8(SECTION_CORS).bytes(&c.buf);
+        }
+        if let Some(l) = &self.logging {
+            let mut c = Enc::default();
+            c.str(&l.target_bucket).str(&l.target_prefix);
+            match l.key_format {
+                KeyFormat::Simple => c.u8(0),
+                KeyFormat::Partitioned { event_time: true } => c.u8(1),
+                KeyFormat::Partitioned { event_time: false } => c.u8(2),
+            };
+            m.u8(SECTION_LOGGING).bytes(&c.buf);
+        }
+        m.finish()
     }
 
-    /// Whether the record's meta bytes must be read for its tags.
-    pub fn summary_has_tags(summary: &[u8]) -> bool {
+    /// Reads the meta bytes into `self` (format 1: tags only; 2: sections).
+    fn decode_meta(&mut self, meta: &[u8]) -> Option<()> {
+        match Dec::version_of(meta)? {
+            BUCKET_TAGS_V1 => {
+                let mut d = Dec::new(meta, BUCKET_TAGS_V1)?;
+                self.tags = decode_tags(&mut d)?;
+                d.end()
+            }
+            BUCKET_META_V2 => {
+                let mut d = Dec::new(meta, BUCKET_META_V2)?;
+                while d.end().is_none() {
+                    let kind = d.u8()?;
+                    let payload = d.bytes()?;
+                    let mut s = Dec::raw(payload);
+                    match kind {
+                        SECTION_TAGS => self.tags = decode_tags(&mut s)?,
+                        SECTION_CORS => self.cors = decode_cors(&mut s)?,
+                        SECTION_LOGGING => {
+                            let target_bucket = s.str()?;
+                            let target_prefix = s.str()?;
+                            let key_format = match s.u8()? {
+                                0 => KeyFormat::Simple,
+                                1 => KeyFormat::Partitioned { event_time: true },
+                                2 => KeyFormat::Partitioned { event_time: false },
+                                _ => return None,
+                            };
+                            self.logging = Some(LoggingConfig { target_bucket, target_prefix, key_format });
+                        }
+                        _ => return None,
+                    }
+                    s.end()?;
+                }
+                Some(())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the record's meta bytes must be read (tags, CORS, logging).
+    pub fn summary_has_meta(summary: &[u8]) -> bool {
         Self::decode_summary(summary).is_some_and(|(_, tags)| tags)
     }
 
     /// Decodes a record; `meta` is needed only when the summary says the
-    /// bucket has tags.
+    /// bucket has meta bytes.
     pub fn decode(summary: &[u8], meta: &[u8]) -> Option<Self> {
-        let (mut info, has_tags) = Self::decode_summary(summary)?;
-        if has_tags {
-            let mut d = Dec::new(meta, BUCKET_TAGS_V1)?;
-            for _ in 0..d.count(MAX_BUCKET_TAGS)? {
-                info.tags.push((d.str()?, d.str()?));
-            }
-            d.end()?;
+        let (mut info, has_meta) = Self::decode_summary(summary)?;
+        if has_meta {
+            info.decode_meta(meta)?;
         }
         Some(info)
     }
@@ -249,6 +333,8 @@ impl BucketInfo {
             versioning: Versioning::Unversioned,
             object_lock: None,
             tags: Vec::new(),
+            cors: Vec::new(),
+            logging: None,
             gate: Arc::default(),
         };
         match version {
@@ -283,6 +369,38 @@ impl BucketInfo {
         d.end()?;
         Some((info, has_tags))
     }
+}
+
+fn decode_tags(d: &mut Dec<'_>) -> Option<Vec<(String, String)>> {
+    let mut tags = Vec::new();
+    for _ in 0..d.count(MAX_BUCKET_TAGS)? {
+        tags.push((d.str()?, d.str()?));
+    }
+    Some(tags)
+}
+
+/// Most values in one list of a stored CORS rule (bounded by the 64 KiB document).
+const MAX_CORS_LIST: usize = 64 * 1024;
+
+fn decode_cors(d: &mut Dec<'_>) -> Option<Vec<CorsRule>> {
+    let mut rules = Vec::new();
+    for _ in 0..d.count(MAX_CORS_RULES)? {
+        let id = d.opt_str()?;
+        let mut lists: [Vec<String>; 4] = Default::default();
+        for list in lists.iter_mut() {
+            for _ in 0..d.count(MAX_CORS_LIST)? {
+                list.push(d.str()?);
+            }
+        }
+        let max_age_secs = match d.u8()? {
+            0 => None,
+            1 => Some(d.u32()?),
+            _ => return None,
+        };
+        let [allowed_methods, allowed_origins, allowed_headers, expose_headers] = lists;
+        rules.push(CorsRule { id, allowed_methods, allowed_origins, allowed_headers, expose_headers, max_age_secs });
+    }
+    Some(rules)
 }
 
 type Snapshot = BTreeMap<String, Arc<BucketInfo>>;
@@ -379,7 +497,7 @@ impl Buckets {
     /// Loads every bucket record (at start, from every copy: the newest
     /// of each wins), then rewrites the copies that lag. Returns the count.
     pub async fn load(&self, shards: &Shards) -> Result<usize, String> {
-        let (summaries, metas, stale) = self.store.load(shards, T_BUCKETS, BucketInfo::summary_has_tags).await?;
+        let (summaries, metas, stale) = self.store.load(shards, T_BUCKETS, BucketInfo::summary_has_meta).await?;
         let mut snap = Snapshot::new();
         for (k, summary) in &summaries {
             let meta = metas.get(k).map(Vec::as_slice).unwrap_or_default();
@@ -556,6 +674,8 @@ mod tests {
             versioning: Versioning::Unversioned,
             object_lock: None,
             tags: Vec::new(),
+            cors: Vec::new(),
+            logging: None,
             gate: Arc::default(),
         };
         let (s, m) = i.encode();
@@ -568,7 +688,7 @@ mod tests {
         });
         j.tags = vec![("k".into(), "v".into())];
         let (s, m) = j.encode();
-        assert!(BucketInfo::summary_has_tags(&s));
+        assert!(BucketInfo::summary_has_meta(&s));
         assert_eq!(BucketInfo::decode(&s, &m), Some(j.clone()));
         assert!(BucketInfo::decode(&s, b"").is_none(), "tags announced but missing");
         j.object_lock = Some(LockConfig::default());
@@ -583,6 +703,40 @@ mod tests {
         assert_eq!(RetentionPeriod::Years(1).millis(), 365 * DAY_MS);
         assert_eq!(RetentionPeriod::Years(u32::MAX).millis(), i64::MAX, "saturates");
         assert!(RetentionPeriod::Days(u32::MAX).millis() > 0);
+    }
+
+    #[test]
+    fn cors_and_logging_round_trip() {
+        let rules = tessera_proto::cors::parse_config(
+            b"<CORSConfiguration><CORSRule><ID>r</ID><AllowedMethod>GET</AllowedMethod><AllowedOrigin>*</AllowedOrigin><AllowedHeader>*</AllowedHeader><ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>9</MaxAgeSeconds></CORSRule><CORSRule><AllowedMethod>PUT</AllowedMethod><AllowedOrigin>https://a</AllowedOrigin></CORSRule></CORSConfiguration>",
+        )
+        .expect("cors");
+        let mut e = Enc::new(1);
+        e.u64(1).str("b").str("o").str("d").i64(5).opt_str(None);
+        let mut i = BucketInfo::decode(&e.finish(), b"").expect("v1");
+        i.cors = rules;
+        i.tags = vec![("k".into(), "v".into())];
+        i.logging = Some(LoggingConfig {
+            target_bucket: "logs".into(),
+            target_prefix: "p/".into(),
+            key_format: KeyFormat::Partitioned { event_time: false },
+        });
+        let (s, m) = i.encode();
+        assert!(BucketInfo::summary_has_meta(&s));
+        assert_eq!(BucketInfo::decode(&s, &m), Some(i.clone()));
+        // A section kind from a newer build is refused, never skipped.
+        let mut bad = m.clone();
+        bad[1] = 99;
+        assert!(BucketInfo::decode(&s, &bad).is_none());
+        assert!(BucketInfo::decode(&s, &m[..m.len() - 1]).is_none());
+        // Meta format 1 (tags only) stays readable.
+        let mut t = Enc::new(BUCKET_TAGS_V1);
+        t.u32(1).str("a").str("b");
+        i.cors.clear();
+        i.logging = None;
+        let (s, _) = i.encode();
+        let old = BucketInfo::decode(&s, &t.finish()).expect("meta v1");
+        assert_eq!(old.tags, vec![("a".to_string(), "b".to_string())]);
     }
 
     /// Records written before versioning decode as unversioned buckets.

@@ -59,6 +59,10 @@ impl<'a> Dec<'a> {
         let (&v, rest) = buf.split_first()?;
         (v == version).then_some(Dec { buf: rest })
     }
+    /// Decodes a nested payload that carries no version byte of its own.
+    pub fn raw(buf: &'a [u8]) -> Self {
+        Dec { buf }
+    }
     /// The record's version byte, to pick its decoder.
     pub fn version_of(buf: &[u8]) -> Option<u8> {
         buf.first().copied()

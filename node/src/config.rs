@@ -16,6 +16,9 @@ pub struct Config {
     /// Smallest multipart part except the last: S3's 5 MiB, lowered only by
     /// the test-only `TESSERA_TEST_MIN_PART_BYTES`.
     pub min_part_bytes: u64,
+    /// How often each reactor delivers access-log objects: five minutes,
+    /// lowered only by the test-only `TESSERA_TEST_ACCESS_LOG_INTERVAL_MS`.
+    pub access_log_interval: std::time::Duration,
     /// Log segment size of every shard.
     pub segment_size_bytes: u64,
     /// Free space kept per disk (None: 2% of the disk, 64 MiB to 4 GiB).

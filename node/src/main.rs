@@ -47,6 +47,11 @@ enum Command {
         /// Never set it in production: clients expect S3's limit.
         #[arg(long, env = "TESSERA_TEST_MIN_PART_BYTES", hide_short_help = true)]
         test_min_part_bytes: Option<u64>,
+        /// TEST ONLY: how often access-log objects are delivered, in
+        /// milliseconds, instead of every five minutes, so tests can read
+        /// them quickly. Never set it in production.
+        #[arg(long, env = "TESSERA_TEST_ACCESS_LOG_INTERVAL_MS", hide_short_help = true)]
+        test_access_log_interval_ms: Option<u64>,
         /// Size of a log segment (e.g. 1GiB, 64MiB); smaller ones roll and
         /// get compacted sooner (tests use small ones).
         #[arg(long, default_value = "1GiB", value_parser = tessera_node::config::parse_size, env = "TESSERA_SEGMENT_SIZE")]
@@ -99,6 +104,7 @@ fn main() -> ExitCode {
             shards_per_disk,
             max_buckets_per_user,
             test_min_part_bytes,
+            test_access_log_interval_ms,
             segment_size,
             reserve,
             data_dirs,
@@ -116,6 +122,8 @@ fn main() -> ExitCode {
                 max_buckets_per_user,
                 data_dirs,
                 min_part_bytes: test_min_part_bytes.unwrap_or(tessera_node::s3::MIN_PART_BYTES),
+                access_log_interval: test_access_log_interval_ms
+                    .map_or(tessera_node::s3::logging::DELIVERY_INTERVAL, |ms| std::time::Duration::from_millis(ms.max(1))),
                 segment_size_bytes: segment_size,
                 reserve_bytes: reserve,
             };

@@ -51,6 +51,8 @@ pub struct Ctx {
     pub body_budget: Rc<BodyBudget>,
     /// Internal errors logged, at a bounded rate.
     pub error_log: LogLimiter,
+    /// Access-log lines not delivered yet (see `s3::logging`).
+    pub access_log: crate::s3::logging::AccessLog,
     request_ids: RequestIds,
 }
 
@@ -307,6 +309,7 @@ impl Reactor {
         let opts = monoio::net::ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(4096);
         let listener = monoio::net::TcpListener::bind_with_config(self.addr, &opts)
             .map_err(|e| format!("reactor {}: cannot listen on {}: {e}", self.core, self.addr))?;
+        let shared_interval = shared.config.access_log_interval;
         let ctx = Rc::new(Ctx {
             core: self.core,
             shards: Shards::new(self.core, local, self.owner, self.senders),
@@ -316,6 +319,7 @@ impl Reactor {
             partial_head_bytes: Cell::new(0),
             body_budget: BodyBudget::new(BODY_BUFFER_BYTES_PER_CORE),
             error_log: LogLimiter::new(),
+            access_log: crate::s3::logging::AccessLog::new(shared_interval),
             request_ids: RequestIds::new(self.core)?,
         });
         // One reactor loads the bucket registry from every copy (the other
@@ -325,6 +329,7 @@ impl Reactor {
             let n = ctx.shared.buckets.load(&ctx.shards).await?;
             tracing::info!(buckets = n, copies = ctx.shared.layout.meta_shards.len(), "bucket registry loaded");
         }
+        monoio::spawn(crate::s3::logging::deliver_periodically(ctx.clone()));
         Ok((listener, ctx))
     }
 }

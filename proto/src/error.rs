@@ -63,6 +63,14 @@ pub enum S3ErrorCode {
     /// Not AWS's (it has no such condition): the node's disks are above
     /// their high-water mark. 507, not retried by SDKs.
     StorageFull,
+    InvalidPolicyDocument,
+    NoSuchCORSConfiguration,
+    CORSForbidden,
+    InvalidTargetBucketForLogging,
+    MalformedPOSTRequest,
+    IncorrectNumberOfFilesInPostRequest,
+    MaxPostPreDataLengthExceeded,
+    InvalidToken,
 }
 
 impl S3ErrorCode {
@@ -123,6 +131,14 @@ impl S3ErrorCode {
             RequestHeaderSectionTooLarge => "RequestHeaderSectionTooLarge",
             ServiceUnavailable => "ServiceUnavailable",
             StorageFull => "XTesseraStorageFull",
+            InvalidPolicyDocument => "InvalidPolicyDocument",
+            NoSuchCORSConfiguration => "NoSuchCORSConfiguration",
+            CORSForbidden => "AccessForbidden",
+            InvalidTargetBucketForLogging => "InvalidTargetBucketForLogging",
+            MalformedPOSTRequest => "MalformedPOSTRequest",
+            IncorrectNumberOfFilesInPostRequest => "IncorrectNumberOfFilesInPostRequest",
+            MaxPostPreDataLengthExceeded => "MaxPostPreDataLengthExceeded",
+            InvalidToken => "InvalidToken",
         }
     }
 
@@ -130,8 +146,8 @@ impl S3ErrorCode {
         use S3ErrorCode::*;
         match self {
             AccessDenied | InvalidAccessKeyId | RequestTimeTooSkewed | SignatureDoesNotMatch
-            | ExpiredToken => 403,
-            NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchVersion | NoSuchTagSet
+            | ExpiredToken | CORSForbidden => 403,
+            NoSuchCORSConfiguration | NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchVersion | NoSuchTagSet
             | NoSuchObjectLockConfiguration | ObjectLockConfigurationNotFoundError => 404,
             MethodNotAllowed => 405,
             BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty | OperationAborted
@@ -191,6 +207,13 @@ impl S3ErrorCode {
             SlowDown => "Please reduce your request rate.",
             TooManyBuckets => "You have attempted to create more buckets than allowed.",
             XAmzContentSHA256Mismatch => "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            NoSuchCORSConfiguration => "The CORS configuration does not exist",
+            CORSForbidden => "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
+            InvalidTargetBucketForLogging => "The target bucket for logging does not exist, is not owned by you, or does not have the appropriate grants for the log-delivery group.",
+            MalformedPOSTRequest => "The body of your POST request is not well-formed multipart/form-data.",
+            IncorrectNumberOfFilesInPostRequest => "POST requires exactly one file upload per request.",
+            InvalidToken => "The provided token is malformed or otherwise invalid.",
+            MaxPostPreDataLengthExceeded => "Your POST request fields preceding the upload file were too large.",
             StorageFull => "The storage is full: new data is refused until space is freed (deletes still work).",
             _ => "The request is not valid.",
         }

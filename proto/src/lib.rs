@@ -6,9 +6,13 @@
 
 pub mod aws_chunked;
 pub mod checksum;
+pub mod cors;
 pub mod error;
+pub mod form;
 pub mod headers;
 pub mod http;
+pub mod logging;
+pub mod post_policy;
 pub mod rfc2047;
 pub mod router;
 pub mod sigv2;

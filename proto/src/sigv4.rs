@@ -51,6 +51,10 @@ pub struct SigRequest<'a> {
 #[derive(Debug, Clone)]
 pub struct AuthContext {
     pub access_key: String,
+    /// The session token of temporary credentials (`x-amz-security-token`
+    /// header, or `X-Amz-Security-Token` in a presigned URL, where the
+    /// signature covers it); the caller must validate it against the key.
+    pub security_token: Option<String>,
     pub payload: PayloadMode,
     pub kind: AuthKind,
 }
@@ -704,6 +708,7 @@ fn authenticate_header_v4(
     let signature = auth.signature.unwrap_or_default();
     Ok(AuthContext {
         access_key: cred.access_key.to_string(),
+        security_token: None,
         payload: payload_mode(claim, &key, &amz_date, &scope, &signature),
         kind: AuthKind::HeaderV4,
     })
@@ -767,7 +772,8 @@ fn authenticate_presigned_v4(
     if t > now_unix_secs.saturating_add(MAX_CLOCK_SKEW_SECS) {
         return Err(access_denied("Request is not valid yet"));
     }
-    if now_unix_secs > t.saturating_add(expires_secs) {
+    // A URL valid for zero seconds is expired as soon as it exists.
+    if expires_secs == 0 || now_unix_secs > t.saturating_add(expires_secs) {
         return Err(access_denied("Request has expired"));
     }
     let (payload_hash, claim) = match params.iter().find(|(n, _)| n == "X-Amz-Content-Sha256") {
@@ -796,6 +802,7 @@ fn authenticate_presigned_v4(
     verify_v4(&check, signature.as_ref())?;
     Ok(AuthContext {
         access_key: cred.access_key.to_string(),
+        security_token: None,
         payload: payload_mode(claim, &key, amz_date, &scope, &signature.unwrap_or_default()),
         kind: AuthKind::PresignedV4,
     })
@@ -868,6 +875,12 @@ pub fn authenticate_vhost(
         }
         (None, _) => return Ok(None),
     };
+    let mut ctx = ctx;
+    ctx.security_token = req
+        .headers
+        .get("x-amz-security-token")
+        .map(str::to_string)
+        .or_else(|| params.iter().find(|(n, _)| n == "X-Amz-Security-Token").map(|(_, v)| v.to_string()));
     Ok(Some(ctx))
 }
 

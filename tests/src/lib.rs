@@ -6,6 +6,7 @@
 //! ([`raw`]), and checks the answers. Nothing is mocked.
 
 pub mod data;
+pub mod form;
 pub mod proxy;
 pub mod raw;
 pub mod server;

@@ -39,6 +39,8 @@ pub struct ServerOpts {
     /// `TESSERA_SECRET_KEY`. When false the variables are removed from the
     /// server's environment and the server must generate its own.
     pub root_credentials_from_env: bool,
+    /// Extra command-line arguments for `tessera server`.
+    pub args: Vec<String>,
 }
 
 impl Default for ServerOpts {
@@ -50,6 +52,7 @@ impl Default for ServerOpts {
             data_dirs: None,
             data_dir_count: 1,
             root_credentials_from_env: true,
+            args: Vec::new(),
         }
     }
 }
@@ -131,6 +134,7 @@ impl Server {
             fs::write(&path, users).expect("write users file");
             cmd.arg("--users").arg(path);
         }
+        cmd.args(&self.opts.args);
         cmd.args(&self.data_dirs);
         if self.opts.root_credentials_from_env {
             cmd.env("TESSERA_ACCESS_KEY", &self.access_key);

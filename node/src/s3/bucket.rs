@@ -52,6 +52,9 @@ pub fn list_buckets(ctx: &Ctx, req: &Request<'_>, user: &User) -> S3Result<Respo
     Ok(Response::xml(200, w.finish()))
 }
 
+/// The region where S3 keeps its legacy CreateBucket behaviour.
+pub const LEGACY_REGION: &str = "us-east-1";
+
 fn new_bucket_id() -> S3Result<u64> {
     use ring::rand::{SecureRandom, SystemRandom};
     let mut raw = [0u8; 8];
@@ -97,9 +100,17 @@ pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>, user: &User) ->
         versioning: if lock { Versioning::Enabled } else { Versioning::Unversioned },
         object_lock: lock.then(LockConfig::default),
         tags: Vec::new(),
+        cors: Vec::new(),
+        logging: None,
         gate: Default::default(),
     };
-    ctx.shared.buckets.create(&ctx.shards, info, ctx.shared.config.max_buckets_per_user).await?;
+    match ctx.shared.buckets.create(&ctx.shards, info, ctx.shared.config.max_buckets_per_user).await {
+        Ok(()) => {}
+        // us-east-1 answers a re-create of your own bucket with 200 (and
+        // changes nothing); every other region answers 409.
+        Err(e) if e.code == S3ErrorCode::BucketAlreadyOwnedByYou && ctx.shared.config.region == LEGACY_REGION => {}
+        Err(e) => return Err(e),
+    }
     Ok(Response::new(200).header("Location", format!("/{name}")))
 }
 

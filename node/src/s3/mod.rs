@@ -4,12 +4,15 @@
 
 mod attributes;
 mod bucket;
+mod cors;
 mod delete;
 mod get;
 pub use get::read_version;
 mod list;
 mod lock;
+pub mod logging;
 mod multipart;
+mod post;
 mod put;
 mod tagging;
 pub mod versions;
@@ -35,7 +38,15 @@ use versions::NewVersion;
 /// Largest object accepted in one PUT and largest part (S3's limits).
 pub const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
+pub use cors::decorate as cors_headers;
+
 pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response> {
+    // A preflight carries no credentials; a form upload carries its own.
+    match req.routed.op {
+        Op::Options => return cors::preflight(ctx, req),
+        Op::PostObject => return post::post_object(ctx, req).await,
+        _ => {}
+    }
     let Some(user) = req.user.clone() else {
         // Anonymous requests may touch nothing yet; a missing bucket still
         // answers NoSuchBucket, as S3 does.
@@ -62,6 +73,11 @@ pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response
                 Op::PutObjectLockConfiguration => lock::put_config(ctx, req, &b).await,
                 Op::GetBucketAcl => bucket::get_acl(&b),
                 Op::GetObjectAcl => get::get_object_acl(ctx, req, &b).await,
+                Op::GetBucketCors => cors::get(&b),
+                Op::PutBucketCors => cors::put(ctx, req, &b).await,
+                Op::DeleteBucketCors => cors::delete(ctx, &b).await,
+                Op::GetBucketLogging => logging::get(&b),
+                Op::PutBucketLogging => logging::put(ctx, req, &b, &user).await,
                 Op::GetObjectTagging => tagging::get_object(ctx, req, &b).await,
                 Op::PutObjectTagging => tagging::put_object(ctx, req, &b).await,
                 Op::DeleteObjectTagging => tagging::delete_object(ctx, req, &b).await,
@@ -89,7 +105,9 @@ pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response
                 Op::CompleteMultipartUpload { upload_id } => multipart::complete(ctx, req, &b, &upload_id).await,
                 Op::AbortMultipartUpload { upload_id } => multipart::abort(ctx, req, &b, &upload_id).await,
                 Op::ListParts { upload_id } => multipart::list_parts(ctx, req, &b, &upload_id).await,
-                Op::ListBuckets | Op::CreateBucket => Err(S3Error::new(S3ErrorCode::InternalError)),
+                Op::ListBuckets | Op::CreateBucket | Op::Options | Op::PostObject => {
+                    Err(S3Error::new(S3ErrorCode::InternalError))
+                }
             }
         }
     }

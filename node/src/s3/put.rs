@@ -122,12 +122,36 @@ fn spawn_write(ctx: &Rc<Ctx>, shard: u32, buf: BodyBuf) -> JoinHandle<Result<Ext
     })
 }
 
-/// Streams the request body into `shard`: bodies up to `INLINE_MAX_BYTES`
-/// stay in memory for an inline commit (unless `force_extents`), bigger ones
-/// go out as data records with a few writes in flight. Nothing is committed
-/// here; the caller commits only after this returns Ok (body verified).
-/// `also` asks for a checksum of that algorithm too, computed here unless
-/// the client declared one of it (then the verified one is used).
+/// Where a body to store comes from: the request itself, or the file part
+/// of a POST form.
+#[allow(async_fn_in_trait)] // used on one reactor only; no Send bound wanted
+pub trait BodySource {
+    /// The body's length when known up front.
+    fn announced_len(&self) -> Option<u64>;
+    /// The checksum algorithm the client declared for this body.
+    fn declared_algo(&self) -> Option<ChecksumAlgo>;
+    /// Reads body bytes into `dst`; `Ok(0)` at the verified end.
+    async fn read(&mut self, dst: &mut [u8]) -> S3Result<usize>;
+    /// MD5 (and declared checksum) of the body, once read to its end.
+    fn sums(&self) -> S3Result<BodySums>;
+}
+
+impl BodySource for Request<'_> {
+    fn announced_len(&self) -> Option<u64> {
+        self.body.announced_len()
+    }
+    fn declared_algo(&self) -> Option<ChecksumAlgo> {
+        declared_algo(&self.head.headers)
+    }
+    async fn read(&mut self, dst: &mut [u8]) -> S3Result<usize> {
+        self.read_body(dst).await
+    }
+    fn sums(&self) -> S3Result<BodySums> {
+        self.body.sums().cloned().ok_or_else(|| super::internal("body ended unverified"))
+    }
+}
+
+/// Streams the request body into `shard` (see [`store_from`]).
 pub async fn store_body(
     ctx: &Rc<Ctx>,
     req: &mut Request<'_>,
@@ -135,8 +159,24 @@ pub async fn store_body(
     force_extents: bool,
     also: Option<ChecksumAlgo>,
 ) -> S3Result<StoredBody> {
-    let mut own = also.filter(|a| declared_algo(&req.head.headers) != Some(*a)).map(Checksummer::new);
-    if let Some(n) = req.body.announced_len() {
+    store_from(ctx, req, shard, force_extents, also).await
+}
+
+/// Streams a body into `shard`: bodies up to `INLINE_MAX_BYTES`
+/// stay in memory for an inline commit (unless `force_extents`), bigger ones
+/// go out as data records with a few writes in flight. Nothing is committed
+/// here; the caller commits only after this returns Ok (body verified).
+/// `also` asks for a checksum of that algorithm too, computed here unless
+/// the client declared one of it (then the verified one is used).
+pub async fn store_from(
+    ctx: &Rc<Ctx>,
+    src: &mut impl BodySource,
+    shard: u32,
+    force_extents: bool,
+    also: Option<ChecksumAlgo>,
+) -> S3Result<StoredBody> {
+    let mut own = also.filter(|a| src.declared_algo() != Some(*a)).map(Checksummer::new);
+    if let Some(n) = src.announced_len() {
         if n > MAX_OBJECT_BYTES {
             return Err(S3Error::new(S3ErrorCode::EntityTooLarge));
         }
@@ -144,7 +184,7 @@ pub async fn store_body(
     let mut extents: Vec<Extent> = Vec::new();
     let mut inflight: VecDeque<JoinHandle<Result<Extent, IoError>>> = VecDeque::new();
     // Buffers grow with what arrives (see `bodybuf`), never a record up front.
-    let announced = req.body.announced_len();
+    let announced = src.announced_len();
     let budget = &ctx.body_budget;
     let mut buf = body_buf(budget, first_buf_bytes(announced)).await?;
     let mut size = 0u64;
@@ -159,7 +199,7 @@ pub async fn store_body(
             let full = std::mem::replace(&mut buf, body_buf(budget, next).await?);
             inflight.push_back(spawn_write(ctx, shard, full));
         }
-        let n = req.read_body(buf.buf.spare_mut()).await?;
+        let n = src.read(buf.buf.spare_mut()).await?;
         if n == 0 {
             break;
         }
@@ -172,7 +212,7 @@ pub async fn store_body(
             return Err(S3Error::new(S3ErrorCode::EntityTooLarge));
         }
     }
-    let sums = req.body.sums().cloned().ok_or_else(|| super::internal("body ended unverified"))?;
+    let sums = src.sums()?;
     let computed = own.map(|c| (c.algo(), c.finish_base64()));
     let nothing_written = extents.is_empty() && inflight.is_empty();
     if nothing_written && !force_extents && buf.buf.data_len() <= INLINE_MAX_BYTES {
