@@ -55,6 +55,16 @@ pub enum S3ErrorCode {
     SlowDown,
     TooManyBuckets,
     XAmzContentSHA256Mismatch,
+    // Access control (ACLs, bucket policies, session tokens).
+    AccessControlListNotSupported,
+    InvalidBucketAclWithObjectOwnership,
+    InvalidToken,
+    MalformedACLError,
+    MalformedPolicy,
+    NoSuchBucketPolicy,
+    NoSuchPublicAccessBlockConfiguration,
+    OwnershipControlsNotFoundError,
+    UnresolvableGrantByEmailAddress,
     /// 400 with the generic code for unparseable HTTP.
     BadRequest,
     /// 431-ish conditions surface as 400 in S3; kept distinct for logs.
@@ -119,6 +129,15 @@ impl S3ErrorCode {
             SlowDown => "SlowDown",
             TooManyBuckets => "TooManyBuckets",
             XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
+            AccessControlListNotSupported => "AccessControlListNotSupported",
+            InvalidBucketAclWithObjectOwnership => "InvalidBucketAclWithObjectOwnership",
+            InvalidToken => "InvalidToken",
+            MalformedACLError => "MalformedACLError",
+            MalformedPolicy => "MalformedPolicy",
+            NoSuchBucketPolicy => "NoSuchBucketPolicy",
+            NoSuchPublicAccessBlockConfiguration => "NoSuchPublicAccessBlockConfiguration",
+            OwnershipControlsNotFoundError => "OwnershipControlsNotFoundError",
+            UnresolvableGrantByEmailAddress => "UnresolvableGrantByEmailAddress",
             BadRequest => "BadRequest",
             RequestHeaderSectionTooLarge => "RequestHeaderSectionTooLarge",
             ServiceUnavailable => "ServiceUnavailable",
@@ -129,10 +148,10 @@ impl S3ErrorCode {
     pub fn status(self) -> u16 {
         use S3ErrorCode::*;
         match self {
-            AccessDenied | InvalidAccessKeyId | RequestTimeTooSkewed | SignatureDoesNotMatch
-            | ExpiredToken => 403,
+            AccessDenied | InvalidAccessKeyId | RequestTimeTooSkewed | SignatureDoesNotMatch => 403,
             NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchVersion | NoSuchTagSet
-            | NoSuchObjectLockConfiguration | ObjectLockConfigurationNotFoundError => 404,
+            | NoSuchObjectLockConfiguration | ObjectLockConfigurationNotFoundError | NoSuchBucketPolicy
+            | NoSuchPublicAccessBlockConfiguration | OwnershipControlsNotFoundError => 404,
             MethodNotAllowed => 405,
             BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty | OperationAborted
             | InvalidBucketState => 409,
@@ -152,6 +171,16 @@ impl S3ErrorCode {
         use S3ErrorCode::*;
         match self {
             AccessDenied => "Access Denied",
+            AccessControlListNotSupported => "The bucket does not allow ACLs",
+            ExpiredToken => "The provided token has expired.",
+            InvalidBucketAclWithObjectOwnership => "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
+            InvalidToken => "The provided token is malformed or otherwise invalid.",
+            MalformedACLError => "The XML you provided was not well-formed or did not validate against our published schema",
+            MalformedPolicy => "Policies must be valid JSON and the first byte must be '{'",
+            NoSuchBucketPolicy => "The bucket policy does not exist",
+            NoSuchPublicAccessBlockConfiguration => "The public access block configuration was not found",
+            OwnershipControlsNotFoundError => "The bucket ownership controls were not found",
+            UnresolvableGrantByEmailAddress => "The e-mail address you provided does not match any account on record.",
             BadDigest => "The Content-MD5 or checksum you specified did not match what we received.",
             BucketAlreadyExists => "The requested bucket name is not available.",
             BucketAlreadyOwnedByYou => "Your previous request to create the named bucket succeeded and you already own it.",

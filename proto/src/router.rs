@@ -94,6 +94,19 @@ pub enum Op {
     PutObjectLockConfiguration,
     GetBucketAcl,
     GetObjectAcl,
+    // Access control: ACLs, bucket policies, public access block, ownership.
+    PutBucketAcl,
+    PutObjectAcl,
+    GetBucketPolicy,
+    PutBucketPolicy,
+    DeleteBucketPolicy,
+    GetBucketPolicyStatus,
+    GetPublicAccessBlock,
+    PutPublicAccessBlock,
+    DeletePublicAccessBlock,
+    GetBucketOwnershipControls,
+    PutBucketOwnershipControls,
+    DeleteBucketOwnershipControls,
     GetObjectTagging,
     PutObjectTagging,
     DeleteObjectTagging,
@@ -146,6 +159,18 @@ impl Op {
             Op::GetObjectAttributes => "GetObjectAttributes",
             Op::GetBucketAcl => "GetBucketAcl",
             Op::GetObjectAcl => "GetObjectAcl",
+            Op::PutBucketAcl => "PutBucketAcl",
+            Op::PutObjectAcl => "PutObjectAcl",
+            Op::GetBucketPolicy => "GetBucketPolicy",
+            Op::PutBucketPolicy => "PutBucketPolicy",
+            Op::DeleteBucketPolicy => "DeleteBucketPolicy",
+            Op::GetBucketPolicyStatus => "GetBucketPolicyStatus",
+            Op::GetPublicAccessBlock => "GetPublicAccessBlock",
+            Op::PutPublicAccessBlock => "PutPublicAccessBlock",
+            Op::DeletePublicAccessBlock => "DeletePublicAccessBlock",
+            Op::GetBucketOwnershipControls => "GetBucketOwnershipControls",
+            Op::PutBucketOwnershipControls => "PutBucketOwnershipControls",
+            Op::DeleteBucketOwnershipControls => "DeleteBucketOwnershipControls",
             Op::ListObjectsV1 => "ListObjects",
             Op::ListObjectsV2 => "ListObjectsV2",
             Op::ListObjectVersions => "ListObjectVersions",
@@ -260,7 +285,35 @@ fn not_implemented(what: &str) -> S3Error {
     S3Error::with_message(S3ErrorCode::NotImplemented, format!("{what} is not implemented"))
 }
 
+/// Bucket sub-resources of access control (ACL, policy, public access
+/// block, ownership controls).
+fn bucket_access_op(method: Method, q: &Query) -> S3Result<Option<Op>> {
+    let op = match method {
+        Method::Get if q.has("acl") => Op::GetBucketAcl,
+        Method::Put if q.has("acl") => Op::PutBucketAcl,
+        Method::Get if q.has("policyStatus") => Op::GetBucketPolicyStatus,
+        Method::Get if q.has("policy") => Op::GetBucketPolicy,
+        Method::Put if q.has("policy") => Op::PutBucketPolicy,
+        Method::Delete if q.has("policy") => Op::DeleteBucketPolicy,
+        Method::Get if q.has("publicAccessBlock") => Op::GetPublicAccessBlock,
+        Method::Put if q.has("publicAccessBlock") => Op::PutPublicAccessBlock,
+        Method::Delete if q.has("publicAccessBlock") => Op::DeletePublicAccessBlock,
+        Method::Get if q.has("ownershipControls") => Op::GetBucketOwnershipControls,
+        Method::Put if q.has("ownershipControls") => Op::PutBucketOwnershipControls,
+        Method::Delete if q.has("ownershipControls") => Op::DeleteBucketOwnershipControls,
+        _ if ["acl", "policy", "policyStatus", "publicAccessBlock", "ownershipControls"].iter().any(|s| q.has(s)) => {
+            return Err(S3Error::new(S3ErrorCode::MethodNotAllowed))
+        }
+        _ => return Ok(None),
+    };
+    check_write_params(method, q, &["acl", "policy", "publicAccessBlock", "ownershipControls"])?;
+    Ok(Some(op))
+}
+
 fn bucket_op(method: Method, q: &Query) -> S3Result<Op> {
+    if let Some(op) = bucket_access_op(method, q)? {
+        return Ok(op);
+    }
     check_write_params(method, q, &["delete", "acl", "versioning", "tagging", "object-lock"])?;
     Ok(match method {
         Method::Get if q.has("location") => Op::GetBucketLocation,
@@ -274,8 +327,6 @@ fn bucket_op(method: Method, q: &Query) -> S3Result<Op> {
         _ if q.has("versioning") || q.has("object-lock") || q.has("tagging") => {
             return Err(S3Error::new(S3ErrorCode::MethodNotAllowed))
         }
-        Method::Get if q.has("acl") => Op::GetBucketAcl,
-        _ if q.has("acl") => return Err(not_implemented("acl")),
         Method::Get if q.has("uploads") => Op::ListMultipartUploads,
         Method::Get if q.has("versions") => Op::ListObjectVersions,
         Method::Post if q.has("delete") => Op::DeleteObjects,
@@ -329,7 +380,8 @@ fn object_op(method: Method, q: &Query) -> S3Result<Op> {
     check_write_params(method, q, &["partNumber", "uploadId", "uploads", "versionId", "acl"])?;
     Ok(match method {
         Method::Get if q.has("acl") => Op::GetObjectAcl,
-        _ if q.has("acl") => return Err(not_implemented("acl")),
+        Method::Put if q.has("acl") => Op::PutObjectAcl,
+        _ if q.has("acl") => return Err(S3Error::new(S3ErrorCode::MethodNotAllowed)),
         Method::Put if q.has("partNumber") || q.has("uploadId") => {
             let part_number = q
                 .get("partNumber")
@@ -406,6 +458,20 @@ mod tests {
             (Get, "/b/k", "legal-hold", Some("b"), Some("k"), "GetObjectLegalHold"),
             (Get, "/b/k", "attributes", Some("b"), Some("k"), "GetObjectAttributes"),
             (Delete, "/b/k", "versionId=v", Some("b"), Some("k"), "DeleteObject"),
+            (Put, "/b", "acl", Some("b"), None, "PutBucketAcl"),
+            (Get, "/b", "acl", Some("b"), None, "GetBucketAcl"),
+            (Put, "/b/k", "acl&versionId=v", Some("b"), Some("k"), "PutObjectAcl"),
+            (Get, "/b/k", "acl", Some("b"), Some("k"), "GetObjectAcl"),
+            (Put, "/b", "policy", Some("b"), None, "PutBucketPolicy"),
+            (Get, "/b", "policy", Some("b"), None, "GetBucketPolicy"),
+            (Delete, "/b", "policy", Some("b"), None, "DeleteBucketPolicy"),
+            (Get, "/b", "policyStatus", Some("b"), None, "GetBucketPolicyStatus"),
+            (Put, "/b", "publicAccessBlock", Some("b"), None, "PutPublicAccessBlock"),
+            (Get, "/b", "publicAccessBlock", Some("b"), None, "GetPublicAccessBlock"),
+            (Delete, "/b", "publicAccessBlock", Some("b"), None, "DeletePublicAccessBlock"),
+            (Put, "/b", "ownershipControls", Some("b"), None, "PutBucketOwnershipControls"),
+            (Get, "/b", "ownershipControls", Some("b"), None, "GetBucketOwnershipControls"),
+            (Delete, "/b", "ownershipControls", Some("b"), None, "DeleteBucketOwnershipControls"),
         ];
         for (m, p, q, b, k, op) in cases {
             let got = r(*m, p, q).unwrap_or_else(|e| panic!("{p}?{q}: {e}"));
@@ -422,7 +488,9 @@ mod tests {
             (Put, "/b/k", "partNumber=0&uploadId=u", S3ErrorCode::InvalidArgument),
             (Put, "/b/k", "partNumber=10001&uploadId=u", S3ErrorCode::InvalidArgument),
             (Put, "/b/k", "partNumber=1&uploadId=", S3ErrorCode::NoSuchUpload),
-            (Put, "/b/k", "acl", S3ErrorCode::NotImplemented),
+            (Post, "/b/k", "acl", S3ErrorCode::MethodNotAllowed),
+            (Post, "/b", "policy", S3ErrorCode::MethodNotAllowed),
+            (Put, "/b", "policy&renameObject", S3ErrorCode::NotImplemented),
             (Get, "/b/k", "torrent", S3ErrorCode::NotImplemented),
             (Post, "/b/k", "tagging", S3ErrorCode::MethodNotAllowed),
             (Delete, "/b/k", "retention", S3ErrorCode::MethodNotAllowed),
