@@ -14,14 +14,28 @@ use arc_swap::ArcSwap;
 use tessera_io::{Body, Mutation};
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
+use tessera_policy::{Acl, Policy};
+use tessera_proto::xml_access::PublicAccessBlock;
+
+use crate::acl::Ownership;
 use crate::codec::{Dec, Enc};
 use crate::meta::{LockMode, T_BUCKETS, META_SHARD};
 use crate::shards::Shards;
 
 const BUCKET_V1: u8 = 1;
 const BUCKET_V2: u8 = 2;
-/// Encoding of the bucket tags kept in the record's meta bytes.
+/// v3: access control (ACL, policy, public access block, ownership).
+const BUCKET_V3: u8 = 3;
+/// Encoding of the bucket tags kept in the record's meta bytes (v2 records).
 const BUCKET_TAGS_V1: u8 = 1;
+/// Meta bytes of v3 records: tags, ACL, policy.
+const BUCKET_META_V2: u8 = 2;
+/// Bits of a v3 summary's byte that says what its meta bytes hold.
+const META_TAGS: u8 = 1;
+const META_ACL: u8 = 2;
+const META_POLICY: u8 = 4;
+/// Largest bucket policy accepted (S3's limit).
+pub const MAX_BUCKET_POLICY_BYTES: usize = 20 * 1024;
 /// Most tags a bucket has (S3's limit).
 pub const MAX_BUCKET_TAGS: usize = 50;
 
@@ -87,6 +101,25 @@ pub struct LockConfig {
     pub default_retention: Option<DefaultRetention>,
 }
 
+/// A bucket policy: the document as the client gave it (GetBucketPolicy
+/// returns it byte for byte) and as parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketPolicy {
+    pub text: String,
+    pub parsed: Policy,
+    /// Grants something to everyone (see `tessera_policy::public`).
+    pub public: bool,
+}
+
+impl BucketPolicy {
+    /// Parses a stored or submitted document.
+    pub fn new(text: String) -> Result<Self, tessera_policy::PolicyError> {
+        let parsed = tessera_policy::parse(&text, tessera_policy::Kind::Resource)?;
+        let public = tessera_policy::public::policy_is_public(&parsed);
+        Ok(BucketPolicy { text, parsed, public })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketInfo {
     /// Random id chosen at creation; keys of the bucket's objects carry it.
@@ -101,6 +134,13 @@ pub struct BucketInfo {
     pub object_lock: Option<LockConfig>,
     /// Bucket tags (kept in the record's meta bytes: they can be large).
     pub tags: Vec<(String, String)>,
+    /// The bucket's ACL; `None`: the owner's FULL_CONTROL (meta bytes).
+    pub acl: Option<Acl>,
+    /// The bucket policy (meta bytes).
+    pub policy: Option<Arc<BucketPolicy>>,
+    pub public_access_block: Option<PublicAccessBlock>,
+    /// Object ownership controls; `None` behaves as ObjectWriter.
+    pub ownership: Option<Ownership>,
     /// Not stored: the writes to this bucket in flight, which DeleteBucket
     /// waits out (see [`WriteGate`]).
     pub gate: Arc<WriteGate>,
@@ -172,9 +212,15 @@ impl BucketInfo {
         self.gate.enter().ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))
     }
 
-    /// The record: (summary kept in memory, meta bytes holding the tags).
+    /// The bucket's ACL as stored, or the owner's FULL_CONTROL.
+    pub fn effective_acl(&self) -> Acl {
+        self.acl.clone().unwrap_or_else(|| Acl::private(&self.owner_id, &self.owner_display))
+    }
+
+    /// The record: (summary kept in memory, meta bytes holding the tags,
+    /// the ACL and the policy, which can be large).
     pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
-        let mut e = Enc::new(BUCKET_V2);
+        let mut e = Enc::new(BUCKET_V3);
         e.u64(self.id).str(&self.name).str(&self.owner_id).str(&self.owner_display).i64(self.created_ms);
         e.opt_str(self.location.as_deref());
         e.u8(self.versioning.code());
@@ -197,40 +243,91 @@ impl BucketInfo {
                 e.u8(kind).u32(n);
             }
         }
-        e.u8(u8::from(!self.tags.is_empty()));
-        let meta = if self.tags.is_empty() {
+        let mut flags = 0;
+        if !self.tags.is_empty() {
+            flags |= META_TAGS;
+        }
+        if self.acl.is_some() {
+            flags |= META_ACL;
+        }
+        if self.policy.is_some() {
+            flags |= META_POLICY;
+        }
+        e.u8(flags);
+        e.u8(match self.public_access_block {
+            None => 0,
+            Some(p) => {
+                0x10 | u8::from(p.block_public_acls)
+                    | u8::from(p.ignore_public_acls) << 1
+                    | u8::from(p.block_public_policy) << 2
+                    | u8::from(p.restrict_public_buckets) << 3
+            }
+        });
+        e.u8(self.ownership.map_or(0, Ownership::code));
+        let meta = if flags == 0 {
             Vec::new()
         } else {
-            let mut t = Enc::new(BUCKET_TAGS_V1);
-            t.u32(self.tags.len() as u32);
+            let mut m = Enc::new(BUCKET_META_V2);
+            m.u32(self.tags.len() as u32);
             for (k, v) in &self.tags {
-                t.str(k).str(v);
+                m.str(k).str(v);
             }
-            t.finish()
+            match &self.acl {
+                Some(acl) => {
+                    m.u8(1);
+                    crate::acl::encode(&mut m, acl);
+                }
+                None => {
+                    m.u8(0);
+                }
+            }
+            m.opt_str(self.policy.as_ref().map(|p| p.text.as_str()));
+            m.finish()
         };
         (e.finish(), meta)
     }
 
-    /// Whether the record's meta bytes must be read for its tags.
-    pub fn summary_has_tags(summary: &[u8]) -> bool {
-        Self::decode_summary(summary).is_some_and(|(_, tags)| tags)
+    /// Whether the record's meta bytes must be read (tags, ACL or policy).
+    pub fn summary_needs_meta(summary: &[u8]) -> bool {
+        Self::decode_summary(summary).is_some_and(|(_, meta)| meta != MetaHolds::Nothing)
     }
 
-    /// Decodes a record; `meta` is needed only when the summary says the
-    /// bucket has tags.
+    /// Decodes a record; `meta` is needed only when the summary says so.
     pub fn decode(summary: &[u8], meta: &[u8]) -> Option<Self> {
-        let (mut info, has_tags) = Self::decode_summary(summary)?;
-        if has_tags {
-            let mut d = Dec::new(meta, BUCKET_TAGS_V1)?;
-            for _ in 0..d.count(MAX_BUCKET_TAGS)? {
-                info.tags.push((d.str()?, d.str()?));
+        let (mut info, holds) = Self::decode_summary(summary)?;
+        match holds {
+            MetaHolds::Nothing => {}
+            MetaHolds::TagsV1 => {
+                let mut d = Dec::new(meta, BUCKET_TAGS_V1)?;
+                for _ in 0..d.count(MAX_BUCKET_TAGS)? {
+                    info.tags.push((d.str()?, d.str()?));
+                }
+                d.end()?;
             }
-            d.end()?;
+            MetaHolds::V2 => {
+                let mut d = Dec::new(meta, BUCKET_META_V2)?;
+                for _ in 0..d.count(MAX_BUCKET_TAGS)? {
+                    info.tags.push((d.str()?, d.str()?));
+                }
+                info.acl = match d.u8()? {
+                    0 => None,
+                    1 => Some(crate::acl::decode(&mut d)?),
+                    _ => return None,
+                };
+                // A stored policy was valid when stored; one that no longer
+                // parses makes the record corrupt (never silently dropped:
+                // its denies must hold).
+                info.policy = match d.opt_str()? {
+                    None => None,
+                    Some(text) => Some(Arc::new(BucketPolicy::new(text).ok()?)),
+                };
+                d.end()?;
+            }
         }
         Some(info)
     }
 
-    fn decode_summary(b: &[u8]) -> Option<(Self, bool)> {
+    fn decode_summary(b: &[u8]) -> Option<(Self, MetaHolds)> {
         let version = Dec::version_of(b)?;
         let mut d = Dec::new(b, version)?;
         let mut info = BucketInfo {
@@ -243,11 +340,15 @@ impl BucketInfo {
             versioning: Versioning::Unversioned,
             object_lock: None,
             tags: Vec::new(),
+            acl: None,
+            policy: None,
+            public_access_block: None,
+            ownership: None,
             gate: Arc::default(),
         };
         match version {
-            BUCKET_V1 => return Some((info, false)),
-            BUCKET_V2 => {}
+            BUCKET_V1 => return Some((info, MetaHolds::Nothing)),
+            BUCKET_V2 | BUCKET_V3 => {}
             _ => return None,
         }
         info.versioning = Versioning::from_code(d.u8()?)?;
@@ -269,14 +370,51 @@ impl BucketInfo {
             }
             _ => return None,
         };
-        let has_tags = match d.u8()? {
-            0 => false,
-            1 => true,
-            _ => return None,
+        let flags = d.u8()?;
+        let holds = if version == BUCKET_V2 {
+            match flags {
+                0 => MetaHolds::Nothing,
+                1 => MetaHolds::TagsV1,
+                _ => return None,
+            }
+        } else {
+            if flags & !(META_TAGS | META_ACL | META_POLICY) != 0 {
+                return None;
+            }
+            let pab = d.u8()?;
+            info.public_access_block = match pab {
+                0 => None,
+                p if p & 0xF0 == 0x10 => Some(PublicAccessBlock {
+                    block_public_acls: p & 1 != 0,
+                    ignore_public_acls: p & 2 != 0,
+                    block_public_policy: p & 4 != 0,
+                    restrict_public_buckets: p & 8 != 0,
+                }),
+                _ => return None,
+            };
+            info.ownership = match d.u8()? {
+                0 => None,
+                c => Some(Ownership::from_code(c)?),
+            };
+            if flags == 0 {
+                MetaHolds::Nothing
+            } else {
+                MetaHolds::V2
+            }
         };
         d.end()?;
-        Some((info, has_tags))
+        Some((info, holds))
     }
+}
+
+/// What a record's meta bytes hold, as its summary says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MetaHolds {
+    Nothing,
+    /// v2 records: tags only.
+    TagsV1,
+    /// v3 records: tags, ACL, policy.
+    V2,
 }
 
 type Snapshot = BTreeMap<String, Arc<BucketInfo>>;
@@ -369,7 +507,7 @@ impl Buckets {
                 break;
             }
             for (k, e) in &batch {
-                let meta = if BucketInfo::summary_has_tags(&e.summary) {
+                let meta = if BucketInfo::summary_needs_meta(&e.summary) {
                     let stored = shard.load(T_BUCKETS, k).await.map_err(|err| format!("{}: {err}", corrupt(k)))?;
                     stored.map(|s| s.meta).unwrap_or_default()
                 } else {
@@ -553,6 +691,10 @@ mod tests {
             versioning: Versioning::Unversioned,
             object_lock: None,
             tags: Vec::new(),
+            acl: None,
+            policy: None,
+            public_access_block: None,
+            ownership: None,
             gate: Arc::default(),
         };
         let (s, m) = i.encode();
@@ -565,13 +707,37 @@ mod tests {
         });
         j.tags = vec![("k".into(), "v".into())];
         let (s, m) = j.encode();
-        assert!(BucketInfo::summary_has_tags(&s));
+        assert!(BucketInfo::summary_needs_meta(&s));
         assert_eq!(BucketInfo::decode(&s, &m), Some(j.clone()));
         assert!(BucketInfo::decode(&s, b"").is_none(), "tags announced but missing");
         j.object_lock = Some(LockConfig::default());
         j.tags.clear();
         let (s, m) = j.encode();
-        assert_eq!(BucketInfo::decode(&s, &m), Some(j));
+        assert!(!BucketInfo::summary_needs_meta(&s));
+        assert_eq!(BucketInfo::decode(&s, &m), Some(j.clone()));
+        j.acl = Some(tessera_policy::CannedAcl::PublicRead.expand(("o", "d"), ("o", "d")));
+        j.policy = Some(Arc::new(
+            BucketPolicy::new(r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}}"#.into()).unwrap(),
+        ));
+        j.public_access_block = Some(PublicAccessBlock { block_public_acls: true, restrict_public_buckets: true, ..Default::default() });
+        j.ownership = Some(Ownership::BucketOwnerPreferred);
+        let (s, m) = j.encode();
+        assert_eq!(BucketInfo::decode(&s, &m), Some(j.clone()));
+        assert!(j.policy.as_ref().is_some_and(|p| p.public));
+        assert!(BucketInfo::decode(&s, &m[..m.len() - 1]).is_none(), "truncated meta");
+    }
+
+    /// v2 records (tags in meta v1) stay readable.
+    #[test]
+    fn v2_records_stay_readable() {
+        let mut e = Enc::new(2);
+        e.u64(7).str("b").str("o").str("d").i64(5).opt_str(None).u8(1).u8(0).u8(1);
+        let mut m = Enc::new(1);
+        m.u32(1).str("k").str("v");
+        let i = BucketInfo::decode(&e.finish(), &m.finish()).expect("v2 record");
+        assert_eq!(i.versioning, Versioning::Enabled);
+        assert_eq!(i.tags, vec![("k".to_string(), "v".to_string())]);
+        assert!(i.acl.is_none() && i.policy.is_none() && i.ownership.is_none());
     }
 
     #[test]

@@ -7,6 +7,8 @@ pub struct Config {
     pub address: String,
     pub threads: usize,
     pub users_file: Option<PathBuf>,
+    /// The node key file; `None`: `<first data dir>/node.key`.
+    pub key_file: Option<PathBuf>,
     pub vhost_domains: Vec<String>,
     pub region: String,
     pub shards_per_disk: u32,

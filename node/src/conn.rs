@@ -19,6 +19,8 @@ use tessera_proto::router::{self, Op, Routed};
 use tessera_proto::sigv4::{self, AuthContext, SigRequest};
 use tessera_proto::{S3Error, S3ErrorCode};
 
+use crate::authz::principal::{self, Principal};
+use crate::authz::Authz;
 use crate::body::BodyReader;
 use crate::identity::User;
 use crate::response::{Response, RespBody};
@@ -129,8 +131,11 @@ impl Conn {
 pub struct Request<'a> {
     pub head: &'a RequestHead,
     pub routed: Routed,
+    /// The account the request acts for (`None`: anonymous).
     pub user: Option<Arc<User>>,
     pub auth: Option<AuthContext>,
+    /// Who asks and what is left to check (see `authz`).
+    pub authz: Authz,
     pub request_id: String,
     pub body: BodyReader,
     pub conn: &'a mut Conn,
@@ -221,7 +226,7 @@ impl Default for LogLimiter {
     }
 }
 
-pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream) {
+pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
     let mut conn = Conn::new(stream);
     loop {
         conn.shrink_when_idle();
@@ -241,7 +246,11 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream) {
         let keep_alive = head.keep_alive();
         let is_head = head.method == http::Method::Head;
         let http10 = head.minor_version == 0;
-        let (resp, body_done) = handle_request(&ctx, &head, &mut conn, request_id).await;
+        let (resp, body_done) = if crate::iam::api::is_query_api(&ctx, &head) {
+            crate::iam::api::serve(&ctx, &head, &mut conn, request_id, peer).await
+        } else {
+            handle_request(&ctx, &head, &mut conn, request_id, peer).await
+        };
         let keep = keep_alive && body_done;
         match write_response(&mut conn, resp, is_head, keep, http10).await {
             Ok(()) if keep => continue,
@@ -350,10 +359,11 @@ async fn handle_request(
     head: &RequestHead,
     conn: &mut Conn,
     request_id: String,
+    peer: std::net::IpAddr,
 ) -> (Response, bool) {
     let resource = resource_of(head);
     let prepared = prepare(ctx, head);
-    let (routed, user, auth) = match prepared {
+    let (routed, principal, auth) = match prepared {
         Ok(x) => x,
         Err(e) => {
             let done = matches!(head.framing(), Ok(http::BodyFraming::Length(0)));
@@ -378,7 +388,9 @@ async fn handle_request(
         }
     };
     let op_name = routed.op.name();
-    let mut req = Request { head, routed, user, auth, request_id: request_id.clone(), body, conn };
+    let user = principal.account.clone();
+    let authz = Authz::new(principal, peer, tessera_proto::time::now_unix_secs());
+    let mut req = Request { head, routed, user, auth, authz, request_id: request_id.clone(), body, conn };
     let result = crate::s3::dispatch(ctx, &mut req).await;
     let done = req.body.is_complete();
     match result {
@@ -415,7 +427,7 @@ fn without_checksum_headers(head: &RequestHead) -> RequestHead {
     h
 }
 
-type Prepared = (Routed, Option<Arc<User>>, Option<AuthContext>);
+type Prepared = (Routed, Principal, Option<AuthContext>);
 
 /// Routing and authentication: everything decided from the head alone.
 fn prepare(ctx: &Ctx, head: &RequestHead) -> Result<Prepared, S3Error> {
@@ -436,16 +448,21 @@ fn prepare(ctx: &Ctx, head: &RequestHead) -> Result<Prepared, S3Error> {
         };
     }
     let sig = SigRequest { method: &head.method_raw, path: &head.path, query: &head.query, headers: &head.headers };
-    let ids = &shared.identities;
     let vhost_bucket = routed.bucket.as_deref().filter(|_| routed.vhost);
     let now = tessera_proto::time::now_unix_secs();
     let region = shared.config.region.as_str();
-    let auth = sigv4::authenticate_vhost(&sig, vhost_bucket, region, now, &|ak| ids.secret(ak))?;
-    let user = match &auth {
-        Some(a) => Some(ids.get(&a.access_key).cloned().ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))?),
+    let iam = shared.iam.snapshot();
+    let session = match principal::security_token(head) {
+        Some(t) => Some(principal::open_session(shared, &t, now)?),
         None => None,
     };
-    Ok((routed, user, auth))
+    let secret_for = |ak: &str| principal::secret_for(shared, &iam, session.as_ref(), ak);
+    let auth = sigv4::authenticate_vhost(&sig, vhost_bucket, region, now, &secret_for)?;
+    let principal = match &auth {
+        Some(a) => principal::principal_for(shared, iam, session, &a.access_key)?,
+        None => Principal::anonymous(iam),
+    };
+    Ok((routed, principal, auth))
 }
 
 /// Writes a response; for HEAD the body is left out but its length is sent.

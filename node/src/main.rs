@@ -47,6 +47,12 @@ enum Command {
         /// Never set it in production: clients expect S3's limit.
         #[arg(long, env = "TESSERA_TEST_MIN_PART_BYTES", hide_short_help = true)]
         test_min_part_bytes: Option<u64>,
+        /// The node key file (sealing IAM secrets at rest and STS session
+        /// tokens); default `<first data dir>/node.key`, created 0600 at
+        /// first start. Keep it elsewhere than the data for a copy of the
+        /// data alone to hold no usable secret.
+        #[arg(long, env = "TESSERA_KEY_FILE")]
+        key_file: Option<PathBuf>,
         /// Data directories (one per disk).
         #[arg(required = true)]
         data_dirs: Vec<PathBuf>,
@@ -69,7 +75,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Server { address, threads, users, domains, region, shards_per_disk, max_buckets_per_user, test_min_part_bytes, data_dirs } => {
+        Command::Server { address, threads, users, domains, region, shards_per_disk, max_buckets_per_user, test_min_part_bytes, key_file, data_dirs } => {
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .max(1);
@@ -77,6 +83,7 @@ fn main() -> ExitCode {
                 address,
                 threads,
                 users_file: users,
+                key_file,
                 vhost_domains: domains,
                 region,
                 shards_per_disk,

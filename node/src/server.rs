@@ -17,6 +17,8 @@ use crate::bodybuf::{BodyBudget, BODY_BUFFER_BYTES_PER_CORE};
 use crate::buckets::Buckets;
 use crate::conn::LogLimiter;
 use crate::config::Config;
+use crate::iam::keys::{NodeKeys, KEY_FILE};
+use crate::iam::store::IamStore;
 use crate::identity::{self, Identities};
 use crate::layout::{self, Layout};
 use crate::meta::META_SHARD;
@@ -35,6 +37,7 @@ pub struct Shared {
     pub layout: Layout,
     pub identities: Identities,
     pub buckets: Buckets,
+    pub iam: IamStore,
 }
 
 /// One reactor's view of the node.
@@ -181,6 +184,8 @@ pub fn run(config: Config) -> Result<(), String> {
     let _locks = layout::lock_data_dirs(&config.data_dirs).map_err(|e| e.to_string())?;
     let layout = layout::open_or_format(&config.data_dirs, config.shards_per_disk).map_err(|e| e.to_string())?;
     let identities = identity::load(&config.data_dirs[0], config.users_file.as_deref()).map_err(|e| e.to_string())?;
+    let key_file = config.key_file.clone().unwrap_or_else(|| config.data_dirs[0].join(KEY_FILE));
+    let node_keys = NodeKeys::load_or_create(&key_file)?;
     let (reservation, addr) = reserve_port(addr)?;
     let threads = config.threads;
     let total = layout.total_shards();
@@ -191,7 +196,8 @@ pub fn run(config: Config) -> Result<(), String> {
         io_uring = tessera_io::io_uring_available(),
         "starting"
     );
-    let shared = Arc::new(Shared { config, layout, identities, buckets: Buckets::default() });
+    let iam = IamStore::new(node_keys);
+    let shared = Arc::new(Shared { config, layout, identities, buckets: Buckets::default(), iam });
     let owner: Vec<usize> = (0..total as usize).map(|s| s % threads).collect();
     let (senders, receivers): (Vec<CoreSender>, Vec<CoreReceiver>) =
         (0..threads).map(|_| async_channel::bounded(shards::CROSS_CORE_QUEUE)).unzip();
@@ -292,6 +298,8 @@ impl Reactor {
         if let Some(meta) = local.get(META_SHARD as usize).and_then(|s| s.as_ref()) {
             let n = shared.buckets.load_from(&meta.shard).await?;
             tracing::info!(buckets = n, "bucket registry loaded");
+            let n = shared.iam.load_from(&meta.shard).await?;
+            tracing::info!(records = n, "IAM store loaded");
         }
         monoio::spawn(shards::serve(self.rx, local.clone()));
         let opts = monoio::net::ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(4096);
@@ -366,7 +374,7 @@ async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
                 return;
             };
             ctx.connections.set(ctx.connections.get() + 1);
-            crate::conn::serve(ctx.clone(), stream).await;
+            crate::conn::serve(ctx.clone(), stream, peer.ip()).await;
             ctx.connections.set(ctx.connections.get() - 1);
             drop(slot);
         });

@@ -65,6 +65,7 @@ pub enum S3ErrorCode {
     NoSuchPublicAccessBlockConfiguration,
     OwnershipControlsNotFoundError,
     UnresolvableGrantByEmailAddress,
+    UnexpectedContent,
     /// 400 with the generic code for unparseable HTTP.
     BadRequest,
     /// 431-ish conditions surface as 400 in S3; kept distinct for logs.
@@ -138,6 +139,7 @@ impl S3ErrorCode {
             NoSuchPublicAccessBlockConfiguration => "NoSuchPublicAccessBlockConfiguration",
             OwnershipControlsNotFoundError => "OwnershipControlsNotFoundError",
             UnresolvableGrantByEmailAddress => "UnresolvableGrantByEmailAddress",
+            UnexpectedContent => "UnexpectedContent",
             BadRequest => "BadRequest",
             RequestHeaderSectionTooLarge => "RequestHeaderSectionTooLarge",
             ServiceUnavailable => "ServiceUnavailable",

@@ -39,6 +39,11 @@ impl Query {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.params.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
+
+    /// Appends `other`'s parameters (after ours: `get` finds ours first).
+    pub fn extend(&mut self, other: Query) {
+        self.params.extend(other.params);
+    }
 }
 
 fn decode_query_component(s: &str) -> S3Result<String> {
