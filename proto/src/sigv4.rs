@@ -440,7 +440,10 @@ fn parse_credential_for<'v>(value: &'v str, services: &[&str]) -> Result<(Creden
     let region = parts.next().unwrap_or_default();
     let date = parts.next().unwrap_or_default();
     let access_key = parts.next().unwrap_or_default();
-    if access_key.is_empty() || region.is_empty() || terminator != "aws4_request" {
+    // boto3 clients of the global IAM/STS endpoints made with `region_name=''`
+    // sign with an empty region; S3 credentials must name one.
+    let region_needed = service == "s3" || !services.contains(&service);
+    if access_key.is_empty() || (region.is_empty() && region_needed) || terminator != "aws4_request" {
         return Err(
             "the Credential is mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\".",
         );

@@ -224,7 +224,8 @@ fn authenticate(ctx: &Ctx, head: &RequestHead, body: &[u8], now: i64) -> Result<
         None => None,
     };
     let sig = SigRequest { method: &head.method_raw, path: &head.path, query: &head.query, headers: &head.headers };
-    let regions = [shared.config.region.as_str(), sigv4::DEFAULT_REGION];
+    // IAM is global (signed for us-east-1, or an empty region by boto3 with `region_name=''`).
+    let regions = [shared.config.region.as_str(), sigv4::DEFAULT_REGION, ""];
     let secret_for = |ak: &str| principal::secret_for(shared, &iam, session.as_ref(), ak);
     let (auth, service) =
         sigv4::authenticate_query_api(&sig, &hash, &regions, now, &secret_for).map_err(auth_error)?;
