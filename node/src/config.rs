@@ -18,4 +18,7 @@ pub struct Config {
     /// Smallest multipart part except the last: S3's 5 MiB, lowered only by
     /// the test-only `TESSERA_TEST_MIN_PART_BYTES`.
     pub min_part_bytes: u64,
+    /// Shortest STS session: AWS's 900 seconds, lowered only by the
+    /// test-only `TESSERA_TEST_MIN_SESSION_SECS`.
+    pub min_session_secs: u32,
 }

@@ -47,6 +47,11 @@ enum Command {
         /// Never set it in production: clients expect S3's limit.
         #[arg(long, env = "TESSERA_TEST_MIN_PART_BYTES", hide_short_help = true)]
         test_min_part_bytes: Option<u64>,
+        /// TEST ONLY: shortest STS session in seconds, instead of AWS's 900,
+        /// so tests can see temporary credentials expire. Never set it in
+        /// production.
+        #[arg(long, env = "TESSERA_TEST_MIN_SESSION_SECS", hide_short_help = true)]
+        test_min_session_secs: Option<u32>,
         /// The node key file (sealing IAM secrets at rest and STS session
         /// tokens); default `<first data dir>/node.key`, created 0600 at
         /// first start. Keep it elsewhere than the data for a copy of the
@@ -75,7 +80,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Server { address, threads, users, domains, region, shards_per_disk, max_buckets_per_user, test_min_part_bytes, key_file, data_dirs } => {
+        Command::Server { address, threads, users, domains, region, shards_per_disk, max_buckets_per_user, test_min_part_bytes, test_min_session_secs, key_file, data_dirs } => {
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .max(1);
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
                 max_buckets_per_user,
                 data_dirs,
                 min_part_bytes: test_min_part_bytes.unwrap_or(tessera_node::s3::MIN_PART_BYTES),
+                min_session_secs: test_min_session_secs.unwrap_or(tessera_node::iam::model::MIN_SESSION_SECS),
             };
             match tessera_node::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,

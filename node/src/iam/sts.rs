@@ -45,12 +45,13 @@ fn caller_identity(c: &Call<'_>) -> Result<Out, IamError> {
 }
 
 fn duration(c: &Call<'_>, default: i64, max: i64) -> Result<i64, IamError> {
+    let min = i64::from(c.ctx.shared.config.min_session_secs.min(MIN_SESSION_SECS));
     match c.param("DurationSeconds") {
         None => Ok(default.min(max)),
         Some(v) => match v.parse::<i64>() {
-            Ok(n) if (i64::from(MIN_SESSION_SECS)..=max).contains(&n) => Ok(n),
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
             _ => Err(IamError::validation(format!(
-                "1 validation error detected: Value '{v}' at 'durationSeconds' failed to satisfy constraint: Member must have value between {MIN_SESSION_SECS} and {max}"
+                "1 validation error detected: Value '{v}' at 'durationSeconds' failed to satisfy constraint: Member must have value between {min} and {max}"
             ))),
         },
     }
