@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the ceph/s3-tests compatibility suite against a fresh tessera node
 # with the suite's fixture identities (main = root, alt and tenant from a
-# users file). Needs a checkout of ceph/s3-tests and its venv (see
+# users file, and the two IAM account roots of test_iam.py / test_sts.py,
+# `[iam root]` and `[iam alt root]`, as accounts of the users file). Needs a checkout of ceph/s3-tests and its venv (see
 # ../shared/tools/s3compat/README.md):
 #
 #   S3TESTS_DIR=/work/s3-tests S3TESTS_VENV=/work/s3tests-venv tools/s3compat.sh [run options]
@@ -18,6 +19,8 @@ cargo build --release -q --bin tessera --manifest-path "$root/Cargo.toml"
 cat > "$tmp/users" <<USERS
 NOPQRSTUVWXYZABCDEFG nopqrstuvwxyzabcdefghijklmnabcdefghijklm 56789abcdef0123456789abcdef0123456789abcdef0123456789abcdef01234 john.doe
 HIJKLMNOPQRSTUVWXYZA opqrstuvwxyzabcdefghijklmnopqrstuvwxyzab testx\$9876543210abcdef0123456789abcdef0123456789abcdef0123456789abcdef testx\$tenanteduser
+AAAAAAAAAAAAAAAAAAaa aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa RGW11111111111111111 iam-root
+BBBBBBBBBBBBBBBBBBbb bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb RGW22222222222222222 iam-alt-root
 USERS
 chmod 600 "$tmp/users"
 TESSERA_ACCESS_KEY=0555b35654ad1656d804 \

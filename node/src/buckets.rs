@@ -16,6 +16,10 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 use tessera_proto::cors::{CorsRule, MAX_CORS_RULES};
 use tessera_proto::logging::{KeyFormat, LoggingConfig};
 
+use tessera_policy::{Acl, Policy};
+use tessera_proto::xml_access::PublicAccessBlock;
+
+use crate::acl::Ownership;
 use crate::codec::{Dec, Enc};
 use crate::meta::{LockMode, T_BUCKETS};
 use crate::metastore::MetaStore;
@@ -23,7 +27,10 @@ use crate::shards::Shards;
 
 const BUCKET_V1: u8 = 1;
 const BUCKET_V2: u8 = 2;
-/// Encoding of the bucket tags kept in the record's meta bytes.
+/// v3: v2 and the public access block and ownership controls in the
+/// summary (the ACL and the policy are meta sections).
+const BUCKET_V3: u8 = 3;
+/// Encoding of the bucket tags kept in the record's meta bytes (v2 records).
 const BUCKET_TAGS_V1: u8 = 1;
 /// Meta bytes in sections (tags, CORS rules, logging), each a kind byte and
 /// a length-prefixed payload; a kind this build does not know makes the
@@ -32,6 +39,10 @@ const BUCKET_META_V2: u8 = 2;
 const SECTION_TAGS: u8 = 1;
 const SECTION_CORS: u8 = 2;
 const SECTION_LOGGING: u8 = 3;
+const SECTION_ACL: u8 = 4;
+const SECTION_POLICY: u8 = 5;
+/// Largest bucket policy accepted (S3's limit).
+pub const MAX_BUCKET_POLICY_BYTES: usize = 20 * 1024;
 /// Most tags a bucket has (S3's limit).
 pub const MAX_BUCKET_TAGS: usize = 50;
 
@@ -97,6 +108,25 @@ pub struct LockConfig {
     pub default_retention: Option<DefaultRetention>,
 }
 
+/// A bucket policy: the document as the client gave it (GetBucketPolicy
+/// returns it byte for byte) and as parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketPolicy {
+    pub text: String,
+    pub parsed: Policy,
+    /// Grants something to everyone (see `tessera_policy::public`).
+    pub public: bool,
+}
+
+impl BucketPolicy {
+    /// Parses a stored or submitted document.
+    pub fn new(text: String) -> Result<Self, tessera_policy::PolicyError> {
+        let parsed = tessera_policy::parse(&text, tessera_policy::Kind::Resource)?;
+        let public = tessera_policy::public::policy_is_public(&parsed);
+        Ok(BucketPolicy { text, parsed, public })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketInfo {
     /// Random id chosen at creation; keys of the bucket's objects carry it.
@@ -115,6 +145,13 @@ pub struct BucketInfo {
     pub cors: Vec<CorsRule>,
     /// Server access logging (in the meta bytes).
     pub logging: Option<LoggingConfig>,
+    /// The bucket's ACL; `None`: the owner's FULL_CONTROL (meta bytes).
+    pub acl: Option<Acl>,
+    /// The bucket policy (meta bytes).
+    pub policy: Option<Arc<BucketPolicy>>,
+    pub public_access_block: Option<PublicAccessBlock>,
+    /// Object ownership controls; `None` behaves as ObjectWriter.
+    pub ownership: Option<Ownership>,
     /// Not stored: the writes to this bucket in flight, which DeleteBucket
     /// waits out (see [`WriteGate`]).
     pub gate: Arc<WriteGate>,
@@ -186,9 +223,15 @@ impl BucketInfo {
         self.gate.enter().ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))
     }
 
-    /// The record: (summary kept in memory, meta bytes holding the tags).
+    /// The bucket's ACL as stored, or the owner's FULL_CONTROL.
+    pub fn effective_acl(&self) -> Acl {
+        self.acl.clone().unwrap_or_else(|| Acl::private(&self.owner_id, &self.owner_display))
+    }
+
+    /// The record: (summary kept in memory, meta bytes holding the tags,
+    /// the ACL and the policy, which can be large).
     pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
-        let mut e = Enc::new(BUCKET_V2);
+        let mut e = Enc::new(BUCKET_V3);
         e.u64(self.id).str(&self.name).str(&self.owner_id).str(&self.owner_display).i64(self.created_ms);
         e.opt_str(self.location.as_deref());
         e.u8(self.versioning.code());
@@ -213,12 +256,27 @@ impl BucketInfo {
         }
         let meta = self.encode_meta();
         e.u8(u8::from(!meta.is_empty()));
+        e.u8(match self.public_access_block {
+            None => 0,
+            Some(p) => {
+                0x10 | u8::from(p.block_public_acls)
+                    | u8::from(p.ignore_public_acls) << 1
+                    | u8::from(p.block_public_policy) << 2
+                    | u8::from(p.restrict_public_buckets) << 3
+            }
+        });
+        e.u8(self.ownership.map_or(0, Ownership::code));
         (e.finish(), meta)
     }
 
     /// The meta bytes: empty when the bucket has no tags, CORS or logging.
     fn encode_meta(&self) -> Vec<u8> {
-        if self.tags.is_empty() && self.cors.is_empty() && self.logging.is_none() {
+        if self.tags.is_empty()
+            && self.cors.is_empty()
+            && self.logging.is_none()
+            && self.acl.is_none()
+            && self.policy.is_none()
+        {
             return Vec::new();
         }
         let mut m = Enc::new(BUCKET_META_V2);
@@ -226,7 +284,7 @@ impl BucketInfo {
             let mut t = Enc::default();
             t.u32(self.tags.len() as u32);
             for (k, v) in &self.tags {
-                t.str(k).str(v);
+                m.str(k).str(v);
             }
             m.u8(SECTION_TAGS).bytes(&t.buf);
         }
@@ -257,6 +315,16 @@ impl BucketInfo {
                 KeyFormat::Partitioned { event_time: false } => c.u8(2),
             };
             m.u8(SECTION_LOGGING).bytes(&c.buf);
+        }
+        if let Some(acl) = &self.acl {
+            let mut c = Enc::default();
+            crate::acl::encode(&mut c, acl);
+            m.u8(SECTION_ACL).bytes(&c.buf);
+        }
+        if let Some(policy) = &self.policy {
+            let mut c = Enc::default();
+            c.str(&policy.text);
+            m.u8(SECTION_POLICY).bytes(&c.buf);
         }
         m.finish()
     }
@@ -289,6 +357,11 @@ impl BucketInfo {
                             };
                             self.logging = Some(LoggingConfig { target_bucket, target_prefix, key_format });
                         }
+                        SECTION_ACL => self.acl = Some(crate::acl::decode(&mut s)?),
+                        // A stored policy was valid when stored; one that no
+                        // longer parses makes the record corrupt (never
+                        // silently dropped: its denies must hold).
+                        SECTION_POLICY => self.policy = Some(Arc::new(BucketPolicy::new(s.str()?).ok()?)),
                         _ => return None,
                     }
                     s.end()?;
@@ -299,7 +372,8 @@ impl BucketInfo {
         }
     }
 
-    /// Whether the record's meta bytes must be read (tags, CORS, logging).
+    /// Whether the record's meta bytes must be read (tags, CORS, logging,
+    /// ACL, policy).
     pub fn summary_has_meta(summary: &[u8]) -> bool {
         Self::decode_summary(summary).is_some_and(|(_, tags)| tags)
     }
@@ -335,11 +409,15 @@ impl BucketInfo {
             tags: Vec::new(),
             cors: Vec::new(),
             logging: None,
+            acl: None,
+            policy: None,
+            public_access_block: None,
+            ownership: None,
             gate: Arc::default(),
         };
         match version {
             BUCKET_V1 => return Some((info, false)),
-            BUCKET_V2 => {}
+            BUCKET_V2 | BUCKET_V3 => {}
             _ => return None,
         }
         info.versioning = Versioning::from_code(d.u8()?)?;
@@ -361,13 +439,31 @@ impl BucketInfo {
             }
             _ => return None,
         };
-        let has_tags = match d.u8()? {
+        // v2 and v3: whether the meta bytes hold anything (v2 records of
+        // older builds: tags in BUCKET_TAGS_V1; anything newer: sections).
+        let has_meta = match d.u8()? {
             0 => false,
             1 => true,
             _ => return None,
         };
+        if version == BUCKET_V3 {
+            info.public_access_block = match d.u8()? {
+                0 => None,
+                p if p & 0xF0 == 0x10 => Some(PublicAccessBlock {
+                    block_public_acls: p & 1 != 0,
+                    ignore_public_acls: p & 2 != 0,
+                    block_public_policy: p & 4 != 0,
+                    restrict_public_buckets: p & 8 != 0,
+                }),
+                _ => return None,
+            };
+            info.ownership = match d.u8()? {
+                0 => None,
+                c => Some(Ownership::from_code(c)?),
+            };
+        }
         d.end()?;
-        Some((info, has_tags))
+        Some((info, has_meta))
     }
 }
 
@@ -676,6 +772,10 @@ mod tests {
             tags: Vec::new(),
             cors: Vec::new(),
             logging: None,
+            acl: None,
+            policy: None,
+            public_access_block: None,
+            ownership: None,
             gate: Arc::default(),
         };
         let (s, m) = i.encode();
@@ -694,7 +794,31 @@ mod tests {
         j.object_lock = Some(LockConfig::default());
         j.tags.clear();
         let (s, m) = j.encode();
-        assert_eq!(BucketInfo::decode(&s, &m), Some(j));
+        assert!(!BucketInfo::summary_has_meta(&s));
+        assert_eq!(BucketInfo::decode(&s, &m), Some(j.clone()));
+        j.acl = Some(tessera_policy::CannedAcl::PublicRead.expand(("o", "d"), ("o", "d")));
+        j.policy = Some(Arc::new(
+            BucketPolicy::new(r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}}"#.into()).unwrap(),
+        ));
+        j.public_access_block = Some(PublicAccessBlock { block_public_acls: true, restrict_public_buckets: true, ..Default::default() });
+        j.ownership = Some(Ownership::BucketOwnerPreferred);
+        let (s, m) = j.encode();
+        assert_eq!(BucketInfo::decode(&s, &m), Some(j.clone()));
+        assert!(j.policy.as_ref().is_some_and(|p| p.public));
+        assert!(BucketInfo::decode(&s, &m[..m.len() - 1]).is_none(), "truncated meta");
+    }
+
+    /// v2 records (tags in meta v1) stay readable.
+    #[test]
+    fn v2_records_stay_readable() {
+        let mut e = Enc::new(2);
+        e.u64(7).str("b").str("o").str("d").i64(5).opt_str(None).u8(1).u8(0).u8(1);
+        let mut m = Enc::new(1);
+        m.u32(1).str("k").str("v");
+        let i = BucketInfo::decode(&e.finish(), &m.finish()).expect("v2 record");
+        assert_eq!(i.versioning, Versioning::Enabled);
+        assert_eq!(i.tags, vec![("k".to_string(), "v".to_string())]);
+        assert!(i.acl.is_none() && i.policy.is_none() && i.ownership.is_none());
     }
 
     #[test]

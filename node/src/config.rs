@@ -7,6 +7,8 @@ pub struct Config {
     pub address: String,
     pub threads: usize,
     pub users_file: Option<PathBuf>,
+    /// The node key file; `None`: `<first data dir>/node.key`.
+    pub key_file: Option<PathBuf>,
     pub vhost_domains: Vec<String>,
     pub region: String,
     pub shards_per_disk: u32,
@@ -23,6 +25,9 @@ pub struct Config {
     pub segment_size_bytes: u64,
     /// Free space kept per disk (None: 2% of the disk, 64 MiB to 4 GiB).
     pub reserve_bytes: Option<u64>,
+    /// Shortest STS session: AWS's 900 seconds, lowered only by the
+    /// test-only `TESSERA_TEST_MIN_SESSION_SECS`.
+    pub min_session_secs: u32,
 }
 
 /// Smallest and largest automatic reserve.

@@ -19,6 +19,8 @@ use tessera_proto::router::{self, Op, Routed};
 use tessera_proto::sigv4::{self, AuthContext, SigRequest};
 use tessera_proto::{S3Error, S3ErrorCode};
 
+use crate::authz::principal::{self, Principal};
+use crate::authz::Authz;
 use crate::body::BodyReader;
 use crate::identity::User;
 use crate::response::{Response, RespBody};
@@ -132,8 +134,11 @@ impl Conn {
 pub struct Request<'a> {
     pub head: &'a RequestHead,
     pub routed: Routed,
+    /// The account the request acts for (`None`: anonymous).
     pub user: Option<Arc<User>>,
     pub auth: Option<AuthContext>,
+    /// Who asks and what is left to check (see `authz`).
+    pub authz: Authz,
     pub request_id: String,
     pub body: BodyReader,
     pub conn: &'a mut Conn,
@@ -224,7 +229,7 @@ impl Default for LogLimiter {
     }
 }
 
-pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream) {
+pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
     let mut conn = Conn::new(stream);
     loop {
         conn.shrink_when_idle();
@@ -244,7 +249,11 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream) {
         let keep_alive = head.keep_alive();
         let is_head = head.method == http::Method::Head;
         let http10 = head.minor_version == 0;
-        let (resp, body_done) = handle_request(&ctx, &head, &mut conn, request_id).await;
+        let (resp, body_done) = if crate::iam::api::is_query_api(&ctx, &head) {
+            crate::iam::api::serve(&ctx, &head, &mut conn, request_id, peer).await
+        } else {
+            handle_request(&ctx, &head, &mut conn, request_id, peer).await
+        };
         let keep = keep_alive && body_done;
         match write_response(&mut conn, resp, is_head, keep, http10).await {
             Ok(()) if keep => continue,
@@ -354,17 +363,17 @@ async fn handle_request(
     head: &RequestHead,
     conn: &mut Conn,
     request_id: String,
+    peer: std::net::IpAddr,
 ) -> (Response, bool) {
     let started = Instant::now();
-    let peer = conn.peer;
-    let (mut resp, done, seen) = run_request(ctx, head, conn, request_id.clone()).await;
+    let (mut resp, done, seen) = run_request(ctx, head, conn, request_id.clone(), peer).await;
     if let Some(seen) = seen {
         // A preflight's answer is all CORS already; a refused one gets none.
         if seen.op != Op::Options {
             crate::s3::cors_headers(ctx, head, Some(&seen.bucket), &mut resp);
         }
         if let Some(b) = ctx.shared.buckets.get(&seen.bucket).filter(|b| b.logging.is_some()) {
-            access_log(ctx, head, &b, &seen, &resp, &request_id, peer, started);
+            access_log(ctx, head, &b, &seen, &resp, &request_id, Some(peer), started);
         }
     }
     (resp, done)
@@ -448,6 +457,7 @@ async fn run_request(
     head: &RequestHead,
     conn: &mut Conn,
     request_id: String,
+    peer: std::net::IpAddr,
 ) -> (Response, bool, Option<Seen>) {
     let resource = resource_of(head);
     let routed = route(ctx, head);
@@ -461,7 +471,7 @@ async fn run_request(
         wanted.then(|| Seen { bucket, key: r.key.clone(), op: r.op.clone(), requester: None, auth: None })
     });
     let prepared = routed.and_then(|r| authenticate(ctx, head, r));
-    let (routed, user, auth) = match prepared {
+    let (routed, principal, auth) = match prepared {
         Ok(x) => x,
         Err(e) => {
             let done = matches!(head.framing(), Ok(http::BodyFraming::Length(0)));
@@ -469,7 +479,7 @@ async fn run_request(
         }
     };
     if let Some(s) = seen.as_mut() {
-        s.requester = user.as_ref().map(|u| u.user_id.clone());
+        s.requester = principal.account.as_ref().map(|u| u.user_id.clone());
         s.auth = auth.as_ref().map(|a| a.kind);
     }
     let payload = auth.as_ref().map(|a| a.payload.clone());
@@ -490,7 +500,9 @@ async fn run_request(
         }
     };
     let op_name = routed.op.name();
-    let mut req = Request { head, routed, user, auth, request_id: request_id.clone(), body, conn };
+    let user = principal.account.clone();
+    let authz = Authz::new(principal, peer, tessera_proto::time::now_unix_secs());
+    let mut req = Request { head, routed, user, auth, authz, request_id: request_id.clone(), body, conn };
     let result = crate::s3::dispatch(ctx, &mut req).await;
     let done = req.body.is_complete();
     match result {
@@ -527,7 +539,7 @@ fn without_checksum_headers(head: &RequestHead) -> RequestHead {
     h
 }
 
-type Prepared = (Routed, Option<Arc<User>>, Option<AuthContext>);
+type Prepared = (Routed, Principal, Option<AuthContext>);
 
 /// Routing: decided from the head alone.
 fn route(ctx: &Ctx, head: &RequestHead) -> Result<Routed, S3Error> {
@@ -555,24 +567,25 @@ fn route(ctx: &Ctx, head: &RequestHead) -> Result<Routed, S3Error> {
 /// signature is for the method that follows, not for OPTIONS).
 fn authenticate(ctx: &Ctx, head: &RequestHead, routed: Routed) -> Result<Prepared, S3Error> {
     if routed.op == Op::Options {
-        return Ok((routed, None, None));
+        return Ok((routed, Principal::anonymous(ctx.shared.iam.snapshot()), None));
     }
     let shared = &ctx.shared;
     let sig = SigRequest { method: &head.method_raw, path: &head.path, query: &head.query, headers: &head.headers };
-    let ids = &shared.identities;
     let vhost_bucket = routed.bucket.as_deref().filter(|_| routed.vhost);
     let now = tessera_proto::time::now_unix_secs();
     let region = shared.config.region.as_str();
-    let auth = sigv4::authenticate_vhost(&sig, vhost_bucket, region, now, &|ak| ids.secret(ak))?;
-    // No temporary credentials are issued yet: any session token is invalid.
-    if auth.as_ref().is_some_and(|a| a.security_token.is_some()) {
-        return Err(S3Error::new(S3ErrorCode::InvalidToken));
-    }
-    let user = match &auth {
-        Some(a) => Some(ids.get(&a.access_key).cloned().ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))?),
+    let iam = shared.iam.snapshot();
+    let session = match principal::security_token(head) {
+        Some(t) => Some(principal::open_session(shared, &t, now)?),
         None => None,
     };
-    Ok((routed, user, auth))
+    let secret_for = |ak: &str| principal::secret_for(shared, &iam, session.as_ref(), ak);
+    let auth = sigv4::authenticate_vhost(&sig, vhost_bucket, region, now, &secret_for)?;
+    let principal = match &auth {
+        Some(a) => principal::principal_for(shared, iam, session, &a.access_key)?,
+        None => Principal::anonymous(iam),
+    };
+    Ok((routed, principal, auth))
 }
 
 /// Writes a response; for HEAD the body is left out but its length is sent.

@@ -61,6 +61,17 @@ enum Command {
         /// disk, at least 64MiB and at most 4GiB.
         #[arg(long, value_parser = tessera_node::config::parse_size, env = "TESSERA_RESERVE")]
         reserve: Option<u64>,
+        /// TEST ONLY: shortest STS session in seconds, instead of AWS's 900,
+        /// so tests can see temporary credentials expire. Never set it in
+        /// production.
+        #[arg(long, env = "TESSERA_TEST_MIN_SESSION_SECS", hide_short_help = true)]
+        test_min_session_secs: Option<u32>,
+        /// The node key file (sealing IAM secrets at rest and STS session
+        /// tokens); default `<first data dir>/node.key`, created 0600 at
+        /// first start. Keep it elsewhere than the data for a copy of the
+        /// data alone to hold no usable secret.
+        #[arg(long, env = "TESSERA_KEY_FILE")]
+        key_file: Option<PathBuf>,
         /// Data directories (one per disk).
         #[arg(required = true)]
         data_dirs: Vec<PathBuf>,
@@ -107,6 +118,8 @@ fn main() -> ExitCode {
             test_access_log_interval_ms,
             segment_size,
             reserve,
+            test_min_session_secs,
+            key_file,
             data_dirs,
         } => {
             let threads = threads
@@ -116,6 +129,7 @@ fn main() -> ExitCode {
                 address,
                 threads,
                 users_file: users,
+                key_file,
                 vhost_domains: domains,
                 region,
                 shards_per_disk,
@@ -126,6 +140,7 @@ fn main() -> ExitCode {
                     .map_or(tessera_node::s3::logging::DELIVERY_INTERVAL, |ms| std::time::Duration::from_millis(ms.max(1))),
                 segment_size_bytes: segment_size,
                 reserve_bytes: reserve,
+                min_session_secs: test_min_session_secs.unwrap_or(tessera_node::iam::model::MIN_SESSION_SECS),
             };
             match tessera_node::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,

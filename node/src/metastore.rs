@@ -126,6 +126,21 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Writes several records of `table` (None: delete) in one commit per
+    /// copy, so that each copy takes all of them or none.
+    pub async fn write_many(&self, shards: &Shards, table: u8, changes: Vec<(Vec<u8>, Option<(Vec<u8>, Vec<u8>)>)>) -> Result<(), IoError> {
+        let stamped: Vec<(Vec<u8>, Stamped)> =
+            changes.into_iter().map(|(k, record)| (k, Stamped { stamp: self.next_stamp(), record })).collect();
+        let commits = self.shards.iter().map(|&shard| {
+            let muts = stamped.iter().flat_map(|(k, s)| Self::muts(table, k, s)).collect();
+            shards.commit(shard, muts)
+        });
+        for r in futures_util::future::join_all(commits).await {
+            r?;
+        }
+        Ok(())
+    }
+
     pub async fn put(&self, shards: &Shards, table: u8, key: &[u8], summary: Vec<u8>, meta: Vec<u8>) -> Result<(), IoError> {
         let s = Stamped { stamp: self.next_stamp(), record: Some((summary, meta)) };
         self.write(shards, table, key, &s).await

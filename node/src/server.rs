@@ -17,6 +17,8 @@ use crate::bodybuf::{BodyBudget, BODY_BUFFER_BYTES_PER_CORE};
 use crate::buckets::Buckets;
 use crate::conn::LogLimiter;
 use crate::config::Config;
+use crate::iam::keys::{NodeKeys, KEY_FILE};
+use crate::iam::store::IamStore;
 use crate::identity::{self, Identities};
 use crate::layout::{self, Layout};
 use crate::shards::{self, CoreReceiver, CoreSender, LocalShard, Shards};
@@ -34,6 +36,7 @@ pub struct Shared {
     pub layout: Layout,
     pub identities: Identities,
     pub buckets: Buckets,
+    pub iam: IamStore,
 }
 
 /// One reactor's view of the node.
@@ -182,6 +185,8 @@ pub fn run(config: Config) -> Result<(), String> {
     let _locks = layout::lock_data_dirs(&config.data_dirs).map_err(|e| e.to_string())?;
     let layout = layout::open_or_format(&config.data_dirs, config.shards_per_disk).map_err(|e| e.to_string())?;
     let identities = identity::load(&config.data_dirs[0], config.users_file.as_deref()).map_err(|e| e.to_string())?;
+    let key_file = config.key_file.clone().unwrap_or_else(|| config.data_dirs[0].join(KEY_FILE));
+    let node_keys = NodeKeys::load_or_create(&key_file)?;
     let (reservation, addr) = reserve_port(addr)?;
     let threads = config.threads;
     let total = layout.total_shards();
@@ -193,7 +198,8 @@ pub fn run(config: Config) -> Result<(), String> {
         "starting"
     );
     let buckets = Buckets::new(layout.meta_shards.clone());
-    let shared = Arc::new(Shared { config, layout, identities, buckets });
+    let iam = IamStore::new(node_keys, layout.meta_shards.clone());
+    let shared = Arc::new(Shared { config, layout, identities, buckets, iam });
     let owner: Vec<usize> = (0..total as usize).map(|s| s % threads).collect();
     let (senders, receivers): (Vec<CoreSender>, Vec<CoreReceiver>) =
         (0..threads).map(|_| async_channel::bounded(shards::CROSS_CORE_QUEUE)).unzip();
@@ -328,6 +334,8 @@ impl Reactor {
         if self.core == 0 {
             let n = ctx.shared.buckets.load(&ctx.shards).await?;
             tracing::info!(buckets = n, copies = ctx.shared.layout.meta_shards.len(), "bucket registry loaded");
+            let n = ctx.shared.iam.load(&ctx.shards).await?;
+            tracing::info!(records = n, "IAM store loaded");
         }
         monoio::spawn(crate::s3::logging::deliver_periodically(ctx.clone()));
         Ok((listener, ctx))
@@ -388,7 +396,7 @@ async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
                 return;
             };
             ctx.connections.set(ctx.connections.get() + 1);
-            crate::conn::serve(ctx.clone(), stream).await;
+            crate::conn::serve(ctx.clone(), stream, peer.ip()).await;
             ctx.connections.set(ctx.connections.get() - 1);
             drop(slot);
         });

@@ -19,6 +19,7 @@ pub mod sigv2;
 pub mod sigv4;
 pub mod time;
 pub mod xml;
+pub mod xml_access;
 
 pub use error::{S3Error, S3ErrorCode, S3Result};
 pub use headers::Headers;

@@ -39,6 +39,11 @@ impl Query {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.params.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
+
+    /// Appends `other`'s parameters (after ours: `get` finds ours first).
+    pub fn extend(&mut self, other: Query) {
+        self.params.extend(other.params);
+    }
 }
 
 fn decode_query_component(s: &str) -> S3Result<String> {
@@ -123,6 +128,19 @@ pub enum Op {
     PostObject,
     /// CORS preflight (`OPTIONS` on a bucket or an object).
     Options,
+    // Access control: ACLs, bucket policies, public access block, ownership.
+    PutBucketAcl,
+    PutObjectAcl,
+    GetBucketPolicy,
+    PutBucketPolicy,
+    DeleteBucketPolicy,
+    GetBucketPolicyStatus,
+    GetPublicAccessBlock,
+    PutPublicAccessBlock,
+    DeletePublicAccessBlock,
+    GetBucketOwnershipControls,
+    PutBucketOwnershipControls,
+    DeleteBucketOwnershipControls,
     GetObjectTagging,
     PutObjectTagging,
     DeleteObjectTagging,
@@ -182,6 +200,18 @@ impl Op {
             Op::PutBucketLogging => "PutBucketLogging",
             Op::PostObject => "PostObject",
             Op::Options => "PreflightRequest",
+            Op::PutBucketAcl => "PutBucketAcl",
+            Op::PutObjectAcl => "PutObjectAcl",
+            Op::GetBucketPolicy => "GetBucketPolicy",
+            Op::PutBucketPolicy => "PutBucketPolicy",
+            Op::DeleteBucketPolicy => "DeleteBucketPolicy",
+            Op::GetBucketPolicyStatus => "GetBucketPolicyStatus",
+            Op::GetPublicAccessBlock => "GetPublicAccessBlock",
+            Op::PutPublicAccessBlock => "PutPublicAccessBlock",
+            Op::DeletePublicAccessBlock => "DeletePublicAccessBlock",
+            Op::GetBucketOwnershipControls => "GetBucketOwnershipControls",
+            Op::PutBucketOwnershipControls => "PutBucketOwnershipControls",
+            Op::DeleteBucketOwnershipControls => "DeleteBucketOwnershipControls",
             Op::ListObjectsV1 => "ListObjects",
             Op::ListObjectsV2 => "ListObjectsV2",
             Op::ListObjectVersions => "ListObjectVersions",
@@ -282,9 +312,39 @@ fn stray_subresource(q: &Query, served: &[&str]) -> Option<String> {
     q.iter().map(|(n, _)| n).find(|n| is_subresource(n) && !served.contains(n)).map(str::to_string)
 }
 
+/// Bucket sub-resources of access control (ACL, policy, public access
+/// block, ownership controls).
+fn bucket_access_op(method: Method, q: &Query) -> S3Result<Option<Op>> {
+    let op = match method {
+        Method::Get if q.has("acl") => Op::GetBucketAcl,
+        Method::Put if q.has("acl") => Op::PutBucketAcl,
+        Method::Get if q.has("policyStatus") => Op::GetBucketPolicyStatus,
+        Method::Get if q.has("policy") => Op::GetBucketPolicy,
+        Method::Put if q.has("policy") => Op::PutBucketPolicy,
+        Method::Delete if q.has("policy") => Op::DeleteBucketPolicy,
+        Method::Get if q.has("publicAccessBlock") => Op::GetPublicAccessBlock,
+        Method::Put if q.has("publicAccessBlock") => Op::PutPublicAccessBlock,
+        Method::Delete if q.has("publicAccessBlock") => Op::DeletePublicAccessBlock,
+        Method::Get if q.has("ownershipControls") => Op::GetBucketOwnershipControls,
+        Method::Put if q.has("ownershipControls") => Op::PutBucketOwnershipControls,
+        Method::Delete if q.has("ownershipControls") => Op::DeleteBucketOwnershipControls,
+        _ if ["acl", "policy", "policyStatus", "publicAccessBlock", "ownershipControls"].iter().any(|s| q.has(s)) => {
+            return Err(S3Error::new(S3ErrorCode::MethodNotAllowed))
+        }
+        _ => return Ok(None),
+    };
+    if let Some(what) = stray_subresource(q, &["acl", "policy", "policyStatus", "publicAccessBlock", "ownershipControls"]) {
+        return Err(not_implemented(&what));
+    }
+    Ok(Some(op))
+}
+
 fn bucket_op(method: Method, q: &Query) -> S3Result<Op> {
     if method == Method::Options {
         return Ok(Op::Options);
+    }
+    if let Some(op) = bucket_access_op(method, q)? {
+        return Ok(op);
     }
     Ok(match method {
         Method::Get if q.has("location") => Op::GetBucketLocation,
@@ -303,8 +363,6 @@ fn bucket_op(method: Method, q: &Query) -> S3Result<Op> {
         _ if ["versioning", "object-lock", "tagging", "cors", "logging"].iter().any(|s| q.has(s)) => {
             return Err(S3Error::new(S3ErrorCode::MethodNotAllowed))
         }
-        Method::Get if q.has("acl") => Op::GetBucketAcl,
-        _ if q.has("acl") => return Err(not_implemented("acl")),
         Method::Get if q.has("uploads") => Op::ListMultipartUploads,
         Method::Get if q.has("versions") => Op::ListObjectVersions,
         Method::Post if q.has("delete") => Op::DeleteObjects,
@@ -369,7 +427,8 @@ fn object_op(method: Method, q: &Query) -> S3Result<Op> {
     }
     Ok(match method {
         Method::Get if q.has("acl") => Op::GetObjectAcl,
-        _ if q.has("acl") => return Err(not_implemented("acl")),
+        Method::Put if q.has("acl") => Op::PutObjectAcl,
+        _ if q.has("acl") => return Err(S3Error::new(S3ErrorCode::MethodNotAllowed)),
         Method::Put if q.has("partNumber") || q.has("uploadId") => {
             let part_number = q
                 .get("partNumber")
@@ -460,6 +519,20 @@ mod tests {
             (Post, "/b/", "", Some("b"), None, "PostObject"),
             (Options, "/b", "", Some("b"), None, "PreflightRequest"),
             (Options, "/b/k", "", Some("b"), Some("k"), "PreflightRequest"),
+            (Put, "/b", "acl", Some("b"), None, "PutBucketAcl"),
+            (Get, "/b", "acl", Some("b"), None, "GetBucketAcl"),
+            (Put, "/b/k", "acl&versionId=v", Some("b"), Some("k"), "PutObjectAcl"),
+            (Get, "/b/k", "acl", Some("b"), Some("k"), "GetObjectAcl"),
+            (Put, "/b", "policy", Some("b"), None, "PutBucketPolicy"),
+            (Get, "/b", "policy", Some("b"), None, "GetBucketPolicy"),
+            (Delete, "/b", "policy", Some("b"), None, "DeleteBucketPolicy"),
+            (Get, "/b", "policyStatus", Some("b"), None, "GetBucketPolicyStatus"),
+            (Put, "/b", "publicAccessBlock", Some("b"), None, "PutPublicAccessBlock"),
+            (Get, "/b", "publicAccessBlock", Some("b"), None, "GetPublicAccessBlock"),
+            (Delete, "/b", "publicAccessBlock", Some("b"), None, "DeletePublicAccessBlock"),
+            (Put, "/b", "ownershipControls", Some("b"), None, "PutBucketOwnershipControls"),
+            (Get, "/b", "ownershipControls", Some("b"), None, "GetBucketOwnershipControls"),
+            (Delete, "/b", "ownershipControls", Some("b"), None, "DeleteBucketOwnershipControls"),
         ];
         for (m, p, q, b, k, op) in cases {
             let got = r(*m, p, q).unwrap_or_else(|e| panic!("{p}?{q}: {e}"));
@@ -476,7 +549,9 @@ mod tests {
             (Put, "/b/k", "partNumber=0&uploadId=u", S3ErrorCode::InvalidArgument),
             (Put, "/b/k", "partNumber=10001&uploadId=u", S3ErrorCode::InvalidArgument),
             (Put, "/b/k", "partNumber=1&uploadId=", S3ErrorCode::NoSuchUpload),
-            (Put, "/b/k", "acl", S3ErrorCode::NotImplemented),
+            (Post, "/b/k", "acl", S3ErrorCode::MethodNotAllowed),
+            (Post, "/b", "policy", S3ErrorCode::MethodNotAllowed),
+            (Put, "/b", "policy&renameObject", S3ErrorCode::NotImplemented),
             (Get, "/b/k", "torrent", S3ErrorCode::NotImplemented),
             (Post, "/b/k", "tagging", S3ErrorCode::MethodNotAllowed),
             (Delete, "/b/k", "retention", S3ErrorCode::MethodNotAllowed),

@@ -213,26 +213,21 @@ fn no_such_key(req: &Request<'_>, sel: Option<VersionSel>) -> Response {
     }
 }
 
-/// GetObjectAcl: the owner's FULL_CONTROL for any version that exists.
-pub async fn get_object_acl(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
-    let sel = versions::requested(&req.routed.query)?;
-    let obj = read_version(ctx, b, req.key(), sel).await?;
-    obj.refuse_delete_marker(sel)?;
-    let mut resp = super::bucket::get_acl(b)?;
-    push_read_version(&mut resp, b, &obj.summary);
-    Ok(resp)
-}
-
 pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
     let sel = versions::requested(&req.routed.query)?;
     let obj = match read_version(ctx, b, req.key(), sel).await {
         Ok(o) => o,
-        Err(e) if matches!(e.code, S3ErrorCode::NoSuchKey | S3ErrorCode::NoSuchVersion) => return Ok(no_such_key(req, sel)),
+        Err(e) if matches!(e.code, S3ErrorCode::NoSuchKey | S3ErrorCode::NoSuchVersion) => {
+            crate::authz::check_missing(req, b)?;
+            return Ok(no_such_key(req, sel));
+        }
         Err(e) => return Err(e),
     };
     if obj.summary.delete_marker {
+        crate::authz::check_missing(req, b)?;
         return Ok(obj.delete_marker_response(req, sel));
     }
+    crate::authz::check_object(req, b, crate::authz::ObjectFacts { acl: obj.meta.acl.as_ref(), tags: &obj.meta.tags })?;
     let LoadedObject { shard, body, summary, meta } = obj;
     let names = ["if-match", "if-unmodified-since", "if-none-match", "if-modified-since"];
     match evaluate(|n| req.header(n).map(str::to_string), &summary, names) {

@@ -24,7 +24,6 @@ use super::versions::{self, NewVersion};
 use super::{shard_of, write_version};
 use crate::buckets::BucketInfo;
 use crate::conn::Request;
-use crate::identity::User;
 use crate::meta::{ObjectMeta, ObjectSummary, VersionId};
 use crate::response::Response;
 use crate::server::Ctx;
@@ -48,12 +47,12 @@ pub fn get(b: &BucketInfo) -> S3Result<Response> {
 
 /// PutBucketLogging: the target must exist and belong to the same owner
 /// (the log objects are written as the owner's).
-pub async fn put(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: &User) -> S3Result<Response> {
+pub async fn put(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
     let body = req.read_body_to_vec(MAX_LOGGING_BODY_BYTES).await?;
     let cfg = logging::parse_status(&body)?;
     if let Some(c) = &cfg {
         let target = ctx.shared.buckets.get(&c.target_bucket);
-        if target.is_none_or(|t| t.owner_id != user.user_id) {
+        if target.is_none_or(|t| t.owner_id != b.owner_id) {
             return Err(S3Error::new(S3ErrorCode::InvalidTargetBucketForLogging)
                 .with_detail("TargetBucket", c.target_bucket.clone()));
         }

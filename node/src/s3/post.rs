@@ -20,7 +20,9 @@ use tessera_proto::{Headers, S3Error, S3ErrorCode, S3Result};
 
 use super::put::{meta_from_headers, store_from, BodySource};
 use super::versions::NewVersion;
-use super::{owned_bucket, push_written_version, shard_of, tagging, write_version};
+use super::{push_written_version, shard_of, tagging, write_version};
+use crate::authz::{principal, Authz};
+use crate::buckets::BucketInfo;
 use crate::conn::Request;
 use crate::meta::{ObjectSummary, VersionId};
 use crate::response::Response;
@@ -181,7 +183,10 @@ const URL_SET: &percent_encoding::AsciiSet =
 const HEADER_FIELDS: &[&str] =
     &["content-type", "cache-control", "content-disposition", "content-encoding", "content-language", "expires"];
 
-pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response> {
+/// POST Object on bucket `b` (it exists). The requester is the form's
+/// signer (or the request's own, for a signed or anonymous POST), and is
+/// authorized for `s3:PutObject` on the form's key like any writer.
+pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
     let ct = req.header("content-type").unwrap_or_default();
     let boundary = form::boundary(ct).map_err(|_| {
         S3Error::with_message(S3ErrorCode::MalformedPOSTRequest, "POST requires a multipart/form-data body")
@@ -192,28 +197,20 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Respo
 
     // Who: the form's own signature, else the request's (a signed POST).
     let shared = &ctx.shared;
-    let ids = &shared.identities;
-    let auth = post_policy::authenticate(&field, &shared.config.region, &|ak| ids.secret(ak))?;
-    // No temporary credentials are issued yet: any session token is invalid.
-    if auth.as_ref().is_some_and(|a| a.security_token.is_some()) {
-        return Err(S3Error::new(S3ErrorCode::InvalidToken));
+    let now = tessera_proto::time::now_unix_secs();
+    let iam = shared.iam.snapshot();
+    let session = match field("x-amz-security-token") {
+        Some(t) => Some(principal::open_session(shared, &t, now)?),
+        None => None,
+    };
+    let secret_for = |ak: &str| principal::secret_for(shared, &iam, session.as_ref(), ak);
+    let auth = post_policy::authenticate(&field, &shared.config.region, &secret_for)?;
+    if let Some(a) = &auth {
+        let p = principal::principal_for(shared, iam.clone(), session, &a.access_key)?;
+        req.user = p.account.clone();
+        req.authz = Authz::new(p, req.authz.peer, now);
     }
-    let user = match &auth {
-        Some(a) => Some(ids.get(&a.access_key).cloned().ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))?),
-        None => req.user.clone(),
-    };
-    let bucket_name = req.bucket().to_string();
-    // May they write here: owner checks until ACLs and policies decide.
-    let b = match &user {
-        Some(u) => owned_bucket(ctx, &bucket_name, u)?,
-        None => {
-            return Err(S3Error::new(if shared.buckets.get(&bucket_name).is_none() {
-                S3ErrorCode::NoSuchBucket
-            } else {
-                S3ErrorCode::AccessDenied
-            }))
-        }
-    };
+    let bucket_name = b.name.clone();
 
     let key_field = field("key").ok_or_else(|| {
         S3Error::with_message(S3ErrorCode::InvalidArgument, "Bucket POST must contain a field named 'key'.  If it is specified, please check the order of the fields.")
@@ -244,20 +241,23 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Respo
             max_size = max.min(max_size);
         }
     }
-    match field("acl").as_deref().map(str::trim) {
-        None | Some("private") => {}
-        Some(_) => {
-            return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "ACLs other than private are not supported yet"))
-        }
-    }
-
     let mut headers = Headers::new();
     for (n, v) in &fields {
         if HEADER_FIELDS.contains(&n.as_str()) || n.starts_with("x-amz-meta-") {
             headers.push(n, v);
         }
     }
+    // The form's `acl` and grant fields say what the headers of a PUT say.
+    for (n, v) in &fields {
+        if n == "acl" {
+            headers.push("x-amz-acl", v.trim());
+        } else if n.starts_with("x-amz-grant-") {
+            headers.push(n, v);
+        }
+    }
+    crate::authz::authorize_post(req, b, &key, &headers)?;
     let mut meta = meta_from_headers(&headers)?;
+    meta.acl = super::acl::for_new_object_with(ctx, req, b, &headers)?;
     if let Some(t) = field("tagging") {
         let mut tags = xml::parse_tagging(t.as_bytes())?;
         tagging::validate(&tags, tagging::MAX_OBJECT_TAGS)?;

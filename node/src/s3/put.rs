@@ -16,13 +16,13 @@ use tessera_proto::{Headers, S3Error, S3ErrorCode, S3Result};
 use super::get::{check_copy_conditions, read_version, LoadedObject};
 use super::versions::NewVersion;
 use super::{
-    io_error, lock, owned_bucket, precheck, push_written_version, require_integrity_check, shard_of, tagging,
+    io_error, lock, precheck, push_written_version, require_integrity_check, shard_of, tagging,
     write_cond, write_version, MAX_OBJECT_BYTES,
 };
 use crate::bodybuf::{body_buf, first_buf_bytes, next_buf_bytes, BodyBuf};
 use crate::buckets::BucketInfo;
 use crate::conn::Request;
-use crate::identity::User;
+use crate::authz;
 use crate::meta::{object_key, ChecksumType, ObjectMeta, ObjectSummary, VersionId, VersionSel};
 use crate::response::{pieces, Response};
 use crate::server::Ctx;
@@ -233,6 +233,7 @@ pub async fn put_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     }
     let mut meta = meta_from_headers(&req.head.headers)?;
     meta.tags = tagging::from_header(req)?;
+    meta.acl = super::acl::for_new_object(ctx, req, b)?;
     let lock = lock::from_headers(req, b)?;
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
@@ -280,20 +281,27 @@ pub(super) fn parse_copy_source(v: &str) -> S3Result<(String, String, Option<Ver
 pub(super) async fn load_copy_source(
     ctx: &Ctx,
     req: &Request<'_>,
-    user: &User,
 ) -> S3Result<(String, String, Option<VersionSel>, LoadedObject)> {
     let (sb, sk, sel) = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
-    let src_bucket = owned_bucket(ctx, &sb, user)?;
-    let src = read_version(ctx, &src_bucket, &sk, sel).await?;
+    let src_bucket = ctx.shared.buckets.get(&sb).ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))?;
+    let versioned = sel.is_some();
+    let src = match read_version(ctx, &src_bucket, &sk, sel).await {
+        Ok(s) => s,
+        Err(e) => return Err(authz::copy_source_missing(req, &src_bucket, &sk, versioned, e)),
+    };
     if src.summary.delete_marker {
-        return Err(match sel {
+        let e = match sel {
             Some(_) => S3Error::with_message(
                 S3ErrorCode::InvalidRequest,
                 "The source of a copy request may not specifically refer to a delete marker by version id.",
             ),
             None => S3Error::new(S3ErrorCode::NoSuchKey),
-        });
+        };
+        return Err(authz::copy_source_missing(req, &src_bucket, &sk, versioned, e));
     }
+    // The source is read with the requester's permissions on it.
+    let facts = authz::ObjectFacts { acl: src.meta.acl.as_ref(), tags: &src.meta.tags };
+    authz::check_copy_source(req, &src_bucket, &sk, versioned, facts)?;
     check_copy_conditions(req, &src.summary)?;
     Ok((sb, sk, sel, src))
 }
@@ -320,11 +328,12 @@ fn directive(req: &Request<'_>, name: &str) -> S3Result<bool> {
 /// CopyObject: reads the source through its shard and writes a new object
 /// (data is copied piece by piece, never buffered whole; shards do not
 /// share extents).
-pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: &User) -> S3Result<Response> {
+pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
     let replace_meta = directive(req, "x-amz-metadata-directive")?;
     let replace_tags = directive(req, "x-amz-tagging-directive")?;
     let lock = lock::from_headers(req, b)?;
-    let (sb, sk, sel, src) = load_copy_source(ctx, req, user).await?;
+    let acl = super::acl::for_new_object(ctx, req, b)?;
+    let (sb, sk, sel, src) = load_copy_source(ctx, req).await?;
     let key = req.key().to_string();
     let changes_something = replace_meta
         || replace_tags
@@ -340,6 +349,8 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, u
     }
     let mut meta = if replace_meta { meta_from_headers(&req.head.headers)? } else { src.meta.clone() };
     meta.tags = if replace_tags { tagging::from_header(req)? } else { src.meta.tags.clone() };
+    // A copy is a new object: its ACL is the request's, not the source's.
+    meta.acl = acl;
     if replace_meta {
         // The checksum describes the bytes, which do not change.
         meta.checksum = src.meta.checksum.clone();
