@@ -284,7 +284,7 @@ impl BucketInfo {
             let mut t = Enc::default();
             t.u32(self.tags.len() as u32);
             for (k, v) in &self.tags {
-                m.str(k).str(v);
+                t.str(k).str(v);
             }
             m.u8(SECTION_TAGS).bytes(&t.buf);
         }
