@@ -118,6 +118,7 @@ pub enum Op {
     CompleteMultipartUpload { upload_id: String },
     AbortMultipartUpload { upload_id: String },
     ListParts { upload_id: String },
+    SelectObjectContent,
 }
 
 impl Op {
@@ -162,6 +163,7 @@ impl Op {
             Op::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
             Op::AbortMultipartUpload { .. } => "AbortMultipartUpload",
             Op::ListParts { .. } => "ListParts",
+            Op::SelectObjectContent => "SelectObjectContent",
         }
     }
 }
@@ -323,6 +325,14 @@ fn object_op(method: Method, q: &Query) -> S3Result<Op> {
     if let Some(op) = object_subresource_op(method, q)? {
         return Ok(op);
     }
+    // `POST ?select&select-type=2` (select-type is the API's version: 2 is the only one).
+    if method == Method::Post && q.has("select") {
+        check_write_params(method, q, &["select", "select-type", "versionId"])?;
+        if q.get("select-type").is_some_and(|t| t != "2") {
+            return Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "select-type must be 2"));
+        }
+        return Ok(Op::SelectObjectContent);
+    }
     if let Some(what) = unsupported(q) {
         return Err(not_implemented(what));
     }
@@ -406,6 +416,8 @@ mod tests {
             (Get, "/b/k", "legal-hold", Some("b"), Some("k"), "GetObjectLegalHold"),
             (Get, "/b/k", "attributes", Some("b"), Some("k"), "GetObjectAttributes"),
             (Delete, "/b/k", "versionId=v", Some("b"), Some("k"), "DeleteObject"),
+            (Post, "/b/k", "select&select-type=2", Some("b"), Some("k"), "SelectObjectContent"),
+            (Post, "/b/k", "select&select-type=2&versionId=v", Some("b"), Some("k"), "SelectObjectContent"),
         ];
         for (m, p, q, b, k, op) in cases {
             let got = r(*m, p, q).unwrap_or_else(|e| panic!("{p}?{q}: {e}"));
@@ -436,6 +448,9 @@ mod tests {
             (Put, "/b", "cors", S3ErrorCode::NotImplemented),
             (Put, "/b/k", "renameObject", S3ErrorCode::NotImplemented),
             (Post, "/b", "someNewThing", S3ErrorCode::NotImplemented),
+            (Get, "/b/k", "select&select-type=2", S3ErrorCode::NotImplemented),
+            (Post, "/b/k", "select&select-type=3", S3ErrorCode::InvalidArgument),
+            (Post, "/b/k", "select&renameObject", S3ErrorCode::NotImplemented),
         ];
         for (m, p, q, code) in cases {
             assert_eq!(r(*m, p, q).unwrap_err().code, *code, "{p}?{q}");

@@ -10,6 +10,8 @@ mod list;
 mod lock;
 mod multipart;
 mod put;
+pub mod select;
+mod select_parquet;
 mod tagging;
 pub mod versions;
 
@@ -88,6 +90,7 @@ pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response
                 Op::CompleteMultipartUpload { upload_id } => multipart::complete(ctx, req, &b, &upload_id).await,
                 Op::AbortMultipartUpload { upload_id } => multipart::abort(ctx, req, &b, &upload_id).await,
                 Op::ListParts { upload_id } => multipart::list_parts(ctx, req, &b, &upload_id).await,
+                Op::SelectObjectContent => select::select_object(ctx, req, &b).await,
                 Op::ListBuckets | Op::CreateBucket => Err(S3Error::new(S3ErrorCode::InternalError)),
             }
         }
