@@ -158,6 +158,12 @@ impl CsvTokenizer {
             };
             let Some(off) = hit else { return Ok(Some(None)) };
             let at = i + off;
+            // Only a quote that starts a field opens a quoted section.
+            let field_start = at == pos || data[at - 1] == self.opts.field_delimiter;
+            if Some(data[at]) == quote && data[at] != first && !field_start {
+                i = at + 1;
+                continue;
+            }
             if Some(data[at]) == quote && data[at] != first {
                 // A quoted field: skip to its closing quote.
                 match self.quoted_end(data, at + 1) {

@@ -141,6 +141,7 @@ pub struct Engine {
     skip_to: Option<Vec<u8>>,
     counters: Counters,
     done: bool,
+    concluded: bool,
 }
 
 impl Engine {
@@ -164,6 +165,8 @@ impl Engine {
             (0, None)
         };
         let read = read_start..if params.scan_range.is_some() { size } else { range.end };
+        // Record offsets are in the decompressed stream: no bound applies.
+        let records_end = if params.scan_range.is_some() { range.end } else { u64::MAX };
         let reader = match &params.input {
             InputFormat::Csv(c) => Reader::Csv {
                 tok: CsvTokenizer::new(c.clone(), read_start),
@@ -201,10 +204,11 @@ impl Engine {
             input_ended: false,
             decoded: Vec::new(),
             read,
-            records_end: range.end,
+            records_end,
             skip_to,
             counters: Counters::default(),
             done: false,
+            concluded: false,
         })
     }
 
@@ -256,7 +260,7 @@ impl Engine {
             self.counters.scanned += n as u64;
             self.counters.processed += n as u64;
             r?;
-            return Ok(if self.done { Step::Done } else { Step::Continue });
+            return self.after_process();
         }
         let mut decoded = std::mem::take(&mut self.decoded);
         decoded.clear();
@@ -271,7 +275,25 @@ impl Engine {
         let r = self.process(&decoded, false);
         self.decoded = decoded;
         r?;
-        Ok(if self.done { Step::Done } else { Step::Continue })
+        self.after_process()
+    }
+
+    /// A scan stopped early (LIMIT, the end of a ScanRange) still answers
+    /// its aggregates.
+    fn after_process(&mut self) -> Result<Step> {
+        if !self.done {
+            return Ok(Step::Continue);
+        }
+        self.conclude()?;
+        Ok(Step::Done)
+    }
+
+    fn conclude(&mut self) -> Result<()> {
+        if !self.concluded {
+            self.concluded = true;
+            self.sink.finish()?;
+        }
+        Ok(())
     }
 
     fn at_end_of_piece(&mut self) -> Result<Step> {
@@ -280,8 +302,8 @@ impl Engine {
         }
         self.decoder.finish()?;
         self.process(&[], true)?;
-        self.sink.finish()?;
         self.done = true;
+        self.conclude()?;
         Ok(Step::Done)
     }
 

@@ -57,9 +57,10 @@ pub struct Counters {
     pub returned: u64,
 }
 
+/// The payload is the Details structure itself (the event's payload member).
 fn details(root: &str, c: Counters) -> String {
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><{root} xmlns=\"\"><Details><BytesScanned>{}</BytesScanned><BytesProcessed>{}</BytesProcessed><BytesReturned>{}</BytesReturned></Details></{root}>",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><{root} xmlns=\"\"><BytesScanned>{}</BytesScanned><BytesProcessed>{}</BytesProcessed><BytesReturned>{}</BytesReturned></{root}>",
         c.scanned, c.processed, c.returned
     )
 }
