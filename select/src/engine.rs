@@ -33,7 +33,7 @@ pub enum Step {
 }
 
 /// Evaluation and output, apart from the reader so both can be borrowed.
-struct Sink {
+pub(crate) struct Sink {
     plan: Option<Plan>,
     writer: Writer,
     out: Vec<u8>,
@@ -41,12 +41,28 @@ struct Sink {
     emitted: u64,
     now: Ts,
     /// CSV column names for `SELECT *` in JSON output.
-    star_names: Vec<String>,
+    pub(crate) star_names: Vec<String>,
 }
 
 impl Sink {
+    pub(crate) fn new(output: crate::params::OutputFormat, now: Ts) -> Sink {
+        Sink { plan: None, writer: Writer::new(output), out: Vec::new(), accs: Vec::new(), emitted: 0, now, star_names: Vec::new() }
+    }
+
+    pub(crate) fn plan(&self) -> Option<&Plan> {
+        self.plan.as_ref()
+    }
+
+    pub(crate) fn take_out(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    pub(crate) fn out_len(&self) -> usize {
+        self.out.len()
+    }
+
     /// Handles one record; `Ok(false)` once LIMIT is reached.
-    fn row(&mut self, row: &Row<'_>) -> Result<bool> {
+    pub(crate) fn row(&mut self, row: &Row<'_>) -> Result<bool> {
         let Some(plan) = &self.plan else { return err(Code::InternalError, "unbound query") };
         if plan.limit.is_some_and(|l| self.emitted >= l) {
             return Ok(false);
@@ -95,7 +111,7 @@ impl Sink {
     }
 
     /// The aggregate record, at the end of the scan.
-    fn finish(&mut self) -> Result<()> {
+    pub(crate) fn finish(&mut self) -> Result<()> {
         let Some(plan) = &self.plan else { return Ok(()) };
         if plan.aggs.is_empty() || plan.limit == Some(0) {
             return Ok(());
@@ -111,7 +127,7 @@ impl Sink {
         Ok(())
     }
 
-    fn bind(&mut self, q: &Query, schema: &Schema<'_>) -> Result<()> {
+    pub(crate) fn bind(&mut self, q: &Query, schema: &Schema<'_>) -> Result<()> {
         let p = plan(q, schema)?;
         self.accs = p.aggs.iter().map(|(k, _)| Acc::new(*k)).collect();
         self.plan = Some(p);
@@ -177,15 +193,7 @@ impl Engine {
             InputFormat::Json(_) => Reader::Json { split: JsonSplitter::new(read_start), batch: JsonBatch::default() },
             InputFormat::Parquet => return err(Code::InternalError, "Parquet is scanned by ParquetScan"),
         };
-        let mut sink = Sink {
-            plan: None,
-            writer: Writer::new(params.output.clone()),
-            out: Vec::new(),
-            accs: Vec::new(),
-            emitted: 0,
-            now,
-            star_names: Vec::new(),
-        };
+        let mut sink = Sink::new(params.output.clone(), now);
         match &reader {
             Reader::Json { .. } => sink.bind(&query, &Schema::Json)?,
             Reader::Csv { header, .. } if *header != HeaderInfo::Use => sink.bind(&query, &Schema::Csv { names: None })?,

@@ -19,6 +19,7 @@ pub mod lexer;
 pub mod like;
 pub mod output;
 pub mod params;
+pub mod parquet;
 pub mod parser;
 pub mod plan;
 pub mod time;

@@ -4,6 +4,7 @@
 //! query. Covers NULLs and empty fields, quoting, unicode, empty results,
 //! compression, ScanRange, progress and stats, versions, and the errors
 //! (before the stream: HTTP 400 with AWS's code; during it: an error event).
+//! Parquet files are written by the `parquet` crate's ArrowWriter.
 
 use std::io::Write;
 
@@ -543,4 +544,72 @@ async fn versions_and_large_objects() {
     let a = big.run("SELECT COUNT(*) FROM S3Object WHERE _2 = 'Zoë'", csv_in(FileHeaderInfo::None), csv_out()).await.unwrap();
     assert_eq!(a.records, format!("{}\n", rows.iter().filter(|p| p.name == "Zoë").count()));
     assert_eq!(a.stats.unwrap().0, csv.len() as i64);
+}
+
+fn to_parquet(rows: &[Person], per_group: usize) -> Vec<u8> {
+    use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let batch = RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(Int64Array::from_iter_values(rows.iter().map(|p| p.id))) as _),
+        ("name", Arc::new(StringArray::from_iter_values(rows.iter().map(|p| p.name.as_str()))) as _),
+        ("city", Arc::new(StringArray::from_iter(rows.iter().map(|p| p.city.as_deref()))) as _),
+        ("score", Arc::new(Float64Array::from_iter(rows.iter().map(|p| p.score))) as _),
+    ])
+    .expect("batch");
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_size(per_group)
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let mut out = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).expect("writer");
+    w.write(&batch).expect("write");
+    w.close().expect("close");
+    out
+}
+
+fn parquet_in() -> InputSerialization {
+    InputSerialization::builder().parquet(aws_sdk_s3::types::ParquetInput::builder().build()).build()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parquet_queries_match_the_reference() {
+    let (_server, s3) = with_bucket("selp").await;
+    let rows = people(20_000);
+    let file = to_parquet(&rows, 2000);
+    put(&s3, "selp", "p.parquet", &file).await;
+    let sel = Select { s3: &s3, bucket: "selp", key: "p.parquet" };
+    let a = sel.run("SELECT * FROM S3Object LIMIT 3", parquet_in(), json_out()).await.unwrap();
+    let want: String = rows[..3]
+        .iter()
+        .map(|p| format!("{}\n", serde_json::json!({"id": p.id, "name": p.name, "city": p.city, "score": p.score})))
+        .collect();
+    assert_eq!(a.records, want);
+    let a = sel.run("SELECT s.name, s.city FROM S3Object s WHERE s.id >= 1000 AND s.id < 1010", parquet_in(), csv_out()).await.unwrap();
+    assert_eq!(a.records, expect_lines(&rows, |p| (1000..1010).contains(&p.id).then(|| vec![p.name.clone(), p.city.clone().unwrap_or_default()])));
+    let a = sel
+        .run("SELECT COUNT(*), SUM(score), MIN(name), MAX(id) FROM S3Object WHERE city IS NULL", parquet_in(), csv_out())
+        .await
+        .unwrap();
+    let nulls: Vec<&Person> = rows.iter().filter(|p| p.city.is_none()).collect();
+    let sum: f64 = nulls.iter().filter_map(|p| p.score).sum();
+    let f: Vec<&str> = a.records.trim().split(',').collect();
+    assert_eq!(f[0].parse::<usize>().unwrap(), nulls.len());
+    assert!((f[1].parse::<f64>().unwrap() - sum).abs() < 1e-6);
+    assert_eq!(f[2], nulls.iter().map(|p| p.name.as_str()).min().unwrap());
+    assert_eq!(f[3].parse::<i64>().unwrap(), nulls.iter().map(|p| p.id).max().unwrap());
+    let a = sel.run("SELECT id FROM S3Object WHERE name LIKE 'Z%' AND score > 50", parquet_in(), csv_out()).await.unwrap();
+    assert_eq!(a.records, expect_lines(&rows, |p| (p.name.starts_with('Z') && p.score.is_some_and(|s| s > 50.0)).then(|| vec![p.id.to_string()])));
+    // Statistics rule out every row group but one, and only two columns
+    // are read: far less than the file is scanned.
+    let a = sel.run("SELECT name FROM S3Object WHERE id BETWEEN 4100 AND 4102", parquet_in(), csv_out()).await.unwrap();
+    assert_eq!(a.records, expect_lines(&rows[4100..4103], |p| Some(vec![p.name.clone()])));
+    let (scanned, _, _) = a.stats.unwrap();
+    assert!(scanned > 0 && (scanned as usize) < file.len() / 5, "scanned {scanned} of {}", file.len());
+    let a = sel.run("SELECT id FROM S3Object WHERE id > 1000000", parquet_in(), csv_out()).await.unwrap();
+    assert_eq!((a.records.as_str(), a.ended), ("", true));
+    // Not Parquet at all.
+    put(&s3, "selp", "fake.parquet", b"id,name\n1,x\n").await;
+    let fake = Select { s3: &s3, bucket: "selp", key: "fake.parquet" };
+    let f = fake.run("SELECT * FROM S3Object", parquet_in(), csv_out()).await.unwrap_err();
+    assert_eq!((f.status, f.code.as_deref()), (Some(400), Some("ParquetParsingError")), "{f:#?}");
 }
