@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the ceph/s3-tests compatibility suite against a fresh tessera node
 # with the suite's fixture identities (main = root, alt and tenant from a
-# users file). Needs a checkout of ceph/s3-tests and its venv (see
+# users file, and the two IAM account roots of test_iam.py / test_sts.py,
+# `[iam root]` and `[iam alt root]`, as accounts of the users file). Needs a checkout of ceph/s3-tests and its venv (see
 # ../shared/tools/s3compat/README.md):
 #
 #   S3TESTS_DIR=/work/s3-tests S3TESTS_VENV=/work/s3tests-venv tools/s3compat.sh [run options]
@@ -18,6 +19,8 @@ cargo build --release -q --bin tessera --manifest-path "$root/Cargo.toml"
 cat > "$tmp/users" <<USERS
 NOPQRSTUVWXYZABCDEFG nopqrstuvwxyzabcdefghijklmnabcdefghijklm 56789abcdef0123456789abcdef0123456789abcdef0123456789abcdef01234 john.doe
 HIJKLMNOPQRSTUVWXYZA opqrstuvwxyzabcdefghijklmnopqrstuvwxyzab testx\$9876543210abcdef0123456789abcdef0123456789abcdef0123456789abcdef testx\$tenanteduser
+AAAAAAAAAAAAAAAAAAaa aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa RGW11111111111111111 iam-root
+BBBBBBBBBBBBBBBBBBbb bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb RGW22222222222222222 iam-alt-root
 USERS
 chmod 600 "$tmp/users"
 TESSERA_ACCESS_KEY=0555b35654ad1656d804 \
@@ -26,7 +29,8 @@ TESSERA_ROOT_USER_ID=testid TESSERA_ROOT_DISPLAY_NAME='M. Tester' \
   "$root/target/release/tessera" server --address "127.0.0.1:$port" --users "$tmp/users" \
   ${TESSERA_EXTRA_ARGS:-} "$tmp/data" > "$tmp/tessera.out" 2> "$tmp/tessera.log" &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
+# The node's data can be gigabytes: removed at exit (its log stays).
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true; rm -rf "$tmp/data"' EXIT
 for _ in $(seq 100); do grep -q listening "$tmp/tessera.out" 2>/dev/null && break; sleep 0.1; done
 echo "tessera (pid $pid) on port $port, log $tmp/tessera.log"
 "$runner" --port "$port" "$@"

@@ -195,7 +195,7 @@ async fn move_live(inner: &Rc<Inner>, victim: u32) -> Result<bool, IoError> {
     let entries = sweep(inner, victim).await;
     let mut pending: Vec<(FullEntry, Op)> = Vec::new();
     for e in entries {
-        let (op, meta_only) = match inner.load_op(e.loc, e.ordinal, e.seq).await {
+        let (op, meta_only) = match inner.load_op(e.loc, e.ordinal).await {
             Ok(x) => x,
             Err(IoError::Moved) => continue,
             Err(err) => {

@@ -24,6 +24,13 @@ impl Event {
         }
     }
 
+    /// Drops every registered waker without waking it (for a runtime that
+    /// is being abandoned: a waker can hold the task that holds this event).
+    pub fn forget_listeners(&self) {
+        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
+        drop(wakers);
+    }
+
     pub fn listen(&self) -> Listen<'_> {
         Listen {
             event: self,

@@ -49,6 +49,7 @@ pub mod compact;
 mod data;
 mod error;
 pub mod event;
+pub mod fsck;
 pub mod format;
 mod index;
 mod log;

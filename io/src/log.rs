@@ -83,6 +83,8 @@ pub(crate) struct Flushed {
 pub(crate) struct SyncPlan {
     pub upto: u64,
     pub files: Vec<Rc<DiskFile>>,
+    /// The segments of `files`.
+    pub segments: Vec<u32>,
     pub new_segments: Vec<u32>,
 }
 
@@ -111,6 +113,8 @@ pub(crate) struct Log {
     pub segments: BTreeMap<u32, SegFile>,
     /// Segments removed by compaction (retire op durable).
     pub retired: BTreeSet<u32>,
+    /// The highest segment number added by this run.
+    highest_segment: u32,
     next_vpos: u64,
     completed_upto: u64,
     /// Completed writes past a gap: start -> end.
@@ -139,6 +143,7 @@ impl Log {
         Log {
             segments,
             retired: BTreeSet::new(),
+            highest_segment: 0,
             next_vpos: 0,
             completed_upto: 0,
             completed_ahead: BTreeMap::new(),
@@ -157,9 +162,13 @@ impl Log {
         }
     }
 
+    /// The highest segment number this log ever had (live, retired, or cut
+    /// away by a reset): numbers are never reused, so an extent of a segment
+    /// that a reset removed can never pass for one of a newer segment.
     pub(crate) fn last_segment(&self) -> u32 {
         let live = self.segments.keys().next_back().copied().unwrap_or(0);
         live.max(self.retired.iter().next_back().copied().unwrap_or(0))
+            .max(self.highest_segment)
     }
 
     /// The segment appends go to, if any.
@@ -177,6 +186,7 @@ impl Log {
         );
         let mut seg = SegFile::new(file, 0, Some(self.next_vpos));
         seg.first_seq = self.next_seq;
+        self.highest_segment = number;
         self.segments.insert(number, seg);
     }
 
@@ -285,6 +295,7 @@ impl Log {
         let mut plan = SyncPlan {
             upto,
             files: Vec::new(),
+            segments: Vec::new(),
             new_segments: Vec::new(),
         };
         for (&number, seg) in self.segments.iter().rev() {
@@ -294,6 +305,7 @@ impl Log {
             }
             if vs < upto {
                 plan.files.push(seg.file.clone());
+                plan.segments.push(number);
                 if !seg.dir_synced {
                     plan.new_segments.push(number);
                 }
@@ -333,6 +345,15 @@ impl Log {
         ops: &[crate::codec::Op],
         state: Rc<std::cell::Cell<CommitState>>,
     ) -> Result<u64, IoError> {
+        // Every extent must lie in a segment of this log as it is now (in
+        // the same step as the staging: a reset may have cut it away).
+        for op in ops {
+            if let crate::codec::Op::Put { body: crate::codec::Body::Extents(es), .. } = op {
+                for e in es {
+                    self.check_extent(e)?;
+                }
+            }
+        }
         let seq = self.next_seq;
         self.open.stage(seq, ops, state)?;
         self.next_seq += 1;

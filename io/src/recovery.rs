@@ -948,58 +948,73 @@ pub(crate) async fn find_copy(
     key: &ShardKey,
     shard: u32,
     loc: Loc,
-    seq: u64,
 ) -> Result<Option<(Loc, AlignedBuf)>, IoError> {
     // Batches are at most a few MiB: look back block by block.
     let max_back = (crate::format::MAX_BATCH_BYTES + crate::format::MAX_COMMIT_PAYLOAD_BYTES) as u64;
     let mut at = crate::format::align_down(loc.offset());
     let stop = at.saturating_sub(max_back);
-    loop {
+    let h = loop {
         let b = data::read_exact(file, at, BLOCK, loc.segment).await?;
         if let Ok(h) = RecordHeader::read_expect(key, b.as_slice(), Kind::Batch, shard, loc.segment, at) {
-            if at + h.record_len() <= loc.offset() {
-                return Ok(None);
-            }
-            let copy_at = at + h.record_len();
-            let head = data::read_exact(file, copy_at, BLOCK, loc.segment).await?;
-            let c = RecordHeader::decode(head.as_slice())
-                .map_err(|w| IoError::corrupt(loc.segment, copy_at, w))?;
-            let whole = data::read_exact(file, copy_at, c.record_len() as usize, loc.segment).await?;
-            RecordHeader::read_expect(key, whole.as_slice(), Kind::BatchCopy, shard, loc.segment, copy_at)
-                .map_err(|w| IoError::corrupt(loc.segment, copy_at, w))?;
-            let payload = &whole.as_slice()[HEADER_BYTES..HEADER_BYTES + c.payload_len as usize];
-            let mut off = 16usize;
-            while off < payload.len() {
-                let Ok(eh) = EntryHeader::decode(&payload[off..], payload.len() - off) else {
-                    break;
-                };
-                let pos = copy_at + (HEADER_BYTES + off) as u64;
-                if eh.seq == seq {
-                    let at_pos = Pos {
-                        segment: loc.segment,
-                        offset: pos,
-                    };
-                    if !eh.verify(key, &payload[off..], shard, at_pos) {
-                        return Ok(None);
-                    }
-                    let mut out = AlignedBuf::with_capacity(eh.total_len());
-                    out.extend_from_slice(&payload[off..off + eh.total_len()]);
-                    let cl = Loc {
-                        segment: loc.segment,
-                        offset: pos as u32,
-                        len: eh.total_len() as u32,
-                    };
-                    return Ok(Some((cl, out)));
-                }
-                off += align_entry(eh.total_len());
-            }
-            return Ok(None);
+            break h;
         }
         if at <= stop || at == 0 {
             return Ok(None);
         }
         at -= BLOCK as u64;
+    };
+    if at + h.record_len() <= loc.offset() {
+        return Ok(None);
     }
+    // The entry's place in its batch (the entries before it are intact, or
+    // their lengths could not lead to it): the copy holds the same order.
+    let primary = data::read_exact(file, at, h.record_len() as usize, loc.segment).await?;
+    let payload = &primary.as_slice()[HEADER_BYTES..HEADER_BYTES + h.payload_len as usize];
+    let mut off = 0usize;
+    let mut index = 0usize;
+    while at + (HEADER_BYTES + off) as u64 != loc.offset() {
+        let Ok(eh) = EntryHeader::decode(&payload[off..], payload.len() - off) else {
+            return Ok(None);
+        };
+        off += align_entry(eh.total_len());
+        index += 1;
+        if off >= payload.len() {
+            return Ok(None);
+        }
+    }
+    let copy_at = at + h.record_len();
+    let head = data::read_exact(file, copy_at, BLOCK, loc.segment).await?;
+    let c = RecordHeader::decode(head.as_slice()).map_err(|w| IoError::corrupt(loc.segment, copy_at, w))?;
+    let whole = data::read_exact(file, copy_at, c.record_len() as usize, loc.segment).await?;
+    RecordHeader::read_expect(key, whole.as_slice(), Kind::BatchCopy, shard, loc.segment, copy_at)
+        .map_err(|w| IoError::corrupt(loc.segment, copy_at, w))?;
+    let payload = &whole.as_slice()[HEADER_BYTES..HEADER_BYTES + c.payload_len as usize];
+    let mut off = 16usize;
+    for i in 0..=index {
+        let Ok(eh) = EntryHeader::decode(&payload[off..], payload.len() - off) else {
+            return Ok(None);
+        };
+        if i == index {
+            let pos = copy_at + (HEADER_BYTES + off) as u64;
+            let at_pos = Pos {
+                segment: loc.segment,
+                offset: pos,
+            };
+            if !eh.verify(key, &payload[off..], shard, at_pos) {
+                return Ok(None);
+            }
+            let mut out = AlignedBuf::with_capacity(eh.total_len());
+            out.extend_from_slice(&payload[off..off + eh.total_len()]);
+            let cl = Loc {
+                segment: loc.segment,
+                offset: pos as u32,
+                len: eh.total_len() as u32,
+            };
+            return Ok(Some((cl, out)));
+        }
+        off += align_entry(eh.total_len());
+    }
+    Ok(None)
 }
 
 /// Whether a commit entry's bytes are a metadata-only copy.

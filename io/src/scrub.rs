@@ -118,32 +118,54 @@ async fn scrub_segment(inner: &Rc<Inner>, n: u32, throttled: bool) -> Result<(),
             None => return Err(IoError::Moved),
         }
     };
-    let key = inner.key;
+    for (offset, what) in verify_segment(&file, &inner.key, inner.id, n, end, Some((&**inner, throttled))).await {
+        found(inner, n, offset, &what);
+    }
+    Ok(())
+}
+
+/// Verifies every record of segment `n` (its first `end` bytes): headers,
+/// entries, each data chunk. The failures, by offset. With `pace_with`,
+/// reads are counted in that shard's scrub stats (and throttled to its
+/// scrub rate when asked).
+pub(crate) async fn verify_segment(
+    file: &crate::storage::DiskFile,
+    key: &crate::format::ShardKey,
+    shard: u32,
+    n: u32,
+    end: u64,
+    pace_with: Option<(&Inner, bool)>,
+) -> Vec<(u64, String)> {
+    let mut errors = Vec::new();
+    let mut bad = |offset: u64, what: String| errors.push((offset, what));
+    let key = *key;
     let mut pos = 0u64;
     while pos + BLOCK as u64 <= end {
-        let head = match data::read_exact(&file, pos, BLOCK, n).await {
+        let head = match data::read_exact(file, pos, BLOCK, n).await {
             Ok(h) => h,
             Err(e) => {
-                found(inner, n, pos, &format!("unreadable: {e}"));
+                bad(pos, format!("unreadable: {e}"));
                 pos += BLOCK as u64;
                 continue;
             }
         };
-        pace(inner, BLOCK as u64, throttled).await;
+        if let Some((inner, throttled)) = pace_with {
+            pace(inner, BLOCK as u64, throttled).await;
+            inner.scrub.borrow_mut().records_checked += 1;
+        }
         let h = match RecordHeader::decode(head.as_slice()) {
-            Ok(h) if h.segment == n && h.offset == pos && h.shard == inner.id => h,
+            Ok(h) if h.segment == n && h.offset == pos && h.shard == shard => h,
             _ => {
-                found(inner, n, pos, "record header");
+                bad(pos, "record header".into());
                 pos += BLOCK as u64;
                 continue;
             }
         };
-        inner.scrub.borrow_mut().records_checked += 1;
         let len = h.record_len();
         match h.kind {
             Kind::Segment => {
                 if !h.verify(&key, head.as_slice()) {
-                    found(inner, n, pos, "segment record checksum");
+                    bad(pos, "segment record checksum".into());
                 }
             }
             Kind::Data => {
@@ -152,50 +174,54 @@ async fn scrub_segment(inner: &Rc<Inner>, n: u32, throttled: bool) -> Result<(),
                     offset: pos,
                     len: h.payload_len,
                 };
-                let mut at = 0;
                 if e.len == 0 {
-                    if let Err(err) = data::verify_record(&file, &key, inner.id, &e).await {
-                        found(inner, n, pos, &err.to_string());
+                    if let Err(err) = data::verify_record(file, &key, shard, &e).await {
+                        bad(pos, err.to_string());
                     }
                 }
+                let mut at = 0;
                 while at < e.len {
                     let m = (e.len - at).min(READ_PIECE);
-                    if let Err(err) = data::read_range(&file, &key, inner.id, &e, at..at + m).await {
-                        found(inner, n, pos, &err.to_string());
+                    if let Err(err) = data::read_range(file, &key, shard, &e, at..at + m).await {
+                        bad(pos, err.to_string());
                         break;
                     }
-                    pace(inner, m, throttled).await;
+                    if let Some((inner, throttled)) = pace_with {
+                        pace(inner, m, throttled).await;
+                    }
                     at += m;
                 }
             }
             Kind::Batch | Kind::BatchCopy => {
-                let whole = match data::read_exact(&file, pos, len as usize, n).await {
+                let whole = match data::read_exact(file, pos, len as usize, n).await {
                     Ok(w) => w,
                     Err(err) => {
-                        found(inner, n, pos, &err.to_string());
+                        bad(pos, err.to_string());
                         pos += len;
                         continue;
                     }
                 };
-                pace(inner, len, throttled).await;
+                if let Some((inner, throttled)) = pace_with {
+                    pace(inner, len, throttled).await;
+                }
                 let b = whole.as_slice();
                 if !h.verify(&key, b) {
-                    found(inner, n, pos, "batch header checksum");
+                    bad(pos, "batch header checksum".into());
                 }
                 let skip = if h.kind == Kind::BatchCopy { 16 } else { 0 };
                 let payload = &b[HEADER_BYTES..HEADER_BYTES + h.payload_len as usize];
                 let mut off = skip;
                 for _ in 0..h.count {
                     let Ok(eh) = EntryHeader::decode(&payload[off..], payload.len() - off) else {
-                        found(inner, n, pos, "commit entry header");
+                        bad(pos, "commit entry header".into());
                         break;
                     };
                     let at = Pos {
                         segment: n,
                         offset: pos + (HEADER_BYTES + off) as u64,
                     };
-                    if !eh.verify(&key, &payload[off..], inner.id, at) {
-                        found(inner, n, at.offset, "commit entry checksum");
+                    if !eh.verify(&key, &payload[off..], shard, at) {
+                        bad(at.offset, "commit entry checksum".into());
                     }
                     off += align_entry(eh.total_len());
                 }
@@ -203,5 +229,5 @@ async fn scrub_segment(inner: &Rc<Inner>, n: u32, throttled: bool) -> Result<(),
         }
         pos += len;
     }
-    Ok(())
+    errors
 }

@@ -475,6 +475,18 @@ impl SimDisk {
         })
     }
 
+    /// Stops the machine after a power cut: drops pending operations and
+    /// sleepers (their wakers hold the tasks that were running, which hold
+    /// the disk: a cycle that would otherwise never be freed).
+    pub fn halt(&self) {
+        let mut s = self.state.borrow_mut();
+        let pending = std::mem::take(&mut s.pending);
+        let slots = std::mem::take(&mut s.slots);
+        let sleepers = std::mem::take(&mut s.sleepers);
+        drop(s);
+        drop((pending, slots, sleepers));
+    }
+
     /// A deep copy of the disk as it is now (to recover one image twice).
     pub fn fork(&self) -> Rc<SimDisk> {
         let s = self.state.borrow();

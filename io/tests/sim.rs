@@ -131,6 +131,10 @@ fn cfg(seed: u64) -> Cfg {
     }
 }
 
+fn misdirects(seed: u64) -> bool {
+    seed % 3 == 0 && cfg(seed).mode != Mode::Clean
+}
+
 fn faults(mode: Mode, seed: u64) -> SimFaults {
     match mode {
         Mode::Clean => SimFaults::default(),
@@ -138,7 +142,7 @@ fn faults(mode: Mode, seed: u64) -> SimFaults {
             read_eio: 500,
             write_eio: 3000,
             sync_eio: 3000,
-            misdirected_write: if seed % 3 == 0 { 1000 } else { 0 },
+            misdirected_write: if misdirects(seed) { 1000 } else { 0 },
             capacity_bytes: Some([1 << 20, 4 << 20, 64 << 20][(seed % 3) as usize]),
         },
     }
@@ -343,6 +347,9 @@ async fn put(s: &Shard, model: &Rc<RefCell<Model>>, changes: Vec<(u64, Option<Va
         muts.push(m);
     }
     if let Ok(seq) = s.commit(muts).await {
+        if std::env::var("SIMDBG").is_ok() {
+            eprintln!("acked {seq}: {changes:?}");
+        }
         for (k, v) in changes {
             model.borrow_mut().acked(k, v, seq);
         }
@@ -379,7 +386,10 @@ async fn read(s: &Shard, k: u64, _model: &Rc<RefCell<Model>>, errors: &Rc<RefCel
 async fn check_body(s: &Shard, k: u64) -> Option<String> {
     let stored = match s.load(0, &key(k)).await {
         Ok(Some(st)) => st,
-        Ok(None) | Err(_) => return None,
+        Ok(None) => return None,
+        // Damage on disk (only where faults were injected) is an error, never wrong bytes.
+        Err(IoError::Corrupt { .. } | IoError::Io(_)) if s.stats().corrupt_reads > 0 || s.stats().recovery.found_corruption() || FAULTY.with(|f| f.get()) => return None,
+        Err(e) => return Some(format!("key {k}: load failed: {e}")),
     };
     let Some(v) = decode_val(&stored.summary) else {
         return Some(format!("key {k}: summary is not a value"));
@@ -392,7 +402,8 @@ async fn check_body(s: &Shard, k: u64) -> Option<String> {
                 let e_dbg = e;
                 match s.read_extent(&e, 0..e.len).await {
                     Ok(b) => out.extend(b),
-                    Err(IoError::Corrupt { .. }) | Err(IoError::Io(_)) | Err(IoError::Moved) => return None,
+                    Err(IoError::Moved) => return None,
+                    Err(IoError::Corrupt { .. }) | Err(IoError::Io(_)) if FAULTY.with(|f| f.get()) => return None,
                     Err(e) => return Some(format!("key {k}: read error {e} (extent {e2:?}, entry {:?})", s.get(0, &key(k)), e2 = e_dbg)),
                 }
             }
@@ -440,9 +451,24 @@ async fn check(s: &Shard, model: &Model, mode: Mode) -> Result<BTreeMap<u64, (Op
     Ok(states)
 }
 
+/// Drops the shard's waiters when the round's runtime is abandoned.
+struct Forget(Shard);
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        self.0.forget_waiters();
+    }
+}
+
+thread_local! {
+    /// Whether this seed injects faults that damage data (then reads may fail).
+    static FAULTY: Cell<bool> = const { Cell::new(false) };
+}
+
 /// Runs one seed: rounds of workload and power cuts, checking each recovery.
 fn run_seed(seed: u64) -> Result<String, String> {
     let c = cfg(seed);
+    FAULTY.with(|f| f.set(c.mode != Mode::Clean));
     let mut disk = SimDisk::new(seed, faults(c.mode, seed));
     let rng = Rc::new(RefCell::new(SimRng::new(seed)));
     let next_id = Rc::new(RefCell::new(0u64));
@@ -453,6 +479,7 @@ fn run_seed(seed: u64) -> Result<String, String> {
         let errors = Rc::new(RefCell::new(Vec::new()));
         let opened = block_on({
             let (disk, m, rng, next_id, errors, opts, mode) = (disk.clone(), m.clone(), rng.clone(), next_id.clone(), errors.clone(), c.opts.clone(), c.mode);
+            let seed = seed;
             async move {
                 let shard = match open(&disk, &opts).await {
                     Ok(s) => s,
@@ -460,8 +487,15 @@ fn run_seed(seed: u64) -> Result<String, String> {
                     Err(e) if mode != Mode::Clean => return Err(format!("skip: {e}")),
                     Err(e) => return Err(e),
                 };
-                workload(&disk, shard.clone(), rng, m, next_id, errors, mode == Mode::Rot).await;
-                if mode == Mode::Rot {
+                // A misdirected write looks like a torn one unless a later
+                // record vouches for the place: with those, the run ends
+                // the way an idle shard does (quiet, then its mark), so
+                // they are found as corruption rather than lost silently.
+                let quiesce = mode == Mode::Rot || misdirects(seed);
+                workload(&disk, shard.clone(), rng, m, next_id, errors, quiesce).await;
+                let halt = shard.clone();
+                let _forget = Forget(halt);
+                if quiesce {
                     // Bit rot hits data at rest: the shard was idle for a
                     // moment (and wrote its idle mark) before the cut.
                     disk.set_faults(false);
@@ -487,8 +521,12 @@ fn run_seed(seed: u64) -> Result<String, String> {
             eprintln!("before cut: {:?}", disk.files());
         }
         let image = disk.crash();
+        disk.halt();
         if std::env::var("SIMDBG").is_ok() {
             eprintln!("after cut: {:?}", image.files());
+            for f in image.files() {
+                eprintln!("  {} {:?} (was {:?})", f.display(), image.file_len(&f), disk.file_len(&f));
+            }
         }
         // Rot only what the shard vouched for (a read-only shard could not).
         let rotted = c.mode == Mode::Rot && marked;
@@ -508,9 +546,12 @@ fn run_seed(seed: u64) -> Result<String, String> {
                     o.background = false;
                     let s = open(&d, &o).await?;
                     let states = drive(&d, check(&s, &model, mode), 2_000_000).await??;
-                    Ok::<_, String>((s.dump(), states))
+                    let dump = s.dump();
+                    s.forget_waiters();
+                    Ok::<_, String>((dump, states))
                 }
             });
+            d.halt();
             let (dump, st) = r.map_err(|e| format!("round {round} recovery {copy}: {e}"))?;
             dumps.push(dump);
             states = st;
@@ -554,7 +595,7 @@ fn rot(disk: &Rc<SimDisk>, seed: u64) {
 #[test]
 fn simulated_power_cuts_and_faults() {
     if std::env::var("SIMDBG").is_ok() {
-        let _ = tracing_subscriber::fmt().with_env_filter("debug").with_writer(std::io::stderr).try_init();
+        let _ = tracing_subscriber::fmt().with_env_filter("trace").with_writer(std::io::stderr).try_init();
     }
     if let Ok(one) = std::env::var("TESSERA_SIM_SEED") {
         let seed: u64 = one.parse().expect("TESSERA_SIM_SEED");

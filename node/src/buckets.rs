@@ -11,17 +11,38 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tessera_io::{Body, Mutation};
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
+use tessera_proto::cors::{CorsRule, MAX_CORS_RULES};
+use tessera_proto::logging::{KeyFormat, LoggingConfig};
+
+use tessera_policy::{Acl, Policy};
+use tessera_proto::xml_access::PublicAccessBlock;
+
+use crate::acl::Ownership;
 use crate::codec::{Dec, Enc};
-use crate::meta::{LockMode, T_BUCKETS, META_SHARD};
+use crate::meta::{LockMode, T_BUCKETS};
+use crate::metastore::MetaStore;
 use crate::shards::Shards;
 
 const BUCKET_V1: u8 = 1;
 const BUCKET_V2: u8 = 2;
-/// Encoding of the bucket tags kept in the record's meta bytes.
+/// v3: v2 and the public access block and ownership controls in the
+/// summary (the ACL and the policy are meta sections).
+const BUCKET_V3: u8 = 3;
+/// Encoding of the bucket tags kept in the record's meta bytes (v2 records).
 const BUCKET_TAGS_V1: u8 = 1;
+/// Meta bytes in sections (tags, CORS rules, logging), each a kind byte and
+/// a length-prefixed payload; a kind this build does not know makes the
+/// record unreadable rather than misread.
+const BUCKET_META_V2: u8 = 2;
+const SECTION_TAGS: u8 = 1;
+const SECTION_CORS: u8 = 2;
+const SECTION_LOGGING: u8 = 3;
+const SECTION_ACL: u8 = 4;
+const SECTION_POLICY: u8 = 5;
+/// Largest bucket policy accepted (S3's limit).
+pub const MAX_BUCKET_POLICY_BYTES: usize = 20 * 1024;
 /// Most tags a bucket has (S3's limit).
 pub const MAX_BUCKET_TAGS: usize = 50;
 
@@ -87,6 +108,25 @@ pub struct LockConfig {
     pub default_retention: Option<DefaultRetention>,
 }
 
+/// A bucket policy: the document as the client gave it (GetBucketPolicy
+/// returns it byte for byte) and as parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketPolicy {
+    pub text: String,
+    pub parsed: Policy,
+    /// Grants something to everyone (see `tessera_policy::public`).
+    pub public: bool,
+}
+
+impl BucketPolicy {
+    /// Parses a stored or submitted document.
+    pub fn new(text: String) -> Result<Self, tessera_policy::PolicyError> {
+        let parsed = tessera_policy::parse(&text, tessera_policy::Kind::Resource)?;
+        let public = tessera_policy::public::policy_is_public(&parsed);
+        Ok(BucketPolicy { text, parsed, public })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketInfo {
     /// Random id chosen at creation; keys of the bucket's objects carry it.
@@ -101,6 +141,17 @@ pub struct BucketInfo {
     pub object_lock: Option<LockConfig>,
     /// Bucket tags (kept in the record's meta bytes: they can be large).
     pub tags: Vec<(String, String)>,
+    /// CORS rules (none: CORS not configured). In the meta bytes.
+    pub cors: Vec<CorsRule>,
+    /// Server access logging (in the meta bytes).
+    pub logging: Option<LoggingConfig>,
+    /// The bucket's ACL; `None`: the owner's FULL_CONTROL (meta bytes).
+    pub acl: Option<Acl>,
+    /// The bucket policy (meta bytes).
+    pub policy: Option<Arc<BucketPolicy>>,
+    pub public_access_block: Option<PublicAccessBlock>,
+    /// Object ownership controls; `None` behaves as ObjectWriter.
+    pub ownership: Option<Ownership>,
     /// Not stored: the writes to this bucket in flight, which DeleteBucket
     /// waits out (see [`WriteGate`]).
     pub gate: Arc<WriteGate>,
@@ -172,9 +223,15 @@ impl BucketInfo {
         self.gate.enter().ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))
     }
 
-    /// The record: (summary kept in memory, meta bytes holding the tags).
+    /// The bucket's ACL as stored, or the owner's FULL_CONTROL.
+    pub fn effective_acl(&self) -> Acl {
+        self.acl.clone().unwrap_or_else(|| Acl::private(&self.owner_id, &self.owner_display))
+    }
+
+    /// The record: (summary kept in memory, meta bytes holding the tags,
+    /// the ACL and the policy, which can be large).
     pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
-        let mut e = Enc::new(BUCKET_V2);
+        let mut e = Enc::new(BUCKET_V3);
         e.u64(self.id).str(&self.name).str(&self.owner_id).str(&self.owner_display).i64(self.created_ms);
         e.opt_str(self.location.as_deref());
         e.u8(self.versioning.code());
@@ -197,37 +254,144 @@ impl BucketInfo {
                 e.u8(kind).u32(n);
             }
         }
-        e.u8(u8::from(!self.tags.is_empty()));
-        let meta = if self.tags.is_empty() {
-            Vec::new()
-        } else {
-            let mut t = Enc::new(BUCKET_TAGS_V1);
-            t.u32(self.tags.len() as u32);
-            for (k, v) in &self.tags {
-                t.str(k).str(v);
+        let meta = self.encode_meta();
+        e.u8(u8::from(!meta.is_empty()));
+        e.u8(match self.public_access_block {
+            None => 0,
+            Some(p) => {
+                0x10 | u8::from(p.block_public_acls)
+                    | u8::from(p.ignore_public_acls) << 1
+                    | u8::from(p.block_public_policy) << 2
+                    | u8::from(p.restrict_public_buckets) << 3
             }
-            t.finish()
-        };
+        });
+        e.u8(self.ownership.map_or(0, Ownership::code));
         (e.finish(), meta)
     }
 
-    /// Whether the record's meta bytes must be read for its tags.
-    pub fn summary_has_tags(summary: &[u8]) -> bool {
+    /// The meta bytes: empty when the bucket has no tags, CORS or logging.
+    fn encode_meta(&self) -> Vec<u8> {
+        if self.tags.is_empty()
+            && self.cors.is_empty()
+            && self.logging.is_none()
+            && self.acl.is_none()
+            && self.policy.is_none()
+        {
+            return Vec::new();
+        }
+        let mut m = Enc::new(BUCKET_META_V2);
+        if !self.tags.is_empty() {
+            let mut t = Enc::default();
+            t.u32(self.tags.len() as u32);
+            for (k, v) in &self.tags {
+                m.str(k).str(v);
+            }
+            m.u8(SECTION_TAGS).bytes(&t.buf);
+        }
+        if !self.cors.is_empty() {
+            let mut c = Enc::default();
+            c.u32(self.cors.len() as u32);
+            for r in &self.cors {
+                c.opt_str(r.id.as_deref());
+                for list in [&r.allowed_methods, &r.allowed_origins, &r.allowed_headers, &r.expose_headers] {
+                    c.u32(list.len() as u32);
+                    for v in list {
+                        c.str(v);
+                    }
+                }
+                match r.max_age_secs {
+                    None => c.u8(0),
+                    Some(a) => c.u8(1).u32(a),
+                };
+            }
+            m.u8(SECTION_CORS).bytes(&c.buf);
+        }
+        if let Some(l) = &self.logging {
+            let mut c = Enc::default();
+            c.str(&l.target_bucket).str(&l.target_prefix);
+            match l.key_format {
+                KeyFormat::Simple => c.u8(0),
+                KeyFormat::Partitioned { event_time: true } => c.u8(1),
+                KeyFormat::Partitioned { event_time: false } => c.u8(2),
+            };
+            m.u8(SECTION_LOGGING).bytes(&c.buf);
+        }
+        if let Some(acl) = &self.acl {
+            let mut c = Enc::default();
+            crate::acl::encode(&mut c, acl);
+            m.u8(SECTION_ACL).bytes(&c.buf);
+        }
+        if let Some(policy) = &self.policy {
+            let mut c = Enc::default();
+            c.str(&policy.text);
+            m.u8(SECTION_POLICY).bytes(&c.buf);
+        }
+        m.finish()
+    }
+
+    /// Reads the meta bytes into `self` (format 1: tags only; 2: sections).
+    fn decode_meta(&mut self, meta: &[u8]) -> Option<()> {
+        match Dec::version_of(meta)? {
+            BUCKET_TAGS_V1 => {
+                let mut d = Dec::new(meta, BUCKET_TAGS_V1)?;
+                self.tags = decode_tags(&mut d)?;
+                d.end()
+            }
+            BUCKET_META_V2 => {
+                let mut d = Dec::new(meta, BUCKET_META_V2)?;
+                while d.end().is_none() {
+                    let kind = d.u8()?;
+                    let payload = d.bytes()?;
+                    let mut s = Dec::raw(payload);
+                    match kind {
+                        SECTION_TAGS => self.tags = decode_tags(&mut s)?,
+                        SECTION_CORS => self.cors = decode_cors(&mut s)?,
+                        SECTION_LOGGING => {
+                            let target_bucket = s.str()?;
+                            let target_prefix = s.str()?;
+                            let key_format = match s.u8()? {
+                                0 => KeyFormat::Simple,
+                                1 => KeyFormat::Partitioned { event_time: true },
+                                2 => KeyFormat::Partitioned { event_time: false },
+                                _ => return None,
+                            };
+                            self.logging = Some(LoggingConfig { target_bucket, target_prefix, key_format });
+                        }
+                        SECTION_ACL => self.acl = Some(crate::acl::decode(&mut s)?),
+                        // A stored policy was valid when stored; one that no
+                        // longer parses makes the record corrupt (never
+                        // silently dropped: its denies must hold).
+                        SECTION_POLICY => self.policy = Some(Arc::new(BucketPolicy::new(s.str()?).ok()?)),
+                        _ => return None,
+                    }
+                    s.end()?;
+                }
+                Some(())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the record's meta bytes must be read (tags, CORS, logging,
+    /// ACL, policy).
+    pub fn summary_has_meta(summary: &[u8]) -> bool {
         Self::decode_summary(summary).is_some_and(|(_, tags)| tags)
     }
 
     /// Decodes a record; `meta` is needed only when the summary says the
-    /// bucket has tags.
+    /// bucket has meta bytes.
     pub fn decode(summary: &[u8], meta: &[u8]) -> Option<Self> {
-        let (mut info, has_tags) = Self::decode_summary(summary)?;
-        if has_tags {
-            let mut d = Dec::new(meta, BUCKET_TAGS_V1)?;
-            for _ in 0..d.count(MAX_BUCKET_TAGS)? {
-                info.tags.push((d.str()?, d.str()?));
-            }
-            d.end()?;
+        let (mut info, has_meta) = Self::decode_summary(summary)?;
+        if has_meta {
+            info.decode_meta(meta)?;
         }
         Some(info)
+    }
+
+    /// Decodes a record's summary alone (tags, kept in the meta bytes, are
+    /// left empty): for tools that read the index only.
+    pub fn decode_summary_only(summary: &[u8]) -> Option<Self> {
+        Self::decode_summary(summary).map(|(info, _)| info)
     }
 
     fn decode_summary(b: &[u8]) -> Option<(Self, bool)> {
@@ -243,11 +407,17 @@ impl BucketInfo {
             versioning: Versioning::Unversioned,
             object_lock: None,
             tags: Vec::new(),
+            cors: Vec::new(),
+            logging: None,
+            acl: None,
+            policy: None,
+            public_access_block: None,
+            ownership: None,
             gate: Arc::default(),
         };
         match version {
             BUCKET_V1 => return Some((info, false)),
-            BUCKET_V2 => {}
+            BUCKET_V2 | BUCKET_V3 => {}
             _ => return None,
         }
         info.versioning = Versioning::from_code(d.u8()?)?;
@@ -269,21 +439,72 @@ impl BucketInfo {
             }
             _ => return None,
         };
-        let has_tags = match d.u8()? {
+        // v2 and v3: whether the meta bytes hold anything (v2 records of
+        // older builds: tags in BUCKET_TAGS_V1; anything newer: sections).
+        let has_meta = match d.u8()? {
             0 => false,
             1 => true,
             _ => return None,
         };
+        if version == BUCKET_V3 {
+            info.public_access_block = match d.u8()? {
+                0 => None,
+                p if p & 0xF0 == 0x10 => Some(PublicAccessBlock {
+                    block_public_acls: p & 1 != 0,
+                    ignore_public_acls: p & 2 != 0,
+                    block_public_policy: p & 4 != 0,
+                    restrict_public_buckets: p & 8 != 0,
+                }),
+                _ => return None,
+            };
+            info.ownership = match d.u8()? {
+                0 => None,
+                c => Some(Ownership::from_code(c)?),
+            };
+        }
         d.end()?;
-        Some((info, has_tags))
+        Some((info, has_meta))
     }
+}
+
+fn decode_tags(d: &mut Dec<'_>) -> Option<Vec<(String, String)>> {
+    let mut tags = Vec::new();
+    for _ in 0..d.count(MAX_BUCKET_TAGS)? {
+        tags.push((d.str()?, d.str()?));
+    }
+    Some(tags)
+}
+
+/// Most values in one list of a stored CORS rule (bounded by the 64 KiB document).
+const MAX_CORS_LIST: usize = 64 * 1024;
+
+fn decode_cors(d: &mut Dec<'_>) -> Option<Vec<CorsRule>> {
+    let mut rules = Vec::new();
+    for _ in 0..d.count(MAX_CORS_RULES)? {
+        let id = d.opt_str()?;
+        let mut lists: [Vec<String>; 4] = Default::default();
+        for list in lists.iter_mut() {
+            for _ in 0..d.count(MAX_CORS_LIST)? {
+                list.push(d.str()?);
+            }
+        }
+        let max_age_secs = match d.u8()? {
+            0 => None,
+            1 => Some(d.u32()?),
+            _ => return None,
+        };
+        let [allowed_methods, allowed_origins, allowed_headers, expose_headers] = lists;
+        rules.push(CorsRule { id, allowed_methods, allowed_origins, allowed_headers, expose_headers, max_age_secs });
+    }
+    Some(rules)
 }
 
 type Snapshot = BTreeMap<String, Arc<BucketInfo>>;
 
-#[derive(Default)]
 pub struct Buckets {
     map: ArcSwap<Snapshot>,
+    /// Where the records live: one copy per data dir.
+    store: MetaStore,
     /// Names with a create or delete in flight.
     busy: Mutex<HashSet<String>>,
     /// Creates in flight per owner id, counted against the owner's limit.
@@ -350,6 +571,16 @@ fn internal(e: impl std::fmt::Display) -> S3Error {
 }
 
 impl Buckets {
+    /// An empty registry kept in `meta_shards` (one per data dir).
+    pub fn new(meta_shards: Vec<u32>) -> Self {
+        Buckets {
+            map: ArcSwap::default(),
+            store: MetaStore::new(meta_shards),
+            busy: Mutex::default(),
+            creating: Mutex::default(),
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<BucketInfo>> {
         self.map.load().get(name).cloned()
     }
@@ -359,29 +590,23 @@ impl Buckets {
     }
 
     /// Loads every bucket record from the meta shard (at start, on its owner).
-    pub async fn load_from(&self, shard: &tessera_io::Shard) -> Result<usize, String> {
+    /// Loads every bucket record (at start, from every copy: the newest
+    /// of each wins), then rewrites the copies that lag. Returns the count.
+    pub async fn load(&self, shards: &Shards) -> Result<usize, String> {
+        let (summaries, metas, stale) = self.store.load(shards, T_BUCKETS, BucketInfo::summary_has_meta).await?;
         let mut snap = Snapshot::new();
-        let mut after: Option<Vec<u8>> = None;
-        let corrupt = |k: &[u8]| format!("bucket record {:?} is corrupt", String::from_utf8_lossy(k));
-        loop {
-            let batch = shard.range(T_BUCKETS, b"", after.as_deref(), 1000);
-            if batch.is_empty() {
-                break;
-            }
-            for (k, e) in &batch {
-                let meta = if BucketInfo::summary_has_tags(&e.summary) {
-                    let stored = shard.load(T_BUCKETS, k).await.map_err(|err| format!("{}: {err}", corrupt(k)))?;
-                    stored.map(|s| s.meta).unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
-                let info = BucketInfo::decode(&e.summary, &meta).ok_or_else(|| corrupt(k))?;
-                snap.insert(info.name.clone(), Arc::new(info));
-            }
-            after = batch.last().map(|(k, _)| k.clone());
+        for (k, summary) in &summaries {
+            let meta = metas.get(k).map(Vec::as_slice).unwrap_or_default();
+            let info = BucketInfo::decode(summary, meta)
+                .ok_or_else(|| format!("bucket record {:?} is corrupt", String::from_utf8_lossy(k)))?;
+            snap.insert(info.name.clone(), Arc::new(info));
         }
         let n = snap.len();
         self.map.store(Arc::new(snap));
+        if !stale.is_empty() {
+            let fixed = self.store.repair(shards, T_BUCKETS, stale).await;
+            tracing::warn!(fixed, "bucket registry copies that lagged were rewritten");
+        }
         Ok(n)
     }
 
@@ -428,7 +653,7 @@ impl Buckets {
             }));
         }
         let _slot = self.reserve_for(&info.owner_id, max_per_owner)?;
-        Self::persist(shards, &info).await?;
+        self.persist(shards, &info).await?;
         let info = Arc::new(info);
         self.publish(|s| {
             s.insert(info.name.clone(), info.clone());
@@ -436,16 +661,9 @@ impl Buckets {
         Ok(())
     }
 
-    async fn persist(shards: &Shards, info: &BucketInfo) -> S3Result<()> {
+    async fn persist(&self, shards: &Shards, info: &BucketInfo) -> S3Result<()> {
         let (summary, meta) = info.encode();
-        let m = Mutation::Put {
-            table: T_BUCKETS,
-            key: info.name.as_bytes().to_vec(),
-            summary,
-            meta,
-            body: Body::Inline(Vec::new()),
-        };
-        shards.commit(META_SHARD, vec![m]).await.map(drop).map_err(internal)
+        self.store.put(shards, T_BUCKETS, info.name.as_bytes(), summary, meta).await.map_err(internal)
     }
 
     /// Changes the configuration of bucket `name`: `f` edits a copy of its
@@ -466,7 +684,7 @@ impl Buckets {
             return Ok(current);
         }
         debug_assert!(Arc::ptr_eq(&next.gate, &current.gate));
-        Self::persist(shards, &next).await?;
+        self.persist(shards, &next).await?;
         let next = Arc::new(next);
         let published = next.clone();
         self.publish(|s| {
@@ -512,8 +730,7 @@ impl Buckets {
             if !is_empty().await? {
                 return Err(S3Error::new(S3ErrorCode::BucketNotEmpty));
             }
-            let m = Mutation::Delete { table: T_BUCKETS, key: name.as_bytes().to_vec() };
-            shards.commit(META_SHARD, vec![m]).await.map(drop).map_err(internal)
+            self.store.delete(shards, T_BUCKETS, name.as_bytes()).await.map_err(internal)
         }
         .await;
         if result.is_err() {
@@ -553,6 +770,12 @@ mod tests {
             versioning: Versioning::Unversioned,
             object_lock: None,
             tags: Vec::new(),
+            cors: Vec::new(),
+            logging: None,
+            acl: None,
+            policy: None,
+            public_access_block: None,
+            ownership: None,
             gate: Arc::default(),
         };
         let (s, m) = i.encode();
@@ -565,13 +788,37 @@ mod tests {
         });
         j.tags = vec![("k".into(), "v".into())];
         let (s, m) = j.encode();
-        assert!(BucketInfo::summary_has_tags(&s));
+        assert!(BucketInfo::summary_has_meta(&s));
         assert_eq!(BucketInfo::decode(&s, &m), Some(j.clone()));
         assert!(BucketInfo::decode(&s, b"").is_none(), "tags announced but missing");
         j.object_lock = Some(LockConfig::default());
         j.tags.clear();
         let (s, m) = j.encode();
-        assert_eq!(BucketInfo::decode(&s, &m), Some(j));
+        assert!(!BucketInfo::summary_has_meta(&s));
+        assert_eq!(BucketInfo::decode(&s, &m), Some(j.clone()));
+        j.acl = Some(tessera_policy::CannedAcl::PublicRead.expand(("o", "d"), ("o", "d")));
+        j.policy = Some(Arc::new(
+            BucketPolicy::new(r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}}"#.into()).unwrap(),
+        ));
+        j.public_access_block = Some(PublicAccessBlock { block_public_acls: true, restrict_public_buckets: true, ..Default::default() });
+        j.ownership = Some(Ownership::BucketOwnerPreferred);
+        let (s, m) = j.encode();
+        assert_eq!(BucketInfo::decode(&s, &m), Some(j.clone()));
+        assert!(j.policy.as_ref().is_some_and(|p| p.public));
+        assert!(BucketInfo::decode(&s, &m[..m.len() - 1]).is_none(), "truncated meta");
+    }
+
+    /// v2 records (tags in meta v1) stay readable.
+    #[test]
+    fn v2_records_stay_readable() {
+        let mut e = Enc::new(2);
+        e.u64(7).str("b").str("o").str("d").i64(5).opt_str(None).u8(1).u8(0).u8(1);
+        let mut m = Enc::new(1);
+        m.u32(1).str("k").str("v");
+        let i = BucketInfo::decode(&e.finish(), &m.finish()).expect("v2 record");
+        assert_eq!(i.versioning, Versioning::Enabled);
+        assert_eq!(i.tags, vec![("k".to_string(), "v".to_string())]);
+        assert!(i.acl.is_none() && i.policy.is_none() && i.ownership.is_none());
     }
 
     #[test]
@@ -580,6 +827,40 @@ mod tests {
         assert_eq!(RetentionPeriod::Years(1).millis(), 365 * DAY_MS);
         assert_eq!(RetentionPeriod::Years(u32::MAX).millis(), i64::MAX, "saturates");
         assert!(RetentionPeriod::Days(u32::MAX).millis() > 0);
+    }
+
+    #[test]
+    fn cors_and_logging_round_trip() {
+        let rules = tessera_proto::cors::parse_config(
+            b"<CORSConfiguration><CORSRule><ID>r</ID><AllowedMethod>GET</AllowedMethod><AllowedOrigin>*</AllowedOrigin><AllowedHeader>*</AllowedHeader><ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>9</MaxAgeSeconds></CORSRule><CORSRule><AllowedMethod>PUT</AllowedMethod><AllowedOrigin>https://a</AllowedOrigin></CORSRule></CORSConfiguration>",
+        )
+        .expect("cors");
+        let mut e = Enc::new(1);
+        e.u64(1).str("b").str("o").str("d").i64(5).opt_str(None);
+        let mut i = BucketInfo::decode(&e.finish(), b"").expect("v1");
+        i.cors = rules;
+        i.tags = vec![("k".into(), "v".into())];
+        i.logging = Some(LoggingConfig {
+            target_bucket: "logs".into(),
+            target_prefix: "p/".into(),
+            key_format: KeyFormat::Partitioned { event_time: false },
+        });
+        let (s, m) = i.encode();
+        assert!(BucketInfo::summary_has_meta(&s));
+        assert_eq!(BucketInfo::decode(&s, &m), Some(i.clone()));
+        // A section kind from a newer build is refused, never skipped.
+        let mut bad = m.clone();
+        bad[1] = 99;
+        assert!(BucketInfo::decode(&s, &bad).is_none());
+        assert!(BucketInfo::decode(&s, &m[..m.len() - 1]).is_none());
+        // Meta format 1 (tags only) stays readable.
+        let mut t = Enc::new(BUCKET_TAGS_V1);
+        t.u32(1).str("a").str("b");
+        i.cors.clear();
+        i.logging = None;
+        let (s, _) = i.encode();
+        let old = BucketInfo::decode(&s, &t.finish()).expect("meta v1");
+        assert_eq!(old.tags, vec![("a".to_string(), "b".to_string())]);
     }
 
     /// Records written before versioning decode as unversioned buckets.

@@ -59,6 +59,19 @@ impl<'a> Dec<'a> {
         let (&v, rest) = buf.split_first()?;
         (v == version).then_some(Dec { buf: rest })
     }
+    /// Decodes a nested payload that carries no version byte of its own.
+    pub fn raw(buf: &'a [u8]) -> Self {
+        Dec { buf }
+    }
+    /// Decodes `buf` from its first byte (for a nested encoding that
+    /// carries its own version byte).
+    pub fn from_raw(buf: &'a [u8]) -> Self {
+        Dec { buf }
+    }
+    /// The bytes not consumed yet.
+    pub fn rest(&self) -> &'a [u8] {
+        self.buf
+    }
     /// The record's version byte, to pick its decoder.
     pub fn version_of(buf: &[u8]) -> Option<u8> {
         buf.first().copied()

@@ -7,6 +7,8 @@ pub struct Config {
     pub address: String,
     pub threads: usize,
     pub users_file: Option<PathBuf>,
+    /// The node key file; `None`: `<first data dir>/node.key`.
+    pub key_file: Option<PathBuf>,
     pub vhost_domains: Vec<String>,
     pub region: String,
     pub shards_per_disk: u32,
@@ -16,4 +18,84 @@ pub struct Config {
     /// Smallest multipart part except the last: S3's 5 MiB, lowered only by
     /// the test-only `TESSERA_TEST_MIN_PART_BYTES`.
     pub min_part_bytes: u64,
+    /// How often each reactor delivers access-log objects: five minutes,
+    /// lowered only by the test-only `TESSERA_TEST_ACCESS_LOG_INTERVAL_MS`.
+    pub access_log_interval: std::time::Duration,
+    /// Log segment size of every shard.
+    pub segment_size_bytes: u64,
+    /// Free space kept per disk (None: 2% of the disk, 64 MiB to 4 GiB).
+    pub reserve_bytes: Option<u64>,
+    /// Shortest STS session: AWS's 900 seconds, lowered only by the
+    /// test-only `TESSERA_TEST_MIN_SESSION_SECS`.
+    pub min_session_secs: u32,
+}
+
+/// Smallest and largest automatic reserve.
+pub const MIN_AUTO_RESERVE_BYTES: u64 = 64 << 20;
+pub const MAX_AUTO_RESERVE_BYTES: u64 = 4 << 30;
+
+impl Config {
+    /// The storage engine's options for this node's shards.
+    pub fn shard_options(&self) -> tessera_io::ShardOptions {
+        let reserve = self.reserve_bytes.unwrap_or_else(|| {
+            let total = self.data_dirs.first().and_then(|d| disk_bytes(d)).unwrap_or(0);
+            (total / 50).clamp(MIN_AUTO_RESERVE_BYTES, MAX_AUTO_RESERVE_BYTES)
+        });
+        tessera_io::ShardOptions {
+            segment_size_bytes: self.segment_size_bytes,
+            data_reserve_bytes: reserve,
+            // A checkpoint once a quarter segment (at least 64 MiB) of log
+            // follows the last one: restarts replay at most that.
+            checkpoint_after_bytes: (self.segment_size_bytes / 4).max(64 << 20),
+            ..Default::default()
+        }
+    }
+}
+
+/// Size of the filesystem holding `dir`.
+fn disk_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: c is a valid NUL-terminated path; st is plain data written by the call.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(c.as_ptr(), &mut st) == 0).then(|| st.f_blocks.saturating_mul(st.f_frsize))
+    }
+}
+
+/// Parses a size: a number of bytes with an optional unit (KiB, MiB, GiB,
+/// TiB, or K, M, G, T: powers of 1024; kB, MB, GB: powers of 1000).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("not a size: {s:?}"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "T" | "TiB" => 1 << 40,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB, GiB or TiB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size too large: {s:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("2MB"), Ok(2_000_000));
+        assert!(parse_size("12XB").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
 }

@@ -19,6 +19,8 @@ use tessera_proto::router::{self, Op, Routed};
 use tessera_proto::sigv4::{self, AuthContext, SigRequest};
 use tessera_proto::{S3Error, S3ErrorCode};
 
+use crate::authz::principal::{self, Principal};
+use crate::authz::Authz;
 use crate::body::BodyReader;
 use crate::identity::User;
 use crate::response::{Response, RespBody};
@@ -60,11 +62,14 @@ pub struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
     start: usize,
+    /// The client's address (access logs).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl Conn {
     fn new(stream: TcpStream) -> Self {
-        Conn { stream, buf: Vec::with_capacity(INITIAL_READ_BUF_BYTES), start: 0 }
+        let peer = stream.peer_addr().ok().map(|a| a.ip());
+        Conn { stream, buf: Vec::with_capacity(INITIAL_READ_BUF_BYTES), start: 0, peer }
     }
 
     /// Between requests: gives back a read buffer a big head or body grew.
@@ -129,8 +134,11 @@ impl Conn {
 pub struct Request<'a> {
     pub head: &'a RequestHead,
     pub routed: Routed,
+    /// The account the request acts for (`None`: anonymous).
     pub user: Option<Arc<User>>,
     pub auth: Option<AuthContext>,
+    /// Who asks and what is left to check (see `authz`).
+    pub authz: Authz,
     pub request_id: String,
     pub body: BodyReader,
     pub conn: &'a mut Conn,
@@ -221,7 +229,7 @@ impl Default for LogLimiter {
     }
 }
 
-pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream) {
+pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
     let mut conn = Conn::new(stream);
     loop {
         conn.shrink_when_idle();
@@ -241,7 +249,11 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream) {
         let keep_alive = head.keep_alive();
         let is_head = head.method == http::Method::Head;
         let http10 = head.minor_version == 0;
-        let (resp, body_done) = handle_request(&ctx, &head, &mut conn, request_id).await;
+        let (resp, body_done) = if crate::iam::api::is_query_api(&ctx, &head) {
+            crate::iam::api::serve(&ctx, &head, &mut conn, request_id, peer).await
+        } else {
+            handle_request(&ctx, &head, &mut conn, request_id, peer).await
+        };
         let keep = keep_alive && body_done;
         match write_response(&mut conn, resp, is_head, keep, http10).await {
             Ok(()) if keep => continue,
@@ -343,23 +355,133 @@ async fn read_head(ctx: &Ctx, conn: &mut Conn) -> Result<Option<RequestHead>, S3
     }
 }
 
-/// Runs one request to a response. The bool says whether the request body
-/// was consumed to its end (so the connection can carry another request).
+/// Runs one request to a response, then adds what the bucket's
+/// configuration asks of every response (CORS headers, errors included)
+/// and records the request in its access log.
 async fn handle_request(
     ctx: &Rc<Ctx>,
     head: &RequestHead,
     conn: &mut Conn,
     request_id: String,
+    peer: std::net::IpAddr,
 ) -> (Response, bool) {
+    let started = Instant::now();
+    let (mut resp, done, seen) = run_request(ctx, head, conn, request_id.clone(), peer).await;
+    if let Some(seen) = seen {
+        // A preflight's answer is all CORS already; a refused one gets none.
+        if seen.op != Op::Options {
+            crate::s3::cors_headers(ctx, head, Some(&seen.bucket), &mut resp);
+        }
+        if let Some(b) = ctx.shared.buckets.get(&seen.bucket).filter(|b| b.logging.is_some()) {
+            access_log(ctx, head, &b, &seen, &resp, &request_id, Some(peer), started);
+        }
+    }
+    (resp, done)
+}
+
+/// What the access log and CORS need of a routed request.
+struct Seen {
+    bucket: String,
+    key: Option<String>,
+    op: Op,
+    requester: Option<String>,
+    auth: Option<tessera_proto::sigv4::AuthKind>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn access_log(
+    ctx: &Rc<Ctx>,
+    head: &RequestHead,
+    b: &crate::buckets::BucketInfo,
+    seen: &Seen,
+    resp: &Response,
+    request_id: &str,
+    peer: Option<std::net::IpAddr>,
+    started: Instant,
+) {
+    use tessera_proto::sigv4::AuthKind;
+    let error_code = (resp.status >= 300).then(|| error_code_of(resp)).flatten();
+    let uri = if head.query.is_empty() {
+        format!("{} {} HTTP/1.{}", head.method_raw, head.path, head.minor_version)
+    } else {
+        format!("{} {}?{} HTTP/1.{}", head.method_raw, head.path, head.query, head.minor_version)
+    };
+    let (sig, auth_type) = match seen.auth {
+        Some(AuthKind::HeaderV4) => (Some("SigV4"), Some("AuthHeader")),
+        Some(AuthKind::PresignedV4) => (Some("SigV4"), Some("QueryString")),
+        Some(AuthKind::HeaderV2) => (Some("SigV2"), Some("AuthHeader")),
+        Some(AuthKind::PresignedV2) => (Some("SigV2"), Some("QueryString")),
+        None => (None, None),
+    };
+    let header = |n: &str| resp.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.as_str());
+    let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+    let op = crate::s3::logging::operation_name(head.method.as_str(), &seen.op);
+    let rec = tessera_proto::logging::LogRecord {
+        bucket_owner: &b.owner_id,
+        bucket: &b.name,
+        time_unix_secs: tessera_proto::time::now_unix_secs(),
+        remote_ip: &peer,
+        requester: seen.requester.as_deref(),
+        request_id,
+        operation: &op,
+        key: seen.key.as_deref(),
+        request_uri: &uri,
+        status: resp.status,
+        error_code: error_code.as_deref(),
+        bytes_sent: if head.method == http::Method::Head { 0 } else { resp.body.len() },
+        object_size: None,
+        total_time_ms: started.elapsed().as_millis() as u64,
+        referer: head.headers.get("referer"),
+        user_agent: head.headers.get("user-agent"),
+        version_id: header("x-amz-version-id"),
+        signature_version: sig,
+        auth_type,
+        host: head.headers.get("host"),
+    };
+    crate::s3::logging::record(ctx, b, &rec);
+}
+
+/// The `<Code>` of an error response's body.
+fn error_code_of(resp: &Response) -> Option<String> {
+    let RespBody::Bytes(b) = &resp.body else { return None };
+    let text = std::str::from_utf8(b).ok()?;
+    let start = text.find("<Code>")? + "<Code>".len();
+    let end = text[start..].find("</Code>")? + start;
+    Some(text[start..end].to_string())
+}
+
+/// Runs one request to a response. The bool says whether the request body
+/// was consumed to its end (so the connection can carry another request).
+async fn run_request(
+    ctx: &Rc<Ctx>,
+    head: &RequestHead,
+    conn: &mut Conn,
+    request_id: String,
+    peer: std::net::IpAddr,
+) -> (Response, bool, Option<Seen>) {
     let resource = resource_of(head);
-    let prepared = prepare(ctx, head);
-    let (routed, user, auth) = match prepared {
+    let routed = route(ctx, head);
+    let mut seen = routed.as_ref().ok().and_then(|r| {
+        let bucket = r.bucket.clone()?;
+        let wanted = ctx
+            .shared
+            .buckets
+            .get(&bucket)
+            .is_some_and(|b| b.logging.is_some() || (!b.cors.is_empty() && head.headers.contains("origin")));
+        wanted.then(|| Seen { bucket, key: r.key.clone(), op: r.op.clone(), requester: None, auth: None })
+    });
+    let prepared = routed.and_then(|r| authenticate(ctx, head, r));
+    let (routed, principal, auth) = match prepared {
         Ok(x) => x,
         Err(e) => {
             let done = matches!(head.framing(), Ok(http::BodyFraming::Length(0)));
-            return (Response::error(&e, &resource, &request_id), done);
+            return (Response::error(&e, &resource, &request_id), done, seen);
         }
     };
+    if let Some(s) = seen.as_mut() {
+        s.requester = principal.account.as_ref().map(|u| u.user_id.clone());
+        s.auth = auth.as_ref().map(|a| a.kind);
+    }
     let payload = auth.as_ref().map(|a| a.payload.clone());
     // CompleteMultipartUpload's x-amz-checksum-* headers carry the object's
     // checksum (COMPOSITE ones end in -N), not its XML body's: the handler checks them.
@@ -374,15 +496,17 @@ async fn handle_request(
         Ok(b) => b,
         Err(e) => {
             let done = matches!(head.framing(), Ok(http::BodyFraming::Length(0)));
-            return (Response::error(&e, &resource, &request_id), done);
+            return (Response::error(&e, &resource, &request_id), done, seen);
         }
     };
     let op_name = routed.op.name();
-    let mut req = Request { head, routed, user, auth, request_id: request_id.clone(), body, conn };
+    let user = principal.account.clone();
+    let authz = Authz::new(principal, peer, tessera_proto::time::now_unix_secs());
+    let mut req = Request { head, routed, user, auth, authz, request_id: request_id.clone(), body, conn };
     let result = crate::s3::dispatch(ctx, &mut req).await;
     let done = req.body.is_complete();
     match result {
-        Ok(resp) => (resp.header("x-amz-request-id", request_id), done),
+        Ok(resp) => (resp.header("x-amz-request-id", request_id), done, seen),
         Err(e) => {
             if e.code == S3ErrorCode::InternalError {
                 if ctx.error_log.allow() {
@@ -398,7 +522,7 @@ async fn handle_request(
                 S3ErrorCode::NoSuchUpload => extra.extend(req.routed.query.get("uploadId").map(|u| ("UploadId", u))),
                 _ => {}
             }
-            (Response::error_with(&e, &resource, &request_id, &extra), done)
+            (Response::error_with(&e, &resource, &request_id, &extra), done, seen)
         }
     }
 }
@@ -415,10 +539,10 @@ fn without_checksum_headers(head: &RequestHead) -> RequestHead {
     h
 }
 
-type Prepared = (Routed, Option<Arc<User>>, Option<AuthContext>);
+type Prepared = (Routed, Principal, Option<AuthContext>);
 
-/// Routing and authentication: everything decided from the head alone.
-fn prepare(ctx: &Ctx, head: &RequestHead) -> Result<Prepared, S3Error> {
+/// Routing: decided from the head alone.
+fn route(ctx: &Ctx, head: &RequestHead) -> Result<Routed, S3Error> {
     head.framing().map_err(S3Error::from)?;
     let shared = &ctx.shared;
     let mut routed = router::route(
@@ -435,17 +559,33 @@ fn prepare(ctx: &Ctx, head: &RequestHead) -> Result<Prepared, S3Error> {
             other => other,
         };
     }
+    Ok(routed)
+}
+
+/// Authentication: decided from the head alone. A CORS preflight is never
+/// authenticated (browsers send no credentials with it; a presigned URL's
+/// signature is for the method that follows, not for OPTIONS).
+fn authenticate(ctx: &Ctx, head: &RequestHead, routed: Routed) -> Result<Prepared, S3Error> {
+    if routed.op == Op::Options {
+        return Ok((routed, Principal::anonymous(ctx.shared.iam.snapshot()), None));
+    }
+    let shared = &ctx.shared;
     let sig = SigRequest { method: &head.method_raw, path: &head.path, query: &head.query, headers: &head.headers };
-    let ids = &shared.identities;
     let vhost_bucket = routed.bucket.as_deref().filter(|_| routed.vhost);
     let now = tessera_proto::time::now_unix_secs();
     let region = shared.config.region.as_str();
-    let auth = sigv4::authenticate_vhost(&sig, vhost_bucket, region, now, &|ak| ids.secret(ak))?;
-    let user = match &auth {
-        Some(a) => Some(ids.get(&a.access_key).cloned().ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))?),
+    let iam = shared.iam.snapshot();
+    let session = match principal::security_token(head) {
+        Some(t) => Some(principal::open_session(shared, &t, now)?),
         None => None,
     };
-    Ok((routed, user, auth))
+    let secret_for = |ak: &str| principal::secret_for(shared, &iam, session.as_ref(), ak);
+    let auth = sigv4::authenticate_vhost(&sig, vhost_bucket, region, now, &secret_for)?;
+    let principal = match &auth {
+        Some(a) => principal::principal_for(shared, iam, session, &a.access_key)?,
+        None => Principal::anonymous(iam),
+    };
+    Ok((routed, principal, auth))
 }
 
 /// Writes a response; for HEAD the body is left out but its length is sent.

@@ -50,15 +50,23 @@ pub enum IdentityError {
     Invalid(String),
 }
 
-/// Every identity the node accepts, by access key.
+/// Every identity the node accepts, by access key. Each is an account:
+/// it owns the buckets it creates, and the IAM users, groups, roles and
+/// policies created with its credentials (its user id is the account id).
 #[derive(Debug, Default)]
 pub struct Identities {
     by_key: HashMap<String, Arc<User>>,
+    by_id: HashMap<String, Arc<User>>,
 }
 
 impl Identities {
     pub fn get(&self, access_key: &str) -> Option<&Arc<User>> {
         self.by_key.get(access_key)
+    }
+
+    /// The account whose id (canonical user id) is `id`.
+    pub fn account(&self, id: &str) -> Option<&Arc<User>> {
+        self.by_id.get(id)
     }
 
     pub fn secret(&self, access_key: &str) -> Option<String> {
@@ -83,7 +91,9 @@ impl Identities {
             let whose = if other.is_root { "the root's".to_string() } else { format!("access key {}'s", other.access_key) };
             return Err(format!("user id {:?} of access key {} is already {whose} user id", user.user_id, user.access_key));
         }
-        self.by_key.insert(user.access_key.clone(), Arc::new(user));
+        let user = Arc::new(user);
+        self.by_id.insert(user.user_id.clone(), user.clone());
+        self.by_key.insert(user.access_key.clone(), user);
         Ok(())
     }
 }
@@ -254,7 +264,7 @@ mod tests {
     #[test]
     fn debug_output_has_no_secret() {
         let (_, u) = parse_users("AK1 supersecretvalue id1\n").unwrap().remove(0);
-        let shown = format!("{u:?} {:?}", Identities { by_key: [("AK1".to_string(), Arc::new(u.clone()))].into() });
+        let shown = format!("{u:?} {:?}", Identities { by_key: [("AK1".to_string(), Arc::new(u.clone()))].into(), by_id: HashMap::new() });
         assert!(!shown.contains("supersecretvalue"), "{shown}");
         assert!(shown.contains("AK1") && shown.contains("<redacted>"), "{shown}");
     }

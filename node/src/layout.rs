@@ -29,6 +29,9 @@ pub enum LayoutError {
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub shard_dirs: Vec<PathBuf>,
+    /// The first shard of each data dir: each keeps a copy of the node's
+    /// metadata (the bucket registry), so losing a disk loses none of it.
+    pub meta_shards: Vec<u32>,
 }
 
 impl Layout {
@@ -159,17 +162,33 @@ fn write_format(path: &Path, f: &DiskFormat) -> Result<(), LayoutError> {
 /// them by their recorded disk index (so the order on the command line does
 /// not matter once formatted).
 pub fn open_or_format(dirs: &[PathBuf], shards_per_disk: u32) -> Result<Layout, LayoutError> {
+    open(dirs, Some(shards_per_disk))
+}
+
+/// Reads the format of existing data dirs and changes nothing: a dir that
+/// is missing or was never formatted is an error (offline tools use this).
+pub fn open_existing(dirs: &[PathBuf]) -> Result<Layout, LayoutError> {
+    open(dirs, None)
+}
+
+fn open(dirs: &[PathBuf], format_with: Option<u32>) -> Result<Layout, LayoutError> {
     if dirs.is_empty() {
         return Err(LayoutError::Invalid("no data dirs given".into()));
     }
     let mut found = Vec::new();
     for d in dirs {
-        std::fs::create_dir_all(d)
-            .map_err(|source| LayoutError::Io { path: d.display().to_string(), source })?;
-        found.push(read_format(&d.join(FORMAT_FILE))?);
+        if format_with.is_some() {
+            std::fs::create_dir_all(d)
+                .map_err(|source| LayoutError::Io { path: d.display().to_string(), source })?;
+        }
+        let f = read_format(&d.join(FORMAT_FILE))?;
+        if f.is_none() && format_with.is_none() {
+            return Err(LayoutError::Invalid(format!("{} is not a formatted tessera data dir", d.display())));
+        }
+        found.push(f);
     }
     let formatted = found.iter().filter(|f| f.is_some()).count();
-    if formatted == 0 {
+    if let (0, Some(shards_per_disk)) = (formatted, format_with) {
         for (i, d) in dirs.iter().enumerate() {
             let f = DiskFormat { disk: i, disks: dirs.len(), shards: shards_per_disk.max(1) };
             write_format(&d.join(FORMAT_FILE), &f)?;
@@ -195,12 +214,14 @@ pub fn open_or_format(dirs: &[PathBuf], shards_per_disk: u32) -> Result<Layout, 
         }
     }
     let mut shard_dirs = Vec::new();
+    let mut meta_shards = Vec::new();
     for (_, path, shards, _) in &disks {
+        meta_shards.push(shard_dirs.len() as u32);
         for s in 0..*shards {
             shard_dirs.push(path.join(format!("shard-{s:04}")));
         }
     }
-    Ok(Layout { shard_dirs })
+    Ok(Layout { shard_dirs, meta_shards })
 }
 
 #[cfg(test)]

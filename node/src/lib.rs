@@ -3,13 +3,18 @@
 
 pub mod body;
 pub mod bodybuf;
+pub mod acl;
+pub mod authz;
 pub mod buckets;
 pub mod codec;
 pub mod config;
 pub mod conn;
+pub mod fsck;
+pub mod iam;
 pub mod identity;
 pub mod layout;
 pub mod meta;
+pub mod metastore;
 pub mod response;
 pub mod s3;
 pub mod server;

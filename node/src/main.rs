@@ -47,7 +47,44 @@ enum Command {
         /// Never set it in production: clients expect S3's limit.
         #[arg(long, env = "TESSERA_TEST_MIN_PART_BYTES", hide_short_help = true)]
         test_min_part_bytes: Option<u64>,
+        /// TEST ONLY: how often access-log objects are delivered, in
+        /// milliseconds, instead of every five minutes, so tests can read
+        /// them quickly. Never set it in production.
+        #[arg(long, env = "TESSERA_TEST_ACCESS_LOG_INTERVAL_MS", hide_short_help = true)]
+        test_access_log_interval_ms: Option<u64>,
+        /// Size of a log segment (e.g. 1GiB, 64MiB); smaller ones roll and
+        /// get compacted sooner (tests use small ones).
+        #[arg(long, default_value = "1GiB", value_parser = tessera_node::config::parse_size, env = "TESSERA_SEGMENT_SIZE")]
+        segment_size: u64,
+        /// Free space kept on each disk for deletes and compaction: new data
+        /// is refused (507 XTesseraStorageFull) below it. Default: 2% of the
+        /// disk, at least 64MiB and at most 4GiB.
+        #[arg(long, value_parser = tessera_node::config::parse_size, env = "TESSERA_RESERVE")]
+        reserve: Option<u64>,
+        /// TEST ONLY: shortest STS session in seconds, instead of AWS's 900,
+        /// so tests can see temporary credentials expire. Never set it in
+        /// production.
+        #[arg(long, env = "TESSERA_TEST_MIN_SESSION_SECS", hide_short_help = true)]
+        test_min_session_secs: Option<u32>,
+        /// The node key file (sealing IAM secrets at rest and STS session
+        /// tokens); default `<first data dir>/node.key`, created 0600 at
+        /// first start. Keep it elsewhere than the data for a copy of the
+        /// data alone to hold no usable secret.
+        #[arg(long, env = "TESSERA_KEY_FILE")]
+        key_file: Option<PathBuf>,
         /// Data directories (one per disk).
+        #[arg(required = true)]
+        data_dirs: Vec<PathBuf>,
+    },
+    /// Check a stopped node's data dirs: every shard's log, records and
+    /// checkpoints, the bucket registry copies, orphaned objects. Exits 0
+    /// when clean, 1 when it found problems, 2 when it could not check.
+    Fsck {
+        /// Drop what was never acknowledged (torn log tails) and move damaged
+        /// checkpoints aside. Never deletes acknowledged data.
+        #[arg(long)]
+        repair: bool,
+        /// The node's data directories, all of them.
         #[arg(required = true)]
         data_dirs: Vec<PathBuf>,
     },
@@ -69,7 +106,22 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Server { address, threads, users, domains, region, shards_per_disk, max_buckets_per_user, test_min_part_bytes, data_dirs } => {
+        Command::Server {
+            address,
+            threads,
+            users,
+            domains,
+            region,
+            shards_per_disk,
+            max_buckets_per_user,
+            test_min_part_bytes,
+            test_access_log_interval_ms,
+            segment_size,
+            reserve,
+            test_min_session_secs,
+            key_file,
+            data_dirs,
+        } => {
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .max(1);
@@ -77,12 +129,18 @@ fn main() -> ExitCode {
                 address,
                 threads,
                 users_file: users,
+                key_file,
                 vhost_domains: domains,
                 region,
                 shards_per_disk,
                 max_buckets_per_user,
                 data_dirs,
                 min_part_bytes: test_min_part_bytes.unwrap_or(tessera_node::s3::MIN_PART_BYTES),
+                access_log_interval: test_access_log_interval_ms
+                    .map_or(tessera_node::s3::logging::DELIVERY_INTERVAL, |ms| std::time::Duration::from_millis(ms.max(1))),
+                segment_size_bytes: segment_size,
+                reserve_bytes: reserve,
+                min_session_secs: test_min_session_secs.unwrap_or(tessera_node::iam::model::MIN_SESSION_SECS),
             };
             match tessera_node::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -92,5 +150,19 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Fsck { repair, data_dirs } => match tessera_node::fsck::run(&data_dirs, repair) {
+            Ok(report) => {
+                print!("{}", report.render());
+                if report.is_clean() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("tessera fsck: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }

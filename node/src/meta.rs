@@ -21,6 +21,11 @@ pub const T_PARTS: u8 = 2;
 pub const T_BUCKETS: u8 = 3;
 /// Noncurrent versions, keyed by [`version_key`].
 pub const T_VERSIONS: u8 = 4;
+/// Stamps of the records kept once per data dir (see `metastore`).
+pub const T_META_STAMPS: u8 = 30;
+/// IAM users, groups, roles, managed policies and access keys (meta shard
+/// only; see `iam::store`).
+pub const T_IAM: u8 = 5;
 
 /// The shard that keeps bucket records.
 pub const META_SHARD: u32 = 0;
@@ -29,6 +34,8 @@ const SUMMARY_V1: u8 = 1;
 const SUMMARY_V2: u8 = 2;
 const META_V1: u8 = 1;
 const META_V2: u8 = 2;
+/// v3: the version's owner and ACL.
+const META_V3: u8 = 3;
 const PART_V1: u8 = 1;
 const PART_V2: u8 = 2;
 const UPLOAD_V1: u8 = 1;
@@ -571,11 +578,14 @@ pub struct ObjectMeta {
     pub part_checksums: Vec<String>,
     /// Object tags, ordered by key (as S3 returns them).
     pub tags: Vec<(String, String)>,
+    /// The version's owner and ACL; `None`: the bucket owner, private
+    /// (every record before v3 reads so).
+    pub acl: Option<tessera_policy::Acl>,
 }
 
 impl ObjectMeta {
     pub fn encode(&self) -> Vec<u8> {
-        let mut e = Enc::new(META_V2);
+        let mut e = Enc::new(META_V3);
         self.encode_v1_fields(&mut e);
         e.u8(ChecksumType::code(self.checksum_type));
         e.u32(self.part_checksums.len() as u32);
@@ -585,6 +595,15 @@ impl ObjectMeta {
         e.u32(self.tags.len() as u32);
         for (k, v) in &self.tags {
             e.str(k).str(v);
+        }
+        match &self.acl {
+            None => {
+                e.u8(0);
+            }
+            Some(acl) => {
+                e.u8(1);
+                crate::acl::encode(&mut e, acl);
+            }
         }
         e.finish()
     }
@@ -613,7 +632,8 @@ impl ObjectMeta {
     pub fn decode(b: &[u8]) -> Option<Self> {
         match Dec::version_of(b)? {
             META_V1 => Self::decode_v1(b),
-            META_V2 => Self::decode_v2(b),
+            META_V2 => Self::decode_v2(b, META_V2),
+            META_V3 => Self::decode_v2(b, META_V3),
             _ => None,
         }
     }
@@ -653,8 +673,9 @@ impl ObjectMeta {
         Some(m)
     }
 
-    fn decode_v2(b: &[u8]) -> Option<Self> {
-        let mut d = Dec::new(b, META_V2)?;
+    /// v2, and v3 (v2 followed by the ACL).
+    fn decode_v2(b: &[u8], version: u8) -> Option<Self> {
+        let mut d = Dec::new(b, version)?;
         let mut m = Self::decode_head(&mut d)?;
         for _ in 0..d.count(MAX_USER_META_PAIRS)? {
             m.user.push((d.str()?, d.str()?));
@@ -669,8 +690,20 @@ impl ObjectMeta {
         for _ in 0..d.count(MAX_DECODED_TAGS)? {
             m.tags.push((d.str()?, d.str()?));
         }
+        if version == META_V3 {
+            m.acl = match d.u8()? {
+                0 => None,
+                1 => Some(crate::acl::decode(&mut d)?),
+                _ => return None,
+            };
+        }
         d.end()?;
         Some(m)
+    }
+
+    /// The version's owner id: its ACL's, else the bucket owner's.
+    pub fn owner_id<'a>(&'a self, bucket_owner: &'a str) -> &'a str {
+        self.acl.as_ref().map_or(bucket_owner, |a| a.owner_id.as_str())
     }
 
     /// The checksum type to report: stored, or implied for v1 records.
@@ -874,6 +907,18 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(ObjectMeta::decode(&m.encode()), Some(m.clone()));
+        // A v2 record is a v3 one without the ACL byte.
+        let mut v2 = m.encode();
+        v2[0] = META_V2;
+        v2.pop();
+        assert_eq!(ObjectMeta::decode(&v2), Some(m.clone()));
+        let mut with_acl = m.clone();
+        with_acl.acl = Some(tessera_policy::CannedAcl::BucketOwnerRead.expand(("w", "W"), ("b", "B")));
+        assert_eq!(ObjectMeta::decode(&with_acl.encode()), Some(with_acl.clone()));
+        assert_eq!(with_acl.owner_id("b"), "w");
+        assert_eq!(m.owner_id("b"), "b");
+        let enc = with_acl.encode();
+        assert!(ObjectMeta::decode(&enc[..enc.len() - 1]).is_none());
         let mut u = UploadInfo::new(1, "o".into(), m);
         assert_eq!(UploadInfo::decode(&u.encode()), Some(u.clone()));
         u.checksum_algo = Some(ChecksumAlgo::Crc32c);

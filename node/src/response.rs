@@ -90,7 +90,23 @@ pub struct ObjectStream {
     pub body: Body,
     /// Byte range of the object to send.
     pub range: Range<u64>,
+    /// The version being sent, to find its data again if compaction moves
+    /// it while it streams (None: an inline body, which cannot move).
+    pub source: Option<StreamSource>,
 }
+
+/// What identifies the bytes of a stream: the same version id, size and MD5
+/// after a reload means the same bytes (compaction moves data, never changes it).
+pub struct StreamSource {
+    pub bucket: std::sync::Arc<crate::buckets::BucketInfo>,
+    pub key: String,
+    pub version: crate::meta::VersionId,
+    pub size: u64,
+    pub md5: [u8; 16],
+}
+
+/// Reloads of a stream's version after `Moved` before giving up.
+pub const MAX_STREAM_RELOADS: u32 = 4;
 
 /// The pieces (extent, range within the extent) that cover `range` of an
 /// object made of `extents`, each at most `STREAM_PIECE_BYTES`.
@@ -118,32 +134,65 @@ impl ObjectStream {
     /// Streams the range; the next piece is read while the current one is
     /// being written. A read error after the head went out closes the
     /// connection (the client sees a short body, never wrong bytes).
-    pub async fn write_to(self, conn: &mut Conn) -> Result<(), ConnError> {
-        match self.body {
+    pub async fn write_to(mut self, conn: &mut Conn) -> Result<(), ConnError> {
+        match std::mem::replace(&mut self.body, Body::Inline(Vec::new())) {
             Body::Inline(data) => {
                 let r = self.range.start as usize..self.range.end as usize;
                 let slice = data.get(r).ok_or_else(|| ConnError::Io(std::io::Error::other("range")))?;
                 conn.write_all(slice.to_vec()).await?;
             }
             Body::Extents(extents) => {
-                let mut todo = pieces(&extents, self.range).into_iter();
-                let spawn_read = |(e, r): (Extent, Range<u64>)| {
-                    let ctx = self.ctx.clone();
-                    let shard = self.shard;
-                    monoio::spawn(async move { ctx.shards.read_extent(shard, e, r).await })
-                };
-                let mut next = todo.next().map(spawn_read);
-                while let Some(cur) = next.take() {
-                    let data = cur.await.map_err(|e| {
-                        tracing::error!("read for response failed: {e}");
-                        ConnError::Io(std::io::Error::other(e.to_string()))
-                    })?;
-                    next = todo.next().map(spawn_read);
-                    conn.write_all(data).await?;
+                let mut extents = extents;
+                let mut pos = self.range.start;
+                let mut reloads = 0u32;
+                'stream: loop {
+                    let mut todo = pieces(&extents, pos..self.range.end).into_iter();
+                    let spawn_read = |(e, r): (Extent, Range<u64>)| {
+                        let ctx = self.ctx.clone();
+                        let shard = self.shard;
+                        monoio::spawn(async move { ctx.shards.read_extent(shard, e, r).await })
+                    };
+                    let mut next = todo.next().map(spawn_read);
+                    while let Some(cur) = next.take() {
+                        let data = match cur.await {
+                            Ok(d) => d,
+                            Err(tessera_io::IoError::Moved) if reloads < MAX_STREAM_RELOADS => {
+                                // Compaction moved the data under us: find it again.
+                                reloads += 1;
+                                extents = self.reload().await?;
+                                continue 'stream;
+                            }
+                            Err(e) => {
+                                tracing::error!("read for response failed: {e}");
+                                return Err(ConnError::Io(std::io::Error::other(e.to_string())));
+                            }
+                        };
+                        next = todo.next().map(spawn_read);
+                        pos += data.len() as u64;
+                        conn.write_all(data).await?;
+                    }
+                    break;
                 }
             }
         }
         Ok(())
+    }
+}
+
+impl ObjectStream {
+    /// The extents of the same version after compaction moved them.
+    async fn reload(&self) -> Result<Vec<Extent>, ConnError> {
+        let gone = || ConnError::Io(std::io::Error::other("the object changed while being sent"));
+        let src = self.source.as_ref().ok_or_else(gone)?;
+        let sel = Some(crate::meta::VersionSel::Id(src.version));
+        let obj = crate::s3::read_version(&self.ctx, &src.bucket, &src.key, sel).await.map_err(|_| gone())?;
+        if obj.summary.size != src.size || obj.summary.md5 != src.md5 {
+            return Err(gone());
+        }
+        match obj.body {
+            Body::Extents(e) => Ok(e),
+            Body::Inline(_) => Err(gone()),
+        }
     }
 }
 

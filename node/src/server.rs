@@ -11,15 +11,16 @@ use std::time::Instant;
 
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
-use tessera_io::{Shard, ShardOptions};
+use tessera_io::Shard;
 
 use crate::bodybuf::{BodyBudget, BODY_BUFFER_BYTES_PER_CORE};
 use crate::buckets::Buckets;
 use crate::conn::LogLimiter;
 use crate::config::Config;
+use crate::iam::keys::{NodeKeys, KEY_FILE};
+use crate::iam::store::IamStore;
 use crate::identity::{self, Identities};
 use crate::layout::{self, Layout};
-use crate::meta::META_SHARD;
 use crate::shards::{self, CoreReceiver, CoreSender, LocalShard, Shards};
 
 /// Most open connections per reactor; beyond it new connections get 503 SlowDown.
@@ -35,6 +36,7 @@ pub struct Shared {
     pub layout: Layout,
     pub identities: Identities,
     pub buckets: Buckets,
+    pub iam: IamStore,
 }
 
 /// One reactor's view of the node.
@@ -52,6 +54,8 @@ pub struct Ctx {
     pub body_budget: Rc<BodyBudget>,
     /// Internal errors logged, at a bounded rate.
     pub error_log: LogLimiter,
+    /// Access-log lines not delivered yet (see `s3::logging`).
+    pub access_log: crate::s3::logging::AccessLog,
     request_ids: RequestIds,
 }
 
@@ -181,6 +185,8 @@ pub fn run(config: Config) -> Result<(), String> {
     let _locks = layout::lock_data_dirs(&config.data_dirs).map_err(|e| e.to_string())?;
     let layout = layout::open_or_format(&config.data_dirs, config.shards_per_disk).map_err(|e| e.to_string())?;
     let identities = identity::load(&config.data_dirs[0], config.users_file.as_deref()).map_err(|e| e.to_string())?;
+    let key_file = config.key_file.clone().unwrap_or_else(|| config.data_dirs[0].join(KEY_FILE));
+    let node_keys = NodeKeys::load_or_create(&key_file)?;
     let (reservation, addr) = reserve_port(addr)?;
     let threads = config.threads;
     let total = layout.total_shards();
@@ -191,7 +197,9 @@ pub fn run(config: Config) -> Result<(), String> {
         io_uring = tessera_io::io_uring_available(),
         "starting"
     );
-    let shared = Arc::new(Shared { config, layout, identities, buckets: Buckets::default() });
+    let buckets = Buckets::new(layout.meta_shards.clone());
+    let iam = IamStore::new(node_keys, layout.meta_shards.clone());
+    let shared = Arc::new(Shared { config, layout, identities, buckets, iam });
     let owner: Vec<usize> = (0..total as usize).map(|s| s % threads).collect();
     let (senders, receivers): (Vec<CoreSender>, Vec<CoreReceiver>) =
         (0..threads).map(|_| async_channel::bounded(shards::CROSS_CORE_QUEUE)).unzip();
@@ -282,21 +290,32 @@ impl Reactor {
         let shared = self.shared;
         let total = shared.layout.total_shards() as usize;
         let mut local: Vec<Option<Rc<LocalShard>>> = vec![None; total];
-        for s in (0..total).filter(|&s| self.owner[s] == self.core) {
-            let dir = &shared.layout.shard_dirs[s];
-            let shard = Shard::open(dir, s as u32, ShardOptions::default())
-                .await
-                .map_err(|e| format!("cannot open shard {}: {e}", dir.display()))?;
-            local[s] = Some(Rc::new(LocalShard::new(shard)));
-        }
-        if let Some(meta) = local.get(META_SHARD as usize).and_then(|s| s.as_ref()) {
-            let n = shared.buckets.load_from(&meta.shard).await?;
-            tracing::info!(buckets = n, "bucket registry loaded");
+        // A shard that cannot be opened (a failing disk) stays offline: its
+        // requests answer 503, the rest of the node serves.
+        let mine: Vec<usize> = (0..total).filter(|&s| self.owner[s] == self.core).collect();
+        let opts = shared.config.shard_options();
+        let opened = futures_util::future::join_all(mine.iter().map(|&s| {
+            let dir = shared.layout.shard_dirs[s].clone();
+            let opts = opts.clone();
+            async move { (s, dir.clone(), Shard::open(&dir, s as u32, opts).await) }
+        }))
+        .await;
+        for (s, dir, r) in opened {
+            match r {
+                Ok(shard) => local[s] = Some(Rc::new(LocalShard::new(shard))),
+                Err(e @ tessera_io::IoError::Format(_)) => {
+                    return Err(format!("cannot open shard {}: {e}", dir.display()));
+                }
+                Err(e) => {
+                    tracing::error!(shard = s, dir = %dir.display(), error = %e, "shard cannot be opened; it stays offline (its requests answer 503)");
+                }
+            }
         }
         monoio::spawn(shards::serve(self.rx, local.clone()));
         let opts = monoio::net::ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(4096);
         let listener = monoio::net::TcpListener::bind_with_config(self.addr, &opts)
             .map_err(|e| format!("reactor {}: cannot listen on {}: {e}", self.core, self.addr))?;
+        let shared_interval = shared.config.access_log_interval;
         let ctx = Rc::new(Ctx {
             core: self.core,
             shards: Shards::new(self.core, local, self.owner, self.senders),
@@ -306,8 +325,19 @@ impl Reactor {
             partial_head_bytes: Cell::new(0),
             body_budget: BodyBudget::new(BODY_BUFFER_BYTES_PER_CORE),
             error_log: LogLimiter::new(),
+            access_log: crate::s3::logging::AccessLog::new(shared_interval),
             request_ids: RequestIds::new(self.core)?,
         });
+        // One reactor loads the bucket registry from every copy (the other
+        // cores answer its reads as soon as their shards are open); nobody
+        // serves before every reactor is ready.
+        if self.core == 0 {
+            let n = ctx.shared.buckets.load(&ctx.shards).await?;
+            tracing::info!(buckets = n, copies = ctx.shared.layout.meta_shards.len(), "bucket registry loaded");
+            let n = ctx.shared.iam.load(&ctx.shards).await?;
+            tracing::info!(records = n, "IAM store loaded");
+        }
+        monoio::spawn(crate::s3::logging::deliver_periodically(ctx.clone()));
         Ok((listener, ctx))
     }
 }
@@ -366,7 +396,7 @@ async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
                 return;
             };
             ctx.connections.set(ctx.connections.get() + 1);
-            crate::conn::serve(ctx.clone(), stream).await;
+            crate::conn::serve(ctx.clone(), stream, peer.ip()).await;
             ctx.connections.set(ctx.connections.get() - 1);
             drop(slot);
         });

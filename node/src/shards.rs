@@ -248,7 +248,10 @@ impl Shards {
             return exec(&s, req).await;
         }
         let core = *self.owner.get(shard as usize).ok_or_else(unexpected)?;
-        debug_assert_ne!(core, self.core);
+        if core == self.core {
+            // Ours but not open: the shard is offline (it failed to open).
+            return Err(IoError::ShardFailed);
+        }
         let (tx, rx) = async_channel::bounded(1);
         self.cores[core]
             .send(ShardMsg { shard, req, reply: tx })

@@ -55,6 +55,17 @@ pub enum S3ErrorCode {
     SlowDown,
     TooManyBuckets,
     XAmzContentSHA256Mismatch,
+    // Access control (ACLs, bucket policies, session tokens).
+    AccessControlListNotSupported,
+    InvalidBucketAclWithObjectOwnership,
+    InvalidToken,
+    MalformedACLError,
+    MalformedPolicy,
+    NoSuchBucketPolicy,
+    NoSuchPublicAccessBlockConfiguration,
+    OwnershipControlsNotFoundError,
+    UnresolvableGrantByEmailAddress,
+    UnexpectedContent,
     /// 400 with the generic code for unparseable HTTP.
     BadRequest,
     /// 431-ish conditions surface as 400 in S3; kept distinct for logs.
@@ -63,6 +74,13 @@ pub enum S3ErrorCode {
     /// Not AWS's (it has no such condition): the node's disks are above
     /// their high-water mark. 507, not retried by SDKs.
     StorageFull,
+    InvalidPolicyDocument,
+    NoSuchCORSConfiguration,
+    CORSForbidden,
+    InvalidTargetBucketForLogging,
+    MalformedPOSTRequest,
+    IncorrectNumberOfFilesInPostRequest,
+    MaxPostPreDataLengthExceeded,
 }
 
 impl S3ErrorCode {
@@ -119,20 +137,37 @@ impl S3ErrorCode {
             SlowDown => "SlowDown",
             TooManyBuckets => "TooManyBuckets",
             XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
+            AccessControlListNotSupported => "AccessControlListNotSupported",
+            InvalidBucketAclWithObjectOwnership => "InvalidBucketAclWithObjectOwnership",
+            InvalidToken => "InvalidToken",
+            MalformedACLError => "MalformedACLError",
+            MalformedPolicy => "MalformedPolicy",
+            NoSuchBucketPolicy => "NoSuchBucketPolicy",
+            NoSuchPublicAccessBlockConfiguration => "NoSuchPublicAccessBlockConfiguration",
+            OwnershipControlsNotFoundError => "OwnershipControlsNotFoundError",
+            UnresolvableGrantByEmailAddress => "UnresolvableGrantByEmailAddress",
+            UnexpectedContent => "UnexpectedContent",
             BadRequest => "BadRequest",
             RequestHeaderSectionTooLarge => "RequestHeaderSectionTooLarge",
             ServiceUnavailable => "ServiceUnavailable",
             StorageFull => "XTesseraStorageFull",
+            InvalidPolicyDocument => "InvalidPolicyDocument",
+            NoSuchCORSConfiguration => "NoSuchCORSConfiguration",
+            CORSForbidden => "AccessForbidden",
+            InvalidTargetBucketForLogging => "InvalidTargetBucketForLogging",
+            MalformedPOSTRequest => "MalformedPOSTRequest",
+            IncorrectNumberOfFilesInPostRequest => "IncorrectNumberOfFilesInPostRequest",
+            MaxPostPreDataLengthExceeded => "MaxPostPreDataLengthExceeded",
         }
     }
 
     pub fn status(self) -> u16 {
         use S3ErrorCode::*;
         match self {
-            AccessDenied | InvalidAccessKeyId | RequestTimeTooSkewed | SignatureDoesNotMatch
-            | ExpiredToken => 403,
-            NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchVersion | NoSuchTagSet
-            | NoSuchObjectLockConfiguration | ObjectLockConfigurationNotFoundError => 404,
+            AccessDenied | InvalidAccessKeyId | RequestTimeTooSkewed | SignatureDoesNotMatch | CORSForbidden => 403,
+            NoSuchCORSConfiguration | NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchVersion | NoSuchTagSet
+            | NoSuchObjectLockConfiguration | ObjectLockConfigurationNotFoundError | NoSuchBucketPolicy
+            | NoSuchPublicAccessBlockConfiguration | OwnershipControlsNotFoundError => 404,
             MethodNotAllowed => 405,
             BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty | OperationAborted
             | InvalidBucketState => 409,
@@ -152,6 +187,16 @@ impl S3ErrorCode {
         use S3ErrorCode::*;
         match self {
             AccessDenied => "Access Denied",
+            AccessControlListNotSupported => "The bucket does not allow ACLs",
+            ExpiredToken => "The provided token has expired.",
+            InvalidBucketAclWithObjectOwnership => "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
+            InvalidToken => "The provided token is malformed or otherwise invalid.",
+            MalformedACLError => "The XML you provided was not well-formed or did not validate against our published schema",
+            MalformedPolicy => "Policies must be valid JSON and the first byte must be '{'",
+            NoSuchBucketPolicy => "The bucket policy does not exist",
+            NoSuchPublicAccessBlockConfiguration => "The public access block configuration was not found",
+            OwnershipControlsNotFoundError => "The bucket ownership controls were not found",
+            UnresolvableGrantByEmailAddress => "The e-mail address you provided does not match any account on record.",
             BadDigest => "The Content-MD5 or checksum you specified did not match what we received.",
             BucketAlreadyExists => "The requested bucket name is not available.",
             BucketAlreadyOwnedByYou => "Your previous request to create the named bucket succeeded and you already own it.",
@@ -191,6 +236,12 @@ impl S3ErrorCode {
             SlowDown => "Please reduce your request rate.",
             TooManyBuckets => "You have attempted to create more buckets than allowed.",
             XAmzContentSHA256Mismatch => "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            NoSuchCORSConfiguration => "The CORS configuration does not exist",
+            CORSForbidden => "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
+            InvalidTargetBucketForLogging => "The target bucket for logging does not exist, is not owned by you, or does not have the appropriate grants for the log-delivery group.",
+            MalformedPOSTRequest => "The body of your POST request is not well-formed multipart/form-data.",
+            IncorrectNumberOfFilesInPostRequest => "POST requires exactly one file upload per request.",
+            MaxPostPreDataLengthExceeded => "Your POST request fields preceding the upload file were too large.",
             StorageFull => "The storage is full: new data is refused until space is freed (deletes still work).",
             _ => "The request is not valid.",
         }

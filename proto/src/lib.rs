@@ -6,15 +6,20 @@
 
 pub mod aws_chunked;
 pub mod checksum;
+pub mod cors;
 pub mod error;
+pub mod form;
 pub mod headers;
 pub mod http;
+pub mod logging;
+pub mod post_policy;
 pub mod rfc2047;
 pub mod router;
 pub mod sigv2;
 pub mod sigv4;
 pub mod time;
 pub mod xml;
+pub mod xml_access;
 
 pub use error::{S3Error, S3ErrorCode, S3Result};
 pub use headers::Headers;

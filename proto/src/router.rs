@@ -39,6 +39,11 @@ impl Query {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.params.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
+
+    /// Appends `other`'s parameters (after ours: `get` finds ours first).
+    pub fn extend(&mut self, other: Query) {
+        self.params.extend(other.params);
+    }
 }
 
 fn decode_query_component(s: &str) -> S3Result<String> {
@@ -68,15 +73,35 @@ pub fn percent_decode(s: &str) -> S3Result<String> {
     String::from_utf8(out).map_err(|_| S3Error::new(S3ErrorCode::InvalidURI))
 }
 
-/// Sub-resources we recognise but do not serve yet: answering them as a plain
-/// object or bucket operation would be wrong, so they get `NotImplemented`.
-const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
-    "policy", "cors", "lifecycle", "tagging", "website", "logging", "notification",
-    "replication", "encryption", "object-lock", "retention", "legal-hold", "accelerate",
-    "requestPayment", "ownershipControls", "publicAccessBlock", "intelligent-tiering",
-    "inventory", "metrics", "analytics", "attributes", "restore", "select", "torrent",
-    "policyStatus",
+/// Every sub-resource S3 documents, sorted (looked up by binary search).
+/// Only these select an operation; any other query parameter
+/// (`content-type` that boto3 puts in presigned URLs, `x-id`, vendor extras)
+/// is ignored, as AWS ignores it.
+pub const SUBRESOURCES: &[&str] = &[
+    "accelerate", "acl", "analytics", "attributes", "cors", "delete", "encryption",
+    "intelligent-tiering", "inventory", "legal-hold", "lifecycle", "location", "logging",
+    "metadataConfiguration", "metadataInventoryTable", "metadataJournalTable", "metadataTable",
+    "metrics", "notification", "object-lock", "ownershipControls", "partNumber", "policy",
+    "policyStatus", "publicAccessBlock", "renameObject", "replication", "requestPayment",
+    "restore", "retention", "select", "session", "tagging", "torrent", "uploadId", "uploads",
+    "versioning", "versions", "website",
 ];
+
+/// Documented sub-resources not served here: answering them as a plain
+/// object or bucket operation would be wrong (`DELETE /b?metadataTable`
+/// must not delete the bucket), so they get `NotImplemented`.
+const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
+    "policy", "lifecycle", "website", "notification", "replication", "encryption", "accelerate",
+    "requestPayment", "ownershipControls", "publicAccessBlock", "intelligent-tiering",
+    "inventory", "metrics", "analytics", "restore", "select", "torrent", "policyStatus",
+    "metadataConfiguration", "metadataInventoryTable", "metadataJournalTable", "metadataTable",
+    "renameObject", "session",
+];
+
+/// Whether `name` is a documented S3 sub-resource.
+pub fn is_subresource(name: &str) -> bool {
+    SUBRESOURCES.binary_search(&name).is_ok()
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
@@ -94,6 +119,28 @@ pub enum Op {
     PutObjectLockConfiguration,
     GetBucketAcl,
     GetObjectAcl,
+    GetBucketCors,
+    PutBucketCors,
+    DeleteBucketCors,
+    GetBucketLogging,
+    PutBucketLogging,
+    /// Browser form upload (`POST /bucket` with multipart/form-data).
+    PostObject,
+    /// CORS preflight (`OPTIONS` on a bucket or an object).
+    Options,
+    // Access control: ACLs, bucket policies, public access block, ownership.
+    PutBucketAcl,
+    PutObjectAcl,
+    GetBucketPolicy,
+    PutBucketPolicy,
+    DeleteBucketPolicy,
+    GetBucketPolicyStatus,
+    GetPublicAccessBlock,
+    PutPublicAccessBlock,
+    DeletePublicAccessBlock,
+    GetBucketOwnershipControls,
+    PutBucketOwnershipControls,
+    DeleteBucketOwnershipControls,
     GetObjectTagging,
     PutObjectTagging,
     DeleteObjectTagging,
@@ -147,6 +194,25 @@ impl Op {
             Op::GetObjectAttributes => "GetObjectAttributes",
             Op::GetBucketAcl => "GetBucketAcl",
             Op::GetObjectAcl => "GetObjectAcl",
+            Op::GetBucketCors => "GetBucketCors",
+            Op::PutBucketCors => "PutBucketCors",
+            Op::DeleteBucketCors => "DeleteBucketCors",
+            Op::GetBucketLogging => "GetBucketLogging",
+            Op::PutBucketLogging => "PutBucketLogging",
+            Op::PostObject => "PostObject",
+            Op::Options => "PreflightRequest",
+            Op::PutBucketAcl => "PutBucketAcl",
+            Op::PutObjectAcl => "PutObjectAcl",
+            Op::GetBucketPolicy => "GetBucketPolicy",
+            Op::PutBucketPolicy => "PutBucketPolicy",
+            Op::DeleteBucketPolicy => "DeleteBucketPolicy",
+            Op::GetBucketPolicyStatus => "GetBucketPolicyStatus",
+            Op::GetPublicAccessBlock => "GetPublicAccessBlock",
+            Op::PutPublicAccessBlock => "PutPublicAccessBlock",
+            Op::DeletePublicAccessBlock => "DeletePublicAccessBlock",
+            Op::GetBucketOwnershipControls => "GetBucketOwnershipControls",
+            Op::PutBucketOwnershipControls => "PutBucketOwnershipControls",
+            Op::DeleteBucketOwnershipControls => "DeleteBucketOwnershipControls",
             Op::ListObjectsV1 => "ListObjects",
             Op::ListObjectsV2 => "ListObjectsV2",
             Op::ListObjectVersions => "ListObjectVersions",
@@ -234,26 +300,6 @@ fn vhost_bucket(host: &str, domains: &[String]) -> Option<String> {
     })
 }
 
-/// Query parameters that carry credentials or client bookkeeping, never an
-/// operation.
-fn is_neutral_param(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    lower.starts_with("x-amz-") || matches!(lower.as_str(), "x-id" | "awsaccesskeyid" | "signature" | "expires")
-}
-
-/// For writes, every query parameter must be one the operation knows: an
-/// unknown sub-resource (`DELETE /b?metadataTable`, `PUT /b/k?renameObject`)
-/// must not fall through to DeleteBucket or an overwriting PutObject.
-fn check_write_params(method: Method, q: &Query, known: &[&str]) -> S3Result<()> {
-    if matches!(method, Method::Get | Method::Head) {
-        return Ok(());
-    }
-    match q.iter().map(|(n, _)| n).find(|n| !known.contains(n) && !is_neutral_param(n)) {
-        Some(n) => Err(not_implemented(n)),
-        None => Ok(()),
-    }
-}
-
 fn unsupported(query: &Query) -> Option<&'static str> {
     UNSUPPORTED_SUBRESOURCES.iter().copied().find(|s| query.has(s))
 }
@@ -262,8 +308,46 @@ fn not_implemented(what: &str) -> S3Error {
     S3Error::with_message(S3ErrorCode::NotImplemented, format!("{what} is not implemented"))
 }
 
+/// A documented sub-resource that `method` on this resource does not serve:
+/// refused, never ignored (only unknown parameters are ignored).
+fn stray_subresource(q: &Query, served: &[&str]) -> Option<String> {
+    q.iter().map(|(n, _)| n).find(|n| is_subresource(n) && !served.contains(n)).map(str::to_string)
+}
+
+/// Bucket sub-resources of access control (ACL, policy, public access
+/// block, ownership controls).
+fn bucket_access_op(method: Method, q: &Query) -> S3Result<Option<Op>> {
+    let op = match method {
+        Method::Get if q.has("acl") => Op::GetBucketAcl,
+        Method::Put if q.has("acl") => Op::PutBucketAcl,
+        Method::Get if q.has("policyStatus") => Op::GetBucketPolicyStatus,
+        Method::Get if q.has("policy") => Op::GetBucketPolicy,
+        Method::Put if q.has("policy") => Op::PutBucketPolicy,
+        Method::Delete if q.has("policy") => Op::DeleteBucketPolicy,
+        Method::Get if q.has("publicAccessBlock") => Op::GetPublicAccessBlock,
+        Method::Put if q.has("publicAccessBlock") => Op::PutPublicAccessBlock,
+        Method::Delete if q.has("publicAccessBlock") => Op::DeletePublicAccessBlock,
+        Method::Get if q.has("ownershipControls") => Op::GetBucketOwnershipControls,
+        Method::Put if q.has("ownershipControls") => Op::PutBucketOwnershipControls,
+        Method::Delete if q.has("ownershipControls") => Op::DeleteBucketOwnershipControls,
+        _ if ["acl", "policy", "policyStatus", "publicAccessBlock", "ownershipControls"].iter().any(|s| q.has(s)) => {
+            return Err(S3Error::new(S3ErrorCode::MethodNotAllowed))
+        }
+        _ => return Ok(None),
+    };
+    if let Some(what) = stray_subresource(q, &["acl", "policy", "policyStatus", "publicAccessBlock", "ownershipControls"]) {
+        return Err(not_implemented(&what));
+    }
+    Ok(Some(op))
+}
+
 fn bucket_op(method: Method, q: &Query) -> S3Result<Op> {
-    check_write_params(method, q, &["delete", "acl", "versioning", "tagging", "object-lock"])?;
+    if method == Method::Options {
+        return Ok(Op::Options);
+    }
+    if let Some(op) = bucket_access_op(method, q)? {
+        return Ok(op);
+    }
     Ok(match method {
         Method::Get if q.has("location") => Op::GetBucketLocation,
         Method::Get if q.has("versioning") => Op::GetBucketVersioning,
@@ -273,23 +357,30 @@ fn bucket_op(method: Method, q: &Query) -> S3Result<Op> {
         Method::Delete if q.has("tagging") => Op::DeleteBucketTagging,
         Method::Get if q.has("object-lock") => Op::GetObjectLockConfiguration,
         Method::Put if q.has("object-lock") => Op::PutObjectLockConfiguration,
-        _ if q.has("versioning") || q.has("object-lock") || q.has("tagging") => {
+        Method::Get if q.has("cors") => Op::GetBucketCors,
+        Method::Put if q.has("cors") => Op::PutBucketCors,
+        Method::Delete if q.has("cors") => Op::DeleteBucketCors,
+        Method::Get if q.has("logging") => Op::GetBucketLogging,
+        Method::Put if q.has("logging") => Op::PutBucketLogging,
+        _ if ["versioning", "object-lock", "tagging", "cors", "logging"].iter().any(|s| q.has(s)) => {
             return Err(S3Error::new(S3ErrorCode::MethodNotAllowed))
         }
-        Method::Get if q.has("acl") => Op::GetBucketAcl,
-        _ if q.has("acl") => return Err(not_implemented("acl")),
         Method::Get if q.has("uploads") => Op::ListMultipartUploads,
         Method::Get if q.has("versions") => Op::ListObjectVersions,
         Method::Post if q.has("delete") => Op::DeleteObjects,
         _ if unsupported(q).is_some() => {
             return Err(not_implemented(unsupported(q).unwrap_or("sub-resource")))
         }
+        _ if stray_subresource(q, &[]).is_some() => {
+            let what = stray_subresource(q, &[]).unwrap_or_default();
+            return Err(not_implemented(&format!("{} {what} on a bucket", method.as_str())));
+        }
         Method::Get if q.get("list-type") == Some("2") => Op::ListObjectsV2,
         Method::Get => Op::ListObjectsV1,
         Method::Put => Op::CreateBucket,
         Method::Head => Op::HeadBucket,
         Method::Delete => Op::DeleteBucket,
-        Method::Post => return Err(not_implemented("POST object upload")),
+        Method::Post => Op::PostObject,
         _ => return Err(S3Error::new(S3ErrorCode::MethodNotAllowed)),
     })
 }
@@ -317,17 +408,24 @@ fn object_subresource_op(method: Method, q: &Query) -> S3Result<Option<Op>> {
         }
         _ => return Ok(None),
     };
-    check_write_params(method, q, &["tagging", "retention", "legal-hold", "versionId"])?;
+    if let Some(what) = stray_subresource(q, &["tagging", "retention", "legal-hold", "attributes", "versionId"]) {
+        return Err(not_implemented(&what));
+    }
     Ok(Some(op))
 }
 
 fn object_op(method: Method, q: &Query) -> S3Result<Op> {
+    if method == Method::Options {
+        return Ok(Op::Options);
+    }
     if let Some(op) = object_subresource_op(method, q)? {
         return Ok(op);
     }
     // `POST ?select&select-type=2` (select-type is the API's version: 2 is the only one).
     if method == Method::Post && q.has("select") {
-        check_write_params(method, q, &["select", "select-type", "versionId"])?;
+        if let Some(what) = stray_subresource(q, &["select", "versionId"]) {
+            return Err(not_implemented(&what));
+        }
         if q.get("select-type").is_some_and(|t| t != "2") {
             return Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "select-type must be 2"));
         }
@@ -336,10 +434,13 @@ fn object_op(method: Method, q: &Query) -> S3Result<Op> {
     if let Some(what) = unsupported(q) {
         return Err(not_implemented(what));
     }
-    check_write_params(method, q, &["partNumber", "uploadId", "uploads", "versionId", "acl"])?;
+    if let Some(what) = stray_subresource(q, &["partNumber", "uploadId", "uploads", "versionId", "acl"]) {
+        return Err(not_implemented(&what));
+    }
     Ok(match method {
         Method::Get if q.has("acl") => Op::GetObjectAcl,
-        _ if q.has("acl") => return Err(not_implemented("acl")),
+        Method::Put if q.has("acl") => Op::PutObjectAcl,
+        _ if q.has("acl") => return Err(S3Error::new(S3ErrorCode::MethodNotAllowed)),
         Method::Put if q.has("partNumber") || q.has("uploadId") => {
             let part_number = q
                 .get("partNumber")
@@ -418,6 +519,34 @@ mod tests {
             (Delete, "/b/k", "versionId=v", Some("b"), Some("k"), "DeleteObject"),
             (Post, "/b/k", "select&select-type=2", Some("b"), Some("k"), "SelectObjectContent"),
             (Post, "/b/k", "select&select-type=2&versionId=v", Some("b"), Some("k"), "SelectObjectContent"),
+            // boto3 presigned PutObject with ContentType: not a sub-resource, ignored.
+            (Put, "/b/k", "content-type=text%2Fplain&X-Amz-Signature=x", Some("b"), Some("k"), "PutObject"),
+            (Put, "/b", "someVendorThing=1", Some("b"), None, "CreateBucket"),
+            (Post, "/b/k", "uploads&foo=bar", Some("b"), Some("k"), "CreateMultipartUpload"),
+            (Get, "/b/k", "response-content-type=a%2Fb", Some("b"), Some("k"), "GetObject"),
+            (Put, "/b", "cors", Some("b"), None, "PutBucketCors"),
+            (Get, "/b", "cors", Some("b"), None, "GetBucketCors"),
+            (Delete, "/b", "cors", Some("b"), None, "DeleteBucketCors"),
+            (Put, "/b", "logging", Some("b"), None, "PutBucketLogging"),
+            (Get, "/b", "logging", Some("b"), None, "GetBucketLogging"),
+            (Post, "/b", "", Some("b"), None, "PostObject"),
+            (Post, "/b/", "", Some("b"), None, "PostObject"),
+            (Options, "/b", "", Some("b"), None, "PreflightRequest"),
+            (Options, "/b/k", "", Some("b"), Some("k"), "PreflightRequest"),
+            (Put, "/b", "acl", Some("b"), None, "PutBucketAcl"),
+            (Get, "/b", "acl", Some("b"), None, "GetBucketAcl"),
+            (Put, "/b/k", "acl&versionId=v", Some("b"), Some("k"), "PutObjectAcl"),
+            (Get, "/b/k", "acl", Some("b"), Some("k"), "GetObjectAcl"),
+            (Put, "/b", "policy", Some("b"), None, "PutBucketPolicy"),
+            (Get, "/b", "policy", Some("b"), None, "GetBucketPolicy"),
+            (Delete, "/b", "policy", Some("b"), None, "DeleteBucketPolicy"),
+            (Get, "/b", "policyStatus", Some("b"), None, "GetBucketPolicyStatus"),
+            (Put, "/b", "publicAccessBlock", Some("b"), None, "PutPublicAccessBlock"),
+            (Get, "/b", "publicAccessBlock", Some("b"), None, "GetPublicAccessBlock"),
+            (Delete, "/b", "publicAccessBlock", Some("b"), None, "DeletePublicAccessBlock"),
+            (Put, "/b", "ownershipControls", Some("b"), None, "PutBucketOwnershipControls"),
+            (Get, "/b", "ownershipControls", Some("b"), None, "GetBucketOwnershipControls"),
+            (Delete, "/b", "ownershipControls", Some("b"), None, "DeleteBucketOwnershipControls"),
         ];
         for (m, p, q, b, k, op) in cases {
             let got = r(*m, p, q).unwrap_or_else(|e| panic!("{p}?{q}: {e}"));
@@ -434,7 +563,9 @@ mod tests {
             (Put, "/b/k", "partNumber=0&uploadId=u", S3ErrorCode::InvalidArgument),
             (Put, "/b/k", "partNumber=10001&uploadId=u", S3ErrorCode::InvalidArgument),
             (Put, "/b/k", "partNumber=1&uploadId=", S3ErrorCode::NoSuchUpload),
-            (Put, "/b/k", "acl", S3ErrorCode::NotImplemented),
+            (Post, "/b/k", "acl", S3ErrorCode::MethodNotAllowed),
+            (Post, "/b", "policy", S3ErrorCode::MethodNotAllowed),
+            (Put, "/b", "policy&renameObject", S3ErrorCode::NotImplemented),
             (Get, "/b/k", "torrent", S3ErrorCode::NotImplemented),
             (Post, "/b/k", "tagging", S3ErrorCode::MethodNotAllowed),
             (Delete, "/b/k", "retention", S3ErrorCode::MethodNotAllowed),
@@ -445,12 +576,15 @@ mod tests {
             (Put, "/", "", S3ErrorCode::MethodNotAllowed),
             (Get, "/b/%FF", "", S3ErrorCode::InvalidURI),
             (Delete, "/b", "metadataTable", S3ErrorCode::NotImplemented),
-            (Put, "/b", "cors", S3ErrorCode::NotImplemented),
+            (Put, "/b", "policy", S3ErrorCode::NotImplemented),
+            (Post, "/b", "cors", S3ErrorCode::MethodNotAllowed),
             (Put, "/b/k", "renameObject", S3ErrorCode::NotImplemented),
-            (Post, "/b", "someNewThing", S3ErrorCode::NotImplemented),
             (Get, "/b/k", "select&select-type=2", S3ErrorCode::NotImplemented),
             (Post, "/b/k", "select&select-type=3", S3ErrorCode::InvalidArgument),
             (Post, "/b/k", "select&renameObject", S3ErrorCode::NotImplemented),
+            (Delete, "/b", "versions", S3ErrorCode::NotImplemented),
+            (Put, "/b/k", "location", S3ErrorCode::NotImplemented),
+            (Post, "/b/k", "", S3ErrorCode::NotImplemented),
         ];
         for (m, p, q, code) in cases {
             assert_eq!(r(*m, p, q).unwrap_err().code, *code, "{p}?{q}");
@@ -459,6 +593,12 @@ mod tests {
         assert_eq!(r(Put, &long, "").unwrap_err().code, S3ErrorCode::KeyTooLongError);
         let max = format!("/b/{}", "k".repeat(MAX_KEY_BYTES));
         assert!(r(Put, &max, "").is_ok());
+    }
+
+    #[test]
+    fn subresource_list_is_sorted() {
+        assert!(SUBRESOURCES.windows(2).all(|w| w[0] < w[1]));
+        assert!(UNSUPPORTED_SUBRESOURCES.iter().all(|s| is_subresource(s)), "unsupported ones are documented");
     }
 
     #[test]

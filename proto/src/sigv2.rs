@@ -221,6 +221,7 @@ pub(crate) fn authenticate_header(
     verify(req, vhost_bucket, date_line(req.headers), &secret, signature)?;
     Ok(AuthContext {
         access_key: access_key.to_string(),
+        security_token: None,
         payload: PayloadMode::Unsigned,
         kind: AuthKind::HeaderV2,
     })
@@ -275,6 +276,7 @@ pub(crate) fn authenticate_query(
     verify(req, vhost_bucket, expires, &secret, &signature)?;
     Ok(AuthContext {
         access_key: access_key.to_string(),
+        security_token: None,
         payload: PayloadMode::Unsigned,
         kind: AuthKind::PresignedV2,
     })

@@ -51,6 +51,10 @@ pub struct SigRequest<'a> {
 #[derive(Debug, Clone)]
 pub struct AuthContext {
     pub access_key: String,
+    /// The session token of temporary credentials (`x-amz-security-token`
+    /// header, or `X-Amz-Security-Token` in a presigned URL, where the
+    /// signature covers it); the caller must validate it against the key.
+    pub security_token: Option<String>,
     pub payload: PayloadMode,
     pub kind: AuthKind,
 }
@@ -428,13 +432,22 @@ struct Credential<'a> {
 }
 
 fn parse_credential(value: &str) -> Result<Credential<'_>, &'static str> {
+    parse_credential_for(value, &["s3"]).map(|(c, _)| c)
+}
+
+/// A credential scoped to one of `services` (S3 requests accept only `s3`;
+/// the query APIs `iam` and `sts`), with the service it names.
+fn parse_credential_for<'v>(value: &'v str, services: &[&str]) -> Result<(Credential<'v>, &'v str), &'static str> {
     let mut parts = value.rsplitn(5, '/');
     let terminator = parts.next().unwrap_or_default();
     let service = parts.next().unwrap_or_default();
     let region = parts.next().unwrap_or_default();
     let date = parts.next().unwrap_or_default();
     let access_key = parts.next().unwrap_or_default();
-    if access_key.is_empty() || region.is_empty() || terminator != "aws4_request" {
+    // boto3 clients of the global IAM/STS endpoints made with `region_name=''`
+    // sign with an empty region; S3 credentials must name one.
+    let region_needed = service == "s3" || !services.contains(&service);
+    if access_key.is_empty() || (region.is_empty() && region_needed) || terminator != "aws4_request" {
         return Err(
             "the Credential is mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\".",
         );
@@ -442,13 +455,13 @@ fn parse_credential(value: &str) -> Result<Credential<'_>, &'static str> {
     if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
         return Err("incorrect date format. This date in the credential must be in the format \"yyyyMMdd\".");
     }
-    if service != "s3" {
+    if !services.contains(&service) {
         return Err("incorrect service. This endpoint belongs to \"s3\".");
     }
     if !region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Err("the region is mal-formed.");
     }
-    Ok(Credential { access_key, date, region })
+    Ok((Credential { access_key, date, region }, service))
 }
 
 /// Whether a header present in the request must be listed in SignedHeaders: every
@@ -533,6 +546,10 @@ struct HeaderAuth<'a> {
 }
 
 fn parse_authorization(value: &str) -> Result<HeaderAuth<'_>, S3Error> {
+    parse_authorization_for(value, &["s3"]).map(|(h, _)| h)
+}
+
+fn parse_authorization_for<'v>(value: &'v str, services: &[&str]) -> Result<(HeaderAuth<'v>, &'v str), S3Error> {
     let rest = value
         .strip_prefix(ALGORITHM)
         .filter(|r| r.starts_with(' '))
@@ -558,11 +575,15 @@ fn parse_authorization(value: &str) -> Result<HeaderAuth<'_>, S3Error> {
             "the authorization header requires Credential, SignedHeaders and Signature.",
         ));
     };
-    Ok(HeaderAuth {
-        credential: parse_credential(credential).map_err(header_malformed)?,
-        signed_headers: parse_signed_headers(signed).map_err(header_malformed)?,
-        signature: parse_signature(signature),
-    })
+    let (credential, service) = parse_credential_for(credential, services).map_err(header_malformed)?;
+    Ok((
+        HeaderAuth {
+            credential,
+            signed_headers: parse_signed_headers(signed).map_err(header_malformed)?,
+            signature: parse_signature(signature),
+        },
+        service,
+    ))
 }
 
 /// What `x-amz-content-sha256` (or the presign parameter) said about the body.
@@ -704,6 +725,7 @@ fn authenticate_header_v4(
     let signature = auth.signature.unwrap_or_default();
     Ok(AuthContext {
         access_key: cred.access_key.to_string(),
+        security_token: None,
         payload: payload_mode(claim, &key, &amz_date, &scope, &signature),
         kind: AuthKind::HeaderV4,
     })
@@ -767,7 +789,8 @@ fn authenticate_presigned_v4(
     if t > now_unix_secs.saturating_add(MAX_CLOCK_SKEW_SECS) {
         return Err(access_denied("Request is not valid yet"));
     }
-    if now_unix_secs > t.saturating_add(expires_secs) {
+    // A URL valid for zero seconds is expired as soon as it exists.
+    if expires_secs == 0 || now_unix_secs > t.saturating_add(expires_secs) {
         return Err(access_denied("Request has expired"));
     }
     let (payload_hash, claim) = match params.iter().find(|(n, _)| n == "X-Amz-Content-Sha256") {
@@ -796,9 +819,77 @@ fn authenticate_presigned_v4(
     verify_v4(&check, signature.as_ref())?;
     Ok(AuthContext {
         access_key: cred.access_key.to_string(),
+        security_token: None,
         payload: payload_mode(claim, &key, amz_date, &scope, &signature.unwrap_or_default()),
         kind: AuthKind::PresignedV4,
     })
+}
+
+/// The services of the AWS query protocol served on the S3 endpoint.
+pub const QUERY_API_SERVICES: [&str; 2] = ["iam", "sts"];
+
+/// The service named by a V4 Authorization header's credential scope, when
+/// it is one of [`QUERY_API_SERVICES`] (how an IAM or STS request is told
+/// from an S3 one on the same endpoint).
+pub fn query_api_service(headers: &Headers) -> Option<&'static str> {
+    let value = headers.get("authorization")?;
+    let (_, service) = parse_authorization_for(value, &QUERY_API_SERVICES).ok()?;
+    QUERY_API_SERVICES.iter().copied().find(|s| *s == service)
+}
+
+/// Authenticates an IAM or STS request (AWS query protocol: a form body
+/// signed with SigV4 header auth). The body was read first; its SHA-256
+/// is the payload hash (SDKs send no `x-amz-content-sha256` to these
+/// services; one that is sent must agree). `regions`: the credential
+/// scopes accepted (IAM is global and signed for us-east-1).
+pub fn authenticate_query_api(
+    req: &SigRequest<'_>,
+    body_sha256_hex: &str,
+    regions: &[&str],
+    now_unix_secs: i64,
+    secret_for: &dyn Fn(&str) -> Option<String>,
+) -> Result<(AuthContext, &'static str), S3Error> {
+    let value = req.headers.get("authorization").ok_or_else(|| access_denied("Missing Authentication Token"))?;
+    let (auth, service) = parse_authorization_for(value, &QUERY_API_SERVICES)?;
+    let service = QUERY_API_SERVICES.iter().copied().find(|s| *s == service).unwrap_or("sts");
+    let cred = &auth.credential;
+    if !regions.contains(&cred.region) {
+        let expected = regions.first().copied().unwrap_or(DEFAULT_REGION);
+        return Err(header_malformed(&wrong_region(cred.region, expected)));
+    }
+    let secret = lookup_secret(secret_for, cred.access_key)?;
+    let (t, amz_date) = request_time(req.headers)?;
+    if !amz_date.starts_with(cred.date) {
+        return Err(header_malformed("Invalid credential date. Date is not the same as X-Amz-Date."));
+    }
+    if now_unix_secs.abs_diff(t) > MAX_CLOCK_SKEW_SECS.unsigned_abs() {
+        return Err(S3Error::new(S3ErrorCode::RequestTimeTooSkewed));
+    }
+    if let Some(claimed) = req.headers.get("x-amz-content-sha256") {
+        if !claimed.eq_ignore_ascii_case(body_sha256_hex) {
+            return Err(S3Error::new(S3ErrorCode::XAmzContentSHA256Mismatch));
+        }
+    }
+    check_all_signed(req.headers, &auth.signed_headers, None)?;
+    let scope = credential_scope(cred.date, cred.region, service);
+    let key = signing_key(&secret, cred.date, cred.region, service);
+    let check = Check {
+        req,
+        signed_headers: &auth.signed_headers,
+        canonical_query: &canonical_query(req.query, false),
+        payload_hash: body_sha256_hex,
+        amz_date: &amz_date,
+        scope: &scope,
+        key: &key,
+    };
+    verify_v4(&check, auth.signature.as_ref())?;
+    let ctx = AuthContext {
+        access_key: cred.access_key.to_string(),
+        security_token: req.headers.get("x-amz-security-token").map(str::to_string),
+        payload: PayloadMode::Unsigned,
+        kind: AuthKind::HeaderV4,
+    };
+    Ok((ctx, service))
 }
 
 const V4_QUERY_PARAMS: [&str; 3] = ["X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature"];
@@ -868,6 +959,12 @@ pub fn authenticate_vhost(
         }
         (None, _) => return Ok(None),
     };
+    let mut ctx = ctx;
+    ctx.security_token = req
+        .headers
+        .get("x-amz-security-token")
+        .map(str::to_string)
+        .or_else(|| params.iter().find(|(n, _)| n == "X-Amz-Security-Token").map(|(_, v)| v.to_string()));
     Ok(Some(ctx))
 }
 

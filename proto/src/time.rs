@@ -54,17 +54,17 @@ fn days_in_month(year: i64, month: u32) -> u32 {
 }
 
 /// Broken-down UTC time of Unix seconds.
-struct Civil {
-    year: i64,
-    month: u32,
-    day: u32,
-    hour: i64,
-    minute: i64,
-    second: i64,
+pub(crate) struct Civil {
+    pub(crate) year: i64,
+    pub(crate) month: u32,
+    pub(crate) day: u32,
+    pub(crate) hour: i64,
+    pub(crate) minute: i64,
+    pub(crate) second: i64,
     weekday: usize,
 }
 
-fn civil(unix_secs: i64) -> Civil {
+pub(crate) fn civil(unix_secs: i64) -> Civil {
     let days = unix_secs.div_euclid(SECS_PER_DAY);
     let secs_of_day = unix_secs.rem_euclid(SECS_PER_DAY);
     let (year, month, day) = civil_from_days(days);
@@ -256,6 +256,12 @@ pub fn parse_iso8601_ms(s: &str) -> Option<i64> {
 fn since_epoch() -> Duration {
     // A clock before 1970 is a broken host; report the epoch rather than panic.
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// `YYYY-mm-DD-HH-MM-SS` of Unix seconds (access-log object names).
+pub fn format_log_stamp(unix_secs: i64) -> String {
+    let c = civil(unix_secs);
+    format!("{:04}-{:02}-{:02}-{:02}-{:02}-{:02}", c.year, c.month, c.day, c.hour, c.minute, c.second)
 }
 
 /// Current time in Unix seconds.

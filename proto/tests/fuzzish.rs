@@ -300,3 +300,42 @@ fn date_parsers_survive_garbage() {
         let _ = parse_amz_date(&d);
     }
 }
+
+/// POST policies, CORS and logging documents, and form fields: random and
+/// mutated input never panics.
+#[test]
+fn browser_documents_never_panic() {
+    use base64::Engine as _;
+    let mut rng = Rng(0xB0B5_1E55);
+    let valid_policy = r#"{"expiration":"2030-01-01T00:00:00Z","conditions":[{"bucket":"b"},["starts-with","$key",""],["content-length-range",0,10]]}"#;
+    let valid_cors = b"<CORSConfiguration><CORSRule><AllowedMethod>GET</AllowedMethod><AllowedOrigin>*</AllowedOrigin></CORSRule></CORSConfiguration>".to_vec();
+    for _ in 0..scaled(3000) {
+        let mut doc = valid_policy.as_bytes().to_vec();
+        for _ in 0..rng.below(4) {
+            if doc.is_empty() {
+                break;
+            }
+            let at = rng.below(doc.len());
+            doc[at] = rng.next() as u8;
+        }
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&doc);
+        if let Ok(p) = tessera_proto::post_policy::PostPolicy::parse(&b64) {
+            let _ = p.check(&[("key".into(), rng.text(3)), ("bucket".into(), "b".into())], 0);
+        }
+        let _ = tessera_proto::post_policy::PostPolicy::parse(&rng.text(8));
+        let mut cors = valid_cors.clone();
+        let at = rng.below(cors.len());
+        cors[at] = rng.next() as u8;
+        if let Ok(rules) = tessera_proto::cors::parse_config(&cors) {
+            let _ = tessera_proto::cors::match_actual(&rules, &rng.text(3), "GET");
+            let _ = tessera_proto::cors::preflight(Some(&rules), Some(&rng.text(3)), Some("GET"), Some(&rng.text(4)));
+        }
+        let _ = tessera_proto::logging::parse_status(&rng.bytes(200));
+        let fields: Vec<(String, String)> = (0..rng.below(6)).map(|_| (rng.text(2).to_ascii_lowercase(), rng.text(3))).collect();
+        let _ = tessera_proto::post_policy::authenticate(
+            &|n| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()),
+            DEFAULT_REGION,
+            &|_| Some("secret".to_string()),
+        );
+    }
+}

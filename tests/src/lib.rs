@@ -6,11 +6,14 @@
 //! ([`raw`]), and checks the answers. Nothing is mocked.
 
 pub mod data;
+pub mod form;
+pub mod iam;
 pub mod proxy;
 pub mod raw;
 pub mod server;
 pub mod sign;
 
 pub use data::*;
+pub use iam::*;
 pub use raw::{RawConn, RawRequest, RawResponse};
-pub use server::{with_bucket, Server, ServerOpts};
+pub use server::{binary_path, with_bucket, Server, ServerOpts};

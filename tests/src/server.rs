@@ -39,6 +39,8 @@ pub struct ServerOpts {
     /// `TESSERA_SECRET_KEY`. When false the variables are removed from the
     /// server's environment and the server must generate its own.
     pub root_credentials_from_env: bool,
+    /// Extra command-line arguments for `tessera server`.
+    pub args: Vec<String>,
 }
 
 impl Default for ServerOpts {
@@ -50,6 +52,7 @@ impl Default for ServerOpts {
             data_dirs: None,
             data_dir_count: 1,
             root_credentials_from_env: true,
+            args: Vec::new(),
         }
     }
 }
@@ -131,6 +134,7 @@ impl Server {
             fs::write(&path, users).expect("write users file");
             cmd.arg("--users").arg(path);
         }
+        cmd.args(&self.opts.args);
         cmd.args(&self.data_dirs);
         if self.opts.root_credentials_from_env {
             cmd.env("TESSERA_ACCESS_KEY", &self.access_key);
@@ -269,6 +273,12 @@ impl Server {
 
     /// Root credentials the clients use. Tests that let the server generate
     /// its own set them here once they know them.
+    /// Sets an environment variable for the next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.opts.env.retain(|(k, _)| k != key);
+        self.opts.env.push((key.to_string(), value.to_string()));
+    }
+
     pub fn set_credentials(&mut self, access_key: &str, secret_key: &str) {
         self.access_key = access_key.to_string();
         self.secret_key = secret_key.to_string();

@@ -52,30 +52,41 @@ async fn create_bucket_rejects_invalid_names() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn create_bucket_twice_is_bucket_already_owned_by_you() {
+async fn create_bucket_twice_is_200_in_us_east_1() {
     let server = Server::start();
     let s3 = server.client();
     ok(s3.create_bucket().bucket("twice").send().await, "first create");
-    ok(
-        s3.put_object()
-            .bucket("twice")
-            .key("k")
-            .body(bytestream(b"kept"))
-            .send()
-            .await,
-        "put",
+    ok(s3.put_object().bucket("twice").key("k").body(bytestream(b"kept")).send().await, "put");
+    // us-east-1 answers a re-create of your own bucket with 200, as AWS does.
+    ok(s3.create_bucket().bucket("twice").send().await, "re-create in us-east-1");
+    // The re-create must not have reset the bucket.
+    let body = read_body(ok(s3.get_object().bucket("twice").key("k").send().await, "get after re-create")).await;
+    assert_eq!(body, b"kept");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_bucket_twice_is_bucket_already_owned_by_you_elsewhere() {
+    let server = Server::start_with(ServerOpts {
+        env: vec![("TESSERA_REGION".into(), "eu-west-1".into())],
+        ..Default::default()
+    });
+    let s3 = aws_sdk_s3::Client::from_conf(
+        server
+            .config_builder(&server.access_key, &server.secret_key)
+            .region(aws_sdk_s3::config::Region::new("eu-west-1"))
+            .build(),
     );
+    let conf = aws_sdk_s3::types::CreateBucketConfiguration::builder()
+        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
+        .build();
+    ok(s3.create_bucket().bucket("twice").create_bucket_configuration(conf.clone()).send().await, "first create");
+    ok(s3.put_object().bucket("twice").key("k").body(bytestream(b"kept")).send().await, "put");
     assert_s3_error(
-        s3.create_bucket().bucket("twice").send().await,
+        s3.create_bucket().bucket("twice").create_bucket_configuration(conf).send().await,
         409,
         "BucketAlreadyOwnedByYou",
     );
-    // The failed re-create must not have reset the bucket.
-    let body = read_body(ok(
-        s3.get_object().bucket("twice").key("k").send().await,
-        "get after re-create",
-    ))
-    .await;
+    let body = read_body(ok(s3.get_object().bucket("twice").key("k").send().await, "get after re-create")).await;
     assert_eq!(body, b"kept");
 }
 

@@ -11,12 +11,12 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 use super::io_error;
 use crate::buckets::{valid_bucket_name, BucketInfo, LockConfig, Versioning};
 use crate::conn::Request;
-use crate::identity::User;
 use crate::meta::{bucket_prefix, T_OBJECTS, T_PARTS, T_UPLOADS, T_VERSIONS};
 use crate::response::Response;
 use crate::server::Ctx;
 
-pub fn list_buckets(ctx: &Ctx, req: &Request<'_>, user: &User) -> S3Result<Response> {
+pub fn list_buckets(ctx: &Ctx, req: &Request<'_>) -> S3Result<Response> {
+    let user = req.user.clone().ok_or_else(|| S3Error::new(S3ErrorCode::AccessDenied))?;
     let q = &req.routed.query;
     let max = match q.get("max-buckets") {
         None => usize::MAX,
@@ -52,6 +52,9 @@ pub fn list_buckets(ctx: &Ctx, req: &Request<'_>, user: &User) -> S3Result<Respo
     Ok(Response::xml(200, w.finish()))
 }
 
+/// The region where S3 keeps its legacy CreateBucket behaviour.
+pub const LEGACY_REGION: &str = "us-east-1";
+
 fn new_bucket_id() -> S3Result<u64> {
     use ring::rand::{SecureRandom, SystemRandom};
     let mut raw = [0u8; 8];
@@ -59,7 +62,8 @@ fn new_bucket_id() -> S3Result<u64> {
     Ok(u64::from_be_bytes(raw))
 }
 
-pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>, user: &User) -> S3Result<Response> {
+pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response> {
+    let user = req.user.clone().ok_or_else(|| S3Error::new(S3ErrorCode::AccessDenied))?;
     let name = req.bucket().to_string();
     if !valid_bucket_name(&name) {
         return Err(S3Error::new(S3ErrorCode::InvalidBucketName));
@@ -87,6 +91,15 @@ pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>, user: &User) ->
             ))
         }
     };
+    let ownership = super::acl::ownership_header(req)?;
+    let requested = crate::acl::from_headers(&req.head.headers, &ctx.shared.identities)?;
+    if ownership == Some(crate::acl::Ownership::BucketOwnerEnforced) {
+        crate::acl::check_enforced(requested.as_ref(), ownership, &user.user_id)
+            .map_err(|_| S3Error::new(S3ErrorCode::InvalidBucketAclWithObjectOwnership))?;
+    }
+    let acl = requested
+        .map(|r| r.resolve((&user.user_id, &user.display_name), (&user.user_id, &user.display_name)))
+        .filter(|a| *a != tessera_policy::Acl::private(&user.user_id, &user.display_name));
     let info = BucketInfo {
         id: new_bucket_id()?,
         name: name.clone(),
@@ -97,9 +110,21 @@ pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>, user: &User) ->
         versioning: if lock { Versioning::Enabled } else { Versioning::Unversioned },
         object_lock: lock.then(LockConfig::default),
         tags: Vec::new(),
+        cors: Vec::new(),
+        logging: None,
+        acl,
+        policy: None,
+        public_access_block: None,
+        ownership,
         gate: Default::default(),
     };
-    ctx.shared.buckets.create(&ctx.shards, info, ctx.shared.config.max_buckets_per_user).await?;
+    match ctx.shared.buckets.create(&ctx.shards, info, ctx.shared.config.max_buckets_per_user).await {
+        Ok(()) => {}
+        // us-east-1 answers a re-create of your own bucket with 200 (and
+        // changes nothing); every other region answers 409.
+        Err(e) if e.code == S3ErrorCode::BucketAlreadyOwnedByYou && ctx.shared.config.region == LEGACY_REGION => {}
+        Err(e) => return Err(e),
+    }
     Ok(Response::new(200).header("Location", format!("/{name}")))
 }
 
@@ -209,19 +234,4 @@ pub async fn put_versioning(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo
         })
         .await?;
     Ok(Response::new(200))
-}
-
-/// The ACL every bucket and object has until ACLs can be changed: the
-/// owner with FULL_CONTROL.
-pub fn get_acl(b: &BucketInfo) -> S3Result<Response> {
-    let mut w = XmlWriter::new().root("AccessControlPolicy");
-    w.open("Owner").elem("ID", &b.owner_id).elem("DisplayName", &b.owner_display).close("Owner");
-    w.open("AccessControlList").open("Grant");
-    let mut body = w.finish();
-    body.push_str("<Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"CanonicalUser\">");
-    let mut w = XmlWriter::default();
-    w.elem("ID", &b.owner_id).elem("DisplayName", &b.owner_display).close("Grantee");
-    w.elem("Permission", "FULL_CONTROL").close("Grant").close("AccessControlList").close("AccessControlPolicy");
-    body.push_str(&w.finish());
-    Ok(Response::xml(200, body))
 }

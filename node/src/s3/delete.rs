@@ -16,7 +16,6 @@ use super::versions::{self, NewVersion};
 use super::{bypass_governance, io_error, shard_of, write_version};
 use crate::buckets::{BucketInfo, Versioning};
 use crate::conn::Request;
-use crate::identity::User;
 use crate::meta::{object_key, VersionSel, T_OBJECTS};
 use crate::response::Response;
 use crate::server::Ctx;
@@ -34,9 +33,9 @@ struct Outcome {
     delete_marker: bool,
 }
 
-pub async fn delete_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: &User) -> S3Result<Response> {
+pub async fn delete_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
     let sel = versions::requested(&req.routed.query)?;
-    let out = delete_one(ctx, b, req.key(), sel, bypass_governance(req, user)).await?;
+    let out = delete_one(ctx, b, req.key(), sel, bypass_governance(req)).await?;
     let mut resp = Response::new(204);
     if out.delete_marker {
         resp.push_header("x-amz-delete-marker", "true");
@@ -78,16 +77,18 @@ async fn delete_one(ctx: &Ctx, b: &BucketInfo, key: &str, sel: Option<VersionSel
     Ok(Outcome { version: Some(sel.render()), delete_marker: removed.is_some_and(|s| s.delete_marker) })
 }
 
-pub async fn delete_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: &User) -> S3Result<Response> {
+pub async fn delete_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
     let body = req.read_body_to_vec(xml::MAX_XML_BODY_BYTES).await?;
     let del = xml::parse_delete(&body)?;
-    let bypass = bypass_governance(req, user);
+    let bypass = bypass_governance(req);
     let mut results: Vec<S3Result<Outcome>> = Vec::with_capacity(del.objects.len());
     let mut todo: Vec<(usize, Option<VersionSel>)> = Vec::new();
     for (i, (key, version)) in del.objects.iter().enumerate() {
         let sel = version.as_deref().map(VersionSel::parse).transpose();
         results.push(match sel {
             _ if key.len() > MAX_KEY_BYTES => Err(S3Error::new(S3ErrorCode::KeyTooLongError)),
+            // Each key is authorized on its own (DeleteObjects has no action of its own).
+            _ if !crate::authz::allowed_key(req, b, key, version.is_some()) => Err(S3Error::new(S3ErrorCode::AccessDenied)),
             Err(_) => Err(S3Error::new(S3ErrorCode::NoSuchVersion)),
             Ok(sel) => {
                 todo.push((i, sel));

@@ -14,7 +14,7 @@ use super::{error_with_headers, io_error, push_read_version, shard_of, unquote, 
 use crate::buckets::BucketInfo;
 use crate::conn::Request;
 use crate::meta::{object_key, ObjectMeta, ObjectSummary, VersionSel, T_OBJECTS};
-use crate::response::{ObjectStream, RespBody, Response};
+use crate::response::{ObjectStream, StreamSource, RespBody, Response};
 use crate::server::Ctx;
 
 fn etag_matches(list: &str, etag: &str) -> bool {
@@ -213,26 +213,21 @@ fn no_such_key(req: &Request<'_>, sel: Option<VersionSel>) -> Response {
     }
 }
 
-/// GetObjectAcl: the owner's FULL_CONTROL for any version that exists.
-pub async fn get_object_acl(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
-    let sel = versions::requested(&req.routed.query)?;
-    let obj = read_version(ctx, b, req.key(), sel).await?;
-    obj.refuse_delete_marker(sel)?;
-    let mut resp = super::bucket::get_acl(b)?;
-    push_read_version(&mut resp, b, &obj.summary);
-    Ok(resp)
-}
-
 pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
     let sel = versions::requested(&req.routed.query)?;
     let obj = match read_version(ctx, b, req.key(), sel).await {
         Ok(o) => o,
-        Err(e) if matches!(e.code, S3ErrorCode::NoSuchKey | S3ErrorCode::NoSuchVersion) => return Ok(no_such_key(req, sel)),
+        Err(e) if matches!(e.code, S3ErrorCode::NoSuchKey | S3ErrorCode::NoSuchVersion) => {
+            crate::authz::check_missing(req, b)?;
+            return Ok(no_such_key(req, sel));
+        }
         Err(e) => return Err(e),
     };
     if obj.summary.delete_marker {
+        crate::authz::check_missing(req, b)?;
         return Ok(obj.delete_marker_response(req, sel));
     }
+    crate::authz::check_object(req, b, crate::authz::ObjectFacts { acl: obj.meta.acl.as_ref(), tags: &obj.meta.tags })?;
     let LoadedObject { shard, body, summary, meta } = obj;
     let names = ["if-match", "if-unmodified-since", "if-none-match", "if-modified-since"];
     match evaluate(|n| req.header(n).map(str::to_string), &summary, names) {
@@ -303,13 +298,26 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     let range = range.unwrap_or(0..size);
     if req.head.method == Method::Head || range.is_empty() {
         // HEAD still reports the length of what GET would send.
-        resp.body = RespBody::Object(ObjectStream { ctx: ctx.clone(), shard, body: tessera_io::Body::Inline(Vec::new()), range });
+        resp.body = RespBody::Object(ObjectStream {
+            ctx: ctx.clone(),
+            shard,
+            body: tessera_io::Body::Inline(Vec::new()),
+            range,
+            source: None,
+        });
         if req.head.method != Method::Head {
             resp.body = RespBody::Empty;
         }
         return Ok(resp);
     }
-    resp.body = RespBody::Object(ObjectStream { ctx: ctx.clone(), shard, body, range });
+    let source = matches!(body, tessera_io::Body::Extents(_)).then(|| StreamSource {
+        bucket: std::sync::Arc::new(b.clone()),
+        key: req.key().to_string(),
+        version: summary.version,
+        size: summary.size,
+        md5: summary.md5,
+    });
+    resp.body = RespBody::Object(ObjectStream { ctx: ctx.clone(), shard, body, range, source });
     Ok(resp)
 }
 

@@ -17,7 +17,6 @@ use super::get::read_version;
 use super::{bypass_governance, push_read_version, require_integrity_check, update_version, versions};
 use crate::buckets::{BucketInfo, DefaultRetention, LockConfig, RetentionPeriod, Versioning};
 use crate::conn::Request;
-use crate::identity::User;
 use crate::meta::{LockMode, ObjectSummary, Retention};
 use crate::response::Response;
 use crate::server::Ctx;
@@ -200,7 +199,7 @@ fn parse_retention(body: &[u8]) -> S3Result<Option<Retention>> {
     }
 }
 
-pub async fn put_retention(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: &User) -> S3Result<Response> {
+pub async fn put_retention(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
     if b.object_lock.is_none() {
         return Err(missing_lock_config());
     }
@@ -208,7 +207,7 @@ pub async fn put_retention(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo,
     let body = req.read_body_to_vec(MAX_LOCK_BODY_BYTES).await?;
     let new = parse_retention(&body)?;
     require_integrity_check(req)?;
-    let bypass = bypass_governance(req, user);
+    let bypass = bypass_governance(req);
     let s = update_version(ctx, b, req.key(), sel, move |s, _| {
         match weakens(s.retention, new, now_unix_ms()) {
             Some(LockMode::Compliance) => {

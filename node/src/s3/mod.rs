@@ -2,13 +2,19 @@
 //! reactor's [`Ctx`]; they reach storage only through `ctx.shards` and the
 //! bucket registry, never files or sockets.
 
+mod acl;
 mod attributes;
 mod bucket;
+mod cors;
 mod delete;
-mod get;
+pub mod get;
+pub use get::read_version;
 mod list;
 mod lock;
+pub mod logging;
 mod multipart;
+mod policy;
+mod post;
 mod put;
 pub mod select;
 mod select_parquet;
@@ -27,7 +33,6 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use crate::buckets::{BucketInfo, Versioning};
 use crate::conn::Request;
-use crate::identity::User;
 use crate::meta::{object_key, ObjectSummary, VersionId, T_OBJECTS};
 use crate::response::Response;
 use crate::server::Ctx;
@@ -36,75 +41,98 @@ use versions::NewVersion;
 /// Largest object accepted in one PUT and largest part (S3's limits).
 pub const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
+pub use cors::decorate as cors_headers;
+
 pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response> {
-    let Some(user) = req.user.clone() else {
-        // Anonymous requests may touch nothing yet; a missing bucket still
-        // answers NoSuchBucket, as S3 does.
-        let missing = req.routed.op != Op::CreateBucket
-            && req.routed.bucket.as_deref().is_some_and(|b| ctx.shared.buckets.get(b).is_none());
-        return Err(S3Error::new(if missing { S3ErrorCode::NoSuchBucket } else { S3ErrorCode::AccessDenied }));
-    };
-    let op = req.routed.op.clone();
-    match op {
-        Op::ListBuckets => bucket::list_buckets(ctx, req, &user),
-        Op::CreateBucket => bucket::create_bucket(ctx, req, &user).await,
-        _ => {
-            let b = owned_bucket(ctx, req.bucket(), &user)?;
-            match op {
-                Op::HeadBucket => Ok(Response::new(200).header("x-amz-bucket-region", ctx.shared.config.region.clone())),
-                Op::DeleteBucket => bucket::delete_bucket(ctx, &b).await,
-                Op::GetBucketLocation => bucket::get_location(&b),
-                Op::GetBucketVersioning => bucket::get_versioning(&b),
-                Op::PutBucketVersioning => bucket::put_versioning(ctx, req, &b).await,
-                Op::GetBucketTagging => tagging::get_bucket(&b),
-                Op::PutBucketTagging => tagging::put_bucket(ctx, req, &b).await,
-                Op::DeleteBucketTagging => tagging::delete_bucket(ctx, &b).await,
-                Op::GetObjectLockConfiguration => lock::get_config(&b),
-                Op::PutObjectLockConfiguration => lock::put_config(ctx, req, &b).await,
-                Op::GetBucketAcl => bucket::get_acl(&b),
-                Op::GetObjectAcl => get::get_object_acl(ctx, req, &b).await,
-                Op::GetObjectTagging => tagging::get_object(ctx, req, &b).await,
-                Op::PutObjectTagging => tagging::put_object(ctx, req, &b).await,
-                Op::DeleteObjectTagging => tagging::delete_object(ctx, req, &b).await,
-                Op::GetObjectRetention => lock::get_retention(ctx, req, &b).await,
-                Op::PutObjectRetention => lock::put_retention(ctx, req, &b, &user).await,
-                Op::GetObjectLegalHold => lock::get_legal_hold(ctx, req, &b).await,
-                Op::PutObjectLegalHold => lock::put_legal_hold(ctx, req, &b).await,
-                Op::GetObjectAttributes => attributes::get(ctx, req, &b).await,
-                Op::ListObjectsV1 => list::list_objects(ctx, req, &b, false).await,
-                Op::ListObjectsV2 => list::list_objects(ctx, req, &b, true).await,
-                Op::ListObjectVersions => list::list_versions(ctx, req, &b).await,
-                Op::ListMultipartUploads => multipart::list_uploads(ctx, req, &b).await,
-                Op::DeleteObjects => delete::delete_objects(ctx, req, &b, &user).await,
-                Op::PutObject => put::put_object(ctx, req, &b).await,
-                Op::CopyObject => put::copy_object(ctx, req, &b, &user).await,
-                Op::GetObject | Op::HeadObject => get::get_object(ctx, req, &b).await,
-                Op::DeleteObject => delete::delete_object(ctx, req, &b, &user).await,
-                Op::CreateMultipartUpload => multipart::create(ctx, req, &b, &user).await,
-                Op::UploadPart { part_number, upload_id } => {
-                    multipart::upload_part(ctx, req, &b, part_number, &upload_id).await
-                }
-                Op::UploadPartCopy { part_number, upload_id } => {
-                    multipart::upload_part_copy(ctx, req, &b, &user, part_number, &upload_id).await
-                }
-                Op::CompleteMultipartUpload { upload_id } => multipart::complete(ctx, req, &b, &upload_id).await,
-                Op::AbortMultipartUpload { upload_id } => multipart::abort(ctx, req, &b, &upload_id).await,
-                Op::ListParts { upload_id } => multipart::list_parts(ctx, req, &b, &upload_id).await,
-                Op::SelectObjectContent => select::select_object(ctx, req, &b).await,
-                Op::ListBuckets | Op::CreateBucket => Err(S3Error::new(S3ErrorCode::InternalError)),
-            }
-        }
+    // A preflight carries no credentials (and needs none).
+    if req.routed.op == Op::Options {
+        return cors::preflight(ctx, req);
     }
+    let op = req.routed.op.clone();
+    // A missing bucket is NoSuchBucket for anyone, as S3 answers.
+    let bucket = match op {
+        Op::ListBuckets | Op::CreateBucket => None,
+        _ => Some(ctx.shared.buckets.get(req.bucket()).ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))?),
+    };
+    if let (Op::PostObject, Some(b)) = (&op, &bucket) {
+        // A form upload carries its own credentials: authorized once the
+        // form's fields are read.
+        let result = post::post_object(ctx, req, b).await;
+        return crate::authz::finish(req, Some(b), result);
+    }
+    crate::authz::authorize(ctx, req, bucket.as_deref()).await?;
+    let result = match &bucket {
+        None => match op {
+            Op::ListBuckets => bucket::list_buckets(ctx, req),
+            _ => bucket::create_bucket(ctx, req).await,
+        },
+        Some(b) => run(ctx, req, op, b).await,
+    };
+    crate::authz::finish(req, bucket.as_deref(), result)
 }
 
-/// The bucket, if it exists and `user` owns it. Another owner's bucket is
-/// `AccessDenied` (no ACLs or policies yet).
-pub fn owned_bucket(ctx: &Ctx, name: &str, user: &User) -> S3Result<Arc<BucketInfo>> {
-    let b = ctx.shared.buckets.get(name).ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))?;
-    if b.owner_id != user.user_id {
-        return Err(S3Error::new(S3ErrorCode::AccessDenied));
+/// Runs an operation on bucket `b`, once authorized.
+async fn run(ctx: &Rc<Ctx>, req: &mut Request<'_>, op: Op, b: &Arc<BucketInfo>) -> S3Result<Response> {
+    match op {
+        Op::HeadBucket => Ok(Response::new(200).header("x-amz-bucket-region", ctx.shared.config.region.clone())),
+        Op::DeleteBucket => bucket::delete_bucket(ctx, b).await,
+        Op::GetBucketLocation => bucket::get_location(b),
+        Op::GetBucketVersioning => bucket::get_versioning(b),
+        Op::PutBucketVersioning => bucket::put_versioning(ctx, req, b).await,
+        Op::GetBucketTagging => tagging::get_bucket(b),
+        Op::PutBucketTagging => tagging::put_bucket(ctx, req, b).await,
+        Op::DeleteBucketTagging => tagging::delete_bucket(ctx, b).await,
+        Op::GetObjectLockConfiguration => lock::get_config(b),
+        Op::PutObjectLockConfiguration => lock::put_config(ctx, req, b).await,
+        Op::GetBucketAcl => acl::get_bucket_acl(b),
+        Op::PutBucketAcl => acl::put_bucket_acl(ctx, req, b).await,
+        Op::GetObjectAcl => acl::get_object_acl(ctx, req, b).await,
+        Op::PutObjectAcl => acl::put_object_acl(ctx, req, b).await,
+        Op::GetBucketPolicy => policy::get(b),
+        Op::PutBucketPolicy => policy::put(ctx, req, b).await,
+        Op::DeleteBucketPolicy => policy::delete(ctx, b).await,
+        Op::GetBucketPolicyStatus => policy::status(b),
+        Op::GetPublicAccessBlock => policy::get_public_access_block(b),
+        Op::PutPublicAccessBlock => policy::put_public_access_block(ctx, req, b).await,
+        Op::DeletePublicAccessBlock => policy::delete_public_access_block(ctx, b).await,
+        Op::GetBucketOwnershipControls => acl::get_ownership(b),
+        Op::PutBucketOwnershipControls => acl::put_ownership(ctx, req, b).await,
+        Op::DeleteBucketOwnershipControls => acl::delete_ownership(ctx, b).await,
+        Op::GetBucketCors => cors::get(b),
+        Op::PutBucketCors => cors::put(ctx, req, b).await,
+        Op::DeleteBucketCors => cors::delete(ctx, b).await,
+        Op::GetBucketLogging => logging::get(b),
+        Op::PutBucketLogging => logging::put(ctx, req, b).await,
+        Op::GetObjectTagging => tagging::get_object(ctx, req, b).await,
+        Op::PutObjectTagging => tagging::put_object(ctx, req, b).await,
+        Op::DeleteObjectTagging => tagging::delete_object(ctx, req, b).await,
+        Op::GetObjectRetention => lock::get_retention(ctx, req, b).await,
+        Op::PutObjectRetention => lock::put_retention(ctx, req, b).await,
+        Op::GetObjectLegalHold => lock::get_legal_hold(ctx, req, b).await,
+        Op::PutObjectLegalHold => lock::put_legal_hold(ctx, req, b).await,
+        Op::GetObjectAttributes => attributes::get(ctx, req, b).await,
+        Op::ListObjectsV1 => list::list_objects(ctx, req, b, false).await,
+        Op::ListObjectsV2 => list::list_objects(ctx, req, b, true).await,
+        Op::ListObjectVersions => list::list_versions(ctx, req, b).await,
+        Op::ListMultipartUploads => multipart::list_uploads(ctx, req, b).await,
+        Op::DeleteObjects => delete::delete_objects(ctx, req, b).await,
+        Op::PutObject => put::put_object(ctx, req, b).await,
+        Op::CopyObject => put::copy_object(ctx, req, b).await,
+        Op::GetObject | Op::HeadObject => get::get_object(ctx, req, b).await,
+        Op::DeleteObject => delete::delete_object(ctx, req, b).await,
+        Op::CreateMultipartUpload => multipart::create(ctx, req, b).await,
+        Op::UploadPart { part_number, upload_id } => multipart::upload_part(ctx, req, b, part_number, &upload_id).await,
+        Op::UploadPartCopy { part_number, upload_id } => {
+            multipart::upload_part_copy(ctx, req, b, part_number, &upload_id).await
+        }
+        Op::CompleteMultipartUpload { upload_id } => multipart::complete(ctx, req, b, &upload_id).await,
+        Op::AbortMultipartUpload { upload_id } => multipart::abort(ctx, req, b, &upload_id).await,
+        Op::ListParts { upload_id } => multipart::list_parts(ctx, req, b, &upload_id).await,
+        Op::SelectObjectContent => select::select_object(ctx, req, b).await,
+        Op::ListBuckets | Op::CreateBucket | Op::Options | Op::PostObject => {
+            Err(S3Error::new(S3ErrorCode::InternalError))
+        }
     }
-    Ok(b)
 }
 
 /// Storage failures become `InternalError` (logged at the edge, at a bounded
@@ -139,10 +167,10 @@ pub fn unquote(etag: &str) -> &str {
     t.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(t)
 }
 
-/// Whether the request asks to bypass GOVERNANCE retention and may: the
-/// root identity only, until policies make it a permission.
-pub fn bypass_governance(req: &Request<'_>, user: &User) -> bool {
-    user.is_root && req.header("x-amz-bypass-governance-retention").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+/// Whether the request asks to bypass GOVERNANCE retention and may (it
+/// is allowed `s3:BypassGovernanceRetention`; see `authz`).
+pub fn bypass_governance(req: &Request<'_>) -> bool {
+    req.authz.bypass_governance()
 }
 
 /// An error answered from inside a handler, with headers beside it (e.g.

@@ -18,7 +18,6 @@ use super::versions::{self, NewVersion};
 use super::{io_error, lock, precheck, push_written_version, shard_of, tagging, unquote, write_cond};
 use crate::buckets::{BucketInfo, Versioning};
 use crate::conn::Request;
-use crate::identity::User;
 use crate::meta::{
     bucket_prefix, object_key, part_key, part_prefix, upload_key, ChecksumType, ObjectMeta, ObjectSummary,
     PartSummary, UploadInfo, VersionId, T_OBJECTS, T_PARTS, T_UPLOADS,
@@ -46,6 +45,14 @@ fn new_upload_id() -> S3Result<String> {
 /// such as NUL in an id would reach another key's upload.
 fn valid_upload_id(id: &str) -> bool {
     id.len() == 2 * UPLOAD_ID_BYTES && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The display name of the account `id` (as recorded on the bucket for its owner).
+fn display_of(ctx: &Ctx, b: &BucketInfo, id: &str) -> String {
+    if id == b.owner_id {
+        return b.owner_display.clone();
+    }
+    ctx.shared.identities.account(id).map_or_else(|| id.to_string(), |a| a.display_name.clone())
 }
 
 fn no_such_upload() -> S3Error {
@@ -98,14 +105,37 @@ fn checksum_request(req: &Request<'_>) -> S3Result<(Option<ChecksumAlgo>, Option
     }
 }
 
-pub async fn create(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: &User) -> S3Result<Response> {
+/// Encoding of an upload record's meta bytes: the ACL the object will
+/// get (kept out of the summary, which is small and in memory).
+const UPLOAD_META_V1: u8 = 1;
+
+fn encode_upload_acl(acl: Option<&tessera_policy::Acl>) -> Vec<u8> {
+    let Some(acl) = acl else { return Vec::new() };
+    let mut e = crate::codec::Enc::new(UPLOAD_META_V1);
+    crate::acl::encode(&mut e, acl);
+    e.finish()
+}
+
+fn decode_upload_acl(b: &[u8]) -> Option<Option<tessera_policy::Acl>> {
+    if b.is_empty() {
+        return Some(None);
+    }
+    let mut d = crate::codec::Dec::new(b, UPLOAD_META_V1)?;
+    let acl = crate::acl::decode(&mut d)?;
+    d.end()?;
+    Some(Some(acl))
+}
+
+pub async fn create(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
     let mut meta = meta_from_headers(&req.head.headers)?;
     meta.tags = tagging::from_header(req)?;
+    let acl = super::acl::for_new_object(ctx, req, b)?;
     let lock = lock::from_headers(req, b)?;
     let (algo, ctype) = checksum_request(req)?;
     let key = req.key().to_string();
     let id = new_upload_id()?;
-    let mut info = UploadInfo::new(now_unix_ms(), user.user_id.clone(), meta);
+    let owner = acl.as_ref().map_or_else(|| b.owner_id.clone(), |a| a.owner_id.clone());
+    let mut info = UploadInfo::new(now_unix_ms(), owner, meta);
     info.checksum_algo = algo;
     info.checksum_type = ctype;
     info.retention = lock.retention;
@@ -115,7 +145,7 @@ pub async fn create(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: 
         table: T_UPLOADS,
         key: upload_key(b.id, &key, &id),
         summary: info.encode(),
-        meta: Vec::new(),
+        meta: encode_upload_acl(acl.as_ref()),
         body: Body::Inline(Vec::new()),
     };
     let _gate = b.enter_write()?;
@@ -188,14 +218,13 @@ pub async fn upload_part_copy(
     ctx: &Rc<Ctx>,
     req: &mut Request<'_>,
     b: &BucketInfo,
-    user: &User,
     part: u32,
     id: &str,
 ) -> S3Result<Response> {
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
     let upload = load_upload(ctx, shard, b.id, &key, id).await?;
-    let (_, _, sel, src) = load_copy_source(ctx, req, user).await?;
+    let (_, _, sel, src) = load_copy_source(ctx, req).await?;
     let range = match req.header("x-amz-copy-source-range") {
         None => 0..src.summary.size,
         Some(v) => parse_copy_range(v, src.summary.size)?,
@@ -361,7 +390,11 @@ pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: 
             let Some(upload) = local.shard.get(T_UPLOADS, &ukey) else {
                 return repeated_complete(&local.shard, target.bucket, &k, &wanted).await;
             };
-            let upload = UploadInfo::decode(&upload.summary).ok_or_else(|| super::internal("corrupt upload record"))?;
+            let mut upload = UploadInfo::decode(&upload.summary).ok_or_else(|| super::internal("corrupt upload record"))?;
+            let record = local.shard.load(T_UPLOADS, &ukey).await.map_err(io_error)?;
+            upload.meta.acl = record
+                .and_then(|r| decode_upload_acl(&r.meta))
+                .ok_or_else(|| super::internal("corrupt upload record"))?;
             let have = parts_of(&local.shard, target.bucket, &k, &id)?;
             let part_keys: Vec<Vec<u8>> = have.iter().map(|p| p.1.clone()).collect();
             let (new, meta) = assemble(&local.shard, upload, &wanted, have, target).await?;
@@ -567,7 +600,7 @@ pub async fn list_parts(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id
     let parts: Vec<_> = all_parts(ctx, shard, b.id, &key, id).await?.into_iter().filter(|p| p.0 > marker).collect();
     let truncated = parts.len() > max_parts;
     let shown = &parts[..parts.len().min(max_parts)];
-    let owner_display = if upload.owner_id == b.owner_id { b.owner_display.clone() } else { upload.owner_id.clone() };
+    let owner_display = display_of(ctx, b, &upload.owner_id);
     let mut w = XmlWriter::new().root("ListPartsResult");
     w.elem("Bucket", &b.name).elem("Key", &key).elem("UploadId", id);
     w.open("Initiator").elem("ID", &upload.owner_id).elem("DisplayName", &owner_display).close("Initiator");
@@ -671,7 +704,8 @@ pub async fn list_uploads(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) 
     w.elem("MaxUploads", &max.to_string());
     w.elem("IsTruncated", if truncated { "true" } else { "false" });
     for (key, id, info) in &uploads {
-        let display = if info.owner_id == b.owner_id { b.owner_display.as_str() } else { info.owner_id.as_str() };
+        let display = display_of(ctx, b, &info.owner_id);
+        let display = display.as_str();
         w.open("Upload").elem("Key", key).elem("UploadId", id);
         w.open("Initiator").elem("ID", &info.owner_id).elem("DisplayName", display).close("Initiator");
         w.open("Owner").elem("ID", &info.owner_id).elem("DisplayName", display).close("Owner");

@@ -16,13 +16,13 @@ use tessera_proto::{Headers, S3Error, S3ErrorCode, S3Result};
 use super::get::{check_copy_conditions, read_version, LoadedObject};
 use super::versions::NewVersion;
 use super::{
-    io_error, lock, owned_bucket, precheck, push_written_version, require_integrity_check, shard_of, tagging,
+    io_error, lock, precheck, push_written_version, require_integrity_check, shard_of, tagging,
     write_cond, write_version, MAX_OBJECT_BYTES,
 };
 use crate::bodybuf::{body_buf, first_buf_bytes, next_buf_bytes, BodyBuf};
 use crate::buckets::BucketInfo;
 use crate::conn::Request;
-use crate::identity::User;
+use crate::authz;
 use crate::meta::{object_key, ChecksumType, ObjectMeta, ObjectSummary, VersionId, VersionSel};
 use crate::response::{pieces, Response};
 use crate::server::Ctx;
@@ -122,12 +122,36 @@ fn spawn_write(ctx: &Rc<Ctx>, shard: u32, buf: BodyBuf) -> JoinHandle<Result<Ext
     })
 }
 
-/// Streams the request body into `shard`: bodies up to `INLINE_MAX_BYTES`
-/// stay in memory for an inline commit (unless `force_extents`), bigger ones
-/// go out as data records with a few writes in flight. Nothing is committed
-/// here; the caller commits only after this returns Ok (body verified).
-/// `also` asks for a checksum of that algorithm too, computed here unless
-/// the client declared one of it (then the verified one is used).
+/// Where a body to store comes from: the request itself, or the file part
+/// of a POST form.
+#[allow(async_fn_in_trait)] // used on one reactor only; no Send bound wanted
+pub trait BodySource {
+    /// The body's length when known up front.
+    fn announced_len(&self) -> Option<u64>;
+    /// The checksum algorithm the client declared for this body.
+    fn declared_algo(&self) -> Option<ChecksumAlgo>;
+    /// Reads body bytes into `dst`; `Ok(0)` at the verified end.
+    async fn read(&mut self, dst: &mut [u8]) -> S3Result<usize>;
+    /// MD5 (and declared checksum) of the body, once read to its end.
+    fn sums(&self) -> S3Result<BodySums>;
+}
+
+impl BodySource for Request<'_> {
+    fn announced_len(&self) -> Option<u64> {
+        self.body.announced_len()
+    }
+    fn declared_algo(&self) -> Option<ChecksumAlgo> {
+        declared_algo(&self.head.headers)
+    }
+    async fn read(&mut self, dst: &mut [u8]) -> S3Result<usize> {
+        self.read_body(dst).await
+    }
+    fn sums(&self) -> S3Result<BodySums> {
+        self.body.sums().cloned().ok_or_else(|| super::internal("body ended unverified"))
+    }
+}
+
+/// Streams the request body into `shard` (see [`store_from`]).
 pub async fn store_body(
     ctx: &Rc<Ctx>,
     req: &mut Request<'_>,
@@ -135,8 +159,24 @@ pub async fn store_body(
     force_extents: bool,
     also: Option<ChecksumAlgo>,
 ) -> S3Result<StoredBody> {
-    let mut own = also.filter(|a| declared_algo(&req.head.headers) != Some(*a)).map(Checksummer::new);
-    if let Some(n) = req.body.announced_len() {
+    store_from(ctx, req, shard, force_extents, also).await
+}
+
+/// Streams a body into `shard`: bodies up to `INLINE_MAX_BYTES`
+/// stay in memory for an inline commit (unless `force_extents`), bigger ones
+/// go out as data records with a few writes in flight. Nothing is committed
+/// here; the caller commits only after this returns Ok (body verified).
+/// `also` asks for a checksum of that algorithm too, computed here unless
+/// the client declared one of it (then the verified one is used).
+pub async fn store_from(
+    ctx: &Rc<Ctx>,
+    src: &mut impl BodySource,
+    shard: u32,
+    force_extents: bool,
+    also: Option<ChecksumAlgo>,
+) -> S3Result<StoredBody> {
+    let mut own = also.filter(|a| src.declared_algo() != Some(*a)).map(Checksummer::new);
+    if let Some(n) = src.announced_len() {
         if n > MAX_OBJECT_BYTES {
             return Err(S3Error::new(S3ErrorCode::EntityTooLarge));
         }
@@ -144,7 +184,7 @@ pub async fn store_body(
     let mut extents: Vec<Extent> = Vec::new();
     let mut inflight: VecDeque<JoinHandle<Result<Extent, IoError>>> = VecDeque::new();
     // Buffers grow with what arrives (see `bodybuf`), never a record up front.
-    let announced = req.body.announced_len();
+    let announced = src.announced_len();
     let budget = &ctx.body_budget;
     let mut buf = body_buf(budget, first_buf_bytes(announced)).await?;
     let mut size = 0u64;
@@ -159,7 +199,7 @@ pub async fn store_body(
             let full = std::mem::replace(&mut buf, body_buf(budget, next).await?);
             inflight.push_back(spawn_write(ctx, shard, full));
         }
-        let n = req.read_body(buf.buf.spare_mut()).await?;
+        let n = src.read(buf.buf.spare_mut()).await?;
         if n == 0 {
             break;
         }
@@ -172,7 +212,7 @@ pub async fn store_body(
             return Err(S3Error::new(S3ErrorCode::EntityTooLarge));
         }
     }
-    let sums = req.body.sums().cloned().ok_or_else(|| super::internal("body ended unverified"))?;
+    let sums = src.sums()?;
     let computed = own.map(|c| (c.algo(), c.finish_base64()));
     let nothing_written = extents.is_empty() && inflight.is_empty();
     if nothing_written && !force_extents && buf.buf.data_len() <= INLINE_MAX_BYTES {
@@ -193,6 +233,7 @@ pub async fn put_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     }
     let mut meta = meta_from_headers(&req.head.headers)?;
     meta.tags = tagging::from_header(req)?;
+    meta.acl = super::acl::for_new_object(ctx, req, b)?;
     let lock = lock::from_headers(req, b)?;
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
@@ -240,20 +281,27 @@ pub(super) fn parse_copy_source(v: &str) -> S3Result<(String, String, Option<Ver
 pub(super) async fn load_copy_source(
     ctx: &Ctx,
     req: &Request<'_>,
-    user: &User,
 ) -> S3Result<(String, String, Option<VersionSel>, LoadedObject)> {
     let (sb, sk, sel) = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
-    let src_bucket = owned_bucket(ctx, &sb, user)?;
-    let src = read_version(ctx, &src_bucket, &sk, sel).await?;
+    let src_bucket = ctx.shared.buckets.get(&sb).ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))?;
+    let versioned = sel.is_some();
+    let src = match read_version(ctx, &src_bucket, &sk, sel).await {
+        Ok(s) => s,
+        Err(e) => return Err(authz::copy_source_missing(req, &src_bucket, &sk, versioned, e)),
+    };
     if src.summary.delete_marker {
-        return Err(match sel {
+        let e = match sel {
             Some(_) => S3Error::with_message(
                 S3ErrorCode::InvalidRequest,
                 "The source of a copy request may not specifically refer to a delete marker by version id.",
             ),
             None => S3Error::new(S3ErrorCode::NoSuchKey),
-        });
+        };
+        return Err(authz::copy_source_missing(req, &src_bucket, &sk, versioned, e));
     }
+    // The source is read with the requester's permissions on it.
+    let facts = authz::ObjectFacts { acl: src.meta.acl.as_ref(), tags: &src.meta.tags };
+    authz::check_copy_source(req, &src_bucket, &sk, versioned, facts)?;
     check_copy_conditions(req, &src.summary)?;
     Ok((sb, sk, sel, src))
 }
@@ -280,11 +328,12 @@ fn directive(req: &Request<'_>, name: &str) -> S3Result<bool> {
 /// CopyObject: reads the source through its shard and writes a new object
 /// (data is copied piece by piece, never buffered whole; shards do not
 /// share extents).
-pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, user: &User) -> S3Result<Response> {
+pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
     let replace_meta = directive(req, "x-amz-metadata-directive")?;
     let replace_tags = directive(req, "x-amz-tagging-directive")?;
     let lock = lock::from_headers(req, b)?;
-    let (sb, sk, sel, src) = load_copy_source(ctx, req, user).await?;
+    let acl = super::acl::for_new_object(ctx, req, b)?;
+    let (sb, sk, sel, src) = load_copy_source(ctx, req).await?;
     let key = req.key().to_string();
     let changes_something = replace_meta
         || replace_tags
@@ -300,6 +349,8 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, u
     }
     let mut meta = if replace_meta { meta_from_headers(&req.head.headers)? } else { src.meta.clone() };
     meta.tags = if replace_tags { tagging::from_header(req)? } else { src.meta.tags.clone() };
+    // A copy is a new object: its ACL is the request's, not the source's.
+    meta.acl = acl;
     if replace_meta {
         // The checksum describes the bytes, which do not change.
         meta.checksum = src.meta.checksum.clone();

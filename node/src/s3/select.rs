@@ -131,6 +131,11 @@ pub async fn select_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo)
         Err(e) => return Ok(error_response(req, &e)),
     };
     let obj = read_version(ctx, b, req.key(), sel).await?;
+    if obj.summary.delete_marker {
+        crate::authz::check_missing(req, b)?;
+    } else {
+        crate::authz::check_object(req, b, crate::authz::ObjectFacts { acl: obj.meta.acl.as_ref(), tags: &obj.meta.tags })?;
+    }
     obj.refuse_delete_marker(sel)?;
     let LoadedObject { shard, body, summary, .. } = obj;
     let now_ms = tessera_proto::time::now_unix_ms();

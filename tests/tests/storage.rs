@@ -1,0 +1,207 @@
+//! The storage engine through the real binary: space is reclaimed, a shard
+//! that cannot open does not take the node down, the bucket registry
+//! survives the loss of a copy, a full disk refuses new data but not
+//! deletes.
+
+use std::path::{Path, PathBuf};
+
+use std::time::{Duration, Instant};
+
+use tessera_tests::*;
+
+/// Bytes of segment files under `dir`.
+fn segment_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("seg-")) {
+                total += e.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+fn opts_with(env: &[(&str, &str)]) -> ServerOpts {
+    ServerOpts {
+        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..ServerOpts::default()
+    }
+}
+
+/// A steady overwrite workload: the garbage it leaves is compacted away
+/// and the disk holds a small multiple of what is live.
+#[tokio::test(flavor = "multi_thread")]
+async fn overwrites_and_deletes_are_reclaimed() {
+    let mut server = Server::start_with(opts_with(&[("TESSERA_SEGMENT_SIZE", "1MiB")]));
+    let s3 = server.client();
+    ok(s3.create_bucket().bucket("churn").send().await, "create");
+    const KEYS: usize = 8;
+    const ROUNDS: usize = 60;
+    let small = random_bytes(20 * KIB, 1);
+    let large = random_bytes(300 * KIB, 2);
+    let mut last = vec![Vec::new(); KEYS];
+    for round in 0..ROUNDS {
+        for (k, slot) in last.iter_mut().enumerate() {
+            let body = if k % 2 == 0 { &small } else { &large };
+            let mut data = body.clone();
+            data[..8].copy_from_slice(&(round as u64).to_le_bytes());
+            ok(
+                s3.put_object().bucket("churn").key(format!("k{k}")).body(bytestream(&data)).send().await,
+                "overwrite",
+            );
+            *slot = data;
+        }
+        // Deleted and recreated keys leave tombstones too.
+        ok(s3.delete_object().bucket("churn").key("gone").send().await, "delete");
+        ok(s3.put_object().bucket("churn").key("gone").body(bytestream(b"x")).send().await, "put");
+        ok(s3.delete_object().bucket("churn").key("gone").send().await, "delete");
+    }
+    let live: u64 = last.iter().map(|d| d.len() as u64).sum();
+    let written = (ROUNDS * KEYS / 2 * (small.len() + large.len())) as u64;
+    let dir = server.data_dirs()[0].clone();
+    // Compaction runs in the background: wait until the garbage is gone.
+    let started = Instant::now();
+    let bound = 4 * live + 6 * MIB as u64;
+    loop {
+        let bytes = segment_bytes(&dir);
+        if bytes <= bound {
+            eprintln!(
+                "{written} bytes written, {live} live, {bytes} on disk after {:?} (amplification {:.2})",
+                started.elapsed(),
+                bytes as f64 / live as f64
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "space not reclaimed: {bytes} bytes of segments for {live} live bytes ({written} written)"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Everything live reads back, now and after a restart.
+    for restart in [false, true] {
+        if restart {
+            server.restart();
+        }
+        let s3 = server.client();
+        for (k, data) in last.iter().enumerate() {
+            let got = ok(s3.get_object().bucket("churn").key(format!("k{k}")).send().await, "get");
+            assert_eq!(read_body(got).await, *data, "k{k} (restart: {restart})");
+        }
+        assert!(s3.head_object().bucket("churn").key("gone").send().await.is_err());
+    }
+}
+
+/// Replaces a shard directory with a plain file, so that opening it fails.
+fn break_shard(dir: &Path, shard: usize) -> PathBuf {
+    let p = dir.join(format!("shard-{shard:04}"));
+    std::fs::remove_dir_all(&p).expect("remove shard dir");
+    std::fs::write(&p, b"not a directory").expect("write blocker");
+    p
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_that_cannot_open_stays_offline_and_the_rest_serve() {
+    let mut server = Server::start();
+    let s3 = server.client();
+    ok(s3.create_bucket().bucket("half").send().await, "create");
+    for i in 0..64 {
+        ok(
+            s3.put_object().bucket("half").key(format!("o{i}")).body(bytestream(format!("v{i}").as_bytes())).send().await,
+            "put",
+        );
+    }
+    server.stop();
+    // Shard 0 keeps the bucket registry's only copy on a one-dir node: break another.
+    break_shard(&server.data_dirs()[0], 2);
+    server.start_again();
+    assert!(
+        server.stderr_since_start().contains("stays offline"),
+        "the broken shard is reported"
+    );
+    let s3 = server.client();
+    let (mut served, mut unavailable) = (0, 0);
+    for i in 0..64 {
+        match s3.get_object().bucket("half").key(format!("o{i}")).send().await {
+            Ok(o) => {
+                assert_eq!(read_body(o).await, format!("v{i}").as_bytes());
+                served += 1;
+            }
+            Err(e) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                assert_eq!(status, Some(503), "o{i}: {e:?}");
+                unavailable += 1;
+            }
+        }
+    }
+    eprintln!("{served} objects served, {unavailable} on the offline shard");
+    assert!(served > 0 && unavailable > 0, "{served} served, {unavailable} unavailable");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bucket_registry_survives_losing_a_copy() {
+    let mut server = Server::start_with(ServerOpts { data_dir_count: 2, ..ServerOpts::default() });
+    let s3 = server.client();
+    for b in ["reg-a", "reg-b", "reg-gone"] {
+        ok(s3.create_bucket().bucket(b).send().await, "create");
+    }
+    ok(s3.delete_bucket().bucket("reg-gone").send().await, "delete");
+    server.stop();
+    // Each data dir keeps a copy in its first shard. Lose one copy
+    // entirely: the other stands in, and the lost one is rewritten.
+    let dirs = server.data_dirs().to_vec();
+    let wipe = |dir: &Path| {
+        for e in std::fs::read_dir(dir.join("shard-0000")).unwrap().flatten() {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    };
+    wipe(&dirs[0]);
+    server.start_again();
+    let names = |s3: aws_sdk_s3::Client| async move {
+        let out = ok(s3.list_buckets().send().await, "list");
+        out.buckets().iter().map(|b| b.name().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(server.client()).await, ["reg-a", "reg-b"]);
+    assert!(server.stderr_since_start().contains("copies that lagged were rewritten"));
+    // The lost copy was rebuilt: now lose the other one.
+    server.stop();
+    wipe(&dirs[1]);
+    server.start_again();
+    assert_eq!(names(server.client()).await, ["reg-a", "reg-b"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_refuses_new_data_but_reads_and_deletes_work() {
+    let mut server = Server::start();
+    let s3 = server.client();
+    ok(s3.create_bucket().bucket("full").send().await, "create");
+    for k in ["a", "b"] {
+        ok(s3.put_object().bucket("full").key(k).body(bytestream(b"kept")).send().await, "put");
+    }
+    server.stop();
+    // A reserve larger than any disk: every byte is below the high-water mark.
+    server.set_env("TESSERA_RESERVE", "1000000GiB");
+    server.start_again();
+    let s3 = server.client();
+    let e = s3.put_object().bucket("full").key("c").body(bytestream(b"new")).send().await.unwrap_err();
+    let raw = e.raw_response().expect("an HTTP answer");
+    assert_eq!(raw.status().as_u16(), 507);
+    assert!(format!("{e:?}").contains("XTesseraStorageFull"), "{e:?}");
+    let got = ok(s3.get_object().bucket("full").key("a").send().await, "get");
+    assert_eq!(read_body(got).await, b"kept");
+    ok(s3.delete_object().bucket("full").key("a").send().await, "delete on a full disk");
+    assert!(s3.head_object().bucket("full").key("a").send().await.is_err());
+    // Space back (the reserve lowered): writes go on.
+    server.stop();
+    server.set_env("TESSERA_RESERVE", "64MiB");
+    server.start_again();
+    let s3 = server.client();
+    ok(s3.put_object().bucket("full").key("c").body(bytestream(b"new")).send().await, "put after");
+    let got = ok(s3.get_object().bucket("full").key("b").send().await, "get b");
+    assert_eq!(read_body(got).await, b"kept");
+}
