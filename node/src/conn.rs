@@ -599,8 +599,12 @@ pub async fn write_response(
     let Response { status, headers, body } = resp;
     let mut head = Vec::with_capacity(512);
     let len = body.len();
-    let header_refs: Vec<(&str, String)> = headers.iter().map(|(n, v)| (n.as_ref(), v.clone())).collect();
-    let content_length = if status == 304 || (status == 204 && len == 0) { None } else { Some(len) };
+    let mut header_refs: Vec<(&str, String)> = headers.iter().map(|(n, v)| (n.as_ref(), v.clone())).collect();
+    let chunked = matches!(body, RespBody::Select(_));
+    if chunked {
+        header_refs.push(("Transfer-Encoding", "chunked".to_string()));
+    }
+    let content_length = if chunked || status == 304 || (status == 204 && len == 0) { None } else { Some(len) };
     http::write_response_head(&mut head, status, &header_refs, content_length, keep_alive, http10);
     match body {
         RespBody::Empty => {
@@ -618,6 +622,10 @@ pub async fn write_response(
             conn.write_all(head).await?;
         }
         RespBody::Object(stream) => {
+            conn.write_all(head).await?;
+            stream.write_to(conn).await?;
+        }
+        RespBody::Select(stream) => {
             conn.write_all(head).await?;
             stream.write_to(conn).await?;
         }

@@ -24,6 +24,8 @@ pub enum RespBody {
     Empty,
     Bytes(Vec<u8>),
     Object(ObjectStream),
+    /// SelectObjectContent's event stream, sent chunked.
+    Select(Box<crate::s3::select::SelectStream>),
 }
 
 impl RespBody {
@@ -32,6 +34,7 @@ impl RespBody {
             RespBody::Empty => 0,
             RespBody::Bytes(b) => b.len() as u64,
             RespBody::Object(s) => s.range.end - s.range.start,
+            RespBody::Select(_) => 0,
         }
     }
 

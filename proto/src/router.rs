@@ -165,6 +165,7 @@ pub enum Op {
     CompleteMultipartUpload { upload_id: String },
     AbortMultipartUpload { upload_id: String },
     ListParts { upload_id: String },
+    SelectObjectContent,
 }
 
 impl Op {
@@ -228,6 +229,7 @@ impl Op {
             Op::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
             Op::AbortMultipartUpload { .. } => "AbortMultipartUpload",
             Op::ListParts { .. } => "ListParts",
+            Op::SelectObjectContent => "SelectObjectContent",
         }
     }
 }
@@ -419,6 +421,16 @@ fn object_op(method: Method, q: &Query) -> S3Result<Op> {
     if let Some(op) = object_subresource_op(method, q)? {
         return Ok(op);
     }
+    // `POST ?select&select-type=2` (select-type is the API's version: 2 is the only one).
+    if method == Method::Post && q.has("select") {
+        if let Some(what) = stray_subresource(q, &["select", "versionId"]) {
+            return Err(not_implemented(&what));
+        }
+        if q.get("select-type").is_some_and(|t| t != "2") {
+            return Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "select-type must be 2"));
+        }
+        return Ok(Op::SelectObjectContent);
+    }
     if let Some(what) = unsupported(q) {
         return Err(not_implemented(what));
     }
@@ -505,6 +517,8 @@ mod tests {
             (Get, "/b/k", "legal-hold", Some("b"), Some("k"), "GetObjectLegalHold"),
             (Get, "/b/k", "attributes", Some("b"), Some("k"), "GetObjectAttributes"),
             (Delete, "/b/k", "versionId=v", Some("b"), Some("k"), "DeleteObject"),
+            (Post, "/b/k", "select&select-type=2", Some("b"), Some("k"), "SelectObjectContent"),
+            (Post, "/b/k", "select&select-type=2&versionId=v", Some("b"), Some("k"), "SelectObjectContent"),
             // boto3 presigned PutObject with ContentType: not a sub-resource, ignored.
             (Put, "/b/k", "content-type=text%2Fplain&X-Amz-Signature=x", Some("b"), Some("k"), "PutObject"),
             (Put, "/b", "someVendorThing=1", Some("b"), None, "CreateBucket"),
@@ -565,6 +579,9 @@ mod tests {
             (Put, "/b", "policy", S3ErrorCode::NotImplemented),
             (Post, "/b", "cors", S3ErrorCode::MethodNotAllowed),
             (Put, "/b/k", "renameObject", S3ErrorCode::NotImplemented),
+            (Get, "/b/k", "select&select-type=2", S3ErrorCode::NotImplemented),
+            (Post, "/b/k", "select&select-type=3", S3ErrorCode::InvalidArgument),
+            (Post, "/b/k", "select&renameObject", S3ErrorCode::NotImplemented),
             (Delete, "/b", "versions", S3ErrorCode::NotImplemented),
             (Put, "/b/k", "location", S3ErrorCode::NotImplemented),
             (Post, "/b/k", "", S3ErrorCode::NotImplemented),

@@ -132,7 +132,9 @@ pub fn plan(op: &Op, h: &Headers, versioned: bool) -> Plan {
         }
         Op::AbortMultipartUpload { .. } => return now(&[o("s3:AbortMultipartUpload")]),
         Op::ListParts { .. } => return now(&[o("s3:ListMultipartUploadParts")]),
-        Op::GetObject | Op::HeadObject => p.object.push(o(v("s3:GetObject", "s3:GetObjectVersion"))),
+        Op::GetObject | Op::HeadObject | Op::SelectObjectContent => {
+            p.object.push(o(v("s3:GetObject", "s3:GetObjectVersion")))
+        }
         Op::GetObjectAcl => p.object.push(o(v("s3:GetObjectAcl", "s3:GetObjectVersionAcl"))),
         Op::PutObjectAcl => p.object.push(o(v("s3:PutObjectAcl", "s3:PutObjectVersionAcl"))),
         Op::DeleteObject => return now(&[o(v("s3:DeleteObject", "s3:DeleteObjectVersion"))]),

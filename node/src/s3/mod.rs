@@ -16,6 +16,8 @@ mod multipart;
 mod policy;
 mod post;
 mod put;
+pub mod select;
+mod select_parquet;
 mod tagging;
 pub mod versions;
 
@@ -126,6 +128,7 @@ async fn run(ctx: &Rc<Ctx>, req: &mut Request<'_>, op: Op, b: &Arc<BucketInfo>) 
         Op::CompleteMultipartUpload { upload_id } => multipart::complete(ctx, req, b, &upload_id).await,
         Op::AbortMultipartUpload { upload_id } => multipart::abort(ctx, req, b, &upload_id).await,
         Op::ListParts { upload_id } => multipart::list_parts(ctx, req, b, &upload_id).await,
+        Op::SelectObjectContent => select::select_object(ctx, req, b).await,
         Op::ListBuckets | Op::CreateBucket | Op::Options | Op::PostObject => {
             Err(S3Error::new(S3ErrorCode::InternalError))
         }

@@ -1,0 +1,403 @@
+//! The scan of a CSV or JSON object: a sans-io state machine. The caller
+//! feeds pieces of the object and calls `step` until `Done`; each step does
+//! a bounded amount of work (at most `STEP_BYTES` of input decoded and
+//! evaluated), so a reactor can interleave a long scan with other work and
+//! memory stays bounded for any object size.
+
+use std::ops::Range;
+
+use crate::agg::Acc;
+use crate::ast::Query;
+use crate::csv::{CsvBatch, CsvTokenizer};
+use crate::decompress::Decoder;
+use crate::error::{err, Code, Result};
+use crate::eval::{eval, keeps, Env, Row};
+use crate::eventstream::Counters;
+use crate::json::{from_path, JsonBatch, JsonSplitter};
+use crate::output::Writer;
+use crate::params::{HeaderInfo, InputFormat, SelectParams};
+use crate::plan::{plan, Output, Plan, Schema};
+use crate::value::{Ts, Value};
+
+/// Input bytes (after decompression) handled per step.
+pub const STEP_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Feed the next piece of the object, or call `end_input`.
+    NeedInput,
+    /// More work is left: call `step` again (after flushing, yielding).
+    Continue,
+    /// The scan is over; the output is complete.
+    Done,
+}
+
+/// Evaluation and output, apart from the reader so both can be borrowed.
+pub(crate) struct Sink {
+    plan: Option<Plan>,
+    writer: Writer,
+    out: Vec<u8>,
+    accs: Vec<Acc>,
+    emitted: u64,
+    now: Ts,
+    /// CSV column names for `SELECT *` in JSON output.
+    pub(crate) star_names: Vec<String>,
+}
+
+impl Sink {
+    pub(crate) fn new(output: crate::params::OutputFormat, now: Ts) -> Sink {
+        Sink { plan: None, writer: Writer::new(output), out: Vec::new(), accs: Vec::new(), emitted: 0, now, star_names: Vec::new() }
+    }
+
+    pub(crate) fn plan(&self) -> Option<&Plan> {
+        self.plan.as_ref()
+    }
+
+    pub(crate) fn take_out(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    pub(crate) fn out_len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Handles one record; `Ok(false)` once LIMIT is reached.
+    pub(crate) fn row(&mut self, row: &Row<'_>) -> Result<bool> {
+        let Some(plan) = &self.plan else { return err(Code::InternalError, "unbound query") };
+        if plan.limit.is_some_and(|l| self.emitted >= l) {
+            return Ok(false);
+        }
+        let env = Env { now: self.now, aggs: &[] };
+        if !keeps(plan.filter.as_ref(), row, &env)? {
+            return Ok(true);
+        }
+        if !plan.aggs.is_empty() {
+            for ((_, arg), acc) in plan.aggs.iter().zip(self.accs.iter_mut()) {
+                let v = match arg {
+                    Some(a) => Some(eval(a, row, &env)?),
+                    None => None,
+                };
+                acc.update(v)?;
+            }
+            return Ok(true);
+        }
+        match (&plan.output, row) {
+            (Output::Star, Row::Json(v)) => self.writer.json_record(&mut self.out, v),
+            (Output::Star, Row::Csv(fields)) => {
+                let names = &self.star_names;
+                let items = fields.iter().enumerate().map(|(i, f)| (names.get(i).map_or("", String::as_str), Value::str(f)));
+                if self.writer.is_json() && fields.len() > names.len() {
+                    let extra: Vec<String> = (names.len()..fields.len()).map(|i| format!("_{}", i + 1)).collect();
+                    let items = fields.iter().enumerate().map(|(i, f)| {
+                        let n = if i < names.len() { names[i].as_str() } else { extra[i - names.len()].as_str() };
+                        (n, Value::str(f))
+                    });
+                    self.writer.record(&mut self.out, items);
+                } else {
+                    self.writer.record(&mut self.out, items);
+                }
+            }
+            (Output::Star, Row::Values(vals)) => {
+                let names = &self.star_names;
+                self.writer.record(&mut self.out, vals.iter().enumerate().map(|(i, v)| (names.get(i).map_or("", String::as_str), v.clone())));
+            }
+            (Output::Items(items), _) => {
+                let vals = items.iter().map(|(n, e)| Ok((n.as_str(), eval(e, row, &env)?))).collect::<Result<Vec<_>>>()?;
+                self.writer.record(&mut self.out, vals.into_iter());
+            }
+        }
+        self.emitted += 1;
+        Ok(!plan.limit.is_some_and(|l| self.emitted >= l))
+    }
+
+    /// The aggregate record, at the end of the scan.
+    pub(crate) fn finish(&mut self) -> Result<()> {
+        let Some(plan) = &self.plan else { return Ok(()) };
+        if plan.aggs.is_empty() || plan.limit == Some(0) {
+            return Ok(());
+        }
+        let finals: Vec<Value<'static>> = self.accs.iter().map(Acc::finish).collect();
+        let env = Env { now: self.now, aggs: &finals };
+        if let Output::Items(items) = &plan.output {
+            let empty: [&str; 0] = [];
+            let row = Row::Csv(&empty);
+            let vals = items.iter().map(|(n, e)| Ok((n.as_str(), eval(e, &row, &env)?))).collect::<Result<Vec<_>>>()?;
+            self.writer.record(&mut self.out, vals.into_iter());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn bind(&mut self, q: &Query, schema: &Schema<'_>) -> Result<()> {
+        let p = plan(q, schema)?;
+        self.accs = p.aggs.iter().map(|(k, _)| Acc::new(*k)).collect();
+        self.plan = Some(p);
+        Ok(())
+    }
+}
+
+enum Reader {
+    Csv { tok: CsvTokenizer, batch: CsvBatch, header: HeaderInfo, header_seen: bool },
+    Json { split: JsonSplitter, batch: JsonBatch },
+}
+
+pub struct Engine {
+    query: Query,
+    reader: Reader,
+    sink: Sink,
+    decoder: Decoder,
+    piece: Vec<u8>,
+    piece_off: usize,
+    input_ended: bool,
+    decoded: Vec<u8>,
+    /// The object bytes to read, and the offset past which no record starts.
+    read: Range<u64>,
+    records_end: u64,
+    /// Drop input up to the first record delimiter (a scan range that
+    /// starts inside a record).
+    skip_to: Option<Vec<u8>>,
+    counters: Counters,
+    done: bool,
+    concluded: bool,
+}
+
+impl Engine {
+    /// Parses the query and prepares a scan of an object of `size` bytes.
+    pub fn new(params: &SelectParams, size: u64, now: Ts) -> Result<Engine> {
+        params.validate()?;
+        let query = crate::parser::parse(&params.expression)?;
+        let range = match &params.scan_range {
+            Some(r) => r.resolve(size)?,
+            None => 0..size,
+        };
+        let delim: Vec<u8> = match &params.input {
+            InputFormat::Csv(c) => c.record_delimiter.clone(),
+            _ => b"\n".to_vec(),
+        };
+        // Read from just before the range: whether a record starts at its
+        // first byte depends on the delimiter before it.
+        let (read_start, skip_to) = if range.start > 0 {
+            (range.start.saturating_sub(delim.len() as u64), Some(delim.clone()))
+        } else {
+            (0, None)
+        };
+        let read = read_start..if params.scan_range.is_some() { size } else { range.end };
+        // Record offsets are in the decompressed stream: no bound applies.
+        let records_end = if params.scan_range.is_some() { range.end } else { u64::MAX };
+        let reader = match &params.input {
+            InputFormat::Csv(c) => Reader::Csv {
+                tok: CsvTokenizer::new(c.clone(), read_start),
+                batch: CsvBatch::default(),
+                header: c.header,
+                header_seen: c.header == HeaderInfo::None,
+            },
+            InputFormat::Json(_) => Reader::Json { split: JsonSplitter::new(read_start), batch: JsonBatch::default() },
+            InputFormat::Parquet => return err(Code::InternalError, "Parquet is scanned by ParquetScan"),
+        };
+        let mut sink = Sink::new(params.output.clone(), now);
+        match &reader {
+            Reader::Json { .. } => sink.bind(&query, &Schema::Json)?,
+            Reader::Csv { header, .. } if *header != HeaderInfo::Use => sink.bind(&query, &Schema::Csv { names: None })?,
+            Reader::Csv { .. } => {
+                // Bound once the header is read; check what doesn't need it now.
+                plan(&query, &Schema::Csv { names: Some(&[][..]) })?;
+            }
+        }
+        Ok(Engine {
+            query,
+            reader,
+            sink,
+            decoder: Decoder::new(params.compression),
+            piece: Vec::new(),
+            piece_off: 0,
+            input_ended: false,
+            decoded: Vec::new(),
+            read,
+            records_end,
+            skip_to,
+            counters: Counters::default(),
+            done: false,
+            concluded: false,
+        })
+    }
+
+    /// The byte range of the object to feed, in order.
+    pub fn read_range(&self) -> Range<u64> {
+        self.read.clone()
+    }
+
+    pub fn feed(&mut self, piece: Vec<u8>) {
+        self.piece = piece;
+        self.piece_off = 0;
+    }
+
+    pub fn end_input(&mut self) {
+        self.input_ended = true;
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Bytes of output records waiting to be sent.
+    pub fn pending_output(&self) -> usize {
+        self.sink.out.len()
+    }
+
+    /// Takes the output records produced so far.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        let out = std::mem::take(&mut self.sink.out);
+        self.counters.returned += out.len() as u64;
+        out
+    }
+
+    pub fn step(&mut self) -> Result<Step> {
+        if self.done {
+            return Ok(Step::Done);
+        }
+        let identity = self.decoder.is_identity();
+        let rest = self.piece.len() - self.piece_off;
+        if identity {
+            if rest == 0 {
+                return self.at_end_of_piece();
+            }
+            let n = rest.min(STEP_BYTES);
+            let input = std::mem::take(&mut self.piece);
+            let r = self.process(&input[self.piece_off..self.piece_off + n], false);
+            self.piece = input;
+            self.piece_off += n;
+            self.counters.scanned += n as u64;
+            self.counters.processed += n as u64;
+            r?;
+            return self.after_process();
+        }
+        let mut decoded = std::mem::take(&mut self.decoded);
+        decoded.clear();
+        let used = self.decoder.decode(&self.piece[self.piece_off..], &mut decoded, STEP_BYTES)?;
+        self.piece_off += used;
+        self.counters.scanned += used as u64;
+        self.counters.processed += decoded.len() as u64;
+        if used == 0 && decoded.is_empty() {
+            self.decoded = decoded;
+            return self.at_end_of_piece();
+        }
+        let r = self.process(&decoded, false);
+        self.decoded = decoded;
+        r?;
+        self.after_process()
+    }
+
+    /// A scan stopped early (LIMIT, the end of a ScanRange) still answers
+    /// its aggregates.
+    fn after_process(&mut self) -> Result<Step> {
+        if !self.done {
+            return Ok(Step::Continue);
+        }
+        self.conclude()?;
+        Ok(Step::Done)
+    }
+
+    fn conclude(&mut self) -> Result<()> {
+        if !self.concluded {
+            self.concluded = true;
+            self.sink.finish()?;
+        }
+        Ok(())
+    }
+
+    fn at_end_of_piece(&mut self) -> Result<Step> {
+        if !self.input_ended {
+            return Ok(Step::NeedInput);
+        }
+        self.decoder.finish()?;
+        self.process(&[], true)?;
+        self.done = true;
+        self.conclude()?;
+        Ok(Step::Done)
+    }
+
+    /// Cuts records from `input` and runs them through the query.
+    fn process(&mut self, mut input: &[u8], eof: bool) -> Result<()> {
+        if let Some(delim) = &self.skip_to {
+            match memchr::memmem::find(input, delim) {
+                Some(at) => {
+                    let skip = at + delim.len();
+                    match &mut self.reader {
+                        Reader::Csv { tok, .. } => tok.skip(skip as u64),
+                        Reader::Json { split, .. } => split.skip(skip as u64),
+                    }
+                    input = &input[skip..];
+                    self.skip_to = None;
+                }
+                None => {
+                    // A two-byte delimiter may straddle pieces: keep its first byte.
+                    let keep = if delim.len() == 2 && input.last() == Some(&delim[0]) { 1 } else { 0 };
+                    let skip = input.len() - keep;
+                    match &mut self.reader {
+                        Reader::Csv { tok, .. } => tok.skip(skip as u64),
+                        Reader::Json { split, .. } => split.skip(skip as u64),
+                    }
+                    input = &input[skip..];
+                    if eof || keep == 0 {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let end = self.records_end;
+        match &mut self.reader {
+            Reader::Csv { tok, batch, header, header_seen } => {
+                tok.push(input, eof, batch)?;
+                let texts = batch.texts()?;
+                let mut fields = Vec::new();
+                for r in 0..batch.len() {
+                    let offset = batch.record(texts, r, &mut fields)?;
+                    if offset >= end {
+                        self.done = true;
+                        return Ok(());
+                    }
+                    if !*header_seen {
+                        *header_seen = true;
+                        if *header == HeaderInfo::Use {
+                            let names: Vec<String> = fields.iter().map(|s| s.to_string()).collect();
+                            self.sink.bind(&self.query, &Schema::Csv { names: Some(&names) })?;
+                            self.sink.star_names = names;
+                        }
+                        continue;
+                    }
+                    if self.sink.star_names.len() < fields.len() && self.sink.plan.as_ref().is_some_and(|p| matches!(p.output, Output::Star)) {
+                        let n = self.sink.star_names.len();
+                        self.sink.star_names.extend((n..fields.len()).map(|i| format!("_{}", i + 1)));
+                    }
+                    if !self.sink.row(&Row::Csv(&fields))? {
+                        self.done = true;
+                        return Ok(());
+                    }
+                }
+                if eof && !*header_seen && *header == HeaderInfo::Use {
+                    // An empty object: bind without names so aggregates still answer.
+                    self.sink.bind(&self.query, &Schema::Csv { names: Some(&[][..]) })?;
+                }
+            }
+            Reader::Json { split, batch } => {
+                split.push(input, eof, batch)?;
+                let from = &self.query.from_path;
+                let mut recs = Vec::new();
+                for (v, &offset) in batch.values.iter().zip(&batch.offsets) {
+                    if offset >= end {
+                        self.done = true;
+                        return Ok(());
+                    }
+                    recs.clear();
+                    from_path(v, from, &mut recs);
+                    for rec in &recs {
+                        if !self.sink.row(&Row::Json(rec))? {
+                            self.done = true;
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

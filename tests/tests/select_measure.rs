@@ -1,0 +1,156 @@
+//! S3 Select scan throughput, not run by default (numbers in the closing
+//! note of issue 13 come from this):
+//!
+//! ```sh
+//! cargo test --release -p tessera-tests --test select_measure -- --ignored --nocapture
+//! SELECT_MEASURE_MIB=512 cargo test --release ...   # object size (default 128)
+//! ```
+//!
+//! The server runs with `--threads 1`, so GB/s is per core. For CSV, JSON
+//! LINES and Parquet (snappy, 64k-row groups) objects of the same rows, it
+//! times SelectObjectContent at 1% and 50% selectivity (`k` is `i % 100`)
+//! against a plain GET of the whole object plus the same filter applied in
+//! this process (one thread). Throughput is object bytes / wall time.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_sdk_s3::types::{
+    CsvInput, CsvOutput, ExpressionType, FileHeaderInfo, InputSerialization, JsonInput, JsonType, OutputSerialization,
+    ParquetInput, SelectObjectContentEventStream,
+};
+use tessera_tests::*;
+
+fn rows(target_bytes: usize) -> (String, String, Vec<u8>) {
+    use arrow_array::{Float64Array, Int64Array, RecordBatch, StringArray};
+    let mut csv = String::from("id,k,name,score\n");
+    let mut json = String::new();
+    let (mut ids, mut ks, mut names, mut scores) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut i = 0i64;
+    while csv.len() < target_bytes {
+        let k = i % 100;
+        let name = format!("name-{}", (i * 7919) % 100_003);
+        let score = (i % 1000) as f64 / 7.0;
+        csv.push_str(&format!("{i},{k},{name},{score}\n"));
+        json.push_str(&format!("{{\"id\":{i},\"k\":{k},\"name\":\"{name}\",\"score\":{score}}}\n"));
+        ids.push(i);
+        ks.push(k);
+        names.push(name);
+        scores.push(score);
+        i += 1;
+    }
+    let batch = RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(Int64Array::from(ids)) as _),
+        ("k", Arc::new(Int64Array::from(ks)) as _),
+        ("name", Arc::new(StringArray::from(names)) as _),
+        ("score", Arc::new(Float64Array::from(scores)) as _),
+    ])
+    .expect("batch");
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_size(65_536)
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let mut pq = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut pq, batch.schema(), Some(props)).expect("writer");
+    w.write(&batch).expect("write");
+    w.close().expect("close");
+    (csv, json, pq)
+}
+
+async fn select(s3: &aws_sdk_s3::Client, key: &str, sql: &str, input: InputSerialization) -> (usize, f64) {
+    let t = Instant::now();
+    let mut out = ok(
+        s3.select_object_content()
+            .bucket("m")
+            .key(key)
+            .expression(sql)
+            .expression_type(ExpressionType::Sql)
+            .input_serialization(input)
+            .output_serialization(OutputSerialization::builder().csv(CsvOutput::builder().build()).build())
+            .send()
+            .await,
+        "select",
+    );
+    let mut bytes = 0;
+    while let Some(ev) = out.payload.recv().await.expect("event") {
+        if let SelectObjectContentEventStream::Records(r) = ev {
+            bytes += r.payload().map_or(0, |p| p.as_ref().len());
+        }
+    }
+    (bytes, t.elapsed().as_secs_f64())
+}
+
+/// GET the whole object, then keep the rows with `k < limit` here.
+async fn get_and_filter(s3: &aws_sdk_s3::Client, key: &str, limit: i64) -> (usize, f64) {
+    let t = Instant::now();
+    let body = read_body(ok(s3.get_object().bucket("m").key(key).send().await, "get")).await;
+    let mut kept = 0usize;
+    if key.ends_with(".csv") {
+        for line in std::str::from_utf8(&body).expect("utf8").lines().skip(1) {
+            let k: i64 = line.split(',').nth(1).and_then(|v| v.parse().ok()).unwrap_or(-1);
+            if (0..limit).contains(&k) {
+                kept += line.len() + 1;
+            }
+        }
+    } else if key.ends_with(".json") {
+        for line in std::str::from_utf8(&body).expect("utf8").lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json");
+            if v["k"].as_i64().is_some_and(|k| k < limit) {
+                kept += line.len() + 1;
+            }
+        }
+    } else {
+        use arrow_array::cast::AsArray;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes::Bytes::from(body), 8192).expect("reader");
+        for b in reader {
+            let b = b.expect("batch");
+            let k = b.column(1).as_primitive::<arrow_array::types::Int64Type>();
+            kept += k.values().iter().filter(|&&v| v < limit).count();
+        }
+    }
+    (kept, t.elapsed().as_secs_f64())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn select_scan_throughput() {
+    let mib: usize = std::env::var("SELECT_MEASURE_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(128);
+    let server = Server::start_with(ServerOpts { threads: Some(1), ..Default::default() });
+    let s3 = server.client();
+    ok(s3.create_bucket().bucket("m").send().await, "bucket");
+    let (csv, json, pq) = rows(mib * MIB);
+    for (key, data) in [("d.csv", csv.as_bytes()), ("d.json", json.as_bytes()), ("d.parquet", pq.as_slice())] {
+        ok(s3.put_object().bucket("m").key(key).body(bytestream(data)).send().await, "put");
+    }
+    println!("rows of {mib} MiB of CSV; server --threads 1; GB/s = object bytes / wall time");
+    println!("{:<8} {:>6} {:>12} {:>14} {:>12} {:>14}", "format", "select", "select GB/s", "select out MB", "GET+filter", "GET+filter GB/s");
+    for (key, size) in [("d.csv", csv.len()), ("d.json", json.len()), ("d.parquet", pq.len())] {
+        for (pct, limit) in [("1%", 1i64), ("50%", 50)] {
+            let (sql, input) = match key {
+                "d.csv" => (
+                    format!("SELECT * FROM S3Object s WHERE CAST(s.k AS INT) < {limit}"),
+                    InputSerialization::builder().csv(CsvInput::builder().file_header_info(FileHeaderInfo::Use).build()).build(),
+                ),
+                "d.json" => (
+                    format!("SELECT * FROM S3Object s WHERE s.k < {limit}"),
+                    InputSerialization::builder().json(JsonInput::builder().r#type(JsonType::Lines).build()).build(),
+                ),
+                _ => (format!("SELECT * FROM S3Object s WHERE s.k < {limit}"), InputSerialization::builder().parquet(ParquetInput::builder().build()).build()),
+            };
+            // Once to warm up, then timed.
+            select(&s3, key, &sql, input.clone()).await;
+            let (out, secs) = select(&s3, key, &sql, input).await;
+            let (_, gsecs) = get_and_filter(&s3, key, limit).await;
+            let gb = size as f64 / 1e9;
+            println!(
+                "{:<8} {:>6} {:>12.3} {:>14.1} {:>12.3}s {:>14.3}",
+                key.trim_start_matches("d."),
+                pct,
+                gb / secs,
+                out as f64 / 1e6,
+                gsecs,
+                gb / gsecs
+            );
+        }
+    }
+}
