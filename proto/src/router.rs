@@ -576,7 +576,7 @@ mod tests {
             (Put, "/", "", S3ErrorCode::MethodNotAllowed),
             (Get, "/b/%FF", "", S3ErrorCode::InvalidURI),
             (Delete, "/b", "metadataTable", S3ErrorCode::NotImplemented),
-            (Put, "/b", "policy", S3ErrorCode::NotImplemented),
+            (Put, "/b", "website", S3ErrorCode::NotImplemented),
             (Post, "/b", "cors", S3ErrorCode::MethodNotAllowed),
             (Put, "/b/k", "renameObject", S3ErrorCode::NotImplemented),
             (Get, "/b/k", "select&select-type=2", S3ErrorCode::NotImplemented),

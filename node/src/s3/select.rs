@@ -126,16 +126,18 @@ pub async fn select_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo)
     let sel = versions::requested(&req.routed.query)?;
     let doc = req.read_body_to_vec(MAX_SELECT_REQUEST_BYTES).await?;
     let root = xml::parse(&doc)?;
-    let params = match parse_request(&root) {
-        Ok(p) => p,
-        Err(e) => return Ok(error_response(req, &e)),
-    };
+    // The object first: who may not read it learns nothing, not even
+    // whether their request would have been valid.
     let obj = read_version(ctx, b, req.key(), sel).await?;
     if obj.summary.delete_marker {
         crate::authz::check_missing(req, b)?;
     } else {
         crate::authz::check_object(req, b, crate::authz::ObjectFacts { acl: obj.meta.acl.as_ref(), tags: &obj.meta.tags })?;
     }
+    let params = match parse_request(&root) {
+        Ok(p) => p,
+        Err(e) => return Ok(error_response(req, &e)),
+    };
     obj.refuse_delete_marker(sel)?;
     let LoadedObject { shard, body, summary, .. } = obj;
     let now_ms = tessera_proto::time::now_unix_ms();
