@@ -62,6 +62,15 @@ impl XmlWriter {
         self
     }
 
+    /// Opens a root element without a namespace, for the documents S3
+    /// itself sends bare (POST Object's `PostResponse`).
+    pub fn root_bare(mut self, name: &str) -> Self {
+        self.out.push('<');
+        self.out.push_str(name);
+        self.out.push('>');
+        self
+    }
+
     pub fn open(&mut self, name: &str) -> &mut Self {
         self.out.push('<');
         self.out.push_str(name);

@@ -306,3 +306,83 @@ async fn access_settings_survive_a_restart() {
     assert_eq!(ok(root.get_object_acl().bucket("keep").key("k").send().await, "object acl").grants().len(), 2);
     assert_eq!(server.anonymous("GET", "/keep/k", b"").0, 200);
 }
+
+/// A key that does not exist: 404 NoSuchKey to who may list the bucket
+/// under its name (`s3:ListBucket`, by ACL or policy, its `s3:prefix`
+/// condition seeing the key), whether or not anything would let them read
+/// it; 403 to everyone else, and to whom a policy explicitly denies the read.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_key_is_404_to_who_may_list_the_bucket() {
+    let server = Server::start_with(accounts_opts());
+    let root = server.client();
+    let alt = server.client_for(ALT.access_key, ALT.secret_key);
+    // Anonymous, public-read bucket (READ = ListBucket): 404 for GET and HEAD,
+    // also for a key that was deleted.
+    ok(root.create_bucket().bucket("pubr").acl(BucketCannedAcl::PublicRead).send().await, "create");
+    ok(root.put_object().bucket("pubr").key("gone").body(bytestream(b"x")).acl(ObjectCannedAcl::PublicRead).send().await, "put");
+    assert_eq!(server.anonymous("GET", "/pubr/gone", b"").0, 200);
+    ok(root.delete_object().bucket("pubr").key("gone").send().await, "delete");
+    let (status, body) = server.anonymous("GET", "/pubr/gone", b"");
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("<Code>NoSuchKey</Code>"));
+    assert_eq!(server.anonymous("HEAD", "/pubr/never", b"").0, 404);
+    // A private bucket tells an anonymous reader nothing.
+    ok(root.create_bucket().bucket("privb").send().await, "create private");
+    assert_eq!(server.anonymous("GET", "/privb/never", b"").0, 403);
+    assert_s3_error(alt.get_object().bucket("privb").key("never").send().await, 403, "AccessDenied");
+    // ListBucket by policy, only under public/: another account learns of
+    // missing keys there and nowhere else.
+    let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"s3:ListBucket","Resource":"arn:aws:s3:::privb","Condition":{"StringLike":{"s3:prefix":"public/*"}}}]}"#;
+    ok(root.put_bucket_policy().bucket("privb").policy(doc).send().await, "policy");
+    let head = alt.head_object().bucket("privb").key("public/object").send().await;
+    assert_eq!(head.err().and_then(|e| e.raw_response().map(|r| r.status().as_u16())), Some(404));
+    let head = alt.head_object().bucket("privb").key("private/object").send().await;
+    assert_eq!(head.err().and_then(|e| e.raw_response().map(|r| r.status().as_u16())), Some(403));
+    assert_s3_error(alt.get_object().bucket("privb").key("public/object").send().await, 404, "NoSuchKey");
+    // An explicit deny of the read wins over the listing.
+    let deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"s3:ListBucket","Resource":"arn:aws:s3:::privb"},{"Effect":"Deny","Principal":{"AWS":"*"},"Action":"s3:GetObject","Resource":"arn:aws:s3:::privb/secret/*"}]}"#;
+    ok(root.put_bucket_policy().bucket("privb").policy(deny).send().await, "deny policy");
+    assert_s3_error(alt.get_object().bucket("privb").key("open/x").send().await, 404, "NoSuchKey");
+    assert_s3_error(alt.get_object().bucket("privb").key("secret/x").send().await, 403, "AccessDenied");
+}
+
+/// The ACL a write of a new object asks for is granted with s3:PutObject
+/// (a bucket ACL's WRITE, or a policy that grants only s3:PutObject on
+/// condition of the ACL headers, as AWS's cross-account examples do);
+/// s3:PutObjectAcl counts only when explicitly denied.
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_with_acl_headers_need_put_object_only() {
+    let server = Server::start_with(accounts_opts());
+    let root = server.client();
+    let alt = server.client_for(ALT.access_key, ALT.secret_key);
+    // Anonymous and cross-account writers of a public-read-write bucket.
+    ok(root.create_bucket().bucket("prw").acl(BucketCannedAcl::PublicReadWrite).send().await, "create");
+    let req = server.raw_request("PUT", "/prw/anon").header("x-amz-acl", "public-read").body("a");
+    assert_eq!(server.send(&req).status, 200);
+    assert_eq!(server.anonymous("GET", "/prw/anon", b""), (200, b"a".to_vec()), "public-read as asked");
+    ok(
+        alt.put_object().bucket("prw").key("alt").body(bytestream(b"b")).acl(ObjectCannedAcl::BucketOwnerRead).send().await,
+        "cross-account write with a canned ACL",
+    );
+    ok(root.get_object().bucket("prw").key("alt").send().await, "bucket-owner-read granted the owner");
+    // A policy granting s3:PutObject only when the bucket owner gets full control.
+    ok(root.create_bucket().bucket("bofc").send().await, "create");
+    let owner = ok(root.get_bucket_acl().bucket("bofc").send().await, "bucket acl");
+    let owner_id = owner.owner().and_then(|o| o.id()).unwrap_or_default().to_string();
+    let grant = format!("id={owner_id}");
+    let doc = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"*"}},"Action":"s3:PutObject","Resource":"arn:aws:s3:::bofc/*","Condition":{{"StringEquals":{{"s3:x-amz-grant-full-control":"{grant}"}}}}}}]}}"#
+    );
+    ok(root.put_bucket_policy().bucket("bofc").policy(doc).send().await, "policy");
+    assert_s3_error(alt.put_object().bucket("bofc").key("k").body(bytestream(b"x")).send().await, 403, "AccessDenied");
+    ok(alt.put_object().bucket("bofc").key("k").body(bytestream(b"x")).grant_full_control(&grant).send().await, "conditioned write");
+    let acl = ok(root.get_object_acl().bucket("bofc").key("k").send().await, "owner reads the ACL");
+    assert_eq!(acl.grants().first().and_then(|g| g.grantee()).and_then(|g| g.id()), Some(owner_id.as_str()));
+    // An explicit deny of s3:PutObjectAcl still refuses writes with ACL headers.
+    ok(root.create_bucket().bucket("noacl").acl(BucketCannedAcl::PublicReadWrite).send().await, "create");
+    let deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:PutObjectAcl","Resource":"arn:aws:s3:::noacl/*"}]}"#;
+    ok(root.put_bucket_policy().bucket("noacl").policy(deny).send().await, "deny policy");
+    let req = server.raw_request("PUT", "/noacl/anon").header("x-amz-acl", "public-read").body("a");
+    assert_eq!(server.send(&req).status, 403);
+    assert_eq!(server.anonymous("PUT", "/noacl/plain", b"a").0, 200, "no ACL header, no PutObjectAcl");
+}

@@ -190,6 +190,30 @@ async fn anonymous_and_malformed_forms() {
     Form::new(&[("key", "k"), ("x-ignore-big", &big)], b"x").post(&server, "anon").assert_error(400, "MaxPostPreDataLengthExceeded");
 }
 
+/// An unsigned form to a public-read-write bucket is an anonymous write:
+/// the bucket's WRITE grant covers the `acl` (and `tagging`) fields too,
+/// as a PUT's ACL headers; `success_action_status` is honoured.
+#[tokio::test(flavor = "multi_thread")]
+async fn anonymous_forms_write_to_a_public_read_write_bucket() {
+    let server = Server::start();
+    let s3 = server.client();
+    ok(s3.create_bucket().bucket("open").acl(aws_sdk_s3::types::BucketCannedAcl::PublicReadWrite).send().await, "create");
+    let resp = Form::new(&[("key", "foo.txt"), ("acl", "public-read"), ("success_action_status", "201"), ("Content-Type", "text/plain")], b"bar")
+        .post(&server, "open");
+    assert_eq!(resp.status, 201, "{}", resp.body_text());
+    assert!(resp.body_text().contains("<PostResponse><Location>"), "no namespace, as S3 sends it: {}", resp.body_text());
+    assert!(resp.body_text().contains("<Key>foo.txt</Key>"), "{}", resp.body_text());
+    assert_eq!(server.anonymous("GET", "/open/foo.txt", b""), (200, b"bar".to_vec()), "public-read as the form asked");
+    let tagging = "<Tagging><TagSet><Tag><Key>0</Key><Value>0</Value></Tag></TagSet></Tagging>";
+    let resp = Form::new(&[("key", "tagged"), ("acl", "public-read"), ("tagging", tagging)], b"t").post(&server, "open");
+    assert_eq!(resp.status, 204, "{}", resp.body_text());
+    let tags = ok(s3.get_object_tagging().bucket("open").key("tagged").send().await, "tags");
+    assert_eq!(tags.tag_set().len(), 1);
+    // A private bucket still refuses the same form.
+    ok(s3.create_bucket().bucket("closed").send().await, "create");
+    Form::new(&[("key", "foo.txt"), ("acl", "public-read")], b"bar").post(&server, "closed").assert_error(403, "AccessDenied");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn another_users_signature_cannot_write_my_bucket() {
     let users = "BOBKEYBOBKEYBOBKEY00 bobsecretbobsecretbobsecretbobsecret0000 bob-id bob\n";

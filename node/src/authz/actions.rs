@@ -61,6 +61,7 @@ fn acl_headers(h: &Headers) -> bool {
 pub fn write_checks(h: &Headers, out: &mut Vec<Check>) {
     out.push(o("s3:PutObject"));
     if acl_headers(h) {
+        // Counts only when explicitly denied (see `authz::passes`).
         out.push(o("s3:PutObjectAcl"));
     }
     if h.contains("x-amz-tagging") {

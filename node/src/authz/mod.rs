@@ -212,7 +212,7 @@ pub async fn authorize(ctx: &Ctx, req: &Request<'_>, b: Option<&BucketInfo>) -> 
     let facts = loaded.as_ref().map(|o| ObjectFacts { acl: o.meta.acl.as_ref(), tags: &o.meta.tags });
     for check in &plan.now {
         let f = if check.on == On::Object { facts } else { None };
-        if !decide(a, req, *check, b, created, key, f).allowed() {
+        if !passes(*check, decide(a, req, *check, b, created, key, f)) {
             return Err(denied());
         }
     }
@@ -235,11 +235,23 @@ pub fn authorize_post(req: &Request<'_>, b: &BucketInfo, key: &str, h: &tessera_
     let mut checks = Vec::new();
     actions::write_checks(h, &mut checks);
     for check in checks {
-        if !decide(&req.authz, req, check, Some(b), None, key, None).allowed() {
+        if !passes(check, decide(&req.authz, req, check, Some(b), None, key, None)) {
             return Err(denied());
         }
     }
     Ok(())
+}
+
+/// Whether a check made before a write lets it go on. The ACL that the
+/// headers (or form fields) of a write of a new object ask for is granted
+/// with `s3:PutObject`: S3's documented cross-account upload policies
+/// grant only that, conditioned on `s3:x-amz-acl` / `s3:x-amz-grant-*`,
+/// and a bucket ACL's WRITE lets whom it names write objects that they
+/// then own, ACL included. So on a write `s3:PutObjectAcl` counts only
+/// when a policy denies it explicitly. (PutObjectAcl on an existing
+/// object is an object check made by its handler, not this.)
+fn passes(check: Check, d: Decision) -> bool {
+    d.allowed() || (check.action == "s3:PutObjectAcl" && d != Decision::ExplicitDeny)
 }
 
 /// The request's object actions, now that the handler loaded the object.
@@ -255,14 +267,18 @@ pub fn check_object(req: &Request<'_>, b: &BucketInfo, facts: ObjectFacts<'_>) -
 }
 
 /// For an object (or version) that does not exist: `Ok` when the requester
-/// may learn that (it would be allowed to read it, and to list the bucket
-/// under its name, as S3 requires for a 404), else AccessDenied.
+/// may learn that, else AccessDenied. S3's rule: the 404 goes to who may
+/// list the bucket under the key's name (`s3:ListBucket`), whether or not
+/// anything would have let them read it; a missing object has no ACL to
+/// grant the read, so requiring the read too would answer 403 to an
+/// anonymous reader of a public-read bucket, where S3 answers 404. An
+/// explicit deny of the read still refuses.
 pub fn check_missing(req: &Request<'_>, b: &BucketInfo) -> S3Result<()> {
     let a = &req.authz;
     let pending = std::mem::take(&mut *a.object_pending.borrow_mut());
     let key = req.key();
     for check in pending {
-        if !decide(a, req, check, Some(b), None, key, None).allowed() {
+        if decide(a, req, check, Some(b), None, key, None) == Decision::ExplicitDeny {
             return Err(denied());
         }
     }

@@ -355,7 +355,9 @@ fn respond(
         match status {
             Some("200") => Response::new(200),
             Some("201") => {
-                let mut w = XmlWriter::new().root("PostResponse");
+                // S3 sends this document without a namespace; clients
+                // read `Key` and friends as bare children of the root.
+                let mut w = XmlWriter::new().root_bare("PostResponse");
                 w.elem("Location", &location).elem("Bucket", bucket).elem("Key", key).elem("ETag", &etag);
                 w.close("PostResponse");
                 Response::xml(201, w.finish())
