@@ -126,6 +126,11 @@ impl Server {
         let bin = binary_path();
         let mut cmd = Command::new(bin);
         cmd.arg("server").arg("--address").arg("127.0.0.1:0");
+        // Every test node gets its own admin port (the default 9001 would
+        // be shared by tests running in parallel).
+        if !self.opts.args.iter().any(|a| a.starts_with("--admin-address")) {
+            cmd.arg("--admin-address").arg("127.0.0.1:0");
+        }
         if let Some(n) = self.opts.threads {
             cmd.arg("--threads").arg(n.to_string());
         }
@@ -252,6 +257,14 @@ impl Server {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The admin listener's address (`tessera: admin on http://...` on
+    /// stdout), or None when it is off.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.stdout_lines()
+            .iter()
+            .find_map(|l| l.strip_prefix("tessera: admin on http://").and_then(|a| a.trim().parse().ok()))
     }
 
     /// Lines the current (or last) process printed on stdout so far.
