@@ -61,7 +61,7 @@ pub async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
 
 async fn serve(ctx: &Rc<Ctx>, mut conn: Conn, peer: std::net::IpAddr) {
     loop {
-        let head = match conn::read_head(ctx, &mut conn).await {
+        let head = match conn::read_head(ctx, &mut conn, false).await {
             Ok(Some(h)) => h,
             Ok(None) => return,
             Err(e) => {
@@ -76,6 +76,7 @@ async fn serve(ctx: &Rc<Ctx>, mut conn: Conn, peer: std::net::IpAddr) {
         } else {
             text(400, "admin requests take no body\n")
         };
+        // Health answers during a drain, one request per connection.
         let keep = no_body && head.keep_alive() && !ctx.shared.metrics.stopping();
         let is_head = head.method == Method::Head;
         if conn::write_response(&mut conn, resp, is_head, keep, head.minor_version == 0).await.is_err() || !keep {

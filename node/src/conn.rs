@@ -257,7 +257,7 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
     let mut conn = Conn::new(stream);
     loop {
         conn.shrink_when_idle();
-        let head = match read_head(&ctx, &mut conn).await {
+        let head = match read_head(&ctx, &mut conn, true).await {
             Ok(Some(h)) => h,
             Ok(None) => return account(&ctx, &mut conn, None),
             Err(e) => {
@@ -354,8 +354,13 @@ impl Drop for PartialHead<'_> {
     }
 }
 
-/// Reads one request head. `Ok(None)`: the client closed between requests.
-pub(crate) async fn read_head(ctx: &Ctx, conn: &mut Conn) -> Result<Option<RequestHead>, S3Error> {
+/// Reads one request head. `Ok(None)`: the client closed between requests
+/// (or, with `close_when_stopping`, the node stops while none is coming).
+pub(crate) async fn read_head(
+    ctx: &Ctx,
+    conn: &mut Conn,
+    close_when_stopping: bool,
+) -> Result<Option<RequestHead>, S3Error> {
     let mut first = true;
     let mut deadline: Option<std::time::Instant> = None;
     let mut partial = PartialHead { total: &ctx.partial_head_bytes, mine: 0 };
@@ -384,7 +389,7 @@ pub(crate) async fn read_head(ctx: &Ctx, conn: &mut Conn) -> Result<Option<Reque
         };
         let idle = first && conn.pending().is_empty();
         first = false;
-        if idle {
+        if idle && close_when_stopping {
             // Between requests a stop closes the connection at once.
             let fill = std::pin::pin!(conn.fill(timeout));
             let stop = std::pin::pin!(ctx.shutdown.recv());

@@ -355,11 +355,22 @@ impl Server {
         self.child = None;
     }
 
+    /// Sends `sig` to the server without waiting (see [`Server::wait_for_exit`]).
+    pub fn signal(&self, sig: i32) {
+        signal(self.child.as_ref().expect("server not running").id(), sig);
+    }
+
     /// SIGTERM, then wait for the exit; fails the test if the server does not
     /// exit within [`STOP_TIMEOUT`].
     pub fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_for_exit()
+    }
+
+    /// Waits for the process to exit (after a signal was sent); fails the
+    /// test if it does not within [`STOP_TIMEOUT`].
+    pub fn wait_for_exit(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("server not running");
-        signal(child.id(), libc::SIGTERM);
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Some(status) = child.try_wait().expect("wait for server") {
