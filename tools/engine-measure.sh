@@ -11,6 +11,7 @@
 #                  binary (built from another commit), in the same run
 #   --objects N    empty objects for the disk-use and restart figures (1000000)
 #   --secs S       seconds per throughput phase (20)
+#   --no-throughput  only the space and restart figures
 # Needs: a release build (cargo build --release -p tessera-node -p tessera-bench),
 # perf (for the fsync count; skipped without it).
 set -euo pipefail
@@ -18,11 +19,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BEFORE=""
 OBJECTS=1000000
 SECS=20
+THROUGHPUT=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --before) BEFORE="$2"; shift 2 ;;
     --objects) OBJECTS="$2"; shift 2 ;;
     --secs) SECS="$2"; shift 2 ;;
+    --no-throughput) THROUGHPUT=0; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -59,39 +62,44 @@ throughput() { # throughput LABEL BIN
     perf stat -x, -e io_uring:io_uring_submit_req --filter 'opcode == 3' -p "$PID" -o "$WORK/perf-$label" &
     local perf_pid=$!
     sleep 0.5
-    bench put --bucket b --size 4KiB --concurrency 64 --duration "${SECS}s" --json "$WORK/put4k-$label.json" | tee "$WORK/put4k-$label.txt"
+    bench put --bucket bench --size 4KiB --concurrency 64 --duration "${SECS}s" --json "$WORK/put4k-$label.json" | tee "$WORK/put4k-$label.txt"
     kill -INT $perf_pid; wait $perf_pid 2>/dev/null || true
     local fsyncs puts
     fsyncs=$(cut -d, -f1 "$WORK/perf-$label" | grep -E '^[0-9]+$' | head -1)
     puts=$(python3 -c "import json;print(json.load(open('$WORK/put4k-$label.json'))['ops']['put']['ok'])")
     echo "fsyncs: $fsyncs for $puts acknowledged 4 KiB PUTs at 64 writers: $(python3 -c "print(f'{$fsyncs/$puts:.3f}')") per PUT"
   else
-    bench put --bucket b --size 4KiB --concurrency 64 --duration "${SECS}s"
+    bench put --bucket bench --size 4KiB --concurrency 64 --duration "${SECS}s"
   fi
-  bench get --bucket b --size 4KiB --concurrency 64 --duration "${SECS}s" --objects 1000
-  bench put --bucket b --size 1MiB --concurrency 16 --duration "${SECS}s" --objects 200 --prefix big/
-  bench get --bucket b --size 1MiB --concurrency 16 --duration "${SECS}s" --objects 200 --prefix big/ --skip-prefill
+  bench get --bucket bench --size 4KiB --concurrency 64 --duration "${SECS}s" --objects 1000
+  bench put --bucket bench --size 1MiB --concurrency 16 --duration "${SECS}s" --objects 200 --prefix big/
+  bench get --bucket bench --size 1MiB --concurrency 16 --duration "${SECS}s" --objects 200 --prefix big/ --skip-prefill
   stop
+  rm -rf "$dir"
 }
 
-throughput after "$AFTER"
-[ -n "$BEFORE" ] && throughput before "$BEFORE"
+if [ "$THROUGHPUT" = 1 ]; then
+  # The older binary first when given: each runs on a machine in the same state.
+  [ -n "$BEFORE" ] && throughput before "$BEFORE"
+  throughput after "$AFTER"
+fi
 
 echo "== space amplification: 1 MiB overwrites over 256 keys, 64 MiB segments"
 start "$AFTER" "$WORK/amp" --segment-size 64MiB
-bench put --bucket b --size 1MiB --concurrency 16 --duration 90s --objects 256 | tail -3
+bench put --bucket bench --size 1MiB --concurrency 16 --duration 90s --objects 256 | tail -3
 live=$((256 << 20))
-for i in $(seq 1 60); do
+for i in $(seq 1 90); do
   bytes=$(du -sb "$WORK/amp" | cut -f1)
   [ "$bytes" -le $((live * 3 / 2)) ] && break
   sleep 2
 done
 echo "live $live bytes, data dir $bytes bytes: amplification $(python3 -c "print(f'{$bytes/$live:.2f}')") (after ${i} checks, 2 s apart)"
 stop
+rm -rf "$WORK/amp"
 
 echo "== $OBJECTS empty objects: disk use and restart time"
 start "$AFTER" "$WORK/empty"
-bench fill --bucket b --count "$OBJECTS" --size 0 --concurrency 64 | tail -3
+bench fill --bucket bench --count "$OBJECTS" --size 0 --concurrency 64 | tail -3
 bytes=$(du -sb "$WORK/empty" | cut -f1)
 echo "data dir $bytes bytes: $(python3 -c "print(f'{$bytes/$OBJECTS:.0f}')") bytes per empty object"
 stop

@@ -473,7 +473,10 @@ impl crate::shard::Inner {
         let tmp = crate::storage::tmp_path(&path);
         let mut w = Writer::create(&self.backend, &tmp).await?;
         w.segments(&rows, &retired).await?;
-        for table in self.index.borrow().tables_in_use() {
+        // Bound first: a `for` keeps its iterator expression's temporaries
+        // (here the index borrow) alive across the awaits in its body.
+        let tables = self.index.borrow().tables_in_use();
+        for table in tables {
             let mut after: Option<Vec<u8>> = None;
             loop {
                 let (slice, last) = self

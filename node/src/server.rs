@@ -120,25 +120,39 @@ fn resolve(address: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("address {address} resolves to nothing"))
 }
 
+/// How long a busy address is retried before the start is refused.
+const ADDRESS_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Refuses an address that another process serves: the reactors bind with
 /// `SO_REUSEPORT`, which would let a second node of the same user share the
 /// port and split the clients between two stores. A plain bind (no reuse-port;
 /// reuse-addr only, so connections of an earlier run in TIME_WAIT do not
 /// count) fails while anyone listens there. Returns the address with the port
 /// chosen when 0 was asked for.
+///
+/// A node killed a moment ago can still hold its listener: io_uring releases
+/// a dead process's files asynchronously, after the process is reaped. So
+/// the probe retries for `ADDRESS_RELEASE_WAIT` before refusing, which a
+/// supervisor restarting a crashed node immediately needs.
 fn probe_address(addr: SocketAddr) -> Result<SocketAddr, String> {
     use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(|e| e.to_string())?;
-    s.set_reuse_address(true).map_err(|e| e.to_string())?;
-    match s.bind(&addr.into()) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            return Err(format!(
-                "address {addr} is already in use by another process (another tessera server?); refusing to share it"
-            ))
+    let started = std::time::Instant::now();
+    let s = loop {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(|e| e.to_string())?;
+        s.set_reuse_address(true).map_err(|e| e.to_string())?;
+        match s.bind(&addr.into()) {
+            Ok(()) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                if started.elapsed() >= ADDRESS_RELEASE_WAIT {
+                    return Err(format!(
+                        "address {addr} is already in use by another process (another tessera server?); refusing to share it"
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(format!("cannot bind {addr}: {e}")),
         }
-        Err(e) => return Err(format!("cannot bind {addr}: {e}")),
-    }
+    };
     s.local_addr()
         .map_err(|e| e.to_string())?
         .as_socket()
