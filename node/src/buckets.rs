@@ -585,6 +585,11 @@ impl Buckets {
         self.map.load().get(name).cloned()
     }
 
+    /// Buckets of every owner.
+    pub fn count(&self) -> usize {
+        self.map.load().len()
+    }
+
     pub fn list_owned_by(&self, owner_id: &str) -> Vec<Arc<BucketInfo>> {
         self.map.load().values().filter(|b| b.owner_id == owner_id).cloned().collect()
     }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub address: String,
+    /// Admin listener (health, metrics, admin API); `None`: off.
+    pub admin_address: Option<String>,
     pub threads: usize,
     pub users_file: Option<PathBuf>,
     /// The node key file; `None`: `<first data dir>/node.key`.
@@ -34,7 +36,45 @@ pub struct Config {
 pub const MIN_AUTO_RESERVE_BYTES: u64 = 64 << 20;
 pub const MAX_AUTO_RESERVE_BYTES: u64 = 4 << 30;
 
+/// Most shards one data dir may be formatted with: each is a log with its
+/// own segment files, index and checkpoints.
+pub const MAX_SHARDS_PER_DISK: u32 = 256;
+/// Most reactor threads (one per core).
+pub const MAX_THREADS: usize = 1024;
+/// Smallest segment: a segment must hold at least a few records.
+pub const MIN_SEGMENT_BYTES: u64 = 4 * tessera_io::BLOCK as u64;
+
 impl Config {
+    /// What can be checked without touching a data dir; run before anything
+    /// is created, so a typo in a flag leaves the disks as they were.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=MAX_SHARDS_PER_DISK).contains(&self.shards_per_disk) {
+            return Err(format!("--shards-per-disk must be 1 to {MAX_SHARDS_PER_DISK}, not {}", self.shards_per_disk));
+        }
+        if !(1..=MAX_THREADS).contains(&self.threads) {
+            return Err(format!("--threads must be 1 to {MAX_THREADS}, not {}", self.threads));
+        }
+        if !(MIN_SEGMENT_BYTES..=tessera_io::MAX_SEGMENT_BYTES).contains(&self.segment_size_bytes) {
+            return Err(format!(
+                "--segment-size must be {MIN_SEGMENT_BYTES} to {} bytes, not {}",
+                tessera_io::MAX_SEGMENT_BYTES,
+                self.segment_size_bytes
+            ));
+        }
+        if self.data_dirs.is_empty() {
+            return Err("no data dir given".into());
+        }
+        for (i, d) in self.data_dirs.iter().enumerate() {
+            if self.data_dirs[..i].contains(d) {
+                return Err(format!("data dir {} given twice", d.display()));
+            }
+        }
+        if self.region.is_empty() || !self.region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(format!("--region {:?} is not a region name", self.region));
+        }
+        Ok(())
+    }
+
     /// The storage engine's options for this node's shards.
     pub fn shard_options(&self) -> tessera_io::ShardOptions {
         let reserve = self.reserve_bytes.unwrap_or_else(|| {

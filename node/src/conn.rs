@@ -64,12 +64,20 @@ pub struct Conn {
     start: usize,
     /// The client's address (access logs).
     pub peer: Option<std::net::IpAddr>,
+    /// Bytes read and written since the last `take_byte_counts` (metrics).
+    read_bytes: u64,
+    written_bytes: u64,
 }
 
 impl Conn {
-    fn new(stream: TcpStream) -> Self {
+    pub(crate) fn new(stream: TcpStream) -> Self {
         let peer = stream.peer_addr().ok().map(|a| a.ip());
-        Conn { stream, buf: Vec::with_capacity(INITIAL_READ_BUF_BYTES), start: 0, peer }
+        Conn { stream, buf: Vec::with_capacity(INITIAL_READ_BUF_BYTES), start: 0, peer, read_bytes: 0, written_bytes: 0 }
+    }
+
+    /// Bytes read and written since the last call.
+    fn take_byte_counts(&mut self) -> (u64, u64) {
+        (std::mem::take(&mut self.read_bytes), std::mem::take(&mut self.written_bytes))
     }
 
     /// Between requests: gives back a read buffer a big head or body grew.
@@ -115,7 +123,10 @@ impl Conn {
         self.buf = slice.into_inner();
         match res {
             Ok(0) => Err(ConnError::Closed),
-            Ok(n) => Ok(n),
+            Ok(n) => {
+                self.read_bytes += n as u64;
+                Ok(n)
+            }
             Err(e) => Err(ConnError::Io(e)),
         }
     }
@@ -123,7 +134,10 @@ impl Conn {
     pub async fn write_all(&mut self, data: Vec<u8>) -> Result<Vec<u8>, ConnError> {
         let write = self.stream.write_all(data);
         match monoio::time::timeout(IO_TIMEOUT, write).await {
-            Ok((Ok(_), buf)) => Ok(buf),
+            Ok((Ok(_), buf)) => {
+                self.written_bytes += buf.len() as u64;
+                Ok(buf)
+            }
             Ok((Err(e), _)) => Err(ConnError::Io(e)),
             Err(_) => Err(ConnError::Timeout),
         }
@@ -229,33 +243,56 @@ impl Default for LogLimiter {
     }
 }
 
+/// Counts a request (or, with `op` None, only the bytes of a connection).
+fn account(ctx: &Ctx, conn: &mut Conn, op: Option<(&str, u16, Instant)>) {
+    let metrics = &ctx.shared.metrics;
+    let (read, written) = conn.take_byte_counts();
+    metrics.core(ctx.core).add_bytes(read, written);
+    if let Some((op, status, started)) = op {
+        metrics.record(ctx.core, op, status, started.elapsed());
+    }
+}
+
 pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
     let mut conn = Conn::new(stream);
     loop {
         conn.shrink_when_idle();
-        let head = match read_head(&ctx, &mut conn).await {
+        let head = match read_head(&ctx, &mut conn, true).await {
             Ok(Some(h)) => h,
-            Ok(None) => return,
+            Ok(None) => return account(&ctx, &mut conn, None),
             Err(e) => {
+                let started = Instant::now();
                 let resp = Response::error(&e, "/", &ctx.next_request_id());
-                if write_response(&mut conn, resp, false, false, false).await.is_ok() {
+                let status = resp.status;
+                let written = write_response(&mut conn, resp, false, false, false).await;
+                account(&ctx, &mut conn, Some((crate::metrics::OP_UNROUTED, status, started)));
+                if written.is_ok() {
                     // The rest of the head may still be arriving: drain, then close.
                     linger(conn).await;
                 }
                 return;
             }
         };
+        let started = Instant::now();
         let request_id = ctx.next_request_id();
         let keep_alive = head.keep_alive();
         let is_head = head.method == http::Method::Head;
         let http10 = head.minor_version == 0;
-        let (resp, body_done) = if crate::iam::api::is_query_api(&ctx, &head) {
-            crate::iam::api::serve(&ctx, &head, &mut conn, request_id, peer).await
+        let (resp, body_done, op) = if let Some(resp) = crate::admin::s3_port_health(&ctx, &head) {
+            let done = matches!(head.framing(), Ok(http::BodyFraming::Length(0)));
+            (resp, done, crate::metrics::OP_HEALTH)
+        } else if crate::iam::api::is_query_api(&ctx, &head) {
+            let (resp, done) = crate::iam::api::serve(&ctx, &head, &mut conn, request_id, peer).await;
+            (resp, done, crate::metrics::OP_IAM)
         } else {
             handle_request(&ctx, &head, &mut conn, request_id, peer).await
         };
-        let keep = keep_alive && body_done;
-        match write_response(&mut conn, resp, is_head, keep, http10).await {
+        // A stopping node answers what it was asked, then closes.
+        let keep = keep_alive && body_done && !ctx.shared.metrics.stopping();
+        let status = resp.status;
+        let written = write_response(&mut conn, resp, is_head, keep, http10).await;
+        account(&ctx, &mut conn, Some((op, status, started)));
+        match written {
             Ok(()) if keep => continue,
             Ok(()) if !body_done => return linger(conn).await,
             _ => return,
@@ -317,8 +354,13 @@ impl Drop for PartialHead<'_> {
     }
 }
 
-/// Reads one request head. `Ok(None)`: the client closed between requests.
-async fn read_head(ctx: &Ctx, conn: &mut Conn) -> Result<Option<RequestHead>, S3Error> {
+/// Reads one request head. `Ok(None)`: the client closed between requests
+/// (or, with `close_when_stopping`, the node stops while none is coming).
+pub(crate) async fn read_head(
+    ctx: &Ctx,
+    conn: &mut Conn,
+    close_when_stopping: bool,
+) -> Result<Option<RequestHead>, S3Error> {
     let mut first = true;
     let mut deadline: Option<std::time::Instant> = None;
     let mut partial = PartialHead { total: &ctx.partial_head_bytes, mine: 0 };
@@ -345,7 +387,19 @@ async fn read_head(ctx: &Ctx, conn: &mut Conn) -> Result<Option<RequestHead>, S3
             }
             left
         };
+        let idle = first && conn.pending().is_empty();
         first = false;
+        if idle && close_when_stopping {
+            // Between requests a stop closes the connection at once.
+            let fill = std::pin::pin!(conn.fill(timeout));
+            let stop = std::pin::pin!(ctx.shutdown.recv());
+            match futures_util::future::select(fill, stop).await {
+                futures_util::future::Either::Left((Ok(_), _)) => continue,
+                futures_util::future::Either::Left((Err(_), _)) | futures_util::future::Either::Right(_) => {
+                    return Ok(None)
+                }
+            }
+        }
         match conn.fill(timeout).await {
             Ok(_) => {}
             Err(_) if conn.pending().is_empty() => return Ok(None),
@@ -364,9 +418,9 @@ async fn handle_request(
     conn: &mut Conn,
     request_id: String,
     peer: std::net::IpAddr,
-) -> (Response, bool) {
+) -> (Response, bool, &'static str) {
     let started = Instant::now();
-    let (mut resp, done, seen) = run_request(ctx, head, conn, request_id.clone(), peer).await;
+    let (mut resp, done, seen, op) = run_request(ctx, head, conn, request_id.clone(), peer).await;
     if let Some(seen) = seen {
         // A preflight's answer is all CORS already; a refused one gets none.
         if seen.op != Op::Options {
@@ -376,7 +430,7 @@ async fn handle_request(
             access_log(ctx, head, &b, &seen, &resp, &request_id, Some(peer), started);
         }
     }
-    (resp, done)
+    (resp, done, op)
 }
 
 /// What the access log and CORS need of a routed request.
@@ -451,16 +505,18 @@ fn error_code_of(resp: &Response) -> Option<String> {
 }
 
 /// Runs one request to a response. The bool says whether the request body
-/// was consumed to its end (so the connection can carry another request).
+/// was consumed to its end (so the connection can carry another request);
+/// the name is the operation's metrics label.
 async fn run_request(
     ctx: &Rc<Ctx>,
     head: &RequestHead,
     conn: &mut Conn,
     request_id: String,
     peer: std::net::IpAddr,
-) -> (Response, bool, Option<Seen>) {
+) -> (Response, bool, Option<Seen>, &'static str) {
     let resource = resource_of(head);
     let routed = route(ctx, head);
+    let op_name = routed.as_ref().map_or(crate::metrics::OP_UNROUTED, |r| r.op.name());
     let mut seen = routed.as_ref().ok().and_then(|r| {
         let bucket = r.bucket.clone()?;
         let wanted = ctx
@@ -475,7 +531,7 @@ async fn run_request(
         Ok(x) => x,
         Err(e) => {
             let done = matches!(head.framing(), Ok(http::BodyFraming::Length(0)));
-            return (Response::error(&e, &resource, &request_id), done, seen);
+            return (Response::error(&e, &resource, &request_id), done, seen, op_name);
         }
     };
     if let Some(s) = seen.as_mut() {
@@ -496,17 +552,16 @@ async fn run_request(
         Ok(b) => b,
         Err(e) => {
             let done = matches!(head.framing(), Ok(http::BodyFraming::Length(0)));
-            return (Response::error(&e, &resource, &request_id), done, seen);
+            return (Response::error(&e, &resource, &request_id), done, seen, op_name);
         }
     };
-    let op_name = routed.op.name();
     let user = principal.account.clone();
     let authz = Authz::new(principal, peer, tessera_proto::time::now_unix_secs());
     let mut req = Request { head, routed, user, auth, authz, request_id: request_id.clone(), body, conn };
     let result = crate::s3::dispatch(ctx, &mut req).await;
     let done = req.body.is_complete();
     match result {
-        Ok(resp) => (resp.header("x-amz-request-id", request_id), done, seen),
+        Ok(resp) => (resp.header("x-amz-request-id", request_id), done, seen, op_name),
         Err(e) => {
             if e.code == S3ErrorCode::InternalError {
                 if ctx.error_log.allow() {
@@ -522,7 +577,7 @@ async fn run_request(
                 S3ErrorCode::NoSuchUpload => extra.extend(req.routed.query.get("uploadId").map(|u| ("UploadId", u))),
                 _ => {}
             }
-            (Response::error_with(&e, &resource, &request_id, &extra), done, seen)
+            (Response::error_with(&e, &resource, &request_id, &extra), done, seen, op_name)
         }
     }
 }

@@ -4,6 +4,8 @@
 pub mod body;
 pub mod bodybuf;
 pub mod acl;
+pub mod admin;
+pub mod admin_client;
 pub mod authz;
 pub mod buckets;
 pub mod codec;
@@ -14,6 +16,7 @@ pub mod iam;
 pub mod identity;
 pub mod layout;
 pub mod meta;
+pub mod metrics;
 pub mod metastore;
 pub mod response;
 pub mod s3;

@@ -13,8 +13,31 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "tessera", version, about = "S3-compatible object store")]
 struct Cli {
+    /// Log lines as `text` (ANSI colours only on a terminal) or `json`
+    /// (one object per line, for log collectors).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TESSERA_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to stderr, filtered by `TESSERA_LOG` (default `info`). Colour
+/// codes only when stderr is a terminal: in a file or a journal they are noise.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -24,6 +47,9 @@ enum Command {
         /// Address to listen on (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:9000", env = "TESSERA_ADDRESS")]
         address: String,
+        /// Admin listener (health, metrics, admin API), or `off`.
+        #[arg(long, default_value = "127.0.0.1:9001", env = "TESSERA_ADMIN_ADDRESS")]
+        admin_address: String,
         /// Reactor threads, one per core (default: all cores).
         #[arg(long, env = "TESSERA_THREADS")]
         threads: Option<usize>,
@@ -76,6 +102,11 @@ enum Command {
         #[arg(required = true)]
         data_dirs: Vec<PathBuf>,
     },
+    /// Call a running node's admin API (on its admin listener).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Check a stopped node's data dirs: every shard's log, records and
     /// checkpoints, the bucket registry copies, orphaned objects. Exits 0
     /// when clean, 1 when it found problems, 2 when it could not check.
@@ -90,6 +121,50 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Version, uptime, data dirs and shard states, buckets, objects, bytes.
+    Info {
+        /// The node's admin listener.
+        #[arg(long, default_value = "http://127.0.0.1:9001", env = "TESSERA_ADMIN_ENDPOINT")]
+        endpoint: String,
+        /// Access key of the node's root or of an IAM identity allowed
+        /// `admin:ServerInfo`.
+        #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+        access_key: String,
+        #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+        secret_key: String,
+        #[arg(long, default_value = "us-east-1", env = "AWS_DEFAULT_REGION")]
+        region: String,
+    },
+}
+
+fn admin(command: AdminCommand) -> ExitCode {
+    let AdminCommand::Info { endpoint, access_key, secret_key, region } = command;
+    let authority = match tessera_node::admin_client::authority_of(&endpoint) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("tessera admin: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let client = tessera_node::admin_client::AdminClient { authority, access_key, secret_key, region };
+    match client.get(tessera_node::admin::INFO_PATH) {
+        Ok((200, body)) => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprintln!("tessera admin: HTTP {status}: {}", body.trim_end());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("tessera admin: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // Files and dirs this process creates (segments, format and lock files)
     // are for its own user only: they hold every object and the credentials.
@@ -97,17 +172,12 @@ fn main() -> ExitCode {
     unsafe {
         libc::umask(0o077);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     match cli.command {
         Command::Server {
             address,
+            admin_address,
             threads,
             users,
             domains,
@@ -125,8 +195,10 @@ fn main() -> ExitCode {
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .max(1);
+            let admin_address = (admin_address != "off").then_some(admin_address);
             let config = Config {
                 address,
+                admin_address,
                 threads,
                 users_file: users,
                 key_file,
@@ -150,6 +222,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Admin { command } => admin(command),
         Command::Fsck { repair, data_dirs } => match tessera_node::fsck::run(&data_dirs, repair) {
             Ok(report) => {
                 print!("{}", report.render());

@@ -6,8 +6,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -21,6 +22,7 @@ use crate::iam::keys::{NodeKeys, KEY_FILE};
 use crate::iam::store::IamStore;
 use crate::identity::{self, Identities};
 use crate::layout::{self, Layout};
+use crate::metrics::{NodeMetrics, SHARD_STATS_INTERVAL};
 use crate::shards::{self, CoreReceiver, CoreSender, LocalShard, Shards};
 
 /// Most open connections per reactor; beyond it new connections get 503 SlowDown.
@@ -29,6 +31,12 @@ pub const MAX_CONNECTIONS_PER_CORE: usize = 4096;
 /// connections from that address get 503 SlowDown (one client cannot take
 /// every slot, nor every byte of the partial-head and body budgets).
 pub const MAX_CONNECTIONS_PER_CLIENT_PER_CORE: usize = 256;
+/// After SIGTERM or SIGINT, how long requests in flight may take to finish
+/// before the process exits anyway (below the 30 s most service managers
+/// wait before SIGKILL).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often a draining reactor looks whether its connections are done.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 /// What every reactor shares, read-only after start (buckets publish snapshots).
 pub struct Shared {
@@ -37,6 +45,8 @@ pub struct Shared {
     pub identities: Identities,
     pub buckets: Buckets,
     pub iam: IamStore,
+    /// Counters and readiness (per-core slots, see `metrics`).
+    pub metrics: NodeMetrics,
 }
 
 /// One reactor's view of the node.
@@ -56,6 +66,8 @@ pub struct Ctx {
     pub error_log: LogLimiter,
     /// Access-log lines not delivered yet (see `s3::logging`).
     pub access_log: crate::s3::logging::AccessLog,
+    /// Closed when the node stops: `recv()` then returns at once.
+    pub shutdown: async_channel::Receiver<()>,
     request_ids: RequestIds,
 }
 
@@ -191,10 +203,73 @@ fn raise_fd_limit() {
     }
 }
 
+/// Blocks SIGTERM and SIGINT in the calling thread (and the threads it
+/// spawns after), so that only `wait_for_stop` receives them.
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset; the calls
+    // only read and write it and this thread's signal mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Waits for SIGTERM or SIGINT, then stops the node: not ready any more, no
+/// new connections, requests in flight drain (`DRAIN_TIMEOUT`). A second
+/// signal exits at once.
+fn wait_for_stop(set: libc::sigset_t, shared: Arc<Shared>, stop: async_channel::Sender<()>) {
+    let wait = || {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: sigwait reads the set and writes the signal number.
+        let rc = unsafe { libc::sigwait(&set, &mut sig) };
+        (rc == 0).then_some(sig)
+    };
+    let Some(sig) = wait() else {
+        // Never happens with a valid set; keep serving rather than stop.
+        tracing::error!("sigwait failed: stop signals are not handled");
+        std::mem::forget(stop);
+        return;
+    };
+    tracing::info!(signal = sig, drain_timeout_s = DRAIN_TIMEOUT.as_secs(), "stop signal: draining requests in flight");
+    shared.metrics.set_stopping();
+    stop.close();
+    if let Some(sig) = wait() {
+        tracing::warn!(signal = sig, "second stop signal: exiting without draining");
+        std::process::exit(1);
+    }
+}
+
 pub fn run(config: Config) -> Result<(), String> {
     let started = Instant::now();
+    // Everything that can be checked without a data dir is, before one is touched.
+    config.check()?;
+    let addr = resolve(&config.address)?;
+    let admin_addr = match &config.admin_address {
+        Some(a) => Some(resolve(a).map_err(|e| format!("--admin-address: {e}"))?),
+        None => None,
+    };
     raise_fd_limit();
-    let addr = probe_address(resolve(&config.address)?)?;
+    let addr = probe_address(addr)?;
+    let admin_addr = match admin_addr {
+        Some(a) if a == addr || (a.port() == addr.port() && a.port() != 0) => {
+            return Err(format!("--admin-address {a} must differ from --address {addr}"));
+        }
+        Some(a) => Some(probe_address(a).map_err(|e| format!("admin listener: {e}"))?),
+        None => None,
+    };
+    let signals = block_stop_signals();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        data_dirs = ?config.data_dirs,
+        address = %addr,
+        admin_address = %admin_addr.map_or("off".to_string(), |a| a.to_string()),
+        region = %config.region,
+        "starting tessera"
+    );
     // Held for the life of the process, taken before anything in the dirs is written.
     let _locks = layout::lock_data_dirs(&config.data_dirs).map_err(|e| e.to_string())?;
     let layout = layout::open_or_format(&config.data_dirs, config.shards_per_disk).map_err(|e| e.to_string())?;
@@ -202,6 +277,13 @@ pub fn run(config: Config) -> Result<(), String> {
     let key_file = config.key_file.clone().unwrap_or_else(|| config.data_dirs[0].join(KEY_FILE));
     let node_keys = NodeKeys::load_or_create(&key_file)?;
     let (reservation, addr) = reserve_port(addr)?;
+    let (admin_reservation, admin_addr) = match admin_addr {
+        Some(a) => {
+            let (r, a) = reserve_port(a)?;
+            (Some(r), Some(a))
+        }
+        None => (None, None),
+    };
     let threads = config.threads;
     let total = layout.total_shards();
     tracing::info!(
@@ -209,11 +291,14 @@ pub fn run(config: Config) -> Result<(), String> {
         shards = total,
         identities = identities.len(),
         io_uring = tessera_io::io_uring_available(),
-        "starting"
+        "opening shards"
     );
     let buckets = Buckets::new(layout.meta_shards.clone());
     let iam = IamStore::new(node_keys, layout.meta_shards.clone());
-    let shared = Arc::new(Shared { config, layout, identities, buckets, iam });
+    let metrics = NodeMetrics::new(threads, total as usize);
+    let shared = Arc::new(Shared { config, layout, identities, buckets, iam, metrics });
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    let drained = Arc::new(AtomicUsize::new(0));
     let owner: Vec<usize> = (0..total as usize).map(|s| s % threads).collect();
     let (senders, receivers): (Vec<CoreSender>, Vec<CoreReceiver>) =
         (0..threads).map(|_| async_channel::bounded(shards::CROSS_CORE_QUEUE)).unzip();
@@ -226,6 +311,9 @@ pub fn run(config: Config) -> Result<(), String> {
         let r = Reactor {
             core,
             addr,
+            admin_addr,
+            shutdown: stop_rx.clone(),
+            drained: drained.clone(),
             shared: shared.clone(),
             owner: owner.clone(),
             senders: senders.clone(),
@@ -248,20 +336,36 @@ pub fn run(config: Config) -> Result<(), String> {
         }
     }
     drop(reservation);
+    drop(admin_reservation);
+    drop(stop_rx);
     for g in go {
         let _ = g.send_blocking(());
     }
+    shared.metrics.set_serving();
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
+    if let Some(a) = admin_addr {
+        println!("tessera: admin on http://{a}");
+    }
     println!("tessera: listening on http://{addr}");
+    let stopper = shared.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || wait_for_stop(signals, stopper, stop_tx))
+        .map_err(|e| format!("cannot spawn the signal thread: {e}"))?;
     for h in handles {
         let _ = h.join();
     }
+    tracing::info!(uptime_s = shared.metrics.started.elapsed().as_secs(), "stopped");
     Ok(())
 }
 
 struct Reactor {
     core: usize,
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    shutdown: async_channel::Receiver<()>,
+    /// Reactors whose connections are done (see `drain`).
+    drained: Arc<AtomicUsize>,
     shared: Arc<Shared>,
     owner: Vec<usize>,
     senders: Vec<CoreSender>,
@@ -283,6 +387,8 @@ impl Reactor {
         };
         rt.block_on(async move {
             let core = self.core;
+            let threads = self.shared.config.threads;
+            let drained = self.drained.clone();
             let listener = match self.start().await {
                 Ok(x) => x,
                 Err(e) => {
@@ -295,7 +401,8 @@ impl Reactor {
             if go.recv().await.is_err() {
                 return;
             }
-            accept_loop(listener, ctx).await;
+            accept_loop(listener, ctx.clone()).await;
+            drain(&ctx, &drained, threads).await;
             tracing::info!(core, "reactor stopped");
         });
     }
@@ -316,19 +423,31 @@ impl Reactor {
         .await;
         for (s, dir, r) in opened {
             match r {
-                Ok(shard) => local[s] = Some(Rc::new(LocalShard::new(shard))),
+                Ok(shard) => {
+                    shared.metrics.shards[s].publish(&shard.stats());
+                    local[s] = Some(Rc::new(LocalShard::new(shard)));
+                }
                 Err(e @ tessera_io::IoError::Format(_)) => {
                     return Err(format!("cannot open shard {}: {e}", dir.display()));
                 }
                 Err(e) => {
+                    shared.metrics.shards[s].set_offline();
                     tracing::error!(shard = s, dir = %dir.display(), error = %e, "shard cannot be opened; it stays offline (its requests answer 503)");
                 }
             }
         }
         monoio::spawn(shards::serve(self.rx, local.clone()));
+        monoio::spawn(publish_shard_stats(shared.clone(), local.clone()));
         let opts = monoio::net::ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(4096);
         let listener = monoio::net::TcpListener::bind_with_config(self.addr, &opts)
             .map_err(|e| format!("reactor {}: cannot listen on {}: {e}", self.core, self.addr))?;
+        let admin_listener = match self.admin_addr {
+            Some(a) => Some(
+                monoio::net::TcpListener::bind_with_config(a, &opts)
+                    .map_err(|e| format!("reactor {}: cannot listen on admin address {a}: {e}", self.core))?,
+            ),
+            None => None,
+        };
         let shared_interval = shared.config.access_log_interval;
         let ctx = Rc::new(Ctx {
             core: self.core,
@@ -341,6 +460,7 @@ impl Reactor {
             error_log: LogLimiter::new(),
             access_log: crate::s3::logging::AccessLog::new(shared_interval),
             request_ids: RequestIds::new(self.core)?,
+            shutdown: self.shutdown,
         });
         // One reactor loads the bucket registry from every copy (the other
         // cores answer its reads as soon as their shards are open); nobody
@@ -352,6 +472,9 @@ impl Reactor {
             tracing::info!(records = n, "IAM store loaded");
         }
         monoio::spawn(crate::s3::logging::deliver_periodically(ctx.clone()));
+        if let Some(l) = admin_listener {
+            monoio::spawn(crate::admin::accept_loop(l, ctx.clone()));
+        }
         Ok((listener, ctx))
     }
 }
@@ -387,9 +510,49 @@ impl Drop for ClientSlot {
     }
 }
 
-async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
+/// Publishes this reactor's shards' figures for `/metrics` and the admin API.
+async fn publish_shard_stats(shared: Arc<Shared>, local: Vec<Option<Rc<LocalShard>>>) {
     loop {
-        let (stream, peer) = match listener.accept().await {
+        monoio::time::sleep(SHARD_STATS_INTERVAL).await;
+        for (s, l) in local.iter().enumerate() {
+            if let Some(l) = l {
+                shared.metrics.shards[s].publish(&l.shard.stats());
+            }
+        }
+    }
+}
+
+/// After the accept loop ended: waits (at most `DRAIN_TIMEOUT`) for this
+/// reactor's connections to finish, then for every other reactor's, since
+/// their requests may still need shards this reactor owns.
+async fn drain(ctx: &Ctx, drained: &AtomicUsize, threads: usize) {
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    while ctx.connections.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(DRAIN_POLL).await;
+    }
+    let left = ctx.connections.get();
+    if left > 0 {
+        tracing::warn!(core = ctx.core, connections = left, "drain timed out; closing connections");
+    }
+    drained.fetch_add(1, Ordering::SeqCst);
+    while drained.load(Ordering::SeqCst) < threads && Instant::now() < deadline + DRAIN_POLL * 100 {
+        monoio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+/// Accepts until the node stops (the shutdown channel closes).
+async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
+    use futures_util::future::{select, Either};
+    loop {
+        let accepted = {
+            let accept = std::pin::pin!(listener.accept());
+            let stop = std::pin::pin!(ctx.shutdown.recv());
+            match select(accept, stop).await {
+                Either::Left((r, _)) => r,
+                Either::Right(_) => return,
+            }
+        };
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -410,7 +573,10 @@ async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
                 return;
             };
             ctx.connections.set(ctx.connections.get() + 1);
+            let metrics = ctx.shared.metrics.core(ctx.core);
+            metrics.connection_opened();
             crate::conn::serve(ctx.clone(), stream, peer.ip()).await;
+            metrics.connection_closed();
             ctx.connections.set(ctx.connections.get() - 1);
             drop(slot);
         });

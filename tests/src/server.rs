@@ -126,6 +126,11 @@ impl Server {
         let bin = binary_path();
         let mut cmd = Command::new(bin);
         cmd.arg("server").arg("--address").arg("127.0.0.1:0");
+        // Every test node gets its own admin port (the default 9001 would
+        // be shared by tests running in parallel).
+        if !self.opts.args.iter().any(|a| a.starts_with("--admin-address")) {
+            cmd.arg("--admin-address").arg("127.0.0.1:0");
+        }
         if let Some(n) = self.opts.threads {
             cmd.arg("--threads").arg(n.to_string());
         }
@@ -254,6 +259,14 @@ impl Server {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// The admin listener's address (`tessera: admin on http://...` on
+    /// stdout), or None when it is off.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.stdout_lines()
+            .iter()
+            .find_map(|l| l.strip_prefix("tessera: admin on http://").and_then(|a| a.trim().parse().ok()))
+    }
+
     /// Lines the current (or last) process printed on stdout so far.
     pub fn stdout_lines(&self) -> Vec<String> {
         self.stdout_lines.lock().unwrap().clone()
@@ -342,11 +355,22 @@ impl Server {
         self.child = None;
     }
 
+    /// Sends `sig` to the server without waiting (see [`Server::wait_for_exit`]).
+    pub fn signal(&self, sig: i32) {
+        signal(self.child.as_ref().expect("server not running").id(), sig);
+    }
+
     /// SIGTERM, then wait for the exit; fails the test if the server does not
     /// exit within [`STOP_TIMEOUT`].
     pub fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_for_exit()
+    }
+
+    /// Waits for the process to exit (after a signal was sent); fails the
+    /// test if it does not within [`STOP_TIMEOUT`].
+    pub fn wait_for_exit(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("server not running");
-        signal(child.id(), libc::SIGTERM);
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Some(status) = child.try_wait().expect("wait for server") {

@@ -333,6 +333,8 @@ async fn a_signature_scoped_to_another_region_is_refused() {
 fn run_to_exit(args: &[&std::ffi::OsStr]) -> (ExitStatus, String) {
     let mut child = Command::new(tessera_tests::server::binary_path())
         .arg("server")
+        // Not the default admin port, which a node outside the test may hold.
+        .args(["--admin-address", "127.0.0.1:0"])
         .args(args)
         .env("TESSERA_ACCESS_KEY", "AKIAROOTROOTROOT0000")
         .env("TESSERA_SECRET_KEY", "root-secret-root-secret-root-secret-0000")

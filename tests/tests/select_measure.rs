@@ -61,7 +61,7 @@ async fn select(s3: &aws_sdk_s3::Client, key: &str, sql: &str, input: InputSeria
     let t = Instant::now();
     let mut out = ok(
         s3.select_object_content()
-            .bucket("m")
+            .bucket("measure")
             .key(key)
             .expression(sql)
             .expression_type(ExpressionType::Sql)
@@ -83,7 +83,7 @@ async fn select(s3: &aws_sdk_s3::Client, key: &str, sql: &str, input: InputSeria
 /// GET the whole object, then keep the rows with `k < limit` here.
 async fn get_and_filter(s3: &aws_sdk_s3::Client, key: &str, limit: i64) -> (usize, f64) {
     let t = Instant::now();
-    let body = read_body(ok(s3.get_object().bucket("m").key(key).send().await, "get")).await;
+    let body = read_body(ok(s3.get_object().bucket("measure").key(key).send().await, "get")).await;
     let mut kept = 0usize;
     if key.ends_with(".csv") {
         for line in std::str::from_utf8(&body).expect("utf8").lines().skip(1) {
@@ -117,10 +117,10 @@ async fn select_scan_throughput() {
     let mib: usize = std::env::var("SELECT_MEASURE_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(128);
     let server = Server::start_with(ServerOpts { threads: Some(1), ..Default::default() });
     let s3 = server.client();
-    ok(s3.create_bucket().bucket("m").send().await, "bucket");
+    ok(s3.create_bucket().bucket("measure").send().await, "bucket");
     let (csv, json, pq) = rows(mib * MIB);
     for (key, data) in [("d.csv", csv.as_bytes()), ("d.json", json.as_bytes()), ("d.parquet", pq.as_slice())] {
-        ok(s3.put_object().bucket("m").key(key).body(bytestream(data)).send().await, "put");
+        ok(s3.put_object().bucket("measure").key(key).body(bytestream(data)).send().await, "put");
     }
     println!("rows of {mib} MiB of CSV; server --threads 1; GB/s = object bytes / wall time");
     println!("{:<8} {:>6} {:>12} {:>14} {:>12} {:>14}", "format", "select", "select GB/s", "select out MB", "GET+filter", "GET+filter GB/s");

@@ -177,7 +177,7 @@ async fn malformed_users_file_is_refused_at_start() {
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     let mut child = std::process::Command::new(bin)
-        .args(["server", "--address", "127.0.0.1:0", "--users"])
+        .args(["server", "--address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0", "--users"])
         .arg(&users)
         .arg(&data)
         .env("TESSERA_ACCESS_KEY", "AKIAROOTROOTROOT0000")

@@ -11,6 +11,7 @@
 //! and [`finish`] refuses a response whose pending checks were skipped.
 
 pub mod actions;
+pub mod admin;
 pub mod context;
 pub mod principal;
 

@@ -1,0 +1,215 @@
+//! The admin listener (`--admin-address`, default 127.0.0.1:9001), served by
+//! the same reactors as S3 (each accepts on its own `SO_REUSEPORT` socket):
+//!
+//! - `GET /health/live`: 200 while the process serves at all;
+//! - `GET /health/ready`: 200 when every shard is open and every reactor
+//!   accepts, 503 (with the reason) while starting, stopping or degraded;
+//! - `GET /metrics`: Prometheus text format (see `metrics`);
+//! - `GET /admin/v1/info`: node facts as JSON, SigV4-signed by an admin
+//!   (see `authz::admin`).
+//!
+//! Health is also answered on the S3 port at `/_tessera/health/live` and
+//! `/_tessera/health/ready`: `_tessera` can never be a bucket name (S3 names
+//! start with a letter or digit), so no bucket or key is shadowed.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use tessera_proto::http::{self, Method, RequestHead};
+use tessera_proto::router;
+use tessera_proto::sigv4::{self, SigRequest};
+use tessera_proto::{S3Error, S3ErrorCode};
+
+use crate::authz;
+use crate::conn::{self, Conn};
+use crate::response::Response;
+use crate::server::Ctx;
+
+/// Most admin connections per reactor; beyond it new ones are closed at once
+/// (a scraper needs one; this listener is for operators, not clients).
+pub const MAX_ADMIN_CONNECTIONS_PER_CORE: usize = 64;
+/// Health paths on the S3 port.
+pub const S3_PORT_LIVE_PATH: &str = "/_tessera/health/live";
+pub const S3_PORT_READY_PATH: &str = "/_tessera/health/ready";
+/// Admin API paths.
+pub const INFO_PATH: &str = "/admin/v1/info";
+
+/// Accepts admin connections until the reactor ends.
+pub async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
+    let open = Rc::new(Cell::new(0usize));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(core = ctx.core, "admin accept: {e}");
+                monoio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if open.get() >= MAX_ADMIN_CONNECTIONS_PER_CORE {
+            drop(stream);
+            continue;
+        }
+        open.set(open.get() + 1);
+        let (ctx, open) = (ctx.clone(), open.clone());
+        monoio::spawn(async move {
+            serve(&ctx, Conn::new(stream), peer.ip()).await;
+            open.set(open.get() - 1);
+        });
+    }
+}
+
+async fn serve(ctx: &Rc<Ctx>, mut conn: Conn, peer: std::net::IpAddr) {
+    loop {
+        let head = match conn::read_head(ctx, &mut conn, false).await {
+            Ok(Some(h)) => h,
+            Ok(None) => return,
+            Err(e) => {
+                let _ = conn::write_response(&mut conn, Response::error(&e, "/", "0"), false, false, false).await;
+                return;
+            }
+        };
+        // Admin requests carry no body: one that does is refused and closed.
+        let no_body = matches!(head.framing(), Ok(http::BodyFraming::Length(0)));
+        let resp = if no_body {
+            answer(ctx, &head, peer)
+        } else {
+            text(400, "admin requests take no body\n")
+        };
+        // Health answers during a drain, one request per connection.
+        let keep = no_body && head.keep_alive() && !ctx.shared.metrics.stopping();
+        let is_head = head.method == Method::Head;
+        if conn::write_response(&mut conn, resp, is_head, keep, head.minor_version == 0).await.is_err() || !keep {
+            return;
+        }
+    }
+}
+
+fn text(status: u16, body: &str) -> Response {
+    Response::new(status).header("Content-Type", "text/plain; charset=utf-8").with_body(body.as_bytes().to_vec())
+}
+
+fn json(status: u16, v: &serde_json::Value) -> Response {
+    let mut body = v.to_string().into_bytes();
+    body.push(b'\n');
+    Response::new(status).header("Content-Type", "application/json").with_body(body)
+}
+
+fn live() -> Response {
+    text(200, "live\n")
+}
+
+fn ready(ctx: &Ctx) -> Response {
+    match ctx.shared.metrics.readiness() {
+        Ok(()) => text(200, "ready\n"),
+        Err(why) => text(503, &format!("not ready: {why}\n")),
+    }
+}
+
+fn answer(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Response {
+    let read = matches!(head.method, Method::Get | Method::Head);
+    match head.path.as_str() {
+        "/health/live" if read => live(),
+        "/health/ready" if read => ready(ctx),
+        "/metrics" if read => Response::new(200)
+            .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            .with_body(ctx.shared.metrics.render().into_bytes()),
+        INFO_PATH if head.method == Method::Get => match authenticate_admin(ctx, head, peer) {
+            Ok(()) => json(200, &info(ctx)),
+            Err(e) => json(e.code.status(), &serde_json::json!({ "error": e.code.as_str(), "message": e.message })),
+        },
+        "/health/live" | "/health/ready" | "/metrics" | INFO_PATH => text(405, "method not allowed\n"),
+        _ => text(404, "not found\n"),
+    }
+}
+
+/// Health on the S3 port, for load balancers that probe only it. `None`:
+/// not a health request (a virtual-host request for `/_tessera/...` is a
+/// key of its bucket, never health).
+pub fn s3_port_health(ctx: &Ctx, head: &RequestHead) -> Option<Response> {
+    if !matches!(head.method, Method::Get | Method::Head) || !head.path.starts_with("/_tessera/") {
+        return None;
+    }
+    let vhost = router::route(head.method, "/", "", head.headers.get("host"), &ctx.shared.config.vhost_domains)
+        .is_ok_and(|r| r.vhost);
+    if vhost {
+        return None;
+    }
+    match head.path.as_str() {
+        S3_PORT_LIVE_PATH => Some(live()),
+        S3_PORT_READY_PATH => Some(ready(ctx)),
+        _ => None,
+    }
+}
+
+/// A SigV4 signature (header or presigned) by an identity allowed
+/// `admin:ServerInfo`; unsigned requests are refused.
+fn authenticate_admin(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Result<(), S3Error> {
+    use authz::principal;
+    let shared = &ctx.shared;
+    let sig = SigRequest { method: &head.method_raw, path: &head.path, query: &head.query, headers: &head.headers };
+    let now = tessera_proto::time::now_unix_secs();
+    let iam = shared.iam.snapshot();
+    let session = match principal::security_token(head) {
+        Some(t) => Some(principal::open_session(shared, &t, now)?),
+        None => None,
+    };
+    let secret_for = |ak: &str| principal::secret_for(shared, &iam, session.as_ref(), ak);
+    let auth = sigv4::authenticate_vhost(&sig, None, &shared.config.region, now, &secret_for)?
+        .ok_or_else(|| S3Error::with_message(S3ErrorCode::AccessDenied, "the admin API needs a signed request"))?;
+    let p = principal::principal_for(shared, iam.clone(), session, &auth.access_key)?;
+    authz::admin::authorize(&p, authz::admin::ACTION_SERVER_INFO, peer, now)
+}
+
+/// `/admin/v1/info`. Objects and bytes are the shards' index entries and
+/// live bytes (current and noncurrent versions, uploads and node metadata
+/// included): exact counts of objects would need a scan of every index.
+fn info(ctx: &Ctx) -> serde_json::Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let shared = &ctx.shared;
+    let m = &shared.metrics;
+    let dirs: Vec<serde_json::Value> = shared
+        .config
+        .data_dirs
+        .iter()
+        .map(|d| {
+            let shards: Vec<serde_json::Value> = shared
+                .layout
+                .shard_dirs
+                .iter()
+                .enumerate()
+                .filter(|(_, sd)| sd.starts_with(d))
+                .map(|(i, _)| {
+                    let g = &m.shards[i];
+                    serde_json::json!({
+                        "id": i,
+                        "state": g.state().name(),
+                        "read_only": g.read_only.load(Relaxed),
+                        "entries": g.entries.load(Relaxed),
+                        "live_bytes": g.live_bytes.load(Relaxed),
+                        "segment_bytes": g.segment_bytes.load(Relaxed),
+                        "segments": g.segments.load(Relaxed),
+                        "free_bytes": g.free_bytes.load(Relaxed),
+                    })
+                })
+                .collect();
+            serde_json::json!({ "path": d.display().to_string(), "shards": shards })
+        })
+        .collect();
+    let entries: u64 = m.shards.iter().map(|g| g.entries.load(Relaxed)).sum();
+    let live: u64 = m.shards.iter().map(|g| g.live_bytes.load(Relaxed)).sum();
+    let readiness = m.readiness();
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": m.started.elapsed().as_secs(),
+        "started_unix_seconds": m.started_unix_secs,
+        "region": shared.config.region,
+        "threads": shared.config.threads,
+        "ready": readiness.is_ok(),
+        "not_ready_reason": readiness.err(),
+        "buckets": shared.buckets.count(),
+        "objects": entries,
+        "bytes": live,
+        "data_dirs": dirs,
+    })
+}

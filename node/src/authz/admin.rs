@@ -1,0 +1,58 @@
+//! Authorization of the admin API (`/admin/v1/...` on the admin listener).
+//! The node's operator is the root account (the one of `TESSERA_ACCESS_KEY`
+//! or the generated credentials): its root identity may call every admin
+//! action, and so may its IAM users, roles and sessions whose policies
+//! allow the action (`admin:ServerInfo`, or `admin:*`). Other accounts, the
+//! users-file ones included, are tenants: never admins.
+
+use std::net::IpAddr;
+
+use tessera_policy::{Context, Policy, Subject, SubjectKind, Target};
+use tessera_proto::{S3Error, S3ErrorCode, S3Result};
+
+use super::Principal;
+
+/// `GET /admin/v1/info`.
+pub const ACTION_SERVER_INFO: &str = "admin:ServerInfo";
+/// The resource every admin action is on (one node, one resource).
+pub const ADMIN_RESOURCE: &str = "arn:tessera:admin:::node";
+
+/// Allows `action` to `p`, or answers AccessDenied.
+pub fn authorize(p: &Principal, action: &str, peer: IpAddr, now_unix: i64) -> S3Result<()> {
+    let denied = || S3Error::with_message(S3ErrorCode::AccessDenied, "admin access denied");
+    let Some(account) = p.account.as_ref().filter(|a| a.is_root) else { return Err(denied()) };
+    if p.kind == SubjectKind::Root && p.session.is_none() {
+        return Ok(());
+    }
+    let pols = p.policies();
+    let identity: Vec<&Policy> = pols.identity.iter().map(|x| x.as_ref()).collect();
+    let subject = Subject {
+        kind: p.kind,
+        facts: &p.facts,
+        identity: &identity,
+        session: pols.session.as_deref(),
+        boundary: pols.boundary.as_deref(),
+    };
+    let target = Target {
+        action,
+        resource: ADMIN_RESOURCE,
+        owner: &account.user_id,
+        policy: None,
+        policy_grants: false,
+        acl: None,
+        ignore_public_acls: false,
+        restrict_public: false,
+        root_backstop: false,
+    };
+    let mut cond = Context::new();
+    cond.insert("aws:SourceIp", peer.to_string());
+    cond.insert("aws:CurrentTime", tessera_policy::time::format_iso8601(now_unix));
+    cond.insert("aws:EpochTime", now_unix.to_string());
+    cond.insert("aws:PrincipalType", p.principal_type());
+    cond.insert("aws:PrincipalArn", p.facts.arn.clone());
+    if tessera_policy::authorize(&subject, &target, &cond).allowed() {
+        Ok(())
+    } else {
+        Err(denied())
+    }
+}

@@ -1,0 +1,379 @@
+//! Counters for `/metrics` and readiness for `/health/ready`.
+//!
+//! Each reactor writes only its own `CoreMetrics` slot (relaxed atomics on
+//! a cache line of their own: no lock, no contention on the request path);
+//! a scrape sums the slots. Shard figures are published by each shard's
+//! owning reactor every `SHARD_STATS_INTERVAL` into `ShardGauges`, since
+//! only that reactor may touch the shard.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// How often each reactor publishes its shards' figures.
+pub const SHARD_STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Operation labels. Names from `Op::name()`, plus the IAM/STS query API,
+/// health checks on the S3 port, and requests refused before routing.
+/// A name missing here is counted as `Other` (never a panic).
+pub const OPS: &[&str] = &[
+    "ListBuckets", "CreateBucket", "HeadBucket", "DeleteBucket", "GetBucketLocation",
+    "GetBucketVersioning", "PutBucketVersioning", "GetBucketTagging", "PutBucketTagging",
+    "DeleteBucketTagging", "GetObjectLockConfiguration", "PutObjectLockConfiguration",
+    "GetObjectTagging", "PutObjectTagging", "DeleteObjectTagging", "GetObjectRetention",
+    "PutObjectRetention", "GetObjectLegalHold", "PutObjectLegalHold", "GetObjectAttributes",
+    "GetBucketAcl", "GetObjectAcl", "GetBucketCors", "PutBucketCors", "DeleteBucketCors",
+    "GetBucketLogging", "PutBucketLogging", "PostObject", "PreflightRequest", "PutBucketAcl",
+    "PutObjectAcl", "GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy",
+    "GetBucketPolicyStatus", "GetPublicAccessBlock", "PutPublicAccessBlock",
+    "DeletePublicAccessBlock", "GetBucketOwnershipControls", "PutBucketOwnershipControls",
+    "DeleteBucketOwnershipControls", "ListObjects", "ListObjectsV2", "ListObjectVersions",
+    "ListMultipartUploads", "DeleteObjects", "PutObject", "CopyObject", "GetObject", "HeadObject",
+    "DeleteObject", "CreateMultipartUpload", "UploadPart", "UploadPartCopy",
+    "CompleteMultipartUpload", "AbortMultipartUpload", "ListParts", "SelectObjectContent",
+    OP_IAM, OP_HEALTH, OP_UNROUTED, OP_OTHER,
+];
+/// IAM and STS query API calls (POST `/` signed for `iam` or `sts`).
+pub const OP_IAM: &str = "IamStsQuery";
+/// `/_tessera/health/*` on the S3 port.
+pub const OP_HEALTH: &str = "Health";
+/// Requests refused before an operation was known (bad head, bad route, auth).
+pub const OP_UNROUTED: &str = "Unrouted";
+pub const OP_OTHER: &str = "Other";
+
+/// Status codes counted by their own label; the rest count as `other`.
+const STATUSES: &[u16] =
+    &[200, 204, 206, 304, 307, 400, 403, 404, 405, 409, 411, 412, 416, 500, 501, 503, 507];
+const STATUS_SLOTS: usize = STATUSES.len() + 1;
+
+/// Upper bounds of the latency buckets, in microseconds (then +Inf).
+const LATENCY_BUCKETS_US: &[u64] = &[
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000,
+];
+const LATENCY_SLOTS: usize = LATENCY_BUCKETS_US.len() + 1;
+
+fn counters(n: usize) -> Box<[AtomicU64]> {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
+}
+
+/// One reactor's counters. Aligned so that two cores never share a line.
+#[repr(align(128))]
+pub struct CoreMetrics {
+    requests: Box<[AtomicU64]>,
+    latency: Box<[AtomicU64]>,
+    latency_sum_us: Box<[AtomicU64]>,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    open_connections: AtomicI64,
+    connections: AtomicU64,
+}
+
+impl CoreMetrics {
+    fn new() -> Self {
+        CoreMetrics {
+            requests: counters(OPS.len() * STATUS_SLOTS),
+            latency: counters(OPS.len() * LATENCY_SLOTS),
+            latency_sum_us: counters(OPS.len()),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            open_connections: AtomicI64::new(0),
+            connections: AtomicU64::new(0),
+        }
+    }
+
+    pub fn add_bytes(&self, read: u64, written: u64) {
+        self.bytes_in.fetch_add(read, Relaxed);
+        self.bytes_out.fetch_add(written, Relaxed);
+    }
+
+    pub fn connection_opened(&self) {
+        self.open_connections.fetch_add(1, Relaxed);
+        self.connections.fetch_add(1, Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.open_connections.fetch_sub(1, Relaxed);
+    }
+}
+
+/// What `/health/ready` and `/admin/v1/info` know of a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ShardState {
+    Starting = 0,
+    Open = 1,
+    /// It could not be opened; its requests answer 503.
+    Offline = 2,
+}
+
+impl ShardState {
+    pub fn name(self) -> &'static str {
+        match self {
+            ShardState::Starting => "starting",
+            ShardState::Open => "open",
+            ShardState::Offline => "offline",
+        }
+    }
+}
+
+/// A shard's figures as its owner last published them.
+#[derive(Default)]
+pub struct ShardGauges {
+    state: AtomicU8,
+    pub live_bytes: AtomicU64,
+    pub segment_bytes: AtomicU64,
+    pub segments: AtomicU64,
+    pub syncs: AtomicU64,
+    pub entries: AtomicU64,
+    pub read_only: AtomicBool,
+    pub free_bytes: AtomicU64,
+    pub corrupt_reads: AtomicU64,
+}
+
+impl ShardGauges {
+    pub fn state(&self) -> ShardState {
+        match self.state.load(Relaxed) {
+            1 => ShardState::Open,
+            2 => ShardState::Offline,
+            _ => ShardState::Starting,
+        }
+    }
+
+    pub fn set_offline(&self) {
+        self.state.store(ShardState::Offline as u8, Relaxed);
+    }
+
+    pub fn publish(&self, s: &tessera_io::ShardStats) {
+        self.live_bytes.store(s.live_bytes, Relaxed);
+        self.segment_bytes.store(s.segment_bytes, Relaxed);
+        self.segments.store(u64::from(s.segments), Relaxed);
+        self.syncs.store(s.syncs, Relaxed);
+        self.entries.store(s.entries, Relaxed);
+        self.read_only.store(s.read_only, Relaxed);
+        self.free_bytes.store(s.free_bytes, Relaxed);
+        self.corrupt_reads.store(s.corrupt_reads, Relaxed);
+        self.state.store(ShardState::Open as u8, Relaxed);
+    }
+}
+
+/// The node's counters: one slot per reactor, one per shard.
+pub struct NodeMetrics {
+    cores: Box<[CoreMetrics]>,
+    pub shards: Box<[ShardGauges]>,
+    op_index: HashMap<&'static str, usize>,
+    /// Every reactor accepts (set once all are ready).
+    serving: AtomicBool,
+    /// A stop signal arrived: not ready any more, draining.
+    stopping: AtomicBool,
+    pub started: Instant,
+    pub started_unix_secs: i64,
+}
+
+impl NodeMetrics {
+    pub fn new(cores: usize, shards: usize) -> Self {
+        NodeMetrics {
+            cores: (0..cores).map(|_| CoreMetrics::new()).collect(),
+            shards: (0..shards).map(|_| ShardGauges::default()).collect(),
+            op_index: OPS.iter().enumerate().map(|(i, n)| (*n, i)).collect(),
+            serving: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            started: Instant::now(),
+            started_unix_secs: tessera_proto::time::now_unix_secs(),
+        }
+    }
+
+    /// This reactor's slot (a core past the table shares the last one's:
+    /// never a panic).
+    pub fn core(&self, core: usize) -> &CoreMetrics {
+        &self.cores[core.min(self.cores.len() - 1)]
+    }
+
+    /// Counts one answered request.
+    pub fn record(&self, core: usize, op: &str, status: u16, elapsed: Duration) {
+        let c = self.core(core);
+        let op = self.op_index.get(op).copied().unwrap_or(OPS.len() - 1);
+        let s = STATUSES.iter().position(|&x| x == status).unwrap_or(STATUSES.len());
+        c.requests[op * STATUS_SLOTS + s].fetch_add(1, Relaxed);
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let b = LATENCY_BUCKETS_US.iter().position(|&x| us <= x).unwrap_or(LATENCY_BUCKETS_US.len());
+        c.latency[op * LATENCY_SLOTS + b].fetch_add(1, Relaxed);
+        c.latency_sum_us[op].fetch_add(us, Relaxed);
+    }
+
+    pub fn set_serving(&self) {
+        self.serving.store(true, Relaxed);
+    }
+
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Relaxed);
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Relaxed)
+    }
+
+    /// Ready: every reactor accepts, every shard is open, no stop asked.
+    /// The reason when not.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.stopping() {
+            return Err("stopping".into());
+        }
+        if !self.serving.load(Relaxed) {
+            return Err("starting".into());
+        }
+        let not_open: Vec<String> = self
+            .shards
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.state() != ShardState::Open)
+            .map(|(i, g)| format!("shard {i} {}", g.state().name()))
+            .collect();
+        if not_open.is_empty() {
+            Ok(())
+        } else {
+            Err(not_open.join(", "))
+        }
+    }
+
+    fn sum(&self, f: impl Fn(&CoreMetrics) -> u64) -> u64 {
+        self.cores.iter().map(f).fold(0u64, u64::wrapping_add)
+    }
+
+    /// The Prometheus text exposition (format 0.0.4) of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(32 * 1024);
+        self.render_requests(&mut out);
+        self.render_latency(&mut out);
+        let gauge = |out: &mut String, name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        gauge(&mut out, "tessera_received_bytes_total", "counter", "Bytes read from S3 clients.", self.sum(|c| c.bytes_in.load(Relaxed)));
+        gauge(&mut out, "tessera_sent_bytes_total", "counter", "Bytes written to S3 clients.", self.sum(|c| c.bytes_out.load(Relaxed)));
+        let open: i64 = self.cores.iter().map(|c| c.open_connections.load(Relaxed)).sum();
+        gauge(&mut out, "tessera_open_connections", "gauge", "S3 connections open now.", open.max(0) as u64);
+        gauge(&mut out, "tessera_connections_total", "counter", "S3 connections accepted.", self.sum(|c| c.connections.load(Relaxed)));
+        self.render_shards(&mut out);
+        gauge(&mut out, "tessera_process_resident_memory_bytes", "gauge", "Resident set size of the process.", rss_bytes());
+        gauge(&mut out, "tessera_uptime_seconds", "gauge", "Seconds since the process started.", self.started.elapsed().as_secs());
+        gauge(&mut out, "tessera_ready", "gauge", "1 when /health/ready answers 200.", u64::from(self.readiness().is_ok()));
+        let _ = writeln!(
+            out,
+            "# HELP tessera_build_info The running version.\n# TYPE tessera_build_info gauge\ntessera_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        out
+    }
+
+    fn render_requests(&self, out: &mut String) {
+        out.push_str("# HELP tessera_requests_total Requests answered, by operation and status.\n");
+        out.push_str("# TYPE tessera_requests_total counter\n");
+        for (op, name) in OPS.iter().enumerate() {
+            for s in 0..STATUS_SLOTS {
+                let n = self.sum(|c| c.requests[op * STATUS_SLOTS + s].load(Relaxed));
+                if n == 0 {
+                    continue;
+                }
+                let status = STATUSES.get(s).map_or("other".to_string(), |x| x.to_string());
+                let _ = writeln!(out, "tessera_requests_total{{op=\"{name}\",status=\"{status}\"}} {n}");
+            }
+        }
+    }
+
+    fn render_latency(&self, out: &mut String) {
+        let name = "tessera_request_duration_seconds";
+        let _ = writeln!(out, "# HELP {name} Time from a request's head to the end of its response, by operation.");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (op, label) in OPS.iter().enumerate() {
+            let counts: Vec<u64> =
+                (0..LATENCY_SLOTS).map(|b| self.sum(|c| c.latency[op * LATENCY_SLOTS + b].load(Relaxed))).collect();
+            let total: u64 = counts.iter().sum();
+            if total == 0 {
+                continue;
+            }
+            let mut cumulative = 0u64;
+            for (b, n) in counts.iter().enumerate() {
+                cumulative += n;
+                let le = LATENCY_BUCKETS_US.get(b).map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
+                let _ = writeln!(out, "{name}_bucket{{op=\"{label}\",le=\"{le}\"}} {cumulative}");
+            }
+            let sum_us = self.sum(|c| c.latency_sum_us[op].load(Relaxed));
+            let _ = writeln!(out, "{name}_sum{{op=\"{label}\"}} {}", sum_us as f64 / 1e6);
+            let _ = writeln!(out, "{name}_count{{op=\"{label}\"}} {total}");
+        }
+    }
+
+    fn render_shards(&self, out: &mut String) {
+        type Field = fn(&ShardGauges) -> u64;
+        let fields: [(&str, &str, Field); 8] = [
+            ("tessera_shard_live_bytes", "Bytes of live records in the shard's segments.", |g| g.live_bytes.load(Relaxed)),
+            ("tessera_shard_segment_bytes", "Bytes of the shard's segments (live and garbage).", |g| g.segment_bytes.load(Relaxed)),
+            ("tessera_shard_segments", "Segment files of the shard.", |g| g.segments.load(Relaxed)),
+            ("tessera_shard_syncs_total", "fdatasync calls of the shard's log since start.", |g| g.syncs.load(Relaxed)),
+            ("tessera_shard_entries", "Index entries of the shard (all tables).", |g| g.entries.load(Relaxed)),
+            ("tessera_shard_free_bytes", "Free bytes on the shard's filesystem at the last check.", |g| g.free_bytes.load(Relaxed)),
+            ("tessera_shard_corrupt_reads_total", "Reads that failed a checksum.", |g| g.corrupt_reads.load(Relaxed)),
+            ("tessera_shard_read_only", "1 when the shard refuses writes (I/O error or full disk).", |g| u64::from(g.read_only.load(Relaxed))),
+        ];
+        for (name, help, f) in fields {
+            let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (i, g) in self.shards.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {}", f(g));
+            }
+        }
+        let name = "tessera_shard_offline";
+        let _ = writeln!(out, "# HELP {name} 1 when the shard could not be opened (its requests answer 503).\n# TYPE {name} gauge");
+        for (i, g) in self.shards.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {}", u64::from(g.state() == ShardState::Offline));
+        }
+    }
+}
+
+/// Resident set size from `/proc/self/statm` (0 where it cannot be read).
+pub fn rss_bytes() -> u64 {
+    let Ok(text) = std::fs::read_to_string("/proc/self/statm") else { return 0 };
+    let pages: u64 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages.saturating_mul(u64::try_from(page).unwrap_or(4096))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_op_status_and_latency_bucket() {
+        let m = NodeMetrics::new(2, 1);
+        m.record(0, "GetObject", 200, Duration::from_micros(700));
+        m.record(1, "GetObject", 200, Duration::from_millis(30));
+        m.record(1, "NoSuchOp", 418, Duration::from_secs(100));
+        m.record(7, "PutObject", 200, Duration::ZERO);
+        let text = m.render();
+        assert!(text.contains("tessera_requests_total{op=\"GetObject\",status=\"200\"} 2\n"), "{text}");
+        assert!(text.contains("tessera_requests_total{op=\"Other\",status=\"other\"} 1\n"), "{text}");
+        assert!(text.contains("tessera_requests_total{op=\"PutObject\",status=\"200\"} 1\n"), "{text}");
+        assert!(text.contains("tessera_request_duration_seconds_bucket{op=\"GetObject\",le=\"0.001\"} 1\n"), "{text}");
+        assert!(text.contains("tessera_request_duration_seconds_bucket{op=\"GetObject\",le=\"0.05\"} 2\n"), "{text}");
+        assert!(text.contains("tessera_request_duration_seconds_bucket{op=\"GetObject\",le=\"+Inf\"} 2\n"), "{text}");
+        assert!(text.contains("tessera_request_duration_seconds_count{op=\"GetObject\"} 2\n"), "{text}");
+        assert!(text.contains("tessera_shard_offline{shard=\"0\"} 0\n"), "{text}");
+    }
+
+    #[test]
+    fn ready_only_when_serving_with_every_shard_open() {
+        let m = NodeMetrics::new(1, 2);
+        assert!(m.readiness().is_err());
+        m.set_serving();
+        assert!(m.readiness().is_err(), "shards still starting");
+        m.shards[0].publish(&tessera_io::ShardStats::default());
+        m.shards[1].set_offline();
+        assert_eq!(m.readiness(), Err("shard 1 offline".to_string()));
+        m.shards[1].publish(&tessera_io::ShardStats::default());
+        assert_eq!(m.readiness(), Ok(()));
+        m.set_stopping();
+        assert!(m.readiness().is_err());
+    }
+}
