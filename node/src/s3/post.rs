@@ -268,10 +268,19 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     let redirect = field("success_action_redirect").or_else(|| field("redirect")).filter(|r| !r.is_empty());
 
     let checksum = checksum_field(&fields)?;
+    super::encryption::require_secure_transport_for(&headers, req.conn.peer)?;
+    let mut sealing = crate::sse::start(&*ctx.shared.kms, crate::sse::wanted(&headers)?, &b)?;
     let shard = shard_of(ctx, &b.name, &key);
     let mut src =
         FileSource { form: &mut form, req, pending: 0..0, done: false, md5: Md5::new(), size: 0, max: max_size };
-    let stored = store_from(ctx, &mut src, shard, false, checksum.as_ref().map(|(a, _)| *a)).await?;
+    let also = checksum.as_ref().map(|(a, _)| *a);
+    let stored = match sealing.as_mut() {
+        Some(s) => {
+            let seg = s.new_segment(1)?;
+            crate::sse::stream::store_sealed(ctx, &mut src, shard, false, also, seg).await?
+        }
+        None => store_from(ctx, &mut src, shard, false, also).await?,
+    };
     if let Some((algo, want)) = &checksum {
         let got = stored.computed.as_ref().map(|(_, v)| v.as_str());
         if got != Some(want.as_str()) {
@@ -289,7 +298,9 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     }
     drain_tail(&mut form, req).await;
 
-    let summary = ObjectSummary::new(stored.size, now_unix_ms(), stored.sums.md5, 0, VersionId::from_parts(0, [0; 8]), true);
+    let md5 = sealing.as_ref().map_or(stored.sums.md5, |s| s.info.etag_md5(&s.dk, stored.sums.md5));
+    meta.sse = sealing.map(|s| s.info.clone());
+    let summary = ObjectSummary::new(stored.size, now_unix_ms(), md5, 0, VersionId::from_parts(0, [0; 8]), true);
     let new = NewVersion { summary, meta: meta.encode(), body: stored.body };
     let _gate = b.enter_write()?;
     let summary = write_version(ctx, &b, shard, &key, new, None).await?;
