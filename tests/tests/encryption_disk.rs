@@ -1,0 +1,157 @@
+//! Encryption at rest as the disk sees it: the bytes on disk are ciphertext,
+//! a flipped byte is refused on read (never served), keys survive a restart,
+//! and a malformed or wrong master key stops the start with a clear message.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use aws_sdk_s3::types::ServerSideEncryption;
+use tessera_tests::*;
+
+fn opts() -> ServerOpts {
+    ServerOpts { args: vec!["--kms-key".into(), "testkey-1".into()], ..Default::default() }
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("seg-")) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn on_disk(dir: &Path, needle: &[u8]) -> bool {
+    segments(dir).iter().any(|s| std::fs::read(s).unwrap().windows(needle.len()).any(|w| w == needle))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bytes_on_disk_are_ciphertext_and_survive_restart() {
+    let mut server = Server::start_with(opts());
+    let s3 = server.client();
+    ok(s3.create_bucket().bucket("disk").send().await, "bucket");
+    // Recognizable plaintext, small (inline in its commit) and large (data records).
+    let small = b"TESSERA-PLAINTEXT-MARKER-small-object-0123456789".repeat(20);
+    let large = b"TESSERA-PLAINTEXT-MARKER-large-object-0123456789".repeat(20_000);
+    let c = [9u8; 32];
+    let (ck, cm) = (b64(&c), b64(&md5_bytes(&c)));
+    for (key, body) in [("s3-small", &small), ("s3-large", &large)] {
+        ok(s3.put_object().bucket("disk").key(key).server_side_encryption(ServerSideEncryption::Aes256).body(bytestream(body)).send().await, "put s3");
+    }
+    ok(s3.put_object().bucket("disk").key("kms").server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id("testkey-1").body(bytestream(&large)).send().await, "put kms");
+    ok(s3.put_object().bucket("disk").key("c").sse_customer_algorithm("AES256").sse_customer_key(&ck).sse_customer_key_md5(&cm).body(bytestream(&large)).send().await, "put c");
+    let dir = server.data_dirs()[0].clone();
+    server.stop();
+    assert!(!on_disk(&dir, b"TESSERA-PLAINTEXT-MARKER"), "plaintext found on disk");
+    // The key file holds no customer key and the master key file is private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("sse-master.key")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "master key file readable by others");
+    assert!(!on_disk(&dir, &c), "the customer key is on disk");
+
+    server.start_again();
+    let s3 = server.client();
+    for (key, body) in [("s3-small", &small), ("s3-large", &large), ("kms", &large)] {
+        let got = ok(s3.get_object().bucket("disk").key(key).send().await, key);
+        assert_eq!(&read_body(got).await, body, "{key} after restart");
+    }
+    let got = ok(s3.get_object().bucket("disk").key("c").sse_customer_algorithm("AES256").sse_customer_key(&ck).sse_customer_key_md5(&cm).send().await, "get c");
+    assert_eq!(read_body(got).await, large);
+    assert!(!server.stderr_since_start().contains(&ck), "a customer key in the log");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flipped_ciphertext_byte_is_refused_not_served() {
+    let mut server = Server::start_with(opts());
+    let s3 = server.client();
+    ok(s3.create_bucket().bucket("t").send().await, "bucket");
+    let dir = server.data_dirs()[0].clone();
+    // Let the node write what it writes at start, then see which bytes the PUT adds.
+    server.stop();
+    let before: Vec<(PathBuf, Vec<u8>)> = segments(&dir).into_iter().map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect();
+    server.start_again();
+    let s3 = server.client();
+    let data = random_bytes(3 * MIB, 77);
+    ok(s3.put_object().bucket("t").key("k").server_side_encryption(ServerSideEncryption::Aes256).body(bytestream(&data)).send().await, "put");
+    server.stop();
+    // The middle of the bytes appended by the PUT is inside its sealed data.
+    let (seg, start, end) = segments(&dir)
+        .into_iter()
+        .map(|p| {
+            let now = std::fs::read(&p).unwrap();
+            let old = before.iter().find(|(q, _)| *q == p).map_or(0, |(_, d)| d.len());
+            (p, old, now.len())
+        })
+        .max_by_key(|(_, a, b)| b - a)
+        .unwrap();
+    assert!(end - start > 2 * MIB, "the object's records were not found");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[start + (end - start) / 2] ^= 0x04;
+    std::fs::write(&seg, &bytes).unwrap();
+
+    server.start_again();
+    let s3 = server.client();
+    let result = s3.get_object().bucket("t").key("k").send().await;
+    let served = match result {
+        Err(_) => None,
+        Ok(out) => out.body.collect().await.ok().map(|b| b.into_bytes().to_vec()),
+    };
+    assert!(served.is_none(), "a damaged object was served ({} bytes)", served.map_or(0, |b| b.len()));
+    let log = server.stderr_since_start();
+    assert!(log.contains("corrupt") || log.contains("failed authentication"), "no detection logged:\n{log}");
+    // A range away from the damage still reads.
+    let r = ok(s3.get_object().bucket("t").key("k").range("bytes=0-99").send().await, "range");
+    assert_eq!(read_body(r).await, data[..100]);
+}
+
+#[test]
+fn a_malformed_or_wrong_master_key_stops_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let start = |env: Option<&str>| {
+        let mut cmd = Command::new(binary_path());
+        cmd.args(["server", "--address", "127.0.0.1:0", "--admin-address", "off", "--kms-key", "k1"]).arg(&data);
+        cmd.env("TESSERA_ACCESS_KEY", "AKIAEXAMPLEEXAMPLE00").env("TESSERA_SECRET_KEY", "secretsecretsecretsecretsecretsecret0000");
+        cmd.env_remove("TESSERA_MASTER_KEY");
+        if let Some(v) = env {
+            cmd.env("TESSERA_MASTER_KEY", v);
+        }
+        cmd
+    };
+    // A good start creates the files; stop it at once.
+    let mut child = start(None).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !data.join("kms-keys").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    assert!(data.join("kms-keys").exists());
+
+    // Another master key given by the environment does not open the keys.
+    let out = start(Some(&b64(&[5u8; 32]))).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not open with the node master key"), "{err}");
+    let out = start(Some("not base64!")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TESSERA_MASTER_KEY"));
+
+    // A damaged master key file.
+    let path = data.join("sse-master.key");
+    std::fs::write(&path, "tessera-sse-master-key 1\n!!!\n").unwrap();
+    let out = start(None).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("malformed master key file"), "{err}");
+    assert!(!err.contains("!!!"));
+}
