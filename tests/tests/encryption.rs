@@ -133,11 +133,8 @@ async fn bucket_default_encryption_applies_to_new_objects() {
     let put = ok(s3.put_object().bucket("dflt").key("plain-again").body(bytestream(b"x")).send().await, "put");
     assert_eq!(put.server_side_encryption(), None);
     // A malformed configuration.
-    let bad = server.sign(
-        server
-            .raw_request("PUT", "/dflt?encryption")
-            .body(&b"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES128</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>"[..]),
-    );
+    let xml = &b"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES128</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>"[..];
+    let bad = server.sign(server.raw_request("PUT", "/dflt?encryption").header("content-md5", &content_md5(xml)).body(xml));
     server.send(&bad).assert_error(400, "InvalidArgument");
 }
 
@@ -260,11 +257,11 @@ async fn sse_c_needs_the_key_for_every_read() {
 async fn copies_re_encrypt_between_keys_and_modes() {
     let server = server();
     let s3 = server.client();
-    bucket(&s3, "cp").await;
+    bucket(&s3, "cpy").await;
     let (a, b) = (customer_key(7), customer_key(8));
     let data = random_bytes(3 * PKG + 5, 5);
-    ok(s3.put_object().bucket("cp").key("c-a").sse_customer_algorithm("AES256").sse_customer_key(&a.key).sse_customer_key_md5(&a.md5).body(bytestream(&data)).send().await, "put");
-    let copy = || s3.copy_object().bucket("cp").copy_source("cp/c-a");
+    ok(s3.put_object().bucket("cpy").key("c-a").sse_customer_algorithm("AES256").sse_customer_key(&a.key).sse_customer_key_md5(&a.md5).body(bytestream(&data)).send().await, "put");
+    let copy = || s3.copy_object().bucket("cpy").copy_source("cpy/c-a");
     // The source's key is needed (and must be right).
     assert_s3_error(copy().key("x").send().await, 400, "InvalidRequest");
     assert_s3_error(
@@ -278,23 +275,23 @@ async fn copies_re_encrypt_between_keys_and_modes() {
     // SSE-C(a) -> SSE-C(b)
     let out = ok(src(copy().key("c-b")).sse_customer_algorithm("AES256").sse_customer_key(&b.key).sse_customer_key_md5(&b.md5).send().await, "copy c->c");
     assert_eq!(out.sse_customer_key_md5(), Some(b.md5.as_str()));
-    assert_eq!(get_range(&s3, "cp", "c-b", "bytes=0-", Some(&b)).await, data);
-    assert_s3_error(s3.get_object().bucket("cp").key("c-b").sse_customer_algorithm("AES256").sse_customer_key(&a.key).sse_customer_key_md5(&a.md5).send().await, 400, "InvalidRequest");
+    assert_eq!(get_range(&s3, "cpy", "c-b", "bytes=0-", Some(&b)).await, data);
+    assert_s3_error(s3.get_object().bucket("cpy").key("c-b").sse_customer_algorithm("AES256").sse_customer_key(&a.key).sse_customer_key_md5(&a.md5).send().await, 400, "InvalidRequest");
     // SSE-C -> SSE-KMS, SSE-C -> plain, plain -> SSE-S3.
     let out = ok(src(copy().key("c-kms")).server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id("testkey-1").send().await, "copy c->kms");
     assert_eq!(out.ssekms_key_id(), Some("testkey-1"));
-    assert_eq!(get_range(&s3, "cp", "c-kms", "bytes=0-", None).await, data);
+    assert_eq!(get_range(&s3, "cpy", "c-kms", "bytes=0-", None).await, data);
     ok(src(copy().key("c-plain")).send().await, "copy c->plain");
-    let plain = ok(s3.get_object().bucket("cp").key("c-plain").send().await, "get plain");
+    let plain = ok(s3.get_object().bucket("cpy").key("c-plain").send().await, "get plain");
     assert_eq!(plain.server_side_encryption(), None);
     assert_eq!(plain.e_tag(), Some(etag(&data).as_str()), "a plain copy's ETag is its MD5 again");
     assert_eq!(read_body(plain).await, data);
-    let out = ok(s3.copy_object().bucket("cp").copy_source("cp/c-plain").key("s3").server_side_encryption(ServerSideEncryption::Aes256).send().await, "copy plain->s3");
+    let out = ok(s3.copy_object().bucket("cpy").copy_source("cpy/c-plain").key("s3").server_side_encryption(ServerSideEncryption::Aes256).send().await, "copy plain->s3");
     assert_eq!(out.server_side_encryption(), Some(&ServerSideEncryption::Aes256));
-    assert_eq!(get_range(&s3, "cp", "s3", "bytes=1-", None).await, data[1..]);
+    assert_eq!(get_range(&s3, "cpy", "s3", "bytes=1-", None).await, data[1..]);
     // An object copied onto itself to change its encryption is allowed.
-    ok(s3.copy_object().bucket("cp").copy_source("cp/s3").key("s3").server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id("testkey-2").send().await, "copy onto itself");
-    let head = ok(s3.head_object().bucket("cp").key("s3").send().await, "head");
+    ok(s3.copy_object().bucket("cpy").copy_source("cpy/s3").key("s3").server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id("testkey-2").send().await, "copy onto itself");
+    let head = ok(s3.head_object().bucket("cpy").key("s3").send().await, "head");
     assert_eq!(head.ssekms_key_id(), Some("testkey-2"));
 }
 
@@ -302,16 +299,16 @@ async fn copies_re_encrypt_between_keys_and_modes() {
 async fn multipart_with_sse_c_on_every_part() {
     let server = server();
     let s3 = server.client();
-    bucket(&s3, "mp").await;
+    bucket(&s3, "mpu").await;
     let (a, b) = (customer_key(3), customer_key(4));
     let up = ok(
-        s3.create_multipart_upload().bucket("mp").key("k").sse_customer_algorithm("AES256").sse_customer_key(&a.key).sse_customer_key_md5(&a.md5).send().await,
+        s3.create_multipart_upload().bucket("mpu").key("k").sse_customer_algorithm("AES256").sse_customer_key(&a.key).sse_customer_key_md5(&a.md5).send().await,
         "create",
     );
     assert_eq!(up.sse_customer_key_md5(), Some(a.md5.as_str()));
     let id = up.upload_id().unwrap().to_string();
     let parts: Vec<Vec<u8>> = vec![random_bytes(PART + 3, 10), random_bytes(PART + PKG, 11), random_bytes(PKG / 2, 12)];
-    let part = |n: i32, data: &[u8]| s3.upload_part().bucket("mp").key("k").upload_id(&id).part_number(n).body(bytestream(data));
+    let part = |n: i32, data: &[u8]| s3.upload_part().bucket("mpu").key("k").upload_id(&id).part_number(n).body(bytestream(data));
     // A part without the key, or with another key: 400.
     assert_s3_error(part(1, &parts[0]).send().await, 400, "InvalidRequest");
     assert_s3_error(part(1, &parts[0]).sse_customer_algorithm("AES256").sse_customer_key(&b.key).sse_customer_key_md5(&b.md5).send().await, 400, "InvalidRequest");
@@ -330,44 +327,44 @@ async fn multipart_with_sse_c_on_every_part() {
         }
     }
     let complete = || {
-        s3.complete_multipart_upload().bucket("mp").key("k").upload_id(&id).multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done.clone())).build())
+        s3.complete_multipart_upload().bucket("mpu").key("k").upload_id(&id).multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done.clone())).build())
     };
     assert_status(complete().send().await, 400);
     let out = ok(complete().sse_customer_algorithm("AES256").sse_customer_key(&a.key).sse_customer_key_md5(&a.md5).send().await, "complete");
     assert!(out.e_tag().unwrap().ends_with("-3\""));
     let whole: Vec<u8> = parts.concat();
-    let head = ok(s3.head_object().bucket("mp").key("k").sse_customer_algorithm("AES256").sse_customer_key(&a.key).sse_customer_key_md5(&a.md5).send().await, "head");
+    let head = ok(s3.head_object().bucket("mpu").key("k").sse_customer_algorithm("AES256").sse_customer_key(&a.key).sse_customer_key_md5(&a.md5).send().await, "head");
     assert_eq!(head.content_length(), Some(whole.len() as i64));
     let p1 = parts[0].len();
     for (h, r) in ranges(whole.len()).into_iter().chain([
         (format!("bytes={}-{}", p1 - 2, p1 + 2), p1 - 2..p1 + 3),
         (format!("bytes={}-{}", p1 - PKG, p1 + PKG + 9), p1 - PKG..p1 + PKG + 10),
     ]) {
-        assert_eq!(get_range(&s3, "mp", "k", &h, Some(&a)).await, whole[r.clone()], "{h}");
+        assert_eq!(get_range(&s3, "mpu", "k", &h, Some(&a)).await, whole[r.clone()], "{h}");
     }
     // partNumber reads the part's plaintext.
     let p2 = ok(
-        s3.get_object().bucket("mp").key("k").part_number(2).sse_customer_algorithm("AES256").sse_customer_key(&a.key).sse_customer_key_md5(&a.md5).send().await,
+        s3.get_object().bucket("mpu").key("k").part_number(2).sse_customer_algorithm("AES256").sse_customer_key(&a.key).sse_customer_key_md5(&a.md5).send().await,
         "part 2",
     );
     assert_eq!(read_body(p2).await, parts[1]);
 
     // UploadPartCopy from the SSE-C object into an SSE-KMS upload.
-    let up = ok(s3.create_multipart_upload().bucket("mp").key("kms").server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id("testkey-1").send().await, "create kms");
+    let up = ok(s3.create_multipart_upload().bucket("mpu").key("kms").server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id("testkey-1").send().await, "create kms");
     let id2 = up.upload_id().unwrap().to_string();
     let copied = ok(
-        s3.upload_part_copy().bucket("mp").key("kms").upload_id(&id2).part_number(1).copy_source("mp/k").copy_source_range(format!("bytes=5-{}", PART + 9))
+        s3.upload_part_copy().bucket("mpu").key("kms").upload_id(&id2).part_number(1).copy_source("mpu/k").copy_source_range(format!("bytes=5-{}", PART + 9))
             .copy_source_sse_customer_algorithm("AES256").copy_source_sse_customer_key(&a.key).copy_source_sse_customer_key_md5(&a.md5).send().await,
         "part copy",
     );
-    let tail = ok(s3.upload_part().bucket("mp").key("kms").upload_id(&id2).part_number(2).body(bytestream(b"tail")).send().await, "part 2");
+    let tail = ok(s3.upload_part().bucket("mpu").key("kms").upload_id(&id2).part_number(2).body(bytestream(b"tail")).send().await, "part 2");
     let done2 = vec![
         CompletedPart::builder().part_number(1).e_tag(copied.copy_part_result().unwrap().e_tag().unwrap()).build(),
         CompletedPart::builder().part_number(2).e_tag(tail.e_tag().unwrap()).build(),
     ];
-    let out = ok(s3.complete_multipart_upload().bucket("mp").key("kms").upload_id(&id2).multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done2)).build()).send().await, "complete kms");
+    let out = ok(s3.complete_multipart_upload().bucket("mpu").key("kms").upload_id(&id2).multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done2)).build()).send().await, "complete kms");
     assert_eq!(out.ssekms_key_id(), Some("testkey-1"));
     let mut want = whole[5..PART + 10].to_vec();
     want.extend_from_slice(b"tail");
-    assert_eq!(get_range(&s3, "mp", "kms", "bytes=0-", None).await, want);
+    assert_eq!(get_range(&s3, "mpu", "kms", "bytes=0-", None).await, want);
 }

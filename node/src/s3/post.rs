@@ -180,8 +180,21 @@ const URL_SET: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// Form fields that become object headers.
-const HEADER_FIELDS: &[&str] =
-    &["content-type", "cache-control", "content-disposition", "content-encoding", "content-language", "expires"];
+const HEADER_FIELDS: &[&str] = &[
+    "content-type",
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "expires",
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-server-side-encryption-context",
+    "x-amz-server-side-encryption-bucket-key-enabled",
+    "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-server-side-encryption-customer-key",
+    "x-amz-server-side-encryption-customer-key-md5",
+];
 
 /// POST Object on bucket `b` (it exists). The requester is the form's
 /// signer (or the request's own, for a signed or anonymous POST), and is
