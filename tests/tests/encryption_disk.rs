@@ -165,3 +165,43 @@ fn a_malformed_or_wrong_master_key_stops_the_start() {
     assert!(err.contains("malformed master key file"), "{err}");
     assert!(!err.contains("!!!"));
 }
+
+fn admin_call(server: &Server, method: &str, path: &str, signed: bool) -> RawResponse {
+    let addr = server.admin_addr().expect("admin listener");
+    let mut req = RawRequest::new(method, path).header("Host", &addr.to_string());
+    if signed {
+        req = req.sign(&server.access_key, &server.secret_key, std::time::SystemTime::now());
+    }
+    let mut c = RawConn::connect(addr);
+    c.send(&req.to_bytes()).expect("send");
+    c.read_response_for(method)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kms_keys_are_created_through_the_admin_api() {
+    let mut server = Server::start_with(ServerOpts {
+        args: vec!["--admin-address".into(), "127.0.0.1:0".into(), "--kms-key".into(), "at-start".into()],
+        ..Default::default()
+    });
+    let s3 = server.client();
+    ok(s3.create_bucket().bucket("adm").send().await, "bucket");
+    let put = |key: &'static str| {
+        s3.put_object().bucket("adm").key("o").server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(key).body(bytestream(b"data")).send()
+    };
+    assert_s3_error(put("made-later").await, 400, "InvalidArgument");
+    assert_eq!(admin_call(&server, "PUT", "/admin/v1/kms/keys/made-later", false).status, 403, "unsigned");
+    assert_eq!(admin_call(&server, "PUT", "/admin/v1/kms/keys/made-later", true).status, 201);
+    assert_eq!(admin_call(&server, "PUT", "/admin/v1/kms/keys/made-later", true).status, 200, "exists");
+    assert_eq!(admin_call(&server, "PUT", "/admin/v1/kms/keys/tessera/reserved", true).status, 400);
+    assert_eq!(admin_call(&server, "PUT", "/admin/v1/kms/keys/bad%20name", true).status, 400);
+    let list = admin_call(&server, "GET", "/admin/v1/kms/keys", true);
+    assert_eq!(list.status, 200);
+    assert!(list.body_text().contains("made-later") && list.body_text().contains("at-start"), "{}", list.body_text());
+    assert!(!list.body_text().contains("tessera/"), "reserved keys are not listed");
+    ok(put("made-later").await, "put with the new key");
+    server.restart();
+    let s3 = server.client();
+    let got = ok(s3.get_object().bucket("adm").key("o").send().await, "get after restart");
+    assert_eq!(got.ssekms_key_id(), Some("made-later"));
+    assert_eq!(read_body(got).await, b"data");
+}
