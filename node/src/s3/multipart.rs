@@ -35,6 +35,9 @@ pub const MAX_PARTS: usize = crate::meta::MAX_PARTS;
 /// Random bytes in an upload id; the id is their lowercase hex.
 const UPLOAD_ID_BYTES: usize = 24;
 
+/// Largest upload record (it is an index summary: `tessera_io`'s 4 KiB).
+const MAX_UPLOAD_RECORD_BYTES: usize = 4096;
+
 fn new_upload_id() -> S3Result<String> {
     let mut raw = [0u8; UPLOAD_ID_BYTES];
     SystemRandom::new().fill(&mut raw).map_err(|_| super::internal("no randomness"))?;
@@ -144,6 +147,11 @@ pub async fn create(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3R
     info.checksum_type = ctype;
     info.retention = lock.retention;
     info.legal_hold = lock.legal_hold;
+    // The upload record lives in its index entry: with the encryption
+    // section it must still fit (checked here, never a 500 at commit).
+    if info.encode().len() > MAX_UPLOAD_RECORD_BYTES {
+        return Err(S3Error::with_message(S3ErrorCode::MetadataTooLarge, "Your metadata headers and encryption context exceed the maximum allowed size."));
+    }
     let shard = shard_of(ctx, &b.name, &key);
     let m = Mutation::Put {
         table: T_UPLOADS,

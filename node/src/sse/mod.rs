@@ -33,7 +33,7 @@ const MODE_CUSTOMER: u8 = 3;
 const CUSTOMER_SEAL_AAD: &[u8] = b"tessera-sse-c-data-key-v1";
 const CUSTOMER_HMAC_LABEL: &[u8] = b"tessera-sse-c-key-check-v1";
 /// Longest `x-amz-server-side-encryption-context` accepted (base64).
-pub const MAX_CONTEXT_BYTES: usize = 4096;
+pub const MAX_CONTEXT_BYTES: usize = 1024;
 
 pub const H_SSE: &str = "x-amz-server-side-encryption";
 pub const H_KMS_KEY: &str = "x-amz-server-side-encryption-aws-kms-key-id";
