@@ -9,7 +9,9 @@
 #
 # Options after the script name go to s3compat's `run` (e.g. --files "...",
 # -k EXPR, --out DIR). TESSERA_EXTRA_ARGS adds server flags. The node's log
-# is left in $TMP/tessera.log.
+# is left in $TMP/tessera.log. The node's key service holds the suite's two
+# KMS keys (`--kms-key testkey-1 --kms-key testkey-2`), named in its config
+# as kms_keyid / kms_keyid2 (through S3_KMS_KEYID / S3_KMS_KEYID2).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runner="${S3COMPAT_RUNNER:-$root/../shared/tools/s3compat/run}"
@@ -27,10 +29,10 @@ TESSERA_ACCESS_KEY=0555b35654ad1656d804 \
 TESSERA_SECRET_KEY='h7GhxuBLTrlhVUyxSPUKUV8r/2EI4ngqJxD7iBdBYLhwluN30JaT3Q==' \
 TESSERA_ROOT_USER_ID=testid TESSERA_ROOT_DISPLAY_NAME='M. Tester' \
   "$root/target/release/tessera" server --address "127.0.0.1:$port" --users "$tmp/users" \
-  ${TESSERA_EXTRA_ARGS:-} "$tmp/data" > "$tmp/tessera.out" 2> "$tmp/tessera.log" &
+  --kms-key testkey-1 --kms-key testkey-2 ${TESSERA_EXTRA_ARGS:-} "$tmp/data" > "$tmp/tessera.out" 2> "$tmp/tessera.log" &
 pid=$!
 # The node's data can be gigabytes: removed at exit (its log stays).
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true; rm -rf "$tmp/data"' EXIT
 for _ in $(seq 100); do grep -q listening "$tmp/tessera.out" 2>/dev/null && break; sleep 0.1; done
 echo "tessera (pid $pid) on port $port, log $tmp/tessera.log"
-"$runner" --port "$port" "$@"
+S3_KMS_KEYID="${S3_KMS_KEYID:-testkey-1}" S3_KMS_KEYID2="${S3_KMS_KEYID2:-testkey-2}" "$runner" --port "$port" "$@"

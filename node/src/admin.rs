@@ -33,6 +33,9 @@ pub const S3_PORT_LIVE_PATH: &str = "/_tessera/health/live";
 pub const S3_PORT_READY_PATH: &str = "/_tessera/health/ready";
 /// Admin API paths.
 pub const INFO_PATH: &str = "/admin/v1/info";
+/// `GET` lists the key service's master keys (names only); `PUT
+/// /admin/v1/kms/keys/NAME` creates one (201; 200 when it exists).
+pub const KMS_KEYS_PATH: &str = "/admin/v1/kms/keys";
 
 /// Accepts admin connections until the reactor ends.
 pub async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
@@ -118,6 +121,7 @@ fn answer(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Response {
             Ok(()) => json(200, &info(ctx)),
             Err(e) => json(e.code.status(), &serde_json::json!({ "error": e.code.as_str(), "message": e.message })),
         },
+        p if p == KMS_KEYS_PATH || p.starts_with(KMS_KEYS_PATH) => kms_keys(ctx, head, peer),
         "/health/live" | "/health/ready" | "/metrics" | INFO_PATH => text(405, "method not allowed\n"),
         _ => text(404, "not found\n"),
     }
@@ -142,9 +146,41 @@ pub fn s3_port_health(ctx: &Ctx, head: &RequestHead) -> Option<Response> {
     }
 }
 
+/// The key service's master keys. Creating one writes the keys file from
+/// the reactor (a rare operator action, not a request path).
+fn kms_keys(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Response {
+    let err = |e: S3Error| json(e.code.status(), &serde_json::json!({ "error": e.code.as_str(), "message": e.message }));
+    if let Err(e) = authenticate_admin_for(ctx, head, peer, authz::admin::ACTION_KMS_KEYS) {
+        return err(e);
+    }
+    let kms = &ctx.shared.kms;
+    match (head.method.clone(), head.path.strip_prefix(KMS_KEYS_PATH).unwrap_or_default()) {
+        (Method::Get, "") => json(200, &serde_json::json!({ "keys": kms.key_ids() })),
+        (Method::Put, name) if name.starts_with('/') => match kms.create_key(&name[1..]) {
+            Ok(true) => json(201, &serde_json::json!({ "created": &name[1..] })),
+            Ok(false) => json(200, &serde_json::json!({ "exists": &name[1..] })),
+            Err(crate::sse::kms::KmsError::InvalidName) => {
+                err(S3Error::with_message(S3ErrorCode::InvalidArgument, "invalid key name"))
+            }
+            Err(crate::sse::kms::KmsError::TooMany) => {
+                err(S3Error::with_message(S3ErrorCode::InvalidArgument, "too many keys"))
+            }
+            Err(e) => {
+                tracing::error!("creating a KMS key failed: {e}");
+                err(S3Error::new(S3ErrorCode::InternalError))
+            }
+        },
+        _ => text(405, "method not allowed\n"),
+    }
+}
+
 /// A SigV4 signature (header or presigned) by an identity allowed
 /// `admin:ServerInfo`; unsigned requests are refused.
 fn authenticate_admin(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Result<(), S3Error> {
+    authenticate_admin_for(ctx, head, peer, authz::admin::ACTION_SERVER_INFO)
+}
+
+fn authenticate_admin_for(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr, action: &str) -> Result<(), S3Error> {
     use authz::principal;
     let shared = &ctx.shared;
     let sig = SigRequest { method: &head.method_raw, path: &head.path, query: &head.query, headers: &head.headers };
@@ -158,7 +194,7 @@ fn authenticate_admin(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> 
     let auth = sigv4::authenticate_vhost(&sig, None, &shared.config.region, now, &secret_for)?
         .ok_or_else(|| S3Error::with_message(S3ErrorCode::AccessDenied, "the admin API needs a signed request"))?;
     let p = principal::principal_for(shared, iam.clone(), session, &auth.access_key)?;
-    authz::admin::authorize(&p, authz::admin::ACTION_SERVER_INFO, peer, now)
+    authz::admin::authorize(&p, action, peer, now)
 }
 
 /// `/admin/v1/info`. Objects and bytes are the shards' index entries and

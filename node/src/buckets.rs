@@ -41,6 +41,8 @@ const SECTION_CORS: u8 = 2;
 const SECTION_LOGGING: u8 = 3;
 const SECTION_ACL: u8 = 4;
 const SECTION_POLICY: u8 = 5;
+/// Default encryption (PutBucketEncryption).
+const SECTION_ENCRYPTION: u8 = 6;
 /// Largest bucket policy accepted (S3's limit).
 pub const MAX_BUCKET_POLICY_BYTES: usize = 20 * 1024;
 /// Most tags a bucket has (S3's limit).
@@ -152,6 +154,8 @@ pub struct BucketInfo {
     pub public_access_block: Option<PublicAccessBlock>,
     /// Object ownership controls; `None` behaves as ObjectWriter.
     pub ownership: Option<Ownership>,
+    /// Default encryption of new objects (meta bytes).
+    pub encryption: Option<crate::sse::BucketEncryption>,
     /// Not stored: the writes to this bucket in flight, which DeleteBucket
     /// waits out (see [`WriteGate`]).
     pub gate: Arc<WriteGate>,
@@ -276,6 +280,7 @@ impl BucketInfo {
             && self.logging.is_none()
             && self.acl.is_none()
             && self.policy.is_none()
+            && self.encryption.is_none()
         {
             return Vec::new();
         }
@@ -326,6 +331,11 @@ impl BucketInfo {
             c.str(&policy.text);
             m.u8(SECTION_POLICY).bytes(&c.buf);
         }
+        if let Some(enc) = &self.encryption {
+            let mut c = Enc::default();
+            c.u8(u8::from(enc.kms)).opt_str(enc.kms_key_id.as_deref()).u8(u8::from(enc.bucket_key));
+            m.u8(SECTION_ENCRYPTION).bytes(&c.buf);
+        }
         m.finish()
     }
 
@@ -362,6 +372,17 @@ impl BucketInfo {
                         // longer parses makes the record corrupt (never
                         // silently dropped: its denies must hold).
                         SECTION_POLICY => self.policy = Some(Arc::new(BucketPolicy::new(s.str()?).ok()?)),
+                        SECTION_ENCRYPTION => {
+                            let flag = |v: u8| match v {
+                                0 => Some(false),
+                                1 => Some(true),
+                                _ => None,
+                            };
+                            let kms = flag(s.u8()?)?;
+                            let kms_key_id = s.opt_str()?;
+                            let bucket_key = flag(s.u8()?)?;
+                            self.encryption = Some(crate::sse::BucketEncryption { kms, kms_key_id, bucket_key });
+                        }
                         _ => return None,
                     }
                     s.end()?;
@@ -413,6 +434,7 @@ impl BucketInfo {
             policy: None,
             public_access_block: None,
             ownership: None,
+            encryption: None,
             gate: Arc::default(),
         };
         match version {
@@ -781,6 +803,7 @@ mod tests {
             policy: None,
             public_access_block: None,
             ownership: None,
+            encryption: None,
             gate: Arc::default(),
         };
         let (s, m) = i.encode();
@@ -845,6 +868,7 @@ mod tests {
         let mut i = BucketInfo::decode(&e.finish(), b"").expect("v1");
         i.cors = rules;
         i.tags = vec![("k".into(), "v".into())];
+        i.encryption = Some(crate::sse::BucketEncryption { kms: true, kms_key_id: Some("k1".into()), bucket_key: true });
         i.logging = Some(LoggingConfig {
             target_bucket: "logs".into(),
             target_prefix: "p/".into(),

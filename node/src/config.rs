@@ -11,6 +11,8 @@ pub struct Config {
     pub users_file: Option<PathBuf>,
     /// The node key file; `None`: `<first data dir>/node.key`.
     pub key_file: Option<PathBuf>,
+    /// Master keys of the built-in key service created at start if absent.
+    pub kms_keys: Vec<String>,
     pub vhost_domains: Vec<String>,
     pub region: String,
     pub shards_per_disk: u32,

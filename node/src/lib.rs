@@ -22,3 +22,4 @@ pub mod response;
 pub mod s3;
 pub mod server;
 pub mod shards;
+pub mod sse;

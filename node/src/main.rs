@@ -98,6 +98,12 @@ enum Command {
         /// data alone to hold no usable secret.
         #[arg(long, env = "TESSERA_KEY_FILE")]
         key_file: Option<PathBuf>,
+        /// A master key of the built-in key service (SSE-KMS), by name;
+        /// repeatable. Its key material is generated at the first start
+        /// that names it and kept sealed under the node master key
+        /// (`TESSERA_MASTER_KEY`, else `<first data dir>/sse-master.key`).
+        #[arg(long = "kms-key")]
+        kms_keys: Vec<String>,
         /// Data directories (one per disk).
         #[arg(required = true)]
         data_dirs: Vec<PathBuf>,
@@ -190,6 +196,7 @@ fn main() -> ExitCode {
             reserve,
             test_min_session_secs,
             key_file,
+            kms_keys,
             data_dirs,
         } => {
             let threads = threads
@@ -202,6 +209,7 @@ fn main() -> ExitCode {
                 threads,
                 users_file: users,
                 key_file,
+                kms_keys,
                 vhost_domains: domains,
                 region,
                 shards_per_disk,

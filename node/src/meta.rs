@@ -36,8 +36,13 @@ const META_V1: u8 = 1;
 const META_V2: u8 = 2;
 /// v3: the version's owner and ACL.
 const META_V3: u8 = 3;
+/// v4: v3 and the encryption section (`sse::SseInfo`). Written only for
+/// encrypted objects, so unencrypted ones stay v3.
+const META_V4: u8 = 4;
 const PART_V1: u8 = 1;
 const PART_V2: u8 = 2;
+/// v3: v2 and the salt of an encrypted part's key.
+const PART_V3: u8 = 3;
 const UPLOAD_V1: u8 = 1;
 const UPLOAD_V2: u8 = 2;
 
@@ -581,11 +586,14 @@ pub struct ObjectMeta {
     /// The version's owner and ACL; `None`: the bucket owner, private
     /// (every record before v3 reads so).
     pub acl: Option<tessera_policy::Acl>,
+    /// How the body is encrypted (none: stored as sent; every record
+    /// before v4 reads so).
+    pub sse: Option<crate::sse::SseInfo>,
 }
 
 impl ObjectMeta {
     pub fn encode(&self) -> Vec<u8> {
-        let mut e = Enc::new(META_V3);
+        let mut e = Enc::new(if self.sse.is_some() { META_V4 } else { META_V3 });
         self.encode_v1_fields(&mut e);
         e.u8(ChecksumType::code(self.checksum_type));
         e.u32(self.part_checksums.len() as u32);
@@ -604,6 +612,9 @@ impl ObjectMeta {
                 e.u8(1);
                 crate::acl::encode(&mut e, acl);
             }
+        }
+        if let Some(sse) = &self.sse {
+            sse.encode(&mut e);
         }
         e.finish()
     }
@@ -634,6 +645,7 @@ impl ObjectMeta {
             META_V1 => Self::decode_v1(b),
             META_V2 => Self::decode_v2(b, META_V2),
             META_V3 => Self::decode_v2(b, META_V3),
+            META_V4 => Self::decode_v2(b, META_V4),
             _ => None,
         }
     }
@@ -690,12 +702,15 @@ impl ObjectMeta {
         for _ in 0..d.count(MAX_DECODED_TAGS)? {
             m.tags.push((d.str()?, d.str()?));
         }
-        if version == META_V3 {
+        if version >= META_V3 {
             m.acl = match d.u8()? {
                 0 => None,
                 1 => Some(crate::acl::decode(&mut d)?),
                 _ => return None,
             };
+        }
+        if version >= META_V4 {
+            m.sse = Some(crate::sse::SseInfo::decode(&mut d)?);
         }
         d.end()?;
         Some(m)
@@ -789,11 +804,13 @@ pub struct PartSummary {
     pub md5: [u8; 16],
     /// The part's checksum, raw digest (none in v1 records).
     pub checksum: Option<(ChecksumAlgo, Vec<u8>)>,
+    /// The salt of the part's key when its upload is encrypted.
+    pub salt: Option<[u8; crate::sse::cipher::SALT_BYTES]>,
 }
 
 impl PartSummary {
     pub fn encode(&self) -> Vec<u8> {
-        let mut e = Enc::new(PART_V2);
+        let mut e = Enc::new(if self.salt.is_some() { PART_V3 } else { PART_V2 });
         e.u64(self.size).i64(self.mtime_ms);
         e.buf.extend_from_slice(&self.md5);
         match &self.checksum {
@@ -803,6 +820,9 @@ impl PartSummary {
                 e.bytes(raw);
             }
         }
+        if let Some(salt) = &self.salt {
+            e.buf.extend_from_slice(salt);
+        }
         e.finish()
     }
 
@@ -810,10 +830,10 @@ impl PartSummary {
         match Dec::version_of(b)? {
             PART_V1 => {
                 let mut d = Dec::new(b, PART_V1)?;
-                Some(PartSummary { size: d.u64()?, mtime_ms: d.i64()?, md5: d.fixed()?, checksum: None })
+                Some(PartSummary { size: d.u64()?, mtime_ms: d.i64()?, md5: d.fixed()?, checksum: None, salt: None })
             }
-            PART_V2 => {
-                let mut d = Dec::new(b, PART_V2)?;
+            version @ (PART_V2 | PART_V3) => {
+                let mut d = Dec::new(b, version)?;
                 let (size, mtime_ms, md5) = (d.u64()?, d.i64()?, d.fixed()?);
                 let checksum = match dec_algo(&mut d)? {
                     None => None,
@@ -823,8 +843,9 @@ impl PartSummary {
                         Some((a, raw.to_vec()))
                     }
                 };
+                let salt = if version == PART_V3 { Some(d.fixed()?) } else { None };
                 d.end()?;
-                Some(PartSummary { size, mtime_ms, md5, checksum })
+                Some(PartSummary { size, mtime_ms, md5, checksum, salt })
             }
             _ => None,
         }
@@ -926,11 +947,37 @@ mod tests {
         u.retention = Some(Retention { mode: LockMode::Governance, until_ms: 5 });
         u.legal_hold = true;
         assert_eq!(UploadInfo::decode(&u.encode()), Some(u));
-        let p = PartSummary { size: 1, mtime_ms: 2, md5: [3; 16], checksum: Some((ChecksumAlgo::Sha1, vec![1; 20])) };
+        let p = PartSummary { size: 1, mtime_ms: 2, md5: [3; 16], checksum: Some((ChecksumAlgo::Sha1, vec![1; 20])), salt: None };
         assert_eq!(PartSummary::decode(&p.encode()), Some(p));
-        let p = PartSummary { size: 1, mtime_ms: 2, md5: [3; 16], checksum: None };
+        let p = PartSummary { size: 1, mtime_ms: 2, md5: [3; 16], checksum: None, salt: None };
         assert_eq!(PartSummary::decode(&p.encode()), Some(p));
         assert!(ObjectMeta::decode(b"\x01\x05").is_none());
+    }
+
+    #[test]
+    fn encrypted_records_are_v4_and_plain_ones_stay_v3() {
+        let plain = ObjectMeta { content_type: Some("t".into()), ..Default::default() };
+        let enc = plain.encode();
+        assert_eq!(enc[0], META_V3, "an unencrypted object keeps the v3 encoding older builds read");
+        assert_eq!(ObjectMeta::decode(&enc), Some(plain.clone()));
+        let sealed = ObjectMeta {
+            sse: Some(crate::sse::SseInfo {
+                mode: crate::sse::SseMode::S3 { key_id: "tessera/sse-s3".into() },
+                sealed_key: vec![1; 61],
+                segments: vec![(1, [2; 16])],
+            }),
+            ..plain
+        };
+        let enc = sealed.encode();
+        assert_eq!(enc[0], META_V4);
+        assert_eq!(ObjectMeta::decode(&enc), Some(sealed));
+        // A v4 record cut short is refused, never read as unencrypted.
+        for cut in 1..enc.len() {
+            assert!(ObjectMeta::decode(&enc[..cut]).map_or(true, |m| m.sse.is_some()), "cut {cut}");
+        }
+        let p = PartSummary { size: 1, mtime_ms: 2, md5: [3; 16], checksum: None, salt: Some([4; 16]) };
+        assert_eq!(p.encode()[0], PART_V3);
+        assert_eq!(PartSummary::decode(&p.encode()), Some(p));
     }
 
     #[test]
@@ -956,7 +1003,7 @@ mod tests {
         assert_eq!(m.effective_checksum_type(), ChecksumType::FullObject);
 
         let p = PartSummary::decode(&v1::part(9, 8, [1; 16])).expect("v1 part");
-        assert_eq!(p, PartSummary { size: 9, mtime_ms: 8, md5: [1; 16], checksum: None });
+        assert_eq!(p, PartSummary { size: 9, mtime_ms: 8, md5: [1; 16], checksum: None, salt: None });
         let u = UploadInfo::decode(&v1::upload(3, "own", &v1::meta("t", &[], None))).expect("v1 upload");
         assert_eq!((u.initiated_ms, u.owner_id.as_str(), u.checksum_algo), (3, "own", None));
     }

@@ -93,6 +93,8 @@ pub struct ObjectStream {
     /// The version being sent, to find its data again if compaction moves
     /// it while it streams (None: an inline body, which cannot move).
     pub source: Option<StreamSource>,
+    /// The body is sealed (`range` is of the plaintext): open it as it goes.
+    pub sse: Option<Rc<crate::sse::stream::Decrypt>>,
 }
 
 /// What identifies the bytes of a stream: the same version id, size and MD5
@@ -135,6 +137,9 @@ impl ObjectStream {
     /// being written. A read error after the head went out closes the
     /// connection (the client sees a short body, never wrong bytes).
     pub async fn write_to(mut self, conn: &mut Conn) -> Result<(), ConnError> {
+        if let Some(d) = self.sse.take() {
+            return self.write_sealed(conn, d).await;
+        }
         match std::mem::replace(&mut self.body, Body::Inline(Vec::new())) {
             Body::Inline(data) => {
                 let r = self.range.start as usize..self.range.end as usize;
@@ -180,6 +185,56 @@ impl ObjectStream {
 }
 
 impl ObjectStream {
+    /// Streams a sealed body: whole packages are read (the next chunk while
+    /// the current one is written), opened and trimmed to the range. A
+    /// package that fails its tag ends the response like a read error.
+    async fn write_sealed(mut self, conn: &mut Conn, d: Rc<crate::sse::stream::Decrypt>) -> Result<(), ConnError> {
+        let chunks = d.layout.chunks(self.range.clone());
+        let fail = |what: String| {
+            tracing::error!("read for response failed: {what}");
+            ConnError::Io(std::io::Error::other(what))
+        };
+        let extents = match std::mem::replace(&mut self.body, Body::Inline(Vec::new())) {
+            Body::Inline(data) => {
+                for c in &chunks {
+                    let sealed = data.get(c.sealed.start as usize..c.sealed.end as usize).ok_or_else(|| fail("range".into()))?;
+                    let plain = d.open(c, sealed.to_vec()).map_err(|e| fail(e.message))?;
+                    conn.write_all(plain).await?;
+                }
+                return Ok(());
+            }
+            Body::Extents(e) => e,
+        };
+        let mut extents = Rc::new(extents);
+        let mut reloads = 0u32;
+        let mut i = 0usize;
+        'stream: loop {
+            let spawn_read = |r: Range<u64>, ex: Rc<Vec<Extent>>| {
+                let ctx = self.ctx.clone();
+                let shard = self.shard;
+                monoio::spawn(async move { crate::sse::stream::read_extents(&ctx, shard, &ex, r).await })
+            };
+            let mut next = chunks.get(i).map(|c| spawn_read(c.sealed.clone(), extents.clone()));
+            while let Some(cur) = next.take() {
+                let sealed = match cur.await {
+                    Ok(d) => d,
+                    Err(tessera_io::IoError::Moved) if reloads < MAX_STREAM_RELOADS => {
+                        reloads += 1;
+                        extents = Rc::new(self.reload().await?);
+                        continue 'stream;
+                    }
+                    Err(e) => return Err(fail(e.to_string())),
+                };
+                next = chunks.get(i + 1).map(|c| spawn_read(c.sealed.clone(), extents.clone()));
+                let plain = d.open(&chunks[i], sealed).map_err(|e| fail(e.message))?;
+                i += 1;
+                conn.write_all(plain).await?;
+            }
+            break;
+        }
+        Ok(())
+    }
+
     /// The extents of the same version after compaction moved them.
     async fn reload(&self) -> Result<Vec<Extent>, ConnError> {
         let gone = || ConnError::Io(std::io::Error::other("the object changed while being sent"));

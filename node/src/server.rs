@@ -45,6 +45,8 @@ pub struct Shared {
     pub identities: Identities,
     pub buckets: Buckets,
     pub iam: IamStore,
+    /// The key service of SSE-S3 and SSE-KMS (see `sse::kms`).
+    pub kms: Arc<dyn crate::sse::kms::KeyService>,
     /// Counters and readiness (per-core slots, see `metrics`).
     pub metrics: NodeMetrics,
 }
@@ -288,6 +290,9 @@ pub fn run(config: Config) -> Result<(), String> {
     let identities = identity::load(&config.data_dirs[0], config.users_file.as_deref()).map_err(|e| e.to_string())?;
     let key_file = config.key_file.clone().unwrap_or_else(|| config.data_dirs[0].join(KEY_FILE));
     let node_keys = NodeKeys::load_or_create(&key_file)?;
+    let master = crate::sse::kms::load_master_key(&config.data_dirs[0])?;
+    let kms: Arc<dyn crate::sse::kms::KeyService> =
+        Arc::new(crate::sse::kms::LocalKms::open(&config.data_dirs[0], &master, &config.kms_keys)?);
     let threads = config.threads;
     let total = layout.total_shards();
     tracing::info!(
@@ -300,7 +305,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let buckets = Buckets::new(layout.meta_shards.clone());
     let iam = IamStore::new(node_keys, layout.meta_shards.clone());
     let metrics = NodeMetrics::new(threads, total as usize);
-    let shared = Arc::new(Shared { config, layout, identities, buckets, iam, metrics });
+    let shared = Arc::new(Shared { config, layout, identities, buckets, iam, kms, metrics });
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let drained = Arc::new(AtomicUsize::new(0));
     let owner: Vec<usize> = (0..total as usize).map(|s| s % threads).collect();

@@ -91,7 +91,7 @@ pub const SUBRESOURCES: &[&str] = &[
 /// object or bucket operation would be wrong (`DELETE /b?metadataTable`
 /// must not delete the bucket), so they get `NotImplemented`.
 const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
-    "policy", "lifecycle", "website", "notification", "replication", "encryption", "accelerate",
+    "policy", "lifecycle", "website", "notification", "replication", "accelerate",
     "requestPayment", "ownershipControls", "publicAccessBlock", "intelligent-tiering",
     "inventory", "metrics", "analytics", "restore", "select", "torrent", "policyStatus",
     "metadataConfiguration", "metadataInventoryTable", "metadataJournalTable", "metadataTable",
@@ -122,6 +122,9 @@ pub enum Op {
     GetBucketCors,
     PutBucketCors,
     DeleteBucketCors,
+    GetBucketEncryption,
+    PutBucketEncryption,
+    DeleteBucketEncryption,
     GetBucketLogging,
     PutBucketLogging,
     /// Browser form upload (`POST /bucket` with multipart/form-data).
@@ -197,6 +200,9 @@ impl Op {
             Op::GetBucketCors => "GetBucketCors",
             Op::PutBucketCors => "PutBucketCors",
             Op::DeleteBucketCors => "DeleteBucketCors",
+            Op::GetBucketEncryption => "GetBucketEncryption",
+            Op::PutBucketEncryption => "PutBucketEncryption",
+            Op::DeleteBucketEncryption => "DeleteBucketEncryption",
             Op::GetBucketLogging => "GetBucketLogging",
             Op::PutBucketLogging => "PutBucketLogging",
             Op::PostObject => "PostObject",
@@ -360,6 +366,9 @@ fn bucket_op(method: Method, q: &Query) -> S3Result<Op> {
         Method::Get if q.has("cors") => Op::GetBucketCors,
         Method::Put if q.has("cors") => Op::PutBucketCors,
         Method::Delete if q.has("cors") => Op::DeleteBucketCors,
+        Method::Get if q.has("encryption") => Op::GetBucketEncryption,
+        Method::Put if q.has("encryption") => Op::PutBucketEncryption,
+        Method::Delete if q.has("encryption") => Op::DeleteBucketEncryption,
         Method::Get if q.has("logging") => Op::GetBucketLogging,
         Method::Put if q.has("logging") => Op::PutBucketLogging,
         _ if ["versioning", "object-lock", "tagging", "cors", "logging"].iter().any(|s| q.has(s)) => {
@@ -527,6 +536,9 @@ mod tests {
             (Put, "/b", "cors", Some("b"), None, "PutBucketCors"),
             (Get, "/b", "cors", Some("b"), None, "GetBucketCors"),
             (Delete, "/b", "cors", Some("b"), None, "DeleteBucketCors"),
+            (Put, "/b", "encryption", Some("b"), None, "PutBucketEncryption"),
+            (Get, "/b", "encryption", Some("b"), None, "GetBucketEncryption"),
+            (Delete, "/b", "encryption", Some("b"), None, "DeleteBucketEncryption"),
             (Put, "/b", "logging", Some("b"), None, "PutBucketLogging"),
             (Get, "/b", "logging", Some("b"), None, "GetBucketLogging"),
             (Post, "/b", "", Some("b"), None, "PostObject"),

@@ -120,6 +120,8 @@ pub fn plan(op: &Op, h: &Headers, versioned: bool) -> Plan {
         Op::PostObject | Op::Options => {}
         Op::GetBucketCors => return now(&[b("s3:GetBucketCORS")]),
         Op::PutBucketCors | Op::DeleteBucketCors => return now(&[b("s3:PutBucketCORS")]),
+        Op::GetBucketEncryption => return now(&[b("s3:GetEncryptionConfiguration")]),
+        Op::PutBucketEncryption | Op::DeleteBucketEncryption => return now(&[b("s3:PutEncryptionConfiguration")]),
         Op::GetBucketLogging => return now(&[b("s3:GetBucketLogging")]),
         Op::PutBucketLogging => return now(&[b("s3:PutBucketLogging")]),
         Op::CopyObject => {

@@ -14,6 +14,8 @@ use super::Principal;
 
 /// `GET /admin/v1/info`.
 pub const ACTION_SERVER_INFO: &str = "admin:ServerInfo";
+/// List and create master keys of the built-in key service.
+pub const ACTION_KMS_KEYS: &str = "admin:KmsKeys";
 /// The resource every admin action is on (one node, one resource).
 pub const ADMIN_RESOURCE: &str = "arn:tessera:admin:::node";
 

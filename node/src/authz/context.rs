@@ -22,6 +22,7 @@ const HEADER_KEYS: &[&str] = &[
     "x-amz-metadata-directive",
     "x-amz-server-side-encryption",
     "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-server-side-encryption-customer-algorithm",
     "x-amz-storage-class",
     "x-amz-website-redirect-location",
     "x-amz-content-sha256",

@@ -70,6 +70,9 @@ pub async fn get(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Resu
     if obj.summary.delete_marker {
         return Ok(obj.delete_marker_response(req, sel));
     }
+    // An SSE-C object's attributes need its key, as its HEAD does.
+    let customer = crate::sse::customer_key(&req.head.headers, crate::sse::CUSTOMER)?;
+    crate::sse::open(&*ctx.shared.kms, obj.meta.sse.as_ref(), customer.as_ref())?;
     let (s, m) = (&obj.summary, &obj.meta);
     let mut w = XmlWriter::new().root("GetObjectAttributesResponse");
     if want.etag {

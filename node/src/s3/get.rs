@@ -117,6 +117,9 @@ fn object_headers(resp: &mut Response, b: &BucketInfo, s: &ObjectSummary, m: &Ob
     if s.legal_hold {
         resp.push_header("x-amz-object-lock-legal-hold", "ON");
     }
+    if let Some(info) = &m.sse {
+        crate::sse::push_headers(resp, info);
+    }
     if !m.tags.is_empty() {
         resp.push_header("x-amz-tagging-count", m.tags.len().to_string());
     }
@@ -228,6 +231,9 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
         return Ok(obj.delete_marker_response(req, sel));
     }
     crate::authz::check_object(req, b, crate::authz::ObjectFacts { acl: obj.meta.acl.as_ref(), tags: &obj.meta.tags })?;
+    crate::sse::refuse_write_headers_on_read(&req.head.headers)?;
+    let customer = crate::sse::customer_key(&req.head.headers, crate::sse::CUSTOMER)?;
+    let dk = crate::sse::open(&*ctx.shared.kms, obj.meta.sse.as_ref(), customer.as_ref())?;
     let LoadedObject { shard, body, summary, meta } = obj;
     let names = ["if-match", "if-unmodified-since", "if-none-match", "if-modified-since"];
     match evaluate(|n| req.header(n).map(str::to_string), &summary, names) {
@@ -304,6 +310,7 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
             body: tessera_io::Body::Inline(Vec::new()),
             range,
             source: None,
+            sse: None,
         });
         if req.head.method != Method::Head {
             resp.body = RespBody::Empty;
@@ -317,7 +324,8 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
         size: summary.size,
         md5: summary.md5,
     });
-    resp.body = RespBody::Object(ObjectStream { ctx: ctx.clone(), shard, body, range, source });
+    let sse = crate::sse::stream::decrypt_of(&meta, summary.size, dk)?.map(Rc::new);
+    resp.body = RespBody::Object(ObjectStream { ctx: ctx.clone(), shard, body, range, source, sse });
     Ok(resp)
 }
 

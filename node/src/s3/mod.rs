@@ -7,6 +7,7 @@ mod attributes;
 mod bucket;
 mod cors;
 mod delete;
+mod encryption;
 pub mod get;
 pub use get::read_version;
 mod list;
@@ -15,7 +16,7 @@ pub mod logging;
 mod multipart;
 mod policy;
 mod post;
-mod put;
+pub(crate) mod put;
 pub mod select;
 mod select_parquet;
 mod tagging;
@@ -48,6 +49,7 @@ pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response
     if req.routed.op == Op::Options {
         return cors::preflight(ctx, req);
     }
+    encryption::require_secure_transport(req)?;
     let op = req.routed.op.clone();
     // A missing bucket is NoSuchBucket for anyone, as S3 answers.
     let bucket = match op {
@@ -101,6 +103,9 @@ async fn run(ctx: &Rc<Ctx>, req: &mut Request<'_>, op: Op, b: &Arc<BucketInfo>) 
         Op::GetBucketCors => cors::get(b),
         Op::PutBucketCors => cors::put(ctx, req, b).await,
         Op::DeleteBucketCors => cors::delete(ctx, b).await,
+        Op::GetBucketEncryption => encryption::get(b),
+        Op::PutBucketEncryption => encryption::put(ctx, req, b).await,
+        Op::DeleteBucketEncryption => encryption::delete(ctx, b).await,
         Op::GetBucketLogging => logging::get(b),
         Op::PutBucketLogging => logging::put(ctx, req, b).await,
         Op::GetObjectTagging => tagging::get_object(ctx, req, b).await,

@@ -13,7 +13,8 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use tessera_proto::checksum::{self, ChecksumAlgo, Checksummer};
 
-use super::put::{copy_range, declared_algo, load_copy_source, meta_from_headers, store_body};
+use crate::sse::cipher::{DataKey, SegmentKey, SALT_BYTES};
+use super::put::{copy_through, declared_algo, load_copy_source, meta_from_headers, store_body};
 use super::versions::{self, NewVersion};
 use super::{io_error, lock, precheck, push_written_version, shard_of, tagging, unquote, write_cond};
 use crate::buckets::{BucketInfo, Versioning};
@@ -33,6 +34,9 @@ pub const MAX_PARTS: usize = crate::meta::MAX_PARTS;
 
 /// Random bytes in an upload id; the id is their lowercase hex.
 const UPLOAD_ID_BYTES: usize = 24;
+
+/// Largest upload record (it is an index summary: `tessera_io`'s 4 KiB).
+const MAX_UPLOAD_RECORD_BYTES: usize = 4096;
 
 fn new_upload_id() -> S3Result<String> {
     let mut raw = [0u8; UPLOAD_ID_BYTES];
@@ -132,6 +136,9 @@ pub async fn create(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3R
     let acl = super::acl::for_new_object(ctx, req, b)?;
     let lock = lock::from_headers(req, b)?;
     let (algo, ctype) = checksum_request(req)?;
+    // The upload's data key is made now; each part gets its own key from it.
+    let sealing = crate::sse::start(&*ctx.shared.kms, crate::sse::wanted(&req.head.headers)?, b)?;
+    meta.sse = sealing.map(|s| s.info.clone());
     let key = req.key().to_string();
     let id = new_upload_id()?;
     let owner = acl.as_ref().map_or_else(|| b.owner_id.clone(), |a| a.owner_id.clone());
@@ -140,6 +147,11 @@ pub async fn create(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3R
     info.checksum_type = ctype;
     info.retention = lock.retention;
     info.legal_hold = lock.legal_hold;
+    // The upload record lives in its index entry: with the encryption
+    // section it must still fit (checked here, never a 500 at commit).
+    if info.encode().len() > MAX_UPLOAD_RECORD_BYTES {
+        return Err(S3Error::with_message(S3ErrorCode::MetadataTooLarge, "Your metadata headers and encryption context exceed the maximum allowed size."));
+    }
     let shard = shard_of(ctx, &b.name, &key);
     let m = Mutation::Put {
         table: T_UPLOADS,
@@ -156,6 +168,9 @@ pub async fn create(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3R
     if let (Some(a), Some(t)) = (algo, ctype) {
         resp.push_header("x-amz-checksum-algorithm", a.name());
         resp.push_header("x-amz-checksum-type", t.as_str());
+    }
+    if let Some(info) = &info.meta.sse {
+        crate::sse::push_headers(&mut resp, info);
     }
     Ok(resp)
 }
@@ -176,10 +191,16 @@ pub async fn upload_part(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, p
             )));
         }
     }
-    let stored = store_body(ctx, req, shard, true, upload.checksum_algo).await?;
+    let (dk, seg) = sealing_part_key(ctx, req, &upload, part)?;
+    let salt = seg.as_ref().map(|s| s.0);
+    let stored = match seg {
+        Some((_, k)) => crate::sse::stream::store_sealed(ctx, req, shard, true, upload.checksum_algo, k).await?,
+        None => store_body(ctx, req, shard, true, upload.checksum_algo).await?,
+    };
     let sum = stored.checksum();
     let raw = sum.as_ref().and_then(|(a, v)| checksum::decode_value(*a, v).map(|r| (*a, r)));
-    let summary = PartSummary { size: stored.size, mtime_ms: now_unix_ms(), md5: stored.sums.md5, checksum: raw };
+    let md5 = part_md5(&upload, dk.as_ref(), stored.sums.md5);
+    let summary = PartSummary { size: stored.size, mtime_ms: now_unix_ms(), md5, checksum: raw, salt };
     let m = Mutation::Put {
         table: T_PARTS,
         key: part_key(b.id, &key, id, part),
@@ -192,7 +213,36 @@ pub async fn upload_part(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, p
     if let Some((a, v)) = &sum {
         resp.push_header(a.header_name(), v.clone());
     }
+    if let Some(info) = &upload.meta.sse {
+        crate::sse::push_headers(&mut resp, info);
+    }
     Ok(resp)
+}
+
+/// The data key of an encrypted upload (the SSE-C key checked: a part
+/// needs the upload's key) and a new key for `part` with its salt.
+#[allow(clippy::type_complexity)]
+fn sealing_part_key(
+    ctx: &Ctx,
+    req: &Request<'_>,
+    upload: &UploadInfo,
+    part: u32,
+) -> S3Result<(Option<DataKey>, Option<([u8; SALT_BYTES], SegmentKey)>)> {
+    let customer = crate::sse::customer_key(&req.head.headers, crate::sse::CUSTOMER)?;
+    let Some(dk) = crate::sse::open(&*ctx.shared.kms, upload.meta.sse.as_ref(), customer.as_ref())? else {
+        return Ok((None, None));
+    };
+    let salt = crate::sse::cipher::random_salt().map_err(|e| super::internal(e.to_string()))?;
+    let k = SegmentKey::derive(&dk, &salt, part);
+    Ok((Some(dk), Some((salt, k))))
+}
+
+/// A part's ETag MD5: hidden as the object's is for SSE-C and SSE-KMS.
+fn part_md5(upload: &UploadInfo, dk: Option<&DataKey>, md5: [u8; 16]) -> [u8; 16] {
+    match (&upload.meta.sse, dk) {
+        (Some(info), Some(dk)) => info.etag_md5(dk, md5),
+        _ => md5,
+    }
 }
 
 /// Commits a part while holding its upload's lock, so the part lands only
@@ -224,18 +274,25 @@ pub async fn upload_part_copy(
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
     let upload = load_upload(ctx, shard, b.id, &key, id).await?;
+    let src_customer = crate::sse::customer_key(&req.head.headers, crate::sse::COPY_SOURCE_CUSTOMER)?;
+    let (dk, seg) = sealing_part_key(ctx, req, &upload, part)?;
     let (_, _, sel, src) = load_copy_source(ctx, req).await?;
+    let src_dk = crate::sse::open(&*ctx.shared.kms, src.meta.sse.as_ref(), src_customer.as_ref())?;
     let range = match req.header("x-amz-copy-source-range") {
         None => 0..src.summary.size,
         Some(v) => parse_copy_range(v, src.summary.size)?,
     };
     let algo = upload.checksum_algo;
-    let copied = copy_range(ctx, src.shard, src.body, range.clone(), shard, true, algo).await?;
+    let decrypt = crate::sse::stream::decrypt_of(&src.meta, src.summary.size, src_dk)?;
+    let salt = seg.as_ref().map(|s| s.0);
+    let copied =
+        copy_through(ctx, src.shard, src.body, decrypt, range.clone(), shard, true, algo, seg.map(|s| s.1)).await?;
+    let md5 = part_md5(&upload, dk.as_ref(), copied.md5);
     let raw = match (algo, &copied.checksum) {
         (Some(a), Some(v)) => checksum::decode_value(a, v).map(|r| (a, r)),
         _ => None,
     };
-    let summary = PartSummary { size: range.end - range.start, mtime_ms: now_unix_ms(), md5: copied.md5, checksum: raw };
+    let summary = PartSummary { size: range.end - range.start, mtime_ms: now_unix_ms(), md5, checksum: raw, salt };
     let m = Mutation::Put {
         table: T_PARTS,
         key: part_key(b.id, &key, id, part),
@@ -251,6 +308,9 @@ pub async fn upload_part_copy(
     }
     w.close("CopyPartResult");
     let mut resp = Response::xml(200, w.finish());
+    if let Some(info) = &upload.meta.sse {
+        crate::sse::push_headers(&mut resp, info);
+    }
     if sel.is_some() || !src.summary.null_version {
         resp.push_header("x-amz-copy-source-version-id", src.summary.version_id());
     }
@@ -333,6 +393,7 @@ struct Completed {
     summary: ObjectSummary,
     checksum: Option<(String, String)>,
     checksum_type: Option<ChecksumType>,
+    sse: Option<crate::sse::SseInfo>,
 }
 
 impl Completed {
@@ -341,6 +402,7 @@ impl Completed {
             etag: summary.etag(),
             checksum: meta.checksum.clone(),
             checksum_type: meta.checksum.as_ref().map(|_| meta.effective_checksum_type()),
+            sse: meta.sse.clone(),
             summary,
         }
     }
@@ -373,6 +435,13 @@ pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: 
         return Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "too many parts"));
     }
     precheck(ctx, shard, &okey, cond.as_ref()).await?;
+    // An SSE-C upload completes only with its key (as every part needed it).
+    if let Ok(upload) = load_upload(ctx, shard, b.id, &key, id).await {
+        if matches!(upload.meta.sse.as_ref().map(|i| &i.mode), Some(crate::sse::SseMode::Customer { .. })) {
+            let customer = crate::sse::customer_key(&req.head.headers, crate::sse::CUSTOMER)?;
+            crate::sse::open(&*ctx.shared.kms, upload.meta.sse.as_ref(), customer.as_ref())?;
+        }
+    }
     let _gate = b.enter_write()?;
     let target = Target {
         bucket: b.id,
@@ -469,6 +538,7 @@ async fn assemble(
     let mut size = 0u64;
     let mut part_sizes = Vec::with_capacity(wanted.len());
     let mut part_sums: Vec<Vec<u8>> = Vec::new();
+    let mut segments = Vec::new();
     for (i, w) in wanted.iter().enumerate() {
         let Ok(pos) = have.binary_search_by_key(&w.part_number, |p| p.0) else {
             return Err(S3Error::new(S3ErrorCode::InvalidPart));
@@ -499,11 +569,19 @@ async fn assemble(
             Body::Inline(d) if d.is_empty() => {}
             Body::Inline(_) => return Err(super::internal("inline part body")),
         }
+        match (&upload.meta.sse, ps.salt) {
+            (Some(_), Some(salt)) => segments.push((w.part_number, salt)),
+            (None, None) => {}
+            _ => return Err(super::internal("part encryption does not match its upload's")),
+        }
         md5s.update(ps.md5);
         size += ps.size;
         part_sizes.push(ps.size);
     }
     let mut meta = upload.meta;
+    if let Some(info) = meta.sse.as_mut() {
+        info.segments = segments;
+    }
     if let (Some(algo), Some(ctype)) = (upload.checksum_algo, upload.checksum_type) {
         let value = object_checksum(algo, ctype, &part_sums, &part_sizes)?;
         meta.checksum = Some((algo.header_name().to_string(), value));
@@ -558,6 +636,9 @@ fn complete_result(bucket: &str, key: &str, done: &Completed) -> Response {
     w.close("CompleteMultipartUploadResult");
     let mut resp = Response::xml(200, w.finish());
     push_written_version(&mut resp, &done.summary);
+    if let Some(info) = &done.sse {
+        crate::sse::push_headers(&mut resp, info);
+    }
     resp
 }
 

@@ -180,8 +180,21 @@ const URL_SET: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// Form fields that become object headers.
-const HEADER_FIELDS: &[&str] =
-    &["content-type", "cache-control", "content-disposition", "content-encoding", "content-language", "expires"];
+const HEADER_FIELDS: &[&str] = &[
+    "content-type",
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "expires",
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-server-side-encryption-context",
+    "x-amz-server-side-encryption-bucket-key-enabled",
+    "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-server-side-encryption-customer-key",
+    "x-amz-server-side-encryption-customer-key-md5",
+];
 
 /// POST Object on bucket `b` (it exists). The requester is the form's
 /// signer (or the request's own, for a signed or anonymous POST), and is
@@ -268,10 +281,19 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     let redirect = field("success_action_redirect").or_else(|| field("redirect")).filter(|r| !r.is_empty());
 
     let checksum = checksum_field(&fields)?;
+    super::encryption::require_secure_transport_for(&headers, req.conn.peer)?;
+    let mut sealing = crate::sse::start(&*ctx.shared.kms, crate::sse::wanted(&headers)?, &b)?;
     let shard = shard_of(ctx, &b.name, &key);
     let mut src =
         FileSource { form: &mut form, req, pending: 0..0, done: false, md5: Md5::new(), size: 0, max: max_size };
-    let stored = store_from(ctx, &mut src, shard, false, checksum.as_ref().map(|(a, _)| *a)).await?;
+    let also = checksum.as_ref().map(|(a, _)| *a);
+    let stored = match sealing.as_mut() {
+        Some(s) => {
+            let seg = s.new_segment(1)?;
+            crate::sse::stream::store_sealed(ctx, &mut src, shard, false, also, seg).await?
+        }
+        None => store_from(ctx, &mut src, shard, false, also).await?,
+    };
     if let Some((algo, want)) = &checksum {
         let got = stored.computed.as_ref().map(|(_, v)| v.as_str());
         if got != Some(want.as_str()) {
@@ -289,7 +311,9 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     }
     drain_tail(&mut form, req).await;
 
-    let summary = ObjectSummary::new(stored.size, now_unix_ms(), stored.sums.md5, 0, VersionId::from_parts(0, [0; 8]), true);
+    let md5 = sealing.as_ref().map_or(stored.sums.md5, |s| s.info.etag_md5(&s.dk, stored.sums.md5));
+    meta.sse = sealing.map(|s| s.info.clone());
+    let summary = ObjectSummary::new(stored.size, now_unix_ms(), md5, 0, VersionId::from_parts(0, [0; 8]), true);
     let new = NewVersion { summary, meta: meta.encode(), body: stored.body };
     let _gate = b.enter_write()?;
     let summary = write_version(ctx, &b, shard, &key, new, None).await?;

@@ -235,12 +235,19 @@ pub async fn put_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     meta.tags = tagging::from_header(req)?;
     meta.acl = super::acl::for_new_object(ctx, req, b)?;
     let lock = lock::from_headers(req, b)?;
+    let mut sealing = crate::sse::start(&*ctx.shared.kms, crate::sse::wanted(&req.head.headers)?, b)?;
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
     let okey = object_key(b.id, &key);
     let cond = write_cond(req)?;
     precheck(ctx, shard, &okey, cond.as_ref()).await?;
-    let stored = store_body(ctx, req, shard, false, None).await?;
+    let stored = match sealing.as_mut() {
+        Some(s) => {
+            let seg = s.new_segment(1)?;
+            crate::sse::stream::store_sealed(ctx, req, shard, false, None, seg).await?
+        }
+        None => store_body(ctx, req, shard, false, None).await?,
+    };
     if lock.explicit {
         require_integrity_check(req)?;
     }
@@ -248,13 +255,18 @@ pub async fn put_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     if meta.checksum.is_some() {
         meta.checksum_type = Some(ChecksumType::FullObject);
     }
-    let mut summary = ObjectSummary::new(stored.size, now_unix_ms(), stored.sums.md5, 0, VersionId::from_parts(0, [0; 8]), true);
+    let md5 = sealing.as_ref().map_or(stored.sums.md5, |s| s.info.etag_md5(&s.dk, stored.sums.md5));
+    meta.sse = sealing.map(|s| s.info.clone());
+    let mut summary = ObjectSummary::new(stored.size, now_unix_ms(), md5, 0, VersionId::from_parts(0, [0; 8]), true);
     lock.apply(&mut summary, b);
     let new = NewVersion { summary, meta: meta.encode(), body: stored.body };
     let _gate = b.enter_write()?;
     let summary = write_version(ctx, b, shard, &key, new, cond).await?;
     let mut resp = Response::new(200).header("ETag", summary.etag());
     push_written_version(&mut resp, &summary);
+    if let Some(info) = &meta.sse {
+        crate::sse::push_headers(&mut resp, info);
+    }
     if let Some((name, value)) = &meta.checksum {
         resp.push_header(name.clone(), value.clone());
         resp.push_header("x-amz-checksum-type", ChecksumType::FullObject.as_str());
@@ -333,14 +345,17 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     let replace_tags = directive(req, "x-amz-tagging-directive")?;
     let lock = lock::from_headers(req, b)?;
     let acl = super::acl::for_new_object(ctx, req, b)?;
+    let wanted = crate::sse::wanted(&req.head.headers)?;
+    let src_customer = crate::sse::customer_key(&req.head.headers, crate::sse::COPY_SOURCE_CUSTOMER)?;
     let (sb, sk, sel, src) = load_copy_source(ctx, req).await?;
+    let src_dk = crate::sse::open(&*ctx.shared.kms, src.meta.sse.as_ref(), src_customer.as_ref())?;
     let key = req.key().to_string();
     let changes_something = replace_meta
         || replace_tags
         || lock.explicit
         || req.header("x-amz-storage-class").is_some()
         || req.header("x-amz-website-redirect-location").is_some()
-        || req.header("x-amz-server-side-encryption").is_some();
+        || !matches!(wanted, crate::sse::Wanted::Default);
     if sb == b.name && sk == key && !changes_something && copies_current_onto_itself(ctx, b, &key, sel).await? {
         return Err(S3Error::with_message(
             S3ErrorCode::InvalidRequest,
@@ -365,21 +380,26 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     // the algorithm wanted; otherwise the copy computes it.
     let src_algo = src.meta.checksum.as_ref().and_then(|(n, _)| ChecksumAlgo::from_header_name(n));
     let full_object = src.meta.effective_checksum_type() == ChecksumType::FullObject;
-    let wanted = match req.header("x-amz-checksum-algorithm") {
+    let wanted_algo = match req.header("x-amz-checksum-algorithm") {
         None => src_algo,
         Some(v) => Some(ChecksumAlgo::from_algorithm_name(v).ok_or_else(|| {
             S3Error::with_message(S3ErrorCode::InvalidRequest, "Checksum algorithm provided is unsupported.")
         })?),
     };
-    let compute = wanted.filter(|w| !(Some(*w) == src_algo && full_object));
-    let copied = copy_range(ctx, src.shard, src.body, 0..size, dst_shard, false, compute).await?;
+    let compute = wanted_algo.filter(|w| !(Some(*w) == src_algo && full_object));
+    let decrypt = crate::sse::stream::decrypt_of(&src.meta, size, src_dk)?;
+    let mut sealing = crate::sse::start(&*ctx.shared.kms, wanted, b)?;
+    let seg = sealing.as_mut().map(|s| s.new_segment(1)).transpose()?;
+    let copied = copy_through(ctx, src.shard, src.body, decrypt, 0..size, dst_shard, false, compute, seg).await?;
+    let md5 = sealing.as_ref().map_or(copied.md5, |s| s.info.etag_md5(&s.dk, copied.md5));
+    meta.sse = sealing.map(|s| s.info.clone());
     if let (Some(a), Some(v)) = (compute, &copied.checksum) {
         meta.checksum = Some((a.header_name().to_string(), v.clone()));
     }
     if meta.checksum.is_some() {
         meta.checksum_type = Some(ChecksumType::FullObject);
     }
-    let mut summary = ObjectSummary::new(size, now_unix_ms(), copied.md5, 0, VersionId::from_parts(0, [0; 8]), true);
+    let mut summary = ObjectSummary::new(size, now_unix_ms(), md5, 0, VersionId::from_parts(0, [0; 8]), true);
     lock.apply(&mut summary, b);
     let new = NewVersion { summary, meta: meta.encode(), body: copied.body };
     let _gate = b.enter_write()?;
@@ -394,6 +414,9 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     w.close("CopyObjectResult");
     let mut resp = Response::xml(200, w.finish());
     push_written_version(&mut resp, &summary);
+    if let Some(info) = &meta.sse {
+        crate::sse::push_headers(&mut resp, info);
+    }
     if sel.is_some() || !src.summary.null_version {
         resp.push_header("x-amz-copy-source-version-id", src.summary.version_id());
     }
@@ -406,6 +429,33 @@ pub(super) struct Copied {
     pub body: Body,
     pub md5: [u8; 16],
     pub checksum: Option<String>,
+}
+
+/// Copies plaintext `range` of a stored object into `dst`: through
+/// `copy_range` when neither side is encrypted, else opened with `decrypt`
+/// (a sealed source) and sealed under `seal` (an encrypted destination).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn copy_through(
+    ctx: &Rc<Ctx>,
+    src: u32,
+    body: Body,
+    decrypt: Option<crate::sse::stream::Decrypt>,
+    range: std::ops::Range<u64>,
+    dst: u32,
+    force_extents: bool,
+    algo: Option<ChecksumAlgo>,
+    seal: Option<crate::sse::cipher::SegmentKey>,
+) -> S3Result<Copied> {
+    if decrypt.is_none() && seal.is_none() {
+        return copy_range(ctx, src, body, range, dst, force_extents, algo).await;
+    }
+    let mut reader = crate::sse::stream::PlainReader::new(ctx, src, body, decrypt, range);
+    let stored = match seal {
+        Some(k) => crate::sse::stream::store_sealed(ctx, &mut reader, dst, force_extents, algo, k).await?,
+        None => store_from(ctx, &mut reader, dst, force_extents, algo).await?,
+    };
+    let checksum = stored.checksum().map(|(_, v)| v);
+    Ok(Copied { body: stored.body, md5: stored.sums.md5, checksum })
 }
 
 /// Copies `range` of a stored body into `dst`: inline when small (unless

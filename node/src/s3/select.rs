@@ -134,6 +134,14 @@ pub async fn select_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo)
     } else {
         crate::authz::check_object(req, b, crate::authz::ObjectFacts { acl: obj.meta.acl.as_ref(), tags: &obj.meta.tags })?;
     }
+    if obj.meta.sse.is_some() {
+        // The scan reads stored bytes directly; it does not open sealed
+        // packages yet, and must never scan ciphertext.
+        return Err(tessera_proto::S3Error::with_message(
+            tessera_proto::S3ErrorCode::NotImplemented,
+            "SelectObjectContent on an encrypted object is not supported yet",
+        ));
+    }
     let params = match parse_request(&root) {
         Ok(p) => p,
         Err(e) => return Ok(error_response(req, &e)),
