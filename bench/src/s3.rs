@@ -3,7 +3,7 @@
 //! the ListObjectsV2 answer.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use tessera_proto::sigv4::{sign_request, UNSIGNED_PAYLOAD};
+use tessera_proto::sigv4::{presign_query, sign_request, UNSIGNED_PAYLOAD};
 use tessera_proto::time::format_amz_date;
 use tessera_proto::Headers;
 
@@ -109,6 +109,59 @@ impl Signer {
         }
         out.extend_from_slice(b"\r\n");
     }
+}
+
+impl Signer {
+    /// The query of a presigned URL for `method path` (only `host` signed).
+    pub fn presign(&self, method: &str, path: &str, unix_secs: i64, expires_secs: i64) -> String {
+        let mut headers = Headers::new();
+        headers.push("host", &self.host);
+        presign_query(method, path, "", &headers, &self.access_key, &self.secret_key, &self.region, unix_secs, expires_secs)
+    }
+
+    /// A whole request head for a presigned URL, as a browser or `wrk` sends it.
+    pub fn write_presigned_head(&self, out: &mut Vec<u8>, method: &str, path: &str, unix_secs: i64, expires_secs: i64) {
+        let query = self.presign(method, path, unix_secs, expires_secs);
+        out.extend_from_slice(method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(path.as_bytes());
+        out.push(b'?');
+        out.extend_from_slice(query.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        push_header(out, "host", &self.host);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// A query parameter value, percent-encoded as S3 expects.
+pub fn query_value(v: &str) -> String {
+    utf8_percent_encode(v, QUERY_VALUE).to_string()
+}
+
+/// The UploadId of a CreateMultipartUpload answer.
+pub fn parse_upload_id(body: &[u8]) -> Result<String, String> {
+    let root = tessera_proto::xml::parse(body).map_err(|_| "CreateMultipartUpload: malformed XML".to_string())?;
+    root.child_text("UploadId")
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| "CreateMultipartUpload: no UploadId".to_string())
+}
+
+/// CompleteMultipartUpload's body for parts 1..=n with these ETags.
+pub fn complete_multipart_body(etags: &[String]) -> String {
+    let mut x = String::from("<CompleteMultipartUpload>");
+    for (i, etag) in etags.iter().enumerate() {
+        let etag = etag.replace('&', "&amp;").replace('<', "&lt;");
+        x.push_str(&format!("<Part><PartNumber>{}</PartNumber><ETag>{etag}</ETag></Part>", i + 1));
+    }
+    x.push_str("</CompleteMultipartUpload>");
+    x
+}
+
+/// The `Code` of an S3 XML error body.
+pub fn error_code(body: &[u8]) -> Option<String> {
+    let root = tessera_proto::xml::parse(body).ok()?;
+    (root.name == "Error").then(|| root.child_text("Code").map(str::to_string)).flatten()
 }
 
 fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
@@ -285,6 +338,33 @@ mod tests {
         ] {
             assert!(parse_list_page(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn multipart_bodies() {
+        let init = b"<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>u+1/2</UploadId></InitiateMultipartUploadResult>";
+        assert_eq!(parse_upload_id(init), Ok("u+1/2".to_string()));
+        assert_eq!(query_value("u+1/2"), "u%2B1%2F2");
+        assert!(parse_upload_id(b"<InitiateMultipartUploadResult/>").is_err());
+        assert!(parse_upload_id(b"<Error><Code>NoSuchBucket</Code></Error>").is_err());
+        assert_eq!(
+            complete_multipart_body(&["\"a\"".into(), "\"b\"".into()]),
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\"a\"</ETag></Part>\
+             <Part><PartNumber>2</PartNumber><ETag>\"b\"</ETag></Part></CompleteMultipartUpload>"
+        );
+        assert_eq!(error_code(b"<Error><Code>SlowDown</Code></Error>"), Some("SlowDown".into()));
+        assert_eq!(error_code(b"<CompleteMultipartUploadResult/>"), None);
+        assert_eq!(error_code(b""), None);
+    }
+
+    #[test]
+    fn presigned_heads() {
+        let s = Signer { access_key: "AK".into(), secret_key: "sk".into(), region: "us-east-1".into(), host: "h:1".into() };
+        let mut out = Vec::new();
+        s.write_presigned_head(&mut out, "GET", "/b/k", 1_369_353_600, 3600);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("GET /b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature="), "{text}");
+        assert!(text.ends_with(" HTTP/1.1\r\nhost: h:1\r\n\r\n"), "{text}");
     }
 
     #[test]
