@@ -81,6 +81,15 @@ pub enum Workload {
     Plot(PlotArgs),
     /// Put two or more JSON result files side by side, with ratios to the first.
     Compare(CompareArgs),
+    /// MD5 and SHA-256 MB/s on one core, with the node's crates (md-5, ring).
+    Hash(HashArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HashArgs {
+    /// Time per figure.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub duration: Duration,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -137,7 +137,7 @@ mod tests {
         std::fs::write(&a, result(1.0, 1).to_string()).unwrap();
         std::fs::write(&b, "{\"tool\": \"other\"}").unwrap();
         assert!(compare_files(&[a.clone(), b.clone()]).is_err());
-        assert!(compare_files(&[a.clone()]).is_err());
+        assert!(compare_files(std::slice::from_ref(&a)).is_err());
         assert!(compare_files(&[a.clone(), dir.join("missing.json")]).is_err());
         std::fs::write(&b, result(2.0, 1).to_string()).unwrap();
         assert!(compare_files(&[a, b]).unwrap().contains("2.00"));

@@ -11,6 +11,7 @@ mod cli;
 mod client;
 mod compare;
 mod dist;
+mod hashrate;
 mod http;
 mod monitor;
 mod plot;
@@ -38,6 +39,10 @@ fn main() -> ExitCode {
     let offline = match &cli.workload {
         Workload::Plot(a) => Some(plot::plot_file(&a.result, &a.output)),
         Workload::Compare(a) => Some(compare::compare_files(&a.results).map(|t| print!("{t}"))),
+        Workload::Hash(a) => {
+            print!("{}", hashrate::measure(a.duration));
+            Some(Ok(()))
+        }
         Workload::Presign(a) => Some(run::presign(&cli, a).map(|url| println!("{url}"))),
         _ => None,
     };

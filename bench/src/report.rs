@@ -85,6 +85,15 @@ impl Report {
                 p.max
             );
         }
+        let misses: Vec<String> = self
+            .kinds
+            .iter()
+            .filter(|k| self.stats.ops[k.index()].misses > 0)
+            .map(|k| format!("{} {}", k.name(), self.stats.ops[k.index()].misses))
+            .collect();
+        if !misses.is_empty() {
+            let _ = writeln!(t, "misses:  {} (404 on keys deleted earlier in the run; counted in ok)", misses.join(", "));
+        }
         let mut by_kind = Vec::new();
         for kind in &self.kinds {
             for (e, n) in &self.stats.ops[kind.index()].errors {
@@ -178,6 +187,7 @@ fn op_json(s: &OpStats, elapsed: Duration) -> Value {
     let errors: Map<String, Value> = s.errors.iter().map(|(k, n)| (k.to_string(), json!(n))).collect();
     json!({
         "ok": s.ok,
+        "misses": s.misses,
         "errors": errors,
         "errors_total": s.error_count(),
         "bytes": s.bytes,

@@ -98,7 +98,7 @@ pub async fn run(cli: Cli, threads: usize, command: String) -> Result<Report, St
         }
         Workload::Fill(a) => fill(&pool, &shared, a).await?,
         Workload::List(a) => list(&shared, a).await?,
-        Workload::Presign(_) | Workload::Plot(_) | Workload::Compare(_) => return Err("not a workload".into()),
+        Workload::Presign(_) | Workload::Plot(_) | Workload::Compare(_) | Workload::Hash(_) => return Err("not a workload".into()),
     };
     report.command = command;
     report.endpoint = cli.endpoint.clone();

@@ -86,6 +86,9 @@ impl OpKind {
 #[derive(Clone)]
 pub struct OpStats {
     pub ok: u64,
+    /// Of `ok`: GETs and HEADs answered 404 in a mix that deletes (a key
+    /// deleted earlier in the run is an expected answer there, not an error).
+    pub misses: u64,
     /// Payload bytes moved by successful requests (sent for PUT, received for GET
     /// and list).
     pub bytes: u64,
@@ -106,7 +109,7 @@ impl OpStats {
     pub fn new() -> Self {
         // Three significant digits over 1 µs .. 1 h; the bounds are constants, valid.
         let latency_us = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("constant histogram bounds");
-        OpStats { ok: 0, bytes: 0, errors: BTreeMap::new(), latency_us }
+        OpStats { ok: 0, misses: 0, bytes: 0, errors: BTreeMap::new(), latency_us }
     }
 
     pub fn record_ok(&mut self, latency_us: u64, bytes: u64) {
@@ -130,6 +133,7 @@ impl OpStats {
 
     pub fn merge(&mut self, other: &OpStats) {
         self.ok += other.ok;
+        self.misses += other.misses;
         self.bytes += other.bytes;
         for (k, n) in &other.errors {
             *self.errors.entry(k.clone()).or_insert(0) += n;

@@ -79,6 +79,7 @@ pub async fn run_timed(pool: &Pool, shared: Arc<Shared>, plan: TimedPlan, payloa
     let barrier = Arc::new(Barrier::new(plan.concurrency + 1));
     let tickets = Arc::new(Tickets::new(plan.max_requests));
     let sequence = Arc::new(AtomicU64::new(0));
+    let misses_expected = plan.mix.has(OpKind::Delete);
     let mut workers = Vec::with_capacity(plan.concurrency);
     for worker in 0..plan.concurrency {
         let (shared, plan, payload) = (shared.clone(), plan.clone(), payload.clone());
@@ -107,6 +108,13 @@ pub async fn run_timed(pool: &Pool, shared: Arc<Shared>, plan: TimedPlan, payloa
                     OpKind::Stat => client.stat_object(&plan.bucket, &key, size).await,
                     OpKind::Multipart => client.multipart_upload(&plan.bucket, &key, body, plan.part_bytes).await,
                     OpKind::List => unreachable!("a mix never holds list"),
+                };
+                let missed = matches!(&result, Err(f) if f.kind == ErrorKind::Status(404));
+                let result = if missed && misses_expected && matches!(op, OpKind::Get | OpKind::Stat) {
+                    stats.op(op).misses += 1;
+                    Ok(0)
+                } else {
+                    result
                 };
                 shared.account(slot, &mut stats, op, &key, started, result);
             }
