@@ -102,10 +102,11 @@ fio_row() { # fio_row LABEL FIGURE-EXPR fio-args...
 }
 if have fio; then
   log "== disk (fio on $WORK)"
-  BW='f"{d[\"jobs\"][0][\"%s\"][\"bw_bytes\"]/1e6:.0f} MB/s"'
+  BW="f\"{d['jobs'][0]['%s']['bw_bytes']/1e6:.0f} MB/s\""
   fio_row "disk: 1 MiB sequential write, qd16" "$(printf "$BW" write)" --rw=write --bs=1M --iodepth=16 --size="$FIO_SIZE" --filename=seq
   fio_row "disk: 1 MiB sequential read, qd16" "$(printf "$BW" read)" --rw=read --bs=1M --iodepth=16 --size="$FIO_SIZE" --filename=seq
-  SYNC='f"{sum(j[\"sync\"][\"total_ios\"] for j in d[\"jobs\"])/d[\"jobs\"][0][\"job_runtime\"]*1000:.0f} fdatasyncs/s, p99 {d[\"jobs\"][0][\"sync\"][\"lat_ns\"][\"percentile\"][\"99.000000\"]/1e3:.0f} µs"'
+  # With --fdatasync=1 every write is followed by its fdatasync: writes/s = syncs/s.
+  SYNC="f\"{sum(j['write']['iops'] for j in d['jobs']):.0f} write+fdatasync/s, fdatasync p99 {d['jobs'][0]['sync']['lat_ns']['percentile']['99.000000']/1e3:.0f} µs\""
   fio_row "disk: 4 KiB write + fdatasync, qd1" "$SYNC" --rw=write --bs=4k --iodepth=1 --fdatasync=1 --size=256M --filename=sync1
   fio_row "disk: 4 KiB write + fdatasync, 8 jobs" "$SYNC" --rw=write --bs=4k --iodepth=1 --fdatasync=1 --size=64M --numjobs=8 --group_reporting
   rm -f "$WORK"/seq "$WORK"/sync1 "$WORK"/ceiling.*
@@ -121,7 +122,7 @@ if have iperf3; then
   sleep 0.5
   cmd=(iperf3 -c 127.0.0.1 -p "$IPERF_PORT" -t "$SECS" -J)
   run "${cmd[@]}" >"$WORK/iperf.json"
-  row "network: TCP over loopback, 1 stream" "$(json "$WORK/iperf.json" 'f"{d[\"end\"][\"sum_received\"][\"bits_per_second\"]/8e6:.0f} MB/s"')" "${cmd[*]}"
+  row "network: TCP over loopback, 1 stream" "$(json "$WORK/iperf.json" "f\"{d['end']['sum_received']['bits_per_second']/8e6:.0f} MB/s\"")" "${cmd[*]}"
 else
   skip "network" iperf3
 fi
@@ -184,8 +185,8 @@ log "== hashing"
 if [ -x "$BENCH" ]; then
   cmd=("$BENCH" hash --duration 2s)
   log "\$ ${cmd[*]}"
-  while read -r name krate size rate; do
-    row "hash: $name ($krate, as the node), $size messages, 1 core" "$rate MB/s" "${cmd[*]}"
+  while read -r name krate size unit rate; do
+    row "hash: $name ($krate, as the node), $size $unit messages, 1 core" "$rate MB/s" "${cmd[*]}"
   done < <("${cmd[@]}" | tail -n +2)
 fi
 if have openssl; then
@@ -216,15 +217,15 @@ if [ "$TESSERA" = 1 ]; then
     local cmd=("$BENCH" --endpoint "$EP" --progress 0s "$@")
     run "${cmd[@]}" --json "$WORK/r.json" >/dev/null || log "  (some requests failed)"
     local figs
-    figs=$(json "$WORK/r.json" '" | ".join([f"{o[\"req_per_s\"]:.0f} | {o[\"mb_per_s\"]:.1f} | {o[\"latency_us\"][\"p50\"]} | {o[\"latency_us\"][\"p99\"]} | {o[\"errors_total\"]}" for o in d["ops"].values()])')
+    figs=$(json "$WORK/r.json" "' | '.join([f\"{o['req_per_s']:.0f} | {o['mb_per_s']:.1f} | {o['latency_us']['p50']} | {o['latency_us']['p99']} | {o['errors_total']}\" for o in d['ops'].values()])")
     trow "$label" "$figs" "${cmd[*]}"
     log "  => $figs"
   }
   for c in $CONNS; do
     bench "PUT 4 KiB, $c conns" put --bucket ceil --size 4KiB --objects 10000 --concurrency "$c" --duration "${SECS}s"
-    bench "GET 4 KiB, $c conns" get --bucket ceil --size 4KiB --objects 10000 --concurrency "$c" --duration "${SECS}s" --skip-prefill
+    bench "GET 4 KiB, $c conns" get --bucket ceil --size 4KiB --objects 10000 --concurrency "$c" --duration "${SECS}s"
     bench "PUT 1 MiB, $c conns" put --bucket ceil --size 1MiB --objects 200 --prefix big/ --concurrency "$c" --duration "${SECS}s"
-    bench "GET 1 MiB, $c conns" get --bucket ceil --size 1MiB --objects 200 --prefix big/ --concurrency "$c" --duration "${SECS}s" --skip-prefill
+    bench "GET 1 MiB, $c conns" get --bucket ceil --size 1MiB --objects 200 --prefix big/ --concurrency "$c" --duration "${SECS}s"
   done
   if have wrk; then
     log "== the client: wrk and tessera-bench, the same presigned GET of one 4 KiB object"
@@ -239,7 +240,7 @@ if [ "$TESSERA" = 1 ]; then
       trow "wrk, presigned GET 4 KiB, $c conns" "$w" "${cmd[*]}"
       log "  => $w"
       bench "tessera-bench, presigned GET 4 KiB, $c conns" get --bucket ceil --size 4KiB --objects 1 --prefix wrk/ --skip-prefill --presigned --concurrency "$c" --duration "${SECS}s"
-      brps=$(json "$WORK/r.json" 'f"{d[\"ops\"][\"get\"][\"req_per_s\"]:.0f}"')
+      brps=$(json "$WORK/r.json" "f\"{d['ops']['get']['req_per_s']:.0f}\"")
       TROWS+=("| **tessera-bench / wrk**, $c conns | **$(python3 -c "print(f'{$brps/max($wrps,1):.2f}')")** | | | | | |")
     done
   fi

@@ -1,6 +1,7 @@
 //! One worker's S3 client: a keep-alive connection, signed requests, a timeout
 //! on each, and the few S3 calls the workloads make.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use tessera_proto::time::now_unix_secs;
 use crate::http::{Conn, HttpError, Keep, Response};
 use crate::monitor::Live;
 use crate::s3::{self, Signer};
-use crate::stats::{ErrorKind, ErrorLog, OpKind, Progress, WorkerStats, ERROR_BODY_SAMPLE_BYTES};
+use crate::stats::{ErrorKind, ErrorLog, OpKind, WorkerStats, ERROR_BODY_SAMPLE_BYTES};
 
 /// Largest list page body kept (proto's XML parser refuses more anyway).
 pub const MAX_LIST_BODY_BYTES: usize = tessera_proto::xml::MAX_XML_BODY_BYTES;
@@ -21,6 +22,10 @@ pub const MAX_MULTIPART_REPLY_BYTES: usize = 64 * 1024;
 pub const MAX_PARTS: u64 = 10_000;
 /// Lifetime of presigned URLs the GETs of `--presigned` use.
 pub const PRESIGN_EXPIRES_SECS: i64 = 3600;
+/// A presigned URL is reused for this long, as a browser or wrk reuses one.
+pub const PRESIGN_REUSE_SECS: i64 = 300;
+/// Presigned request heads one worker keeps (the cache is emptied when full).
+pub const MAX_PRESIGNED_CACHED: usize = 4096;
 
 /// What every worker of a run shares.
 pub struct Shared {
@@ -29,7 +34,6 @@ pub struct Shared {
     pub timeout: Duration,
     /// How often progress lines are printed (zero: never).
     pub progress_every: Duration,
-    pub progress: Progress,
     /// Per-thread counts of the current second, for progress lines and the timeline.
     pub live: Live,
     pub errors: ErrorLog,
@@ -42,8 +46,9 @@ impl Shared {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// Counts a finished request in `stats` and in the progress counters; the
-    /// first few failures are printed with their bodies.
+    /// Counts a finished request in `stats` and in its thread's live slot (no
+    /// counter is shared between threads: the client must never be the
+    /// bottleneck); the first few failures are printed with their bodies.
     /// `slot` is the client thread the worker runs on.
     pub fn account(&self, slot: usize, stats: &mut WorkerStats, op: OpKind, target: &str, started: Instant, result: Result<u64, Failure>) {
         match result {
@@ -51,12 +56,10 @@ impl Shared {
                 let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 stats.op(op).record_ok(latency_us, bytes);
                 self.live.record_ok(slot, latency_us, bytes);
-                self.progress.ok.fetch_add(1, Ordering::Relaxed);
             }
             Err(f) => {
                 stats.op(op).record_error(f.kind, f.code.as_deref());
                 self.live.record_error(slot);
-                self.progress.errors.fetch_add(1, Ordering::Relaxed);
                 self.errors.note(op.name(), target, f.kind, &f.detail);
             }
         }
@@ -90,11 +93,14 @@ pub struct Client {
     shared: Arc<Shared>,
     conn: Option<Conn>,
     head: Vec<u8>,
+    keys: s3::KeyCache,
+    /// path -> (signed at, request head) for `--presigned` GETs.
+    presigned: HashMap<String, (i64, Vec<u8>)>,
 }
 
 impl Client {
     pub fn new(shared: Arc<Shared>) -> Client {
-        Client { shared, conn: None, head: Vec::with_capacity(1024) }
+        Client { shared, conn: None, head: Vec::with_capacity(1024), keys: s3::KeyCache::default(), presigned: HashMap::new() }
     }
 
     /// Opens the connection ahead of time, so the timed phase starts warm.
@@ -114,7 +120,7 @@ impl Client {
     pub async fn request(&mut self, method: &str, path: &str, query: &str, body: &[u8], keep: Keep) -> Result<Response, Failure> {
         let content_length = matches!(method, "PUT" | "POST").then_some(body.len() as u64);
         self.head.clear();
-        self.shared.signer.write_head(&mut self.head, method, path, query, content_length, now_unix_secs());
+        self.shared.signer.write_head(&mut self.keys, &mut self.head, method, path, query, content_length, now_unix_secs());
         self.send_head(method == "HEAD", body, keep).await
     }
 
@@ -174,8 +180,7 @@ impl Client {
         let keep = Keep { success_bytes: 0, error_bytes: ERROR_BODY_SAMPLE_BYTES };
         let path = s3::object_path(bucket, key);
         let resp = if presigned {
-            self.head.clear();
-            self.shared.signer.write_presigned_head(&mut self.head, "GET", &path, now_unix_secs(), PRESIGN_EXPIRES_SECS);
+            self.set_presigned_head(path);
             self.send_head(false, b"", keep).await?
         } else {
             self.request("GET", &path, "", b"", keep).await?
@@ -188,6 +193,26 @@ impl Client {
             return Err(Failure::new(ErrorKind::LengthMismatch, detail));
         }
         Ok(resp.body_bytes)
+    }
+
+    /// Puts the presigned GET of `path` in `self.head`, signed anew only when the
+    /// cached one is older than `PRESIGN_REUSE_SECS`.
+    fn set_presigned_head(&mut self, path: String) {
+        let now = now_unix_secs();
+        if self.presigned.len() >= MAX_PRESIGNED_CACHED && !self.presigned.contains_key(&path) {
+            self.presigned.clear();
+        }
+        let fresh = |signed_at: i64| now >= signed_at && now - signed_at <= PRESIGN_REUSE_SECS;
+        self.head.clear();
+        match self.presigned.get(&path) {
+            Some((signed_at, head)) if fresh(*signed_at) => self.head.extend_from_slice(head),
+            _ => {
+                let mut head = Vec::with_capacity(512);
+                self.shared.signer.write_presigned_head(&mut head, "GET", &path, now, PRESIGN_EXPIRES_SECS);
+                self.head.extend_from_slice(&head);
+                self.presigned.insert(path, (now, head));
+            }
+        }
     }
 
     /// HeadObject, checking the Content-Length it reports; 0 bytes moved.

@@ -153,8 +153,8 @@ pub struct Monitor {
 
 impl Monitor {
     /// Starts sampling on the calling runtime; a progress line every
-    /// `shared.progress_every` (never when zero). `total` (of `shared.progress.ok`)
-    /// adds the share done.
+    /// `shared.progress_every` (never when zero). `total` (successes expected in
+    /// the phase) adds the share done.
     pub fn start(shared: Arc<Shared>, label: &'static str, total: Option<u64>) -> Monitor {
         let (stop, mut stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -166,6 +166,7 @@ impl Monitor {
             let mut last_t = 0.0;
             let mut window = LiveStats::new();
             let mut window_started = 0.0;
+            let mut done = 0u64;
             loop {
                 let last = tokio::select! {
                     _ = ticker.tick() => false,
@@ -180,10 +181,11 @@ impl Monitor {
                 }
                 last_t = t;
                 window.absorb(&s);
+                done += s.ok;
                 let every = shared.progress_every.as_secs_f64();
                 if every > 0.0 && !last && t - window_started >= every - 1e-3 {
                     let p = Point::from_interval(t, t - window_started, &window);
-                    eprintln!("{}", progress_line(label, &p, shared.progress.snapshot().0, total));
+                    eprintln!("{}", progress_line(label, &p, done, total));
                     window = LiveStats::new();
                     window_started = t;
                 }

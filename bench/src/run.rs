@@ -15,7 +15,7 @@ use crate::monitor::{Live, Point};
 use crate::pool::Pool;
 use crate::report::Report;
 use crate::s3;
-use crate::stats::{ErrorLog, OpKind, Progress, WorkerStats};
+use crate::stats::{ErrorLog, OpKind, WorkerStats};
 use crate::units::{self, format_size};
 use crate::workload::{self, ListPlan, SweepPlan, TimedPlan};
 
@@ -66,7 +66,6 @@ pub async fn run(cli: Cli, threads: usize, command: String) -> Result<Report, St
         signer,
         timeout: cli.timeout,
         progress_every: cli.progress,
-        progress: Progress::default(),
         live: Live::new(pool.len()),
         errors: ErrorLog::default(),
         stop: Default::default(),

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
@@ -162,19 +161,6 @@ impl WorkerStats {
 
     pub fn error_count(&self) -> u64 {
         self.ops.iter().map(OpStats::error_count).sum()
-    }
-}
-
-/// Counters all workers bump, read by the progress printer.
-#[derive(Default)]
-pub struct Progress {
-    pub ok: AtomicU64,
-    pub errors: AtomicU64,
-}
-
-impl Progress {
-    pub fn snapshot(&self) -> (u64, u64) {
-        (self.ok.load(Ordering::Relaxed), self.errors.load(Ordering::Relaxed))
     }
 }
 

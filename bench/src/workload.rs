@@ -40,10 +40,10 @@ impl Tickets {
         Tickets { issued: AtomicU64::new(0), limit: limit.unwrap_or(u64::MAX) }
     }
 
-    /// The next number, or `None` past the limit.
-    fn take(&self) -> Option<u64> {
-        let n = self.issued.fetch_add(1, Ordering::Relaxed);
-        (n < self.limit).then_some(n)
+    /// Whether another request may start. Without a limit no counter is
+    /// touched: a cache line shared by every thread would cost each request.
+    fn take(&self) -> bool {
+        self.limit == u64::MAX || self.issued.fetch_add(1, Ordering::Relaxed) < self.limit
     }
 }
 
@@ -94,7 +94,7 @@ pub async fn run_timed(pool: &Pool, shared: Arc<Shared>, plan: TimedPlan, payloa
             let mut rng = fastrand::Rng::with_seed(0x5eed_0000 + worker as u64);
             barrier.wait().await;
             let deadline = Instant::now() + plan.duration;
-            while Instant::now() < deadline && !shared.stopped() && tickets.take().is_some() {
+            while Instant::now() < deadline && !shared.stopped() && tickets.take() {
                 let index = keys.next(&mut rng);
                 let key = s3::object_key(&plan.prefix, index);
                 let size = plan.sizes.size_of(index);
@@ -144,8 +144,6 @@ pub struct SweepPlan {
 
 pub async fn run_sweep(pool: &Pool, shared: Arc<Shared>, plan: SweepPlan, payload: Arc<[u8]>, label: &'static str) -> Outcome {
     assert!(plan.concurrency > 0 && matches!(plan.op, OpKind::Put | OpKind::Delete));
-    shared.progress.ok.store(0, Ordering::Relaxed);
-    shared.progress.errors.store(0, Ordering::Relaxed);
     let plan = Arc::new(plan);
     let next_index = Arc::new(AtomicU64::new(0));
     let monitor = Monitor::start(shared.clone(), label, Some(plan.count));
