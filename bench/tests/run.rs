@@ -41,7 +41,7 @@ fn workloads_against_a_real_node() {
     let (csv, svg) = (path("put.csv"), path("put.svg"));
     let put = run_ok(&server, dir.path(), "put", &[
         "--csv", &csv, "--svg", &svg,
-        "put", "--bucket", "bench", "--size", "1KiB-8KiB", "--objects", "50", "--concurrency", "4", "--duration", "2s",
+        "put", "--bucket", "bench", "--size", "1KiB-8KiB", "--objects", "50", "--concurrency", "4", "--duration", "1s",
     ]);
     assert!(put["ops"]["put"]["ok"].as_u64().unwrap_or(0) > 10, "{put}");
     let timeline = put["timeline"].as_array().expect("timeline");
