@@ -495,6 +495,17 @@ pub(crate) async fn recover(
         }
         let mut seg = SegFile::new(s.file, keep, None);
         seg.first_seq = s.first_seq.unwrap_or(0);
+        // The segment holding the checkpoint's position is scanned only
+        // from there: its commits before it (and its segment record) are
+        // known from the checkpoint's row. Without them a later retire op
+        // would claim too few seqs, and a full scan would count them lost.
+        if let Some(r) = ckpt_rows.get(&s.number) {
+            for q in [r.first_seq, r.last_seq] {
+                if q > 0 {
+                    seg.note_seq(q);
+                }
+            }
+        }
         if let Some(&(a, b)) = replay.seg_seqs.get(&s.number) {
             seg.note_seq(a);
             seg.note_seq(b);

@@ -547,6 +547,13 @@ impl SimDisk {
         true
     }
 
+    /// Removes a file from the disk, durably (an operator deleting it).
+    pub fn remove_file(&self, path: &Path) -> bool {
+        let mut s = self.state.borrow_mut();
+        s.durable_names.remove(path);
+        s.names.remove(path).is_some()
+    }
+
     /// Makes reads of block `block` of `path` fail with EIO from now on.
     pub fn add_latent_error(&self, path: &Path, block: u64) {
         self.state.borrow_mut().latent.insert((path.to_path_buf(), block));

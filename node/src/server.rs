@@ -254,12 +254,24 @@ pub fn run(config: Config) -> Result<(), String> {
     };
     raise_fd_limit();
     let addr = probe_address(addr)?;
-    let admin_addr = match admin_addr {
+    // Held from here until the reactors listen: while it is bound, no
+    // later bind to port 0 (the admin listener's probe, another process)
+    // can be handed this port. (Both taken from port 0 once got the same
+    // port, and the kernel then split S3 connections between the two.)
+    let (reservation, addr) = reserve_port(addr)?;
+    let (admin_reservation, admin_addr) = match admin_addr {
         Some(a) if a == addr || (a.port() == addr.port() && a.port() != 0) => {
             return Err(format!("--admin-address {a} must differ from --address {addr}"));
         }
-        Some(a) => Some(probe_address(a).map_err(|e| format!("admin listener: {e}"))?),
-        None => None,
+        Some(a) => {
+            let a = probe_address(a).map_err(|e| format!("admin listener: {e}"))?;
+            if a.port() == addr.port() {
+                return Err(format!("admin listener: got the S3 address's port {}", a.port()));
+            }
+            let (r, a) = reserve_port(a).map_err(|e| format!("admin listener: {e}"))?;
+            (Some(r), Some(a))
+        }
+        None => (None, None),
     };
     let signals = block_stop_signals();
     tracing::info!(
@@ -276,14 +288,6 @@ pub fn run(config: Config) -> Result<(), String> {
     let identities = identity::load(&config.data_dirs[0], config.users_file.as_deref()).map_err(|e| e.to_string())?;
     let key_file = config.key_file.clone().unwrap_or_else(|| config.data_dirs[0].join(KEY_FILE));
     let node_keys = NodeKeys::load_or_create(&key_file)?;
-    let (reservation, addr) = reserve_port(addr)?;
-    let (admin_reservation, admin_addr) = match admin_addr {
-        Some(a) => {
-            let (r, a) = reserve_port(a)?;
-            (Some(r), Some(a))
-        }
-        None => (None, None),
-    };
     let threads = config.threads;
     let total = layout.total_shards();
     tracing::info!(
