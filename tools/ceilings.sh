@@ -207,11 +207,14 @@ if [ "$TESSERA" = 1 ]; then
   EP=http://127.0.0.1:$NODE_PORT
   log "== tessera ($NODE on $EP, data in $WORK/node)"
   "$NODE" server --address "127.0.0.1:$NODE_PORT" --admin-address "127.0.0.1:$ADMIN_PORT" "$WORK/node" >"$WORK/node.log" 2>&1 &
-  PIDS+=($!)
+  NODE_PID=$!
+  PIDS+=($NODE_PID)
   for _ in $(seq 1 300); do
     curl -s -o /dev/null "$EP/" && break
     sleep 0.1
   done
+  # Something else answering on the port would be measured instead: refuse.
+  kill -0 "$NODE_PID" 2>/dev/null || { log "the node exited (port $NODE_PORT taken?):"; tail -5 "$WORK/node.log" >&2; exit 1; }
   bench() { # bench LABEL bench-args... : one row from the JSON result
     local label=$1; shift
     local cmd=("$BENCH" --endpoint "$EP" --progress 0s "$@")
