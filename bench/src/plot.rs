@@ -53,6 +53,12 @@ fn label(v: f64) -> String {
     }
 }
 
+/// `5`, `7.5`, `0.25` for the time axis.
+fn seconds(t: f64) -> String {
+    let text = format!("{t:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
@@ -60,7 +66,9 @@ fn escape(s: &str) -> String {
 /// The SVG for `timeline` under `title`.
 pub fn svg(title: &str, timeline: &[Point]) -> String {
     let height = TOP + 2.0 * PANEL_HEIGHT + GAP + 50.0;
-    let t_max = nice_ceiling(timeline.iter().map(|p| p.t_s).fold(0.0, f64::max));
+    // The axis ends at the last sample: a run of 20.03 s is not drawn as 25 s.
+    let t_max = timeline.iter().map(|p| p.t_s).fold(0.0, f64::max);
+    let t_max = if t_max > 0.0 && t_max.is_finite() { t_max } else { 1.0 };
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -114,7 +122,7 @@ fn panel(s: &mut String, top: f64, t_max: f64, y_name: &str, lines: &[Series], r
     }
     let mut t = 0.0;
     while t <= t_max + 1e-9 {
-        let _ = writeln!(s, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>", x(t), bottom + 16.0, label(t));
+        let _ = writeln!(s, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>", x(t), bottom + 16.0, seconds(t));
         t += x_step;
     }
     let _ = writeln!(
@@ -209,6 +217,13 @@ mod tests {
     fn nice_ceilings() {
         for (v, want) in [(0.0, 1.0), (-3.0, 1.0), (f64::NAN, 1.0), (0.7, 1.0), (1.0, 1.0), (1.1, 2.0), (2.2, 2.5), (3.0, 5.0), (7.0, 10.0), (12345.0, 20000.0)] {
             assert_eq!(nice_ceiling(v), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn time_labels() {
+        for (t, want) in [(0.0, "0"), (5.0, "5"), (7.5, "7.5"), (0.25, "0.25"), (20.0, "20")] {
+            assert_eq!(seconds(t), want);
         }
     }
 
