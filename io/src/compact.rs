@@ -457,6 +457,10 @@ fn retirable(inner: &Inner, victim: u32) -> bool {
 async fn retire(inner: &Rc<Inner>, victim: u32) -> Result<(), IoError> {
     // The seqs it takes with it: up to where the next segment starts (seqs
     // voided by a failed batch in between included).
+    // Likewise from where the segment before it ends: a reset that cut a
+    // segment away voids the seqs of its failed commits, and only the
+    // record of the segment started after the reset (this one, perhaps)
+    // says so; once it is gone the retire op must carry them.
     let (first_seq, last_seq) = {
         let log = inner.log.borrow();
         let next = log
@@ -464,8 +468,18 @@ async fn retire(inner: &Rc<Inner>, victim: u32) -> Result<(), IoError> {
             .range(victim + 1..)
             .next()
             .map(|(_, s)| s.first_seq.saturating_sub(1));
+        let prev_end = log
+            .segments
+            .range(..victim)
+            .next_back()
+            .map(|(_, s)| s.last_seq)
+            .filter(|&l| l > 0);
         log.segments.get(&victim).map_or((0, 0), |s| {
-            (s.first_seq, next.unwrap_or(0).max(s.last_seq))
+            let first = match prev_end {
+                Some(l) if s.first_seq == 0 || l + 1 < s.first_seq => l + 1,
+                _ => s.first_seq,
+            };
+            (first, next.unwrap_or(0).max(s.last_seq))
         })
     };
     // Nothing live, nothing pinned, nothing staged may point into it now

@@ -1064,9 +1064,14 @@ impl Inner {
             tracing::debug!(shard = self.id, segment = n, keep, end, "reset: cutting a segment back to the durable prefix");
             if keep == 0 {
                 drop(file);
-                self.log.borrow_mut().segments.remove(&n);
-                self.backend.remove(&self.dir.join(segment_file_name(n))).await?;
+                // Forgotten only once the removal is durable: a cut that
+                // fails here is redone before the shard writes again.
+                match self.backend.remove(&self.dir.join(segment_file_name(n))).await {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
                 self.backend.open_dir(&self.dir).await?.sync_all().await?;
+                self.log.borrow_mut().segments.remove(&n);
                 continue;
             }
             file.truncate(keep).await?;
@@ -1081,6 +1086,15 @@ impl Inner {
     /// Tries to leave read-only mode (background, once space may be back).
     pub(crate) async fn retry_writable(self: &Rc<Self>) {
         if self.log.borrow().mode != Mode::ReadOnly {
+            return;
+        }
+        // A reset that failed part way (an I/O error while cutting) left
+        // segments longer than the durable prefix: finish the cut first, or
+        // the next segment would name a predecessor end that never was
+        // durable. Only this run's segments are cut (a read-only open has
+        // none).
+        if let Err(e) = self.cut_to_durable().await {
+            tracing::debug!(shard = self.id, error = %e, "still read-only (cutting back to the durable prefix)");
             return;
         }
         self.log.borrow_mut().mode = Mode::Writable;

@@ -427,6 +427,11 @@ async fn check(s: &Shard, model: &Model, mode: Mode, unvouched: bool) -> Result<
     if mode == Mode::Clean && reported {
         return Err(format!("corruption reported without bit rot ({mode:?}): {st:?} {:?}", s.recovery_problems()));
     }
+    // Failed writes, syncs and a full disk void the seqs of commits that
+    // were never durable: recovery must tell that from a lost commit.
+    if mode == Mode::Faulty && !unvouched && st.lost_commits > 0 && !MISDIRECTS.with(|m| m.get()) {
+        return Err(format!("commits counted lost without bit rot or misdirected writes: {st:?} {:?}", s.recovery_problems()));
+    }
     let mut states = BTreeMap::new();
     for k in 0..KEYS {
         let e = s.get(0, &key(k));
@@ -470,12 +475,15 @@ impl Drop for Forget {
 thread_local! {
     /// Whether this seed injects faults that damage data (then reads may fail).
     static FAULTY: Cell<bool> = const { Cell::new(false) };
+    /// Whether this seed injects misdirected writes.
+    static MISDIRECTS: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Runs one seed: rounds of workload and power cuts, checking each recovery.
 fn run_seed(seed: u64) -> Result<String, String> {
     let c = cfg(seed);
     FAULTY.with(|f| f.set(c.mode != Mode::Clean));
+    MISDIRECTS.with(|m| m.set(misdirects(seed)));
     let mut disk = SimDisk::new(seed, faults(c.mode, seed));
     let rng = Rc::new(RefCell::new(SimRng::new(seed)));
     let next_id = Rc::new(RefCell::new(0u64));
