@@ -132,6 +132,9 @@ struct Replay {
     expect_seq: Option<u64>,
     gaps: Vec<(u64, u64)>,
     seg_seqs: BTreeMap<u32, (u64, u64)>,
+    /// End of the valid records of each segment met so far (scanned, or
+    /// as the checkpoint recorded it).
+    ends: BTreeMap<u32, u64>,
     stats: RecoveryStats,
     problems: Vec<String>,
 }
@@ -288,6 +291,7 @@ pub(crate) async fn recover(
         expect_seq: None,
         gaps: Vec::new(),
         seg_seqs: BTreeMap::new(),
+        ends: BTreeMap::new(),
         stats: RecoveryStats::default(),
         problems: Vec::new(),
     };
@@ -354,6 +358,7 @@ pub(crate) async fn recover(
         .iter()
         .next_back()
         .map(|(n, s)| (*n, s.end));
+    replay.ends.extend(segments.iter().map(|(n, s)| (*n, s.end)));
     let mut claims: Vec<(u32, u32, u64)> = Vec::new();
     for seg in scans.iter_mut() {
         let from = if seg.number == start.segment {
@@ -373,6 +378,7 @@ pub(crate) async fn recover(
         scan.run(from).await?;
         replay.stats.segments += 1;
         prev = Some((seg.number, seg.valid_end));
+        replay.ends.insert(seg.number, seg.valid_end);
     }
     // Settle what is still held: the first uncertain invalid region (or
     // data record that fails verification) is where the log ends.
@@ -780,8 +786,22 @@ impl Scan<'_> {
     fn check_predecessor(&mut self, info: &SegmentInfo, first_seq: u64) {
         self.claims
             .push((self.seg.number, info.prev_segment, info.prev_end));
-        let complete = match self.prev {
-            Some((n, valid_end)) if n == info.prev_segment => {
+        // The predecessor it names, as scanned. Segment files in between
+        // with no valid record are leftovers of a reset (a file created
+        // ahead for a segment that was never started), not a fork.
+        let named = match self.prev {
+            Some((n, e)) if n == info.prev_segment => Some((n, e)),
+            _ => self.replay.ends.get(&info.prev_segment).and_then(|&e| {
+                let between_empty = self
+                    .replay
+                    .ends
+                    .range(info.prev_segment + 1..self.seg.number)
+                    .all(|(_, &end)| end == 0);
+                (info.prev_segment != 0 && between_empty).then_some((info.prev_segment, e))
+            }),
+        };
+        let complete = match named {
+            Some((n, valid_end)) => {
                 if valid_end < info.prev_end {
                     // The predecessor is shorter than when this one began.
                     self.replay.push(Item::Invalid {
