@@ -1,6 +1,7 @@
 //! One worker's S3 client: a keep-alive connection, signed requests, a timeout
 //! on each, and the few S3 calls the workloads make.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -9,11 +10,22 @@ use std::time::{Duration, Instant};
 use tessera_proto::time::now_unix_secs;
 
 use crate::http::{Conn, HttpError, Keep, Response};
+use crate::monitor::Live;
 use crate::s3::{self, Signer};
-use crate::stats::{ErrorKind, ErrorLog, OpKind, Progress, WorkerStats, ERROR_BODY_SAMPLE_BYTES};
+use crate::stats::{ErrorKind, ErrorLog, OpKind, WorkerStats, ERROR_BODY_SAMPLE_BYTES};
 
 /// Largest list page body kept (proto's XML parser refuses more anyway).
 pub const MAX_LIST_BODY_BYTES: usize = tessera_proto::xml::MAX_XML_BODY_BYTES;
+/// Largest body kept from CreateMultipartUpload and CompleteMultipartUpload.
+pub const MAX_MULTIPART_REPLY_BYTES: usize = 64 * 1024;
+/// Most parts of one upload (S3's limit).
+pub const MAX_PARTS: u64 = 10_000;
+/// Lifetime of presigned URLs the GETs of `--presigned` use.
+pub const PRESIGN_EXPIRES_SECS: i64 = 3600;
+/// A presigned URL is reused for this long, as a browser or wrk reuses one.
+pub const PRESIGN_REUSE_SECS: i64 = 300;
+/// Presigned request heads one worker keeps (the cache is emptied when full).
+pub const MAX_PRESIGNED_CACHED: usize = 4096;
 
 /// What every worker of a run shares.
 pub struct Shared {
@@ -22,7 +34,8 @@ pub struct Shared {
     pub timeout: Duration,
     /// How often progress lines are printed (zero: never).
     pub progress_every: Duration,
-    pub progress: Progress,
+    /// Per-thread counts of the current second, for progress lines and the timeline.
+    pub live: Live,
     pub errors: ErrorLog,
     /// Set by Ctrl-C: workers finish the request in flight and stop.
     pub stop: AtomicBool,
@@ -33,18 +46,20 @@ impl Shared {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// Counts a finished request in `stats` and in the progress counters; the
-    /// first few failures are printed with their bodies.
-    pub fn account(&self, stats: &mut WorkerStats, op: OpKind, target: &str, started: Instant, result: Result<u64, Failure>) {
+    /// Counts a finished request in `stats` and in its thread's live slot (no
+    /// counter is shared between threads: the client must never be the
+    /// bottleneck); the first few failures are printed with their bodies.
+    /// `slot` is the client thread the worker runs on.
+    pub fn account(&self, slot: usize, stats: &mut WorkerStats, op: OpKind, target: &str, started: Instant, result: Result<u64, Failure>) {
         match result {
             Ok(bytes) => {
                 let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 stats.op(op).record_ok(latency_us, bytes);
-                self.progress.ok.fetch_add(1, Ordering::Relaxed);
+                self.live.record_ok(slot, latency_us, bytes);
             }
             Err(f) => {
-                stats.op(op).record_error(f.kind);
-                self.progress.errors.fetch_add(1, Ordering::Relaxed);
+                stats.op(op).record_error(f.kind, f.code.as_deref());
+                self.live.record_error(slot);
                 self.errors.note(op.name(), target, f.kind, &f.detail);
             }
         }
@@ -55,12 +70,22 @@ impl Shared {
 #[derive(Debug)]
 pub struct Failure {
     pub kind: ErrorKind,
+    /// The S3 error code of an error response (`SlowDown`, `NoSuchKey`, ...).
+    pub code: Option<String>,
     pub detail: String,
 }
 
 impl Failure {
+    pub fn new(kind: ErrorKind, detail: String) -> Failure {
+        Failure { kind, code: None, detail }
+    }
+
     fn status(resp: &Response) -> Failure {
-        Failure { kind: ErrorKind::Status(resp.status), detail: s3::describe_error_body(&resp.body) }
+        Failure {
+            kind: ErrorKind::Status(resp.status),
+            code: s3::error_code(&resp.body),
+            detail: s3::describe_error_body(&resp.body),
+        }
     }
 }
 
@@ -68,11 +93,14 @@ pub struct Client {
     shared: Arc<Shared>,
     conn: Option<Conn>,
     head: Vec<u8>,
+    keys: s3::KeyCache,
+    /// path -> (signed at, request head) for `--presigned` GETs.
+    presigned: HashMap<String, (i64, Vec<u8>)>,
 }
 
 impl Client {
     pub fn new(shared: Arc<Shared>) -> Client {
-        Client { shared, conn: None, head: Vec::with_capacity(1024) }
+        Client { shared, conn: None, head: Vec::with_capacity(1024), keys: s3::KeyCache::default(), presigned: HashMap::new() }
     }
 
     /// Opens the connection ahead of time, so the timed phase starts warm.
@@ -80,7 +108,7 @@ impl Client {
         if self.conn.is_none() {
             let conn = Conn::connect(self.shared.addr)
                 .await
-                .map_err(|e| Failure { kind: ErrorKind::Io, detail: format!("connect {}: {e}", self.shared.addr) })?;
+                .map_err(|e| Failure::new(ErrorKind::Io, format!("connect {}: {e}", self.shared.addr)))?;
             self.conn = Some(conn);
         }
         Ok(())
@@ -92,15 +120,21 @@ impl Client {
     pub async fn request(&mut self, method: &str, path: &str, query: &str, body: &[u8], keep: Keep) -> Result<Response, Failure> {
         let content_length = matches!(method, "PUT" | "POST").then_some(body.len() as u64);
         self.head.clear();
-        self.shared.signer.write_head(&mut self.head, method, path, query, content_length, now_unix_secs());
+        self.shared.signer.write_head(&mut self.keys, &mut self.head, method, path, query, content_length, now_unix_secs());
+        self.send_head(method == "HEAD", body, keep).await
+    }
+
+    /// Sends the request in `self.head` (and `body`), retrying once on a dead
+    /// keep-alive connection.
+    async fn send_head(&mut self, request_is_head: bool, body: &[u8], keep: Keep) -> Result<Response, Failure> {
         let timeout = self.shared.timeout;
         for attempt in 0..2 {
             let reused = self.conn.is_some();
-            match tokio::time::timeout(timeout, self.exchange(method == "HEAD", body, keep)).await {
+            match tokio::time::timeout(timeout, self.exchange(request_is_head, body, keep)).await {
                 Err(_) => {
                     self.conn = None;
                     let detail = format!("no whole response within {} ms", timeout.as_millis());
-                    return Err(Failure { kind: ErrorKind::Timeout, detail });
+                    return Err(Failure::new(ErrorKind::Timeout, detail));
                 }
                 Ok(Ok(resp)) => {
                     if !resp.reusable {
@@ -113,11 +147,11 @@ impl Client {
                     if reused && attempt == 0 && matches!(e, HttpError::ClosedIdle) {
                         continue;
                     }
-                    return Err(Failure { kind: ErrorKind::Io, detail: e.to_string() });
+                    return Err(Failure::new(ErrorKind::Io, e.to_string()));
                 }
             }
         }
-        Err(Failure { kind: ErrorKind::Io, detail: "connection closed twice before a response".into() })
+        Err(Failure::new(ErrorKind::Io, "connection closed twice before a response".into()))
     }
 
     async fn exchange(&mut self, request_is_head: bool, body: &[u8], keep: Keep) -> Result<Response, HttpError> {
@@ -139,18 +173,117 @@ impl Client {
         Ok(body.len() as u64)
     }
 
-    /// GetObject, checking that the body is `expect_bytes` long; the body bytes on success.
-    pub async fn get_object(&mut self, bucket: &str, key: &str, expect_bytes: u64) -> Result<u64, Failure> {
+    /// GetObject, checking that the body is `expect_bytes` long; the body bytes on
+    /// success. `presigned`: authenticated by a presigned URL (query
+    /// parameters, as a browser or `wrk` would send it) instead of headers.
+    pub async fn get_object(&mut self, bucket: &str, key: &str, expect_bytes: u64, presigned: bool) -> Result<u64, Failure> {
         let keep = Keep { success_bytes: 0, error_bytes: ERROR_BODY_SAMPLE_BYTES };
-        let resp = self.request("GET", &s3::object_path(bucket, key), "", b"", keep).await?;
+        let path = s3::object_path(bucket, key);
+        let resp = if presigned {
+            self.set_presigned_head(path);
+            self.send_head(false, b"", keep).await?
+        } else {
+            self.request("GET", &path, "", b"", keep).await?
+        };
         if resp.status != 200 {
             return Err(Failure::status(&resp));
         }
         if resp.body_bytes != expect_bytes {
             let detail = format!("body of {} bytes, expected {expect_bytes}", resp.body_bytes);
-            return Err(Failure { kind: ErrorKind::LengthMismatch, detail });
+            return Err(Failure::new(ErrorKind::LengthMismatch, detail));
         }
         Ok(resp.body_bytes)
+    }
+
+    /// Puts the presigned GET of `path` in `self.head`, signed anew only when the
+    /// cached one is older than `PRESIGN_REUSE_SECS`.
+    fn set_presigned_head(&mut self, path: String) {
+        let now = now_unix_secs();
+        if self.presigned.len() >= MAX_PRESIGNED_CACHED && !self.presigned.contains_key(&path) {
+            self.presigned.clear();
+        }
+        let fresh = |signed_at: i64| now >= signed_at && now - signed_at <= PRESIGN_REUSE_SECS;
+        self.head.clear();
+        match self.presigned.get(&path) {
+            Some((signed_at, head)) if fresh(*signed_at) => self.head.extend_from_slice(head),
+            _ => {
+                let mut head = Vec::with_capacity(512);
+                self.shared.signer.write_presigned_head(&mut head, "GET", &path, now, PRESIGN_EXPIRES_SECS);
+                self.head.extend_from_slice(&head);
+                self.presigned.insert(path, (now, head));
+            }
+        }
+    }
+
+    /// HeadObject, checking the Content-Length it reports; 0 bytes moved.
+    pub async fn stat_object(&mut self, bucket: &str, key: &str, expect_bytes: u64) -> Result<u64, Failure> {
+        let keep = Keep { success_bytes: 0, error_bytes: 0 };
+        let resp = self.request("HEAD", &s3::object_path(bucket, key), "", b"", keep).await?;
+        if resp.status != 200 {
+            return Err(Failure::status(&resp));
+        }
+        if resp.content_length != Some(expect_bytes) {
+            let detail = format!("Content-Length {:?}, expected {expect_bytes}", resp.content_length);
+            return Err(Failure::new(ErrorKind::LengthMismatch, detail));
+        }
+        Ok(0)
+    }
+
+    /// DeleteObject (204 whether or not the key existed, as S3 answers).
+    pub async fn delete_object(&mut self, bucket: &str, key: &str) -> Result<u64, Failure> {
+        let keep = Keep { success_bytes: 0, error_bytes: ERROR_BODY_SAMPLE_BYTES };
+        let resp = self.request("DELETE", &s3::object_path(bucket, key), "", b"", keep).await?;
+        if resp.status != 204 && resp.status != 200 {
+            return Err(Failure::status(&resp));
+        }
+        Ok(0)
+    }
+
+    /// A whole multipart upload of `body` in parts of `part_bytes` (the last may be
+    /// shorter); the bytes uploaded on success. A failed upload is aborted.
+    pub async fn multipart_upload(&mut self, bucket: &str, key: &str, body: &[u8], part_bytes: u64) -> Result<u64, Failure> {
+        assert!(part_bytes > 0);
+        let path = s3::object_path(bucket, key);
+        let keep = Keep { success_bytes: MAX_MULTIPART_REPLY_BYTES, error_bytes: ERROR_BODY_SAMPLE_BYTES };
+        let resp = self.request("POST", &path, "uploads=", b"", keep).await?;
+        if resp.status != 200 {
+            return Err(Failure::status(&resp));
+        }
+        let upload_id = s3::parse_upload_id(&resp.body).map_err(|d| Failure::new(ErrorKind::BadBody, d))?;
+        let result = self.upload_parts(&path, &upload_id, body, part_bytes).await;
+        if result.is_err() {
+            let query = format!("uploadId={}", s3::query_value(&upload_id));
+            let _ = self.request("DELETE", &path, &query, b"", keep).await;
+        }
+        result
+    }
+
+    async fn upload_parts(&mut self, path: &str, upload_id: &str, body: &[u8], part_bytes: u64) -> Result<u64, Failure> {
+        let keep = Keep { success_bytes: MAX_MULTIPART_REPLY_BYTES, error_bytes: ERROR_BODY_SAMPLE_BYTES };
+        let id = s3::query_value(upload_id);
+        let parts = (body.len() as u64).div_ceil(part_bytes).max(1);
+        if parts > MAX_PARTS {
+            return Err(Failure::new(ErrorKind::BadBody, format!("{parts} parts: more than S3's {MAX_PARTS}")));
+        }
+        let mut etags = Vec::with_capacity(parts as usize);
+        for n in 0..parts {
+            let start = (n * part_bytes) as usize;
+            let end = ((n + 1) * part_bytes).min(body.len() as u64) as usize;
+            let query = format!("partNumber={}&uploadId={id}", n + 1);
+            let resp = self.request("PUT", path, &query, &body[start.min(end)..end], keep).await?;
+            if resp.status != 200 {
+                return Err(Failure::status(&resp));
+            }
+            let etag = resp.etag.ok_or_else(|| Failure::new(ErrorKind::BadBody, format!("UploadPart {}: no ETag", n + 1)))?;
+            etags.push(etag);
+        }
+        let complete = s3::complete_multipart_body(&etags);
+        let resp = self.request("POST", path, &format!("uploadId={id}"), complete.as_bytes(), keep).await?;
+        // CompleteMultipartUpload may fail after a 200 has started: the body says.
+        if resp.status != 200 || s3::error_code(&resp.body).is_some() {
+            return Err(Failure::status(&resp));
+        }
+        Ok(body.len() as u64)
     }
 
     /// One ListObjectsV2 page, and the bytes of its body.
@@ -162,9 +295,9 @@ impl Client {
         }
         if resp.body_bytes > resp.body.len() as u64 {
             let detail = format!("list page of {} bytes, more than the {MAX_LIST_BODY_BYTES} kept", resp.body_bytes);
-            return Err(Failure { kind: ErrorKind::BadBody, detail });
+            return Err(Failure::new(ErrorKind::BadBody, detail));
         }
-        let page = s3::parse_list_page(&resp.body).map_err(|detail| Failure { kind: ErrorKind::BadBody, detail })?;
+        let page = s3::parse_list_page(&resp.body).map_err(|detail| Failure::new(ErrorKind::BadBody, detail))?;
         Ok((page, resp.body_bytes))
     }
 

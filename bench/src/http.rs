@@ -52,6 +52,8 @@ pub struct ResponseHead {
     pub close: bool,
     /// Bytes of the head, blank line included.
     pub head_len: usize,
+    /// The ETag header as sent (quotes included), when the request's response needs it.
+    pub etag: Option<String>,
 }
 
 impl ResponseHead {
@@ -89,6 +91,7 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError
     let mut close = resp.version == Some(0);
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
+    let mut etag = None;
     for h in resp.headers.iter() {
         let value = std::str::from_utf8(h.value).map_err(|_| HttpError::Malformed("non-UTF-8 header value"))?;
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -103,6 +106,8 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError
                 return Err(HttpError::Malformed("Transfer-Encoding without chunked last"));
             }
             chunked = true;
+        } else if h.name.eq_ignore_ascii_case("etag") {
+            etag = Some(value.to_string());
         } else if h.name.eq_ignore_ascii_case("connection") {
             for token in value.split(',').map(str::trim) {
                 if token.eq_ignore_ascii_case("close") {
@@ -113,7 +118,7 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError
             }
         }
     }
-    Ok(Some(ResponseHead { status, content_length, chunked, close, head_len }))
+    Ok(Some(ResponseHead { status, content_length, chunked, close, head_len, etag }))
 }
 
 /// A response as the caller sees it: status, body length, and the first bytes of
@@ -121,6 +126,9 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
+    /// What Content-Length said (for HEAD, the object's size).
+    pub content_length: Option<u64>,
+    pub etag: Option<String>,
     pub body_bytes: u64,
     pub body: Vec<u8>,
     /// The connection can carry another request.
@@ -197,7 +205,7 @@ impl Conn {
         let body_bytes = self.read_body(framing, keep_bytes, &mut body).await?;
         // Bytes past the response mean the server and we disagree on framing.
         let reusable = !head.close && framing != Framing::UntilClose && self.start == self.end;
-        Ok(Response { status: head.status, body_bytes, body, reusable })
+        Ok(Response { status: head.status, content_length: head.content_length, etag: head.etag, body_bytes, body, reusable })
     }
 
     async fn read_body(&mut self, framing: Framing, keep_bytes: usize, out: &mut Vec<u8>) -> Result<u64, HttpError> {
@@ -328,7 +336,7 @@ mod tests {
 
     #[test]
     fn framing_rules() {
-        let h = |status, content_length, chunked| ResponseHead { status, content_length, chunked, close: false, head_len: 0 };
+        let h = |status, content_length, chunked| ResponseHead { status, content_length, chunked, close: false, head_len: 0, etag: None };
         assert_eq!(h(200, Some(10), false).framing(true), Framing::Empty);
         assert_eq!(h(204, None, false).framing(false), Framing::Empty);
         assert_eq!(h(304, Some(10), false).framing(false), Framing::Empty);

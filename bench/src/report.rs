@@ -5,7 +5,12 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
+use crate::monitor::Point;
 use crate::stats::{percentiles, OpKind, OpStats, WorkerStats};
+
+/// Columns of the CSV summary, in order.
+pub const CSV_HEADER: &str =
+    "workload,op,ok,errors,req_per_s,mb_per_s,p50_us,p90_us,p99_us,p99_9_us,max_us,mean_us,elapsed_s,concurrency,size";
 
 pub struct Report {
     pub workload: &'static str,
@@ -21,6 +26,8 @@ pub struct Report {
     /// Workload-specific results (list: pages, keys, complete).
     pub results: Vec<(&'static str, Value)>,
     pub error_samples: Vec<String>,
+    /// One point per second of the measured phase.
+    pub timeline: Vec<Point>,
 }
 
 fn rate(n: u64, elapsed: Duration) -> f64 {
@@ -78,6 +85,15 @@ impl Report {
                 p.max
             );
         }
+        let misses: Vec<String> = self
+            .kinds
+            .iter()
+            .filter(|k| self.stats.ops[k.index()].misses > 0)
+            .map(|k| format!("{} {}", k.name(), self.stats.ops[k.index()].misses))
+            .collect();
+        if !misses.is_empty() {
+            let _ = writeln!(t, "misses:  {} (404 on keys deleted earlier in the run; counted in ok)", misses.join(", "));
+        }
         let mut by_kind = Vec::new();
         for kind in &self.kinds {
             for (e, n) in &self.stats.ops[kind.index()].errors {
@@ -87,10 +103,57 @@ impl Report {
         if by_kind.is_empty() {
             let _ = writeln!(t, "errors:  none");
         } else {
-            let _ = writeln!(t, "errors:  {} (HTTP status, or io/timeout/length-mismatch/bad-body)", by_kind.join(", "));
+            let _ = writeln!(t, "errors:  {} (HTTP status and S3 code, or io/timeout/length-mismatch/bad-body)", by_kind.join(", "));
             for s in &self.error_samples {
                 let _ = writeln!(t, "  first: {s}");
             }
+        }
+        t
+    }
+
+    fn param(&self, name: &str) -> Option<&Value> {
+        self.params.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// One line naming the run, for plots.
+    pub fn title(&self) -> String {
+        let mut t = format!("tessera-bench {}", self.workload);
+        for name in ["size", "concurrency", "mix", "key_dist"] {
+            if let Some(v) = self.param(name) {
+                t.push_str(&format!(" {name}={}", value_text(v)));
+            }
+        }
+        t
+    }
+
+    /// The summary as CSV: [`CSV_HEADER`], then one row per operation.
+    pub fn csv(&self) -> String {
+        let mut t = String::from(CSV_HEADER);
+        t.push('\n');
+        let concurrency = self.param("concurrency").map(value_text).unwrap_or_default();
+        let size = self.param("size").map(value_text).unwrap_or_default();
+        for kind in &self.kinds {
+            let s = &self.stats.ops[kind.index()];
+            let p = percentiles(&s.latency_us);
+            let _ = writeln!(
+                t,
+                "{},{},{},{},{:.1},{:.3},{},{},{},{},{},{:.1},{:.3},{},{}",
+                self.workload,
+                kind.name(),
+                s.ok,
+                s.error_count(),
+                rate(s.ok, self.elapsed),
+                mb_per_s(s.bytes, self.elapsed),
+                p.p50,
+                p.p90,
+                p.p99,
+                p.p99_9,
+                p.max,
+                p.mean,
+                self.elapsed.as_secs_f64(),
+                csv_field(&concurrency),
+                csv_field(&size)
+            );
         }
         t
     }
@@ -114,6 +177,7 @@ impl Report {
             "results": results,
             "errors_total": self.error_count(),
             "error_samples": self.error_samples,
+            "timeline": self.timeline.iter().map(Point::json).collect::<Vec<_>>(),
         })
     }
 }
@@ -123,6 +187,7 @@ fn op_json(s: &OpStats, elapsed: Duration) -> Value {
     let errors: Map<String, Value> = s.errors.iter().map(|(k, n)| (k.to_string(), json!(n))).collect();
     json!({
         "ok": s.ok,
+        "misses": s.misses,
         "errors": errors,
         "errors_total": s.error_count(),
         "bytes": s.bytes,
@@ -153,6 +218,15 @@ pub fn command_line(args: &[String]) -> String {
         out.push(shell_quote(&shown));
     }
     out.join(" ")
+}
+
+/// RFC 4180: quoted when it holds a comma, a quote or a line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 fn shell_quote(s: &str) -> String {
@@ -187,27 +261,35 @@ mod tests {
         for _ in 0..100 {
             stats.op(OpKind::Put).record_ok(250, 1_000_000);
         }
-        stats.op(OpKind::Put).record_error(ErrorKind::Status(503));
+        stats.op(OpKind::Put).record_error(ErrorKind::Status(503), Some("SlowDown"));
         let r = Report {
             workload: "put",
             command: "tessera-bench put".into(),
             endpoint: "http://127.0.0.1:9000".into(),
-            params: vec![("bucket", json!("b")), ("size_bytes", json!(1_000_000))],
+            params: vec![("bucket", json!("b")), ("size_bytes", json!(1_000_000)), ("size", json!("4KiB:9,1MiB:1"))],
             elapsed: Duration::from_secs(10),
             stats,
             kinds: vec![OpKind::Put],
             results: vec![],
             error_samples: vec!["put k: HTTP 503: SlowDown".into()],
+            timeline: vec![Point { t_s: 1.0, ops_per_s: 10.0, mb_per_s: 10.0, errors: 1, p50_us: 250, p99_us: 250, max_us: 250 }],
         };
         let j = r.json();
         assert_eq!(j["ops"]["put"]["ok"], 100);
-        assert_eq!(j["ops"]["put"]["errors"]["503"], 1);
+        assert_eq!(j["ops"]["put"]["errors"]["503 SlowDown"], 1);
+        assert_eq!(j["timeline"][0]["p99_us"], 250);
+        let csv = r.csv();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], CSV_HEADER);
+        assert_eq!(lines[1], "put,put,100,1,10.0,10.000,250,250,250,250,250,250.0,10.000,,\"4KiB:9,1MiB:1\"");
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1].matches(',').count() - 1, CSV_HEADER.matches(',').count());
         assert_eq!(j["ops"]["put"]["req_per_s"], 10.0);
         assert_eq!(j["ops"]["put"]["mb_per_s"], 10.0);
         assert_eq!(j["ops"]["put"]["latency_us"]["p99"], 250);
         assert_eq!(j["errors_total"], 1);
         let text = r.text();
-        assert!(text.contains("put 503: 1"), "{text}");
+        assert!(text.contains("put 503 SlowDown: 1"), "{text}");
         assert!(text.contains("first: put k: HTTP 503: SlowDown"), "{text}");
         assert!(text.contains("bucket=b size_bytes=1000000"), "{text}");
     }

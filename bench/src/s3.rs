@@ -3,7 +3,10 @@
 //! the ListObjectsV2 answer.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use tessera_proto::sigv4::{sign_request, UNSIGNED_PAYLOAD};
+use tessera_proto::sigv4::{
+    canonical_query, canonical_request, canonical_uri, credential_scope, presign_query, signature_hex, signing_key,
+    string_to_sign, UNSIGNED_PAYLOAD,
+};
 use tessera_proto::time::format_amz_date;
 use tessera_proto::Headers;
 
@@ -55,6 +58,27 @@ pub fn parse_endpoint(url: &str) -> Result<Endpoint, String> {
     Ok(Endpoint { authority: authority.to_string(), connect_to })
 }
 
+/// The headers every request signs, sorted as SigV4 wants them.
+const SIGNED_HEADERS: [&str; 3] = ["host", "x-amz-content-sha256", "x-amz-date"];
+
+/// The day's signing key: deriving it takes four HMACs, so a worker derives it
+/// once a day instead of once a request (what SDKs do too).
+#[derive(Default)]
+pub struct KeyCache {
+    date: String,
+    key: [u8; 32],
+}
+
+impl KeyCache {
+    fn get(&mut self, signer: &Signer, date: &str) -> [u8; 32] {
+        if self.date != date {
+            self.key = signing_key(&signer.secret_key, date, &signer.region, "s3");
+            self.date = date.to_string();
+        }
+        self.key
+    }
+}
+
 /// Credentials and scope for signing.
 #[derive(Clone)]
 pub struct Signer {
@@ -67,8 +91,10 @@ pub struct Signer {
 impl Signer {
     /// Appends a whole signed request head (through the blank line) to `out`.
     /// `path` and `query` are raw, as sent; the payload is `UNSIGNED-PAYLOAD`.
+    #[allow(clippy::too_many_arguments)]
     pub fn write_head(
         &self,
+        keys: &mut KeyCache,
         out: &mut Vec<u8>,
         method: &str,
         path: &str,
@@ -81,16 +107,22 @@ impl Signer {
         headers.push("host", &self.host);
         headers.push("x-amz-content-sha256", UNSIGNED_PAYLOAD);
         headers.push("x-amz-date", &amz_date);
-        let authorization = sign_request(
+        // proto's sign_request, with the day's key from the cache.
+        let date = &amz_date[..8];
+        let scope = credential_scope(date, &self.region, "s3");
+        let creq = canonical_request(
             method,
-            path,
-            query,
+            &canonical_uri(path),
+            &canonical_query(query, false),
             &headers,
+            &SIGNED_HEADERS,
             UNSIGNED_PAYLOAD,
-            &self.access_key,
-            &self.secret_key,
-            &self.region,
-            unix_secs,
+        );
+        let signature = signature_hex(&keys.get(self, date), &string_to_sign(&amz_date, &scope, &creq));
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={}, Signature={signature}",
+            self.access_key,
+            SIGNED_HEADERS.join(";")
         );
         out.extend_from_slice(method.as_bytes());
         out.push(b' ');
@@ -109,6 +141,59 @@ impl Signer {
         }
         out.extend_from_slice(b"\r\n");
     }
+}
+
+impl Signer {
+    /// The query of a presigned URL for `method path` (only `host` signed).
+    pub fn presign(&self, method: &str, path: &str, unix_secs: i64, expires_secs: i64) -> String {
+        let mut headers = Headers::new();
+        headers.push("host", &self.host);
+        presign_query(method, path, "", &headers, &self.access_key, &self.secret_key, &self.region, unix_secs, expires_secs)
+    }
+
+    /// A whole request head for a presigned URL, as a browser or `wrk` sends it.
+    pub fn write_presigned_head(&self, out: &mut Vec<u8>, method: &str, path: &str, unix_secs: i64, expires_secs: i64) {
+        let query = self.presign(method, path, unix_secs, expires_secs);
+        out.extend_from_slice(method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(path.as_bytes());
+        out.push(b'?');
+        out.extend_from_slice(query.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        push_header(out, "host", &self.host);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// A query parameter value, percent-encoded as S3 expects.
+pub fn query_value(v: &str) -> String {
+    utf8_percent_encode(v, QUERY_VALUE).to_string()
+}
+
+/// The UploadId of a CreateMultipartUpload answer.
+pub fn parse_upload_id(body: &[u8]) -> Result<String, String> {
+    let root = tessera_proto::xml::parse(body).map_err(|_| "CreateMultipartUpload: malformed XML".to_string())?;
+    root.child_text("UploadId")
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| "CreateMultipartUpload: no UploadId".to_string())
+}
+
+/// CompleteMultipartUpload's body for parts 1..=n with these ETags.
+pub fn complete_multipart_body(etags: &[String]) -> String {
+    let mut x = String::from("<CompleteMultipartUpload>");
+    for (i, etag) in etags.iter().enumerate() {
+        let etag = etag.replace('&', "&amp;").replace('<', "&lt;");
+        x.push_str(&format!("<Part><PartNumber>{}</PartNumber><ETag>{etag}</ETag></Part>", i + 1));
+    }
+    x.push_str("</CompleteMultipartUpload>");
+    x
+}
+
+/// The `Code` of an S3 XML error body.
+pub fn error_code(body: &[u8]) -> Option<String> {
+    let root = tessera_proto::xml::parse(body).ok()?;
+    (root.name == "Error").then(|| root.child_text("Code").map(str::to_string)).flatten()
 }
 
 fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
@@ -288,6 +373,33 @@ mod tests {
     }
 
     #[test]
+    fn multipart_bodies() {
+        let init = b"<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>u+1/2</UploadId></InitiateMultipartUploadResult>";
+        assert_eq!(parse_upload_id(init), Ok("u+1/2".to_string()));
+        assert_eq!(query_value("u+1/2"), "u%2B1%2F2");
+        assert!(parse_upload_id(b"<InitiateMultipartUploadResult/>").is_err());
+        assert!(parse_upload_id(b"<Error><Code>NoSuchBucket</Code></Error>").is_err());
+        assert_eq!(
+            complete_multipart_body(&["\"a\"".into(), "\"b\"".into()]),
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\"a\"</ETag></Part>\
+             <Part><PartNumber>2</PartNumber><ETag>\"b\"</ETag></Part></CompleteMultipartUpload>"
+        );
+        assert_eq!(error_code(b"<Error><Code>SlowDown</Code></Error>"), Some("SlowDown".into()));
+        assert_eq!(error_code(b"<CompleteMultipartUploadResult/>"), None);
+        assert_eq!(error_code(b""), None);
+    }
+
+    #[test]
+    fn presigned_heads() {
+        let s = Signer { access_key: "AK".into(), secret_key: "sk".into(), region: "us-east-1".into(), host: "h:1".into() };
+        let mut out = Vec::new();
+        s.write_presigned_head(&mut out, "GET", "/b/k", 1_369_353_600, 3600);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("GET /b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature="), "{text}");
+        assert!(text.ends_with(" HTTP/1.1\r\nhost: h:1\r\n\r\n"), "{text}");
+    }
+
+    #[test]
     fn error_bodies() {
         let xml = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code>\
             <Message>The specified key does not exist.</Message><RequestId>R1</RequestId></Error>";
@@ -306,8 +418,23 @@ mod tests {
             host: "127.0.0.1:9000".into(),
         };
         let mut out = Vec::new();
-        s.write_head(&mut out, "PUT", "/b/k", "", Some(5), 1_369_353_600);
+        let mut keys = KeyCache::default();
+        s.write_head(&mut keys, &mut out, "PUT", "/b/k", "", Some(5), 1_369_353_600);
         let text = String::from_utf8(out).unwrap();
+        // The cached key signs exactly as proto's sign_request, the next day too.
+        for (unix_secs, query) in [(1_369_353_600, ""), (1_369_353_600 + 86_400, "uploads="), (1_369_353_601, "a=b&c")] {
+            let mut headers = Headers::new();
+            headers.push("host", &s.host);
+            headers.push("x-amz-content-sha256", UNSIGNED_PAYLOAD);
+            headers.push("x-amz-date", &format_amz_date(unix_secs));
+            let want = tessera_proto::sigv4::sign_request(
+                "PUT", "/b/k", query, &headers, UNSIGNED_PAYLOAD, &s.access_key, &s.secret_key, &s.region, unix_secs,
+            );
+            let mut out = Vec::new();
+            s.write_head(&mut keys, &mut out, "PUT", "/b/k", query, Some(5), unix_secs);
+            let got = String::from_utf8(out).unwrap();
+            assert!(got.contains(&format!("authorization: {want}\r\n")), "{got}\n{want}");
+        }
         assert!(text.starts_with("PUT /b/k HTTP/1.1\r\nhost: 127.0.0.1:9000\r\n"), "{text}");
         assert!(text.contains("x-amz-date: 20130524T000000Z\r\n"), "{text}");
         assert!(text.contains("authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature="), "{text}");

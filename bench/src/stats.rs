@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
@@ -48,15 +47,33 @@ pub enum OpKind {
     Put,
     Get,
     List,
+    Delete,
+    /// HeadObject.
+    Stat,
+    /// A whole multipart upload: create, parts, complete.
+    Multipart,
 }
 
+/// Number of `OpKind`s (the length of `WorkerStats::ops`).
+pub const OP_KINDS: usize = 6;
+
 impl OpKind {
+    pub const ALL: [OpKind; OP_KINDS] =
+        [OpKind::Put, OpKind::Get, OpKind::List, OpKind::Delete, OpKind::Stat, OpKind::Multipart];
+
     pub fn name(self) -> &'static str {
         match self {
             OpKind::Put => "put",
             OpKind::Get => "get",
             OpKind::List => "list",
+            OpKind::Delete => "delete",
+            OpKind::Stat => "stat",
+            OpKind::Multipart => "multipart",
         }
+    }
+
+    pub fn parse(name: &str) -> Option<OpKind> {
+        OpKind::ALL.into_iter().find(|k| k.name() == name)
     }
 
     pub fn index(self) -> usize {
@@ -68,10 +85,15 @@ impl OpKind {
 #[derive(Clone)]
 pub struct OpStats {
     pub ok: u64,
+    /// Of `ok`: GETs and HEADs answered 404 in a mix that deletes (a key
+    /// deleted earlier in the run is an expected answer there, not an error).
+    pub misses: u64,
     /// Payload bytes moved by successful requests (sent for PUT, received for GET
     /// and list).
     pub bytes: u64,
-    pub errors: BTreeMap<ErrorKind, u64>,
+    /// Failures by what went wrong: `503 SlowDown` (status and S3 code), `404`,
+    /// `io`, `timeout`, ...
+    pub errors: BTreeMap<String, u64>,
     /// Latency of successful requests, microseconds.
     pub latency_us: Histogram<u64>,
 }
@@ -86,7 +108,7 @@ impl OpStats {
     pub fn new() -> Self {
         // Three significant digits over 1 µs .. 1 h; the bounds are constants, valid.
         let latency_us = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("constant histogram bounds");
-        OpStats { ok: 0, bytes: 0, errors: BTreeMap::new(), latency_us }
+        OpStats { ok: 0, misses: 0, bytes: 0, errors: BTreeMap::new(), latency_us }
     }
 
     pub fn record_ok(&mut self, latency_us: u64, bytes: u64) {
@@ -95,8 +117,13 @@ impl OpStats {
         self.latency_us.saturating_record(latency_us.max(1));
     }
 
-    pub fn record_error(&mut self, kind: ErrorKind) {
-        *self.errors.entry(kind).or_insert(0) += 1;
+    /// Counts a failure under its kind and, for an S3 error response, its code.
+    pub fn record_error(&mut self, kind: ErrorKind, s3_code: Option<&str>) {
+        let key = match s3_code {
+            Some(code) => format!("{kind} {code}"),
+            None => kind.to_string(),
+        };
+        *self.errors.entry(key).or_insert(0) += 1;
     }
 
     pub fn error_count(&self) -> u64 {
@@ -105,9 +132,10 @@ impl OpStats {
 
     pub fn merge(&mut self, other: &OpStats) {
         self.ok += other.ok;
+        self.misses += other.misses;
         self.bytes += other.bytes;
         for (k, n) in &other.errors {
-            *self.errors.entry(*k).or_insert(0) += n;
+            *self.errors.entry(k.clone()).or_insert(0) += n;
         }
         // Same bounds on both sides: adding cannot fail.
         self.latency_us.add(&other.latency_us).expect("histograms share bounds");
@@ -117,7 +145,7 @@ impl OpStats {
 /// One `OpStats` per operation kind.
 #[derive(Clone, Default)]
 pub struct WorkerStats {
-    pub ops: [OpStats; 3],
+    pub ops: [OpStats; OP_KINDS],
 }
 
 impl WorkerStats {
@@ -133,19 +161,6 @@ impl WorkerStats {
 
     pub fn error_count(&self) -> u64 {
         self.ops.iter().map(OpStats::error_count).sum()
-    }
-}
-
-/// Counters all workers bump, read by the progress printer.
-#[derive(Default)]
-pub struct Progress {
-    pub ok: AtomicU64,
-    pub errors: AtomicU64,
-}
-
-impl Progress {
-    pub fn snapshot(&self) -> (u64, u64) {
-        (self.ok.load(Ordering::Relaxed), self.errors.load(Ordering::Relaxed))
     }
 }
 
@@ -211,15 +226,17 @@ mod tests {
         let mut b = WorkerStats::default();
         a.op(OpKind::Put).record_ok(100, 4096);
         b.op(OpKind::Put).record_ok(300, 4096);
-        b.op(OpKind::Put).record_error(ErrorKind::Status(503));
-        b.op(OpKind::Get).record_error(ErrorKind::Status(503));
-        b.op(OpKind::Get).record_error(ErrorKind::Timeout);
+        b.op(OpKind::Put).record_error(ErrorKind::Status(503), Some("SlowDown"));
+        b.op(OpKind::Get).record_error(ErrorKind::Status(503), None);
+        b.op(OpKind::Get).record_error(ErrorKind::Timeout, None);
         a.merge(&b);
         let put = &a.ops[OpKind::Put.index()];
         assert_eq!((put.ok, put.bytes, put.error_count()), (2, 8192, 1));
         assert_eq!(put.latency_us.max(), 300);
         assert_eq!(a.error_count(), 3);
-        assert_eq!(a.ops[OpKind::Get.index()].errors.get(&ErrorKind::Timeout), Some(&1));
+        assert_eq!(a.ops[OpKind::Get.index()].errors.get("timeout"), Some(&1));
+        assert_eq!(put.errors.get("503 SlowDown"), Some(&1));
+        assert_eq!(OpKind::ALL.map(|k| OpKind::parse(k.name())), OpKind::ALL.map(Some));
     }
 
     #[test]
