@@ -121,9 +121,7 @@ const MAX_PASSES_IN_A_ROW: u32 = 64;
 
 /// Whether the log holds much more than it needs to.
 fn behind(inner: &Inner) -> bool {
-    let log = inner.log.borrow();
-    let total: u64 = log.segments.values().map(|s| s.end).sum();
-    let live: u64 = log.segments.values().map(|s| s.live).sum();
+    let (total, live) = inner.log.borrow().space();
     total as f64 > live.max(1) as f64 * BEHIND_AMPLIFICATION
 }
 

@@ -172,6 +172,11 @@ impl Log {
     }
 
     /// The segment appends go to, if any.
+    /// Bytes the segments hold, and the live bytes among them.
+    pub(crate) fn space(&self) -> (u64, u64) {
+        self.segments.values().fold((0, 0), |(t, l), s| (t + s.end, l + s.live))
+    }
+
     pub(crate) fn active_segment(&self) -> Option<u32> {
         let (&n, seg) = self.segments.iter().next_back()?;
         seg.vstart.map(|_| n)

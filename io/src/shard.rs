@@ -478,6 +478,7 @@ impl Shard {
         let c = log.counters;
         let index = inner.index.borrow();
         let entries = index.total() as u64;
+        let (segment_bytes, live_bytes) = log.space();
         ShardStats {
             data_records_appended: c.data_records,
             batches_appended: c.batch_records,
@@ -486,8 +487,8 @@ impl Shard {
             syncs: c.syncs,
             resets: c.resets,
             segments: log.segments.len() as u32,
-            segment_bytes: log.segments.values().map(|s| s.end).sum(),
-            live_bytes: log.segments.values().map(|s| s.live).sum(),
+            segment_bytes,
+            live_bytes,
             active_segment: log.active_segment().unwrap_or(0),
             direct_io: inner.direct.get(),
             io_uring: inner.backend.is_ring(),
