@@ -11,7 +11,9 @@
 # -k EXPR, --out DIR). TESSERA_EXTRA_ARGS adds server flags. The node's log
 # is left in $TMP/tessera.log. The node's key service holds the suite's two
 # KMS keys (`--kms-key testkey-1 --kms-key testkey-2`), named in its config
-# as kms_keyid / kms_keyid2 (through S3_KMS_KEYID / S3_KMS_KEYID2).
+# as kms_keyid / kms_keyid2 (through S3_KMS_KEYID / S3_KMS_KEYID2). A
+# lifecycle day lasts S3_LC_DEBUG_INTERVAL seconds (default 10) on the node
+# and in the suite's config.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runner="${S3COMPAT_RUNNER:-$root/../shared/tools/s3compat/run}"
@@ -25,11 +27,15 @@ AAAAAAAAAAAAAAAAAAaa aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa RGW111111111111111
 BBBBBBBBBBBBBBBBBBbb bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb RGW22222222222222222 iam-alt-root
 USERS
 chmod 600 "$tmp/users"
+# The suite's lifecycle tests count days of lc_debug_interval seconds; the
+# node's lifecycle day is made the same length.
+lc_day="${S3_LC_DEBUG_INTERVAL:-10}"
+export S3_LC_DEBUG_INTERVAL="$lc_day"
 TESSERA_ACCESS_KEY=0555b35654ad1656d804 \
 TESSERA_SECRET_KEY='h7GhxuBLTrlhVUyxSPUKUV8r/2EI4ngqJxD7iBdBYLhwluN30JaT3Q==' \
 TESSERA_ROOT_USER_ID=testid TESSERA_ROOT_DISPLAY_NAME='M. Tester' \
   "$root/target/release/tessera" server --address "127.0.0.1:$port" --users "$tmp/users" \
-  --kms-key testkey-1 --kms-key testkey-2 ${TESSERA_EXTRA_ARGS:-} "$tmp/data" > "$tmp/tessera.out" 2> "$tmp/tessera.log" &
+  --kms-key testkey-1 --kms-key testkey-2 --lifecycle-day-secs "$lc_day" ${TESSERA_EXTRA_ARGS:-} "$tmp/data" > "$tmp/tessera.out" 2> "$tmp/tessera.log" &
 pid=$!
 # The node's data can be gigabytes: removed at exit (its log stays).
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true; rm -rf "$tmp/data"' EXIT

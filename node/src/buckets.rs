@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use tessera_proto::cors::{CorsRule, MAX_CORS_RULES};
+use tessera_proto::lifecycle::Lifecycle;
 use tessera_proto::logging::{KeyFormat, LoggingConfig};
 
 use tessera_policy::{Acl, Policy};
@@ -43,6 +44,8 @@ const SECTION_ACL: u8 = 4;
 const SECTION_POLICY: u8 = 5;
 /// Default encryption (PutBucketEncryption).
 const SECTION_ENCRYPTION: u8 = 6;
+/// The lifecycle configuration, as its canonical XML (`lifecycle::render_config`).
+const SECTION_LIFECYCLE: u8 = 7;
 /// Largest bucket policy accepted (S3's limit).
 pub const MAX_BUCKET_POLICY_BYTES: usize = 20 * 1024;
 /// Most tags a bucket has (S3's limit).
@@ -156,6 +159,8 @@ pub struct BucketInfo {
     pub ownership: Option<Ownership>,
     /// Default encryption of new objects (meta bytes).
     pub encryption: Option<crate::sse::BucketEncryption>,
+    /// Lifecycle rules (meta bytes).
+    pub lifecycle: Option<Arc<Lifecycle>>,
     /// Not stored: the writes to this bucket in flight, which DeleteBucket
     /// waits out (see [`WriteGate`]).
     pub gate: Arc<WriteGate>,
@@ -281,6 +286,7 @@ impl BucketInfo {
             && self.acl.is_none()
             && self.policy.is_none()
             && self.encryption.is_none()
+            && self.lifecycle.is_none()
         {
             return Vec::new();
         }
@@ -336,6 +342,11 @@ impl BucketInfo {
             c.u8(u8::from(enc.kms)).opt_str(enc.kms_key_id.as_deref()).u8(u8::from(enc.bucket_key));
             m.u8(SECTION_ENCRYPTION).bytes(&c.buf);
         }
+        if let Some(lc) = &self.lifecycle {
+            let mut c = Enc::default();
+            c.str(&tessera_proto::lifecycle::render_config(lc));
+            m.u8(SECTION_LIFECYCLE).bytes(&c.buf);
+        }
         m.finish()
     }
 
@@ -382,6 +393,15 @@ impl BucketInfo {
                             let kms_key_id = s.opt_str()?;
                             let bucket_key = flag(s.u8()?)?;
                             self.encryption = Some(crate::sse::BucketEncryption { kms, kms_key_id, bucket_key });
+                        }
+                        // Stored rules were valid when stored and all carry
+                        // IDs; one that no longer parses makes the record
+                        // corrupt rather than silently losing its rules.
+                        SECTION_LIFECYCLE => {
+                            let text = s.str()?;
+                            let mut no_id = || String::new();
+                            let lc = tessera_proto::lifecycle::parse_config(text.as_bytes(), &mut no_id).ok()?;
+                            self.lifecycle = Some(Arc::new(lc));
                         }
                         _ => return None,
                     }
@@ -435,6 +455,7 @@ impl BucketInfo {
             public_access_block: None,
             ownership: None,
             encryption: None,
+            lifecycle: None,
             gate: Arc::default(),
         };
         match version {
@@ -610,6 +631,11 @@ impl Buckets {
     /// Buckets of every owner.
     pub fn count(&self) -> usize {
         self.map.load().len()
+    }
+
+    /// Every bucket whose configuration satisfies `f`.
+    pub fn matching(&self, f: impl Fn(&BucketInfo) -> bool) -> Vec<Arc<BucketInfo>> {
+        self.map.load().values().filter(|b| f(b)).cloned().collect()
     }
 
     pub fn list_owned_by(&self, owner_id: &str) -> Vec<Arc<BucketInfo>> {
@@ -804,6 +830,7 @@ mod tests {
             public_access_block: None,
             ownership: None,
             encryption: None,
+            lifecycle: None,
             gate: Arc::default(),
         };
         let (s, m) = i.encode();

@@ -32,6 +32,9 @@ pub struct Config {
     /// Shortest STS session: AWS's 900 seconds, lowered only by the
     /// test-only `TESSERA_TEST_MIN_SESSION_SECS`.
     pub min_session_secs: u32,
+    /// Length of a lifecycle "day" in seconds: 86,400, shorter only for
+    /// tests (`--lifecycle-day-secs`).
+    pub lifecycle_day_secs: u64,
 }
 
 /// Smallest and largest automatic reserve.

@@ -15,6 +15,7 @@ pub mod fsck;
 pub mod iam;
 pub mod identity;
 pub mod layout;
+pub mod lifecycle;
 pub mod meta;
 pub mod metrics;
 pub mod metastore;

@@ -92,6 +92,11 @@ enum Command {
         /// production.
         #[arg(long, env = "TESSERA_TEST_MIN_SESSION_SECS", hide_short_help = true)]
         test_min_session_secs: Option<u32>,
+        /// TEST ONLY: length of a lifecycle "day" in seconds (lifecycle
+        /// rules count days of this length; s3-tests' lc_debug_interval).
+        /// Never set it in production.
+        #[arg(long, default_value_t = 86_400, env = "TESSERA_LIFECYCLE_DAY_SECS", hide_short_help = true)]
+        lifecycle_day_secs: u64,
         /// The node key file (sealing IAM secrets at rest and STS session
         /// tokens); default `<first data dir>/node.key`, created 0600 at
         /// first start. Keep it elsewhere than the data for a copy of the
@@ -195,6 +200,7 @@ fn main() -> ExitCode {
             segment_size,
             reserve,
             test_min_session_secs,
+            lifecycle_day_secs,
             key_file,
             kms_keys,
             data_dirs,
@@ -221,6 +227,7 @@ fn main() -> ExitCode {
                 segment_size_bytes: segment_size,
                 reserve_bytes: reserve,
                 min_session_secs: test_min_session_secs.unwrap_or(tessera_node::iam::model::MIN_SESSION_SECS),
+                lifecycle_day_secs: lifecycle_day_secs.max(1),
             };
             match tessera_node::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,

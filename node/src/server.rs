@@ -481,6 +481,7 @@ impl Reactor {
             tracing::info!(records = n, "IAM store loaded");
         }
         monoio::spawn(crate::s3::logging::deliver_periodically(ctx.clone()));
+        monoio::spawn(crate::lifecycle::run(ctx.clone()));
         if let Some(l) = admin_listener {
             monoio::spawn(crate::admin::accept_loop(l, ctx.clone()));
         }

@@ -76,6 +76,7 @@ pub enum S3ErrorCode {
     StorageFull,
     InvalidPolicyDocument,
     NoSuchCORSConfiguration,
+    NoSuchLifecycleConfiguration,
     ServerSideEncryptionConfigurationNotFoundError,
     CORSForbidden,
     InvalidTargetBucketForLogging,
@@ -154,6 +155,7 @@ impl S3ErrorCode {
             StorageFull => "XTesseraStorageFull",
             InvalidPolicyDocument => "InvalidPolicyDocument",
             NoSuchCORSConfiguration => "NoSuchCORSConfiguration",
+            NoSuchLifecycleConfiguration => "NoSuchLifecycleConfiguration",
             ServerSideEncryptionConfigurationNotFoundError => "ServerSideEncryptionConfigurationNotFoundError",
             CORSForbidden => "AccessForbidden",
             InvalidTargetBucketForLogging => "InvalidTargetBucketForLogging",
@@ -167,7 +169,7 @@ impl S3ErrorCode {
         use S3ErrorCode::*;
         match self {
             AccessDenied | InvalidAccessKeyId | RequestTimeTooSkewed | SignatureDoesNotMatch | CORSForbidden => 403,
-            NoSuchCORSConfiguration | ServerSideEncryptionConfigurationNotFoundError | NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchVersion | NoSuchTagSet
+            NoSuchCORSConfiguration | NoSuchLifecycleConfiguration | ServerSideEncryptionConfigurationNotFoundError | NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchVersion | NoSuchTagSet
             | NoSuchObjectLockConfiguration | ObjectLockConfigurationNotFoundError | NoSuchBucketPolicy
             | NoSuchPublicAccessBlockConfiguration | OwnershipControlsNotFoundError => 404,
             MethodNotAllowed => 405,
@@ -239,6 +241,7 @@ impl S3ErrorCode {
             TooManyBuckets => "You have attempted to create more buckets than allowed.",
             XAmzContentSHA256Mismatch => "The provided 'x-amz-content-sha256' header does not match what was computed.",
             NoSuchCORSConfiguration => "The CORS configuration does not exist",
+            NoSuchLifecycleConfiguration => "The lifecycle configuration does not exist",
             ServerSideEncryptionConfigurationNotFoundError => "The server side encryption configuration was not found",
             CORSForbidden => "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
             InvalidTargetBucketForLogging => "The target bucket for logging does not exist, is not owned by you, or does not have the appropriate grants for the log-delivery group.",

@@ -11,6 +11,7 @@ pub mod error;
 pub mod form;
 pub mod headers;
 pub mod http;
+pub mod lifecycle;
 pub mod logging;
 pub mod post_policy;
 pub mod rfc2047;

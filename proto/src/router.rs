@@ -91,7 +91,7 @@ pub const SUBRESOURCES: &[&str] = &[
 /// object or bucket operation would be wrong (`DELETE /b?metadataTable`
 /// must not delete the bucket), so they get `NotImplemented`.
 const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
-    "policy", "lifecycle", "website", "notification", "replication", "accelerate",
+    "policy", "website", "notification", "replication", "accelerate",
     "requestPayment", "ownershipControls", "publicAccessBlock", "intelligent-tiering",
     "inventory", "metrics", "analytics", "restore", "select", "torrent", "policyStatus",
     "metadataConfiguration", "metadataInventoryTable", "metadataJournalTable", "metadataTable",
@@ -127,6 +127,9 @@ pub enum Op {
     DeleteBucketEncryption,
     GetBucketLogging,
     PutBucketLogging,
+    GetBucketLifecycleConfiguration,
+    PutBucketLifecycleConfiguration,
+    DeleteBucketLifecycle,
     /// Browser form upload (`POST /bucket` with multipart/form-data).
     PostObject,
     /// CORS preflight (`OPTIONS` on a bucket or an object).
@@ -205,6 +208,9 @@ impl Op {
             Op::DeleteBucketEncryption => "DeleteBucketEncryption",
             Op::GetBucketLogging => "GetBucketLogging",
             Op::PutBucketLogging => "PutBucketLogging",
+            Op::GetBucketLifecycleConfiguration => "GetBucketLifecycleConfiguration",
+            Op::PutBucketLifecycleConfiguration => "PutBucketLifecycleConfiguration",
+            Op::DeleteBucketLifecycle => "DeleteBucketLifecycle",
             Op::PostObject => "PostObject",
             Op::Options => "PreflightRequest",
             Op::PutBucketAcl => "PutBucketAcl",
@@ -371,7 +377,10 @@ fn bucket_op(method: Method, q: &Query) -> S3Result<Op> {
         Method::Delete if q.has("encryption") => Op::DeleteBucketEncryption,
         Method::Get if q.has("logging") => Op::GetBucketLogging,
         Method::Put if q.has("logging") => Op::PutBucketLogging,
-        _ if ["versioning", "object-lock", "tagging", "cors", "logging"].iter().any(|s| q.has(s)) => {
+        Method::Get if q.has("lifecycle") => Op::GetBucketLifecycleConfiguration,
+        Method::Put if q.has("lifecycle") => Op::PutBucketLifecycleConfiguration,
+        Method::Delete if q.has("lifecycle") => Op::DeleteBucketLifecycle,
+        _ if ["versioning", "object-lock", "tagging", "cors", "logging", "lifecycle"].iter().any(|s| q.has(s)) => {
             return Err(S3Error::new(S3ErrorCode::MethodNotAllowed))
         }
         Method::Get if q.has("uploads") => Op::ListMultipartUploads,
@@ -540,6 +549,9 @@ mod tests {
             (Get, "/b", "encryption", Some("b"), None, "GetBucketEncryption"),
             (Delete, "/b", "encryption", Some("b"), None, "DeleteBucketEncryption"),
             (Put, "/b", "logging", Some("b"), None, "PutBucketLogging"),
+            (Put, "/b", "lifecycle", Some("b"), None, "PutBucketLifecycleConfiguration"),
+            (Get, "/b", "lifecycle", Some("b"), None, "GetBucketLifecycleConfiguration"),
+            (Delete, "/b", "lifecycle", Some("b"), None, "DeleteBucketLifecycle"),
             (Get, "/b", "logging", Some("b"), None, "GetBucketLogging"),
             (Post, "/b", "", Some("b"), None, "PostObject"),
             (Post, "/b/", "", Some("b"), None, "PostObject"),

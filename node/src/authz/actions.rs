@@ -124,6 +124,8 @@ pub fn plan(op: &Op, h: &Headers, versioned: bool) -> Plan {
         Op::PutBucketEncryption | Op::DeleteBucketEncryption => return now(&[b("s3:PutEncryptionConfiguration")]),
         Op::GetBucketLogging => return now(&[b("s3:GetBucketLogging")]),
         Op::PutBucketLogging => return now(&[b("s3:PutBucketLogging")]),
+        Op::GetBucketLifecycleConfiguration => return now(&[b("s3:GetLifecycleConfiguration")]),
+        Op::PutBucketLifecycleConfiguration | Op::DeleteBucketLifecycle => return now(&[b("s3:PutLifecycleConfiguration")]),
         Op::CopyObject => {
             write_checks(h, &mut p.now);
             p.copy_source = Some("s3:GetObject");

@@ -117,6 +117,7 @@ pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Res
         public_access_block: None,
         ownership,
         encryption: None,
+        lifecycle: None,
         gate: Default::default(),
     };
     match ctx.shared.buckets.create(&ctx.shards, info, ctx.shared.config.max_buckets_per_user).await {

@@ -263,6 +263,9 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     };
     let mut resp = Response::new(if range.is_some() { 206 } else { 200 });
     object_headers(&mut resp, b, &summary, &meta);
+    if sel.is_none() {
+        super::lifecycle::push_expiration(&mut resp, b, req.key(), &meta.tags, size, summary.mtime_ms);
+    }
     if sel.is_some() && !resp.headers.iter().any(|(n, _)| n == "x-amz-version-id") {
         // A version asked for by id is named in the answer, `null` too.
         resp.push_header("x-amz-version-id", summary.version_id());

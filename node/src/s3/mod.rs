@@ -9,11 +9,12 @@ mod cors;
 mod delete;
 mod encryption;
 pub mod get;
+pub mod lifecycle;
 pub use get::read_version;
 mod list;
 mod lock;
 pub mod logging;
-mod multipart;
+pub(crate) mod multipart;
 mod policy;
 mod post;
 pub(crate) mod put;
@@ -108,6 +109,9 @@ async fn run(ctx: &Rc<Ctx>, req: &mut Request<'_>, op: Op, b: &Arc<BucketInfo>) 
         Op::DeleteBucketEncryption => encryption::delete(ctx, b).await,
         Op::GetBucketLogging => logging::get(b),
         Op::PutBucketLogging => logging::put(ctx, req, b).await,
+        Op::GetBucketLifecycleConfiguration => lifecycle::get(b),
+        Op::PutBucketLifecycleConfiguration => lifecycle::put(ctx, req, b).await,
+        Op::DeleteBucketLifecycle => lifecycle::delete(ctx, b).await,
         Op::GetObjectTagging => tagging::get_object(ctx, req, b).await,
         Op::PutObjectTagging => tagging::put_object(ctx, req, b).await,
         Op::DeleteObjectTagging => tagging::delete_object(ctx, req, b).await,

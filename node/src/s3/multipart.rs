@@ -645,7 +645,15 @@ fn complete_result(bucket: &str, key: &str, done: &Completed) -> Response {
 pub async fn abort(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: &str) -> S3Result<Response> {
     let key = req.key().to_string();
     let shard = shard_of(ctx, &b.name, &key);
-    let (bid, id) = (b.id, id.to_string());
+    abort_upload(ctx, shard, b.id, &key, id).await?;
+    Ok(Response::new(204))
+}
+
+/// Removes upload `id` of `key` and its parts (`NoSuchUpload` when gone):
+/// AbortMultipartUpload, and the lifecycle worker's
+/// AbortIncompleteMultipartUpload.
+pub(crate) async fn abort_upload(ctx: &Ctx, shard: u32, bid: u64, key: &str, id: &str) -> S3Result<()> {
+    let (key, id) = (key.to_string(), id.to_string());
     let ukey = upload_key(bid, &key, &id);
     let lock = vec![(T_UPLOADS, ukey.clone())];
     ctx.shards
@@ -660,8 +668,7 @@ pub async fn abort(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: &st
             Ok(())
         })
         .await
-        .map_err(io_error)??;
-    Ok(Response::new(204))
+        .map_err(io_error)?
 }
 
 pub async fn list_parts(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: &str) -> S3Result<Response> {

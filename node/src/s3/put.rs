@@ -264,6 +264,7 @@ pub async fn put_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     let summary = write_version(ctx, b, shard, &key, new, cond).await?;
     let mut resp = Response::new(200).header("ETag", summary.etag());
     push_written_version(&mut resp, &summary);
+    super::lifecycle::push_expiration(&mut resp, b, &key, &meta.tags, summary.size, summary.mtime_ms);
     if let Some(info) = &meta.sse {
         crate::sse::push_headers(&mut resp, info);
     }

@@ -1,0 +1,299 @@
+//! The lifecycle worker: applies buckets' lifecycle rules to the objects of
+//! the shards this reactor owns.
+//!
+//! Every pass walks, for each bucket with enabled rules, the bucket's
+//! noncurrent versions (`T_VERSIONS`), current versions (`T_OBJECTS`) and
+//! multipart uploads (`T_UPLOADS`) of each local shard in pages, and acts:
+//! - `Expiration` (Days/Date) of a current version: removed in an
+//!   unversioned bucket, a delete marker placed over it otherwise;
+//! - `NoncurrentVersionExpiration`: a version noncurrent for that many days
+//!   (since its successor was written), beyond the newest
+//!   `NewerNoncurrentVersions`, is removed;
+//! - `ExpiredObjectDeleteMarker`: a current delete marker with no other
+//!   version left is removed;
+//! - `AbortIncompleteMultipartUpload`: uploads initiated that many days ago
+//!   are aborted.
+//!
+//! Each action runs as a transaction on the key and re-checks what it acts
+//! on (the same version still current, still expired), so a write racing
+//! the worker always wins; object lock retention and legal holds are
+//! respected (a locked version is skipped, never removed). A pass is a full
+//! walk of the buckets that have rules: fine for millions of objects per
+//! shard, not for 10^8 (an index of expiry times is the plan, issue 14).
+//!
+//! A lifecycle "day" is `--lifecycle-day-secs` (86,400; shorter only for
+//! tests, as s3-tests' `lc_debug_interval` expects).
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_io::Mutation;
+use tessera_proto::lifecycle::{expiry_ms, Expiration, Lifecycle};
+use tessera_proto::time::now_unix_ms;
+use tessera_proto::S3Result;
+
+use crate::buckets::{BucketInfo, Versioning};
+use crate::meta::{
+    bucket_prefix, object_key, parse_version_key, versions_prefix, ObjectMeta, ObjectSummary, UploadInfo, VersionSel,
+    T_OBJECTS, T_UPLOADS, T_VERSIONS,
+};
+use crate::s3::versions::{self, NewVersion};
+use crate::s3::{io_error, multipart};
+use crate::server::Ctx;
+
+/// Entries read per page of a walk.
+const PAGE: usize = 256;
+/// Longest pause between passes (with real days: hourly).
+const MAX_PASS_INTERVAL: Duration = Duration::from_secs(3600);
+/// Shortest pause between passes.
+const MIN_PASS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs passes forever on this reactor's shards.
+pub async fn run(ctx: Rc<Ctx>) {
+    let day_ms = (ctx.shared.config.lifecycle_day_secs.max(1) * 1000) as i64;
+    let interval = (Duration::from_millis(day_ms as u64) / 4).clamp(MIN_PASS_INTERVAL, MAX_PASS_INTERVAL);
+    loop {
+        monoio::time::sleep(interval).await;
+        let buckets = ctx.shared.buckets.matching(|b| b.lifecycle.as_ref().is_some_and(|l| l.has_enabled_rules()));
+        for b in buckets {
+            for shard in 0..ctx.shards.count() {
+                if ctx.shards.local(shard).is_none() {
+                    continue;
+                }
+                if let Err(e) = pass(&ctx, &b, shard, day_ms).await {
+                    tracing::warn!(bucket = %b.name, shard, error = %e.code, "lifecycle pass failed; retried next time");
+                }
+            }
+        }
+    }
+}
+
+/// What one pass did (for logs and tests).
+#[derive(Debug, Default)]
+struct Done {
+    expired: u64,
+    noncurrent_removed: u64,
+    markers_removed: u64,
+    uploads_aborted: u64,
+}
+
+async fn pass(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, shard: u32, day_ms: i64) -> S3Result<()> {
+    let Some(lc) = b.lifecycle.clone() else { return Ok(()) };
+    let mut done = Done::default();
+    noncurrent(ctx, b, &lc, shard, day_ms, &mut done).await?;
+    current(ctx, b, &lc, shard, day_ms, &mut done).await?;
+    uploads(ctx, b, &lc, shard, day_ms, &mut done).await?;
+    if done.expired + done.noncurrent_removed + done.markers_removed + done.uploads_aborted > 0 {
+        tracing::info!(bucket = %b.name, shard, ?done, "lifecycle applied");
+    }
+    Ok(())
+}
+
+/// The object key of a `T_OBJECTS` key of bucket `b`.
+fn key_of(b: &BucketInfo, k: &[u8]) -> Option<String> {
+    String::from_utf8(k.get(8..)?.to_vec()).ok().filter(|_| k.starts_with(&b.id.to_be_bytes()))
+}
+
+fn sel_of(s: &ObjectSummary) -> VersionSel {
+    if s.null_version {
+        VersionSel::Null
+    } else {
+        VersionSel::Id(s.version)
+    }
+}
+
+async fn tags_of(ctx: &Ctx, shard: u32, table: u8, k: &[u8], needed: bool) -> S3Result<Vec<(String, String)>> {
+    if !needed {
+        return Ok(Vec::new());
+    }
+    let stored = ctx.shards.load(shard, table, k.to_vec()).await.map_err(io_error)?;
+    Ok(stored.and_then(|s| ObjectMeta::decode(&s.meta)).map(|m| m.tags).unwrap_or_default())
+}
+
+async fn current(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32, day_ms: i64, done: &mut Done) -> S3Result<()> {
+    let needs_tags = lc.rules.iter().any(|r| r.enabled && r.filter.needs_tags());
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = ctx.shards.range(shard, T_OBJECTS, bucket_prefix(b.id), after.clone(), PAGE).await.map_err(io_error)?;
+        let Some((last, _)) = page.last() else { return Ok(()) };
+        after = Some(last.clone());
+        let now = now_unix_ms();
+        for (k, e) in &page {
+            let (Some(key), Some(s)) = (key_of(b, k), ObjectSummary::decode(&e.summary)) else { continue };
+            if s.delete_marker {
+                let applies = lc.rules.iter().any(|r| {
+                    r.enabled && r.expiration == Some(Expiration::ExpiredObjectDeleteMarker) && r.filter.matches(&key, &[], 0)
+                });
+                if applies && remove_lone_marker(ctx, b, shard, &key, s.version).await? {
+                    done.markers_removed += 1;
+                }
+                continue;
+            }
+            let tags = tags_of(ctx, shard, T_OBJECTS, k, needs_tags).await?;
+            let due = lc
+                .rules
+                .iter()
+                .filter(|r| r.enabled && r.filter.matches(&key, &tags, s.size))
+                .filter_map(|r| expiry_ms(r.expiration.as_ref()?, s.mtime_ms, day_ms))
+                .min();
+            if due.is_some_and(|t| t <= now) && expire_current(ctx, b, shard, &key, s.version).await? {
+                done.expired += 1;
+            }
+        }
+        if page.len() < PAGE {
+            return Ok(());
+        }
+    }
+}
+
+/// Makes the current version `expected` of `key` noncurrent (a delete
+/// marker over it) or, unversioned, removes it; nothing if it changed.
+async fn expire_current(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, expected: crate::meta::VersionId) -> S3Result<bool> {
+    let Ok(_gate) = b.enter_write() else { return Ok(false) };
+    let (bid, k, versioning) = (b.id, key.to_string(), b.versioning);
+    let random = versions::random8()?;
+    let lock = vec![(T_OBJECTS, object_key(bid, key))];
+    ctx.shards
+        .txn(shard, lock, move |local| async move {
+            let cur = versions::current(&local.shard, bid, &k)?;
+            let Some(cur) = cur.filter(|c| c.summary.version == expected && !c.summary.delete_marker) else {
+                return Ok(false);
+            };
+            let muts = if versioning == Versioning::Unversioned {
+                vec![Mutation::Delete { table: T_OBJECTS, key: cur.key }]
+            } else {
+                let marker = NewVersion::delete_marker(now_unix_ms());
+                match versions::place(&local.shard, bid, &k, versioning, marker, None, random).await {
+                    Ok((muts, _)) => muts,
+                    // A locked null version cannot be replaced: kept.
+                    Err(_) => return Ok(false),
+                }
+            };
+            local.commit_in_txn(muts).await.map_err(io_error)?;
+            Ok(true)
+        })
+        .await
+        .map_err(io_error)?
+}
+
+/// Removes the current delete marker `expected` of `key` if no other
+/// version of the key is left.
+async fn remove_lone_marker(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, expected: crate::meta::VersionId) -> S3Result<bool> {
+    let (bid, k) = (b.id, key.to_string());
+    let lock = vec![(T_OBJECTS, object_key(bid, key))];
+    ctx.shards
+        .txn(shard, lock, move |local| async move {
+            let cur = versions::current(&local.shard, bid, &k)?;
+            let Some(cur) = cur.filter(|c| c.summary.version == expected && c.summary.delete_marker) else {
+                return Ok(false);
+            };
+            if !local.shard.range(T_VERSIONS, &versions_prefix(bid, &k), None, 1).is_empty() {
+                return Ok(false);
+            }
+            let Some((muts, _)) = versions::remove(&local.shard, bid, &k, sel_of(&cur.summary), false).await? else {
+                return Ok(false);
+            };
+            local.commit_in_txn(muts).await.map_err(io_error)?;
+            Ok(true)
+        })
+        .await
+        .map_err(io_error)?
+}
+
+async fn noncurrent(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32, day_ms: i64, done: &mut Done) -> S3Result<()> {
+    if !lc.rules.iter().any(|r| r.enabled && r.noncurrent_days.is_some()) {
+        return Ok(());
+    }
+    let needs_tags = lc.rules.iter().any(|r| r.enabled && r.noncurrent_days.is_some() && r.filter.needs_tags());
+    // The versions of a key are contiguous and newest first: each one
+    // became noncurrent when the one before it (or the current one) was
+    // written.
+    let mut after: Option<Vec<u8>> = None;
+    let mut prev: Option<(Vec<u8>, i64, u32)> = None; // (key, successor mtime, noncurrent index)
+    loop {
+        let page = ctx.shards.range(shard, T_VERSIONS, bucket_prefix(b.id), after.clone(), PAGE).await.map_err(io_error)?;
+        let Some((last, _)) = page.last() else { return Ok(()) };
+        after = Some(last.clone());
+        let now = now_unix_ms();
+        for (k, e) in &page {
+            let Some((bid, key_bytes, _)) = parse_version_key(k) else { continue };
+            let (Ok(key), Some(s)) = (String::from_utf8(key_bytes.clone()), ObjectSummary::decode(&e.summary)) else { continue };
+            if bid != b.id {
+                continue;
+            }
+            let (successor_ms, index) = match &prev {
+                Some((pk, ms, i)) if *pk == key_bytes => (*ms, i + 1),
+                _ => {
+                    let cur = ctx.shards.get(shard, T_OBJECTS, object_key(b.id, &key)).await.map_err(io_error)?;
+                    let Some(cur) = cur.and_then(|c| ObjectSummary::decode(&c.summary)) else { continue };
+                    (cur.mtime_ms, 0)
+                }
+            };
+            prev = Some((key_bytes, s.mtime_ms, index));
+            let tags = tags_of(ctx, shard, T_VERSIONS, k, needs_tags && !s.delete_marker).await?;
+            let expired = lc.rules.iter().any(|r| {
+                let Some(days) = r.noncurrent_days else { return false };
+                r.enabled
+                    && r.filter.matches(&key, &tags, s.size)
+                    && r.newer_noncurrent.is_none_or(|keep| index >= keep)
+                    && expiry_ms(&Expiration::Days(days), successor_ms, day_ms).is_some_and(|t| t <= now)
+            });
+            if !expired {
+                continue;
+            }
+            let (bid, k2, sel) = (b.id, key.clone(), sel_of(&s));
+            let lock = vec![(T_OBJECTS, object_key(bid, &key))];
+            let removed = ctx
+                .shards
+                .txn(shard, lock, move |local| async move {
+                    // Locked versions stay (check_removable refuses them).
+                    let Ok(Some((muts, _))) = versions::remove(&local.shard, bid, &k2, sel, false).await else {
+                        return Ok(false);
+                    };
+                    local.commit_in_txn(muts).await.map_err(io_error)?;
+                    Ok::<_, tessera_proto::S3Error>(true)
+                })
+                .await
+                .map_err(io_error)??;
+            if removed {
+                done.noncurrent_removed += 1;
+            }
+        }
+        if page.len() < PAGE {
+            return Ok(());
+        }
+    }
+}
+
+async fn uploads(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32, day_ms: i64, done: &mut Done) -> S3Result<()> {
+    if !lc.rules.iter().any(|r| r.enabled && r.abort_multipart_days.is_some()) {
+        return Ok(());
+    }
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = ctx.shards.range(shard, T_UPLOADS, bucket_prefix(b.id), after.clone(), PAGE).await.map_err(io_error)?;
+        let Some((last, _)) = page.last() else { return Ok(()) };
+        after = Some(last.clone());
+        let now = now_unix_ms();
+        for (k, e) in &page {
+            let rest = &k[8.min(k.len())..];
+            // Upload ids are hex: the last NUL ends the key.
+            let Some(split) = rest.iter().rposition(|&c| c == 0) else { continue };
+            let (Ok(key), Ok(id)) = (std::str::from_utf8(&rest[..split]), std::str::from_utf8(&rest[split + 1..])) else { continue };
+            let Some(info) = UploadInfo::decode(&e.summary) else { continue };
+            let due = lc
+                .rules
+                .iter()
+                .filter(|r| r.enabled && r.filter.matches(key, &[], 0))
+                .filter_map(|r| Some(info.initiated_ms + i64::from(r.abort_multipart_days?) * day_ms))
+                .min();
+            if due.is_some_and(|t| t <= now) && multipart::abort_upload(ctx, shard, b.id, key, id).await.is_ok() {
+                done.uploads_aborted += 1;
+            }
+        }
+        if page.len() < PAGE {
+            return Ok(());
+        }
+    }
+}
