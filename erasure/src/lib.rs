@@ -10,10 +10,13 @@
 //! wrong bytes.
 //!
 //! `shape` holds the pure decisions around it: the default parity for a set
-//! of N disks and when a small object is replicated instead of striped.
+//! of N disks, its quorums, and when a small object is replicated instead of
+//! striped; `resolve` which version of a key a read answers when a crash
+//! left a write on some shards only.
 
 mod block;
 mod codec;
+mod resolve;
 mod shape;
 
 pub use block::{
@@ -21,6 +24,7 @@ pub use block::{
     BLOCK_HEADER_BYTES, BLOCK_MAGIC, PAYLOAD_ALIGN_BYTES,
 };
 pub use codec::{Codec, Decoded, Rebuilt};
+pub use resolve::{resolve, Candidate, Resolution};
 pub use shape::{default_parity, redundancy_for, Redundancy, SetShape, REPLICATE_MAX_BYTES};
 
 /// Most blocks (k + m) one stripe may have: one per disk of an erasure set.
