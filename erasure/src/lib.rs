@@ -130,6 +130,28 @@ impl Params {
         Some(start..(start + u64::from(self.stripe_bytes)).min(object_len))
     }
 
+    /// Stripes holding bytes `range` of an object of `object_len` bytes
+    /// (what a range read decodes); empty for an empty or inverted range.
+    pub fn stripes_for(
+        &self,
+        object_len: u64,
+        range: std::ops::Range<u64>,
+    ) -> std::ops::Range<u64> {
+        let end = range.end.min(object_len);
+        if range.start >= end {
+            return 0..0;
+        }
+        let stripe = u64::from(self.stripe_bytes);
+        range.start / stripe..end.div_ceil(stripe)
+    }
+
+    /// Where the block of stripe `stripe_index` starts in one disk's
+    /// stream of an object's blocks (its blocks of stripes 0, 1, ... back
+    /// to back; only the last stripe may be shorter).
+    pub fn block_offset(&self, stripe_index: u64) -> u64 {
+        stripe_index.saturating_mul(self.block_bytes(self.stripe_bytes()) as u64)
+    }
+
     /// Bytes of one framed block of a stripe of `stripe_len` bytes.
     pub fn block_bytes(&self, stripe_len: usize) -> usize {
         BLOCK_HEADER_BYTES + payload_len_for(stripe_len, usize::from(self.data_blocks))

@@ -63,6 +63,49 @@ fn params_errors() {
 }
 
 #[test]
+fn ranges_map_to_stripes_and_offsets() {
+    let p = Params::new(4, 2, 1000).unwrap();
+    for (len, range, want) in [
+        (0u64, 0u64..10u64, 0u64..0u64),
+        (2500, 0..2500, 0..3),
+        (2500, 999..1001, 0..2),
+        (2500, 1000..1001, 1..2),
+        (2500, 2400..9999, 2..3),
+        (2500, 2500..2600, 0..0),
+        (2500, 10..5, 0..0),
+    ] {
+        assert_eq!(p.stripes_for(len, range.clone()), want, "{len} {range:?}");
+    }
+    // 1000 bytes / 4 = 250 → 256 padded, plus the header.
+    assert_eq!(p.block_offset(0), 0);
+    assert_eq!(p.block_offset(3), 3 * (BLOCK_HEADER_BYTES as u64 + 256));
+    assert_eq!(p.block_offset(u64::MAX), u64::MAX);
+    // The stream of one disk's blocks, cut at those offsets, decodes.
+    let data: Vec<u8> = (0..2500u32).map(|i| i as u8).collect();
+    let mut codec = Codec::new(p);
+    let mut streams: Vec<Vec<u8>> = vec![Vec::new(); 6];
+    let mut out = Vec::new();
+    for s in 0..p.stripe_count(2500) {
+        let r = p.stripe_range(2500, s).unwrap();
+        codec
+            .encode_stripe(3, s, &data[r.start as usize..r.end as usize], &mut out)
+            .unwrap();
+        for (disk, b) in out.iter().enumerate() {
+            assert_eq!(streams[disk].len() as u64, p.block_offset(s));
+            streams[disk].extend_from_slice(b);
+        }
+    }
+    let s = 2u64;
+    let blocks: Vec<Option<&[u8]>> = streams
+        .iter()
+        .map(|st| Some(&st[p.block_offset(s) as usize..]))
+        .collect();
+    let mut got = Vec::new();
+    codec.decode_stripe(3, s, &blocks, &mut got).unwrap();
+    assert_eq!(got, &data[2000..]);
+}
+
+#[test]
 fn payload_sizes() {
     for (len, k, want) in [
         (0, 4, 0),

@@ -281,9 +281,12 @@ impl Placement {
 
     pub fn lane_of(&self, partition: u64) -> Lane {
         let l = self.lane_index(partition) as u32;
+        // A checked format never has 0 shards; the max keeps a hand-built
+        // Placement from dividing by zero.
+        let per_disk = self.shards_per_disk.max(1);
         Lane {
-            set: l / self.shards_per_disk,
-            shard: l % self.shards_per_disk,
+            set: l / per_disk,
+            shard: l % per_disk,
         }
     }
 
