@@ -128,6 +128,13 @@ fn read_format(path: &Path) -> Result<Option<DiskFormat>, LayoutError> {
             _ => {}
         }
     }
+    if version == Some(crate::sets::FORMAT_V2) {
+        // Never read a set layout as a plain one: it would misplace every object.
+        return Err(LayoutError::Invalid(format!(
+            "{}: format 2 (erasure sets) is not served by this build yet",
+            path.display()
+        )));
+    }
     if version != Some(FORMAT_VERSION) {
         return Err(LayoutError::Invalid(format!(
             "{}: unsupported format version {version:?}",
@@ -227,6 +234,16 @@ fn open(dirs: &[PathBuf], format_with: Option<u32>) -> Result<Layout, LayoutErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_2_is_refused_not_misread() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = [[1u8; 16], [2u8; 16]];
+        let f = crate::sets::SetsFormat::fresh([9; 16], &ids, 4, None, 1 << 20).unwrap();
+        std::fs::write(dir.path().join(FORMAT_FILE), f[0].to_text()).unwrap();
+        let e = open_or_format(&[dir.path().to_path_buf()], 4).unwrap_err().to_string();
+        assert!(e.contains("format 2 (erasure sets) is not served"), "{e}");
+    }
 
     #[test]
     fn placement_is_stable_and_spread() {

@@ -22,5 +22,6 @@ pub mod metastore;
 pub mod response;
 pub mod s3;
 pub mod server;
+pub mod sets;
 pub mod shards;
 pub mod sse;
