@@ -32,6 +32,11 @@ pub struct Config {
     /// Shortest STS session: AWS's 900 seconds, lowered only by the
     /// test-only `TESSERA_TEST_MIN_SESSION_SECS`.
     pub min_session_secs: u32,
+    /// Hot-object cache bytes for the whole node, split evenly over the
+    /// reactors (0: no cache); see `hotcache`.
+    pub cache_bytes: u64,
+    /// Largest object body the hot-object cache takes.
+    pub cache_max_object_bytes: u64,
 }
 
 /// Smallest and largest automatic reserve.
@@ -43,6 +48,11 @@ pub const MAX_AUTO_RESERVE_BYTES: u64 = 4 << 30;
 pub const MAX_SHARDS_PER_DISK: u32 = 256;
 /// Most reactor threads (one per core).
 pub const MAX_THREADS: usize = 1024;
+/// Largest hot-object cache of a node (it is memory, not disk).
+pub const MAX_CACHE_BYTES: u64 = 1 << 40;
+/// Largest object the hot-object cache may be told to take: a hit is
+/// copied whole into the response, so this bounds the copy per request.
+pub const MAX_CACHE_OBJECT_BYTES: u64 = 64 << 20;
 /// Smallest segment: a segment must hold at least a few records.
 pub const MIN_SEGMENT_BYTES: u64 = 4 * tessera_io::BLOCK as u64;
 
@@ -63,6 +73,15 @@ impl Config {
                 self.segment_size_bytes
             ));
         }
+        if self.cache_bytes > MAX_CACHE_BYTES {
+            return Err(format!("--cache-size must be at most {MAX_CACHE_BYTES} bytes, not {}", self.cache_bytes));
+        }
+        if self.cache_max_object_bytes > MAX_CACHE_OBJECT_BYTES {
+            return Err(format!(
+                "--cache-max-object must be at most {MAX_CACHE_OBJECT_BYTES} bytes, not {}",
+                self.cache_max_object_bytes
+            ));
+        }
         if self.data_dirs.is_empty() {
             return Err("no data dir given".into());
         }
@@ -75,6 +94,11 @@ impl Config {
             return Err(format!("--region {:?} is not a region name", self.region));
         }
         Ok(())
+    }
+
+    /// Each reactor's share of the hot-object cache.
+    pub fn cache_bytes_per_core(&self) -> u64 {
+        self.cache_bytes / self.threads.max(1) as u64
     }
 
     /// The storage engine's options for this node's shards.

@@ -320,6 +320,100 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
     hmac_sha256(&k_service, b"aws4_request")
 }
 
+/// Most derived signing keys a [`SigningKeyCache`] keeps (one per access
+/// key, day, region and service in use; a client keeps one for a day).
+pub const SIGNING_KEY_CACHE_ENTRIES: usize = 64;
+
+/// Derived signing keys already computed, so that a request costs one HMAC
+/// over its string to sign instead of five (the four HMACs of the key
+/// chain were a quarter of a small GET's instructions). An entry is found
+/// only by the same secret, date, region and service: a rotated secret
+/// derives a new key. Bounded (`SIGNING_KEY_CACHE_ENTRIES`, the oldest
+/// entry goes first); single-threaded (one per reactor). Secrets and keys
+/// are wiped when dropped and never shown by `Debug`.
+#[derive(Default)]
+pub struct SigningKeyCache {
+    entries: std::cell::RefCell<Vec<CachedKey>>,
+    /// Next slot to overwrite once full.
+    next: std::cell::Cell<usize>,
+}
+
+struct CachedKey {
+    secret: Vec<u8>,
+    date: String,
+    region: String,
+    service: String,
+    key: [u8; 32],
+}
+
+impl Drop for CachedKey {
+    fn drop(&mut self) {
+        // Best effort: the derived key is as good as the secret for its day.
+        self.key = [0u8; 32];
+        self.secret.fill(0);
+    }
+}
+
+impl fmt::Debug for SigningKeyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKeyCache({} keys)", self.entries.borrow().len())
+    }
+}
+
+impl SigningKeyCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// [`signing_key`], from the cache when it was derived before.
+    pub fn key(&self, secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+        let mut entries = self.entries.borrow_mut();
+        let found = entries.iter().find(|e| {
+            e.date == date && e.region == region && e.service == service && constant_time_eq(&e.secret, secret.as_bytes())
+        });
+        if let Some(e) = found {
+            return e.key;
+        }
+        let key = signing_key(secret, date, region, service);
+        let entry = CachedKey {
+            secret: secret.as_bytes().to_vec(),
+            date: date.to_string(),
+            region: region.to_string(),
+            service: service.to_string(),
+            key,
+        };
+        if entries.len() < SIGNING_KEY_CACHE_ENTRIES {
+            entries.push(entry);
+        } else {
+            let i = self.next.get() % SIGNING_KEY_CACHE_ENTRIES;
+            entries[i] = entry;
+            self.next.set(i + 1);
+        }
+        key
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Compares secrets without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The signing key of a request: from the cache when there is one.
+fn derive_key(cache: Option<&SigningKeyCache>, secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+    match cache {
+        Some(c) => c.key(secret, date, region, service),
+        None => signing_key(secret, date, region, service),
+    }
+}
+
 /// Hex signature of a string to sign.
 pub fn signature_hex(signing_key: &[u8; 32], string_to_sign: &str) -> String {
     hex::encode(hmac_sha256(signing_key, string_to_sign.as_bytes()))
@@ -688,6 +782,7 @@ fn authenticate_header_v4(
     region: &str,
     now_unix_secs: i64,
     secret_for: &dyn Fn(&str) -> Option<String>,
+    keys: Option<&SigningKeyCache>,
 ) -> Result<AuthContext, S3Error> {
     let auth = parse_authorization(value)?;
     if auth.credential.region != region {
@@ -711,7 +806,7 @@ fn authenticate_header_v4(
     check_all_signed(req.headers, &auth.signed_headers, None)?;
     let cred = &auth.credential;
     let scope = credential_scope(cred.date, cred.region, "s3");
-    let key = signing_key(&secret, cred.date, cred.region, "s3");
+    let key = derive_key(keys, &secret, cred.date, cred.region, "s3");
     let check = Check {
         req,
         signed_headers: &auth.signed_headers,
@@ -750,6 +845,7 @@ fn authenticate_presigned_v4(
     region: &str,
     now_unix_secs: i64,
     secret_for: &dyn Fn(&str) -> Option<String>,
+    keys: Option<&SigningKeyCache>,
 ) -> Result<AuthContext, S3Error> {
     if single_param(params, "X-Amz-Algorithm")? != ALGORITHM {
         return Err(query_malformed("X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\""));
@@ -806,7 +902,7 @@ fn authenticate_presigned_v4(
     };
     check_all_signed(req.headers, &signed_headers, Some(params))?;
     let scope = credential_scope(cred.date, cred.region, "s3");
-    let key = signing_key(&secret, cred.date, cred.region, "s3");
+    let key = derive_key(keys, &secret, cred.date, cred.region, "s3");
     let check = Check {
         req,
         signed_headers: &signed_headers,
@@ -918,6 +1014,19 @@ pub fn authenticate_vhost(
     now_unix_secs: i64,
     secret_for: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<AuthContext>, S3Error> {
+    authenticate_cached(req, vhost_bucket, region, now_unix_secs, secret_for, None)
+}
+
+/// As [`authenticate_vhost`], deriving SigV4 signing keys through `keys`
+/// (a server keeps one cache per thread): the same decisions, less work.
+pub fn authenticate_cached(
+    req: &SigRequest,
+    vhost_bucket: Option<&str>,
+    region: &str,
+    now_unix_secs: i64,
+    secret_for: &dyn Fn(&str) -> Option<String>,
+    keys: Option<&SigningKeyCache>,
+) -> Result<Option<AuthContext>, S3Error> {
     let params = parse_query(req.query);
     // Detected in any case, so that a near-miss spelling is refused rather than
     // served anonymously; verification then wants the exact names.
@@ -940,7 +1049,7 @@ pub fn authenticate_vhost(
     }
     let scheme = header.map(|v| v.split(' ').next().unwrap_or_default());
     let ctx = match (header, scheme) {
-        (Some(value), Some(ALGORITHM)) => authenticate_header_v4(req, value, region, now_unix_secs, secret_for)?,
+        (Some(value), Some(ALGORITHM)) => authenticate_header_v4(req, value, region, now_unix_secs, secret_for, keys)?,
         (Some(value), Some("AWS")) => {
             crate::sigv2::authenticate_header(req, vhost_bucket, value, now_unix_secs, secret_for)?
         }
@@ -953,7 +1062,7 @@ pub fn authenticate_vhost(
                 "Unsupported Authorization Type",
             ));
         }
-        (None, _) if v4_query => authenticate_presigned_v4(req, &params, region, now_unix_secs, secret_for)?,
+        (None, _) if v4_query => authenticate_presigned_v4(req, &params, region, now_unix_secs, secret_for, keys)?,
         (None, _) if v2_query => {
             crate::sigv2::authenticate_query(req, vhost_bucket, &params, now_unix_secs, secret_for)?
         }
@@ -971,6 +1080,31 @@ pub fn authenticate_vhost(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_signing_keys_equal_derived_ones_and_stay_bounded() {
+        let cache = SigningKeyCache::new();
+        let k = cache.key("secret", "20260101", "us-east-1", "s3");
+        assert_eq!(k, signing_key("secret", "20260101", "us-east-1", "s3"));
+        assert_eq!(cache.key("secret", "20260101", "us-east-1", "s3"), k);
+        assert_eq!(cache.len(), 1);
+        // Any part that differs derives another key; a rotated secret too.
+        for (secret, date, region, service) in [
+            ("secret2", "20260101", "us-east-1", "s3"),
+            ("secret", "20260102", "us-east-1", "s3"),
+            ("secret", "20260101", "eu-west-1", "s3"),
+            ("secret", "20260101", "us-east-1", "iam"),
+        ] {
+            assert_eq!(cache.key(secret, date, region, service), signing_key(secret, date, region, service));
+        }
+        assert_eq!(cache.len(), 5);
+        for i in 0..3 * SIGNING_KEY_CACHE_ENTRIES {
+            let secret = format!("s{i}");
+            assert_eq!(cache.key(&secret, "20260101", "us-east-1", "s3"), signing_key(&secret, "20260101", "us-east-1", "s3"));
+        }
+        assert_eq!(cache.len(), SIGNING_KEY_CACHE_ENTRIES);
+        assert!(!format!("{cache:?}").contains("s1"), "Debug shows no secret");
+    }
 
     #[test]
     fn credentials_parse() {
