@@ -56,8 +56,8 @@ measure() { # measure NAME bench-args...: instructions per request of the node
   callgrind_control -d "$name" "$PID" >/dev/null
   sleep 1
   local ir
-  ir=$(cat "$WORK"/cg."$PID"* 2>/dev/null | awk '/^summary:/ {s += $2} END {print s + 0}')
-  cp "$WORK"/cg."$PID".* /tmp/perf/ 2>/dev/null; rm -f "$WORK"/cg."$PID"*
+  ir=$(cat "$WORK"/cg."$PID"* 2>/dev/null | awk '/^totals:/ {s += $2} END {print s + 0}')
+  rm -f "$WORK"/cg."$PID"*
   echo "$name: $((ir / COUNT)) instructions per request ($ir over $COUNT requests, $SIZE, $CONC connections, $THREADS reactors)"
 }
 measure GET get --bucket cgbench --size "$SIZE" --objects "$OBJECTS" --skip-prefill
