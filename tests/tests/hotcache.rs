@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::types::{BucketVersioningConfiguration, BucketVersioningStatus};
+use aws_sdk_s3::types::{VersioningConfiguration, BucketVersioningStatus};
 use aws_sdk_s3::Client;
 use tessera_tests::*;
 
@@ -99,7 +99,7 @@ async fn deletes_are_seen_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn versions_are_never_mixed_up() {
     let (_server, s3) = with_bucket("ver").await;
-    let conf = BucketVersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+    let conf = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
     ok(s3.put_bucket_versioning().bucket("ver").versioning_configuration(conf).send().await, "versioning");
     let v1_data = random_bytes(4 * KIB, 1);
     let v2_data = random_bytes(250 * KIB, 2);
