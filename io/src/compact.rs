@@ -498,12 +498,21 @@ async fn retire(inner: &Rc<Inner>, victim: u32) -> Result<(), IoError> {
             .range(victim + 1..)
             .next()
             .map(|(_, s)| s.first_seq.saturating_sub(1));
+        // A predecessor that holds no commit (a reset cut it back to its
+        // segment record) ends just before the first seq it was to hold:
+        // the seqs from there on were voided with its failed batches.
         let prev_end = log
             .segments
             .range(..victim)
             .next_back()
-            .map(|(_, s)| s.last_seq)
+            .map(|(_, s)| if s.last_seq > 0 { s.last_seq } else { s.first_seq.saturating_sub(1) })
             .filter(|&l| l > 0);
+        // A reset between choosing the victim and now may have dropped
+        // every segment after it (keep == 0): without a successor there
+        // is no knowing where the seqs it takes along end, so not now.
+        if next.is_none() {
+            return Err(IoError::InvalidExtent("no segment after it yet; not retired"));
+        }
         log.segments.get(&victim).map_or((0, 0), |s| {
             let first = match prev_end {
                 Some(l) if s.first_seq == 0 || l + 1 < s.first_seq => l + 1,

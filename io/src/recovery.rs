@@ -623,6 +623,17 @@ impl Scan<'_> {
         let file_len = self.seg.file_len;
         let mut pos = from;
         self.seg.valid_end = from;
+        if from > 0 {
+            // The checkpoint's position lies past this segment's record,
+            // which says where its seqs start: seqs voided by a reset just
+            // before it (failed commits, never acknowledged) are not gaps.
+            // Unreadable, it says nothing (such seqs are then counted).
+            if let Found::Record(h) = self.record_at(&mut win, 0).await? {
+                if h.kind == Kind::Segment {
+                    self.replay.segment_starts(h.seq, true);
+                }
+            }
+        }
         while pos + BLOCK as u64 <= file_len {
             match self.record_at(&mut win, pos).await? {
                 Found::Record(h) => {

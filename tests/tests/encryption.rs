@@ -348,6 +348,19 @@ async fn multipart_with_sse_c_on_every_part() {
         "part 2",
     );
     assert_eq!(read_body(p2).await, parts[1]);
+    // A part the object does not have is InvalidPart, with or without the
+    // key (s3-tests' test_multipart_sse_c_get_part asks without it).
+    for with_key in [false, true] {
+        let mut r = server.raw_request("GET", "/mpu/k?partNumber=4");
+        if with_key {
+            r = r.header("x-amz-server-side-encryption-customer-algorithm", "AES256").header("x-amz-server-side-encryption-customer-key", &a.key).header("x-amz-server-side-encryption-customer-key-md5", &a.md5);
+        }
+        let resp = server.send(&server.sign(r));
+        assert_eq!((resp.status, resp.error_code().as_deref()), (400, Some("InvalidPart")), "with key: {with_key}");
+    }
+    // An existing part without the key still needs it.
+    let resp = server.send(&server.sign(server.raw_request("GET", "/mpu/k?partNumber=1")));
+    assert_eq!((resp.status, resp.error_code().as_deref()), (400, Some("InvalidRequest")));
 
     // UploadPartCopy from the SSE-C object into an SSE-KMS upload.
     let up = ok(s3.create_multipart_upload().bucket("mpu").key("kms").server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id("testkey-1").send().await, "create kms");

@@ -261,6 +261,9 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     }
     crate::authz::check_object(req, b, crate::authz::ObjectFacts { acl: obj.meta.acl.as_ref(), tags: &obj.meta.tags })?;
     crate::sse::refuse_write_headers_on_read(&req.head.headers)?;
+    // A part number the object does not have is `InvalidPart` whatever the
+    // key headers say (S3 checks it before asking for an SSE-C key).
+    let (part_range, parts_count) = part_range(req, &obj.meta)?;
     let customer = crate::sse::customer_key(&req.head.headers, crate::sse::CUSTOMER)?;
     let dk = crate::sse::open(&*ctx.shared.kms, obj.meta.sse.as_ref(), customer.as_ref())?;
     let LoadedObject { shard, body, summary, meta } = obj;
@@ -277,7 +280,6 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
         }
     }
     let size = summary.size;
-    let (part_range, parts_count) = part_range(req, &meta)?;
     let range = match req.header("range").map(|v| parse_range(v, size)) {
         _ if part_range.is_some() => part_range,
         None | Some(Ok(None)) => None,
