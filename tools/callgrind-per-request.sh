@@ -8,7 +8,8 @@
 #
 # usage: tools/callgrind-per-request.sh BINARY [--count 2000] [--size 4KiB]
 #                                       [--objects 100] [--concurrency 4] [--threads 2]
-#                                       [--server-args "..."]
+#                                       [--server-args "..."] [--keep DIR]
+#   --keep DIR  keep the profiles (DIR/GET.out, DIR/PUT.out) for callgrind_annotate
 # Needs valgrind (apt-get install valgrind), a C compiler and
 # target/release/tessera-bench. valgrind cannot follow io_uring's shared
 # rings, so the node runs with io_uring refused (tools/valgrind/no_uring.c,
@@ -18,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=$1; shift
-COUNT=2000 SIZE=4KiB OBJECTS=100 CONC=4 THREADS=2 SERVER_ARGS=""
+COUNT=2000 SIZE=4KiB OBJECTS=100 CONC=4 THREADS=2 SERVER_ARGS="" KEEP=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --count) COUNT=$2; shift 2 ;;
@@ -27,6 +28,7 @@ while [ $# -gt 0 ]; do
     --concurrency) CONC=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
     --server-args) SERVER_ARGS=$2; shift 2 ;;
+    --keep) KEEP=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -57,6 +59,7 @@ measure() { # measure NAME bench-args...: instructions per request of the node
   sleep 1
   local ir
   ir=$(cat "$WORK"/cg."$PID"* 2>/dev/null | awk '/^totals:/ {s += $2} END {print s + 0}')
+  if [ -n "$KEEP" ]; then mkdir -p "$KEEP" && cat "$WORK"/cg."$PID".* >"$KEEP/$name.out"; fi
   rm -f "$WORK"/cg."$PID"*
   echo "$name: $((ir / COUNT)) instructions per request ($ir over $COUNT requests, $SIZE, $CONC connections, $THREADS reactors)"
 }

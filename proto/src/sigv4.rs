@@ -301,7 +301,7 @@ pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> S
         ALGORITHM,
         amz_date,
         scope,
-        hex::encode(digest::digest(&digest::SHA256, canonical_request.as_bytes()))
+        crate::checksum::hex_lower(digest::digest(&digest::SHA256, canonical_request.as_bytes()).as_ref())
     )
 }
 
@@ -344,6 +344,8 @@ struct CachedKey {
     region: String,
     service: String,
     key: [u8; 32],
+    /// `key` ready for HMAC (its inner and outer pads hashed once).
+    hmac: hmac::Key,
 }
 
 impl Drop for CachedKey {
@@ -367,20 +369,27 @@ impl SigningKeyCache {
 
     /// [`signing_key`], from the cache when it was derived before.
     pub fn key(&self, secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+        self.key_and_hmac(secret, date, region, service).0
+    }
+
+    /// The signing key and its HMAC key.
+    fn key_and_hmac(&self, secret: &str, date: &str, region: &str, service: &str) -> ([u8; 32], hmac::Key) {
         let mut entries = self.entries.borrow_mut();
         let found = entries.iter().find(|e| {
             e.date == date && e.region == region && e.service == service && constant_time_eq(&e.secret, secret.as_bytes())
         });
         if let Some(e) = found {
-            return e.key;
+            return (e.key, e.hmac.clone());
         }
         let key = signing_key(secret, date, region, service);
+        let hkey = hmac::Key::new(hmac::HMAC_SHA256, &key);
         let entry = CachedKey {
             secret: secret.as_bytes().to_vec(),
             date: date.to_string(),
             region: region.to_string(),
             service: service.to_string(),
             key,
+            hmac: hkey.clone(),
         };
         if entries.len() < SIGNING_KEY_CACHE_ENTRIES {
             entries.push(entry);
@@ -389,7 +398,7 @@ impl SigningKeyCache {
             entries[i] = entry;
             self.next.set(i + 1);
         }
-        key
+        (key, hkey)
     }
 
     pub fn len(&self) -> usize {
@@ -406,11 +415,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The signing key of a request: from the cache when there is one.
-fn derive_key(cache: Option<&SigningKeyCache>, secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+/// The signing key of a request and its HMAC key: from the cache when there is one.
+fn derive_key(
+    cache: Option<&SigningKeyCache>,
+    secret: &str,
+    date: &str,
+    region: &str,
+    service: &str,
+) -> ([u8; 32], hmac::Key) {
     match cache {
-        Some(c) => c.key(secret, date, region, service),
-        None => signing_key(secret, date, region, service),
+        Some(c) => c.key_and_hmac(secret, date, region, service),
+        None => {
+            let key = signing_key(secret, date, region, service);
+            (key, hmac::Key::new(hmac::HMAC_SHA256, &key))
+        }
     }
 }
 
@@ -713,7 +731,8 @@ struct Check<'a> {
     payload_hash: &'a str,
     amz_date: &'a str,
     scope: &'a str,
-    key: &'a [u8; 32],
+    /// The signing key, ready for HMAC.
+    key: &'a hmac::Key,
 }
 
 /// Verifies `provided` against the canonical path, then against the raw wire path
@@ -721,7 +740,7 @@ struct Check<'a> {
 fn verify_v4(check: &Check<'_>, provided: Option<&[u8; 32]>) -> Result<(), S3Error> {
     let mismatch = || S3Error::new(S3ErrorCode::SignatureDoesNotMatch);
     let provided = provided.ok_or_else(mismatch)?;
-    let key = hmac::Key::new(hmac::HMAC_SHA256, check.key);
+    let key = check.key;
     let canonical = canonical_uri(check.req.path);
     let raw = if check.req.path.is_empty() { "/" } else { check.req.path };
     let candidates: &[&str] = if raw == canonical { &[&canonical] } else { &[&canonical, raw] };
@@ -735,7 +754,7 @@ fn verify_v4(check: &Check<'_>, provided: Option<&[u8; 32]>) -> Result<(), S3Err
             check.payload_hash,
         );
         let sts = string_to_sign(check.amz_date, check.scope, &creq);
-        if hmac::verify(&key, sts.as_bytes(), provided).is_ok() {
+        if hmac::verify(key, sts.as_bytes(), provided).is_ok() {
             return Ok(());
         }
     }
@@ -806,7 +825,7 @@ fn authenticate_header_v4(
     check_all_signed(req.headers, &auth.signed_headers, None)?;
     let cred = &auth.credential;
     let scope = credential_scope(cred.date, cred.region, "s3");
-    let key = derive_key(keys, &secret, cred.date, cred.region, "s3");
+    let (key, hkey) = derive_key(keys, &secret, cred.date, cred.region, "s3");
     let check = Check {
         req,
         signed_headers: &auth.signed_headers,
@@ -814,7 +833,7 @@ fn authenticate_header_v4(
         payload_hash,
         amz_date: &amz_date,
         scope: &scope,
-        key: &key,
+        key: &hkey,
     };
     verify_v4(&check, auth.signature.as_ref())?;
     let signature = auth.signature.unwrap_or_default();
@@ -902,7 +921,7 @@ fn authenticate_presigned_v4(
     };
     check_all_signed(req.headers, &signed_headers, Some(params))?;
     let scope = credential_scope(cred.date, cred.region, "s3");
-    let key = derive_key(keys, &secret, cred.date, cred.region, "s3");
+    let (key, hkey) = derive_key(keys, &secret, cred.date, cred.region, "s3");
     let check = Check {
         req,
         signed_headers: &signed_headers,
@@ -910,7 +929,7 @@ fn authenticate_presigned_v4(
         payload_hash,
         amz_date,
         scope: &scope,
-        key: &key,
+        key: &hkey,
     };
     verify_v4(&check, signature.as_ref())?;
     Ok(AuthContext {
@@ -968,7 +987,7 @@ pub fn authenticate_query_api(
     }
     check_all_signed(req.headers, &auth.signed_headers, None)?;
     let scope = credential_scope(cred.date, cred.region, service);
-    let key = signing_key(&secret, cred.date, cred.region, service);
+    let (_, hkey) = derive_key(None, &secret, cred.date, cred.region, service);
     let check = Check {
         req,
         signed_headers: &auth.signed_headers,
@@ -976,7 +995,7 @@ pub fn authenticate_query_api(
         payload_hash: body_sha256_hex,
         amz_date: &amz_date,
         scope: &scope,
-        key: &key,
+        key: &hkey,
     };
     verify_v4(&check, auth.signature.as_ref())?;
     let ctx = AuthContext {
