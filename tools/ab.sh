@@ -4,7 +4,8 @@
 # its own node and data dir, and the rounds alternate A, B, A, B, ...
 #
 # usage: tools/ab.sh A_BINARY B_BINARY [--rounds N] [--secs S] [--conns "16 64"]
-#                    [--size 4KiB] [--objects N] [--extra "server flags for B"]
+#                    [--size 4KiB] [--objects N] [--extra-a "server flags"] [--extra-b "..."]
+#   GETs of SIZE over OBJECTS keys (written once, untimed) with tessera-bench.
 #   Prints one line per (round, binary, conns) and the median req/s of each
 #   binary per connection count with the ratio B/A.
 # Ports: PORT_BASE (default 9470) and PORT_BASE+1; admin on those + 10. Needs target/release/tessera-bench.
