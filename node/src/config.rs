@@ -35,6 +35,11 @@ pub struct Config {
     /// Length of a lifecycle "day" in seconds: 86,400, shorter only for
     /// tests (`--lifecycle-day-secs`).
     pub lifecycle_day_secs: u64,
+    /// Hot-object cache bytes for the whole node, split evenly over the
+    /// reactors (0: no cache); see `hotcache`.
+    pub cache_bytes: u64,
+    /// Largest object body the hot-object cache takes.
+    pub cache_max_object_bytes: u64,
 }
 
 /// Smallest and largest automatic reserve.
@@ -46,6 +51,11 @@ pub const MAX_AUTO_RESERVE_BYTES: u64 = 4 << 30;
 pub const MAX_SHARDS_PER_DISK: u32 = 256;
 /// Most reactor threads (one per core).
 pub const MAX_THREADS: usize = 1024;
+/// Largest hot-object cache of a node (it is memory, not disk).
+pub const MAX_CACHE_BYTES: u64 = 1 << 40;
+/// Largest object the hot-object cache may be told to take: a hit is
+/// copied whole into the response, so this bounds the copy per request.
+pub const MAX_CACHE_OBJECT_BYTES: u64 = 64 << 20;
 /// Smallest segment: a segment must hold at least a few records.
 pub const MIN_SEGMENT_BYTES: u64 = 4 * tessera_io::BLOCK as u64;
 
@@ -66,6 +76,15 @@ impl Config {
                 self.segment_size_bytes
             ));
         }
+        if self.cache_bytes > MAX_CACHE_BYTES {
+            return Err(format!("--cache-size must be at most {MAX_CACHE_BYTES} bytes, not {}", self.cache_bytes));
+        }
+        if self.cache_max_object_bytes > MAX_CACHE_OBJECT_BYTES {
+            return Err(format!(
+                "--cache-max-object must be at most {MAX_CACHE_OBJECT_BYTES} bytes, not {}",
+                self.cache_max_object_bytes
+            ));
+        }
         if self.data_dirs.is_empty() {
             return Err("no data dir given".into());
         }
@@ -78,6 +97,11 @@ impl Config {
             return Err(format!("--region {:?} is not a region name", self.region));
         }
         Ok(())
+    }
+
+    /// Each reactor's share of the hot-object cache.
+    pub fn cache_bytes_per_core(&self) -> u64 {
+        self.cache_bytes / self.threads.max(1) as u64
     }
 
     /// The storage engine's options for this node's shards.

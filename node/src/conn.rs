@@ -635,7 +635,7 @@ fn authenticate(ctx: &Ctx, head: &RequestHead, routed: Routed) -> Result<Prepare
         None => None,
     };
     let secret_for = |ak: &str| principal::secret_for(shared, &iam, session.as_ref(), ak);
-    let auth = sigv4::authenticate_vhost(&sig, vhost_bucket, region, now, &secret_for)?;
+    let auth = sigv4::authenticate_cached(&sig, vhost_bucket, region, now, &secret_for, Some(&ctx.signing_keys))?;
     let principal = match &auth {
         Some(a) => principal::principal_for(shared, iam, session, &a.access_key)?,
         None => Principal::anonymous(iam),
@@ -676,10 +676,16 @@ pub async fn write_response(
         RespBody::Object(_) if is_head => {
             conn.write_all(head).await?;
         }
-        RespBody::Object(stream) => {
-            conn.write_all(head).await?;
-            stream.write_to(conn).await?;
-        }
+        RespBody::Object(stream) => match stream.small_inline() {
+            Some(bytes) => {
+                head.extend_from_slice(bytes);
+                conn.write_all(head).await?;
+            }
+            None => {
+                conn.write_all(head).await?;
+                stream.write_to(conn).await?;
+            }
+        },
         RespBody::Select(stream) => {
             conn.write_all(head).await?;
             stream.write_to(conn).await?;

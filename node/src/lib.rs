@@ -12,6 +12,7 @@ pub mod codec;
 pub mod config;
 pub mod conn;
 pub mod fsck;
+pub mod hotcache;
 pub mod iam;
 pub mod identity;
 pub mod layout;

@@ -87,6 +87,14 @@ enum Command {
         /// disk, at least 64MiB and at most 4GiB.
         #[arg(long, value_parser = tessera_node::config::parse_size, env = "TESSERA_RESERVE")]
         reserve: Option<u64>,
+        /// Memory for the hot-object cache of the whole node (e.g. 256MiB,
+        /// 2GiB), split evenly over the reactors: GETs of small objects read
+        /// often are served from memory instead of the disk. 0 turns it off.
+        #[arg(long, default_value = "256MiB", value_parser = tessera_node::config::parse_size, env = "TESSERA_CACHE_SIZE")]
+        cache_size: u64,
+        /// Largest object the hot-object cache takes (e.g. 1MiB).
+        #[arg(long, default_value = "1MiB", value_parser = tessera_node::config::parse_size, env = "TESSERA_CACHE_MAX_OBJECT")]
+        cache_max_object: u64,
         /// TEST ONLY: shortest STS session in seconds, instead of AWS's 900,
         /// so tests can see temporary credentials expire. Never set it in
         /// production.
@@ -199,6 +207,8 @@ fn main() -> ExitCode {
             test_access_log_interval_ms,
             segment_size,
             reserve,
+            cache_size,
+            cache_max_object,
             test_min_session_secs,
             lifecycle_day_secs,
             key_file,
@@ -228,6 +238,8 @@ fn main() -> ExitCode {
                 reserve_bytes: reserve,
                 min_session_secs: test_min_session_secs.unwrap_or(tessera_node::iam::model::MIN_SESSION_SECS),
                 lifecycle_day_secs: lifecycle_day_secs.max(1),
+                cache_bytes: cache_size,
+                cache_max_object_bytes: cache_max_object,
             };
             match tessera_node::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -521,9 +521,9 @@ impl ObjectSummary {
     /// The ETag with its quotes.
     pub fn etag(&self) -> String {
         if self.parts == 0 {
-            format!("\"{}\"", hex::encode(self.md5))
+            format!("\"{}\"", tessera_proto::checksum::hex_lower(&self.md5))
         } else {
-            format!("\"{}-{}\"", hex::encode(self.md5), self.parts)
+            format!("\"{}-{}\"", tessera_proto::checksum::hex_lower(&self.md5), self.parts)
         }
     }
 
@@ -852,7 +852,7 @@ impl PartSummary {
     }
 
     pub fn etag(&self) -> String {
-        format!("\"{}\"", hex::encode(self.md5))
+        format!("\"{}\"", tessera_proto::checksum::hex_lower(&self.md5))
     }
 }
 

@@ -69,6 +69,12 @@ pub struct CoreMetrics {
     bytes_out: AtomicU64,
     open_connections: AtomicI64,
     connections: AtomicU64,
+    /// The reactor's hot-object cache, published every `SHARD_STATS_INTERVAL`.
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    cache_bytes: AtomicU64,
+    cache_entries: AtomicU64,
+    cache_evictions: AtomicU64,
 }
 
 impl CoreMetrics {
@@ -81,6 +87,11 @@ impl CoreMetrics {
             bytes_out: AtomicU64::new(0),
             open_connections: AtomicI64::new(0),
             connections: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
+            cache_bytes: AtomicU64::new(0),
+            cache_entries: AtomicU64::new(0),
+            cache_evictions: AtomicU64::new(0),
         }
     }
 
@@ -96,6 +107,14 @@ impl CoreMetrics {
 
     pub fn connection_closed(&self) {
         self.open_connections.fetch_sub(1, Relaxed);
+    }
+
+    pub fn publish_cache(&self, s: &crate::hotcache::CacheStats) {
+        self.cache_hits.store(s.hits, Relaxed);
+        self.cache_misses.store(s.misses, Relaxed);
+        self.cache_bytes.store(s.bytes, Relaxed);
+        self.cache_entries.store(s.entries, Relaxed);
+        self.cache_evictions.store(s.evictions, Relaxed);
     }
 }
 
@@ -256,6 +275,7 @@ impl NodeMetrics {
         gauge(&mut out, "tessera_open_connections", "gauge", "S3 connections open now.", open.max(0) as u64);
         gauge(&mut out, "tessera_connections_total", "counter", "S3 connections accepted.", self.sum(|c| c.connections.load(Relaxed)));
         self.render_shards(&mut out);
+        self.render_cache(&mut out);
         gauge(&mut out, "tessera_process_resident_memory_bytes", "gauge", "Resident set size of the process.", rss_bytes());
         gauge(&mut out, "tessera_uptime_seconds", "gauge", "Seconds since the process started.", self.started.elapsed().as_secs());
         gauge(&mut out, "tessera_ready", "gauge", "1 when /health/ready answers 200.", u64::from(self.readiness().is_ok()));
@@ -302,6 +322,25 @@ impl NodeMetrics {
             let sum_us = self.sum(|c| c.latency_sum_us[op].load(Relaxed));
             let _ = writeln!(out, "{name}_sum{{op=\"{label}\"}} {}", sum_us as f64 / 1e6);
             let _ = writeln!(out, "{name}_count{{op=\"{label}\"}} {total}");
+        }
+    }
+
+    /// The hot-object caches, per reactor (`core` label).
+    fn render_cache(&self, out: &mut String) {
+        type Field = fn(&CoreMetrics) -> u64;
+        let fields: [(&str, &str, Field); 5] = [
+            ("tessera_cache_hits_total", "GET/HEAD reads served by the hot-object cache.", |c| c.cache_hits.load(Relaxed)),
+            ("tessera_cache_misses_total", "GET/HEAD reads the hot-object cache could not serve.", |c| c.cache_misses.load(Relaxed)),
+            ("tessera_cache_evictions_total", "Entries evicted from the hot-object cache.", |c| c.cache_evictions.load(Relaxed)),
+            ("tessera_cache_bytes", "Bytes held by the hot-object cache.", |c| c.cache_bytes.load(Relaxed)),
+            ("tessera_cache_entries", "Objects held by the hot-object cache.", |c| c.cache_entries.load(Relaxed)),
+        ];
+        for (name, help, f) in fields {
+            let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (i, c) in self.cores.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{core=\"{i}\"}} {}", f(c));
+            }
         }
     }
 

@@ -132,7 +132,23 @@ pub fn pieces(extents: &[Extent], range: Range<u64>) -> Vec<(Extent, Range<u64>)
     out
 }
 
+/// Largest object body sent in the same write as the response head (one
+/// send instead of two for small GETs; bigger ones are not worth a copy).
+pub const COALESCE_BODY_BYTES: usize = 16 * 1024;
+
 impl ObjectStream {
+    /// The bytes to send when they are in memory, plain and small enough to
+    /// go out with the head (`COALESCE_BODY_BYTES`).
+    pub fn small_inline(&self) -> Option<&[u8]> {
+        if self.sse.is_some() || self.range.end - self.range.start > COALESCE_BODY_BYTES as u64 {
+            return None;
+        }
+        match &self.body {
+            Body::Inline(data) => data.get(self.range.start as usize..self.range.end as usize),
+            Body::Extents(_) => None,
+        }
+    }
+
     /// Streams the range; the next piece is read while the current one is
     /// being written. A read error after the head went out closes the
     /// connection (the client sees a short body, never wrong bytes).
@@ -143,8 +159,13 @@ impl ObjectStream {
         match std::mem::replace(&mut self.body, Body::Inline(Vec::new())) {
             Body::Inline(data) => {
                 let r = self.range.start as usize..self.range.end as usize;
-                let slice = data.get(r).ok_or_else(|| ConnError::Io(std::io::Error::other("range")))?;
-                conn.write_all(slice.to_vec()).await?;
+                if r == (0..data.len()) {
+                    // The whole body (a cache hit's copy is ours): no second copy.
+                    conn.write_all(data).await?;
+                } else {
+                    let slice = data.get(r).ok_or_else(|| ConnError::Io(std::io::Error::other("range")))?;
+                    conn.write_all(slice.to_vec()).await?;
+                }
             }
             Body::Extents(extents) => {
                 let mut extents = extents;

@@ -13,7 +13,9 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use tessera_io::{DataBuf, Entry, Event, Extent, IoError, Mutation, Shard, Stored};
+use tessera_io::{Body, DataBuf, Entry, Event, Extent, IoError, Mutation, Shard, Stored};
+
+use crate::hotcache::{CachedObject, HotCache};
 
 /// A key of a shard table: what locks and write marks are about.
 pub type TableKey = (u8, Vec<u8>);
@@ -30,16 +32,61 @@ pub struct LocalShard {
     locked: RefCell<HashMap<TableKey, ()>>,
     /// Fires when a write mark or a lock is released.
     released: Event,
+    /// The owning reactor's hot-object cache (see `hotcache`).
+    cache: Rc<HotCache>,
 }
 
 impl LocalShard {
+    /// A shard without a cache (tests).
     pub fn new(shard: Shard) -> Self {
+        Self::with_cache(shard, Rc::new(HotCache::new(0, 0)))
+    }
+
+    pub fn with_cache(shard: Shard, cache: Rc<HotCache>) -> Self {
         LocalShard {
             shard,
             writing: RefCell::new(HashMap::new()),
             locked: RefCell::new(HashMap::new()),
             released: Event::default(),
+            cache,
         }
+    }
+
+    /// `Shard::load` for a read that sends the body (GET, HEAD), through
+    /// the hot-object cache: a hit is the entry of the key's current
+    /// commit (see `hotcache` for why it cannot be stale), its body
+    /// whole and inline. On a miss an inline body is cached as read; an
+    /// extent body small enough is read whole and cached when `fill`
+    /// (a whole-object GET, which reads all of it anyway), and then
+    /// comes back inline too. Otherwise the answer is `load`'s.
+    pub async fn load_for_read(&self, table: u8, key: &[u8], fill: bool) -> Result<Option<Stored>, IoError> {
+        if !self.cache.enabled() {
+            return self.shard.load(table, key).await;
+        }
+        let Some(entry) = self.shard.get(table, key) else { return Ok(None) };
+        let ck = (self.shard.id(), table, key.to_vec());
+        if let Some(o) = self.cache.get(&ck, entry.seq) {
+            return Ok(Some(Stored { seq: o.seq, summary: o.summary, meta: o.meta, body: Body::Inline(o.data) }));
+        }
+        let Some(stored) = self.shard.load(table, key).await? else { return Ok(None) };
+        let data = match &stored.body {
+            Body::Inline(d) if self.cache.admits_size(d.len() as u64) => d.clone(),
+            Body::Extents(ex) if fill && self.cache.admits_size(ex.iter().map(|e| e.len).sum()) => {
+                let mut data = Vec::with_capacity(ex.iter().map(|e| e.len as usize).sum());
+                for e in ex {
+                    match self.shard.read_extent(e, 0..e.len).await {
+                        Ok(b) => data.extend_from_slice(&b),
+                        // Moved, or an error the streaming path will meet and report.
+                        Err(_) => return Ok(Some(stored)),
+                    }
+                }
+                data
+            }
+            _ => return Ok(Some(stored)),
+        };
+        let obj = CachedObject { seq: stored.seq, summary: stored.summary, meta: stored.meta, data };
+        self.cache.insert(ck, obj.clone());
+        Ok(Some(Stored { seq: obj.seq, summary: obj.summary, meta: obj.meta, body: Body::Inline(obj.data) }))
     }
 
     fn keys_of(muts: &[Mutation]) -> Vec<TableKey> {
@@ -142,6 +189,12 @@ impl<'a> WriteMarks<'a> {
 
 impl Drop for WriteMarks<'_> {
     fn drop(&mut self) {
+        // The commit is applied (or failed): its keys' cache entries go.
+        // (A lookup checks the commit's seq anyway; this frees them now.)
+        let id = self.shard.shard.id();
+        for (table, key) in &self.keys {
+            self.shard.cache.invalidate(&(id, *table, key.clone()));
+        }
         let mut w = self.shard.writing.borrow_mut();
         for k in &self.keys {
             if let Some(n) = w.get_mut(k) {
@@ -170,6 +223,7 @@ pub enum ShardReq {
     Txn { keys: Vec<TableKey>, f: TxnFn },
     Get { table: u8, key: Vec<u8> },
     Load { table: u8, key: Vec<u8> },
+    LoadForRead { table: u8, key: Vec<u8>, fill: bool },
     ReadExtent { extent: Extent, range: Range<u64> },
     Range { table: u8, prefix: Vec<u8>, after: Option<Vec<u8>>, limit: usize },
 }
@@ -204,6 +258,7 @@ async fn exec(local: &Rc<LocalShard>, req: ShardReq) -> Result<ShardResp, IoErro
         }
         ShardReq::Get { table, key } => ShardResp::Entry(shard.get(table, &key)),
         ShardReq::Load { table, key } => ShardResp::Stored(shard.load(table, &key).await?),
+        ShardReq::LoadForRead { table, key, fill } => ShardResp::Stored(local.load_for_read(table, &key, fill).await?),
         ShardReq::ReadExtent { extent, range } => {
             ShardResp::Bytes(shard.read_extent(&extent, range).await?)
         }
@@ -305,6 +360,15 @@ impl Shards {
 
     pub async fn load(&self, shard: u32, table: u8, key: Vec<u8>) -> Result<Option<Stored>, IoError> {
         match self.call(shard, ShardReq::Load { table, key }).await? {
+            ShardResp::Stored(s) => Ok(s),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// `load` for GET and HEAD, through the owning core's hot-object cache
+    /// (see `LocalShard::load_for_read`).
+    pub async fn load_for_read(&self, shard: u32, table: u8, key: Vec<u8>, fill: bool) -> Result<Option<Stored>, IoError> {
+        match self.call(shard, ShardReq::LoadForRead { table, key, fill }).await? {
             ShardResp::Stored(s) => Ok(s),
             _ => Err(unexpected()),
         }

@@ -503,3 +503,28 @@ mod tests {
         assert_eq!(ChecksumAlgo::from_header_name("x-amz-checksum-type"), None);
     }
 }
+
+/// Lowercase hex of `bytes`, as `hex::encode` writes it, without its
+/// char-by-char iterator (hex of digests is on every request's path: the
+/// string to sign, ETags).
+pub fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod hex_tests {
+    #[test]
+    fn hex_lower_is_hex_encode() {
+        for len in [0usize, 1, 16, 32, 33] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(super::hex_lower(&bytes), hex::encode(&bytes));
+        }
+        assert_eq!(super::hex_lower(&[0x00, 0xff, 0x0a]), "00ff0a");
+    }
+}

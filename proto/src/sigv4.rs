@@ -301,7 +301,7 @@ pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> S
         ALGORITHM,
         amz_date,
         scope,
-        hex::encode(digest::digest(&digest::SHA256, canonical_request.as_bytes()))
+        crate::checksum::hex_lower(digest::digest(&digest::SHA256, canonical_request.as_bytes()).as_ref())
     )
 }
 
@@ -318,6 +318,118 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
     let k_region = hmac_sha256(&k_date, region.as_bytes());
     let k_service = hmac_sha256(&k_region, service.as_bytes());
     hmac_sha256(&k_service, b"aws4_request")
+}
+
+/// Most derived signing keys a [`SigningKeyCache`] keeps (one per access
+/// key, day, region and service in use; a client keeps one for a day).
+pub const SIGNING_KEY_CACHE_ENTRIES: usize = 64;
+
+/// Derived signing keys already computed, so that a request costs one HMAC
+/// over its string to sign instead of five (the four HMACs of the key
+/// chain were a quarter of a small GET's instructions). An entry is found
+/// only by the same secret, date, region and service: a rotated secret
+/// derives a new key. Bounded (`SIGNING_KEY_CACHE_ENTRIES`, the oldest
+/// entry goes first); single-threaded (one per reactor). Secrets and keys
+/// are wiped when dropped and never shown by `Debug`.
+#[derive(Default)]
+pub struct SigningKeyCache {
+    entries: std::cell::RefCell<Vec<CachedKey>>,
+    /// Next slot to overwrite once full.
+    next: std::cell::Cell<usize>,
+}
+
+struct CachedKey {
+    secret: Vec<u8>,
+    date: String,
+    region: String,
+    service: String,
+    key: [u8; 32],
+    /// `key` ready for HMAC (its inner and outer pads hashed once).
+    hmac: hmac::Key,
+}
+
+impl Drop for CachedKey {
+    fn drop(&mut self) {
+        // Best effort: the derived key is as good as the secret for its day.
+        self.key = [0u8; 32];
+        self.secret.fill(0);
+    }
+}
+
+impl fmt::Debug for SigningKeyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKeyCache({} keys)", self.entries.borrow().len())
+    }
+}
+
+impl SigningKeyCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// [`signing_key`], from the cache when it was derived before.
+    pub fn key(&self, secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+        self.key_and_hmac(secret, date, region, service).0
+    }
+
+    /// The signing key and its HMAC key.
+    fn key_and_hmac(&self, secret: &str, date: &str, region: &str, service: &str) -> ([u8; 32], hmac::Key) {
+        let mut entries = self.entries.borrow_mut();
+        let found = entries.iter().find(|e| {
+            e.date == date && e.region == region && e.service == service && constant_time_eq(&e.secret, secret.as_bytes())
+        });
+        if let Some(e) = found {
+            return (e.key, e.hmac.clone());
+        }
+        let key = signing_key(secret, date, region, service);
+        let hkey = hmac::Key::new(hmac::HMAC_SHA256, &key);
+        let entry = CachedKey {
+            secret: secret.as_bytes().to_vec(),
+            date: date.to_string(),
+            region: region.to_string(),
+            service: service.to_string(),
+            key,
+            hmac: hkey.clone(),
+        };
+        if entries.len() < SIGNING_KEY_CACHE_ENTRIES {
+            entries.push(entry);
+        } else {
+            let i = self.next.get() % SIGNING_KEY_CACHE_ENTRIES;
+            entries[i] = entry;
+            self.next.set(i + 1);
+        }
+        (key, hkey)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Compares secrets without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The signing key of a request and its HMAC key: from the cache when there is one.
+fn derive_key(
+    cache: Option<&SigningKeyCache>,
+    secret: &str,
+    date: &str,
+    region: &str,
+    service: &str,
+) -> ([u8; 32], hmac::Key) {
+    match cache {
+        Some(c) => c.key_and_hmac(secret, date, region, service),
+        None => {
+            let key = signing_key(secret, date, region, service);
+            (key, hmac::Key::new(hmac::HMAC_SHA256, &key))
+        }
+    }
 }
 
 /// Hex signature of a string to sign.
@@ -619,7 +731,8 @@ struct Check<'a> {
     payload_hash: &'a str,
     amz_date: &'a str,
     scope: &'a str,
-    key: &'a [u8; 32],
+    /// The signing key, ready for HMAC.
+    key: &'a hmac::Key,
 }
 
 /// Verifies `provided` against the canonical path, then against the raw wire path
@@ -627,7 +740,7 @@ struct Check<'a> {
 fn verify_v4(check: &Check<'_>, provided: Option<&[u8; 32]>) -> Result<(), S3Error> {
     let mismatch = || S3Error::new(S3ErrorCode::SignatureDoesNotMatch);
     let provided = provided.ok_or_else(mismatch)?;
-    let key = hmac::Key::new(hmac::HMAC_SHA256, check.key);
+    let key = check.key;
     let canonical = canonical_uri(check.req.path);
     let raw = if check.req.path.is_empty() { "/" } else { check.req.path };
     let candidates: &[&str] = if raw == canonical { &[&canonical] } else { &[&canonical, raw] };
@@ -641,7 +754,7 @@ fn verify_v4(check: &Check<'_>, provided: Option<&[u8; 32]>) -> Result<(), S3Err
             check.payload_hash,
         );
         let sts = string_to_sign(check.amz_date, check.scope, &creq);
-        if hmac::verify(&key, sts.as_bytes(), provided).is_ok() {
+        if hmac::verify(key, sts.as_bytes(), provided).is_ok() {
             return Ok(());
         }
     }
@@ -688,6 +801,7 @@ fn authenticate_header_v4(
     region: &str,
     now_unix_secs: i64,
     secret_for: &dyn Fn(&str) -> Option<String>,
+    keys: Option<&SigningKeyCache>,
 ) -> Result<AuthContext, S3Error> {
     let auth = parse_authorization(value)?;
     if auth.credential.region != region {
@@ -711,7 +825,7 @@ fn authenticate_header_v4(
     check_all_signed(req.headers, &auth.signed_headers, None)?;
     let cred = &auth.credential;
     let scope = credential_scope(cred.date, cred.region, "s3");
-    let key = signing_key(&secret, cred.date, cred.region, "s3");
+    let (key, hkey) = derive_key(keys, &secret, cred.date, cred.region, "s3");
     let check = Check {
         req,
         signed_headers: &auth.signed_headers,
@@ -719,7 +833,7 @@ fn authenticate_header_v4(
         payload_hash,
         amz_date: &amz_date,
         scope: &scope,
-        key: &key,
+        key: &hkey,
     };
     verify_v4(&check, auth.signature.as_ref())?;
     let signature = auth.signature.unwrap_or_default();
@@ -750,6 +864,7 @@ fn authenticate_presigned_v4(
     region: &str,
     now_unix_secs: i64,
     secret_for: &dyn Fn(&str) -> Option<String>,
+    keys: Option<&SigningKeyCache>,
 ) -> Result<AuthContext, S3Error> {
     if single_param(params, "X-Amz-Algorithm")? != ALGORITHM {
         return Err(query_malformed("X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\""));
@@ -806,7 +921,7 @@ fn authenticate_presigned_v4(
     };
     check_all_signed(req.headers, &signed_headers, Some(params))?;
     let scope = credential_scope(cred.date, cred.region, "s3");
-    let key = signing_key(&secret, cred.date, cred.region, "s3");
+    let (key, hkey) = derive_key(keys, &secret, cred.date, cred.region, "s3");
     let check = Check {
         req,
         signed_headers: &signed_headers,
@@ -814,7 +929,7 @@ fn authenticate_presigned_v4(
         payload_hash,
         amz_date,
         scope: &scope,
-        key: &key,
+        key: &hkey,
     };
     verify_v4(&check, signature.as_ref())?;
     Ok(AuthContext {
@@ -872,7 +987,7 @@ pub fn authenticate_query_api(
     }
     check_all_signed(req.headers, &auth.signed_headers, None)?;
     let scope = credential_scope(cred.date, cred.region, service);
-    let key = signing_key(&secret, cred.date, cred.region, service);
+    let (_, hkey) = derive_key(None, &secret, cred.date, cred.region, service);
     let check = Check {
         req,
         signed_headers: &auth.signed_headers,
@@ -880,7 +995,7 @@ pub fn authenticate_query_api(
         payload_hash: body_sha256_hex,
         amz_date: &amz_date,
         scope: &scope,
-        key: &key,
+        key: &hkey,
     };
     verify_v4(&check, auth.signature.as_ref())?;
     let ctx = AuthContext {
@@ -918,6 +1033,19 @@ pub fn authenticate_vhost(
     now_unix_secs: i64,
     secret_for: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<AuthContext>, S3Error> {
+    authenticate_cached(req, vhost_bucket, region, now_unix_secs, secret_for, None)
+}
+
+/// As [`authenticate_vhost`], deriving SigV4 signing keys through `keys`
+/// (a server keeps one cache per thread): the same decisions, less work.
+pub fn authenticate_cached(
+    req: &SigRequest,
+    vhost_bucket: Option<&str>,
+    region: &str,
+    now_unix_secs: i64,
+    secret_for: &dyn Fn(&str) -> Option<String>,
+    keys: Option<&SigningKeyCache>,
+) -> Result<Option<AuthContext>, S3Error> {
     let params = parse_query(req.query);
     // Detected in any case, so that a near-miss spelling is refused rather than
     // served anonymously; verification then wants the exact names.
@@ -940,7 +1068,7 @@ pub fn authenticate_vhost(
     }
     let scheme = header.map(|v| v.split(' ').next().unwrap_or_default());
     let ctx = match (header, scheme) {
-        (Some(value), Some(ALGORITHM)) => authenticate_header_v4(req, value, region, now_unix_secs, secret_for)?,
+        (Some(value), Some(ALGORITHM)) => authenticate_header_v4(req, value, region, now_unix_secs, secret_for, keys)?,
         (Some(value), Some("AWS")) => {
             crate::sigv2::authenticate_header(req, vhost_bucket, value, now_unix_secs, secret_for)?
         }
@@ -953,7 +1081,7 @@ pub fn authenticate_vhost(
                 "Unsupported Authorization Type",
             ));
         }
-        (None, _) if v4_query => authenticate_presigned_v4(req, &params, region, now_unix_secs, secret_for)?,
+        (None, _) if v4_query => authenticate_presigned_v4(req, &params, region, now_unix_secs, secret_for, keys)?,
         (None, _) if v2_query => {
             crate::sigv2::authenticate_query(req, vhost_bucket, &params, now_unix_secs, secret_for)?
         }
@@ -971,6 +1099,31 @@ pub fn authenticate_vhost(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_signing_keys_equal_derived_ones_and_stay_bounded() {
+        let cache = SigningKeyCache::new();
+        let k = cache.key("secret", "20260101", "us-east-1", "s3");
+        assert_eq!(k, signing_key("secret", "20260101", "us-east-1", "s3"));
+        assert_eq!(cache.key("secret", "20260101", "us-east-1", "s3"), k);
+        assert_eq!(cache.len(), 1);
+        // Any part that differs derives another key; a rotated secret too.
+        for (secret, date, region, service) in [
+            ("secret2", "20260101", "us-east-1", "s3"),
+            ("secret", "20260102", "us-east-1", "s3"),
+            ("secret", "20260101", "eu-west-1", "s3"),
+            ("secret", "20260101", "us-east-1", "iam"),
+        ] {
+            assert_eq!(cache.key(secret, date, region, service), signing_key(secret, date, region, service));
+        }
+        assert_eq!(cache.len(), 5);
+        for i in 0..3 * SIGNING_KEY_CACHE_ENTRIES {
+            let secret = format!("s{i}");
+            assert_eq!(cache.key(&secret, "20260101", "us-east-1", "s3"), signing_key(&secret, "20260101", "us-east-1", "s3"));
+        }
+        assert_eq!(cache.len(), SIGNING_KEY_CACHE_ENTRIES);
+        assert!(!format!("{cache:?}").contains("s1"), "Debug shows no secret");
+    }
 
     #[test]
     fn credentials_parse() {

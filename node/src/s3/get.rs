@@ -185,12 +185,38 @@ impl LoadedObject {
 /// `b`: `NoSuchKey` / `NoSuchVersion` when there is none. A delete marker
 /// is returned as found (callers decide what it means for them).
 pub async fn read_version(ctx: &Ctx, b: &BucketInfo, key: &str, sel: Option<VersionSel>) -> S3Result<LoadedObject> {
+    read_version_with(ctx, b, key, sel, None).await
+}
+
+/// `read_version` for GetObject and HeadObject: the current version comes
+/// through the owning core's hot-object cache (`Shards::load_for_read`;
+/// `fill`: a whole-object GET, worth reading a small extent body whole).
+/// The object is the same as `read_version`'s; its body may come inline.
+async fn read_version_for_get(
+    ctx: &Ctx,
+    b: &BucketInfo,
+    key: &str,
+    sel: Option<VersionSel>,
+    fill: bool,
+) -> S3Result<LoadedObject> {
+    read_version_with(ctx, b, key, sel, Some(fill)).await
+}
+
+async fn read_version_with(
+    ctx: &Ctx,
+    b: &BucketInfo,
+    key: &str,
+    sel: Option<VersionSel>,
+    cached: Option<bool>,
+) -> S3Result<LoadedObject> {
     let shard = shard_of(ctx, &b.name, key);
     let Some(sel) = sel else {
-        let stored = ctx
-            .shards
-            .load(shard, T_OBJECTS, object_key(b.id, key))
-            .await
+        let k = object_key(b.id, key);
+        let loaded = match cached {
+            Some(fill) => ctx.shards.load_for_read(shard, T_OBJECTS, k, fill).await,
+            None => ctx.shards.load(shard, T_OBJECTS, k).await,
+        };
+        let stored = loaded
             .map_err(io_error)?
             .ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchKey))?;
         let summary = ObjectSummary::decode(&stored.summary).ok_or_else(|| super::internal("corrupt summary"))?;
@@ -218,7 +244,10 @@ fn no_such_key(req: &Request<'_>, sel: Option<VersionSel>) -> Response {
 
 pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
     let sel = versions::requested(&req.routed.query)?;
-    let obj = match read_version(ctx, b, req.key(), sel).await {
+    let whole = req.head.method == Method::Get
+        && req.header("range").is_none()
+        && req.routed.query.get("partNumber").is_none();
+    let obj = match read_version_for_get(ctx, b, req.key(), sel, whole).await {
         Ok(o) => o,
         Err(e) if matches!(e.code, S3ErrorCode::NoSuchKey | S3ErrorCode::NoSuchVersion) => {
             crate::authz::check_missing(req, b)?;

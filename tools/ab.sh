@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Two tessera binaries side by side in one run, so that a noisy machine
+# (other builds on the same cores) weighs on both alike: each binary gets
+# its own node and data dir, and the rounds alternate A, B, A, B, ...
+#
+# usage: tools/ab.sh A_BINARY B_BINARY [--rounds N] [--secs S] [--conns "16 64"]
+#                    [--size 4KiB] [--objects N] [--extra-a "server flags"] [--extra-b "..."]
+#   GETs of SIZE over OBJECTS keys (written once, untimed) with tessera-bench.
+#   Prints one line per (round, binary, conns) and the median req/s of each
+#   binary per connection count with the ratio B/A.
+# Ports: PORT_BASE (default 9470) and PORT_BASE+1; admin on those + 10. Needs target/release/tessera-bench.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+A=$1 B=$2; shift 2
+ROUNDS=3 SECS=8 CONNS="16 64" SIZE=4KiB OBJECTS=1000 EXTRA_A="" EXTRA_B=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --secs) SECS=$2; shift 2 ;;
+    --conns) CONNS=$2; shift 2 ;;
+    --size) SIZE=$2; shift 2 ;;
+    --objects) OBJECTS=$2; shift 2 ;;
+    --extra-a) EXTRA_A=$2; shift 2 ;;
+    --extra-b) EXTRA_B=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+BENCH=${BENCH:-target/release/tessera-bench}
+PORT_BASE=${PORT_BASE:-9470}
+export AWS_ACCESS_KEY_ID=ABBENCHACCESSKEY0001 AWS_SECRET_ACCESS_KEY=ab-bench-secret-key-0000000000000000000001
+export TESSERA_ACCESS_KEY=$AWS_ACCESS_KEY_ID TESSERA_SECRET_KEY=$AWS_SECRET_ACCESS_KEY
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tessera-ab.XXXXXX")
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+start() { # start NAME BINARY PORT EXTRA
+  # shellcheck disable=SC2086
+  "$2" server --address "127.0.0.1:$3" --admin-address "127.0.0.1:$(($3 + 10))" "$WORK/$1" $4 >"$WORK/$1.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 300); do curl -s -o /dev/null "http://127.0.0.1:$3/" && return; sleep 0.1; done
+  echo "node $1 did not start:" >&2; tail -5 "$WORK/$1.log" >&2; exit 1
+}
+start a "$A" "$PORT_BASE" "$EXTRA_A"
+start b "$B" $((PORT_BASE + 1)) "$EXTRA_B"
+for n in a b; do
+  port=$PORT_BASE; [ $n = b ] && port=$((PORT_BASE + 1))
+  "$BENCH" --endpoint "http://127.0.0.1:$port" --progress 0s fill --bucket abbench --count "$OBJECTS" --size "$SIZE" --concurrency 16 >/dev/null
+done
+declare -A RES
+for r in $(seq 1 "$ROUNDS"); do
+  for c in $CONNS; do
+    for n in a b; do
+      port=$PORT_BASE; [ $n = b ] && port=$((PORT_BASE + 1))
+      "$BENCH" --endpoint "http://127.0.0.1:$port" --progress 0s get --bucket abbench --size "$SIZE" --objects "$OBJECTS" \
+        --skip-prefill --concurrency "$c" --duration "${SECS}s" --json "$WORK/r.json" >/dev/null || true
+      line=$(python3 -c "import json;d=json.load(open('$WORK/r.json'));o=d['ops']['get'];print(f\"{o['req_per_s']:.0f} {o['mb_per_s']:.1f} {o['latency_us']['p50']} {o['latency_us']['p99']} {o['errors_total']}\")")
+      echo "round $r $n conns=$c req/s MB/s p50 p99 errors: $line"
+      RES[$n,$c]="${RES[$n,$c]:-} ${line%% *}"
+    done
+  done
+done
+for c in $CONNS; do
+  python3 - "$c" "${RES[a,$c]}" "${RES[b,$c]}" <<'PY'
+import statistics, sys
+c, a, b = sys.argv[1], [float(x) for x in sys.argv[2].split()], [float(x) for x in sys.argv[3].split()]
+ma, mb = statistics.median(a), statistics.median(b)
+print(f"conns={c}: A median {ma:.0f} req/s, B median {mb:.0f} req/s, B/A {mb/ma:.2f}")
+PY
+done
