@@ -505,8 +505,11 @@ async fn retire(inner: &Rc<Inner>, victim: u32) -> Result<(), IoError> {
             .segments
             .range(..victim)
             .next_back()
-            .map(|(_, s)| if s.last_seq > 0 { s.last_seq } else { s.first_seq.saturating_sub(1) })
-            .filter(|&l| l > 0);
+            .and_then(|(_, s)| match (s.last_seq, s.first_seq) {
+                (0, 0) => None,
+                (0, first) => Some(first - 1),
+                (last, _) => Some(last),
+            });
         // A reset between choosing the victim and now may have dropped
         // every segment after it (keep == 0): without a successor there
         // is no knowing where the seqs it takes along end, so not now.
