@@ -419,7 +419,7 @@ fn retires_needed(inner: &Inner, payload: &[u8], count: u16, entry_seq: u64) -> 
                 seq,
             } => {
                 let seq = seq.unwrap_or(entry_seq);
-                (oldest == 0 || seq >= oldest).then_some(Op::Retire {
+                (oldest == 0 || seq >= oldest || named_by_successor(inner, segment)).then_some(Op::Retire {
                     segment,
                     first_seq,
                     last_seq,
@@ -429,6 +429,18 @@ fn retires_needed(inner: &Inner, payload: &[u8], count: u16, entry_seq: u64) -> 
             _ => None,
         })
         .collect()
+}
+
+/// Whether the segment after `segment` that is still present may name it
+/// as its predecessor (no retired segment in between): a recovery that
+/// scans the log without a checkpoint must then learn that `segment` went
+/// on purpose, so its retire op is kept.
+fn named_by_successor(inner: &Inner, segment: u32) -> bool {
+    let log = inner.log.borrow();
+    let Some((&next, _)) = log.segments.range(segment.saturating_add(1)..).next() else {
+        return false;
+    };
+    (segment + 1..next).all(|m| !log.retired.contains(&m))
 }
 
 /// The deletes of one commit entry, as (table, key, seq, min_seg, origin).
