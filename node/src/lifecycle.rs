@@ -144,6 +144,9 @@ async fn current(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32,
         if page.len() < PAGE {
             return Ok(());
         }
+        // A page of a local shard is read without waiting: give the
+        // reactor back between pages.
+        tessera_io::sim::yield_now().await;
     }
 }
 
@@ -180,6 +183,8 @@ async fn expire_current(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, expect
 /// Removes the current delete marker `expected` of `key` if no other
 /// version of the key is left.
 async fn remove_lone_marker(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, expected: crate::meta::VersionId) -> S3Result<bool> {
+    // Removals stay inside the write gate, as DeleteObject's do.
+    let Ok(_gate) = b.enter_write() else { return Ok(false) };
     let (bid, k) = (b.id, key.to_string());
     let lock = vec![(T_OBJECTS, object_key(bid, key))];
     ctx.shards
@@ -242,6 +247,9 @@ async fn noncurrent(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u
             if !expired {
                 continue;
             }
+            // A removal can promote a version: inside the write gate, as
+            // DeleteObject's removals are.
+            let Ok(_gate) = b.enter_write() else { return Ok(()) };
             let (bid, k2, sel) = (b.id, key.clone(), sel_of(&s));
             let lock = vec![(T_OBJECTS, object_key(bid, &key))];
             let removed = ctx
@@ -263,6 +271,9 @@ async fn noncurrent(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u
         if page.len() < PAGE {
             return Ok(());
         }
+        // A page of a local shard is read without waiting: give the
+        // reactor back between pages.
+        tessera_io::sim::yield_now().await;
     }
 }
 
@@ -295,5 +306,8 @@ async fn uploads(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32,
         if page.len() < PAGE {
             return Ok(());
         }
+        // A page of a local shard is read without waiting: give the
+        // reactor back between pages.
+        tessera_io::sim::yield_now().await;
     }
 }
