@@ -35,7 +35,7 @@ use tessera_proto::S3Result;
 
 use crate::buckets::{BucketInfo, Versioning};
 use crate::meta::{
-    bucket_prefix, object_key, parse_version_key, versions_prefix, ObjectMeta, ObjectSummary, UploadInfo, VersionSel,
+    bucket_prefix, object_key, parse_version_key, split_upload_key, versions_prefix, ObjectMeta, ObjectSummary, UploadInfo, VersionSel,
     T_OBJECTS, T_UPLOADS, T_VERSIONS,
 };
 use crate::s3::versions::{self, NewVersion};
@@ -288,10 +288,8 @@ async fn uploads(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32,
         after = Some(last.clone());
         let now = now_unix_ms();
         for (k, e) in &page {
-            let rest = &k[8.min(k.len())..];
-            // Upload ids are hex: the last NUL ends the key.
-            let Some(split) = rest.iter().rposition(|&c| c == 0) else { continue };
-            let (Ok(key), Ok(id)) = (std::str::from_utf8(&rest[..split]), std::str::from_utf8(&rest[split + 1..])) else { continue };
+            let Some((key, id)) = split_upload_key(&k[8.min(k.len())..]) else { continue };
+            let (Ok(key), Ok(id)) = (std::str::from_utf8(key), std::str::from_utf8(id)) else { continue };
             let Some(info) = UploadInfo::decode(&e.summary) else { continue };
             let due = lc
                 .rules

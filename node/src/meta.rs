@@ -78,6 +78,13 @@ pub fn upload_key(bucket: u64, key: &str, upload_id: &str) -> Vec<u8> {
     k
 }
 
+/// Splits the part of a `T_UPLOADS` key after the bucket id into (object
+/// key bytes, upload id bytes). Upload ids are hex: the last NUL ends the key.
+pub fn split_upload_key(rest: &[u8]) -> Option<(&[u8], &[u8])> {
+    let split = rest.iter().rposition(|&c| c == 0)?;
+    Some((&rest[..split], &rest[split + 1..]))
+}
+
 /// `upload_key \0 part_number(BE)`: parts of an upload sort by number.
 pub fn part_key(bucket: u64, key: &str, upload_id: &str, part: u32) -> Vec<u8> {
     let mut k = part_prefix(bucket, key, upload_id);

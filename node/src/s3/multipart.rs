@@ -749,10 +749,9 @@ pub async fn list_uploads(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) 
     while uploads.len() + prefixes.len() < max {
         let Some((k, e)) = range.next().await? else { break };
         let rest = &k[bp.len()..];
-        // Upload ids are hex: the last NUL ends the key.
-        let Some(split) = rest.iter().rposition(|&c| c == 0) else { continue };
+        let Some((key, id)) = crate::meta::split_upload_key(rest) else { continue };
         let Some(info) = UploadInfo::decode(&e.summary) else { continue };
-        let key = String::from_utf8_lossy(&rest[..split]).into_owned();
+        let key = String::from_utf8_lossy(key).into_owned();
         if !delimiter.is_empty() {
             if let Some(i) = key.get(prefix.len()..).and_then(|r| r.find(&delimiter)) {
                 let cp = key[..prefix.len() + i + delimiter.len()].to_string();
@@ -767,7 +766,7 @@ pub async fn list_uploads(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) 
                 continue;
             }
         }
-        let id = String::from_utf8_lossy(&rest[split + 1..]).into_owned();
+        let id = String::from_utf8_lossy(id).into_owned();
         uploads.push((key, id, info));
         last_prefix = false;
     }
