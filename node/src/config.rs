@@ -40,6 +40,10 @@ pub struct Config {
     pub cache_bytes: u64,
     /// Largest object body the hot-object cache takes.
     pub cache_max_object_bytes: u64,
+    /// PEM certificate chain and private key of the S3 listener: HTTPS when
+    /// both are given, plain HTTP when neither.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Smallest and largest automatic reserve.
@@ -85,8 +89,11 @@ impl Config {
                 self.cache_max_object_bytes
             ));
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("give both --tls-cert and --tls-key, or neither".into());
+        }
         if self.data_dirs.is_empty() {
-            return Err("no data dir given".into());
+            return Err("no data dir given (as arguments, or `data-dirs` in --config)".into());
         }
         for (i, d) in self.data_dirs.iter().enumerate() {
             if self.data_dirs[..i].contains(d) {

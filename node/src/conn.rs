@@ -60,6 +60,8 @@ pub enum ConnError {
 /// The socket and its read buffer (bytes received but not yet consumed).
 pub struct Conn {
     stream: TcpStream,
+    /// On the TLS listener: every read and write goes through it.
+    tls: Option<Box<crate::tls::TlsSession>>,
     buf: Vec<u8>,
     start: usize,
     /// The client's address (access logs).
@@ -72,7 +74,33 @@ pub struct Conn {
 impl Conn {
     pub(crate) fn new(stream: TcpStream) -> Self {
         let peer = stream.peer_addr().ok().map(|a| a.ip());
-        Conn { stream, buf: Vec::with_capacity(INITIAL_READ_BUF_BYTES), start: 0, peer, read_bytes: 0, written_bytes: 0 }
+        Conn { stream, tls: None, buf: Vec::with_capacity(INITIAL_READ_BUF_BYTES), start: 0, peer, read_bytes: 0, written_bytes: 0 }
+    }
+
+    /// A connection to the TLS listener, once its handshake is done. A
+    /// client speaking plain HTTP gets a 400 in plain HTTP (it could not
+    /// read anything else) and is closed; a failed handshake just closes.
+    async fn accept_tls(stream: TcpStream, config: Arc<rustls::ServerConfig>, request_id: &str) -> Option<Conn> {
+        let mut conn = Conn::new(stream);
+        match crate::tls::TlsSession::accept(&mut conn.stream, config).await {
+            Ok(crate::tls::Accepted::Tls(session)) => {
+                conn.tls = Some(session);
+                Some(conn)
+            }
+            Ok(crate::tls::Accepted::PlainHttp) => {
+                let mut e = S3Error::new(S3ErrorCode::BadRequest);
+                e.message = "This port speaks HTTPS only: use https://".into();
+                let resp = Response::error(&e, "/", request_id);
+                if write_response(&mut conn, resp, false, false, false).await.is_ok() {
+                    linger(conn).await;
+                }
+                None
+            }
+            Err(e) => {
+                tracing::debug!(peer = ?conn.peer, "TLS handshake failed: {e}");
+                None
+            }
+        }
     }
 
     /// Bytes read and written since the last call.
@@ -112,6 +140,11 @@ impl Conn {
             // Grows with what the client sends (doubling, 64 KiB steps at most).
             self.buf.reserve(self.buf.capacity().clamp(INITIAL_READ_BUF_BYTES, READ_BUF_BYTES));
         }
+        if let Some(tls) = &mut self.tls {
+            let n = tls.read(&mut self.stream, &mut self.buf, timeout).await?;
+            self.read_bytes += n as u64;
+            return Ok(n);
+        }
         let buf = std::mem::take(&mut self.buf);
         let len = buf.len();
         let cap = buf.capacity();
@@ -132,6 +165,11 @@ impl Conn {
     }
 
     pub async fn write_all(&mut self, data: Vec<u8>) -> Result<Vec<u8>, ConnError> {
+        if let Some(tls) = &mut self.tls {
+            tls.write_all(&mut self.stream, &data).await?;
+            self.written_bytes += data.len() as u64;
+            return Ok(data);
+        }
         let write = self.stream.write_all(data);
         match monoio::time::timeout(IO_TIMEOUT, write).await {
             Ok((Ok(_), buf)) => {
@@ -194,7 +232,12 @@ impl Request<'_> {
 }
 
 /// Answers 503 SlowDown and closes: the reactor is at its connection limit.
-pub async fn reject_busy(stream: TcpStream) {
+/// On the TLS listener it only closes: a handshake is the costly part that
+/// an overloaded reactor must not take on.
+pub async fn reject_busy(stream: TcpStream, tls: bool) {
+    if tls {
+        return;
+    }
     let mut conn = Conn::new(stream);
     let resp = Response::error(&S3Error::new(S3ErrorCode::SlowDown), "/", "0");
     let _ = write_response(&mut conn, resp, false, false, false).await;
@@ -254,7 +297,13 @@ fn account(ctx: &Ctx, conn: &mut Conn, op: Option<(&str, u16, Instant)>) {
 }
 
 pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
-    let mut conn = Conn::new(stream);
+    let mut conn = match &ctx.shared.tls {
+        None => Conn::new(stream),
+        Some(tls) => match Conn::accept_tls(stream, tls.current(), &ctx.next_request_id()).await {
+            Some(c) => c,
+            None => return,
+        },
+    };
     loop {
         conn.shrink_when_idle();
         let head = match read_head(&ctx, &mut conn, true).await {
@@ -311,6 +360,9 @@ pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// reads it.
 async fn linger(mut conn: Conn) {
     use monoio::io::AsyncWriteRent;
+    if let Some(tls) = &mut conn.tls {
+        tls.close(&mut conn.stream).await;
+    }
     let _ = conn.stream.shutdown().await;
     let deadline = std::time::Instant::now() + LINGER_TIMEOUT;
     let mut dropped = 0usize;

@@ -130,6 +130,7 @@ pub fn root_user(dir: &Path) -> Result<User, IdentityError> {
                     "TESSERA_ACCESS_KEY must be 3-128 printable characters, TESSERA_SECRET_KEY 8-128".into(),
                 ));
             }
+            warn_if_kept_root_differs(dir, &a, &s);
             return Ok(make(a, s));
         }
         (Ok(_), Err(_)) | (Err(_), Ok(_)) => {
@@ -167,6 +168,23 @@ pub fn root_user(dir: &Path) -> Result<User, IdentityError> {
             Ok(make(a, s))
         }
         Err(e) => Err(io_err(e)),
+    }
+}
+
+/// The environment's root key wins over the one kept in the data dir; an
+/// operator who changed one and not the other should hear of it (which
+/// part differs, never the values).
+fn warn_if_kept_root_differs(dir: &Path, access_key: &str, secret_key: &str) {
+    let path = dir.join(CREDENTIALS_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else { return };
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let (kept_a, kept_s) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+    if kept_a != access_key || kept_s != secret_key {
+        tracing::warn!(
+            path = %path.display(),
+            access_key_differs = kept_a != access_key,
+            "TESSERA_ACCESS_KEY/TESSERA_SECRET_KEY differ from the root credentials kept in the data dir; the environment's are used"
+        );
     }
 }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use tessera_node::config::Config;
 
@@ -40,10 +40,31 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Environment variables that are not a flag's (those are listed with
+/// their flag as `[env: ...]`).
+const ENVIRONMENT_HELP: &str = "\
+Environment:
+  TESSERA_ACCESS_KEY, TESSERA_SECRET_KEY  root credentials (both or neither); without them
+                                          the ones kept in the first data dir, generated at
+                                          first start
+  TESSERA_ROOT_USER_ID, TESSERA_ROOT_DISPLAY_NAME  the root account's id and display name
+  TESSERA_MASTER_KEY                      SSE master key (base64 of 32 bytes); default:
+                                          <first data dir>/sse-master.key
+  TESSERA_LOG                             log filter (default `info`; e.g. `debug`,
+                                          `tessera_node=debug,info`)
+
+Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the TLS certificate and the users file.";
+
 #[derive(Subcommand)]
 enum Command {
     /// Start a node serving the S3 API.
+    #[command(after_help = ENVIRONMENT_HELP)]
     Server {
+        /// TOML file of settings named as these flags (`address = "..."`,
+        /// `tls-cert = "..."`, `data-dirs = ["...", ...]`); flags and their
+        /// environment variables override it.
+        #[arg(long, env = "TESSERA_CONFIG")]
+        config: Option<PathBuf>,
         /// Address to listen on (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:9000", env = "TESSERA_ADDRESS")]
         address: String,
@@ -117,8 +138,14 @@ enum Command {
         /// (`TESSERA_MASTER_KEY`, else `<first data dir>/sse-master.key`).
         #[arg(long = "kms-key")]
         kms_keys: Vec<String>,
-        /// Data directories (one per disk).
-        #[arg(required = true)]
+        /// PEM certificate chain of the S3 listener, which then speaks
+        /// HTTPS only (TLS 1.3 and 1.2); needs --tls-key. SIGHUP reloads it.
+        #[arg(long, env = "TESSERA_TLS_CERT")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+        #[arg(long, env = "TESSERA_TLS_KEY")]
+        tls_key: Option<PathBuf>,
+        /// Data directories (one per disk); or `data-dirs` in --config.
         data_dirs: Vec<PathBuf>,
     },
     /// Call a running node's admin API (on its admin listener).
@@ -184,6 +211,49 @@ fn admin(command: AdminCommand) -> ExitCode {
     }
 }
 
+/// Parses the command line; with `server --config FILE`, again with the
+/// file's settings added as the flags they name (see `config_file`).
+fn parse_cli() -> Result<Cli, String> {
+    use clap::parser::ValueSource;
+    use tessera_node::config_file::{self, Setting, DATA_DIRS_KEY};
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut cmd = Cli::command();
+    let matches = cmd.clone().get_matches_from(&args);
+    let Some(("server", sub)) = matches.subcommand() else {
+        return Cli::from_arg_matches(&matches).map_err(|e| e.to_string());
+    };
+    let Some(path) = sub.get_one::<PathBuf>("config") else {
+        return Cli::from_arg_matches(&matches).map_err(|e| e.to_string());
+    };
+    let table = config_file::read(path)?;
+    cmd.build();
+    let server = cmd.find_subcommand("server").ok_or("no server subcommand")?;
+    let settings: Vec<Setting> = server
+        .get_arguments()
+        .filter(|a| a.get_id() != "config" && matches!(a.get_action(), clap::ArgAction::Set | clap::ArgAction::Append))
+        .map(|a| {
+            let id = a.get_id().as_str();
+            let source = sub.value_source(id).or_else(|| matches.value_source(id));
+            Setting {
+                key: a.get_long().map_or_else(|| DATA_DIRS_KEY.to_string(), str::to_string),
+                positional: a.get_long().is_none(),
+                given: matches!(source, Some(ValueSource::CommandLine | ValueSource::EnvVariable)),
+            }
+        })
+        .collect();
+    let (flags, dirs) = config_file::to_args(&table, &settings, path)?;
+    // Flags go before a `--` the command line may hold; data dirs last.
+    let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    let had_dash_dash = at < args.len();
+    args.splice(at..at, flags.into_iter().map(Into::into));
+    if !dirs.is_empty() && !had_dash_dash {
+        args.push("--".into());
+    }
+    args.extend(dirs.into_iter().map(Into::into));
+    let matches = cmd.try_get_matches_from(&args).map_err(|e| format!("in --config {}: {e}", path.display()))?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     // Files and dirs this process creates (segments, format and lock files)
     // are for its own user only: they hold every object and the credentials.
@@ -191,7 +261,13 @@ fn main() -> ExitCode {
     unsafe {
         libc::umask(0o077);
     }
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tessera: {e}");
+            return ExitCode::from(2);
+        }
+    };
     init_logging(cli.log_format);
     match cli.command {
         Command::Server {
@@ -213,6 +289,9 @@ fn main() -> ExitCode {
             lifecycle_day_secs,
             key_file,
             kms_keys,
+            config: _,
+            tls_cert,
+            tls_key,
             data_dirs,
         } => {
             let threads = threads
@@ -240,6 +319,8 @@ fn main() -> ExitCode {
                 lifecycle_day_secs: lifecycle_day_secs.max(1),
                 cache_bytes: cache_size,
                 cache_max_object_bytes: cache_max_object,
+                tls_cert,
+                tls_key,
             };
             match tessera_node::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,

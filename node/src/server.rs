@@ -41,13 +41,16 @@ const DRAIN_POLL: Duration = Duration::from_millis(10);
 pub struct Shared {
     pub config: Config,
     pub layout: Layout,
-    pub identities: Identities,
+    /// The root and the users file; SIGHUP swaps in a fresh load.
+    pub identities: arc_swap::ArcSwap<Identities>,
     pub buckets: Buckets,
     pub iam: IamStore,
     /// The key service of SSE-S3 and SSE-KMS (see `sse::kms`).
     pub kms: Arc<dyn crate::sse::kms::KeyService>,
     /// Counters and readiness (per-core slots, see `metrics`).
     pub metrics: NodeMetrics,
+    /// The S3 listener's TLS certificate (`None`: plain HTTP).
+    pub tls: Option<crate::tls::TlsState>,
 }
 
 /// One reactor's view of the node.
@@ -207,8 +210,8 @@ fn raise_fd_limit() {
     }
 }
 
-/// Blocks SIGTERM and SIGINT in the calling thread (and the threads it
-/// spawns after), so that only `wait_for_stop` receives them.
+/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and the threads
+/// it spawns after), so that only `wait_for_signals` receives them.
 fn block_stop_signals() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data initialised by sigemptyset; the calls
     // only read and write it and this thread's signal mask.
@@ -217,20 +220,25 @@ fn block_stop_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
 }
 
-/// Waits for SIGTERM or SIGINT, then stops the node: not ready any more, no
-/// new connections, requests in flight drain (`DRAIN_TIMEOUT`). A second
-/// signal exits at once.
-fn wait_for_stop(set: libc::sigset_t, shared: Arc<Shared>, stop: async_channel::Sender<()>) {
-    let wait = || {
+/// Waits for signals. SIGHUP reloads (`reload`); SIGTERM or SIGINT stops
+/// the node: not ready any more, no new connections, requests in flight
+/// drain (`DRAIN_TIMEOUT`). A second stop signal exits at once.
+fn wait_for_signals(set: libc::sigset_t, shared: Arc<Shared>, stop: async_channel::Sender<()>) {
+    let wait = || loop {
         let mut sig: libc::c_int = 0;
         // SAFETY: sigwait reads the set and writes the signal number.
         let rc = unsafe { libc::sigwait(&set, &mut sig) };
-        (rc == 0).then_some(sig)
+        match rc {
+            0 if sig == libc::SIGHUP => reload(&shared),
+            0 => return Some(sig),
+            _ => return None,
+        }
     };
     let Some(sig) = wait() else {
         // Never happens with a valid set; keep serving rather than stop.
@@ -247,10 +255,31 @@ fn wait_for_stop(set: libc::sigset_t, shared: Arc<Shared>, stop: async_channel::
     }
 }
 
+/// SIGHUP: the TLS certificate and the users file are read again. What
+/// fails to load is logged and the previous one stays in use.
+fn reload(shared: &Shared) {
+    tracing::info!("SIGHUP: reloading the TLS certificate and the users file");
+    if let Some(tls) = &shared.tls {
+        tls.reload();
+    }
+    let config = &shared.config;
+    match identity::load(&config.data_dirs[0], config.users_file.as_deref()) {
+        Ok(ids) => {
+            tracing::info!(identities = ids.len(), "identities reloaded");
+            shared.identities.store(Arc::new(ids));
+        }
+        Err(e) => tracing::error!("users not reloaded, keeping the previous ones: {e}"),
+    }
+}
+
 pub fn run(config: Config) -> Result<(), String> {
     let started = Instant::now();
     // Everything that can be checked without a data dir is, before one is touched.
     config.check()?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::TlsState::load(cert, key)?),
+        _ => None,
+    };
     let addr = resolve(&config.address)?;
     let admin_addr = match &config.admin_address {
         Some(a) => Some(resolve(a).map_err(|e| format!("--admin-address: {e}"))?),
@@ -307,7 +336,8 @@ pub fn run(config: Config) -> Result<(), String> {
     let buckets = Buckets::new(layout.meta_shards.clone());
     let iam = IamStore::new(node_keys, layout.meta_shards.clone());
     let metrics = NodeMetrics::new(threads, total as usize);
-    let shared = Arc::new(Shared { config, layout, identities, buckets, iam, kms, metrics });
+    let identities = arc_swap::ArcSwap::from_pointee(identities);
+    let shared = Arc::new(Shared { config, layout, identities, buckets, iam, kms, metrics, tls });
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let drained = Arc::new(AtomicUsize::new(0));
     let owner: Vec<usize> = (0..total as usize).map(|s| s % threads).collect();
@@ -357,11 +387,12 @@ pub fn run(config: Config) -> Result<(), String> {
     if let Some(a) = admin_addr {
         println!("tessera: admin on http://{a}");
     }
-    println!("tessera: listening on http://{addr}");
+    let scheme = if shared.tls.is_some() { "https" } else { "http" };
+    println!("tessera: listening on {scheme}://{addr}");
     let stopper = shared.clone();
     std::thread::Builder::new()
         .name("signals".into())
-        .spawn(move || wait_for_stop(signals, stopper, stop_tx))
+        .spawn(move || wait_for_signals(signals, stopper, stop_tx))
         .map_err(|e| format!("cannot spawn the signal thread: {e}"))?;
     for h in handles {
         let _ = h.join();
@@ -588,11 +619,11 @@ async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
         let ctx = ctx.clone();
         monoio::spawn(async move {
             if ctx.connections.get() >= MAX_CONNECTIONS_PER_CORE {
-                crate::conn::reject_busy(stream).await;
+                crate::conn::reject_busy(stream, ctx.shared.tls.is_some()).await;
                 return;
             }
             let Some(slot) = ClientSlot::take(&ctx, peer.ip()) else {
-                crate::conn::reject_busy(stream).await;
+                crate::conn::reject_busy(stream, ctx.shared.tls.is_some()).await;
                 return;
             };
             ctx.connections.set(ctx.connections.get() + 1);

@@ -22,6 +22,8 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const LOG_TAIL_LINES: usize = 200;
 
 const READY_PREFIX: &str = "tessera: listening on http://";
+/// The same line of a node started with `--tls-cert`.
+const READY_PREFIX_TLS: &str = "tessera: listening on https://";
 
 #[derive(Debug, Clone)]
 pub struct ServerOpts {
@@ -191,7 +193,7 @@ impl Server {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(rest) = line.strip_prefix(READY_PREFIX) {
+                    if let Some(rest) = line.strip_prefix(READY_PREFIX).or_else(|| line.strip_prefix(READY_PREFIX_TLS)) {
                         let addr: SocketAddr = rest
                             .trim()
                             .parse()

@@ -179,7 +179,7 @@ pub fn secret_for(shared: &Shared, iam: &IamState, session: Option<&SessionClaim
     if let Some(s) = session {
         return (s.access_key == access_key).then(|| s.secret.clone());
     }
-    if let Some(u) = shared.identities.get(access_key) {
+    if let Some(u) = shared.identities.load().get(access_key) {
         return Some(u.secret_key.clone());
     }
     iam.keys.get(access_key).filter(|k| k.active).map(|k| k.secret.clone())
@@ -193,7 +193,7 @@ pub fn principal_for(
     access_key: &str,
 ) -> Result<Principal, S3Error> {
     let invalid = || S3Error::new(S3ErrorCode::InvalidAccessKeyId);
-    let account_of = |id: &str| shared.identities.account(id).cloned().ok_or_else(invalid);
+    let account_of = |id: &str| shared.identities.load().account(id).cloned().ok_or_else(invalid);
     if let Some(s) = session {
         let account = account_of(&s.account)?;
         let s = Arc::new(s);
@@ -228,7 +228,7 @@ pub fn principal_for(
         p.session = Some(s);
         return Ok(p);
     }
-    if let Some(u) = shared.identities.get(access_key) {
+    if let Some(u) = shared.identities.load().get(access_key) {
         return Ok(Principal::root(u.clone(), iam));
     }
     let key = iam.keys.get(access_key).filter(|k| k.active).cloned().ok_or_else(invalid)?;

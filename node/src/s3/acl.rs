@@ -25,7 +25,7 @@ pub const MAX_ACL_BODY_BYTES: usize = 64 * 1024;
 
 /// The ACL a Put*Acl request asks for: its headers or its body (not both).
 async fn requested(ctx: &Ctx, req: &mut Request<'_>, owner_id: &str) -> S3Result<AclRequest> {
-    let from_headers = acl::from_headers(&req.head.headers, &ctx.shared.identities)?;
+    let from_headers = acl::from_headers(&req.head.headers, &ctx.shared.identities.load())?;
     let body = req.read_body_to_vec(MAX_ACL_BODY_BYTES).await?;
     let has_body = !body.iter().all(u8::is_ascii_whitespace);
     match (from_headers, has_body) {
@@ -34,7 +34,7 @@ async fn requested(ctx: &Ctx, req: &mut Request<'_>, owner_id: &str) -> S3Result
             "This request does not support content when ACL headers are given",
         )),
         (Some(r), false) => Ok(r),
-        (None, true) => acl::from_document(parse_access_control_policy(&body)?, owner_id, &ctx.shared.identities),
+        (None, true) => acl::from_document(parse_access_control_policy(&body)?, owner_id, &ctx.shared.identities.load()),
         (None, false) => Err(S3Error::with_message(S3ErrorCode::MissingSecurityHeader, "Your request was missing a required header")),
     }
 }
@@ -65,7 +65,7 @@ pub fn for_new_object(ctx: &Ctx, req: &Request<'_>, b: &BucketInfo) -> S3Result<
 
 /// [`for_new_object`] with the ACL asked for in `h` (a POST form's fields).
 pub fn for_new_object_with(ctx: &Ctx, req: &Request<'_>, b: &BucketInfo, h: &tessera_proto::Headers) -> S3Result<Option<Acl>> {
-    let r = acl::from_headers(h, &ctx.shared.identities)?;
+    let r = acl::from_headers(h, &ctx.shared.identities.load())?;
     acl::check_enforced(r.as_ref(), b.ownership, &b.owner_id)?;
     block_public(b, r.as_ref())?;
     let bucket_owner = (b.owner_id.clone(), b.owner_display.clone());

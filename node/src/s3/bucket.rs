@@ -92,7 +92,7 @@ pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Res
         }
     };
     let ownership = super::acl::ownership_header(req)?;
-    let requested = crate::acl::from_headers(&req.head.headers, &ctx.shared.identities)?;
+    let requested = crate::acl::from_headers(&req.head.headers, &ctx.shared.identities.load())?;
     if ownership == Some(crate::acl::Ownership::BucketOwnerEnforced) {
         crate::acl::check_enforced(requested.as_ref(), ownership, &user.user_id)
             .map_err(|_| S3Error::new(S3ErrorCode::InvalidBucketAclWithObjectOwnership))?;

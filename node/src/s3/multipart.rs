@@ -56,7 +56,7 @@ fn display_of(ctx: &Ctx, b: &BucketInfo, id: &str) -> String {
     if id == b.owner_id {
         return b.owner_display.clone();
     }
-    ctx.shared.identities.account(id).map_or_else(|| id.to_string(), |a| a.display_name.clone())
+    ctx.shared.identities.load().account(id).map_or_else(|| id.to_string(), |a| a.display_name.clone())
 }
 
 fn no_such_upload() -> S3Error {

@@ -350,7 +350,7 @@ async fn create_access_key(c: &Call<'_>) -> Result<Out, IamError> {
     let mut id = String::new();
     for _ in 0..8 {
         id = format!("AKIA{}", random_token(c, 16, ID_ALPHABET)?);
-        if c.ctx.shared.identities.get(&id).is_none() && !st.keys.contains_key(&id) {
+        if c.ctx.shared.identities.load().get(&id).is_none() && !st.keys.contains_key(&id) {
             break;
         }
     }
