@@ -12,16 +12,19 @@ use crate::units::{parse_duration, parse_size};
 #[command(
     name = "tessera-bench",
     version,
-    about = "Load generator for any S3 endpoint (path-style, http://)",
+    about = "Load generator for any S3 endpoint (path-style, http:// or https://)",
     after_help = "Sizes take B, KiB, MiB, GiB (or KB, MB, GB); --size also takes a range (4KiB-1MiB) or weighted \
                   choices (4KiB:90,1MiB:10). Durations: ms, s, m, h. MB/s in reports is 10^6 bytes per second; \
                   latencies are in microseconds.\n\
                   Exit status: 0 when every request succeeded, 1 when some failed, 2 on setup errors."
 )]
 pub struct Cli {
-    /// S3 endpoint, http://host:port (path-style addressing).
+    /// S3 endpoint, http://host:port or https://host:port (path-style addressing).
     #[arg(long, global = true, default_value = "http://127.0.0.1:9000")]
     pub endpoint: String,
+    /// PEM file of the CA(s) trusted for an https:// endpoint (required with https).
+    #[arg(long, global = true)]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// Access key id [env: AWS_ACCESS_KEY_ID].
     #[arg(long, global = true, env = "AWS_ACCESS_KEY_ID", hide_env = true)]
     pub access_key: Option<String>,

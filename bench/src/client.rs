@@ -30,6 +30,8 @@ pub const MAX_PRESIGNED_CACHED: usize = 4096;
 /// What every worker of a run shares.
 pub struct Shared {
     pub addr: SocketAddr,
+    /// `https://` endpoints: how to open TLS connections.
+    pub tls: Option<crate::http::TlsClient>,
     pub signer: Signer,
     pub timeout: Duration,
     /// How often progress lines are printed (zero: never).
@@ -106,7 +108,7 @@ impl Client {
     /// Opens the connection ahead of time, so the timed phase starts warm.
     pub async fn connect(&mut self) -> Result<(), Failure> {
         if self.conn.is_none() {
-            let conn = Conn::connect(self.shared.addr)
+            let conn = Conn::connect(self.shared.addr, self.shared.tls.as_ref())
                 .await
                 .map_err(|e| Failure::new(ErrorKind::Io, format!("connect {}: {e}", self.shared.addr)))?;
             self.conn = Some(conn);
@@ -156,7 +158,7 @@ impl Client {
 
     async fn exchange(&mut self, request_is_head: bool, body: &[u8], keep: Keep) -> Result<Response, HttpError> {
         if self.conn.is_none() {
-            self.conn = Some(Conn::connect(self.shared.addr).await?);
+            self.conn = Some(Conn::connect(self.shared.addr, self.shared.tls.as_ref()).await?);
         }
         let Some(conn) = self.conn.as_mut() else { return Err(HttpError::Closed) };
         conn.send(&self.head, body).await?;

@@ -4,9 +4,51 @@
 
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+
 use tessera_proto::http::ChunkedDecoder;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// What a connection runs over: TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// How to open TLS connections (`https://` endpoints): the trusted CA and
+/// the name the server's certificate must carry.
+#[derive(Clone)]
+pub struct TlsClient {
+    connector: tokio_rustls::TlsConnector,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl TlsClient {
+    /// Trusts the PEM certificates of `ca_file` only (no system roots: a
+    /// benchmark names the CA of the node it measures).
+    pub fn new(ca_file: &std::path::Path, host: &str) -> Result<TlsClient, String> {
+        use rustls::pki_types::pem::PemObject;
+        let pem = std::fs::read(ca_file).map_err(|e| format!("--ca-cert {}: {e}", ca_file.display()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("--ca-cert {}: {e}", ca_file.display()))?;
+            roots.add(cert).map_err(|e| format!("--ca-cert {}: {e}", ca_file.display()))?;
+        }
+        if roots.is_empty() {
+            return Err(format!("--ca-cert {}: no certificate", ca_file.display()));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // `[v6]` hosts are IP names without the brackets.
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let name = rustls::pki_types::ServerName::try_from(bare.to_string()).map_err(|e| format!("TLS name {bare:?}: {e}"))?;
+        Ok(TlsClient { connector: tokio_rustls::TlsConnector::from(Arc::new(config)), name })
+    }
+}
 
 /// Largest response head accepted (status line and headers).
 pub const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
@@ -144,7 +186,7 @@ pub struct Keep {
 
 /// One keep-alive connection.
 pub struct Conn {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     buf: Box<[u8]>,
     start: usize,
     end: usize,
@@ -152,10 +194,14 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub async fn connect(addr: SocketAddr) -> std::io::Result<Conn> {
-        let stream = TcpStream::connect(addr).await?;
+    pub async fn connect(addr: SocketAddr, tls: Option<&TlsClient>) -> std::io::Result<Conn> {
+        let tcp = TcpStream::connect(addr).await?;
         // Requests are written whole; Nagle would only delay the last segment.
-        stream.set_nodelay(true)?;
+        tcp.set_nodelay(true)?;
+        let stream: Box<dyn Stream> = match tls {
+            None => Box::new(tcp),
+            Some(t) => Box::new(t.connector.connect(t.name.clone(), tcp).await?),
+        };
         Ok(Conn {
             stream,
             buf: vec![0u8; READ_BUF_BYTES].into_boxed_slice(),
@@ -370,7 +416,7 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close",
         ])
         .await;
-        let mut c = Conn::connect(addr).await.unwrap();
+        let mut c = Conn::connect(addr, None).await.unwrap();
         let keep = Keep { success_bytes: 0, error_bytes: 8 };
         let all = Keep { success_bytes: 1024, error_bytes: 1024 };
 
@@ -394,7 +440,7 @@ mod tests {
     #[tokio::test]
     async fn truncated_body_is_an_error() {
         let addr = serve(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"]).await;
-        let mut c = Conn::connect(addr).await.unwrap();
+        let mut c = Conn::connect(addr, None).await.unwrap();
         c.send(b"GET / HTTP/1.1\r\n\r\n", b"").await.unwrap();
         let keep = Keep { success_bytes: 0, error_bytes: 0 };
         assert!(matches!(c.read_response(false, keep).await, Err(HttpError::Closed)));

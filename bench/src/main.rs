@@ -1,4 +1,4 @@
-//! tessera-bench: a load generator for any S3 endpoint (path-style, plain HTTP).
+//! tessera-bench: a load generator for any S3 endpoint (path-style, HTTP or HTTPS).
 //!
 //! Thread per core: each client thread runs its share of the workers on its own
 //! single-threaded runtime ([`pool`]). Workers each own one keep-alive

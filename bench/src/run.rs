@@ -48,7 +48,8 @@ pub fn presign(cli: &Cli, a: &PresignArgs) -> Result<String, String> {
     let signer = s3::Signer { access_key, secret_key, region: cli.region.clone(), host: endpoint.authority.clone() };
     let path = s3::object_path(&a.bucket, &a.key);
     let query = signer.presign(&method, &path, now_unix_secs(), a.expires.as_secs() as i64);
-    Ok(format!("http://{}{path}?{query}", endpoint.authority))
+    let scheme = if endpoint.tls { "https" } else { "http" };
+    Ok(format!("{scheme}://{}{path}?{query}", endpoint.authority))
 }
 
 pub async fn run(cli: Cli, threads: usize, command: String) -> Result<Report, String> {
@@ -61,8 +62,16 @@ pub async fn run(cli: Cli, threads: usize, command: String) -> Result<Report, St
         .ok_or_else(|| format!("resolve {}: no address", endpoint.connect_to))?;
     let signer = s3::Signer { access_key, secret_key, region: cli.region.clone(), host: endpoint.authority.clone() };
     let pool = Pool::new(threads)?;
+    let tls = match (&cli.ca_cert, endpoint.tls) {
+        (Some(ca), true) => {
+            Some(crate::http::TlsClient::new(ca, endpoint.host())?)
+        }
+        (None, true) => return Err("an https:// endpoint needs --ca-cert FILE (the CA of its certificate)".into()),
+        (_, false) => None,
+    };
     let shared = Arc::new(Shared {
         addr,
+        tls,
         signer,
         timeout: cli.timeout,
         progress_every: cli.progress,

@@ -15,25 +15,38 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remov
 /// As `QUERY_VALUE`, keeping the `/` of key paths.
 const KEY_PATH: &AsciiSet = &QUERY_VALUE.remove(b'/');
 
-/// Where to send requests: `http://host[:port]`, path-style addressing.
+/// Where to send requests: `http(s)://host[:port]`, path-style addressing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
+    /// `https://`: requests go over TLS.
+    pub tls: bool,
     /// `host[:port]` exactly as given: the `Host` header, and what is signed.
     pub authority: String,
     /// `host:port` for name resolution.
     pub connect_to: String,
 }
 
-/// Parses an endpoint URL. Only plain `http` (this tool has no TLS); no base path.
+impl Endpoint {
+    /// The host without the port (`[v6]` keeps its brackets).
+    pub fn host(&self) -> &str {
+        let a = self.authority.as_str();
+        match a.find(']') {
+            Some(close) if a.starts_with('[') => &a[..=close],
+            _ => a.split(':').next().unwrap_or(a),
+        }
+    }
+}
+
+/// Parses an endpoint URL: `http://` or `https://`, no base path.
 pub fn parse_endpoint(url: &str) -> Result<Endpoint, String> {
-    let rest = if let Some(r) = url.strip_prefix("http://") {
-        r
-    } else if url.starts_with("https://") {
-        return Err(format!("endpoint {url:?}: https is not supported; use an http:// endpoint"));
+    let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
     } else if url.contains("://") {
-        return Err(format!("endpoint {url:?}: only http:// is supported"));
+        return Err(format!("endpoint {url:?}: only http:// and https:// are supported"));
     } else {
-        url
+        (false, url)
     };
     let authority = rest.strip_suffix('/').unwrap_or(rest);
     if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
@@ -50,12 +63,13 @@ pub fn parse_endpoint(url: &str) -> Result<Endpoint, String> {
         }
         None => authority.contains(':'),
     };
-    let connect_to = if has_port { authority.to_string() } else { format!("{authority}:80") };
+    let default_port = if tls { 443 } else { 80 };
+    let connect_to = if has_port { authority.to_string() } else { format!("{authority}:{default_port}") };
     let port_ok = connect_to.rsplit(':').next().is_some_and(|p| p.parse::<u16>().is_ok());
     if !port_ok {
         return Err(format!("endpoint {url:?}: bad port"));
     }
-    Ok(Endpoint { authority: authority.to_string(), connect_to })
+    Ok(Endpoint { tls, authority: authority.to_string(), connect_to })
 }
 
 /// The headers every request signs, sorted as SigV4 wants them.
@@ -320,7 +334,11 @@ mod tests {
             let e = parse_endpoint(url).unwrap();
             assert_eq!((e.authority.as_str(), e.connect_to.as_str()), (authority, connect_to), "{url}");
         }
-        for bad in ["https://s3.amazonaws.com", "ftp://x", "http://", "http://h:9000/base", "http://h:99999", "http://h:x"] {
+        let e = parse_endpoint("https://localhost:9443").unwrap();
+        assert!(e.tls && e.connect_to == "localhost:9443" && e.host() == "localhost");
+        assert_eq!(parse_endpoint("http://[::1]:9000").unwrap().host(), "[::1]");
+        assert_eq!(parse_endpoint("https://s3.example.com").unwrap().connect_to, "s3.example.com:443");
+        for bad in ["ftp://x", "http://", "http://h:9000/base", "http://h:99999", "http://h:x"] {
             assert!(parse_endpoint(bad).is_err(), "{bad}");
         }
     }

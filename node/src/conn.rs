@@ -103,6 +103,11 @@ impl Conn {
         }
     }
 
+    /// Whether the connection is encrypted (TLS listener).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Bytes read and written since the last call.
     fn take_byte_counts(&mut self) -> (u64, u64) {
         (std::mem::take(&mut self.read_bytes), std::mem::take(&mut self.written_bytes))

@@ -233,7 +233,8 @@ fn parse_cli() -> Result<Cli, String> {
         .filter(|a| a.get_id() != "config" && matches!(a.get_action(), clap::ArgAction::Set | clap::ArgAction::Append))
         .map(|a| {
             let id = a.get_id().as_str();
-            let source = sub.value_source(id).or_else(|| matches.value_source(id));
+            // Globals (--log-format) are propagated into the subcommand's matches.
+            let source = sub.value_source(id);
             Setting {
                 key: a.get_long().map_or_else(|| DATA_DIRS_KEY.to_string(), str::to_string),
                 positional: a.get_long().is_none(),

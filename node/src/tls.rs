@@ -263,6 +263,10 @@ impl TlsSession {
             let mut rest = chunk;
             while !rest.is_empty() {
                 let n = self.tls.writer().write(rest).map_err(ConnError::Io)?;
+                if n == 0 {
+                    // Only after close_notify: nothing more may be sent.
+                    return Err(ConnError::Closed);
+                }
                 rest = &rest[n..];
                 self.flush(stream).await?;
             }

@@ -35,6 +35,8 @@ pub struct RequestFacts<'a> {
     pub routed: &'a Routed,
     pub auth: Option<&'a AuthContext>,
     pub peer: IpAddr,
+    /// Whether the request came over TLS (`aws:SecureTransport`).
+    pub secure: bool,
     pub now_unix: i64,
 }
 
@@ -46,7 +48,7 @@ pub fn build(p: &Principal, r: &RequestFacts<'_>) -> Context {
         v4 => v4,
     };
     c.insert("aws:SourceIp", ip.to_string());
-    c.insert("aws:SecureTransport", "false");
+    c.insert("aws:SecureTransport", if r.secure { "true" } else { "false" });
     c.insert("aws:CurrentTime", tessera_policy::time::format_iso8601(r.now_unix));
     c.insert("aws:EpochTime", r.now_unix.to_string());
     c.insert("aws:PrincipalType", p.principal_type());

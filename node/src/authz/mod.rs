@@ -86,6 +86,7 @@ impl Authz {
                 routed: &req.routed,
                 auth: req.auth.as_ref(),
                 peer: self.peer,
+                secure: req.conn.is_tls(),
                 now_unix: self.now_unix,
             };
             context::build(&self.principal, &facts)

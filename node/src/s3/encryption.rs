@@ -18,16 +18,16 @@ use crate::sse::{kms, BucketEncryption};
 pub const MAX_ENCRYPTION_CONFIG_BYTES: usize = 16 * 1024;
 
 /// SSE-C sends the key itself in the request: over plain HTTP it would
-/// cross the network in clear, so S3 refuses it (400). This node serves
-/// plain HTTP only, so SSE-C is accepted from loopback clients alone
-/// (tests, local tools, a TLS proxy on the same host).
+/// cross the network in clear, so S3 refuses it (400). It is accepted over
+/// TLS, and over plain HTTP from loopback clients alone (tests, local
+/// tools, a TLS proxy on the same host).
 pub fn require_secure_transport(req: &Request<'_>) -> S3Result<()> {
-    require_secure_transport_for(&req.head.headers, req.conn.peer)
+    require_secure_transport_for(&req.head.headers, req.conn.peer, req.conn.is_tls())
 }
 
 /// The same rule for headers from elsewhere (a POST form's fields).
-pub fn require_secure_transport_for(h: &tessera_proto::Headers, peer: Option<IpAddr>) -> S3Result<()> {
-    if !crate::sse::has_customer_headers(h) {
+pub fn require_secure_transport_for(h: &tessera_proto::Headers, peer: Option<IpAddr>, tls: bool) -> S3Result<()> {
+    if tls || !crate::sse::has_customer_headers(h) {
         return Ok(());
     }
     let loopback = match peer {

@@ -281,7 +281,7 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     let redirect = field("success_action_redirect").or_else(|| field("redirect")).filter(|r| !r.is_empty());
 
     let checksum = checksum_field(&fields)?;
-    super::encryption::require_secure_transport_for(&headers, req.conn.peer)?;
+    super::encryption::require_secure_transport_for(&headers, req.conn.peer, req.conn.is_tls())?;
     let mut sealing = crate::sse::start(&*ctx.shared.kms, crate::sse::wanted(&headers)?, &b)?;
     let shard = shard_of(ctx, &b.name, &key);
     let mut src =

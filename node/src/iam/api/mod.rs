@@ -242,6 +242,7 @@ pub async fn serve(ctx: &Rc<Ctx>, head: &RequestHead, conn: &mut Conn, request_i
         Ok(b) => b,
         Err(e) => return (xml::error(service, &e, &request_id), false),
     };
+    let secure = conn.is_tls();
     let result = async {
         let (principal, service) = authenticate(ctx, head, &body, now)?;
         let mut params = Query::parse(&head.query).map_err(|_| IamError::validation("Malformed query string"))?;
@@ -259,6 +260,7 @@ pub async fn serve(ctx: &Rc<Ctx>, head: &RequestHead, conn: &mut Conn, request_i
             },
             auth: None,
             peer,
+            secure,
             now_unix: now,
         };
         let cond = crate::authz::context::build(&principal, &facts);
