@@ -55,7 +55,7 @@ start tls $((PORT_BASE + 1)) https "--tls-cert $WORK/cert.pem --tls-key $WORK/ke
 endpoint() { if [ "$1" = plain ]; then echo "http://localhost:$PORT_BASE"; else echo "https://localhost:$((PORT_BASE + 1))"; fi; }
 for n in plain tls; do
   for size in 4KiB 1MiB; do
-    "$BENCH" --endpoint "$(endpoint $n)" --ca-cert "$WORK/ca.pem" --progress 0s fill --bucket tls$size --count 200 \
+    "$BENCH" --endpoint "$(endpoint $n)" --ca-cert "$WORK/ca.pem" --progress 0s fill --bucket "tls-$(echo $size | tr A-Z a-z)" --count 200 \
       --size "$size" --concurrency 16 >/dev/null
   done
 done
@@ -63,9 +63,9 @@ declare -A RES
 run() { # run ROUND WORKLOAD NODE
   local op size args
   case "$2" in
-    get4k) op=get size=4KiB args="get --bucket tls4KiB --objects 200 --skip-prefill" ;;
-    get1m) op=get size=1MiB args="get --bucket tls1MiB --objects 200 --skip-prefill" ;;
-    put1m) op=put size=1MiB args="put --bucket tlsput --objects 200" ;;
+    get4k) op=get size=4KiB args="get --bucket tls-4kib --objects 200 --skip-prefill" ;;
+    get1m) op=get size=1MiB args="get --bucket tls-1mib --objects 200 --skip-prefill" ;;
+    put1m) op=put size=1MiB args="put --bucket tls-put --objects 200" ;;
   esac
   # shellcheck disable=SC2086
   "$BENCH" --endpoint "$(endpoint "$3")" --ca-cert "$WORK/ca.pem" --progress 0s $args --size "$size" \
