@@ -11,6 +11,7 @@ pub mod buckets;
 pub mod codec;
 pub mod config;
 pub mod conn;
+pub mod console;
 pub mod fsck;
 pub mod hotcache;
 pub mod iam;
