@@ -12,6 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use tessera_tests::cdp::{chromium_path, Browser};
+use tessera_tests::raw::xml_fields;
+use tessera_tests::server::workspace_root;
 use tessera_tests::*;
 
 const FORWARD: &str = "/console/s3";
@@ -266,7 +268,7 @@ async fn the_console_in_headless_chromium() {
 
     // Browse the folder: breadcrumb and pagination (10 per page).
     b.eval("document.getElementById('page-size').value = '10'; document.getElementById('page-size').dispatchEvent(new Event('change'))");
-    b.wait_for("page size 10", "document.querySelectorAll('#object-list tr').length === 5", STEP);
+    b.wait_for("page size 10", "document.querySelectorAll('#object-list tr').length === 4", STEP);
     b.eval("document.querySelector('#object-list tr[data-prefix=\"dir/\"] button.folder').click()");
     b.wait_for("the folder's first page", "document.querySelectorAll('#object-list tr[data-key^=\"dir/\"]').length === 10", STEP);
     assert!(b.eval("document.getElementById('breadcrumb').textContent").as_str().is_some_and(|t| t.ends_with("dir")));
