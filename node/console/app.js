@@ -25,7 +25,9 @@ const app = {
 
   show(view) {
     for (const v of VIEWS) $(`${v}-view`).hidden = v !== view;
-    for (const b of document.querySelectorAll('#nav button')) b.classList.toggle('active', b.dataset.view === view);
+    const tab = view === 'objects' ? 'buckets' : view;
+    for (const b of document.querySelectorAll('#nav button')) b.classList.toggle('active', b.dataset.view === tab);
+    status('');
     if (this.stopCharts && view !== 'metrics') { this.stopCharts(); this.stopCharts = null; }
     if (view === 'buckets') guarded(() => renderBuckets(this));
     if (view === 'users') guarded(() => renderUsers(this));
