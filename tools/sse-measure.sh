@@ -5,6 +5,8 @@
 # both see the machine in the same state; prints the encrypted/plain ratio.
 #
 # usage: tools/sse-measure.sh [--secs S] [--concurrency N] [--rounds R] [--kms]
+# (NODE_ARGS="--cache-size 0" passes extra server flags, e.g. to measure
+# the disk path without the hot-object cache.)
 # Needs: a release build (cargo build --release -p tessera-node -p tessera-bench)
 # and python3 with boto3 (S3TESTS_VENV=/work/s3tests-venv has it) for
 # PutBucketEncryption.
@@ -32,7 +34,7 @@ export TESSERA_ACCESS_KEY=$AWS_ACCESS_KEY_ID TESSERA_SECRET_KEY=$AWS_SECRET_ACCE
 PORT=${PORT:-9311}
 EP=http://127.0.0.1:$PORT
 WORK=$(mktemp -d /tmp/tessera-sse-measure.XXXXXX)
-"$NODE" server --address 127.0.0.1:$PORT --admin-address off --kms-key measure-key "$WORK/data" >"$WORK/node.log" 2>&1 &
+"$NODE" server --address 127.0.0.1:$PORT --admin-address off --kms-key measure-key ${NODE_ARGS:-} "$WORK/data" >"$WORK/node.log" 2>&1 &
 PID=$!
 trap 'kill -9 $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 600); do curl -s -o /dev/null "$EP/" && break; sleep 0.1; done

@@ -150,8 +150,9 @@ pub(crate) async fn compact_once(inner: &Rc<Inner>, force: bool) -> Result<bool,
         inner.commit_ops(chunk.to_vec()).await?;
     }
     inner.compaction.borrow_mut().tombstones_kept += tombstones.iter().filter(|o| matches!(o, Op::Delete { .. })).count() as u64;
-    // Nothing may point into the victim any more.
-    if !sweep(inner, victim).await.is_empty() {
+    // Nothing may point into the victim any more, nor be about to (a
+    // commit staged with data in it is pinned until applied).
+    if inner.pinned(victim) || !sweep(inner, victim).await.is_empty() {
         return Ok(false);
     }
     retire(inner, victim).await?;

@@ -71,6 +71,8 @@ pub struct RecoveryStats {
     pub lost_commits: u64,
     /// Segments the log names that are gone and not known retired.
     pub missing_segments: u32,
+    /// Index entries left pointing into segments that are gone.
+    pub dangling_entries: u64,
     /// Data records past the mark whose payload was read and verified.
     pub verified_data: u64,
     pub elapsed: Duration,
@@ -83,6 +85,7 @@ impl RecoveryStats {
             || self.lost_commits > 0
             || self.missing_segments > 0
             || self.commits_from_copy > 0
+            || self.dangling_entries > 0
     }
 }
 
@@ -538,13 +541,27 @@ pub(crate) async fn recover(
             }
         }
     }
-    // Live bytes per segment, from the index.
+    // Live bytes per segment, from the index; and entries left pointing
+    // into a segment that is gone: the commit that moved them out (or
+    // their newer version) was lost with a damaged region while the
+    // segment's retirement survived. Each is a lost record, answered as
+    // corrupt by reads (`Shard::load`), never as an older version.
+    let mut dangling = 0u64;
     for e in replay.index.dump() {
+        let mut gone = false;
         for (s, b) in e.fp.per_segment(&e.loc) {
-            if let Some(seg) = segments.get_mut(&s) {
-                seg.live += b;
+            match segments.get_mut(&s) {
+                Some(seg) => seg.live += b,
+                None => gone = true,
             }
         }
+        dangling += u64::from(gone);
+    }
+    if dangling > 0 {
+        replay.stats.dangling_entries = dangling;
+        replay.problems.push(format!(
+            "{dangling} index entries point into segments that are gone (their newer copies were lost)"
+        ));
     }
     let next_seq = replay
         .expect_seq

@@ -143,9 +143,14 @@ impl S3Fifo {
         self.capacity_bytes > 0
     }
 
-    /// Whether an object of `size` body bytes may be cached at all.
+    /// Whether an object of `size` stored body bytes may be cached at
+    /// all. The limit is on plaintext: a sealed body is stored with a tag
+    /// per package (`sse::cipher::sealed_len`), so an encrypted object
+    /// of `max_object_bytes` is admitted as a plain one is (without the
+    /// allowance, 1 MiB encrypted objects were never cached and their GETs
+    /// ran at disk speed).
     pub fn admits_size(&self, size: u64) -> bool {
-        self.enabled() && size <= self.max_object_bytes
+        self.enabled() && size <= crate::sse::cipher::sealed_len(self.max_object_bytes)
     }
 
     /// The entry of `key` if it was read from commit `seq` (the key's

@@ -12,6 +12,7 @@ pub mod form;
 pub mod headers;
 pub mod http;
 pub mod lifecycle;
+pub mod md5x;
 pub mod logging;
 pub mod post_policy;
 pub mod rfc2047;

@@ -284,3 +284,60 @@ fn cache_flags_are_checked() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cache-size"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The size limit is on plaintext: an encrypted object of exactly
+/// `--cache-max-object` bytes (stored with a 16-byte tag per 64 KiB) is
+/// cached like a plain one, one byte more is not; bodies of several
+/// decryption chunks and ranges across them come back right from the cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn encrypted_objects_are_cached_up_to_the_limit() {
+    const MIB: usize = 1024 * KIB;
+    let server = server_with(&["--cache-max-object", "4MiB"]);
+    let s3 = server.client();
+    bucket(&s3, "enc").await;
+    let put_sealed = |k: &'static str, data: Vec<u8>| {
+        let s3 = s3.clone();
+        async move {
+            ok(
+                s3.put_object().bucket("enc").key(k)
+                    .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
+                    .body(bytestream(&data)).send().await,
+                "put sse-s3",
+            );
+        }
+    };
+    let over = random_bytes(4 * MIB + 1, 21);
+    put_sealed("over", over.clone()).await;
+    for _ in 0..3 {
+        assert_eq!(get(&s3, "enc", "over").await, over);
+    }
+    std::thread::sleep(Duration::from_millis(2200));
+    let (hits, _) = cache_counters(&server, f64::INFINITY);
+    assert_eq!(hits, 0.0, "an object over the limit was cached");
+
+    let at = random_bytes(4 * MIB, 22);
+    put_sealed("at", at.clone()).await;
+    for _ in 0..3 {
+        assert_eq!(get(&s3, "enc", "at").await, at);
+    }
+    let (hits, _) = cache_counters(&server, 2.0);
+    assert!(hits >= 2.0, "{hits} hits: an encrypted object at the limit was not cached");
+    // Ranges within one 1 MiB chunk, across chunks, and the last byte.
+    for (from, to) in [(5usize, 70_000usize), (MIB - 3, 2 * MIB + 9), (4 * MIB - 1, 4 * MIB - 1)] {
+        let out = ok(
+            s3.get_object().bucket("enc").key("at").range(format!("bytes={from}-{to}")).send().await,
+            "range",
+        );
+        assert_eq!(read_body(out).await, at[from..=to].to_vec(), "bytes={from}-{to}");
+    }
+    // One chunk exactly (the whole-buffer path), and an empty object.
+    let one = random_bytes(128 * KIB, 23);
+    put_sealed("one", one.clone()).await;
+    for _ in 0..2 {
+        assert_eq!(get(&s3, "enc", "one").await, one);
+    }
+    put_sealed("empty", Vec::new()).await;
+    for _ in 0..2 {
+        assert!(get(&s3, "enc", "empty").await.is_empty());
+    }
+}

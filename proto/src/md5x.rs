@@ -1,0 +1,680 @@
+//! Multi-buffer MD5: the MD5s of several bodies computed side by side,
+//! one SIMD lane per body (8 lanes with AVX2, 16 with AVX-512).
+//!
+//! MD5 is a chain of dependent 32-bit steps, so one stream cannot go
+//! faster than one core's scalar rate (about 0.5 GB/s here), and the S3
+//! ETag of every PUT is an MD5 of its body: on a core serving several
+//! uploads at once, that rate is the PUT wall. Independent streams can
+//! share one instruction stream instead: lane `l` of every vector holds
+//! body `l`'s state.
+//!
+//! `Md5Pool` is one core's set of lanes. A body's hasher (`PooledMd5`)
+//! takes a lane while one is free (else it hashes alone, scalar), and its
+//! `update` only queues bytes in its lane; once a lane holds
+//! `FLUSH_BYTES`, every lane's whole blocks are hashed together, and a
+//! `finish` flushes all lanes before padding its own. Uploads on a core
+//! arrive interleaved, so the lanes fill at similar rates. Which kernel
+//! runs is chosen once, by the CPU's features; every kernel gives the
+//! digests of RFC 1321 (tests compare them with the `md-5` crate).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use md5::{Digest, Md5};
+
+/// Bytes one lane queues before the pool hashes every lane's blocks.
+pub const FLUSH_BYTES: usize = 256 * 1024;
+/// Lanes in a pool: bodies hashed in lanes at once on one core, run by
+/// the kernel in groups of its width (more uploads than that per core
+/// are common at 64 connections).
+pub const POOL_LANES: usize = 32;
+/// The widest kernel's width (AVX-512).
+const MAX_WIDTH: usize = 16;
+/// Fewer lanes with blocks than this are hashed one by one (scalar): a
+/// vector step costs about as much as several scalar ones.
+const MIN_SIMD_LANES: usize = 3;
+
+const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
+
+const K: [u32; 64] = [
+    0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501, 0x698098d8,
+    0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821, 0xf61e2562, 0xc040b340,
+    0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8, 0x21e1cde6, 0xc33707d6, 0xf4d50d87,
+    0x455a14ed, 0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a, 0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c,
+    0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70, 0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05, 0xd9d4d039,
+    0xe6db99e5, 0x1fa27cf8, 0xc4ac5665, 0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92,
+    0xffeff47d, 0x85845dd1, 0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb,
+    0xeb86d391,
+];
+
+/// Left-rotation of each round's four steps.
+const S: [[u32; 4]; 4] = [[7, 12, 17, 22], [5, 9, 14, 20], [4, 11, 16, 23], [6, 10, 15, 21]];
+
+/// The message word step `i` reads.
+const fn word(i: usize) -> usize {
+    match i / 16 {
+        0 => i,
+        1 => (5 * i + 1) % 16,
+        2 => (3 * i + 5) % 16,
+        _ => (7 * i) % 16,
+    }
+}
+
+fn compress1(state: &mut [u32; 4], block: &[u8]) {
+    let mut m = [0u32; 16];
+    for (w, c) in m.iter_mut().zip(block.chunks_exact(4)) {
+        *w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    }
+    let [mut a, mut b, mut c, mut d] = *state;
+    macro_rules! step {
+        ($i:expr, $f:expr) => {{
+            let t = a.wrapping_add($f).wrapping_add(K[$i]).wrapping_add(m[word($i)]);
+            a = d;
+            d = c;
+            c = b;
+            b = b.wrapping_add(t.rotate_left(S[$i / 16][$i % 4]));
+        }};
+    }
+    // Unrolled by four so that each step's rotation is a constant.
+    for q in 0..4 {
+        let i = q * 4;
+        step!(i, d ^ (b & (c ^ d)));
+        step!(i + 1, d ^ (b & (c ^ d)));
+        step!(i + 2, d ^ (b & (c ^ d)));
+        step!(i + 3, d ^ (b & (c ^ d)));
+    }
+    for q in 0..4 {
+        let i = 16 + q * 4;
+        step!(i, c ^ (d & (b ^ c)));
+        step!(i + 1, c ^ (d & (b ^ c)));
+        step!(i + 2, c ^ (d & (b ^ c)));
+        step!(i + 3, c ^ (d & (b ^ c)));
+    }
+    for q in 0..4 {
+        let i = 32 + q * 4;
+        step!(i, b ^ c ^ d);
+        step!(i + 1, b ^ c ^ d);
+        step!(i + 2, b ^ c ^ d);
+        step!(i + 3, b ^ c ^ d);
+    }
+    for q in 0..4 {
+        let i = 48 + q * 4;
+        step!(i, c ^ (b | !d));
+        step!(i + 1, c ^ (b | !d));
+        step!(i + 2, c ^ (b | !d));
+        step!(i + 3, c ^ (b | !d));
+    }
+    state[0] = state[0].wrapping_add(a);
+    state[1] = state[1].wrapping_add(b);
+    state[2] = state[2].wrapping_add(c);
+    state[3] = state[3].wrapping_add(d);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{word, K};
+    use std::arch::x86_64::*;
+
+    /// One block of each of 8 lanes: `blocks[l]` is lane `l`'s 64 bytes.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn compress8(states: &mut [[u32; 4]; 8], blocks: &[&[u8; 64]; 8]) {
+        let load = |j: usize| {
+            let w = |l: usize| i32::from_le_bytes(blocks[l][4 * j..4 * j + 4].try_into().unwrap_or([0; 4]));
+            _mm256_set_epi32(w(7), w(6), w(5), w(4), w(3), w(2), w(1), w(0))
+        };
+        let m: [__m256i; 16] = std::array::from_fn(load);
+        let st = |k: usize| {
+            let s = |l: usize| states[l][k] as i32;
+            _mm256_set_epi32(s(7), s(6), s(5), s(4), s(3), s(2), s(1), s(0))
+        };
+        let (a0, b0, c0, d0) = (st(0), st(1), st(2), st(3));
+        let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
+        let ones = _mm256_set1_epi32(-1);
+        macro_rules! rotl {
+            ($x:expr, $s:expr) => {
+                _mm256_or_si256(_mm256_slli_epi32::<{ $s }>($x), _mm256_srli_epi32::<{ 32 - $s }>($x))
+            };
+        }
+        macro_rules! step {
+            ($i:expr, $f:expr, $s:expr) => {{
+                let t = _mm256_add_epi32(
+                    _mm256_add_epi32(a, $f),
+                    _mm256_add_epi32(_mm256_set1_epi32(K[$i] as i32), m[word($i)]),
+                );
+                a = d;
+                d = c;
+                c = b;
+                b = _mm256_add_epi32(b, rotl!(t, $s));
+            }};
+        }
+        macro_rules! ff {
+            () => {
+                _mm256_xor_si256(d, _mm256_and_si256(b, _mm256_xor_si256(c, d)))
+            };
+        }
+        macro_rules! gg {
+            () => {
+                _mm256_xor_si256(c, _mm256_and_si256(d, _mm256_xor_si256(b, c)))
+            };
+        }
+        macro_rules! hh {
+            () => {
+                _mm256_xor_si256(_mm256_xor_si256(b, c), d)
+            };
+        }
+        macro_rules! ii {
+            () => {
+                _mm256_xor_si256(c, _mm256_or_si256(b, _mm256_xor_si256(d, ones)))
+            };
+        }
+        macro_rules! round {
+            ($r:expr, $f:ident, $s0:expr, $s1:expr, $s2:expr, $s3:expr) => {
+                for q in 0..4 {
+                    let i = $r * 16 + q * 4;
+                    step!(i, $f!(), $s0);
+                    step!(i + 1, $f!(), $s1);
+                    step!(i + 2, $f!(), $s2);
+                    step!(i + 3, $f!(), $s3);
+                }
+            };
+        }
+        round!(0, ff, 7, 12, 17, 22);
+        round!(1, gg, 5, 9, 14, 20);
+        round!(2, hh, 4, 11, 16, 23);
+        round!(3, ii, 6, 10, 15, 21);
+        let out = [_mm256_add_epi32(a, a0), _mm256_add_epi32(b, b0), _mm256_add_epi32(c, c0), _mm256_add_epi32(d, d0)];
+        for (k, v) in out.iter().enumerate() {
+            let mut lanes = [0u32; 8];
+            _mm256_storeu_si256(lanes.as_mut_ptr().cast(), *v);
+            for (l, x) in lanes.iter().enumerate() {
+                states[l][k] = *x;
+            }
+        }
+    }
+
+    /// One block of each of 16 lanes.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn compress16(states: &mut [[u32; 4]; 16], blocks: &[&[u8; 64]; 16]) {
+        let load = |j: usize| {
+            let w: [i32; 16] =
+                std::array::from_fn(|l| i32::from_le_bytes(blocks[l][4 * j..4 * j + 4].try_into().unwrap_or([0; 4])));
+            _mm512_loadu_si512(w.as_ptr().cast())
+        };
+        let m: [__m512i; 16] = std::array::from_fn(load);
+        let st = |k: usize| {
+            let s: [u32; 16] = std::array::from_fn(|l| states[l][k]);
+            _mm512_loadu_si512(s.as_ptr().cast())
+        };
+        let (a0, b0, c0, d0) = (st(0), st(1), st(2), st(3));
+        let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
+        // Each round function is one ternary-logic instruction (its truth
+        // table as the immediate: bits of b = 0xF0, c = 0xCC, d = 0xAA).
+        macro_rules! step {
+            ($i:expr, $imm:expr, $s:expr) => {{
+                let f = _mm512_ternarylogic_epi32::<{ $imm }>(b, c, d);
+                let t = _mm512_add_epi32(
+                    _mm512_add_epi32(a, f),
+                    _mm512_add_epi32(_mm512_set1_epi32(K[$i] as i32), m[word($i)]),
+                );
+                a = d;
+                d = c;
+                c = b;
+                b = _mm512_add_epi32(b, _mm512_rol_epi32::<{ $s }>(t));
+            }};
+        }
+        macro_rules! round {
+            ($r:expr, $imm:expr, $s0:expr, $s1:expr, $s2:expr, $s3:expr) => {
+                for q in 0..4 {
+                    let i = $r * 16 + q * 4;
+                    step!(i, $imm, $s0);
+                    step!(i + 1, $imm, $s1);
+                    step!(i + 2, $imm, $s2);
+                    step!(i + 3, $imm, $s3);
+                }
+            };
+        }
+        // F = (b & c) | (!b & d); G = (b & d) | (c & !d); H = b ^ c ^ d;
+        // I = c ^ (b | !d).
+        round!(0, 0xCA, 7, 12, 17, 22);
+        round!(1, 0xE4, 5, 9, 14, 20);
+        round!(2, 0x96, 4, 11, 16, 23);
+        round!(3, 0x39, 6, 10, 15, 21);
+        let out = [_mm512_add_epi32(a, a0), _mm512_add_epi32(b, b0), _mm512_add_epi32(c, c0), _mm512_add_epi32(d, d0)];
+        for (k, v) in out.iter().enumerate() {
+            let mut lanes = [0u32; 16];
+            _mm512_storeu_si512(lanes.as_mut_ptr().cast(), *v);
+            for (l, x) in lanes.iter().enumerate() {
+                states[l][k] = *x;
+            }
+        }
+    }
+}
+
+/// The kernels this CPU can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    Scalar,
+    Avx2,
+    Avx512,
+}
+
+impl Kernel {
+    /// The widest kernel this CPU has.
+    pub fn detect() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Kernel::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Kernel::Avx2;
+            }
+        }
+        Kernel::Scalar
+    }
+
+    /// Whether this CPU can run it.
+    pub fn available(self) -> bool {
+        match self {
+            Kernel::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    pub fn lanes(self) -> usize {
+        match self {
+            Kernel::Scalar => 1,
+            Kernel::Avx2 => 8,
+            Kernel::Avx512 => 16,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Scalar => "scalar",
+            Kernel::Avx2 => "avx2x8",
+            Kernel::Avx512 => "avx512x16",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Lane {
+    in_use: bool,
+    state: [u32; 4],
+    /// Bytes queued: `pending[done..]`; whole blocks of it get hashed.
+    pending: Vec<u8>,
+    done: usize,
+    /// Bytes fed so far (for the padding's length).
+    total: u64,
+}
+
+impl Lane {
+    fn blocks(&self) -> usize {
+        (self.pending.len() - self.done) / 64
+    }
+
+    fn block(&self, j: usize) -> &[u8; 64] {
+        let at = self.done + 64 * j;
+        self.pending[at..at + 64].try_into().unwrap_or(&[0; 64])
+    }
+
+    /// Forgets hashed bytes, keeping the buffer.
+    fn compact(&mut self) {
+        self.pending.drain(..self.done);
+        self.done = 0;
+    }
+}
+
+/// One core's lanes (see the module comment). Not `Sync`: one per core.
+pub struct Md5Pool {
+    kernel: Kernel,
+    lanes: Vec<Lane>,
+    /// Blocks hashed by a SIMD kernel and by the scalar code, for the
+    /// figures (`stats`).
+    simd_blocks: u64,
+    scalar_blocks: u64,
+}
+
+/// What a pool did: blocks hashed by each path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub simd_blocks: u64,
+    pub scalar_blocks: u64,
+}
+
+impl Md5Pool {
+    /// A pool using the widest kernel of this CPU.
+    pub fn new() -> Rc<RefCell<Md5Pool>> {
+        Self::with_kernel(Kernel::detect())
+    }
+
+    /// A pool using `kernel` (falls back to scalar if the CPU lacks it).
+    pub fn with_kernel(kernel: Kernel) -> Rc<RefCell<Md5Pool>> {
+        let kernel = if kernel.available() { kernel } else { Kernel::Scalar };
+        let lanes = if kernel == Kernel::Scalar { Vec::new() } else { (0..POOL_LANES).map(|_| Lane::default()).collect() };
+        Rc::new(RefCell::new(Md5Pool { kernel, lanes, simd_blocks: 0, scalar_blocks: 0 }))
+    }
+
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        PoolStats { simd_blocks: self.simd_blocks, scalar_blocks: self.scalar_blocks }
+    }
+
+    fn take_lane(&mut self) -> Option<usize> {
+        if self.kernel == Kernel::Scalar {
+            return None;
+        }
+        let l = self.lanes.iter().position(|l| !l.in_use)?;
+        let lane = &mut self.lanes[l];
+        lane.in_use = true;
+        lane.state = INIT;
+        lane.pending.clear();
+        lane.done = 0;
+        lane.total = 0;
+        Some(l)
+    }
+
+    fn release(&mut self, l: usize) {
+        let lane = &mut self.lanes[l];
+        lane.in_use = false;
+        lane.pending = Vec::new();
+        lane.done = 0;
+    }
+
+    /// Hashes queued blocks side by side: rounds of `n` blocks of every
+    /// lane that has blocks (`n` the fewest any of them has), while at
+    /// least `MIN_SIMD_LANES` have some. What stays queued waits for the
+    /// next flush, unless its lane holds `FLUSH_BYTES` or more (memory
+    /// stays bounded): that is hashed alone.
+    fn flush(&mut self) {
+        let simd = self.kernel != Kernel::Scalar;
+        while simd {
+            let busy: Vec<usize> = (0..self.lanes.len()).filter(|&l| self.lanes[l].blocks() > 0).collect();
+            if busy.len() < MIN_SIMD_LANES {
+                break;
+            }
+            let n = busy.iter().map(|&l| self.lanes[l].blocks()).min().unwrap_or(0);
+            self.run_simd(&busy, n);
+        }
+        for lane in &mut self.lanes {
+            if lane.pending.len() - lane.done >= FLUSH_BYTES {
+                let n = lane.blocks();
+                for j in 0..n {
+                    let at = lane.done + 64 * j;
+                    compress1(&mut lane.state, &lane.pending[at..at + 64]);
+                }
+                lane.done += 64 * n;
+                self.scalar_blocks += n as u64;
+            }
+            if lane.done >= FLUSH_BYTES / 2 || lane.done == lane.pending.len() {
+                lane.compact();
+            }
+        }
+    }
+
+    /// `n` blocks of each lane in `busy` (at most the kernel's width at a
+    /// time); idle vector lanes hash a dummy block whose result is dropped.
+    fn run_simd(&mut self, busy: &[usize], n: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            const DUMMY: [u8; 64] = [0; 64];
+            let width = self.kernel.lanes();
+            for group in busy.chunks(width) {
+                let mut states = [[0u32; 4]; MAX_WIDTH];
+                for (v, &l) in group.iter().enumerate() {
+                    states[v] = self.lanes[l].state;
+                }
+                for j in 0..n {
+                    let mut blocks: [&[u8; 64]; MAX_WIDTH] = [&DUMMY; MAX_WIDTH];
+                    for (v, &l) in group.iter().enumerate() {
+                        blocks[v] = self.lanes[l].block(j);
+                    }
+                    match self.kernel {
+                        Kernel::Avx512 => {
+                            let (s, b) = (&mut states, &blocks);
+                            // SAFETY: the pool only picks a kernel the CPU has (`with_kernel`).
+                            unsafe { x86::compress16(s, b) }
+                        }
+                        Kernel::Avx2 => {
+                            let s: &mut [[u32; 4]; 8] = (&mut states[..8]).try_into().unwrap_or_else(|_| unreachable!());
+                            let b: &[&[u8; 64]; 8] = (&blocks[..8]).try_into().unwrap_or_else(|_| unreachable!());
+                            // SAFETY: as above.
+                            unsafe { x86::compress8(s, b) }
+                        }
+                        Kernel::Scalar => unreachable!("a scalar pool has no lanes"),
+                    }
+                }
+                for (v, &l) in group.iter().enumerate() {
+                    let lane = &mut self.lanes[l];
+                    lane.state = states[v];
+                    lane.done += 64 * n;
+                }
+                self.simd_blocks += (n * group.len()) as u64;
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (busy, n);
+            unreachable!("no SIMD kernel on this architecture");
+        }
+    }
+}
+
+/// An MD5 computation: in a pool's lane when one was free, else alone.
+pub struct PooledMd5 {
+    inner: Inner,
+}
+
+enum Inner {
+    Lane { pool: Rc<RefCell<Md5Pool>>, lane: usize },
+    /// No lane: the md-5 crate (faster than `compress1` on one stream).
+    Alone(Md5),
+}
+
+impl PooledMd5 {
+    /// Takes a lane of `pool` if one is free.
+    pub fn new(pool: &Rc<RefCell<Md5Pool>>) -> PooledMd5 {
+        let lane = pool.borrow_mut().take_lane();
+        let inner = match lane {
+            Some(lane) => Inner::Lane { pool: pool.clone(), lane },
+            None => Inner::alone(),
+        };
+        PooledMd5 { inner }
+    }
+
+    /// A computation outside any pool (scalar).
+    pub fn alone() -> PooledMd5 {
+        PooledMd5 { inner: Inner::alone() }
+    }
+
+    /// Whether it got a lane (for tests and figures).
+    pub fn in_lane(&self) -> bool {
+        matches!(self.inner, Inner::Lane { .. })
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        match &mut self.inner {
+            Inner::Lane { pool, lane } => {
+                let mut p = pool.borrow_mut();
+                let l = &mut p.lanes[*lane];
+                l.pending.extend_from_slice(data);
+                l.total += data.len() as u64;
+                if l.pending.len() - l.done >= FLUSH_BYTES {
+                    p.flush();
+                }
+            }
+            Inner::Alone(h) => h.update(data),
+        }
+    }
+
+    pub fn finish(mut self) -> [u8; 16] {
+        let (mut state, tail, total) = match &mut self.inner {
+            Inner::Lane { pool, lane } => {
+                let mut p = pool.borrow_mut();
+                p.flush();
+                let l = &mut p.lanes[*lane];
+                let tail = l.pending[l.done..].to_vec();
+                (l.state, tail, l.total)
+            }
+            Inner::Alone(h) => return std::mem::take(h).finalize().into(),
+        };
+        let mut last = tail;
+        last.push(0x80);
+        while last.len() % 64 != 56 {
+            last.push(0);
+        }
+        last.extend_from_slice(&(total.wrapping_mul(8)).to_le_bytes());
+        for block in last.chunks_exact(64) {
+            compress1(&mut state, block);
+        }
+        let mut out = [0u8; 16];
+        for (o, w) in out.chunks_exact_mut(4).zip(state) {
+            o.copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+}
+
+impl Inner {
+    fn alone() -> Inner {
+        Inner::Alone(Md5::new())
+    }
+}
+
+impl Drop for PooledMd5 {
+    fn drop(&mut self) {
+        if let Inner::Lane { pool, lane } = &self.inner {
+            // A body abandoned mid-way (or finished) gives its lane back.
+            if let Ok(mut p) = pool.try_borrow_mut() {
+                p.release(*lane);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xorshift: deterministic inputs without a dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    fn reference(data: &[u8]) -> [u8; 16] {
+        Md5::digest(data).into()
+    }
+
+    #[test]
+    fn rfc1321_vectors() {
+        for (input, hex) in [
+            ("", "d41d8cd98f00b204e9800998ecf8427e"),
+            ("a", "0cc175b9c0f1b6a831c399e269772661"),
+            ("abc", "900150983cd24fb0d6963f7d28e17f72"),
+            ("message digest", "f96b697d7cb7938d525a2f31aaf161d0"),
+            (
+                "12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+                "57edf4a22be3c955ac49da2e2107b67a",
+            ),
+        ] {
+            for kernel in [Kernel::Scalar, Kernel::Avx2, Kernel::Avx512] {
+                let pool = Md5Pool::with_kernel(kernel);
+                let mut h = PooledMd5::new(&pool);
+                h.update(input.as_bytes());
+                assert_eq!(hex::encode(h.finish()), hex, "{input:?} with {kernel:?}");
+            }
+        }
+    }
+
+    /// Many bodies of random lengths fed in random pieces, interleaved
+    /// across the lanes of one pool (more bodies than lanes, some dropped
+    /// half-way): every digest matches the md-5 crate's.
+    #[test]
+    fn interleaved_bodies_match_the_reference() {
+        for kernel in [Kernel::Scalar, Kernel::Avx2, Kernel::Avx512] {
+            if !kernel.available() {
+                eprintln!("{kernel:?} not on this CPU: skipped");
+                continue;
+            }
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ kernel.lanes() as u64);
+            for round in 0..6 {
+                let pool = Md5Pool::with_kernel(kernel);
+                let n = 1 + rng.below(POOL_LANES as u64 + 4) as usize;
+                let sizes: Vec<usize> = (0..n)
+                    .map(|_| match rng.below(4) {
+                        0 => rng.below(130) as usize,
+                        1 => rng.below(70_000) as usize,
+                        _ => rng.below(3 * FLUSH_BYTES as u64) as usize,
+                    })
+                    .collect();
+                let bodies: Vec<Vec<u8>> = sizes.iter().map(|&s| rng.bytes(s)).collect();
+                let mut hashers: Vec<Option<PooledMd5>> = bodies.iter().map(|_| Some(PooledMd5::new(&pool))).collect();
+                let mut fed = vec![0usize; n];
+                let abandon = rng.below(n as u64) as usize;
+                loop {
+                    let open: Vec<usize> = (0..n).filter(|&i| hashers[i].is_some()).collect();
+                    if open.is_empty() {
+                        break;
+                    }
+                    let i = open[rng.below(open.len() as u64) as usize];
+                    if i == abandon && n > 1 && fed[i] > bodies[i].len() / 2 {
+                        hashers[i] = None; // a client gone mid-upload
+                        continue;
+                    }
+                    let rest = bodies[i].len() - fed[i];
+                    if rest == 0 {
+                        let h = hashers[i].take().unwrap();
+                        assert_eq!(h.finish(), reference(&bodies[i]), "{kernel:?} round {round} body {i} ({} B)", bodies[i].len());
+                        continue;
+                    }
+                    let piece = 1 + rng.below(rest.min(100_000) as u64) as usize;
+                    hashers[i].as_mut().unwrap().update(&bodies[i][fed[i]..fed[i] + piece]);
+                    fed[i] += piece;
+                }
+                if kernel != Kernel::Scalar && n >= MIN_SIMD_LANES && sizes.iter().filter(|&&s| s > FLUSH_BYTES).count() >= MIN_SIMD_LANES {
+                    assert!(pool.borrow().stats().simd_blocks > 0, "{kernel:?} round {round}: the SIMD kernel never ran");
+                }
+                // Every lane was given back.
+                assert!(pool.borrow().lanes.iter().all(|l| !l.in_use));
+            }
+        }
+    }
+
+    #[test]
+    fn lanes_run_out_then_bodies_hash_alone() {
+        let pool = Md5Pool::with_kernel(Kernel::detect());
+        let simd = pool.borrow().kernel() != Kernel::Scalar;
+        let hs: Vec<PooledMd5> = (0..POOL_LANES + 2).map(|_| PooledMd5::new(&pool)).collect();
+        let in_lanes = hs.iter().filter(|h| h.in_lane()).count();
+        assert_eq!(in_lanes, if simd { POOL_LANES } else { 0 });
+        drop(hs);
+        assert_eq!(PooledMd5::new(&pool).in_lane(), simd);
+    }
+}
