@@ -5,14 +5,17 @@
 #
 # usage: tools/ab.sh A_BINARY B_BINARY [--rounds N] [--secs S] [--conns "16 64"]
 #                    [--size 4KiB] [--objects N] [--extra-a "server flags"] [--extra-b "..."]
-#   GETs of SIZE over OBJECTS keys (written once, untimed) with tessera-bench.
+#                    [--env-a "VAR=value ..."] [--env-b "..."] [--op get|put]
+#   GETs of SIZE over OBJECTS keys (written once, untimed) with tessera-bench,
+#   or PUTs of SIZE over OBJECTS keys (--op put). A and B may be the same
+#   binary with different flags or environment (e.g. --env-a TESSERA_MD5_KERNEL=scalar).
 #   Prints one line per (round, binary, conns) and the median req/s of each
 #   binary per connection count with the ratio B/A.
 # Ports: PORT_BASE (default 9470) and PORT_BASE+1; admin on those + 10. Needs target/release/tessera-bench.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 A=$1 B=$2; shift 2
-ROUNDS=3 SECS=8 CONNS="16 64" SIZE=4KiB OBJECTS=1000 EXTRA_A="" EXTRA_B=""
+ROUNDS=3 SECS=8 CONNS="16 64" SIZE=4KiB OBJECTS=1000 EXTRA_A="" EXTRA_B="" ENV_A="" ENV_B="" OP=get
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
@@ -22,6 +25,9 @@ while [ $# -gt 0 ]; do
     --objects) OBJECTS=$2; shift 2 ;;
     --extra-a) EXTRA_A=$2; shift 2 ;;
     --extra-b) EXTRA_B=$2; shift 2 ;;
+    --env-a) ENV_A=$2; shift 2 ;;
+    --env-b) ENV_B=$2; shift 2 ;;
+    --op) OP=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -37,16 +43,16 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-start() { # start NAME BINARY PORT EXTRA
+start() { # start NAME BINARY PORT EXTRA ENV
   # shellcheck disable=SC2086
-  "$2" server --address "127.0.0.1:$3" --admin-address "127.0.0.1:$(($3 + 10))" "$WORK/$1" $4 >"$WORK/$1.log" 2>&1 &
+  env $5 "$2" server --address "127.0.0.1:$3" --admin-address "127.0.0.1:$(($3 + 10))" "$WORK/$1" $4 >"$WORK/$1.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 300); do curl -s -o /dev/null "http://127.0.0.1:$3/" && return; sleep 0.1; done
   echo "node $1 did not start:" >&2; tail -5 "$WORK/$1.log" >&2; exit 1
 }
-start a "$A" "$PORT_BASE" "$EXTRA_A"
-start b "$B" $((PORT_BASE + 1)) "$EXTRA_B"
-for n in a b; do
+start a "$A" "$PORT_BASE" "$EXTRA_A" "$ENV_A"
+start b "$B" $((PORT_BASE + 1)) "$EXTRA_B" "$ENV_B"
+[ "$OP" = get ] && for n in a b; do
   port=$PORT_BASE; [ $n = b ] && port=$((PORT_BASE + 1))
   "$BENCH" --endpoint "http://127.0.0.1:$port" --progress 0s fill --bucket abbench --count "$OBJECTS" --size "$SIZE" --concurrency 16 >/dev/null
 done
@@ -55,9 +61,14 @@ for r in $(seq 1 "$ROUNDS"); do
   for c in $CONNS; do
     for n in a b; do
       port=$PORT_BASE; [ $n = b ] && port=$((PORT_BASE + 1))
-      "$BENCH" --endpoint "http://127.0.0.1:$port" --progress 0s get --bucket abbench --size "$SIZE" --objects "$OBJECTS" \
-        --skip-prefill --concurrency "$c" --duration "${SECS}s" --json "$WORK/r.json" >/dev/null || true
-      line=$(python3 -c "import json;d=json.load(open('$WORK/r.json'));o=d['ops']['get'];print(f\"{o['req_per_s']:.0f} {o['mb_per_s']:.1f} {o['latency_us']['p50']} {o['latency_us']['p99']} {o['errors_total']}\")")
+      if [ "$OP" = get ]; then
+        "$BENCH" --endpoint "http://127.0.0.1:$port" --progress 0s get --bucket abbench --size "$SIZE" --objects "$OBJECTS" \
+          --skip-prefill --concurrency "$c" --duration "${SECS}s" --json "$WORK/r.json" >/dev/null || true
+      else
+        "$BENCH" --endpoint "http://127.0.0.1:$port" --progress 0s put --bucket abbench --size "$SIZE" --objects "$OBJECTS" \
+          --concurrency "$c" --duration "${SECS}s" --json "$WORK/r.json" >/dev/null || true
+      fi
+      line=$(python3 -c "import json;d=json.load(open('$WORK/r.json'));o=d['ops']['$OP'];print(f\"{o['req_per_s']:.0f} {o['mb_per_s']:.1f} {o['latency_us']['p50']} {o['latency_us']['p99']} {o['errors_total']}\")")
       echo "round $r $n conns=$c req/s MB/s p50 p99 errors: $line"
       RES[$n,$c]="${RES[$n,$c]:-} ${line%% *}"
     done

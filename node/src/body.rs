@@ -4,10 +4,13 @@
 //! x-amz-checksum-*). The end of the body is reported only after all checks
 //! passed, so a caller that commits on `Ok(0)` never commits unverified data.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use tessera_proto::aws_chunked::AwsChunkedDecoder;
 use tessera_proto::checksum::{BodySums, BodyVerifier};
+use tessera_proto::md5x::Md5Pool;
 use tessera_proto::http::{BodyFraming, ChunkedDecoder, RequestHead};
 use tessera_proto::sigv4::{PayloadMode, EMPTY_SHA256_HEX};
 use tessera_proto::{S3Error, S3ErrorCode};
@@ -22,6 +25,10 @@ pub const BODY_RATE_GRACE: Duration = Duration::from_secs(10);
 pub const BODY_RATE_WINDOW: Duration = Duration::from_secs(5);
 /// 16 KiB per 5 s: about 3 KiB/s, far below any working link, far above a drip.
 pub const MIN_BODY_BYTES_PER_WINDOW: u64 = 16 * 1024;
+/// Bodies this big (or of unknown length) compute their MD5 in a lane of
+/// the reactor's pool (`md5x`): below it, queueing costs more than the
+/// shared hashing saves.
+pub const MD5_POOL_MIN_BODY: u64 = 128 * 1024;
 
 /// The minimum-rate clock of one body. Only time spent waiting for the
 /// client counts: while the handler writes to disk or waits for a buffer,
@@ -137,6 +144,16 @@ impl BodyReader {
             failed: false,
             pace: Pace::new(),
         })
+    }
+
+    /// Computes the body's MD5 in a lane of the reactor's pool (see
+    /// `md5x`) when it is big enough for that to pay (or of unknown
+    /// length): small bodies hash faster alone than they queue.
+    pub fn with_md5_pool(mut self, pool: &Rc<RefCell<Md5Pool>>) -> Self {
+        if self.announced_len().is_none_or(|n| n >= MD5_POOL_MIN_BODY) {
+            self.verifier = self.verifier.take().map(|v| v.with_md5_pool(pool));
+        }
+        self
     }
 
     /// The decoded length announced by the client, when known up front.

@@ -564,7 +564,7 @@ async fn run_request(
         head
     };
     let body = match BodyReader::new(body_head, payload.as_ref()) {
-        Ok(b) => b,
+        Ok(b) => b.with_md5_pool(&ctx.md5_pool),
         Err(e) => {
             let done = matches!(head.framing(), Ok(http::BodyFraming::Length(0)));
             return (Response::error(&e, &resource, &request_id), done, seen, op_name);

@@ -75,6 +75,9 @@ pub struct CoreMetrics {
     cache_bytes: AtomicU64,
     cache_entries: AtomicU64,
     cache_evictions: AtomicU64,
+    /// MD5 blocks hashed in SIMD lanes and alone (`md5x`), published likewise.
+    md5_simd_blocks: AtomicU64,
+    md5_scalar_blocks: AtomicU64,
 }
 
 impl CoreMetrics {
@@ -92,6 +95,8 @@ impl CoreMetrics {
             cache_bytes: AtomicU64::new(0),
             cache_entries: AtomicU64::new(0),
             cache_evictions: AtomicU64::new(0),
+            md5_simd_blocks: AtomicU64::new(0),
+            md5_scalar_blocks: AtomicU64::new(0),
         }
     }
 
@@ -107,6 +112,11 @@ impl CoreMetrics {
 
     pub fn connection_closed(&self) {
         self.open_connections.fetch_sub(1, Relaxed);
+    }
+
+    pub fn publish_md5(&self, s: &tessera_proto::md5x::PoolStats) {
+        self.md5_simd_blocks.store(s.simd_blocks, Relaxed);
+        self.md5_scalar_blocks.store(s.scalar_blocks, Relaxed);
     }
 
     pub fn publish_cache(&self, s: &crate::hotcache::CacheStats) {
@@ -325,10 +335,12 @@ impl NodeMetrics {
         }
     }
 
-    /// The hot-object caches, per reactor (`core` label).
+    /// The hot-object caches and MD5 lanes, per reactor (`core` label).
     fn render_cache(&self, out: &mut String) {
         type Field = fn(&CoreMetrics) -> u64;
-        let fields: [(&str, &str, Field); 5] = [
+        let fields: [(&str, &str, Field); 7] = [
+            ("tessera_md5_simd_blocks_total", "64-byte MD5 blocks of request bodies hashed in SIMD lanes (several bodies at once).", |c| c.md5_simd_blocks.load(Relaxed)),
+            ("tessera_md5_scalar_blocks_total", "64-byte MD5 blocks of pooled request bodies hashed one body at a time.", |c| c.md5_scalar_blocks.load(Relaxed)),
             ("tessera_cache_hits_total", "GET/HEAD reads served by the hot-object cache.", |c| c.cache_hits.load(Relaxed)),
             ("tessera_cache_misses_total", "GET/HEAD reads the hot-object cache could not serve.", |c| c.cache_misses.load(Relaxed)),
             ("tessera_cache_evictions_total", "Entries evicted from the hot-object cache.", |c| c.cache_evictions.load(Relaxed)),

@@ -72,12 +72,27 @@ pub struct Ctx {
     request_ids: RequestIds,
     /// SigV4 signing keys derived on this reactor (see `sigv4::SigningKeyCache`).
     pub signing_keys: tessera_proto::sigv4::SigningKeyCache,
+    /// MD5 lanes shared by the bodies this reactor receives (`md5x`).
+    pub md5_pool: Rc<RefCell<tessera_proto::md5x::Md5Pool>>,
 }
 
 impl Ctx {
     /// A request id: unique within this process run, and unguessable.
     pub fn next_request_id(&self) -> String {
         self.request_ids.next()
+    }
+}
+
+/// The MD5 kernel: the CPU's widest, or `TESSERA_MD5_KERNEL`
+/// (`scalar`, `avx2`, `avx512`) for comparisons; a kernel the CPU lacks
+/// falls back to scalar.
+fn md5_kernel() -> tessera_proto::md5x::Kernel {
+    use tessera_proto::md5x::Kernel;
+    match std::env::var("TESSERA_MD5_KERNEL").as_deref() {
+        Ok("scalar") => Kernel::Scalar,
+        Ok("avx2") => Kernel::Avx2,
+        Ok("avx512") => Kernel::Avx512,
+        _ => Kernel::detect(),
     }
 }
 
@@ -452,7 +467,8 @@ impl Reactor {
             }
         }
         monoio::spawn(shards::serve(self.rx, local.clone()));
-        monoio::spawn(publish_shard_stats(shared.clone(), local.clone(), self.core, cache));
+        let md5_pool = tessera_proto::md5x::Md5Pool::with_kernel(md5_kernel());
+        monoio::spawn(publish_shard_stats(shared.clone(), local.clone(), self.core, cache, md5_pool.clone()));
         let opts = monoio::net::ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(4096);
         let listener = monoio::net::TcpListener::bind_with_config(self.addr, &opts)
             .map_err(|e| format!("reactor {}: cannot listen on {}: {e}", self.core, self.addr))?;
@@ -476,6 +492,7 @@ impl Reactor {
             access_log: crate::s3::logging::AccessLog::new(shared_interval),
             request_ids: RequestIds::new(self.core)?,
             signing_keys: tessera_proto::sigv4::SigningKeyCache::new(),
+            md5_pool,
             shutdown: self.shutdown,
         });
         // One reactor loads the bucket registry from every copy (the other
@@ -533,10 +550,12 @@ async fn publish_shard_stats(
     local: Vec<Option<Rc<LocalShard>>>,
     core: usize,
     cache: Rc<crate::hotcache::HotCache>,
+    md5_pool: Rc<RefCell<tessera_proto::md5x::Md5Pool>>,
 ) {
     loop {
         monoio::time::sleep(SHARD_STATS_INTERVAL).await;
         shared.metrics.core(core).publish_cache(&cache.stats());
+        shared.metrics.core(core).publish_md5(&md5_pool.borrow().stats());
         for (s, l) in local.iter().enumerate() {
             if let Some(l) = l {
                 shared.metrics.shards[s].publish(&l.shard.stats());

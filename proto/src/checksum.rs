@@ -7,11 +7,14 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use md5::{Digest as _, Md5};
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use ring::digest;
 
 use crate::error::{S3Error, S3ErrorCode};
 use crate::headers::Headers;
+use crate::md5x::{Md5Pool, PooledMd5};
 use crate::sigv4::PayloadMode;
 
 /// Most header values naming trailers we look at (`x-amz-trailer` is a short list).
@@ -244,7 +247,8 @@ pub struct BodySums {
 
 /// Checks a request body against everything the head promised about it.
 pub struct BodyVerifier {
-    md5: Md5,
+    /// Alone, or in a lane of the core's pool (`with_md5_pool`).
+    md5: PooledMd5,
     content_md5: Option<[u8; 16]>,
     /// The digest `x-amz-content-sha256` promised; its hash is computed by `sha256`,
     /// or by `checksum` when that is SHA-256 too.
@@ -360,7 +364,7 @@ impl BodyVerifier {
             (Some(_), _) => Some(digest::Context::new(&digest::SHA256)),
         };
         Ok(BodyVerifier {
-            md5: Md5::new(),
+            md5: PooledMd5::alone(),
             content_md5,
             expected_sha256,
             sha256,
@@ -368,6 +372,13 @@ impl BodyVerifier {
             header_value: header.map(|(_, v)| v),
             trailer_announced: trailer.is_some(),
         })
+    }
+
+    /// Computes the body's MD5 in a lane of `pool` (shared with the other
+    /// bodies this core is receiving) if one is free. Before any `update`.
+    pub fn with_md5_pool(mut self, pool: &Rc<RefCell<Md5Pool>>) -> Self {
+        self.md5 = PooledMd5::new(pool);
+        self
     }
 
     /// Feeds decoded body bytes, in order.
@@ -384,7 +395,7 @@ impl BodyVerifier {
     /// Settles the body once it has ended. `trailers` are the aws-chunked trailers
     /// (lowercased names), empty for other bodies.
     pub fn finish(self, trailers: &[(String, String)]) -> Result<BodySums, S3Error> {
-        let md5: [u8; 16] = self.md5.finalize().into();
+        let md5: [u8; 16] = self.md5.finish();
         let computed = self.checksum.map(|c| (c.algo(), c.finish()));
         if let Some(expected) = self.expected_sha256 {
             let actual = match (self.sha256, &computed) {

@@ -402,14 +402,15 @@ impl Md5Pool {
     /// next flush, unless its lane holds `FLUSH_BYTES` or more (memory
     /// stays bounded): that is hashed alone.
     fn flush(&mut self) {
-        let simd = self.kernel != Kernel::Scalar;
-        while simd {
-            let busy: Vec<usize> = (0..self.lanes.len()).filter(|&l| self.lanes[l].blocks() > 0).collect();
-            if busy.len() < MIN_SIMD_LANES {
-                break;
+        if self.kernel != Kernel::Scalar {
+            loop {
+                let busy: Vec<usize> = (0..self.lanes.len()).filter(|&l| self.lanes[l].blocks() > 0).collect();
+                if busy.len() < MIN_SIMD_LANES {
+                    break;
+                }
+                let n = busy.iter().map(|&l| self.lanes[l].blocks()).min().unwrap_or(0);
+                self.run_simd(&busy, n);
             }
-            let n = busy.iter().map(|&l| self.lanes[l].blocks()).min().unwrap_or(0);
-            self.run_simd(&busy, n);
         }
         for lane in &mut self.lanes {
             if lane.pending.len() - lane.done >= FLUSH_BYTES {

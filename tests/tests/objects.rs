@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::primitives::DateTime;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use tessera_tests::sign::Payload;
 use tessera_tests::*;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -74,6 +75,97 @@ async fn put_object_checks_content_md5() {
 
 const EXPIRES_SECS: i64 = 2_114_380_800; // 2037-01-01T00:00:00Z
 const EXPIRES_HTTP: &str = "Thu, 01 Jan 2037 00:00:00 GMT";
+
+/// Concurrent large bodies are hashed side by side in the reactors' MD5
+/// lanes (`md5x`): every ETag is still its own body's MD5, a wrong
+/// Content-MD5 among them is still refused, and a body cut off mid-way
+/// gives its lane back without disturbing the others.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_large_bodies_keep_their_own_md5() {
+    let (server, s3) = with_bucket("lanes").await;
+    // More bodies than a pool has lanes per core (32), sizes on and off
+    // the 64-byte block and the 256 KiB flush boundaries.
+    let sizes: Vec<usize> = (0..40usize)
+        .map(|i| match i % 5 {
+            0 => 128 * 1024,
+            1 => 256 * 1024 + 1,
+            2 => 1024 * 1024 - 63,
+            3 => 3 * 1024 * 1024 + 7,
+            _ => 200_000 + i * 997,
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for (i, size) in sizes.into_iter().enumerate() {
+        let s3 = s3.clone();
+        tasks.push(tokio::spawn(async move {
+            let data = random_bytes(size, 1000 + i as u64);
+            let key = format!("k{i}");
+            if i % 13 == 7 {
+                let wrong = content_md5(b"not this body");
+                let r = s3.put_object().bucket("lanes").key(&key).content_md5(wrong).body(bytestream(&data)).send().await;
+                assert_s3_error(r, 400, "BadDigest");
+                return;
+            }
+            let out = ok(
+                s3.put_object().bucket("lanes").key(&key).content_md5(content_md5(&data)).body(bytestream(&data)).send().await,
+                "put",
+            );
+            assert_eq!(out.e_tag(), Some(etag(&data).as_str()), "{key} ({size} B)");
+            let got = read_body(ok(s3.get_object().bucket("lanes").key(&key).send().await, "get")).await;
+            assert!(got == data, "{key}: body differs");
+        }));
+    }
+    // A client that announces 2 MiB and disconnects after 300 KiB.
+    let req = server
+        .raw_request("PUT", "/lanes/cut")
+        .header("Content-Length", "2097152")
+        .sign_payload(&server.access_key, &server.secret_key, SystemTime::now(), Payload::Unsigned);
+    let addr = server.addr();
+    let cut = std::thread::spawn(move || {
+        let mut c = RawConn::connect(addr);
+        let _ = c.send(&req.head_bytes());
+        let _ = c.send(&vec![7u8; 300 * 1024]);
+        std::thread::sleep(Duration::from_millis(300));
+        c.reset();
+    });
+    for t in tasks {
+        t.await.expect("task");
+    }
+    cut.join().expect("cut");
+    assert_status(s3.head_object().bucket("lanes").key("cut").send().await, 404);
+    // The lanes still work after all of that.
+    let data = random_bytes(5 * 1024 * 1024 + 3, 77);
+    let out = ok(s3.put_object().bucket("lanes").key("after").body(bytestream(&data)).send().await, "put after");
+    assert_eq!(out.e_tag(), Some(etag(&data).as_str()));
+    // And the bodies above really went through SIMD lanes (on a CPU with
+    // AVX2 or AVX-512; published every second).
+    let simd_cpu = std::arch::is_x86_feature_detected!("avx2");
+    if simd_cpu {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let simd = metric_sum(&server, "tessera_md5_simd_blocks_total");
+            if simd > 0.0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no MD5 block was hashed in a SIMD lane");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// A metric summed over its label sets, from the admin listener.
+fn metric_sum(server: &Server, name: &str) -> f64 {
+    let addr = server.admin_addr().expect("admin listener");
+    let req = RawRequest::new("GET", "/metrics").header("Host", &addr.to_string());
+    let mut c = RawConn::connect(addr);
+    c.send(&req.to_bytes()).expect("send");
+    let r = c.read_response_for("GET");
+    r.body_text()
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metadata_and_standard_headers_round_trip_on_get_and_head() {
