@@ -348,20 +348,19 @@ impl Shard {
         // no index entry, and compaction, which finds live data through the
         // index, would retire their segment under them (found by the
         // simulation, seed 74878).
-        let pinned: Vec<(u32, u64)> = muts
-            .iter()
-            .flat_map(|m| match m {
-                Mutation::Put { body: Body::Extents(es), .. } => es.iter().map(|e| (e.segment, e.offset)).collect(),
-                _ => Vec::new(),
-            })
-            .collect();
+        // (A guard: a caller that drops the future mid-way unpins too.)
+        let _unpin = Unpin {
+            inner,
+            keys: muts
+                .iter()
+                .flat_map(|m| match m {
+                    Mutation::Put { body: Body::Extents(es), .. } => es.iter().map(|e| (e.segment, e.offset)).collect(),
+                    _ => Vec::new(),
+                })
+                .collect(),
+        };
         let ops = inner.ops_of(muts)?;
-        let result = inner.commit_ops(ops).await;
-        let mut pins = inner.pins.borrow_mut();
-        for p in &pinned {
-            pins.remove(p);
-        }
-        result
+        inner.commit_ops(ops).await
     }
 
     pub fn get(&self, table: u8, key: &[u8]) -> Option<Entry> {
@@ -534,6 +533,21 @@ impl Shard {
             scrub: inner.scrub.borrow().clone(),
             checkpoints_written: inner.checkpoints_written.get(),
             recovery: inner.recovery,
+        }
+    }
+}
+
+/// Removes a commit's data pins when dropped (see `Shard::commit`).
+struct Unpin<'a> {
+    inner: &'a Inner,
+    keys: Vec<(u32, u64)>,
+}
+
+impl Drop for Unpin<'_> {
+    fn drop(&mut self) {
+        let mut pins = self.inner.pins.borrow_mut();
+        for k in &self.keys {
+            pins.remove(k);
         }
     }
 }

@@ -6,7 +6,8 @@
 //!   accepts, 503 (with the reason) while starting, stopping or degraded;
 //! - `GET /metrics`: Prometheus text format (see `metrics`);
 //! - `GET /admin/v1/info`: node facts as JSON, SigV4-signed by an admin
-//!   (see `authz::admin`).
+//!   (see `authz::admin`);
+//! - `/console/`: the web console and its S3 forwarding prefix (see `console`).
 //!
 //! Health is also answered on the S3 port at `/_tessera/health/live` and
 //! `/_tessera/health/ready`: `_tessera` can never be a bucket name (S3 names
@@ -72,6 +73,14 @@ async fn serve(ctx: &Rc<Ctx>, mut conn: Conn, peer: std::net::IpAddr) {
                 return;
             }
         };
+        // The console's S3 forwarding prefix: answered like the S3 port (bodies included).
+        if let Some(fwd) = crate::console::forwarded(&head) {
+            match crate::console::forward(ctx, &fwd, &mut conn, peer).await {
+                crate::console::After::Next => continue,
+                crate::console::After::Close => return,
+                crate::console::After::Linger => return conn::linger(conn).await,
+            }
+        }
         // Admin requests carry no body: one that does is refused and closed.
         let no_body = matches!(head.framing(), Ok(http::BodyFraming::Length(0)));
         let resp = if no_body {
@@ -122,6 +131,7 @@ fn answer(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Response {
             Err(e) => json(e.code.status(), &serde_json::json!({ "error": e.code.as_str(), "message": e.message })),
         },
         p if p == KMS_KEYS_PATH || p.starts_with(KMS_KEYS_PATH) => kms_keys(ctx, head, peer),
+        p if crate::console::is_console_path(p) => crate::console::asset(ctx, head),
         "/health/live" | "/health/ready" | "/metrics" | INFO_PATH => text(405, "method not allowed\n"),
         _ => text(404, "not found\n"),
     }

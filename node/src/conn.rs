@@ -292,7 +292,7 @@ impl Default for LogLimiter {
 }
 
 /// Counts a request (or, with `op` None, only the bytes of a connection).
-fn account(ctx: &Ctx, conn: &mut Conn, op: Option<(&str, u16, Instant)>) {
+pub(crate) fn account(ctx: &Ctx, conn: &mut Conn, op: Option<(&str, u16, Instant)>) {
     let metrics = &ctx.shared.metrics;
     let (read, written) = conn.take_byte_counts();
     metrics.core(ctx.core).add_bytes(read, written);
@@ -332,15 +332,7 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
         let keep_alive = head.keep_alive();
         let is_head = head.method == http::Method::Head;
         let http10 = head.minor_version == 0;
-        let (resp, body_done, op) = if let Some(resp) = crate::admin::s3_port_health(&ctx, &head) {
-            let done = matches!(head.framing(), Ok(http::BodyFraming::Length(0)));
-            (resp, done, crate::metrics::OP_HEALTH)
-        } else if crate::iam::api::is_query_api(&ctx, &head) {
-            let (resp, done) = crate::iam::api::serve(&ctx, &head, &mut conn, request_id, peer).await;
-            (resp, done, crate::metrics::OP_IAM)
-        } else {
-            handle_request(&ctx, &head, &mut conn, request_id, peer).await
-        };
+        let (resp, body_done, op) = respond(&ctx, &head, &mut conn, request_id, peer).await;
         // A stopping node answers what it was asked, then closes.
         let keep = keep_alive && body_done && !ctx.shared.metrics.stopping();
         let status = resp.status;
@@ -354,6 +346,29 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
     }
 }
 
+/// Answers one request whose head has been read: health, the IAM query API
+/// or S3. The console's forwarding prefix on the admin listener calls this
+/// too (`console::forward`), so a forwarded request is routed, authenticated
+/// and authorized by exactly the code that serves the S3 port. The bool says
+/// whether the request body was read to its end; the name is the metrics label.
+pub(crate) async fn respond(
+    ctx: &Rc<Ctx>,
+    head: &RequestHead,
+    conn: &mut Conn,
+    request_id: String,
+    peer: std::net::IpAddr,
+) -> (Response, bool, &'static str) {
+    if let Some(resp) = crate::admin::s3_port_health(ctx, head) {
+        let done = matches!(head.framing(), Ok(http::BodyFraming::Length(0)));
+        (resp, done, crate::metrics::OP_HEALTH)
+    } else if crate::iam::api::is_query_api(ctx, head) {
+        let (resp, done) = crate::iam::api::serve(ctx, head, conn, request_id, peer).await;
+        (resp, done, crate::metrics::OP_IAM)
+    } else {
+        handle_request(ctx, head, conn, request_id, peer).await
+    }
+}
+
 /// Most bytes read and dropped while closing a connection whose request body
 /// was not read, and for how long.
 pub const LINGER_BYTES: usize = 4 * 1024 * 1024;
@@ -363,7 +378,7 @@ pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// is still sending for a short while. Closing with unread data would make
 /// the kernel send a reset that can destroy the response before the client
 /// reads it.
-async fn linger(mut conn: Conn) {
+pub(crate) async fn linger(mut conn: Conn) {
     use monoio::io::AsyncWriteRent;
     if let Some(tls) = &mut conn.tls {
         tls.close(&mut conn.stream).await;

@@ -12,6 +12,7 @@ pub mod codec;
 pub mod config;
 pub mod config_file;
 pub mod conn;
+pub mod console;
 pub mod fsck;
 pub mod hotcache;
 pub mod iam;

@@ -5,6 +5,7 @@
 //! its default configuration ([`Server::client`]) or with raw bytes over TCP
 //! ([`raw`]), and checks the answers. Nothing is mocked.
 
+pub mod cdp;
 pub mod data;
 pub mod form;
 pub mod iam;
