@@ -17,4 +17,4 @@ pub mod sign;
 pub use data::*;
 pub use iam::*;
 pub use raw::{RawConn, RawRequest, RawResponse};
-pub use server::{binary_path, with_bucket, Server, ServerOpts};
+pub use server::{binary_path, metric_total, with_bucket, Server, ServerOpts};

@@ -1,5 +1,6 @@
 //! Start, stop, kill and restart the real `tessera` binary.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
@@ -269,6 +270,27 @@ impl Server {
             .find_map(|l| l.strip_prefix("tessera: admin on http://").and_then(|a| a.trim().parse().ok()))
     }
 
+    /// `/metrics` from the admin listener, as `name{labels}` → value.
+    pub fn scrape_metrics(&self) -> HashMap<String, f64> {
+        let addr = self.admin_addr().expect("admin listener address on stdout");
+        let req = crate::RawRequest::new("GET", "/metrics").header("Host", &addr.to_string());
+        let mut c = crate::RawConn::connect(addr);
+        c.send(&req.to_bytes()).expect("send");
+        let r = c.read_response_for("GET");
+        assert_eq!(r.status, 200, "{}", r.body_text());
+        assert!(r.header("content-type").is_some_and(|t| t.starts_with("text/plain; version=0.0.4")));
+        let mut out = HashMap::new();
+        for line in r.body_text().lines() {
+            if line.starts_with('#') || line.is_empty() {
+                continue;
+            }
+            let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad metrics line {line:?}"));
+            let v: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+            out.insert(name.to_string(), v);
+        }
+        out
+    }
+
     /// Lines the current (or last) process printed on stdout so far.
     pub fn stdout_lines(&self) -> Vec<String> {
         self.stdout_lines.lock().unwrap().clone()
@@ -496,4 +518,9 @@ pub fn binary_path() -> PathBuf {
         bin
     })
     .clone()
+}
+
+/// A metric of `Server::scrape_metrics` summed over its label sets.
+pub fn metric_total(m: &HashMap<String, f64>, name: &str) -> f64 {
+    m.iter().filter(|(k, _)| k.split('{').next() == Some(name)).map(|(_, v)| v).sum()
 }

@@ -4,7 +4,6 @@
 //! ACL checks behave as before; `--cache-size 0` turns it off; `/metrics`
 //! counts hits and misses per core.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::types::{VersioningConfiguration, BucketVersioningStatus};
@@ -33,22 +32,11 @@ async fn get(s3: &Client, b: &str, k: &str) -> Vec<u8> {
 /// The cache counters summed over cores, once the reactors published them
 /// (every second) with at least `min_hits` hits.
 fn cache_counters(server: &Server, min_hits: f64) -> (f64, f64) {
-    let addr = server.admin_addr().expect("admin listener");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let req = RawRequest::new("GET", "/metrics").header("Host", &addr.to_string());
-        let mut c = RawConn::connect(addr);
-        c.send(&req.to_bytes()).expect("send");
-        let r = c.read_response_for("GET");
-        assert_eq!(r.status, 200);
-        let mut m: HashMap<String, f64> = HashMap::new();
-        for line in r.body_text().lines().filter(|l| l.starts_with("tessera_cache_")) {
-            let (name, v) = line.rsplit_once(' ').expect("metric line");
-            let name = name.split('{').next().unwrap_or(name);
-            *m.entry(name.to_string()).or_default() += v.parse::<f64>().expect("value");
-        }
-        let hits = m.get("tessera_cache_hits_total").copied().unwrap_or(0.0);
-        let misses = m.get("tessera_cache_misses_total").copied().unwrap_or(0.0);
+        let m = server.scrape_metrics();
+        let hits = metric_total(&m, "tessera_cache_hits_total");
+        let misses = metric_total(&m, "tessera_cache_misses_total");
         if hits >= min_hits || Instant::now() > deadline {
             return (hits, misses);
         }

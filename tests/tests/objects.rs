@@ -143,7 +143,7 @@ async fn concurrent_large_bodies_keep_their_own_md5() {
     if simd_cpu {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let simd = metric_sum(&server, "tessera_md5_simd_blocks_total");
+            let simd = metric_total(&server.scrape_metrics(), "tessera_md5_simd_blocks_total");
             if simd > 0.0 {
                 break;
             }
@@ -151,20 +151,6 @@ async fn concurrent_large_bodies_keep_their_own_md5() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-}
-
-/// A metric summed over its label sets, from the admin listener.
-fn metric_sum(server: &Server, name: &str) -> f64 {
-    let addr = server.admin_addr().expect("admin listener");
-    let req = RawRequest::new("GET", "/metrics").header("Host", &addr.to_string());
-    let mut c = RawConn::connect(addr);
-    c.send(&req.to_bytes()).expect("send");
-    let r = c.read_response_for("GET");
-    r.body_text()
-        .lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread")]

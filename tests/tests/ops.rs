@@ -33,19 +33,7 @@ fn admin_get_signed(server: &Server, path: &str, access_key: &str, secret_key: &
 
 /// `/metrics` as `name{labels}` → value.
 fn scrape(server: &Server) -> HashMap<String, f64> {
-    let r = admin_get(server, "/metrics");
-    assert_eq!(r.status, 200, "{}", r.body_text());
-    assert!(r.header("content-type").is_some_and(|t| t.starts_with("text/plain; version=0.0.4")));
-    let mut out = HashMap::new();
-    for line in r.body_text().lines() {
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad metrics line {line:?}"));
-        let v: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
-        out.insert(name.to_string(), v);
-    }
-    out
+    server.scrape_metrics()
 }
 
 fn metric(m: &HashMap<String, f64>, name: &str) -> f64 {
