@@ -30,17 +30,10 @@ BENCH=${BENCH:-target/release/tessera-bench}
 PORT=${PORT:-9480}
 export AWS_ACCESS_KEY_ID=AMPBENCHACCESSKEY001 AWS_SECRET_ACCESS_KEY=amp-bench-secret-key-00000000000000000001
 export TESSERA_ACCESS_KEY=$AWS_ACCESS_KEY_ID TESSERA_SECRET_KEY=$AWS_SECRET_ACCESS_KEY
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tessera-amp.XXXXXX")
-PID=""
-cleanup() {
-  [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. tools/lib.sh
+work_dir amp
 # shellcheck disable=SC2086
-"$BIN" server --address "127.0.0.1:$PORT" --admin-address "127.0.0.1:$((PORT + 10))" "$WORK/data" $EXTRA >"$WORK/node.log" 2>&1 &
-PID=$!
-for _ in $(seq 1 300); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
+start_node data "$BIN" "$PORT" "http://127.0.0.1:$PORT/" --admin-address "127.0.0.1:$((PORT + 10))" $EXTRA
 E="http://127.0.0.1:$PORT"
 "$BENCH" --endpoint "$E" --progress 0s fill --bucket amp --count "$OBJECTS" --size "$SIZE" --concurrency 16 >/dev/null
 sample() { # prints: du live ratio
