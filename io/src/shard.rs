@@ -159,6 +159,11 @@ pub(crate) struct Inner {
     pins: RefCell<std::collections::BTreeMap<(u32, u64), u64>>,
 }
 
+/// Log growth since the last checkpoint above which a clean stop writes
+/// one (`Shard::prepare_stop`): replaying this much takes well under a
+/// second, writing a snapshot for less is not worth the stop's time.
+pub const STOP_CHECKPOINT_MIN_BYTES: u64 = 16 << 20;
+
 /// How long an uncommitted data record keeps its segment from compaction.
 pub const PIN_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -488,6 +493,29 @@ impl Shard {
     /// Writes a checkpoint now (tests and shutdown).
     pub async fn checkpoint(&self) -> Result<(), IoError> {
         self.inner.write_checkpoint().await
+    }
+
+    /// Before a clean stop: a checkpoint when the log grew by more than
+    /// `STOP_CHECKPOINT_MIN_BYTES` since the last one (so the next start
+    /// reads a snapshot instead of replaying the tail), then a durable
+    /// mark (so the last batch is vouched for). A shard that cannot write
+    /// any more is left as it is: recovery handles it.
+    pub async fn prepare_stop(&self) -> Result<(), IoError> {
+        let inner = &self.inner;
+        if inner.log.borrow().mode != Mode::Writable {
+            return Ok(());
+        }
+        let appended = inner.log.borrow().counters.bytes_appended;
+        let mut tail = appended.saturating_sub(inner.checkpoint_at.get());
+        if inner.checkpoint_at.get() == 0 {
+            // No checkpoint yet in this run: the next start would replay
+            // what this one did too.
+            tail += inner.recovery.bytes_read;
+        }
+        if tail >= STOP_CHECKPOINT_MIN_BYTES {
+            inner.write_checkpoint().await?;
+        }
+        self.mark().await
     }
 
     /// Runs one compaction pass now (tests and operators).
