@@ -61,6 +61,40 @@ impl CsvBatch {
         Ok((data, extra))
     }
 
+    /// The object offset record `r` starts at.
+    pub fn offset(&self, r: usize) -> u64 {
+        self.records[r].1
+    }
+
+    fn field_range(&self, r: usize) -> std::ops::Range<usize> {
+        let from = if r == 0 { 0 } else { self.records[r - 1].0 as usize };
+        from..self.records[r].0 as usize
+    }
+
+    /// Field `i` of record `r`: `Some(None)` when the record is shorter,
+    /// None when the field's bounds split a UTF-8 sequence (`record` fails).
+    #[inline]
+    pub fn field<'a>(&self, texts: (&'a str, &'a str), r: usize, i: usize) -> Option<Option<&'a str>> {
+        let fr = self.field_range(r);
+        let Some(&(s, e)) = self.fields[fr].get(i) else { return Some(None) };
+        let src = if s & IN_EXTRA != 0 { texts.1 } else { texts.0 };
+        src.get((s & !IN_EXTRA) as usize..(e & !IN_EXTRA) as usize).map(Some)
+    }
+
+    /// Whether `record` succeeds for every record in `rows` (each field
+    /// starts and ends on a character boundary).
+    pub fn fields_valid(&self, texts: (&str, &str), rows: std::ops::Range<usize>) -> bool {
+        if rows.is_empty() {
+            return true;
+        }
+        let from = self.field_range(rows.start).start;
+        let to = self.records[rows.end - 1].0 as usize;
+        self.fields[from..to].iter().all(|&(s, e)| {
+            let src = if s & IN_EXTRA != 0 { texts.1 } else { texts.0 };
+            src.is_char_boundary((s & !IN_EXTRA) as usize) && src.is_char_boundary((e & !IN_EXTRA) as usize)
+        })
+    }
+
     /// Fills `out` with the fields of record `r`; returns its object offset.
     pub fn record<'a>(&self, texts: (&'a str, &'a str), r: usize, out: &mut Vec<&'a str>) -> Result<u64> {
         out.clear();

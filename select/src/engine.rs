@@ -11,13 +11,15 @@ use crate::ast::Query;
 use crate::csv::{CsvBatch, CsvTokenizer};
 use crate::decompress::Decoder;
 use crate::error::{err, Code, Result};
-use crate::eval::{eval, keeps, Env, Row};
+use crate::ast::Field;
+use crate::eval::{eval, json_path, keeps, Env, Row};
 use crate::eventstream::Counters;
 use crate::json::{from_path, JsonBatch, JsonSplitter};
 use crate::output::Writer;
 use crate::params::{HeaderInfo, InputFormat, SelectParams};
 use crate::plan::{plan, Output, Plan, Schema};
 use crate::value::{Ts, Value};
+use crate::vector::{Batch, Pred};
 
 /// Input bytes (after decompression) handled per step.
 pub const STEP_BYTES: usize = 256 * 1024;
@@ -35,6 +37,8 @@ pub enum Step {
 /// Evaluation and output, apart from the reader so both can be borrowed.
 pub(crate) struct Sink {
     plan: Option<Plan>,
+    /// The WHERE clause compiled to batch kernels, when it can be.
+    vector: Option<Pred>,
     writer: Writer,
     out: Vec<u8>,
     accs: Vec<Acc>,
@@ -46,7 +50,7 @@ pub(crate) struct Sink {
 
 impl Sink {
     pub(crate) fn new(output: crate::params::OutputFormat, now: Ts) -> Sink {
-        Sink { plan: None, writer: Writer::new(output), out: Vec::new(), accs: Vec::new(), emitted: 0, now, star_names: Vec::new() }
+        Sink { plan: None, vector: None, writer: Writer::new(output), out: Vec::new(), accs: Vec::new(), emitted: 0, now, star_names: Vec::new() }
     }
 
     pub(crate) fn plan(&self) -> Option<&Plan> {
@@ -71,6 +75,29 @@ impl Sink {
         if !keeps(plan.filter.as_ref(), row, &env)? {
             return Ok(true);
         }
+        self.emit(row)
+    }
+
+    /// Whether LIMIT is reached: the next record visited ends the scan.
+    pub(crate) fn limit_reached(&self) -> bool {
+        self.plan.as_ref().is_some_and(|p| p.limit.is_some_and(|l| self.emitted >= l))
+    }
+
+    /// The rows of a batch of `n` the WHERE clause keeps, by the vectorised
+    /// kernels; None when the batch must run row by row (`row`): no
+    /// kernel for this filter, or a row the kernels can't answer alike.
+    pub(crate) fn select<B: Batch + ?Sized>(&self, b: &B, n: usize, kept: &mut Vec<u32>) -> bool {
+        match &self.vector {
+            Some(p) => crate::vector::select(p, b, n, kept).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Handles a record the WHERE clause keeps; `Ok(false)` once LIMIT is
+    /// reached.
+    pub(crate) fn emit(&mut self, row: &Row<'_>) -> Result<bool> {
+        let Some(plan) = &self.plan else { return err(Code::InternalError, "unbound query") };
+        let env = Env { now: self.now, aggs: &[] };
         if !plan.aggs.is_empty() {
             for ((_, arg), acc) in plan.aggs.iter().zip(self.accs.iter_mut()) {
                 let v = match arg {
@@ -129,6 +156,7 @@ impl Sink {
 
     pub(crate) fn bind(&mut self, q: &Query, schema: &Schema<'_>) -> Result<()> {
         let p = plan(q, schema)?;
+        self.vector = p.filter.as_ref().filter(|_| crate::vector::enabled()).and_then(crate::vector::compile);
         self.accs = p.aggs.iter().map(|(k, _)| Acc::new(*k)).collect();
         self.plan = Some(p);
         Ok(())
@@ -349,29 +377,28 @@ impl Engine {
                 tok.push(input, eof, batch)?;
                 let texts = batch.texts()?;
                 let mut fields = Vec::new();
-                for r in 0..batch.len() {
-                    let offset = batch.record(texts, r, &mut fields)?;
+                let n = batch.len();
+                let mut first = 0;
+                if !*header_seen && n > 0 {
+                    let offset = batch.record(texts, 0, &mut fields)?;
                     if offset >= end {
                         self.done = true;
                         return Ok(());
                     }
-                    if !*header_seen {
-                        *header_seen = true;
-                        if *header == HeaderInfo::Use {
-                            let names: Vec<String> = fields.iter().map(|s| s.to_string()).collect();
-                            self.sink.bind(&self.query, &Schema::Csv { names: Some(&names) })?;
-                            self.sink.star_names = names;
-                        }
-                        continue;
+                    *header_seen = true;
+                    if *header == HeaderInfo::Use {
+                        let names: Vec<String> = fields.iter().map(|s| s.to_string()).collect();
+                        self.sink.bind(&self.query, &Schema::Csv { names: Some(&names) })?;
+                        self.sink.star_names = names;
                     }
-                    if self.sink.star_names.len() < fields.len() && self.sink.plan.as_ref().is_some_and(|p| matches!(p.output, Output::Star)) {
-                        let n = self.sink.star_names.len();
-                        self.sink.star_names.extend((n..fields.len()).map(|i| format!("_{}", i + 1)));
-                    }
-                    if !self.sink.row(&Row::Csv(&fields))? {
-                        self.done = true;
-                        return Ok(());
-                    }
+                    first = 1;
+                }
+                // Records from the end of a scan range on are not ours.
+                let cut = (first..n).find(|&r| batch.offset(r) >= end);
+                let rows = first..cut.unwrap_or(n);
+                if !csv_rows(&mut self.sink, batch, texts, rows, &mut fields)? || cut.is_some() {
+                    self.done = true;
+                    return Ok(());
                 }
                 if eof && !*header_seen && *header == HeaderInfo::Use {
                     // An empty object: bind without names so aggregates still answer.
@@ -382,22 +409,128 @@ impl Engine {
                 split.push(input, eof, batch)?;
                 let from = &self.query.from_path;
                 let mut recs = Vec::new();
+                let mut cut = false;
                 for (v, &offset) in batch.values.iter().zip(&batch.offsets) {
                     if offset >= end {
-                        self.done = true;
-                        return Ok(());
+                        cut = true;
+                        break;
                     }
-                    recs.clear();
                     from_path(v, from, &mut recs);
-                    for rec in &recs {
-                        if !self.sink.row(&Row::Json(rec))? {
-                            self.done = true;
-                            return Ok(());
-                        }
-                    }
+                }
+                if !json_rows(&mut self.sink, &recs)? || cut {
+                    self.done = true;
+                    return Ok(());
                 }
             }
         }
         Ok(())
     }
+}
+
+/// CSV records as the kernels see them.
+struct CsvView<'a> {
+    batch: &'a CsvBatch,
+    texts: (&'a str, &'a str),
+    first: usize,
+}
+
+impl Batch for CsvView<'_> {
+    #[inline]
+    fn value(&self, field: &Field, r: usize) -> Option<Value<'_>> {
+        match field {
+            Field::Column(i, rest) if rest.is_empty() => {
+                Some(self.batch.field(self.texts, self.first + r, *i)?.map_or(Value::Missing, Value::str))
+            }
+            Field::Column(..) | Field::Missing | Field::Path(_) => Some(Value::Missing),
+        }
+    }
+}
+
+/// Runs CSV records `rows` of `batch` through the query: the WHERE clause
+/// over the whole batch by the kernels when it can, row by row otherwise.
+/// `Ok(false)` once LIMIT is reached.
+fn csv_rows<'a>(
+    sink: &mut Sink,
+    batch: &'a CsvBatch,
+    texts: (&'a str, &'a str),
+    rows: Range<usize>,
+    fields: &mut Vec<&'a str>,
+) -> Result<bool> {
+    if rows.is_empty() {
+        return Ok(true);
+    }
+    if sink.limit_reached() {
+        return Ok(false);
+    }
+    let star = sink.plan.as_ref().is_some_and(|p| matches!(p.output, Output::Star));
+    let mut kept = Vec::new();
+    let view = CsvView { batch, texts, first: rows.start };
+    // `record` must fail on the same row as it would row by row.
+    let vector = batch.fields_valid(texts, rows.clone()) && sink.select(&view, rows.len(), &mut kept);
+    let mut visit = |sink: &mut Sink, r: usize, filtered: bool| -> Result<bool> {
+        batch.record(texts, r, fields)?;
+        if star && sink.star_names.len() < fields.len() {
+            let n = sink.star_names.len();
+            sink.star_names.extend((n..fields.len()).map(|i| format!("_{}", i + 1)));
+        }
+        if filtered {
+            sink.emit(&Row::Csv(fields))
+        } else {
+            sink.row(&Row::Csv(fields))
+        }
+    };
+    if vector {
+        for &k in &kept {
+            if !visit(sink, rows.start + k as usize, true)? {
+                return Ok(false);
+            }
+        }
+    } else {
+        for r in rows {
+            if !visit(sink, r, false)? {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// JSON records as the kernels see them.
+struct JsonView<'a, 'v> {
+    recs: &'a [&'v serde_json::Value],
+}
+
+impl Batch for JsonView<'_, '_> {
+    #[inline]
+    fn value(&self, field: &Field, r: usize) -> Option<Value<'_>> {
+        match field {
+            Field::Path(steps) => Some(json_path(self.recs[r], steps, true)),
+            Field::Column(..) | Field::Missing => Some(Value::Missing),
+        }
+    }
+}
+
+/// Runs JSON records through the query, as `csv_rows` does.
+fn json_rows(sink: &mut Sink, recs: &[&serde_json::Value]) -> Result<bool> {
+    if recs.is_empty() {
+        return Ok(true);
+    }
+    if sink.limit_reached() {
+        return Ok(false);
+    }
+    let mut kept = Vec::new();
+    if sink.select(&JsonView { recs }, recs.len(), &mut kept) {
+        for &k in &kept {
+            if !sink.emit(&Row::Json(recs[k as usize]))? {
+                return Ok(false);
+            }
+        }
+    } else {
+        for rec in recs {
+            if !sink.row(&Row::Json(rec))? {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }

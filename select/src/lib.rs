@@ -24,6 +24,9 @@ pub mod parser;
 pub mod plan;
 pub mod time;
 pub mod value;
+pub mod vector;
+#[cfg(test)]
+mod vector_tests;
 
 pub use engine::{Engine, Step};
 pub use error::{Code, SelectError};

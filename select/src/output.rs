@@ -7,6 +7,10 @@ pub struct Writer {
     format: OutputFormat,
     /// Characters that force quotes in ASNEEDED mode.
     specials: Vec<char>,
+    /// The ASCII ones as a table, so a field is checked byte by byte.
+    ascii_specials: [bool; 128],
+    /// Whether some special is not ASCII (then fields are checked by char).
+    wide_specials: bool,
 }
 
 impl Writer {
@@ -19,7 +23,14 @@ impl Writer {
             }
             OutputFormat::Json { .. } => Vec::new(),
         };
-        Writer { format, specials }
+        let mut ascii_specials = [false; 128];
+        for c in &specials {
+            if c.is_ascii() {
+                ascii_specials[*c as usize] = true;
+            }
+        }
+        let wide_specials = specials.iter().any(|c| !c.is_ascii());
+        Writer { format, specials, ascii_specials, wide_specials }
     }
 
     pub fn is_json(&self) -> bool {
@@ -37,9 +48,14 @@ impl Writer {
                         out.extend_from_slice(c.field_delimiter.as_bytes());
                     }
                     first = false;
-                    text.clear();
-                    v.write_text(&mut text);
-                    self.csv_field(c, out, &text);
+                    match &v {
+                        Value::Str(s) => self.csv_field(c, out, s),
+                        other => {
+                            text.clear();
+                            other.write_text(&mut text);
+                            self.csv_field(c, out, &text);
+                        }
+                    }
                 }
                 out.extend_from_slice(c.record_delimiter.as_bytes());
             }
@@ -89,7 +105,9 @@ impl Writer {
     fn csv_field(&self, c: &CsvOutput, out: &mut Vec<u8>, text: &str) {
         let quote = match c.quote_fields {
             QuoteFields::Always => true,
-            QuoteFields::AsNeeded => text.contains(|ch| self.specials.contains(&ch)),
+            QuoteFields::AsNeeded if self.wide_specials => text.contains(|ch| self.specials.contains(&ch)),
+            // Bytes of multi-byte characters are >= 128: never specials.
+            QuoteFields::AsNeeded => text.bytes().any(|b| b < 128 && self.ascii_specials[b as usize]),
         };
         if !quote {
             out.extend_from_slice(text.as_bytes());

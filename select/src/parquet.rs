@@ -27,6 +27,7 @@ use crate::params::SelectParams;
 use crate::plan::{Output, Schema};
 use crate::time::{Prec, Ts};
 use crate::value::Value;
+use crate::vector::Batch;
 
 /// Rows per decoded batch.
 pub const BATCH_ROWS: usize = 4096;
@@ -178,6 +179,8 @@ impl ParquetScan {
     }
 
     /// Runs the rows of one decoded batch; `Ok(false)` once LIMIT is reached.
+    /// The WHERE clause runs over the arrow columns by the kernels when it
+    /// can; only the rows it keeps are turned into values.
     fn batch(&mut self, batch: &RecordBatch) -> Result<bool> {
         let names = &self.sink.star_names;
         let mut cols: Vec<(usize, Col<'_>)> = Vec::with_capacity(batch.num_columns());
@@ -185,8 +188,30 @@ impl ParquetScan {
             let Some(i) = names.iter().position(|n| n == field.name()) else { continue };
             cols.push((i, Col::new(array.as_ref())?));
         }
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(true);
+        }
+        if self.sink.limit_reached() {
+            return Ok(false);
+        }
         let mut row: Vec<Value<'_>> = vec![Value::Missing; self.width];
-        for r in 0..batch.num_rows() {
+        let mut kept = Vec::new();
+        // A binary column that isn't UTF-8 fails on any row read row by
+        // row, kept or not: such batches keep the row path.
+        let fallible = cols.iter().any(|(_, c)| matches!(c, Col::Bin(_)));
+        if !fallible && self.sink.select(&ColView { cols: &cols }, n, &mut kept) {
+            for &r in &kept {
+                for (i, c) in &cols {
+                    row[*i] = c.value(r as usize)?;
+                }
+                if !self.sink.emit(&Row::Values(&row))? {
+                    return Ok(false);
+                }
+            }
+            return Ok(true);
+        }
+        for r in 0..n {
             for (i, c) in &cols {
                 row[*i] = c.value(r)?;
             }
@@ -195,6 +220,38 @@ impl ParquetScan {
             }
         }
         Ok(true)
+    }
+}
+
+/// Decoded arrow columns as the kernels see them.
+struct ColView<'c, 'a> {
+    cols: &'c [(usize, Col<'a>)],
+}
+
+impl ColView<'_, '_> {
+    fn col(&self, field: &Field) -> Option<&Col<'_>> {
+        match field {
+            Field::Column(i, rest) if rest.is_empty() => self.cols.iter().find(|(c, _)| c == i).map(|(_, c)| c),
+            _ => None,
+        }
+    }
+}
+
+impl Batch for ColView<'_, '_> {
+    #[inline]
+    fn value(&self, field: &Field, r: usize) -> Option<Value<'_>> {
+        match self.col(field) {
+            Some(c) => c.value(r).ok(),
+            // Not projected, nested, or a JSON path: the row path's MISSING.
+            None => Some(Value::Missing),
+        }
+    }
+
+    fn ints(&self, field: &Field) -> Option<&arrow_array::Int64Array> {
+        match self.col(field)? {
+            Col::I64(a) => Some(a),
+            _ => None,
+        }
     }
 }
 
