@@ -6,8 +6,11 @@
 //!   accepts, 503 (with the reason) while starting, stopping or degraded;
 //! - `GET /metrics`: Prometheus text format (see `metrics`);
 //! - `GET /admin/v1/info`: node facts as JSON, SigV4-signed by an admin
-//!   (see `authz::admin`);
+//!   (see `authz::admin`); `buckets`, `scrub`, `heal`, `config` likewise
+//!   (see `admin_api`);
 //! - `/console/`: the web console and its S3 forwarding prefix (see `console`).
+//!
+//! With `--admin-tls-cert` the listener speaks HTTPS only (`tls`).
 //!
 //! Health is also answered on the S3 port at `/_tessera/health/live` and
 //! `/_tessera/health/ready`: `_tessera` can never be a bucket name (S3 names

@@ -53,7 +53,8 @@ Environment:
   TESSERA_LOG                             log filter (default `info`; e.g. `debug`,
                                           `tessera_node=debug,info`)
 
-Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the TLS certificate and the users file.";
+Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the TLS certificates and the users file
+(a change of those files, seen within 2 s, does too).";
 
 #[derive(Subcommand)]
 enum Command {
