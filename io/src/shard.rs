@@ -350,6 +350,7 @@ impl Shard {
             return Err(IoError::TooLarge);
         }
         inner.check_data_space(len as u64)?;
+        crate::compact::admit(inner).await;
         inner.write_data_record(buf, true).await
     }
 
@@ -369,6 +370,8 @@ impl Shard {
         let inner = &self.inner;
         if muts.iter().any(|m| matches!(m, Mutation::Put { .. })) {
             inner.check_data_space(0)?;
+            // Inline bodies fill the log too (small-object overwrites).
+            crate::compact::admit(inner).await;
         }
         // Data records stay pinned until the commit naming them is applied
         // to the index (or failed): staged but not yet applied, they are in
@@ -415,7 +418,26 @@ impl Shard {
             }
             match self.inner.load_entry(table, key, entry.loc, entry.ordinal, entry.seq).await {
                 Err(IoError::Moved) => last = Some(entry.loc),
-                other => return other.map(Some),
+                Ok(stored) => {
+                    let Some(gone) = self.inner.retired_extent(&stored.body) else {
+                        return Ok(Some(stored));
+                    };
+                    // The body lies in a retired segment. Compaction
+                    // repoints an entry before it retires the segment, so
+                    // if the entry is still the one read, its move was
+                    // lost with a damaged region (recovery counted it as
+                    // dangling): the body is gone, never served as older
+                    // bytes. Otherwise a move raced this read: look again.
+                    let now = self.get(table, key).map(|e| (e.loc, e.seq));
+                    if now == Some((entry.loc, entry.seq)) {
+                        return Err(IoError::corrupt(
+                            gone.segment,
+                            gone.offset,
+                            "the body's segment was retired and its moved copy lost",
+                        ));
+                    }
+                }
+                Err(e) => return Err(e),
             }
         }
         Err(IoError::Moved)
@@ -587,6 +609,15 @@ impl Inner {
         } else {
             IoError::ShardFailed
         }
+    }
+
+    /// The first extent of `body` in a segment compaction has retired.
+    fn retired_extent(&self, body: &Body) -> Option<Extent> {
+        let Body::Extents(es) = body else { return None };
+        let log = self.log.borrow();
+        es.iter()
+            .find(|e| !log.segments.contains_key(&e.segment) && log.retired.contains(&e.segment))
+            .copied()
     }
 
     pub(crate) fn free_estimate(&self) -> u64 {
