@@ -103,8 +103,33 @@ pub struct ShardStats {
     pub corrupt_reads: u64,
     pub compaction: crate::compact::CompactionStats,
     pub scrub: crate::scrub::ScrubStats,
+    /// How long the log's syncs (fdatasync of its segments) took.
+    pub sync_latency: SyncLatency,
     pub checkpoints_written: u64,
     pub recovery: RecoveryStats,
+}
+
+/// Upper bounds of the sync latency buckets, in microseconds (then +Inf).
+pub const SYNC_LATENCY_BUCKETS_US: [u64; 12] =
+    [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+
+/// A histogram of sync durations: counts per bucket of
+/// `SYNC_LATENCY_BUCKETS_US` (not cumulative; the last is beyond them).
+#[derive(Default, Clone, Copy, Debug)]
+pub struct SyncLatency {
+    pub buckets: [u64; SYNC_LATENCY_BUCKETS_US.len() + 1],
+    pub sum_us: u64,
+    pub count: u64,
+}
+
+impl SyncLatency {
+    pub fn record(&mut self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let b = SYNC_LATENCY_BUCKETS_US.iter().position(|&x| us <= x).unwrap_or(SYNC_LATENCY_BUCKETS_US.len());
+        self.buckets[b] += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+        self.count += 1;
+    }
 }
 
 /// One shard of one data dir, owned by one reactor. Cloning gives another
@@ -154,6 +179,7 @@ pub(crate) struct Inner {
     pub marked_at: Cell<u64>,
     pub compaction: RefCell<crate::compact::CompactionStats>,
     pub scrub: RefCell<crate::scrub::ScrubStats>,
+    pub sync_latency: RefCell<SyncLatency>,
     /// Data records written and not yet referenced by a commit (uploads in
     /// progress), with when: compaction leaves their segments alone.
     pins: RefCell<std::collections::BTreeMap<(u32, u64), u64>>,
@@ -247,6 +273,7 @@ impl Shard {
             marked_at: Cell::new(0),
             compaction: RefCell::new(Default::default()),
             scrub: RefCell::new(Default::default()),
+            sync_latency: RefCell::new(Default::default()),
             pins: RefCell::new(Default::default()),
         });
         // A new segment for this run; its record vouches for everything
@@ -581,6 +608,7 @@ impl Shard {
             corrupt_reads: inner.corrupt_reads.get(),
             compaction: inner.compaction.borrow().clone(),
             scrub: inner.scrub.borrow().clone(),
+            sync_latency: *inner.sync_latency.borrow(),
             checkpoints_written: inner.checkpoints_written.get(),
             recovery: inner.recovery,
         }
@@ -1056,7 +1084,11 @@ impl Inner {
     }
 
     async fn run_sync(self: Rc<Self>, plan: SyncPlan, generation: u64) {
+        let started = std::time::Instant::now();
         let r = self.sync_files(&plan).await;
+        // Failed syncs too: a disk that takes seconds to fail is what an
+        // operator looks for in this histogram.
+        self.sync_latency.borrow_mut().record(started.elapsed());
         if self.log.borrow().generation != generation {
             self.log.borrow_mut().sync_in_flight = false;
             self.changed.notify_all();

@@ -6,14 +6,16 @@
 //!   accepts, 503 (with the reason) while starting, stopping or degraded;
 //! - `GET /metrics`: Prometheus text format (see `metrics`);
 //! - `GET /admin/v1/info`: node facts as JSON, SigV4-signed by an admin
-//!   (see `authz::admin`);
+//!   (see `authz::admin`); `buckets`, `scrub`, `heal`, `config` likewise
+//!   (see `admin_api`);
 //! - `/console/`: the web console and its S3 forwarding prefix (see `console`).
+//!
+//! With `--admin-tls-cert` the listener speaks HTTPS only (`tls`).
 //!
 //! Health is also answered on the S3 port at `/_tessera/health/live` and
 //! `/_tessera/health/ready`: `_tessera` can never be a bucket name (S3 names
 //! start with a letter or digit), so no bucket or key is shadowed.
 
-use std::cell::Cell;
 use std::rc::Rc;
 
 use tessera_proto::http::{self, Method, RequestHead};
@@ -23,6 +25,7 @@ use tessera_proto::{S3Error, S3ErrorCode};
 
 use crate::authz;
 use crate::conn::{self, Conn};
+use crate::metrics::Listener;
 use crate::response::Response;
 use crate::server::Ctx;
 
@@ -38,9 +41,12 @@ pub const INFO_PATH: &str = "/admin/v1/info";
 /// /admin/v1/kms/keys/NAME` creates one (201; 200 when it exists).
 pub const KMS_KEYS_PATH: &str = "/admin/v1/kms/keys";
 
-/// Accepts admin connections until the reactor ends.
+/// Accepts admin connections until the reactor ends: during a drain too,
+/// so probes see `/health/ready` answer 503 "stopping". The reactor's drain
+/// waits for `Ctx::admin_connections` like for S3 ones, so a console upload
+/// in flight completes.
 pub async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
-    let open = Rc::new(Cell::new(0usize));
+    let open = &ctx.admin_connections;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -55,17 +61,29 @@ pub async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
             continue;
         }
         open.set(open.get() + 1);
-        let (ctx, open) = (ctx.clone(), open.clone());
+        let ctx = ctx.clone();
         monoio::spawn(async move {
-            serve(&ctx, Conn::new(stream), peer.ip()).await;
-            open.set(open.get() - 1);
+            let conn = match &ctx.shared.admin_tls {
+                None => Some(Conn::new(stream)),
+                Some(tls) => {
+                    let metrics = ctx.shared.metrics.core(ctx.core);
+                    Conn::accept_tls(stream, tls.current(), &ctx.next_request_id(), metrics, Listener::Admin).await
+                }
+            };
+            if let Some(conn) = conn {
+                serve(&ctx, conn, peer.ip()).await;
+            }
+            ctx.admin_connections.set(ctx.admin_connections.get() - 1);
         });
     }
 }
 
 async fn serve(ctx: &Rc<Ctx>, mut conn: Conn, peer: std::net::IpAddr) {
+    let mut served = 0u64;
     loop {
-        let head = match conn::read_head(ctx, &mut conn, false).await {
+        // A connection idle after a request closes at a stop (as on the S3
+        // port); a new one is still answered (probes during a drain).
+        let head = match conn::read_head(ctx, &mut conn, served > 0).await {
             Ok(Some(h)) => h,
             Ok(None) => return,
             Err(e) => {
@@ -83,8 +101,9 @@ async fn serve(ctx: &Rc<Ctx>, mut conn: Conn, peer: std::net::IpAddr) {
         }
         // Admin requests carry no body: one that does is refused and closed.
         let no_body = matches!(head.framing(), Ok(http::BodyFraming::Length(0)));
+        served += 1;
         let resp = if no_body {
-            answer(ctx, &head, peer)
+            answer(ctx, &head, peer).await
         } else {
             text(400, "admin requests take no body\n")
         };
@@ -118,14 +137,39 @@ fn ready(ctx: &Ctx) -> Response {
     }
 }
 
-fn answer(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Response {
+/// An admin API answer: authorized for `action`, then `f`'s JSON.
+fn api(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr, action: &str, f: impl FnOnce() -> serde_json::Value) -> Response {
+    match authenticate_admin_for(ctx, head, peer, action) {
+        Ok(()) => json(200, &f()),
+        Err(e) => json_error(&e),
+    }
+}
+
+fn json_error(e: &S3Error) -> Response {
+    json(e.code.status(), &serde_json::json!({ "error": e.code.as_str(), "message": e.message }))
+}
+
+async fn answer(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Response {
+    use crate::admin_api::{BUCKETS_PATH, CONFIG_PATH, HEAL_PATH, SCRUB_PATH};
     let read = matches!(head.method, Method::Get | Method::Head);
+    let get = head.method == Method::Get;
     match head.path.as_str() {
+        BUCKETS_PATH if get => match authenticate_admin_for(ctx, head, peer, authz::admin::ACTION_DATA_USAGE) {
+            Ok(()) => match crate::admin_api::buckets(ctx, &head.query).await {
+                Ok(v) => json(200, &v),
+                Err(e) => json_error(&e),
+            },
+            Err(e) => json_error(&e),
+        },
+        SCRUB_PATH if get => api(ctx, head, peer, authz::admin::ACTION_SCRUB_STATUS, || crate::admin_api::scrub(ctx)),
+        HEAL_PATH if get => api(ctx, head, peer, authz::admin::ACTION_HEAL_STATUS, || crate::admin_api::heal(ctx)),
+        CONFIG_PATH if get => api(ctx, head, peer, authz::admin::ACTION_GET_CONFIG, || crate::admin_api::config(ctx)),
+        BUCKETS_PATH | SCRUB_PATH | HEAL_PATH | CONFIG_PATH => text(405, "method not allowed\n"),
         "/health/live" if read => live(),
         "/health/ready" if read => ready(ctx),
         "/metrics" if read => Response::new(200)
             .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-            .with_body(ctx.shared.metrics.render().into_bytes()),
+            .with_body(ctx.shared.metrics.render(&ctx.shards.queue_depths()).into_bytes()),
         INFO_PATH if head.method == Method::Get => match authenticate_admin(ctx, head, peer) {
             Ok(()) => json(200, &info(ctx)),
             Err(e) => json(e.code.status(), &serde_json::json!({ "error": e.code.as_str(), "message": e.message })),

@@ -1,10 +1,13 @@
-//! `tessera admin info`: calls the admin API of a running node, signed with
-//! SigV4 by proto's signer (the one signing implementation of the project).
-//! Plain HTTP to the admin listener, one request, blocking: an operator's
-//! command, not a client library.
+//! `tessera admin info|buckets|scrub|heal|config`: calls the admin API of a
+//! running node, signed with SigV4 by proto's signer (the one signing
+//! implementation of the project). HTTP or HTTPS (rustls, trusting
+//! `--ca-cert` or else the system's roots), one request, blocking: an
+//! operator's command, not a client library.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_proto::sigv4::{sign_request, EMPTY_SHA256_HEX};
@@ -23,6 +26,8 @@ pub struct AdminClient {
     pub access_key: String,
     pub secret_key: String,
     pub region: String,
+    /// HTTPS: the client configuration (`None`: plain HTTP).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for AdminClient {
@@ -35,21 +40,60 @@ impl std::fmt::Debug for AdminClient {
     }
 }
 
-/// `http://host:port[/]` → `host:port`.
-pub fn authority_of(endpoint: &str) -> Result<String, String> {
-    let rest = endpoint
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("endpoint {endpoint:?} must start with http:// (the admin listener speaks plain HTTP)"))?;
+/// `http[s]://host:port[/]` → (`host:port`, whether HTTPS).
+pub fn authority_of(endpoint: &str) -> Result<(String, bool), String> {
+    let (rest, https) = match (endpoint.strip_prefix("http://"), endpoint.strip_prefix("https://")) {
+        (Some(r), _) => (r, false),
+        (_, Some(r)) => (r, true),
+        _ => return Err(format!("endpoint {endpoint:?} must start with http:// or https://")),
+    };
     let authority = rest.trim_end_matches('/');
     if authority.is_empty() || authority.contains('/') {
-        return Err(format!("endpoint {endpoint:?} must be http://HOST:PORT"));
+        return Err(format!("endpoint {endpoint:?} must be http[s]://HOST:PORT"));
     }
-    Ok(authority.to_string())
+    Ok((authority.to_string(), https))
+}
+
+/// A TLS client trusting the PEM certificates of `ca_cert`, or the
+/// system's roots without it.
+pub fn tls_config(ca_cert: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_cert {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
+            for c in CertificateDer::pem_slice_iter(&pem) {
+                let c = c.map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
+                roots.add(c).map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("--ca-cert {}: no certificate in the file", path.display()));
+            }
+        }
+        None => {
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 impl AdminClient {
     /// GETs `path`; the status and the body.
     pub fn get(&self, path: &str) -> Result<(u16, String), String> {
+        self.get_query(path, "")
+    }
+
+    /// GETs `path?query` (`query` already encoded: `name=value&...`).
+    pub fn get_query(&self, path: &str, query: &str) -> Result<(u16, String), String> {
         let now = tessera_proto::time::now_unix_secs();
         let mut headers = Headers::new();
         headers.push("host", &self.authority);
@@ -58,7 +102,7 @@ impl AdminClient {
         let authorization = sign_request(
             "GET",
             path,
-            "",
+            query,
             &headers,
             EMPTY_SHA256_HEX,
             &self.access_key,
@@ -66,7 +110,8 @@ impl AdminClient {
             &self.region,
             now,
         );
-        let mut req = format!("GET {path} HTTP/1.1\r\n");
+        let target = if query.is_empty() { path.to_string() } else { format!("{path}?{query}") };
+        let mut req = format!("GET {target} HTTP/1.1\r\n");
         for (n, v) in headers.iter() {
             req.push_str(&format!("{n}: {v}\r\n"));
         }
@@ -80,9 +125,29 @@ impl AdminClient {
         let mut s = TcpStream::connect_timeout(&addr, ADMIN_CLIENT_TIMEOUT).map_err(|e| format!("connect {addr}: {e}"))?;
         s.set_read_timeout(Some(ADMIN_CLIENT_TIMEOUT)).map_err(|e| e.to_string())?;
         s.set_write_timeout(Some(ADMIN_CLIENT_TIMEOUT)).map_err(|e| e.to_string())?;
-        s.write_all(req.as_bytes()).map_err(|e| format!("send: {e}"))?;
         let mut raw = Vec::new();
-        s.take(MAX_ADMIN_RESPONSE_BYTES).read_to_end(&mut raw).map_err(|e| format!("receive: {e}"))?;
+        match &self.tls {
+            None => {
+                s.write_all(req.as_bytes()).map_err(|e| format!("send: {e}"))?;
+                s.take(MAX_ADMIN_RESPONSE_BYTES).read_to_end(&mut raw).map_err(|e| format!("receive: {e}"))?;
+            }
+            Some(config) => {
+                let host = self.authority.rsplit_once(':').map_or(self.authority.as_str(), |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| format!("{host}: not a TLS server name: {e}"))?;
+                let tls = rustls::ClientConnection::new(config.clone(), name).map_err(|e| format!("TLS: {e}"))?;
+                let mut stream = rustls::StreamOwned::new(tls, s);
+                stream.write_all(req.as_bytes()).map_err(|e| format!("send: {e}"))?;
+                // A server closing without close_notify after a whole
+                // `Connection: close` response is read as the end.
+                match stream.take(MAX_ADMIN_RESPONSE_BYTES).read_to_end(&mut raw) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+                    Err(e) => return Err(format!("receive: {e}")),
+                }
+            }
+        }
         parse_response(&raw)
     }
 }
@@ -105,8 +170,9 @@ mod tests {
 
     #[test]
     fn endpoints_and_responses() {
-        assert_eq!(authority_of("http://127.0.0.1:9001/"), Ok("127.0.0.1:9001".to_string()));
-        assert!(authority_of("https://x:1").is_err());
+        assert_eq!(authority_of("http://127.0.0.1:9001/"), Ok(("127.0.0.1:9001".to_string(), false)));
+        assert_eq!(authority_of("https://x:1"), Ok(("x:1".to_string(), true)));
+        assert!(authority_of("ftp://x:1").is_err());
         assert!(authority_of("http://x:1/admin").is_err());
         assert_eq!(parse_response(b"HTTP/1.1 403 Forbidden\r\na: b\r\n\r\n{}\n"), Ok((403, "{}\n".to_string())));
         assert!(parse_response(b"HTTP/1.1 200").is_err());

@@ -44,6 +44,10 @@ pub struct Config {
     /// both are given, plain HTTP when neither.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// The admin listener's certificate and key: HTTPS there when both are
+    /// given (the same files as the S3 port's may be named).
+    pub admin_tls_cert: Option<PathBuf>,
+    pub admin_tls_key: Option<PathBuf>,
 }
 
 /// Smallest and largest automatic reserve.
@@ -91,6 +95,12 @@ impl Config {
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("give both --tls-cert and --tls-key, or neither".into());
+        }
+        if self.admin_tls_cert.is_some() != self.admin_tls_key.is_some() {
+            return Err("give both --admin-tls-cert and --admin-tls-key, or neither".into());
+        }
+        if self.admin_tls_cert.is_some() && self.admin_address.is_none() {
+            return Err("--admin-tls-cert needs the admin listener (--admin-address is off)".into());
         }
         if self.data_dirs.is_empty() {
             return Err("no data dir given (as arguments, or `data-dirs` in --config)".into());

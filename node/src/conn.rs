@@ -80,7 +80,14 @@ impl Conn {
     /// A connection to the TLS listener, once its handshake is done. A
     /// client speaking plain HTTP gets a 400 in plain HTTP (it could not
     /// read anything else) and is closed; a failed handshake just closes.
-    async fn accept_tls(stream: TcpStream, config: Arc<rustls::ServerConfig>, request_id: &str) -> Option<Conn> {
+    pub(crate) async fn accept_tls(
+        stream: TcpStream,
+        config: Arc<rustls::ServerConfig>,
+        request_id: &str,
+        metrics: &crate::metrics::CoreMetrics,
+        listener: crate::metrics::Listener,
+    ) -> Option<Conn> {
+        use crate::metrics::TlsFailure;
         let mut conn = Conn::new(stream);
         match crate::tls::TlsSession::accept(&mut conn.stream, config).await {
             Ok(crate::tls::Accepted::Tls(session)) => {
@@ -88,6 +95,7 @@ impl Conn {
                 Some(conn)
             }
             Ok(crate::tls::Accepted::PlainHttp) => {
+                metrics.tls_handshake_failed(listener, TlsFailure::PlainHttp);
                 let mut e = S3Error::new(S3ErrorCode::BadRequest);
                 e.message = "This port speaks HTTPS only: use https://".into();
                 let resp = Response::error(&e, "/", request_id);
@@ -97,6 +105,12 @@ impl Conn {
                 None
             }
             Err(e) => {
+                let why = match &e {
+                    ConnError::Timeout => TlsFailure::Timeout,
+                    ConnError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => TlsFailure::Protocol,
+                    _ => TlsFailure::Closed,
+                };
+                metrics.tls_handshake_failed(listener, why);
                 tracing::debug!(peer = ?conn.peer, "TLS handshake failed: {e}");
                 None
             }
@@ -304,7 +318,15 @@ pub(crate) fn account(ctx: &Ctx, conn: &mut Conn, op: Option<(&str, u16, Instant
 pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
     let mut conn = match &ctx.shared.tls {
         None => Conn::new(stream),
-        Some(tls) => match Conn::accept_tls(stream, tls.current(), &ctx.next_request_id()).await {
+        Some(tls) => match Conn::accept_tls(
+            stream,
+            tls.current(),
+            &ctx.next_request_id(),
+            ctx.shared.metrics.core(ctx.core),
+            crate::metrics::Listener::S3,
+        )
+        .await
+        {
             Some(c) => c,
             None => return,
         },

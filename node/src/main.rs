@@ -53,7 +53,8 @@ Environment:
   TESSERA_LOG                             log filter (default `info`; e.g. `debug`,
                                           `tessera_node=debug,info`)
 
-Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the TLS certificate and the users file.";
+Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the TLS certificates and the users file
+(a change of those files, seen within 2 s, does too).";
 
 #[derive(Subcommand)]
 enum Command {
@@ -145,6 +146,15 @@ enum Command {
         /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
         #[arg(long, env = "TESSERA_TLS_KEY")]
         tls_key: Option<PathBuf>,
+        /// PEM certificate chain of the admin listener (health, metrics,
+        /// admin API, console), which then speaks HTTPS only; needs
+        /// --admin-tls-key. May be the same files as --tls-cert/--tls-key.
+        /// Reloaded like them.
+        #[arg(long, env = "TESSERA_ADMIN_TLS_CERT")]
+        admin_tls_cert: Option<PathBuf>,
+        /// PEM private key of --admin-tls-cert.
+        #[arg(long, env = "TESSERA_ADMIN_TLS_KEY")]
+        admin_tls_key: Option<PathBuf>,
         /// Data directories (one per disk); or `data-dirs` in --config.
         data_dirs: Vec<PathBuf>,
     },
@@ -167,35 +177,76 @@ enum Command {
     },
 }
 
+/// Where the admin listener is and who calls it (every `admin` subcommand).
+#[derive(clap::Args)]
+struct AdminTarget {
+    /// The node's admin listener (`https://` when it has --admin-tls-cert).
+    #[arg(long, default_value = "http://127.0.0.1:9001", env = "TESSERA_ADMIN_ENDPOINT")]
+    endpoint: String,
+    /// Access key of the node's root or of an IAM identity allowed the
+    /// subcommand's `admin:*` action.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    access_key: String,
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_key: String,
+    #[arg(long, default_value = "us-east-1", env = "AWS_DEFAULT_REGION")]
+    region: String,
+    /// PEM CA certificate(s) to trust for an https:// endpoint (default:
+    /// the system's roots).
+    #[arg(long, env = "TESSERA_ADMIN_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// Version, uptime, data dirs and shard states, buckets, objects, bytes.
-    Info {
-        /// The node's admin listener.
-        #[arg(long, default_value = "http://127.0.0.1:9001", env = "TESSERA_ADMIN_ENDPOINT")]
-        endpoint: String,
-        /// Access key of the node's root or of an IAM identity allowed
-        /// `admin:ServerInfo`.
-        #[arg(long, env = "AWS_ACCESS_KEY_ID")]
-        access_key: String,
-        #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
-        secret_key: String,
-        #[arg(long, default_value = "us-east-1", env = "AWS_DEFAULT_REGION")]
-        region: String,
+    /// Version, uptime, data dirs and shard states, buckets, objects, bytes
+    /// (`admin:ServerInfo`).
+    Info(AdminTarget),
+    /// Objects and bytes per bucket, counted by a bounded index scan
+    /// (`admin:DataUsageInfo`).
+    Buckets {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Only this bucket.
+        #[arg(long)]
+        bucket: Option<String>,
     },
+    /// Scrub and compaction progress per shard (`admin:ScrubStatus`).
+    Scrub(AdminTarget),
+    /// Disks' state and healing (`admin:HealStatus`).
+    Heal(AdminTarget),
+    /// The settings in effect, secrets excluded (`admin:GetConfig`).
+    Config(AdminTarget),
 }
 
 fn admin(command: AdminCommand) -> ExitCode {
-    let AdminCommand::Info { endpoint, access_key, secret_key, region } = command;
-    let authority = match tessera_node::admin_client::authority_of(&endpoint) {
-        Ok(a) => a,
+    use tessera_node::{admin, admin_api};
+    let (target, path, query) = match command {
+        AdminCommand::Info(t) => (t, admin::INFO_PATH, String::new()),
+        AdminCommand::Buckets { target, bucket } => {
+            let q = bucket.map_or_else(String::new, |b| {
+                format!("bucket={}", percent_encoding::utf8_percent_encode(&b, percent_encoding::NON_ALPHANUMERIC))
+            });
+            (target, admin_api::BUCKETS_PATH, q)
+        }
+        AdminCommand::Scrub(t) => (t, admin_api::SCRUB_PATH, String::new()),
+        AdminCommand::Heal(t) => (t, admin_api::HEAL_PATH, String::new()),
+        AdminCommand::Config(t) => (t, admin_api::CONFIG_PATH, String::new()),
+    };
+    let AdminTarget { endpoint, access_key, secret_key, region, ca_cert } = target;
+    let prepared = tessera_node::admin_client::authority_of(&endpoint).and_then(|(authority, https)| {
+        let tls = if https { Some(tessera_node::admin_client::tls_config(ca_cert.as_deref())?) } else { None };
+        Ok((authority, tls))
+    });
+    let (authority, tls) = match prepared {
+        Ok(x) => x,
         Err(e) => {
             eprintln!("tessera admin: {e}");
             return ExitCode::from(2);
         }
     };
-    let client = tessera_node::admin_client::AdminClient { authority, access_key, secret_key, region };
-    match client.get(tessera_node::admin::INFO_PATH) {
+    let client = tessera_node::admin_client::AdminClient { authority, access_key, secret_key, region, tls };
+    match client.get_query(path, &query) {
         Ok((200, body)) => {
             print!("{body}");
             ExitCode::SUCCESS
@@ -293,6 +344,8 @@ fn main() -> ExitCode {
             config: _,
             tls_cert,
             tls_key,
+            admin_tls_cert,
+            admin_tls_key,
             data_dirs,
         } => {
             let threads = threads
@@ -322,6 +375,8 @@ fn main() -> ExitCode {
                 cache_max_object_bytes: cache_max_object,
                 tls_cert,
                 tls_key,
+                admin_tls_cert,
+                admin_tls_key,
             };
             match tessera_node::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,

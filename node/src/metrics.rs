@@ -78,7 +78,30 @@ pub struct CoreMetrics {
     /// MD5 blocks hashed in SIMD lanes and alone (`md5x`), published likewise.
     md5_simd_blocks: AtomicU64,
     md5_scalar_blocks: AtomicU64,
+    /// Failed TLS handshakes, by listener and `TLS_FAILURE_REASONS`.
+    tls_failures: Box<[AtomicU64]>,
 }
+
+/// Why a TLS handshake failed (`tessera_tls_handshake_failures_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The client sent plain HTTP (answered with a 400).
+    PlainHttp = 0,
+    /// It did not finish within `tls::TLS_HANDSHAKE_TIMEOUT`.
+    Timeout = 1,
+    /// It closed the connection (or the socket failed) mid-handshake.
+    Closed = 2,
+    /// rustls refused it: garbage, no shared version or cipher, bad alert.
+    Protocol = 3,
+}
+pub const TLS_FAILURE_REASONS: [&str; 4] = ["plain_http", "timeout", "closed", "protocol"];
+/// Listeners whose handshakes are counted (`listener` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    S3 = 0,
+    Admin = 1,
+}
+pub const LISTENERS: [&str; 2] = ["s3", "admin"];
 
 impl CoreMetrics {
     fn new() -> Self {
@@ -97,6 +120,7 @@ impl CoreMetrics {
             cache_evictions: AtomicU64::new(0),
             md5_simd_blocks: AtomicU64::new(0),
             md5_scalar_blocks: AtomicU64::new(0),
+            tls_failures: counters(LISTENERS.len() * TLS_FAILURE_REASONS.len()),
         }
     }
 
@@ -108,6 +132,10 @@ impl CoreMetrics {
     pub fn connection_opened(&self) {
         self.open_connections.fetch_add(1, Relaxed);
         self.connections.fetch_add(1, Relaxed);
+    }
+
+    pub fn tls_handshake_failed(&self, listener: Listener, why: TlsFailure) {
+        self.tls_failures[listener as usize * TLS_FAILURE_REASONS.len() + why as usize].fetch_add(1, Relaxed);
     }
 
     pub fn connection_closed(&self) {
@@ -160,6 +188,23 @@ pub struct ShardGauges {
     pub read_only: AtomicBool,
     pub free_bytes: AtomicU64,
     pub corrupt_reads: AtomicU64,
+    /// Compaction, scrub, sync latency and errors: published every
+    /// second, read by scrapes; a lock no request takes.
+    detail: std::sync::Mutex<ShardDetail>,
+}
+
+/// The figures of a shard's background work, as last published.
+#[derive(Default, Clone)]
+pub struct ShardDetail {
+    pub compaction: tessera_io::compact::CompactionStats,
+    pub scrub: tessera_io::scrub::ScrubStats,
+    pub sync_latency: tessera_io::SyncLatency,
+    /// Log resets after a failed write or sync.
+    pub resets: u64,
+    /// When the count of compaction (scrub) passes last grew, in Unix
+    /// seconds, seen at the publishing tick (0: not since start).
+    pub compaction_last_pass_unix: i64,
+    pub scrub_last_pass_unix: i64,
 }
 
 impl ShardGauges {
@@ -175,7 +220,26 @@ impl ShardGauges {
         self.state.store(ShardState::Offline as u8, Relaxed);
     }
 
+    /// The background-work figures as last published.
+    pub fn detail(&self) -> ShardDetail {
+        self.detail.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn publish(&self, s: &tessera_io::ShardStats) {
+        {
+            let now = tessera_proto::time::now_unix_secs();
+            let mut d = self.detail.lock().unwrap_or_else(|e| e.into_inner());
+            if s.compaction.passes > d.compaction.passes {
+                d.compaction_last_pass_unix = now;
+            }
+            if s.scrub.passes > d.scrub.passes {
+                d.scrub_last_pass_unix = now;
+            }
+            d.compaction = s.compaction.clone();
+            d.scrub = s.scrub.clone();
+            d.sync_latency = s.sync_latency;
+            d.resets = s.resets;
+        }
         self.live_bytes.store(s.live_bytes, Relaxed);
         self.segment_bytes.store(s.segment_bytes, Relaxed);
         self.segments.store(u64::from(s.segments), Relaxed);
@@ -192,6 +256,8 @@ impl ShardGauges {
 pub struct NodeMetrics {
     cores: Box<[CoreMetrics]>,
     pub shards: Box<[ShardGauges]>,
+    /// The data dir of each shard (`disk` label); empty in unit tests.
+    shard_disks: Vec<String>,
     op_index: HashMap<&'static str, usize>,
     /// Every reactor accepts (set once all are ready).
     serving: AtomicBool,
@@ -206,12 +272,24 @@ impl NodeMetrics {
         NodeMetrics {
             cores: (0..cores).map(|_| CoreMetrics::new()).collect(),
             shards: (0..shards).map(|_| ShardGauges::default()).collect(),
+            shard_disks: Vec::new(),
             op_index: OPS.iter().enumerate().map(|(i, n)| (*n, i)).collect(),
             serving: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             started: Instant::now(),
             started_unix_secs: tessera_proto::time::now_unix_secs(),
         }
+    }
+
+    /// Names each shard's data dir (the `disk` label of per-disk figures).
+    pub fn with_disks(mut self, shard_disks: Vec<String>) -> Self {
+        self.shard_disks = shard_disks;
+        self
+    }
+
+    /// The data dir of shard `i` ("" when unknown).
+    pub fn disk_of(&self, i: usize) -> &str {
+        self.shard_disks.get(i).map_or("", String::as_str)
     }
 
     /// This reactor's slot (a core past the table shares the last one's:
@@ -267,12 +345,18 @@ impl NodeMetrics {
         }
     }
 
+    /// Failed TLS handshakes by listener and reason, summed over cores.
+    pub fn tls_failures(&self, listener: usize, reason: usize) -> u64 {
+        self.sum(|c| c.tls_failures.get(listener * TLS_FAILURE_REASONS.len() + reason).map_or(0, |a| a.load(Relaxed)))
+    }
+
     fn sum(&self, f: impl Fn(&CoreMetrics) -> u64) -> u64 {
         self.cores.iter().map(f).fold(0u64, u64::wrapping_add)
     }
 
     /// The Prometheus text exposition (format 0.0.4) of every metric.
-    pub fn render(&self) -> String {
+    /// `queues`: requests waiting in each core's cross-core queue now.
+    pub fn render(&self, queues: &[usize]) -> String {
         let mut out = String::with_capacity(32 * 1024);
         self.render_requests(&mut out);
         self.render_latency(&mut out);
@@ -285,6 +369,7 @@ impl NodeMetrics {
         gauge(&mut out, "tessera_open_connections", "gauge", "S3 connections open now.", open.max(0) as u64);
         gauge(&mut out, "tessera_connections_total", "counter", "S3 connections accepted.", self.sum(|c| c.connections.load(Relaxed)));
         self.render_shards(&mut out);
+        crate::metrics_detail::render(self, &mut out, queues);
         self.render_cache(&mut out);
         gauge(&mut out, "tessera_process_resident_memory_bytes", "gauge", "Resident set size of the process.", rss_bytes());
         gauge(&mut out, "tessera_uptime_seconds", "gauge", "Seconds since the process started.", self.started.elapsed().as_secs());
@@ -403,7 +488,7 @@ mod tests {
         m.record(1, "GetObject", 200, Duration::from_millis(30));
         m.record(1, "NoSuchOp", 418, Duration::from_secs(100));
         m.record(7, "PutObject", 200, Duration::ZERO);
-        let text = m.render();
+        let text = m.render(&[3, 0]);
         assert!(text.contains("tessera_requests_total{op=\"GetObject\",status=\"200\"} 2\n"), "{text}");
         assert!(text.contains("tessera_requests_total{op=\"Other\",status=\"other\"} 1\n"), "{text}");
         assert!(text.contains("tessera_requests_total{op=\"PutObject\",status=\"200\"} 1\n"), "{text}");
@@ -412,6 +497,8 @@ mod tests {
         assert!(text.contains("tessera_request_duration_seconds_bucket{op=\"GetObject\",le=\"+Inf\"} 2\n"), "{text}");
         assert!(text.contains("tessera_request_duration_seconds_count{op=\"GetObject\"} 2\n"), "{text}");
         assert!(text.contains("tessera_shard_offline{shard=\"0\"} 0\n"), "{text}");
+        assert!(text.contains("tessera_cross_core_queue_depth{core=\"0\"} 3\n"), "{text}");
+        assert!(text.contains("tessera_shard_sync_duration_seconds_count{shard=\"0\"} 0\n"), "{text}");
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct Shared {
     pub metrics: NodeMetrics,
     /// The S3 listener's TLS certificate (`None`: plain HTTP).
     pub tls: Option<crate::tls::TlsState>,
+    /// The admin listener's (`None`: plain HTTP).
+    pub admin_tls: Option<crate::tls::TlsState>,
 }
 
 /// One reactor's view of the node.
@@ -59,6 +61,8 @@ pub struct Ctx {
     pub shards: Shards,
     pub shared: Arc<Shared>,
     pub connections: Cell<usize>,
+    /// Open connections of the admin listener on this reactor.
+    pub admin_connections: Cell<usize>,
     /// Open connections per client address (see `MAX_CONNECTIONS_PER_CLIENT_PER_CORE`).
     pub clients: RefCell<HashMap<IpAddr, usize>>,
     /// Bytes of request heads received but not complete yet, over all of this
@@ -241,18 +245,60 @@ fn block_stop_signals() -> libc::sigset_t {
     }
 }
 
-/// Waits for signals. SIGHUP reloads (`reload`); SIGTERM or SIGINT stops
-/// the node: not ready any more, no new connections, requests in flight
-/// drain (`DRAIN_TIMEOUT`). A second stop signal exits at once.
+/// How often the signal thread looks at the reloadable files' size and
+/// modification time (a `stat` each: negligible).
+pub const RELOAD_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What identifies a version of a file without reading it: modification
+/// time, size and inode (a file replaced by rename changes inode).
+type FileStamp = Option<(std::time::SystemTime, u64, u64)>;
+
+fn stamp(path: &std::path::Path) -> FileStamp {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
+/// The files a reload reads: certificates and keys, the users file.
+fn reloadable_files(config: &Config) -> Vec<std::path::PathBuf> {
+    [&config.tls_cert, &config.tls_key, &config.admin_tls_cert, &config.admin_tls_key, &config.users_file]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+/// Waits for signals, and every `RELOAD_POLL_INTERVAL` looks whether a
+/// reloadable file changed. SIGHUP or a change reloads (`reload`); SIGTERM
+/// or SIGINT stops the node: not ready any more, no new connections,
+/// requests in flight drain (`DRAIN_TIMEOUT`). A second stop signal exits
+/// at once.
 fn wait_for_signals(set: libc::sigset_t, shared: Arc<Shared>, stop: async_channel::Sender<()>) {
-    let wait = || loop {
-        let mut sig: libc::c_int = 0;
-        // SAFETY: sigwait reads the set and writes the signal number.
-        let rc = unsafe { libc::sigwait(&set, &mut sig) };
-        match rc {
-            0 if sig == libc::SIGHUP => reload(&shared),
-            0 => return Some(sig),
-            _ => return None,
+    let files = reloadable_files(&shared.config);
+    let mut stamps: Vec<FileStamp> = files.iter().map(|f| stamp(f)).collect();
+    let mut wait = || loop {
+        let timeout = libc::timespec { tv_sec: RELOAD_POLL_INTERVAL.as_secs() as libc::time_t, tv_nsec: 0 };
+        // SAFETY: sigtimedwait reads the set and the timeout; a null info is allowed.
+        let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
+        if sig == libc::SIGHUP {
+            tracing::info!("SIGHUP: reloading the TLS certificates and the users file");
+            reload(&shared);
+            stamps = files.iter().map(|f| stamp(f)).collect();
+        } else if sig > 0 {
+            return Some(sig);
+        } else {
+            let err = std::io::Error::last_os_error().raw_os_error();
+            if err != Some(libc::EAGAIN) && err != Some(libc::EINTR) {
+                return None;
+            }
+            let now: Vec<FileStamp> = files.iter().map(|f| stamp(f)).collect();
+            if now != stamps {
+                let changed: Vec<String> =
+                    files.iter().zip(now.iter().zip(&stamps)).filter(|(_, (a, b))| a != b).map(|(f, _)| f.display().to_string()).collect();
+                tracing::info!(files = ?changed, "files changed: reloading the TLS certificates and the users file");
+                stamps = now;
+                reload(&shared);
+            }
         }
     };
     let Some(sig) = wait() else {
@@ -270,11 +316,14 @@ fn wait_for_signals(set: libc::sigset_t, shared: Arc<Shared>, stop: async_channe
     }
 }
 
-/// SIGHUP: the TLS certificate and the users file are read again. What
-/// fails to load is logged and the previous one stays in use.
+/// SIGHUP or a changed file: the TLS certificates and the users file are
+/// read again. What fails to load is logged and the previous one stays in
+/// use (a half-written file is retried at its next change).
 fn reload(shared: &Shared) {
-    tracing::info!("SIGHUP: reloading the TLS certificate and the users file");
     if let Some(tls) = &shared.tls {
+        tls.reload();
+    }
+    if let Some(tls) = &shared.admin_tls {
         tls.reload();
     }
     let config = &shared.config;
@@ -293,6 +342,12 @@ pub fn run(config: Config) -> Result<(), String> {
     config.check()?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(crate::tls::TlsState::load(cert, key)?),
+        _ => None,
+    };
+    let admin_tls = match (&config.admin_tls_cert, &config.admin_tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(crate::tls::TlsState::load(cert, key).map_err(|e| format!("admin listener: {e}"))?)
+        }
         _ => None,
     };
     let addr = resolve(&config.address)?;
@@ -350,9 +405,16 @@ pub fn run(config: Config) -> Result<(), String> {
     );
     let buckets = Buckets::new(layout.meta_shards.clone());
     let iam = IamStore::new(node_keys, layout.meta_shards.clone());
-    let metrics = NodeMetrics::new(threads, total as usize);
+    let shard_disks: Vec<String> = layout
+        .shard_dirs
+        .iter()
+        .map(|sd| {
+            config.data_dirs.iter().find(|d| sd.starts_with(d)).map_or_else(String::new, |d| d.display().to_string())
+        })
+        .collect();
+    let metrics = NodeMetrics::new(threads, total as usize).with_disks(shard_disks);
     let identities = arc_swap::ArcSwap::from_pointee(identities);
-    let shared = Arc::new(Shared { config, layout, identities, buckets, iam, kms, metrics, tls });
+    let shared = Arc::new(Shared { config, layout, identities, buckets, iam, kms, metrics, tls, admin_tls });
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let drained = Arc::new(AtomicUsize::new(0));
     let owner: Vec<usize> = (0..total as usize).map(|s| s % threads).collect();
@@ -400,7 +462,8 @@ pub fn run(config: Config) -> Result<(), String> {
     shared.metrics.set_serving();
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
     if let Some(a) = admin_addr {
-        println!("tessera: admin on http://{a}");
+        let scheme = if shared.admin_tls.is_some() { "https" } else { "http" };
+        println!("tessera: admin on {scheme}://{a}");
     }
     let scheme = if shared.tls.is_some() { "https" } else { "http" };
     println!("tessera: listening on {scheme}://{addr}");
@@ -517,6 +580,7 @@ impl Reactor {
             shards: Shards::new(self.core, local, self.owner, self.senders),
             shared,
             connections: Cell::new(0),
+            admin_connections: Cell::new(0),
             clients: RefCell::new(HashMap::new()),
             partial_head_bytes: Cell::new(0),
             body_budget: BodyBudget::new(BODY_BUFFER_BYTES_PER_CORE),
@@ -601,10 +665,11 @@ async fn publish_shard_stats(
 /// their requests may still need shards this reactor owns.
 async fn drain(ctx: &Ctx, drained: &AtomicUsize, threads: usize) {
     let deadline = Instant::now() + DRAIN_TIMEOUT;
-    while ctx.connections.get() > 0 && Instant::now() < deadline {
+    let busy = || ctx.connections.get() + ctx.admin_connections.get();
+    while busy() > 0 && Instant::now() < deadline {
         monoio::time::sleep(DRAIN_POLL).await;
     }
-    let left = ctx.connections.get();
+    let left = busy();
     if left > 0 {
         tracing::warn!(core = ctx.core, connections = left, "drain timed out; closing connections");
     }

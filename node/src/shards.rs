@@ -289,6 +289,11 @@ impl Shards {
         Shards { core, local, owner, cores }
     }
 
+    /// Requests waiting in each core's inbound queue now (`/metrics`).
+    pub fn queue_depths(&self) -> Vec<usize> {
+        self.cores.iter().map(|c| c.len()).collect()
+    }
+
     pub fn count(&self) -> u32 {
         self.owner.len() as u32
     }

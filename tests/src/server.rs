@@ -262,12 +262,15 @@ impl Server {
         self.child.as_ref().map(|c| c.id())
     }
 
-    /// The admin listener's address (`tessera: admin on http://...` on
+    /// The admin listener's address (`tessera: admin on http[s]://...` on
     /// stdout), or None when it is off.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.stdout_lines()
             .iter()
-            .find_map(|l| l.strip_prefix("tessera: admin on http://").and_then(|a| a.trim().parse().ok()))
+            .find_map(|l| {
+                let a = l.strip_prefix("tessera: admin on http://").or_else(|| l.strip_prefix("tessera: admin on https://"))?;
+                a.trim().parse().ok()
+            })
     }
 
     /// `/metrics` from the admin listener, as `name{labels}` → value.

@@ -14,6 +14,14 @@ use super::Principal;
 
 /// `GET /admin/v1/info`.
 pub const ACTION_SERVER_INFO: &str = "admin:ServerInfo";
+/// `GET /admin/v1/buckets`: bucket usage (MinIO's name for it).
+pub const ACTION_DATA_USAGE: &str = "admin:DataUsageInfo";
+/// `GET /admin/v1/scrub`: scrub and compaction status.
+pub const ACTION_SCRUB_STATUS: &str = "admin:ScrubStatus";
+/// `GET /admin/v1/heal`: disks' state and healing.
+pub const ACTION_HEAL_STATUS: &str = "admin:HealStatus";
+/// `GET /admin/v1/config`: the settings in effect (no secret among them).
+pub const ACTION_GET_CONFIG: &str = "admin:GetConfig";
 /// List and create master keys of the built-in key service.
 pub const ACTION_KMS_KEYS: &str = "admin:KmsKeys";
 /// The resource every admin action is on (one node, one resource).

@@ -1,0 +1,232 @@
+//! The admin API beyond `info`: bucket usage, scrub and compaction status,
+//! heal status and the configuration in effect (`GET /admin/v1/...` on the
+//! admin listener, each authorized by its own `admin:*` action).
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde_json::{json, Value};
+use tessera_proto::{S3Error, S3ErrorCode};
+
+use crate::meta::{bucket_prefix, ObjectSummary, T_OBJECTS, T_VERSIONS};
+use crate::server::Ctx;
+
+pub const BUCKETS_PATH: &str = "/admin/v1/buckets";
+pub const SCRUB_PATH: &str = "/admin/v1/scrub";
+pub const HEAL_PATH: &str = "/admin/v1/heal";
+pub const CONFIG_PATH: &str = "/admin/v1/config";
+
+/// Index entries one `/admin/v1/buckets` request examines at most, over
+/// every bucket and shard: usage is counted by scanning the indexes (no
+/// per-bucket counters are kept on the write path), so a large node
+/// answers with `"complete": false` beyond it instead of stalling its
+/// reactor. `?bucket=NAME` spends the whole bound on one bucket.
+pub const MAX_USAGE_SCAN_ENTRIES: usize = 200_000;
+/// Entries fetched per index range call of that scan.
+const USAGE_PAGE: usize = 1000;
+
+/// Usage of one bucket, as far as the scan got.
+#[derive(Default)]
+struct Usage {
+    objects: u64,
+    bytes: u64,
+    delete_markers: u64,
+    noncurrent_versions: u64,
+    noncurrent_bytes: u64,
+    complete: bool,
+}
+
+/// `GET /admin/v1/buckets[?bucket=NAME]`.
+pub async fn buckets(ctx: &Ctx, query: &str) -> Result<Value, S3Error> {
+    let only = query.split('&').find_map(|kv| kv.strip_prefix("bucket=")).filter(|b| !b.is_empty());
+    let mut list = ctx.shared.buckets.matching(|b| only.is_none_or(|n| b.name == n));
+    if let Some(name) = only {
+        if list.is_empty() {
+            return Err(S3Error::with_message(S3ErrorCode::NoSuchBucket, format!("no bucket {name}")));
+        }
+    }
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut budget = MAX_USAGE_SCAN_ENTRIES;
+    let mut out = Vec::with_capacity(list.len());
+    for b in &list {
+        let u = usage(ctx, b.id, &mut budget).await?;
+        out.push(json!({
+            "name": b.name,
+            "owner": b.owner_id,
+            "created_unix_ms": b.created_ms,
+            "versioning": format!("{:?}", b.versioning),
+            "objects": u.objects,
+            "bytes": u.bytes,
+            "delete_markers": u.delete_markers,
+            "noncurrent_versions": u.noncurrent_versions,
+            "noncurrent_bytes": u.noncurrent_bytes,
+            "complete": u.complete,
+        }));
+    }
+    Ok(json!({
+        "buckets": out,
+        "complete": out.iter().all(|b| b["complete"] == true),
+        "scan_limit_entries": MAX_USAGE_SCAN_ENTRIES,
+        "note": "counted by scanning the indexes; uploads in progress are not counted",
+    }))
+}
+
+async fn usage(ctx: &Ctx, bucket: u64, budget: &mut usize) -> Result<Usage, S3Error> {
+    let prefix = bucket_prefix(bucket);
+    let mut u = Usage { complete: true, ..Usage::default() };
+    for shard in 0..ctx.shards.count() {
+        for table in [T_OBJECTS, T_VERSIONS] {
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                if *budget == 0 {
+                    u.complete = false;
+                    return Ok(u);
+                }
+                let limit = USAGE_PAGE.min(*budget);
+                let page = ctx
+                    .shards
+                    .range(shard, table, prefix.clone(), after.take(), limit)
+                    .await
+                    .map_err(crate::s3::io_error)?;
+                *budget -= page.len();
+                for (_, e) in &page {
+                    // A summary that does not decode is counted as nothing
+                    // (fsck reports it), never as a guess.
+                    let Some(s) = ObjectSummary::decode(&e.summary) else { continue };
+                    match (table, s.delete_marker) {
+                        (_, true) => u.delete_markers += 1,
+                        (T_OBJECTS, false) => {
+                            u.objects += 1;
+                            u.bytes += s.size;
+                        }
+                        _ => {
+                            u.noncurrent_versions += 1;
+                            u.noncurrent_bytes += s.size;
+                        }
+                    }
+                }
+                if page.len() < limit {
+                    break;
+                }
+                after = page.last().map(|(k, _)| k.clone());
+            }
+        }
+    }
+    Ok(u)
+}
+
+/// `GET /admin/v1/scrub`: each shard's scrubber and compactor as last
+/// published (within `metrics::SHARD_STATS_INTERVAL`).
+pub fn scrub(ctx: &Ctx) -> Value {
+    let m = &ctx.shared.metrics;
+    let shards: Vec<Value> = m
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let d = g.detail();
+            json!({
+                "id": i,
+                "disk": m.disk_of(i),
+                "state": g.state().name(),
+                "scrub": {
+                    "passes": d.scrub.passes,
+                    "bytes_read": d.scrub.bytes_read,
+                    "records_checked": d.scrub.records_checked,
+                    "errors": d.scrub.errors,
+                    "last_error": d.scrub.last_error,
+                    "segment_in_progress": d.scrub.segment,
+                    "last_pass_unix_seconds": d.scrub_last_pass_unix,
+                },
+                "compaction": {
+                    "passes": d.compaction.passes,
+                    "segments_retired": d.compaction.segments_retired,
+                    "entries_moved": d.compaction.entries_moved,
+                    "data_bytes_moved": d.compaction.data_bytes_moved,
+                    "bytes_freed": d.compaction.bytes_freed,
+                    "victims_skipped": d.compaction.victims_skipped,
+                    "last_pass_unix_seconds": d.compaction_last_pass_unix,
+                },
+                "log_resets": d.resets,
+                "corrupt_reads": g.corrupt_reads.load(Relaxed),
+            })
+        })
+        .collect();
+    json!({ "shards": shards })
+}
+
+/// `GET /admin/v1/heal`. Today a node keeps one copy of each object on one
+/// shard, so there is nothing to rebuild: the answer says so and gives each
+/// disk's state. `lanes` (erasure-coding sets a disk serves in) stays empty
+/// until erasure coding exists; the shape is the one it will fill.
+pub fn heal(ctx: &Ctx) -> Value {
+    let shared = &ctx.shared;
+    let m = &shared.metrics;
+    let disks: Vec<Value> = shared
+        .config
+        .data_dirs
+        .iter()
+        .map(|dir| {
+            let path = dir.display().to_string();
+            let mine: Vec<usize> = (0..m.shards.len()).filter(|&i| m.disk_of(i) == path).collect();
+            let offline = mine.iter().filter(|&&i| m.shards[i].state() == crate::metrics::ShardState::Offline).count();
+            let read_only = mine.iter().filter(|&&i| m.shards[i].read_only.load(Relaxed)).count();
+            let state = if !mine.is_empty() && offline == mine.len() {
+                "offline"
+            } else if offline > 0 {
+                "degraded"
+            } else if read_only > 0 {
+                "read_only"
+            } else {
+                "online"
+            };
+            json!({
+                "path": path,
+                "state": state,
+                "shards": mine.len(),
+                "offline_shards": offline,
+                "read_only_shards": read_only,
+                "lanes": [],
+            })
+        })
+        .collect();
+    json!({
+        "erasure_coding": false,
+        "healing": false,
+        "message": "no erasure coding on this node: each object has one copy on one shard, so there is nothing to heal; an offline disk's objects answer 503 until it is back",
+        "disks": disks,
+    })
+}
+
+/// `GET /admin/v1/config`: the settings in effect. Listed one by one (not
+/// a derived dump) so that a secret added to `Config` later is never shown
+/// by accident; paths are shown, never the content of key files.
+pub fn config(ctx: &Ctx) -> Value {
+    let c = &ctx.shared.config;
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    json!({
+        "address": c.address,
+        "admin_address": c.admin_address,
+        "threads": c.threads,
+        "region": c.region,
+        "domains": c.vhost_domains,
+        "data_dirs": c.data_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
+        "shards_per_disk": c.shards_per_disk,
+        "segment_size_bytes": c.segment_size_bytes,
+        "reserve_bytes": c.reserve_bytes,
+        "cache_bytes": c.cache_bytes,
+        "cache_max_object_bytes": c.cache_max_object_bytes,
+        "max_buckets_per_user": c.max_buckets_per_user,
+        "users_file": path(&c.users_file),
+        "key_file": path(&c.key_file),
+        "kms_keys": c.kms_keys,
+        "tls_cert": path(&c.tls_cert),
+        "tls_key": path(&c.tls_key),
+        "admin_tls_cert": path(&c.admin_tls_cert),
+        "admin_tls_key": path(&c.admin_tls_key),
+        "min_part_bytes": c.min_part_bytes,
+        "lifecycle_day_secs": c.lifecycle_day_secs,
+        "min_session_secs": c.min_session_secs,
+        "access_log_interval_ms": u64::try_from(c.access_log_interval.as_millis()).unwrap_or(u64::MAX),
+        "version": env!("CARGO_PKG_VERSION"),
+    })
+}
