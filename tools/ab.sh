@@ -35,20 +35,11 @@ BENCH=${BENCH:-target/release/tessera-bench}
 PORT_BASE=${PORT_BASE:-9470}
 export AWS_ACCESS_KEY_ID=ABBENCHACCESSKEY0001 AWS_SECRET_ACCESS_KEY=ab-bench-secret-key-0000000000000000000001
 export TESSERA_ACCESS_KEY=$AWS_ACCESS_KEY_ID TESSERA_SECRET_KEY=$AWS_SECRET_ACCESS_KEY
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tessera-ab.XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. tools/lib.sh
+work_dir ab
 start() { # start NAME BINARY PORT EXTRA ENV
   # shellcheck disable=SC2086
-  env $5 "$2" server --address "127.0.0.1:$3" --admin-address "127.0.0.1:$(($3 + 10))" "$WORK/$1" $4 >"$WORK/$1.log" 2>&1 &
-  PIDS+=($!)
-  for _ in $(seq 1 300); do curl -s -o /dev/null "http://127.0.0.1:$3/" && return; sleep 0.1; done
-  echo "node $1 did not start:" >&2; tail -5 "$WORK/$1.log" >&2; exit 1
+  NODE_ENV=$5 start_node "$1" "$2" "$3" "http://127.0.0.1:$3/" --admin-address "127.0.0.1:$(($3 + 10))" $4
 }
 start a "$A" "$PORT_BASE" "$EXTRA_A" "$ENV_A"
 start b "$B" $((PORT_BASE + 1)) "$EXTRA_B" "$ENV_B"

@@ -33,11 +33,10 @@ export AWS_ACCESS_KEY_ID=MEASUREACCESSKEY0001 AWS_SECRET_ACCESS_KEY=measure-secr
 export TESSERA_ACCESS_KEY=$AWS_ACCESS_KEY_ID TESSERA_SECRET_KEY=$AWS_SECRET_ACCESS_KEY
 PORT=${PORT:-9311}
 EP=http://127.0.0.1:$PORT
-WORK=$(mktemp -d /tmp/tessera-sse-measure.XXXXXX)
-"$NODE" server --address 127.0.0.1:$PORT --admin-address off --kms-key measure-key ${NODE_ARGS:-} "$WORK/data" >"$WORK/node.log" 2>&1 &
-PID=$!
-trap 'kill -9 $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 600); do curl -s -o /dev/null "$EP/" && break; sleep 0.1; done
+. tools/lib.sh
+work_dir sse-measure
+# shellcheck disable=SC2086
+start_node data "$NODE" "$PORT" "$EP/" --admin-address off --kms-key measure-key ${NODE_ARGS:-}
 "$PY" - "$EP" "$ALGO" <<'PY'
 import sys, boto3
 ep, algo = sys.argv[1], sys.argv[2]

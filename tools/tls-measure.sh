@@ -27,14 +27,8 @@ BENCH=${BENCH:-target/release/tessera-bench}
 PORT_BASE=${PORT_BASE:-9480}
 export AWS_ACCESS_KEY_ID=TLSBENCHACCESSKEY001 AWS_SECRET_ACCESS_KEY=tls-bench-secret-key-00000000000000000001
 export TESSERA_ACCESS_KEY=$AWS_ACCESS_KEY_ID TESSERA_SECRET_KEY=$AWS_SECRET_ACCESS_KEY
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tessera-tls.XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. tools/lib.sh
+work_dir tls
 # A throwaway CA and a localhost certificate (ECDSA P-256, as most ACME certs).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=tls-measure-ca \
   -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
@@ -45,10 +39,8 @@ openssl x509 -req -in "$WORK/req.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -
   -extfile "$WORK/ext" -out "$WORK/cert.pem" 2>/dev/null
 start() { # start NAME PORT SCHEME EXTRA
   # shellcheck disable=SC2086
-  "$BIN" server --address "127.0.0.1:$2" --admin-address "127.0.0.1:$(($2 + 10))" $THREADS "$WORK/$1" $4 >"$WORK/$1.log" 2>&1 &
-  PIDS+=($!)
-  for _ in $(seq 1 300); do curl -s -o /dev/null --cacert "$WORK/ca.pem" "$3://localhost:$2/" && return; sleep 0.1; done
-  echo "node $1 did not start:" >&2; tail -5 "$WORK/$1.log" >&2; exit 1
+  CURL_OPTS="--cacert $WORK/ca.pem" start_node "$1" "$BIN" "$2" "$3://localhost:$2/" \
+    --admin-address "127.0.0.1:$(($2 + 10))" $THREADS $4
 }
 start plain "$PORT_BASE" http ""
 start tls $((PORT_BASE + 1)) https "--tls-cert $WORK/cert.pem --tls-key $WORK/key.pem"

@@ -69,6 +69,10 @@ pub struct CompactionStats {
     pub bytes_freed: u64,
     /// Victims left alone because a record could not be read.
     pub victims_skipped: u64,
+    /// Foreground data writes that waited for compaction (over the stall mark).
+    pub stalled_writes: u64,
+    /// Of those, writes that gave up waiting after `MAX_STALL`.
+    pub stalls_timed_out: u64,
 }
 
 /// Entries copied per commit.
@@ -125,6 +129,63 @@ fn behind(inner: &Inner) -> bool {
     total as f64 > live.max(1) as f64 * BEHIND_AMPLIFICATION
 }
 
+/// Space amplification of the sealed segments above which new data waits
+/// for compaction (the bound is 1.5x; the active segment, mostly
+/// live, adds little to the ratio on a log of many segments).
+pub(crate) const STALL_AMPLIFICATION: f64 = 1.4;
+/// Sealed bytes, in segments, below which a log is too small to stall for.
+const STALL_MIN_SEGMENTS: u64 = 4;
+/// Garbage ratio a victim needs while the log is over the stall mark: any
+/// segment that frees something is worth it then (the writers wait).
+const STALLED_MIN_GARBAGE: f64 = 0.1;
+/// Longest one write waits for compaction: a bound, so a compactor that
+/// cannot make progress (pinned victims, read errors) never stops writes.
+pub(crate) const MAX_STALL: Duration = Duration::from_secs(2);
+/// How often a waiting write looks again.
+const STALL_POLL: Duration = Duration::from_millis(2);
+
+/// Whether the sealed segments hold more than `STALL_AMPLIFICATION` times
+/// their live bytes (and are enough to matter).
+fn over_stall_mark(inner: &Inner) -> bool {
+    let log = inner.log.borrow();
+    let active = log.active_segment();
+    let (total, live) = log
+        .segments
+        .iter()
+        .filter(|(n, _)| Some(**n) != active)
+        .fold((0u64, 0u64), |(t, l), (_, s)| (t + s.end, l + s.live.min(s.end)));
+    total > inner.opts.segment_size_bytes.saturating_mul(STALL_MIN_SEGMENTS)
+        && total as f64 > live.max(1) as f64 * STALL_AMPLIFICATION
+}
+
+/// Admission control for new data: while the log is over the stall mark
+/// and compaction has a victim, a foreground write waits (up to
+/// `MAX_STALL`) for it to free space, so that a steady overwrite workload
+/// cannot outrun compaction and amplification stays bounded. Deletes and
+/// compaction's own writes never wait.
+pub(crate) async fn admit(inner: &Inner) {
+    if !inner.opts.background || !inner.opts.compaction.enabled || !over_stall_mark(inner) {
+        return;
+    }
+    let start = inner.backend.now_ms();
+    let mut counted = false;
+    while over_stall_mark(inner)
+        && choose_victim(inner, false).is_some()
+        && inner.log.borrow().mode == Mode::Writable
+    {
+        let waited = inner.backend.now_ms().saturating_sub(start);
+        if waited >= MAX_STALL.as_millis() as u64 {
+            inner.compaction.borrow_mut().stalls_timed_out += 1;
+            break;
+        }
+        if !counted {
+            inner.compaction.borrow_mut().stalled_writes += 1;
+            counted = true;
+        }
+        inner.backend.sleep(STALL_POLL).await;
+    }
+}
+
 /// One pass: picks a victim and retires it. Ok(false): nothing to do.
 /// `force` takes any sealed segment with garbage, whatever its ratio.
 pub(crate) async fn compact_once(inner: &Rc<Inner>, force: bool) -> Result<bool, IoError> {
@@ -168,6 +229,11 @@ fn choose_victim(inner: &Inner, force: bool) -> Option<u32> {
     let durable = log.durable_mark();
     let now_seq = log.next_seq;
     let free = inner.free_estimate();
+    let min_garbage = if over_stall_mark(inner) {
+        STALLED_MIN_GARBAGE.min(inner.opts.compaction.min_garbage_ratio)
+    } else {
+        inner.opts.compaction.min_garbage_ratio
+    };
     let mut best: Option<(f64, u32)> = None;
     for (&n, s) in log.segments.iter() {
         if n >= active || s.end <= BLOCK as u64 {
@@ -186,7 +252,7 @@ fn choose_victim(inner: &Inner, force: bool) -> Option<u32> {
             continue;
         }
         let u = live as f64 / s.end as f64;
-        if !force && 1.0 - u < inner.opts.compaction.min_garbage_ratio {
+        if !force && 1.0 - u < min_garbage {
             continue;
         }
         // Room to write what is live before anything is freed.
@@ -331,6 +397,11 @@ async fn copy_extents(inner: &Rc<Inner>, es: Vec<Extent>, victim: u32) -> Result
 }
 
 async fn throttle(inner: &Inner, bytes: u64) {
+    // Writers waiting on compaction: the throttle would only lengthen
+    // their wait (foreground latency is already paying for the space).
+    if over_stall_mark(inner) {
+        return;
+    }
     let rate = inner.opts.compaction.rate_bytes_per_sec.max(1);
     let micros = bytes.saturating_mul(1_000_000) / rate;
     if micros > 0 {

@@ -460,6 +460,17 @@ pub(crate) async fn recover(
                 .push(format!("{missing} commits lost between seqs {lo} and {hi}"));
         }
     }
+    // The ends predecessors had when their successors began, as kept
+    // successors' segment records name them (a record cut away vouches
+    // for nothing).
+    let mut claimed_ends: BTreeMap<u32, u64> = BTreeMap::new();
+    for &(number, prev_seg, prev_end) in &claims {
+        let kept = cut.is_none_or(|c| number < c.segment || (number == c.segment && c.offset > 0));
+        if prev_seg != 0 && kept {
+            let e = claimed_ends.entry(prev_seg).or_insert(0);
+            *e = (*e).max(prev_end);
+        }
+    }
     // The log ends at the cut, or after the last valid record.
     let end = match cut {
         Some(c) => c,
@@ -502,7 +513,18 @@ pub(crate) async fn recover(
         if s.number > end.segment {
             continue;
         }
-        let mut seg = SegFile::new(s.file, keep, None);
+        // A sealed segment is as long as its successor's segment record
+        // says it was when the successor began, even if its file is now
+        // shorter (a lost or misdirected write of its last blocks, found
+        // above as a corrupt region): extents the index keeps there are
+        // damaged data, and reading them must say Corrupt (a short read),
+        // never that the index points outside its log.
+        let vouched = if s.number < end.segment {
+            claimed_ends.get(&s.number).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        let mut seg = SegFile::new(s.file, keep.max(vouched), None);
         seg.first_seq = s.first_seq.unwrap_or(0);
         // The segment holding the checkpoint's position is scanned only
         // from there: its commits before it (and its segment record) are

@@ -323,6 +323,7 @@ impl Shard {
             return Err(IoError::TooLarge);
         }
         inner.check_data_space(len as u64)?;
+        crate::compact::admit(inner).await;
         inner.write_data_record(buf, true).await
     }
 
@@ -342,6 +343,8 @@ impl Shard {
         let inner = &self.inner;
         if muts.iter().any(|m| matches!(m, Mutation::Put { .. })) {
             inner.check_data_space(0)?;
+            // Inline bodies fill the log too (small-object overwrites).
+            crate::compact::admit(inner).await;
         }
         // Data records stay pinned until the commit naming them is applied
         // to the index (or failed): staged but not yet applied, they are in

@@ -72,3 +72,79 @@ fn a_segment_retired_after_a_checkpoint_restart_takes_its_seqs_along() {
         assert!(s.load(0, b"d").await.unwrap().is_none());
     });
 }
+
+/// A steady overwrite workload cannot outrun compaction: while the sealed
+/// segments hold more than 1.4x their live bytes, new data waits for
+/// compaction (admission control), so space stays bounded however fast the
+/// writer is. Without it this writer, which never pauses, leaves garbage
+/// behind faster than the compactor (which runs between its awaits) takes it.
+#[test]
+fn steady_overwrites_keep_space_amplification_bounded() {
+    use tessera_io::compact::CompactionOptions;
+    use tessera_io::scrub::ScrubOptions;
+    use tessera_io::{Body, Mutation, ShardOptions};
+    const SEGMENT: u64 = 256 << 10;
+    const KEYS: u64 = 64;
+    const BODY: usize = 16 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ShardOptions {
+        segment_size_bytes: SEGMENT,
+        background: true,
+        data_reserve_bytes: 0,
+        checkpoint_after_bytes: 1 << 30,
+        compaction: CompactionOptions {
+            enabled: true,
+            min_garbage_ratio: 0.3,
+            rate_bytes_per_sec: 1 << 30,
+            interval: std::time::Duration::from_millis(20),
+        },
+        scrub: ScrubOptions {
+            enabled: false,
+            ..ScrubOptions::default()
+        },
+        ..ShardOptions::default()
+    };
+    run(async {
+        let s = Shard::open(dir.path(), 7, opts).await.unwrap();
+        let mut worst = 0.0f64;
+        let mut x = 12345u64;
+        for i in 0..1200u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = if i < KEYS { i } else { x % KEYS };
+            let e = s.write_data(data_buf(&pattern(i, BODY))).await.unwrap();
+            s.commit(vec![Mutation::Put {
+                table: 0,
+                key: format!("k{k:03}").into_bytes(),
+                summary: vec![],
+                meta: vec![],
+                body: Body::Extents(vec![e]),
+            }])
+            .await
+            .unwrap();
+            if i >= KEYS {
+                let st = s.stats();
+                // The sealed segments' bound, plus the active segment and
+                // one being filled while compaction frees another.
+                let bound = 1.5 * st.live_bytes as f64 + 2.0 * SEGMENT as f64;
+                worst = worst.max(st.segment_bytes as f64 / st.live_bytes as f64);
+                assert!(
+                    (st.segment_bytes as f64) <= bound,
+                    "write {i}: {} bytes in segments for {} live: {:?}",
+                    st.segment_bytes,
+                    st.live_bytes,
+                    st.compaction
+                );
+            }
+        }
+        let st = s.stats();
+        assert!(st.compaction.stalled_writes > 0, "admission control never engaged: {st:?}");
+        assert!(st.compaction.segments_retired > 0, "{st:?}");
+        eprintln!("worst ratio {worst:.2}; {:?}", st.compaction);
+        // Every key reads back its last body.
+        for k in 0..KEYS {
+            assert!(s.load(0, format!("k{k:03}").as_bytes()).await.unwrap().is_some());
+        }
+    });
+}
