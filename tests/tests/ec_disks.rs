@@ -71,10 +71,10 @@ async fn objects_ranges_multipart_copy_and_delete_on_four_dirs() {
         assert!(f.starts_with("tessera-format 2\n") && f.contains("\nparity 2\n"), "{f}");
     }
     let s3 = server.client();
-    ok(s3.create_bucket().bucket("ec").send().await, "bucket");
+    ok(s3.create_bucket().bucket("ec-bucket").send().await, "bucket");
     let objs = objects(1);
-    put_all(&s3, "ec", &objs).await;
-    check_all(&s3, "ec", &objs).await;
+    put_all(&s3, "ec-bucket", &objs).await;
+    check_all(&s3, "ec-bucket", &objs).await;
     let mut keys: Vec<String> = objs.keys().cloned().collect();
 
     // Ranges across the 1 MiB stripe edges and at the ends.
@@ -82,30 +82,30 @@ async fn objects_ranges_multipart_copy_and_delete_on_four_dirs() {
     let big = &objs[&big_key];
     for (a, b) in [(0, 0), (MIB - 10, MIB + 10), (2 * MIB - 1, 3 * MIB), (5 * MIB, 5 * MIB + 122), (123, 4 * MIB + 7)] {
         let out = ok(
-            s3.get_object().bucket("ec").key(&big_key).range(format!("bytes={a}-{b}")).send().await,
+            s3.get_object().bucket("ec-bucket").key(&big_key).range(format!("bytes={a}-{b}")).send().await,
             "range get",
         );
         assert_eq!(read_body(out).await, big[a..=b], "bytes {a}-{b}");
     }
-    let head = ok(s3.head_object().bucket("ec").key(&big_key).send().await, "head");
+    let head = ok(s3.head_object().bucket("ec-bucket").key(&big_key).send().await, "head");
     assert_eq!(head.content_length(), Some(big.len() as i64));
 
     // Multipart: three parts, the last short.
     let parts: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(if i < 2 { PART * 3 } else { 1000 }, 50 + i)).collect();
-    let up = ok(s3.create_multipart_upload().bucket("ec").key("mp").send().await, "create upload");
+    let up = ok(s3.create_multipart_upload().bucket("ec-bucket").key("mp").send().await, "create upload");
     let id = up.upload_id().unwrap_or_default().to_string();
     let mut done = Vec::new();
     for (i, p) in parts.iter().enumerate() {
         let n = i as i32 + 1;
         let out = ok(
-            s3.upload_part().bucket("ec").key("mp").upload_id(&id).part_number(n).body(bytestream(p)).send().await,
+            s3.upload_part().bucket("ec-bucket").key("mp").upload_id(&id).part_number(n).body(bytestream(p)).send().await,
             "upload part",
         );
         done.push(CompletedPart::builder().part_number(n).e_tag(out.e_tag().unwrap_or_default()).build());
     }
     let out = ok(
         s3.complete_multipart_upload()
-            .bucket("ec")
+            .bucket("ec-bucket")
             .key("mp")
             .upload_id(&id)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
@@ -115,24 +115,24 @@ async fn objects_ranges_multipart_copy_and_delete_on_four_dirs() {
     );
     assert_eq!(out.e_tag(), Some(multipart_etag(&parts).as_str()));
     let whole: Vec<u8> = parts.concat();
-    let got = read_body(ok(s3.get_object().bucket("ec").key("mp").send().await, "get mp")).await;
+    let got = read_body(ok(s3.get_object().bucket("ec-bucket").key("mp").send().await, "get mp")).await;
     assert!(got == whole, "multipart body");
     keys.push("mp".into());
 
     // Copy (a new body on every dir), then delete the source.
     ok(
-        s3.copy_object().bucket("ec").key("copy").copy_source(format!("ec/{big_key}")).send().await,
+        s3.copy_object().bucket("ec-bucket").key("copy").copy_source(format!("ec-bucket/{big_key}")).send().await,
         "copy",
     );
-    let got = read_body(ok(s3.get_object().bucket("ec").key("copy").send().await, "get copy")).await;
+    let got = read_body(ok(s3.get_object().bucket("ec-bucket").key("copy").send().await, "get copy")).await;
     assert!(got == *big, "copied body");
     keys.push("copy".into());
     keys.sort();
-    assert_eq!(listed(&s3, "ec").await, keys);
-    ok(s3.delete_object().bucket("ec").key(&big_key).send().await, "delete");
-    assert_s3_error(s3.get_object().bucket("ec").key(&big_key).send().await, 404, "NoSuchKey");
+    assert_eq!(listed(&s3, "ec-bucket").await, keys);
+    ok(s3.delete_object().bucket("ec-bucket").key(&big_key).send().await, "delete");
+    assert_s3_error(s3.get_object().bucket("ec-bucket").key(&big_key).send().await, 404, "NoSuchKey");
     keys.retain(|k| *k != big_key);
-    assert_eq!(listed(&s3, "ec").await, keys);
+    assert_eq!(listed(&s3, "ec-bucket").await, keys);
 
     // Every dir holds every object: take any two away and read all.
     let mut server = server;
@@ -142,11 +142,11 @@ async fn objects_ranges_multipart_copy_and_delete_on_four_dirs() {
     take_away(&dirs[3]);
     server.start_again();
     let s3 = server.client();
-    let got = read_body(ok(s3.get_object().bucket("ec").key("copy").send().await, "get copy, 2 dirs gone")).await;
+    let got = read_body(ok(s3.get_object().bucket("ec-bucket").key("copy").send().await, "get copy, 2 dirs gone")).await;
     assert!(got == *big, "copied body with two dirs gone");
-    let got = read_body(ok(s3.get_object().bucket("ec").key("mp").send().await, "get mp, 2 dirs gone")).await;
+    let got = read_body(ok(s3.get_object().bucket("ec-bucket").key("mp").send().await, "get mp, 2 dirs gone")).await;
     assert!(got == whole, "multipart body with two dirs gone");
-    assert_eq!(listed(&s3, "ec").await, keys);
+    assert_eq!(listed(&s3, "ec-bucket").await, keys);
 }
 
 /// Restarts with 1 and then 2 (= parity) dirs gone read everything; a PUT
@@ -157,18 +157,18 @@ async fn dirs_gone_reads_everything_and_writes_need_the_quorum() {
     let mut server = Server::start_with(erasure_opts());
     let dirs = server.data_dirs().to_vec();
     let s3 = server.client();
-    ok(s3.create_bucket().bucket("b").send().await, "bucket");
+    ok(s3.create_bucket().bucket("gone-dirs").send().await, "bucket");
     let first = objects(2);
-    put_all(&s3, "b", &first).await;
+    put_all(&s3, "gone-dirs", &first).await;
 
     server.stop();
     take_away(&dirs[1]);
     server.start_again();
     let s3 = server.client();
-    check_all(&s3, "b", &first).await;
+    check_all(&s3, "gone-dirs", &first).await;
     let second = objects(3);
-    put_all(&s3, "b", &second).await; // 3 of 4 dirs: the quorum
-    check_all(&s3, "b", &second).await;
+    put_all(&s3, "gone-dirs", &second).await; // 3 of 4 dirs: the quorum
+    check_all(&s3, "gone-dirs", &second).await;
     let stale = std::fs::read_to_string(dirs[0].join("tessera.stale")).expect("stale file");
     assert_eq!(stale.lines().count(), 1, "{stale}");
 
@@ -176,9 +176,9 @@ async fn dirs_gone_reads_everything_and_writes_need_the_quorum() {
     take_away(&dirs[2]);
     server.start_again();
     let s3 = server.client();
-    check_all(&s3, "b", &first).await;
-    check_all(&s3, "b", &second).await;
-    assert_s3_error(s3.put_object().bucket("b").key("below").body(bytestream(b"x")).send().await, 503, "SlowDown");
+    check_all(&s3, "gone-dirs", &first).await;
+    check_all(&s3, "gone-dirs", &second).await;
+    assert_s3_error(s3.put_object().bucket("gone-dirs").key("below").body(bytestream(b"x")).send().await, 503, "SlowDown");
 
     // Both back: dir 1 missed the second batch and stays out; dir 2 was
     // away only while nothing could be written, so it serves again, and
@@ -188,10 +188,10 @@ async fn dirs_gone_reads_everything_and_writes_need_the_quorum() {
     bring_back(&dirs[2]);
     server.start_again();
     let s3 = server.client();
-    check_all(&s3, "b", &first).await;
-    check_all(&s3, "b", &second).await;
+    check_all(&s3, "gone-dirs", &first).await;
+    check_all(&s3, "gone-dirs", &second).await;
     let third = objects(4);
-    put_all(&s3, "b", &third).await;
+    put_all(&s3, "gone-dirs", &third).await;
     // Dir 1 is out for good (until healing), so losing one more of the
     // others still leaves every object readable.
     server.stop();
@@ -199,7 +199,7 @@ async fn dirs_gone_reads_everything_and_writes_need_the_quorum() {
     server.start_again();
     let s3 = server.client();
     for objs in [&first, &second, &third] {
-        check_all(&s3, "b", objs).await;
+        check_all(&s3, "gone-dirs", objs).await;
     }
 }
 
@@ -209,21 +209,21 @@ async fn kill9_with_a_dir_gone_then_restart_reads_everything() {
     let mut server = Server::start_with(erasure_opts());
     let dirs = server.data_dirs().to_vec();
     let s3 = server.client();
-    ok(s3.create_bucket().bucket("k").send().await, "bucket");
+    ok(s3.create_bucket().bucket("kill-nine").send().await, "bucket");
     let first = objects(5);
-    put_all(&s3, "k", &first).await;
+    put_all(&s3, "kill-nine", &first).await;
     server.kill9();
     take_away(&dirs[2]);
     server.start_again();
     let s3 = server.client();
-    check_all(&s3, "k", &first).await;
+    check_all(&s3, "kill-nine", &first).await;
     let second = objects(6);
-    put_all(&s3, "k", &second).await;
+    put_all(&s3, "kill-nine", &second).await;
     server.kill9();
     server.start_again();
     let s3 = server.client();
-    check_all(&s3, "k", &first).await;
-    check_all(&s3, "k", &second).await;
+    check_all(&s3, "kill-nine", &first).await;
+    check_all(&s3, "kill-nine", &second).await;
 }
 
 fn start_fails(dirs: &[PathBuf], extra: &[&str]) -> String {
