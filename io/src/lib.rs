@@ -66,7 +66,7 @@ pub use event::Event;
 pub use format::{BLOCK, CHUNK_BYTES, MAX_DATA_BYTES};
 pub use index::Entry;
 pub use recovery::RecoveryStats;
-pub use shard::{Shard, ShardOptions, ShardStats, Stored, MAX_SEGMENT_BYTES};
+pub use shard::{Shard, ShardOptions, ShardStats, Stored, MAX_SEGMENT_BYTES, STOP_CHECKPOINT_MIN_BYTES};
 
 /// Whether this process can use io_uring, as monoio's detection reports it
 /// (false under e.g. Docker's default seccomp profile, or with

@@ -530,11 +530,17 @@ pub(crate) async fn recover(
         // from there: its commits before it (and its segment record) are
         // known from the checkpoint's row. Without them a later retire op
         // would claim too few seqs, and a full scan would count them lost.
+        // A row's first seq is where the segment began (its record's
+        // seq), held by it only if it holds any commit (last seq > 0): a
+        // segment of a restart with no commit in it must not claim the
+        // next seq, or the start after this one skips it and a replay from
+        // the checkpoint counts it lost (found by restart cycles).
         if let Some(r) = ckpt_rows.get(&s.number) {
-            for q in [r.first_seq, r.last_seq] {
-                if q > 0 {
-                    seg.note_seq(q);
-                }
+            if r.first_seq > 0 && (seg.first_seq == 0 || r.first_seq < seg.first_seq) {
+                seg.first_seq = r.first_seq;
+            }
+            if r.last_seq > 0 {
+                seg.note_seq(r.last_seq);
             }
         }
         if let Some(&(a, b)) = replay.seg_seqs.get(&s.number) {

@@ -159,6 +159,11 @@ pub(crate) struct Inner {
     pins: RefCell<std::collections::BTreeMap<(u32, u64), u64>>,
 }
 
+/// Log growth since the last checkpoint above which a clean stop writes
+/// one (`Shard::prepare_stop`): replaying this much takes well under a
+/// second, writing a snapshot for less is not worth the stop's time.
+pub const STOP_CHECKPOINT_MIN_BYTES: u64 = 16 << 20;
+
 /// How long an uncommitted data record keeps its segment from compaction.
 pub const PIN_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -391,7 +396,26 @@ impl Shard {
             }
             match self.inner.load_entry(table, key, entry.loc, entry.ordinal, entry.seq).await {
                 Err(IoError::Moved) => last = Some(entry.loc),
-                other => return other.map(Some),
+                Ok(stored) => {
+                    let Some(gone) = self.inner.retired_extent(&stored.body) else {
+                        return Ok(Some(stored));
+                    };
+                    // The body lies in a retired segment. Compaction
+                    // repoints an entry before it retires the segment, so
+                    // if the entry is still the one read, its move was
+                    // lost with a damaged region (recovery counted it as
+                    // dangling): the body is gone, never served as older
+                    // bytes. Otherwise a move raced this read: look again.
+                    let now = self.get(table, key).map(|e| (e.loc, e.seq));
+                    if now == Some((entry.loc, entry.seq)) {
+                        return Err(IoError::corrupt(
+                            gone.segment,
+                            gone.offset,
+                            "the body's segment was retired and its moved copy lost",
+                        ));
+                    }
+                }
+                Err(e) => return Err(e),
             }
         }
         Err(IoError::Moved)
@@ -469,6 +493,29 @@ impl Shard {
     /// Writes a checkpoint now (tests and shutdown).
     pub async fn checkpoint(&self) -> Result<(), IoError> {
         self.inner.write_checkpoint().await
+    }
+
+    /// Before a clean stop: a checkpoint when the log grew by more than
+    /// `STOP_CHECKPOINT_MIN_BYTES` since the last one (so the next start
+    /// reads a snapshot instead of replaying the tail), then a durable
+    /// mark (so the last batch is vouched for). A shard that cannot write
+    /// any more is left as it is: recovery handles it.
+    pub async fn prepare_stop(&self) -> Result<(), IoError> {
+        let inner = &self.inner;
+        if inner.log.borrow().mode != Mode::Writable {
+            return Ok(());
+        }
+        let appended = inner.log.borrow().counters.bytes_appended;
+        let mut tail = appended.saturating_sub(inner.checkpoint_at.get());
+        if inner.checkpoint_at.get() == 0 {
+            // No checkpoint yet in this run: the next start would replay
+            // what this one did too.
+            tail += inner.recovery.bytes_read;
+        }
+        if tail >= STOP_CHECKPOINT_MIN_BYTES {
+            inner.write_checkpoint().await?;
+        }
+        self.mark().await
     }
 
     /// Runs one compaction pass now (tests and operators).
@@ -562,6 +609,15 @@ impl Inner {
         } else {
             IoError::ShardFailed
         }
+    }
+
+    /// The first extent of `body` in a segment compaction has retired.
+    fn retired_extent(&self, body: &Body) -> Option<Extent> {
+        let Body::Extents(es) = body else { return None };
+        let log = self.log.borrow();
+        es.iter()
+            .find(|e| !log.segments.contains_key(&e.segment) && log.retired.contains(&e.segment))
+            .copied()
     }
 
     pub(crate) fn free_estimate(&self) -> u64 {

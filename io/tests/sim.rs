@@ -643,6 +643,9 @@ fn rot(disk: &Rc<SimDisk>, seed: u64) {
     }
 }
 
+/// Seeds that found bugs (issue 6's notes tell each story).
+const FOUND_SEEDS: &[u64] = &[1589, 2815, 11419, 20647, 23636, 70379, 74878, 80835, 81948, 98871, 110223, 126275];
+
 #[test]
 fn simulated_power_cuts_and_faults() {
     if std::env::var("SIMDBG").is_ok() {
@@ -660,7 +663,11 @@ fn simulated_power_cuts_and_faults() {
     let n: u64 = std::env::var("TESSERA_SIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1500);
     let mut failures = Vec::new();
     let mut by_mode: BTreeMap<String, u64> = BTreeMap::new();
-    for seed in start..start + n {
+    // The default run also replays every seed that once found a bug (their
+    // schedules drift as the engine changes, but they keep their mixes of
+    // faults, sizes and options).
+    let found: &[u64] = if std::env::var("TESSERA_SIM_START").is_ok() { &[] } else { FOUND_SEEDS };
+    for seed in (start..start + n).chain(found.iter().copied()) {
         let outcome = std::panic::catch_unwind(|| run_seed(seed))
             .unwrap_or_else(|p| Err(format!("panicked: {:?}", p.downcast_ref::<String>().map(String::as_str).or(p.downcast_ref::<&str>().copied()))));
         match outcome {

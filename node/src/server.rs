@@ -461,6 +461,7 @@ impl Reactor {
             }
             accept_loop(listener, ctx.clone()).await;
             drain(&ctx, &drained, threads).await;
+            settle_shards(&ctx).await;
             tracing::info!(core, "reactor stopped");
         });
     }
@@ -637,6 +638,19 @@ async fn drain(ctx: &Ctx, drained: &AtomicUsize, threads: usize) {
     drained.fetch_add(1, Ordering::SeqCst);
     while drained.load(Ordering::SeqCst) < threads && Instant::now() < deadline + DRAIN_POLL * 100 {
         monoio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+/// After the drain: every shard this reactor owns writes a checkpoint if
+/// its log grew much since the last one, and a durable mark, so the next
+/// start reads snapshots instead of replaying the logs.
+async fn settle_shards(ctx: &Ctx) {
+    for s in 0..ctx.shards.count() {
+        if let Some(local) = ctx.shards.local(s) {
+            if let Err(e) = local.shard.prepare_stop().await {
+                tracing::warn!(shard = s, error = %e, "no checkpoint at stop; the next start replays the log");
+            }
+        }
     }
 }
 
