@@ -42,6 +42,10 @@ pub enum IoError {
     /// header, or a format version this build does not know.
     #[error("shard format: {0}")]
     Format(String),
+    /// A mirrored write (format 2 lanes) reached fewer shards than its
+    /// write quorum: not acknowledged, it may or may not appear later.
+    #[error("fewer shards than the write quorum took the write")]
+    BelowQuorum,
 }
 
 impl IoError {

@@ -16,6 +16,10 @@ pub struct Config {
     pub vhost_domains: Vec<String>,
     pub region: String,
     pub shards_per_disk: u32,
+    /// Format fresh data dirs as one erasure-set layout (format 2), with
+    /// this parity (None: `default_parity` of the dir count). None: format 1.
+    /// Ignored for dirs already formatted: their format decides.
+    pub erasure: Option<Option<usize>>,
     /// Most buckets one identity may own (S3's default quota is 10,000).
     pub max_buckets_per_user: usize,
     pub data_dirs: Vec<PathBuf>,

@@ -32,9 +32,26 @@ pub struct Layout {
     /// The first shard of each data dir: each keeps a copy of the node's
     /// metadata (the bucket registry), so losing a disk loses none of it.
     pub meta_shards: Vec<u32>,
+    /// Format 2 (erasure sets): each lane's online member shards; the
+    /// shard ids handlers use are lane indexes then. None on format 1.
+    pub lanes: Option<crate::sets_open::LaneLayout>,
 }
 
 impl Layout {
+    /// (shard id, shard dir, disk index) of every shard that serves the
+    /// logical shard `s`: the shard itself on format 1; the lane's online
+    /// members, the read primary first, on format 2.
+    pub fn members(&self, s: usize) -> Vec<(u32, PathBuf, Option<usize>)> {
+        match &self.lanes {
+            None => self.shard_dirs.get(s).map(|d| vec![(s as u32, d.clone(), None)]).unwrap_or_default(),
+            Some(l) => l
+                .lanes
+                .get(s)
+                .map(|ms| ms.iter().map(|m| (m.id, m.dir.clone(), Some(m.disk))).collect())
+                .unwrap_or_default(),
+        }
+    }
+
     pub fn total_shards(&self) -> u32 {
         self.shard_dirs.len() as u32
     }
@@ -66,12 +83,23 @@ pub struct DirLock {
 /// the same dirs by mistake refuses to start instead of appending to the same
 /// shards. Call before anything in the dirs is read or written.
 pub fn lock_data_dirs(dirs: &[PathBuf]) -> Result<Vec<DirLock>, LayoutError> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-    use std::os::unix::io::AsRawFd;
+    use std::os::unix::fs::DirBuilderExt;
     let mut locks = Vec::with_capacity(dirs.len());
     for d in dirs {
         let io = |source| LayoutError::Io { path: d.display().to_string(), source };
         std::fs::DirBuilder::new().recursive(true).mode(DATA_DIR_MODE).create(d).map_err(io)?;
+        locks.push(lock_dir(d)?);
+    }
+    Ok(locks)
+}
+
+/// Locks one existing data dir. `LayoutError::Invalid` when another
+/// process holds it; `LayoutError::Io` when the dir cannot be used.
+pub(crate) fn lock_dir(d: &Path) -> Result<DirLock, LayoutError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::io::AsRawFd;
+    {
+        let io = |source| LayoutError::Io { path: d.display().to_string(), source };
         let mode = std::fs::metadata(d).map_err(io)?.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             tracing::warn!(dir = %d.display(), mode = format!("{mode:o}"), "data dir is accessible by other users; chmod 700 it");
@@ -98,9 +126,8 @@ pub fn lock_data_dirs(dirs: &[PathBuf]) -> Result<Vec<DirLock>, LayoutError> {
                 LayoutError::Io { path: path.display().to_string(), source: e }
             });
         }
-        locks.push(DirLock { _file: file });
+        Ok(DirLock { _file: file })
     }
-    Ok(locks)
 }
 
 struct DiskFormat {
@@ -131,7 +158,7 @@ fn read_format(path: &Path) -> Result<Option<DiskFormat>, LayoutError> {
     if version == Some(crate::sets::FORMAT_V2) {
         // Never read a set layout as a plain one: it would misplace every object.
         return Err(LayoutError::Invalid(format!(
-            "{}: format 2 (erasure sets) is not served by this build yet",
+            "{}: format 2 (erasure sets) is opened by the server only (tessera server), not by this tool yet",
             path.display()
         )));
     }
@@ -150,12 +177,18 @@ fn read_format(path: &Path) -> Result<Option<DiskFormat>, LayoutError> {
 }
 
 fn write_format(path: &Path, f: &DiskFormat) -> Result<(), LayoutError> {
-    let io = |source| LayoutError::Io { path: path.display().to_string(), source };
-    let tmp = path.with_extension("tmp");
     let text = format!(
         "tessera-format {FORMAT_VERSION}\ndisk {}\ndisks {}\nshards {}\n",
         f.disk, f.disks, f.shards
     );
+    write_atomic(path, &text)
+}
+
+/// Writes a small file so that a crash leaves the old or the new text:
+/// written to `.tmp`, synced, renamed, dir synced.
+pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<(), LayoutError> {
+    let io = |source| LayoutError::Io { path: path.display().to_string(), source };
+    let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).map_err(io)?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)?;
@@ -228,7 +261,7 @@ fn open(dirs: &[PathBuf], format_with: Option<u32>) -> Result<Layout, LayoutErro
             shard_dirs.push(path.join(format!("shard-{s:04}")));
         }
     }
-    Ok(Layout { shard_dirs, meta_shards })
+    Ok(Layout { shard_dirs, meta_shards, lanes: None })
 }
 
 #[cfg(test)]
@@ -242,7 +275,7 @@ mod tests {
         let f = crate::sets::SetsFormat::fresh([9; 16], &ids, 4, None, 1 << 20).unwrap();
         std::fs::write(dir.path().join(FORMAT_FILE), f[0].to_text()).unwrap();
         let e = open_or_format(&[dir.path().to_path_buf()], 4).unwrap_err().to_string();
-        assert!(e.contains("format 2 (erasure sets) is not served"), "{e}");
+        assert!(e.contains("format 2 (erasure sets) is opened by the server only"), "{e}");
     }
 
     #[test]

@@ -87,6 +87,16 @@ enum Command {
         /// Shards per data dir, fixed when the dir is first formatted.
         #[arg(long, default_value_t = 4)]
         shards_per_disk: u32,
+        /// Format fresh data dirs (2 or more) as one erasure set (format 2):
+        /// a lane's shards on every dir, writes acknowledged at the write
+        /// quorum, serving with up to the parity count of dirs missing.
+        /// Opt-in until healing exists; without it fresh dirs get format 1.
+        #[arg(long)]
+        erasure: bool,
+        /// Parity disks of the erasure set (with --erasure; default: 1 of
+        /// 2-3 dirs, 2 of 4-5, 3 of 6-7, 4 of 8 and more).
+        #[arg(long, requires = "erasure")]
+        parity: Option<usize>,
         /// Most buckets one user may own (CreateBucket then answers TooManyBuckets).
         #[arg(long, default_value_t = 10_000, env = "TESSERA_MAX_BUCKETS_PER_USER")]
         max_buckets_per_user: usize,
@@ -330,6 +340,8 @@ fn main() -> ExitCode {
             domains,
             region,
             shards_per_disk,
+            erasure,
+            parity,
             max_buckets_per_user,
             test_min_part_bytes,
             test_access_log_interval_ms,
@@ -362,6 +374,7 @@ fn main() -> ExitCode {
                 vhost_domains: domains,
                 region,
                 shards_per_disk,
+                erasure: erasure.then_some(parity),
                 max_buckets_per_user,
                 data_dirs,
                 min_part_bytes: test_min_part_bytes.unwrap_or(tessera_node::s3::MIN_PART_BYTES),

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::iam::keys::{NodeKeys, KEY_FILE};
 use crate::iam::store::IamStore;
 use crate::identity::{self, Identities};
-use crate::layout::{self, Layout};
+use crate::layout::Layout;
 use crate::metrics::{NodeMetrics, SHARD_STATS_INTERVAL};
 use crate::shards::{self, CoreReceiver, CoreSender, LocalShard, Shards};
 
@@ -386,8 +386,9 @@ pub fn run(config: Config) -> Result<(), String> {
         "starting tessera"
     );
     // Held for the life of the process, taken before anything in the dirs is written.
-    let _locks = layout::lock_data_dirs(&config.data_dirs).map_err(|e| e.to_string())?;
-    let layout = layout::open_or_format(&config.data_dirs, config.shards_per_disk).map_err(|e| e.to_string())?;
+    let (_locks, layout) =
+        crate::sets_open::open_for_server(&config.data_dirs, config.shards_per_disk, config.erasure)
+            .map_err(|e| e.to_string())?;
     let identities = identity::load(&config.data_dirs[0], config.users_file.as_deref()).map_err(|e| e.to_string())?;
     let key_file = config.key_file.clone().unwrap_or_else(|| config.data_dirs[0].join(KEY_FILE));
     let node_keys = NodeKeys::load_or_create(&key_file)?;
@@ -540,26 +541,52 @@ impl Reactor {
             shared.config.cache_bytes_per_core(),
             shared.config.cache_max_object_bytes,
         ));
+        // Each logical shard's members: the shard itself on format 1, the
+        // lane's online member shards on format 2 (all on this core).
         let opened = futures_util::future::join_all(mine.iter().map(|&s| {
-            let dir = shared.layout.shard_dirs[s].clone();
+            let members = shared.layout.members(s);
             let opts = opts.clone();
-            async move { (s, dir.clone(), Shard::open(&dir, s as u32, opts).await) }
+            async move {
+                let mut out = Vec::with_capacity(members.len());
+                for (id, dir, disk) in members {
+                    let r = Shard::open(&dir, id, opts.clone()).await;
+                    out.push((dir, disk, r));
+                }
+                (s, out)
+            }
         }))
         .await;
-        for (s, dir, r) in opened {
-            match r {
-                Ok(shard) => {
-                    shared.metrics.shards[s].publish(&shard.stats());
-                    local[s] = Some(Rc::new(LocalShard::with_cache(shard, cache.clone())));
-                }
-                Err(e @ tessera_io::IoError::Format(_)) => {
-                    return Err(format!("cannot open shard {}: {e}", dir.display()));
-                }
-                Err(e) => {
-                    shared.metrics.shards[s].set_offline();
-                    tracing::error!(shard = s, dir = %dir.display(), error = %e, "shard cannot be opened; it stays offline (its requests answer 503)");
+        let lanes = shared.layout.lanes.as_ref();
+        for (s, members) in opened {
+            let mut shards = Vec::new();
+            for (dir, disk, r) in members {
+                match r {
+                    Ok(shard) => shards.push((disk, shard)),
+                    Err(e @ tessera_io::IoError::Format(_)) => {
+                        return Err(format!("cannot open shard {}: {e}", dir.display()));
+                    }
+                    Err(e) => {
+                        if let (Some(l), Some(d)) = (lanes, disk) {
+                            l.health.fail(d);
+                        }
+                        tracing::error!(shard = s, dir = %dir.display(), error = %e, "shard cannot be opened; it stays offline (its requests answer 503)");
+                    }
                 }
             }
+            if shards.is_empty() {
+                shared.metrics.shards[s].set_offline();
+                continue;
+            }
+            let (disk, primary) = shards.remove(0);
+            shared.metrics.shards[s].publish(&primary.stats());
+            let others = shards.into_iter().filter_map(|(d, sh)| d.map(|d| (d, sh))).collect();
+            let mirrors = crate::lanes::mirrors_of(
+                disk,
+                others,
+                lanes.map_or(1, |l| l.write_quorum),
+                lanes.map(|l| l.health.clone()),
+            );
+            local[s] = Some(Rc::new(LocalShard::with_cache(primary, cache.clone()).with_mirrors(mirrors)));
         }
         monoio::spawn(shards::serve(self.rx, local.clone()));
         let md5_pool = tessera_proto::md5x::Md5Pool::with_kernel(md5_kernel());

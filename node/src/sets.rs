@@ -2,9 +2,8 @@
 //! of `tessera.format`, the placement of a partition on a lane and of a
 //! block on a disk, and the start-up decision over missing and empty dirs.
 //!
-//! NOT SERVED YET: `layout::open` refuses format 2 dirs, so nothing here is
-//! reachable from a running node; it is the piece the data path will stand
-//! on, kept with its tests until that path exists.
+//! Served by `sets_open` (the server's start-up) since the first slice of
+//! issue 11; `layout::open_existing` (offline tools) still refuses format 2.
 //!
 //! FORMAT BOUNDARY: the format 2 text and the placement functions decide
 //! where every block lives; changing either strands data.

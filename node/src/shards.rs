@@ -34,6 +34,9 @@ pub struct LocalShard {
     released: Event,
     /// The owning reactor's hot-object cache (see `hotcache`).
     cache: Rc<HotCache>,
+    /// Format 2: the lane's other online members, which take every data
+    /// write and commit this shard takes (see `lanes`). None on format 1.
+    mirrors: Option<Rc<crate::lanes::Mirrors>>,
 }
 
 impl LocalShard {
@@ -49,7 +52,19 @@ impl LocalShard {
             locked: RefCell::new(HashMap::new()),
             released: Event::default(),
             cache,
+            mirrors: None,
         }
+    }
+
+    /// Makes this shard the read primary of a format 2 lane.
+    pub fn with_mirrors(mut self, mirrors: Option<Rc<crate::lanes::Mirrors>>) -> Self {
+        self.mirrors = mirrors;
+        self
+    }
+
+    /// `Shard::write_data` through the lane (every online member on format 2).
+    pub async fn write_data(&self, buf: DataBuf) -> Result<Extent, IoError> {
+        crate::lanes::write_data(&self.shard, self.mirrors.as_deref(), buf).await
     }
 
     /// `Shard::load` for a read that sends the body (GET, HEAD), through
@@ -116,7 +131,7 @@ impl LocalShard {
 
     async fn commit_marked(&self, keys: Vec<TableKey>, muts: Vec<Mutation>) -> Result<u64, IoError> {
         let _marks = WriteMarks::new(self, keys);
-        self.shard.commit(muts).await
+        crate::lanes::commit(&self.shard, self.mirrors.as_deref(), muts).await
     }
 
     /// Commits from inside a transaction: its own locks do not block it.
@@ -250,7 +265,7 @@ pub type CoreReceiver = async_channel::Receiver<ShardMsg>;
 async fn exec(local: &Rc<LocalShard>, req: ShardReq) -> Result<ShardResp, IoError> {
     let shard = &local.shard;
     Ok(match req {
-        ShardReq::WriteData(buf) => ShardResp::Extent(shard.write_data(buf).await?),
+        ShardReq::WriteData(buf) => ShardResp::Extent(local.write_data(buf).await?),
         ShardReq::Commit(muts) => ShardResp::Seq(local.commit(muts).await?),
         ShardReq::Txn { keys, f } => {
             let _locks = local.lock(keys).await;

@@ -155,6 +155,10 @@ pub fn io_error(e: IoError) -> S3Error {
         IoError::WriteFailed | IoError::Moved => {
             S3Error::with_message(S3ErrorCode::ServiceUnavailable, "the write did not complete; retry")
         }
+        IoError::BelowQuorum => S3Error::with_message(
+            S3ErrorCode::SlowDown,
+            "too few of the node's disks are online to take the write; retry",
+        ),
         IoError::NoSpace => S3Error::new(S3ErrorCode::StorageFull),
         IoError::TooLarge => S3Error::with_message(S3ErrorCode::InvalidRequest, "The request is too large to store."),
         other => S3Error::with_message(S3ErrorCode::InternalError, other.to_string()),

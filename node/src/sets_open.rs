@@ -1,0 +1,332 @@
+//! Opening a format 2 node (erasure sets, issue 11): formatting fresh dirs
+//! with `--erasure`, deciding at start which dirs serve (`sets::plan_start`),
+//! and the per-disk online state the lanes' writes consult.
+//!
+//! FIRST SLICE (see ARCHITECTURE.md, "Erasure sets", what is built): a
+//! lane's member shards are mirrors, not stripes. Every data write and
+//! commit of a lane goes to all of its online members and is acknowledged
+//! once `SetShape::write_quorum` of them are durable; reads use the lane's
+//! first online member (the read primary).
+//!
+//! Mirrors have no version resolution yet, so a disk that missed writes
+//! must never be read again until healing exists: every start that can
+//! take writes records the disks it serves without in `tessera.stale` in
+//! each online dir, a member that fails a write is recorded there before
+//! the write is acknowledged, and a disk named stale by any online dir
+//! stays offline. A start needs >= k online disks per set; below W online
+//! every write answers 503 SlowDown (and nothing is recorded as stale,
+//! since nothing can be acknowledged).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::layout::{self, DirLock, Layout, LayoutError, FORMAT_FILE};
+use crate::sets::{self, DirState, DiskId, SetsFormat, FORMAT_V2, ID_BYTES};
+
+/// Disks (ids, hex, one a line) that missed acknowledged writes.
+pub const STALE_FILE: &str = "tessera.stale";
+/// Largest stale file read: MAX_SETS * MAX_SET_DISKS ids fit many times.
+pub const MAX_STALE_BYTES: u64 = 64 * 1024;
+
+fn invalid(e: impl std::fmt::Display) -> LayoutError {
+    LayoutError::Invalid(e.to_string())
+}
+
+/// One disk of the layout (set-major: index = set * set_disks + position).
+#[derive(Debug)]
+pub struct Disk {
+    pub id: DiskId,
+    /// The data dir serving it; None when offline at start.
+    pub dir: Option<PathBuf>,
+    online: AtomicBool,
+}
+
+/// Which disks take writes, shared by every core. A disk leaves it (until
+/// the next start, and then for good: it is recorded as stale) when one
+/// of its shards fails a mirrored write.
+#[derive(Debug)]
+pub struct DiskHealth {
+    pub disks: Vec<Disk>,
+    /// The stale set as last written; the lock also orders its writers.
+    stale: Mutex<BTreeSet<DiskId>>,
+}
+
+impl DiskHealth {
+    pub fn online(&self, disk: usize) -> bool {
+        self.disks.get(disk).is_some_and(|d| d.online.load(Ordering::Acquire))
+    }
+
+    /// Takes `disk` out of service and records it as stale in every online
+    /// dir; returns whether that record reached all of them (the caller
+    /// must not acknowledge a write the disk missed otherwise).
+    pub fn fail(&self, disk: usize) -> bool {
+        let Some(d) = self.disks.get(disk) else { return false };
+        let was = d.online.swap(false, Ordering::AcqRel);
+        if was {
+            tracing::error!(disk = %hex::encode(d.id), dir = ?d.dir, "disk failed a write; it is offline and recorded as stale until healing exists");
+        }
+        let mut stale = match self.stale.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        stale.insert(d.id);
+        let mut ok = true;
+        for other in self.disks.iter().filter(|o| o.online.load(Ordering::Acquire)) {
+            if let Some(dir) = &other.dir {
+                if let Err(e) = write_stale(dir, &stale) {
+                    tracing::error!(dir = %dir.display(), error = %e, "cannot record a stale disk");
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+}
+
+/// A member shard of a lane.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Global shard id: (disk index * shards per disk) + shard in the disk.
+    pub id: u32,
+    pub dir: PathBuf,
+    /// Index of its disk in `DiskHealth::disks`.
+    pub disk: usize,
+}
+
+/// The served form of a format 2 layout.
+#[derive(Debug, Clone)]
+pub struct LaneLayout {
+    pub format: SetsFormat,
+    pub write_quorum: usize,
+    /// Online members of each lane (lane = set * shards per disk + shard),
+    /// in position order: the first is the read primary.
+    pub lanes: Vec<Vec<Member>>,
+    pub health: Arc<DiskHealth>,
+}
+
+/// The format version a dir's format file names, if it is readable.
+fn format_version(dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(dir.join(FORMAT_FILE)).ok()?;
+    let first = text.lines().next()?;
+    first.strip_prefix("tessera-format ")?.trim().parse().ok()
+}
+
+/// Locks and opens the data dirs for the server: format 1 exactly as
+/// before; format 2 when any dir has it, or when `erasure` (the parity,
+/// None for the default) asks to format fresh dirs with it.
+pub fn open_for_server(
+    dirs: &[PathBuf],
+    shards_per_disk: u32,
+    erasure: Option<Option<usize>>,
+) -> Result<(Vec<DirLock>, Layout), LayoutError> {
+    let v2 = dirs.iter().any(|d| format_version(d) == Some(FORMAT_V2));
+    if !v2 {
+        let Some(parity) = erasure else {
+            let locks = layout::lock_data_dirs(dirs)?;
+            return Ok((locks, layout::open_or_format(dirs, shards_per_disk)?));
+        };
+        if dirs.iter().any(|d| d.join(FORMAT_FILE).exists()) {
+            return Err(invalid(
+                "--erasure applies only when formatting fresh data dirs; these are already formatted without erasure sets",
+            ));
+        }
+        if dirs.len() < 2 {
+            return Err(invalid("--erasure needs at least 2 data dirs"));
+        }
+        let locks = layout::lock_data_dirs(dirs)?;
+        format_fresh(dirs, shards_per_disk, parity)?;
+        let states = dirs.iter().map(|d| read_state(d)).collect::<Vec<_>>();
+        return Ok((locks, build(dirs, &states)?));
+    }
+    let mut locks = Vec::new();
+    let mut states = Vec::new();
+    for d in dirs {
+        // A missing dir is an offline disk: never created here, so that a
+        // lost mount point is not mistaken for a fresh empty disk.
+        if !d.is_dir() {
+            tracing::error!(dir = %d.display(), "data dir is missing; its disk is offline");
+            states.push(DirState::Unreadable);
+            continue;
+        }
+        match layout::lock_dir(d) {
+            Ok(l) => {
+                locks.push(l);
+                states.push(read_state(d));
+            }
+            Err(e @ LayoutError::Invalid(_)) => return Err(e),
+            Err(e) => {
+                tracing::error!(dir = %d.display(), error = %e, "data dir cannot be used; its disk is offline");
+                states.push(DirState::Unreadable);
+            }
+        }
+    }
+    Ok((locks, build(dirs, &states)?))
+}
+
+fn read_state(d: &Path) -> DirState {
+    match std::fs::read_to_string(d.join(FORMAT_FILE)) {
+        Ok(text) => match SetsFormat::parse(&text) {
+            Ok(f) => DirState::Formatted(f),
+            Err(e) => {
+                tracing::error!(dir = %d.display(), error = %e, "format file unreadable; the disk is offline");
+                DirState::Unreadable
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => DirState::Empty,
+        Err(e) => {
+            tracing::error!(dir = %d.display(), error = %e, "format file unreadable; the disk is offline");
+            DirState::Unreadable
+        }
+    }
+}
+
+fn random_id() -> Result<DiskId, LayoutError> {
+    use ring::rand::SecureRandom;
+    let mut id = [0u8; ID_BYTES];
+    ring::rand::SystemRandom::new()
+        .fill(&mut id)
+        .map_err(|_| invalid("no system randomness for disk ids"))?;
+    Ok(id)
+}
+
+fn format_fresh(dirs: &[PathBuf], shards_per_disk: u32, parity: Option<usize>) -> Result<(), LayoutError> {
+    let node = random_id()?;
+    let ids = dirs.iter().map(|_| random_id()).collect::<Result<Vec<_>, _>>()?;
+    let formats = SetsFormat::fresh(node, &ids, shards_per_disk.max(1), parity, tessera_erasure::DEFAULT_STRIPE_BYTES)
+        .map_err(invalid)?;
+    for (d, f) in dirs.iter().zip(&formats) {
+        layout::write_atomic(&d.join(FORMAT_FILE), &f.to_text())?;
+    }
+    Ok(())
+}
+
+fn read_stale(dir: &Path) -> Result<BTreeSet<DiskId>, LayoutError> {
+    use std::io::Read;
+    let path = dir.join(STALE_FILE);
+    let io = |source| LayoutError::Io { path: path.display().to_string(), source };
+    let f = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) => return Err(io(e)),
+    };
+    let mut text = String::new();
+    f.take(MAX_STALE_BYTES).read_to_string(&mut text).map_err(io)?;
+    let mut out = BTreeSet::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let mut id = [0u8; ID_BYTES];
+        hex::decode_to_slice(line, &mut id)
+            .map_err(|_| invalid(format!("{}: malformed disk id {line:?}", path.display())))?;
+        out.insert(id);
+    }
+    Ok(out)
+}
+
+fn write_stale(dir: &Path, stale: &BTreeSet<DiskId>) -> Result<(), LayoutError> {
+    let text: String = stale.iter().map(|id| format!("{}\n", hex::encode(id))).collect();
+    layout::write_atomic(&dir.join(STALE_FILE), &text)
+}
+
+fn build(dirs: &[PathBuf], states: &[DirState]) -> Result<Layout, LayoutError> {
+    let plan = sets::plan_start(states)
+        .map_err(invalid)?
+        .ok_or_else(|| invalid("no data dir has a readable format"))?;
+    if !plan.adopt.is_empty() {
+        return Err(invalid(
+            "an empty data dir takes the place of a lost disk, but healing is not built yet: \
+             start without that dir (the node serves with up to the parity count of disks missing)",
+        ));
+    }
+    let f = plan.layout;
+    let shape = f.shape().map_err(invalid)?;
+    let (n, k, w) = (f.set_disks(), shape.data_blocks(), shape.write_quorum());
+    let mut disk_dir: Vec<Option<PathBuf>> = vec![None; f.sets.len() * n];
+    for &(i, s, p) in &plan.online {
+        disk_dir[s * n + p] = dirs.get(i).cloned();
+    }
+    let ids: Vec<DiskId> = f.sets.iter().flatten().copied().collect();
+    let mut stale = BTreeSet::new();
+    for d in disk_dir.iter().flatten() {
+        stale.extend(read_stale(d)?);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        if stale.contains(id) && disk_dir[i].is_some() {
+            tracing::error!(disk = %hex::encode(id), "disk missed writes while it was offline; it stays offline until healing exists");
+            disk_dir[i] = None;
+        }
+    }
+    let mut writable = true;
+    for s in 0..f.sets.len() {
+        let online = disk_dir[s * n..(s + 1) * n].iter().filter(|d| d.is_some()).count();
+        if online < k {
+            return Err(invalid(format!(
+                "only {online} of the {n} disks of set {s} are online (and not stale); at least {k} are needed"
+            )));
+        }
+        if online < n {
+            tracing::warn!(set = s, online, disks = n, write_quorum = w, "serving with disks offline");
+        }
+        writable &= online >= w;
+    }
+    if writable {
+        let before = stale.len();
+        for (i, id) in ids.iter().enumerate() {
+            if disk_dir[i].is_none() {
+                stale.insert(*id);
+            }
+        }
+        // Every online dir gets the whole set (also when unchanged), so a
+        // dir that did not know an older stale disk learns it.
+        for d in disk_dir.iter().flatten() {
+            write_stale(d, &stale)?;
+        }
+        if stale.len() > before {
+            tracing::warn!(stale = stale.len(), "offline disks recorded as stale: they miss the writes of this run");
+        }
+    } else {
+        tracing::error!(write_quorum = w, "fewer disks online than the write quorum: every write answers 503 SlowDown");
+    }
+    let spd = f.shards_per_disk;
+    let mut lanes = Vec::new();
+    let mut shard_dirs = Vec::new();
+    for s in 0..f.sets.len() {
+        for j in 0..spd {
+            let members: Vec<Member> = (0..n)
+                .filter_map(|p| {
+                    let disk = s * n + p;
+                    disk_dir[disk].as_ref().map(|d| Member {
+                        id: disk as u32 * spd + j,
+                        dir: d.join(format!("shard-{j:04}")),
+                        disk,
+                    })
+                })
+                .collect();
+            // At least k >= 1 members per set were checked above.
+            let primary = members.first().map(|m| m.dir.clone()).ok_or_else(|| invalid("a lane has no online member"))?;
+            shard_dirs.push(primary);
+            lanes.push(members);
+        }
+    }
+    let disks = ids
+        .iter()
+        .zip(disk_dir)
+        .map(|(id, dir)| Disk { id: *id, online: AtomicBool::new(dir.is_some()), dir })
+        .collect();
+    let health = Arc::new(DiskHealth { disks, stale: Mutex::new(stale) });
+    tracing::info!(
+        sets = f.sets.len(),
+        disks = n,
+        parity = f.parity,
+        write_quorum = w,
+        lanes = lanes.len(),
+        "erasure-set layout (format 2) opened; lanes are mirrored in this build"
+    );
+    Ok(Layout {
+        shard_dirs,
+        // Lane 0 is mirrored on every disk of set 0: the registry is as
+        // redundant as the data.
+        meta_shards: vec![0],
+        lanes: Some(LaneLayout { format: f, write_quorum: w, lanes, health }),
+    })
+}
