@@ -113,6 +113,9 @@ pub(crate) struct Log {
     pub segments: BTreeMap<u32, SegFile>,
     /// Segments removed by compaction (retire op durable).
     pub retired: BTreeSet<u32>,
+    /// Segments recovery found gone, not known retired, with entries still
+    /// pointing into them: what lay there is lost, and reads say Corrupt.
+    pub lost: BTreeSet<u32>,
     /// The highest segment number added by this run.
     highest_segment: u32,
     next_vpos: u64,
@@ -143,6 +146,7 @@ impl Log {
         Log {
             segments,
             retired: BTreeSet::new(),
+            lost: BTreeSet::new(),
             highest_segment: 0,
             next_vpos: 0,
             completed_upto: 0,
@@ -168,6 +172,7 @@ impl Log {
     pub(crate) fn last_segment(&self) -> u32 {
         let live = self.segments.keys().next_back().copied().unwrap_or(0);
         live.max(self.retired.iter().next_back().copied().unwrap_or(0))
+            .max(self.lost.iter().next_back().copied().unwrap_or(0))
             .max(self.highest_segment)
     }
 

@@ -99,6 +99,9 @@ pub(crate) struct RecoverOpts {
 pub(crate) struct Recovered {
     pub segments: BTreeMap<u32, SegFile>,
     pub retired: BTreeSet<u32>,
+    /// Segments gone without a known retirement that index entries still
+    /// point into (their retire op or the moves out of them were lost).
+    pub lost: BTreeSet<u32>,
     pub index: Index,
     pub next_seq: u64,
     pub stats: RecoveryStats,
@@ -575,12 +578,18 @@ pub(crate) async fn recover(
     // segment's retirement survived. Each is a lost record, answered as
     // corrupt by reads (`Shard::load`), never as an older version.
     let mut dangling = 0u64;
+    let mut lost = BTreeSet::new();
     for e in replay.index.dump() {
         let mut gone = false;
         for (s, b) in e.fp.per_segment(&e.loc) {
             match segments.get_mut(&s) {
                 Some(seg) => seg.live += b,
-                None => gone = true,
+                None => {
+                    gone = true;
+                    if !replay.retired.contains(&s) {
+                        lost.insert(s);
+                    }
+                }
             }
         }
         dangling += u64::from(gone);
@@ -603,6 +612,7 @@ pub(crate) async fn recover(
     Ok(Recovered {
         segments,
         retired: replay.retired,
+        lost,
         index: replay.index,
         next_seq,
         stats: replay.stats,

@@ -242,6 +242,7 @@ impl Shard {
         let s = rec.stats;
         let mut log = Log::new(rec.segments, rec.next_seq);
         log.retired = rec.retired;
+        log.lost = rec.lost;
         let free = backend.free_bytes(dir).await.unwrap_or(u64::MAX);
         let opts_checkpoint_after = opts.checkpoint_after_bytes;
         let inner = Rc::new(Inner {
@@ -1271,6 +1272,9 @@ impl Inner {
         let Some(seg) = log.segments.get(&segment) else {
             if log.retired.contains(&segment) {
                 return Err(IoError::Moved);
+            }
+            if log.lost.contains(&segment) {
+                return Err(IoError::corrupt(segment, 0, "the segment is gone (its retirement or moves were lost)"));
             }
             return Err(IoError::InvalidExtent("unknown segment"));
         };
