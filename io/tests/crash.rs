@@ -265,13 +265,7 @@ fn corrupt_data_byte_is_detected_on_read() {
     let ext = run(async {
         let s = open(dir.path()).await;
         let e = s.write_data(data_buf(&body)).await.unwrap();
-        s.commit(vec![tessera_io::Mutation::Put {
-            table: 0,
-            key: b"o".to_vec(),
-            summary: vec![],
-            meta: vec![],
-            body: Body::Extents(vec![e]),
-        }])
+        s.commit(vec![put_extent(0, b"o", e)])
         .await
         .unwrap();
         // What an idle shard (or one shutting down) writes: a mark that
@@ -344,13 +338,7 @@ fn commit_with_torn_data_past_the_mark_is_cut() {
         let s = open(dir.path()).await;
         s.commit(vec![put(0, b"before", b"", b"b")]).await.unwrap();
         let e = s.write_data(data_buf(&body)).await.unwrap();
-        s.commit(vec![tessera_io::Mutation::Put {
-            table: 0,
-            key: b"torn".to_vec(),
-            summary: vec![],
-            meta: vec![],
-            body: Body::Extents(vec![e]),
-        }])
+        s.commit(vec![put_extent(0, b"torn", e)])
         .await
         .unwrap();
         e
@@ -393,13 +381,7 @@ fn a_record_forged_inside_object_data_is_never_accepted() {
             payload.resize(8 * BLOCK, 0);
             let e = s.write_data(data_buf(&payload)).await.unwrap();
             assert_eq!(e.offset, next_at);
-            s.commit(vec![tessera_io::Mutation::Put {
-                table: 0,
-                key: b"carrier".to_vec(),
-                summary: vec![],
-                meta: vec![],
-                body: Body::Extents(vec![e]),
-            }])
+            s.commit(vec![put_extent(0, b"carrier", e)])
             .await
             .unwrap();
             s.commit(vec![put(0, b"after", b"", b"a")]).await.unwrap();
@@ -480,13 +462,7 @@ fn lost_tail_of_a_sealed_segment_reads_as_corrupt() {
     let ext = run(async {
         let s = Shard::open(dir.path(), 7, small_segments(seg_bytes)).await.unwrap();
         let e = s.write_data(data_buf(&body)).await.unwrap();
-        s.commit(vec![tessera_io::Mutation::Put {
-            table: 0,
-            key: b"o".to_vec(),
-            summary: vec![],
-            meta: vec![],
-            body: Body::Extents(vec![e]),
-        }])
+        s.commit(vec![put_extent(0, b"o", e)])
         .await
         .unwrap();
         s.commit(vec![put(0, b"after", b"", b"a")]).await.unwrap();

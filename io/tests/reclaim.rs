@@ -82,7 +82,7 @@ fn a_segment_retired_after_a_checkpoint_restart_takes_its_seqs_along() {
 fn steady_overwrites_keep_space_amplification_bounded() {
     use tessera_io::compact::CompactionOptions;
     use tessera_io::scrub::ScrubOptions;
-    use tessera_io::{Body, Mutation, ShardOptions};
+    use tessera_io::ShardOptions;
     const SEGMENT: u64 = 256 << 10;
     const KEYS: u64 = 64;
     const BODY: usize = 16 << 10;
@@ -114,13 +114,7 @@ fn steady_overwrites_keep_space_amplification_bounded() {
             x ^= x << 17;
             let k = if i < KEYS { i } else { x % KEYS };
             let e = s.write_data(data_buf(&pattern(i, BODY))).await.unwrap();
-            s.commit(vec![Mutation::Put {
-                table: 0,
-                key: format!("k{k:03}").into_bytes(),
-                summary: vec![],
-                meta: vec![],
-                body: Body::Extents(vec![e]),
-            }])
+            s.commit(vec![put_extent(0, &format!("k{k:03}"), e)])
             .await
             .unwrap();
             if i >= KEYS {
@@ -197,13 +191,7 @@ fn a_clean_stop_checkpoints_a_long_tail() {
         let big = pattern(3, tessera_io::STOP_CHECKPOINT_MIN_BYTES as usize + 4096);
         for chunk in big.chunks(4 << 20) {
             let e = s.write_data(data_buf(chunk)).await.unwrap();
-            s.commit(vec![tessera_io::Mutation::Put {
-                table: 0,
-                key: format!("big{}", chunk.len()).into_bytes(),
-                summary: vec![],
-                meta: vec![],
-                body: tessera_io::Body::Extents(vec![e]),
-            }])
+            s.commit(vec![put_extent(0, &format!("big{}", chunk.len()), e)])
             .await
             .unwrap();
         }

@@ -431,13 +431,7 @@ fn segment_roll() {
             let b = b.clone();
             tasks.push(monoio::spawn(async move {
                 let e = s.write_data(data_buf(&b)).await.unwrap();
-                let m = Mutation::Put {
-                    table: 0,
-                    key: format!("k{i:02}").into_bytes(),
-                    summary: vec![],
-                    meta: vec![],
-                    body: Body::Extents(vec![e]),
-                };
+                let m = put_extent(0, &format!("k{i:02}"), e);
                 s.commit(vec![
                     m,
                     put(1, format!("inline{i}").as_bytes(), b"", &b[..9000]),
@@ -511,13 +505,7 @@ fn legacy_driver_uses_io_thread() {
         for t in tasks {
             t.await;
         }
-        s.commit(vec![Mutation::Put {
-            table: 0,
-            key: b"big".to_vec(),
-            summary: vec![],
-            meta: vec![],
-            body: Body::Extents(vec![e]),
-        }])
+        s.commit(vec![put_extent(0, b"big", e)])
         .await
         .unwrap();
         assert_eq!(

@@ -56,6 +56,17 @@ pub fn put(table: u8, key: &[u8], summary: &[u8], body: &[u8]) -> Mutation {
     }
 }
 
+/// A put whose body is one data record (no summary or meta).
+pub fn put_extent(table: u8, key: impl AsRef<[u8]>, e: tessera_io::Extent) -> Mutation {
+    Mutation::Put {
+        table,
+        key: key.as_ref().to_vec(),
+        summary: vec![],
+        meta: vec![],
+        body: Body::Extents(vec![e]),
+    }
+}
+
 pub fn del(table: u8, key: &[u8]) -> Mutation {
     Mutation::Delete {
         table,
