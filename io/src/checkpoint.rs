@@ -36,7 +36,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::buf::AlignedBuf;
 use crate::error::IoError;
 use crate::format::{align_up, u16_at, u32_at, u64_at, Pos, BLOCK};
-use crate::index::{Footprint, FullEntry, Index, Loc};
+use crate::index::{Bulk, Footprint, FullEntry, Index, Loc};
 use crate::storage::{Backend, DiskFile, OpenMode};
 
 const MAGIC: [u8; 8] = *b"TSRCKPT\0";
@@ -132,12 +132,13 @@ impl<'a> Cur<'a> {
     }
 }
 
-fn get_entry(c: &mut Cur<'_>) -> Result<FullEntry, &'static str> {
+/// Reads an entry straight into the bulk build (no owned copies).
+fn push_entry(c: &mut Cur<'_>, bulk: &mut Bulk, data: &mut Vec<(u32, u64)>) -> Result<(), &'static str> {
     let table = c.u8()?;
     let key_len = c.u16()? as usize;
-    let key = c.take(key_len)?.to_vec();
+    let key = c.take(key_len)?;
     let sum_len = c.u16()? as usize;
-    let summary = c.take(sum_len)?.to_vec();
+    let summary = c.take(sum_len)?;
     let seq = c.u64()?;
     let loc = Loc {
         segment: c.u32()?,
@@ -148,23 +149,18 @@ fn get_entry(c: &mut Cur<'_>) -> Result<FullEntry, &'static str> {
     let min_seg = c.u32()?;
     let share = c.u32()?;
     let n = c.u16()? as usize;
-    let mut data = Vec::with_capacity(n);
+    data.clear();
     for _ in 0..n {
         data.push((c.u32()?, c.u64()?));
     }
-    Ok(FullEntry {
-        table,
-        key,
-        seq,
-        summary,
-        loc,
-        ordinal,
-        fp: Footprint {
-            min_seg,
-            share,
-            data,
-        },
-    })
+    let fp = Footprint {
+        min_seg,
+        share,
+        data: std::mem::take(data),
+    };
+    let pushed = bulk.push(table, key, summary, seq, loc, ordinal, &fp);
+    *data = fp.data;
+    pushed
 }
 
 /// Writes chunks of a checkpoint file in order.
@@ -316,7 +312,8 @@ pub(crate) async fn load(
         win: AlignedBuf::with_capacity(BLOCK),
         win_start: 0,
     };
-    let mut parsed = Vec::new();
+    let mut bulk = Bulk::default();
+    let mut fp_data = Vec::new();
     let mut seen_entries = 0u64;
     let mut ended = false;
     for _ in 0..chunks {
@@ -336,12 +333,8 @@ pub(crate) async fn load(
             CHUNK_ENTRIES => {
                 let mut c = Cur { b: &data };
                 while !c.b.is_empty() {
-                    parsed.push(get_entry(&mut c)?);
+                    push_entry(&mut c, &mut bulk, &mut fp_data).map_err(|e| format!("checkpoint {e}"))?;
                     seen_entries += 1;
-                }
-                if parsed.len() >= 1 << 16 {
-                    check_order(&parsed)?;
-                    flush_sorted(index, &mut parsed);
                 }
             }
             CHUNK_END => {
@@ -356,26 +349,8 @@ pub(crate) async fn load(
     if !ended || seen_entries != out.entries {
         return Err("checkpoint incomplete".into());
     }
-    check_order(&parsed)?;
-    flush_sorted(index, &mut parsed);
+    index.finish_bulk(bulk);
     Ok(out)
-}
-
-fn check_order(entries: &[FullEntry]) -> Result<(), String> {
-    let ordered = entries
-        .windows(2)
-        .all(|w| (w[0].table, &w[0].key) < (w[1].table, &w[1].key));
-    if ordered {
-        Ok(())
-    } else {
-        Err("checkpoint entries out of order".into())
-    }
-}
-
-fn flush_sorted(index: &mut Index, parsed: &mut Vec<FullEntry>) {
-    // Entries arrive in (table, key) order; a table split across two
-    // flushes is extended, which on sorted input appends at the right edge.
-    index.bulk_load(std::mem::take(parsed).into_iter());
 }
 
 struct ChunkReader<'a> {

@@ -127,14 +127,17 @@ struct Slot {
 impl Slot {
     fn new(key: &[u8], summary: &[u8], seq: u64, loc: Loc, ordinal: u16, fp: &Footprint) -> Slot {
         assert!(key.len() <= MAX_KEY_BYTES);
-        let mut f = Vec::with_capacity(16);
-        fp.encode(&mut f);
-        let fp_len = f.len().min(255);
-        let mut v = Vec::with_capacity(3 + key.len() + fp_len + summary.len());
+        // One allocation: the footprint is encoded in place (a few bytes,
+        // more only for a body spread over many segments).
+        let mut v = Vec::with_capacity(3 + key.len() + 8 + 10 * fp.data.len() + summary.len());
         v.extend_from_slice(&(key.len() as u16).to_le_bytes());
-        v.push(fp_len as u8);
+        v.push(0);
         v.extend_from_slice(key);
-        v.extend_from_slice(&f[..fp_len]);
+        let fp_start = v.len();
+        fp.encode(&mut v);
+        let fp_len = (v.len() - fp_start).min(255);
+        v.truncate(fp_start + fp_len);
+        v[2] = fp_len as u8;
         v.extend_from_slice(summary);
         Slot {
             bytes: v.into_boxed_slice(),
@@ -220,6 +223,52 @@ pub(crate) struct Change {
     pub added: Option<(Loc, Footprint)>,
 }
 
+/// Entries collected in (table, key) order for a bulk build: a table's
+/// B-tree is built once from all its entries, since inserting into a
+/// non-empty tree searches from the root for every key (a checkpoint of
+/// millions of entries loaded in slices spent most of its time there).
+#[derive(Default)]
+pub(crate) struct Bulk {
+    tables: Vec<(u8, Vec<Slot>)>,
+    current: Option<(u8, Vec<Slot>)>,
+}
+
+impl Bulk {
+    /// Adds the next entry; `Err` if it is not after the previous one.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn push(
+        &mut self,
+        table: u8,
+        key: &[u8],
+        summary: &[u8],
+        seq: u64,
+        loc: Loc,
+        ordinal: u16,
+        fp: &Footprint,
+    ) -> Result<(), &'static str> {
+        match &self.current {
+            Some((t, slots)) if *t == table => {
+                if slots.last().is_some_and(|last| last.key() >= key) {
+                    return Err("entries out of order");
+                }
+            }
+            Some((t, _)) if *t > table => return Err("entries out of order"),
+            Some(_) => self.close_table(),
+            None if self.tables.last().is_some_and(|(t, _)| *t >= table) => return Err("entries out of order"),
+            None => {}
+        }
+        let (_, slots) = self.current.get_or_insert_with(|| (table, Vec::new()));
+        slots.push(Slot::new(key, summary, seq, loc, ordinal, fp));
+        Ok(())
+    }
+
+    fn close_table(&mut self) {
+        if let Some(t) = self.current.take() {
+            self.tables.push(t);
+        }
+    }
+}
+
 pub(crate) struct Index {
     tables: Vec<BTreeSet<Slot>>,
 }
@@ -231,31 +280,18 @@ impl Index {
         }
     }
 
-    /// Builds tables from entries in (table, key) order, as a checkpoint
-    /// holds them: collected per table, then built in one pass.
-    pub(crate) fn bulk_load(&mut self, entries: impl Iterator<Item = FullEntry>) {
-        let mut current: Option<(u8, Vec<Slot>)> = None;
-        for e in entries {
-            if current.as_ref().is_some_and(|(t, _)| *t != e.table) {
-                if let Some((t, slots)) = current.take() {
-                    self.load_slots(t, slots);
-                }
+    /// Installs what `bulk` collected: each table built in one pass from
+    /// its sorted slots (no per-key search), or merged into a table that
+    /// already has entries.
+    pub(crate) fn finish_bulk(&mut self, mut bulk: Bulk) {
+        bulk.close_table();
+        for (table, slots) in bulk.tables {
+            let t = &mut self.tables[table as usize];
+            if t.is_empty() {
+                *t = slots.into_iter().collect();
+            } else {
+                t.extend(slots);
             }
-            let (_, slots) = current.get_or_insert_with(|| (e.table, Vec::new()));
-            slots.push(Slot::new(&e.key, &e.summary, e.seq, e.loc, e.ordinal, &e.fp));
-        }
-        if let Some((t, slots)) = current {
-            self.load_slots(t, slots);
-        }
-    }
-
-    fn load_slots(&mut self, table: u8, slots: Vec<Slot>) {
-        let t = &mut self.tables[table as usize];
-        if t.is_empty() {
-            // Sorted input: a bulk build, no per-key search.
-            *t = slots.into_iter().collect();
-        } else {
-            t.extend(slots);
         }
     }
 
