@@ -200,8 +200,8 @@ fn summary(r: &Value) -> (String, String) {
 async fn configuration_is_validated_stored_and_returned() {
     let srv = server("http://127.0.0.1:9/", &[]);
     let s3 = srv.client();
-    ok(s3.create_bucket().bucket("nb").send().await, "create");
-    let got = ok(s3.get_bucket_notification_configuration().bucket("nb").send().await, "get empty");
+    ok(s3.create_bucket().bucket("notif").send().await, "create");
+    let got = ok(s3.get_bucket_notification_configuration().bucket("notif").send().await, "get empty");
     assert!(got.queue_configurations().is_empty() && got.topic_configurations().is_empty());
 
     let bad: Vec<(&str, Vec<QueueConfiguration>)> = vec![
@@ -214,14 +214,14 @@ async fn configuration_is_validated_stored_and_returned() {
         ("same id twice", vec![queue("a", &["s3:ObjectCreated:*"], None, None), queue("a", &["s3:ObjectRemoved:*"], None, None)]),
     ];
     for (what, qs) in bad {
-        assert_eq!(configure(&s3, "nb", qs).await, Err("InvalidArgument".to_string()), "{what}");
+        assert_eq!(configure(&s3, "notif", qs).await, Err("InvalidArgument".to_string()), "{what}");
     }
     let raw = srv.sign(
-        srv.raw_request("PUT", "/nb?notification")
+        srv.raw_request("PUT", "/notif?notification")
             .body("<NotificationConfiguration><QueueConfiguration><Queue>arn:tessera:sqs::hook:webhook</Queue><Event>s3:ObjectCreated:*</Event><Filter><S3Key><FilterRule><Name>prefix</Name><Value>a</Value></FilterRule><FilterRule><Name>prefix</Name><Value>b</Value></FilterRule></S3Key></Filter></QueueConfiguration></NotificationConfiguration>"),
     );
     srv.send(&raw).assert_error(400, "InvalidArgument");
-    let raw = srv.sign(srv.raw_request("PUT", "/nb?notification").body("<NotificationConfiguration><QueueConfiguration><Queue>arn:tessera:sqs::hook:webhook</Queue></QueueConfiguration></NotificationConfiguration>"));
+    let raw = srv.sign(srv.raw_request("PUT", "/notif?notification").body("<NotificationConfiguration><QueueConfiguration><Queue>arn:tessera:sqs::hook:webhook</Queue></QueueConfiguration></NotificationConfiguration>"));
     srv.send(&raw).assert_error(400, "MalformedXML");
 
     // Disjoint filters for the same events, and other events: accepted.
@@ -230,8 +230,8 @@ async fn configuration_is_validated_stored_and_returned() {
         queue("docs", &["s3:ObjectCreated:*"], Some("doc/"), None),
         queue("gone", &["s3:ObjectRemoved:*"], None, None),
     ];
-    configure(&s3, "nb", good).await.unwrap();
-    let got = ok(s3.get_bucket_notification_configuration().bucket("nb").send().await, "get");
+    configure(&s3, "notif", good).await.unwrap();
+    let got = ok(s3.get_bucket_notification_configuration().bucket("notif").send().await, "get");
     let qs = got.queue_configurations();
     assert_eq!(qs.len(), 3);
     assert_eq!(qs[0].id(), Some("images"));
@@ -243,17 +243,17 @@ async fn configuration_is_validated_stored_and_returned() {
     assert_eq!((rules[1].name(), rules[1].value()), (Some(&FilterRuleName::Suffix), Some(".jpg")));
 
     // An object-level ?notification is not an operation.
-    let raw = srv.sign(srv.raw_request("GET", "/nb/k?notification"));
+    let raw = srv.sign(srv.raw_request("GET", "/notif/k?notification"));
     srv.send(&raw).assert_error(501, "NotImplemented");
 
     // Kept across a restart (a bucket record section), cleared by an empty document.
     let mut srv = srv;
     srv.restart();
     let s3 = srv.client();
-    let got = ok(s3.get_bucket_notification_configuration().bucket("nb").send().await, "get after restart");
+    let got = ok(s3.get_bucket_notification_configuration().bucket("notif").send().await, "get after restart");
     assert_eq!(got.queue_configurations().len(), 3);
-    configure(&s3, "nb", vec![]).await.unwrap();
-    let got = ok(s3.get_bucket_notification_configuration().bucket("nb").send().await, "get cleared");
+    configure(&s3, "notif", vec![]).await.unwrap();
+    let got = ok(s3.get_bucket_notification_configuration().bucket("notif").send().await, "get cleared");
     assert!(got.queue_configurations().is_empty());
 }
 
@@ -262,36 +262,36 @@ async fn writes_and_deletes_send_aws_events_through_filters() {
     let rx = Receiver::start("127.0.0.1:0".parse().unwrap());
     let srv = server(&rx.url(), &[]);
     let s3 = srv.client();
-    ok(s3.create_bucket().bucket("ev").send().await, "create");
+    ok(s3.create_bucket().bucket("events").send().await, "create");
     configure(
         &s3,
-        "ev",
+        "events",
         vec![queue("created", &["s3:ObjectCreated:*"], Some("in/"), None), queue("removed", &["s3:ObjectRemoved:*"], None, Some(".txt"))],
     )
     .await
     .unwrap();
 
-    put(&s3, "ev", "in/a b.txt", b"hello").await;
-    put(&s3, "ev", "out/skipped", b"x").await; // no prefix: no event
-    ok(s3.copy_object().bucket("ev").key("in/copy.txt").copy_source("ev/in/a%20b.txt").send().await, "copy");
-    let up = ok(s3.create_multipart_upload().bucket("ev").key("in/multi").send().await, "create upload");
+    put(&s3, "events", "in/a b.txt", b"hello").await;
+    put(&s3, "events", "out/skipped", b"x").await; // no prefix: no event
+    ok(s3.copy_object().bucket("events").key("in/copy.txt").copy_source("events/in/a%20b.txt").send().await, "copy");
+    let up = ok(s3.create_multipart_upload().bucket("events").key("in/multi").send().await, "create upload");
     let id = up.upload_id().unwrap();
-    let part = ok(s3.upload_part().bucket("ev").key("in/multi").upload_id(id).part_number(1).body(bytestream(b"part one")).send().await, "part");
+    let part = ok(s3.upload_part().bucket("events").key("in/multi").upload_id(id).part_number(1).body(bytestream(b"part one")).send().await, "part");
     let done = CompletedMultipartUpload::builder()
         .parts(CompletedPart::builder().part_number(1).e_tag(part.e_tag().unwrap()).build())
         .build();
     let completed = ok(
-        s3.complete_multipart_upload().bucket("ev").key("in/multi").upload_id(id).multipart_upload(done).send().await,
+        s3.complete_multipart_upload().bucket("events").key("in/multi").upload_id(id).multipart_upload(done).send().await,
         "complete",
     );
-    ok(s3.delete_object().bucket("ev").key("in/a b.txt").send().await, "delete");
-    ok(s3.delete_object().bucket("ev").key("in/multi").send().await, "delete (no suffix: no event)");
-    ok(s3.delete_object().bucket("ev").key("never/there.txt").send().await, "delete of nothing: no event");
+    ok(s3.delete_object().bucket("events").key("in/a b.txt").send().await, "delete");
+    ok(s3.delete_object().bucket("events").key("in/multi").send().await, "delete (no suffix: no event)");
+    ok(s3.delete_object().bucket("events").key("never/there.txt").send().await, "delete of nothing: no event");
     let del = aws_sdk_s3::types::Delete::builder()
         .objects(aws_sdk_s3::types::ObjectIdentifier::builder().key("in/copy.txt").build().unwrap())
         .build()
         .unwrap();
-    ok(s3.delete_objects().bucket("ev").delete(del).send().await, "delete objects");
+    ok(s3.delete_objects().bucket("events").delete(del).send().await, "delete objects");
 
     let got = rx.wait_for(5, "events");
     std::thread::sleep(Duration::from_millis(500));
@@ -313,8 +313,8 @@ async fn writes_and_deletes_send_aws_events_through_filters() {
     assert_eq!(p["eventSource"], "aws:s3");
     assert_eq!(p["eventVersion"], "2.1");
     assert_eq!(p["awsRegion"], "us-east-1");
-    assert_eq!(p["s3"]["bucket"]["name"], "ev");
-    assert_eq!(p["s3"]["bucket"]["arn"], "arn:aws:s3:::ev");
+    assert_eq!(p["s3"]["bucket"]["name"], "events");
+    assert_eq!(p["s3"]["bucket"]["arn"], "arn:aws:s3:::events");
     assert_eq!(p["s3"]["configurationId"], "created");
     assert_eq!(p["s3"]["object"]["size"], 5);
     assert_eq!(p["s3"]["object"]["eTag"], md5_hex(b"hello"));
@@ -332,14 +332,14 @@ async fn writes_and_deletes_send_aws_events_through_filters() {
     // Versioned: a delete without a version id places a delete marker.
     ok(
         s3.put_bucket_versioning()
-            .bucket("ev")
+            .bucket("events")
             .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
             .send()
             .await,
         "versioning",
     );
-    put(&s3, "ev", "in/v.txt", b"v1").await;
-    let marker = ok(s3.delete_object().bucket("ev").key("in/v.txt").send().await, "marker");
+    put(&s3, "events", "in/v.txt", b"v1").await;
+    let marker = ok(s3.delete_object().bucket("events").key("in/v.txt").send().await, "marker");
     let got = rx.wait_for(7, "versioned events");
     let put_v = &got[5];
     let mark = &got[6];
