@@ -15,7 +15,7 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use tessera_proto::cors::{CorsRule, MAX_CORS_RULES};
 use tessera_proto::lifecycle::Lifecycle;
-use tessera_proto::notification::{NotificationConfig, TargetConfig, TargetKind, EVENT_TYPES};
+use tessera_proto::notification::NotificationConfig;
 use tessera_proto::logging::{KeyFormat, LoggingConfig};
 
 use tessera_policy::{Acl, Policy};
@@ -48,10 +48,8 @@ const SECTION_ENCRYPTION: u8 = 6;
 /// The lifecycle configuration, as its canonical XML (`lifecycle::render_config`).
 const SECTION_LIFECYCLE: u8 = 7;
 /// The notification configuration (PutBucketNotificationConfiguration):
-/// its own version byte, then the configurations (`encode_notification`).
+/// its own version byte, then the configurations (`notify::encode_config`).
 const SECTION_NOTIFICATION: u8 = 8;
-/// Version of the notification section's payload.
-const NOTIFICATION_V1: u8 = 1;
 /// Largest bucket policy accepted (S3's limit).
 pub const MAX_BUCKET_POLICY_BYTES: usize = 20 * 1024;
 /// Most tags a bucket has (S3's limit).
@@ -357,7 +355,7 @@ impl BucketInfo {
             m.u8(SECTION_LIFECYCLE).bytes(&c.buf);
         }
         if let Some(nc) = &self.notification {
-            m.u8(SECTION_NOTIFICATION).bytes(&encode_notification(nc));
+            m.u8(SECTION_NOTIFICATION).bytes(&crate::notify::encode_config(nc));
         }
         m.finish()
     }
@@ -415,7 +413,7 @@ impl BucketInfo {
                             let lc = tessera_proto::lifecycle::parse_config(text.as_bytes(), &mut no_id).ok()?;
                             self.lifecycle = Some(Arc::new(lc));
                         }
-                        SECTION_NOTIFICATION => self.notification = Some(Arc::new(decode_notification(&mut s)?)),
+                        SECTION_NOTIFICATION => self.notification = Some(Arc::new(crate::notify::decode_config(&mut s)?)),
                         _ => return None,
                     }
                     s.end()?;
@@ -522,45 +520,6 @@ impl BucketInfo {
         d.end()?;
         Some((info, has_meta))
     }
-}
-
-fn encode_notification(nc: &NotificationConfig) -> Vec<u8> {
-    let mut c = Enc::default();
-    c.u8(NOTIFICATION_V1).u32(nc.configs.len() as u32);
-    for t in &nc.configs {
-        c.u8(t.kind.code()).str(&t.id).str(&t.arn).u32(t.events.len() as u32);
-        for e in &t.events {
-            c.str(e);
-        }
-        c.opt_str(t.prefix.as_deref()).opt_str(t.suffix.as_deref());
-    }
-    c.buf
-}
-
-/// A stored configuration; an event type or kind this build does not know
-/// makes the record unreadable rather than silently narrower.
-fn decode_notification(d: &mut Dec<'_>) -> Option<NotificationConfig> {
-    if d.u8()? != NOTIFICATION_V1 {
-        return None;
-    }
-    let n = d.count(tessera_proto::notification::MAX_NOTIFICATION_CONFIGS)?;
-    let mut configs = Vec::with_capacity(n);
-    for _ in 0..n {
-        let kind = TargetKind::from_code(d.u8()?)?;
-        let id = d.str()?;
-        let arn = d.str()?;
-        let ne = d.count(EVENT_TYPES.len())?;
-        let mut events = Vec::with_capacity(ne);
-        for _ in 0..ne {
-            let e = d.str()?;
-            if !EVENT_TYPES.contains(&e.as_str()) {
-                return None;
-            }
-            events.push(e);
-        }
-        configs.push(TargetConfig { kind, id, arn, events, prefix: d.opt_str()?, suffix: d.opt_str()? });
-    }
-    Some(NotificationConfig { configs })
 }
 
 fn decode_tags(d: &mut Dec<'_>) -> Option<Vec<(String, String)>> {
@@ -853,6 +812,7 @@ impl Buckets {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tessera_proto::notification::{TargetConfig, TargetKind};
 
     #[test]
     fn bucket_names() {

@@ -20,7 +20,7 @@ pub mod worker;
 use std::cell::Cell;
 
 use tessera_io::{Body, Event, Mutation};
-use tessera_proto::notification::EventName;
+use tessera_proto::notification::{EventName, NotificationConfig, TargetConfig, TargetKind, EVENT_TYPES};
 use tessera_proto::time::{format_iso8601_ms, now_unix_micros, now_unix_ms};
 
 use crate::buckets::{BucketInfo, Versioning};
@@ -344,6 +344,50 @@ impl EventRecord {
         });
         serde_json::to_vec(&serde_json::json!({ "Records": [record] })).unwrap_or_default()
     }
+}
+
+/// FORMAT BOUNDARY: version of a bucket's notification configuration
+/// (section 8 of the bucket record's meta bytes, see `buckets`).
+pub const NOTIFICATION_CONFIG_V1: u8 = 1;
+
+/// The bucket record section of a notification configuration.
+pub fn encode_config(nc: &NotificationConfig) -> Vec<u8> {
+    let mut c = Enc::default();
+    c.u8(NOTIFICATION_CONFIG_V1).u32(nc.configs.len() as u32);
+    for t in &nc.configs {
+        c.u8(t.kind.code()).str(&t.id).str(&t.arn).u32(t.events.len() as u32);
+        for e in &t.events {
+            c.str(e);
+        }
+        c.opt_str(t.prefix.as_deref()).opt_str(t.suffix.as_deref());
+    }
+    c.buf
+}
+
+/// A stored configuration; an event type or kind this build does not know
+/// makes the record unreadable rather than silently narrower.
+pub fn decode_config(d: &mut Dec<'_>) -> Option<NotificationConfig> {
+    if d.u8()? != NOTIFICATION_CONFIG_V1 {
+        return None;
+    }
+    let n = d.count(tessera_proto::notification::MAX_NOTIFICATION_CONFIGS)?;
+    let mut configs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let kind = TargetKind::from_code(d.u8()?)?;
+        let id = d.str()?;
+        let arn = d.str()?;
+        let ne = d.count(EVENT_TYPES.len())?;
+        let mut events = Vec::with_capacity(ne);
+        for _ in 0..ne {
+            let e = d.str()?;
+            if !EVENT_TYPES.contains(&e.as_str()) {
+                return None;
+            }
+            events.push(e);
+        }
+        configs.push(TargetConfig { kind, id, arn, events, prefix: d.opt_str()?, suffix: d.opt_str()? });
+    }
+    Some(NotificationConfig { configs })
 }
 
 /// An object key as S3 puts it in event records: URL-encoded as a form
