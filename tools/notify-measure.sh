@@ -32,7 +32,7 @@ if "$1" != "0":
 print(s3.get_bucket_notification_configuration(Bucket="nbench").get("QueueConfigurations"))
 PY
 $BIN/tessera-bench --endpoint http://127.0.0.1:$SP --progress 0s put --bucket nbench --size 4KiB --concurrency 16 --duration $2 > $OUT/bench.$1.log 2>&1
-T_END=$(date +%s)
+T_END=$(date +%s); P=unknown
 # drain: wait until the queue is empty
 for i in $(seq 1 60); do
   [ "$1" = 2 ] && break
