@@ -15,6 +15,7 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use tessera_proto::cors::{CorsRule, MAX_CORS_RULES};
 use tessera_proto::lifecycle::Lifecycle;
+use tessera_proto::notification::NotificationConfig;
 use tessera_proto::logging::{KeyFormat, LoggingConfig};
 
 use tessera_policy::{Acl, Policy};
@@ -46,6 +47,9 @@ const SECTION_POLICY: u8 = 5;
 const SECTION_ENCRYPTION: u8 = 6;
 /// The lifecycle configuration, as its canonical XML (`lifecycle::render_config`).
 const SECTION_LIFECYCLE: u8 = 7;
+/// The notification configuration (PutBucketNotificationConfiguration):
+/// its own version byte, then the configurations (`notify::encode_config`).
+const SECTION_NOTIFICATION: u8 = 8;
 /// Largest bucket policy accepted (S3's limit).
 pub const MAX_BUCKET_POLICY_BYTES: usize = 20 * 1024;
 /// Most tags a bucket has (S3's limit).
@@ -161,6 +165,8 @@ pub struct BucketInfo {
     pub encryption: Option<crate::sse::BucketEncryption>,
     /// Lifecycle rules (meta bytes).
     pub lifecycle: Option<Arc<Lifecycle>>,
+    /// Event notifications (meta bytes); `None` or empty: none.
+    pub notification: Option<Arc<NotificationConfig>>,
     /// Not stored: the writes to this bucket in flight, which DeleteBucket
     /// waits out (see [`WriteGate`]).
     pub gate: Arc<WriteGate>,
@@ -287,6 +293,7 @@ impl BucketInfo {
             && self.policy.is_none()
             && self.encryption.is_none()
             && self.lifecycle.is_none()
+            && self.notification.is_none()
         {
             return Vec::new();
         }
@@ -347,6 +354,9 @@ impl BucketInfo {
             c.str(&tessera_proto::lifecycle::render_config(lc));
             m.u8(SECTION_LIFECYCLE).bytes(&c.buf);
         }
+        if let Some(nc) = &self.notification {
+            m.u8(SECTION_NOTIFICATION).bytes(&crate::notify::encode_config(nc));
+        }
         m.finish()
     }
 
@@ -403,6 +413,7 @@ impl BucketInfo {
                             let lc = tessera_proto::lifecycle::parse_config(text.as_bytes(), &mut no_id).ok()?;
                             self.lifecycle = Some(Arc::new(lc));
                         }
+                        SECTION_NOTIFICATION => self.notification = Some(Arc::new(crate::notify::decode_config(&mut s)?)),
                         _ => return None,
                     }
                     s.end()?;
@@ -456,6 +467,7 @@ impl BucketInfo {
             ownership: None,
             encryption: None,
             lifecycle: None,
+            notification: None,
             gate: Arc::default(),
         };
         match version {
@@ -800,6 +812,7 @@ impl Buckets {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tessera_proto::notification::{TargetConfig, TargetKind};
 
     #[test]
     fn bucket_names() {
@@ -831,6 +844,7 @@ mod tests {
             ownership: None,
             encryption: None,
             lifecycle: None,
+            notification: None,
             gate: Arc::default(),
         };
         let (s, m) = i.encode();
@@ -861,6 +875,18 @@ mod tests {
         assert_eq!(BucketInfo::decode(&s, &m), Some(j.clone()));
         assert!(j.policy.as_ref().is_some_and(|p| p.public));
         assert!(BucketInfo::decode(&s, &m[..m.len() - 1]).is_none(), "truncated meta");
+        j.notification = Some(Arc::new(NotificationConfig {
+            configs: vec![TargetConfig {
+                kind: TargetKind::Queue,
+                id: "c".into(),
+                arn: "arn:tessera:sqs::h:webhook".into(),
+                events: vec!["s3:ObjectCreated:*".into(), "s3:ObjectRemoved:Delete".into()],
+                prefix: Some("p/".into()),
+                suffix: None,
+            }],
+        }));
+        let (s, m) = j.encode();
+        assert_eq!(BucketInfo::decode(&s, &m), Some(j.clone()));
     }
 
     /// v2 records (tags in meta v1) stay readable.

@@ -52,6 +52,8 @@ pub struct Config {
     /// given (the same files as the S3 port's may be named).
     pub admin_tls_cert: Option<PathBuf>,
     pub admin_tls_key: Option<PathBuf>,
+    /// Bucket notification targets (`--notify-webhook`), see `notify`.
+    pub notify_webhooks: Vec<crate::notify::WebhookSpec>,
 }
 
 /// Smallest and largest automatic reserve.
@@ -117,6 +119,7 @@ impl Config {
         if self.region.is_empty() || !self.region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return Err(format!("--region {:?} is not a region name", self.region));
         }
+        crate::notify::check_targets(&self.notify_webhooks)?;
         Ok(())
     }
 

@@ -24,6 +24,7 @@ pub mod lifecycle;
 pub mod meta;
 pub mod metrics;
 pub mod metrics_detail;
+pub mod notify;
 pub mod metastore;
 pub mod response;
 pub mod s3;

@@ -41,6 +41,7 @@ use crate::meta::{
 use crate::s3::versions::{self, NewVersion};
 use crate::s3::{io_error, multipart};
 use crate::server::Ctx;
+use tessera_proto::notification::EventName;
 
 /// Entries read per page of a walk.
 const PAGE: usize = 256;
@@ -150,12 +151,22 @@ async fn current(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32,
     }
 }
 
+/// The notification event of an expiration (`s3:LifecycleExpiration:*`):
+/// a removal, or a delete marker placed.
+fn lifecycle_event(ctx: &Ctx, b: &BucketInfo, key: &str, removal: bool) -> Option<crate::notify::Pending> {
+    b.notification.as_ref()?;
+    let name = if removal { EventName::LifecycleDelete } else { EventName::LifecycleDeleteMarkerCreated };
+    let origin = crate::notify::Origin { principal: "tessera:lifecycle".into(), ..Default::default() };
+    crate::notify::prepare(&ctx.shared.config.notify_webhooks, b, key, name, origin)
+}
+
 /// Makes the current version `expected` of `key` noncurrent (a delete
 /// marker over it) or, unversioned, removes it; nothing if it changed.
 async fn expire_current(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, expected: crate::meta::VersionId) -> S3Result<bool> {
     let Ok(_gate) = b.enter_write() else { return Ok(false) };
     let (bid, k, versioning) = (b.id, key.to_string(), b.versioning);
     let random = versions::random8()?;
+    let ev = lifecycle_event(ctx, b, key, versioning == Versioning::Unversioned);
     let lock = vec![(T_OBJECTS, object_key(bid, key))];
     ctx.shards
         .txn(shard, lock, move |local| async move {
@@ -163,17 +174,23 @@ async fn expire_current(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, expect
             let Some(cur) = cur.filter(|c| c.summary.version == expected && !c.summary.delete_marker) else {
                 return Ok(false);
             };
-            let muts = if versioning == Versioning::Unversioned {
-                vec![Mutation::Delete { table: T_OBJECTS, key: cur.key }]
+            let (mut muts, summary) = if versioning == Versioning::Unversioned {
+                (vec![Mutation::Delete { table: T_OBJECTS, key: cur.key }], cur.summary)
             } else {
                 let marker = NewVersion::delete_marker(now_unix_ms());
                 match versions::place(&local.shard, bid, &k, versioning, marker, None, random).await {
-                    Ok((muts, _)) => muts,
+                    Ok(placed) => placed,
                     // A locked null version cannot be replaced: kept.
                     Err(_) => return Ok(false),
                 }
             };
+            if let Some(ev) = &ev {
+                muts.extend(ev.mutations(&local.notify, Some(&summary)));
+            }
             local.commit_in_txn(muts).await.map_err(io_error)?;
+            if ev.is_some() {
+                local.notify.wake.notify_all();
+            }
             Ok(true)
         })
         .await
@@ -252,14 +269,21 @@ async fn noncurrent(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u
             let Ok(_gate) = b.enter_write() else { return Ok(()) };
             let (bid, k2, sel) = (b.id, key.clone(), sel_of(&s));
             let lock = vec![(T_OBJECTS, object_key(bid, &key))];
+            let ev = lifecycle_event(ctx, b, &key, true);
             let removed = ctx
                 .shards
                 .txn(shard, lock, move |local| async move {
                     // Locked versions stay (check_removable refuses them).
-                    let Ok(Some((muts, _))) = versions::remove(&local.shard, bid, &k2, sel, false).await else {
+                    let Ok(Some((mut muts, gone))) = versions::remove(&local.shard, bid, &k2, sel, false).await else {
                         return Ok(false);
                     };
+                    if let Some(ev) = &ev {
+                        muts.extend(ev.mutations(&local.notify, Some(&gone)));
+                    }
                     local.commit_in_txn(muts).await.map_err(io_error)?;
+                    if ev.is_some() {
+                        local.notify.wake.notify_all();
+                    }
                     Ok::<_, tessera_proto::S3Error>(true)
                 })
                 .await

@@ -165,6 +165,13 @@ enum Command {
         /// PEM private key of --admin-tls-cert.
         #[arg(long, env = "TESSERA_ADMIN_TLS_KEY")]
         admin_tls_key: Option<PathBuf>,
+        /// A bucket notification target: `ID=URL` (http or https), events
+        /// POSTed as AWS's JSON; options after the URL, comma separated:
+        /// `auth-token=T` or `auth-token-file=PATH` (sent as
+        /// `Authorization: Bearer T`), `ca-file=PATH`. Bucket
+        /// configurations name it `arn:tessera:sqs::ID:webhook`. Repeatable.
+        #[arg(long = "notify-webhook", value_parser = tessera_node::notify::parse_webhook_spec)]
+        notify_webhooks: Vec<tessera_node::notify::WebhookSpec>,
         /// Data directories (one per disk); or `data-dirs` in --config.
         data_dirs: Vec<PathBuf>,
     },
@@ -358,6 +365,7 @@ fn main() -> ExitCode {
             tls_key,
             admin_tls_cert,
             admin_tls_key,
+            notify_webhooks,
             data_dirs,
         } => {
             let threads = threads
@@ -390,6 +398,7 @@ fn main() -> ExitCode {
                 tls_key,
                 admin_tls_cert,
                 admin_tls_key,
+                notify_webhooks,
             };
             match tessera_node::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,

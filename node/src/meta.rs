@@ -26,6 +26,9 @@ pub const T_META_STAMPS: u8 = 30;
 /// IAM users, groups, roles, managed policies and access keys (meta shard
 /// only; see `iam::store`).
 pub const T_IAM: u8 = 5;
+/// Bucket notification events waiting for delivery, on the shard of the
+/// object they are about (see `notify`).
+pub const T_EVENTS: u8 = 6;
 
 /// The shard that keeps bucket records.
 pub const META_SHARD: u32 = 0;

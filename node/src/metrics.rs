@@ -25,7 +25,8 @@ pub const OPS: &[&str] = &[
     "PutObjectRetention", "GetObjectLegalHold", "PutObjectLegalHold", "GetObjectAttributes",
     "GetBucketAcl", "GetObjectAcl", "GetBucketCors", "PutBucketCors", "DeleteBucketCors",
     "GetBucketLogging", "PutBucketLogging", "GetBucketLifecycleConfiguration",
-    "PutBucketLifecycleConfiguration", "DeleteBucketLifecycle", "PostObject", "PreflightRequest", "PutBucketAcl",
+    "PutBucketLifecycleConfiguration", "DeleteBucketLifecycle", "GetBucketNotificationConfiguration",
+    "PutBucketNotificationConfiguration", "PostObject", "PreflightRequest", "PutBucketAcl",
     "PutObjectAcl", "GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy",
     "GetBucketPolicyStatus", "GetPublicAccessBlock", "PutPublicAccessBlock",
     "DeletePublicAccessBlock", "GetBucketOwnershipControls", "PutBucketOwnershipControls",
@@ -80,6 +81,14 @@ pub struct CoreMetrics {
     md5_scalar_blocks: AtomicU64,
     /// Failed TLS handshakes, by listener and `TLS_FAILURE_REASONS`.
     tls_failures: Box<[AtomicU64]>,
+    /// Bucket notifications (`notify`): events waiting in this reactor's
+    /// shards' queues (published every `SHARD_STATS_INTERVAL`), events
+    /// delivered, failed delivery attempts, and the sum of the delivered
+    /// events' lag from their write to the receiver's 2xx.
+    notify_pending: AtomicU64,
+    notify_delivered: AtomicU64,
+    notify_failed: AtomicU64,
+    notify_lag_ms_sum: AtomicU64,
 }
 
 /// Why a TLS handshake failed (`tessera_tls_handshake_failures_total{reason}`).
@@ -121,7 +130,25 @@ impl CoreMetrics {
             md5_simd_blocks: AtomicU64::new(0),
             md5_scalar_blocks: AtomicU64::new(0),
             tls_failures: counters(LISTENERS.len() * TLS_FAILURE_REASONS.len()),
+            notify_pending: AtomicU64::new(0),
+            notify_delivered: AtomicU64::new(0),
+            notify_failed: AtomicU64::new(0),
+            notify_lag_ms_sum: AtomicU64::new(0),
         }
+    }
+
+    pub fn publish_notify_pending(&self, n: u64) {
+        self.notify_pending.store(n, Relaxed);
+    }
+
+    /// `n` events delivered, whose lags add up to `lag_ms`.
+    pub fn notify_delivered(&self, n: u64, lag_ms: u64) {
+        self.notify_delivered.fetch_add(n, Relaxed);
+        self.notify_lag_ms_sum.fetch_add(lag_ms, Relaxed);
+    }
+
+    pub fn notify_failed(&self) {
+        self.notify_failed.fetch_add(1, Relaxed);
     }
 
     pub fn add_bytes(&self, read: u64, written: u64) {
@@ -420,10 +447,14 @@ impl NodeMetrics {
         }
     }
 
-    /// The hot-object caches and MD5 lanes, per reactor (`core` label).
+    /// The hot-object caches, MD5 lanes and notification queues, per reactor (`core` label).
     fn render_cache(&self, out: &mut String) {
         type Field = fn(&CoreMetrics) -> u64;
-        let fields: [(&str, &str, Field); 7] = [
+        let fields: [(&str, &str, Field); 11] = [
+            ("tessera_notify_pending_events", "Bucket notification events queued on this reactor's shards, not delivered yet.", |c| c.notify_pending.load(Relaxed)),
+            ("tessera_notify_delivered_total", "Bucket notification events delivered (the target answered 2xx).", |c| c.notify_delivered.load(Relaxed)),
+            ("tessera_notify_failed_attempts_total", "Bucket notification deliveries that failed and will be retried.", |c| c.notify_failed.load(Relaxed)),
+            ("tessera_notify_lag_milliseconds_total", "Sum over delivered events of the time from their write to their delivery.", |c| c.notify_lag_ms_sum.load(Relaxed)),
             ("tessera_md5_simd_blocks_total", "64-byte MD5 blocks of request bodies hashed in SIMD lanes (several bodies at once).", |c| c.md5_simd_blocks.load(Relaxed)),
             ("tessera_md5_scalar_blocks_total", "64-byte MD5 blocks of pooled request bodies hashed one body at a time.", |c| c.md5_scalar_blocks.load(Relaxed)),
             ("tessera_cache_hits_total", "GET/HEAD reads served by the hot-object cache.", |c| c.cache_hits.load(Relaxed)),

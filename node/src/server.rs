@@ -557,6 +557,7 @@ impl Reactor {
         }))
         .await;
         let lanes = shared.layout.lanes.as_ref();
+        let notify_queue = Rc::new(crate::notify::CoreQueue::default());
         for (s, members) in opened {
             let mut shards = Vec::new();
             for (dir, disk, r) in members {
@@ -586,7 +587,9 @@ impl Reactor {
                 lanes.map_or(1, |l| l.write_quorum),
                 lanes.map(|l| l.health.clone()),
             );
-            local[s] = Some(Rc::new(LocalShard::with_cache(primary, cache.clone()).with_mirrors(mirrors)));
+            local[s] = Some(Rc::new(
+                LocalShard::with_cache(primary, cache.clone()).with_mirrors(mirrors).with_notify(notify_queue.clone()),
+            ));
         }
         monoio::spawn(shards::serve(self.rx, local.clone()));
         let md5_pool = tessera_proto::md5x::Md5Pool::with_kernel(md5_kernel());
@@ -629,6 +632,7 @@ impl Reactor {
         }
         monoio::spawn(crate::s3::logging::deliver_periodically(ctx.clone()));
         monoio::spawn(crate::lifecycle::run(ctx.clone()));
+        monoio::spawn(crate::notify::worker::run(ctx.clone()));
         if let Some(l) = admin_listener {
             monoio::spawn(crate::admin::accept_loop(l, ctx.clone()));
         }
@@ -679,11 +683,14 @@ async fn publish_shard_stats(
         monoio::time::sleep(SHARD_STATS_INTERVAL).await;
         shared.metrics.core(core).publish_cache(&cache.stats());
         shared.metrics.core(core).publish_md5(&md5_pool.borrow().stats());
+        let mut pending = 0;
         for (s, l) in local.iter().enumerate() {
             if let Some(l) = l {
                 shared.metrics.shards[s].publish(&l.shard.stats());
+                pending += l.shard.len(crate::meta::T_EVENTS) as u64;
             }
         }
+        shared.metrics.core(core).publish_notify_pending(pending);
     }
 }
 

@@ -37,6 +37,9 @@ pub struct LocalShard {
     /// Format 2: the lane's other online members, which take every data
     /// write and commit this shard takes (see `lanes`). None on format 1.
     mirrors: Option<Rc<crate::lanes::Mirrors>>,
+    /// The owning reactor's notification queue clock and worker wake-up
+    /// (shared by its shards; see `notify`).
+    pub notify: Rc<crate::notify::CoreQueue>,
 }
 
 impl LocalShard {
@@ -53,7 +56,14 @@ impl LocalShard {
             released: Event::default(),
             cache,
             mirrors: None,
+            notify: Rc::default(),
         }
+    }
+
+    /// Shares the reactor's notification queue state with this shard.
+    pub fn with_notify(mut self, notify: Rc<crate::notify::CoreQueue>) -> Self {
+        self.notify = notify;
+        self
     }
 
     /// Makes this shard the read primary of a format 2 lane.

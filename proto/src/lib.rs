@@ -13,6 +13,7 @@ pub mod headers;
 pub mod http;
 pub mod lifecycle;
 pub mod md5x;
+pub mod notification;
 pub mod logging;
 pub mod post_policy;
 pub mod rfc2047;

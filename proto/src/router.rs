@@ -91,7 +91,7 @@ pub const SUBRESOURCES: &[&str] = &[
 /// object or bucket operation would be wrong (`DELETE /b?metadataTable`
 /// must not delete the bucket), so they get `NotImplemented`.
 const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
-    "policy", "website", "notification", "replication", "accelerate",
+    "policy", "website", "replication", "accelerate",
     "requestPayment", "ownershipControls", "publicAccessBlock", "intelligent-tiering",
     "inventory", "metrics", "analytics", "restore", "select", "torrent", "policyStatus",
     "metadataConfiguration", "metadataInventoryTable", "metadataJournalTable", "metadataTable",
@@ -130,6 +130,8 @@ pub enum Op {
     GetBucketLifecycleConfiguration,
     PutBucketLifecycleConfiguration,
     DeleteBucketLifecycle,
+    GetBucketNotificationConfiguration,
+    PutBucketNotificationConfiguration,
     /// Browser form upload (`POST /bucket` with multipart/form-data).
     PostObject,
     /// CORS preflight (`OPTIONS` on a bucket or an object).
@@ -211,6 +213,8 @@ impl Op {
             Op::GetBucketLifecycleConfiguration => "GetBucketLifecycleConfiguration",
             Op::PutBucketLifecycleConfiguration => "PutBucketLifecycleConfiguration",
             Op::DeleteBucketLifecycle => "DeleteBucketLifecycle",
+            Op::GetBucketNotificationConfiguration => "GetBucketNotificationConfiguration",
+            Op::PutBucketNotificationConfiguration => "PutBucketNotificationConfiguration",
             Op::PostObject => "PostObject",
             Op::Options => "PreflightRequest",
             Op::PutBucketAcl => "PutBucketAcl",
@@ -380,7 +384,9 @@ fn bucket_op(method: Method, q: &Query) -> S3Result<Op> {
         Method::Get if q.has("lifecycle") => Op::GetBucketLifecycleConfiguration,
         Method::Put if q.has("lifecycle") => Op::PutBucketLifecycleConfiguration,
         Method::Delete if q.has("lifecycle") => Op::DeleteBucketLifecycle,
-        _ if ["versioning", "object-lock", "tagging", "cors", "logging", "lifecycle"].iter().any(|s| q.has(s)) => {
+        Method::Get if q.has("notification") => Op::GetBucketNotificationConfiguration,
+        Method::Put if q.has("notification") => Op::PutBucketNotificationConfiguration,
+        _ if ["versioning", "object-lock", "tagging", "cors", "logging", "lifecycle", "notification"].iter().any(|s| q.has(s)) => {
             return Err(S3Error::new(S3ErrorCode::MethodNotAllowed))
         }
         Method::Get if q.has("uploads") => Op::ListMultipartUploads,
@@ -552,6 +558,8 @@ mod tests {
             (Put, "/b", "lifecycle", Some("b"), None, "PutBucketLifecycleConfiguration"),
             (Get, "/b", "lifecycle", Some("b"), None, "GetBucketLifecycleConfiguration"),
             (Delete, "/b", "lifecycle", Some("b"), None, "DeleteBucketLifecycle"),
+            (Put, "/b", "notification", Some("b"), None, "PutBucketNotificationConfiguration"),
+            (Get, "/b", "notification", Some("b"), None, "GetBucketNotificationConfiguration"),
             (Get, "/b", "logging", Some("b"), None, "GetBucketLogging"),
             (Post, "/b", "", Some("b"), None, "PostObject"),
             (Post, "/b/", "", Some("b"), None, "PostObject"),

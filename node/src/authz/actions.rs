@@ -126,6 +126,8 @@ pub fn plan(op: &Op, h: &Headers, versioned: bool) -> Plan {
         Op::PutBucketLogging => return now(&[b("s3:PutBucketLogging")]),
         Op::GetBucketLifecycleConfiguration => return now(&[b("s3:GetLifecycleConfiguration")]),
         Op::PutBucketLifecycleConfiguration | Op::DeleteBucketLifecycle => return now(&[b("s3:PutLifecycleConfiguration")]),
+        Op::GetBucketNotificationConfiguration => return now(&[b("s3:GetBucketNotification")]),
+        Op::PutBucketNotificationConfiguration => return now(&[b("s3:PutBucketNotification")]),
         Op::CopyObject => {
             write_checks(h, &mut p.now);
             p.copy_source = Some("s3:GetObject");

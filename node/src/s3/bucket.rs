@@ -118,6 +118,7 @@ pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Res
         ownership,
         encryption: None,
         lifecycle: None,
+        notification: None,
         gate: Default::default(),
     };
     match ctx.shared.buckets.create(&ctx.shards, info, ctx.shared.config.max_buckets_per_user).await {

@@ -17,7 +17,9 @@ use super::{bypass_governance, io_error, shard_of, write_version};
 use crate::buckets::{BucketInfo, Versioning};
 use crate::conn::Request;
 use crate::meta::{object_key, VersionSel, T_OBJECTS};
+use crate::notify::{Origin, Pending};
 use crate::response::Response;
+use tessera_proto::notification::EventName;
 use crate::server::Ctx;
 
 /// Keys of one DeleteObjects request deleted at once (each in its own
@@ -35,7 +37,8 @@ struct Outcome {
 
 pub async fn delete_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
     let sel = versions::requested(&req.routed.query)?;
-    let out = delete_one(ctx, b, req.key(), sel, bypass_governance(req)).await?;
+    let origin = b.notification.as_ref().map(|_| Origin::of(req));
+    let out = delete_one(ctx, b, req.key(), sel, bypass_governance(req), origin.as_ref()).await?;
     let mut resp = Response::new(204);
     if out.delete_marker {
         resp.push_header("x-amz-delete-marker", "true");
@@ -46,18 +49,33 @@ pub async fn delete_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo)
     Ok(resp)
 }
 
-/// Deletes `key` (version `sel` of it, when given) from bucket `b`.
-async fn delete_one(ctx: &Ctx, b: &BucketInfo, key: &str, sel: Option<VersionSel>, bypass: bool) -> S3Result<Outcome> {
+/// The event of a delete of `key` (when the bucket's configuration selects it).
+fn event(ctx: &Ctx, b: &BucketInfo, key: &str, name: EventName, origin: Option<&Origin>) -> Option<Pending> {
+    crate::notify::prepare(&ctx.shared.config.notify_webhooks, b, key, name, origin?.clone())
+}
+
+/// Deletes `key` (version `sel` of it, when given) from bucket `b`;
+/// `origin` is the request's, when the bucket has notifications.
+async fn delete_one(
+    ctx: &Ctx,
+    b: &BucketInfo,
+    key: &str,
+    sel: Option<VersionSel>,
+    bypass: bool,
+    origin: Option<&Origin>,
+) -> S3Result<Outcome> {
     let shard = shard_of(ctx, &b.name, key);
     let Some(sel) = sel else {
         if b.versioning == Versioning::Unversioned {
-            delete_many(ctx, b, shard, &[key]).await?;
+            delete_many(ctx, b, shard, &[key], origin).await?;
             return Ok(Outcome::default());
         }
+        let ev = event(ctx, b, key, EventName::DeleteMarkerCreated, origin);
         let _gate = b.enter_write()?;
-        let marker = write_version(ctx, b, shard, key, NewVersion::delete_marker(now_unix_ms()), None).await?;
+        let marker = write_version(ctx, b, shard, key, NewVersion::delete_marker(now_unix_ms()), None, ev).await?;
         return Ok(Outcome { version: Some(marker.version_id()), delete_marker: true });
     };
+    let ev = event(ctx, b, key, EventName::Delete, origin);
     let (bid, k) = (b.id, key.to_string());
     let lock = vec![(T_OBJECTS, object_key(bid, key))];
     // A removal can promote a version into T_OBJECTS: it stays inside the
@@ -66,10 +84,16 @@ async fn delete_one(ctx: &Ctx, b: &BucketInfo, key: &str, sel: Option<VersionSel
     let removed = ctx
         .shards
         .txn(shard, lock, move |local| async move {
-            let Some((muts, removed)) = versions::remove(&local.shard, bid, &k, sel, bypass).await? else {
+            let Some((mut muts, removed)) = versions::remove(&local.shard, bid, &k, sel, bypass).await? else {
                 return Ok(None);
             };
+            if let Some(ev) = &ev {
+                muts.extend(ev.mutations(&local.notify, Some(&removed)));
+            }
             local.commit_in_txn(muts).await.map_err(io_error)?;
+            if ev.is_some() {
+                local.notify.wake.notify_all();
+            }
             Ok::<_, S3Error>(Some(removed))
         })
         .await
@@ -81,6 +105,8 @@ pub async fn delete_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo
     let body = req.read_body_to_vec(xml::MAX_XML_BODY_BYTES).await?;
     let del = xml::parse_delete(&body)?;
     let bypass = bypass_governance(req);
+    let origin = b.notification.as_ref().map(|_| Origin::of(req));
+    let origin = origin.as_ref();
     let mut results: Vec<S3Result<Outcome>> = Vec::with_capacity(del.objects.len());
     let mut todo: Vec<(usize, Option<VersionSel>)> = Vec::new();
     for (i, (key, version)) in del.objects.iter().enumerate() {
@@ -98,12 +124,12 @@ pub async fn delete_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo
     }
     let plain = b.versioning == Versioning::Unversioned && todo.iter().all(|(_, s)| s.is_none());
     if plain {
-        delete_grouped(ctx, b, &del.objects, &todo, &mut results).await;
+        delete_grouped(ctx, b, &del.objects, &todo, &mut results, origin).await;
     } else {
         for chunk in todo.chunks(MULTI_DELETE_CONCURRENCY) {
             let runs = chunk.iter().map(|&(i, sel)| {
                 let key = del.objects[i].0.as_str();
-                async move { (i, delete_one(ctx, b, key, sel, bypass).await) }
+                async move { (i, delete_one(ctx, b, key, sel, bypass, origin).await) }
             });
             for (i, r) in futures_util::future::join_all(runs).await {
                 results[i] = r;
@@ -140,6 +166,7 @@ async fn delete_grouped(
     objects: &[(String, Option<String>)],
     todo: &[(usize, Option<VersionSel>)],
     results: &mut [S3Result<Outcome>],
+    origin: Option<&Origin>,
 ) {
     let mut by_shard: HashMap<u32, Vec<usize>> = HashMap::new();
     for &(i, _) in todo {
@@ -147,7 +174,7 @@ async fn delete_grouped(
     }
     let commits = by_shard.into_iter().map(|(shard, idx)| {
         let keys: Vec<&str> = idx.iter().map(|&i| objects[i].0.as_str()).collect();
-        async move { (idx, delete_many(ctx, b, shard, &keys).await) }
+        async move { (idx, delete_many(ctx, b, shard, &keys, origin).await) }
     });
     for (idx, r) in futures_util::future::join_all(commits).await {
         if let Err(e) = r {
@@ -159,8 +186,47 @@ async fn delete_grouped(
 }
 
 /// Deletes `keys` (all of one shard, unversioned bucket) in one commit;
-/// keys that do not exist add nothing to it.
-async fn delete_many(ctx: &Ctx, b: &BucketInfo, shard: u32, keys: &[&str]) -> S3Result<()> {
+/// keys that do not exist add nothing to it. With events, one transaction
+/// holding the keys' locks checks which exist and commits their removal
+/// and their events together.
+async fn delete_many(ctx: &Ctx, b: &BucketInfo, shard: u32, keys: &[&str], origin: Option<&Origin>) -> S3Result<()> {
+    let evs: Vec<(Vec<u8>, Pending)> = keys
+        .iter()
+        .filter_map(|k| event(ctx, b, k, EventName::Delete, origin).map(|e| (object_key(b.id, k), e)))
+        .collect();
+    if !evs.is_empty() {
+        let plain: Vec<Vec<u8>> =
+            keys.iter().map(|k| object_key(b.id, k)).filter(|k| !evs.iter().any(|(e, _)| e == k)).collect();
+        let locks = keys.iter().map(|k| (T_OBJECTS, object_key(b.id, k))).collect();
+        return ctx
+            .shards
+            .txn(shard, locks, move |local| async move {
+                let mut muts = Vec::new();
+                for k in plain {
+                    if local.shard.get(T_OBJECTS, &k).is_some() {
+                        muts.push(Mutation::Delete { table: T_OBJECTS, key: k });
+                    }
+                }
+                let mut events = 0;
+                for (k, ev) in &evs {
+                    let Some(cur) = local.shard.get(T_OBJECTS, k) else { continue };
+                    let summary = crate::meta::ObjectSummary::decode(&cur.summary);
+                    muts.push(Mutation::Delete { table: T_OBJECTS, key: k.clone() });
+                    muts.extend(ev.mutations(&local.notify, summary.as_ref()));
+                    events += 1;
+                }
+                if muts.is_empty() {
+                    return Ok(());
+                }
+                local.commit_in_txn(muts).await.map_err(io_error)?;
+                if events > 0 {
+                    local.notify.wake.notify_all();
+                }
+                Ok(())
+            })
+            .await
+            .map_err(io_error)?;
+    }
     let mut muts = Vec::new();
     for key in keys {
         let k = object_key(b.id, key);

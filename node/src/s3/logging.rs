@@ -151,7 +151,7 @@ async fn try_deliver(ctx: &Rc<Ctx>, source: &str, data: Vec<u8>) -> S3Result<()>
     let new = NewVersion { summary, meta: meta.encode(), body: Body::Inline(data) };
     let shard = shard_of(ctx, &target.name, &key);
     let _gate = target.enter_write()?;
-    write_version(ctx, &target, shard, &key, new, None).await?;
+    write_version(ctx, &target, shard, &key, new, None, None).await?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ mod delete;
 mod encryption;
 pub mod get;
 pub mod lifecycle;
+pub mod notification;
 pub use get::read_version;
 mod list;
 mod lock;
@@ -36,6 +37,8 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 use crate::buckets::{BucketInfo, Versioning};
 use crate::conn::Request;
 use crate::meta::{object_key, ObjectSummary, VersionId, T_OBJECTS};
+use crate::notify::Pending;
+use tessera_proto::notification::EventName;
 use crate::response::Response;
 use crate::server::Ctx;
 use versions::NewVersion;
@@ -112,6 +115,8 @@ async fn run(ctx: &Rc<Ctx>, req: &mut Request<'_>, op: Op, b: &Arc<BucketInfo>) 
         Op::GetBucketLifecycleConfiguration => lifecycle::get(b),
         Op::PutBucketLifecycleConfiguration => lifecycle::put(ctx, req, b).await,
         Op::DeleteBucketLifecycle => lifecycle::delete(ctx, b).await,
+        Op::GetBucketNotificationConfiguration => notification::get(b),
+        Op::PutBucketNotificationConfiguration => notification::put(ctx, req, b).await,
         Op::GetObjectTagging => tagging::get_object(ctx, req, b).await,
         Op::PutObjectTagging => tagging::put_object(ctx, req, b).await,
         Op::DeleteObjectTagging => tagging::delete_object(ctx, req, b).await,
@@ -276,12 +281,20 @@ pub async fn precheck(ctx: &Ctx, shard: u32, key: &[u8], cond: Option<&WriteCond
     cond.check(current.as_ref().filter(|s| !s.delete_marker))
 }
 
+/// The notification event `name` of `key` would cause, when the bucket's
+/// configuration selects it (see `notify::prepare`).
+pub fn event(ctx: &Ctx, req: &Request<'_>, b: &BucketInfo, key: &str, name: EventName) -> Option<Pending> {
+    b.notification.as_ref()?;
+    crate::notify::prepare(&ctx.shared.config.notify_webhooks, b, key, name, crate::notify::Origin::of(req))
+}
+
 /// Writes `new` as the current version of `key` in bucket `b`, under
-/// `cond`. An unversioned bucket without a condition takes the plain path
-/// (one commit overwriting the key); anything that must read the current
-/// state first (a condition, a version to demote) runs as a transaction on
-/// the shard's core. Returns the summary written (with its version id).
-/// The caller holds the bucket's write gate.
+/// `cond`. An unversioned bucket without a condition or event takes the
+/// plain path (one commit overwriting the key); anything that must read
+/// the current state first (a condition, a version to demote) or order an
+/// event runs as a transaction on the shard's core, and the event's queue
+/// entries go into the same commit as the version. Returns the summary
+/// written (with its version id). The caller holds the bucket's write gate.
 pub async fn write_version(
     ctx: &Ctx,
     b: &BucketInfo,
@@ -289,9 +302,10 @@ pub async fn write_version(
     key: &str,
     new: NewVersion,
     cond: Option<WriteCond>,
+    ev: Option<Pending>,
 ) -> S3Result<ObjectSummary> {
     let random = versions::random8()?;
-    if b.versioning == Versioning::Unversioned && cond.is_none() {
+    if b.versioning == Versioning::Unversioned && cond.is_none() && ev.is_none() {
         let NewVersion { mut summary, meta, body } = new;
         summary.version = VersionId::next(now_unix_micros(), None, random);
         summary.null_version = true;
@@ -303,9 +317,15 @@ pub async fn write_version(
     let lock = vec![(T_OBJECTS, object_key(bid, &key))];
     ctx.shards
         .txn(shard, lock, move |local| async move {
-            let (muts, summary) =
+            let (mut muts, summary) =
                 versions::place(&local.shard, bid, &key, versioning, new, cond.as_ref(), random).await?;
+            if let Some(ev) = &ev {
+                muts.extend(ev.mutations(&local.notify, Some(&summary)));
+            }
             local.commit_in_txn(muts).await.map_err(io_error)?;
+            if ev.is_some() {
+                local.notify.wake.notify_all();
+            }
             Ok(summary)
         })
         .await

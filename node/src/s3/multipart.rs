@@ -452,6 +452,7 @@ pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: 
     let id = id.to_string();
     let ukey = upload_key(b.id, &key, &id);
     let locks = vec![(T_UPLOADS, ukey.clone()), (T_OBJECTS, okey)];
+    let ev = super::event(ctx, req, b, &key, tessera_proto::notification::EventName::CompleteMultipartUpload);
     let k = key.clone();
     let done = ctx
         .shards
@@ -473,7 +474,13 @@ pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: 
                 versions::place(&local.shard, target.bucket, &k, target.versioning, new, cond.as_ref(), random).await?;
             muts.push(Mutation::Delete { table: T_UPLOADS, key: ukey });
             muts.extend(part_keys.into_iter().map(|key| Mutation::Delete { table: T_PARTS, key }));
+            if let Some(ev) = &ev {
+                muts.extend(ev.mutations(&local.notify, Some(&summary)));
+            }
             local.commit_in_txn(muts).await.map_err(io_error)?;
+            if ev.is_some() {
+                local.notify.wake.notify_all();
+            }
             Ok(Completed::of(summary, &meta))
         })
         .await

@@ -10,6 +10,7 @@ use tessera_io::{Body, DataBuf, Extent, IoError};
 use tessera_proto::checksum::{BodySums, ChecksumAlgo, Checksummer};
 use tessera_proto::router::percent_decode;
 use tessera_proto::time::{format_iso8601_ms, now_unix_ms};
+use tessera_proto::notification::EventName;
 use tessera_proto::xml::XmlWriter;
 use tessera_proto::{Headers, S3Error, S3ErrorCode, S3Result};
 
@@ -260,8 +261,9 @@ pub async fn put_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     let mut summary = ObjectSummary::new(stored.size, now_unix_ms(), md5, 0, VersionId::from_parts(0, [0; 8]), true);
     lock.apply(&mut summary, b);
     let new = NewVersion { summary, meta: meta.encode(), body: stored.body };
+    let ev = super::event(ctx, req, b, &key, EventName::Put);
     let _gate = b.enter_write()?;
-    let summary = write_version(ctx, b, shard, &key, new, cond).await?;
+    let summary = write_version(ctx, b, shard, &key, new, cond, ev).await?;
     let mut resp = Response::new(200).header("ETag", summary.etag());
     push_written_version(&mut resp, &summary);
     super::lifecycle::push_expiration(&mut resp, b, &key, &meta.tags, summary.size, summary.mtime_ms);
@@ -403,8 +405,9 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     let mut summary = ObjectSummary::new(size, now_unix_ms(), md5, 0, VersionId::from_parts(0, [0; 8]), true);
     lock.apply(&mut summary, b);
     let new = NewVersion { summary, meta: meta.encode(), body: copied.body };
+    let ev = super::event(ctx, req, b, &key, EventName::Copy);
     let _gate = b.enter_write()?;
-    let summary = write_version(ctx, b, dst_shard, &key, new, None).await?;
+    let summary = write_version(ctx, b, dst_shard, &key, new, None, ev).await?;
     let mut w = XmlWriter::new().root("CopyObjectResult");
     w.elem("LastModified", &format_iso8601_ms(summary.mtime_ms)).elem("ETag", &summary.etag());
     if let Some((n, v)) = &meta.checksum {
