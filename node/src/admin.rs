@@ -169,7 +169,13 @@ async fn answer(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Respon
         "/health/ready" if read => ready(ctx),
         "/metrics" if read => Response::new(200)
             .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-            .with_body(ctx.shared.metrics.render(&ctx.shards.queue_depths()).into_bytes()),
+            .with_body({
+                let mut m = ctx.shared.metrics.render(&ctx.shards.queue_depths());
+                if let Some(l) = &ctx.shared.layout.lanes {
+                    l.health.ec.render(&mut m);
+                }
+                m.into_bytes()
+            }),
         INFO_PATH if head.method == Method::Get => match authenticate_admin(ctx, head, peer) {
             Ok(()) => json(200, &info(ctx)),
             Err(e) => json(e.code.status(), &serde_json::json!({ "error": e.code.as_str(), "message": e.message })),

@@ -1,9 +1,16 @@
-//! The lane-level storage calls of format 2 (first slice: mirrored lanes,
-//! see `sets_open`). A lane's read primary is the `LocalShard` handlers
-//! reach through `Shards`; it carries the lane's other online members
-//! (all opened on the same core, the lane's owner), and every data write
-//! and commit it takes is applied to them too. Format 1 shards have no
-//! mirrors and pass straight through, so handlers keep one code path.
+//! The lane-level storage calls of format 2 (see `sets_open`). A lane's
+//! read primary is the `LocalShard` handlers reach through `Shards`; it
+//! carries the lane's other online members (all opened on the same core,
+//! the lane's owner), and every data write and commit it takes is applied
+//! to them too. Format 1 shards have no mirrors and pass straight
+//! through, so handlers keep one code path.
+//!
+//! With parity (m > 0) a data write is striped instead of copied
+//! (`stripes_io::write_piece`): each member gets its own blocks, and the
+//! handler gets a virtual extent naming the piece; a commit gives each
+//! member its own form of the record (its block extents, the v5
+//! envelope, `stripes`). Inline bodies (<= `REPLICATE_MAX_BYTES`) stay
+//! mirrored in every member's record.
 //!
 //! Extents differ between members (each log places data its own way):
 //! a data write remembers the members' extents under the primary's, and a
@@ -11,14 +18,43 @@
 //! (a versioned overwrite moving the current body, a multipart manifest of
 //! earlier parts) is copied from the primary into the member instead.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use tessera_erasure::{Codec, Params};
 use tessera_io::{Body, DataBuf, Extent, IoError, Mutation, Shard};
 
 use crate::sets_open::DiskHealth;
+use crate::stripes::{Envelope, Piece, PieceInfo, VIRTUAL_SEGMENT};
+
+/// Most piece handles a lane keeps (loaded records' and unacknowledged
+/// writes'); past it the oldest half goes, and a read of a dropped one
+/// answers `Moved` (the reader loads the record again).
+pub const MAX_PIECE_HANDLES: usize = 64 * 1024;
+
+thread_local! {
+    /// The lanes of this core by their primary's shard id, for the
+    /// callers that hold a bare `Shard` (transactions).
+    static LANES: RefCell<HashMap<u32, Rc<Mirrors>>> = RefCell::new(HashMap::new());
+}
+
+/// Makes `mirrors` the lane of the primary shard `id` on this core.
+pub fn register(id: u32, mirrors: &Rc<Mirrors>) {
+    LANES.with(|l| l.borrow_mut().insert(id, mirrors.clone()));
+}
+
+/// The lane whose primary is shard `id`, if it is a format 2 lane of this core.
+pub fn lane_of(id: u32) -> Option<Rc<Mirrors>> {
+    LANES.with(|l| l.borrow().get(&id).cloned())
+}
+
+/// How a lane with parity codes its data records.
+pub struct Coding {
+    pub params: Params,
+    pub codec: RefCell<Codec>,
+}
 
 /// Most remembered extent translations per lane; past it the oldest
 /// half is dropped (a dropped one costs a copy at commit, never a wrong
@@ -33,30 +69,95 @@ fn key(e: &Extent) -> ExtentKey {
 
 /// The other members of a lane, held by its primary.
 pub struct Mirrors {
-    primary_disk: usize,
-    members: Vec<(usize, Shard)>,
+    pub(crate) primary_disk: usize,
+    pub(crate) members: Vec<(usize, Shard)>,
     write_quorum: usize,
-    health: Arc<DiskHealth>,
+    pub(crate) health: Arc<DiskHealth>,
+    /// Set when the lane stripes (parity > 0).
+    pub(crate) coding: Option<Coding>,
+    /// Piece handles by id: (written by this core and not yet committed, piece).
+    pieces: RefCell<HashMap<u64, (bool, Rc<Piece>)>>,
+    next_piece: Cell<u64>,
     /// Primary extent -> (insertion number, each member's extent).
     translations: RefCell<HashMap<ExtentKey, (u64, Vec<Option<Extent>>)>>,
     next: std::cell::Cell<u64>,
 }
 
 impl Mirrors {
-    pub fn new(primary_disk: usize, members: Vec<(usize, Shard)>, write_quorum: usize, health: Arc<DiskHealth>) -> Self {
+    pub fn new(
+        primary_disk: usize,
+        members: Vec<(usize, Shard)>,
+        write_quorum: usize,
+        health: Arc<DiskHealth>,
+        params: Option<Params>,
+    ) -> Self {
         Mirrors {
             primary_disk,
             members,
             write_quorum,
             health,
+            coding: params
+                .filter(|p| p.parity_blocks() > 0)
+                .map(|p| Coding { params: p, codec: RefCell::new(Codec::new(p)) }),
+            pieces: RefCell::new(HashMap::new()),
+            next_piece: Cell::new(0),
             translations: RefCell::new(HashMap::new()),
             next: std::cell::Cell::new(0),
         }
     }
 
+    pub(crate) fn write_quorum(&self) -> usize {
+        self.write_quorum
+    }
+
+    /// Set disks of the lane (k + m).
+    pub(crate) fn set_disks(&self) -> usize {
+        self.coding.as_ref().map_or(1, |c| c.params.total_blocks())
+    }
+
+    /// Set position of the primary.
+    pub(crate) fn primary_position(&self) -> usize {
+        self.primary_disk % self.set_disks()
+    }
+
+    /// The shard at set `position` if it is online: (member index or None
+    /// for the primary, disk, shard).
+    pub(crate) fn at<'a>(&'a self, primary: &'a Shard, position: usize) -> Option<(Option<usize>, usize, &'a Shard)> {
+        let n = self.set_disks();
+        if self.primary_disk % n == position {
+            return self.health.online(self.primary_disk).then_some((None, self.primary_disk, primary));
+        }
+        self.members
+            .iter()
+            .enumerate()
+            .find(|(_, (d, _))| d % n == position && self.health.online(*d))
+            .map(|(i, (d, s))| (Some(i), *d, s))
+    }
+
+    /// Registers a piece handle; its virtual extent.
+    pub(crate) fn add_piece(&self, piece: Piece, written: bool) -> Extent {
+        let mut t = self.pieces.borrow_mut();
+        if t.len() >= MAX_PIECE_HANDLES {
+            let cut = self.next_piece.get().saturating_sub(MAX_PIECE_HANDLES as u64 / 2);
+            t.retain(|id, _| *id >= cut);
+        }
+        let id = self.next_piece.get();
+        self.next_piece.set(id + 1);
+        let len = piece.len;
+        t.insert(id, (written, Rc::new(piece)));
+        Extent { segment: VIRTUAL_SEGMENT, offset: id, len }
+    }
+
+    pub(crate) fn piece(&self, e: &Extent) -> Option<Rc<Piece>> {
+        if e.segment != VIRTUAL_SEGMENT {
+            return None;
+        }
+        self.pieces.borrow().get(&e.offset).filter(|(_, p)| p.len == e.len).map(|(_, p)| p.clone())
+    }
+
     /// Online members plus the primary: fewer than the quorum refuses the
     /// write before anything is written.
-    fn check_quorum(&self) -> Result<(), IoError> {
+    pub(crate) fn check_quorum(&self) -> Result<(), IoError> {
         let online = 1 + self.members.iter().filter(|(d, _)| self.health.online(*d)).count();
         if !self.health.online(self.primary_disk) || online < self.write_quorum {
             return Err(IoError::BelowQuorum);
@@ -79,7 +180,7 @@ impl Mirrors {
 
     /// After a member failed: out of service, recorded stale. When the
     /// record cannot be made the write must not be acknowledged.
-    fn failed(&self, disk: usize, e: &IoError) -> bool {
+    pub(crate) fn failed(&self, disk: usize, e: &IoError) -> bool {
         tracing::error!(disk, error = %e, "a lane member failed a write");
         self.health.fail(disk)
     }
@@ -96,6 +197,9 @@ fn copy_buf(src: &DataBuf) -> DataBuf {
 pub async fn write_data(primary: &Shard, mirrors: Option<&Mirrors>, buf: DataBuf) -> Result<Extent, IoError> {
     let Some(m) = mirrors else { return primary.write_data(buf).await };
     m.check_quorum()?;
+    if m.coding.is_some() {
+        return crate::stripes_io::write_piece(primary, m, buf).await;
+    }
     let targets: Vec<(usize, usize)> =
         m.members.iter().enumerate().filter(|(_, (d, _))| m.health.online(*d)).map(|(i, (d, _))| (i, *d)).collect();
     let copies: Vec<DataBuf> = targets.iter().map(|_| copy_buf(&buf)).collect();
@@ -118,44 +222,112 @@ pub async fn write_data(primary: &Shard, mirrors: Option<&Mirrors>, buf: DataBuf
 }
 
 /// Why a member could not get its form of a commit.
-enum TranslateError {
+pub(crate) enum TranslateError {
     /// Reading the primary failed: the commit fails, the member is fine.
     Primary(IoError),
     /// Writing the member failed: the member goes offline.
     Member(IoError),
 }
 
-/// The bodies of `muts` as member `i` must see them: remembered extents,
-/// or the bytes copied from the primary.
-async fn translate(primary: &Shard, m: &Mirrors, i: usize, muts: &[Mutation]) -> Result<Vec<Mutation>, TranslateError> {
-    let member = &m.members[i].1;
+/// Whose form of a commit is being built.
+#[derive(Clone, Copy)]
+enum Who {
+    Primary,
+    Member(usize),
+}
+
+/// A member's own extent of a body extent the primary holds: remembered
+/// from the data write, or the bytes copied from the primary.
+async fn plain_extent(primary: &Shard, m: &Mirrors, i: usize, e: &Extent) -> Result<Extent, TranslateError> {
+    let known = m.translations.borrow().get(&key(e)).and_then(|(_, v)| v.get(i).cloned().flatten());
+    if let Some(x) = known {
+        return Ok(x);
+    }
+    let bytes = primary.read_extent(e, 0..e.len).await.map_err(TranslateError::Primary)?;
+    let mut b = DataBuf::new(bytes.len().max(1));
+    b.extend_from_slice(&bytes);
+    m.members[i].1.write_data(b).await.map_err(TranslateError::Member)
+}
+
+/// The bodies of `muts` as `who` must see them. Plain extents: the
+/// primary's own, or remembered / copied for a member. A body with
+/// piece handles (striped) becomes that shard's block extents (a block
+/// it lacks is rebuilt and written), its meta the v5 envelope.
+async fn translate(primary: &Shard, m: &Mirrors, who: Who, muts: &[Mutation]) -> Result<Vec<Mutation>, TranslateError> {
     let mut out = Vec::with_capacity(muts.len());
     for mu in muts {
         let Mutation::Put { table, key: k, summary, meta, body: Body::Extents(ex) } = mu else {
             out.push(mu.clone());
             continue;
         };
+        let striped = ex.iter().any(|e| e.segment == VIRTUAL_SEGMENT);
+        if matches!(Envelope::unwrap(meta), Ok(Some(_)) | Err(_)) {
+            // A v5 record must come back through its lane's handles (a
+            // raw copy would point members at the primary's blocks).
+            return Err(TranslateError::Primary(IoError::InvalidExtent("a v5 record committed without its piece handles")));
+        }
+        if !striped && matches!(who, Who::Primary) {
+            out.push(mu.clone());
+            continue;
+        }
         let mut mine = Vec::with_capacity(ex.len());
+        let mut infos = Vec::with_capacity(ex.len());
         for e in ex {
-            let known = m.translations.borrow().get(&key(e)).and_then(|(_, v)| v.get(i).cloned().flatten());
-            let e2 = match known {
+            if e.segment != VIRTUAL_SEGMENT {
+                infos.push(PieceInfo::Plain { len: e.len });
+                mine.push(match who {
+                    Who::Primary => *e,
+                    Who::Member(i) => plain_extent(primary, m, i, e).await?,
+                });
+                continue;
+            }
+            let Some(piece) = m.piece(e) else { return Err(TranslateError::Primary(IoError::Moved)) };
+            let coding = m.coding.as_ref().ok_or(TranslateError::Primary(IoError::InvalidExtent("piece on a lane without parity")))?;
+            if piece.params != coding.params {
+                return Err(TranslateError::Primary(IoError::InvalidExtent("piece of other erasure parameters")));
+            }
+            infos.push(PieceInfo::Striped { len: piece.len, tag: piece.tag, rot: piece.rot });
+            let pos = match who {
+                Who::Primary => m.primary_position(),
+                Who::Member(i) => m.members[i].0 % m.set_disks(),
+            };
+            let have = piece.blocks.get(pos).copied().flatten();
+            mine.push(match have {
                 Some(x) => x,
                 None => {
-                    let bytes = primary.read_extent(e, 0..e.len).await.map_err(TranslateError::Primary)?;
-                    let mut b = DataBuf::new(bytes.len().max(1));
-                    b.extend_from_slice(&bytes);
-                    member.write_data(b).await.map_err(TranslateError::Member)?
+                    let stream = crate::stripes_io::rebuild_streams(primary, m, &piece, &[pos])
+                        .await
+                        .map_err(TranslateError::Primary)?
+                        .pop()
+                        .map(|(_, s)| s)
+                        .unwrap_or_default();
+                    let target = match who {
+                        Who::Primary => primary,
+                        Who::Member(i) => &m.members[i].1,
+                    };
+                    let mut b = DataBuf::new(stream.len().max(1));
+                    b.extend_from_slice(&stream);
+                    target.write_data(b).await.map_err(|e| match who {
+                        Who::Primary => TranslateError::Primary(e),
+                        Who::Member(_) => TranslateError::Member(e),
+                    })?
                 }
-            };
-            mine.push(e2);
+            });
         }
-        out.push(Mutation::Put {
-            table: *table,
-            key: k.clone(),
-            summary: summary.clone(),
-            meta: meta.clone(),
-            body: Body::Extents(mine),
-        });
+        let meta = if striped {
+            let p = m.coding.as_ref().map(|c| c.params).ok_or(TranslateError::Primary(IoError::InvalidExtent("no coding")))?;
+            let env = Envelope {
+                k: p.data_blocks(),
+                m: p.parity_blocks(),
+                n: p.total_blocks() as u8,
+                stripe: p.stripe_bytes() as u32,
+                pieces: infos,
+            };
+            env.wrap(meta)
+        } else {
+            meta.clone()
+        };
+        out.push(Mutation::Put { table: *table, key: k.clone(), summary: summary.clone(), meta, body: Body::Extents(mine) });
     }
     Ok(out)
 }
@@ -168,10 +340,16 @@ pub async fn commit(primary: &Shard, mirrors: Option<&Mirrors>, muts: Vec<Mutati
     m.check_quorum()?;
     let targets: Vec<(usize, usize)> =
         m.members.iter().enumerate().filter(|(_, (d, _))| m.health.online(*d)).map(|(i, (d, _))| (i, *d)).collect();
-    // Each member's form of the commit first (copying bodies it lacks), so
+    // Each shard's form of the commit first (copying bodies it lacks), so
     // that the commits below start together, the primary's first: commits
     // of one key then reach every member in the order they reach it.
-    let forms = futures_util::future::join_all(targets.iter().map(|&(i, _)| translate(primary, m, i, &muts))).await;
+    let own = translate(primary, m, Who::Primary, &muts);
+    let forms = futures_util::future::join_all(targets.iter().map(|&(i, _)| translate(primary, m, Who::Member(i), &muts)));
+    let (own, forms) = futures_util::future::join(own, forms).await;
+    let own = match own {
+        Ok(f) => f,
+        Err(TranslateError::Primary(e) | TranslateError::Member(e)) => return Err(e),
+    };
     let mut ready = Vec::new();
     let mut recorded = true;
     for (&(i, disk), f) in targets.iter().zip(forms) {
@@ -190,7 +368,7 @@ pub async fn commit(primary: &Shard, mirrors: Option<&Mirrors>, muts: Vec<Mutati
         .collect();
     let disks: Vec<usize> = ready.iter().map(|r| r.1).collect();
     let theirs = futures_util::future::join_all(ready.into_iter().map(|(i, _, t)| m.members[i].1.commit(t)));
-    let (mine, theirs) = futures_util::future::join(primary.commit(muts), theirs).await;
+    let (mine, theirs) = futures_util::future::join(primary.commit(own), theirs).await;
     let seq = mine?;
     let mut durable = 1;
     for (disk, r) in disks.into_iter().zip(theirs) {
@@ -201,8 +379,16 @@ pub async fn commit(primary: &Shard, mirrors: Option<&Mirrors>, muts: Vec<Mutati
     }
     {
         let mut t = m.translations.borrow_mut();
+        let mut p = m.pieces.borrow_mut();
         for k in &used {
-            t.remove(k);
+            if k.0 == VIRTUAL_SEGMENT {
+                // A written piece is committed: its handle is done.
+                if p.get(&k.1).is_some_and(|(written, _)| *written) {
+                    p.remove(&k.1);
+                }
+            } else {
+                t.remove(k);
+            }
         }
     }
     if durable < m.write_quorum || !recorded {
@@ -212,15 +398,17 @@ pub async fn commit(primary: &Shard, mirrors: Option<&Mirrors>, muts: Vec<Mutati
 }
 
 /// Builds the mirrors of a lane from its opened members (the first is the
-/// primary); None for a lane of one shard.
+/// primary); None for a lane of one shard. `params`: the set's coding
+/// (striped data records when it has parity).
 pub fn mirrors_of(
     primary_disk: Option<usize>,
     others: Vec<(usize, Shard)>,
     write_quorum: usize,
     health: Option<Arc<DiskHealth>>,
+    params: Option<Params>,
 ) -> Option<Rc<Mirrors>> {
     match (primary_disk, health) {
-        (Some(p), Some(h)) => Some(Rc::new(Mirrors::new(p, others, write_quorum, h))),
+        (Some(p), Some(h)) => Some(Rc::new(Mirrors::new(p, others, write_quorum, h, params))),
         _ => None,
     }
 }

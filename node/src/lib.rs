@@ -32,5 +32,7 @@ pub mod server;
 pub mod sets;
 pub mod sets_open;
 pub mod shards;
+pub mod stripes;
+pub mod stripes_io;
 pub mod sse;
 pub mod tls;

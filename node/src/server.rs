@@ -586,7 +586,14 @@ impl Reactor {
                 others,
                 lanes.map_or(1, |l| l.write_quorum),
                 lanes.map(|l| l.health.clone()),
+                lanes.and_then(|l| {
+                    let f = &l.format;
+                    tessera_erasure::Params::new(f.set_disks() - f.parity, f.parity, f.stripe_bytes).ok()
+                }),
             );
+            if let Some(m) = &mirrors {
+                crate::lanes::register(primary.id(), m);
+            }
             local[s] = Some(Rc::new(
                 LocalShard::with_cache(primary, cache.clone()).with_mirrors(mirrors).with_notify(notify_queue.clone()),
             ));

@@ -2,13 +2,14 @@
 //! with `--erasure`, deciding at start which dirs serve (`sets::plan_start`),
 //! and the per-disk online state the lanes' writes consult.
 //!
-//! FIRST SLICE (see ARCHITECTURE.md, "Erasure sets", what is built): a
-//! lane's member shards are mirrors, not stripes. Every data write and
-//! commit of a lane goes to all of its online members and is acknowledged
-//! once `SetShape::write_quorum` of them are durable; reads use the lane's
-//! first online member (the read primary).
+//! What is built (see ARCHITECTURE.md, "Erasure sets"): a lane's member
+//! shards hold every record (mirrored) and their own blocks of every data
+//! record (striped k+m, `stripes_io`). Every commit of a lane goes to all
+//! of its online members and is acknowledged once `SetShape::write_quorum`
+//! of them are durable; reads take the record of the lane's first online
+//! member (the read primary) and the blocks of the others.
 //!
-//! Mirrors have no version resolution yet, so a disk that missed writes
+//! Lanes have no version resolution yet, so a disk that missed writes
 //! must never be read again until healing exists: every start that can
 //! take writes records the disks it serves without in `tessera.stale` in
 //! each online dir, a member that fails a write is recorded there before
@@ -19,7 +20,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::layout::{self, DirLock, Layout, LayoutError, FORMAT_FILE};
@@ -49,6 +50,8 @@ pub struct Disk {
 #[derive(Debug)]
 pub struct DiskHealth {
     pub disks: Vec<Disk>,
+    /// What striped reads met (see `stripes_io`).
+    pub ec: EcCounters,
     /// The stale set as last written; the lock also orders its writers.
     stale: Mutex<BTreeSet<DiskId>>,
 }
@@ -82,6 +85,31 @@ impl DiskHealth {
             }
         }
         ok
+    }
+}
+
+/// Counts of striped reads, node-wide (`/metrics`).
+#[derive(Debug, Default)]
+pub struct EcCounters {
+    /// Stripes decoded with parity (a data block missing, failed or corrupt).
+    pub degraded_stripes: AtomicU64,
+    /// Stripes with fewer than k good blocks: the read failed (500).
+    pub unreadable_stripes: AtomicU64,
+    /// Block streams rebuilt and rewritten by read repair.
+    pub repaired_blocks: AtomicU64,
+}
+
+impl EcCounters {
+    /// Appends the counters in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        for (name, help, v) in [
+            ("tessera_ec_degraded_stripes_total", "Erasure stripes decoded with parity (a data block missing, failed or corrupt).", &self.degraded_stripes),
+            ("tessera_ec_unreadable_stripes_total", "Erasure stripes read with fewer than k good blocks (the read failed).", &self.unreadable_stripes),
+            ("tessera_ec_repaired_blocks_total", "Erasure block streams rebuilt and rewritten by read repair.", &self.repaired_blocks),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+        }
     }
 }
 
@@ -313,14 +341,14 @@ fn build(dirs: &[PathBuf], states: &[DirState]) -> Result<Layout, LayoutError> {
         .zip(disk_dir)
         .map(|(id, dir)| Disk { id: *id, online: AtomicBool::new(dir.is_some()), dir })
         .collect();
-    let health = Arc::new(DiskHealth { disks, stale: Mutex::new(stale) });
+    let health = Arc::new(DiskHealth { disks, ec: EcCounters::default(), stale: Mutex::new(stale) });
     tracing::info!(
         sets = f.sets.len(),
         disks = n,
         parity = f.parity,
         write_quorum = w,
         lanes = lanes.len(),
-        "erasure-set layout (format 2) opened; lanes are mirrored in this build"
+        "erasure-set layout (format 2) opened; data records are striped k+m (mirrored when parity is 0), inline bodies mirrored"
     );
     Ok(Layout {
         shard_dirs,

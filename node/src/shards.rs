@@ -84,23 +84,28 @@ impl LocalShard {
     /// extent body small enough is read whole and cached when `fill`
     /// (a whole-object GET, which reads all of it anyway), and then
     /// comes back inline too. Otherwise the answer is `load`'s.
-    pub async fn load_for_read(&self, table: u8, key: &[u8], fill: bool) -> Result<Option<Stored>, IoError> {
+    pub async fn load_for_read(self: &Rc<Self>, table: u8, key: &[u8], fill: bool) -> Result<Option<Stored>, IoError> {
         if !self.cache.enabled() {
-            return self.shard.load(table, key).await;
+            return crate::stripes_io::load(&self.shard, table, key).await;
         }
         let Some(entry) = self.shard.get(table, key) else { return Ok(None) };
         let ck = (self.shard.id(), table, key.to_vec());
         if let Some(o) = self.cache.get(&ck, entry.seq) {
             return Ok(Some(Stored { seq: o.seq, summary: o.summary, meta: o.meta, body: Body::Inline(o.data) }));
         }
-        let Some(stored) = self.shard.load(table, key).await? else { return Ok(None) };
+        let Some(stored) = crate::stripes_io::load(&self.shard, table, key).await? else { return Ok(None) };
         let data = match &stored.body {
             Body::Inline(d) if self.cache.admits_size(d.len() as u64) => d.clone(),
             Body::Extents(ex) if fill && self.cache.admits_size(ex.iter().map(|e| e.len).sum()) => {
                 let mut data = Vec::with_capacity(ex.iter().map(|e| e.len as usize).sum());
                 for e in ex {
-                    match self.shard.read_extent(e, 0..e.len).await {
+                    match self.read_extent(e, 0..e.len).await {
                         Ok(b) => data.extend_from_slice(&b),
+                        // A striped piece below k good blocks: answered
+                        // now (500), before any of the body is sent.
+                        Err(err @ IoError::Corrupt { .. }) if e.segment == crate::stripes::VIRTUAL_SEGMENT => {
+                            return Err(err)
+                        }
                         // Moved, or an error the streaming path will meet and report.
                         Err(_) => return Ok(Some(stored)),
                     }
@@ -112,6 +117,24 @@ impl LocalShard {
         let obj = CachedObject { seq: stored.seq, summary: stored.summary, meta: stored.meta, data };
         self.cache.insert(ck, obj.clone());
         Ok(Some(Stored { seq: obj.seq, summary: obj.summary, meta: obj.meta, body: Body::Inline(obj.data) }))
+    }
+
+    /// `Shard::read_extent` through the lane (a striped piece is read
+    /// from its members' blocks); blocks found bad are repaired in the
+    /// background, under the record key's lock.
+    pub async fn read_extent(self: &Rc<Self>, e: &Extent, range: Range<u64>) -> Result<Vec<u8>, IoError> {
+        let (bytes, job) = crate::stripes_io::read_extent(&self.shard, e, range).await?;
+        if let Some(job) = job {
+            let local = self.clone();
+            monoio::spawn(async move {
+                let Some(o) = job.piece.origin.clone() else { return };
+                let _locks = local.lock(vec![(o.table, o.key)]).await;
+                if let Err(e) = crate::stripes_io::repair(&local.shard, job).await {
+                    tracing::error!(error = %e, "read repair failed; the block stays lacking");
+                }
+            });
+        }
+        Ok(bytes)
     }
 
     fn keys_of(muts: &[Mutation]) -> Vec<TableKey> {
@@ -282,11 +305,9 @@ async fn exec(local: &Rc<LocalShard>, req: ShardReq) -> Result<ShardResp, IoErro
             ShardResp::Txn(f(local.clone()).await)
         }
         ShardReq::Get { table, key } => ShardResp::Entry(shard.get(table, &key)),
-        ShardReq::Load { table, key } => ShardResp::Stored(shard.load(table, &key).await?),
+        ShardReq::Load { table, key } => ShardResp::Stored(crate::stripes_io::load(shard, table, &key).await?),
         ShardReq::LoadForRead { table, key, fill } => ShardResp::Stored(local.load_for_read(table, &key, fill).await?),
-        ShardReq::ReadExtent { extent, range } => {
-            ShardResp::Bytes(shard.read_extent(&extent, range).await?)
-        }
+        ShardReq::ReadExtent { extent, range } => ShardResp::Bytes(local.read_extent(&extent, range).await?),
         ShardReq::Range { table, prefix, after, limit } => {
             ShardResp::Entries(shard.range(table, &prefix, after.as_deref(), limit))
         }

@@ -1,7 +1,8 @@
-//! Format 2 (erasure sets, `--erasure`) with 4 data dirs, first slice:
-//! lanes mirrored over the dirs, writes acknowledged at the write quorum
-//! (3 of 4 with the default parity 2), reads with up to 2 dirs gone, and a
-//! dir that missed writes never read again (see ARCHITECTURE.md).
+//! Format 2 (erasure sets, `--erasure`) with 4 data dirs: records
+//! mirrored over the dirs, bodies above 128 KiB striped 2 + 2, writes
+//! acknowledged at the write quorum (3 of 4 with the default parity 2),
+//! reads with up to 2 dirs gone, and a dir that missed writes never read
+//! again (see ARCHITECTURE.md). Bit rot and repair: `ec_stripes.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -119,7 +120,7 @@ async fn objects_ranges_multipart_copy_and_delete_on_four_dirs() {
     assert!(got == whole, "multipart body");
     keys.push("mp".into());
 
-    // Copy (a new body on every dir), then delete the source.
+    // Copy (a new striped body), then delete the source.
     ok(
         s3.copy_object().bucket("ec-bucket").key("copy").copy_source(format!("ec-bucket/{big_key}")).send().await,
         "copy",

@@ -551,7 +551,7 @@ async fn assemble(
             return Err(S3Error::new(S3ErrorCode::InvalidPart));
         };
         let pkey = &have[pos].1;
-        let stored = shard.load(T_PARTS, pkey).await.map_err(io_error)?.ok_or_else(|| S3Error::new(S3ErrorCode::InvalidPart))?;
+        let stored = crate::stripes_io::load(shard, T_PARTS, pkey).await.map_err(io_error)?.ok_or_else(|| S3Error::new(S3ErrorCode::InvalidPart))?;
         let ps = PartSummary::decode(&stored.summary).ok_or_else(|| super::internal("corrupt part record"))?;
         if unquote(&w.etag) != hex::encode(ps.md5) {
             return Err(S3Error::new(S3ErrorCode::InvalidPart));

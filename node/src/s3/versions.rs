@@ -110,7 +110,7 @@ pub async fn load(
         Some(sel) => find(shard, bucket, key, sel)?,
     };
     let Some(loc) = found else { return Ok(None) };
-    let stored = shard.load(loc.table, &loc.key).await.map_err(io_error)?.ok_or_else(|| internal("version vanished"))?;
+    let stored = crate::stripes_io::load(shard, loc.table, &loc.key).await.map_err(io_error)?.ok_or_else(|| internal("version vanished"))?;
     let meta = ObjectMeta::decode(&stored.meta).ok_or_else(|| internal("corrupt object meta"))?;
     Ok(Some((loc, meta, stored.body)))
 }
@@ -118,7 +118,7 @@ pub async fn load(
 /// The mutation that moves the entry at `from` (table, key) to `to` in
 /// `to_table`, as it is (summary, meta, body description).
 async fn move_entry(shard: &Shard, from_table: u8, from: &[u8], to_table: u8, to: Vec<u8>) -> S3Result<Mutation> {
-    let stored = shard.load(from_table, from).await.map_err(io_error)?.ok_or_else(|| internal("version vanished"))?;
+    let stored = crate::stripes_io::load(shard, from_table, from).await.map_err(io_error)?.ok_or_else(|| internal("version vanished"))?;
     Ok(Mutation::Put { table: to_table, key: to, summary: stored.summary, meta: stored.meta, body: stored.body })
 }
 
