@@ -722,12 +722,20 @@ async fn drain(ctx: &Ctx, drained: &AtomicUsize, threads: usize) {
 
 /// After the drain: every shard this reactor owns writes a checkpoint if
 /// its log grew much since the last one, and a durable mark, so the next
-/// start reads snapshots instead of replaying the logs.
+/// start reads snapshots instead of replaying the logs. On format 2 the
+/// lane's other members too: without the mark, bit rot in a member's last
+/// record would look like a torn tail at the next start and cut an
+/// acknowledged commit.
 async fn settle_shards(ctx: &Ctx) {
     for s in 0..ctx.shards.count() {
         if let Some(local) = ctx.shards.local(s) {
             if let Err(e) = local.shard.prepare_stop().await {
                 tracing::warn!(shard = s, error = %e, "no checkpoint at stop; the next start replays the log");
+            }
+            for member in local.mirror_shards() {
+                if let Err(e) = member.prepare_stop().await {
+                    tracing::warn!(lane = s, member = member.id(), error = %e, "no checkpoint at stop for a lane member");
+                }
             }
         }
     }

@@ -72,6 +72,12 @@ impl LocalShard {
         self
     }
 
+    /// Format 2: the lane's other online members (their shards), empty on
+    /// format 1.
+    pub fn mirror_shards(&self) -> Vec<tessera_io::Shard> {
+        self.mirrors.as_ref().map_or_else(Vec::new, |m| m.members.iter().map(|(_, s)| s.clone()).collect())
+    }
+
     /// `Shard::write_data` through the lane (every online member on format 2).
     pub async fn write_data(&self, buf: DataBuf) -> Result<Extent, IoError> {
         crate::lanes::write_data(&self.shard, self.mirrors.as_deref(), buf).await
