@@ -134,7 +134,14 @@ impl RequestIds {
             let f = h.finish() as u32;
             (left, right) = (right, left ^ f);
         }
-        format!("{:02X}{:08X}{:08X}", self.core, left, right)
+        // By hand rather than `format!`: one per request.
+        const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+        let mut id = [0u8; 18];
+        let v = (u128::from(self.core) << 64) | (u128::from(left) << 32) | u128::from(right);
+        for (i, d) in id.iter_mut().enumerate() {
+            *d = DIGITS[((v >> (4 * (17 - i))) & 15) as usize];
+        }
+        String::from_utf8_lossy(&id).into_owned()
     }
 }
 
