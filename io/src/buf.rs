@@ -327,7 +327,7 @@ mod tests {
 
     #[test]
     fn small_sizes_round_to_pooled_classes() {
-        for (want, cap) in [(3 * BLOCK, 4 * BLOCK), (5 * BLOCK, 8 * BLOCK), (16 * BLOCK, 16 * BLOCK), (17 * BLOCK, 17 * BLOCK)] {
+        for (want, cap) in [(3 * BLOCK, 4 * BLOCK), (5 * BLOCK, 8 * BLOCK), (16 * BLOCK, 16 * BLOCK), (18 * BLOCK, 18 * BLOCK)] {
             let b = AlignedBuf::with_capacity(want);
             assert_eq!(b.capacity(), cap, "{want}");
             assert_eq!(Pool::class(cap).is_some(), cap <= 16 * BLOCK, "{want}");

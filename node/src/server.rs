@@ -768,3 +768,22 @@ async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RequestIds;
+
+    /// Ids are 18 uppercase hex digits, the core's two first, and distinct.
+    #[test]
+    fn request_ids_are_hex_and_distinct() {
+        let ids = RequestIds::new(0x2a).expect("randomness");
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let id = ids.next();
+            assert_eq!(id.len(), 18, "{id}");
+            assert!(id.starts_with("2A"), "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)), "{id}");
+            assert!(seen.insert(id));
+        }
+    }
+}

@@ -393,6 +393,26 @@ mod tests {
         assert_eq!(parse_iso8601_ms(&format_iso8601_ms(base + 7)), Some(base + 7));
     }
 
+    /// The hand-written formatting says what `format!` said, and reads back.
+    #[test]
+    fn http_date_formatting_matches_format_and_round_trips() {
+        let mut secs = -62_135_596_800i64; // year 1
+        while secs < 253_402_300_799 {
+            let c = civil(secs);
+            let month = MONTHS[c.month as usize - 1];
+            let want = format!(
+                "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+                WEEKDAYS[c.weekday], c.day, month, c.year, c.hour, c.minute, c.second
+            );
+            assert_eq!(format_http_date(secs), want);
+            if secs >= 0 {
+                assert_eq!(parse_http_date(&want), Some(secs), "{want}");
+            }
+            secs += 7_777_777;
+        }
+        assert_eq!(format_http_date(253_402_300_799), "Fri, 31 Dec 9999 23:59:59 GMT");
+    }
+
     #[test]
     fn extreme_inputs_do_not_panic() {
         for secs in [i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1] {
