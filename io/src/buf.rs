@@ -22,8 +22,16 @@ unsafe impl Sync for AlignedBuf {}
 
 /// Capacities kept in the per-thread pool, and how many of each: the data
 /// record buffer of a streamed body, and the small ones of reads and commits.
-const POOL_CLASSES: [(usize, usize); 4] = [
+/// Requests up to 16 blocks are rounded up to a power of two blocks, so
+/// that the odd sizes of small bodies and commit records (a 4 KiB PUT's
+/// data buffer is 3 blocks) come from the pool too instead of a fresh
+/// zeroed allocation per request (the zeroing was 18% of a 4 KiB PUT's
+/// instructions).
+const POOL_CLASSES: [(usize, usize); 7] = [
     (BLOCK, 256),
+    (2 * BLOCK, 64),
+    (4 * BLOCK, 64),
+    (8 * BLOCK, 64),
     (16 * BLOCK, 64),
     (64 * 1024 + BLOCK, 32),
     ((1 << 20) + BLOCK, 64),
@@ -33,9 +41,21 @@ struct Pool {
     free: [Vec<NonNull<u8>>; POOL_CLASSES.len()],
 }
 
+/// Largest capacity rounded up to a power of two blocks.
+const ROUNDED_MAX: usize = 16 * BLOCK;
+
 impl Pool {
     fn class(cap: usize) -> Option<usize> {
         POOL_CLASSES.iter().position(|(c, _)| *c == cap)
+    }
+
+    /// The capacity a request for `cap` (a multiple of BLOCK) gets.
+    fn rounded(cap: usize) -> usize {
+        if cap <= ROUNDED_MAX {
+            cap.next_power_of_two().max(BLOCK)
+        } else {
+            cap
+        }
     }
 }
 
@@ -57,11 +77,11 @@ thread_local! {
 
 impl AlignedBuf {
     /// A buffer of at least `capacity` bytes, rounded up to 4096 (and at
-    /// least 4096), from this thread's pool when one of that size is free
-    /// (contents: whatever it held last), else freshly zeroed. Aborts on
-    /// allocation failure like `Vec`.
+    /// least 4096; up to 64 KiB, to a power of two), from this thread's
+    /// pool when one of that size is free (contents: whatever it held
+    /// last), else freshly zeroed. Aborts on allocation failure like `Vec`.
     pub fn with_capacity(capacity: usize) -> AlignedBuf {
-        let cap = align_up(capacity.max(1) as u64) as usize;
+        let cap = Pool::rounded(align_up(capacity.max(1) as u64) as usize);
         if let Some(class) = Pool::class(cap) {
             let reused = POOL.try_with(|p| p.borrow_mut().free[class].pop()).ok().flatten();
             if let Some(ptr) = reused {
@@ -303,6 +323,21 @@ mod tests {
         let b = AlignedBuf::with_capacity(BLOCK + 1);
         assert_eq!(b.capacity(), 2 * BLOCK);
         assert_eq!(b.read_ptr_addr() % BLOCK, 0);
+    }
+
+    #[test]
+    fn small_sizes_round_to_pooled_classes() {
+        for (want, cap) in [(3 * BLOCK, 4 * BLOCK), (5 * BLOCK, 8 * BLOCK), (16 * BLOCK, 16 * BLOCK), (18 * BLOCK, 18 * BLOCK)] {
+            let b = AlignedBuf::with_capacity(want);
+            assert_eq!(b.capacity(), cap, "{want}");
+            assert_eq!(Pool::class(cap).is_some(), cap <= 16 * BLOCK, "{want}");
+        }
+        // A freed buffer of a class is handed out again (same address).
+        let b = AlignedBuf::with_capacity(3 * BLOCK);
+        let addr = b.read_ptr_addr();
+        drop(b);
+        let again = AlignedBuf::with_capacity(4 * BLOCK - 7);
+        assert_eq!(again.read_ptr_addr(), addr);
     }
 
     impl AlignedBuf {

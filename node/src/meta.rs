@@ -530,11 +530,16 @@ impl ObjectSummary {
 
     /// The ETag with its quotes.
     pub fn etag(&self) -> String {
-        if self.parts == 0 {
-            format!("\"{}\"", tessera_proto::checksum::hex_lower(&self.md5))
-        } else {
-            format!("\"{}-{}\"", tessera_proto::checksum::hex_lower(&self.md5), self.parts)
+        // By hand: on every GET and HEAD, twice (conditionals, the header).
+        let mut out = String::with_capacity(40);
+        out.push('"');
+        tessera_proto::checksum::push_hex_lower(&mut out, &self.md5);
+        if self.parts != 0 {
+            out.push('-');
+            out.push_str(itoa_u16(self.parts).as_str());
         }
+        out.push('"');
+        out
     }
 
     /// The version id as clients see it.
@@ -864,6 +869,21 @@ impl PartSummary {
     pub fn etag(&self) -> String {
         format!("\"{}\"", tessera_proto::checksum::hex_lower(&self.md5))
     }
+}
+
+/// A part count in decimal (no formatting machinery).
+fn itoa_u16(n: u16) -> String {
+    let mut digits = [0u8; 5];
+    let (mut i, mut n) = (digits.len(), n);
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&digits[i..]).into_owned()
 }
 
 #[cfg(test)]

@@ -134,7 +134,14 @@ impl RequestIds {
             let f = h.finish() as u32;
             (left, right) = (right, left ^ f);
         }
-        format!("{:02X}{:08X}{:08X}", self.core, left, right)
+        // By hand rather than `format!`: one per request.
+        const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+        let mut id = [0u8; 18];
+        let v = (u128::from(self.core) << 64) | (u128::from(left) << 32) | u128::from(right);
+        for (i, d) in id.iter_mut().enumerate() {
+            *d = DIGITS[((v >> (4 * (17 - i))) & 15) as usize];
+        }
+        String::from_utf8_lossy(&id).into_owned()
     }
 }
 
@@ -781,5 +788,24 @@ async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
             ctx.connections.set(ctx.connections.get() - 1);
             drop(slot);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestIds;
+
+    /// Ids are 18 uppercase hex digits, the core's two first, and distinct.
+    #[test]
+    fn request_ids_are_hex_and_distinct() {
+        let ids = RequestIds::new(0x2a).expect("randomness");
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let id = ids.next();
+            assert_eq!(id.len(), 18, "{id}");
+            assert!(id.starts_with("2A"), "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)), "{id}");
+            assert!(seen.insert(id));
+        }
     }
 }

@@ -519,13 +519,23 @@ mod tests {
 /// char-by-char iterator (hex of digests is on every request's path: the
 /// string to sign, ETags).
 pub fn hex_lower(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
+    push_hex_lower(&mut s, bytes);
     s
+}
+
+/// Appends the lowercase hex of `bytes` to `out`.
+pub fn push_hex_lower(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 128];
+    for chunk in bytes.chunks(64) {
+        for (i, &b) in chunk.iter().enumerate() {
+            buf[2 * i] = DIGITS[usize::from(b >> 4)];
+            buf[2 * i + 1] = DIGITS[usize::from(b & 15)];
+        }
+        // Hex digits are ASCII: always valid UTF-8.
+        out.push_str(std::str::from_utf8(&buf[..2 * chunk.len()]).unwrap_or_default());
+    }
 }
 
 #[cfg(test)]

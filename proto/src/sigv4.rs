@@ -259,19 +259,27 @@ fn push_trimmed_value(out: &mut String, value: &str) {
 /// given; repeated headers are joined with `,`. An absent header has an empty value.
 pub fn canonical_headers(headers: &Headers, signed_headers: &[&str]) -> String {
     let mut out = String::with_capacity(signed_headers.len() * 48);
+    push_canonical_headers(&mut out, headers, signed_headers);
+    out
+}
+
+fn push_canonical_headers(out: &mut String, headers: &Headers, signed_headers: &[&str]) {
     for name in signed_headers {
-        let lower = name.to_ascii_lowercase();
+        let lower: Cow<'_, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(name)
+        };
         out.push_str(&lower);
         out.push(':');
         for (i, value) in headers.get_all(&lower).enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            push_trimmed_value(&mut out, value);
+            push_trimmed_value(out, value);
         }
         out.push('\n');
     }
-    out
 }
 
 /// The canonical request from already-canonical URI and query.
@@ -283,26 +291,41 @@ pub fn canonical_request(
     signed_headers: &[&str],
     payload_hash: &str,
 ) -> String {
-    format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        method,
-        canonical_uri,
-        canonical_query,
-        canonical_headers(headers, signed_headers),
-        signed_headers.join(";"),
-        payload_hash
-    )
+    // Built in one buffer (no `format!`, no temporaries): every signed request.
+    let mut out = String::with_capacity(
+        method.len() + canonical_uri.len() + canonical_query.len() + payload_hash.len() + signed_headers.len() * 64 + 8,
+    );
+    out.push_str(method);
+    out.push('\n');
+    out.push_str(canonical_uri);
+    out.push('\n');
+    out.push_str(canonical_query);
+    out.push('\n');
+    push_canonical_headers(&mut out, headers, signed_headers);
+    out.push('\n');
+    for (i, name) in signed_headers.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        out.push_str(name);
+    }
+    out.push('\n');
+    out.push_str(payload_hash);
+    out
 }
 
 /// `AWS4-HMAC-SHA256\n<amz date>\n<scope>\n<hex sha256 of the canonical request>`.
 pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
-    format!(
-        "{}\n{}\n{}\n{}",
-        ALGORITHM,
-        amz_date,
-        scope,
-        crate::checksum::hex_lower(digest::digest(&digest::SHA256, canonical_request.as_bytes()).as_ref())
-    )
+    let hash = digest::digest(&digest::SHA256, canonical_request.as_bytes());
+    let mut out = String::with_capacity(ALGORITHM.len() + amz_date.len() + scope.len() + 3 + 64);
+    out.push_str(ALGORITHM);
+    out.push('\n');
+    out.push_str(amz_date);
+    out.push('\n');
+    out.push_str(scope);
+    out.push('\n');
+    crate::checksum::push_hex_lower(&mut out, hash.as_ref());
+    out
 }
 
 fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
@@ -439,7 +462,11 @@ pub fn signature_hex(signing_key: &[u8; 32], string_to_sign: &str) -> String {
 
 /// `YYYYMMDD/region/service/aws4_request`.
 pub fn credential_scope(date: &str, region: &str, service: &str) -> String {
-    format!("{date}/{region}/{service}/aws4_request")
+    let mut out = String::with_capacity(date.len() + region.len() + service.len() + 15);
+    for part in [date, "/", region, "/", service, "/aws4_request"] {
+        out.push_str(part);
+    }
+    out
 }
 
 /// Headers a client never signs (they change in transit or are the signature).

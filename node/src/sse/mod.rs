@@ -205,7 +205,14 @@ fn invalid_request(msg: &str) -> S3Error {
 /// `COPY_SOURCE_CUSTOMER`), validated as S3 does: all three headers,
 /// algorithm AES256, a 256-bit key, its MD5.
 pub fn customer_key(h: &Headers, prefix: &str) -> S3Result<Option<CustomerKey>> {
-    let get = |s: &str| h.get(&format!("{prefix}{s}")).map(str::trim);
+    // One name buffer for the three lookups (this runs on every GET and PUT).
+    let mut name = String::with_capacity(prefix.len() + 9);
+    let mut get = |s: &str| {
+        name.clear();
+        name.push_str(prefix);
+        name.push_str(s);
+        h.get(&name).map(str::trim)
+    };
     let (algo, key, md5) = (get("algorithm"), get("key"), get("key-md5"));
     if algo.is_none() && key.is_none() && md5.is_none() {
         return Ok(None);
