@@ -133,7 +133,7 @@ impl<'a> Cur<'a> {
 }
 
 /// Reads an entry straight into the bulk build (no owned copies).
-fn push_entry(c: &mut Cur<'_>, bulk: &mut Bulk, data: &mut Vec<(u32, u64)>) -> Result<(), &'static str> {
+fn push_entry(c: &mut Cur<'_>, bulk: &mut Bulk) -> Result<(), &'static str> {
     let table = c.u8()?;
     let key_len = c.u16()? as usize;
     let key = c.take(key_len)?;
@@ -149,18 +149,13 @@ fn push_entry(c: &mut Cur<'_>, bulk: &mut Bulk, data: &mut Vec<(u32, u64)>) -> R
     let min_seg = c.u32()?;
     let share = c.u32()?;
     let n = c.u16()? as usize;
-    data.clear();
+    // No allocation for an entry without data records (n = 0).
+    let mut data = Vec::with_capacity(n);
     for _ in 0..n {
         data.push((c.u32()?, c.u64()?));
     }
-    let fp = Footprint {
-        min_seg,
-        share,
-        data: std::mem::take(data),
-    };
-    let pushed = bulk.push(table, key, summary, seq, loc, ordinal, &fp);
-    *data = fp.data;
-    pushed
+    let fp = Footprint { min_seg, share, data };
+    bulk.push(table, key, summary, seq, loc, ordinal, &fp)
 }
 
 /// Writes chunks of a checkpoint file in order.
@@ -313,7 +308,6 @@ pub(crate) async fn load(
         win_start: 0,
     };
     let mut bulk = Bulk::default();
-    let mut fp_data = Vec::new();
     let mut seen_entries = 0u64;
     let mut ended = false;
     for _ in 0..chunks {
@@ -333,7 +327,7 @@ pub(crate) async fn load(
             CHUNK_ENTRIES => {
                 let mut c = Cur { b: &data };
                 while !c.b.is_empty() {
-                    push_entry(&mut c, &mut bulk, &mut fp_data).map_err(|e| format!("checkpoint {e}"))?;
+                    push_entry(&mut c, &mut bulk).map_err(|e| format!("checkpoint {e}"))?;
                     seen_entries += 1;
                 }
             }

@@ -229,8 +229,8 @@ pub(crate) struct Change {
 /// millions of entries loaded in slices spent most of its time there).
 #[derive(Default)]
 pub(crate) struct Bulk {
+    /// Each table's slots, in table order; the last one is being filled.
     tables: Vec<(u8, Vec<Slot>)>,
-    current: Option<(u8, Vec<Slot>)>,
 }
 
 impl Bulk {
@@ -246,26 +246,18 @@ impl Bulk {
         ordinal: u16,
         fp: &Footprint,
     ) -> Result<(), &'static str> {
-        match &self.current {
+        match self.tables.last() {
+            Some((t, _)) if *t > table => return Err("entries out of order"),
             Some((t, slots)) if *t == table => {
                 if slots.last().is_some_and(|last| last.key() >= key) {
                     return Err("entries out of order");
                 }
             }
-            Some((t, _)) if *t > table => return Err("entries out of order"),
-            Some(_) => self.close_table(),
-            None if self.tables.last().is_some_and(|(t, _)| *t >= table) => return Err("entries out of order"),
-            None => {}
+            _ => self.tables.push((table, Vec::new())),
         }
-        let (_, slots) = self.current.get_or_insert_with(|| (table, Vec::new()));
+        let (_, slots) = self.tables.last_mut().expect("a table was just pushed or matched");
         slots.push(Slot::new(key, summary, seq, loc, ordinal, fp));
         Ok(())
-    }
-
-    fn close_table(&mut self) {
-        if let Some(t) = self.current.take() {
-            self.tables.push(t);
-        }
     }
 }
 
@@ -283,8 +275,7 @@ impl Index {
     /// Installs what `bulk` collected: each table built in one pass from
     /// its sorted slots (no per-key search), or merged into a table that
     /// already has entries.
-    pub(crate) fn finish_bulk(&mut self, mut bulk: Bulk) {
-        bulk.close_table();
+    pub(crate) fn finish_bulk(&mut self, bulk: Bulk) {
         for (table, slots) in bulk.tables {
             let t = &mut self.tables[table as usize];
             if t.is_empty() {
