@@ -7,6 +7,7 @@
 
 pub mod cdp;
 pub mod data;
+pub mod disk;
 pub mod form;
 pub mod iam;
 pub mod proxy;
@@ -15,6 +16,7 @@ pub mod server;
 pub mod sign;
 
 pub use data::*;
+pub use disk::*;
 pub use iam::*;
 pub use raw::{RawConn, RawRequest, RawResponse};
 pub use server::{binary_path, metric_total, with_bucket, Server, ServerOpts};

@@ -5,7 +5,7 @@
 //! again (see ARCHITECTURE.md). Bit rot and repair: `ec_stripes.rs`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use tessera_tests::*;
@@ -21,18 +21,6 @@ fn erasure_opts() -> ServerOpts {
         env: vec![("TESSERA_TEST_MIN_PART_BYTES".into(), PART.to_string())],
         ..Default::default()
     }
-}
-
-fn gone(d: &Path) -> PathBuf {
-    d.with_extension("gone")
-}
-
-fn take_away(d: &Path) {
-    std::fs::rename(d, gone(d)).expect("move the data dir away");
-}
-
-fn bring_back(d: &Path) {
-    std::fs::rename(gone(d), d).expect("bring the data dir back");
 }
 
 /// Objects of the sizes that matter: empty, inline, one data record, and

@@ -3,7 +3,7 @@
 //! disk read back as the right bytes (decoded from parity) and are
 //! repaired; fewer than k good blocks never give wrong bytes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tessera_tests::*;
 
@@ -13,28 +13,12 @@ fn erasure_opts() -> ServerOpts {
     ServerOpts { data_dir_count: DIRS, threads: Some(2), args: vec!["--erasure".into()], ..Default::default() }
 }
 
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 /// Flips a payload byte of every erasure block in `dir` (framed blocks
 /// start with `TSEB`, version 1, k = 2, m = 2) whose block index is in
 /// `indexes`. Returns how many were flipped.
 fn flip_blocks(dir: &Path, indexes: std::ops::Range<u8>) -> usize {
     let mut flipped = 0;
-    for f in files(dir) {
+    for f in files_under(dir) {
         let Ok(mut data) = std::fs::read(&f) else { continue };
         let mut changed = false;
         let mut at = 0;
@@ -56,18 +40,6 @@ fn flip_blocks(dir: &Path, indexes: std::ops::Range<u8>) -> usize {
         }
     }
     flipped
-}
-
-fn gone(d: &Path) -> PathBuf {
-    d.with_extension("gone")
-}
-
-fn take_away(d: &Path) {
-    std::fs::rename(d, gone(d)).expect("move the data dir away");
-}
-
-fn bring_back(d: &Path) {
-    std::fs::rename(gone(d), d).expect("bring the data dir back");
 }
 
 async fn put_inline_everywhere(s3: &aws_sdk_s3::Client) {
@@ -107,7 +79,7 @@ async fn large_bodies_are_striped_over_the_dirs() {
     let holders = server
         .data_dirs()
         .iter()
-        .filter(|d| files(d).iter().any(|f| std::fs::read(f).is_ok_and(|x| x.windows(needle.len()).any(|w| w == needle))))
+        .filter(|d| files_under(d).iter().any(|f| std::fs::read(f).is_ok_and(|x| x.windows(needle.len()).any(|w| w == needle))))
         .count();
     assert!(holders <= 1, "{holders} dirs hold a copy of the bytes");
 }
