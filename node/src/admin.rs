@@ -39,6 +39,8 @@ pub const S3_PORT_READY_PATH: &str = "/_tessera/health/ready";
 pub const INFO_PATH: &str = "/admin/v1/info";
 /// `GET` lists the key service's master keys (names only); `PUT
 /// /admin/v1/kms/keys/NAME` creates one (201; 200 when it exists).
+/// Cluster membership as this node sees it (`admin:ClusterStatus`).
+pub const CLUSTER_PATH: &str = "/admin/v1/cluster";
 pub const KMS_KEYS_PATH: &str = "/admin/v1/kms/keys";
 
 /// Accepts admin connections until the reactor ends: during a drain too,
@@ -164,7 +166,10 @@ async fn answer(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Respon
         SCRUB_PATH if get => api(ctx, head, peer, authz::admin::ACTION_SCRUB_STATUS, || crate::admin_api::scrub(ctx)),
         HEAL_PATH if get => api(ctx, head, peer, authz::admin::ACTION_HEAL_STATUS, || crate::admin_api::heal(ctx)),
         CONFIG_PATH if get => api(ctx, head, peer, authz::admin::ACTION_GET_CONFIG, || crate::admin_api::config(ctx)),
-        BUCKETS_PATH | SCRUB_PATH | HEAL_PATH | CONFIG_PATH => text(405, "method not allowed\n"),
+        CLUSTER_PATH if get => api(ctx, head, peer, authz::admin::ACTION_CLUSTER_STATUS, || {
+            ctx.shared.cluster.as_ref().map_or_else(crate::cluster::status_disabled, |c| c.status())
+        }),
+        BUCKETS_PATH | SCRUB_PATH | HEAL_PATH | CONFIG_PATH | CLUSTER_PATH => text(405, "method not allowed\n"),
         "/health/live" if read => live(),
         "/health/ready" if read => ready(ctx),
         "/metrics" if read => Response::new(200)
@@ -173,6 +178,9 @@ async fn answer(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Respon
                 let mut m = ctx.shared.metrics.render(&ctx.shards.queue_depths());
                 if let Some(l) = &ctx.shared.layout.lanes {
                     l.health.ec.render(&mut m);
+                }
+                if let Some(c) = &ctx.shared.cluster {
+                    c.render_metrics(&mut m);
                 }
                 m.into_bytes()
             }),

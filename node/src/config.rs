@@ -54,6 +54,8 @@ pub struct Config {
     pub admin_tls_key: Option<PathBuf>,
     /// Bucket notification targets (`--notify-webhook`), see `notify`.
     pub notify_webhooks: Vec<crate::notify::WebhookSpec>,
+    /// Cluster membership (`--cluster-address`, `--join`), see `cluster`.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// Smallest and largest automatic reserve.

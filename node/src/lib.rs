@@ -9,6 +9,7 @@ pub mod admin_api;
 pub mod admin_client;
 pub mod authz;
 pub mod buckets;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod config_file;

@@ -50,6 +50,8 @@ Environment:
   TESSERA_ROOT_USER_ID, TESSERA_ROOT_DISPLAY_NAME  the root account's id and display name
   TESSERA_MASTER_KEY                      SSE master key (base64 of 32 bytes); default:
                                           <first data dir>/sse-master.key
+  TESSERA_CLUSTER_SECRET                  the secret every node of a cluster shares (>= 16
+                                          bytes), keying their traffic; never an S3 credential
   TESSERA_LOG                             log filter (default `info`; e.g. `debug`,
                                           `tessera_node=debug,info`)
 
@@ -172,6 +174,21 @@ enum Command {
         /// configurations name it `arn:tessera:sqs::ID:webhook`. Repeatable.
         #[arg(long = "notify-webhook", value_parser = tessera_node::notify::parse_webhook_spec)]
         notify_webhooks: Vec<tessera_node::notify::WebhookSpec>,
+        /// This node's cluster address (UDP, host:port other nodes reach it
+        /// at): the node gossips membership with the nodes of its cluster.
+        /// Needs the cluster secret (TESSERA_CLUSTER_SECRET or
+        /// --cluster-secret-file). Membership only, for now: data is not
+        /// placed across nodes yet.
+        #[arg(long, env = "TESSERA_CLUSTER_ADDRESS")]
+        cluster_address: Option<String>,
+        /// A member's cluster address to join through (repeatable; the
+        /// first node of a cluster starts without it).
+        #[arg(long = "join", requires = "cluster_address")]
+        join: Vec<String>,
+        /// File holding the cluster secret (at least 16 bytes; instead of
+        /// TESSERA_CLUSTER_SECRET).
+        #[arg(long, env = "TESSERA_CLUSTER_SECRET_FILE")]
+        cluster_secret_file: Option<PathBuf>,
         /// Data directories (one per disk); or `data-dirs` in --config.
         data_dirs: Vec<PathBuf>,
     },
@@ -234,6 +251,9 @@ enum AdminCommand {
     Heal(AdminTarget),
     /// The settings in effect, secrets excluded (`admin:GetConfig`).
     Config(AdminTarget),
+    /// Cluster members and their state as this node sees them
+    /// (`admin:ClusterStatus`).
+    Cluster(AdminTarget),
 }
 
 fn admin(command: AdminCommand) -> ExitCode {
@@ -249,6 +269,7 @@ fn admin(command: AdminCommand) -> ExitCode {
         AdminCommand::Scrub(t) => (t, admin_api::SCRUB_PATH, String::new()),
         AdminCommand::Heal(t) => (t, admin_api::HEAL_PATH, String::new()),
         AdminCommand::Config(t) => (t, admin_api::CONFIG_PATH, String::new()),
+        AdminCommand::Cluster(t) => (t, admin::CLUSTER_PATH, String::new()),
     };
     let AdminTarget { endpoint, access_key, secret_key, region, ca_cert } = target;
     let prepared = tessera_node::admin_client::authority_of(&endpoint).and_then(|(authority, https)| {
@@ -366,8 +387,23 @@ fn main() -> ExitCode {
             admin_tls_cert,
             admin_tls_key,
             notify_webhooks,
+            cluster_address,
+            join,
+            cluster_secret_file,
             data_dirs,
         } => {
+            let cluster = match tessera_node::cluster::ClusterConfig::from_flags(
+                cluster_address.as_deref(),
+                &join,
+                std::env::var("TESSERA_CLUSTER_SECRET").ok(),
+                cluster_secret_file.as_deref(),
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("tessera: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .max(1);
@@ -399,6 +435,7 @@ fn main() -> ExitCode {
                 admin_tls_cert,
                 admin_tls_key,
                 notify_webhooks,
+                cluster,
             };
             match tessera_node::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -53,6 +53,8 @@ pub struct Shared {
     pub tls: Option<crate::tls::TlsState>,
     /// The admin listener's (`None`: plain HTTP).
     pub admin_tls: Option<crate::tls::TlsState>,
+    /// Cluster membership, when the node has a cluster address.
+    pub cluster: Option<Arc<crate::cluster::ClusterNode>>,
 }
 
 /// One reactor's view of the node.
@@ -422,7 +424,11 @@ pub fn run(config: Config) -> Result<(), String> {
         .collect();
     let metrics = NodeMetrics::new(threads, total as usize).with_disks(shard_disks);
     let identities = arc_swap::ArcSwap::from_pointee(identities);
-    let shared = Arc::new(Shared { config, layout, identities, buckets, iam, kms, metrics, tls, admin_tls });
+    let cluster = match config.cluster.clone() {
+        Some(c) => Some(Arc::new(crate::cluster::ClusterNode::open(c, &config.data_dirs[0])?)),
+        None => None,
+    };
+    let shared = Arc::new(Shared { config, layout, identities, buckets, iam, kms, metrics, tls, admin_tls, cluster });
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let drained = Arc::new(AtomicUsize::new(0));
     let owner: Vec<usize> = (0..total as usize).map(|s| s % threads).collect();
@@ -482,6 +488,9 @@ pub fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot spawn the signal thread: {e}"))?;
     for h in handles {
         let _ = h.join();
+    }
+    if let Some(c) = &shared.cluster {
+        c.leave();
     }
     tracing::info!(uptime_s = shared.metrics.started.elapsed().as_secs(), "stopped");
     Ok(())
@@ -647,6 +656,9 @@ impl Reactor {
         monoio::spawn(crate::s3::logging::deliver_periodically(ctx.clone()));
         monoio::spawn(crate::lifecycle::run(ctx.clone()));
         monoio::spawn(crate::notify::worker::run(ctx.clone()));
+        if let (0, Some(c)) = (self.core, &ctx.shared.cluster) {
+            monoio::spawn(crate::cluster::run(c.clone(), ctx.shutdown.clone()));
+        }
         if let Some(l) = admin_listener {
             monoio::spawn(crate::admin::accept_loop(l, ctx.clone()));
         }

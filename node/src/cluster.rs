@@ -1,0 +1,387 @@
+//! The node's side of cluster membership (issue 12, first piece): gossip
+//! with `tessera_cluster::Gossip` over UDP on the cluster address, run by
+//! reactor 0, and the view it publishes for the admin API and metrics.
+//!
+//! Nothing on the data path uses membership yet: every node still serves
+//! only its own disks. What this gives an operator today is a node that
+//! joins (`--cluster-address`, `--join`, a shared `TESSERA_CLUSTER_SECRET`),
+//! sees its peers, detects a dead one within seconds, and refuses anyone
+//! without the secret (`GET /admin/v1/cluster`, `tessera admin cluster`).
+//!
+//! Files: `<first data dir>/tessera.node` holds the node id, created at
+//! the first start with a cluster address (FORMAT BOUNDARY, text):
+//! ```text
+//! tessera-node 1
+//! id <32 hex digits>
+//! ```
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tessera_cluster::gossip::{Gossip, MemberView, NodeIdentity, Timing, NODE_ID_BYTES};
+use tessera_cluster::seal::{ClusterKey, MIN_SECRET_BYTES};
+
+pub const NODE_FILE: &str = "tessera.node";
+const NODE_FILE_VERSION: &str = "tessera-node 1";
+/// Largest gossip datagram accepted (foca's packets stay under 1,400 bytes).
+const MAX_DATAGRAM_BYTES: usize = 64 * 1024;
+/// The timer loop wakes at least this often (to notice a stop).
+const TICK: Duration = Duration::from_millis(100);
+
+/// How a node takes part in a cluster (`--cluster-address` and friends).
+#[derive(Clone)]
+pub struct ClusterConfig {
+    /// Where this node listens for cluster traffic, and what peers reach it at.
+    pub address: SocketAddr,
+    /// Members to join through (none: this node starts a cluster).
+    pub join: Vec<SocketAddr>,
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig").field("address", &self.address).field("join", &self.join).finish_non_exhaustive()
+    }
+}
+
+impl ClusterConfig {
+    /// Builds the settings from the flags: the secret from
+    /// `TESSERA_CLUSTER_SECRET` or a file, checked before any dir is touched.
+    pub fn from_flags(
+        address: Option<&str>,
+        join: &[String],
+        secret_env: Option<String>,
+        secret_file: Option<&Path>,
+    ) -> Result<Option<ClusterConfig>, String> {
+        let Some(address) = address else {
+            if !join.is_empty() {
+                return Err("--join needs --cluster-address (this node's own cluster address)".into());
+            }
+            return Ok(None);
+        };
+        let address = resolve(address).map_err(|e| format!("--cluster-address: {e}"))?;
+        if address.ip().is_unspecified() || address.port() == 0 {
+            return Err(format!(
+                "--cluster-address {address}: give the address and port other nodes reach this node at \
+                 (not 0.0.0.0, [::] or port 0)"
+            ));
+        }
+        let join = join
+            .iter()
+            .map(|j| resolve(j).map_err(|e| format!("--join {j}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let secret = match (secret_env, secret_file) {
+            (Some(_), Some(_)) => return Err("give the cluster secret once: TESSERA_CLUSTER_SECRET or --cluster-secret-file".into()),
+            (Some(s), None) => s.into_bytes(),
+            (None, Some(p)) => {
+                let s = std::fs::read(p).map_err(|e| format!("--cluster-secret-file {}: {e}", p.display()))?;
+                let trimmed = s.trim_ascii().to_vec();
+                trimmed
+            }
+            (None, None) => {
+                return Err(
+                    "a cluster needs a secret shared by its nodes: set TESSERA_CLUSTER_SECRET or --cluster-secret-file".into(),
+                )
+            }
+        };
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(format!("the cluster secret must be at least {MIN_SECRET_BYTES} bytes"));
+        }
+        Ok(Some(ClusterConfig { address, join, secret }))
+    }
+}
+
+fn resolve(a: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    a.to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or_else(|| format!("{a} resolves to no address"))
+}
+
+/// The node's cluster state, shared by every reactor.
+pub struct ClusterNode {
+    pub config: ClusterConfig,
+    pub identity: NodeIdentity,
+    /// Taken by reactor 0 when it starts gossiping.
+    socket: Mutex<Option<std::net::UdpSocket>>,
+    /// A handle of the same socket, for the leave at a clean stop (after
+    /// the reactors are gone).
+    stop_socket: std::net::UdpSocket,
+    /// The state machine, driven by reactor 0 (the lock is uncontended
+    /// until the stop).
+    gossip: Mutex<Option<Gossip>>,
+    /// The members as last published by the gossip task.
+    view: Mutex<Vec<MemberView>>,
+    pub datagrams_in: AtomicU64,
+    pub datagrams_out: AtomicU64,
+    pub refused: AtomicU64,
+    pub send_errors: AtomicU64,
+}
+
+impl ClusterNode {
+    /// Reads (or creates) the node id and binds the cluster socket, so a
+    /// taken port fails the start with a clear message.
+    pub fn open(config: ClusterConfig, first_dir: &Path) -> Result<ClusterNode, String> {
+        let id = load_or_create_node_id(first_dir)?;
+        let socket = std::net::UdpSocket::bind(config.address)
+            .map_err(|e| format!("--cluster-address {}: cannot listen: {e}", config.address))?;
+        // Restarts get a higher bump (the low 16 bits of the clock in
+        // seconds, compared wrapping), so peers take a restarted node for
+        // the same node coming back.
+        let bump = (now_ms() / 1000) as u16;
+        let identity = NodeIdentity { addr: config.address, id, bump };
+        let me = MemberView {
+            identity: identity.clone(),
+            state: tessera_cluster::MemberState::Alive,
+            incarnation: 0,
+            local: true,
+        };
+        let stop_socket = socket.try_clone().map_err(|e| format!("--cluster-address: {e}"))?;
+        Ok(ClusterNode {
+            config,
+            identity,
+            socket: Mutex::new(Some(socket)),
+            stop_socket,
+            gossip: Mutex::new(None),
+            view: Mutex::new(vec![me]),
+            datagrams_in: AtomicU64::new(0),
+            datagrams_out: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            send_errors: AtomicU64::new(0),
+        })
+    }
+
+    /// Tells the cluster this node leaves (a clean stop, after the
+    /// reactors stopped), so peers mark it down at once instead of after
+    /// suspicion. Best effort: datagrams may be lost.
+    pub fn leave(&self) {
+        let mut g = self.gossip.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(g) = g.as_mut() else { return };
+        g.leave();
+        for (to, frame) in g.take_outgoing() {
+            let _ = self.stop_socket.send_to(&frame, to);
+        }
+        tracing::info!("cluster: left");
+    }
+
+    fn gossip(&self) -> std::sync::MutexGuard<'_, Option<Gossip>> {
+        self.gossip.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn members(&self) -> Vec<MemberView> {
+        self.view.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn publish(&self, g: &Gossip) {
+        *self.view.lock().unwrap_or_else(|e| e.into_inner()) = g.members();
+        self.datagrams_in.store(g.counters.datagrams_in, Relaxed);
+        self.datagrams_out.store(g.counters.datagrams_out, Relaxed);
+        self.refused.store(g.counters.refused, Relaxed);
+    }
+
+    /// `GET /admin/v1/cluster`.
+    pub fn status(&self) -> serde_json::Value {
+        let members: Vec<serde_json::Value> = self
+            .members()
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "id": m.identity.id_hex(),
+                    "address": m.identity.addr.to_string(),
+                    "bump": m.identity.bump,
+                    "state": m.state.as_str(),
+                    "incarnation": m.incarnation,
+                    "local": m.local,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "enabled": true,
+            "node": {
+                "id": self.identity.id_hex(),
+                "address": self.config.address.to_string(),
+                "join": self.config.join.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            },
+            "members": members,
+            "datagrams_in": self.datagrams_in.load(Relaxed),
+            "datagrams_out": self.datagrams_out.load(Relaxed),
+            "refused": self.refused.load(Relaxed),
+            "send_errors": self.send_errors.load(Relaxed),
+            "note": "membership only: data is not placed across nodes yet (issue 12)",
+        })
+    }
+
+    /// Prometheus lines.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let members = self.members();
+        let _ = writeln!(out, "# HELP tessera_cluster_members Members this node knows, by state (itself included).");
+        let _ = writeln!(out, "# TYPE tessera_cluster_members gauge");
+        for state in ["alive", "suspect", "down"] {
+            let n = members.iter().filter(|m| m.state.as_str() == state).count();
+            let _ = writeln!(out, "tessera_cluster_members{{state=\"{state}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP tessera_cluster_datagrams_refused_total Cluster datagrams refused (wrong secret, misaddressed, stale, garbage).");
+        let _ = writeln!(out, "# TYPE tessera_cluster_datagrams_refused_total counter");
+        let _ = writeln!(out, "tessera_cluster_datagrams_refused_total {}", self.refused.load(Relaxed));
+    }
+}
+
+/// `GET /admin/v1/cluster` on a node without a cluster address.
+pub fn status_disabled() -> serde_json::Value {
+    serde_json::json!({ "enabled": false, "members": [], "note": "single node: start with --cluster-address to form a cluster" })
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn load_or_create_node_id(dir: &Path) -> Result<[u8; NODE_ID_BYTES], String> {
+    let path = dir.join(NODE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse_node_file(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut id = [0u8; NODE_ID_BYTES];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+                .map_err(|_| "no randomness for a node id".to_string())?;
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            let tmp = dir.join(format!("{NODE_FILE}.tmp"));
+            let write = || -> std::io::Result<()> {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(format!("{NODE_FILE_VERSION}\nid {hex}\n").as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                std::fs::File::open(dir)?.sync_all()
+            };
+            write().map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+fn parse_node_file(text: &str) -> Result<[u8; NODE_ID_BYTES], String> {
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default();
+    if first != NODE_FILE_VERSION {
+        return Err(format!("not a node file this build reads (first line {first:?}, expected {NODE_FILE_VERSION:?})"));
+    }
+    let hex = lines.next().and_then(|l| l.strip_prefix("id ")).ok_or("no `id` line")?;
+    let bytes = hex::decode(hex.trim()).map_err(|_| "the id is not hex")?;
+    bytes.try_into().map_err(|_| format!("the id must be {NODE_ID_BYTES} bytes"))
+}
+
+/// Reactor 0's gossip: a receive loop and a timer loop sharing one
+/// `Gossip`. Stops (after telling the cluster it leaves) when the node does.
+pub async fn run(node: std::sync::Arc<ClusterNode>, shutdown: async_channel::Receiver<()>) {
+    let Some(std_socket) = node.socket.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+    let socket = match std_socket.set_nonblocking(true).and_then(|()| monoio::net::udp::UdpSocket::from_std(std_socket)) {
+        Ok(s) => Rc::new(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cluster: cannot use the cluster socket; not gossiping");
+            return;
+        }
+    };
+    let mut seed = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed);
+    let key = ClusterKey::new(&node.config.secret).expect("checked at start");
+    let mut g = Gossip::new(node.identity.clone(), key, Timing::lan(8), 8, u64::from_le_bytes(seed), now_ms());
+    g.join(&node.config.join);
+    *node.gossip() = Some(g);
+    tracing::info!(address = %node.config.address, join = ?node.config.join, id = %node.identity.id_hex(), "cluster: gossiping");
+    let receiver = {
+        let (socket, node) = (socket.clone(), node.clone());
+        monoio::spawn(async move {
+            let mut buf = vec![0u8; MAX_DATAGRAM_BYTES];
+            loop {
+                let (res, b) = socket.recv_from(buf).await;
+                buf = b;
+                let Ok((n, _from)) = res else { continue };
+                // A refused frame is counted by `Gossip` and published below.
+                if let Some(g) = node.gossip().as_mut() {
+                    let _ = g.handle(&buf[..n], now_ms());
+                }
+                flush(&socket, &node).await;
+            }
+        })
+    };
+    loop {
+        let due = node.gossip().as_ref().and_then(|g| g.next_due_ms());
+        let wait = due.map_or(TICK, |due| Duration::from_millis(due.saturating_sub(now_ms())).min(TICK));
+        monoio::time::sleep(wait).await;
+        if shutdown.is_closed() {
+            // `ClusterNode::leave` tells the cluster, once the reactors stopped.
+            break;
+        }
+        let events = match node.gossip().as_mut() {
+            Some(g) => {
+                g.advance(now_ms());
+                g.take_events()
+            }
+            None => Vec::new(),
+        };
+        flush(&socket, &node).await;
+        for e in events {
+            match e {
+                tessera_cluster::Event::Up(m) => tracing::info!(member = %m.addr, id = %m.id_hex(), "cluster: member up"),
+                tessera_cluster::Event::Down(m) => tracing::warn!(member = %m.addr, id = %m.id_hex(), "cluster: member down"),
+                tessera_cluster::Event::Rejoined(m) => tracing::warn!(bump = m.bump, "cluster: this node was declared down and rejoined"),
+            }
+        }
+    }
+    drop(receiver);
+}
+
+async fn flush(socket: &monoio::net::udp::UdpSocket, node: &ClusterNode) {
+    let out = match node.gossip().as_mut() {
+        Some(g) => {
+            node.publish(g);
+            g.take_outgoing()
+        }
+        None => return,
+    };
+    for (to, frame) in out {
+        let (res, _) = socket.send_to(frame, to).await;
+        if res.is_err() {
+            node.send_errors.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_file_roundtrip_and_refusals() {
+        let dir = std::env::temp_dir().join(format!("tessera-node-file-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = load_or_create_node_id(&dir).unwrap();
+        assert_eq!(load_or_create_node_id(&dir).unwrap(), a, "the id is stable");
+        std::fs::write(dir.join(NODE_FILE), "tessera-node 2\nid 00\n").unwrap();
+        assert!(load_or_create_node_id(&dir).unwrap_err().contains("not a node file this build reads"));
+        std::fs::write(dir.join(NODE_FILE), "tessera-node 1\nid zz\n").unwrap();
+        assert!(load_or_create_node_id(&dir).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn flags_are_checked() {
+        let e = |a: Option<&str>, j: &[&str], s: Option<&str>| {
+            let j: Vec<String> = j.iter().map(|s| s.to_string()).collect();
+            ClusterConfig::from_flags(a, &j, s.map(|s| s.to_string()), None)
+        };
+        assert!(e(None, &[], None).unwrap().is_none());
+        assert!(e(None, &["127.0.0.1:7000"], None).unwrap_err().contains("--join needs --cluster-address"));
+        assert!(e(Some("127.0.0.1:7000"), &[], None).unwrap_err().contains("TESSERA_CLUSTER_SECRET"));
+        assert!(e(Some("127.0.0.1:7000"), &[], Some("short")).unwrap_err().contains("at least"));
+        assert!(e(Some("0.0.0.0:7000"), &[], Some("a long enough secret")).unwrap_err().contains("other nodes reach"));
+        assert!(e(Some("127.0.0.1:0"), &[], Some("a long enough secret")).is_err());
+        let c = e(Some("127.0.0.1:7000"), &["127.0.0.1:7001"], Some("a long enough secret")).unwrap().unwrap();
+        assert_eq!(c.join, vec!["127.0.0.1:7001".parse::<SocketAddr>().unwrap()]);
+    }
+}
