@@ -227,6 +227,9 @@ pub fn config(ctx: &Ctx) -> Value {
         "lifecycle_day_secs": c.lifecycle_day_secs,
         "min_session_secs": c.min_session_secs,
         "access_log_interval_ms": u64::try_from(c.access_log_interval.as_millis()).unwrap_or(u64::MAX),
+        // The cluster secret is never shown.
+        "cluster_address": c.cluster.as_ref().map(|k| k.address.to_string()),
+        "cluster_join": c.cluster.as_ref().map(|k| k.join.iter().map(|a| a.to_string()).collect::<Vec<_>>()),
         "version": env!("CARGO_PKG_VERSION"),
     })
 }
