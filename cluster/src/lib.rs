@@ -8,12 +8,14 @@
 //!   its timers and datagrams handed to the caller.
 //! - [`seal`]: the authenticated frame every cluster datagram travels in,
 //!   keyed by the cluster secret.
+//! - [`rpc`]: the handshake and frames of inter-node RPC connections.
 //!
-//! Configuration in Raft (openraft), the inter-node RPC and quorums of
-//! issue 12 build on these; none of them is here yet.
+//! Configuration in Raft (openraft) and the quorums of issue 12 build on
+//! these; they are not here yet.
 
 pub mod gossip;
 pub mod placement;
+pub mod rpc;
 pub mod seal;
 
 pub use gossip::{Event, Gossip, MemberState, MemberView, NodeIdentity, Timing};

@@ -37,6 +37,8 @@ pub const MIN_SECRET_BYTES: usize = 16;
 #[repr(u8)]
 pub enum Purpose {
     Gossip = 1,
+    /// The handshake of an RPC connection (see `rpc`).
+    Rpc = 2,
 }
 
 /// Why a frame was refused. Refusals are counted by the caller, never
@@ -63,6 +65,7 @@ pub enum Refused {
 #[derive(Clone)]
 pub struct ClusterKey {
     gossip: hmac::Key,
+    rpc: hmac::Key,
 }
 
 impl std::fmt::Debug for ClusterKey {
@@ -81,12 +84,14 @@ impl ClusterKey {
         let derive = |label: &[u8]| hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&root, label).as_ref());
         Some(ClusterKey {
             gossip: derive(b"tessera cluster gossip v1"),
+            rpc: derive(b"tessera cluster rpc v1"),
         })
     }
 
-    fn key(&self, p: Purpose) -> &hmac::Key {
+    pub(crate) fn key(&self, p: Purpose) -> &hmac::Key {
         match p {
             Purpose::Gossip => &self.gossip,
+            Purpose::Rpc => &self.rpc,
         }
     }
 
@@ -158,6 +163,8 @@ mod tests {
         let b: SocketAddr = "127.0.0.1:7002".parse().unwrap();
         let f = k.seal(Purpose::Gossip, a, 1_000_000, b"hello");
         assert_eq!(k.open(Purpose::Gossip, a, 1_000_500, &f), Ok(&b"hello"[..]));
+        // A frame of one purpose never passes for another.
+        assert_eq!(k.open(Purpose::Rpc, a, 1_000_500, &f), Err(Refused::Purpose));
         // Bound to its target.
         assert_eq!(k.open(Purpose::Gossip, b, 1_000_500, &f), Err(Refused::Target));
         // Another secret.

@@ -15,6 +15,7 @@
 //! id <32 hex digits>
 //! ```
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::rc::Rc;
@@ -118,6 +119,22 @@ pub struct ClusterNode {
     pub datagrams_out: AtomicU64,
     pub refused: AtomicU64,
     pub send_errors: AtomicU64,
+    /// The RPC listener (TCP on the cluster address), taken by reactor 0.
+    rpc_listener: Mutex<Option<std::net::TcpListener>>,
+    /// The last PING of each alive member (see `cluster_rpc`).
+    rpc: Mutex<HashMap<SocketAddr, RpcStatus>>,
+    /// RPC connections or frames refused (no secret, wrong node, tampered).
+    pub rpc_refused: AtomicU64,
+    pub rpc_served: AtomicU64,
+    pub rpc_failed: AtomicU64,
+}
+
+/// The outcome of the last RPC PING of a member.
+#[derive(Clone, Debug)]
+pub struct RpcStatus {
+    pub at_ms: u64,
+    pub rtt_us: Option<u64>,
+    pub error: Option<String>,
 }
 
 impl ClusterNode {
@@ -139,6 +156,8 @@ impl ClusterNode {
             local: true,
         };
         let stop_socket = socket.try_clone().map_err(|e| format!("--cluster-address: {e}"))?;
+        let rpc_listener = std::net::TcpListener::bind(config.address)
+            .map_err(|e| format!("--cluster-address {} (RPC, TCP): cannot listen: {e}", config.address))?;
         Ok(ClusterNode {
             config,
             identity,
@@ -150,6 +169,11 @@ impl ClusterNode {
             datagrams_out: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
+            rpc_listener: Mutex::new(Some(rpc_listener)),
+            rpc: Mutex::new(HashMap::new()),
+            rpc_refused: AtomicU64::new(0),
+            rpc_served: AtomicU64::new(0),
+            rpc_failed: AtomicU64::new(0),
         })
     }
 
@@ -164,6 +188,14 @@ impl ClusterNode {
             let _ = self.stop_socket.send_to(&frame, to);
         }
         tracing::info!("cluster: left");
+    }
+
+    pub(crate) fn key(&self) -> ClusterKey {
+        ClusterKey::new(&self.config.secret).expect("checked at start")
+    }
+
+    pub(crate) fn set_rpc_status(&self, s: HashMap<SocketAddr, RpcStatus>) {
+        *self.rpc.lock().unwrap_or_else(|e| e.into_inner()) = s;
     }
 
     fn gossip(&self) -> std::sync::MutexGuard<'_, Option<Gossip>> {
@@ -183,11 +215,16 @@ impl ClusterNode {
 
     /// `GET /admin/v1/cluster`.
     pub fn status(&self) -> serde_json::Value {
+        let rpc = self.rpc.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let members: Vec<serde_json::Value> = self
             .members()
             .iter()
             .map(|m| {
+                let r = rpc.get(&m.identity.addr).map(|r| {
+                    serde_json::json!({ "ok": r.error.is_none(), "rtt_us": r.rtt_us, "error": r.error, "at_ms": r.at_ms })
+                });
                 serde_json::json!({
+                    "rpc": r,
                     "id": m.identity.id_hex(),
                     "address": m.identity.addr.to_string(),
                     "bump": m.identity.bump,
@@ -209,6 +246,9 @@ impl ClusterNode {
             "datagrams_out": self.datagrams_out.load(Relaxed),
             "refused": self.refused.load(Relaxed),
             "send_errors": self.send_errors.load(Relaxed),
+            "rpc_refused": self.rpc_refused.load(Relaxed),
+            "rpc_served": self.rpc_served.load(Relaxed),
+            "rpc_failed": self.rpc_failed.load(Relaxed),
             "note": "membership only: data is not placed across nodes yet (issue 12)",
         })
     }
@@ -226,6 +266,12 @@ impl ClusterNode {
         let _ = writeln!(out, "# HELP tessera_cluster_datagrams_refused_total Cluster datagrams refused (wrong secret, misaddressed, stale, garbage).");
         let _ = writeln!(out, "# TYPE tessera_cluster_datagrams_refused_total counter");
         let _ = writeln!(out, "tessera_cluster_datagrams_refused_total {}", self.refused.load(Relaxed));
+        let _ = writeln!(out, "# HELP tessera_cluster_rpc_refused_total RPC connections or frames refused (no secret, another node meant, tampered).");
+        let _ = writeln!(out, "# TYPE tessera_cluster_rpc_refused_total counter");
+        let _ = writeln!(out, "tessera_cluster_rpc_refused_total {}", self.rpc_refused.load(Relaxed));
+        let _ = writeln!(out, "# HELP tessera_cluster_rpc_served_total RPC calls answered.");
+        let _ = writeln!(out, "# TYPE tessera_cluster_rpc_served_total counter");
+        let _ = writeln!(out, "tessera_cluster_rpc_served_total {}", self.rpc_served.load(Relaxed));
     }
 }
 
@@ -234,7 +280,7 @@ pub fn status_disabled() -> serde_json::Value {
     serde_json::json!({ "enabled": false, "members": [], "note": "single node: start with --cluster-address to form a cluster" })
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
@@ -278,6 +324,15 @@ fn parse_node_file(text: &str) -> Result<[u8; NODE_ID_BYTES], String> {
 /// `Gossip`. Stops (after telling the cluster it leaves) when the node does.
 pub async fn run(node: std::sync::Arc<ClusterNode>, shutdown: async_channel::Receiver<()>) {
     let Some(std_socket) = node.socket.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+    let rpc = node.rpc_listener.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match rpc.map(|l| l.set_nonblocking(true).and_then(|()| monoio::net::TcpListener::from_std(l))) {
+        Some(Ok(l)) => {
+            monoio::spawn(crate::cluster_rpc::serve(node.clone(), l));
+            monoio::spawn(crate::cluster_rpc::ping_loop(node.clone(), shutdown.clone()));
+        }
+        Some(Err(e)) => tracing::error!(error = %e, "cluster: cannot use the RPC listener; not serving RPC"),
+        None => {}
+    }
     let socket = match std_socket.set_nonblocking(true).and_then(|()| monoio::net::udp::UdpSocket::from_std(std_socket)) {
         Ok(s) => Rc::new(s),
         Err(e) => {

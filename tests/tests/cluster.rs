@@ -11,9 +11,15 @@ use tessera_tests::*;
 
 const SECRET: &str = "the test cluster's shared secret";
 
+/// A loopback port free for both UDP (gossip) and TCP (RPC).
 fn free_udp_port() -> SocketAddr {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind a udp port");
-    s.local_addr().unwrap()
+    loop {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind a udp port");
+        let a = s.local_addr().unwrap();
+        if std::net::TcpListener::bind(a).is_ok() {
+            return a;
+        }
+    }
 }
 
 fn start_node(cluster: SocketAddr, join: Option<SocketAddr>, secret: &str) -> Server {
@@ -82,6 +88,22 @@ fn nodes_join_detect_a_crash_take_a_restart_back_and_see_a_clean_stop() {
     assert_eq!(ids.len(), 3);
     let m = a.scrape_metrics();
     assert_eq!(m.get("tessera_cluster_members{state=\"alive\"}").copied(), Some(3.0), "{m:?}");
+    // RPC between every pair: each node's PING of each peer succeeded
+    // (authenticated handshake, session frames, the answer checked).
+    let t = wait_for("RPC PING ok between every pair", Duration::from_secs(20), || {
+        [&a, &b, &c].iter().all(|n| {
+            let s = cluster_status(n);
+            s["members"].as_array().unwrap().iter().filter(|m| m["local"] == false).count() == 2
+                && s["members"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m["local"] == false)
+                    .all(|m| m["rpc"]["ok"] == true && m["rpc"]["rtt_us"].as_u64().is_some())
+        })
+    });
+    eprintln!("rpc ok in {t:?}: {}", cluster_status(&a)["members"]);
+    assert!(a.scrape_metrics().get("tessera_cluster_rpc_served_total").copied().unwrap_or(0.0) >= 2.0);
 
     // kill -9: the others see it down.
     let c_id = cluster_status(&c)["node"]["id"].as_str().unwrap().to_string();
@@ -133,6 +155,43 @@ fn a_node_without_the_secret_is_never_admitted() {
     assert_eq!(states(&x).len(), 1, "the intruder learned members: {:?}", states(&x));
     let m = a.scrape_metrics();
     assert!(m.get("tessera_cluster_datagrams_refused_total").copied().unwrap_or(0.0) >= 3.0, "{m:?}");
+}
+
+/// The RPC port answers nothing to a hello without the secret, to one
+/// meant for another node, or to garbage: it closes, and counts.
+#[test]
+fn rpc_refuses_strangers_before_any_answer() {
+    use std::io::{Read, Write};
+    use tessera_cluster::rpc::{Hello, Role};
+    use tessera_cluster::seal::ClusterKey;
+    let ca = free_udp_port();
+    let a = start_node(ca, None, SECRET);
+    let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let hello = |secret: &str, to: [u8; 16]| {
+        Hello { role: Role::Client, sent_ms: now, from: [7; 16], to, nonce: [5; 32] }.encode(&ClusterKey::new(secret.as_bytes()).unwrap(), None)
+    };
+    let attempts: Vec<(&str, Vec<u8>)> = vec![
+        ("another secret", hello("not the cluster's secret at all", [0; 16]).to_vec()),
+        ("meant for another node", hello(SECRET, [9; 16]).to_vec()),
+        ("garbage", vec![0x5a; 112]),
+    ];
+    for (what, bytes) in &attempts {
+        let mut s = std::net::TcpStream::connect(ca).expect("connect to the RPC port");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut buf = [0u8; 1];
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "{what}: the node answered instead of closing");
+    }
+    // The right secret gets the node's hello back (112 bytes).
+    let mut s = std::net::TcpStream::connect(ca).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&hello(SECRET, [0; 16])).unwrap();
+    let mut buf = [0u8; 112];
+    s.read_exact(&mut buf).expect("the node's hello");
+    assert_eq!(&buf[..4], b"TSCR");
+    let refused = cluster_status(&a)["rpc_refused"].as_u64().unwrap();
+    assert_eq!(refused, 3, "each stranger counted once");
 }
 
 #[test]

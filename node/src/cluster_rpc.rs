@@ -1,0 +1,199 @@
+//! Inter-node RPC on the node (issue 12): TCP on the cluster address
+//! (the same port number as gossip's UDP), served and called by reactor 0,
+//! framed and authenticated by `tessera_cluster::rpc`.
+//!
+//! One method exists so far, `PING` (the peer's id, clock and alive
+//! count), called every `PING_EVERY` on every alive member: it proves the
+//! RPC path end to end (handshake, session keys, frames, deadlines) and
+//! gives the admin API a per-member RPC status and round-trip time. Data
+//! operations come with the cluster's data path. A call opens its own
+//! connection for now (a pool per peer is the next step, once calls are
+//! frequent).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use monoio::io::{AsyncReadRentExt, AsyncWriteRentExt};
+use monoio::net::{TcpListener, TcpStream};
+use tessera_cluster::rpc::{FrameHeader, FrameKind, Hello, Role, Session, FRAME_HEADER_BYTES, HELLO_BYTES, NONCE_BYTES};
+use tessera_cluster::seal::ClusterKey;
+use tessera_cluster::NodeIdentity;
+
+use crate::cluster::{now_ms, ClusterNode, RpcStatus};
+
+pub const METHOD_PING: u16 = 1;
+/// How often every alive member is pinged over RPC.
+pub const PING_EVERY: Duration = Duration::from_secs(2);
+/// A hello must arrive within this; a call's whole exchange too.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// An RPC connection idle this long is closed by the server.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Most RPC connections served at once (beyond it, new ones are closed).
+const MAX_CONNECTIONS: usize = 512;
+
+fn nonce() -> [u8; NONCE_BYTES] {
+    let mut n = [0u8; NONCE_BYTES];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut n).expect("system randomness");
+    n
+}
+
+async fn read_exact_timeout(s: &mut TcpStream, n: usize, t: Duration) -> Result<Vec<u8>, String> {
+    match monoio::time::timeout(t, s.read_exact(vec![0u8; n])).await {
+        Ok((Ok(_), buf)) => Ok(buf),
+        Ok((Err(e), _)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+async fn write_timeout(s: &mut TcpStream, b: Vec<u8>, t: Duration) -> Result<(), String> {
+    match monoio::time::timeout(t, s.write_all(b)).await {
+        Ok((Ok(_), _)) => Ok(()),
+        Ok((Err(e), _)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// Accepts RPC connections for ever (reactor 0).
+pub async fn serve(node: Arc<ClusterNode>, listener: TcpListener) {
+    let open = Rc::new(std::cell::Cell::new(0usize));
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else { continue };
+        if open.get() >= MAX_CONNECTIONS {
+            node.rpc_refused.fetch_add(1, Relaxed);
+            continue;
+        }
+        open.set(open.get() + 1);
+        let (node, open) = (node.clone(), open.clone());
+        monoio::spawn(async move {
+            if let Err(e) = serve_conn(&node, stream).await {
+                tracing::debug!(%peer, error = %e, "cluster rpc: connection closed");
+            }
+            open.set(open.get() - 1);
+        });
+    }
+}
+
+async fn serve_conn(node: &ClusterNode, mut s: TcpStream) -> Result<(), String> {
+    let key = node.key();
+    let b = read_exact_timeout(&mut s, HELLO_BYTES, HANDSHAKE_TIMEOUT).await?;
+    let client = match Hello::decode(&key, &b, Role::Client, None, now_ms()) {
+        Ok(h) if h.to == [0; 16] || h.to == node.identity.id => h,
+        Ok(_) => {
+            node.rpc_refused.fetch_add(1, Relaxed);
+            return Err("a hello meant for another node".into());
+        }
+        Err(e) => {
+            node.rpc_refused.fetch_add(1, Relaxed);
+            return Err(format!("hello refused: {e}"));
+        }
+    };
+    let mine = Hello { role: Role::Server, sent_ms: now_ms(), from: node.identity.id, to: client.from, nonce: nonce() };
+    write_timeout(&mut s, mine.encode(&key, Some(&client.nonce)).to_vec(), HANDSHAKE_TIMEOUT).await?;
+    let mut session = Session::new(&key, Role::Server, &client, &mine);
+    loop {
+        let h = read_exact_timeout(&mut s, FRAME_HEADER_BYTES, IDLE_TIMEOUT).await?;
+        let h: [u8; FRAME_HEADER_BYTES] = h.try_into().expect("header length");
+        let fh = FrameHeader::decode(&h).map_err(|e| e.to_string())?;
+        let rest = read_exact_timeout(&mut s, fh.rest_len(), CALL_TIMEOUT).await?;
+        let (fh, payload) = match session.open(&h, &rest) {
+            Ok(x) => x,
+            Err(e) => {
+                node.rpc_refused.fetch_add(1, Relaxed);
+                return Err(format!("frame refused: {e}"));
+            }
+        };
+        if fh.kind != FrameKind::Request {
+            return Err("a frame other than a request".into());
+        }
+        node.rpc_served.fetch_add(1, Relaxed);
+        let (kind, body) = match fh.method {
+            METHOD_PING if payload.is_empty() => (FrameKind::Response, ping_answer(node)),
+            METHOD_PING => (FrameKind::Error, b"PING takes no payload".to_vec()),
+            _ => (FrameKind::Error, b"unknown method".to_vec()),
+        };
+        let out = session.seal(kind, fh.method, fh.call, 0, &body);
+        write_timeout(&mut s, out, CALL_TIMEOUT).await?;
+    }
+}
+
+fn ping_answer(node: &ClusterNode) -> Vec<u8> {
+    let alive = node.members().iter().filter(|m| m.state == tessera_cluster::MemberState::Alive).count() as u32;
+    let mut b = Vec::with_capacity(28);
+    b.extend_from_slice(&node.identity.id);
+    b.extend_from_slice(&now_ms().to_le_bytes());
+    b.extend_from_slice(&alive.to_le_bytes());
+    b
+}
+
+/// Calls PING on `peer`: a fresh connection, the handshake (refusing a
+/// node other than the one meant), one call. The call's round trip.
+pub async fn ping(node: &ClusterNode, key: &ClusterKey, peer: &NodeIdentity) -> Result<Duration, String> {
+    let connect = TcpStream::connect(peer.addr);
+    let mut s = match monoio::time::timeout(CALL_TIMEOUT, connect).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(format!("connect: {e}")),
+        Err(_) => return Err("connect: timed out".into()),
+    };
+    let _ = s.set_nodelay(true);
+    let mine = Hello { role: Role::Client, sent_ms: now_ms(), from: node.identity.id, to: peer.id, nonce: nonce() };
+    write_timeout(&mut s, mine.encode(key, None).to_vec(), HANDSHAKE_TIMEOUT).await?;
+    let b = read_exact_timeout(&mut s, HELLO_BYTES, HANDSHAKE_TIMEOUT).await?;
+    let theirs = Hello::decode(key, &b, Role::Server, Some(&mine.nonce), now_ms()).map_err(|e| format!("hello refused: {e}"))?;
+    if theirs.from != peer.id || theirs.to != node.identity.id {
+        return Err("another node answered at that address".into());
+    }
+    let mut session = Session::new(key, Role::Client, &mine, &theirs);
+    let started = Instant::now();
+    let call = 1;
+    write_timeout(&mut s, session.seal(FrameKind::Request, METHOD_PING, call, CALL_TIMEOUT.as_millis() as u32, &[]), CALL_TIMEOUT).await?;
+    let h = read_exact_timeout(&mut s, FRAME_HEADER_BYTES, CALL_TIMEOUT).await?;
+    let h: [u8; FRAME_HEADER_BYTES] = h.try_into().expect("header length");
+    let fh = FrameHeader::decode(&h).map_err(|e| e.to_string())?;
+    let rest = read_exact_timeout(&mut s, fh.rest_len(), CALL_TIMEOUT).await?;
+    let (fh, payload) = session.open(&h, &rest).map_err(|e| format!("answer refused: {e}"))?;
+    let rtt = started.elapsed();
+    if fh.call != call || fh.method != METHOD_PING {
+        return Err("an answer to another call".into());
+    }
+    if fh.kind != FrameKind::Response {
+        return Err(format!("error: {}", String::from_utf8_lossy(payload)));
+    }
+    if payload.len() != 28 || payload[..16] != peer.id {
+        return Err("a malformed PING answer".into());
+    }
+    Ok(rtt)
+}
+
+/// Pings every alive member every `PING_EVERY` and records the outcome.
+pub async fn ping_loop(node: Arc<ClusterNode>, shutdown: async_channel::Receiver<()>) {
+    let key = node.key();
+    loop {
+        monoio::time::sleep(PING_EVERY).await;
+        if shutdown.is_closed() {
+            return;
+        }
+        let peers: Vec<NodeIdentity> = node
+            .members()
+            .into_iter()
+            .filter(|m| !m.local && m.state == tessera_cluster::MemberState::Alive)
+            .map(|m| m.identity)
+            .collect();
+        let mut results: HashMap<SocketAddr, RpcStatus> = HashMap::new();
+        for p in peers {
+            let r = ping(&node, &key, &p).await;
+            if r.is_err() {
+                node.rpc_failed.fetch_add(1, Relaxed);
+            }
+            results.insert(
+                p.addr,
+                RpcStatus { at_ms: now_ms(), rtt_us: r.as_ref().ok().map(|d| d.as_micros() as u64), error: r.err() },
+            );
+        }
+        node.set_rpc_status(results);
+    }
+}
