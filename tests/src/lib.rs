@@ -10,6 +10,7 @@ pub mod data;
 pub mod disk;
 pub mod form;
 pub mod iam;
+pub mod pki;
 pub mod proxy;
 pub mod raw;
 pub mod server;

@@ -6,13 +6,12 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SerialNumber};
+use tessera_tests::pki::TestCa as Pki;
 use tessera_tests::*;
 
 const ENDPOINTS: [&str; 4] = ["/admin/v1/buckets", "/admin/v1/scrub", "/admin/v1/heal", "/admin/v1/config"];
@@ -216,54 +215,6 @@ async fn sync_histogram_and_background_work_metrics() {
     assert_eq!(metric_total(&m, "tessera_tls_handshake_failures_total"), 0.0);
 }
 
-/// A CA and the server certificate files it issues (as in `tls.rs`).
-struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, "tessera admin test CA");
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("ca key")).expect("ca cert");
-        Pki { ca, dir: tempfile::tempdir().expect("tmp") }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Writes a certificate for localhost with this serial and its key
-    /// (the key first: a reload between the two writes sees a mismatch
-    /// and keeps the old pair); returns the certificate's DER.
-    fn issue(&self, serial: u64) -> Vec<u8> {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-        params.serial_number = Some(SerialNumber::from(serial));
-        let cert = params.signed_by(&key, &self.ca).expect("sign");
-        // Written aside and renamed: a reader never sees half a file.
-        for (name, text) in [("key.pem", key.serialize_pem()), ("cert.pem", cert.pem())] {
-            std::fs::write(self.path("tmp.pem"), text).expect("write");
-            std::fs::rename(self.path("tmp.pem"), self.path(name)).expect("rename");
-        }
-        cert.der().to_vec()
-    }
-
-    fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca.der().clone()).expect("add CA");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let c = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(c)
-    }
-}
-
 type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 fn tls_connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> (TlsStream, Vec<u8>) {
@@ -313,14 +264,14 @@ fn wait_for_cert(addr: SocketAddr, config: &Arc<rustls::ClientConfig>, want: &[u
 
 #[test]
 fn admin_tls_handshake_failures_and_reload_on_file_change() {
-    let pki = Pki::new();
+    let pki = Pki::new("tessera admin test CA");
     let first = pki.issue(1);
     let (cert, key) = (pki.path("cert.pem").display().to_string(), pki.path("key.pem").display().to_string());
     let args = ["--tls-cert", &cert, "--tls-key", &key, "--admin-tls-cert", &cert, "--admin-tls-key", &key];
     let server = Server::start_with(ServerOpts { args: args.iter().map(|s| s.to_string()).collect(), ..Default::default() });
     assert!(server.stdout_lines().iter().any(|l| l.starts_with("tessera: admin on https://")), "{:?}", server.stdout_lines());
     let admin_addr = admin(&server);
-    let tls = pki.client_config();
+    let tls = pki.client_config(rustls::DEFAULT_VERSIONS, false);
 
     // Health, the console and the admin API over HTTPS.
     let host = format!("localhost:{}", admin_addr.port());
@@ -336,7 +287,7 @@ fn admin_tls_handshake_failures_and_reload_on_file_change() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("ListAllMyBucketsResult"), "{body}");
     // `tessera admin` over HTTPS, trusting the test CA.
-    std::fs::write(pki.path("ca.pem"), pki.ca.pem()).expect("write ca");
+    std::fs::write(pki.path("ca.pem"), pki.ca_pem()).expect("write ca");
     let out = Command::new(binary_path())
         .args(["admin", "info", "--endpoint", &format!("https://localhost:{}", admin_addr.port())])
         .arg("--ca-cert")

@@ -12,53 +12,19 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SerialNumber};
+use rcgen::KeyPair;
+use tessera_tests::pki::TestCa as Pki;
 use tessera_tests::*;
 
-/// A CA and the files of the server certificate it issued.
-struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
-    dir: tempfile::TempDir,
+/// The test CA (`tessera_tests::pki`) and what these tests do with it.
+trait PkiExt {
+    fn server_args(&self) -> Vec<String>;
+    fn start(&self) -> Server;
+    fn client(&self, server: &Server) -> aws_sdk_s3::Client;
+    fn raw_config(&self, versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<rustls::ClientConfig>;
 }
 
-impl Pki {
-    fn new() -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, "tessera test CA");
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("ca key")).expect("ca cert");
-        Pki { ca, dir: tempfile::tempdir().expect("tmp") }
-    }
-
-    fn cert_path(&self) -> PathBuf {
-        self.dir.path().join("cert.pem")
-    }
-
-    fn key_path(&self) -> PathBuf {
-        self.dir.path().join("key.pem")
-    }
-
-    /// Issues a certificate for localhost and 127.0.0.1 with this serial,
-    /// writes it (and its key) to the server's files; returns its DER.
-    fn issue(&self, serial: u64) -> Vec<u8> {
-        self.issue_with(serial, true)
-    }
-
-    /// `issue`, writing the key file only when `write_key` (a certificate
-    /// whose key the server never gets).
-    fn issue_with(&self, serial: u64, write_key: bool) -> Vec<u8> {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("params");
-        params.serial_number = Some(SerialNumber::from(serial));
-        params.distinguished_name.push(DnType::CommonName, "tessera test server");
-        let cert = params.signed_by(&key, &self.ca).expect("sign");
-        std::fs::write(self.cert_path(), cert.pem()).expect("write cert");
-        if write_key {
-            std::fs::write(self.key_path(), key.serialize_pem()).expect("write key");
-        }
-        cert.der().to_vec()
-    }
-
+impl PkiExt for Pki {
     fn server_args(&self) -> Vec<String> {
         vec![
             "--tls-cert".into(),
@@ -75,7 +41,7 @@ impl Pki {
     /// The SDK over HTTPS, trusting only this CA.
     fn client(&self, server: &Server) -> aws_sdk_s3::Client {
         use aws_smithy_http_client::tls;
-        let trust = tls::TrustStore::empty().with_pem_certificate(self.ca.pem().into_bytes());
+        let trust = tls::TrustStore::empty().with_pem_certificate(self.ca_pem().into_bytes());
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
             .tls_context(tls::TlsContext::builder().with_trust_store(trust).build().expect("tls context"))
@@ -91,17 +57,12 @@ impl Pki {
 
     /// A raw rustls client trusting this CA, limited to `versions`.
     fn raw_config(&self, versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca.der().clone()).expect("add CA");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut c = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(versions)
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        c.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(c)
+        self.client_config(versions, true)
     }
+}
+
+fn new_pki() -> Pki {
+    Pki::new("tessera test CA")
 }
 
 /// A finished TLS connection and what was negotiated.
@@ -143,7 +104,7 @@ fn body_of(n: usize, seed: u8) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_over_https_put_get_and_multipart() {
-    let pki = Pki::new();
+    let pki = new_pki();
     pki.issue(1);
     let server = pki.start();
     let s3 = pki.client(&server);
@@ -185,7 +146,7 @@ async fn sdk_over_https_put_get_and_multipart() {
 
 #[test]
 fn tls_versions_alpn_and_refusals() {
-    let pki = Pki::new();
+    let pki = new_pki();
     let der = pki.issue(1);
     let server = pki.start();
     for v in [&rustls::version::TLS13, &rustls::version::TLS12] {
@@ -248,7 +209,7 @@ fn tls11_client_hello() -> Vec<u8> {
 
 #[test]
 fn sighup_reloads_the_certificate_and_keeps_it_when_broken() {
-    let pki = Pki::new();
+    let pki = new_pki();
     let first = pki.issue(1);
     let server = pki.start();
     let tls13 = pki.raw_config(&[&rustls::version::TLS13]);
@@ -330,7 +291,7 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
 
 #[test]
 fn config_file_values_are_used_and_flags_override_them() {
-    let pki = Pki::new();
+    let pki = new_pki();
     pki.issue(1);
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
