@@ -158,21 +158,35 @@ fn over_stall_mark(inner: &Inner) -> bool {
         && total as f64 > live.max(1) as f64 * STALL_AMPLIFICATION
 }
 
+/// Whether new data should wait: over the stall mark with a victim to
+/// compact. Both walk the shard's segments, so the answer is kept for one
+/// `STALL_POLL` and shared by every write that asks in that time (every
+/// write asks once, and a waiting one every poll).
+fn should_stall(inner: &Inner) -> bool {
+    let now = inner.backend.now_ms();
+    if let Some((at, answer)) = inner.stall_check.get() {
+        if now.saturating_sub(at) < STALL_POLL.as_millis() as u64 {
+            return answer;
+        }
+    }
+    let over = over_stall_mark(inner);
+    let answer = over && choose_victim_at(inner, false, over).is_some();
+    inner.stall_check.set(Some((now, answer)));
+    answer
+}
+
 /// Admission control for new data: while the log is over the stall mark
 /// and compaction has a victim, a foreground write waits (up to
 /// `MAX_STALL`) for it to free space, so that a steady overwrite workload
 /// cannot outrun compaction and amplification stays bounded. Deletes and
 /// compaction's own writes never wait.
 pub(crate) async fn admit(inner: &Inner) {
-    if !inner.opts.background || !inner.opts.compaction.enabled || !over_stall_mark(inner) {
+    if !inner.opts.background || !inner.opts.compaction.enabled || !should_stall(inner) {
         return;
     }
     let start = inner.backend.now_ms();
     let mut counted = false;
-    while over_stall_mark(inner)
-        && choose_victim(inner, false).is_some()
-        && inner.log.borrow().mode == Mode::Writable
-    {
+    while should_stall(inner) && inner.log.borrow().mode == Mode::Writable {
         let waited = inner.backend.now_ms().saturating_sub(start);
         if waited >= MAX_STALL.as_millis() as u64 {
             inner.compaction.borrow_mut().stalls_timed_out += 1;
@@ -224,12 +238,17 @@ pub(crate) async fn compact_once(inner: &Rc<Inner>, force: bool) -> Result<bool,
 }
 
 fn choose_victim(inner: &Inner, force: bool) -> Option<u32> {
+    choose_victim_at(inner, force, over_stall_mark(inner))
+}
+
+/// `choose_victim` with the stall mark already known (`over`).
+fn choose_victim_at(inner: &Inner, force: bool, over: bool) -> Option<u32> {
     let log = inner.log.borrow();
     let active = log.active_segment()?;
     let durable = log.durable_mark();
     let now_seq = log.next_seq;
     let free = inner.free_estimate();
-    let min_garbage = if over_stall_mark(inner) {
+    let min_garbage = if over {
         STALLED_MIN_GARBAGE.min(inner.opts.compaction.min_garbage_ratio)
     } else {
         inner.opts.compaction.min_garbage_ratio

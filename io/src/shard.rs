@@ -181,6 +181,8 @@ pub(crate) struct Inner {
     /// Bytes appended when the last mark-carrying record was written.
     pub marked_at: Cell<u64>,
     pub compaction: RefCell<crate::compact::CompactionStats>,
+    /// Admission control's last answer and when (see `compact::should_stall`).
+    pub stall_check: Cell<Option<(u64, bool)>>,
     pub scrub: RefCell<crate::scrub::ScrubStats>,
     pub sync_latency: RefCell<SyncLatency>,
     /// Data records written and not yet referenced by a commit (uploads in
@@ -276,6 +278,7 @@ impl Shard {
             oldest_checkpoint_seq: Cell::new(rec.oldest_checkpoint_seq),
             marked_at: Cell::new(0),
             compaction: RefCell::new(Default::default()),
+            stall_check: Cell::new(None),
             scrub: RefCell::new(Default::default()),
             sync_latency: RefCell::new(Default::default()),
             pins: RefCell::new(Default::default()),
