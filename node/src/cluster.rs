@@ -190,6 +190,13 @@ impl ClusterNode {
         tracing::info!("cluster: left");
     }
 
+    #[cfg(test)]
+    pub(crate) fn take_rpc_listener_for_test(&self) -> monoio::net::TcpListener {
+        let l = self.rpc_listener.lock().unwrap().take().expect("listener");
+        l.set_nonblocking(true).unwrap();
+        monoio::net::TcpListener::from_std(l).unwrap()
+    }
+
     pub(crate) fn key(&self) -> ClusterKey {
         ClusterKey::new(&self.config.secret).expect("checked at start")
     }

@@ -6,9 +6,8 @@
 //! count), called every `PING_EVERY` on every alive member: it proves the
 //! RPC path end to end (handshake, session keys, frames, deadlines) and
 //! gives the admin API a per-member RPC status and round-trip time. Data
-//! operations come with the cluster's data path. A call opens its own
-//! connection for now (a pool per peer is the next step, once calls are
-//! frequent).
+//! operations come with the cluster's data path. Calls go through the
+//! pool (`cluster_pool`): one multiplexed connection per peer.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,7 +29,7 @@ pub const METHOD_PING: u16 = 1;
 pub const PING_EVERY: Duration = Duration::from_secs(2);
 /// A hello must arrive within this; a call's whole exchange too.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// An RPC connection idle this long is closed by the server.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Most RPC connections served at once (beyond it, new ones are closed).
@@ -130,9 +129,9 @@ fn ping_answer(node: &ClusterNode) -> Vec<u8> {
     b
 }
 
-/// Calls PING on `peer`: a fresh connection, the handshake (refusing a
-/// node other than the one meant), one call. The call's round trip.
-pub async fn ping(node: &ClusterNode, key: &ClusterKey, peer: &NodeIdentity) -> Result<Duration, String> {
+/// Opens an RPC connection to `peer`: connect, the handshake (refusing a
+/// node other than the one meant).
+pub(crate) async fn connect(node: &ClusterNode, key: &ClusterKey, peer: &NodeIdentity) -> Result<(TcpStream, Session), String> {
     let connect = TcpStream::connect(peer.addr);
     let mut s = match monoio::time::timeout(CALL_TIMEOUT, connect).await {
         Ok(Ok(s)) => s,
@@ -147,7 +146,13 @@ pub async fn ping(node: &ClusterNode, key: &ClusterKey, peer: &NodeIdentity) -> 
     if theirs.from != peer.id || theirs.to != node.identity.id {
         return Err("another node answered at that address".into());
     }
-    let mut session = Session::new(key, Role::Client, &mine, &theirs);
+    Ok((s, Session::new(key, Role::Client, &mine, &theirs)))
+}
+
+/// Calls PING on `peer` over a fresh connection: the call's round trip.
+/// (The ping loop uses the pool; this is the one-shot form.)
+pub async fn ping(node: &ClusterNode, key: &ClusterKey, peer: &NodeIdentity) -> Result<Duration, String> {
+    let (mut s, mut session) = connect(node, key, peer).await?;
     let started = Instant::now();
     let call = 1;
     write_timeout(&mut s, session.seal(FrameKind::Request, METHOD_PING, call, CALL_TIMEOUT.as_millis() as u32, &[]), CALL_TIMEOUT).await?;
@@ -163,15 +168,21 @@ pub async fn ping(node: &ClusterNode, key: &ClusterKey, peer: &NodeIdentity) -> 
     if fh.kind != FrameKind::Response {
         return Err(format!("error: {}", String::from_utf8_lossy(payload)));
     }
-    if payload.len() != 28 || payload[..16] != peer.id {
-        return Err("a malformed PING answer".into());
-    }
+    check_ping_answer(payload, peer)?;
     Ok(rtt)
 }
 
-/// Pings every alive member every `PING_EVERY` and records the outcome.
+pub(crate) fn check_ping_answer(payload: &[u8], peer: &NodeIdentity) -> Result<(), String> {
+    if payload.len() != 28 || payload[..16] != peer.id {
+        return Err("a malformed PING answer".into());
+    }
+    Ok(())
+}
+
+/// Pings every alive member every `PING_EVERY`, all at once over the
+/// pooled connections, and records the outcome.
 pub async fn ping_loop(node: Arc<ClusterNode>, shutdown: async_channel::Receiver<()>) {
-    let key = node.key();
+    let pool = crate::cluster_pool::RpcPool::new(node.clone());
     loop {
         monoio::time::sleep(PING_EVERY).await;
         if shutdown.is_closed() {
@@ -183,14 +194,30 @@ pub async fn ping_loop(node: Arc<ClusterNode>, shutdown: async_channel::Receiver
             .filter(|m| !m.local && m.state == tessera_cluster::MemberState::Alive)
             .map(|m| m.identity)
             .collect();
+        let calls: Vec<_> = peers
+            .into_iter()
+            .map(|p| {
+                let pool = pool.clone();
+                monoio::spawn(async move {
+                    let started = Instant::now();
+                    let r = pool
+                        .call(&p, METHOD_PING, Vec::new(), CALL_TIMEOUT)
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|answer| check_ping_answer(&answer, &p))
+                        .map(|()| started.elapsed());
+                    (p.addr, r)
+                })
+            })
+            .collect();
         let mut results: HashMap<SocketAddr, RpcStatus> = HashMap::new();
-        for p in peers {
-            let r = ping(&node, &key, &p).await;
+        for c in calls {
+            let (addr, r) = c.await;
             if r.is_err() {
                 node.rpc_failed.fetch_add(1, Relaxed);
             }
             results.insert(
-                p.addr,
+                addr,
                 RpcStatus { at_ms: now_ms(), rtt_us: r.as_ref().ok().map(|d| d.as_micros() as u64), error: r.err() },
             );
         }

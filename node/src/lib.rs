@@ -10,6 +10,7 @@ pub mod admin_client;
 pub mod authz;
 pub mod buckets;
 pub mod cluster;
+pub mod cluster_pool;
 pub mod cluster_rpc;
 pub mod codec;
 pub mod config;

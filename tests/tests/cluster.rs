@@ -135,6 +135,16 @@ fn nodes_join_detect_a_crash_take_a_restart_back_and_see_a_clean_stop() {
         .next()
         .unwrap();
     assert_ne!(bump_after, bump_before, "a restarted node comes back as a new incarnation");
+    // The pooled RPC connections to the killed process broke; calls to the
+    // restarted one go over new connections.
+    let restarted_at = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    wait_for("RPC to the restarted node ok again", Duration::from_secs(20), || {
+        [&a, &b].iter().all(|n| {
+            cluster_status(n)["members"].as_array().unwrap().iter().any(|m| {
+                m["address"] == cc.to_string() && m["rpc"]["ok"] == true && m["rpc"]["at_ms"].as_u64().unwrap_or(0) > restarted_at
+            })
+        })
+    });
 
     // A clean stop leaves the cluster: seen down without waiting for suspicion.
     b.stop();

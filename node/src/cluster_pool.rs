@@ -1,0 +1,265 @@
+//! Pooled, multiplexed RPC connections to peers (reactor 0): one
+//! connection per peer, opened on first use and again after it breaks;
+//! calls on it are numbered, many may be in flight (at most
+//! `MAX_IN_FLIGHT`), and each answer finds its caller by call id. A
+//! writer task seals frames in the order it sends them (frame numbers are
+//! part of the tag) and a reader task opens the answers. A call that
+//! passes its deadline gives up its slot; a late answer is dropped. A
+//! broken connection fails every call in flight on it at once.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::io::{AsyncReadRentExt, AsyncWriteRentExt, Splitable};
+use tessera_cluster::rpc::{FrameHeader, FrameKind, NodeId, FRAME_HEADER_BYTES};
+use tessera_cluster::seal::ClusterKey;
+use tessera_cluster::NodeIdentity;
+
+use crate::cluster::ClusterNode;
+
+/// Calls in flight on one connection; beyond it a call fails at once.
+pub const MAX_IN_FLIGHT: usize = 256;
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RpcError {
+    #[error("connect: {0}")]
+    Connect(String),
+    #[error("connection lost: {0}")]
+    Lost(String),
+    #[error("too many calls in flight to that node")]
+    Busy,
+    #[error("no answer within the deadline")]
+    Timeout,
+    #[error("the node answered an error: {0}")]
+    Remote(String),
+}
+
+type Reply = async_channel::Sender<Result<(FrameKind, Vec<u8>), String>>;
+
+struct Outgoing {
+    method: u16,
+    call: u64,
+    deadline_ms: u32,
+    payload: Vec<u8>,
+}
+
+struct Conn {
+    peer: NodeId,
+    out: async_channel::Sender<Outgoing>,
+    pending: RefCell<HashMap<u64, Reply>>,
+    next_call: Cell<u64>,
+    dead: Cell<bool>,
+}
+
+impl Conn {
+    /// Marks the connection broken and fails every call in flight on it.
+    fn fail(&self, why: &str) {
+        self.dead.set(true);
+        self.out.close();
+        for (_, r) in self.pending.borrow_mut().drain() {
+            let _ = r.try_send(Err(why.to_string()));
+        }
+    }
+}
+
+pub struct RpcPool {
+    node: Arc<ClusterNode>,
+    key: ClusterKey,
+    conns: RefCell<HashMap<SocketAddr, Rc<Conn>>>,
+}
+
+impl RpcPool {
+    pub fn new(node: Arc<ClusterNode>) -> Rc<RpcPool> {
+        let key = node.key();
+        Rc::new(RpcPool { node, key, conns: RefCell::new(HashMap::new()) })
+    }
+
+    /// Connections open (not known broken).
+    pub fn open_connections(&self) -> usize {
+        self.conns.borrow().values().filter(|c| !c.dead.get()).count()
+    }
+
+    /// Calls `method` on `peer` with `payload`; its answer.
+    pub async fn call(self: &Rc<Self>, peer: &NodeIdentity, method: u16, payload: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, RpcError> {
+        let conn = match monoio::time::timeout(timeout, self.conn(peer)).await {
+            Ok(c) => c?,
+            Err(_) => return Err(RpcError::Timeout),
+        };
+        if conn.pending.borrow().len() >= MAX_IN_FLIGHT {
+            return Err(RpcError::Busy);
+        }
+        let call = conn.next_call.get();
+        conn.next_call.set(call + 1);
+        let (tx, rx) = async_channel::bounded(1);
+        conn.pending.borrow_mut().insert(call, tx);
+        let deadline_ms = timeout.as_millis().min(u32::MAX as u128) as u32;
+        if conn.out.send(Outgoing { method, call, deadline_ms, payload }).await.is_err() {
+            conn.pending.borrow_mut().remove(&call);
+            return Err(RpcError::Lost("the connection closed".into()));
+        }
+        match monoio::time::timeout(timeout, rx.recv()).await {
+            Ok(Ok(Ok((FrameKind::Response, p)))) => Ok(p),
+            Ok(Ok(Ok((_, p)))) => Err(RpcError::Remote(String::from_utf8_lossy(&p).into_owned())),
+            Ok(Ok(Err(e))) => Err(RpcError::Lost(e)),
+            Ok(Err(_)) => Err(RpcError::Lost("the connection closed".into())),
+            Err(_) => {
+                conn.pending.borrow_mut().remove(&call);
+                Err(RpcError::Timeout)
+            }
+        }
+    }
+
+    /// The live connection to `peer`, opened if there is none (or the one
+    /// there leads to another incarnation's id).
+    async fn conn(self: &Rc<Self>, peer: &NodeIdentity) -> Result<Rc<Conn>, RpcError> {
+        if let Some(c) = self.conns.borrow().get(&peer.addr) {
+            if !c.dead.get() && c.peer == peer.id {
+                return Ok(c.clone());
+            }
+        }
+        let (stream, session) = crate::cluster_rpc::connect(&self.node, &self.key, peer).await.map_err(RpcError::Connect)?;
+        // Another call may have connected meanwhile: keep one.
+        if let Some(c) = self.conns.borrow().get(&peer.addr) {
+            if !c.dead.get() && c.peer == peer.id {
+                return Ok(c.clone());
+            }
+        }
+        let (out_tx, out_rx) = async_channel::bounded::<Outgoing>(MAX_IN_FLIGHT);
+        let conn = Rc::new(Conn {
+            peer: peer.id,
+            out: out_tx,
+            pending: RefCell::new(HashMap::new()),
+            next_call: Cell::new(1),
+            dead: Cell::new(false),
+        });
+        let session = Rc::new(RefCell::new(session));
+        let (mut rd, mut wr) = stream.into_split();
+        {
+            let (conn, session) = (conn.clone(), session.clone());
+            monoio::spawn(async move {
+                while let Ok(o) = out_rx.recv().await {
+                    // Sealed in the order written: frame numbers are in the tag.
+                    let frame = session.borrow_mut().seal(FrameKind::Request, o.method, o.call, o.deadline_ms, &o.payload);
+                    let (res, _) = wr.write_all(frame).await;
+                    if let Err(e) = res {
+                        conn.fail(&e.to_string());
+                        return;
+                    }
+                }
+            });
+        }
+        {
+            let conn = conn.clone();
+            monoio::spawn(async move {
+                let why = loop {
+                    let (res, h) = rd.read_exact(vec![0u8; FRAME_HEADER_BYTES]).await;
+                    if let Err(e) = res {
+                        break e.to_string();
+                    }
+                    let h: [u8; FRAME_HEADER_BYTES] = h.try_into().expect("header length");
+                    let fh = match FrameHeader::decode(&h) {
+                        Ok(fh) => fh,
+                        Err(e) => break e.to_string(),
+                    };
+                    let (res, rest) = rd.read_exact(vec![0u8; fh.rest_len()]).await;
+                    if let Err(e) = res {
+                        break e.to_string();
+                    }
+                    let opened = session.borrow_mut().open(&h, &rest).map(|(fh, p)| (fh, p.to_vec()));
+                    let (fh, payload) = match opened {
+                        Ok(x) => x,
+                        Err(e) => break format!("answer refused: {e}"),
+                    };
+                    if fh.kind == FrameKind::Request {
+                        break "the node sent a request on a client connection".into();
+                    }
+                    // An answer to a call that gave up is dropped.
+                    if let Some(r) = conn.pending.borrow_mut().remove(&fh.call) {
+                        let _ = r.try_send(Ok((fh.kind, payload)));
+                    }
+                };
+                conn.fail(&why);
+            });
+        }
+        self.conns.borrow_mut().insert(peer.addr, conn.clone());
+        Ok(conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{ClusterConfig, ClusterNode};
+    use crate::cluster_rpc::METHOD_PING;
+
+    fn free_port() -> SocketAddr {
+        loop {
+            let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let a = u.local_addr().unwrap();
+            if std::net::TcpListener::bind(a).is_ok() {
+                return a;
+            }
+        }
+    }
+
+    fn node(dir: &std::path::Path, secret: &str) -> Arc<ClusterNode> {
+        let config = ClusterConfig { address: free_port(), join: Vec::new(), secret: secret.as_bytes().to_vec() };
+        Arc::new(ClusterNode::open(config, dir).unwrap())
+    }
+
+    #[test]
+    fn many_calls_in_flight_on_one_connection_errors_and_refusals() {
+        let tmp = std::env::temp_dir().join(format!("tessera-pool-{}", std::process::id()));
+        let (da, db) = (tmp.join("a"), tmp.join("b"));
+        std::fs::create_dir_all(&da).unwrap();
+        std::fs::create_dir_all(&db).unwrap();
+        let secret = "the pool test's cluster secret";
+        let a = node(&da, secret);
+        let b = node(&db, secret);
+        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build().unwrap();
+        rt.block_on(async {
+            let listener = a.take_rpc_listener_for_test();
+            let server = monoio::spawn(crate::cluster_rpc::serve(a.clone(), listener));
+            let pool = RpcPool::new(b.clone());
+            let peer = a.identity.clone();
+            let calls: Vec<_> = (0..200)
+                .map(|_| {
+                    let (pool, peer) = (pool.clone(), peer.clone());
+                    monoio::spawn(async move { pool.call(&peer, METHOD_PING, Vec::new(), Duration::from_secs(10)).await })
+                })
+                .collect();
+            for c in calls {
+                let answer = c.await.expect("a PING in flight with 199 others");
+                crate::cluster_rpc::check_ping_answer(&answer, &peer).unwrap();
+            }
+            assert_eq!(pool.open_connections(), 1, "one connection carried every call");
+            // A method the node does not know: its error, and the
+            // connection stays usable.
+            let e = pool.call(&peer, 999, Vec::new(), Duration::from_secs(5)).await.unwrap_err();
+            assert_eq!(e, RpcError::Remote("unknown method".into()));
+            assert!(pool.call(&peer, METHOD_PING, Vec::new(), Duration::from_secs(5)).await.is_ok());
+            // A call meant for another node at that address: the node there
+            // refuses the hello (closes without a word).
+            let mut other = peer.clone();
+            other.id = [0xAB; 16];
+            match pool.call(&other, METHOD_PING, Vec::new(), Duration::from_secs(5)).await {
+                Err(RpcError::Connect(_)) => {}
+                r => panic!("{r:?}"),
+            }
+            assert_eq!(a.rpc_refused.load(std::sync::atomic::Ordering::Relaxed), 1);
+            // Nobody listens at the address: the call fails at once.
+            let mut gone = peer.clone();
+            gone.addr = free_port();
+            let started = std::time::Instant::now();
+            assert!(matches!(pool.call(&gone, METHOD_PING, Vec::new(), Duration::from_secs(5)).await, Err(RpcError::Connect(_))));
+            assert!(started.elapsed() < Duration::from_secs(5), "a refused connect waited for the deadline");
+            drop(server);
+        });
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+}
