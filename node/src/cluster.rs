@@ -361,7 +361,11 @@ pub async fn run(node: std::sync::Arc<ClusterNode>, shutdown: async_channel::Rec
             loop {
                 let (res, b) = socket.recv_from(buf).await;
                 buf = b;
-                let Ok((n, _from)) = res else { continue };
+                let Ok((n, _from)) = res else {
+                    // Never spin on a failing socket.
+                    monoio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
                 // A refused frame is counted by `Gossip` and published below.
                 if let Some(g) = node.gossip().as_mut() {
                     let _ = g.handle(&buf[..n], now_ms());
