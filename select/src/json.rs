@@ -1,6 +1,10 @@
 //! JSON input: top-level values cut from a stream (DOCUMENT: any
-//! whitespace-separated values; LINES: one per line, the same cut works),
-//! each parsed with serde_json, then the FROM path applied.
+//! whitespace-separated values; LINES: one per line, the same cut works).
+//! A batch holds where each value lies in the splitter's buffer; the engine
+//! either reads them in place (`jsonscan`) or parses them with serde_json
+//! (`parse`) and applies the FROM path.
+
+use std::ops::Range;
 
 use crate::ast::PathStep;
 use crate::error::{err, Code, Result, SelectError};
@@ -22,12 +26,16 @@ pub struct JsonSplitter {
     in_str: bool,
     escaped: bool,
     started: Option<usize>,
+    /// Bytes of `pending` cut into the last batch, dropped at the next push
+    /// (the batch's spans point into them until then).
+    used: usize,
 }
 
 /// The complete top-level values of a piece of input.
 #[derive(Default)]
 pub struct JsonBatch {
-    pub values: Vec<serde_json::Value>,
+    /// Where each value lies in `JsonSplitter::text`.
+    pub spans: Vec<Range<usize>>,
     /// Object offset where each value starts.
     pub offsets: Vec<u64>,
 }
@@ -39,35 +47,69 @@ impl JsonSplitter {
 
     /// Input dropped before the first record (a scan range's start).
     pub fn skip(&mut self, n: u64) {
+        self.release();
         self.offset += n;
     }
 
+    /// Drops the bytes of the last batch.
+    fn release(&mut self) {
+        let used = std::mem::take(&mut self.used);
+        self.pending.drain(..used);
+        self.offset += used as u64;
+        self.scan -= used;
+        if let Some(s) = self.started.as_mut() {
+            *s -= used;
+        }
+    }
+
+    /// The buffer the spans of the last batch point into.
+    pub fn text(&self) -> &[u8] {
+        &self.pending
+    }
+
+    /// Cuts the complete values of the input so far into `batch`. Errors
+    /// come in input order: a value before a cutting error that serde_json
+    /// refuses raises its own error first.
     pub fn push(&mut self, input: &[u8], eof: bool, batch: &mut JsonBatch) -> Result<()> {
-        batch.values.clear();
+        self.release();
+        batch.spans.clear();
         batch.offsets.clear();
         self.pending.extend_from_slice(input);
         let mut consumed = 0usize;
         loop {
-            match self.next_value(consumed, eof)? {
-                Some((s, e)) => {
-                    let v: serde_json::Value = serde_json::from_slice(&self.pending[s..e]).map_err(|x| {
-                        SelectError::new(Code::JSONParsingError, format!("Invalid JSON at offset {}: {x}.", self.offset + s as u64))
-                    })?;
-                    batch.values.push(v);
+            match self.next_value(consumed, eof) {
+                Ok(Some((s, e))) => {
+                    batch.spans.push(s..e);
                     batch.offsets.push(self.offset + s as u64);
                     consumed = e;
                 }
-                None => break,
+                Ok(None) => break,
+                Err(e) => {
+                    self.parse_all(batch, &mut Vec::new())?;
+                    return Err(e);
+                }
             }
         }
-        self.pending.drain(..consumed);
-        self.offset += consumed as u64;
-        self.scan -= consumed;
-        if let Some(s) = self.started.as_mut() {
-            *s -= consumed;
-        }
-        if self.pending.len() > MAX_JSON_VALUE_BYTES {
+        self.used = consumed;
+        if self.pending.len() - consumed > MAX_JSON_VALUE_BYTES {
+            self.parse_all(batch, &mut Vec::new())?;
             return err(Code::OverMaxRecordSize, "A JSON value is larger than 16 MB.");
+        }
+        Ok(())
+    }
+
+    /// Value `i` of the last batch, parsed.
+    pub fn parse(&self, batch: &JsonBatch, i: usize) -> Result<serde_json::Value> {
+        serde_json::from_slice(&self.pending[batch.spans[i].clone()]).map_err(|x| {
+            SelectError::new(Code::JSONParsingError, format!("Invalid JSON at offset {}: {x}.", batch.offsets[i]))
+        })
+    }
+
+    /// Every value of the last batch, parsed, into `out`.
+    pub fn parse_all(&self, batch: &JsonBatch, out: &mut Vec<serde_json::Value>) -> Result<()> {
+        out.clear();
+        for i in 0..batch.spans.len() {
+            out.push(self.parse(batch, i)?);
         }
         Ok(())
     }
@@ -207,9 +249,11 @@ mod tests {
         let mut b = JsonBatch::default();
         let mut out = Vec::new();
         let chunks: Vec<&[u8]> = input.as_bytes().chunks(piece).collect();
+        let mut values = Vec::new();
         for (n, c) in chunks.iter().enumerate() {
             s.push(c, n + 1 == chunks.len(), &mut b)?;
-            out.extend(b.values.iter().map(|v| v.to_string()));
+            s.parse_all(&b, &mut values)?;
+            out.extend(values.iter().map(|v| v.to_string()));
         }
         Ok(out)
     }
