@@ -138,6 +138,19 @@ impl Sink {
         Ok(!plan.limit.is_some_and(|l| self.emitted >= l))
     }
 
+    /// Whether kept records are written as they are (`SELECT *`, no
+    /// aggregates): `emit_members` may stand for `emit`.
+    fn star(&self) -> bool {
+        self.plan.as_ref().is_some_and(|p| p.aggs.is_empty() && matches!(p.output, Output::Star))
+    }
+
+    /// `emit` of a JSON object record given as its members (`star` only).
+    fn emit_members(&mut self, members: &[jsonscan::Member<'_>]) -> bool {
+        self.writer.json_members(&mut self.out, members);
+        self.emitted += 1;
+        !self.plan.as_ref().is_some_and(|p| p.limit.is_some_and(|l| self.emitted >= l))
+    }
+
     /// The aggregate record, at the end of the scan.
     pub(crate) fn finish(&mut self) -> Result<()> {
         let Some(plan) = &self.plan else { return Ok(()) };
@@ -580,7 +593,19 @@ fn json_in_place(sink: &mut Sink, split: &JsonSplitter, batch: &JsonBatch, n: us
     }
     #[cfg(test)]
     IN_PLACE_BATCHES.with(|c| c.set(c.get() + 1));
+    // `SELECT *` of flat objects is written from the bytes; the rest is
+    // parsed and emitted as the row path does.
+    let star = sink.star();
+    let mut members = Vec::new();
     for &k in &kept {
+        if star && jsonscan::members(&text[batch.spans[k as usize].clone()], &mut members) {
+            #[cfg(test)]
+            WRITTEN_FROM_BYTES.with(|c| c.set(c.get() + 1));
+            if !sink.emit_members(&members) {
+                return Ok(Some(false));
+            }
+            continue;
+        }
         let v = split.parse(batch, k as usize)?;
         if !sink.emit(&Row::Json(&v))? {
             return Ok(Some(false));
@@ -593,4 +618,6 @@ fn json_in_place(sink: &mut Sink, split: &JsonSplitter, batch: &JsonBatch, n: us
 thread_local! {
     /// JSON batches the kernels answered in place (tests check the path is taken).
     pub(crate) static IN_PLACE_BATCHES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// JSON records `SELECT *` wrote from their bytes.
+    pub(crate) static WRITTEN_FROM_BYTES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }

@@ -250,6 +250,54 @@ fn element(b: &[u8], at: usize, n: usize) -> Option<usize> {
     Some(j)
 }
 
+/// A top-level member of a plain object record.
+pub struct Member<'a> {
+    pub key: &'a str,
+    pub value: Value<'a>,
+    /// The value's bytes.
+    pub bytes: &'a [u8],
+    /// Whether serde_json writes the value back as exactly `bytes` (a
+    /// string without escapes, a literal, an integer `fast_int` reads).
+    pub verbatim: bool,
+}
+
+/// The members of a plain record, in order, when serde_json reads it as an
+/// object of exactly these members: no key is escaped or repeated and no
+/// value is an array or object. False otherwise (`out` is then unusable).
+pub fn members<'a>(b: &'a [u8], out: &mut Vec<Member<'a>>) -> bool {
+    out.clear();
+    let at = ws(b, 0);
+    if b.get(at) != Some(&b'{') {
+        return false;
+    }
+    let mut j = ws(b, at + 1);
+    if b.get(j) == Some(&b'}') {
+        return true;
+    }
+    loop {
+        let Some((ke, false)) = string_end(b, j) else { return false };
+        let Ok(key) = std::str::from_utf8(&b[j + 1..ke - 1]) else { return false };
+        if out.len() >= 64 || out.iter().any(|m| m.key == key) {
+            return false;
+        }
+        let v = ws(b, ws(b, ke) + 1);
+        let Some(e) = value_end(b, v, 0) else { return false };
+        let bytes = &b[v..e];
+        let Some(value) = scalar(b, v) else { return false };
+        let verbatim = match bytes[0] {
+            b'"' => !bytes.contains(&b'\\'),
+            b't' | b'f' | b'n' => true,
+            _ => fast_int(bytes).is_some(),
+        };
+        out.push(Member { key, value, bytes, verbatim });
+        let e = ws(b, e);
+        match b.get(e) {
+            Some(b',') => j = ws(b, e + 1),
+            _ => return true,
+        }
+    }
+}
+
 /// `Value::from_json` of the scalar at `at`; None for arrays and objects.
 fn scalar(b: &[u8], at: usize) -> Option<Value<'_>> {
     Some(match *b.get(at)? {
