@@ -15,7 +15,7 @@ use crate::ast::{Field, PathStep};
 use crate::eval::{eval, json_path, keeps, Env, Row};
 use crate::eventstream::Counters;
 use crate::json::{from_path, JsonBatch, JsonSplitter};
-use crate::jsonscan;
+use crate::jsonscan::{self, Plain};
 use crate::output::Writer;
 use crate::params::{HeaderInfo, InputFormat, SelectParams};
 use crate::plan::{plan, Output, Plan, Schema};
@@ -148,7 +148,7 @@ impl Sink {
     fn emit_members(&mut self, members: &[jsonscan::Member<'_>]) -> bool {
         self.writer.json_members(&mut self.out, members);
         self.emitted += 1;
-        !self.plan.as_ref().is_some_and(|p| p.limit.is_some_and(|l| self.emitted >= l))
+        self.plan.as_ref().is_none_or(|p| p.limit.is_none_or(|l| self.emitted < l))
     }
 
     /// The aggregate record, at the end of the scan.
@@ -557,13 +557,14 @@ fn json_rows(sink: &mut Sink, recs: &[&serde_json::Value]) -> Result<bool> {
 struct InPlaceView<'a> {
     text: &'a [u8],
     spans: &'a [Range<usize>],
+    plain: &'a [Plain],
 }
 
 impl Batch for InPlaceView<'_> {
     #[inline]
     fn value(&self, field: &Field, r: usize) -> Option<Value<'_>> {
         match field {
-            Field::Path(steps) => jsonscan::lookup(&self.text[self.spans[r].clone()], steps),
+            Field::Path(steps) => jsonscan::lookup(&self.text[self.spans[r].clone()], self.plain[r], steps),
             Field::Column(..) | Field::Missing => Some(Value::Missing),
         }
     }
@@ -578,7 +579,7 @@ fn json_in_place(sink: &mut Sink, split: &JsonSplitter, batch: &JsonBatch, n: us
     let text = split.text();
     // Every value of the batch, also past a scan range's end: the serde
     // path parses (and may refuse) them all.
-    if !batch.spans.iter().all(|s| jsonscan::plain(&text[s.clone()])) {
+    if batch.plain.contains(&Plain::No) {
         return Ok(None);
     }
     if n == 0 {
@@ -588,7 +589,7 @@ fn json_in_place(sink: &mut Sink, split: &JsonSplitter, batch: &JsonBatch, n: us
         return Ok(Some(false));
     }
     let mut kept = Vec::new();
-    if !sink.select(&InPlaceView { text, spans: &batch.spans[..n] }, n, &mut kept) {
+    if !sink.select(&InPlaceView { text, spans: &batch.spans[..n], plain: &batch.plain[..n] }, n, &mut kept) {
         return Ok(None);
     }
     #[cfg(test)]

@@ -7,6 +7,7 @@
 use std::ops::Range;
 
 use crate::ast::PathStep;
+use crate::jsonscan::{self, Plain};
 use crate::error::{err, Code, Result, SelectError};
 
 /// Largest top-level JSON value. AWS's records are at most 1 MB; a
@@ -38,6 +39,8 @@ pub struct JsonBatch {
     pub spans: Vec<Range<usize>>,
     /// Object offset where each value starts.
     pub offsets: Vec<u64>,
+    /// Whether each value can be read in place (`jsonscan`).
+    pub plain: Vec<Plain>,
 }
 
 impl JsonSplitter {
@@ -74,13 +77,15 @@ impl JsonSplitter {
         self.release();
         batch.spans.clear();
         batch.offsets.clear();
+        batch.plain.clear();
         self.pending.extend_from_slice(input);
         let mut consumed = 0usize;
         loop {
             match self.next_value(consumed, eof) {
-                Ok(Some((s, e))) => {
+                Ok(Some((s, e, plain))) => {
                     batch.spans.push(s..e);
                     batch.offsets.push(self.offset + s as u64);
+                    batch.plain.push(plain.unwrap_or_else(|| jsonscan::plain(&self.pending[s..e])));
                     consumed = e;
                 }
                 Ok(None) => break,
@@ -114,8 +119,9 @@ impl JsonSplitter {
         Ok(())
     }
 
-    /// The next complete value at or after `from`, resuming the scan.
-    fn next_value(&mut self, from: usize, eof: bool) -> Result<Option<(usize, usize)>> {
+    /// The next complete value at or after `from`, resuming the scan, and
+    /// whether it is plain when that was found on the way.
+    fn next_value(&mut self, from: usize, eof: bool) -> Result<Option<(usize, usize, Option<Plain>)>> {
         let b = &self.pending;
         if self.started.is_none() {
             let mut i = self.scan.max(from);
@@ -129,6 +135,14 @@ impl JsonSplitter {
             self.scan = i;
             if i == b.len() {
                 return Ok(None);
+            }
+            // A plain container or string ends where the cut below would
+            // end it (its brackets balance): checked and cut in one pass.
+            if matches!(b[i], b'{' | b'[' | b'"') {
+                if let Some((e, plain)) = jsonscan::check(b, i) {
+                    self.scan = e;
+                    return Ok(Some((i, e, Some(plain))));
+                }
             }
             self.started = Some(i);
             self.depth = 0;
@@ -149,7 +163,7 @@ impl JsonSplitter {
                     self.in_str = false;
                     if self.depth == 0 {
                         i += 1;
-                        return Ok(Some(self.finish(start, i)));
+                        return Ok(Some(self.finish(start, i, None)));
                     }
                 }
                 i += 1;
@@ -157,7 +171,7 @@ impl JsonSplitter {
             }
             if scalar {
                 if c.is_ascii_whitespace() || matches!(c, b'{' | b'[' | b'"' | b',') {
-                    return Ok(Some(self.finish(start, i)));
+                    return Ok(Some(self.finish(start, i, None)));
                 }
                 i += 1;
                 continue;
@@ -177,7 +191,7 @@ impl JsonSplitter {
                     self.depth -= 1;
                     if self.depth == 0 {
                         i += 1;
-                        return Ok(Some(self.finish(start, i)));
+                        return Ok(Some(self.finish(start, i, None)));
                     }
                 }
                 _ => {}
@@ -187,17 +201,17 @@ impl JsonSplitter {
         self.scan = i;
         if eof {
             if scalar && !self.in_str {
-                return Ok(Some(self.finish(start, i)));
+                return Ok(Some(self.finish(start, i, None)));
             }
             return err(Code::JSONParsingError, "The JSON input ends inside a value.");
         }
         Ok(None)
     }
 
-    fn finish(&mut self, s: usize, e: usize) -> (usize, usize) {
+    fn finish(&mut self, s: usize, e: usize, plain: Option<Plain>) -> (usize, usize, Option<Plain>) {
         self.started = None;
         self.scan = e;
-        (s, e)
+        (s, e, plain)
     }
 }
 

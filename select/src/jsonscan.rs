@@ -39,15 +39,74 @@ fn ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// What is known of a record's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plain {
+    /// Not plain (or not checked): the record goes to serde_json.
+    No,
+    Yes,
+    /// Plain, and an object whose top-level keys are unescaped and
+    /// distinct: a lookup stops at the first exact match.
+    UniqueKeys,
+}
+
 /// Whether `b` is one plain JSON value (see the module note).
-pub fn plain(b: &[u8]) -> bool {
-    if !b.is_ascii() && std::str::from_utf8(b).is_err() {
-        return false;
-    }
+pub fn plain(b: &[u8]) -> Plain {
     let i = ws(b, 0);
-    match value_end(b, i, 0) {
-        Some(e) => ws(b, e) == b.len(),
-        None => false,
+    match check(b, i) {
+        Some((e, p)) if ws(b, e) == b.len() => p,
+        _ => Plain::No,
+    }
+}
+
+/// The end of the plain value at `i` and what it is; None when it isn't
+/// plain (or isn't complete in `b`).
+pub fn check(b: &[u8], i: usize) -> Option<(usize, Plain)> {
+    let (e, unique) = match b.get(i) {
+        Some(b'{') => top_object_end(b, i)?,
+        _ => (value_end(b, i, 0)?, false),
+    };
+    let v = &b[i..e];
+    if !v.is_ascii() && std::str::from_utf8(v).is_err() {
+        return None;
+    }
+    Some((e, if unique { Plain::UniqueKeys } else { Plain::Yes }))
+}
+
+/// `value_end` of a top-level object, and whether its keys are unescaped
+/// and distinct (known for up to 32 keys).
+fn top_object_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
+    let mut keys: [&[u8]; 32] = [&[]; 32];
+    let mut n = 0;
+    let mut unique = true;
+    let mut j = ws(b, i + 1);
+    if b.get(j) == Some(&b'}') {
+        return Some((j + 1, true));
+    }
+    loop {
+        if b.get(j) != Some(&b'"') {
+            return None;
+        }
+        let (ke, escaped) = string_end(b, j)?;
+        if unique {
+            let key = &b[j + 1..ke - 1];
+            if escaped || n == keys.len() || keys[..n].contains(&key) {
+                unique = false;
+            } else {
+                keys[n] = key;
+                n += 1;
+            }
+        }
+        j = ws(b, ke);
+        if b.get(j) != Some(&b':') {
+            return None;
+        }
+        j = ws(b, value_end(b, ws(b, j + 1), 1)?);
+        match *b.get(j)? {
+            b',' => j = ws(b, j + 1),
+            b'}' => return Some((j + 1, unique)),
+            _ => return None,
+        }
     }
 }
 
@@ -109,12 +168,30 @@ fn literal(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
     b[i..].starts_with(word).then_some(i + word.len())
 }
 
+/// Bytes that end a run of plain string characters: the quote, the
+/// backslash and the control characters.
+static STRING_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 /// The end of the string opening at `i`, and whether it has escapes.
 #[inline]
 fn string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut j = i + 1;
     let mut escaped = false;
     loop {
+        // Plain characters in a tight loop; the rest below.
+        while j < b.len() && !STRING_STOP[b[j] as usize] {
+            j += 1;
+        }
         match *b.get(j)? {
             b'"' => return Some((j + 1, escaped)),
             b'\\' => {
@@ -179,11 +256,11 @@ fn number_end(b: &[u8], i: usize) -> Option<usize> {
 
 /// `eval::json_path(record, steps, true)` over a plain record's bytes;
 /// None when it can't be answered in place.
-pub fn lookup<'a>(rec: &'a [u8], steps: &[PathStep]) -> Option<Value<'a>> {
+pub fn lookup<'a>(rec: &'a [u8], plain: Plain, steps: &[PathStep]) -> Option<Value<'a>> {
     let mut at = ws(rec, 0);
     for (i, step) in steps.iter().enumerate() {
         match (step, *rec.get(at)?) {
-            (PathStep::Name { name, quoted }, b'{') => match member(rec, at, name, *quoted)? {
+            (PathStep::Name { name, quoted }, b'{') => match member(rec, at, name, *quoted, i == 0 && plain == Plain::UniqueKeys)? {
                 Some(v) => at = v,
                 // eval's `_1`: the record itself when it has no such member.
                 None if i == 0 && !quoted && name == "_1" => {}
@@ -200,8 +277,9 @@ pub fn lookup<'a>(rec: &'a [u8], steps: &[PathStep]) -> Option<Value<'a>> {
 }
 
 /// The start of the member `name` of the object at `at` (see the module
-/// note); Some(None) when absent, None when a key has escapes.
-fn member(b: &[u8], at: usize, name: &str, quoted: bool) -> Option<Option<usize>> {
+/// note); Some(None) when absent, None when a key has escapes. With
+/// `unique` keys the first exact match is the one.
+fn member(b: &[u8], at: usize, name: &str, quoted: bool, unique: bool) -> Option<Option<usize>> {
     let name = name.as_bytes();
     let mut exact = None;
     let mut folded: Option<(&[u8], usize)> = None;
@@ -217,6 +295,9 @@ fn member(b: &[u8], at: usize, name: &str, quoted: bool) -> Option<Option<usize>
         let key = &b[j + 1..ke - 1];
         let v = ws(b, ws(b, ke) + 1);
         if key == name {
+            if unique {
+                return Some(Some(v));
+            }
             exact = Some(v);
         }
         if !quoted {
@@ -360,9 +441,12 @@ mod tests {
     fn agrees(text: &str, steps: &[PathStep]) {
         let v: serde_json::Value = serde_json::from_str(text).unwrap();
         let want = crate::eval::json_path(&v, steps, true);
-        if let Some(got) = lookup(text.as_bytes(), steps) {
+        let p = plain(text.as_bytes());
+        assert_ne!(p, Plain::No, "{text}");
+        for got in [lookup(text.as_bytes(), p, steps), lookup(text.as_bytes(), Plain::Yes, steps)].into_iter().flatten() {
             assert_eq!(got, want, "{text} {steps:?}");
-        } else {
+        }
+        if lookup(text.as_bytes(), p, steps).is_none() {
             assert!(matches!(want, Value::Json(_)) || text.contains('\\'), "{text} {steps:?}");
         }
     }
@@ -389,14 +473,17 @@ mod tests {
             ("\"é\"", true),
         ];
         for (text, want) in cases {
-            assert_eq!(plain(text.as_bytes()), want, "{text}");
+            assert_eq!(plain(text.as_bytes()) != Plain::No, want, "{text}");
             if want {
                 assert!(serde_json::from_str::<serde_json::Value>(text).is_ok(), "{text}");
             }
         }
-        assert!(!plain(b"\"\xff\""));
+        assert_eq!(plain(b"\"\xff\""), Plain::No);
+        assert_eq!(plain(br#"{"a":1,"b":{"a":2,"a":3}}"#), Plain::UniqueKeys);
+        assert_eq!(plain(br#"{"a":1,"b":2,"a":3}"#), Plain::Yes);
+        assert_eq!(plain(br#"{"a":1,"\u0062":2}"#), Plain::Yes);
         let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
-        assert!(!plain(deep.as_bytes()));
+        assert_eq!(plain(deep.as_bytes()), Plain::No);
     }
 
     #[test]
@@ -433,11 +520,11 @@ mod tests {
             vec![],
         ];
         for r in recs {
-            assert!(plain(r.as_bytes()), "{r}");
+            assert_ne!(plain(r.as_bytes()), Plain::No, "{r}");
             for p in &paths {
                 agrees(r, p);
             }
         }
-        assert_eq!(lookup(br#"{"a\"":1}"#, &[name("b", false)]), None);
+        assert_eq!(lookup(br#"{"a\"":1}"#, Plain::Yes, &[name("b", false)]), None);
     }
 }
