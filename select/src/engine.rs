@@ -11,10 +11,11 @@ use crate::ast::Query;
 use crate::csv::{CsvBatch, CsvTokenizer};
 use crate::decompress::Decoder;
 use crate::error::{err, Code, Result};
-use crate::ast::Field;
+use crate::ast::{Field, PathStep};
 use crate::eval::{eval, json_path, keeps, Env, Row};
 use crate::eventstream::Counters;
 use crate::json::{from_path, JsonBatch, JsonSplitter};
+use crate::jsonscan::{self, Plain};
 use crate::output::Writer;
 use crate::params::{HeaderInfo, InputFormat, SelectParams};
 use crate::plan::{plan, Output, Plan, Schema};
@@ -137,6 +138,19 @@ impl Sink {
         Ok(!plan.limit.is_some_and(|l| self.emitted >= l))
     }
 
+    /// Whether kept records are written as they are (`SELECT *`, no
+    /// aggregates): `emit_members` may stand for `emit`.
+    fn star(&self) -> bool {
+        self.plan.as_ref().is_some_and(|p| p.aggs.is_empty() && matches!(p.output, Output::Star))
+    }
+
+    /// `emit` of a JSON object record given as its members (`star` only).
+    fn emit_members(&mut self, members: &[jsonscan::Member<'_>]) -> bool {
+        self.writer.json_members(&mut self.out, members);
+        self.emitted += 1;
+        self.plan.as_ref().is_none_or(|p| p.limit.is_none_or(|l| self.emitted < l))
+    }
+
     /// The aggregate record, at the end of the scan.
     pub(crate) fn finish(&mut self) -> Result<()> {
         let Some(plan) = &self.plan else { return Ok(()) };
@@ -165,7 +179,7 @@ impl Sink {
 
 enum Reader {
     Csv { tok: CsvTokenizer, batch: CsvBatch, header: HeaderInfo, header_seen: bool },
-    Json { split: JsonSplitter, batch: JsonBatch },
+    Json { split: JsonSplitter, batch: JsonBatch, values: Vec<serde_json::Value> },
 }
 
 pub struct Engine {
@@ -218,7 +232,7 @@ impl Engine {
                 header: c.header,
                 header_seen: c.header == HeaderInfo::None,
             },
-            InputFormat::Json(_) => Reader::Json { split: JsonSplitter::new(read_start), batch: JsonBatch::default() },
+            InputFormat::Json(_) => Reader::Json { split: JsonSplitter::new(read_start), batch: JsonBatch::default(), values: Vec::new() },
             InputFormat::Parquet => return err(Code::InternalError, "Parquet is scanned by ParquetScan"),
         };
         let mut sink = Sink::new(params.output.clone(), now);
@@ -405,19 +419,23 @@ impl Engine {
                     self.sink.bind(&self.query, &Schema::Csv { names: Some(&[][..]) })?;
                 }
             }
-            Reader::Json { split, batch } => {
+            Reader::Json { split, batch, values } => {
                 split.push(input, eof, batch)?;
-                let from = &self.query.from_path;
-                let mut recs = Vec::new();
-                let mut cut = false;
-                for (v, &offset) in batch.values.iter().zip(&batch.offsets) {
-                    if offset >= end {
-                        cut = true;
-                        break;
+                // Values from the end of a scan range on are not ours.
+                let n = batch.offsets.iter().take_while(|&&o| o < end).count();
+                let lazy = self.sink.vector.is_some() && matches!(self.query.from_path[..], [] | [PathStep::Wildcard]);
+                let more = match if lazy { json_in_place(&mut self.sink, split, batch, n)? } else { None } {
+                    Some(more) => more,
+                    None => {
+                        split.parse_all(batch, values)?;
+                        let mut recs = Vec::new();
+                        for v in &values[..n] {
+                            from_path(v, &self.query.from_path, &mut recs);
+                        }
+                        json_rows(&mut self.sink, &recs)?
                     }
-                    from_path(v, from, &mut recs);
-                }
-                if !json_rows(&mut self.sink, &recs)? || cut {
+                };
+                if !more || n < batch.spans.len() {
                     self.done = true;
                     return Ok(());
                 }
@@ -533,4 +551,74 @@ fn json_rows(sink: &mut Sink, recs: &[&serde_json::Value]) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// JSON records read in place by the kernels (`jsonscan`).
+struct InPlaceView<'a> {
+    text: &'a [u8],
+    spans: &'a [Range<usize>],
+    plain: &'a [Plain],
+}
+
+impl Batch for InPlaceView<'_> {
+    #[inline]
+    fn value(&self, field: &Field, r: usize) -> Option<Value<'_>> {
+        match field {
+            Field::Path(steps) => jsonscan::lookup(&self.text[self.spans[r].clone()], self.plain[r], steps),
+            Field::Column(..) | Field::Missing => Some(Value::Missing),
+        }
+    }
+}
+
+/// Runs the first `n` values of a batch (each a record: the FROM path is
+/// the top level) through the WHERE kernels in place, parsing only the
+/// records kept. None when the batch must be parsed whole and run as
+/// `json_rows` does (a value isn't plain, or the kernels fall back): that
+/// path then raises the same errors at the same rows.
+fn json_in_place(sink: &mut Sink, split: &JsonSplitter, batch: &JsonBatch, n: usize) -> Result<Option<bool>> {
+    let text = split.text();
+    // Every value of the batch, also past a scan range's end: the serde
+    // path parses (and may refuse) them all.
+    if batch.plain.contains(&Plain::No) {
+        return Ok(None);
+    }
+    if n == 0 {
+        return Ok(Some(true));
+    }
+    if sink.limit_reached() {
+        return Ok(Some(false));
+    }
+    let mut kept = Vec::new();
+    if !sink.select(&InPlaceView { text, spans: &batch.spans[..n], plain: &batch.plain[..n] }, n, &mut kept) {
+        return Ok(None);
+    }
+    #[cfg(test)]
+    IN_PLACE_BATCHES.with(|c| c.set(c.get() + 1));
+    // `SELECT *` of flat objects is written from the bytes; the rest is
+    // parsed and emitted as the row path does.
+    let star = sink.star();
+    let mut members = Vec::new();
+    for &k in &kept {
+        if star && jsonscan::members(&text[batch.spans[k as usize].clone()], &mut members) {
+            #[cfg(test)]
+            WRITTEN_FROM_BYTES.with(|c| c.set(c.get() + 1));
+            if !sink.emit_members(&members) {
+                return Ok(Some(false));
+            }
+            continue;
+        }
+        let v = split.parse(batch, k as usize)?;
+        if !sink.emit(&Row::Json(&v))? {
+            return Ok(Some(false));
+        }
+    }
+    Ok(Some(true))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// JSON batches the kernels answered in place (tests check the path is taken).
+    pub(crate) static IN_PLACE_BATCHES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// JSON records `SELECT *` wrote from their bytes.
+    pub(crate) static WRITTEN_FROM_BYTES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }

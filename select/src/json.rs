@@ -1,8 +1,13 @@
 //! JSON input: top-level values cut from a stream (DOCUMENT: any
-//! whitespace-separated values; LINES: one per line, the same cut works),
-//! each parsed with serde_json, then the FROM path applied.
+//! whitespace-separated values; LINES: one per line, the same cut works).
+//! A batch holds where each value lies in the splitter's buffer; the engine
+//! either reads them in place (`jsonscan`) or parses them with serde_json
+//! (`parse`) and applies the FROM path.
+
+use std::ops::Range;
 
 use crate::ast::PathStep;
+use crate::jsonscan::{self, Plain};
 use crate::error::{err, Code, Result, SelectError};
 
 /// Largest top-level JSON value. AWS's records are at most 1 MB; a
@@ -22,14 +27,20 @@ pub struct JsonSplitter {
     in_str: bool,
     escaped: bool,
     started: Option<usize>,
+    /// Bytes of `pending` cut into the last batch, dropped at the next push
+    /// (the batch's spans point into them until then).
+    used: usize,
 }
 
 /// The complete top-level values of a piece of input.
 #[derive(Default)]
 pub struct JsonBatch {
-    pub values: Vec<serde_json::Value>,
+    /// Where each value lies in `JsonSplitter::text`.
+    pub spans: Vec<Range<usize>>,
     /// Object offset where each value starts.
     pub offsets: Vec<u64>,
+    /// Whether each value can be read in place (`jsonscan`).
+    pub plain: Vec<Plain>,
 }
 
 impl JsonSplitter {
@@ -39,41 +50,78 @@ impl JsonSplitter {
 
     /// Input dropped before the first record (a scan range's start).
     pub fn skip(&mut self, n: u64) {
+        self.release();
         self.offset += n;
     }
 
+    /// Drops the bytes of the last batch.
+    fn release(&mut self) {
+        let used = std::mem::take(&mut self.used);
+        self.pending.drain(..used);
+        self.offset += used as u64;
+        self.scan -= used;
+        if let Some(s) = self.started.as_mut() {
+            *s -= used;
+        }
+    }
+
+    /// The buffer the spans of the last batch point into.
+    pub fn text(&self) -> &[u8] {
+        &self.pending
+    }
+
+    /// Cuts the complete values of the input so far into `batch`. Errors
+    /// come in input order: a value before a cutting error that serde_json
+    /// refuses raises its own error first.
     pub fn push(&mut self, input: &[u8], eof: bool, batch: &mut JsonBatch) -> Result<()> {
-        batch.values.clear();
+        self.release();
+        batch.spans.clear();
         batch.offsets.clear();
+        batch.plain.clear();
         self.pending.extend_from_slice(input);
         let mut consumed = 0usize;
         loop {
-            match self.next_value(consumed, eof)? {
-                Some((s, e)) => {
-                    let v: serde_json::Value = serde_json::from_slice(&self.pending[s..e]).map_err(|x| {
-                        SelectError::new(Code::JSONParsingError, format!("Invalid JSON at offset {}: {x}.", self.offset + s as u64))
-                    })?;
-                    batch.values.push(v);
+            match self.next_value(consumed, eof) {
+                Ok(Some((s, e, plain))) => {
+                    batch.spans.push(s..e);
                     batch.offsets.push(self.offset + s as u64);
+                    batch.plain.push(plain.unwrap_or_else(|| jsonscan::plain(&self.pending[s..e])));
                     consumed = e;
                 }
-                None => break,
+                Ok(None) => break,
+                Err(e) => {
+                    self.parse_all(batch, &mut Vec::new())?;
+                    return Err(e);
+                }
             }
         }
-        self.pending.drain(..consumed);
-        self.offset += consumed as u64;
-        self.scan -= consumed;
-        if let Some(s) = self.started.as_mut() {
-            *s -= consumed;
-        }
-        if self.pending.len() > MAX_JSON_VALUE_BYTES {
+        self.used = consumed;
+        if self.pending.len() - consumed > MAX_JSON_VALUE_BYTES {
+            self.parse_all(batch, &mut Vec::new())?;
             return err(Code::OverMaxRecordSize, "A JSON value is larger than 16 MB.");
         }
         Ok(())
     }
 
-    /// The next complete value at or after `from`, resuming the scan.
-    fn next_value(&mut self, from: usize, eof: bool) -> Result<Option<(usize, usize)>> {
+    /// Value `i` of the last batch, parsed.
+    pub fn parse(&self, batch: &JsonBatch, i: usize) -> Result<serde_json::Value> {
+        serde_json::from_slice(&self.pending[batch.spans[i].clone()]).map_err(|x| {
+            SelectError::new(Code::JSONParsingError, format!("Invalid JSON at offset {}: {x}.", batch.offsets[i]))
+        })
+    }
+
+    /// Every value of the last batch, parsed, into `out`.
+    pub fn parse_all(&self, batch: &JsonBatch, out: &mut Vec<serde_json::Value>) -> Result<()> {
+        out.clear();
+        for i in 0..batch.spans.len() {
+            out.push(self.parse(batch, i)?);
+        }
+        Ok(())
+    }
+
+    /// The next complete value at or after `from`, resuming the scan, and
+    /// whether it is plain when that was found on the way.
+    fn next_value(&mut self, from: usize, eof: bool) -> Result<Option<(usize, usize, Option<Plain>)>> {
         let b = &self.pending;
         if self.started.is_none() {
             let mut i = self.scan.max(from);
@@ -87,6 +135,14 @@ impl JsonSplitter {
             self.scan = i;
             if i == b.len() {
                 return Ok(None);
+            }
+            // A plain container or string ends where the cut below would
+            // end it (its brackets balance): checked and cut in one pass.
+            if matches!(b[i], b'{' | b'[' | b'"') {
+                if let Some((e, plain)) = jsonscan::check(b, i) {
+                    self.scan = e;
+                    return Ok(Some((i, e, Some(plain))));
+                }
             }
             self.started = Some(i);
             self.depth = 0;
@@ -107,7 +163,7 @@ impl JsonSplitter {
                     self.in_str = false;
                     if self.depth == 0 {
                         i += 1;
-                        return Ok(Some(self.finish(start, i)));
+                        return Ok(Some(self.finish(start, i, None)));
                     }
                 }
                 i += 1;
@@ -115,7 +171,7 @@ impl JsonSplitter {
             }
             if scalar {
                 if c.is_ascii_whitespace() || matches!(c, b'{' | b'[' | b'"' | b',') {
-                    return Ok(Some(self.finish(start, i)));
+                    return Ok(Some(self.finish(start, i, None)));
                 }
                 i += 1;
                 continue;
@@ -135,7 +191,7 @@ impl JsonSplitter {
                     self.depth -= 1;
                     if self.depth == 0 {
                         i += 1;
-                        return Ok(Some(self.finish(start, i)));
+                        return Ok(Some(self.finish(start, i, None)));
                     }
                 }
                 _ => {}
@@ -145,17 +201,17 @@ impl JsonSplitter {
         self.scan = i;
         if eof {
             if scalar && !self.in_str {
-                return Ok(Some(self.finish(start, i)));
+                return Ok(Some(self.finish(start, i, None)));
             }
             return err(Code::JSONParsingError, "The JSON input ends inside a value.");
         }
         Ok(None)
     }
 
-    fn finish(&mut self, s: usize, e: usize) -> (usize, usize) {
+    fn finish(&mut self, s: usize, e: usize, plain: Option<Plain>) -> (usize, usize, Option<Plain>) {
         self.started = None;
         self.scan = e;
-        (s, e)
+        (s, e, plain)
     }
 }
 
@@ -207,9 +263,11 @@ mod tests {
         let mut b = JsonBatch::default();
         let mut out = Vec::new();
         let chunks: Vec<&[u8]> = input.as_bytes().chunks(piece).collect();
+        let mut values = Vec::new();
         for (n, c) in chunks.iter().enumerate() {
             s.push(c, n + 1 == chunks.len(), &mut b)?;
-            out.extend(b.values.iter().map(|v| v.to_string()));
+            s.parse_all(&b, &mut values)?;
+            out.extend(values.iter().map(|v| v.to_string()));
         }
         Ok(out)
     }

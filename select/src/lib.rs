@@ -15,6 +15,7 @@ pub mod error;
 pub mod eval;
 pub mod eventstream;
 pub mod json;
+pub mod jsonscan;
 pub mod lexer;
 pub mod like;
 pub mod output;

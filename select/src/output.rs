@@ -102,6 +102,38 @@ impl Writer {
         }
     }
 
+    /// `json_record` of an object record given as its members, without a
+    /// serde_json value: the same bytes.
+    pub fn json_members(&self, out: &mut Vec<u8>, members: &[crate::jsonscan::Member<'_>]) {
+        match &self.format {
+            OutputFormat::Json { record_delimiter } => {
+                out.push(b'{');
+                for (i, m) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    // A plain key has no escapes: serde_json writes it as it is.
+                    out.push(b'"');
+                    out.extend_from_slice(m.key.as_bytes());
+                    out.extend_from_slice(b"\":");
+                    match &m.value {
+                        _ if m.verbatim => out.extend_from_slice(m.bytes),
+                        Value::Str(s) => json_string(out, s),
+                        _ => match serde_json::from_slice::<serde_json::Number>(m.bytes) {
+                            Ok(n) => {
+                                let _ = serde_json::to_writer(&mut *out, &n);
+                            }
+                            Err(_) => json_value(out, &m.value),
+                        },
+                    }
+                }
+                out.push(b'}');
+                out.extend_from_slice(record_delimiter.as_bytes());
+            }
+            OutputFormat::Csv(_) => self.record(out, members.iter().map(|m| (m.key, m.value.clone()))),
+        }
+    }
+
     fn csv_field(&self, c: &CsvOutput, out: &mut Vec<u8>, text: &str) {
         let quote = match c.quote_fields {
             QuoteFields::Always => true,
