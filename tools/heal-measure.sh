@@ -8,7 +8,7 @@ set -euo pipefail
 COUNT=${1:-1024}
 SIZE=${2:-1MiB}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-T=${CARGO_TARGET_DIR:-$ROOT/target}/release
+T=${CARGO_TARGET_DIR:-$ROOT/target}/${PROFILE:-release}
 BIN=$T/tessera
 BENCH=$T/tessera-bench
 W=$(mktemp -d /tmp/heal-measure.XXXXXX)
