@@ -154,11 +154,14 @@ pub fn scrub(ctx: &Ctx) -> Value {
     json!({ "shards": shards })
 }
 
-/// `GET /admin/v1/heal`. Today a node keeps one copy of each object on one
-/// shard, so there is nothing to rebuild: the answer says so and gives each
-/// disk's state. `lanes` (erasure-coding sets a disk serves in) stays empty
-/// until erasure coding exists; the shape is the one it will fill.
+/// `GET /admin/v1/heal`. Format 2 (erasure sets): `heal_sets`. Format 1
+/// keeps one copy of each object on one shard, so there is nothing to
+/// rebuild: the answer says so and gives each disk's state (`lanes` stays
+/// empty there).
 pub fn heal(ctx: &Ctx) -> Value {
+    if let Some(l) = &ctx.shared.layout.lanes {
+        return heal_sets(l);
+    }
     let shared = &ctx.shared;
     let m = &shared.metrics;
     let disks: Vec<Value> = shared
@@ -231,5 +234,64 @@ pub fn config(ctx: &Ctx) -> Value {
         "cluster_address": c.cluster.as_ref().map(|k| k.address.to_string()),
         "cluster_join": c.cluster.as_ref().map(|k| k.join.iter().map(|a| a.to_string()).collect::<Vec<_>>()),
         "version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// `GET /admin/v1/heal` of a format 2 node: per disk online / offline /
+/// healing and its heal's progress (`heal_state::HealProgress::report`).
+/// `healed` is true only when every disk is online and none heals: it
+/// comes from completed verifying passes, never from rebuilds issued.
+fn heal_sets(l: &crate::sets_open::LaneLayout) -> Value {
+    let n = l.format.set_disks().max(1);
+    let mut healing_any = false;
+    let mut offline_any = false;
+    let mut below = 0u64;
+    let disks: Vec<Value> = l
+        .health
+        .disks
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let online = l.health.online(i);
+            let healing = d.heal.is_healing();
+            let state = match (online, healing) {
+                (false, _) => "offline",
+                (true, true) => "healing",
+                (true, false) => "online",
+            };
+            offline_any |= !online;
+            healing_any |= healing && online;
+            let report = d.heal.report();
+            if healing {
+                below += report["below_full_redundancy"]["count"].as_u64().unwrap_or(0);
+            }
+            json!({
+                "path": d.dir.as_ref().map(|p| p.display().to_string()),
+                "disk_id": hex::encode(d.id),
+                "set": i / n,
+                "position": i % n,
+                "state": state,
+                "lanes_total": l.format.shards_per_disk,
+                "lanes_healed": if healing { report["lanes_healed"].clone() } else if online { json!(l.format.shards_per_disk) } else { json!(0) },
+                "heal": (healing || d.heal.mark.is_some()).then_some(report),
+            })
+        })
+        .collect();
+    let message = if offline_any {
+        "disks are offline: objects lack their blocks and records there (below full redundancy) until the disks are back or replaced by empty dirs and healed"
+    } else if healing_any {
+        "healing: a disk is healed only when a complete pass over each of its lanes has verified every record and block on it"
+    } else {
+        "every disk is online and whole"
+    };
+    json!({
+        "erasure_coding": true,
+        "parity": l.format.parity,
+        "write_quorum": l.write_quorum,
+        "healing": healing_any,
+        "healed": !offline_any && !healing_any,
+        "below_full_redundancy": below,
+        "message": message,
+        "disks": disks,
     })
 }

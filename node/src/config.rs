@@ -20,6 +20,9 @@ pub struct Config {
     /// this parity (None: `default_parity` of the dir count). None: format 1.
     /// Ignored for dirs already formatted: their format decides.
     pub erasure: Option<Option<usize>>,
+    /// Format 2: bytes per second a healing disk's rebuild and read-back
+    /// may take, over all cores (0: unthrottled).
+    pub heal_bytes_per_sec: u64,
     /// Most buckets one identity may own (S3's default quota is 10,000).
     pub max_buckets_per_user: usize,
     pub data_dirs: Vec<PathBuf>,

@@ -155,11 +155,11 @@ impl Mirrors {
         self.pieces.borrow().get(&e.offset).filter(|(_, p)| p.len == e.len).map(|(_, p)| p.clone())
     }
 
-    /// Online members plus the primary: fewer than the quorum refuses the
-    /// write before anything is written.
+    /// Online whole (not healing) members plus the primary: fewer than the
+    /// quorum refuses the write before anything is written.
     pub(crate) fn check_quorum(&self) -> Result<(), IoError> {
-        let online = 1 + self.members.iter().filter(|(d, _)| self.health.online(*d)).count();
-        if !self.health.online(self.primary_disk) || online < self.write_quorum {
+        let whole = 1 + self.members.iter().filter(|(d, _)| self.health.counts(*d)).count();
+        if !self.health.counts(self.primary_disk) || whole < self.write_quorum {
             return Err(IoError::BelowQuorum);
         }
         Ok(())
@@ -373,6 +373,9 @@ pub async fn commit(primary: &Shard, mirrors: Option<&Mirrors>, muts: Vec<Mutati
     let mut durable = 1;
     for (disk, r) in disks.into_iter().zip(theirs) {
         match r {
+            // A healing member takes the write but does not count: it may
+            // lack older records a reader would need beside it.
+            Ok(_) if m.health.healing(disk) => {}
             Ok(_) => durable += 1,
             Err(e) => recorded &= m.failed(disk, &e),
         }

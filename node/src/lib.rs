@@ -18,6 +18,8 @@ pub mod config_file;
 pub mod conn;
 pub mod console;
 pub mod fsck;
+pub mod heal;
+pub mod heal_state;
 pub mod hotcache;
 pub mod iam;
 pub mod identity;

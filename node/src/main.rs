@@ -92,13 +92,18 @@ enum Command {
         /// Format fresh data dirs (2 or more) as one erasure set (format 2):
         /// a lane's shards on every dir, writes acknowledged at the write
         /// quorum, serving with up to the parity count of dirs missing.
-        /// Opt-in until healing exists; without it fresh dirs get format 1.
+        /// Opt-in; without it fresh dirs get format 1.
         #[arg(long)]
         erasure: bool,
         /// Parity disks of the erasure set (with --erasure; default: 1 of
         /// 2-3 dirs, 2 of 4-5, 3 of 6-7, 4 of 8 and more).
         #[arg(long, requires = "erasure")]
         parity: Option<usize>,
+        /// Format 2: rebuild rate of a healing disk (bytes written plus
+        /// bytes read back to verify, per second, over all cores; e.g.
+        /// 256MiB; 0 = unthrottled).
+        #[arg(long, default_value = "256MiB", value_parser = tessera_node::config::parse_size, env = "TESSERA_HEAL_RATE")]
+        heal_bytes_per_sec: u64,
         /// Most buckets one user may own (CreateBucket then answers TooManyBuckets).
         #[arg(long, default_value_t = 10_000, env = "TESSERA_MAX_BUCKETS_PER_USER")]
         max_buckets_per_user: usize,
@@ -370,6 +375,7 @@ fn main() -> ExitCode {
             shards_per_disk,
             erasure,
             parity,
+            heal_bytes_per_sec,
             max_buckets_per_user,
             test_min_part_bytes,
             test_access_log_interval_ms,
@@ -419,6 +425,7 @@ fn main() -> ExitCode {
                 region,
                 shards_per_disk,
                 erasure: erasure.then_some(parity),
+                heal_bytes_per_sec,
                 max_buckets_per_user,
                 data_dirs,
                 min_part_bytes: test_min_part_bytes.unwrap_or(tessera_node::s3::MIN_PART_BYTES),

@@ -30,6 +30,10 @@ pub const T_IAM: u8 = 5;
 /// object they are about (see `notify`).
 pub const T_EVENTS: u8 = 6;
 
+/// Format 2 heal cursors, on the healing member shard only, never
+/// mirrored (see `heal`).
+pub const T_HEAL: u8 = 40;
+
 /// The shard that keeps bucket records.
 pub const META_SHARD: u32 = 0;
 

@@ -595,6 +595,14 @@ impl Reactor {
                 continue;
             }
             let (disk, primary) = shards.remove(0);
+            // A healing disk lacks records: it never serves as the primary.
+            if let (Some(l), Some(d)) = (lanes, disk) {
+                if l.health.healing(d) {
+                    tracing::error!(shard = s, "every whole member of the lane failed to open; it stays offline");
+                    shared.metrics.shards[s].set_offline();
+                    continue;
+                }
+            }
             shared.metrics.shards[s].publish(&primary.stats());
             let others = shards.into_iter().filter_map(|(d, sh)| d.map(|d| (d, sh))).collect();
             let mirrors = crate::lanes::mirrors_of(
@@ -615,6 +623,12 @@ impl Reactor {
             ));
         }
         monoio::spawn(shards::serve(self.rx, local.clone()));
+        if let Some(l) = lanes {
+            if l.health.disks.iter().any(|d| d.heal.is_healing()) {
+                let rate = shared.config.heal_bytes_per_sec / shared.config.threads.max(1) as u64;
+                monoio::spawn(crate::heal::run(l.health.clone(), local.clone(), rate.max(u64::from(shared.config.heal_bytes_per_sec > 0))));
+            }
+        }
         let md5_pool = tessera_proto::md5x::Md5Pool::with_kernel(md5_kernel());
         monoio::spawn(publish_shard_stats(shared.clone(), local.clone(), self.core, cache, md5_pool.clone()));
         let opts = monoio::net::ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(4096);

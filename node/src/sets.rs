@@ -332,6 +332,48 @@ pub struct StartPlan {
     pub adopt: Vec<(usize, usize, usize)>,
 }
 
+/// The layout the formatted dirs agree on. They may differ only where an
+/// adoption was cut short (ARCHITECTURE.md, "Restart, missing and empty
+/// dirs, healing"): at a position some dirs name the lost disk's id and
+/// others the new one's, and exactly one of the ids is a given dir's own
+/// disk; that one wins (the start rewrites the other dirs' formats).
+fn merge_layouts(formatted: &[(usize, &SetsFormat)]) -> Result<SetsFormat, SetsError> {
+    let (i0, first) = formatted[0];
+    let mut out = first.clone();
+    for &(i, f) in &formatted[1..] {
+        let (a, b) = (f.layout(), first.layout());
+        if (a.0, a.1, a.2, a.3) != (b.0, b.1, b.2, b.3) || f.sets.len() != first.sets.len() {
+            return Err(SetsError::Disagree(format!("dir {i} has another layout than dir {i0}")));
+        }
+    }
+    let served = |id: &DiskId| formatted.iter().any(|(_, f)| f.disk == *id);
+    for (s, members) in first.sets.iter().enumerate() {
+        if formatted.iter().any(|(_, f)| f.sets[s].len() != members.len()) {
+            return Err(SetsError::Disagree(format!("set {s} has another size in some dirs")));
+        }
+        for p in 0..members.len() {
+            let mut ids: Vec<DiskId> = formatted.iter().map(|(_, f)| f.sets[s][p]).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            if ids.len() == 1 {
+                continue;
+            }
+            let live: Vec<&DiskId> = ids.iter().filter(|id| served(id)).collect();
+            match live.as_slice() {
+                [one] => out.sets[s][p] = **one,
+                _ => {
+                    return Err(SetsError::Disagree(format!(
+                        "dirs name {} disks at set {s} position {p}",
+                        ids.len()
+                    )))
+                }
+            }
+        }
+    }
+    out.check()?;
+    Ok(out)
+}
+
 /// Decides which dir serves which disk at start. Refuses what it cannot
 /// decide safely: dirs of another node or another layout, a disk id in two
 /// dirs (a copied dir), empty dirs beside unreadable ones (which position an
@@ -350,7 +392,7 @@ pub fn plan_start(dirs: &[DirState]) -> Result<Option<StartPlan>, SetsError> {
             }
         })
         .collect();
-    let Some(&(_, first)) = formatted.first() else {
+    if formatted.is_empty() {
         return if dirs.iter().all(|d| *d == DirState::Empty) {
             Ok(None) // a fresh node: format every dir
         } else {
@@ -359,17 +401,13 @@ pub fn plan_start(dirs: &[DirState]) -> Result<Option<StartPlan>, SetsError> {
             ))
         };
     };
-    if let Some((i, _)) = formatted.iter().find(|(_, f)| f.layout() != first.layout()) {
-        return Err(SetsError::Disagree(format!(
-            "dir {i} has another layout than dir {}",
-            formatted[0].0
-        )));
-    }
+    let merged = merge_layouts(&formatted)?;
+    let first = &merged;
     let mut by_position: BTreeMap<(usize, usize), usize> = BTreeMap::new();
     for &(i, f) in &formatted {
-        let pos = f
-            .position_of(&f.disk)
-            .ok_or_else(|| SetsError::Malformed(format!("dir {i}: not a member")))?;
+        let pos = first.position_of(&f.disk).ok_or_else(|| {
+            SetsError::Refused(format!("dir {i} is a disk the layout no longer has (was it replaced?)"))
+        })?;
         if let Some(other) = by_position.insert(pos, i) {
             return Err(SetsError::Refused(format!(
                 "dirs {other} and {i} are the same disk (a copied dir?)"

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::heal_state::{self, HealMark, HealProgress};
 use crate::layout::{self, DirLock, Layout, LayoutError, FORMAT_FILE};
 use crate::sets::{self, DirState, DiskId, SetsFormat, FORMAT_V2, ID_BYTES};
 
@@ -42,6 +43,9 @@ pub struct Disk {
     /// The data dir serving it; None when offline at start.
     pub dir: Option<PathBuf>,
     online: AtomicBool,
+    /// Its heal (`heal_state`): healing disks take writes but are never
+    /// read as a record holder, nor counted toward the write quorum.
+    pub heal: HealProgress,
 }
 
 /// Which disks take writes, shared by every core. A disk leaves it (until
@@ -61,6 +65,33 @@ impl DiskHealth {
         self.disks.get(disk).is_some_and(|d| d.online.load(Ordering::Acquire))
     }
 
+    /// Still healing (whether online or not).
+    pub fn healing(&self, disk: usize) -> bool {
+        self.disks.get(disk).is_some_and(|d| d.heal.is_healing())
+    }
+
+    /// Online and whole: counts toward the write quorum.
+    pub fn counts(&self, disk: usize) -> bool {
+        self.online(disk) && !self.healing(disk)
+    }
+
+    /// Every lane of `disk` completed a verifying pass: its heal mark is
+    /// removed (synced) before the disk counts as whole. False if the mark
+    /// cannot be removed (the disk stays healing, the next start redoes it).
+    pub fn healed(&self, disk: usize) -> bool {
+        let Some(d) = self.disks.get(disk) else { return false };
+        let Some(dir) = &d.dir else { return false };
+        if let Err(e) = crate::heal_state::remove_mark(dir) {
+            tracing::error!(dir = %dir.display(), error = %e, "cannot remove the heal mark; the disk stays healing");
+            return false;
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        d.heal.healed_unix_ms.store(now.as_millis() as u64, Ordering::Relaxed);
+        d.heal.healing.store(false, Ordering::Release);
+        tracing::warn!(disk = %hex::encode(d.id), dir = %dir.display(), "disk healed: every lane verified; it counts toward the write quorum again");
+        true
+    }
+
     /// Takes `disk` out of service and records it as stale in every online
     /// dir; returns whether that record reached all of them (the caller
     /// must not acknowledge a write the disk missed otherwise).
@@ -68,7 +99,7 @@ impl DiskHealth {
         let Some(d) = self.disks.get(disk) else { return false };
         let was = d.online.swap(false, Ordering::AcqRel);
         if was {
-            tracing::error!(disk = %hex::encode(d.id), dir = ?d.dir, "disk failed a write; it is offline and recorded as stale until healing exists");
+            tracing::error!(disk = %hex::encode(d.id), dir = ?d.dir, "disk failed a write; it is offline and recorded as stale (it heals when it is back at a start)");
         }
         let mut stale = match self.stale.lock() {
             Ok(s) => s,
@@ -260,17 +291,30 @@ fn build(dirs: &[PathBuf], states: &[DirState]) -> Result<Layout, LayoutError> {
     let plan = sets::plan_start(states)
         .map_err(invalid)?
         .ok_or_else(|| invalid("no data dir has a readable format"))?;
-    if !plan.adopt.is_empty() {
-        return Err(invalid(
-            "an empty data dir takes the place of a lost disk, but healing is not built yet: \
-             start without that dir (the node serves with up to the parity count of disks missing)",
-        ));
+    let mut f = plan.layout;
+    let mut online = plan.online;
+    // Empty dirs in place of lost disks: each gets a new disk id and its
+    // heal mark, then its format, then every other dir's format names it
+    // (each write atomic; `plan_start` finishes a rewrite cut short).
+    let mut replaced = BTreeSet::new();
+    for &(i, s, p) in &plan.adopt {
+        let id = random_id()?;
+        replaced.insert(f.sets[s][p]);
+        tracing::warn!(dir = %dirs[i].display(), set = s, position = p, disk = %hex::encode(id), "adopting an empty dir in place of a lost disk; it heals in the background");
+        f.sets[s][p] = id;
+        heal_state::write_mark(&dirs[i], &HealMark::fresh()?)?;
+        online.push((i, s, p));
     }
-    let f = plan.layout;
+    for &(i, s, p) in &online {
+        let mine = SetsFormat { disk: f.sets[s][p], ..f.clone() };
+        if states.get(i) != Some(&DirState::Formatted(mine.clone())) {
+            layout::write_atomic(&dirs[i].join(FORMAT_FILE), &mine.to_text())?;
+        }
+    }
     let shape = f.shape().map_err(invalid)?;
     let (n, k, w) = (f.set_disks(), shape.data_blocks(), shape.write_quorum());
     let mut disk_dir: Vec<Option<PathBuf>> = vec![None; f.sets.len() * n];
-    for &(i, s, p) in &plan.online {
+    for &(i, s, p) in &online {
         disk_dir[s * n + p] = dirs.get(i).cloned();
     }
     let ids: Vec<DiskId> = f.sets.iter().flatten().copied().collect();
@@ -278,20 +322,37 @@ fn build(dirs: &[PathBuf], states: &[DirState]) -> Result<Layout, LayoutError> {
     for d in disk_dir.iter().flatten() {
         stale.extend(read_stale(d)?);
     }
+    // Replaced disks are no longer in the layout.
+    stale.retain(|id| !replaced.contains(id) && ids.contains(id));
+    // A disk back after missing writes heals under a new epoch (its old
+    // cursors, if any, say nothing about the writes it missed); from then
+    // on the heal mark, not the stale file, keeps it from being read.
+    let mut marks: Vec<Option<HealMark>> = vec![None; ids.len()];
     for (i, id) in ids.iter().enumerate() {
-        if stale.contains(id) && disk_dir[i].is_some() {
-            tracing::error!(disk = %hex::encode(id), "disk missed writes while it was offline; it stays offline until healing exists");
-            disk_dir[i] = None;
+        let Some(dir) = &disk_dir[i] else { continue };
+        marks[i] = if stale.contains(id) {
+            tracing::warn!(disk = %hex::encode(id), dir = %dir.display(), "disk missed writes while it was away; it heals in the background");
+            let m = HealMark::fresh()?;
+            heal_state::write_mark(dir, &m)?;
+            Some(m)
+        } else {
+            heal_state::read_mark(dir)?
+        };
+        if marks[i].is_some() {
+            stale.remove(id);
+        }
+    }
+    for s in 0..f.sets.len() {
+        let whole = (s * n..(s + 1) * n).filter(|&d| disk_dir[d].is_some() && marks[d].is_none()).count();
+        if whole < k {
+            return Err(invalid(format!(
+                "only {whole} of the {n} disks of set {s} are online and whole (not healing); at least {k} are needed"
+            )));
         }
     }
     let mut writable = true;
     for s in 0..f.sets.len() {
-        let online = disk_dir[s * n..(s + 1) * n].iter().filter(|d| d.is_some()).count();
-        if online < k {
-            return Err(invalid(format!(
-                "only {online} of the {n} disks of set {s} are online (and not stale); at least {k} are needed"
-            )));
-        }
+        let online = (s * n..(s + 1) * n).filter(|&d| disk_dir[d].is_some() && marks[d].is_none()).count();
         if online < n {
             tracing::warn!(set = s, online, disks = n, write_quorum = w, "serving with disks offline");
         }
@@ -320,7 +381,11 @@ fn build(dirs: &[PathBuf], states: &[DirState]) -> Result<Layout, LayoutError> {
     let mut shard_dirs = Vec::new();
     for s in 0..f.sets.len() {
         for j in 0..spd {
-            let members: Vec<Member> = (0..n)
+            // Whole disks first: the read primary is never a healing one.
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by_key(|&p| marks[s * n + p].is_some());
+            let members: Vec<Member> = order
+                .into_iter()
                 .filter_map(|p| {
                     let disk = s * n + p;
                     disk_dir[disk].as_ref().map(|d| Member {
@@ -339,7 +404,13 @@ fn build(dirs: &[PathBuf], states: &[DirState]) -> Result<Layout, LayoutError> {
     let disks = ids
         .iter()
         .zip(disk_dir)
-        .map(|(id, dir)| Disk { id: *id, online: AtomicBool::new(dir.is_some()), dir })
+        .zip(marks)
+        .map(|((id, dir), mark)| Disk {
+            id: *id,
+            online: AtomicBool::new(dir.is_some()),
+            dir,
+            heal: HealProgress::new(mark, spd),
+        })
         .collect();
     let health = Arc::new(DiskHealth { disks, ec: EcCounters::default(), stale: Mutex::new(stale) });
     tracing::info!(

@@ -237,3 +237,31 @@ fn start_refuses_copies_and_strangers() {
     dirs.push(DirState::Formatted(stranger));
     assert!(matches!(plan_start(&dirs), Err(SetsError::Disagree(_))));
 }
+
+#[test]
+fn an_adoption_cut_short_is_finished_by_the_served_id() {
+    // Disk 2 was lost; its replacement (id 0x99) got its format and dir 0's
+    // was rewritten before the crash; dirs 1 and 3 still name the lost id.
+    let fs = fresh(4, None);
+    let mut new = fs[2].clone();
+    new.disk = id(0x99);
+    new.sets[0][2] = id(0x99);
+    let mut d0 = fs[0].clone();
+    d0.sets[0][2] = id(0x99);
+    let dirs = vec![
+        DirState::Formatted(d0),
+        DirState::Formatted(fs[1].clone()),
+        DirState::Formatted(new),
+        DirState::Formatted(fs[3].clone()),
+    ];
+    let plan = plan_start(&dirs).unwrap().unwrap();
+    assert_eq!(plan.layout.sets[0][2], id(0x99));
+    assert_eq!(plan.online.len(), 4);
+    assert!(plan.offline.is_empty() && plan.adopt.is_empty());
+    // Without the new dir nothing says which id serves: the two layouts
+    // cannot both be right, refused rather than guessed.
+    let mut d0 = fs[0].clone();
+    d0.sets[0][2] = id(0x99);
+    let dirs = vec![DirState::Formatted(d0), DirState::Formatted(fs[1].clone()), DirState::Formatted(fs[3].clone())];
+    assert!(matches!(plan_start(&dirs), Err(SetsError::Disagree(_))));
+}

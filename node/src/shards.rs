@@ -72,6 +72,11 @@ impl LocalShard {
         self
     }
 
+    /// Format 2: the lane this shard is the read primary of.
+    pub(crate) fn mirrors(&self) -> Option<&Rc<crate::lanes::Mirrors>> {
+        self.mirrors.as_ref()
+    }
+
     /// Format 2: the lane's other online members (their shards), empty on
     /// format 1.
     pub fn mirror_shards(&self) -> Vec<tessera_io::Shard> {
@@ -183,7 +188,7 @@ impl LocalShard {
     /// on each other), then waits until no plain commit on them is in
     /// flight. New plain commits on a locked key wait for the release, so a
     /// stream of writers cannot starve the transaction.
-    async fn lock(self: &Rc<Self>, mut keys: Vec<TableKey>) -> TxnLocks {
+    pub(crate) async fn lock(self: &Rc<Self>, mut keys: Vec<TableKey>) -> TxnLocks {
         keys.sort();
         keys.dedup();
         let mut held = TxnLocks { shard: self.clone(), keys: Vec::with_capacity(keys.len()) };

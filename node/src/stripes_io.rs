@@ -58,7 +58,7 @@ pub async fn write_piece(primary: &Shard, m: &Mirrors, buf: DataBuf) -> Result<E
         match r {
             Ok(e) => {
                 blocks[pos] = Some(e);
-                written += 1;
+                written += usize::from(m.health.counts(disk));
             }
             Err(e) if pos == m.primary_position() => return Err(e),
             Err(e) => {

@@ -2,7 +2,8 @@
 //! mirrored over the dirs, bodies above 128 KiB striped 2 + 2, writes
 //! acknowledged at the write quorum (3 of 4 with the default parity 2),
 //! reads with up to 2 dirs gone, and a dir that missed writes never read
-//! again (see ARCHITECTURE.md). Bit rot and repair: `ec_stripes.rs`.
+//! as a record holder again until it healed (see ARCHITECTURE.md; healing:
+//! `ec_heal.rs`). Bit rot and repair: `ec_stripes.rs`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -171,9 +172,10 @@ async fn dirs_gone_reads_everything_and_writes_need_the_quorum() {
     check_all(&s3, "gone-dirs", &second).await;
     assert_s3_error(s3.put_object().bucket("gone-dirs").key("below").body(bytestream(b"x")).send().await, 503, "SlowDown");
 
-    // Both back: dir 1 missed the second batch and stays out; dir 2 was
-    // away only while nothing could be written, so it serves again, and
-    // with 3 of 4 the node takes writes.
+    // Both back: dir 1 missed the second batch and heals (never read as
+    // a record holder meanwhile); dir 2 was away only while nothing could
+    // be written, so it serves again, and with 3 whole dirs of 4 the node
+    // takes writes.
     server.stop();
     bring_back(&dirs[1]);
     bring_back(&dirs[2]);
@@ -183,8 +185,8 @@ async fn dirs_gone_reads_everything_and_writes_need_the_quorum() {
     check_all(&s3, "gone-dirs", &second).await;
     let third = objects(4);
     put_all(&s3, "gone-dirs", &third).await;
-    // Dir 1 is out for good (until healing), so losing one more of the
-    // others still leaves every object readable.
+    // Dir 1 healing (or healed), losing one more of the others still
+    // leaves every object readable.
     server.stop();
     take_away(&dirs[3]);
     server.start_again();
@@ -253,10 +255,15 @@ async fn refusals_at_start() {
     assert!(e.contains("at least 2 are needed"), "{e}");
     bring_back(&dirs[1]);
     bring_back(&dirs[2]);
-    // An empty dir in place of a lost one: needs healing, not built yet.
+    // Two empty dirs for one lost disk: adding disks is not supported
+    // (one empty dir in place of a lost one is adopted: ec_heal.rs).
+    let extra = tmp.path().join("extra");
     std::fs::create_dir_all(&dirs[3]).expect("empty dir");
-    let e = start_fails(&dirs, &[]);
-    assert!(e.contains("healing is not built yet"), "{e}");
+    std::fs::create_dir_all(&extra).expect("empty dir");
+    let mut more = dirs.clone();
+    more.push(extra);
+    let e = start_fails(&more, &[]);
+    assert!(e.contains("more empty dirs than lost disks"), "{e}");
     // (The refused start locked it, so it holds a lock file now.)
     std::fs::remove_dir_all(&dirs[3]).expect("remove the empty dir");
     bring_back(&dirs[3]);
