@@ -54,6 +54,8 @@ pub struct Config {
     pub admin_tls_key: Option<PathBuf>,
     /// Bucket notification targets (`--notify-webhook`), see `notify`.
     pub notify_webhooks: Vec<crate::notify::WebhookSpec>,
+    /// Bucket replication remotes (`--replication-target`), see `replication`.
+    pub replication_targets: Vec<crate::replication::TargetSpec>,
 }
 
 /// Smallest and largest automatic reserve.
@@ -120,6 +122,7 @@ impl Config {
             return Err(format!("--region {:?} is not a region name", self.region));
         }
         crate::notify::check_targets(&self.notify_webhooks)?;
+        crate::replication::check_targets(&self.replication_targets)?;
         Ok(())
     }
 

@@ -172,6 +172,16 @@ enum Command {
         /// configurations name it `arn:tessera:sqs::ID:webhook`. Repeatable.
         #[arg(long = "notify-webhook", value_parser = tessera_node::notify::parse_webhook_spec)]
         notify_webhooks: Vec<tessera_node::notify::WebhookSpec>,
+        /// A bucket replication remote (an S3 endpoint, e.g. another
+        /// tessera): `NAME=http://HOST:PORT,ACCESS_KEY,SECRET_KEY`, options
+        /// after, comma separated: `region=R` (default us-east-1),
+        /// `secret-file=PATH` (instead of SECRET_KEY). A rule's Destination
+        /// `arn:tessera:s3::NAME:BUCKET` names it; `arn:aws:s3:::BUCKET`
+        /// means the only target (or the one named `default`). The key
+        /// needs s3:ReplicateObject and s3:ReplicateDelete on the remote
+        /// bucket. Repeatable.
+        #[arg(long = "replication-target", value_parser = tessera_node::replication::parse_target_spec)]
+        replication_targets: Vec<tessera_node::replication::TargetSpec>,
         /// Data directories (one per disk); or `data-dirs` in --config.
         data_dirs: Vec<PathBuf>,
     },
@@ -366,6 +376,7 @@ fn main() -> ExitCode {
             admin_tls_cert,
             admin_tls_key,
             notify_webhooks,
+            replication_targets,
             data_dirs,
         } => {
             let threads = threads
@@ -399,6 +410,7 @@ fn main() -> ExitCode {
                 admin_tls_cert,
                 admin_tls_key,
                 notify_webhooks,
+                replication_targets,
             };
             match tessera_node::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -647,6 +647,7 @@ impl Reactor {
         monoio::spawn(crate::s3::logging::deliver_periodically(ctx.clone()));
         monoio::spawn(crate::lifecycle::run(ctx.clone()));
         monoio::spawn(crate::notify::worker::run(ctx.clone()));
+        monoio::spawn(crate::replication::worker::run(ctx.clone()));
         if let Some(l) = admin_listener {
             monoio::spawn(crate::admin::accept_loop(l, ctx.clone()));
         }
