@@ -309,25 +309,25 @@ async fn two_sites_replicating_to_each_other_do_not_loop() {
 async fn replica_headers_need_replicate_permission() {
     let srv = node(free_addr(), None);
     let s3 = srv.client();
-    versioned_bucket(&s3, "b").await;
+    versioned_bucket(&s3, "rep").await;
     let iam = srv.iam();
     let (_, key, secret) = iam::new_user(&iam, "writer").await;
-    let policy = iam::allow(&["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"], &["arn:aws:s3:::b/*"]);
+    let policy = iam::allow(&["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"], &["arn:aws:s3:::rep/*"]);
     ok(iam.put_user_policy().user_name("writer").policy_name("w").policy_document(policy).send().await, "policy");
     let forged = "---------5Zz----------";
-    let req = srv.raw_request("PUT", "/b/k").header("x-tessera-replica-version", forged).body(b"x".to_vec());
+    let req = srv.raw_request("PUT", "/rep/k").header("x-tessera-replica-version", forged).body(b"x".to_vec());
     let r = srv.send(&req.sign(&key, &secret, std::time::SystemTime::now()));
     r.assert_error(403, "AccessDenied");
-    let req = srv.raw_request("DELETE", "/b/k").header("x-tessera-replica-version", forged);
+    let req = srv.raw_request("DELETE", "/rep/k").header("x-tessera-replica-version", forged);
     srv.send(&req.sign(&key, &secret, std::time::SystemTime::now())).assert_error(403, "AccessDenied");
     // The same user writes normally; the root (allowed everything) may
     // write a replica, which keeps the id it names.
-    ok(srv.client_for(&key, &secret).put_object().bucket("b").key("k").body(bytestream(b"x")).send().await, "plain put");
+    ok(srv.client_for(&key, &secret).put_object().bucket("rep").key("k").body(bytestream(b"x")).send().await, "plain put");
     let vid = "-ABCDEFGHIJKLMNOPQRSTV";
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis().to_string();
-    let req = srv.raw_request("PUT", "/b/r").header("x-tessera-replica-version", vid).header("x-tessera-replica-mtime", &now_ms);
+    let req = srv.raw_request("PUT", "/rep/r").header("x-tessera-replica-version", vid).header("x-tessera-replica-mtime", &now_ms);
     let r = srv.send(&srv.sign(req.body(b"y".to_vec())));
     assert_eq!(r.status, 200, "{}", r.body_text());
     assert_eq!(r.header("x-amz-version-id"), Some(vid));
-    assert_eq!(status_of(&s3, "b", "r", vid).await.as_deref(), Some("REPLICA"));
+    assert_eq!(status_of(&s3, "rep", "r", vid).await.as_deref(), Some("REPLICA"));
 }

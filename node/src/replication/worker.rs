@@ -176,8 +176,10 @@ async fn prepare(ctx: &Ctx, l: &Rc<LocalShard>, rec: &Record) -> Result<Prep, St
     if s.delete_marker {
         return Ok(Prep::Skip);
     }
-    let b = ctx.shared.buckets.get(&rec.bucket).filter(|b| b.id == rec.bucket_id);
-    let rule_ok = b.as_ref().and_then(|b| b.replication.as_ref()).is_some_and(|rc| rc.rule_for(&rec.key, Some(&meta.tags)).is_some());
+    // The version is there, so is its bucket: a registry that does not know
+    // it yet (another reactor still loading it at startup) means later.
+    let b = ctx.shared.buckets.get(&rec.bucket).filter(|b| b.id == rec.bucket_id).ok_or("bucket registry not loaded yet")?;
+    let rule_ok = b.replication.as_ref().is_some_and(|rc| rc.rule_for(&rec.key, Some(&meta.tags)).is_some());
     if !rule_ok {
         return Ok(Prep::Skip);
     }
