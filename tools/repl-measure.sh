@@ -37,7 +37,7 @@ c($AP).put_bucket_replication(Bucket="rbench", ReplicationConfiguration={"Role":
     "Destination": {"Bucket": "arn:aws:s3:::rbench"}}]})
 PY
 ADMIN=http://127.0.0.1:$((AP + 1))
-metric() { curl -s $ADMIN/metrics | awk -v m="^$1[{ ]" '$0 ~ m {s+=$2} END {printf "%d", s}'; }
+metric() { curl -s $ADMIN/metrics | awk -v m="^$1[{ ]" '$0 ~ m {s+=$2} END {printf "%.0f", s}'; }
 maxage() { curl -s $ADMIN/metrics | awk '/^tessera_replication_lag_milliseconds\{/ {if ($2>m) m=$2} END {printf "%d", m}'; }
 ( MAX=0; while kill -0 $APID 2>/dev/null; do a=$(maxage); [ "$a" -gt "$MAX" ] && MAX=$a; echo $MAX > $OUT/maxage; sleep 1; done ) &
 SPID=$!
@@ -53,7 +53,7 @@ T2=$(date +%s.%N)
 kill $SPID 2>/dev/null
 SENT=$(metric tessera_replication_sent_total); BYTES=$(metric tessera_replication_sent_bytes_total)
 LAGSUM=$(metric tessera_replication_lag_milliseconds_total); FAILED=$(metric tessera_replication_failed_total)
-PUTS=$(curl -s $ADMIN/metrics | awk '/^tessera_requests_total\{op="PutObject",status="2/ {s+=$2} END {printf "%d", s}')
+PUTS=$(curl -s $ADMIN/metrics | awk '/^tessera_requests_total\{op="PutObject",status="2/ {s+=$2} END {printf "%.0f", s}')
 awk -v t0=$T0 -v t1=$T1 -v t2=$T2 -v n=$SENT -v b=$BYTES -v l=$LAGSUM -v f=$FAILED -v p=$PUTS -v m=$(cat $OUT/maxage) -v size=$SIZE 'BEGIN {
   printf "size %s: %d PUTs in %.1fs = %.0f PUT/s on A; backlog drained %.1fs after the load\n", size, p, t1-t0, p/(t1-t0), t2-t1;
   printf "replicated %d entries (%.1f MiB, %d failed) = %.0f entries/s, %.1f MiB/s over load + drain\n", n, b/1048576, f, n/(t2-t0), b/1048576/(t2-t0);
