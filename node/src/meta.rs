@@ -1098,8 +1098,16 @@ mod tests {
     fn newer_or_damaged_records_are_refused() {
         let s = ObjectSummary::new(5, 1, [7; 16], 0, vid(1, 1), false).encode();
         let mut future = s.clone();
-        future[0] = 3;
+        future[0] = 4;
         assert!(ObjectSummary::decode(&future).is_none());
+        // v3 (a replication status) round-trips; a v2 record with its bits is refused.
+        let mut r = ObjectSummary::new(5, 1, [7; 16], 0, vid(1, 1), false);
+        r.repl = ReplStatus::Replica;
+        let v3 = r.encode();
+        assert_eq!((v3[0], ObjectSummary::decode(&v3)), (3, Some(r)));
+        let mut v2_with_status = v3.clone();
+        v2_with_status[0] = 2;
+        assert!(ObjectSummary::decode(&v2_with_status).is_none());
         let mut trailing = s.clone();
         trailing.push(0);
         assert!(ObjectSummary::decode(&trailing).is_none());
