@@ -152,7 +152,7 @@ fn json_error(e: &S3Error) -> Response {
 }
 
 async fn answer(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Response {
-    use crate::admin_api::{BUCKETS_PATH, CONFIG_PATH, HEAL_PATH, SCRUB_PATH};
+    use crate::admin_api::{BUCKETS_PATH, CONFIG_PATH, HEAL_PATH, REPLICATION_PATH, SCRUB_PATH};
     let read = matches!(head.method, Method::Get | Method::Head);
     let get = head.method == Method::Get;
     match head.path.as_str() {
@@ -169,7 +169,10 @@ async fn answer(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Respon
         CLUSTER_PATH if get => api(ctx, head, peer, authz::admin::ACTION_CLUSTER_STATUS, || {
             ctx.shared.cluster.as_ref().map_or_else(crate::cluster::status_disabled, |c| c.status())
         }),
-        BUCKETS_PATH | SCRUB_PATH | HEAL_PATH | CONFIG_PATH | CLUSTER_PATH => text(405, "method not allowed\n"),
+        REPLICATION_PATH if get => {
+            api(ctx, head, peer, authz::admin::ACTION_REPLICATION_STATUS, || crate::admin_api::replication(ctx))
+        }
+        BUCKETS_PATH | SCRUB_PATH | HEAL_PATH | CONFIG_PATH | CLUSTER_PATH | REPLICATION_PATH => text(405, "method not allowed\n"),
         "/health/live" if read => live(),
         "/health/ready" if read => ready(ctx),
         "/metrics" if read => Response::new(200)

@@ -14,6 +14,7 @@ pub const BUCKETS_PATH: &str = "/admin/v1/buckets";
 pub const SCRUB_PATH: &str = "/admin/v1/scrub";
 pub const HEAL_PATH: &str = "/admin/v1/heal";
 pub const CONFIG_PATH: &str = "/admin/v1/config";
+pub const REPLICATION_PATH: &str = "/admin/v1/replication";
 
 /// Index entries one `/admin/v1/buckets` request examines at most, over
 /// every bucket and shard: usage is counted by scanning the indexes (no
@@ -203,6 +204,61 @@ pub fn heal(ctx: &Ctx) -> Value {
 /// `GET /admin/v1/config`: the settings in effect. Listed one by one (not
 /// a derived dump) so that a secret added to `Config` later is never shown
 /// by accident; paths are shown, never the content of key files.
+/// `GET /admin/v1/replication`: the backlog (entries, bytes, age of the
+/// oldest) and the outcomes so far, per reactor and in total, the targets,
+/// and the buckets that replicate.
+pub fn replication(ctx: &Ctx) -> Value {
+    let shared = &ctx.shared;
+    let mut total = [0u64; 8];
+    let mut cores = Vec::new();
+    let mut last_errors = Vec::new();
+    for i in 0..shared.config.threads {
+        let c = shared.metrics.core(i);
+        let v = [
+            c.repl_pending.load(Relaxed),
+            c.repl_pending_bytes.load(Relaxed),
+            c.repl_lag_ms.load(Relaxed),
+            c.repl_sent.load(Relaxed),
+            c.repl_sent_bytes.load(Relaxed),
+            c.repl_failed.load(Relaxed),
+            c.repl_retries.load(Relaxed),
+            c.repl_lag_ms_sum.load(Relaxed),
+        ];
+        for (t, x) in total.iter_mut().zip(v) {
+            *t += x;
+        }
+        let err = c.repl_last_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if !err.is_empty() {
+            last_errors.push(json!({ "core": i, "error": err }));
+        }
+        cores.push(json!({ "core": i, "pending_entries": v[0], "pending_bytes": v[1], "oldest_pending_ms": v[2],
+            "sent": v[3], "sent_bytes": v[4], "failed": v[5], "retries": v[6] }));
+    }
+    let oldest = cores.iter().filter_map(|c| c["oldest_pending_ms"].as_u64()).max().unwrap_or(0);
+    let buckets: Vec<Value> = shared
+        .buckets
+        .matching(|b| b.replication.is_some())
+        .iter()
+        .map(|b| json!({ "name": b.name, "rules": b.replication.as_ref().map_or(0, |r| r.rules.len()) }))
+        .collect();
+    let targets: Vec<Value> =
+        shared.config.replication_targets.iter().map(|t| json!({ "name": t.id, "url": t.url, "region": t.region })).collect();
+    json!({
+        "pending_entries": total[0],
+        "pending_bytes": total[1],
+        "oldest_pending_ms": oldest,
+        "sent": total[3],
+        "sent_bytes": total[4],
+        "failed": total[5],
+        "retries": total[6],
+        "mean_lag_ms": if total[3] > 0 { total[7] / total[3] } else { 0 },
+        "last_errors": last_errors,
+        "cores": cores,
+        "targets": targets,
+        "buckets": buckets,
+    })
+}
+
 pub fn config(ctx: &Ctx) -> Value {
     let c = &ctx.shared.config;
     let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());

@@ -50,6 +50,9 @@ const SECTION_LIFECYCLE: u8 = 7;
 /// The notification configuration (PutBucketNotificationConfiguration):
 /// its own version byte, then the configurations (`notify::encode_config`).
 const SECTION_NOTIFICATION: u8 = 8;
+/// The replication configuration (PutBucketReplication): its own version
+/// byte, then its canonical XML (`replication::encode_config`).
+const SECTION_REPLICATION: u8 = 9;
 /// Largest bucket policy accepted (S3's limit).
 pub const MAX_BUCKET_POLICY_BYTES: usize = 20 * 1024;
 /// Most tags a bucket has (S3's limit).
@@ -167,6 +170,8 @@ pub struct BucketInfo {
     pub lifecycle: Option<Arc<Lifecycle>>,
     /// Event notifications (meta bytes); `None` or empty: none.
     pub notification: Option<Arc<NotificationConfig>>,
+    /// Bucket replication rules (meta bytes).
+    pub replication: Option<Arc<tessera_proto::replication::ReplicationConfig>>,
     /// Not stored: the writes to this bucket in flight, which DeleteBucket
     /// waits out (see [`WriteGate`]).
     pub gate: Arc<WriteGate>,
@@ -294,6 +299,7 @@ impl BucketInfo {
             && self.encryption.is_none()
             && self.lifecycle.is_none()
             && self.notification.is_none()
+            && self.replication.is_none()
         {
             return Vec::new();
         }
@@ -357,6 +363,9 @@ impl BucketInfo {
         if let Some(nc) = &self.notification {
             m.u8(SECTION_NOTIFICATION).bytes(&crate::notify::encode_config(nc));
         }
+        if let Some(rc) = &self.replication {
+            m.u8(SECTION_REPLICATION).bytes(&crate::replication::encode_config(rc));
+        }
         m.finish()
     }
 
@@ -414,6 +423,7 @@ impl BucketInfo {
                             self.lifecycle = Some(Arc::new(lc));
                         }
                         SECTION_NOTIFICATION => self.notification = Some(Arc::new(crate::notify::decode_config(&mut s)?)),
+                        SECTION_REPLICATION => self.replication = Some(Arc::new(crate::replication::decode_config(&mut s)?)),
                         _ => return None,
                     }
                     s.end()?;
@@ -468,6 +478,7 @@ impl BucketInfo {
             encryption: None,
             lifecycle: None,
             notification: None,
+            replication: None,
             gate: Arc::default(),
         };
         match version {
@@ -845,6 +856,7 @@ mod tests {
             encryption: None,
             lifecycle: None,
             notification: None,
+            replication: None,
             gate: Arc::default(),
         };
         let (s, m) = i.encode();

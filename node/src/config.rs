@@ -59,6 +59,8 @@ pub struct Config {
     pub notify_webhooks: Vec<crate::notify::WebhookSpec>,
     /// Cluster membership (`--cluster-address`, `--join`), see `cluster`.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// Bucket replication remotes (`--replication-target`), see `replication`.
+    pub replication_targets: Vec<crate::replication::TargetSpec>,
 }
 
 /// Smallest and largest automatic reserve.
@@ -125,6 +127,7 @@ impl Config {
             return Err(format!("--region {:?} is not a region name", self.region));
         }
         crate::notify::check_targets(&self.notify_webhooks)?;
+        crate::replication::check_targets(&self.replication_targets)?;
         Ok(())
     }
 

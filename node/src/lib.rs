@@ -30,6 +30,7 @@ pub mod meta;
 pub mod metrics;
 pub mod metrics_detail;
 pub mod notify;
+pub mod replication;
 pub mod metastore;
 pub mod response;
 pub mod s3;

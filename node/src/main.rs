@@ -194,6 +194,16 @@ enum Command {
         /// TESSERA_CLUSTER_SECRET).
         #[arg(long, env = "TESSERA_CLUSTER_SECRET_FILE")]
         cluster_secret_file: Option<PathBuf>,
+        /// A bucket replication remote (an S3 endpoint, e.g. another
+        /// tessera): `NAME=http://HOST:PORT,ACCESS_KEY,SECRET_KEY`, options
+        /// after, comma separated: `region=R` (default us-east-1),
+        /// `secret-file=PATH` (instead of SECRET_KEY). A rule's Destination
+        /// `arn:tessera:s3::NAME:BUCKET` names it; `arn:aws:s3:::BUCKET`
+        /// means the only target (or the one named `default`). The key
+        /// needs s3:ReplicateObject and s3:ReplicateDelete on the remote
+        /// bucket. Repeatable.
+        #[arg(long = "replication-target", value_parser = tessera_node::replication::parse_target_spec)]
+        replication_targets: Vec<tessera_node::replication::TargetSpec>,
         /// Data directories (one per disk); or `data-dirs` in --config.
         data_dirs: Vec<PathBuf>,
     },
@@ -396,6 +406,7 @@ fn main() -> ExitCode {
             cluster_address,
             join,
             cluster_secret_file,
+            replication_targets,
             data_dirs,
         } => {
             let cluster = match tessera_node::cluster::ClusterConfig::from_flags(
@@ -443,6 +454,7 @@ fn main() -> ExitCode {
                 admin_tls_key,
                 notify_webhooks,
                 cluster,
+                replication_targets,
             };
             match tessera_node::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,

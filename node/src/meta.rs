@@ -29,6 +29,9 @@ pub const T_IAM: u8 = 5;
 /// Bucket notification events waiting for delivery, on the shard of the
 /// object they are about (see `notify`).
 pub const T_EVENTS: u8 = 6;
+/// Bucket replication work waiting to be sent, on the shard of the object
+/// it is about (see `replication`; same design as `T_EVENTS`).
+pub const T_REPLICATION: u8 = 7;
 
 /// Format 2 heal cursors, on the healing member shard only, never
 /// mirrored (see `heal`).
@@ -39,6 +42,9 @@ pub const META_SHARD: u32 = 0;
 
 const SUMMARY_V1: u8 = 1;
 const SUMMARY_V2: u8 = 2;
+/// v3: v2 whose flags may carry a replication status (bits 3-5). Written
+/// only for versions with a status, so others stay v2.
+const SUMMARY_V3: u8 = 3;
 const META_V1: u8 = 1;
 const META_V2: u8 = 2;
 /// v3: the version's owner and ACL.
@@ -435,6 +441,48 @@ const FLAG_NULL: u8 = 1;
 const FLAG_DELETE_MARKER: u8 = 2;
 const FLAG_LEGAL_HOLD: u8 = 4;
 const KNOWN_FLAGS: u8 = FLAG_NULL | FLAG_DELETE_MARKER | FLAG_LEGAL_HOLD;
+const REPL_SHIFT: u8 = 3;
+const REPL_MASK: u8 = 7 << REPL_SHIFT;
+
+/// A version's `x-amz-replication-status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplStatus {
+    #[default]
+    None,
+    /// Queued for the remote (source side).
+    Pending,
+    Completed,
+    /// The remote refused it for good (source side; counted, logged).
+    Failed,
+    /// Written by replication (destination side): never replicated again.
+    Replica,
+}
+
+impl ReplStatus {
+    pub fn as_str(self) -> Option<&'static str> {
+        match self {
+            ReplStatus::None => None,
+            ReplStatus::Pending => Some("PENDING"),
+            ReplStatus::Completed => Some("COMPLETED"),
+            ReplStatus::Failed => Some("FAILED"),
+            ReplStatus::Replica => Some("REPLICA"),
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            ReplStatus::None => 0,
+            ReplStatus::Pending => 1,
+            ReplStatus::Completed => 2,
+            ReplStatus::Failed => 3,
+            ReplStatus::Replica => 4,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<Self> {
+        [ReplStatus::None, ReplStatus::Pending, ReplStatus::Completed, ReplStatus::Failed, ReplStatus::Replica].get(c as usize).copied()
+    }
+}
 
 /// What listings and deletes need, kept in memory per version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -451,6 +499,7 @@ pub struct ObjectSummary {
     pub delete_marker: bool,
     pub retention: Option<Retention>,
     pub legal_hold: bool,
+    pub repl: ReplStatus,
 }
 
 impl ObjectSummary {
@@ -466,11 +515,12 @@ impl ObjectSummary {
             delete_marker: false,
             retention: None,
             legal_hold: false,
+            repl: ReplStatus::None,
         }
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut e = Enc::new(SUMMARY_V2);
+        let mut e = Enc::new(if self.repl == ReplStatus::None { SUMMARY_V2 } else { SUMMARY_V3 });
         e.u64(self.size).i64(self.mtime_ms);
         e.buf.extend_from_slice(&self.md5);
         e.u16(self.parts);
@@ -485,6 +535,7 @@ impl ObjectSummary {
         if self.legal_hold {
             flags |= FLAG_LEGAL_HOLD;
         }
+        flags |= self.repl.code() << REPL_SHIFT;
         e.u8(flags);
         enc_retention(&mut e, self.retention.as_ref());
         e.finish()
@@ -495,7 +546,8 @@ impl ObjectSummary {
     pub fn decode(b: &[u8]) -> Option<Self> {
         match Dec::version_of(b)? {
             SUMMARY_V1 => Self::decode_v1(b),
-            SUMMARY_V2 => Self::decode_v2(b),
+            SUMMARY_V2 => Self::decode_v2(b, SUMMARY_V2),
+            SUMMARY_V3 => Self::decode_v2(b, SUMMARY_V3),
             _ => None,
         }
     }
@@ -509,14 +561,17 @@ impl ObjectSummary {
         Some(ObjectSummary::new(size, mtime_ms, md5, parts, VersionId::from_parts(micros, [0; 8]), true))
     }
 
-    fn decode_v2(b: &[u8]) -> Option<Self> {
-        let mut d = Dec::new(b, SUMMARY_V2)?;
+    /// v2, or v3 (`v`): v2 with a replication status in the flags.
+    fn decode_v2(b: &[u8], v: u8) -> Option<Self> {
+        let mut d = Dec::new(b, v)?;
         let (size, mtime_ms, md5, parts) = (d.u64()?, d.i64()?, d.fixed()?, d.u16()?);
         let version = VersionId(d.fixed()?);
         let flags = d.u8()?;
-        if flags & !KNOWN_FLAGS != 0 {
+        let known = if v == SUMMARY_V3 { KNOWN_FLAGS | REPL_MASK } else { KNOWN_FLAGS };
+        if flags & !known != 0 {
             return None;
         }
+        let repl = ReplStatus::from_code((flags & REPL_MASK) >> REPL_SHIFT)?;
         let retention = dec_retention(&mut d)?;
         d.end()?;
         Some(ObjectSummary {
@@ -529,6 +584,7 @@ impl ObjectSummary {
             delete_marker: flags & FLAG_DELETE_MARKER != 0,
             retention,
             legal_hold: flags & FLAG_LEGAL_HOLD != 0,
+            repl,
         })
     }
 
@@ -1046,8 +1102,16 @@ mod tests {
     fn newer_or_damaged_records_are_refused() {
         let s = ObjectSummary::new(5, 1, [7; 16], 0, vid(1, 1), false).encode();
         let mut future = s.clone();
-        future[0] = 3;
+        future[0] = 4;
         assert!(ObjectSummary::decode(&future).is_none());
+        // v3 (a replication status) round-trips; a v2 record with its bits is refused.
+        let mut r = ObjectSummary::new(5, 1, [7; 16], 0, vid(1, 1), false);
+        r.repl = ReplStatus::Replica;
+        let v3 = r.encode();
+        assert_eq!((v3[0], ObjectSummary::decode(&v3)), (3, Some(r)));
+        let mut v2_with_status = v3.clone();
+        v2_with_status[0] = 2;
+        assert!(ObjectSummary::decode(&v2_with_status).is_none());
         let mut trailing = s.clone();
         trailing.push(0);
         assert!(ObjectSummary::decode(&trailing).is_none());

@@ -89,6 +89,20 @@ pub struct CoreMetrics {
     notify_delivered: AtomicU64,
     notify_failed: AtomicU64,
     notify_lag_ms_sum: AtomicU64,
+    /// Bucket replication (`replication::worker`): entries and bytes
+    /// waiting on this reactor's shards and the age of the oldest
+    /// (published by the worker), entries sent and their bytes, entries
+    /// failed for good (FAILED), failed attempts to be retried, the sum of
+    /// sent entries' lag, and the last error seen.
+    pub repl_pending: AtomicU64,
+    pub repl_pending_bytes: AtomicU64,
+    pub repl_lag_ms: AtomicU64,
+    pub repl_sent: AtomicU64,
+    pub repl_sent_bytes: AtomicU64,
+    pub repl_failed: AtomicU64,
+    pub repl_retries: AtomicU64,
+    pub repl_lag_ms_sum: AtomicU64,
+    pub repl_last_error: std::sync::Mutex<String>,
 }
 
 /// Why a TLS handshake failed (`tessera_tls_handshake_failures_total{reason}`).
@@ -134,6 +148,15 @@ impl CoreMetrics {
             notify_delivered: AtomicU64::new(0),
             notify_failed: AtomicU64::new(0),
             notify_lag_ms_sum: AtomicU64::new(0),
+            repl_pending: AtomicU64::new(0),
+            repl_pending_bytes: AtomicU64::new(0),
+            repl_lag_ms: AtomicU64::new(0),
+            repl_sent: AtomicU64::new(0),
+            repl_sent_bytes: AtomicU64::new(0),
+            repl_failed: AtomicU64::new(0),
+            repl_retries: AtomicU64::new(0),
+            repl_lag_ms_sum: AtomicU64::new(0),
+            repl_last_error: std::sync::Mutex::new(String::new()),
         }
     }
 
@@ -450,7 +473,15 @@ impl NodeMetrics {
     /// The hot-object caches, MD5 lanes and notification queues, per reactor (`core` label).
     fn render_cache(&self, out: &mut String) {
         type Field = fn(&CoreMetrics) -> u64;
-        let fields: [(&str, &str, Field); 11] = [
+        let fields: [(&str, &str, Field); 19] = [
+            ("tessera_replication_pending_entries", "Bucket replication entries queued on this reactor's shards, not sent yet.", |c| c.repl_pending.load(Relaxed)),
+            ("tessera_replication_pending_bytes", "Object bytes the queued replication entries will send.", |c| c.repl_pending_bytes.load(Relaxed)),
+            ("tessera_replication_lag_milliseconds", "Age of the oldest queued replication entry on this reactor's shards (0: none).", |c| c.repl_lag_ms.load(Relaxed)),
+            ("tessera_replication_sent_total", "Replication entries the remote accepted.", |c| c.repl_sent.load(Relaxed)),
+            ("tessera_replication_sent_bytes_total", "Object bytes replicated.", |c| c.repl_sent_bytes.load(Relaxed)),
+            ("tessera_replication_failed_total", "Replication entries failed for good (versions marked FAILED).", |c| c.repl_failed.load(Relaxed)),
+            ("tessera_replication_retries_total", "Replication attempts that failed and will be retried.", |c| c.repl_retries.load(Relaxed)),
+            ("tessera_replication_lag_milliseconds_total", "Sum over replicated entries of the time from their write to the remote's answer.", |c| c.repl_lag_ms_sum.load(Relaxed)),
             ("tessera_notify_pending_events", "Bucket notification events queued on this reactor's shards, not delivered yet.", |c| c.notify_pending.load(Relaxed)),
             ("tessera_notify_delivered_total", "Bucket notification events delivered (the target answered 2xx).", |c| c.notify_delivered.load(Relaxed)),
             ("tessera_notify_failed_attempts_total", "Bucket notification deliveries that failed and will be retried.", |c| c.notify_failed.load(Relaxed)),

@@ -673,6 +673,7 @@ impl Reactor {
         if let (0, Some(c)) = (self.core, &ctx.shared.cluster) {
             monoio::spawn(crate::cluster::run(c.clone(), ctx.shutdown.clone()));
         }
+        monoio::spawn(crate::replication::worker::run(ctx.clone()));
         if let Some(l) = admin_listener {
             monoio::spawn(crate::admin::accept_loop(l, ctx.clone()));
         }

@@ -77,6 +77,7 @@ pub enum S3ErrorCode {
     InvalidPolicyDocument,
     NoSuchCORSConfiguration,
     NoSuchLifecycleConfiguration,
+    ReplicationConfigurationNotFoundError,
     ServerSideEncryptionConfigurationNotFoundError,
     CORSForbidden,
     InvalidTargetBucketForLogging,
@@ -156,6 +157,7 @@ impl S3ErrorCode {
             InvalidPolicyDocument => "InvalidPolicyDocument",
             NoSuchCORSConfiguration => "NoSuchCORSConfiguration",
             NoSuchLifecycleConfiguration => "NoSuchLifecycleConfiguration",
+            ReplicationConfigurationNotFoundError => "ReplicationConfigurationNotFoundError",
             ServerSideEncryptionConfigurationNotFoundError => "ServerSideEncryptionConfigurationNotFoundError",
             CORSForbidden => "AccessForbidden",
             InvalidTargetBucketForLogging => "InvalidTargetBucketForLogging",
@@ -169,7 +171,7 @@ impl S3ErrorCode {
         use S3ErrorCode::*;
         match self {
             AccessDenied | InvalidAccessKeyId | RequestTimeTooSkewed | SignatureDoesNotMatch | CORSForbidden => 403,
-            NoSuchCORSConfiguration | NoSuchLifecycleConfiguration | ServerSideEncryptionConfigurationNotFoundError | NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchVersion | NoSuchTagSet
+            NoSuchCORSConfiguration | NoSuchLifecycleConfiguration | ReplicationConfigurationNotFoundError | ServerSideEncryptionConfigurationNotFoundError | NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchVersion | NoSuchTagSet
             | NoSuchObjectLockConfiguration | ObjectLockConfigurationNotFoundError | NoSuchBucketPolicy
             | NoSuchPublicAccessBlockConfiguration | OwnershipControlsNotFoundError => 404,
             MethodNotAllowed => 405,
@@ -242,6 +244,7 @@ impl S3ErrorCode {
             XAmzContentSHA256Mismatch => "The provided 'x-amz-content-sha256' header does not match what was computed.",
             NoSuchCORSConfiguration => "The CORS configuration does not exist",
             NoSuchLifecycleConfiguration => "The lifecycle configuration does not exist",
+            ReplicationConfigurationNotFoundError => "The replication configuration was not found",
             ServerSideEncryptionConfigurationNotFoundError => "The server side encryption configuration was not found",
             CORSForbidden => "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
             InvalidTargetBucketForLogging => "The target bucket for logging does not exist, is not owned by you, or does not have the appropriate grants for the log-delivery group.",

@@ -16,6 +16,7 @@ pub mod md5x;
 pub mod notification;
 pub mod logging;
 pub mod post_policy;
+pub mod replication;
 pub mod rfc2047;
 pub mod router;
 pub mod sigv2;

@@ -91,7 +91,7 @@ pub const SUBRESOURCES: &[&str] = &[
 /// object or bucket operation would be wrong (`DELETE /b?metadataTable`
 /// must not delete the bucket), so they get `NotImplemented`.
 const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
-    "policy", "website", "replication", "accelerate",
+    "policy", "website", "accelerate",
     "requestPayment", "ownershipControls", "publicAccessBlock", "intelligent-tiering",
     "inventory", "metrics", "analytics", "restore", "select", "torrent", "policyStatus",
     "metadataConfiguration", "metadataInventoryTable", "metadataJournalTable", "metadataTable",
@@ -130,6 +130,9 @@ pub enum Op {
     GetBucketLifecycleConfiguration,
     PutBucketLifecycleConfiguration,
     DeleteBucketLifecycle,
+    GetBucketReplication,
+    PutBucketReplication,
+    DeleteBucketReplication,
     GetBucketNotificationConfiguration,
     PutBucketNotificationConfiguration,
     /// Browser form upload (`POST /bucket` with multipart/form-data).
@@ -213,6 +216,9 @@ impl Op {
             Op::GetBucketLifecycleConfiguration => "GetBucketLifecycleConfiguration",
             Op::PutBucketLifecycleConfiguration => "PutBucketLifecycleConfiguration",
             Op::DeleteBucketLifecycle => "DeleteBucketLifecycle",
+            Op::GetBucketReplication => "GetBucketReplication",
+            Op::PutBucketReplication => "PutBucketReplication",
+            Op::DeleteBucketReplication => "DeleteBucketReplication",
             Op::GetBucketNotificationConfiguration => "GetBucketNotificationConfiguration",
             Op::PutBucketNotificationConfiguration => "PutBucketNotificationConfiguration",
             Op::PostObject => "PostObject",
@@ -384,9 +390,12 @@ fn bucket_op(method: Method, q: &Query) -> S3Result<Op> {
         Method::Get if q.has("lifecycle") => Op::GetBucketLifecycleConfiguration,
         Method::Put if q.has("lifecycle") => Op::PutBucketLifecycleConfiguration,
         Method::Delete if q.has("lifecycle") => Op::DeleteBucketLifecycle,
+        Method::Get if q.has("replication") => Op::GetBucketReplication,
+        Method::Put if q.has("replication") => Op::PutBucketReplication,
+        Method::Delete if q.has("replication") => Op::DeleteBucketReplication,
         Method::Get if q.has("notification") => Op::GetBucketNotificationConfiguration,
         Method::Put if q.has("notification") => Op::PutBucketNotificationConfiguration,
-        _ if ["versioning", "object-lock", "tagging", "cors", "logging", "lifecycle", "notification"].iter().any(|s| q.has(s)) => {
+        _ if ["versioning", "object-lock", "tagging", "cors", "logging", "lifecycle", "notification", "replication"].iter().any(|s| q.has(s)) => {
             return Err(S3Error::new(S3ErrorCode::MethodNotAllowed))
         }
         Method::Get if q.has("uploads") => Op::ListMultipartUploads,
@@ -558,6 +567,9 @@ mod tests {
             (Put, "/b", "lifecycle", Some("b"), None, "PutBucketLifecycleConfiguration"),
             (Get, "/b", "lifecycle", Some("b"), None, "GetBucketLifecycleConfiguration"),
             (Delete, "/b", "lifecycle", Some("b"), None, "DeleteBucketLifecycle"),
+            (Put, "/b", "replication", Some("b"), None, "PutBucketReplication"),
+            (Get, "/b", "replication", Some("b"), None, "GetBucketReplication"),
+            (Delete, "/b", "replication", Some("b"), None, "DeleteBucketReplication"),
             (Put, "/b", "notification", Some("b"), None, "PutBucketNotificationConfiguration"),
             (Get, "/b", "notification", Some("b"), None, "GetBucketNotificationConfiguration"),
             (Get, "/b", "logging", Some("b"), None, "GetBucketLogging"),

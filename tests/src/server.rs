@@ -128,7 +128,12 @@ impl Server {
         assert!(self.child.is_none(), "server already running");
         let bin = binary_path();
         let mut cmd = Command::new(bin);
-        cmd.arg("server").arg("--address").arg("127.0.0.1:0");
+        cmd.arg("server");
+        // A fixed `--address` among the args (a node that must come back
+        // on the same port) replaces the ephemeral one.
+        if !self.opts.args.iter().any(|a| a.starts_with("--address")) {
+            cmd.arg("--address").arg("127.0.0.1:0");
+        }
         // Every test node gets its own admin port (the default 9001 would
         // be shared by tests running in parallel).
         if !self.opts.args.iter().any(|a| a.starts_with("--admin-address")) {

@@ -73,6 +73,10 @@ pub fn write_checks(h: &Headers, out: &mut Vec<Check>) {
     if h.contains("x-amz-object-lock-legal-hold") {
         out.push(o("s3:PutObjectLegalHold"));
     }
+    if h.contains(crate::replication::H_REPLICA_VERSION) {
+        // A replica write keeps the version id it names (see `replication`).
+        out.push(o("s3:ReplicateObject"));
+    }
 }
 
 /// The plan of `op`. `versioned`: the request names a version (`versionId`).
@@ -128,6 +132,8 @@ pub fn plan(op: &Op, h: &Headers, versioned: bool) -> Plan {
         Op::PutBucketLifecycleConfiguration | Op::DeleteBucketLifecycle => return now(&[b("s3:PutLifecycleConfiguration")]),
         Op::GetBucketNotificationConfiguration => return now(&[b("s3:GetBucketNotification")]),
         Op::PutBucketNotificationConfiguration => return now(&[b("s3:PutBucketNotification")]),
+        Op::GetBucketReplication => return now(&[b("s3:GetReplicationConfiguration")]),
+        Op::PutBucketReplication | Op::DeleteBucketReplication => return now(&[b("s3:PutReplicationConfiguration")]),
         Op::CopyObject => {
             write_checks(h, &mut p.now);
             p.copy_source = Some("s3:GetObject");
@@ -144,6 +150,9 @@ pub fn plan(op: &Op, h: &Headers, versioned: bool) -> Plan {
         }
         Op::GetObjectAcl => p.object.push(o(v("s3:GetObjectAcl", "s3:GetObjectVersionAcl"))),
         Op::PutObjectAcl => p.object.push(o(v("s3:PutObjectAcl", "s3:PutObjectVersionAcl"))),
+        Op::DeleteObject if h.contains(crate::replication::H_REPLICA_VERSION) => {
+            return now(&[o(v("s3:DeleteObject", "s3:DeleteObjectVersion")), o("s3:ReplicateDelete")])
+        }
         Op::DeleteObject => return now(&[o(v("s3:DeleteObject", "s3:DeleteObjectVersion"))]),
         Op::GetObjectTagging => return now(&[o(v("s3:GetObjectTagging", "s3:GetObjectVersionTagging"))]),
         Op::PutObjectTagging => return now(&[o(v("s3:PutObjectTagging", "s3:PutObjectVersionTagging"))]),

@@ -24,6 +24,8 @@ pub const ACTION_HEAL_STATUS: &str = "admin:HealStatus";
 pub const ACTION_GET_CONFIG: &str = "admin:GetConfig";
 /// `GET /admin/v1/cluster`: members and their state.
 pub const ACTION_CLUSTER_STATUS: &str = "admin:ClusterStatus";
+/// `GET /admin/v1/replication`: the bucket replication backlog.
+pub const ACTION_REPLICATION_STATUS: &str = "admin:ReplicationStatus";
 /// List and create master keys of the built-in key service.
 pub const ACTION_KMS_KEYS: &str = "admin:KmsKeys";
 /// The resource every admin action is on (one node, one resource).

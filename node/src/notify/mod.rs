@@ -118,7 +118,7 @@ pub fn queue_prefix(target_id: &str) -> Vec<u8> {
     k
 }
 
-fn queue_key(target_id: &str, event_id: u64) -> Vec<u8> {
+pub fn queue_key(target_id: &str, event_id: u64) -> Vec<u8> {
     let mut k = queue_prefix(target_id);
     k.extend_from_slice(&event_id.to_be_bytes());
     k
@@ -164,6 +164,9 @@ pub struct Origin {
     pub principal: String,
     pub source_ip: String,
     pub request_id: String,
+    /// The request is a replica write (`replication::ReplicaWrite`): what
+    /// it asks the version to keep; it is never replicated again.
+    pub replica: Option<crate::replication::ReplicaWrite>,
 }
 
 impl Origin {
@@ -172,6 +175,7 @@ impl Origin {
             principal: req.user.as_ref().map(|u| u.user_id.clone()).unwrap_or_else(|| "anonymous".to_string()),
             source_ip: req.conn.peer.map(|p| p.to_string()).unwrap_or_default(),
             request_id: req.request_id.clone(),
+            replica: None,
         }
     }
 }
@@ -188,21 +192,38 @@ pub struct Pending {
     /// (target id, configuration id) of every configuration it selects.
     targets: Vec<(String, String)>,
     origin: Origin,
+    bucket_id: u64,
+    /// The replication entry it causes (`replication::plan`).
+    repl: Option<crate::replication::Plan>,
 }
 
 /// The event `name` of `key` in bucket `b`, when the bucket's configuration
 /// selects it for a target the node has (a configuration naming a target
 /// the operator has since removed selects nothing; logged).
 pub fn prepare(targets: &[WebhookSpec], b: &BucketInfo, key: &str, name: EventName, origin: Origin) -> Option<Pending> {
-    let nc = b.notification.as_ref()?;
+    prepare_with(targets, &[], b, key, name, origin)
+}
+
+/// [`prepare`], and the replication entry the write causes (none for a
+/// replica write), and the replica's stamp: one `Pending` carries all
+/// the queue entries committed with the write.
+pub fn prepare_with(
+    targets: &[WebhookSpec],
+    remotes: &[crate::replication::TargetSpec],
+    b: &BucketInfo,
+    key: &str,
+    name: EventName,
+    origin: Origin,
+) -> Option<Pending> {
+    let repl = if origin.replica.is_none() { crate::replication::plan(remotes, b, key, name) } else { None };
     let mut out = Vec::new();
-    for c in nc.matching(name, key) {
+    for c in b.notification.iter().flat_map(|nc| nc.matching(name, key)) {
         match targets.iter().find(|t| t.arn() == c.arn) {
             Some(t) => out.push((t.id.clone(), c.id.clone())),
             None => tracing::warn!(bucket = %b.name, arn = %c.arn, "notification target no longer configured; event not queued"),
         }
     }
-    if out.is_empty() {
+    if out.is_empty() && repl.is_none() && origin.replica.is_none() {
         return None;
     }
     Some(Pending {
@@ -213,12 +234,25 @@ pub fn prepare(targets: &[WebhookSpec], b: &BucketInfo, key: &str, name: EventNa
         versioned: b.versioning != Versioning::Unversioned,
         targets: out,
         origin,
+        bucket_id: b.id,
+        repl,
     })
 }
 
 impl Pending {
     pub fn name(&self) -> EventName {
         self.name
+    }
+
+    /// Marks the version about to be written: REPLICA (with the source's
+    /// id, mtime and ETag) for a replica write, PENDING when it will be
+    /// replicated.
+    pub fn stamp(&self, s: &mut ObjectSummary) {
+        if let Some(r) = &self.origin.replica {
+            r.stamp(s);
+        } else if let Some(p) = &self.repl {
+            p.stamp(s);
+        }
     }
 
     /// The queue entries of this event, `summary` being the version written
@@ -242,6 +276,7 @@ impl Pending {
             request_id: self.origin.request_id.clone(),
             sequencer: id,
         };
+        let repl = self.repl.as_ref().zip(summary).map(|(p, s)| p.mutation(id, &self.bucket, self.bucket_id, &self.key, s));
         self.targets
             .iter()
             .map(|(target, config)| {
@@ -254,6 +289,7 @@ impl Pending {
                     body: Body::Inline(Vec::new()),
                 }
             })
+            .chain(repl)
             .collect()
     }
 }

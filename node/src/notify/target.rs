@@ -163,7 +163,7 @@ impl Target for Webhook {
 }
 
 /// Reads one response: its status and whether the connection may be kept.
-fn read_response(r: &mut impl BufRead) -> Result<(u16, bool), String> {
+pub(crate) fn read_response(r: &mut impl BufRead) -> Result<(u16, bool), String> {
     let mut line = String::new();
     let mut head_bytes = 0u64;
     let mut next_line = |r: &mut dyn BufRead, line: &mut String| -> Result<(), String> {

@@ -119,6 +119,7 @@ pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Res
         encryption: None,
         lifecycle: None,
         notification: None,
+        replication: None,
         gate: Default::default(),
     };
     match ctx.shared.buckets.create(&ctx.shards, info, ctx.shared.config.max_buckets_per_user).await {

@@ -37,7 +37,9 @@ struct Outcome {
 
 pub async fn delete_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
     let sel = versions::requested(&req.routed.query)?;
-    let origin = b.notification.as_ref().map(|_| Origin::of(req));
+    let replica = crate::replication::ReplicaWrite::from_headers(&req.head.headers, b)?;
+    let wanted = b.notification.is_some() || b.replication.is_some() || replica.is_some();
+    let origin = wanted.then(|| Origin { replica, ..Origin::of(req) });
     let out = delete_one(ctx, b, req.key(), sel, bypass_governance(req), origin.as_ref()).await?;
     let mut resp = Response::new(204);
     if out.delete_marker {
@@ -51,7 +53,8 @@ pub async fn delete_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo)
 
 /// The event of a delete of `key` (when the bucket's configuration selects it).
 fn event(ctx: &Ctx, b: &BucketInfo, key: &str, name: EventName, origin: Option<&Origin>) -> Option<Pending> {
-    crate::notify::prepare(&ctx.shared.config.notify_webhooks, b, key, name, origin?.clone())
+    let c = &ctx.shared.config;
+    crate::notify::prepare_with(&c.notify_webhooks, &c.replication_targets, b, key, name, origin?.clone())
 }
 
 /// Deletes `key` (version `sel` of it, when given) from bucket `b`;
@@ -105,7 +108,7 @@ pub async fn delete_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo
     let body = req.read_body_to_vec(xml::MAX_XML_BODY_BYTES).await?;
     let del = xml::parse_delete(&body)?;
     let bypass = bypass_governance(req);
-    let origin = b.notification.as_ref().map(|_| Origin::of(req));
+    let origin = (b.notification.is_some() || b.replication.is_some()).then(|| Origin::of(req));
     let origin = origin.as_ref();
     let mut results: Vec<S3Result<Outcome>> = Vec::with_capacity(del.objects.len());
     let mut todo: Vec<(usize, Option<VersionSel>)> = Vec::new();

@@ -11,6 +11,7 @@ mod encryption;
 pub mod get;
 pub mod lifecycle;
 pub mod notification;
+mod replication;
 pub use get::read_version;
 mod list;
 mod lock;
@@ -117,6 +118,9 @@ async fn run(ctx: &Rc<Ctx>, req: &mut Request<'_>, op: Op, b: &Arc<BucketInfo>) 
         Op::DeleteBucketLifecycle => lifecycle::delete(ctx, b).await,
         Op::GetBucketNotificationConfiguration => notification::get(b),
         Op::PutBucketNotificationConfiguration => notification::put(ctx, req, b).await,
+        Op::GetBucketReplication => replication::get(b),
+        Op::PutBucketReplication => replication::put(ctx, req, b).await,
+        Op::DeleteBucketReplication => replication::delete(ctx, b).await,
         Op::GetObjectTagging => tagging::get_object(ctx, req, b).await,
         Op::PutObjectTagging => tagging::put_object(ctx, req, b).await,
         Op::DeleteObjectTagging => tagging::delete_object(ctx, req, b).await,
@@ -220,6 +224,9 @@ pub fn push_read_version(resp: &mut Response, b: &BucketInfo, s: &ObjectSummary)
     if !s.null_version || b.versioning != Versioning::Unversioned {
         resp.push_header("x-amz-version-id", s.version_id());
     }
+    if let Some(st) = s.repl.as_str() {
+        resp.push_header("x-amz-replication-status", st);
+    }
 }
 
 /// The precondition of a PUT or CompleteMultipartUpload: `If-None-Match`
@@ -283,9 +290,18 @@ pub async fn precheck(ctx: &Ctx, shard: u32, key: &[u8], cond: Option<&WriteCond
 
 /// The notification event `name` of `key` would cause, when the bucket's
 /// configuration selects it (see `notify::prepare`).
-pub fn event(ctx: &Ctx, req: &Request<'_>, b: &BucketInfo, key: &str, name: EventName) -> Option<Pending> {
-    b.notification.as_ref()?;
-    crate::notify::prepare(&ctx.shared.config.notify_webhooks, b, key, name, crate::notify::Origin::of(req))
+pub fn event(ctx: &Ctx, req: &Request<'_>, b: &BucketInfo, key: &str, name: EventName) -> S3Result<Option<Pending>> {
+    // Honoured on PutObject only (`authz` asks s3:ReplicateObject for it).
+    let replica = match name {
+        EventName::Put => crate::replication::ReplicaWrite::from_headers(&req.head.headers, b)?,
+        _ => None,
+    };
+    if b.notification.is_none() && b.replication.is_none() && replica.is_none() {
+        return Ok(None);
+    }
+    let origin = crate::notify::Origin { replica, ..crate::notify::Origin::of(req) };
+    let c = &ctx.shared.config;
+    Ok(crate::notify::prepare_with(&c.notify_webhooks, &c.replication_targets, b, key, name, origin))
 }
 
 /// Writes `new` as the current version of `key` in bucket `b`, under
@@ -305,6 +321,10 @@ pub async fn write_version(
     ev: Option<Pending>,
 ) -> S3Result<ObjectSummary> {
     let random = versions::random8()?;
+    let mut new = new;
+    if let Some(ev) = &ev {
+        ev.stamp(&mut new.summary);
+    }
     if b.versioning == Versioning::Unversioned && cond.is_none() && ev.is_none() {
         let NewVersion { mut summary, meta, body } = new;
         summary.version = VersionId::next(now_unix_micros(), None, random);

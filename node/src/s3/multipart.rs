@@ -452,7 +452,7 @@ pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: 
     let id = id.to_string();
     let ukey = upload_key(b.id, &key, &id);
     let locks = vec![(T_UPLOADS, ukey.clone()), (T_OBJECTS, okey)];
-    let ev = super::event(ctx, req, b, &key, tessera_proto::notification::EventName::CompleteMultipartUpload);
+    let ev = super::event(ctx, req, b, &key, tessera_proto::notification::EventName::CompleteMultipartUpload)?;
     let k = key.clone();
     let done = ctx
         .shards
@@ -467,7 +467,10 @@ pub async fn complete(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, id: 
                 .ok_or_else(|| super::internal("corrupt upload record"))?;
             let have = parts_of(&local.shard, target.bucket, &k, &id)?;
             let part_keys: Vec<Vec<u8>> = have.iter().map(|p| p.1.clone()).collect();
-            let (new, meta) = assemble(&local.shard, upload, &wanted, have, target).await?;
+            let (mut new, meta) = assemble(&local.shard, upload, &wanted, have, target).await?;
+            if let Some(ev) = &ev {
+                ev.stamp(&mut new.summary);
+            }
             check_expected(expected.as_ref(), &meta)?;
             let random = versions::random8()?;
             let (mut muts, summary) =

@@ -316,7 +316,7 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     let summary = ObjectSummary::new(stored.size, now_unix_ms(), md5, 0, VersionId::from_parts(0, [0; 8]), true);
     let new = NewVersion { summary, meta: meta.encode(), body: stored.body };
     let _gate = b.enter_write()?;
-    let ev = super::event(ctx, req, &b, &key, tessera_proto::notification::EventName::Post);
+    let ev = super::event(ctx, req, &b, &key, tessera_proto::notification::EventName::Post)?;
     let summary = write_version(ctx, &b, shard, &key, new, None, ev).await?;
     drop(_gate);
     respond(req, &b.name, &key, &summary, status.as_deref(), redirect.as_deref())

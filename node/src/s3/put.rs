@@ -261,7 +261,7 @@ pub async fn put_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     let mut summary = ObjectSummary::new(stored.size, now_unix_ms(), md5, 0, VersionId::from_parts(0, [0; 8]), true);
     lock.apply(&mut summary, b);
     let new = NewVersion { summary, meta: meta.encode(), body: stored.body };
-    let ev = super::event(ctx, req, b, &key, EventName::Put);
+    let ev = super::event(ctx, req, b, &key, EventName::Put)?;
     let _gate = b.enter_write()?;
     let summary = write_version(ctx, b, shard, &key, new, cond, ev).await?;
     let mut resp = Response::new(200).header("ETag", summary.etag());
@@ -405,7 +405,7 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     let mut summary = ObjectSummary::new(size, now_unix_ms(), md5, 0, VersionId::from_parts(0, [0; 8]), true);
     lock.apply(&mut summary, b);
     let new = NewVersion { summary, meta: meta.encode(), body: copied.body };
-    let ev = super::event(ctx, req, b, &key, EventName::Copy);
+    let ev = super::event(ctx, req, b, &key, EventName::Copy)?;
     let _gate = b.enter_write()?;
     let summary = write_version(ctx, b, dst_shard, &key, new, None, ev).await?;
     let mut w = XmlWriter::new().root("CopyObjectResult");

@@ -16,7 +16,7 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 use super::{internal, io_error, WriteCond};
 use crate::buckets::Versioning;
 use crate::meta::{
-    object_key, version_key, versions_prefix, ObjectMeta, ObjectSummary, VersionId, VersionSel,
+    object_key, version_key, versions_prefix, ObjectMeta, ObjectSummary, ReplStatus, VersionId, VersionSel,
     T_OBJECTS, T_VERSIONS,
 };
 
@@ -159,8 +159,24 @@ pub async fn place(
             c.check(cur.as_ref().map(|l| &l.summary).filter(|s| !s.delete_marker))?;
         }
         let NewVersion { mut summary, meta, body } = new;
-        summary.version = VersionId::next(now_unix_micros(), cur.as_ref().map(|l| &l.summary.version), random);
-        summary.null_version = versioning != Versioning::Enabled;
+        if summary.repl == ReplStatus::Replica {
+            // A replica keeps the source's id: written again in place when
+            // it is here already (a repeated delivery), as a noncurrent
+            // version when a newer one is current, else as the current one.
+            let v = summary.version;
+            let at = match find(shard, bucket, key, VersionSel::Id(v))? {
+                Some(l) => Some((l.table, l.key)),
+                None if cur.as_ref().is_some_and(|c| c.summary.version > v) => Some((T_VERSIONS, version_key(bucket, key, &v))),
+                None => None,
+            };
+            if let Some((table, k)) = at {
+                let m = Mutation::Put { table, key: k, summary: summary.encode(), meta, body };
+                return Ok((vec![m], summary));
+            }
+        } else {
+            summary.version = VersionId::next(now_unix_micros(), cur.as_ref().map(|l| &l.summary.version), random);
+            summary.null_version = versioning != Versioning::Enabled;
+        }
         let now_ms = now_unix_ms();
         let mut muts = Vec::new();
         if let Some(c) = &cur {

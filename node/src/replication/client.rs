@@ -1,0 +1,153 @@
+//! A small blocking S3 client for one remote: SigV4-signed HTTP/1.1
+//! requests over one kept-alive connection (re-opened after any failure).
+//! Runs on a replication sender thread, never on a reactor.
+
+use std::io::{BufReader, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use tessera_proto::sigv4::{sign_request, UNSIGNED_PAYLOAD};
+use tessera_proto::time::{format_amz_date, now_unix_secs};
+use tessera_proto::Headers;
+
+use super::TargetSpec;
+use crate::notify::target::{parse_url, read_response};
+
+/// Connecting, and each read or write.
+pub const REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One request to the remote.
+#[derive(Debug, Clone)]
+pub struct RemoteRequest {
+    pub method: &'static str,
+    /// Already URI-encoded (`encode_path`).
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// How the remote took a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// The remote refused it for good (4xx but 408/429): FAILED.
+    Refused(String),
+    /// Unreachable, 5xx, 408 or 429: retried after a backoff.
+    Retry(String),
+}
+
+pub struct Remote {
+    spec: TargetSpec,
+    authority: String,
+    host_header: String,
+    conn: Option<BufReader<TcpStream>>,
+}
+
+/// `/bucket/key` with every byte but the unreserved ones and `/` encoded.
+pub fn encode_path(bucket: &str, key: &str) -> String {
+    let mut out = String::with_capacity(bucket.len() + key.len() + 2);
+    out.push('/');
+    out.push_str(bucket);
+    out.push('/');
+    for &c in key.as_bytes() {
+        match c {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(c as char),
+            _ => out.push_str(&format!("%{c:02X}")),
+        }
+    }
+    out
+}
+
+/// `k=v&...` form encoding (for `x-amz-tagging` and queries).
+pub fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &c in s.as_bytes() {
+        match c {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(c as char),
+            _ => out.push_str(&format!("%{c:02X}")),
+        }
+    }
+    out
+}
+
+impl Remote {
+    pub fn new(spec: &TargetSpec) -> Result<Self, String> {
+        let u = parse_url(&spec.url)?;
+        Ok(Remote { spec: spec.clone(), authority: u.authority, host_header: u.host_header, conn: None })
+    }
+
+    fn connect(&self) -> Result<BufReader<TcpStream>, String> {
+        let addr = self
+            .authority
+            .to_socket_addrs()
+            .map_err(|e| format!("{}: {e}", self.authority))?
+            .next()
+            .ok_or_else(|| format!("{} resolves to nothing", self.authority))?;
+        let s = TcpStream::connect_timeout(&addr, REMOTE_TIMEOUT).map_err(|e| format!("connect {addr}: {e}"))?;
+        s.set_read_timeout(Some(REMOTE_TIMEOUT)).map_err(|e| e.to_string())?;
+        s.set_write_timeout(Some(REMOTE_TIMEOUT)).map_err(|e| e.to_string())?;
+        let _ = s.set_nodelay(true);
+        Ok(BufReader::new(s))
+    }
+
+    /// Sends `r` and reads the answer.
+    pub fn send(&mut self, r: &RemoteRequest) -> Outcome {
+        match self.exchange(r) {
+            Ok(status) if (200..300).contains(&status) => Outcome::Done,
+            Ok(status) if (400..500).contains(&status) && status != 408 && status != 429 => {
+                Outcome::Refused(format!("{} {} answered {status}", r.method, r.path))
+            }
+            Ok(status) => {
+                self.conn = None;
+                Outcome::Retry(format!("{} {} answered {status}", r.method, r.path))
+            }
+            Err(e) => {
+                self.conn = None;
+                Outcome::Retry(e)
+            }
+        }
+    }
+
+    fn exchange(&mut self, r: &RemoteRequest) -> Result<u16, String> {
+        if self.conn.is_none() {
+            self.conn = Some(self.connect()?);
+        }
+        let now = now_unix_secs();
+        let mut h = Headers::new();
+        h.push("host", &self.host_header);
+        h.push("x-amz-date", &format_amz_date(now));
+        h.push("x-amz-content-sha256", UNSIGNED_PAYLOAD);
+        h.push("content-length", &r.body.len().to_string());
+        for (n, v) in &r.headers {
+            h.push(n, v);
+        }
+        let s = &self.spec;
+        let auth = sign_request(r.method, &r.path, &r.query, &h, UNSIGNED_PAYLOAD, &s.access_key, &s.secret_key, &s.region, now);
+        let target = if r.query.is_empty() { r.path.clone() } else { format!("{}?{}", r.path, r.query) };
+        let mut head = format!("{} {target} HTTP/1.1\r\n", r.method);
+        for (n, v) in h.iter() {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        head.push_str(&format!("authorization: {auth}\r\nuser-agent: tessera-replication\r\n\r\n"));
+        let conn = self.conn.as_mut().ok_or("no connection")?;
+        let w = conn.get_mut();
+        w.write_all(head.as_bytes()).and_then(|_| w.write_all(&r.body)).and_then(|_| w.flush()).map_err(|e| format!("send: {e}"))?;
+        let (status, keep) = read_response(conn)?;
+        if !keep {
+            self.conn = None;
+        }
+        Ok(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_uri_encoded() {
+        assert_eq!(encode_path("b", "a b/c+d~é"), "/b/a%20b/c%2Bd~%C3%A9");
+        assert_eq!(form_encode("k=v&x"), "k%3Dv%26x");
+    }
+}

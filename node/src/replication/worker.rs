@@ -1,0 +1,306 @@
+//! The replication worker: one per reactor, over the `T_REPLICATION` queues
+//! of the shards it owns (the shape of `notify::worker`). Per target and
+//! shard it takes the oldest entries in order, builds each request on the
+//! reactor (reading the version's data), has the target's sender thread
+//! send it (network I/O blocks there), and records the outcome in one
+//! commit with the entry's delete: the source version becomes COMPLETED,
+//! or FAILED when the remote refused it for good (4xx). Anything else
+//! (unreachable, 5xx) stops the target's queue on that shard, and it is
+//! retried in the same order after a backoff doubling from `MIN_BACKOFF` to
+//! `MAX_BACKOFF`. A crash between a send and its commit sends that entry
+//! again; replica writes are idempotent (same version id).
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use tessera_io::{Body, Mutation};
+use tessera_proto::time::now_unix_ms;
+
+use super::client::{encode_path, form_encode, Outcome, Remote, RemoteRequest};
+use super::{entry_bytes, Op, Record, TargetSpec, H_REPLICA_ETAG, H_REPLICA_MTIME, H_REPLICA_VERSION};
+use crate::meta::{object_key, ReplStatus, VersionSel, T_OBJECTS, T_REPLICATION};
+use crate::notify::worker::{MAX_BACKOFF, MIN_BACKOFF};
+use crate::notify::{event_id_of, queue_prefix};
+use crate::server::Ctx;
+use crate::shards::LocalShard;
+
+/// Entries of one target read at a time.
+const PAGE: usize = 64;
+/// Largest object replicated (read into memory to send); bigger ones are
+/// marked FAILED.
+pub const MAX_REPLICATED_BYTES: u64 = 1 << 30;
+/// Longest sleep of an idle worker (it is also woken by new entries).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Entries the backlog statistics look at per shard.
+const STATS_SCAN: usize = 100_000;
+
+struct Job {
+    req: RemoteRequest,
+    reply: async_channel::Sender<Outcome>,
+}
+
+struct TargetState {
+    id: String,
+    sender: async_channel::Sender<Job>,
+    backoff: Duration,
+    retry_at: Option<Instant>,
+}
+
+fn spawn_sender(core: usize, spec: &TargetSpec) -> Result<async_channel::Sender<Job>, String> {
+    let mut remote = Remote::new(spec)?;
+    let (tx, rx) = async_channel::bounded::<Job>(1);
+    std::thread::Builder::new()
+        .name(format!("repl-{core}-{}", spec.id))
+        .spawn(move || {
+            while let Ok(job) = rx.recv_blocking() {
+                let _ = job.reply.send_blocking(remote.send(&job.req));
+            }
+        })
+        .map_err(|e| format!("cannot spawn a replication sender: {e}"))?;
+    Ok(tx)
+}
+
+/// Replicates the queues of this reactor's shards forever.
+pub async fn run(ctx: Rc<Ctx>) {
+    let local: Vec<(u32, Rc<LocalShard>)> =
+        (0..ctx.shards.count()).filter_map(|s| ctx.shards.local(s).map(|l| (s, l.clone()))).collect();
+    let Some(queue) = local.first().map(|(_, l)| l.notify.clone()) else { return };
+    let mut targets = Vec::new();
+    for spec in &ctx.shared.config.replication_targets {
+        match spawn_sender(ctx.core, spec) {
+            Ok(sender) => targets.push(TargetState { id: spec.id.clone(), sender, backoff: Duration::ZERO, retry_at: None }),
+            Err(e) => tracing::error!(target_id = %spec.id, "replication target unusable: {e}"),
+        }
+    }
+    if targets.is_empty() {
+        return;
+    }
+    let mut stats_at = Instant::now();
+    loop {
+        let woken = queue.wake.listen();
+        let mut progressed = false;
+        let now = Instant::now();
+        for t in targets.iter_mut() {
+            if t.retry_at.is_some_and(|at| at > now) {
+                continue;
+            }
+            t.retry_at = None;
+            for (shard, l) in &local {
+                match drain_page(&ctx, *shard, l, t).await {
+                    Ok(0) => {}
+                    Ok(_) => {
+                        progressed = true;
+                        t.backoff = Duration::ZERO;
+                    }
+                    Err(e) => {
+                        let m = ctx.shared.metrics.core(ctx.core);
+                        m.repl_retries.fetch_add(1, Relaxed);
+                        *m.repl_last_error.lock().unwrap_or_else(|p| p.into_inner()) = format!("{}: {e}", t.id);
+                        t.backoff = (t.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
+                        t.retry_at = Some(Instant::now() + t.backoff);
+                        tracing::warn!(target_id = %t.id, shard, retry_in_ms = t.backoff.as_millis() as u64, "replication failed: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        if stats_at.elapsed() >= Duration::from_millis(200) || !progressed {
+            publish_stats(&ctx, &local);
+            stats_at = Instant::now();
+        }
+        if progressed {
+            continue;
+        }
+        let now = Instant::now();
+        let wait = targets
+            .iter()
+            .filter_map(|t| t.retry_at.map(|at| at.saturating_duration_since(now)))
+            .fold(IDLE_POLL, Duration::min);
+        futures_util::future::select(Box::pin(woken), Box::pin(monoio::time::sleep(wait))).await;
+    }
+}
+
+/// Pending entries and bytes, and the age of the oldest entry, of this
+/// reactor's shards.
+fn publish_stats(ctx: &Ctx, local: &[(u32, Rc<LocalShard>)]) {
+    let (mut n, mut bytes, mut oldest) = (0u64, 0u64, None::<u64>);
+    for (_, l) in local {
+        n += l.shard.len(T_REPLICATION) as u64;
+        for (k, e) in l.shard.range(T_REPLICATION, &[], None, STATS_SCAN) {
+            bytes += entry_bytes(&e.summary);
+            if let Some(id) = event_id_of(&k) {
+                oldest = Some(oldest.map_or(id, |o| o.min(id)));
+            }
+        }
+    }
+    let lag_ms = oldest.map_or(0, |id| ((now_unix_ms() as u64).saturating_mul(1000)).saturating_sub(id >> 10) / 1000);
+    let m = ctx.shared.metrics.core(ctx.core);
+    m.repl_pending.store(n, Relaxed);
+    m.repl_pending_bytes.store(bytes, Relaxed);
+    m.repl_lag_ms.store(lag_ms, Relaxed);
+}
+
+/// What to do with one entry.
+enum Prep {
+    Send(RemoteRequest),
+    /// Nothing to send (the version is gone, or a tag filter excludes it):
+    /// the entry goes, the version's status is cleared.
+    Skip,
+    /// Cannot be replicated: FAILED.
+    Fail(String),
+}
+
+async fn prepare(ctx: &Ctx, l: &Rc<LocalShard>, rec: &Record) -> Result<Prep, String> {
+    let path = encode_path(&rec.dest_bucket, &rec.key);
+    let vid = rec.version.render();
+    let mut headers = vec![(H_REPLICA_VERSION.to_string(), vid.clone())];
+    if rec.null_version {
+        return Ok(Prep::Fail("null versions are not replicated".into()));
+    }
+    match rec.op {
+        Op::DeleteVersion => {
+            return Ok(Prep::Send(RemoteRequest { method: "DELETE", path, query: format!("versionId={vid}"), headers, body: Vec::new() }))
+        }
+        Op::DeleteMarker => {
+            let mtime = (rec.version.micros() / 1000).to_string();
+            headers.push((H_REPLICA_MTIME.to_string(), mtime));
+            return Ok(Prep::Send(RemoteRequest { method: "DELETE", path, query: String::new(), headers, body: Vec::new() }));
+        }
+        Op::Put => {}
+    }
+    let sel = Some(VersionSel::Id(rec.version));
+    let found = crate::s3::versions::load(&l.shard, rec.bucket_id, &rec.key, sel).await.map_err(|e| format!("loading {}: {e:?}", rec.key))?;
+    let Some((loc, meta, body)) = found else { return Ok(Prep::Skip) };
+    let s = loc.summary;
+    if s.delete_marker {
+        return Ok(Prep::Skip);
+    }
+    // The version is there, so is its bucket: a registry that does not know
+    // it yet (another reactor still loading it at startup) means later.
+    let b = ctx.shared.buckets.get(&rec.bucket).filter(|b| b.id == rec.bucket_id).ok_or("bucket registry not loaded yet")?;
+    let rule_ok = b.replication.as_ref().is_some_and(|rc| rc.rule_for(&rec.key, Some(&meta.tags)).is_some());
+    if !rule_ok {
+        return Ok(Prep::Skip);
+    }
+    if meta.sse.is_some() {
+        return Ok(Prep::Fail("encrypted objects are not replicated".into()));
+    }
+    if s.size > MAX_REPLICATED_BYTES {
+        return Ok(Prep::Fail(format!("objects over {MAX_REPLICATED_BYTES} bytes are not replicated")));
+    }
+    let data = match body {
+        Body::Inline(d) => d,
+        Body::Extents(ex) => {
+            let mut out = Vec::with_capacity(s.size as usize);
+            for e in &ex {
+                out.extend_from_slice(&l.read_extent(e, 0..e.len).await.map_err(|e| format!("reading {}: {e}", rec.key))?);
+            }
+            out
+        }
+    };
+    headers.push((H_REPLICA_MTIME.to_string(), s.mtime_ms.to_string()));
+    headers.push((H_REPLICA_ETAG.to_string(), s.etag().trim_matches('"').to_string()));
+    let plain = [
+        ("content-type", &meta.content_type),
+        ("content-encoding", &meta.content_encoding),
+        ("content-disposition", &meta.content_disposition),
+        ("content-language", &meta.content_language),
+        ("cache-control", &meta.cache_control),
+        ("expires", &meta.expires),
+    ];
+    for (n, v) in plain {
+        if let Some(v) = v {
+            headers.push((n.to_string(), v.clone()));
+        }
+    }
+    for (k, v) in &meta.user {
+        headers.push((format!("x-amz-meta-{k}"), v.clone()));
+    }
+    if !meta.tags.is_empty() {
+        let t: Vec<String> = meta.tags.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect();
+        headers.push(("x-amz-tagging".to_string(), t.join("&")));
+    }
+    if let Some(c) = &rec.storage_class {
+        headers.push(("x-amz-storage-class".to_string(), c.clone()));
+    }
+    Ok(Prep::Send(RemoteRequest { method: "PUT", path, query: String::new(), headers, body: data }))
+}
+
+/// Replicates the oldest page of `t`'s entries on `shard`: how many were
+/// settled (sent, skipped or failed for good), or why the page stopped.
+async fn drain_page(ctx: &Ctx, shard: u32, l: &Rc<LocalShard>, t: &TargetState) -> Result<usize, String> {
+    let page = l.shard.range(T_REPLICATION, &queue_prefix(&t.id), None, PAGE);
+    let mut done = 0;
+    for (key, _) in page {
+        if let Some(id) = event_id_of(&key) {
+            l.notify.observe(id);
+        }
+        let Some(stored) = l.shard.load(T_REPLICATION, &key).await.map_err(|e| format!("reading the queue: {e}"))? else { continue };
+        let Some(rec) = Record::decode(&stored.meta) else {
+            // Another version's record, or damaged: kept, and the queue waits.
+            return Err(format!("queued entry {} is not a version {} record", hex::encode(&key), super::REPL_RECORD_V1));
+        };
+        let m = ctx.shared.metrics.core(ctx.core);
+        let status = match prepare(ctx, l, &rec).await? {
+            Prep::Skip => ReplStatus::None,
+            Prep::Fail(why) => {
+                m.repl_failed.fetch_add(1, Relaxed);
+                *m.repl_last_error.lock().unwrap_or_else(|p| p.into_inner()) = format!("{}/{}: {why}", rec.bucket, rec.key);
+                tracing::warn!(bucket = %rec.bucket, key = %rec.key, "replication failed for good: {why}");
+                ReplStatus::Failed
+            }
+            Prep::Send(req) => {
+                let bytes = req.body.len() as u64;
+                let (tx, rx) = async_channel::bounded(1);
+                t.sender.send(Job { req, reply: tx }).await.map_err(|_| "the sender thread is gone".to_string())?;
+                match rx.recv().await.map_err(|_| "the sender thread is gone".to_string())? {
+                    Outcome::Done => {
+                        m.repl_sent.fetch_add(1, Relaxed);
+                        m.repl_sent_bytes.fetch_add(bytes, Relaxed);
+                        m.repl_lag_ms_sum.fetch_add((now_unix_ms() - rec.time_ms).max(0) as u64, Relaxed);
+                        ReplStatus::Completed
+                    }
+                    Outcome::Refused(why) => {
+                        m.repl_failed.fetch_add(1, Relaxed);
+                        *m.repl_last_error.lock().unwrap_or_else(|p| p.into_inner()) = format!("{}/{}: {why}", rec.bucket, rec.key);
+                        tracing::warn!(bucket = %rec.bucket, key = %rec.key, "replication refused by the remote: {why}");
+                        ReplStatus::Failed
+                    }
+                    Outcome::Retry(why) => return Err(why),
+                }
+            }
+        };
+        settle(ctx, shard, key, &rec, status).await?;
+        done += 1;
+    }
+    Ok(done)
+}
+
+/// Records `status` on the source version (when it is still there and
+/// pending) and deletes the entry, in one commit under the key's lock.
+async fn settle(ctx: &Ctx, shard: u32, entry: Vec<u8>, rec: &Record, status: ReplStatus) -> Result<(), String> {
+    let (bid, key, version, op) = (rec.bucket_id, rec.key.clone(), rec.version, rec.op);
+    let lock = vec![(T_OBJECTS, object_key(bid, &key))];
+    ctx.shards
+        .txn(shard, lock, move |local| async move {
+            let mut muts = vec![Mutation::Delete { table: T_REPLICATION, key: entry }];
+            if op != Op::DeleteVersion {
+                if let Some(loc) = crate::s3::versions::find(&local.shard, bid, &key, VersionSel::Id(version))? {
+                    if loc.summary.repl == ReplStatus::Pending {
+                        let stored = crate::stripes_io::load(&local.shard, loc.table, &loc.key).await.map_err(crate::s3::io_error)?;
+                        if let Some(stored) = stored {
+                            let mut s = loc.summary;
+                            s.repl = status;
+                            muts.push(Mutation::Put { table: loc.table, key: loc.key, summary: s.encode(), meta: stored.meta, body: stored.body });
+                        }
+                    }
+                }
+            }
+            local.commit_in_txn(muts).await.map_err(crate::s3::io_error)?;
+            Ok::<(), tessera_proto::S3Error>(())
+        })
+        .await
+        .map_err(|e| format!("recording the outcome: {e}"))?
+        .map_err(|e| format!("recording the outcome: {e:?}"))
+}
