@@ -180,6 +180,19 @@ fn verify(
     hmac::verify(&key, sts.as_bytes(), &provided).map_err(|_| mismatch())
 }
 
+/// SigV2 signs no `x-tessera-*` header (only `x-amz-*` ones), so a request
+/// carrying one (a replica write's version id) is refused: it needs SigV4,
+/// which must sign it.
+fn refuse_unsigned_tessera_headers(req: &SigRequest<'_>) -> Result<(), S3Error> {
+    match req.headers.iter().find(|(n, _)| n.starts_with("x-tessera-")) {
+        Some((n, _)) => Err(S3Error::with_message(
+            S3ErrorCode::AccessDenied,
+            format!("{n} needs AWS Signature Version 4 with the header signed"),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn invalid_header() -> S3Error {
     S3Error::with_message(
         S3ErrorCode::InvalidArgument,
@@ -195,6 +208,7 @@ pub(crate) fn authenticate_header(
     now_unix_secs: i64,
     secret_for: &dyn Fn(&str) -> Option<String>,
 ) -> Result<AuthContext, S3Error> {
+    refuse_unsigned_tessera_headers(req)?;
     let rest = value.strip_prefix("AWS ").ok_or_else(invalid_header)?;
     let (access_key, signature) = rest.trim().rsplit_once(':').ok_or_else(invalid_header)?;
     if access_key.is_empty() || signature.is_empty() {
@@ -235,6 +249,7 @@ pub(crate) fn authenticate_query(
     now_unix_secs: i64,
     secret_for: &dyn Fn(&str) -> Option<String>,
 ) -> Result<AuthContext, S3Error> {
+    refuse_unsigned_tessera_headers(req)?;
     let missing = || {
         S3Error::with_message(
             S3ErrorCode::AccessDenied,

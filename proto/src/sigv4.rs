@@ -605,10 +605,11 @@ fn parse_credential_for<'v>(value: &'v str, services: &[&str]) -> Result<(Creden
 
 /// Whether a header present in the request must be listed in SignedHeaders: every
 /// `x-amz-*` header (copy sources, metadata directives, checksums, ACLs, the payload
-/// hash, the date and the session token alike) and `content-md5`, as S3 requires.
-/// `host` is required separately (it is always present).
+/// hash, the date and the session token alike) and `content-md5`, as S3 requires,
+/// and tessera's own `x-tessera-*` (a replica write's version id: a presigned URL's
+/// holder must not add one). `host` is required separately (it is always present).
 pub fn must_be_signed(name: &str) -> bool {
-    name.starts_with("x-amz-") || name == "content-md5"
+    name.starts_with("x-amz-") || name.starts_with("x-tessera-") || name == "content-md5"
 }
 
 /// Refuses a request carrying a header that must be signed but is not in

@@ -330,4 +330,36 @@ async fn replica_headers_need_replicate_permission() {
     assert_eq!(r.status, 200, "{}", r.body_text());
     assert_eq!(r.header("x-amz-version-id"), Some(vid));
     assert_eq!(status_of(&s3, "rep", "r", vid).await.as_deref(), Some("REPLICA"));
+
+    // A presigned PUT URL of the root: its holder cannot add a replica
+    // version id (the header is not signed), nor can a SigV2 request carry
+    // one (SigV2 signs no x-tessera-* header).
+    let p = s3
+        .put_object()
+        .bucket("rep")
+        .key("r")
+        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(300)).unwrap())
+        .await
+        .expect("presign");
+    let target = p.uri().strip_prefix(&srv.endpoint()).unwrap().to_string();
+    let old = "-ABCDEFGHIJKLMNOPQRSTW";
+    let req = srv.raw_request("PUT", &target).header("x-tessera-replica-version", old).body(b"forged".to_vec());
+    let r = srv.send(&req);
+    r.assert_error(403, "AccessDenied");
+    assert_eq!(r.xml("HeadersNotSigned").as_deref(), Some("x-tessera-replica-version"));
+    let date = tessera_proto::time::format_http_date(tessera_proto::time::now_unix_secs());
+    let mut h = tessera_proto::Headers::new();
+    h.push("host", &srv.host());
+    h.push("date", &date);
+    h.push("x-tessera-replica-version", old);
+    let auth = tessera_proto::sigv2::sign_request("PUT", "/rep/r", "", &h, &srv.access_key, &srv.secret_key);
+    let req = srv
+        .raw_request("PUT", "/rep/r")
+        .header("Date", &date)
+        .header("x-tessera-replica-version", old)
+        .header("Authorization", &auth)
+        .body(b"forged".to_vec());
+    srv.send(&req).assert_error(403, "AccessDenied");
+    let got = s3.get_object().bucket("rep").key("r").send().await.expect("get");
+    assert_eq!(got.version_id(), Some(vid), "a forged replica write went through");
 }
