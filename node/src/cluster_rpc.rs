@@ -61,7 +61,11 @@ async fn write_timeout(s: &mut TcpStream, b: Vec<u8>, t: Duration) -> Result<(),
 pub async fn serve(node: Arc<ClusterNode>, listener: TcpListener) {
     let open = Rc::new(std::cell::Cell::new(0usize));
     loop {
-        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let Ok((stream, peer)) = listener.accept().await else {
+            // Out of descriptors or the like: never spin.
+            monoio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
         if open.get() >= MAX_CONNECTIONS {
             node.rpc_refused.fetch_add(1, Relaxed);
             continue;
