@@ -278,6 +278,20 @@ impl Server {
             })
     }
 
+    /// A GET of the admin API `path`, signed with the root credentials,
+    /// that must answer 200: its JSON body.
+    pub fn admin_json(&self, path: &str) -> serde_json::Value {
+        let admin = self.admin_addr().expect("admin address");
+        let req = RawRequest::new("GET", path)
+            .header("Host", &admin.to_string())
+            .sign(&self.access_key, &self.secret_key, std::time::SystemTime::now());
+        let mut c = RawConn::connect(admin);
+        c.send(&req.to_bytes()).expect("send");
+        let r = c.read_response_for("GET");
+        assert_eq!(r.status, 200, "{path}: {}", r.body_text());
+        serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {}", r.body_text()))
+    }
+
     /// `/metrics` from the admin listener, as `name{labels}` → value.
     pub fn scrape_metrics(&self) -> HashMap<String, f64> {
         let addr = self.admin_addr().expect("admin listener address on stdout");

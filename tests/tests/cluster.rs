@@ -36,15 +36,7 @@ fn start_node(cluster: SocketAddr, join: Option<SocketAddr>, secret: &str) -> Se
 }
 
 fn cluster_status(server: &Server) -> serde_json::Value {
-    let admin = server.admin_addr().expect("admin address");
-    let req = RawRequest::new("GET", "/admin/v1/cluster")
-        .header("Host", &admin.to_string())
-        .sign(&server.access_key, &server.secret_key, SystemTime::now());
-    let mut c = RawConn::connect(admin);
-    c.send(&req.to_bytes()).expect("send");
-    let r = c.read_response_for("GET");
-    assert_eq!(r.status, 200, "{}", r.body_text());
-    serde_json::from_slice(&r.body).expect("json")
+    server.admin_json("/admin/v1/cluster")
 }
 
 /// Address -> state, as `server` sees its cluster.

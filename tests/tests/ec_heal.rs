@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use aws_sdk_s3::types::{BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, VersioningConfiguration};
 use serde_json::Value;
@@ -28,15 +28,7 @@ fn erasure_opts() -> ServerOpts {
 }
 
 fn heal_report(server: &Server) -> Value {
-    let admin = server.admin_addr().expect("admin address");
-    let req = RawRequest::new("GET", "/admin/v1/heal")
-        .header("Host", &admin.to_string())
-        .sign(&server.access_key, &server.secret_key, SystemTime::now());
-    let mut c = RawConn::connect(admin);
-    c.send(&req.to_bytes()).expect("send");
-    let r = c.read_response_for("GET");
-    assert_eq!(r.status, 200, "{}", r.body_text());
-    serde_json::from_slice(&r.body).expect("heal report is JSON")
+    server.admin_json("/admin/v1/heal")
 }
 
 /// Waits for the heal report to say healed; every report before must
