@@ -10,20 +10,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use tessera_cluster::{Disk, DiskId, Error, Layout, Membership, Node};
 
-struct Rng(u64);
+mod common;
+use common::Rng;
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
     fn disk(&mut self) -> DiskId {
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&self.next().to_le_bytes());
