@@ -29,6 +29,7 @@ pub mod lifecycle;
 pub mod meta;
 pub mod metrics;
 pub mod metrics_detail;
+pub mod node_files;
 pub mod notify;
 pub mod replication;
 pub mod metastore;

@@ -45,11 +45,11 @@ fn init_logging(format: LogFormat) {
 const ENVIRONMENT_HELP: &str = "\
 Environment:
   TESSERA_ACCESS_KEY, TESSERA_SECRET_KEY  root credentials (both or neither); without them
-                                          the ones kept in the first data dir, generated at
+                                          the ones kept in the data dirs, generated at
                                           first start
   TESSERA_ROOT_USER_ID, TESSERA_ROOT_DISPLAY_NAME  the root account's id and display name
   TESSERA_MASTER_KEY                      SSE master key (base64 of 32 bytes); default:
-                                          <first data dir>/sse-master.key
+                                          sse-master.key in the data dirs
   TESSERA_CLUSTER_SECRET                  the secret every node of a cluster shares (>= 16
                                           bytes), keying their traffic; never an S3 credential
   TESSERA_LOG                             log filter (default `info`; e.g. `debug`,
@@ -145,15 +145,15 @@ enum Command {
         #[arg(long, default_value_t = 86_400, env = "TESSERA_LIFECYCLE_DAY_SECS", hide_short_help = true)]
         lifecycle_day_secs: u64,
         /// The node key file (sealing IAM secrets at rest and STS session
-        /// tokens); default `<first data dir>/node.key`, created 0600 at
-        /// first start. Keep it elsewhere than the data for a copy of the
+        /// tokens); default `node.key` in the data dirs (a copy in each),
+        /// created 0600 at first start. Keep it elsewhere than the data for a copy of the
         /// data alone to hold no usable secret.
         #[arg(long, env = "TESSERA_KEY_FILE")]
         key_file: Option<PathBuf>,
         /// A master key of the built-in key service (SSE-KMS), by name;
         /// repeatable. Its key material is generated at the first start
         /// that names it and kept sealed under the node master key
-        /// (`TESSERA_MASTER_KEY`, else `<first data dir>/sse-master.key`).
+        /// (`TESSERA_MASTER_KEY`, else `sse-master.key` in the data dirs).
         #[arg(long = "kms-key")]
         kms_keys: Vec<String>,
         /// PEM certificate chain of the S3 listener, which then speaks

@@ -55,6 +55,8 @@ pub struct Shared {
     pub admin_tls: Option<crate::tls::TlsState>,
     /// Cluster membership, when the node has a cluster address.
     pub cluster: Option<Arc<crate::cluster::ClusterNode>>,
+    /// The data dir whose copies of the node's files count (`node_files`).
+    pub home: std::path::PathBuf,
 }
 
 /// One reactor's view of the node.
@@ -336,7 +338,7 @@ fn reload(shared: &Shared) {
         tls.reload();
     }
     let config = &shared.config;
-    match identity::load(&config.data_dirs[0], config.users_file.as_deref()) {
+    match identity::load(&shared.home, config.users_file.as_deref()) {
         Ok(ids) => {
             tracing::info!(identities = ids.len(), "identities reloaded");
             shared.identities.store(Arc::new(ids));
@@ -398,12 +400,21 @@ pub fn run(config: Config) -> Result<(), String> {
     let (_locks, layout) =
         crate::sets_open::open_for_server(&config.data_dirs, config.shards_per_disk, config.erasure)
             .map_err(|e| e.to_string())?;
-    let identities = identity::load(&config.data_dirs[0], config.users_file.as_deref()).map_err(|e| e.to_string())?;
-    let key_file = config.key_file.clone().unwrap_or_else(|| config.data_dirs[0].join(KEY_FILE));
+    // The node's files live in every online dir (see `node_files`): the
+    // copies are made equal first, then loaded (or created) in home, then
+    // what was created is copied out.
+    let node_dirs = crate::node_files::online_dirs(&layout, &config.data_dirs);
+    let home = node_dirs.first().cloned().ok_or("no online data dir")?;
+    let spread = crate::node_files::spread(&node_dirs)?;
+    if spread > 0 {
+        tracing::warn!(copies = spread, home = %home.display(), "node files copied to data dirs that lacked them or held other copies");
+    }
+    let identities = identity::load(&home, config.users_file.as_deref()).map_err(|e| e.to_string())?;
+    let key_file = config.key_file.clone().unwrap_or_else(|| home.join(KEY_FILE));
     let node_keys = NodeKeys::load_or_create(&key_file)?;
-    let master = crate::sse::kms::load_master_key(&config.data_dirs[0])?;
+    let master = crate::sse::kms::load_master_key(&home)?;
     let kms: Arc<dyn crate::sse::kms::KeyService> =
-        Arc::new(crate::sse::kms::LocalKms::open(&config.data_dirs[0], &master, &config.kms_keys)?);
+        Arc::new(crate::sse::kms::LocalKms::open(&node_dirs, &master, &config.kms_keys)?);
     let threads = config.threads;
     let total = layout.total_shards();
     tracing::info!(
@@ -425,10 +436,11 @@ pub fn run(config: Config) -> Result<(), String> {
     let metrics = NodeMetrics::new(threads, total as usize).with_disks(shard_disks);
     let identities = arc_swap::ArcSwap::from_pointee(identities);
     let cluster = match config.cluster.clone() {
-        Some(c) => Some(Arc::new(crate::cluster::ClusterNode::open(c, &config.data_dirs[0])?)),
+        Some(c) => Some(Arc::new(crate::cluster::ClusterNode::open(c, &home)?)),
         None => None,
     };
-    let shared = Arc::new(Shared { config, layout, identities, buckets, iam, kms, metrics, tls, admin_tls, cluster });
+    crate::node_files::spread(&node_dirs)?;
+    let shared = Arc::new(Shared { config, layout, identities, buckets, iam, kms, metrics, tls, admin_tls, cluster, home });
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let drained = Arc::new(AtomicUsize::new(0));
     let owner: Vec<usize> = (0..total as usize).map(|s| s % threads).collect();

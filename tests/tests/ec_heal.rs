@@ -205,7 +205,7 @@ async fn an_empty_dir_in_place_of_a_lost_one_heals_then_two_more_can_go() {
     check_written(&s3, &w).await;
 
     // Two other dirs gone (= parity): the healed one's blocks are needed
-    // for every striped object. (Dir 0 stays: node.key is only there.)
+    // for every striped object.
     server.stop();
     take_away(&dirs[2]);
     take_away(&dirs[3]);

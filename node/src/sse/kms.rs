@@ -187,6 +187,8 @@ pub struct LocalKms {
     /// The sealed form of every key, as written to the file.
     sealed: Mutex<BTreeMap<String, String>>,
     path: PathBuf,
+    /// The keys file's copies in the node's other online dirs.
+    copies: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for LocalKms {
@@ -198,8 +200,12 @@ impl std::fmt::Debug for LocalKms {
 impl LocalKms {
     /// Opens the service in `dir` with `master`, creating the SSE-S3 key and
     /// each of `names` that does not exist yet.
-    pub fn open(dir: &Path, master: &[u8; KEY_BYTES], names: &[String]) -> Result<Self, String> {
+    /// `dirs`: the node's online data dirs, home first (`node_files`):
+    /// the keys file is read in home and written to all of them.
+    pub fn open(dirs: &[PathBuf], master: &[u8; KEY_BYTES], names: &[String]) -> Result<Self, String> {
+        let dir = dirs.first().ok_or("no data dir for the KMS keys file")?;
         let path = dir.join(KEYS_FILE);
+        let copies = dirs[1..].iter().map(|d| d.join(KEYS_FILE)).collect();
         let master = aes_key(master).map_err(|e| e.to_string())?;
         let shown = path.display();
         let mut sealed = BTreeMap::new();
@@ -227,7 +233,7 @@ impl LocalKms {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("{shown}: {e}")),
         }
-        let kms = LocalKms { master, keys: ArcSwap::from_pointee(keys), sealed: Mutex::new(sealed), path };
+        let kms = LocalKms { master, keys: ArcSwap::from_pointee(keys), sealed: Mutex::new(sealed), path, copies };
         kms.insert(SSE_S3_KEY_ID).map_err(|e| e.to_string())?;
         for n in names {
             if !valid_client_key_id(n) {
@@ -253,7 +259,12 @@ impl LocalKms {
         for (n, s) in sealed.iter() {
             text.push_str(&format!("{n}\t{s}\n"));
         }
-        if let Err(e) = write_new(&self.path, text.as_bytes(), false) {
+        // Home first, then every copy: a key is created only once all
+        // hold it (a failure leaves it in some files, unused; the next
+        // start makes the copies equal to home's).
+        let written = write_new(&self.path, text.as_bytes(), false)
+            .and_then(|()| self.copies.iter().try_for_each(|c| crate::node_files::write_copy(c, text.as_bytes())));
+        if let Err(e) = written {
             sealed.remove(key_id);
             return Err(KmsError::Io(e));
         }
@@ -312,7 +323,7 @@ mod tests {
     fn keys_persist_and_data_keys_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let master = [9u8; 32];
-        let kms = LocalKms::open(dir.path(), &master, &["testkey-1".into()]).unwrap();
+        let kms = LocalKms::open(&[dir.path().to_path_buf()], &master, &["testkey-1".into()]).unwrap();
         let (dk, sealed) = kms.generate_data_key("testkey-1", b"ctx").unwrap();
         assert_eq!(kms.decrypt_data_key("testkey-1", b"ctx", &sealed).unwrap().bytes(), dk.bytes());
         assert_eq!(kms.decrypt_data_key("testkey-1", b"other", &sealed).unwrap_err(), KmsError::Corrupt);
@@ -321,11 +332,11 @@ mod tests {
         assert_eq!(kms.create_key("k2"), Ok(true));
         assert_eq!(kms.create_key("k2"), Ok(false));
         drop(kms);
-        let again = LocalKms::open(dir.path(), &master, &[]).unwrap();
+        let again = LocalKms::open(&[dir.path().to_path_buf()], &master, &[]).unwrap();
         assert_eq!(again.decrypt_data_key("testkey-1", b"ctx", &sealed).unwrap().bytes(), dk.bytes());
         assert_eq!(again.key_ids(), vec!["k2".to_string(), "testkey-1".to_string()]);
         // Another master key opens none of them, and says so.
-        let err = LocalKms::open(dir.path(), &[1u8; 32], &[]).unwrap_err();
+        let err = LocalKms::open(&[dir.path().to_path_buf()], &[1u8; 32], &[]).unwrap_err();
         assert!(err.contains("does not open"), "{err}");
         assert_eq!(format!("{again:?}"), "LocalKms(<redacted>)");
     }
