@@ -565,6 +565,12 @@ impl Shard {
         crate::compact::compact_once(&self.inner, true).await
     }
 
+    /// Records the scrubber found failing verification since the shard
+    /// opened (cheap: no walk, unlike `stats`).
+    pub fn scrub_errors(&self) -> u64 {
+        self.inner.scrub.borrow().errors
+    }
+
     /// Scrubs every sealed segment once now (tests and operators).
     pub async fn scrub_all(&self) -> Result<crate::scrub::ScrubStats, IoError> {
         crate::scrub::scrub_all(&self.inner).await

@@ -29,6 +29,7 @@
 
 use std::collections::BTreeSet;
 use std::rc::Rc;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,14 +54,14 @@ const RETRY_WAIT: Duration = Duration::from_secs(2);
 const CURSOR_V1: u8 = 1;
 
 /// Bytes-per-second pacing of one core's healer.
-struct Throttle {
+pub(crate) struct Throttle {
     rate: u64,
     start: Instant,
     bytes: u64,
 }
 
 impl Throttle {
-    fn new(rate: u64) -> Self {
+    pub(crate) fn new(rate: u64) -> Self {
         Throttle { rate, start: Instant::now(), bytes: 0 }
     }
 
@@ -226,7 +227,7 @@ fn lacks(p: &Shard, h: &Shard, table: u8, key: &[u8]) -> bool {
 }
 
 /// Tables to walk: every one with keys on either side but the cursors'.
-fn tables(p: &Shard, h: &Shard, from: u8) -> Vec<u8> {
+pub(crate) fn tables(p: &Shard, h: &Shard, from: u8) -> Vec<u8> {
     (from..=u8::MAX).filter(|&t| t != T_HEAL && (!p.is_empty(t) || !h.is_empty(t))).collect()
 }
 
@@ -364,27 +365,73 @@ fn fail(j: &Job, health: &DiskHealth, e: IoError) -> IoError {
 
 /// Heals one key on the member; Ok(true) when its record is verified.
 async fn heal_key(j: &Job, health: &DiskHealth, table: u8, key: &[u8], throttle: &mut Throttle) -> Result<bool, IoError> {
-    let _lock = j.local.lock(vec![(table, key.to_vec())]).await;
-    let p = &j.local.shard;
-    let m = &j.mirrors;
-    let h = &m.members[j.member].1;
     let prog = &health.disks[j.disk].heal;
+    let tally = Tally {
+        removed: &prog.records_removed,
+        rebuilt: &prog.versions_rebuilt,
+        bytes: &prog.bytes_rebuilt,
+        verified: &prog.records_verified,
+    };
+    mend_key(&j.local, &j.mirrors, Target::Member(j.member), table, key, &tally, throttle, &|e| fail(j, health, e)).await
+}
+
+/// What mending a record counts into: a heal's progress, or the scrub
+/// repair's counters.
+pub(crate) struct Tally<'a> {
+    pub removed: &'a AtomicU64,
+    pub rebuilt: &'a AtomicU64,
+    pub bytes: &'a AtomicU64,
+    pub verified: &'a AtomicU64,
+}
+
+/// Which shard of a lane a record is mended on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Target {
+    Primary,
+    /// Index in `Mirrors::members`.
+    Member(usize),
+}
+
+/// Mends one key on `target`, under the key's transaction lock on the
+/// primary: its record is verified against the primary's (read back
+/// whole), else rebuilt (striped pieces decoded from the other members
+/// and coded again, plain extents and inline bodies copied from the
+/// primary), committed with the primary's meta and summary, and read back
+/// and verified. A member's record the primary lacks is removed. Ok(true)
+/// when the record is verified; `on_write_err` maps a failed write to the
+/// target (a healer takes the disk out of service).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn mend_key(
+    local: &Rc<LocalShard>,
+    m: &Mirrors,
+    target: Target,
+    table: u8,
+    key: &[u8],
+    tally: &Tally<'_>,
+    throttle: &mut Throttle,
+    on_write_err: &dyn Fn(IoError) -> IoError,
+) -> Result<bool, IoError> {
+    let _lock = local.lock(vec![(table, key.to_vec())]).await;
+    let p = &local.shard;
+    let (h, pos) = match target {
+        Target::Primary => (p, m.primary_position()),
+        Target::Member(i) => (&m.members[i].1, m.members[i].0 % m.set_disks()),
+    };
     let Some(pr) = p.load(table, key).await? else {
-        if h.get(table, key).is_some() {
-            h.commit(vec![Mutation::Delete { table, key: key.to_vec() }]).await.map_err(|e| fail(j, health, e))?;
-            prog.records_removed.fetch_add(1, Relaxed);
+        if matches!(target, Target::Member(_)) && h.get(table, key).is_some() {
+            h.commit(vec![Mutation::Delete { table, key: key.to_vec() }]).await.map_err(on_write_err)?;
+            tally.removed.fetch_add(1, Relaxed);
         }
         return Ok(true);
     };
     if let Ok(Some(hr)) = h.load(table, key).await {
-        if verify(p, h, m, j.member, &pr, &hr, throttle).await? {
-            prog.records_verified.fetch_add(1, Relaxed);
+        if verify(p, h, m, pos, &pr, &hr, throttle).await? {
+            tally.verified.fetch_add(1, Relaxed);
             return Ok(true);
         }
     }
     // Rebuild: the record with its pieces as handles over every member.
     let Some(form) = crate::stripes_io::load(p, table, key).await? else { return Ok(true) };
-    let pos = m.members[j.member].0 % m.set_disks();
     let body = match (&pr.body, &form.body) {
         (Body::Inline(d), _) => Body::Inline(d.clone()),
         (Body::Extents(raw), Body::Extents(handles)) if raw.len() == handles.len() => {
@@ -399,8 +446,8 @@ async fn heal_key(j: &Job, health: &DiskHealth, table: u8, key: &[u8], throttle:
                 let n = bytes.len() as u64;
                 let mut b = DataBuf::new(bytes.len().max(1));
                 b.extend_from_slice(&bytes);
-                out.push(h.write_data(b).await.map_err(|e| fail(j, health, e))?);
-                prog.bytes_rebuilt.fetch_add(n, Relaxed);
+                out.push(h.write_data(b).await.map_err(on_write_err)?);
+                tally.bytes.fetch_add(n, Relaxed);
                 throttle.spend(n).await;
             }
             Body::Extents(out)
@@ -409,13 +456,22 @@ async fn heal_key(j: &Job, health: &DiskHealth, table: u8, key: &[u8], throttle:
     };
     h.commit(vec![Mutation::Put { table, key: key.to_vec(), summary: pr.summary.clone(), meta: pr.meta.clone(), body }])
         .await
-        .map_err(|e| fail(j, health, e))?;
-    prog.versions_rebuilt.fetch_add(1, Relaxed);
-    // Written is not there: read it back.
+        .map_err(on_write_err)?;
+    tally.rebuilt.fetch_add(1, Relaxed);
+    tracing::debug!(table, key = %key.escape_ascii(), ?target, "record rebuilt");
+    // Written is not there: read it back (the primary's own record was
+    // just replaced: read it again as the reference).
+    let pr = match target {
+        Target::Primary => match p.load(table, key).await? {
+            Some(x) => x,
+            None => return Ok(false),
+        },
+        Target::Member(_) => pr,
+    };
     let Some(hr) = h.load(table, key).await? else { return Ok(false) };
-    let good = verify(p, h, m, j.member, &pr, &hr, throttle).await?;
+    let good = verify(p, h, m, pos, &pr, &hr, throttle).await?;
     if good {
-        prog.records_verified.fetch_add(1, Relaxed);
+        tally.verified.fetch_add(1, Relaxed);
     }
     Ok(good)
 }
@@ -423,7 +479,7 @@ async fn heal_key(j: &Job, health: &DiskHealth, table: u8, key: &[u8], throttle:
 /// Whether the member's record `hr` is the primary's `pr`, whole: the
 /// same meta and summary, the same inline body, every block of each
 /// striped piece good for the member's position, plain copies equal.
-async fn verify(p: &Shard, h: &Shard, m: &Mirrors, member: usize, pr: &Stored, hr: &Stored, throttle: &mut Throttle) -> Result<bool, IoError> {
+async fn verify(p: &Shard, h: &Shard, m: &Mirrors, pos: usize, pr: &Stored, hr: &Stored, throttle: &mut Throttle) -> Result<bool, IoError> {
     if hr.meta != pr.meta || hr.summary != pr.summary {
         return Ok(false);
     }
@@ -443,7 +499,8 @@ async fn verify(p: &Shard, h: &Shard, m: &Mirrors, member: usize, pr: &Stored, h
             PieceInfo::Striped { len, tag, rot } => {
                 let Some(params) = env.as_ref().and_then(Envelope::params) else { return Ok(false) };
                 let n = params.total_blocks();
-                let b = block_at(m.members[member].0 % n, rot, n);
+                debug_assert_eq!(n, m.set_disks());
+                let b = block_at(pos, rot, n);
                 let stripes = params.stripe_count(len);
                 let end = stripes.checked_sub(1).map_or(0, |t| block_range(&params, len, t).end);
                 if he.len != end {

@@ -17,6 +17,7 @@ pub mod config;
 pub mod config_file;
 pub mod conn;
 pub mod console;
+pub mod ec_scrub;
 pub mod fsck;
 pub mod heal;
 pub mod heal_state;

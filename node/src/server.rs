@@ -636,10 +636,12 @@ impl Reactor {
         }
         monoio::spawn(shards::serve(self.rx, local.clone()));
         if let Some(l) = lanes {
+            let rate = shared.config.heal_bytes_per_sec / shared.config.threads.max(1) as u64;
+            let rate = rate.max(u64::from(shared.config.heal_bytes_per_sec > 0));
             if l.health.disks.iter().any(|d| d.heal.is_healing()) {
-                let rate = shared.config.heal_bytes_per_sec / shared.config.threads.max(1) as u64;
-                monoio::spawn(crate::heal::run(l.health.clone(), local.clone(), rate.max(u64::from(shared.config.heal_bytes_per_sec > 0))));
+                monoio::spawn(crate::heal::run(l.health.clone(), local.clone(), rate));
             }
+            monoio::spawn(crate::ec_scrub::run(l.health.clone(), local.clone(), rate));
         }
         let md5_pool = tessera_proto::md5x::Md5Pool::with_kernel(md5_kernel());
         monoio::spawn(publish_shard_stats(shared.clone(), local.clone(), self.core, cache, md5_pool.clone()));

@@ -128,6 +128,18 @@ pub struct EcCounters {
     pub unreadable_stripes: AtomicU64,
     /// Block streams rebuilt and rewritten by read repair.
     pub repaired_blocks: AtomicU64,
+    /// Scrub repair (`ec_scrub`): lane passes run after the scrubber found
+    /// damage, records verified on every member, records rebuilt and
+    /// their bytes, member records the primary lacks removed, records
+    /// that could not be mended.
+    pub scrub_passes: AtomicU64,
+    /// Lane repair passes running now (a gauge).
+    pub scrub_running: AtomicU64,
+    pub scrub_verified: AtomicU64,
+    pub scrub_rebuilt: AtomicU64,
+    pub scrub_rebuilt_bytes: AtomicU64,
+    pub scrub_removed: AtomicU64,
+    pub scrub_failures: AtomicU64,
 }
 
 impl EcCounters {
@@ -138,8 +150,16 @@ impl EcCounters {
             ("tessera_ec_degraded_stripes_total", "Erasure stripes decoded with parity (a data block missing, failed or corrupt).", &self.degraded_stripes),
             ("tessera_ec_unreadable_stripes_total", "Erasure stripes read with fewer than k good blocks (the read failed).", &self.unreadable_stripes),
             ("tessera_ec_repaired_blocks_total", "Erasure block streams rebuilt and rewritten by read repair.", &self.repaired_blocks),
+            ("tessera_ec_scrub_passes_total", "Lane repair passes run because the scrubber found damage on the lane's disks.", &self.scrub_passes),
+            ("tessera_ec_scrub_running_passes", "Lane repair passes running now (a gauge).", &self.scrub_running),
+            ("tessera_ec_scrub_verified_records_total", "Records verified whole on a lane member by scrub repair passes.", &self.scrub_verified),
+            ("tessera_ec_scrub_rebuilt_records_total", "Records rebuilt on a lane member by scrub repair passes.", &self.scrub_rebuilt),
+            ("tessera_ec_scrub_rebuilt_bytes_total", "Body bytes written by scrub repair passes.", &self.scrub_rebuilt_bytes),
+            ("tessera_ec_scrub_removed_records_total", "Member records their lane's primary lacks, removed by scrub repair passes.", &self.scrub_removed),
+            ("tessera_ec_scrub_failures_total", "Records scrub repair passes could not verify or rebuild.", &self.scrub_failures),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+            let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", v.load(Ordering::Relaxed));
         }
     }
 }

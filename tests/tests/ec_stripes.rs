@@ -120,7 +120,6 @@ async fn flipped_bits_read_back_right_and_are_repaired() {
     // with the repaired dir and one other only (k = 2 of 4).
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     server.stop();
-    // Not dir 0: node.key lives there only (see ec_disks.rs).
     take_away(&dirs[1]);
     take_away(&dirs[3]);
     server.start_again();
@@ -166,4 +165,65 @@ async fn below_k_good_blocks_never_gives_wrong_bytes() {
     // The object's metadata is intact.
     let head = ok(s3.head_object().bucket("stripes").key("big").send().await, "head");
     assert_eq!(head.content_length(), Some(body.len() as i64));
+}
+
+/// Parity blocks no read touches, damaged on every dir: the io scrubber
+/// finds them (a restart seals the segments they are in), the lanes'
+/// scrub repair rebuilds them, and then any two dirs serve every object,
+/// the first dir taken away included.
+#[tokio::test(flavor = "multi_thread")]
+async fn damaged_parity_is_found_by_the_scrub_and_rebuilt() {
+    let mut server = Server::start_with(erasure_opts());
+    let dirs = server.data_dirs().to_vec();
+    let s3 = server.client();
+    ok(s3.create_bucket().bucket("stripes").send().await, "bucket");
+    let bodies: Vec<Vec<u8>> = (0..6).map(|i| random_bytes(if i == 0 { 3 * MIB + 9 } else { 200 * KIB + i }, 40 + i as u64)).collect();
+    for (i, b) in bodies.iter().enumerate() {
+        ok(s3.put_object().bucket("stripes").key(format!("o{i}")).body(bytestream(b)).send().await, "put");
+    }
+    put_inline_everywhere(&s3).await;
+    server.stop();
+    let flipped: usize = dirs.iter().map(|d| flip_blocks(d, 2..4)).sum();
+    // Two parity streams per object: 4 stripes' worth for the big one.
+    assert!(flipped >= 2 * bodies.len(), "only {flipped} parity blocks found");
+
+    server.start_again();
+    // Done when every shard's scrubber finished a pass, the repairs
+    // rebuilt at least the damaged streams, none runs, and two polls
+    // later still none runs and nothing more was rebuilt.
+    let start = std::time::Instant::now();
+    let settled = |m: &std::collections::HashMap<String, f64>| {
+        let passes: Vec<f64> = m.iter().filter(|(k, _)| k.starts_with("tessera_shard_scrub_passes_total{")).map(|(_, v)| *v).collect();
+        let scrubbed = !passes.is_empty() && passes.iter().all(|v| *v >= 1.0);
+        assert_eq!(metric_total(m, "tessera_ec_scrub_failures_total"), 0.0, "scrub repair failures");
+        let rebuilt = metric_total(m, "tessera_ec_scrub_rebuilt_records_total") as usize;
+        (scrubbed && rebuilt >= 2 * bodies.len() && metric_total(m, "tessera_ec_scrub_running_passes") == 0.0).then_some(rebuilt)
+    };
+    loop {
+        let m = server.scrape_metrics();
+        if let Some(rebuilt) = settled(&m) {
+            std::thread::sleep(std::time::Duration::from_millis(4500));
+            let again = server.scrape_metrics();
+            if settled(&again) == Some(rebuilt) {
+                // No read ran: this was the scrub, not read repair.
+                assert_eq!(metric_total(&again, "tessera_ec_repaired_blocks_total"), 0.0);
+                assert!(metric_total(&again, "tessera_ec_scrub_passes_total") >= 1.0);
+                break;
+            }
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(90), "scrub repair did not settle: {m:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Only dirs 2 and 3 left (k = 2): every object needs the blocks they
+    // hold, parity ones included.
+    server.stop();
+    take_away(&dirs[0]);
+    take_away(&dirs[1]);
+    server.start_again();
+    let s3 = server.client();
+    for (i, b) in bodies.iter().enumerate() {
+        assert!(get_all(&s3, &format!("o{i}")).await == *b, "o{i} with two dirs gone");
+    }
+    let m = server.scrape_metrics();
+    assert_eq!(metric_total(&m, "tessera_ec_unreadable_stripes_total"), 0.0);
 }
