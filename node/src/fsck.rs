@@ -96,12 +96,12 @@ pub fn run(dirs: &[PathBuf], repair: bool) -> Result<FsckReport, String> {
             return Err(format!("{} is not a formatted tessera data dir (no {})", d.display(), layout::FORMAT_FILE));
         }
     }
+    if dirs.iter().any(|d| crate::sets::format_version_of(d) == Some(crate::sets::FORMAT_V2)) {
+        return crate::fsck_sets::run(dirs, repair);
+    }
     let _locks = layout::lock_data_dirs(dirs).map_err(|e| e.to_string())?;
     let layout = layout::open_existing(dirs).map_err(|e| e.to_string())?;
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .map_err(|e| format!("cannot build runtime: {e}"))?;
+    let mut rt = runtime()?;
     let mut shards = Vec::new();
     for (id, dir) in layout.shard_dirs.iter().enumerate() {
         let report = rt
@@ -109,13 +109,35 @@ pub fn run(dirs: &[PathBuf], repair: bool) -> Result<FsckReport, String> {
             .map_err(|e| format!("shard {id} ({}): {e}", dir.display()))?;
         shards.push(report);
     }
+    let registry: Vec<&ShardReport> = layout.meta_shards.iter().map(|&m| &shards[m as usize]).collect();
+    let data: Vec<&ShardReport> = shards.iter().collect();
+    let (problems, notes, buckets, objects) = node_level(&registry, &data);
+    Ok(FsckReport { shards, problems, notes, buckets, objects })
+}
+
+/// The runtime the shard checks run on.
+pub(crate) type CheckRuntime =
+    monoio::FusionRuntime<monoio::time::TimeDriver<monoio::IoUringDriver>, monoio::time::TimeDriver<monoio::LegacyDriver>>;
+
+pub(crate) fn runtime() -> Result<CheckRuntime, String> {
+    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .map_err(|e| format!("cannot build runtime: {e}"))
+}
+
+/// The node-level checks: the registry copies (`registry`: the shards
+/// holding one each) agree, and every record of `data` (each logical
+/// shard once) belongs to a registered bucket. (problems, notes, buckets,
+/// objects).
+pub(crate) fn node_level(registry: &[&ShardReport], data: &[&ShardReport]) -> (Vec<String>, Vec<String>, usize, u64) {
     let mut problems = Vec::new();
     let mut notes = Vec::new();
 
     // The registry copies: one per data dir, in its first shard.
     let mut copies: Vec<(u32, BTreeMap<Vec<u8>, Vec<u8>>, BTreeMap<Vec<u8>, Vec<u8>>)> = Vec::new();
-    for &m in &layout.meta_shards {
-        let s = &shards[m as usize];
+    for s in registry {
+        let m = s.shard;
         let buckets: BTreeMap<_, _> = s.entries(T_BUCKETS).into_iter().collect();
         let stamps: BTreeMap<_, _> = s
             .entries(T_META_STAMPS)
@@ -168,7 +190,7 @@ pub fn run(dirs: &[PathBuf], repair: bool) -> Result<FsckReport, String> {
     // Orphans: records of buckets the registry does not know.
     let mut objects = 0u64;
     let mut orphans: BTreeMap<(u64, &str), u64> = BTreeMap::new();
-    for s in &shards {
+    for s in data {
         for (table, what) in BUCKET_TABLES {
             for (prefix, n) in s.count_by_prefix(table, 8) {
                 let id = match <[u8; 8]>::try_from(prefix.as_slice()) {
@@ -191,5 +213,5 @@ pub fn run(dirs: &[PathBuf], repair: bool) -> Result<FsckReport, String> {
     for ((id, what), n) in orphans {
         problems.push(format!("{n} {what} belong to bucket id {id:#018x}, which no registry copy knows"));
     }
-    Ok(FsckReport { shards, problems, notes, buckets: registry.len(), objects })
+    (problems, notes, registry.len(), objects)
 }

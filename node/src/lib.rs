@@ -19,6 +19,7 @@ pub mod conn;
 pub mod console;
 pub mod ec_scrub;
 pub mod fsck;
+pub mod fsck_sets;
 pub mod heal;
 pub mod heal_state;
 pub mod hotcache;

@@ -26,6 +26,12 @@ pub const ID_BYTES: usize = 16;
 
 pub type DiskId = [u8; ID_BYTES];
 
+/// The format version `dir`'s format file names, if it is readable.
+pub fn format_version_of(dir: &std::path::Path) -> Option<u32> {
+    let text = std::fs::read_to_string(dir.join(crate::layout::FORMAT_FILE)).ok()?;
+    text.lines().next()?.strip_prefix("tessera-format ")?.trim().parse().ok()
+}
+
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SetsError {
     #[error("malformed format 2 file: {0}")]

@@ -185,12 +185,6 @@ pub struct LaneLayout {
     pub health: Arc<DiskHealth>,
 }
 
-/// The format version a dir's format file names, if it is readable.
-fn format_version(dir: &Path) -> Option<u32> {
-    let text = std::fs::read_to_string(dir.join(FORMAT_FILE)).ok()?;
-    let first = text.lines().next()?;
-    first.strip_prefix("tessera-format ")?.trim().parse().ok()
-}
 
 /// Locks and opens the data dirs for the server: format 1 exactly as
 /// before; format 2 when any dir has it, or when `erasure` (the parity,
@@ -200,7 +194,7 @@ pub fn open_for_server(
     shards_per_disk: u32,
     erasure: Option<Option<usize>>,
 ) -> Result<(Vec<DirLock>, Layout), LayoutError> {
-    let v2 = dirs.iter().any(|d| format_version(d) == Some(FORMAT_V2));
+    let v2 = dirs.iter().any(|d| crate::sets::format_version_of(d) == Some(FORMAT_V2));
     if !v2 {
         let Some(parity) = erasure else {
             let locks = layout::lock_data_dirs(dirs)?;
@@ -281,7 +275,7 @@ fn format_fresh(dirs: &[PathBuf], shards_per_disk: u32, parity: Option<usize>) -
     Ok(())
 }
 
-fn read_stale(dir: &Path) -> Result<BTreeSet<DiskId>, LayoutError> {
+pub(crate) fn read_stale(dir: &Path) -> Result<BTreeSet<DiskId>, LayoutError> {
     use std::io::Read;
     let path = dir.join(STALE_FILE);
     let io = |source| LayoutError::Io { path: path.display().to_string(), source };
