@@ -2,17 +2,12 @@
 
 use std::sync::Arc;
 
-use tessera_policy::Kind;
-
-use super::users::{
-    attachable, attached_xml, check_name, check_path, edit_attached, encode_doc, named_user, names_xml, parse_doc,
-    user_fields,
-};
+use super::users::{attachable, attached_xml, check_name, check_path, edit_attached, named_user, user_fields};
+use super::inline::{self, Holder};
 use super::xml::Out;
 use super::{new_id, page, Call};
 use crate::iam::model::{
-    self, policy_chars, IamGroup, MAX_GROUPS_PER_ACCOUNT, MAX_GROUPS_PER_USER, MAX_GROUP_INLINE_CHARS, MAX_NAME_BYTES,
-    MAX_POLICY_NAME_BYTES,
+    self, IamGroup, MAX_GROUPS_PER_ACCOUNT, MAX_GROUPS_PER_USER, MAX_NAME_BYTES,
 };
 use crate::iam::store::IamState;
 use crate::iam::IamError;
@@ -247,9 +242,7 @@ fn groups_for_user(c: &Call<'_>) -> Result<Out, IamError> {
 async fn put_group_policy(c: &Call<'_>) -> Result<Out, IamError> {
     let st = c.state();
     let g = named_group(c, &st)?;
-    let name = c.required("PolicyName")?.to_string();
-    check_name(&name, "policyName", MAX_POLICY_NAME_BYTES)?;
-    let doc = parse_doc(c.required("PolicyDocument")?, Kind::Identity, MAX_GROUP_INLINE_CHARS)?;
+    let (name, doc) = inline::put_args(c, Holder::Group)?;
     c.authorize("iam:PutGroupPolicy", &g.arn())?;
     c.not_self(is_member(c, &g))?;
     let (account, gname) = (g.account.clone(), g.name.clone());
@@ -258,12 +251,7 @@ async fn put_group_policy(c: &Call<'_>) -> Result<Out, IamError> {
         .iam
         .update(&c.ctx.shards, |t| {
             let mut g = IamGroup::clone(t.state.group(&account, &gname).ok_or_else(|| no_such_group(&gname))?);
-            g.inline.retain(|(n, _)| *n != name);
-            g.inline.push((name, doc));
-            let total: usize = g.inline.iter().map(|(_, d)| policy_chars(&d.text)).sum();
-            if total > MAX_GROUP_INLINE_CHARS {
-                return Err(IamError::limit_exceeded(format!("Maximum policy size of {MAX_GROUP_INLINE_CHARS} bytes exceeded for group {gname}")));
-            }
+            inline::put(&mut g.inline, Holder::Group, &gname, name, doc)?;
             t.put_group(g);
             Ok(())
         })
@@ -276,14 +264,7 @@ fn get_group_policy(c: &Call<'_>) -> Result<Out, IamError> {
     let g = named_group(c, &st)?;
     let name = c.required("PolicyName")?;
     c.authorize("iam:GetGroupPolicy", &g.arn())?;
-    let (_, doc) = g
-        .inline
-        .iter()
-        .find(|(n, _)| n == name)
-        .ok_or_else(|| IamError::no_such_entity(format!("The group policy with name {name} cannot be found.")))?;
-    let mut o = Out::default();
-    o.elem("GroupName", &g.name).elem("PolicyName", name).elem("PolicyDocument", &encode_doc(&doc.text));
-    Ok(o)
+    inline::get(&g.inline, Holder::Group, &g.name, name)
 }
 
 async fn delete_group_policy(c: &Call<'_>) -> Result<Out, IamError> {
@@ -298,11 +279,7 @@ async fn delete_group_policy(c: &Call<'_>) -> Result<Out, IamError> {
         .iam
         .update(&c.ctx.shards, |t| {
             let mut g = IamGroup::clone(t.state.group(&account, &gname).ok_or_else(|| no_such_group(&gname))?);
-            let before = g.inline.len();
-            g.inline.retain(|(n, _)| *n != name);
-            if g.inline.len() == before {
-                return Err(IamError::no_such_entity(format!("The group policy with name {name} cannot be found.")));
-            }
+            inline::remove(&mut g.inline, Holder::Group, &name)?;
             t.put_group(g);
             Ok(())
         })
@@ -314,11 +291,7 @@ fn list_group_policies(c: &Call<'_>) -> Result<Out, IamError> {
     let st = c.state();
     let g = named_group(c, &st)?;
     c.authorize("iam:ListGroupPolicies", &g.arn())?;
-    let mut names: Vec<String> = g.inline.iter().map(|(n, _)| n.clone()).collect();
-    names.sort();
-    let mut o = Out::default();
-    names_xml(&mut o, "PolicyNames", names, c)?;
-    Ok(o)
+    inline::list(&g.inline, c)
 }
 
 async fn attach_group_policy(c: &Call<'_>, attach: bool) -> Result<Out, IamError> {

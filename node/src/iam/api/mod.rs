@@ -7,6 +7,7 @@
 //! policies that apply to itself.
 
 mod groups;
+mod inline;
 mod policies;
 mod roles;
 mod users;

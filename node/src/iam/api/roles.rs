@@ -6,14 +6,15 @@ use std::sync::Arc;
 use tessera_policy::Kind;
 
 use super::users::{
-    attachable, attached_xml, check_name, check_path, edit_attached, encode_doc, members, names_xml, parse_doc,
+    attachable, attached_xml, check_name, check_path, edit_attached, encode_doc, members, parse_doc,
     tag_params, tags_xml,
 };
+use super::inline::{self, Holder};
 use super::xml::Out;
 use super::{new_id, page, Call};
 use crate::iam::model::{
-    self, policy_chars, IamRole, DEFAULT_MAX_SESSION_SECS, MAX_DESCRIPTION_BYTES, MAX_MAX_SESSION_SECS,
-    MAX_NAME_BYTES, MAX_POLICY_NAME_BYTES, MAX_ROLES_PER_ACCOUNT, MAX_ROLE_INLINE_CHARS, MAX_TAGS,
+    self, IamRole, DEFAULT_MAX_SESSION_SECS, MAX_DESCRIPTION_BYTES, MAX_MAX_SESSION_SECS,
+    MAX_NAME_BYTES, MAX_ROLES_PER_ACCOUNT, MAX_TAGS,
     MAX_TRUST_POLICY_CHARS, MIN_SESSION_SECS,
 };
 use crate::iam::store::IamState;
@@ -257,21 +258,11 @@ fn list_roles(c: &Call<'_>) -> Result<Out, IamError> {
 async fn put_role_policy(c: &Call<'_>) -> Result<Out, IamError> {
     let st = c.state();
     let r = named_role(c, &st)?;
-    let name = c.required("PolicyName")?.to_string();
-    check_name(&name, "policyName", MAX_POLICY_NAME_BYTES)?;
-    let doc = parse_doc(c.required("PolicyDocument")?, Kind::Identity, MAX_ROLE_INLINE_CHARS)?;
+    let (name, doc) = inline::put_args(c, Holder::Role)?;
     c.authorize("iam:PutRolePolicy", &r.arn())?;
     c.not_self(is_self(c, &r))?;
     let rname = r.name.clone();
-    edit_role(c, &r, |r, _| {
-        r.inline.retain(|(n, _)| *n != name);
-        r.inline.push((name, doc));
-        let total: usize = r.inline.iter().map(|(_, d)| policy_chars(&d.text)).sum();
-        if total > MAX_ROLE_INLINE_CHARS {
-            return Err(IamError::limit_exceeded(format!("Maximum policy size of {MAX_ROLE_INLINE_CHARS} bytes exceeded for role {rname}")));
-        }
-        Ok(())
-    })
+    edit_role(c, &r, |r, _| inline::put(&mut r.inline, Holder::Role, &rname, name, doc))
     .await?;
     Ok(Out::default())
 }
@@ -281,14 +272,7 @@ fn get_role_policy(c: &Call<'_>) -> Result<Out, IamError> {
     let r = named_role(c, &st)?;
     let name = c.required("PolicyName")?;
     c.authorize("iam:GetRolePolicy", &r.arn())?;
-    let (_, doc) = r
-        .inline
-        .iter()
-        .find(|(n, _)| n == name)
-        .ok_or_else(|| IamError::no_such_entity(format!("The role policy with name {name} cannot be found.")))?;
-    let mut o = Out::default();
-    o.elem("RoleName", &r.name).elem("PolicyName", name).elem("PolicyDocument", &encode_doc(&doc.text));
-    Ok(o)
+    inline::get(&r.inline, Holder::Role, &r.name, name)
 }
 
 async fn delete_role_policy(c: &Call<'_>) -> Result<Out, IamError> {
@@ -297,14 +281,7 @@ async fn delete_role_policy(c: &Call<'_>) -> Result<Out, IamError> {
     let name = c.required("PolicyName")?.to_string();
     c.authorize("iam:DeleteRolePolicy", &r.arn())?;
     c.not_self(is_self(c, &r))?;
-    edit_role(c, &r, |r, _| {
-        let before = r.inline.len();
-        r.inline.retain(|(n, _)| *n != name);
-        if r.inline.len() == before {
-            return Err(IamError::no_such_entity(format!("The role policy with name {name} cannot be found.")));
-        }
-        Ok(())
-    })
+    edit_role(c, &r, |r, _| inline::remove(&mut r.inline, Holder::Role, &name))
     .await?;
     Ok(Out::default())
 }
@@ -313,11 +290,7 @@ fn list_role_policies(c: &Call<'_>) -> Result<Out, IamError> {
     let st = c.state();
     let r = named_role(c, &st)?;
     c.authorize("iam:ListRolePolicies", &r.arn())?;
-    let mut names: Vec<String> = r.inline.iter().map(|(n, _)| n.clone()).collect();
-    names.sort();
-    let mut o = Out::default();
-    names_xml(&mut o, "PolicyNames", names, c)?;
-    Ok(o)
+    inline::list(&r.inline, c)
 }
 
 async fn attach_role_policy(c: &Call<'_>, attach: bool) -> Result<Out, IamError> {

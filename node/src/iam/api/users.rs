@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use tessera_policy::{Kind, SubjectKind};
 
+use super::inline::{self, Holder};
 use super::xml::Out;
 use super::{new_id, page, random_token, Call, ID_ALPHABET, SECRET_ALPHABET};
 use crate::iam::model::{
     self, policy_chars, root_arn, valid_name, valid_path, AccessKey, Doc, IamUser, MAX_ATTACHED_POLICIES,
-    MAX_KEYS_PER_USER, MAX_NAME_BYTES, MAX_POLICY_NAME_BYTES, MAX_TAGS, MAX_USERS_PER_ACCOUNT,
-    MAX_USER_INLINE_CHARS,
+    MAX_KEYS_PER_USER, MAX_NAME_BYTES, MAX_TAGS, MAX_USERS_PER_ACCOUNT,
 };
 use crate::iam::store::IamState;
 use crate::iam::IamError;
@@ -467,9 +467,7 @@ fn get_access_key_last_used(c: &Call<'_>) -> Result<Out, IamError> {
 async fn put_user_policy(c: &Call<'_>) -> Result<Out, IamError> {
     let st = c.state();
     let u = named_user(c, &st)?;
-    let name = c.required("PolicyName")?.to_string();
-    check_name(&name, "policyName", MAX_POLICY_NAME_BYTES)?;
-    let doc = parse_doc(c.required("PolicyDocument")?, Kind::Identity, MAX_USER_INLINE_CHARS)?;
+    let (name, doc) = inline::put_args(c, Holder::User)?;
     c.authorize("iam:PutUserPolicy", &u.arn())?;
     c.not_self(is_self(c, &u))?;
     let (account, uname) = (u.account.clone(), u.name.clone());
@@ -478,12 +476,7 @@ async fn put_user_policy(c: &Call<'_>) -> Result<Out, IamError> {
         .iam
         .update(&c.ctx.shards, |t| {
             let mut u = IamUser::clone(t.state.user(&account, &uname).ok_or_else(|| no_such_user(&uname))?);
-            u.inline.retain(|(n, _)| *n != name);
-            u.inline.push((name, doc));
-            let total: usize = u.inline.iter().map(|(_, d)| policy_chars(&d.text)).sum();
-            if total > MAX_USER_INLINE_CHARS {
-                return Err(IamError::limit_exceeded(format!("Maximum policy size of {MAX_USER_INLINE_CHARS} bytes exceeded for user {uname}")));
-            }
+            inline::put(&mut u.inline, Holder::User, &uname, name, doc)?;
             t.put_user(u);
             Ok(())
         })
@@ -496,14 +489,7 @@ fn get_user_policy(c: &Call<'_>) -> Result<Out, IamError> {
     let u = named_user(c, &st)?;
     let name = c.required("PolicyName")?;
     c.authorize("iam:GetUserPolicy", &u.arn())?;
-    let (_, doc) = u
-        .inline
-        .iter()
-        .find(|(n, _)| n == name)
-        .ok_or_else(|| IamError::no_such_entity(format!("The user policy with name {name} cannot be found.")))?;
-    let mut o = Out::default();
-    o.elem("UserName", &u.name).elem("PolicyName", name).elem("PolicyDocument", &encode_doc(&doc.text));
-    Ok(o)
+    inline::get(&u.inline, Holder::User, &u.name, name)
 }
 
 async fn delete_user_policy(c: &Call<'_>) -> Result<Out, IamError> {
@@ -518,11 +504,7 @@ async fn delete_user_policy(c: &Call<'_>) -> Result<Out, IamError> {
         .iam
         .update(&c.ctx.shards, |t| {
             let mut u = IamUser::clone(t.state.user(&account, &uname).ok_or_else(|| no_such_user(&uname))?);
-            let before = u.inline.len();
-            u.inline.retain(|(n, _)| *n != name);
-            if u.inline.len() == before {
-                return Err(IamError::no_such_entity(format!("The user policy with name {name} cannot be found.")));
-            }
+            inline::remove(&mut u.inline, Holder::User, &name)?;
             t.put_user(u);
             Ok(())
         })
@@ -545,11 +527,7 @@ fn list_user_policies(c: &Call<'_>) -> Result<Out, IamError> {
     let st = c.state();
     let u = named_user(c, &st)?;
     c.authorize("iam:ListUserPolicies", &u.arn())?;
-    let mut names: Vec<String> = u.inline.iter().map(|(n, _)| n.clone()).collect();
-    names.sort();
-    let mut o = Out::default();
-    names_xml(&mut o, "PolicyNames", names, c)?;
-    Ok(o)
+    inline::list(&u.inline, c)
 }
 
 /// Checks that `arn` names an attachable policy.
