@@ -1,0 +1,163 @@
+//! Canonicalization: the canonical URI, query and headers, the canonical request
+//! and the string to sign (S3's rules: the path is decoded once, never normalized).
+
+use std::borrow::Cow;
+
+use percent_encoding::{percent_decode, percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use ring::digest;
+
+use super::ALGORITHM;
+use crate::headers::Headers;
+
+/// Every byte but the unreserved ones is encoded (RFC 3986, as S3 canonicalizes).
+pub(super) const STRICT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+/// As `STRICT`, keeping the path separators.
+pub(super) const STRICT_PATH: &AsciiSet = &STRICT.remove(b'/');
+
+/// S3's canonical URI: the wire path decoded once and re-encoded with the strict
+/// rule (`/` kept). `%20` stays `%20`, a raw `+` becomes `%2B`, a raw space `%20`.
+pub fn canonical_uri(raw_path: &str) -> String {
+    if raw_path.is_empty() {
+        return "/".to_string();
+    }
+    let bytes: Cow<'_, [u8]> = percent_decode(raw_path.as_bytes()).into();
+    percent_encode(&bytes, STRICT_PATH).to_string()
+}
+
+/// Decodes a query component: `%XX` only (`+` is a literal plus); invalid UTF-8 is
+/// replaced, which can only make a signature fail.
+pub(crate) fn decode_component(raw: &str) -> Cow<'_, str> {
+    percent_decode(raw.as_bytes()).decode_utf8_lossy()
+}
+
+/// Splits a raw query into decoded `(name, value)` pairs, in order; a parameter
+/// without `=` has an empty value. Empty segments (`a=1&&b=2`) are skipped.
+pub(crate) fn parse_query(raw_query: &str) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+    raw_query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((n, v)) => (decode_component(n), decode_component(v)),
+            None => (decode_component(p), Cow::Borrowed("")),
+        })
+        .collect()
+}
+
+/// The canonical query string: parameters decoded, re-encoded strictly, sorted by
+/// name then value. With `drop_signature`, `X-Amz-Signature` is left out (presigned).
+pub fn canonical_query(raw_query: &str, drop_signature: bool) -> String {
+    let mut pairs: Vec<(String, String)> = raw_query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| {
+            let (n, v) = p.split_once('=').unwrap_or((p, ""));
+            let name: Cow<'_, [u8]> = percent_decode(n.as_bytes()).into();
+            if drop_signature && name.as_ref() == b"X-Amz-Signature" {
+                return None;
+            }
+            let value: Cow<'_, [u8]> = percent_decode(v.as_bytes()).into();
+            Some((percent_encode(&name, STRICT).to_string(), percent_encode(&value, STRICT).to_string()))
+        })
+        .collect();
+    pairs.sort_unstable();
+    let mut out = String::with_capacity(raw_query.len() + 16);
+    for (i, (n, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(n);
+        out.push('=');
+        out.push_str(v);
+    }
+    out
+}
+
+/// A header value as SigV4 canonicalizes it: trimmed, inner runs of spaces collapsed
+/// to one. Only spaces, as S3 does (tabs are kept).
+fn push_trimmed_value(out: &mut String, value: &str) {
+    let mut previous_space = false;
+    for c in value.trim_matches(' ').chars() {
+        if c == ' ' {
+            if !previous_space {
+                out.push(' ');
+            }
+            previous_space = true;
+        } else {
+            out.push(c);
+            previous_space = false;
+        }
+    }
+}
+
+/// The canonical headers block: `name:value\n` for each signed header, in the order
+/// given; repeated headers are joined with `,`. An absent header has an empty value.
+pub fn canonical_headers(headers: &Headers, signed_headers: &[&str]) -> String {
+    let mut out = String::with_capacity(signed_headers.len() * 48);
+    push_canonical_headers(&mut out, headers, signed_headers);
+    out
+}
+
+fn push_canonical_headers(out: &mut String, headers: &Headers, signed_headers: &[&str]) {
+    for name in signed_headers {
+        let lower: Cow<'_, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(name)
+        };
+        out.push_str(&lower);
+        out.push(':');
+        for (i, value) in headers.get_all(&lower).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_trimmed_value(out, value);
+        }
+        out.push('\n');
+    }
+}
+
+/// The canonical request from already-canonical URI and query.
+pub fn canonical_request(
+    method: &str,
+    canonical_uri: &str,
+    canonical_query: &str,
+    headers: &Headers,
+    signed_headers: &[&str],
+    payload_hash: &str,
+) -> String {
+    // Built in one buffer (no `format!`, no temporaries): every signed request.
+    let mut out = String::with_capacity(
+        method.len() + canonical_uri.len() + canonical_query.len() + payload_hash.len() + signed_headers.len() * 64 + 8,
+    );
+    out.push_str(method);
+    out.push('\n');
+    out.push_str(canonical_uri);
+    out.push('\n');
+    out.push_str(canonical_query);
+    out.push('\n');
+    push_canonical_headers(&mut out, headers, signed_headers);
+    out.push('\n');
+    for (i, name) in signed_headers.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        out.push_str(name);
+    }
+    out.push('\n');
+    out.push_str(payload_hash);
+    out
+}
+
+/// `AWS4-HMAC-SHA256\n<amz date>\n<scope>\n<hex sha256 of the canonical request>`.
+pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
+    let hash = digest::digest(&digest::SHA256, canonical_request.as_bytes());
+    let mut out = String::with_capacity(ALGORITHM.len() + amz_date.len() + scope.len() + 3 + 64);
+    out.push_str(ALGORITHM);
+    out.push('\n');
+    out.push_str(amz_date);
+    out.push('\n');
+    out.push_str(scope);
+    out.push('\n');
+    crate::checksum::push_hex_lower(&mut out, hash.as_ref());
+    out
+}
