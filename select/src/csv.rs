@@ -81,6 +81,22 @@ impl CsvBatch {
         src.get((s & !IN_EXTRA) as usize..(e & !IN_EXTRA) as usize).map(Some)
     }
 
+    /// How many fields record `r` has.
+    #[inline]
+    pub fn field_count(&self, r: usize) -> usize {
+        self.field_range(r).len()
+    }
+
+    /// The fields of record `r`, for a batch whose fields are valid
+    /// (`fields_valid`; a field that isn't reads as empty).
+    #[inline]
+    pub fn record_fields<'a>(&'a self, texts: (&'a str, &'a str), r: usize) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields[self.field_range(r)].iter().map(move |&(s, e)| {
+            let src = if s & IN_EXTRA != 0 { texts.1 } else { texts.0 };
+            src.get((s & !IN_EXTRA) as usize..(e & !IN_EXTRA) as usize).unwrap_or("")
+        })
+    }
+
     /// Whether `record` succeeds for every record in `rows` (each field
     /// starts and ends on a character boundary).
     pub fn fields_valid(&self, texts: (&str, &str), rows: std::ops::Range<usize>) -> bool {

@@ -11,7 +11,7 @@ use crate::ast::Query;
 use crate::csv::{CsvBatch, CsvTokenizer};
 use crate::decompress::Decoder;
 use crate::error::{err, Code, Result};
-use crate::ast::{Field, PathStep};
+use crate::ast::{Expr, Field, PathStep};
 use crate::eval::{eval, json_path, keeps, Env, Row};
 use crate::eventstream::Counters;
 use crate::json::{from_path, JsonBatch, JsonSplitter};
@@ -33,6 +33,14 @@ pub enum Step {
     Continue,
     /// The scan is over; the output is complete.
     Done,
+}
+
+/// Where the values of an output record come from (`Sink::cells`).
+pub(crate) enum Cells {
+    /// Every column of the record, named as `Sink::star_names`.
+    Star,
+    /// Named columns of the record (None: MISSING).
+    Columns(Vec<(String, Option<usize>)>),
 }
 
 /// Evaluation and output, apart from the reader so both can be borrowed.
@@ -85,13 +93,72 @@ impl Sink {
     }
 
     /// The rows of a batch of `n` the WHERE clause keeps, by the vectorised
-    /// kernels; None when the batch must run row by row (`row`): no
-    /// kernel for this filter, or a row the kernels can't answer alike.
+    /// kernels (all of them without a WHERE clause); false when the batch
+    /// must run row by row (`row`): no kernel for this filter, or a row the
+    /// kernels can't answer alike.
     pub(crate) fn select<B: Batch + ?Sized>(&self, b: &B, n: usize, kept: &mut Vec<u32>) -> bool {
         match &self.vector {
             Some(p) => crate::vector::select(p, b, n, kept).is_ok(),
+            None if self.plan.as_ref().is_some_and(|p| p.filter.is_none()) && crate::vector::enabled() => {
+                kept.clear();
+                kept.extend(0..n as u32);
+                true
+            }
             None => false,
         }
+    }
+
+    /// The output's values when each is a plain input column, so kept rows
+    /// can be written straight from the input (`emit_cells`): `SELECT *`,
+    /// or a list of columns, without aggregates. Only where the kernels
+    /// are on: the row path stays the reference.
+    pub(crate) fn cells(&self) -> Option<Cells> {
+        let plan = self.plan.as_ref()?;
+        if !plan.aggs.is_empty() || !crate::vector::enabled() {
+            return None;
+        }
+        match &plan.output {
+            Output::Star => Some(Cells::Star),
+            Output::Items(items) => items
+                .iter()
+                .map(|(n, e)| match e {
+                    Expr::Field(Field::Column(i, rest)) if rest.is_empty() => Some((n.clone(), Some(*i))),
+                    Expr::Field(Field::Missing) => Some((n.clone(), None)),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(Cells::Columns),
+        }
+    }
+
+    pub(crate) fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// How many more records LIMIT lets through.
+    pub(crate) fn room(&self) -> usize {
+        match self.plan.as_ref().and_then(|p| p.limit) {
+            Some(l) => usize::try_from(l.saturating_sub(self.emitted)).unwrap_or(usize::MAX),
+            None => usize::MAX,
+        }
+    }
+
+    /// Writes `n` kept records at once with `write` (at most `room`):
+    /// what `emit_cells` does for each. `false` once LIMIT is reached.
+    pub(crate) fn emit_many(&mut self, n: usize, write: impl FnOnce(&Writer, &mut Vec<u8>)) -> bool {
+        write(&self.writer, &mut self.out);
+        self.emitted += n as u64;
+        self.plan.as_ref().is_none_or(|p| p.limit.is_none_or(|l| self.emitted < l))
+    }
+
+    /// Writes one kept record with `write` (`Writer::begin`/`item`/`end`);
+    /// what `emit` does for a record of `cells`. `Ok(false)` once LIMIT is
+    /// reached.
+    #[inline]
+    pub(crate) fn emit_cells(&mut self, write: impl FnOnce(&Writer, &mut Vec<u8>, &[String]) -> Result<()>) -> Result<bool> {
+        write(&self.writer, &mut self.out, &self.star_names)?;
+        self.emitted += 1;
+        Ok(self.plan.as_ref().is_none_or(|p| p.limit.is_none_or(|l| self.emitted < l)))
     }
 
     /// Handles a record the WHERE clause keeps; `Ok(false)` once LIMIT is
@@ -498,6 +565,9 @@ fn csv_rows<'a>(
         }
     };
     if vector {
+        if let Some(cells) = sink.cells() {
+            return csv_cells(sink, &cells, batch, texts, rows.start, &kept);
+        }
         for &k in &kept {
             if !visit(sink, rows.start + k as usize, true)? {
                 return Ok(false);
@@ -508,6 +578,51 @@ fn csv_rows<'a>(
             if !visit(sink, r, false)? {
                 return Ok(false);
             }
+        }
+    }
+    Ok(true)
+}
+
+/// Writes the kept records `first + kept[..]` of a batch whose output
+/// values are plain fields (`Sink::cells`) from the field ranges, without
+/// building the record: the bytes `visit` + `emit` write. The batch's
+/// fields are known to be valid (`fields_valid`).
+fn csv_cells(sink: &mut Sink, cells: &Cells, batch: &CsvBatch, texts: (&str, &str), first: usize, kept: &[u32]) -> Result<bool> {
+    for &k in kept {
+        let r = first + k as usize;
+        let more = match cells {
+            Cells::Star => {
+                let n = batch.field_count(r);
+                if sink.star_names.len() < n {
+                    let have = sink.star_names.len();
+                    sink.star_names.extend((have..n).map(|i| format!("_{}", i + 1)));
+                }
+                sink.emit_cells(|w, out, names| {
+                    let mut first = true;
+                    w.begin(out);
+                    for (i, f) in batch.record_fields(texts, r).enumerate() {
+                        w.item(out, &mut first, &names[i], &Value::str(f));
+                    }
+                    w.end(out);
+                    Ok(())
+                })?
+            }
+            Cells::Columns(cols) => sink.emit_cells(|w, out, _| {
+                let mut first = true;
+                w.begin(out);
+                for (name, i) in cols {
+                    let v = match i.and_then(|i| batch.field(texts, r, i)) {
+                        Some(Some(f)) => Value::str(f),
+                        _ => Value::Missing,
+                    };
+                    w.item(out, &mut first, name, &v);
+                }
+                w.end(out);
+                Ok(())
+            })?,
+        };
+        if !more {
+            return Ok(false);
         }
     }
     Ok(true)

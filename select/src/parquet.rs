@@ -19,7 +19,7 @@ use parquet::file::statistics::Statistics;
 use parquet::DecodeResult;
 
 use crate::ast::{BinOp, Expr, Field, Query};
-use crate::engine::Sink;
+use crate::engine::{Cells, Sink};
 use crate::error::{err, Code, Result, SelectError};
 use crate::eval::Row;
 use crate::eventstream::Counters;
@@ -201,6 +201,9 @@ impl ParquetScan {
         // row, kept or not: such batches keep the row path.
         let fallible = cols.iter().any(|(_, c)| matches!(c, Col::Bin(_)));
         if !fallible && self.sink.select(&ColView { cols: &cols }, n, &mut kept) {
+            if let Some(cells) = self.sink.cells() {
+                return write_cells(&mut self.sink, &cells, &cols, self.width, &kept);
+            }
             for &r in &kept {
                 for (i, c) in &cols {
                     row[*i] = c.value(r as usize)?;
@@ -221,6 +224,43 @@ impl ParquetScan {
         }
         Ok(true)
     }
+}
+
+/// Writes the kept rows of a batch whose output values are plain columns
+/// (`Sink::cells`) straight from the arrow columns: the bytes the row path
+/// (`Row::Values` of the row's columns, then `emit`) writes, without
+/// building the row.
+fn write_cells(sink: &mut Sink, cells: &Cells, cols: &[(usize, Col<'_>)], width: usize, kept: &[u32]) -> Result<bool> {
+    // The row path's `row[i]` is the last column bound to `i` (MISSING if none).
+    let source = |i: usize| cols.iter().rposition(|(c, _)| *c == i);
+    let out: Vec<(String, Option<usize>)> = match cells {
+        Cells::Star => (0..width).map(|i| (sink.star_names.get(i).cloned().unwrap_or_default(), source(i))).collect(),
+        Cells::Columns(items) => items.iter().map(|(n, i)| (n.clone(), i.filter(|&i| i < width).and_then(source))).collect(),
+    };
+    // Rows past LIMIT are not written.
+    let kept = &kept[..kept.len().min(sink.room())];
+    if let Some(more) = crate::columnar::write(sink, &out, cols, kept) {
+        return Ok(more);
+    }
+    for &r in kept {
+        let more = sink.emit_cells(|w, buf, _| {
+            let mut first = true;
+            w.begin(buf);
+            for (name, c) in &out {
+                let v = match c {
+                    Some(c) => cols[*c].1.value(r as usize)?,
+                    None => Value::Missing,
+                };
+                w.item(buf, &mut first, name, &v);
+            }
+            w.end(buf);
+            Ok(())
+        })?;
+        if !more {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Decoded arrow columns as the kernels see them.
@@ -264,7 +304,7 @@ fn need(ranges: Vec<Range<u64>>) -> Result<PStep> {
 }
 
 /// An arrow column, typed once per batch.
-enum Col<'a> {
+pub(crate) enum Col<'a> {
     Bool(&'a arrow_array::BooleanArray),
     I8(&'a arrow_array::Int8Array),
     I16(&'a arrow_array::Int16Array),
@@ -324,7 +364,7 @@ impl<'a> Col<'a> {
         })
     }
 
-    fn value(&self, r: usize) -> Result<Value<'a>> {
+    pub(crate) fn value(&self, r: usize) -> Result<Value<'a>> {
         let arr: &dyn Array = match self {
             Col::Bool(a) => *a,
             Col::I8(a) => *a,
