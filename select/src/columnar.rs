@@ -88,6 +88,8 @@ pub(crate) fn write(sink: &mut Sink, out: &[(String, Option<usize>)], cols: &[(u
             }
         }
     }
+    #[cfg(test)]
+    WRITTEN.with(|c| c.set(c.get() + 1));
     let names: Vec<&str> = parts.iter().map(|(n, _)| *n).collect();
     Some(sink.emit_many(kept.len(), |w, buf| {
         let (head, seps, tail) = w.shape(&names);
@@ -109,4 +111,11 @@ pub(crate) fn write(sink: &mut Sink, out: &[(String, Option<usize>)], cols: &[(u
             buf.extend_from_slice(&tail);
         }
     }))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Batches written by columns, or CSV ones from their field ranges
+    /// (tests check the paths are taken).
+    pub(crate) static WRITTEN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }

@@ -588,6 +588,8 @@ fn csv_rows<'a>(
 /// building the record: the bytes `visit` + `emit` write. The batch's
 /// fields are known to be valid (`fields_valid`).
 fn csv_cells(sink: &mut Sink, cells: &Cells, batch: &CsvBatch, texts: (&str, &str), first: usize, kept: &[u32]) -> Result<bool> {
+    #[cfg(test)]
+    crate::columnar::WRITTEN.with(|c| c.set(c.get() + 1));
     for &k in kept {
         let r = first + k as usize;
         let more = match cells {
