@@ -4,11 +4,13 @@
 //! rendered in one typed loop (no per-row `Value`s, no per-cell dispatch),
 //! then the records are laid out from those texts and the constant parts
 //! between them (`Writer::shape`). The texts are those of `Writer::value`,
-//! so the bytes are the row path's (`vector_tests` checks it).
+//! so the bytes are the row path's (`vector_tests` checks it). Kept CSV
+//! records are written from their field ranges (`csv_cells`).
 
 use arrow_array::Array;
 
-use crate::engine::Sink;
+use crate::csv::CsvBatch;
+use crate::engine::{Cells, Sink};
 use crate::error::Result;
 use crate::output::Writer;
 use crate::parquet::Col;
@@ -111,6 +113,73 @@ pub(crate) fn write(sink: &mut Sink, out: &[(String, Option<usize>)], cols: &[(u
             buf.extend_from_slice(&tail);
         }
     }))
+}
+
+/// Writes the kept records `first + kept[..]` of a batch whose output
+/// values are plain fields (`Sink::cells`) from the field ranges, without
+/// building the record: the bytes `visit` + `emit` write. The batch's
+/// fields are known to be valid (`fields_valid`). `SELECT *` to CSV with
+/// the input's field delimiter copies a record's text whole where no field
+/// needs quotes (`Writer::verbatim`): the same bytes, one copy.
+pub(crate) fn csv_cells(
+    sink: &mut Sink,
+    cells: &Cells,
+    batch: &CsvBatch,
+    texts: (&str, &str),
+    first: usize,
+    kept: &[u32],
+    delim: u8,
+) -> Result<bool> {
+    #[cfg(test)]
+    WRITTEN.with(|c| c.set(c.get() + 1));
+    let verbatim = if matches!(cells, Cells::Star) { sink.writer().verbatim(delim) } else { None };
+    let data = texts.0.as_bytes();
+    for &k in kept {
+        let r = first + k as usize;
+        let span = verbatim.as_ref().and_then(|v| batch.verbatim(r).filter(|s| v.plain(&data[s.clone()])));
+        let more = match cells {
+            Cells::Star if span.is_some() => {
+                let span = span.unwrap_or_default();
+                sink.emit_many(1, |w, out| {
+                    out.extend_from_slice(&data[span]);
+                    w.end(out);
+                })
+            }
+            Cells::Star => {
+                let n = batch.field_count(r);
+                if sink.star_names.len() < n {
+                    let have = sink.star_names.len();
+                    sink.star_names.extend((have..n).map(|i| format!("_{}", i + 1)));
+                }
+                sink.emit_cells(|w, out, names| {
+                    let mut first = true;
+                    w.begin(out);
+                    for (i, f) in batch.record_fields(texts, r).enumerate() {
+                        w.item(out, &mut first, &names[i], &Value::str(f));
+                    }
+                    w.end(out);
+                    Ok(())
+                })?
+            }
+            Cells::Columns(cols) => sink.emit_cells(|w, out, _| {
+                let mut first = true;
+                w.begin(out);
+                for (name, i) in cols {
+                    let v = match i.and_then(|i| batch.field(texts, r, i)) {
+                        Some(Some(f)) => Value::str(f),
+                        _ => Value::Missing,
+                    };
+                    w.item(out, &mut first, name, &v);
+                }
+                w.end(out);
+                Ok(())
+            })?,
+        };
+        if !more {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

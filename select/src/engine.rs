@@ -70,6 +70,10 @@ impl Sink {
         std::mem::take(&mut self.out)
     }
 
+    pub(crate) fn out_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
     pub(crate) fn out_len(&self) -> usize {
         self.out.len()
     }
@@ -359,6 +363,15 @@ impl Engine {
         out
     }
 
+    /// Hands the output records produced so far to `f` and drops them,
+    /// keeping the buffer for the next ones (`take_output` without a new
+    /// allocation per flush).
+    pub fn drain_output(&mut self, f: impl FnOnce(&[u8])) {
+        self.counters.returned += self.sink.out.len() as u64;
+        f(&self.sink.out);
+        self.sink.out.clear();
+    }
+
     pub fn step(&mut self) -> Result<Step> {
         if self.done {
             return Ok(Step::Done);
@@ -477,7 +490,7 @@ impl Engine {
                 // Records from the end of a scan range on are not ours.
                 let cut = (first..n).find(|&r| batch.offset(r) >= end);
                 let rows = first..cut.unwrap_or(n);
-                if !csv_rows(&mut self.sink, batch, texts, rows, &mut fields)? || cut.is_some() {
+                if !csv_rows(&mut self.sink, batch, texts, rows, &mut fields, tok.field_delimiter())? || cut.is_some() {
                     self.done = true;
                     return Ok(());
                 }
@@ -540,6 +553,7 @@ fn csv_rows<'a>(
     texts: (&'a str, &'a str),
     rows: Range<usize>,
     fields: &mut Vec<&'a str>,
+    delim: u8,
 ) -> Result<bool> {
     if rows.is_empty() {
         return Ok(true);
@@ -566,7 +580,7 @@ fn csv_rows<'a>(
     };
     if vector {
         if let Some(cells) = sink.cells() {
-            return csv_cells(sink, &cells, batch, texts, rows.start, &kept);
+            return crate::columnar::csv_cells(sink, &cells, batch, texts, rows.start, &kept, delim);
         }
         for &k in &kept {
             if !visit(sink, rows.start + k as usize, true)? {
@@ -578,53 +592,6 @@ fn csv_rows<'a>(
             if !visit(sink, r, false)? {
                 return Ok(false);
             }
-        }
-    }
-    Ok(true)
-}
-
-/// Writes the kept records `first + kept[..]` of a batch whose output
-/// values are plain fields (`Sink::cells`) from the field ranges, without
-/// building the record: the bytes `visit` + `emit` write. The batch's
-/// fields are known to be valid (`fields_valid`).
-fn csv_cells(sink: &mut Sink, cells: &Cells, batch: &CsvBatch, texts: (&str, &str), first: usize, kept: &[u32]) -> Result<bool> {
-    #[cfg(test)]
-    crate::columnar::WRITTEN.with(|c| c.set(c.get() + 1));
-    for &k in kept {
-        let r = first + k as usize;
-        let more = match cells {
-            Cells::Star => {
-                let n = batch.field_count(r);
-                if sink.star_names.len() < n {
-                    let have = sink.star_names.len();
-                    sink.star_names.extend((have..n).map(|i| format!("_{}", i + 1)));
-                }
-                sink.emit_cells(|w, out, names| {
-                    let mut first = true;
-                    w.begin(out);
-                    for (i, f) in batch.record_fields(texts, r).enumerate() {
-                        w.item(out, &mut first, &names[i], &Value::str(f));
-                    }
-                    w.end(out);
-                    Ok(())
-                })?
-            }
-            Cells::Columns(cols) => sink.emit_cells(|w, out, _| {
-                let mut first = true;
-                w.begin(out);
-                for (name, i) in cols {
-                    let v = match i.and_then(|i| batch.field(texts, r, i)) {
-                        Some(Some(f)) => Value::str(f),
-                        _ => Value::Missing,
-                    };
-                    w.item(out, &mut first, name, &v);
-                }
-                w.end(out);
-                Ok(())
-            })?,
-        };
-        if !more {
-            return Ok(false);
         }
     }
     Ok(true)

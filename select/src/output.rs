@@ -150,6 +150,20 @@ impl Writer {
         }
     }
 
+    /// For `SELECT *` of CSV input whose field delimiter is `delim`: the
+    /// check that a record's text (fields and delimiters as they came) is
+    /// what `record` writes for its fields, less the record delimiter —
+    /// when output is CSV with the same field delimiter, quoted as needed.
+    pub fn verbatim(&self, delim: u8) -> Option<Verbatim> {
+        let OutputFormat::Csv(c) = &self.format else { return None };
+        if c.quote_fields != QuoteFields::AsNeeded || c.field_delimiter.as_bytes() != [delim] || self.wide_specials {
+            return None;
+        }
+        // A field never holds the delimiter; any other special means quotes.
+        let others: Vec<u8> = (0..128u8).filter(|&b| self.ascii_specials[b as usize] && b != delim).collect();
+        Some(Verbatim { others })
+    }
+
     /// The constant bytes of records whose values are all present and
     /// named `names`, in order: `head`, then before each value its
     /// separator (and name), then `tail` — with `value`s between, the bytes
@@ -264,6 +278,25 @@ impl Writer {
             out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
         }
         out.extend_from_slice(c.quote.encode_utf8(&mut buf).as_bytes());
+    }
+}
+
+/// `Writer::verbatim`: the specials a record's text may not contain.
+pub struct Verbatim {
+    others: Vec<u8>,
+}
+
+impl Verbatim {
+    /// Whether no field of a record whose text is `span` needs quotes.
+    #[inline]
+    pub fn plain(&self, span: &[u8]) -> bool {
+        match self.others[..] {
+            [] => true,
+            [a] => memchr::memchr(a, span).is_none(),
+            [a, b] => memchr::memchr2(a, b, span).is_none(),
+            [a, b, c] => memchr::memchr3(a, b, c, span).is_none(),
+            _ => !span.iter().any(|b| self.others.contains(b)),
+        }
     }
 }
 

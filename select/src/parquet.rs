@@ -96,6 +96,14 @@ impl ParquetScan {
         out
     }
 
+    /// `Engine::drain_output`.
+    pub fn drain_output(&mut self, f: impl FnOnce(&[u8])) {
+        let out = self.sink.out_mut();
+        self.counters.returned += out.len() as u64;
+        f(out);
+        out.clear();
+    }
+
     /// The bytes of `ranges`, as asked for by the last `NeedData`.
     pub fn push(&mut self, ranges: Vec<Range<u64>>, data: Vec<Vec<u8>>) -> Result<()> {
         let n: u64 = data.iter().map(|d| d.len() as u64).sum();

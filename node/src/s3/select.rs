@@ -303,12 +303,16 @@ impl SelectStream {
     }
 
     fn flush_records(&mut self) {
-        let out = match &mut self.scan {
-            Scan::Text(e) => e.take_output(),
-            Scan::Parquet(p) => p.take_output(),
+        let frames = &mut self.frames;
+        let frame = |out: &[u8]| {
+            if !out.is_empty() {
+                eventstream::records(frames, out);
+            }
         };
-        if !out.is_empty() {
-            eventstream::records(&mut self.frames, &out);
+        // The scan keeps its output buffer: no new one per flush.
+        match &mut self.scan {
+            Scan::Text(e) => e.drain_output(frame),
+            Scan::Parquet(p) => p.drain_output(frame),
         }
     }
 

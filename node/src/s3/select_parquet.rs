@@ -21,8 +21,8 @@ impl ParquetScan {
         self.inner.counters()
     }
 
-    pub fn take_output(&mut self) -> Vec<u8> {
-        self.inner.take_output()
+    pub fn drain_output(&mut self, f: impl FnOnce(&[u8])) {
+        self.inner.drain_output(f)
     }
 
     pub fn pending_output(&self) -> usize {
