@@ -61,6 +61,9 @@ pub struct ParquetScan {
     pub row_groups_read: usize,
     pub row_groups_skipped: usize,
     width: usize,
+    /// Per row group still to decode, in order: the byte ranges of its
+    /// projected column chunks (`next_group_ranges`).
+    planned: std::collections::VecDeque<Vec<Range<u64>>>,
 }
 
 impl ParquetScan {
@@ -79,6 +82,7 @@ impl ParquetScan {
             row_groups_read: 0,
             row_groups_skipped: 0,
             width: 0,
+            planned: Default::default(),
         })
     }
 
@@ -102,6 +106,27 @@ impl ParquetScan {
         self.counters.returned += out.len() as u64;
         f(out);
         out.clear();
+    }
+
+    /// Takes the byte ranges of the next row group the decoder will read
+    /// (its projected column chunks), so a caller can read them ahead of
+    /// the `NeedData` that asks for them and `push` them then.
+    pub fn next_group_ranges(&mut self) -> Option<Vec<Range<u64>>> {
+        self.planned.pop_front()
+    }
+
+    /// Drops the next planned row group when `ranges` (just read on a
+    /// `NeedData`) are its column chunks.
+    pub fn read_planned(&mut self, ranges: &[Range<u64>]) {
+        let same = |p: &Vec<Range<u64>>| {
+            let (mut a, mut b) = (p.clone(), ranges.to_vec());
+            a.sort_by_key(|r| r.start);
+            b.sort_by_key(|r| r.start);
+            a == b
+        };
+        if self.planned.front().is_some_and(same) {
+            self.planned.pop_front();
+        }
     }
 
     /// The bytes of `ranges`, as asked for by the last `NeedData`.
@@ -174,6 +199,12 @@ impl ParquetScan {
             }
         }
         self.row_groups_read = groups.len();
+        let schema = meta.file_metadata().schema_descr();
+        for &g in &groups {
+            let rg = meta.row_group(g);
+            let chunks = (0..schema.num_columns()).filter(|&l| columns.contains(&schema.get_column_root_idx(l)));
+            self.planned.push_back(chunks.map(|l| rg.column(l).byte_range()).map(|(s, n)| s..s + n).collect());
+        }
         self.sink.star_names = names;
         let mask = ProjectionMask::roots(meta.file_metadata().schema_descr(), columns);
         let dec = ParquetPushDecoderBuilder::new_with_metadata(arrow)
@@ -611,6 +642,42 @@ mod tests {
         }
         out.extend(s.take_output());
         Ok((String::from_utf8(out).unwrap(), s.row_groups_read, s.row_groups_skipped))
+    }
+
+    #[test]
+    fn planned_ranges_are_those_asked_for() {
+        // What `next_group_ranges` names is what the decoder then asks
+        // for, group by group, so the node's read-ahead is never wasted.
+        let data = file(10_000, 1000);
+        let params = SelectParams {
+            expression: "SELECT s.id, s.name FROM S3Object s WHERE s.id >= 2500".into(),
+            input: InputFormat::Parquet,
+            compression: Compression::None,
+            output: OutputFormat::Json { record_delimiter: "\n".into() },
+            scan_range: None,
+            progress: false,
+        };
+        let mut s = ParquetScan::new(&params, data.len() as u64, Ts::parse("2020-01-01T00:00Z").unwrap()).unwrap();
+        let mut matched = 0;
+        loop {
+            match s.step().unwrap() {
+                PStep::NeedData(r) => {
+                    if let State::Data(_) = s.state {
+                        let mut want = s.next_group_ranges().unwrap();
+                        let mut got = r.clone();
+                        want.sort_by_key(|r| r.start);
+                        got.sort_by_key(|r| r.start);
+                        assert_eq!(got, want);
+                        matched += 1;
+                    }
+                    let d = r.iter().map(|r| data[r.start as usize..r.end as usize].to_vec()).collect();
+                    s.push(r, d).unwrap();
+                }
+                PStep::Continue => {}
+                PStep::Done => break,
+            }
+        }
+        assert_eq!((matched, s.row_groups_read, s.planned.len()), (8, 8, 0));
     }
 
     #[test]

@@ -226,6 +226,18 @@ impl Source {
         }
     }
 
+    /// Reads `ranges` of the object in a task of its own (read-ahead).
+    pub fn spawn_read_ranges(&self, ranges: Vec<Range<u64>>) -> monoio::task::JoinHandle<Result<Vec<Vec<u8>>, IoError>> {
+        let src = Source { ctx: self.ctx.clone(), shard: self.shard, body: self.body.clone() };
+        monoio::spawn(async move {
+            let mut out = Vec::with_capacity(ranges.len());
+            for r in ranges {
+                out.push(src.read(r).await?);
+            }
+            Ok(out)
+        })
+    }
+
     fn pieces(&self, range: Range<u64>) -> Vec<Range<u64>> {
         let mut out = Vec::new();
         let mut s = range.start;
