@@ -300,7 +300,7 @@ fn json_matches_row_path() {
 /// Floats whose text takes every path of `write_float`: integral, shortest
 /// digits by ryu or by `core::fmt` (exact ties, long texts), NaN, infinities.
 const FLOATS: &[f64] = &[
-    0.0, -0.0, 1.0, -2.5, 0.1, 1.0 / 3.0, 142.71428571428572, 227732005842964.125, 1e15, 1e16, 1e21, 1.5e-5, 1e-7, 5e-324,
+    0.0, -0.0, 1.0, -2.5, 0.1, 1.0 / 3.0, 1000.0 / 7.0, f64::from_bits(0x42e9_e3df_a9fe_0284), 1e15, 1e16, 1e21, 1.5e-5, 1e-7, 5e-324,
     f64::MAX, f64::NAN, f64::INFINITY, f64::NEG_INFINITY,
 ];
 /// Text cells with quotes, delimiters (also those of `CSV_OUTPUTS`),
