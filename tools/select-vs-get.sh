@@ -7,6 +7,8 @@
 # thread, the same code as tests/tests/select_measure.rs's GET side).
 #
 #   tools/select-vs-get.sh [MIB]       # object size in MiB of CSV (default 64)
+#   SVG_BIN=/path/to/tessera SVG_FORMATS="parquet" tools/select-vs-get.sh 64
+#                                      # another build (A/B), some formats only
 #
 # Each time is the best of 3. select GB/s = object bytes / SelectObjectContent
 # wall time (output read and discarded); GET+filter GB/s = object bytes /
@@ -16,13 +18,14 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 . "$root/tools/lib.sh"
 mib="${1:-64}"
 target="${CARGO_TARGET_DIR:-$root/target}"
-cargo build --release -q --locked --bin tessera --manifest-path "$root/Cargo.toml"
+bin="${SVG_BIN:-$target/release/tessera}"
+[ -n "${SVG_BIN:-}" ] || cargo build --release -q --locked --bin tessera --manifest-path "$root/Cargo.toml"
 cargo build --release -q --locked -p tessera-select --example getfilter --manifest-path "$root/Cargo.toml"
 work_dir select-vs-get
 port=$((40000 + RANDOM % 20000))
 key=svgkey secret=svgsecret1234567890
 NODE_ENV="TESSERA_ACCESS_KEY=$key TESSERA_SECRET_KEY=$secret" \
-  start_node node "$target/release/tessera" "$port" "http://127.0.0.1:$port/" --admin-address off --threads 1
+  start_node node "$bin" "$port" "http://127.0.0.1:$port/" --admin-address off --threads 1
 url="http://127.0.0.1:$port"
 sig=(--aws-sigv4 "aws:amz:us-east-1:s3" --user "$key:$secret" -s -S -f)
 "$target/release/examples/getfilter" gen "$WORK" "$mib"
@@ -47,7 +50,8 @@ best() { sort -g | head -1; }
 
 echo "$mib MiB of CSV rows; node --threads 1; best of 3"
 printf "%-8s %4s %9s %12s %8s %9s %16s\n" format sel select_s "select GB/s" get_s filter_s "GET+filter GB/s"
-for f in d.csv d.json d.parquet; do
+for fmt in ${SVG_FORMATS:-csv json parquet}; do
+  f="d.$fmt"
   size=$(stat -c %s "$WORK/$f")
   g=$(for _ in 1 2 3; do curl "${sig[@]}" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$url/measure/$f" -o /dev/null -w "%{time_total}\n"; done | best)
   for limit in 1 50; do

@@ -81,6 +81,34 @@ impl CsvBatch {
         src.get((s & !IN_EXTRA) as usize..(e & !IN_EXTRA) as usize).map(Some)
     }
 
+    /// How many fields record `r` has.
+    #[inline]
+    pub fn field_count(&self, r: usize) -> usize {
+        self.field_range(r).len()
+    }
+
+    /// Where record `r`'s fields are in `data`, when they all are there
+    /// (none was quoted) and each follows the one before after a one-byte
+    /// delimiter: the record's text from its first field's start to its
+    /// last field's end, fields and delimiters as they came.
+    #[inline]
+    pub fn verbatim(&self, r: usize) -> Option<std::ops::Range<usize>> {
+        let f = &self.fields[self.field_range(r)];
+        let (&(s, _), &(_, e)) = (f.first()?, f.last()?);
+        let ok = f.iter().all(|&(s, _)| s & IN_EXTRA == 0) && f.windows(2).all(|w| w[1].0 == w[0].1 + 1);
+        ok.then_some(s as usize..e as usize)
+    }
+
+    /// The fields of record `r`, for a batch whose fields are valid
+    /// (`fields_valid`; a field that isn't reads as empty).
+    #[inline]
+    pub fn record_fields<'a>(&'a self, texts: (&'a str, &'a str), r: usize) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields[self.field_range(r)].iter().map(move |&(s, e)| {
+            let src = if s & IN_EXTRA != 0 { texts.1 } else { texts.0 };
+            src.get((s & !IN_EXTRA) as usize..(e & !IN_EXTRA) as usize).unwrap_or("")
+        })
+    }
+
     /// Whether `record` succeeds for every record in `rows` (each field
     /// starts and ends on a character boundary).
     pub fn fields_valid(&self, texts: (&str, &str), rows: std::ops::Range<usize>) -> bool {
@@ -128,6 +156,10 @@ impl CsvTokenizer {
     pub fn new(opts: CsvInput, start_offset: u64) -> CsvTokenizer {
         let strip_cr = opts.record_delimiter == b"\n";
         CsvTokenizer { opts, pending: Vec::new(), offset: start_offset, strip_cr }
+    }
+
+    pub fn field_delimiter(&self) -> u8 {
+        self.opts.field_delimiter
     }
 
     /// Input dropped before the first record (a scan range's start).

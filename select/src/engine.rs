@@ -11,7 +11,7 @@ use crate::ast::Query;
 use crate::csv::{CsvBatch, CsvTokenizer};
 use crate::decompress::Decoder;
 use crate::error::{err, Code, Result};
-use crate::ast::{Field, PathStep};
+use crate::ast::{Expr, Field, PathStep};
 use crate::eval::{eval, json_path, keeps, Env, Row};
 use crate::eventstream::Counters;
 use crate::json::{from_path, JsonBatch, JsonSplitter};
@@ -33,6 +33,14 @@ pub enum Step {
     Continue,
     /// The scan is over; the output is complete.
     Done,
+}
+
+/// Where the values of an output record come from (`Sink::cells`).
+pub(crate) enum Cells {
+    /// Every column of the record, named as `Sink::star_names`.
+    Star,
+    /// Named columns of the record (None: MISSING).
+    Columns(Vec<(String, Option<usize>)>),
 }
 
 /// Evaluation and output, apart from the reader so both can be borrowed.
@@ -62,6 +70,10 @@ impl Sink {
         std::mem::take(&mut self.out)
     }
 
+    pub(crate) fn out_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
     pub(crate) fn out_len(&self) -> usize {
         self.out.len()
     }
@@ -85,13 +97,72 @@ impl Sink {
     }
 
     /// The rows of a batch of `n` the WHERE clause keeps, by the vectorised
-    /// kernels; None when the batch must run row by row (`row`): no
-    /// kernel for this filter, or a row the kernels can't answer alike.
+    /// kernels (all of them without a WHERE clause); false when the batch
+    /// must run row by row (`row`): no kernel for this filter, or a row the
+    /// kernels can't answer alike.
     pub(crate) fn select<B: Batch + ?Sized>(&self, b: &B, n: usize, kept: &mut Vec<u32>) -> bool {
         match &self.vector {
             Some(p) => crate::vector::select(p, b, n, kept).is_ok(),
+            None if self.plan.as_ref().is_some_and(|p| p.filter.is_none()) && crate::vector::enabled() => {
+                kept.clear();
+                kept.extend(0..n as u32);
+                true
+            }
             None => false,
         }
+    }
+
+    /// The output's values when each is a plain input column, so kept rows
+    /// can be written straight from the input (`emit_cells`): `SELECT *`,
+    /// or a list of columns, without aggregates. Only where the kernels
+    /// are on: the row path stays the reference.
+    pub(crate) fn cells(&self) -> Option<Cells> {
+        let plan = self.plan.as_ref()?;
+        if !plan.aggs.is_empty() || !crate::vector::enabled() {
+            return None;
+        }
+        match &plan.output {
+            Output::Star => Some(Cells::Star),
+            Output::Items(items) => items
+                .iter()
+                .map(|(n, e)| match e {
+                    Expr::Field(Field::Column(i, rest)) if rest.is_empty() => Some((n.clone(), Some(*i))),
+                    Expr::Field(Field::Missing) => Some((n.clone(), None)),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(Cells::Columns),
+        }
+    }
+
+    pub(crate) fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// How many more records LIMIT lets through.
+    pub(crate) fn room(&self) -> usize {
+        match self.plan.as_ref().and_then(|p| p.limit) {
+            Some(l) => usize::try_from(l.saturating_sub(self.emitted)).unwrap_or(usize::MAX),
+            None => usize::MAX,
+        }
+    }
+
+    /// Writes `n` kept records at once with `write` (at most `room`):
+    /// what `emit_cells` does for each. `false` once LIMIT is reached.
+    pub(crate) fn emit_many(&mut self, n: usize, write: impl FnOnce(&Writer, &mut Vec<u8>)) -> bool {
+        write(&self.writer, &mut self.out);
+        self.emitted += n as u64;
+        self.plan.as_ref().is_none_or(|p| p.limit.is_none_or(|l| self.emitted < l))
+    }
+
+    /// Writes one kept record with `write` (`Writer::begin`/`item`/`end`);
+    /// what `emit` does for a record of `cells`. `Ok(false)` once LIMIT is
+    /// reached.
+    #[inline]
+    pub(crate) fn emit_cells(&mut self, write: impl FnOnce(&Writer, &mut Vec<u8>, &[String]) -> Result<()>) -> Result<bool> {
+        write(&self.writer, &mut self.out, &self.star_names)?;
+        self.emitted += 1;
+        Ok(self.plan.as_ref().is_none_or(|p| p.limit.is_none_or(|l| self.emitted < l)))
     }
 
     /// Handles a record the WHERE clause keeps; `Ok(false)` once LIMIT is
@@ -292,6 +363,15 @@ impl Engine {
         out
     }
 
+    /// Hands the output records produced so far to `f` and drops them,
+    /// keeping the buffer for the next ones (`take_output` without a new
+    /// allocation per flush).
+    pub fn drain_output(&mut self, f: impl FnOnce(&[u8])) {
+        self.counters.returned += self.sink.out.len() as u64;
+        f(&self.sink.out);
+        self.sink.out.clear();
+    }
+
     pub fn step(&mut self) -> Result<Step> {
         if self.done {
             return Ok(Step::Done);
@@ -410,7 +490,7 @@ impl Engine {
                 // Records from the end of a scan range on are not ours.
                 let cut = (first..n).find(|&r| batch.offset(r) >= end);
                 let rows = first..cut.unwrap_or(n);
-                if !csv_rows(&mut self.sink, batch, texts, rows, &mut fields)? || cut.is_some() {
+                if !csv_rows(&mut self.sink, batch, texts, rows, &mut fields, tok.field_delimiter())? || cut.is_some() {
                     self.done = true;
                     return Ok(());
                 }
@@ -473,6 +553,7 @@ fn csv_rows<'a>(
     texts: (&'a str, &'a str),
     rows: Range<usize>,
     fields: &mut Vec<&'a str>,
+    delim: u8,
 ) -> Result<bool> {
     if rows.is_empty() {
         return Ok(true);
@@ -498,6 +579,9 @@ fn csv_rows<'a>(
         }
     };
     if vector {
+        if let Some(cells) = sink.cells() {
+            return crate::columnar::csv_cells(sink, &cells, batch, texts, rows.start, &kept, delim);
+        }
         for &k in &kept {
             if !visit(sink, rows.start + k as usize, true)? {
                 return Ok(false);

@@ -8,6 +8,7 @@
 
 pub mod agg;
 pub mod ast;
+mod columnar;
 pub mod csv;
 pub mod decompress;
 pub mod engine;

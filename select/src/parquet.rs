@@ -19,7 +19,7 @@ use parquet::file::statistics::Statistics;
 use parquet::DecodeResult;
 
 use crate::ast::{BinOp, Expr, Field, Query};
-use crate::engine::Sink;
+use crate::engine::{Cells, Sink};
 use crate::error::{err, Code, Result, SelectError};
 use crate::eval::Row;
 use crate::eventstream::Counters;
@@ -61,6 +61,9 @@ pub struct ParquetScan {
     pub row_groups_read: usize,
     pub row_groups_skipped: usize,
     width: usize,
+    /// Per row group still to decode, in order: the byte ranges of its
+    /// projected column chunks (`next_group_ranges`).
+    planned: std::collections::VecDeque<Vec<Range<u64>>>,
 }
 
 impl ParquetScan {
@@ -79,6 +82,7 @@ impl ParquetScan {
             row_groups_read: 0,
             row_groups_skipped: 0,
             width: 0,
+            planned: Default::default(),
         })
     }
 
@@ -94,6 +98,35 @@ impl ParquetScan {
         let out = self.sink.take_out();
         self.counters.returned += out.len() as u64;
         out
+    }
+
+    /// `Engine::drain_output`.
+    pub fn drain_output(&mut self, f: impl FnOnce(&[u8])) {
+        let out = self.sink.out_mut();
+        self.counters.returned += out.len() as u64;
+        f(out);
+        out.clear();
+    }
+
+    /// Takes the byte ranges of the next row group the decoder will read
+    /// (its projected column chunks), so a caller can read them ahead of
+    /// the `NeedData` that asks for them and `push` them then.
+    pub fn next_group_ranges(&mut self) -> Option<Vec<Range<u64>>> {
+        self.planned.pop_front()
+    }
+
+    /// Drops the next planned row group when `ranges` (just read on a
+    /// `NeedData`) are its column chunks.
+    pub fn read_planned(&mut self, ranges: &[Range<u64>]) {
+        let same = |p: &Vec<Range<u64>>| {
+            let (mut a, mut b) = (p.clone(), ranges.to_vec());
+            a.sort_by_key(|r| r.start);
+            b.sort_by_key(|r| r.start);
+            a == b
+        };
+        if self.planned.front().is_some_and(same) {
+            self.planned.pop_front();
+        }
     }
 
     /// The bytes of `ranges`, as asked for by the last `NeedData`.
@@ -166,6 +199,12 @@ impl ParquetScan {
             }
         }
         self.row_groups_read = groups.len();
+        let schema = meta.file_metadata().schema_descr();
+        for &g in &groups {
+            let rg = meta.row_group(g);
+            let chunks = (0..schema.num_columns()).filter(|&l| columns.contains(&schema.get_column_root_idx(l)));
+            self.planned.push_back(chunks.map(|l| rg.column(l).byte_range()).map(|(s, n)| s..s + n).collect());
+        }
         self.sink.star_names = names;
         let mask = ProjectionMask::roots(meta.file_metadata().schema_descr(), columns);
         let dec = ParquetPushDecoderBuilder::new_with_metadata(arrow)
@@ -201,6 +240,9 @@ impl ParquetScan {
         // row, kept or not: such batches keep the row path.
         let fallible = cols.iter().any(|(_, c)| matches!(c, Col::Bin(_)));
         if !fallible && self.sink.select(&ColView { cols: &cols }, n, &mut kept) {
+            if let Some(cells) = self.sink.cells() {
+                return write_cells(&mut self.sink, &cells, &cols, self.width, &kept);
+            }
             for &r in &kept {
                 for (i, c) in &cols {
                     row[*i] = c.value(r as usize)?;
@@ -221,6 +263,43 @@ impl ParquetScan {
         }
         Ok(true)
     }
+}
+
+/// Writes the kept rows of a batch whose output values are plain columns
+/// (`Sink::cells`) straight from the arrow columns: the bytes the row path
+/// (`Row::Values` of the row's columns, then `emit`) writes, without
+/// building the row.
+fn write_cells(sink: &mut Sink, cells: &Cells, cols: &[(usize, Col<'_>)], width: usize, kept: &[u32]) -> Result<bool> {
+    // The row path's `row[i]` is the last column bound to `i` (MISSING if none).
+    let source = |i: usize| cols.iter().rposition(|(c, _)| *c == i);
+    let out: Vec<(String, Option<usize>)> = match cells {
+        Cells::Star => (0..width).map(|i| (sink.star_names.get(i).cloned().unwrap_or_default(), source(i))).collect(),
+        Cells::Columns(items) => items.iter().map(|(n, i)| (n.clone(), i.filter(|&i| i < width).and_then(source))).collect(),
+    };
+    // Rows past LIMIT are not written.
+    let kept = &kept[..kept.len().min(sink.room())];
+    if let Some(more) = crate::columnar::write(sink, &out, cols, kept) {
+        return Ok(more);
+    }
+    for &r in kept {
+        let more = sink.emit_cells(|w, buf, _| {
+            let mut first = true;
+            w.begin(buf);
+            for (name, c) in &out {
+                let v = match c {
+                    Some(c) => cols[*c].1.value(r as usize)?,
+                    None => Value::Missing,
+                };
+                w.item(buf, &mut first, name, &v);
+            }
+            w.end(buf);
+            Ok(())
+        })?;
+        if !more {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Decoded arrow columns as the kernels see them.
@@ -264,7 +343,7 @@ fn need(ranges: Vec<Range<u64>>) -> Result<PStep> {
 }
 
 /// An arrow column, typed once per batch.
-enum Col<'a> {
+pub(crate) enum Col<'a> {
     Bool(&'a arrow_array::BooleanArray),
     I8(&'a arrow_array::Int8Array),
     I16(&'a arrow_array::Int16Array),
@@ -324,7 +403,7 @@ impl<'a> Col<'a> {
         })
     }
 
-    fn value(&self, r: usize) -> Result<Value<'a>> {
+    pub(crate) fn value(&self, r: usize) -> Result<Value<'a>> {
         let arr: &dyn Array = match self {
             Col::Bool(a) => *a,
             Col::I8(a) => *a,
@@ -563,6 +642,42 @@ mod tests {
         }
         out.extend(s.take_output());
         Ok((String::from_utf8(out).unwrap(), s.row_groups_read, s.row_groups_skipped))
+    }
+
+    #[test]
+    fn planned_ranges_are_those_asked_for() {
+        // What `next_group_ranges` names is what the decoder then asks
+        // for, group by group, so the node's read-ahead is never wasted.
+        let data = file(10_000, 1000);
+        let params = SelectParams {
+            expression: "SELECT s.id, s.name FROM S3Object s WHERE s.id >= 2500".into(),
+            input: InputFormat::Parquet,
+            compression: Compression::None,
+            output: OutputFormat::Json { record_delimiter: "\n".into() },
+            scan_range: None,
+            progress: false,
+        };
+        let mut s = ParquetScan::new(&params, data.len() as u64, Ts::parse("2020-01-01T00:00Z").unwrap()).unwrap();
+        let mut matched = 0;
+        loop {
+            match s.step().unwrap() {
+                PStep::NeedData(r) => {
+                    if let State::Data(_) = s.state {
+                        let mut want = s.next_group_ranges().unwrap();
+                        let mut got = r.clone();
+                        want.sort_by_key(|r| r.start);
+                        got.sort_by_key(|r| r.start);
+                        assert_eq!(got, want);
+                        matched += 1;
+                    }
+                    let d = r.iter().map(|r| data[r.start as usize..r.end as usize].to_vec()).collect();
+                    s.push(r, d).unwrap();
+                }
+                PStep::Continue => {}
+                PStep::Done => break,
+            }
+        }
+        assert_eq!((matched, s.row_groups_read, s.planned.len()), (8, 8, 0));
     }
 
     #[test]

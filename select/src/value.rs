@@ -208,13 +208,10 @@ impl<'a> Value<'a> {
     }
 
     pub fn write_text(&self, out: &mut String) {
-        use std::fmt::Write;
         match self {
             Value::Missing | Value::Null => {}
             Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Value::Int(i) => {
-                let _ = write!(out, "{i}");
-            }
+            Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
             Value::Float(f) => write_float(out, *f),
             Value::Str(s) => out.push_str(s),
             Value::Ts(t) => out.push_str(&t.format()),
@@ -266,21 +263,147 @@ fn str_bool(s: &str) -> Option<bool> {
 /// Floats print as the shortest text that reads back the same; integral
 /// values keep a `.0` so they read as floats.
 pub fn write_float(out: &mut String, f: f64) {
-    use std::fmt::Write;
+    let _ = write_float_to(out, f);
+}
+
+/// Text of at most `N` bytes, written by `core::fmt` without allocating.
+pub struct StackText<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackText<N> {
+    pub fn new() -> Self {
+        StackText { buf: [0; N], len: 0 }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only whole `&str`s are copied in.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl<const N: usize> Default for StackText<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> std::fmt::Write for StackText<N> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        if end > N {
+            return Err(std::fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// `write_float` into any `fmt::Write` (a `StackText` fails on the
+/// longest texts: callers then write into a `String`).
+pub fn write_float_to(out: &mut impl std::fmt::Write, f: f64) -> std::fmt::Result {
+    if f == f.trunc() && f.abs() < 1e16 {
+        // An integer below 2^63: its digits, as `{:.1}` prints them.
+        if f == 0.0 && f.is_sign_negative() {
+            return out.write_str("-0.0");
+        }
+        out.write_str(itoa::Buffer::new().format(f as i64))?;
+        return out.write_str(".0");
+    }
+    if f.is_finite() && ryu_agrees(f) {
+        let mut b = ryu::Buffer::new();
+        let t = b.format_finite(f);
+        if !t.as_bytes().contains(&b'e') {
+            return out.write_str(t);
+        }
+    }
+    write_float_fmt(out, f)
+}
+
+/// Whether ryu's shortest digits are certainly those of `{}`. Both give the
+/// shortest text that reads back as `f`, the one closest to `f`; they differ
+/// only when two such texts of n <= 17 significant digits are equally close
+/// (ryu takes the even one), and then `f`'s exact decimal expansion has n + 1
+/// significant digits. `f` = m * 2^-k (m odd) has at least k - 5 of them
+/// when `f` >= 1e-5 (smaller values are written by `core::fmt`): with
+/// k >= 24 no tie is possible (nor a text on the rounding interval's edge,
+/// which needs k + 1 fractional bits).
+#[inline]
+fn ryu_agrees(f: f64) -> bool {
+    let bits = f.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32;
+    let mantissa = bits & ((1 << 52) - 1);
+    let (m, e) = if exp == 0 { (mantissa, 1 - 1075) } else { (mantissa | (1 << 52), exp - 1075) };
+    m != 0 && -(e + m.trailing_zeros() as i32) >= 24
+}
+
+/// `write_float_to` by `core::fmt` only: the reference.
+fn write_float_fmt(out: &mut impl std::fmt::Write, f: f64) -> std::fmt::Result {
     if f.is_nan() {
-        out.push_str("NaN");
+        out.write_str("NaN")
     } else if f.is_infinite() {
-        out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
+        out.write_str(if f > 0.0 { "Infinity" } else { "-Infinity" })
     } else if f == f.trunc() && f.abs() < 1e16 {
-        let _ = write!(out, "{f:.1}");
+        write!(out, "{f:.1}")
     } else {
-        let _ = write!(out, "{f}");
+        write!(out, "{f}")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn float_text_is_core_fmt() {
+        // ryu and itoa where they print what `core::fmt` prints, for every
+        // kind of double: random bits, short decimals, exact ties
+        // (m * 2^-k with few k), integers, halves.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut by_ryu = 0;
+        let mut check = |f: f64| {
+            by_ryu += (f.is_finite() && f != f.trunc() && ryu_agrees(f)) as usize;
+            let (mut a, mut b) = (String::new(), String::new());
+            let _ = write_float_to(&mut a, f);
+            let _ = write_float_fmt(&mut b, f);
+            assert_eq!(a, b, "{:e} ({:#x})", f, f.to_bits());
+        };
+        for f in [0.0, -0.0, 1.0, -1.0, 0.1, 1e15, 1e16, 9.999999999999998e15, 1e-5, 1e-4, 1.5e-5, 123456.789, f64::MAX, f64::MIN_POSITIVE, 5e-324, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 2.0f64.powi(53), 1.0 / 3.0, f64::from_bits(0x42e9_e3df_a9fe_0284)] {
+            check(f);
+        }
+        for i in 0..2_000_000u64 {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            let f = match i % 6 {
+                0 => f64::from_bits(r),
+                1 => (r % 2_000_000) as f64 / [7.0, 8.0, 10.0, 1000.0, 3.0][(r % 5) as usize] - 1000.0,
+                2 => (r >> 11) as f64 * 10f64.powi((r % 60) as i32 - 40),
+                3 => (r >> (r % 40)) as f64 / 2f64.powi((r % 40) as i32),
+                4 => (r >> 11) as f64 / 2f64.powi((r % 70) as i32),
+                _ => (r % 100_000) as f64 * 10f64.powi((r % 24) as i32 - 8),
+            };
+            check(f);
+            check(-f);
+        }
+        assert!(by_ryu > 1_000_000, "{by_ryu}");
+    }
+
+    #[test]
+    fn float_text_on_the_stack() {
+        for f in [0.0, -0.0, 1.5, 1e15, 1e16, 1.0 / 3.0, -2.5e-7, f64::NAN, f64::INFINITY, f64::MAX, 5e-324] {
+            let mut a = String::new();
+            write_float(&mut a, f);
+            let mut b = StackText::<40>::new();
+            match write_float_to(&mut b, f) {
+                Ok(()) => assert_eq!(b.as_str(), a),
+                Err(_) => assert!(a.len() > 40, "{a}"),
+            }
+        }
+    }
 
     #[test]
     fn compare_and_cast() {

@@ -35,7 +35,7 @@ impl Rng {
 
 const CSV_CELLS: &[&str] = &[
     "0", "1", "7", "-3", "42", "007", " 7 ", "2.5", "-0.5", "1e3", "", "abc", "ABC", "héllo", "ü", "true", "FALSE", "null",
-    "2020-01-01T", "\"a,b\"", "\"say \"\"hi\"\"\"", "99999999999999999999", "x%y", "a_c",
+    "2020-01-01T", "\"a,b\"", "\"say \"\"hi\"\"\"", "99999999999999999999", "x%y", "a_c", "it's", "5.5", "\"l\nm\"",
 ];
 const CONSTS: &[&str] = &[
     "1", "0", "-3", "7", "2.5", "'abc'", "'7'", "'héllo'", "true", "false", "NULL", "MISSING", "'2020-01-01T'", "''", "1e3",
@@ -83,11 +83,21 @@ fn query(rng: &mut Rng, cols: &[&str]) -> String {
     format!("SELECT {proj} FROM S3Object s WHERE {}{limit}", filter(rng, cols, 3))
 }
 
+/// CSV output options: the defaults, quotes always, and delimiters and
+/// quotes that numbers and text contain (so they need quoting).
+const CSV_OUTPUTS: &[CsvOutputOptions<'static>] = &[
+    CsvOutputOptions { quote_fields: None, quote_escape_character: None, record_delimiter: None, field_delimiter: None, quote_character: None },
+    CsvOutputOptions { quote_fields: Some("ALWAYS"), quote_escape_character: None, record_delimiter: None, field_delimiter: None, quote_character: None },
+    CsvOutputOptions { quote_fields: None, quote_escape_character: Some("\\"), record_delimiter: Some("5"), field_delimiter: Some("."), quote_character: Some("'") },
+    CsvOutputOptions { quote_fields: None, quote_escape_character: None, record_delimiter: Some("\r\n"), field_delimiter: Some("é"), quote_character: Some("a") },
+];
+
 fn params(sql: &str, input: InputFormat, json_out: bool) -> SelectParams {
     let output = if json_out {
         OutputFormat::Json { record_delimiter: "\n".into() }
     } else {
-        OutputFormat::Csv(CsvOutput::from_options(&CsvOutputOptions::default()).unwrap())
+        let pick = (sql.len() * 7 + sql.bytes().map(|b| b as usize).sum::<usize>()) % CSV_OUTPUTS.len();
+        OutputFormat::Csv(CsvOutput::from_options(&CSV_OUTPUTS[pick]).unwrap())
     };
     SelectParams { expression: sql.into(), input, compression: Compression::None, output, scan_range: None, progress: false }
 }
@@ -202,9 +212,14 @@ fn csv_matches_row_path() {
     let cols = ["s.a", "s.b", "s._3", "d", "s.zz", "_5"];
     let input = InputFormat::Csv(CsvInput::from_options(&CsvInputOptions { file_header_info: Some("USE"), ..Default::default() }).unwrap());
     let mut errors = 0;
-    for _ in 0..400 {
+    let cells = crate::columnar::WRITTEN.with(|c| c.get());
+    for i in 0..400 {
         let table = csv_table(&mut rng);
-        let sql = query(&mut rng, &cols);
+        let mut sql = query(&mut rng, &cols);
+        if i % 5 == 0 {
+            // No WHERE: every record kept.
+            sql = format!("SELECT {} FROM S3Object s{}", ["*", "s.a, s.zz, _5", "d, d"][rng.below(3)], [" LIMIT 3", ""][rng.below(2)]);
+        }
         let piece = [7, 64, 1000, 1 << 20][rng.below(4)];
         let p = params(&sql, input.clone(), rng.below(2) == 0);
         errors += both(&sql, || text_scan(&p, table.as_bytes(), piece)) as usize;
@@ -213,6 +228,9 @@ fn csv_matches_row_path() {
     // and the kernels answer a good share of the scans.
     assert!(errors > 10, "{errors}");
     assert!(vectorised() > 100, "{}", vectorised());
+    // Kept records were written from their field ranges.
+    let cells = crate::columnar::WRITTEN.with(|c| c.get()) - cells;
+    assert!(cells > 100, "{cells}");
 }
 
 const JSON_VALUES: &[&str] = &[
@@ -279,18 +297,36 @@ fn json_matches_row_path() {
     assert!(written > 100, "{written}");
 }
 
+/// Floats whose text takes every path of `write_float`: integral, shortest
+/// digits by ryu or by `core::fmt` (exact ties, long texts), NaN, infinities.
+const FLOATS: &[f64] = &[
+    0.0, -0.0, 1.0, -2.5, 0.1, 1.0 / 3.0, 1000.0 / 7.0, f64::from_bits(0x42e9_e3df_a9fe_0284), 1e15, 1e16, 1e21, 1.5e-5, 1e-7, 5e-324,
+    f64::MAX, f64::NAN, f64::INFINITY, f64::NEG_INFINITY,
+];
+/// Text cells with quotes, delimiters (also those of `CSV_OUTPUTS`),
+/// escapes and unicode.
+const TEXTS: &[&str] = &["", "plain", "a,b", "say \"hi\"", "l\nm", "r\rn", "it's", "x.y", "5", "é", "ü\u{1F600}", "back\\slash", "\u{1}ctl", "a\tb"];
+
 fn parquet_table(rng: &mut Rng) -> Vec<u8> {
-    use arrow_array::{BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
-    let n = rng.below(3000);
+    use arrow_array::{BooleanArray, Float64Array, Int32Array, Int64Array, LargeStringArray, RecordBatch, StringArray, TimestampMicrosecondArray};
+    let n = if rng.below(10) == 0 { 0 } else { rng.below(3000) };
     let ints: Vec<Option<i64>> = (0..n).map(|_| (rng.below(5) != 0).then(|| rng.below(20) as i64 - 5)).collect();
-    let floats: Vec<Option<f64>> = (0..n).map(|_| (rng.below(5) != 0).then(|| rng.below(100) as f64 / 8.0 - 3.0)).collect();
+    let floats: Vec<Option<f64>> = (0..n)
+        .map(|_| (rng.below(5) != 0).then(|| if rng.below(4) == 0 { *rng.pick(FLOATS) } else { rng.below(100) as f64 / 8.0 - 3.0 }))
+        .collect();
     let strs: Vec<Option<&str>> = (0..n).map(|_| (rng.below(5) != 0).then(|| *rng.pick(CSV_CELLS))).collect();
     let bools: Vec<Option<bool>> = (0..n).map(|_| (rng.below(5) != 0).then(|| rng.below(2) == 0)).collect();
+    let times: Vec<Option<i64>> = (0..n).map(|_| (rng.below(5) != 0).then(|| rng.next() as i64 % 4_000_000_000_000_000)).collect();
+    let small: Vec<Option<i32>> = (0..n).map(|_| (rng.below(5) != 0).then(|| rng.next() as i32)).collect();
+    let texts: Vec<Option<&str>> = (0..n).map(|_| (rng.below(5) != 0).then(|| *rng.pick(TEXTS))).collect();
     let batch = RecordBatch::try_from_iter(vec![
         ("a", Arc::new(Int64Array::from(ints)) as _),
         ("b", Arc::new(Float64Array::from(floats)) as _),
         ("c", Arc::new(StringArray::from(strs)) as _),
         ("d", Arc::new(BooleanArray::from(bools)) as _),
+        ("e", Arc::new(TimestampMicrosecondArray::from(times)) as _),
+        ("f", Arc::new(Int32Array::from(small)) as _),
+        ("g", Arc::new(LargeStringArray::from(texts)) as _),
     ])
     .unwrap();
     let props = parquet::file::properties::WriterProperties::builder().set_max_row_group_size(1000).build();
@@ -304,14 +340,27 @@ fn parquet_table(rng: &mut Rng) -> Vec<u8> {
 #[test]
 fn parquet_matches_row_path() {
     let mut rng = Rng(0x5eed_0003);
-    let cols = ["s.a", "s.b", "s.c", "s.d", "s.zz", "_1"];
+    let cols = ["s.a", "s.b", "s.c", "s.d", "s.zz", "_1", "s.e", "s.f", "s.g"];
     let mut errors = 0;
-    for _ in 0..150 {
+    let columnar = crate::columnar::WRITTEN.with(|c| c.get());
+    for i in 0..200 {
         let table = parquet_table(&mut rng);
-        let sql = query(&mut rng, &cols);
+        let mut sql = query(&mut rng, &cols);
+        if i % 4 == 0 {
+            // Lists of columns (MISSING ones, repeated ones) and no WHERE.
+            let list = ["*", "s.b, s.e, s.g", "s.zz, s.a, s.a", "s.g, s.d, s.f, s.c", "s.b"][rng.below(5)];
+            sql = match rng.below(3) {
+                0 => format!("SELECT {list} FROM S3Object s"),
+                1 => format!("SELECT {list} FROM S3Object s LIMIT {}", rng.below(2000)),
+                _ => format!("SELECT {list} FROM S3Object s WHERE {}", filter(&mut rng, &cols, 2)),
+            };
+        }
         let p = params(&sql, InputFormat::Parquet, rng.below(2) == 0);
         errors += both(&sql, || parquet_scan(&p, &table)) as usize;
     }
     assert!(errors > 5, "{errors}");
     assert!(vectorised() > 40, "{}", vectorised());
+    // Most kept rows were written by columns.
+    let columnar = crate::columnar::WRITTEN.with(|c| c.get()) - columnar;
+    assert!(columnar > 40, "{columnar}");
 }

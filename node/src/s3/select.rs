@@ -226,6 +226,18 @@ impl Source {
         }
     }
 
+    /// Reads `ranges` of the object in a task of its own (read-ahead).
+    pub fn spawn_read_ranges(&self, ranges: Vec<Range<u64>>) -> monoio::task::JoinHandle<Result<Vec<Vec<u8>>, IoError>> {
+        let src = Source { ctx: self.ctx.clone(), shard: self.shard, body: self.body.clone() };
+        monoio::spawn(async move {
+            let mut out = Vec::with_capacity(ranges.len());
+            for r in ranges {
+                out.push(src.read(r).await?);
+            }
+            Ok(out)
+        })
+    }
+
     fn pieces(&self, range: Range<u64>) -> Vec<Range<u64>> {
         let mut out = Vec::new();
         let mut s = range.start;
@@ -303,12 +315,16 @@ impl SelectStream {
     }
 
     fn flush_records(&mut self) {
-        let out = match &mut self.scan {
-            Scan::Text(e) => e.take_output(),
-            Scan::Parquet(p) => p.take_output(),
+        let frames = &mut self.frames;
+        let frame = |out: &[u8]| {
+            if !out.is_empty() {
+                eventstream::records(frames, out);
+            }
         };
-        if !out.is_empty() {
-            eventstream::records(&mut self.frames, &out);
+        // The scan keeps its output buffer: no new one per flush.
+        match &mut self.scan {
+            Scan::Text(e) => e.drain_output(frame),
+            Scan::Parquet(p) => p.drain_output(frame),
         }
     }
 
