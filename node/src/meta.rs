@@ -32,6 +32,9 @@ pub const T_EVENTS: u8 = 6;
 /// Bucket replication work waiting to be sent, on the shard of the object
 /// it is about (see `replication`; same design as `T_EVENTS`).
 pub const T_REPLICATION: u8 = 7;
+/// Tiering work: copies at a tier to delete, restored copies to drop when
+/// they expire (see `tier`).
+pub const T_TIER: u8 = 8;
 
 /// Format 2 heal cursors, on the healing member shard only, never
 /// mirrored (see `heal`).
@@ -45,6 +48,9 @@ const SUMMARY_V2: u8 = 2;
 /// v3: v2 whose flags may carry a replication status (bits 3-5). Written
 /// only for versions with a status, so others stay v2.
 const SUMMARY_V3: u8 = 3;
+/// v4: v3 whose flags may also carry `FLAG_TIERED` (the body lives on a
+/// remote tier, see `tier`). Written only for such versions.
+const SUMMARY_V4: u8 = 4;
 const META_V1: u8 = 1;
 const META_V2: u8 = 2;
 /// v3: the version's owner and ACL.
@@ -52,6 +58,10 @@ const META_V3: u8 = 3;
 /// v4: v3 and the encryption section (`sse::SseInfo`). Written only for
 /// encrypted objects, so unencrypted ones stay v3.
 const META_V4: u8 = 4;
+/// v5: v3, a presence byte and the encryption section, then the tier
+/// section (`tier::TierInfo`, its own version byte). Written only for
+/// transitioned versions, so others stay v3 or v4.
+const META_V5: u8 = 5;
 const PART_V1: u8 = 1;
 const PART_V2: u8 = 2;
 /// v3: v2 and the salt of an encrypted part's key.
@@ -443,6 +453,8 @@ const FLAG_LEGAL_HOLD: u8 = 4;
 const KNOWN_FLAGS: u8 = FLAG_NULL | FLAG_DELETE_MARKER | FLAG_LEGAL_HOLD;
 const REPL_SHIFT: u8 = 3;
 const REPL_MASK: u8 = 7 << REPL_SHIFT;
+/// v4: the version's body is on a remote tier (its meta says where).
+const FLAG_TIERED: u8 = 64;
 
 /// A version's `x-amz-replication-status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -500,6 +512,9 @@ pub struct ObjectSummary {
     pub retention: Option<Retention>,
     pub legal_hold: bool,
     pub repl: ReplStatus,
+    /// Transitioned to a remote tier: the meta's `tier` says where, and the
+    /// local body is empty unless restored.
+    pub tiered: bool,
 }
 
 impl ObjectSummary {
@@ -516,11 +531,19 @@ impl ObjectSummary {
             retention: None,
             legal_hold: false,
             repl: ReplStatus::None,
+            tiered: false,
         }
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut e = Enc::new(if self.repl == ReplStatus::None { SUMMARY_V2 } else { SUMMARY_V3 });
+        let v = if self.tiered {
+            SUMMARY_V4
+        } else if self.repl == ReplStatus::None {
+            SUMMARY_V2
+        } else {
+            SUMMARY_V3
+        };
+        let mut e = Enc::new(v);
         e.u64(self.size).i64(self.mtime_ms);
         e.buf.extend_from_slice(&self.md5);
         e.u16(self.parts);
@@ -536,6 +559,9 @@ impl ObjectSummary {
             flags |= FLAG_LEGAL_HOLD;
         }
         flags |= self.repl.code() << REPL_SHIFT;
+        if self.tiered {
+            flags |= FLAG_TIERED;
+        }
         e.u8(flags);
         enc_retention(&mut e, self.retention.as_ref());
         e.finish()
@@ -548,6 +574,7 @@ impl ObjectSummary {
             SUMMARY_V1 => Self::decode_v1(b),
             SUMMARY_V2 => Self::decode_v2(b, SUMMARY_V2),
             SUMMARY_V3 => Self::decode_v2(b, SUMMARY_V3),
+            SUMMARY_V4 => Self::decode_v2(b, SUMMARY_V4),
             _ => None,
         }
     }
@@ -561,13 +588,18 @@ impl ObjectSummary {
         Some(ObjectSummary::new(size, mtime_ms, md5, parts, VersionId::from_parts(micros, [0; 8]), true))
     }
 
-    /// v2, or v3 (`v`): v2 with a replication status in the flags.
+    /// v2, or v3 (`v`): v2 with a replication status in the flags, or v4:
+    /// v3 with the tiered flag.
     fn decode_v2(b: &[u8], v: u8) -> Option<Self> {
         let mut d = Dec::new(b, v)?;
         let (size, mtime_ms, md5, parts) = (d.u64()?, d.i64()?, d.fixed()?, d.u16()?);
         let version = VersionId(d.fixed()?);
         let flags = d.u8()?;
-        let known = if v == SUMMARY_V3 { KNOWN_FLAGS | REPL_MASK } else { KNOWN_FLAGS };
+        let known = match v {
+            SUMMARY_V2 => KNOWN_FLAGS,
+            SUMMARY_V3 => KNOWN_FLAGS | REPL_MASK,
+            _ => KNOWN_FLAGS | REPL_MASK | FLAG_TIERED,
+        };
         if flags & !known != 0 {
             return None;
         }
@@ -585,6 +617,7 @@ impl ObjectSummary {
             retention,
             legal_hold: flags & FLAG_LEGAL_HOLD != 0,
             repl,
+            tiered: flags & FLAG_TIERED != 0,
         })
     }
 
@@ -664,11 +697,21 @@ pub struct ObjectMeta {
     /// How the body is encrypted (none: stored as sent; every record
     /// before v4 reads so).
     pub sse: Option<crate::sse::SseInfo>,
+    /// Where a transitioned version's body is (none: here; every record
+    /// before v5 reads so).
+    pub tier: Option<crate::tier::TierInfo>,
 }
 
 impl ObjectMeta {
     pub fn encode(&self) -> Vec<u8> {
-        let mut e = Enc::new(if self.sse.is_some() { META_V4 } else { META_V3 });
+        let v = if self.tier.is_some() {
+            META_V5
+        } else if self.sse.is_some() {
+            META_V4
+        } else {
+            META_V3
+        };
+        let mut e = Enc::new(v);
         self.encode_v1_fields(&mut e);
         e.u8(ChecksumType::code(self.checksum_type));
         e.u32(self.part_checksums.len() as u32);
@@ -688,8 +731,14 @@ impl ObjectMeta {
                 crate::acl::encode(&mut e, acl);
             }
         }
+        if v == META_V5 {
+            e.u8(self.sse.is_some() as u8);
+        }
         if let Some(sse) = &self.sse {
             sse.encode(&mut e);
+        }
+        if let Some(t) = &self.tier {
+            t.encode(&mut e);
         }
         e.finish()
     }
@@ -721,6 +770,7 @@ impl ObjectMeta {
             META_V2 => Self::decode_v2(b, META_V2),
             META_V3 => Self::decode_v2(b, META_V3),
             META_V4 => Self::decode_v2(b, META_V4),
+            META_V5 => Self::decode_v2(b, META_V5),
             _ => None,
         }
     }
@@ -784,8 +834,16 @@ impl ObjectMeta {
                 _ => return None,
             };
         }
-        if version >= META_V4 {
+        if version == META_V4 {
             m.sse = Some(crate::sse::SseInfo::decode(&mut d)?);
+        }
+        if version >= META_V5 {
+            m.sse = match d.u8()? {
+                0 => None,
+                1 => Some(crate::sse::SseInfo::decode(&mut d)?),
+                _ => return None,
+            };
+            m.tier = Some(crate::tier::TierInfo::decode(&mut d)?);
         }
         d.end()?;
         Some(m)
@@ -1065,6 +1123,23 @@ mod tests {
         for cut in 1..enc.len() {
             assert!(ObjectMeta::decode(&enc[..cut]).map_or(true, |m| m.sse.is_some()), "cut {cut}");
         }
+        let mut tiered = sealed_clone_for_tier();
+        assert_eq!(ObjectMeta::decode(&tiered.encode()), Some(tiered.clone()));
+        tiered.sse = None;
+        let enc = tiered.encode();
+        assert_eq!(enc[0], META_V5);
+        assert_eq!(ObjectMeta::decode(&enc), Some(tiered));
+        for cut in 1..enc.len() {
+            assert!(ObjectMeta::decode(&enc[..cut]).is_none_or(|m| m.tier.is_some()), "cut {cut}");
+        }
+        let mut s = ObjectSummary::new(5, 1, [7; 16], 0, vid(1, 2), false);
+        assert_eq!(s.encode()[0], SUMMARY_V2);
+        s.tiered = true;
+        assert_eq!(s.encode()[0], SUMMARY_V4);
+        assert_eq!(ObjectSummary::decode(&s.encode()), Some(s.clone()));
+        let mut v3 = s.encode();
+        v3[0] = SUMMARY_V3;
+        assert!(ObjectSummary::decode(&v3).is_none(), "the tiered flag is unknown to v3");
         let p = PartSummary { size: 1, mtime_ms: 2, md5: [3; 16], checksum: None, salt: Some([4; 16]) };
         assert_eq!(p.encode()[0], PART_V3);
         assert_eq!(PartSummary::decode(&p.encode()), Some(p));
@@ -1102,7 +1177,7 @@ mod tests {
     fn newer_or_damaged_records_are_refused() {
         let s = ObjectSummary::new(5, 1, [7; 16], 0, vid(1, 1), false).encode();
         let mut future = s.clone();
-        future[0] = 4;
+        future[0] = 5;
         assert!(ObjectSummary::decode(&future).is_none());
         // v3 (a replication status) round-trips; a v2 record with its bits is refused.
         let mut r = ObjectSummary::new(5, 1, [7; 16], 0, vid(1, 1), false);
@@ -1285,5 +1360,24 @@ mod tests {
         assert!(VersionId::next(1000, Some(&prev), [0; 8]) > prev);
         assert_eq!(VersionId::next(5000, Some(&prev), [0; 8]).micros(), 5000);
         assert_eq!(VersionId::next(5, None, [0; 8]).micros(), 5);
+    }
+
+    fn sealed_clone_for_tier() -> ObjectMeta {
+        ObjectMeta {
+            content_type: Some("t".into()),
+            tags: vec![("k".into(), "v".into())],
+            sse: Some(crate::sse::SseInfo {
+                mode: crate::sse::SseMode::S3 { key_id: "tessera/sse-s3".into() },
+                sealed_key: vec![1; 61],
+                segments: vec![(1, [2; 16])],
+            }),
+            tier: Some(crate::tier::TierInfo {
+                class: "COLD".into(),
+                remote_bucket: "tier".into(),
+                remote_key: "b/k/v".into(),
+                restored_until_ms: Some(9),
+            }),
+            ..Default::default()
+        }
     }
 }
