@@ -251,7 +251,7 @@ pub(crate) fn read_response_into(r: &mut impl BufRead, mut out: Option<&mut Repl
         }
     } else {
         // Delimited by the close.
-        let _ = copy_body(r, max_body, out.as_deref_mut(), max_body);
+        let _ = copy_body(r, max_body, out, max_body);
         keep = false;
     }
     Ok((status, keep))
