@@ -49,7 +49,9 @@ const SUMMARY_V2: u8 = 2;
 /// only for versions with a status, so others stay v2.
 const SUMMARY_V3: u8 = 3;
 /// v4: v3 whose flags may also carry `FLAG_TIERED` (the body lives on a
-/// remote tier, see `tier`). Written only for such versions.
+/// remote tier, see `tier`), followed then by the tier's storage class (so
+/// listings name it without reading the meta). Written only for such
+/// versions.
 const SUMMARY_V4: u8 = 4;
 const META_V1: u8 = 1;
 const META_V2: u8 = 2;
@@ -512,9 +514,9 @@ pub struct ObjectSummary {
     pub retention: Option<Retention>,
     pub legal_hold: bool,
     pub repl: ReplStatus,
-    /// Transitioned to a remote tier: the meta's `tier` says where, and the
-    /// local body is empty unless restored.
-    pub tiered: bool,
+    /// Transitioned to the remote tier of this storage class: the meta's
+    /// `tier` says where, and the local body is empty unless restored.
+    pub tier_class: Option<String>,
 }
 
 impl ObjectSummary {
@@ -531,12 +533,12 @@ impl ObjectSummary {
             retention: None,
             legal_hold: false,
             repl: ReplStatus::None,
-            tiered: false,
+            tier_class: None,
         }
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let v = if self.tiered {
+        let v = if self.tier_class.is_some() {
             SUMMARY_V4
         } else if self.repl == ReplStatus::None {
             SUMMARY_V2
@@ -559,11 +561,14 @@ impl ObjectSummary {
             flags |= FLAG_LEGAL_HOLD;
         }
         flags |= self.repl.code() << REPL_SHIFT;
-        if self.tiered {
+        if self.tier_class.is_some() {
             flags |= FLAG_TIERED;
         }
         e.u8(flags);
         enc_retention(&mut e, self.retention.as_ref());
+        if let Some(c) = &self.tier_class {
+            e.str(c);
+        }
         e.finish()
     }
 
@@ -605,6 +610,7 @@ impl ObjectSummary {
         }
         let repl = ReplStatus::from_code((flags & REPL_MASK) >> REPL_SHIFT)?;
         let retention = dec_retention(&mut d)?;
+        let tier_class = if flags & FLAG_TIERED != 0 { Some(d.str()?) } else { None };
         d.end()?;
         Some(ObjectSummary {
             size,
@@ -617,8 +623,18 @@ impl ObjectSummary {
             retention,
             legal_hold: flags & FLAG_LEGAL_HOLD != 0,
             repl,
-            tiered: flags & FLAG_TIERED != 0,
+            tier_class,
         })
+    }
+
+    /// Whether the version was transitioned to a tier.
+    pub fn tiered(&self) -> bool {
+        self.tier_class.is_some()
+    }
+
+    /// The storage class listings and attributes report.
+    pub fn storage_class(&self) -> &str {
+        self.tier_class.as_deref().unwrap_or("STANDARD")
     }
 
     /// The ETag with its quotes.
@@ -1134,7 +1150,7 @@ mod tests {
         }
         let mut s = ObjectSummary::new(5, 1, [7; 16], 0, vid(1, 2), false);
         assert_eq!(s.encode()[0], SUMMARY_V2);
-        s.tiered = true;
+        s.tier_class = Some("COLD".into());
         assert_eq!(s.encode()[0], SUMMARY_V4);
         assert_eq!(ObjectSummary::decode(&s.encode()), Some(s.clone()));
         let mut v3 = s.encode();

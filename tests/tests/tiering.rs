@@ -137,6 +137,11 @@ async fn transition_read_through_restore_tier_down_and_delete() {
     let tags = ok(a.get_object_tagging().bucket("src").key("cold/a").send().await, "tags");
     assert_eq!(tags.tag_set().len(), 1);
     assert_eq!(class_of(&a, "src", "hot/b").await, None, "not selected by the rule");
+    // Listings name the class too.
+    let listed = ok(a.list_objects_v2().bucket("src").send().await, "list");
+    let classes: Vec<(&str, &str)> =
+        listed.contents().iter().map(|o| (o.key().unwrap_or_default(), o.storage_class().map_or("", |c| c.as_str()))).collect();
+    assert_eq!(classes, vec![("cold/a", "COLD"), ("cold/small", "COLD"), ("hot/b", "STANDARD")]);
     // The body's bytes are no longer live here (compaction reclaims them).
     wait_until("the body no longer live", || async { live() < live_before + (64 << 10) as f64 }).await;
     // The tier holds one copy per version.
@@ -234,6 +239,9 @@ async fn noncurrent_versions_transition_and_version_deletes_forget_them() {
     })
     .await;
     assert_eq!(class_of(&a, "ver", "k").await, None, "the current version stays");
+    let listed = ok(a.list_object_versions().bucket("ver").send().await, "list versions");
+    let classes: Vec<&str> = listed.versions().iter().map(|v| v.storage_class().map_or("", |c| c.as_str())).collect();
+    assert_eq!(classes, vec!["STANDARD", "COLD"], "newest first");
     let got = read_body(ok(a.get_object().bucket("ver").key("k").version_id(&v1).send().await, "get v1")).await;
     assert!(got == old, "v1 read through");
     let keys = tier_keys(&t).await;

@@ -243,7 +243,7 @@ async fn delete_many(ctx: &Ctx, b: &BucketInfo, shard: u32, keys: &[&str], origi
             // A transitioned version's copy at its tier goes with it: the
             // forget entry names that version's copy only, so it is right
             // even if a racing write replaced the version meanwhile.
-            if crate::meta::ObjectSummary::decode(&cur.summary).is_some_and(|s| s.tiered) {
+            if crate::meta::ObjectSummary::decode(&cur.summary).is_some_and(|s| s.tiered()) {
                 let stored = ctx.shards.load(shard, T_OBJECTS, k.clone()).await.map_err(io_error)?;
                 let tier = stored.and_then(|st| crate::meta::ObjectMeta::decode(&st.meta)).and_then(|m| m.tier);
                 muts.extend(tier.map(|t| crate::tier::Forget::of(&t).mutation()));

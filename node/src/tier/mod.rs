@@ -211,7 +211,7 @@ impl Forget {
 /// The forget entry to commit with the removal of the version at
 /// `(table, key)` (summary `s`): none unless it was transitioned.
 pub async fn forget_mutation(shard: &Shard, table: u8, key: &[u8], s: &ObjectSummary) -> S3Result<Option<Mutation>> {
-    if !s.tiered {
+    if !s.tiered() {
         return Ok(None);
     }
     let Some(stored) = shard.load(table, key).await.map_err(crate::s3::io_error)? else { return Ok(None) };

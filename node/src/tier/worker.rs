@@ -59,7 +59,7 @@ pub async fn transition(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, s: &Ob
     let Some(spec) = find(&ctx.shared.config.tiers, class) else {
         return Err(NotMoved::TierDown(format!("no tier {class} is configured (see --tier)")));
     };
-    if s.size > MAX_TIERED_BYTES || s.tiered || s.delete_marker {
+    if s.size > MAX_TIERED_BYTES || s.tiered() || s.delete_marker {
         return Ok(false);
     }
     let (bid, k, sel) = (b.id, key.to_string(), sel_of(s));
@@ -71,7 +71,7 @@ pub async fn transition(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, s: &Ob
     let Some((loc, meta, body)) = found else { return Ok(false) };
     // Encrypted bodies are sealed per segment with offsets GET relies on:
     // they stay here (for now).
-    if !same_version(&loc.summary, s) || loc.summary.tiered || meta.tier.is_some() || meta.sse.is_some() {
+    if !same_version(&loc.summary, s) || loc.summary.tiered() || meta.tier.is_some() || meta.sse.is_some() {
         return Ok(false);
     }
     let data = match body {
@@ -113,7 +113,7 @@ pub async fn transition(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, s: &Ob
     let moved = ctx
         .shards
         .txn(shard, lock, move |local| async move {
-            let cur = versions::find(&local.shard, bid, &k, sel)?.filter(|l| same_version(&l.summary, &expected) && !l.summary.tiered);
+            let cur = versions::find(&local.shard, bid, &k, sel)?.filter(|l| same_version(&l.summary, &expected) && !l.summary.tiered());
             let stored = match &cur {
                 Some(l) => crate::stripes_io::load(&local.shard, l.table, &l.key).await.map_err(io_error)?,
                 None => None,
@@ -127,9 +127,9 @@ pub async fn transition(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, s: &Ob
             if meta.tier.is_some() {
                 return Ok(false);
             }
-            meta.tier = Some(info);
             let mut summary = l.summary;
-            summary.tiered = true;
+            summary.tier_class = Some(info.class.clone());
+            meta.tier = Some(info);
             let m = Mutation::Put { table: l.table, key: l.key, summary: summary.encode(), meta: meta.encode(), body: Body::Inline(Vec::new()) };
             local.commit_in_txn(vec![m]).await.map_err(io_error)?;
             Ok::<_, S3Error>(true)
