@@ -185,7 +185,7 @@ async fn current(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32,
 /// there, or still waiting to be replicated), counting it in `done`; a
 /// tier found down is skipped for the rest of the pass.
 async fn move_to_tier(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, s: &ObjectSummary, class: &str, done: &mut Done) {
-    if s.tiered() || s.delete_marker || s.repl == ReplStatus::Pending || done.tiers_down.iter().any(|d| d == class) {
+    if s.tier_class.as_deref() == Some(class) || s.delete_marker || s.repl == ReplStatus::Pending || done.tiers_down.iter().any(|d| d == class) {
         return;
     }
     match crate::tier::worker::transition(ctx, b, shard, key, s, class).await {

@@ -28,11 +28,13 @@ fn free_addr() -> SocketAddr {
 }
 
 /// A node on `addr` with fixed root credentials and a one-second
-/// lifecycle day; with `tier`, the bucket `archive` there is tier `COLD`.
+/// lifecycle day; with `tier`, the buckets `archive` and `frozen` there are
+/// tiers `COLD` and `FROZEN`.
 fn node(addr: SocketAddr, tier: Option<SocketAddr>) -> Server {
     let mut args = vec![format!("--address={addr}"), "--threads=2".to_string(), "--lifecycle-day-secs=1".to_string()];
     if let Some(t) = tier {
         args.push(format!("--tier=COLD=http://{t}/archive,{AK},{SK}"));
+        args.push(format!("--tier=FROZEN=http://{t}/frozen,{AK},{SK}"));
     }
     let env = vec![("TESSERA_ACCESS_KEY".to_string(), AK.to_string()), ("TESSERA_SECRET_KEY".to_string(), SK.to_string())];
     let mut s = Server::start_with(ServerOpts { args, env, ..Default::default() });
@@ -86,7 +88,11 @@ async fn get(s3: &Client, bucket: &str, key: &str, range: Option<&str>) -> Vec<u
 
 /// Keys in the tier's bucket.
 async fn tier_keys(tier: &Client) -> Vec<(String, i64)> {
-    let out = ok(tier.list_objects_v2().bucket("archive").send().await, "list the tier");
+    tier_keys_in(tier, "archive").await
+}
+
+async fn tier_keys_in(tier: &Client, bucket: &str) -> Vec<(String, i64)> {
+    let out = ok(tier.list_objects_v2().bucket(bucket).send().await, "list the tier");
     out.contents().iter().map(|o| (o.key().unwrap_or_default().to_string(), o.size().unwrap_or(0))).collect()
 }
 
@@ -219,20 +225,22 @@ async fn transition_read_through_restore_tier_down_and_delete() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn noncurrent_versions_transition_and_version_deletes_forget_them() {
+async fn noncurrent_versions_transition_from_tier_to_tier_and_version_deletes_forget_them() {
     let t_addr = free_addr();
     let tier_node = node(t_addr, None);
     let src = node(free_addr(), Some(t_addr));
     let (a, t) = (src.client(), tier_node.client());
     ok(t.create_bucket().bucket("archive").send().await, "tier bucket");
+    ok(t.create_bucket().bucket("frozen").send().await, "second tier bucket");
     ok(a.create_bucket().bucket("ver").send().await, "source bucket");
     let on = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
     ok(a.put_bucket_versioning().bucket("ver").versioning_configuration(on).send().await, "versioning");
     let old = random_bytes(150 << 10, 1);
     let v1 = ok(a.put_object().bucket("ver").key("k").body(bytestream(&old)).send().await, "v1").version_id().unwrap().to_string();
     let v2 = ok(a.put_object().bucket("ver").key("k").body(bytestream(b"current")).send().await, "v2").version_id().unwrap().to_string();
-    let nc = NoncurrentVersionTransition::builder().noncurrent_days(1).storage_class(TransitionStorageClass::from("COLD")).build();
-    put_rules(&a, "ver", vec![rule("nc", "").noncurrent_version_transitions(nc).build().unwrap()]).await.expect("rules");
+    let nc = |days: i32, class: &str| NoncurrentVersionTransition::builder().noncurrent_days(days).storage_class(TransitionStorageClass::from(class)).build();
+    let r = rule("nc", "").noncurrent_version_transitions(nc(1, "COLD")).noncurrent_version_transitions(nc(6, "FROZEN"));
+    put_rules(&a, "ver", vec![r.build().unwrap()]).await.expect("rules");
     wait_until("the noncurrent version transitioned", || async {
         let h = ok(a.head_object().bucket("ver").key("k").version_id(&v1).send().await, "head v1");
         h.storage_class().map(|c| c.as_str().to_string()).as_deref() == Some("COLD")
@@ -247,7 +255,17 @@ async fn noncurrent_versions_transition_and_version_deletes_forget_them() {
     let keys = tier_keys(&t).await;
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert!(keys[0].0.ends_with(&format!("/{v1}")), "{keys:?}");
+    // Later it moves on to FROZEN; the COLD copy goes.
+    wait_until("v1 moved to FROZEN", || async {
+        let h = ok(a.head_object().bucket("ver").key("k").version_id(&v1).send().await, "head v1");
+        h.storage_class().map(|c| c.as_str().to_string()).as_deref() == Some("FROZEN")
+    })
+    .await;
+    let got = read_body(ok(a.get_object().bucket("ver").key("k").version_id(&v1).send().await, "get v1")).await;
+    assert!(got == old, "v1 read through from FROZEN");
+    assert_eq!(tier_keys_in(&t, "frozen").await.len(), 1);
+    wait_until("the COLD copy is gone", || async { tier_keys(&t).await.is_empty() }).await;
     ok(a.delete_object().bucket("ver").key("k").version_id(&v1).send().await, "delete v1");
-    wait_until("the tier's copy of v1 is gone", || async { tier_keys(&t).await.is_empty() }).await;
+    wait_until("the tier's copy of v1 is gone", || async { tier_keys_in(&t, "frozen").await.is_empty() }).await;
     assert_eq!(read_body(ok(a.get_object().bucket("ver").key("k").version_id(&v2).send().await, "v2")).await, b"current".to_vec());
 }

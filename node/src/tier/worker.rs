@@ -54,12 +54,14 @@ impl From<S3Error> for NotMoved {
 
 /// Moves version `s` of `key` (bucket `b`, on this reactor's `shard`) to
 /// tier `class`: `Ok(true)` when it is a stub now, `Ok(false)` when there
-/// was nothing to do (changed, gone, encrypted, too large).
+/// was nothing to do (changed, gone, encrypted, too large). A version on
+/// another tier moves from there (read through, or its restored copy),
+/// and its copy there is queued for deletion with the switch.
 pub async fn transition(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, s: &ObjectSummary, class: &str) -> Result<bool, NotMoved> {
     let Some(spec) = find(&ctx.shared.config.tiers, class) else {
         return Err(NotMoved::TierDown(format!("no tier {class} is configured (see --tier)")));
     };
-    if s.size > MAX_TIERED_BYTES || s.tiered() || s.delete_marker {
+    if s.size > MAX_TIERED_BYTES || s.tier_class.as_deref() == Some(class) || s.delete_marker {
         return Ok(false);
     }
     let (bid, k, sel) = (b.id, key.to_string(), sel_of(s));
@@ -71,12 +73,16 @@ pub async fn transition(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, s: &Ob
     let Some((loc, meta, body)) = found else { return Ok(false) };
     // Encrypted bodies are sealed per segment with offsets GET relies on:
     // they stay here (for now).
-    if !same_version(&loc.summary, s) || loc.summary.tiered() || meta.tier.is_some() || meta.sse.is_some() {
+    let old = meta.tier.clone();
+    if !same_version(&loc.summary, s) || loc.summary.tier_class != s.tier_class || meta.sse.is_some() || old.as_ref().is_some_and(|t| t.class == class) {
         return Ok(false);
     }
-    let data = match body {
-        Body::Inline(d) => d,
-        Body::Extents(ex) => {
+    let data = match (&old, body) {
+        (Some(t), _) if t.restored_until_ms.is_none() => super::read::read_through(ctx, t, 0..s.size, s.size)
+            .await
+            .map_err(|e| NotMoved::TierDown(format!("reading from tier {}: {}", t.class, e.message)))?,
+        (_, Body::Inline(d)) => d,
+        (_, Body::Extents(ex)) => {
             let mut out = Vec::with_capacity(s.size as usize);
             for e in ex {
                 let len = e.len;
@@ -113,7 +119,7 @@ pub async fn transition(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, s: &Ob
     let moved = ctx
         .shards
         .txn(shard, lock, move |local| async move {
-            let cur = versions::find(&local.shard, bid, &k, sel)?.filter(|l| same_version(&l.summary, &expected) && !l.summary.tiered());
+            let cur = versions::find(&local.shard, bid, &k, sel)?.filter(|l| same_version(&l.summary, &expected) && l.summary.tier_class == expected.tier_class);
             let stored = match &cur {
                 Some(l) => crate::stripes_io::load(&local.shard, l.table, &l.key).await.map_err(io_error)?,
                 None => None,
@@ -124,14 +130,22 @@ pub async fn transition(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, s: &Ob
                 return Ok(false);
             };
             let mut meta = ObjectMeta::decode(&stored.meta).ok_or_else(|| crate::s3::internal("corrupt object meta"))?;
-            if meta.tier.is_some() {
+            if meta.tier.as_ref().map(|t| &t.remote_key) != old.as_ref().map(|t| &t.remote_key) {
+                local.commit_in_txn(vec![Forget::of(&info).mutation()]).await.map_err(io_error)?;
                 return Ok(false);
+            }
+            let mut muts = Vec::new();
+            // A restored copy stays restored (its expiry entry names the version).
+            let restored = meta.tier.as_ref().and_then(|t| t.restored_until_ms);
+            if let Some(prev) = &meta.tier {
+                muts.push(Forget::of(prev).mutation());
             }
             let mut summary = l.summary;
             summary.tier_class = Some(info.class.clone());
-            meta.tier = Some(info);
-            let m = Mutation::Put { table: l.table, key: l.key, summary: summary.encode(), meta: meta.encode(), body: Body::Inline(Vec::new()) };
-            local.commit_in_txn(vec![m]).await.map_err(io_error)?;
+            meta.tier = Some(TierInfo { restored_until_ms: restored, ..info });
+            let body = if restored.is_some() { stored.body } else { Body::Inline(Vec::new()) };
+            muts.push(Mutation::Put { table: l.table, key: l.key, summary: summary.encode(), meta: meta.encode(), body });
+            local.commit_in_txn(muts).await.map_err(io_error)?;
             Ok::<_, S3Error>(true)
         })
         .await
