@@ -284,6 +284,8 @@ pub fn config(ctx: &Ctx) -> Value {
         "admin_tls_key": path(&c.admin_tls_key),
         "min_part_bytes": c.min_part_bytes,
         "lifecycle_day_secs": c.lifecycle_day_secs,
+        // Tier secrets are never shown.
+        "tiers": c.tiers.iter().map(|t| json!({ "class": t.class, "url": t.remote.url, "bucket": t.bucket, "region": t.remote.region })).collect::<Vec<_>>(),
         "min_session_secs": c.min_session_secs,
         "access_log_interval_ms": u64::try_from(c.access_log_interval.as_millis()).unwrap_or(u64::MAX),
         // The cluster secret is never shown.

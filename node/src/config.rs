@@ -61,6 +61,8 @@ pub struct Config {
     pub cluster: Option<crate::cluster::ClusterConfig>,
     /// Bucket replication remotes (`--replication-target`), see `replication`.
     pub replication_targets: Vec<crate::replication::TargetSpec>,
+    /// Remote storage tiers (`--tier`), see `tier`.
+    pub tiers: Vec<crate::tier::TierSpec>,
 }
 
 /// Smallest and largest automatic reserve.
@@ -128,6 +130,7 @@ impl Config {
         }
         crate::notify::check_targets(&self.notify_webhooks)?;
         crate::replication::check_targets(&self.replication_targets)?;
+        crate::tier::check_tiers(&self.tiers)?;
         Ok(())
     }
 

@@ -12,7 +12,14 @@
 //! - `ExpiredObjectDeleteMarker`: a current delete marker with no other
 //!   version left is removed;
 //! - `AbortIncompleteMultipartUpload`: uploads initiated that many days ago
-//!   are aborted.
+//!   are aborted;
+//! - `Transition` / `NoncurrentVersionTransition` (due the same way as the
+//!   expirations, an expiration due first wins): the version's body moves
+//!   to the tier named by the storage class (`tier::worker::transition`).
+//!
+//! Each pass also does the tier queue work of its shards (`T_TIER`: copies
+//! of removed versions deleted at their tier, restored copies expired),
+//! whatever the buckets' rules.
 //!
 //! Each action runs as a transaction on the key and re-checks what it acts
 //! on (the same version still current, still expired), so a write racing
@@ -29,14 +36,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_io::Mutation;
-use tessera_proto::lifecycle::{expiry_ms, Expiration, Lifecycle};
+use tessera_proto::lifecycle::{expiry_ms, transition_ms, Expiration, Lifecycle, TransitionWhen};
 use tessera_proto::time::now_unix_ms;
 use tessera_proto::S3Result;
 
 use crate::buckets::{BucketInfo, Versioning};
 use crate::meta::{
-    bucket_prefix, object_key, parse_version_key, split_upload_key, versions_prefix, ObjectMeta, ObjectSummary, UploadInfo, VersionSel,
-    T_OBJECTS, T_UPLOADS, T_VERSIONS,
+    bucket_prefix, object_key, parse_version_key, split_upload_key, versions_prefix, ObjectMeta, ObjectSummary, ReplStatus, UploadInfo,
+    VersionSel, T_OBJECTS, T_TIER, T_UPLOADS, T_VERSIONS,
 };
 use crate::s3::versions::{self, NewVersion};
 use crate::s3::{io_error, multipart};
@@ -56,6 +63,11 @@ pub async fn run(ctx: Rc<Ctx>) {
     let interval = (Duration::from_millis(day_ms as u64) / 4).clamp(MIN_PASS_INTERVAL, MAX_PASS_INTERVAL);
     loop {
         monoio::time::sleep(interval).await;
+        for shard in 0..ctx.shards.count() {
+            if ctx.shards.local(shard).is_some_and(|l| l.shard.len(T_TIER) > 0) {
+                crate::tier::worker::housekeeping(&ctx, shard).await;
+            }
+        }
         let buckets = ctx.shared.buckets.matching(|b| b.lifecycle.as_ref().is_some_and(|l| l.has_enabled_rules()));
         for b in buckets {
             for shard in 0..ctx.shards.count() {
@@ -77,6 +89,9 @@ struct Done {
     noncurrent_removed: u64,
     markers_removed: u64,
     uploads_aborted: u64,
+    transitioned: u64,
+    /// Tiers found down in this pass: not tried again until the next one.
+    tiers_down: Vec<String>,
 }
 
 async fn pass(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, shard: u32, day_ms: i64) -> S3Result<()> {
@@ -85,7 +100,7 @@ async fn pass(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, shard: u32, day_ms: i64) -> S3
     noncurrent(ctx, b, &lc, shard, day_ms, &mut done).await?;
     current(ctx, b, &lc, shard, day_ms, &mut done).await?;
     uploads(ctx, b, &lc, shard, day_ms, &mut done).await?;
-    if done.expired + done.noncurrent_removed + done.markers_removed + done.uploads_aborted > 0 {
+    if done.expired + done.noncurrent_removed + done.markers_removed + done.uploads_aborted + done.transitioned > 0 {
         tracing::info!(bucket = %b.name, shard, ?done, "lifecycle applied");
     }
     Ok(())
@@ -138,8 +153,23 @@ async fn current(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32,
                 .filter(|r| r.enabled && r.filter.matches(&key, &tags, s.size))
                 .filter_map(|r| expiry_ms(r.expiration.as_ref()?, s.mtime_ms, day_ms))
                 .min();
-            if due.is_some_and(|t| t <= now) && expire_current(ctx, b, shard, &key, s.version).await? {
-                done.expired += 1;
+            if due.is_some_and(|t| t <= now) {
+                if expire_current(ctx, b, shard, &key, s.version).await? {
+                    done.expired += 1;
+                }
+                continue;
+            }
+            let class = lc
+                .rules
+                .iter()
+                .filter(|r| r.enabled && r.filter.matches(&key, &tags, s.size))
+                .flat_map(|r| r.transitions.iter())
+                .map(|t| (transition_ms(t.when, s.mtime_ms, day_ms), &t.storage_class))
+                .filter(|(t, _)| *t <= now)
+                .max_by_key(|(t, _)| *t)
+                .map(|(_, c)| c.clone());
+            if let Some(class) = class {
+                move_to_tier(ctx, b, shard, &key, &s, &class, done).await;
             }
         }
         if page.len() < PAGE {
@@ -148,6 +178,26 @@ async fn current(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32,
         // A page of a local shard is read without waiting: give the
         // reactor back between pages.
         tessera_io::sim::yield_now().await;
+    }
+}
+
+/// Transitions version `s` of `key` to tier `class` (unless it is already
+/// there, or still waiting to be replicated), counting it in `done`; a
+/// tier found down is skipped for the rest of the pass.
+async fn move_to_tier(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, s: &ObjectSummary, class: &str, done: &mut Done) {
+    if s.tier_class.as_deref() == Some(class) || s.delete_marker || s.repl == ReplStatus::Pending || done.tiers_down.iter().any(|d| d == class) {
+        return;
+    }
+    match crate::tier::worker::transition(ctx, b, shard, key, s, class).await {
+        Ok(true) => done.transitioned += 1,
+        Ok(false) => {}
+        Err(e) => {
+            let why = crate::tier::worker::describe(&e);
+            if let crate::tier::worker::NotMoved::TierDown(_) = e {
+                done.tiers_down.push(class.to_string());
+            }
+            tracing::warn!(bucket = %b.name, key, class, "transition failed; retried next pass: {why}");
+        }
     }
 }
 
@@ -175,7 +225,9 @@ async fn expire_current(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, expect
                 return Ok(false);
             };
             let (mut muts, summary) = if versioning == Versioning::Unversioned {
-                (vec![Mutation::Delete { table: T_OBJECTS, key: cur.key }], cur.summary)
+                let mut muts: Vec<Mutation> = crate::tier::forget_mutation(&local.shard, cur.table, &cur.key, &cur.summary).await?.into_iter().collect();
+                muts.push(Mutation::Delete { table: T_OBJECTS, key: cur.key });
+                (muts, cur.summary)
             } else {
                 let marker = NewVersion::delete_marker(now_unix_ms());
                 match versions::place(&local.shard, bid, &k, versioning, marker, None, random).await {
@@ -224,10 +276,11 @@ async fn remove_lone_marker(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, ex
 }
 
 async fn noncurrent(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32, day_ms: i64, done: &mut Done) -> S3Result<()> {
-    if !lc.rules.iter().any(|r| r.enabled && r.noncurrent_days.is_some()) {
+    let acts = |r: &tessera_proto::lifecycle::Rule| r.noncurrent_days.is_some() || !r.noncurrent_transitions.is_empty();
+    if !lc.rules.iter().any(|r| r.enabled && acts(r)) {
         return Ok(());
     }
-    let needs_tags = lc.rules.iter().any(|r| r.enabled && r.noncurrent_days.is_some() && r.filter.needs_tags());
+    let needs_tags = lc.rules.iter().any(|r| r.enabled && acts(r) && r.filter.needs_tags());
     // The versions of a key are contiguous and newest first: each one
     // became noncurrent when the one before it (or the current one) was
     // written.
@@ -262,6 +315,19 @@ async fn noncurrent(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u
                     && expiry_ms(&Expiration::Days(days), successor_ms, day_ms).is_some_and(|t| t <= now)
             });
             if !expired {
+                let class = lc
+                    .rules
+                    .iter()
+                    .filter(|r| r.enabled && r.filter.matches(&key, &tags, s.size))
+                    .flat_map(|r| r.noncurrent_transitions.iter())
+                    .filter(|t| t.newer_noncurrent.is_none_or(|keep| index >= keep))
+                    .map(|t| (transition_ms(TransitionWhen::Days(t.days), successor_ms, day_ms), &t.storage_class))
+                    .filter(|(t, _)| *t <= now)
+                    .max_by_key(|(t, _)| *t)
+                    .map(|(_, c)| c.clone());
+                if let Some(class) = class {
+                    move_to_tier(ctx, b, shard, &key, &s, &class, done).await;
+                }
                 continue;
             }
             // A removal can promote a version: inside the write gate, as

@@ -204,6 +204,14 @@ enum Command {
         /// bucket. Repeatable.
         #[arg(long = "replication-target", value_parser = tessera_node::replication::parse_target_spec)]
         replication_targets: Vec<tessera_node::replication::TargetSpec>,
+        /// A remote storage tier for lifecycle Transition rules:
+        /// `CLASS=http://HOST:PORT/BUCKET,ACCESS_KEY,SECRET_KEY`, options
+        /// after, comma separated: `region=R` (default us-east-1),
+        /// `secret-file=PATH` (instead of SECRET_KEY). CLASS (A-Z 0-9 _,
+        /// e.g. COLD) is the StorageClass rules name; BUCKET at the remote
+        /// holds the copies (as SOURCE-BUCKET/KEY/VERSION-ID). Repeatable.
+        #[arg(long = "tier", value_parser = tessera_node::tier::parse_tier_spec)]
+        tiers: Vec<tessera_node::tier::TierSpec>,
         /// Data directories (one per disk); or `data-dirs` in --config.
         data_dirs: Vec<PathBuf>,
     },
@@ -407,6 +415,7 @@ fn main() -> ExitCode {
             join,
             cluster_secret_file,
             replication_targets,
+            tiers,
             data_dirs,
         } => {
             let cluster = match tessera_node::cluster::ClusterConfig::from_flags(
@@ -455,6 +464,7 @@ fn main() -> ExitCode {
                 notify_webhooks,
                 cluster,
                 replication_targets,
+                tiers,
             };
             match tessera_node::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,

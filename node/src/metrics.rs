@@ -34,6 +34,7 @@ pub const OPS: &[&str] = &[
     "ListMultipartUploads", "DeleteObjects", "PutObject", "CopyObject", "GetObject", "HeadObject",
     "DeleteObject", "CreateMultipartUpload", "UploadPart", "UploadPartCopy",
     "CompleteMultipartUpload", "AbortMultipartUpload", "ListParts", "SelectObjectContent",
+    "RestoreObject",
     OP_IAM, OP_HEALTH, OP_UNROUTED, OP_OTHER,
 ];
 /// IAM and STS query API calls (POST `/` signed for `iam` or `sts`).

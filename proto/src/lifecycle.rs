@@ -2,9 +2,8 @@
 //! as S3 does, render back in the form it came in) and the evaluation of its
 //! rules against one object.
 //!
-//! Transitions to other storage classes need a remote tier, which this
-//! store does not have yet: rules asking for one are refused
-//! (`NotImplemented`) rather than stored and silently never applied.
+//! Transitions name a storage class; which classes exist (the operator's
+//! remote tiers) is the server's to check, after parsing.
 
 use crate::error::{S3Error, S3ErrorCode};
 use crate::xml::{self, Element, XmlWriter};
@@ -55,6 +54,31 @@ pub enum Expiration {
     ExpiredObjectDeleteMarker,
 }
 
+/// When a `Transition` applies to a current version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransitionWhen {
+    /// Days after the write (0: at the next pass).
+    Days(u32),
+    /// Unix milliseconds of a midnight UTC.
+    Date(i64),
+}
+
+/// A `Transition` action: the current version moves to `storage_class`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub when: TransitionWhen,
+    pub storage_class: String,
+}
+
+/// A `NoncurrentVersionTransition` action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoncurrentTransition {
+    /// Days since the version became noncurrent.
+    pub days: u32,
+    pub newer_noncurrent: Option<u32>,
+    pub storage_class: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub id: String,
@@ -67,6 +91,8 @@ pub struct Rule {
     pub noncurrent_days: Option<u32>,
     pub newer_noncurrent: Option<u32>,
     pub abort_multipart_days: Option<u32>,
+    pub transitions: Vec<Transition>,
+    pub noncurrent_transitions: Vec<NoncurrentTransition>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,18 +210,6 @@ fn parse_rule(r: &Element, gen_id: &mut dyn FnMut() -> String) -> Result<Rule, S
         (None, Some(p)) => (Filter { prefix: p.text.clone(), ..Filter::default() }, FilterForm::RulePrefix),
         (None, None) => (Filter::default(), FilterForm::Absent),
     };
-    if r.child("Transition").is_some() || r.child("NoncurrentVersionTransition").is_some() {
-        // Dates are checked first: a malformed one is the client's error.
-        for t in r.children_named("Transition") {
-            if let Some(d) = t.child_text("Date") {
-                parse_date(d)?;
-            }
-        }
-        return Err(S3Error::with_message(
-            S3ErrorCode::NotImplemented,
-            "Transitions need a remote storage tier, which this server does not have yet",
-        ));
-    }
     let expiration = match r.child("Expiration") {
         None => None,
         Some(e) => {
@@ -235,11 +249,104 @@ fn parse_rule(r: &Element, gen_id: &mut dyn FnMut() -> String) -> Result<Rule, S
             Some(positive_days(d, "DaysAfterInitiation")?)
         }
     };
-    if expiration.is_none() && noncurrent_days.is_none() && abort_multipart_days.is_none() {
+    let (transitions, noncurrent_transitions) = parse_transitions(r, expiration.as_ref(), noncurrent_days)?;
+    if expiration.is_none()
+        && noncurrent_days.is_none()
+        && abort_multipart_days.is_none()
+        && transitions.is_empty()
+        && noncurrent_transitions.is_empty()
+    {
         // `ExpiredObjectDeleteMarker false` alone is no action either.
         return Err(malformed("A rule needs at least one action"));
     }
-    Ok(Rule { id, enabled, filter, form, expiration, noncurrent_days, newer_noncurrent, abort_multipart_days })
+    Ok(Rule {
+        id,
+        enabled,
+        filter,
+        form,
+        expiration,
+        noncurrent_days,
+        newer_noncurrent,
+        abort_multipart_days,
+        transitions,
+        noncurrent_transitions,
+    })
+}
+
+fn non_negative_days(text: &str, what: &str) -> Result<u32, S3Error> {
+    match text.trim().parse::<i64>() {
+        Ok(d) if (0..=i64::from(u32::MAX)).contains(&d) => Ok(d as u32),
+        Ok(_) => Err(invalid(format!("'{what}' in the Transition action must be nonnegative"))),
+        Err(_) => Err(malformed("Days must be an integer")),
+    }
+}
+
+fn storage_class_of(t: &Element) -> Result<String, S3Error> {
+    match t.child_text("StorageClass").map(str::trim) {
+        Some(c) if !c.is_empty() => Ok(c.to_string()),
+        _ => Err(malformed("A transition names its StorageClass")),
+    }
+}
+
+/// The `Transition` and `NoncurrentVersionTransition` actions of rule `r`,
+/// checked as S3 does: Days (nonnegative) or a midnight Date, not both and
+/// not mixed between transitions; a StorageClass named once per kind; an
+/// expiration of the same kind later than every transition.
+fn parse_transitions(
+    r: &Element,
+    expiration: Option<&Expiration>,
+    noncurrent_days: Option<u32>,
+) -> Result<(Vec<Transition>, Vec<NoncurrentTransition>), S3Error> {
+    let mut out: Vec<Transition> = Vec::new();
+    for t in r.children_named("Transition") {
+        let when = match (t.child_text("Days"), t.child_text("Date")) {
+            (Some(d), None) => TransitionWhen::Days(non_negative_days(d, "Days")?),
+            (None, Some(d)) => TransitionWhen::Date(parse_date(d)?),
+            (None, None) => return Err(malformed("Transition holds Days or Date")),
+            (Some(_), Some(_)) => return Err(malformed("Transition holds Days or Date, not both")),
+        };
+        let storage_class = storage_class_of(t)?;
+        if out.iter().any(|o| o.storage_class == storage_class) {
+            return Err(invalid(format!("'StorageClass' must be different for 'Transition' actions in same 'Rule' with filter: {storage_class}")));
+        }
+        if out.iter().any(|o| matches!(o.when, TransitionWhen::Days(_)) != matches!(when, TransitionWhen::Days(_))) {
+            return Err(invalid("Found mixed 'Date' and 'Days' based Transition actions in lifecycle rule"));
+        }
+        match (expiration, when) {
+            (Some(Expiration::Days(e)), TransitionWhen::Days(d)) if *e <= d => {
+                return Err(invalid(format!("'Days' in the Expiration action must be greater than 'Days' in the Transition action for StorageClass {storage_class}")));
+            }
+            (Some(Expiration::Date(e)), TransitionWhen::Date(d)) if *e <= d => {
+                return Err(invalid(format!("'Date' in the Expiration action must be later than 'Date' in the Transition action for StorageClass {storage_class}")));
+            }
+            (Some(Expiration::Days(_)), TransitionWhen::Date(_)) | (Some(Expiration::Date(_)), TransitionWhen::Days(_)) => {
+                return Err(invalid("Found mixed 'Date' and 'Days' based Expiration and Transition actions in lifecycle rule"));
+            }
+            _ => {}
+        }
+        out.push(Transition { when, storage_class });
+    }
+    let mut nc: Vec<NoncurrentTransition> = Vec::new();
+    for t in r.children_named("NoncurrentVersionTransition") {
+        let d = t.child_text("NoncurrentDays").ok_or_else(|| malformed("NoncurrentDays missing"))?;
+        let days = non_negative_days(d, "NoncurrentDays")?;
+        let newer_noncurrent = match t.child_text("NewerNoncurrentVersions") {
+            None => None,
+            Some(k) => match k.trim().parse::<u32>() {
+                Ok(k) if (1..=MAX_NEWER_NONCURRENT).contains(&k) => Some(k),
+                _ => return Err(invalid("NewerNoncurrentVersions must be between 1 and 100")),
+            },
+        };
+        let storage_class = storage_class_of(t)?;
+        if nc.iter().any(|o| o.storage_class == storage_class) {
+            return Err(invalid(format!("'StorageClass' must be different for 'NoncurrentVersionTransition' actions in same 'Rule' with filter: {storage_class}")));
+        }
+        if noncurrent_days.is_some_and(|e| e <= days) {
+            return Err(invalid(format!("'NoncurrentDays' in the NoncurrentVersionExpiration action must be greater than 'NoncurrentDays' in the NoncurrentVersionTransition action for StorageClass {storage_class}")));
+        }
+        nc.push(NoncurrentTransition { days, newer_noncurrent, storage_class });
+    }
+    Ok((out, nc))
 }
 
 /// Parses and validates a `LifecycleConfiguration` body. Rules without an
@@ -348,6 +455,21 @@ pub fn render_config(lc: &Lifecycle) -> String {
             }
             w.close("NoncurrentVersionExpiration");
         }
+        for t in &r.transitions {
+            w.open("Transition");
+            match t.when {
+                TransitionWhen::Days(d) => w.elem("Days", &d.to_string()),
+                TransitionWhen::Date(ms) => w.elem("Date", &crate::time::format_iso8601_ms(ms)),
+            };
+            w.elem("StorageClass", &t.storage_class).close("Transition");
+        }
+        for t in &r.noncurrent_transitions {
+            w.open("NoncurrentVersionTransition").elem("NoncurrentDays", &t.days.to_string());
+            if let Some(k) = t.newer_noncurrent {
+                w.elem("NewerNoncurrentVersions", &k.to_string());
+            }
+            w.elem("StorageClass", &t.storage_class).close("NoncurrentVersionTransition");
+        }
         if let Some(d) = r.abort_multipart_days {
             w.open("AbortIncompleteMultipartUpload").elem("DaysAfterInitiation", &d.to_string()).close("AbortIncompleteMultipartUpload");
         }
@@ -391,7 +513,29 @@ pub fn expiry_ms(exp: &Expiration, mtime_ms: i64, day_ms: i64) -> Option<i64> {
     }
 }
 
+/// When a current version written at `mtime_ms` is due to move under a
+/// `Transition` (days counted as [`expiry_ms`] counts them).
+pub fn transition_ms(when: TransitionWhen, mtime_ms: i64, day_ms: i64) -> i64 {
+    match when {
+        TransitionWhen::Days(0) => mtime_ms,
+        TransitionWhen::Days(d) => expiry_ms(&Expiration::Days(d), mtime_ms, day_ms).unwrap_or(i64::MAX),
+        TransitionWhen::Date(ms) => ms,
+    }
+}
+
 impl Lifecycle {
+    /// Every storage class the rules transition to.
+    pub fn storage_classes(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().flat_map(|r| {
+            r.transitions.iter().map(|t| t.storage_class.as_str()).chain(r.noncurrent_transitions.iter().map(|t| t.storage_class.as_str()))
+        })
+    }
+
+    /// Whether any enabled rule transitions (current or noncurrent) versions.
+    pub fn has_transitions(&self) -> bool {
+        self.rules.iter().any(|r| r.enabled && (!r.transitions.is_empty() || !r.noncurrent_transitions.is_empty()))
+    }
+
     /// The earliest expiry among enabled rules selecting this object, with
     /// the rule's ID: what `x-amz-expiration` reports (real days).
     pub fn expiration_of(&self, key: &str, tags: &[(String, String)], size: u64, mtime_ms: i64) -> Option<(i64, &str)> {
@@ -442,7 +586,13 @@ mod tests {
         assert_eq!(code(&rule("<ID>a</ID><Status>Enabled</Status>")), Some(S3ErrorCode::MalformedXML));
         assert_eq!(code(&rule("<ID>a</ID><Filter><Prefix>a</Prefix><Tag><Key>k</Key><Value>v</Value></Tag></Filter><Status>Enabled</Status><Expiration><Days>1</Days></Expiration>")), Some(S3ErrorCode::MalformedXML));
         assert_eq!(code(&rule("<ID>a</ID><Filter><Tag><Key>k</Key><Value>v</Value></Tag></Filter><Status>Enabled</Status><Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration>")), Some(S3ErrorCode::InvalidArgument));
-        assert_eq!(code(&rule("<ID>a</ID><Status>Enabled</Status><Transition><Days>1</Days><StorageClass>GLACIER</StorageClass></Transition>")), Some(S3ErrorCode::NotImplemented));
+        assert_eq!(code(&rule("<ID>a</ID><Status>Enabled</Status><Transition><Days>1</Days></Transition>")), Some(S3ErrorCode::MalformedXML));
+        assert_eq!(code(&rule("<ID>a</ID><Status>Enabled</Status><Transition><Days>-1</Days><StorageClass>COLD</StorageClass></Transition>")), Some(S3ErrorCode::InvalidArgument));
+        assert_eq!(code(&rule("<ID>a</ID><Status>Enabled</Status><Transition><Days>1</Days><Date>2030-01-01</Date><StorageClass>COLD</StorageClass></Transition>")), Some(S3ErrorCode::MalformedXML));
+        assert_eq!(code(&rule("<ID>a</ID><Status>Enabled</Status><Expiration><Days>2</Days></Expiration><Transition><Days>2</Days><StorageClass>COLD</StorageClass></Transition>")), Some(S3ErrorCode::InvalidArgument));
+        assert_eq!(code(&rule("<ID>a</ID><Status>Enabled</Status><Transition><Days>1</Days><StorageClass>COLD</StorageClass></Transition><Transition><Days>2</Days><StorageClass>COLD</StorageClass></Transition>")), Some(S3ErrorCode::InvalidArgument));
+        assert_eq!(code(&rule("<ID>a</ID><Status>Enabled</Status><NoncurrentVersionExpiration><NoncurrentDays>2</NoncurrentDays></NoncurrentVersionExpiration><NoncurrentVersionTransition><NoncurrentDays>3</NoncurrentDays><StorageClass>COLD</StorageClass></NoncurrentVersionTransition>")), Some(S3ErrorCode::InvalidArgument));
+        assert_eq!(code(&rule("<ID>a</ID><Status>Enabled</Status><Transition><Days>0</Days><StorageClass>COLD</StorageClass></Transition>")), None);
         assert_eq!(code(&rule("<ID>a</ID><Status>Enabled</Status><Transition><Date>20220927</Date><StorageClass>GLACIER</StorageClass></Transition>")), Some(S3ErrorCode::InvalidArgument));
         let two = "<LifecycleConfiguration><Rule><ID>a</ID><Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule><Rule><ID>a</ID><Status>Enabled</Status><Expiration><Days>2</Days></Expiration></Rule></LifecycleConfiguration>";
         assert_eq!(code(two), Some(S3ErrorCode::InvalidArgument));
@@ -456,6 +606,7 @@ mod tests {
             "<ID>r2</ID><Filter></Filter><Status>Enabled</Status><Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration>",
             "<ID>r3</ID><Filter><And><Prefix>p</Prefix><Tag><Key>k</Key><Value>v</Value></Tag><ObjectSizeGreaterThan>10</ObjectSizeGreaterThan></And></Filter><Status>Disabled</Status><NoncurrentVersionExpiration><NoncurrentDays>2</NoncurrentDays><NewerNoncurrentVersions>3</NewerNoncurrentVersions></NoncurrentVersionExpiration>",
             "<ID>r4</ID><Filter><Prefix>x</Prefix></Filter><Status>Enabled</Status><Expiration><Date>2017-09-27T00:00:00.000Z</Date></Expiration><AbortIncompleteMultipartUpload><DaysAfterInitiation>2</DaysAfterInitiation></AbortIncompleteMultipartUpload>",
+            "<ID>r5</ID><Filter><Prefix>t/</Prefix></Filter><Status>Enabled</Status><Expiration><Days>9</Days></Expiration><Transition><Days>1</Days><StorageClass>COLD</StorageClass></Transition><NoncurrentVersionTransition><NoncurrentDays>2</NoncurrentDays><NewerNoncurrentVersions>1</NewerNoncurrentVersions><StorageClass>COLD</StorageClass></NoncurrentVersionTransition>",
         ] {
             let lc = parse(&rule(body)).expect(body);
             let again = parse(&render_config(&lc)).expect("rendered parses");

@@ -93,7 +93,7 @@ pub const SUBRESOURCES: &[&str] = &[
 const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
     "policy", "website", "accelerate",
     "requestPayment", "ownershipControls", "publicAccessBlock", "intelligent-tiering",
-    "inventory", "metrics", "analytics", "restore", "select", "torrent", "policyStatus",
+    "inventory", "metrics", "analytics", "select", "torrent", "policyStatus",
     "metadataConfiguration", "metadataInventoryTable", "metadataJournalTable", "metadataTable",
     "renameObject", "session",
 ];
@@ -177,6 +177,8 @@ pub enum Op {
     AbortMultipartUpload { upload_id: String },
     ListParts { upload_id: String },
     SelectObjectContent,
+    /// `POST ?restore`: a transitioned object's body brought back for N days.
+    RestoreObject,
 }
 
 impl Op {
@@ -252,6 +254,7 @@ impl Op {
             Op::AbortMultipartUpload { .. } => "AbortMultipartUpload",
             Op::ListParts { .. } => "ListParts",
             Op::SelectObjectContent => "SelectObjectContent",
+            Op::RestoreObject => "RestoreObject",
         }
     }
 }
@@ -464,6 +467,12 @@ fn object_op(method: Method, q: &Query) -> S3Result<Op> {
         }
         return Ok(Op::SelectObjectContent);
     }
+    if method == Method::Post && q.has("restore") {
+        if let Some(what) = stray_subresource(q, &["restore", "versionId"]) {
+            return Err(not_implemented(&what));
+        }
+        return Ok(Op::RestoreObject);
+    }
     if let Some(what) = unsupported(q) {
         return Err(not_implemented(what));
     }
@@ -552,6 +561,8 @@ mod tests {
             (Delete, "/b/k", "versionId=v", Some("b"), Some("k"), "DeleteObject"),
             (Post, "/b/k", "select&select-type=2", Some("b"), Some("k"), "SelectObjectContent"),
             (Post, "/b/k", "select&select-type=2&versionId=v", Some("b"), Some("k"), "SelectObjectContent"),
+            (Post, "/b/k", "restore", Some("b"), Some("k"), "RestoreObject"),
+            (Post, "/b/k", "restore&versionId=v", Some("b"), Some("k"), "RestoreObject"),
             // boto3 presigned PutObject with ContentType: not a sub-resource, ignored.
             (Put, "/b/k", "content-type=text%2Fplain&X-Amz-Signature=x", Some("b"), Some("k"), "PutObject"),
             (Put, "/b", "someVendorThing=1", Some("b"), None, "CreateBucket"),

@@ -73,9 +73,9 @@ async fn configuration_is_validated_stored_and_returned() {
         ("bad status", vec![LifecycleRule::builder().id("a").status(ExpirationStatus::from("enabled")).filter(prefix("")).expiration(days(1)).build().unwrap()], "MalformedXML"),
         ("no action", vec![rule("a").filter(prefix("")).build().unwrap()], "MalformedXML"),
         (
-            "transition (no tier)",
+            "transition (no such tier)",
             vec![rule("a").filter(prefix("")).transitions(Transition::builder().days(1).storage_class(TransitionStorageClass::Glacier).build()).build().unwrap()],
-            "NotImplemented",
+            "InvalidStorageClass",
         ),
     ];
     for (what, rules, code) in bad {

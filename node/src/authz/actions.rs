@@ -148,6 +148,7 @@ pub fn plan(op: &Op, h: &Headers, versioned: bool) -> Plan {
         Op::GetObject | Op::HeadObject | Op::SelectObjectContent => {
             p.object.push(o(v("s3:GetObject", "s3:GetObjectVersion")))
         }
+        Op::RestoreObject => return now(&[o("s3:RestoreObject")]),
         Op::GetObjectAcl => p.object.push(o(v("s3:GetObjectAcl", "s3:GetObjectVersionAcl"))),
         Op::PutObjectAcl => p.object.push(o(v("s3:PutObjectAcl", "s3:PutObjectVersionAcl"))),
         Op::DeleteObject if h.contains(crate::replication::H_REPLICA_VERSION) => {

@@ -162,8 +162,29 @@ impl Target for Webhook {
     }
 }
 
+/// What a caller keeps of a response besides its status (see
+/// [`read_response_into`]).
+#[derive(Debug, Default)]
+pub struct Reply {
+    /// Names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
 /// Reads one response: its status and whether the connection may be kept.
 pub(crate) fn read_response(r: &mut impl BufRead) -> Result<(u16, bool), String> {
+    read_response_into(r, None, MAX_RESPONSE_BYTES)
+}
+
+/// `read_response` that keeps the headers and a body of at most
+/// `max_body` bytes in `out` (discarded when `out` is `None`).
+pub(crate) fn read_response_into(r: &mut impl BufRead, mut out: Option<&mut Reply>, max_body: u64) -> Result<(u16, bool), String> {
     let mut line = String::new();
     let mut head_bytes = 0u64;
     let mut next_line = |r: &mut dyn BufRead, line: &mut String| -> Result<(), String> {
@@ -189,6 +210,9 @@ pub(crate) fn read_response(r: &mut impl BufRead) -> Result<(u16, bool), String>
         }
         let Some((n, v)) = l.split_once(':') else { continue };
         let (n, v) = (n.trim().to_ascii_lowercase(), v.trim());
+        if let Some(o) = out.as_deref_mut() {
+            o.headers.push((n.clone(), v.to_string()));
+        }
         match n.as_str() {
             "content-length" => length = Some(v.parse::<u64>().map_err(|_| "bad content-length")?),
             "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
@@ -204,10 +228,10 @@ pub(crate) fn read_response(r: &mut impl BufRead) -> Result<(u16, bool), String>
         loop {
             next_line(r, &mut line)?;
             let size = u64::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16).map_err(|_| "bad chunk size")?;
-            if size > MAX_RESPONSE_BYTES {
+            if size > max_body {
                 return Err("response chunk too large".into());
             }
-            std::io::copy(&mut Read::take(&mut *r, size), &mut std::io::sink()).map_err(|e| format!("receive: {e}"))?;
+            copy_body(r, size, out.as_deref_mut(), max_body)?;
             next_line(r, &mut line)?;
             if size == 0 {
                 // `line` was the first trailer line or the final CRLF.
@@ -218,19 +242,33 @@ pub(crate) fn read_response(r: &mut impl BufRead) -> Result<(u16, bool), String>
             }
         }
     } else if let Some(n) = length {
-        if n > MAX_RESPONSE_BYTES {
+        if n > max_body {
             return Err("response body too large".into());
         }
-        let got = std::io::copy(&mut Read::take(&mut *r, n), &mut std::io::sink()).map_err(|e| format!("receive: {e}"))?;
+        let got = copy_body(r, n, out.as_deref_mut(), max_body)?;
         if got < n {
             return Err("the receiver closed the connection mid-body".into());
         }
     } else {
         // Delimited by the close.
-        let _ = std::io::copy(&mut Read::take(&mut *r, MAX_RESPONSE_BYTES), &mut std::io::sink());
+        let _ = copy_body(r, max_body, out, max_body);
         keep = false;
     }
     Ok((status, keep))
+}
+
+/// Reads `n` body bytes into `out` (at most `max_body` in all) or nowhere.
+fn copy_body(r: &mut impl BufRead, n: u64, out: Option<&mut Reply>, max_body: u64) -> Result<u64, String> {
+    let got = match out {
+        None => std::io::copy(&mut Read::take(&mut *r, n), &mut std::io::sink()),
+        Some(o) => {
+            if o.body.len() as u64 + n > max_body {
+                return Err("response body too large".into());
+            }
+            std::io::copy(&mut Read::take(&mut *r, n), &mut o.body)
+        }
+    };
+    got.map_err(|e| format!("receive: {e}"))
 }
 
 #[cfg(test)]

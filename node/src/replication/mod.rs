@@ -19,7 +19,6 @@
 //! ordinary client cannot forge version ids. REPLICA versions are never
 //! queued for replication: two sites replicating to each other do not loop.
 
-pub mod client;
 pub mod worker;
 
 use tessera_io::{Body, Mutation};
@@ -42,61 +41,18 @@ pub const H_REPLICA_VERSION: &str = "x-tessera-replica-version";
 pub const H_REPLICA_MTIME: &str = "x-tessera-replica-mtime";
 pub const H_REPLICA_ETAG: &str = "x-tessera-replica-etag";
 
-/// One remote as the operator configured it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TargetSpec {
-    pub id: String,
-    /// `http://host:port` of the remote's S3 endpoint.
-    pub url: String,
-    pub access_key: String,
-    pub secret_key: String,
-    pub region: String,
-}
+/// A replication remote (`--replication-target`).
+pub type TargetSpec = crate::remote_s3::RemoteSpec;
 
-impl std::fmt::Debug for TargetSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TargetSpec")
-            .field("id", &self.id)
-            .field("url", &self.url)
-            .field("access_key", &self.access_key)
-            .field("secret_key", &"<redacted>")
-            .field("region", &self.region)
-            .finish()
-    }
-}
-
-/// `NAME=URL,ACCESS_KEY,SECRET_KEY[,region=R][,secret-file=PATH]`
+/// `NAME=http://HOST:PORT,ACCESS_KEY,SECRET_KEY[,region=R][,secret-file=PATH]`
 /// (`--replication-target`, repeatable; `replication-target = [...]` in the
 /// file). With `secret-file`, SECRET_KEY may be empty.
 pub fn parse_target_spec(s: &str) -> Result<TargetSpec, String> {
-    let (id, rest) = s.split_once('=').ok_or_else(|| format!("--replication-target {s:?}: expected NAME=URL,ACCESS,SECRET"))?;
-    let id = id.trim();
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
-        return Err(format!("--replication-target: name {id:?} must be 1 to 64 of A-Z a-z 0-9 - _"));
+    let (spec, path) = crate::remote_s3::parse_spec("--replication-target", s, &mut |_, _| Ok(false))?;
+    if path != "/" {
+        return Err(format!("--replication-target {}: URL must be http://HOST:PORT (no path)", spec.id));
     }
-    let mut parts = rest.split(',');
-    let url = parts.next().unwrap_or("").trim().to_string();
-    let u = crate::notify::target::parse_url(&url).map_err(|e| format!("--replication-target {id}: {e}"))?;
-    if u.https || u.path != "/" {
-        return Err(format!("--replication-target {id}: URL must be http://HOST:PORT (https is not supported yet)"));
-    }
-    let access_key = parts.next().unwrap_or("").trim().to_string();
-    let mut secret_key = parts.next().unwrap_or("").trim().to_string();
-    let mut region = "us-east-1".to_string();
-    for p in parts {
-        match p.split_once('=') {
-            Some(("region", v)) => region = v.trim().to_string(),
-            Some(("secret-file", v)) => {
-                let t = std::fs::read_to_string(v.trim()).map_err(|e| format!("--replication-target {id}: secret-file {v}: {e}"))?;
-                secret_key = t.trim().to_string();
-            }
-            _ => return Err(format!("--replication-target {id}: unknown option {p:?}")),
-        }
-    }
-    if access_key.is_empty() || secret_key.is_empty() {
-        return Err(format!("--replication-target {id}: an access key and a secret key are required"));
-    }
-    Ok(TargetSpec { id: id.to_string(), url, access_key, secret_key, region })
+    Ok(spec)
 }
 
 pub fn check_targets(specs: &[TargetSpec]) -> Result<(), String> {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tessera_io::{Body, Mutation};
 use tessera_proto::time::now_unix_ms;
 
-use super::client::{encode_path, form_encode, Outcome, Remote, RemoteRequest};
+use crate::remote_s3::{encode_path, form_encode, Outcome, Remote, RemoteRequest};
 use super::{entry_bytes, Op, Record, TargetSpec, H_REPLICA_ETAG, H_REPLICA_MTIME, H_REPLICA_VERSION};
 use crate::meta::{object_key, ReplStatus, VersionSel, T_OBJECTS, T_REPLICATION};
 use crate::notify::worker::{MAX_BACKOFF, MIN_BACKOFF};
@@ -185,6 +185,9 @@ async fn prepare(ctx: &Ctx, l: &Rc<LocalShard>, rec: &Record) -> Result<Prep, St
     }
     if meta.sse.is_some() {
         return Ok(Prep::Fail("encrypted objects are not replicated".into()));
+    }
+    if crate::tier::is_stub(&meta) {
+        return Ok(Prep::Fail("the version was transitioned to a tier before it was replicated".into()));
     }
     if s.size > MAX_REPLICATED_BYTES {
         return Ok(Prep::Fail(format!("objects over {MAX_REPLICATED_BYTES} bytes are not replicated")));

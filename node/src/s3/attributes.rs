@@ -105,7 +105,7 @@ pub async fn get(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Resu
         w.close("ObjectParts");
     }
     if want.storage_class {
-        w.elem("StorageClass", "STANDARD");
+        w.elem("StorageClass", s.storage_class());
     }
     if want.size {
         w.elem("ObjectSize", &s.size.to_string());

@@ -206,7 +206,10 @@ async fn delete_many(ctx: &Ctx, b: &BucketInfo, shard: u32, keys: &[&str], origi
             .txn(shard, locks, move |local| async move {
                 let mut muts = Vec::new();
                 for k in plain {
-                    if local.shard.get(T_OBJECTS, &k).is_some() {
+                    if let Some(cur) = local.shard.get(T_OBJECTS, &k) {
+                        if let Some(s) = crate::meta::ObjectSummary::decode(&cur.summary) {
+                            muts.extend(crate::tier::forget_mutation(&local.shard, T_OBJECTS, &k, &s).await?);
+                        }
                         muts.push(Mutation::Delete { table: T_OBJECTS, key: k });
                     }
                 }
@@ -214,6 +217,9 @@ async fn delete_many(ctx: &Ctx, b: &BucketInfo, shard: u32, keys: &[&str], origi
                 for (k, ev) in &evs {
                     let Some(cur) = local.shard.get(T_OBJECTS, k) else { continue };
                     let summary = crate::meta::ObjectSummary::decode(&cur.summary);
+                    if let Some(s) = &summary {
+                        muts.extend(crate::tier::forget_mutation(&local.shard, T_OBJECTS, k, s).await?);
+                    }
                     muts.push(Mutation::Delete { table: T_OBJECTS, key: k.clone() });
                     muts.extend(ev.mutations(&local.notify, summary.as_ref()));
                     events += 1;
@@ -233,7 +239,15 @@ async fn delete_many(ctx: &Ctx, b: &BucketInfo, shard: u32, keys: &[&str], origi
     let mut muts = Vec::new();
     for key in keys {
         let k = object_key(b.id, key);
-        if ctx.shards.get(shard, T_OBJECTS, k.clone()).await.map_err(io_error)?.is_some() {
+        if let Some(cur) = ctx.shards.get(shard, T_OBJECTS, k.clone()).await.map_err(io_error)? {
+            // A transitioned version's copy at its tier goes with it: the
+            // forget entry names that version's copy only, so it is right
+            // even if a racing write replaced the version meanwhile.
+            if crate::meta::ObjectSummary::decode(&cur.summary).is_some_and(|s| s.tiered()) {
+                let stored = ctx.shards.load(shard, T_OBJECTS, k.clone()).await.map_err(io_error)?;
+                let tier = stored.and_then(|st| crate::meta::ObjectMeta::decode(&st.meta)).and_then(|m| m.tier);
+                muts.extend(tier.map(|t| crate::tier::Forget::of(&t).mutation()));
+            }
             muts.push(Mutation::Delete { table: T_OBJECTS, key: k });
         }
     }

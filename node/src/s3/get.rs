@@ -120,6 +120,7 @@ fn object_headers(resp: &mut Response, b: &BucketInfo, s: &ObjectSummary, m: &Ob
     if let Some(info) = &m.sse {
         crate::sse::push_headers(resp, info);
     }
+    crate::tier::push_headers(resp, m);
     if !m.tags.is_empty() {
         resp.push_header("x-amz-tagging-count", m.tags.len().to_string());
     }
@@ -349,6 +350,16 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
         if req.head.method != Method::Head {
             resp.body = RespBody::Empty;
         }
+        return Ok(resp);
+    }
+    if crate::tier::is_stub(&meta) {
+        // Transitioned: the range is read from the tier (whole, before the
+        // answer starts, so a tier that is down is a clean 503).
+        let t = meta.tier.as_ref().ok_or_else(|| super::internal("tier info vanished"))?;
+        let data = crate::tier::read::read_through(ctx, t, range.clone(), size).await?;
+        let len = data.len() as u64;
+        let body = tessera_io::Body::Inline(data);
+        resp.body = RespBody::Object(ObjectStream { ctx: ctx.clone(), shard, body, range: 0..len, source: None, sse: None });
         return Ok(resp);
     }
     let source = matches!(body, tessera_io::Body::Extents(_)).then(|| StreamSource {

@@ -28,6 +28,7 @@ pub async fn put(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Resu
         lifecycle::generated_id(&raw)
     };
     let lc = lifecycle::parse_config(&body, &mut gen_id)?;
+    crate::tier::check_lifecycle(&ctx.shared.config.tiers, &lc)?;
     ctx.shared
         .buckets
         .update(&ctx.shards, &b.name, move |info| {

@@ -266,7 +266,7 @@ pub async fn list_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo, 
             .elem("LastModified", &format_iso8601_ms(s.mtime_ms))
             .elem("ETag", &s.etag())
             .elem("Size", &s.size.to_string())
-            .elem("StorageClass", "STANDARD");
+            .elem("StorageClass", s.storage_class());
         if fetch_owner {
             w.open("Owner").elem("ID", &b.owner_id).elem("DisplayName", &b.owner_display).close("Owner");
         }
@@ -438,7 +438,7 @@ pub async fn list_versions(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo)
             .elem("IsLatest", if *latest { "true" } else { "false" })
             .elem("LastModified", &format_iso8601_ms(s.mtime_ms));
         if !s.delete_marker {
-            w.elem("ETag", &s.etag()).elem("Size", &s.size.to_string()).elem("StorageClass", "STANDARD");
+            w.elem("ETag", &s.etag()).elem("Size", &s.size.to_string()).elem("StorageClass", s.storage_class());
         }
         w.open("Owner").elem("ID", &b.owner_id).elem("DisplayName", &b.owner_display).close("Owner");
         w.close(tag);

@@ -147,6 +147,7 @@ async fn run(ctx: &Rc<Ctx>, req: &mut Request<'_>, op: Op, b: &Arc<BucketInfo>) 
         Op::AbortMultipartUpload { upload_id } => multipart::abort(ctx, req, b, &upload_id).await,
         Op::ListParts { upload_id } => multipart::list_parts(ctx, req, b, &upload_id).await,
         Op::SelectObjectContent => select::select_object(ctx, req, b).await,
+        Op::RestoreObject => crate::tier::read::restore_object(ctx, req, b).await,
         Op::ListBuckets | Op::CreateBucket | Op::Options | Op::PostObject => {
             Err(S3Error::new(S3ErrorCode::InternalError))
         }
@@ -325,7 +326,10 @@ pub async fn write_version(
     if let Some(ev) = &ev {
         ev.stamp(&mut new.summary);
     }
-    if b.versioning == Versioning::Unversioned && cond.is_none() && ev.is_none() {
+    // A bucket that transitions objects takes the transaction path, which
+    // queues the deletion of a replaced version's copy at its tier.
+    let tiering = b.lifecycle.as_ref().is_some_and(|l| l.has_transitions());
+    if b.versioning == Versioning::Unversioned && cond.is_none() && ev.is_none() && !tiering {
         let NewVersion { mut summary, meta, body } = new;
         summary.version = VersionId::next(now_unix_micros(), None, random);
         summary.null_version = true;

@@ -318,6 +318,7 @@ pub(super) async fn load_copy_source(
     let facts = authz::ObjectFacts { acl: src.meta.acl.as_ref(), tags: &src.meta.tags };
     authz::check_copy_source(req, &src_bucket, &sk, versioned, facts)?;
     check_copy_conditions(req, &src.summary)?;
+    crate::tier::refuse_stub(&src.meta)?;
     Ok((sb, sk, sel, src))
 }
 
@@ -366,6 +367,8 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
         ));
     }
     let mut meta = if replace_meta { meta_from_headers(&req.head.headers)? } else { src.meta.clone() };
+    // The copy is a new version stored here (the source was restored).
+    meta.tier = None;
     meta.tags = if replace_tags { tagging::from_header(req)? } else { src.meta.tags.clone() };
     // A copy is a new object: its ACL is the request's, not the source's.
     meta.acl = acl;

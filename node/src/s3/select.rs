@@ -147,6 +147,7 @@ pub async fn select_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo)
         Err(e) => return Ok(error_response(req, &e)),
     };
     obj.refuse_delete_marker(sel)?;
+    crate::tier::refuse_stub(&obj.meta)?;
     let LoadedObject { shard, body, summary, .. } = obj;
     let now_ms = tessera_proto::time::now_unix_ms();
     let now = Ts { secs: now_ms.div_euclid(1000), nanos: (now_ms.rem_euclid(1000) * 1_000_000) as u32, offset_min: 0, prec: tessera_select::time::Prec::Frac(3) };

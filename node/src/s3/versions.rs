@@ -184,6 +184,7 @@ pub async fn place(
                 // Replaced in place: its data is gone for good. (A summary
                 // that does not decode never gets here: `current` refused it.)
                 c.summary.check_removable(now_ms, false)?;
+                muts.extend(crate::tier::forget_mutation(shard, c.table, &c.key, &c.summary).await?);
             } else {
                 let to = version_key(bucket, key, &c.summary.version);
                 muts.push(move_entry(shard, T_OBJECTS, &c.key, T_VERSIONS, to).await?);
@@ -192,6 +193,7 @@ pub async fn place(
         if summary.null_version && versioning != Versioning::Unversioned {
             if let Some(old) = noncurrent_null(shard, bucket, key)? {
                 old.summary.check_removable(now_ms, false)?;
+                muts.extend(crate::tier::forget_mutation(shard, old.table, &old.key, &old.summary).await?);
                 muts.push(Mutation::Delete { table: T_VERSIONS, key: old.key });
             }
         }
@@ -221,7 +223,8 @@ pub async fn remove(
     // fails closed.
     let Some(found) = find(shard, bucket, key, sel)? else { return Ok(None) };
     found.summary.check_removable(now_unix_ms(), bypass_governance)?;
-    let mut muts = Vec::new();
+    // A transitioned version's copy at its tier goes with it (queued).
+    let mut muts: Vec<Mutation> = crate::tier::forget_mutation(shard, found.table, &found.key, &found.summary).await?.into_iter().collect();
     if found.table == T_OBJECTS {
         let prefix = versions_prefix(bucket, key);
         match shard.range(T_VERSIONS, &prefix, None, 1).into_iter().next() {

@@ -1,6 +1,8 @@
-//! A small blocking S3 client for one remote: SigV4-signed HTTP/1.1
-//! requests over one kept-alive connection (re-opened after any failure).
-//! Runs on a replication sender thread, never on a reactor.
+//! A remote S3 endpoint the operator names (a replication target, a
+//! storage tier): its spec (URL and credentials, from the flag, a secret
+//! file or the environment) and a small blocking client: SigV4-signed
+//! HTTP/1.1 requests over one kept-alive connection (re-opened after any
+//! failure). The client runs on a sender thread, never on a reactor.
 
 use std::io::{BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -10,8 +12,7 @@ use tessera_proto::sigv4::{sign_request, UNSIGNED_PAYLOAD};
 use tessera_proto::time::{format_amz_date, now_unix_secs};
 use tessera_proto::Headers;
 
-use super::TargetSpec;
-use crate::notify::target::{parse_url, read_response};
+use crate::notify::target::{parse_url, read_response_into, Reply};
 
 /// Connecting, and each read or write.
 pub const REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,14 +32,78 @@ pub struct RemoteRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Done,
-    /// The remote refused it for good (4xx but 408/429): FAILED.
+    /// The remote refused it for good (4xx but 408/429).
     Refused(String),
     /// Unreachable, 5xx, 408 or 429: retried after a backoff.
     Retry(String),
 }
 
+/// One remote as the operator configured it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RemoteSpec {
+    pub id: String,
+    /// `http://host:port` of the remote's S3 endpoint.
+    pub url: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+}
+
+impl std::fmt::Debug for RemoteSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteSpec")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field("region", &self.region)
+            .finish()
+    }
+}
+
+/// `NAME=http://HOST:PORT[/PATH],ACCESS_KEY,SECRET_KEY[,region=R][,secret-file=PATH]`
+/// and the options `extra` accepts (`flag` names the option in errors).
+/// With `secret-file`, SECRET_KEY may be empty. The URL's path (`/` when
+/// absent) is returned beside the spec, whose `url` has none.
+pub fn parse_spec(
+    flag: &str,
+    s: &str,
+    extra: &mut dyn FnMut(&str, &str) -> Result<bool, String>,
+) -> Result<(RemoteSpec, String), String> {
+    let (id, rest) = s.split_once('=').ok_or_else(|| format!("{flag} {s:?}: expected NAME=URL,ACCESS,SECRET"))?;
+    let id = id.trim();
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+        return Err(format!("{flag}: name {id:?} must be 1 to 64 of A-Z a-z 0-9 - _"));
+    }
+    let mut parts = rest.split(',');
+    let url = parts.next().unwrap_or("").trim().to_string();
+    let u = parse_url(&url).map_err(|e| format!("{flag} {id}: {e}"))?;
+    if u.https || u.path.contains('?') {
+        return Err(format!("{flag} {id}: URL must be http://HOST:PORT[/PATH] (https is not supported yet)"));
+    }
+    let access_key = parts.next().unwrap_or("").trim().to_string();
+    let mut secret_key = parts.next().unwrap_or("").trim().to_string();
+    let mut region = "us-east-1".to_string();
+    for p in parts {
+        match p.split_once('=') {
+            Some(("region", v)) => region = v.trim().to_string(),
+            Some(("secret-file", v)) => {
+                let t = std::fs::read_to_string(v.trim()).map_err(|e| format!("{flag} {id}: secret-file {v}: {e}"))?;
+                secret_key = t.trim().to_string();
+            }
+            Some((k, v)) if extra(k.trim(), v.trim())? => {}
+            _ => return Err(format!("{flag} {id}: unknown option {p:?}")),
+        }
+    }
+    if access_key.is_empty() || secret_key.is_empty() {
+        return Err(format!("{flag} {id}: an access key and a secret key are required"));
+    }
+    let base = format!("http://{}", u.host_header);
+    Ok((RemoteSpec { id: id.to_string(), url: base, access_key, secret_key, region }, u.path))
+}
+
 pub struct Remote {
-    spec: TargetSpec,
+    spec: RemoteSpec,
     authority: String,
     host_header: String,
     conn: Option<BufReader<TcpStream>>,
@@ -72,7 +137,7 @@ pub fn form_encode(s: &str) -> String {
 }
 
 impl Remote {
-    pub fn new(spec: &TargetSpec) -> Result<Self, String> {
+    pub fn new(spec: &RemoteSpec) -> Result<Self, String> {
         let u = parse_url(&spec.url)?;
         Ok(Remote { spec: spec.clone(), authority: u.authority, host_header: u.host_header, conn: None })
     }
@@ -93,7 +158,13 @@ impl Remote {
 
     /// Sends `r` and reads the answer.
     pub fn send(&mut self, r: &RemoteRequest) -> Outcome {
-        match self.exchange(r) {
+        self.send_keeping(r, None, 1 << 20)
+    }
+
+    /// `send` that keeps the answer's headers and body (at most `max_body`
+    /// bytes) in `out`.
+    pub fn send_keeping(&mut self, r: &RemoteRequest, out: Option<&mut Reply>, max_body: u64) -> Outcome {
+        match self.exchange(r, out, max_body) {
             Ok(status) if (200..300).contains(&status) => Outcome::Done,
             Ok(status) if (400..500).contains(&status) && status != 408 && status != 429 => {
                 Outcome::Refused(format!("{} {} answered {status}", r.method, r.path))
@@ -109,7 +180,7 @@ impl Remote {
         }
     }
 
-    fn exchange(&mut self, r: &RemoteRequest) -> Result<u16, String> {
+    fn exchange(&mut self, r: &RemoteRequest, out: Option<&mut Reply>, max_body: u64) -> Result<u16, String> {
         if self.conn.is_none() {
             self.conn = Some(self.connect()?);
         }
@@ -129,11 +200,11 @@ impl Remote {
         for (n, v) in h.iter() {
             head.push_str(&format!("{n}: {v}\r\n"));
         }
-        head.push_str(&format!("authorization: {auth}\r\nuser-agent: tessera-replication\r\n\r\n"));
+        head.push_str(&format!("authorization: {auth}\r\nuser-agent: tessera\r\n\r\n"));
         let conn = self.conn.as_mut().ok_or("no connection")?;
         let w = conn.get_mut();
         w.write_all(head.as_bytes()).and_then(|_| w.write_all(&r.body)).and_then(|_| w.flush()).map_err(|e| format!("send: {e}"))?;
-        let (status, keep) = read_response(conn)?;
+        let (status, keep) = read_response_into(conn, out, max_body)?;
         if !keep {
             self.conn = None;
         }

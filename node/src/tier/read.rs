@@ -1,0 +1,165 @@
+//! The request side of tiering: one request to a tier (on a thread of its
+//! own: the client blocks), GET's read-through, and RestoreObject.
+
+use std::ops::Range;
+use std::rc::Rc;
+
+use tessera_io::{Body, DataBuf, Mutation};
+use tessera_proto::time::now_unix_ms;
+use tessera_proto::{S3Error, S3ErrorCode, S3Result};
+
+use super::{find, RestoreEntry, TierInfo, MAX_TIERED_BYTES};
+use crate::buckets::BucketInfo;
+use crate::conn::Request;
+use crate::meta::{object_key, ObjectMeta, ObjectSummary, T_OBJECTS};
+use crate::notify::target::Reply;
+use crate::remote_s3::{encode_path, Outcome, Remote, RemoteRequest, RemoteSpec};
+use crate::response::Response;
+use crate::s3::{io_error, versions};
+use crate::server::Ctx;
+
+/// Largest RestoreRequest document.
+const MAX_RESTORE_BODY_BYTES: usize = 64 * 1024;
+
+/// Sends `req` to `spec` from a thread of its own (the client blocks) and
+/// waits for the answer without blocking the reactor; the answer's body
+/// (at most `max_body` bytes) and headers come back in the `Reply`.
+pub async fn call(spec: &RemoteSpec, req: RemoteRequest, max_body: u64) -> (Outcome, Reply) {
+    let (tx, rx) = async_channel::bounded(1);
+    let spec = spec.clone();
+    let spawned = std::thread::Builder::new().name("tier-io".into()).spawn(move || {
+        let mut reply = Reply::default();
+        let out = match Remote::new(&spec) {
+            Ok(mut r) => r.send_keeping(&req, Some(&mut reply), max_body),
+            Err(e) => Outcome::Retry(e),
+        };
+        let _ = tx.send_blocking((out, reply));
+    });
+    if let Err(e) = spawned {
+        return (Outcome::Retry(format!("cannot start a tier thread: {e}")), Reply::default());
+    }
+    rx.recv().await.unwrap_or_else(|_| (Outcome::Retry("the tier thread is gone".into()), Reply::default()))
+}
+
+fn unavailable(class: &str, why: &str) -> S3Error {
+    S3Error::with_message(S3ErrorCode::ServiceUnavailable, format!("The storage tier {class} cannot be reached: {why}"))
+}
+
+/// Bytes `range` of a transitioned version's body, read from its tier.
+/// A tier that is down is `ServiceUnavailable` (503, retryable); a tier
+/// that refuses (its copy gone) is an internal error.
+pub async fn read_through(ctx: &Ctx, t: &TierInfo, range: Range<u64>, size: u64) -> S3Result<Vec<u8>> {
+    if range.is_empty() {
+        return Ok(Vec::new());
+    }
+    let spec = find(&ctx.shared.config.tiers, &t.class).ok_or_else(|| unavailable(&t.class, "the tier is not configured on this server"))?;
+    let len = range.end - range.start;
+    if len > MAX_TIERED_BYTES {
+        return Err(S3Error::with_message(S3ErrorCode::InvalidRange, format!("At most {MAX_TIERED_BYTES} bytes of a transitioned object are read at a time")));
+    }
+    let mut headers = Vec::new();
+    if range != (0..size) {
+        headers.push(("range".to_string(), format!("bytes={}-{}", range.start, range.end - 1)));
+    }
+    let req = RemoteRequest { method: "GET", path: encode_path(&t.remote_bucket, &t.remote_key), query: String::new(), headers, body: Vec::new() };
+    let (out, reply) = call(&spec.remote, req, len).await;
+    match out {
+        Outcome::Done if reply.body.len() as u64 == len => Ok(reply.body),
+        Outcome::Done => Err(crate::s3::internal(format!("the tier {} sent {} bytes for {len}", t.class, reply.body.len()))),
+        Outcome::Refused(why) => Err(crate::s3::internal(format!("the tier {} refused the read: {why}", t.class))),
+        Outcome::Retry(why) => Err(unavailable(&t.class, &why)),
+    }
+}
+
+/// Writes `data` as a version body on `shard`: inline when small, else
+/// data records.
+pub async fn store_bytes(ctx: &Ctx, shard: u32, data: Vec<u8>) -> S3Result<Body> {
+    if data.len() <= crate::s3::put::INLINE_MAX_BYTES {
+        return Ok(Body::Inline(data));
+    }
+    let mut out = Vec::new();
+    for piece in data.chunks(crate::s3::put::DATA_RECORD_BYTES) {
+        let mut buf = DataBuf::new(piece.len());
+        buf.spare_mut()[..piece.len()].copy_from_slice(piece);
+        buf.advance(piece.len());
+        out.push(ctx.shards.write_data(shard, buf).await.map_err(io_error)?);
+    }
+    Ok(Body::Extents(out))
+}
+
+/// `<RestoreRequest><Days>N</Days></RestoreRequest>`: N.
+fn parse_days(body: &[u8]) -> S3Result<u32> {
+    let root = tessera_proto::xml::parse(body)?;
+    if root.name != "RestoreRequest" {
+        return Err(S3Error::with_message(S3ErrorCode::MalformedXML, "Expected RestoreRequest"));
+    }
+    let days = root.child_text("Days").ok_or_else(|| S3Error::with_message(S3ErrorCode::MalformedXML, "RestoreRequest needs Days"))?;
+    match days.trim().parse::<i64>() {
+        Ok(d) if d > 0 && d <= i64::from(u32::MAX) => Ok(d as u32),
+        _ => Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "Days must be a positive integer")),
+    }
+}
+
+/// Whether `s` is still the version `expected` (same id and content).
+pub fn same_version(s: &ObjectSummary, expected: &ObjectSummary) -> bool {
+    s.version == expected.version && s.null_version == expected.null_version && s.md5 == expected.md5 && s.size == expected.size && !s.delete_marker
+}
+
+/// RestoreObject: a transitioned version's body copied back here for
+/// `Days` lifecycle days (202), or an already restored one's expiry moved
+/// (200). Other versions are `InvalidObjectState`, as S3 answers for an
+/// object that is not archived.
+pub async fn restore_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
+    let sel = versions::requested(&req.routed.query)?;
+    let body = req.read_body_to_vec(MAX_RESTORE_BODY_BYTES).await?;
+    let days = parse_days(&body)?;
+    let obj = crate::s3::read_version(ctx, b, req.key(), sel).await?;
+    obj.refuse_delete_marker(sel)?;
+    crate::authz::check_object(req, b, crate::authz::ObjectFacts { acl: obj.meta.acl.as_ref(), tags: &obj.meta.tags })?;
+    let Some(t) = obj.meta.tier.clone() else {
+        return Err(S3Error::with_message(S3ErrorCode::InvalidObjectState, "Restore is not allowed for the object's current storage class"));
+    };
+    let day_ms = (ctx.shared.config.lifecycle_day_secs.max(1) * 1000) as i64;
+    let until = now_unix_ms().saturating_add(i64::from(days).saturating_mul(day_ms));
+    let already = t.restored_until_ms.is_some();
+    let new_body = if already {
+        None
+    } else {
+        if obj.summary.size > MAX_TIERED_BYTES {
+            return Err(S3Error::with_message(S3ErrorCode::InvalidObjectState, format!("Objects over {MAX_TIERED_BYTES} bytes are not restored")));
+        }
+        let data = read_through(ctx, &t, 0..obj.summary.size, obj.summary.size).await?;
+        Some(store_bytes(ctx, obj.shard, data).await?)
+    };
+    let (bid, key, expected) = (b.id, req.key().to_string(), obj.summary.clone());
+    let lock = vec![(T_OBJECTS, object_key(bid, &key))];
+    let sel = if expected.null_version { crate::meta::VersionSel::Null } else { crate::meta::VersionSel::Id(expected.version) };
+    ctx.shards
+        .txn(obj.shard, lock, move |local| async move {
+            let Some(loc) = versions::find(&local.shard, bid, &key, sel)?.filter(|l| same_version(&l.summary, &expected)) else {
+                return Err(versions::not_found(Some(sel)));
+            };
+            let stored = crate::stripes_io::load(&local.shard, loc.table, &loc.key).await.map_err(io_error)?.ok_or_else(|| versions::not_found(Some(sel)))?;
+            let mut meta = ObjectMeta::decode(&stored.meta).ok_or_else(|| crate::s3::internal("corrupt object meta"))?;
+            let Some(t) = meta.tier.as_mut() else {
+                return Err(S3Error::with_message(S3ErrorCode::InvalidObjectState, "Restore is not allowed for the object's current storage class"));
+            };
+            let mut muts = Vec::new();
+            let body = match (t.restored_until_ms, new_body) {
+                (Some(old), _) => {
+                    muts.push(RestoreEntry::of(old, bid, &key, &loc.summary).delete());
+                    stored.body
+                }
+                (None, Some(body)) => body,
+                (None, None) => return Err(crate::s3::internal("the version was transitioned again while restoring")),
+            };
+            t.restored_until_ms = Some(until);
+            muts.push(RestoreEntry::of(until, bid, &key, &loc.summary).put());
+            muts.push(Mutation::Put { table: loc.table, key: loc.key, summary: stored.summary, meta: meta.encode(), body });
+            local.commit_in_txn(muts).await.map_err(io_error)?;
+            Ok(())
+        })
+        .await
+        .map_err(io_error)??;
+    Ok(Response::new(if already { 200 } else { 202 }))
+}

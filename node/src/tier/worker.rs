@@ -1,0 +1,239 @@
+//! The tiering side of the lifecycle worker (it runs on each reactor's
+//! shards, see `lifecycle`): moving a version to its tier, deleting the
+//! copies of removed versions, and dropping restored copies that expired.
+//!
+//! A transition reads the version's body, PUTs it to the tier with its
+//! Content-MD5 (the tier checks it) and checks the ETag and length it
+//! answers, then, under the key's lock, rewrites the record as a stub
+//! **only if the version is still the one read** (same id, size, MD5; not
+//! transitioned meanwhile); otherwise the copy just written is queued for
+//! deletion. A tier that is down leaves the version as it was: the next
+//! pass tries again, nothing is lost. Each request to a tier runs on a
+//! thread of its own (`read::call`), one connection per request.
+
+use base64::Engine as _;
+use md5::{Digest, Md5};
+use tessera_io::{Body, Mutation};
+use tessera_proto::time::now_unix_ms;
+use tessera_proto::{S3Error, S3Result};
+
+use super::read::{call, same_version};
+use super::{find, remote_key, Forget, RestoreEntry, TierInfo, MAX_TIERED_BYTES};
+use crate::buckets::BucketInfo;
+use crate::meta::{object_key, ObjectMeta, ObjectSummary, VersionSel, T_OBJECTS, T_TIER};
+use crate::remote_s3::{encode_path, Outcome, RemoteRequest};
+use crate::s3::{io_error, versions};
+use crate::server::Ctx;
+
+/// Queue entries handled per shard and pass.
+const PAGE: usize = 64;
+
+fn sel_of(s: &ObjectSummary) -> VersionSel {
+    if s.null_version {
+        VersionSel::Null
+    } else {
+        VersionSel::Id(s.version)
+    }
+}
+
+/// Why a transition did not happen this time.
+#[derive(Debug)]
+pub enum NotMoved {
+    /// The tier is down or refused: try again next pass (and skip the
+    /// tier for the rest of this one).
+    TierDown(String),
+    /// Something else (logged).
+    Error(S3Error),
+}
+
+impl From<S3Error> for NotMoved {
+    fn from(e: S3Error) -> Self {
+        NotMoved::Error(e)
+    }
+}
+
+/// Moves version `s` of `key` (bucket `b`, on this reactor's `shard`) to
+/// tier `class`: `Ok(true)` when it is a stub now, `Ok(false)` when there
+/// was nothing to do (changed, gone, encrypted, too large). A version on
+/// another tier moves from there (read through, or its restored copy),
+/// and its copy there is queued for deletion with the switch.
+pub async fn transition(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, s: &ObjectSummary, class: &str) -> Result<bool, NotMoved> {
+    let Some(spec) = find(&ctx.shared.config.tiers, class) else {
+        return Err(NotMoved::TierDown(format!("no tier {class} is configured (see --tier)")));
+    };
+    if s.size > MAX_TIERED_BYTES || s.tier_class.as_deref() == Some(class) || s.delete_marker {
+        return Ok(false);
+    }
+    let (bid, k, sel) = (b.id, key.to_string(), sel_of(s));
+    let found = ctx
+        .shards
+        .txn(shard, Vec::new(), move |local| async move { versions::load(&local.shard, bid, &k, Some(sel)).await })
+        .await
+        .map_err(io_error)??;
+    let Some((loc, meta, body)) = found else { return Ok(false) };
+    // Encrypted bodies are sealed per segment with offsets GET relies on:
+    // they stay here (for now).
+    let old = meta.tier.clone();
+    if !same_version(&loc.summary, s) || loc.summary.tier_class != s.tier_class || meta.sse.is_some() || old.as_ref().is_some_and(|t| t.class == class) {
+        return Ok(false);
+    }
+    let data = match (&old, body) {
+        (Some(t), _) if t.restored_until_ms.is_none() => super::read::read_through(ctx, t, 0..s.size, s.size)
+            .await
+            .map_err(|e| NotMoved::TierDown(format!("reading from tier {}: {}", t.class, e.message)))?,
+        (_, Body::Inline(d)) => d,
+        (_, Body::Extents(ex)) => {
+            let mut out = Vec::with_capacity(s.size as usize);
+            for e in ex {
+                let len = e.len;
+                out.extend_from_slice(&ctx.shards.read_extent(shard, e, 0..len).await.map_err(io_error)?);
+            }
+            out
+        }
+    };
+    if data.len() as u64 != s.size {
+        return Err(crate::s3::internal(format!("{key}: read {} bytes of {}", data.len(), s.size)).into());
+    }
+    let md5: [u8; 16] = Md5::digest(&data).into();
+    if s.parts == 0 && md5 != s.md5 {
+        return Err(crate::s3::internal(format!("{key}: the body read does not match its ETag")).into());
+    }
+    let rkey = remote_key(&b.name, key, &s.version);
+    let headers = vec![
+        ("content-md5".to_string(), base64::engine::general_purpose::STANDARD.encode(md5)),
+        ("content-type".to_string(), "application/octet-stream".to_string()),
+    ];
+    let req = RemoteRequest { method: "PUT", path: encode_path(&spec.bucket, &rkey), query: String::new(), headers, body: data };
+    let (out, reply) = call(&spec.remote, req, 1 << 20).await;
+    match out {
+        Outcome::Done => {}
+        Outcome::Refused(why) | Outcome::Retry(why) => return Err(NotMoved::TierDown(why)),
+    }
+    let etag = reply.header("etag").unwrap_or("").trim().trim_matches('"').to_ascii_lowercase();
+    if etag != hex::encode(md5) {
+        return Err(NotMoved::TierDown(format!("the tier answered ETag {etag:?} for {}", hex::encode(md5))));
+    }
+    let info = TierInfo { class: class.to_string(), remote_bucket: spec.bucket.clone(), remote_key: rkey, restored_until_ms: None };
+    let (k, expected) = (key.to_string(), s.clone());
+    let lock = vec![(T_OBJECTS, object_key(bid, key))];
+    let moved = ctx
+        .shards
+        .txn(shard, lock, move |local| async move {
+            let cur = versions::find(&local.shard, bid, &k, sel)?.filter(|l| same_version(&l.summary, &expected) && l.summary.tier_class == expected.tier_class);
+            let stored = match &cur {
+                Some(l) => crate::stripes_io::load(&local.shard, l.table, &l.key).await.map_err(io_error)?,
+                None => None,
+            };
+            let (Some(l), Some(stored)) = (cur, stored) else {
+                // Changed or removed meanwhile: the copy is nobody's.
+                local.commit_in_txn(vec![Forget::of(&info).mutation()]).await.map_err(io_error)?;
+                return Ok(false);
+            };
+            let mut meta = ObjectMeta::decode(&stored.meta).ok_or_else(|| crate::s3::internal("corrupt object meta"))?;
+            if meta.tier.as_ref().map(|t| &t.remote_key) != old.as_ref().map(|t| &t.remote_key) {
+                local.commit_in_txn(vec![Forget::of(&info).mutation()]).await.map_err(io_error)?;
+                return Ok(false);
+            }
+            let mut muts = Vec::new();
+            // A restored copy stays restored (its expiry entry names the version).
+            let restored = meta.tier.as_ref().and_then(|t| t.restored_until_ms);
+            if let Some(prev) = &meta.tier {
+                muts.push(Forget::of(prev).mutation());
+            }
+            let mut summary = l.summary;
+            summary.tier_class = Some(info.class.clone());
+            meta.tier = Some(TierInfo { restored_until_ms: restored, ..info });
+            let body = if restored.is_some() { stored.body } else { Body::Inline(Vec::new()) };
+            muts.push(Mutation::Put { table: l.table, key: l.key, summary: summary.encode(), meta: meta.encode(), body });
+            local.commit_in_txn(muts).await.map_err(io_error)?;
+            Ok::<_, S3Error>(true)
+        })
+        .await
+        .map_err(io_error)??;
+    Ok(moved)
+}
+
+/// Queue work of one of this reactor's shards: copies of removed versions
+/// deleted at their tier (an unreachable tier stops that until the next
+/// pass; the entry stays), restored copies past their expiry dropped.
+pub async fn housekeeping(ctx: &Ctx, shard: u32) {
+    if let Err(e) = forget_page(ctx, shard).await {
+        tracing::warn!(shard, "deleting copies at a tier: {e}; retried next pass");
+    }
+    if let Err(e) = expire_restores(ctx, shard).await {
+        tracing::warn!(shard, "expiring restored copies: {e}; retried next pass");
+    }
+}
+
+async fn forget_page(ctx: &Ctx, shard: u32) -> Result<(), String> {
+    let page = ctx.shards.range(shard, T_TIER, super::forget_prefix(), None, PAGE).await.map_err(|e| e.to_string())?;
+    let mut down: Vec<String> = Vec::new();
+    for (k, _) in page {
+        let Some(stored) = ctx.shards.load(shard, T_TIER, k.clone()).await.map_err(|e| e.to_string())? else { continue };
+        let Some(f) = Forget::decode(&stored.meta) else {
+            tracing::error!(shard, "a tier queue entry is not a version {} record; kept", super::TIER_ENTRY_V1);
+            continue;
+        };
+        if down.contains(&f.class) {
+            continue;
+        }
+        let Some(spec) = find(&ctx.shared.config.tiers, &f.class) else {
+            tracing::warn!(class = %f.class, key = %f.remote_key, "the copy's tier is not configured any more; its deletion waits");
+            down.push(f.class);
+            continue;
+        };
+        let req = RemoteRequest { method: "DELETE", path: encode_path(&f.remote_bucket, &f.remote_key), query: String::new(), headers: Vec::new(), body: Vec::new() };
+        match call(&spec.remote, req, 1 << 20).await.0 {
+            Outcome::Done => {
+                ctx.shards.commit(shard, vec![Mutation::Delete { table: T_TIER, key: k }]).await.map_err(|e| e.to_string())?;
+            }
+            Outcome::Refused(why) | Outcome::Retry(why) => {
+                tracing::warn!(class = %f.class, key = %f.remote_key, "deleting the copy at the tier failed: {why}; retried next pass");
+                down.push(f.class);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn expire_restores(ctx: &Ctx, shard: u32) -> S3Result<()> {
+    let page = ctx.shards.range(shard, T_TIER, super::restore_prefix(), None, PAGE).await.map_err(io_error)?;
+    let now = now_unix_ms();
+    for (k, _) in page {
+        let Some(r) = RestoreEntry::parse(&k) else {
+            ctx.shards.commit(shard, vec![Mutation::Delete { table: T_TIER, key: k }]).await.map_err(io_error)?;
+            continue;
+        };
+        if r.until_ms > now {
+            break;
+        }
+        let lock = vec![(T_OBJECTS, object_key(r.bucket, &r.key))];
+        ctx.shards
+            .txn(shard, lock, move |local| async move {
+                let mut muts = vec![r.delete()];
+                if let Some(l) = versions::find(&local.shard, r.bucket, &r.key, r.sel())?.filter(|l| l.summary.version == r.version) {
+                    if let Some(stored) = crate::stripes_io::load(&local.shard, l.table, &l.key).await.map_err(io_error)? {
+                        let mut meta = ObjectMeta::decode(&stored.meta).ok_or_else(|| crate::s3::internal("corrupt object meta"))?;
+                        if let Some(t) = meta.tier.as_mut().filter(|t| t.restored_until_ms == Some(r.until_ms)) {
+                            t.restored_until_ms = None;
+                            muts.push(Mutation::Put { table: l.table, key: l.key, summary: stored.summary, meta: meta.encode(), body: Body::Inline(Vec::new()) });
+                        }
+                    }
+                }
+                local.commit_in_txn(muts).await.map_err(io_error)?;
+                Ok::<_, S3Error>(())
+            })
+            .await
+            .map_err(io_error)??;
+    }
+    Ok(())
+}
+
+/// The error a pass logs for a transition that failed for another reason
+/// than its tier.
+pub fn describe(e: &NotMoved) -> String {
+    match e {
+        NotMoved::TierDown(why) => why.clone(),
+        NotMoved::Error(e) => format!("{}: {}", e.code, e.message),
+    }
+}

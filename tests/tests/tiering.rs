@@ -1,0 +1,271 @@
+//! Tiering to another S3 store, with two real nodes on loopback (the second
+//! is the first one's tier `COLD`) and a one-second lifecycle day: a
+//! Transition rule moves objects to the tier; HEAD answers locally with the
+//! tier's storage class and the object's metadata; GET reads through (whole
+//! and ranged) and fails cleanly (503) while the tier is down, so the body
+//! is not kept locally; RestoreObject brings a copy back that serves GETs
+//! with the tier down until it expires; a transition due while the tier is
+//! down happens once it is back, nothing lost; deletes remove the tier's
+//! copy; noncurrent versions transition too.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::types::{
+    BucketLifecycleConfiguration, BucketVersioningStatus, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+    LifecycleRuleFilter, NoncurrentVersionTransition, RestoreRequest, Transition, TransitionStorageClass,
+    VersioningConfiguration,
+};
+use aws_sdk_s3::Client;
+use tessera_tests::*;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+const AK: &str = "AKIATIERINGTEST00001";
+const SK: &str = "tiering-test-secret-0123456789abcdefghij";
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// A node on `addr` with fixed root credentials and a one-second
+/// lifecycle day; with `tier`, the buckets `archive` and `frozen` there are
+/// tiers `COLD` and `FROZEN`.
+fn node(addr: SocketAddr, tier: Option<SocketAddr>) -> Server {
+    let mut args = vec![format!("--address={addr}"), "--threads=2".to_string(), "--lifecycle-day-secs=1".to_string()];
+    if let Some(t) = tier {
+        args.push(format!("--tier=COLD=http://{t}/archive,{AK},{SK}"));
+        args.push(format!("--tier=FROZEN=http://{t}/frozen,{AK},{SK}"));
+    }
+    let env = vec![("TESSERA_ACCESS_KEY".to_string(), AK.to_string()), ("TESSERA_SECRET_KEY".to_string(), SK.to_string())];
+    let mut s = Server::start_with(ServerOpts { args, env, ..Default::default() });
+    s.set_credentials(AK, SK);
+    s
+}
+
+fn to_cold(days: i32) -> Transition {
+    Transition::builder().days(days).storage_class(TransitionStorageClass::from("COLD")).build()
+}
+
+fn rule(id: &str, prefix: &str) -> aws_sdk_s3::types::builders::LifecycleRuleBuilder {
+    LifecycleRule::builder().id(id).status(ExpirationStatus::Enabled).filter(LifecycleRuleFilter::builder().prefix(prefix).build())
+}
+
+async fn put_rules(s3: &Client, bucket: &str, rules: Vec<LifecycleRule>) -> Result<(), String> {
+    let cfg = BucketLifecycleConfiguration::builder().set_rules(Some(rules)).build().map_err(|e| e.to_string())?;
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .lifecycle_configuration(cfg)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| failure_of(&e).code.unwrap_or_default())
+}
+
+async fn wait_until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < DEADLINE, "not within {DEADLINE:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn class_of(s3: &Client, bucket: &str, key: &str) -> Option<String> {
+    let h = ok(s3.head_object().bucket(bucket).key(key).send().await, "head");
+    h.storage_class().map(|c| c.as_str().to_string())
+}
+
+async fn get(s3: &Client, bucket: &str, key: &str, range: Option<&str>) -> Vec<u8> {
+    let mut req = s3.get_object().bucket(bucket).key(key);
+    if let Some(r) = range {
+        req = req.range(r);
+    }
+    read_body(ok(req.send().await, "get")).await
+}
+
+/// Keys in the tier's bucket.
+async fn tier_keys(tier: &Client) -> Vec<(String, i64)> {
+    tier_keys_in(tier, "archive").await
+}
+
+async fn tier_keys_in(tier: &Client, bucket: &str) -> Vec<(String, i64)> {
+    let out = ok(tier.list_objects_v2().bucket(bucket).send().await, "list the tier");
+    out.contents().iter().map(|o| (o.key().unwrap_or_default().to_string(), o.size().unwrap_or(0))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transition_read_through_restore_tier_down_and_delete() {
+    let t_addr = free_addr();
+    let mut tier_node = node(t_addr, None);
+    let src = node(free_addr(), Some(t_addr));
+    let (a, t) = (src.client(), tier_node.client());
+    ok(t.create_bucket().bucket("archive").send().await, "tier bucket");
+    ok(a.create_bucket().bucket("src").send().await, "source bucket");
+
+    // Validation: an unknown class, and an expiration not after the transition.
+    let unknown = Transition::builder().days(1).storage_class(TransitionStorageClass::Glacier).build();
+    assert_eq!(put_rules(&a, "src", vec![rule("x", "").transitions(unknown).build().unwrap()]).await, Err("InvalidStorageClass".into()));
+    let early = rule("x", "").transitions(to_cold(2)).expiration(LifecycleExpiration::builder().days(2).build()).build().unwrap();
+    assert_eq!(put_rules(&a, "src", vec![early]).await, Err("InvalidArgument".into()));
+
+    let live = || metric_total(&src.scrape_metrics(), "tessera_shard_live_bytes");
+    let live_before = live();
+    let body = random_bytes(300 << 10, 7);
+    let small = b"small and inline".to_vec();
+    let put = a
+        .put_object()
+        .bucket("src")
+        .key("cold/a")
+        .body(bytestream(&body))
+        .content_type("application/x-test")
+        .metadata("colour", "blue")
+        .tagging("t=1")
+        .send()
+        .await;
+    let etag = ok(put, "put").e_tag().unwrap().to_string();
+    ok(a.put_object().bucket("src").key("cold/small").body(bytestream(&small)).send().await, "put small");
+    ok(a.put_object().bucket("src").key("hot/b").body(bytestream(b"stays")).send().await, "put hot");
+    // The shard gauges are published every second.
+    wait_until("the body counted live", || async { live() >= live_before + body.len() as f64 }).await;
+    put_rules(&a, "src", vec![rule("cold", "cold/").transitions(to_cold(1)).build().unwrap()]).await.expect("rules");
+    let got = ok(a.get_bucket_lifecycle_configuration().bucket("src").send().await, "get rules");
+    assert_eq!(got.rules()[0].transitions()[0].storage_class().map(|c| c.as_str()), Some("COLD"));
+
+    wait_until("cold/a transitioned", || async { class_of(&a, "src", "cold/a").await.as_deref() == Some("COLD") }).await;
+    wait_until("cold/small transitioned", || async { class_of(&a, "src", "cold/small").await.as_deref() == Some("COLD") }).await;
+    // HEAD answers from the local record: size, ETag, metadata, tags.
+    let h = ok(a.head_object().bucket("src").key("cold/a").send().await, "head");
+    assert_eq!((h.content_length(), h.e_tag(), h.content_type()), (Some(body.len() as i64), Some(etag.as_str()), Some("application/x-test")));
+    assert_eq!(h.metadata().and_then(|m| m.get("colour")).map(String::as_str), Some("blue"));
+    let tags = ok(a.get_object_tagging().bucket("src").key("cold/a").send().await, "tags");
+    assert_eq!(tags.tag_set().len(), 1);
+    assert_eq!(class_of(&a, "src", "hot/b").await, None, "not selected by the rule");
+    // Listings name the class too.
+    let listed = ok(a.list_objects_v2().bucket("src").send().await, "list");
+    let classes: Vec<(&str, &str)> =
+        listed.contents().iter().map(|o| (o.key().unwrap_or_default(), o.storage_class().map_or("", |c| c.as_str()))).collect();
+    assert_eq!(classes, vec![("cold/a", "COLD"), ("cold/small", "COLD"), ("hot/b", "STANDARD")]);
+    // The body's bytes are no longer live here (compaction reclaims them).
+    wait_until("the body no longer live", || async { live() < live_before + (64 << 10) as f64 }).await;
+    // The tier holds one copy per version.
+    let keys = tier_keys(&t).await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().any(|(k, n)| k.starts_with("src/cold/a/") && *n == body.len() as i64), "{keys:?}");
+
+    // GET reads through, whole and ranged.
+    assert!(get(&a, "src", "cold/a", None).await == body, "whole body read through");
+    assert_eq!(get(&a, "src", "cold/a", Some("bytes=1000-2999")).await, body[1000..3000].to_vec());
+    assert_eq!(get(&a, "src", "cold/a", Some("bytes=-10")).await, body[body.len() - 10..].to_vec());
+    assert_eq!(get(&a, "src", "cold/small", None).await, small);
+
+    // The tier down: HEAD still answers, GET is a clean 503 (the body is
+    // not here), and a restore cannot happen.
+    tier_node.kill9();
+    assert_eq!(class_of(&a, "src", "cold/a").await.as_deref(), Some("COLD"));
+    assert_s3_error(a.get_object().bucket("src").key("cold/a").send().await, 503, "ServiceUnavailable");
+    let restore = || a.restore_object().bucket("src").key("cold/a").restore_request(RestoreRequest::builder().days(4).build());
+    assert_s3_error(restore().send().await, 503, "ServiceUnavailable");
+    assert_s3_error(
+        a.restore_object().bucket("src").key("hot/b").restore_request(RestoreRequest::builder().days(1).build()).send().await,
+        403,
+        "InvalidObjectState",
+    );
+    // A copy needs the body: refused until restored.
+    let copy = a.copy_object().bucket("src").key("copy").copy_source("src/cold/a").send().await;
+    assert_s3_error(copy, 403, "InvalidObjectState");
+
+    // A transition due while the tier is down waits, losing nothing.
+    let later = random_bytes(200 << 10, 8);
+    ok(a.put_object().bucket("src").key("cold/c").body(bytestream(&later)).send().await, "put while the tier is down");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(class_of(&a, "src", "cold/c").await, None, "not moved while the tier is down");
+    assert!(get(&a, "src", "cold/c", None).await == later);
+
+    tier_node.start_again();
+    // Restore: 202, then the copy serves GETs with the tier down.
+    let r = restore().send().await;
+    ok(r, "restore");
+    let h = ok(a.head_object().bucket("src").key("cold/a").send().await, "head restored");
+    let restore_header = h.restore().unwrap_or_default().to_string();
+    assert!(restore_header.starts_with("ongoing-request=\"false\", expiry-date="), "{restore_header}");
+    assert_eq!(h.storage_class().map(|c| c.as_str()), Some("COLD"));
+    wait_until("cold/c transitioned once the tier is back", || async { class_of(&a, "src", "cold/c").await.as_deref() == Some("COLD") })
+        .await;
+    assert!(get(&a, "src", "cold/c", None).await == later, "cold/c read through");
+    tier_node.kill9();
+    assert!(get(&a, "src", "cold/a", None).await == body, "the restored copy serves the GET");
+    assert_eq!(get(&a, "src", "cold/a", Some("bytes=5-9")).await, body[5..10].to_vec());
+    // The restore (4 one-second days) expires: the local copy is dropped.
+    wait_until("restore expired", || async {
+        let h = ok(a.head_object().bucket("src").key("cold/a").send().await, "head");
+        h.restore().is_none()
+    })
+    .await;
+    assert_s3_error(a.get_object().bucket("src").key("cold/a").send().await, 503, "ServiceUnavailable");
+
+    // Deletes remove the tier's copy (queued while the tier is down).
+    ok(a.delete_object().bucket("src").key("cold/a").send().await, "delete while the tier is down");
+    ok(a.delete_objects().bucket("src").delete(
+        aws_sdk_s3::types::Delete::builder()
+            .objects(aws_sdk_s3::types::ObjectIdentifier::builder().key("cold/small").build().unwrap())
+            .build()
+            .unwrap(),
+    ).send().await, "multi-delete");
+    tier_node.start_again();
+    let t = tier_node.client();
+    wait_until("the tier's copies of deleted objects are gone", || async {
+        let keys = tier_keys(&t).await;
+        keys.len() == 1 && keys[0].0.starts_with("src/cold/c/")
+    })
+    .await;
+    assert!(get(&a, "src", "cold/c", None).await == later);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn noncurrent_versions_transition_from_tier_to_tier_and_version_deletes_forget_them() {
+    let t_addr = free_addr();
+    let tier_node = node(t_addr, None);
+    let src = node(free_addr(), Some(t_addr));
+    let (a, t) = (src.client(), tier_node.client());
+    ok(t.create_bucket().bucket("archive").send().await, "tier bucket");
+    ok(t.create_bucket().bucket("frozen").send().await, "second tier bucket");
+    ok(a.create_bucket().bucket("ver").send().await, "source bucket");
+    let on = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+    ok(a.put_bucket_versioning().bucket("ver").versioning_configuration(on).send().await, "versioning");
+    let old = random_bytes(150 << 10, 1);
+    let v1 = ok(a.put_object().bucket("ver").key("k").body(bytestream(&old)).send().await, "v1").version_id().unwrap().to_string();
+    let v2 = ok(a.put_object().bucket("ver").key("k").body(bytestream(b"current")).send().await, "v2").version_id().unwrap().to_string();
+    let nc = |days: i32, class: &str| NoncurrentVersionTransition::builder().noncurrent_days(days).storage_class(TransitionStorageClass::from(class)).build();
+    let r = rule("nc", "").noncurrent_version_transitions(nc(1, "COLD")).noncurrent_version_transitions(nc(6, "FROZEN"));
+    put_rules(&a, "ver", vec![r.build().unwrap()]).await.expect("rules");
+    wait_until("the noncurrent version transitioned", || async {
+        let h = ok(a.head_object().bucket("ver").key("k").version_id(&v1).send().await, "head v1");
+        h.storage_class().map(|c| c.as_str().to_string()).as_deref() == Some("COLD")
+    })
+    .await;
+    assert_eq!(class_of(&a, "ver", "k").await, None, "the current version stays");
+    let listed = ok(a.list_object_versions().bucket("ver").send().await, "list versions");
+    let classes: Vec<&str> = listed.versions().iter().map(|v| v.storage_class().map_or("", |c| c.as_str())).collect();
+    assert_eq!(classes, vec!["STANDARD", "COLD"], "newest first");
+    let got = read_body(ok(a.get_object().bucket("ver").key("k").version_id(&v1).send().await, "get v1")).await;
+    assert!(got == old, "v1 read through");
+    let keys = tier_keys(&t).await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].0.ends_with(&format!("/{v1}")), "{keys:?}");
+    // Later it moves on to FROZEN; the COLD copy goes.
+    wait_until("v1 moved to FROZEN", || async {
+        let h = ok(a.head_object().bucket("ver").key("k").version_id(&v1).send().await, "head v1");
+        h.storage_class().map(|c| c.as_str().to_string()).as_deref() == Some("FROZEN")
+    })
+    .await;
+    let got = read_body(ok(a.get_object().bucket("ver").key("k").version_id(&v1).send().await, "get v1")).await;
+    assert!(got == old, "v1 read through from FROZEN");
+    assert_eq!(tier_keys_in(&t, "frozen").await.len(), 1);
+    wait_until("the COLD copy is gone", || async { tier_keys(&t).await.is_empty() }).await;
+    ok(a.delete_object().bucket("ver").key("k").version_id(&v1).send().await, "delete v1");
+    wait_until("the tier's copy of v1 is gone", || async { tier_keys_in(&t, "frozen").await.is_empty() }).await;
+    assert_eq!(read_body(ok(a.get_object().bucket("ver").key("k").version_id(&v2).send().await, "v2")).await, b"current".to_vec());
+}
