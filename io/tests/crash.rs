@@ -430,6 +430,8 @@ fn forge_batch(shard_key: &[u8; 16], shard: u32, segment: u32, at: u64, key: &[u
     let mut rec = vec![0u8; BLOCK];
     rec[HEADER_BYTES..HEADER_BYTES + entry.len()].copy_from_slice(&entry);
     let h = RecordHeader {
+        version: 2,
+        copy_len: 0,
         kind: Kind::Batch,
         shard,
         segment,
