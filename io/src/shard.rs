@@ -321,6 +321,7 @@ impl Shard {
             torn_bytes = s.torn_bytes,
             corrupt_regions = s.corrupt_regions,
             commits_from_copy = s.commits_from_copy,
+            damaged_copies = s.damaged_copies,
             lost_commits = s.lost_commits,
             scan_ms = s.elapsed.as_millis() as u64,
             open_ms = started.elapsed().as_millis() as u64,
