@@ -7,8 +7,9 @@
 //! written (everything before it was on stable storage); the scan keeps the
 //! highest mark seen so far. An invalid region (a record whose header,
 //! address or keyed checksum is wrong) below the mark is corruption: it is
-//! counted and reported, the scan resyncs past it (the next 4 KiB boundary
-//! holding a valid record of this shard at that very address) and goes on,
+//! counted and reported, the scan resyncs past it (the next 64-byte
+//! boundary — a format-3 batch may start on any — holding a valid record
+//! of this shard at that very address) and goes on,
 //! so nothing acknowledged after it is rolled back. An invalid region at or
 //! past the mark may be a torn write: everything from there on is held
 //! until a later record's mark proves the region was durable (then it was
