@@ -4,14 +4,18 @@
 //! commit), and a small commit costs its own bytes, not a 4 KiB block.
 //!
 //! A batch is written as one record plus its metadata-only copy (see
-//! `format`), in one write.
+//! `format`), in one write. In format 3 the batch starts where the last
+//! copy ended when it can (packed): the write then begins with that copy's
+//! last block, its bytes unchanged, so a small batch costs its bytes plus
+//! one padding (before its copy), not two.
 
 use crate::buf::AlignedBuf;
 use crate::codec::{Body, Op};
 use crate::error::IoError;
 use crate::format::{
-    align_entry, align_up, EntryHeader, Kind, Pos, RecordHeader, ShardKey, BLOCK,
-    ENTRY_HEADER_BYTES, ENTRY_META_ONLY, HEADER_BYTES, MAX_COMMIT_PAYLOAD_BYTES,
+    align_down, align_entry, align_record, align_up, EntryHeader, Kind, Pos, RecordHeader,
+    ShardKey, BLOCK, ENTRY_HEADER_BYTES, ENTRY_META_ONLY, FORMAT_VERSION, HEADER_BYTES,
+    MAX_COMMIT_PAYLOAD_BYTES,
 };
 use crate::index::{Footprint, Loc};
 
@@ -60,8 +64,6 @@ pub(crate) struct OpenBatch {
     entries: Vec<u8>,
     copies: Vec<u8>,
     pub staged: Vec<Staged>,
-    /// At least this many bytes (see `pad_to`).
-    min_len: u64,
 }
 
 /// Bytes of data records (header block + padded data) behind `body`, per segment.
@@ -165,39 +167,54 @@ impl OpenBatch {
         Ok(())
     }
 
-    /// Bytes the record (batch and copy) will take.
-    pub(crate) fn record_len(&self) -> u64 {
-        (align_up((HEADER_BYTES + self.entries.len()) as u64)
-            + align_up((HEADER_BYTES + 16 + self.copies.len()) as u64))
-            .max(self.min_len)
+    /// Bytes of the copy record.
+    fn copy_len(&self) -> u64 {
+        align_record((HEADER_BYTES + 16 + self.copies.len()) as u64)
     }
 
-    /// Makes an empty batch take `len` bytes (to fill a slot allocated for
-    /// a batch whose commits failed): the primary section is padded.
-    pub(crate) fn pad_to(&mut self, len: u64) {
-        self.min_len = len;
+    /// Bytes the batch and its copy take when the batch starts at `offset`
+    /// (its primary is padded up to the block boundary its copy starts on).
+    pub(crate) fn record_len_at(&self, offset: u64) -> u64 {
+        align_up(offset + (HEADER_BYTES + self.entries.len()) as u64) - offset + self.copy_len()
     }
 
-    /// Lays the batch out at `at` and seals it: returns the record bytes and
-    /// the staged commits with the location of each one's primary entry.
+    /// An empty batch of the same layout (zeroed entries, no commits), to
+    /// fill a slot allocated for a batch whose commits failed.
+    pub(crate) fn filler(&self) -> OpenBatch {
+        OpenBatch {
+            entries: vec![0; self.entries.len()],
+            copies: vec![0; self.copies.len()],
+            staged: Vec::new(),
+        }
+    }
+
+    /// Lays the batch out at `at` and seals it: returns the bytes to write
+    /// (from the block holding `at`: `prefix` is what that block holds
+    /// before it, rewritten unchanged; then the batch, its copy, and zeros
+    /// up to a block boundary) and the staged commits with the location of
+    /// each one's primary entry.
     pub(crate) fn build(
         self,
         key: &ShardKey,
         shard: u32,
         at: Pos,
         durable: Pos,
+        prefix: &[u8],
     ) -> (AlignedBuf, Vec<(Staged, Loc)>) {
-        let copy_len = align_up((HEADER_BYTES + 16 + self.copies.len()) as u64) as usize;
-        let total = self.record_len() as usize;
-        // Padding (an empty batch filling a slot) goes to the primary section.
-        let primary_len = total - copy_len;
-        let copy_start = primary_len;
+        let lead = (at.offset - align_down(at.offset)) as usize;
+        assert_eq!(prefix.len(), lead, "a packed batch rewrites its block's bytes before it");
+        let copy_len = self.copy_len() as usize;
+        let primary_len = (self.record_len_at(at.offset) as usize) - copy_len;
+        let total = align_up((lead + primary_len + copy_len) as u64) as usize;
         let mut rec = AlignedBuf::with_capacity(total);
         rec.set_len(0);
         rec.zero_extend(total);
         let first_seq = self.staged.first().map_or(0, |s| s.seq);
         let count = self.staged.len() as u32;
-        let buf = rec.as_mut_slice();
+        let whole = rec.as_mut_slice();
+        whole[..lead].copy_from_slice(prefix);
+        let buf = &mut whole[lead..lead + primary_len + copy_len];
+        let copy_start = primary_len;
         buf[HEADER_BYTES..HEADER_BYTES + self.entries.len()].copy_from_slice(&self.entries);
         let copy_payload = copy_start + HEADER_BYTES;
         let primary_offset = at.offset;
@@ -230,26 +247,24 @@ impl OpenBatch {
             out.push((s, loc));
         }
         let header = RecordHeader {
+            version: FORMAT_VERSION,
             kind: Kind::Batch,
             shard,
             segment: at.segment,
             seq: first_seq,
-            // A padded (empty) batch covers its padding, so its length
-            // says where its copy starts.
-            payload_len: if self.min_len > 0 {
-                (primary_len - HEADER_BYTES) as u64
-            } else {
-                self.entries.len() as u64
-            },
+            payload_len: self.entries.len() as u64,
             offset: at.offset,
             count,
             durable,
+            copy_len: copy_len as u32,
         };
+        debug_assert_eq!(header.record_len() as usize, primary_len);
         header.write_and_seal(key, &mut buf[..primary_len]);
         let copy = RecordHeader {
             kind: Kind::BatchCopy,
             payload_len: 16 + self.copies.len() as u64,
             offset: at.offset + copy_start as u64,
+            copy_len: 0,
             ..header
         };
         copy.write_and_seal(key, &mut buf[copy_start..]);
@@ -290,9 +305,7 @@ mod tests {
     use std::cell::Cell;
     use std::rc::Rc;
 
-    #[test]
-    fn batch_layout_verifies_and_copies_hold_metadata() {
-        let key = [5u8; 16];
+    fn two_commits() -> OpenBatch {
         let mut b = OpenBatch::default();
         let put = |k: &[u8], body: &[u8]| Op::Put {
             table: 0,
@@ -310,45 +323,65 @@ mod tests {
             Rc::new(Cell::new(CommitState::Pending)),
         )
         .unwrap();
-        let at = Pos {
-            segment: 2,
-            offset: 8192,
-        };
-        let (rec, locs) = b.build(&key, 3, at, Pos::default());
-        let bytes = rec.as_slice();
-        assert_eq!(bytes.len() % BLOCK, 0);
-        let h = RecordHeader::read_expect(&key, bytes, Kind::Batch, 3, 2, 8192).unwrap();
-        assert_eq!((h.seq, h.count), (10, 2));
-        for (s, loc) in &locs {
-            let rel = (loc.offset as u64 - at.offset) as usize;
-            let eh = EntryHeader::decode(&bytes[rel..], bytes.len() - rel).unwrap();
-            assert_eq!(eh.seq, s.seq);
-            let pos = Pos {
+        b
+    }
+
+    #[test]
+    fn batch_layout_verifies_and_copies_hold_metadata() {
+        let key = [5u8; 16];
+        // At a block boundary, and packed after 320 bytes of an earlier copy.
+        for lead in [0usize, 320] {
+            let b = two_commits();
+            let at = Pos {
                 segment: 2,
-                offset: loc.offset as u64,
+                offset: 8192 + lead as u64,
             };
-            assert!(eh.verify(&key, &bytes[rel..], 3, pos));
-            assert_eq!(eh.total_len(), loc.len as usize);
-        }
-        // The copy record follows the primary and verifies on its own.
-        let copy_at = h.record_len() as usize;
-        let c = RecordHeader::decode(&bytes[copy_at..]).unwrap();
-        assert_eq!(c.kind, Kind::BatchCopy);
-        assert!(c.verify(&key, &bytes[copy_at..]));
-        let first = copy_at + HEADER_BYTES + 16;
-        let eh = EntryHeader::decode(&bytes[first..], bytes.len() - first).unwrap();
-        assert_eq!((eh.seq, eh.flags), (10, ENTRY_META_ONLY));
-        let ops = codec::decode(
-            &bytes[first + ENTRY_HEADER_BYTES..first + eh.total_len()],
-            eh.count,
-        )
-        .unwrap();
-        assert!(matches!(
-            ops[0],
-            codec::OpView::Put {
-                body: codec::BodyView::Digest { len: 5, .. },
-                ..
+            let prefix = vec![0xabu8; lead];
+            let total = b.record_len_at(at.offset);
+            let (rec, locs) = b.build(&key, 3, at, Pos::default(), &prefix);
+            let whole = rec.as_slice();
+            assert_eq!(whole.len() % BLOCK, 0);
+            assert_eq!(whole.len() as u64, align_up(lead as u64 + total));
+            assert_eq!(&whole[..lead], &prefix[..], "the block's earlier bytes are rewritten unchanged");
+            let bytes = &whole[lead..];
+            let h = RecordHeader::read_expect(&key, bytes, Kind::Batch, 3, 2, at.offset).unwrap();
+            assert_eq!((h.seq, h.count, h.version), (10, 2, FORMAT_VERSION));
+            assert_eq!((at.offset + h.record_len()) % BLOCK as u64, 0, "the copy starts on a block of its own");
+            for (s, loc) in &locs {
+                let rel = (loc.offset as u64 - at.offset) as usize;
+                let eh = EntryHeader::decode(&bytes[rel..], bytes.len() - rel).unwrap();
+                assert_eq!(eh.seq, s.seq);
+                let pos = Pos {
+                    segment: 2,
+                    offset: loc.offset as u64,
+                };
+                assert!(eh.verify(&key, &bytes[rel..], 3, pos));
+                assert_eq!(eh.total_len(), loc.len as usize);
             }
-        ));
+            // The copy record follows the primary and verifies on its own;
+            // the primary says where it ends.
+            let copy_at = h.record_len() as usize;
+            let c = RecordHeader::decode(&bytes[copy_at..]).unwrap();
+            assert_eq!(c.kind, Kind::BatchCopy);
+            assert!(c.verify(&key, &bytes[copy_at..]));
+            assert_eq!(c.record_len(), h.copy_len as u64);
+            assert_eq!(h.record_len() + c.record_len(), total);
+            assert_eq!(total % 64, 0);
+            let first = copy_at + HEADER_BYTES + 16;
+            let eh = EntryHeader::decode(&bytes[first..], bytes.len() - first).unwrap();
+            assert_eq!((eh.seq, eh.flags), (10, ENTRY_META_ONLY));
+            let ops = codec::decode(
+                &bytes[first + ENTRY_HEADER_BYTES..first + eh.total_len()],
+                eh.count,
+            )
+            .unwrap();
+            assert!(matches!(
+                ops[0],
+                codec::OpView::Put {
+                    body: codec::BodyView::Digest { len: 5, .. },
+                    ..
+                }
+            ));
+        }
     }
 }

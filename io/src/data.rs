@@ -31,6 +31,32 @@ pub(crate) async fn read_exact(
     Ok(buf)
 }
 
+/// Reads the blocks holding `[pos, pos + len)` (any offsets); the buffer
+/// and where `pos` lies in it. Short is Corrupt; a file may end inside its
+/// last block (a log cut at a packed batch), so only the bytes asked for
+/// must be there.
+pub(crate) async fn read_span(
+    file: &DiskFile,
+    pos: u64,
+    len: usize,
+    segment: u32,
+) -> Result<(AlignedBuf, usize), IoError> {
+    let start = crate::format::align_down(pos);
+    let skip = (pos - start) as usize;
+    let want = align_up((skip + len) as u64) as usize;
+    let buf = file
+        .read_at(AlignedBuf::with_capacity(want), start, want)
+        .await?;
+    if buf.len() < skip + len {
+        return Err(IoError::corrupt(
+            segment,
+            pos,
+            "short read: record past end of file",
+        ));
+    }
+    Ok((buf, skip))
+}
+
 /// Where the data record behind `e` ends in the log.
 pub(crate) fn extent_end(e: &Extent) -> Result<Pos, IoError> {
     if e.offset % BLOCK as u64 != 0 {

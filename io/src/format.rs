@@ -1,10 +1,18 @@
-//! FORMAT — the on-disk format of a shard, version 2.
+//! FORMAT — the on-disk format of a shard, version 3 (reads version 2).
 //!
 //! This module is a boundary: shards written by one build are read by the
 //! next. Do not change a byte of it by accident. A change means a new
 //! `FORMAT_VERSION`, a reader for every older version (or a refusal at open
 //! with a clear message), and a test that opens a shard written by the old
-//! code. Format 1 (tessera 0.1) is refused at open: see `ShardFile::decode`.
+//! code (`io/tests/format2.rs`). Format 1 (tessera 0.1) is refused at open:
+//! see `ShardFile::decode`.
+//!
+//! Format 3 differs from format 2 only in where batches go (packed batches,
+//! below); every record carries its own version, so a format-2 shard's old
+//! segments are read as they are and the segments a format-3 build starts
+//! are written in format 3. Opening a format-2 shard for writes first
+//! rewrites its `SHARD` file as format 3 (an older build then refuses it
+//! with a clear message instead of misreading packed records).
 //!
 //! ```text
 //! <shard dir>/
@@ -14,19 +22,29 @@
 //!   ckpt-<seq>.idx     index checkpoints (see `checkpoint`), the newest two kept
 //! ```
 //!
-//! All integers are little-endian. Every record starts on a 4096-byte
-//! boundary of its segment and is zero-padded to a multiple of 4096 bytes.
-//! Every record starts with the same 64-byte header:
+//! All integers are little-endian. Segment, data and batch-copy records
+//! start on a 4096-byte boundary of their segment. In format 2 every record
+//! is also zero-padded to a multiple of 4096 bytes. In format 3 a batch may
+//! start at any 64-byte boundary (it is *packed*: it starts where the
+//! previous batch's copy ends, inside that copy's last block, which its
+//! write rewrites with unchanged bytes), its primary part is zero-padded to
+//! a 4096-byte boundary (so a batch and its copy never share a block), and
+//! its copy ends at a 64-byte boundary. Anything else after a copy starts
+//! at the next 4096-byte boundary (the bytes in between are zero). Every
+//! record starts with the same 64-byte header:
 //!
 //! ```text
 //!  0  magic        [u8; 4]  b"TSRL"
-//!  4  version      u16      FORMAT_VERSION (2)
+//!  4  version      u16      2 or 3 (FORMAT_VERSION, written by this build)
 //!  6  kind         u8       1 segment, 2 data, 4 batch, 5 batch copy
 //!  7  flags        u8       0
 //!  8  shard        u32      shard id (a segment copied into another shard is rejected)
 //! 12  segment      u32      segment number of the file it lives in
 //! 16  seq          u64      batch: seq of its first commit; segment: first seq it will hold
 //! 24  payload_len  u64      data: data bytes; batch: entry bytes; copy: copy bytes
+//!                           (format-3 batch: u32 entry bytes at 24, u32 copy
+//!                           record bytes at 28: where the copy ends, so a scan
+//!                           steps over a damaged copy)
 //! 32  offset       u64      the record's own offset in its file (catches misplaced writes)
 //! 40  aux          u32      data: chunk size (65536); batch and copy: commit count
 //! 44  durable_seg  u32      batch, copy and segment records: the log was durable
@@ -56,11 +74,21 @@
 //! - batch: the header, then `payload_len` bytes of commit entries (below),
 //!   then padding. Its checksum covers the header only; each entry has its
 //!   own, so one commit can be read and verified without its batch.
-//! - batch copy: written right after its batch, in the same write: the
+//! - batch copy: written right after its batch (format 3: at the block
+//!   boundary after it), in the same write: the
 //!   header, `primary_offset u64 | primary_len u64`, then a metadata-only copy
 //!   of every entry (inline bodies replaced by their length and xxh3). Commit
 //!   metadata is thus on disk twice (as btrfs's DUP keeps metadata): one
 //!   damaged copy loses no commit. Its checksum covers its payload.
+//!   Format 3: the record is `64 + payload_len` bytes rounded up to 64.
+//!
+//! What a packed batch's rewrite risks: the write of batch N+1 rewrites the
+//! last block of batch N's copy with the same bytes. A torn rewrite (power
+//! lost mid-write) can damage only that block, i.e. only batch N's copy,
+//! whose primary lies wholly in earlier blocks and is intact: no commit is
+//! lost (recovery counts such a copy in `damaged_copies`). A batch is
+//! packed only after the write of the one before it completed, so two
+//! writes never race for one block.
 //!
 //! A commit entry (8-byte aligned inside its batch):
 //!
@@ -99,7 +127,11 @@ pub const MAX_BATCH_BYTES: usize = 4 << 20;
 pub const MAX_SEGMENT_BYTES: u64 = (u32::MAX as u64 + 1) - BLOCK as u64;
 
 pub const RECORD_MAGIC: [u8; 4] = *b"TSRL";
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
+/// The older format this build still reads (and appends to in new segments).
+pub const FORMAT_VERSION_2: u16 = 2;
+/// Format 3: batches start on, and copies end on, this boundary.
+pub const RECORD_ALIGN: usize = 64;
 pub const HEADER_BYTES: usize = 64;
 pub const ENTRY_HEADER_BYTES: usize = 24;
 /// Entries start 8-byte aligned inside their batch.
@@ -149,6 +181,11 @@ pub const fn align_down(n: u64) -> u64 {
     n / BLOCK as u64 * BLOCK as u64
 }
 
+/// `n` rounded up to a multiple of [`RECORD_ALIGN`].
+pub const fn align_record(n: u64) -> u64 {
+    n.div_ceil(RECORD_ALIGN as u64) * RECORD_ALIGN as u64
+}
+
 pub const fn align_entry(n: usize) -> usize {
     n.div_ceil(ENTRY_ALIGN) * ENTRY_ALIGN
 }
@@ -185,6 +222,8 @@ pub fn mac(key: &ShardKey, parts: &[&[u8]]) -> u64 {
 /// The fixed 64-byte header at the start of every record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordHeader {
+    /// 2 or 3; records written by this build are 3.
+    pub version: u16,
     pub kind: Kind,
     pub shard: u32,
     pub segment: u32,
@@ -195,6 +234,9 @@ pub struct RecordHeader {
     pub count: u32,
     /// Batch, copy and segment records: the log's durable prefix when written.
     pub durable: Pos,
+    /// Format-3 batch: bytes of its copy record (which starts at the block
+    /// boundary after the batch). 0 otherwise.
+    pub copy_len: u32,
 }
 
 impl RecordHeader {
@@ -205,24 +247,40 @@ impl RecordHeader {
         }
     }
 
-    /// Bytes the whole record takes in its segment, padding included.
+    /// Bytes the whole record takes in its segment, padding included (a
+    /// format-3 batch: up to the block boundary where its copy starts).
     pub fn record_len(&self) -> u64 {
         match self.kind {
             Kind::Segment => BLOCK as u64,
             Kind::Data => BLOCK as u64 + align_up(self.payload_len),
+            Kind::Batch if self.version >= 3 => {
+                align_up(self.offset + HEADER_BYTES as u64 + self.payload_len) - self.offset
+            }
+            Kind::BatchCopy if self.version >= 3 => align_record(HEADER_BYTES as u64 + self.payload_len),
             Kind::Batch | Kind::BatchCopy => align_up(HEADER_BYTES as u64 + self.payload_len),
         }
+    }
+
+    /// Whether a record of this kind and version may start at `offset`.
+    fn placed_ok(&self) -> bool {
+        let align = if self.version >= 3 && self.kind == Kind::Batch { RECORD_ALIGN } else { BLOCK };
+        self.offset % align as u64 == 0
     }
 
     fn write_fields(&self, h: &mut [u8]) {
         h[..HEADER_BYTES].fill(0);
         h[0..4].copy_from_slice(&RECORD_MAGIC);
-        h[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        h[4..6].copy_from_slice(&self.version.to_le_bytes());
         h[6] = self.kind as u8;
         h[8..12].copy_from_slice(&self.shard.to_le_bytes());
         h[12..16].copy_from_slice(&self.segment.to_le_bytes());
         h[16..24].copy_from_slice(&self.seq.to_le_bytes());
-        h[24..32].copy_from_slice(&self.payload_len.to_le_bytes());
+        if self.version >= 3 && self.kind == Kind::Batch {
+            h[24..28].copy_from_slice(&(self.payload_len as u32).to_le_bytes());
+            h[28..32].copy_from_slice(&self.copy_len.to_le_bytes());
+        } else {
+            h[24..32].copy_from_slice(&self.payload_len.to_le_bytes());
+        }
         h[32..40].copy_from_slice(&self.offset.to_le_bytes());
         let aux = match self.kind {
             Kind::Data => CHUNK_BYTES as u32,
@@ -284,17 +342,20 @@ impl RecordHeader {
         if b[0..4] != RECORD_MAGIC {
             return Err("record magic");
         }
-        if u16_at(b, 4) != FORMAT_VERSION {
+        let version = u16_at(b, 4);
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_2 {
             return Err("record format version");
         }
         let kind = Kind::from_u8(b[6]).ok_or("record kind")?;
         let aux = u32_at(b, 40);
+        let packed = version >= 3 && kind == Kind::Batch;
         let h = RecordHeader {
+            version,
             kind,
             shard: u32_at(b, 8),
             segment: u32_at(b, 12),
             seq: u64_at(b, 16),
-            payload_len: u64_at(b, 24),
+            payload_len: if packed { u32_at(b, 24) as u64 } else { u64_at(b, 24) },
             offset: u64_at(b, 32),
             count: if matches!(kind, Kind::Batch | Kind::BatchCopy) {
                 aux
@@ -308,11 +369,12 @@ impl RecordHeader {
                     offset: u64_at(b, 48),
                 },
             },
+            copy_len: if packed { u32_at(b, 28) } else { 0 },
         };
         if b[7] != 0 {
             return Err("record flags");
         }
-        if h.offset % BLOCK as u64 != 0 || h.offset >= MAX_SEGMENT_BYTES {
+        if !h.placed_ok() || h.offset >= MAX_SEGMENT_BYTES {
             return Err("record offset");
         }
         let max_batch = (MAX_BATCH_BYTES + MAX_COMMIT_PAYLOAD_BYTES + BLOCK) as u64;
@@ -328,6 +390,14 @@ impl RecordHeader {
                 return Err("batch record length")
             }
             Kind::BatchCopy if h.payload_len < 16 => return Err("batch copy length"),
+            Kind::Batch
+                if packed
+                    && ((h.copy_len as u64) < align_record(HEADER_BYTES as u64 + 16)
+                        || h.copy_len as u64 > max_batch + HEADER_BYTES as u64
+                        || h.copy_len as usize % RECORD_ALIGN != 0) =>
+            {
+                return Err("batch copy length")
+            }
             _ => {}
         }
         Ok(h)
@@ -520,9 +590,9 @@ impl ShardFile {
             return Err("shard file checksum".into());
         }
         let version = u16_at(b, 8);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_2 {
             return Err(format!(
-                "shard format version {version}; this build reads format {FORMAT_VERSION} only \
+                "shard format version {version}; this build reads formats {FORMAT_VERSION_2} and {FORMAT_VERSION} only \
                  (format 1 was written by tessera 0.1 and has no upgrade path: copy the objects \
                  out with an S3 client and into a new data dir)"
             ));
@@ -565,6 +635,7 @@ mod tests {
 
     fn batch_header() -> RecordHeader {
         RecordHeader {
+            version: FORMAT_VERSION_2,
             kind: Kind::Batch,
             shard: 7,
             segment: 3,
@@ -576,6 +647,7 @@ mod tests {
                 segment: 2,
                 offset: 4096,
             },
+            copy_len: 0,
         }
     }
 

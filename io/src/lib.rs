@@ -1,7 +1,8 @@
 //! tessera-io: the per-core storage engine.
 //!
-//! A [`Shard`] is a directory holding an append-only log of 4 KiB aligned
-//! records (see [`mod@format`] for the on-disk format), checkpoints of its
+//! A [`Shard`] is a directory holding an append-only log of records (4 KiB
+//! aligned, except commit batches packed after the previous one's copy;
+//! see [`mod@format`] for the on-disk format), checkpoints of its
 //! index, and an in-memory ordered index rebuilt at open from the newest
 //! checkpoint and the log after it. One shard belongs to exactly one reactor
 //! thread; it is `!Send` and used from many tasks of that reactor through

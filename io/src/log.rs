@@ -20,7 +20,7 @@ use crate::batch::{CommitState, IndexOp, OpenBatch, Staged};
 use crate::codec::Extent;
 use crate::data;
 use crate::error::IoError;
-use crate::format::{Pos, BLOCK};
+use crate::format::{align_up, Pos, BLOCK};
 use crate::index::{Change, Index, Loc};
 use crate::storage::DiskFile;
 
@@ -67,9 +67,29 @@ impl SegFile {
 /// A place allocated for one record.
 pub(crate) struct Slot {
     pub segment: u32,
+    /// Where the record starts (a packed batch: not block aligned).
     pub offset: u64,
+    /// The log space the slot takes: from the end of the record before it
+    /// (padding to a block boundary included) to the end of this one.
     pub vpos: u64,
+    pub vlen: u64,
     pub file: Rc<DiskFile>,
+}
+
+impl Slot {
+    /// Where the record's write starts: the block holding `offset`.
+    pub(crate) fn write_at(&self) -> u64 {
+        crate::format::align_down(self.offset)
+    }
+}
+
+/// The last block of the last batch copy, when the copy ends inside it:
+/// the next batch may start there (packed), its write rewriting these bytes.
+pub(crate) struct PackTail {
+    /// Where the copy ends in log space.
+    pub vend: u64,
+    /// The block's bytes up to the copy's end.
+    pub bytes: Vec<u8>,
 }
 
 /// A written batch waiting for its sync.
@@ -139,6 +159,8 @@ pub(crate) struct Log {
     /// Keys with a staged or flushed, not yet applied, operation.
     pub pending_keys: HashMap<(u8, Vec<u8>), u32>,
     pub counters: Counters,
+    /// Where the next batch may be packed (see `alloc_batch`).
+    pub tail: Option<PackTail>,
 }
 
 impl Log {
@@ -163,6 +185,7 @@ impl Log {
             writes_in_flight: 0,
             pending_keys: HashMap::new(),
             counters: Counters::default(),
+            tail: None,
         }
     }
 
@@ -198,31 +221,78 @@ impl Log {
         seg.first_seq = self.next_seq;
         self.highest_segment = number;
         self.segments.insert(number, seg);
+        self.tail = None;
     }
 
     /// Allocates `len` bytes at the end of the active segment, or None when
     /// the segment is full and must roll first (or there is none). A segment
     /// takes at least one record after its segment record, whatever its size.
+    /// A record after a packed batch's copy starts at the next block boundary.
     pub(crate) fn alloc(&mut self, len: u64, segment_size: u64) -> Option<Slot> {
         assert!(len > 0 && len % BLOCK as u64 == 0);
+        self.place(segment_size, |end| (align_up(end), len), false)
+            .map(|(slot, _)| slot)
+    }
+
+    /// Allocates a batch record whose length depends on where it starts
+    /// (`len_at(offset)`): packed right after the last batch copy when that
+    /// copy ends inside a block and its write has completed (so this write,
+    /// which rewrites that block, cannot race it), else at the next block
+    /// boundary. Also returns the bytes of that block before the batch, to
+    /// write again unchanged.
+    pub(crate) fn alloc_batch(
+        &mut self,
+        segment_size: u64,
+        len_at: impl Fn(u64) -> u64,
+    ) -> Option<(Slot, Vec<u8>)> {
+        let packable = self.tail.as_ref().is_some_and(|t| {
+            t.vend == self.next_vpos && self.completed_upto >= t.vend
+        });
+        self.place(
+            segment_size,
+            |end| {
+                let at = if packable { end } else { align_up(end) };
+                (at, len_at(at))
+            },
+            packable,
+        )
+    }
+
+    fn place(
+        &mut self,
+        segment_size: u64,
+        at_len: impl Fn(u64) -> (u64, u64),
+        packed: bool,
+    ) -> Option<(Slot, Vec<u8>)> {
         let (&segment, seg) = self.segments.iter_mut().next_back()?;
         let vstart = seg.vstart?;
-        if seg.end > BLOCK as u64 && seg.end + len > segment_size {
+        let (offset, len) = at_len(seg.end);
+        assert!(len > 0);
+        if seg.end > BLOCK as u64 && offset + len > segment_size {
             return None;
         }
-        let offset = seg.end;
-        seg.end += len;
-        let vpos = vstart + offset;
+        let vpos = vstart + seg.end;
         assert_eq!(vpos, self.next_vpos, "log space must stay contiguous");
-        self.next_vpos = vpos + len;
-        self.counters.bytes_appended += len;
+        let vlen = offset + len - seg.end;
+        seg.end = offset + len;
+        self.next_vpos = vpos + vlen;
+        self.counters.bytes_appended += vlen;
         self.writes_in_flight += 1;
-        Some(Slot {
-            segment,
-            offset,
-            vpos,
-            file: seg.file.clone(),
-        })
+        let prefix = match self.tail.take() {
+            Some(t) if packed => t.bytes,
+            _ => Vec::new(),
+        };
+        debug_assert_eq!(prefix.len() as u64, offset - crate::format::align_down(offset));
+        Some((
+            Slot {
+                segment,
+                offset,
+                vpos,
+                vlen,
+                file: seg.file.clone(),
+            },
+            prefix,
+        ))
     }
 
     /// End of everything allocated so far in log space.
@@ -476,6 +546,7 @@ impl Log {
     /// Restarts log space after a reset: nothing of this run is pending,
     /// everything kept is durable, and the next segment starts a new space.
     pub(crate) fn restart_space(&mut self) {
+        self.tail = None;
         self.completed_ahead.clear();
         self.completed_upto = self.next_vpos;
         self.durable_upto = self.next_vpos;

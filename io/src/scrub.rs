@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::data;
 use crate::error::IoError;
-use crate::format::{align_entry, EntryHeader, Kind, Pos, RecordHeader, BLOCK, HEADER_BYTES};
+use crate::format::{align_down, align_entry, align_up, EntryHeader, Kind, Pos, RecordHeader, BLOCK, HEADER_BYTES};
 use crate::codec::Extent;
 use crate::shard::Inner;
 
@@ -140,21 +140,41 @@ pub(crate) async fn verify_segment(
     let mut bad = |offset: u64, what: String| errors.push((offset, what));
     let key = *key;
     let mut pos = 0u64;
-    while pos + BLOCK as u64 <= end {
-        let head = match data::read_exact(file, pos, BLOCK, n).await {
+    // A format-3 batch's copy: (where it starts, where it ends).
+    let mut copy_at: Option<(u64, u64)> = None;
+    while pos + HEADER_BYTES as u64 <= end {
+        let (head_buf, hs) = match data::read_span(file, pos, HEADER_BYTES, n).await {
             Ok(h) => h,
             Err(e) => {
                 bad(pos, format!("unreadable: {e}"));
-                pos += BLOCK as u64;
+                pos = align_down(pos) + BLOCK as u64;
                 continue;
             }
         };
+        // From a block boundary this is the whole block (segment and data
+        // headers are verified over it).
+        let head = &head_buf.as_slice()[hs..];
         if let Some((inner, throttled)) = pace_with {
             pace(inner, BLOCK as u64, throttled).await;
             inner.scrub.borrow_mut().records_checked += 1;
         }
-        let h = match RecordHeader::decode(head.as_slice()) {
+        let h = match RecordHeader::decode(head) {
             Ok(h) if h.segment == n && h.offset == pos && h.shard == shard => h,
+            _ if copy_at.is_some_and(|(at, _)| at == pos) => {
+                bad(pos, "batch copy header".into());
+                pos = copy_at.take().map_or(pos, |(_, e)| e);
+                continue;
+            }
+            _ if pos % BLOCK as u64 != 0 => {
+                // After a copy that ends inside a block: zero padding to the
+                // block boundary (else a packed batch was damaged here).
+                let to = (align_up(pos) - pos).min(head.len() as u64) as usize;
+                if head[..to].iter().any(|&x| x != 0) {
+                    bad(pos, "record header".into());
+                }
+                pos = align_up(pos);
+                continue;
+            }
             _ => {
                 bad(pos, "record header".into());
                 pos += BLOCK as u64;
@@ -162,9 +182,10 @@ pub(crate) async fn verify_segment(
             }
         };
         let len = h.record_len();
+        copy_at = (h.kind == Kind::Batch && h.version >= 3).then(|| (pos + len, pos + len + h.copy_len as u64));
         match h.kind {
             Kind::Segment => {
-                if !h.verify(&key, head.as_slice()) {
+                if !h.verify(&key, head) {
                     bad(pos, "segment record checksum".into());
                 }
             }
@@ -193,7 +214,8 @@ pub(crate) async fn verify_segment(
                 }
             }
             Kind::Batch | Kind::BatchCopy => {
-                let whole = match data::read_exact(file, pos, len as usize, n).await {
+                let vlen = h.verify_len().max(HEADER_BYTES + h.payload_len as usize);
+                let (whole, ws) = match data::read_span(file, pos, vlen, n).await {
                     Ok(w) => w,
                     Err(err) => {
                         bad(pos, err.to_string());
@@ -204,7 +226,7 @@ pub(crate) async fn verify_segment(
                 if let Some((inner, throttled)) = pace_with {
                     pace(inner, len, throttled).await;
                 }
-                let b = whole.as_slice();
+                let b = &whole.as_slice()[ws..ws + vlen];
                 if !h.verify(&key, b) {
                     bad(pos, "batch header checksum".into());
                 }

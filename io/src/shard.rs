@@ -143,6 +143,9 @@ pub struct Shard {
 }
 
 pub(crate) struct Inner {
+    /// A format-2 shard file to rewrite as format 3 before the first
+    /// format-3 record (the first segment this run starts).
+    pub upgrade: RefCell<Option<ShardFile>>,
     pub id: u32,
     pub dir: PathBuf,
     pub opts: ShardOptions,
@@ -229,7 +232,7 @@ impl Shard {
             .segment_size_bytes
             .clamp(4 * BLOCK as u64, MAX_SEGMENT_BYTES);
         backend.create_dir_all(dir).await?;
-        let key = check_or_create_shard_file(&backend, dir, id).await?;
+        let (key, upgrade) = check_or_create_shard_file(&backend, dir, id).await?;
         let direct = Cell::new(opts.direct_io);
         let direct_warned = Cell::new(false);
         let ropts = RecoverOpts {
@@ -282,6 +285,7 @@ impl Shard {
             scrub: RefCell::new(Default::default()),
             sync_latency: RefCell::new(Default::default()),
             pins: RefCell::new(Default::default()),
+            upgrade: RefCell::new(upgrade),
         });
         // A new segment for this run; its record vouches for everything
         // recovered. Without room for it the shard serves reads only.
@@ -317,6 +321,7 @@ impl Shard {
             torn_bytes = s.torn_bytes,
             corrupt_regions = s.corrupt_regions,
             commits_from_copy = s.commits_from_copy,
+            damaged_copies = s.damaged_copies,
             lost_commits = s.lost_commits,
             scan_ms = s.elapsed.as_millis() as u64,
             open_ms = started.elapsed().as_millis() as u64,
@@ -765,10 +770,7 @@ impl Inner {
     /// batch's copy when the entry is damaged. The bytes start at the entry.
     pub(crate) async fn read_entry(&self, loc: Loc) -> Result<(AlignedBuf, usize, Loc), IoError> {
         let file = self.segment_file(loc.segment, loc.offset() + loc.len as u64)?;
-        let start = align_down(loc.offset());
-        let end = align_up(loc.offset() + loc.len as u64);
-        let buf = data::read_exact(&file, start, (end - start) as usize, loc.segment).await?;
-        let skip = (loc.offset() - start) as usize;
+        let (buf, skip) = data::read_span(&file, loc.offset(), loc.len as usize, loc.segment).await?;
         let b = &buf.as_slice()[skip..];
         let pos = Pos {
             segment: loc.segment,
@@ -911,8 +913,9 @@ async fn maintain(weak: Weak<Inner>) {
     }
 }
 
-/// Checks the shard header file, or writes it when the shard is new; its key.
-async fn check_or_create_shard_file(backend: &Backend, dir: &Path, id: u32) -> Result<ShardKey, IoError> {
+/// Checks the shard header file, or writes it when the shard is new; its
+/// key, and the file to write when the shard is of an older format.
+async fn check_or_create_shard_file(backend: &Backend, dir: &Path, id: u32) -> Result<(ShardKey, Option<ShardFile>), IoError> {
     let path = dir.join(SHARD_FILE);
     match backend.read_small(&path).await? {
         Some(bytes) => {
@@ -925,7 +928,11 @@ async fn check_or_create_shard_file(backend: &Backend, dir: &Path, id: u32) -> R
                     f.shard
                 )));
             }
-            Ok(f.key)
+            let upgrade = (f.version != FORMAT_VERSION).then_some(ShardFile {
+                version: FORMAT_VERSION,
+                ..f
+            });
+            Ok((f.key, upgrade))
         }
         None => {
             if !recovery::list_segments(backend, dir).await?.is_empty() {
@@ -943,7 +950,7 @@ async fn check_or_create_shard_file(backend: &Backend, dir: &Path, id: u32) -> R
             }
             .encode();
             backend.write_small_atomic(&path, &bytes).await?;
-            Ok(key)
+            Ok((key, None))
         }
     }
 }

@@ -12,7 +12,8 @@
 //! ENOSPC on writes, misdirected writes, fsync failures that drop or keep
 //! the dirty blocks at random (as Linux does after a failed fsync). A
 //! [`SimDisk::crash`] produces the image a power cut leaves: each dirty
-//! block kept, lost, or torn at 512-byte sectors; a prefix of the unsynced
+//! block kept, lost, or torn at 512-byte sectors (each old, new or
+//! garbage: a torn rewrite loses what the block held); a prefix of the unsynced
 //! directory operations applied.
 //!
 //! Everything runs on one thread, so with the same seed and the same
@@ -610,14 +611,24 @@ fn crash_image(img: &Image, rng: &mut SimRng) -> Image {
                 out[start..end].copy_from_slice(&img.volatile[start..end]);
             }
             _ => {
-                // Torn: each 512-byte sector old or new.
+                // Torn: each 512-byte sector old, new, or (a sector being
+                // written when the power went) garbage. A block rewritten
+                // with some of its bytes unchanged (a packed batch rewrites
+                // the last block of the copy before it) can thus lose the
+                // bytes it held: a torn rewrite.
                 if out.len() < end {
                     out.resize(end, 0);
                 }
                 for s in (start..end).step_by(512) {
-                    if rng.below(2) == 0 {
-                        let e = (s + 512).min(end);
-                        out[s..e].copy_from_slice(&img.volatile[s..e]);
+                    let e = (s + 512).min(end);
+                    match rng.below(8) {
+                        0..=3 => out[s..e].copy_from_slice(&img.volatile[s..e]),
+                        4..=6 => {}
+                        _ => {
+                            for b in &mut out[s..e] {
+                                *b = rng.next_u64() as u8;
+                            }
+                        }
                     }
                 }
             }

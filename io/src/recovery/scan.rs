@@ -70,14 +70,20 @@ impl Scan<'_> {
                 }
             }
         }
-        while pos + BLOCK as u64 <= file_len {
+        while pos + HEADER_BYTES as u64 <= file_len {
             match self.record_at(&mut win, pos).await? {
                 Found::Record(h) => {
                     pos = self.take(&mut win, &h, pos).await?;
                     self.seg.valid_end = pos;
                 }
+                Found::Nothing if pos % BLOCK as u64 != 0 && self.padding(&mut win, pos).await? => {
+                    // After a copy that ends inside a block, the next record
+                    // that is not a packed batch starts at the block boundary.
+                    pos = align_up(pos).min(file_len);
+                    self.seg.valid_end = pos;
+                }
                 Found::Nothing => {
-                    let end = self.resync(&mut win, pos + BLOCK as u64).await?;
+                    let end = self.resync(&mut win, pos + RECORD_ALIGN as u64).await?;
                     self.replay.push(Item::Invalid {
                         at: self.pos(pos),
                         end: self.pos(end),
@@ -102,7 +108,13 @@ impl Scan<'_> {
         if win.has(pos, len) {
             return Ok(true);
         }
-        let dense = pos == win.start + win.buf.len() as u64 && pos > 0;
+        // Reads start on the block holding `pos` (a packed batch starts inside one).
+        let lead = (pos - align_down(pos)) as usize;
+        let pos = align_down(pos);
+        let len = lead + len;
+        let dense = pos + BLOCK as u64 >= win.start + win.buf.len() as u64
+            && pos <= win.start + win.buf.len() as u64
+            && pos > 0;
         win.next_read_bytes = if dense {
             (win.next_read_bytes * 2).min(SCAN_MAX_BYTES)
         } else {
@@ -152,10 +164,10 @@ impl Scan<'_> {
 
     /// A valid record starting at `pos`, if there is one.
     async fn record_at(&mut self, win: &mut Window, pos: u64) -> Result<Found, IoError> {
-        if !self.ensure(win, pos, BLOCK).await? {
+        if !self.ensure(win, pos, HEADER_BYTES).await? {
             return Ok(Found::Nothing);
         }
-        let Ok(h) = RecordHeader::decode(win.slice(pos, BLOCK)) else {
+        let Ok(h) = RecordHeader::decode(win.slice(pos, HEADER_BYTES)) else {
             return Ok(Found::Nothing);
         };
         if h.shard != self.shard || h.segment != self.seg.number || h.offset != pos {
@@ -177,17 +189,47 @@ impl Scan<'_> {
         Ok(Found::Record(h))
     }
 
-    /// The next offset from `from` (4 KiB steps) where a valid record starts,
-    /// or the end of the file.
+    /// The next offset from `from` (64-byte steps: a format-3 batch starts
+    /// on any) where a valid record starts, or the end of the file. The
+    /// keyed checksum, the address in the header and the kind's alignment
+    /// guard against taking object bytes or a stale header for a record.
     async fn resync(&mut self, win: &mut Window, from: u64) -> Result<u64, IoError> {
         let mut pos = from;
-        while pos + BLOCK as u64 <= self.seg.file_len {
+        while pos + HEADER_BYTES as u64 <= self.seg.file_len {
             if let Found::Record(_) = self.record_at(win, pos).await? {
                 return Ok(pos);
             }
-            pos += BLOCK as u64;
+            pos += RECORD_ALIGN as u64;
         }
         Ok(self.seg.file_len)
+    }
+
+    /// Whether the bytes from `pos` (inside a block, where no record
+    /// starts) to the block's end are the zero padding after a batch copy:
+    /// all zero, and the record at the boundary (if any) is not the copy of
+    /// a packed batch that started at `pos` (then that batch is missing).
+    async fn padding(&mut self, win: &mut Window, pos: u64) -> Result<bool, IoError> {
+        let next = align_up(pos).min(self.seg.file_len);
+        let n = (next - pos) as usize;
+        if !self.ensure(win, pos, n).await? || win.slice(pos, n).iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        if next + HEADER_BYTES as u64 > self.seg.file_len {
+            return Ok(true);
+        }
+        if let Found::Record(c) = self.record_at(win, next).await? {
+            if c.kind == Kind::BatchCopy && self.ensure(win, next, HEADER_BYTES + 8).await? {
+                let primary = crate::format::u64_at(win.slice(next, HEADER_BYTES + 8), HEADER_BYTES);
+                if primary == pos {
+                    self.replay.push(Item::Invalid {
+                        at: self.pos(pos),
+                        end: self.pos(next),
+                    });
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// Takes a valid record: returns the offset after it.
@@ -292,11 +334,13 @@ impl Scan<'_> {
             Vec::new()
         };
         let all_there = primary.len() == h.count as usize;
-        // The copy follows; read it when an entry needs it (and skip it either way).
+        // The copy follows; read it when an entry needs it (and skip it
+        // either way). A format-3 batch says where its copy ends.
+        let packed_end = (h.version >= 3).then(|| (primary_end + h.copy_len as u64).min(self.seg.file_len));
         let mut copy_end = None;
         let mut copies = Vec::new();
         if let Found::Record(c) = self.record_at(win, primary_end).await? {
-            if c.kind == Kind::BatchCopy && c.seq == h.seq && c.count == h.count {
+            if c.kind == Kind::BatchCopy && c.seq == h.seq && c.count == h.count && c.version == h.version {
                 copy_end = Some(primary_end + c.record_len());
                 if !all_there {
                     let clen = HEADER_BYTES + c.payload_len as usize;
@@ -328,6 +372,20 @@ impl Scan<'_> {
                 self.replay.push(Item::Commit { seq, loc, ops, from_copy: false });
             } else if let Some((loc, ops)) = by_seq.remove(&seq) {
                 self.replay.push(Item::Commit { seq, loc, ops, from_copy: true });
+            }
+        }
+        if copy_end.is_none() {
+            if let Some(end) = packed_end {
+                // A damaged copy of an intact batch loses nothing (the
+                // rewrite of its last block by a packed batch may have been
+                // torn): counted apart, and the scan steps over it.
+                if all_there {
+                    self.replay.push(Item::DamagedCopy {
+                        at: self.pos(primary_end),
+                        end: self.pos(end),
+                    });
+                }
+                return Ok(end);
             }
         }
         Ok(copy_end.unwrap_or(primary_end))

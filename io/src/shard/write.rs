@@ -104,8 +104,7 @@ impl Inner {
             }
             (std::mem::take(&mut log.open), log.generation)
         };
-        let len = batch.record_len();
-        let slot = match self.alloc(len).await {
+        let (slot, prefix) = match self.alloc_batch(&batch).await {
             Ok(s) => s,
             Err(e) => {
                 self.log.borrow_mut().fail_batch(batch);
@@ -116,10 +115,9 @@ impl Inner {
         // A reset while allocating cut the log back: data these commits
         // reference may be gone. They fail; the slot gets an empty batch.
         let batch = if self.log.borrow().generation != taken_in {
+            let empty = batch.filler();
             self.log.borrow_mut().fail_batch(batch);
             self.changed.notify_all();
-            let mut empty = crate::batch::OpenBatch::default();
-            empty.pad_to(len);
             empty
         } else {
             batch
@@ -131,9 +129,15 @@ impl Inner {
                 offset: slot.offset,
             };
             let mark = log.durable_mark();
-            let (rec, commits) = batch.build(&self.key, self.id, at, mark);
-            debug_assert_eq!(rec.len() as u64, len);
-            let vend = slot.vpos + len;
+            let copy_end = slot.offset + batch.record_len_at(slot.offset);
+            let (rec, commits) = batch.build(&self.key, self.id, at, mark, &prefix);
+            let vend = slot.vpos + slot.vlen;
+            // The copy's last block, if the copy ends inside it: where the
+            // next batch may start.
+            log.tail = (copy_end % BLOCK as u64 != 0 && log.generation == taken_in).then(|| crate::log::PackTail {
+                vend,
+                bytes: rec.as_slice()[(align_down(copy_end) - slot.write_at()) as usize..(copy_end - slot.write_at()) as usize].to_vec(),
+            });
             log.flushed.push_back(Flushed { vend, commits });
             log.request_sync(vend);
             log.counters.batch_records += 1;
@@ -173,6 +177,8 @@ impl Inner {
             offset: slot.offset,
             count: 0,
             durable: Pos::default(),
+            version: FORMAT_VERSION,
+            copy_len: 0,
         };
         header.write_and_seal(&self.key, rec.as_mut_slice());
         let extent = Extent {
@@ -187,6 +193,32 @@ impl Inner {
         };
         self.spawn_write(slot, rec, generation).await?;
         Ok(extent)
+    }
+
+    /// Allocates room for a batch (packed after the last copy when it can
+    /// be), rolling to a new segment when full; and the bytes its write
+    /// starts with (the copy's last block up to the batch).
+    pub(crate) async fn alloc_batch(self: &Rc<Self>, batch: &crate::batch::OpenBatch) -> Result<(Slot, Vec<u8>), IoError> {
+        loop {
+            {
+                let mut log = self.log.borrow_mut();
+                if log.mode != Mode::Writable {
+                    return Err(self.not_writable());
+                }
+                if !self.rolling.get() {
+                    if let Some(s) = log.alloc_batch(self.opts.segment_size_bytes, |at| batch.record_len_at(at)) {
+                        drop(log);
+                        self.maybe_precreate();
+                        return Ok(s);
+                    }
+                }
+            }
+            if self.rolling.get() {
+                self.changed.listen().await;
+                continue;
+            }
+            self.roll().await?;
+        }
     }
 
     /// Allocates room for a record, rolling to a new segment when full.
@@ -258,6 +290,17 @@ impl Inner {
     }
 
     pub(super) async fn roll_inner(self: &Rc<Self>) -> Result<(), IoError> {
+        // A format-2 shard: its SHARD file says format 3 (written, synced,
+        // renamed, directory synced) before the first format-3 segment, so
+        // an older build refuses the shard instead of misreading it.
+        let upgrade = *self.upgrade.borrow();
+        if let Some(f) = upgrade {
+            self.backend
+                .write_small_atomic(&self.dir.join(SHARD_FILE), &f.encode())
+                .await?;
+            *self.upgrade.borrow_mut() = None;
+            tracing::info!(shard = self.id, "shard file upgraded to format {FORMAT_VERSION} (format-2 segments stay as they are)");
+        }
         let number = self.log.borrow().last_segment() + 1;
         let ready = self
             .next_file
@@ -333,6 +376,8 @@ impl Inner {
                 offset: 0,
                 count: 0,
                 durable,
+                version: FORMAT_VERSION,
+                copy_len: 0,
             };
             header.write_and_seal(&self.key, rec.as_mut_slice());
             (slot, rec, log.generation)
@@ -352,8 +397,8 @@ impl Inner {
     ) -> monoio::task::JoinHandle<Result<(), IoError>> {
         let inner = self.clone();
         monoio::spawn(async move {
-            let len = rec.len() as u64;
-            let r = slot.file.write_all_at(rec, slot.offset).await;
+            let len = slot.vlen;
+            let r = slot.file.write_all_at(rec, slot.write_at()).await;
             let current = inner.log.borrow().generation == generation;
             match r {
                 Ok(_) if current => {
