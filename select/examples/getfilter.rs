@@ -15,34 +15,12 @@ use std::time::Instant;
 #[path = "shared/rows.rs"]
 mod shared_rows;
 use shared_rows::rows;
+#[path = "shared/client_filter.rs"]
+mod client_filter;
 
 fn filter(path: &str, limit: i64) -> usize {
     let body = std::fs::read(path).expect("read");
-    let mut kept = 0usize;
-    if path.ends_with(".csv") {
-        for line in std::str::from_utf8(&body).expect("utf8").lines().skip(1) {
-            let k: i64 = line.split(',').nth(1).and_then(|v| v.parse().ok()).unwrap_or(-1);
-            if (0..limit).contains(&k) {
-                kept += line.len() + 1;
-            }
-        }
-    } else if path.ends_with(".json") {
-        for line in std::str::from_utf8(&body).expect("utf8").lines() {
-            let v: serde_json::Value = serde_json::from_str(line).expect("json");
-            if v["k"].as_i64().is_some_and(|k| k < limit) {
-                kept += line.len() + 1;
-            }
-        }
-    } else {
-        use arrow_array::cast::AsArray;
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes::Bytes::from(body), 8192).expect("reader");
-        for b in reader {
-            let b = b.expect("batch");
-            let k = b.column(1).as_primitive::<arrow_array::types::Int64Type>();
-            kept += k.values().iter().filter(|&&v| v < limit).count();
-        }
-    }
-    kept
+    client_filter::kept(path, body, limit)
 }
 
 fn main() {

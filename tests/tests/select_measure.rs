@@ -17,6 +17,8 @@ use std::time::Instant;
 #[path = "../../select/examples/shared/rows.rs"]
 mod shared_rows;
 use shared_rows::rows;
+#[path = "../../select/examples/shared/client_filter.rs"]
+mod client_filter;
 
 use aws_sdk_s3::types::{
     CsvInput, CsvOutput, ExpressionType, FileHeaderInfo, InputSerialization, JsonInput, JsonType, OutputSerialization,
@@ -51,30 +53,7 @@ async fn select(s3: &aws_sdk_s3::Client, key: &str, sql: &str, input: InputSeria
 async fn get_and_filter(s3: &aws_sdk_s3::Client, key: &str, limit: i64) -> (usize, f64) {
     let t = Instant::now();
     let body = read_body(ok(s3.get_object().bucket("measure").key(key).send().await, "get")).await;
-    let mut kept = 0usize;
-    if key.ends_with(".csv") {
-        for line in std::str::from_utf8(&body).expect("utf8").lines().skip(1) {
-            let k: i64 = line.split(',').nth(1).and_then(|v| v.parse().ok()).unwrap_or(-1);
-            if (0..limit).contains(&k) {
-                kept += line.len() + 1;
-            }
-        }
-    } else if key.ends_with(".json") {
-        for line in std::str::from_utf8(&body).expect("utf8").lines() {
-            let v: serde_json::Value = serde_json::from_str(line).expect("json");
-            if v["k"].as_i64().is_some_and(|k| k < limit) {
-                kept += line.len() + 1;
-            }
-        }
-    } else {
-        use arrow_array::cast::AsArray;
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes::Bytes::from(body), 8192).expect("reader");
-        for b in reader {
-            let b = b.expect("batch");
-            let k = b.column(1).as_primitive::<arrow_array::types::Int64Type>();
-            kept += k.values().iter().filter(|&&v| v < limit).count();
-        }
-    }
+    let kept = client_filter::kept(key, body, limit);
     (kept, t.elapsed().as_secs_f64())
 }
 
