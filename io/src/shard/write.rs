@@ -199,30 +199,18 @@ impl Inner {
     /// be), rolling to a new segment when full; and the bytes its write
     /// starts with (the copy's last block up to the batch).
     pub(crate) async fn alloc_batch(self: &Rc<Self>, batch: &crate::batch::OpenBatch) -> Result<(Slot, Vec<u8>), IoError> {
-        loop {
-            {
-                let mut log = self.log.borrow_mut();
-                if log.mode != Mode::Writable {
-                    return Err(self.not_writable());
-                }
-                if !self.rolling.get() {
-                    if let Some(s) = log.alloc_batch(self.opts.segment_size_bytes, |at| batch.record_len_at(at)) {
-                        drop(log);
-                        self.maybe_precreate();
-                        return Ok(s);
-                    }
-                }
-            }
-            if self.rolling.get() {
-                self.changed.listen().await;
-                continue;
-            }
-            self.roll().await?;
-        }
+        self.alloc_with(|log, segment_size| log.alloc_batch(segment_size, |at| batch.record_len_at(at))).await
     }
 
     /// Allocates room for a record, rolling to a new segment when full.
     pub(crate) async fn alloc(self: &Rc<Self>, len: u64) -> Result<Slot, IoError> {
+        self.alloc_with(|log, segment_size| log.alloc(len, segment_size)).await
+    }
+
+    /// The allocation loop of `alloc` and `alloc_batch`: `place` tries the
+    /// active segment (None: full); a full segment is rolled, and a roll in
+    /// progress is waited for.
+    async fn alloc_with<T>(self: &Rc<Self>, mut place: impl FnMut(&mut crate::log::Log, u64) -> Option<T>) -> Result<T, IoError> {
         loop {
             {
                 let mut log = self.log.borrow_mut();
@@ -230,7 +218,7 @@ impl Inner {
                     return Err(self.not_writable());
                 }
                 if !self.rolling.get() {
-                    if let Some(s) = log.alloc(len, self.opts.segment_size_bytes) {
+                    if let Some(s) = place(&mut log, self.opts.segment_size_bytes) {
                         drop(log);
                         self.maybe_precreate();
                         return Ok(s);
