@@ -5,7 +5,6 @@
 //! operator's command, not a client library.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,15 +115,7 @@ impl AdminClient {
             req.push_str(&format!("{n}: {v}\r\n"));
         }
         req.push_str(&format!("authorization: {authorization}\r\nconnection: close\r\n\r\n"));
-        let addr = self
-            .authority
-            .to_socket_addrs()
-            .map_err(|e| format!("{}: {e}", self.authority))?
-            .next()
-            .ok_or_else(|| format!("{} resolves to nothing", self.authority))?;
-        let mut s = TcpStream::connect_timeout(&addr, ADMIN_CLIENT_TIMEOUT).map_err(|e| format!("connect {addr}: {e}"))?;
-        s.set_read_timeout(Some(ADMIN_CLIENT_TIMEOUT)).map_err(|e| e.to_string())?;
-        s.set_write_timeout(Some(ADMIN_CLIENT_TIMEOUT)).map_err(|e| e.to_string())?;
+        let mut s = crate::remote_s3::connect_blocking(&self.authority, ADMIN_CLIENT_TIMEOUT)?;
         let mut raw = Vec::new();
         match &self.tls {
             None => {

@@ -143,15 +143,7 @@ impl Remote {
     }
 
     fn connect(&self) -> Result<BufReader<TcpStream>, String> {
-        let addr = self
-            .authority
-            .to_socket_addrs()
-            .map_err(|e| format!("{}: {e}", self.authority))?
-            .next()
-            .ok_or_else(|| format!("{} resolves to nothing", self.authority))?;
-        let s = TcpStream::connect_timeout(&addr, REMOTE_TIMEOUT).map_err(|e| format!("connect {addr}: {e}"))?;
-        s.set_read_timeout(Some(REMOTE_TIMEOUT)).map_err(|e| e.to_string())?;
-        s.set_write_timeout(Some(REMOTE_TIMEOUT)).map_err(|e| e.to_string())?;
+        let s = connect_blocking(&self.authority, REMOTE_TIMEOUT)?;
         let _ = s.set_nodelay(true);
         Ok(BufReader::new(s))
     }
@@ -210,6 +202,22 @@ impl Remote {
         }
         Ok(status)
     }
+}
+
+
+/// A blocking TCP connection to `authority` (host:port, resolved here),
+/// with `timeout` for the connect and for every read and write (the
+/// remote-S3 client and `tessera admin`).
+pub fn connect_blocking(authority: &str, timeout: std::time::Duration) -> Result<TcpStream, String> {
+    let addr = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("{authority}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{authority} resolves to nothing"))?;
+    let s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    Ok(s)
 }
 
 #[cfg(test)]
