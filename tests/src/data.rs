@@ -208,3 +208,36 @@ pub async fn put_keys(s3: &aws_sdk_s3::Client, bucket: &str, keys: &[String], co
         r.expect("put task");
     }
 }
+
+/// PutBucketLifecycleConfiguration with `rules`; the S3 error code when refused.
+pub async fn put_lifecycle_rules(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    rules: Vec<aws_sdk_s3::types::LifecycleRule>,
+) -> Result<(), String> {
+    let cfg = aws_sdk_s3::types::BucketLifecycleConfiguration::builder()
+        .set_rules(Some(rules))
+        .build()
+        .map_err(|e| e.to_string())?;
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .lifecycle_configuration(cfg)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| failure_of(&e).code.unwrap_or_default())
+}
+
+/// Polls `f` every 200 ms until it holds; fails the test once `deadline`
+/// has passed (for background workers: lifecycle, tiering).
+pub async fn wait_until_within<F, Fut>(deadline: std::time::Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < deadline, "not within {deadline:?}: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -2,14 +2,13 @@
 //! `x-amz-expiration` header, and the worker applying the rules (with a
 //! one-second lifecycle "day", `--lifecycle-day-secs 1`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_s3::types::{
-    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketVersioningStatus, ExpirationStatus,
+    AbortIncompleteMultipartUpload, BucketVersioningStatus, ExpirationStatus,
     LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration, Tag, Tagging, Transition,
     TransitionStorageClass, VersioningConfiguration,
 };
-use aws_sdk_s3::Client;
 use tessera_tests::*;
 
 /// How long the worker gets to act on a rule due after one (1 s) day.
@@ -29,29 +28,6 @@ fn days(d: i32) -> LifecycleExpiration {
 
 fn prefix(p: &str) -> LifecycleRuleFilter {
     LifecycleRuleFilter::builder().prefix(p).build()
-}
-
-async fn put_rules(s3: &Client, bucket: &str, rules: Vec<LifecycleRule>) -> Result<(), String> {
-    let cfg = BucketLifecycleConfiguration::builder().set_rules(Some(rules)).build().map_err(|e| e.to_string())?;
-    s3.put_bucket_lifecycle_configuration()
-        .bucket(bucket)
-        .lifecycle_configuration(cfg)
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| failure_of(&e).code.unwrap_or_default())
-}
-
-async fn wait_until<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        assert!(start.elapsed() < WORKER_DEADLINE, "lifecycle worker did not act in {WORKER_DEADLINE:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -79,7 +55,7 @@ async fn configuration_is_validated_stored_and_returned() {
         ),
     ];
     for (what, rules, code) in bad {
-        assert_eq!(put_rules(&s3, "lcb", rules).await, Err(code.to_string()), "{what}");
+        assert_eq!(put_lifecycle_rules(&s3, "lcb", rules).await, Err(code.to_string()), "{what}");
     }
     assert_s3_error(s3.get_bucket_lifecycle_configuration().bucket("lcb").send().await, 404, "NoSuchLifecycleConfiguration");
 
@@ -93,7 +69,7 @@ async fn configuration_is_validated_stored_and_returned() {
             .unwrap(),
         rule("uploads").filter(prefix("")).abort_incomplete_multipart_upload(AbortIncompleteMultipartUpload::builder().days_after_initiation(2).build()).build().unwrap(),
     ];
-    assert_eq!(put_rules(&s3, "lcb", rules).await, Ok(()));
+    assert_eq!(put_lifecycle_rules(&s3, "lcb", rules).await, Ok(()));
     for round in ["before restart", "after restart"] {
         let s3 = srv.client();
         let got = ok(s3.get_bucket_lifecycle_configuration().bucket("lcb").send().await, round);
@@ -149,8 +125,8 @@ async fn the_worker_expires_objects_versions_markers_and_uploads() {
         rule("tmp").filter(prefix("tmp/")).expiration(days(1)).build().unwrap(),
         rule("tagged").filter(tag_filter).expiration(days(1)).build().unwrap(),
     ];
-    assert_eq!(put_rules(&s3, "plain", rules).await, Ok(()));
-    wait_until("tmp/ and tagged objects expire", || async {
+    assert_eq!(put_lifecycle_rules(&s3, "plain", rules).await, Ok(()));
+    wait_until_within(WORKER_DEADLINE, "tmp/ and tagged objects expire", || async {
         let l = ok(s3.list_objects_v2().bucket("plain").send().await, "list");
         let keys: Vec<&str> = l.contents().iter().filter_map(|o| o.key()).collect();
         keys == ["keep/a"]
@@ -172,8 +148,8 @@ async fn the_worker_expires_objects_versions_markers_and_uploads() {
         rule("noncurrent").filter(prefix("")).noncurrent_version_expiration(NoncurrentVersionExpiration::builder().noncurrent_days(1).build()).build().unwrap(),
         rule("cur").filter(prefix("cur")).expiration(days(1)).build().unwrap(),
     ];
-    assert_eq!(put_rules(&s3, "ver", rules).await, Ok(()));
-    wait_until("every version and marker of the versioned bucket goes", || async {
+    assert_eq!(put_lifecycle_rules(&s3, "ver", rules).await, Ok(()));
+    wait_until_within(WORKER_DEADLINE, "every version and marker of the versioned bucket goes", || async {
         let v = ok(s3.list_object_versions().bucket("ver").send().await, "versions");
         v.versions().is_empty() && v.delete_markers().is_empty()
     })
@@ -187,8 +163,8 @@ async fn the_worker_expires_objects_versions_markers_and_uploads() {
         .abort_incomplete_multipart_upload(AbortIncompleteMultipartUpload::builder().days_after_initiation(1).build())
         .build()
         .unwrap()];
-    assert_eq!(put_rules(&s3, "mpu", rules).await, Ok(()));
-    wait_until("the upload is aborted", || async {
+    assert_eq!(put_lifecycle_rules(&s3, "mpu", rules).await, Ok(()));
+    wait_until_within(WORKER_DEADLINE, "the upload is aborted", || async {
         ok(s3.list_multipart_uploads().bucket("mpu").send().await, "uploads").uploads().is_empty()
     })
     .await;

@@ -9,10 +9,10 @@
 //! copy; noncurrent versions transition too.
 
 use std::net::{SocketAddr, TcpListener};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_s3::types::{
-    BucketLifecycleConfiguration, BucketVersioningStatus, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+    BucketVersioningStatus, ExpirationStatus, LifecycleExpiration, LifecycleRule,
     LifecycleRuleFilter, NoncurrentVersionTransition, RestoreRequest, Transition, TransitionStorageClass,
     VersioningConfiguration,
 };
@@ -50,29 +50,6 @@ fn rule(id: &str, prefix: &str) -> aws_sdk_s3::types::builders::LifecycleRuleBui
     LifecycleRule::builder().id(id).status(ExpirationStatus::Enabled).filter(LifecycleRuleFilter::builder().prefix(prefix).build())
 }
 
-async fn put_rules(s3: &Client, bucket: &str, rules: Vec<LifecycleRule>) -> Result<(), String> {
-    let cfg = BucketLifecycleConfiguration::builder().set_rules(Some(rules)).build().map_err(|e| e.to_string())?;
-    s3.put_bucket_lifecycle_configuration()
-        .bucket(bucket)
-        .lifecycle_configuration(cfg)
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| failure_of(&e).code.unwrap_or_default())
-}
-
-async fn wait_until<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        assert!(start.elapsed() < DEADLINE, "not within {DEADLINE:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 async fn class_of(s3: &Client, bucket: &str, key: &str) -> Option<String> {
     let h = ok(s3.head_object().bucket(bucket).key(key).send().await, "head");
     h.storage_class().map(|c| c.as_str().to_string())
@@ -107,9 +84,9 @@ async fn transition_read_through_restore_tier_down_and_delete() {
 
     // Validation: an unknown class, and an expiration not after the transition.
     let unknown = Transition::builder().days(1).storage_class(TransitionStorageClass::Glacier).build();
-    assert_eq!(put_rules(&a, "src", vec![rule("x", "").transitions(unknown).build().unwrap()]).await, Err("InvalidStorageClass".into()));
+    assert_eq!(put_lifecycle_rules(&a, "src", vec![rule("x", "").transitions(unknown).build().unwrap()]).await, Err("InvalidStorageClass".into()));
     let early = rule("x", "").transitions(to_cold(2)).expiration(LifecycleExpiration::builder().days(2).build()).build().unwrap();
-    assert_eq!(put_rules(&a, "src", vec![early]).await, Err("InvalidArgument".into()));
+    assert_eq!(put_lifecycle_rules(&a, "src", vec![early]).await, Err("InvalidArgument".into()));
 
     let live = || metric_total(&src.scrape_metrics(), "tessera_shard_live_bytes");
     let live_before = live();
@@ -129,13 +106,13 @@ async fn transition_read_through_restore_tier_down_and_delete() {
     ok(a.put_object().bucket("src").key("cold/small").body(bytestream(&small)).send().await, "put small");
     ok(a.put_object().bucket("src").key("hot/b").body(bytestream(b"stays")).send().await, "put hot");
     // The shard gauges are published every second.
-    wait_until("the body counted live", || async { live() >= live_before + body.len() as f64 }).await;
-    put_rules(&a, "src", vec![rule("cold", "cold/").transitions(to_cold(1)).build().unwrap()]).await.expect("rules");
+    wait_until_within(DEADLINE, "the body counted live", || async { live() >= live_before + body.len() as f64 }).await;
+    put_lifecycle_rules(&a, "src", vec![rule("cold", "cold/").transitions(to_cold(1)).build().unwrap()]).await.expect("rules");
     let got = ok(a.get_bucket_lifecycle_configuration().bucket("src").send().await, "get rules");
     assert_eq!(got.rules()[0].transitions()[0].storage_class().map(|c| c.as_str()), Some("COLD"));
 
-    wait_until("cold/a transitioned", || async { class_of(&a, "src", "cold/a").await.as_deref() == Some("COLD") }).await;
-    wait_until("cold/small transitioned", || async { class_of(&a, "src", "cold/small").await.as_deref() == Some("COLD") }).await;
+    wait_until_within(DEADLINE, "cold/a transitioned", || async { class_of(&a, "src", "cold/a").await.as_deref() == Some("COLD") }).await;
+    wait_until_within(DEADLINE, "cold/small transitioned", || async { class_of(&a, "src", "cold/small").await.as_deref() == Some("COLD") }).await;
     // HEAD answers from the local record: size, ETag, metadata, tags.
     let h = ok(a.head_object().bucket("src").key("cold/a").send().await, "head");
     assert_eq!((h.content_length(), h.e_tag(), h.content_type()), (Some(body.len() as i64), Some(etag.as_str()), Some("application/x-test")));
@@ -149,7 +126,7 @@ async fn transition_read_through_restore_tier_down_and_delete() {
         listed.contents().iter().map(|o| (o.key().unwrap_or_default(), o.storage_class().map_or("", |c| c.as_str()))).collect();
     assert_eq!(classes, vec![("cold/a", "COLD"), ("cold/small", "COLD"), ("hot/b", "STANDARD")]);
     // The body's bytes are no longer live here (compaction reclaims them).
-    wait_until("the body no longer live", || async { live() < live_before + (64 << 10) as f64 }).await;
+    wait_until_within(DEADLINE, "the body no longer live", || async { live() < live_before + (64 << 10) as f64 }).await;
     // The tier holds one copy per version.
     let keys = tier_keys(&t).await;
     assert_eq!(keys.len(), 2, "{keys:?}");
@@ -192,14 +169,14 @@ async fn transition_read_through_restore_tier_down_and_delete() {
     let restore_header = h.restore().unwrap_or_default().to_string();
     assert!(restore_header.starts_with("ongoing-request=\"false\", expiry-date="), "{restore_header}");
     assert_eq!(h.storage_class().map(|c| c.as_str()), Some("COLD"));
-    wait_until("cold/c transitioned once the tier is back", || async { class_of(&a, "src", "cold/c").await.as_deref() == Some("COLD") })
+    wait_until_within(DEADLINE, "cold/c transitioned once the tier is back", || async { class_of(&a, "src", "cold/c").await.as_deref() == Some("COLD") })
         .await;
     assert!(get(&a, "src", "cold/c", None).await == later, "cold/c read through");
     tier_node.kill9();
     assert!(get(&a, "src", "cold/a", None).await == body, "the restored copy serves the GET");
     assert_eq!(get(&a, "src", "cold/a", Some("bytes=5-9")).await, body[5..10].to_vec());
     // The restore (4 one-second days) expires: the local copy is dropped.
-    wait_until("restore expired", || async {
+    wait_until_within(DEADLINE, "restore expired", || async {
         let h = ok(a.head_object().bucket("src").key("cold/a").send().await, "head");
         h.restore().is_none()
     })
@@ -216,7 +193,7 @@ async fn transition_read_through_restore_tier_down_and_delete() {
     ).send().await, "multi-delete");
     tier_node.start_again();
     let t = tier_node.client();
-    wait_until("the tier's copies of deleted objects are gone", || async {
+    wait_until_within(DEADLINE, "the tier's copies of deleted objects are gone", || async {
         let keys = tier_keys(&t).await;
         keys.len() == 1 && keys[0].0.starts_with("src/cold/c/")
     })
@@ -240,8 +217,8 @@ async fn noncurrent_versions_transition_from_tier_to_tier_and_version_deletes_fo
     let v2 = ok(a.put_object().bucket("ver").key("k").body(bytestream(b"current")).send().await, "v2").version_id().unwrap().to_string();
     let nc = |days: i32, class: &str| NoncurrentVersionTransition::builder().noncurrent_days(days).storage_class(TransitionStorageClass::from(class)).build();
     let r = rule("nc", "").noncurrent_version_transitions(nc(1, "COLD")).noncurrent_version_transitions(nc(6, "FROZEN"));
-    put_rules(&a, "ver", vec![r.build().unwrap()]).await.expect("rules");
-    wait_until("the noncurrent version transitioned", || async {
+    put_lifecycle_rules(&a, "ver", vec![r.build().unwrap()]).await.expect("rules");
+    wait_until_within(DEADLINE, "the noncurrent version transitioned", || async {
         let h = ok(a.head_object().bucket("ver").key("k").version_id(&v1).send().await, "head v1");
         h.storage_class().map(|c| c.as_str().to_string()).as_deref() == Some("COLD")
     })
@@ -256,7 +233,7 @@ async fn noncurrent_versions_transition_from_tier_to_tier_and_version_deletes_fo
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert!(keys[0].0.ends_with(&format!("/{v1}")), "{keys:?}");
     // Later it moves on to FROZEN; the COLD copy goes.
-    wait_until("v1 moved to FROZEN", || async {
+    wait_until_within(DEADLINE, "v1 moved to FROZEN", || async {
         let h = ok(a.head_object().bucket("ver").key("k").version_id(&v1).send().await, "head v1");
         h.storage_class().map(|c| c.as_str().to_string()).as_deref() == Some("FROZEN")
     })
@@ -264,8 +241,8 @@ async fn noncurrent_versions_transition_from_tier_to_tier_and_version_deletes_fo
     let got = read_body(ok(a.get_object().bucket("ver").key("k").version_id(&v1).send().await, "get v1")).await;
     assert!(got == old, "v1 read through from FROZEN");
     assert_eq!(tier_keys_in(&t, "frozen").await.len(), 1);
-    wait_until("the COLD copy is gone", || async { tier_keys(&t).await.is_empty() }).await;
+    wait_until_within(DEADLINE, "the COLD copy is gone", || async { tier_keys(&t).await.is_empty() }).await;
     ok(a.delete_object().bucket("ver").key("k").version_id(&v1).send().await, "delete v1");
-    wait_until("the tier's copy of v1 is gone", || async { tier_keys_in(&t, "frozen").await.is_empty() }).await;
+    wait_until_within(DEADLINE, "the tier's copy of v1 is gone", || async { tier_keys_in(&t, "frozen").await.is_empty() }).await;
     assert_eq!(read_body(ok(a.get_object().bucket("ver").key("k").version_id(&v2).send().await, "v2")).await, b"current".to_vec());
 }
