@@ -329,12 +329,16 @@ fn parse_node_file(text: &str) -> Result<[u8; NODE_ID_BYTES], String> {
 
 /// Reactor 0's gossip: a receive loop and a timer loop sharing one
 /// `Gossip`. Stops (after telling the cluster it leaves) when the node does.
-pub async fn run(node: std::sync::Arc<ClusterNode>, shutdown: async_channel::Receiver<()>) {
+pub async fn run(
+    node: std::sync::Arc<ClusterNode>,
+    shutdown: async_channel::Receiver<()>,
+    host: Option<Rc<dyn crate::holder::host::ShardHost>>,
+) {
     let Some(std_socket) = node.socket.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
     let rpc = node.rpc_listener.lock().unwrap_or_else(|e| e.into_inner()).take();
     match rpc.map(|l| l.set_nonblocking(true).and_then(|()| monoio::net::TcpListener::from_std(l))) {
         Some(Ok(l)) => {
-            monoio::spawn(crate::cluster_rpc::serve(node.clone(), l));
+            monoio::spawn(crate::cluster_rpc::serve(node.clone(), l, host));
             monoio::spawn(crate::cluster_rpc::ping_loop(node.clone(), shutdown.clone()));
         }
         Some(Err(e)) => tracing::error!(error = %e, "cluster: cannot use the RPC listener; not serving RPC"),

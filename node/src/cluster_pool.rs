@@ -224,7 +224,7 @@ mod tests {
         let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build().unwrap();
         rt.block_on(async {
             let listener = a.take_rpc_listener_for_test();
-            let server = monoio::spawn(crate::cluster_rpc::serve(a.clone(), listener));
+            let server = monoio::spawn(crate::cluster_rpc::serve(a.clone(), listener, None));
             let pool = RpcPool::new(b.clone());
             let peer = a.identity.clone();
             let calls: Vec<_> = (0..200)

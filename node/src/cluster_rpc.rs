@@ -2,12 +2,13 @@
 //! (the same port number as gossip's UDP), served and called by reactor 0,
 //! framed and authenticated by `tessera_cluster::rpc`.
 //!
-//! One method exists so far, `PING` (the peer's id, clock and alive
-//! count), called every `PING_EVERY` on every alive member: it proves the
-//! RPC path end to end (handshake, session keys, frames, deadlines) and
-//! gives the admin API a per-member RPC status and round-trip time. Data
-//! operations come with the cluster's data path. Calls go through the
-//! pool (`cluster_pool`): one multiplexed connection per peer.
+//! Methods: `PING` (the peer's id, clock and alive count), called every
+//! `PING_EVERY` on every alive member, which gives the admin API a
+//! per-member RPC status and round-trip time; and the four shard methods
+//! of remote lane members (`holder::wire`), served by the node's
+//! `ShardHost`. A connection's calls run concurrently (at most
+//! `MAX_SERVED_IN_FLIGHT`), answered as they finish. Calls go through
+//! the pool (`cluster_pool`): one multiplexed connection per peer.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,13 +17,17 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use monoio::io::{AsyncReadRentExt, AsyncWriteRentExt};
+use std::cell::RefCell;
+
+use monoio::io::{AsyncReadRent, AsyncReadRentExt, AsyncWriteRentExt, Splitable};
 use monoio::net::{TcpListener, TcpStream};
 use tessera_cluster::rpc::{FrameHeader, FrameKind, Hello, Role, Session, FRAME_HEADER_BYTES, HELLO_BYTES, NONCE_BYTES};
 use tessera_cluster::seal::ClusterKey;
 use tessera_cluster::NodeIdentity;
 
 use crate::cluster::{now_ms, ClusterNode, RpcStatus};
+use crate::holder::host::ShardHost;
+use crate::holder::wire;
 
 pub const METHOD_PING: u16 = 1;
 /// How often every alive member is pinged over RPC.
@@ -32,6 +37,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// An RPC connection idle this long is closed by the server.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Most calls of one connection running at once on the server.
+const MAX_SERVED_IN_FLIGHT: usize = 64;
 /// Most RPC connections served at once (beyond it, new ones are closed).
 const MAX_CONNECTIONS: usize = 512;
 
@@ -57,8 +64,10 @@ async fn write_timeout(s: &mut TcpStream, b: Vec<u8>, t: Duration) -> Result<(),
     }
 }
 
-/// Accepts RPC connections for ever (reactor 0).
-pub async fn serve(node: Arc<ClusterNode>, listener: TcpListener) {
+/// Accepts RPC connections for ever (reactor 0). `host` serves the
+/// shard methods of remote lane members (`holder`); without one they are
+/// answered "unknown method".
+pub async fn serve(node: Arc<ClusterNode>, listener: TcpListener, host: Option<Rc<dyn ShardHost>>) {
     let open = Rc::new(std::cell::Cell::new(0usize));
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
@@ -71,9 +80,9 @@ pub async fn serve(node: Arc<ClusterNode>, listener: TcpListener) {
             continue;
         }
         open.set(open.get() + 1);
-        let (node, open) = (node.clone(), open.clone());
+        let (node, open, host) = (node.clone(), open.clone(), host.clone());
         monoio::spawn(async move {
-            if let Err(e) = serve_conn(&node, stream).await {
+            if let Err(e) = serve_conn(&node, stream, host).await {
                 tracing::debug!(%peer, error = %e, "cluster rpc: connection closed");
             }
             open.set(open.get() - 1);
@@ -81,7 +90,15 @@ pub async fn serve(node: Arc<ClusterNode>, listener: TcpListener) {
     }
 }
 
-async fn serve_conn(node: &ClusterNode, mut s: TcpStream) -> Result<(), String> {
+/// One answer on its way to the connection's writer.
+struct Answer {
+    kind: FrameKind,
+    method: u16,
+    call: u64,
+    body: Vec<u8>,
+}
+
+async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn ShardHost>>) -> Result<(), String> {
     let key = node.key();
     let b = read_exact_timeout(&mut s, HELLO_BYTES, HANDSHAKE_TIMEOUT).await?;
     let client = match Hello::decode(&key, &b, Role::Client, None, now_ms()) {
@@ -97,30 +114,97 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream) -> Result<(), String> 
     };
     let mine = Hello { role: Role::Server, sent_ms: now_ms(), from: node.identity.id, to: client.from, nonce: nonce() };
     write_timeout(&mut s, mine.encode(&key, Some(&client.nonce)).to_vec(), HANDSHAKE_TIMEOUT).await?;
-    let mut session = Session::new(&key, Role::Server, &client, &mine);
-    loop {
-        let h = read_exact_timeout(&mut s, FRAME_HEADER_BYTES, IDLE_TIMEOUT).await?;
+    let session = Rc::new(RefCell::new(Session::new(&key, Role::Server, &client, &mine)));
+    let (mut rd, mut wr) = s.into_split();
+    // Calls run concurrently (a slow disk read does not hold up a PING);
+    // answers are sealed by one writer in the order they are sent (frame
+    // numbers are part of the tag), each naming its call.
+    let (tx, rx) = async_channel::bounded::<Answer>(MAX_SERVED_IN_FLIGHT);
+    let writer = {
+        let session = session.clone();
+        monoio::spawn(async move {
+            while let Ok(a) = rx.recv().await {
+                let frame = session.borrow_mut().seal(a.kind, a.method, a.call, 0, &a.body);
+                match monoio::time::timeout(CALL_TIMEOUT, wr.write_all(frame)).await {
+                    Ok((Ok(_), _)) => {}
+                    _ => return,
+                }
+            }
+        })
+    };
+    let (tokens_tx, tokens_rx) = async_channel::bounded::<()>(MAX_SERVED_IN_FLIGHT);
+    for _ in 0..MAX_SERVED_IN_FLIGHT {
+        let _ = tokens_tx.try_send(());
+    }
+    let r = loop {
+        let h = match read_half_timeout(&mut rd, FRAME_HEADER_BYTES, IDLE_TIMEOUT).await {
+            Ok(h) => h,
+            Err(e) => break Err(e),
+        };
         let h: [u8; FRAME_HEADER_BYTES] = h.try_into().expect("header length");
-        let fh = FrameHeader::decode(&h).map_err(|e| e.to_string())?;
-        let rest = read_exact_timeout(&mut s, fh.rest_len(), CALL_TIMEOUT).await?;
-        let (fh, payload) = match session.open(&h, &rest) {
+        let fh = match FrameHeader::decode(&h) {
+            Ok(fh) => fh,
+            Err(e) => break Err(e.to_string()),
+        };
+        let rest = match read_half_timeout(&mut rd, fh.rest_len(), CALL_TIMEOUT).await {
+            Ok(r) => r,
+            Err(e) => break Err(e),
+        };
+        let opened = session.borrow_mut().open(&h, &rest).map(|(fh, p)| (fh, p.len()));
+        let (fh, len) = match opened {
             Ok(x) => x,
             Err(e) => {
                 node.rpc_refused.fetch_add(1, Relaxed);
-                return Err(format!("frame refused: {e}"));
+                break Err(format!("frame refused: {e}"));
             }
         };
         if fh.kind != FrameKind::Request {
-            return Err("a frame other than a request".into());
+            break Err("a frame other than a request".into());
         }
         node.rpc_served.fetch_add(1, Relaxed);
-        let (kind, body) = match fh.method {
-            METHOD_PING if payload.is_empty() => (FrameKind::Response, ping_answer(node)),
-            METHOD_PING => (FrameKind::Error, b"PING takes no payload".to_vec()),
-            _ => (FrameKind::Error, b"unknown method".to_vec()),
-        };
-        let out = session.seal(kind, fh.method, fh.call, 0, &body);
-        write_timeout(&mut s, out, CALL_TIMEOUT).await?;
+        let mut payload = rest;
+        payload.truncate(len);
+        let (method, call) = (fh.method, fh.call);
+        let answer = move |kind, body| Answer { kind, method, call, body };
+        match (method, &host) {
+            (METHOD_PING, _) if payload.is_empty() => {
+                let _ = tx.send(answer(FrameKind::Response, ping_answer(node))).await;
+            }
+            (METHOD_PING, _) => {
+                let _ = tx.send(answer(FrameKind::Error, b"PING takes no payload".to_vec())).await;
+            }
+            (wire::METHOD_SHARD_WRITE..=wire::METHOD_SHARD_READ, Some(host)) => {
+                // At most MAX_SERVED_IN_FLIGHT calls run per connection;
+                // past it this reader waits, and so does the caller.
+                if tokens_rx.recv().await.is_err() {
+                    break Ok(());
+                }
+                let (host, tx, tokens) = (host.clone(), tx.clone(), tokens_tx.clone());
+                monoio::spawn(async move {
+                    let a = match crate::holder::host::serve_call(&host, method, &payload).await {
+                        Ok(b) => answer(FrameKind::Response, b),
+                        Err(b) => answer(FrameKind::Error, b),
+                    };
+                    let _ = tx.send(a).await;
+                    let _ = tokens.try_send(());
+                });
+            }
+            _ => {
+                let _ = tx.send(answer(FrameKind::Error, b"unknown method".to_vec())).await;
+            }
+        }
+    };
+    // Calls still running finish and answer; the writer ends with them.
+    drop(tx);
+    let _ = writer.await;
+    r
+}
+
+async fn read_half_timeout<R: AsyncReadRent>(s: &mut R, n: usize, t: Duration) -> Result<Vec<u8>, String> {
+    match monoio::time::timeout(t, s.read_exact(vec![0u8; n])).await {
+        Ok((Ok(_), buf)) => Ok(buf),
+        Ok((Err(e), _)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
     }
 }
 

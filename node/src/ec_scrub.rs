@@ -58,7 +58,7 @@ pub async fn run(health: Arc<DiskHealth>, local: Vec<Option<Rc<LocalShard>>>, ra
     loop {
         monoio::time::sleep(POLL).await;
         for (i, (lane, l, m)) in lanes.iter().enumerate() {
-            let errors = l.shard.scrub_errors() + m.members.iter().map(|(_, s)| s.scrub_errors()).sum::<u64>();
+            let errors = l.shard.scrub_errors() + m.members.iter().filter_map(|(_, h)| h.local()).map(|s| s.scrub_errors()).sum::<u64>();
             if errors <= seen[i] {
                 continue;
             }
@@ -95,7 +95,7 @@ async fn repair_lane(health: &DiskHealth, l: &Rc<LocalShard>, m: &Mirrors, throt
             for (k, _) in &page {
                 let mut targets = vec![Target::Primary];
                 targets.extend(
-                    m.members.iter().enumerate().filter(|(_, (d, _))| health.counts(*d)).map(|(i, _)| Target::Member(i)),
+                    m.members.iter().enumerate().filter(|(_, (d, h))| health.counts(*d) && h.local().is_some()).map(|(i, _)| Target::Member(i)),
                 );
                 if !health.counts(m.primary_disk) {
                     targets.remove(0);

@@ -141,6 +141,8 @@ struct Job {
     local: Rc<LocalShard>,
     mirrors: Rc<Mirrors>,
     member: usize,
+    /// The member's shard (healing walks members on this core only).
+    shard: Shard,
     disk: usize,
 }
 
@@ -151,9 +153,10 @@ pub async fn run(health: Arc<DiskHealth>, local: Vec<Option<Rc<LocalShard>>>, ra
     for (lane, l) in local.iter().enumerate() {
         let Some(l) = l else { continue };
         let Some(m) = l.mirrors() else { continue };
-        for (i, (disk, _)) in m.members.iter().enumerate() {
+        for (i, (disk, h)) in m.members.iter().enumerate() {
+            let Some(shard) = h.local() else { continue };
             if health.healing(*disk) && health.online(*disk) {
-                jobs.push(Job { lane: lane as u32, local: l.clone(), mirrors: m.clone(), member: i, disk: *disk });
+                jobs.push(Job { lane: lane as u32, local: l.clone(), mirrors: m.clone(), member: i, shard: shard.clone(), disk: *disk });
             }
         }
     }
@@ -162,7 +165,7 @@ pub async fn run(health: Arc<DiskHealth>, local: Vec<Option<Rc<LocalShard>>>, ra
     }
     // The inventory first, so the report knows every lane's backlog.
     for j in &jobs {
-        let lacking = scan_lacking(&j.local.shard, &j.mirrors.members[j.member].1).await;
+        let lacking = scan_lacking(&j.local.shard, &j.shard).await;
         health.disks[j.disk].heal.with_lacking(|l| l.insert(j.lane, lacking));
     }
     let mut throttle = Throttle::new(rate_per_core);
@@ -191,7 +194,7 @@ pub async fn run(health: Arc<DiskHealth>, local: Vec<Option<Rc<LocalShard>>>, ra
                 }
             }
             monoio::time::sleep(RETRY_WAIT).await;
-            if let Err(e) = save_cursor(&j.mirrors.members[j.member].1, mark.epoch, &Cursor::start()).await {
+            if let Err(e) = save_cursor(&j.shard, mark.epoch, &Cursor::start()).await {
                 tracing::warn!(error = %e, "cannot reset a heal cursor");
             }
         }
@@ -202,7 +205,7 @@ pub async fn run(health: Arc<DiskHealth>, local: Vec<Option<Rc<LocalShard>>>, ra
 async fn finish(j: &Job, health: &DiskHealth) {
     // The cursors of this core's lanes of the disk (other cores' lanes
     // keep theirs: a few bytes each, replaced by the next heal's epoch).
-    let h = &j.mirrors.members[j.member].1;
+    let h = &j.shard;
     let keys: Vec<Vec<u8>> = h.range(T_HEAL, b"", None, usize::MAX).into_iter().map(|(k, _)| k).collect();
     if !keys.is_empty() {
         let muts = keys.into_iter().map(|key| Mutation::Delete { table: T_HEAL, key }).collect();
@@ -259,7 +262,7 @@ async fn scan_lacking(p: &Shard, h: &Shard) -> Lacking {
 /// end with every record verified.
 async fn heal_lane(j: &Job, health: &DiskHealth, epoch: u128, throttle: &mut Throttle) -> Result<bool, IoError> {
     let p = &j.local.shard;
-    let h = &j.mirrors.members[j.member].1;
+    let h = &j.shard;
     let prog = &health.disks[j.disk].heal;
     let mut cur = load_cursor(h, epoch).await;
     if cur.done {
@@ -415,7 +418,10 @@ pub(crate) async fn mend_key(
     let p = &local.shard;
     let (h, pos) = match target {
         Target::Primary => (p, m.primary_position()),
-        Target::Member(i) => (&m.members[i].1, m.members[i].0 % m.set_disks()),
+        Target::Member(i) => (
+            m.members[i].1.local().ok_or(IoError::InvalidExtent("a member on another node is not healed from here yet"))?,
+            m.members[i].0 % m.set_disks(),
+        ),
     };
     let Some(pr) = p.load(table, key).await? else {
         if matches!(target, Target::Member(_)) && h.get(table, key).is_some() {

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use tessera_erasure::{Codec, Params};
 use tessera_io::{Body, DataBuf, Extent, IoError, Mutation, Shard};
 
+use crate::holder::Holder;
 use crate::sets_open::DiskHealth;
 use crate::stripes::{Envelope, Piece, PieceInfo, VIRTUAL_SEGMENT};
 
@@ -70,7 +71,8 @@ fn key(e: &Extent) -> ExtentKey {
 /// The other members of a lane, held by its primary.
 pub struct Mirrors {
     pub(crate) primary_disk: usize,
-    pub(crate) members: Vec<(usize, Shard)>,
+    /// (disk, holder): shards of this core, or of other nodes (`holder`).
+    pub(crate) members: Vec<(usize, Holder)>,
     write_quorum: usize,
     pub(crate) health: Arc<DiskHealth>,
     /// Set when the lane stripes (parity > 0).
@@ -86,7 +88,7 @@ pub struct Mirrors {
 impl Mirrors {
     pub fn new(
         primary_disk: usize,
-        members: Vec<(usize, Shard)>,
+        members: Vec<(usize, Holder)>,
         write_quorum: usize,
         health: Arc<DiskHealth>,
         params: Option<Params>,
@@ -120,18 +122,18 @@ impl Mirrors {
         self.primary_disk % self.set_disks()
     }
 
-    /// The shard at set `position` if it is online: (member index or None
-    /// for the primary, disk, shard).
-    pub(crate) fn at<'a>(&'a self, primary: &'a Shard, position: usize) -> Option<(Option<usize>, usize, &'a Shard)> {
+    /// The holder at set `position` if it is online: (member index or
+    /// None for the primary, disk, holder).
+    pub(crate) fn at(&self, primary: &Shard, position: usize) -> Option<(Option<usize>, usize, Holder)> {
         let n = self.set_disks();
         if self.primary_disk % n == position {
-            return self.health.online(self.primary_disk).then_some((None, self.primary_disk, primary));
+            return self.health.online(self.primary_disk).then(|| (None, self.primary_disk, Holder::Local(primary.clone())));
         }
         self.members
             .iter()
             .enumerate()
             .find(|(_, (d, _))| d % n == position && self.health.online(*d))
-            .map(|(i, (d, s))| (Some(i), *d, s))
+            .map(|(i, (d, h))| (Some(i), *d, h.clone()))
     }
 
     /// Registers a piece handle; its virtual extent.
@@ -302,8 +304,8 @@ async fn translate(primary: &Shard, m: &Mirrors, who: Who, muts: &[Mutation]) ->
                         .map(|(_, s)| s)
                         .unwrap_or_default();
                     let target = match who {
-                        Who::Primary => primary,
-                        Who::Member(i) => &m.members[i].1,
+                        Who::Primary => Holder::Local(primary.clone()),
+                        Who::Member(i) => m.members[i].1.clone(),
                     };
                     let mut b = DataBuf::new(stream.len().max(1));
                     b.extend_from_slice(&stream);
@@ -405,7 +407,7 @@ pub async fn commit(primary: &Shard, mirrors: Option<&Mirrors>, muts: Vec<Mutati
 /// (striped data records when it has parity).
 pub fn mirrors_of(
     primary_disk: Option<usize>,
-    others: Vec<(usize, Shard)>,
+    others: Vec<(usize, Holder)>,
     write_quorum: usize,
     health: Option<Arc<DiskHealth>>,
     params: Option<Params>,

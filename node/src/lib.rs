@@ -22,6 +22,7 @@ pub mod fsck;
 pub mod fsck_sets;
 pub mod heal;
 pub mod heal_state;
+pub mod holder;
 pub mod hotcache;
 pub mod iam;
 pub mod identity;

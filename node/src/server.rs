@@ -616,7 +616,7 @@ impl Reactor {
                 }
             }
             shared.metrics.shards[s].publish(&primary.stats());
-            let others = shards.into_iter().filter_map(|(d, sh)| d.map(|d| (d, sh))).collect();
+            let others = shards.into_iter().filter_map(|(d, sh)| d.map(|d| (d, crate::holder::Holder::Local(sh)))).collect();
             let mirrors = crate::lanes::mirrors_of(
                 disk,
                 others,
@@ -685,7 +685,8 @@ impl Reactor {
         monoio::spawn(crate::lifecycle::run(ctx.clone()));
         monoio::spawn(crate::notify::worker::run(ctx.clone()));
         if let (0, Some(c)) = (self.core, &ctx.shared.cluster) {
-            monoio::spawn(crate::cluster::run(c.clone(), ctx.shutdown.clone()));
+            let host: Rc<dyn crate::holder::host::ShardHost> = Rc::new(crate::holder::host::NodeHost { ctx: ctx.clone() });
+            monoio::spawn(crate::cluster::run(c.clone(), ctx.shutdown.clone(), Some(host)));
         }
         monoio::spawn(crate::replication::worker::run(ctx.clone()));
         if let Some(l) = admin_listener {

@@ -119,6 +119,19 @@ impl DiskHealth {
     }
 }
 
+#[cfg(test)]
+impl DiskHealth {
+    /// Disks by id, each online when it has a dir or `remote` (a disk of
+    /// another node), none healing: for tests that build lanes by hand.
+    pub(crate) fn for_test(disks: Vec<(DiskId, Option<PathBuf>, bool)>) -> Arc<DiskHealth> {
+        let disks = disks
+            .into_iter()
+            .map(|(id, dir, remote)| Disk { id, online: AtomicBool::new(dir.is_some() || remote), dir, heal: HealProgress::new(None, 1) })
+            .collect();
+        Arc::new(DiskHealth { disks, ec: EcCounters::default(), stale: Mutex::new(BTreeSet::new()) })
+    }
+}
+
 /// Counts of striped reads, node-wide (`/metrics`).
 #[derive(Debug, Default)]
 pub struct EcCounters {

@@ -80,7 +80,17 @@ impl LocalShard {
     /// Format 2: the lane's other online members (their shards), empty on
     /// format 1.
     pub fn mirror_shards(&self) -> Vec<tessera_io::Shard> {
-        self.mirrors.as_ref().map_or_else(Vec::new, |m| m.members.iter().map(|(_, s)| s.clone()).collect())
+        self.mirrors.as_ref().map_or_else(Vec::new, |m| m.members.iter().filter_map(|(_, h)| h.local().cloned()).collect())
+    }
+
+    /// Format 2: this lane's shard on disk `disk`, when it is on this core
+    /// (the primary or a local member), for a remote caller.
+    pub(crate) fn hosted(&self, disk: usize) -> Option<Shard> {
+        let m = self.mirrors.as_ref()?;
+        if m.primary_disk == disk {
+            return Some(self.shard.clone());
+        }
+        m.members.iter().find(|(d, _)| *d == disk).and_then(|(_, h)| h.local().cloned())
     }
 
     /// `Shard::write_data` through the lane (every online member on format 2).
@@ -285,6 +295,9 @@ pub enum ShardReq {
     LoadForRead { table: u8, key: Vec<u8>, fill: bool },
     ReadExtent { extent: Extent, range: Range<u64> },
     Range { table: u8, prefix: Vec<u8>, after: Option<Vec<u8>>, limit: usize },
+    /// A remote lane primary's call on one disk's shard of this lane
+    /// (`holder::host`): the answer payload.
+    Hosted { disk: usize, call: crate::holder::wire::Call },
 }
 
 pub enum ShardResp {
@@ -321,6 +334,10 @@ async fn exec(local: &Rc<LocalShard>, req: ShardReq) -> Result<ShardResp, IoErro
         ShardReq::ReadExtent { extent, range } => ShardResp::Bytes(local.read_extent(&extent, range).await?),
         ShardReq::Range { table, prefix, after, limit } => {
             ShardResp::Entries(shard.range(table, &prefix, after.as_deref(), limit))
+        }
+        ShardReq::Hosted { disk, call } => {
+            let raw = local.hosted(disk).ok_or(IoError::ShardFailed)?;
+            ShardResp::Bytes(crate::holder::host::run(&raw, call).await?)
         }
     })
 }
@@ -438,6 +455,15 @@ impl Shards {
 
     pub async fn read_extent(&self, shard: u32, extent: Extent, range: Range<u64>) -> Result<Vec<u8>, IoError> {
         match self.call(shard, ShardReq::ReadExtent { extent, range }).await? {
+            ShardResp::Bytes(b) => Ok(b),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Runs a remote lane primary's call on disk `disk`'s shard of lane
+    /// `shard`, on its owning core (see `holder::host::NodeHost`).
+    pub async fn hosted(&self, shard: u32, disk: usize, call: crate::holder::wire::Call) -> Result<Vec<u8>, IoError> {
+        match self.call(shard, ShardReq::Hosted { disk, call }).await? {
             ShardResp::Bytes(b) => Ok(b),
             _ => Err(unexpected()),
         }

@@ -51,7 +51,7 @@ pub async fn write_piece(primary: &Shard, m: &Mirrors, buf: DataBuf) -> Result<E
         writes.push((pos, disk, shard, b));
     }
     let meta: Vec<(usize, usize)> = writes.iter().map(|w| (w.0, w.1)).collect();
-    let results = futures_util::future::join_all(writes.into_iter().map(|(_, _, s, b)| s.write_data(b))).await;
+    let results = futures_util::future::join_all(writes.into_iter().map(|(_, _, s, b)| async move { s.write_data(b).await })).await;
     let mut blocks = vec![None; n];
     let mut written = 0;
     for ((pos, disk), r) in meta.into_iter().zip(results) {
@@ -93,7 +93,7 @@ pub async fn load(primary: &Shard, table: u8, key: &[u8]) -> Result<Option<Store
     let mut per_pos: Vec<Option<Vec<Extent>>> = vec![None; n];
     per_pos[m.primary_position()] = Some(ex.clone());
     if env.pieces.iter().any(|p| matches!(p, PieceInfo::Striped { .. })) {
-        let others: Vec<(usize, &Shard)> =
+        let others: Vec<(usize, crate::holder::Holder)> =
             (0..n).filter(|&p| p != m.primary_position()).filter_map(|p| m.at(primary, p).map(|(_, _, s)| (p, s))).collect();
         let loads = futures_util::future::join_all(others.iter().map(|(_, sh)| sh.load(table, key))).await;
         for ((pos, _), r) in others.iter().zip(loads) {

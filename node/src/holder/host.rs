@@ -1,0 +1,100 @@
+//! The serving side of remote lane members: a call from another node's
+//! lane primary, run on the shard it names (disk id, shard index) as a
+//! plain shard call, on the core that owns that shard. The shard's own
+//! lane (if this node has one over it) is not involved: the caller is the
+//! primary of the lane the call belongs to, and it alone decides what
+//! every member holds.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use tessera_cluster::rpc::MAX_PAYLOAD_BYTES;
+use tessera_io::{DataBuf, IoError, Shard};
+
+use super::wire::{self, Call, Target};
+
+/// The answer payload, or the error payload of an RPC error frame.
+pub type HostAnswer = Result<Vec<u8>, Vec<u8>>;
+
+/// Whoever serves member calls on this node.
+pub trait ShardHost {
+    fn exec(&self, target: Target, call: Call) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>>;
+}
+
+/// Runs one member call on a shard of this core: the answer payload.
+pub async fn run(shard: &Shard, call: Call) -> Result<Vec<u8>, IoError> {
+    match call {
+        Call::Write(data) => {
+            let mut b = DataBuf::new(data.len().max(1));
+            b.extend_from_slice(&data);
+            drop(data);
+            Ok(wire::encode_extent(&shard.write_data(b).await?))
+        }
+        Call::Commit(muts) => Ok(shard.commit(muts).await?.to_le_bytes().to_vec()),
+        Call::Load { table, key } => Ok(wire::encode_stored(&shard.load(table, &key).await?)),
+        Call::Read { extent, start, end } => {
+            if start > end || end - start > u64::from(MAX_PAYLOAD_BYTES) {
+                return Err(IoError::InvalidExtent("a read range over the frame limit"));
+            }
+            shard.read_extent(&extent, start..end).await
+        }
+    }
+}
+
+/// Decodes and runs one request of `method` on `host`.
+pub async fn serve_call(host: &Rc<dyn ShardHost>, method: u16, payload: &[u8]) -> HostAnswer {
+    match wire::decode_call(method, payload) {
+        Ok((target, call)) => host.exec(target, call).await,
+        Err(m) => Err(wire::malformed_error(&m)),
+    }
+}
+
+/// Shards of the current core by target: the host of a core that owns
+/// every shard it serves (tests run both ends on one core).
+#[derive(Default)]
+pub struct CoreHost {
+    shards: HashMap<Target, Shard>,
+}
+
+impl CoreHost {
+    pub fn insert(&mut self, disk: [u8; 16], index: u32, shard: Shard) {
+        self.shards.insert(Target { disk, shard: index }, shard);
+    }
+}
+
+impl ShardHost for CoreHost {
+    fn exec(&self, target: Target, call: Call) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>> {
+        let shard = self.shards.get(&target).cloned();
+        Box::pin(async move {
+            let Some(shard) = shard else { return Err(wire::encode_refusal(wire::E_NOT_HOSTED, "no such shard on this node")) };
+            run(&shard, call).await.map_err(|e| wire::encode_error(&e))
+        })
+    }
+}
+
+/// The node's host (format 2): the disk id names a set and a position in
+/// it, the shard index a lane of that set; the call runs on the lane's
+/// owning core, on that disk's shard of the lane.
+pub struct NodeHost {
+    pub ctx: Rc<crate::server::Ctx>,
+}
+
+impl ShardHost for NodeHost {
+    fn exec(&self, target: Target, call: Call) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>> {
+        let ctx = self.ctx.clone();
+        Box::pin(async move {
+            let refuse = |why: &str| Err(wire::encode_refusal(wire::E_NOT_HOSTED, why));
+            let Some(lanes) = ctx.shared.layout.lanes.as_ref() else { return refuse("this node has no erasure sets") };
+            let f = &lanes.format;
+            if target.shard >= f.shards_per_disk {
+                return refuse("no such shard index");
+            }
+            let Some(set) = f.sets.iter().position(|s| s.contains(&target.disk)) else { return refuse("no such disk on this node") };
+            let Some(disk) = lanes.health.disks.iter().position(|d| d.id == target.disk) else { return refuse("no such disk on this node") };
+            let lane = set as u32 * f.shards_per_disk + target.shard;
+            ctx.shards.hosted(lane, disk, call).await.map_err(|e| wire::encode_error(&e))
+        })
+    }
+}
