@@ -293,7 +293,7 @@ async fn translate(primary: &Shard, m: &Mirrors, who: Who, muts: &[Mutation]) ->
                 Who::Primary => m.primary_position(),
                 Who::Member(i) => m.members[i].0 % m.set_disks(),
             };
-            let have = piece.blocks.get(pos).copied().flatten();
+            let have = crate::stripes_io::block_of(primary, m, &piece, pos).await;
             mine.push(match have {
                 Some(x) => x,
                 None => {

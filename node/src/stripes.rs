@@ -28,6 +28,9 @@
 //!
 //! FORMAT BOUNDARY: the envelope and the block placement are on disk.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use tessera_erasure::{verify_block, Codec, Params};
 use tessera_io::Extent;
 
@@ -206,10 +209,33 @@ pub struct Piece {
     pub rot: u8,
     pub len: u64,
     /// The extent of this piece's block stream on each set position
-    /// (None: the member is offline or lacks the record).
+    /// known now (None: the member is offline, lacks the record, or its
+    /// record was not read yet: see `members`).
     pub blocks: Vec<Option<Extent>>,
-    /// For a piece loaded from a record: where, for read repair.
+    /// For a piece loaded from a record: where, for read repair and for
+    /// reading the members' records.
     pub origin: Option<Origin>,
+    /// For a piece loaded from a record: the other members' records, read
+    /// on first need (shared by the record's pieces), so a healthy read
+    /// touches only the members whose blocks it reads.
+    pub members: Option<Rc<MemberRecords>>,
+}
+
+/// The other members' forms of one loaded record, by set position.
+#[derive(Debug)]
+pub struct MemberRecords {
+    /// Extents the record names (the piece count every member's form has).
+    pub pieces: usize,
+    pub slots: RefCell<Vec<Slot>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Slot {
+    /// Not read yet (the member was online at the load).
+    Unread,
+    /// Read: the member's extents of the same version, or None (offline,
+    /// failed, or it holds another version).
+    Read(Option<Vec<Extent>>),
 }
 
 #[derive(Debug, Clone)]

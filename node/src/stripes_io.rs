@@ -8,6 +8,7 @@
 //! key's transaction lock on the primary, which every writer of the lane
 //! passes through).
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::ops::Range;
 use std::rc::Rc;
@@ -16,7 +17,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use tessera_io::{Body, DataBuf, Extent, IoError, Mutation, Shard, Stored};
 
 use crate::lanes::{lane_of, Mirrors};
-use crate::stripes::{block_at, block_is_good, block_range, encode_piece, position_of, Envelope, Origin, Piece, PieceInfo};
+use crate::stripes::{
+    block_at, block_is_good, block_range, encode_piece, position_of, Envelope, MemberRecords, Origin, Piece, PieceInfo, Slot,
+};
 
 fn corrupt(what: &'static str) -> IoError {
     IoError::Corrupt { segment: crate::stripes::VIRTUAL_SEGMENT, offset: 0, what }
@@ -69,12 +72,13 @@ pub async fn write_piece(primary: &Shard, m: &Mirrors, buf: DataBuf) -> Result<E
     if written < m.write_quorum() {
         return Err(IoError::BelowQuorum);
     }
-    Ok(m.add_piece(Piece { params: coding.params, tag, rot, len, blocks, origin: None }, true))
+    Ok(m.add_piece(Piece { params: coding.params, tag, rot, len, blocks, origin: None, members: None }, true))
 }
 
 /// `Shard::load` on a lane: a v5 record comes back with its inner meta
-/// and its striped pieces as handles over every online member's blocks
-/// (a member whose record is another version holds none of them).
+/// and its striped pieces as handles over every online member's blocks;
+/// the members' records are read when first needed (`block_of`), and a
+/// member whose record is another version holds none of them.
 pub async fn load(primary: &Shard, table: u8, key: &[u8]) -> Result<Option<Stored>, IoError> {
     let stored = primary.load(table, key).await?;
     let Some(m) = lane_of(primary.id()) else { return Ok(stored) };
@@ -90,34 +94,64 @@ pub async fn load(primary: &Shard, table: u8, key: &[u8]) -> Result<Option<Store
     if env.pieces.len() != ex.len() || n != m.set_disks() {
         return Err(corrupt("erasure section does not match the record or the set"));
     }
-    let mut per_pos: Vec<Option<Vec<Extent>>> = vec![None; n];
-    per_pos[m.primary_position()] = Some(ex.clone());
-    if env.pieces.iter().any(|p| matches!(p, PieceInfo::Striped { .. })) {
-        let others: Vec<(usize, crate::holder::Holder)> =
-            (0..n).filter(|&p| p != m.primary_position()).filter_map(|p| m.at(primary, p).map(|(_, _, s)| (p, s))).collect();
-        let loads = futures_util::future::join_all(others.iter().map(|(_, sh)| sh.load(table, key))).await;
-        for ((pos, _), r) in others.iter().zip(loads) {
-            match r {
-                Ok(Some(Stored { meta, body: Body::Extents(e2), .. })) if meta == s.meta && e2.len() == ex.len() => {
-                    per_pos[*pos] = Some(e2);
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(position = pos, error = %e, "a lane member's record cannot be read"),
-            }
-        }
-    }
+    // The other members' records are read when a block of theirs is
+    // needed (`block_of`): a healthy read of a range touches k - 1 of
+    // them at most, not all N - 1.
+    let members = Rc::new(MemberRecords {
+        pieces: ex.len(),
+        slots: RefCell::new(
+            (0..n)
+                .map(|p| if p != m.primary_position() && m.at(primary, p).is_some() { Slot::Unread } else { Slot::Read(None) })
+                .collect(),
+        ),
+    });
     let mut body = Vec::with_capacity(ex.len());
     for (idx, info) in env.pieces.iter().enumerate() {
         match *info {
             PieceInfo::Plain { .. } => body.push(ex[idx]),
             PieceInfo::Striped { len, tag, rot } => {
-                let blocks = per_pos.iter().map(|x| x.as_ref().map(|e| e[idx])).collect();
+                let mut blocks = vec![None; n];
+                blocks[m.primary_position()] = Some(ex[idx]);
                 let origin = Some(Origin { table, key: key.to_vec(), meta: s.meta.clone(), index: idx });
-                body.push(m.add_piece(Piece { params, tag, rot, len, blocks, origin }, false));
+                let members = Some(members.clone());
+                body.push(m.add_piece(Piece { params, tag, rot, len, blocks, origin, members }, false));
             }
         }
     }
     Ok(Some(Stored { seq: s.seq, summary: s.summary, meta: inner.to_vec(), body: Body::Extents(body) }))
+}
+
+/// The extent of a piece's block stream at set `position`: known, or
+/// read now from that member's record of the same version (once per
+/// record and position; a member that fails to answer, or holds another
+/// version, holds none of the piece's blocks).
+pub(crate) async fn block_of(primary: &Shard, m: &Mirrors, piece: &Piece, position: usize) -> Option<Extent> {
+    if let Some(e) = piece.blocks.get(position).copied().flatten() {
+        return Some(e);
+    }
+    let (Some(records), Some(origin)) = (&piece.members, &piece.origin) else { return None };
+    let slot = records.slots.borrow().get(position).cloned()?;
+    let extents = match slot {
+        Slot::Read(x) => x,
+        Slot::Unread => {
+            let x = match m.at(primary, position) {
+                Some((_, _, holder)) => match holder.load(origin.table, &origin.key).await {
+                    Ok(Some(Stored { meta, body: Body::Extents(e2), .. })) if meta == origin.meta && e2.len() == records.pieces => Some(e2),
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::warn!(position, error = %e, "a lane member's record cannot be read");
+                        None
+                    }
+                },
+                None => None,
+            };
+            if let Some(s) = records.slots.borrow_mut().get_mut(position) {
+                *s = Slot::Read(x.clone());
+            }
+            x
+        }
+    };
+    extents.and_then(|e| e.get(origin.index).copied())
 }
 
 /// Blocks of a piece that must be rewritten (read repair).
@@ -138,9 +172,8 @@ enum Got {
 async fn fetch(primary: &Shard, m: &Mirrors, piece: &Piece, t: u64, block: usize) -> Got {
     let n = piece.n();
     let pos = position_of(block, piece.rot, n);
-    let (Some(extent), Some((_, _, shard))) = (piece.blocks.get(pos).copied().flatten(), m.at(primary, pos)) else {
-        return Got::Missing { moved: false };
-    };
+    let Some((_, _, shard)) = m.at(primary, pos) else { return Got::Missing { moved: false } };
+    let Some(extent) = block_of(primary, m, piece, pos).await else { return Got::Missing { moved: false } };
     let r = block_range(&piece.params, piece.len, t);
     match shard.read_extent(&extent, r).await {
         Ok(b) if block_is_good(&piece.params, &b, piece.tag, t, block) => Got::Good(b),
@@ -264,7 +297,7 @@ pub async fn repair(primary: &Shard, job: RepairJob) -> Result<usize, IoError> {
         let Some((_, _, shard)) = m.at(primary, pos) else { continue };
         let Some(stored) = shard.load(origin.table, &origin.key).await? else { continue };
         let Body::Extents(mut ex) = stored.body else { continue };
-        if stored.meta != origin.meta || ex.get(origin.index).copied() != job.piece.blocks.get(pos).copied().flatten() {
+        if stored.meta != origin.meta || ex.get(origin.index).copied() != block_of(primary, &m, &job.piece, pos).await {
             tracing::info!(position = pos, "read repair skipped: the record changed since it was read");
             continue;
         }

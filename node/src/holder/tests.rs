@@ -158,6 +158,21 @@ fn a_lane_stripes_over_members_on_another_node() {
         for i in 0..40u8 {
             assert_eq!(get(&c, format!("many/{i}").as_bytes(), None).await.unwrap(), body(5000 + usize::from(i) * 100, i));
         }
+        // A healthy read touches only the members whose data blocks it
+        // reads: one record load and one block read per data block on
+        // node B, nothing for its parity (the piece's rotation, from the
+        // envelope, says where the k data blocks are).
+        let before = c.b.rpc_served.load(Relaxed);
+        let mut expected = 0;
+        for i in 0..40u8 {
+            let key = format!("many/{i}");
+            let rec = c.b_shards[0].load(1, key.as_bytes()).await.unwrap().unwrap();
+            let (env, _) = crate::stripes::Envelope::unwrap(&rec.meta).unwrap().unwrap();
+            let crate::stripes::PieceInfo::Striped { rot, .. } = env.pieces[0] else { panic!("a striped piece") };
+            expected += (0..2).filter(|&b| crate::stripes::position_of(b, rot, 4) >= 2).count() as u64 * 2;
+            get(&c, key.as_bytes(), None).await.unwrap();
+        }
+        assert_eq!(c.b.rpc_served.load(Relaxed) - before, expected, "calls on node B for 40 healthy reads");
         // Position 1 out of service: every read needs node B's blocks.
         let served = c.b.rpc_served.load(Relaxed);
         c.health.fail(1);
