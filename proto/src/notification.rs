@@ -59,6 +59,10 @@ pub enum EventName {
     DeleteMarkerCreated,
     LifecycleDelete,
     LifecycleDeleteMarkerCreated,
+    LifecycleTransition,
+    RestorePost,
+    RestoreCompleted,
+    RestoreDelete,
 }
 
 /// Events the node emits (the rest of [`EVENT_TYPES`] never fire).
@@ -71,6 +75,10 @@ pub const EMITTED_EVENTS: &[EventName] = &[
     EventName::DeleteMarkerCreated,
     EventName::LifecycleDelete,
     EventName::LifecycleDeleteMarkerCreated,
+    EventName::LifecycleTransition,
+    EventName::RestorePost,
+    EventName::RestoreCompleted,
+    EventName::RestoreDelete,
 ];
 
 impl EventName {
@@ -85,6 +93,10 @@ impl EventName {
             EventName::DeleteMarkerCreated => "s3:ObjectRemoved:DeleteMarkerCreated",
             EventName::LifecycleDelete => "s3:LifecycleExpiration:Delete",
             EventName::LifecycleDeleteMarkerCreated => "s3:LifecycleExpiration:DeleteMarkerCreated",
+            EventName::LifecycleTransition => "s3:LifecycleTransition",
+            EventName::RestorePost => "s3:ObjectRestore:Post",
+            EventName::RestoreCompleted => "s3:ObjectRestore:Completed",
+            EventName::RestoreDelete => "s3:ObjectRestore:Delete",
         }
     }
 
@@ -104,6 +116,10 @@ impl EventName {
             EventName::DeleteMarkerCreated => 6,
             EventName::LifecycleDelete => 7,
             EventName::LifecycleDeleteMarkerCreated => 8,
+            EventName::LifecycleTransition => 9,
+            EventName::RestorePost => 10,
+            EventName::RestoreCompleted => 11,
+            EventName::RestoreDelete => 12,
         }
     }
 
@@ -114,6 +130,13 @@ impl EventName {
     /// Whether an object is created (size and ETag go into the record).
     pub fn is_created(self) -> bool {
         matches!(self, EventName::Put | EventName::Post | EventName::Copy | EventName::CompleteMultipartUpload)
+    }
+
+    /// Whether the record names the object's size and ETag: creations,
+    /// and the events about an existing version's storage (a transition,
+    /// a restore started or completed).
+    pub fn carries_object(self) -> bool {
+        self.is_created() || matches!(self, EventName::LifecycleTransition | EventName::RestorePost | EventName::RestoreCompleted)
     }
 }
 

@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod raw;
 pub mod server;
 pub mod sign;
+pub mod webhook;
 
 pub use data::*;
 pub use disk::*;

@@ -5,11 +5,8 @@
 //! in order per key), and across a kill -9 of the node with events pending.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::types::{
@@ -19,79 +16,12 @@ use aws_sdk_s3::types::{
 };
 use aws_sdk_s3::Client;
 use serde_json::Value;
+use tessera_tests::webhook::Receiver;
 use tessera_tests::*;
 
 const HOOK: &str = "hook";
 const ARN: &str = "arn:tessera:sqs::hook:webhook";
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// An HTTP/1.1 receiver: records every POSTed JSON body and answers 200
-/// (or 500 while `fail` is above zero, counting down).
-struct Receiver {
-    addr: SocketAddr,
-    events: Arc<Mutex<Vec<Value>>>,
-    fail: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
-}
-
-impl Receiver {
-    fn start(addr: SocketAddr) -> Receiver {
-        let events: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let listener = TcpListener::bind(addr).expect("bind receiver");
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let fail = Arc::new(AtomicUsize::new(0));
-        let (e, s, f) = (events.clone(), stop.clone(), fail.clone());
-        let acceptor = std::thread::spawn(move || {
-            let mut conns = Vec::new();
-            while !s.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((c, _)) => {
-                        let (e, s, f) = (e.clone(), s.clone(), f.clone());
-                        conns.push(std::thread::spawn(move || serve(c, e, s, f)));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-            for c in conns {
-                let _ = c.join();
-            }
-        });
-        Receiver { addr, events, fail, stop, acceptor: Some(acceptor) }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/events", self.addr)
-    }
-
-    fn records(&self) -> Vec<Value> {
-        self.events.lock().unwrap().iter().map(|m| m["Records"][0].clone()).collect()
-    }
-
-    fn wait_for(&self, n: usize, what: &str) -> Vec<Value> {
-        let start = Instant::now();
-        loop {
-            let r = self.records();
-            if r.len() >= n {
-                return r;
-            }
-            assert!(start.elapsed() < DEADLINE, "{what}: {} of {n} events in {DEADLINE:?}: {r:#?}", r.len());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Receiver {
-    /// Stops listening and closes every connection.
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(a) = self.acceptor.take() {
-            let _ = a.join();
-        }
-    }
-}
 
 /// Waits until metric `name` (summed over labels) is `want`.
 fn wait_metric(srv: &Server, name: &str, want: f64) {
@@ -103,46 +33,6 @@ fn wait_metric(srv: &Server, name: &str, want: f64) {
         }
         assert!(start.elapsed() < DEADLINE, "{name} is {got}, not {want}");
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn serve(mut c: TcpStream, events: Arc<Mutex<Vec<Value>>>, stop: Arc<AtomicBool>, fail: Arc<AtomicUsize>) {
-    c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut chunk = [0u8; 64 * 1024];
-    while !stop.load(Ordering::SeqCst) {
-        // A whole request in `buf`?
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut req = httparse::Request::new(&mut headers);
-        if let Ok(httparse::Status::Complete(head)) = req.parse(&buf) {
-            let len: usize = req
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
-                .unwrap_or(0);
-            assert_eq!(req.method, Some("POST"));
-            assert_eq!(req.path, Some("/events"));
-            assert!(req.headers.iter().any(|h| h.name.eq_ignore_ascii_case("content-type") && h.value == b"application/json"));
-            if buf.len() >= head + len {
-                let body: Vec<u8> = buf[head..head + len].to_vec();
-                buf.drain(..head + len);
-                let failing = fail.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-                if failing {
-                    let _ = c.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\nnope");
-                } else {
-                    events.lock().unwrap().push(serde_json::from_slice(&body).expect("event JSON"));
-                    let _ = c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-                }
-                continue;
-            }
-        }
-        match c.read(&mut chunk) {
-            Ok(0) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(_) => return,
-        }
     }
 }
 

@@ -31,7 +31,12 @@ fn free_addr() -> SocketAddr {
 /// lifecycle day; with `tier`, the buckets `archive` and `frozen` there are
 /// tiers `COLD` and `FROZEN`.
 fn node(addr: SocketAddr, tier: Option<SocketAddr>) -> Server {
+    node_with(addr, tier, &[])
+}
+
+fn node_with(addr: SocketAddr, tier: Option<SocketAddr>, extra: &[String]) -> Server {
     let mut args = vec![format!("--address={addr}"), "--threads=2".to_string(), "--lifecycle-day-secs=1".to_string()];
+    args.extend(extra.iter().cloned());
     if let Some(t) = tier {
         args.push(format!("--tier=COLD=http://{t}/archive,{AK},{SK}"));
         args.push(format!("--tier=FROZEN=http://{t}/frozen,{AK},{SK}"));
@@ -245,4 +250,44 @@ async fn noncurrent_versions_transition_from_tier_to_tier_and_version_deletes_fo
     ok(a.delete_object().bucket("ver").key("k").version_id(&v1).send().await, "delete v1");
     wait_until_within(DEADLINE, "the tier's copy of v1 is gone", || async { tier_keys_in(&t, "frozen").await.is_empty() }).await;
     assert_eq!(read_body(ok(a.get_object().bucket("ver").key("k").version_id(&v2).send().await, "v2")).await, b"current".to_vec());
+}
+
+/// A transition, a restore and a restored copy's expiry each send their
+/// notification event (`s3:LifecycleTransition`, `s3:ObjectRestore:Post`
+/// and `:Completed`, `s3:ObjectRestore:Delete`), committed with the change
+/// itself; the bucket's configuration selects them, so a PUT sends none.
+#[tokio::test(flavor = "multi_thread")]
+async fn transitions_and_restores_send_events() {
+    use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+    let rx = tessera_tests::webhook::Receiver::start("127.0.0.1:0".parse().unwrap());
+    let t_addr = free_addr();
+    let tier_node = node(t_addr, None);
+    let src = node_with(free_addr(), Some(t_addr), &["--notify-webhook".to_string(), format!("hook={}", rx.url())]);
+    let (a, t) = (src.client(), tier_node.client());
+    ok(t.create_bucket().bucket("archive").send().await, "tier bucket");
+    ok(a.create_bucket().bucket("events").send().await, "bucket");
+    let events = ["s3:LifecycleTransition", "s3:ObjectRestore:*"].map(Event::from).to_vec();
+    let q = QueueConfiguration::builder().id("tiering").queue_arn("arn:tessera:sqs::hook:webhook").set_events(Some(events)).build().unwrap();
+    let nc = NotificationConfiguration::builder().queue_configurations(q).build();
+    ok(a.put_bucket_notification_configuration().bucket("events").notification_configuration(nc).send().await, "notification configuration");
+    let body = random_bytes(150 << 10, 3);
+    let etag = ok(a.put_object().bucket("events").key("cold/x").body(bytestream(&body)).send().await, "put").e_tag().unwrap().trim_matches('"').to_string();
+    put_lifecycle_rules(&a, "events", vec![rule("cold", "cold/").transitions(to_cold(1)).build().unwrap()]).await.expect("rules");
+    let got = rx.wait_for(1, "the transition's event");
+    assert_eq!(got[0]["eventName"], "LifecycleTransition", "{got:#?}");
+    assert_eq!(got[0]["s3"]["object"]["key"], "cold/x");
+    assert_eq!(got[0]["s3"]["object"]["size"], body.len());
+    assert_eq!(got[0]["s3"]["object"]["eTag"], etag.as_str());
+    assert_eq!(got[0]["userIdentity"]["principalId"], "tessera:lifecycle");
+    assert_eq!(class_of(&a, "events", "cold/x").await.as_deref(), Some("COLD"), "the event follows the change");
+    ok(a.restore_object().bucket("events").key("cold/x").restore_request(RestoreRequest::builder().days(2).build()).send().await, "restore");
+    let got = rx.wait_for(3, "the restore's events");
+    let names: Vec<&str> = got.iter().map(|r| r["eventName"].as_str().unwrap_or("")).collect();
+    assert_eq!(names[1..], ["ObjectRestore:Post", "ObjectRestore:Completed"], "{got:#?}");
+    assert_eq!(got[2]["s3"]["object"]["size"], body.len());
+    // The restored copy expires after two one-second days.
+    let got = rx.wait_for(4, "the restored copy's expiry");
+    assert_eq!(got[3]["eventName"], "ObjectRestore:Delete", "{got:#?}");
+    assert!(got[3]["s3"]["object"].get("size").is_none(), "a removal names no size");
+    assert_eq!(rx.records().len(), 4, "the PUT sent no event (not selected)");
 }

@@ -260,7 +260,7 @@ impl Pending {
     /// right before the commit that carries them.
     pub fn mutations(&self, q: &CoreQueue, summary: Option<&ObjectSummary>) -> Vec<Mutation> {
         let id = q.next_id();
-        let created = self.name.is_created();
+        let created = self.name.carries_object();
         let rec = EventRecord {
             name: self.name,
             time_ms: now_unix_ms(),
@@ -351,7 +351,7 @@ impl EventRecord {
             "key": encode_key(&self.key),
             "sequencer": format!("{:016X}", self.sequencer),
         });
-        if self.name.is_created() {
+        if self.name.carries_object() {
             object["size"] = self.size.into();
             object["eTag"] = self.etag.clone().unwrap_or_default().into();
         }

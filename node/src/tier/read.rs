@@ -5,6 +5,7 @@ use std::ops::Range;
 use std::rc::Rc;
 
 use tessera_io::{Body, DataBuf, Mutation};
+use tessera_proto::notification::EventName;
 use tessera_proto::time::now_unix_ms;
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
@@ -131,6 +132,13 @@ pub async fn restore_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo
         let data = read_through(ctx, &t, 0..obj.summary.size, obj.summary.size).await?;
         Some(store_bytes(ctx, obj.shard, data).await?)
     };
+    // The restore was asked for, and (a new copy) is complete once this
+    // commit is: both events go with it.
+    let origin = crate::notify::Origin::of(req);
+    let mut events: Vec<_> = crate::tier::storage_event(ctx, b, req.key(), EventName::RestorePost, Some(origin.clone())).into_iter().collect();
+    if new_body.is_some() {
+        events.extend(crate::tier::storage_event(ctx, b, req.key(), EventName::RestoreCompleted, Some(origin)));
+    }
     let (bid, key, expected) = (b.id, req.key().to_string(), obj.summary.clone());
     let lock = vec![(T_OBJECTS, object_key(bid, &key))];
     let sel = if expected.null_version { crate::meta::VersionSel::Null } else { crate::meta::VersionSel::Id(expected.version) };
@@ -155,8 +163,14 @@ pub async fn restore_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo
             };
             t.restored_until_ms = Some(until);
             muts.push(RestoreEntry::of(until, bid, &key, &loc.summary).put());
+            for ev in &events {
+                muts.extend(ev.mutations(&local.notify, Some(&loc.summary)));
+            }
             muts.push(Mutation::Put { table: loc.table, key: loc.key, summary: stored.summary, meta: meta.encode(), body });
             local.commit_in_txn(muts).await.map_err(io_error)?;
+            if !events.is_empty() {
+                local.notify.wake.notify_all();
+            }
             Ok(())
         })
         .await

@@ -14,6 +14,7 @@
 use base64::Engine as _;
 use md5::{Digest, Md5};
 use tessera_io::{Body, Mutation};
+use tessera_proto::notification::EventName;
 use tessera_proto::time::now_unix_ms;
 use tessera_proto::{S3Error, S3Result};
 
@@ -114,6 +115,7 @@ pub async fn transition(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, s: &Ob
         return Err(NotMoved::TierDown(format!("the tier answered ETag {etag:?} for {}", hex::encode(md5))));
     }
     let info = TierInfo { class: class.to_string(), remote_bucket: spec.bucket.clone(), remote_key: rkey, restored_until_ms: None };
+    let ev = super::storage_event(ctx, b, key, EventName::LifecycleTransition, None);
     let (k, expected) = (key.to_string(), s.clone());
     let lock = vec![(T_OBJECTS, object_key(bid, key))];
     let moved = ctx
@@ -144,8 +146,14 @@ pub async fn transition(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, s: &Ob
             summary.tier_class = Some(info.class.clone());
             meta.tier = Some(TierInfo { restored_until_ms: restored, ..info });
             let body = if restored.is_some() { stored.body } else { Body::Inline(Vec::new()) };
+            if let Some(ev) = &ev {
+                muts.extend(ev.mutations(&local.notify, Some(&summary)));
+            }
             muts.push(Mutation::Put { table: l.table, key: l.key, summary: summary.encode(), meta: meta.encode(), body });
             local.commit_in_txn(muts).await.map_err(io_error)?;
+            if ev.is_some() {
+                local.notify.wake.notify_all();
+            }
             Ok::<_, S3Error>(true)
         })
         .await
@@ -208,6 +216,12 @@ async fn expire_restores(ctx: &Ctx, shard: u32) -> S3Result<()> {
             break;
         }
         let lock = vec![(T_OBJECTS, object_key(r.bucket, &r.key))];
+        let ev = ctx
+            .shared
+            .buckets
+            .matching(|b| b.id == r.bucket)
+            .first()
+            .and_then(|b| super::storage_event(ctx, b, &r.key, EventName::RestoreDelete, None));
         ctx.shards
             .txn(shard, lock, move |local| async move {
                 let mut muts = vec![r.delete()];
@@ -216,11 +230,19 @@ async fn expire_restores(ctx: &Ctx, shard: u32) -> S3Result<()> {
                         let mut meta = ObjectMeta::decode(&stored.meta).ok_or_else(|| crate::s3::internal("corrupt object meta"))?;
                         if let Some(t) = meta.tier.as_mut().filter(|t| t.restored_until_ms == Some(r.until_ms)) {
                             t.restored_until_ms = None;
+                            if let Some(ev) = &ev {
+                                let summary = ObjectSummary::decode(&stored.summary);
+                                muts.extend(ev.mutations(&local.notify, summary.as_ref()));
+                            }
                             muts.push(Mutation::Put { table: l.table, key: l.key, summary: stored.summary, meta: meta.encode(), body: Body::Inline(Vec::new()) });
                         }
                     }
                 }
+                let woke = muts.iter().any(|m| matches!(m, Mutation::Put { table, .. } if *table == crate::meta::T_EVENTS));
                 local.commit_in_txn(muts).await.map_err(io_error)?;
+                if woke {
+                    local.notify.wake.notify_all();
+                }
                 Ok::<_, S3Error>(())
             })
             .await
