@@ -98,11 +98,20 @@ pub struct Client {
     keys: s3::KeyCache,
     /// path -> (signed at, request head) for `--presigned` GETs.
     presigned: HashMap<String, (i64, Vec<u8>)>,
+    /// The path of the GET being sent (reused: no allocation per request).
+    path: String,
 }
 
 impl Client {
     pub fn new(shared: Arc<Shared>) -> Client {
-        Client { shared, conn: None, head: Vec::with_capacity(1024), keys: s3::KeyCache::default(), presigned: HashMap::new() }
+        Client {
+            shared,
+            conn: None,
+            head: Vec::with_capacity(1024),
+            keys: s3::KeyCache::default(),
+            presigned: HashMap::new(),
+            path: String::new(),
+        }
     }
 
     /// Opens the connection ahead of time, so the timed phase starts warm.
@@ -180,12 +189,16 @@ impl Client {
     /// parameters, as a browser or `wrk` would send it) instead of headers.
     pub async fn get_object(&mut self, bucket: &str, key: &str, expect_bytes: u64, presigned: bool) -> Result<u64, Failure> {
         let keep = Keep { success_bytes: 0, error_bytes: ERROR_BODY_SAMPLE_BYTES };
-        let path = s3::object_path(bucket, key);
+        let mut path = std::mem::take(&mut self.path);
+        s3::set_object_path(&mut path, bucket, key);
         let resp = if presigned {
-            self.set_presigned_head(path);
+            self.set_presigned_head(&path);
+            self.path = path;
             self.send_head(false, b"", keep).await?
         } else {
-            self.request("GET", &path, "", b"", keep).await?
+            let resp = self.request("GET", &path, "", b"", keep).await;
+            self.path = path;
+            resp?
         };
         if resp.status != 200 {
             return Err(Failure::status(&resp));
@@ -199,20 +212,20 @@ impl Client {
 
     /// Puts the presigned GET of `path` in `self.head`, signed anew only when the
     /// cached one is older than `PRESIGN_REUSE_SECS`.
-    fn set_presigned_head(&mut self, path: String) {
+    fn set_presigned_head(&mut self, path: &str) {
         let now = now_unix_secs();
-        if self.presigned.len() >= MAX_PRESIGNED_CACHED && !self.presigned.contains_key(&path) {
-            self.presigned.clear();
-        }
         let fresh = |signed_at: i64| now >= signed_at && now - signed_at <= PRESIGN_REUSE_SECS;
         self.head.clear();
-        match self.presigned.get(&path) {
+        match self.presigned.get(path) {
             Some((signed_at, head)) if fresh(*signed_at) => self.head.extend_from_slice(head),
-            _ => {
+            cached => {
+                if cached.is_none() && self.presigned.len() >= MAX_PRESIGNED_CACHED {
+                    self.presigned.clear();
+                }
                 let mut head = Vec::with_capacity(512);
-                self.shared.signer.write_presigned_head(&mut head, "GET", &path, now, PRESIGN_EXPIRES_SECS);
+                self.shared.signer.write_presigned_head(&mut head, "GET", path, now, PRESIGN_EXPIRES_SECS);
                 self.head.extend_from_slice(&head);
-                self.presigned.insert(path, (now, head));
+                self.presigned.insert(path.to_string(), (now, head));
             }
         }
     }

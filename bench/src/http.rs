@@ -115,9 +115,15 @@ impl ResponseHead {
 
 /// Parses a response head at the start of `buf`; `None` while it is incomplete.
 pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp.parse(buf) {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    // Left uninitialised: httparse writes the ones it returns (initialising
+    // all 96 cost more than parsing a GET's head).
+    let mut headers = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut headers);
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() >= MAX_RESPONSE_HEAD_BYTES {
@@ -135,7 +141,17 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError
     let mut chunked = false;
     let mut etag = None;
     for h in resp.headers.iter() {
-        let value = std::str::from_utf8(h.value).map_err(|_| HttpError::Malformed("non-UTF-8 header value"))?;
+        // Every value must be UTF-8; an ASCII one (the usual case) is, and
+        // only the four headers read here need it as a str.
+        let utf8 = || std::str::from_utf8(h.value).map_err(|_| HttpError::Malformed("non-UTF-8 header value"));
+        if !h.value.is_ascii() {
+            utf8()?;
+        }
+        let wanted = ["content-length", "transfer-encoding", "etag", "connection"];
+        if !wanted.iter().any(|w| h.name.eq_ignore_ascii_case(w)) {
+            continue;
+        }
+        let value = utf8()?;
         if h.name.eq_ignore_ascii_case("content-length") {
             let n: u64 = value.trim().parse().map_err(|_| HttpError::Malformed("bad Content-Length"))?;
             if content_length.is_some_and(|old| old != n) {

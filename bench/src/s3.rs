@@ -219,12 +219,47 @@ fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
 
 /// The key of object number `index`: zero-padded so keys list in index order.
 pub fn object_key(prefix: &str, index: u64) -> String {
-    format!("{prefix}{index:010}")
+    let mut key = String::new();
+    set_object_key(&mut key, prefix, index);
+    key
+}
+
+/// Makes `key` `<prefix><index, zero-padded to 10 digits>` (as
+/// [`object_key`]) without formatting machinery or a new allocation: a
+/// worker reuses one buffer for every request's key.
+pub fn set_object_key(key: &mut String, prefix: &str, index: u64) {
+    let mut digits = [b'0'; 20];
+    let mut n = index;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    key.clear();
+    key.push_str(prefix);
+    for &d in &digits[i.min(digits.len() - 10)..] {
+        key.push(d as char);
+    }
 }
 
 /// `/bucket/key`, the key percent-encoded (slashes kept).
 pub fn object_path(bucket: &str, key: &str) -> String {
-    format!("/{bucket}/{}", utf8_percent_encode(key, KEY_PATH))
+    let mut path = String::new();
+    set_object_path(&mut path, bucket, key);
+    path
+}
+
+/// Makes `path` [`object_path`]`(bucket, key)`, reusing its allocation.
+pub fn set_object_path(path: &mut String, bucket: &str, key: &str) {
+    path.clear();
+    path.push('/');
+    path.push_str(bucket);
+    path.push('/');
+    path.extend(utf8_percent_encode(key, KEY_PATH));
 }
 
 pub fn bucket_path(bucket: &str) -> String {
@@ -346,6 +381,13 @@ mod tests {
     #[test]
     fn paths_and_queries() {
         assert_eq!(object_key("p/", 42), "p/0000000042");
+        for i in [0, 1, 9, 10, 999_999_999, 9_999_999_999, 10_000_000_000, 123_456_789_012, u64::MAX] {
+            assert_eq!(object_key("k/", i), format!("k/{i:010}"));
+        }
+        for key in ["dir/a b+c", "plain", "", "é/ü?x=y&z#", "~-_.!*'()"] {
+            let want = format!("/b/{}", utf8_percent_encode(key, KEY_PATH));
+            assert_eq!(object_path("b", key), want);
+        }
         assert_eq!(object_path("b", "dir/a b+c"), "/b/dir/a%20b%2Bc");
         assert_eq!(list_query(1000, "", None), "list-type=2&max-keys=1000");
         assert_eq!(

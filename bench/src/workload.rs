@@ -92,11 +92,12 @@ pub async fn run_timed(pool: &Pool, shared: Arc<Shared>, plan: TimedPlan, payloa
             let _ = client.connect().await;
             let mut stats = WorkerStats::default();
             let mut rng = fastrand::Rng::with_seed(0x5eed_0000 + worker as u64);
+            let mut key = String::new();
             barrier.wait().await;
             let deadline = Instant::now() + plan.duration;
             while Instant::now() < deadline && !shared.stopped() && tickets.take() {
                 let index = keys.next(&mut rng);
-                let key = s3::object_key(&plan.prefix, index);
+                s3::set_object_key(&mut key, &plan.prefix, index);
                 let size = plan.sizes.size_of(index);
                 let body = &payload[..size as usize];
                 let op = plan.mix.pick(&mut rng);

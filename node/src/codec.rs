@@ -8,7 +8,11 @@ pub struct Enc {
 
 impl Enc {
     pub fn new(version: u8) -> Self {
-        Enc { buf: vec![version] }
+        // 64 bytes up front: growing from 1 byte reallocated four times per
+        // object summary. Capacities end the same (powers of two) as before.
+        let mut buf = Vec::with_capacity(64);
+        buf.push(version);
+        Enc { buf }
     }
     pub fn u8(&mut self, v: u8) -> &mut Self {
         self.buf.push(v);

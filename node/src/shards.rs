@@ -506,11 +506,14 @@ pub async fn serve(rx: CoreReceiver, local: Vec<Option<Rc<LocalShard>>>) {
             continue;
         };
         let tokens = tokens_tx.clone();
-        monoio::spawn(async move {
+        // Boxed: `exec`'s future is as large as its largest arm, and a task
+        // moves its future by value when spawned and when it completes
+        // (three copies of it per call); a box is moved as one pointer.
+        monoio::spawn(Box::pin(async move {
             let r = exec(&shard, msg.req).await;
             let _ = msg.reply.send(r).await;
             let _ = tokens.try_send(());
-        });
+        }));
     }
 }
 
