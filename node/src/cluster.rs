@@ -421,6 +421,26 @@ async fn flush(socket: &monoio::net::udp::UdpSocket, node: &ClusterNode) {
     }
 }
 
+/// A loopback address free for both UDP (gossip) and TCP (RPC), for tests.
+#[cfg(test)]
+pub(crate) fn free_test_port() -> SocketAddr {
+    loop {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a = u.local_addr().unwrap();
+        if std::net::TcpListener::bind(a).is_ok() {
+            return a;
+        }
+    }
+}
+
+/// A cluster node with its files in `dir` (created), on a free port, for tests.
+#[cfg(test)]
+pub(crate) fn test_node(dir: &Path, secret: &str) -> std::sync::Arc<ClusterNode> {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = ClusterConfig { address: free_test_port(), join: Vec::new(), secret: secret.as_bytes().to_vec() };
+    std::sync::Arc::new(ClusterNode::open(config, dir).unwrap())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

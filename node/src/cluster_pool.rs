@@ -194,23 +194,10 @@ impl RpcPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{ClusterConfig, ClusterNode};
     use crate::cluster_rpc::METHOD_PING;
 
-    fn free_port() -> SocketAddr {
-        loop {
-            let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            let a = u.local_addr().unwrap();
-            if std::net::TcpListener::bind(a).is_ok() {
-                return a;
-            }
-        }
-    }
-
-    fn node(dir: &std::path::Path, secret: &str) -> Arc<ClusterNode> {
-        let config = ClusterConfig { address: free_port(), join: Vec::new(), secret: secret.as_bytes().to_vec() };
-        Arc::new(ClusterNode::open(config, dir).unwrap())
-    }
+    use crate::cluster::test_node as node;
+    use crate::cluster::free_test_port as free_port;
 
     #[test]
     fn many_calls_in_flight_on_one_connection_errors_and_refusals() {

@@ -3,7 +3,6 @@
 //! run on one test thread (each has its own `ClusterNode`, RPC listener
 //! and shards).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -14,26 +13,14 @@ use tessera_io::{Body, DataBuf, Extent, IoError, Mutation, Shard, ShardOptions};
 
 use super::host::CoreHost;
 use super::{Holder, RemoteShard};
-use crate::cluster::{ClusterConfig, ClusterNode};
+use crate::cluster::ClusterNode;
 use crate::cluster_pool::RpcPool;
 use crate::sets_open::DiskHealth;
 
 const SECRET: &str = "the holder test's cluster secret";
 
-fn free_port() -> SocketAddr {
-    loop {
-        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let a = u.local_addr().unwrap();
-        if std::net::TcpListener::bind(a).is_ok() {
-            return a;
-        }
-    }
-}
-
 fn node(dir: &Path) -> Arc<ClusterNode> {
-    std::fs::create_dir_all(dir).unwrap();
-    let config = ClusterConfig { address: free_port(), join: Vec::new(), secret: SECRET.as_bytes().to_vec() };
-    Arc::new(ClusterNode::open(config, dir).unwrap())
+    crate::cluster::test_node(dir, SECRET)
 }
 
 fn id(n: u8) -> [u8; 16] {
@@ -205,7 +192,7 @@ fn members_on_an_unreachable_node_fail_like_failed_disks() {
         assert!(r.load(1, b"absent").await.unwrap().is_none());
         // The same lane, with node B's address now leading nowhere.
         let mut gone = c.b.identity.clone();
-        gone.addr = free_port();
+        gone.addr = crate::cluster::free_test_port();
         let far = |d: u8| Holder::Remote(Rc::new(RemoteShard::new(c.pool.clone(), gone.clone(), id(d), 0)));
         let local_member = c.mirrors.members[0].1.clone();
         let params = Params::new(2, 2, 64 * 1024).unwrap();
