@@ -28,10 +28,10 @@
 use tessera_io::{Body, Extent, IoError, Mutation, Stored};
 
 pub const VERSION: u8 = 1;
-pub const METHOD_SHARD_WRITE: u16 = 16;
-pub const METHOD_SHARD_COMMIT: u16 = 17;
-pub const METHOD_SHARD_LOAD: u16 = 18;
-pub const METHOD_SHARD_READ: u16 = 19;
+pub const METHOD_SHARD_WRITE: u16 = 32;
+pub const METHOD_SHARD_COMMIT: u16 = 33;
+pub const METHOD_SHARD_LOAD: u16 = 34;
+pub const METHOD_SHARD_READ: u16 = 35;
 
 /// Most mutations one commit may carry on the wire.
 const MAX_MUTATIONS: u32 = 4096;
