@@ -642,9 +642,9 @@ impl Shard {
 }
 
 /// Removes a commit's data pins when dropped (see `Shard::commit`).
-struct Unpin<'a> {
-    inner: &'a Inner,
-    keys: Vec<(u32, u64)>,
+pub(crate) struct Unpin<'a> {
+    pub inner: &'a Inner,
+    pub keys: Vec<(u32, u64)>,
 }
 
 impl Drop for Unpin<'_> {
@@ -710,8 +710,12 @@ impl Inner {
     }
 
     /// A data record for compaction: no high-water check (it frees space).
+    /// Pinned like an upload's, from its allocation: until the move that
+    /// names it is applied, no index entry does, and its segment would
+    /// look like garbage to another compaction pass. The caller unpins
+    /// (`Unpin`) once its moves are applied or dropped.
     pub(crate) async fn write_data_for_compaction(self: &Rc<Self>, buf: DataBuf) -> Result<Extent, IoError> {
-        self.write_data_record(buf, false).await
+        self.write_data_record(buf, true).await
     }
 
     pub(crate) fn note_corrupt_read(&self) {
