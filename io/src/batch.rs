@@ -129,6 +129,23 @@ impl OpenBatch {
         self.staged.is_empty()
     }
 
+    /// The segments holding data its commits name.
+    pub(crate) fn data_segments(&self) -> Vec<u32> {
+        let mut out: Vec<u32> = Vec::new();
+        for s in &self.staged {
+            for op in &s.ops {
+                if let IndexOp::Put { fp, .. } = op {
+                    for (seg, _) in &fp.data {
+                        if !out.contains(seg) {
+                            out.push(*seg);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Bytes the primary section holds so far.
     pub(crate) fn entry_bytes(&self) -> usize {
         self.entries.len()

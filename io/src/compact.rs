@@ -310,6 +310,9 @@ async fn sweep(inner: &Inner, victim: u32) -> Vec<FullEntry> {
 async fn move_live(inner: &Rc<Inner>, victim: u32) -> Result<bool, IoError> {
     let entries = sweep(inner, victim).await;
     let mut pending: Vec<(FullEntry, Op)> = Vec::new();
+    // The copies stay pinned until their moves are applied (or dropped):
+    // the guard unpins them when this returns, by any path.
+    let mut copies = crate::shard::Unpin { inner, keys: Vec::new() };
     for e in entries {
         let (op, meta_only) = match inner.load_op(e.loc, e.ordinal).await {
             Ok(x) => x,
@@ -336,7 +339,7 @@ async fn move_live(inner: &Rc<Inner>, victim: u32) -> Result<bool, IoError> {
         }
         let body = match body {
             Body::Extents(es) if es.iter().any(|x| x.segment == victim) => {
-                match copy_extents(inner, es, victim).await {
+                match copy_extents(inner, es, victim, &mut copies.keys).await {
                     Ok(b) => b,
                     Err(IoError::Corrupt { .. }) => return Ok(false),
                     Err(err) => return Err(err),
@@ -390,8 +393,9 @@ async fn commit_moves(inner: &Rc<Inner>, moves: Vec<(FullEntry, Op)>) -> Result<
     Ok(())
 }
 
-/// New extents for a body whose extents in `victim` are copied.
-async fn copy_extents(inner: &Rc<Inner>, es: Vec<Extent>, victim: u32) -> Result<Body, IoError> {
+/// New extents for a body whose extents in `victim` are copied; each
+/// copy's pin is added to `pins`.
+async fn copy_extents(inner: &Rc<Inner>, es: Vec<Extent>, victim: u32, pins: &mut Vec<(u32, u64)>) -> Result<Body, IoError> {
     let mut out = Vec::with_capacity(es.len());
     for e in es {
         if e.segment != victim {
@@ -409,6 +413,7 @@ async fn copy_extents(inner: &Rc<Inner>, es: Vec<Extent>, victim: u32) -> Result
             throttle(inner, n).await;
         }
         let ne = inner.write_data_for_compaction(buf).await?;
+        pins.push((ne.segment, ne.offset));
         inner.compaction.borrow_mut().data_bytes_moved += e.len;
         out.push(ne);
     }

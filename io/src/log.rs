@@ -147,6 +147,11 @@ pub(crate) struct Log {
     /// Requested durability targets above `durable_upto`: vpos -> waiters.
     sync_targets: BTreeMap<u64, u32>,
     pub open: OpenBatch,
+    /// Data segments named by the batch a flush has taken out of `open`
+    /// and is finding room for (a roll may take a while): it is in neither
+    /// `open` nor `flushed` then, yet its commits are staged (see
+    /// `stages_data_in`).
+    pub allocating_data: Vec<u32>,
     pub flushed: VecDeque<Flushed>,
     pub next_seq: u64,
     /// Every commit below this seq is applied or failed.
@@ -177,6 +182,7 @@ impl Log {
             sync_in_flight: false,
             sync_targets: BTreeMap::new(),
             open: OpenBatch::default(),
+            allocating_data: Vec::new(),
             flushed: VecDeque::new(),
             next_seq,
             applied_seq: next_seq,
@@ -479,6 +485,7 @@ impl Log {
             })
         };
         self.open.staged.iter().any(touches)
+            || self.allocating_data.contains(&segment)
             || self
                 .flushed
                 .iter()

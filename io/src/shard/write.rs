@@ -102,9 +102,18 @@ impl Inner {
             if log.open.is_empty() && !mark_only {
                 return Ok(());
             }
-            (std::mem::take(&mut log.open), log.generation)
+            let batch = std::mem::take(&mut log.open);
+            // Until the batch is in `flushed`, compaction must still see the
+            // data its commits name (found by the simulation, seed 265716:
+            // a move to a fresh segment waited here on a roll while another
+            // pass retired that segment, which looked unreferenced).
+            log.allocating_data = batch.data_segments();
+            (batch, log.generation)
         };
-        let (slot, prefix) = match self.alloc_batch(&batch).await {
+        let allocated = self.alloc_batch(&batch).await;
+        // (No await from here until the batch is in `flushed` or failed.)
+        self.log.borrow_mut().allocating_data.clear();
+        let (slot, prefix) = match allocated {
             Ok(s) => s,
             Err(e) => {
                 self.log.borrow_mut().fail_batch(batch);
@@ -466,5 +475,74 @@ impl Inner {
             self.backend.open_dir(&self.dir).await?.sync_all().await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A commit naming data in a sealed segment stays visible to
+    /// compaction's `stages_data_in` while its flush waits for a roll (it is
+    /// then in neither the open batch nor `flushed`). The simulation found
+    /// this window (seed 265716): a compaction move to a fresh segment
+    /// waited here while another pass retired that segment, which looked
+    /// unreferenced; the move then pointed into a removed file.
+    #[test]
+    fn a_batch_waiting_for_a_roll_still_names_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                let opts = ShardOptions {
+                    background: false,
+                    data_reserve_bytes: 0,
+                    ..ShardOptions::default()
+                };
+                let shard = Shard::open(dir.path(), 1, opts).await.unwrap();
+                let inner = shard.inner.clone();
+                let mut d = DataBuf::new(100);
+                d.extend_from_slice(&[7; 100]);
+                let e = inner.write_data_for_compaction(d).await.unwrap();
+                // A compaction copy is pinned from its allocation on.
+                assert!(inner.pinned(e.segment));
+                // Unpinned, only the staged commit protects it now.
+                shard.release(&[e]);
+                assert!(!inner.pinned(e.segment));
+                inner.roll().await.unwrap();
+                assert!(inner.log.borrow().active_segment() > Some(e.segment));
+                // A roll in progress: the flush waits in its allocation.
+                inner.rolling.set(true);
+                let commit = monoio::spawn({
+                    let inner = inner.clone();
+                    async move {
+                        inner
+                            .commit_ops(vec![Op::Put {
+                                table: 0,
+                                key: b"k".to_vec(),
+                                seq: None,
+                                summary: vec![],
+                                meta: vec![],
+                                body: Body::Extents(vec![e]),
+                            }])
+                            .await
+                    }
+                });
+                for _ in 0..8 {
+                    crate::sim::yield_now().await;
+                }
+                {
+                    let log = inner.log.borrow();
+                    assert!(inner.flushing.get() && log.open.is_empty() && log.flushed.is_empty(), "the flush took the batch and waits for the roll");
+                    assert!(log.stages_data_in(e.segment), "a batch being allocated must still name its data");
+                }
+                inner.rolling.set(false);
+                inner.changed.notify_all();
+                commit.await.unwrap();
+                assert!(inner.log.borrow().allocating_data.is_empty());
+                assert_eq!(shard.get(0, b"k").map(|x| x.loc.segment > e.segment), Some(true));
+            });
     }
 }
