@@ -117,6 +117,14 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream) -> Result<(), String> 
         let (kind, body) = match fh.method {
             METHOD_PING if payload.is_empty() => (FrameKind::Response, ping_answer(node)),
             METHOD_PING => (FrameKind::Error, b"PING takes no payload".to_vec()),
+            // Raft's messages go to the Raft thread (`cluster_raft`).
+            m if crate::cluster_raft::is_raft_method(m) => match node.raft() {
+                Some(r) => match r.serve(m, payload.to_vec()).await {
+                    Ok(b) => (FrameKind::Response, b),
+                    Err(e) => (FrameKind::Error, e.into_bytes()),
+                },
+                None => (FrameKind::Error, b"no raft on this node".to_vec()),
+            },
             _ => (FrameKind::Error, b"unknown method".to_vec()),
         };
         let out = session.seal(kind, fh.method, fh.call, 0, &body);

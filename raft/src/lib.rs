@@ -62,3 +62,6 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 pub(crate) fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
+
+/// The openraft this crate is built on, for callers that name its types.
+pub use openraft;
