@@ -214,3 +214,54 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(g.snapshot.as_ref().map(|(meta, bytes)| Snapshot { meta: meta.clone(), snapshot: Box::new(bytes.clone()) }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::Command;
+
+    #[test]
+    fn snapshot_survives_reopen_and_a_damaged_or_newer_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("tessera-raft-sm-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let mut sm = StateMachineStore::open(&dir).unwrap();
+            let e = |i: u64, key: &str| Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 0), i),
+                payload: EntryPayload::Normal(Command::Put { key: key.into(), value: b"v".to_vec() }),
+            };
+            let out = sm.apply([e(1, "a"), e(2, "b")]).await.unwrap();
+            assert_eq!(out[1], Response { ok: true, version: 2 });
+            let snap = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+            assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(2));
+            sm.apply([e(3, "c")]).await.unwrap();
+            let before = sm.applied();
+            drop(sm);
+            // Reopened: the snapshot's state (entry 3 comes back from the log).
+            let sm = StateMachineStore::open(&dir).unwrap();
+            let after = sm.applied();
+            assert_eq!(after.last_applied.map(|l| l.index), Some(2));
+            assert!(after.state.get("b").is_some() && after.state.get("c").is_none());
+            assert_ne!(after.state.history, before.state.history);
+            let good = fs::read(dir.join(SNAPSHOT)).unwrap();
+            let mut newer = good.clone();
+            newer[4] = 7;
+            fs::write(dir.join(SNAPSHOT), &newer).unwrap();
+            let err = StateMachineStore::open(&dir).err().unwrap().to_string();
+            assert!(err.contains("version 7"), "{err}");
+            fs::write(dir.join(SNAPSHOT), &good[..good.len() - 1]).unwrap();
+            assert!(StateMachineStore::open(&dir).is_err(), "a cut snapshot is refused");
+            // A received snapshot whose bytes do not match its meta is refused.
+            let mut sm = StateMachineStore::open(&dir.join("other")).unwrap();
+            let mut meta = snap.meta.clone();
+            meta.last_log_id = Some(LogId::new(CommittedLeaderId::new(1, 0), 9));
+            assert!(sm.install_snapshot(&meta, Box::new(good.clone())).await.is_err());
+            sm.install_snapshot(&snap.meta, Box::new(good)).await.unwrap();
+            assert_eq!(sm.applied().snapshots_installed, 1);
+        });
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
