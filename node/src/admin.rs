@@ -41,6 +41,10 @@ pub const INFO_PATH: &str = "/admin/v1/info";
 /// /admin/v1/kms/keys/NAME` creates one (201; 200 when it exists).
 /// Cluster membership as this node sees it (`admin:ClusterStatus`).
 pub const CLUSTER_PATH: &str = "/admin/v1/cluster";
+/// One key of the cluster configuration (Raft): `GET` (`admin:ClusterStatus`,
+/// from this node's applied copy), `PUT ?value=V[&expect=VERSION]` and
+/// `DELETE` (`admin:ClusterConfig`, committed through the leader).
+pub const CLUSTER_CONFIG_PREFIX: &str = "/admin/v1/cluster/config/";
 pub const KMS_KEYS_PATH: &str = "/admin/v1/kms/keys";
 
 /// Accepts admin connections until the reactor ends: during a drain too,
@@ -172,6 +176,7 @@ async fn answer(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Respon
         REPLICATION_PATH if get => {
             api(ctx, head, peer, authz::admin::ACTION_REPLICATION_STATUS, || crate::admin_api::replication(ctx))
         }
+        p if p.starts_with(CLUSTER_CONFIG_PREFIX) => cluster_config(ctx, head, peer).await,
         BUCKETS_PATH | SCRUB_PATH | HEAL_PATH | CONFIG_PATH | CLUSTER_PATH | REPLICATION_PATH => text(405, "method not allowed\n"),
         "/health/live" if read => live(),
         "/health/ready" if read => ready(ctx),
@@ -195,6 +200,68 @@ async fn answer(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Respon
         p if crate::console::is_console_path(p) => crate::console::asset(ctx, head),
         "/health/live" | "/health/ready" | "/metrics" | INFO_PATH => text(405, "method not allowed\n"),
         _ => text(404, "not found\n"),
+    }
+}
+
+/// `/admin/v1/cluster/config/KEY` (see `CLUSTER_CONFIG_PREFIX`).
+async fn cluster_config(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Response {
+    use crate::cluster_raft::ClusterRaft;
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8().map(|c| c.into_owned());
+    let action = match head.method {
+        Method::Get | Method::Head => authz::admin::ACTION_CLUSTER_STATUS,
+        _ => authz::admin::ACTION_CLUSTER_CONFIG,
+    };
+    if let Err(e) = authenticate_admin_for(ctx, head, peer, action) {
+        return json_error(&e);
+    }
+    let Some(raft): Option<&std::sync::Arc<ClusterRaft>> = ctx.shared.cluster.as_ref().and_then(|c| c.raft()) else {
+        return json(404, &serde_json::json!({ "error": "NoCluster", "message": "start with --cluster-address" }));
+    };
+    let bad = |m: &str| json(400, &serde_json::json!({ "error": "InvalidArgument", "message": m }));
+    let Ok(key) = decode(&head.path[CLUSTER_CONFIG_PREFIX.len()..]) else { return bad("the key is not UTF-8") };
+    if key.is_empty() || key.len() > 1024 {
+        return bad("a key is 1 to 1024 bytes");
+    }
+    let mut params = std::collections::HashMap::new();
+    for pair in head.query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match (decode(k), decode(v)) {
+            (Ok(k), Ok(v)) => params.insert(k, v),
+            _ => return bad("the query is not UTF-8"),
+        };
+    }
+    let cmd = match head.method {
+        Method::Get => {
+            let a = raft.state();
+            let applied = a.last_applied.map(|l| l.index);
+            return match a.state.get(&key) {
+                Some(v) => json(
+                    200,
+                    &serde_json::json!({
+                        "key": key, "value": String::from_utf8_lossy(&v.value), "version": v.version, "applied_index": applied,
+                    }),
+                ),
+                None => json(404, &serde_json::json!({ "error": "NoSuchKey", "key": key, "applied_index": applied })),
+            };
+        }
+        Method::Put => {
+            let Some(value) = params.get("value") else { return bad("PUT takes ?value=") };
+            let value = value.clone().into_bytes();
+            match params.get("expect").map(|e| e.parse::<u64>()) {
+                None => tessera_raft::Command::Put { key: key.clone(), value },
+                Some(Ok(expect)) => tessera_raft::Command::Cas { key: key.clone(), expect, value: Some(value) },
+                Some(Err(_)) => return bad("expect is a version number"),
+            }
+        }
+        Method::Delete => tessera_raft::Command::Delete { key: key.clone() },
+        _ => return text(405, "method not allowed\n"),
+    };
+    match raft.write(&cmd).await {
+        Ok(o) => json(
+            if o.response.ok { 200 } else { 409 },
+            &serde_json::json!({ "key": key, "ok": o.response.ok, "version": o.response.version, "index": o.index }),
+        ),
+        Err(e) => json(503, &serde_json::json!({ "error": "ServiceUnavailable", "message": e })),
     }
 }
 

@@ -127,6 +127,8 @@ pub struct ClusterNode {
     pub rpc_refused: AtomicU64,
     pub rpc_served: AtomicU64,
     pub rpc_failed: AtomicU64,
+    /// The cluster configuration's Raft thread (`cluster_raft`), set at start.
+    raft: std::sync::OnceLock<std::sync::Arc<crate::cluster_raft::ClusterRaft>>,
 }
 
 /// The outcome of the last RPC PING of a member.
@@ -174,6 +176,7 @@ impl ClusterNode {
             rpc_refused: AtomicU64::new(0),
             rpc_served: AtomicU64::new(0),
             rpc_failed: AtomicU64::new(0),
+            raft: std::sync::OnceLock::new(),
         })
     }
 
@@ -195,6 +198,17 @@ impl ClusterNode {
         let l = self.rpc_listener.lock().unwrap().take().expect("listener");
         l.set_nonblocking(true).unwrap();
         monoio::net::TcpListener::from_std(l).unwrap()
+    }
+
+    /// Starts the configuration's Raft thread with its state in `<home>/cluster/`.
+    pub fn start_raft(self: &std::sync::Arc<Self>, home: &Path) -> Result<(), String> {
+        let r = crate::cluster_raft::ClusterRaft::start(self, home)?;
+        let _ = self.raft.set(r);
+        Ok(())
+    }
+
+    pub fn raft(&self) -> Option<&std::sync::Arc<crate::cluster_raft::ClusterRaft>> {
+        self.raft.get()
     }
 
     pub(crate) fn key(&self) -> ClusterKey {
@@ -256,6 +270,7 @@ impl ClusterNode {
             "rpc_refused": self.rpc_refused.load(Relaxed),
             "rpc_served": self.rpc_served.load(Relaxed),
             "rpc_failed": self.rpc_failed.load(Relaxed),
+            "raft": self.raft().map(|r| r.status()),
             "note": "membership only: data is not placed across nodes yet (issue 12)",
         })
     }
@@ -340,6 +355,9 @@ pub async fn run(
         Some(Ok(l)) => {
             monoio::spawn(crate::cluster_rpc::serve(node.clone(), l, host));
             monoio::spawn(crate::cluster_rpc::ping_loop(node.clone(), shutdown.clone()));
+            if let Some(r) = node.raft() {
+                monoio::spawn(r.clone().send_loop(node.clone()));
+            }
         }
         Some(Err(e)) => tracing::error!(error = %e, "cluster: cannot use the RPC listener; not serving RPC"),
         None => {}

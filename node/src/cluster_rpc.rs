@@ -4,8 +4,9 @@
 //!
 //! Methods: `PING` (the peer's id, clock and alive count), called every
 //! `PING_EVERY` on every alive member, which gives the admin API a
-//! per-member RPC status and round-trip time; and the four shard methods
-//! of remote lane members (`holder::wire`), served by the node's
+//! per-member RPC status and round-trip time; the Raft methods
+//! (`cluster_raft`), handed to the Raft thread; and the four shard
+//! methods of remote lane members (`holder::wire`), served by the node's
 //! `ShardHost`. A connection's calls run concurrently (at most
 //! `MAX_SERVED_IN_FLIGHT`), answered as they finish. Calls go through
 //! the pool (`cluster_pool`): one multiplexed connection per peer.
@@ -173,6 +174,27 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn Sh
             (METHOD_PING, _) => {
                 let _ = tx.send(answer(FrameKind::Error, b"PING takes no payload".to_vec())).await;
             }
+            // Raft's messages go to the Raft thread (`cluster_raft`), each
+            // in a task of its own (an append waits for the log's fsync).
+            (m, _) if crate::cluster_raft::is_raft_method(m) => match node.raft() {
+                Some(r) => {
+                    if tokens_rx.recv().await.is_err() {
+                        break Ok(());
+                    }
+                    let (r, tx, tokens) = (r.clone(), tx.clone(), tokens_tx.clone());
+                    monoio::spawn(async move {
+                        let a = match r.serve(m, payload).await {
+                            Ok(b) => answer(FrameKind::Response, b),
+                            Err(e) => answer(FrameKind::Error, e.into_bytes()),
+                        };
+                        let _ = tx.send(a).await;
+                        let _ = tokens.try_send(());
+                    });
+                }
+                None => {
+                    let _ = tx.send(answer(FrameKind::Error, b"no raft on this node".to_vec())).await;
+                }
+            },
             (wire::METHOD_SHARD_WRITE..=wire::METHOD_SHARD_READ, Some(host)) => {
                 // At most MAX_SERVED_IN_FLIGHT calls run per connection;
                 // past it this reader waits, and so does the caller.

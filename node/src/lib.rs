@@ -11,6 +11,7 @@ pub mod authz;
 pub mod buckets;
 pub mod cluster;
 pub mod cluster_pool;
+pub mod cluster_raft;
 pub mod cluster_rpc;
 pub mod codec;
 pub mod config;

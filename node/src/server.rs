@@ -436,7 +436,11 @@ pub fn run(config: Config) -> Result<(), String> {
     let metrics = NodeMetrics::new(threads, total as usize).with_disks(shard_disks);
     let identities = arc_swap::ArcSwap::from_pointee(identities);
     let cluster = match config.cluster.clone() {
-        Some(c) => Some(Arc::new(crate::cluster::ClusterNode::open(c, &home)?)),
+        Some(c) => {
+            let node = Arc::new(crate::cluster::ClusterNode::open(c, &home)?);
+            node.start_raft(&home)?;
+            Some(node)
+        }
         None => None,
     };
     crate::node_files::spread(&node_dirs)?;

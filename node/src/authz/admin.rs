@@ -24,6 +24,8 @@ pub const ACTION_HEAL_STATUS: &str = "admin:HealStatus";
 pub const ACTION_GET_CONFIG: &str = "admin:GetConfig";
 /// `GET /admin/v1/cluster`: members and their state.
 pub const ACTION_CLUSTER_STATUS: &str = "admin:ClusterStatus";
+/// `PUT`/`DELETE /admin/v1/cluster/config/KEY`: write the cluster configuration.
+pub const ACTION_CLUSTER_CONFIG: &str = "admin:ClusterConfig";
 /// `GET /admin/v1/replication`: the bucket replication backlog.
 pub const ACTION_REPLICATION_STATUS: &str = "admin:ReplicationStatus";
 /// List and create master keys of the built-in key service.

@@ -1,0 +1,427 @@
+//! Cluster configuration in Raft on the node (issue 12): `tessera_raft`
+//! (openraft) on a thread of its own, bridged to reactor 0 by channels.
+//!
+//! - **Thread:** `tessera-raft` runs a current-thread tokio runtime (openraft
+//!   0.9 is tokio-only) with the Raft instance, its stores in
+//!   `<home dir>/cluster/` (`log`, `vote`, `snapshot`; see `tessera_raft`)
+//!   and the membership manager. The stores' file I/O runs inline there,
+//!   never on a reactor.
+//! - **Out:** Raft's messages to peers go as `Outgoing` over a channel to
+//!   reactor 0, which sends them with its own `RpcPool` (one authenticated,
+//!   multiplexed connection per peer, separate from the PING pool so a slow
+//!   Raft call never holds up a PING, and no second implementation of the
+//!   `rpc.rs` handshake on tokio) and sends the answer back.
+//! - **In:** the RPC server (`cluster_rpc`) hands `METHOD_RAFT_*` requests
+//!   to the Raft thread over a channel and writes the answer back.
+//! - **Payloads** (FORMAT BOUNDARY, version 1 of these methods): JSON of
+//!   openraft's request types; answers are JSON of `Result<answer, error>`.
+//! - **Membership:** the first node (no `--join`) initialises a one-voter
+//!   cluster. The leader adds every alive gossip member it does not know as
+//!   a learner, and promotes caught-up learners to voters up to 3 (5 when
+//!   5 or more nodes are alive). Raft node ids are the first 8 bytes of the
+//!   node id (`tessera.node`); a node's Raft address is `ADDR#IDHEX`.
+//! - **Writes** (`PUT /admin/v1/cluster/config/KEY?value=V`) go to the Raft
+//!   thread, which forwards them once to the leader if this node is not it;
+//!   reads (`GET .../KEY`) answer from this node's applied state (every node
+//!   caches the configuration and follows the leader; a follower may be
+//!   behind by what it has not applied yet).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tessera_cluster::NodeIdentity;
+use tessera_raft::openraft::error::{
+    ClientWriteError, Fatal, RPCError, RaftError, RemoteError, ReplicationClosed,
+    StreamingError, Unreachable,
+};
+use tessera_raft::openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use tessera_raft::openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, ClientWriteResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use tessera_raft::openraft::{BasicNode, Config, RaftMetrics, ServerState, Snapshot, SnapshotPolicy};
+use tessera_raft::{Command, LogStore, NodeId, Raft, Response, StateMachineStore, TypeConfig, Vote};
+
+use crate::cluster::ClusterNode;
+
+pub const METHOD_RAFT_APPEND: u16 = 16;
+pub const METHOD_RAFT_VOTE: u16 = 17;
+pub const METHOD_RAFT_SNAPSHOT: u16 = 18;
+/// A configuration write forwarded to the leader.
+pub const METHOD_RAFT_WRITE: u16 = 19;
+/// A Raft call's whole exchange (a snapshot included).
+const RAFT_CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often the leader looks for members to add or promote.
+const MANAGE_EVERY: Duration = Duration::from_millis(500);
+/// The directory under the home dir.
+pub const RAFT_DIR: &str = "cluster";
+
+pub fn is_raft_method(m: u16) -> bool {
+    (METHOD_RAFT_APPEND..=METHOD_RAFT_WRITE).contains(&m)
+}
+
+/// A node's Raft id: the first 8 bytes of its node id.
+pub fn raft_id(id: &[u8; 16]) -> NodeId {
+    u64::from_le_bytes(id[..8].try_into().unwrap())
+}
+
+fn raft_node(identity: &NodeIdentity) -> BasicNode {
+    BasicNode::new(format!("{}#{}", identity.addr, identity.id_hex()))
+}
+
+fn peer_of(node: &BasicNode) -> Option<NodeIdentity> {
+    let (addr, hex) = node.addr.split_once('#')?;
+    let id: [u8; 16] = hex::decode(hex).ok()?.try_into().ok()?;
+    Some(NodeIdentity { addr: addr.parse().ok()?, id, bump: 0 })
+}
+
+type Reply = async_channel::Sender<Result<Vec<u8>, String>>;
+
+/// An RPC from the Raft thread for reactor 0 to send.
+pub struct Outgoing {
+    peer: NodeIdentity,
+    method: u16,
+    payload: Vec<u8>,
+    reply: Reply,
+}
+
+struct Incoming {
+    method: u16,
+    payload: Vec<u8>,
+    reply: Reply,
+}
+
+/// The node's handle on its Raft thread.
+pub struct ClusterRaft {
+    pub id: NodeId,
+    incoming: async_channel::Sender<Incoming>,
+    outgoing: Mutex<Option<async_channel::Receiver<Outgoing>>>,
+    sm: StateMachineStore,
+    metrics: Arc<Mutex<Option<RaftMetrics<NodeId, BasicNode>>>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotCall {
+    vote: Vote,
+    meta: tessera_raft::SnapshotMeta,
+    data: Vec<u8>,
+}
+
+/// A configuration write's outcome, as the admin API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WriteOutcome {
+    pub index: u64,
+    pub response: Response,
+}
+
+impl ClusterRaft {
+    /// Opens the stores in `<home>/cluster/` and starts the Raft thread.
+    pub fn start(node: &Arc<ClusterNode>, home: &Path) -> Result<Arc<ClusterRaft>, String> {
+        let dir = home.join(RAFT_DIR);
+        let log = LogStore::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let sm = StateMachineStore::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let id = raft_id(&node.identity.id);
+        let (in_tx, in_rx) = async_channel::bounded::<Incoming>(1024);
+        let (out_tx, out_rx) = async_channel::bounded::<Outgoing>(1024);
+        let metrics = Arc::new(Mutex::new(None));
+        let config = Config {
+            cluster_name: "tessera".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 600,
+            election_timeout_max: 1200,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
+            max_in_snapshot_log_to_keep: 100,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| e.to_string())?;
+        let (node2, sm2, metrics2) = (node.clone(), sm.clone(), metrics.clone());
+        std::thread::Builder::new()
+            .name("tessera-raft".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("raft runtime");
+                rt.block_on(run(node2, id, Arc::new(config), log, sm2, in_rx, out_tx, metrics2));
+            })
+            .map_err(|e| format!("cannot start the raft thread: {e}"))?;
+        Ok(Arc::new(ClusterRaft { id, incoming: in_tx, outgoing: Mutex::new(Some(out_rx)), sm, metrics }))
+    }
+
+    /// A request from a peer (the RPC server): the answer's payload.
+    pub async fn serve(&self, method: u16, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+        let (tx, rx) = async_channel::bounded(1);
+        self.incoming.send(Incoming { method, payload, reply: tx }).await.map_err(|_| "raft stopped".to_string())?;
+        rx.recv().await.map_err(|_| "raft stopped".to_string())?
+    }
+
+    /// Proposes `cmd` (through the leader): its outcome once committed.
+    pub async fn write(&self, cmd: &Command) -> Result<WriteOutcome, String> {
+        // Method 0: a local write, which the Raft thread forwards to the leader.
+        let answer = self.serve(0, serde_json::to_vec(cmd).expect("command")).await?;
+        serde_json::from_slice(&answer).map_err(|e| e.to_string())
+    }
+
+    /// The applied configuration (this node's cache).
+    pub fn state(&self) -> tessera_raft::state_machine::Applied {
+        self.sm.applied()
+    }
+
+    /// Reactor 0 sends the Raft thread's messages (see the module doc).
+    pub async fn send_loop(self: Arc<Self>, node: Arc<ClusterNode>) {
+        let Some(rx) = self.outgoing.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        let pool = crate::cluster_pool::RpcPool::new(node);
+        while let Ok(o) = rx.recv().await {
+            let pool: Rc<_> = pool.clone();
+            monoio::spawn(async move {
+                let r = pool.call(&o.peer, o.method, o.payload, RAFT_CALL_TIMEOUT).await.map_err(|e| e.to_string());
+                let _ = o.reply.try_send(r);
+            });
+        }
+    }
+
+    /// The `raft` part of `GET /admin/v1/cluster`.
+    pub fn status(&self) -> serde_json::Value {
+        let m = self.metrics.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let applied = self.sm.applied();
+        let Some(m) = m else { return serde_json::json!({ "id": self.id.to_string(), "role": "starting" }) };
+        let membership = m.membership_config.membership();
+        let voters: Vec<String> = membership.voter_ids().map(|v| v.to_string()).collect();
+        let learners: Vec<String> = membership.learner_ids().map(|v| v.to_string()).collect();
+        serde_json::json!({
+            "id": self.id.to_string(),
+            "role": format!("{:?}", m.state).to_lowercase(),
+            "term": m.current_term,
+            "leader": m.current_leader.map(|l| l.to_string()),
+            "last_log_index": m.last_log_index,
+            "applied_index": m.last_applied.map(|l| l.index),
+            "snapshot_index": m.snapshot.map(|l| l.index),
+            "purged_index": m.purged.map(|l| l.index),
+            "voters": voters,
+            "learners": learners,
+            "keys": applied.state.keys.len(),
+            "ring_version": applied.state.ring_version,
+            "history": format!("{:016x}", applied.state.history),
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    node: Arc<ClusterNode>,
+    id: NodeId,
+    config: Arc<Config>,
+    log: LogStore,
+    sm: StateMachineStore,
+    incoming: async_channel::Receiver<Incoming>,
+    out: async_channel::Sender<Outgoing>,
+    metrics: Arc<Mutex<Option<RaftMetrics<NodeId, BasicNode>>>>,
+) {
+    let factory = Factory { out: out.clone() };
+    let raft = match Raft::new(id, config, factory, log, sm).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cluster raft: cannot start");
+            return;
+        }
+    };
+    if node.config.join.is_empty() && !raft.is_initialized().await.unwrap_or(true) {
+        let me = BTreeMap::from([(id, raft_node(&node.identity))]);
+        match raft.initialize(me).await {
+            Ok(()) => tracing::info!(id, "cluster raft: initialised a one-voter cluster"),
+            Err(e) => tracing::error!(error = %e, "cluster raft: cannot initialise"),
+        }
+    }
+    {
+        let (raft, metrics) = (raft.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let mut rx = raft.metrics();
+            loop {
+                *metrics.lock().unwrap_or_else(|e| e.into_inner()) = Some(rx.borrow().clone());
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    tokio::spawn(manage(node.clone(), raft.clone()));
+    while let Ok(inc) = incoming.recv().await {
+        let (raft, out) = (raft.clone(), out.clone());
+        tokio::spawn(async move {
+            let r = handle(&raft, &out, inc.method, &inc.payload).await;
+            let _ = inc.reply.try_send(r);
+        });
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("raft messages serialize")
+}
+
+fn parse<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, String> {
+    serde_json::from_slice(b).map_err(|e| format!("a malformed raft message: {e}"))
+}
+
+async fn handle(raft: &Raft, out: &async_channel::Sender<Outgoing>, method: u16, payload: &[u8]) -> Result<Vec<u8>, String> {
+    match method {
+        METHOD_RAFT_APPEND => Ok(json(&raft.append_entries(parse(payload)?).await)),
+        METHOD_RAFT_VOTE => Ok(json(&raft.vote(parse(payload)?).await)),
+        METHOD_RAFT_SNAPSHOT => {
+            let c: SnapshotCall = parse(payload)?;
+            let snapshot = Snapshot { meta: c.meta, snapshot: Box::new(c.data) };
+            Ok(json(&raft.install_full_snapshot(c.vote, snapshot).await))
+        }
+        // A write from a peer: this node must lead (no second forward).
+        METHOD_RAFT_WRITE => write_here(raft, parse(payload)?).await.map(|o| json(&o)),
+        // A local write: forwarded once to the leader if this node does not lead.
+        0 => {
+            let cmd: Command = parse(payload)?;
+            match raft.client_write(cmd.clone()).await {
+                Ok(r) => Ok(json(&outcome(r))),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    let Some(peer) = f.leader_node.as_ref().and_then(peer_of) else {
+                        return Err("no leader known".into());
+                    };
+                    let (tx, rx) = async_channel::bounded(1);
+                    let o = Outgoing { peer, method: METHOD_RAFT_WRITE, payload: json(&cmd), reply: tx };
+                    out.send(o).await.map_err(|_| "stopping".to_string())?;
+                    rx.recv().await.map_err(|_| "stopping".to_string())?
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        _ => Err("unknown raft method".into()),
+    }
+}
+
+fn outcome(r: ClientWriteResponse<TypeConfig>) -> WriteOutcome {
+    WriteOutcome { index: r.log_id.index, response: r.data }
+}
+
+async fn write_here(raft: &Raft, cmd: Command) -> Result<WriteOutcome, String> {
+    raft.client_write(cmd).await.map(outcome).map_err(|e| e.to_string())
+}
+
+/// On the leader: adds alive members as learners and promotes caught-up
+/// learners to voters, up to 3 (5 with 5 or more alive nodes).
+async fn manage(node: Arc<ClusterNode>, raft: Raft) {
+    loop {
+        tokio::time::sleep(MANAGE_EVERY).await;
+        let m = raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            continue;
+        }
+        let membership = m.membership_config.membership().clone();
+        let known: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let alive: Vec<NodeIdentity> = node
+            .members()
+            .into_iter()
+            .filter(|m| m.state == tessera_cluster::MemberState::Alive)
+            .map(|m| m.identity)
+            .collect();
+        for p in &alive {
+            let pid = raft_id(&p.id);
+            if !known.contains(&pid) {
+                match raft.add_learner(pid, raft_node(p), false).await {
+                    Ok(_) => tracing::info!(learner = pid, addr = %p.addr, "cluster raft: added a learner"),
+                    Err(e) => tracing::warn!(error = %e, "cluster raft: adding a learner failed"),
+                }
+            }
+        }
+        let want = if alive.len() >= 5 { 5 } else { 3 };
+        if voters.len() >= want {
+            continue;
+        }
+        let last = m.last_log_index.unwrap_or(0);
+        let alive_ids: BTreeSet<NodeId> = alive.iter().map(|p| raft_id(&p.id)).collect();
+        let caught_up = |l: &NodeId| {
+            m.replication.as_ref().and_then(|r| r.get(l).cloned().flatten()).is_some_and(|x| x.index + 10 >= last)
+        };
+        let promote: Vec<NodeId> = membership
+            .learner_ids()
+            .filter(|l| alive_ids.contains(l) && caught_up(l))
+            .take(want - voters.len())
+            .collect();
+        if promote.is_empty() {
+            continue;
+        }
+        let mut new_voters = voters.clone();
+        new_voters.extend(promote.iter().copied());
+        match raft.change_membership(new_voters.clone(), true).await {
+            Ok(_) => tracing::info!(voters = ?new_voters, "cluster raft: promoted learners to voters"),
+            Err(e) => tracing::warn!(error = %e, "cluster raft: promotion failed"),
+        }
+    }
+}
+
+struct Factory {
+    out: async_channel::Sender<Outgoing>,
+}
+
+struct Client {
+    out: async_channel::Sender<Outgoing>,
+    target: NodeId,
+    peer: Option<NodeIdentity>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Factory {
+    type Network = Client;
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Client {
+        Client { out: self.out.clone(), target, peer: peer_of(node) }
+    }
+}
+
+fn unreachable(why: String) -> Unreachable {
+    Unreachable::new(&std::io::Error::other(why))
+}
+
+impl Client {
+    async fn call(&self, method: u16, payload: Vec<u8>) -> Result<Vec<u8>, Unreachable> {
+        let peer = self.peer.clone().ok_or_else(|| unreachable("a raft node address this build cannot read".into()))?;
+        let (tx, rx) = async_channel::bounded(1);
+        self.out.send(Outgoing { peer, method, payload, reply: tx }).await.map_err(|_| unreachable("stopping".into()))?;
+        match tokio::time::timeout(RAFT_CALL_TIMEOUT + Duration::from_millis(500), rx.recv()).await {
+            Ok(Ok(r)) => r.map_err(unreachable),
+            Ok(Err(_)) => Err(unreachable("stopping".into())),
+            Err(_) => Err(unreachable("timed out".into())),
+        }
+    }
+}
+
+type RpcErr<E = tessera_raft::openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
+
+impl RaftNetwork<TypeConfig> for Client {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
+        let answer = self.call(METHOD_RAFT_APPEND, json(&rpc)).await?;
+        let r: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
+            serde_json::from_slice(&answer).map_err(|e| unreachable(e.to_string()))?;
+        r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<NodeId>, _option: RPCOption) -> Result<VoteResponse<NodeId>, RpcErr> {
+        let answer = self.call(METHOD_RAFT_VOTE, json(&rpc)).await?;
+        let r: Result<VoteResponse<NodeId>, RaftError<NodeId>> =
+            serde_json::from_slice(&answer).map_err(|e| unreachable(e.to_string()))?;
+        r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot<TypeConfig>,
+        _cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        let call = SnapshotCall { vote, meta: snapshot.meta, data: *snapshot.snapshot };
+        let answer = self.call(METHOD_RAFT_SNAPSHOT, json(&call)).await?;
+        let r: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> =
+            serde_json::from_slice(&answer).map_err(|e| unreachable(e.to_string()))?;
+        r.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
