@@ -1,31 +1,20 @@
-//! Buckets: a registry every reactor reads without locks (an `ArcSwap`
-//! snapshot), kept durable as records in the meta shard's bucket table.
-//!
-//! Creating, deleting and reconfiguring a bucket (versioning, object lock,
-//! tags) is rare: those take a per-name claim (never on the object path),
-//! commit the record, then publish a new snapshot.
+//! The bucket record: `BucketInfo::encode` and `decode`. FORMAT BOUNDARY:
+//! these bytes are on disk (every data dir's meta shard). The summary is
+//! v1..v3 (v1: before versioning; v2: versioning, object lock and a meta
+//! flag; v3: public access block and ownership controls); the meta bytes
+//! are tags only (format 1) or sections (format 2). Older records stay
+//! readable; an unknown version or section kind is refused, never skipped.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use arc_swap::ArcSwap;
-use tessera_proto::{S3Error, S3ErrorCode, S3Result};
+use std::sync::Arc;
 
 use tessera_proto::cors::{CorsRule, MAX_CORS_RULES};
-use tessera_proto::lifecycle::Lifecycle;
-use tessera_proto::notification::NotificationConfig;
 use tessera_proto::logging::{KeyFormat, LoggingConfig};
-
-use tessera_policy::{Acl, Policy};
 use tessera_proto::xml_access::PublicAccessBlock;
 
+use super::info::{BucketInfo, BucketPolicy, DefaultRetention, LockConfig, RetentionPeriod, Versioning, MAX_BUCKET_TAGS};
 use crate::acl::Ownership;
 use crate::codec::{Dec, Enc};
-use crate::meta::{LockMode, T_BUCKETS};
-use crate::metastore::MetaStore;
-use crate::shards::Shards;
+use crate::meta::LockMode;
 
 const BUCKET_V1: u8 = 1;
 const BUCKET_V2: u8 = 2;
@@ -53,20 +42,6 @@ const SECTION_NOTIFICATION: u8 = 8;
 /// The replication configuration (PutBucketReplication): its own version
 /// byte, then its canonical XML (`replication::encode_config`).
 const SECTION_REPLICATION: u8 = 9;
-/// Largest bucket policy accepted (S3's limit).
-pub const MAX_BUCKET_POLICY_BYTES: usize = 20 * 1024;
-/// Most tags a bucket has (S3's limit).
-pub const MAX_BUCKET_TAGS: usize = 50;
-
-/// A bucket's versioning state. Once versioned, a bucket never goes back to
-/// `Unversioned`; `Suspended` writes `null` versions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Versioning {
-    #[default]
-    Unversioned,
-    Enabled,
-    Suspended,
-}
 
 impl Versioning {
     fn code(self) -> u8 {
@@ -87,167 +62,7 @@ impl Versioning {
     }
 }
 
-/// How long a bucket's default retention keeps new versions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetentionPeriod {
-    Days(u32),
-    Years(u32),
-}
-
-/// Milliseconds in a day; a retention year is 365 days.
-pub const DAY_MS: i64 = 86_400_000;
-
-impl RetentionPeriod {
-    pub fn millis(self) -> i64 {
-        match self {
-            // Saturating: a record read from disk may hold any count.
-            RetentionPeriod::Days(d) => i64::from(d).saturating_mul(DAY_MS),
-            RetentionPeriod::Years(y) => i64::from(y).saturating_mul(365 * DAY_MS),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DefaultRetention {
-    pub mode: LockMode,
-    pub period: RetentionPeriod,
-}
-
-/// Object lock configuration: present means object lock is enabled (for
-/// good: S3 cannot turn it off).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct LockConfig {
-    pub default_retention: Option<DefaultRetention>,
-}
-
-/// A bucket policy: the document as the client gave it (GetBucketPolicy
-/// returns it byte for byte) and as parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BucketPolicy {
-    pub text: String,
-    pub parsed: Policy,
-    /// Grants something to everyone (see `tessera_policy::public`).
-    pub public: bool,
-}
-
-impl BucketPolicy {
-    /// Parses a stored or submitted document.
-    pub fn new(text: String) -> Result<Self, tessera_policy::PolicyError> {
-        let parsed = tessera_policy::parse(&text, tessera_policy::Kind::Resource)?;
-        let public = tessera_policy::public::policy_is_public(&parsed);
-        Ok(BucketPolicy { text, parsed, public })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BucketInfo {
-    /// Random id chosen at creation; keys of the bucket's objects carry it.
-    pub id: u64,
-    pub name: String,
-    pub owner_id: String,
-    pub owner_display: String,
-    pub created_ms: i64,
-    pub location: Option<String>,
-    pub versioning: Versioning,
-    /// `Some` once object lock is enabled.
-    pub object_lock: Option<LockConfig>,
-    /// Bucket tags (kept in the record's meta bytes: they can be large).
-    pub tags: Vec<(String, String)>,
-    /// CORS rules (none: CORS not configured). In the meta bytes.
-    pub cors: Vec<CorsRule>,
-    /// Server access logging (in the meta bytes).
-    pub logging: Option<LoggingConfig>,
-    /// The bucket's ACL; `None`: the owner's FULL_CONTROL (meta bytes).
-    pub acl: Option<Acl>,
-    /// The bucket policy (meta bytes).
-    pub policy: Option<Arc<BucketPolicy>>,
-    pub public_access_block: Option<PublicAccessBlock>,
-    /// Object ownership controls; `None` behaves as ObjectWriter.
-    pub ownership: Option<Ownership>,
-    /// Default encryption of new objects (meta bytes).
-    pub encryption: Option<crate::sse::BucketEncryption>,
-    /// Lifecycle rules (meta bytes).
-    pub lifecycle: Option<Arc<Lifecycle>>,
-    /// Event notifications (meta bytes); `None` or empty: none.
-    pub notification: Option<Arc<NotificationConfig>>,
-    /// Bucket replication rules (meta bytes).
-    pub replication: Option<Arc<tessera_proto::replication::ReplicationConfig>>,
-    /// Not stored: the writes to this bucket in flight, which DeleteBucket
-    /// waits out (see [`WriteGate`]).
-    pub gate: Arc<WriteGate>,
-}
-
-/// Orders object writes against DeleteBucket. A write enters the gate right
-/// before it commits and leaves once the commit is acknowledged; DeleteBucket
-/// closes the gate, waits until no write is inside, and only then checks
-/// that the bucket is empty. Either the write gets in first (and DeleteBucket
-/// then sees its object) or it finds the gate closed and answers
-/// NoSuchBucket: no write is acknowledged into a bucket that is then deleted.
-/// (Both sides use SeqCst: each sees the other's flag or counter.)
-#[derive(Debug, Default)]
-pub struct WriteGate {
-    inside: AtomicU64,
-    closed: AtomicBool,
-}
-
-/// A write inside the gate; leaving is dropping it.
-pub struct GateGuard(Arc<WriteGate>);
-
-impl Drop for GateGuard {
-    fn drop(&mut self) {
-        self.0.inside.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl WriteGate {
-    fn enter(self: &Arc<Self>) -> Option<GateGuard> {
-        self.inside.fetch_add(1, Ordering::SeqCst);
-        let guard = GateGuard(self.clone());
-        (!self.closed.load(Ordering::SeqCst)).then_some(guard)
-    }
-
-    fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-    }
-
-    fn reopen(&self) {
-        self.closed.store(false, Ordering::SeqCst);
-    }
-
-    fn writes_inside(&self) -> u64 {
-        self.inside.load(Ordering::SeqCst)
-    }
-}
-
-/// The gate carries no stored state: two infos are equal when their stored fields are.
-impl PartialEq for WriteGate {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for WriteGate {}
-
-/// Longest a configuration update waits for another one on the same bucket.
-pub const UPDATE_CLAIM_WAIT: Duration = Duration::from_secs(5);
-
-/// Longest a DeleteBucket waits for writes already committing to finish.
-pub const DELETE_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-
 impl BucketInfo {
-    /// Enters the bucket's write gate right before a commit; hold the guard
-    /// until the commit is acknowledged. `NoSuchBucket` once the bucket is
-    /// being deleted or is gone (also when it was deleted and created again
-    /// since the request looked it up: the new one has another gate).
-    pub fn enter_write(&self) -> S3Result<GateGuard> {
-        self.gate.enter().ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))
-    }
-
-    /// The bucket's ACL as stored, or the owner's FULL_CONTROL.
-    pub fn effective_acl(&self) -> Acl {
-        self.acl.clone().unwrap_or_else(|| Acl::private(&self.owner_id, &self.owner_display))
-    }
-
     /// The record: (summary kept in memory, meta bytes holding the tags,
     /// the ACL and the policy, which can be large).
     pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
@@ -565,275 +380,10 @@ fn decode_cors(d: &mut Dec<'_>) -> Option<Vec<CorsRule>> {
     Some(rules)
 }
 
-type Snapshot = BTreeMap<String, Arc<BucketInfo>>;
-
-pub struct Buckets {
-    map: ArcSwap<Snapshot>,
-    /// Where the records live: one copy per data dir.
-    store: MetaStore,
-    /// Names with a create or delete in flight.
-    busy: Mutex<HashSet<String>>,
-    /// Creates in flight per owner id, counted against the owner's limit.
-    creating: Mutex<HashMap<String, usize>>,
-}
-
-/// One create in flight for an owner (see `Buckets::creating`).
-struct CreatingGuard<'a> {
-    map: &'a Mutex<HashMap<String, usize>>,
-    owner: String,
-}
-
-impl Drop for CreatingGuard<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut m) = self.map.lock() {
-            if let Some(n) = m.get_mut(&self.owner) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&self.owner);
-                }
-            }
-        }
-    }
-}
-
-/// S3 bucket naming rules (the current, strict ones).
-pub fn valid_bucket_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    if !(3..=63).contains(&b.len()) {
-        return false;
-    }
-    let edge_ok = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    if !edge_ok(b[0]) || !edge_ok(b[b.len() - 1]) {
-        return false;
-    }
-    if !b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-') {
-        return false;
-    }
-    if name.contains("..") || name.contains(".-") || name.contains("-.") {
-        return false;
-    }
-    if name.parse::<std::net::Ipv4Addr>().is_ok() {
-        return false;
-    }
-    !(name.starts_with("xn--") || name.starts_with("sthree-") || name.ends_with("-s3alias") || name.ends_with("--ol-s3"))
-}
-
-struct BusyGuard<'a> {
-    set: &'a Mutex<HashSet<String>>,
-    name: String,
-}
-
-impl Drop for BusyGuard<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut s) = self.set.lock() {
-            s.remove(&self.name);
-        }
-    }
-}
-
-fn internal(e: impl std::fmt::Display) -> S3Error {
-    tracing::error!("bucket metadata: {e}");
-    S3Error::new(S3ErrorCode::InternalError)
-}
-
-impl Buckets {
-    /// An empty registry kept in `meta_shards` (one per data dir).
-    pub fn new(meta_shards: Vec<u32>) -> Self {
-        Buckets {
-            map: ArcSwap::default(),
-            store: MetaStore::new(meta_shards),
-            busy: Mutex::default(),
-            creating: Mutex::default(),
-        }
-    }
-
-    pub fn get(&self, name: &str) -> Option<Arc<BucketInfo>> {
-        self.map.load().get(name).cloned()
-    }
-
-    /// Buckets of every owner.
-    pub fn count(&self) -> usize {
-        self.map.load().len()
-    }
-
-    /// Every bucket whose configuration satisfies `f`.
-    pub fn matching(&self, f: impl Fn(&BucketInfo) -> bool) -> Vec<Arc<BucketInfo>> {
-        self.map.load().values().filter(|b| f(b)).cloned().collect()
-    }
-
-    pub fn list_owned_by(&self, owner_id: &str) -> Vec<Arc<BucketInfo>> {
-        self.map.load().values().filter(|b| b.owner_id == owner_id).cloned().collect()
-    }
-
-    /// Loads every bucket record from the meta shard (at start, on its owner).
-    /// Loads every bucket record (at start, from every copy: the newest
-    /// of each wins), then rewrites the copies that lag. Returns the count.
-    pub async fn load(&self, shards: &Shards) -> Result<usize, String> {
-        let (summaries, metas, stale) = self.store.load(shards, T_BUCKETS, BucketInfo::summary_has_meta).await?;
-        let mut snap = Snapshot::new();
-        for (k, summary) in &summaries {
-            let meta = metas.get(k).map(Vec::as_slice).unwrap_or_default();
-            let info = BucketInfo::decode(summary, meta)
-                .ok_or_else(|| format!("bucket record {:?} is corrupt", String::from_utf8_lossy(k)))?;
-            snap.insert(info.name.clone(), Arc::new(info));
-        }
-        let n = snap.len();
-        self.map.store(Arc::new(snap));
-        if !stale.is_empty() {
-            let fixed = self.store.repair(shards, T_BUCKETS, stale).await;
-            tracing::warn!(fixed, "bucket registry copies that lagged were rewritten");
-        }
-        Ok(n)
-    }
-
-    fn claim(&self, name: &str) -> S3Result<BusyGuard<'_>> {
-        let mut busy = self.busy.lock().map_err(internal)?;
-        if !busy.insert(name.to_string()) {
-            return Err(S3Error::with_message(
-                S3ErrorCode::OperationAborted,
-                "A conflicting conditional operation is currently in progress against this resource.",
-            ));
-        }
-        Ok(BusyGuard { set: &self.busy, name: name.to_string() })
-    }
-
-    fn publish(&self, f: impl Fn(&mut Snapshot)) {
-        self.map.rcu(|cur| {
-            let mut next = Snapshot::clone(cur);
-            f(&mut next);
-            next
-        });
-    }
-
-    /// Counts the owner's buckets and creates in flight against `max_per_owner`.
-    fn reserve_for(&self, owner: &str, max_per_owner: usize) -> S3Result<CreatingGuard<'_>> {
-        let mut creating = self.creating.lock().map_err(internal)?;
-        let pending = creating.get(owner).copied().unwrap_or(0);
-        let owned = self.map.load().values().filter(|b| b.owner_id == owner).count();
-        if owned + pending >= max_per_owner {
-            return Err(S3Error::new(S3ErrorCode::TooManyBuckets));
-        }
-        *creating.entry(owner.to_string()).or_insert(0) += 1;
-        Ok(CreatingGuard { map: &self.creating, owner: owner.to_string() })
-    }
-
-    /// Creates a bucket unless the name is taken or its owner already has
-    /// `max_per_owner` buckets.
-    pub async fn create(&self, shards: &Shards, info: BucketInfo, max_per_owner: usize) -> S3Result<()> {
-        let _guard = self.claim(&info.name)?;
-        if let Some(existing) = self.get(&info.name) {
-            return Err(S3Error::new(if existing.owner_id == info.owner_id {
-                S3ErrorCode::BucketAlreadyOwnedByYou
-            } else {
-                S3ErrorCode::BucketAlreadyExists
-            }));
-        }
-        let _slot = self.reserve_for(&info.owner_id, max_per_owner)?;
-        self.persist(shards, &info).await?;
-        let info = Arc::new(info);
-        self.publish(|s| {
-            s.insert(info.name.clone(), info.clone());
-        });
-        Ok(())
-    }
-
-    async fn persist(&self, shards: &Shards, info: &BucketInfo) -> S3Result<()> {
-        let (summary, meta) = info.encode();
-        self.store.put(shards, T_BUCKETS, info.name.as_bytes(), summary, meta).await.map_err(internal)
-    }
-
-    /// Changes the configuration of bucket `name`: `f` edits a copy of its
-    /// record (or refuses with the S3 error to answer); the new record is
-    /// committed, then published. Updates of one name are serialized (and
-    /// never overlap its create or delete); the write gate carries over.
-    pub async fn update(
-        &self,
-        shards: &Shards,
-        name: &str,
-        f: impl FnOnce(&mut BucketInfo) -> S3Result<()>,
-    ) -> S3Result<Arc<BucketInfo>> {
-        let _guard = self.claim_waiting(name).await?;
-        let current = self.get(name).ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))?;
-        let mut next = BucketInfo::clone(&current);
-        f(&mut next)?;
-        if next == *current {
-            return Ok(current);
-        }
-        debug_assert!(Arc::ptr_eq(&next.gate, &current.gate));
-        self.persist(shards, &next).await?;
-        let next = Arc::new(next);
-        let published = next.clone();
-        self.publish(|s| {
-            s.insert(published.name.clone(), published.clone());
-        });
-        Ok(next)
-    }
-
-    /// Like `claim`, but waits (up to `UPDATE_CLAIM_WAIT`) for another
-    /// update of the same name to finish instead of failing at once.
-    async fn claim_waiting(&self, name: &str) -> S3Result<BusyGuard<'_>> {
-        let started = std::time::Instant::now();
-        loop {
-            match self.claim(name) {
-                Ok(g) => return Ok(g),
-                Err(e) if started.elapsed() >= UPDATE_CLAIM_WAIT => return Err(e),
-                Err(_) => monoio::time::sleep(Duration::from_millis(1)).await,
-            }
-        }
-    }
-
-    /// Deletes `name` after `is_empty` confirms it holds nothing: closes its
-    /// write gate first and waits until the writes inside have committed, so
-    /// the check sees every acknowledged object.
-    pub async fn delete<F, Fut>(&self, shards: &Shards, name: &str, is_empty: F) -> S3Result<()>
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = S3Result<bool>>,
-    {
-        let _guard = self.claim(name)?;
-        let Some(info) = self.get(name) else {
-            return Err(S3Error::new(S3ErrorCode::NoSuchBucket));
-        };
-        info.gate.close();
-        let result = async {
-            let started = std::time::Instant::now();
-            while info.gate.writes_inside() > 0 {
-                if started.elapsed() > DELETE_DRAIN_TIMEOUT {
-                    return Err(S3Error::new(S3ErrorCode::OperationAborted));
-                }
-                monoio::time::sleep(Duration::from_millis(1)).await;
-            }
-            if !is_empty().await? {
-                return Err(S3Error::new(S3ErrorCode::BucketNotEmpty));
-            }
-            self.store.delete(shards, T_BUCKETS, name.as_bytes()).await.map_err(internal)
-        }
-        .await;
-        if result.is_err() {
-            info.gate.reopen();
-            return result;
-        }
-        self.publish(|s| {
-            s.remove(name);
-        });
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_proto::notification::{TargetConfig, TargetKind};
-
-    #[test]
-    fn bucket_names() {
-        for ok in ["abc", "my-bucket", "a.b.c", "123", &"a".repeat(63)] {
-            assert!(valid_bucket_name(ok), "{ok}");
-        }
-        for bad in ["ab", &"a".repeat(64), "ABC", "a_b", "-ab", "ab-", "a..b", "192.168.1.1", "a.-b", "xn--ab", ".ab"] {
-            assert!(!valid_bucket_name(bad), "{bad}");
-        }
-    }
+    use tessera_proto::notification::{NotificationConfig, TargetConfig, TargetKind};
 
     #[test]
     fn info_round_trip() {
@@ -912,14 +462,6 @@ mod tests {
         assert_eq!(i.versioning, Versioning::Enabled);
         assert_eq!(i.tags, vec![("k".to_string(), "v".to_string())]);
         assert!(i.acl.is_none() && i.policy.is_none() && i.ownership.is_none());
-    }
-
-    #[test]
-    fn retention_periods_never_overflow() {
-        assert_eq!(RetentionPeriod::Days(1).millis(), DAY_MS);
-        assert_eq!(RetentionPeriod::Years(1).millis(), 365 * DAY_MS);
-        assert_eq!(RetentionPeriod::Years(u32::MAX).millis(), i64::MAX, "saturates");
-        assert!(RetentionPeriod::Days(u32::MAX).millis() > 0);
     }
 
     #[test]
