@@ -269,14 +269,22 @@ impl ObjectStream {
     async fn reload(&self) -> Result<Vec<Extent>, ConnError> {
         let gone = || ConnError::Io(std::io::Error::other("the object changed while being sent"));
         let src = self.source.as_ref().ok_or_else(gone)?;
-        let sel = Some(crate::meta::VersionSel::Id(src.version));
-        let obj = crate::s3::read_version(&self.ctx, &src.bucket, &src.key, sel).await.map_err(|_| gone())?;
-        if obj.summary.size != src.size || obj.summary.md5 != src.md5 {
-            return Err(gone());
+        src.extents(&self.ctx).await.ok_or_else(gone)
+    }
+}
+
+impl StreamSource {
+    /// The version's extents as they are now (after compaction moved
+    /// them), or None when it is gone or no longer the same bytes.
+    pub async fn extents(&self, ctx: &Rc<Ctx>) -> Option<Vec<Extent>> {
+        let sel = Some(crate::meta::VersionSel::Id(self.version));
+        let obj = crate::s3::read_version(ctx, &self.bucket, &self.key, sel).await.ok()?;
+        if obj.summary.size != self.size || obj.summary.md5 != self.md5 {
+            return None;
         }
         match obj.body {
-            Body::Extents(e) => Ok(e),
-            Body::Inline(_) => Err(gone()),
+            Body::Extents(e) => Some(e),
+            Body::Inline(_) => None,
         }
     }
 }

@@ -396,7 +396,8 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     let decrypt = crate::sse::stream::decrypt_of(&src.meta, size, src_dk)?;
     let mut sealing = crate::sse::start(&*ctx.shared.kms, wanted, b)?;
     let seg = sealing.as_mut().map(|s| s.new_segment(1)).transpose()?;
-    let copied = copy_through(ctx, src.shard, src.body, decrypt, 0..size, dst_shard, false, compute, seg).await?;
+    let source = copy_source_identity(ctx, &sb, &sk, &src);
+    let copied = copy_through(ctx, src.shard, src.body, decrypt, 0..size, dst_shard, false, compute, seg, source.as_ref()).await?;
     let md5 = sealing.as_ref().map_or(copied.md5, |s| s.info.etag_md5(&s.dk, copied.md5));
     meta.sse = sealing.map(|s| s.info.clone());
     if let (Some(a), Some(v)) = (compute, &copied.checksum) {
@@ -430,6 +431,18 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     Ok(resp)
 }
 
+/// What names a copy source's bytes, for finding them again when
+/// compaction moves them mid-copy.
+pub(super) fn copy_source_identity(ctx: &Ctx, bucket: &str, key: &str, src: &LoadedObject) -> Option<crate::response::StreamSource> {
+    Some(crate::response::StreamSource {
+        bucket: ctx.shared.buckets.get(bucket)?,
+        key: key.to_string(),
+        version: src.summary.version,
+        size: src.summary.size,
+        md5: src.summary.md5,
+    })
+}
+
 /// What `copy_range` made: the new body, the MD5 of the bytes copied and,
 /// when asked, their checksum (base64).
 pub(super) struct Copied {
@@ -452,9 +465,10 @@ pub(super) async fn copy_through(
     force_extents: bool,
     algo: Option<ChecksumAlgo>,
     seal: Option<crate::sse::cipher::SegmentKey>,
+    source: Option<&crate::response::StreamSource>,
 ) -> S3Result<Copied> {
     if decrypt.is_none() && seal.is_none() {
-        return copy_range(ctx, src, body, range, dst, force_extents, algo).await;
+        return copy_range(ctx, src, body, range, dst, force_extents, algo, source).await;
     }
     let mut reader = crate::sse::stream::PlainReader::new(ctx, src, body, decrypt, range);
     let stored = match seal {
@@ -468,6 +482,10 @@ pub(super) async fn copy_through(
 /// Copies `range` of a stored body into `dst`: inline when small (unless
 /// `force_extents`), else as data records, one piece at a time. Computes
 /// the MD5 of the bytes copied, and their `algo` checksum when asked.
+/// When compaction moves the source's data during the copy, its extents
+/// are found again through `source` (the same version, size and MD5: the
+/// same bytes) and the copy goes on from where it was, as a GET does.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn copy_range(
     ctx: &Rc<Ctx>,
     src: u32,
@@ -476,6 +494,7 @@ pub(super) async fn copy_range(
     dst: u32,
     force_extents: bool,
     algo: Option<ChecksumAlgo>,
+    source: Option<&crate::response::StreamSource>,
 ) -> S3Result<Copied> {
     let mut md5 = Md5::new();
     let mut sum = algo.map(Checksummer::new);
@@ -503,8 +522,23 @@ pub(super) async fn copy_range(
     };
     let mut out = Vec::new();
     let mut buf = DataBuf::new(DATA_RECORD_BYTES);
-    for (e, r) in pieces(&extents, range) {
-        let data = ctx.shards.read_extent(src, e, r).await.map_err(io_error)?;
+    let (mut extents, mut pos, mut reloads) = (extents, range.start, 0u32);
+    let mut todo = pieces(&extents, pos..range.end).into_iter();
+    while let Some((e, r)) = todo.next() {
+        let data = match ctx.shards.read_extent(src, e, r).await {
+            Ok(d) => d,
+            Err(tessera_io::IoError::Moved) if reloads < crate::response::MAX_STREAM_RELOADS && source.is_some() => {
+                reloads += 1;
+                let Some(again) = source.unwrap().extents(ctx).await else {
+                    return Err(S3Error::with_message(S3ErrorCode::ServiceUnavailable, "the copy source changed during the copy; retry"));
+                };
+                extents = again;
+                todo = pieces(&extents, pos..range.end).into_iter();
+                continue;
+            }
+            Err(e) => return Err(io_error(e)),
+        };
+        pos += data.len() as u64;
         md5.update(&data);
         if let Some(c) = sum.as_mut() {
             c.update(&data);
