@@ -99,6 +99,7 @@ pub struct ObjectStream {
 
 /// What identifies the bytes of a stream: the same version id, size and MD5
 /// after a reload means the same bytes (compaction moves data, never changes it).
+#[derive(Clone)]
 pub struct StreamSource {
     pub bucket: std::sync::Arc<crate::buckets::BucketInfo>,
     pub key: String,

@@ -470,7 +470,7 @@ pub(super) async fn copy_through(
     if decrypt.is_none() && seal.is_none() {
         return copy_range(ctx, src, body, range, dst, force_extents, algo, source).await;
     }
-    let mut reader = crate::sse::stream::PlainReader::new(ctx, src, body, decrypt, range);
+    let mut reader = crate::sse::stream::PlainReader::new(ctx, src, body, decrypt, range).reloading(source.cloned());
     let stored = match seal {
         Some(k) => crate::sse::stream::store_sealed(ctx, &mut reader, dst, force_extents, algo, k).await?,
         None => store_from(ctx, &mut reader, dst, force_extents, algo).await?,

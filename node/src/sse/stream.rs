@@ -175,9 +175,41 @@ pub struct PlainReader {
     md5: Md5,
     md5_done: Option<[u8; 16]>,
     len: u64,
+    /// Finds the body again when compaction moves it mid-read.
+    source: Option<crate::response::StreamSource>,
+    reloads: u32,
 }
 
 impl PlainReader {
+    /// Reads found moved by compaction load the version's extents again
+    /// through `source` (the same bytes) and go on, as a GET does.
+    pub fn reloading(mut self, source: Option<crate::response::StreamSource>) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// The stored bytes of `range`, found again if compaction moved them.
+    async fn read_range(&mut self, range: Range<u64>) -> S3Result<Vec<u8>> {
+        loop {
+            match read_stored(&self.ctx, self.shard, &self.body, range.clone()).await {
+                Err(IoError::Moved) if self.reloads < crate::response::MAX_STREAM_RELOADS && self.source.is_some() => {
+                    self.reloads += 1;
+                    let again = match &self.source {
+                        Some(s) => s.extents(&self.ctx).await,
+                        None => None,
+                    };
+                    let Some(extents) = again else {
+                        return Err(tessera_proto::S3Error::with_message(
+                            tessera_proto::S3ErrorCode::ServiceUnavailable,
+                            "the copy source changed during the copy; retry",
+                        ));
+                    };
+                    self.body = Body::Extents(extents);
+                }
+                r => return r.map_err(io_error),
+            }
+        }
+    }
     pub fn new(ctx: &Rc<Ctx>, shard: u32, body: Body, decrypt: Option<Decrypt>, range: Range<u64>) -> Self {
         let chunks = decrypt.as_ref().map(|d| d.layout.chunks(range.clone())).unwrap_or_default().into();
         PlainReader {
@@ -192,26 +224,27 @@ impl PlainReader {
             pos: 0,
             md5: Md5::new(),
             md5_done: None,
+            source: None,
+            reloads: 0,
         }
     }
 
     async fn next_piece(&mut self) -> S3Result<Option<Vec<u8>>> {
-        match &self.decrypt {
-            Some(d) => {
-                let Some(c) = self.chunks.pop_front() else { return Ok(None) };
-                let sealed = read_stored(&self.ctx, self.shard, &self.body, c.sealed.clone()).await.map_err(io_error)?;
-                d.open(&c, sealed).map(Some)
-            }
-            None => {
-                let r = self.plain_rest.clone();
-                if r.is_empty() {
-                    return Ok(None);
-                }
-                let end = r.end.min(r.start + STREAM_PIECE_BYTES);
-                self.plain_rest.start = end;
-                read_stored(&self.ctx, self.shard, &self.body, r.start..end).await.map(Some).map_err(io_error)
-            }
+        if self.decrypt.is_some() {
+            let Some(c) = self.chunks.pop_front() else { return Ok(None) };
+            let sealed = self.read_range(c.sealed.clone()).await?;
+            return match &self.decrypt {
+                Some(d) => d.open(&c, sealed).map(Some),
+                None => Err(internal("decryption lost")),
+            };
         }
+        let r = self.plain_rest.clone();
+        if r.is_empty() {
+            return Ok(None);
+        }
+        let end = r.end.min(r.start + STREAM_PIECE_BYTES);
+        self.plain_rest.start = end;
+        self.read_range(r.start..end).await.map(Some)
     }
 }
 
