@@ -284,6 +284,22 @@ pub fn restore_prefix() -> Vec<u8> {
     vec![KIND_RESTORE]
 }
 
+/// The notification event of a change to a version's storage (its
+/// transition, a restore, a restored copy dropped), when the bucket's
+/// configuration selects it. `origin`: the request's, or None for the
+/// lifecycle's own work.
+pub fn storage_event(
+    ctx: &crate::server::Ctx,
+    b: &crate::buckets::BucketInfo,
+    key: &str,
+    name: tessera_proto::notification::EventName,
+    origin: Option<crate::notify::Origin>,
+) -> Option<crate::notify::Pending> {
+    b.notification.as_ref()?;
+    let origin = origin.unwrap_or_else(|| crate::notify::Origin { principal: "tessera:lifecycle".into(), ..Default::default() });
+    crate::notify::prepare(&ctx.shared.config.notify_webhooks, b, key, name, origin)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,20 +322,4 @@ mod tests {
         assert_eq!(RestoreEntry::parse(&r.key()), Some(r.clone()));
         assert!(RestoreEntry::of(1, 9, "z", &s).key() < RestoreEntry::of(2, 0, "a", &s).key(), "restores sort by expiry");
     }
-}
-
-/// The notification event of a change to a version's storage (its
-/// transition, a restore, a restored copy dropped), when the bucket's
-/// configuration selects it. `origin`: the request's, or None for the
-/// lifecycle's own work.
-pub fn storage_event(
-    ctx: &crate::server::Ctx,
-    b: &crate::buckets::BucketInfo,
-    key: &str,
-    name: tessera_proto::notification::EventName,
-    origin: Option<crate::notify::Origin>,
-) -> Option<crate::notify::Pending> {
-    b.notification.as_ref()?;
-    let origin = origin.unwrap_or_else(|| crate::notify::Origin { principal: "tessera:lifecycle".into(), ..Default::default() });
-    crate::notify::prepare(&ctx.shared.config.notify_webhooks, b, key, name, origin)
 }
