@@ -303,3 +303,198 @@ fn node_map(m: &Membership) -> HashMap<DiskId, String> {
         .flat_map(|n| n.disks.iter().map(move |d| (d.id, n.id.clone())))
         .collect()
 }
+
+/// Why a stored layout was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("not a layout record (bad magic)")]
+    Magic,
+    #[error("layout record format {0}: this build reads format {LAYOUT_FORMAT} only")]
+    Version(u8),
+    #[error("layout record cut short")]
+    Truncated,
+    #[error("layout record is malformed: {0}")]
+    Malformed(&'static str),
+}
+
+const LAYOUT_MAGIC: &[u8; 4] = b"TLAY";
+/// Format of [`Layout::encode`] (FORMAT BOUNDARY: it is the table the
+/// cluster configuration stores; a new format gets a new number and this
+/// build refuses it rather than misreading it).
+pub const LAYOUT_FORMAT: u8 = 1;
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+}
+
+impl Layout {
+    /// The node (by id) of a disk of this layout.
+    pub fn node_of(&self, disk: &DiskId) -> Option<&str> {
+        self.node_of.get(disk).map(String::as_str)
+    }
+
+    /// The table as stored in the cluster configuration: magic `TLAY`,
+    /// format, layout version, partitions, width, the disks (id and node id)
+    /// and each partition's set as indexes into them.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut disks: Vec<&DiskId> = self.node_of.keys().collect();
+        disks.sort();
+        let index: HashMap<&DiskId, u16> = disks.iter().enumerate().map(|(i, d)| (*d, i as u16)).collect();
+        let mut out = Vec::with_capacity(32 + disks.len() * 40 + self.sets.len() * 2);
+        out.extend_from_slice(LAYOUT_MAGIC);
+        out.push(LAYOUT_FORMAT);
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&self.partitions.to_le_bytes());
+        out.push(self.width as u8);
+        out.extend_from_slice(&(disks.len() as u16).to_le_bytes());
+        for d in &disks {
+            out.extend_from_slice(&d[..]);
+            let node = self.node_of[*d].as_bytes();
+            out.push(node.len().min(255) as u8);
+            out.extend_from_slice(&node[..node.len().min(255)]);
+        }
+        for d in &self.sets {
+            out.extend_from_slice(&index[d].to_le_bytes());
+        }
+        out
+    }
+
+    /// Reads [`Layout::encode`]'s bytes back; anything else is refused.
+    pub fn decode(bytes: &[u8]) -> Result<Layout, DecodeError> {
+        let mut r = Reader(bytes);
+        if r.take(4)? != LAYOUT_MAGIC {
+            return Err(DecodeError::Magic);
+        }
+        let format = r.u8()?;
+        if format != LAYOUT_FORMAT {
+            return Err(DecodeError::Version(format));
+        }
+        let version = r.u64()?;
+        let partitions = r.u32()?;
+        let width = r.u8()? as usize;
+        if partitions == 0 || width == 0 || width > MAX_WIDTH {
+            return Err(DecodeError::Malformed("partitions or width out of range"));
+        }
+        let n = r.u16()? as usize;
+        if n < width {
+            return Err(DecodeError::Malformed("fewer disks than the set width"));
+        }
+        let mut disks = Vec::with_capacity(n);
+        let mut node_of = HashMap::with_capacity(n);
+        for _ in 0..n {
+            let id: DiskId = r.take(16)?.try_into().expect("16 bytes");
+            let len = r.u8()? as usize;
+            let node = std::str::from_utf8(r.take(len)?).map_err(|_| DecodeError::Malformed("node id not UTF-8"))?;
+            if node_of.insert(id, node.to_string()).is_some() {
+                return Err(DecodeError::Malformed("a disk listed twice"));
+            }
+            disks.push(id);
+        }
+        let cells = (partitions as usize).checked_mul(width).ok_or(DecodeError::Malformed("too many partitions"))?;
+        if r.0.len() != cells * 2 {
+            return Err(if r.0.len() < cells * 2 { DecodeError::Truncated } else { DecodeError::Malformed("trailing bytes") });
+        }
+        let mut sets = Vec::with_capacity(cells);
+        for _ in 0..partitions {
+            let start = sets.len();
+            for _ in 0..width {
+                let i = r.u16()? as usize;
+                let d = *disks.get(i).ok_or(DecodeError::Malformed("a disk index out of range"))?;
+                if sets[start..].contains(&d) {
+                    return Err(DecodeError::Malformed("a disk twice in one set"));
+                }
+                sets.push(d);
+            }
+        }
+        Ok(Layout { version, partitions, width, sets, node_of })
+    }
+}
+
+#[cfg(test)]
+mod codec_tests {
+    use super::*;
+
+    fn membership(nodes: usize, disks: usize) -> Membership {
+        Membership {
+            nodes: (0..nodes)
+                .map(|n| Node {
+                    id: format!("node-{n}-é"),
+                    zone: format!("z{}", n % 2),
+                    disks: (0..disks)
+                        .map(|d| {
+                            let mut id = [0u8; 16];
+                            id[0] = n as u8;
+                            id[1] = d as u8;
+                            id[15] = 0xAB;
+                            Disk { id, weight: 1 + d as u64 }
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_layout_round_trips_through_its_record() {
+        let l = Layout::new(512, 4, &membership(4, 2)).unwrap();
+        let next = l.next(&membership(5, 2)).unwrap();
+        for layout in [l, next] {
+            let bytes = layout.encode();
+            let back = Layout::decode(&bytes).unwrap();
+            assert_eq!(back, layout);
+            assert_eq!(back.encode(), bytes, "encoding is deterministic");
+        }
+    }
+
+    #[test]
+    fn a_damaged_or_foreign_record_is_refused_never_misread() {
+        let bytes = Layout::new(64, 3, &membership(3, 1)).unwrap().encode();
+        for cut in 0..bytes.len() {
+            assert!(Layout::decode(&bytes[..cut]).is_err(), "a record cut at {cut} was accepted");
+        }
+        let mut newer = bytes.clone();
+        newer[4] = LAYOUT_FORMAT + 1;
+        assert_eq!(Layout::decode(&newer), Err(DecodeError::Version(LAYOUT_FORMAT + 1)));
+        let mut magic = bytes.clone();
+        magic[0] = b'X';
+        assert_eq!(Layout::decode(&magic), Err(DecodeError::Magic));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Layout::decode(&longer).is_err());
+        // A set naming one disk twice, or a disk that is not listed.
+        let tail = bytes.len() - 3 * 2;
+        let mut twice = bytes.clone();
+        twice.copy_within(tail..tail + 2, tail + 2);
+        assert!(Layout::decode(&twice).is_err());
+        let mut out_of_range = bytes.clone();
+        out_of_range[tail..tail + 2].copy_from_slice(&200u16.to_le_bytes());
+        assert!(Layout::decode(&out_of_range).is_err());
+        // Every single-byte change either decodes or is refused; none panics.
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x5A;
+            let _ = Layout::decode(&b);
+        }
+    }
+}

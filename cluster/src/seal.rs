@@ -66,6 +66,7 @@ pub enum Refused {
 pub struct ClusterKey {
     gossip: hmac::Key,
     rpc: hmac::Key,
+    forward: hmac::Key,
 }
 
 impl std::fmt::Debug for ClusterKey {
@@ -85,7 +86,19 @@ impl ClusterKey {
         Some(ClusterKey {
             gossip: derive(b"tessera cluster gossip v1"),
             rpc: derive(b"tessera cluster rpc v1"),
+            forward: derive(b"tessera cluster forward v1"),
         })
+    }
+
+    /// The MAC a node puts on an S3 request it forwards to another node
+    /// (the node's `forward` module says what `msg` covers).
+    pub fn sign_forward(&self, msg: &[u8]) -> [u8; 32] {
+        hmac::sign(&self.forward, msg).as_ref().try_into().expect("HMAC-SHA256 is 32 bytes")
+    }
+
+    /// Checks a forwarded request's MAC (constant time).
+    pub fn verify_forward(&self, msg: &[u8], tag: &[u8]) -> bool {
+        hmac::verify(&self.forward, msg, tag).is_ok()
     }
 
     pub(crate) fn key(&self, p: Purpose) -> &hmac::Key {

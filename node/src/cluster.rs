@@ -129,6 +129,14 @@ pub struct ClusterNode {
     pub rpc_failed: AtomicU64,
     /// The cluster configuration's Raft thread (`cluster_raft`), set at start.
     raft: std::sync::OnceLock<std::sync::Arc<crate::cluster_raft::ClusterRaft>>,
+    /// Where peers forward S3 requests to this node: the S3 listener's
+    /// address (its IP replaced by the cluster address's when unspecified),
+    /// set once the listener is bound.
+    pub s3_address: std::sync::OnceLock<SocketAddr>,
+    /// The committed placement this node follows (`owners`); None before
+    /// the first layout.
+    pub owners: arc_swap::ArcSwapOption<crate::owners::Owners>,
+    key: ClusterKey,
 }
 
 /// The outcome of the last RPC PING of a member.
@@ -161,7 +169,6 @@ impl ClusterNode {
         let rpc_listener = std::net::TcpListener::bind(config.address)
             .map_err(|e| format!("--cluster-address {} (RPC, TCP): cannot listen: {e}", config.address))?;
         Ok(ClusterNode {
-            config,
             identity,
             socket: Mutex::new(Some(socket)),
             stop_socket,
@@ -177,7 +184,22 @@ impl ClusterNode {
             rpc_served: AtomicU64::new(0),
             rpc_failed: AtomicU64::new(0),
             raft: std::sync::OnceLock::new(),
+            s3_address: std::sync::OnceLock::new(),
+            owners: arc_swap::ArcSwapOption::empty(),
+            key: ClusterKey::new(&config.secret).ok_or("the cluster secret is too short")?,
+            config,
         })
+    }
+
+    /// Records where this node's S3 listener is bound (see `s3_address`).
+    pub fn set_s3_address(&self, bound: SocketAddr) {
+        let addr = if bound.ip().is_unspecified() { SocketAddr::new(self.config.address.ip(), bound.port()) } else { bound };
+        let _ = self.s3_address.set(addr);
+    }
+
+    /// This node's id, hex (the configuration's `node/<id>` key).
+    pub fn id_hex(&self) -> String {
+        self.identity.id_hex()
     }
 
     /// Tells the cluster this node leaves (a clean stop, after the
@@ -212,7 +234,11 @@ impl ClusterNode {
     }
 
     pub(crate) fn key(&self) -> ClusterKey {
-        ClusterKey::new(&self.config.secret).expect("checked at start")
+        self.key.clone()
+    }
+
+    pub(crate) fn key_ref(&self) -> &ClusterKey {
+        &self.key
     }
 
     pub(crate) fn set_rpc_status(&self, s: HashMap<SocketAddr, RpcStatus>) {
@@ -271,7 +297,8 @@ impl ClusterNode {
             "rpc_served": self.rpc_served.load(Relaxed),
             "rpc_failed": self.rpc_failed.load(Relaxed),
             "raft": self.raft().map(|r| r.status()),
-            "note": "membership only: data is not placed across nodes yet (issue 12)",
+            "s3_address": self.s3_address.get().map(|a| a.to_string()),
+            "layout": self.owners.load().as_ref().map(|o| o.status(&self.identity.id_hex())),
         })
     }
 

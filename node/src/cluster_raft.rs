@@ -46,6 +46,7 @@ use tessera_raft::openraft::{BasicNode, Config, RaftMetrics, ServerState, Snapsh
 use tessera_raft::{Command, LogStore, NodeId, Raft, Response, StateMachineStore, TypeConfig, Vote};
 
 use crate::cluster::ClusterNode;
+use crate::owners;
 
 pub const METHOD_RAFT_APPEND: u16 = 16;
 pub const METHOD_RAFT_VOTE: u16 = 17;
@@ -219,6 +220,7 @@ async fn run(
     metrics: Arc<Mutex<Option<RaftMetrics<NodeId, BasicNode>>>>,
 ) {
     let factory = Factory { out: out.clone() };
+    let follow = sm.clone();
     let raft = match Raft::new(id, config, factory, log, sm).await {
         Ok(r) => r,
         Err(e) => {
@@ -234,18 +236,20 @@ async fn run(
         }
     }
     {
-        let (raft, metrics) = (raft.clone(), metrics.clone());
+        let (raft, metrics, node, sm) = (raft.clone(), metrics.clone(), node.clone(), follow.clone());
         tokio::spawn(async move {
             let mut rx = raft.metrics();
+            let mut placement = Placement::default();
             loop {
                 *metrics.lock().unwrap_or_else(|e| e.into_inner()) = Some(rx.borrow().clone());
+                placement.follow(&node, &sm);
                 if rx.changed().await.is_err() {
                     return;
                 }
             }
         });
     }
-    tokio::spawn(manage(node.clone(), raft.clone()));
+    tokio::spawn(manage(node.clone(), raft.clone(), follow, out.clone()));
     while let Ok(inc) = incoming.recv().await {
         let (raft, out) = (raft.clone(), out.clone());
         tokio::spawn(async move {
@@ -303,15 +307,92 @@ async fn write_here(raft: &Raft, cmd: Command) -> Result<WriteOutcome, String> {
     raft.client_write(cmd).await.map(outcome).map_err(|e| e.to_string())
 }
 
-/// On the leader: adds alive members as learners and promotes caught-up
-/// learners to voters, up to 3 (5 with 5 or more alive nodes).
-async fn manage(node: Arc<ClusterNode>, raft: Raft) {
+/// What `ClusterNode::owners` was last built from: the versions of the
+/// `layout` key and of the `node/` keys.
+#[derive(Default)]
+struct Placement {
+    seen: Option<(u64, Vec<u64>)>,
+}
+
+impl Placement {
+    /// Rebuilds the node's `owners` when the layout or a node record changed.
+    fn follow(&mut self, node: &ClusterNode, sm: &StateMachineStore) {
+        let now = sm.read(|s| {
+            let layout = s.get(owners::LAYOUT_KEY).map_or(0, |v| v.version);
+            let nodes: Vec<u64> = s
+                .keys
+                .range(owners::NODE_KEY_PREFIX.to_string()..)
+                .take_while(|(k, _)| k.starts_with(owners::NODE_KEY_PREFIX))
+                .map(|(_, v)| v.version)
+                .collect();
+            (layout, nodes)
+        });
+        if self.seen.as_ref() == Some(&now) {
+            return;
+        }
+        match sm.read(owners::Owners::from_state) {
+            Ok(o) => {
+                if let Some(o) = &o {
+                    tracing::info!(version = o.layout.version, nodes = o.nodes.len(), pending = o.pending.len(), "cluster: following layout");
+                }
+                node.owners.store(o.map(Arc::new));
+                self.seen = Some(now);
+            }
+            Err(e) => tracing::error!("cluster: the committed layout cannot be read, keeping the previous one: {e}"),
+        }
+    }
+}
+
+/// Keeps this node's record (`node/<id>`: its addresses) in the configuration.
+async fn register(node: &ClusterNode, raft: &Raft, sm: &StateMachineStore, out: &async_channel::Sender<Outgoing>) {
+    let Some(s3) = node.s3_address.get() else { return };
+    let me = owners::NodeRecord {
+        format: owners::NODE_RECORD_FORMAT,
+        id: node.id_hex(),
+        cluster: node.config.address,
+        s3: *s3,
+    };
+    let key = me.key();
+    let value = me.encode();
+    if sm.read(|s| s.get(&key).is_some_and(|v| v.value == value)) {
+        return;
+    }
+    let cmd = Command::Put { key, value };
+    match handle(raft, out, 0, &json(&cmd)).await {
+        Ok(_) => tracing::info!(s3 = %s3, "cluster: registered this node"),
+        Err(e) => tracing::debug!("cluster: registration waits: {e}"),
+    }
+}
+
+/// On the leader: commits a new layout when the registered nodes changed
+/// and no bucket exists yet (`owners::next_layout`).
+async fn lay_out(raft: &Raft, sm: &StateMachineStore) {
+    let next = match sm.read(owners::next_layout) {
+        Ok(Some(n)) => n,
+        Ok(None) => return,
+        Err(e) => return tracing::error!("cluster: cannot compute a layout: {e}"),
+    };
+    let (value, expect) = next;
+    let cmd = Command::Cas { key: owners::LAYOUT_KEY.to_string(), expect, value: Some(value) };
+    match raft.client_write(cmd).await {
+        Ok(r) if r.data.ok => tracing::info!(index = r.log_id.index, "cluster: committed a new layout"),
+        Ok(_) => tracing::debug!("cluster: the layout changed meanwhile"),
+        Err(e) => tracing::warn!(error = %e, "cluster: committing a layout failed"),
+    }
+}
+
+/// Every node keeps its record; the leader also lays out the registered
+/// nodes, adds alive members as learners and promotes caught-up learners
+/// to voters, up to 3 (5 with 5 or more alive nodes).
+async fn manage(node: Arc<ClusterNode>, raft: Raft, sm: StateMachineStore, out: async_channel::Sender<Outgoing>) {
     loop {
         tokio::time::sleep(MANAGE_EVERY).await;
+        register(&node, &raft, &sm, &out).await;
         let m = raft.metrics().borrow().clone();
         if m.state != ServerState::Leader {
             continue;
         }
+        lay_out(&raft, &sm).await;
         let membership = m.membership_config.membership().clone();
         let known: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();

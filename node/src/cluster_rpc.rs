@@ -211,6 +211,20 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn Sh
                     let _ = tokens.try_send(());
                 });
             }
+            (crate::fanout::METHOD_NODE_RANGE, Some(host)) => {
+                if tokens_rx.recv().await.is_err() {
+                    break Ok(());
+                }
+                let (host, tx, tokens) = (host.clone(), tx.clone(), tokens_tx.clone());
+                monoio::spawn(async move {
+                    let a = match host.node_call(method, payload).await {
+                        Ok(b) => answer(FrameKind::Response, b),
+                        Err(b) => answer(FrameKind::Error, b),
+                    };
+                    let _ = tx.send(a).await;
+                    let _ = tokens.try_send(());
+                });
+            }
             _ => {
                 let _ = tx.send(answer(FrameKind::Error, b"unknown method".to_vec())).await;
             }

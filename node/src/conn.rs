@@ -354,7 +354,47 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
         let keep_alive = head.keep_alive();
         let is_head = head.method == http::Method::Head;
         let http10 = head.minor_version == 0;
-        let (resp, body_done, op) = respond(&ctx, &head, &mut conn, request_id, peer).await;
+        // In a cluster, an object request whose key another node owns is
+        // proxied there whole (`forward`).
+        let mut client = peer;
+        if let Some(node) = ctx.shared.cluster.as_ref().filter(|_| !head.path.starts_with("/_tessera/")) {
+            let early = match crate::forward::decide(node, &head, peer, &ctx.shared.config.vhost_domains) {
+                crate::forward::Decision::Local(ip) => {
+                    client = ip;
+                    None
+                }
+                crate::forward::Decision::Forward { to, version } => {
+                    let o = crate::forward::proxy(&ctx, &mut conn, &head, peer, to, version).await;
+                    match o.error {
+                        None => {
+                            account(&ctx, &mut conn, Some((crate::metrics::OP_FORWARDED, o.status, started)));
+                            match (o.keep && !ctx.shared.metrics.stopping(), o.body_done) {
+                                (true, _) => continue,
+                                (false, false) if o.status != 499 => return linger(conn).await,
+                                _ => return,
+                            }
+                        }
+                        Some(e) => Some((e, o.body_done)),
+                    }
+                }
+                crate::forward::Decision::Refuse(e) => {
+                    Some((e, matches!(head.framing(), Ok(http::BodyFraming::Length(0)))))
+                }
+            };
+            if let Some((e, body_done)) = early {
+                let resp = Response::error(&e, &resource_of(&head), &request_id);
+                let status = resp.status;
+                let keep = keep_alive && body_done && !ctx.shared.metrics.stopping();
+                let written = write_response(&mut conn, resp, is_head, keep, http10).await;
+                account(&ctx, &mut conn, Some((crate::metrics::OP_FORWARDED, status, started)));
+                match written {
+                    Ok(()) if keep => continue,
+                    Ok(()) if !body_done => return linger(conn).await,
+                    _ => return,
+                }
+            }
+        }
+        let (resp, body_done, op) = respond(&ctx, &head, &mut conn, request_id, client).await;
         // A stopping node answers what it was asked, then closes.
         let keep = keep_alive && body_done && !ctx.shared.metrics.stopping();
         let status = resp.status;

@@ -63,12 +63,18 @@ impl Layout {
 }
 
 pub fn shard_of(total_shards: u32, bucket: &str, key: &str) -> u32 {
+    (partition_of(bucket, key) % total_shards as u64) as u32
+}
+
+/// The partition of `(bucket, key)`, `0..PARTITIONS`: a node's shard is the
+/// partition modulo its shard count; in a cluster the configuration's
+/// layout maps it to its owner (`owners`).
+pub fn partition_of(bucket: &str, key: &str) -> u64 {
     let mut buf = Vec::with_capacity(bucket.len() + 1 + key.len());
     buf.extend_from_slice(bucket.as_bytes());
     buf.push(0);
     buf.extend_from_slice(key.as_bytes());
-    let partition = xxh3_64(&buf) % PARTITIONS;
-    (partition % total_shards as u64) as u32
+    xxh3_64(&buf) % PARTITIONS
 }
 
 /// The exclusive lock on one data dir; released when dropped (or when the

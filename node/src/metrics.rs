@@ -35,7 +35,7 @@ pub const OPS: &[&str] = &[
     "DeleteObject", "CreateMultipartUpload", "UploadPart", "UploadPartCopy",
     "CompleteMultipartUpload", "AbortMultipartUpload", "ListParts", "SelectObjectContent",
     "RestoreObject",
-    OP_IAM, OP_HEALTH, OP_UNROUTED, OP_OTHER,
+    OP_IAM, OP_HEALTH, OP_UNROUTED, OP_FORWARDED, OP_OTHER,
 ];
 /// IAM and STS query API calls (POST `/` signed for `iam` or `sts`).
 pub const OP_IAM: &str = "IamStsQuery";
@@ -44,6 +44,8 @@ pub const OP_HEALTH: &str = "Health";
 /// Requests refused before an operation was known (bad head, bad route, auth).
 pub const OP_UNROUTED: &str = "Unrouted";
 pub const OP_OTHER: &str = "Other";
+/// Object requests proxied to the node that owns the key (`forward`).
+pub const OP_FORWARDED: &str = "Forwarded";
 
 /// Status codes counted by their own label; the rest count as `other`.
 const STATUSES: &[u16] =

@@ -437,7 +437,14 @@ pub fn run(config: Config) -> Result<(), String> {
     let identities = arc_swap::ArcSwap::from_pointee(identities);
     let cluster = match config.cluster.clone() {
         Some(c) => {
+            if tls.is_some() {
+                // Nodes forward S3 requests to a key's owner over plain HTTP (`forward`).
+                return Err("--tls-cert with --cluster-address: forwarding S3 requests between nodes over TLS is \
+                            not built yet; terminate TLS in front of the nodes"
+                    .into());
+            }
             let node = Arc::new(crate::cluster::ClusterNode::open(c, &home)?);
+            node.set_s3_address(addr);
             node.start_raft(&home)?;
             Some(node)
         }

@@ -120,6 +120,11 @@ impl StateMachineStore {
         }
     }
 
+    /// `f` of the applied state, under the lock (no copy of the state).
+    pub fn read<R>(&self, f: impl FnOnce(&ConfigState) -> R) -> R {
+        f(&self.lock().state)
+    }
+
     /// (last applied index, history hash) without copying the state.
     pub fn position(&self) -> (u64, u64) {
         let g = self.lock();

@@ -21,6 +21,12 @@ pub type HostAnswer = Result<Vec<u8>, Vec<u8>>;
 /// Whoever serves member calls on this node.
 pub trait ShardHost {
     fn exec(&self, target: Target, call: Call) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>>;
+
+    /// A node-level call (`fanout::METHOD_NODE_RANGE`): a page of this
+    /// node's own listing.
+    fn node_call(&self, _method: u16, _payload: Vec<u8>) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>> {
+        Box::pin(async { Err(b"this host serves no node calls".to_vec()) })
+    }
 }
 
 /// Runs one member call on a shard of this core: the answer payload.
@@ -82,6 +88,16 @@ pub struct NodeHost {
 }
 
 impl ShardHost for NodeHost {
+    fn node_call(&self, method: u16, payload: Vec<u8>) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>> {
+        let ctx = self.ctx.clone();
+        Box::pin(async move {
+            match method {
+                crate::fanout::METHOD_NODE_RANGE => crate::fanout::serve_range(&ctx, &payload).await,
+                _ => Err(b"unknown node call".to_vec()),
+            }
+        })
+    }
+
     fn exec(&self, target: Target, call: Call) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>> {
         let ctx = self.ctx.clone();
         Box::pin(async move {

@@ -9,7 +9,6 @@ use std::rc::Rc;
 
 use base64::Engine;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use tessera_io::Entry;
 use tessera_proto::router::Query;
 use tessera_proto::time::format_iso8601_ms;
 use tessera_proto::xml::XmlWriter;
@@ -31,15 +30,29 @@ pub const MAX_KEYS: usize = 1000;
 /// Characters left as-is by `encoding-type=url`: the unreserved set and `/`.
 const URL_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
 
+/// What a listing reads of an index entry.
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub summary: Box<[u8]>,
+}
+
+/// Where a cursor's entries come from.
+enum Source {
+    Shard(u32),
+    /// Another node of the cluster, which merges its own shards (`fanout`).
+    Peer(tessera_cluster::NodeIdentity),
+}
+
 struct Cursor {
-    shard: u32,
-    buf: VecDeque<(Vec<u8>, Entry)>,
-    /// Last key fetched from the shard (the next fetch starts after it).
+    source: Source,
+    buf: VecDeque<(Vec<u8>, Item)>,
+    /// Last key fetched from the source (the next fetch starts after it).
     after: Option<Vec<u8>>,
     exhausted: bool,
 }
 
-/// Merges the sorted `table` ranges of every shard under `prefix`.
+/// Merges the sorted `table` ranges of every shard under `prefix`; in a
+/// cluster, of every placed node's shards.
 pub struct MergedRange<'a> {
     ctx: &'a Ctx,
     table: u8,
@@ -50,31 +63,74 @@ pub struct MergedRange<'a> {
 
 impl<'a> MergedRange<'a> {
     pub fn new(ctx: &'a Ctx, table: u8, prefix: Vec<u8>, after: Option<Vec<u8>>, batch: usize) -> Self {
+        let mut r = Self::local(ctx, table, prefix, after.clone(), batch);
+        r.cursors.extend(crate::fanout::peers(ctx).into_iter().map(|p| Cursor {
+            source: Source::Peer(p),
+            buf: VecDeque::new(),
+            after: after.clone(),
+            exhausted: false,
+        }));
+        r
+    }
+
+    /// This node's shards only (what a peer's range call reads).
+    pub fn local(ctx: &'a Ctx, table: u8, prefix: Vec<u8>, after: Option<Vec<u8>>, batch: usize) -> Self {
         let cursors = (0..ctx.shards.count())
-            .map(|shard| Cursor { shard, buf: VecDeque::new(), after: after.clone(), exhausted: false })
+            .map(|shard| Cursor { source: Source::Shard(shard), buf: VecDeque::new(), after: after.clone(), exhausted: false })
             .collect();
         MergedRange { ctx, table, prefix, batch: batch.max(1), cursors }
     }
 
     async fn refill(&mut self) -> S3Result<()> {
-        for c in self.cursors.iter_mut().filter(|c| c.buf.is_empty() && !c.exhausted) {
-            let got = self
-                .ctx
-                .shards
-                .range(c.shard, self.table, self.prefix.clone(), c.after.clone(), self.batch)
-                .await
-                .map_err(io_error)?;
-            c.exhausted = got.len() < self.batch;
-            if let Some((k, _)) = got.last() {
-                c.after = Some(k.clone());
+        // Peers are asked at once; local shards one after another (their
+        // calls are cheap and mostly on this core).
+        let (ctx, table, batch) = (self.ctx, self.table, self.batch);
+        let prefix = &self.prefix;
+        let remote: Vec<_> = self
+            .cursors
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.buf.is_empty() && !c.exhausted)
+            .filter_map(|(i, c)| match &c.source {
+                Source::Peer(p) => Some(async move {
+                    (i, crate::fanout::range(ctx, p, table, prefix, c.after.as_deref(), batch).await)
+                }),
+                Source::Shard(_) => None,
+            })
+            .collect();
+        let answers = futures_util::future::join_all(remote).await;
+        for (i, got) in answers {
+            Self::take_page(&mut self.cursors[i], got?, batch);
+        }
+        for i in 0..self.cursors.len() {
+            let c = &self.cursors[i];
+            let Source::Shard(shard) = c.source else { continue };
+            if !c.buf.is_empty() || c.exhausted {
+                continue;
             }
-            c.buf.extend(got);
+            let got = ctx
+                .shards
+                .range(shard, table, self.prefix.clone(), c.after.clone(), batch)
+                .await
+                .map_err(io_error)?
+                .into_iter()
+                .map(|(k, e)| (k, Item { summary: e.summary }))
+                .collect();
+            Self::take_page(&mut self.cursors[i], got, batch);
         }
         Ok(())
     }
 
+    fn take_page(c: &mut Cursor, got: Vec<(Vec<u8>, Item)>, batch: usize) {
+        c.exhausted = got.len() < batch;
+        if let Some((k, _)) = got.last() {
+            c.after = Some(k.clone());
+        }
+        c.buf.extend(got);
+    }
+
     /// The smallest next key without taking it.
-    pub async fn peek(&mut self) -> S3Result<Option<&(Vec<u8>, Entry)>> {
+    pub async fn peek(&mut self) -> S3Result<Option<&(Vec<u8>, Item)>> {
         self.refill().await?;
         let best = self
             .cursors
@@ -86,7 +142,7 @@ impl<'a> MergedRange<'a> {
         Ok(best.and_then(|i| self.cursors[i].buf.front()))
     }
 
-    pub async fn next(&mut self) -> S3Result<Option<(Vec<u8>, Entry)>> {
+    pub async fn next(&mut self) -> S3Result<Option<(Vec<u8>, Item)>> {
         self.refill().await?;
         let best = self
             .cursors

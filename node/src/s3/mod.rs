@@ -13,7 +13,7 @@ pub mod lifecycle;
 pub mod notification;
 mod replication;
 pub use get::read_version;
-mod list;
+pub mod list;
 mod lock;
 pub mod logging;
 pub(crate) mod multipart;

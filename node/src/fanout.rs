@@ -1,0 +1,257 @@
+//! Listing across the nodes of a cluster (issue 12): each placed node
+//! holds the objects of the partitions it owns, so a listing merges this
+//! node's shards with every other placed node's (`s3::list::MergedRange`,
+//! one cursor per local shard and per peer). A peer answers a page of its
+//! own merged range with RPC method `METHOD_NODE_RANGE`.
+//!
+//! Wire (FORMAT BOUNDARY, inside the authenticated RPC frame), version 1:
+//! - request: version, table, prefix (u16 length + bytes), after (a flag
+//!   byte, then u16 length + bytes), batch (u32, at most `MAX_BATCH`);
+//! - answer: version, count (u32), then per item the key (u16 length +
+//!   bytes) and the summary (u32 length + bytes), in key order.
+//!
+//! Only the listing tables (current versions, noncurrent versions,
+//! uploads) can be read this way.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_cluster::NodeIdentity;
+use tessera_proto::{S3Error, S3ErrorCode, S3Result};
+
+use crate::cluster::ClusterNode;
+use crate::cluster_pool::RpcPool;
+use crate::meta::{T_OBJECTS, T_UPLOADS, T_VERSIONS};
+use crate::owners::NodeRecord;
+use crate::s3::list::{Item, MergedRange};
+use crate::server::Ctx;
+
+pub const METHOD_NODE_RANGE: u16 = 36;
+const VERSION: u8 = 1;
+/// Largest page a peer is asked for (a listing asks max-keys + 1).
+pub const MAX_BATCH: u32 = 4096;
+const RANGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest key accepted on the wire (S3 keys are at most 1,024 bytes, plus
+/// the bucket and table prefixes).
+const MAX_KEY: usize = 4096;
+
+thread_local! {
+    /// This reactor's connections to peers for listing calls.
+    static POOL: RefCell<Option<Rc<RpcPool>>> = const { RefCell::new(None) };
+}
+
+fn pool(node: &Arc<ClusterNode>) -> Rc<RpcPool> {
+    POOL.with(|p| p.borrow_mut().get_or_insert_with(|| RpcPool::new(node.clone())).clone())
+}
+
+/// The peers a listing on this node merges: every placed node but itself.
+pub fn peers(ctx: &Ctx) -> Vec<NodeIdentity> {
+    let Some(node) = &ctx.shared.cluster else { return Vec::new() };
+    let Some(owners) = node.owners.load_full() else { return Vec::new() };
+    let me = node.id_hex();
+    owners.placed_nodes().into_iter().filter(|r| r.id != me).filter_map(identity).collect()
+}
+
+fn identity(r: &NodeRecord) -> Option<NodeIdentity> {
+    let id: [u8; 16] = hex::decode(&r.id).ok()?.try_into().ok()?;
+    Some(NodeIdentity { addr: r.cluster, id, bump: 0 })
+}
+
+fn put16(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u16).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+pub fn encode_request(table: u8, prefix: &[u8], after: Option<&[u8]>, batch: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + prefix.len() + after.map_or(0, <[u8]>::len));
+    out.push(VERSION);
+    out.push(table);
+    put16(&mut out, prefix);
+    match after {
+        Some(a) => {
+            out.push(1);
+            put16(&mut out, a);
+        }
+        None => out.push(0),
+    }
+    out.extend_from_slice(&(batch.min(MAX_BATCH as usize) as u32).to_le_bytes());
+    out
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
+        if self.0.len() < n {
+            return Err("cut short");
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, &'static str> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<usize, &'static str> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2")) as usize)
+    }
+    fn u32(&mut self) -> Result<u32, &'static str> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn key(&mut self) -> Result<Vec<u8>, &'static str> {
+        let n = self.u16()?;
+        if n > MAX_KEY {
+            return Err("a key too long");
+        }
+        Ok(self.take(n)?.to_vec())
+    }
+}
+
+pub struct RangeCall {
+    pub table: u8,
+    pub prefix: Vec<u8>,
+    pub after: Option<Vec<u8>>,
+    pub batch: usize,
+}
+
+pub fn decode_request(b: &[u8]) -> Result<RangeCall, &'static str> {
+    let mut r = Reader(b);
+    if r.u8()? != VERSION {
+        return Err("a range call of another version");
+    }
+    let table = r.u8()?;
+    if ![T_OBJECTS, T_VERSIONS, T_UPLOADS].contains(&table) {
+        return Err("not a listing table");
+    }
+    let prefix = r.key()?;
+    let after = match r.u8()? {
+        0 => None,
+        1 => Some(r.key()?),
+        _ => return Err("a bad flag"),
+    };
+    let batch = r.u32()?;
+    if batch == 0 || batch > MAX_BATCH {
+        return Err("a batch out of range");
+    }
+    if !r.0.is_empty() {
+        return Err("trailing bytes");
+    }
+    Ok(RangeCall { table, prefix, after, batch: batch as usize })
+}
+
+pub fn encode_items(items: &[(Vec<u8>, Item)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + items.iter().map(|(k, i)| 6 + k.len() + i.summary.len()).sum::<usize>());
+    out.push(VERSION);
+    out.extend_from_slice(&(items.len() as u32).to_le_bytes());
+    for (k, i) in items {
+        put16(&mut out, k);
+        out.extend_from_slice(&(i.summary.len() as u32).to_le_bytes());
+        out.extend_from_slice(&i.summary);
+    }
+    out
+}
+
+pub fn decode_items(b: &[u8], batch: usize) -> Result<Vec<(Vec<u8>, Item)>, &'static str> {
+    let mut r = Reader(b);
+    if r.u8()? != VERSION {
+        return Err("a range answer of another version");
+    }
+    let n = r.u32()? as usize;
+    if n > batch {
+        return Err("more items than asked");
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut last: Option<Vec<u8>> = None;
+    for _ in 0..n {
+        let k = r.key()?;
+        let len = r.u32()? as usize;
+        let summary: Box<[u8]> = r.take(len)?.into();
+        if last.as_ref().is_some_and(|l| *l >= k) {
+            return Err("items out of order");
+        }
+        last = Some(k.clone());
+        out.push((k, Item { summary }));
+    }
+    if !r.0.is_empty() {
+        return Err("trailing bytes");
+    }
+    Ok(out)
+}
+
+fn unavailable(peer: &NodeIdentity, why: impl std::fmt::Display) -> S3Error {
+    tracing::warn!(peer = %peer.addr, "listing: {why}");
+    S3Error::with_message(
+        S3ErrorCode::ServiceUnavailable,
+        "A node holding part of this listing cannot be reached; please retry.",
+    )
+}
+
+/// A page of `peer`'s own merged range.
+pub async fn range(
+    ctx: &Ctx,
+    peer: &NodeIdentity,
+    table: u8,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    batch: usize,
+) -> S3Result<Vec<(Vec<u8>, Item)>> {
+    let node = ctx.shared.cluster.as_ref().ok_or_else(|| S3Error::new(S3ErrorCode::InternalError))?;
+    let batch = batch.min(MAX_BATCH as usize);
+    let answer = pool(node)
+        .call(peer, METHOD_NODE_RANGE, encode_request(table, prefix, after, batch), RANGE_TIMEOUT)
+        .await
+        .map_err(|e| unavailable(peer, e))?;
+    decode_items(&answer, batch).map_err(|e| unavailable(peer, format!("a malformed range answer: {e}")))
+}
+
+/// Answers a peer's range call from this node's shards.
+pub async fn serve_range(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, Vec<u8>> {
+    let call = decode_request(payload).map_err(|e| e.as_bytes().to_vec())?;
+    let mut r = MergedRange::local(ctx, call.table, call.prefix, call.after, call.batch);
+    let mut items = Vec::with_capacity(call.batch.min(1024));
+    while items.len() < call.batch {
+        match r.next().await {
+            Ok(Some(x)) => items.push(x),
+            Ok(None) => break,
+            Err(e) => return Err(format!("{}: {}", e.code, e.message).into_bytes()),
+        }
+    }
+    Ok(encode_items(&items))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_calls_and_answers_round_trip_and_damage_is_refused() {
+        let req = encode_request(T_OBJECTS, b"\x00\x00\x00\x00\x00\x00\x00\x07photos/", Some(b"photos/b"), 1001);
+        let c = decode_request(&req).unwrap();
+        assert_eq!((c.table, c.batch), (T_OBJECTS, 1001));
+        assert_eq!(c.after.as_deref(), Some(&b"photos/b"[..]));
+        for cut in 0..req.len() {
+            assert!(decode_request(&req[..cut]).is_err());
+        }
+        let mut other = req.clone();
+        other[0] = 2;
+        assert!(decode_request(&other).is_err());
+        let mut table = req.clone();
+        table[1] = crate::meta::T_IAM;
+        assert!(decode_request(&table).is_err(), "only listing tables can be read");
+
+        let items: Vec<(Vec<u8>, Item)> =
+            vec![(b"a".to_vec(), Item { summary: vec![1, 2].into() }), (b"b".to_vec(), Item { summary: Box::new([]) })];
+        let ans = encode_items(&items);
+        let back = decode_items(&ans, 2).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!((back[0].0.as_slice(), &*back[0].1.summary), (&b"a"[..], &[1u8, 2][..]));
+        assert!(decode_items(&ans, 1).is_err(), "more items than asked");
+        for cut in 0..ans.len() {
+            assert!(decode_items(&ans[..cut], 2).is_err());
+        }
+        let swapped = encode_items(&[items[1].clone(), items[0].clone()]);
+        assert!(decode_items(&swapped, 2).is_err(), "out of order");
+    }
+}
