@@ -211,7 +211,7 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn Sh
                     let _ = tokens.try_send(());
                 });
             }
-            (crate::fanout::METHOD_NODE_RANGE, Some(host)) => {
+            (crate::fanout::METHOD_NODE_RANGE | crate::fanout::METHOD_NODE_DELETE, Some(host)) => {
                 if tokens_rx.recv().await.is_err() {
                     break Ok(());
                 }

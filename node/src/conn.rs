@@ -333,7 +333,7 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
     };
     loop {
         conn.shrink_when_idle();
-        let head = match read_head(&ctx, &mut conn, true).await {
+        let mut head = match read_head(&ctx, &mut conn, true).await {
             Ok(Some(h)) => h,
             Ok(None) => return account(&ctx, &mut conn, None),
             Err(e) => {
@@ -360,6 +360,12 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
         if let Some(node) = ctx.shared.cluster.as_ref().filter(|_| !head.path.starts_with("/_tessera/")) {
             let early = match crate::forward::decide(node, &head, peer, &ctx.shared.config.vhost_domains) {
                 crate::forward::Decision::Local(ip) => {
+                    // Checked (or not ours): it is not part of the client's
+                    // signed request, so the signature check must not see it.
+                    head.headers.remove(crate::forward::HEADER);
+                    // A forwarder's connection carries many clients' requests:
+                    // each is this request's client (events, SSE-C's rule).
+                    conn.peer = Some(ip);
                     client = ip;
                     None
                 }

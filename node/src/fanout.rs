@@ -12,12 +12,20 @@
 //!
 //! Only the listing tables (current versions, noncurrent versions,
 //! uploads) can be read this way.
+//!
+//! A DeleteObjects names keys of many owners: the node the client asked
+//! authorizes every key, deletes its own and sends each peer its share
+//! with `METHOD_NODE_DELETE` (JSON, `DeleteCall` version 1: the bucket's
+//! name and id, the keys and version ids, the governance bypass and the
+//! request's origin for events); the peer deletes them as its own
+//! DeleteObjects would and answers each key's outcome.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tessera_cluster::NodeIdentity;
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
@@ -29,6 +37,8 @@ use crate::s3::list::{Item, MergedRange};
 use crate::server::Ctx;
 
 pub const METHOD_NODE_RANGE: u16 = 36;
+/// A peer's share of a DeleteObjects (`delete_elsewhere`).
+pub const METHOD_NODE_DELETE: u16 = 37;
 const VERSION: u8 = 1;
 /// Largest page a peer is asked for (a listing asks max-keys + 1).
 pub const MAX_BATCH: u32 = 4096;
@@ -219,6 +229,142 @@ pub async fn serve_range(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, Vec<u8>> 
         }
     }
     Ok(encode_items(&items))
+}
+
+#[derive(Serialize, Deserialize)]
+struct DeleteCall {
+    v: u8,
+    bucket: String,
+    bucket_id: u64,
+    bypass: bool,
+    origin: Option<(String, String, String)>,
+    keys: Vec<(String, Option<String>)>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Deleted {
+    Ok { version: Option<String>, delete_marker: bool },
+    Err { code: String, message: String },
+}
+
+/// The codes a peer's delete can answer; any other comes back as an
+/// internal error with its message.
+fn code_of(s: &str) -> S3ErrorCode {
+    use S3ErrorCode::*;
+    [AccessDenied, NoSuchVersion, NoSuchBucket, InvalidArgument, InvalidRequest, OperationAborted, ServiceUnavailable, SlowDown]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+        .unwrap_or(InternalError)
+}
+
+type Todo = Vec<(usize, Option<crate::meta::VersionSel>)>;
+
+/// Sends the keys of `todo` that other nodes own to them (see the module
+/// doc), fills their `results`, and returns the keys this node deletes.
+pub(crate) async fn delete_elsewhere(
+    ctx: &Ctx,
+    b: &crate::buckets::BucketInfo,
+    objects: &[(String, Option<String>)],
+    todo: Todo,
+    results: &mut [S3Result<crate::s3::delete::Outcome>],
+    bypass: bool,
+    origin: Option<&crate::notify::Origin>,
+) -> Todo {
+    let Some(node) = &ctx.shared.cluster else { return todo };
+    let Some(owners) = node.owners.load_full() else { return todo };
+    let me = node.id_hex();
+    let mut mine = Vec::with_capacity(todo.len());
+    let mut theirs: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    for (i, sel) in todo {
+        match owners.owner_of(crate::layout::partition_of(&b.name, &objects[i].0)) {
+            Some(o) if o.id != me => theirs.entry(o.id.clone()).or_default().push(i),
+            _ => mine.push((i, sel)),
+        }
+    }
+    let calls = theirs.into_iter().map(|(id, idx)| {
+        let peer = owners.nodes.get(&id).and_then(identity);
+        let call = DeleteCall {
+            v: VERSION,
+            bucket: b.name.clone(),
+            bucket_id: b.id,
+            bypass,
+            origin: origin.map(|o| (o.principal.clone(), o.source_ip.clone(), o.request_id.clone())),
+            keys: idx.iter().map(|&i| objects[i].clone()).collect(),
+        };
+        async move {
+            let Some(peer) = peer else { return (idx, Err(S3Error::new(S3ErrorCode::InternalError))) };
+            let payload = serde_json::to_vec(&call).expect("a delete call serializes");
+            let answer = pool(node).call(&peer, METHOD_NODE_DELETE, payload, RANGE_TIMEOUT).await;
+            let out = match answer {
+                Ok(a) => serde_json::from_slice::<Vec<Deleted>>(&a)
+                    .ok()
+                    .filter(|v| v.len() == idx.len())
+                    .ok_or_else(|| unavailable(&peer, "a malformed delete answer")),
+                Err(e) => Err(unavailable(&peer, e)),
+            };
+            (idx, out)
+        }
+    });
+    for (idx, out) in futures_util::future::join_all(calls).await {
+        match out {
+            Ok(each) => {
+                for (i, d) in idx.into_iter().zip(each) {
+                    results[i] = match d {
+                        Deleted::Ok { version, delete_marker } => Ok(crate::s3::delete::Outcome { version, delete_marker }),
+                        Deleted::Err { code, message } => Err(S3Error::with_message(code_of(&code), message)),
+                    };
+                }
+            }
+            Err(e) => {
+                for i in idx {
+                    results[i] = Err(e.clone());
+                }
+            }
+        }
+    }
+    mine
+}
+
+/// Deletes a peer's share of a DeleteObjects on this node.
+pub async fn serve_delete(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, Vec<u8>> {
+    let call: DeleteCall = serde_json::from_slice(payload).map_err(|e| format!("a malformed delete call: {e}").into_bytes())?;
+    if call.v != VERSION {
+        return Err(b"a delete call of another version".to_vec());
+    }
+    let refuse_all = |code: S3ErrorCode| {
+        let each: Vec<Deleted> =
+            call.keys.iter().map(|_| Deleted::Err { code: code.as_str().into(), message: String::new() }).collect();
+        Ok(serde_json::to_vec(&each).expect("serializes"))
+    };
+    let Some(b) = ctx.shared.buckets.get(&call.bucket).filter(|b| b.id == call.bucket_id) else {
+        return refuse_all(S3ErrorCode::NoSuchBucket);
+    };
+    let owners = ctx.shared.cluster.as_ref().and_then(|n| n.owners.load_full().map(|o| (o, n.id_hex())));
+    let origin = call.origin.as_ref().map(|(principal, source_ip, request_id)| crate::notify::Origin {
+        principal: principal.clone(),
+        source_ip: source_ip.clone(),
+        request_id: request_id.clone(),
+        replica: None,
+    });
+    // Keys this node does not own (its layout differs from the caller's) are refused.
+    let (owned, foreign): (Vec<usize>, Vec<usize>) = (0..call.keys.len()).partition(|&i| {
+        owners.as_ref().is_none_or(|(o, me)| {
+            o.owner_of(crate::layout::partition_of(&b.name, &call.keys[i].0)).is_none_or(|r| &r.id == me)
+        })
+    });
+    let keys: Vec<(String, Option<String>)> = owned.iter().map(|&i| call.keys[i].clone()).collect();
+    let done = crate::s3::delete::delete_here(ctx, &b, &keys, call.bypass, origin.as_ref()).await;
+    let mut each: Vec<Option<Deleted>> = (0..call.keys.len()).map(|_| None).collect();
+    for (i, r) in owned.into_iter().zip(done) {
+        each[i] = Some(match r {
+            Ok(o) => Deleted::Ok { version: o.version, delete_marker: o.delete_marker },
+            Err(e) => Deleted::Err { code: e.code.as_str().into(), message: e.message },
+        });
+    }
+    for i in foreign {
+        each[i] = Some(Deleted::Err { code: S3ErrorCode::ServiceUnavailable.as_str().into(), message: "placement changing".into() });
+    }
+    Ok(serde_json::to_vec(&each.into_iter().map(|d| d.expect("every key answered")).collect::<Vec<_>>()).expect("serializes"))
 }
 
 #[cfg(test)]

@@ -105,6 +105,14 @@ pub fn decide(node: &ClusterNode, head: &RequestHead, peer: IpAddr, vhost_domain
     Decision::Forward { to: owner.s3, version: owners.version }
 }
 
+/// Whether this node stores `(bucket, key)`: true outside a cluster and
+/// before a layout, else when it owns the key's partition.
+pub fn owned_here(ctx: &Ctx, bucket: &str, key: &str) -> bool {
+    let Some(node) = &ctx.shared.cluster else { return true };
+    let Some(owners) = node.owners.load_full() else { return true };
+    owners.owner_of(crate::layout::partition_of(bucket, key)).is_none_or(|o| o.id == node.id_hex())
+}
+
 fn mac_input(head: &RequestHead, version: u64, client: &str, secs: u64) -> Vec<u8> {
     format!(
         "1|{version}|{client}|{secs}|{}|{}|{}|{}",

@@ -29,6 +29,11 @@ impl Headers {
         self.entries.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
+    /// Drops every value of `name` (lowercase).
+    pub fn remove(&mut self, name: &str) {
+        self.entries.retain(|(n, _)| n != name);
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
     }

@@ -93,6 +93,7 @@ impl ShardHost for NodeHost {
         Box::pin(async move {
             match method {
                 crate::fanout::METHOD_NODE_RANGE => crate::fanout::serve_range(&ctx, &payload).await,
+                crate::fanout::METHOD_NODE_DELETE => crate::fanout::serve_delete(&ctx, &payload).await,
                 _ => Err(b"unknown node call".to_vec()),
             }
         })

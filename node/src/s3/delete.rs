@@ -28,11 +28,34 @@ pub const MULTI_DELETE_CONCURRENCY: usize = 64;
 
 /// What a delete did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Outcome {
+pub(crate) struct Outcome {
     /// The version id to report: the one removed, or the marker written.
-    version: Option<String>,
+    pub(crate) version: Option<String>,
     /// A delete marker was written, or the version removed was one.
-    delete_marker: bool,
+    pub(crate) delete_marker: bool,
+}
+
+/// Deletes `keys` of `b` on this node (a peer's share of a DeleteObjects,
+/// authorized by the node the client asked: `fanout`).
+pub(crate) async fn delete_here(
+    ctx: &Ctx,
+    b: &BucketInfo,
+    keys: &[(String, Option<String>)],
+    bypass: bool,
+    origin: Option<&Origin>,
+) -> Vec<S3Result<Outcome>> {
+    let mut out = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(MULTI_DELETE_CONCURRENCY) {
+        let runs = chunk.iter().map(|(key, version)| async move {
+            let sel = match version.as_deref().map(VersionSel::parse).transpose() {
+                Ok(sel) => sel,
+                Err(_) => return Err(S3Error::new(S3ErrorCode::NoSuchVersion)),
+            };
+            delete_one(ctx, b, key, sel, bypass, origin).await
+        });
+        out.extend(futures_util::future::join_all(runs).await);
+    }
+    out
 }
 
 pub async fn delete_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Result<Response> {
@@ -125,6 +148,8 @@ pub async fn delete_objects(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo
             }
         });
     }
+    // In a cluster, keys another node owns are deleted there (`fanout`).
+    let todo = crate::fanout::delete_elsewhere(ctx, b, &del.objects, todo, &mut results, bypass, origin).await;
     let plain = b.versioning == Versioning::Unversioned && todo.iter().all(|(_, s)| s.is_none());
     if plain {
         delete_grouped(ctx, b, &del.objects, &todo, &mut results, origin).await;

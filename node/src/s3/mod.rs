@@ -6,7 +6,7 @@ mod acl;
 mod attributes;
 mod bucket;
 mod cors;
-mod delete;
+pub(crate) mod delete;
 mod encryption;
 pub mod get;
 pub mod lifecycle;

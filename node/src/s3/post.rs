@@ -235,6 +235,14 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     if key.len() > MAX_KEY_BYTES {
         return Err(S3Error::new(S3ErrorCode::KeyTooLongError));
     }
+    // In a cluster the key's owner must store it; the form's key is known
+    // only now, past the point a request can be forwarded whole.
+    if !crate::forward::owned_here(ctx, &bucket_name, &key) {
+        return Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            "In a cluster, a browser upload must be sent to the node that owns its key (not built yet: forwarding form uploads).",
+        ));
+    }
 
     // Every condition, before anything is stored.
     let mut max_size = super::MAX_OBJECT_BYTES;

@@ -300,6 +300,14 @@ pub(super) async fn load_copy_source(
     let (sb, sk, sel) = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
     let src_bucket = ctx.shared.buckets.get(&sb).ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))?;
     let versioned = sel.is_some();
+    // In a cluster the request runs on the destination key's owner; a
+    // source another node owns cannot be read here yet.
+    if !crate::forward::owned_here(ctx, &sb, &sk) {
+        return Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            "In a cluster, copying from a key another node owns is not built yet.",
+        ));
+    }
     let src = match read_version(ctx, &src_bucket, &sk, sel).await {
         Ok(s) => s,
         Err(e) => return Err(authz::copy_source_missing(req, &src_bucket, &sk, versioned, e)),
