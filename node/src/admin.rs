@@ -45,6 +45,8 @@ pub const CLUSTER_PATH: &str = "/admin/v1/cluster";
 /// from this node's applied copy), `PUT ?value=V[&expect=VERSION]` and
 /// `DELETE` (`admin:ClusterConfig`, committed through the leader).
 pub const CLUSTER_CONFIG_PREFIX: &str = "/admin/v1/cluster/config/";
+/// `GET ?bucket=B&key=K`: the partition of a key and the node that owns it.
+pub const CLUSTER_LOCATE_PATH: &str = "/admin/v1/cluster/locate";
 pub const KMS_KEYS_PATH: &str = "/admin/v1/kms/keys";
 
 /// Accepts admin connections until the reactor ends: during a drain too,
@@ -173,11 +175,14 @@ async fn answer(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Respon
         CLUSTER_PATH if get => api(ctx, head, peer, authz::admin::ACTION_CLUSTER_STATUS, || {
             ctx.shared.cluster.as_ref().map_or_else(crate::cluster::status_disabled, |c| c.status())
         }),
+        CLUSTER_LOCATE_PATH if get => api(ctx, head, peer, authz::admin::ACTION_CLUSTER_STATUS, || locate(ctx, head)),
         REPLICATION_PATH if get => {
             api(ctx, head, peer, authz::admin::ACTION_REPLICATION_STATUS, || crate::admin_api::replication(ctx))
         }
         p if p.starts_with(CLUSTER_CONFIG_PREFIX) => cluster_config(ctx, head, peer).await,
-        BUCKETS_PATH | SCRUB_PATH | HEAL_PATH | CONFIG_PATH | CLUSTER_PATH | REPLICATION_PATH => text(405, "method not allowed\n"),
+        BUCKETS_PATH | SCRUB_PATH | HEAL_PATH | CONFIG_PATH | CLUSTER_PATH | CLUSTER_LOCATE_PATH | REPLICATION_PATH => {
+            text(405, "method not allowed\n")
+        }
         "/health/live" if read => live(),
         "/health/ready" if read => ready(ctx),
         "/metrics" if read => Response::new(200)
@@ -201,6 +206,30 @@ async fn answer(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Respon
         "/health/live" | "/health/ready" | "/metrics" | INFO_PATH => text(405, "method not allowed\n"),
         _ => text(404, "not found\n"),
     }
+}
+
+/// `CLUSTER_LOCATE_PATH`: where `(bucket, key)` lives.
+fn locate(ctx: &Ctx, head: &RequestHead) -> serde_json::Value {
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let (mut bucket, mut key) = (String::new(), String::new());
+    for pair in head.query.split('&') {
+        match pair.split_once('=') {
+            Some(("bucket", v)) => bucket = decode(v),
+            Some(("key", v)) => key = decode(v),
+            _ => {}
+        }
+    }
+    let partition = crate::layout::partition_of(&bucket, &key);
+    let owners = ctx.shared.cluster.as_ref().and_then(|c| c.owners.load_full());
+    let owner = owners.as_ref().and_then(|o| o.owner_of(partition));
+    serde_json::json!({
+        "bucket": bucket,
+        "key": key,
+        "partition": partition,
+        "layout_version": owners.as_ref().map(|o| o.layout.version),
+        "owner": owner.map(|o| o.id.clone()),
+        "owner_s3_address": owner.map(|o| o.s3.to_string()),
+    })
 }
 
 /// `/admin/v1/cluster/config/KEY` (see `CLUSTER_CONFIG_PREFIX`).

@@ -23,10 +23,12 @@
 //!   sent itself is dropped, never forwarded. A forwarded request is never
 //!   forwarded again: an owner that does not think it owns the key (its
 //!   layout is behind or ahead) answers 503 and the client retries.
-//! - Bodyless requests reuse idle connections to the owner (a pool per
-//!   reactor and owner); a reused connection that turns out closed before
-//!   any response byte is retried once on a fresh one. Requests with a
-//!   body take a fresh connection, so nothing of a body is ever sent twice.
+//! - Requests reuse idle connections to the owner (a pool per reactor and
+//!   owner, each used again within 20 s and after a non-blocking peek
+//!   shows it open). A reused connection found closed before any response
+//!   byte is retried once on a fresh one for a bodyless request; a request
+//!   with a body is never sent twice (the owner closing in the instant
+//!   between the peek and the send fails it with a 503).
 //! - An owner that cannot be reached gets the client a 503
 //!   `ServiceUnavailable` (a dead owner's partitions are unavailable until
 //!   takeover is built). Once response bytes were relayed, a failure can
@@ -173,12 +175,37 @@ fn upstream_head(node: &ClusterNode, head: &RequestHead, client: IpAddr, version
 }
 
 thread_local! {
-    /// Idle keep-alive connections to owners, per reactor.
-    static POOL: RefCell<HashMap<SocketAddr, Vec<TcpStream>>> = RefCell::new(HashMap::new());
+    /// Idle keep-alive connections to owners, per reactor, with the time
+    /// each was given back.
+    static POOL: RefCell<HashMap<SocketAddr, Vec<(TcpStream, std::time::Instant)>>> = RefCell::new(HashMap::new());
 }
 
+/// An idle connection is used again only this long (owners close idle
+/// connections after `conn::IDLE_TIMEOUT`).
+const POOL_IDLE: Duration = Duration::from_secs(20);
+
+/// Whether an idle connection still looks open: nothing to read and no
+/// end of stream (a non-blocking peek).
+fn looks_open(s: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut b = [0u8; 1];
+    // SAFETY: a valid fd and a 1-byte buffer we own.
+    let n = unsafe { libc::recv(s.as_raw_fd(), b.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+}
+
+/// An idle connection to `to` that is fresh and still open.
 fn pooled(to: SocketAddr) -> Option<TcpStream> {
-    POOL.with(|p| p.borrow_mut().get_mut(&to).and_then(Vec::pop))
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        let idle = p.get_mut(&to)?;
+        while let Some((s, since)) = idle.pop() {
+            if since.elapsed() < POOL_IDLE && looks_open(&s) {
+                return Some(s);
+            }
+        }
+        None
+    })
 }
 
 fn give_back(to: SocketAddr, s: TcpStream) {
@@ -186,7 +213,7 @@ fn give_back(to: SocketAddr, s: TcpStream) {
         let mut p = p.borrow_mut();
         let idle = p.entry(to).or_default();
         if idle.len() < POOL_PER_OWNER {
-            idle.push(s);
+            idle.push((s, std::time::Instant::now()));
         }
     });
 }
@@ -228,9 +255,10 @@ pub async fn proxy(ctx: &Rc<Ctx>, conn: &mut Conn, head: &RequestHead, client: I
     };
     let bodyless = framing == BodyFraming::Length(0);
     let head_bytes = upstream_head(node, head, client, version);
-    // A reused connection may have been closed by the owner meanwhile:
-    // one retry on a fresh one, for a bodyless request only.
-    let mut reused = bodyless.then(|| pooled(to)).flatten();
+    // An idle connection is checked before use; one the owner closed in
+    // the instant after is retried once on a fresh one, for a bodyless
+    // request only (a body already read cannot be sent again).
+    let mut reused = pooled(to);
     loop {
         let was_reused = reused.is_some();
         let mut up = match reused.take() {

@@ -1,0 +1,285 @@
+//! Objects in a cluster of real `tessera` processes on loopback: every node
+//! answers S3 for every bucket; an object lives on its key's owner (the
+//! layout in the cluster configuration) and the other nodes forward object
+//! requests there; listings merge every node; DeleteObjects reaches every
+//! owner; a dead owner's keys answer 503 while the others go on, and come
+//! back with it.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use aws_sdk_s3::Client;
+use tessera_tests::*;
+
+const SECRET: &str = "the data test cluster's secret";
+const AK: &str = "AKIACLUSTERDATATEST1";
+const SK: &str = "cluster-data-test-secret-0123456789abcd";
+
+fn free_udp_port() -> SocketAddr {
+    loop {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind a udp port");
+        let a = s.local_addr().unwrap();
+        if TcpListener::bind(a).is_ok() {
+            return a;
+        }
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// A node with fixed S3 and cluster addresses (so a restart comes back on
+/// them) and the root credentials every node shares.
+fn start_node(cluster: SocketAddr, join: Option<SocketAddr>) -> Server {
+    let mut args = vec![format!("--address={}", free_addr()), "--cluster-address".to_string(), cluster.to_string()];
+    if let Some(j) = join {
+        args.extend(["--join".to_string(), j.to_string()]);
+    }
+    let env = vec![
+        ("TESSERA_CLUSTER_SECRET".to_string(), SECRET.to_string()),
+        ("TESSERA_ACCESS_KEY".to_string(), AK.to_string()),
+        ("TESSERA_SECRET_KEY".to_string(), SK.to_string()),
+    ];
+    let mut s = Server::start_with(ServerOpts { args, env, threads: Some(2), ..ServerOpts::default() });
+    s.set_credentials(AK, SK);
+    s
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
+fn layout(server: &Server) -> serde_json::Value {
+    server.admin_json("/admin/v1/cluster")["layout"].clone()
+}
+
+/// The id of the node that owns `key` of `bucket`.
+fn owner_of(server: &Server, bucket: &str, key: &str) -> String {
+    let v = server.admin_json(&format!("/admin/v1/cluster/locate?bucket={bucket}&key={key}"));
+    v["owner"].as_str().expect("an owner").to_string()
+}
+
+fn node_id(server: &Server) -> String {
+    server.admin_json("/admin/v1/cluster")["node"]["id"].as_str().unwrap().to_string()
+}
+
+async fn body(c: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+    match c.get_object().bucket(bucket).key(key).send().await {
+        Ok(o) => Ok(o.body.collect().await.map_err(|e| e.to_string())?.into_bytes().to_vec()),
+        Err(e) => Err(e.into_service_error().meta().code().unwrap_or("?").to_string()),
+    }
+}
+
+async fn list_all(c: &Client, bucket: &str, page: i32) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let r = c
+            .list_objects_v2()
+            .bucket(bucket)
+            .max_keys(page)
+            .set_continuation_token(token.clone())
+            .send()
+            .await
+            .expect("list");
+        out.extend(r.contents().iter().map(|o| o.key().unwrap().to_string()));
+        if r.is_truncated() != Some(true) {
+            return out;
+        }
+        token = r.next_continuation_token().map(str::to_string);
+    }
+}
+
+#[test]
+fn three_nodes_serve_every_object_from_its_owner() {
+    let (ca, cb, cc) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let a = start_node(ca, None);
+    let b = start_node(cb, Some(ca));
+    let c = start_node(cc, Some(ca));
+    let mut nodes = vec![a, b, c];
+    let t = wait_for("a layout of three nodes on every node", Duration::from_secs(40), || {
+        nodes.iter().all(|n| {
+            let l = layout(n);
+            l["nodes"].as_array().is_some_and(|v| v.len() == 3) && l["pending"].as_array().is_some_and(|p| p.is_empty())
+        })
+    });
+    eprintln!("three nodes laid out in {t:?}");
+    for n in &nodes {
+        let l = layout(n);
+        for node in l["nodes"].as_array().unwrap() {
+            assert!(node["partitions_owned"].as_u64().unwrap() > 1000, "balanced: {l}");
+        }
+    }
+    let ids: Vec<String> = nodes.iter().map(node_id).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let clients: Vec<Client> = nodes.iter().map(|n| n.client()).collect();
+    rt.block_on(async {
+        ok(clients[0].create_bucket().bucket("spread").send().await, "create bucket");
+    });
+    wait_for("the bucket on every node", Duration::from_secs(10), || {
+        rt.block_on(async { futures_all(&clients, "spread").await })
+    });
+
+    // Objects written through every node, read back through every node.
+    let keys: Vec<String> = (0..45)
+        .map(|i| match i {
+            0 => "empty".to_string(),
+            1 => "unicodé/ключ/鍵".to_string(),
+            2 => "k".repeat(1024),
+            i => format!("dir{}/obj-{i:03}", i % 3),
+        })
+        .collect();
+    let data = |i: usize| -> Vec<u8> { (0..(i * 997) % 70_000).map(|j| (j * 31 + i) as u8).collect() };
+    rt.block_on(async {
+        for (i, k) in keys.iter().enumerate() {
+            let r = clients[i % 3].put_object().bucket("spread").key(k).body(ByteStream::from(data(i))).send().await;
+            ok(r, &format!("put {k} through node {}", i % 3));
+        }
+        for (i, k) in keys.iter().enumerate() {
+            for (n, cl) in clients.iter().enumerate() {
+                assert_eq!(body(cl, "spread", k).await.as_deref(), Ok(&data(i)[..]), "{k} through node {n}");
+            }
+        }
+    });
+    // The objects really are spread: every node owns some of them.
+    let owners: Vec<String> = keys.iter().filter(|k| k.len() < 200).map(|k| owner_of(&nodes[0], "spread", &urlenc(k))).collect();
+    for id in &ids {
+        assert!(owners.contains(id), "node {id} owns none of the keys");
+    }
+
+    rt.block_on(async {
+        // Listings merge every node, in order, across pages.
+        let mut want = keys.clone();
+        want.sort();
+        for (n, cl) in clients.iter().enumerate() {
+            assert_eq!(list_all(cl, "spread", 1000).await, want, "one page through node {n}");
+            assert_eq!(list_all(cl, "spread", 7).await, want, "pages of 7 through node {n}");
+        }
+        let r = clients[1].list_objects_v2().bucket("spread").delimiter("/").send().await.expect("delimited list");
+        let prefixes: Vec<&str> = r.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
+        assert_eq!(prefixes, ["dir0/", "dir1/", "dir2/", "unicodé/"]);
+        let r = clients[2].list_objects_v2().bucket("spread").prefix("dir1/").send().await.expect("prefix list");
+        assert_eq!(r.key_count(), Some(14));
+
+        // A multipart upload through one node of a key another owns.
+        let cl = &clients[1];
+        let up = cl.create_multipart_upload().bucket("spread").key("big/multi").send().await.expect("create upload");
+        let id = up.upload_id().unwrap();
+        let part = vec![7u8; 5 * 1024 * 1024];
+        let mut parts = Vec::new();
+        for n in 1..=2 {
+            let r = cl
+                .upload_part()
+                .bucket("spread")
+                .key("big/multi")
+                .upload_id(id)
+                .part_number(n)
+                .body(ByteStream::from(part.clone()))
+                .send()
+                .await
+                .expect("part");
+            parts.push(CompletedPart::builder().part_number(n).e_tag(r.e_tag().unwrap()).build());
+        }
+        let uploads = clients[2].list_multipart_uploads().bucket("spread").send().await.expect("uploads");
+        assert_eq!(uploads.uploads().len(), 1, "the upload is listed through another node");
+        let done = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
+        ok(
+            cl.complete_multipart_upload().bucket("spread").key("big/multi").upload_id(id).multipart_upload(done).send().await,
+            "complete",
+        );
+        let got = body(&clients[0], "spread", "big/multi").await.unwrap();
+        assert_eq!(got.len(), 10 * 1024 * 1024);
+
+        // DeleteObjects through one node reaches every owner.
+        let gone: Vec<&String> = keys.iter().skip(3).take(21).collect();
+        let del = Delete::builder()
+            .set_objects(Some(gone.iter().map(|k| ObjectIdentifier::builder().key(k.as_str()).build().unwrap()).collect()))
+            .build()
+            .unwrap();
+        let r = clients[0].delete_objects().bucket("spread").delete(del).send().await.expect("delete objects");
+        assert!(r.errors().is_empty(), "{:?}", r.errors());
+        assert_eq!(r.deleted().len(), 21);
+        for k in &gone {
+            assert_eq!(body(&clients[2], "spread", k).await, Err("NoSuchKey".to_string()), "{k} deleted");
+        }
+        assert_eq!(list_all(&clients[2], "spread", 1000).await.len(), keys.len() - 21 + 1);
+    });
+
+    // A forward header a client made up is dropped, never trusted.
+    let k = &keys[5];
+    let owner = owner_of(&nodes[0], "spread", &urlenc(k));
+    for n in &nodes {
+        let req = RawRequest::new("GET", &format!("/spread/{}", urlenc(k)))
+            .header("Host", &n.addr().to_string())
+            .header("x-tessera-forwarded", "1;1;10.9.9.9;0;00")
+            .sign(AK, SK, std::time::SystemTime::now());
+        let mut conn = RawConn::connect(n.addr());
+        conn.send(&req.to_bytes()).unwrap();
+        let r = conn.read_response_for("GET");
+        assert_eq!(r.status, 200, "a made-up forward header through {}: {}", n.addr(), r.body_text());
+    }
+
+    // kill -9 of one owner: its keys answer 503, the others go on; back, it serves them again.
+    let victim = ids.iter().position(|id| *id == owner).unwrap();
+    nodes[victim].kill9();
+    let live = (victim + 1) % 3;
+    let live_client = nodes[live].client();
+    rt.block_on(async {
+        let mut theirs = 0;
+        let mut others = 0;
+        for (i, k) in keys.iter().enumerate().filter(|(i, k)| (*i < 3 || *i >= 24) && k.len() < 200) {
+            let o = owner_of(&nodes[live], "spread", &urlenc(k));
+            let got = body(&live_client, "spread", k).await;
+            if o == ids[victim] {
+                assert_eq!(got, Err("ServiceUnavailable".to_string()), "{k} on the dead owner");
+                theirs += 1;
+            } else {
+                assert_eq!(got.as_deref(), Ok(&data(i)[..]), "{k} on a live owner");
+                others += 1;
+            }
+        }
+        assert!(theirs > 0 && others > 0, "{theirs} keys on the dead owner, {others} on live ones");
+    });
+    nodes[victim].restart();
+    rt.block_on(async {
+        let c = nodes[live].client();
+        let (i, k) = keys.iter().enumerate().find(|(_, k)| **k == keys[5]).unwrap();
+        let started = Instant::now();
+        loop {
+            match body(&c, "spread", k).await {
+                Ok(b) => {
+                    assert_eq!(b, data(i));
+                    break;
+                }
+                Err(e) => assert!(started.elapsed() < Duration::from_secs(20), "{k} after the owner came back: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+async fn futures_all(clients: &[Client], bucket: &str) -> bool {
+    for c in clients {
+        if c.head_bucket().bucket(bucket).send().await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+fn urlenc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
