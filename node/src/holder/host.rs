@@ -21,6 +21,12 @@ pub type HostAnswer = Result<Vec<u8>, Vec<u8>>;
 /// Whoever serves member calls on this node.
 pub trait ShardHost {
     fn exec(&self, target: Target, call: Call) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>>;
+
+    /// `buckets::cluster::METHOD_BUCKET_DRAIN`: this node's part of a
+    /// DeleteBucket (only a node's host serves it).
+    fn bucket_drain(&self, _payload: Vec<u8>) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>> {
+        Box::pin(async { Err(b"unknown method".to_vec()) })
+    }
 }
 
 /// Runs one member call on a shard of this core: the answer payload.
@@ -96,5 +102,10 @@ impl ShardHost for NodeHost {
             let lane = set as u32 * f.shards_per_disk + target.shard;
             ctx.shards.hosted(lane, disk, call).await.map_err(|e| wire::encode_error(&e))
         })
+    }
+
+    fn bucket_drain(&self, payload: Vec<u8>) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>> {
+        let ctx = self.ctx.clone();
+        Box::pin(async move { crate::buckets::cluster::serve_drain(&ctx.shared.buckets, &ctx.shards, &payload).await })
     }
 }
