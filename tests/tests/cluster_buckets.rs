@@ -89,10 +89,12 @@ async fn put(server: &Server, bucket: &str, key: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn buckets_are_one_registry_across_three_nodes() {
-    let (ca, cb, cc) = (free_udp_port(), free_udp_port(), free_udp_port());
+    // Each cluster port is picked right before its node starts (an earlier
+    // node's ephemeral S3 or admin port could take it otherwise).
+    let ca = free_udp_port();
     let a = start(ca, None);
-    let b = start(cb, Some(ca));
-    let c = start(cc, Some(ca));
+    let b = start(free_udp_port(), Some(ca));
+    let c = start(free_udp_port(), Some(ca));
     let mut nodes = [a, b, c];
     let t = wait_for("three voters, one leader", Duration::from_secs(30), || {
         nodes.iter().all(|n| {
