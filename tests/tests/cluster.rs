@@ -4,8 +4,8 @@
 //! (Membership only: data is not placed across nodes yet, issue 12.)
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant, SystemTime};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
 
 use tessera_tests::cluster::{free_udp_port, start_node, wait_for};
 use tessera_tests::*;

@@ -5,7 +5,7 @@
 //! seconds and writes go on, and the killed node restarted from its files
 //! catches up.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use tessera_tests::cluster::{free_udp_port, start_node, wait_for};
