@@ -259,11 +259,14 @@ async fn cluster_config(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -
             _ => return bad("the query is not UTF-8"),
         };
     }
+    // Bucket records are written by the S3 API only (envelope, Cas, drain).
+    if head.method != Method::Get && key.starts_with(crate::buckets::cluster::KEY_PREFIX) {
+        return bad("keys under bucket/ are the bucket registry's; use the S3 API");
+    }
     let cmd = match head.method {
         Method::Get => {
-            let a = raft.state();
-            let applied = a.last_applied.map(|l| l.index);
-            return match a.state.get(&key) {
+            let (applied, v) = raft.store().get(&key);
+            return match v {
                 Some(v) => json(
                     200,
                     &serde_json::json!({

@@ -164,6 +164,12 @@ impl ClusterRaft {
         serde_json::from_slice(&answer).map_err(|e| e.to_string())
     }
 
+    /// The state machine this node applies to (cheap reads of one key or
+    /// one prefix, the applied index, change notifications).
+    pub fn store(&self) -> &StateMachineStore {
+        &self.sm
+    }
+
     /// The applied configuration (this node's cache).
     pub fn state(&self) -> tessera_raft::state_machine::Applied {
         self.sm.applied()

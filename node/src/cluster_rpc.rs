@@ -7,7 +7,8 @@
 //! per-member RPC status and round-trip time; the Raft methods
 //! (`cluster_raft`), handed to the Raft thread; and the four shard
 //! methods of remote lane members (`holder::wire`), served by the node's
-//! `ShardHost`. A connection's calls run concurrently (at most
+//! `ShardHost`, which also serves DeleteBucket's drain check
+//! (`buckets::cluster::METHOD_BUCKET_DRAIN`, 40). A connection's calls run concurrently (at most
 //! `MAX_SERVED_IN_FLIGHT`), answered as they finish. Calls go through
 //! the pool (`cluster_pool`): one multiplexed connection per peer.
 
@@ -211,7 +212,12 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn Sh
                     let _ = tokens.try_send(());
                 });
             }
-            (crate::fanout::METHOD_NODE_RANGE | crate::fanout::METHOD_NODE_DELETE, Some(host)) => {
+            (
+                crate::fanout::METHOD_NODE_RANGE
+                | crate::fanout::METHOD_NODE_DELETE
+                | crate::buckets::cluster::METHOD_BUCKET_DRAIN,
+                Some(host),
+            ) => {
                 if tokens_rx.recv().await.is_err() {
                     break Ok(());
                 }

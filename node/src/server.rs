@@ -446,6 +446,9 @@ pub fn run(config: Config) -> Result<(), String> {
             let node = Arc::new(crate::cluster::ClusterNode::open(c, &home)?);
             node.set_s3_address(addr);
             node.start_raft(&home)?;
+            if let Some(r) = node.raft() {
+                buckets.attach_cluster(crate::buckets::cluster::ClusterLink::new(node.clone(), r.clone()));
+            }
             Some(node)
         }
         None => None,
@@ -686,9 +689,20 @@ impl Reactor {
         // One reactor loads the bucket registry from every copy (the other
         // cores answer its reads as soon as their shards are open); nobody
         // serves before every reactor is ready.
-        if self.core == 0 {
+        if self.core == 0 && ctx.shared.buckets.clustered() {
+            // In a cluster the registry follows the Raft configuration; the
+            // buckets of the meta shards (from before the node joined) are
+            // proposed to it.
+            let shared = ctx.shared.clone();
+            monoio::spawn(async move { shared.buckets.follow().await });
+            let c = ctx.clone();
+            monoio::spawn(async move { c.shared.buckets.import_local(&c.shards).await });
+            tracing::info!("bucket registry follows the cluster configuration");
+        } else if self.core == 0 {
             let n = ctx.shared.buckets.load(&ctx.shards).await?;
             tracing::info!(buckets = n, copies = ctx.shared.layout.meta_shards.len(), "bucket registry loaded");
+        }
+        if self.core == 0 {
             let n = ctx.shared.iam.load(&ctx.shards).await?;
             tracing::info!(records = n, "IAM store loaded");
         }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::{self, Decoded, Kind};
 use crate::{
-    invalid, replace_file, ConfigState, Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership,
+    invalid, Command, replace_file, ConfigState, Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
 };
 
@@ -43,7 +43,21 @@ struct Inner {
     snapshot: Option<(SnapshotMeta, Vec<u8>)>,
     built: u64,
     installed: u64,
+    /// Told after every apply and snapshot install (see `subscribe`).
+    watcher: Option<Watcher>,
 }
+
+/// What changed in one apply call: the applied index after it and the keys
+/// its commands named (`None`: anything may have changed, as after a
+/// snapshot install).
+pub struct Change<'a> {
+    pub index: u64,
+    pub keys: Option<&'a [String]>,
+}
+
+/// A callback told of every change (on the Raft thread, outside the lock;
+/// it must not block).
+pub type Watcher = Arc<dyn Fn(&Change<'_>) + Send + Sync>;
 
 /// The state machine; clones share it (the snapshot builder is a clone, and
 /// the node reads the configuration through one).
@@ -90,6 +104,7 @@ impl StateMachineStore {
             snapshot: None,
             built: 0,
             installed: 0,
+            watcher: None,
         };
         match fs::read(&path) {
             Ok(bytes) => {
@@ -123,6 +138,37 @@ impl StateMachineStore {
     /// `f` of the applied state, under the lock (no copy of the state).
     pub fn read<R>(&self, f: impl FnOnce(&ConfigState) -> R) -> R {
         f(&self.lock().state)
+    }
+
+    /// The last applied index, without copying the state.
+    pub fn applied_index(&self) -> u64 {
+        self.lock().last_applied.map_or(0, |l| l.index)
+    }
+
+    /// The keys starting with `prefix` and the applied index they are at,
+    /// copying only those (the node's bucket feed reads `bucket/`).
+    pub fn with_prefix(&self, prefix: &str) -> (u64, Vec<(String, crate::Versioned)>) {
+        let g = self.lock();
+        let keys = g.state.keys.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix));
+        (g.last_applied.map_or(0, |l| l.index), keys.map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
+    /// One key's value and version (a copy of that key only).
+    pub fn get(&self, key: &str) -> (u64, Option<crate::Versioned>) {
+        let g = self.lock();
+        (g.last_applied.map_or(0, |l| l.index), g.state.get(key).cloned())
+    }
+
+    /// Sets the callback told of every change (replacing any earlier one).
+    pub fn subscribe(&self, watcher: Watcher) {
+        self.lock().watcher = Some(watcher);
+    }
+
+    fn tell(&self, index: u64, keys: Option<&[String]>) {
+        let w = self.lock().watcher.clone();
+        if let Some(w) = w {
+            w(&Change { index, keys });
+        }
     }
 
     /// (last applied index, history hash) without copying the state.
@@ -165,6 +211,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let mut g = self.lock();
         let mut out = Vec::new();
+        let mut touched = Vec::new();
         for e in entries {
             let (index, term) = (e.log_id.index, e.log_id.leader_id.term);
             g.last_applied = Some(e.log_id);
@@ -177,6 +224,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     let what = serde_json::to_vec(&cmd).expect("command serializes");
                     g.state.record(index, term, &what);
                     out.push(g.state.apply(index, &cmd));
+                    if let Command::Put { key, .. } | Command::Delete { key } | Command::Cas { key, .. } = cmd {
+                        touched.push(key);
+                    }
                 }
                 EntryPayload::Membership(m) => {
                     g.state.record(index, term, b"membership");
@@ -185,6 +235,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
             }
         }
+        let index = g.last_applied.map_or(0, |l| l.index);
+        drop(g);
+        self.tell(index, Some(&touched));
         Ok(out)
     }
 
@@ -211,6 +264,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         g.membership = meta.last_membership.clone();
         g.snapshot = Some((meta.clone(), *snapshot));
         g.installed += 1;
+        let index = g.last_applied.map_or(0, |l| l.index);
+        drop(g);
+        self.tell(index, None);
         Ok(())
     }
 

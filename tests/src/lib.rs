@@ -6,6 +6,7 @@
 //! ([`raw`]), and checks the answers. Nothing is mocked.
 
 pub mod cdp;
+pub mod cluster;
 pub mod data;
 pub mod disk;
 pub mod form;

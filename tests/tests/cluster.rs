@@ -4,36 +4,13 @@
 //! (Membership only: data is not placed across nodes yet, issue 12.)
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant, SystemTime};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
 
+use tessera_tests::cluster::{free_udp_port, start_node, wait_for};
 use tessera_tests::*;
 
 const SECRET: &str = "the test cluster's shared secret";
-
-/// A loopback port free for both UDP (gossip) and TCP (RPC).
-fn free_udp_port() -> SocketAddr {
-    loop {
-        let s = UdpSocket::bind("127.0.0.1:0").expect("bind a udp port");
-        let a = s.local_addr().unwrap();
-        if std::net::TcpListener::bind(a).is_ok() {
-            return a;
-        }
-    }
-}
-
-fn start_node(cluster: SocketAddr, join: Option<SocketAddr>, secret: &str) -> Server {
-    let mut args = vec!["--cluster-address".to_string(), cluster.to_string()];
-    if let Some(j) = join {
-        args.extend(["--join".to_string(), j.to_string()]);
-    }
-    Server::start_with(ServerOpts {
-        args,
-        env: vec![("TESSERA_CLUSTER_SECRET".into(), secret.into())],
-        threads: Some(2),
-        ..ServerOpts::default()
-    })
-}
 
 fn cluster_status(server: &Server) -> serde_json::Value {
     server.admin_json("/admin/v1/cluster")
@@ -48,15 +25,6 @@ fn states(server: &Server) -> HashMap<String, String> {
         .iter()
         .map(|m| (m["address"].as_str().unwrap().to_string(), m["state"].as_str().unwrap().to_string()))
         .collect()
-}
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    start.elapsed()
 }
 
 fn sees(server: &Server, addr: SocketAddr, state: &str) -> bool {

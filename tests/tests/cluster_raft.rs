@@ -5,34 +5,16 @@
 //! seconds and writes go on, and the killed node restarted from its files
 //! catches up.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
+use tessera_tests::cluster::{free_udp_port, start_node, wait_for};
 use tessera_tests::*;
 
 const SECRET: &str = "the raft test cluster's secret";
 
-fn free_udp_port() -> SocketAddr {
-    loop {
-        let s = UdpSocket::bind("127.0.0.1:0").expect("bind a udp port");
-        let a = s.local_addr().unwrap();
-        if std::net::TcpListener::bind(a).is_ok() {
-            return a;
-        }
-    }
-}
-
-fn start_node(cluster: SocketAddr, join: Option<SocketAddr>) -> Server {
-    let mut args = vec!["--cluster-address".to_string(), cluster.to_string()];
-    if let Some(j) = join {
-        args.extend(["--join".to_string(), j.to_string()]);
-    }
-    Server::start_with(ServerOpts {
-        args,
-        env: vec![("TESSERA_CLUSTER_SECRET".into(), SECRET.into())],
-        threads: Some(2),
-        ..ServerOpts::default()
-    })
+fn start(cluster: SocketAddr, join: Option<SocketAddr>) -> Server {
+    start_node(cluster, join, SECRET)
 }
 
 fn admin(server: &Server, method: &str, target: &str) -> (u16, serde_json::Value) {
@@ -51,15 +33,6 @@ fn admin(server: &Server, method: &str, target: &str) -> (u16, serde_json::Value
 
 fn raft(server: &Server) -> serde_json::Value {
     server.admin_json("/admin/v1/cluster")["raft"].clone()
-}
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    start.elapsed()
 }
 
 fn read(server: &Server, key: &str) -> Option<String> {
@@ -86,9 +59,9 @@ fn write(server: &Server, key: &str, value: &str) -> u64 {
 #[test]
 fn three_nodes_share_one_configuration_and_survive_the_leader_s_kill() {
     let (ca, cb, cc) = (free_udp_port(), free_udp_port(), free_udp_port());
-    let a = start_node(ca, None);
-    let b = start_node(cb, Some(ca));
-    let c = start_node(cc, Some(ca));
+    let a = start(ca, None);
+    let b = start(cb, Some(ca));
+    let c = start(cc, Some(ca));
     let mut nodes = [a, b, c];
     let t = wait_for("three voters, one leader", Duration::from_secs(30), || {
         nodes.iter().all(|n| {

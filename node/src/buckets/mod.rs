@@ -14,7 +14,11 @@
 //! - `registry.rs`: `Buckets`, the in-memory registry: load, create,
 //!   update, delete.
 //! - `name.rs`: bucket name validation.
+//! - `cluster.rs`: in cluster mode, the records in the Raft configuration
+//!   (`bucket/<name>`), the feed that rebuilds every node's snapshot from
+//!   them, and DeleteBucket across the nodes.
 
+pub mod cluster;
 mod gate;
 mod info;
 mod name;

@@ -4,12 +4,14 @@
 //! meta shard (through `MetaStore`), then publish a new snapshot.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
+use super::cluster::ClusterLink;
 use super::info::BucketInfo;
 use crate::meta::T_BUCKETS;
 use crate::metastore::MetaStore;
@@ -21,12 +23,19 @@ pub const UPDATE_CLAIM_WAIT: Duration = Duration::from_secs(5);
 /// Longest a DeleteBucket waits for writes already committing to finish.
 pub const DELETE_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-type Snapshot = BTreeMap<String, Arc<BucketInfo>>;
+pub(super) type Snapshot = BTreeMap<String, Arc<BucketInfo>>;
 
 pub struct Buckets {
-    map: ArcSwap<Snapshot>,
-    /// Where the records live: one copy per data dir.
-    store: MetaStore,
+    pub(super) map: ArcSwap<Snapshot>,
+    /// Where the records live: one copy per data dir (standalone; in a
+    /// cluster only the buckets from before it joined, see `cluster.rs`).
+    pub(super) store: MetaStore,
+    /// Set in cluster mode: the records are in the Raft configuration.
+    pub(super) cluster: OnceLock<ClusterLink>,
+    /// Cluster mode: the applied index the snapshot reflects.
+    pub(super) published: AtomicU64,
+    /// Cluster mode: the Raft version of each bucket in the snapshot.
+    pub(super) seen: Mutex<HashMap<String, u64>>,
     /// Names with a create or delete in flight.
     busy: Mutex<HashSet<String>>,
     /// Creates in flight per owner id, counted against the owner's limit.
@@ -34,7 +43,7 @@ pub struct Buckets {
 }
 
 /// One create in flight for an owner (see `Buckets::creating`).
-struct CreatingGuard<'a> {
+pub(super) struct CreatingGuard<'a> {
     map: &'a Mutex<HashMap<String, usize>>,
     owner: String,
 }
@@ -51,7 +60,7 @@ impl Drop for CreatingGuard<'_> {
         }
     }
 }
-struct BusyGuard<'a> {
+pub(super) struct BusyGuard<'a> {
     set: &'a Mutex<HashSet<String>>,
     name: String,
 }
@@ -75,6 +84,9 @@ impl Buckets {
         Buckets {
             map: ArcSwap::default(),
             store: MetaStore::new(meta_shards),
+            cluster: OnceLock::new(),
+            published: AtomicU64::new(0),
+            seen: Mutex::default(),
             busy: Mutex::default(),
             creating: Mutex::default(),
         }
@@ -119,7 +131,7 @@ impl Buckets {
         Ok(n)
     }
 
-    fn claim(&self, name: &str) -> S3Result<BusyGuard<'_>> {
+    pub(super) fn claim(&self, name: &str) -> S3Result<BusyGuard<'_>> {
         let mut busy = self.busy.lock().map_err(internal)?;
         if !busy.insert(name.to_string()) {
             return Err(S3Error::with_message(
@@ -139,7 +151,7 @@ impl Buckets {
     }
 
     /// Counts the owner's buckets and creates in flight against `max_per_owner`.
-    fn reserve_for(&self, owner: &str, max_per_owner: usize) -> S3Result<CreatingGuard<'_>> {
+    pub(super) fn reserve_for(&self, owner: &str, max_per_owner: usize) -> S3Result<CreatingGuard<'_>> {
         let mut creating = self.creating.lock().map_err(internal)?;
         let pending = creating.get(owner).copied().unwrap_or(0);
         let owned = self.map.load().values().filter(|b| b.owner_id == owner).count();
@@ -153,6 +165,9 @@ impl Buckets {
     /// Creates a bucket unless the name is taken or its owner already has
     /// `max_per_owner` buckets.
     pub async fn create(&self, shards: &Shards, info: BucketInfo, max_per_owner: usize) -> S3Result<()> {
+        if let Some(link) = self.cluster.get() {
+            return self.create_clustered(link, info, max_per_owner).await;
+        }
         let _guard = self.claim(&info.name)?;
         if let Some(existing) = self.get(&info.name) {
             return Err(S3Error::new(if existing.owner_id == info.owner_id {
@@ -178,13 +193,18 @@ impl Buckets {
     /// Changes the configuration of bucket `name`: `f` edits a copy of its
     /// record (or refuses with the S3 error to answer); the new record is
     /// committed, then published. Updates of one name are serialized (and
-    /// never overlap its create or delete); the write gate carries over.
+    /// never overlap its create or delete); the write gate carries over. In
+    /// a cluster `f` may run again on a newer record after a lost race.
     pub async fn update(
         &self,
         shards: &Shards,
         name: &str,
-        f: impl FnOnce(&mut BucketInfo) -> S3Result<()>,
+        f: impl FnMut(&mut BucketInfo) -> S3Result<()>,
     ) -> S3Result<Arc<BucketInfo>> {
+        if let Some(link) = self.cluster.get() {
+            return self.update_clustered(link, name, f).await;
+        }
+        let mut f = f;
         let _guard = self.claim_waiting(name).await?;
         let current = self.get(name).ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))?;
         let mut next = BucketInfo::clone(&current);
@@ -204,7 +224,7 @@ impl Buckets {
 
     /// Like `claim`, but waits (up to `UPDATE_CLAIM_WAIT`) for another
     /// update of the same name to finish instead of failing at once.
-    async fn claim_waiting(&self, name: &str) -> S3Result<BusyGuard<'_>> {
+    pub(super) async fn claim_waiting(&self, name: &str) -> S3Result<BusyGuard<'_>> {
         let started = std::time::Instant::now();
         loop {
             match self.claim(name) {
@@ -223,6 +243,9 @@ impl Buckets {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = S3Result<bool>>,
     {
+        if let Some(link) = self.cluster.get() {
+            return self.delete_clustered(link, shards, name).await;
+        }
         let _guard = self.claim(name)?;
         let Some(info) = self.get(name) else {
             return Err(S3Error::new(S3ErrorCode::NoSuchBucket));

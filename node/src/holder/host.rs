@@ -22,8 +22,10 @@ pub type HostAnswer = Result<Vec<u8>, Vec<u8>>;
 pub trait ShardHost {
     fn exec(&self, target: Target, call: Call) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>>;
 
-    /// A node-level call (`fanout::METHOD_NODE_RANGE`): a page of this
-    /// node's own listing.
+    /// A node-level call: a page of this node's own listing
+    /// (`fanout::METHOD_NODE_RANGE`), its share of a DeleteObjects
+    /// (`METHOD_NODE_DELETE`), its part of a DeleteBucket
+    /// (`buckets::cluster::METHOD_BUCKET_DRAIN`). Only a node's host serves them.
     fn node_call(&self, _method: u16, _payload: Vec<u8>) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>> {
         Box::pin(async { Err(b"this host serves no node calls".to_vec()) })
     }
@@ -94,6 +96,9 @@ impl ShardHost for NodeHost {
             match method {
                 crate::fanout::METHOD_NODE_RANGE => crate::fanout::serve_range(&ctx, &payload).await,
                 crate::fanout::METHOD_NODE_DELETE => crate::fanout::serve_delete(&ctx, &payload).await,
+                crate::buckets::cluster::METHOD_BUCKET_DRAIN => {
+                    crate::buckets::cluster::serve_drain(&ctx.shared.buckets, &ctx.shards, &payload).await
+                }
                 _ => Err(b"unknown node call".to_vec()),
             }
         })

@@ -116,7 +116,7 @@ pub async fn put_bucket_acl(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo
     ctx.shared
         .buckets
         .update(&ctx.shards, &b.name, move |info| {
-            info.acl = (new != private).then_some(new);
+            info.acl = (new != private).then(|| new.clone());
             Ok(())
         })
         .await?;

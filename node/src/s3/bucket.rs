@@ -11,7 +11,7 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 use super::io_error;
 use crate::buckets::{valid_bucket_name, BucketInfo, LockConfig, Versioning};
 use crate::conn::Request;
-use crate::meta::{bucket_prefix, T_OBJECTS, T_PARTS, T_UPLOADS, T_VERSIONS};
+use crate::meta::{bucket_prefix, T_PARTS, T_UPLOADS};
 use crate::response::Response;
 use crate::server::Ctx;
 
@@ -132,20 +132,6 @@ pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Res
     Ok(Response::new(200).header("Location", format!("/{name}")))
 }
 
-/// Whether any shard holds a version (delete markers included) of `bucket`.
-async fn bucket_is_empty(ctx: &Ctx, bucket: u64) -> S3Result<bool> {
-    let prefix = bucket_prefix(bucket);
-    for shard in 0..ctx.shards.count() {
-        for table in [T_OBJECTS, T_VERSIONS] {
-            let found = ctx.shards.range(shard, table, prefix.clone(), None, 1).await.map_err(io_error)?;
-            if !found.is_empty() {
-                return Ok(false);
-            }
-        }
-    }
-    Ok(true)
-}
-
 /// Removes leftover multipart uploads and parts of a deleted bucket.
 async fn purge_uploads(ctx: &Ctx, bucket: u64) -> S3Result<()> {
     let prefix = bucket_prefix(bucket);
@@ -165,7 +151,7 @@ async fn purge_uploads(ctx: &Ctx, bucket: u64) -> S3Result<()> {
 }
 
 pub async fn delete_bucket(ctx: &Rc<Ctx>, b: &BucketInfo) -> S3Result<Response> {
-    ctx.shared.buckets.delete(&ctx.shards, &b.name, || bucket_is_empty(ctx, b.id)).await?;
+    ctx.shared.buckets.delete(&ctx.shards, &b.name, || crate::buckets::cluster::holds_nothing_of(&ctx.shards, b.id)).await?;
     // Keys carry the bucket id, so leftovers are invisible to a new bucket of
     // the same name; this only returns their index memory.
     purge_uploads(ctx, b.id).await?;

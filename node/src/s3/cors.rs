@@ -21,7 +21,7 @@ pub async fn put(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Resu
     ctx.shared
         .buckets
         .update(&ctx.shards, &b.name, move |info| {
-            info.cors = rules;
+            info.cors = rules.clone();
             Ok(())
         })
         .await?;

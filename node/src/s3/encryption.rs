@@ -105,7 +105,7 @@ pub async fn put(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Resu
     ctx.shared
         .buckets
         .update(&ctx.shards, &b.name, move |info| {
-            info.encryption = Some(config);
+            info.encryption = Some(config.clone());
             Ok(())
         })
         .await?;

@@ -27,12 +27,12 @@ pub async fn put(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Resu
         let _ = rng.fill(&mut raw);
         lifecycle::generated_id(&raw)
     };
-    let lc = lifecycle::parse_config(&body, &mut gen_id)?;
+    let lc = Arc::new(lifecycle::parse_config(&body, &mut gen_id)?);
     crate::tier::check_lifecycle(&ctx.shared.config.tiers, &lc)?;
     ctx.shared
         .buckets
         .update(&ctx.shards, &b.name, move |info| {
-            info.lifecycle = Some(Arc::new(lc));
+            info.lifecycle = Some(lc.clone());
             Ok(())
         })
         .await?;

@@ -60,7 +60,7 @@ pub async fn put(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Resu
     ctx.shared
         .buckets
         .update(&ctx.shards, &b.name, move |info| {
-            info.logging = cfg;
+            info.logging = cfg.clone();
             Ok(())
         })
         .await?;

@@ -32,7 +32,7 @@ pub async fn put(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Resu
     ctx.shared
         .buckets
         .update(&ctx.shards, &b.name, move |info| {
-            info.notification = nc;
+            info.notification = nc.clone();
             Ok(())
         })
         .await?;

@@ -60,7 +60,7 @@ pub async fn put(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Resu
             if p.public && info.public_access_block.is_some_and(|pab| pab.block_public_policy) {
                 return Err(S3Error::new(S3ErrorCode::AccessDenied));
             }
-            info.policy = Some(p);
+            info.policy = Some(p.clone());
             Ok(())
         })
         .await?;

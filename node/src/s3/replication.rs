@@ -31,7 +31,7 @@ pub async fn put(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Resu
     ctx.shared
         .buckets
         .update(&ctx.shards, &b.name, move |info| {
-            info.replication = Some(rc);
+            info.replication = Some(rc.clone());
             Ok(())
         })
         .await?;

@@ -147,7 +147,7 @@ pub async fn put_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     let tags = read_tags(req, MAX_BUCKET_TAGS).await?;
     require_integrity_check(req)?;
     ctx.shared.buckets.update(&ctx.shards, &b.name, |info| {
-        info.tags = tags;
+        info.tags = tags.clone();
         Ok(())
     })
     .await?;

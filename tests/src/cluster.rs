@@ -1,0 +1,47 @@
+//! Helpers for tests that start several nodes in one cluster on loopback
+//! (`--cluster-address`, `--join`, a shared secret).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use crate::server::{Server, ServerOpts};
+
+/// A loopback port free for both UDP (gossip) and TCP (RPC).
+pub fn free_udp_port() -> SocketAddr {
+    loop {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind a udp port");
+        let a = s.local_addr().unwrap();
+        if std::net::TcpListener::bind(a).is_ok() {
+            return a;
+        }
+    }
+}
+
+/// The options of a node on `cluster` joining through `join` (the first
+/// node joins none), two reactors.
+pub fn node_opts(cluster: SocketAddr, join: Option<SocketAddr>, secret: &str) -> ServerOpts {
+    let mut args = vec!["--cluster-address".to_string(), cluster.to_string()];
+    if let Some(j) = join {
+        args.extend(["--join".to_string(), j.to_string()]);
+    }
+    ServerOpts {
+        args,
+        env: vec![("TESSERA_CLUSTER_SECRET".into(), secret.into())],
+        threads: Some(2),
+        ..ServerOpts::default()
+    }
+}
+
+pub fn start_node(cluster: SocketAddr, join: Option<SocketAddr>, secret: &str) -> Server {
+    Server::start_with(node_opts(cluster, join, secret))
+}
+
+/// Polls `ok` every 100 ms; fails the test after `limit`. The time it took.
+pub fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
