@@ -30,7 +30,10 @@ use crate::meta::{object_key, ReplStatus, VersionSel, T_OBJECTS, T_REPLICATION};
 use crate::notify::worker::{MAX_BACKOFF, MIN_BACKOFF};
 use crate::notify::{event_id_of, queue_prefix};
 use crate::server::Ctx;
+use crate::s3::put::BodySource;
 use crate::shards::LocalShard;
+use crate::sse::stream::Decrypt;
+use crate::sse::{SseMode, H_BUCKET_KEY, H_CONTEXT, H_KMS_KEY, H_SSE};
 
 /// Entries of one target read at a time.
 const PAGE: usize = 256;
@@ -169,7 +172,7 @@ enum Prep {
     Fail(String),
 }
 
-async fn prepare(ctx: &Rc<Ctx>, l: &Rc<LocalShard>, rec: &Record) -> Result<Prep, String> {
+async fn prepare(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, rec: &Record) -> Result<Prep, String> {
     let path = encode_path(&rec.dest_bucket, &rec.key);
     let vid = rec.version.render();
     let mut headers = vec![(H_REPLICA_VERSION.to_string(), vid.clone())];
@@ -201,16 +204,32 @@ async fn prepare(ctx: &Rc<Ctx>, l: &Rc<LocalShard>, rec: &Record) -> Result<Prep
     if !rule_ok {
         return Ok(Prep::Skip);
     }
-    if meta.sse.is_some() {
-        return Ok(Prep::Fail("encrypted objects are not replicated".into()));
-    }
     if crate::tier::is_stub(&meta) {
         return Ok(Prep::Fail("the version was transitioned to a tier before it was replicated".into()));
     }
     if s.size > MAX_REPLICATED_BYTES {
         return Ok(Prep::Fail(format!("objects over {MAX_REPLICATED_BYTES} bytes are not replicated")));
     }
+    let (sse_headers, decrypt) = match sealed(ctx, &meta, s.size) {
+        Ok(v) => v,
+        Err(why) => return Ok(Prep::Fail(why)),
+    };
+    headers.extend(sse_headers);
     let data = match body {
+        body if decrypt.is_some() => {
+            // Read decrypted, as GET does; the destination seals it again.
+            let mut r = crate::sse::stream::PlainReader::new(ctx, shard, body, decrypt, 0..s.size);
+            let mut out = vec![0u8; s.size as usize];
+            let mut at = 0;
+            while at < out.len() {
+                let n = r.read(&mut out[at..]).await.map_err(|e| format!("reading {}: {e:?}", rec.key))?;
+                if n == 0 {
+                    return Err(format!("reading {}: the body ended {} bytes short", rec.key, out.len() - at));
+                }
+                at += n;
+            }
+            out
+        }
         Body::Inline(d) => d,
         Body::Extents(ex) => {
             let mut out = Vec::with_capacity(s.size as usize);
@@ -294,9 +313,9 @@ async fn take_page(l: &Rc<LocalShard>, t: &TargetState) -> Result<(Vec<Taken>, O
 }
 
 /// Prepares and sends one entry: its outcome for the source version.
-async fn replicate_one(ctx: &Rc<Ctx>, l: &Rc<LocalShard>, sender: &async_channel::Sender<Job>, rec: &Record) -> Result<ReplStatus, String> {
+async fn replicate_one(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, sender: &async_channel::Sender<Job>, rec: &Record) -> Result<ReplStatus, String> {
     let m = ctx.shared.metrics.core(ctx.core);
-    match prepare(ctx, l, rec).await? {
+    match prepare(ctx, shard, l, rec).await? {
         Prep::Skip => Ok(ReplStatus::None),
         Prep::Fail(why) => {
             m.repl_failed.fetch_add(1, Relaxed);
@@ -327,6 +346,32 @@ async fn replicate_one(ctx: &Rc<Ctx>, l: &Rc<LocalShard>, sender: &async_channel
     }
 }
 
+/// The encryption headers a sealed version is sent with, so the
+/// destination seals it again, and how to open it here. SSE-C versions are
+/// not replicated (the key is the client's; S3 does not replicate them
+/// either): the reason is the error.
+fn sealed(ctx: &Ctx, meta: &crate::meta::ObjectMeta, size: u64) -> Result<(Vec<(String, String)>, Option<Decrypt>), String> {
+    let Some(info) = &meta.sse else { return Ok((Vec::new(), None)) };
+    let mut h = Vec::new();
+    match &info.mode {
+        SseMode::Customer { .. } => return Err("SSE-C objects are not replicated (the key is the client's)".into()),
+        SseMode::S3 { .. } => h.push((H_SSE.to_string(), "AES256".to_string())),
+        SseMode::Kms { key_id, context, bucket_key } => {
+            h.push((H_SSE.to_string(), "aws:kms".to_string()));
+            h.push((H_KMS_KEY.to_string(), key_id.clone()));
+            if let Some(c) = context {
+                h.push((H_CONTEXT.to_string(), c.clone()));
+            }
+            if *bucket_key {
+                h.push((H_BUCKET_KEY.to_string(), "true".to_string()));
+            }
+        }
+    }
+    let dk = crate::sse::open(&*ctx.shared.kms, Some(info), None).map_err(|e| format!("the data key does not open: {e:?}"))?;
+    let decrypt = crate::sse::stream::decrypt_of(meta, size, dk).map_err(|e| format!("encrypted layout: {e:?}"))?;
+    Ok((h, decrypt))
+}
+
 /// Replicates the oldest page of `t`'s entries on `shard` with up to
 /// `WINDOW` requests in flight (and `WINDOW_BYTES` of bodies), committing
 /// the outcomes in batches: while one batch commits, the next gathers.
@@ -354,7 +399,7 @@ async fn drain_page(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, t: &TargetSta
             bytes_in_flight += bytes;
             let sender = &t.sender;
             running.push(Box::pin(async move {
-                let status = replicate_one(ctx, l, sender, &taken.rec).await;
+                let status = replicate_one(ctx, shard, l, sender, &taken.rec).await;
                 Event::Sent { taken, bytes, status }
             }));
         }
