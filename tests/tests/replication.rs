@@ -4,13 +4,15 @@
 //! metadata; `x-amz-replication-status` on both sides; a backlog built while
 //! the destination is down surviving a kill -9 of the source and draining
 //! once both are up; two nodes replicating to each other without a loop;
-//! and a replica header refused without s3:ReplicateObject.
+//! SSE-S3 and SSE-KMS objects replicated decrypted and encrypted again at
+//! the destination, SSE-C ones FAILED; and a replica header refused
+//! without s3:ReplicateObject.
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, DeleteMarkerReplication,
+    BucketVersioningStatus, ServerSideEncryption, CompletedMultipartUpload, CompletedPart, DeleteMarkerReplication,
     DeleteMarkerReplicationStatus, Destination, ReplicationConfiguration, ReplicationRule,
     ReplicationRuleFilter, ReplicationRuleStatus, VersioningConfiguration,
 };
@@ -28,7 +30,13 @@ fn free_addr() -> SocketAddr {
 /// A node on `addr` with fixed root credentials, replicating to `remote`
 /// (as target `site`) when given.
 fn node(addr: SocketAddr, remote: Option<SocketAddr>) -> Server {
+    node_with(addr, remote, &[])
+}
+
+/// `node` with more flags.
+fn node_with(addr: SocketAddr, remote: Option<SocketAddr>, extra: &[&str]) -> Server {
     let mut args = vec![format!("--address={addr}"), "--threads=2".to_string()];
+    args.extend(extra.iter().map(|a| a.to_string()));
     if let Some(r) = remote {
         args.push(format!("--replication-target=site=http://{r},{AK},{SK}"));
     }
@@ -303,6 +311,61 @@ async fn two_sites_replicating_to_each_other_do_not_loop() {
     assert_eq!(metric_total(&sa.scrape_metrics(), "tessera_replication_sent_total"), 2.0, "a sent its put and its marker");
     assert_eq!(metric_total(&sb.scrape_metrics(), "tessera_replication_sent_total"), 1.0, "b sent its put");
     assert_eq!(versions(&a, "shared").await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn encrypted_objects_replicate_encrypted_and_sse_c_stays_failed() {
+    let kms = ["--kms-key", "replkey-1"];
+    let b_addr = free_addr();
+    let dst = node_with(b_addr, None, &kms);
+    let src = node_with(free_addr(), Some(b_addr), &kms);
+    let (a, b) = (src.client(), dst.client());
+    versioned_bucket(&b, "dst").await;
+    versioned_bucket(&a, "src").await;
+    replicate(&a, "src", "arn:aws:s3:::dst").await;
+
+    // 200 KiB + 3: several 64 KiB packages, the last one short.
+    let s3_body = random_bytes(200 * 1024 + 3, 11);
+    let put_s3 = a.put_object().bucket("src").key("sse-s3").server_side_encryption(ServerSideEncryption::Aes256);
+    let v_s3 = ok(put_s3.body(bytestream(&s3_body)).send().await, "put sse-s3").version_id().unwrap().to_string();
+    let kms_body = random_bytes(70 * 1024, 12);
+    let put_kms = a.put_object().bucket("src").key("sse-kms").server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id("replkey-1");
+    let v_kms = ok(put_kms.body(bytestream(&kms_body)).send().await, "put sse-kms").version_id().unwrap().to_string();
+    let raw = [7u8; 32];
+    let put_c = a
+        .put_object()
+        .bucket("src")
+        .key("sse-c")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(b64(&raw))
+        .sse_customer_key_md5(b64(&md5_bytes(&raw)));
+    let v_c = ok(put_c.body(bytestream(b"customer keyed")).send().await, "put sse-c").version_id().unwrap().to_string();
+
+    wait_drained(&src, 3.0);
+    assert_eq!(status_of(&a, "src", "sse-s3", &v_s3).await.as_deref(), Some("COMPLETED"));
+    assert_eq!(status_of(&a, "src", "sse-kms", &v_kms).await.as_deref(), Some("COMPLETED"));
+    // S3 does not replicate SSE-C objects either: the key is the client's.
+    let head_c = a.head_object().bucket("src").key("sse-c").version_id(&v_c).sse_customer_algorithm("AES256");
+    let head_c = ok(head_c.sse_customer_key(b64(&raw)).sse_customer_key_md5(b64(&md5_bytes(&raw))).send().await, "head sse-c");
+    assert_eq!(head_c.replication_status().map(|s| s.as_str()), Some("FAILED"));
+    let m = src.scrape_metrics();
+    assert_eq!(metric_total(&m, "tessera_replication_failed_total"), 1.0);
+    assert_eq!(metric_total(&m, "tessera_replication_sent_total"), 2.0);
+
+    let head = ok(b.head_object().bucket("dst").key("sse-s3").version_id(&v_s3).send().await, "head replica");
+    assert_eq!(head.server_side_encryption(), Some(&ServerSideEncryption::Aes256), "the replica is encrypted at rest");
+    assert_eq!(head.replication_status().map(|s| s.as_str()), Some("REPLICA"));
+    let src_head = ok(a.head_object().bucket("src").key("sse-s3").version_id(&v_s3).send().await, "head source");
+    assert_eq!(head.e_tag(), src_head.e_tag());
+    let got = ok(b.get_object().bucket("dst").key("sse-s3").version_id(&v_s3).send().await, "get replica");
+    assert_eq!(read_body(got).await, s3_body);
+
+    let head = ok(b.head_object().bucket("dst").key("sse-kms").version_id(&v_kms).send().await, "head kms replica");
+    assert_eq!(head.server_side_encryption(), Some(&ServerSideEncryption::AwsKms));
+    assert!(head.ssekms_key_id().is_some_and(|k| k.contains("replkey-1")), "{:?}", head.ssekms_key_id());
+    let got = ok(b.get_object().bucket("dst").key("sse-kms").version_id(&v_kms).send().await, "get kms replica");
+    assert_eq!(read_body(got).await, kms_body);
+    assert!(b.head_object().bucket("dst").key("sse-c").send().await.is_err(), "an SSE-C object was replicated");
 }
 
 #[tokio::test(flavor = "multi_thread")]

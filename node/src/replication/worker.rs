@@ -1,14 +1,21 @@
 //! The replication worker: one per reactor, over the `T_REPLICATION` queues
 //! of the shards it owns (the shape of `notify::worker`). Per target and
-//! shard it takes the oldest entries in order, builds each request on the
-//! reactor (reading the version's data), has the target's sender thread
-//! send it (network I/O blocks there), and records the outcome in one
-//! commit with the entry's delete: the source version becomes COMPLETED,
-//! or FAILED when the remote refused it for good (4xx). Anything else
-//! (unreachable, 5xx) stops the target's queue on that shard, and it is
+//! shard it takes a page of the oldest entries, keeps up to `WINDOW`
+//! requests in flight (each built on the reactor, reading the version's
+//! data, and sent by one of the target's `WINDOW` sender threads, each with
+//! its own kept-alive connection: network I/O blocks there), and commits
+//! the outcomes in batches (one commit, under the keys' locks, for every
+//! outcome that arrived while the previous batch committed): the entries go
+//! and each source version becomes COMPLETED, or FAILED when the remote
+//! refused it for good (4xx). **Per-key order**: a page holds only each
+//! key's first entry, so two entries of one key are never in flight
+//! together and a later one is sent only once the earlier one is settled.
+//! Anything else (unreachable, 5xx) stops the page (what is in flight
+//! finishes and is committed), and the target's queue on that shard is
 //! retried in the same order after a backoff doubling from `MIN_BACKOFF` to
-//! `MAX_BACKOFF`. A crash between a send and its commit sends that entry
-//! again; replica writes are idempotent (same version id).
+//! `MAX_BACKOFF`. A crash between a send and its batch's commit sends those
+//! entries again (at least once); replica writes are idempotent (the
+//! destination keeps the source's version id).
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -23,10 +30,19 @@ use crate::meta::{object_key, ReplStatus, VersionSel, T_OBJECTS, T_REPLICATION};
 use crate::notify::worker::{MAX_BACKOFF, MIN_BACKOFF};
 use crate::notify::{event_id_of, queue_prefix};
 use crate::server::Ctx;
+use crate::s3::put::BodySource;
 use crate::shards::LocalShard;
+use crate::sse::stream::Decrypt;
+use crate::sse::{SseMode, H_BUCKET_KEY, H_CONTEXT, H_KMS_KEY, H_SSE};
 
 /// Entries of one target read at a time.
-const PAGE: usize = 64;
+const PAGE: usize = 256;
+/// Requests in flight per target and reactor: one sender thread (and one
+/// kept-alive connection) each.
+pub const WINDOW: usize = 16;
+/// Bodies in flight per target and reactor (at least one entry always goes,
+/// however big).
+const WINDOW_BYTES: u64 = 64 << 20;
 /// Largest object replicated (read into memory to send); bigger ones are
 /// marked FAILED.
 pub const MAX_REPLICATED_BYTES: u64 = 1 << 30;
@@ -47,17 +63,22 @@ struct TargetState {
     retry_at: Option<Instant>,
 }
 
+/// `WINDOW` sender threads for one target, taking jobs from one queue; each
+/// keeps its own connection to the remote alive between requests.
 fn spawn_sender(core: usize, spec: &TargetSpec) -> Result<async_channel::Sender<Job>, String> {
-    let mut remote = Remote::new(spec)?;
-    let (tx, rx) = async_channel::bounded::<Job>(1);
-    std::thread::Builder::new()
-        .name(format!("repl-{core}-{}", spec.id))
-        .spawn(move || {
-            while let Ok(job) = rx.recv_blocking() {
-                let _ = job.reply.send_blocking(remote.send(&job.req));
-            }
-        })
-        .map_err(|e| format!("cannot spawn a replication sender: {e}"))?;
+    let (tx, rx) = async_channel::bounded::<Job>(WINDOW);
+    for i in 0..WINDOW {
+        let mut remote = Remote::new(spec)?;
+        let rx = rx.clone();
+        std::thread::Builder::new()
+            .name(format!("repl-{core}-{}-{i}", spec.id))
+            .spawn(move || {
+                while let Ok(job) = rx.recv_blocking() {
+                    let _ = job.reply.send_blocking(remote.send(&job.req));
+                }
+            })
+            .map_err(|e| format!("cannot spawn a replication sender: {e}"))?;
+    }
     Ok(tx)
 }
 
@@ -151,7 +172,7 @@ enum Prep {
     Fail(String),
 }
 
-async fn prepare(ctx: &Ctx, l: &Rc<LocalShard>, rec: &Record) -> Result<Prep, String> {
+async fn prepare(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, rec: &Record) -> Result<Prep, String> {
     let path = encode_path(&rec.dest_bucket, &rec.key);
     let vid = rec.version.render();
     let mut headers = vec![(H_REPLICA_VERSION.to_string(), vid.clone())];
@@ -183,16 +204,32 @@ async fn prepare(ctx: &Ctx, l: &Rc<LocalShard>, rec: &Record) -> Result<Prep, St
     if !rule_ok {
         return Ok(Prep::Skip);
     }
-    if meta.sse.is_some() {
-        return Ok(Prep::Fail("encrypted objects are not replicated".into()));
-    }
     if crate::tier::is_stub(&meta) {
         return Ok(Prep::Fail("the version was transitioned to a tier before it was replicated".into()));
     }
     if s.size > MAX_REPLICATED_BYTES {
         return Ok(Prep::Fail(format!("objects over {MAX_REPLICATED_BYTES} bytes are not replicated")));
     }
+    let (sse_headers, decrypt) = match sealed(ctx, &meta, s.size) {
+        Ok(v) => v,
+        Err(why) => return Ok(Prep::Fail(why)),
+    };
+    headers.extend(sse_headers);
     let data = match body {
+        body if decrypt.is_some() => {
+            // Read decrypted, as GET does; the destination seals it again.
+            let mut r = crate::sse::stream::PlainReader::new(ctx, shard, body, decrypt, 0..s.size);
+            let mut out = vec![0u8; s.size as usize];
+            let mut at = 0;
+            while at < out.len() {
+                let n = r.read(&mut out[at..]).await.map_err(|e| format!("reading {}: {e:?}", rec.key))?;
+                if n == 0 {
+                    return Err(format!("reading {}: the body ended {} bytes short", rec.key, out.len() - at));
+                }
+                at += n;
+            }
+            out
+        }
         Body::Inline(d) => d,
         Body::Extents(ex) => {
             let mut out = Vec::with_capacity(s.size as usize);
@@ -230,80 +267,212 @@ async fn prepare(ctx: &Ctx, l: &Rc<LocalShard>, rec: &Record) -> Result<Prep, St
     Ok(Prep::Send(RemoteRequest { method: "PUT", path, query: String::new(), headers, body: data }))
 }
 
-/// Replicates the oldest page of `t`'s entries on `shard`: how many were
-/// settled (sent, skipped or failed for good), or why the page stopped.
-async fn drain_page(ctx: &Ctx, shard: u32, l: &Rc<LocalShard>, t: &TargetState) -> Result<usize, String> {
-    let page = l.shard.range(T_REPLICATION, &queue_prefix(&t.id), None, PAGE);
-    let mut done = 0;
-    for (key, _) in page {
-        if let Some(id) = event_id_of(&key) {
-            l.notify.observe(id);
-        }
-        let Some(stored) = l.shard.load(T_REPLICATION, &key).await.map_err(|e| format!("reading the queue: {e}"))? else { continue };
-        let Some(rec) = Record::decode(&stored.meta) else {
-            // Another version's record, or damaged: kept, and the queue waits.
-            return Err(format!("queued entry {} is not a version {} record", hex::encode(&key), super::REPL_RECORD_V1));
-        };
-        let m = ctx.shared.metrics.core(ctx.core);
-        let status = match prepare(ctx, l, &rec).await? {
-            Prep::Skip => ReplStatus::None,
-            Prep::Fail(why) => {
-                m.repl_failed.fetch_add(1, Relaxed);
-                *m.repl_last_error.lock().unwrap_or_else(|p| p.into_inner()) = format!("{}/{}: {why}", rec.bucket, rec.key);
-                tracing::warn!(bucket = %rec.bucket, key = %rec.key, "replication failed for good: {why}");
-                ReplStatus::Failed
-            }
-            Prep::Send(req) => {
-                let bytes = req.body.len() as u64;
-                let (tx, rx) = async_channel::bounded(1);
-                t.sender.send(Job { req, reply: tx }).await.map_err(|_| "the sender thread is gone".to_string())?;
-                match rx.recv().await.map_err(|_| "the sender thread is gone".to_string())? {
-                    Outcome::Done => {
-                        m.repl_sent.fetch_add(1, Relaxed);
-                        m.repl_sent_bytes.fetch_add(bytes, Relaxed);
-                        m.repl_lag_ms_sum.fetch_add((now_unix_ms() - rec.time_ms).max(0) as u64, Relaxed);
-                        ReplStatus::Completed
-                    }
-                    Outcome::Refused(why) => {
-                        m.repl_failed.fetch_add(1, Relaxed);
-                        *m.repl_last_error.lock().unwrap_or_else(|p| p.into_inner()) = format!("{}/{}: {why}", rec.bucket, rec.key);
-                        tracing::warn!(bucket = %rec.bucket, key = %rec.key, "replication refused by the remote: {why}");
-                        ReplStatus::Failed
-                    }
-                    Outcome::Retry(why) => return Err(why),
-                }
-            }
-        };
-        settle(ctx, shard, key, &rec, status).await?;
-        done += 1;
-    }
-    Ok(done)
+/// An entry taken from the queue: its key and record.
+struct Taken {
+    entry: Vec<u8>,
+    rec: Record,
 }
 
-/// Records `status` on the source version (when it is still there and
-/// pending) and deletes the entry, in one commit under the key's lock.
-async fn settle(ctx: &Ctx, shard: u32, entry: Vec<u8>, rec: &Record, status: ReplStatus) -> Result<(), String> {
-    let (bid, key, version, op) = (rec.bucket_id, rec.key.clone(), rec.version, rec.op);
-    let lock = vec![(T_OBJECTS, object_key(bid, &key))];
+/// What the window's futures report back to `drain_page`.
+enum Event {
+    /// An entry's outcome (`Err`: retry the target later).
+    Sent { taken: Taken, bytes: u64, status: Result<ReplStatus, String> },
+    /// A batch of outcomes is committed: how many, or why not.
+    Committed(Result<usize, String>),
+}
+
+type EventFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Event> + 'a>>;
+
+/// The oldest page of `t`'s entries on `shard`, each key's first entry
+/// only: a later entry of a key waits until the earlier one is settled and
+/// gone, so two entries of one key never overlap or reorder. An entry that
+/// does not decode stops the page there (it is kept, and the queue waits).
+async fn take_page(l: &Rc<LocalShard>, t: &TargetState) -> Result<(Vec<Taken>, Option<String>), String> {
+    let page = l.shard.range(T_REPLICATION, &queue_prefix(&t.id), None, PAGE);
+    let loads = page.iter().map(|(key, _)| l.shard.load(T_REPLICATION, key));
+    let loaded = futures_util::future::join_all(loads).await;
+    let mut keys = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for ((entry, _), stored) in page.into_iter().zip(loaded) {
+        if let Some(id) = event_id_of(&entry) {
+            l.notify.observe(id);
+        }
+        let Some(stored) = stored.map_err(|e| format!("reading the queue: {e}"))? else { continue };
+        let Some(rec) = Record::decode(&stored.meta) else {
+            let why = format!("queued entry {} is not a version {} record", hex::encode(&entry), super::REPL_RECORD_V1);
+            return Ok((out, Some(why)));
+        };
+        // Both the source key and the destination's (two source buckets
+        // may replicate into one); each must be unseen in this page.
+        let first = keys.insert((rec.bucket_id.to_string(), rec.key.clone()));
+        if keys.insert((format!("/{}", rec.dest_bucket), rec.key.clone())) && first {
+            out.push(Taken { entry, rec });
+        }
+    }
+    Ok((out, None))
+}
+
+/// Prepares and sends one entry: its outcome for the source version.
+async fn replicate_one(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, sender: &async_channel::Sender<Job>, rec: &Record) -> Result<ReplStatus, String> {
+    let m = ctx.shared.metrics.core(ctx.core);
+    match prepare(ctx, shard, l, rec).await? {
+        Prep::Skip => Ok(ReplStatus::None),
+        Prep::Fail(why) => {
+            m.repl_failed.fetch_add(1, Relaxed);
+            *m.repl_last_error.lock().unwrap_or_else(|p| p.into_inner()) = format!("{}/{}: {why}", rec.bucket, rec.key);
+            tracing::warn!(bucket = %rec.bucket, key = %rec.key, "replication failed for good: {why}");
+            Ok(ReplStatus::Failed)
+        }
+        Prep::Send(req) => {
+            let bytes = req.body.len() as u64;
+            let (tx, rx) = async_channel::bounded(1);
+            sender.send(Job { req, reply: tx }).await.map_err(|_| "the sender threads are gone".to_string())?;
+            match rx.recv().await.map_err(|_| "the sender threads are gone".to_string())? {
+                Outcome::Done => {
+                    m.repl_sent.fetch_add(1, Relaxed);
+                    m.repl_sent_bytes.fetch_add(bytes, Relaxed);
+                    m.repl_lag_ms_sum.fetch_add((now_unix_ms() - rec.time_ms).max(0) as u64, Relaxed);
+                    Ok(ReplStatus::Completed)
+                }
+                Outcome::Refused(why) => {
+                    m.repl_failed.fetch_add(1, Relaxed);
+                    *m.repl_last_error.lock().unwrap_or_else(|p| p.into_inner()) = format!("{}/{}: {why}", rec.bucket, rec.key);
+                    tracing::warn!(bucket = %rec.bucket, key = %rec.key, "replication refused by the remote: {why}");
+                    Ok(ReplStatus::Failed)
+                }
+                Outcome::Retry(why) => Err(why),
+            }
+        }
+    }
+}
+
+/// The encryption headers a sealed version is sent with, so the
+/// destination seals it again, and how to open it here. SSE-C versions are
+/// not replicated (the key is the client's; S3 does not replicate them
+/// either): the reason is the error.
+fn sealed(ctx: &Ctx, meta: &crate::meta::ObjectMeta, size: u64) -> Result<(Vec<(String, String)>, Option<Decrypt>), String> {
+    let Some(info) = &meta.sse else { return Ok((Vec::new(), None)) };
+    let mut h = Vec::new();
+    match &info.mode {
+        SseMode::Customer { .. } => return Err("SSE-C objects are not replicated (the key is the client's)".into()),
+        SseMode::S3 { .. } => h.push((H_SSE.to_string(), "AES256".to_string())),
+        SseMode::Kms { key_id, context, bucket_key } => {
+            h.push((H_SSE.to_string(), "aws:kms".to_string()));
+            h.push((H_KMS_KEY.to_string(), key_id.clone()));
+            if let Some(c) = context {
+                h.push((H_CONTEXT.to_string(), c.clone()));
+            }
+            if *bucket_key {
+                h.push((H_BUCKET_KEY.to_string(), "true".to_string()));
+            }
+        }
+    }
+    let dk = crate::sse::open(&*ctx.shared.kms, Some(info), None).map_err(|e| format!("the data key does not open: {e:?}"))?;
+    let decrypt = crate::sse::stream::decrypt_of(meta, size, dk).map_err(|e| format!("encrypted layout: {e:?}"))?;
+    Ok((h, decrypt))
+}
+
+/// Replicates the oldest page of `t`'s entries on `shard` with up to
+/// `WINDOW` requests in flight (and `WINDOW_BYTES` of bodies), committing
+/// the outcomes in batches: while one batch commits, the next gathers.
+/// Returns how many entries were settled (sent, skipped or failed for
+/// good), or why the page stopped; the outcomes already known are
+/// committed before returning either way.
+async fn drain_page(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, t: &TargetState) -> Result<usize, String> {
+    let (taken, mut stop) = take_page(l, t).await?;
+    let mut todo = taken.into_iter().peekable();
+    let mut running: futures_util::stream::FuturesUnordered<EventFuture<'_>> = Default::default();
+    let (mut in_flight, mut bytes_in_flight) = (0usize, 0u64);
+    let mut settled: Vec<(Taken, ReplStatus)> = Vec::new();
+    let mut committing = false;
+    let mut done = 0;
+    loop {
+        // Fill the window; nothing new once the target asked for a retry.
+        while stop.is_none() && in_flight < WINDOW {
+            let Some(next) = todo.peek() else { break };
+            let bytes = if next.rec.op == Op::Put { next.rec.size } else { 0 };
+            if in_flight > 0 && bytes_in_flight + bytes > WINDOW_BYTES {
+                break;
+            }
+            let Some(taken) = todo.next() else { break };
+            in_flight += 1;
+            bytes_in_flight += bytes;
+            let sender = &t.sender;
+            running.push(Box::pin(async move {
+                let status = replicate_one(ctx, shard, l, sender, &taken.rec).await;
+                Event::Sent { taken, bytes, status }
+            }));
+        }
+        if !committing && !settled.is_empty() {
+            committing = true;
+            let batch = std::mem::take(&mut settled);
+            running.push(Box::pin(async move { Event::Committed(settle(ctx, shard, batch).await) }));
+        }
+        let Some(ev) = futures_util::StreamExt::next(&mut running).await else { break };
+        match ev {
+            Event::Sent { taken, bytes, status } => {
+                in_flight -= 1;
+                bytes_in_flight -= bytes;
+                match status {
+                    Ok(s) => settled.push((taken, s)),
+                    Err(e) => {
+                        stop.get_or_insert(e);
+                    }
+                }
+            }
+            Event::Committed(r) => {
+                committing = false;
+                match r {
+                    Ok(n) => done += n,
+                    Err(e) => {
+                        // Not recorded: those entries are sent again later.
+                        stop.get_or_insert(e);
+                    }
+                }
+            }
+        }
+    }
+    debug_assert!(settled.is_empty() && in_flight == 0);
+    match stop {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
+}
+
+/// Records each outcome on its source version (when it is still there and
+/// pending) and deletes the entries, in one commit under the keys' locks
+/// (the keys of a batch are distinct: one entry per key per page). A crash
+/// before this commit sends the batch again: at least once, and a replica
+/// write with the same version id is idempotent at the destination.
+async fn settle(ctx: &Ctx, shard: u32, batch: Vec<(Taken, ReplStatus)>) -> Result<usize, String> {
+    let n = batch.len();
+    let lock = batch.iter().map(|(t, _)| (T_OBJECTS, object_key(t.rec.bucket_id, &t.rec.key))).collect();
     ctx.shards
         .txn(shard, lock, move |local| async move {
-            let mut muts = vec![Mutation::Delete { table: T_REPLICATION, key: entry }];
-            if op != Op::DeleteVersion {
-                if let Some(loc) = crate::s3::versions::find(&local.shard, bid, &key, VersionSel::Id(version))? {
-                    if loc.summary.repl == ReplStatus::Pending {
-                        let stored = crate::stripes_io::load(&local.shard, loc.table, &loc.key).await.map_err(crate::s3::io_error)?;
-                        if let Some(stored) = stored {
-                            let mut s = loc.summary;
-                            s.repl = status;
-                            muts.push(Mutation::Put { table: loc.table, key: loc.key, summary: s.encode(), meta: stored.meta, body: stored.body });
-                        }
-                    }
+            let mut muts = Vec::with_capacity(batch.len() * 2);
+            for (Taken { entry, rec }, status) in batch {
+                muts.push(Mutation::Delete { table: T_REPLICATION, key: entry });
+                if rec.op == Op::DeleteVersion {
+                    continue;
+                }
+                let Some(loc) = crate::s3::versions::find(&local.shard, rec.bucket_id, &rec.key, VersionSel::Id(rec.version))? else {
+                    continue;
+                };
+                if loc.summary.repl != ReplStatus::Pending {
+                    continue;
+                }
+                let stored = crate::stripes_io::load(&local.shard, loc.table, &loc.key).await.map_err(crate::s3::io_error)?;
+                if let Some(stored) = stored {
+                    let mut s = loc.summary;
+                    s.repl = status;
+                    muts.push(Mutation::Put { table: loc.table, key: loc.key, summary: s.encode(), meta: stored.meta, body: stored.body });
                 }
             }
             local.commit_in_txn(muts).await.map_err(crate::s3::io_error)?;
             Ok::<(), tessera_proto::S3Error>(())
         })
         .await
-        .map_err(|e| format!("recording the outcome: {e}"))?
-        .map_err(|e| format!("recording the outcome: {e:?}"))
+        .map_err(|e| format!("recording the outcomes: {e}"))?
+        .map_err(|e| format!("recording the outcomes: {e:?}"))?;
+    Ok(n)
 }
