@@ -31,6 +31,8 @@
 //! A lifecycle "day" is `--lifecycle-day-secs` (86,400; shorter only for
 //! tests, as s3-tests' `lc_debug_interval` expects).
 
+pub mod index;
+
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
