@@ -148,6 +148,21 @@ fn upload_entry_of(ukey: &[u8], summary: &[u8]) -> Option<Vec<u8>> {
     upload_entry(ukey, UploadInfo::decode(summary)?.initiated_ms)
 }
 
+/// A current version whose recorded creation time is older than this when
+/// its commit is derived also gets an `R` entry: a walk (which never passes
+/// entries younger than `walk::WRITE_LAG_MS`, or a short test day) may
+/// already be past its place.
+const LATE_MS: i64 = 500;
+
+/// The `R` key of a `C` key.
+fn retry_of(c: &[u8]) -> Option<Vec<u8>> {
+    (c.first() == Some(&KIND_CURRENT)).then(|| {
+        let mut r = c.to_vec();
+        r[0] = KIND_RETRY;
+        r
+    })
+}
+
 /// Appends to `muts` the index mutations they imply on `shard` as it is
 /// now: for each put or delete of a `T_OBJECTS` or `T_UPLOADS` entry, the
 /// delete of the replaced entry's index entry and the put of the new one's
@@ -160,6 +175,7 @@ pub fn derive(shard: &Shard, muts: &mut Vec<Mutation>) {
     // What this batch already wrote, so two mutations of one key in a
     // batch chain (rare; a batch is usually one key).
     let mut written: Vec<((u8, Vec<u8>), Option<Vec<u8>>)> = Vec::new();
+    let now_ms = tessera_proto::time::now_unix_ms();
     let mut extra = Vec::new();
     for m in muts.iter() {
         let (table, key, new) = match m {
@@ -178,8 +194,19 @@ pub fn derive(shard: &Shard, muts: &mut Vec<Mutation>) {
         let old_entry = old.as_deref().and_then(|s| entry_of(key, s));
         let new_entry = new.as_deref().and_then(|s| entry_of(key, s));
         if old_entry != new_entry {
-            extra.extend(old_entry.map(delete));
-            extra.extend(new_entry.map(put));
+            if let Some(o) = old_entry {
+                // Its retry entry (if any) goes with it.
+                let retry = retry_of(&o).filter(|r| shard.get(T_LCINDEX, r).is_some());
+                extra.push(delete(o));
+                extra.extend(retry.map(delete));
+            }
+            if let Some(n) = new_entry {
+                // A current version older than a walk may have passed (a
+                // promoted version, a replica): visited as a retry too.
+                let late = parse_version_entry(&n).filter(|e| n[0] == KIND_CURRENT && e.mtime_ms < now_ms - LATE_MS);
+                extra.push(put(n.clone()));
+                extra.extend(late.and_then(|_| retry_of(&n)).map(put));
+            }
         }
         written.push(((table, key.clone()), new));
     }

@@ -60,11 +60,18 @@ fn current_versions_markers_and_uploads_are_indexed_in_their_commit() {
         let (muts, _) = remove(&l.shard, 1, "k", VersionSel::Id(marker.version), false).await.expect("remove").expect("found");
         l.commit_in_txn(muts).await.expect("commit");
         assert_eq!(currents(&l.shard), [VersionEntry { mtime_ms: 4_000, version: v2.version, key: b"k".to_vec() }]);
-        assert_eq!(index(&l.shard).len(), 1);
+        // The promoted version is older than any walk's lag: it is also
+        // an `R` entry, so a walk already past its time still sees it.
+        let kinds: Vec<u8> = index(&l.shard).iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds, [KIND_CURRENT, KIND_RETRY]);
         // Removing a noncurrent version leaves the current one's entry.
         let (muts, _) = remove(&l.shard, 1, "k", VersionSel::Id(v1.version), false).await.expect("remove").expect("found");
         l.commit_in_txn(muts).await.expect("commit");
         assert_eq!(currents(&l.shard).len(), 1);
+        // A fresh version replacing it takes both away and is no retry.
+        let now = tessera_proto::time::now_unix_ms();
+        let v3 = place_and_commit(&l, "k", Versioning::Enabled, version(now), 6).await;
+        assert_eq!(index(&l.shard), [(KIND_CURRENT, version_entry(KIND_CURRENT, 1, now, &v3.version, b"k")[1..].to_vec())]);
 
         // A rewrite of the same version (tags, a transition) changes nothing.
         let e = l.shard.get(T_OBJECTS, &object_key(1, "k")).expect("current");
