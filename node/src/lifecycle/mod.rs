@@ -95,6 +95,13 @@ fn visited(ctx: &Ctx, n: u64) {
     ctx.shared.metrics.core(ctx.core).lc_visited.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
 }
 
+fn visited_so_far(ctx: &Ctx) -> u64 {
+    ctx.shared.metrics.core(ctx.core).lc_visited.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A pass this slow is logged even if it did nothing.
+const SLOW_PASS_MS: u64 = 100;
+
 /// What came of a version found due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
@@ -119,9 +126,10 @@ struct Done {
 
 async fn pass(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, shard: u32, day_ms: i64, pacer: &mut walk::Pacer) -> S3Result<()> {
     let Some(lc) = b.lifecycle.clone() else { return Ok(()) };
+    let (started, walked_before) = (std::time::Instant::now(), visited_so_far(ctx));
     let mut done = Done::default();
     noncurrent(ctx, b, &lc, shard, day_ms, &mut done, pacer).await?;
-    if walk::indexed(ctx, shard) {
+    if walk::indexed(ctx, shard) && !ctx.shared.config.lifecycle_full_walk {
         let Some(local) = ctx.shards.local(shard) else { return Ok(()) };
         let mut marks = index::Marks::load(&local.shard, b.id, walk::fingerprint(&lc));
         walk::current(ctx, b, &lc, shard, day_ms, &mut marks, &mut done, pacer).await?;
@@ -134,8 +142,10 @@ async fn pass(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, shard: u32, day_ms: i64, pacer
         current(ctx, b, &lc, shard, day_ms, &mut done, pacer).await?;
         uploads(ctx, b, &lc, shard, day_ms, &mut done, pacer).await?;
     }
-    if done.expired + done.noncurrent_removed + done.markers_removed + done.uploads_aborted + done.transitioned > 0 {
-        tracing::info!(bucket = %b.name, shard, ?done, "lifecycle applied");
+    let acted = done.expired + done.noncurrent_removed + done.markers_removed + done.uploads_aborted + done.transitioned;
+    let (elapsed_ms, walked) = (started.elapsed().as_millis() as u64, visited_so_far(ctx) - walked_before);
+    if acted > 0 || elapsed_ms >= SLOW_PASS_MS {
+        tracing::info!(bucket = %b.name, shard, ?done, elapsed_ms, visited = walked, "lifecycle applied");
     }
     Ok(())
 }
