@@ -42,6 +42,12 @@ pub struct Config {
     /// Length of a lifecycle "day" in seconds: 86,400, shorter only for
     /// tests (`--lifecycle-day-secs`).
     pub lifecycle_day_secs: u64,
+    /// Most lifecycle actions (expirations, removals, aborts, transitions)
+    /// a pass takes per second on one shard (`--lifecycle-actions-per-sec`).
+    pub lifecycle_actions_per_sec: u32,
+    /// MEASUREMENT ONLY: every lifecycle pass walks everything, as before
+    /// the age index (`--lifecycle-full-walk`, hidden).
+    pub lifecycle_full_walk: bool,
     /// Hot-object cache bytes for the whole node, split evenly over the
     /// reactors (0: no cache); see `hotcache`.
     pub cache_bytes: u64,

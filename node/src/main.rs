@@ -144,6 +144,15 @@ enum Command {
         /// Never set it in production.
         #[arg(long, default_value_t = 86_400, env = "TESSERA_LIFECYCLE_DAY_SECS", hide_short_help = true)]
         lifecycle_day_secs: u64,
+        /// Most lifecycle actions (expirations, removals, aborts,
+        /// transitions) a pass takes per second on each shard, so a day's
+        /// worth of expirations never crowds out requests.
+        #[arg(long, default_value_t = 1000, env = "TESSERA_LIFECYCLE_ACTIONS_PER_SEC")]
+        lifecycle_actions_per_sec: u32,
+        /// MEASUREMENT ONLY: lifecycle passes walk every object, version and
+        /// upload as before the age index, to compare the two.
+        #[arg(long, env = "TESSERA_LIFECYCLE_FULL_WALK", hide = true)]
+        lifecycle_full_walk: bool,
         /// The node key file (sealing IAM secrets at rest and STS session
         /// tokens); default `node.key` in the data dirs (a copy in each),
         /// created 0600 at first start. Keep it elsewhere than the data for a copy of the
@@ -403,6 +412,8 @@ fn main() -> ExitCode {
             cache_max_object,
             test_min_session_secs,
             lifecycle_day_secs,
+            lifecycle_actions_per_sec,
+            lifecycle_full_walk,
             key_file,
             kms_keys,
             config: _,
@@ -455,6 +466,8 @@ fn main() -> ExitCode {
                 reserve_bytes: reserve,
                 min_session_secs: test_min_session_secs.unwrap_or(tessera_node::iam::model::MIN_SESSION_SECS),
                 lifecycle_day_secs: lifecycle_day_secs.max(1),
+                lifecycle_actions_per_sec: lifecycle_actions_per_sec.max(1),
+                lifecycle_full_walk,
                 cache_bytes: cache_size,
                 cache_max_object_bytes: cache_max_object,
                 tls_cert,

@@ -106,6 +106,11 @@ pub struct CoreMetrics {
     pub repl_retries: AtomicU64,
     pub repl_lag_ms_sum: AtomicU64,
     pub repl_last_error: std::sync::Mutex<String>,
+    /// Lifecycle (`lifecycle`): entries its walks visited (index entries,
+    /// or objects, versions and uploads on a full walk), and entries the
+    /// one-time backfill indexed.
+    pub lc_visited: AtomicU64,
+    pub lc_backfilled: AtomicU64,
 }
 
 /// Why a TLS handshake failed (`tessera_tls_handshake_failures_total{reason}`).
@@ -160,6 +165,8 @@ impl CoreMetrics {
             repl_retries: AtomicU64::new(0),
             repl_lag_ms_sum: AtomicU64::new(0),
             repl_last_error: std::sync::Mutex::new(String::new()),
+            lc_visited: AtomicU64::new(0),
+            lc_backfilled: AtomicU64::new(0),
         }
     }
 
@@ -476,7 +483,9 @@ impl NodeMetrics {
     /// The hot-object caches, MD5 lanes and notification queues, per reactor (`core` label).
     fn render_cache(&self, out: &mut String) {
         type Field = fn(&CoreMetrics) -> u64;
-        let fields: [(&str, &str, Field); 19] = [
+        let fields: [(&str, &str, Field); 21] = [
+            ("tessera_lifecycle_visited_entries_total", "Entries lifecycle passes visited: index entries, or every object, version and upload of a full walk.", |c| c.lc_visited.load(Relaxed)),
+            ("tessera_lifecycle_backfilled_entries_total", "Entries written before the lifecycle index existed that its backfill indexed.", |c| c.lc_backfilled.load(Relaxed)),
             ("tessera_replication_pending_entries", "Bucket replication entries queued on this reactor's shards, not sent yet.", |c| c.repl_pending.load(Relaxed)),
             ("tessera_replication_pending_bytes", "Object bytes the queued replication entries will send.", |c| c.repl_pending_bytes.load(Relaxed)),
             ("tessera_replication_lag_milliseconds", "Age of the oldest queued replication entry on this reactor's shards (0: none).", |c| c.repl_lag_ms.load(Relaxed)),

@@ -183,7 +183,10 @@ impl LocalShard {
         self.commit_marked(keys, muts).await
     }
 
-    async fn commit_marked(&self, keys: Vec<TableKey>, muts: Vec<Mutation>) -> Result<u64, IoError> {
+    /// Every commit of the node's tables comes through here: the
+    /// lifecycle index entries its mutations imply join it (same commit).
+    async fn commit_marked(&self, keys: Vec<TableKey>, mut muts: Vec<Mutation>) -> Result<u64, IoError> {
+        crate::lifecycle::index::derive(&self.shard, &mut muts);
         let _marks = WriteMarks::new(self, keys);
         crate::lanes::commit(&self.shard, self.mirrors.as_deref(), muts).await
     }

@@ -169,3 +169,94 @@ async fn the_worker_expires_objects_versions_markers_and_uploads() {
     })
     .await;
 }
+
+/// `tessera_lifecycle_visited_entries_total` of the running process.
+fn visited(srv: &Server) -> f64 {
+    metric_total(&srv.scrape_metrics(), "tessera_lifecycle_visited_entries_total")
+}
+
+/// PUTs `keys` (small bodies), 32 at a time.
+async fn put_all(s3: &aws_sdk_s3::Client, bucket: &str, keys: Vec<String>) {
+    for chunk in keys.chunks(32) {
+        let mut set = tokio::task::JoinSet::new();
+        for k in chunk {
+            let (s3, bucket, k) = (s3.clone(), bucket.to_string(), k.clone());
+            set.spawn(async move { ok(s3.put_object().bucket(bucket).key(&k).body(bytestream(b"x")).send().await, &k) });
+        }
+        while let Some(r) = set.join_next().await {
+            r.expect("put task");
+        }
+    }
+}
+
+async fn listed(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> usize {
+    let mut n = 0;
+    let mut token = None;
+    loop {
+        let page = ok(s3.list_objects_v2().bucket(bucket).prefix(prefix).set_continuation_token(token).send().await, "list");
+        n += page.contents().len();
+        token = page.next_continuation_token().map(str::to_string);
+        if token.is_none() {
+            return n;
+        }
+    }
+}
+
+/// The walk reads the age index up to the first entry not yet due: with 5
+/// due objects among 300 young ones, its passes visit about the 5, where
+/// the full walk visited all 305 every pass (about 3,000 over this test).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pass_visits_only_the_due_entries() {
+    let srv = server(1);
+    let s3 = srv.client();
+    ok(s3.create_bucket().bucket("aged").send().await, "create");
+    put_all(&s3, "aged", (0..5).map(|i| format!("old/{i}")).collect()).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    put_all(&s3, "aged", (0..300).map(|i| format!("young/{i:03}")).collect()).await;
+    let before = visited(&srv);
+    let rules = vec![rule("twenty").filter(prefix("")).expiration(days(20)).build().unwrap()];
+    assert_eq!(put_lifecycle_rules(&s3, "aged", rules).await, Ok(()));
+    wait_until_within(Duration::from_secs(30), "the 5 old objects expire", || async { listed(&s3, "aged", "old/").await == 0 }).await;
+    // A few more passes: the young objects are not due for ~10 s more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let walked = visited(&srv) - before;
+    assert_eq!(listed(&s3, "aged", "young/").await, 300, "no young object expired");
+    assert!((5.0..50.0).contains(&walked), "the passes visited {walked} entries; only the 5 due ones (and a few retries at most) should be");
+}
+
+/// A pass killed mid-way resumes from the watermark it last saved (once
+/// per page of 256 entries): after the restart it visits what was left
+/// plus at most a page, not the entries it had passed over. Actions are
+/// paced at 100 a second so the pass is still running when it is killed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_pass_resumes_from_its_watermark() {
+    let args = ["--lifecycle-day-secs", "1", "--lifecycle-actions-per-sec", "100"].map(String::from).to_vec();
+    let mut srv = Server::start_with(ServerOpts { args, ..Default::default() });
+    let s3 = srv.client();
+    ok(s3.create_bucket().bucket("resume").send().await, "create");
+    // Three kept objects for each expiring one, interleaved in time.
+    let keys: Vec<String> = (0..1200).map(|i| if i % 4 == 3 { format!("tmp/{i:04}") } else { format!("keep/{i:04}") }).collect();
+    for chunk in keys.chunks(4) {
+        put_all(&s3, "resume", chunk.to_vec()).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rules = vec![rule("tmp").filter(prefix("tmp/")).expiration(days(1)).build().unwrap()];
+    assert_eq!(put_lifecycle_rules(&s3, "resume", rules).await, Ok(()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut before_kill = visited(&srv);
+    while before_kill < 600.0 {
+        assert!(std::time::Instant::now() < deadline, "the pass visited only {before_kill} entries in 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        before_kill = visited(&srv);
+    }
+    srv.kill9();
+    assert!(before_kill < 1000.0, "the pass went too far ({before_kill} of 1200) before the kill to show anything");
+    srv.start_again();
+    let s3 = srv.client();
+    wait_until_within(Duration::from_secs(30), "every tmp/ object expires", || async { listed(&s3, "resume", "tmp/").await == 0 }).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = visited(&srv);
+    let bound = 1200.0 - before_kill + 256.0;
+    assert!(after <= bound, "after the restart the walk visited {after} entries, more than the {bound} left after the watermark");
+    assert_eq!(listed(&s3, "resume", "keep/").await, 900);
+}

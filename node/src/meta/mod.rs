@@ -35,6 +35,10 @@ pub const T_REPLICATION: u8 = 7;
 /// Tiering work: copies at a tier to delete, restored copies to drop when
 /// they expire (see `tier`).
 pub const T_TIER: u8 = 8;
+/// The lifecycle age index: current versions by creation time, uploads
+/// by initiation, keys whose current version is a delete marker, and the
+/// walks' watermarks (see `lifecycle::index`).
+pub const T_LCINDEX: u8 = 9;
 
 /// Format 2 heal cursors, on the healing member shard only, never
 /// mirrored (see `heal`).

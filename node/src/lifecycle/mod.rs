@@ -31,6 +31,9 @@
 //! A lifecycle "day" is `--lifecycle-day-secs` (86,400; shorter only for
 //! tests, as s3-tests' `lc_debug_interval` expects).
 
+pub mod index;
+mod walk;
+
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,11 +64,16 @@ const MIN_PASS_INTERVAL: Duration = Duration::from_secs(1);
 pub async fn run(ctx: Rc<Ctx>) {
     let day_ms = (ctx.shared.config.lifecycle_day_secs.max(1) * 1000) as i64;
     let interval = (Duration::from_millis(day_ms as u64) / 4).clamp(MIN_PASS_INTERVAL, MAX_PASS_INTERVAL);
+    let per_sec = ctx.shared.config.lifecycle_actions_per_sec;
+    let mut pacers: Vec<walk::Pacer> = (0..ctx.shards.count()).map(|_| walk::Pacer::new(per_sec)).collect();
     loop {
         monoio::time::sleep(interval).await;
         for shard in 0..ctx.shards.count() {
             if ctx.shards.local(shard).is_some_and(|l| l.shard.len(T_TIER) > 0) {
                 crate::tier::worker::housekeeping(&ctx, shard).await;
+            }
+            if let Err(e) = walk::backfill(&ctx, shard).await {
+                tracing::warn!(shard, error = %e.code, "lifecycle index backfill stopped; resumed next pass");
             }
         }
         let buckets = ctx.shared.buckets.matching(|b| b.lifecycle.as_ref().is_some_and(|l| l.has_enabled_rules()));
@@ -74,12 +82,34 @@ pub async fn run(ctx: Rc<Ctx>) {
                 if ctx.shards.local(shard).is_none() {
                     continue;
                 }
-                if let Err(e) = pass(&ctx, &b, shard, day_ms).await {
+                if let Err(e) = pass(&ctx, &b, shard, day_ms, &mut pacers[shard as usize]).await {
                     tracing::warn!(bucket = %b.name, shard, error = %e.code, "lifecycle pass failed; retried next time");
                 }
             }
         }
     }
+}
+
+/// Counts entries a walk visited (`tessera_lifecycle_visited_entries_total`).
+fn visited(ctx: &Ctx, n: u64) {
+    ctx.shared.metrics.core(ctx.core).lc_visited.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn visited_so_far(ctx: &Ctx) -> u64 {
+    ctx.shared.metrics.core(ctx.core).lc_visited.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A pass this slow is logged even if it did nothing.
+const SLOW_PASS_MS: u64 = 100;
+
+/// What came of a version found due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Acted,
+    /// Nothing is due for it, or it changed meanwhile.
+    Nothing,
+    /// Due, but held: locked, its tier down, replication pending, an error.
+    Blocked,
 }
 
 /// What one pass did (for logs and tests).
@@ -94,14 +124,28 @@ struct Done {
     tiers_down: Vec<String>,
 }
 
-async fn pass(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, shard: u32, day_ms: i64) -> S3Result<()> {
+async fn pass(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, shard: u32, day_ms: i64, pacer: &mut walk::Pacer) -> S3Result<()> {
     let Some(lc) = b.lifecycle.clone() else { return Ok(()) };
+    let (started, walked_before) = (std::time::Instant::now(), visited_so_far(ctx));
     let mut done = Done::default();
-    noncurrent(ctx, b, &lc, shard, day_ms, &mut done).await?;
-    current(ctx, b, &lc, shard, day_ms, &mut done).await?;
-    uploads(ctx, b, &lc, shard, day_ms, &mut done).await?;
-    if done.expired + done.noncurrent_removed + done.markers_removed + done.uploads_aborted + done.transitioned > 0 {
-        tracing::info!(bucket = %b.name, shard, ?done, "lifecycle applied");
+    noncurrent(ctx, b, &lc, shard, day_ms, &mut done, pacer).await?;
+    if walk::indexed(ctx, shard) && !ctx.shared.config.lifecycle_full_walk {
+        let Some(local) = ctx.shards.local(shard) else { return Ok(()) };
+        let mut marks = index::Marks::load(&local.shard, b.id, walk::fingerprint(&lc));
+        walk::current(ctx, b, &lc, shard, day_ms, &mut marks, &mut done, pacer).await?;
+        walk::retries(ctx, b, &lc, shard, day_ms, &mut done, pacer).await?;
+        walk::lone_markers(ctx, b, &lc, shard, &mut done, pacer).await?;
+        walk::uploads(ctx, b, &lc, shard, day_ms, &mut marks, &mut done, pacer).await?;
+    } else {
+        // Until the shard's backfill is done, its index may miss older
+        // entries: the full walk.
+        current(ctx, b, &lc, shard, day_ms, &mut done, pacer).await?;
+        uploads(ctx, b, &lc, shard, day_ms, &mut done, pacer).await?;
+    }
+    let acted = done.expired + done.noncurrent_removed + done.markers_removed + done.uploads_aborted + done.transitioned;
+    let (elapsed_ms, walked) = (started.elapsed().as_millis() as u64, visited_so_far(ctx) - walked_before);
+    if acted > 0 || elapsed_ms >= SLOW_PASS_MS {
+        tracing::info!(bucket = %b.name, shard, ?done, elapsed_ms, visited = walked, "lifecycle applied");
     }
     Ok(())
 }
@@ -127,14 +171,14 @@ async fn tags_of(ctx: &Ctx, shard: u32, table: u8, k: &[u8], needed: bool) -> S3
     Ok(stored.and_then(|s| ObjectMeta::decode(&s.meta)).map(|m| m.tags).unwrap_or_default())
 }
 
-async fn current(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32, day_ms: i64, done: &mut Done) -> S3Result<()> {
+async fn current(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32, day_ms: i64, done: &mut Done, pacer: &mut walk::Pacer) -> S3Result<()> {
     let needs_tags = lc.rules.iter().any(|r| r.enabled && r.filter.needs_tags());
     let mut after: Option<Vec<u8>> = None;
     loop {
         let page = ctx.shards.range(shard, T_OBJECTS, bucket_prefix(b.id), after.clone(), PAGE).await.map_err(io_error)?;
         let Some((last, _)) = page.last() else { return Ok(()) };
         after = Some(last.clone());
-        let now = now_unix_ms();
+        visited(ctx, page.len() as u64);
         for (k, e) in &page {
             let (Some(key), Some(s)) = (key_of(b, k), ObjectSummary::decode(&e.summary)) else { continue };
             if s.delete_marker {
@@ -146,31 +190,7 @@ async fn current(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32,
                 }
                 continue;
             }
-            let tags = tags_of(ctx, shard, T_OBJECTS, k, needs_tags).await?;
-            let due = lc
-                .rules
-                .iter()
-                .filter(|r| r.enabled && r.filter.matches(&key, &tags, s.size))
-                .filter_map(|r| expiry_ms(r.expiration.as_ref()?, s.mtime_ms, day_ms))
-                .min();
-            if due.is_some_and(|t| t <= now) {
-                if expire_current(ctx, b, shard, &key, s.version).await? {
-                    done.expired += 1;
-                }
-                continue;
-            }
-            let class = lc
-                .rules
-                .iter()
-                .filter(|r| r.enabled && r.filter.matches(&key, &tags, s.size))
-                .flat_map(|r| r.transitions.iter())
-                .map(|t| (transition_ms(t.when, s.mtime_ms, day_ms), &t.storage_class))
-                .filter(|(t, _)| *t <= now)
-                .max_by_key(|(t, _)| *t)
-                .map(|(_, c)| c.clone());
-            if let Some(class) = class {
-                move_to_tier(ctx, b, shard, &key, &s, &class, done).await;
-            }
+            act_current(ctx, b, lc, shard, &key, &s, day_ms, needs_tags, done, pacer).await?;
         }
         if page.len() < PAGE {
             return Ok(());
@@ -181,22 +201,77 @@ async fn current(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32,
     }
 }
 
+/// Acts on current version `s` of `key` as the rules say now: expired if
+/// an expiration is due, else moved to the latest due transition's tier.
+#[allow(clippy::too_many_arguments)]
+async fn act_current(
+    ctx: &Rc<Ctx>,
+    b: &Arc<BucketInfo>,
+    lc: &Lifecycle,
+    shard: u32,
+    key: &str,
+    s: &ObjectSummary,
+    day_ms: i64,
+    needs_tags: bool,
+    done: &mut Done,
+    pacer: &mut walk::Pacer,
+) -> S3Result<Outcome> {
+    let now = now_unix_ms();
+    let tags = tags_of(ctx, shard, T_OBJECTS, &object_key(b.id, key), needs_tags).await?;
+    let due = lc
+        .rules
+        .iter()
+        .filter(|r| r.enabled && r.filter.matches(key, &tags, s.size))
+        .filter_map(|r| expiry_ms(r.expiration.as_ref()?, s.mtime_ms, day_ms))
+        .min();
+    if due.is_some_and(|t| t <= now) {
+        pacer.tick().await;
+        if expire_current(ctx, b, shard, key, s.version).await? {
+            done.expired += 1;
+            return Ok(Outcome::Acted);
+        }
+        return Ok(Outcome::Blocked);
+    }
+    let class = lc
+        .rules
+        .iter()
+        .filter(|r| r.enabled && r.filter.matches(key, &tags, s.size))
+        .flat_map(|r| r.transitions.iter())
+        .map(|t| (transition_ms(t.when, s.mtime_ms, day_ms), &t.storage_class))
+        .filter(|(t, _)| *t <= now)
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, c)| c.clone());
+    match class {
+        Some(class) => Ok(move_to_tier(ctx, b, shard, key, s, &class, done, pacer).await),
+        None => Ok(Outcome::Nothing),
+    }
+}
+
 /// Transitions version `s` of `key` to tier `class` (unless it is already
 /// there, or still waiting to be replicated), counting it in `done`; a
 /// tier found down is skipped for the rest of the pass.
-async fn move_to_tier(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, s: &ObjectSummary, class: &str, done: &mut Done) {
-    if s.tier_class.as_deref() == Some(class) || s.delete_marker || s.repl == ReplStatus::Pending || done.tiers_down.iter().any(|d| d == class) {
-        return;
+#[allow(clippy::too_many_arguments)]
+async fn move_to_tier(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, s: &ObjectSummary, class: &str, done: &mut Done, pacer: &mut walk::Pacer) -> Outcome {
+    if s.tier_class.as_deref() == Some(class) || s.delete_marker {
+        return Outcome::Nothing;
     }
+    if s.repl == ReplStatus::Pending || done.tiers_down.iter().any(|d| d == class) {
+        return Outcome::Blocked;
+    }
+    pacer.tick().await;
     match crate::tier::worker::transition(ctx, b, shard, key, s, class).await {
-        Ok(true) => done.transitioned += 1,
-        Ok(false) => {}
+        Ok(true) => {
+            done.transitioned += 1;
+            Outcome::Acted
+        }
+        Ok(false) => Outcome::Nothing,
         Err(e) => {
             let why = crate::tier::worker::describe(&e);
             if let crate::tier::worker::NotMoved::TierDown(_) = e {
                 done.tiers_down.push(class.to_string());
             }
             tracing::warn!(bucket = %b.name, key, class, "transition failed; retried next pass: {why}");
+            Outcome::Blocked
         }
     }
 }
@@ -275,7 +350,7 @@ async fn remove_lone_marker(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, ex
         .map_err(io_error)?
 }
 
-async fn noncurrent(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32, day_ms: i64, done: &mut Done) -> S3Result<()> {
+async fn noncurrent(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32, day_ms: i64, done: &mut Done, pacer: &mut walk::Pacer) -> S3Result<()> {
     let acts = |r: &tessera_proto::lifecycle::Rule| r.noncurrent_days.is_some() || !r.noncurrent_transitions.is_empty();
     if !lc.rules.iter().any(|r| r.enabled && acts(r)) {
         return Ok(());
@@ -290,6 +365,7 @@ async fn noncurrent(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u
         let page = ctx.shards.range(shard, T_VERSIONS, bucket_prefix(b.id), after.clone(), PAGE).await.map_err(io_error)?;
         let Some((last, _)) = page.last() else { return Ok(()) };
         after = Some(last.clone());
+        visited(ctx, page.len() as u64);
         let now = now_unix_ms();
         for (k, e) in &page {
             let Some((bid, key_bytes, _)) = parse_version_key(k) else { continue };
@@ -326,10 +402,11 @@ async fn noncurrent(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u
                     .max_by_key(|(t, _)| *t)
                     .map(|(_, c)| c.clone());
                 if let Some(class) = class {
-                    move_to_tier(ctx, b, shard, &key, &s, &class, done).await;
+                    move_to_tier(ctx, b, shard, &key, &s, &class, done, pacer).await;
                 }
                 continue;
             }
+            pacer.tick().await;
             // A removal can promote a version: inside the write gate, as
             // DeleteObject's removals are.
             let Ok(_gate) = b.enter_write() else { return Ok(()) };
@@ -367,7 +444,7 @@ async fn noncurrent(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u
     }
 }
 
-async fn uploads(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32, day_ms: i64, done: &mut Done) -> S3Result<()> {
+async fn uploads(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32, day_ms: i64, done: &mut Done, pacer: &mut walk::Pacer) -> S3Result<()> {
     if !lc.rules.iter().any(|r| r.enabled && r.abort_multipart_days.is_some()) {
         return Ok(());
     }
@@ -376,6 +453,7 @@ async fn uploads(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32,
         let page = ctx.shards.range(shard, T_UPLOADS, bucket_prefix(b.id), after.clone(), PAGE).await.map_err(io_error)?;
         let Some((last, _)) = page.last() else { return Ok(()) };
         after = Some(last.clone());
+        visited(ctx, page.len() as u64);
         let now = now_unix_ms();
         for (k, e) in &page {
             let Some((key, id)) = split_upload_key(&k[8.min(k.len())..]) else { continue };
@@ -387,8 +465,11 @@ async fn uploads(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32,
                 .filter(|r| r.enabled && r.filter.matches(key, &[], 0))
                 .filter_map(|r| Some(info.initiated_ms + i64::from(r.abort_multipart_days?) * day_ms))
                 .min();
-            if due.is_some_and(|t| t <= now) && multipart::abort_upload(ctx, shard, b.id, key, id).await.is_ok() {
-                done.uploads_aborted += 1;
+            if due.is_some_and(|t| t <= now) {
+                pacer.tick().await;
+                if multipart::abort_upload(ctx, shard, b.id, key, id).await.is_ok() {
+                    done.uploads_aborted += 1;
+                }
             }
         }
         if page.len() < PAGE {

@@ -1,0 +1,375 @@
+//! The lifecycle age index (`T_LCINDEX`): what lets a pass read only the
+//! entries that may be due instead of walking every object.
+//!
+//! FORMAT BOUNDARY: these keys and records are on disk. Every entry's
+//! summary starts with a version byte (`INDEX_V1`); the state records
+//! (`W`, `B`) carry theirs too, and one of an unknown version is treated
+//! as absent (the walk starts over, never skips).
+//!
+//! Entries, all on the shard of the thing they index:
+//! - `C ++ bucket id ++ ord(mtime ms) ++ version id ++ key`: a current
+//!   version that is not a delete marker, by creation time;
+//! - `L ++ bucket id ++ key`: a key whose current version is a delete
+//!   marker (a candidate for `ExpiredObjectDeleteMarker`);
+//! - `U ++ bucket id ++ ord(initiated ms) ++ key 00 upload id`: an
+//!   incomplete multipart upload, by initiation time;
+//! - `R ++ bucket id ++ ord(mtime ms) ++ version id ++ key`: a current
+//!   version found due but not acted on (locked, tier down, waiting for
+//!   replication), visited again every pass until it goes or is done;
+//! - `W ++ bucket id`: the bucket's watermarks (below);
+//! - `B`: this shard's backfill state.
+//!
+//! `C`, `L` and `U` entries are derived by [`derive`] from the mutations of
+//! every commit of the node (`LocalShard::commit_marked`) and go **in the
+//! same commit**: a version's write puts its entry and the commit that
+//! replaces or removes it deletes it. The index is a superset of the truth:
+//! a commit derived before an earlier one applied may leave an entry of a
+//! version already gone (and the backfill may too); the worker drops such
+//! stale entries when it meets them. It is never missing one once the
+//! shard's backfill is done.
+//!
+//! Watermarks: rules are "N days after creation" (or a date), and a rule's
+//! due time grows with the creation time, so each rule action walks the `C`
+//! entries in time order from its watermark and stops at the first entry
+//! not yet due for it. The watermark is per rule action (rule index,
+//! expiration or transition j), so a rule with more days never loses an
+//! entry a rule with fewer days passed over; it is kept with a fingerprint
+//! of the bucket's rules, and a changed configuration starts every walk
+//! from the beginning of the index (rules added later see old objects).
+
+use tessera_io::{Body, Mutation, Shard};
+
+pub use crate::meta::T_LCINDEX;
+use crate::meta::{ObjectSummary, UploadInfo, VersionId, T_OBJECTS, T_UPLOADS};
+
+/// Version byte of an index entry's summary.
+pub const INDEX_V1: u8 = 1;
+/// Version byte of a watermarks record.
+const MARKS_V1: u8 = 1;
+/// Version byte of a backfill state record.
+const BACKFILL_V1: u8 = 1;
+
+pub const KIND_CURRENT: u8 = b'C';
+pub const KIND_LONE: u8 = b'L';
+pub const KIND_UPLOAD: u8 = b'U';
+pub const KIND_RETRY: u8 = b'R';
+const KIND_MARKS: u8 = b'W';
+const KIND_BACKFILL: u8 = b'B';
+
+/// Most watermarks a record holds (a configuration has at most 1,000
+/// rules, each with an expiration and a few transitions).
+const MAX_MARKS: usize = 8192;
+
+/// An i64 as 8 bytes that sort as the numbers do.
+pub fn ord(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn unord(b: &[u8]) -> Option<i64> {
+    Some((u64::from_be_bytes(b.try_into().ok()?) ^ (1 << 63)) as i64)
+}
+
+/// `kind ++ bucket id`: the prefix of a bucket's entries of one kind.
+pub fn prefix(kind: u8, bucket: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + 8 + 16 + 64);
+    k.push(kind);
+    k.extend_from_slice(&bucket.to_be_bytes());
+    k
+}
+
+/// A `C` (or `R`) entry's key.
+pub fn version_entry(kind: u8, bucket: u64, mtime_ms: i64, version: &VersionId, key: &[u8]) -> Vec<u8> {
+    let mut k = prefix(kind, bucket);
+    k.extend_from_slice(&ord(mtime_ms));
+    k.extend_from_slice(&version.0);
+    k.extend_from_slice(key);
+    k
+}
+
+/// A `C` or `R` entry: (creation time, version id, object key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionEntry {
+    pub mtime_ms: i64,
+    pub version: VersionId,
+    pub key: Vec<u8>,
+}
+
+/// Parses a `C` or `R` key.
+pub fn parse_version_entry(k: &[u8]) -> Option<VersionEntry> {
+    let rest = k.get(9..)?;
+    let mtime_ms = unord(rest.get(..8)?)?;
+    let version = VersionId(rest.get(8..8 + VersionId::BYTES)?.try_into().ok()?);
+    Some(VersionEntry { mtime_ms, version, key: rest[8 + VersionId::BYTES..].to_vec() })
+}
+
+/// An `L` entry's key.
+pub fn lone_entry(bucket: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = prefix(KIND_LONE, bucket);
+    k.extend_from_slice(key);
+    k
+}
+
+/// A `U` entry's key, from the upload's `T_UPLOADS` key.
+pub fn upload_entry(upload_key: &[u8], initiated_ms: i64) -> Option<Vec<u8>> {
+    let bucket = u64::from_be_bytes(upload_key.get(..8)?.try_into().ok()?);
+    let mut k = prefix(KIND_UPLOAD, bucket);
+    k.extend_from_slice(&ord(initiated_ms));
+    k.extend_from_slice(&upload_key[8..]);
+    Some(k)
+}
+
+/// Parses a `U` key: (initiation time, `key 00 upload id`).
+pub fn parse_upload_entry(k: &[u8]) -> Option<(i64, &[u8])> {
+    let rest = k.get(9..)?;
+    Some((unord(rest.get(..8)?)?, &rest[8..]))
+}
+
+pub fn put(key: Vec<u8>) -> Mutation {
+    Mutation::Put { table: T_LCINDEX, key, summary: vec![INDEX_V1], meta: Vec::new(), body: Body::Inline(Vec::new()) }
+}
+
+pub fn delete(key: Vec<u8>) -> Mutation {
+    Mutation::Delete { table: T_LCINDEX, key }
+}
+
+/// The index entry of a `T_OBJECTS` entry (`key` is `bucket id ++ key`).
+pub fn object_entry(okey: &[u8], summary: &[u8]) -> Option<Vec<u8>> {
+    let bucket = u64::from_be_bytes(okey.get(..8)?.try_into().ok()?);
+    let s = ObjectSummary::decode(summary)?;
+    Some(if s.delete_marker {
+        lone_entry(bucket, &okey[8..])
+    } else {
+        version_entry(KIND_CURRENT, bucket, s.mtime_ms, &s.version, &okey[8..])
+    })
+}
+
+/// The index entry of a `T_UPLOADS` entry.
+fn upload_entry_of(ukey: &[u8], summary: &[u8]) -> Option<Vec<u8>> {
+    upload_entry(ukey, UploadInfo::decode(summary)?.initiated_ms)
+}
+
+/// A current version whose recorded creation time is older than this when
+/// its commit is derived also gets an `R` entry: a walk (which never passes
+/// entries younger than `walk::WRITE_LAG_MS`, or a short test day) may
+/// already be past its place.
+const LATE_MS: i64 = 500;
+
+/// The `R` key of a `C` key.
+fn retry_of(c: &[u8]) -> Option<Vec<u8>> {
+    (c.first() == Some(&KIND_CURRENT)).then(|| {
+        let mut r = c.to_vec();
+        r[0] = KIND_RETRY;
+        r
+    })
+}
+
+/// Appends to `muts` the index mutations they imply on `shard` as it is
+/// now: for each put or delete of a `T_OBJECTS` or `T_UPLOADS` entry, the
+/// delete of the replaced entry's index entry and the put of the new one's
+/// (nothing when both are the same, as a rewrite of the same version is).
+/// Runs on the shard's owning core right before the commit is staged.
+pub fn derive(shard: &Shard, muts: &mut Vec<Mutation>) {
+    if !muts.iter().any(|m| matches!(m, Mutation::Put { table, .. } | Mutation::Delete { table, .. } if *table == T_OBJECTS || *table == T_UPLOADS)) {
+        return;
+    }
+    // What this batch already wrote, so two mutations of one key in a
+    // batch chain (rare; a batch is usually one key).
+    let mut written: Vec<((u8, Vec<u8>), Option<Vec<u8>>)> = Vec::new();
+    let now_ms = tessera_proto::time::now_unix_ms();
+    let mut extra = Vec::new();
+    for m in muts.iter() {
+        let (table, key, new) = match m {
+            Mutation::Put { table, key, summary, .. } => (*table, key, Some(summary.clone())),
+            Mutation::Delete { table, key } => (*table, key, None),
+        };
+        let entry_of: fn(&[u8], &[u8]) -> Option<Vec<u8>> = match table {
+            T_OBJECTS => object_entry,
+            T_UPLOADS => upload_entry_of,
+            _ => continue,
+        };
+        let old = match written.iter().rev().find(|(k, _)| k.0 == table && k.1 == *key) {
+            Some((_, s)) => s.clone(),
+            None => shard.get(table, key).map(|e| e.summary.to_vec()),
+        };
+        let old_entry = old.as_deref().and_then(|s| entry_of(key, s));
+        let new_entry = new.as_deref().and_then(|s| entry_of(key, s));
+        if old_entry != new_entry {
+            if let Some(o) = old_entry {
+                // Its retry entry (if any) goes with it.
+                let retry = retry_of(&o).filter(|r| shard.get(T_LCINDEX, r).is_some());
+                extra.push(delete(o));
+                extra.extend(retry.map(delete));
+            }
+            if let Some(n) = new_entry {
+                // A current version older than a walk may have passed (a
+                // promoted version, a replica): visited as a retry too.
+                let late = parse_version_entry(&n).filter(|e| n[0] == KIND_CURRENT && e.mtime_ms < now_ms - LATE_MS);
+                extra.push(put(n.clone()));
+                extra.extend(late.and_then(|_| retry_of(&n)).map(put));
+            }
+        }
+        written.push(((table, key.clone()), new));
+    }
+    muts.extend(extra);
+}
+
+// ---- watermarks ------------------------------------------------------------
+
+/// A bucket's watermarks on this shard: for each rule action, the last
+/// index key its walk finished with (exclusive start of the next walk).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// Fingerprint of the rules the marks are for.
+    pub rules: u64,
+    pub marks: Vec<(u32, Vec<u8>)>,
+}
+
+impl Marks {
+    pub fn key(bucket: u64) -> Vec<u8> {
+        prefix(KIND_MARKS, bucket)
+    }
+
+    pub fn get(&self, action: u32) -> Option<&[u8]> {
+        self.marks.iter().find(|(a, _)| *a == action).map(|(_, k)| k.as_slice())
+    }
+
+    pub fn set(&mut self, action: u32, key: Vec<u8>) {
+        match self.marks.iter_mut().find(|(a, _)| *a == action) {
+            Some(m) => m.1 = key,
+            None => self.marks.push((action, key)),
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = vec![MARKS_V1];
+        b.extend_from_slice(&self.rules.to_be_bytes());
+        b.extend_from_slice(&(self.marks.len() as u32).to_be_bytes());
+        for (a, k) in &self.marks {
+            b.extend_from_slice(&a.to_be_bytes());
+            b.extend_from_slice(&(k.len() as u32).to_be_bytes());
+            b.extend_from_slice(k);
+        }
+        b
+    }
+
+    /// `None` for a record of another version or a damaged one: the walks
+    /// then start from the beginning (slower, never wrong).
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        let mut r = Reader(b);
+        if r.take(1)? != [MARKS_V1] {
+            return None;
+        }
+        let rules = u64::from_be_bytes(r.take(8)?.try_into().ok()?);
+        let n = u32::from_be_bytes(r.take(4)?.try_into().ok()?) as usize;
+        if n > MAX_MARKS {
+            return None;
+        }
+        let mut marks = Vec::with_capacity(n);
+        for _ in 0..n {
+            let a = u32::from_be_bytes(r.take(4)?.try_into().ok()?);
+            let len = u32::from_be_bytes(r.take(4)?.try_into().ok()?) as usize;
+            marks.push((a, r.take(len)?.to_vec()));
+        }
+        r.0.is_empty().then_some(Marks { rules, marks })
+    }
+
+    /// The stored marks of `bucket` for rules of fingerprint `rules`
+    /// (empty when none, or stored for other rules).
+    pub fn load(shard: &Shard, bucket: u64, rules: u64) -> Marks {
+        shard
+            .get(T_LCINDEX, &Self::key(bucket))
+            .and_then(|e| Marks::decode(&e.summary))
+            .filter(|m| m.rules == rules)
+            .unwrap_or(Marks { rules, marks: Vec::new() })
+    }
+
+    pub fn mutation(&self, bucket: u64) -> Mutation {
+        Mutation::Put { table: T_LCINDEX, key: Self::key(bucket), summary: self.encode(), meta: Vec::new(), body: Body::Inline(Vec::new()) }
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+}
+
+// ---- backfill --------------------------------------------------------------
+
+/// How far this shard's one-time backfill (indexing what was written
+/// before the index existed) has come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backfill {
+    /// Walking `table` after `after` (from its start when `None`).
+    Walking { table: u8, after: Option<Vec<u8>> },
+    /// Every entry written before the index existed is indexed.
+    Done,
+}
+
+impl Backfill {
+    pub fn key() -> Vec<u8> {
+        vec![KIND_BACKFILL]
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = vec![BACKFILL_V1];
+        match self {
+            Backfill::Done => b.push(1),
+            Backfill::Walking { table, after } => {
+                b.push(0);
+                b.push(*table);
+                if let Some(a) = after {
+                    b.extend_from_slice(a);
+                }
+            }
+        }
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        match b {
+            [BACKFILL_V1, 1] => Some(Backfill::Done),
+            [BACKFILL_V1, 0, table, rest @ ..] if *table == T_OBJECTS || *table == T_UPLOADS => {
+                Some(Backfill::Walking { table: *table, after: (!rest.is_empty()).then(|| rest.to_vec()) })
+            }
+            _ => None,
+        }
+    }
+
+    /// The shard's state. No record: a shard with no objects and no
+    /// uploads needs no backfill (everything it will hold is derived);
+    /// otherwise the walk starts. A record of an unknown version starts it
+    /// over (it only writes entries that are true).
+    pub fn load(shard: &Shard) -> Backfill {
+        match shard.get(T_LCINDEX, &Self::key()).and_then(|e| Backfill::decode(&e.summary)) {
+            Some(b) => b,
+            None if shard.is_empty(T_OBJECTS) && shard.is_empty(T_UPLOADS) => Backfill::Done,
+            None => Backfill::Walking { table: T_OBJECTS, after: None },
+        }
+    }
+
+    pub fn mutation(&self) -> Mutation {
+        Mutation::Put { table: T_LCINDEX, key: Self::key(), summary: self.encode(), meta: Vec::new(), body: Body::Inline(Vec::new()) }
+    }
+}
+
+/// The index puts for a page of `table` read by the backfill.
+pub fn backfill_entries(table: u8, page: &[(Vec<u8>, tessera_io::Entry)]) -> Vec<Mutation> {
+    page.iter()
+        .filter_map(|(k, e)| match table {
+            T_OBJECTS => object_entry(k, &e.summary),
+            _ => upload_entry_of(k, &e.summary),
+        })
+        .map(put)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
