@@ -359,10 +359,12 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
         let mut client = peer;
         if let Some(node) = ctx.shared.cluster.as_ref().filter(|_| !head.path.starts_with("/_tessera/")) {
             let early = match crate::forward::decide(node, &head, peer, &ctx.shared.config.vhost_domains) {
-                crate::forward::Decision::Local(ip) => {
-                    // Checked (or not ours): it is not part of the client's
-                    // signed request, so the signature check must not see it.
-                    head.headers.remove(crate::forward::HEADER);
+                crate::forward::Decision::Local(ip, forwarded) => {
+                    // The forwarder's header is not part of the client's
+                    // signed request: the signature check must not see it.
+                    if forwarded {
+                        head.headers.remove_last(crate::forward::HEADER);
+                    }
                     // A forwarder's connection carries many clients' requests:
                     // each is this request's client (events, SSE-C's rule).
                     conn.peer = Some(ip);

@@ -19,8 +19,9 @@
 //!   `aws:SourceIp` conditions and access logs), the time, and an
 //!   HMAC-SHA256 with the cluster secret's forward key over those and the
 //!   request line and Host. The owner trusts the client address only when
-//!   the MAC and the time (±5 min) check; any copy of the header a client
-//!   sent itself is dropped, never forwarded. A forwarded request is never
+//!   the MAC and the time (±5 min) check, and only in the last such header
+//!   (ours is appended after any the client sent and signed, which pass
+//!   through untouched and are never trusted). A forwarded request is never
 //!   forwarded again: an owner that does not think it owns the key (its
 //!   layout is behind or ahead) answers 503 and the client retries.
 //! - Requests reuse idle connections to the owner (a pool per reactor and
@@ -68,8 +69,9 @@ const COPY_BYTES: usize = 256 * 1024;
 /// What to do with a request, decided from its head.
 pub enum Decision {
     /// Serve it here; the address is the client's (a verified forward
-    /// carries the original client's).
-    Local(IpAddr),
+    /// carries the original client's), and whether the request came
+    /// through a verified forward (its last forward header is ours to drop).
+    Local(IpAddr, bool),
     /// Proxy it to this owner.
     Forward { to: SocketAddr, version: u64 },
     /// Refuse it (a forwarded request this node does not own).
@@ -79,24 +81,26 @@ pub enum Decision {
 /// Where the request's key lives; `Local` for everything that is not an
 /// object request, for a node outside a cluster and before a layout.
 pub fn decide(node: &ClusterNode, head: &RequestHead, peer: IpAddr, vhost_domains: &[String]) -> Decision {
-    let forwarded = head.headers.get(HEADER).and_then(|h| verify(node, head, h));
+    // A forwarder appends its header after any the client sent (and signed).
+    let forwarded = head.headers.get_all(HEADER).last().and_then(|h| verify(node, head, h));
+    let local = Decision::Local(forwarded.unwrap_or(peer), forwarded.is_some());
     let Some(owners) = node.owners.load_full() else {
-        return Decision::Local(forwarded.unwrap_or(peer));
+        return local;
     };
     let Ok(routed) = router::route(head.method, &head.path, &head.query, head.headers.get("host"), vhost_domains) else {
-        return Decision::Local(forwarded.unwrap_or(peer));
+        return local;
     };
     let (Some(bucket), Some(key)) = (routed.bucket.as_deref(), routed.key.as_deref()) else {
-        return Decision::Local(forwarded.unwrap_or(peer));
+        return local;
     };
     if routed.op == Op::Options {
-        return Decision::Local(forwarded.unwrap_or(peer));
+        return local;
     }
     let Some(owner) = owners.owner_of(crate::layout::partition_of(bucket, key)) else {
-        return Decision::Local(forwarded.unwrap_or(peer));
+        return local;
     };
     if owner.id == node.id_hex() {
-        return Decision::Local(forwarded.unwrap_or(peer));
+        return local;
     }
     if forwarded.is_some() {
         return Decision::Refuse(S3Error::with_message(
@@ -159,9 +163,6 @@ fn upstream_head(node: &ClusterNode, head: &RequestHead, client: IpAddr, version
     }
     out.extend_from_slice(if head.minor_version == 0 { b" HTTP/1.0\r\n" } else { b" HTTP/1.1\r\n" });
     for (n, v) in head.headers.iter() {
-        if n.eq_ignore_ascii_case(HEADER) {
-            continue;
-        }
         out.extend_from_slice(n.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(v.as_bytes());

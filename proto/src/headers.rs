@@ -34,6 +34,13 @@ impl Headers {
         self.entries.retain(|(n, _)| n != name);
     }
 
+    /// Drops the last value of `name` (lowercase), if any.
+    pub fn remove_last(&mut self, name: &str) {
+        if let Some(i) = self.entries.iter().rposition(|(n, _)| n == name) {
+            self.entries.remove(i);
+        }
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
     }

@@ -5,27 +5,18 @@
 //! owner; a dead owner's keys answer 503 while the others go on, and come
 //! back with it.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
+use tessera_tests::cluster::{free_udp_port, node_opts, wait_for};
 use tessera_tests::*;
 
 const SECRET: &str = "the data test cluster's secret";
 const AK: &str = "AKIACLUSTERDATATEST1";
 const SK: &str = "cluster-data-test-secret-0123456789abcd";
-
-fn free_udp_port() -> SocketAddr {
-    loop {
-        let s = UdpSocket::bind("127.0.0.1:0").expect("bind a udp port");
-        let a = s.local_addr().unwrap();
-        if TcpListener::bind(a).is_ok() {
-            return a;
-        }
-    }
-}
 
 fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
@@ -34,27 +25,13 @@ fn free_addr() -> SocketAddr {
 /// A node with fixed S3 and cluster addresses (so a restart comes back on
 /// them) and the root credentials every node shares.
 fn start_node(cluster: SocketAddr, join: Option<SocketAddr>) -> Server {
-    let mut args = vec![format!("--address={}", free_addr()), "--cluster-address".to_string(), cluster.to_string()];
-    if let Some(j) = join {
-        args.extend(["--join".to_string(), j.to_string()]);
-    }
-    let env = vec![
-        ("TESSERA_CLUSTER_SECRET".to_string(), SECRET.to_string()),
-        ("TESSERA_ACCESS_KEY".to_string(), AK.to_string()),
-        ("TESSERA_SECRET_KEY".to_string(), SK.to_string()),
-    ];
-    let mut s = Server::start_with(ServerOpts { args, env, threads: Some(2), ..ServerOpts::default() });
+    let mut opts = node_opts(cluster, join, SECRET);
+    opts.args.push(format!("--address={}", free_addr()));
+    opts.env.push(("TESSERA_ACCESS_KEY".to_string(), AK.to_string()));
+    opts.env.push(("TESSERA_SECRET_KEY".to_string(), SK.to_string()));
+    let mut s = Server::start_with(opts);
     s.set_credentials(AK, SK);
     s
-}
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    start.elapsed()
 }
 
 fn layout(server: &Server) -> serde_json::Value {
@@ -214,7 +191,7 @@ fn three_nodes_serve_every_object_from_its_owner() {
     });
 
     // A forward header a client made up is dropped, never trusted.
-    let k = &keys[5];
+    let k = &keys[30];
     let owner = owner_of(&nodes[0], "spread", &urlenc(k));
     for n in &nodes {
         let req = RawRequest::new("GET", &format!("/spread/{}", urlenc(k)))
@@ -251,7 +228,7 @@ fn three_nodes_serve_every_object_from_its_owner() {
     nodes[victim].restart();
     rt.block_on(async {
         let c = nodes[live].client();
-        let (i, k) = keys.iter().enumerate().find(|(_, k)| **k == keys[5]).unwrap();
+        let (i, k) = keys.iter().enumerate().find(|(_, k)| **k == keys[30]).unwrap();
         let started = Instant::now();
         loop {
             match body(&c, "spread", k).await {
