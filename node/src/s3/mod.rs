@@ -55,6 +55,16 @@ pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response
         return cors::preflight(ctx, req);
     }
     encryption::require_secure_transport(req)?;
+    // In a cluster an object request reaches the key's owner (`forward`);
+    // one that did not (the console's path) must not store or read here.
+    if let (Some(b), Some(k)) = (req.routed.bucket.as_deref(), req.routed.key.as_deref()) {
+        if !crate::forward::owned_here(ctx, b, k) {
+            return Err(S3Error::with_message(
+                S3ErrorCode::NotImplemented,
+                "In a cluster, this request must be sent to the S3 port (another node owns the key).",
+            ));
+        }
+    }
     let op = req.routed.op.clone();
     // A missing bucket is NoSuchBucket for anyone, as S3 answers.
     let bucket = match op {
