@@ -96,6 +96,22 @@ impl ClusterConfig {
     }
 }
 
+/// Binds, retrying while the address is in use for up to
+/// `server::ADDRESS_RELEASE_WAIT`: a node killed a moment ago can still
+/// hold its sockets (io_uring releases a dead process's files after it is
+/// reaped), and a supervisor restarts it at once.
+fn bind_retrying<T>(mut bind: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let started = std::time::Instant::now();
+    loop {
+        match bind() {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && started.elapsed() < crate::server::ADDRESS_RELEASE_WAIT => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            r => return r,
+        }
+    }
+}
+
 fn resolve(a: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
     a.to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or_else(|| format!("{a} resolves to no address"))
@@ -152,7 +168,7 @@ impl ClusterNode {
     /// taken port fails the start with a clear message.
     pub fn open(config: ClusterConfig, first_dir: &Path) -> Result<ClusterNode, String> {
         let id = load_or_create_node_id(first_dir)?;
-        let socket = std::net::UdpSocket::bind(config.address)
+        let socket = bind_retrying(|| std::net::UdpSocket::bind(config.address))
             .map_err(|e| format!("--cluster-address {}: cannot listen: {e}", config.address))?;
         // Restarts get a higher bump (the low 16 bits of the clock in
         // seconds, compared wrapping), so peers take a restarted node for
@@ -166,7 +182,7 @@ impl ClusterNode {
             local: true,
         };
         let stop_socket = socket.try_clone().map_err(|e| format!("--cluster-address: {e}"))?;
-        let rpc_listener = std::net::TcpListener::bind(config.address)
+        let rpc_listener = bind_retrying(|| std::net::TcpListener::bind(config.address))
             .map_err(|e| format!("--cluster-address {} (RPC, TCP): cannot listen: {e}", config.address))?;
         Ok(ClusterNode {
             identity,

@@ -158,7 +158,7 @@ fn resolve(address: &str) -> Result<SocketAddr, String> {
 }
 
 /// How long a busy address is retried before the start is refused.
-const ADDRESS_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+pub(crate) const ADDRESS_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Refuses an address that another process serves: the reactors bind with
 /// `SO_REUSEPORT`, which would let a second node of the same user share the

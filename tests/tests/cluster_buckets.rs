@@ -146,7 +146,10 @@ async fn buckets_are_one_registry_across_three_nodes() {
         eventually("every node agrees on the owner", Duration::from_secs(10), || async {
             let mut agree = true;
             for n in &nodes {
-                agree &= exists(n, &name).await && listed(n, &name).await == root_won;
+                // HeadBucket as the winner: root gets 403 on user2's bucket.
+                let winner = if root_won { root(n) } else { client(n, USER2_AK, USER2_SK) };
+                let there = winner.head_bucket().bucket(&name).send().await.is_ok();
+                agree &= there && listed(n, &name).await == root_won;
             }
             agree
         })
