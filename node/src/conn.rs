@@ -372,7 +372,7 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
                     None
                 }
                 crate::forward::Decision::Forward { to, version } => {
-                    let o = crate::forward::proxy(&ctx, &mut conn, &head, peer, to, version).await;
+                    let o = crate::forward::proxy(node, &mut conn, &head, peer, to, version).await;
                     match o.error {
                         None => {
                             account(&ctx, &mut conn, Some((crate::metrics::OP_FORWARDED, o.status, started)));

@@ -39,7 +39,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::rc::Rc;
 use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
@@ -248,8 +247,7 @@ fn unreachable_owner(to: SocketAddr, why: impl std::fmt::Display) -> S3Error {
 }
 
 /// Proxies one request to `to` and its response back (see the module doc).
-pub async fn proxy(ctx: &Rc<Ctx>, conn: &mut Conn, head: &RequestHead, client: IpAddr, to: SocketAddr, version: u64) -> Outcome {
-    let node = ctx.shared.cluster.as_ref().expect("forwarding needs a cluster");
+pub async fn proxy(node: &ClusterNode, conn: &mut Conn, head: &RequestHead, client: IpAddr, to: SocketAddr, version: u64) -> Outcome {
     let framing = match head.framing() {
         Ok(f) => f,
         Err(e) => return Outcome { status: 400, keep: false, body_done: false, error: Some(e.into()) },

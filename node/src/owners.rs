@@ -91,10 +91,8 @@ impl Owners {
         let nodes = registered(state);
         let Some(v) = state.get(LAYOUT_KEY) else { return Ok(None) };
         let layout = Layout::decode(&v.value).map_err(|e| format!("the cluster layout: {e}"))?;
-        let placed: std::collections::BTreeSet<String> = (0..layout.partitions())
-            .flat_map(|p| layout.set(p).iter().filter_map(|d| layout.node_of(d).map(str::to_string)).collect::<Vec<_>>())
-            .collect();
-        let pending = nodes.keys().filter(|id| !placed.contains(*id)).cloned().collect();
+        let placed = placed(&layout);
+        let pending = nodes.keys().filter(|id| !placed.contains(id.as_str())).cloned().collect();
         Ok(Some(Owners { layout, version: v.version, nodes, pending }))
     }
 
@@ -143,6 +141,11 @@ impl Owners {
     }
 }
 
+/// The nodes a layout places in some set.
+fn placed(layout: &Layout) -> std::collections::BTreeSet<&str> {
+    (0..layout.partitions()).flat_map(|p| layout.set(p).iter().filter_map(|d| layout.node_of(d))).collect()
+}
+
 /// The registered nodes (records this build cannot read are skipped, and
 /// logged by the caller that registers).
 pub fn registered(state: &ConfigState) -> BTreeMap<String, NodeRecord> {
@@ -174,9 +177,7 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<(Vec<u8>, u64)>, String
         None => None,
     };
     if let Some((layout, _)) = &current {
-        let placed: std::collections::BTreeSet<&str> = (0..layout.partitions())
-            .flat_map(|p| layout.set(p).iter().filter_map(|d| layout.node_of(d)).collect::<Vec<_>>())
-            .collect();
+        let placed = placed(layout);
         let same = placed.len() == nodes.len() && nodes.keys().all(|id| placed.contains(id.as_str()));
         if same || has_buckets(state) {
             return Ok(None);
