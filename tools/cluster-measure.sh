@@ -1,8 +1,9 @@
 #!/bin/bash
 # PUT and GET through a 3-node cluster on loopback (one data dir and one
-# reactor per node; the bench talks to node 1, so about 2/3 of requests are
-# forwarded to their key's owner) against one node with 3 data dirs and
-# 2 reactors, same total disks. Prints tessera-bench's summary lines.
+# reactor per node; the bench spreads its connections over the three nodes,
+# so about 2/3 of requests are forwarded to their key's owner) against one
+# node with 3 data dirs and 2 reactors, same total disks. Prints
+# tessera-bench's summary lines. ONE=1 sends every request to node 1 instead.
 # usage: tools/cluster-measure.sh SIZE SECS CONC   (e.g. 4KiB 10 16)
 # BIN: dir of tessera (default target/release); BENCH: tessera-bench (default $BIN/tessera-bench).
 set -u
@@ -35,6 +36,10 @@ for i in 1 2 3; do
 done
 sleep 6
 grep -h "following layout" $OUT/c1.log | tail -1
-bench 127.0.0.1:$((P+10)) cluster3
+if [ -n "${ONE:-}" ]; then
+  bench 127.0.0.1:$((P+10)) cluster3-via-node1
+else
+  bench "127.0.0.1:$((P+10)),http://127.0.0.1:$((P+20)),http://127.0.0.1:$((P+30))" cluster3
+fi
 kill $PIDS; wait 2>/dev/null
 rm -rf $OUT

@@ -19,7 +19,9 @@ use crate::units::{parse_duration, parse_size};
                   Exit status: 0 when every request succeeded, 1 when some failed, 2 on setup errors."
 )]
 pub struct Cli {
-    /// S3 endpoint, http://host:port or https://host:port (path-style addressing).
+    /// S3 endpoint, http://host:port or https://host:port (path-style addressing);
+    /// several, comma-separated, spread the connections over them in turn
+    /// (the nodes of a cluster). `presign` signs for the first.
     #[arg(long, global = true, default_value = "http://127.0.0.1:9000")]
     pub endpoint: String,
     /// PEM file of the CA(s) trusted for an https:// endpoint (required with https).

@@ -29,10 +29,9 @@ pub const MAX_PRESIGNED_CACHED: usize = 4096;
 
 /// What every worker of a run shares.
 pub struct Shared {
-    pub addr: SocketAddr,
-    /// `https://` endpoints: how to open TLS connections.
-    pub tls: Option<crate::http::TlsClient>,
-    pub signer: Signer,
+    /// The endpoints; worker `i` talks to `targets[i % len]` (several
+    /// spread the load over the nodes of a cluster).
+    pub targets: Vec<Target>,
     pub timeout: Duration,
     /// How often progress lines are printed (zero: never).
     pub progress_every: Duration,
@@ -41,6 +40,14 @@ pub struct Shared {
     pub errors: ErrorLog,
     /// Set by Ctrl-C: workers finish the request in flight and stop.
     pub stop: AtomicBool,
+}
+
+/// One endpoint: where to connect and how to sign for it.
+pub struct Target {
+    pub addr: SocketAddr,
+    /// `https://` endpoints: how to open TLS connections.
+    pub tls: Option<crate::http::TlsClient>,
+    pub signer: Signer,
 }
 
 impl Shared {
@@ -93,6 +100,8 @@ impl Failure {
 
 pub struct Client {
     shared: Arc<Shared>,
+    /// Index of this client's endpoint in `shared.targets`.
+    target: usize,
     conn: Option<Conn>,
     head: Vec<u8>,
     keys: s3::KeyCache,
@@ -103,9 +112,17 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client of the first endpoint.
     pub fn new(shared: Arc<Shared>) -> Client {
+        Client::on(shared, 0)
+    }
+
+    /// A client of endpoint `n % endpoints` (worker `n` of a run).
+    pub fn on(shared: Arc<Shared>, n: usize) -> Client {
+        let target = n % shared.targets.len().max(1);
         Client {
             shared,
+            target,
             conn: None,
             head: Vec::with_capacity(1024),
             keys: s3::KeyCache::default(),
@@ -117,9 +134,10 @@ impl Client {
     /// Opens the connection ahead of time, so the timed phase starts warm.
     pub async fn connect(&mut self) -> Result<(), Failure> {
         if self.conn.is_none() {
-            let conn = Conn::connect(self.shared.addr, self.shared.tls.as_ref())
+            let t = &self.shared.targets[self.target];
+            let conn = Conn::connect(t.addr, t.tls.as_ref())
                 .await
-                .map_err(|e| Failure::new(ErrorKind::Io, format!("connect {}: {e}", self.shared.addr)))?;
+                .map_err(|e| Failure::new(ErrorKind::Io, format!("connect {}: {e}", t.addr)))?;
             self.conn = Some(conn);
         }
         Ok(())
@@ -131,7 +149,7 @@ impl Client {
     pub async fn request(&mut self, method: &str, path: &str, query: &str, body: &[u8], keep: Keep) -> Result<Response, Failure> {
         let content_length = matches!(method, "PUT" | "POST").then_some(body.len() as u64);
         self.head.clear();
-        self.shared.signer.write_head(&mut self.keys, &mut self.head, method, path, query, content_length, now_unix_secs());
+        self.shared.targets[self.target].signer.write_head(&mut self.keys, &mut self.head, method, path, query, content_length, now_unix_secs());
         self.send_head(method == "HEAD", body, keep).await
     }
 
@@ -167,7 +185,8 @@ impl Client {
 
     async fn exchange(&mut self, request_is_head: bool, body: &[u8], keep: Keep) -> Result<Response, HttpError> {
         if self.conn.is_none() {
-            self.conn = Some(Conn::connect(self.shared.addr, self.shared.tls.as_ref()).await?);
+            let t = &self.shared.targets[self.target];
+            self.conn = Some(Conn::connect(t.addr, t.tls.as_ref()).await?);
         }
         let Some(conn) = self.conn.as_mut() else { return Err(HttpError::Closed) };
         conn.send(&self.head, body).await?;
@@ -223,7 +242,7 @@ impl Client {
                     self.presigned.clear();
                 }
                 let mut head = Vec::with_capacity(512);
-                self.shared.signer.write_presigned_head(&mut head, "GET", path, now, PRESIGN_EXPIRES_SECS);
+                self.shared.targets[self.target].signer.write_presigned_head(&mut head, "GET", path, now, PRESIGN_EXPIRES_SECS);
                 self.head.extend_from_slice(&head);
                 self.presigned.insert(path.to_string(), (now, head));
             }
@@ -334,7 +353,7 @@ impl Client {
                 return Err(format!("HeadBucket {bucket}: HTTP {s}: {why}"));
             }
         }
-        let body = s3::create_bucket_body(&self.shared.signer.region);
+        let body = s3::create_bucket_body(&self.shared.targets[self.target].signer.region);
         let resp = self.request("PUT", &path, "", body.as_bytes(), keep).await.map_err(|f| describe("CreateBucket", f))?;
         let why = s3::describe_error_body(&resp.body);
         match resp.status {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tessera_proto::time::now_unix_secs;
 
 use crate::cli::{Cli, FillArgs, ListArgs, PresignArgs, TimedArgs, Workload};
-use crate::client::{Client, Shared};
+use crate::client::{Client, Shared, Target};
 use crate::dist::{Mix, SizeDist};
 use crate::monitor::{Live, Point};
 use crate::pool::Pool;
@@ -35,7 +35,7 @@ fn credentials(cli: &Cli) -> Result<(String, String), String> {
 
 /// `tessera-bench presign`: the URL, signed now.
 pub fn presign(cli: &Cli, a: &PresignArgs) -> Result<String, String> {
-    let endpoint = s3::parse_endpoint(&cli.endpoint)?;
+    let endpoint = s3::parse_endpoint(cli.endpoint.split(',').next().unwrap_or_default().trim())?;
     let (access_key, secret_key) = credentials(cli)?;
     s3::check_bucket_name(&a.bucket)?;
     let method = a.method.to_ascii_uppercase();
@@ -53,26 +53,31 @@ pub fn presign(cli: &Cli, a: &PresignArgs) -> Result<String, String> {
 }
 
 pub async fn run(cli: Cli, threads: usize, command: String) -> Result<Report, String> {
-    let endpoint = s3::parse_endpoint(&cli.endpoint)?;
     let (access_key, secret_key) = credentials(&cli)?;
-    let addr: SocketAddr = tokio::net::lookup_host(&endpoint.connect_to)
-        .await
-        .map_err(|e| format!("resolve {}: {e}", endpoint.connect_to))?
-        .next()
-        .ok_or_else(|| format!("resolve {}: no address", endpoint.connect_to))?;
-    let signer = s3::Signer { access_key, secret_key, region: cli.region.clone(), host: endpoint.authority.clone() };
+    let mut targets = Vec::new();
+    for url in cli.endpoint.split(',').map(str::trim) {
+        let endpoint = s3::parse_endpoint(url)?;
+        let addr: SocketAddr = tokio::net::lookup_host(&endpoint.connect_to)
+            .await
+            .map_err(|e| format!("resolve {}: {e}", endpoint.connect_to))?
+            .next()
+            .ok_or_else(|| format!("resolve {}: no address", endpoint.connect_to))?;
+        let signer = s3::Signer {
+            access_key: access_key.clone(),
+            secret_key: secret_key.clone(),
+            region: cli.region.clone(),
+            host: endpoint.authority.clone(),
+        };
+        let tls = match (&cli.ca_cert, endpoint.tls) {
+            (Some(ca), true) => Some(crate::http::TlsClient::new(ca, endpoint.host())?),
+            (None, true) => return Err("an https:// endpoint needs --ca-cert FILE (the CA of its certificate)".into()),
+            (_, false) => None,
+        };
+        targets.push(Target { addr, tls, signer });
+    }
     let pool = Pool::new(threads)?;
-    let tls = match (&cli.ca_cert, endpoint.tls) {
-        (Some(ca), true) => {
-            Some(crate::http::TlsClient::new(ca, endpoint.host())?)
-        }
-        (None, true) => return Err("an https:// endpoint needs --ca-cert FILE (the CA of its certificate)".into()),
-        (_, false) => None,
-    };
     let shared = Arc::new(Shared {
-        addr,
-        tls,
-        signer,
+        targets,
         timeout: cli.timeout,
         progress_every: cli.progress,
         live: Live::new(pool.len()),

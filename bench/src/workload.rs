@@ -87,7 +87,7 @@ pub async fn run_timed(pool: &Pool, shared: Arc<Shared>, plan: TimedPlan, payloa
         let keys = KeyChooser::new(&plan.keys, plan.objects, sequence.clone());
         let slot = pool.slot_of(worker);
         workers.push(pool.spawn(worker, async move {
-            let mut client = Client::new(shared.clone());
+            let mut client = Client::on(shared.clone(), worker);
             // A failed connect is retried by the first request, which counts it.
             let _ = client.connect().await;
             let mut stats = WorkerStats::default();
@@ -155,7 +155,7 @@ pub async fn run_sweep(pool: &Pool, shared: Arc<Shared>, plan: SweepPlan, payloa
         let (shared, plan, payload, next_index) = (shared.clone(), plan.clone(), payload.clone(), next_index.clone());
         let slot = pool.slot_of(worker);
         workers.push(pool.spawn(worker, async move {
-            let mut client = Client::new(shared.clone());
+            let mut client = Client::on(shared.clone(), worker);
             let mut stats = WorkerStats::default();
             while Instant::now() < deadline && !shared.stopped() {
                 let index = next_index.fetch_add(1, Ordering::Relaxed);
