@@ -35,7 +35,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tessera_cluster::NodeIdentity;
 use tessera_raft::openraft::error::{
-    ClientWriteError, Fatal, RPCError, RaftError, RemoteError, ReplicationClosed,
+    CheckIsLeaderError, ClientWriteError, Fatal, RPCError, RaftError, RemoteError, ReplicationClosed,
     StreamingError, Unreachable,
 };
 use tessera_raft::openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -53,6 +53,12 @@ pub const METHOD_RAFT_VOTE: u16 = 17;
 pub const METHOD_RAFT_SNAPSHOT: u16 = 18;
 /// A configuration write forwarded to the leader.
 pub const METHOD_RAFT_WRITE: u16 = 19;
+/// A follower asks the leader for a read index (answer: JSON of the log
+/// index a linearizable read must see applied).
+pub const METHOD_RAFT_READ_INDEX: u16 = 20;
+/// Local calls from the node to its Raft thread (never on the wire).
+const LOCAL_WRITE: u16 = 0;
+const LOCAL_READ_INDEX: u16 = 1;
 /// A Raft call's whole exchange (a snapshot included).
 const RAFT_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the leader looks for members to add or promote.
@@ -61,7 +67,7 @@ const MANAGE_EVERY: Duration = Duration::from_millis(500);
 pub const RAFT_DIR: &str = "cluster";
 
 pub fn is_raft_method(m: u16) -> bool {
-    (METHOD_RAFT_APPEND..=METHOD_RAFT_WRITE).contains(&m)
+    (METHOD_RAFT_APPEND..=METHOD_RAFT_READ_INDEX).contains(&m)
 }
 
 /// A node's Raft id: the first 8 bytes of its node id.
@@ -159,8 +165,18 @@ impl ClusterRaft {
 
     /// Proposes `cmd` (through the leader): its outcome once committed.
     pub async fn write(&self, cmd: &Command) -> Result<WriteOutcome, String> {
-        // Method 0: a local write, which the Raft thread forwards to the leader.
-        let answer = self.serve(0, serde_json::to_vec(cmd).expect("command")).await?;
+        // A local write, which the Raft thread forwards to the leader.
+        let answer = self.serve(LOCAL_WRITE, serde_json::to_vec(cmd).expect("command")).await?;
+        serde_json::from_slice(&answer).map_err(|e| e.to_string())
+    }
+
+    /// The read index: a log index such that every configuration write
+    /// acknowledged before this call is at or below it (Raft's ReadIndex,
+    /// asked of the leader, which confirms it still leads). A node that has
+    /// applied up to it reads a state no older than this call. Concurrent
+    /// calls share one round.
+    pub async fn read_index(&self) -> Result<u64, String> {
+        let answer = self.serve(LOCAL_READ_INDEX, Vec::new()).await?;
         serde_json::from_slice(&answer).map_err(|e| e.to_string())
     }
 
@@ -256,12 +272,73 @@ async fn run(
         });
     }
     tokio::spawn(manage(node.clone(), raft.clone(), follow, out.clone()));
+    let reads = Arc::new(ReadRounds::default());
     while let Ok(inc) = incoming.recv().await {
-        let (raft, out) = (raft.clone(), out.clone());
+        let (raft, out, reads) = (raft.clone(), out.clone(), reads.clone());
         tokio::spawn(async move {
-            let r = handle(&raft, &out, inc.method, &inc.payload).await;
+            let r = match inc.method {
+                LOCAL_READ_INDEX => reads.read_index(&raft, &out).await.map(|i| json(&i)),
+                m => handle(&raft, &out, m, &inc.payload).await,
+            };
             let _ = inc.reply.try_send(r);
         });
+    }
+}
+
+/// Local read-index calls, answered in rounds: a round's answer is asked
+/// after every call it answers arrived (so it covers every write
+/// acknowledged before them), and calls that arrive during a round wait
+/// for the next one. A storm of reads costs the leader one confirmation
+/// per round, not one per read.
+#[derive(Default)]
+struct ReadRounds {
+    /// (a round is running, the calls waiting for the next round).
+    state: Mutex<(bool, Vec<tokio::sync::oneshot::Sender<Result<u64, String>>>)>,
+}
+
+impl ReadRounds {
+    async fn read_index(&self, raft: &Raft, out: &async_channel::Sender<Outgoing>) -> Result<u64, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let runs = {
+            let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            g.1.push(tx);
+            !std::mem::replace(&mut g.0, true)
+        };
+        if runs {
+            loop {
+                let waiting = {
+                    let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    if g.1.is_empty() {
+                        g.0 = false;
+                        break;
+                    }
+                    std::mem::take(&mut g.1)
+                };
+                let r = read_index_round(raft, out).await;
+                for w in waiting {
+                    let _ = w.send(r.clone());
+                }
+            }
+        }
+        rx.await.map_err(|_| "stopping".to_string())?
+    }
+}
+
+/// One read index: this node's if it leads, else the leader's.
+async fn read_index_round(raft: &Raft, out: &async_channel::Sender<Outgoing>) -> Result<u64, String> {
+    match raft.get_read_log_id().await {
+        Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+            let Some(peer) = f.leader_node.as_ref().and_then(peer_of) else {
+                return Err("no leader known".into());
+            };
+            let (tx, rx) = async_channel::bounded(1);
+            let o = Outgoing { peer, method: METHOD_RAFT_READ_INDEX, payload: Vec::new(), reply: tx };
+            out.send(o).await.map_err(|_| "stopping".to_string())?;
+            let answer = rx.recv().await.map_err(|_| "stopping".to_string())??;
+            parse::<u64>(&answer)
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -284,8 +361,13 @@ async fn handle(raft: &Raft, out: &async_channel::Sender<Outgoing>, method: u16,
         }
         // A write from a peer: this node must lead (no second forward).
         METHOD_RAFT_WRITE => write_here(raft, parse(payload)?).await.map(|o| json(&o)),
+        // A read index for a peer: this node must lead (no second forward).
+        METHOD_RAFT_READ_INDEX => match raft.get_read_log_id().await {
+            Ok((read, _)) => Ok(json(&read.map_or(0, |l| l.index))),
+            Err(e) => Err(e.to_string()),
+        },
         // A local write: forwarded once to the leader if this node does not lead.
-        0 => {
+        LOCAL_WRITE => {
             let cmd: Command = parse(payload)?;
             match raft.client_write(cmd.clone()).await {
                 Ok(r) => Ok(json(&outcome(r))),

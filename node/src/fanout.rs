@@ -336,7 +336,8 @@ pub async fn serve_delete(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, Vec<u8>>
             call.keys.iter().map(|_| Deleted::Err { code: code.as_str().into(), message: String::new() }).collect();
         Ok(serde_json::to_vec(&each).expect("serializes"))
     };
-    let Some(b) = ctx.shared.buckets.get(&call.bucket).filter(|b| b.id == call.bucket_id) else {
+    // The caller saw the bucket; this node may not have applied it yet.
+    let Some(b) = ctx.shared.buckets.find(&call.bucket).await.ok().filter(|b| b.id == call.bucket_id) else {
         return refuse_all(S3ErrorCode::NoSuchBucket);
     };
     let owners = ctx.shared.cluster.as_ref().and_then(|n| n.owners.load_full().map(|o| (o, n.id_hex())));

@@ -78,14 +78,14 @@ pub enum Decision {
 }
 
 /// Where the request's key lives; `Local` for everything that is not an
-/// object request, for a node outside a cluster and before a layout.
+/// object request and for a node outside a cluster. An object request
+/// reaching a cluster node that has no layout yet (it is starting, or has
+/// not applied the configuration) is refused with 503: where its key
+/// lives is unknown, and storing it here could put it on the wrong node.
 pub fn decide(node: &ClusterNode, head: &RequestHead, peer: IpAddr, vhost_domains: &[String]) -> Decision {
     // A forwarder appends its header after any the client sent (and signed).
     let forwarded = head.headers.get_all(HEADER).last().and_then(|h| verify(node, head, h));
     let local = Decision::Local(forwarded.unwrap_or(peer), forwarded.is_some());
-    let Some(owners) = node.owners.load_full() else {
-        return local;
-    };
     let Ok(routed) = router::route(head.method, &head.path, &head.query, head.headers.get("host"), vhost_domains) else {
         return local;
     };
@@ -95,6 +95,12 @@ pub fn decide(node: &ClusterNode, head: &RequestHead, peer: IpAddr, vhost_domain
     if routed.op == Op::Options {
         return local;
     }
+    let Some(owners) = node.owners.load_full() else {
+        return Decision::Refuse(S3Error::with_message(
+            S3ErrorCode::ServiceUnavailable,
+            "This node has not loaded the cluster's placement yet; please retry.",
+        ));
+    };
     let Some(owner) = owners.owner_of(crate::layout::partition_of(bucket, key)) else {
         return local;
     };
@@ -110,11 +116,11 @@ pub fn decide(node: &ClusterNode, head: &RequestHead, peer: IpAddr, vhost_domain
     Decision::Forward { to: owner.s3, version: owners.version }
 }
 
-/// Whether this node stores `(bucket, key)`: true outside a cluster and
-/// before a layout, else when it owns the key's partition.
+/// Whether this node stores `(bucket, key)`: true outside a cluster, else
+/// when it owns the key's partition (false before it has a layout).
 pub fn owned_here(ctx: &Ctx, bucket: &str, key: &str) -> bool {
     let Some(node) = &ctx.shared.cluster else { return true };
-    let Some(owners) = node.owners.load_full() else { return true };
+    let Some(owners) = node.owners.load_full() else { return false };
     owners.owner_of(crate::layout::partition_of(bucket, key)).is_none_or(|o| o.id == node.id_hex())
 }
 

@@ -10,6 +10,12 @@
 //!   last snapshot does not cover.
 //! - `vote`: one `Vote` record, replaced atomically and fsynced before
 //!   `save_vote` returns.
+//! - `committed`: one `Committed` record, the last committed log id this
+//!   node knew of, replaced the same way when it moves. At a restart
+//!   openraft applies the log up to it at once, so a node comes back with
+//!   the configuration it last saw committed rather than its last snapshot
+//!   (it would otherwise serve an older state until a leader's first
+//!   message). Absent (an older store): the snapshot's state, as before.
 //!
 //! A torn record at the end of `log` (a crash during an append, never
 //! acknowledged) is cut off at open; any other damage refuses the open.
@@ -30,6 +36,7 @@ use crate::{invalid, replace_file, sync_dir, Entry, LogId, StorageError, TypeCon
 
 const LOG: &str = "log";
 const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
 
 struct Inner {
     dir: PathBuf,
@@ -37,6 +44,7 @@ struct Inner {
     entries: BTreeMap<u64, Entry>,
     last_purged: Option<LogId>,
     vote: Option<Vote>,
+    committed: Option<LogId>,
 }
 
 /// The log and vote store; clones share it (openraft's log reader is a clone).
@@ -52,6 +60,11 @@ impl LogStore {
         fs::create_dir_all(dir)?;
         let vote = match fs::read(dir.join(VOTE)) {
             Ok(bytes) => Some(read_vote(&bytes).map_err(|e| invalid(format!("{}: {e}", dir.join(VOTE).display())))?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let committed = match fs::read(dir.join(COMMITTED)) {
+            Ok(bytes) => Some(read_committed(&bytes).map_err(|e| invalid(format!("{}: {e}", dir.join(COMMITTED).display())))?),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
@@ -100,7 +113,7 @@ impl LogStore {
             file.sync_all()?;
         }
         sync_dir(dir)?;
-        Ok(LogStore { inner: Arc::new(Mutex::new(Inner { dir: dir.to_path_buf(), file, entries, last_purged, vote })) })
+        Ok(LogStore { inner: Arc::new(Mutex::new(Inner { dir: dir.to_path_buf(), file, entries, last_purged, vote, committed })) })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -122,6 +135,16 @@ fn read_vote(bytes: &[u8]) -> Result<Vote, String> {
         Decoded::Record { .. } => Err("not one vote record".into()),
         // The file is replaced by rename after an fsync: it is never torn.
         Decoded::Torn => Err("vote record cut short or damaged".into()),
+    }
+}
+
+fn read_committed(bytes: &[u8]) -> Result<LogId, String> {
+    match record::decode(bytes).map_err(|e| e.to_string())? {
+        Decoded::Record { kind: Kind::Committed, payload, len } if len == bytes.len() => {
+            serde_json::from_slice(payload).map_err(|e| e.to_string())
+        }
+        Decoded::Record { .. } => Err("not one committed record".into()),
+        Decoded::Torn => Err("committed record cut short or damaged".into()),
     }
 }
 
@@ -170,6 +193,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
         Ok(self.lock().vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let mut g = self.lock();
+        let Some(c) = committed else { return Ok(()) };
+        if g.committed.is_some_and(|old| old.index >= c.index) {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        record::encode(Kind::Committed, &json(&c), &mut buf);
+        // Losing it costs only the quick start (openraft waits for a leader
+        // again), so a failure to save is logged, never fatal.
+        match replace_file(&g.dir, COMMITTED, &buf) {
+            Ok(()) => g.committed = Some(c),
+            Err(e) => tracing::warn!(error = %e, "raft: cannot save the committed log id"),
+        }
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.lock().committed)
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
@@ -266,6 +310,14 @@ mod tests {
             let mut s = LogStore::open(&dir).unwrap();
             assert_eq!(indexes(&s), want);
             assert_eq!(s.read_vote().await.unwrap(), Some(Vote::new(2, 1)));
+            // The committed id survives a reopen and never moves back.
+            assert_eq!(s.read_committed().await.unwrap(), None);
+            let c4 = LogId::new(CommittedLeaderId::new(1, 0), 4);
+            s.save_committed(Some(c4)).await.unwrap();
+            s.save_committed(Some(LogId::new(CommittedLeaderId::new(1, 0), 2))).await.unwrap();
+            drop(s);
+            let mut s = LogStore::open(&dir).unwrap();
+            assert_eq!(s.read_committed().await.unwrap(), Some(c4));
             s.purge(LogId::new(CommittedLeaderId::new(1, 0), 3)).await.unwrap();
             s.blocking_append([entry(2, 6)]).await.unwrap();
             drop(s);
@@ -306,6 +358,12 @@ mod tests {
             fs::write(dir.join(VOTE), &vote).unwrap();
             let e = LogStore::open(&dir).err().unwrap().to_string();
             assert!(e.contains("vote") && e.contains("version 2"), "{e}");
+            fs::write(dir.join(VOTE), fs::read(dir.join(VOTE)).unwrap().iter().enumerate().map(|(i, b)| if i == 4 { 1 } else { *b }).collect::<Vec<u8>>()).unwrap();
+            let mut committed = fs::read(dir.join(COMMITTED)).unwrap();
+            committed[4] = 2;
+            fs::write(dir.join(COMMITTED), &committed).unwrap();
+            let e = LogStore::open(&dir).err().unwrap().to_string();
+            assert!(e.contains("committed") && e.contains("version 2"), "{e}");
         });
         let _ = fs::remove_dir_all(&dir);
     }

@@ -38,6 +38,8 @@ pub enum Kind {
     Vote = 4,
     /// Payload: a `SnapshotFile` (JSON): meta and the state.
     Snapshot = 5,
+    /// Payload: the last committed `LogId` (JSON) this node knew of.
+    Committed = 6,
 }
 
 impl Kind {
@@ -48,6 +50,7 @@ impl Kind {
             3 => Kind::Purge,
             4 => Kind::Vote,
             5 => Kind::Snapshot,
+            6 => Kind::Committed,
             _ => return None,
         })
     }

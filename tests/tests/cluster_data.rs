@@ -260,3 +260,148 @@ fn urlenc(s: &str) -> String {
         })
         .collect()
 }
+
+/// What one writer tried on one key, in order: (value, acknowledged).
+type Attempts = Vec<(Vec<u8>, bool)>;
+
+/// A bucket created through one node takes writes through every other at
+/// once. Then six writers (two through each node) overwrite their own keys while the
+/// first node, the one that started the configuration, is killed with
+/// kill -9. Writes whose owner is alive keep being acknowledged after the
+/// kill. The first node comes back alone (the others killed too) and
+/// serves its own keys; then all three are back, and every acknowledged
+/// write reads back through every node, as its last acknowledged value or
+/// a value written after it that was never answered.
+#[test]
+fn a_node_killed_under_load_loses_no_acknowledged_write() {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let (ca, cb, cc) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let mut nodes = vec![start_node(ca, None), start_node(cb, Some(ca)), start_node(cc, Some(ca))];
+    wait_for("a layout of three nodes on every node", Duration::from_secs(40), || {
+        nodes.iter().all(|n| {
+            let l = layout(n);
+            l["nodes"].as_array().is_some_and(|v| v.len() == 3) && l["pending"].as_array().is_some_and(|p| p.is_empty())
+        })
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let clients: Vec<Client> = nodes.iter().map(|n| n.client()).collect();
+    // A bucket created through one node is there at once through every
+    // other (a node that has not applied it yet asks the leader first).
+    rt.block_on(async {
+        for (i, name) in ["load", "fresh-1", "fresh-2"].iter().enumerate() {
+            ok(clients[i].create_bucket().bucket(*name).send().await, "create bucket");
+            for (n, c) in clients.iter().enumerate() {
+                let r = c.put_object().bucket(*name).key(format!("at-once-{n}")).body(ByteStream::from_static(b"x")).send().await;
+                ok(r, &format!("a put into {name} through node {n} right after its creation through node {i}"));
+            }
+        }
+    });
+
+    const WRITERS: usize = 6;
+    const KEYS: usize = 24;
+    let value = |w: usize, round: usize, k: usize| -> Vec<u8> {
+        let head = format!("writer {w} round {round} key {k};");
+        head.bytes().cycle().take(head.len() * (1 + (round * 7 + k * 13) % 400)).collect()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(AtomicBool::new(false));
+    let attempts: Arc<Mutex<HashMap<String, Attempts>>> = Arc::default();
+    let acked_after_kill = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let c = clients[w % 3].clone();
+            let (stop, killed, attempts, after) = (stop.clone(), killed.clone(), attempts.clone(), acked_after_kill.clone());
+            rt.spawn(async move {
+                let mut round = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    for k in 0..KEYS {
+                        let key = format!("w{w}/key-{k:02}");
+                        let v = value(w, round, k);
+                        let r = c.put_object().bucket("load").key(&key).body(ByteStream::from(v.clone())).send().await;
+                        if r.is_ok() && killed.load(Ordering::Relaxed) {
+                            after.fetch_add(1, Ordering::Relaxed);
+                        }
+                        attempts.lock().unwrap().entry(key).or_default().push((v, r.is_ok()));
+                    }
+                    round += 1;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    nodes[0].kill9();
+    killed.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(async {
+        for w in writers {
+            w.await.unwrap();
+        }
+    });
+    let after = acked_after_kill.load(Ordering::Relaxed);
+    assert!(after > 0, "no write was acknowledged after the kill: the live owners must go on");
+    let attempts = std::mem::take(&mut *attempts.lock().unwrap());
+    let acked: usize = attempts.values().map(|a| a.iter().filter(|(_, ok)| *ok).count()).sum();
+    let total: usize = attempts.values().map(Vec::len).sum();
+    eprintln!("{acked} of {total} writes acknowledged, {after} after the kill");
+
+    // Node 0 comes back alone (the other two killed as well): no leader can
+    // be elected, yet it serves its own keys from the configuration it last
+    // saw committed, and a bucket it cannot confirm is 503, not NoSuchBucket.
+    let ids: Vec<String> = nodes.iter().skip(1).map(node_id).collect();
+    nodes[1].kill9();
+    nodes[2].kill9();
+    nodes[0].start_again();
+    let id0 = node_id(&nodes[0]);
+    let alone = nodes[0].client();
+    rt.block_on(async {
+        let (mut mine, mut theirs) = (0, 0);
+        for (key, tries) in attempts.iter().take(40) {
+            let owner = owner_of(&nodes[0], "load", key);
+            let got = body(&alone, "load", key).await;
+            let Some(last_ok) = tries.iter().rposition(|(_, ok)| *ok) else { continue };
+            if owner == id0 {
+                let b = got.unwrap_or_else(|e| panic!("{key}, owned by the node alone: {e}"));
+                assert!(tries[last_ok..].iter().any(|(v, _)| *v == b), "{key}: an unacceptable value");
+                mine += 1;
+            } else {
+                assert!(ids.contains(&owner), "{key}: owner {owner}");
+                assert_eq!(got, Err("ServiceUnavailable".to_string()), "{key}, owned by a dead node");
+                theirs += 1;
+            }
+        }
+        assert!(mine > 0 && theirs > 0, "{mine} keys of the node alone, {theirs} of the dead ones");
+        let r = alone.head_bucket().bucket("never-made").send().await;
+        let status = r.err().and_then(|e| e.raw_response().map(|r| r.status().as_u16()));
+        assert_eq!(status, Some(503), "a bucket the node alone cannot confirm");
+    });
+    nodes[1].start_again();
+    nodes[2].start_again();
+    let clients: Vec<Client> = nodes.iter().map(|n| n.client()).collect();
+    rt.block_on(async {
+        for (i, (key, tries)) in attempts.iter().enumerate() {
+            // Acceptable: the last acknowledged value or anything tried after it.
+            let last_ok = tries.iter().rposition(|(_, ok)| *ok);
+            let allowed: Vec<&Vec<u8>> = tries[last_ok.unwrap_or(0)..].iter().map(|(v, _)| v).collect();
+            let c = &clients[i % 3];
+            let started = Instant::now();
+            let got = loop {
+                match body(c, "load", key).await {
+                    Err(e) if e == "ServiceUnavailable" || e == "?" => {
+                        assert!(started.elapsed() < Duration::from_secs(30), "{key}: still {e} after the restart");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    other => break other,
+                }
+            };
+            match (got, last_ok) {
+                (Ok(b), _) => assert!(allowed.contains(&&b), "{key}: read {} bytes that no acceptable write had", b.len()),
+                (Err(e), None) if e == "NoSuchKey" => {}
+                (Err(e), _) => panic!("{key}: {e}, though a write of it was acknowledged"),
+            }
+        }
+    });
+}

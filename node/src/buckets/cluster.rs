@@ -150,6 +150,14 @@ fn unavailable(why: impl std::fmt::Display) -> S3Error {
     S3Error::with_message(S3ErrorCode::ServiceUnavailable, "The cluster configuration cannot be written now (no leader); retry.")
 }
 
+fn unconfirmed(why: impl std::fmt::Display) -> S3Error {
+    tracing::warn!(error = %why, "bucket lookup: cannot confirm with the cluster's leader");
+    S3Error::with_message(
+        S3ErrorCode::ServiceUnavailable,
+        "This node cannot confirm the bucket with the cluster configuration now (no leader); retry.",
+    )
+}
+
 fn conflict() -> S3Error {
     S3Error::with_message(
         S3ErrorCode::OperationAborted,
@@ -185,9 +193,12 @@ impl Buckets {
     /// same bucket (name and id) and opens or closes it by the record's
     /// state; a bucket gone has its gate closed.
     pub(super) fn rebuild(&self, link: &ClusterLink) {
+        // Under the lock from the read on: two rebuilds (the feed's and a
+        // missed lookup's) publish in the order they read, never an older
+        // state over a newer one.
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let (index, entries) = link.raft.store().with_prefix(KEY_PREFIX);
         let current = self.map.load_full();
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = Snapshot::new();
         let mut next_seen = HashMap::with_capacity(entries.len());
         for (key, v) in entries {
@@ -237,6 +248,33 @@ impl Buckets {
                 return;
             }
         }
+    }
+
+    /// The bucket `name`. In a cluster a name this node's snapshot lacks is
+    /// looked up again once this node has applied the leader's read index
+    /// (a node that restarted, or a bucket created a moment ago through
+    /// another node, is not yet in the snapshot), so NoSuchBucket is only
+    /// answered for a bucket that really does not exist; with no leader to
+    /// confirm it, 503.
+    pub async fn find(&self, name: &str) -> S3Result<Arc<BucketInfo>> {
+        if let Some(b) = self.get(name) {
+            return Ok(b);
+        }
+        let Some(link) = self.cluster.get() else { return Err(S3Error::new(S3ErrorCode::NoSuchBucket)) };
+        let index = match monoio::time::timeout(RAFT_WRITE_TIMEOUT, link.raft.read_index()).await {
+            Ok(Ok(i)) => i,
+            Ok(Err(e)) => return Err(unconfirmed(e)),
+            Err(_) => return Err(unconfirmed("timed out")),
+        };
+        let started = Instant::now();
+        while link.raft.store().applied_index() < index {
+            if started.elapsed() > CATCH_UP_WAIT {
+                return Err(unconfirmed(format!("index {index} not applied in time")));
+            }
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.rebuild(link);
+        self.get(name).ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))
     }
 
     /// Waits (up to `CATCH_UP_WAIT`) until this node's snapshot reflects

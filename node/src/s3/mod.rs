@@ -69,7 +69,7 @@ pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response
     // A missing bucket is NoSuchBucket for anyone, as S3 answers.
     let bucket = match op {
         Op::ListBuckets | Op::CreateBucket => None,
-        _ => Some(ctx.shared.buckets.get(req.bucket()).ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))?),
+        _ => Some(ctx.shared.buckets.find(req.bucket()).await?),
     };
     if let (Op::PostObject, Some(b)) = (&op, &bucket) {
         // A form upload carries its own credentials: authorized once the

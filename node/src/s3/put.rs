@@ -298,7 +298,7 @@ pub(super) async fn load_copy_source(
     req: &Request<'_>,
 ) -> S3Result<(String, String, Option<VersionSel>, LoadedObject)> {
     let (sb, sk, sel) = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
-    let src_bucket = ctx.shared.buckets.get(&sb).ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))?;
+    let src_bucket = ctx.shared.buckets.find(&sb).await?;
     let versioned = sel.is_some();
     // In a cluster the request runs on the destination key's owner; a
     // source another node owns cannot be read here yet.
