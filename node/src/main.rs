@@ -286,12 +286,30 @@ enum AdminCommand {
     /// Cluster members and their state as this node sees them
     /// (`admin:ClusterStatus`).
     Cluster(AdminTarget),
+    /// The bucket replication backlog: pending entries and bytes, lag,
+    /// failures, backfill (`admin:ReplicationStatus`).
+    Replication(AdminTarget),
+    /// Queues a bucket's FAILED replication versions again
+    /// (`admin:ReplicationResync`).
+    ReplicationResync {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[arg(long)]
+        bucket: String,
+    },
 }
 
 fn admin(command: AdminCommand) -> ExitCode {
     use tessera_node::{admin, admin_api};
+    let mut method = "GET";
     let (target, path, query) = match command {
         AdminCommand::Info(t) => (t, admin::INFO_PATH, String::new()),
+        AdminCommand::Replication(t) => (t, admin_api::REPLICATION_PATH, String::new()),
+        AdminCommand::ReplicationResync { target, bucket } => {
+            method = "POST";
+            let q = format!("bucket={}", percent_encoding::utf8_percent_encode(&bucket, percent_encoding::NON_ALPHANUMERIC));
+            (target, admin_api::REPLICATION_RESYNC_PATH, q)
+        }
         AdminCommand::Buckets { target, bucket } => {
             let q = bucket.map_or_else(String::new, |b| {
                 format!("bucket={}", percent_encoding::utf8_percent_encode(&b, percent_encoding::NON_ALPHANUMERIC))
@@ -316,7 +334,7 @@ fn admin(command: AdminCommand) -> ExitCode {
         }
     };
     let client = tessera_node::admin_client::AdminClient { authority, access_key, secret_key, region, tls };
-    match client.get_query(path, &query) {
+    match client.call(method, path, &query) {
         Ok((200, body)) => {
             print!("{body}");
             ExitCode::SUCCESS

@@ -19,6 +19,7 @@
 //! ordinary client cannot forge version ids. REPLICA versions are never
 //! queued for replication: two sites replicating to each other do not loop.
 
+pub mod backfill;
 pub mod worker;
 
 use tessera_io::{Body, Mutation};
