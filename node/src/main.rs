@@ -153,6 +153,11 @@ enum Command {
         /// upload as before the age index, to compare the two.
         #[arg(long, env = "TESSERA_LIFECYCLE_FULL_WALK", hide = true)]
         lifecycle_full_walk: bool,
+        /// TEST ONLY: replicated versions larger than this are streamed to
+        /// the remote instead of read whole (default 8 MiB), so a test
+        /// exercises streaming without a huge object.
+        #[arg(long, env = "TESSERA_TEST_REPLICATION_WHOLE_BODY_MAX_BYTES", hide = true)]
+        test_replication_whole_body_max_bytes: Option<u64>,
         /// The node key file (sealing IAM secrets at rest and STS session
         /// tokens); default `node.key` in the data dirs (a copy in each),
         /// created 0600 at first start. Keep it elsewhere than the data for a copy of the
@@ -432,6 +437,7 @@ fn main() -> ExitCode {
             lifecycle_day_secs,
             lifecycle_actions_per_sec,
             lifecycle_full_walk,
+            test_replication_whole_body_max_bytes,
             key_file,
             kms_keys,
             config: _,
@@ -486,6 +492,8 @@ fn main() -> ExitCode {
                 lifecycle_day_secs: lifecycle_day_secs.max(1),
                 lifecycle_actions_per_sec: lifecycle_actions_per_sec.max(1),
                 lifecycle_full_walk,
+                replication_whole_body_max_bytes: test_replication_whole_body_max_bytes
+                    .unwrap_or(tessera_node::replication::worker::WHOLE_BODY_MAX_BYTES),
                 cache_bytes: cache_size,
                 cache_max_object_bytes: cache_max_object,
                 tls_cert,

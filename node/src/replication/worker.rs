@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tessera_io::{Body, Mutation};
 use tessera_proto::time::now_unix_ms;
 
-use crate::remote_s3::{encode_path, form_encode, Outcome, Remote, RemoteRequest};
+use crate::remote_s3::{encode_path, form_encode, Chunks, Outcome, Remote, RemoteRequest};
 use super::{entry_bytes, Op, Record, TargetSpec, H_REPLICA_ETAG, H_REPLICA_MTIME, H_REPLICA_VERSION};
 use crate::meta::{object_key, ReplStatus, VersionSel, T_OBJECTS, T_REPLICATION};
 use crate::notify::worker::{MAX_BACKOFF, MIN_BACKOFF};
@@ -32,7 +32,7 @@ use crate::notify::{event_id_of, queue_prefix};
 use crate::server::Ctx;
 use crate::s3::put::BodySource;
 use crate::shards::LocalShard;
-use crate::sse::stream::Decrypt;
+use crate::sse::stream::{Decrypt, PlainReader};
 use crate::sse::{SseMode, H_BUCKET_KEY, H_CONTEXT, H_KMS_KEY, H_SSE};
 
 /// Entries of one target read at a time.
@@ -41,11 +41,17 @@ const PAGE: usize = 256;
 /// kept-alive connection) each.
 pub const WINDOW: usize = 16;
 /// Bodies in flight per target and reactor (at least one entry always goes,
-/// however big).
+/// however big); a streamed body counts for `WHOLE_BODY_MAX_BYTES`.
 const WINDOW_BYTES: u64 = 64 << 20;
-/// Largest object replicated (read into memory to send); bigger ones are
-/// marked FAILED.
-pub const MAX_REPLICATED_BYTES: u64 = 1 << 30;
+/// Versions up to this size are read whole before they are sent (one
+/// buffer); larger ones are streamed to the sender thread in chunks
+/// (`--test-replication-whole-body-max-bytes` lowers it for tests).
+pub const WHOLE_BODY_MAX_BYTES: u64 = 8 << 20;
+/// A streamed body's chunk, and how many wait for the sender thread: with
+/// the one being read and the one being written, at most 4 MiB of a
+/// streamed body is in memory.
+const STREAM_CHUNK_BYTES: u64 = 1 << 20;
+const STREAM_CHUNKS_QUEUED: usize = 2;
 /// Longest sleep of an idle worker (it is also woken by new entries).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Entries the backlog statistics look at per shard.
@@ -53,6 +59,8 @@ const STATS_SCAN: usize = 100_000;
 
 struct Job {
     req: RemoteRequest,
+    /// A streamed body: its length and its chunks (`req.body` unused).
+    stream: Option<(u64, Chunks)>,
     reply: async_channel::Sender<Outcome>,
 }
 
@@ -74,7 +82,12 @@ fn spawn_sender(core: usize, spec: &TargetSpec) -> Result<async_channel::Sender<
             .name(format!("repl-{core}-{}-{i}", spec.id))
             .spawn(move || {
                 while let Ok(job) = rx.recv_blocking() {
-                    let _ = job.reply.send_blocking(remote.send(&job.req));
+                    let outcome = match &job.stream {
+                        None => remote.send(&job.req),
+                        Some((len, chunks)) => remote.send_streamed(&job.req, *len, chunks),
+                    };
+                    drop(job.stream);
+                    let _ = job.reply.send_blocking(outcome);
                 }
             })
             .map_err(|e| format!("cannot spawn a replication sender: {e}"))?;
@@ -165,6 +178,8 @@ fn publish_stats(ctx: &Ctx, local: &[(u32, Rc<LocalShard>)]) {
 /// What to do with one entry.
 enum Prep {
     Send(RemoteRequest),
+    /// A PUT whose body (this many bytes) is streamed from the reader.
+    Stream(RemoteRequest, u64, Box<PlainReader>),
     /// Nothing to send (the version is gone, or a tag filter excludes it):
     /// the entry goes, the version's status is cleared.
     Skip,
@@ -207,38 +222,49 @@ async fn prepare(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, rec: &Record) ->
     if crate::tier::is_stub(&meta) {
         return Ok(Prep::Fail("the version was transitioned to a tier before it was replicated".into()));
     }
-    if s.size > MAX_REPLICATED_BYTES {
-        return Ok(Prep::Fail(format!("objects over {MAX_REPLICATED_BYTES} bytes are not replicated")));
+    if s.size > crate::s3::MAX_OBJECT_BYTES {
+        return Ok(Prep::Fail(format!("objects over {} bytes (a single PUT's limit) are not replicated", crate::s3::MAX_OBJECT_BYTES)));
     }
     let (sse_headers, decrypt) = match sealed(ctx, &meta, s.size) {
         Ok(v) => v,
         Err(why) => return Ok(Prep::Fail(why)),
     };
     headers.extend(sse_headers);
-    let data = match body {
-        body if decrypt.is_some() => {
-            // Read decrypted, as GET does; the destination seals it again.
-            let mut r = crate::sse::stream::PlainReader::new(ctx, shard, body, decrypt, 0..s.size);
-            let mut out = vec![0u8; s.size as usize];
-            let mut at = 0;
-            while at < out.len() {
-                let n = r.read(&mut out[at..]).await.map_err(|e| format!("reading {}: {e:?}", rec.key))?;
-                if n == 0 {
-                    return Err(format!("reading {}: the body ended {} bytes short", rec.key, out.len() - at));
-                }
-                at += n;
-            }
-            out
+    // Read decrypted when sealed, as GET does (the destination seals it
+    // again), and found again if compaction moves the bytes meanwhile.
+    let whole = s.size <= ctx.shared.config.replication_whole_body_max_bytes;
+    let mut reader = match body {
+        Body::Inline(d) if decrypt.is_none() && whole => {
+            return Ok(Prep::Send(finish(rec, &s, &meta, path, headers, d)));
         }
-        Body::Inline(d) => d,
-        Body::Extents(ex) => {
-            let mut out = Vec::with_capacity(s.size as usize);
-            for e in &ex {
-                out.extend_from_slice(&l.read_extent(e, 0..e.len).await.map_err(|e| format!("reading {}: {e}", rec.key))?);
-            }
-            out
+        body => {
+            let source = crate::response::StreamSource { bucket: b.clone(), key: rec.key.clone(), version: s.version, size: s.size, md5: s.md5 };
+            Box::new(PlainReader::new(ctx, shard, body, decrypt, 0..s.size).reloading(Some(source)))
         }
     };
+    if !whole {
+        let req = finish(rec, &s, &meta, path, headers, Vec::new());
+        return Ok(Prep::Stream(req, s.size, reader));
+    }
+    let mut data = vec![0u8; s.size as usize];
+    fill(&mut reader, &mut data).await.map_err(|e| format!("reading {}: {e}", rec.key))?;
+    Ok(Prep::Send(finish(rec, &s, &meta, path, headers, data)))
+}
+
+/// Fills `buf` from `r`.
+async fn fill(r: &mut PlainReader, buf: &mut [u8]) -> Result<(), String> {
+    let mut at = 0;
+    while at < buf.len() {
+        match r.read(&mut buf[at..]).await.map_err(|e| format!("{e:?}"))? {
+            0 => return Err(format!("the body ended {} bytes short", buf.len() - at)),
+            n => at += n,
+        }
+    }
+    Ok(())
+}
+
+/// The PUT of a version: the replica headers and the version's metadata.
+fn finish(rec: &Record, s: &crate::meta::ObjectSummary, meta: &crate::meta::ObjectMeta, path: String, mut headers: Vec<(String, String)>, body: Vec<u8>) -> RemoteRequest {
     headers.push((H_REPLICA_MTIME.to_string(), s.mtime_ms.to_string()));
     headers.push((H_REPLICA_ETAG.to_string(), s.etag().trim_matches('"').to_string()));
     let plain = [
@@ -264,7 +290,7 @@ async fn prepare(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, rec: &Record) ->
     if let Some(c) = &rec.storage_class {
         headers.push(("x-amz-storage-class".to_string(), c.clone()));
     }
-    Ok(Prep::Send(RemoteRequest { method: "PUT", path, query: String::new(), headers, body: data }))
+    RemoteRequest { method: "PUT", path, query: String::new(), headers, body }
 }
 
 /// An entry taken from the queue: its key and record.
@@ -326,23 +352,53 @@ async fn replicate_one(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, sender: &a
         Prep::Send(req) => {
             let bytes = req.body.len() as u64;
             let (tx, rx) = async_channel::bounded(1);
-            sender.send(Job { req, reply: tx }).await.map_err(|_| "the sender threads are gone".to_string())?;
-            match rx.recv().await.map_err(|_| "the sender threads are gone".to_string())? {
-                Outcome::Done => {
-                    m.repl_sent.fetch_add(1, Relaxed);
-                    m.repl_sent_bytes.fetch_add(bytes, Relaxed);
-                    m.repl_lag_ms_sum.fetch_add((now_unix_ms() - rec.time_ms).max(0) as u64, Relaxed);
-                    Ok(ReplStatus::Completed)
-                }
-                Outcome::Refused(why) => {
-                    m.repl_failed.fetch_add(1, Relaxed);
-                    *m.repl_last_error.lock().unwrap_or_else(|p| p.into_inner()) = format!("{}/{}: {why}", rec.bucket, rec.key);
-                    tracing::warn!(bucket = %rec.bucket, key = %rec.key, "replication refused by the remote: {why}");
-                    Ok(ReplStatus::Failed)
-                }
-                Outcome::Retry(why) => Err(why),
-            }
+            sender.send(Job { req, stream: None, reply: tx }).await.map_err(|_| "the sender threads are gone".to_string())?;
+            let outcome = rx.recv().await.map_err(|_| "the sender threads are gone".to_string())?;
+            judge(ctx, rec, bytes, outcome)
         }
+        Prep::Stream(req, len, mut reader) => {
+            let (chunk_tx, chunks) = async_channel::bounded(STREAM_CHUNKS_QUEUED);
+            let (tx, rx) = async_channel::bounded(1);
+            let job = Job { req, stream: Some((len, chunks)), reply: tx };
+            sender.send(job).await.map_err(|_| "the sender threads are gone".to_string())?;
+            // Read on the reactor while the sender thread writes; it drops
+            // the chunks' receiver when it stops, which ends this too.
+            let produce = async move {
+                let mut sent = 0u64;
+                while sent < len {
+                    let mut chunk = vec![0u8; (len - sent).min(STREAM_CHUNK_BYTES) as usize];
+                    let read = fill(&mut reader, &mut chunk).await.map(|()| chunk).map_err(|e| format!("reading {}: {e}", rec.key));
+                    let failed = read.is_err();
+                    sent += read.as_ref().map_or(0, |c| c.len() as u64);
+                    if chunk_tx.send(read).await.is_err() || failed {
+                        return;
+                    }
+                }
+            };
+            let (_, outcome) = futures_util::future::join(produce, rx.recv()).await;
+            let outcome = outcome.map_err(|_| "the sender threads are gone".to_string())?;
+            judge(ctx, rec, len, outcome)
+        }
+    }
+}
+
+/// What the remote's answer to `rec` means for its version (`Err`: retry).
+fn judge(ctx: &Ctx, rec: &Record, bytes: u64, outcome: Outcome) -> Result<ReplStatus, String> {
+    let m = ctx.shared.metrics.core(ctx.core);
+    match outcome {
+        Outcome::Done => {
+            m.repl_sent.fetch_add(1, Relaxed);
+            m.repl_sent_bytes.fetch_add(bytes, Relaxed);
+            m.repl_lag_ms_sum.fetch_add((now_unix_ms() - rec.time_ms).max(0) as u64, Relaxed);
+            Ok(ReplStatus::Completed)
+        }
+        Outcome::Refused(why) => {
+            m.repl_failed.fetch_add(1, Relaxed);
+            *m.repl_last_error.lock().unwrap_or_else(|p| p.into_inner()) = format!("{}/{}: {why}", rec.bucket, rec.key);
+            tracing::warn!(bucket = %rec.bucket, key = %rec.key, "replication refused by the remote: {why}");
+            Ok(ReplStatus::Failed)
+        }
+        Outcome::Retry(why) => Err(why),
     }
 }
 
@@ -390,7 +446,7 @@ async fn drain_page(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, t: &TargetSta
         // Fill the window; nothing new once the target asked for a retry.
         while stop.is_none() && in_flight < WINDOW {
             let Some(next) = todo.peek() else { break };
-            let bytes = if next.rec.op == Op::Put { next.rec.size } else { 0 };
+            let bytes = if next.rec.op == Op::Put { next.rec.size.min(WHOLE_BODY_MAX_BYTES) } else { 0 };
             if in_flight > 0 && bytes_in_flight + bytes > WINDOW_BYTES {
                 break;
             }
