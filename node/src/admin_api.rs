@@ -210,7 +210,7 @@ pub fn heal(ctx: &Ctx) -> Value {
 /// and the buckets that replicate.
 pub fn replication(ctx: &Ctx) -> Value {
     let shared = &ctx.shared;
-    let mut total = [0u64; 11];
+    let mut total = [0u64; 12];
     let mut cores = Vec::new();
     let mut last_errors = Vec::new();
     for i in 0..shared.config.threads {
@@ -227,6 +227,7 @@ pub fn replication(ctx: &Ctx) -> Value {
             c.repl_backfilled.load(Relaxed),
             c.repl_backfill_walking.load(Relaxed),
             c.repl_requeued.load(Relaxed),
+            c.repl_failed_retrying.load(Relaxed),
         ];
         for (t, x) in total.iter_mut().zip(v) {
             *t += x;
@@ -258,6 +259,7 @@ pub fn replication(ctx: &Ctx) -> Value {
         "mean_lag_ms": if total[3] > 0 { total[7] / total[3] } else { 0 },
         "backfill": { "queued": total[8], "walking": total[9] },
         "requeued": total[10],
+        "failed_retry_scheduled": total[11],
         "last_errors": last_errors,
         "cores": cores,
         "targets": targets,

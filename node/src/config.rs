@@ -52,6 +52,10 @@ pub struct Config {
     /// sent; larger ones are streamed (`replication::worker`). Lowered only
     /// by tests (`--test-replication-whole-body-max-bytes`, hidden).
     pub replication_whole_body_max_bytes: u64,
+    /// First wait before a version the remote refused is sent again
+    /// (`replication::retry`; 60 s, shorter only for tests through
+    /// `--test-replication-failed-retry-ms`, hidden).
+    pub replication_failed_retry_ms: u64,
     /// Hot-object cache bytes for the whole node, split evenly over the
     /// reactors (0: no cache); see `hotcache`.
     pub cache_bytes: u64,

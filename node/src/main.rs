@@ -158,6 +158,10 @@ enum Command {
         /// exercises streaming without a huge object.
         #[arg(long, env = "TESSERA_TEST_REPLICATION_WHOLE_BODY_MAX_BYTES", hide = true)]
         test_replication_whole_body_max_bytes: Option<u64>,
+        /// TEST ONLY: first wait before a version the replication target
+        /// refused is sent again (default 60,000; it grows fourfold).
+        #[arg(long, env = "TESSERA_TEST_REPLICATION_FAILED_RETRY_MS", hide = true)]
+        test_replication_failed_retry_ms: Option<u64>,
         /// The node key file (sealing IAM secrets at rest and STS session
         /// tokens); default `node.key` in the data dirs (a copy in each),
         /// created 0600 at first start. Keep it elsewhere than the data for a copy of the
@@ -438,6 +442,7 @@ fn main() -> ExitCode {
             lifecycle_actions_per_sec,
             lifecycle_full_walk,
             test_replication_whole_body_max_bytes,
+            test_replication_failed_retry_ms,
             key_file,
             kms_keys,
             config: _,
@@ -494,6 +499,7 @@ fn main() -> ExitCode {
                 lifecycle_full_walk,
                 replication_whole_body_max_bytes: test_replication_whole_body_max_bytes
                     .unwrap_or(tessera_node::replication::worker::WHOLE_BODY_MAX_BYTES),
+                replication_failed_retry_ms: test_replication_failed_retry_ms.unwrap_or(60_000).max(1),
                 cache_bytes: cache_size,
                 cache_max_object_bytes: cache_max_object,
                 tls_cert,

@@ -109,6 +109,7 @@ pub struct CoreMetrics {
     pub repl_backfilled: AtomicU64,
     pub repl_backfill_walking: AtomicU64,
     pub repl_requeued: AtomicU64,
+    pub repl_failed_retrying: AtomicU64,
     /// Lifecycle (`lifecycle`): entries its walks visited (index entries,
     /// or objects, versions and uploads on a full walk), and entries the
     /// one-time backfill indexed.
@@ -171,6 +172,7 @@ impl CoreMetrics {
             repl_backfilled: AtomicU64::new(0),
             repl_backfill_walking: AtomicU64::new(0),
             repl_requeued: AtomicU64::new(0),
+            repl_failed_retrying: AtomicU64::new(0),
             lc_visited: AtomicU64::new(0),
             lc_backfilled: AtomicU64::new(0),
         }
@@ -489,7 +491,7 @@ impl NodeMetrics {
     /// The hot-object caches, MD5 lanes and notification queues, per reactor (`core` label).
     fn render_cache(&self, out: &mut String) {
         type Field = fn(&CoreMetrics) -> u64;
-        let fields: [(&str, &str, Field); 24] = [
+        let fields: [(&str, &str, Field); 25] = [
             ("tessera_lifecycle_visited_entries_total", "Entries lifecycle passes visited: index entries, or every object, version and upload of a full walk.", |c| c.lc_visited.load(Relaxed)),
             ("tessera_lifecycle_backfilled_entries_total", "Entries written before the lifecycle index existed that its backfill indexed.", |c| c.lc_backfilled.load(Relaxed)),
             ("tessera_replication_pending_entries", "Bucket replication entries queued on this reactor's shards, not sent yet.", |c| c.repl_pending.load(Relaxed)),
@@ -502,6 +504,7 @@ impl NodeMetrics {
             ("tessera_replication_backfilled_total", "Versions written before their bucket's replication configuration that its ExistingObjectReplication backfill queued.", |c| c.repl_backfilled.load(Relaxed)),
             ("tessera_replication_backfill_walking", "Bucket and shard pairs of this reactor whose existing-object backfill is not done yet.", |c| c.repl_backfill_walking.load(Relaxed)),
             ("tessera_replication_requeued_total", "FAILED versions queued again by a resync (admin call) or an automatic retry.", |c| c.repl_requeued.load(Relaxed)),
+            ("tessera_replication_failed_retry_scheduled", "FAILED versions the remote refused that will be sent again automatically (backoff; see the admin call).", |c| c.repl_failed_retrying.load(Relaxed)),
             ("tessera_replication_lag_milliseconds_total", "Sum over replicated entries of the time from their write to the remote's answer.", |c| c.repl_lag_ms_sum.load(Relaxed)),
             ("tessera_notify_pending_events", "Bucket notification events queued on this reactor's shards, not delivered yet.", |c| c.notify_pending.load(Relaxed)),
             ("tessera_notify_delivered_total", "Bucket notification events delivered (the target answered 2xx).", |c| c.notify_delivered.load(Relaxed)),

@@ -586,3 +586,35 @@ async fn large_bodies_are_streamed_to_the_destination() {
     let head = ok(b.head_object().bucket("dst").key("sealed").send().await, "head sealed replica");
     assert_eq!(head.server_side_encryption(), Some(&ServerSideEncryption::Aes256));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_versions_are_retried_with_backoff_once_the_destination_is_fixed() {
+    let b_addr = free_addr();
+    let dst = node(b_addr, None);
+    // First retry 500 ms after the refusal (60 s by default), then 2 s, 8 s...
+    let src = node_with(free_addr(), Some(b_addr), &["--test-replication-failed-retry-ms=500"]);
+    let (a, b) = (src.client(), dst.client());
+    versioned_bucket(&a, "src").await;
+    replicate(&a, "src", "arn:aws:s3:::dst").await;
+    // No destination bucket: 404, FAILED, a retry scheduled.
+    let ids = [put(&a, "src", "r0", b"zero").await, put(&a, "src", "r1", b"one").await];
+    wait_drained(&src, 2.0);
+    assert_eq!(status_of(&a, "src", "r0", &ids[0]).await.as_deref(), Some("FAILED"));
+    let start = Instant::now();
+    while admin_json(&src, "/admin/v1/replication")["failed_retry_scheduled"] == 0 {
+        assert!(start.elapsed() < DEADLINE, "no retry scheduled: {}", admin_json(&src, "/admin/v1/replication"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The destination's operator fixes it; nobody acts on the source.
+    versioned_bucket(&b, "dst").await;
+    wait_metric(&src, "tessera_replication_sent_total", 2.0);
+    wait_metric(&src, "tessera_replication_pending_entries", 0.0);
+    for (i, v) in ids.iter().enumerate() {
+        assert_eq!(status_of(&a, "src", &format!("r{i}"), v).await.as_deref(), Some("COMPLETED"));
+    }
+    assert_eq!(versions(&a, "src").await, versions(&b, "dst").await);
+    let status = admin_json(&src, "/admin/v1/replication");
+    assert!(status["failed"].as_u64() >= Some(2), "the failures stay counted: {status}");
+    assert!(status["requeued"].as_u64() >= Some(2), "{status}");
+    wait_metric(&src, "tessera_replication_failed_retry_scheduled", 0.0);
+}

@@ -140,6 +140,13 @@ pub async fn run(ctx: Rc<Ctx>) {
             }
         }
         if stats_at.elapsed() >= Duration::from_millis(200) || !progressed {
+            for (shard, l) in &local {
+                match super::retry::requeue_due(&ctx, *shard, l).await {
+                    Ok(0) => {}
+                    Ok(_) => progressed = true,
+                    Err(e) => tracing::warn!(shard, "replication retries not queued, tried again later: {e}"),
+                }
+            }
             publish_stats(&ctx, &local);
             stats_at = Instant::now();
         }
@@ -158,9 +165,10 @@ pub async fn run(ctx: Rc<Ctx>) {
 /// Pending entries and bytes, and the age of the oldest entry, of this
 /// reactor's shards.
 fn publish_stats(ctx: &Ctx, local: &[(u32, Rc<LocalShard>)]) {
-    let (mut n, mut bytes, mut oldest) = (0u64, 0u64, None::<u64>);
+    let (mut n, mut bytes, mut oldest, mut retrying) = (0u64, 0u64, None::<u64>, 0u64);
     for (_, l) in local {
         n += l.shard.len(T_REPLICATION) as u64;
+        retrying += super::retry::waiting(l, STATS_SCAN) as u64;
         for (k, e) in l.shard.range(T_REPLICATION, &[], None, STATS_SCAN) {
             bytes += entry_bytes(&e.summary);
             if let Some(id) = event_id_of(&k) {
@@ -173,6 +181,7 @@ fn publish_stats(ctx: &Ctx, local: &[(u32, Rc<LocalShard>)]) {
     m.repl_pending.store(n, Relaxed);
     m.repl_pending_bytes.store(bytes, Relaxed);
     m.repl_lag_ms.store(lag_ms, Relaxed);
+    m.repl_failed_retrying.store(retrying, Relaxed);
 }
 
 /// What to do with one entry.
@@ -297,12 +306,28 @@ fn finish(rec: &Record, s: &crate::meta::ObjectSummary, meta: &crate::meta::Obje
 struct Taken {
     entry: Vec<u8>,
     rec: Record,
+    /// Automatic attempts after a refusal so far (`retry`).
+    attempts: u8,
+}
+
+/// An entry's outcome: the version's new status, and whether the remote
+/// refused it (a FAILED worth retrying later, see `retry`).
+#[derive(Debug, Clone, Copy)]
+struct Settled {
+    status: ReplStatus,
+    refused: bool,
+}
+
+impl From<ReplStatus> for Settled {
+    fn from(status: ReplStatus) -> Self {
+        Settled { status, refused: false }
+    }
 }
 
 /// What the window's futures report back to `drain_page`.
 enum Event {
     /// An entry's outcome (`Err`: retry the target later).
-    Sent { taken: Taken, bytes: u64, status: Result<ReplStatus, String> },
+    Sent { taken: Taken, bytes: u64, status: Result<Settled, String> },
     /// A batch of outcomes is committed: how many, or why not.
     Committed(Result<usize, String>),
 }
@@ -319,7 +344,7 @@ async fn take_page(l: &Rc<LocalShard>, t: &TargetState) -> Result<(Vec<Taken>, O
     let loaded = futures_util::future::join_all(loads).await;
     let mut keys = std::collections::HashSet::new();
     let mut out = Vec::new();
-    for ((entry, _), stored) in page.into_iter().zip(loaded) {
+    for ((entry, e), stored) in page.into_iter().zip(loaded) {
         if let Some(id) = event_id_of(&entry) {
             l.notify.observe(id);
         }
@@ -332,22 +357,22 @@ async fn take_page(l: &Rc<LocalShard>, t: &TargetState) -> Result<(Vec<Taken>, O
         // may replicate into one); each must be unseen in this page.
         let first = keys.insert((rec.bucket_id.to_string(), rec.key.clone()));
         if keys.insert((format!("/{}", rec.dest_bucket), rec.key.clone())) && first {
-            out.push(Taken { entry, rec });
+            out.push(Taken { entry, rec, attempts: super::retry::attempts_of(&e.summary) });
         }
     }
     Ok((out, None))
 }
 
 /// Prepares and sends one entry: its outcome for the source version.
-async fn replicate_one(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, sender: &async_channel::Sender<Job>, rec: &Record) -> Result<ReplStatus, String> {
+async fn replicate_one(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, sender: &async_channel::Sender<Job>, rec: &Record) -> Result<Settled, String> {
     let m = ctx.shared.metrics.core(ctx.core);
     match prepare(ctx, shard, l, rec).await? {
-        Prep::Skip => Ok(ReplStatus::None),
+        Prep::Skip => Ok(ReplStatus::None.into()),
         Prep::Fail(why) => {
             m.repl_failed.fetch_add(1, Relaxed);
             *m.repl_last_error.lock().unwrap_or_else(|p| p.into_inner()) = format!("{}/{}: {why}", rec.bucket, rec.key);
             tracing::warn!(bucket = %rec.bucket, key = %rec.key, "replication failed for good: {why}");
-            Ok(ReplStatus::Failed)
+            Ok(ReplStatus::Failed.into())
         }
         Prep::Send(req) => {
             let bytes = req.body.len() as u64;
@@ -383,20 +408,20 @@ async fn replicate_one(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, sender: &a
 }
 
 /// What the remote's answer to `rec` means for its version (`Err`: retry).
-fn judge(ctx: &Ctx, rec: &Record, bytes: u64, outcome: Outcome) -> Result<ReplStatus, String> {
+fn judge(ctx: &Ctx, rec: &Record, bytes: u64, outcome: Outcome) -> Result<Settled, String> {
     let m = ctx.shared.metrics.core(ctx.core);
     match outcome {
         Outcome::Done => {
             m.repl_sent.fetch_add(1, Relaxed);
             m.repl_sent_bytes.fetch_add(bytes, Relaxed);
             m.repl_lag_ms_sum.fetch_add((now_unix_ms() - rec.time_ms).max(0) as u64, Relaxed);
-            Ok(ReplStatus::Completed)
+            Ok(ReplStatus::Completed.into())
         }
         Outcome::Refused(why) => {
             m.repl_failed.fetch_add(1, Relaxed);
             *m.repl_last_error.lock().unwrap_or_else(|p| p.into_inner()) = format!("{}/{}: {why}", rec.bucket, rec.key);
             tracing::warn!(bucket = %rec.bucket, key = %rec.key, "replication refused by the remote: {why}");
-            Ok(ReplStatus::Failed)
+            Ok(Settled { status: ReplStatus::Failed, refused: true })
         }
         Outcome::Retry(why) => Err(why),
     }
@@ -439,7 +464,7 @@ async fn drain_page(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, t: &TargetSta
     let mut todo = taken.into_iter().peekable();
     let mut running: futures_util::stream::FuturesUnordered<EventFuture<'_>> = Default::default();
     let (mut in_flight, mut bytes_in_flight) = (0usize, 0u64);
-    let mut settled: Vec<(Taken, ReplStatus)> = Vec::new();
+    let mut settled: Vec<(Taken, Settled)> = Vec::new();
     let mut committing = false;
     let mut done = 0;
     loop {
@@ -500,13 +525,19 @@ async fn drain_page(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, t: &TargetSta
 /// (the keys of a batch are distinct: one entry per key per page). A crash
 /// before this commit sends the batch again: at least once, and a replica
 /// write with the same version id is idempotent at the destination.
-async fn settle(ctx: &Ctx, shard: u32, batch: Vec<(Taken, ReplStatus)>) -> Result<usize, String> {
+async fn settle(ctx: &Ctx, shard: u32, batch: Vec<(Taken, Settled)>) -> Result<usize, String> {
     let n = batch.len();
+    let retry_ms = ctx.shared.config.replication_failed_retry_ms;
     let lock = batch.iter().map(|(t, _)| (T_OBJECTS, object_key(t.rec.bucket_id, &t.rec.key))).collect();
     ctx.shards
         .txn(shard, lock, move |local| async move {
             let mut muts = Vec::with_capacity(batch.len() * 2);
-            for (Taken { entry, rec }, status) in batch {
+            for (Taken { entry, rec, attempts }, Settled { status, refused }) in batch {
+                if refused && rec.op != Op::DeleteVersion {
+                    // Sent again later unless the version is gone or no
+                    // longer FAILED by then (see `retry`).
+                    muts.extend(super::retry::schedule(retry_ms, &entry, &rec, attempts));
+                }
                 muts.push(Mutation::Delete { table: T_REPLICATION, key: entry });
                 if rec.op == Op::DeleteVersion {
                     continue;
