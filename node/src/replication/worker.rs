@@ -2,13 +2,15 @@
 //! of the shards it owns (the shape of `notify::worker`). Per target and
 //! shard it takes a page of the oldest entries, keeps up to `WINDOW`
 //! requests in flight (each built on the reactor, reading the version's
-//! data, and sent by one of the target's `WINDOW` sender threads, each with
+//! data whole up to `WHOLE_BODY_MAX_BYTES`, else streaming it in chunks,
+//! and sent by one of the target's `WINDOW` sender threads, each with
 //! its own kept-alive connection: network I/O blocks there), and commits
 //! the outcomes in batches (one commit, under the keys' locks, for every
 //! outcome that arrived while the previous batch committed): the entries go
 //! and each source version becomes COMPLETED, or FAILED when the remote
-//! refused it for good (4xx). **Per-key order**: a page holds only each
-//! key's first entry, so two entries of one key are never in flight
+//! refused it (4xx; retried later with a backoff, see `retry`).
+//! **Per-key order**: a page holds only each key's first entry, so two
+//! entries of one key are never in flight
 //! together and a later one is sent only once the earlier one is settled.
 //! Anything else (unreachable, 5xx) stops the page (what is in flight
 //! finishes and is committed), and the target's queue on that shard is
