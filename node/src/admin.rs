@@ -158,7 +158,7 @@ fn json_error(e: &S3Error) -> Response {
 }
 
 async fn answer(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Response {
-    use crate::admin_api::{BUCKETS_PATH, CONFIG_PATH, HEAL_PATH, REPLICATION_PATH, SCRUB_PATH};
+    use crate::admin_api::{BUCKETS_PATH, CONFIG_PATH, HEAL_PATH, REPLICATION_PATH, REPLICATION_RESYNC_PATH, SCRUB_PATH};
     let read = matches!(head.method, Method::Get | Method::Head);
     let get = head.method == Method::Get;
     match head.path.as_str() {
@@ -179,8 +179,21 @@ async fn answer(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Respon
         REPLICATION_PATH if get => {
             api(ctx, head, peer, authz::admin::ACTION_REPLICATION_STATUS, || crate::admin_api::replication(ctx))
         }
+        REPLICATION_RESYNC_PATH if head.method == Method::Post => {
+            match authenticate_admin_for(ctx, head, peer, authz::admin::ACTION_REPLICATION_RESYNC) {
+                Ok(()) => {
+                    let bucket = head.query.split('&').find_map(|kv| kv.strip_prefix("bucket=")).unwrap_or_default();
+                    let bucket = percent_encoding::percent_decode_str(bucket).decode_utf8_lossy();
+                    match crate::replication::backfill::resync(ctx, &bucket).await {
+                        Ok(v) => json(200, &v),
+                        Err(e) => json_error(&e),
+                    }
+                }
+                Err(e) => json_error(&e),
+            }
+        }
         p if p.starts_with(CLUSTER_CONFIG_PREFIX) => cluster_config(ctx, head, peer).await,
-        BUCKETS_PATH | SCRUB_PATH | HEAL_PATH | CONFIG_PATH | CLUSTER_PATH | CLUSTER_LOCATE_PATH | REPLICATION_PATH => {
+        BUCKETS_PATH | SCRUB_PATH | HEAL_PATH | CONFIG_PATH | CLUSTER_PATH | CLUSTER_LOCATE_PATH | REPLICATION_PATH | REPLICATION_RESYNC_PATH => {
             text(405, "method not allowed\n")
         }
         "/health/live" if read => live(),

@@ -15,6 +15,7 @@ pub const SCRUB_PATH: &str = "/admin/v1/scrub";
 pub const HEAL_PATH: &str = "/admin/v1/heal";
 pub const CONFIG_PATH: &str = "/admin/v1/config";
 pub const REPLICATION_PATH: &str = "/admin/v1/replication";
+pub const REPLICATION_RESYNC_PATH: &str = "/admin/v1/replication/resync";
 
 /// Index entries one `/admin/v1/buckets` request examines at most, over
 /// every bucket and shard: usage is counted by scanning the indexes (no
@@ -209,7 +210,7 @@ pub fn heal(ctx: &Ctx) -> Value {
 /// and the buckets that replicate.
 pub fn replication(ctx: &Ctx) -> Value {
     let shared = &ctx.shared;
-    let mut total = [0u64; 8];
+    let mut total = [0u64; 12];
     let mut cores = Vec::new();
     let mut last_errors = Vec::new();
     for i in 0..shared.config.threads {
@@ -223,6 +224,10 @@ pub fn replication(ctx: &Ctx) -> Value {
             c.repl_failed.load(Relaxed),
             c.repl_retries.load(Relaxed),
             c.repl_lag_ms_sum.load(Relaxed),
+            c.repl_backfilled.load(Relaxed),
+            c.repl_backfill_walking.load(Relaxed),
+            c.repl_requeued.load(Relaxed),
+            c.repl_failed_retrying.load(Relaxed),
         ];
         for (t, x) in total.iter_mut().zip(v) {
             *t += x;
@@ -252,6 +257,9 @@ pub fn replication(ctx: &Ctx) -> Value {
         "failed": total[5],
         "retries": total[6],
         "mean_lag_ms": if total[3] > 0 { total[7] / total[3] } else { 0 },
+        "backfill": { "queued": total[8], "walking": total[9] },
+        "requeued": total[10],
+        "failed_retry_scheduled": total[11],
         "last_errors": last_errors,
         "cores": cores,
         "targets": targets,

@@ -93,13 +93,18 @@ impl AdminClient {
 
     /// GETs `path?query` (`query` already encoded: `name=value&...`).
     pub fn get_query(&self, path: &str, query: &str) -> Result<(u16, String), String> {
+        self.call("GET", path, query)
+    }
+
+    /// `method path?query` without a body (admin requests carry none).
+    pub fn call(&self, method: &str, path: &str, query: &str) -> Result<(u16, String), String> {
         let now = tessera_proto::time::now_unix_secs();
         let mut headers = Headers::new();
         headers.push("host", &self.authority);
         headers.push("x-amz-content-sha256", EMPTY_SHA256_HEX);
         headers.push("x-amz-date", &format_amz_date(now));
         let authorization = sign_request(
-            "GET",
+            method,
             path,
             query,
             &headers,
@@ -110,11 +115,11 @@ impl AdminClient {
             now,
         );
         let target = if query.is_empty() { path.to_string() } else { format!("{path}?{query}") };
-        let mut req = format!("GET {target} HTTP/1.1\r\n");
+        let mut req = format!("{method} {target} HTTP/1.1\r\n");
         for (n, v) in headers.iter() {
             req.push_str(&format!("{n}: {v}\r\n"));
         }
-        req.push_str(&format!("authorization: {authorization}\r\nconnection: close\r\n\r\n"));
+        req.push_str(&format!("authorization: {authorization}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"));
         let mut s = crate::remote_s3::connect_blocking(&self.authority, ADMIN_CLIENT_TIMEOUT)?;
         let mut raw = Vec::new();
         match &self.tls {

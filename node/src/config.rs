@@ -48,6 +48,14 @@ pub struct Config {
     /// MEASUREMENT ONLY: every lifecycle pass walks everything, as before
     /// the age index (`--lifecycle-full-walk`, hidden).
     pub lifecycle_full_walk: bool,
+    /// Replicated versions up to this size are read whole before they are
+    /// sent; larger ones are streamed (`replication::worker`). Lowered only
+    /// by tests (`--test-replication-whole-body-max-bytes`, hidden).
+    pub replication_whole_body_max_bytes: u64,
+    /// First wait before a version the remote refused is sent again
+    /// (`replication::retry`; 60 s, shorter only for tests through
+    /// `--test-replication-failed-retry-ms`, hidden).
+    pub replication_failed_retry_ms: u64,
     /// Hot-object cache bytes for the whole node, split evenly over the
     /// reactors (0: no cache); see `hotcache`.
     pub cache_bytes: u64,

@@ -36,6 +36,7 @@ pub mod metrics_detail;
 pub mod node_files;
 pub mod notify;
 pub mod owners;
+pub mod paged;
 pub mod forward;
 pub mod fanout;
 pub mod remote_s3;

@@ -153,6 +153,15 @@ enum Command {
         /// upload as before the age index, to compare the two.
         #[arg(long, env = "TESSERA_LIFECYCLE_FULL_WALK", hide = true)]
         lifecycle_full_walk: bool,
+        /// TEST ONLY: replicated versions larger than this are streamed to
+        /// the remote instead of read whole (default 8 MiB), so a test
+        /// exercises streaming without a huge object.
+        #[arg(long, env = "TESSERA_TEST_REPLICATION_WHOLE_BODY_MAX_BYTES", hide = true)]
+        test_replication_whole_body_max_bytes: Option<u64>,
+        /// TEST ONLY: first wait before a version the replication target
+        /// refused is sent again (default 60,000; it grows fourfold).
+        #[arg(long, env = "TESSERA_TEST_REPLICATION_FAILED_RETRY_MS", hide = true)]
+        test_replication_failed_retry_ms: Option<u64>,
         /// The node key file (sealing IAM secrets at rest and STS session
         /// tokens); default `node.key` in the data dirs (a copy in each),
         /// created 0600 at first start. Keep it elsewhere than the data for a copy of the
@@ -286,12 +295,30 @@ enum AdminCommand {
     /// Cluster members and their state as this node sees them
     /// (`admin:ClusterStatus`).
     Cluster(AdminTarget),
+    /// The bucket replication backlog: pending entries and bytes, lag,
+    /// failures, backfill (`admin:ReplicationStatus`).
+    Replication(AdminTarget),
+    /// Queues a bucket's FAILED replication versions again
+    /// (`admin:ReplicationResync`).
+    ReplicationResync {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[arg(long)]
+        bucket: String,
+    },
 }
 
 fn admin(command: AdminCommand) -> ExitCode {
     use tessera_node::{admin, admin_api};
+    let mut method = "GET";
     let (target, path, query) = match command {
         AdminCommand::Info(t) => (t, admin::INFO_PATH, String::new()),
+        AdminCommand::Replication(t) => (t, admin_api::REPLICATION_PATH, String::new()),
+        AdminCommand::ReplicationResync { target, bucket } => {
+            method = "POST";
+            let q = format!("bucket={}", percent_encoding::utf8_percent_encode(&bucket, percent_encoding::NON_ALPHANUMERIC));
+            (target, admin_api::REPLICATION_RESYNC_PATH, q)
+        }
         AdminCommand::Buckets { target, bucket } => {
             let q = bucket.map_or_else(String::new, |b| {
                 format!("bucket={}", percent_encoding::utf8_percent_encode(&b, percent_encoding::NON_ALPHANUMERIC))
@@ -316,7 +343,7 @@ fn admin(command: AdminCommand) -> ExitCode {
         }
     };
     let client = tessera_node::admin_client::AdminClient { authority, access_key, secret_key, region, tls };
-    match client.get_query(path, &query) {
+    match client.call(method, path, &query) {
         Ok((200, body)) => {
             print!("{body}");
             ExitCode::SUCCESS
@@ -414,6 +441,8 @@ fn main() -> ExitCode {
             lifecycle_day_secs,
             lifecycle_actions_per_sec,
             lifecycle_full_walk,
+            test_replication_whole_body_max_bytes,
+            test_replication_failed_retry_ms,
             key_file,
             kms_keys,
             config: _,
@@ -468,6 +497,9 @@ fn main() -> ExitCode {
                 lifecycle_day_secs: lifecycle_day_secs.max(1),
                 lifecycle_actions_per_sec: lifecycle_actions_per_sec.max(1),
                 lifecycle_full_walk,
+                replication_whole_body_max_bytes: test_replication_whole_body_max_bytes
+                    .unwrap_or(tessera_node::replication::worker::WHOLE_BODY_MAX_BYTES),
+                replication_failed_retry_ms: test_replication_failed_retry_ms.unwrap_or(60_000).max(1),
                 cache_bytes: cache_size,
                 cache_max_object_bytes: cache_max_object,
                 tls_cert,

@@ -28,6 +28,17 @@ pub struct RemoteRequest {
     pub body: Vec<u8>,
 }
 
+/// A streamed request body: its length, then chunks from the reactor that
+/// reads it (an `Err` aborts the request: the connection is dropped and
+/// the outcome is a retry).
+pub type Chunks = async_channel::Receiver<Result<Vec<u8>, String>>;
+
+/// What follows a request's head.
+enum Payload<'a> {
+    Bytes(&'a [u8]),
+    Stream(u64, &'a Chunks),
+}
+
 /// How the remote took a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -156,7 +167,17 @@ impl Remote {
     /// `send` that keeps the answer's headers and body (at most `max_body`
     /// bytes) in `out`.
     pub fn send_keeping(&mut self, r: &RemoteRequest, out: Option<&mut Reply>, max_body: u64) -> Outcome {
-        match self.exchange(r, out, max_body) {
+        self.outcome(r, Payload::Bytes(&r.body), out, max_body)
+    }
+
+    /// Sends `r` with a body of `len` bytes taken from `chunks` (`r.body`
+    /// is not sent), so a body of any size passes with bounded memory.
+    pub fn send_streamed(&mut self, r: &RemoteRequest, len: u64, chunks: &Chunks) -> Outcome {
+        self.outcome(r, Payload::Stream(len, chunks), None, 1 << 20)
+    }
+
+    fn outcome(&mut self, r: &RemoteRequest, body: Payload<'_>, out: Option<&mut Reply>, max_body: u64) -> Outcome {
+        match self.exchange(r, body, out, max_body) {
             Ok(status) if (200..300).contains(&status) => Outcome::Done,
             Ok(status) if (400..500).contains(&status) && status != 408 && status != 429 => {
                 Outcome::Refused(format!("{} {} answered {status}", r.method, r.path))
@@ -172,7 +193,7 @@ impl Remote {
         }
     }
 
-    fn exchange(&mut self, r: &RemoteRequest, out: Option<&mut Reply>, max_body: u64) -> Result<u16, String> {
+    fn exchange(&mut self, r: &RemoteRequest, body: Payload<'_>, out: Option<&mut Reply>, max_body: u64) -> Result<u16, String> {
         if self.conn.is_none() {
             self.conn = Some(self.connect()?);
         }
@@ -181,7 +202,11 @@ impl Remote {
         h.push("host", &self.host_header);
         h.push("x-amz-date", &format_amz_date(now));
         h.push("x-amz-content-sha256", UNSIGNED_PAYLOAD);
-        h.push("content-length", &r.body.len().to_string());
+        let len = match body {
+            Payload::Bytes(b) => b.len() as u64,
+            Payload::Stream(n, _) => n,
+        };
+        h.push("content-length", &len.to_string());
         for (n, v) in &r.headers {
             h.push(n, v);
         }
@@ -195,7 +220,22 @@ impl Remote {
         head.push_str(&format!("authorization: {auth}\r\nuser-agent: tessera\r\n\r\n"));
         let conn = self.conn.as_mut().ok_or("no connection")?;
         let w = conn.get_mut();
-        w.write_all(head.as_bytes()).and_then(|_| w.write_all(&r.body)).and_then(|_| w.flush()).map_err(|e| format!("send: {e}"))?;
+        w.write_all(head.as_bytes()).map_err(|e| format!("send: {e}"))?;
+        match body {
+            Payload::Bytes(b) => w.write_all(b).map_err(|e| format!("send: {e}"))?,
+            Payload::Stream(len, chunks) => {
+                let mut sent = 0u64;
+                while sent < len {
+                    let chunk = chunks.recv_blocking().map_err(|_| "the body's reader went away".to_string())??;
+                    if chunk.is_empty() || sent + chunk.len() as u64 > len {
+                        return Err(format!("the body is not the {len} bytes announced"));
+                    }
+                    w.write_all(&chunk).map_err(|e| format!("send: {e}"))?;
+                    sent += chunk.len() as u64;
+                }
+            }
+        }
+        w.flush().map_err(|e| format!("send: {e}"))?;
         let (status, keep) = read_response_into(conn, out, max_body)?;
         if !keep {
             self.conn = None;

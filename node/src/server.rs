@@ -714,6 +714,7 @@ impl Reactor {
             monoio::spawn(crate::cluster::run(c.clone(), ctx.shutdown.clone(), Some(host)));
         }
         monoio::spawn(crate::replication::worker::run(ctx.clone()));
+        monoio::spawn(crate::replication::backfill::run(ctx.clone()));
         if let Some(l) = admin_listener {
             monoio::spawn(crate::admin::accept_loop(l, ctx.clone()));
         }

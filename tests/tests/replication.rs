@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::types::{
     BucketVersioningStatus, ServerSideEncryption, CompletedMultipartUpload, CompletedPart, DeleteMarkerReplication,
-    DeleteMarkerReplicationStatus, Destination, ReplicationConfiguration, ReplicationRule,
-    ReplicationRuleFilter, ReplicationRuleStatus, VersioningConfiguration,
+    DeleteMarkerReplicationStatus, Destination, ExistingObjectReplication, ExistingObjectReplicationStatus,
+    ReplicationConfiguration, ReplicationRule, ReplicationRuleFilter, ReplicationRuleStatus, VersioningConfiguration,
 };
 use aws_sdk_s3::Client;
 use tessera_tests::*;
@@ -53,15 +53,23 @@ async fn versioned_bucket(s3: &Client, name: &str) {
 }
 
 fn config(dest: &str, prefix: &str) -> ReplicationConfiguration {
-    let rule = ReplicationRule::builder()
+    config_existing(dest, prefix, false)
+}
+
+/// `config`, with ExistingObjectReplication Enabled when `existing`.
+fn config_existing(dest: &str, prefix: &str, existing: bool) -> ReplicationConfiguration {
+    let mut rule = ReplicationRule::builder()
         .id("all")
         .priority(1)
         .status(ReplicationRuleStatus::Enabled)
         .filter(ReplicationRuleFilter::builder().prefix(prefix).build())
         .delete_marker_replication(DeleteMarkerReplication::builder().status(DeleteMarkerReplicationStatus::Enabled).build())
-        .destination(Destination::builder().bucket(dest).build().unwrap())
-        .build()
-        .unwrap();
+        .destination(Destination::builder().bucket(dest).build().unwrap());
+    if existing {
+        let on = ExistingObjectReplication::builder().status(ExistingObjectReplicationStatus::Enabled).build().unwrap();
+        rule = rule.existing_object_replication(on);
+    }
+    let rule = rule.build().unwrap();
     ReplicationConfiguration::builder().role("arn:aws:iam::1:role/replication").rules(rule).build().unwrap()
 }
 
@@ -124,11 +132,16 @@ async fn status_of(s3: &Client, bucket: &str, key: &str, version: &str) -> Optio
 
 /// `GET path` on the admin listener, signed by the root: its JSON.
 fn admin_json(srv: &Server, path: &str) -> serde_json::Value {
+    admin_call(srv, "GET", path)
+}
+
+/// `method path` on the admin listener, signed by the root: its JSON.
+fn admin_call(srv: &Server, method: &str, path: &str) -> serde_json::Value {
     let addr = srv.admin_addr().expect("admin address");
-    let req = RawRequest::new("GET", path).header("Host", &addr.to_string()).sign(AK, SK, std::time::SystemTime::now());
+    let req = RawRequest::new(method, path).header("Host", &addr.to_string()).sign(AK, SK, std::time::SystemTime::now());
     let mut c = RawConn::connect(addr);
     c.send(&req.to_bytes()).expect("send");
-    let r = c.read_response_for("GET");
+    let r = c.read_response_for(method);
     assert_eq!(r.status, 200, "{}", r.body_text());
     serde_json::from_slice(&r.body).expect("JSON")
 }
@@ -425,4 +438,183 @@ async fn replica_headers_need_replicate_permission() {
     srv.send(&req).assert_error(403, "AccessDenied");
     let got = s3.get_object().bucket("rep").key("r").send().await.expect("get");
     assert_eq!(got.version_id(), Some(vid), "a forged replica write went through");
+}
+
+/// The versions of keys under `prefix`.
+async fn versions_under(s3: &Client, bucket: &str, prefix: &str) -> Vec<(String, String, String, bool)> {
+    versions(s3, bucket).await.into_iter().filter(|v| v.0.starts_with(prefix)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn existing_objects_are_backfilled_once_and_replicated_versions_are_not_sent_again() {
+    let b_addr = free_addr();
+    let dst = node(b_addr, None);
+    let src = node(free_addr(), Some(b_addr));
+    let (a, b) = (src.client(), dst.client());
+    versioned_bucket(&b, "dst").await;
+    versioned_bucket(&a, "src").await;
+    // Written before any configuration: two versions of one key, a key
+    // whose current version is a delete marker, one outside the prefix.
+    let a1 = put(&a, "src", "old/a", b"a one").await;
+    let a2 = put(&a, "src", "old/a", b"a two").await;
+    put(&a, "src", "old/b", &random_bytes(300 * 1024, 3)).await;
+    put(&a, "src", "old/d", b"deleted").await;
+    ok(a.delete_object().bucket("src").key("old/d").send().await, "delete marker");
+    put(&a, "src", "other/c", b"not selected").await;
+    // A configuration without existing objects: only new writes go.
+    let plain = config_existing("arn:aws:s3:::dst", "old/", false);
+    ok(a.put_bucket_replication().bucket("src").replication_configuration(plain).send().await, "put replication");
+    let new = put(&a, "src", "old/new", b"new").await;
+    wait_drained(&src, 1.0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(metric_total(&src.scrape_metrics(), "tessera_replication_sent_total"), 1.0, "only the new write is sent");
+    assert_eq!(status_of(&a, "src", "old/a", &a1).await, None);
+
+    // ExistingObjectReplication Enabled: the old versions under old/ go
+    // (the marker too: DeleteMarkerReplication is Enabled), the COMPLETED
+    // one is not sent again, other/c stays.
+    let existing = config_existing("arn:aws:s3:::dst", "old/", true);
+    ok(a.put_bucket_replication().bucket("src").replication_configuration(existing).send().await, "put replication");
+    wait_drained(&src, 6.0);
+    std::thread::sleep(Duration::from_secs(2));
+    let m = src.scrape_metrics();
+    assert_eq!(metric_total(&m, "tessera_replication_sent_total"), 6.0, "new, a1, a2, b, d and its marker: {}", admin_json(&src, "/admin/v1/replication"));
+    assert_eq!(metric_total(&m, "tessera_replication_backfilled_total"), 5.0);
+    assert_eq!(metric_total(&m, "tessera_replication_failed_total"), 0.0);
+    assert_eq!(metric_total(&m, "tessera_replication_backfill_walking"), 0.0);
+    assert_eq!(versions_under(&a, "src", "old/").await, versions(&b, "dst").await, "the destination holds every version under old/");
+    for v in [&a1, &a2] {
+        assert_eq!(status_of(&a, "src", "old/a", v).await.as_deref(), Some("COMPLETED"));
+        assert_eq!(status_of(&b, "dst", "old/a", v).await.as_deref(), Some("REPLICA"));
+    }
+    assert_eq!(status_of(&a, "src", "old/new", &new).await.as_deref(), Some("COMPLETED"));
+    let got = ok(b.get_object().bucket("dst").key("old/a").version_id(&a1).send().await, "get old version");
+    assert_eq!(read_body(got).await, b"a one");
+    assert_eq!(admin_json(&src, "/admin/v1/replication")["backfill"]["queued"], 5);
+
+    // A restart neither walks again nor sends anything again.
+    let mut src = src;
+    src.restart();
+    std::thread::sleep(Duration::from_secs(3));
+    let m = src.scrape_metrics();
+    assert_eq!(metric_total(&m, "tessera_replication_backfilled_total"), 0.0, "the backfill's position is kept");
+    assert_eq!(metric_total(&m, "tessera_replication_sent_total"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_versions_are_queued_again_by_a_resync() {
+    let b_addr = free_addr();
+    let dst = node(b_addr, None);
+    let src = node(free_addr(), Some(b_addr));
+    let (a, b) = (src.client(), dst.client());
+    versioned_bucket(&a, "src").await;
+    replicate(&a, "src", "arn:aws:s3:::dst").await;
+    // The destination bucket does not exist yet: 404, FAILED.
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(put(&a, "src", &format!("f{i}"), format!("body {i}").as_bytes()).await);
+    }
+    wait_drained(&src, 3.0);
+    assert_eq!(metric_total(&src.scrape_metrics(), "tessera_replication_failed_total"), 3.0);
+    assert_eq!(status_of(&a, "src", "f0", &ids[0]).await.as_deref(), Some("FAILED"));
+
+    // Fixed by the operator, then a resync through the CLI.
+    versioned_bucket(&b, "dst").await;
+    let addr = src.admin_addr().expect("admin address");
+    let out = std::process::Command::new(binary_path())
+        .args(["admin", "replication-resync", "--bucket", "src", "--endpoint", &format!("http://{addr}")])
+        .env("AWS_ACCESS_KEY_ID", AK)
+        .env("AWS_SECRET_ACCESS_KEY", SK)
+        .output()
+        .expect("run tessera admin");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(answer["requeued"], 3, "{answer}");
+    wait_metric(&src, "tessera_replication_sent_total", 3.0);
+    wait_metric(&src, "tessera_replication_pending_entries", 0.0);
+    for (i, v) in ids.iter().enumerate() {
+        assert_eq!(status_of(&a, "src", &format!("f{i}"), v).await.as_deref(), Some("COMPLETED"));
+    }
+    assert_eq!(versions(&a, "src").await, versions(&b, "dst").await);
+    // The status call still shows what failed; a second resync finds nothing.
+    let status = admin_json(&src, "/admin/v1/replication");
+    assert_eq!((status["failed"].as_u64(), status["requeued"].as_u64()), (Some(3), Some(3)), "{status}");
+    assert!(!status["last_errors"].as_array().unwrap().is_empty(), "{status}");
+    let again = admin_call(&src, "POST", "/admin/v1/replication/resync?bucket=src");
+    assert_eq!(again["requeued"], 0, "{again}");
+    let addr = src.admin_addr().unwrap();
+    let req = RawRequest::new("POST", "/admin/v1/replication/resync?bucket=nope").header("Host", &addr.to_string()).sign(AK, SK, std::time::SystemTime::now());
+    let mut c = RawConn::connect(addr);
+    c.send(&req.to_bytes()).expect("send");
+    assert_eq!(c.read_response_for("POST").status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_bodies_are_streamed_to_the_destination() {
+    // Versions over 64 KiB are streamed here (8 MiB by default), so the
+    // streamed path runs without a huge object.
+    let stream = ["--test-replication-whole-body-max-bytes=65536", "--kms-key", "replkey-1"];
+    let b_addr = free_addr();
+    let dst = node_with(b_addr, None, &["--kms-key", "replkey-1"]);
+    let src = node_with(free_addr(), Some(b_addr), &stream);
+    let (a, b) = (src.client(), dst.client());
+    versioned_bucket(&b, "dst").await;
+    versioned_bucket(&a, "src").await;
+    replicate(&a, "src", "arn:aws:s3:::dst").await;
+
+    // Several 1 MiB chunks and a short last one; an encrypted one read
+    // decrypted chunk by chunk; one under the threshold read whole.
+    let plain = random_bytes((3 << 20) + 5, 21);
+    let sealed = random_bytes((2 << 20) + 7, 22);
+    let small = random_bytes(60 * 1024, 23);
+    let v_plain = put(&a, "src", "plain", &plain).await;
+    let put_sealed = a.put_object().bucket("src").key("sealed").server_side_encryption(ServerSideEncryption::Aes256);
+    let v_sealed = ok(put_sealed.body(bytestream(&sealed)).send().await, "put sealed").version_id().unwrap().to_string();
+    let v_small = put(&a, "src", "small", &small).await;
+
+    wait_drained(&src, 3.0);
+    let m = src.scrape_metrics();
+    assert_eq!(metric_total(&m, "tessera_replication_failed_total"), 0.0, "{}", admin_json(&src, "/admin/v1/replication"));
+    assert_eq!(metric_total(&m, "tessera_replication_sent_bytes_total"), (plain.len() + sealed.len() + small.len()) as f64);
+    for (key, v, body) in [("plain", &v_plain, &plain), ("sealed", &v_sealed, &sealed), ("small", &v_small, &small)] {
+        assert_eq!(status_of(&a, "src", key, v).await.as_deref(), Some("COMPLETED"), "{key}");
+        let got = ok(b.get_object().bucket("dst").key(key).version_id(v).send().await, "get replica");
+        let src_head = ok(a.head_object().bucket("src").key(key).version_id(v).send().await, "head source");
+        assert_eq!(got.e_tag(), src_head.e_tag(), "{key}");
+        assert_eq!(&read_body(got).await, body, "{key}");
+    }
+    let head = ok(b.head_object().bucket("dst").key("sealed").send().await, "head sealed replica");
+    assert_eq!(head.server_side_encryption(), Some(&ServerSideEncryption::Aes256));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_versions_are_retried_with_backoff_once_the_destination_is_fixed() {
+    let b_addr = free_addr();
+    let dst = node(b_addr, None);
+    // First retry 500 ms after the refusal (60 s by default), then 2 s, 8 s...
+    let src = node_with(free_addr(), Some(b_addr), &["--test-replication-failed-retry-ms=500"]);
+    let (a, b) = (src.client(), dst.client());
+    versioned_bucket(&a, "src").await;
+    replicate(&a, "src", "arn:aws:s3:::dst").await;
+    // No destination bucket: 404, FAILED, a retry scheduled.
+    let ids = [put(&a, "src", "r0", b"zero").await, put(&a, "src", "r1", b"one").await];
+    wait_drained(&src, 2.0);
+    assert_eq!(status_of(&a, "src", "r0", &ids[0]).await.as_deref(), Some("FAILED"));
+    let start = Instant::now();
+    while admin_json(&src, "/admin/v1/replication")["failed_retry_scheduled"] == 0 {
+        assert!(start.elapsed() < DEADLINE, "no retry scheduled: {}", admin_json(&src, "/admin/v1/replication"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The destination's operator fixes it; nobody acts on the source.
+    versioned_bucket(&b, "dst").await;
+    wait_metric(&src, "tessera_replication_sent_total", 2.0);
+    wait_metric(&src, "tessera_replication_pending_entries", 0.0);
+    for (i, v) in ids.iter().enumerate() {
+        assert_eq!(status_of(&a, "src", &format!("r{i}"), v).await.as_deref(), Some("COMPLETED"));
+    }
+    assert_eq!(versions(&a, "src").await, versions(&b, "dst").await);
+    let status = admin_json(&src, "/admin/v1/replication");
+    assert!(status["failed"].as_u64() >= Some(2), "the failures stay counted: {status}");
+    assert!(status["requeued"].as_u64() >= Some(2), "{status}");
+    wait_metric(&src, "tessera_replication_failed_retry_scheduled", 0.0);
 }

@@ -28,6 +28,9 @@ pub const ACTION_CLUSTER_STATUS: &str = "admin:ClusterStatus";
 pub const ACTION_CLUSTER_CONFIG: &str = "admin:ClusterConfig";
 /// `GET /admin/v1/replication`: the bucket replication backlog.
 pub const ACTION_REPLICATION_STATUS: &str = "admin:ReplicationStatus";
+/// `POST /admin/v1/replication/resync?bucket=B`: queue a bucket's FAILED
+/// versions again.
+pub const ACTION_REPLICATION_RESYNC: &str = "admin:ReplicationResync";
 /// List and create master keys of the built-in key service.
 pub const ACTION_KMS_KEYS: &str = "admin:KmsKeys";
 /// The resource every admin action is on (one node, one resource).

@@ -302,7 +302,7 @@ pub fn indexed(ctx: &Ctx, shard: u32) -> bool {
 /// with the position, so a restart resumes where it stopped.
 pub async fn backfill(ctx: &Rc<Ctx>, shard: u32) -> S3Result<()> {
     let Some(local) = ctx.shards.local(shard).cloned() else { return Ok(()) };
-    let mut state = Backfill::load(&local.shard);
+    let state = Backfill::load(&local.shard);
     if state == Backfill::Done {
         if local.shard.get(T_LCINDEX, &Backfill::key()).is_none() {
             ctx.shards.commit(shard, vec![state.mutation()]).await.map_err(io_error)?;
@@ -310,22 +310,17 @@ pub async fn backfill(ctx: &Rc<Ctx>, shard: u32) -> S3Result<()> {
         return Ok(());
     }
     tracing::info!(shard, "lifecycle index: backfilling the objects and uploads written before it");
+    let Backfill::Walking { table, after } = state else { return Ok(()) };
     let mut total = 0u64;
-    while let Backfill::Walking { table, after } = &state {
-        let page = local.shard.range(*table, &[], after.as_deref(), PAGE);
-        let mut muts = index::backfill_entries(*table, &page);
+    crate::paged::walk(&local.shard, &[T_OBJECTS, T_UPLOADS], &[], crate::paged::Cursor { table, after }, PAGE, |table, page, next| {
+        let mut muts = index::backfill_entries(table, &page);
         total += muts.len() as u64;
         ctx.shared.metrics.core(ctx.core).lc_backfilled.fetch_add(muts.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let next = match page.last() {
-            Some((k, _)) if page.len() == PAGE => Backfill::Walking { table: *table, after: Some(k.clone()) },
-            _ if *table == T_OBJECTS => Backfill::Walking { table: T_UPLOADS, after: None },
-            _ => Backfill::Done,
-        };
+        let next = next.map_or(Backfill::Done, |c| Backfill::Walking { table: c.table, after: c.after });
         muts.push(next.mutation());
-        ctx.shards.commit(shard, muts).await.map_err(io_error)?;
-        state = next;
-        tessera_io::sim::yield_now().await;
-    }
+        async move { ctx.shards.commit(shard, muts).await.map(|_| ()).map_err(io_error) }
+    })
+    .await?;
     tracing::info!(shard, entries = total, "lifecycle index: backfill done");
     Ok(())
 }

@@ -39,6 +39,9 @@ pub const T_TIER: u8 = 8;
 /// by initiation, keys whose current version is a delete marker, and the
 /// walks' watermarks (see `lifecycle::index`).
 pub const T_LCINDEX: u8 = 9;
+/// Replication bookkeeping beside the queue: each bucket's existing-object
+/// backfill position (see `replication::backfill`).
+pub const T_REPLSTATE: u8 = 10;
 
 /// Format 2 heal cursors, on the healing member shard only, never
 /// mirrored (see `heal`).

@@ -19,6 +19,8 @@
 //! ordinary client cannot forge version ids. REPLICA versions are never
 //! queued for replication: two sites replicating to each other do not loop.
 
+pub mod backfill;
+pub mod retry;
 pub mod worker;
 
 use tessera_io::{Body, Mutation};
@@ -190,12 +192,10 @@ impl Plan {
             storage_class: self.storage_class.clone(),
             rule_id: self.rule_id.clone(),
         };
-        let mut entry_summary = vec![REPL_RECORD_V1];
-        entry_summary.extend_from_slice(&rec.size.to_be_bytes());
         Mutation::Put {
             table: T_REPLICATION,
             key: crate::notify::queue_key(&self.target, id),
-            summary: entry_summary,
+            summary: retry::entry_summary(rec.size, 0),
             meta: rec.encode(),
             body: Body::Inline(Vec::new()),
         }

@@ -2,13 +2,15 @@
 //! of the shards it owns (the shape of `notify::worker`). Per target and
 //! shard it takes a page of the oldest entries, keeps up to `WINDOW`
 //! requests in flight (each built on the reactor, reading the version's
-//! data, and sent by one of the target's `WINDOW` sender threads, each with
+//! data whole up to `WHOLE_BODY_MAX_BYTES`, else streaming it in chunks,
+//! and sent by one of the target's `WINDOW` sender threads, each with
 //! its own kept-alive connection: network I/O blocks there), and commits
 //! the outcomes in batches (one commit, under the keys' locks, for every
 //! outcome that arrived while the previous batch committed): the entries go
 //! and each source version becomes COMPLETED, or FAILED when the remote
-//! refused it for good (4xx). **Per-key order**: a page holds only each
-//! key's first entry, so two entries of one key are never in flight
+//! refused it (4xx; retried later with a backoff, see `retry`).
+//! **Per-key order**: a page holds only each key's first entry, so two
+//! entries of one key are never in flight
 //! together and a later one is sent only once the earlier one is settled.
 //! Anything else (unreachable, 5xx) stops the page (what is in flight
 //! finishes and is committed), and the target's queue on that shard is
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 use tessera_io::{Body, Mutation};
 use tessera_proto::time::now_unix_ms;
 
-use crate::remote_s3::{encode_path, form_encode, Outcome, Remote, RemoteRequest};
+use crate::remote_s3::{encode_path, form_encode, Chunks, Outcome, Remote, RemoteRequest};
 use super::{entry_bytes, Op, Record, TargetSpec, H_REPLICA_ETAG, H_REPLICA_MTIME, H_REPLICA_VERSION};
 use crate::meta::{object_key, ReplStatus, VersionSel, T_OBJECTS, T_REPLICATION};
 use crate::notify::worker::{MAX_BACKOFF, MIN_BACKOFF};
@@ -32,7 +34,7 @@ use crate::notify::{event_id_of, queue_prefix};
 use crate::server::Ctx;
 use crate::s3::put::BodySource;
 use crate::shards::LocalShard;
-use crate::sse::stream::Decrypt;
+use crate::sse::stream::{Decrypt, PlainReader};
 use crate::sse::{SseMode, H_BUCKET_KEY, H_CONTEXT, H_KMS_KEY, H_SSE};
 
 /// Entries of one target read at a time.
@@ -41,11 +43,17 @@ const PAGE: usize = 256;
 /// kept-alive connection) each.
 pub const WINDOW: usize = 16;
 /// Bodies in flight per target and reactor (at least one entry always goes,
-/// however big).
+/// however big); a streamed body counts for `WHOLE_BODY_MAX_BYTES`.
 const WINDOW_BYTES: u64 = 64 << 20;
-/// Largest object replicated (read into memory to send); bigger ones are
-/// marked FAILED.
-pub const MAX_REPLICATED_BYTES: u64 = 1 << 30;
+/// Versions up to this size are read whole before they are sent (one
+/// buffer); larger ones are streamed to the sender thread in chunks
+/// (`--test-replication-whole-body-max-bytes` lowers it for tests).
+pub const WHOLE_BODY_MAX_BYTES: u64 = 8 << 20;
+/// A streamed body's chunk, and how many wait for the sender thread: with
+/// the one being read and the one being written, at most 4 MiB of a
+/// streamed body is in memory.
+const STREAM_CHUNK_BYTES: u64 = 1 << 20;
+const STREAM_CHUNKS_QUEUED: usize = 2;
 /// Longest sleep of an idle worker (it is also woken by new entries).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Entries the backlog statistics look at per shard.
@@ -53,6 +61,8 @@ const STATS_SCAN: usize = 100_000;
 
 struct Job {
     req: RemoteRequest,
+    /// A streamed body: its length and its chunks (`req.body` unused).
+    stream: Option<(u64, Chunks)>,
     reply: async_channel::Sender<Outcome>,
 }
 
@@ -74,7 +84,12 @@ fn spawn_sender(core: usize, spec: &TargetSpec) -> Result<async_channel::Sender<
             .name(format!("repl-{core}-{}-{i}", spec.id))
             .spawn(move || {
                 while let Ok(job) = rx.recv_blocking() {
-                    let _ = job.reply.send_blocking(remote.send(&job.req));
+                    let outcome = match &job.stream {
+                        None => remote.send(&job.req),
+                        Some((len, chunks)) => remote.send_streamed(&job.req, *len, chunks),
+                    };
+                    drop(job.stream);
+                    let _ = job.reply.send_blocking(outcome);
                 }
             })
             .map_err(|e| format!("cannot spawn a replication sender: {e}"))?;
@@ -127,6 +142,13 @@ pub async fn run(ctx: Rc<Ctx>) {
             }
         }
         if stats_at.elapsed() >= Duration::from_millis(200) || !progressed {
+            for (shard, l) in &local {
+                match super::retry::requeue_due(&ctx, *shard, l).await {
+                    Ok(0) => {}
+                    Ok(_) => progressed = true,
+                    Err(e) => tracing::warn!(shard, "replication retries not queued, tried again later: {e}"),
+                }
+            }
             publish_stats(&ctx, &local);
             stats_at = Instant::now();
         }
@@ -145,9 +167,10 @@ pub async fn run(ctx: Rc<Ctx>) {
 /// Pending entries and bytes, and the age of the oldest entry, of this
 /// reactor's shards.
 fn publish_stats(ctx: &Ctx, local: &[(u32, Rc<LocalShard>)]) {
-    let (mut n, mut bytes, mut oldest) = (0u64, 0u64, None::<u64>);
+    let (mut n, mut bytes, mut oldest, mut retrying) = (0u64, 0u64, None::<u64>, 0u64);
     for (_, l) in local {
         n += l.shard.len(T_REPLICATION) as u64;
+        retrying += super::retry::waiting(l, STATS_SCAN) as u64;
         for (k, e) in l.shard.range(T_REPLICATION, &[], None, STATS_SCAN) {
             bytes += entry_bytes(&e.summary);
             if let Some(id) = event_id_of(&k) {
@@ -160,11 +183,14 @@ fn publish_stats(ctx: &Ctx, local: &[(u32, Rc<LocalShard>)]) {
     m.repl_pending.store(n, Relaxed);
     m.repl_pending_bytes.store(bytes, Relaxed);
     m.repl_lag_ms.store(lag_ms, Relaxed);
+    m.repl_failed_retrying.store(retrying, Relaxed);
 }
 
 /// What to do with one entry.
 enum Prep {
     Send(RemoteRequest),
+    /// A PUT whose body (this many bytes) is streamed from the reader.
+    Stream(RemoteRequest, u64, Box<PlainReader>),
     /// Nothing to send (the version is gone, or a tag filter excludes it):
     /// the entry goes, the version's status is cleared.
     Skip,
@@ -207,38 +233,49 @@ async fn prepare(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, rec: &Record) ->
     if crate::tier::is_stub(&meta) {
         return Ok(Prep::Fail("the version was transitioned to a tier before it was replicated".into()));
     }
-    if s.size > MAX_REPLICATED_BYTES {
-        return Ok(Prep::Fail(format!("objects over {MAX_REPLICATED_BYTES} bytes are not replicated")));
+    if s.size > crate::s3::MAX_OBJECT_BYTES {
+        return Ok(Prep::Fail(format!("objects over {} bytes (a single PUT's limit) are not replicated", crate::s3::MAX_OBJECT_BYTES)));
     }
     let (sse_headers, decrypt) = match sealed(ctx, &meta, s.size) {
         Ok(v) => v,
         Err(why) => return Ok(Prep::Fail(why)),
     };
     headers.extend(sse_headers);
-    let data = match body {
-        body if decrypt.is_some() => {
-            // Read decrypted, as GET does; the destination seals it again.
-            let mut r = crate::sse::stream::PlainReader::new(ctx, shard, body, decrypt, 0..s.size);
-            let mut out = vec![0u8; s.size as usize];
-            let mut at = 0;
-            while at < out.len() {
-                let n = r.read(&mut out[at..]).await.map_err(|e| format!("reading {}: {e:?}", rec.key))?;
-                if n == 0 {
-                    return Err(format!("reading {}: the body ended {} bytes short", rec.key, out.len() - at));
-                }
-                at += n;
-            }
-            out
+    // Read decrypted when sealed, as GET does (the destination seals it
+    // again), and found again if compaction moves the bytes meanwhile.
+    let whole = s.size <= ctx.shared.config.replication_whole_body_max_bytes;
+    let mut reader = match body {
+        Body::Inline(d) if decrypt.is_none() && whole => {
+            return Ok(Prep::Send(finish(rec, &s, &meta, path, headers, d)));
         }
-        Body::Inline(d) => d,
-        Body::Extents(ex) => {
-            let mut out = Vec::with_capacity(s.size as usize);
-            for e in &ex {
-                out.extend_from_slice(&l.read_extent(e, 0..e.len).await.map_err(|e| format!("reading {}: {e}", rec.key))?);
-            }
-            out
+        body => {
+            let source = crate::response::StreamSource { bucket: b.clone(), key: rec.key.clone(), version: s.version, size: s.size, md5: s.md5 };
+            Box::new(PlainReader::new(ctx, shard, body, decrypt, 0..s.size).reloading(Some(source)))
         }
     };
+    if !whole {
+        let req = finish(rec, &s, &meta, path, headers, Vec::new());
+        return Ok(Prep::Stream(req, s.size, reader));
+    }
+    let mut data = vec![0u8; s.size as usize];
+    fill(&mut reader, &mut data).await.map_err(|e| format!("reading {}: {e}", rec.key))?;
+    Ok(Prep::Send(finish(rec, &s, &meta, path, headers, data)))
+}
+
+/// Fills `buf` from `r`.
+async fn fill(r: &mut PlainReader, buf: &mut [u8]) -> Result<(), String> {
+    let mut at = 0;
+    while at < buf.len() {
+        match r.read(&mut buf[at..]).await.map_err(|e| format!("{e:?}"))? {
+            0 => return Err(format!("the body ended {} bytes short", buf.len() - at)),
+            n => at += n,
+        }
+    }
+    Ok(())
+}
+
+/// The PUT of a version: the replica headers and the version's metadata.
+fn finish(rec: &Record, s: &crate::meta::ObjectSummary, meta: &crate::meta::ObjectMeta, path: String, mut headers: Vec<(String, String)>, body: Vec<u8>) -> RemoteRequest {
     headers.push((H_REPLICA_MTIME.to_string(), s.mtime_ms.to_string()));
     headers.push((H_REPLICA_ETAG.to_string(), s.etag().trim_matches('"').to_string()));
     let plain = [
@@ -264,19 +301,35 @@ async fn prepare(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, rec: &Record) ->
     if let Some(c) = &rec.storage_class {
         headers.push(("x-amz-storage-class".to_string(), c.clone()));
     }
-    Ok(Prep::Send(RemoteRequest { method: "PUT", path, query: String::new(), headers, body: data }))
+    RemoteRequest { method: "PUT", path, query: String::new(), headers, body }
 }
 
 /// An entry taken from the queue: its key and record.
 struct Taken {
     entry: Vec<u8>,
     rec: Record,
+    /// Automatic attempts after a refusal so far (`retry`).
+    attempts: u8,
+}
+
+/// An entry's outcome: the version's new status, and whether the remote
+/// refused it (a FAILED worth retrying later, see `retry`).
+#[derive(Debug, Clone, Copy)]
+struct Settled {
+    status: ReplStatus,
+    refused: bool,
+}
+
+impl From<ReplStatus> for Settled {
+    fn from(status: ReplStatus) -> Self {
+        Settled { status, refused: false }
+    }
 }
 
 /// What the window's futures report back to `drain_page`.
 enum Event {
     /// An entry's outcome (`Err`: retry the target later).
-    Sent { taken: Taken, bytes: u64, status: Result<ReplStatus, String> },
+    Sent { taken: Taken, bytes: u64, status: Result<Settled, String> },
     /// A batch of outcomes is committed: how many, or why not.
     Committed(Result<usize, String>),
 }
@@ -293,7 +346,7 @@ async fn take_page(l: &Rc<LocalShard>, t: &TargetState) -> Result<(Vec<Taken>, O
     let loaded = futures_util::future::join_all(loads).await;
     let mut keys = std::collections::HashSet::new();
     let mut out = Vec::new();
-    for ((entry, _), stored) in page.into_iter().zip(loaded) {
+    for ((entry, e), stored) in page.into_iter().zip(loaded) {
         if let Some(id) = event_id_of(&entry) {
             l.notify.observe(id);
         }
@@ -306,43 +359,73 @@ async fn take_page(l: &Rc<LocalShard>, t: &TargetState) -> Result<(Vec<Taken>, O
         // may replicate into one); each must be unseen in this page.
         let first = keys.insert((rec.bucket_id.to_string(), rec.key.clone()));
         if keys.insert((format!("/{}", rec.dest_bucket), rec.key.clone())) && first {
-            out.push(Taken { entry, rec });
+            out.push(Taken { entry, rec, attempts: super::retry::attempts_of(&e.summary) });
         }
     }
     Ok((out, None))
 }
 
 /// Prepares and sends one entry: its outcome for the source version.
-async fn replicate_one(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, sender: &async_channel::Sender<Job>, rec: &Record) -> Result<ReplStatus, String> {
+async fn replicate_one(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, sender: &async_channel::Sender<Job>, rec: &Record) -> Result<Settled, String> {
     let m = ctx.shared.metrics.core(ctx.core);
     match prepare(ctx, shard, l, rec).await? {
-        Prep::Skip => Ok(ReplStatus::None),
+        Prep::Skip => Ok(ReplStatus::None.into()),
         Prep::Fail(why) => {
             m.repl_failed.fetch_add(1, Relaxed);
             *m.repl_last_error.lock().unwrap_or_else(|p| p.into_inner()) = format!("{}/{}: {why}", rec.bucket, rec.key);
             tracing::warn!(bucket = %rec.bucket, key = %rec.key, "replication failed for good: {why}");
-            Ok(ReplStatus::Failed)
+            Ok(ReplStatus::Failed.into())
         }
         Prep::Send(req) => {
             let bytes = req.body.len() as u64;
             let (tx, rx) = async_channel::bounded(1);
-            sender.send(Job { req, reply: tx }).await.map_err(|_| "the sender threads are gone".to_string())?;
-            match rx.recv().await.map_err(|_| "the sender threads are gone".to_string())? {
-                Outcome::Done => {
-                    m.repl_sent.fetch_add(1, Relaxed);
-                    m.repl_sent_bytes.fetch_add(bytes, Relaxed);
-                    m.repl_lag_ms_sum.fetch_add((now_unix_ms() - rec.time_ms).max(0) as u64, Relaxed);
-                    Ok(ReplStatus::Completed)
-                }
-                Outcome::Refused(why) => {
-                    m.repl_failed.fetch_add(1, Relaxed);
-                    *m.repl_last_error.lock().unwrap_or_else(|p| p.into_inner()) = format!("{}/{}: {why}", rec.bucket, rec.key);
-                    tracing::warn!(bucket = %rec.bucket, key = %rec.key, "replication refused by the remote: {why}");
-                    Ok(ReplStatus::Failed)
-                }
-                Outcome::Retry(why) => Err(why),
-            }
+            sender.send(Job { req, stream: None, reply: tx }).await.map_err(|_| "the sender threads are gone".to_string())?;
+            let outcome = rx.recv().await.map_err(|_| "the sender threads are gone".to_string())?;
+            judge(ctx, rec, bytes, outcome)
         }
+        Prep::Stream(req, len, mut reader) => {
+            let (chunk_tx, chunks) = async_channel::bounded(STREAM_CHUNKS_QUEUED);
+            let (tx, rx) = async_channel::bounded(1);
+            let job = Job { req, stream: Some((len, chunks)), reply: tx };
+            sender.send(job).await.map_err(|_| "the sender threads are gone".to_string())?;
+            // Read on the reactor while the sender thread writes; it drops
+            // the chunks' receiver when it stops, which ends this too.
+            let produce = async move {
+                let mut sent = 0u64;
+                while sent < len {
+                    let mut chunk = vec![0u8; (len - sent).min(STREAM_CHUNK_BYTES) as usize];
+                    let read = fill(&mut reader, &mut chunk).await.map(|()| chunk).map_err(|e| format!("reading {}: {e}", rec.key));
+                    let failed = read.is_err();
+                    sent += read.as_ref().map_or(0, |c| c.len() as u64);
+                    if chunk_tx.send(read).await.is_err() || failed {
+                        return;
+                    }
+                }
+            };
+            let (_, outcome) = futures_util::future::join(produce, rx.recv()).await;
+            let outcome = outcome.map_err(|_| "the sender threads are gone".to_string())?;
+            judge(ctx, rec, len, outcome)
+        }
+    }
+}
+
+/// What the remote's answer to `rec` means for its version (`Err`: retry).
+fn judge(ctx: &Ctx, rec: &Record, bytes: u64, outcome: Outcome) -> Result<Settled, String> {
+    let m = ctx.shared.metrics.core(ctx.core);
+    match outcome {
+        Outcome::Done => {
+            m.repl_sent.fetch_add(1, Relaxed);
+            m.repl_sent_bytes.fetch_add(bytes, Relaxed);
+            m.repl_lag_ms_sum.fetch_add((now_unix_ms() - rec.time_ms).max(0) as u64, Relaxed);
+            Ok(ReplStatus::Completed.into())
+        }
+        Outcome::Refused(why) => {
+            m.repl_failed.fetch_add(1, Relaxed);
+            *m.repl_last_error.lock().unwrap_or_else(|p| p.into_inner()) = format!("{}/{}: {why}", rec.bucket, rec.key);
+            tracing::warn!(bucket = %rec.bucket, key = %rec.key, "replication refused by the remote: {why}");
+            Ok(Settled { status: ReplStatus::Failed, refused: true })
+        }
+        Outcome::Retry(why) => Err(why),
     }
 }
 
@@ -383,14 +466,14 @@ async fn drain_page(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, t: &TargetSta
     let mut todo = taken.into_iter().peekable();
     let mut running: futures_util::stream::FuturesUnordered<EventFuture<'_>> = Default::default();
     let (mut in_flight, mut bytes_in_flight) = (0usize, 0u64);
-    let mut settled: Vec<(Taken, ReplStatus)> = Vec::new();
+    let mut settled: Vec<(Taken, Settled)> = Vec::new();
     let mut committing = false;
     let mut done = 0;
     loop {
         // Fill the window; nothing new once the target asked for a retry.
         while stop.is_none() && in_flight < WINDOW {
             let Some(next) = todo.peek() else { break };
-            let bytes = if next.rec.op == Op::Put { next.rec.size } else { 0 };
+            let bytes = if next.rec.op == Op::Put { next.rec.size.min(WHOLE_BODY_MAX_BYTES) } else { 0 };
             if in_flight > 0 && bytes_in_flight + bytes > WINDOW_BYTES {
                 break;
             }
@@ -444,13 +527,19 @@ async fn drain_page(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, t: &TargetSta
 /// (the keys of a batch are distinct: one entry per key per page). A crash
 /// before this commit sends the batch again: at least once, and a replica
 /// write with the same version id is idempotent at the destination.
-async fn settle(ctx: &Ctx, shard: u32, batch: Vec<(Taken, ReplStatus)>) -> Result<usize, String> {
+async fn settle(ctx: &Ctx, shard: u32, batch: Vec<(Taken, Settled)>) -> Result<usize, String> {
     let n = batch.len();
+    let retry_ms = ctx.shared.config.replication_failed_retry_ms;
     let lock = batch.iter().map(|(t, _)| (T_OBJECTS, object_key(t.rec.bucket_id, &t.rec.key))).collect();
     ctx.shards
         .txn(shard, lock, move |local| async move {
             let mut muts = Vec::with_capacity(batch.len() * 2);
-            for (Taken { entry, rec }, status) in batch {
+            for (Taken { entry, rec, attempts }, Settled { status, refused }) in batch {
+                if refused && rec.op != Op::DeleteVersion {
+                    // Sent again later unless the version is gone or no
+                    // longer FAILED by then (see `retry`).
+                    muts.extend(super::retry::schedule(retry_ms, &entry, &rec, attempts));
+                }
                 muts.push(Mutation::Delete { table: T_REPLICATION, key: entry });
                 if rec.op == Op::DeleteVersion {
                     continue;
