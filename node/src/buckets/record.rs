@@ -484,7 +484,9 @@ mod tests {
         i.lifecycle_stamp = 0x0102_0304_0506_0708;
         let (s, m) = i.encode();
         assert_eq!(BucketInfo::decode(&s, &m), Some(i.clone()));
-        let at = m.windows(9).position(|w| w == [LIFECYCLE_STAMP_V1, 1, 2, 3, 4, 5, 6, 7, 8]).expect("stamp section");
+        let mut c = Enc::default();
+        c.u8(LIFECYCLE_STAMP_V1).u64(i.lifecycle_stamp);
+        let at = m.windows(c.buf.len()).position(|w| w == c.buf.as_slice()).expect("stamp section");
         let mut bad = m.clone();
         bad[at] = 2;
         assert!(BucketInfo::decode(&s, &bad).is_none(), "another stamp version is refused");
