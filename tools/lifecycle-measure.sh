@@ -17,14 +17,14 @@ PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DIR"' EXIT
 sleep 2
 EP=http://127.0.0.1:$PORT
-aws --endpoint-url $EP s3api create-bucket --bucket lc > /dev/null
+aws --endpoint-url $EP s3api create-bucket --bucket lcmeasure > /dev/null
 T0=$(date +%s)
-"$BENCH" --endpoint $EP fill --bucket lc --count $OLD --prefix old/ --size 0 --concurrency 64 > /dev/null
+"$BENCH" --endpoint $EP fill --bucket lcmeasure --count $OLD --prefix old/ --size 0 --concurrency 64 > /dev/null
 sleep 40
-"$BENCH" --endpoint $EP fill --bucket lc --count $NEW --prefix new/ --size 0 --concurrency 64 > /dev/null
+"$BENCH" --endpoint $EP fill --bucket lcmeasure --count $NEW --prefix new/ --size 0 --concurrency 64 > /dev/null
 T1=$(date +%s)
 echo "filled $OLD old + $NEW new in $((T1 - T0)) s" >&2
-aws --endpoint-url $EP s3api put-bucket-lifecycle-configuration --bucket lc --lifecycle-configuration \
+aws --endpoint-url $EP s3api put-bucket-lifecycle-configuration --bucket lcmeasure --lifecycle-configuration \
   '{"Rules":[{"ID":"four-days","Status":"Enabled","Filter":{"Prefix":""},"Expiration":{"Days":4}}]}'
 # Old objects are due at T0+240 s, the first new ones at T0+281 s.
 WAIT=$((T0 + 275 - $(date +%s))); [ $WAIT -gt 0 ] && sleep $WAIT

@@ -112,7 +112,7 @@ pub struct CoreMetrics {
     pub repl_failed_retrying: AtomicU64,
     /// Lifecycle (`lifecycle`): entries its walks visited (index entries,
     /// or objects, versions and uploads on a full walk), and entries the
-    /// one-time backfill indexed.
+    /// backfill indexed (a bucket that gained a configuration).
     pub lc_visited: AtomicU64,
     pub lc_backfilled: AtomicU64,
 }
@@ -493,7 +493,7 @@ impl NodeMetrics {
         type Field = fn(&CoreMetrics) -> u64;
         let fields: [(&str, &str, Field); 25] = [
             ("tessera_lifecycle_visited_entries_total", "Entries lifecycle passes visited: index entries, or every object, version and upload of a full walk.", |c| c.lc_visited.load(Relaxed)),
-            ("tessera_lifecycle_backfilled_entries_total", "Entries written before the lifecycle index existed that its backfill indexed.", |c| c.lc_backfilled.load(Relaxed)),
+            ("tessera_lifecycle_backfilled_entries_total", "Objects and uploads a bucket held when it gained a lifecycle configuration, indexed by its backfill.", |c| c.lc_backfilled.load(Relaxed)),
             ("tessera_replication_pending_entries", "Bucket replication entries queued on this reactor's shards, not sent yet.", |c| c.repl_pending.load(Relaxed)),
             ("tessera_replication_pending_bytes", "Object bytes the queued replication entries will send.", |c| c.repl_pending_bytes.load(Relaxed)),
             ("tessera_replication_lag_milliseconds", "Age of the oldest queued replication entry on this reactor's shards (0: none).", |c| c.repl_lag_ms.load(Relaxed)),

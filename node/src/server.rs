@@ -645,7 +645,10 @@ impl Reactor {
                 crate::lanes::register(primary.id(), m);
             }
             local[s] = Some(Rc::new(
-                LocalShard::with_cache(primary, cache.clone()).with_mirrors(mirrors).with_notify(notify_queue.clone()),
+                LocalShard::with_cache(primary, cache.clone())
+                    .with_mirrors(mirrors)
+                    .with_notify(notify_queue.clone())
+                    .with_ruled(shared.buckets.ruled()),
             ));
         }
         monoio::spawn(shards::serve(self.rx, local.clone()));

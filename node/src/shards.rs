@@ -6,12 +6,13 @@
 //! answer comes back on a one-shot channel. Bodies travel as owned buffers.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use tessera_io::{Body, DataBuf, Entry, Event, Extent, IoError, Mutation, Shard, Stored};
 
@@ -40,6 +41,13 @@ pub struct LocalShard {
     /// The owning reactor's notification queue clock and worker wake-up
     /// (shared by its shards; see `notify`).
     pub notify: Rc<crate::notify::CoreQueue>,
+    /// The buckets whose commits `commit_marked` indexes (the node's set,
+    /// kept by the bucket registry).
+    ruled: Arc<crate::lifecycle::index::Ruled>,
+    /// Commits in flight (derived, not yet applied) by epoch, and the
+    /// epoch new commits join: see `drain_commits`.
+    in_flight: [Cell<u64>; 2],
+    epoch: Cell<usize>,
 }
 
 impl LocalShard {
@@ -57,6 +65,32 @@ impl LocalShard {
             cache,
             mirrors: None,
             notify: Rc::default(),
+            ruled: Arc::default(),
+            in_flight: [Cell::new(0), Cell::new(0)],
+            epoch: Cell::new(0),
+        }
+    }
+
+    /// Indexes the commits of the buckets in `ruled` (the node's set).
+    pub fn with_ruled(mut self, ruled: Arc<crate::lifecycle::index::Ruled>) -> Self {
+        self.ruled = ruled;
+        self
+    }
+
+    /// Waits until every commit derived before this call is applied. The
+    /// lifecycle backfill calls it after it saw a bucket's configuration:
+    /// a commit derived earlier may have skipped the index and not be
+    /// visible yet to the backfill's reads; every later one is indexed.
+    /// (Two epochs: new commits join the other one while this one drains.)
+    pub async fn drain_commits(&self) {
+        let other = 1 - self.epoch.get();
+        // A drain still running elsewhere left commits in the other epoch.
+        while self.in_flight[other].get() > 0 {
+            self.released.listen().await;
+        }
+        let old = self.epoch.replace(other);
+        while self.in_flight[old].get() > 0 {
+            self.released.listen().await;
         }
     }
 
@@ -186,7 +220,9 @@ impl LocalShard {
     /// Every commit of the node's tables comes through here: the
     /// lifecycle index entries its mutations imply join it (same commit).
     async fn commit_marked(&self, keys: Vec<TableKey>, mut muts: Vec<Mutation>) -> Result<u64, IoError> {
-        crate::lifecycle::index::derive(&self.shard, &mut muts);
+        // No await between the derive and joining the epoch: a
+        // `drain_commits` waits for this commit if it began after it.
+        crate::lifecycle::index::derive(&self.shard, &self.ruled, &mut muts);
         let _marks = WriteMarks::new(self, keys);
         crate::lanes::commit(&self.shard, self.mirrors.as_deref(), muts).await
     }
@@ -242,10 +278,12 @@ impl Drop for TxnLocks {
     }
 }
 
-/// Marks keys as being written for as long as it lives (dropped on error too).
+/// Marks keys as being written, and the commit in flight in its epoch,
+/// for as long as it lives (dropped on error too).
 struct WriteMarks<'a> {
     shard: &'a LocalShard,
     keys: Vec<TableKey>,
+    epoch: usize,
 }
 
 impl<'a> WriteMarks<'a> {
@@ -255,7 +293,9 @@ impl<'a> WriteMarks<'a> {
             *w.entry(k.clone()).or_insert(0) += 1;
         }
         drop(w);
-        WriteMarks { shard, keys }
+        let epoch = shard.epoch.get();
+        shard.in_flight[epoch].set(shard.in_flight[epoch].get() + 1);
+        WriteMarks { shard, keys, epoch }
     }
 }
 
@@ -277,6 +317,8 @@ impl Drop for WriteMarks<'_> {
             }
         }
         drop(w);
+        let n = &self.shard.in_flight[self.epoch];
+        n.set(n.get() - 1);
         self.shard.released.notify_all();
     }
 }
@@ -522,7 +564,7 @@ pub async fn serve(rx: CoreReceiver, local: Vec<Option<Rc<LocalShard>>>) {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
     use std::rc::Rc;
     use std::time::Duration;
 
@@ -584,6 +626,39 @@ mod tests {
             let _locks = l.lock(vec![(1, b"k".to_vec())]).await;
             assert!(l.shard.get(1, b"k").is_some(), "the transaction started before the write it raced was visible");
             writer.await;
+        });
+    }
+
+    /// `drain_commits` returns only once every commit that began before it
+    /// is applied (what the lifecycle backfill relies on), while commits
+    /// begun meanwhile do not hold it up forever.
+    #[test]
+    fn drain_commits_waits_for_the_commits_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let l = local(dir.path()).await;
+            let writers: Vec<_> = (0..4u8)
+                .map(|i| {
+                    let l2 = l.clone();
+                    monoio::spawn(async move { l2.commit(vec![put(&[b'a', i])]).await.unwrap() })
+                })
+                .collect();
+            // Let the writes start (derived, append in flight), then drain.
+            tessera_io::sim::yield_now().await;
+            assert!(l.in_flight.iter().map(Cell::get).sum::<u64>() > 0, "the writes are in flight");
+            let l3 = l.clone();
+            let later = monoio::spawn(async move { l3.commit(vec![put(b"later")]).await.unwrap() });
+            l.drain_commits().await;
+            for i in 0..4u8 {
+                assert!(l.shard.get(1, &[b'a', i]).is_some(), "drain returned before commit {i} was applied");
+            }
+            // A second drain right away: the other epoch is reused.
+            l.drain_commits().await;
+            later.await;
+            assert!(l.shard.get(1, b"later").is_some());
+            for w in writers {
+                w.await;
+            }
         });
     }
 }

@@ -262,3 +262,29 @@ async fn a_restarted_pass_resumes_from_its_watermark() {
     assert!(after <= bound, "after the restart the walk visited {after} entries, more than the {bound} left after the watermark");
     assert_eq!(listed(&s3, "resume", "keep/").await, 900);
 }
+
+/// A tag added to an object the walk already passed over (its watermark
+/// is beyond the object's creation time) is still seen by a tag-filtered
+/// rule: the rewrite of the old version gets a retry entry in the index.
+/// (Without it the object stays until the configuration changes.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_added_after_the_walk_passed_is_seen() {
+    let srv = server(1);
+    let s3 = srv.client();
+    ok(s3.create_bucket().bucket("late-tag").send().await, "create");
+    let tag = || Tag::builder().key("expire").value("yes").build().unwrap();
+    let filter = LifecycleRuleFilter::builder().tag(tag()).build();
+    let rules = vec![rule("tagged").filter(filter).expiration(days(1)).build().unwrap()];
+    assert_eq!(put_lifecycle_rules(&s3, "late-tag", rules).await, Ok(()));
+    let before = visited(&srv);
+    put_all(&s3, "late-tag", vec!["obj".to_string(), "other".to_string()]).await;
+    // The walk visits both (one day old, untagged: nothing to do) and its
+    // watermark moves past them.
+    wait_until_within(WORKER_DEADLINE, "the walk passes the untagged objects", || async { visited(&srv) - before >= 2.0 }).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(listed(&s3, "late-tag", "").await, 2, "untagged objects stay");
+    let tags = Tagging::builder().tag_set(tag()).build().unwrap();
+    ok(s3.put_object_tagging().bucket("late-tag").key("obj").tagging(tags).send().await, "tag");
+    wait_until_within(WORKER_DEADLINE, "the object tagged late expires", || async { listed(&s3, "late-tag", "obj").await == 0 }).await;
+    assert_eq!(listed(&s3, "late-tag", "other").await, 1, "the untagged one stays");
+}

@@ -233,7 +233,7 @@ impl Buckets {
                 old.gate.close();
             }
         }
-        self.map.store(Arc::new(next));
+        self.store_snapshot(|_| next);
         *seen = next_seen;
         self.published.fetch_max(index, Ordering::SeqCst);
     }

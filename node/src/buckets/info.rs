@@ -115,6 +115,12 @@ pub struct BucketInfo {
     pub encryption: Option<crate::sse::BucketEncryption>,
     /// Lifecycle rules (meta bytes).
     pub lifecycle: Option<Arc<Lifecycle>>,
+    /// Chosen at random (never 0) when the bucket gains a lifecycle
+    /// configuration, kept while it has one: the lifecycle index of the
+    /// bucket is complete on a shard only if its backfill ran for this
+    /// stamp (`lifecycle::index`). 0 for a configuration stored before the
+    /// stamp existed. Meta bytes, with the configuration.
+    pub lifecycle_stamp: u64,
     /// Event notifications (meta bytes); `None` or empty: none.
     pub notification: Option<Arc<NotificationConfig>>,
     /// Bucket replication rules (meta bytes).

@@ -40,6 +40,12 @@ pub struct Buckets {
     busy: Mutex<HashSet<String>>,
     /// Creates in flight per owner id, counted against the owner's limit.
     creating: Mutex<HashMap<String, usize>>,
+    /// The buckets with a lifecycle configuration, by id (what the shards
+    /// index, `lifecycle::index::Ruled`): stored before each snapshot
+    /// that changes it, under `storing`.
+    ruled: Arc<crate::lifecycle::index::Ruled>,
+    /// Serializes snapshot stores, so `ruled` always matches the newest.
+    storing: Mutex<()>,
 }
 
 /// One create in flight for an owner (see `Buckets::creating`).
@@ -89,7 +95,26 @@ impl Buckets {
             seen: Mutex::default(),
             busy: Mutex::default(),
             creating: Mutex::default(),
+            ruled: Arc::default(),
+            storing: Mutex::default(),
         }
+    }
+
+    /// The node's set of buckets with a lifecycle configuration (for the
+    /// shards, which index only theirs).
+    pub fn ruled(&self) -> Arc<crate::lifecycle::index::Ruled> {
+        self.ruled.clone()
+    }
+
+    /// Publishes the snapshot `f` makes of the current one. The ruled set
+    /// is stored first: whoever sees a configuration in the snapshot (the
+    /// lifecycle worker) is sure the shards' later commits index it.
+    pub(super) fn store_snapshot(&self, f: impl FnOnce(&Snapshot) -> Snapshot) {
+        let _one = self.storing.lock().unwrap_or_else(|e| e.into_inner());
+        let next = f(&self.map.load());
+        let ruled: HashMap<u64, u64> = next.values().filter(|b| b.lifecycle.is_some()).map(|b| (b.id, b.lifecycle_stamp)).collect();
+        self.ruled.store(ruled);
+        self.map.store(Arc::new(next));
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<BucketInfo>> {
@@ -123,7 +148,7 @@ impl Buckets {
             snap.insert(info.name.clone(), Arc::new(info));
         }
         let n = snap.len();
-        self.map.store(Arc::new(snap));
+        self.store_snapshot(|_| snap);
         if !stale.is_empty() {
             let fixed = self.store.repair(shards, T_BUCKETS, stale).await;
             tracing::warn!(fixed, "bucket registry copies that lagged were rewritten");
@@ -143,7 +168,7 @@ impl Buckets {
     }
 
     fn publish(&self, f: impl Fn(&mut Snapshot)) {
-        self.map.rcu(|cur| {
+        self.store_snapshot(|cur| {
             let mut next = Snapshot::clone(cur);
             f(&mut next);
             next

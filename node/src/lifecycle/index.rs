@@ -17,7 +17,15 @@
 //!   version found due but not acted on (locked, tier down, waiting for
 //!   replication), visited again every pass until it goes or is done;
 //! - `W ++ bucket id`: the bucket's watermarks (below);
-//! - `B`: this shard's backfill state.
+//! - `B ++ bucket id`: the bucket's backfill state on this shard.
+//!
+//! Only buckets with a lifecycle configuration are indexed ([`Ruled`]): a
+//! PUT to any other bucket pays one hash probe. A bucket that gains a
+//! configuration is backfilled on each shard (`walk::backfill`), and its
+//! walks use the index once that is done; until then, the full walk. A
+//! bucket that loses its configuration keeps its entries (walks drop them
+//! when stale); one that gains a configuration again has a new stamp, so
+//! it is backfilled again.
 //!
 //! `C`, `L` and `U` entries are derived by [`derive`] from the mutations of
 //! every commit of the node (`LocalShard::commit_marked`) and go **in the
@@ -26,7 +34,7 @@
 //! a commit derived before an earlier one applied may leave an entry of a
 //! version already gone (and the backfill may too); the worker drops such
 //! stale entries when it meets them. It is never missing one once the
-//! shard's backfill is done.
+//! bucket's backfill on the shard is done.
 //!
 //! Watermarks: rules are "N days after creation" (or a date), and a rule's
 //! due time grows with the creation time, so each rule action walks the `C`
@@ -37,6 +45,10 @@
 //! of the bucket's rules, and a changed configuration starts every walk
 //! from the beginning of the index (rules added later see old objects).
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use tessera_io::{Body, Mutation, Shard};
 
 pub use crate::meta::T_LCINDEX;
@@ -46,8 +58,10 @@ use crate::meta::{ObjectSummary, UploadInfo, VersionId, T_OBJECTS, T_UPLOADS};
 pub const INDEX_V1: u8 = 1;
 /// Version byte of a watermarks record.
 const MARKS_V1: u8 = 1;
-/// Version byte of a backfill state record.
-const BACKFILL_V1: u8 = 1;
+/// Version byte of a bucket's backfill state record (`B ++ bucket id`).
+/// (v1 was the shard-wide record under the key `B` alone, from when every
+/// bucket was indexed; it is no longer read.)
+const BACKFILL_V2: u8 = 2;
 
 pub const KIND_CURRENT: u8 = b'C';
 pub const KIND_LONE: u8 = b'L';
@@ -163,13 +177,64 @@ fn retry_of(c: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
+/// The buckets with a lifecycle configuration (id → its stamp,
+/// `BucketInfo::lifecycle_stamp`): only theirs are indexed. One per node,
+/// kept by the bucket registry (`buckets::Buckets`), which stores a new
+/// set before publishing the snapshot that changes it; `derive` reads it
+/// with one atomic load and a hash probe per mutation. Until the registry
+/// is loaded (`None`), every bucket is indexed: nothing committed then can
+/// be missed by a backfill already marked done.
+#[derive(Default)]
+pub struct Ruled(ArcSwap<Option<HashMap<u64, u64>>>);
+
+impl Ruled {
+    /// The stamp of `bucket`'s configuration, if it has one.
+    pub fn stamp(&self, bucket: u64) -> Option<u64> {
+        let set = self.0.load();
+        let set: &Option<HashMap<u64, u64>> = &set;
+        set.as_ref().and_then(|m| m.get(&bucket).copied())
+    }
+
+    pub fn store(&self, set: HashMap<u64, u64>) {
+        self.0.store(Arc::new(Some(set)));
+    }
+
+    /// A set holding `buckets` (tests).
+    pub fn of(buckets: &[(u64, u64)]) -> Arc<Ruled> {
+        let r = Ruled::default();
+        r.store(buckets.iter().copied().collect());
+        Arc::new(r)
+    }
+}
+
+/// The bucket id leading a `T_OBJECTS` or `T_UPLOADS` key.
+fn bucket_of(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.get(..8)?.try_into().ok()?))
+}
+
 /// Appends to `muts` the index mutations they imply on `shard` as it is
-/// now: for each put or delete of a `T_OBJECTS` or `T_UPLOADS` entry, the
-/// delete of the replaced entry's index entry and the put of the new one's
-/// (nothing when both are the same, as a rewrite of the same version is).
+/// now: for each put or delete of a `T_OBJECTS` or `T_UPLOADS` entry of a
+/// bucket in `ruled`, the delete of the replaced entry's index entry and
+/// the put of the new one's. A rewrite of the same current version (its
+/// tags, ACL or tier changed) leaves its entry; if the version is older
+/// than `LATE_MS` it gets an `R` entry, since a walk already past its time
+/// would otherwise never see what changed (a tag a rule filters on).
 /// Runs on the shard's owning core right before the commit is staged.
-pub fn derive(shard: &Shard, muts: &mut Vec<Mutation>) {
-    if !muts.iter().any(|m| matches!(m, Mutation::Put { table, .. } | Mutation::Delete { table, .. } if *table == T_OBJECTS || *table == T_UPLOADS)) {
+/// Other buckets' mutations cost one hash probe each: nothing is read.
+pub fn derive(shard: &Shard, ruled: &Ruled, muts: &mut Vec<Mutation>) {
+    let indexed = |table: u8, key: &[u8]| (table == T_OBJECTS || table == T_UPLOADS) && bucket_of(key).is_some();
+    if !muts.iter().any(|m| matches!(m, Mutation::Put { table, key, .. } | Mutation::Delete { table, key } if indexed(*table, key))) {
+        return;
+    }
+    let guard = ruled.0.load();
+    let set: &Option<HashMap<u64, u64>> = &guard;
+    let ruled = |key: &[u8]| match set {
+        Some(m) => !m.is_empty() && bucket_of(key).is_some_and(|b| m.contains_key(&b)),
+        None => true,
+    };
+    if !muts.iter().any(|m| match m {
+        Mutation::Put { table, key, .. } | Mutation::Delete { table, key } => indexed(*table, key) && ruled(key),
+    }) {
         return;
     }
     // What this batch already wrote, so two mutations of one key in a
@@ -187,6 +252,9 @@ pub fn derive(shard: &Shard, muts: &mut Vec<Mutation>) {
             T_UPLOADS => upload_entry_of,
             _ => continue,
         };
+        if !ruled(key) {
+            continue;
+        }
         let old = match written.iter().rev().find(|(k, _)| k.0 == table && k.1 == *key) {
             Some((_, s)) => s.clone(),
             None => shard.get(table, key).map(|e| e.summary.to_vec()),
@@ -206,6 +274,12 @@ pub fn derive(shard: &Shard, muts: &mut Vec<Mutation>) {
                 let late = parse_version_entry(&n).filter(|e| n[0] == KIND_CURRENT && e.mtime_ms < now_ms - LATE_MS);
                 extra.push(put(n.clone()));
                 extra.extend(late.and_then(|_| retry_of(&n)).map(put));
+            }
+        } else if let (Some(n), true) = (new_entry, table == T_OBJECTS) {
+            // The same current version rewritten: visited again if a walk
+            // may be past it.
+            if parse_version_entry(&n).is_some_and(|e| n[0] == KIND_CURRENT && e.mtime_ms < now_ms - LATE_MS) {
+                extra.extend(retry_of(&n).map(put));
             }
         }
         written.push(((table, key.clone()), new));
@@ -303,26 +377,45 @@ impl<'a> Reader<'a> {
 
 // ---- backfill --------------------------------------------------------------
 
-/// How far this shard's one-time backfill (indexing what was written
-/// before the index existed) has come.
+/// How far a bucket's backfill on this shard has come: indexing what the
+/// bucket held before it gained its lifecycle configuration (of stamp
+/// `stamp`; a configuration removed and set again has another stamp and
+/// is backfilled again, since nothing was indexed meanwhile).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Backfill {
-    /// Walking `table` after `after` (from its start when `None`).
+pub struct Backfill {
+    pub stamp: u64,
+    pub state: BackfillState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackfillState {
+    /// Walking the bucket's entries of `table` after `after` (from the
+    /// bucket's first when `None`).
     Walking { table: u8, after: Option<Vec<u8>> },
-    /// Every entry written before the index existed is indexed.
+    /// Everything the bucket held when the configuration was set is indexed.
     Done,
 }
 
 impl Backfill {
-    pub fn key() -> Vec<u8> {
-        vec![KIND_BACKFILL]
+    pub fn key(bucket: u64) -> Vec<u8> {
+        prefix(KIND_BACKFILL, bucket)
+    }
+
+    /// A backfill from the start.
+    pub fn start(stamp: u64) -> Backfill {
+        Backfill { stamp, state: BackfillState::Walking { table: T_OBJECTS, after: None } }
+    }
+
+    pub fn is_done(&self, stamp: u64) -> bool {
+        self.stamp == stamp && self.state == BackfillState::Done
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = vec![BACKFILL_V1];
-        match self {
-            Backfill::Done => b.push(1),
-            Backfill::Walking { table, after } => {
+        let mut b = vec![BACKFILL_V2];
+        b.extend_from_slice(&self.stamp.to_be_bytes());
+        match &self.state {
+            BackfillState::Done => b.push(1),
+            BackfillState::Walking { table, after } => {
                 b.push(0);
                 b.push(*table);
                 if let Some(a) = after {
@@ -334,29 +427,32 @@ impl Backfill {
     }
 
     pub fn decode(b: &[u8]) -> Option<Self> {
-        match b {
-            [BACKFILL_V1, 1] => Some(Backfill::Done),
-            [BACKFILL_V1, 0, table, rest @ ..] if *table == T_OBJECTS || *table == T_UPLOADS => {
-                Some(Backfill::Walking { table: *table, after: (!rest.is_empty()).then(|| rest.to_vec()) })
+        let rest = b.strip_prefix(&[BACKFILL_V2])?;
+        let (stamp, rest) = rest.split_at_checked(8)?;
+        let stamp = u64::from_be_bytes(stamp.try_into().ok()?);
+        let state = match rest {
+            [1] => BackfillState::Done,
+            [0, table, rest @ ..] if *table == T_OBJECTS || *table == T_UPLOADS => {
+                BackfillState::Walking { table: *table, after: (!rest.is_empty()).then(|| rest.to_vec()) }
             }
-            _ => None,
-        }
+            _ => return None,
+        };
+        Some(Backfill { stamp, state })
     }
 
-    /// The shard's state. No record: a shard with no objects and no
-    /// uploads needs no backfill (everything it will hold is derived);
-    /// otherwise the walk starts. A record of an unknown version starts it
-    /// over (it only writes entries that are true).
-    pub fn load(shard: &Shard) -> Backfill {
-        match shard.get(T_LCINDEX, &Self::key()).and_then(|e| Backfill::decode(&e.summary)) {
-            Some(b) => b,
-            None if shard.is_empty(T_OBJECTS) && shard.is_empty(T_UPLOADS) => Backfill::Done,
-            None => Backfill::Walking { table: T_OBJECTS, after: None },
-        }
+    /// The bucket's state on this shard for configuration `stamp`: a
+    /// record of another stamp, of an unknown version or none at all
+    /// starts the walk over (it only writes entries that are true).
+    pub fn load(shard: &Shard, bucket: u64, stamp: u64) -> Backfill {
+        shard
+            .get(T_LCINDEX, &Self::key(bucket))
+            .and_then(|e| Backfill::decode(&e.summary))
+            .filter(|b| b.stamp == stamp)
+            .unwrap_or_else(|| Backfill::start(stamp))
     }
 
-    pub fn mutation(&self) -> Mutation {
-        Mutation::Put { table: T_LCINDEX, key: Self::key(), summary: self.encode(), meta: Vec::new(), body: Body::Inline(Vec::new()) }
+    pub fn mutation(&self, bucket: u64) -> Mutation {
+        Mutation::Put { table: T_LCINDEX, key: Self::key(bucket), summary: self.encode(), meta: Vec::new(), body: Body::Inline(Vec::new()) }
     }
 }
 

@@ -24,9 +24,10 @@
 //! Each action runs as a transaction on the key and re-checks what it acts
 //! on (the same version still current, still expired), so a write racing
 //! the worker always wins; object lock retention and legal holds are
-//! respected (a locked version is skipped, never removed). A pass is a full
-//! walk of the buckets that have rules: fine for millions of objects per
-//! shard, not for 10^8 (an index of expiry times is the plan, issue 14).
+//! respected (a locked version is skipped, never removed). Current
+//! versions, lone markers and uploads are found through the age index
+//! (`index`, `walk`) of the buckets with a configuration; noncurrent
+//! versions are still a full walk of the bucket's `T_VERSIONS`.
 //!
 //! A lifecycle "day" is `--lifecycle-day-secs` (86,400; shorter only for
 //! tests, as s3-tests' `lc_debug_interval` expects).
@@ -71,9 +72,6 @@ pub async fn run(ctx: Rc<Ctx>) {
         for shard in 0..ctx.shards.count() {
             if ctx.shards.local(shard).is_some_and(|l| l.shard.len(T_TIER) > 0) {
                 crate::tier::worker::housekeeping(&ctx, shard).await;
-            }
-            if let Err(e) = walk::backfill(&ctx, shard).await {
-                tracing::warn!(shard, error = %e.code, "lifecycle index backfill stopped; resumed next pass");
             }
         }
         let buckets = ctx.shared.buckets.matching(|b| b.lifecycle.as_ref().is_some_and(|l| l.has_enabled_rules()));
@@ -129,7 +127,16 @@ async fn pass(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, shard: u32, day_ms: i64, pacer
     let (started, walked_before) = (std::time::Instant::now(), visited_so_far(ctx));
     let mut done = Done::default();
     noncurrent(ctx, b, &lc, shard, day_ms, &mut done, pacer).await?;
-    if walk::indexed(ctx, shard) && !ctx.shared.config.lifecycle_full_walk {
+    // The stamp as the shards' ruled set has it (not as `b` has it): the
+    // set the commits are indexed by (see `walk::backfill`).
+    let indexed = match ctx.shared.buckets.ruled().stamp(b.id) {
+        Some(stamp) => walk::backfill(ctx, b, shard, stamp).await.unwrap_or_else(|e| {
+            tracing::warn!(bucket = %b.name, shard, error = %e.code, "lifecycle index backfill stopped; resumed next pass");
+            false
+        }),
+        None => false,
+    };
+    if indexed && !ctx.shared.config.lifecycle_full_walk {
         let Some(local) = ctx.shards.local(shard) else { return Ok(()) };
         let mut marks = index::Marks::load(&local.shard, b.id, walk::fingerprint(&lc));
         walk::current(ctx, b, &lc, shard, day_ms, &mut marks, &mut done, pacer).await?;
@@ -137,8 +144,8 @@ async fn pass(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, shard: u32, day_ms: i64, pacer
         walk::lone_markers(ctx, b, &lc, shard, &mut done, pacer).await?;
         walk::uploads(ctx, b, &lc, shard, day_ms, &mut marks, &mut done, pacer).await?;
     } else {
-        // Until the shard's backfill is done, its index may miss older
-        // entries: the full walk.
+        // Until the bucket's backfill on this shard is done, its index
+        // may miss older entries: the full walk.
         current(ctx, b, &lc, shard, day_ms, &mut done, pacer).await?;
         uploads(ctx, b, &lc, shard, day_ms, &mut done, pacer).await?;
     }

@@ -1,7 +1,8 @@
 //! The index-driven walks (see `index`): each rule action reads the
 //! bucket's `C` (or `U`) entries in time order from its watermark and stops
 //! at the first one not yet due for it; `R` and `L` entries are read whole.
-//! Also the shard's one-time backfill and the per-shard action pacer.
+//! Also a bucket's backfill (when it gains a configuration) and the
+//! per-shard action pacer.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use tessera_proto::lifecycle::{expiry_ms, transition_ms, Expiration, Lifecycle, 
 use tessera_proto::time::now_unix_ms;
 use tessera_proto::S3Result;
 
-use super::index::{self, parse_upload_entry, parse_version_entry, Backfill, Marks, VersionEntry, KIND_CURRENT, KIND_LONE, KIND_RETRY, KIND_UPLOAD, T_LCINDEX};
+use super::index::{self, parse_upload_entry, parse_version_entry, Backfill, BackfillState, Marks, VersionEntry, KIND_CURRENT, KIND_LONE, KIND_RETRY, KIND_UPLOAD, T_LCINDEX};
 use super::{act_current, remove_lone_marker, visited, Done, Outcome, PAGE};
 use crate::buckets::BucketInfo;
 use crate::meta::{object_key, split_upload_key, upload_key, ObjectSummary, T_OBJECTS, T_UPLOADS};
@@ -292,35 +293,40 @@ pub async fn uploads(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: 
     Ok(())
 }
 
-/// Whether the shard's index holds everything (the backfill is done).
-pub fn indexed(ctx: &Ctx, shard: u32) -> bool {
-    ctx.shards.local(shard).is_some_and(|l| Backfill::load(&l.shard) == Backfill::Done)
-}
-
-/// Runs this shard's one-time backfill to its end: the objects and uploads
-/// written before the index existed get their entries, a page per commit
-/// with the position, so a restart resumes where it stopped.
-pub async fn backfill(ctx: &Rc<Ctx>, shard: u32) -> S3Result<()> {
-    let Some(local) = ctx.shards.local(shard).cloned() else { return Ok(()) };
-    let state = Backfill::load(&local.shard);
-    if state == Backfill::Done {
-        if local.shard.get(T_LCINDEX, &Backfill::key()).is_none() {
-            ctx.shards.commit(shard, vec![state.mutation()]).await.map_err(io_error)?;
-        }
-        return Ok(());
+/// Brings bucket `b`'s index on `shard` up to date for its configuration
+/// of stamp `stamp`, backfilling what it held before the configuration was
+/// set (a page per commit with the position, so a restart resumes where it
+/// stopped). Whether the index is complete: the walks may use it.
+///
+/// Why nothing is missed: the caller read `stamp` from the node's ruled
+/// set (`index::Ruled`), and every commit this core derives afterwards
+/// sees that set or a newer one, so it is indexed (a newer set without
+/// the bucket means a new stamp, and another backfill, if it comes back).
+/// A commit derived before may have skipped the index and still be in
+/// flight, invisible to the page reads: `drain_commits` waits for those
+/// first. What the pages then read covers every commit not indexed.
+pub async fn backfill(ctx: &Rc<Ctx>, b: &BucketInfo, shard: u32, stamp: u64) -> S3Result<bool> {
+    let Some(local) = ctx.shards.local(shard).cloned() else { return Ok(false) };
+    let state = Backfill::load(&local.shard, b.id, stamp);
+    if state.is_done(stamp) {
+        return Ok(true);
     }
-    tracing::info!(shard, "lifecycle index: backfilling the objects and uploads written before it");
-    let Backfill::Walking { table, after } = state else { return Ok(()) };
+    local.drain_commits().await;
+    let started = Instant::now();
     let mut total = 0u64;
-    crate::paged::walk(&local.shard, &[T_OBJECTS, T_UPLOADS], &[], crate::paged::Cursor { table, after }, PAGE, |table, page, next| {
+    let BackfillState::Walking { table, after } = state.state else { return Ok(true) };
+    let at = crate::paged::Cursor { table, after };
+    crate::paged::walk(&local.shard, &[T_OBJECTS, T_UPLOADS], &crate::meta::bucket_prefix(b.id), at, PAGE, |table, page, next| {
         let mut muts = index::backfill_entries(table, &page);
         total += muts.len() as u64;
         ctx.shared.metrics.core(ctx.core).lc_backfilled.fetch_add(muts.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let next = next.map_or(Backfill::Done, |c| Backfill::Walking { table: c.table, after: c.after });
-        muts.push(next.mutation());
+        let next = next.map_or(BackfillState::Done, |c| BackfillState::Walking { table: c.table, after: c.after });
+        muts.push(Backfill { stamp, state: next }.mutation(b.id));
         async move { ctx.shards.commit(shard, muts).await.map(|_| ()).map_err(io_error) }
     })
     .await?;
-    tracing::info!(shard, entries = total, "lifecycle index: backfill done");
-    Ok(())
+    if total > 0 {
+        tracing::info!(bucket = %b.name, shard, entries = total, elapsed_ms = started.elapsed().as_millis() as u64, "lifecycle index: bucket backfilled");
+    }
+    Ok(true)
 }

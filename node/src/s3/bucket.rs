@@ -118,6 +118,7 @@ pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Res
         ownership,
         encryption: None,
         lifecycle: None,
+        lifecycle_stamp: 0,
         notification: None,
         replication: None,
         gate: Default::default(),

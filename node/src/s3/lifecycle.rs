@@ -29,9 +29,17 @@ pub async fn put(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -> S3Resu
     };
     let lc = Arc::new(lifecycle::parse_config(&body, &mut gen_id)?);
     crate::tier::check_lifecycle(&ctx.shared.config.tiers, &lc)?;
+    // A bucket gaining a configuration gets a new stamp: its lifecycle
+    // index is backfilled again (nothing was indexed while it had none).
+    let mut raw = [0u8; 8];
+    rng.fill(&mut raw).map_err(|_| S3Error::new(S3ErrorCode::InternalError))?;
+    let stamp = u64::from_be_bytes(raw).max(1);
     ctx.shared
         .buckets
         .update(&ctx.shards, &b.name, move |info| {
+            if info.lifecycle.is_none() || info.lifecycle_stamp == 0 {
+                info.lifecycle_stamp = stamp;
+            }
             info.lifecycle = Some(lc.clone());
             Ok(())
         })
@@ -50,6 +58,7 @@ pub async fn delete(ctx: &Rc<Ctx>, b: &BucketInfo) -> S3Result<Response> {
             .buckets
             .update(&ctx.shards, &b.name, |info| {
                 info.lifecycle = None;
+                info.lifecycle_stamp = 0;
                 Ok(())
             })
             .await?;

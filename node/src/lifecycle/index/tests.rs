@@ -40,7 +40,17 @@ async fn place_and_commit(l: &LocalShard, key: &str, v: Versioning, nv: NewVersi
 fn current_versions_markers_and_uploads_are_indexed_in_their_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
     run(async {
-        let l = Rc::new(LocalShard::new(Shard::open(dir.path(), 0, ShardOptions::default()).await.expect("open")));
+        // Bucket 1 has a configuration; bucket 2 has none.
+        let ruled = Ruled::of(&[(1, 77)]);
+        let l = Rc::new(LocalShard::new(Shard::open(dir.path(), 0, ShardOptions::default()).await.expect("open")).with_ruled(ruled.clone()));
+        // A bucket without a configuration is not indexed at all.
+        let (muts, _) = place(&l.shard, 2, "x", Versioning::Unversioned, version(1_000), None, [9; 8]).await.expect("place");
+        l.commit_in_txn(muts).await.expect("commit");
+        let info = UploadInfo::new(1_000, "owner".into(), ObjectMeta::default());
+        let m = Mutation::Put { table: T_UPLOADS, key: upload_key(2, "u", "00"), summary: info.encode(), meta: Vec::new(), body: Body::Inline(Vec::new()) };
+        l.commit_in_txn(vec![m]).await.expect("upload");
+        assert!(index(&l.shard).is_empty(), "bucket 2 has no rules: {:?}", index(&l.shard));
+
         // Unversioned: a put, an overwrite, a delete.
         let a = place_and_commit(&l, "a", Versioning::Unversioned, version(1_000), 1).await;
         assert_eq!(currents(&l.shard), [VersionEntry { mtime_ms: 1_000, version: a.version, key: b"a".to_vec() }]);
@@ -78,8 +88,25 @@ fn current_versions_markers_and_uploads_are_indexed_in_their_commit() {
         let stored = l.shard.load(T_OBJECTS, &object_key(1, "k")).await.expect("load").expect("stored");
         let rewrite = Mutation::Put { table: T_OBJECTS, key: object_key(1, "k"), summary: e.summary.to_vec(), meta: stored.meta, body: stored.body };
         let mut muts = vec![rewrite];
-        derive(&l.shard, &mut muts);
-        assert_eq!(muts.len(), 1, "no index mutation for a rewrite");
+        derive(&l.shard, &ruled, &mut muts);
+        assert_eq!(muts.len(), 1, "no index mutation for a rewrite of a fresh version");
+        // A rewrite of an old version (a tag changed): an `R` entry, so a
+        // walk already past its time sees it again.
+        let t = place_and_commit(&l, "t", Versioning::Unversioned, version(1_500), 7).await;
+        let e = l.shard.get(T_OBJECTS, &object_key(1, "t")).expect("current");
+        let stored = l.shard.load(T_OBJECTS, &object_key(1, "t")).await.expect("load").expect("stored");
+        let rewrite = Mutation::Put { table: T_OBJECTS, key: object_key(1, "t"), summary: e.summary.to_vec(), meta: stored.meta, body: stored.body };
+        let mut muts = vec![rewrite];
+        derive(&l.shard, &ruled, &mut muts);
+        assert_eq!(muts.len(), 2, "the rewrite and its retry entry");
+        assert!(matches!(&muts[1], Mutation::Put { table: T_LCINDEX, key, .. } if *key == version_entry(KIND_RETRY, 1, 1_500, &t.version, b"t")));
+        l.commit_in_txn(muts).await.expect("commit");
+        l.commit_in_txn(vec![Mutation::Delete { table: T_OBJECTS, key: object_key(1, "t") }]).await.expect("delete");
+        // The same rewrite in a bucket without rules: nothing.
+        let e = l.shard.get(T_OBJECTS, &object_key(2, "x")).expect("current");
+        let mut muts = vec![Mutation::Put { table: T_OBJECTS, key: object_key(2, "x"), summary: e.summary.to_vec(), meta: Vec::new(), body: Body::Inline(vec![1]) }];
+        derive(&l.shard, &ruled, &mut muts);
+        assert_eq!(muts.len(), 1);
 
         // Uploads: indexed by initiation time until completed or aborted.
         let info = UploadInfo::new(7_000, "owner".into(), ObjectMeta::default());
@@ -120,9 +147,23 @@ fn state_records_round_trip_and_refuse_unknown_versions() {
     assert_eq!(Marks::decode(&other), None, "another version is not read as this one");
     let e = m.encode();
     assert_eq!(Marks::decode(&e[..e.len() - 1]), None, "truncated");
-    for b in [Backfill::Done, Backfill::Walking { table: T_OBJECTS, after: None }, Backfill::Walking { table: T_UPLOADS, after: Some(b"k".to_vec()) }] {
+    for state in [
+        BackfillState::Done,
+        BackfillState::Walking { table: T_OBJECTS, after: None },
+        BackfillState::Walking { table: T_UPLOADS, after: Some(b"k".to_vec()) },
+    ] {
+        let b = Backfill { stamp: 0xfeed, state };
         assert_eq!(Backfill::decode(&b.encode()), Some(b));
     }
-    assert_eq!(Backfill::decode(&[2, 1]), None);
-    assert_eq!(Backfill::decode(&[BACKFILL_V1, 0, 4]), None, "no table but objects and uploads is walked");
+    assert!(Backfill::start(5).state != BackfillState::Done && !Backfill::start(5).is_done(5));
+    assert!(Backfill { stamp: 5, state: BackfillState::Done }.is_done(5));
+    assert!(!Backfill { stamp: 5, state: BackfillState::Done }.is_done(6), "done for another configuration");
+    assert_eq!(Backfill::decode(&[1, 1]), None, "the old shard-wide record");
+    let mut other = Backfill { stamp: 1, state: BackfillState::Done }.encode();
+    other[0] = 3;
+    assert_eq!(Backfill::decode(&other), None);
+    let mut bad = Backfill::start(1).encode();
+    bad[10] = 4;
+    assert_eq!(Backfill::decode(&bad), None, "no table but objects and uploads is walked");
+    assert_eq!(Backfill::decode(&[BACKFILL_V2, 0, 0]), None, "truncated");
 }
