@@ -3,7 +3,8 @@
 # reactor per node; the bench spreads its connections over the three nodes,
 # so about 2/3 of requests are forwarded to their key's owner) against one
 # node with 3 data dirs and 2 reactors, same total disks. Prints
-# tessera-bench's summary lines. ONE=1 sends every request to node 1 instead.
+# tessera-bench's summary lines. ONE=1 sends every request to node 1 instead;
+# NODE_THREADS=N gives each cluster node N reactors (default 1).
 # usage: tools/cluster-measure.sh SIZE SECS CONC   (e.g. 4KiB 10 16)
 # BIN: dir of tessera (default target/release); BENCH: tessera-bench (default $BIN/tessera-bench).
 set -u
@@ -31,7 +32,7 @@ kill $S; wait $S 2>/dev/null
 for i in 1 2 3; do
   J=""; [ $i -gt 1 ] && J="--join 127.0.0.1:$((P+12))"
   $BIN/tessera server --address 127.0.0.1:$((P+10*i)) --admin-address 127.0.0.1:$((P+10*i+1)) \
-    --cluster-address 127.0.0.1:$((P+10*i+2)) $J --threads 1 $OUT/c$i > $OUT/c$i.log 2>&1 &
+    --cluster-address 127.0.0.1:$((P+10*i+2)) $J --threads ${NODE_THREADS:-1} $OUT/c$i > $OUT/c$i.log 2>&1 &
   PIDS="${PIDS:-} $!"; sleep 1
 done
 sleep 6
