@@ -59,6 +59,8 @@ pub const METHOD_RAFT_READ_INDEX: u16 = 20;
 /// Local calls from the node to its Raft thread (never on the wire).
 const LOCAL_WRITE: u16 = 0;
 const LOCAL_READ_INDEX: u16 = 1;
+/// Longest one read-index round may take.
+const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(5);
 /// A Raft call's whole exchange (a snapshot included).
 const RAFT_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the leader looks for members to add or promote.
@@ -314,7 +316,12 @@ impl ReadRounds {
                     }
                     std::mem::take(&mut g.1)
                 };
-                let r = read_index_round(raft, out).await;
+                // A round that cannot finish (a leader that lost its quorum)
+                // must not hold up every later one.
+                let r = match tokio::time::timeout(READ_INDEX_TIMEOUT, read_index_round(raft, out)).await {
+                    Ok(r) => r,
+                    Err(_) => Err("no read index within the time limit".to_string()),
+                };
                 for w in waiting {
                     let _ = w.send(r.clone());
                 }
