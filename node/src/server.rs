@@ -696,8 +696,18 @@ impl Reactor {
             // In a cluster the registry follows the Raft configuration; the
             // buckets of the meta shards (from before the node joined) are
             // proposed to it.
-            let shared = ctx.shared.clone();
-            monoio::spawn(async move { shared.buckets.follow().await });
+            let c = ctx.clone();
+            monoio::spawn(async move {
+                let purge = |id: u64| {
+                    let c = c.clone();
+                    monoio::spawn(async move {
+                        if let Err(e) = crate::s3::bucket::purge_uploads(&c, id).await {
+                            tracing::warn!(bucket_id = id, error = %e.code, "cannot purge the uploads of a deleted bucket");
+                        }
+                    });
+                };
+                c.shared.buckets.follow(purge).await
+            });
             let c = ctx.clone();
             monoio::spawn(async move { c.shared.buckets.import_local(&c.shards).await });
             tracing::info!("bucket registry follows the cluster configuration");

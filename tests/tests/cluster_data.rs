@@ -405,3 +405,55 @@ fn a_node_killed_under_load_loses_no_acknowledged_write() {
         }
     });
 }
+
+/// A DeleteBucket run through one node drops the uploads in progress that
+/// another node (the key's owner) holds of the bucket: every node purges
+/// its own shards when the bucket leaves the configuration.
+#[test]
+fn a_deleted_buckets_uploads_are_purged_on_every_node() {
+    let (ca, cb, cc) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let nodes = [start_node(ca, None), start_node(cb, Some(ca)), start_node(cc, Some(ca))];
+    wait_for("a layout of three nodes on every node", Duration::from_secs(40), || {
+        nodes.iter().all(|n| {
+            let l = layout(n);
+            l["nodes"].as_array().is_some_and(|v| v.len() == 3) && l["pending"].as_array().is_some_and(|p| p.is_empty())
+        })
+    });
+    let ids: Vec<String> = nodes.iter().map(node_id).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let clients: Vec<Client> = nodes.iter().map(|n| n.client()).collect();
+    rt.block_on(async { ok(clients[0].create_bucket().bucket("purged").send().await, "create bucket") });
+    // A key node 1 owns; the bucket will be deleted through node 0.
+    let key = (0..).map(|i| format!("upload-{i}")).find(|k| owner_of(&nodes[0], "purged", k) == ids[1]).unwrap();
+    let entries = |n: &Server| metric_total(&n.scrape_metrics(), "tessera_shard_entries");
+    // Shard figures are published every second: wait for them to settle.
+    let settled = |n: &Server| {
+        let mut last = entries(n);
+        loop {
+            std::thread::sleep(Duration::from_millis(1200));
+            let now = entries(n);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    };
+    let before = settled(&nodes[1]);
+    rt.block_on(async {
+        let up = clients[2].create_multipart_upload().bucket("purged").key(&key).send().await.expect("create upload");
+        let r = clients[2]
+            .upload_part()
+            .bucket("purged")
+            .key(&key)
+            .upload_id(up.upload_id().unwrap())
+            .part_number(1)
+            .body(ByteStream::from(vec![5u8; 1024]))
+            .send()
+            .await;
+        ok(r, "part");
+    });
+    let with_upload = settled(&nodes[1]);
+    assert!(with_upload >= before + 2.0, "the owner holds the upload and its part: {before} -> {with_upload}");
+    rt.block_on(async { ok(clients[0].delete_bucket().bucket("purged").send().await, "delete bucket") });
+    wait_for("the owner's upload entries purged", Duration::from_secs(20), || entries(&nodes[1]) <= before);
+}

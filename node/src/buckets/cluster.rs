@@ -228,10 +228,15 @@ impl Buckets {
                 Err(e) => tracing::error!(key, version = v.version, error = %e, "bucket record unreadable; not served"),
             }
         }
+        let mut gone = Vec::new();
         for (name, old) in current.iter() {
             if next.get(name).is_none_or(|n| n.id != old.id) {
                 old.gate.close();
+                gone.push(old.id);
             }
+        }
+        if !gone.is_empty() {
+            self.gone.lock().unwrap_or_else(|e| e.into_inner()).extend(gone);
         }
         self.store_snapshot(|_| next);
         *seen = next_seen;
@@ -240,10 +245,15 @@ impl Buckets {
 
     /// Reactor 0 in cluster mode: keeps the snapshot equal to the applied
     /// `bucket/` keys until the node stops.
-    pub async fn follow(&self) {
+    /// `purge` is handed the id of every bucket gone from the
+    /// configuration (whichever node ran the DeleteBucket), to drop what
+    /// this node still holds of it (uploads in progress).
+    pub async fn follow(&self, purge: impl Fn(u64)) {
         let Some(link) = self.cluster.get() else { return };
         loop {
             self.rebuild(link);
+            let gone = std::mem::take(&mut *self.gone.lock().unwrap_or_else(|e| e.into_inner()));
+            gone.into_iter().for_each(&purge);
             if link.kick.recv().await.is_err() {
                 return;
             }

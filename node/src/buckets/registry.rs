@@ -36,6 +36,9 @@ pub struct Buckets {
     pub(super) published: AtomicU64,
     /// Cluster mode: the Raft version of each bucket in the snapshot.
     pub(super) seen: Mutex<HashMap<String, u64>>,
+    /// Cluster mode: ids of buckets gone from the configuration since the
+    /// feed last looked (their leftover uploads are purged on this node).
+    pub(super) gone: Mutex<Vec<u64>>,
     /// Names with a create or delete in flight.
     busy: Mutex<HashSet<String>>,
     /// Creates in flight per owner id, counted against the owner's limit.
@@ -93,6 +96,7 @@ impl Buckets {
             cluster: OnceLock::new(),
             published: AtomicU64::new(0),
             seen: Mutex::default(),
+            gone: Mutex::default(),
             busy: Mutex::default(),
             creating: Mutex::default(),
             ruled: Arc::default(),

@@ -133,8 +133,10 @@ pub async fn create_bucket(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Res
     Ok(Response::new(200).header("Location", format!("/{name}")))
 }
 
-/// Removes leftover multipart uploads and parts of a deleted bucket.
-async fn purge_uploads(ctx: &Ctx, bucket: u64) -> S3Result<()> {
+/// Removes leftover multipart uploads and parts of a deleted bucket (in a
+/// cluster every node does it for its own shards when the bucket leaves
+/// the configuration, `Buckets::follow`).
+pub(crate) async fn purge_uploads(ctx: &Ctx, bucket: u64) -> S3Result<()> {
     let prefix = bucket_prefix(bucket);
     for shard in 0..ctx.shards.count() {
         for table in [T_UPLOADS, T_PARTS] {

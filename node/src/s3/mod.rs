@@ -4,7 +4,7 @@
 
 mod acl;
 mod attributes;
-mod bucket;
+pub(crate) mod bucket;
 mod cors;
 pub(crate) mod delete;
 mod encryption;
