@@ -331,22 +331,31 @@ impl ReadRounds {
     }
 }
 
+/// This node's read index, if it leads (confirmed with a quorum).
+async fn read_index_here(raft: &Raft) -> Result<u64, RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>> {
+    raft.get_read_log_id().await.map(|(read, _)| read.map_or(0, |l| l.index))
+}
+
 /// One read index: this node's if it leads, else the leader's.
 async fn read_index_round(raft: &Raft, out: &async_channel::Sender<Outgoing>) -> Result<u64, String> {
-    match raft.get_read_log_id().await {
-        Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
+    match read_index_here(raft).await {
+        Ok(i) => Ok(i),
         Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-            let Some(peer) = f.leader_node.as_ref().and_then(peer_of) else {
-                return Err("no leader known".into());
-            };
-            let (tx, rx) = async_channel::bounded(1);
-            let o = Outgoing { peer, method: METHOD_RAFT_READ_INDEX, payload: Vec::new(), reply: tx };
-            out.send(o).await.map_err(|_| "stopping".to_string())?;
-            let answer = rx.recv().await.map_err(|_| "stopping".to_string())??;
-            parse::<u64>(&answer)
+            parse::<u64>(&to_leader(out, f.leader_node.as_ref(), METHOD_RAFT_READ_INDEX, Vec::new()).await?)
         }
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Sends a call this node cannot answer to the leader it was pointed at
+/// (once: the leader answers it itself): the leader's answer.
+async fn to_leader(out: &async_channel::Sender<Outgoing>, leader: Option<&BasicNode>, method: u16, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+    let Some(peer) = leader.and_then(peer_of) else {
+        return Err("no leader known".into());
+    };
+    let (tx, rx) = async_channel::bounded(1);
+    out.send(Outgoing { peer, method, payload, reply: tx }).await.map_err(|_| "stopping".to_string())?;
+    rx.recv().await.map_err(|_| "stopping".to_string())?
 }
 
 fn json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -369,23 +378,14 @@ async fn handle(raft: &Raft, out: &async_channel::Sender<Outgoing>, method: u16,
         // A write from a peer: this node must lead (no second forward).
         METHOD_RAFT_WRITE => write_here(raft, parse(payload)?).await.map(|o| json(&o)),
         // A read index for a peer: this node must lead (no second forward).
-        METHOD_RAFT_READ_INDEX => match raft.get_read_log_id().await {
-            Ok((read, _)) => Ok(json(&read.map_or(0, |l| l.index))),
-            Err(e) => Err(e.to_string()),
-        },
+        METHOD_RAFT_READ_INDEX => read_index_here(raft).await.map(|i| json(&i)).map_err(|e| e.to_string()),
         // A local write: forwarded once to the leader if this node does not lead.
         LOCAL_WRITE => {
             let cmd: Command = parse(payload)?;
             match raft.client_write(cmd.clone()).await {
                 Ok(r) => Ok(json(&outcome(r))),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    let Some(peer) = f.leader_node.as_ref().and_then(peer_of) else {
-                        return Err("no leader known".into());
-                    };
-                    let (tx, rx) = async_channel::bounded(1);
-                    let o = Outgoing { peer, method: METHOD_RAFT_WRITE, payload: json(&cmd), reply: tx };
-                    out.send(o).await.map_err(|_| "stopping".to_string())?;
-                    rx.recv().await.map_err(|_| "stopping".to_string())?
+                    to_leader(out, f.leader_node.as_ref(), METHOD_RAFT_WRITE, json(&cmd)).await
                 }
                 Err(e) => Err(e.to_string()),
             }

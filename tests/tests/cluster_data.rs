@@ -34,6 +34,20 @@ fn start_node(cluster: SocketAddr, join: Option<SocketAddr>) -> Server {
     s
 }
 
+/// Three nodes joined through the first, once every one of them follows a
+/// layout of all three with none pending; and how long that took.
+fn three_nodes() -> (Vec<Server>, Duration) {
+    let (ca, cb, cc) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let nodes = vec![start_node(ca, None), start_node(cb, Some(ca)), start_node(cc, Some(ca))];
+    let t = wait_for("a layout of three nodes on every node", Duration::from_secs(40), || {
+        nodes.iter().all(|n| {
+            let l = layout(n);
+            l["nodes"].as_array().is_some_and(|v| v.len() == 3) && l["pending"].as_array().is_some_and(|p| p.is_empty())
+        })
+    });
+    (nodes, t)
+}
+
 fn layout(server: &Server) -> serde_json::Value {
     server.admin_json("/admin/v1/cluster")["layout"].clone()
 }
@@ -77,17 +91,7 @@ async fn list_all(c: &Client, bucket: &str, page: i32) -> Vec<String> {
 
 #[test]
 fn three_nodes_serve_every_object_from_its_owner() {
-    let (ca, cb, cc) = (free_udp_port(), free_udp_port(), free_udp_port());
-    let a = start_node(ca, None);
-    let b = start_node(cb, Some(ca));
-    let c = start_node(cc, Some(ca));
-    let mut nodes = vec![a, b, c];
-    let t = wait_for("a layout of three nodes on every node", Duration::from_secs(40), || {
-        nodes.iter().all(|n| {
-            let l = layout(n);
-            l["nodes"].as_array().is_some_and(|v| v.len() == 3) && l["pending"].as_array().is_some_and(|p| p.is_empty())
-        })
-    });
+    let (mut nodes, t) = three_nodes();
     eprintln!("three nodes laid out in {t:?}");
     for n in &nodes {
         let l = layout(n);
@@ -278,14 +282,7 @@ fn a_node_killed_under_load_loses_no_acknowledged_write() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
 
-    let (ca, cb, cc) = (free_udp_port(), free_udp_port(), free_udp_port());
-    let mut nodes = vec![start_node(ca, None), start_node(cb, Some(ca)), start_node(cc, Some(ca))];
-    wait_for("a layout of three nodes on every node", Duration::from_secs(40), || {
-        nodes.iter().all(|n| {
-            let l = layout(n);
-            l["nodes"].as_array().is_some_and(|v| v.len() == 3) && l["pending"].as_array().is_some_and(|p| p.is_empty())
-        })
-    });
+    let (mut nodes, _) = three_nodes();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let clients: Vec<Client> = nodes.iter().map(|n| n.client()).collect();
     // A bucket created through one node is there at once through every
@@ -411,14 +408,7 @@ fn a_node_killed_under_load_loses_no_acknowledged_write() {
 /// its own shards when the bucket leaves the configuration.
 #[test]
 fn a_deleted_buckets_uploads_are_purged_on_every_node() {
-    let (ca, cb, cc) = (free_udp_port(), free_udp_port(), free_udp_port());
-    let nodes = [start_node(ca, None), start_node(cb, Some(ca)), start_node(cc, Some(ca))];
-    wait_for("a layout of three nodes on every node", Duration::from_secs(40), || {
-        nodes.iter().all(|n| {
-            let l = layout(n);
-            l["nodes"].as_array().is_some_and(|v| v.len() == 3) && l["pending"].as_array().is_some_and(|p| p.is_empty())
-        })
-    });
+    let (nodes, _) = three_nodes();
     let ids: Vec<String> = nodes.iter().map(node_id).collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let clients: Vec<Client> = nodes.iter().map(|n| n.client()).collect();

@@ -150,6 +150,18 @@ fn unavailable(why: impl std::fmt::Display) -> S3Error {
     S3Error::with_message(S3ErrorCode::ServiceUnavailable, "The cluster configuration cannot be written now (no leader); retry.")
 }
 
+/// Polls `done` every millisecond, up to `CATCH_UP_WAIT`: whether it held.
+async fn within_catch_up(done: impl Fn() -> bool) -> bool {
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > CATCH_UP_WAIT {
+            return false;
+        }
+        monoio::time::sleep(Duration::from_millis(1)).await;
+    }
+    true
+}
+
 fn unconfirmed(why: impl std::fmt::Display) -> S3Error {
     tracing::warn!(error = %why, "bucket lookup: cannot confirm with the cluster's leader");
     S3Error::with_message(
@@ -276,12 +288,8 @@ impl Buckets {
             Ok(Err(e)) => return Err(unconfirmed(e)),
             Err(_) => return Err(unconfirmed("timed out")),
         };
-        let started = Instant::now();
-        while link.raft.store().applied_index() < index {
-            if started.elapsed() > CATCH_UP_WAIT {
-                return Err(unconfirmed(format!("index {index} not applied in time")));
-            }
-            monoio::time::sleep(Duration::from_millis(1)).await;
+        if !within_catch_up(|| link.raft.store().applied_index() >= index).await {
+            return Err(unconfirmed(format!("index {index} not applied in time")));
         }
         self.rebuild(link);
         self.get(name).ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))
@@ -290,13 +298,8 @@ impl Buckets {
     /// Waits (up to `CATCH_UP_WAIT`) until this node's snapshot reflects
     /// the applied index `index`.
     async fn caught_up(&self, index: u64) {
-        let started = Instant::now();
-        while self.published.load(Ordering::SeqCst) < index {
-            if started.elapsed() > CATCH_UP_WAIT {
-                tracing::warn!(index, "bucket registry: this node did not apply its own write in time");
-                return;
-            }
-            monoio::time::sleep(Duration::from_millis(1)).await;
+        if !within_catch_up(|| self.published.load(Ordering::SeqCst) >= index).await {
+            tracing::warn!(index, "bucket registry: this node did not apply its own write in time");
         }
     }
 
