@@ -291,6 +291,12 @@ impl Buckets {
         if !within_catch_up(|| link.raft.store().applied_index() >= index).await {
             return Err(unconfirmed(format!("index {index} not applied in time")));
         }
+        // Absent from the applied state: no rebuild of the whole snapshot
+        // (a client asking for a missing bucket over and over costs a key
+        // lookup, not a copy of every bucket).
+        if link.raft.store().get(&bucket_key(name)).1.is_none() {
+            return Err(S3Error::new(S3ErrorCode::NoSuchBucket));
+        }
         self.rebuild(link);
         self.get(name).ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))
     }
