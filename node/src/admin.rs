@@ -204,6 +204,8 @@ async fn answer(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Respon
                 let mut m = ctx.shared.metrics.render(&ctx.shards.queue_depths());
                 if let Some(l) = &ctx.shared.layout.lanes {
                     l.health.ec.render(&mut m);
+                } else if let Some(c) = &ctx.shared.cluster {
+                    c.lane_ec.render(&mut m);
                 }
                 if let Some(c) = &ctx.shared.cluster {
                     c.render_metrics(&mut m);

@@ -143,6 +143,16 @@ pub struct ClusterNode {
     pub rpc_refused: AtomicU64,
     pub rpc_served: AtomicU64,
     pub rpc_failed: AtomicU64,
+    /// Cluster lanes (`cluster_lanes`, `members`): member shards this node
+    /// opened for other nodes' lanes, commits they took, local shards that
+    /// are the primary of a lane over other nodes, members taken out of
+    /// service and put back.
+    pub lane_member_shards: AtomicU64,
+    pub lane_member_commits: AtomicU64,
+    pub lanes_attached: AtomicU64,
+    pub lane_members_revived: AtomicU64,
+    /// What striped reads of the cluster lanes met (`tessera_ec_*`).
+    pub lane_ec: std::sync::Arc<crate::sets_open::EcCounters>,
     /// The cluster configuration's Raft thread (`cluster_raft`), set at start.
     raft: std::sync::OnceLock<std::sync::Arc<crate::cluster_raft::ClusterRaft>>,
     /// Where peers forward S3 requests to this node: the S3 listener's
@@ -199,6 +209,11 @@ impl ClusterNode {
             rpc_refused: AtomicU64::new(0),
             rpc_served: AtomicU64::new(0),
             rpc_failed: AtomicU64::new(0),
+            lane_member_shards: AtomicU64::new(0),
+            lane_member_commits: AtomicU64::new(0),
+            lanes_attached: AtomicU64::new(0),
+            lane_members_revived: AtomicU64::new(0),
+            lane_ec: std::sync::Arc::default(),
             raft: std::sync::OnceLock::new(),
             s3_address: std::sync::OnceLock::new(),
             owners: arc_swap::ArcSwapOption::empty(),
@@ -337,6 +352,16 @@ impl ClusterNode {
         let _ = writeln!(out, "# HELP tessera_cluster_rpc_served_total RPC calls answered.");
         let _ = writeln!(out, "# TYPE tessera_cluster_rpc_served_total counter");
         let _ = writeln!(out, "tessera_cluster_rpc_served_total {}", self.rpc_served.load(Relaxed));
+        for (name, kind, help, v) in [
+            ("tessera_cluster_lane_member_shards", "gauge", "Member shards this node holds for other nodes' lanes.", &self.lane_member_shards),
+            ("tessera_cluster_lane_member_commits_total", "counter", "Commits this node's member shards took for other nodes' lanes.", &self.lane_member_commits),
+            ("tessera_cluster_lanes", "gauge", "This node's shards that are the primary of a lane with members on other nodes.", &self.lanes_attached),
+            ("tessera_cluster_lane_members_revived_total", "counter", "Lane members on other nodes put back in service after a failure.", &self.lane_members_revived),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {}", v.load(Relaxed));
+        }
     }
 }
 

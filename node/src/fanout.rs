@@ -52,7 +52,7 @@ thread_local! {
     static POOL: RefCell<Option<Rc<RpcPool>>> = const { RefCell::new(None) };
 }
 
-fn pool(node: &Arc<ClusterNode>) -> Rc<RpcPool> {
+pub(crate) fn pool(node: &Arc<ClusterNode>) -> Rc<RpcPool> {
     POOL.with(|p| p.borrow_mut().get_or_insert_with(|| RpcPool::new(node.clone())).clone())
 }
 

@@ -46,6 +46,11 @@ pub fn register(id: u32, mirrors: &Rc<Mirrors>) {
     LANES.with(|l| l.borrow_mut().insert(id, mirrors.clone()));
 }
 
+/// `id` is no lane's primary any more (a cluster lane taken apart).
+pub fn unregister(id: u32) {
+    LANES.with(|l| l.borrow_mut().remove(&id));
+}
+
 /// The lane whose primary is shard `id`, if it is a format 2 lane of this core.
 pub fn lane_of(id: u32) -> Option<Rc<Mirrors>> {
     LANES.with(|l| l.borrow().get(&id).cloned())

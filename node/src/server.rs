@@ -722,6 +722,10 @@ impl Reactor {
         monoio::spawn(crate::s3::logging::deliver_periodically(ctx.clone()));
         monoio::spawn(crate::lifecycle::run(ctx.clone()));
         monoio::spawn(crate::notify::worker::run(ctx.clone()));
+        if ctx.shared.cluster.is_some() {
+            crate::shards::set_member_ctx(&ctx);
+            monoio::spawn(crate::cluster_lanes::run(ctx.clone()));
+        }
         if let (0, Some(c)) = (self.core, &ctx.shared.cluster) {
             let host: Rc<dyn crate::holder::host::ShardHost> = Rc::new(crate::holder::host::NodeHost { ctx: ctx.clone() });
             monoio::spawn(crate::cluster::run(c.clone(), ctx.shutdown.clone(), Some(host)));
@@ -827,6 +831,12 @@ async fn settle_shards(ctx: &Ctx) {
             }
         }
     }
+    for member in crate::members::open_here() {
+        if let Err(e) = member.prepare_stop().await {
+            tracing::warn!(member = member.id(), error = %e, "no checkpoint at stop for a member shard of another node's lane");
+        }
+    }
+    crate::shards::clear_member_ctx();
 }
 
 /// Accepts until the node stops (the shutdown channel closes).

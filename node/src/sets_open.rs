@@ -55,7 +55,7 @@ pub struct Disk {
 pub struct DiskHealth {
     pub disks: Vec<Disk>,
     /// What striped reads met (see `stripes_io`).
-    pub ec: EcCounters,
+    pub ec: Arc<EcCounters>,
     /// The stale set as last written; the lock also orders its writers.
     stale: Mutex<BTreeSet<DiskId>>,
 }
@@ -98,7 +98,9 @@ impl DiskHealth {
     pub fn fail(&self, disk: usize) -> bool {
         let Some(d) = self.disks.get(disk) else { return false };
         let was = d.online.swap(false, Ordering::AcqRel);
-        if was {
+        if was && d.dir.is_none() {
+            tracing::error!(node = %hex::encode(d.id), "a lane member on another node failed a call; it is out of service until it answers again");
+        } else if was {
             tracing::error!(disk = %hex::encode(d.id), dir = ?d.dir, "disk failed a write; it is offline and recorded as stale (it heals when it is back at a start)");
         }
         let mut stale = match self.stale.lock() {
@@ -119,6 +121,25 @@ impl DiskHealth {
     }
 }
 
+impl DiskHealth {
+    /// The health of a cluster lane's members (`cluster_lanes`): one
+    /// entry per node of the lane (this node's shard first), none with a
+    /// dir here, so a failure takes the member out of service without a
+    /// stale file (the lane's primary stays the owner's own shard, which
+    /// holds every record; see `cluster_lanes` for why that is safe).
+    pub fn for_cluster(ids: Vec<DiskId>, ec: Arc<EcCounters>) -> Arc<DiskHealth> {
+        let disks =
+            ids.into_iter().map(|id| Disk { id, online: AtomicBool::new(true), dir: None, heal: HealProgress::new(None, 1) }).collect();
+        Arc::new(DiskHealth { disks, ec, stale: Mutex::new(BTreeSet::new()) })
+    }
+
+    /// Puts a member of a cluster lane back in service (its node answers
+    /// again); false if it was online.
+    pub fn revive(&self, disk: usize) -> bool {
+        self.disks.get(disk).is_some_and(|d| d.dir.is_none() && !d.online.swap(true, Ordering::AcqRel))
+    }
+}
+
 #[cfg(test)]
 impl DiskHealth {
     /// Disks by id, each online when it has a dir or `remote` (a disk of
@@ -128,7 +149,7 @@ impl DiskHealth {
             .into_iter()
             .map(|(id, dir, remote)| Disk { id, online: AtomicBool::new(dir.is_some() || remote), dir, heal: HealProgress::new(None, 1) })
             .collect();
-        Arc::new(DiskHealth { disks, ec: EcCounters::default(), stale: Mutex::new(BTreeSet::new()) })
+        Arc::new(DiskHealth { disks, ec: Arc::default(), stale: Mutex::new(BTreeSet::new()) })
     }
 }
 
@@ -439,7 +460,7 @@ fn build(dirs: &[PathBuf], states: &[DirState]) -> Result<Layout, LayoutError> {
             heal: HealProgress::new(mark, spd),
         })
         .collect();
-    let health = Arc::new(DiskHealth { disks, ec: EcCounters::default(), stale: Mutex::new(stale) });
+    let health = Arc::new(DiskHealth { disks, ec: Arc::default(), stale: Mutex::new(stale) });
     tracing::info!(
         sets = f.sets.len(),
         disks = n,

@@ -36,8 +36,10 @@ pub struct LocalShard {
     /// The owning reactor's hot-object cache (see `hotcache`).
     cache: Rc<HotCache>,
     /// Format 2: the lane's other online members, which take every data
-    /// write and commit this shard takes (see `lanes`). None on format 1.
-    mirrors: Option<Rc<crate::lanes::Mirrors>>,
+    /// write and commit this shard takes (see `lanes`). None on format 1,
+    /// until a cluster attaches members on other nodes (`cluster_lanes`).
+    /// Each call takes the lane it starts with to its end.
+    mirrors: RefCell<Option<Rc<crate::lanes::Mirrors>>>,
     /// The owning reactor's notification queue clock and worker wake-up
     /// (shared by its shards; see `notify`).
     pub notify: Rc<crate::notify::CoreQueue>,
@@ -63,7 +65,7 @@ impl LocalShard {
             locked: RefCell::new(HashMap::new()),
             released: Event::default(),
             cache,
-            mirrors: None,
+            mirrors: RefCell::new(None),
             notify: Rc::default(),
             ruled: Arc::default(),
             in_flight: [Cell::new(0), Cell::new(0)],
@@ -101,26 +103,37 @@ impl LocalShard {
     }
 
     /// Makes this shard the read primary of a format 2 lane.
-    pub fn with_mirrors(mut self, mirrors: Option<Rc<crate::lanes::Mirrors>>) -> Self {
-        self.mirrors = mirrors;
+    pub fn with_mirrors(self, mirrors: Option<Rc<crate::lanes::Mirrors>>) -> Self {
+        *self.mirrors.borrow_mut() = mirrors;
         self
     }
 
-    /// Format 2: the lane this shard is the read primary of.
-    pub(crate) fn mirrors(&self) -> Option<&Rc<crate::lanes::Mirrors>> {
-        self.mirrors.as_ref()
+    /// Makes this shard the primary of a lane from now on (`cluster_lanes`:
+    /// members on other nodes), or a lone shard again (`None`). Calls in
+    /// flight finish with the lane they started with.
+    pub(crate) fn set_mirrors(&self, mirrors: Option<Rc<crate::lanes::Mirrors>>) {
+        match &mirrors {
+            Some(m) => crate::lanes::register(self.shard.id(), m),
+            None => crate::lanes::unregister(self.shard.id()),
+        }
+        *self.mirrors.borrow_mut() = mirrors;
+    }
+
+    /// The lane this shard is the read primary of (format 2, or a cluster lane).
+    pub(crate) fn mirrors(&self) -> Option<Rc<crate::lanes::Mirrors>> {
+        self.mirrors.borrow().clone()
     }
 
     /// Format 2: the lane's other online members (their shards), empty on
     /// format 1.
     pub fn mirror_shards(&self) -> Vec<tessera_io::Shard> {
-        self.mirrors.as_ref().map_or_else(Vec::new, |m| m.members.iter().filter_map(|(_, h)| h.local().cloned()).collect())
+        self.mirrors().map_or_else(Vec::new, |m| m.members.iter().filter_map(|(_, h)| h.local().cloned()).collect())
     }
 
     /// Format 2: this lane's shard on disk `disk`, when it is on this core
     /// (the primary or a local member), for a remote caller.
     pub(crate) fn hosted(&self, disk: usize) -> Option<Shard> {
-        let m = self.mirrors.as_ref()?;
+        let m = self.mirrors()?;
         if m.primary_disk == disk {
             return Some(self.shard.clone());
         }
@@ -129,7 +142,7 @@ impl LocalShard {
 
     /// `Shard::write_data` through the lane (every online member on format 2).
     pub async fn write_data(&self, buf: DataBuf) -> Result<Extent, IoError> {
-        crate::lanes::write_data(&self.shard, self.mirrors.as_deref(), buf).await
+        crate::lanes::write_data(&self.shard, self.mirrors().as_deref(), buf).await
     }
 
     /// `Shard::load` for a read that sends the body (GET, HEAD), through
@@ -224,7 +237,7 @@ impl LocalShard {
         // `drain_commits` waits for this commit if it began after it.
         crate::lifecycle::index::derive(&self.shard, &self.ruled, &mut muts);
         let _marks = WriteMarks::new(self, keys);
-        crate::lanes::commit(&self.shard, self.mirrors.as_deref(), muts).await
+        crate::lanes::commit(&self.shard, self.mirrors().as_deref(), muts).await
     }
 
     /// Commits from inside a transaction: its own locks do not block it.
@@ -343,6 +356,9 @@ pub enum ShardReq {
     /// A remote lane primary's call on one disk's shard of this lane
     /// (`holder::host`): the answer payload.
     Hosted { disk: usize, call: crate::holder::wire::Call },
+    /// A cluster lane owner's call on the member shard this node holds
+    /// for it (`members`); routed to a core by the owner's shard index.
+    Member { owner: [u8; 16], index: u32, call: crate::holder::wire::Call },
 }
 
 pub enum ShardResp {
@@ -384,6 +400,8 @@ async fn exec(local: &Rc<LocalShard>, req: ShardReq) -> Result<ShardResp, IoErro
             let raw = local.hosted(disk).ok_or(IoError::ShardFailed)?;
             ShardResp::Bytes(crate::holder::host::run(&raw, call).await?)
         }
+        // Served by `serve` before a shard is looked up (it needs the reactor's context).
+        ShardReq::Member { .. } => return Err(unexpected()),
     })
 }
 
@@ -514,6 +532,27 @@ impl Shards {
         }
     }
 
+    /// Runs a cluster lane owner's call on this node's member shard for
+    /// its lane `index` (`members`), on the core that owns this node's
+    /// shard `index % count`.
+    pub async fn member(&self, owner: [u8; 16], index: u32, call: crate::holder::wire::Call) -> Result<Vec<u8>, IoError> {
+        let routed = index % self.count().max(1);
+        let core = *self.owner.get(routed as usize).ok_or_else(unexpected)?;
+        if core == self.core {
+            let ctx = MEMBER_CTX.with(|c| c.borrow().clone()).ok_or(IoError::ShardFailed)?;
+            return crate::members::serve(&ctx, owner, index, call).await;
+        }
+        let (tx, rx) = async_channel::bounded(1);
+        self.cores[core]
+            .send(ShardMsg { shard: routed, req: ShardReq::Member { owner, index, call }, reply: tx })
+            .await
+            .map_err(|_| IoError::ShardFailed)?;
+        match rx.recv().await.map_err(|_| IoError::ShardFailed)?? {
+            ShardResp::Bytes(b) => Ok(b),
+            _ => Err(unexpected()),
+        }
+    }
+
     pub async fn range(
         &self,
         shard: u32,
@@ -537,6 +576,22 @@ impl Shards {
 /// instead of piling up tasks (and their buffers) here.
 pub const MAX_INBOUND_IN_FLIGHT: usize = 256;
 
+thread_local! {
+    /// This reactor's context, once it is built: member shards of other
+    /// nodes' lanes are opened with it (`members`).
+    static MEMBER_CTX: RefCell<Option<Rc<crate::server::Ctx>>> = const { RefCell::new(None) };
+}
+
+/// Lets this reactor serve member calls of cluster lanes (`members`).
+pub fn set_member_ctx(ctx: &Rc<crate::server::Ctx>) {
+    MEMBER_CTX.with(|c| *c.borrow_mut() = Some(ctx.clone()));
+}
+
+/// Ends `set_member_ctx` (the reactor stops).
+pub fn clear_member_ctx() {
+    MEMBER_CTX.with(|c| c.borrow_mut().take());
+}
+
 /// Serves other cores' calls on this core's shards until every sender is gone.
 pub async fn serve(rx: CoreReceiver, local: Vec<Option<Rc<LocalShard>>>) {
     let (tokens_tx, tokens_rx) = async_channel::bounded::<()>(MAX_INBOUND_IN_FLIGHT);
@@ -545,6 +600,18 @@ pub async fn serve(rx: CoreReceiver, local: Vec<Option<Rc<LocalShard>>>) {
     }
     while let Ok(()) = tokens_rx.recv().await {
         let Ok(msg) = rx.recv().await else { break };
+        if let ShardReq::Member { owner, index, call } = msg.req {
+            let tokens = tokens_tx.clone();
+            monoio::spawn(Box::pin(async move {
+                let r = match MEMBER_CTX.with(|c| c.borrow().clone()) {
+                    Some(ctx) => crate::members::serve(&ctx, owner, index, call).await.map(ShardResp::Bytes),
+                    None => Err(IoError::ShardFailed),
+                };
+                let _ = msg.reply.send(r).await;
+                let _ = tokens.try_send(());
+            }));
+            continue;
+        }
         let Some(shard) = local.get(msg.shard as usize).and_then(|s| s.clone()) else {
             let _ = msg.reply.send(Err(IoError::ShardFailed)).await;
             let _ = tokens_tx.try_send(());

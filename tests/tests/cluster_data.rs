@@ -352,6 +352,9 @@ fn a_node_killed_under_load_loses_no_acknowledged_write() {
     nodes[1].kill9();
     nodes[2].kill9();
     nodes[0].start_again();
+    wait_for("node 0 alone follows the layout it last saw committed", Duration::from_secs(20), || {
+        layout(&nodes[0])["version"].is_u64()
+    });
     let id0 = node_id(&nodes[0]);
     let alone = nodes[0].client();
     rt.block_on(async {
@@ -446,4 +449,144 @@ fn a_deleted_buckets_uploads_are_purged_on_every_node() {
     assert!(with_upload >= before + 2.0, "the owner holds the upload and its part: {before} -> {with_upload}");
     rt.block_on(async { ok(clients[0].delete_bucket().bucket("purged").send().await, "delete bucket") });
     wait_for("the owner's upload entries purged", Duration::from_secs(20), || entries(&nodes[1]) <= before);
+}
+
+/// The flipped copies of `needle` in the files under `dir` (not under
+/// `skip`): each occurrence's first byte inverted; how many there were.
+fn flip_everywhere(dir: &std::path::Path, skip: &str, needle: &[u8]) -> usize {
+    let mut flipped = 0;
+    for f in tessera_tests::disk::files_under(dir) {
+        if f.components().any(|c| c.as_os_str() == skip) {
+            continue;
+        }
+        let Ok(mut bytes) = std::fs::read(&f) else { continue };
+        let mut hits = Vec::new();
+        let mut at = 0;
+        while let Some(i) = bytes[at..].windows(needle.len()).position(|w| w == needle) {
+            hits.push(at + i);
+            at += i + needle.len();
+        }
+        if hits.is_empty() {
+            continue;
+        }
+        for &h in &hits {
+            bytes[h] = !bytes[h];
+        }
+        std::fs::write(&f, &bytes).unwrap();
+        flipped += hits.len();
+    }
+    flipped
+}
+
+/// Three nodes make each owner's shards lanes over every node (2+1):
+/// records on all three, bodies striped. Damage to every copy of an
+/// owner's blocks on its own disk is read around (decoded from the other
+/// nodes' blocks); with a node down, writes of the keys the live nodes own
+/// go on (2 of 3 durable) and read back; the node back, its members take
+/// writes again.
+#[test]
+fn objects_are_striped_over_the_nodes_and_survive_the_owners_damaged_blocks() {
+    let (mut nodes, _) = three_nodes();
+    let ids: Vec<String> = nodes.iter().map(node_id).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let metric = |n: &Server, name: &str| metric_total(&n.scrape_metrics(), name);
+    for n in &nodes {
+        wait_for("the node's shards are lanes over the nodes", Duration::from_secs(20), || {
+            metric(n, "tessera_cluster_lanes") > 0.0
+        });
+    }
+    let clients: Vec<Client> = nodes.iter().map(|n| n.client()).collect();
+    rt.block_on(async { ok(clients[0].create_bucket().bucket("lanes").send().await, "create bucket") });
+    const BIG: usize = 3 * 1024 * 1024 + 5;
+    // Per owner: two big objects, a small one, an empty one.
+    let mut objects: Vec<(String, usize, Vec<u8>)> = Vec::new();
+    for (o, owner) in ids.iter().enumerate() {
+        let keys: Vec<String> =
+            (0..).map(|i| format!("ключ-{o}/{i}")).filter(|k| &owner_of(&nodes[0], "lanes", k) == owner).take(4).collect();
+        for (j, k) in keys.into_iter().enumerate() {
+            let len = [BIG, BIG, 4096, 0][j];
+            objects.push((k, o, random_bytes(len, (o * 10 + j) as u64)));
+        }
+    }
+    rt.block_on(async {
+        for (i, (k, _, v)) in objects.iter().enumerate() {
+            let r = clients[i % 3].put_object().bucket("lanes").key(k).body(ByteStream::from(v.clone())).send().await;
+            ok(r, &format!("put {k}"));
+        }
+    });
+    // Every node's member shards took the other owners' commits.
+    for (n, node) in nodes.iter().enumerate() {
+        let others = objects.iter().filter(|(_, o, _)| *o != n).count() as f64;
+        let commits = metric(node, "tessera_cluster_lane_member_commits_total");
+        assert!(commits >= others, "node {n}: {commits} member commits for {others} objects of the other owners");
+    }
+
+    // Node 0 stopped; every copy of its own blocks of its big objects on
+    // its own shards damaged (its member shards of the others' lanes left
+    // alone); back, it reads them whole from the other nodes' blocks.
+    nodes[0].stop();
+    let mut flipped = 0;
+    for (_, _, v) in objects.iter().filter(|(_, o, v)| *o == 0 && v.len() == BIG) {
+        for at in (0..v.len() - 64).step_by(64 * 1024).map(|a| a + 100) {
+            flipped += flip_everywhere(&nodes[0].data_dirs()[0], "members", &v[at..at + 48]);
+        }
+    }
+    assert!(flipped > 0, "node 0's shards hold some data blocks of its big objects");
+    nodes[0].start_again();
+    let clients: Vec<Client> = nodes.iter().map(|n| n.client()).collect();
+    rt.block_on(async {
+        for (k, _, v) in &objects {
+            for c in &clients {
+                let got = loop {
+                    match body(c, "lanes", k).await {
+                        Err(e) if e == "ServiceUnavailable" || e == "?" => tokio::time::sleep(Duration::from_millis(200)).await,
+                        r => break r,
+                    }
+                };
+                assert!(got.as_ref() == Ok(v), "{k}: {} bytes of {}", got.map_or(0, |b| b.len()), v.len());
+            }
+        }
+    });
+    assert!(metric(&nodes[0], "tessera_ec_degraded_stripes_total") > 0.0, "node 0 decoded around its damaged blocks");
+
+    // Node 2 down: the keys nodes 0 and 1 own take writes (2 of 3 durable)
+    // and read back; node 2's are 503.
+    nodes[2].kill9();
+    let mut later: Vec<(String, usize, Vec<u8>)> = Vec::new();
+    rt.block_on(async {
+        for i in 0..12 {
+            let k = format!("later/{i}");
+            let owner = ids.iter().position(|id| *id == owner_of(&nodes[0], "lanes", &k)).unwrap();
+            let v = random_bytes(if i % 2 == 0 { BIG } else { 1000 }, 100 + i as u64);
+            let r = clients[i % 2].put_object().bucket("lanes").key(&k).body(ByteStream::from(v.clone())).send().await;
+            if owner == 2 {
+                assert_eq!(r.err().and_then(|e| e.raw_response().map(|r| r.status().as_u16())), Some(503), "{k} of the dead node");
+                continue;
+            }
+            ok(r, &format!("put {k} with a member down"));
+            later.push((k, owner, v));
+        }
+        assert!(!later.is_empty());
+        for (k, _, v) in &later {
+            assert_eq!(body(&clients[(k.len()) % 2], "lanes", k).await.as_ref(), Ok(v), "{k} read with a member down");
+        }
+    });
+    // Node 2 back: the others put its members back in service, and new
+    // writes reach them (its counter starts from zero at the restart).
+    nodes[2].start_again();
+    for n in 0..2 {
+        wait_for("node 2's members back in service", Duration::from_secs(30), || {
+            metric(&nodes[n], "tessera_cluster_lane_members_revived_total") >= 1.0
+        });
+    }
+    let clients: Vec<Client> = nodes.iter().map(|n| n.client()).collect();
+    rt.block_on(async {
+        for (k, _, v) in later.iter().filter(|(_, o, _)| *o != 2) {
+            ok(clients[0].put_object().bucket("lanes").key(k).body(ByteStream::from(v.clone())).send().await, "put again");
+        }
+        for (k, _, v) in objects.iter().chain(later.iter()) {
+            assert_eq!(body(&clients[2], "lanes", k).await.as_ref(), Ok(v), "{k} through node 2 after its return");
+        }
+    });
+    assert!(metric(&nodes[2], "tessera_cluster_lane_member_commits_total") > 0.0, "node 2's members take writes again");
 }

@@ -108,6 +108,13 @@ impl ShardHost for NodeHost {
         let ctx = self.ctx.clone();
         Box::pin(async move {
             let refuse = |why: &str| Err(wire::encode_refusal(wire::E_NOT_HOSTED, why));
+            if target.shard & wire::CLUSTER_LANE != 0 {
+                if ctx.shared.cluster.is_none() {
+                    return refuse("this node is not in a cluster");
+                }
+                let s = target.shard & !wire::CLUSTER_LANE;
+                return ctx.shards.member(target.disk, s, call).await.map_err(|e| wire::encode_error(&e));
+            }
             let Some(lanes) = ctx.shared.layout.lanes.as_ref() else { return refuse("this node has no erasure sets") };
             let f = &lanes.format;
             if target.shard >= f.shards_per_disk {

@@ -47,6 +47,13 @@ pub struct Target {
     pub shard: u32,
 }
 
+/// A target whose shard index has this bit names a **cluster lane's**
+/// member shard (`members`): `disk` is then the lane owner's node id and
+/// the other bits the owner's shard index. Without it, `disk` is a disk
+/// of the callee's erasure sets. (A build without cluster lanes refuses
+/// such a target: no shard index that large.)
+pub const CLUSTER_LANE: u32 = 1 << 31;
+
 /// One decoded call.
 #[derive(Debug, PartialEq)]
 pub enum Call {

@@ -1,0 +1,217 @@
+//! Cluster lanes (issue 12, stage 2): the owner of a partition stores it
+//! in a lane whose members are on the other nodes, so an object survives
+//! the loss of a node's disks. The lane code is the one erasure sets use
+//! on one node (`lanes`, `stripes_io`): records mirrored to every member,
+//! bodies above `REPLICATE_MAX_BYTES` striped k + m, acknowledged once
+//! the owner's shard and the write quorum are durable. Members on other
+//! nodes are `holder::Holder::Remote`; each node holds its members of
+//! other nodes' lanes as `members`.
+//!
+//! **Which lanes.** When the committed layout places 3 or 4 nodes, every
+//! partition's set holds every node, so a node's lane `s` (its own shard
+//! `s`, which holds the partitions `p` with `p % shards == s` that it
+//! owns) gets one member on each other placed node: position 0 is the
+//! owner's shard, then the other nodes by id. k + m is the node count,
+//! m `tessera_erasure::default_parity` (2+1 on 3 nodes, 2+2 on 4), W
+//! `SetShape::write_quorum` (2 of 3, 3 of 4): writes go on with one node
+//! of 3 (or 4) down. Two nodes (1+1 would need both for every write) and
+//! more than 4 (sets then differ per partition) keep the owner's shard
+//! alone, as do nodes whose own dirs are erasure sets (format 2).
+//!
+//! **Why the owner's shard alone is read as the record holder.** Owners
+//! are fixed by the layout (no takeover yet), and the owner's shard takes
+//! every acknowledged commit (a commit fails when the primary's fails),
+//! so it is never behind. A member that missed writes (its node was down)
+//! is only read for blocks, and a block is used only when the member's
+//! record of the key carries the very meta the owner read (tag, stripe
+//! and block index are checked besides), so a stale member costs a decode
+//! with parity, never a wrong byte. A member that fails a call is taken
+//! out of service; it is put back when a probe call succeeds again (every
+//! `REVIVE_EVERY`), and then takes new writes (it is healed of the ones it
+//! missed when a read meets them: read repair, or the next write of the
+//! key). Not built yet: recording stale members in the configuration,
+//! owner takeover when the owner is down (its partitions answer 503 until
+//! it is back), heal of a returning member by walk.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tessera_cluster::NodeIdentity;
+use tessera_erasure::SetShape;
+
+use crate::holder::{Holder, RemoteShard};
+use crate::lanes::Mirrors;
+use crate::owners::{NodeRecord, Owners};
+use crate::server::Ctx;
+use crate::sets_open::DiskHealth;
+
+/// How often a reactor looks at the layout.
+pub const POLL: Duration = Duration::from_millis(500);
+/// How often a member out of service is probed.
+pub const REVIVE_EVERY: Duration = Duration::from_secs(2);
+/// Fewest placed nodes for cluster lanes (see the module doc).
+pub const MIN_NODES: usize = 3;
+/// Most placed nodes for cluster lanes (every set then holds every node).
+pub const MAX_NODES: usize = crate::owners::DEFAULT_WIDTH;
+
+/// The nodes of this node's lanes, itself first then the others by id,
+/// when the layout makes cluster lanes (see the module doc).
+pub fn lane_nodes(owners: &Owners, me: &str) -> Option<Vec<NodeRecord>> {
+    let placed = owners.placed_nodes();
+    if !(MIN_NODES..=MAX_NODES).contains(&placed.len()) || owners.layout.width() != placed.len() {
+        return None;
+    }
+    let mine = placed.iter().find(|r| r.id == me)?;
+    let mut out = vec![(*mine).clone()];
+    out.extend(placed.iter().filter(|r| r.id != me).map(|r| (*r).clone()));
+    Some(out)
+}
+
+fn identity(r: &NodeRecord) -> Option<NodeIdentity> {
+    let id: [u8; 16] = hex::decode(&r.id).ok()?.try_into().ok()?;
+    Some(NodeIdentity { addr: r.cluster, id, bump: 0 })
+}
+
+/// The lanes this reactor made, and what they were made from.
+struct Attached {
+    version: u64,
+    nodes: Vec<String>,
+    health: Arc<DiskHealth>,
+    /// Per member position (1..): a probe target and the last probe.
+    probes: Vec<(Rc<RemoteShard>, Option<Instant>)>,
+}
+
+/// Keeps this reactor's shards the primaries of their cluster lanes as
+/// the layout says, and puts failed members back in service when they
+/// answer again. Runs for the life of the reactor (format 1 nodes in a
+/// cluster only).
+pub async fn run(ctx: Rc<Ctx>) {
+    let Some(node) = ctx.shared.cluster.clone() else { return };
+    if ctx.shared.layout.lanes.is_some() {
+        tracing::warn!("this node's dirs are erasure sets (format 2): its objects are not spread over other nodes");
+        FOLLOWS.with(|f| f.set(Some(u64::MAX)));
+        return;
+    }
+    let me = node.id_hex();
+    let pool = crate::fanout::pool(&node);
+    let mine: Vec<u32> = (0..ctx.shards.count()).filter(|&s| ctx.shards.local(s).is_some()).collect();
+    let mut attached: Option<Attached> = None;
+    let mut counted = 0u64;
+    while !ctx.shutdown.is_closed() {
+        let owners = node.owners.load_full();
+        if let Some(o) = &owners {
+            let want = lane_nodes(o, &me);
+            let same = match (&attached, &want) {
+                (Some(a), Some(nodes)) => a.version == o.layout.version && a.nodes.iter().eq(nodes.iter().map(|r| &r.id)),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                attached = match want {
+                    Some(nodes) => attach(&ctx, &mine, &pool, o.layout.version, &nodes, node.identity.id, &node.lane_ec),
+                    None => {
+                        for &s in &mine {
+                            if let Some(l) = ctx.shards.local(s) {
+                                l.set_mirrors(None);
+                            }
+                        }
+                        None
+                    }
+                };
+                // Every reactor counts its own lanes.
+                let n = if attached.is_some() { mine.len() as u64 } else { 0 };
+                node.lanes_attached.fetch_sub(counted, Relaxed);
+                node.lanes_attached.fetch_add(n, Relaxed);
+                counted = n;
+            }
+            FOLLOWS.with(|f| f.set(Some(o.layout.version)));
+        }
+        if let Some(a) = &mut attached {
+            revive(a, &node).await;
+        }
+        monoio::time::sleep(if owners.is_some() { POLL } else { Duration::from_millis(50) }).await;
+    }
+}
+
+thread_local! {
+    /// The layout version this reactor's lanes follow (`u64::MAX`: any,
+    /// the node has no cluster lanes); None before the first.
+    static FOLLOWS: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether this reactor's lanes follow layout `version`: until they do,
+/// an object request is refused with 503 (a write would reach the owner's
+/// shard alone, a read of a striped record could not be decoded).
+pub fn ready(version: u64) -> bool {
+    FOLLOWS.with(|f| f.get().is_some_and(|v| v == version || v == u64::MAX))
+}
+
+/// Makes each of `mine` the primary of its lane over `nodes` (this node first).
+fn attach(
+    ctx: &Ctx,
+    mine: &[u32],
+    pool: &Rc<crate::cluster_pool::RpcPool>,
+    version: u64,
+    nodes: &[NodeRecord],
+    me: [u8; 16],
+    node_ec: &Arc<crate::sets_open::EcCounters>,
+) -> Option<Attached> {
+    let ids: Vec<[u8; 16]> = nodes.iter().filter_map(|r| hex::decode(&r.id).ok()?.try_into().ok()).collect();
+    let peers: Vec<NodeIdentity> = nodes[1..].iter().filter_map(identity).collect();
+    if ids.len() != nodes.len() || peers.len() + 1 != nodes.len() {
+        tracing::error!("a node record of the layout has a malformed id; objects stay on their owner alone");
+        return None;
+    }
+    let shape = match SetShape::new(nodes.len(), None) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "no erasure shape for the cluster's lanes");
+            return None;
+        }
+    };
+    let params = shape.params(tessera_erasure::DEFAULT_STRIPE_BYTES).ok()?;
+    let health = DiskHealth::for_cluster(ids, node_ec.clone());
+    let remote = |peer: &NodeIdentity, s: u32| {
+        Rc::new(RemoteShard::new(pool.clone(), peer.clone(), me, s | crate::holder::wire::CLUSTER_LANE))
+    };
+    for &s in mine {
+        let Some(l) = ctx.shards.local(s) else { continue };
+        let members = peers.iter().enumerate().map(|(i, p)| (i + 1, Holder::Remote(remote(p, s)))).collect();
+        let m = Mirrors::new(0, members, shape.write_quorum(), health.clone(), Some(params));
+        l.set_mirrors(Some(Rc::new(m)));
+    }
+    tracing::info!(
+        layout = version,
+        nodes = nodes.len(),
+        data = shape.data_blocks(),
+        parity = shape.parity_blocks(),
+        write_quorum = shape.write_quorum(),
+        lanes = mine.len(),
+        "this reactor's shards are lanes over the cluster's nodes"
+    );
+    let probes = peers.iter().map(|p| (remote(p, mine.first().copied().unwrap_or(0)), None)).collect();
+    Some(Attached { version, nodes: nodes.iter().map(|r| r.id.clone()).collect(), health, probes })
+}
+
+/// Probes each member out of service (at most every `REVIVE_EVERY`) and
+/// puts it back when it answers.
+async fn revive(a: &mut Attached, node: &crate::cluster::ClusterNode) {
+    for (i, (probe, last)) in a.probes.iter_mut().enumerate() {
+        let disk = i + 1;
+        if a.health.online(disk) || last.is_some_and(|t| t.elapsed() < REVIVE_EVERY) {
+            continue;
+        }
+        *last = Some(Instant::now());
+        match probe.load(crate::meta::T_OBJECTS, b"\0tessera-probe").await {
+            Ok(_) => {
+                if a.health.revive(disk) {
+                    node.lane_members_revived.fetch_add(1, Relaxed);
+                    tracing::warn!(member = disk, "a lane member on another node answers again; it takes writes again");
+                }
+            }
+            Err(e) => tracing::debug!(member = disk, error = %e, "a lane member on another node is still out of service"),
+        }
+    }
+}
