@@ -4,7 +4,8 @@
 # so about 2/3 of requests are forwarded to their key's owner) against one
 # node with 3 data dirs and 2 reactors, same total disks. Prints
 # tessera-bench's summary lines. ONE=1 sends every request to node 1 instead;
-# NODE_THREADS=N gives each cluster node N reactors (default 1).
+# NODE_THREADS=N gives each cluster node N reactors (default 1); NO_SINGLE=1
+# skips the single node (to compare two builds' clusters).
 # usage: tools/cluster-measure.sh SIZE SECS CONC   (e.g. 4KiB 10 16)
 # BIN: dir of tessera (default target/release); BENCH: tessera-bench (default $BIN/tessera-bench).
 set -u
@@ -24,10 +25,12 @@ bench() { # endpoint label
   done
 }
 # one node, 3 dirs
+if [ -z "${NO_SINGLE:-}" ]; then
 $BIN/tessera server --address 127.0.0.1:$P --admin-address 127.0.0.1:$((P+1)) --threads 2 $OUT/s1 $OUT/s2 $OUT/s3 > $OUT/single.log 2>&1 &
 S=$!; sleep 2
 bench 127.0.0.1:$P single
 kill $S; wait $S 2>/dev/null
+fi
 # three nodes, one dir each
 for i in 1 2 3; do
   J=""; [ $i -gt 1 ] && J="--join 127.0.0.1:$((P+12))"

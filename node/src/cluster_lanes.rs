@@ -48,7 +48,7 @@ use crate::server::Ctx;
 use crate::sets_open::DiskHealth;
 
 /// How often a reactor looks at the layout.
-pub const POLL: Duration = Duration::from_millis(500);
+pub const POLL: Duration = Duration::from_millis(100);
 /// How often a member out of service is probed.
 pub const REVIVE_EVERY: Duration = Duration::from_secs(2);
 /// Fewest placed nodes for cluster lanes (see the module doc).

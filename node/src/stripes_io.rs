@@ -182,6 +182,11 @@ async fn fetch(primary: &Shard, m: &Mirrors, piece: &Piece, t: u64, block: usize
             Got::Bad
         }
         Err(IoError::Moved) => Got::Missing { moved: true },
+        // A node that cannot be reached is out of service, not damaged.
+        Err(IoError::Io(e)) if matches!(shard, crate::holder::Holder::Remote(_)) => {
+            tracing::warn!(position = pos, stripe = t, error = %e, "an erasure block's node cannot be reached; decoding from parity");
+            Got::Missing { moved: false }
+        }
         Err(e) => {
             tracing::error!(position = pos, stripe = t, error = %e, "an erasure block cannot be read; decoding from parity");
             Got::Bad
@@ -195,10 +200,14 @@ async fn read_stripe(primary: &Shard, m: &Mirrors, piece: &Piece, t: u64, all: b
     let (k, n) = (piece.k(), piece.n());
     let mut got: Vec<Option<Vec<u8>>> = vec![None; n];
     let mut moved = false;
+    let mut missing = 0;
     let first = if all { n } else { k };
     let mut note = |b: usize, g: Got, got: &mut Vec<Option<Vec<u8>>>| match g {
         Got::Good(x) => got[b] = Some(x),
-        Got::Missing { moved: mv } => moved |= mv,
+        Got::Missing { moved: mv } => {
+            moved |= mv;
+            missing += 1;
+        }
         Got::Bad => {
             bad.insert(position_of(b, piece.rot, n));
         }
@@ -217,6 +226,13 @@ async fn read_stripe(primary: &Shard, m: &Mirrors, piece: &Piece, t: u64, all: b
     if good < k {
         if moved {
             return Err(IoError::Moved);
+        }
+        if good + missing >= k {
+            // Not damage: holders are out of service (a disk offline, a
+            // node down or unreachable) or lack this version. The read
+            // may succeed later: 503, not 500.
+            tracing::warn!(stripe = t, good, missing, needed = k, "an erasure stripe's holders are out of service");
+            return Err(IoError::BelowQuorum);
         }
         m.health.ec.unreadable_stripes.fetch_add(1, Relaxed);
         tracing::error!(stripe = t, good, needed = k, "an erasure stripe has fewer than k good blocks");
