@@ -9,11 +9,13 @@
 #
 # Options after the script name go to s3compat's `run` (e.g. --files "...",
 # -k EXPR, --out DIR). TESSERA_EXTRA_ARGS adds server flags. The node's log
-# is left in $TMP/tessera.log. The node's key service holds the suite's two
+# is left in $TMP/tessera1.log. The node's key service holds the suite's two
 # KMS keys (`--kms-key testkey-1 --kms-key testkey-2`), named in its config
 # as kms_keyid / kms_keyid2 (through S3_KMS_KEYID / S3_KMS_KEYID2). A
 # lifecycle day lasts S3_LC_DEBUG_INTERVAL seconds (default 10) on the node
-# and in the suite's config.
+# and in the suite's config. CLUSTER=N (3 or 4) runs the suite through the
+# first node of an N-node cluster on loopback instead (same identities on
+# every node; nodes i > 1 on ports port+10*i).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runner="${S3COMPAT_RUNNER:-$root/../shared/tools/s3compat/run}"
@@ -31,14 +33,40 @@ chmod 600 "$tmp/users"
 # node's lifecycle day is made the same length.
 lc_day="${S3_LC_DEBUG_INTERVAL:-10}"
 export S3_LC_DEBUG_INTERVAL="$lc_day"
-TESSERA_ACCESS_KEY=0555b35654ad1656d804 \
-TESSERA_SECRET_KEY='h7GhxuBLTrlhVUyxSPUKUV8r/2EI4ngqJxD7iBdBYLhwluN30JaT3Q==' \
-TESSERA_ROOT_USER_ID=testid TESSERA_ROOT_DISPLAY_NAME='M. Tester' \
-  "$root/target/release/tessera" server --address "127.0.0.1:$port" --users "$tmp/users" \
-  --kms-key testkey-1 --kms-key testkey-2 --lifecycle-day-secs "$lc_day" ${TESSERA_EXTRA_ARGS:-} "$tmp/data" > "$tmp/tessera.out" 2> "$tmp/tessera.log" &
-pid=$!
-# The node's data can be gigabytes: removed at exit (its log stays).
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true; rm -rf "$tmp/data"' EXIT
-for _ in $(seq 100); do grep -q listening "$tmp/tessera.out" 2>/dev/null && break; sleep 0.1; done
-echo "tessera (pid $pid) on port $port, log $tmp/tessera.log"
+export TESSERA_ACCESS_KEY=0555b35654ad1656d804 \
+  TESSERA_SECRET_KEY='h7GhxuBLTrlhVUyxSPUKUV8r/2EI4ngqJxD7iBdBYLhwluN30JaT3Q==' \
+  TESSERA_ROOT_USER_ID=testid TESSERA_ROOT_DISPLAY_NAME='M. Tester' \
+  TESSERA_CLUSTER_SECRET="the s3compat cluster's secret, 32+ bytes"
+nodes="${CLUSTER:-1}"
+pids=()
+start_node() { # index, extra args...
+  local i=$1; shift
+  local p=$((port + 10 * (i - 1)))
+  "$root/target/release/tessera" server --address "127.0.0.1:$p" --users "$tmp/users" \
+    --kms-key testkey-1 --kms-key testkey-2 --lifecycle-day-secs "$lc_day" "$@" ${TESSERA_EXTRA_ARGS:-} "$tmp/data$i" \
+    > "$tmp/tessera$i.out" 2> "$tmp/tessera$i.log" &
+  pids+=($!)
+}
+if [ "$nodes" -gt 1 ]; then
+  for i in $(seq "$nodes"); do
+    join=(); [ "$i" -gt 1 ] && join=(--join "127.0.0.1:$((port + 2))")
+    start_node "$i" --admin-address "127.0.0.1:$((port + 10 * (i - 1) + 1))" --cluster-address "127.0.0.1:$((port + 10 * (i - 1) + 2))" "${join[@]}"
+    sleep 1
+  done
+else
+  start_node 1
+fi
+# The nodes' data can be gigabytes: removed at exit (their logs stay).
+trap 'kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null || true; rm -rf "$tmp"/data*' EXIT
+for _ in $(seq 100); do grep -q listening "$tmp/tessera1.out" 2>/dev/null && break; sleep 0.1; done
+if [ "$nodes" -gt 1 ]; then
+  # Every node placed (a layout of N nodes, none pending) before the suite starts.
+  for _ in $(seq 300); do
+    grep -h "following layout" "$tmp/tessera1.log" 2>/dev/null | tail -1 | grep -q "nodes=$nodes pending=0" && break
+    sleep 0.2
+  done
+  grep -h "following layout" "$tmp/tessera1.log" | tail -1
+  sleep 1
+fi
+echo "tessera (pids ${pids[*]}) on port $port, logs $tmp/tessera*.log"
 S3_KMS_KEYID="${S3_KMS_KEYID:-testkey-1}" S3_KMS_KEYID2="${S3_KMS_KEYID2:-testkey-2}" "$runner" --port "$port" "$@"

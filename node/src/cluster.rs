@@ -151,6 +151,12 @@ pub struct ClusterNode {
     pub lane_member_commits: AtomicU64,
     pub lanes_attached: AtomicU64,
     pub lane_members_revived: AtomicU64,
+    /// Heals of returning members (`cluster_lanes`): records verified,
+    /// rebuilt, removed, body bytes written.
+    pub lane_heal_verified: AtomicU64,
+    pub lane_heal_rebuilt: AtomicU64,
+    pub lane_heal_removed: AtomicU64,
+    pub lane_heal_bytes: AtomicU64,
     /// What striped reads of the cluster lanes met (`tessera_ec_*`).
     pub lane_ec: std::sync::Arc<crate::sets_open::EcCounters>,
     /// The cluster configuration's Raft thread (`cluster_raft`), set at start.
@@ -213,6 +219,10 @@ impl ClusterNode {
             lane_member_commits: AtomicU64::new(0),
             lanes_attached: AtomicU64::new(0),
             lane_members_revived: AtomicU64::new(0),
+            lane_heal_verified: AtomicU64::new(0),
+            lane_heal_rebuilt: AtomicU64::new(0),
+            lane_heal_removed: AtomicU64::new(0),
+            lane_heal_bytes: AtomicU64::new(0),
             lane_ec: std::sync::Arc::default(),
             raft: std::sync::OnceLock::new(),
             s3_address: std::sync::OnceLock::new(),
@@ -357,6 +367,10 @@ impl ClusterNode {
             ("tessera_cluster_lane_member_commits_total", "counter", "Commits this node's member shards took for other nodes' lanes.", &self.lane_member_commits),
             ("tessera_cluster_lanes", "gauge", "This node's shards that are the primary of a lane with members on other nodes.", &self.lanes_attached),
             ("tessera_cluster_lane_members_revived_total", "counter", "Lane members on other nodes put back in service after a failure.", &self.lane_members_revived),
+            ("tessera_cluster_lane_heal_verified_records_total", "counter", "Records a returning member was found to hold whole.", &self.lane_heal_verified),
+            ("tessera_cluster_lane_heal_rebuilt_records_total", "counter", "Records rebuilt on a returning member (commits it missed).", &self.lane_heal_rebuilt),
+            ("tessera_cluster_lane_heal_removed_records_total", "counter", "Records removed from a returning member (deletes it missed).", &self.lane_heal_removed),
+            ("tessera_cluster_lane_heal_bytes_total", "counter", "Body bytes written to returning members by their heal.", &self.lane_heal_bytes),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");

@@ -27,12 +27,18 @@
 //! and block index are checked besides), so a stale member costs a decode
 //! with parity, never a wrong byte. A member that fails a call is taken
 //! out of service; it is put back when a probe call succeeds again (every
-//! `REVIVE_EVERY`), and then takes new writes (it is healed of the ones it
-//! missed when a read meets them: read repair, or the next write of the
-//! key). Not built yet: recording stale members in the configuration,
-//! owner takeover when the owner is down (its partitions answer 503 until
-//! it is back), heal of a returning member by walk.
+//! `REVIVE_EVERY`), and then takes new writes. The lane keeps the keys of
+//! the commits each remote member missed (`lanes::Missed`, in memory, up
+//! to `MAX_MISSED_KEYS` per lane, past which the whole lane is walked),
+//! and a member back in service is healed of them (`heal_member`,
+//! `heal::mend_key` over the RPC holder). Not built yet: the missed keys
+//! are lost if the owner restarts before the member is back (they are
+//! then mended only by read repair or the next write of the key: the
+//! durable form is recording stale members in the configuration); owner
+//! takeover when the owner is down (its partitions answer 503 until it is
+//! back).
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -40,6 +46,7 @@ use std::time::{Duration, Instant};
 
 use tessera_cluster::NodeIdentity;
 use tessera_erasure::SetShape;
+use tessera_io::IoError;
 
 use crate::holder::{Holder, RemoteShard};
 use crate::lanes::Mirrors;
@@ -81,6 +88,8 @@ struct Attached {
     health: Arc<DiskHealth>,
     /// Per member position (1..): a probe target and the last probe.
     probes: Vec<(Rc<RemoteShard>, Option<Instant>)>,
+    /// Per member: a heal of the commits it missed is running.
+    healing: Vec<Rc<Cell<bool>>>,
 }
 
 /// Keeps this reactor's shards the primaries of their cluster lanes as
@@ -129,7 +138,7 @@ pub async fn run(ctx: Rc<Ctx>) {
             FOLLOWS.with(|f| f.set(Some(o.layout.version)));
         }
         if let Some(a) = &mut attached {
-            revive(a, &node).await;
+            revive(&ctx, &mine, a, &node).await;
         }
         monoio::time::sleep(if owners.is_some() { POLL } else { Duration::from_millis(50) }).await;
     }
@@ -192,15 +201,25 @@ fn attach(
         "this reactor's shards are lanes over the cluster's nodes"
     );
     let probes = peers.iter().map(|p| (remote(p, mine.first().copied().unwrap_or(0)), None)).collect();
-    Some(Attached { version, nodes: nodes.iter().map(|r| r.id.clone()).collect(), health, probes })
+    let healing = peers.iter().map(|_| Rc::new(Cell::new(false))).collect();
+    Some(Attached { version, nodes: nodes.iter().map(|r| r.id.clone()).collect(), health, probes, healing })
 }
 
 /// Probes each member out of service (at most every `REVIVE_EVERY`) and
-/// puts it back when it answers.
-async fn revive(a: &mut Attached, node: &crate::cluster::ClusterNode) {
+/// puts it back when it answers; a member back in service that missed
+/// commits is healed of them (one heal per member at a time).
+async fn revive(ctx: &Rc<Ctx>, mine: &[u32], a: &mut Attached, node: &Arc<crate::cluster::ClusterNode>) {
     for (i, (probe, last)) in a.probes.iter_mut().enumerate() {
         let disk = i + 1;
-        if a.health.online(disk) || last.is_some_and(|t| t.elapsed() < REVIVE_EVERY) {
+        if a.health.online(disk) {
+            let missed = mine.iter().filter_map(|&s| ctx.shards.local(s)?.mirrors()).any(|m| m.has_missed(i));
+            if missed && !a.healing[i].get() {
+                a.healing[i].set(true);
+                monoio::spawn(heal_member(ctx.clone(), mine.to_vec(), i, node.clone(), a.healing[i].clone()));
+            }
+            continue;
+        }
+        if last.is_some_and(|t| t.elapsed() < REVIVE_EVERY) {
             continue;
         }
         *last = Some(Instant::now());
@@ -214,4 +233,74 @@ async fn revive(a: &mut Attached, node: &crate::cluster::ClusterNode) {
             Err(e) => tracing::debug!(member = disk, error = %e, "a lane member on another node is still out of service"),
         }
     }
+}
+
+/// Heals member `i` of this reactor's lanes of the commits it missed:
+/// each such key mended under its lock (`heal::mend_key`: the member's
+/// record verified against the owner's, else rebuilt, its blocks decoded
+/// and coded again). A lane whose list overflowed is walked whole. Keys
+/// that cannot be mended (the member failed again) are kept for the next
+/// heal.
+async fn heal_member(ctx: Rc<Ctx>, mine: Vec<u32>, i: usize, node: Arc<crate::cluster::ClusterNode>, running: Rc<Cell<bool>>) {
+    let tally = crate::heal::Tally {
+        removed: &node.lane_heal_removed,
+        rebuilt: &node.lane_heal_rebuilt,
+        bytes: &node.lane_heal_bytes,
+        verified: &node.lane_heal_verified,
+    };
+    let rate = ctx.shared.config.heal_bytes_per_sec / ctx.shared.config.threads.max(1) as u64;
+    let mut throttle = crate::heal::Throttle::new(rate.max(u64::from(ctx.shared.config.heal_bytes_per_sec > 0)));
+    let (mut mended, mut left) = (0u64, 0usize);
+    for &s in &mine {
+        let Some(l) = ctx.shards.local(s).cloned() else { continue };
+        let Some(m) = l.mirrors() else { continue };
+        let missed = m.take_missed(i);
+        let keys: Vec<crate::shards::TableKey> = if missed.overflow {
+            every_key(&l.shard)
+        } else {
+            missed.keys.into_iter().collect()
+        };
+        let mut back = crate::lanes::Missed::default();
+        for (t, k) in keys {
+            if !back.keys.is_empty() || !m.health.online(i + 1) {
+                back.keys.insert((t, k));
+                continue;
+            }
+            let disk = m.members[i].0;
+            let failed = |e: IoError| {
+                m.failed(disk, &e);
+                e
+            };
+            match crate::heal::mend_key(&l, &m, crate::heal::Target::Member(i), t, &k, &tally, &mut throttle, &failed).await {
+                Ok(_) => mended += 1,
+                Err(e) => {
+                    tracing::warn!(lane = s, member = i + 1, error = %e, "a returning member could not be healed of a key; kept for its next heal");
+                    back.keys.insert((t, k));
+                }
+            }
+        }
+        left += back.keys.len();
+        if !back.keys.is_empty() {
+            m.give_back_missed(i, back);
+        }
+    }
+    tracing::info!(member = i + 1, mended, left, "a returning lane member was healed of the commits it missed");
+    running.set(false);
+}
+
+/// Every key of a shard's tables (a heal whose missed list overflowed).
+fn every_key(p: &tessera_io::Shard) -> Vec<crate::shards::TableKey> {
+    let mut out = Vec::new();
+    for t in (0..=u8::MAX).filter(|&t| !p.is_empty(t)) {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = p.range(t, b"", after.as_deref(), 4096);
+            out.extend(page.iter().map(|(k, _)| (t, k.clone())));
+            match page.last() {
+                Some((k, _)) if page.len() == 4096 => after = Some(k.clone()),
+                _ => break,
+            }
+        }
+    }
+    out
 }

@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use tessera_io::{Body, DataBuf, Extent, IoError, Mutation, Shard, Stored};
 
 use crate::heal_state::{Lacking, SAMPLE_PER_LANE};
+use crate::holder::Holder;
 use crate::lanes::Mirrors;
 use crate::meta::T_HEAL;
 use crate::sets_open::DiskHealth;
@@ -65,7 +66,7 @@ impl Throttle {
         Throttle { rate, start: Instant::now(), bytes: 0 }
     }
 
-    async fn spend(&mut self, n: u64) {
+    pub(crate) async fn spend(&mut self, n: u64) {
         if self.rate == 0 {
             return;
         }
@@ -417,14 +418,16 @@ pub(crate) async fn mend_key(
     let _lock = local.lock(vec![(table, key.to_vec())]).await;
     let p = &local.shard;
     let (h, pos) = match target {
-        Target::Primary => (p, m.primary_position()),
-        Target::Member(i) => (
-            m.members[i].1.local().ok_or(IoError::InvalidExtent("a member on another node is not healed from here yet"))?,
-            m.members[i].0 % m.set_disks(),
-        ),
+        Target::Primary => (Holder::Local(p.clone()), m.primary_position()),
+        Target::Member(i) => (m.members[i].1.clone(), m.members[i].0 % m.set_disks()),
     };
+    let h = &h;
     let Some(pr) = p.load(table, key).await? else {
-        if matches!(target, Target::Member(_)) && h.get(table, key).is_some() {
+        let there = match h {
+            Holder::Local(s) => s.get(table, key).is_some(),
+            Holder::Remote(r) => r.load(table, key).await.map_err(on_write_err)?.is_some(),
+        };
+        if matches!(target, Target::Member(_)) && there {
             h.commit(vec![Mutation::Delete { table, key: key.to_vec() }]).await.map_err(on_write_err)?;
             tally.removed.fetch_add(1, Relaxed);
         }
@@ -485,7 +488,7 @@ pub(crate) async fn mend_key(
 /// Whether the member's record `hr` is the primary's `pr`, whole: the
 /// same meta and summary, the same inline body, every block of each
 /// striped piece good for the member's position, plain copies equal.
-async fn verify(p: &Shard, h: &Shard, m: &Mirrors, pos: usize, pr: &Stored, hr: &Stored, throttle: &mut Throttle) -> Result<bool, IoError> {
+async fn verify(p: &Shard, h: &Holder, m: &Mirrors, pos: usize, pr: &Stored, hr: &Stored, throttle: &mut Throttle) -> Result<bool, IoError> {
     if hr.meta != pr.meta || hr.summary != pr.summary {
         return Ok(false);
     }
@@ -529,7 +532,7 @@ async fn verify(p: &Shard, h: &Shard, m: &Mirrors, pos: usize, pr: &Stored, hr: 
 
 /// A member's extent, whole; None when it cannot be read (the record is
 /// rebuilt). Moved is passed on: the key is tried again.
-async fn read(h: &Shard, e: &Extent) -> Result<Option<Vec<u8>>, IoError> {
+async fn read(h: &Holder, e: &Extent) -> Result<Option<Vec<u8>>, IoError> {
     match h.read_extent(e, 0..e.len).await {
         Ok(b) => Ok(Some(b)),
         Err(IoError::Moved) => Err(IoError::Moved),

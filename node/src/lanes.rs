@@ -88,6 +88,21 @@ pub struct Mirrors {
     /// Primary extent -> (insertion number, each member's extent).
     translations: RefCell<HashMap<ExtentKey, (u64, Vec<Option<Extent>>)>>,
     next: std::cell::Cell<u64>,
+    /// Per member: the keys of commits it missed, kept for members on
+    /// other nodes (healed when they are back: `cluster_lanes`).
+    missed: RefCell<Vec<Missed>>,
+}
+
+/// Most missed keys kept per member and lane; past it the member's heal
+/// walks the whole lane instead.
+pub const MAX_MISSED_KEYS: usize = 100_000;
+
+/// Keys a member missed (see `Mirrors::missed`).
+#[derive(Default)]
+pub struct Missed {
+    pub keys: std::collections::HashSet<crate::shards::TableKey>,
+    /// More than `MAX_MISSED_KEYS`: the heal walks every key of the lane.
+    pub overflow: bool,
 }
 
 impl Mirrors {
@@ -100,7 +115,6 @@ impl Mirrors {
     ) -> Self {
         Mirrors {
             primary_disk,
-            members,
             write_quorum,
             health,
             coding: params
@@ -110,7 +124,52 @@ impl Mirrors {
             next_piece: Cell::new(0),
             translations: RefCell::new(HashMap::new()),
             next: std::cell::Cell::new(0),
+            missed: RefCell::new((0..members.len()).map(|_| Missed::default()).collect()),
+            members,
         }
+    }
+
+    /// Notes that member `i` missed the commit of `muts` (a member on
+    /// another node only: disks of this node heal by their stale marks).
+    fn note_missed(&self, i: usize, muts: &[Mutation]) {
+        if !matches!(self.members.get(i), Some((_, Holder::Remote(_)))) {
+            return;
+        }
+        let mut all = self.missed.borrow_mut();
+        let Some(m) = all.get_mut(i) else { return };
+        if m.overflow {
+            return;
+        }
+        for mu in muts {
+            let (Mutation::Put { table, key, .. } | Mutation::Delete { table, key }) = mu;
+            m.keys.insert((*table, key.clone()));
+        }
+        if m.keys.len() > MAX_MISSED_KEYS {
+            m.keys = Default::default();
+            m.overflow = true;
+        }
+    }
+
+    /// What member `i` missed so far (the list starts again empty).
+    pub(crate) fn take_missed(&self, i: usize) -> Missed {
+        self.missed.borrow_mut().get_mut(i).map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Gives back keys a heal could not mend (they are tried at the next one).
+    pub(crate) fn give_back_missed(&self, i: usize, back: Missed) {
+        let mut all = self.missed.borrow_mut();
+        let Some(m) = all.get_mut(i) else { return };
+        m.overflow |= back.overflow;
+        if m.overflow {
+            m.keys = Default::default();
+        } else {
+            m.keys.extend(back.keys);
+        }
+    }
+
+    /// Whether member `i` missed any commit since its list was last taken.
+    pub(crate) fn has_missed(&self, i: usize) -> bool {
+        self.missed.borrow().get(i).is_some_and(|m| m.overflow || !m.keys.is_empty())
     }
 
     pub(crate) fn write_quorum(&self) -> usize {
@@ -347,6 +406,11 @@ pub async fn commit(primary: &Shard, mirrors: Option<&Mirrors>, muts: Vec<Mutati
     m.check_quorum()?;
     let targets: Vec<(usize, usize)> =
         m.members.iter().enumerate().filter(|(_, (d, _))| m.health.online(*d)).map(|(i, (d, _))| (i, *d)).collect();
+    for (i, (d, _)) in m.members.iter().enumerate() {
+        if !m.health.online(*d) {
+            m.note_missed(i, &muts);
+        }
+    }
     // Each shard's form of the commit first (copying bodies it lacks), so
     // that the commits below start together, the primary's first: commits
     // of one key then reach every member in the order they reach it.
@@ -363,7 +427,10 @@ pub async fn commit(primary: &Shard, mirrors: Option<&Mirrors>, muts: Vec<Mutati
         match f {
             Ok(t) => ready.push((i, disk, t)),
             Err(TranslateError::Primary(e)) => return Err(e),
-            Err(TranslateError::Member(e)) => recorded &= m.failed(disk, &e),
+            Err(TranslateError::Member(e)) => {
+                m.note_missed(i, &muts);
+                recorded &= m.failed(disk, &e);
+            }
         }
     }
     let used: Vec<ExtentKey> = muts
@@ -373,18 +440,21 @@ pub async fn commit(primary: &Shard, mirrors: Option<&Mirrors>, muts: Vec<Mutati
             _ => Vec::new(),
         })
         .collect();
-    let disks: Vec<usize> = ready.iter().map(|r| r.1).collect();
+    let disks: Vec<(usize, usize)> = ready.iter().map(|r| (r.0, r.1)).collect();
     let theirs = futures_util::future::join_all(ready.into_iter().map(|(i, _, t)| m.members[i].1.commit(t)));
     let (mine, theirs) = futures_util::future::join(primary.commit(own), theirs).await;
     let seq = mine?;
     let mut durable = 1;
-    for (disk, r) in disks.into_iter().zip(theirs) {
+    for ((i, disk), r) in disks.into_iter().zip(theirs) {
         match r {
             // A healing member takes the write but does not count: it may
             // lack older records a reader would need beside it.
             Ok(_) if m.health.healing(disk) => {}
             Ok(_) => durable += 1,
-            Err(e) => recorded &= m.failed(disk, &e),
+            Err(e) => {
+                m.note_missed(i, &muts);
+                recorded &= m.failed(disk, &e);
+            }
         }
     }
     {
