@@ -109,10 +109,14 @@ impl ShardHost for NodeHost {
         Box::pin(async move {
             let refuse = |why: &str| Err(wire::encode_refusal(wire::E_NOT_HOSTED, why));
             if target.shard & wire::CLUSTER_LANE != 0 {
-                if ctx.shared.cluster.is_none() {
-                    return refuse("this node is not in a cluster");
-                }
+                let Some(node) = &ctx.shared.cluster else { return refuse("this node is not in a cluster") };
                 let s = target.shard & !wire::CLUSTER_LANE;
+                // Member shards only for nodes of the layout, and no more
+                // per node than there are partitions (each opens files).
+                let placed = node.owners.load_full().is_some_and(|o| o.nodes.contains_key(&hex::encode(target.disk)));
+                if !placed || u64::from(s) >= crate::layout::PARTITIONS {
+                    return refuse("no such cluster lane");
+                }
                 return ctx.shards.member(target.disk, s, call).await.map_err(|e| wire::encode_error(&e));
             }
             let Some(lanes) = ctx.shared.layout.lanes.as_ref() else { return refuse("this node has no erasure sets") };
