@@ -44,10 +44,11 @@
 //! when stale); one that gains a configuration again has a new stamp, so
 //! it is backfilled again.
 //!
-//! `C`, `L` and `U` entries are derived by [`derive`] from the mutations of
-//! every commit of the node (`LocalShard::commit_marked`) and go **in the
-//! same commit**: a version's write puts its entry and the commit that
-//! replaces or removes it deletes it. The index is a superset of the truth:
+//! `C`, `L`, `U`, `N`, `Q` and `K` entries are derived by [`derive`] from
+//! the mutations of every commit of the node (`LocalShard::commit_marked`)
+//! and go **in the same commit**: a version's write puts its entry and the
+//! commit that replaces or removes it deletes it (an `N` entry at the time
+//! its successor gives then; one written at another time stays, stale). The index is a superset of the truth:
 //! a commit derived before an earlier one applied may leave an entry of a
 //! version already gone (and the backfill may too); the worker drops such
 //! stale entries when it meets them. It is never missing one once the
@@ -383,8 +384,9 @@ fn object_key_bytes(bucket: u64, key: &[u8]) -> Vec<u8> {
 ///   gives now (the usual case; if a change in the middle made that differ
 ///   from the one the entry was written with, the entry stays and the
 ///   walk drops it when met).
-/// - A rewrite of an existing version (a transition, a repeated replica):
-///   nothing.
+/// - A rewrite of an existing version (tags, a transition, a repeated
+///   replica): a `Q` entry if its time is older than `LATE_MS`, so a
+///   tag-filtered rule whose watermark passed it sees the new tags.
 #[allow(clippy::too_many_arguments)]
 fn noncurrent_mutations(
     shard: &Shard,
@@ -433,6 +435,13 @@ fn noncurrent_mutations(
                 out.push(put(pushed_entry(bucket, &key)));
             }
         }
+        (Some(_), true) => {
+            // A rewrite of the same version (a tag, a transition): visited
+            // again if a walk may be past it, as `R` does for current ones.
+            if let Some(since) = successor_ms(shard, vkey).filter(|t| late(*t)) {
+                out.extend(noncurrent_entry(KIND_NC_RETRY, vkey, since).map(put));
+            }
+        }
         (None, true) => {
             let Some(since) = successor_ms(shard, vkey) else { return };
             for kind in [KIND_NONCURRENT, KIND_NC_RETRY] {
@@ -441,7 +450,7 @@ fn noncurrent_mutations(
                 }
             }
         }
-        _ => {}
+        (None, false) => {}
     }
 }
 

@@ -203,3 +203,60 @@ fn the_index_walk_finds_what_the_full_walk_finds() {
         }
     });
 }
+
+/// The entries of one key's life, as derive writes them: a demotion's `N`
+/// at the new current's time (and `Q`, when that time is older than a walk
+/// may have passed), `K` only in a bucket with a count rule, a rewrite of
+/// an old noncurrent version (a tag) retried, a removal taking its entries.
+#[test]
+fn noncurrent_entries_follow_their_versions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(async {
+        let l = LocalShard::new(Shard::open(dir.path(), 0, ShardOptions::default()).await.expect("open")).with_ruled(Ruled::counting(&[(1, 77), (2, 78)], &[2]));
+        let put_at = |bucket: u64, ms: i64, r: u8| {
+            let l = &l;
+            async move {
+                let s = ObjectSummary::new(1, ms, [0; 16], 0, VersionId::from_parts(0, [0; 8]), false);
+                let nv = NewVersion { summary: s, meta: ObjectMeta::default().encode(), body: Body::Inline(vec![1]) };
+                let (muts, s) = place(&l.shard, bucket, "k", Versioning::Enabled, nv, None, [r; 8]).await.expect("place");
+                l.commit_in_txn(muts).await.expect("commit");
+                s
+            }
+        };
+        let entries = |bucket: u64| {
+            let mut out: Vec<(u8, Option<index::VersionEntry>)> = Vec::new();
+            for kind in [KIND_NONCURRENT, KIND_NC_RETRY, KIND_PUSHED] {
+                for (k, _) in l.shard.range(T_LCINDEX, &index::prefix(kind, bucket), None, 100) {
+                    out.push((kind, (kind != KIND_PUSHED).then(|| parse_version_entry(&k).expect("entry"))));
+                }
+            }
+            out
+        };
+        let v1 = put_at(1, 1_000, 1).await;
+        assert!(entries(1).is_empty(), "a current version is no noncurrent entry");
+        let _v2 = put_at(1, 2_000, 2).await;
+        let e = |ms: i64, v: &ObjectSummary| Some(index::VersionEntry { mtime_ms: ms, version: v.version, key: b"k".to_vec() });
+        assert_eq!(entries(1), [(KIND_NONCURRENT, e(2_000, &v1)), (KIND_NC_RETRY, e(2_000, &v1))], "no K without a count rule");
+        // The same in bucket 2 (a count rule): a K entry too.
+        let w1 = put_at(2, 1_000, 1).await;
+        put_at(2, 2_000, 2).await;
+        assert_eq!(entries(2), [(KIND_NONCURRENT, e(2_000, &w1)), (KIND_NC_RETRY, e(2_000, &w1)), (KIND_PUSHED, None)]);
+        // A fresh demotion is no retry.
+        let now = tessera_proto::time::now_unix_ms();
+        put_at(1, now, 3).await;
+        let n: Vec<_> = entries(1).into_iter().filter(|(k, _)| *k == KIND_NC_RETRY).collect();
+        assert_eq!(n.len(), 1, "only v1's retry: {n:?}");
+        // The retry dropped, a tag rewrite of old v1 brings it back.
+        let q = index::version_entry(KIND_NC_RETRY, 1, 2_000, &v1.version, b"k");
+        l.commit_in_txn(vec![index::delete(q.clone())]).await.expect("drop");
+        let vkey = version_key(1, "k", &v1.version);
+        let stored = l.shard.load(T_VERSIONS, &vkey).await.expect("load").expect("stored");
+        let rewrite = Mutation::Put { table: T_VERSIONS, key: vkey.clone(), summary: stored.summary, meta: stored.meta, body: stored.body };
+        l.commit_in_txn(vec![rewrite]).await.expect("rewrite");
+        assert!(l.shard.get(T_LCINDEX, &q).is_some(), "a rewrite of an old noncurrent version is retried");
+        // Removing v1 takes its entries with it.
+        let (muts, _) = remove(&l.shard, 1, "k", VersionSel::Id(v1.version), false).await.expect("remove").expect("found");
+        l.commit_in_txn(muts).await.expect("commit");
+        assert!(entries(1).iter().all(|(_, e)| e.as_ref().is_none_or(|e| e.version != v1.version)), "{:?}", entries(1));
+    });
+}
