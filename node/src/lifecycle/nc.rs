@@ -329,6 +329,7 @@ async fn pushed<A: Actor>(w: &Walk<'_>, actor: &mut A) -> S3Result<()> {
     let mut after: Option<Vec<u8>> = None;
     loop {
         let page = w.shard.range(T_LCINDEX, &index::prefix(KIND_PUSHED, w.bucket), after.as_deref(), PAGE);
+        let mut done = Vec::new();
         for (k, _) in &page {
             after = Some(k.clone());
             actor.visited(1);
@@ -337,8 +338,11 @@ async fn pushed<A: Actor>(w: &Walk<'_>, actor: &mut A) -> S3Result<()> {
                 blocked = key_versions(w, actor, key).await?;
             }
             if !blocked {
-                actor.commit(vec![index::delete(k.clone())]).await?;
+                done.push(index::delete(k.clone()));
             }
+        }
+        if !done.is_empty() {
+            actor.commit(done).await?;
         }
         if page.len() < PAGE {
             return Ok(());
