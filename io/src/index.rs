@@ -364,6 +364,19 @@ impl Index {
             .collect()
     }
 
+    /// The last entry whose key starts with `prefix` and sorts before `key`
+    /// (a reverse seek: a key's newer neighbour).
+    pub(crate) fn before(&self, table: u8, prefix: &[u8], key: &[u8]) -> Option<(Vec<u8>, Entry)> {
+        if key <= prefix {
+            return None;
+        }
+        self.tables[table as usize]
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Excluded(key)))
+            .next_back()
+            .filter(|s| s.key().starts_with(prefix))
+            .map(|s| (s.key().to_vec(), s.entry()))
+    }
+
     /// Up to `limit` full entries of `table` after `after` (exclusive), in
     /// key order, for which `want` holds; also the last key looked at.
     pub(crate) fn scan(

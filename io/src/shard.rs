@@ -226,6 +226,12 @@ impl Shard {
         self.inner.index.borrow().range(table, prefix, after, limit)
     }
 
+    /// The last entry of `table` whose key starts with `prefix` and sorts
+    /// before `key` (exclusive), if any.
+    pub fn before(&self, table: u8, prefix: &[u8], key: &[u8]) -> Option<(Vec<u8>, Entry)> {
+        self.inner.index.borrow().before(table, prefix, key)
+    }
+
     pub fn len(&self, table: u8) -> usize {
         self.inner.index.borrow().len(table)
     }

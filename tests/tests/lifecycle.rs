@@ -224,6 +224,57 @@ async fn a_pass_visits_only_the_due_entries() {
     assert!((5.0..50.0).contains(&walked), "the passes visited {walked} entries; only the 5 due ones (and a few retries at most) should be");
 }
 
+/// Noncurrent versions are found through the index too: 5 keys whose
+/// noncurrent versions are old enough, among 300 keys with a young
+/// noncurrent version each, in a bucket that gets its rule after the
+/// writes (so its versions are backfilled). The old ones expire; the
+/// passes visit about the 5 due entries, where the full walk of
+/// `T_VERSIONS` visited all 305 every pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn noncurrent_versions_expire_through_the_index() {
+    let srv = server(1);
+    let s3 = srv.client();
+    ok(s3.create_bucket().bucket("ncaged").send().await, "create");
+    let enabled = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+    ok(s3.put_bucket_versioning().bucket("ncaged").versioning_configuration(enabled).send().await, "versioning");
+    let old: Vec<String> = (0..5).map(|i| format!("old/{i}")).collect();
+    put_all(&s3, "ncaged", old.clone()).await;
+    put_all(&s3, "ncaged", old).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let young: Vec<String> = (0..300).map(|i| format!("young/{i:03}")).collect();
+    put_all(&s3, "ncaged", young.clone()).await;
+    put_all(&s3, "ncaged", young).await;
+    let before = visited(&srv);
+    let expire = NoncurrentVersionExpiration::builder().noncurrent_days(20).build();
+    let rules = vec![rule("nc").filter(prefix("")).noncurrent_version_expiration(expire).build().unwrap()];
+    assert_eq!(put_lifecycle_rules(&s3, "ncaged", rules).await, Ok(()));
+    let versions = |p: &'static str| {
+        let s3 = s3.clone();
+        async move {
+            let mut n = 0;
+            let (mut key, mut vid) = (None, None);
+            loop {
+                let page = ok(
+                    s3.list_object_versions().bucket("ncaged").prefix(p).set_key_marker(key).set_version_id_marker(vid).send().await,
+                    "versions",
+                );
+                n += page.versions().len();
+                if page.is_truncated() != Some(true) {
+                    return n;
+                }
+                key = page.next_key_marker().map(str::to_string);
+                vid = page.next_version_id_marker().map(str::to_string);
+            }
+        }
+    };
+    wait_until_within(Duration::from_secs(30), "the 5 old noncurrent versions expire", || async { versions("old/").await == 5 }).await;
+    // A few more passes: the young versions are not due for ~10 s more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let walked = visited(&srv) - before;
+    assert_eq!(versions("young/").await, 600, "no young noncurrent version expired");
+    assert!((5.0..50.0).contains(&walked), "the passes visited {walked} entries; only the 5 due ones (and a few retries at most) should be");
+}
+
 /// A pass killed mid-way resumes from the watermark it last saved (once
 /// per page of 256 entries): after the restart it visits what was left
 /// plus at most a page, not the entries it had passed over. Actions are

@@ -117,7 +117,8 @@ impl Buckets {
         let _one = self.storing.lock().unwrap_or_else(|e| e.into_inner());
         let next = f(&self.map.load());
         let ruled: HashMap<u64, u64> = next.values().filter(|b| b.lifecycle.is_some()).map(|b| (b.id, b.lifecycle_stamp)).collect();
-        self.ruled.store(ruled);
+        let counted = next.values().filter(|b| b.lifecycle.as_ref().is_some_and(|l| crate::lifecycle::nc::counts(l))).map(|b| b.id).collect();
+        self.ruled.store(ruled, counted);
         self.map.store(Arc::new(next));
     }
 

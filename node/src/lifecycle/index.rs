@@ -16,6 +16,23 @@
 //! - `R ++ bucket id ++ ord(mtime ms) ++ version id ++ key`: a current
 //!   version found due but not acted on (locked, tier down, waiting for
 //!   replication), visited again every pass until it goes or is done;
+//! - `N ++ bucket id ++ ord(since ms) ++ version id ++ key`: a noncurrent
+//!   version (in `T_VERSIONS`), by the time it became noncurrent (its
+//!   successor's creation time). Exact when derived from a demotion, the
+//!   common case; otherwise it may be **earlier** than the truth (a newer
+//!   version removed in the middle, a suspended bucket's current null
+//!   replaced in place), never later, and the walk repairs it on a visit
+//!   (`nc`): it recomputes `since` from the key's versions, acts if due,
+//!   else re-keys the entry at the true time;
+//! - `Q ++ bucket id ++ ord(since ms) ++ version id ++ key`: the `R` of
+//!   noncurrent versions: one found due but not acted on, or one whose
+//!   entry was written with a time a walk may have passed (a replica
+//!   inserted in the middle, and its older neighbour), visited every pass
+//!   until done or not blocked;
+//! - `K ++ bucket id ++ key`: a key that got a new noncurrent version, in a
+//!   bucket with a `NewerNoncurrentVersions` rule: its older versions may
+//!   no longer be held by the count, so the next pass checks the key's
+//!   versions and drops the entry;
 //! - `W ++ bucket id`: the bucket's watermarks (below);
 //! - `B ++ bucket id`: the bucket's backfill state on this shard.
 //!
@@ -27,10 +44,11 @@
 //! when stale); one that gains a configuration again has a new stamp, so
 //! it is backfilled again.
 //!
-//! `C`, `L` and `U` entries are derived by [`derive`] from the mutations of
-//! every commit of the node (`LocalShard::commit_marked`) and go **in the
-//! same commit**: a version's write puts its entry and the commit that
-//! replaces or removes it deletes it. The index is a superset of the truth:
+//! `C`, `L`, `U`, `N`, `Q` and `K` entries are derived by [`derive`] from
+//! the mutations of every commit of the node (`LocalShard::commit_marked`)
+//! and go **in the same commit**: a version's write puts its entry and the
+//! commit that replaces or removes it deletes it (an `N` entry at the time
+//! its successor gives then; one written at another time stays, stale). The index is a superset of the truth:
 //! a commit derived before an earlier one applied may leave an entry of a
 //! version already gone (and the backfill may too); the worker drops such
 //! stale entries when it meets them. It is never missing one once the
@@ -52,7 +70,7 @@ use arc_swap::ArcSwap;
 use tessera_io::{Body, Mutation, Shard};
 
 pub use crate::meta::T_LCINDEX;
-use crate::meta::{ObjectSummary, UploadInfo, VersionId, T_OBJECTS, T_UPLOADS};
+use crate::meta::{object_key, parse_version_key, versions_prefix_bytes, ObjectSummary, UploadInfo, VersionId, T_OBJECTS, T_UPLOADS, T_VERSIONS};
 
 /// Version byte of an index entry's summary.
 pub const INDEX_V1: u8 = 1;
@@ -62,11 +80,17 @@ const MARKS_V1: u8 = 1;
 /// (v1 was the shard-wide record under the key `B` alone, from when every
 /// bucket was indexed; it is no longer read.)
 const BACKFILL_V2: u8 = 2;
+/// v3 walks `T_VERSIONS` too (noncurrent versions). A v2 record that says
+/// Done is read as "objects and uploads done, versions from the start".
+const BACKFILL_V3: u8 = 3;
 
 pub const KIND_CURRENT: u8 = b'C';
 pub const KIND_LONE: u8 = b'L';
 pub const KIND_UPLOAD: u8 = b'U';
 pub const KIND_RETRY: u8 = b'R';
+pub const KIND_NONCURRENT: u8 = b'N';
+pub const KIND_NC_RETRY: u8 = b'Q';
+pub const KIND_PUSHED: u8 = b'K';
 const KIND_MARKS: u8 = b'W';
 const KIND_BACKFILL: u8 = b'B';
 
@@ -184,25 +208,39 @@ fn retry_of(c: &[u8]) -> Option<Vec<u8>> {
 /// with one atomic load and a hash probe per mutation. Until the registry
 /// is loaded (`None`), every bucket is indexed: nothing committed then can
 /// be missed by a backfill already marked done.
+///
+/// Also the buckets with a `NewerNoncurrentVersions` rule (`counted`):
+/// their demotions get a `K` entry.
 #[derive(Default)]
-pub struct Ruled(ArcSwap<Option<HashMap<u64, u64>>>);
+pub struct Ruled(ArcSwap<Option<RuledSet>>);
+
+#[derive(Default)]
+pub struct RuledSet {
+    stamps: HashMap<u64, u64>,
+    counted: std::collections::HashSet<u64>,
+}
 
 impl Ruled {
     /// The stamp of `bucket`'s configuration, if it has one.
     pub fn stamp(&self, bucket: u64) -> Option<u64> {
         let set = self.0.load();
-        let set: &Option<HashMap<u64, u64>> = &set;
-        set.as_ref().and_then(|m| m.get(&bucket).copied())
+        let set: &Option<RuledSet> = &set;
+        set.as_ref().and_then(|m| m.stamps.get(&bucket).copied())
     }
 
-    pub fn store(&self, set: HashMap<u64, u64>) {
-        self.0.store(Arc::new(Some(set)));
+    pub fn store(&self, stamps: HashMap<u64, u64>, counted: std::collections::HashSet<u64>) {
+        self.0.store(Arc::new(Some(RuledSet { stamps, counted })));
     }
 
     /// A set holding `buckets` (tests).
     pub fn of(buckets: &[(u64, u64)]) -> Arc<Ruled> {
+        Self::counting(buckets, &[])
+    }
+
+    /// A set holding `buckets`, `counted` with count rules (tests).
+    pub fn counting(buckets: &[(u64, u64)], counted: &[u64]) -> Arc<Ruled> {
         let r = Ruled::default();
-        r.store(buckets.iter().copied().collect());
+        r.store(buckets.iter().copied().collect(), counted.iter().copied().collect());
         Arc::new(r)
     }
 }
@@ -222,16 +260,17 @@ fn bucket_of(key: &[u8]) -> Option<u64> {
 /// Runs on the shard's owning core right before the commit is staged.
 /// Other buckets' mutations cost one hash probe each: nothing is read.
 pub fn derive(shard: &Shard, ruled: &Ruled, muts: &mut Vec<Mutation>) {
-    let indexed = |table: u8, key: &[u8]| (table == T_OBJECTS || table == T_UPLOADS) && bucket_of(key).is_some();
+    let indexed = |table: u8, key: &[u8]| (table == T_OBJECTS || table == T_UPLOADS || table == T_VERSIONS) && bucket_of(key).is_some();
     if !muts.iter().any(|m| matches!(m, Mutation::Put { table, key, .. } | Mutation::Delete { table, key } if indexed(*table, key))) {
         return;
     }
     let guard = ruled.0.load();
-    let set: &Option<HashMap<u64, u64>> = &guard;
+    let set: &Option<RuledSet> = &guard;
     let ruled = |key: &[u8]| match set {
-        Some(m) => !m.is_empty() && bucket_of(key).is_some_and(|b| m.contains_key(&b)),
+        Some(m) => !m.stamps.is_empty() && bucket_of(key).is_some_and(|b| m.stamps.contains_key(&b)),
         None => true,
     };
+    let counted = |bucket: u64| set.as_ref().is_none_or(|m| m.counted.contains(&bucket));
     if !muts.iter().any(|m| match m {
         Mutation::Put { table, key, .. } | Mutation::Delete { table, key } => indexed(*table, key) && ruled(key),
     }) {
@@ -250,6 +289,17 @@ pub fn derive(shard: &Shard, ruled: &Ruled, muts: &mut Vec<Mutation>) {
         let entry_of: fn(&[u8], &[u8]) -> Option<Vec<u8>> = match table {
             T_OBJECTS => object_entry,
             T_UPLOADS => upload_entry_of,
+            T_VERSIONS => {
+                if ruled(key) {
+                    let existed = match written.iter().rev().find(|(k, _)| k.0 == table && k.1 == *key) {
+                        Some((_, s)) => s.is_some(),
+                        None => shard.get(table, key).is_some(),
+                    };
+                    noncurrent_mutations(shard, muts, key, new.as_deref(), existed, now_ms, &counted, &mut extra);
+                    written.push(((table, key.clone()), new));
+                }
+                continue;
+            }
             _ => continue,
         };
         if !ruled(key) {
@@ -285,6 +335,123 @@ pub fn derive(shard: &Shard, ruled: &Ruled, muts: &mut Vec<Mutation>) {
         written.push(((table, key.clone()), new));
     }
     muts.extend(extra);
+}
+
+/// A noncurrent version's entry (`N` or `Q`), from its `T_VERSIONS` key.
+pub fn noncurrent_entry(kind: u8, vkey: &[u8], since_ms: i64) -> Option<Vec<u8>> {
+    let (bucket, key, version) = parse_version_key(vkey)?;
+    Some(version_entry(kind, bucket, since_ms, &version, &key))
+}
+
+/// A `K` entry's key.
+pub fn pushed_entry(bucket: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = prefix(KIND_PUSHED, bucket);
+    k.extend_from_slice(key);
+    k
+}
+
+/// When the noncurrent version at `vkey` became noncurrent, as `shard`
+/// holds the key now: the creation time of its successor (the next newer
+/// version: the entry before it in `T_VERSIONS`, or the current one).
+pub fn successor_ms(shard: &Shard, vkey: &[u8]) -> Option<i64> {
+    let (bucket, key, _) = parse_version_key(vkey)?;
+    let prefix = versions_prefix_bytes(bucket, &key);
+    let s = match shard.before(T_VERSIONS, &prefix, vkey) {
+        Some((_, e)) => e.summary,
+        None => shard.get(T_OBJECTS, &object_key_bytes(bucket, &key))?.summary,
+    };
+    Some(ObjectSummary::decode(&s)?.mtime_ms)
+}
+
+fn object_key_bytes(bucket: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = object_key(bucket, "");
+    k.extend_from_slice(key);
+    k
+}
+
+/// The index mutations of one `T_VERSIONS` mutation of a ruled bucket
+/// (`vkey`, new summary `new` or a delete; `existed`: whether the version
+/// was there before it). `shard` is the state before the batch.
+/// - A new noncurrent version: its `N` entry. A demotion (the batch puts
+///   the key's new current version) has the new current's creation time,
+///   exact; otherwise (a replica inserted below a newer version) the
+///   successor's, and the older neighbour, whose successor it becomes, is
+///   re-keyed to its creation time. Either gets a `Q` entry too when the
+///   time is older than `LATE_MS` (a walk may be past it). In a bucket
+///   with a count rule, the key gets a `K` entry: older versions may now
+///   be beyond the count.
+/// - A removed version: its `N` and `Q` entries at the time its successor
+///   gives now (the usual case; if a change in the middle made that differ
+///   from the one the entry was written with, the entry stays and the
+///   walk drops it when met).
+/// - A rewrite of an existing version (tags, a transition, a repeated
+///   replica): a `Q` entry if its time is older than `LATE_MS`, so a
+///   tag-filtered rule whose watermark passed it sees the new tags.
+#[allow(clippy::too_many_arguments)]
+fn noncurrent_mutations(
+    shard: &Shard,
+    batch: &[Mutation],
+    vkey: &[u8],
+    new: Option<&[u8]>,
+    existed: bool,
+    now_ms: i64,
+    counted: &dyn Fn(u64) -> bool,
+    out: &mut Vec<Mutation>,
+) {
+    let Some((bucket, key, _)) = parse_version_key(vkey) else { return };
+    let late = |t: i64| t < now_ms - LATE_MS;
+    match (new, existed) {
+        (Some(summary), false) => {
+            let okey = object_key_bytes(bucket, &key);
+            let demoted_by = batch.iter().find_map(|m| match m {
+                Mutation::Put { table: T_OBJECTS, key, summary, .. } if *key == okey => ObjectSummary::decode(summary).map(|s| s.mtime_ms),
+                _ => None,
+            });
+            let since = match demoted_by {
+                Some(t) => Some(t),
+                None => successor_ms(shard, vkey),
+            };
+            let Some(since) = since else { return };
+            out.extend(noncurrent_entry(KIND_NONCURRENT, vkey, since).map(put));
+            if late(since) {
+                out.extend(noncurrent_entry(KIND_NC_RETRY, vkey, since).map(put));
+            }
+            if demoted_by.is_none() {
+                // Inserted below a newer version: the next older one's
+                // successor is now this one.
+                let own = ObjectSummary::decode(summary).map(|s| s.mtime_ms);
+                let older = shard.range(T_VERSIONS, &versions_prefix_bytes(bucket, &key), Some(vkey), 1).into_iter().next();
+                if let (Some(own), Some((okey, _))) = (own, older) {
+                    if let Some(old) = noncurrent_entry(KIND_NONCURRENT, &okey, since).filter(|e| shard.get(T_LCINDEX, e).is_some()) {
+                        out.push(delete(old));
+                    }
+                    out.extend(noncurrent_entry(KIND_NONCURRENT, &okey, own).map(put));
+                    if late(own) {
+                        out.extend(noncurrent_entry(KIND_NC_RETRY, &okey, own).map(put));
+                    }
+                }
+            }
+            if counted(bucket) {
+                out.push(put(pushed_entry(bucket, &key)));
+            }
+        }
+        (Some(_), true) => {
+            // A rewrite of the same version (a tag, a transition): visited
+            // again if a walk may be past it, as `R` does for current ones.
+            if let Some(since) = successor_ms(shard, vkey).filter(|t| late(*t)) {
+                out.extend(noncurrent_entry(KIND_NC_RETRY, vkey, since).map(put));
+            }
+        }
+        (None, true) => {
+            let Some(since) = successor_ms(shard, vkey) else { return };
+            for kind in [KIND_NONCURRENT, KIND_NC_RETRY] {
+                if let Some(e) = noncurrent_entry(kind, vkey, since).filter(|e| shard.get(T_LCINDEX, e).is_some()) {
+                    out.push(delete(e));
+                }
+            }
+        }
+        (None, false) => {}
+    }
 }
 
 // ---- watermarks ------------------------------------------------------------
@@ -411,7 +578,7 @@ impl Backfill {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = vec![BACKFILL_V2];
+        let mut b = vec![BACKFILL_V3];
         b.extend_from_slice(&self.stamp.to_be_bytes());
         match &self.state {
             BackfillState::Done => b.push(1),
@@ -427,12 +594,17 @@ impl Backfill {
     }
 
     pub fn decode(b: &[u8]) -> Option<Self> {
-        let rest = b.strip_prefix(&[BACKFILL_V2])?;
+        let (&v, rest) = b.split_first()?;
+        if v != BACKFILL_V2 && v != BACKFILL_V3 {
+            return None;
+        }
         let (stamp, rest) = rest.split_at_checked(8)?;
         let stamp = u64::from_be_bytes(stamp.try_into().ok()?);
         let state = match rest {
+            // v2 did not walk the versions: they are next.
+            [1] if v == BACKFILL_V2 => BackfillState::Walking { table: T_VERSIONS, after: None },
             [1] => BackfillState::Done,
-            [0, table, rest @ ..] if *table == T_OBJECTS || *table == T_UPLOADS => {
+            [0, table, rest @ ..] if *table == T_OBJECTS || *table == T_UPLOADS || (*table == T_VERSIONS && v == BACKFILL_V3) => {
                 BackfillState::Walking { table: *table, after: (!rest.is_empty()).then(|| rest.to_vec()) }
             }
             _ => return None,
@@ -456,11 +628,16 @@ impl Backfill {
     }
 }
 
-/// The index puts for a page of `table` read by the backfill.
-pub fn backfill_entries(table: u8, page: &[(Vec<u8>, tessera_io::Entry)]) -> Vec<Mutation> {
+/// The tables a bucket's backfill walks, in order.
+pub const BACKFILL_TABLES: [u8; 3] = [T_OBJECTS, T_UPLOADS, T_VERSIONS];
+
+/// The index puts for a page of `table` read by the backfill (a
+/// noncurrent version's time from its successor as `shard` has it).
+pub fn backfill_entries(shard: &Shard, table: u8, page: &[(Vec<u8>, tessera_io::Entry)]) -> Vec<Mutation> {
     page.iter()
         .filter_map(|(k, e)| match table {
             T_OBJECTS => object_entry(k, &e.summary),
+            T_VERSIONS => noncurrent_entry(KIND_NONCURRENT, k, successor_ms(shard, k)?),
             _ => upload_entry_of(k, &e.summary),
         })
         .map(put)

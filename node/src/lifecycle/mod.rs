@@ -26,13 +26,15 @@
 //! the worker always wins; object lock retention and legal holds are
 //! respected (a locked version is skipped, never removed). Current
 //! versions, lone markers and uploads are found through the age index
-//! (`index`, `walk`) of the buckets with a configuration; noncurrent
-//! versions are still a full walk of the bucket's `T_VERSIONS`.
+//! (`index`, `walk`) of the buckets with a configuration, noncurrent
+//! versions too (`nc`); until a bucket's index is backfilled on a shard,
+//! full walks of its tables.
 //!
 //! A lifecycle "day" is `--lifecycle-day-secs` (86,400; shorter only for
 //! tests, as s3-tests' `lc_debug_interval` expects).
 
 pub mod index;
+pub mod nc;
 mod walk;
 
 use std::rc::Rc;
@@ -40,13 +42,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_io::Mutation;
-use tessera_proto::lifecycle::{expiry_ms, transition_ms, Expiration, Lifecycle, TransitionWhen};
+use tessera_proto::lifecycle::{expiry_ms, transition_ms, Expiration, Lifecycle};
 use tessera_proto::time::now_unix_ms;
 use tessera_proto::S3Result;
 
 use crate::buckets::{BucketInfo, Versioning};
 use crate::meta::{
-    bucket_prefix, object_key, parse_version_key, split_upload_key, versions_prefix, ObjectMeta, ObjectSummary, ReplStatus, UploadInfo,
+    bucket_prefix, object_key, split_upload_key, versions_prefix, ObjectMeta, ObjectSummary, ReplStatus, UploadInfo,
     VersionSel, T_OBJECTS, T_TIER, T_UPLOADS, T_VERSIONS,
 };
 use crate::s3::versions::{self, NewVersion};
@@ -102,7 +104,7 @@ const SLOW_PASS_MS: u64 = 100;
 
 /// What came of a version found due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+pub(crate) enum Outcome {
     Acted,
     /// Nothing is due for it, or it changed meanwhile.
     Nothing,
@@ -126,19 +128,24 @@ async fn pass(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, shard: u32, day_ms: i64, pacer
     let Some(lc) = b.lifecycle.clone() else { return Ok(()) };
     let (started, walked_before) = (std::time::Instant::now(), visited_so_far(ctx));
     let mut done = Done::default();
-    noncurrent(ctx, b, &lc, shard, day_ms, &mut done, pacer).await?;
     // The stamp as the shards' ruled set has it (not as `b` has it): the
     // set the commits are indexed by (see `walk::backfill`).
-    let indexed = match ctx.shared.buckets.ruled().stamp(b.id) {
+    let stamp = ctx.shared.buckets.ruled().stamp(b.id);
+    let indexed = match stamp {
         Some(stamp) => walk::backfill(ctx, b, shard, stamp).await.unwrap_or_else(|e| {
             tracing::warn!(bucket = %b.name, shard, error = %e.code, "lifecycle index backfill stopped; resumed next pass");
             false
         }),
         None => false,
     };
+    let Some(local) = ctx.shards.local(shard).cloned() else { return Ok(()) };
     if indexed && !ctx.shared.config.lifecycle_full_walk {
-        let Some(local) = ctx.shards.local(shard) else { return Ok(()) };
-        let mut marks = index::Marks::load(&local.shard, b.id, walk::fingerprint(&lc));
+        // The marks hold for these rules of this configuration: one
+        // removed and set again (a new stamp, backfilled again) walks
+        // from the start too.
+        let mut marks = index::Marks::load(&local.shard, b.id, walk::fingerprint(&lc) ^ stamp.unwrap_or(0));
+        let w = nc::Walk { shard: &local.shard, bucket: b.id, lc: &lc, day_ms, now: now_unix_ms() };
+        nc::indexed(&w, &mut marks, &mut NcActor { ctx, b, shard, done: &mut done, pacer }).await?;
         walk::current(ctx, b, &lc, shard, day_ms, &mut marks, &mut done, pacer).await?;
         walk::retries(ctx, b, &lc, shard, day_ms, &mut done, pacer).await?;
         walk::lone_markers(ctx, b, &lc, shard, &mut done, pacer).await?;
@@ -146,6 +153,8 @@ async fn pass(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, shard: u32, day_ms: i64, pacer
     } else {
         // Until the bucket's backfill on this shard is done, its index
         // may miss older entries: the full walk.
+        let w = nc::Walk { shard: &local.shard, bucket: b.id, lc: &lc, day_ms, now: now_unix_ms() };
+        nc::full(&w, &mut NcActor { ctx, b, shard, done: &mut done, pacer }).await?;
         current(ctx, b, &lc, shard, day_ms, &mut done, pacer).await?;
         uploads(ctx, b, &lc, shard, day_ms, &mut done, pacer).await?;
     }
@@ -357,97 +366,64 @@ async fn remove_lone_marker(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, ex
         .map_err(io_error)?
 }
 
-async fn noncurrent(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32, day_ms: i64, done: &mut Done, pacer: &mut walk::Pacer) -> S3Result<()> {
-    let acts = |r: &tessera_proto::lifecycle::Rule| r.noncurrent_days.is_some() || !r.noncurrent_transitions.is_empty();
-    if !lc.rules.iter().any(|r| r.enabled && acts(r)) {
-        return Ok(());
+/// The worker's [`nc::Actor`]: removals in a transaction on the key,
+/// transitions to the tier, paced.
+struct NcActor<'a> {
+    ctx: &'a Rc<Ctx>,
+    b: &'a Arc<BucketInfo>,
+    shard: u32,
+    done: &'a mut Done,
+    pacer: &'a mut walk::Pacer,
+}
+
+impl nc::Actor for NcActor<'_> {
+    async fn act(&mut self, key: &str, _vkey: &[u8], s: &ObjectSummary, act: nc::Act) -> S3Result<Outcome> {
+        let (ctx, b, shard) = (self.ctx, self.b, self.shard);
+        if let nc::Act::Transition(class) = act {
+            return Ok(move_to_tier(ctx, b, shard, key, s, &class, self.done, self.pacer).await);
+        }
+        self.pacer.tick().await;
+        // A removal can promote a version: inside the write gate, as
+        // DeleteObject's removals are.
+        let Ok(_gate) = b.enter_write() else { return Ok(Outcome::Blocked) };
+        let (bid, k2, sel) = (b.id, key.to_string(), sel_of(s));
+        let lock = vec![(T_OBJECTS, object_key(bid, key))];
+        let ev = lifecycle_event(ctx, b, key, true);
+        let removed = ctx
+            .shards
+            .txn(shard, lock, move |local| async move {
+                // Locked versions stay (check_removable refuses them).
+                let Ok(Some((mut muts, gone))) = versions::remove(&local.shard, bid, &k2, sel, false).await else {
+                    return Ok(false);
+                };
+                if let Some(ev) = &ev {
+                    muts.extend(ev.mutations(&local.notify, Some(&gone)));
+                }
+                local.commit_in_txn(muts).await.map_err(io_error)?;
+                if ev.is_some() {
+                    local.notify.wake.notify_all();
+                }
+                Ok::<_, tessera_proto::S3Error>(true)
+            })
+            .await
+            .map_err(io_error)??;
+        if removed {
+            self.done.noncurrent_removed += 1;
+            return Ok(Outcome::Acted);
+        }
+        Ok(Outcome::Blocked)
     }
-    let needs_tags = lc.rules.iter().any(|r| r.enabled && acts(r) && r.filter.needs_tags());
-    // The versions of a key are contiguous and newest first: each one
-    // became noncurrent when the one before it (or the current one) was
-    // written.
-    let mut after: Option<Vec<u8>> = None;
-    let mut prev: Option<(Vec<u8>, i64, u32)> = None; // (key, successor mtime, noncurrent index)
-    loop {
-        let page = ctx.shards.range(shard, T_VERSIONS, bucket_prefix(b.id), after.clone(), PAGE).await.map_err(io_error)?;
-        let Some((last, _)) = page.last() else { return Ok(()) };
-        after = Some(last.clone());
-        visited(ctx, page.len() as u64);
-        let now = now_unix_ms();
-        for (k, e) in &page {
-            let Some((bid, key_bytes, _)) = parse_version_key(k) else { continue };
-            let (Ok(key), Some(s)) = (String::from_utf8(key_bytes.clone()), ObjectSummary::decode(&e.summary)) else { continue };
-            if bid != b.id {
-                continue;
-            }
-            let (successor_ms, index) = match &prev {
-                Some((pk, ms, i)) if *pk == key_bytes => (*ms, i + 1),
-                _ => {
-                    let cur = ctx.shards.get(shard, T_OBJECTS, object_key(b.id, &key)).await.map_err(io_error)?;
-                    let Some(cur) = cur.and_then(|c| ObjectSummary::decode(&c.summary)) else { continue };
-                    (cur.mtime_ms, 0)
-                }
-            };
-            prev = Some((key_bytes, s.mtime_ms, index));
-            let tags = tags_of(ctx, shard, T_VERSIONS, k, needs_tags && !s.delete_marker).await?;
-            let expired = lc.rules.iter().any(|r| {
-                let Some(days) = r.noncurrent_days else { return false };
-                r.enabled
-                    && r.filter.matches(&key, &tags, s.size)
-                    && r.newer_noncurrent.is_none_or(|keep| index >= keep)
-                    && expiry_ms(&Expiration::Days(days), successor_ms, day_ms).is_some_and(|t| t <= now)
-            });
-            if !expired {
-                let class = lc
-                    .rules
-                    .iter()
-                    .filter(|r| r.enabled && r.filter.matches(&key, &tags, s.size))
-                    .flat_map(|r| r.noncurrent_transitions.iter())
-                    .filter(|t| t.newer_noncurrent.is_none_or(|keep| index >= keep))
-                    .map(|t| (transition_ms(TransitionWhen::Days(t.days), successor_ms, day_ms), &t.storage_class))
-                    .filter(|(t, _)| *t <= now)
-                    .max_by_key(|(t, _)| *t)
-                    .map(|(_, c)| c.clone());
-                if let Some(class) = class {
-                    move_to_tier(ctx, b, shard, &key, &s, &class, done, pacer).await;
-                }
-                continue;
-            }
-            pacer.tick().await;
-            // A removal can promote a version: inside the write gate, as
-            // DeleteObject's removals are.
-            let Ok(_gate) = b.enter_write() else { return Ok(()) };
-            let (bid, k2, sel) = (b.id, key.clone(), sel_of(&s));
-            let lock = vec![(T_OBJECTS, object_key(bid, &key))];
-            let ev = lifecycle_event(ctx, b, &key, true);
-            let removed = ctx
-                .shards
-                .txn(shard, lock, move |local| async move {
-                    // Locked versions stay (check_removable refuses them).
-                    let Ok(Some((mut muts, gone))) = versions::remove(&local.shard, bid, &k2, sel, false).await else {
-                        return Ok(false);
-                    };
-                    if let Some(ev) = &ev {
-                        muts.extend(ev.mutations(&local.notify, Some(&gone)));
-                    }
-                    local.commit_in_txn(muts).await.map_err(io_error)?;
-                    if ev.is_some() {
-                        local.notify.wake.notify_all();
-                    }
-                    Ok::<_, tessera_proto::S3Error>(true)
-                })
-                .await
-                .map_err(io_error)??;
-            if removed {
-                done.noncurrent_removed += 1;
-            }
-        }
-        if page.len() < PAGE {
-            return Ok(());
-        }
-        // A page of a local shard is read without waiting: give the
-        // reactor back between pages.
-        tessera_io::sim::yield_now().await;
+
+    async fn commit(&mut self, muts: Vec<Mutation>) -> S3Result<()> {
+        self.ctx.shards.commit(self.shard, muts).await.map(|_| ()).map_err(io_error)
+    }
+
+    async fn tags(&mut self, vkey: &[u8]) -> S3Result<Vec<(String, String)>> {
+        tags_of(self.ctx, self.shard, T_VERSIONS, vkey, true).await
+    }
+
+    fn visited(&mut self, n: u64) {
+        visited(self.ctx, n);
     }
 }
 

@@ -316,8 +316,8 @@ pub async fn backfill(ctx: &Rc<Ctx>, b: &BucketInfo, shard: u32, stamp: u64) -> 
     let mut total = 0u64;
     let BackfillState::Walking { table, after } = state.state else { return Ok(true) };
     let at = crate::paged::Cursor { table, after };
-    crate::paged::walk(&local.shard, &[T_OBJECTS, T_UPLOADS], &crate::meta::bucket_prefix(b.id), at, PAGE, |table, page, next| {
-        let mut muts = index::backfill_entries(table, &page);
+    crate::paged::walk(&local.shard, &index::BACKFILL_TABLES, &crate::meta::bucket_prefix(b.id), at, PAGE, |table, page, next| {
+        let mut muts = index::backfill_entries(&local.shard, table, &page);
         total += muts.len() as u64;
         ctx.shared.metrics.core(ctx.core).lc_backfilled.fetch_add(muts.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let next = next.map_or(BackfillState::Done, |c| BackfillState::Walking { table: c.table, after: c.after });

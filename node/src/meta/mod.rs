@@ -170,14 +170,19 @@ pub fn split_escaped(b: &[u8]) -> Option<(Vec<u8>, &[u8])> {
     None
 }
 
+/// [`versions_prefix`] of a key given as bytes.
+pub fn versions_prefix_bytes(bucket: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + key.len() + 2 + 16);
+    k.extend_from_slice(&bucket.to_be_bytes());
+    push_escaped(&mut k, key);
+    k.extend_from_slice(&KEY_TERMINATOR);
+    k
+}
+
 /// `bucket id ++ escaped(key) ++ terminator`: every version of `key`
 /// (in `T_VERSIONS`) starts with this.
 pub fn versions_prefix(bucket: u64, key: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + key.len() + 2 + 16);
-    k.extend_from_slice(&bucket.to_be_bytes());
-    push_escaped(&mut k, key.as_bytes());
-    k.extend_from_slice(&KEY_TERMINATOR);
-    k
+    versions_prefix_bytes(bucket, key.as_bytes())
 }
 
 /// `bucket id ++ escaped(prefix)`: the versions of every key starting with
