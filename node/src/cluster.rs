@@ -157,6 +157,9 @@ pub struct ClusterNode {
     pub lane_heal_rebuilt: AtomicU64,
     pub lane_heal_removed: AtomicU64,
     pub lane_heal_bytes: AtomicU64,
+    /// Each reactor's view of its cluster lanes, by core (`cluster_lanes`),
+    /// for the status.
+    pub lane_views: Mutex<std::collections::BTreeMap<usize, serde_json::Value>>,
     /// What striped reads of the cluster lanes met (`tessera_ec_*`).
     pub lane_ec: std::sync::Arc<crate::sets_open::EcCounters>,
     /// The cluster configuration's Raft thread (`cluster_raft`), set at start.
@@ -224,6 +227,7 @@ impl ClusterNode {
             lane_heal_removed: AtomicU64::new(0),
             lane_heal_bytes: AtomicU64::new(0),
             lane_ec: std::sync::Arc::default(),
+            lane_views: Mutex::new(std::collections::BTreeMap::new()),
             raft: std::sync::OnceLock::new(),
             s3_address: std::sync::OnceLock::new(),
             owners: arc_swap::ArcSwapOption::empty(),
@@ -340,6 +344,42 @@ impl ClusterNode {
             "raft": self.raft().map(|r| r.status()),
             "s3_address": self.s3_address.get().map(|a| a.to_string()),
             "layout": self.owners.load().as_ref().map(|o| o.status(&self.identity.id_hex())),
+            "lanes": self.lanes_status(),
+        })
+    }
+
+    /// The cluster lanes as the reactors see them: the shape, and per
+    /// other node whether some reactor has its members out of service and
+    /// how many missed keys wait for its heal.
+    fn lanes_status(&self) -> serde_json::Value {
+        let views = self.lane_views.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(first) = views.values().find(|v| !v.is_null()).cloned() else {
+            return serde_json::json!({ "enabled": false, "note": "objects live on their owner alone (lanes need 3 or 4 placed nodes of format 1)" });
+        };
+        let mut members: std::collections::BTreeMap<String, (bool, u64, bool)> = std::collections::BTreeMap::new();
+        for v in views.values() {
+            for m in v["members"].as_array().into_iter().flatten() {
+                let e = members.entry(m["node"].as_str().unwrap_or("?").to_string()).or_insert((true, 0, false));
+                e.0 &= m["in_service"].as_bool().unwrap_or(false);
+                e.1 += m["missed_keys"].as_u64().unwrap_or(0);
+                e.2 |= m["missed_overflow"].as_bool().unwrap_or(false);
+            }
+        }
+        serde_json::json!({
+            "enabled": true,
+            "data_blocks": first["data_blocks"],
+            "parity_blocks": first["parity_blocks"],
+            "write_quorum": first["write_quorum"],
+            "lanes": views.values().map(|v| v["lanes"].as_u64().unwrap_or(0)).sum::<u64>(),
+            "members": members.iter().map(|(id, (ok, missed, over))| serde_json::json!({
+                "node": id, "in_service": ok, "missed_keys": missed, "missed_overflow": over,
+            })).collect::<Vec<_>>(),
+            "heal": {
+                "verified_records": self.lane_heal_verified.load(Relaxed),
+                "rebuilt_records": self.lane_heal_rebuilt.load(Relaxed),
+                "removed_records": self.lane_heal_removed.load(Relaxed),
+                "bytes": self.lane_heal_bytes.load(Relaxed),
+            },
         })
     }
 

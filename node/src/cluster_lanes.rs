@@ -90,6 +90,7 @@ struct Attached {
     probes: Vec<(Rc<RemoteShard>, Option<Instant>)>,
     /// Per member: a heal of the commits it missed is running.
     healing: Vec<Rc<Cell<bool>>>,
+    shape: SetShape,
 }
 
 /// Keeps this reactor's shards the primaries of their cluster lanes as
@@ -140,6 +141,7 @@ pub async fn run(ctx: Rc<Ctx>) {
         if let Some(a) = &mut attached {
             revive(&ctx, &mine, a, &node).await;
         }
+        publish(&ctx, &mine, attached.as_ref(), &node);
         monoio::time::sleep(if owners.is_some() { POLL } else { Duration::from_millis(50) }).await;
     }
 }
@@ -155,6 +157,35 @@ thread_local! {
 /// shard alone, a read of a striped record could not be decoded).
 pub fn ready(version: u64) -> bool {
     FOLLOWS.with(|f| f.get().is_some_and(|v| v == version || v == u64::MAX))
+}
+
+/// This reactor's view of its lanes, for `GET /admin/v1/cluster`.
+fn publish(ctx: &Ctx, mine: &[u32], a: Option<&Attached>, node: &crate::cluster::ClusterNode) {
+    let view = match a {
+        None => serde_json::Value::Null,
+        Some(a) => {
+            let lanes: Vec<Rc<Mirrors>> = mine.iter().filter_map(|&s| ctx.shards.local(s)?.mirrors()).collect();
+            let members: Vec<serde_json::Value> = (0..a.probes.len())
+                .map(|i| {
+                    let (keys, over) = lanes.iter().map(|m| m.missed_count(i)).fold((0, false), |x, y| (x.0 + y.0, x.1 | y.1));
+                    serde_json::json!({
+                        "node": a.nodes.get(i + 1),
+                        "in_service": a.health.online(i + 1),
+                        "missed_keys": keys,
+                        "missed_overflow": over,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "data_blocks": a.shape.data_blocks(),
+                "parity_blocks": a.shape.parity_blocks(),
+                "write_quorum": a.shape.write_quorum(),
+                "lanes": lanes.len(),
+                "members": members,
+            })
+        }
+    };
+    node.lane_views.lock().unwrap_or_else(|e| e.into_inner()).insert(ctx.core, view);
 }
 
 /// Makes each of `mine` the primary of its lane over `nodes` (this node first).
@@ -202,7 +233,7 @@ fn attach(
     );
     let probes = peers.iter().map(|p| (remote(p, mine.first().copied().unwrap_or(0)), None)).collect();
     let healing = peers.iter().map(|_| Rc::new(Cell::new(false))).collect();
-    Some(Attached { version, nodes: nodes.iter().map(|r| r.id.clone()).collect(), health, probes, healing })
+    Some(Attached { version, nodes: nodes.iter().map(|r| r.id.clone()).collect(), health, probes, healing, shape })
 }
 
 /// Probes each member out of service (at most every `REVIVE_EVERY`) and

@@ -167,6 +167,11 @@ impl Mirrors {
         }
     }
 
+    /// How many keys member `i` missed, and whether its list overflowed.
+    pub(crate) fn missed_count(&self, i: usize) -> (usize, bool) {
+        self.missed.borrow().get(i).map_or((0, false), |m| (m.keys.len(), m.overflow))
+    }
+
     /// Whether member `i` missed any commit since its list was last taken.
     pub(crate) fn has_missed(&self, i: usize) -> bool {
         self.missed.borrow().get(i).is_some_and(|m| m.overflow || !m.keys.is_empty())

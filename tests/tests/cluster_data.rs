@@ -582,6 +582,12 @@ fn objects_are_striped_over_the_nodes_and_survive_the_owners_damaged_blocks() {
         }
     });
     later.retain(|(_, o, _)| *o != 2);
+    // The status shows node 2's members out of service and what they missed.
+    let lanes = nodes[0].admin_json("/admin/v1/cluster")["lanes"].clone();
+    assert_eq!((lanes["data_blocks"].as_u64(), lanes["parity_blocks"].as_u64(), lanes["write_quorum"].as_u64()), (Some(2), Some(1), Some(2)), "{lanes}");
+    let member = |l: &serde_json::Value, id: &str| l["members"].as_array().unwrap().iter().find(|m| m["node"] == id).cloned().unwrap();
+    let m2 = member(&lanes, &ids[2]);
+    assert!(m2["in_service"] == false && m2["missed_keys"].as_u64() > Some(0), "{lanes}");
     // Node 2 back: the others put its members back in service and heal
     // them of the commits they missed; new writes reach them.
     nodes[2].start_again();
@@ -593,6 +599,10 @@ fn objects_are_striped_over_the_nodes_and_survive_the_owners_damaged_blocks() {
     wait_for("node 2's members healed of what they missed", Duration::from_secs(60), || {
         let rebuilt: f64 = nodes[..2].iter().map(|n| metric(n, "tessera_cluster_lane_heal_rebuilt_records_total")).sum();
         rebuilt >= later.len() as f64
+    });
+    wait_for("node 0's status shows node 2 healed", Duration::from_secs(10), || {
+        let m2 = member(&nodes[0].admin_json("/admin/v1/cluster")["lanes"], &ids[2]);
+        m2["in_service"] == true && m2["missed_keys"] == 0
     });
     let clients: Vec<Client> = nodes.iter().map(|n| n.client()).collect();
     rt.block_on(async {
