@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The hardware's ceilings and tessera against them, in one run on this machine:
 #   disk     fio, io_uring + O_DIRECT, on the data dir's filesystem: 1 MiB
-#            sequential write and read at queue depth 16; 4 KiB write +
+#            sequential write and read at queue depth 16, random read at
+#            qd16 and qd1; 4 KiB write +
 #            fdatasync at qd1 and with 8 jobs;
 #   network  iperf3 over loopback;
 #   HTTP     nginx (worker_processes = cores) serving a 4 KiB file from its
@@ -108,6 +109,10 @@ if have fio; then
   BW="f\"{d['jobs'][0]['%s']['bw_bytes']/1e6:.0f} MB/s\""
   fio_row "disk: 1 MiB sequential write, qd16" "$(printf "$BW" write)" --rw=write --bs=1M --iodepth=16 --size="$FIO_SIZE" --filename=seq
   fio_row "disk: 1 MiB sequential read, qd16" "$(printf "$BW" read)" --rw=read --bs=1M --iodepth=16 --size="$FIO_SIZE" --filename=seq
+  # Random 1 MiB reads: what a node serving 1 MiB GETs from disk can reach.
+  RR="f\"{d['jobs'][0]['read']['iops']:.0f} reads/s, {d['jobs'][0]['read']['bw_bytes']/1e6:.0f} MB/s, p90 {d['jobs'][0]['read']['clat_ns']['percentile']['90.000000']/1e6:.1f} ms\""
+  fio_row "disk: 1 MiB random read, qd16" "$RR" --rw=randread --bs=1M --iodepth=16 --size="$FIO_SIZE" --filename=seq
+  fio_row "disk: 1 MiB random read, qd1" "$RR" --rw=randread --bs=1M --iodepth=1 --size="$FIO_SIZE" --filename=seq
   # With --fdatasync=1 every write is followed by its fdatasync: writes/s = syncs/s.
   SYNC="f\"{sum(j['write']['iops'] for j in d['jobs']):.0f} write+fdatasync/s, fdatasync p99 {d['jobs'][0]['sync']['lat_ns']['percentile']['99.000000']/1e3:.0f} µs\""
   fio_row "disk: 4 KiB write + fdatasync, qd1" "$SYNC" --rw=write --bs=4k --iodepth=1 --fdatasync=1 --size=256M --filename=sync1

@@ -54,4 +54,5 @@ pub mod stripes;
 pub mod stripes_io;
 pub mod sse;
 pub mod tier;
+pub mod thp;
 pub mod tls;

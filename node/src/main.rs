@@ -52,6 +52,8 @@ Environment:
                                           sse-master.key in the data dirs
   TESSERA_CLUSTER_SECRET                  the secret every node of a cluster shares (>= 16
                                           bytes), keying their traffic; never an S3 credential
+  TESSERA_THP=1                           keep transparent huge pages (off by default: first
+                                          touches of fresh 2 MiB pages stall the reactors)
   TESSERA_LOG                             log filter (default `info`; e.g. `debug`,
                                           `tessera_node=debug,info`)
 
@@ -404,6 +406,9 @@ fn parse_cli() -> Result<Cli, String> {
 }
 
 fn main() -> ExitCode {
+    // Before the heap grows: see `tessera_node::thp` (a GET of large
+    // objects from disk ran 10-20x slower while the heap grew on huge pages).
+    let thp = tessera_node::thp::disable_unless_asked();
     // Files and dirs this process creates (segments, format and lock files)
     // are for its own user only: they hold every object and the credentials.
     // SAFETY: umask only sets the process's file mode creation mask.
@@ -418,6 +423,9 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.log_format);
+    if let Err(e) = thp {
+        tracing::warn!(error = %e, "could not turn transparent huge pages off (PR_SET_THP_DISABLE)");
+    }
     match cli.command {
         Command::Server {
             address,

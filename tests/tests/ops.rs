@@ -284,3 +284,28 @@ fn bad_flags_are_refused_before_any_data_dir_is_touched() {
         assert!(!dir.exists(), "{args:?}: the data dir was created");
     }
 }
+
+/// `THP_enabled` of /proc/PID/status (Linux 5.0 and later).
+fn thp_enabled(pid: u32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("THP_enabled:")).map(|v| v.trim().to_string())
+}
+
+/// Issue 17: with transparent huge pages, a node whose heap grows (the hot
+/// cache filling with 1 MiB GETs) spent most of its time zeroing fresh
+/// 2 MiB pages in the fault path. The node turns THP off for itself at
+/// start; `TESSERA_THP=1` keeps it.
+#[test]
+fn the_node_runs_without_transparent_huge_pages_unless_asked() {
+    let server = Server::start();
+    let Some(off) = thp_enabled(server.pid().expect("pid")) else {
+        eprintln!("skipped: this kernel's /proc/PID/status has no THP_enabled");
+        return;
+    };
+    assert_eq!(off, "0", "THP_enabled of the node");
+    let kept = Server::start_with(ServerOpts {
+        env: vec![("TESSERA_THP".into(), "1".into())],
+        ..Default::default()
+    });
+    assert_eq!(thp_enabled(kept.pid().expect("pid")).as_deref(), Some("1"), "THP_enabled with TESSERA_THP=1");
+}
