@@ -15,13 +15,18 @@
 # lifecycle day lasts S3_LC_DEBUG_INTERVAL seconds (default 10) on the node
 # and in the suite's config. CLUSTER=N (3 or 4) runs the suite through the
 # first node of an N-node cluster on loopback instead (same identities on
-# every node; nodes i > 1 on ports port+10*i).
+# every node; nodes i > 1 on ports port+10*(i-1)). TESSERA_BIN runs that
+# binary instead of building one.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runner="${S3COMPAT_RUNNER:-$root/../shared/tools/s3compat/run}"
 port="${S3_PORT:-8000}"
 tmp="$(mktemp -d)"
-cargo build --release -q --bin tessera --manifest-path "$root/Cargo.toml"
+bin="${TESSERA_BIN:-}"
+if [ -z "$bin" ]; then
+  cargo build --release -q --bin tessera --manifest-path "$root/Cargo.toml"
+  bin="$root/target/release/tessera"
+fi
 cat > "$tmp/users" <<USERS
 NOPQRSTUVWXYZABCDEFG nopqrstuvwxyzabcdefghijklmnabcdefghijklm 56789abcdef0123456789abcdef0123456789abcdef0123456789abcdef01234 john.doe
 HIJKLMNOPQRSTUVWXYZA opqrstuvwxyzabcdefghijklmnopqrstuvwxyzab testx\$9876543210abcdef0123456789abcdef0123456789abcdef0123456789abcdef testx\$tenanteduser
@@ -42,7 +47,7 @@ pids=()
 start_node() { # index, extra args...
   local i=$1; shift
   local p=$((port + 10 * (i - 1)))
-  "$root/target/release/tessera" server --address "127.0.0.1:$p" --users "$tmp/users" \
+  "$bin" server --address "127.0.0.1:$p" --users "$tmp/users" \
     --kms-key testkey-1 --kms-key testkey-2 --lifecycle-day-secs "$lc_day" "$@" ${TESSERA_EXTRA_ARGS:-} "$tmp/data$i" \
     > "$tmp/tessera$i.out" 2> "$tmp/tessera$i.log" &
   pids+=($!)

@@ -359,7 +359,7 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
         let mut client = peer;
         if let Some(node) = ctx.shared.cluster.as_ref().filter(|_| !head.path.starts_with("/_tessera/")) {
             let early = match crate::forward::decide(node, &head, peer, &ctx.shared.config.vhost_domains) {
-                crate::forward::Decision::Local(ip, forwarded) => {
+                crate::forward::Decision::Local(ip, forwarded, config) => {
                     // The forwarder's header is not part of the client's
                     // signed request: the signature check must not see it.
                     if forwarded {
@@ -369,10 +369,20 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
                     // each is this request's client (events, SSE-C's rule).
                     conn.peer = Some(ip);
                     client = ip;
-                    None
+                    // Bucket settings the forwarder had when it forwarded apply here.
+                    if ctx.shared.buckets.catch_up_to(config).await {
+                        None
+                    } else {
+                        let e = tessera_proto::S3Error::with_message(
+                            tessera_proto::S3ErrorCode::ServiceUnavailable,
+                            "This node has not applied the cluster configuration the request was sent with yet; please retry.",
+                        );
+                        Some((e, matches!(head.framing(), Ok(http::BodyFraming::Length(0)))))
+                    }
                 }
                 crate::forward::Decision::Forward { to, version } => {
-                    let o = crate::forward::proxy(node, &mut conn, &head, peer, to, version).await;
+                    let config = ctx.shared.buckets.published_index();
+                    let o = crate::forward::proxy(node, &mut conn, &head, peer, to, version, config).await;
                     match o.error {
                         None => {
                             account(&ctx, &mut conn, Some((crate::metrics::OP_FORWARDED, o.status, started)));

@@ -70,7 +70,11 @@ pub enum Decision {
     /// Serve it here; the address is the client's (a verified forward
     /// carries the original client's), and whether the request came
     /// through a verified forward (its last forward header is ours to drop).
-    Local(IpAddr, bool),
+    /// The `u64` is the configuration index the forwarder's bucket
+    /// registry had published (0 when not forwarded): the owner serves the
+    /// request once its own registry is at least that new, so a bucket
+    /// setting a client changed through the forwarder applies here too.
+    Local(IpAddr, bool, u64),
     /// Proxy it to this owner.
     Forward { to: SocketAddr, version: u64 },
     /// Refuse it (a forwarded request this node does not own).
@@ -85,7 +89,7 @@ pub enum Decision {
 pub fn decide(node: &ClusterNode, head: &RequestHead, peer: IpAddr, vhost_domains: &[String]) -> Decision {
     // A forwarder appends its header after any the client sent (and signed).
     let forwarded = head.headers.get_all(HEADER).last().and_then(|h| verify(node, head, h));
-    let local = Decision::Local(forwarded.unwrap_or(peer), forwarded.is_some());
+    let local = Decision::Local(forwarded.map_or(peer, |f| f.0), forwarded.is_some(), forwarded.map_or(0, |f| f.1));
     let Ok(routed) = router::route(head.method, &head.path, &head.query, head.headers.get("host"), vhost_domains) else {
         return local;
     };
@@ -130,9 +134,15 @@ pub fn owned_here(ctx: &Ctx, bucket: &str, key: &str) -> bool {
     owners.owner_of(crate::layout::partition_of(bucket, key)).is_none_or(|o| o.id == node.id_hex())
 }
 
-fn mac_input(head: &RequestHead, version: u64, client: &str, secs: u64) -> Vec<u8> {
+fn mac_input(head: &RequestHead, version: u64, client: &str, secs: u64, config: Option<u64>) -> Vec<u8> {
+    // Format 1 (no configuration index) is still read, from a peer of the
+    // build before; format 2 is written.
+    let fmt = match config {
+        None => "1".to_string(),
+        Some(c) => format!("2|{c}"),
+    };
     format!(
-        "1|{version}|{client}|{secs}|{}|{}|{}|{}",
+        "{fmt}|{version}|{client}|{secs}|{}|{}|{}|{}",
         head.method_raw,
         head.path,
         head.query,
@@ -141,13 +151,15 @@ fn mac_input(head: &RequestHead, version: u64, client: &str, secs: u64) -> Vec<u
     .into_bytes()
 }
 
-/// The client address a valid forward header carries.
-fn verify(node: &ClusterNode, head: &RequestHead, h: &str) -> Option<IpAddr> {
-    let mut parts = h.split(';');
-    let (v, version, client, secs, mac) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if v != "1" || parts.next().is_some() {
-        return None;
-    }
+/// The client address and the forwarder's configuration index a valid
+/// forward header carries.
+fn verify(node: &ClusterNode, head: &RequestHead, h: &str) -> Option<(IpAddr, u64)> {
+    let parts: Vec<&str> = h.split(';').collect();
+    let (version, client, secs, config, mac) = match parts[..] {
+        ["1", version, client, secs, mac] => (version, client, secs, None, mac),
+        ["2", version, client, secs, config, mac] => (version, client, secs, Some(config.parse::<u64>().ok()?), mac),
+        _ => return None,
+    };
     let version: u64 = version.parse().ok()?;
     let secs: u64 = secs.parse().ok()?;
     let now = tessera_proto::time::now_unix_secs().max(0) as u64;
@@ -155,15 +167,15 @@ fn verify(node: &ClusterNode, head: &RequestHead, h: &str) -> Option<IpAddr> {
         return None;
     }
     let tag = hex::decode(mac).ok()?;
-    if !node.key_ref().verify_forward(&mac_input(head, version, client, secs), &tag) {
+    if !node.key_ref().verify_forward(&mac_input(head, version, client, secs, config), &tag) {
         return None;
     }
-    client.parse().ok()
+    Some((client.parse().ok()?, config.unwrap_or(0)))
 }
 
 /// The head as the owner receives it: the client's, without any forward
 /// header of its own, plus ours.
-fn upstream_head(node: &ClusterNode, head: &RequestHead, client: IpAddr, version: u64) -> Vec<u8> {
+fn upstream_head(node: &ClusterNode, head: &RequestHead, client: IpAddr, version: u64, config: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(512 + head.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>());
     out.extend_from_slice(head.method_raw.as_bytes());
     out.push(b' ');
@@ -181,8 +193,8 @@ fn upstream_head(node: &ClusterNode, head: &RequestHead, client: IpAddr, version
     }
     let client = client.to_string();
     let secs = tessera_proto::time::now_unix_secs().max(0) as u64;
-    let tag = node.key_ref().sign_forward(&mac_input(head, version, &client, secs));
-    out.extend_from_slice(format!("{HEADER}: 1;{version};{client};{secs};{}\r\n\r\n", hex::encode(tag)).as_bytes());
+    let tag = node.key_ref().sign_forward(&mac_input(head, version, &client, secs, Some(config)));
+    out.extend_from_slice(format!("{HEADER}: 2;{version};{client};{secs};{config};{}\r\n\r\n", hex::encode(tag)).as_bytes());
     out
 }
 
@@ -259,13 +271,21 @@ fn unreachable_owner(to: SocketAddr, why: impl std::fmt::Display) -> S3Error {
 }
 
 /// Proxies one request to `to` and its response back (see the module doc).
-pub async fn proxy(node: &ClusterNode, conn: &mut Conn, head: &RequestHead, client: IpAddr, to: SocketAddr, version: u64) -> Outcome {
+pub async fn proxy(
+    node: &ClusterNode,
+    conn: &mut Conn,
+    head: &RequestHead,
+    client: IpAddr,
+    to: SocketAddr,
+    version: u64,
+    config: u64,
+) -> Outcome {
     let framing = match head.framing() {
         Ok(f) => f,
         Err(e) => return Outcome { status: 400, keep: false, body_done: false, error: Some(e.into()) },
     };
     let bodyless = framing == BodyFraming::Length(0);
-    let head_bytes = upstream_head(node, head, client, version);
+    let head_bytes = upstream_head(node, head, client, version, config);
     // An idle connection is checked before use; one the owner closed in
     // the instant after is retried once on a fresh one, for a bodyless
     // request only (a body already read cannot be sent again).

@@ -637,3 +637,32 @@ fn objects_are_striped_over_the_nodes_and_survive_the_owners_damaged_blocks() {
         }
     });
 }
+
+/// A bucket setting changed through one node applies at once to the
+/// object requests that node forwards to another owner (the forward
+/// carries the configuration index the forwarder had; the owner waits
+/// until it has applied as much): versioning enabled through node 0, then
+/// a PUT through node 0 of a key node 1 or 2 owns, gets a version id.
+#[test]
+fn a_bucket_setting_applies_at_once_to_requests_forwarded_to_another_owner() {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    let (nodes, _) = three_nodes();
+    let ids: Vec<String> = nodes.iter().map(node_id).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = nodes[0].client();
+    for round in 0..15 {
+        let bucket = format!("settings-{round}");
+        rt.block_on(async { ok(c.create_bucket().bucket(&bucket).send().await, "create bucket") });
+        let keys: Vec<String> =
+            (0..).map(|i| format!("k{i}")).filter(|k| owner_of(&nodes[0], &bucket, k) != ids[0]).take(3).collect();
+        rt.block_on(async {
+            let on = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+            ok(c.put_bucket_versioning().bucket(&bucket).versioning_configuration(on).send().await, "versioning");
+            for k in &keys {
+                let r = ok(c.put_object().bucket(&bucket).key(k).body(ByteStream::from_static(b"v")).send().await, "put");
+                let v = r.version_id().unwrap_or("");
+                assert!(!v.is_empty() && v != "null", "{bucket}/{k}: a PUT right after versioning was enabled got version {v:?}");
+            }
+        });
+    }
+}

@@ -301,6 +301,36 @@ impl Buckets {
         self.get(name).ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))
     }
 
+    /// The configuration index this node's bucket snapshot reflects (0
+    /// outside a cluster): forwarded requests carry it (`forward`).
+    pub fn published_index(&self) -> u64 {
+        if self.cluster.get().is_none() {
+            return 0;
+        }
+        self.published.load(Ordering::SeqCst)
+    }
+
+    /// Whether this node's bucket snapshot reflects the configuration index
+    /// `index` (a forwarder's), waiting up to `CATCH_UP_WAIT` for the
+    /// node to apply it: a setting changed through another node then
+    /// applies to the request it forwarded here.
+    pub async fn catch_up_to(&self, index: u64) -> bool {
+        let Some(link) = self.cluster.get() else { return true };
+        if self.published.load(Ordering::SeqCst) >= index {
+            return true;
+        }
+        if !within_catch_up(|| link.raft.store().applied_index() >= index).await {
+            tracing::warn!(index, "a forwarded request waits for a configuration this node has not applied in time");
+            return false;
+        }
+        // Applied, but the snapshot is published only when bucket keys
+        // change: bring it to the applied index now.
+        if self.published.load(Ordering::SeqCst) < index {
+            self.rebuild(link);
+        }
+        true
+    }
+
     /// Waits (up to `CATCH_UP_WAIT`) until this node's snapshot reflects
     /// the applied index `index`.
     async fn caught_up(&self, index: u64) {
