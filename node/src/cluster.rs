@@ -160,6 +160,10 @@ pub struct ClusterNode {
     /// Each reactor's view of its cluster lanes, by core (`cluster_lanes`),
     /// for the status.
     pub lane_views: Mutex<std::collections::BTreeMap<usize, serde_json::Value>>,
+    /// The layout version each reactor's lanes follow, and the one every
+    /// reactor follows (0: none yet; `cluster_lanes::ready`).
+    pub lane_follows: Mutex<std::collections::BTreeMap<usize, u64>>,
+    pub lanes_ready: AtomicU64,
     /// What striped reads of the cluster lanes met (`tessera_ec_*`).
     pub lane_ec: std::sync::Arc<crate::sets_open::EcCounters>,
     /// The cluster configuration's Raft thread (`cluster_raft`), set at start.
@@ -228,6 +232,8 @@ impl ClusterNode {
             lane_heal_bytes: AtomicU64::new(0),
             lane_ec: std::sync::Arc::default(),
             lane_views: Mutex::new(std::collections::BTreeMap::new()),
+            lane_follows: Mutex::new(std::collections::BTreeMap::new()),
+            lanes_ready: AtomicU64::new(0),
             raft: std::sync::OnceLock::new(),
             s3_address: std::sync::OnceLock::new(),
             owners: arc_swap::ArcSwapOption::empty(),

@@ -84,6 +84,8 @@ fn identity(r: &NodeRecord) -> Option<NodeIdentity> {
 /// The lanes this reactor made, and what they were made from.
 struct Attached {
     version: u64,
+    /// The lane's nodes as the layout named them (a changed address makes the lanes again).
+    records: Vec<NodeRecord>,
     nodes: Vec<String>,
     health: Arc<DiskHealth>,
     /// Per member position (1..): a probe target and the last probe.
@@ -101,7 +103,7 @@ pub async fn run(ctx: Rc<Ctx>) {
     let Some(node) = ctx.shared.cluster.clone() else { return };
     if ctx.shared.layout.lanes.is_some() {
         tracing::warn!("this node's dirs are erasure sets (format 2): its objects are not spread over other nodes");
-        FOLLOWS.with(|f| f.set(Some(u64::MAX)));
+        follow(&ctx, &node, u64::MAX);
         return;
     }
     let me = node.id_hex();
@@ -114,7 +116,7 @@ pub async fn run(ctx: Rc<Ctx>) {
         if let Some(o) = &owners {
             let want = lane_nodes(o, &me);
             let same = match (&attached, &want) {
-                (Some(a), Some(nodes)) => a.version == o.layout.version && a.nodes.iter().eq(nodes.iter().map(|r| &r.id)),
+                (Some(a), Some(nodes)) => a.version == o.layout.version && a.records == *nodes,
                 (None, None) => true,
                 _ => false,
             };
@@ -136,7 +138,7 @@ pub async fn run(ctx: Rc<Ctx>) {
                 node.lanes_attached.fetch_add(n, Relaxed);
                 counted = n;
             }
-            FOLLOWS.with(|f| f.set(Some(o.layout.version)));
+            follow(&ctx, &node, o.layout.version);
         }
         if let Some(a) = &mut attached {
             revive(&ctx, &mine, a, &node).await;
@@ -146,17 +148,26 @@ pub async fn run(ctx: Rc<Ctx>) {
     }
 }
 
-thread_local! {
-    /// The layout version this reactor's lanes follow (`u64::MAX`: any,
-    /// the node has no cluster lanes); None before the first.
-    static FOLLOWS: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+/// Records that this reactor's lanes follow layout `version` (`u64::MAX`:
+/// any, the node has no cluster lanes); once every reactor follows the
+/// same, the node is ready for it (`ready`).
+fn follow(ctx: &Ctx, node: &crate::cluster::ClusterNode, version: u64) {
+    let mut f = node.lane_follows.lock().unwrap_or_else(|e| e.into_inner());
+    if f.get(&ctx.core) == Some(&version) {
+        return;
+    }
+    f.insert(ctx.core, version);
+    let all = f.len() >= ctx.shared.config.threads && f.values().all(|v| *v == version);
+    node.lanes_ready.store(if all { version } else { 0 }, Relaxed);
 }
 
-/// Whether this reactor's lanes follow layout `version`: until they do,
+/// Whether every reactor's lanes follow layout `version`: until they do,
 /// an object request is refused with 503 (a write would reach the owner's
-/// shard alone, a read of a striped record could not be decoded).
-pub fn ready(version: u64) -> bool {
-    FOLLOWS.with(|f| f.get().is_some_and(|v| v == version || v == u64::MAX))
+/// shard alone, a read of a striped record could not be decoded; the key's
+/// shard may be another reactor's).
+pub fn ready(node: &crate::cluster::ClusterNode, version: u64) -> bool {
+    let r = node.lanes_ready.load(Relaxed);
+    r == version || r == u64::MAX
 }
 
 /// This reactor's view of its lanes, for `GET /admin/v1/cluster`.
@@ -233,7 +244,7 @@ fn attach(
     );
     let probes = peers.iter().map(|p| (remote(p, mine.first().copied().unwrap_or(0)), None)).collect();
     let healing = peers.iter().map(|_| Rc::new(Cell::new(false))).collect();
-    Some(Attached { version, nodes: nodes.iter().map(|r| r.id.clone()).collect(), health, probes, healing, shape })
+    Some(Attached { version, records: nodes.to_vec(), nodes: nodes.iter().map(|r| r.id.clone()).collect(), health, probes, healing, shape })
 }
 
 /// Probes each member out of service (at most every `REVIVE_EVERY`) and

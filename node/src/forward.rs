@@ -109,7 +109,7 @@ pub fn decide(node: &ClusterNode, head: &RequestHead, peer: IpAddr, vhost_domain
         return local;
     };
     if owner.id == node.id_hex() {
-        if !crate::cluster_lanes::ready(owners.layout.version) {
+        if !crate::cluster_lanes::ready(node, owners.layout.version) {
             return Decision::Refuse(S3Error::with_message(
                 S3ErrorCode::ServiceUnavailable,
                 "This node is joining its storage to the cluster's placement; please retry.",
