@@ -65,13 +65,7 @@ fn node_id(server: &Server) -> String {
 async fn body(c: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
     match c.get_object().bucket(bucket).key(key).send().await {
         Ok(o) => Ok(o.body.collect().await.map_err(|e| e.to_string())?.into_bytes().to_vec()),
-        Err(e) => {
-            let e = e.into_service_error();
-            if std::env::var_os("DEBUG_BODY").is_some() {
-                eprintln!("GET {key}: {:?} {:?}", e.meta().code(), e.meta().message());
-            }
-            Err(e.meta().code().unwrap_or("?").to_string())
-        }
+        Err(e) => Err(e.into_service_error().meta().code().unwrap_or("?").to_string()),
     }
 }
 
