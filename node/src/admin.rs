@@ -236,7 +236,10 @@ fn locate(ctx: &Ctx, head: &RequestHead) -> serde_json::Value {
     }
     let partition = crate::layout::partition_of(&bucket, &key);
     let owners = ctx.shared.cluster.as_ref().and_then(|c| c.owners.load_full());
-    let owner = owners.as_ref().and_then(|o| o.owner_of(partition));
+    // The owner heads the partition's set; another node may act for it
+    // (`takeover`) and serve it meanwhile.
+    let owner = owners.as_ref().and_then(|o| o.layout_owner_of(partition));
+    let serving = owners.as_ref().and_then(|o| o.owner_of(partition));
     serde_json::json!({
         "bucket": bucket,
         "key": key,
@@ -244,6 +247,8 @@ fn locate(ctx: &Ctx, head: &RequestHead) -> serde_json::Value {
         "layout_version": owners.as_ref().map(|o| o.layout.version),
         "owner": owner.map(|o| o.id.clone()),
         "owner_s3_address": owner.map(|o| o.s3.to_string()),
+        "served_by": serving.map(|o| o.id.clone()),
+        "served_by_s3_address": serving.map(|o| o.s3.to_string()),
     })
 }
 

@@ -175,6 +175,26 @@ pub struct ClusterNode {
     /// The committed placement this node follows (`owners`); None before
     /// the first layout.
     pub owners: arc_swap::ArcSwapOption<crate::owners::Owners>,
+    /// The applied configuration index `owners` was last checked against.
+    pub owners_seen: AtomicU64,
+    /// Owner takeover (`takeover`): the lease's end (ms since `started`),
+    /// reactors with foster lanes, per lane owner the takeover record
+    /// version this node is ready to act at, and each reactor's foster
+    /// lanes (lane owner -> record version).
+    pub lease_until_ms: AtomicU64,
+    started: std::time::Instant,
+    pub fostering: AtomicU64,
+    pub acting_ready: Mutex<HashMap<String, u64>>,
+    pub foster_follows: Mutex<std::collections::BTreeMap<usize, std::collections::BTreeMap<String, u64>>>,
+    /// Per reactor: (lane owner, member) -> whether the member is in
+    /// service and healed of every commit it missed in its lanes.
+    pub lane_clean: Mutex<std::collections::BTreeMap<usize, std::collections::BTreeMap<(String, String), bool>>>,
+    /// Takeover records this node committed as leader, and stale records removed.
+    pub takeovers_committed: AtomicU64,
+    pub stale_cleared: AtomicU64,
+    /// This node's reactors and shards (set at start).
+    pub threads: AtomicU64,
+    pub shards: AtomicU64,
     key: ClusterKey,
 }
 
@@ -237,6 +257,17 @@ impl ClusterNode {
             raft: std::sync::OnceLock::new(),
             s3_address: std::sync::OnceLock::new(),
             owners: arc_swap::ArcSwapOption::empty(),
+            owners_seen: AtomicU64::new(0),
+            lease_until_ms: AtomicU64::new(0),
+            started: std::time::Instant::now(),
+            fostering: AtomicU64::new(0),
+            acting_ready: Mutex::new(HashMap::new()),
+            foster_follows: Mutex::new(std::collections::BTreeMap::new()),
+            lane_clean: Mutex::new(std::collections::BTreeMap::new()),
+            takeovers_committed: AtomicU64::new(0),
+            stale_cleared: AtomicU64::new(0),
+            threads: AtomicU64::new(0),
+            shards: AtomicU64::new(0),
             key: ClusterKey::new(&config.secret).ok_or("the cluster secret is too short")?,
             config,
         })
@@ -246,6 +277,11 @@ impl ClusterNode {
     pub fn set_s3_address(&self, bound: SocketAddr) {
         let addr = if bound.ip().is_unspecified() { SocketAddr::new(self.config.address.ip(), bound.port()) } else { bound };
         let _ = self.s3_address.set(addr);
+    }
+
+    /// Milliseconds since this process opened the node (the lease's clock).
+    pub fn since_start_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 
     /// This node's id, hex (the configuration's `node/<id>` key).
@@ -417,11 +453,17 @@ impl ClusterNode {
             ("tessera_cluster_lane_heal_rebuilt_records_total", "counter", "Records rebuilt on a returning member (commits it missed).", &self.lane_heal_rebuilt),
             ("tessera_cluster_lane_heal_removed_records_total", "counter", "Records removed from a returning member (deletes it missed).", &self.lane_heal_removed),
             ("tessera_cluster_lane_heal_bytes_total", "counter", "Body bytes written to returning members by their heal.", &self.lane_heal_bytes),
+            ("tessera_cluster_takeover_records_committed_total", "counter", "Takeover records this node committed as the configuration leader (another node acts for a lane owner, or the owner gets its partitions back).", &self.takeovers_committed),
+            ("tessera_cluster_stale_records_cleared_total", "counter", "Stale member records this node removed once the member was healed.", &self.stale_cleared),
+            ("tessera_cluster_fostered_owners", "gauge", "Lane owners this node's reactors act for (summed over reactors).", &self.fostering),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {}", v.load(Relaxed));
         }
+        let _ = writeln!(out, "# HELP tessera_cluster_lease_held Whether this node holds its configuration lease (with cluster lanes it serves object requests only then).");
+        let _ = writeln!(out, "# TYPE tessera_cluster_lease_held gauge");
+        let _ = writeln!(out, "tessera_cluster_lease_held {}", u8::from(crate::takeover::lease_held(self)));
     }
 }
 

@@ -18,10 +18,12 @@
 //! more than 4 (sets then differ per partition) keep the owner's shard
 //! alone, as do nodes whose own dirs are erasure sets (format 2).
 //!
-//! **Why the owner's shard alone is read as the record holder.** Owners
-//! are fixed by the layout (no takeover yet), and the owner's shard takes
-//! every acknowledged commit (a commit fails when the primary's fails),
-//! so it is never behind. A member that missed writes (its node was down)
+//! **Why the primary's shard alone is read as the record holder.** The
+//! primary is the node acting for the lane owner (the owner itself, or
+//! another node while it is down: `takeover`), and its shard takes every
+//! acknowledged commit (a commit fails when the primary's fails), so it
+//! is never behind (a node that missed one is recorded stale and does not
+//! act). A member that missed writes (its node was down)
 //! is only read for blocks, and a block is used only when the member's
 //! record of the key carries the very meta the owner read (tag, stripe
 //! and block index are checked besides), so a stale member costs a decode
@@ -31,14 +33,13 @@
 //! the commits each remote member missed (`lanes::Missed`, in memory, up
 //! to `MAX_MISSED_KEYS` per lane, past which the whole lane is walked),
 //! and a member back in service is healed of them (`heal_member`,
-//! `heal::mend_key` over the RPC holder). Not built yet: the missed keys
-//! are lost if the owner restarts before the member is back (they are
-//! then mended only by read repair or the next write of the key: the
-//! durable form is recording stale members in the configuration); owner
-//! takeover when the owner is down (its partitions answer 503 until it is
-//! back).
+//! `heal::mend_key` over the RPC holder). The durable form is the stale
+//! record in the configuration (`takeover`): lanes made while a member is
+//! recorded stale heal it by walking every key. The same code runs the
+//! foster lanes of an owner this node acts for (`Attached`, `foster`).
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -53,6 +54,7 @@ use crate::lanes::Mirrors;
 use crate::owners::{NodeRecord, Owners};
 use crate::server::Ctx;
 use crate::sets_open::DiskHealth;
+use crate::shards::LocalShard;
 
 /// How often a reactor looks at the layout.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -81,24 +83,48 @@ fn identity(r: &NodeRecord) -> Option<NodeIdentity> {
     Some(NodeIdentity { addr: r.cluster, id, bump: 0 })
 }
 
-/// The lanes this reactor made, and what they were made from.
-struct Attached {
+/// Lanes this reactor is the primary of, all of one lane owner: its own
+/// shards' (the owner is this node), or foster lanes (`takeover`: the
+/// lanes of another owner this node acts for).
+pub(crate) struct Attached {
+    /// The lane owner, hex.
+    owner: String,
+    /// What the lanes were made from: the layout version (own lanes) or
+    /// the takeover record's version (foster lanes).
     version: u64,
-    /// The lane's nodes as the layout named them (a changed address makes the lanes again).
+    /// The lane's nodes as the layout named them, by position (a changed
+    /// address makes the lanes again).
     records: Vec<NodeRecord>,
     nodes: Vec<String>,
     health: Arc<DiskHealth>,
-    /// Per member position (1..): a probe target and the last probe.
-    probes: Vec<(Rc<RemoteShard>, Option<Instant>)>,
+    /// (routing shard id, lane).
+    lanes: Vec<(u32, Rc<LocalShard>)>,
+    /// Per member index: its position, a probe target and the last probe.
+    probes: Vec<(usize, Rc<RemoteShard>, Option<Instant>)>,
     /// Per member: a heal of the commits it missed is running.
     healing: Vec<Rc<Cell<bool>>>,
     shape: SetShape,
+    recorder: Rc<crate::takeover::StaleRecorder>,
+}
+
+impl Attached {
+    fn mirrors(&self) -> Vec<Rc<Mirrors>> {
+        self.lanes.iter().filter_map(|(_, l)| l.mirrors()).collect()
+    }
+
+    /// Whether member `i` is in service and healed of every commit it missed.
+    fn clean(&self, i: usize) -> bool {
+        let disk = self.probes[i].0;
+        self.health.online(disk) && !self.healing[i].get() && !self.mirrors().iter().any(|m| m.has_missed(i))
+    }
 }
 
 /// Keeps this reactor's shards the primaries of their cluster lanes as
-/// the layout says, and puts failed members back in service when they
-/// answer again. Runs for the life of the reactor (format 1 nodes in a
-/// cluster only).
+/// the layout says (unless another node acts for this node, `takeover`:
+/// its shards then take no writes of their own), keeps the foster lanes
+/// of the owners this node acts for, and puts failed members back in
+/// service when they answer again. Runs for the life of the reactor
+/// (format 1 nodes in a cluster only).
 pub async fn run(ctx: Rc<Ctx>) {
     let Some(node) = ctx.shared.cluster.clone() else { return };
     if ctx.shared.layout.lanes.is_some() {
@@ -106,44 +132,65 @@ pub async fn run(ctx: Rc<Ctx>) {
         follow(&ctx, &node, u64::MAX);
         return;
     }
+    if ctx.core == 0 {
+        monoio::spawn(crate::takeover::node_task(ctx.clone(), node.clone()));
+    }
     let me = node.id_hex();
     let pool = crate::fanout::pool(&node);
     let mine: Vec<u32> = (0..ctx.shards.count()).filter(|&s| ctx.shards.local(s).is_some()).collect();
     let mut attached: Option<Attached> = None;
+    let mut fosters: HashMap<String, Attached> = HashMap::new();
     let mut counted = 0u64;
+    let mut fenced = false;
     while !ctx.shutdown.is_closed() {
         let owners = node.owners.load_full();
         if let Some(o) = &owners {
-            let want = lane_nodes(o, &me);
+            let lanes_on = lane_nodes(o, &me);
+            // Another node acts for this one: its shards are members of
+            // that node's foster lanes and take no writes of their own.
+            let taken = lanes_on.is_some() && o.acting_for(&me) != me;
+            if taken != fenced {
+                for &s in &mine {
+                    if let Some(l) = ctx.shards.local(s) {
+                        l.set_fenced(taken);
+                    }
+                }
+                fenced = taken;
+                if taken {
+                    tracing::warn!(acting = %o.acting_for(&me), "another node acts for this node's partitions; its shards serve that node's lanes");
+                }
+            }
+            let want = if taken { None } else { lanes_on };
             let same = match (&attached, &want) {
                 (Some(a), Some(nodes)) => a.version == o.layout.version && a.records == *nodes,
                 (None, None) => true,
                 _ => false,
             };
             if !same {
-                attached = match want {
-                    Some(nodes) => attach(&ctx, &mine, &pool, o.layout.version, &nodes, node.identity.id, &node.lane_ec),
-                    None => {
-                        for &s in &mine {
-                            if let Some(l) = ctx.shards.local(s) {
-                                l.set_mirrors(None);
-                            }
-                        }
-                        None
-                    }
-                };
+                if let Some(a) = attached.take() {
+                    take_apart(&a);
+                }
+                attached = want.and_then(|nodes| {
+                    let lanes: Vec<(u32, u32, Rc<LocalShard>)> =
+                        mine.iter().filter_map(|&s| Some((s, s, ctx.shards.local(s)?.clone()))).collect();
+                    make(&ctx, &pool, o, o.layout.version, &nodes, 0, lanes, &node)
+                });
                 // Every reactor counts its own lanes.
-                let n = if attached.is_some() { mine.len() as u64 } else { 0 };
+                let n = attached.as_ref().map_or(0, |a| a.lanes.len() as u64);
                 node.lanes_attached.fetch_sub(counted, Relaxed);
                 node.lanes_attached.fetch_add(n, Relaxed);
                 counted = n;
             }
             follow(&ctx, &node, o.layout.version);
+            follow_fosters(&ctx, &node, o, &mut fosters, &pool).await;
         }
         if let Some(a) = &mut attached {
-            revive(&ctx, &mine, a, &node).await;
+            revive(&ctx, a, &node).await;
         }
-        publish(&ctx, &mine, attached.as_ref(), &node);
+        for a in fosters.values_mut() {
+            revive(&ctx, a, &node).await;
+        }
+        publish(&ctx, attached.as_ref(), &fosters, &node);
         monoio::time::sleep(if owners.is_some() { POLL } else { Duration::from_millis(50) }).await;
     }
 }
@@ -170,47 +217,167 @@ pub fn ready(node: &crate::cluster::ClusterNode, version: u64) -> bool {
     r == version || r == u64::MAX
 }
 
-/// This reactor's view of its lanes, for `GET /admin/v1/cluster`.
-fn publish(ctx: &Ctx, mine: &[u32], a: Option<&Attached>, node: &crate::cluster::ClusterNode) {
-    let view = match a {
-        None => serde_json::Value::Null,
-        Some(a) => {
-            let lanes: Vec<Rc<Mirrors>> = mine.iter().filter_map(|&s| ctx.shards.local(s)?.mirrors()).collect();
-            let members: Vec<serde_json::Value> = (0..a.probes.len())
-                .map(|i| {
-                    let (keys, over) = lanes.iter().map(|m| m.missed_count(i)).fold((0, false), |x, y| (x.0 + y.0, x.1 | y.1));
-                    serde_json::json!({
-                        "node": a.nodes.get(i + 1),
-                        "in_service": a.health.online(i + 1),
-                        "missed_keys": keys,
-                        "missed_overflow": over,
-                    })
-                })
-                .collect();
-            serde_json::json!({
-                "data_blocks": a.shape.data_blocks(),
-                "parity_blocks": a.shape.parity_blocks(),
-                "write_quorum": a.shape.write_quorum(),
-                "lanes": lanes.len(),
-                "members": members,
-            })
+/// Keeps a foster lane set for each owner this node acts for (`takeover`):
+/// opened when a takeover record names this node, taken apart when it no
+/// longer does (or names it at another version).
+async fn follow_fosters(
+    ctx: &Rc<Ctx>,
+    node: &Arc<crate::cluster::ClusterNode>,
+    o: &Owners,
+    fosters: &mut HashMap<String, Attached>,
+    pool: &Rc<crate::cluster_pool::RpcPool>,
+) {
+    let me = node.id_hex();
+    let want: HashMap<String, u64> = o
+        .takeovers
+        .iter()
+        .filter(|(owner, (acting, _))| **owner != me && *acting == me && lane_nodes(o, owner).is_some())
+        .map(|(owner, (_, v))| (owner.clone(), *v))
+        .collect();
+    let before = fosters.len();
+    fosters.retain(|owner, a| {
+        let keep = want.get(owner) == Some(&a.version) && lane_nodes(o, owner).is_some_and(|n| n == a.records);
+        if !keep {
+            take_apart(a);
+            tracing::warn!(owner = %owner, "this reactor no longer acts for a lane owner: its foster lanes are closed");
         }
-    };
-    node.lane_views.lock().unwrap_or_else(|e| e.into_inner()).insert(ctx.core, view);
+        keep
+    });
+    for (owner, v) in want {
+        if fosters.contains_key(&owner) {
+            continue;
+        }
+        if let Some(a) = foster(ctx, node, o, &owner, v, pool).await {
+            fosters.insert(owner, a);
+        }
+    }
+    if fosters.len() != before {
+        node.fostering.fetch_sub(before as u64, Relaxed);
+        node.fostering.fetch_add(fosters.len() as u64, Relaxed);
+    }
+    let view: std::collections::BTreeMap<String, u64> = fosters.iter().map(|(k, a)| (k.clone(), a.version)).collect();
+    node.foster_follows.lock().unwrap_or_else(|e| e.into_inner()).insert(ctx.core, view);
 }
 
-/// Makes each of `mine` the primary of its lane over `nodes` (this node first).
-fn attach(
-    ctx: &Ctx,
-    mine: &[u32],
+/// Opens this reactor's foster lanes of `owner` at takeover record
+/// version `v`: each of its lanes `s` whose member shard lives on this
+/// core, that member shard the primary (at this node's position of the
+/// owner's sets), the other nodes' copies the members.
+async fn foster(
+    ctx: &Rc<Ctx>,
+    node: &Arc<crate::cluster::ClusterNode>,
+    o: &Owners,
+    owner: &str,
+    v: u64,
     pool: &Rc<crate::cluster_pool::RpcPool>,
+) -> Option<Attached> {
+    let me = node.id_hex();
+    let rec = o.nodes.get(owner)?;
+    let (Some(n), Some(slot)) = (rec.shards, o.slot_of(owner)) else {
+        tracing::error!(owner = %owner, "a lane owner without a shard count (an older build) cannot be taken over");
+        return None;
+    };
+    let nodes = lane_nodes(o, owner)?;
+    let me_pos = nodes.iter().position(|r| r.id == me)?;
+    let owner_id: [u8; 16] = hex::decode(owner).ok()?.try_into().ok()?;
+    let count = ctx.shards.count().max(1);
+    let mut lanes = Vec::new();
+    for s in (0..n).filter(|s| ctx.shards.local(s % count).is_some()) {
+        match crate::members::shard(ctx, owner_id, s).await {
+            Ok(sh) => {
+                let l = Rc::new(LocalShard::new(sh).with_ruled(ctx.shared.buckets.ruled()));
+                lanes.push((crate::takeover::foster_id(slot, s), s, l));
+            }
+            Err(e) => {
+                tracing::error!(owner = %owner, lane = s, error = %e, "cannot open a member shard to act for its owner");
+                return None;
+            }
+        }
+    }
+    let a = make(ctx, pool, o, v, &nodes, me_pos, lanes, node)?;
+    for (id, l) in &a.lanes {
+        crate::takeover::set_foster(*id, Some(l.clone()));
+    }
+    tracing::warn!(owner = %owner, version = v, lanes = a.lanes.len(), "this reactor acts for a lane owner: its member copies are the primaries of foster lanes");
+    Some(a)
+}
+
+/// Detaches a lane set: its shards are lone shards again, foster shards closed.
+fn take_apart(a: &Attached) {
+    for (id, l) in &a.lanes {
+        l.set_mirrors(None);
+        if crate::takeover::is_foster(*id) {
+            crate::takeover::set_foster(*id, None);
+        }
+    }
+}
+
+/// This reactor's view of its lanes, for `GET /admin/v1/cluster`, and
+/// which members are clean (`takeover` removes their stale records).
+fn publish(ctx: &Ctx, own: Option<&Attached>, fosters: &HashMap<String, Attached>, node: &crate::cluster::ClusterNode) {
+    let member_views = |a: &Attached| -> Vec<serde_json::Value> {
+        let lanes = a.mirrors();
+        (0..a.probes.len())
+            .map(|i| {
+                let (keys, over) = lanes.iter().map(|m| m.missed_count(i)).fold((0, false), |x, y| (x.0 + y.0, x.1 | y.1));
+                serde_json::json!({
+                    "node": a.nodes.get(a.probes[i].0),
+                    "in_service": a.health.online(a.probes[i].0),
+                    "missed_keys": keys,
+                    "missed_overflow": over,
+                })
+            })
+            .collect()
+    };
+    let view = match own {
+        None => serde_json::Value::Null,
+        Some(a) => serde_json::json!({
+            "data_blocks": a.shape.data_blocks(),
+            "parity_blocks": a.shape.parity_blocks(),
+            "write_quorum": a.shape.write_quorum(),
+            "lanes": a.lanes.len(),
+            "members": member_views(a),
+        }),
+    };
+    let mut view = view;
+    if !fosters.is_empty() {
+        let f: Vec<serde_json::Value> = fosters
+            .values()
+            .map(|a| serde_json::json!({ "owner": a.owner, "version": a.version, "lanes": a.lanes.len(), "members": member_views(a) }))
+            .collect();
+        if view.is_null() {
+            view = serde_json::json!({});
+        }
+        view["fostered"] = serde_json::Value::Array(f);
+    }
+    node.lane_views.lock().unwrap_or_else(|e| e.into_inner()).insert(ctx.core, view);
+    let mut clean = std::collections::BTreeMap::new();
+    for a in own.into_iter().chain(fosters.values()) {
+        for i in 0..a.probes.len() {
+            if let Some(m) = a.nodes.get(a.probes[i].0) {
+                clean.insert((a.owner.clone(), m.clone()), a.clean(i));
+            }
+        }
+    }
+    node.lane_clean.lock().unwrap_or_else(|e| e.into_inner()).insert(ctx.core, clean);
+}
+
+/// Makes each of `lanes` ((routing id, lane index, shard)) the primary of
+/// its lane over `nodes` (the lane owner first; this node at `me_pos`).
+#[allow(clippy::too_many_arguments)]
+fn make(
+    ctx: &Ctx,
+    pool: &Rc<crate::cluster_pool::RpcPool>,
+    o: &Owners,
     version: u64,
     nodes: &[NodeRecord],
-    me: [u8; 16],
-    node_ec: &Arc<crate::sets_open::EcCounters>,
+    me_pos: usize,
+    lanes: Vec<(u32, u32, Rc<LocalShard>)>,
+    node: &Arc<crate::cluster::ClusterNode>,
 ) -> Option<Attached> {
     let ids: Vec<[u8; 16]> = nodes.iter().filter_map(|r| hex::decode(&r.id).ok()?.try_into().ok()).collect();
-    let peers: Vec<NodeIdentity> = nodes[1..].iter().filter_map(identity).collect();
+    let peers: Vec<(usize, NodeIdentity)> =
+        nodes.iter().enumerate().filter(|(p, _)| *p != me_pos).filter_map(|(p, r)| Some((p, identity(r)?))).collect();
     if ids.len() != nodes.len() || peers.len() + 1 != nodes.len() {
         tracing::error!("a node record of the layout has a malformed id; objects stay on their owner alone");
         return None;
@@ -223,41 +390,82 @@ fn attach(
         }
     };
     let params = shape.params(tessera_erasure::DEFAULT_STRIPE_BYTES).ok()?;
-    let health = DiskHealth::for_cluster(ids, node_ec.clone());
+    let health = DiskHealth::for_cluster(ids.clone(), node.lane_ec.clone());
+    // Members the gossip holds down start out of service (a call to them
+    // would wait for its deadline); a probe puts them back.
+    let alive: std::collections::HashSet<[u8; 16]> = node
+        .members()
+        .into_iter()
+        .filter(|m| m.state == tessera_cluster::MemberState::Alive)
+        .map(|m| m.identity.id)
+        .collect();
+    for (p, peer) in &peers {
+        if !alive.contains(&peer.id) {
+            health.fail(*p);
+        }
+    }
+    let owner = nodes[0].id.clone();
+    let owner_id = ids[0];
+    let recorder = Rc::new(crate::takeover::StaleRecorder::new(
+        node.clone(),
+        owner.clone(),
+        peers.iter().map(|(p, _)| nodes[*p].id.clone()).collect(),
+    ));
     let remote = |peer: &NodeIdentity, s: u32| {
-        Rc::new(RemoteShard::new(pool.clone(), peer.clone(), me, s | crate::holder::wire::CLUSTER_LANE))
+        Rc::new(RemoteShard::new(pool.clone(), peer.clone(), owner_id, s | crate::holder::wire::CLUSTER_LANE))
     };
-    for &s in mine {
-        let Some(l) = ctx.shards.local(s) else { continue };
-        let members = peers.iter().enumerate().map(|(i, p)| (i + 1, Holder::Remote(remote(p, s)))).collect();
-        let m = Mirrors::new(0, members, shape.write_quorum(), health.clone(), Some(params));
+    let first = lanes.first().map_or(0, |l| l.1);
+    let mut out = Vec::with_capacity(lanes.len());
+    for (id, s, l) in lanes {
+        let members = peers.iter().map(|(p, peer)| (*p, Holder::Remote(remote(peer, s)))).collect();
+        let m = Mirrors::new(me_pos, members, shape.write_quorum(), health.clone(), Some(params)).with_recorder(recorder.clone());
+        for (i, (p, _)) in peers.iter().enumerate() {
+            if o.is_stale(&owner, &nodes[*p].id) {
+                m.walk_whole(i);
+            }
+        }
         l.set_mirrors(Some(Rc::new(m)));
+        out.push((id, l));
     }
     tracing::info!(
-        layout = version,
+        owner = %owner,
+        version,
         nodes = nodes.len(),
         data = shape.data_blocks(),
         parity = shape.parity_blocks(),
         write_quorum = shape.write_quorum(),
-        lanes = mine.len(),
+        lanes = out.len(),
+        core = ctx.core,
         "this reactor's shards are lanes over the cluster's nodes"
     );
-    let probes = peers.iter().map(|p| (remote(p, mine.first().copied().unwrap_or(0)), None)).collect();
+    let probes = peers.iter().map(|(p, peer)| (*p, remote(peer, first), None)).collect();
     let healing = peers.iter().map(|_| Rc::new(Cell::new(false))).collect();
-    Some(Attached { version, records: nodes.to_vec(), nodes: nodes.iter().map(|r| r.id.clone()).collect(), health, probes, healing, shape })
+    Some(Attached {
+        owner,
+        version,
+        records: nodes.to_vec(),
+        nodes: nodes.iter().map(|r| r.id.clone()).collect(),
+        health,
+        lanes: out,
+        probes,
+        healing,
+        shape,
+        recorder,
+    })
 }
 
 /// Probes each member out of service (at most every `REVIVE_EVERY`) and
 /// puts it back when it answers; a member back in service that missed
 /// commits is healed of them (one heal per member at a time).
-async fn revive(ctx: &Rc<Ctx>, mine: &[u32], a: &mut Attached, node: &Arc<crate::cluster::ClusterNode>) {
-    for (i, (probe, last)) in a.probes.iter_mut().enumerate() {
-        let disk = i + 1;
+async fn revive(ctx: &Rc<Ctx>, a: &mut Attached, node: &Arc<crate::cluster::ClusterNode>) {
+    let lanes: Vec<Rc<LocalShard>> = a.lanes.iter().map(|(_, l)| l.clone()).collect();
+    for (i, (disk, probe, last)) in a.probes.iter_mut().enumerate() {
+        let disk = *disk;
         if a.health.online(disk) {
-            let missed = mine.iter().filter_map(|&s| ctx.shards.local(s)?.mirrors()).any(|m| m.has_missed(i));
+            let missed = lanes.iter().filter_map(|l| l.mirrors()).any(|m| m.has_missed(i));
             if missed && !a.healing[i].get() {
                 a.healing[i].set(true);
-                monoio::spawn(heal_member(ctx.clone(), mine.to_vec(), i, node.clone(), a.healing[i].clone()));
+                monoio::spawn(heal_member(ctx.clone(), lanes.clone(), i, node.clone(), a.healing[i].clone()));
             }
             continue;
         }
@@ -267,9 +475,11 @@ async fn revive(ctx: &Rc<Ctx>, mine: &[u32], a: &mut Attached, node: &Arc<crate:
         *last = Some(Instant::now());
         match probe.load(crate::meta::T_OBJECTS, b"\0tessera-probe").await {
             Ok(_) => {
+                // Its next miss is recorded stale again.
+                a.recorder.reset(i);
                 if a.health.revive(disk) {
                     node.lane_members_revived.fetch_add(1, Relaxed);
-                    tracing::warn!(member = disk, "a lane member on another node answers again; it takes writes again");
+                    tracing::warn!(owner = %a.owner, member = disk, "a lane member on another node answers again; it takes writes again");
                 }
             }
             Err(e) => tracing::debug!(member = disk, error = %e, "a lane member on another node is still out of service"),
@@ -277,13 +487,12 @@ async fn revive(ctx: &Rc<Ctx>, mine: &[u32], a: &mut Attached, node: &Arc<crate:
     }
 }
 
-/// Heals member `i` of this reactor's lanes of the commits it missed:
-/// each such key mended under its lock (`heal::mend_key`: the member's
-/// record verified against the owner's, else rebuilt, its blocks decoded
-/// and coded again). A lane whose list overflowed is walked whole. Keys
-/// that cannot be mended (the member failed again) are kept for the next
-/// heal.
-async fn heal_member(ctx: Rc<Ctx>, mine: Vec<u32>, i: usize, node: Arc<crate::cluster::ClusterNode>, running: Rc<Cell<bool>>) {
+/// Heals member `i` of `lanes` of the commits it missed: each such key
+/// mended under its lock (`heal::mend_key`: the member's record verified
+/// against the primary's, else rebuilt, its blocks decoded and coded
+/// again). A lane whose list overflowed is walked whole. Keys that cannot
+/// be mended (the member failed again) are kept for the next heal.
+async fn heal_member(ctx: Rc<Ctx>, lanes: Vec<Rc<LocalShard>>, i: usize, node: Arc<crate::cluster::ClusterNode>, running: Rc<Cell<bool>>) {
     let tally = crate::heal::Tally {
         removed: &node.lane_heal_removed,
         rebuilt: &node.lane_heal_rebuilt,
@@ -293,8 +502,7 @@ async fn heal_member(ctx: Rc<Ctx>, mine: Vec<u32>, i: usize, node: Arc<crate::cl
     let rate = ctx.shared.config.heal_bytes_per_sec / ctx.shared.config.threads.max(1) as u64;
     let mut throttle = crate::heal::Throttle::new(rate.max(u64::from(ctx.shared.config.heal_bytes_per_sec > 0)));
     let (mut mended, mut left) = (0u64, 0usize);
-    for &s in &mine {
-        let Some(l) = ctx.shards.local(s).cloned() else { continue };
+    for l in lanes {
         let Some(m) = l.mirrors() else { continue };
         let missed = m.take_missed(i);
         let keys: Vec<crate::shards::TableKey> = if missed.overflow {
@@ -304,7 +512,7 @@ async fn heal_member(ctx: Rc<Ctx>, mine: Vec<u32>, i: usize, node: Arc<crate::cl
         };
         let mut back = crate::lanes::Missed::default();
         for (t, k) in keys {
-            if !back.keys.is_empty() || !m.health.online(i + 1) {
+            if !back.keys.is_empty() || !m.health.online(m.members[i].0) {
                 back.keys.insert((t, k));
                 continue;
             }
@@ -316,7 +524,7 @@ async fn heal_member(ctx: Rc<Ctx>, mine: Vec<u32>, i: usize, node: Arc<crate::cl
             match crate::heal::mend_key(&l, &m, crate::heal::Target::Member(i), t, &k, &tally, &mut throttle, &failed).await {
                 Ok(_) => mended += 1,
                 Err(e) => {
-                    tracing::warn!(lane = s, member = i + 1, error = %e, "a returning member could not be healed of a key; kept for its next heal");
+                    tracing::warn!(member = disk, error = %e, "a returning member could not be healed of a key; kept for its next heal");
                     back.keys.insert((t, k));
                 }
             }

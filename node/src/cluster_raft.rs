@@ -26,7 +26,7 @@
 //!   caches the configuration and follows the leader; a follower may be
 //!   behind by what it has not applied yet).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -275,6 +275,13 @@ async fn run(
     }
     tokio::spawn(manage(node.clone(), raft.clone(), follow, out.clone()));
     let reads = Arc::new(ReadRounds::default());
+    {
+        let (raft, out, reads) = (raft.clone(), out.clone(), reads.clone());
+        tokio::spawn(crate::takeover::keep_lease(node.clone(), move || {
+            let (raft, out, reads) = (raft.clone(), out.clone(), reads.clone());
+            async move { reads.read_index(&raft, &out).await }
+        }));
+    }
     while let Ok(inc) = incoming.recv().await {
         let (raft, out, reads) = (raft.clone(), out.clone(), reads.clone());
         tokio::spawn(async move {
@@ -412,17 +419,24 @@ struct Placement {
 impl Placement {
     /// Rebuilds the node's `owners` when the layout or a node record changed.
     fn follow(&mut self, node: &ClusterNode, sm: &StateMachineStore) {
+        // Read before the state: `owners_seen` never runs ahead of it.
+        let applied = sm.applied_index();
         let now = sm.read(|s| {
             let layout = s.get(owners::LAYOUT_KEY).map_or(0, |v| v.version);
-            let nodes: Vec<u64> = s
-                .keys
-                .range(owners::NODE_KEY_PREFIX.to_string()..)
-                .take_while(|(k, _)| k.starts_with(owners::NODE_KEY_PREFIX))
-                .map(|(_, v)| v.version)
-                .collect();
-            (layout, nodes)
+            let versions = |prefix: &str| -> Vec<u64> {
+                s.keys.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v.version).collect()
+            };
+            let mut keys = versions(owners::NODE_KEY_PREFIX);
+            // Takeover and stale records change who serves what (`takeover`);
+            // a marker keeps the prefixes apart.
+            keys.push(u64::MAX);
+            keys.extend(versions(crate::takeover::TAKEOVER_PREFIX));
+            keys.push(u64::MAX);
+            keys.extend(versions(crate::takeover::STALE_PREFIX));
+            (layout, keys)
         });
         if self.seen.as_ref() == Some(&now) {
+            node.owners_seen.fetch_max(applied, std::sync::atomic::Ordering::Relaxed);
             return;
         }
         match sm.read(owners::Owners::from_state) {
@@ -432,6 +446,7 @@ impl Placement {
                 }
                 node.owners.store(o.map(Arc::new));
                 self.seen = Some(now);
+                node.owners_seen.fetch_max(applied, std::sync::atomic::Ordering::Relaxed);
             }
             Err(e) => tracing::error!("cluster: the committed layout cannot be read, keeping the previous one: {e}"),
         }
@@ -446,6 +461,7 @@ async fn register(node: &ClusterNode, raft: &Raft, sm: &StateMachineStore, out: 
         id: node.id_hex(),
         cluster: node.config.address,
         s3: *s3,
+        shards: Some(node.shards.load(std::sync::atomic::Ordering::Relaxed) as u32).filter(|&n| n > 0),
     };
     let key = me.key();
     let value = me.encode();
@@ -476,18 +492,45 @@ async fn lay_out(raft: &Raft, sm: &StateMachineStore) {
     }
 }
 
+/// On the leader: commits the takeover records `takeover::decide` asks for.
+async fn take_over(node: &ClusterNode, raft: &Raft, sm: &StateMachineStore, seen: &mut HashMap<String, std::time::Instant>) {
+    let Some(owners) = node.owners.load_full() else { return };
+    let alive: BTreeSet<String> = node
+        .members()
+        .into_iter()
+        .filter(|m| m.state == tessera_cluster::MemberState::Alive)
+        .map(|m| m.identity.id_hex())
+        .collect();
+    let cmds = sm.read(|s| crate::takeover::decide(s, &owners, &alive, seen));
+    for cmd in cmds {
+        let Command::Cas { key, value, .. } = &cmd else { continue };
+        let acting = value.as_deref().and_then(|v| crate::takeover::TakeoverRecord::decode(v).ok()).map(|r| r.acting);
+        match raft.client_write(cmd.clone()).await {
+            Ok(r) if r.data.ok => {
+                node.takeovers_committed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(index = r.log_id.index, record = %key, acting = ?acting, "cluster: another node acts for a lane owner now");
+            }
+            Ok(_) => tracing::debug!(record = %key, "cluster: the takeover record changed meanwhile"),
+            Err(e) => tracing::warn!(error = %e, "cluster: committing a takeover record failed"),
+        }
+    }
+}
+
 /// Every node keeps its record; the leader also lays out the registered
 /// nodes, adds alive members as learners and promotes caught-up learners
 /// to voters, up to 3 (5 with 5 or more alive nodes).
 async fn manage(node: Arc<ClusterNode>, raft: Raft, sm: StateMachineStore, out: async_channel::Sender<Outgoing>) {
+    let mut seen = HashMap::new();
     loop {
         tokio::time::sleep(MANAGE_EVERY).await;
         register(&node, &raft, &sm, &out).await;
         let m = raft.metrics().borrow().clone();
         if m.state != ServerState::Leader {
+            seen.clear();
             continue;
         }
         lay_out(&raft, &sm).await;
+        take_over(&node, &raft, &sm, &mut seen).await;
         let membership = m.membership_config.membership().clone();
         let known: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();

@@ -117,6 +117,7 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn Sh
     let mine = Hello { role: Role::Server, sent_ms: now_ms(), from: node.identity.id, to: client.from, nonce: nonce() };
     write_timeout(&mut s, mine.encode(&key, Some(&client.nonce)).to_vec(), HANDSHAKE_TIMEOUT).await?;
     let session = Rc::new(RefCell::new(Session::new(&key, Role::Server, &client, &mine)));
+    let caller = client.from;
     let (mut rd, mut wr) = s.into_split();
     // Calls run concurrently (a slow disk read does not hold up a PING);
     // answers are sealed by one writer in the order they are sent (frame
@@ -204,7 +205,7 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn Sh
                 }
                 let (host, tx, tokens) = (host.clone(), tx.clone(), tokens_tx.clone());
                 monoio::spawn(async move {
-                    let a = match crate::holder::host::serve_call(&host, method, &payload).await {
+                    let a = match crate::holder::host::serve_call(&host, caller, method, &payload).await {
                         Ok(b) => answer(FrameKind::Response, b),
                         Err(b) => answer(FrameKind::Error, b),
                     };
@@ -215,7 +216,8 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn Sh
             (
                 crate::fanout::METHOD_NODE_RANGE
                 | crate::fanout::METHOD_NODE_DELETE
-                | crate::buckets::cluster::METHOD_BUCKET_DRAIN,
+                | crate::buckets::cluster::METHOD_BUCKET_DRAIN
+                | crate::takeover::METHOD_NODE_APPLIED,
                 Some(host),
             ) => {
                 if tokens_rx.recv().await.is_err() {

@@ -61,7 +61,9 @@ pub fn peers(ctx: &Ctx) -> Vec<NodeIdentity> {
     let Some(node) = &ctx.shared.cluster else { return Vec::new() };
     let Some(owners) = node.owners.load_full() else { return Vec::new() };
     let me = node.id_hex();
-    owners.placed_nodes().into_iter().filter(|r| r.id != me).filter_map(identity).collect()
+    // A node another acts for (`takeover`) is not asked: the acting node
+    // lists its keys with its own.
+    owners.placed_nodes().into_iter().filter(|r| r.id != me && owners.acting_for(&r.id) == r.id).filter_map(identity).collect()
 }
 
 fn identity(r: &NodeRecord) -> Option<NodeIdentity> {

@@ -105,7 +105,8 @@ pub fn decide(node: &ClusterNode, head: &RequestHead, peer: IpAddr, vhost_domain
             "This node has not loaded the cluster's placement yet; please retry.",
         ));
     };
-    let Some(owner) = owners.owner_of(crate::layout::partition_of(bucket, key)) else {
+    let partition = crate::layout::partition_of(bucket, key);
+    let Some(owner) = owners.owner_of(partition) else {
         return local;
     };
     if owner.id == node.id_hex() {
@@ -113,6 +114,13 @@ pub fn decide(node: &ClusterNode, head: &RequestHead, peer: IpAddr, vhost_domain
             return Decision::Refuse(S3Error::with_message(
                 S3ErrorCode::ServiceUnavailable,
                 "This node is joining its storage to the cluster's placement; please retry.",
+            ));
+        }
+        let lane_owner = owners.layout_owner_of(partition).map_or(owner.id.as_str(), |o| o.id.as_str());
+        if !crate::takeover::ready(node, &owners, lane_owner) {
+            return Decision::Refuse(S3Error::with_message(
+                S3ErrorCode::ServiceUnavailable,
+                "This node cannot confirm it still serves this key (no configuration lease, or it is taking over a node's keys); please retry.",
             ));
         }
         return local;

@@ -91,6 +91,9 @@ pub struct Mirrors {
     /// Per member: the keys of commits it missed, kept for members on
     /// other nodes (healed when they are back: `cluster_lanes`).
     missed: RefCell<Vec<Missed>>,
+    /// Cluster lanes: records the members that missed a commit as stale in
+    /// the configuration before it is acknowledged (`takeover`).
+    recorder: Option<Rc<crate::takeover::StaleRecorder>>,
 }
 
 /// Most missed keys kept per member and lane; past it the member's heal
@@ -126,6 +129,22 @@ impl Mirrors {
             next: std::cell::Cell::new(0),
             missed: RefCell::new((0..members.len()).map(|_| Missed::default()).collect()),
             members,
+            recorder: None,
+        }
+    }
+
+    /// With a stale recorder (cluster lanes: `takeover`).
+    pub(crate) fn with_recorder(mut self, r: Rc<crate::takeover::StaleRecorder>) -> Self {
+        self.recorder = Some(r);
+        self
+    }
+
+    /// Member `i`'s heal must walk the whole lane (what it missed is not
+    /// known: it is recorded stale in the configuration, `takeover`).
+    pub(crate) fn walk_whole(&self, i: usize) {
+        if let Some(m) = self.missed.borrow_mut().get_mut(i) {
+            m.keys = Default::default();
+            m.overflow = true;
         }
     }
 
@@ -411,9 +430,12 @@ pub async fn commit(primary: &Shard, mirrors: Option<&Mirrors>, muts: Vec<Mutati
     m.check_quorum()?;
     let targets: Vec<(usize, usize)> =
         m.members.iter().enumerate().filter(|(_, (d, _))| m.health.online(*d)).map(|(i, (d, _))| (i, *d)).collect();
+    // Members that miss this commit (recorded stale before it is acknowledged).
+    let mut missed: Vec<usize> = Vec::new();
     for (i, (d, _)) in m.members.iter().enumerate() {
         if !m.health.online(*d) {
             m.note_missed(i, &muts);
+            missed.push(i);
         }
     }
     // Each shard's form of the commit first (copying bodies it lacks), so
@@ -434,6 +456,7 @@ pub async fn commit(primary: &Shard, mirrors: Option<&Mirrors>, muts: Vec<Mutati
             Err(TranslateError::Primary(e)) => return Err(e),
             Err(TranslateError::Member(e)) => {
                 m.note_missed(i, &muts);
+                missed.push(i);
                 recorded &= m.failed(disk, &e);
             }
         }
@@ -458,9 +481,13 @@ pub async fn commit(primary: &Shard, mirrors: Option<&Mirrors>, muts: Vec<Mutati
             Ok(_) => durable += 1,
             Err(e) => {
                 m.note_missed(i, &muts);
+                missed.push(i);
                 recorded &= m.failed(disk, &e);
             }
         }
+    }
+    if let Some(r) = m.recorder.as_ref().filter(|_| !missed.is_empty() && durable >= m.write_quorum && recorded) {
+        recorded &= r.record(&missed).await;
     }
     {
         let mut t = m.translations.borrow_mut();

@@ -53,6 +53,7 @@ pub mod shards;
 pub mod stripes;
 pub mod stripes_io;
 pub mod sse;
+pub mod takeover;
 pub mod tier;
 pub mod thp;
 pub mod tls;

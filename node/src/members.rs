@@ -56,7 +56,7 @@ pub fn member_dir(ctx: &Ctx, owner: &[u8; 16], s: u32) -> Option<PathBuf> {
 }
 
 /// The member shard of `owner`'s lane `s` on this core, opened if needed.
-async fn shard(ctx: &Ctx, owner: [u8; 16], s: u32) -> Result<Shard, IoError> {
+pub(crate) async fn shard(ctx: &Ctx, owner: [u8; 16], s: u32) -> Result<Shard, IoError> {
     loop {
         let wait = HOSTED.with(|h| match h.borrow().get(&(owner, s)) {
             Some(Slot::Open(sh)) => Ok(Ok(sh.clone())),
@@ -102,7 +102,15 @@ async fn shard(ctx: &Ctx, owner: [u8; 16], s: u32) -> Result<Shard, IoError> {
 /// Runs a lane owner's member call on this core's member shard for it.
 pub async fn serve(ctx: &Ctx, owner: [u8; 16], s: u32, call: Call) -> Result<Vec<u8>, IoError> {
     let commit = matches!(call, Call::Commit(_));
-    let sh = shard(ctx, owner, s).await?;
+    // This node's own lane: another node acts for it (`takeover`; the
+    // host let only that node's calls through), and this node's shard `s`
+    // is a member of that node's foster lane.
+    let own = ctx.shared.cluster.as_ref().is_some_and(|n| n.identity.id == owner);
+    let sh = if own {
+        ctx.shards.local(s).map(|l| l.shard.clone()).ok_or(IoError::ShardFailed)?
+    } else {
+        shard(ctx, owner, s).await?
+    };
     let r = crate::holder::host::run(&sh, call).await;
     if commit && r.is_ok() {
         if let Some(c) = &ctx.shared.cluster {

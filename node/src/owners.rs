@@ -46,6 +46,10 @@ pub struct NodeRecord {
     pub cluster: SocketAddr,
     /// Where peers forward S3 requests to it.
     pub s3: SocketAddr,
+    /// Its shard count (the lanes a node acting for it opens, `takeover`);
+    /// absent in records of older builds (such a node is never taken over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
 }
 
 impl NodeRecord {
@@ -82,6 +86,12 @@ pub struct Owners {
     pub nodes: BTreeMap<String, NodeRecord>,
     /// Registered nodes the layout does not place yet.
     pub pending: Vec<String>,
+    /// Lane owner -> (the node acting for it, record version), where a
+    /// takeover record exists (`takeover`).
+    pub takeovers: BTreeMap<String, (String, u64)>,
+    /// (lane owner, member) -> record version: members that may lack
+    /// acknowledged commits of the owner's lanes (`takeover`).
+    pub stale: BTreeMap<(String, String), u64>,
 }
 
 impl Owners {
@@ -93,14 +103,41 @@ impl Owners {
         let layout = Layout::decode(&v.value).map_err(|e| format!("the cluster layout: {e}"))?;
         let placed = placed(&layout);
         let pending = nodes.keys().filter(|id| !placed.contains(id.as_str())).cloned().collect();
-        Ok(Some(Owners { layout, version: v.version, nodes, pending }))
+        let takeovers = crate::takeover::takeovers(state);
+        let stale = crate::takeover::stale(state);
+        Ok(Some(Owners { layout, version: v.version, nodes, pending, takeovers, stale }))
     }
 
-    /// The node that owns partition `p`: its set's first position.
+    /// The node that serves partition `p`: the node acting for its lane
+    /// owner (`takeover`), the owner itself unless taken over.
     pub fn owner_of(&self, p: u64) -> Option<&NodeRecord> {
+        let o = self.layout_owner_of(p)?;
+        match self.takeovers.get(&o.id) {
+            Some((acting, _)) if *acting != o.id => self.nodes.get(acting),
+            _ => Some(o),
+        }
+    }
+
+    /// The lane owner of partition `p`: its set's first position.
+    pub fn layout_owner_of(&self, p: u64) -> Option<&NodeRecord> {
         let p = (p % u64::from(self.layout.partitions())) as u32;
         let node = self.layout.node_of(self.layout.set(p).first()?)?;
         self.nodes.get(node)
+    }
+
+    /// The node acting for lane owner `owner` (id hex).
+    pub fn acting_for<'a>(&'a self, owner: &'a str) -> &'a str {
+        self.takeovers.get(owner).map_or(owner, |(a, _)| a.as_str())
+    }
+
+    /// Whether `member` may lack acknowledged commits of `owner`'s lanes.
+    pub fn is_stale(&self, owner: &str, member: &str) -> bool {
+        self.stale.contains_key(&(owner.to_string(), member.to_string()))
+    }
+
+    /// A placed node's position among the placed nodes by id (foster shard ids).
+    pub fn slot_of(&self, id: &str) -> Option<usize> {
+        self.placed_nodes().iter().position(|r| r.id == id)
     }
 
     /// Every node the layout places (the nodes listing fans out to).
@@ -126,6 +163,7 @@ impl Owners {
                     "s3_address": r.s3.to_string(),
                     "partitions_owned": owned.get(r.id.as_str()).copied().unwrap_or(0),
                     "pending": self.pending.contains(&r.id),
+                    "acting_for_it": self.acting_for(&r.id),
                     "self": r.id == me,
                 })
             })
@@ -137,6 +175,8 @@ impl Owners {
             "width": self.layout.width(),
             "nodes": nodes,
             "pending": self.pending,
+            "takeovers": self.takeovers.iter().map(|(o, (a, v))| serde_json::json!({"owner": o, "acting": a, "version": v})).collect::<Vec<_>>(),
+            "stale": self.stale.keys().map(|(o, m)| serde_json::json!({"owner": o, "member": m})).collect::<Vec<_>>(),
         })
     }
 }
@@ -210,6 +250,7 @@ mod tests {
             id: hex::encode([n; 16]),
             cluster: format!("127.0.0.1:{}", 7000 + n as u16).parse().unwrap(),
             s3: format!("127.0.0.1:{}", 9000 + n as u16).parse().unwrap(),
+            shards: Some(2),
         }
     }
 

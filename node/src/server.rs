@@ -445,6 +445,8 @@ pub fn run(config: Config) -> Result<(), String> {
             }
             let node = Arc::new(crate::cluster::ClusterNode::open(c, &home)?);
             node.set_s3_address(addr);
+            node.threads.store(threads as u64, std::sync::atomic::Ordering::Relaxed);
+            node.shards.store(total as u64, std::sync::atomic::Ordering::Relaxed);
             node.start_raft(&home)?;
             if let Some(r) = node.raft() {
                 buckets.attach_cluster(crate::buckets::cluster::ClusterLink::new(node.clone(), r.clone()));

@@ -50,6 +50,10 @@ pub struct LocalShard {
     /// epoch new commits join: see `drain_commits`.
     in_flight: [Cell<u64>; 2],
     epoch: Cell<usize>,
+    /// Takes no writes through the lane API (`write_data`, `commit`):
+    /// another node acts for this node's partitions (`takeover`); its
+    /// member calls reach the bare shard.
+    fenced: Cell<bool>,
 }
 
 impl LocalShard {
@@ -70,6 +74,7 @@ impl LocalShard {
             ruled: Arc::default(),
             in_flight: [Cell::new(0), Cell::new(0)],
             epoch: Cell::new(0),
+            fenced: Cell::new(false),
         }
     }
 
@@ -140,8 +145,16 @@ impl LocalShard {
         m.members.iter().find(|(d, _)| *d == disk).and_then(|(_, h)| h.local().cloned())
     }
 
+    /// Refuses (or takes again) writes through the lane API (`takeover`).
+    pub(crate) fn set_fenced(&self, fenced: bool) {
+        self.fenced.set(fenced);
+    }
+
     /// `Shard::write_data` through the lane (every online member on format 2).
     pub async fn write_data(&self, buf: DataBuf) -> Result<Extent, IoError> {
+        if self.fenced.get() {
+            return Err(IoError::BelowQuorum);
+        }
         crate::lanes::write_data(&self.shard, self.mirrors().as_deref(), buf).await
     }
 
@@ -235,6 +248,9 @@ impl LocalShard {
     async fn commit_marked(&self, keys: Vec<TableKey>, mut muts: Vec<Mutation>) -> Result<u64, IoError> {
         // No await between the derive and joining the epoch: a
         // `drain_commits` waits for this commit if it began after it.
+        if self.fenced.get() {
+            return Err(IoError::BelowQuorum);
+        }
         crate::lifecycle::index::derive(&self.shard, &self.ruled, &mut muts);
         let _marks = WriteMarks::new(self, keys);
         crate::lanes::commit(&self.shard, self.mirrors().as_deref(), muts).await
@@ -444,7 +460,20 @@ impl Shards {
             let s = s.clone();
             return exec(&s, req).await;
         }
-        let core = *self.owner.get(shard as usize).ok_or_else(unexpected)?;
+        let core = if crate::takeover::is_foster(shard) {
+            // A foster shard (`takeover`) lives on the core of this node's
+            // member shard of that lane.
+            let routed = crate::takeover::foster_index(shard) % self.count().max(1);
+            let core = *self.owner.get(routed as usize).ok_or_else(unexpected)?;
+            if core == self.core {
+                // Not open (yet, or any more): the acting node is not ready.
+                let l = crate::takeover::foster(shard).ok_or(IoError::BelowQuorum)?;
+                return exec(&l, req).await;
+            }
+            core
+        } else {
+            *self.owner.get(shard as usize).ok_or_else(unexpected)?
+        };
         if core == self.core {
             // Ours but not open: the shard is offline (it failed to open).
             return Err(IoError::ShardFailed);
@@ -612,8 +641,13 @@ pub async fn serve(rx: CoreReceiver, local: Vec<Option<Rc<LocalShard>>>) {
             }));
             continue;
         }
-        let Some(shard) = local.get(msg.shard as usize).and_then(|s| s.clone()) else {
-            let _ = msg.reply.send(Err(IoError::ShardFailed)).await;
+        let found = match crate::takeover::is_foster(msg.shard) {
+            true => crate::takeover::foster(msg.shard),
+            false => local.get(msg.shard as usize).and_then(|s| s.clone()),
+        };
+        let Some(shard) = found else {
+            let e = if crate::takeover::is_foster(msg.shard) { IoError::BelowQuorum } else { IoError::ShardFailed };
+            let _ = msg.reply.send(Err(e)).await;
             let _ = tokens_tx.try_send(());
             continue;
         };

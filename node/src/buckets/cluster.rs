@@ -448,9 +448,13 @@ impl Buckets {
         let members = link.node.members();
         let pool = crate::cluster_pool::RpcPool::new(link.node.clone());
         let payload = encode_drain_call(name, id, index);
+        // A node another acts for holds nothing it serves (`takeover`): the
+        // acting node answers for its keys.
+        let owners = link.node.owners.load_full();
         let calls: Vec<_> = members
             .iter()
             .filter(|m| !m.local)
+            .filter(|m| owners.as_ref().is_none_or(|o| o.acting_for(&m.identity.id_hex()) == m.identity.id_hex()))
             .map(|m| {
                 let (pool, payload, peer) = (pool.clone(), payload.clone(), m.identity.clone());
                 monoio::spawn(async move {
@@ -499,7 +503,8 @@ impl Buckets {
                 monoio::time::sleep(Duration::from_millis(1)).await;
             }
         }
-        holds_nothing_of(shards, id).await
+        let node = self.cluster.get().map(|l| l.node.clone());
+        holds_nothing_of(shards, crate::takeover::listed_ids(node.as_deref(), shards.count()), id).await
     }
 
     /// Proposes the buckets of this node's meta shards (from before it
@@ -562,9 +567,9 @@ impl Buckets {
 
 /// Whether no shard of this node holds an object or version (delete
 /// markers included) of bucket `id`.
-pub async fn holds_nothing_of(shards: &Shards, id: u64) -> S3Result<bool> {
+pub async fn holds_nothing_of(shards: &Shards, ids: Vec<u32>, id: u64) -> S3Result<bool> {
     let prefix = bucket_prefix(id);
-    for shard in 0..shards.count() {
+    for shard in ids {
         for table in [T_OBJECTS, T_VERSIONS] {
             let found = shards.range(shard, table, prefix.clone(), None, 1).await.map_err(crate::s3::io_error)?;
             if !found.is_empty() {

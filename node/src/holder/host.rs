@@ -20,7 +20,9 @@ pub type HostAnswer = Result<Vec<u8>, Vec<u8>>;
 
 /// Whoever serves member calls on this node.
 pub trait ShardHost {
-    fn exec(&self, target: Target, call: Call) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>>;
+    /// Runs `call` on `target` for the node `caller` (the RPC peer, as its
+    /// authenticated hello named it).
+    fn exec(&self, caller: [u8; 16], target: Target, call: Call) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>>;
 
     /// A node-level call: a page of this node's own listing
     /// (`fanout::METHOD_NODE_RANGE`), its share of a DeleteObjects
@@ -52,9 +54,9 @@ pub async fn run(shard: &Shard, call: Call) -> Result<Vec<u8>, IoError> {
 }
 
 /// Decodes and runs one request of `method` on `host`.
-pub async fn serve_call(host: &Rc<dyn ShardHost>, method: u16, payload: &[u8]) -> HostAnswer {
+pub async fn serve_call(host: &Rc<dyn ShardHost>, caller: [u8; 16], method: u16, payload: &[u8]) -> HostAnswer {
     match wire::decode_call(method, payload) {
-        Ok((target, call)) => host.exec(target, call).await,
+        Ok((target, call)) => host.exec(caller, target, call).await,
         Err(m) => Err(wire::malformed_error(&m)),
     }
 }
@@ -73,7 +75,7 @@ impl CoreHost {
 }
 
 impl ShardHost for CoreHost {
-    fn exec(&self, target: Target, call: Call) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>> {
+    fn exec(&self, _caller: [u8; 16], target: Target, call: Call) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>> {
         let shard = self.shards.get(&target).cloned();
         Box::pin(async move {
             let Some(shard) = shard else { return Err(wire::encode_refusal(wire::E_NOT_HOSTED, "no such shard on this node")) };
@@ -99,23 +101,31 @@ impl ShardHost for NodeHost {
                 crate::buckets::cluster::METHOD_BUCKET_DRAIN => {
                     crate::buckets::cluster::serve_drain(&ctx.shared.buckets, &ctx.shards, &payload).await
                 }
+                crate::takeover::METHOD_NODE_APPLIED => crate::takeover::serve_applied(&ctx, &payload).await,
                 _ => Err(b"unknown node call".to_vec()),
             }
         })
     }
 
-    fn exec(&self, target: Target, call: Call) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>> {
+    fn exec(&self, caller: [u8; 16], target: Target, call: Call) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>> {
         let ctx = self.ctx.clone();
         Box::pin(async move {
             let refuse = |why: &str| Err(wire::encode_refusal(wire::E_NOT_HOSTED, why));
             if target.shard & wire::CLUSTER_LANE != 0 {
                 let Some(node) = &ctx.shared.cluster else { return refuse("this node is not in a cluster") };
                 let s = target.shard & !wire::CLUSTER_LANE;
+                let Some(owners) = node.owners.load_full() else { return refuse("no cluster layout yet") };
                 // Member shards only for nodes of the layout, and no more
                 // per node than there are partitions (each opens files).
-                let placed = node.owners.load_full().is_some_and(|o| o.nodes.contains_key(&hex::encode(target.disk)));
-                if !placed || u64::from(s) >= crate::layout::PARTITIONS {
+                let owner = hex::encode(target.disk);
+                if !owners.nodes.contains_key(&owner) || u64::from(s) >= crate::layout::PARTITIONS {
                     return refuse("no such cluster lane");
+                }
+                // Fenced: only the node acting for the lane's owner writes
+                // or reads its lanes (`takeover`), so a deposed owner cannot
+                // reach a write quorum.
+                if owners.acting_for(&owner) != hex::encode(caller) {
+                    return refuse("the caller does not act for this lane's owner (fenced)");
                 }
                 return ctx.shards.member(target.disk, s, call).await.map_err(|e| wire::encode_error(&e));
             }

@@ -154,7 +154,7 @@ pub(crate) async fn purge_uploads(ctx: &Ctx, bucket: u64) -> S3Result<()> {
 }
 
 pub async fn delete_bucket(ctx: &Rc<Ctx>, b: &BucketInfo) -> S3Result<Response> {
-    ctx.shared.buckets.delete(&ctx.shards, &b.name, || crate::buckets::cluster::holds_nothing_of(&ctx.shards, b.id)).await?;
+    ctx.shared.buckets.delete(&ctx.shards, &b.name, || crate::buckets::cluster::holds_nothing_of(&ctx.shards, crate::takeover::listed_shards(ctx), b.id)).await?;
     // Keys carry the bucket id, so leftovers are invisible to a new bucket of
     // the same name; this only returns their index memory.
     purge_uploads(ctx, b.id).await?;

@@ -75,7 +75,8 @@ impl<'a> MergedRange<'a> {
 
     /// This node's shards only (what a peer's range call reads).
     pub fn local(ctx: &'a Ctx, table: u8, prefix: Vec<u8>, after: Option<Vec<u8>>, batch: usize) -> Self {
-        let cursors = (0..ctx.shards.count())
+        let cursors = crate::takeover::listed_shards(ctx)
+            .into_iter()
             .map(|shard| Cursor { source: Source::Shard(shard), buf: VecDeque::new(), after: after.clone(), exhausted: false })
             .collect();
         MergedRange { ctx, table, prefix, batch: batch.max(1), cursors }

@@ -191,6 +191,9 @@ pub fn internal(msg: impl Into<String>) -> S3Error {
 
 /// The shard of `(bucket, key)`.
 pub fn shard_of(ctx: &Ctx, bucket: &str, key: &str) -> u32 {
+    if let Some(f) = ctx.shared.cluster.as_deref().and_then(|n| crate::takeover::foster_shard(n, bucket, key)) {
+        return f;
+    }
     ctx.shared.layout.shard_of(bucket, key)
 }
 
