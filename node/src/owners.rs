@@ -132,7 +132,14 @@ impl Owners {
 
     /// Whether `member` may lack acknowledged commits of `owner`'s lanes.
     pub fn is_stale(&self, owner: &str, member: &str) -> bool {
-        self.stale.contains_key(&(owner.to_string(), member.to_string()))
+        !self.stale.is_empty() && self.stale.contains_key(&(owner.to_string(), member.to_string()))
+    }
+
+    /// Whether the placed nodes make cluster lanes (`cluster_lanes::lane_nodes`:
+    /// 3 or 4 placed nodes, every set holding every one), without allocating.
+    pub fn has_lanes(&self) -> bool {
+        let placed = self.nodes.len() - self.pending.iter().filter(|p| self.nodes.contains_key(*p)).count();
+        (crate::cluster_lanes::MIN_NODES..=crate::cluster_lanes::MAX_NODES).contains(&placed) && self.layout.width() == placed
     }
 
     /// A placed node's position among the placed nodes by id (foster shard ids).

@@ -273,10 +273,10 @@ pub fn lease_held(node: &ClusterNode) -> bool {
 /// them, under its lease, not stale for the owner, and past the wait and
 /// the confirmations of a change of acting node (`ClusterNode::acting_ready`).
 pub fn ready(node: &ClusterNode, owners: &Owners, owner: &str) -> bool {
-    let me = node.id_hex();
-    if crate::cluster_lanes::lane_nodes(owners, &me).is_none() {
+    if !owners.has_lanes() {
         return true;
     }
+    let me = node.id_hex();
     if !lease_held(node) || owners.is_stale(owner, &me) {
         return false;
     }
