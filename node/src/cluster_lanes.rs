@@ -60,6 +60,9 @@ use crate::shards::LocalShard;
 pub const POLL: Duration = Duration::from_millis(100);
 /// How often a member out of service is probed.
 pub const REVIVE_EVERY: Duration = Duration::from_secs(2);
+/// How long a closed foster lane keeps its members for the requests that
+/// were in flight when another node started acting for its owner.
+pub const RETIRE_AFTER: Duration = Duration::from_secs(60);
 /// Fewest placed nodes for cluster lanes (see the module doc).
 pub const MIN_NODES: usize = 3;
 /// Most placed nodes for cluster lanes (every set then holds every node).
@@ -140,6 +143,7 @@ pub async fn run(ctx: Rc<Ctx>) {
     let mine: Vec<u32> = (0..ctx.shards.count()).filter(|&s| ctx.shards.local(s).is_some()).collect();
     let mut attached: Option<Attached> = None;
     let mut fosters: HashMap<String, Attached> = HashMap::new();
+    let mut retiring: Vec<(Instant, Attached)> = Vec::new();
     let mut counted = 0u64;
     let mut fenced = false;
     while !ctx.shutdown.is_closed() {
@@ -182,7 +186,7 @@ pub async fn run(ctx: Rc<Ctx>) {
                 counted = n;
             }
             follow(&ctx, &node, o.layout.version);
-            follow_fosters(&ctx, &node, o, &mut fosters, &pool).await;
+            follow_fosters(&ctx, &node, o, &mut fosters, &mut retiring, &pool).await;
         }
         if let Some(a) = &mut attached {
             revive(&ctx, a, &node).await;
@@ -225,6 +229,7 @@ async fn follow_fosters(
     node: &Arc<crate::cluster::ClusterNode>,
     o: &Owners,
     fosters: &mut HashMap<String, Attached>,
+    retiring: &mut Vec<(Instant, Attached)>,
     pool: &Rc<crate::cluster_pool::RpcPool>,
 ) {
     let me = node.id_hex();
@@ -235,13 +240,30 @@ async fn follow_fosters(
         .map(|(owner, (_, v))| (owner.clone(), *v))
         .collect();
     let before = fosters.len();
-    fosters.retain(|owner, a| {
-        let keep = want.get(owner) == Some(&a.version) && lane_nodes(o, owner).is_some_and(|n| n == a.records);
-        if !keep {
-            take_apart(a);
+    let gone: Vec<String> = fosters
+        .iter()
+        .filter(|(owner, a)| !(want.get(*owner) == Some(&a.version) && lane_nodes(o, owner).is_some_and(|n| n == a.records)))
+        .map(|(owner, _)| owner.clone())
+        .collect();
+    for owner in gone {
+        if let Some(a) = fosters.remove(&owner) {
+            // No new request reaches them; those in flight finish with
+            // their lanes, taken apart later (`RETIRE_AFTER`).
+            for (id, _) in &a.lanes {
+                crate::takeover::set_foster(*id, None);
+            }
             tracing::warn!(owner = %owner, "this reactor no longer acts for a lane owner: its foster lanes are closed");
+            retiring.push((Instant::now(), a));
         }
-        keep
+    }
+    retiring.retain(|(at, a)| {
+        let done = at.elapsed() >= RETIRE_AFTER;
+        if done {
+            for (_, l) in &a.lanes {
+                l.retire_mirrors();
+            }
+        }
+        !done
     });
     for (owner, v) in want {
         if fosters.contains_key(&owner) {
@@ -302,13 +324,10 @@ async fn foster(
     Some(a)
 }
 
-/// Detaches a lane set: its shards are lone shards again, foster shards closed.
+/// Detaches this node's own lane set: its shards are lone shards again.
 fn take_apart(a: &Attached) {
-    for (id, l) in &a.lanes {
+    for (_, l) in &a.lanes {
         l.set_mirrors(None);
-        if crate::takeover::is_foster(*id) {
-            crate::takeover::set_foster(*id, None);
-        }
     }
 }
 

@@ -51,6 +51,17 @@ pub fn unregister(id: u32) {
     LANES.with(|l| l.borrow_mut().remove(&id));
 }
 
+/// `unregister`, only if `m` is still the lane registered for `id` (a
+/// lane retired late must not remove the one that replaced it).
+pub fn unregister_if(id: u32, m: &Rc<Mirrors>) {
+    LANES.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.get(&id).is_some_and(|x| Rc::ptr_eq(x, m)) {
+            l.remove(&id);
+        }
+    });
+}
+
 /// The lane whose primary is shard `id`, if it is a format 2 lane of this core.
 pub fn lane_of(id: u32) -> Option<Rc<Mirrors>> {
     LANES.with(|l| l.borrow().get(&id).cloned())

@@ -124,6 +124,14 @@ impl LocalShard {
         *self.mirrors.borrow_mut() = mirrors;
     }
 
+    /// Detaches this shard's lane unless another took its place meanwhile
+    /// (a foster lane retired after its requests in flight finished).
+    pub(crate) fn retire_mirrors(&self) {
+        if let Some(m) = self.mirrors.borrow_mut().take() {
+            crate::lanes::unregister_if(self.shard.id(), &m);
+        }
+    }
+
     /// The lane this shard is the read primary of (format 2, or a cluster lane).
     pub(crate) fn mirrors(&self) -> Option<Rc<crate::lanes::Mirrors>> {
         self.mirrors.borrow().clone()

@@ -122,10 +122,16 @@ impl ShardHost for NodeHost {
                     return refuse("no such cluster lane");
                 }
                 // Fenced: only the node acting for the lane's owner writes
-                // or reads its lanes (`takeover`), so a deposed owner cannot
-                // reach a write quorum.
-                if owners.acting_for(&owner) != hex::encode(caller) {
+                // its lanes (`takeover`), so a deposed owner cannot reach a
+                // write quorum. Reads stay open to the lane's nodes: a read
+                // begun under the old acting node's lease may finish.
+                let writes = matches!(call, Call::Write(_) | Call::Commit(_));
+                let caller = hex::encode(caller);
+                if writes && owners.acting_for(&owner) != caller {
                     return refuse("the caller does not act for this lane's owner (fenced)");
+                }
+                if !writes && !owners.nodes.contains_key(&caller) {
+                    return refuse("the caller is not a node of the cluster");
                 }
                 return ctx.shards.member(target.disk, s, call).await.map_err(|e| wire::encode_error(&e));
             }
