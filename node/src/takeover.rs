@@ -83,7 +83,7 @@ pub const LEASE_RENEW_EVERY: Duration = Duration::from_millis(1000);
 pub const HANDBACK_AFTER: Duration = Duration::from_secs(3);
 /// A peer's confirmation that it applied the configuration up to an index
 /// (payload: the index, u64 LE; answer: `[1]`).
-pub const METHOD_NODE_APPLIED: u16 = 41;
+pub const METHOD_NODE_APPLIED: u16 = 43;
 /// Longest a peer waits to apply an index `METHOD_NODE_APPLIED` names.
 pub const APPLIED_WAIT: Duration = Duration::from_secs(5);
 /// Foster shard ids: `FOSTER_FLAG | slot << 16 | s` (slot: the owner's
