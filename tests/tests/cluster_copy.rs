@@ -229,6 +229,25 @@ fn copies_and_form_uploads_reach_keys_of_other_nodes() {
         assert_eq!(body(&alt, "xaltb", &adst).await, b"mine");
     });
 
+}
+
+#[test]
+fn a_form_upload_reaches_the_node_that_owns_its_key() {
+    let nodes = three_nodes();
+    let ids: Vec<String> = nodes.iter().map(node_id).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let clients: Vec<Client> = nodes.iter().map(|n| n.client()).collect();
+    rt.block_on(async { ok(clients[0].create_bucket().bucket("xcopy").send().await, "create xcopy") });
+    wait_for("the bucket on every node", Duration::from_secs(10), || {
+        rt.block_on(async {
+            for cl in &clients {
+                if cl.head_bucket().bucket("xcopy").send().await.is_err() {
+                    return false;
+                }
+            }
+            true
+        })
+    });
     // A form upload sent to node 0 for a key node 1 owns.
     let key = key_owned(&nodes[0], "xcopy", "form/up", &ids[1], false);
     let policy = format!(
