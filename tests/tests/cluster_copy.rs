@@ -83,7 +83,7 @@ fn code<T: std::fmt::Debug, E: aws_sdk_s3::error::ProvideErrorMetadata, R>(r: Re
 }
 
 #[test]
-fn copies_and_form_uploads_reach_keys_of_other_nodes() {
+fn copies_read_sources_other_nodes_own() {
     let mut nodes = three_nodes();
     let ids: Vec<String> = nodes.iter().map(node_id).collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
