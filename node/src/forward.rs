@@ -372,7 +372,8 @@ fn peek_key(boundary: &str, buf: &[u8], eof: bool) -> Peeked {
             }
             Some(tessera_proto::form::FormEvent::PartEnd) => {
                 // The first `key` field counts, as in `s3::post`.
-                if current.take().as_deref() == Some("key") && key.is_none() {
+                let name = current.take();
+                if name.as_deref() == Some("key") && key.is_none() {
                     key = Some(std::mem::take(&mut value));
                 }
             }
@@ -744,6 +745,36 @@ use tessera_proto::http;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn form(parts: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (n, v) in parts {
+            let disp = if *n == "file" { "name=\"file\"; filename=\"pic.png\"".to_string() } else { format!("name=\"{n}\"") };
+            out.extend_from_slice(format!("--XyZ\r\nContent-Disposition: form-data; {disp}\r\n\r\n{v}\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"--XyZ--\r\n");
+        out
+    }
+
+    #[test]
+    fn a_forms_key_is_found_before_its_file_and_only_there() {
+        let f = form(&[("Key", "up/${filename}"), ("key", "second"), ("policy", "p"), ("file", "DATA"), ("after", "x")]);
+        let Peeked::Key(k) = peek_key("XyZ", &f, true) else { panic!("key not found") };
+        assert_eq!(k, "up/pic.png", "the first key field, ${{filename}} replaced");
+        // Any prefix that reaches the file part's headers is enough; a shorter one asks for more.
+        let file_at = f.windows(14).position(|w| w == b"name=\"file\"; f").unwrap();
+        for cut in 0..f.len() {
+            match peek_key("XyZ", &f[..cut], false) {
+                Peeked::Key(k) => assert!(cut > file_at && k == "up/pic.png", "cut {cut}"),
+                Peeked::More => assert!(cut < file_at + 60, "cut {cut} should have found the key"),
+                Peeked::Unknown => panic!("cut {cut}: a valid prefix refused"),
+            }
+        }
+        // The key only after the file, or no file at all: served where it arrives.
+        assert!(matches!(peek_key("XyZ", &form(&[("policy", "p"), ("file", "D"), ("key", "k")]), true), Peeked::Unknown));
+        assert!(matches!(peek_key("XyZ", &form(&[("key", "k")]), true), Peeked::Unknown));
+        assert!(matches!(peek_key("XyZ", b"garbage", true), Peeked::Unknown));
+    }
 
     fn scan_all(framing: RespFraming, body: &[u8], step: usize) -> Result<(usize, bool), String> {
         let mut s = Scan::new(framing);
