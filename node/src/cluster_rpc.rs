@@ -8,7 +8,8 @@
 //! (`cluster_raft`), handed to the Raft thread; and the four shard
 //! methods of remote lane members (`holder::wire`), served by the node's
 //! `ShardHost`, which also serves DeleteBucket's drain check
-//! (`buckets::cluster::METHOD_BUCKET_DRAIN`, 40). A connection's calls run concurrently (at most
+//! (`buckets::cluster::METHOD_BUCKET_DRAIN`, 40) and the reads of a copy
+//! source another node asks for (`copy_remote`, 41 and 42). A connection's calls run concurrently (at most
 //! `MAX_SERVED_IN_FLIGHT`), answered as they finish. Calls go through
 //! the pool (`cluster_pool`): one multiplexed connection per peer.
 
@@ -217,7 +218,9 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn Sh
                 crate::fanout::METHOD_NODE_RANGE
                 | crate::fanout::METHOD_NODE_DELETE
                 | crate::buckets::cluster::METHOD_BUCKET_DRAIN
-                | crate::takeover::METHOD_NODE_APPLIED,
+                | crate::takeover::METHOD_NODE_APPLIED
+                | crate::copy_remote::METHOD_COPY_HEAD
+                | crate::copy_remote::METHOD_COPY_READ,
                 Some(host),
             ) => {
                 if tokens_rx.recv().await.is_err() {

@@ -358,7 +358,16 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
         // proxied there whole (`forward`).
         let mut client = peer;
         if let Some(node) = ctx.shared.cluster.as_ref().filter(|_| !head.path.starts_with("/_tessera/")) {
-            let early = match crate::forward::decide(node, &head, peer, &ctx.shared.config.vhost_domains) {
+            let mut decision = crate::forward::decide(node, &head, peer, &ctx.shared.config.vhost_domains);
+            // A browser POST upload's key is in its form: found by reading ahead.
+            if let crate::forward::Decision::Local(_, false, _) = decision {
+                if let Some((to, version)) =
+                    crate::forward::post_owner(node, &mut conn, &mut head, &ctx.shared.config.vhost_domains).await
+                {
+                    decision = crate::forward::Decision::Forward { to, version };
+                }
+            }
+            let early = match decision {
                 crate::forward::Decision::Local(ip, forwarded, config) => {
                     // The forwarder's header is not part of the client's
                     // signed request: the signature check must not see it.

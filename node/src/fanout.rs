@@ -66,7 +66,7 @@ pub fn peers(ctx: &Ctx) -> Vec<NodeIdentity> {
     owners.placed_nodes().into_iter().filter(|r| r.id != me && owners.acting_for(&r.id) == r.id).filter_map(identity).collect()
 }
 
-fn identity(r: &NodeRecord) -> Option<NodeIdentity> {
+pub(crate) fn identity(r: &NodeRecord) -> Option<NodeIdentity> {
     let id: [u8; 16] = hex::decode(&r.id).ok()?.try_into().ok()?;
     Some(NodeIdentity { addr: r.cluster, id, bump: 0 })
 }

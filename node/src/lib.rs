@@ -41,6 +41,7 @@ pub mod owners;
 pub mod paged;
 pub mod forward;
 pub mod fanout;
+pub mod copy_remote;
 pub mod remote_s3;
 pub mod replication;
 pub mod metastore;

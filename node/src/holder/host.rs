@@ -27,7 +27,8 @@ pub trait ShardHost {
     /// A node-level call: a page of this node's own listing
     /// (`fanout::METHOD_NODE_RANGE`), its share of a DeleteObjects
     /// (`METHOD_NODE_DELETE`), its part of a DeleteBucket
-    /// (`buckets::cluster::METHOD_BUCKET_DRAIN`). Only a node's host serves them.
+    /// (`buckets::cluster::METHOD_BUCKET_DRAIN`), a copy source's version
+    /// and bytes (`copy_remote`). Only a node's host serves them.
     fn node_call(&self, _method: u16, _payload: Vec<u8>) -> Pin<Box<dyn Future<Output = HostAnswer> + 'static>> {
         Box::pin(async { Err(b"this host serves no node calls".to_vec()) })
     }
@@ -98,6 +99,8 @@ impl ShardHost for NodeHost {
             match method {
                 crate::fanout::METHOD_NODE_RANGE => crate::fanout::serve_range(&ctx, &payload).await,
                 crate::fanout::METHOD_NODE_DELETE => crate::fanout::serve_delete(&ctx, &payload).await,
+                crate::copy_remote::METHOD_COPY_HEAD => crate::copy_remote::serve_head(&ctx, &payload).await,
+                crate::copy_remote::METHOD_COPY_READ => crate::copy_remote::serve_read(&ctx, &payload).await,
                 crate::buckets::cluster::METHOD_BUCKET_DRAIN => {
                     crate::buckets::cluster::serve_drain(&ctx.shared.buckets, &ctx.shards, &payload).await
                 }

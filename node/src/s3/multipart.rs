@@ -276,18 +276,17 @@ pub async fn upload_part_copy(
     let upload = load_upload(ctx, shard, b.id, &key, id).await?;
     let src_customer = crate::sse::customer_key(&req.head.headers, crate::sse::COPY_SOURCE_CUSTOMER)?;
     let (dk, seg) = sealing_part_key(ctx, req, &upload, part)?;
-    let (sb, sk, sel, src) = load_copy_source(ctx, req).await?;
-    let src_dk = crate::sse::open(&*ctx.shared.kms, src.meta.sse.as_ref(), src_customer.as_ref())?;
+    let (sb, sk, sel, src, mut remote) = load_copy_source(ctx, req).await?;
+    let decrypt = super::put::open_copy_source(ctx, &src, remote.as_mut(), src_customer.as_ref())?;
     let range = match req.header("x-amz-copy-source-range") {
         None => 0..src.summary.size,
         Some(v) => parse_copy_range(v, src.summary.size)?,
     };
     let algo = upload.checksum_algo;
-    let decrypt = crate::sse::stream::decrypt_of(&src.meta, src.summary.size, src_dk)?;
     let salt = seg.as_ref().map(|s| s.0);
     let source = super::put::copy_source_identity(ctx, &sb, &sk, &src);
-    let copied =
-        copy_through(ctx, src.shard, src.body, decrypt, range.clone(), shard, true, algo, seg.map(|s| s.1), source.as_ref()).await?;
+    let from = super::put::CopyFrom { shard: src.shard, body: src.body, remote, source };
+    let copied = copy_through(ctx, from, decrypt, range.clone(), shard, true, algo, seg.map(|s| s.1)).await?;
     let md5 = part_md5(&upload, dk.as_ref(), copied.md5);
     let raw = match (algo, &copied.checksum) {
         (Some(a), Some(v)) => checksum::decode_value(a, v).map(|r| (a, r)),

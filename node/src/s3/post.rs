@@ -235,12 +235,14 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     if key.len() > MAX_KEY_BYTES {
         return Err(S3Error::new(S3ErrorCode::KeyTooLongError));
     }
-    // In a cluster the key's owner must store it; the form's key is known
-    // only now, past the point a request can be forwarded whole.
+    // In a cluster the key's owner must store it. `forward::post_owner`
+    // forwards a form whose key it finds ahead; one it could not read
+    // ahead (a chunked body, a header-signed POST with Expect, a long
+    // prefix) gets here.
     if !crate::forward::owned_here(ctx, &bucket_name, &key) {
         return Err(S3Error::with_message(
             S3ErrorCode::NotImplemented,
-            "In a cluster, a browser upload must be sent to the node that owns its key (not built yet: forwarding form uploads).",
+            "In a cluster, this browser upload could not be forwarded to the node that owns its key (a chunked body, or a header-signed request expecting 100-continue); send it with a Content-Length.",
         ));
     }
 

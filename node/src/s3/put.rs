@@ -292,25 +292,28 @@ pub(super) fn parse_copy_source(v: &str) -> S3Result<(String, String, Option<Ver
 }
 
 /// The source of CopyObject / UploadPartCopy, after the caller's ownership
-/// and the `x-amz-copy-source-if-*` checks: (bucket, key, version named, object).
+/// and the `x-amz-copy-source-if-*` checks: (bucket, key, version named,
+/// object, and where its bytes are when another node of the cluster owns
+/// the source key: `copy_remote`; the object's body is then empty).
 pub(super) async fn load_copy_source(
     ctx: &Ctx,
     req: &Request<'_>,
-) -> S3Result<(String, String, Option<VersionSel>, LoadedObject)> {
+) -> S3Result<(String, String, Option<VersionSel>, LoadedObject, Option<crate::copy_remote::RemoteSource>)> {
     let (sb, sk, sel) = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
     let src_bucket = ctx.shared.buckets.find(&sb).await?;
     let versioned = sel.is_some();
     // In a cluster the request runs on the destination key's owner; a
-    // source another node owns cannot be read here yet.
-    if !crate::forward::owned_here(ctx, &sb, &sk) {
-        return Err(S3Error::with_message(
-            S3ErrorCode::NotImplemented,
-            "In a cluster, copying from a key another node owns is not built yet.",
-        ));
-    }
-    let src = match read_version(ctx, &src_bucket, &sk, sel).await {
-        Ok(s) => s,
-        Err(e) => return Err(authz::copy_source_missing(req, &src_bucket, &sk, versioned, e)),
+    // source another node owns is read from it, and checked here exactly
+    // as a local one.
+    let (src, remote) = match crate::copy_remote::owner_elsewhere(ctx, &sb, &sk) {
+        None => match read_version(ctx, &src_bucket, &sk, sel).await {
+            Ok(s) => (s, None),
+            Err(e) => return Err(authz::copy_source_missing(req, &src_bucket, &sk, versioned, e)),
+        },
+        Some(peer) => match crate::copy_remote::head(ctx, peer, &src_bucket, &sk, sel).await {
+            Ok((s, r)) => (s, Some(r)),
+            Err(e) => return Err(authz::copy_source_missing(req, &src_bucket, &sk, versioned, e)),
+        },
     };
     if src.summary.delete_marker {
         let e = match sel {
@@ -327,7 +330,29 @@ pub(super) async fn load_copy_source(
     authz::check_copy_source(req, &src_bucket, &sk, versioned, facts)?;
     check_copy_conditions(req, &src.summary)?;
     crate::tier::refuse_stub(&src.meta)?;
-    Ok((sb, sk, sel, src))
+    Ok((sb, sk, sel, src, remote))
+}
+
+/// How a copy source's bytes are opened: here, with the request's SSE-C
+/// key or the key service (a local source, or any SSE-C source), or by a
+/// remote source's owner (SSE-S3 / SSE-KMS: that node's key service holds
+/// the master key; the bytes then come as plaintext).
+pub(super) fn open_copy_source(
+    ctx: &Ctx,
+    src: &LoadedObject,
+    remote: Option<&mut crate::copy_remote::RemoteSource>,
+    customer: Option<&crate::sse::CustomerKey>,
+) -> S3Result<Option<crate::sse::stream::Decrypt>> {
+    let by_owner = matches!(
+        src.meta.sse.as_ref().map(|i| &i.mode),
+        Some(crate::sse::SseMode::S3 { .. } | crate::sse::SseMode::Kms { .. })
+    ) && customer.is_none();
+    if let (true, Some(r)) = (by_owner, remote) {
+        r.opened_by_owner();
+        return Ok(None);
+    }
+    let dk = crate::sse::open(&*ctx.shared.kms, src.meta.sse.as_ref(), customer)?;
+    crate::sse::stream::decrypt_of(&src.meta, src.summary.size, dk)
 }
 
 /// Whether a copy of `key` onto itself copies its current version (a copy
@@ -359,8 +384,8 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     let acl = super::acl::for_new_object(ctx, req, b)?;
     let wanted = crate::sse::wanted(&req.head.headers)?;
     let src_customer = crate::sse::customer_key(&req.head.headers, crate::sse::COPY_SOURCE_CUSTOMER)?;
-    let (sb, sk, sel, src) = load_copy_source(ctx, req).await?;
-    let src_dk = crate::sse::open(&*ctx.shared.kms, src.meta.sse.as_ref(), src_customer.as_ref())?;
+    let (sb, sk, sel, src, mut remote) = load_copy_source(ctx, req).await?;
+    let decrypt = open_copy_source(ctx, &src, remote.as_mut(), src_customer.as_ref())?;
     let key = req.key().to_string();
     let changes_something = replace_meta
         || replace_tags
@@ -401,11 +426,11 @@ pub async fn copy_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
         })?),
     };
     let compute = wanted_algo.filter(|w| !(Some(*w) == src_algo && full_object));
-    let decrypt = crate::sse::stream::decrypt_of(&src.meta, size, src_dk)?;
     let mut sealing = crate::sse::start(&*ctx.shared.kms, wanted, b)?;
     let seg = sealing.as_mut().map(|s| s.new_segment(1)).transpose()?;
     let source = copy_source_identity(ctx, &sb, &sk, &src);
-    let copied = copy_through(ctx, src.shard, src.body, decrypt, 0..size, dst_shard, false, compute, seg, source.as_ref()).await?;
+    let from = CopyFrom { shard: src.shard, body: src.body, remote, source };
+    let copied = copy_through(ctx, from, decrypt, 0..size, dst_shard, false, compute, seg).await?;
     let md5 = sealing.as_ref().map_or(copied.md5, |s| s.info.etag_md5(&s.dk, copied.md5));
     meta.sse = sealing.map(|s| s.info.clone());
     if let (Some(a), Some(v)) = (compute, &copied.checksum) {
@@ -459,26 +484,39 @@ pub(super) struct Copied {
     pub checksum: Option<String>,
 }
 
+/// Where a copy's source bytes are: a body in a shard of this node (found
+/// again through `source` when compaction moves it), or on another node.
+pub(super) struct CopyFrom {
+    pub shard: u32,
+    pub body: Body,
+    pub remote: Option<crate::copy_remote::RemoteSource>,
+    pub source: Option<crate::response::StreamSource>,
+}
+
 /// Copies plaintext `range` of a stored object into `dst`: through
-/// `copy_range` when neither side is encrypted, else opened with `decrypt`
-/// (a sealed source) and sealed under `seal` (an encrypted destination).
+/// `copy_range` when neither side is encrypted and the source is here,
+/// else read piece by piece (from the source's node when remote), opened
+/// with `decrypt` (a sealed source) and sealed under `seal` (an encrypted
+/// destination).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn copy_through(
     ctx: &Rc<Ctx>,
-    src: u32,
-    body: Body,
+    from: CopyFrom,
     decrypt: Option<crate::sse::stream::Decrypt>,
     range: std::ops::Range<u64>,
     dst: u32,
     force_extents: bool,
     algo: Option<ChecksumAlgo>,
     seal: Option<crate::sse::cipher::SegmentKey>,
-    source: Option<&crate::response::StreamSource>,
 ) -> S3Result<Copied> {
-    if decrypt.is_none() && seal.is_none() {
-        return copy_range(ctx, src, body, range, dst, force_extents, algo, source).await;
+    let CopyFrom { shard: src, body, remote, source } = from;
+    if decrypt.is_none() && seal.is_none() && remote.is_none() {
+        return copy_range(ctx, src, body, range, dst, force_extents, algo, source.as_ref()).await;
     }
-    let mut reader = crate::sse::stream::PlainReader::new(ctx, src, body, decrypt, range).reloading(source.cloned());
+    let mut reader = crate::sse::stream::PlainReader::new(ctx, src, body, decrypt, range).reloading(source);
+    if let Some(r) = remote {
+        reader = reader.from_remote(Rc::new(r));
+    }
     let stored = match seal {
         Some(k) => crate::sse::stream::store_sealed(ctx, &mut reader, dst, force_extents, algo, k).await?,
         None => store_from(ctx, &mut reader, dst, force_extents, algo).await?,

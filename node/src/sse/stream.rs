@@ -178,6 +178,8 @@ pub struct PlainReader {
     /// Finds the body again when compaction moves it mid-read.
     source: Option<crate::response::StreamSource>,
     reloads: u32,
+    /// A copy source another node owns: its bytes come from there.
+    remote: Option<Rc<crate::copy_remote::RemoteSource>>,
 }
 
 impl PlainReader {
@@ -188,8 +190,17 @@ impl PlainReader {
         self
     }
 
+    /// Reads through `remote` (a source another node owns) instead of a shard.
+    pub fn from_remote(mut self, remote: Rc<crate::copy_remote::RemoteSource>) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
     /// The stored bytes of `range`, found again if compaction moved them.
     async fn read_range(&mut self, range: Range<u64>) -> S3Result<Vec<u8>> {
+        if let Some(r) = &self.remote {
+            return r.read(range).await;
+        }
         loop {
             match read_stored(&self.ctx, self.shard, &self.body, range.clone()).await {
                 Err(IoError::Moved) if self.reloads < crate::response::MAX_STREAM_RELOADS && self.source.is_some() => {
@@ -226,6 +237,7 @@ impl PlainReader {
             md5_done: None,
             source: None,
             reloads: 0,
+            remote: None,
         }
     }
 
