@@ -195,7 +195,7 @@ impl LocalShard {
                 // records (128, 256, 512, 128 KiB), and reading them one
                 // after another cost 4 disk round trips (issue 17).
                 use futures_util::StreamExt;
-                let mut reads = futures_util::stream::iter(ex.iter().map(|e| self.read_extent(e, 0..e.len)))
+                let mut reads = futures_util::stream::iter(ex.iter().map(|e| self.read_extent_buf(e, 0..e.len)))
                     .buffered(FILL_READS_IN_FLIGHT);
                 let mut parts = Vec::with_capacity(ex.len());
                 for e in ex.iter() {
@@ -215,11 +215,15 @@ impl LocalShard {
                     }
                 }
                 drop(reads);
-                if parts.len() == 1 {
-                    parts.pop().unwrap_or_default()
-                } else {
-                    parts.concat()
+                // One copy, out of the O_DIRECT buffers into the body.
+                let mut data = Vec::with_capacity(parts.iter().map(ReadBytes::len).sum());
+                for p in &parts {
+                    match p {
+                        ReadBytes::Vec(v) => data.extend_from_slice(v),
+                        ReadBytes::Aligned(buf, at) => data.extend_from_slice(&buf.as_slice()[at.clone()]),
+                    }
                 }
+                data
             }
             body => return Ok(Some(Stored { seq, summary, meta, body })),
         };
