@@ -96,6 +96,19 @@ pub(crate) async fn read_range(
     e: &Extent,
     range: Range<u64>,
 ) -> Result<Vec<u8>, IoError> {
+    let (buf, at) = read_range_buf(file, key, shard, e, range).await?;
+    Ok(buf.as_slice()[at].to_vec())
+}
+
+/// `read_range` without the copy: the O_DIRECT buffer read and where the
+/// range lies in it (after the header block when the read took it too).
+pub(crate) async fn read_range_buf(
+    file: &DiskFile,
+    key: &ShardKey,
+    shard: u32,
+    e: &Extent,
+    range: Range<u64>,
+) -> Result<(AlignedBuf, Range<usize>), IoError> {
     let chunk = CHUNK_BYTES as u64;
     let first_chunk = range.start / chunk;
     let from = first_chunk * chunk;
@@ -132,7 +145,10 @@ pub(crate) async fn read_range(
     }
     let lo = (range.start - from) as usize;
     let hi = (range.end - from) as usize;
-    Ok(data_bytes[lo..hi].to_vec())
+    // Where the data starts in the buffer read: after the header block
+    // when one read took both.
+    let base = if head.is_none() { BLOCK } else { 0 };
+    Ok((data, base + lo..base + hi))
 }
 
 /// Verifies the whole data record behind `e`: header and every chunk.

@@ -115,6 +115,9 @@ fn extent_bodies_and_range_reads() {
         for r in ranges {
             let got = s.read_extent(e, r.clone()).await.unwrap();
             assert_eq!(got, p[r.start as usize..r.end as usize], "range {r:?}");
+            // The same bytes, left in the buffer they were read into.
+            let (buf, at) = s.read_extent_buf(e, r.clone()).await.unwrap();
+            assert_eq!(&buf.as_slice()[at], &p[r.start as usize..r.end as usize], "range {r:?} in its buffer");
         }
         let t = &extents[2];
         assert_eq!(

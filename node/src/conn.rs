@@ -201,6 +201,37 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Sends bytes read for a response: a plain record's bytes straight
+    /// from the O_DIRECT buffer they were read into (no copy, issue 17),
+    /// a decoded piece's from its own buffer.
+    pub async fn write_read(&mut self, bytes: crate::shards::ReadBytes) -> Result<(), ConnError> {
+        let (buf, at) = match bytes {
+            crate::shards::ReadBytes::Vec(v) => return self.write_all(v).await.map(drop),
+            crate::shards::ReadBytes::Aligned(buf, at) => (buf, at),
+        };
+        if at.end > buf.len() || at.start > at.end {
+            return Err(ConnError::Io(std::io::Error::other("read range outside its buffer")));
+        }
+        let n = at.len() as u64;
+        if let Some(tls) = &mut self.tls {
+            tls.write_all(&mut self.stream, &buf.as_slice()[at]).await?;
+            self.written_bytes += n;
+            return Ok(());
+        }
+        use monoio::buf::IoBuf;
+        let write = self.stream.write_all(buf.slice(at));
+        match monoio::time::timeout(IO_TIMEOUT, write).await {
+            Ok((Ok(_), _)) => {
+                self.written_bytes += n;
+                Ok(())
+            }
+            Ok((Err(e), _)) => Err(ConnError::Io(e)),
+            Err(_) => Err(ConnError::Timeout),
+        }
+    }
+}
+
 /// Everything a handler needs about the request in hand.
 pub struct Request<'a> {
     pub head: &'a RequestHead,

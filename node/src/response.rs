@@ -13,6 +13,9 @@ use crate::server::Ctx;
 
 /// Largest piece read from a shard per call while streaming a body.
 pub const STREAM_PIECE_BYTES: u64 = 1024 * 1024;
+/// Bytes of a streamed body read ahead of what is being sent (the piece
+/// being sent included): a whole 1 MiB object's records are read at once.
+pub const STREAM_WINDOW_BYTES: u64 = 2 * STREAM_PIECE_BYTES;
 
 pub struct Response {
     pub status: u16,
@@ -173,14 +176,31 @@ impl ObjectStream {
                 let mut pos = self.range.start;
                 let mut reloads = 0u32;
                 'stream: loop {
-                    let mut todo = pieces(&extents, pos..self.range.end).into_iter();
+                    let mut todo = pieces(&extents, pos..self.range.end).into_iter().peekable();
                     let spawn_read = |(e, r): (Extent, Range<u64>)| {
                         let ctx = self.ctx.clone();
                         let shard = self.shard;
-                        monoio::spawn(async move { ctx.shards.read_extent(shard, e, r).await })
+                        let len = r.end - r.start;
+                        (len, monoio::spawn(async move { ctx.shards.read_extent_buf(shard, e, r).await }))
                     };
-                    let mut next = todo.next().map(spawn_read);
-                    while let Some(cur) = next.take() {
+                    // Reads ahead of what is being sent, in order: as many
+                    // pieces as fit in `STREAM_WINDOW_BYTES` (at least one),
+                    // so the records of an object (a 1 MiB one is 4) are
+                    // read together instead of one round trip after another.
+                    let mut ahead = std::collections::VecDeque::new();
+                    let mut ahead_bytes = 0u64;
+                    loop {
+                        while let Some((_, r)) = todo.peek() {
+                            let len = r.end - r.start;
+                            if !ahead.is_empty() && ahead_bytes + len > STREAM_WINDOW_BYTES {
+                                break;
+                            }
+                            let Some(p) = todo.next() else { break };
+                            ahead_bytes += len;
+                            ahead.push_back(spawn_read(p));
+                        }
+                        let Some((len, cur)) = ahead.pop_front() else { break };
+                        ahead_bytes -= len;
                         let data = match cur.await {
                             Ok(d) => d,
                             Err(tessera_io::IoError::Moved) if reloads < MAX_STREAM_RELOADS => {
@@ -194,9 +214,8 @@ impl ObjectStream {
                                 return Err(ConnError::Io(std::io::Error::other(e.to_string())));
                             }
                         };
-                        next = todo.next().map(spawn_read);
                         pos += data.len() as u64;
-                        conn.write_all(data).await?;
+                        conn.write_read(data).await?;
                     }
                     break;
                 }

@@ -55,6 +55,14 @@ impl Shard {
     /// verifying the checksum of every 64 KiB chunk it touches. `Moved`
     /// when compaction relocated it: look the key up again.
     pub async fn read_extent(&self, e: &Extent, range: Range<u64>) -> Result<Vec<u8>, IoError> {
+        let (buf, at) = self.read_extent_buf(e, range).await?;
+        Ok(buf.as_slice()[at].to_vec())
+    }
+
+    /// `read_extent` without copying out of the O_DIRECT buffer: the
+    /// buffer read and where `range` lies in it (for a caller that sends
+    /// the bytes straight from it, as a GET does).
+    pub async fn read_extent_buf(&self, e: &Extent, range: Range<u64>) -> Result<(AlignedBuf, Range<usize>), IoError> {
         if range.start > range.end || range.end > e.len {
             return Err(IoError::InvalidExtent("range outside the extent"));
         }
@@ -69,9 +77,9 @@ impl Shard {
             }
         };
         if range.is_empty() {
-            return Ok(Vec::new());
+            return Ok((AlignedBuf::with_capacity(0), 0..0));
         }
-        let r = data::read_range(&file, &self.inner.key, self.inner.id, e, range).await;
+        let r = data::read_range_buf(&file, &self.inner.key, self.inner.id, e, range).await;
         if matches!(r, Err(IoError::Corrupt { .. })) {
             self.inner.note_corrupt_read();
         }
