@@ -410,16 +410,15 @@ fn make(
     };
     let params = shape.params(tessera_erasure::DEFAULT_STRIPE_BYTES).ok()?;
     let health = DiskHealth::for_cluster(ids.clone(), node.lane_ec.clone());
-    // Members the gossip holds down start out of service (a call to them
-    // would wait for its deadline); a probe puts them back.
-    let alive: std::collections::HashSet<[u8; 16]> = node
-        .members()
-        .into_iter()
-        .filter(|m| m.state == tessera_cluster::MemberState::Alive)
-        .map(|m| m.identity.id)
-        .collect();
+    // Members the gossip holds suspect or down start out of service (a
+    // call to them would wait for its deadline); a probe puts them back.
+    // One it does not know yet (a node just started) is taken as alive.
+    let view = node.members();
+    let alive = |id: &[u8; 16]| view.iter().any(|m| m.identity.id == *id && m.state == tessera_cluster::MemberState::Alive);
+    // (A restarted node may be listed twice: its old incarnation down.)
+    let down: std::collections::HashSet<[u8; 16]> = view.iter().map(|m| m.identity.id).filter(|id| !alive(id)).collect();
     for (p, peer) in &peers {
-        if !alive.contains(&peer.id) {
+        if down.contains(&peer.id) {
             health.fail(*p);
         }
     }
