@@ -345,11 +345,18 @@ pub fn decide(
     for o in &placed {
         let current = state.get(&TakeoverRecord::key(o));
         let acting = acting_in(state, o);
-        let fit = |n: &str| alive.contains(n) && !is_stale(o, n) && owners.nodes.get(n).is_some_and(|r| r.shards.is_some());
+        let fit = |n: &str| alive.contains(n) && !is_stale(o, n);
+        // Another node can act for `o` only knowing its shard count, and
+        // only if it runs a build that can (both say so in their records:
+        // an older build's has no shard count, is never taken over and
+        // never acts for another).
+        let up_to_date = |n: &str| owners.nodes.get(n).is_some_and(|r| r.shards.is_some());
         let want = if fit(o) {
             Some(o.clone())
+        } else if up_to_date(o) {
+            placed.iter().find(|n| fit(n) && up_to_date(n)).cloned()
         } else {
-            placed.iter().find(|n| fit(n)).cloned()
+            None
         };
         let Some(want) = want else {
             if !alive.contains(&acting) {
@@ -690,6 +697,22 @@ mod tests {
         waited(&mut seen, 1);
         assert!(run(&mut s, &mut i, &[2, 3], &mut seen).is_empty());
         assert_eq!(Owners::from_state(&s).unwrap().unwrap().acting_for(&id(1)), id(3));
+    }
+
+    #[test]
+    fn an_owner_of_an_older_build_is_never_taken_over() {
+        let (mut s, mut i) = three();
+        let mut old = record(1);
+        old.shards = None;
+        i += 1;
+        s.apply(i, &Command::Put { key: old.key(), value: old.encode() });
+        let mut seen = HashMap::new();
+        assert!(run(&mut s, &mut i, &[1, 2, 3], &mut seen).is_empty(), "alive: nothing to do");
+        waited(&mut seen, 1);
+        assert!(run(&mut s, &mut i, &[2, 3], &mut seen).is_empty(), "no one can act for it without its shard count");
+        // The others still can be, but not by it.
+        waited(&mut seen, 2);
+        assert_eq!(run(&mut s, &mut i, &[1, 3], &mut seen), vec![(id(2), id(3))]);
     }
 
     #[test]
