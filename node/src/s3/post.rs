@@ -245,6 +245,22 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
             "In a cluster, this browser upload could not be forwarded to the node that owns its key (a chunked body, or a header-signed request expecting 100-continue); send it with a Content-Length.",
         ));
     }
+    // The check `forward::decide` makes of every other object request
+    // (it cannot place a form before its key is read): under the lease,
+    // and ready to act for the key's lane owner (`takeover`).
+    if let Some(node) = &ctx.shared.cluster {
+        let owners = node.owners.load_full();
+        let partition = crate::layout::partition_of(&bucket_name, &key);
+        let lane_owner = owners.as_ref().and_then(|o| o.layout_owner_of(partition)).map(|o| o.id.clone());
+        if let (Some(o), Some(lane_owner)) = (&owners, lane_owner) {
+            if !crate::takeover::ready(node, o, &lane_owner) {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::ServiceUnavailable,
+                    "This node cannot confirm it still serves this key (no configuration lease, or it is taking over a node's keys); please retry.",
+                ));
+            }
+        }
+    }
 
     // Every condition, before anything is stored.
     let mut max_size = super::MAX_OBJECT_BYTES;
