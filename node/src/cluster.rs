@@ -340,6 +340,12 @@ impl ClusterNode {
         self.view.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The ids of the members the gossip holds alive (in any incarnation:
+    /// a restarted node may be listed twice, its old incarnation down).
+    pub fn alive_ids(&self) -> std::collections::BTreeSet<[u8; NODE_ID_BYTES]> {
+        self.members().into_iter().filter(|m| m.state == tessera_cluster::MemberState::Alive).map(|m| m.identity.id).collect()
+    }
+
     fn publish(&self, g: &Gossip) {
         *self.view.lock().unwrap_or_else(|e| e.into_inner()) = g.members();
         self.datagrams_in.store(g.counters.datagrams_in, Relaxed);

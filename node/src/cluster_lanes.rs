@@ -71,10 +71,10 @@ pub const MAX_NODES: usize = crate::owners::DEFAULT_WIDTH;
 /// The nodes of this node's lanes, itself first then the others by id,
 /// when the layout makes cluster lanes (see the module doc).
 pub fn lane_nodes(owners: &Owners, me: &str) -> Option<Vec<NodeRecord>> {
-    let placed = owners.placed_nodes();
-    if !(MIN_NODES..=MAX_NODES).contains(&placed.len()) || owners.layout.width() != placed.len() {
+    if !owners.has_lanes() {
         return None;
     }
+    let placed = owners.placed_nodes();
     let mine = placed.iter().find(|r| r.id == me)?;
     let mut out = vec![(*mine).clone()];
     out.extend(placed.iter().filter(|r| r.id != me).map(|r| (*r).clone()));
@@ -413,10 +413,9 @@ fn make(
     // Members the gossip holds suspect or down start out of service (a
     // call to them would wait for its deadline); a probe puts them back.
     // One it does not know yet (a node just started) is taken as alive.
-    let view = node.members();
-    let alive = |id: &[u8; 16]| view.iter().any(|m| m.identity.id == *id && m.state == tessera_cluster::MemberState::Alive);
-    // (A restarted node may be listed twice: its old incarnation down.)
-    let down: std::collections::HashSet<[u8; 16]> = view.iter().map(|m| m.identity.id).filter(|id| !alive(id)).collect();
+    let alive = node.alive_ids();
+    let down: std::collections::HashSet<[u8; 16]> =
+        node.members().iter().map(|m| m.identity.id).filter(|id| !alive.contains(id)).collect();
     for (p, peer) in &peers {
         if down.contains(&peer.id) {
             health.fail(*p);

@@ -495,12 +495,7 @@ async fn lay_out(raft: &Raft, sm: &StateMachineStore) {
 /// On the leader: commits the takeover records `takeover::decide` asks for.
 async fn take_over(node: &ClusterNode, raft: &Raft, sm: &StateMachineStore, seen: &mut HashMap<String, std::time::Instant>) {
     let Some(owners) = node.owners.load_full() else { return };
-    let alive: BTreeSet<String> = node
-        .members()
-        .into_iter()
-        .filter(|m| m.state == tessera_cluster::MemberState::Alive)
-        .map(|m| m.identity.id_hex())
-        .collect();
+    let alive: BTreeSet<String> = node.alive_ids().iter().map(hex::encode).collect();
     let cmds = sm.read(|s| crate::takeover::decide(s, &owners, &alive, seen));
     for cmd in cmds {
         let Command::Cas { key, value, .. } = &cmd else { continue };

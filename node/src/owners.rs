@@ -247,11 +247,12 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<(Vec<u8>, u64)>, String
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tessera_raft::state::Versioned;
 
-    fn record(n: u8) -> NodeRecord {
+    /// A node record of test node `n` (also `takeover`'s tests).
+    pub(crate) fn record(n: u8) -> NodeRecord {
         NodeRecord {
             format: NODE_RECORD_FORMAT,
             id: hex::encode([n; 16]),

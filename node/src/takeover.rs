@@ -337,10 +337,10 @@ pub fn decide(
     seen: &mut HashMap<String, Instant>,
 ) -> Vec<Command> {
     let mut out = Vec::new();
-    let placed: Vec<String> = owners.placed_nodes().iter().map(|r| r.id.clone()).collect();
-    if !(crate::cluster_lanes::MIN_NODES..=crate::cluster_lanes::MAX_NODES).contains(&placed.len()) {
+    if !owners.has_lanes() {
         return out;
     }
+    let placed: Vec<String> = owners.placed_nodes().iter().map(|r| r.id.clone()).collect();
     let is_stale = |o: &str, m: &str| state.get(&stale_key(o, m)).is_some();
     for o in &placed {
         let current = state.get(&TakeoverRecord::key(o));
@@ -533,12 +533,7 @@ async fn fence(node: &ClusterNode, pool: &Rc<crate::cluster_pool::RpcPool>, o: &
     let me = node.id_hex();
     let Some(nodes) = crate::cluster_lanes::lane_nodes(o, owner) else { return false };
     let Ok(shape) = tessera_erasure::SetShape::new(nodes.len(), None) else { return false };
-    let alive: BTreeSet<[u8; 16]> = node
-        .members()
-        .into_iter()
-        .filter(|m| m.state == tessera_cluster::MemberState::Alive)
-        .map(|m| m.identity.id)
-        .collect();
+    let alive = node.alive_ids();
     let calls: Vec<_> = nodes
         .iter()
         .filter(|r| r.id != me)
@@ -594,17 +589,7 @@ async fn clear_stale(node: &ClusterNode, o: &Owners) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::owners::{NodeRecord, NODE_RECORD_FORMAT};
-
-    fn record(n: u8) -> NodeRecord {
-        NodeRecord {
-            format: NODE_RECORD_FORMAT,
-            id: hex::encode([n; 16]),
-            cluster: format!("127.0.0.1:{}", 7000 + n as u16).parse().unwrap(),
-            s3: format!("127.0.0.1:{}", 9000 + n as u16).parse().unwrap(),
-            shards: Some(2),
-        }
-    }
+    use crate::owners::tests::record;
 
     fn id(n: u8) -> String {
         hex::encode([n; 16])

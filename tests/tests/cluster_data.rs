@@ -490,6 +490,21 @@ fn flip_everywhere(dir: &std::path::Path, skip: &str, needle: &[u8]) -> usize {
     flipped
 }
 
+/// Stops node 0, damages every copy on its own shards (its member shards
+/// of the others' lanes left alone) of the blocks of its `big`-byte
+/// objects among `objects` (key, owner index, body), and starts it again.
+fn damage_own_blocks(node: &mut Server, objects: &[(String, usize, Vec<u8>)], big: usize) {
+    node.stop();
+    let mut flipped = 0;
+    for (_, _, v) in objects.iter().filter(|(_, o, v)| *o == 0 && v.len() == big) {
+        for at in (0..v.len() - 64).step_by(64 * 1024).map(|a| a + 100) {
+            flipped += flip_everywhere(&node.data_dirs()[0], "members", &v[at..at + 48]);
+        }
+    }
+    assert!(flipped > 0, "node 0's shards hold some data blocks of its big objects");
+    node.start_again();
+}
+
 /// Three nodes make each owner's shards lanes over every node (2+1):
 /// records on all three, bodies striped. Damage to every copy of an
 /// owner's blocks on its own disk is read around (decoded from the other
@@ -536,15 +551,7 @@ fn objects_are_striped_over_the_nodes_and_survive_the_owners_damaged_blocks() {
     // Node 0 stopped; every copy of its own blocks of its big objects on
     // its own shards damaged (its member shards of the others' lanes left
     // alone); back, it reads them whole from the other nodes' blocks.
-    nodes[0].stop();
-    let mut flipped = 0;
-    for (_, _, v) in objects.iter().filter(|(_, o, v)| *o == 0 && v.len() == BIG) {
-        for at in (0..v.len() - 64).step_by(64 * 1024).map(|a| a + 100) {
-            flipped += flip_everywhere(&nodes[0].data_dirs()[0], "members", &v[at..at + 48]);
-        }
-    }
-    assert!(flipped > 0, "node 0's shards hold some data blocks of its big objects");
-    nodes[0].start_again();
+    damage_own_blocks(&mut nodes[0], &objects, BIG);
     let clients: Vec<Client> = nodes.iter().map(|n| n.client()).collect();
     rt.block_on(async {
         for (k, _, v) in &objects {
@@ -619,15 +626,7 @@ fn objects_are_striped_over_the_nodes_and_survive_the_owners_damaged_blocks() {
     // The heal restored the redundancy: with node 0's own blocks of what
     // was written while node 2 was away damaged, those objects read whole
     // (from nodes 1 and 2; without the heal node 2 lacks its blocks).
-    nodes[0].stop();
-    let mut flipped = 0;
-    for (_, _, v) in later.iter().filter(|(_, o, v)| *o == 0 && v.len() == BIG) {
-        for at in (0..v.len() - 64).step_by(64 * 1024).map(|a| a + 100) {
-            flipped += flip_everywhere(&nodes[0].data_dirs()[0], "members", &v[at..at + 48]);
-        }
-    }
-    assert!(flipped > 0, "node 0's shards hold some data blocks of its big objects");
-    nodes[0].start_again();
+    damage_own_blocks(&mut nodes[0], &later, BIG);
     let clients: Vec<Client> = nodes.iter().map(|n| n.client()).collect();
     rt.block_on(async {
         for (k, _, v) in objects.iter().chain(later.iter()) {
