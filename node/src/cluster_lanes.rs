@@ -522,22 +522,28 @@ async fn heal_member(ctx: Rc<Ctx>, lanes: Vec<Rc<LocalShard>>, i: usize, node: A
     for l in lanes {
         let Some(m) = l.mirrors() else { continue };
         let missed = m.take_missed(i);
-        let keys: Vec<crate::shards::TableKey> = if missed.overflow {
-            every_key(&l.shard)
-        } else {
-            missed.keys.into_iter().collect()
+        let disk = m.members[i].0;
+        let failed = |e: IoError| {
+            m.failed(disk, &e);
+            e
         };
+        if missed.overflow {
+            match walk_whole(&l, &m, i, &tally, &mut throttle, &failed).await {
+                Ok(n) => mended += n,
+                Err(e) => {
+                    tracing::warn!(member = disk, error = %e, "a returning member's whole-lane heal stopped; it walks the lane again at its next heal");
+                    m.give_back_missed(i, crate::lanes::Missed { overflow: true, ..Default::default() });
+                    left += 1;
+                }
+            }
+            continue;
+        }
         let mut back = crate::lanes::Missed::default();
-        for (t, k) in keys {
-            if !back.keys.is_empty() || !m.health.online(m.members[i].0) {
+        for (t, k) in missed.keys {
+            if !back.keys.is_empty() || !m.health.online(disk) {
                 back.keys.insert((t, k));
                 continue;
             }
-            let disk = m.members[i].0;
-            let failed = |e: IoError| {
-                m.failed(disk, &e);
-                e
-            };
             match crate::heal::mend_key(&l, &m, crate::heal::Target::Member(i), t, &k, &tally, &mut throttle, &failed).await {
                 Ok(_) => mended += 1,
                 Err(e) => {
@@ -555,19 +561,88 @@ async fn heal_member(ctx: Rc<Ctx>, lanes: Vec<Rc<LocalShard>>, i: usize, node: A
     running.set(false);
 }
 
-/// Every key of a shard's tables (a heal whose missed list overflowed).
-fn every_key(p: &tessera_io::Shard) -> Vec<crate::shards::TableKey> {
-    let mut out = Vec::new();
-    for t in (0..=u8::MAX).filter(|&t| !p.is_empty(t)) {
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = p.range(t, b"", after.as_deref(), 4096);
-            out.extend(page.iter().map(|(k, _)| (t, k.clone())));
-            match page.last() {
-                Some((k, _)) if page.len() == 4096 => after = Some(k.clone()),
-                _ => break,
-            }
-        }
-    }
-    out
+/// Keys a whole-lane walk takes from a member's side too: every table but
+/// the heal cursors (never mirrored) and the records kept once per data
+/// dir (`metastore`: settled by their stamps, and the owner's own shard
+/// is a member of the lanes of the node acting for it).
+fn member_walks(t: u8) -> bool {
+    use crate::meta::{T_BUCKETS, T_HEAL, T_IAM, T_META_STAMPS};
+    ![T_HEAL, T_BUCKETS, T_IAM, T_META_STAMPS].contains(&t)
 }
+
+/// Keys per page of a whole-lane walk.
+const WALK_PAGE: u32 = 1024;
+
+/// Heals member `i` of every key of lane `l` (what it missed is not
+/// known): the primary's keys and the member's (RPC `RANGE`), merged in
+/// (table, key) order a page at a time, each mended (`heal::mend_key`):
+/// a key the member holds and the primary does not was deleted while the
+/// member was away, and goes. A member of an older build (no `RANGE`) is
+/// walked by the primary's keys only. The number of keys mended.
+async fn walk_whole(
+    l: &Rc<LocalShard>,
+    m: &crate::lanes::Mirrors,
+    i: usize,
+    tally: &crate::heal::Tally<'_>,
+    throttle: &mut crate::heal::Throttle,
+    failed: &dyn Fn(IoError) -> IoError,
+) -> Result<u64, IoError> {
+    use crate::holder::wire::TableKey;
+    let disk = m.members[i].0;
+    let member = m.members[i].1.clone();
+    let mut from: TableKey = (0, Vec::new());
+    let mut first = true;
+    let mut member_side = true;
+    let mut n = 0u64;
+    loop {
+        let after = (!first).then_some(from.1.as_slice());
+        let a: Vec<TableKey> = crate::holder::keys_from(&l.shard, from.0, after, WALK_PAGE as usize)
+            .into_iter()
+            .filter(|(t, _)| *t != crate::meta::T_HEAL)
+            .collect();
+        let a_full = a.len() == WALK_PAGE as usize;
+        // A member that cannot be asked has failed (out of service, its
+        // walk starts over at its next heal), as a failed `mend_key` call.
+        let b = if member_side {
+            match member.keys(from.0, after, WALK_PAGE).await.map_err(failed)? {
+                Some(b) => b,
+                None => {
+                    tracing::warn!(member = disk, "a member of an older build does not list its keys: its whole-lane heal walks the primary's keys only");
+                    member_side = false;
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let b_full = b.len() == WALK_PAGE as usize;
+        let bound = match (a_full, b_full) {
+            (true, true) => a.last().cloned().min(b.last().cloned()),
+            (true, false) => a.last().cloned(),
+            (false, true) => b.last().cloned(),
+            (false, false) => None,
+        };
+        let keys: std::collections::BTreeSet<TableKey> = a
+            .into_iter()
+            .chain(b.into_iter().filter(|(t, _)| member_walks(*t)))
+            .filter(|k| bound.as_ref().is_none_or(|b| k <= b))
+            .collect();
+        for (t, k) in &keys {
+            if !m.health.online(disk) {
+                return Err(IoError::BelowQuorum);
+            }
+            crate::heal::mend_key(l, m, crate::heal::Target::Member(i), *t, k, tally, throttle, failed).await?;
+            n += 1;
+        }
+        match bound {
+            // Pages that ended at `bound` (possibly with every key filtered out).
+            Some(b) => {
+                from = b;
+                first = false;
+            }
+            None => return Ok(n),
+        }
+        monoio::time::sleep(std::time::Duration::ZERO).await;
+    }
+}
+

@@ -198,7 +198,7 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn Sh
                     let _ = tx.send(answer(FrameKind::Error, b"no raft on this node".to_vec())).await;
                 }
             },
-            (wire::METHOD_SHARD_WRITE..=wire::METHOD_SHARD_READ, Some(host)) => {
+            (wire::METHOD_SHARD_WRITE..=wire::METHOD_SHARD_READ | wire::METHOD_SHARD_RANGE, Some(host)) => {
                 // At most MAX_SERVED_IN_FLIGHT calls run per connection;
                 // past it this reader waits, and so does the caller.
                 if tokens_rx.recv().await.is_err() {

@@ -852,3 +852,144 @@ fn a_frozen_owners_keys_are_served_by_another_node_and_handed_back_whole() {
         assert_eq!(body(&clients[2], "takeover", &later[1]).await, Ok(b"back".to_vec()));
     });
 }
+
+/// A key deleted while a lane member was down does not come back from
+/// that member, even when the node acting for the key's owner restarted
+/// in between (so it no longer knows which keys the member missed, only
+/// that it is stale): the member's heal walks its keys as well as the
+/// owner's, and removes those the owner no longer has. Then the member
+/// is made to act for the owner (the owner frozen; it is the lowest-id
+/// node left): the deleted keys are gone there too.
+#[test]
+fn a_key_deleted_while_a_member_was_down_stays_deleted_when_that_member_takes_over() {
+    let (mut nodes, _) = three_nodes_with(&[("TESSERA_TAKEOVER_AFTER_MS", "4000")]);
+    let ids: Vec<String> = nodes.iter().map(node_id).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let metric = |n: &Server, name: &str| metric_total(&n.scrape_metrics(), name);
+    for n in &nodes {
+        wait_for("the node's shards are lanes over the nodes", Duration::from_secs(20), || {
+            metric(n, "tessera_cluster_lanes") > 0.0
+        });
+    }
+    // Owner o (node 0); member m: the lower id of the other two, the node
+    // the configuration leader picks to act for o; n the third.
+    let o = 0;
+    let (m, n) = if ids[1] < ids[2] { (1, 2) } else { (2, 1) };
+    eprintln!("owner {}, member {}, third {}", ids[o], ids[m], ids[n]);
+    let put_retrying = |c: &Client, k: &str, v: Vec<u8>| {
+        let c = c.clone();
+        let k = k.to_string();
+        async move {
+            let started = Instant::now();
+            loop {
+                match c.put_object().bucket("ghosts").key(&k).body(ByteStream::from(v.clone())).send().await {
+                    Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 503) && started.elapsed() < Duration::from_secs(30) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await
+                    }
+                    r => return ok(r, &format!("put {k}")),
+                }
+            }
+        }
+    };
+    rt.block_on(async {
+        let c = nodes[n].client();
+        let started = Instant::now();
+        loop {
+            match c.create_bucket().bucket("ghosts").send().await {
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 503) && started.elapsed() < Duration::from_secs(20) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                r => break ok(r, "create bucket"),
+            }
+        };
+    });
+    const BIG: usize = 3 * 1024 * 1024 + 11;
+    let keys: Vec<String> = (0..).map(|i| format!("geist-{i}")).filter(|k| owner_of(&nodes[0], "ghosts", k) == ids[o]).take(3).collect();
+    let values = [random_bytes(2000, 1), random_bytes(BIG, 2), random_bytes(3000, 3)];
+    rt.block_on(async {
+        for (k, v) in keys.iter().zip(&values) {
+            put_retrying(&nodes[n].client(), k, v.clone()).await;
+        }
+    });
+    // m down: the first two keys deleted through n; o records m stale.
+    nodes[m].kill9();
+    rt.block_on(async {
+        for k in &keys[..2] {
+            let started = Instant::now();
+            loop {
+                match nodes[n].client().delete_object().bucket("ghosts").key(k).send().await {
+                    Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 503) && started.elapsed() < Duration::from_secs(30) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await
+                    }
+                    r => break ok(r, &format!("delete {k} with a member down")),
+                }
+            };
+        }
+    });
+    wait_for("the owner records the member stale", Duration::from_secs(20), || {
+        layout(&nodes[n])["stale"].as_array().is_some_and(|s| s.iter().any(|r| r["owner"] == ids[o].as_str() && r["member"] == ids[m].as_str()))
+    });
+    // o restarts: what m missed is no longer known, only that it is stale.
+    nodes[o].kill9();
+    nodes[o].start_again();
+    nodes[m].start_again();
+    let removed = || -> f64 { nodes.iter().map(|x| metric(x, "tessera_cluster_lane_heal_removed_records_total")).sum() };
+    // Every node sees the others alive again (a restarted node rejoins the
+    // gossip under a new incarnation), so the member can be chosen below.
+    let all_alive = |x: &Server| {
+        let v = x.admin_json("/admin/v1/cluster");
+        let me = node_id(x);
+        ids.iter().filter(|id| **id != me).all(|id| {
+            v["members"].as_array().into_iter().flatten().any(|mm| mm["id"] == id.as_str() && mm["state"] == "alive")
+        })
+    };
+    let done = || {
+        removed() >= 2.0
+            && nodes.iter().all(|x| {
+                let l = layout(x);
+                all_alive(x) && takeovers(x).iter().all(|(a, b)| a == b) && l["stale"].as_array().is_some_and(|s| s.is_empty())
+            })
+    };
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > Duration::from_secs(90) {
+            for x in &nodes {
+                let v = x.admin_json("/admin/v1/cluster");
+                eprintln!(
+                    "node {}: members {} takeovers {} stale {} lanes {} removed {}",
+                    node_id(x),
+                    v["members"],
+                    v["layout"]["takeovers"],
+                    v["layout"]["stale"],
+                    v["lanes"],
+                    metric(x, "tessera_cluster_lane_heal_removed_records_total")
+                );
+            }
+            panic!("the member is not healed within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let healed = started.elapsed();
+    eprintln!("healed in {healed:?}: {} records the member alone held removed", removed());
+    // o frozen: m acts for it, from its own copies.
+    nodes[o].signal(libc::SIGSTOP);
+    let t = wait_for("another node acts for the frozen owner", Duration::from_secs(60), || {
+        takeovers(&nodes[n]).iter().any(|(a, b)| a == &ids[o] && b != &ids[o])
+    });
+    assert!(
+        takeovers(&nodes[n]).iter().any(|(a, b)| a == &ids[o] && b == &ids[m]),
+        "the lower-id member acts for the frozen owner ({t:?} after the freeze): {:?}, ids {ids:?}",
+        layout(&nodes[n])
+    );
+    rt.block_on(async {
+        for x in [m, n] {
+            let c = nodes[x].client();
+            assert_eq!(body_settled(&c, "ghosts", &keys[2], Duration::from_secs(30)).await, Ok(values[2].clone()), "the key kept");
+            for k in &keys[..2] {
+                assert_eq!(body_settled(&c, "ghosts", k, Duration::from_secs(30)).await, Err("NoSuchKey".to_string()), "{k}, deleted");
+            }
+            assert_eq!(list_all(&c, "ghosts", 100).await, vec![keys[2].clone()], "the listing through node {x}");
+        }
+    });
+    nodes[o].signal(libc::SIGCONT);
+}

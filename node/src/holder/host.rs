@@ -51,6 +51,9 @@ pub async fn run(shard: &Shard, call: Call) -> Result<Vec<u8>, IoError> {
             }
             shard.read_extent(&extent, start..end).await
         }
+        Call::Range { table, after, limit } => {
+            Ok(wire::encode_keys(&super::keys_from(shard, table, after.as_deref(), limit.min(wire::MAX_RANGE_KEYS) as usize)))
+        }
     }
 }
 

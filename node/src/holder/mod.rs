@@ -5,7 +5,7 @@
 //! code (`lanes`, `stripes_io`) makes exactly four calls of a member,
 //! and a remote member answers each the way the local one would:
 //! `write_data`, `commit`, `load`, `read_extent` (see `wire` for the
-//! payloads). Errors keep their meaning across the wire (`Moved` makes a
+//! payloads); a whole-lane heal also asks for its keys (`keys`). Errors keep their meaning across the wire (`Moved` makes a
 //! reader load again, `NoSpace` is not a failed disk); an RPC that fails
 //! (connection lost, deadline passed) is an I/O error of that member, as
 //! a failing local disk is: the lane takes it out of service and records
@@ -89,6 +89,42 @@ impl RemoteShard {
         }
         Ok(a)
     }
+
+    /// `keys_from` of the member's shard; `None` from a node of an older
+    /// build, which does not know the call.
+    pub async fn keys(&self, table: u8, after: Option<&[u8]>, limit: u32) -> Result<Option<Vec<wire::TableKey>>, IoError> {
+        let payload = wire::encode_range(self.target, table, after, limit)?;
+        let a = match self.pool.call(&self.peer, wire::METHOD_SHARD_RANGE, payload, MEMBER_CALL_TIMEOUT).await {
+            Ok(a) => a,
+            // What `cluster_rpc::serve` of a build before the call answers.
+            Err(RpcError::Remote(e)) if e == "unknown method" => return Ok(None),
+            Err(RpcError::Remote(e)) => return Err(wire::decode_error(e.as_bytes())),
+            Err(e) => return Err(IoError::Io(std::io::Error::other(format!("remote member at {}: {e}", self.peer.addr)))),
+        };
+        let keys = wire::decode_keys(&a).map_err(|e| self.malformed(e))?;
+        if keys.len() > limit as usize {
+            return Err(self.malformed(wire::Malformed("more keys than asked for")));
+        }
+        Ok(Some(keys))
+    }
+}
+
+/// The next keys of `shard` in (table, key) order: from `table`'s keys
+/// after `after` (its first without it) on through the later tables,
+/// empty tables skipped, at most `limit`. Fewer than `limit`: the end.
+pub fn keys_from(shard: &Shard, table: u8, after: Option<&[u8]>, limit: usize) -> Vec<wire::TableKey> {
+    let mut out = Vec::new();
+    for t in table..=u8::MAX {
+        if out.len() >= limit {
+            break;
+        }
+        if shard.is_empty(t) {
+            continue;
+        }
+        let from = if t == table { after } else { None };
+        out.extend(shard.range(t, b"", from, limit - out.len()).into_iter().map(|(k, _)| (t, k)));
+    }
+    out
 }
 
 /// A lane member: a shard of this core, or of another node.
@@ -133,6 +169,15 @@ impl Holder {
         match self {
             Holder::Local(s) => s.read_extent(e, range).await,
             Holder::Remote(r) => r.read_extent(e, range).await,
+        }
+    }
+
+    /// `keys_from` of the member's shard (`None`: a remote member of an
+    /// older build, which cannot list them).
+    pub async fn keys(&self, table: u8, after: Option<&[u8]>, limit: u32) -> Result<Option<Vec<wire::TableKey>>, IoError> {
+        match self {
+            Holder::Local(s) => Ok(Some(keys_from(s, table, after, limit as usize))),
+            Holder::Remote(r) => r.keys(table, after, limit).await,
         }
     }
 }

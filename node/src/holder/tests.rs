@@ -219,3 +219,54 @@ fn members_on_an_unreachable_node_fail_like_failed_disks() {
         assert_eq!(get(&c, b"k", None).await.unwrap(), data, "the acknowledged object is intact");
     });
 }
+
+/// A remote member lists its keys as a local one does: (table, key)
+/// order across tables, empty tables skipped, in pages that resume after
+/// the last key, the answer never longer than asked.
+#[test]
+fn a_remote_member_lists_its_keys_like_a_local_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    run(async {
+        let c = cluster(tmp.path()).await;
+        let b = &c.b_shards[0];
+        let mut muts = Vec::new();
+        for (t, n) in [(0u8, 5), (4, 0), (9, 7), (40, 2)] {
+            for i in 0..n {
+                let key = format!("k-{i:02}-ключ").into_bytes();
+                muts.push(Mutation::Put { table: t, key, summary: b"s".to_vec(), meta: vec![], body: Body::Inline(vec![]) });
+            }
+        }
+        b.commit(muts).await.unwrap();
+        let remote = RemoteShard::new(c.pool.clone(), c.b.identity.clone(), id(2), 0);
+        let all = super::keys_from(b, 0, None, 1000);
+        assert_eq!(all.len(), 14);
+        assert_eq!(all.iter().map(|(t, _)| *t).collect::<std::collections::BTreeSet<_>>(), [0, 9, 40].into());
+        assert_eq!(remote.keys(0, None, 1000).await.unwrap(), Some(all.clone()));
+        // Pages of 3 from the start, each resuming after the last key.
+        let mut walked = Vec::new();
+        let mut from: Option<(u8, Vec<u8>)> = None;
+        loop {
+            let page = match &from {
+                None => remote.keys(0, None, 3).await.unwrap(),
+                Some((t, k)) => remote.keys(*t, Some(k), 3).await.unwrap(),
+            }
+            .expect("a build that lists keys");
+            assert!(page.len() <= 3);
+            walked.extend(page.iter().cloned());
+            if page.len() < 3 {
+                break;
+            }
+            from = page.last().cloned();
+        }
+        assert_eq!(walked, all);
+        // From a later table on; past the last key, nothing.
+        assert_eq!(remote.keys(5, None, 1000).await.unwrap(), Some(all[5..].to_vec()));
+        assert_eq!(remote.keys(40, Some(&all[13].1), 10).await.unwrap(), Some(vec![]));
+        assert_eq!(remote.keys(41, None, 10).await.unwrap(), Some(vec![]));
+        // What a build without the call answers it (`keys` reads this
+        // answer as "cannot list", not as a failed member).
+        let r = c.pool.call(&c.b.identity, 999, vec![1], std::time::Duration::from_secs(5)).await;
+        assert!(matches!(&r, Err(crate::cluster_pool::RpcError::Remote(e)) if e == "unknown method"), "{r:?}");
+        let _ = (&c.a, &c.primary, &c.health, &c.mirrors);
+    });
+}

@@ -1,7 +1,9 @@
 //! The payloads of the shard methods a node serves to the lane primaries
 //! of other nodes (issue 12: a lane's members on several nodes). They
 //! mirror the four `Shard` calls a lane makes of a member: write a data
-//! record, commit a list of mutations, load a record, read an extent.
+//! record, commit a list of mutations, load a record, read an extent;
+//! and a fifth a whole-lane heal makes: the next keys of the member's
+//! tables (`RANGE`, so keys only the member holds are found too).
 //!
 //! FORMAT BOUNDARY (inside an authenticated RPC frame, `tessera_cluster::rpc`):
 //!
@@ -11,12 +13,17 @@
 //!           | COMMIT: count:u32 mutation{count}
 //!           | LOAD:   table:u8 key_len:u16 key
 //!           | READ:   extent start:u64 end:u64
+//!           | RANGE:  table:u8 0:u8 limit:u32                (from the table's first key)
+//!           |         table:u8 1:u8 key_len:u16 key limit:u32 (after that key)
 //! mutation := 1:u8 table:u8 key_len:u16 key summary_len:u32 summary meta_len:u32 meta body
 //!           | 2:u8 table:u8 key_len:u16 key
 //! body     := 0:u8 len:u32 bytes | 1:u8 count:u32 extent{count}
 //! extent   := segment:u32 offset:u64 len:u64
 //! answer   := WRITE: extent | COMMIT: seq:u64 | READ: bytes
 //!           | LOAD: 0:u8 | 1:u8 seq:u64 summary_len:u32 summary meta_len:u32 meta body
+//!           | RANGE: count:u32 (table:u8 key_len:u16 key){count}
+//!             (the next keys in (table, key) order, empty tables skipped,
+//!             at most min(limit, MAX_RANGE_KEYS); fewer: the end)
 //! error    := code:u8 message (utf-8)               (an RPC error frame)
 //! ```
 //!
@@ -32,6 +39,12 @@ pub const METHOD_SHARD_WRITE: u16 = 32;
 pub const METHOD_SHARD_COMMIT: u16 = 33;
 pub const METHOD_SHARD_LOAD: u16 = 34;
 pub const METHOD_SHARD_READ: u16 = 35;
+/// Added after the first four: a node of an older build answers it
+/// "unknown method" (the heal then walks the primary's keys only).
+pub const METHOD_SHARD_RANGE: u16 = 38;
+/// Most keys one RANGE answer carries (keys are at most 1 KiB and some
+/// bytes of the engine's: well under the frame limit).
+pub const MAX_RANGE_KEYS: u32 = 4096;
 
 /// Most mutations one commit may carry on the wire.
 const MAX_MUTATIONS: u32 = 4096;
@@ -61,7 +74,12 @@ pub enum Call {
     Commit(Vec<Mutation>),
     Load { table: u8, key: Vec<u8> },
     Read { extent: Extent, start: u64, end: u64 },
+    /// The next keys from `table` on, after `after` in that table.
+    Range { table: u8, after: Option<Vec<u8>>, limit: u32 },
 }
+
+/// A key as RANGE names it: (table, key).
+pub type TableKey = (u8, Vec<u8>);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("malformed shard call: {0}")]
@@ -224,6 +242,45 @@ pub fn encode_read(target: Target, extent: &Extent, start: u64, end: u64) -> Vec
     out
 }
 
+pub fn encode_range(target: Target, table: u8, after: Option<&[u8]>, limit: u32) -> Result<Vec<u8>, IoError> {
+    let mut out = head(target, 8 + after.map_or(0, |k| k.len() + 2));
+    out.push(table);
+    match after {
+        None => out.push(0),
+        Some(k) => {
+            key_fits(k)?;
+            out.push(1);
+            put_key(&mut out, k);
+        }
+    }
+    out.extend_from_slice(&limit.to_le_bytes());
+    Ok(out)
+}
+
+pub fn encode_keys(keys: &[TableKey]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + keys.iter().map(|(_, k)| k.len() + 3).sum::<usize>());
+    out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
+    for (t, k) in keys {
+        out.push(*t);
+        put_key(&mut out, k);
+    }
+    out
+}
+
+pub fn decode_keys(b: &[u8]) -> Result<Vec<TableKey>, Malformed> {
+    let mut r = Reader { b };
+    let n = r.u32()?;
+    if n > MAX_RANGE_KEYS || n as usize * 3 > r.b.len() {
+        return Err(Malformed("key count"));
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        out.push((r.u8()?, r.key()?));
+    }
+    r.end()?;
+    Ok(out)
+}
+
 /// Decodes a request of `method`.
 pub fn decode_call(method: u16, payload: &[u8]) -> Result<(Target, Call), Malformed> {
     let mut r = Reader { b: payload };
@@ -256,6 +313,15 @@ pub fn decode_call(method: u16, payload: &[u8]) -> Result<(Target, Call), Malfor
         }
         METHOD_SHARD_LOAD => Call::Load { table: r.u8()?, key: r.key()? },
         METHOD_SHARD_READ => Call::Read { extent: r.extent()?, start: r.u64()?, end: r.u64()? },
+        METHOD_SHARD_RANGE => {
+            let table = r.u8()?;
+            let after = match r.u8()? {
+                0 => None,
+                1 => Some(r.key()?),
+                _ => return Err(Malformed("range start kind")),
+            };
+            Call::Range { table, after, limit: r.u32()? }
+        }
         _ => return Err(Malformed("unknown method")),
     };
     r.end()?;
@@ -403,6 +469,12 @@ mod tests {
                 encode_read(t, &Extent { segment: 1, offset: 2, len: 3 }, 1, 3),
                 Call::Read { extent: Extent { segment: 1, offset: 2, len: 3 }, start: 1, end: 3 },
             ),
+            (METHOD_SHARD_RANGE, encode_range(t, 0, None, 10).unwrap(), Call::Range { table: 0, after: None, limit: 10 }),
+            (
+                METHOD_SHARD_RANGE,
+                encode_range(t, 4, Some("ключ".as_bytes()), 4096).unwrap(),
+                Call::Range { table: 4, after: Some("ключ".as_bytes().to_vec()), limit: 4096 },
+            ),
         ];
         for (method, bytes, want) in cases {
             assert_eq!(decode_call(method, &bytes).unwrap(), (t, want));
@@ -410,6 +482,14 @@ mod tests {
         let e = Extent { segment: u32::MAX, offset: u64::MAX, len: 1 };
         assert_eq!(decode_extent(&encode_extent(&e)).unwrap(), e);
         assert_eq!(decode_seq(&77u64.to_le_bytes()).unwrap(), 77);
+        for keys in [vec![], vec![(0u8, vec![]), (0, b"a".to_vec()), (9, vec![0xFF; 1024])]] {
+            assert_eq!(decode_keys(&encode_keys(&keys)).unwrap(), keys);
+        }
+        let keys = encode_keys(&[(1, b"k".to_vec())]);
+        for n in 0..keys.len() {
+            assert!(decode_keys(&keys[..n]).is_err(), "a RANGE answer cut to {n} bytes decoded");
+        }
+        assert_eq!(decode_keys(&u32::MAX.to_le_bytes()).unwrap_err(), Malformed("key count"));
         for s in [
             None,
             Some(Stored { seq: 5, summary: vec![1], meta: vec![2; 10], body: Body::Inline(vec![3; 100]) }),
@@ -430,6 +510,8 @@ mod tests {
             (METHOD_SHARD_COMMIT, encode_commit(t, &muts()).unwrap()),
             (METHOD_SHARD_LOAD, encode_load(t, 1, b"key").unwrap()),
             (METHOD_SHARD_READ, encode_read(t, &Extent { segment: 1, offset: 2, len: 3 }, 0, 3)),
+            (METHOD_SHARD_RANGE, encode_range(t, 2, Some(b"after"), 100).unwrap()),
+            (METHOD_SHARD_RANGE, encode_range(t, 2, None, 100).unwrap()),
         ];
         for (method, bytes) in &all {
             for n in 0..bytes.len() {
