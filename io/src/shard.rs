@@ -103,6 +103,8 @@ pub(crate) struct Inner {
     /// format-3 record (the first segment this run starts).
     pub upgrade: RefCell<Option<ShardFile>>,
     pub id: u32,
+    /// `Shard::serial`.
+    pub serial: u64,
     pub dir: PathBuf,
     pub opts: ShardOptions,
     pub backend: Backend,
@@ -242,6 +244,13 @@ impl Shard {
 
     pub fn id(&self) -> u32 {
         self.inner.id
+    }
+
+    /// A number no other shard opened by this process has (the id is not
+    /// unique: two dirs may hold shards of one id, as the member shards
+    /// of two lane owners on one node do). Clones share it.
+    pub fn serial(&self) -> u64 {
+        self.inner.serial
     }
 
     pub fn dir(&self) -> &Path {

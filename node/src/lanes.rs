@@ -36,35 +36,38 @@ use crate::stripes::{Envelope, Piece, PieceInfo, VIRTUAL_SEGMENT};
 pub const MAX_PIECE_HANDLES: usize = 64 * 1024;
 
 thread_local! {
-    /// The lanes of this core by their primary's shard id, for the
-    /// callers that hold a bare `Shard` (transactions).
-    static LANES: RefCell<HashMap<u32, Rc<Mirrors>>> = RefCell::new(HashMap::new());
+    /// The lanes of this core by their primary shard (`Shard::serial`:
+    /// shard ids repeat, as the member shards of two lane owners this
+    /// node acts for share theirs), for the callers that hold a bare
+    /// `Shard` (transactions).
+    static LANES: RefCell<HashMap<u64, Rc<Mirrors>>> = RefCell::new(HashMap::new());
 }
 
-/// Makes `mirrors` the lane of the primary shard `id` on this core.
-pub fn register(id: u32, mirrors: &Rc<Mirrors>) {
-    LANES.with(|l| l.borrow_mut().insert(id, mirrors.clone()));
+/// Makes `mirrors` the lane of the primary shard `primary` on this core.
+pub fn register(primary: &Shard, mirrors: &Rc<Mirrors>) {
+    LANES.with(|l| l.borrow_mut().insert(primary.serial(), mirrors.clone()));
 }
 
-/// `id` is no lane's primary any more (a cluster lane taken apart).
-pub fn unregister(id: u32) {
-    LANES.with(|l| l.borrow_mut().remove(&id));
+/// `primary` is no lane's primary any more (a cluster lane taken apart).
+pub fn unregister(primary: &Shard) {
+    LANES.with(|l| l.borrow_mut().remove(&primary.serial()));
 }
 
-/// `unregister`, only if `m` is still the lane registered for `id` (a
-/// lane retired late must not remove the one that replaced it).
-pub fn unregister_if(id: u32, m: &Rc<Mirrors>) {
+/// `unregister`, only if `m` is still the lane registered for `primary`
+/// (a lane retired late must not remove the one that replaced it).
+pub fn unregister_if(primary: &Shard, m: &Rc<Mirrors>) {
     LANES.with(|l| {
         let mut l = l.borrow_mut();
-        if l.get(&id).is_some_and(|x| Rc::ptr_eq(x, m)) {
-            l.remove(&id);
+        if l.get(&primary.serial()).is_some_and(|x| Rc::ptr_eq(x, m)) {
+            l.remove(&primary.serial());
         }
     });
 }
 
-/// The lane whose primary is shard `id`, if it is a format 2 lane of this core.
-pub fn lane_of(id: u32) -> Option<Rc<Mirrors>> {
-    LANES.with(|l| l.borrow().get(&id).cloned())
+/// The lane whose primary is `primary`, if it is a format 2 lane or a
+/// cluster lane of this core.
+pub fn lane_of(primary: &Shard) -> Option<Rc<Mirrors>> {
+    LANES.with(|l| l.borrow().get(&primary.serial()).cloned())
 }
 
 /// How a lane with parity codes its data records.

@@ -644,7 +644,7 @@ impl Reactor {
                 }),
             );
             if let Some(m) = &mirrors {
-                crate::lanes::register(primary.id(), m);
+                crate::lanes::register(&primary, m);
             }
             local[s] = Some(Rc::new(
                 LocalShard::with_cache(primary, cache.clone())

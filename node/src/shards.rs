@@ -141,8 +141,8 @@ impl LocalShard {
     /// flight finish with the lane they started with.
     pub(crate) fn set_mirrors(&self, mirrors: Option<Rc<crate::lanes::Mirrors>>) {
         match &mirrors {
-            Some(m) => crate::lanes::register(self.shard.id(), m),
-            None => crate::lanes::unregister(self.shard.id()),
+            Some(m) => crate::lanes::register(&self.shard, m),
+            None => crate::lanes::unregister(&self.shard),
         }
         *self.mirrors.borrow_mut() = mirrors;
     }
@@ -151,7 +151,7 @@ impl LocalShard {
     /// (a foster lane retired after its requests in flight finished).
     pub(crate) fn retire_mirrors(&self) {
         if let Some(m) = self.mirrors.borrow_mut().take() {
-            crate::lanes::unregister_if(self.shard.id(), &m);
+            crate::lanes::unregister_if(&self.shard, &m);
         }
     }
 

@@ -81,7 +81,7 @@ pub async fn write_piece(primary: &Shard, m: &Mirrors, buf: DataBuf) -> Result<E
 /// member whose record is another version holds none of them.
 pub async fn load(primary: &Shard, table: u8, key: &[u8]) -> Result<Option<Stored>, IoError> {
     let stored = primary.load(table, key).await?;
-    let Some(m) = lane_of(primary.id()) else { return Ok(stored) };
+    let Some(m) = lane_of(primary) else { return Ok(stored) };
     let Some(s) = stored else { return Ok(None) };
     let Body::Extents(ex) = &s.body else { return Ok(Some(s)) };
     let (env, inner) = match Envelope::unwrap(&s.meta) {
@@ -259,7 +259,7 @@ pub async fn read_extent(primary: &Shard, e: &Extent, range: Range<u64>) -> Resu
     if e.segment != crate::stripes::VIRTUAL_SEGMENT {
         return Ok((primary.read_extent(e, range).await?, None));
     }
-    let m = lane_of(primary.id()).ok_or(IoError::InvalidExtent("a piece handle outside its lane"))?;
+    let m = lane_of(primary).ok_or(IoError::InvalidExtent("a piece handle outside its lane"))?;
     let piece = m.piece(e).ok_or(IoError::Moved)?;
     if range.start > range.end || range.end > piece.len {
         return Err(IoError::InvalidExtent("range outside the piece"));
@@ -305,7 +305,7 @@ pub async fn rebuild_streams(primary: &Shard, m: &Mirrors, piece: &Piece, positi
 /// if that member's record is still the version read. Returns the
 /// streams rewritten.
 pub async fn repair(primary: &Shard, job: RepairJob) -> Result<usize, IoError> {
-    let m = lane_of(primary.id()).ok_or(IoError::InvalidExtent("no lane"))?;
+    let m = lane_of(primary).ok_or(IoError::InvalidExtent("no lane"))?;
     let Some(origin) = job.piece.origin.clone() else { return Ok(0) };
     let streams = rebuild_streams(primary, &m, &job.piece, &job.positions).await?;
     let mut done = 0;

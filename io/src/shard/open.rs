@@ -56,8 +56,10 @@ impl Shard {
         log.lost = rec.lost;
         let free = backend.free_bytes(dir).await.unwrap_or(u64::MAX);
         let opts_checkpoint_after = opts.checkpoint_after_bytes;
+        static SERIALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let inner = Rc::new(Inner {
             id,
+            serial: SERIALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             dir: dir.to_path_buf(),
             opts,
             backend,

@@ -80,7 +80,7 @@ async fn cluster(root: &Path) -> Cluster {
         Some(params),
     )
     .unwrap();
-    crate::lanes::register(primary.id(), &mirrors);
+    crate::lanes::register(&primary, &mirrors);
     Cluster { a, b, primary, b_shards, pool, health, mirrors }
 }
 
@@ -204,7 +204,7 @@ fn members_on_an_unreachable_node_fail_like_failed_disks() {
             Some(params),
         )
         .unwrap();
-        crate::lanes::register(c.primary.id(), &cut);
+        crate::lanes::register(&c.primary, &cut);
         let c = Cluster { mirrors: cut, ..c };
         assert_eq!(get(&c, b"k", None).await.unwrap(), data, "read from the two local blocks");
         match put(&c, b"k2", &body(100_000, 3)).await {
@@ -263,6 +263,16 @@ fn a_remote_member_lists_its_keys_like_a_local_one() {
         assert_eq!(remote.keys(5, None, 1000).await.unwrap(), Some(all[5..].to_vec()));
         assert_eq!(remote.keys(40, Some(&all[13].1), 10).await.unwrap(), Some(vec![]));
         assert_eq!(remote.keys(41, None, 10).await.unwrap(), Some(vec![]));
+        // Another shard of the same id (the member shards of two lane
+        // owners on one node share theirs) has a lane of its own.
+        let twin = open(&tmp.path().join("twin"), c.primary.id()).await;
+        let other = crate::lanes::mirrors_of(Some(0), vec![(1, Holder::Local(b.clone()))], 1, Some(c.health.clone()), None).unwrap();
+        crate::lanes::register(&twin, &other);
+        assert!(Rc::ptr_eq(&crate::lanes::lane_of(&c.primary).unwrap(), &c.mirrors), "the first shard's lane is its own");
+        assert!(Rc::ptr_eq(&crate::lanes::lane_of(&twin).unwrap(), &other));
+        assert!(Rc::ptr_eq(&crate::lanes::lane_of(&c.primary.clone()).unwrap(), &c.mirrors), "clones share the lane");
+        crate::lanes::unregister(&twin);
+        assert!(crate::lanes::lane_of(&twin).is_none() && crate::lanes::lane_of(&c.primary).is_some());
         // What a build without the call answers it (`keys` reads this
         // answer as "cannot list", not as a failed member).
         let r = c.pool.call(&c.b.identity, 999, vec![1], std::time::Duration::from_secs(5)).await;
