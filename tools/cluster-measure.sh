@@ -63,5 +63,7 @@ if [ -n "${ONE:-}" ]; then
 else
   bench "$(for i in $(seq $NODES); do echo 127.0.0.1:$((P+10*i)); done | paste -sd, | sed 's|,|,http://|g')" cluster$NODES
 fi
+# A node that died during the run keeps the logs (as KEEP=1 does).
+for p in $PIDS; do kill -0 $p 2>/dev/null || { echo "a node (pid $p) died during the run: logs in $OUT"; KEEP=1; }; done
 kill $PIDS; wait 2>/dev/null
-rm -rf $OUT
+[ -n "${KEEP:-}" ] && echo "kept $OUT" || rm -rf $OUT
