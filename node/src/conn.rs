@@ -422,7 +422,7 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
                 }
                 crate::forward::Decision::Forward { to, version } => {
                     let config = ctx.shared.buckets.published_index();
-                    let o = crate::forward::proxy(node, &mut conn, &head, peer, to, version, config).await;
+                    let o = crate::forward::proxy(node, &mut conn, &head, peer, to, version, config, &[]).await;
                     match o.error {
                         None => {
                             account(&ctx, &mut conn, Some((crate::metrics::OP_FORWARDED, o.status, started)));

@@ -114,11 +114,62 @@ pub enum After {
     Linger,
 }
 
+/// The console's headers on a response relayed from another node.
+const HARDENING: [(&str, &str); 4] = [
+    ("Content-Security-Policy", FORWARDED_CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+];
+
 /// Answers one forwarded request (`head` already without the prefix) and
-/// writes the response, as `conn::serve` does on the S3 port.
+/// writes the response, as `conn::serve` does on the S3 port: in a
+/// cluster, an object request whose key another node owns is proxied to
+/// that node's S3 port (`forward::proxy`; the owner checks the signature,
+/// made for the `Host` the console was reached at), its response relayed
+/// with the console's headers added.
 pub async fn forward(ctx: &Rc<Ctx>, head: &RequestHead, conn: &mut Conn, peer: std::net::IpAddr) -> After {
     let started = Instant::now();
     let request_id = ctx.next_request_id();
+    if let Some(node) = ctx.shared.cluster.as_ref().filter(|_| !head.path.starts_with("/_tessera/")) {
+        let early = match crate::forward::decide(node, head, peer, &ctx.shared.config.vhost_domains) {
+            // A request from the console's page is never a node's forward
+            // (it carries no valid forward header): served here.
+            crate::forward::Decision::Local(_, false, _) => None,
+            crate::forward::Decision::Local(_, true, _) => Some((
+                tessera_proto::S3Error::with_message(tessera_proto::S3ErrorCode::AccessDenied, "A forwarded request is not taken through the console."),
+                matches!(head.framing(), Ok(tessera_proto::http::BodyFraming::Length(0))),
+            )),
+            crate::forward::Decision::Forward { to, version } => {
+                let config = ctx.shared.buckets.published_index();
+                let o = crate::forward::proxy(node, conn, head, peer, to, version, config, &HARDENING).await;
+                match o.error {
+                    None => {
+                        conn::account(ctx, conn, Some((crate::metrics::OP_FORWARDED, o.status, started)));
+                        return match (o.keep && !ctx.shared.metrics.stopping(), o.body_done) {
+                            (true, _) => After::Next,
+                            (false, false) if o.status != 499 => After::Linger,
+                            _ => After::Close,
+                        };
+                    }
+                    Some(e) => Some((e, o.body_done)),
+                }
+            }
+            crate::forward::Decision::Refuse(e) => Some((e, matches!(head.framing(), Ok(tessera_proto::http::BodyFraming::Length(0))))),
+        };
+        if let Some((e, body_done)) = early {
+            let resp = hardened(Response::error(&e, &head.path, &request_id), FORWARDED_CSP);
+            let keep = head.keep_alive() && body_done && !ctx.shared.metrics.stopping();
+            let status = resp.status;
+            let written = conn::write_response(conn, resp, head.method == Method::Head, keep, head.minor_version == 0).await;
+            conn::account(ctx, conn, Some((crate::metrics::OP_FORWARDED, status, started)));
+            return match written {
+                Ok(()) if keep => After::Next,
+                Ok(()) if !body_done => After::Linger,
+                _ => After::Close,
+            };
+        }
+    }
     let (resp, body_done, op) = conn::respond(ctx, head, conn, request_id, peer).await;
     let resp = hardened(resp, FORWARDED_CSP);
     let keep = head.keep_alive() && body_done && !ctx.shared.metrics.stopping();

@@ -287,6 +287,7 @@ pub async fn proxy(
     to: SocketAddr,
     version: u64,
     config: u64,
+    extra: &[(&str, &str)],
 ) -> Outcome {
     let framing = match head.framing() {
         Ok(f) => f,
@@ -309,7 +310,7 @@ pub async fn proxy(
                 }
             },
         };
-        match exchange(conn, &mut up, head, framing, head_bytes.clone()).await {
+        match exchange(conn, &mut up, head, framing, head_bytes.clone(), extra).await {
             Ok(x) => {
                 if x.upstream_reusable {
                     give_back(to, up);
@@ -554,6 +555,7 @@ async fn exchange(
     head: &RequestHead,
     framing: BodyFraming,
     head_bytes: Vec<u8>,
+    extra: &[(&str, &str)],
 ) -> Result<Exchanged, Failed> {
     up_write(up, head_bytes).await.map_err(Failed::BeforeResponse)?;
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -604,6 +606,18 @@ async fn exchange(
         return Err(Failed::Relaying("the owner sent bytes past its response".into()));
     }
     relayed_end |= end;
+    let first = if extra.is_empty() || head_len < 4 || &first[head_len - 4..head_len] != b"\r\n\r\n" {
+        first
+    } else {
+        // The relayed head with `extra` headers before its blank line.
+        let mut out = Vec::with_capacity(first.len() + 256);
+        out.extend_from_slice(&first[..head_len - 2]);
+        for (k, v) in extra {
+            out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        }
+        out.extend_from_slice(&first[head_len - 2..]);
+        out
+    };
     conn.write_all(first).await.map_err(|e| Failed::Client(e.to_string()))?;
     while !relayed_end {
         let mut chunk = Vec::with_capacity(COPY_BYTES);
