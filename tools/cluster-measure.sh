@@ -19,18 +19,27 @@ OUT=$(mktemp -d /tmp/cluster-measure.XXXX)
 export TESSERA_ACCESS_KEY=benchkey TESSERA_SECRET_KEY=benchsecret123456 TESSERA_CLUSTER_SECRET="cluster-measure secret 0123456789"
 export AWS_ACCESS_KEY_ID=benchkey AWS_SECRET_ACCESS_KEY=benchsecret123456
 P=$((20000 + RANDOM % 20000))
-bench() { # endpoint label
+# CPU seconds (user + system) the processes $@ used so far; SYS=1: system only.
+cpu() { for p in "$@"; do awk -v sys=${SYS:-} '{print (sys ? 0 : $14) + $15}' /proc/$p/stat; done | awk -v hz=$(getconf CLK_TCK) '{s += $1} END {printf "%.2f", s / hz}'; }
+bench() { # endpoint label pids...
+  local ep=$1 label=$2; shift 2
   for op in put get; do
-    echo "== $2 $op $SIZE c=$CONC"
-    $BENCH --endpoint http://$1 --progress 0s $op --bucket cmbench --size $SIZE --objects 2000 \
-      --concurrency $CONC --duration ${SECS}s 2>&1 | tail -8
+    echo "== $label $op $SIZE c=$CONC"
+    local before=$(cpu "$@") sys_before=$(SYS=1 cpu "$@")
+    $BENCH --endpoint http://$ep --progress 0s $op --bucket cmbench --size $SIZE --objects 2000 \
+      --concurrency $CONC --duration ${SECS}s > $OUT/bench.out 2>&1
+    local after=$(cpu "$@") sys_after=$(SYS=1 cpu "$@")
+    tail -8 $OUT/bench.out
+    # The servers' CPU per operation (the GET phase's includes its prepare PUTs).
+    awk -v op=$op -v c=$(echo "$after - $before" | bc) -v k=$(echo "$sys_after - $sys_before" | bc) \
+      '$1 == op && $2 ~ /^[0-9]+$/ && $2 > 0 {printf "server cpu: %.1f s (%.1f s system), %.2f ms per %s\n", c, k, 1000 * c / $2, op}' $OUT/bench.out
   done
 }
 # one node, NODES dirs
 if [ -z "${NO_SINGLE:-}" ]; then
 $BIN/tessera server --address 127.0.0.1:$P --admin-address 127.0.0.1:$((P+1)) --threads 2 $(for i in $(seq $NODES); do echo $OUT/s$i; done) > $OUT/single.log 2>&1 &
 S=$!; sleep 2
-bench 127.0.0.1:$P single
+bench 127.0.0.1:$P single $S
 kill $S; wait $S 2>/dev/null
 fi
 # NODES nodes, one dir each
@@ -59,9 +68,9 @@ done
 sleep 2
 grep -h "following layout" $OUT/c1.log | tail -1
 if [ -n "${ONE:-}" ]; then
-  bench 127.0.0.1:$((P+10)) cluster$NODES-via-node1
+  bench 127.0.0.1:$((P+10)) cluster$NODES-via-node1 $PIDS
 else
-  bench "$(for i in $(seq $NODES); do echo 127.0.0.1:$((P+10*i)); done | paste -sd, | sed 's|,|,http://|g')" cluster$NODES
+  bench "$(for i in $(seq $NODES); do echo 127.0.0.1:$((P+10*i)); done | paste -sd, | sed 's|,|,http://|g')" cluster$NODES $PIDS
 fi
 # A node that died during the run keeps the logs (as KEEP=1 does).
 for p in $PIDS; do kill -0 $p 2>/dev/null || { echo "a node (pid $p) died during the run: logs in $OUT"; KEEP=1; }; done

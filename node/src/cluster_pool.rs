@@ -166,11 +166,16 @@ impl RpcPool {
                         Ok(fh) => fh,
                         Err(e) => break e.to_string(),
                     };
-                    let (res, rest) = rd.read_exact(vec![0u8; fh.rest_len()]).await;
+                    let (res, mut rest) = rd.read_exact(vec![0u8; fh.rest_len()]).await;
                     if let Err(e) = res {
                         break e.to_string();
                     }
-                    let opened = session.borrow_mut().open(&h, &rest).map(|(fh, p)| (fh, p.to_vec()));
+                    // The payload is opened in place; the buffer becomes it.
+                    let opened = session.borrow_mut().open(&h, &mut rest).map(|(fh, p)| (fh, p.len()));
+                    let opened = opened.map(|(fh, n)| {
+                        rest.truncate(n);
+                        (fh, rest)
+                    });
                     let (fh, payload) = match opened {
                         Ok(x) => x,
                         Err(e) => break format!("answer refused: {e}"),

@@ -24,7 +24,7 @@ use std::cell::RefCell;
 
 use monoio::io::{AsyncReadRent, AsyncReadRentExt, AsyncWriteRentExt, Splitable};
 use monoio::net::{TcpListener, TcpStream};
-use tessera_cluster::rpc::{FrameHeader, FrameKind, Hello, Role, Session, FRAME_HEADER_BYTES, HELLO_BYTES, NONCE_BYTES};
+use tessera_cluster::rpc::{FrameHeader, FrameKind, Hello, Role, Session, FRAME_HEADER_BYTES, HELLO_BYTES, NONCE_BYTES, FEATURES};
 use tessera_cluster::seal::ClusterKey;
 use tessera_cluster::NodeIdentity;
 
@@ -115,7 +115,7 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn Sh
             return Err(format!("hello refused: {e}"));
         }
     };
-    let mine = Hello { role: Role::Server, sent_ms: now_ms(), from: node.identity.id, to: client.from, nonce: nonce() };
+    let mine = Hello { role: Role::Server, sent_ms: now_ms(), from: node.identity.id, to: client.from, nonce: nonce(), features: FEATURES };
     write_timeout(&mut s, mine.encode(&key, Some(&client.nonce)).to_vec(), HANDSHAKE_TIMEOUT).await?;
     let session = Rc::new(RefCell::new(Session::new(&key, Role::Server, &client, &mine)));
     let caller = client.from;
@@ -154,7 +154,8 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn Sh
             Ok(r) => r,
             Err(e) => break Err(e),
         };
-        let opened = session.borrow_mut().open(&h, &rest).map(|(fh, p)| (fh, p.len()));
+        let mut rest = rest;
+        let opened = session.borrow_mut().open(&h, &mut rest).map(|(fh, p)| (fh, p.len()));
         let (fh, len) = match opened {
             Ok(x) => x,
             Err(e) => {
@@ -274,7 +275,7 @@ pub(crate) async fn connect(node: &ClusterNode, key: &ClusterKey, peer: &NodeIde
         Err(_) => return Err("connect: timed out".into()),
     };
     let _ = s.set_nodelay(true);
-    let mine = Hello { role: Role::Client, sent_ms: now_ms(), from: node.identity.id, to: peer.id, nonce: nonce() };
+    let mine = Hello { role: Role::Client, sent_ms: now_ms(), from: node.identity.id, to: peer.id, nonce: nonce(), features: FEATURES };
     write_timeout(&mut s, mine.encode(key, None).to_vec(), HANDSHAKE_TIMEOUT).await?;
     let b = read_exact_timeout(&mut s, HELLO_BYTES, HANDSHAKE_TIMEOUT).await?;
     let theirs = Hello::decode(key, &b, Role::Server, Some(&mine.nonce), now_ms()).map_err(|e| format!("hello refused: {e}"))?;
@@ -294,8 +295,8 @@ pub async fn ping(node: &ClusterNode, key: &ClusterKey, peer: &NodeIdentity) -> 
     let h = read_exact_timeout(&mut s, FRAME_HEADER_BYTES, CALL_TIMEOUT).await?;
     let h: [u8; FRAME_HEADER_BYTES] = h.try_into().expect("header length");
     let fh = FrameHeader::decode(&h).map_err(|e| e.to_string())?;
-    let rest = read_exact_timeout(&mut s, fh.rest_len(), CALL_TIMEOUT).await?;
-    let (fh, payload) = session.open(&h, &rest).map_err(|e| format!("answer refused: {e}"))?;
+    let mut rest = read_exact_timeout(&mut s, fh.rest_len(), CALL_TIMEOUT).await?;
+    let (fh, payload) = session.open(&h, &mut rest).map_err(|e| format!("answer refused: {e}"))?;
     let rtt = started.elapsed();
     if fh.call != call || fh.method != METHOD_PING {
         return Err("an answer to another call".into());

@@ -138,7 +138,7 @@ fn rpc_refuses_strangers_before_any_answer() {
     let a = start_node(ca, None, SECRET);
     let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     let hello = |secret: &str, to: [u8; 16]| {
-        Hello { role: Role::Client, sent_ms: now, from: [7; 16], to, nonce: [5; 32] }.encode(&ClusterKey::new(secret.as_bytes()).unwrap(), None)
+        Hello { role: Role::Client, sent_ms: now, from: [7; 16], to, nonce: [5; 32], features: 0 }.encode(&ClusterKey::new(secret.as_bytes()).unwrap(), None)
     };
     let attempts: Vec<(&str, Vec<u8>)> = vec![
         ("another secret", hello("not the cluster's secret at all", [0; 16]).to_vec()),
