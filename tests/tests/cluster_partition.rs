@@ -308,7 +308,7 @@ impl Writers {
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                         seq += 3;
-                        tokio::time::sleep(Duration::from_millis(30)).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 })
             })
@@ -492,7 +492,7 @@ fn a_cut_off_leader_serves_nothing_and_no_acknowledged_write_is_lost() {
             rt.spawn(async move { (settled(Duration::from_secs(30), || put(&c, "partition", &k, k.as_bytes().to_vec())).await, k) })
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(8).saturating_sub(t0.elapsed() - served_at));
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(t0.elapsed() - served_at));
     rt.block_on(async {
         for p in extra_puts {
             let (r, k) = p.await.unwrap();
@@ -507,9 +507,9 @@ fn a_cut_off_leader_serves_nothing_and_no_acknowledged_write_is_lost() {
         );
     }
 
-    // The heal.
-    cluster.net.heal_all();
+    // The heal (timed from before the first route goes).
     let heal_at = t0.elapsed();
+    cluster.net.heal_all();
     eprintln!("healed at {heal_at:?} (cut for {:?})", heal_at - cut_at);
     let no_stale = wait_for("no stale record on the majority", Duration::from_secs(40), || {
         cluster.nodes[majority[0]].admin_json("/admin/v1/cluster")["layout"]["stale"].as_array().is_some_and(|s| s.is_empty())
@@ -719,8 +719,8 @@ fn keys_overwritten_during_a_cut_never_read_old_after_the_heal() {
     });
     std::thread::sleep(Duration::from_secs(1));
 
-    cluster.net.heal_all();
     let heal_at = Instant::now();
+    cluster.net.heal_all();
     wait_for("the partitions handed back and no stale record, on every node", Duration::from_secs(40), || {
         cluster.nodes.iter().all(|n| handed_back(n, &cut_id))
     });
