@@ -186,9 +186,11 @@ pub struct ClusterNode {
     pub fostering: AtomicU64,
     pub acting_ready: Mutex<HashMap<String, u64>>,
     pub foster_follows: Mutex<std::collections::BTreeMap<usize, std::collections::BTreeMap<String, u64>>>,
-    /// Per reactor: (lane owner, member) -> whether the member is in
+    /// Per reactor: the configuration index it had applied when it made
+    /// the view, and (lane owner, member) -> whether the member is in
     /// service and healed of every commit it missed in its lanes.
-    pub lane_clean: Mutex<std::collections::BTreeMap<usize, std::collections::BTreeMap<(String, String), bool>>>,
+    #[allow(clippy::type_complexity)]
+    pub lane_clean: Mutex<std::collections::BTreeMap<usize, (u64, std::collections::BTreeMap<(String, String), bool>)>>,
     /// Takeover records this node committed as leader, and stale records removed.
     pub takeovers_committed: AtomicU64,
     pub stale_cleared: AtomicU64,

@@ -334,6 +334,10 @@ fn take_apart(a: &Attached) {
 /// This reactor's view of its lanes, for `GET /admin/v1/cluster`, and
 /// which members are clean (`takeover` removes their stale records).
 fn publish(ctx: &Ctx, own: Option<&Attached>, fosters: &HashMap<String, Attached>, node: &crate::cluster::ClusterNode) {
+    // Read before the views are made: a stale record applied by then was
+    // written after its member was taken out of service (`lanes::commit`
+    // fails the member before it records it), so the views below show it.
+    let applied = node.raft().map_or(0, |r| r.store().applied_index());
     let member_views = |a: &Attached| -> Vec<serde_json::Value> {
         let lanes = a.mirrors();
         (0..a.probes.len())
@@ -378,7 +382,7 @@ fn publish(ctx: &Ctx, own: Option<&Attached>, fosters: &HashMap<String, Attached
             }
         }
     }
-    node.lane_clean.lock().unwrap_or_else(|e| e.into_inner()).insert(ctx.core, clean);
+    node.lane_clean.lock().unwrap_or_else(|e| e.into_inner()).insert(ctx.core, (applied, clean));
 }
 
 /// Makes each of `lanes` ((routing id, lane index, shard)) the primary of

@@ -5,7 +5,12 @@
 //! writer task seals frames in the order it sends them (frame numbers are
 //! part of the tag) and a reader task opens the answers. A call that
 //! passes its deadline gives up its slot; a late answer is dropped. A
-//! broken connection fails every call in flight on it at once.
+//! broken connection fails every call in flight on it at once. A call
+//! that passes its deadline while not one frame came in on its connection
+//! breaks it too: a peer cut off by the network (packets dropped, no
+//! reset) leaves the connection open but silent, and every later call on
+//! it would wait its whole deadline, and after the heal wait for TCP's
+//! backed-off retransmission; a new connection fails or recovers at once.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -54,6 +59,8 @@ struct Conn {
     pending: RefCell<HashMap<u64, Reply>>,
     next_call: Cell<u64>,
     dead: Cell<bool>,
+    /// Frames read from the peer so far.
+    frames_in: Cell<u64>,
 }
 
 impl Conn {
@@ -98,6 +105,7 @@ impl RpcPool {
         let (tx, rx) = async_channel::bounded(1);
         conn.pending.borrow_mut().insert(call, tx);
         let deadline_ms = timeout.as_millis().min(u32::MAX as u128) as u32;
+        let heard = conn.frames_in.get();
         if conn.out.send(Outgoing { method, call, deadline_ms, payload }).await.is_err() {
             conn.pending.borrow_mut().remove(&call);
             return Err(RpcError::Lost("the connection closed".into()));
@@ -109,6 +117,10 @@ impl RpcPool {
             Ok(Err(_)) => Err(RpcError::Lost("the connection closed".into())),
             Err(_) => {
                 conn.pending.borrow_mut().remove(&call);
+                if conn.frames_in.get() == heard && !conn.dead.get() {
+                    tracing::warn!(peer = %peer.addr, "no frame from a node within a call's deadline; its connection is dropped");
+                    conn.fail("the connection went silent");
+                }
                 Err(RpcError::Timeout)
             }
         }
@@ -136,6 +148,7 @@ impl RpcPool {
             pending: RefCell::new(HashMap::new()),
             next_call: Cell::new(1),
             dead: Cell::new(false),
+            frames_in: Cell::new(0),
         });
         let session = Rc::new(RefCell::new(session));
         let (mut rd, mut wr) = stream.into_split();
@@ -170,6 +183,7 @@ impl RpcPool {
                     if let Err(e) = res {
                         break e.to_string();
                     }
+                    conn.frames_in.set(conn.frames_in.get() + 1);
                     // The payload is opened in place; the buffer becomes it.
                     let opened = session.borrow_mut().open(&h, &mut rest).map(|(fh, p)| (fh, p.len()));
                     let opened = opened.map(|(fh, n)| {

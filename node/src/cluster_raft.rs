@@ -287,7 +287,7 @@ async fn run(
         tokio::spawn(async move {
             let r = match inc.method {
                 LOCAL_READ_INDEX => reads.read_index(&raft, &out).await.map(|i| json(&i)),
-                m => handle(&raft, &out, m, &inc.payload).await,
+                m => handle(&raft, &out, m, &inc.payload, &inc.reply).await,
             };
             let _ = inc.reply.try_send(r);
         });
@@ -373,7 +373,9 @@ fn parse<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, String> {
     serde_json::from_slice(b).map_err(|e| format!("a malformed raft message: {e}"))
 }
 
-async fn handle(raft: &Raft, out: &async_channel::Sender<Outgoing>, method: u16, payload: &[u8]) -> Result<Vec<u8>, String> {
+/// `caller`: where the answer goes (a local write is not forwarded once
+/// its caller stopped waiting).
+async fn handle(raft: &Raft, out: &async_channel::Sender<Outgoing>, method: u16, payload: &[u8], caller: &Reply) -> Result<Vec<u8>, String> {
     match method {
         METHOD_RAFT_APPEND => Ok(json(&raft.append_entries(parse(payload)?).await)),
         METHOD_RAFT_VOTE => Ok(json(&raft.vote(parse(payload)?).await)),
@@ -391,6 +393,14 @@ async fn handle(raft: &Raft, out: &async_channel::Sender<Outgoing>, method: u16,
             let cmd: Command = parse(payload)?;
             match raft.client_write(cmd.clone()).await {
                 Ok(r) => Ok(json(&outcome(r))),
+                // Not when its caller gave up (answered 503): a leader cut
+                // off from its quorum keeps the write pending until it
+                // learns of a newer leader, maybe at the heal, long after.
+                // Forwarding it then would make a write the client was
+                // told failed happen after all.
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) if caller.is_closed() => {
+                    Err("the caller no longer waits; not forwarded".into())
+                }
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     to_leader(out, f.leader_node.as_ref(), METHOD_RAFT_WRITE, json(&cmd)).await
                 }
@@ -469,7 +479,9 @@ async fn register(node: &ClusterNode, raft: &Raft, sm: &StateMachineStore, out: 
         return;
     }
     let cmd = Command::Put { key, value };
-    match handle(raft, out, 0, &json(&cmd)).await {
+    // This task is the caller and waits for the answer.
+    let (caller, _waits) = async_channel::bounded(1);
+    match handle(raft, out, LOCAL_WRITE, &json(&cmd), &caller).await {
         Ok(_) => tracing::info!(s3 = %s3, "cluster: registered this node"),
         Err(e) => tracing::debug!("cluster: registration waits: {e}"),
     }

@@ -556,8 +556,11 @@ async fn fence(node: &ClusterNode, pool: &Rc<crate::cluster_pool::RpcPool>, o: &
 }
 
 /// Removes `stale/<O>/<M>` for the owners this node acts for once every
-/// reactor reports `M` in service and healed in `O`'s lanes. The
-/// compare-and-set keeps a record written again meanwhile (a new miss).
+/// reactor reports `M` in service and healed in `O`'s lanes, in a view
+/// made after the record was applied (a view from before may predate the
+/// failure the record is about: the record would go while `M` still
+/// misses commits). The compare-and-set keeps a record written again
+/// meanwhile (a new miss).
 async fn clear_stale(node: &ClusterNode, o: &Owners) {
     let me = node.id_hex();
     let Some(raft) = node.raft() else { return };
@@ -568,7 +571,8 @@ async fn clear_stale(node: &ClusterNode, o: &Owners) {
         }
         let clean = {
             let views = node.lane_clean.lock().unwrap_or_else(|e| e.into_inner());
-            views.len() >= threads && views.values().all(|v| v.get(&(owner.clone(), member.clone())) == Some(&true))
+            views.len() >= threads
+                && views.values().all(|(seen, v)| *seen >= *version && v.get(&(owner.clone(), member.clone())) == Some(&true))
         };
         if !clean {
             continue;

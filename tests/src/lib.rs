@@ -11,6 +11,7 @@ pub mod data;
 pub mod disk;
 pub mod form;
 pub mod iam;
+pub mod netns;
 pub mod pki;
 pub mod proxy;
 pub mod raw;

@@ -44,6 +44,10 @@ pub struct ServerOpts {
     pub root_credentials_from_env: bool,
     /// Extra command-line arguments for `tessera server`.
     pub args: Vec<String>,
+    /// A command the binary is started through, e.g. `ip netns exec NS`
+    /// (see `netns::Net::launcher`); empty: the binary itself. It must
+    /// exec the binary (same pid), so signals reach the node.
+    pub launcher: Vec<String>,
 }
 
 impl Default for ServerOpts {
@@ -56,6 +60,7 @@ impl Default for ServerOpts {
             data_dir_count: 1,
             root_credentials_from_env: true,
             args: Vec::new(),
+            launcher: Vec::new(),
         }
     }
 }
@@ -127,7 +132,14 @@ impl Server {
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "server already running");
         let bin = binary_path();
-        let mut cmd = Command::new(bin);
+        let mut cmd = match self.opts.launcher.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("server");
         // A fixed `--address` among the args (a node that must come back
         // on the same port) replaces the ephemeral one.
@@ -204,7 +216,9 @@ impl Server {
                             .trim()
                             .parse()
                             .unwrap_or_else(|e| self.fail(&format!("bad listening line {line:?}: {e}")));
-                        assert!(addr.ip().is_loopback() && addr.port() != 0, "listening line {line:?}");
+                        // A node in a network namespace listens on its own address.
+                        let local = addr.ip().is_loopback() || !self.opts.launcher.is_empty();
+                        assert!(local && addr.port() != 0, "listening line {line:?}");
                         self.addr = addr;
                         return;
                     }
