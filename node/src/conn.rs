@@ -718,7 +718,15 @@ async fn run_request(
             .is_some_and(|b| b.logging.is_some() || (!b.cors.is_empty() && head.headers.contains("origin")));
         wanted.then(|| Seen { bucket, key: r.key.clone(), op: r.op.clone(), requester: None, auth: None })
     });
-    let prepared = routed.and_then(|r| authenticate(ctx, head, r));
+    let mut prepared = routed.and_then(|r| authenticate(ctx, head, r));
+    // In a cluster, an access key (or a session's role or user) created a
+    // moment ago through another node may not be applied here yet: looked
+    // up again once this node has applied the leader's read index.
+    if matches!(&prepared, Err(e) if e.code == tessera_proto::S3ErrorCode::InvalidAccessKeyId)
+        && ctx.shared.iam.catch_up().await
+    {
+        prepared = route(ctx, head).and_then(|r| authenticate(ctx, head, r));
+    }
     let (routed, principal, auth) = match prepared {
         Ok(x) => x,
         Err(e) => {
