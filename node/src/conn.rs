@@ -409,8 +409,9 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
                     // each is this request's client (events, SSE-C's rule).
                     conn.peer = Some(ip);
                     client = ip;
-                    // Bucket settings the forwarder had when it forwarded apply here.
-                    if ctx.shared.buckets.catch_up_to(config).await {
+                    // Bucket settings and IAM entities the forwarder had when
+                    // it forwarded apply here.
+                    if ctx.shared.buckets.catch_up_to(config).await && ctx.shared.iam.caught_up_to(config).await {
                         None
                     } else {
                         let e = tessera_proto::S3Error::with_message(
@@ -421,7 +422,7 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
                     }
                 }
                 crate::forward::Decision::Forward { to, version } => {
-                    let config = ctx.shared.buckets.published_index();
+                    let config = ctx.shared.buckets.published_index().max(ctx.shared.iam.published_index());
                     let o = crate::forward::proxy(node, &mut conn, &head, peer, to, version, config).await;
                     match o.error {
                         None => {

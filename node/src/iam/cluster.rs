@@ -196,10 +196,18 @@ impl IamStore {
     /// snapshot in place.
     fn rebuild(&self, link: &IamLink) {
         let _one = self.rebuilding.lock().unwrap_or_else(|e| e.into_inner());
-        let (index, entries) = link.raft.store().with_prefix(KEY_PREFIX);
-        if index <= self.published.load(Ordering::SeqCst) {
+        let published = self.published.load(Ordering::SeqCst);
+        // Every IAM change rewrites the guard: the same guard, the same
+        // records (the snapshot just moves to the newer index).
+        let (index, guard) = link.raft.store().get(GUARD_KEY);
+        if index <= published {
             return;
         }
+        if published > 0 && guard.map_or(0, |g| g.version) == self.state.load().guard {
+            self.published.store(index, Ordering::SeqCst);
+            return;
+        }
+        let (index, entries) = link.raft.store().with_prefix(KEY_PREFIX);
         let mut st = IamState::default();
         for (key, v) in &entries {
             if key == GUARD_KEY {
@@ -238,6 +246,25 @@ impl IamStore {
         }
         self.rebuild(link);
         self.published.load(Ordering::SeqCst) >= index
+    }
+
+    /// The configuration index this node's IAM snapshot reflects (0
+    /// outside a cluster): forwarded requests carry it (`forward`).
+    pub fn published_index(&self) -> u64 {
+        if self.cluster.get().is_none() {
+            return 0;
+        }
+        self.published.load(Ordering::SeqCst)
+    }
+
+    /// Whether the snapshot reflects the configuration index a forwarder
+    /// sent (waiting up to `CATCH_UP_WAIT` to apply it): a change made
+    /// through that node applies to the request it forwarded here.
+    pub async fn caught_up_to(&self, index: u64) -> bool {
+        match self.cluster.get() {
+            Some(link) => self.catch_up_to(link, index).await,
+            None => true,
+        }
     }
 
     /// In a cluster: brings the snapshot to the leader's read index (an
