@@ -35,13 +35,17 @@ fn start(cluster: SocketAddr, join: Option<SocketAddr>) -> Server {
 }
 
 fn three_voters(nodes: &[Server]) {
-    let t = wait_for("three voters, one leader", Duration::from_secs(30), || {
+    let t = wait_for("three voters, one leader, a layout of three nodes", Duration::from_secs(40), || {
         nodes.iter().all(|n| {
-            let r = n.admin_json("/admin/v1/cluster")["raft"].clone();
-            r["voters"].as_array().is_some_and(|v| v.len() == 3) && r["leader"].is_string()
+            let c = n.admin_json("/admin/v1/cluster");
+            let (r, l) = (&c["raft"], &c["layout"]);
+            r["voters"].as_array().is_some_and(|v| v.len() == 3)
+                && r["leader"].is_string()
+                && l["nodes"].as_array().is_some_and(|v| v.len() == 3)
+                && l["pending"].as_array().is_some_and(|p| p.is_empty())
         })
     });
-    eprintln!("three voters in {t:?}");
+    eprintln!("three voters and the layout in {t:?}");
 }
 
 /// An S3 client that never retries (a refusal must be seen, not retried away).
@@ -113,10 +117,15 @@ async fn iam_users_keys_policies_and_sessions_work_on_every_node() {
 
     let root = s3(&nodes[0], ROOT_AK, ROOT_SK, None);
     ok(root.create_bucket().bucket("iamc").send().await, "create bucket");
+    // The first writes wait for every node's lease (503 until then).
     for i in 0..6 {
         for dir in ["allowed", "denied"] {
-            let body = ByteStream::from(format!("{dir} {i}").into_bytes());
-            ok(root.put_object().bucket("iamc").key(format!("{dir}/{i}")).body(body).send().await, "seed");
+            let root = &root;
+            eventually("a seed object is written", Duration::from_secs(20), || async move {
+                let body = ByteStream::from(format!("{dir} {i}").into_bytes());
+                root.put_object().bucket("iamc").key(format!("{dir}/{i}")).body(body).send().await.is_ok()
+            })
+            .await;
         }
     }
 
@@ -225,15 +234,36 @@ async fn iam_users_keys_policies_and_sessions_work_on_every_node() {
     let ids: Vec<Vec<String>> = futures_ids(&nodes).await;
     assert!(ids.windows(2).all(|w| w[0] == w[1]), "every node lists the same users: {ids:?}");
 
-    // The secret key is not in the Raft log or its snapshot in plain.
+    // The secret key is not in the Raft log or its snapshot in plain (nor
+    // as the JSON array of bytes a command's value is written as).
     let key2 = ok(iam.create_access_key().user_name("alice").send().await, "another key");
-    let secret2 = key2.access_key().expect("key").secret_access_key().to_string();
+    let key2 = key2.access_key().expect("key");
+    let (id2, secret2) = (key2.access_key_id().to_string(), key2.secret_access_key().to_string());
+    let as_json: String = secret2.bytes().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
     for n in &nodes {
+        let mut seen_id = false;
         for f in files_under(&n.data_dirs()[0].join("cluster")) {
             let bytes = std::fs::read(&f).unwrap_or_default();
-            assert!(!bytes.windows(secret2.len()).any(|w| w == secret2.as_bytes()), "{}: a plain secret", f.display());
+            let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+            seen_id |= has(format!("iam/k/{id2}").as_bytes());
+            assert!(!has(secret2.as_bytes()) && !has(as_json.as_bytes()), "{}: a plain secret", f.display());
         }
+        assert!(seen_id, "the key's record is in the Raft files");
     }
+
+    // Two nodes down: no quorum, so an IAM change answers 503, never 500.
+    let [mut a, mut b, c] = nodes;
+    a.stop();
+    b.stop();
+    let conf = aws_sdk_iam::Config::builder()
+        .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+        .region(aws_sdk_iam::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_iam::config::Credentials::new(ROOT_AK, ROOT_SK, None, None, "tessera-tests"))
+        .endpoint_url(c.endpoint())
+        .retry_config(aws_sdk_iam::config::retry::RetryConfig::disabled())
+        .build();
+    let f = sdk_failure(aws_sdk_iam::Client::from_conf(conf).create_user().user_name("no-quorum").send().await);
+    assert_eq!((f.status, f.code.as_deref()), (Some(503), Some("ServiceUnavailable")), "{f:?}");
 }
 
 /// The user names and ids each node lists, once they agree or after 10 s.
