@@ -334,3 +334,39 @@ async fn a_node_that_had_iam_users_alone_brings_them_into_the_cluster() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_another_cluster_secret_a_node_serves_no_iam_identity() {
+    // A one-node cluster with a user and a key.
+    let mut a = start(free_udp_port(), None);
+    let (_, ak, sk) = new_user(&a.iam(), "erin").await;
+    eventually("erin's key works", Duration::from_secs(10), || async {
+        a.sts_for(&ak, &sk, None).get_caller_identity().send().await.is_ok()
+    })
+    .await;
+    // The secret changed (a rotation without re-creating the keys): the
+    // sealed secret no longer opens, so the node fails closed.
+    a.set_env("TESSERA_CLUSTER_SECRET", "another secret, rotated in place");
+    a.restart();
+    eventually("the node has applied its configuration again", Duration::from_secs(30), || async {
+        a.admin_json("/admin/v1/cluster")["raft"]["applied_index"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    let f = sdk_failure(a.sts_for(&ak, &sk, None).get_caller_identity().send().await);
+    assert_eq!(f.status, Some(403), "{f:?}");
+    assert!(matches!(f.code.as_deref(), Some("InvalidAccessKeyId" | "InvalidClientTokenId")), "{f:?}");
+    assert!(a.stderr_since_start().contains("IAM record unreadable"), "the node says why");
+    // No IAM change is taken on the empty state it serves (it would
+    // overwrite records it cannot read).
+    let conf = aws_sdk_iam::Config::builder()
+        .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+        .region(aws_sdk_iam::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_iam::config::Credentials::new(ROOT_AK, ROOT_SK, None, None, "tessera-tests"))
+        .endpoint_url(a.endpoint())
+        .retry_config(aws_sdk_iam::config::retry::RetryConfig::disabled())
+        .build();
+    let f = sdk_failure(aws_sdk_iam::Client::from_conf(conf).create_user().user_name("erin").send().await);
+    assert_eq!((f.status, f.code.as_deref()), (Some(503), Some("ServiceUnavailable")), "{f:?}");
+    // The account itself still works.
+    ok(s3(&a, ROOT_AK, ROOT_SK, None).list_buckets().send().await, "the root account");
+}

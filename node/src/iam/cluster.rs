@@ -24,9 +24,12 @@
 //!   No leader, or no commit within `RAFT_WRITE_TIMEOUT`: 503.
 //! - **Feed:** the Raft thread kicks `follow` (reactor 0) after an apply
 //!   that touched an `iam/` key; it rebuilds the whole snapshot from those
-//!   keys. A record that cannot be read stops the rebuild (logged): the
-//!   node keeps the last snapshot it read whole rather than one without a
-//!   record that may hold a Deny. A node that wrote waits until its own
+//!   keys. A record that cannot be read (logged) makes the snapshot empty
+//!   and marked unreadable: the node fails closed (no IAM identity
+//!   authenticates there, no IAM change is taken: 503) rather than serve
+//!   entities without a record that may hold a Deny, or keep serving a key
+//!   deleted since. The next change of the guard reads every record again.
+//!   A node that wrote waits until its own
 //!   snapshot holds the write before answering (read-your-writes on that
 //!   node); a request signed with an access key this node does not know
 //!   looks again once it has applied the leader's read index (a key
@@ -192,8 +195,8 @@ impl IamStore {
     }
 
     /// Rebuilds the snapshot from the applied `iam/` keys (unless it already
-    /// reflects that index); a record that cannot be read leaves the last
-    /// snapshot in place.
+    /// reflects that index); a record that cannot be read makes it empty
+    /// and unreadable (fail closed).
     fn rebuild(&self, link: &IamLink) {
         let _one = self.rebuilding.lock().unwrap_or_else(|e| e.into_inner());
         let published = self.published.load(Ordering::SeqCst);
@@ -215,8 +218,12 @@ impl IamStore {
                 continue;
             }
             if let Err(e) = insert(&mut st, key, &v.value, &self.keys) {
-                tracing::error!(key, version = v.version, error = %e, "IAM record unreadable: this node keeps its last IAM snapshot");
-                return;
+                tracing::error!(key, version = v.version, error = %e, "IAM record unreadable: this node serves no IAM identity and takes no IAM change until it can read every record");
+                let guard = entries.iter().find(|(k, _)| k == GUARD_KEY).map_or(0, |(_, v)| v.version);
+                st = IamState::default();
+                st.guard = guard;
+                st.unreadable = true;
+                break;
             }
         }
         self.state.store(Arc::new(st));
@@ -299,6 +306,13 @@ impl IamStore {
     ) -> Result<R, IamError> {
         for _ in 0..UPDATE_RETRIES {
             let mut txn = self.txn();
+            if txn.state.unreadable {
+                return Err(IamError::new(
+                    "ServiceUnavailable",
+                    503,
+                    "This node cannot read the cluster's IAM records (see its log); retry through another node.",
+                ));
+            }
             let guard = txn.state.guard;
             let out = f(&mut txn)?;
             let mut writes = std::mem::take(&mut txn.writes);

@@ -59,6 +59,9 @@ pub struct IamState {
     /// In a cluster: the version of the guard key this state was read with
     /// (`iam::cluster`); 0 on a single node.
     pub(super) guard: u64,
+    /// In a cluster: a record of the configuration could not be read, so
+    /// this state holds no entity at all (fail closed) and takes no change.
+    pub(super) unreadable: bool,
 }
 
 impl IamState {
