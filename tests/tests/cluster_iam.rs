@@ -231,6 +231,7 @@ async fn iam_users_keys_policies_and_sessions_work_on_every_node() {
         let loser = if r0.is_ok() { sdk_failure(r1) } else { sdk_failure(r0) };
         assert_eq!((loser.status, loser.code.as_deref()), (Some(409), Some("EntityAlreadyExists")), "{loser:?}");
     }
+    eprintln!("cluster: {:?} per CreateUser (20 in a row through node 1)", create_users(&nodes[0], "timed").await);
     let ids: Vec<Vec<String>> = futures_ids(&nodes).await;
     assert!(ids.windows(2).all(|w| w[0] == w[1]), "every node lists the same users: {ids:?}");
 
@@ -266,6 +267,16 @@ async fn iam_users_keys_policies_and_sessions_work_on_every_node() {
     assert_eq!((f.status, f.code.as_deref()), (Some(503), Some("ServiceUnavailable")), "{f:?}");
 }
 
+/// The mean time of 20 CreateUser calls in a row (a figure, not a check).
+async fn create_users(server: &Server, prefix: &str) -> Duration {
+    let iam = server.iam();
+    let started = Instant::now();
+    for i in 0..20 {
+        ok(iam.create_user().user_name(format!("{prefix}-{i}")).send().await, "create user");
+    }
+    started.elapsed() / 20
+}
+
 /// The user names and ids each node lists, once they agree or after 10 s.
 async fn futures_ids(nodes: &[Server]) -> Vec<Vec<String>> {
     let mut out = Vec::new();
@@ -296,6 +307,7 @@ async fn a_node_that_had_iam_users_alone_brings_them_into_the_cluster() {
     let (dave_arn, dak, dsk) = new_user(&d.iam(), "dave").await;
     let d_alice = ok(d.iam().create_user().user_name("alice").send().await, "alice on D");
     let d_alice_id = d_alice.user().map(|u| u.user_id().to_string()).expect("id");
+    eprintln!("single node: {:?} per CreateUser (20 in a row)", create_users(&d, "timed").await);
     d.stop();
 
     // A cluster whose alice is another user.
