@@ -219,6 +219,16 @@ async fn iam_users_keys_policies_and_sessions_work_on_every_node() {
     let f = get_code(&s3(&nodes[0], &ak, &sk, None), "allowed/3").await;
     assert_eq!(f.as_deref(), Some("InvalidAccessKeyId"));
 
+    // A change through one node builds on one made through another a
+    // moment before: a user made on node 1 gets a key on node 2 and a
+    // policy on node 3 at once, ten times over.
+    for i in 0..10 {
+        let name = format!("quick-{i}");
+        ok(nodes[0].iam().create_user().user_name(&name).send().await, "create on node 1");
+        ok(nodes[1].iam().create_access_key().user_name(&name).send().await, "key on node 2");
+        ok(nodes[2].iam().attach_user_policy().user_name(&name).policy_arn(&policy_arn).send().await, "attach on node 3");
+    }
+
     // Two nodes create the same user at once: one wins, the other is told
     // it exists; every node agrees.
     for i in 0..3 {

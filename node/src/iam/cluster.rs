@@ -31,9 +31,14 @@
 //!   deleted since. The next change of the guard reads every record again.
 //!   A node that wrote waits until its own
 //!   snapshot holds the write before answering (read-your-writes on that
-//!   node); a request signed with an access key this node does not know
-//!   looks again once it has applied the leader's read index (a key
-//!   created a moment ago through another node).
+//!   node); a request (S3, IAM or STS) signed with an access key or
+//!   session this node does not know is authenticated again once it has
+//!   applied the leader's read index (a key created a moment ago through
+//!   another node). An IAM or STS call that fails is answered again once
+//!   the node has applied the leader's read index, if that changed the
+//!   snapshot (`api::serve`): an error computed on a lagging snapshot (a
+//!   user created a moment ago through another node: NoSuchEntity) is not
+//!   final; a success is, as its change was checked against the guard.
 //! - **Import:** the records a node kept in its meta shards before it
 //!   joined (sealed with its node key) are proposed, re-sealed with the
 //!   cluster's key, as `Txn`s that create each key only if absent; the

@@ -4,7 +4,8 @@
 //! immutable snapshot every reactor reads without locks. Changes are
 //! serialized (one at a time for the whole node: they are rare), committed,
 //! then published; a request sees the snapshot of its start, so a deleted
-//! or deactivated key stops working with the next request.
+//! or deactivated key stops working with the next request. In a cluster
+//! the records follow the Raft configuration instead (`iam::cluster`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
