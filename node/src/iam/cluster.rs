@@ -34,7 +34,8 @@
 //!   node); a request (S3, IAM or STS) signed with an access key or
 //!   session this node does not know is authenticated again once it has
 //!   applied the leader's read index (a key created a moment ago through
-//!   another node). An IAM or STS call that fails is answered again once
+//!   another node; while no leader is known, asked again for up to 2 s).
+//!   An IAM or STS call refused (4xx) is answered again once
 //!   the node has applied the leader's read index, if that changed the
 //!   snapshot (`api::serve`): an error computed on a lagging snapshot (a
 //!   user created a moment ago through another node: NoSuchEntity) is not
@@ -72,6 +73,9 @@ const GUARD_V1: u8 = 1;
 /// Longest a node waits to apply an index it needs (its own write, or a
 /// leader's read index).
 const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
+/// How long a lookup asks again for a read index while no leader is known
+/// (an election takes about a second).
+const LEADER_WAIT: Duration = Duration::from_secs(2);
 /// Attempts (one a second) to import local records before giving up.
 const IMPORT_ATTEMPTS: usize = 600;
 
@@ -284,13 +288,18 @@ impl IamStore {
     /// snapshot may have changed; false outside a cluster or with no leader.
     pub async fn catch_up(&self) -> bool {
         let Some(link) = self.cluster.get() else { return false };
-        let index = match monoio::time::timeout(RAFT_WRITE_TIMEOUT, link.raft.read_index()).await {
-            Ok(Ok(i)) => i,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "IAM lookup: cannot confirm with the cluster's leader");
-                return false;
+        let started = Instant::now();
+        let index = loop {
+            match monoio::time::timeout(RAFT_WRITE_TIMEOUT, link.raft.read_index()).await {
+                Ok(Ok(i)) => break i,
+                // No leader known (an election): asked again for a while.
+                Ok(Err(_)) if started.elapsed() < LEADER_WAIT => monoio::time::sleep(Duration::from_millis(50)).await,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "IAM lookup: cannot confirm with the cluster's leader");
+                    return false;
+                }
+                Err(_) => return false,
             }
-            Err(_) => return false,
         };
         self.catch_up_to(link, index).await
     }

@@ -283,13 +283,14 @@ pub async fn serve(ctx: &Rc<Ctx>, head: &RequestHead, conn: &mut Conn, request_i
             }
         };
         let mut out = dispatch().await;
-        // In a cluster an error may come from a snapshot behind the leader's
+        // In a cluster a refusal may come from a snapshot behind the leader's
         // (a user created a moment ago through another node): the call is
         // answered again once this node has applied the leader's read index,
         // if that changed anything. A call that changed something answered
         // after its write (a change is checked against the guard when it
-        // commits, `iam::cluster`), so only errors need this.
-        if out.is_err() && ctx.shared.iam.catch_up().await && !Arc::ptr_eq(&before, &ctx.shared.iam.snapshot()) {
+        // commits, `iam::cluster`), so only refusals (4xx) need this.
+        let refused = matches!(&out, Err(e) if e.status < 500);
+        if refused && ctx.shared.iam.catch_up().await && !Arc::ptr_eq(&before, &ctx.shared.iam.snapshot()) {
             out = dispatch().await;
         }
         let out = out?;
