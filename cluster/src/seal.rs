@@ -90,6 +90,20 @@ impl ClusterKey {
         })
     }
 
+    /// A 256-bit key for `label`, derived from the cluster secret the way
+    /// the purpose keys are (HMAC-SHA256 of the label under a key that is
+    /// the secret's own HMAC): the same on every node of the cluster, and
+    /// unrelated to any other label's. `None` when the secret is too short.
+    /// The node seals IAM secret keys and STS session tokens with such keys.
+    pub fn derive_key(secret: &[u8], label: &[u8]) -> Option<[u8; 32]> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return None;
+        }
+        let root = hmac::Key::new(hmac::HMAC_SHA256, secret);
+        let k = hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&root, label).as_ref());
+        Some(hmac::sign(&k, b"tessera derived key").as_ref().try_into().expect("HMAC-SHA256 is 32 bytes"))
+    }
+
     /// The MAC a node puts on an S3 request it forwards to another node
     /// (the node's `forward` module says what `msg` covers).
     pub fn sign_forward(&self, msg: &[u8]) -> [u8; 32] {

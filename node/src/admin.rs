@@ -283,6 +283,10 @@ async fn cluster_config(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -
     if head.method != Method::Get && key.starts_with(crate::buckets::cluster::KEY_PREFIX) {
         return bad("keys under bucket/ are the bucket registry's; use the S3 API");
     }
+    // IAM records are written by the IAM API only (sealed secrets, the guard).
+    if head.method != Method::Get && key.starts_with(crate::iam::cluster::KEY_PREFIX) {
+        return bad("keys under iam/ are the IAM store's; use the IAM API");
+    }
     let cmd = match head.method {
         Method::Get => {
             let (applied, v) = raft.store().get(&key);

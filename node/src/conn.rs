@@ -409,8 +409,9 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
                     // each is this request's client (events, SSE-C's rule).
                     conn.peer = Some(ip);
                     client = ip;
-                    // Bucket settings the forwarder had when it forwarded apply here.
-                    if ctx.shared.buckets.catch_up_to(config).await {
+                    // Bucket settings and IAM entities the forwarder had when
+                    // it forwarded apply here.
+                    if ctx.shared.buckets.catch_up_to(config).await && ctx.shared.iam.caught_up_to(config).await {
                         None
                     } else {
                         let e = tessera_proto::S3Error::with_message(
@@ -421,7 +422,7 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
                     }
                 }
                 crate::forward::Decision::Forward { to, version } => {
-                    let config = ctx.shared.buckets.published_index();
+                    let config = ctx.shared.buckets.published_index().max(ctx.shared.iam.published_index());
                     let o = crate::forward::proxy(node, &mut conn, &head, peer, to, version, config, &[]).await;
                     match o.error {
                         None => {
@@ -718,7 +719,15 @@ async fn run_request(
             .is_some_and(|b| b.logging.is_some() || (!b.cors.is_empty() && head.headers.contains("origin")));
         wanted.then(|| Seen { bucket, key: r.key.clone(), op: r.op.clone(), requester: None, auth: None })
     });
-    let prepared = routed.and_then(|r| authenticate(ctx, head, r));
+    let mut prepared = routed.and_then(|r| authenticate(ctx, head, r));
+    // In a cluster, an access key (or a session's role or user) created a
+    // moment ago through another node may not be applied here yet: looked
+    // up again once this node has applied the leader's read index.
+    if matches!(&prepared, Err(e) if e.code == tessera_proto::S3ErrorCode::InvalidAccessKeyId)
+        && ctx.shared.iam.catch_up().await
+    {
+        prepared = route(ctx, head).and_then(|r| authenticate(ctx, head, r));
+    }
     let (routed, principal, auth) = match prepared {
         Ok(x) => x,
         Err(e) => {

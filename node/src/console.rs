@@ -141,7 +141,7 @@ pub async fn forward(ctx: &Rc<Ctx>, head: &RequestHead, conn: &mut Conn, peer: s
                 matches!(head.framing(), Ok(tessera_proto::http::BodyFraming::Length(0))),
             )),
             crate::forward::Decision::Forward { to, version } => {
-                let config = ctx.shared.buckets.published_index();
+                let config = ctx.shared.buckets.published_index().max(ctx.shared.iam.published_index());
                 let o = crate::forward::proxy(node, conn, head, peer, to, version, config, &HARDENING).await;
                 match o.error {
                     None => {

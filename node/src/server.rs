@@ -425,7 +425,13 @@ pub fn run(config: Config) -> Result<(), String> {
         "opening shards"
     );
     let buckets = Buckets::new(layout.meta_shards.clone());
-    let iam = IamStore::new(node_keys, layout.meta_shards.clone());
+    // In a cluster, IAM secrets and STS tokens are sealed with keys derived
+    // from the cluster secret (the same on every node); the node key still
+    // opens what the node kept before it joined (`iam::cluster`).
+    let iam = match &config.cluster {
+        Some(c) => IamStore::for_cluster(NodeKeys::for_cluster(&c.secret)?, node_keys, layout.meta_shards.clone()),
+        None => IamStore::new(node_keys, layout.meta_shards.clone()),
+    };
     let shard_disks: Vec<String> = layout
         .shard_dirs
         .iter()
@@ -450,6 +456,7 @@ pub fn run(config: Config) -> Result<(), String> {
             node.start_raft(&home)?;
             if let Some(r) = node.raft() {
                 buckets.attach_cluster(crate::buckets::cluster::ClusterLink::new(node.clone(), r.clone()));
+                iam.attach_cluster(crate::iam::cluster::IamLink::new(r.clone()));
             }
             Some(node)
         }
@@ -717,7 +724,16 @@ impl Reactor {
             let n = ctx.shared.buckets.load(&ctx.shards).await?;
             tracing::info!(buckets = n, copies = ctx.shared.layout.meta_shards.len(), "bucket registry loaded");
         }
-        if self.core == 0 {
+        if self.core == 0 && ctx.shared.iam.clustered() {
+            // In a cluster the IAM store follows the Raft configuration; the
+            // records of the meta shards (from before the node joined) are
+            // proposed to it.
+            let c = ctx.clone();
+            monoio::spawn(async move { c.shared.iam.follow().await });
+            let c = ctx.clone();
+            monoio::spawn(async move { c.shared.iam.import_local(&c.shards).await });
+            tracing::info!("IAM store follows the cluster configuration");
+        } else if self.core == 0 {
             let n = ctx.shared.iam.load(&ctx.shards).await?;
             tracing::info!(records = n, "IAM store loaded");
         }

@@ -22,6 +22,12 @@ pub enum Command {
     /// Moves the ring (placement) version to `version`; applies only if it
     /// is greater than the current one.
     SetRing { version: u64 },
+    /// Applies every write (in order) only if every check holds (a key's
+    /// version is the one given, 0: absent); otherwise changes nothing. The
+    /// IAM store's changes are one each, checked against its guard key.
+    /// A build without this variant cannot read it: every node of a
+    /// cluster must run a build that has it before it is proposed.
+    Txn { checks: Vec<(String, u64)>, writes: Vec<(String, Option<Vec<u8>>)> },
 }
 
 /// The outcome of one applied `Command`.
@@ -106,6 +112,25 @@ impl ConfigState {
                     }
                 }
             }
+            Command::Txn { checks, writes } => {
+                for (key, expect) in checks {
+                    let current = self.keys.get(key).map_or(0, |v| v.version);
+                    if current != *expect {
+                        return Response { ok: false, version: current };
+                    }
+                }
+                for (key, value) in writes {
+                    match value {
+                        Some(value) => {
+                            self.keys.insert(key.clone(), Versioned { version: index, value: value.clone() });
+                        }
+                        None => {
+                            self.keys.remove(key);
+                        }
+                    }
+                }
+                Response { ok: true, version: index }
+            }
             Command::SetRing { version } => {
                 if *version > self.ring_version {
                     self.ring_version = *version;
@@ -146,6 +171,29 @@ mod tests {
         assert_eq!(s.apply(10, &Command::SetRing { version: 2 }), Response { ok: true, version: 2 });
         assert_eq!(s.apply(11, &Command::SetRing { version: 2 }), Response { ok: false, version: 2 });
         assert_eq!(s.apply(12, &Command::SetRing { version: 1 }), Response { ok: false, version: 2 });
+    }
+
+    #[test]
+    fn txn_applies_all_writes_or_none() {
+        let mut s = ConfigState::default();
+        s.apply(1, &put("g", "0"));
+        s.apply(2, &put("a", "1"));
+        let txn = |expect: u64| Command::Txn {
+            checks: vec![("g".into(), expect)],
+            writes: vec![("g".into(), Some(b"1".to_vec())), ("a".into(), None), ("b".into(), Some(b"2".to_vec()))],
+        };
+        // A check that fails changes nothing and names the key's version.
+        assert_eq!(s.apply(3, &txn(7)), Response { ok: false, version: 1 });
+        assert_eq!(s.get("a").unwrap().version, 2);
+        assert!(s.get("b").is_none());
+        assert_eq!(s.apply(4, &txn(1)), Response { ok: true, version: 4 });
+        assert!(s.get("a").is_none());
+        assert_eq!(s.get("b").unwrap(), &Versioned { version: 4, value: b"2".to_vec() });
+        assert_eq!(s.get("g").unwrap().version, 4);
+        // Absent keys check as version 0.
+        let create = Command::Txn { checks: vec![("c".into(), 0)], writes: vec![("c".into(), Some(vec![]))] };
+        assert!(s.apply(5, &create).ok);
+        assert!(!s.apply(6, &create).ok);
     }
 
     #[test]

@@ -44,7 +44,7 @@ struct Inner {
     built: u64,
     installed: u64,
     /// Told after every apply and snapshot install (see `subscribe`).
-    watcher: Option<Watcher>,
+    watchers: Vec<Watcher>,
 }
 
 /// What changed in one apply call: the applied index after it and the keys
@@ -104,7 +104,7 @@ impl StateMachineStore {
             snapshot: None,
             built: 0,
             installed: 0,
-            watcher: None,
+            watchers: Vec::new(),
         };
         match fs::read(&path) {
             Ok(bytes) => {
@@ -159,14 +159,15 @@ impl StateMachineStore {
         (g.last_applied.map_or(0, |l| l.index), g.state.get(key).cloned())
     }
 
-    /// Sets the callback told of every change (replacing any earlier one).
+    /// Adds a callback told of every change (the bucket registry and the
+    /// IAM store each have one).
     pub fn subscribe(&self, watcher: Watcher) {
-        self.lock().watcher = Some(watcher);
+        self.lock().watchers.push(watcher);
     }
 
     fn tell(&self, index: u64, keys: Option<&[String]>) {
-        let w = self.lock().watcher.clone();
-        if let Some(w) = w {
+        let watchers = self.lock().watchers.clone();
+        for w in watchers {
             w(&Change { index, keys });
         }
     }
@@ -224,8 +225,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     let what = serde_json::to_vec(&cmd).expect("command serializes");
                     g.state.record(index, term, &what);
                     out.push(g.state.apply(index, &cmd));
-                    if let Command::Put { key, .. } | Command::Delete { key } | Command::Cas { key, .. } = cmd {
-                        touched.push(key);
+                    match cmd {
+                        Command::Put { key, .. } | Command::Delete { key } | Command::Cas { key, .. } => touched.push(key),
+                        Command::Txn { writes, .. } => touched.extend(writes.into_iter().map(|(k, _)| k)),
+                        Command::SetRing { .. } => {}
                     }
                 }
                 EntryPayload::Membership(m) => {

@@ -32,7 +32,7 @@ fn start_node(cluster: SocketAddr, join: Option<SocketAddr>) -> Server {
     opts.args.push(format!("--address={}", free_addr()));
     opts.env.push(("TESSERA_ACCESS_KEY".to_string(), AK.to_string()));
     opts.env.push(("TESSERA_SECRET_KEY".to_string(), SK.to_string()));
-    // Another account, the same on every node (IAM is per node).
+    // Another account, the same on every node (accounts are each node's users file).
     opts.users = Some(format!("{ALT_AK} {ALT_SK} altcopyuser Alt\n"));
     let mut s = Server::start_with(opts);
     s.set_credentials(AK, SK);

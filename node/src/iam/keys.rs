@@ -27,6 +27,10 @@ pub const TOKEN_PREFIX: &str = "TSS1";
 /// about 3.5 KB).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
+/// Labels of the cluster's keys (`for_cluster`); a new label is a new key.
+const CLUSTER_SECRETS_LABEL: &[u8] = b"tessera cluster iam secrets v1";
+const CLUSTER_TOKENS_LABEL: &[u8] = b"tessera cluster sts tokens v1";
+
 const SECRET_AAD: &[u8] = b"tessera-iam-secret-v1:";
 const TOKEN_AAD: &[u8] = b"tessera-sts-token-v1";
 
@@ -91,6 +95,16 @@ impl NodeKeys {
             }
             Err(e) => Err(format!("{shown}: {e}")),
         }
+    }
+
+    /// The cluster's keys (a node in a cluster): both derived from the
+    /// cluster secret with labels of their own (`ClusterKey::derive_key`),
+    /// so every node seals and opens the same secrets and tokens.
+    pub fn for_cluster(secret: &[u8]) -> Result<Self, String> {
+        let derive = |label: &[u8]| {
+            tessera_cluster::ClusterKey::derive_key(secret, label).ok_or_else(|| "the cluster secret is too short".to_string())
+        };
+        Self::from_bytes(&derive(CLUSTER_SECRETS_LABEL)?, &derive(CLUSTER_TOKENS_LABEL)?)
     }
 
     pub fn from_bytes(secrets: &[u8], sts: &[u8]) -> Result<Self, String> {
@@ -177,6 +191,27 @@ mod tests {
         let third = NodeKeys::from_bytes(&[1; 32], &[9; 32]).unwrap();
         assert_eq!(third.open_token(&t), None);
         assert!(!format!("{k:?}").contains('1'));
+    }
+
+    #[test]
+    fn cluster_keys_are_the_same_on_every_node_and_apart_from_each_other() {
+        let a = NodeKeys::for_cluster(b"a secret of the test cluster").unwrap();
+        let b = NodeKeys::for_cluster(b"a secret of the test cluster").unwrap();
+        let sealed = a.seal_secret("AKIA1", "s3cr3t").unwrap();
+        assert_eq!(b.open_secret("AKIA1", &sealed).as_deref(), Some("s3cr3t"));
+        let t = a.seal_token(b"claims").unwrap();
+        assert_eq!(b.open_token(&t).as_deref(), Some(&b"claims"[..]));
+        let other = NodeKeys::for_cluster(b"another cluster's secret!!").unwrap();
+        assert_eq!(other.open_secret("AKIA1", &sealed), None);
+        assert_eq!(other.open_token(&t), None);
+        // The two keys differ: a token's sealed claims do not open as a secret.
+        let swapped = NodeKeys::from_bytes(
+            &tessera_cluster::ClusterKey::derive_key(b"a secret of the test cluster", CLUSTER_TOKENS_LABEL).unwrap(),
+            &tessera_cluster::ClusterKey::derive_key(b"a secret of the test cluster", CLUSTER_SECRETS_LABEL).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(swapped.open_secret("AKIA1", &sealed), None);
+        assert!(NodeKeys::for_cluster(b"short").is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! the account id in ARNs (`arn:aws:iam::<account>:root`).
 
 pub mod api;
+pub mod cluster;
 pub mod keys;
 pub mod managed;
 pub mod model;

@@ -75,8 +75,8 @@ async fn create_group(c: &Call<'_>) -> Result<Out, IamError> {
             let g = IamGroup {
                 account: account.clone(),
                 name: name.clone(),
-                path,
-                id,
+                path: path.clone(),
+                id: id.clone(),
                 created_ms: c.now_ms,
                 inline: Vec::new(),
                 attached: Vec::new(),
@@ -213,7 +213,7 @@ async fn membership(c: &Call<'_>, add: bool) -> Result<Out, IamError> {
                     if t.state.groups_of(&account, &uid).count() >= MAX_GROUPS_PER_USER {
                         return Err(IamError::limit_exceeded(format!("Cannot exceed quota for GroupsPerUser: {MAX_GROUPS_PER_USER}")));
                     }
-                    g.members.push(uid);
+                    g.members.push(uid.clone());
                 }
             } else {
                 let before = g.members.len();
@@ -251,7 +251,7 @@ async fn put_group_policy(c: &Call<'_>) -> Result<Out, IamError> {
         .iam
         .update(&c.ctx.shards, |t| {
             let mut g = IamGroup::clone(t.state.group(&account, &gname).ok_or_else(|| no_such_group(&gname))?);
-            inline::put(&mut g.inline, Holder::Group, &gname, name, doc)?;
+            inline::put(&mut g.inline, Holder::Group, &gname, name.clone(), doc.clone())?;
             t.put_group(g);
             Ok(())
         })

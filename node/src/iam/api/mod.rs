@@ -245,7 +245,15 @@ pub async fn serve(ctx: &Rc<Ctx>, head: &RequestHead, conn: &mut Conn, request_i
     };
     let secure = conn.is_tls();
     let result = async {
-        let (principal, service) = authenticate(ctx, head, &body, now)?;
+        // In a cluster, a key or session created a moment ago through
+        // another node may not be applied here yet: looked up again at the
+        // leader's read index.
+        let (principal, service) = match authenticate(ctx, head, &body, now) {
+            Err(e) if e.code == "InvalidClientTokenId" && ctx.shared.iam.catch_up().await => {
+                authenticate(ctx, head, &body, now)?
+            }
+            r => r?,
+        };
         let mut params = Query::parse(&head.query).map_err(|_| IamError::validation("Malformed query string"))?;
         let form = std::str::from_utf8(&body).map_err(|_| IamError::validation("The form body is not UTF-8"))?;
         let form = Query::parse(form).map_err(|_| IamError::validation("Malformed form body"))?;
@@ -267,10 +275,25 @@ pub async fn serve(ctx: &Rc<Ctx>, head: &RequestHead, conn: &mut Conn, request_i
         let cond = crate::authz::context::build(&principal, &facts);
         let call = Call { ctx, principal, params, cond, request_id: request_id.clone(), now_ms: now.saturating_mul(1000) };
         let action = call.required("Action")?.to_string();
-        let out = match service {
-            "iam" => dispatch_iam(&call, &action).await,
-            _ => super::sts::dispatch(&call, &action).await,
-        }?;
+        let before = ctx.shared.iam.snapshot();
+        let dispatch = || async {
+            match service {
+                "iam" => dispatch_iam(&call, &action).await,
+                _ => super::sts::dispatch(&call, &action).await,
+            }
+        };
+        let mut out = dispatch().await;
+        // In a cluster a refusal may come from a snapshot behind the leader's
+        // (a user created a moment ago through another node): the call is
+        // answered again once this node has applied the leader's read index,
+        // if that changed anything. A call that changed something answered
+        // after its write (a change is checked against the guard when it
+        // commits, `iam::cluster`), so only refusals (4xx) need this.
+        let refused = matches!(&out, Err(e) if e.status < 500);
+        if refused && ctx.shared.iam.catch_up().await && !Arc::ptr_eq(&before, &ctx.shared.iam.snapshot()) {
+            out = dispatch().await;
+        }
+        let out = out?;
         Ok::<_, IamError>((service, action, out))
     }
     .await;

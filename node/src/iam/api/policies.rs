@@ -134,14 +134,14 @@ async fn create_policy(c: &Call<'_>) -> Result<Out, IamError> {
             let p = ManagedPolicy {
                 account: account.clone(),
                 name: name.clone(),
-                path,
-                id,
+                path: path.clone(),
+                id: id.clone(),
                 created_ms: c.now_ms,
                 updated_ms: c.now_ms,
-                description,
+                description: description.clone(),
                 default_version: 1,
                 next_version: 2,
-                versions: vec![PolicyVersion { id: 1, doc, created_ms: c.now_ms }],
+                versions: vec![PolicyVersion { id: 1, doc: doc.clone(), created_ms: c.now_ms }],
             };
             t.put_policy(p.clone());
             Ok(p)
@@ -265,7 +265,7 @@ async fn create_version(c: &Call<'_>) -> Result<Out, IamError> {
                     "A managed policy can have up to {MAX_POLICY_VERSIONS} versions. Before you create a new version, you must delete an existing version."
                 )));
             }
-            let v = PolicyVersion { id: p.next_version, doc, created_ms: c.now_ms };
+            let v = PolicyVersion { id: p.next_version, doc: doc.clone(), created_ms: c.now_ms };
             p.next_version += 1;
             if set_default {
                 p.default_version = v.id;

@@ -123,16 +123,16 @@ async fn create_role(c: &Call<'_>) -> Result<Out, IamError> {
             let r = IamRole {
                 account: account.clone(),
                 name: name.clone(),
-                path,
-                id,
+                path: path.clone(),
+                id: id.clone(),
                 created_ms: c.now_ms,
-                trust,
-                description,
+                trust: trust.clone(),
+                description: description.clone(),
                 max_session_secs,
                 inline: Vec::new(),
                 attached: Vec::new(),
-                boundary,
-                tags,
+                boundary: boundary.clone(),
+                tags: tags.clone(),
             };
             t.put_role(r.clone());
             Ok(r)
@@ -157,7 +157,7 @@ fn get_role(c: &Call<'_>) -> Result<Out, IamError> {
 }
 
 /// Applies `f` to the named role, as one change.
-async fn edit_role(c: &Call<'_>, r: &IamRole, f: impl FnOnce(&mut IamRole, &IamState) -> Result<(), IamError>) -> Result<(), IamError> {
+async fn edit_role(c: &Call<'_>, r: &IamRole, mut f: impl FnMut(&mut IamRole, &IamState) -> Result<(), IamError>) -> Result<(), IamError> {
     let (account, name) = (r.account.clone(), r.name.clone());
     c.ctx
         .shared
@@ -182,7 +182,7 @@ async fn update_role(c: &Call<'_>, action: &str) -> Result<Out, IamError> {
     let secs = session_secs(c)?;
     let updated = description.clone();
     edit_role(c, &r, |r, _| {
-        if let Some(d) = updated {
+        if let Some(d) = updated.clone() {
             r.description = d;
         }
         if let Some(s) = secs {
@@ -209,7 +209,7 @@ async fn update_trust(c: &Call<'_>) -> Result<Out, IamError> {
     c.authorize("iam:UpdateAssumeRolePolicy", &r.arn())?;
     c.not_self(is_self(c, &r))?;
     edit_role(c, &r, |r, _| {
-        r.trust = trust;
+        r.trust = trust.clone();
         Ok(())
     })
     .await?;
@@ -262,7 +262,7 @@ async fn put_role_policy(c: &Call<'_>) -> Result<Out, IamError> {
     c.authorize("iam:PutRolePolicy", &r.arn())?;
     c.not_self(is_self(c, &r))?;
     let rname = r.name.clone();
-    edit_role(c, &r, |r, _| inline::put(&mut r.inline, Holder::Role, &rname, name, doc))
+    edit_role(c, &r, |r, _| inline::put(&mut r.inline, Holder::Role, &rname, name.clone(), doc.clone()))
     .await?;
     Ok(Out::default())
 }
@@ -329,7 +329,7 @@ async fn role_boundary(c: &Call<'_>, put: bool) -> Result<Out, IamError> {
         if let Some(a) = &arn {
             attachable(st, a)?;
         }
-        r.boundary = arn;
+        r.boundary = arn.clone();
         Ok(())
     })
     .await?;
@@ -344,7 +344,7 @@ async fn tag_role(c: &Call<'_>, add: bool) -> Result<Out, IamError> {
     let remove = if add { Vec::new() } else { members(c, "TagKeys") };
     edit_role(c, &r, |r, _| {
         r.tags.retain(|(k, _)| !remove.contains(k) && !tags.iter().any(|(n, _)| n == k));
-        r.tags.extend(tags);
+        r.tags.extend(tags.clone());
         if r.tags.len() > MAX_TAGS {
             return Err(IamError::limit_exceeded("The number of tags has reached the maximum limit."));
         }

@@ -181,13 +181,13 @@ async fn create_user(c: &Call<'_>) -> Result<Out, IamError> {
             let u = IamUser {
                 account: account.clone(),
                 name: name.clone(),
-                path,
-                id,
+                path: path.clone(),
+                id: id.clone(),
                 created_ms: c.now_ms,
                 inline: Vec::new(),
                 attached: Vec::new(),
-                boundary,
-                tags,
+                boundary: boundary.clone(),
+                tags: tags.clone(),
             };
             t.put_user(u.clone());
             Ok(u)
@@ -314,7 +314,7 @@ async fn tag_user(c: &Call<'_>, add: bool) -> Result<Out, IamError> {
         .update(&c.ctx.shards, |t| {
             let mut u = IamUser::clone(t.state.user(&account, &name).ok_or_else(|| no_such_user(&name))?);
             u.tags.retain(|(k, _)| !remove.contains(k) && !tags.iter().any(|(n, _)| n == k));
-            u.tags.extend(tags);
+            u.tags.extend(tags.clone());
             if u.tags.len() > MAX_TAGS {
                 return Err(IamError::limit_exceeded("The number of tags has reached the maximum limit."));
             }
@@ -367,7 +367,7 @@ async fn create_access_key(c: &Call<'_>) -> Result<Out, IamError> {
             if t.state.keys.contains_key(&k.id) || t.state.keys_of(&account, user_id.as_deref()).count() >= MAX_KEYS_PER_USER {
                 return Err(IamError::limit_exceeded(format!("Cannot exceed quota for AccessKeysPerUser: {MAX_KEYS_PER_USER}")));
             }
-            t.put_key(k)
+            t.put_key(k.clone())
         })
         .await?;
     let mut o = Out::default();
@@ -476,7 +476,7 @@ async fn put_user_policy(c: &Call<'_>) -> Result<Out, IamError> {
         .iam
         .update(&c.ctx.shards, |t| {
             let mut u = IamUser::clone(t.state.user(&account, &uname).ok_or_else(|| no_such_user(&uname))?);
-            inline::put(&mut u.inline, Holder::User, &uname, name, doc)?;
+            inline::put(&mut u.inline, Holder::User, &uname, name.clone(), doc.clone())?;
             t.put_user(u);
             Ok(())
         })
@@ -624,7 +624,7 @@ async fn user_boundary(c: &Call<'_>, put: bool) -> Result<Out, IamError> {
             if let Some(a) = &arn {
                 attachable(&t.state, a)?;
             }
-            u.boundary = arn;
+            u.boundary = arn.clone();
             t.put_user(u);
             Ok(())
         })
