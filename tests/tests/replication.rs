@@ -771,3 +771,29 @@ async fn a_multipart_replication_cut_by_a_kill_starts_over_and_completes() {
     assert_eq!(versions(&a, "src").await, versions(&b, "dst").await);
     assert_eq!(metric_total(&src.scrape_metrics(), "tessera_replication_multipart_attempts_total"), 1.0, "sent again once after the restart");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_multipart_completion_aborts_the_upload_and_is_retried() {
+    let b_addr = free_addr();
+    let dst = node(b_addr, None);
+    let src = node_with(free_addr(), Some(b_addr), &[MP_THRESHOLD, "--test-replication-failed-retry-ms=500"]);
+    let (a, b) = (src.client(), dst.client());
+    versioned_bucket(&a, "src").await;
+    replicate(&a, "src", "arn:aws:s3:::dst").await;
+    // The destination bucket is not versioned: its parts are taken, its
+    // completion refused (a replica keeps its version id).
+    ok(b.create_bucket().bucket("dst").send().await, "create dst");
+    let body = random_bytes(25 << 20, 60);
+    let v = put(&a, "src", "k", &body).await;
+    wait_drained(&src, 1.0);
+    assert_eq!(status_of(&a, "src", "k", &v).await.as_deref(), Some("FAILED"));
+    assert_eq!(open_uploads(&b).await, 0, "the refused upload was aborted");
+    assert!(ok(b.list_object_versions().bucket("dst").send().await, "list").versions().is_empty());
+    // Fixed by the destination's operator: the retry sends it all again.
+    let v_on = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+    ok(b.put_bucket_versioning().bucket("dst").versioning_configuration(v_on).send().await, "versioning");
+    wait_metric(&src, "tessera_replication_sent_total", 1.0);
+    same_on_both(&a, &b, "k", &v, &body).await;
+    assert_eq!(open_uploads(&b).await, 0);
+    assert_eq!(metric_total(&src.scrape_metrics(), "tessera_replication_multipart_attempts_total"), 2.0);
+}
