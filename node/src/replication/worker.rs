@@ -3,6 +3,7 @@
 //! shard it takes a page of the oldest entries, keeps up to `WINDOW`
 //! requests in flight (each built on the reactor, reading the version's
 //! data whole up to `WHOLE_BODY_MAX_BYTES`, else streaming it in chunks,
+//! as a multipart upload over `MULTIPART_THRESHOLD_BYTES`,
 //! and sent by one of the target's `WINDOW` sender threads, each with
 //! its own kept-alive connection: network I/O blocks there), and commits
 //! the outcomes in batches (one commit, under the keys' locks, for every
