@@ -407,6 +407,20 @@ async fn replica_headers_need_replicate_permission() {
     assert_eq!(r.header("x-amz-version-id"), Some(vid));
     assert_eq!(status_of(&s3, "rep", "r", vid).await.as_deref(), Some("REPLICA"));
 
+    // CompleteMultipartUpload with the header (a replica over a single
+    // PUT's limit) needs s3:ReplicateObject too.
+    let w = srv.client_for(&key, &secret);
+    let up = ok(w.create_multipart_upload().bucket("rep").key("m").send().await, "create upload");
+    let id = up.upload_id().unwrap().to_string();
+    let part = ok(w.upload_part().bucket("rep").key("m").upload_id(&id).part_number(1).body(bytestream(b"z")).send().await, "part");
+    let xml = format!("<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{}</ETag></Part></CompleteMultipartUpload>", part.e_tag().unwrap());
+    let complete = || srv.raw_request("POST", &format!("/rep/m?uploadId={id}")).header("x-tessera-replica-version", forged).body(xml.clone().into_bytes());
+    srv.send(&complete().sign(&key, &secret, std::time::SystemTime::now())).assert_error(403, "AccessDenied");
+    let r = srv.send(&srv.sign(complete()));
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(r.header("x-amz-version-id"), Some(forged), "the root's replica completion keeps the id it names");
+    assert_eq!(status_of(&s3, "rep", "m", forged).await.as_deref(), Some("REPLICA"));
+
     // A presigned PUT URL of the root: its holder cannot add a replica
     // version id (the header is not signed), nor can a SigV2 request carry
     // one (SigV2 signs no x-tessera-* header).
@@ -776,7 +790,7 @@ async fn a_multipart_replication_cut_by_a_kill_starts_over_and_completes() {
 async fn a_refused_multipart_completion_aborts_the_upload_and_is_retried() {
     let b_addr = free_addr();
     let dst = node(b_addr, None);
-    let src = node_with(free_addr(), Some(b_addr), &[MP_THRESHOLD, "--test-replication-failed-retry-ms=500"]);
+    let src = node_with(free_addr(), Some(b_addr), &[MP_THRESHOLD, "--test-replication-failed-retry-ms=2000"]);
     let (a, b) = (src.client(), dst.client());
     versioned_bucket(&a, "src").await;
     replicate(&a, "src", "arn:aws:s3:::dst").await;
@@ -785,8 +799,13 @@ async fn a_refused_multipart_completion_aborts_the_upload_and_is_retried() {
     ok(b.create_bucket().bucket("dst").send().await, "create dst");
     let body = random_bytes(25 << 20, 60);
     let v = put(&a, "src", "k", &body).await;
-    wait_drained(&src, 1.0);
-    assert_eq!(status_of(&a, "src", "k", &v).await.as_deref(), Some("FAILED"));
+    // The failure is counted before its commit lands: wait for the status
+    // (first retry 2 s after it).
+    let start = Instant::now();
+    while status_of(&a, "src", "k", &v).await.as_deref() != Some("FAILED") {
+        assert!(start.elapsed() < DEADLINE, "not FAILED: {}", admin_json(&src, "/admin/v1/replication"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(open_uploads(&b).await, 0, "the refused upload was aborted");
     assert!(ok(b.list_object_versions().bucket("dst").send().await, "list").versions().is_empty());
     // Fixed by the destination's operator: the retry sends it all again.
