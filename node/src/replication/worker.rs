@@ -309,7 +309,7 @@ fn part_layout(source: &[u64], size: u64, threshold: u64) -> Vec<u64> {
     let max_parts = crate::meta::MAX_PARTS as u64;
     let part = PART_BYTES.min(threshold).max(MIN_PART_BYTES).max(size.div_ceil(max_parts));
     let mut parts = vec![part; (size / part) as usize];
-    if size % part > 0 || size == 0 {
+    if !size.is_multiple_of(part) || size == 0 {
         parts.push(size % part);
     }
     parts
