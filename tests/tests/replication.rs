@@ -613,7 +613,13 @@ async fn refused_versions_are_retried_with_backoff_once_the_destination_is_fixed
     // No destination bucket: 404, FAILED, a retry scheduled.
     let ids = [put(&a, "src", "r0", b"zero").await, put(&a, "src", "r1", b"one").await];
     wait_drained(&src, 2.0);
-    assert_eq!(status_of(&a, "src", "r0", &ids[0]).await.as_deref(), Some("FAILED"));
+    // The failure is counted before its commit lands, and the retry may
+    // already have queued it again (PENDING): wait for FAILED.
+    let start = Instant::now();
+    while status_of(&a, "src", "r0", &ids[0]).await.as_deref() != Some("FAILED") {
+        assert!(start.elapsed() < DEADLINE, "r0 never FAILED");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let start = Instant::now();
     while admin_json(&src, "/admin/v1/replication")["failed_retry_scheduled"] == 0 {
         assert!(start.elapsed() < DEADLINE, "no retry scheduled: {}", admin_json(&src, "/admin/v1/replication"));
