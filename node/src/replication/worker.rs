@@ -270,8 +270,8 @@ async fn prepare(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, rec: &Record) ->
     };
     if multipart {
         // The replica headers go on both ends: Create so a destination
-        // that would refuse them does so before any byte moves, Complete
-        // because it makes the version.
+        // that denies s3:ReplicateObject refuses before any byte moves,
+        // Complete because it makes the version.
         let complete_headers = vec![
             (H_REPLICA_VERSION.to_string(), vid),
             (H_REPLICA_MTIME.to_string(), s.mtime_ms.to_string()),
