@@ -52,6 +52,10 @@ pub struct Config {
     /// sent; larger ones are streamed (`replication::worker`). Lowered only
     /// by tests (`--test-replication-whole-body-max-bytes`, hidden).
     pub replication_whole_body_max_bytes: u64,
+    /// Replicated versions larger than this are sent as a multipart upload
+    /// (`replication::worker`; a single PUT's 5 GiB, lowered only by tests
+    /// through `--test-replication-multipart-threshold-bytes`, hidden).
+    pub replication_multipart_threshold_bytes: u64,
     /// First wait before a version the remote refused is sent again
     /// (`replication::retry`; 60 s, shorter only for tests through
     /// `--test-replication-failed-retry-ms`, hidden).

@@ -160,6 +160,13 @@ enum Command {
         /// exercises streaming without a huge object.
         #[arg(long, env = "TESSERA_TEST_REPLICATION_WHOLE_BODY_MAX_BYTES", hide = true)]
         test_replication_whole_body_max_bytes: Option<u64>,
+        /// TEST ONLY: replicated versions larger than this are sent as a
+        /// multipart upload (default 5 GiB, a single PUT's limit), in parts
+        /// of this size (at least 5 MiB) when the source's own parts cannot
+        /// be reused, so a test exercises multipart replication without a
+        /// huge object.
+        #[arg(long, env = "TESSERA_TEST_REPLICATION_MULTIPART_THRESHOLD_BYTES", hide = true)]
+        test_replication_multipart_threshold_bytes: Option<u64>,
         /// TEST ONLY: first wait before a version the replication target
         /// refused is sent again (default 60,000; it grows fourfold).
         #[arg(long, env = "TESSERA_TEST_REPLICATION_FAILED_RETRY_MS", hide = true)]
@@ -450,6 +457,7 @@ fn main() -> ExitCode {
             lifecycle_actions_per_sec,
             lifecycle_full_walk,
             test_replication_whole_body_max_bytes,
+            test_replication_multipart_threshold_bytes,
             test_replication_failed_retry_ms,
             key_file,
             kms_keys,
@@ -507,6 +515,9 @@ fn main() -> ExitCode {
                 lifecycle_full_walk,
                 replication_whole_body_max_bytes: test_replication_whole_body_max_bytes
                     .unwrap_or(tessera_node::replication::worker::WHOLE_BODY_MAX_BYTES),
+                replication_multipart_threshold_bytes: test_replication_multipart_threshold_bytes
+                    .unwrap_or(tessera_node::replication::worker::MULTIPART_THRESHOLD_BYTES)
+                    .min(tessera_node::replication::worker::MULTIPART_THRESHOLD_BYTES),
                 replication_failed_retry_ms: test_replication_failed_retry_ms.unwrap_or(60_000).max(1),
                 cache_bytes: cache_size,
                 cache_max_object_bytes: cache_max_object,

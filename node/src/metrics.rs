@@ -110,6 +110,8 @@ pub struct CoreMetrics {
     pub repl_backfill_walking: AtomicU64,
     pub repl_requeued: AtomicU64,
     pub repl_failed_retrying: AtomicU64,
+    /// Replication attempts sent as a multipart upload (over the threshold).
+    pub repl_multipart: AtomicU64,
     /// Lifecycle (`lifecycle`): entries its walks visited (index entries,
     /// or objects, versions and uploads on a full walk), and entries the
     /// backfill indexed (a bucket that gained a configuration).
@@ -173,6 +175,7 @@ impl CoreMetrics {
             repl_backfill_walking: AtomicU64::new(0),
             repl_requeued: AtomicU64::new(0),
             repl_failed_retrying: AtomicU64::new(0),
+            repl_multipart: AtomicU64::new(0),
             lc_visited: AtomicU64::new(0),
             lc_backfilled: AtomicU64::new(0),
         }
@@ -491,7 +494,7 @@ impl NodeMetrics {
     /// The hot-object caches, MD5 lanes and notification queues, per reactor (`core` label).
     fn render_cache(&self, out: &mut String) {
         type Field = fn(&CoreMetrics) -> u64;
-        let fields: [(&str, &str, Field); 25] = [
+        let fields: [(&str, &str, Field); 26] = [
             ("tessera_lifecycle_visited_entries_total", "Entries lifecycle passes visited: index entries, or every object, version and upload of a full walk.", |c| c.lc_visited.load(Relaxed)),
             ("tessera_lifecycle_backfilled_entries_total", "Objects and uploads a bucket held when it gained a lifecycle configuration, indexed by its backfill.", |c| c.lc_backfilled.load(Relaxed)),
             ("tessera_replication_pending_entries", "Bucket replication entries queued on this reactor's shards, not sent yet.", |c| c.repl_pending.load(Relaxed)),
@@ -505,6 +508,7 @@ impl NodeMetrics {
             ("tessera_replication_backfill_walking", "Bucket and shard pairs of this reactor whose existing-object backfill is not done yet.", |c| c.repl_backfill_walking.load(Relaxed)),
             ("tessera_replication_requeued_total", "FAILED versions queued again by a resync (admin call) or an automatic retry.", |c| c.repl_requeued.load(Relaxed)),
             ("tessera_replication_failed_retry_scheduled", "FAILED versions the remote refused that will be sent again automatically (backoff; see the admin call).", |c| c.repl_failed_retrying.load(Relaxed)),
+            ("tessera_replication_multipart_attempts_total", "Replication attempts of versions over the multipart threshold (5 GiB), each sent as a multipart upload.", |c| c.repl_multipart.load(Relaxed)),
             ("tessera_replication_lag_milliseconds_total", "Sum over replicated entries of the time from their write to the remote's answer.", |c| c.repl_lag_ms_sum.load(Relaxed)),
             ("tessera_notify_pending_events", "Bucket notification events queued on this reactor's shards, not delivered yet.", |c| c.notify_pending.load(Relaxed)),
             ("tessera_notify_delivered_total", "Bucket notification events delivered (the target answered 2xx).", |c| c.notify_delivered.load(Relaxed)),

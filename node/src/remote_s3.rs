@@ -33,6 +33,23 @@ pub struct RemoteRequest {
 /// the outcome is a retry).
 pub type Chunks = async_channel::Receiver<Result<Vec<u8>, String>>;
 
+/// An object sent as a multipart upload (`Remote::send_multipart`): the
+/// object's path, the headers of CreateMultipartUpload (its metadata) and
+/// of CompleteMultipartUpload, and the parts' sizes in order. The body
+/// comes as one stream of chunks, none crossing a part's end.
+#[derive(Debug, Clone)]
+pub struct MultipartUpload {
+    /// Already URI-encoded (`encode_path`).
+    pub path: String,
+    pub create_headers: Vec<(String, String)>,
+    pub complete_headers: Vec<(String, String)>,
+    pub parts: Vec<u64>,
+}
+
+/// Largest answer kept from CreateMultipartUpload, UploadPart and
+/// CompleteMultipartUpload (their XML is small).
+const MULTIPART_ANSWER_BYTES: u64 = 1 << 20;
+
 /// What follows a request's head.
 enum Payload<'a> {
     Bytes(&'a [u8]),
@@ -176,6 +193,74 @@ impl Remote {
         self.outcome(r, Payload::Stream(len, chunks), None, 1 << 20)
     }
 
+    /// Sends an object as a multipart upload: CreateMultipartUpload, each
+    /// part streamed from `chunks` (`len` bytes in all), then
+    /// CompleteMultipartUpload. When a step fails after the upload was
+    /// made, the upload is aborted (best effort: an upload the remote kept
+    /// is left to its lifecycle) and that step's outcome is the answer.
+    pub fn send_multipart(&mut self, m: &MultipartUpload, chunks: &Chunks) -> Outcome {
+        let create = RemoteRequest { method: "POST", path: m.path.clone(), query: "uploads".into(), headers: m.create_headers.clone(), body: Vec::new() };
+        let mut reply = Reply::default();
+        match self.send_keeping(&create, Some(&mut reply), MULTIPART_ANSWER_BYTES) {
+            Outcome::Done => {}
+            o => return o,
+        }
+        let Some(id) = xml_text(&reply.body, "UploadId") else {
+            return Outcome::Retry(format!("POST {}?uploads answered no UploadId", m.path));
+        };
+        let outcome = self.upload_parts(m, &id, chunks);
+        if outcome != Outcome::Done {
+            let abort = RemoteRequest { method: "DELETE", path: m.path.clone(), query: format!("uploadId={}", form_encode(&id)), headers: Vec::new(), body: Vec::new() };
+            match self.send(&abort) {
+                Outcome::Done => {}
+                Outcome::Refused(e) | Outcome::Retry(e) => tracing::warn!(path = %m.path, upload_id = %id, "a failed multipart replication's upload was not aborted, left to the remote's lifecycle: {e}"),
+            }
+        }
+        outcome
+    }
+
+    /// The parts and the Complete of upload `id`.
+    fn upload_parts(&mut self, m: &MultipartUpload, id: &str, chunks: &Chunks) -> Outcome {
+        let upload = form_encode(id);
+        let mut etags = Vec::with_capacity(m.parts.len());
+        for (i, &len) in m.parts.iter().enumerate() {
+            let query = format!("partNumber={}&uploadId={upload}", i + 1);
+            let req = RemoteRequest { method: "PUT", path: m.path.clone(), query, headers: Vec::new(), body: Vec::new() };
+            let mut reply = Reply::default();
+            match self.outcome(&req, Payload::Stream(len, chunks), Some(&mut reply), MULTIPART_ANSWER_BYTES) {
+                Outcome::Done => {}
+                o => return o,
+            }
+            let Some(etag) = reply.header("etag") else {
+                return Outcome::Retry(format!("PUT {} part {} answered no ETag", m.path, i + 1));
+            };
+            etags.push(etag.to_string());
+        }
+        let mut body = String::from("<CompleteMultipartUpload>");
+        for (i, e) in etags.iter().enumerate() {
+            body.push_str(&format!("<Part><PartNumber>{}</PartNumber><ETag>", i + 1));
+            tessera_proto::xml::escape_into(&mut body, e);
+            body.push_str("</ETag></Part>");
+        }
+        body.push_str("</CompleteMultipartUpload>");
+        let req = RemoteRequest {
+            method: "POST",
+            path: m.path.clone(),
+            query: format!("uploadId={upload}"),
+            headers: m.complete_headers.clone(),
+            body: body.into_bytes(),
+        };
+        let mut reply = Reply::default();
+        match self.send_keeping(&req, Some(&mut reply), MULTIPART_ANSWER_BYTES) {
+            // S3 may answer 200 with an error in the body (retried, as S3
+            // says to).
+            Outcome::Done if xml_text(&reply.body, "Code").is_some() => {
+                Outcome::Retry(format!("POST {}?uploadId answered 200 with an error: {}", m.path, String::from_utf8_lossy(&reply.body)))
+            }
+            o => o,
+        }
+    }
+
     fn outcome(&mut self, r: &RemoteRequest, body: Payload<'_>, out: Option<&mut Reply>, max_body: u64) -> Outcome {
         match self.exchange(r, body, out, max_body) {
             Ok(status) if (200..300).contains(&status) => Outcome::Done,
@@ -244,6 +329,15 @@ impl Remote {
     }
 }
 
+/// The text of the first `<name>` element of an XML answer (no nested
+/// elements expected: UploadId, Code).
+fn xml_text(body: &[u8], name: &str) -> Option<String> {
+    let s = std::str::from_utf8(body).ok()?;
+    let open = format!("<{name}>");
+    let start = s.find(&open)? + open.len();
+    let end = start + s[start..].find('<')?;
+    Some(s[start..end].trim().to_string()).filter(|t| !t.is_empty())
+}
 
 /// A blocking TCP connection to `authority` (host:port, resolved here),
 /// with `timeout` for the connect and for every read and write (the
@@ -268,5 +362,14 @@ mod tests {
     fn paths_are_uri_encoded() {
         assert_eq!(encode_path("b", "a b/c+d~é"), "/b/a%20b/c%2Bd~%C3%A9");
         assert_eq!(form_encode("k=v&x"), "k%3Dv%26x");
+    }
+
+    #[test]
+    fn xml_answers_give_their_text() {
+        let b = b"<?xml version=\"1.0\"?><InitiateMultipartUploadResult><Bucket>b</Bucket><UploadId>ab12</UploadId></InitiateMultipartUploadResult>";
+        assert_eq!(xml_text(b, "UploadId").as_deref(), Some("ab12"));
+        assert_eq!(xml_text(b, "Code"), None);
+        assert_eq!(xml_text(b"<Error><Code>InternalError</Code></Error>", "Code").as_deref(), Some("InternalError"));
+        assert_eq!(xml_text(b"<UploadId></UploadId>", "UploadId"), None);
     }
 }

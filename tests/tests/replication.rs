@@ -407,6 +407,20 @@ async fn replica_headers_need_replicate_permission() {
     assert_eq!(r.header("x-amz-version-id"), Some(vid));
     assert_eq!(status_of(&s3, "rep", "r", vid).await.as_deref(), Some("REPLICA"));
 
+    // CompleteMultipartUpload with the header (a replica over a single
+    // PUT's limit) needs s3:ReplicateObject too.
+    let w = srv.client_for(&key, &secret);
+    let up = ok(w.create_multipart_upload().bucket("rep").key("m").send().await, "create upload");
+    let id = up.upload_id().unwrap().to_string();
+    let part = ok(w.upload_part().bucket("rep").key("m").upload_id(&id).part_number(1).body(bytestream(b"z")).send().await, "part");
+    let xml = format!("<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{}</ETag></Part></CompleteMultipartUpload>", part.e_tag().unwrap());
+    let complete = || srv.raw_request("POST", &format!("/rep/m?uploadId={id}")).header("x-tessera-replica-version", forged).body(xml.clone().into_bytes());
+    srv.send(&complete().sign(&key, &secret, std::time::SystemTime::now())).assert_error(403, "AccessDenied");
+    let r = srv.send(&srv.sign(complete()));
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(r.header("x-amz-version-id"), Some(forged), "the root's replica completion keeps the id it names");
+    assert_eq!(status_of(&s3, "rep", "m", forged).await.as_deref(), Some("REPLICA"));
+
     // A presigned PUT URL of the root: its holder cannot add a replica
     // version id (the header is not signed), nor can a SigV2 request carry
     // one (SigV2 signs no x-tessera-* header).
@@ -599,7 +613,13 @@ async fn refused_versions_are_retried_with_backoff_once_the_destination_is_fixed
     // No destination bucket: 404, FAILED, a retry scheduled.
     let ids = [put(&a, "src", "r0", b"zero").await, put(&a, "src", "r1", b"one").await];
     wait_drained(&src, 2.0);
-    assert_eq!(status_of(&a, "src", "r0", &ids[0]).await.as_deref(), Some("FAILED"));
+    // The failure is counted before its commit lands, and the retry may
+    // already have queued it again (PENDING): wait for FAILED.
+    let start = Instant::now();
+    while status_of(&a, "src", "r0", &ids[0]).await.as_deref() != Some("FAILED") {
+        assert!(start.elapsed() < DEADLINE, "r0 never FAILED");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let start = Instant::now();
     while admin_json(&src, "/admin/v1/replication")["failed_retry_scheduled"] == 0 {
         assert!(start.elapsed() < DEADLINE, "no retry scheduled: {}", admin_json(&src, "/admin/v1/replication"));
@@ -617,4 +637,188 @@ async fn refused_versions_are_retried_with_backoff_once_the_destination_is_fixed
     assert!(status["failed"].as_u64() >= Some(2), "the failures stay counted: {status}");
     assert!(status["requeued"].as_u64() >= Some(2), "{status}");
     wait_metric(&src, "tessera_replication_failed_retry_scheduled", 0.0);
+}
+
+/// The multipart threshold the tests lower (5 GiB by default): 12 MiB.
+const MP_THRESHOLD: &str = "--test-replication-multipart-threshold-bytes=12582912";
+
+/// Writes `parts` as a multipart upload of `key` (with `extra` applied to
+/// the create): its version id.
+async fn put_multipart(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    parts: &[Vec<u8>],
+    extra: impl FnOnce(aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder) -> aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder,
+) -> String {
+    let up = ok(extra(s3.create_multipart_upload().bucket(bucket).key(key)).send().await, "create upload");
+    let id = up.upload_id().unwrap();
+    let mut done = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let n = i as i32 + 1;
+        let r = ok(s3.upload_part().bucket(bucket).key(key).upload_id(id).part_number(n).body(bytestream(p)).send().await, "part");
+        done.push(CompletedPart::builder().part_number(n).e_tag(r.e_tag().unwrap()).build());
+    }
+    let mpu = CompletedMultipartUpload::builder().set_parts(Some(done)).build();
+    let out = ok(s3.complete_multipart_upload().bucket(bucket).key(key).upload_id(id).multipart_upload(mpu).send().await, "complete");
+    out.version_id().unwrap().to_string()
+}
+
+/// Checks version `v` of `key` reads back on the destination as on the
+/// source: same bytes, ETag and mtime, COMPLETED there and REPLICA here.
+async fn same_on_both(a: &Client, b: &Client, key: &str, v: &str, body: &[u8]) {
+    assert_eq!(status_of(a, "src", key, v).await.as_deref(), Some("COMPLETED"), "{key}");
+    let src_head = ok(a.head_object().bucket("src").key(key).version_id(v).send().await, "head source");
+    let got = ok(b.get_object().bucket("dst").key(key).version_id(v).send().await, "get replica");
+    assert_eq!(got.replication_status().map(|s| s.as_str()), Some("REPLICA"), "{key}");
+    assert_eq!(got.e_tag(), src_head.e_tag(), "{key}: the ETag is the source's");
+    assert_eq!(got.last_modified(), src_head.last_modified(), "{key}: mtime kept");
+    assert_eq!(got.content_length(), Some(body.len() as i64), "{key}");
+    assert!(read_body(got).await == body, "{key}: the bytes differ");
+}
+
+/// Uploads on the destination not completed (orphans of cut transfers).
+async fn open_uploads(b: &Client) -> usize {
+    ok(b.list_multipart_uploads().bucket("dst").send().await, "list uploads").uploads().len()
+}
+
+/// Waits until the destination shows an open upload (a multipart
+/// replication under way).
+async fn wait_upload_open(b: &Client, before: usize) {
+    let start = Instant::now();
+    while open_uploads(b).await <= before {
+        assert!(start.elapsed() < DEADLINE, "no multipart replication started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn versions_over_the_threshold_replicate_as_multipart_uploads() {
+    // Versions over 12 MiB are sent as multipart uploads here (5 GiB,
+    // a single PUT's limit, by default).
+    let b_addr = free_addr();
+    let dst = node_with(b_addr, None, &["--kms-key", "replkey-1"]);
+    let src = node_with(free_addr(), Some(b_addr), &[MP_THRESHOLD, "--kms-key", "replkey-1"]);
+    let (a, b) = (src.client(), dst.client());
+    versioned_bucket(&b, "dst").await;
+    versioned_bucket(&a, "src").await;
+    replicate(&a, "src", "arn:aws:s3:::dst").await;
+
+    // 30 MiB written as 3 parts of 10 MiB, with metadata and tags: sent in
+    // the same 3 parts, so the destination's own ETag and part numbers are
+    // the source's.
+    let parts: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(10 << 20, 40 + i)).collect();
+    let whole = parts.concat();
+    let v_mp = put_multipart(&a, "src", "backup.tar", &parts, |c| {
+        c.content_type("application/x-tar").metadata("host", "db1").tagging("kind=backup")
+    })
+    .await;
+    // A single PUT over the threshold (parts of 12 MiB, the last shorter),
+    // an encrypted one, and one at the threshold (one streamed PUT).
+    let single = random_bytes((30 << 20) + 5, 44);
+    let v_single = put(&a, "src", "single", &single).await;
+    let sealed = random_bytes((13 << 20) + 3, 45);
+    let put_sealed = a.put_object().bucket("src").key("sealed").server_side_encryption(ServerSideEncryption::Aes256);
+    let v_sealed = ok(put_sealed.body(bytestream(&sealed)).send().await, "put sealed").version_id().unwrap().to_string();
+    let at = random_bytes(12 << 20, 46);
+    let v_at = put(&a, "src", "at-threshold", &at).await;
+
+    wait_drained(&src, 4.0);
+    let m = src.scrape_metrics();
+    assert_eq!(metric_total(&m, "tessera_replication_failed_total"), 0.0, "{}", admin_json(&src, "/admin/v1/replication"));
+    assert_eq!(metric_total(&m, "tessera_replication_multipart_attempts_total"), 3.0, "three versions over the threshold");
+    assert_eq!(metric_total(&m, "tessera_replication_sent_bytes_total"), (whole.len() + single.len() + sealed.len() + at.len()) as f64);
+    same_on_both(&a, &b, "backup.tar", &v_mp, &whole).await;
+    same_on_both(&a, &b, "single", &v_single, &single).await;
+    same_on_both(&a, &b, "sealed", &v_sealed, &sealed).await;
+    same_on_both(&a, &b, "at-threshold", &v_at, &at).await;
+    assert_eq!(versions(&a, "src").await, versions(&b, "dst").await);
+
+    let got = ok(b.get_object().bucket("dst").key("backup.tar").version_id(&v_mp).send().await, "get replica");
+    assert_eq!(got.e_tag(), Some(multipart_etag(&parts).as_str()));
+    assert_eq!(got.content_type(), Some("application/x-tar"));
+    assert_eq!(got.metadata().and_then(|m| m.get("host")).map(String::as_str), Some("db1"));
+    assert_eq!(got.tag_count(), Some(1));
+    // The source's part boundaries were kept: part 2 is the source's.
+    let p2 = ok(b.get_object().bucket("dst").key("backup.tar").version_id(&v_mp).part_number(2).send().await, "get part 2");
+    assert_eq!(p2.parts_count(), Some(3));
+    assert!(read_body(p2).await == parts[1], "part 2 is the source's second part");
+    let head = ok(b.head_object().bucket("dst").key("sealed").send().await, "head sealed replica");
+    assert_eq!(head.server_side_encryption(), Some(&ServerSideEncryption::Aes256));
+    assert_eq!(open_uploads(&b).await, 0, "every replication upload was completed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multipart_replication_cut_by_a_kill_starts_over_and_completes() {
+    let b_addr = free_addr();
+    let mut dst = node(b_addr, None);
+    let mut src = node_with(free_addr(), Some(b_addr), &[MP_THRESHOLD]);
+    let (a, b) = (src.client(), dst.client());
+    versioned_bucket(&b, "dst").await;
+    versioned_bucket(&a, "src").await;
+    replicate(&a, "src", "arn:aws:s3:::dst").await;
+
+    // The destination is killed once the transfer (8 parts) has begun.
+    let first = random_bytes(96 << 20, 50);
+    let v_first = put(&a, "src", "first", &first).await;
+    wait_upload_open(&b, 0).await;
+    dst.kill9();
+    let start = Instant::now();
+    while metric_total(&src.scrape_metrics(), "tessera_replication_retries_total") < 1.0 {
+        assert!(start.elapsed() < DEADLINE, "the cut transfer is not retried");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status_of(&a, "src", "first", &v_first).await.as_deref(), Some("PENDING"), "a cut transfer is not a refusal");
+    dst.start_again();
+    wait_drained(&src, 1.0);
+    let b = dst.client();
+    same_on_both(&a, &b, "first", &v_first, &first).await;
+    // The cut upload could not be aborted (its node was down): it is left
+    // to the destination's lifecycle.
+    let orphans = open_uploads(&b).await;
+    assert_eq!(orphans, 1, "the cut upload is left open");
+
+    // The source is killed mid-transfer: the queue entry stays and the
+    // transfer starts over after its restart.
+    let second = random_bytes(96 << 20, 51);
+    let v_second = put(&a, "src", "second", &second).await;
+    wait_upload_open(&b, orphans).await;
+    src.kill9();
+    src.start_again();
+    wait_drained(&src, 1.0);
+    let a = src.client();
+    same_on_both(&a, &b, "second", &v_second, &second).await;
+    assert_eq!(versions(&a, "src").await, versions(&b, "dst").await);
+    assert_eq!(metric_total(&src.scrape_metrics(), "tessera_replication_multipart_attempts_total"), 1.0, "sent again once after the restart");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_multipart_completion_aborts_the_upload_and_is_retried() {
+    let b_addr = free_addr();
+    let dst = node(b_addr, None);
+    let src = node_with(free_addr(), Some(b_addr), &[MP_THRESHOLD, "--test-replication-failed-retry-ms=2000"]);
+    let (a, b) = (src.client(), dst.client());
+    versioned_bucket(&a, "src").await;
+    replicate(&a, "src", "arn:aws:s3:::dst").await;
+    // The destination bucket is not versioned: its parts are taken, its
+    // completion refused (a replica keeps its version id).
+    ok(b.create_bucket().bucket("dst").send().await, "create dst");
+    let body = random_bytes(25 << 20, 60);
+    let v = put(&a, "src", "k", &body).await;
+    // The failure is counted before its commit lands: wait for the status
+    // (first retry 2 s after it).
+    let start = Instant::now();
+    while status_of(&a, "src", "k", &v).await.as_deref() != Some("FAILED") {
+        assert!(start.elapsed() < DEADLINE, "not FAILED: {}", admin_json(&src, "/admin/v1/replication"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(open_uploads(&b).await, 0, "the refused upload was aborted");
+    assert!(ok(b.list_object_versions().bucket("dst").send().await, "list").versions().is_empty());
+    // Fixed by the destination's operator: the retry sends it all again.
+    let v_on = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+    ok(b.put_bucket_versioning().bucket("dst").versioning_configuration(v_on).send().await, "versioning");
+    wait_metric(&src, "tessera_replication_sent_total", 1.0);
+    same_on_both(&a, &b, "k", &v, &body).await;
+    assert_eq!(open_uploads(&b).await, 0);
+    assert_eq!(metric_total(&src.scrape_metrics(), "tessera_replication_multipart_attempts_total"), 2.0);
 }

@@ -138,6 +138,10 @@ pub fn plan(op: &Op, h: &Headers, versioned: bool) -> Plan {
             write_checks(h, &mut p.now);
             p.copy_source = Some("s3:GetObject");
         }
+        Op::CompleteMultipartUpload { .. } if h.contains(crate::replication::H_REPLICA_VERSION) => {
+            // A replica completion keeps the version id it names.
+            return now(&[o("s3:PutObject"), o("s3:ReplicateObject")]);
+        }
         Op::UploadPart { .. } | Op::CompleteMultipartUpload { .. } => return now(&[o("s3:PutObject")]),
         Op::UploadPartCopy { .. } => {
             p.now.push(o("s3:PutObject"));

@@ -12,9 +12,10 @@
 //! retries and backoff, and on success marks the source version COMPLETED
 //! and deletes the entry in one commit.
 //!
-//! A replica write carries `x-tessera-replica-version` (and `-mtime`,
-//! `-etag`): the destination keeps that version id, mtime and ETag and marks
-//! the version REPLICA. `authz` requires `s3:ReplicateObject` (writes) or
+//! A replica write (PutObject, or the CompleteMultipartUpload of a version
+//! over a single PUT's limit) carries `x-tessera-replica-version` (and
+//! `-mtime`, `-etag`): the destination keeps that version id, mtime and ETag
+//! and marks the version REPLICA. `authz` requires `s3:ReplicateObject` (writes) or
 //! `s3:ReplicateDelete` (deletes) for any request carrying the header, so an
 //! ordinary client cannot forge version ids. REPLICA versions are never
 //! queued for replication: two sites replicating to each other do not loop.

@@ -6,7 +6,7 @@
 //! most `MAX_ATTEMPTS` times; after that only a resync queues it. A
 //! destination fixed by its operator is caught up without anyone here
 //! acting. Versions FAILED for a reason of their own (SSE-C, null
-//! version, over 5 GiB) are not retried: sending them again cannot work.
+//! version, tiered) are not retried: sending them again cannot work.
 //!
 //! FORMAT BOUNDARY: key `F ++ due ms (u64 BE) ++ queue key` (the target
 //! and the entry's event id), summary `[RETRY_V1, attempts so far]`, meta

@@ -3,6 +3,7 @@
 //! shard it takes a page of the oldest entries, keeps up to `WINDOW`
 //! requests in flight (each built on the reactor, reading the version's
 //! data whole up to `WHOLE_BODY_MAX_BYTES`, else streaming it in chunks,
+//! as a multipart upload over `MULTIPART_THRESHOLD_BYTES`,
 //! and sent by one of the target's `WINDOW` sender threads, each with
 //! its own kept-alive connection: network I/O blocks there), and commits
 //! the outcomes in batches (one commit, under the keys' locks, for every
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 use tessera_io::{Body, Mutation};
 use tessera_proto::time::now_unix_ms;
 
-use crate::remote_s3::{encode_path, form_encode, Chunks, Outcome, Remote, RemoteRequest};
+use crate::remote_s3::{encode_path, form_encode, Chunks, MultipartUpload, Outcome, Remote, RemoteRequest};
 use super::{entry_bytes, Op, Record, TargetSpec, H_REPLICA_ETAG, H_REPLICA_MTIME, H_REPLICA_VERSION};
 use crate::meta::{object_key, ReplStatus, VersionSel, T_OBJECTS, T_REPLICATION};
 use crate::notify::worker::{MAX_BACKOFF, MIN_BACKOFF};
@@ -54,6 +55,16 @@ pub const WHOLE_BODY_MAX_BYTES: u64 = 8 << 20;
 /// streamed body is in memory.
 const STREAM_CHUNK_BYTES: u64 = 1 << 20;
 const STREAM_CHUNKS_QUEUED: usize = 2;
+/// Versions larger than this are sent as a multipart upload (a single
+/// PUT's limit; `--test-replication-multipart-threshold-bytes` lowers it
+/// for tests).
+pub const MULTIPART_THRESHOLD_BYTES: u64 = crate::s3::MAX_OBJECT_BYTES;
+/// A multipart replication's part size when the source's own parts cannot
+/// be reused (at most the threshold, at least S3's 5 MiB minimum, larger
+/// when the object would need more than `MAX_PARTS` parts).
+const PART_BYTES: u64 = 64 << 20;
+/// S3's smallest part but the last.
+const MIN_PART_BYTES: u64 = 5 << 20;
 /// Longest sleep of an idle worker (it is also woken by new entries).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Entries the backlog statistics look at per shard.
@@ -63,6 +74,8 @@ struct Job {
     req: RemoteRequest,
     /// A streamed body: its length and its chunks (`req.body` unused).
     stream: Option<(u64, Chunks)>,
+    /// Sent as this multipart upload instead of `req` (with `stream`).
+    multipart: Option<MultipartUpload>,
     reply: async_channel::Sender<Outcome>,
 }
 
@@ -84,9 +97,10 @@ fn spawn_sender(core: usize, spec: &TargetSpec) -> Result<async_channel::Sender<
             .name(format!("repl-{core}-{}-{i}", spec.id))
             .spawn(move || {
                 while let Ok(job) = rx.recv_blocking() {
-                    let outcome = match &job.stream {
-                        None => remote.send(&job.req),
-                        Some((len, chunks)) => remote.send_streamed(&job.req, *len, chunks),
+                    let outcome = match (&job.stream, &job.multipart) {
+                        (None, _) => remote.send(&job.req),
+                        (Some((_, chunks)), Some(m)) => remote.send_multipart(m, chunks),
+                        (Some((len, chunks)), None) => remote.send_streamed(&job.req, *len, chunks),
                     };
                     drop(job.stream);
                     let _ = job.reply.send_blocking(outcome);
@@ -191,6 +205,8 @@ enum Prep {
     Send(RemoteRequest),
     /// A PUT whose body (this many bytes) is streamed from the reader.
     Stream(RemoteRequest, u64, Box<PlainReader>),
+    /// A multipart upload (over the threshold) streamed from the reader.
+    Multipart(MultipartUpload, u64, Box<PlainReader>),
     /// Nothing to send (the version is gone, or a tag filter excludes it):
     /// the entry goes, the version's status is cleared.
     Skip,
@@ -233,9 +249,6 @@ async fn prepare(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, rec: &Record) ->
     if crate::tier::is_stub(&meta) {
         return Ok(Prep::Fail("the version was transitioned to a tier before it was replicated".into()));
     }
-    if s.size > crate::s3::MAX_OBJECT_BYTES {
-        return Ok(Prep::Fail(format!("objects over {} bytes (a single PUT's limit) are not replicated", crate::s3::MAX_OBJECT_BYTES)));
-    }
     let (sse_headers, decrypt) = match sealed(ctx, &meta, s.size) {
         Ok(v) => v,
         Err(why) => return Ok(Prep::Fail(why)),
@@ -243,7 +256,9 @@ async fn prepare(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, rec: &Record) ->
     headers.extend(sse_headers);
     // Read decrypted when sealed, as GET does (the destination seals it
     // again), and found again if compaction moves the bytes meanwhile.
-    let whole = s.size <= ctx.shared.config.replication_whole_body_max_bytes;
+    let threshold = ctx.shared.config.replication_multipart_threshold_bytes;
+    let multipart = s.size > threshold;
+    let whole = !multipart && s.size <= ctx.shared.config.replication_whole_body_max_bytes;
     let mut reader = match body {
         Body::Inline(d) if decrypt.is_none() && whole => {
             return Ok(Prep::Send(finish(rec, &s, &meta, path, headers, d)));
@@ -253,6 +268,20 @@ async fn prepare(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, rec: &Record) ->
             Box::new(PlainReader::new(ctx, shard, body, decrypt, 0..s.size).reloading(Some(source)))
         }
     };
+    if multipart {
+        // The replica headers go on both ends: Create so a destination
+        // that denies s3:ReplicateObject refuses before any byte moves,
+        // Complete because it makes the version.
+        let complete_headers = vec![
+            (H_REPLICA_VERSION.to_string(), vid),
+            (H_REPLICA_MTIME.to_string(), s.mtime_ms.to_string()),
+            (H_REPLICA_ETAG.to_string(), s.etag().trim_matches('"').to_string()),
+        ];
+        let create = finish(rec, &s, &meta, path, headers, Vec::new());
+        let parts = part_layout(&meta.part_sizes, s.size, threshold);
+        let m = MultipartUpload { path: create.path, create_headers: create.headers, complete_headers, parts };
+        return Ok(Prep::Multipart(m, s.size, reader));
+    }
     if !whole {
         let req = finish(rec, &s, &meta, path, headers, Vec::new());
         return Ok(Prep::Stream(req, s.size, reader));
@@ -260,6 +289,30 @@ async fn prepare(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, rec: &Record) ->
     let mut data = vec![0u8; s.size as usize];
     fill(&mut reader, &mut data).await.map_err(|e| format!("reading {}: {e}", rec.key))?;
     Ok(Prep::Send(finish(rec, &s, &meta, path, headers, data)))
+}
+
+/// The parts a version of `size` bytes is replicated in: the source's own
+/// (`source`, from its multipart upload) when they make a valid upload, so
+/// the destination computes the same multipart ETag and serves the same
+/// part numbers; else parts of `min(PART_BYTES, threshold)` (at least
+/// `MIN_PART_BYTES`, more when `MAX_PARTS` would not do), the last shorter.
+fn part_layout(source: &[u64], size: u64, threshold: u64) -> Vec<u64> {
+    let n = source.len();
+    let reusable = n > 0
+        && n <= crate::meta::MAX_PARTS
+        && source.iter().sum::<u64>() == size
+        && source.iter().all(|&p| p > 0 && p <= crate::s3::MAX_OBJECT_BYTES)
+        && source[..n - 1].iter().all(|&p| p >= MIN_PART_BYTES);
+    if reusable {
+        return source.to_vec();
+    }
+    let max_parts = crate::meta::MAX_PARTS as u64;
+    let part = PART_BYTES.min(threshold).max(MIN_PART_BYTES).max(size.div_ceil(max_parts));
+    let mut parts = vec![part; (size / part) as usize];
+    if !size.is_multiple_of(part) || size == 0 {
+        parts.push(size % part);
+    }
+    parts
 }
 
 /// Fills `buf` from `r`.
@@ -379,34 +432,60 @@ async fn replicate_one(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, sender: &a
         Prep::Send(req) => {
             let bytes = req.body.len() as u64;
             let (tx, rx) = async_channel::bounded(1);
-            sender.send(Job { req, stream: None, reply: tx }).await.map_err(|_| "the sender threads are gone".to_string())?;
+            sender.send(Job { req, stream: None, multipart: None, reply: tx }).await.map_err(|_| "the sender threads are gone".to_string())?;
             let outcome = rx.recv().await.map_err(|_| "the sender threads are gone".to_string())?;
             judge(ctx, rec, bytes, outcome)
         }
-        Prep::Stream(req, len, mut reader) => {
-            let (chunk_tx, chunks) = async_channel::bounded(STREAM_CHUNKS_QUEUED);
-            let (tx, rx) = async_channel::bounded(1);
-            let job = Job { req, stream: Some((len, chunks)), reply: tx };
-            sender.send(job).await.map_err(|_| "the sender threads are gone".to_string())?;
-            // Read on the reactor while the sender thread writes; it drops
-            // the chunks' receiver when it stops, which ends this too.
-            let produce = async move {
-                let mut sent = 0u64;
-                while sent < len {
-                    let mut chunk = vec![0u8; (len - sent).min(STREAM_CHUNK_BYTES) as usize];
-                    let read = fill(&mut reader, &mut chunk).await.map(|()| chunk).map_err(|e| format!("reading {}: {e}", rec.key));
-                    let failed = read.is_err();
-                    sent += read.as_ref().map_or(0, |c| c.len() as u64);
-                    if chunk_tx.send(read).await.is_err() || failed {
-                        return;
-                    }
-                }
-            };
-            let (_, outcome) = futures_util::future::join(produce, rx.recv()).await;
-            let outcome = outcome.map_err(|_| "the sender threads are gone".to_string())?;
-            judge(ctx, rec, len, outcome)
+        Prep::Stream(req, len, reader) => {
+            stream(ctx, sender, rec, req, None, len, vec![len], reader).await
+        }
+        Prep::Multipart(up, len, reader) => {
+            m.repl_multipart.fetch_add(1, Relaxed);
+            let parts = up.parts.clone();
+            let req = RemoteRequest { method: "POST", path: up.path.clone(), query: String::new(), headers: Vec::new(), body: Vec::new() };
+            stream(ctx, sender, rec, req, Some(up), len, parts, reader).await
         }
     }
+}
+
+/// Sends a body of `len` bytes read from `reader` to the sender thread in
+/// chunks of at most `STREAM_CHUNK_BYTES`, none crossing the end of one
+/// of `parts` (the whole body's length for a plain streamed PUT), as `req`
+/// or as the multipart upload `m`.
+#[allow(clippy::too_many_arguments)]
+async fn stream(
+    ctx: &Rc<Ctx>,
+    sender: &async_channel::Sender<Job>,
+    rec: &Record,
+    req: RemoteRequest,
+    m: Option<MultipartUpload>,
+    len: u64,
+    parts: Vec<u64>,
+    mut reader: Box<PlainReader>,
+) -> Result<Settled, String> {
+    let (chunk_tx, chunks) = async_channel::bounded(STREAM_CHUNKS_QUEUED);
+    let (tx, rx) = async_channel::bounded(1);
+    let job = Job { req, stream: Some((len, chunks)), multipart: m, reply: tx };
+    sender.send(job).await.map_err(|_| "the sender threads are gone".to_string())?;
+    // Read on the reactor while the sender thread writes; it drops the
+    // chunks' receiver when it stops, which ends this too.
+    let produce = async move {
+        for part in parts {
+            let mut sent = 0u64;
+            while sent < part {
+                let mut chunk = vec![0u8; (part - sent).min(STREAM_CHUNK_BYTES) as usize];
+                let read = fill(&mut reader, &mut chunk).await.map(|()| chunk).map_err(|e| format!("reading {}: {e}", rec.key));
+                let failed = read.is_err();
+                sent += read.as_ref().map_or(0, |c| c.len() as u64);
+                if chunk_tx.send(read).await.is_err() || failed {
+                    return;
+                }
+            }
+        }
+    };
+    let (_, outcome) = futures_util::future::join(produce, rx.recv()).await;
+    let outcome = outcome.map_err(|_| "the sender threads are gone".to_string())?;
+    judge(ctx, rec, len, outcome)
 }
 
 /// What the remote's answer to `rec` means for its version (`Err`: retry).
@@ -564,4 +643,30 @@ async fn settle(ctx: &Ctx, shard: u32, batch: Vec<(Taken, Settled)>) -> Result<u
         .map_err(|e| format!("recording the outcomes: {e}"))?
         .map_err(|e| format!("recording the outcomes: {e:?}"))?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_reuse_the_sources_layout_when_it_is_valid() {
+        const M: u64 = 1 << 20;
+        let src = [10 * M, 10 * M, 10 * M];
+        assert_eq!(part_layout(&src, 30 * M, 12 * M), src);
+        // Not the object's size, or a part under S3's minimum but the
+        // last: fixed parts of the threshold (12 MiB here).
+        assert_eq!(part_layout(&src, 31 * M, 12 * M), [12 * M, 12 * M, 7 * M]);
+        assert_eq!(part_layout(&[M, 29 * M], 30 * M, 12 * M), [12 * M, 12 * M, 6 * M]);
+        assert_eq!(part_layout(&[29 * M, M], 30 * M, 12 * M), [29 * M, M]);
+        // A single PUT: 64 MiB parts, at least 5 MiB, fewer than 10,000.
+        let six_gib = 6u64 << 30;
+        let p = part_layout(&[], six_gib, MULTIPART_THRESHOLD_BYTES);
+        assert_eq!((p.len(), p[0], p.iter().sum::<u64>()), (96, 64 * M, six_gib));
+        assert_eq!(part_layout(&[], 12 * M, M), [5 * M, 5 * M, 2 * M]);
+        let five_tib = 5u64 << 40;
+        let p = part_layout(&[], five_tib, MULTIPART_THRESHOLD_BYTES);
+        assert!(p.len() <= crate::meta::MAX_PARTS && p.iter().sum::<u64>() == five_tib, "{}", p.len());
+        assert_eq!(part_layout(&[], 10 * M, 5 * M), [5 * M, 5 * M]);
+    }
 }

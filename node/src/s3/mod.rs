@@ -305,9 +305,11 @@ pub async fn precheck(ctx: &Ctx, shard: u32, key: &[u8], cond: Option<&WriteCond
 /// The notification event `name` of `key` would cause, when the bucket's
 /// configuration selects it (see `notify::prepare`).
 pub fn event(ctx: &Ctx, req: &Request<'_>, b: &BucketInfo, key: &str, name: EventName) -> S3Result<Option<Pending>> {
-    // Honoured on PutObject only (`authz` asks s3:ReplicateObject for it).
+    // Honoured on PutObject and CompleteMultipartUpload (a version over a
+    // single PUT's limit replicates as a multipart upload); `authz` asks
+    // s3:ReplicateObject for it.
     let replica = match name {
-        EventName::Put => crate::replication::ReplicaWrite::from_headers(&req.head.headers, b)?,
+        EventName::Put | EventName::CompleteMultipartUpload => crate::replication::ReplicaWrite::from_headers(&req.head.headers, b)?,
         _ => None,
     };
     if b.notification.is_none() && b.replication.is_none() && replica.is_none() {
