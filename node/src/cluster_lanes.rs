@@ -106,6 +106,10 @@ pub(crate) struct Attached {
     probes: Vec<(usize, Rc<RemoteShard>, Option<Instant>)>,
     /// Per member: a heal of the commits it missed is running.
     healing: Vec<Rc<Cell<bool>>>,
+    /// Per member: a probe is running.
+    probing: Vec<Rc<Cell<bool>>>,
+    /// Per member: the gossip held its node suspect or down at the last look.
+    gossip_down: Vec<bool>,
     shape: SetShape,
     recorder: Rc<crate::takeover::StaleRecorder>,
 }
@@ -461,6 +465,8 @@ fn make(
     );
     let probes = peers.iter().map(|(p, peer)| (*p, remote(peer, first), None)).collect();
     let healing = peers.iter().map(|_| Rc::new(Cell::new(false))).collect();
+    let probing = peers.iter().map(|_| Rc::new(Cell::new(false))).collect();
+    let gossip_down = peers.iter().map(|(_, peer)| down.contains(&peer.id)).collect();
     Some(Attached {
         owner,
         version,
@@ -470,6 +476,8 @@ fn make(
         lanes: out,
         probes,
         healing,
+        probing,
+        gossip_down,
         shape,
         recorder,
     })
@@ -482,6 +490,21 @@ async fn revive(ctx: &Rc<Ctx>, a: &mut Attached, node: &Arc<crate::cluster::Clus
     let lanes: Vec<Rc<LocalShard>> = a.lanes.iter().map(|(_, l)| l.clone()).collect();
     for (i, (disk, probe, last)) in a.probes.iter_mut().enumerate() {
         let disk = *disk;
+        // When the gossip comes to hold a member's node suspect or down,
+        // the member goes out of service at once: else every call to it
+        // would wait its deadline (`MEMBER_CALL_TIMEOUT`), the first write
+        // of each lane after a cut included. Only the change counts: a
+        // probe that gets an answer puts the member back even while the
+        // gossip still says down (it takes seconds to see a healed node).
+        let down = a.health.disks.get(disk).is_some_and(|d| node.held_down(&d.id, true));
+        let went_down = down && !a.gossip_down[i];
+        a.gossip_down[i] = down;
+        if went_down && a.health.online(disk) {
+            a.health.fail(disk);
+            node.lane_members_held_down.fetch_add(1, Relaxed);
+            tracing::warn!(owner = %a.owner, member = disk, "the gossip holds a lane member's node suspect or down; it is out of service");
+            continue;
+        }
         if a.health.online(disk) {
             let missed = lanes.iter().filter_map(|l| l.mirrors()).any(|m| m.has_missed(i));
             if missed && !a.healing[i].get() {
@@ -490,21 +513,29 @@ async fn revive(ctx: &Rc<Ctx>, a: &mut Attached, node: &Arc<crate::cluster::Clus
             }
             continue;
         }
-        if last.is_some_and(|t| t.elapsed() < REVIVE_EVERY) {
+        if a.probing[i].get() || last.is_some_and(|t| t.elapsed() < REVIVE_EVERY) {
             continue;
         }
         *last = Some(Instant::now());
-        match probe.load(crate::meta::T_OBJECTS, b"\0tessera-probe").await {
-            Ok(_) => {
-                // Its next miss is recorded stale again.
-                a.recorder.reset(i);
-                if a.health.revive(disk) {
-                    node.lane_members_revived.fetch_add(1, Relaxed);
-                    tracing::warn!(owner = %a.owner, member = disk, "a lane member on another node answers again; it takes writes again");
+        // In a task of its own: a probe of a cut-off node waits its whole
+        // deadline, and this loop also takes the other members out.
+        a.probing[i].set(true);
+        let (probe, probing, recorder, health, node, owner) =
+            (probe.clone(), a.probing[i].clone(), a.recorder.clone(), a.health.clone(), node.clone(), a.owner.clone());
+        monoio::spawn(async move {
+            match probe.load(crate::meta::T_OBJECTS, b"\0tessera-probe").await {
+                Ok(_) => {
+                    // Its next miss is recorded stale again.
+                    recorder.reset(i);
+                    if health.revive(disk) {
+                        node.lane_members_revived.fetch_add(1, Relaxed);
+                        tracing::warn!(owner = %owner, member = disk, "a lane member on another node answers again; it takes writes again");
+                    }
                 }
+                Err(e) => tracing::debug!(member = disk, error = %e, "a lane member on another node is still out of service"),
             }
-            Err(e) => tracing::debug!(member = disk, error = %e, "a lane member on another node is still out of service"),
-        }
+            probing.set(false);
+        });
     }
 }
 

@@ -131,6 +131,16 @@ pub fn decide(node: &ClusterNode, head: &RequestHead, peer: IpAddr, vhost_domain
             "The cluster's placement is changing; please retry.",
         ));
     }
+    // An owner the gossip holds down is not tried: a connection to it (a
+    // pooled one above all, its peer gone without a word) would wait for
+    // its timeouts. The client retries; once another node acts for the
+    // owner (`takeover`), the key is forwarded there.
+    if hex::decode(&owner.id).ok().and_then(|v| <[u8; 16]>::try_from(v).ok()).is_some_and(|id| node.held_down(&id, false)) {
+        return Decision::Refuse(S3Error::with_message(
+            S3ErrorCode::ServiceUnavailable,
+            "The node that owns this key is down; another node serves it shortly. Please retry.",
+        ));
+    }
     Decision::Forward { to: owner.s3, version: owners.version }
 }
 

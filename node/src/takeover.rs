@@ -49,9 +49,7 @@
 //! serve the acting node's member calls instead), and are healed by it.
 //!
 //! Not built: background work (lifecycle, replication, notifications) on
-//! fostered keys waits for the handback; a heal that must walk a whole
-//! lane (a restart of the acting node lost the keys a member missed)
-//! does not see keys only the member holds.
+//! fostered keys waits for the handback.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
