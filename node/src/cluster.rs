@@ -152,7 +152,7 @@ pub struct ClusterNode {
     pub lanes_attached: AtomicU64,
     pub lane_members_revived: AtomicU64,
     /// Lane members taken out of service because the gossip held their node
-    /// suspect or down (before a call to them failed).
+    /// down (before a call to them failed).
     pub lane_members_held_down: AtomicU64,
     /// Heals of returning members (`cluster_lanes`): records verified,
     /// rebuilt, removed, body bytes written.
@@ -352,20 +352,18 @@ impl ClusterNode {
         self.members().into_iter().filter(|m| m.state == tessera_cluster::MemberState::Alive).map(|m| m.identity.id).collect()
     }
 
-    /// Whether the gossip knows node `id` and holds none of its
-    /// incarnations alive: every one down, or (`suspect_too`) suspect or
-    /// down. A node the gossip does not know (just started) is not held
-    /// down.
-    pub fn held_down(&self, id: &[u8; NODE_ID_BYTES], suspect_too: bool) -> bool {
+    /// Whether the gossip knows node `id` and holds every one of its
+    /// incarnations down (not merely suspect: under load it suspects live
+    /// nodes now and then). A node it does not know (just started) is not
+    /// held down.
+    pub fn held_down(&self, id: &[u8; NODE_ID_BYTES]) -> bool {
         let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
         let mut known = false;
         for m in view.iter().filter(|m| m.identity.id == *id) {
-            known = true;
-            match m.state {
-                tessera_cluster::MemberState::Alive => return false,
-                tessera_cluster::MemberState::Suspect if !suspect_too => return false,
-                _ => {}
+            if m.state != tessera_cluster::MemberState::Down {
+                return false;
             }
+            known = true;
         }
         known
     }
@@ -479,7 +477,7 @@ impl ClusterNode {
             ("tessera_cluster_lane_member_commits_total", "counter", "Commits this node's member shards took for other nodes' lanes.", &self.lane_member_commits),
             ("tessera_cluster_lanes", "gauge", "This node's shards that are the primary of a lane with members on other nodes.", &self.lanes_attached),
             ("tessera_cluster_lane_members_revived_total", "counter", "Lane members on other nodes put back in service after a failure.", &self.lane_members_revived),
-            ("tessera_cluster_lane_members_held_down_total", "counter", "Lane members taken out of service because the gossip held their node suspect or down.", &self.lane_members_held_down),
+            ("tessera_cluster_lane_members_held_down_total", "counter", "Lane members taken out of service because the gossip held their node down.", &self.lane_members_held_down),
             ("tessera_cluster_lane_heal_verified_records_total", "counter", "Records a returning member was found to hold whole.", &self.lane_heal_verified),
             ("tessera_cluster_lane_heal_rebuilt_records_total", "counter", "Records rebuilt on a returning member (commits it missed).", &self.lane_heal_rebuilt),
             ("tessera_cluster_lane_heal_removed_records_total", "counter", "Records removed from a returning member (deletes it missed).", &self.lane_heal_removed),

@@ -490,19 +490,21 @@ async fn revive(ctx: &Rc<Ctx>, a: &mut Attached, node: &Arc<crate::cluster::Clus
     let lanes: Vec<Rc<LocalShard>> = a.lanes.iter().map(|(_, l)| l.clone()).collect();
     for (i, (disk, probe, last)) in a.probes.iter_mut().enumerate() {
         let disk = *disk;
-        // When the gossip comes to hold a member's node suspect or down,
-        // the member goes out of service at once: else every call to it
-        // would wait its deadline (`MEMBER_CALL_TIMEOUT`), the first write
-        // of each lane after a cut included. Only the change counts: a
+        // When the gossip comes to hold a member's node down, the member
+        // goes out of service at once: else every call to it would wait
+        // its deadline (`MEMBER_CALL_TIMEOUT`), the first write of each
+        // lane after a cut included. Down, not suspect: under load the
+        // gossip suspects live nodes now and then, and each member taken
+        // out costs a stale record and a heal. Only the change counts: a
         // probe that gets an answer puts the member back even while the
         // gossip still says down (it takes seconds to see a healed node).
-        let down = a.health.disks.get(disk).is_some_and(|d| node.held_down(&d.id, true));
+        let down = a.health.disks.get(disk).is_some_and(|d| node.held_down(&d.id));
         let went_down = down && !a.gossip_down[i];
         a.gossip_down[i] = down;
         if went_down && a.health.online(disk) {
             a.health.fail(disk);
             node.lane_members_held_down.fetch_add(1, Relaxed);
-            tracing::warn!(owner = %a.owner, member = disk, "the gossip holds a lane member's node suspect or down; it is out of service");
+            tracing::warn!(owner = %a.owner, member = disk, "the gossip holds a lane member's node down; it is out of service");
             continue;
         }
         if a.health.online(disk) {

@@ -40,6 +40,8 @@ pub enum RpcError {
     Busy,
     #[error("no answer within the deadline")]
     Timeout,
+    #[error("given up: the gossip holds the node down")]
+    HeldDown,
     #[error("the node answered an error: {0}")]
     Remote(String),
 }
@@ -74,6 +76,23 @@ impl Conn {
     }
 }
 
+/// How often a watched call (`RpcPool::call_unless_down`) looks at the gossip.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+
+/// Resolves once the gossip holds node `id` down (looked at every
+/// `WATCH_EVERY`); never when `watch` is off.
+async fn held_down(node: &ClusterNode, id: [u8; tessera_cluster::gossip::NODE_ID_BYTES], watch: bool) {
+    if !watch {
+        return futures_util::future::pending().await;
+    }
+    loop {
+        monoio::time::sleep(WATCH_EVERY).await;
+        if node.held_down(&id) {
+            return;
+        }
+    }
+}
+
 pub struct RpcPool {
     node: Arc<ClusterNode>,
     key: ClusterKey,
@@ -93,9 +112,46 @@ impl RpcPool {
 
     /// Calls `method` on `peer` with `payload`; its answer.
     pub async fn call(self: &Rc<Self>, peer: &NodeIdentity, method: u16, payload: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, RpcError> {
-        let conn = match monoio::time::timeout(timeout, self.conn(peer)).await {
-            Ok(c) => c?,
-            Err(_) => return Err(RpcError::Timeout),
+        self.call_watched(peer, method, payload, timeout, false).await
+    }
+
+    /// `call`, given up once the gossip comes to hold `peer` down (looked
+    /// at every `WATCH_EVERY`) instead of at the deadline: for lane
+    /// members, which the lanes take out of service on the gossip's word
+    /// too (`cluster_lanes::revive`), so a write in flight when a node is
+    /// cut off waits for the gossip (about 6 s), not the member call's
+    /// 10 s deadline. A connection silent since the call was sent is
+    /// dropped then, as at a deadline (a cut-off peer leaves it open and
+    /// silent). Only the change counts: a call made while the gossip
+    /// already holds the peer down is not watched (a restarted node is
+    /// answering before the gossip knows its new incarnation; a probe).
+    pub async fn call_unless_down(
+        self: &Rc<Self>,
+        peer: &NodeIdentity,
+        method: u16,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, RpcError> {
+        self.call_watched(peer, method, payload, timeout, true).await
+    }
+
+    async fn call_watched(
+        self: &Rc<Self>,
+        peer: &NodeIdentity,
+        method: u16,
+        payload: Vec<u8>,
+        timeout: Duration,
+        watch: bool,
+    ) -> Result<Vec<u8>, RpcError> {
+        use futures_util::future::{select, Either};
+        let watch = watch && !self.node.held_down(&peer.id);
+        let conn = {
+            let c = std::pin::pin!(monoio::time::timeout(timeout, self.conn(peer)));
+            match select(c, std::pin::pin!(held_down(&self.node, peer.id, watch))).await {
+                Either::Left((Ok(c), _)) => c?,
+                Either::Left((Err(_), _)) => return Err(RpcError::Timeout),
+                Either::Right(_) => return Err(RpcError::HeldDown),
+            }
         };
         if conn.pending.borrow().len() >= MAX_IN_FLIGHT {
             return Err(RpcError::Busy);
@@ -110,18 +166,25 @@ impl RpcPool {
             conn.pending.borrow_mut().remove(&call);
             return Err(RpcError::Lost("the connection closed".into()));
         }
-        match monoio::time::timeout(timeout, rx.recv()).await {
-            Ok(Ok(Ok((FrameKind::Response, p)))) => Ok(p),
-            Ok(Ok(Ok((_, p)))) => Err(RpcError::Remote(String::from_utf8_lossy(&p).into_owned())),
-            Ok(Ok(Err(e))) => Err(RpcError::Lost(e)),
-            Ok(Err(_)) => Err(RpcError::Lost("the connection closed".into())),
-            Err(_) => {
+        let answer = {
+            let r = std::pin::pin!(monoio::time::timeout(timeout, rx.recv()));
+            match select(r, std::pin::pin!(held_down(&self.node, peer.id, watch))).await {
+                Either::Left((r, _)) => Some(r),
+                Either::Right(_) => None,
+            }
+        };
+        match answer {
+            Some(Ok(Ok(Ok((FrameKind::Response, p))))) => Ok(p),
+            Some(Ok(Ok(Ok((_, p))))) => Err(RpcError::Remote(String::from_utf8_lossy(&p).into_owned())),
+            Some(Ok(Ok(Err(e)))) => Err(RpcError::Lost(e)),
+            Some(Ok(Err(_))) => Err(RpcError::Lost("the connection closed".into())),
+            Some(Err(_)) | None => {
                 conn.pending.borrow_mut().remove(&call);
                 if conn.frames_in.get() == heard && !conn.dead.get() {
-                    tracing::warn!(peer = %peer.addr, "no frame from a node within a call's deadline; its connection is dropped");
+                    tracing::warn!(peer = %peer.addr, "no frame from a node within a call's deadline (or before the gossip held it down); its connection is dropped");
                     conn.fail("the connection went silent");
                 }
-                Err(RpcError::Timeout)
+                Err(if answer.is_none() { RpcError::HeldDown } else { RpcError::Timeout })
             }
         }
     }

@@ -131,16 +131,6 @@ pub fn decide(node: &ClusterNode, head: &RequestHead, peer: IpAddr, vhost_domain
             "The cluster's placement is changing; please retry.",
         ));
     }
-    // An owner the gossip holds down is not tried: a connection to it (a
-    // pooled one above all, its peer gone without a word) would wait for
-    // its timeouts. The client retries; once another node acts for the
-    // owner (`takeover`), the key is forwarded there.
-    if hex::decode(&owner.id).ok().and_then(|v| <[u8; 16]>::try_from(v).ok()).is_some_and(|id| node.held_down(&id, false)) {
-        return Decision::Refuse(S3Error::with_message(
-            S3ErrorCode::ServiceUnavailable,
-            "The node that owns this key is down; another node serves it shortly. Please retry.",
-        ));
-    }
     Decision::Forward { to: owner.s3, version: owners.version }
 }
 
@@ -305,10 +295,11 @@ pub async fn proxy(
     };
     let bodyless = framing == BodyFraming::Length(0);
     let head_bytes = upstream_head(node, head, client, version, config);
+    let watch = Watch::new(node, to);
     // An idle connection is checked before use; one the owner closed in
     // the instant after is retried once on a fresh one, for a bodyless
     // request only (a body already read cannot be sent again).
-    let mut reused = pooled(to);
+    let mut reused = if watch.down_at_start { None } else { pooled(to) };
     loop {
         let was_reused = reused.is_some();
         let mut up = match reused.take() {
@@ -320,7 +311,7 @@ pub async fn proxy(
                 }
             },
         };
-        match exchange(conn, &mut up, head, framing, head_bytes.clone(), extra).await {
+        match exchange(watch, conn, &mut up, head, framing, head_bytes.clone(), extra).await {
             Ok(x) => {
                 if x.upstream_reusable {
                     give_back(to, up);
@@ -464,16 +455,66 @@ struct Exchanged {
     upstream_reusable: bool,
 }
 
-async fn up_write(up: &mut TcpStream, data: Vec<u8>) -> Result<Vec<u8>, String> {
-    match monoio::time::timeout(RESPONSE_TIMEOUT, up.write_all(data)).await {
-        Ok((Ok(_), b)) => Ok(b),
-        Ok((Err(e), _)) => Err(e.to_string()),
-        Err(_) => Err("timed out writing to the owner".into()),
+/// The owner a forward talks to, as the gossip knows it: a step with it
+/// (a write, a read) is given up once the gossip comes to hold it down,
+/// instead of at `RESPONSE_TIMEOUT`: an owner cut off by the network
+/// leaves the connection open and silent. Only the change counts: an
+/// owner held down when the forward starts may be a node that restarted
+/// before the gossip knew its new incarnation, answering; such a forward
+/// takes a new connection (its connect fails within `CONNECT_TIMEOUT`
+/// when the owner is really gone) and is not watched.
+#[derive(Clone, Copy)]
+struct Watch<'a> {
+    node: &'a ClusterNode,
+    /// `None`: not watched (the address names no registered node, or the
+    /// gossip held it down already).
+    owner: Option<[u8; 16]>,
+    /// The gossip held the owner down when the forward started.
+    down_at_start: bool,
+}
+
+/// How often a forward's step looks at the gossip.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+
+impl Watch<'_> {
+    fn new(node: &ClusterNode, to: SocketAddr) -> Watch<'_> {
+        let owner: Option<[u8; 16]> = node.owners.load_full().and_then(|o| {
+            let r = o.nodes.values().find(|r| r.s3 == to)?;
+            hex::decode(&r.id).ok()?.try_into().ok()
+        });
+        let down_at_start = owner.is_some_and(|id| node.held_down(&id));
+        Watch { node, owner: owner.filter(|_| !down_at_start), down_at_start }
+    }
+
+    /// `f`, bounded by `RESPONSE_TIMEOUT` and by the owner's being held down.
+    async fn bounded<T>(self, f: impl std::future::Future<Output = T>, what: &str) -> Result<T, String> {
+        use futures_util::future::{select, Either};
+        let down = async {
+            let Some(id) = self.owner else { return futures_util::future::pending().await };
+            loop {
+                monoio::time::sleep(WATCH_EVERY).await;
+                if self.node.held_down(&id) {
+                    return;
+                }
+            }
+        };
+        match select(std::pin::pin!(monoio::time::timeout(RESPONSE_TIMEOUT, f)), std::pin::pin!(down)).await {
+            Either::Left((Ok(v), _)) => Ok(v),
+            Either::Left((Err(_), _)) => Err(format!("timed out {what}")),
+            Either::Right(_) => Err(format!("the gossip holds the owner down ({what})")),
+        }
+    }
+}
+
+async fn up_write(w: Watch<'_>, up: &mut TcpStream, data: Vec<u8>) -> Result<Vec<u8>, String> {
+    match w.bounded(up.write_all(data), "writing to the owner").await? {
+        (Ok(_), b) => Ok(b),
+        (Err(e), _) => Err(e.to_string()),
     }
 }
 
 /// Reads more of the owner's answer into `buf`; 0 at its end.
-async fn up_read(up: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, String> {
+async fn up_read(w: Watch<'_>, up: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, String> {
     if buf.capacity() - buf.len() < 16 * 1024 {
         buf.reserve(COPY_BYTES);
     }
@@ -481,13 +522,9 @@ async fn up_read(up: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, String>
     let (len, cap) = (b.len(), b.capacity());
     use monoio::buf::IoBufMut;
     let read = up.read(b.slice_mut(len..cap));
-    match monoio::time::timeout(RESPONSE_TIMEOUT, read).await {
-        Ok((r, slice)) => {
-            *buf = slice.into_inner();
-            r.map_err(|e| e.to_string())
-        }
-        Err(_) => Err("timed out waiting for the owner".into()),
-    }
+    let (r, slice) = w.bounded(read, "waiting for the owner").await?;
+    *buf = slice.into_inner();
+    r.map_err(|e| e.to_string())
 }
 
 /// A response head read from the owner.
@@ -508,7 +545,7 @@ enum RespFraming {
 }
 
 /// Reads a response head into `buf` (which may already hold bytes).
-async fn read_up_head(up: &mut TcpStream, buf: &mut Vec<u8>, request_is_head: bool) -> Result<UpHead, String> {
+async fn read_up_head(w: Watch<'_>, up: &mut TcpStream, buf: &mut Vec<u8>, request_is_head: bool) -> Result<UpHead, String> {
     loop {
         if !buf.is_empty() {
             if let Some(h) = parse_up_head(buf, request_is_head)? {
@@ -518,7 +555,7 @@ async fn read_up_head(up: &mut TcpStream, buf: &mut Vec<u8>, request_is_head: bo
         if buf.len() > MAX_RESPONSE_HEAD {
             return Err("the owner's response head is too large".into());
         }
-        if up_read(up, buf).await? == 0 {
+        if up_read(w, up, buf).await? == 0 {
             return Err("the owner closed the connection before answering".into());
         }
     }
@@ -560,6 +597,7 @@ fn parse_up_head(buf: &[u8], request_is_head: bool) -> Result<Option<UpHead>, St
 }
 
 async fn exchange(
+    w: Watch<'_>,
     conn: &mut Conn,
     up: &mut TcpStream,
     head: &RequestHead,
@@ -567,7 +605,7 @@ async fn exchange(
     head_bytes: Vec<u8>,
     extra: &[(&str, &str)],
 ) -> Result<Exchanged, Failed> {
-    up_write(up, head_bytes).await.map_err(Failed::BeforeResponse)?;
+    up_write(w, up, head_bytes).await.map_err(Failed::BeforeResponse)?;
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let request_is_head = head.method == http::Method::Head;
     let has_body = framing != BodyFraming::Length(0);
@@ -575,7 +613,7 @@ async fn exchange(
     let mut early: Option<UpHead> = None;
     if has_body && head.expects_continue() {
         // The owner decides first; its 100 goes to the client, which then sends.
-        let h = read_up_head(up, &mut buf, request_is_head).await.map_err(Failed::BeforeResponse)?;
+        let h = read_up_head(w, up, &mut buf, request_is_head).await.map_err(Failed::BeforeResponse)?;
         if h.status == 100 {
             buf.drain(..h.len);
             conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await.map_err(|e| Failed::Client(e.to_string()))?;
@@ -584,7 +622,7 @@ async fn exchange(
         }
     }
     if has_body && early.is_none() {
-        match send_body(conn, up, framing).await {
+        match send_body(w, conn, up, framing).await {
             Ok(()) => body_done = true,
             Err(SendFailed::Client(e)) => return Err(Failed::Client(e)),
             // The owner stopped reading: it may have answered early (an
@@ -595,7 +633,7 @@ async fn exchange(
     let h = match early {
         Some(h) => h,
         None => loop {
-            let h = read_up_head(up, &mut buf, request_is_head).await.map_err(Failed::BeforeResponse)?;
+            let h = read_up_head(w, up, &mut buf, request_is_head).await.map_err(Failed::BeforeResponse)?;
             if h.status == 100 {
                 // An unasked 100 (or one after the body): not for the client.
                 buf.drain(..h.len);
@@ -631,7 +669,7 @@ async fn exchange(
     conn.write_all(first).await.map_err(|e| Failed::Client(e.to_string()))?;
     while !relayed_end {
         let mut chunk = Vec::with_capacity(COPY_BYTES);
-        let n = up_read(up, &mut chunk).await.map_err(Failed::Relaying)?;
+        let n = up_read(w, up, &mut chunk).await.map_err(Failed::Relaying)?;
         if n == 0 {
             if scan.framing == RespFraming::UntilClose {
                 break;
@@ -656,7 +694,7 @@ enum SendFailed {
 
 /// Copies the client's request body to the owner, following its framing
 /// to its end.
-async fn send_body(conn: &mut Conn, up: &mut TcpStream, framing: BodyFraming) -> Result<(), SendFailed> {
+async fn send_body(w: Watch<'_>, conn: &mut Conn, up: &mut TcpStream, framing: BodyFraming) -> Result<(), SendFailed> {
     let mut scan = Scan::new(match framing {
         BodyFraming::Length(n) => RespFraming::Length(n),
         BodyFraming::Chunked => RespFraming::Chunked,
@@ -672,7 +710,7 @@ async fn send_body(conn: &mut Conn, up: &mut TcpStream, framing: BodyFraming) ->
         let (take, end) = scan.feed(conn.pending()).map_err(SendFailed::Client)?;
         let piece = conn.pending()[..take].to_vec();
         conn.consume(take);
-        up_write(up, piece).await.map_err(SendFailed::Owner)?;
+        up_write(w, up, piece).await.map_err(SendFailed::Owner)?;
         if end {
             return Ok(());
         }

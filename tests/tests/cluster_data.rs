@@ -630,9 +630,14 @@ fn objects_are_striped_over_the_nodes_and_survive_the_owners_damaged_blocks() {
     let clients: Vec<Client> = nodes.iter().map(|n| n.client()).collect();
     rt.block_on(async {
         for (k, _, v) in objects.iter().chain(later.iter()) {
+            // Node 0 just restarted: it answers 503 until it holds its
+            // configuration lease again (seconds when the machine is busy).
+            let started = std::time::Instant::now();
             let got = loop {
                 match body(&clients[2], "lanes", k).await {
-                    Err(e) if e == "?" => tokio::time::sleep(Duration::from_millis(200)).await,
+                    Err(e) if e == "?" || (e == "ServiceUnavailable" && started.elapsed() < Duration::from_secs(30)) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await
+                    }
                     r => break r,
                 }
             };

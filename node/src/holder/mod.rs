@@ -31,6 +31,8 @@ use wire::Target;
 /// How long a member call may take before the member counts as failed.
 /// Long enough for a 16 MiB frame on a slow link; a member that cannot
 /// answer in it is out of service for the lane (stale, healed later).
+/// A call is given up sooner when the gossip comes to hold the member's
+/// node down (`RpcPool::call_unless_down`).
 pub const MEMBER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A shard of another node, as a lane member.
@@ -49,7 +51,7 @@ impl RemoteShard {
         if payload.len() > MAX_PAYLOAD_BYTES as usize {
             return Err(IoError::TooLarge);
         }
-        match self.pool.call(&self.peer, method, payload, MEMBER_CALL_TIMEOUT).await {
+        match self.pool.call_unless_down(&self.peer, method, payload, MEMBER_CALL_TIMEOUT).await {
             Ok(answer) => Ok(answer),
             // The member answered: its error, as it meant it.
             Err(RpcError::Remote(e)) => Err(wire::decode_error(e.as_bytes())),
@@ -94,7 +96,7 @@ impl RemoteShard {
     /// build, which does not know the call.
     pub async fn keys(&self, table: u8, after: Option<&[u8]>, limit: u32) -> Result<Option<Vec<wire::TableKey>>, IoError> {
         let payload = wire::encode_range(self.target, table, after, limit)?;
-        let a = match self.pool.call(&self.peer, wire::METHOD_SHARD_RANGE, payload, MEMBER_CALL_TIMEOUT).await {
+        let a = match self.pool.call_unless_down(&self.peer, wire::METHOD_SHARD_RANGE, payload, MEMBER_CALL_TIMEOUT).await {
             Ok(a) => a,
             // What `cluster_rpc::serve` of a build before the call answers.
             Err(RpcError::Remote(e)) if e == "unknown method" => return Ok(None),
