@@ -323,7 +323,16 @@ fn console_object_operations_reach_the_node_that_owns_the_key() {
     };
     let data = random_bytes(300 * 1024 + 3, 9);
     let path = format!("/console-cl/{key}");
-    let r = send("PUT", &path, data.clone(), SK);
+    // (A cluster just formed answers 503, "joining its storage", until
+    // every node's lanes follow the layout: the test waits that out.)
+    let started = std::time::Instant::now();
+    let r = loop {
+        let r = send("PUT", &path, data.clone(), SK);
+        if r.status != 503 || started.elapsed() > Duration::from_secs(20) {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(r.status, 200, "a console PUT of a key node 1 owns, through node 0: {}", r.body_text());
     assert!(r.header("content-security-policy").is_some_and(|v| v.starts_with("sandbox")), "the console's headers on a relayed answer");
     assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
