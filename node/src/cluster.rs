@@ -435,8 +435,12 @@ impl ClusterNode {
                 e.2 |= m["missed_overflow"].as_bool().unwrap_or(false);
             }
         }
+        let version = self.owners.load_full().map(|o| o.layout.version);
         serde_json::json!({
             "enabled": true,
+            // Every reactor's lanes follow the committed layout: object
+            // requests for this node's keys are served (else 503).
+            "ready": version.is_some_and(|v| crate::cluster_lanes::ready(self, v)),
             "data_blocks": first["data_blocks"],
             "parity_blocks": first["parity_blocks"],
             "write_quorum": first["write_quorum"],

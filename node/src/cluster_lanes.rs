@@ -108,7 +108,9 @@ pub(crate) struct Attached {
     healing: Vec<Rc<Cell<bool>>>,
     /// Per member: a probe is running.
     probing: Vec<Rc<Cell<bool>>>,
-    /// Per member: the gossip held its node suspect or down at the last look.
+    /// Per member: the gossip held its node down at the last look (when
+    /// the lanes were made: suspect or down, the members `make` starts out
+    /// of service).
     gossip_down: Vec<bool>,
     shape: SetShape,
     recorder: Rc<crate::takeover::StaleRecorder>,

@@ -52,6 +52,12 @@ fn three_nodes_with(env: &[(&str, &str)]) -> (Vec<Server>, Duration) {
             l["nodes"].as_array().is_some_and(|v| v.len() == 3) && l["pending"].as_array().is_some_and(|p| p.is_empty())
         })
     });
+    // Until every reactor's lanes follow that layout a node answers 503
+    // ("joining its storage"), longer than the SDK's retries when the
+    // machine is busy.
+    wait_for("every node's lanes follow the layout", Duration::from_secs(40), || {
+        nodes.iter().all(|n| n.admin_json("/admin/v1/cluster")["lanes"]["ready"] == true)
+    });
     (nodes, t)
 }
 
