@@ -482,7 +482,7 @@ fn a_cut_off_leader_serves_nothing_and_no_acknowledged_write_is_lost() {
     // node recorded stale (it missed those commits) until it is healed:
     // one more write of each majority node's keys, then the records. The
     // writers go on meanwhile (a PUT in flight to the cut node when it was
-    // cut waits for its deadline or until the client gives up).
+    // cut waits until the gossip holds that node down).
     let extra: Vec<String> = majority
         .iter()
         .map(|&m| (0..).map(|i| format!("owned-by-{m}-{i}")).find(|k| owner_of(&cluster, majority[0], bucket, k) == m).unwrap())
@@ -541,7 +541,9 @@ fn a_cut_off_leader_serves_nothing_and_no_acknowledged_write_is_lost() {
     eprintln!("PUTs through the majority during the cut, (key of the cut node, sent, answer): {cut_window:?}");
     // Once the majority's gossip holds the cut node down (it has by the
     // takeover), no PUT through the majority waits for a call to it: its
-    // lane members are out of service and a forward to it is refused.
+    // lane members are out of service, and the key's owner is the acting
+    // node (a forward to the cut node takes a new connection, whose
+    // connect fails within 3 s).
     let stalled: Vec<String> = outcomes
         .iter()
         .filter(|o| o.via != cut && o.sent >= takeover_at + Duration::from_secs(1) && o.sent < heal_at && o.took > Duration::from_secs(5))
@@ -549,9 +551,9 @@ fn a_cut_off_leader_serves_nothing_and_no_acknowledged_write_is_lost() {
         .collect();
     assert!(stalled.is_empty(), "PUTs through the majority held up after the takeover: {stalled:?}");
     // Nor does one in flight at the cut wait for a deadline: a lane's call
-    // to a member on the cut node is given up when the gossip holds that
-    // node suspect (2-3 s), a forward to it when the gossip holds it down
-    // (about 6 s); before, 10 s and the client's whole timeout.
+    // to a member on the cut node and a forward to it are given up when
+    // the gossip holds that node down (about 6 s); before, they waited
+    // 10 s and the client's whole timeout.
     let stalled: Vec<String> = outcomes
         .iter()
         .filter(|o| o.via != cut && o.sent >= cut_at && o.sent < heal_at && o.took > Duration::from_secs(9))
@@ -586,7 +588,7 @@ fn a_cut_off_leader_serves_nothing_and_no_acknowledged_write_is_lost() {
     let through_cut: Vec<&Acked> = during.iter().copied().filter(|a| a.via == cut && a.sent > cut_at + Duration::from_secs(1) && a.done < heal_at).collect();
     assert!(through_cut.is_empty(), "PUTs acknowledged through the cut node during the cut: {through_cut:?}");
     // (The writers' own PUTs of the cut node's keys are counted, not
-    // required: those in flight at the cut wait for their deadlines; the
+    // required: they answer 503 until the takeover is served; the
     // majority's writes of every owner's keys are the test's own PUTs
     // above, `later` and `extra`.)
     let of_cut_after_takeover = during.iter().filter(|a| a.sent > served_at && owner_of(&cluster, majority[0], bucket, &a.key) == cut).count();
