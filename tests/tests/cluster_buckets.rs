@@ -6,13 +6,12 @@
 //! follower killed with -9 sees, once restarted, what was created while it
 //! was down; a write with no leader answers 503.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging, VersioningConfiguration};
-use tessera_tests::cluster::{free_udp_port, node_opts, wait_for};
+use tessera_tests::cluster::{eventually, free_udp_port, node_opts, wait_for};
 use tessera_tests::*;
 
 const SECRET: &str = "the bucket test cluster's secret";
@@ -48,19 +47,6 @@ fn client(server: &Server, ak: &str, sk: &str) -> aws_sdk_s3::Client {
 
 fn root(server: &Server) -> aws_sdk_s3::Client {
     client(server, ROOT_AK, ROOT_SK)
-}
-
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut ok: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !ok().await {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    start.elapsed()
 }
 
 async fn exists(server: &Server, name: &str) -> bool {

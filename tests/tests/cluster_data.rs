@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
-use tessera_tests::cluster::{free_udp_port, node_opts, wait_for};
+use tessera_tests::cluster::{free_udp_port, node_opts, urlenc, wait_for};
 use tessera_tests::*;
 
 const SECRET: &str = "the data test cluster's secret";
@@ -267,15 +267,6 @@ async fn futures_all(clients: &[Client], bucket: &str) -> bool {
         }
     }
     true
-}
-
-fn urlenc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// What one writer tried on one key, in order: (value, acknowledged).

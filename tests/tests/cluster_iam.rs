@@ -8,12 +8,11 @@
 //! others, and an STS session from one node works on another. A node that
 //! had IAM users before it joined brings them into the cluster.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use tessera_tests::cluster::{free_udp_port, node_opts, wait_for};
+use tessera_tests::cluster::{eventually, free_udp_port, node_opts, wait_for};
 use tessera_tests::*;
 
 const SECRET: &str = "the iam test cluster's secret";
@@ -58,19 +57,6 @@ fn s3(server: &Server, ak: &str, sk: &str, token: Option<&str>) -> aws_sdk_s3::C
         .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
         .build();
     aws_sdk_s3::Client::from_conf(conf)
-}
-
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut ok: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !ok().await {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    start.elapsed()
 }
 
 /// The error code of a failed S3 call (`None`: it succeeded).

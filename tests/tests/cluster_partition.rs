@@ -20,7 +20,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use tessera_tests::cluster::wait_for;
+use tessera_tests::cluster::{urlenc, wait_for};
 use tessera_tests::netns::Net;
 use tessera_tests::*;
 
@@ -114,15 +114,6 @@ fn handed_back(n: &Server, owner: &str) -> bool {
     t.iter().any(|(o, a)| o == owner && a == owner)
         && t.iter().all(|(o, a)| o == a)
         && layout(n)["stale"].as_array().is_some_and(|s| s.is_empty())
-}
-
-fn urlenc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// A client that fails fast: no retries (each attempt is one answer the
