@@ -76,12 +76,13 @@ impl Conn {
     }
 }
 
-/// How often a watched call (`RpcPool::call_unless_down`) looks at the gossip.
+/// How often a watched call (`RpcPool::call_unless_down`, a forward's
+/// `forward::Watch`) looks at the gossip.
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 
 /// Resolves once the gossip holds node `id` down (looked at every
 /// `WATCH_EVERY`); never when `watch` is off.
-async fn held_down(node: &ClusterNode, id: [u8; tessera_cluster::gossip::NODE_ID_BYTES], watch: bool) {
+pub(crate) async fn held_down(node: &ClusterNode, id: [u8; tessera_cluster::gossip::NODE_ID_BYTES], watch: bool) {
     if !watch {
         return futures_util::future::pending().await;
     }

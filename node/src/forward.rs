@@ -473,9 +473,6 @@ struct Watch<'a> {
     down_at_start: bool,
 }
 
-/// How often a forward's step looks at the gossip.
-const WATCH_EVERY: Duration = Duration::from_millis(250);
-
 impl Watch<'_> {
     fn new(node: &ClusterNode, to: SocketAddr) -> Watch<'_> {
         let owner: Option<[u8; 16]> = node.owners.load_full().and_then(|o| {
@@ -489,15 +486,7 @@ impl Watch<'_> {
     /// `f`, bounded by `RESPONSE_TIMEOUT` and by the owner's being held down.
     async fn bounded<T>(self, f: impl std::future::Future<Output = T>, what: &str) -> Result<T, String> {
         use futures_util::future::{select, Either};
-        let down = async {
-            let Some(id) = self.owner else { return futures_util::future::pending().await };
-            loop {
-                monoio::time::sleep(WATCH_EVERY).await;
-                if self.node.held_down(&id) {
-                    return;
-                }
-            }
-        };
+        let down = crate::cluster_pool::held_down(self.node, self.owner.unwrap_or_default(), self.owner.is_some());
         match select(std::pin::pin!(monoio::time::timeout(RESPONSE_TIMEOUT, f)), std::pin::pin!(down)).await {
             Either::Left((Ok(v), _)) => Ok(v),
             Either::Left((Err(_), _)) => Err(format!("timed out {what}")),
