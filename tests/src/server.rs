@@ -485,12 +485,26 @@ impl Drop for Server {
             None => None,
         };
         self.kill_quietly();
+        keep_log(&self.log_path, self.addr);
         if thread::panicking() {
             eprintln!("{}", self.diagnostics());
         } else if let Some(status) = crashed {
             // The server died on its own during a test that otherwise passed.
             eprintln!("tessera exited unexpectedly: {status}\n{}", self.diagnostics());
         }
+    }
+}
+
+/// With `TESSERA_TEST_KEEP_LOGS=DIR`, a copy of the whole server log goes
+/// to `DIR/<test thread>-<port>-<pid of the test>.log` when the server is
+/// dropped, passed or failed (for chasing a failure that is rare).
+fn keep_log(log: &Path, addr: SocketAddr) {
+    let Some(dir) = std::env::var_os("TESSERA_TEST_KEEP_LOGS") else { return };
+    let dir = PathBuf::from(dir);
+    let name = thread::current().name().unwrap_or("test").replace("::", "-");
+    let to = dir.join(format!("{name}-{}-{}.log", addr.port(), std::process::id()));
+    if let Err(e) = fs::create_dir_all(&dir).and_then(|_| fs::copy(log, &to)) {
+        eprintln!("TESSERA_TEST_KEEP_LOGS: copying {} to {}: {e}", log.display(), to.display());
     }
 }
 

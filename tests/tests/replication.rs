@@ -515,6 +515,64 @@ async fn existing_objects_are_backfilled_once_and_replicated_versions_are_not_se
     assert_eq!(metric_total(&m, "tessera_replication_sent_total"), 0.0);
 }
 
+/// Null versions (written before versioning was enabled) go to the
+/// destination as its null versions: an older null version there is
+/// replaced, a newer one kept; a null version's delete removes the
+/// destination's.
+#[tokio::test(flavor = "multi_thread")]
+async fn null_versions_replicate_as_the_destinations_null_versions() {
+    let b_addr = free_addr();
+    let dst = node(b_addr, None);
+    let src = node(free_addr(), Some(b_addr));
+    let (a, b) = (src.client(), dst.client());
+    ok(a.create_bucket().bucket("src").send().await, "create src");
+    ok(b.create_bucket().bucket("dst").send().await, "create dst");
+    // Unversioned: null versions. The destination's n/a is older than the
+    // source's, its n/c newer.
+    put(&b, "dst", "n/a", b"dst's older a").await;
+    put(&a, "src", "n/a", b"null a").await;
+    let big = random_bytes(300 * 1024, 9);
+    put(&a, "src", "n/b", &big).await;
+    put(&a, "src", "n/c", b"null c").await;
+    put(&b, "dst", "n/c", b"dst's newer c").await;
+    let on = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+    ok(a.put_bucket_versioning().bucket("src").versioning_configuration(on.clone()).send().await, "versioning src");
+    ok(b.put_bucket_versioning().bucket("dst").versioning_configuration(on).send().await, "versioning dst");
+    let a2 = put(&a, "src", "n/a", b"a two").await;
+    let existing = config_existing("arn:aws:s3:::dst", "n/", true);
+    ok(a.put_bucket_replication().bucket("src").replication_configuration(existing).send().await, "put replication");
+    wait_drained(&src, 4.0);
+    let m = src.scrape_metrics();
+    assert_eq!(metric_total(&m, "tessera_replication_failed_total"), 0.0, "{}", admin_json(&src, "/admin/v1/replication"));
+    assert_eq!(metric_total(&m, "tessera_replication_sent_total"), 4.0, "three null versions and a2");
+    for k in ["n/a", "n/b", "n/c"] {
+        assert_eq!(status_of(&a, "src", k, "null").await.as_deref(), Some("COMPLETED"), "{k}");
+    }
+    // n/a: the source's null version replaced the destination's older one
+    // (one null version per key), noncurrent under a2 as on the source.
+    let vb = versions(&b, "dst").await;
+    let of = |k: &str| vb.iter().filter(|v| v.0 == k).map(|v| (v.1.clone(), v.3)).collect::<Vec<_>>();
+    let mut want_a = vec![("null".to_string(), false), (a2.clone(), true)];
+    want_a.sort();
+    assert_eq!(of("n/a"), want_a, "{vb:?}");
+    let got = ok(b.get_object().bucket("dst").key("n/a").version_id("null").send().await, "get null a");
+    assert_eq!(got.replication_status().map(|s| s.as_str()), Some("REPLICA"));
+    assert_eq!(read_body(got).await, b"null a");
+    let got = ok(b.get_object().bucket("dst").key("n/b").send().await, "get n/b");
+    assert_eq!(got.version_id(), Some("null"));
+    assert_eq!(read_body(got).await, big);
+    // n/c: the destination's own null version is newer and stays.
+    assert_eq!(of("n/c"), vec![("null".to_string(), true)], "{vb:?}");
+    let got = ok(b.get_object().bucket("dst").key("n/c").send().await, "get n/c");
+    assert_eq!(read_body(got).await, b"dst's newer c");
+
+    // Deleting the source's null version of n/b removes the destination's.
+    ok(a.delete_object().bucket("src").key("n/b").version_id("null").send().await, "delete null version");
+    wait_drained(&src, 5.0);
+    assert!(!versions(&b, "dst").await.iter().any(|v| v.0 == "n/b"), "n/b's null version is gone on the destination");
+    assert_eq!(metric_total(&src.scrape_metrics(), "tessera_replication_failed_total"), 0.0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_versions_are_queued_again_by_a_resync() {
     let b_addr = free_addr();

@@ -14,8 +14,10 @@
 //!
 //! A replica write (PutObject, or the CompleteMultipartUpload of a version
 //! over a single PUT's limit) carries `x-tessera-replica-version` (and
-//! `-mtime`, `-etag`): the destination keeps that version id, mtime and ETag
-//! and marks the version REPLICA. `authz` requires `s3:ReplicateObject` (writes) or
+//! `-mtime`, `-etag`, and `-null: true` for a null version, one the source
+//! wrote before versioning was enabled): the destination keeps that version
+//! id, mtime and ETag (a null version as its null version, replacing an
+//! older one and losing to a newer one) and marks the version REPLICA. `authz` requires `s3:ReplicateObject` (writes) or
 //! `s3:ReplicateDelete` (deletes) for any request carrying the header, so an
 //! ordinary client cannot forge version ids. REPLICA versions are never
 //! queued for replication: two sites replicating to each other do not loop.
@@ -43,6 +45,7 @@ pub const REPLICATION_CONFIG_V1: u8 = 1;
 pub const H_REPLICA_VERSION: &str = "x-tessera-replica-version";
 pub const H_REPLICA_MTIME: &str = "x-tessera-replica-mtime";
 pub const H_REPLICA_ETAG: &str = "x-tessera-replica-etag";
+pub const H_REPLICA_NULL: &str = "x-tessera-replica-null";
 
 /// A replication remote (`--replication-target`).
 pub type TargetSpec = crate::remote_s3::RemoteSpec;
@@ -226,6 +229,12 @@ pub struct Record {
 }
 
 impl Record {
+    /// The version this entry is about, current or noncurrent (a null
+    /// version replaced since is not it).
+    pub fn find(&self, shard: &tessera_io::Shard) -> S3Result<Option<crate::s3::versions::Located>> {
+        crate::s3::versions::find_exact(shard, self.bucket_id, &self.key, self.version, self.null_version)
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc::new(REPL_RECORD_V1);
         e.u8(self.op as u8).i64(self.time_ms).str(&self.bucket).u64(self.bucket_id).str(&self.key);
@@ -266,6 +275,8 @@ pub struct ReplicaWrite {
     pub mtime_ms: i64,
     /// The source's ETag (MD5 and part count), kept for a PUT.
     pub etag: Option<([u8; 16], u16)>,
+    /// The source's version is its null version.
+    pub null: bool,
 }
 
 impl ReplicaWrite {
@@ -296,14 +307,19 @@ impl ReplicaWrite {
                 Some((md5, parts))
             }
         };
-        Ok(Some(ReplicaWrite { version, mtime_ms, etag }))
+        let null = match h.get(H_REPLICA_NULL).map(str::trim) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(bad(H_REPLICA_NULL)),
+        };
+        Ok(Some(ReplicaWrite { version, mtime_ms, etag, null }))
     }
 
     /// Makes `s` the replica: the source's id, mtime and ETag.
     pub fn stamp(&self, s: &mut ObjectSummary) {
         s.repl = ReplStatus::Replica;
         s.version = self.version;
-        s.null_version = false;
+        s.null_version = self.null;
         s.mtime_ms = self.mtime_ms;
         if let Some((md5, parts)) = self.etag {
             s.md5 = md5;

@@ -5,8 +5,8 @@
 //! `--test-replication-failed-retry-ms` (60 s) to `MAX_DELAY_MS` (6 h), at
 //! most `MAX_ATTEMPTS` times; after that only a resync queues it. A
 //! destination fixed by its operator is caught up without anyone here
-//! acting. Versions FAILED for a reason of their own (SSE-C, null
-//! version, tiered) are not retried: sending them again cannot work.
+//! acting. Versions FAILED for a reason of their own (SSE-C,
+//! tiered) are not retried: sending them again cannot work.
 //!
 //! FORMAT BOUNDARY: key `F ++ due ms (u64 BE) ++ queue key` (the target
 //! and the entry's event id), summary `[RETRY_V1, attempts so far]`, meta
@@ -20,7 +20,7 @@ use tessera_io::{Body, Mutation};
 use tessera_proto::time::now_unix_ms;
 
 use super::{Record, REPL_RECORD_V1};
-use crate::meta::{object_key, ReplStatus, VersionSel, T_OBJECTS, T_REPLICATION, T_REPLSTATE};
+use crate::meta::{object_key, ReplStatus, T_OBJECTS, T_REPLICATION, T_REPLSTATE};
 use crate::server::Ctx;
 use crate::shards::LocalShard;
 
@@ -102,7 +102,7 @@ pub async fn requeue_due(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>) -> Resul
             .shards
             .txn(shard, lock, move |local| async move {
                 let mut muts = vec![Mutation::Delete { table: T_REPLSTATE, key }];
-                let found = crate::s3::versions::find(&local.shard, rec.bucket_id, &rec.key, VersionSel::Id(rec.version)).map_err(|e| format!("{e:?}"))?;
+                let found = rec.find(&local.shard).map_err(|e| format!("{e:?}"))?;
                 let failed = found.filter(|loc| loc.summary.repl == ReplStatus::Failed);
                 if let Some(loc) = &failed {
                     if let Some(stored) = crate::stripes_io::load(&local.shard, loc.table, &loc.key).await.map_err(|e| e.to_string())? {

@@ -28,7 +28,7 @@ use tessera_io::{Body, Mutation};
 use tessera_proto::time::now_unix_ms;
 
 use crate::remote_s3::{encode_path, form_encode, Chunks, MultipartUpload, Outcome, Remote, RemoteRequest};
-use super::{entry_bytes, Op, Record, TargetSpec, H_REPLICA_ETAG, H_REPLICA_MTIME, H_REPLICA_VERSION};
+use super::{entry_bytes, Op, Record, TargetSpec, H_REPLICA_ETAG, H_REPLICA_MTIME, H_REPLICA_NULL, H_REPLICA_VERSION};
 use crate::meta::{object_key, ReplStatus, VersionSel, T_OBJECTS, T_REPLICATION};
 use crate::notify::worker::{MAX_BACKOFF, MIN_BACKOFF};
 use crate::notify::{event_id_of, queue_prefix};
@@ -219,11 +219,14 @@ async fn prepare(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, rec: &Record) ->
     let vid = rec.version.render();
     let mut headers = vec![(H_REPLICA_VERSION.to_string(), vid.clone())];
     if rec.null_version {
-        return Ok(Prep::Fail("null versions are not replicated".into()));
+        // Written before versioning was enabled: the destination keeps it
+        // as its null version (older ones replaced, newer ones kept).
+        headers.push((H_REPLICA_NULL.to_string(), "true".into()));
     }
     match rec.op {
         Op::DeleteVersion => {
-            return Ok(Prep::Send(RemoteRequest { method: "DELETE", path, query: format!("versionId={vid}"), headers, body: Vec::new() }))
+            let query = format!("versionId={}", if rec.null_version { "null" } else { vid.as_str() });
+            return Ok(Prep::Send(RemoteRequest { method: "DELETE", path, query, headers, body: Vec::new() }));
         }
         Op::DeleteMarker => {
             let mtime = (rec.version.micros() / 1000).to_string();
@@ -232,9 +235,10 @@ async fn prepare(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, rec: &Record) ->
         }
         Op::Put => {}
     }
-    let sel = Some(VersionSel::Id(rec.version));
+    let sel = Some(if rec.null_version { VersionSel::Null } else { VersionSel::Id(rec.version) });
     let found = crate::s3::versions::load(&l.shard, rec.bucket_id, &rec.key, sel).await.map_err(|e| format!("loading {}: {e:?}", rec.key))?;
-    let Some((loc, meta, body)) = found else { return Ok(Prep::Skip) };
+    // A null version replaced since is gone (its successor has an entry of its own).
+    let Some((loc, meta, body)) = found.filter(|(l, _, _)| l.summary.version == rec.version) else { return Ok(Prep::Skip) };
     let s = loc.summary;
     if s.delete_marker {
         return Ok(Prep::Skip);
@@ -272,11 +276,14 @@ async fn prepare(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, rec: &Record) ->
         // The replica headers go on both ends: Create so a destination
         // that denies s3:ReplicateObject refuses before any byte moves,
         // Complete because it makes the version.
-        let complete_headers = vec![
+        let mut complete_headers = vec![
             (H_REPLICA_VERSION.to_string(), vid),
             (H_REPLICA_MTIME.to_string(), s.mtime_ms.to_string()),
             (H_REPLICA_ETAG.to_string(), s.etag().trim_matches('"').to_string()),
         ];
+        if rec.null_version {
+            complete_headers.push((H_REPLICA_NULL.to_string(), "true".into()));
+        }
         let create = finish(rec, &s, &meta, path, headers, Vec::new());
         let parts = part_layout(&meta.part_sizes, s.size, threshold);
         let m = MultipartUpload { path: create.path, create_headers: create.headers, complete_headers, parts };
@@ -623,7 +630,7 @@ async fn settle(ctx: &Ctx, shard: u32, batch: Vec<(Taken, Settled)>) -> Result<u
                 if rec.op == Op::DeleteVersion {
                     continue;
                 }
-                let Some(loc) = crate::s3::versions::find(&local.shard, rec.bucket_id, &rec.key, VersionSel::Id(rec.version))? else {
+                let Some(loc) = rec.find(&local.shard)? else {
                     continue;
                 };
                 if loc.summary.repl != ReplStatus::Pending {

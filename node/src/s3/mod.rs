@@ -358,6 +358,10 @@ pub async fn write_version(
         .txn(shard, lock, move |local| async move {
             let (mut muts, summary) =
                 versions::place(&local.shard, bid, &key, versioning, new, cond.as_ref(), random).await?;
+            if muts.is_empty() {
+                // A null replica older than the null version here: nothing changes.
+                return Ok(summary);
+            }
             if let Some(ev) = &ev {
                 muts.extend(ev.mutations(&local.notify, Some(&summary)));
             }

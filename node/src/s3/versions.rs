@@ -98,6 +98,14 @@ pub fn find(shard: &Shard, bucket: u64, key: &str, sel: VersionSel) -> S3Result<
     }
 }
 
+/// The version of `key` whose id is `version`, null (`null`, as a null
+/// version keeps the id it was written with) or not: a null version
+/// replaced since is not found.
+pub fn find_exact(shard: &Shard, bucket: u64, key: &str, version: VersionId, null: bool) -> S3Result<Option<Located>> {
+    let sel = if null { VersionSel::Null } else { VersionSel::Id(version) };
+    Ok(find(shard, bucket, key, sel)?.filter(|l| l.summary.version == version))
+}
+
 /// The version `sel` of `key` (or the current one) with its meta and body.
 pub async fn load(
     shard: &Shard,
@@ -163,15 +171,37 @@ pub async fn place(
             // A replica keeps the source's id: written again in place when
             // it is here already (a repeated delivery), as a noncurrent
             // version when a newer one is current, else as the current one.
+            // A null replica (a version the source wrote before versioning
+            // was enabled) replaces an older null version, the only one a
+            // key has, and loses to a newer one: nothing is written.
             let v = summary.version;
-            let at = match find(shard, bucket, key, VersionSel::Id(v))? {
+            let mut muts = Vec::new();
+            let same = if summary.null_version {
+                match find(shard, bucket, key, VersionSel::Null)? {
+                    Some(n) if n.summary.version > v => return Ok((Vec::new(), n.summary)),
+                    Some(n) if n.summary.version == v => Some(n),
+                    Some(n) if n.table == T_VERSIONS && cur.as_ref().is_some_and(|c| c.summary.version > v) => {
+                        // Older and noncurrent, as the replica will be: it goes.
+                        n.summary.check_removable(now_unix_ms(), false)?;
+                        muts.extend(crate::tier::forget_mutation(shard, n.table, &n.key, &n.summary).await?);
+                        muts.push(Mutation::Delete { table: T_VERSIONS, key: n.key });
+                        None
+                    }
+                    // Older, and the replica becomes current: replaced
+                    // below as a null version written here would be.
+                    _ => None,
+                }
+            } else {
+                find(shard, bucket, key, VersionSel::Id(v))?
+            };
+            let at = match same {
                 Some(l) => Some((l.table, l.key)),
                 None if cur.as_ref().is_some_and(|c| c.summary.version > v) => Some((T_VERSIONS, version_key(bucket, key, &v))),
                 None => None,
             };
             if let Some((table, k)) = at {
-                let m = Mutation::Put { table, key: k, summary: summary.encode(), meta, body };
-                return Ok((vec![m], summary));
+                muts.push(Mutation::Put { table, key: k, summary: summary.encode(), meta, body });
+                return Ok((muts, summary));
             }
         } else {
             summary.version = VersionId::next(now_unix_micros(), cur.as_ref().map(|l| &l.summary.version), random);
@@ -353,6 +383,59 @@ mod tests {
             let (all, _) = entries(&shard, "k").await;
             assert_eq!(all.len(), 3, "one null version, two versioned");
             assert_eq!((all[0].1.null_version, all[0].1.size), (true, 2));
+        });
+    }
+
+    /// A null replica with id `micros`.
+    fn null_replica(micros: u64, size: u64) -> NewVersion {
+        let mut nv = new_version(size, Body::Inline(vec![3; size as usize]));
+        nv.summary.repl = ReplStatus::Replica;
+        nv.summary.version = VersionId::from_parts(micros, [5; 8]);
+        nv.summary.null_version = true;
+        nv
+    }
+
+    #[test]
+    fn null_replicas_keep_one_null_version_per_key_and_the_newest_wins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        run(async {
+            let shard = Shard::open(dir.path(), 0, ShardOptions::default()).await.expect("open");
+            let nulls = |all: &[(u8, ObjectSummary)]| {
+                all.iter().filter(|(_, s)| s.null_version).map(|(t, s)| (*t, s.version, s.size)).collect::<Vec<_>>()
+            };
+            // A null version written here (now), then a versioned one over it.
+            let nv = new_version(1, Body::Inline(vec![1]));
+            let (muts, local_null) = place(&shard, 1, "k", Versioning::Suspended, nv, None, [0; 8]).await.expect("null");
+            apply(&shard, muts).await;
+            let nv = new_version(2, Body::Inline(vec![2; 2]));
+            let (muts, current) = place(&shard, 1, "k", Versioning::Enabled, nv, None, [1; 8]).await.expect("put");
+            apply(&shard, muts).await;
+            // An older null replica loses: nothing is written.
+            let older = local_null.version.micros() - 1_000;
+            let (muts, kept) = place(&shard, 1, "k", Versioning::Enabled, null_replica(older, 3), None, [0; 8]).await.expect("older");
+            assert!(muts.is_empty());
+            assert_eq!(kept.version, local_null.version);
+            // A newer one (still older than the current version) replaces it, noncurrent.
+            let newer = local_null.version.micros() + 1;
+            assert!(newer < current.version.micros());
+            let (muts, _) = place(&shard, 1, "k", Versioning::Enabled, null_replica(newer, 4), None, [0; 8]).await.expect("newer");
+            apply(&shard, muts).await;
+            let (all, _) = entries(&shard, "k").await;
+            assert_eq!(nulls(&all), vec![(T_VERSIONS, VersionId::from_parts(newer, [5; 8]), 4)]);
+            assert_eq!(all.len(), 2);
+            // Delivered again: written in place.
+            let (muts, _) = place(&shard, 1, "k", Versioning::Enabled, null_replica(newer, 4), None, [0; 8]).await.expect("again");
+            apply(&shard, muts).await;
+            let (all, _) = entries(&shard, "k").await;
+            assert_eq!(all.len(), 2);
+            // One newer than the current version becomes current and the
+            // noncurrent null version goes.
+            let newest = current.version.micros() + 1;
+            let (muts, _) = place(&shard, 1, "k", Versioning::Enabled, null_replica(newest, 5), None, [0; 8]).await.expect("newest");
+            apply(&shard, muts).await;
+            let (all, _) = entries(&shard, "k").await;
+            assert_eq!(nulls(&all), vec![(T_OBJECTS, VersionId::from_parts(newest, [5; 8]), 5)]);
+            assert_eq!(all.len(), 2, "the null replica and the demoted versioned one");
         });
     }
 
