@@ -32,6 +32,7 @@ fn timing() -> Timing {
         suspect_to_down: Duration::from_secs(2),
         gossip_every: Duration::from_millis(100),
         announce_every: Duration::from_secs(3),
+        announce_down_every: Duration::from_secs(1),
     }
 }
 
