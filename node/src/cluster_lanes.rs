@@ -490,6 +490,9 @@ fn make(
 /// commits is healed of them (one heal per member at a time).
 async fn revive(ctx: &Rc<Ctx>, a: &mut Attached, node: &Arc<crate::cluster::ClusterNode>) {
     let lanes: Vec<Rc<LocalShard>> = a.lanes.iter().map(|(_, l)| l.clone()).collect();
+    // A write found too few members in service: probe them now, whenever
+    // they were last probed (`Mirrors::await_quorum` waits for it).
+    let wanted = a.health.take_wanted();
     for (i, (disk, probe, last)) in a.probes.iter_mut().enumerate() {
         let disk = *disk;
         // When the gossip comes to hold a member's node down, the member
@@ -517,7 +520,7 @@ async fn revive(ctx: &Rc<Ctx>, a: &mut Attached, node: &Arc<crate::cluster::Clus
             }
             continue;
         }
-        if a.probing[i].get() || last.is_some_and(|t| t.elapsed() < REVIVE_EVERY) {
+        if a.probing[i].get() || (!wanted && last.is_some_and(|t| t.elapsed() < REVIVE_EVERY)) {
             continue;
         }
         *last = Some(Instant::now());

@@ -891,6 +891,13 @@ pub async fn write_response(
             conn.write_all(head).await?;
             stream.write_to(conn).await?;
         }
+        RespBody::Tier(_) if is_head => {
+            conn.write_all(head).await?;
+        }
+        RespBody::Tier(stream) => {
+            conn.write_all(head).await?;
+            stream.write_to(conn).await?;
+        }
     }
     Ok(())
 }

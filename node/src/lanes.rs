@@ -81,6 +81,14 @@ pub struct Coding {
 /// body), so PUTs that never commit cannot grow it without bound.
 pub const MAX_TRANSLATIONS: usize = 16 * 1024;
 
+/// How long a write on a cluster lane with too few members in service
+/// waits for a probe to find them back (`Mirrors::await_quorum`), and how
+/// often it looks. The lanes' loop polls every 100 ms and a probe of a
+/// live node takes a round trip, so a member whose node is back returns
+/// well within it; a node really gone costs a refused write this much.
+pub const QUORUM_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const QUORUM_POLL: std::time::Duration = std::time::Duration::from_millis(25);
+
 type ExtentKey = (u32, u64, u64);
 
 fn key(e: &Extent) -> ExtentKey {
@@ -259,6 +267,25 @@ impl Mirrors {
         self.pieces.borrow().get(&e.offset).filter(|(_, p)| p.len == e.len).map(|(_, p)| p.clone())
     }
 
+    /// `check_quorum`, giving the members of a cluster lane a moment to
+    /// come back: a write that finds too few in service asks for them to
+    /// be probed at once and waits up to `QUORUM_WAIT` for it. Without
+    /// this, a write just after a member's node restarted was refused
+    /// until the next probe (every `REVIVE_EVERY`, 2 s) found it back.
+    pub(crate) async fn await_quorum(&self) -> Result<(), IoError> {
+        if self.check_quorum().is_ok() || !self.health.want_members() {
+            return self.check_quorum();
+        }
+        let started = std::time::Instant::now();
+        while started.elapsed() < QUORUM_WAIT {
+            monoio::time::sleep(QUORUM_POLL).await;
+            if self.check_quorum().is_ok() {
+                return Ok(());
+            }
+        }
+        self.check_quorum()
+    }
+
     /// Online whole (not healing) members plus the primary: fewer than the
     /// quorum refuses the write before anything is written.
     pub(crate) fn check_quorum(&self) -> Result<(), IoError> {
@@ -300,7 +327,7 @@ fn copy_buf(src: &DataBuf) -> DataBuf {
 /// extent is the answer.
 pub async fn write_data(primary: &Shard, mirrors: Option<&Mirrors>, buf: DataBuf) -> Result<Extent, IoError> {
     let Some(m) = mirrors else { return primary.write_data(buf).await };
-    m.check_quorum()?;
+    m.await_quorum().await?;
     if m.coding.is_some() {
         return crate::stripes_io::write_piece(primary, m, buf).await;
     }
@@ -441,7 +468,7 @@ async fn translate(primary: &Shard, m: &Mirrors, who: Who, muts: &[Mutation]) ->
 /// every member that failed is recorded as stale.
 pub async fn commit(primary: &Shard, mirrors: Option<&Mirrors>, muts: Vec<Mutation>) -> Result<u64, IoError> {
     let Some(m) = mirrors else { return primary.commit(muts).await };
-    m.check_quorum()?;
+    m.await_quorum().await?;
     let targets: Vec<(usize, usize)> =
         m.members.iter().enumerate().filter(|(_, (d, _))| m.health.online(*d)).map(|(i, (d, _))| (i, *d)).collect();
     // Members that miss this commit (recorded stale before it is acknowledged).

@@ -29,6 +29,8 @@ pub enum RespBody {
     Object(ObjectStream),
     /// SelectObjectContent's event stream, sent chunked.
     Select(Box<crate::s3::select::SelectStream>),
+    /// A transitioned version's bytes, read from its tier as they are sent.
+    Tier(Box<crate::tier::read::TierStream>),
 }
 
 impl RespBody {
@@ -38,6 +40,7 @@ impl RespBody {
             RespBody::Bytes(b) => b.len() as u64,
             RespBody::Object(s) => s.range.end - s.range.start,
             RespBody::Select(_) => 0,
+            RespBody::Tier(s) => s.len(),
         }
     }
 

@@ -58,6 +58,11 @@ pub struct DiskHealth {
     pub ec: Arc<EcCounters>,
     /// The stale set as last written; the lock also orders its writers.
     stale: Mutex<BTreeSet<DiskId>>,
+    /// The members of a cluster lane (on other nodes, `for_cluster`):
+    /// out of service until a probe answers (`cluster_lanes::revive`).
+    remote: bool,
+    /// A write found too few members in service: probe them now.
+    wanted: AtomicBool,
 }
 
 impl DiskHealth {
@@ -130,13 +135,28 @@ impl DiskHealth {
     pub fn for_cluster(ids: Vec<DiskId>, ec: Arc<EcCounters>) -> Arc<DiskHealth> {
         let disks =
             ids.into_iter().map(|id| Disk { id, online: AtomicBool::new(true), dir: None, heal: HealProgress::new(None, 1) }).collect();
-        Arc::new(DiskHealth { disks, ec, stale: Mutex::new(BTreeSet::new()) })
+        Arc::new(DiskHealth { disks, ec, stale: Mutex::new(BTreeSet::new()), remote: true, wanted: AtomicBool::new(false) })
     }
 
     /// Puts a member of a cluster lane back in service (its node answers
     /// again); false if it was online.
     pub fn revive(&self, disk: usize) -> bool {
         self.disks.get(disk).is_some_and(|d| d.dir.is_none() && !d.online.swap(true, Ordering::AcqRel))
+    }
+
+    /// Asks for the members out of service to be probed at once (a write
+    /// found too few in service); false for local disks, which come back
+    /// only at the next start.
+    pub fn want_members(&self) -> bool {
+        if self.remote {
+            self.wanted.store(true, Ordering::Release);
+        }
+        self.remote
+    }
+
+    /// Whether a write asked for a probe since the last call.
+    pub fn take_wanted(&self) -> bool {
+        self.wanted.swap(false, Ordering::AcqRel)
     }
 }
 
@@ -149,7 +169,7 @@ impl DiskHealth {
             .into_iter()
             .map(|(id, dir, remote)| Disk { id, online: AtomicBool::new(dir.is_some() || remote), dir, heal: HealProgress::new(None, 1) })
             .collect();
-        Arc::new(DiskHealth { disks, ec: Arc::default(), stale: Mutex::new(BTreeSet::new()) })
+        Arc::new(DiskHealth { disks, ec: Arc::default(), stale: Mutex::new(BTreeSet::new()), remote: false, wanted: AtomicBool::new(false) })
     }
 }
 
@@ -460,7 +480,7 @@ fn build(dirs: &[PathBuf], states: &[DirState]) -> Result<Layout, LayoutError> {
             heal: HealProgress::new(mark, spd),
         })
         .collect();
-    let health = Arc::new(DiskHealth { disks, ec: Arc::default(), stale: Mutex::new(stale) });
+    let health = Arc::new(DiskHealth { disks, ec: Arc::default(), stale: Mutex::new(stale), remote: false, wanted: AtomicBool::new(false) });
     tracing::info!(
         sets = f.sets.len(),
         disks = n,

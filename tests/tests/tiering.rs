@@ -291,3 +291,32 @@ async fn transitions_and_restores_send_events() {
     assert!(got[3]["s3"]["object"].get("size").is_none(), "a removal names no size");
     assert_eq!(rx.records().len(), 4, "the PUT sent no event (not selected)");
 }
+
+/// GetObject requests a node answered (any status).
+fn get_requests(s: &Server) -> f64 {
+    s.scrape_metrics().iter().filter(|(k, _)| k.starts_with("tessera_requests_total{op=\"GetObject\"")).map(|(_, v)| v).sum()
+}
+
+/// A transitioned object larger than a tier read piece (8 MiB) is read
+/// from the tier a piece at a time (memory per GET stays bounded): whole
+/// and ranged GETs give its bytes, one tier request per piece.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_transitioned_objects_are_read_from_the_tier_a_piece_at_a_time() {
+    let t_addr = free_addr();
+    let tier_node = node(t_addr, None);
+    let src = node(free_addr(), Some(t_addr));
+    let (a, t) = (src.client(), tier_node.client());
+    ok(t.create_bucket().bucket("archive").send().await, "tier bucket");
+    ok(a.create_bucket().bucket("src").send().await, "source bucket");
+    let body = random_bytes((20 << 20) + 5, 11);
+    ok(a.put_object().bucket("src").key("big").body(bytestream(&body)).send().await, "put");
+    put_lifecycle_rules(&a, "src", vec![rule("cold", "").transitions(to_cold(1)).build().unwrap()]).await.expect("rules");
+    wait_until_within(DEADLINE, "big transitioned", || async { class_of(&a, "src", "big").await.as_deref() == Some("COLD") }).await;
+    let before = get_requests(&tier_node);
+    assert!(get(&a, "src", "big", None).await == body, "the whole body read through");
+    wait_until_within(DEADLINE, "three GETs at the tier", || async { get_requests(&tier_node) - before >= 3.0 }).await;
+    assert_eq!(get_requests(&tier_node) - before, 3.0, "8 + 8 + 4 MiB");
+    let (s, e) = ((8 << 20) - 100, (16 << 20) + 100);
+    let got = get(&a, "src", "big", Some(&format!("bytes={s}-{e}"))).await;
+    assert!(got == body[s..=e], "a range over two piece boundaries: {} bytes", got.len());
+}

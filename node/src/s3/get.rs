@@ -353,13 +353,12 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
         return Ok(resp);
     }
     if crate::tier::is_stub(&meta) {
-        // Transitioned: the range is read from the tier (whole, before the
-        // answer starts, so a tier that is down is a clean 503).
-        let t = meta.tier.as_ref().ok_or_else(|| super::internal("tier info vanished"))?;
-        let data = crate::tier::read::read_through(ctx, t, range.clone(), size).await?;
-        let len = data.len() as u64;
-        let body = tessera_io::Body::Inline(data);
-        resp.body = RespBody::Object(ObjectStream { ctx: ctx.clone(), shard, body, range: 0..len, source: None, sse: None });
+        // Transitioned: the range is read from the tier a piece at a time,
+        // the first before the answer starts (a tier that is down is a
+        // clean 503).
+        let t = meta.tier.clone().ok_or_else(|| super::internal("tier info vanished"))?;
+        let stream = crate::tier::read::TierStream::open(ctx, t, range, size).await?;
+        resp.body = RespBody::Tier(Box::new(stream));
         return Ok(resp);
     }
     let source = matches!(body, tessera_io::Body::Extents(_)).then(|| StreamSource {

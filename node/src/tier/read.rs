@@ -11,7 +11,7 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use super::{find, RestoreEntry, TierInfo, MAX_TIERED_BYTES};
 use crate::buckets::BucketInfo;
-use crate::conn::Request;
+use crate::conn::{Conn, ConnError, Request};
 use crate::meta::{object_key, ObjectMeta, ObjectSummary, T_OBJECTS};
 use crate::notify::target::Reply;
 use crate::remote_s3::{encode_path, Outcome, Remote, RemoteRequest, RemoteSpec};
@@ -21,6 +21,10 @@ use crate::server::Ctx;
 
 /// Largest RestoreRequest document.
 const MAX_RESTORE_BODY_BYTES: usize = 64 * 1024;
+
+/// Bytes a GET of a transitioned version reads from its tier per request:
+/// such a GET holds about two of these, whatever the object's size.
+pub const STREAM_PIECE_BYTES: u64 = 8 << 20;
 
 /// Sends `req` to `spec` from a thread of its own (the client blocks) and
 /// waits for the answer without blocking the reactor; the answer's body
@@ -69,6 +73,54 @@ pub async fn read_through(ctx: &Ctx, t: &TierInfo, range: Range<u64>, size: u64)
         Outcome::Done => Err(crate::s3::internal(format!("the tier {} sent {} bytes for {len}", t.class, reply.body.len()))),
         Outcome::Refused(why) => Err(crate::s3::internal(format!("the tier {} refused the read: {why}", t.class))),
         Outcome::Retry(why) => Err(unavailable(&t.class, &why)),
+    }
+}
+
+/// A GET's range of a transitioned version, read from its tier a piece
+/// (`STREAM_PIECE_BYTES`) at a time: the first before the answer starts
+/// (a tier that is down is a clean 503), each next one while the one
+/// before is written to the client. A piece that fails later closes the
+/// connection (the client sees a short body, as for a local read error).
+pub struct TierStream {
+    ctx: Rc<Ctx>,
+    info: TierInfo,
+    size: u64,
+    first: Vec<u8>,
+    /// What is left after `first`.
+    rest: Range<u64>,
+}
+
+impl TierStream {
+    pub async fn open(ctx: &Rc<Ctx>, info: TierInfo, range: Range<u64>, size: u64) -> S3Result<Self> {
+        let end = range.end.min(range.start.saturating_add(STREAM_PIECE_BYTES));
+        let first = read_through(ctx, &info, range.start..end, size).await?;
+        Ok(TierStream { ctx: ctx.clone(), info, size, first, rest: end..range.end })
+    }
+
+    /// Bytes the answer carries.
+    pub fn len(&self) -> u64 {
+        self.first.len() as u64 + (self.rest.end - self.rest.start)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub async fn write_to(self, conn: &mut Conn) -> Result<(), ConnError> {
+        let TierStream { ctx, info, size, first, rest } = self;
+        let (mut piece, mut at) = (first, rest.start);
+        while at < rest.end {
+            let end = rest.end.min(at + STREAM_PIECE_BYTES);
+            let (written, next) = futures_util::future::join(conn.write_all(piece), read_through(&ctx, &info, at..end, size)).await;
+            written?;
+            piece = next.map_err(|e| {
+                tracing::warn!(class = %info.class, key = %info.remote_key, "reading from the tier mid-answer: {}", e.message);
+                ConnError::Io(std::io::Error::other(e.message))
+            })?;
+            at = end;
+        }
+        conn.write_all(piece).await?;
+        Ok(())
     }
 }
 
