@@ -80,6 +80,15 @@ impl Conn {
 /// `forward::Watch`) looks at the gossip.
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 
+/// The deadline of a watched call made while the gossip already holds the
+/// peer down (`call_unless_down`): a restarted node that answers does so
+/// at once, and a cut-off one must not hold the caller for the full
+/// deadline. (The partition test caught a lane write that started a few
+/// ms after the gossip's "down" and before its reactor's lanes took the
+/// member out: unwatched, on a pooled connection the cut left silent, it
+/// waited the member call's 10 s.)
+pub const HELD_DOWN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Resolves once the gossip holds node `id` down (looked at every
 /// `WATCH_EVERY`); never when `watch` is off.
 pub(crate) async fn held_down(node: &ClusterNode, id: [u8; tessera_cluster::gossip::NODE_ID_BYTES], watch: bool) {
@@ -124,8 +133,9 @@ impl RpcPool {
     /// 10 s deadline. A connection silent since the call was sent is
     /// dropped then, as at a deadline (a cut-off peer leaves it open and
     /// silent). Only the change counts: a call made while the gossip
-    /// already holds the peer down is not watched (a restarted node is
-    /// answering before the gossip knows its new incarnation; a probe).
+    /// already holds the peer down is not given up (a restarted node is
+    /// answering before the gossip knows its new incarnation), but gets a
+    /// deadline of at most `HELD_DOWN_CALL_TIMEOUT`.
     pub async fn call_unless_down(
         self: &Rc<Self>,
         peer: &NodeIdentity,
@@ -145,7 +155,9 @@ impl RpcPool {
         watch: bool,
     ) -> Result<Vec<u8>, RpcError> {
         use futures_util::future::{select, Either};
-        let watch = watch && !self.node.held_down(&peer.id);
+        let down_already = watch && self.node.held_down(&peer.id);
+        let timeout = if down_already { timeout.min(HELD_DOWN_CALL_TIMEOUT) } else { timeout };
+        let watch = watch && !down_already;
         let conn = {
             let c = std::pin::pin!(monoio::time::timeout(timeout, self.conn(peer)));
             match select(c, std::pin::pin!(held_down(&self.node, peer.id, watch))).await {

@@ -190,7 +190,13 @@ impl Remote {
     /// Sends `r` with a body of `len` bytes taken from `chunks` (`r.body`
     /// is not sent), so a body of any size passes with bounded memory.
     pub fn send_streamed(&mut self, r: &RemoteRequest, len: u64, chunks: &Chunks) -> Outcome {
-        self.outcome(r, Payload::Stream(len, chunks), None, 1 << 20)
+        self.send_streamed_keeping(r, len, chunks, None)
+    }
+
+    /// `send_streamed` that keeps the answer's headers (and a body of at
+    /// most 1 MiB) in `out`.
+    pub fn send_streamed_keeping(&mut self, r: &RemoteRequest, len: u64, chunks: &Chunks, out: Option<&mut Reply>) -> Outcome {
+        self.outcome(r, Payload::Stream(len, chunks), out, 1 << 20)
     }
 
     /// Sends an object as a multipart upload: CreateMultipartUpload, each

@@ -267,7 +267,7 @@ async fn act_current(
 /// there, or still waiting to be replicated), counting it in `done`; a
 /// tier found down is skipped for the rest of the pass.
 #[allow(clippy::too_many_arguments)]
-async fn move_to_tier(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, s: &ObjectSummary, class: &str, done: &mut Done, pacer: &mut walk::Pacer) -> Outcome {
+async fn move_to_tier(ctx: &Rc<Ctx>, b: &BucketInfo, shard: u32, key: &str, s: &ObjectSummary, class: &str, done: &mut Done, pacer: &mut walk::Pacer) -> Outcome {
     if s.tier_class.as_deref() == Some(class) || s.delete_marker {
         return Outcome::Nothing;
     }

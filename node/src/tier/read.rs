@@ -18,6 +18,8 @@ use crate::remote_s3::{encode_path, Outcome, Remote, RemoteRequest, RemoteSpec};
 use crate::response::Response;
 use crate::s3::{io_error, versions};
 use crate::server::Ctx;
+use crate::s3::put::BodySource;
+use crate::sse::stream::PlainReader;
 
 /// Largest RestoreRequest document.
 const MAX_RESTORE_BODY_BYTES: usize = 64 * 1024;
@@ -44,6 +46,77 @@ pub async fn call(spec: &RemoteSpec, req: RemoteRequest, max_body: u64) -> (Outc
         return (Outcome::Retry(format!("cannot start a tier thread: {e}")), Reply::default());
     }
     rx.recv().await.unwrap_or_else(|_| (Outcome::Retry("the tier thread is gone".into()), Reply::default()))
+}
+
+/// Bytes of a streamed upload read per chunk (`call_streamed`).
+const UPLOAD_CHUNK_BYTES: u64 = 1 << 20;
+
+/// What a streamed upload to a tier came to: the tier's answer, and the
+/// MD5 of the bytes sent (when all of them were read).
+pub struct Uploaded {
+    pub outcome: Outcome,
+    pub reply: Reply,
+    pub md5: Option<[u8; 16]>,
+    /// Reading the body here failed (not the tier's fault).
+    pub read_error: Option<String>,
+}
+
+/// `call` for a PUT whose body (`len` bytes) is read from `reader` a chunk
+/// at a time while a thread of its own sends it, so a transition holds a
+/// few MiB whatever the version's size; the MD5 of what was sent is
+/// computed on the way.
+pub async fn call_streamed(spec: &RemoteSpec, req: RemoteRequest, len: u64, mut reader: Box<PlainReader>) -> Uploaded {
+    use md5::{Digest, Md5};
+    let (chunk_tx, chunks) = async_channel::bounded::<Result<Vec<u8>, String>>(2);
+    let (tx, rx) = async_channel::bounded(1);
+    let spec = spec.clone();
+    let spawned = std::thread::Builder::new().name("tier-io".into()).spawn(move || {
+        let mut reply = Reply::default();
+        let out = match Remote::new(&spec) {
+            Ok(mut r) => r.send_streamed_keeping(&req, len, &chunks, Some(&mut reply)),
+            Err(e) => Outcome::Retry(e),
+        };
+        // The reader stops at its next chunk.
+        drop(chunks);
+        let _ = tx.send_blocking((out, reply));
+    });
+    if let Err(e) = spawned {
+        let outcome = Outcome::Retry(format!("cannot start a tier thread: {e}"));
+        return Uploaded { outcome, reply: Reply::default(), md5: None, read_error: None };
+    }
+    let produce = async move {
+        let mut md5 = Md5::new();
+        let mut sent = 0u64;
+        while sent < len {
+            let mut chunk = vec![0u8; (len - sent).min(UPLOAD_CHUNK_BYTES) as usize];
+            let mut at = 0;
+            while at < chunk.len() {
+                match reader.read(&mut chunk[at..]).await {
+                    Ok(0) => {
+                        let e = format!("the body ended {} bytes short", len - sent - at as u64);
+                        let _ = chunk_tx.send(Err(e.clone())).await;
+                        return (None, Some(e));
+                    }
+                    Ok(n) => at += n,
+                    Err(e) => {
+                        let e = format!("reading the body: {e:?}");
+                        let _ = chunk_tx.send(Err(e.clone())).await;
+                        return (None, Some(e));
+                    }
+                }
+            }
+            md5.update(&chunk);
+            sent += chunk.len() as u64;
+            if chunk_tx.send(Ok(chunk)).await.is_err() {
+                // The sender stopped (its answer says why).
+                return (None, None);
+            }
+        }
+        (Some(md5.finalize().into()), None)
+    };
+    let ((md5, read_error), got) = futures_util::future::join(produce, rx.recv()).await;
+    let (outcome, reply) = got.unwrap_or_else(|_| (Outcome::Retry("the tier thread is gone".into()), Reply::default()));
+    Uploaded { outcome, reply, md5, read_error }
 }
 
 fn unavailable(class: &str, why: &str) -> S3Error {

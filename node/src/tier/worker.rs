@@ -2,14 +2,17 @@
 //! shards, see `lifecycle`): moving a version to its tier, deleting the
 //! copies of removed versions, and dropping restored copies that expired.
 //!
-//! A transition reads the version's body, PUTs it to the tier with its
-//! Content-MD5 (the tier checks it) and checks the ETag and length it
-//! answers, then, under the key's lock, rewrites the record as a stub
+//! A transition streams the version's body to the tier (a chunk at a
+//! time, `read::call_streamed`), with its Content-MD5 when the ETag is the
+//! body's MD5 (the tier checks it), and checks that the ETag it answers is
+//! the MD5 of the bytes sent, then, under the key's lock, rewrites the record as a stub
 //! **only if the version is still the one read** (same id, size, MD5; not
 //! transitioned meanwhile); otherwise the copy just written is queued for
 //! deletion. A tier that is down leaves the version as it was: the next
 //! pass tries again, nothing is lost. Each request to a tier runs on a
 //! thread of its own (`read::call`), one connection per request.
+
+use std::rc::Rc;
 
 use base64::Engine as _;
 use md5::{Digest, Md5};
@@ -58,7 +61,7 @@ impl From<S3Error> for NotMoved {
 /// was nothing to do (changed, gone, encrypted, too large). A version on
 /// another tier moves from there (read through, or its restored copy),
 /// and its copy there is queued for deletion with the switch.
-pub async fn transition(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, s: &ObjectSummary, class: &str) -> Result<bool, NotMoved> {
+pub async fn transition(ctx: &Rc<Ctx>, b: &BucketInfo, shard: u32, key: &str, s: &ObjectSummary, class: &str) -> Result<bool, NotMoved> {
     let Some(spec) = find(&ctx.shared.config.tiers, class) else {
         return Err(NotMoved::TierDown(format!("no tier {class} is configured (see --tier)")));
     };
@@ -78,37 +81,60 @@ pub async fn transition(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, s: &Ob
     if !same_version(&loc.summary, s) || loc.summary.tier_class != s.tier_class || meta.sse.is_some() || old.as_ref().is_some_and(|t| t.class == class) {
         return Ok(false);
     }
-    let data = match (&old, body) {
-        (Some(t), _) if t.restored_until_ms.is_none() => super::read::read_through(ctx, t, 0..s.size, s.size)
-            .await
-            .map_err(|e| NotMoved::TierDown(format!("reading from tier {}: {}", t.class, e.message)))?,
-        (_, Body::Inline(d)) => d,
-        (_, Body::Extents(ex)) => {
-            let mut out = Vec::with_capacity(s.size as usize);
-            for e in ex {
-                let len = e.len;
-                out.extend_from_slice(&ctx.shards.read_extent(shard, e, 0..len).await.map_err(io_error)?);
+    let rkey = remote_key(&b.name, key, &s.version);
+    let mut headers = vec![("content-type".to_string(), "application/octet-stream".to_string())];
+    let path = encode_path(&spec.bucket, &rkey);
+    let (out, reply, md5) = match (&old, body) {
+        // On another tier (not restored here): read through, whole (at
+        // most MAX_TIERED_BYTES).
+        (Some(t), _) if t.restored_until_ms.is_none() => {
+            let data = super::read::read_through(ctx, t, 0..s.size, s.size)
+                .await
+                .map_err(|e| NotMoved::TierDown(format!("reading from tier {}: {}", t.class, e.message)))?;
+            if data.len() as u64 != s.size {
+                return Err(crate::s3::internal(format!("{key}: read {} bytes of {}", data.len(), s.size)).into());
             }
-            out
+            let md5: [u8; 16] = Md5::digest(&data).into();
+            headers.push(("content-md5".to_string(), base64::engine::general_purpose::STANDARD.encode(md5)));
+            let req = RemoteRequest { method: "PUT", path, query: String::new(), headers, body: data };
+            let (out, reply) = call(&spec.remote, req, 1 << 20).await;
+            (out, reply, md5)
+        }
+        // Here: streamed from the disk (found again if compaction moves
+        // it meanwhile), the MD5 of what is sent computed on the way.
+        (_, body) => {
+            if s.parts == 0 {
+                headers.push(("content-md5".to_string(), base64::engine::general_purpose::STANDARD.encode(s.md5)));
+            }
+            let source = crate::response::StreamSource {
+                bucket: std::sync::Arc::new(b.clone()),
+                key: key.to_string(),
+                version: s.version,
+                size: s.size,
+                md5: s.md5,
+            };
+            let reader = Box::new(crate::sse::stream::PlainReader::new(ctx, shard, body, None, 0..s.size).reloading(Some(source)));
+            let req = RemoteRequest { method: "PUT", path, query: String::new(), headers, body: Vec::new() };
+            let up = super::read::call_streamed(&spec.remote, req, s.size, reader).await;
+            if let Some(e) = up.read_error {
+                return Err(crate::s3::internal(format!("{key}: {e}")).into());
+            }
+            match (up.outcome, up.md5) {
+                (Outcome::Done, Some(md5)) => (Outcome::Done, up.reply, md5),
+                (Outcome::Done, None) => return Err(NotMoved::TierDown("the tier answered before the whole body was sent".into())),
+                (o, _) => (o, up.reply, [0; 16]),
+            }
         }
     };
-    if data.len() as u64 != s.size {
-        return Err(crate::s3::internal(format!("{key}: read {} bytes of {}", data.len(), s.size)).into());
-    }
-    let md5: [u8; 16] = Md5::digest(&data).into();
-    if s.parts == 0 && md5 != s.md5 {
-        return Err(crate::s3::internal(format!("{key}: the body read does not match its ETag")).into());
-    }
-    let rkey = remote_key(&b.name, key, &s.version);
-    let headers = vec![
-        ("content-md5".to_string(), base64::engine::general_purpose::STANDARD.encode(md5)),
-        ("content-type".to_string(), "application/octet-stream".to_string()),
-    ];
-    let req = RemoteRequest { method: "PUT", path: encode_path(&spec.bucket, &rkey), query: String::new(), headers, body: data };
-    let (out, reply) = call(&spec.remote, req, 1 << 20).await;
     match out {
         Outcome::Done => {}
         Outcome::Refused(why) | Outcome::Retry(why) => return Err(NotMoved::TierDown(why)),
+    }
+    if s.parts == 0 && md5 != s.md5 {
+        // The copy at the tier is not this version's bytes: nobody's.
+        let info = TierInfo { class: class.to_string(), remote_bucket: spec.bucket.clone(), remote_key: rkey, restored_until_ms: None };
+        ctx.shards.commit(shard, vec![Forget::of(&info).mutation()]).await.map_err(io_error)?;
+        return Err(crate::s3::internal(format!("{key}: the body read does not match its ETag")).into());
     }
     let etag = reply.header("etag").unwrap_or("").trim().trim_matches('"').to_ascii_lowercase();
     if etag != hex::encode(md5) {
