@@ -110,6 +110,9 @@ pub struct StreamSource {
     pub bucket: std::sync::Arc<crate::buckets::BucketInfo>,
     pub key: String,
     pub version: crate::meta::VersionId,
+    /// The version is the key's null version (an unversioned bucket's
+    /// objects are): found again as such, by its id.
+    pub null_version: bool,
     pub size: u64,
     pub md5: [u8; 16],
 }
@@ -300,9 +303,12 @@ impl StreamSource {
     /// The version's extents as they are now (after compaction moved
     /// them), or None when it is gone or no longer the same bytes.
     pub async fn extents(&self, ctx: &Rc<Ctx>) -> Option<Vec<Extent>> {
-        let sel = Some(crate::meta::VersionSel::Id(self.version));
+        // By id a null version is never found (`VersionSel::Id` names
+        // versioned ones): before, every reload of an unversioned bucket's
+        // object failed (a GET's connection closed, a copy answered 503).
+        let sel = Some(if self.null_version { crate::meta::VersionSel::Null } else { crate::meta::VersionSel::Id(self.version) });
         let obj = crate::s3::read_version(ctx, &self.bucket, &self.key, sel).await.ok()?;
-        if obj.summary.size != self.size || obj.summary.md5 != self.md5 {
+        if obj.summary.version != self.version || obj.summary.size != self.size || obj.summary.md5 != self.md5 {
             return None;
         }
         match obj.body {

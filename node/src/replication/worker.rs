@@ -268,7 +268,14 @@ async fn prepare(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, rec: &Record) ->
             return Ok(Prep::Send(finish(rec, &s, &meta, path, headers, d)));
         }
         body => {
-            let source = crate::response::StreamSource { bucket: b.clone(), key: rec.key.clone(), version: s.version, size: s.size, md5: s.md5 };
+            let source = crate::response::StreamSource {
+                bucket: b.clone(),
+                key: rec.key.clone(),
+                version: s.version,
+                null_version: s.null_version,
+                size: s.size,
+                md5: s.md5,
+            };
             Box::new(PlainReader::new(ctx, shard, body, decrypt, 0..s.size).reloading(Some(source)))
         }
     };

@@ -365,6 +365,7 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
         bucket: std::sync::Arc::new(b.clone()),
         key: req.key().to_string(),
         version: summary.version,
+        null_version: summary.null_version,
         size: summary.size,
         md5: summary.md5,
     });

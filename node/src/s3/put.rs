@@ -471,6 +471,7 @@ pub(super) fn copy_source_identity(ctx: &Ctx, bucket: &str, key: &str, src: &Loa
         bucket: ctx.shared.buckets.get(bucket)?,
         key: key.to_string(),
         version: src.summary.version,
+        null_version: src.summary.null_version,
         size: src.summary.size,
         md5: src.summary.md5,
     })

@@ -110,6 +110,7 @@ pub async fn transition(ctx: &Rc<Ctx>, b: &BucketInfo, shard: u32, key: &str, s:
                 bucket: std::sync::Arc::new(b.clone()),
                 key: key.to_string(),
                 version: s.version,
+                null_version: s.null_version,
                 size: s.size,
                 md5: s.md5,
             };
