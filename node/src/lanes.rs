@@ -273,7 +273,8 @@ impl Mirrors {
     /// this, a write just after a member's node restarted was refused
     /// until the next probe (every `REVIVE_EVERY`, 2 s) found it back.
     pub(crate) async fn await_quorum(&self) -> Result<(), IoError> {
-        if self.check_quorum().is_ok() || !self.health.want_members() {
+        // Probes bring back members, not the primary.
+        if self.check_quorum().is_ok() || !self.health.counts(self.primary_disk) || !self.health.want_members() {
             return self.check_quorum();
         }
         let started = std::time::Instant::now();
