@@ -232,6 +232,9 @@ async fn read_stripe(primary: &Shard, m: &Mirrors, piece: &Piece, t: u64, all: b
             // node down or unreachable) or lack this version. The read
             // may succeed later: 503, not 500.
             tracing::warn!(stripe = t, good, missing, needed = k, "an erasure stripe's holders are out of service");
+            // Members of a cluster lane out of service are probed at once,
+            // so the client's retry finds a node that is back.
+            m.health.want_members();
             return Err(IoError::BelowQuorum);
         }
         m.health.ec.unreadable_stripes.fetch_add(1, Relaxed);
