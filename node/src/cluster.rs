@@ -154,6 +154,14 @@ pub struct ClusterNode {
     /// Lane members taken out of service because the gossip held their node
     /// down (before a call to them failed).
     pub lane_members_held_down: AtomicU64,
+    /// Connections to a node's RPC address refused (nothing listens: the
+    /// process is gone or restarting), by node id: each reactor's lanes
+    /// take that node's members out of service when the count grows, so a
+    /// death one reactor met costs the others no failed write.
+    connects_refused: Mutex<HashMap<[u8; NODE_ID_BYTES], u64>>,
+    /// Lane members taken out of service because another call to their
+    /// node was refused.
+    pub lane_members_refused: AtomicU64,
     /// Heals of returning members (`cluster_lanes`): records verified,
     /// rebuilt, removed, body bytes written.
     pub lane_heal_verified: AtomicU64,
@@ -252,6 +260,8 @@ impl ClusterNode {
             lanes_attached: AtomicU64::new(0),
             lane_members_revived: AtomicU64::new(0),
             lane_members_held_down: AtomicU64::new(0),
+            connects_refused: Mutex::new(HashMap::new()),
+            lane_members_refused: AtomicU64::new(0),
             lane_heal_verified: AtomicU64::new(0),
             lane_heal_rebuilt: AtomicU64::new(0),
             lane_heal_removed: AtomicU64::new(0),
@@ -356,6 +366,16 @@ impl ClusterNode {
     /// incarnations down (not merely suspect: under load it suspects live
     /// nodes now and then). A node it does not know (just started) is not
     /// held down.
+    /// A connection to node `id`'s RPC address was refused.
+    pub fn note_refused(&self, id: &[u8; NODE_ID_BYTES]) {
+        *self.connects_refused.lock().unwrap_or_else(|e| e.into_inner()).entry(*id).or_insert(0) += 1;
+    }
+
+    /// How many connections to node `id`'s RPC address were refused since start.
+    pub fn refused_count(&self, id: &[u8; NODE_ID_BYTES]) -> u64 {
+        self.connects_refused.lock().unwrap_or_else(|e| e.into_inner()).get(id).copied().unwrap_or(0)
+    }
+
     pub fn held_down(&self, id: &[u8; NODE_ID_BYTES]) -> bool {
         let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
         let mut known = false;
@@ -482,6 +502,7 @@ impl ClusterNode {
             ("tessera_cluster_lanes", "gauge", "This node's shards that are the primary of a lane with members on other nodes.", &self.lanes_attached),
             ("tessera_cluster_lane_members_revived_total", "counter", "Lane members on other nodes put back in service after a failure.", &self.lane_members_revived),
             ("tessera_cluster_lane_members_held_down_total", "counter", "Lane members taken out of service because the gossip held their node down.", &self.lane_members_held_down),
+            ("tessera_cluster_lane_members_refused_total", "counter", "Lane members taken out of service because a connection to their node was refused (by any reactor).", &self.lane_members_refused),
             ("tessera_cluster_lane_heal_verified_records_total", "counter", "Records a returning member was found to hold whole.", &self.lane_heal_verified),
             ("tessera_cluster_lane_heal_rebuilt_records_total", "counter", "Records rebuilt on a returning member (commits it missed).", &self.lane_heal_rebuilt),
             ("tessera_cluster_lane_heal_removed_records_total", "counter", "Records removed from a returning member (deletes it missed).", &self.lane_heal_removed),

@@ -112,6 +112,9 @@ pub(crate) struct Attached {
     /// the lanes were made: suspect or down, the members `make` starts out
     /// of service).
     gossip_down: Vec<bool>,
+    /// Per member: connections to its node refused (by any reactor) at the
+    /// last look (`ClusterNode::refused_count`).
+    refused_seen: Vec<u64>,
     shape: SetShape,
     recorder: Rc<crate::takeover::StaleRecorder>,
 }
@@ -469,6 +472,7 @@ fn make(
     let healing = peers.iter().map(|_| Rc::new(Cell::new(false))).collect();
     let probing = peers.iter().map(|_| Rc::new(Cell::new(false))).collect();
     let gossip_down = peers.iter().map(|(_, peer)| down.contains(&peer.id)).collect();
+    let refused_seen = peers.iter().map(|(_, peer)| node.refused_count(&peer.id)).collect();
     Some(Attached {
         owner,
         version,
@@ -480,6 +484,7 @@ fn make(
         healing,
         probing,
         gossip_down,
+        refused_seen,
         shape,
         recorder,
     })
@@ -510,6 +515,18 @@ async fn revive(ctx: &Rc<Ctx>, a: &mut Attached, node: &Arc<crate::cluster::Clus
             a.health.fail(disk);
             node.lane_members_held_down.fetch_add(1, Relaxed);
             tracing::warn!(owner = %a.owner, member = disk, "the gossip holds a lane member's node down; it is out of service");
+            continue;
+        }
+        // A connection to the member's node was refused (here or on
+        // another reactor): nothing listens there, so this reactor's next
+        // write to it would fail too. Out of service until a probe answers.
+        let refused = a.health.disks.get(disk).map_or(0, |d| node.refused_count(&d.id));
+        let newly_refused = refused > a.refused_seen[i];
+        a.refused_seen[i] = refused;
+        if newly_refused && a.health.online(disk) {
+            a.health.fail(disk);
+            node.lane_members_refused.fetch_add(1, Relaxed);
+            tracing::warn!(owner = %a.owner, member = disk, "a connection to a lane member's node was refused; it is out of service");
             continue;
         }
         if a.health.online(disk) {

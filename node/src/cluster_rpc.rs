@@ -271,7 +271,12 @@ pub(crate) async fn connect(node: &ClusterNode, key: &ClusterKey, peer: &NodeIde
     let connect = TcpStream::connect(peer.addr);
     let mut s = match monoio::time::timeout(CALL_TIMEOUT, connect).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(format!("connect: {e}")),
+        Ok(Err(e)) => {
+            if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                node.note_refused(&peer.id);
+            }
+            return Err(format!("connect: {e}"));
+        }
         Err(_) => return Err("connect: timed out".into()),
     };
     let _ = s.set_nodelay(true);

@@ -648,28 +648,36 @@ fn objects_are_striped_over_the_nodes_and_survive_the_owners_damaged_blocks() {
 /// (`Mirrors::await_quorum`) instead of refusing until its next periodic
 /// probe (every 2 s). Node 0 is stopped (the others take its members out
 /// of service at once: it left the gossip) for 2.5 s, so each lane's
-/// periodic probes of it fail, and started again; node 2 is killed; then
-/// PUTs of keys node 1 owns (W = 2: node 1 and node 0's member) go
-/// through node 1 with a client that never retries. The first write of
-/// each of node 1's two reactors finds node 2 dead (503 is right: its
-/// member failed the write; each reactor's lanes learn it on their own);
-/// every other write must be taken. Before, all were refused until a
-/// periodic probe found node 0 back.
+/// periodic probes of it fail, and started again. Of nodes 1 and 2, the
+/// one that is not the configuration leader (k) is killed: each write that
+/// misses its member records it stale through the leader first. Then PUTs
+/// of keys the leader (o) owns (W = 2: o and node 0's member) go through
+/// o with a client that never retries. The first write finds k dead (503
+/// is right: its member failed the write); o's other reactor learns it
+/// from a connection to k refused on the first
+/// (`tessera_cluster_lane_members_refused_total`), or else from its own
+/// first write; every other write must be taken. Before, all were refused
+/// until a periodic probe found node 0 back.
 #[test]
 fn a_write_right_after_a_members_node_came_back_is_taken() {
     let (mut nodes, _) = three_nodes();
     let ids: Vec<String> = nodes.iter().map(node_id).collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async { ok(nodes[0].client().create_bucket().bucket("back").send().await, "create bucket") });
-    let keys: Vec<String> = (0..).map(|i| format!("k{i}")).filter(|k| owner_of(&nodes[0], "back", k) == ids[1]).take(8).collect();
-    let held_down = |n: &Server| metric_total(&n.scrape_metrics(), "tessera_cluster_lane_members_held_down_total");
+    let metric = |n: &Server, name: &str| metric_total(&n.scrape_metrics(), name);
     nodes[0].stop();
-    wait_for("node 1 takes node 0's members out of service", Duration::from_secs(20), || held_down(&nodes[1]) > 0.0);
+    wait_for("nodes 1 and 2 take node 0's members out of service", Duration::from_secs(20), || {
+        nodes[1..].iter().all(|n| metric(n, "tessera_cluster_lane_members_held_down_total") > 0.0)
+    });
     std::thread::sleep(Duration::from_millis(2500));
     nodes[0].start_again();
-    nodes[2].kill9();
-    let conf = nodes[1]
-        .config_builder(&nodes[1].access_key, &nodes[1].secret_key)
+    let is_leader = |n: &Server| n.admin_json("/admin/v1/cluster")["raft"]["role"] == "leader";
+    wait_for("node 1 or 2 leads the configuration", Duration::from_secs(20), || is_leader(&nodes[1]) || is_leader(&nodes[2]));
+    let (o, k) = if is_leader(&nodes[1]) { (1, 2) } else { (2, 1) };
+    let keys: Vec<String> = (0..).map(|i| format!("k{i}")).filter(|key| owner_of(&nodes[o], "back", key) == ids[o]).take(8).collect();
+    nodes[k].kill9();
+    let conf = nodes[o]
+        .config_builder(&nodes[o].access_key, &nodes[o].secret_key)
         .force_path_style(true)
         .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
         .build();
@@ -677,18 +685,31 @@ fn a_write_right_after_a_members_node_came_back_is_taken() {
     let started = Instant::now();
     let answers: Vec<Result<(), String>> = rt.block_on(async {
         let mut out = Vec::new();
-        for k in &keys {
-            let r = c.put_object().bucket("back").key(k).body(ByteStream::from_static(b"written right after")).send().await;
+        for key in &keys {
+            let r = c.put_object().bucket("back").key(key).body(ByteStream::from_static(b"written right after")).send().await;
+            let failed = r.is_err();
             out.push(r.map(|_| ()).map_err(|e| format!("{:?}", e.raw_response().map(|r| r.status().as_u16()))));
+            if failed && out.len() == 1 {
+                // Until o's other reactor took k's members out (usually
+                // within 200 ms; at most 500 ms, well before the next
+                // periodic probe of node 0 would have brought it back).
+                let started = Instant::now();
+                while metric(&nodes[o], "tessera_cluster_lane_members_refused_total") < 1.0 && started.elapsed() < Duration::from_millis(500) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
         }
         out
     });
-    eprintln!("PUTs right after node 0 came back and node 2 died ({:?}): {answers:?}", started.elapsed());
+    eprintln!("PUTs right after node 0 came back and node {k} died, through node {o} ({:?}): {answers:?}", started.elapsed());
     let refused = answers.iter().filter(|a| a.is_err()).count();
-    assert!(refused <= 2, "more writes refused than node 1 has reactors: {answers:?}");
+    assert!(refused <= 2, "more writes refused than node {o} has reactors: {answers:?}");
+    wait_for("node o's lanes take k's members out on a refused connection", Duration::from_secs(5), || {
+        metric(&nodes[o], "tessera_cluster_lane_members_refused_total") >= 1.0
+    });
     rt.block_on(async {
-        for (k, _) in keys.iter().zip(&answers).filter(|(_, a)| a.is_ok()) {
-            assert_eq!(body(&nodes[1].client(), "back", k).await, Ok(b"written right after".to_vec()), "{k}");
+        for (key, _) in keys.iter().zip(&answers).filter(|(_, a)| a.is_ok()) {
+            assert_eq!(body(&nodes[o].client(), "back", key).await, Ok(b"written right after".to_vec()), "{key}");
         }
     });
 }
