@@ -508,25 +508,26 @@ async fn revive(ctx: &Rc<Ctx>, a: &mut Attached, node: &Arc<crate::cluster::Clus
         // out costs a stale record and a heal. Only the change counts: a
         // probe that gets an answer puts the member back even while the
         // gossip still says down (it takes seconds to see a healed node).
-        let down = a.health.disks.get(disk).is_some_and(|d| node.held_down(&d.id));
+        // Likewise when a connection to the member's node was refused
+        // (here or on another reactor): nothing listens there, so this
+        // reactor's next write to it would fail too.
+        let id = a.health.disks.get(disk).map(|d| d.id);
+        let down = id.is_some_and(|id| node.held_down(&id));
+        let refused = id.map_or(0, |id| node.refused_count(&id));
         let went_down = down && !a.gossip_down[i];
-        a.gossip_down[i] = down;
-        if went_down && a.health.online(disk) {
-            a.health.fail(disk);
-            node.lane_members_held_down.fetch_add(1, Relaxed);
-            tracing::warn!(owner = %a.owner, member = disk, "the gossip holds a lane member's node down; it is out of service");
-            continue;
-        }
-        // A connection to the member's node was refused (here or on
-        // another reactor): nothing listens there, so this reactor's next
-        // write to it would fail too. Out of service until a probe answers.
-        let refused = a.health.disks.get(disk).map_or(0, |d| node.refused_count(&d.id));
         let newly_refused = refused > a.refused_seen[i];
-        a.refused_seen[i] = refused;
-        if newly_refused && a.health.online(disk) {
+        (a.gossip_down[i], a.refused_seen[i]) = (down, refused);
+        let why = if went_down {
+            Some((&node.lane_members_held_down, "the gossip holds the node down"))
+        } else if newly_refused {
+            Some((&node.lane_members_refused, "a connection to the node was refused"))
+        } else {
+            None
+        };
+        if let Some((counter, why)) = why.filter(|_| a.health.online(disk)) {
             a.health.fail(disk);
-            node.lane_members_refused.fetch_add(1, Relaxed);
-            tracing::warn!(owner = %a.owner, member = disk, "a connection to a lane member's node was refused; it is out of service");
+            counter.fetch_add(1, Relaxed);
+            tracing::warn!(owner = %a.owner, member = disk, "a lane member is out of service: {why}");
             continue;
         }
         if a.health.online(disk) {

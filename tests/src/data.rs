@@ -15,6 +15,31 @@ pub const MIB: usize = 1024 * 1024;
 /// S3's smallest part except the last one.
 pub const MIN_PART_SIZE: usize = 5 * MIB;
 
+/// The CreateMultipartUpload request `put_multipart` makes, before it is sent.
+pub type CreateUpload = aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder;
+
+/// Writes `parts` as a multipart upload of `key` (with `extra` applied to
+/// the create), one part after another: the Complete's answer.
+pub async fn put_multipart(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    parts: &[Vec<u8>],
+    extra: impl FnOnce(CreateUpload) -> CreateUpload,
+) -> aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let up = ok(extra(s3.create_multipart_upload().bucket(bucket).key(key)).send().await, "create upload");
+    let id = up.upload_id().expect("an upload id");
+    let mut done = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let n = i as i32 + 1;
+        let r = ok(s3.upload_part().bucket(bucket).key(key).upload_id(id).part_number(n).body(bytestream(p)).send().await, "part");
+        done.push(CompletedPart::builder().part_number(n).e_tag(r.e_tag().expect("a part ETag")).build());
+    }
+    let mpu = CompletedMultipartUpload::builder().set_parts(Some(done)).build();
+    ok(s3.complete_multipart_upload().bucket(bucket).key(key).upload_id(id).multipart_upload(mpu).send().await, "complete")
+}
+
 /// `len` pseudo-random bytes, the same for the same seed.
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);

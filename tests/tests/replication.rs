@@ -700,28 +700,6 @@ async fn refused_versions_are_retried_with_backoff_once_the_destination_is_fixed
 /// The multipart threshold the tests lower (5 GiB by default): 12 MiB.
 const MP_THRESHOLD: &str = "--test-replication-multipart-threshold-bytes=12582912";
 
-/// Writes `parts` as a multipart upload of `key` (with `extra` applied to
-/// the create): its version id.
-async fn put_multipart(
-    s3: &Client,
-    bucket: &str,
-    key: &str,
-    parts: &[Vec<u8>],
-    extra: impl FnOnce(aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder) -> aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder,
-) -> String {
-    let up = ok(extra(s3.create_multipart_upload().bucket(bucket).key(key)).send().await, "create upload");
-    let id = up.upload_id().unwrap();
-    let mut done = Vec::new();
-    for (i, p) in parts.iter().enumerate() {
-        let n = i as i32 + 1;
-        let r = ok(s3.upload_part().bucket(bucket).key(key).upload_id(id).part_number(n).body(bytestream(p)).send().await, "part");
-        done.push(CompletedPart::builder().part_number(n).e_tag(r.e_tag().unwrap()).build());
-    }
-    let mpu = CompletedMultipartUpload::builder().set_parts(Some(done)).build();
-    let out = ok(s3.complete_multipart_upload().bucket(bucket).key(key).upload_id(id).multipart_upload(mpu).send().await, "complete");
-    out.version_id().unwrap().to_string()
-}
-
 /// Checks version `v` of `key` reads back on the destination as on the
 /// source: same bytes, ETag and mtime, COMPLETED there and REPLICA here.
 async fn same_on_both(a: &Client, b: &Client, key: &str, v: &str, body: &[u8]) {
@@ -770,7 +748,10 @@ async fn versions_over_the_threshold_replicate_as_multipart_uploads() {
     let v_mp = put_multipart(&a, "src", "backup.tar", &parts, |c| {
         c.content_type("application/x-tar").metadata("host", "db1").tagging("kind=backup")
     })
-    .await;
+    .await
+    .version_id()
+    .unwrap()
+    .to_string();
     // A single PUT over the threshold (parts of 12 MiB, the last shorter),
     // an encrypted one, and one at the threshold (one streamed PUT).
     let single = random_bytes((30 << 20) + 5, 44);

@@ -314,16 +314,7 @@ async fn large_transitioned_objects_are_read_from_the_tier_a_piece_at_a_time() {
     let body = random_bytes((20 << 20) + 5, 11);
     ok(a.put_object().bucket("src").key("big").body(bytestream(&body)).send().await, "put");
     let parts = [random_bytes(5 << 20, 12), random_bytes((1 << 20) + 3, 13)];
-    let up = ok(a.create_multipart_upload().bucket("src").key("multi").send().await, "create upload");
-    let id = up.upload_id().unwrap();
-    let mut done = Vec::new();
-    for (i, p) in parts.iter().enumerate() {
-        let n = i as i32 + 1;
-        let r = ok(a.upload_part().bucket("src").key("multi").upload_id(id).part_number(n).body(bytestream(p)).send().await, "part");
-        done.push(aws_sdk_s3::types::CompletedPart::builder().part_number(n).e_tag(r.e_tag().unwrap()).build());
-    }
-    let mpu = aws_sdk_s3::types::CompletedMultipartUpload::builder().set_parts(Some(done)).build();
-    ok(a.complete_multipart_upload().bucket("src").key("multi").upload_id(id).multipart_upload(mpu).send().await, "complete");
+    put_multipart(&a, "src", "multi", &parts, |c| c).await;
     put_lifecycle_rules(&a, "src", vec![rule("cold", "").transitions(to_cold(1)).build().unwrap()]).await.expect("rules");
     wait_until_within(DEADLINE, "big transitioned", || async { class_of(&a, "src", "big").await.as_deref() == Some("COLD") }).await;
     let before = get_requests(&tier_node);
