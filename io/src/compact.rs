@@ -21,6 +21,10 @@
 //!   checkpoint is older than them.
 //! - A segment whose records cannot all be read is not retired (nothing it
 //!   holds is dropped on a guess); the error is counted.
+//! - A victim emptied while a read-modify-write hold older than its moves
+//!   is alive (`Shard::hold`: a transaction that may commit extents it read
+//!   before the moves) is retired only after those holds end (`Deferred`),
+//!   by a later pass; until then it is no victim.
 //! - Throttled by bytes copied per second.
 
 use std::rc::{Rc, Weak};
@@ -73,6 +77,22 @@ pub struct CompactionStats {
     pub stalled_writes: u64,
     /// Of those, writes that gave up waiting after `MAX_STALL`.
     pub stalls_timed_out: u64,
+    /// Emptied victims whose retirement waited for older holds to end.
+    pub retires_deferred: u64,
+}
+
+/// A victim whose live entries were all moved, to retire once every hold
+/// with a ticket below `mark` has ended (those may have read extents in it
+/// before the moves, and commit them).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deferred {
+    pub victim: u32,
+    pub mark: u64,
+}
+
+/// Whether a hold taken before `mark` is still alive.
+fn held_before(inner: &Inner, mark: u64) -> bool {
+    inner.holds.borrow().first().is_some_and(|&h| h < mark)
 }
 
 /// Entries copied per commit.
@@ -203,16 +223,13 @@ pub(crate) async fn admit(inner: &Inner) {
 /// One pass: picks a victim and retires it. Ok(false): nothing to do.
 /// `force` takes any sealed segment with garbage, whatever its ratio.
 pub(crate) async fn compact_once(inner: &Rc<Inner>, force: bool) -> Result<bool, IoError> {
+    if let Some(victim) = ready_deferred(inner) {
+        return retire_emptied(inner, victim).await;
+    }
     let Some(victim) = choose_victim(inner, force) else {
         return Ok(false);
     };
     inner.compaction.borrow_mut().passes += 1;
-    let freed = inner
-        .log
-        .borrow()
-        .segments
-        .get(&victim)
-        .map_or(0, |s| s.end);
     let Some(tombstones) = scan_deletes(inner, victim).await? else {
         inner.compaction.borrow_mut().victims_skipped += 1;
         return Ok(false);
@@ -225,9 +242,35 @@ pub(crate) async fn compact_once(inner: &Rc<Inner>, force: bool) -> Result<bool,
         inner.commit_ops(chunk.to_vec()).await?;
     }
     inner.compaction.borrow_mut().tombstones_kept += tombstones.iter().filter(|o| matches!(o, Op::Delete { .. })).count() as u64;
+    // A transaction that read extents in the victim before its moves may
+    // still commit them: retire it once such holds have ended.
+    let mark = inner.next_hold.get();
+    if held_before(inner, mark) {
+        inner.deferred.borrow_mut().push(Deferred { victim, mark });
+        inner.compaction.borrow_mut().retires_deferred += 1;
+        return Ok(true);
+    }
+    retire_emptied(inner, victim).await
+}
+
+/// The first deferred victim no older hold keeps any more (taken off the
+/// list; one that vanished meanwhile, cut away by a reset, is dropped).
+fn ready_deferred(inner: &Inner) -> Option<u32> {
+    let mut deferred = inner.deferred.borrow_mut();
+    let log = inner.log.borrow();
+    deferred.retain(|d| log.segments.contains_key(&d.victim));
+    let i = deferred.iter().position(|d| !held_before(inner, d.mark))?;
+    Some(deferred.remove(i).victim)
+}
+
+/// Retires a victim whose live entries were moved, if nothing points into
+/// it now. (Something may again: a hold's commit of extents it read there
+/// makes it live, and a later pass takes it as a victim anew.)
+async fn retire_emptied(inner: &Rc<Inner>, victim: u32) -> Result<bool, IoError> {
+    let freed = inner.log.borrow().segments.get(&victim).map_or(0, |s| s.end);
     // Nothing may point into the victim any more, nor be about to (a
     // commit staged with data in it is pinned until applied).
-    if inner.pinned(victim) || !sweep(inner, victim).await.is_empty() {
+    if !retirable(inner, victim) || !sweep(inner, victim).await.is_empty() {
         return Ok(false);
     }
     retire(inner, victim).await?;
@@ -262,7 +305,7 @@ fn choose_victim_at(inner: &Inner, force: bool, over: bool) -> Option<u32> {
         if (Pos { segment: n, offset: s.end }) > durable && s.vstart.is_some() {
             continue;
         }
-        if inner.pinned(n) {
+        if inner.pinned(n) || inner.deferred.borrow().iter().any(|d| d.victim == n) {
             continue;
         }
         let live = s.live.min(s.end);

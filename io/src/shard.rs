@@ -149,6 +149,13 @@ pub(crate) struct Inner {
     /// Data records written and not yet referenced by a commit (uploads in
     /// progress), with when: compaction leaves their segments alone.
     pins: RefCell<std::collections::BTreeMap<(u32, u64), u64>>,
+    /// Read-modify-write holds alive (`Shard::hold`), by ticket, and the
+    /// next ticket: a segment emptied by compaction is retired only once
+    /// every hold older than its moves has ended (`compact::Deferred`).
+    pub(crate) holds: RefCell<std::collections::BTreeSet<u64>>,
+    pub(crate) next_hold: Cell<u64>,
+    /// Segments emptied by compaction, waiting for older holds to end.
+    pub(crate) deferred: RefCell<Vec<crate::compact::Deferred>>,
 }
 
 /// Log growth since the last checkpoint above which a clean stop writes
@@ -307,6 +314,19 @@ impl Shard {
         self.mark().await
     }
 
+    /// A hold for a read-modify-write that commits extents it read (an
+    /// object record rewritten with its data, parts assembled into an
+    /// object): while it lives, no segment compaction empties after it was
+    /// taken is retired, so every extent read under it stays committable.
+    /// Cheap; meant to last one transaction (a long one only delays the
+    /// retirement of what compaction emptied meanwhile).
+    pub fn hold(&self) -> Hold {
+        let id = self.inner.next_hold.get();
+        self.inner.next_hold.set(id + 1);
+        self.inner.holds.borrow_mut().insert(id);
+        Hold { inner: self.inner.clone(), id }
+    }
+
     /// Runs one compaction pass now (tests and operators).
     pub async fn compact_once(&self) -> Result<bool, IoError> {
         crate::compact::compact_once(&self.inner, true).await
@@ -347,6 +367,18 @@ impl Shard {
         self.inner.recovery_problems.clone()
     }
 
+}
+
+/// See `Shard::hold`; ends when dropped.
+pub struct Hold {
+    inner: Rc<Inner>,
+    id: u64,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.inner.holds.borrow_mut().remove(&self.id);
+    }
 }
 
 /// Removes a commit's data pins when dropped (see `Shard::commit`).

@@ -37,7 +37,7 @@ pub fn render(m: &NodeMetrics, out: &mut String, queues: &[usize]) {
 
 fn render_shard_work(out: &mut String, details: &[ShardDetail]) {
     type Field = fn(&ShardDetail) -> u64;
-    let fields: [(&str, &str, Field); 14] = [
+    let fields: [(&str, &str, Field); 15] = [
         ("tessera_shard_compaction_passes_total", "Compaction passes (one victim segment each).", |d| d.compaction.passes),
         ("tessera_shard_compaction_segments_retired_total", "Segments compaction emptied and removed.", |d| d.compaction.segments_retired),
         ("tessera_shard_compaction_moved_bytes_total", "Live data bytes compaction copied forward.", |d| d.compaction.data_bytes_moved),
@@ -45,6 +45,7 @@ fn render_shard_work(out: &mut String, details: &[ShardDetail]) {
         ("tessera_shard_compaction_skipped_total", "Victims left alone because a record could not be read.", |d| d.compaction.victims_skipped),
         ("tessera_shard_compaction_stalled_writes_total", "Foreground writes that waited for compaction (log over the amplification mark).", |d| d.compaction.stalled_writes),
         ("tessera_shard_compaction_stalls_timed_out_total", "Writes that stopped waiting for compaction after the longest stall (2 s).", |d| d.compaction.stalls_timed_out),
+        ("tessera_shard_compaction_retires_deferred_total", "Segments compaction emptied whose retirement waited for older read-modify-write transactions to end.", |d| d.compaction.retires_deferred),
         ("tessera_shard_compaction_last_pass_timestamp_seconds", "Unix time a compaction pass was last seen (0: none since start).", |d| d.compaction_last_pass_unix.max(0) as u64),
         ("tessera_shard_scrub_passes_total", "Complete scrub passes over the sealed segments.", |d| d.scrub.passes),
         ("tessera_shard_scrub_read_bytes_total", "Bytes read and verified by the scrubber.", |d| d.scrub.bytes_read),

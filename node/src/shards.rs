@@ -469,6 +469,9 @@ async fn exec(local: &Rc<LocalShard>, req: ShardReq) -> Result<ShardResp, IoErro
         ShardReq::Commit(muts) => ShardResp::Seq(local.commit(muts).await?),
         ShardReq::Txn { keys, f } => {
             let _locks = local.lock(keys).await;
+            // Extents the transaction reads stay committable to its end
+            // (compaction defers retiring what it empties meanwhile).
+            let _hold = local.shard.hold();
             ShardResp::Txn(f(local.clone()).await)
         }
         ShardReq::Get { table, key } => ShardResp::Entry(shard.get(table, &key)),

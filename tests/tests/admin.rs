@@ -204,6 +204,7 @@ async fn sync_histogram_and_background_work_metrics() {
         "tessera_shard_compaction_freed_bytes_total",
         "tessera_shard_compaction_stalled_writes_total",
         "tessera_shard_compaction_stalls_timed_out_total",
+        "tessera_shard_compaction_retires_deferred_total",
         "tessera_shard_compaction_last_pass_timestamp_seconds",
         "tessera_shard_scrub_passes_total",
         "tessera_shard_scrub_read_bytes_total",

@@ -90,6 +90,9 @@ impl Shard {
             scrub: RefCell::new(Default::default()),
             sync_latency: RefCell::new(Default::default()),
             pins: RefCell::new(Default::default()),
+            holds: RefCell::new(Default::default()),
+            next_hold: Cell::new(0),
+            deferred: RefCell::new(Vec::new()),
             upgrade: RefCell::new(upgrade),
         });
         // A new segment for this run; its record vouches for everything
