@@ -56,6 +56,10 @@ pub struct Config {
     /// (`replication::worker`; a single PUT's 5 GiB, lowered only by tests
     /// through `--test-replication-multipart-threshold-bytes`, hidden).
     pub replication_multipart_threshold_bytes: u64,
+    /// Versions larger than this go to a tier as a multipart upload
+    /// (`tier::worker`; a single PUT's 5 GiB, lowered only by tests
+    /// through `--test-tier-multipart-threshold-bytes`, hidden).
+    pub tier_multipart_threshold_bytes: u64,
     /// First wait before a version the remote refused is sent again
     /// (`replication::retry`; 60 s, shorter only for tests through
     /// `--test-replication-failed-retry-ms`, hidden).

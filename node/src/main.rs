@@ -167,6 +167,11 @@ enum Command {
         /// huge object.
         #[arg(long, env = "TESSERA_TEST_REPLICATION_MULTIPART_THRESHOLD_BYTES", hide = true)]
         test_replication_multipart_threshold_bytes: Option<u64>,
+        /// TEST ONLY: versions larger than this go to a tier as a
+        /// multipart upload (default 5 GiB, a single PUT's limit), in parts
+        /// of this size (at least 5 MiB).
+        #[arg(long, env = "TESSERA_TEST_TIER_MULTIPART_THRESHOLD_BYTES", hide = true)]
+        test_tier_multipart_threshold_bytes: Option<u64>,
         /// TEST ONLY: first wait before a version the replication target
         /// refused is sent again (default 60,000; it grows fourfold).
         #[arg(long, env = "TESSERA_TEST_REPLICATION_FAILED_RETRY_MS", hide = true)]
@@ -458,6 +463,7 @@ fn main() -> ExitCode {
             lifecycle_full_walk,
             test_replication_whole_body_max_bytes,
             test_replication_multipart_threshold_bytes,
+            test_tier_multipart_threshold_bytes,
             test_replication_failed_retry_ms,
             key_file,
             kms_keys,
@@ -516,6 +522,9 @@ fn main() -> ExitCode {
                 replication_whole_body_max_bytes: test_replication_whole_body_max_bytes
                     .unwrap_or(tessera_node::replication::worker::WHOLE_BODY_MAX_BYTES),
                 replication_multipart_threshold_bytes: test_replication_multipart_threshold_bytes
+                    .unwrap_or(tessera_node::replication::worker::MULTIPART_THRESHOLD_BYTES)
+                    .min(tessera_node::replication::worker::MULTIPART_THRESHOLD_BYTES),
+                tier_multipart_threshold_bytes: test_tier_multipart_threshold_bytes
                     .unwrap_or(tessera_node::replication::worker::MULTIPART_THRESHOLD_BYTES)
                     .min(tessera_node::replication::worker::MULTIPART_THRESHOLD_BYTES),
                 replication_failed_retry_ms: test_replication_failed_retry_ms.unwrap_or(60_000).max(1),

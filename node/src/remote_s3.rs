@@ -204,7 +204,8 @@ impl Remote {
     /// CompleteMultipartUpload. When a step fails after the upload was
     /// made, the upload is aborted (best effort: an upload the remote kept
     /// is left to its lifecycle) and that step's outcome is the answer.
-    pub fn send_multipart(&mut self, m: &MultipartUpload, chunks: &Chunks) -> Outcome {
+    /// `out`, when given, gets the CompleteMultipartUpload's answer.
+    pub fn send_multipart(&mut self, m: &MultipartUpload, chunks: &Chunks, out: Option<&mut Reply>) -> Outcome {
         let create = RemoteRequest { method: "POST", path: m.path.clone(), query: "uploads".into(), headers: m.create_headers.clone(), body: Vec::new() };
         let mut reply = Reply::default();
         match self.send_keeping(&create, Some(&mut reply), MULTIPART_ANSWER_BYTES) {
@@ -214,7 +215,7 @@ impl Remote {
         let Some(id) = xml_text(&reply.body, "UploadId") else {
             return Outcome::Retry(format!("POST {}?uploads answered no UploadId", m.path));
         };
-        let outcome = self.upload_parts(m, &id, chunks);
+        let outcome = self.upload_parts(m, &id, chunks, out);
         if outcome != Outcome::Done {
             let abort = RemoteRequest { method: "DELETE", path: m.path.clone(), query: format!("uploadId={}", form_encode(&id)), headers: Vec::new(), body: Vec::new() };
             match self.send(&abort) {
@@ -226,7 +227,7 @@ impl Remote {
     }
 
     /// The parts and the Complete of upload `id`.
-    fn upload_parts(&mut self, m: &MultipartUpload, id: &str, chunks: &Chunks) -> Outcome {
+    fn upload_parts(&mut self, m: &MultipartUpload, id: &str, chunks: &Chunks, out: Option<&mut Reply>) -> Outcome {
         let upload = form_encode(id);
         let mut etags = Vec::with_capacity(m.parts.len());
         for (i, &len) in m.parts.iter().enumerate() {
@@ -256,8 +257,12 @@ impl Remote {
             headers: m.complete_headers.clone(),
             body: body.into_bytes(),
         };
-        let mut reply = Reply::default();
-        match self.send_keeping(&req, Some(&mut reply), MULTIPART_ANSWER_BYTES) {
+        let mut own = Reply::default();
+        let reply = match out {
+            Some(r) => r,
+            None => &mut own,
+        };
+        match self.send_keeping(&req, Some(&mut *reply), MULTIPART_ANSWER_BYTES) {
             // S3 may answer 200 with an error in the body (retried, as S3
             // says to).
             Outcome::Done if xml_text(&reply.body, "Code").is_some() => {
@@ -337,7 +342,7 @@ impl Remote {
 
 /// The text of the first `<name>` element of an XML answer (no nested
 /// elements expected: UploadId, Code).
-fn xml_text(body: &[u8], name: &str) -> Option<String> {
+pub(crate) fn xml_text(body: &[u8], name: &str) -> Option<String> {
     let s = std::str::from_utf8(body).ok()?;
     let open = format!("<{name}>");
     let start = s.find(&open)? + open.len();

@@ -299,24 +299,38 @@ fn get_requests(s: &Server) -> f64 {
 
 /// A transitioned object larger than a tier read piece (8 MiB) is read
 /// from the tier a piece at a time (memory per GET stays bounded): whole
-/// and ranged GETs give its bytes, one tier request per piece. Both it and
-/// a multipart object (whose ETag is not its MD5: sent without
-/// Content-MD5, checked against the MD5 of what was sent) go to the tier
-/// streamed from the disk.
+/// and ranged GETs give its bytes, one tier request per piece, and so does
+/// its RestoreObject. Both it and a multipart object (whose ETag is not its
+/// MD5: sent without Content-MD5, checked against the MD5 of what was
+/// sent) go to the tier streamed from the disk; one over the multipart
+/// threshold (lowered to 16 MiB here; 5 GiB by default) goes as a multipart
+/// upload. A version moving from one tier to another is read from the
+/// first a piece at a time and sent to the second the same way.
 #[tokio::test(flavor = "multi_thread")]
-async fn large_transitioned_objects_are_read_from_the_tier_a_piece_at_a_time() {
+async fn large_objects_go_to_the_tier_and_back_a_piece_at_a_time() {
     let t_addr = free_addr();
     let tier_node = node(t_addr, None);
-    let src = node(free_addr(), Some(t_addr));
+    let src = node_with(free_addr(), Some(t_addr), &["--test-tier-multipart-threshold-bytes=16777216".to_string()]);
     let (a, t) = (src.client(), tier_node.client());
     ok(t.create_bucket().bucket("archive").send().await, "tier bucket");
+    ok(t.create_bucket().bucket("frozen").send().await, "second tier bucket");
     ok(a.create_bucket().bucket("src").send().await, "source bucket");
     let body = random_bytes((20 << 20) + 5, 11);
     ok(a.put_object().bucket("src").key("big").body(bytestream(&body)).send().await, "put");
     let parts = [random_bytes(5 << 20, 12), random_bytes((1 << 20) + 3, 13)];
     put_multipart(&a, "src", "multi", &parts, |c| c).await;
-    put_lifecycle_rules(&a, "src", vec![rule("cold", "").transitions(to_cold(1)).build().unwrap()]).await.expect("rules");
+    let to_frozen = Transition::builder().days(8).storage_class(TransitionStorageClass::from("FROZEN")).build();
+    let rules = vec![
+        rule("big", "big").transitions(to_cold(1)).build().unwrap(),
+        rule("multi", "multi").transitions(to_cold(1)).build().unwrap(),
+        rule("move", "move").transitions(to_cold(1)).transitions(to_frozen).build().unwrap(),
+    ];
+    put_lifecycle_rules(&a, "src", rules).await.expect("rules");
     wait_until_within(DEADLINE, "big transitioned", || async { class_of(&a, "src", "big").await.as_deref() == Some("COLD") }).await;
+    let copies = tier_keys(&t).await;
+    let big_copy = copies.iter().find(|(k, _)| k.starts_with("src/big/")).unwrap_or_else(|| panic!("{copies:?}")).0.clone();
+    let at_tier = ok(t.head_object().bucket("archive").key(&big_copy).send().await, "head the tier's copy");
+    assert!(at_tier.e_tag().unwrap_or("").ends_with("-2\""), "over the threshold: 16 + 4 MiB parts, {:?}", at_tier.e_tag());
     let before = get_requests(&tier_node);
     assert!(get(&a, "src", "big", None).await == body, "the whole body read through");
     wait_until_within(DEADLINE, "three GETs at the tier", || async { get_requests(&tier_node) - before >= 3.0 }).await;
@@ -328,4 +342,33 @@ async fn large_transitioned_objects_are_read_from_the_tier_a_piece_at_a_time() {
     let h = ok(a.head_object().bucket("src").key("multi").send().await, "head multi");
     assert_eq!(h.e_tag(), Some(multipart_etag(&parts).as_str()), "the multipart ETag is kept");
     assert!(get(&a, "src", "multi", None).await == [parts[0].clone(), parts[1].clone()].concat(), "the multipart object read through");
+
+    // RestoreObject reads it back a piece at a time; GETs are then local.
+    let before = get_requests(&tier_node);
+    let restore = a.restore_object().bucket("src").key("big").restore_request(RestoreRequest::builder().days(60).build());
+    ok(restore.send().await, "restore big");
+    wait_until_within(DEADLINE, "three GETs at the tier", || async { get_requests(&tier_node) - before >= 3.0 }).await;
+    assert_eq!(get_requests(&tier_node) - before, 3.0, "the restore read 8 + 8 + 4 MiB");
+    let h = ok(a.head_object().bucket("src").key("big").send().await, "head big");
+    assert!(h.restore().unwrap_or("").contains("ongoing-request=\"false\""), "{:?}", h.restore());
+    assert!(get(&a, "src", "big", None).await == body, "the restored copy");
+    assert_eq!(get_requests(&tier_node) - before, 3.0, "a restored copy is read here");
+
+    // From COLD to FROZEN: read from COLD a piece at a time, sent to FROZEN
+    // as a multipart upload (over the threshold), COLD's copy then deleted.
+    let moving = random_bytes((20 << 20) + 7, 14);
+    let before = get_requests(&tier_node);
+    ok(a.put_object().bucket("src").key("move").body(bytestream(&moving)).send().await, "put move");
+    wait_until_within(DEADLINE, "move transitioned to COLD", || async { class_of(&a, "src", "move").await.as_deref() == Some("COLD") }).await;
+    wait_until_within(DEADLINE, "move went on to FROZEN", || async { class_of(&a, "src", "move").await.as_deref() == Some("FROZEN") }).await;
+    assert_eq!(get_requests(&tier_node) - before, 3.0, "the move read 8 + 8 + 4 MiB from COLD");
+    let frozen = tier_keys_in(&t, "frozen").await;
+    assert!(frozen.len() == 1 && frozen[0].0.starts_with("src/move/") && frozen[0].1 == moving.len() as i64, "{frozen:?}");
+    let at_tier = ok(t.head_object().bucket("frozen").key(&frozen[0].0).send().await, "head the FROZEN copy");
+    assert!(at_tier.e_tag().unwrap_or("").ends_with("-2\""), "{:?}", at_tier.e_tag());
+    assert!(get(&a, "src", "move", None).await == moving, "read through from FROZEN");
+    wait_until_within(DEADLINE, "COLD's copy of move is gone", || async {
+        tier_keys(&t).await.iter().all(|(k, _)| !k.starts_with("src/move/"))
+    })
+    .await;
 }

@@ -99,7 +99,7 @@ fn spawn_sender(core: usize, spec: &TargetSpec) -> Result<async_channel::Sender<
                 while let Ok(job) = rx.recv_blocking() {
                     let outcome = match (&job.stream, &job.multipart) {
                         (None, _) => remote.send(&job.req),
-                        (Some((_, chunks)), Some(m)) => remote.send_multipart(m, chunks),
+                        (Some((_, chunks)), Some(m)) => remote.send_multipart(m, chunks, None),
                         (Some((len, chunks)), None) => remote.send_streamed(&job.req, *len, chunks),
                     };
                     drop(job.stream);
@@ -310,7 +310,7 @@ async fn prepare(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, rec: &Record) ->
 /// the destination computes the same multipart ETag and serves the same
 /// part numbers; else parts of `min(PART_BYTES, threshold)` (at least
 /// `MIN_PART_BYTES`, more when `MAX_PARTS` would not do), the last shorter.
-fn part_layout(source: &[u64], size: u64, threshold: u64) -> Vec<u64> {
+pub(crate) fn part_layout(source: &[u64], size: u64, threshold: u64) -> Vec<u64> {
     let n = source.len();
     let reusable = n > 0
         && n <= crate::meta::MAX_PARTS

@@ -36,8 +36,6 @@ use crate::remote_s3::RemoteSpec;
 pub const TIER_INFO_V1: u8 = 1;
 /// FORMAT BOUNDARY: version of a `T_TIER` entry's meta bytes.
 pub const TIER_ENTRY_V1: u8 = 1;
-/// Largest object transitioned or restored (read into memory whole).
-pub const MAX_TIERED_BYTES: u64 = 1 << 30;
 /// `T_TIER` key kinds.
 const KIND_FORGET: u8 = b'D';
 const KIND_RESTORE: u8 = b'R';

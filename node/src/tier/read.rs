@@ -9,12 +9,12 @@ use tessera_proto::notification::EventName;
 use tessera_proto::time::now_unix_ms;
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
-use super::{find, RestoreEntry, TierInfo, MAX_TIERED_BYTES};
+use super::{find, RestoreEntry, TierInfo};
 use crate::buckets::BucketInfo;
 use crate::conn::{Conn, ConnError, Request};
 use crate::meta::{object_key, ObjectMeta, ObjectSummary, T_OBJECTS};
 use crate::notify::target::Reply;
-use crate::remote_s3::{encode_path, Outcome, Remote, RemoteRequest, RemoteSpec};
+use crate::remote_s3::{encode_path, MultipartUpload, Outcome, Remote, RemoteRequest, RemoteSpec};
 use crate::response::Response;
 use crate::s3::{io_error, versions};
 use crate::server::Ctx;
@@ -48,33 +48,102 @@ pub async fn call(spec: &RemoteSpec, req: RemoteRequest, max_body: u64) -> (Outc
     rx.recv().await.unwrap_or_else(|_| (Outcome::Retry("the tier thread is gone".into()), Reply::default()))
 }
 
-/// Bytes of a streamed upload read per chunk (`call_streamed`).
+/// Bytes of a streamed upload read per chunk from a body here
+/// (`call_streamed`; a body at another tier is read a `STREAM_PIECE_BYTES`
+/// piece at a time).
 const UPLOAD_CHUNK_BYTES: u64 = 1 << 20;
 
 /// What a streamed upload to a tier came to: the tier's answer, and the
-/// MD5 of the bytes sent (when all of them were read).
+/// MD5 of the bytes sent (when all of them were read), whole and per part
+/// of a multipart upload.
 pub struct Uploaded {
     pub outcome: Outcome,
     pub reply: Reply,
     pub md5: Option<[u8; 16]>,
-    /// Reading the body here failed (not the tier's fault).
+    pub part_md5s: Vec<[u8; 16]>,
+    /// Reading the body failed (not the receiving tier's fault).
     pub read_error: Option<String>,
 }
 
-/// `call` for a PUT whose body (`len` bytes) is read from `reader` a chunk
+impl Uploaded {
+    /// The ETag the tier should answer for what was sent: the MD5 of the
+    /// bytes, or of a multipart upload's parts' MD5s with `-N`.
+    pub fn expected_etag(&self) -> Option<String> {
+        use md5::{Digest, Md5};
+        let md5 = self.md5?;
+        if self.part_md5s.is_empty() {
+            return Some(hex::encode(md5));
+        }
+        let mut all = Md5::new();
+        for p in &self.part_md5s {
+            all.update(p);
+        }
+        Some(format!("{}-{}", hex::encode(all.finalize()), self.part_md5s.len()))
+    }
+}
+
+/// Where a streamed upload to a tier reads its body.
+pub enum UploadBody {
+    /// A body stored here (`PlainReader`, which follows compaction's moves).
+    Local(Box<PlainReader>),
+    /// A version on another tier (a move between tiers), read from it a
+    /// piece at a time.
+    Tier { ctx: Rc<Ctx>, info: TierInfo, size: u64 },
+}
+
+impl UploadBody {
+    fn chunk_bytes(&self) -> u64 {
+        match self {
+            UploadBody::Local(_) => UPLOAD_CHUNK_BYTES,
+            UploadBody::Tier { .. } => STREAM_PIECE_BYTES,
+        }
+    }
+
+    /// Bytes `at..at + want` of the `len` to send.
+    async fn read(&mut self, at: u64, want: u64, len: u64) -> Result<Vec<u8>, String> {
+        match self {
+            UploadBody::Local(reader) => {
+                let mut chunk = vec![0u8; want as usize];
+                let mut got = 0;
+                while got < chunk.len() {
+                    match reader.read(&mut chunk[got..]).await {
+                        Ok(0) => return Err(format!("the body ended {} bytes short", len - at - got as u64)),
+                        Ok(n) => got += n,
+                        Err(e) => return Err(format!("reading the body: {e:?}")),
+                    }
+                }
+                Ok(chunk)
+            }
+            UploadBody::Tier { ctx, info, size } => {
+                // (Its length is checked there.)
+                read_through(ctx, info, at..at + want, *size)
+                    .await
+                    .map_err(|e| format!("reading from tier {}: {}", info.class, e.message))
+            }
+        }
+    }
+}
+
+/// `call` for a PUT whose body (`len` bytes) is read from `body` a chunk
 /// at a time while a thread of its own sends it, so a transition holds a
-/// few MiB whatever the version's size; the MD5 of what was sent is
-/// computed on the way.
-pub async fn call_streamed(spec: &RemoteSpec, req: RemoteRequest, len: u64, mut reader: Box<PlainReader>) -> Uploaded {
+/// few MiB whatever the version's size (up to three pieces of 8 MiB when
+/// the body comes from another tier); the MD5 of what was sent is computed
+/// on the way. With `multipart`, the body goes as that multipart upload
+/// (its parts' sizes sum to `len`; no chunk crosses a part's end), and
+/// the reply is the CompleteMultipartUpload's.
+pub async fn call_streamed(spec: &RemoteSpec, req: RemoteRequest, len: u64, mut body: UploadBody, multipart: Option<MultipartUpload>) -> Uploaded {
     use md5::{Digest, Md5};
     let (chunk_tx, chunks) = async_channel::bounded::<Result<Vec<u8>, String>>(2);
     let (tx, rx) = async_channel::bounded(1);
     let spec = spec.clone();
+    let parts = multipart.as_ref().map_or_else(|| vec![len], |m| m.parts.clone());
+    let multi = multipart.is_some();
     let spawned = std::thread::Builder::new().name("tier-io".into()).spawn(move || {
         let mut reply = Reply::default();
-        let out = match Remote::new(&spec) {
-            Ok(mut r) => r.send_streamed_keeping(&req, len, &chunks, Some(&mut reply)),
-            Err(e) => Outcome::Retry(e),
+        let out = match (Remote::new(&spec), &multipart) {
+            (Ok(mut r), Some(m)) => r.send_multipart(m, &chunks, Some(&mut reply)),
+            (Ok(mut r), None) => r.send_streamed_keeping(&req, len, &chunks, Some(&mut reply)),
+            (Err(e), _) => Outcome::Retry(e),
         };
         // The reader stops at its next chunk.
         drop(chunks);
@@ -82,41 +151,40 @@ pub async fn call_streamed(spec: &RemoteSpec, req: RemoteRequest, len: u64, mut 
     });
     if let Err(e) = spawned {
         let outcome = Outcome::Retry(format!("cannot start a tier thread: {e}"));
-        return Uploaded { outcome, reply: Reply::default(), md5: None, read_error: None };
+        return Uploaded { outcome, reply: Reply::default(), md5: None, part_md5s: Vec::new(), read_error: None };
     }
     let produce = async move {
         let mut md5 = Md5::new();
+        let mut part_md5s = Vec::new();
         let mut sent = 0u64;
-        while sent < len {
-            let mut chunk = vec![0u8; (len - sent).min(UPLOAD_CHUNK_BYTES) as usize];
-            let mut at = 0;
-            while at < chunk.len() {
-                match reader.read(&mut chunk[at..]).await {
-                    Ok(0) => {
-                        let e = format!("the body ended {} bytes short", len - sent - at as u64);
-                        let _ = chunk_tx.send(Err(e.clone())).await;
-                        return (None, Some(e));
-                    }
-                    Ok(n) => at += n,
+        let step = body.chunk_bytes();
+        for part in parts {
+            let mut part_md5 = Md5::new();
+            let end = sent + part;
+            while sent < end {
+                let want = (end - sent).min(step);
+                let chunk = match body.read(sent, want, len).await {
+                    Ok(c) => c,
                     Err(e) => {
-                        let e = format!("reading the body: {e:?}");
                         let _ = chunk_tx.send(Err(e.clone())).await;
-                        return (None, Some(e));
+                        return (None, Vec::new(), Some(e));
                     }
+                };
+                md5.update(&chunk);
+                part_md5.update(&chunk);
+                sent += chunk.len() as u64;
+                if chunk_tx.send(Ok(chunk)).await.is_err() {
+                    // The sender stopped (its answer says why).
+                    return (None, Vec::new(), None);
                 }
             }
-            md5.update(&chunk);
-            sent += chunk.len() as u64;
-            if chunk_tx.send(Ok(chunk)).await.is_err() {
-                // The sender stopped (its answer says why).
-                return (None, None);
-            }
+            part_md5s.push(part_md5.finalize().into());
         }
-        (Some(md5.finalize().into()), None)
+        (Some(md5.finalize().into()), if multi { part_md5s } else { Vec::new() }, None)
     };
-    let ((md5, read_error), got) = futures_util::future::join(produce, rx.recv()).await;
+    let ((md5, part_md5s, read_error), got) = futures_util::future::join(produce, rx.recv()).await;
     let (outcome, reply) = got.unwrap_or_else(|_| (Outcome::Retry("the tier thread is gone".into()), Reply::default()));
-    Uploaded { outcome, reply, md5, read_error }
+    Uploaded { outcome, reply, md5, part_md5s, read_error }
 }
 
 fn unavailable(class: &str, why: &str) -> S3Error {
@@ -132,8 +200,8 @@ pub async fn read_through(ctx: &Ctx, t: &TierInfo, range: Range<u64>, size: u64)
     }
     let spec = find(&ctx.shared.config.tiers, &t.class).ok_or_else(|| unavailable(&t.class, "the tier is not configured on this server"))?;
     let len = range.end - range.start;
-    if len > MAX_TIERED_BYTES {
-        return Err(S3Error::with_message(S3ErrorCode::InvalidRange, format!("At most {MAX_TIERED_BYTES} bytes of a transitioned object are read at a time")));
+    if len > STREAM_PIECE_BYTES {
+        return Err(crate::s3::internal(format!("a tier read of {len} bytes (pieces are at most {STREAM_PIECE_BYTES})")));
     }
     let mut headers = Vec::new();
     if range != (0..size) {
@@ -197,18 +265,26 @@ impl TierStream {
     }
 }
 
-/// Writes `data` as a version body on `shard`: inline when small, else
-/// data records.
-pub async fn store_bytes(ctx: &Ctx, shard: u32, data: Vec<u8>) -> S3Result<Body> {
-    if data.len() <= crate::s3::put::INLINE_MAX_BYTES {
-        return Ok(Body::Inline(data));
+/// A transitioned version's body (`size` bytes) copied back from its tier
+/// onto `shard`, a piece at a time (memory stays one piece whatever the
+/// size): inline when small, else data records. A piece that fails leaves
+/// its predecessors' records uncommitted (freed as a failed upload's).
+pub async fn restore_body(ctx: &Ctx, shard: u32, t: &TierInfo, size: u64) -> S3Result<Body> {
+    if size <= crate::s3::put::INLINE_MAX_BYTES as u64 {
+        return Ok(Body::Inline(read_through(ctx, t, 0..size, size).await?));
     }
     let mut out = Vec::new();
-    for piece in data.chunks(crate::s3::put::DATA_RECORD_BYTES) {
-        let mut buf = DataBuf::new(piece.len());
-        buf.spare_mut()[..piece.len()].copy_from_slice(piece);
-        buf.advance(piece.len());
-        out.push(ctx.shards.write_data(shard, buf).await.map_err(io_error)?);
+    let mut at = 0;
+    while at < size {
+        let end = size.min(at + STREAM_PIECE_BYTES);
+        let data = read_through(ctx, t, at..end, size).await?;
+        for piece in data.chunks(crate::s3::put::DATA_RECORD_BYTES) {
+            let mut buf = DataBuf::new(piece.len());
+            buf.spare_mut()[..piece.len()].copy_from_slice(piece);
+            buf.advance(piece.len());
+            out.push(ctx.shards.write_data(shard, buf).await.map_err(io_error)?);
+        }
+        at = end;
     }
     Ok(Body::Extents(out))
 }
@@ -251,11 +327,7 @@ pub async fn restore_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo
     let new_body = if already {
         None
     } else {
-        if obj.summary.size > MAX_TIERED_BYTES {
-            return Err(S3Error::with_message(S3ErrorCode::InvalidObjectState, format!("Objects over {MAX_TIERED_BYTES} bytes are not restored")));
-        }
-        let data = read_through(ctx, &t, 0..obj.summary.size, obj.summary.size).await?;
-        Some(store_bytes(ctx, obj.shard, data).await?)
+        Some(restore_body(ctx, obj.shard, &t, obj.summary.size).await?)
     };
     // The restore was asked for, and (a new copy) is complete once this
     // commit is: both events go with it.

@@ -15,17 +15,16 @@
 use std::rc::Rc;
 
 use base64::Engine as _;
-use md5::{Digest, Md5};
 use tessera_io::{Body, Mutation};
 use tessera_proto::notification::EventName;
 use tessera_proto::time::now_unix_ms;
 use tessera_proto::{S3Error, S3Result};
 
-use super::read::{call, same_version};
-use super::{find, remote_key, Forget, RestoreEntry, TierInfo, MAX_TIERED_BYTES};
+use super::read::{call, call_streamed, same_version, UploadBody};
+use super::{find, remote_key, Forget, RestoreEntry, TierInfo};
 use crate::buckets::BucketInfo;
 use crate::meta::{object_key, ObjectMeta, ObjectSummary, VersionSel, T_OBJECTS, T_TIER};
-use crate::remote_s3::{encode_path, Outcome, RemoteRequest};
+use crate::remote_s3::{encode_path, MultipartUpload, Outcome, RemoteRequest};
 use crate::s3::{io_error, versions};
 use crate::server::Ctx;
 
@@ -58,14 +57,14 @@ impl From<S3Error> for NotMoved {
 
 /// Moves version `s` of `key` (bucket `b`, on this reactor's `shard`) to
 /// tier `class`: `Ok(true)` when it is a stub now, `Ok(false)` when there
-/// was nothing to do (changed, gone, encrypted, too large). A version on
-/// another tier moves from there (read through, or its restored copy),
+/// was nothing to do (changed, gone, encrypted). A version on
+/// another tier moves from there (read a piece at a time, or its restored copy),
 /// and its copy there is queued for deletion with the switch.
 pub async fn transition(ctx: &Rc<Ctx>, b: &BucketInfo, shard: u32, key: &str, s: &ObjectSummary, class: &str) -> Result<bool, NotMoved> {
     let Some(spec) = find(&ctx.shared.config.tiers, class) else {
         return Err(NotMoved::TierDown(format!("no tier {class} is configured (see --tier)")));
     };
-    if s.size > MAX_TIERED_BYTES || s.tier_class.as_deref() == Some(class) || s.delete_marker {
+    if s.tier_class.as_deref() == Some(class) || s.delete_marker {
         return Ok(false);
     }
     let (bid, k, sel) = (b.id, key.to_string(), sel_of(s));
@@ -82,30 +81,29 @@ pub async fn transition(ctx: &Rc<Ctx>, b: &BucketInfo, shard: u32, key: &str, s:
         return Ok(false);
     }
     let rkey = remote_key(&b.name, key, &s.version);
-    let mut headers = vec![("content-type".to_string(), "application/octet-stream".to_string())];
     let path = encode_path(&spec.bucket, &rkey);
-    let (out, reply, md5) = match (&old, body) {
-        // On another tier (not restored here): read through, whole (at
-        // most MAX_TIERED_BYTES).
-        (Some(t), _) if t.restored_until_ms.is_none() => {
-            let data = super::read::read_through(ctx, t, 0..s.size, s.size)
-                .await
-                .map_err(|e| NotMoved::TierDown(format!("reading from tier {}: {}", t.class, e.message)))?;
-            if data.len() as u64 != s.size {
-                return Err(crate::s3::internal(format!("{key}: read {} bytes of {}", data.len(), s.size)).into());
-            }
-            let md5: [u8; 16] = Md5::digest(&data).into();
-            headers.push(("content-md5".to_string(), base64::engine::general_purpose::STANDARD.encode(md5)));
-            let req = RemoteRequest { method: "PUT", path, query: String::new(), headers, body: data };
-            let (out, reply) = call(&spec.remote, req, 1 << 20).await;
-            (out, reply, md5)
-        }
+    let content_type = ("content-type".to_string(), "application/octet-stream".to_string());
+    // Over a single PUT's limit: a multipart upload (parts of 64 MiB, more
+    // when 10,000 would not do).
+    let threshold = ctx.shared.config.tier_multipart_threshold_bytes;
+    let multipart = (s.size > threshold).then(|| MultipartUpload {
+        path: path.clone(),
+        create_headers: vec![content_type.clone()],
+        complete_headers: Vec::new(),
+        parts: crate::replication::worker::part_layout(&[], s.size, threshold),
+    });
+    let mut headers = vec![content_type];
+    if s.parts == 0 && multipart.is_none() {
+        // The tier checks it.
+        headers.push(("content-md5".to_string(), base64::engine::general_purpose::STANDARD.encode(s.md5)));
+    }
+    let source = match (&old, body) {
+        // On another tier (not restored here): read from there a piece at
+        // a time.
+        (Some(t), _) if t.restored_until_ms.is_none() => UploadBody::Tier { ctx: ctx.clone(), info: t.clone(), size: s.size },
         // Here: streamed from the disk (found again if compaction moves
-        // it meanwhile), the MD5 of what is sent computed on the way.
+        // it meanwhile).
         (_, body) => {
-            if s.parts == 0 {
-                headers.push(("content-md5".to_string(), base64::engine::general_purpose::STANDARD.encode(s.md5)));
-            }
             let source = crate::response::StreamSource {
                 bucket: std::sync::Arc::new(b.clone()),
                 key: key.to_string(),
@@ -114,32 +112,34 @@ pub async fn transition(ctx: &Rc<Ctx>, b: &BucketInfo, shard: u32, key: &str, s:
                 size: s.size,
                 md5: s.md5,
             };
-            let reader = Box::new(crate::sse::stream::PlainReader::new(ctx, shard, body, None, 0..s.size).reloading(Some(source)));
-            let req = RemoteRequest { method: "PUT", path, query: String::new(), headers, body: Vec::new() };
-            let up = super::read::call_streamed(&spec.remote, req, s.size, reader).await;
-            if let Some(e) = up.read_error {
-                return Err(crate::s3::internal(format!("{key}: {e}")).into());
-            }
-            match (up.outcome, up.md5) {
-                (Outcome::Done, Some(md5)) => (Outcome::Done, up.reply, md5),
-                (Outcome::Done, None) => return Err(NotMoved::TierDown("the tier answered before the whole body was sent".into())),
-                (o, _) => (o, up.reply, [0; 16]),
-            }
+            UploadBody::Local(Box::new(crate::sse::stream::PlainReader::new(ctx, shard, body, None, 0..s.size).reloading(Some(source))))
         }
     };
-    match out {
-        Outcome::Done => {}
-        Outcome::Refused(why) | Outcome::Retry(why) => return Err(NotMoved::TierDown(why)),
+    let from_tier = matches!(source, UploadBody::Tier { .. });
+    let req = RemoteRequest { method: "PUT", path, query: String::new(), headers, body: Vec::new() };
+    let up = call_streamed(&spec.remote, req, s.size, source, multipart).await;
+    if let Some(e) = up.read_error {
+        // The source tier down is as retryable as the destination.
+        return Err(if from_tier { NotMoved::TierDown(e) } else { crate::s3::internal(format!("{key}: {e}")).into() });
     }
+    match &up.outcome {
+        Outcome::Done => {}
+        Outcome::Refused(why) | Outcome::Retry(why) => return Err(NotMoved::TierDown(why.clone())),
+    }
+    let (Some(md5), Some(expected_etag)) = (up.md5, up.expected_etag()) else {
+        return Err(NotMoved::TierDown("the tier answered before the whole body was sent".into()));
+    };
     if s.parts == 0 && md5 != s.md5 {
         // The copy at the tier is not this version's bytes: nobody's.
         let info = TierInfo { class: class.to_string(), remote_bucket: spec.bucket.clone(), remote_key: rkey, restored_until_ms: None };
         ctx.shards.commit(shard, vec![Forget::of(&info).mutation()]).await.map_err(io_error)?;
         return Err(crate::s3::internal(format!("{key}: the body read does not match its ETag")).into());
     }
-    let etag = reply.header("etag").unwrap_or("").trim().trim_matches('"').to_ascii_lowercase();
-    if etag != hex::encode(md5) {
-        return Err(NotMoved::TierDown(format!("the tier answered ETag {etag:?} for {}", hex::encode(md5))));
+    // A PUT's ETag is a header; a multipart upload's is in its Complete's XML.
+    let etag = up.reply.header("etag").map(str::to_string).or_else(|| crate::remote_s3::xml_text(&up.reply.body, "ETag")).unwrap_or_default();
+    let etag = etag.trim().trim_matches('"').trim_start_matches("&quot;").trim_end_matches("&quot;").to_ascii_lowercase();
+    if etag != expected_etag {
+        return Err(NotMoved::TierDown(format!("the tier answered ETag {etag:?} for {expected_etag}")));
     }
     let info = TierInfo { class: class.to_string(), remote_bucket: spec.bucket.clone(), remote_key: rkey, restored_until_ms: None };
     let ev = super::storage_event(ctx, b, key, EventName::LifecycleTransition, None);
