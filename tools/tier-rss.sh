@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Peak memory (VmHWM) of a node that transitions one large object to a
-# tier (another node) and then serves a GET of it read through the tier.
+# tier (another node), serves a GET of it read through the tier, and
+# restores it (RestoreObject copies it back).
 # Usage: tools/tier-rss.sh BIN [SIZE_MIB]
 # Prints the source node's peak RSS after the PUT, after the transition,
-# and (restarted, so the peak is the GET's own) after one whole GET of
-# the transitioned object.
+# (restarted, so the peak is the GET's own) after one whole GET of the
+# transitioned object, and (restarted again) after its restore.
 set -euo pipefail
 BIN=$1; MIB=${2:-512}
 PORT=${PORT:-19800}
@@ -42,3 +43,15 @@ echo "peak RSS after a restart: $(hwm)"
 T0=$(date +%s.%N)
 aws --endpoint-url http://$S s3api get-object --bucket src --key big "$DIR/back" > /dev/null
 cmp "$DIR/obj" "$DIR/back" && echo "one GET read through in $(echo "$(date +%s.%N) - $T0" | bc) s, bytes identical; peak RSS: $(hwm)"
+# Restarted again, so the restore's peak is its own.
+kill $SPID; wait $SPID 2>/dev/null || true
+"$BIN" server --address $S --admin-address 127.0.0.1:$((PORT + 1)) --lifecycle-day-secs 1 \
+  --tier "COLD=http://$T/archive,$TESSERA_ACCESS_KEY,$TESSERA_SECRET_KEY" "$DIR/src" >> "$DIR/src.log" 2>&1 &
+SPID=$!
+for _ in $(seq 1 50); do curl -s -o /dev/null http://$S && break; sleep 0.2; done
+echo "peak RSS after a restart: $(hwm)"
+T0=$(date +%s.%N)
+aws --endpoint-url http://$S s3api restore-object --bucket src --key big --restore-request Days=3600 > /dev/null
+echo "restored in $(echo "$(date +%s.%N) - $T0" | bc) s; peak RSS: $(hwm)"
+aws --endpoint-url http://$S s3api get-object --bucket src --key big "$DIR/back" > /dev/null
+cmp "$DIR/obj" "$DIR/back" && echo "the restored copy's bytes are identical"
