@@ -183,7 +183,12 @@ impl Conn {
         }
     }
 
-    pub async fn write_all(&mut self, data: Vec<u8>) -> Result<Vec<u8>, ConnError> {
+    /// Sends `data` whole (a `Vec`, or a cache hit's shared `Bytes`) and
+    /// gives it back.
+    pub async fn write_all<B>(&mut self, data: B) -> Result<B, ConnError>
+    where
+        B: monoio::buf::IoBuf + std::ops::Deref<Target = [u8]>,
+    {
         if let Some(tls) = &mut self.tls {
             tls.write_all(&mut self.stream, &data).await?;
             self.written_bytes += data.len() as u64;

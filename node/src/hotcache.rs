@@ -56,7 +56,8 @@ pub struct CachedObject {
     pub seq: u64,
     pub summary: Vec<u8>,
     pub meta: Vec<u8>,
-    pub data: Vec<u8>,
+    /// Shared with the answers that send it (a hit is not copied).
+    pub data: bytes::Bytes,
 }
 
 impl CachedObject {
@@ -327,7 +328,8 @@ impl HotCache {
         self.inner.borrow().admits_size(size)
     }
 
-    /// A copy of the entry of `key` if it was read from commit `seq`.
+    /// The entry of `key` if it was read from commit `seq` (its data
+    /// shared, not copied).
     pub fn get(&self, key: &CacheKey, seq: u64) -> Option<CachedObject> {
         self.inner.borrow_mut().get(key, seq).cloned()
     }
@@ -350,7 +352,7 @@ mod tests {
     use super::*;
 
     fn obj(seq: u64, size: usize) -> CachedObject {
-        CachedObject { seq, summary: vec![1; 8], meta: vec![2; 8], data: vec![seq as u8; size] }
+        CachedObject { seq, summary: vec![1; 8], meta: vec![2; 8], data: vec![seq as u8; size].into() }
     }
 
     fn key(i: u64) -> CacheKey {
@@ -361,7 +363,7 @@ mod tests {
     fn serves_only_the_commit_it_was_read_from() {
         let mut c = S3Fifo::new(1 << 20, 1 << 16);
         c.insert(key(1), obj(7, 100));
-        assert_eq!(c.get(&key(1), 7).map(|o| o.data.clone()), Some(vec![7u8; 100]));
+        assert_eq!(c.get(&key(1), 7).map(|o| o.data.to_vec()), Some(vec![7u8; 100]));
         // The key's current commit is another one: never served, and dropped.
         assert!(c.get(&key(1), 8).is_none());
         assert!(!c.contains(&key(1)));

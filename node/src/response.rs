@@ -94,6 +94,9 @@ pub struct ObjectStream {
     pub ctx: Rc<Ctx>,
     pub shard: u32,
     pub body: Body,
+    /// The whole body, shared with the hot-object cache (then `body` is
+    /// empty): sent as it is, never copied. Never sealed (`sse` is None).
+    pub shared: Option<bytes::Bytes>,
     /// Byte range of the object to send.
     pub range: Range<u64>,
     /// The version being sent, to find its data again if compaction moves
@@ -153,9 +156,11 @@ impl ObjectStream {
         if self.sse.is_some() || self.range.end - self.range.start > COALESCE_BODY_BYTES as u64 {
             return None;
         }
-        match &self.body {
-            Body::Inline(data) => data.get(self.range.start as usize..self.range.end as usize),
-            Body::Extents(_) => None,
+        let r = self.range.start as usize..self.range.end as usize;
+        match (&self.shared, &self.body) {
+            (Some(d), _) => d.get(r),
+            (None, Body::Inline(data)) => data.get(r),
+            (None, Body::Extents(_)) => None,
         }
     }
 
@@ -165,6 +170,14 @@ impl ObjectStream {
     pub async fn write_to(mut self, conn: &mut Conn) -> Result<(), ConnError> {
         if let Some(d) = self.sse.take() {
             return self.write_sealed(conn, d).await;
+        }
+        if let Some(data) = self.shared.take() {
+            let r = self.range.start as usize..self.range.end as usize;
+            if r.end > data.len() || r.start > r.end {
+                return Err(ConnError::Io(std::io::Error::other("range")));
+            }
+            conn.write_all(data.slice(r)).await?;
+            return Ok(());
         }
         match std::mem::replace(&mut self.body, Body::Inline(Vec::new())) {
             Body::Inline(data) => {

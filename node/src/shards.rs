@@ -192,18 +192,20 @@ impl LocalShard {
     /// `Shard::load` for a read that sends the body (GET, HEAD), through
     /// the hot-object cache: a hit is the entry of the key's current
     /// commit (see `hotcache` for why it cannot be stale), its body
-    /// whole and inline. On a miss an inline body is cached as read; an
-    /// extent body small enough is read whole and cached when `fill`
-    /// (a whole-object GET, which reads all of it anyway), and then
-    /// comes back inline too. Otherwise the answer is `load`'s.
-    pub async fn load_for_read(self: &Rc<Self>, table: u8, key: &[u8], fill: bool) -> Result<Option<Stored>, IoError> {
+    /// whole, shared with the cache (`ReadStored::cached`, not copied). On
+    /// a miss an inline body is cached as read; an extent body small
+    /// enough is read whole and cached when `fill` (a whole-object GET,
+    /// which reads all of it anyway), and then comes back the same way.
+    /// Otherwise the answer is `load`'s.
+    pub async fn load_for_read(self: &Rc<Self>, table: u8, key: &[u8], fill: bool) -> Result<Option<ReadStored>, IoError> {
+        let uncached = |stored: Option<Stored>| stored.map(|stored| ReadStored { stored, cached: None });
         if !self.cache.enabled() {
-            return crate::stripes_io::load(&self.shard, table, key).await;
+            return crate::stripes_io::load(&self.shard, table, key).await.map(uncached);
         }
         let Some(entry) = self.shard.get(table, key) else { return Ok(None) };
         let ck = (self.shard.id(), table, key.to_vec());
         if let Some(o) = self.cache.get(&ck, entry.seq) {
-            return Ok(Some(Stored { seq: o.seq, summary: o.summary, meta: o.meta, body: Body::Inline(o.data) }));
+            return Ok(Some(ReadStored::of(o)));
         }
         let Some(stored) = crate::stripes_io::load(&self.shard, table, key).await? else { return Ok(None) };
         let Stored { seq, summary, meta, body } = stored;
@@ -231,7 +233,7 @@ impl LocalShard {
                         // Moved, or an error the streaming path will meet and report.
                         Err(_) => {
                             drop(reads);
-                            return Ok(Some(Stored { seq, summary, meta, body: Body::Extents(ex) }));
+                            return Ok(uncached(Some(Stored { seq, summary, meta, body: Body::Extents(ex) })));
                         }
                     }
                 }
@@ -246,11 +248,11 @@ impl LocalShard {
                 }
                 data
             }
-            body => return Ok(Some(Stored { seq, summary, meta, body })),
+            body => return Ok(uncached(Some(Stored { seq, summary, meta, body }))),
         };
-        let obj = CachedObject { seq, summary, meta, data };
+        let obj = CachedObject { seq, summary, meta, data: data.into() };
         self.cache.insert(ck, obj.clone());
-        Ok(Some(Stored { seq: obj.seq, summary: obj.summary, meta: obj.meta, body: Body::Inline(obj.data) }))
+        Ok(Some(ReadStored::of(obj)))
     }
 
     /// `read_extent` for bytes that are sent on: a plain record's come
@@ -442,11 +444,37 @@ pub enum ShardReq {
     Member { owner: [u8; 16], index: u32, call: crate::holder::wire::Call },
 }
 
+/// What `load_for_read` found: the record, and, for an object the
+/// hot-object cache holds (or just took), its whole body shared with the
+/// cache, uncopied; `stored.body` is then empty.
+pub struct ReadStored {
+    pub stored: Stored,
+    pub cached: Option<bytes::Bytes>,
+}
+
+impl ReadStored {
+    fn of(o: CachedObject) -> Self {
+        ReadStored {
+            stored: Stored { seq: o.seq, summary: o.summary, meta: o.meta, body: Body::Inline(Vec::new()) },
+            cached: Some(o.data),
+        }
+    }
+
+    /// The body as `Shard::load` gives it (a cached one copied).
+    pub fn into_stored(self) -> Stored {
+        match self.cached {
+            Some(d) => Stored { body: Body::Inline(d.to_vec()), ..self.stored },
+            None => self.stored,
+        }
+    }
+}
+
 pub enum ShardResp {
     Extent(Extent),
     Seq(u64),
     Entry(Option<Entry>),
     Stored(Option<Stored>),
+    ReadStored(Option<ReadStored>),
     Bytes(Vec<u8>),
     Read(ReadBytes),
     Entries(Vec<(Vec<u8>, Entry)>),
@@ -476,7 +504,7 @@ async fn exec(local: &Rc<LocalShard>, req: ShardReq) -> Result<ShardResp, IoErro
         }
         ShardReq::Get { table, key } => ShardResp::Entry(shard.get(table, &key)),
         ShardReq::Load { table, key } => ShardResp::Stored(crate::stripes_io::load(shard, table, &key).await?),
-        ShardReq::LoadForRead { table, key, fill } => ShardResp::Stored(local.load_for_read(table, &key, fill).await?),
+        ShardReq::LoadForRead { table, key, fill } => ShardResp::ReadStored(local.load_for_read(table, &key, fill).await?),
         ShardReq::ReadExtent { extent, range } => ShardResp::Bytes(local.read_extent(&extent, range).await?),
         ShardReq::ReadExtentBuf { extent, range } => ShardResp::Read(local.read_extent_buf(&extent, range).await?),
         ShardReq::Range { table, prefix, after, limit } => {
@@ -608,9 +636,9 @@ impl Shards {
 
     /// `load` for GET and HEAD, through the owning core's hot-object cache
     /// (see `LocalShard::load_for_read`).
-    pub async fn load_for_read(&self, shard: u32, table: u8, key: Vec<u8>, fill: bool) -> Result<Option<Stored>, IoError> {
+    pub async fn load_for_read(&self, shard: u32, table: u8, key: Vec<u8>, fill: bool) -> Result<Option<ReadStored>, IoError> {
         match self.call(shard, ShardReq::LoadForRead { table, key, fill }).await? {
-            ShardResp::Stored(s) => Ok(s),
+            ShardResp::ReadStored(s) => Ok(s),
             _ => Err(unexpected()),
         }
     }

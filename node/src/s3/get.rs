@@ -186,20 +186,22 @@ impl LoadedObject {
 /// `b`: `NoSuchKey` / `NoSuchVersion` when there is none. A delete marker
 /// is returned as found (callers decide what it means for them).
 pub async fn read_version(ctx: &Ctx, b: &BucketInfo, key: &str, sel: Option<VersionSel>) -> S3Result<LoadedObject> {
-    read_version_with(ctx, b, key, sel, None).await
+    read_version_with(ctx, b, key, sel, None).await.map(|(o, _)| o)
 }
 
 /// `read_version` for GetObject and HeadObject: the current version comes
 /// through the owning core's hot-object cache (`Shards::load_for_read`;
 /// `fill`: a whole-object GET, worth reading a small extent body whole).
-/// The object is the same as `read_version`'s; its body may come inline.
+/// The object is the same as `read_version`'s, but for a body the cache
+/// holds: that comes as the shared bytes beside it (uncopied), and the
+/// object's `body` is then empty.
 async fn read_version_for_get(
     ctx: &Ctx,
     b: &BucketInfo,
     key: &str,
     sel: Option<VersionSel>,
     fill: bool,
-) -> S3Result<LoadedObject> {
+) -> S3Result<(LoadedObject, Option<bytes::Bytes>)> {
     read_version_with(ctx, b, key, sel, Some(fill)).await
 }
 
@@ -209,20 +211,20 @@ async fn read_version_with(
     key: &str,
     sel: Option<VersionSel>,
     cached: Option<bool>,
-) -> S3Result<LoadedObject> {
+) -> S3Result<(LoadedObject, Option<bytes::Bytes>)> {
     let shard = shard_of(ctx, &b.name, key);
     let Some(sel) = sel else {
         let k = object_key(b.id, key);
         let loaded = match cached {
             Some(fill) => ctx.shards.load_for_read(shard, T_OBJECTS, k, fill).await,
-            None => ctx.shards.load(shard, T_OBJECTS, k).await,
+            None => ctx.shards.load(shard, T_OBJECTS, k).await.map(|s| s.map(|stored| crate::shards::ReadStored { stored, cached: None })),
         };
-        let stored = loaded
+        let crate::shards::ReadStored { stored, cached } = loaded
             .map_err(io_error)?
             .ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchKey))?;
         let summary = ObjectSummary::decode(&stored.summary).ok_or_else(|| super::internal("corrupt summary"))?;
         let meta = ObjectMeta::decode(&stored.meta).ok_or_else(|| super::internal("corrupt meta"))?;
-        return Ok(LoadedObject { shard, body: stored.body, summary, meta });
+        return Ok((LoadedObject { shard, body: stored.body, summary, meta }, cached));
     };
     let (bid, k) = (b.id, key.to_string());
     let found = ctx
@@ -231,7 +233,7 @@ async fn read_version_with(
         .await
         .map_err(io_error)??;
     let (loc, meta, body) = found.ok_or_else(|| versions::not_found(Some(sel)))?;
-    Ok(LoadedObject { shard, body, summary: loc.summary, meta })
+    Ok((LoadedObject { shard, body, summary: loc.summary, meta }, None))
 }
 
 /// `NoSuchKey` (with `x-amz-delete-marker: false`, as S3 answers a HEAD of
@@ -248,7 +250,7 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
     let whole = req.head.method == Method::Get
         && req.header("range").is_none()
         && req.routed.query.get("partNumber").is_none();
-    let obj = match read_version_for_get(ctx, b, req.key(), sel, whole).await {
+    let (obj, cached) = match read_version_for_get(ctx, b, req.key(), sel, whole).await {
         Ok(o) => o,
         Err(e) if matches!(e.code, S3ErrorCode::NoSuchKey | S3ErrorCode::NoSuchVersion) => {
             crate::authz::check_missing(req, b)?;
@@ -343,6 +345,7 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
             ctx: ctx.clone(),
             shard,
             body: tessera_io::Body::Inline(Vec::new()),
+            shared: None,
             range,
             source: None,
             sse: None,
@@ -370,7 +373,13 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
         md5: summary.md5,
     });
     let sse = crate::sse::stream::decrypt_of(&meta, summary.size, dk)?.map(Rc::new);
-    resp.body = RespBody::Object(ObjectStream { ctx: ctx.clone(), shard, body, range, source, sse });
+    // A cached body goes out as the cache holds it; a sealed one is
+    // opened from a copy (the decrypting path reads a `Body`).
+    let (body, shared) = match cached {
+        Some(d) if sse.is_some() => (tessera_io::Body::Inline(d.to_vec()), None),
+        shared => (body, shared),
+    };
+    resp.body = RespBody::Object(ObjectStream { ctx: ctx.clone(), shard, body, shared, range, source, sse });
     Ok(resp)
 }
 
