@@ -372,3 +372,71 @@ async fn large_objects_go_to_the_tier_and_back_a_piece_at_a_time() {
     })
     .await;
 }
+
+/// Encrypted versions go to the tier sealed: the tier's copy is the
+/// sealed body (longer than the plaintext by its tags, not the plaintext),
+/// GETs (whole, and ranges across tier pieces and parts) open it as they
+/// read it through, an SSE-C version still needs its key, and a restore
+/// brings the sealed body back, served here.
+#[tokio::test(flavor = "multi_thread")]
+async fn encrypted_versions_go_to_the_tier_sealed() {
+    use aws_sdk_s3::types::ServerSideEncryption;
+    let t_addr = free_addr();
+    let tier_node = node(t_addr, None);
+    let src = node(free_addr(), Some(t_addr));
+    let (a, t) = (src.client(), tier_node.client());
+    ok(t.create_bucket().bucket("archive").send().await, "tier bucket");
+    ok(a.create_bucket().bucket("enc").send().await, "source bucket");
+    let s3data = random_bytes((9 << 20) + 11, 21);
+    let put = a.put_object().bucket("enc").key("s3").server_side_encryption(ServerSideEncryption::Aes256);
+    ok(put.body(bytestream(&s3data)).send().await, "put SSE-S3");
+    let parts = [random_bytes(5 << 20, 22), random_bytes(300_001, 23)];
+    put_multipart(&a, "enc", "mp", &parts, |c| c.server_side_encryption(ServerSideEncryption::Aes256)).await;
+    let mp = parts.concat();
+    let raw = [7u8; 32];
+    let (ck, cmd5) = (b64(&raw), b64(&md5_bytes(&raw)));
+    let cdata = random_bytes(200_003, 24);
+    let put = a.put_object().bucket("enc").key("c").sse_customer_algorithm("AES256").sse_customer_key(&ck).sse_customer_key_md5(&cmd5);
+    ok(put.body(bytestream(&cdata)).send().await, "put SSE-C");
+    put_lifecycle_rules(&a, "enc", vec![rule("cold", "").transitions(to_cold(1)).build().unwrap()]).await.expect("rules");
+    for k in ["s3", "mp"] {
+        wait_until_within(DEADLINE, k, || async { class_of(&a, "enc", k).await.as_deref() == Some("COLD") }).await;
+    }
+    let head_c = || a.head_object().bucket("enc").key("c").sse_customer_algorithm("AES256").sse_customer_key(&ck).sse_customer_key_md5(&cmd5);
+    wait_until_within(DEADLINE, "c", || async {
+        ok(head_c().send().await, "head c").storage_class().map(|c| c.as_str().to_string()).as_deref() == Some("COLD")
+    })
+    .await;
+
+    let copies = tier_keys(&t).await;
+    assert_eq!(copies.len(), 3, "{copies:?}");
+    for (k, plain) in [("s3", &s3data), ("mp", &mp), ("c", &cdata)] {
+        let (name, size) = copies.iter().find(|(n, _)| n.starts_with(&format!("enc/{k}/"))).unwrap_or_else(|| panic!("{copies:?}"));
+        assert!(*size as usize > plain.len(), "{k}: the sealed body is longer than the plaintext: {size}");
+        let at_tier = read_body(ok(t.get_object().bucket("archive").key(name).send().await, "the tier's copy")).await;
+        assert_eq!(at_tier.len() as i64, *size);
+        assert!(at_tier[..4096] != plain[..4096], "{k}: plaintext at the tier");
+    }
+
+    let before = get_requests(&tier_node);
+    assert!(get(&a, "enc", "s3", None).await == s3data, "SSE-S3 read through and opened");
+    assert_eq!(get_requests(&tier_node) - before, 2.0, "9 MiB sealed: two tier reads");
+    let (s, e) = ((8 << 20) - 70_000, (8 << 20) + 70_000);
+    assert!(get(&a, "enc", "s3", Some(&format!("bytes={s}-{e}"))).await == s3data[s..=e], "a range across tier pieces");
+    assert!(get(&a, "enc", "mp", None).await == mp, "multipart SSE-S3");
+    let (s, e) = ((5 << 20) - 10, (5 << 20) + 10);
+    assert!(get(&a, "enc", "mp", Some(&format!("bytes={s}-{e}"))).await == mp[s..=e], "a range across the parts");
+    assert_s3_error(a.get_object().bucket("enc").key("c").send().await, 400, "InvalidRequest");
+    let get_c = || a.get_object().bucket("enc").key("c").sse_customer_algorithm("AES256").sse_customer_key(&ck).sse_customer_key_md5(&cmd5);
+    assert!(read_body(ok(get_c().send().await, "get c")).await == cdata, "SSE-C with its key");
+    assert!(read_body(ok(get_c().range("bytes=1000-150000").send().await, "range of c")).await == cdata[1000..=150000]);
+
+    // Restored: the sealed body comes back and is served here.
+    let restore = a.restore_object().bucket("enc").key("s3").restore_request(RestoreRequest::builder().days(60).build());
+    ok(restore.send().await, "restore");
+    let before = get_requests(&tier_node);
+    assert!(get(&a, "enc", "s3", None).await == s3data, "the restored copy, opened");
+    let h = ok(a.head_object().bucket("enc").key("s3").send().await, "head");
+    assert_eq!(h.server_side_encryption(), Some(&ServerSideEncryption::Aes256));
+    assert_eq!(get_requests(&tier_node) - before, 0.0, "a restored copy is read here");
+}

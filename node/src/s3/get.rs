@@ -355,12 +355,13 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
         }
         return Ok(resp);
     }
+    let sse = crate::sse::stream::decrypt_of(&meta, summary.size, dk)?.map(Rc::new);
     if crate::tier::is_stub(&meta) {
         // Transitioned: the range is read from the tier a piece at a time,
         // the first before the answer starts (a tier that is down is a
-        // clean 503).
+        // clean 503); a sealed copy is opened here.
         let t = meta.tier.clone().ok_or_else(|| super::internal("tier info vanished"))?;
-        let stream = crate::tier::read::TierStream::open(ctx, t, range, size).await?;
+        let stream = crate::tier::read::TierStream::open(ctx, t, range, size, sse).await?;
         resp.body = RespBody::Tier(Box::new(stream));
         return Ok(resp);
     }
@@ -372,7 +373,6 @@ pub async fn get_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) ->
         size: summary.size,
         md5: summary.md5,
     });
-    let sse = crate::sse::stream::decrypt_of(&meta, summary.size, dk)?.map(Rc::new);
     // A cached body goes out as the cache holds it; a sealed one is
     // opened from a copy (the decrypting path reads a `Body`).
     let (body, shared) = match cached {

@@ -137,6 +137,16 @@ pub fn remote_key(bucket: &str, key: &str, version: &VersionId) -> String {
     format!("{bucket}/{key}/{}", version.render())
 }
 
+/// Bytes of a version's body as stored, and so as its copy at a tier
+/// holds it: the sealed length when encrypted (the tier gets the sealed
+/// body, never plaintext).
+pub fn stored_len(meta: &ObjectMeta, size: u64) -> S3Result<u64> {
+    match &meta.sse {
+        Some(info) => Ok(info.layout(size, &meta.part_sizes)?.sealed_len()),
+        None => Ok(size),
+    }
+}
+
 /// Whether the version's body is only at the tier (transitioned, not
 /// restored).
 pub fn is_stub(meta: &ObjectMeta) -> bool {

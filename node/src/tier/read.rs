@@ -19,7 +19,8 @@ use crate::response::Response;
 use crate::s3::{io_error, versions};
 use crate::server::Ctx;
 use crate::s3::put::BodySource;
-use crate::sse::stream::PlainReader;
+use crate::sse::cipher::Chunk;
+use crate::sse::stream::{Decrypt, PlainReader};
 
 /// Largest RestoreRequest document.
 const MAX_RESTORE_BODY_BYTES: usize = 64 * 1024;
@@ -222,47 +223,112 @@ pub async fn read_through(ctx: &Ctx, t: &TierInfo, range: Range<u64>, size: u64)
 /// (a tier that is down is a clean 503), each next one while the one
 /// before is written to the client. A piece that fails later closes the
 /// connection (the client sees a short body, as for a local read error).
+/// An encrypted version's copy at the tier is its sealed body: each piece
+/// is whole chunks of packages, opened here.
 pub struct TierStream {
     ctx: Rc<Ctx>,
     info: TierInfo,
-    size: u64,
+    /// Bytes of the copy at the tier (sealed, when encrypted).
+    stored: u64,
+    decrypt: Option<Rc<Decrypt>>,
     first: Vec<u8>,
-    /// What is left after `first`.
-    rest: Range<u64>,
+    /// The reads after `first`, in order.
+    rest: std::collections::VecDeque<Piece>,
+    /// Bytes the answer carries (plaintext).
+    len: u64,
+}
+
+/// One read from the tier: its range of the stored copy, and for a sealed
+/// copy the chunks it holds (opened for their wanted plaintext).
+struct Piece {
+    range: Range<u64>,
+    chunks: Vec<Chunk>,
 }
 
 impl TierStream {
-    pub async fn open(ctx: &Rc<Ctx>, info: TierInfo, range: Range<u64>, size: u64) -> S3Result<Self> {
-        let end = range.end.min(range.start.saturating_add(STREAM_PIECE_BYTES));
-        let first = read_through(ctx, &info, range.start..end, size).await?;
-        Ok(TierStream { ctx: ctx.clone(), info, size, first, rest: end..range.end })
+    /// Plaintext `range` of a version of `size` bytes (`decrypt`: its
+    /// sealed layout and key, when encrypted).
+    pub async fn open(ctx: &Rc<Ctx>, info: TierInfo, range: Range<u64>, size: u64, decrypt: Option<Rc<Decrypt>>) -> S3Result<Self> {
+        let len = range.end - range.start;
+        let (stored, mut rest) = match &decrypt {
+            None => (size, plain_pieces(range)),
+            Some(d) => (d.layout.sealed_len(), sealed_pieces(d.layout.chunks(range))),
+        };
+        let first = match rest.pop_front() {
+            Some(p) => fetch(ctx, &info, stored, decrypt.as_deref(), p).await?,
+            None => Vec::new(),
+        };
+        Ok(TierStream { ctx: ctx.clone(), info, stored, decrypt, first, rest, len })
     }
 
     /// Bytes the answer carries.
     pub fn len(&self) -> u64 {
-        self.first.len() as u64 + (self.rest.end - self.rest.start)
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
     pub async fn write_to(self, conn: &mut Conn) -> Result<(), ConnError> {
-        let TierStream { ctx, info, size, first, rest } = self;
-        let (mut piece, mut at) = (first, rest.start);
-        while at < rest.end {
-            let end = rest.end.min(at + STREAM_PIECE_BYTES);
-            let (written, next) = futures_util::future::join(conn.write_all(piece), read_through(&ctx, &info, at..end, size)).await;
+        let TierStream { ctx, info, stored, decrypt, first, mut rest, .. } = self;
+        let mut piece = first;
+        while let Some(p) = rest.pop_front() {
+            let (written, next) = futures_util::future::join(conn.write_all(piece), fetch(&ctx, &info, stored, decrypt.as_deref(), p)).await;
             written?;
             piece = next.map_err(|e| {
                 tracing::warn!(class = %info.class, key = %info.remote_key, "reading from the tier mid-answer: {}", e.message);
                 ConnError::Io(std::io::Error::other(e.message))
             })?;
-            at = end;
         }
         conn.write_all(piece).await?;
         Ok(())
     }
+}
+
+/// `range` in reads of at most `STREAM_PIECE_BYTES`.
+fn plain_pieces(range: Range<u64>) -> std::collections::VecDeque<Piece> {
+    let mut out = std::collections::VecDeque::new();
+    let mut at = range.start;
+    while at < range.end {
+        let end = range.end.min(at + STREAM_PIECE_BYTES);
+        out.push_back(Piece { range: at..end, chunks: Vec::new() });
+        at = end;
+    }
+    out
+}
+
+/// Consecutive chunks (their sealed ranges follow each other) grouped
+/// into reads of at most `STREAM_PIECE_BYTES` (at least one chunk each).
+fn sealed_pieces(chunks: Vec<Chunk>) -> std::collections::VecDeque<Piece> {
+    let mut out: std::collections::VecDeque<Piece> = std::collections::VecDeque::new();
+    for c in chunks {
+        match out.back_mut() {
+            Some(p) if p.range.end == c.sealed.start && c.sealed.end - p.range.start <= STREAM_PIECE_BYTES => {
+                p.range.end = c.sealed.end;
+                p.chunks.push(c);
+            }
+            _ => out.push_back(Piece { range: c.sealed.clone(), chunks: vec![c] }),
+        }
+    }
+    out
+}
+
+/// One piece's plaintext.
+async fn fetch(ctx: &Ctx, info: &TierInfo, stored: u64, decrypt: Option<&Decrypt>, p: Piece) -> S3Result<Vec<u8>> {
+    let data = read_through(ctx, info, p.range.clone(), stored).await?;
+    let Some(d) = decrypt else { return Ok(data) };
+    if let [c] = p.chunks.as_slice() {
+        // One chunk: opened in the buffer it was read into.
+        return d.open(c, data);
+    }
+    let mut out = Vec::new();
+    for c in &p.chunks {
+        let at = (c.sealed.start - p.range.start) as usize..(c.sealed.end - p.range.start) as usize;
+        let sealed = data.get(at).ok_or_else(|| crate::s3::internal("a chunk outside its tier read"))?;
+        out.extend_from_slice(&d.open(c, sealed.to_vec())?);
+    }
+    Ok(out)
 }
 
 /// A transitioned version's body (`size` bytes) copied back from its tier
@@ -327,7 +393,8 @@ pub async fn restore_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo
     let new_body = if already {
         None
     } else {
-        Some(restore_body(ctx, obj.shard, &t, obj.summary.size).await?)
+        // (An encrypted version's copy is its sealed body: restored as such.)
+        Some(restore_body(ctx, obj.shard, &t, super::stored_len(&obj.meta, obj.summary.size)?).await?)
     };
     // The restore was asked for, and (a new copy) is complete once this
     // commit is: both events go with it.

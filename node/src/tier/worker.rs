@@ -57,7 +57,7 @@ impl From<S3Error> for NotMoved {
 
 /// Moves version `s` of `key` (bucket `b`, on this reactor's `shard`) to
 /// tier `class`: `Ok(true)` when it is a stub now, `Ok(false)` when there
-/// was nothing to do (changed, gone, encrypted). A version on
+/// was nothing to do (changed, gone). A version on
 /// another tier moves from there (read a piece at a time, or its restored copy),
 /// and its copy there is queued for deletion with the switch.
 pub async fn transition(ctx: &Rc<Ctx>, b: &BucketInfo, shard: u32, key: &str, s: &ObjectSummary, class: &str) -> Result<bool, NotMoved> {
@@ -74,33 +74,35 @@ pub async fn transition(ctx: &Rc<Ctx>, b: &BucketInfo, shard: u32, key: &str, s:
         .await
         .map_err(io_error)??;
     let Some((loc, meta, body)) = found else { return Ok(false) };
-    // Encrypted bodies are sealed per segment with offsets GET relies on:
-    // they stay here (for now).
     let old = meta.tier.clone();
-    if !same_version(&loc.summary, s) || loc.summary.tier_class != s.tier_class || meta.sse.is_some() || old.as_ref().is_some_and(|t| t.class == class) {
+    if !same_version(&loc.summary, s) || loc.summary.tier_class != s.tier_class || old.as_ref().is_some_and(|t| t.class == class) {
         return Ok(false);
     }
+    // An encrypted version goes as its sealed body (the tier never sees
+    // plaintext; GETs open it as they read it back).
+    let sealed = meta.sse.is_some();
+    let len = super::stored_len(&meta, s.size)?;
     let rkey = remote_key(&b.name, key, &s.version);
     let path = encode_path(&spec.bucket, &rkey);
     let content_type = ("content-type".to_string(), "application/octet-stream".to_string());
     // Over a single PUT's limit: a multipart upload (parts of 64 MiB, more
     // when 10,000 would not do).
     let threshold = ctx.shared.config.tier_multipart_threshold_bytes;
-    let multipart = (s.size > threshold).then(|| MultipartUpload {
+    let multipart = (len > threshold).then(|| MultipartUpload {
         path: path.clone(),
         create_headers: vec![content_type.clone()],
         complete_headers: Vec::new(),
-        parts: crate::replication::worker::part_layout(&[], s.size, threshold),
+        parts: crate::replication::worker::part_layout(&[], len, threshold),
     });
     let mut headers = vec![content_type];
-    if s.parts == 0 && multipart.is_none() {
+    if s.parts == 0 && multipart.is_none() && !sealed {
         // The tier checks it.
         headers.push(("content-md5".to_string(), base64::engine::general_purpose::STANDARD.encode(s.md5)));
     }
     let source = match (&old, body) {
         // On another tier (not restored here): read from there a piece at
         // a time.
-        (Some(t), _) if t.restored_until_ms.is_none() => UploadBody::Tier { ctx: ctx.clone(), info: t.clone(), size: s.size },
+        (Some(t), _) if t.restored_until_ms.is_none() => UploadBody::Tier { ctx: ctx.clone(), info: t.clone(), size: len },
         // Here: streamed from the disk (found again if compaction moves
         // it meanwhile).
         (_, body) => {
@@ -112,12 +114,13 @@ pub async fn transition(ctx: &Rc<Ctx>, b: &BucketInfo, shard: u32, key: &str, s:
                 size: s.size,
                 md5: s.md5,
             };
-            UploadBody::Local(Box::new(crate::sse::stream::PlainReader::new(ctx, shard, body, None, 0..s.size).reloading(Some(source))))
+            // (Read as stored: a sealed body stays sealed.)
+            UploadBody::Local(Box::new(crate::sse::stream::PlainReader::new(ctx, shard, body, None, 0..len).reloading(Some(source))))
         }
     };
     let from_tier = matches!(source, UploadBody::Tier { .. });
     let req = RemoteRequest { method: "PUT", path, query: String::new(), headers, body: Vec::new() };
-    let up = call_streamed(&spec.remote, req, s.size, source, multipart).await;
+    let up = call_streamed(&spec.remote, req, len, source, multipart).await;
     if let Some(e) = up.read_error {
         // The source tier down is as retryable as the destination.
         return Err(if from_tier { NotMoved::TierDown(e) } else { crate::s3::internal(format!("{key}: {e}")).into() });
@@ -129,7 +132,7 @@ pub async fn transition(ctx: &Rc<Ctx>, b: &BucketInfo, shard: u32, key: &str, s:
     let (Some(md5), Some(expected_etag)) = (up.md5, up.expected_etag()) else {
         return Err(NotMoved::TierDown("the tier answered before the whole body was sent".into()));
     };
-    if s.parts == 0 && md5 != s.md5 {
+    if s.parts == 0 && !sealed && md5 != s.md5 {
         // The copy at the tier is not this version's bytes: nobody's.
         let info = TierInfo { class: class.to_string(), remote_bucket: spec.bucket.clone(), remote_key: rkey, restored_until_ms: None };
         ctx.shards.commit(shard, vec![Forget::of(&info).mutation()]).await.map_err(io_error)?;
