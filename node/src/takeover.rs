@@ -75,6 +75,9 @@ pub const STALE_PREFIX: &str = "stale/";
 pub const RECORD_FORMAT: u32 = 1;
 /// How long a read index keeps a node's lease.
 pub const LEASE: Duration = Duration::from_secs(4);
+/// Pause before a stale record the configuration did not take (no leader
+/// yet) is written again (`StaleRecorder::record`).
+const STALE_RECORD_RETRY: Duration = Duration::from_millis(100);
 /// How often the lease is renewed.
 pub const LEASE_RENEW_EVERY: Duration = Duration::from_millis(1000);
 /// How long an owner must be alive and whole before it gets its partitions back.
@@ -427,19 +430,35 @@ impl StaleRecorder {
         }
         let Some(raft) = self.node.raft() else { return false };
         let mut last = 0;
+        // One deadline for the records: a write that fails (no leader
+        // known, or the one known gone: the member's node may have led the
+        // configuration and died with it) is tried again until then, so
+        // the write waits for the election (about 1-2 s) instead of
+        // failing while it runs.
+        let deadline = Instant::now() + crate::buckets::cluster::RAFT_WRITE_TIMEOUT;
         for &i in &todo {
             let Some(m) = self.members.get(i) else { return false };
             let value = serde_json::to_vec(&StaleRecord { format: RECORD_FORMAT, since_ms: now_ms() }).expect("stale record");
             let cmd = Command::Put { key: stale_key(&self.owner, m), value };
-            match monoio::time::timeout(crate::buckets::cluster::RAFT_WRITE_TIMEOUT, raft.write(&cmd)).await {
-                Ok(Ok(o)) => last = last.max(o.index),
-                Ok(Err(e)) => {
-                    tracing::error!(owner = %self.owner, member = %m, error = %e, "cannot record a lane member as stale; the write is not acknowledged");
-                    return false;
-                }
-                Err(_) => {
-                    tracing::error!(owner = %self.owner, member = %m, "recording a lane member as stale timed out; the write is not acknowledged");
-                    return false;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match monoio::time::timeout(left, raft.write(&cmd)).await {
+                    Ok(Ok(o)) => {
+                        last = last.max(o.index);
+                        break;
+                    }
+                    Ok(Err(e)) if Instant::now() + STALE_RECORD_RETRY < deadline => {
+                        tracing::debug!(owner = %self.owner, member = %m, error = %e, "recording a lane member as stale; trying again");
+                        monoio::time::sleep(STALE_RECORD_RETRY).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(owner = %self.owner, member = %m, error = %e, "cannot record a lane member as stale; the write is not acknowledged");
+                        return false;
+                    }
+                    Err(_) => {
+                        tracing::error!(owner = %self.owner, member = %m, "recording a lane member as stale timed out; the write is not acknowledged");
+                        return false;
+                    }
                 }
             }
         }

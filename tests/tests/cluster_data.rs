@@ -714,6 +714,60 @@ fn a_write_right_after_a_members_node_came_back_is_taken() {
     });
 }
 
+/// Writes go on while the configuration elects a new leader: the
+/// configuration leader's node is killed, and PUTs of keys another node
+/// owns go through that node at once, with a client that never retries.
+/// Each misses the dead node's member (W = 2 of 3 still holds), so it must
+/// record it stale through the configuration first, and there is no
+/// leader until the survivors elect one (about 1-2 s): the write waits for
+/// the election (`StaleRecorder::record` tries again until its deadline)
+/// instead of failing. Before, every write in those seconds was a 503.
+#[test]
+fn writes_go_on_while_the_configuration_elects_a_new_leader() {
+    let (mut nodes, _) = three_nodes();
+    let ids: Vec<String> = nodes.iter().map(node_id).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async { ok(nodes[0].client().create_bucket().bucket("elect").send().await, "create bucket") });
+    let is_leader = |n: &Server| n.admin_json("/admin/v1/cluster")["raft"]["role"] == "leader";
+    let mut l = 0;
+    wait_for("a configuration leader", Duration::from_secs(20), || nodes.iter().position(is_leader).map(|i| l = i).is_some());
+    let o = (l + 1) % 3;
+    let keys: Vec<String> = (0..).map(|i| format!("k{i}")).filter(|key| owner_of(&nodes[o], "elect", key) == ids[o]).take(6).collect();
+    let conf = nodes[o]
+        .config_builder(&nodes[o].access_key, &nodes[o].secret_key)
+        .force_path_style(true)
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+        .build();
+    let c = Client::from_conf(conf);
+    // Every lane of o has written to the leader's node once (so the
+    // writes below meet a dead member, not a fresh connection).
+    rt.block_on(async {
+        for key in &keys {
+            ok(c.put_object().bucket("elect").key(key).body(ByteStream::from_static(b"before")).send().await, "put before");
+        }
+    });
+    nodes[l].kill9();
+    let started = Instant::now();
+    let answers: Vec<(Result<(), String>, Duration)> = rt.block_on(async {
+        let mut out = Vec::new();
+        for key in &keys {
+            let t = Instant::now();
+            let r = c.put_object().bucket("elect").key(key).body(ByteStream::from_static(b"during the election")).send().await;
+            out.push((r.map(|_| ()).map_err(|e| format!("{:?}", e.raw_response().map(|r| r.status().as_u16()))), t.elapsed()));
+        }
+        out
+    });
+    eprintln!("PUTs through node {o} right after the leader (node {l}) died ({:?}): {answers:?}", started.elapsed());
+    let refused: Vec<_> = answers.iter().filter(|a| a.0.is_err()).collect();
+    assert!(refused.is_empty(), "writes refused while the configuration elected a leader: {answers:?}");
+    wait_for("a new leader", Duration::from_secs(20), || nodes.iter().enumerate().any(|(i, n)| i != l && is_leader(n)));
+    rt.block_on(async {
+        for key in &keys {
+            assert_eq!(body(&nodes[o].client(), "elect", key).await, Ok(b"during the election".to_vec()), "{key}");
+        }
+    });
+}
+
 /// A bucket setting changed through one node applies at once to the
 /// object requests that node forwards to another owner (the forward
 /// carries the configuration index the forwarder had; the owner waits
