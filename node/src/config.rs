@@ -60,6 +60,14 @@ pub struct Config {
     /// (`tier::worker`; a single PUT's 5 GiB, lowered only by tests
     /// through `--test-tier-multipart-threshold-bytes`, hidden).
     pub tier_multipart_threshold_bytes: u64,
+    /// How long a transition attempt's pending entry waits before the
+    /// worker takes its copy for a crash's leftover (`tier::PENDING_GRACE_MS`;
+    /// shorter only for tests, `--test-tier-pending-grace-ms`, hidden).
+    pub tier_pending_grace_ms: u64,
+    /// TEST ONLY (`--test-tier-abort-after-put`, hidden): the process
+    /// aborts right after a transition's copy is written, before its stub
+    /// is committed (the crash a pending entry exists for).
+    pub test_tier_abort_after_put: bool,
     /// First wait before a version the remote refused is sent again
     /// (`replication::retry`; 60 s, shorter only for tests through
     /// `--test-replication-failed-retry-ms`, hidden).

@@ -172,6 +172,15 @@ enum Command {
         /// of this size (at least 5 MiB).
         #[arg(long, env = "TESSERA_TEST_TIER_MULTIPART_THRESHOLD_BYTES", hide = true)]
         test_tier_multipart_threshold_bytes: Option<u64>,
+        /// TEST ONLY: how long a transition attempt may run before the
+        /// worker takes its copy at the tier for a crash's leftover and
+        /// deletes it (default one day).
+        #[arg(long, env = "TESSERA_TEST_TIER_PENDING_GRACE_MS", hide = true)]
+        test_tier_pending_grace_ms: Option<u64>,
+        /// TEST ONLY: abort the process right after a transition wrote its
+        /// copy at the tier, before the version becomes a stub.
+        #[arg(long, env = "TESSERA_TEST_TIER_ABORT_AFTER_PUT", hide = true)]
+        test_tier_abort_after_put: bool,
         /// TEST ONLY: first wait before a version the replication target
         /// refused is sent again (default 60,000; it grows fourfold).
         #[arg(long, env = "TESSERA_TEST_REPLICATION_FAILED_RETRY_MS", hide = true)]
@@ -464,6 +473,8 @@ fn main() -> ExitCode {
             test_replication_whole_body_max_bytes,
             test_replication_multipart_threshold_bytes,
             test_tier_multipart_threshold_bytes,
+            test_tier_pending_grace_ms,
+            test_tier_abort_after_put,
             test_replication_failed_retry_ms,
             key_file,
             kms_keys,
@@ -527,6 +538,8 @@ fn main() -> ExitCode {
                 tier_multipart_threshold_bytes: test_tier_multipart_threshold_bytes
                     .unwrap_or(tessera_node::replication::worker::MULTIPART_THRESHOLD_BYTES)
                     .min(tessera_node::replication::worker::MULTIPART_THRESHOLD_BYTES),
+                tier_pending_grace_ms: test_tier_pending_grace_ms.unwrap_or(tessera_node::tier::PENDING_GRACE_MS),
+                test_tier_abort_after_put,
                 replication_failed_retry_ms: test_replication_failed_retry_ms.unwrap_or(60_000).max(1),
                 cache_bytes: cache_size,
                 cache_max_object_bytes: cache_max_object,

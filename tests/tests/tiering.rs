@@ -236,7 +236,7 @@ async fn noncurrent_versions_transition_from_tier_to_tier_and_version_deletes_fo
     assert!(got == old, "v1 read through");
     let keys = tier_keys(&t).await;
     assert_eq!(keys.len(), 1, "{keys:?}");
-    assert!(keys[0].0.ends_with(&format!("/{v1}")), "{keys:?}");
+    assert!(keys[0].0.starts_with(&format!("ver/k/{v1}.")), "named by its version and attempt: {keys:?}");
     // Later it moves on to FROZEN; the COLD copy goes.
     wait_until_within(DEADLINE, "v1 moved to FROZEN", || async {
         let h = ok(a.head_object().bucket("ver").key("k").version_id(&v1).send().await, "head v1");
@@ -439,4 +439,52 @@ async fn encrypted_versions_go_to_the_tier_sealed() {
     let h = ok(a.head_object().bucket("enc").key("s3").send().await, "head");
     assert_eq!(h.server_side_encryption(), Some(&ServerSideEncryption::Aes256));
     assert_eq!(get_requests(&tier_node) - before, 0.0, "a restored copy is read here");
+}
+
+/// A transition whose copy was written but whose stub was never committed
+/// (the node died in between) leaves no copy behind for good: the attempt
+/// named its copy in a pending entry before writing it, and once that
+/// entry's deadline passed the worker deletes the copy. The node aborts
+/// right after the PUT (`--test-tier-abort-after-put`), comes back
+/// without the hook, and the version, still local, is deleted; the copy
+/// goes after the (shortened) grace. A second attempt after the restart
+/// writes a copy of its own, which a stub keeps.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_whose_transition_died_before_its_stub_is_deleted() {
+    let t_addr = free_addr();
+    let tier_node = node(t_addr, None);
+    let t = tier_node.client();
+    ok(t.create_bucket().bucket("archive").send().await, "tier bucket");
+    let grace = "--test-tier-pending-grace-ms=3000".to_string();
+    let mut src = node_with(free_addr(), Some(t_addr), &[grace]);
+    src.set_env("TESSERA_TEST_TIER_ABORT_AFTER_PUT", "true");
+    src.restart();
+    let a = src.client();
+    ok(a.create_bucket().bucket("src").send().await, "source bucket");
+    let body = random_bytes(300_000, 31);
+    ok(a.put_object().bucket("src").key("gone").body(bytestream(&body)).send().await, "put gone");
+    ok(a.put_object().bucket("src").key("kept").body(bytestream(&body)).send().await, "put kept");
+    put_lifecycle_rules(&a, "src", vec![rule("cold", "gone").transitions(to_cold(1)).build().unwrap()]).await.expect("rules");
+    let started = std::time::Instant::now();
+    while src.is_running() {
+        assert!(started.elapsed() < DEADLINE, "the node did not die after writing a copy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = src.wait_for_exit();
+    assert!(!status.success(), "{status:?}");
+    let orphan = tier_keys(&t).await;
+    assert_eq!(orphan.len(), 1, "{orphan:?}");
+    // Back without the hook; the version was never a stub.
+    src.set_env("TESSERA_TEST_TIER_ABORT_AFTER_PUT", "false");
+    src.start_again();
+    let a = src.client();
+    ok(a.delete_object().bucket("src").key("gone").send().await, "delete gone");
+    wait_until_within(DEADLINE, "the dead attempt's copy is deleted", || async { tier_keys(&t).await.is_empty() }).await;
+    // A rule for `kept` now: its attempt after the restart stays.
+    put_lifecycle_rules(&a, "src", vec![rule("cold", "kept").transitions(to_cold(1)).build().unwrap()]).await.expect("rules");
+    wait_until_within(DEADLINE, "kept transitioned", || async { class_of(&a, "src", "kept").await.as_deref() == Some("COLD") }).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let copies = tier_keys(&t).await;
+    assert!(copies.len() == 1 && copies[0].0.starts_with("src/kept/"), "{copies:?}");
+    assert!(get(&a, "src", "kept", None).await == body, "read through after the grace");
 }

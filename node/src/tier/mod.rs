@@ -18,9 +18,16 @@
 //! holding up the local delete. Restores put a **restore** entry in
 //! `T_TIER` keyed by their expiry, so expiring them is a range read.
 //!
-//! Copies at the tier are named `SOURCE-BUCKET/KEY/VERSION-ID` in the
-//! tier's bucket: one object per version, so a transition retried after a
-//! crash writes the same object again.
+//! Copies at the tier are named `SOURCE-BUCKET/KEY/VERSION-ID.ATTEMPT` in
+//! the tier's bucket (`ATTEMPT` random per transition attempt), so no two
+//! attempts share a copy and a forget entry deletes only its own. Before
+//! its PUT an attempt commits a **pending** entry naming its copy, keyed by
+//! a deadline (`PENDING_GRACE` later); the commit that makes the version a
+//! stub removes it, and a failed attempt turns it into a forget entry at
+//! once. One left by a crash is turned into a forget entry by the worker
+//! once its deadline passed, so a copy whose stub was never committed is
+//! deleted, not leaked. (Before, copies were named `.../VERSION-ID` for
+//! every attempt; such stubs stay readable, their names are in their meta.)
 
 pub mod read;
 pub mod worker;
@@ -39,6 +46,11 @@ pub const TIER_ENTRY_V1: u8 = 1;
 /// `T_TIER` key kinds.
 const KIND_FORGET: u8 = b'D';
 const KIND_RESTORE: u8 = b'R';
+const KIND_PENDING: u8 = b'P';
+/// How long a transition attempt may take before the worker takes its
+/// copy for one a crash left behind (`Pending`); a day covers a 5 TiB
+/// object at 60 MB/s. `--test-tier-pending-grace-ms` shortens it for tests.
+pub const PENDING_GRACE_MS: u64 = 24 * 3600 * 1000;
 
 /// A tier as the operator configured it.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -133,8 +145,8 @@ impl TierInfo {
 }
 
 /// The copy's key at the tier: unique per version.
-pub fn remote_key(bucket: &str, key: &str, version: &VersionId) -> String {
-    format!("{bucket}/{key}/{}", version.render())
+pub fn remote_key(bucket: &str, key: &str, version: &VersionId, attempt: &[u8]) -> String {
+    format!("{bucket}/{key}/{}.{}", version.render(), hex::encode(attempt))
 }
 
 /// Bytes of a version's body as stored, and so as its copy at a tier
@@ -214,6 +226,44 @@ impl Forget {
     pub fn mutation(&self) -> Mutation {
         Mutation::Put { table: T_TIER, key: self.key(), summary: vec![TIER_ENTRY_V1], meta: self.encode(), body: Body::Inline(Vec::new()) }
     }
+}
+
+/// A transition attempt in progress (see the module doc):
+/// `P ++ deadline (i64 BE, ms) ++ the forget entry's key`, meta the
+/// forget entry's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub deadline_ms: i64,
+    pub forget: Forget,
+}
+
+impl Pending {
+    pub fn key(&self) -> Vec<u8> {
+        let mut k = vec![KIND_PENDING];
+        k.extend_from_slice(&self.deadline_ms.to_be_bytes());
+        k.extend_from_slice(&self.forget.key());
+        k
+    }
+
+    pub fn put(&self) -> Mutation {
+        Mutation::Put { table: T_TIER, key: self.key(), summary: vec![TIER_ENTRY_V1], meta: self.forget.encode(), body: Body::Inline(Vec::new()) }
+    }
+
+    pub fn delete(&self) -> Mutation {
+        Mutation::Delete { table: T_TIER, key: self.key() }
+    }
+
+    /// Its deadline, from its key.
+    pub fn deadline_of(k: &[u8]) -> Option<i64> {
+        if k.first() != Some(&KIND_PENDING) {
+            return None;
+        }
+        Some(i64::from_be_bytes(k.get(1..9)?.try_into().ok()?))
+    }
+}
+
+pub fn pending_prefix() -> Vec<u8> {
+    vec![KIND_PENDING]
 }
 
 /// The forget entry to commit with the removal of the version at

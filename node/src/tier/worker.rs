@@ -21,7 +21,7 @@ use tessera_proto::time::now_unix_ms;
 use tessera_proto::{S3Error, S3Result};
 
 use super::read::{call, call_streamed, same_version, UploadBody};
-use super::{find, remote_key, Forget, RestoreEntry, TierInfo};
+use super::{find, remote_key, Forget, Pending, RestoreEntry, TierInfo};
 use crate::buckets::BucketInfo;
 use crate::meta::{object_key, ObjectMeta, ObjectSummary, VersionSel, T_OBJECTS, T_TIER};
 use crate::remote_s3::{encode_path, MultipartUpload, Outcome, RemoteRequest};
@@ -82,8 +82,14 @@ pub async fn transition(ctx: &Rc<Ctx>, b: &BucketInfo, shard: u32, key: &str, s:
     // plaintext; GETs open it as they read it back).
     let sealed = meta.sse.is_some();
     let len = super::stored_len(&meta, s.size)?;
-    let rkey = remote_key(&b.name, key, &s.version);
+    let rkey = remote_key(&b.name, key, &s.version, &versions::random8()?[..4]);
     let path = encode_path(&spec.bucket, &rkey);
+    let info = TierInfo { class: class.to_string(), remote_bucket: spec.bucket.clone(), remote_key: rkey, restored_until_ms: None };
+    // Named before it is written: a crash before the stub's commit leaves
+    // this entry, and the worker deletes the copy once its deadline passed.
+    let grace = i64::try_from(ctx.shared.config.tier_pending_grace_ms).unwrap_or(i64::MAX);
+    let pending = Pending { deadline_ms: now_unix_ms().saturating_add(grace), forget: Forget::of(&info) };
+    ctx.shards.commit(shard, vec![pending.put()]).await.map_err(io_error)?;
     let content_type = ("content-type".to_string(), "application/octet-stream".to_string());
     // Over a single PUT's limit: a multipart upload (parts of 64 MiB, more
     // when 10,000 would not do).
@@ -120,37 +126,51 @@ pub async fn transition(ctx: &Rc<Ctx>, b: &BucketInfo, shard: u32, key: &str, s:
     };
     let from_tier = matches!(source, UploadBody::Tier { .. });
     let req = RemoteRequest { method: "PUT", path, query: String::new(), headers, body: Vec::new() };
-    let up = call_streamed(&spec.remote, req, len, source, multipart).await;
-    if let Some(e) = up.read_error {
-        // The source tier down is as retryable as the destination.
-        return Err(if from_tier { NotMoved::TierDown(e) } else { crate::s3::internal(format!("{key}: {e}")).into() });
-    }
-    match &up.outcome {
-        Outcome::Done => {}
-        Outcome::Refused(why) | Outcome::Retry(why) => return Err(NotMoved::TierDown(why.clone())),
-    }
-    let (Some(md5), Some(expected_etag)) = (up.md5, up.expected_etag()) else {
-        return Err(NotMoved::TierDown("the tier answered before the whole body was sent".into()));
+    let sent = async {
+        let up = call_streamed(&spec.remote, req, len, source, multipart).await;
+        if let Some(e) = up.read_error {
+            // The source tier down is as retryable as the destination.
+            return Err(if from_tier { NotMoved::TierDown(e) } else { crate::s3::internal(format!("{key}: {e}")).into() });
+        }
+        match &up.outcome {
+            Outcome::Done => {}
+            Outcome::Refused(why) | Outcome::Retry(why) => return Err(NotMoved::TierDown(why.clone())),
+        }
+        let (Some(md5), Some(expected_etag)) = (up.md5, up.expected_etag()) else {
+            return Err(NotMoved::TierDown("the tier answered before the whole body was sent".into()));
+        };
+        if s.parts == 0 && !sealed && md5 != s.md5 {
+            return Err(crate::s3::internal(format!("{key}: the body read does not match its ETag")).into());
+        }
+        // A PUT's ETag is a header; a multipart upload's is in its Complete's XML.
+        let etag = up.reply.header("etag").map(str::to_string).or_else(|| crate::remote_s3::xml_text(&up.reply.body, "ETag")).unwrap_or_default();
+        let etag = etag.trim().trim_matches('"').trim_start_matches("&quot;").trim_end_matches("&quot;").to_ascii_lowercase();
+        if etag != expected_etag {
+            return Err(NotMoved::TierDown(format!("the tier answered ETag {etag:?} for {expected_etag}")));
+        }
+        Ok(())
     };
-    if s.parts == 0 && !sealed && md5 != s.md5 {
-        // The copy at the tier is not this version's bytes: nobody's.
-        let info = TierInfo { class: class.to_string(), remote_bucket: spec.bucket.clone(), remote_key: rkey, restored_until_ms: None };
-        ctx.shards.commit(shard, vec![Forget::of(&info).mutation()]).await.map_err(io_error)?;
-        return Err(crate::s3::internal(format!("{key}: the body read does not match its ETag")).into());
+    if let Err(e) = sent.await {
+        // Whatever the tier holds of this attempt is nobody's (a later
+        // attempt writes a copy of its own).
+        abandon(ctx, shard, &pending).await?;
+        return Err(e);
     }
-    // A PUT's ETag is a header; a multipart upload's is in its Complete's XML.
-    let etag = up.reply.header("etag").map(str::to_string).or_else(|| crate::remote_s3::xml_text(&up.reply.body, "ETag")).unwrap_or_default();
-    let etag = etag.trim().trim_matches('"').trim_start_matches("&quot;").trim_end_matches("&quot;").to_ascii_lowercase();
-    if etag != expected_etag {
-        return Err(NotMoved::TierDown(format!("the tier answered ETag {etag:?} for {expected_etag}")));
+    if ctx.shared.config.test_tier_abort_after_put {
+        tracing::error!("--test-tier-abort-after-put: aborting with the copy written and no stub");
+        std::process::abort();
     }
-    let info = TierInfo { class: class.to_string(), remote_bucket: spec.bucket.clone(), remote_key: rkey, restored_until_ms: None };
     let ev = super::storage_event(ctx, b, key, EventName::LifecycleTransition, None);
     let (k, expected) = (key.to_string(), s.clone());
-    let lock = vec![(T_OBJECTS, object_key(bid, key))];
+    let lock = vec![(T_OBJECTS, object_key(bid, key)), (T_TIER, pending.key())];
     let moved = ctx
         .shards
         .txn(shard, lock, move |local| async move {
+            if local.shard.get(T_TIER, &pending.key()).is_none() {
+                // Past its deadline: the worker took the copy for a
+                // crash's leftover (its forget entry deletes it).
+                return Ok(false);
+            }
             let cur = versions::find(&local.shard, bid, &k, sel)?.filter(|l| same_version(&l.summary, &expected) && l.summary.tier_class == expected.tier_class);
             let stored = match &cur {
                 Some(l) => crate::stripes_io::load(&local.shard, l.table, &l.key).await.map_err(io_error)?,
@@ -158,15 +178,15 @@ pub async fn transition(ctx: &Rc<Ctx>, b: &BucketInfo, shard: u32, key: &str, s:
             };
             let (Some(l), Some(stored)) = (cur, stored) else {
                 // Changed or removed meanwhile: the copy is nobody's.
-                local.commit_in_txn(vec![Forget::of(&info).mutation()]).await.map_err(io_error)?;
+                local.commit_in_txn(vec![pending.delete(), Forget::of(&info).mutation()]).await.map_err(io_error)?;
                 return Ok(false);
             };
             let mut meta = ObjectMeta::decode(&stored.meta).ok_or_else(|| crate::s3::internal("corrupt object meta"))?;
             if meta.tier.as_ref().map(|t| &t.remote_key) != old.as_ref().map(|t| &t.remote_key) {
-                local.commit_in_txn(vec![Forget::of(&info).mutation()]).await.map_err(io_error)?;
+                local.commit_in_txn(vec![pending.delete(), Forget::of(&info).mutation()]).await.map_err(io_error)?;
                 return Ok(false);
             }
-            let mut muts = Vec::new();
+            let mut muts = vec![pending.delete()];
             // A restored copy stays restored (its expiry entry names the version).
             let restored = meta.tier.as_ref().and_then(|t| t.restored_until_ms);
             if let Some(prev) = &meta.tier {
@@ -195,12 +215,58 @@ pub async fn transition(ctx: &Rc<Ctx>, b: &BucketInfo, shard: u32, key: &str, s:
 /// deleted at their tier (an unreachable tier stops that until the next
 /// pass; the entry stays), restored copies past their expiry dropped.
 pub async fn housekeeping(ctx: &Ctx, shard: u32) {
+    if let Err(e) = expire_pending(ctx, shard).await {
+        tracing::warn!(shard, "transition attempts past their deadline: {e}; retried next pass");
+    }
     if let Err(e) = forget_page(ctx, shard).await {
         tracing::warn!(shard, "deleting copies at a tier: {e}; retried next pass");
     }
     if let Err(e) = expire_restores(ctx, shard).await {
         tracing::warn!(shard, "expiring restored copies: {e}; retried next pass");
     }
+}
+
+/// Turns a transition attempt's pending entry into a forget entry (its
+/// copy, if any, is nobody's), unless its stub's commit took it first:
+/// both hold the entry's lock, so exactly one of them does.
+async fn abandon(ctx: &Ctx, shard: u32, p: &Pending) -> Result<(), NotMoved> {
+    let p = p.clone();
+    ctx.shards
+        .txn(shard, vec![(T_TIER, p.key())], move |local| async move {
+            if local.shard.get(T_TIER, &p.key()).is_some() {
+                local.commit_in_txn(vec![p.delete(), p.forget.mutation()]).await?;
+            }
+            Ok::<_, tessera_io::IoError>(())
+        })
+        .await
+        .and_then(|r| r)
+        .map_err(|e| NotMoved::Error(io_error(e)))
+}
+
+/// Pending entries past their deadline: attempts a crash (or a restart)
+/// cut short before their stub, whose copies are deleted.
+async fn expire_pending(ctx: &Ctx, shard: u32) -> Result<(), String> {
+    let page = ctx.shards.range(shard, T_TIER, super::pending_prefix(), None, PAGE).await.map_err(|e| e.to_string())?;
+    let now = now_unix_ms();
+    for (k, _) in page {
+        match Pending::deadline_of(&k) {
+            Some(d) if d > now => break,
+            Some(_) => {}
+            None => {
+                tracing::error!(shard, "a pending tier entry with a malformed key; kept");
+                continue;
+            }
+        }
+        let Some(stored) = ctx.shards.load(shard, T_TIER, k.clone()).await.map_err(|e| e.to_string())? else { continue };
+        let Some(forget) = Forget::decode(&stored.meta) else {
+            tracing::error!(shard, "a pending tier entry is not a version {} record; kept", super::TIER_ENTRY_V1);
+            continue;
+        };
+        let deadline_ms = Pending::deadline_of(&k).unwrap_or(0);
+        tracing::warn!(class = %forget.class, key = %forget.remote_key, "a transition attempt never finished (a crash?); its copy at the tier is deleted");
+        abandon(ctx, shard, &Pending { deadline_ms, forget }).await.map_err(|e| describe(&e))?;
+    }
+    Ok(())
 }
 
 async fn forget_page(ctx: &Ctx, shard: u32) -> Result<(), String> {
