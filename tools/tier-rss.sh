@@ -21,6 +21,15 @@ SPID=$!
 trap 'kill $TPID $SPID 2>/dev/null; wait 2>/dev/null; rm -rf "$DIR"' EXIT
 for ep in $T $S; do for _ in $(seq 1 50); do curl -s -o /dev/null http://$ep && break; sleep 0.2; done; done
 hwm() { awk '/VmHWM/ { printf "%d MiB", $2 / 1024 }' /proc/$SPID/status; }
+# Restarts the source node (its peak RSS starts over) and waits for it.
+restart_src() {
+  kill $SPID; wait $SPID 2>/dev/null || true
+  "$BIN" server --address $S --admin-address 127.0.0.1:$((PORT + 1)) --lifecycle-day-secs 1 \
+    --tier "COLD=http://$T/archive,$TESSERA_ACCESS_KEY,$TESSERA_SECRET_KEY" "$DIR/src" >> "$DIR/src.log" 2>&1 &
+  SPID=$!
+  for _ in $(seq 1 50); do curl -s -o /dev/null http://$S && break; sleep 0.2; done
+  echo "peak RSS after a restart: $(hwm)"
+}
 aws --endpoint-url http://$T s3api create-bucket --bucket archive > /dev/null
 aws --endpoint-url http://$S s3api create-bucket --bucket src > /dev/null
 head -c $((MIB << 20)) /dev/urandom > "$DIR/obj"
@@ -34,22 +43,12 @@ until aws --endpoint-url http://$S s3api head-object --bucket src --key big --qu
 done
 echo "transitioned in $(echo "$(date +%s.%N) - $T0" | bc) s; peak RSS: $(hwm)"
 # Restarted, so the GET's peak is its own; one whole GET (no ranges).
-kill $SPID; wait $SPID 2>/dev/null || true
-"$BIN" server --address $S --admin-address 127.0.0.1:$((PORT + 1)) --lifecycle-day-secs 1 \
-  --tier "COLD=http://$T/archive,$TESSERA_ACCESS_KEY,$TESSERA_SECRET_KEY" "$DIR/src" >> "$DIR/src.log" 2>&1 &
-SPID=$!
-for _ in $(seq 1 50); do curl -s -o /dev/null http://$S && break; sleep 0.2; done
-echo "peak RSS after a restart: $(hwm)"
+restart_src
 T0=$(date +%s.%N)
 aws --endpoint-url http://$S s3api get-object --bucket src --key big "$DIR/back" > /dev/null
 cmp "$DIR/obj" "$DIR/back" && echo "one GET read through in $(echo "$(date +%s.%N) - $T0" | bc) s, bytes identical; peak RSS: $(hwm)"
 # Restarted again, so the restore's peak is its own.
-kill $SPID; wait $SPID 2>/dev/null || true
-"$BIN" server --address $S --admin-address 127.0.0.1:$((PORT + 1)) --lifecycle-day-secs 1 \
-  --tier "COLD=http://$T/archive,$TESSERA_ACCESS_KEY,$TESSERA_SECRET_KEY" "$DIR/src" >> "$DIR/src.log" 2>&1 &
-SPID=$!
-for _ in $(seq 1 50); do curl -s -o /dev/null http://$S && break; sleep 0.2; done
-echo "peak RSS after a restart: $(hwm)"
+restart_src
 T0=$(date +%s.%N)
 aws --endpoint-url http://$S s3api restore-object --bucket src --key big --restore-request Days=3600 > /dev/null
 echo "restored in $(echo "$(date +%s.%N) - $T0" | bc) s; peak RSS: $(hwm)"

@@ -61,6 +61,25 @@ fn three_nodes_with(env: &[(&str, &str)]) -> (Vec<Server>, Duration) {
     (nodes, t)
 }
 
+/// `three_nodes`, their ids, a runtime, and `bucket` made through node 0.
+fn three_nodes_and_bucket(bucket: &str) -> (Vec<Server>, Vec<String>, tokio::runtime::Runtime) {
+    let (nodes, _) = three_nodes();
+    let ids: Vec<String> = nodes.iter().map(node_id).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async { ok(nodes[0].client().create_bucket().bucket(bucket).send().await, "create bucket") });
+    (nodes, ids, rt)
+}
+
+/// A client of `server` that never retries (each answer is seen as sent).
+fn client_without_retries(server: &Server) -> Client {
+    let conf = server
+        .config_builder(&server.access_key, &server.secret_key)
+        .force_path_style(true)
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+        .build();
+    Client::from_conf(conf)
+}
+
 fn layout(server: &Server) -> serde_json::Value {
     server.admin_json("/admin/v1/cluster")["layout"].clone()
 }
@@ -660,10 +679,7 @@ fn objects_are_striped_over_the_nodes_and_survive_the_owners_damaged_blocks() {
 /// until a periodic probe found node 0 back.
 #[test]
 fn a_write_right_after_a_members_node_came_back_is_taken() {
-    let (mut nodes, _) = three_nodes();
-    let ids: Vec<String> = nodes.iter().map(node_id).collect();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async { ok(nodes[0].client().create_bucket().bucket("back").send().await, "create bucket") });
+    let (mut nodes, ids, rt) = three_nodes_and_bucket("back");
     let metric = |n: &Server, name: &str| metric_total(&n.scrape_metrics(), name);
     nodes[0].stop();
     wait_for("nodes 1 and 2 take node 0's members out of service", Duration::from_secs(20), || {
@@ -676,12 +692,7 @@ fn a_write_right_after_a_members_node_came_back_is_taken() {
     let (o, k) = if is_leader(&nodes[1]) { (1, 2) } else { (2, 1) };
     let keys: Vec<String> = (0..).map(|i| format!("k{i}")).filter(|key| owner_of(&nodes[o], "back", key) == ids[o]).take(8).collect();
     nodes[k].kill9();
-    let conf = nodes[o]
-        .config_builder(&nodes[o].access_key, &nodes[o].secret_key)
-        .force_path_style(true)
-        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
-        .build();
-    let c = Client::from_conf(conf);
+    let c = client_without_retries(&nodes[o]);
     let started = Instant::now();
     let answers: Vec<Result<(), String>> = rt.block_on(async {
         let mut out = Vec::new();
@@ -724,21 +735,13 @@ fn a_write_right_after_a_members_node_came_back_is_taken() {
 /// instead of failing. Before, every write in those seconds was a 503.
 #[test]
 fn writes_go_on_while_the_configuration_elects_a_new_leader() {
-    let (mut nodes, _) = three_nodes();
-    let ids: Vec<String> = nodes.iter().map(node_id).collect();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async { ok(nodes[0].client().create_bucket().bucket("elect").send().await, "create bucket") });
+    let (mut nodes, ids, rt) = three_nodes_and_bucket("elect");
     let is_leader = |n: &Server| n.admin_json("/admin/v1/cluster")["raft"]["role"] == "leader";
     let mut l = 0;
     wait_for("a configuration leader", Duration::from_secs(20), || nodes.iter().position(is_leader).map(|i| l = i).is_some());
     let o = (l + 1) % 3;
     let keys: Vec<String> = (0..).map(|i| format!("k{i}")).filter(|key| owner_of(&nodes[o], "elect", key) == ids[o]).take(6).collect();
-    let conf = nodes[o]
-        .config_builder(&nodes[o].access_key, &nodes[o].secret_key)
-        .force_path_style(true)
-        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
-        .build();
-    let c = Client::from_conf(conf);
+    let c = client_without_retries(&nodes[o]);
     // Every lane of o has written to the leader's node once (so the
     // writes below meet a dead member, not a fresh connection).
     rt.block_on(async {
