@@ -459,14 +459,6 @@ impl ReadStored {
             cached: Some(o.data),
         }
     }
-
-    /// The body as `Shard::load` gives it (a cached one copied).
-    pub fn into_stored(self) -> Stored {
-        match self.cached {
-            Some(d) => Stored { body: Body::Inline(d.to_vec()), ..self.stored },
-            None => self.stored,
-        }
-    }
 }
 
 pub enum ShardResp {
