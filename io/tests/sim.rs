@@ -297,7 +297,8 @@ async fn one_op(
             let b = if delete { None } else { Some(new_val(false)) };
             put(s, model, vec![(k, Some(a)), (k2, b)]).await;
         }
-        76..=91 => read(s, k, model, errors).await,
+        76..=90 => read(s, k, model, errors).await,
+        91 => relink(s, k, rng, model, errors).await,
         92..=94 => {
             let _ = s.compact_once().await;
         }
@@ -354,6 +355,33 @@ async fn put(s: &Shard, model: &Rc<RefCell<Model>>, changes: Vec<(u64, Option<Va
             model.borrow_mut().acked(k, v, seq);
         }
     }
+}
+
+/// A read-modify-write that commits extents it read, as a multipart
+/// Complete commits its parts': under a hold, key `k`'s extent body is
+/// loaded and, after the other tasks (compaction among them) ran a while,
+/// committed again as the next key's. The hold keeps what it read
+/// committable: the commit may fail as the shard fails (faults), never as
+/// `Moved` or an unknown segment (compaction retired it meanwhile).
+async fn relink(s: &Shard, k: u64, rng: &Rc<RefCell<SimRng>>, model: &Rc<RefCell<Model>>, errors: &Rc<RefCell<Vec<String>>>) {
+    let hold = s.hold();
+    let Ok(Some(stored)) = s.load(0, &key(k)).await else { return };
+    let (Some(v), Body::Extents(es)) = (decode_val(&stored.summary), stored.body) else { return };
+    let pause = 1 + rng.borrow_mut().below(200);
+    for _ in 0..pause {
+        yield_now().await;
+    }
+    let k2 = (k + 1) % KEYS;
+    model.borrow_mut().started(k2, Some(v));
+    let put = Mutation::Put { table: 0, key: key(k2), summary: encode_val(v), meta: vec![], body: Body::Extents(es) };
+    match s.commit(vec![put]).await {
+        Ok(seq) => model.borrow_mut().acked(k2, Some(v), seq),
+        Err(e @ (IoError::Moved | IoError::InvalidExtent("unknown segment"))) => {
+            errors.borrow_mut().push(format!("relink {k} -> {k2}: extents read under a hold were refused: {e}"));
+        }
+        Err(_) => {}
+    }
+    drop(hold);
 }
 
 fn encode_val(v: Val) -> Vec<u8> {
