@@ -249,20 +249,19 @@ async fn expire_pending(ctx: &Ctx, shard: u32) -> Result<(), String> {
     let page = ctx.shards.range(shard, T_TIER, super::pending_prefix(), None, PAGE).await.map_err(|e| e.to_string())?;
     let now = now_unix_ms();
     for (k, _) in page {
-        match Pending::deadline_of(&k) {
+        let deadline_ms = match Pending::deadline_of(&k) {
             Some(d) if d > now => break,
-            Some(_) => {}
+            Some(d) => d,
             None => {
                 tracing::error!(shard, "a pending tier entry with a malformed key; kept");
                 continue;
             }
-        }
+        };
         let Some(stored) = ctx.shards.load(shard, T_TIER, k.clone()).await.map_err(|e| e.to_string())? else { continue };
         let Some(forget) = Forget::decode(&stored.meta) else {
             tracing::error!(shard, "a pending tier entry is not a version {} record; kept", super::TIER_ENTRY_V1);
             continue;
         };
-        let deadline_ms = Pending::deadline_of(&k).unwrap_or(0);
         tracing::warn!(class = %forget.class, key = %forget.remote_key, "a transition attempt never finished (a crash?); its copy at the tier is deleted");
         abandon(ctx, shard, &Pending { deadline_ms, forget }).await.map_err(|e| describe(&e))?;
     }
