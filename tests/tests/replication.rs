@@ -251,6 +251,17 @@ async fn puts_overwrites_deletes_and_multipart_replicate_with_version_ids() {
     assert_eq!(metric_total(&m, "tessera_replication_sent_total"), 6.0, "put, put, put, version delete, multipart, marker");
 }
 
+/// The source's versions of `src` are the destination's of `dst`, and every
+/// `step`-th of `ids` is COMPLETED there and a REPLICA here.
+async fn all_replicated(src: &Server, dst: &Server, ids: &[(String, String)], step: usize) {
+    let (a, b) = (src.client(), dst.client());
+    assert_eq!(versions(&a, "src").await, versions(&b, "dst").await);
+    for (k, v) in ids.iter().step_by(step) {
+        assert_eq!(status_of(&a, "src", k, v).await.as_deref(), Some("COMPLETED"), "{k}");
+        assert_eq!(status_of(&b, "dst", k, v).await.as_deref(), Some("REPLICA"), "{k}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn backlog_survives_destination_outage_and_source_kill9() {
     let b_addr = free_addr();
@@ -287,12 +298,7 @@ async fn backlog_survives_destination_outage_and_source_kill9() {
     dst.start_again();
     src.start_again();
     wait_drained(&src, N as f64);
-    let (a, b) = (src.client(), dst.client());
-    assert_eq!(versions(&a, "src").await, versions(&b, "dst").await);
-    for (k, v) in ids.iter().step_by(7) {
-        assert_eq!(status_of(&a, "src", k, v).await.as_deref(), Some("COMPLETED"), "{k}");
-        assert_eq!(status_of(&b, "dst", k, v).await.as_deref(), Some("REPLICA"), "{k}");
-    }
+    all_replicated(&src, &dst, &ids, 7).await;
 }
 
 /// kill -9 of the destination while replication is sending: the writes it
@@ -323,12 +329,7 @@ async fn a_destination_killed_mid_backlog_loses_nothing() {
     let sent_before = killed_with_sent.unwrap();
     dst.start_again();
     wait_drained(&src, N as f64);
-    let (a, b) = (src.client(), dst.client());
-    assert_eq!(versions(&a, "src").await, versions(&b, "dst").await);
-    for (k, v) in ids.iter().step_by(5) {
-        assert_eq!(status_of(&a, "src", k, v).await.as_deref(), Some("COMPLETED"), "{k}");
-        assert_eq!(status_of(&b, "dst", k, v).await.as_deref(), Some("REPLICA"), "{k}");
-    }
+    all_replicated(&src, &dst, &ids, 5).await;
     eprintln!("destination killed after {sent_before} of {N} versions were sent; all {N} arrived after its restart");
 }
 

@@ -47,6 +47,19 @@ fn node_with(addr: SocketAddr, tier: Option<SocketAddr>, extra: &[String]) -> Se
     s
 }
 
+/// A tier node with the buckets `archive` and `frozen`, and a source node
+/// (with `extra` flags) whose tiers they are, with bucket `bucket`.
+async fn tier_and_source(extra: &[String], bucket: &str) -> (Server, Server) {
+    let t_addr = free_addr();
+    let tier_node = node(t_addr, None);
+    let src = node_with(free_addr(), Some(t_addr), extra);
+    let t = tier_node.client();
+    ok(t.create_bucket().bucket("archive").send().await, "tier bucket");
+    ok(t.create_bucket().bucket("frozen").send().await, "second tier bucket");
+    ok(src.client().create_bucket().bucket(bucket).send().await, "source bucket");
+    (tier_node, src)
+}
+
 fn to_cold(days: i32) -> Transition {
     Transition::builder().days(days).storage_class(TransitionStorageClass::from("COLD")).build()
 }
@@ -80,12 +93,8 @@ async fn tier_keys_in(tier: &Client, bucket: &str) -> Vec<(String, i64)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn transition_read_through_restore_tier_down_and_delete() {
-    let t_addr = free_addr();
-    let mut tier_node = node(t_addr, None);
-    let src = node(free_addr(), Some(t_addr));
+    let (mut tier_node, src) = tier_and_source(&[], "src").await;
     let (a, t) = (src.client(), tier_node.client());
-    ok(t.create_bucket().bucket("archive").send().await, "tier bucket");
-    ok(a.create_bucket().bucket("src").send().await, "source bucket");
 
     // Validation: an unknown class, and an expiration not after the transition.
     let unknown = Transition::builder().days(1).storage_class(TransitionStorageClass::Glacier).build();
@@ -208,13 +217,8 @@ async fn transition_read_through_restore_tier_down_and_delete() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn noncurrent_versions_transition_from_tier_to_tier_and_version_deletes_forget_them() {
-    let t_addr = free_addr();
-    let tier_node = node(t_addr, None);
-    let src = node(free_addr(), Some(t_addr));
+    let (tier_node, src) = tier_and_source(&[], "ver").await;
     let (a, t) = (src.client(), tier_node.client());
-    ok(t.create_bucket().bucket("archive").send().await, "tier bucket");
-    ok(t.create_bucket().bucket("frozen").send().await, "second tier bucket");
-    ok(a.create_bucket().bucket("ver").send().await, "source bucket");
     let on = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
     ok(a.put_bucket_versioning().bucket("ver").versioning_configuration(on).send().await, "versioning");
     let old = random_bytes(150 << 10, 1);
@@ -260,12 +264,8 @@ async fn noncurrent_versions_transition_from_tier_to_tier_and_version_deletes_fo
 async fn transitions_and_restores_send_events() {
     use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
     let rx = tessera_tests::webhook::Receiver::start("127.0.0.1:0".parse().unwrap());
-    let t_addr = free_addr();
-    let tier_node = node(t_addr, None);
-    let src = node_with(free_addr(), Some(t_addr), &["--notify-webhook".to_string(), format!("hook={}", rx.url())]);
-    let (a, t) = (src.client(), tier_node.client());
-    ok(t.create_bucket().bucket("archive").send().await, "tier bucket");
-    ok(a.create_bucket().bucket("events").send().await, "bucket");
+    let (_tier_node, src) = tier_and_source(&["--notify-webhook".to_string(), format!("hook={}", rx.url())], "events").await;
+    let a = src.client();
     let events = ["s3:LifecycleTransition", "s3:ObjectRestore:*"].map(Event::from).to_vec();
     let q = QueueConfiguration::builder().id("tiering").queue_arn("arn:tessera:sqs::hook:webhook").set_events(Some(events)).build().unwrap();
     let nc = NotificationConfiguration::builder().queue_configurations(q).build();
@@ -308,13 +308,8 @@ fn get_requests(s: &Server) -> f64 {
 /// first a piece at a time and sent to the second the same way.
 #[tokio::test(flavor = "multi_thread")]
 async fn large_objects_go_to_the_tier_and_back_a_piece_at_a_time() {
-    let t_addr = free_addr();
-    let tier_node = node(t_addr, None);
-    let src = node_with(free_addr(), Some(t_addr), &["--test-tier-multipart-threshold-bytes=16777216".to_string()]);
+    let (tier_node, src) = tier_and_source(&["--test-tier-multipart-threshold-bytes=16777216".to_string()], "src").await;
     let (a, t) = (src.client(), tier_node.client());
-    ok(t.create_bucket().bucket("archive").send().await, "tier bucket");
-    ok(t.create_bucket().bucket("frozen").send().await, "second tier bucket");
-    ok(a.create_bucket().bucket("src").send().await, "source bucket");
     let body = random_bytes((20 << 20) + 5, 11);
     ok(a.put_object().bucket("src").key("big").body(bytestream(&body)).send().await, "put");
     let parts = [random_bytes(5 << 20, 12), random_bytes((1 << 20) + 3, 13)];
@@ -381,12 +376,8 @@ async fn large_objects_go_to_the_tier_and_back_a_piece_at_a_time() {
 #[tokio::test(flavor = "multi_thread")]
 async fn encrypted_versions_go_to_the_tier_sealed() {
     use aws_sdk_s3::types::ServerSideEncryption;
-    let t_addr = free_addr();
-    let tier_node = node(t_addr, None);
-    let src = node(free_addr(), Some(t_addr));
+    let (tier_node, src) = tier_and_source(&[], "enc").await;
     let (a, t) = (src.client(), tier_node.client());
-    ok(t.create_bucket().bucket("archive").send().await, "tier bucket");
-    ok(a.create_bucket().bucket("enc").send().await, "source bucket");
     let s3data = random_bytes((9 << 20) + 11, 21);
     let put = a.put_object().bucket("enc").key("s3").server_side_encryption(ServerSideEncryption::Aes256);
     ok(put.body(bytestream(&s3data)).send().await, "put SSE-S3");
@@ -451,16 +442,11 @@ async fn encrypted_versions_go_to_the_tier_sealed() {
 /// writes a copy of its own, which a stub keeps.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_copy_whose_transition_died_before_its_stub_is_deleted() {
-    let t_addr = free_addr();
-    let tier_node = node(t_addr, None);
+    let (tier_node, mut src) = tier_and_source(&["--test-tier-pending-grace-ms=3000".to_string()], "src").await;
     let t = tier_node.client();
-    ok(t.create_bucket().bucket("archive").send().await, "tier bucket");
-    let grace = "--test-tier-pending-grace-ms=3000".to_string();
-    let mut src = node_with(free_addr(), Some(t_addr), &[grace]);
     src.set_env("TESSERA_TEST_TIER_ABORT_AFTER_PUT", "true");
     src.restart();
     let a = src.client();
-    ok(a.create_bucket().bucket("src").send().await, "source bucket");
     let body = random_bytes(300_000, 31);
     ok(a.put_object().bucket("src").key("gone").body(bytestream(&body)).send().await, "put gone");
     ok(a.put_object().bucket("src").key("kept").body(bytestream(&body)).send().await, "put kept");
