@@ -857,16 +857,22 @@ pub async fn write_response(
     keep_alive: bool,
     http10: bool,
 ) -> Result<(), ConnError> {
-    let Response { status, headers, body } = resp;
-    let mut head = Vec::with_capacity(512);
+    let Response { status, mut headers, body } = resp;
     let len = body.len();
-    let mut header_refs: Vec<(&str, String)> = headers.iter().map(|(n, v)| (n.as_ref(), v.clone())).collect();
+    // Room for the head and a body that goes out with it (one allocation).
+    let coalesced = match &body {
+        RespBody::Bytes(b) if !is_head => b.len(),
+        RespBody::Object(stream) if !is_head => stream.small_inline().map_or(0, <[u8]>::len),
+        _ => 0,
+    };
+    let named: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+    let mut head = Vec::with_capacity(128 + named + coalesced);
     let chunked = matches!(body, RespBody::Select(_));
     if chunked {
-        header_refs.push(("Transfer-Encoding", "chunked".to_string()));
+        headers.push((std::borrow::Cow::Borrowed("Transfer-Encoding"), "chunked".to_string()));
     }
     let content_length = if chunked || status == 304 || (status == 204 && len == 0) { None } else { Some(len) };
-    http::write_response_head(&mut head, status, &header_refs, content_length, keep_alive, http10);
+    http::write_response_head(&mut head, status, &headers, content_length, keep_alive, http10);
     match body {
         RespBody::Empty => {
             conn.write_all(head).await?;

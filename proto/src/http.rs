@@ -355,30 +355,36 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// Serializes a response head into `out`. `headers` must not contain
 /// Content-Length; `content_length` is written when `Some`. `http10`: the
 /// request was HTTP/1.0, so keep-alive must be stated.
-pub fn write_response_head(
+pub fn write_response_head<N: AsRef<str>, V: AsRef<str>>(
     out: &mut Vec<u8>,
     status: u16,
-    headers: &[(&str, String)],
+    headers: &[(N, V)],
     content_length: Option<u64>,
     keep_alive: bool,
     http10: bool,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.to_string().as_bytes());
+    push_decimal(out, u64::from(status));
     out.push(b' ');
     out.extend_from_slice(reason_phrase(status).as_bytes());
     out.extend_from_slice(b"\r\n");
     for (name, value) in headers {
+        let (name, value) = (name.as_ref(), value.as_ref().as_bytes());
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         // A CR, LF or NUL in a value would split the response: never written.
-        debug_assert!(!value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0), "{name}");
-        out.extend(value.bytes().map(|b| if b == b'\r' || b == b'\n' || b == 0 { b' ' } else { b }));
+        let bad = |b: &u8| *b == b'\r' || *b == b'\n' || *b == 0;
+        debug_assert!(!value.iter().any(bad), "{name}");
+        if value.iter().any(bad) {
+            out.extend(value.iter().map(|b| if bad(b) { b' ' } else { *b }));
+        } else {
+            out.extend_from_slice(value);
+        }
         out.extend_from_slice(b"\r\n");
     }
     if let Some(n) = content_length {
         out.extend_from_slice(b"Content-Length: ");
-        out.extend_from_slice(n.to_string().as_bytes());
+        push_decimal(out, n);
         out.extend_from_slice(b"\r\n");
     }
     match (keep_alive, http10) {
@@ -390,9 +396,40 @@ pub fn write_response_head(
     out.extend_from_slice(b"\r\n");
 }
 
+/// `n` in decimal, without a `String` on the way.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_heads_are_written_byte_for_byte() {
+        let mut out = Vec::new();
+        write_response_head(&mut out, 206, &[("ETag", "\"abc\""), ("x-amz-meta-k", "v")], Some(1_234_567), true, false);
+        assert_eq!(out, b"HTTP/1.1 206 Partial Content\r\nETag: \"abc\"\r\nx-amz-meta-k: v\r\nContent-Length: 1234567\r\n\r\n");
+        for (n, text) in [(0u64, "0"), (9, "9"), (10, "10"), (u64::MAX, "18446744073709551615")] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, text.as_bytes());
+        }
+        let mut out = Vec::new();
+        let none: &[(&str, String)] = &[];
+        write_response_head(&mut out, 404, none, None, false, false);
+        assert_eq!(out, b"HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n");
+    }
 
     fn head(raw: &str) -> RequestHead {
         parse_request_head(raw.as_bytes()).unwrap().unwrap().0
