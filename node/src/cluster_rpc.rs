@@ -83,6 +83,10 @@ pub async fn serve(node: Arc<ClusterNode>, listener: TcpListener, host: Option<R
             continue;
         }
         open.set(open.get() + 1);
+        // Answers are often small frames (a commit's acknowledgement) sent
+        // while the connection carries other calls: not held back by Nagle,
+        // as the calling side's connections already are (`connect`).
+        let _ = stream.set_nodelay(true);
         let (node, open, host) = (node.clone(), open.clone(), host.clone());
         monoio::spawn(async move {
             if let Err(e) = serve_conn(&node, stream, host).await {

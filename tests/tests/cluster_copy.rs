@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, VersioningConfiguration,
+    BucketVersioningStatus, ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
+    VersioningConfiguration,
 };
 use aws_sdk_s3::Client;
 use tessera_tests::cluster::{free_udp_port, node_opts, wait_for};
@@ -158,6 +159,26 @@ fn copies_read_sources_other_nodes_own() {
         assert_eq!(cr.e_tag(), put.e_tag());
         assert_eq!(cr.checksum_sha256(), put.checksum_sha256(), "the source's checksum carries over");
         assert_eq!(body(&clients[0], "xcopy", &dst_big).await, big);
+
+        // Encrypted sources across nodes, read a few pieces ahead: an SSE-C
+        // source travels sealed and is opened here with the request's key;
+        // an SSE-S3 source is opened by its owner.
+        let raw = [7u8; 32];
+        let (ck, cmd5) = (b64(&raw), b64(&md5_bytes(&raw)));
+        let src_c = key_owned(&nodes[0], "xcopy", "ssec", &ids[1], false);
+        let src_s = key_owned(&nodes[0], "xcopy", "sses3", &ids[1], false);
+        let dst_enc = key_owned(&nodes[0], "xcopy", "denc", &ids[2], false);
+        let put_c = c.put_object().bucket("xcopy").key(&src_c).sse_customer_algorithm("AES256").sse_customer_key(&ck);
+        put_c.sse_customer_key_md5(&cmd5).body(ByteStream::from(big.clone())).send().await.expect("put sse-c");
+        let r = c.copy_object().bucket("xcopy").key(&dst_enc).copy_source(format!("xcopy/{src_c}"));
+        let r = r.copy_source_sse_customer_algorithm("AES256").copy_source_sse_customer_key(&ck).copy_source_sse_customer_key_md5(&cmd5);
+        r.send().await.unwrap_or_else(|e| panic!("copy an SSE-C source across nodes: {e:?}"));
+        assert_eq!(body(&clients[1], "xcopy", &dst_enc).await, big);
+        let put_s = c.put_object().bucket("xcopy").key(&src_s).server_side_encryption(ServerSideEncryption::Aes256);
+        put_s.body(ByteStream::from(small.clone())).send().await.expect("put sse-s3");
+        let r = c.copy_object().bucket("xcopy").key(&dst_enc).copy_source(format!("xcopy/{src_s}")).send().await;
+        r.unwrap_or_else(|e| panic!("copy an SSE-S3 source across nodes: {e:?}"));
+        assert_eq!(body(&clients[2], "xcopy", &dst_enc).await, small);
 
         // A condition on the source is checked across nodes too.
         let r = c
