@@ -397,18 +397,23 @@ pub fn write_response_head<N: AsRef<str>, V: AsRef<str>>(
 }
 
 /// `n` in decimal, without a `String` on the way.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(decimal_digits(n, &mut [0; 20]));
+}
+
+/// The ASCII decimal digits of `n`, written at the end of `buf` (no
+/// formatting machinery: response heads and ETags on every request).
+pub fn decimal_digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
     loop {
         at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
+        buf[at] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    out.extend_from_slice(&digits[at..]);
+    &buf[at..]
 }
 
 #[cfg(test)]

@@ -201,7 +201,7 @@ impl ObjectSummary {
         tessera_proto::checksum::push_hex_lower(&mut out, &self.md5);
         if self.parts != 0 {
             out.push('-');
-            out.push_str(itoa_u16(self.parts).as_str());
+            out.extend(tessera_proto::http::decimal_digits(u64::from(self.parts), &mut [0; 20]).iter().map(|&d| char::from(d)));
         }
         out.push('"');
         out
@@ -236,17 +236,3 @@ impl ObjectSummary {
     }
 }
 
-/// A part count in decimal (no formatting machinery).
-fn itoa_u16(n: u16) -> String {
-    let mut digits = [0u8; 5];
-    let (mut i, mut n) = (digits.len(), n);
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&digits[i..]).into_owned()
-}
