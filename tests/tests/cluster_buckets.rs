@@ -89,6 +89,19 @@ async fn buckets_are_one_registry_across_three_nodes() {
         })
     });
     eprintln!("three voters in {t:?}");
+    // Object writes need more than a leader: until every reactor's lanes
+    // follow the layout of all three, a node answers a PUT with 503 (the
+    // suite caught one on a loaded machine, seconds after the voters).
+    let t = wait_for("every node's lanes follow a layout of three", Duration::from_secs(40), || {
+        nodes.iter().all(|n| {
+            let c = n.admin_json("/admin/v1/cluster");
+            let l = &c["layout"];
+            l["nodes"].as_array().is_some_and(|v| v.len() == 3)
+                && l["pending"].as_array().is_some_and(|p| p.is_empty())
+                && c["lanes"]["ready"] == true
+        })
+    });
+    eprintln!("lanes ready {t:?} later");
 
     // Created on A: A answers at once (read-your-writes), B and C follow.
     ok(root(&nodes[0]).create_bucket().bucket("shared-1").send().await, "create on A");

@@ -43,10 +43,15 @@ fn start_node(cluster: SocketAddr, join: Option<SocketAddr>) -> Server {
 fn three_nodes() -> Vec<Server> {
     let (ca, cb, cc) = (free_udp_port(), free_udp_port(), free_udp_port());
     let nodes = vec![start_node(ca, None), start_node(cb, Some(ca)), start_node(cc, Some(ca))];
-    wait_for("a layout of three nodes on every node", Duration::from_secs(40), || {
+    // Lanes ready too: until every reactor's lanes follow the layout a
+    // node answers object writes with 503 (cluster_buckets met one).
+    wait_for("a layout of three nodes and its lanes on every node", Duration::from_secs(40), || {
         nodes.iter().all(|n| {
-            let l = n.admin_json("/admin/v1/cluster")["layout"].clone();
-            l["nodes"].as_array().is_some_and(|v| v.len() == 3) && l["pending"].as_array().is_some_and(|p| p.is_empty())
+            let c = n.admin_json("/admin/v1/cluster");
+            let l = &c["layout"];
+            l["nodes"].as_array().is_some_and(|v| v.len() == 3)
+                && l["pending"].as_array().is_some_and(|p| p.is_empty())
+                && c["lanes"]["ready"] == true
         })
     });
     nodes
