@@ -19,8 +19,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use monoio::io::{AsyncReadRentExt, AsyncWriteRentExt, Splitable};
-use tessera_cluster::rpc::{FrameHeader, FrameKind, NodeId, FRAME_HEADER_BYTES};
+use monoio::io::{AsyncWriteRentExt, Splitable};
+use tessera_cluster::rpc::{FrameKind, NodeId};
 use tessera_cluster::seal::ClusterKey;
 use tessera_cluster::NodeIdentity;
 
@@ -227,14 +227,16 @@ impl RpcPool {
             frames_in: Cell::new(0),
         });
         let session = Rc::new(RefCell::new(session));
-        let (mut rd, mut wr) = stream.into_split();
+        let (rd, mut wr) = stream.into_split();
         {
             let (conn, session) = (conn.clone(), session.clone());
             monoio::spawn(async move {
-                while let Ok(o) = out_rx.recv().await {
-                    // Sealed in the order written: frame numbers are in the tag.
-                    let frame = session.borrow_mut().seal(FrameKind::Request, o.method, o.call, o.deadline_ms, &o.payload);
-                    let (res, _) = wr.write_all(frame).await;
+                // Sealed in the order sent (frame numbers are in the tag),
+                // the calls queued meanwhile sent together.
+                let mut out = crate::rpc_frames::Coalescer::new(out_rx);
+                let seal = |o: Outgoing| session.borrow_mut().seal(FrameKind::Request, o.method, o.call, o.deadline_ms, &o.payload);
+                while let Some(batch) = out.next(seal).await {
+                    let (res, _) = wr.write_all(batch).await;
                     if let Err(e) = res {
                         conn.fail(&e.to_string());
                         return;
@@ -245,20 +247,12 @@ impl RpcPool {
         {
             let conn = conn.clone();
             monoio::spawn(async move {
+                let mut frames = crate::rpc_frames::FrameReader::new(rd);
                 let why = loop {
-                    let (res, h) = rd.read_exact(vec![0u8; FRAME_HEADER_BYTES]).await;
-                    if let Err(e) = res {
-                        break e.to_string();
-                    }
-                    let h: [u8; FRAME_HEADER_BYTES] = h.try_into().expect("header length");
-                    let fh = match FrameHeader::decode(&h) {
-                        Ok(fh) => fh,
-                        Err(e) => break e.to_string(),
+                    let (h, mut rest) = match frames.next(None, None).await {
+                        Ok(f) => f,
+                        Err(e) => break e,
                     };
-                    let (res, mut rest) = rd.read_exact(vec![0u8; fh.rest_len()]).await;
-                    if let Err(e) = res {
-                        break e.to_string();
-                    }
                     conn.frames_in.set(conn.frames_in.get() + 1);
                     // The payload is opened in place; the buffer becomes it.
                     let opened = session.borrow_mut().open(&h, &mut rest).map(|(fh, p)| (fh, p.len()));

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use std::cell::RefCell;
 
-use monoio::io::{AsyncReadRent, AsyncReadRentExt, AsyncWriteRentExt, Splitable};
+use monoio::io::{AsyncReadRentExt, AsyncWriteRentExt, Splitable};
 use monoio::net::{TcpListener, TcpStream};
 use tessera_cluster::rpc::{FrameHeader, FrameKind, Hello, Role, Session, FRAME_HEADER_BYTES, HELLO_BYTES, NONCE_BYTES, FEATURES};
 use tessera_cluster::seal::ClusterKey;
@@ -123,7 +123,7 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn Sh
     write_timeout(&mut s, mine.encode(&key, Some(&client.nonce)).to_vec(), HANDSHAKE_TIMEOUT).await?;
     let session = Rc::new(RefCell::new(Session::new(&key, Role::Server, &client, &mine)));
     let caller = client.from;
-    let (mut rd, mut wr) = s.into_split();
+    let (rd, mut wr) = s.into_split();
     // Calls run concurrently (a slow disk read does not hold up a PING);
     // answers are sealed by one writer in the order they are sent (frame
     // numbers are part of the tag), each naming its call.
@@ -131,9 +131,9 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn Sh
     let writer = {
         let session = session.clone();
         monoio::spawn(async move {
-            while let Ok(a) = rx.recv().await {
-                let frame = session.borrow_mut().seal(a.kind, a.method, a.call, 0, &a.body);
-                match monoio::time::timeout(CALL_TIMEOUT, wr.write_all(frame)).await {
+            let mut out = crate::rpc_frames::Coalescer::new(rx);
+            while let Some(batch) = out.next(|a: Answer| session.borrow_mut().seal(a.kind, a.method, a.call, 0, &a.body)).await {
+                match monoio::time::timeout(CALL_TIMEOUT, wr.write_all(batch)).await {
                     Ok((Ok(_), _)) => {}
                     _ => return,
                 }
@@ -144,21 +144,12 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn Sh
     for _ in 0..MAX_SERVED_IN_FLIGHT {
         let _ = tokens_tx.try_send(());
     }
+    let mut frames = crate::rpc_frames::FrameReader::new(rd);
     let r = loop {
-        let h = match read_half_timeout(&mut rd, FRAME_HEADER_BYTES, IDLE_TIMEOUT).await {
-            Ok(h) => h,
+        let (h, mut rest) = match frames.next(Some(IDLE_TIMEOUT), Some(CALL_TIMEOUT)).await {
+            Ok(f) => f,
             Err(e) => break Err(e),
         };
-        let h: [u8; FRAME_HEADER_BYTES] = h.try_into().expect("header length");
-        let fh = match FrameHeader::decode(&h) {
-            Ok(fh) => fh,
-            Err(e) => break Err(e.to_string()),
-        };
-        let rest = match read_half_timeout(&mut rd, fh.rest_len(), CALL_TIMEOUT).await {
-            Ok(r) => r,
-            Err(e) => break Err(e),
-        };
-        let mut rest = rest;
         let opened = session.borrow_mut().open(&h, &mut rest).map(|(fh, p)| (fh, p.len()));
         let (fh, len) = match opened {
             Ok(x) => x,
@@ -250,14 +241,6 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn Sh
     drop(tx);
     let _ = writer.await;
     r
-}
-
-async fn read_half_timeout<R: AsyncReadRent>(s: &mut R, n: usize, t: Duration) -> Result<Vec<u8>, String> {
-    match monoio::time::timeout(t, s.read_exact(vec![0u8; n])).await {
-        Ok((Ok(_), buf)) => Ok(buf),
-        Ok((Err(e), _)) => Err(e.to_string()),
-        Err(_) => Err("timed out".into()),
-    }
 }
 
 fn ping_answer(node: &ClusterNode) -> Vec<u8> {

@@ -14,6 +14,7 @@ pub mod cluster_lanes;
 pub mod cluster_pool;
 pub mod cluster_raft;
 pub mod cluster_rpc;
+pub mod rpc_frames;
 pub mod codec;
 pub mod config;
 pub mod config_file;
