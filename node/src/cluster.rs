@@ -143,6 +143,8 @@ pub struct ClusterNode {
     pub rpc_refused: AtomicU64,
     pub rpc_served: AtomicU64,
     pub rpc_failed: AtomicU64,
+    /// RPC timings by method, both sides (`rpc_metrics`).
+    pub rpc_times: crate::rpc_metrics::RpcMetrics,
     /// Cluster lanes (`cluster_lanes`, `members`): member shards this node
     /// opened for other nodes' lanes, commits they took, local shards that
     /// are the primary of a lane over other nodes, members taken out of
@@ -255,6 +257,7 @@ impl ClusterNode {
             rpc_refused: AtomicU64::new(0),
             rpc_served: AtomicU64::new(0),
             rpc_failed: AtomicU64::new(0),
+            rpc_times: Default::default(),
             lane_member_shards: AtomicU64::new(0),
             lane_member_commits: AtomicU64::new(0),
             lanes_attached: AtomicU64::new(0),
@@ -496,6 +499,7 @@ impl ClusterNode {
         let _ = writeln!(out, "# HELP tessera_cluster_rpc_served_total RPC calls answered.");
         let _ = writeln!(out, "# TYPE tessera_cluster_rpc_served_total counter");
         let _ = writeln!(out, "tessera_cluster_rpc_served_total {}", self.rpc_served.load(Relaxed));
+        self.rpc_times.render(out);
         for (name, kind, help, v) in [
             ("tessera_cluster_lane_member_shards", "gauge", "Member shards this node holds for other nodes' lanes.", &self.lane_member_shards),
             ("tessera_cluster_lane_member_commits_total", "counter", "Commits this node's member shards took for other nodes' lanes.", &self.lane_member_commits),

@@ -146,7 +146,26 @@ impl RpcPool {
         self.call_watched(peer, method, payload, timeout, true).await
     }
 
+    /// `call_inner`, timed (`rpc_metrics`): an answer, a result or an
+    /// error, is a call's duration; anything else is a failure.
     async fn call_watched(
+        self: &Rc<Self>,
+        peer: &NodeIdentity,
+        method: u16,
+        payload: Vec<u8>,
+        timeout: Duration,
+        watch: bool,
+    ) -> Result<Vec<u8>, RpcError> {
+        let started = std::time::Instant::now();
+        let r = self.call_inner(peer, method, payload, timeout, watch).await;
+        match &r {
+            Ok(_) | Err(RpcError::Remote(_)) => self.node.rpc_times.calls.record(method, started.elapsed()),
+            Err(_) => self.node.rpc_times.failed(method),
+        }
+        r
+    }
+
+    async fn call_inner(
         self: &Rc<Self>,
         peer: &NodeIdentity,
         method: u16,

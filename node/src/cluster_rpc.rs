@@ -99,13 +99,15 @@ pub async fn serve(node: Arc<ClusterNode>, listener: TcpListener, host: Option<R
 
 /// One answer on its way to the connection's writer.
 struct Answer {
+    /// When its request was read (`rpc_metrics`' served time).
+    read_at: Instant,
     kind: FrameKind,
     method: u16,
     call: u64,
     body: Vec<u8>,
 }
 
-async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn ShardHost>>) -> Result<(), String> {
+async fn serve_conn(node: &Arc<ClusterNode>, mut s: TcpStream, host: Option<Rc<dyn ShardHost>>) -> Result<(), String> {
     let key = node.key();
     let b = read_exact_timeout(&mut s, HELLO_BYTES, HANDSHAKE_TIMEOUT).await?;
     let client = match Hello::decode(&key, &b, Role::Client, None, now_ms()) {
@@ -129,10 +131,14 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn Sh
     // numbers are part of the tag), each naming its call.
     let (tx, rx) = async_channel::bounded::<Answer>(MAX_SERVED_IN_FLIGHT);
     let writer = {
-        let session = session.clone();
+        let (session, node) = (session.clone(), node.clone());
         monoio::spawn(async move {
             let mut out = crate::rpc_frames::Coalescer::new(rx);
-            while let Some(batch) = out.next(|a: Answer| session.borrow_mut().seal(a.kind, a.method, a.call, 0, &a.body)).await {
+            let seal = |a: Answer| {
+                node.rpc_times.served.record(a.method, a.read_at.elapsed());
+                session.borrow_mut().seal(a.kind, a.method, a.call, 0, &a.body)
+            };
+            while let Some(batch) = out.next(seal).await {
                 match monoio::time::timeout(CALL_TIMEOUT, wr.write_all(batch)).await {
                     Ok((Ok(_), _)) => {}
                     _ => return,
@@ -165,7 +171,8 @@ async fn serve_conn(node: &ClusterNode, mut s: TcpStream, host: Option<Rc<dyn Sh
         let mut payload = rest;
         payload.truncate(len);
         let (method, call) = (fh.method, fh.call);
-        let answer = move |kind, body| Answer { kind, method, call, body };
+        let read_at = Instant::now();
+        let answer = move |kind, body| Answer { read_at, kind, method, call, body };
         match (method, &host) {
             (METHOD_PING, _) if payload.is_empty() => {
                 let _ = tx.send(answer(FrameKind::Response, ping_answer(node))).await;

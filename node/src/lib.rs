@@ -15,6 +15,7 @@ pub mod cluster_pool;
 pub mod cluster_raft;
 pub mod cluster_rpc;
 pub mod rpc_frames;
+pub mod rpc_metrics;
 pub mod codec;
 pub mod config;
 pub mod config_file;
