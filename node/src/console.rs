@@ -7,7 +7,7 @@
 //! - `/console/s3/...`: the forwarding prefix. The page signs S3 and IAM
 //!   requests itself (SigV4 with the secret it holds in memory) for the path
 //!   without the prefix; the request, minus the prefix, is answered by
-//!   `conn::respond`, the very function that serves the S3 port: same
+//!   `request::respond`, the very function that serves the S3 port: same
 //!   routing, same signature check (with the `Host` as received), same
 //!   authorization, same limits. The admin listener adds no privilege, so
 //!   the prefix reaches nothing the S3 port does not.
@@ -170,7 +170,7 @@ pub async fn forward(ctx: &Rc<Ctx>, head: &RequestHead, conn: &mut Conn, peer: s
             };
         }
     }
-    let (resp, body_done, op) = conn::respond(ctx, head, conn, request_id, peer).await;
+    let (resp, body_done, op) = crate::request::respond(ctx, head, conn, request_id, peer).await;
     let resp = hardened(resp, FORWARDED_CSP);
     let keep = head.keep_alive() && body_done && !ctx.shared.metrics.stopping();
     let status = resp.status;

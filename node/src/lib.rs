@@ -20,6 +20,7 @@ pub mod codec;
 pub mod config;
 pub mod config_file;
 pub mod conn;
+pub mod request;
 pub mod console;
 pub mod ec_scrub;
 pub mod fsck;

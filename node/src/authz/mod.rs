@@ -26,7 +26,7 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use crate::acl::Ownership;
 use crate::buckets::BucketInfo;
-use crate::conn::Request;
+use crate::request::Request;
 use crate::server::Ctx;
 use actions::{Check, On};
 pub use principal::Principal;

@@ -25,7 +25,7 @@ use tessera_proto::time::{format_iso8601_ms, now_unix_micros, now_unix_ms};
 
 use crate::buckets::{BucketInfo, Versioning};
 use crate::codec::{Dec, Enc};
-use crate::conn::Request;
+use crate::request::Request;
 use crate::meta::{ObjectSummary, T_EVENTS};
 
 /// FORMAT BOUNDARY: version of an event record (the entry's meta bytes).

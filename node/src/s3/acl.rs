@@ -16,7 +16,7 @@ use super::{push_read_version, update_version, versions};
 use crate::acl::{self, AclRequest, Ownership};
 use crate::authz::{self, ObjectFacts};
 use crate::buckets::BucketInfo;
-use crate::conn::Request;
+use crate::request::Request;
 use crate::response::Response;
 use crate::server::Ctx;
 

@@ -11,7 +11,7 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 use super::get::read_version;
 use super::{push_read_version, unquote, versions};
 use crate::buckets::BucketInfo;
-use crate::conn::Request;
+use crate::request::Request;
 use crate::response::Response;
 use crate::server::Ctx;
 

@@ -10,7 +10,7 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use super::io_error;
 use crate::buckets::{valid_bucket_name, BucketInfo, LockConfig, Versioning};
-use crate::conn::Request;
+use crate::request::Request;
 use crate::meta::{bucket_prefix, T_PARTS, T_UPLOADS};
 use crate::response::Response;
 use crate::server::Ctx;

@@ -10,7 +10,7 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use super::require_integrity_check;
 use crate::buckets::BucketInfo;
-use crate::conn::Request;
+use crate::request::Request;
 use crate::response::Response;
 use crate::server::Ctx;
 

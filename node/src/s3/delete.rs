@@ -15,7 +15,7 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 use super::versions::{self, NewVersion};
 use super::{bypass_governance, io_error, shard_of, write_version};
 use crate::buckets::{BucketInfo, Versioning};
-use crate::conn::Request;
+use crate::request::Request;
 use crate::meta::{object_key, VersionSel, T_OBJECTS};
 use crate::notify::{Origin, Pending};
 use crate::response::Response;

@@ -12,7 +12,7 @@ use tessera_proto::time::format_iso8601_ms;
 
 use super::{error_with_headers, io_error, push_read_version, shard_of, unquote, versions};
 use crate::buckets::BucketInfo;
-use crate::conn::Request;
+use crate::request::Request;
 use crate::meta::{object_key, ObjectMeta, ObjectSummary, VersionSel, T_OBJECTS};
 use crate::response::{ObjectStream, StreamSource, RespBody, Response};
 use crate::server::Ctx;

@@ -16,7 +16,7 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use super::{io_error, shard_of, versions};
 use crate::buckets::BucketInfo;
-use crate::conn::Request;
+use crate::request::Request;
 use crate::meta::{
     bucket_prefix, object_key, parse_version_key, past_versions_of, versions_prefix, versions_scan_prefix,
     ObjectSummary, VersionSel, T_OBJECTS, T_VERSIONS,

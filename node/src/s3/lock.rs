@@ -16,7 +16,7 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 use super::get::read_version;
 use super::{bypass_governance, push_read_version, require_integrity_check, update_version, versions};
 use crate::buckets::{BucketInfo, DefaultRetention, LockConfig, RetentionPeriod, Versioning};
-use crate::conn::Request;
+use crate::request::Request;
 use crate::meta::{LockMode, ObjectSummary, Retention};
 use crate::response::Response;
 use crate::server::Ctx;

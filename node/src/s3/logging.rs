@@ -23,7 +23,7 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 use super::versions::{self, NewVersion};
 use super::{shard_of, write_version};
 use crate::buckets::BucketInfo;
-use crate::conn::Request;
+use crate::request::Request;
 use crate::meta::{ObjectMeta, ObjectSummary, VersionId};
 use crate::response::Response;
 use crate::server::Ctx;

@@ -36,7 +36,7 @@ use tessera_proto::time::now_unix_micros;
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use crate::buckets::{BucketInfo, Versioning};
-use crate::conn::Request;
+use crate::request::Request;
 use crate::meta::{object_key, ObjectSummary, VersionId, T_OBJECTS};
 use crate::notify::Pending;
 use tessera_proto::notification::EventName;

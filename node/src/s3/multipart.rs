@@ -18,7 +18,7 @@ use super::put::{copy_through, declared_algo, load_copy_source, meta_from_header
 use super::versions::{self, NewVersion};
 use super::{io_error, lock, precheck, push_written_version, shard_of, tagging, unquote, write_cond};
 use crate::buckets::{BucketInfo, Versioning};
-use crate::conn::Request;
+use crate::request::Request;
 use crate::meta::{
     bucket_prefix, object_key, part_key, part_prefix, upload_key, ChecksumType, ObjectMeta, ObjectSummary,
     PartSummary, UploadInfo, VersionId, T_OBJECTS, T_PARTS, T_UPLOADS,

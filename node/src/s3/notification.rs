@@ -12,7 +12,7 @@ use tessera_proto::notification::{self, MAX_NOTIFICATION_BODY_BYTES};
 use tessera_proto::S3Result;
 
 use crate::buckets::BucketInfo;
-use crate::conn::Request;
+use crate::request::Request;
 use crate::response::Response;
 use crate::server::Ctx;
 

@@ -9,7 +9,7 @@ use tessera_proto::xml_access::{parse_public_access_block, render_policy_status,
 use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use crate::buckets::{BucketInfo, BucketPolicy, MAX_BUCKET_POLICY_BYTES};
-use crate::conn::Request;
+use crate::request::Request;
 use crate::response::Response;
 use crate::server::Ctx;
 

@@ -23,7 +23,7 @@ use super::versions::NewVersion;
 use super::{push_written_version, shard_of, tagging, write_version};
 use crate::authz::{principal, Authz};
 use crate::buckets::BucketInfo;
-use crate::conn::Request;
+use crate::request::Request;
 use crate::meta::{ObjectSummary, VersionId};
 use crate::response::Response;
 use crate::server::Ctx;

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::bodybuf::{body_buf, first_buf_bytes, next_buf_bytes, BodyBuf};
 use crate::buckets::BucketInfo;
-use crate::conn::Request;
+use crate::request::Request;
 use crate::authz;
 use crate::meta::{object_key, ChecksumType, ObjectMeta, ObjectSummary, VersionId, VersionSel};
 use crate::response::{pieces, Response};

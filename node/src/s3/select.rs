@@ -20,7 +20,8 @@ use tessera_select::{Code, Engine, SelectError, SelectParams, Step, Ts};
 use super::get::{read_version, LoadedObject};
 use super::versions;
 use crate::buckets::BucketInfo;
-use crate::conn::{Conn, ConnError, Request};
+use crate::conn::{Conn, ConnError};
+use crate::request::Request;
 use crate::response::{pieces, RespBody, Response, STREAM_PIECE_BYTES};
 use crate::server::Ctx;
 

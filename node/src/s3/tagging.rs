@@ -12,7 +12,7 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 use super::get::read_version;
 use super::{push_read_version, require_integrity_check, update_version, versions};
 use crate::buckets::{BucketInfo, MAX_BUCKET_TAGS};
-use crate::conn::Request;
+use crate::request::Request;
 use crate::response::Response;
 use crate::server::Ctx;
 

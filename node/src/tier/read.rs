@@ -11,7 +11,8 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 
 use super::{find, RestoreEntry, TierInfo};
 use crate::buckets::BucketInfo;
-use crate::conn::{Conn, ConnError, Request};
+use crate::conn::{Conn, ConnError};
+use crate::request::Request;
 use crate::meta::{object_key, ObjectMeta, ObjectSummary, T_OBJECTS};
 use crate::notify::target::Reply;
 use crate::remote_s3::{encode_path, MultipartUpload, Outcome, Remote, RemoteRequest, RemoteSpec};
