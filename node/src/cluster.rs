@@ -97,14 +97,14 @@ impl ClusterConfig {
 }
 
 /// Binds, retrying while the address is in use for up to
-/// `server::ADDRESS_RELEASE_WAIT`: a node killed a moment ago can still
+/// `process::ADDRESS_RELEASE_WAIT`: a node killed a moment ago can still
 /// hold its sockets (io_uring releases a dead process's files after it is
 /// reaped), and a supervisor restarts it at once.
 fn bind_retrying<T>(mut bind: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
     let started = std::time::Instant::now();
     loop {
         match bind() {
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && started.elapsed() < crate::server::ADDRESS_RELEASE_WAIT => {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && started.elapsed() < crate::process::ADDRESS_RELEASE_WAIT => {
                 std::thread::sleep(Duration::from_millis(100));
             }
             r => return r,

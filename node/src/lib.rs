@@ -42,6 +42,7 @@ pub mod node_files;
 pub mod notify;
 pub mod owners;
 pub mod paged;
+pub mod process;
 pub mod forward;
 pub mod fanout;
 pub mod copy_remote;
