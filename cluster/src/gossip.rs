@@ -71,7 +71,7 @@ impl NodeIdentity {
     }
 
     pub fn id_hex(&self) -> String {
-        self.id.iter().map(|b| format!("{b:02x}")).collect()
+        crate::placement::hex(&self.id)
     }
 }
 

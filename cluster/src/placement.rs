@@ -177,8 +177,15 @@ fn score(partition: u32, id: &DiskId, weight: u64) -> f64 {
     weight as f64 / -u.ln()
 }
 
-fn hex(id: &DiskId) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+/// Lowercase hex of a 16-byte id (one allocation, no formatting).
+pub(crate) fn hex(id: &DiskId) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(2 * id.len());
+    for b in id {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
 }
 
 /// Partitions to ordered sets of disks.
@@ -434,6 +441,16 @@ impl Layout {
 #[cfg(test)]
 mod codec_tests {
     use super::*;
+
+    /// Ids are named in lowercase hex, two digits a byte, as `{:02x}` writes them.
+    #[test]
+    fn ids_are_lowercase_hex() {
+        for id in [[0u8; 16], [0xff; 16], core::array::from_fn(|i| (i * 17 + 3) as u8)] {
+            let want: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(hex(&id), want);
+        }
+        assert_eq!(hex(&core::array::from_fn(|i| i as u8)), "000102030405060708090a0b0c0d0e0f");
+    }
 
     fn membership(nodes: usize, disks: usize) -> Membership {
         Membership {

@@ -121,6 +121,9 @@ fn resolve(a: &str) -> Result<SocketAddr, String> {
 pub struct ClusterNode {
     pub config: ClusterConfig,
     pub identity: NodeIdentity,
+    /// `identity.id` in hex, as layouts and takeover records name nodes
+    /// (written once: object requests compare it on every forward).
+    id_hex: String,
     /// Taken by reactor 0 when it starts gossiping.
     socket: Mutex<Option<std::net::UdpSocket>>,
     /// A handle of the same socket, for the leave at a clean stop (after
@@ -243,6 +246,7 @@ impl ClusterNode {
         let rpc_listener = bind_retrying(|| std::net::TcpListener::bind(config.address))
             .map_err(|e| format!("--cluster-address {} (RPC, TCP): cannot listen: {e}", config.address))?;
         Ok(ClusterNode {
+            id_hex: identity.id_hex(),
             identity,
             socket: Mutex::new(Some(socket)),
             stop_socket,
@@ -305,7 +309,12 @@ impl ClusterNode {
 
     /// This node's id, hex (the configuration's `node/<id>` key).
     pub fn id_hex(&self) -> String {
-        self.identity.id_hex()
+        self.id_hex.clone()
+    }
+
+    /// `id_hex`, borrowed (the per-request paths).
+    pub fn id_str(&self) -> &str {
+        &self.id_hex
     }
 
     /// Tells the cluster this node leaves (a clean stop, after the

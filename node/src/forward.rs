@@ -109,7 +109,7 @@ pub fn decide(node: &ClusterNode, head: &RequestHead, peer: IpAddr, vhost_domain
     let Some(owner) = owners.owner_of(partition) else {
         return local;
     };
-    if owner.id == node.id_hex() {
+    if owner.id == node.id_str() {
         if !crate::cluster_lanes::ready(node, owners.layout.version) {
             return Decision::Refuse(S3Error::with_message(
                 S3ErrorCode::ServiceUnavailable,

@@ -277,14 +277,14 @@ pub fn ready(node: &ClusterNode, owners: &Owners, owner: &str) -> bool {
     if !owners.has_lanes() {
         return true;
     }
-    let me = node.id_hex();
-    if !lease_held(node) || owners.is_stale(owner, &me) {
+    let me = node.id_str();
+    if !lease_held(node) || owners.is_stale(owner, me) {
         return false;
     }
     match owners.takeovers.get(owner) {
         None => true,
         Some((acting, v)) => {
-            acting == &me
+            acting == me
                 && node.acting_ready.lock().unwrap_or_else(|e| e.into_inner()).get(owner) == Some(v)
                 && (owner == me || fosters_follow(node, owner, *v))
         }
