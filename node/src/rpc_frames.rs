@@ -16,7 +16,7 @@
 //!   the tag), up to `COALESCE_BYTES` per send; a frame that does not fit
 //!   goes first in the next send, never copied into a batch.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncReadRentExt};
@@ -45,8 +45,8 @@ impl<R: AsyncReadRent> FrameReader<R> {
     }
 
     /// One more receive into the buffer (compacted first when its free
-    /// tail is short); `t` bounds it.
-    async fn fill(&mut self, t: Option<Duration>) -> Result<(), String> {
+    /// tail is short); it must end by `deadline`.
+    async fn fill(&mut self, deadline: Option<Instant>) -> Result<(), String> {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
@@ -60,8 +60,8 @@ impl<R: AsyncReadRent> FrameReader<R> {
         let buf = std::mem::take(&mut self.buf);
         let (len, cap) = (buf.len(), buf.capacity());
         let read = self.rd.read(buf.slice_mut(len..cap));
-        let (res, slice) = match t {
-            Some(t) => match monoio::time::timeout(t, read).await {
+        let (res, slice) = match deadline {
+            Some(d) => match monoio::time::timeout(d.saturating_duration_since(Instant::now()), read).await {
                 Ok(r) => r,
                 Err(_) => return Err("timed out".into()),
             },
@@ -76,15 +76,18 @@ impl<R: AsyncReadRent> FrameReader<R> {
     }
 
     /// The next frame: its header and the rest (sealed payload and tag).
-    /// `first` bounds each wait for the header's bytes, `rest` each wait
-    /// for the rest's.
+    /// `first` bounds the wait for the whole header, `rest` the wait for
+    /// the whole rest after it (a peer sending a byte at a time gains
+    /// nothing).
     pub async fn next(&mut self, first: Option<Duration>, rest: Option<Duration>) -> Result<([u8; FRAME_HEADER_BYTES], Vec<u8>), String> {
+        let by = first.map(|t| Instant::now() + t);
         while self.buffered() < FRAME_HEADER_BYTES {
-            self.fill(first).await?;
+            self.fill(by).await?;
         }
         let h: [u8; FRAME_HEADER_BYTES] = self.buf[self.start..self.start + FRAME_HEADER_BYTES].try_into().expect("header length");
         let n = FrameHeader::decode(&h).map_err(|e| e.to_string())?.rest_len();
         self.start += FRAME_HEADER_BYTES;
+        let by = rest.map(|t| Instant::now() + t);
         if n > READ_BUF_BYTES / 2 && self.buffered() < n {
             // Bulk: what is buffered, then the remainder read in place.
             let have = self.buffered();
@@ -92,8 +95,8 @@ impl<R: AsyncReadRent> FrameReader<R> {
             out.extend_from_slice(&self.buf[self.start..]);
             self.start = self.buf.len();
             let read = self.rd.read_exact(out.slice_mut(have..n));
-            let (res, slice) = match rest {
-                Some(t) => match monoio::time::timeout(t, read).await {
+            let (res, slice) = match by {
+                Some(d) => match monoio::time::timeout(d.saturating_duration_since(Instant::now()), read).await {
                     Ok(r) => r,
                     Err(_) => return Err("timed out".into()),
                 },
@@ -103,7 +106,7 @@ impl<R: AsyncReadRent> FrameReader<R> {
             return Ok((h, slice.into_inner()));
         }
         while self.buffered() < n {
-            self.fill(rest).await?;
+            self.fill(by).await?;
         }
         let out = self.buf[self.start..self.start + n].to_vec();
         self.start += n;
@@ -201,6 +204,36 @@ mod tests {
             }
             sender.await;
             assert!(reader.next(None, None).await.is_err(), "a stream cut inside a header");
+        });
+    }
+
+    /// A peer that sends a frame's rest a byte at a time is cut when the
+    /// whole rest is late, not given the wait again at every byte.
+    #[test]
+    fn a_trickled_rest_is_cut_at_its_deadline() {
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build().unwrap().block_on(async {
+            let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let sender = monoio::spawn(async move {
+                let mut s = monoio::net::TcpStream::connect(addr).await.unwrap();
+                let f = frame(1, 100);
+                for b in f {
+                    if s.write_all(vec![b]).await.0.is_err() {
+                        break;
+                    }
+                    monoio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+            let (stream, _) = listener.accept().await.unwrap();
+            let (rd, _wr) = stream.into_split();
+            let mut reader = FrameReader::new(rd);
+            let started = std::time::Instant::now();
+            // Each byte comes well within 300 ms; the whole frame would take about 2.8 s.
+            let r = reader.next(Some(Duration::from_secs(10)), Some(Duration::from_millis(300))).await;
+            assert_eq!(r.err().as_deref(), Some("timed out"));
+            assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+            drop(reader);
+            sender.await;
         });
     }
 
