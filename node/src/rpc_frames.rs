@@ -27,6 +27,14 @@ pub const READ_BUF_BYTES: usize = 64 * 1024;
 /// Most bytes of frames sent together.
 pub const COALESCE_BYTES: usize = 64 * 1024;
 
+/// `f`'s output, or "timed out" once `deadline` (if any) passes.
+async fn by_deadline<F: std::future::Future>(deadline: Option<Instant>, f: F) -> Result<F::Output, String> {
+    match deadline {
+        Some(d) => monoio::time::timeout(d.saturating_duration_since(Instant::now()), f).await.map_err(|_| "timed out".into()),
+        None => Ok(f.await),
+    }
+}
+
 /// Reads frames from one side of a connection.
 pub struct FrameReader<R> {
     rd: R,
@@ -60,13 +68,7 @@ impl<R: AsyncReadRent> FrameReader<R> {
         let buf = std::mem::take(&mut self.buf);
         let (len, cap) = (buf.len(), buf.capacity());
         let read = self.rd.read(buf.slice_mut(len..cap));
-        let (res, slice) = match deadline {
-            Some(d) => match monoio::time::timeout(d.saturating_duration_since(Instant::now()), read).await {
-                Ok(r) => r,
-                Err(_) => return Err("timed out".into()),
-            },
-            None => read.await,
-        };
+        let (res, slice) = by_deadline(deadline, read).await?;
         self.buf = slice.into_inner();
         match res {
             Ok(0) => Err("connection closed".into()),
@@ -95,13 +97,7 @@ impl<R: AsyncReadRent> FrameReader<R> {
             out.extend_from_slice(&self.buf[self.start..]);
             self.start = self.buf.len();
             let read = self.rd.read_exact(out.slice_mut(have..n));
-            let (res, slice) = match by {
-                Some(d) => match monoio::time::timeout(d.saturating_duration_since(Instant::now()), read).await {
-                    Ok(r) => r,
-                    Err(_) => return Err("timed out".into()),
-                },
-                None => read.await,
-            };
+            let (res, slice) = by_deadline(by, read).await?;
             res.map_err(|e| e.to_string())?;
             return Ok((h, slice.into_inner()));
         }
