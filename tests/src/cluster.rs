@@ -36,6 +36,18 @@ pub fn start_node(cluster: SocketAddr, join: Option<SocketAddr>, secret: &str) -
     Server::start_with(node_opts(cluster, join, secret))
 }
 
+/// Whether `server` follows a layout of `n` nodes with none pending and
+/// every reactor's lanes follow it: until then a node answers object
+/// requests 503 ("joining its storage"), seconds after the voters form
+/// when the machine is busy.
+pub fn serves_layout_of(server: &Server, n: usize) -> bool {
+    let c = server.admin_json("/admin/v1/cluster");
+    let l = &c["layout"];
+    l["nodes"].as_array().is_some_and(|v| v.len() == n)
+        && l["pending"].as_array().is_some_and(|p| p.is_empty())
+        && c["lanes"]["ready"] == true
+}
+
 /// Polls `ok` every 100 ms; fails the test after `limit`. The time it took.
 pub fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();

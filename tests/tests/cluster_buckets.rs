@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging, VersioningConfiguration};
-use tessera_tests::cluster::{eventually, free_udp_port, node_opts, wait_for};
+use tessera_tests::cluster::{eventually, free_udp_port, node_opts, serves_layout_of, wait_for};
 use tessera_tests::*;
 
 const SECRET: &str = "the bucket test cluster's secret";
@@ -93,13 +93,7 @@ async fn buckets_are_one_registry_across_three_nodes() {
     // follow the layout of all three, a node answers a PUT with 503 (the
     // suite caught one on a loaded machine, seconds after the voters).
     let t = wait_for("every node's lanes follow a layout of three", Duration::from_secs(40), || {
-        nodes.iter().all(|n| {
-            let c = n.admin_json("/admin/v1/cluster");
-            let l = &c["layout"];
-            l["nodes"].as_array().is_some_and(|v| v.len() == 3)
-                && l["pending"].as_array().is_some_and(|p| p.is_empty())
-                && c["lanes"]["ready"] == true
-        })
+        nodes.iter().all(|n| serves_layout_of(n, 3))
     });
     eprintln!("lanes ready {t:?} later");
 

@@ -13,7 +13,7 @@ use aws_sdk_s3::types::{
     VersioningConfiguration,
 };
 use aws_sdk_s3::Client;
-use tessera_tests::cluster::{free_udp_port, node_opts, wait_for};
+use tessera_tests::cluster::{free_udp_port, node_opts, serves_layout_of, wait_for};
 use tessera_tests::form::{expiration, v4_fields};
 use tessera_tests::*;
 
@@ -46,13 +46,7 @@ fn three_nodes() -> Vec<Server> {
     // Lanes ready too: until every reactor's lanes follow the layout a
     // node answers object writes with 503 (cluster_buckets met one).
     wait_for("a layout of three nodes and its lanes on every node", Duration::from_secs(40), || {
-        nodes.iter().all(|n| {
-            let c = n.admin_json("/admin/v1/cluster");
-            let l = &c["layout"];
-            l["nodes"].as_array().is_some_and(|v| v.len() == 3)
-                && l["pending"].as_array().is_some_and(|p| p.is_empty())
-                && c["lanes"]["ready"] == true
-        })
+        nodes.iter().all(|n| serves_layout_of(n, 3))
     });
     nodes
 }

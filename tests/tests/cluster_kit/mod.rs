@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
-use tessera_tests::cluster::{node_opts, wait_for, free_udp_port};
+use tessera_tests::cluster::{node_opts, serves_layout_of, wait_for, free_udp_port};
 use tessera_tests::*;
 
 pub const SECRET: &str = "the data test cluster's secret";
@@ -52,7 +52,7 @@ pub fn three_nodes_with(env: &[(&str, &str)]) -> (Vec<Server>, Duration) {
     // ("joining its storage"), longer than the SDK's retries when the
     // machine is busy.
     wait_for("every node's lanes follow the layout", Duration::from_secs(40), || {
-        nodes.iter().all(|n| n.admin_json("/admin/v1/cluster")["lanes"]["ready"] == true)
+        nodes.iter().all(|n| serves_layout_of(n, 3))
     });
     (nodes, t)
 }
