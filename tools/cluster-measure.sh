@@ -6,7 +6,7 @@
 # total disks. Prints tessera-bench's summary lines. ONE=1 sends every
 # request to node 1 instead; NODE_THREADS=N gives each cluster node N
 # reactors (default 1); NO_SINGLE=1 skips the single node (to compare two
-# builds' clusters).
+# builds' clusters); OPS=put runs only the PUTs (default "put get").
 # usage: tools/cluster-measure.sh SIZE SECS CONC   (e.g. 4KiB 10 16)
 # BIN: dir of tessera (default target/release); BENCH: tessera-bench (default $BIN/tessera-bench).
 set -u
@@ -23,7 +23,7 @@ P=$((20000 + RANDOM % 20000))
 cpu() { for p in "$@"; do awk -v sys=${SYS:-} '{print (sys ? 0 : $14) + $15}' /proc/$p/stat; done | awk -v hz=$(getconf CLK_TCK) '{s += $1} END {printf "%.2f", s / hz}'; }
 bench() { # endpoint label pids...
   local ep=$1 label=$2; shift 2
-  for op in put get; do
+  for op in ${OPS:-put get}; do
     echo "== $label $op $SIZE c=$CONC"
     local before=$(cpu "$@") sys_before=$(SYS=1 cpu "$@")
     $BENCH --endpoint http://$ep --progress 0s $op --bucket cmbench --size $SIZE --objects 2000 \

@@ -20,7 +20,7 @@ use super::{
     io_error, lock, precheck, push_written_version, require_integrity_check, shard_of, tagging,
     write_cond, write_version, MAX_OBJECT_BYTES,
 };
-use crate::bodybuf::{body_buf, first_buf_bytes, next_buf_bytes, BodyBuf};
+use crate::bodybuf::{body_buf, first_buf_bytes, grown_buf_bytes, next_buf_bytes, BodyBuf};
 use crate::buckets::BucketInfo;
 use crate::request::Request;
 use crate::authz;
@@ -191,7 +191,18 @@ pub async fn store_from(
     let mut size = 0u64;
     loop {
         if buf.buf.remaining() == 0 {
-            let next = next_buf_bytes(buf.buf.data_len(), announced.map(|n| n.saturating_sub(size)));
+            let left = announced.map(|n| n.saturating_sub(size));
+            if let Some(room) = grown_buf_bytes(buf.buf.data_len(), left).filter(|_| extents.is_empty() && inflight.is_empty()) {
+                // The first buffer filled and more is announced: its bytes
+                // move into a bigger one (fewer, larger records).
+                let mut grown = body_buf(budget, room).await?;
+                let filled = buf.buf.data_len();
+                grown.buf.spare_mut()[..filled].copy_from_slice(buf.buf.data());
+                grown.buf.advance(filled);
+                buf = grown;
+                continue;
+            }
+            let next = next_buf_bytes(buf.buf.data_len(), left);
             if inflight.len() >= WRITE_WINDOW {
                 if let Some(h) = inflight.pop_front() {
                     extents.push(h.await.map_err(io_error)?);
