@@ -77,31 +77,31 @@ pub fn payload_len_for(stripe_len: usize, data_blocks: usize) -> usize {
     per_block.div_ceil(PAYLOAD_ALIGN_BYTES) * PAYLOAD_ALIGN_BYTES
 }
 
-/// Writes the framed block for `payload` into `out` (cleared first).
-pub(crate) fn frame_into(
-    out: &mut Vec<u8>,
+/// The header of the framed block for `payload`: the block is this header
+/// followed by the payload, so a caller can put the two where it wants
+/// them without first copying the payload into a block.
+pub(crate) fn frame_header(
     params: &Params,
     block_index: u8,
     tag: u128,
     stripe_index: u64,
     stripe_len: u32,
     payload: &[u8],
-) {
-    out.clear();
-    out.reserve(BLOCK_HEADER_BYTES + payload.len());
-    out.extend_from_slice(&BLOCK_MAGIC);
-    out.push(BLOCK_FORMAT_VERSION);
-    out.push(params.data_blocks());
-    out.push(params.parity_blocks());
-    out.push(block_index);
-    out.extend_from_slice(&tag.to_le_bytes());
-    out.extend_from_slice(&stripe_index.to_le_bytes());
-    out.extend_from_slice(&stripe_len.to_le_bytes());
+) -> [u8; BLOCK_HEADER_BYTES] {
+    let mut h = [0u8; BLOCK_HEADER_BYTES];
+    h[0..4].copy_from_slice(&BLOCK_MAGIC);
+    h[4] = BLOCK_FORMAT_VERSION;
+    h[5] = params.data_blocks();
+    h[6] = params.parity_blocks();
+    h[7] = block_index;
+    h[8..24].copy_from_slice(&tag.to_le_bytes());
+    h[24..32].copy_from_slice(&stripe_index.to_le_bytes());
+    h[32..36].copy_from_slice(&stripe_len.to_le_bytes());
     // Payloads are bounded by MAX_STRIPE_BYTES (checked by Params), so u32 holds them.
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    let sum = checksum(&out[..CHECKSUM_OFFSET], payload);
-    out.extend_from_slice(&sum.to_le_bytes());
-    out.extend_from_slice(payload);
+    h[36..CHECKSUM_OFFSET].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    let sum = checksum(&h[..CHECKSUM_OFFSET], payload);
+    h[CHECKSUM_OFFSET..].copy_from_slice(&sum.to_le_bytes());
+    h
 }
 
 fn checksum(head: &[u8], payload: &[u8]) -> u64 {

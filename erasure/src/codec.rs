@@ -3,7 +3,9 @@
 
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
-use crate::block::{frame_into, payload_len_for, verify_block, BLOCK_HEADER_BYTES};
+use std::borrow::Cow;
+
+use crate::block::{frame_header, payload_len_for, verify_block};
 use crate::{Error, Params, MAX_TOTAL_BLOCKS};
 
 /// Most candidate blocks one decode looks at: one per disk, plus as many
@@ -81,6 +83,34 @@ impl Codec {
         data: &[u8],
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), Error> {
+        let total = self.k() + self.m();
+        out.resize_with(total, Vec::new);
+        out.truncate(total);
+        for block in out.iter_mut() {
+            block.clear();
+        }
+        self.encode_stripe_to(tag, stripe_index, data, |i, header, payload| {
+            if let Some(block) = out.get_mut(i) {
+                block.reserve(header.len() + payload.len());
+                block.extend_from_slice(header);
+                block.extend_from_slice(payload);
+            }
+        })
+    }
+
+    /// Encodes stripe `stripe_index` of the object version `tag` and hands
+    /// each of its k + m framed blocks to `put` as (block index, header,
+    /// payload), in index order: the block is the header followed by the
+    /// payload. A data block's payload is the stripe's own bytes (padded
+    /// only at the stripe's end), so a caller appending blocks to streams
+    /// copies each byte once.
+    pub fn encode_stripe_to(
+        &mut self,
+        tag: u128,
+        stripe_index: u64,
+        data: &[u8],
+        mut put: impl FnMut(usize, &[u8], &[u8]),
+    ) -> Result<(), Error> {
         let (k, m) = (self.k(), self.m());
         if data.len() > self.params.stripe_bytes() {
             return Err(Error::StripeTooLarge {
@@ -88,55 +118,38 @@ impl Codec {
                 max: self.params.stripe_bytes(),
             });
         }
+        let p = self.params;
         let stripe_len = data.len() as u32;
         let shard = payload_len_for(data.len(), k);
-        out.resize_with(k + m, Vec::new);
-        out.truncate(k + m);
-        for (i, block) in out.iter_mut().enumerate().take(k) {
-            let start = (i * shard).min(data.len());
-            let end = ((i + 1) * shard).min(data.len());
-            let chunk = &data[start..end];
-            if chunk.len() == shard {
-                frame_into(
-                    block,
-                    &self.params,
-                    i as u8,
-                    tag,
-                    stripe_index,
-                    stripe_len,
-                    chunk,
-                );
-            } else {
-                // Zero padding is part of the payload (the checksum and the
-                // parity cover it); only the last data blocks need it.
-                let mut padded = Vec::with_capacity(shard);
-                padded.extend_from_slice(chunk);
-                padded.resize(shard, 0);
-                frame_into(
-                    block,
-                    &self.params,
-                    i as u8,
-                    tag,
-                    stripe_index,
-                    stripe_len,
-                    &padded,
-                );
-            }
+        let block = |i: usize, payload: &[u8], put: &mut dyn FnMut(usize, &[u8], &[u8])| {
+            let header = frame_header(&p, i as u8, tag, stripe_index, stripe_len, payload);
+            put(i, &header, payload);
+        };
+        // A data block's payload is its slice of the stripe; zero padding is
+        // part of the payload (the checksum and the parity cover it), and
+        // only the last data blocks need it.
+        let payloads: Vec<Cow<'_, [u8]>> = (0..k)
+            .map(|i| {
+                let chunk = &data[(i * shard).min(data.len())..((i + 1) * shard).min(data.len())];
+                if chunk.len() == shard {
+                    Cow::Borrowed(chunk)
+                } else {
+                    let mut pad = Vec::with_capacity(shard);
+                    pad.extend_from_slice(chunk);
+                    pad.resize(shard, 0);
+                    Cow::Owned(pad)
+                }
+            })
+            .collect();
+        for (i, payload) in payloads.iter().enumerate() {
+            block(i, payload, &mut put);
         }
         if m == 0 {
             return Ok(());
         }
         if shard == 0 {
-            for (j, block) in out.iter_mut().enumerate().skip(k) {
-                frame_into(
-                    block,
-                    &self.params,
-                    j as u8,
-                    tag,
-                    stripe_index,
-                    stripe_len,
-                    &[],
-                );
+            for j in k..k + m {
+                block(j, &[], &mut put);
             }
             return Ok(());
         }
@@ -149,25 +162,12 @@ impl Codec {
                 .encoder
                 .insert(ReedSolomonEncoder::new(k, m, shard).map_err(codec_err)?),
         };
-        for block in out.iter().take(k) {
-            encoder
-                .add_original_shard(&block[BLOCK_HEADER_BYTES..])
-                .map_err(codec_err)?;
+        for payload in &payloads {
+            encoder.add_original_shard(payload).map_err(codec_err)?;
         }
         let result = encoder.encode().map_err(codec_err)?;
         for (j, parity) in result.recovery_iter().enumerate() {
-            let index = k + j;
-            if let Some(block) = out.get_mut(index) {
-                frame_into(
-                    block,
-                    &self.params,
-                    index as u8,
-                    tag,
-                    stripe_index,
-                    stripe_len,
-                    parity,
-                );
-            }
+            block(k + j, parity, &mut put);
         }
         Ok(())
     }

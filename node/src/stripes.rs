@@ -32,7 +32,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use tessera_erasure::{verify_block, Codec, Params};
-use tessera_io::Extent;
+use tessera_io::{DataBuf, Extent};
 
 /// Record meta v5: the erasure envelope (first byte of the meta).
 pub const META_V5: u8 = 5;
@@ -161,18 +161,24 @@ pub fn position_of(block: usize, rot: u8, n: usize) -> usize {
     (block + usize::from(rot)) % n
 }
 
-/// The per-position block streams of a piece of `data` (k + m == n).
-pub fn encode_piece(codec: &mut Codec, tag: u128, rot: u8, data: &[u8]) -> Result<Vec<Vec<u8>>, tessera_erasure::Error> {
+/// The per-position block streams of a piece of `data` (k + m == n), each
+/// in a record buffer of its exact size: every block goes straight from
+/// the coder into its stream (a data block's bytes are copied once).
+pub fn encode_piece(codec: &mut Codec, tag: u128, rot: u8, data: &[u8]) -> Result<Vec<DataBuf>, tessera_erasure::Error> {
     let p = codec.params();
     let n = p.total_blocks();
-    let mut streams = vec![Vec::new(); n];
-    let mut blocks = Vec::new();
-    for t in 0..p.stripe_count(data.len() as u64) {
-        let r = p.stripe_range(data.len() as u64, t).unwrap_or(0..0);
-        codec.encode_stripe(tag, t, &data[r.start as usize..r.end as usize], &mut blocks)?;
-        for (b, block) in blocks.iter().enumerate() {
-            streams[position_of(b, rot, n)].extend_from_slice(block);
-        }
+    let len = data.len() as u64;
+    let stripes = p.stripe_count(len);
+    let stream_len = stripes.checked_sub(1).map_or(0, |last| block_range(&p, len, last).end) as usize;
+    let mut streams: Vec<DataBuf> = (0..n).map(|_| DataBuf::new(stream_len.max(1))).collect();
+    for t in 0..stripes {
+        let r = p.stripe_range(len, t).unwrap_or(0..0);
+        codec.encode_stripe_to(tag, t, &data[r.start as usize..r.end as usize], |b, header, payload| {
+            if let Some(s) = streams.get_mut(position_of(b, rot, n)) {
+                s.extend_from_slice(header);
+                s.extend_from_slice(payload);
+            }
+        })?;
     }
     Ok(streams)
 }
@@ -291,13 +297,16 @@ mod tests {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let streams = encode_piece(&mut codec, 42, 1, &data).unwrap();
         assert_eq!(streams.len(), 4);
+        let stripes = p.stripe_count(data.len() as u64);
+        let whole = block_range(&p, data.len() as u64, stripes - 1).end as usize;
+        assert!(streams.iter().all(|s| s.data_len() == whole && s.remaining() == 0), "each stream fills its buffer exactly");
         for lost in [(0, 1), (0, 2), (1, 3), (2, 3)] {
             let mut out = Vec::new();
             for t in 0..p.stripe_count(data.len() as u64) {
                 let r = block_range(&p, data.len() as u64, t);
                 let cands: Vec<Option<&[u8]>> = (0..4)
                     .map(|pos| {
-                        (pos != lost.0 && pos != lost.1).then(|| &streams[pos][r.start as usize..r.end as usize])
+                        (pos != lost.0 && pos != lost.1).then(|| &streams[pos].data()[r.start as usize..r.end as usize])
                     })
                     .collect();
                 for (pos, c) in cands.iter().enumerate() {

@@ -49,9 +49,7 @@ pub async fn write_piece(primary: &Shard, m: &Mirrors, buf: DataBuf) -> Result<E
     let mut writes = Vec::new();
     for (pos, stream) in streams.into_iter().enumerate() {
         let Some((_, disk, shard)) = m.at(primary, pos) else { continue };
-        let mut b = DataBuf::new(stream.len().max(1));
-        b.extend_from_slice(&stream);
-        writes.push((pos, disk, shard, b));
+        writes.push((pos, disk, shard, stream));
     }
     let meta: Vec<(usize, usize)> = writes.iter().map(|w| (w.0, w.1)).collect();
     let results = futures_util::future::join_all(writes.into_iter().map(|(_, _, s, b)| async move { s.write_data(b).await })).await;

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 
 use tessera_cluster::rpc::MAX_PAYLOAD_BYTES;
-use tessera_io::{DataBuf, IoError, Shard};
+use tessera_io::{IoError, Shard};
 
 use super::wire::{self, Call, Target};
 
@@ -37,12 +37,7 @@ pub trait ShardHost {
 /// Runs one member call on a shard of this core: the answer payload.
 pub async fn run(shard: &Shard, call: Call) -> Result<Vec<u8>, IoError> {
     match call {
-        Call::Write(data) => {
-            let mut b = DataBuf::new(data.len().max(1));
-            b.extend_from_slice(&data);
-            drop(data);
-            Ok(wire::encode_extent(&shard.write_data(b).await?))
-        }
+        Call::Write(data) => Ok(wire::encode_extent(&shard.write_data(data).await?)),
         Call::Commit(muts) => Ok(shard.commit(muts).await?.to_le_bytes().to_vec()),
         Call::Load { table, key } => Ok(wire::encode_stored(&shard.load(table, &key).await?)),
         Call::Read { extent, start, end } => {

@@ -32,7 +32,7 @@
 //! checked against the bytes left and the engine's limits, so garbage is
 //! an error, never a panic or a large allocation.
 
-use tessera_io::{Body, Extent, IoError, Mutation, Stored};
+use tessera_io::{Body, DataBuf, Extent, IoError, Mutation, Stored};
 
 pub const VERSION: u8 = 1;
 pub const METHOD_SHARD_WRITE: u16 = 32;
@@ -70,7 +70,8 @@ pub const CLUSTER_LANE: u32 = 1 << 31;
 /// One decoded call.
 #[derive(Debug, PartialEq)]
 pub enum Call {
-    Write(Vec<u8>),
+    /// The block stream, in the record buffer it is written from.
+    Write(DataBuf),
     Commit(Vec<Mutation>),
     Load { table: u8, key: Vec<u8> },
     Read { extent: Extent, start: u64, end: u64 },
@@ -290,7 +291,13 @@ pub fn decode_call(method: u16, payload: &[u8]) -> Result<(Target, Call), Malfor
     let disk: [u8; 16] = r.take(16)?.try_into().expect("16 bytes");
     let target = Target { disk, shard: r.u32()? };
     let call = match method {
-        METHOD_SHARD_WRITE => Call::Write(r.take(r.b.len())?.to_vec()),
+        METHOD_SHARD_WRITE => {
+            // Straight into the record buffer the member shard writes.
+            let data = r.take(r.b.len())?;
+            let mut buf = DataBuf::new(data.len().max(1));
+            buf.extend_from_slice(data);
+            Call::Write(buf)
+        }
         METHOD_SHARD_COMMIT => {
             let n = r.u32()?;
             // Each mutation takes at least 4 bytes: a count beyond what is
@@ -441,6 +448,12 @@ mod tests {
         Target { disk: [7; 16], shard: 3 }
     }
 
+    fn data_buf(data: &[u8]) -> DataBuf {
+        let mut b = DataBuf::new(data.len().max(1));
+        b.extend_from_slice(data);
+        b
+    }
+
     fn muts() -> Vec<Mutation> {
         vec![
             Mutation::Put {
@@ -459,8 +472,8 @@ mod tests {
     fn every_call_and_answer_round_trips() {
         let t = target();
         let cases = [
-            (METHOD_SHARD_WRITE, encode_write(t, b"data bytes"), Call::Write(b"data bytes".to_vec())),
-            (METHOD_SHARD_WRITE, encode_write(t, b""), Call::Write(vec![])),
+            (METHOD_SHARD_WRITE, encode_write(t, b"data bytes"), Call::Write(data_buf(b"data bytes"))),
+            (METHOD_SHARD_WRITE, encode_write(t, b""), Call::Write(data_buf(b""))),
             (METHOD_SHARD_COMMIT, encode_commit(t, &muts()).unwrap(), Call::Commit(muts())),
             (METHOD_SHARD_COMMIT, encode_commit(t, &[]).unwrap(), Call::Commit(vec![])),
             (METHOD_SHARD_LOAD, encode_load(t, 9, b"k").unwrap(), Call::Load { table: 9, key: b"k".to_vec() }),
