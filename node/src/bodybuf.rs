@@ -179,7 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn an_announced_body_grows_its_first_buffer_to_a_record() {
+    fn an_announced_body_grows_its_first_buffer_to_half_a_record() {
         let first = FIRST_BODY_BUF_BYTES;
         // 1 MiB announced, 128 KiB arrived: half of it in one buffer, and
         // the rest in the next (two records).
