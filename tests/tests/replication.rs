@@ -53,12 +53,8 @@ async fn configuration_api_validates_and_persists() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn puts_overwrites_deletes_and_multipart_replicate_with_version_ids() {
-    let b_addr = free_addr();
-    let dst = node(b_addr, None);
-    let src = node(free_addr(), Some(b_addr));
+    let (src, dst) = versioned_pair(&[], &[]).await;
     let (a, b) = (src.client(), dst.client());
-    versioned_bucket(&b, "dst").await;
-    versioned_bucket(&a, "src").await;
     replicate(&a, "src", "arn:aws:s3:::dst").await;
 
     let v1 = put(&a, "src", "k1", b"first").await;
@@ -119,12 +115,8 @@ async fn puts_overwrites_deletes_and_multipart_replicate_with_version_ids() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn backlog_survives_destination_outage_and_source_kill9() {
-    let b_addr = free_addr();
-    let mut dst = node(b_addr, None);
-    let mut src = node(free_addr(), Some(b_addr));
+    let (mut src, mut dst) = versioned_pair(&[], &[]).await;
     let a = src.client();
-    versioned_bucket(&dst.client(), "dst").await;
-    versioned_bucket(&a, "src").await;
     replicate(&a, "src", "arn:aws:s3:::dst").await;
     dst.stop();
 
@@ -162,12 +154,8 @@ async fn backlog_survives_destination_outage_and_source_kill9() {
 /// source's version id), and both sides end with the same versions.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_destination_killed_mid_backlog_loses_nothing() {
-    let b_addr = free_addr();
-    let mut dst = node(b_addr, None);
-    let src = node(free_addr(), Some(b_addr));
+    let (src, mut dst) = versioned_pair(&[], &[]).await;
     let a = src.client();
-    versioned_bucket(&dst.client(), "dst").await;
-    versioned_bucket(&a, "src").await;
     replicate(&a, "src", "arn:aws:s3:::dst").await;
     const N: usize = 120;
     let mut ids = Vec::new();
@@ -222,12 +210,8 @@ async fn two_sites_replicating_to_each_other_do_not_loop() {
 #[tokio::test(flavor = "multi_thread")]
 async fn encrypted_objects_replicate_encrypted_and_sse_c_stays_failed() {
     let kms = ["--kms-key", "replkey-1"];
-    let b_addr = free_addr();
-    let dst = node_with(b_addr, None, &kms);
-    let src = node_with(free_addr(), Some(b_addr), &kms);
+    let (src, dst) = versioned_pair(&kms, &kms).await;
     let (a, b) = (src.client(), dst.client());
-    versioned_bucket(&b, "dst").await;
-    versioned_bucket(&a, "src").await;
     replicate(&a, "src", "arn:aws:s3:::dst").await;
 
     // 200 KiB + 3: several 64 KiB packages, the last one short.

@@ -15,12 +15,8 @@ use replication_kit::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn existing_objects_are_backfilled_once_and_replicated_versions_are_not_sent_again() {
-    let b_addr = free_addr();
-    let dst = node(b_addr, None);
-    let src = node(free_addr(), Some(b_addr));
+    let (src, dst) = versioned_pair(&[], &[]).await;
     let (a, b) = (src.client(), dst.client());
-    versioned_bucket(&b, "dst").await;
-    versioned_bucket(&a, "src").await;
     // Written before any configuration: two versions of one key, a key
     // whose current version is a delete marker, one outside the prefix.
     let a1 = put(&a, "src", "old/a", b"a one").await;
@@ -180,12 +176,8 @@ async fn large_bodies_are_streamed_to_the_destination() {
     // Versions over 64 KiB are streamed here (8 MiB by default), so the
     // streamed path runs without a huge object.
     let stream = ["--test-replication-whole-body-max-bytes=65536", "--kms-key", "replkey-1"];
-    let b_addr = free_addr();
-    let dst = node_with(b_addr, None, &["--kms-key", "replkey-1"]);
-    let src = node_with(free_addr(), Some(b_addr), &stream);
+    let (src, dst) = versioned_pair(&stream, &["--kms-key", "replkey-1"]).await;
     let (a, b) = (src.client(), dst.client());
-    versioned_bucket(&b, "dst").await;
-    versioned_bucket(&a, "src").await;
     replicate(&a, "src", "arn:aws:s3:::dst").await;
 
     // Several 1 MiB chunks and a short last one; an encrypted one read
@@ -227,11 +219,7 @@ async fn refused_versions_are_retried_with_backoff_once_the_destination_is_fixed
     wait_drained(&src, 2.0);
     // The failure is counted before its commit lands, and the retry may
     // already have queued it again (PENDING): wait for FAILED.
-    let start = Instant::now();
-    while status_of(&a, "src", "r0", &ids[0]).await.as_deref() != Some("FAILED") {
-        assert!(start.elapsed() < DEADLINE, "r0 never FAILED");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_status(&src, "r0", &ids[0], "FAILED").await;
     let start = Instant::now();
     while admin_json(&src, "/admin/v1/replication")["failed_retry_scheduled"] == 0 {
         assert!(start.elapsed() < DEADLINE, "no retry scheduled: {}", admin_json(&src, "/admin/v1/replication"));
@@ -286,12 +274,8 @@ async fn wait_upload_open(b: &Client, before: usize) {
 async fn versions_over_the_threshold_replicate_as_multipart_uploads() {
     // Versions over 12 MiB are sent as multipart uploads here (5 GiB,
     // a single PUT's limit, by default).
-    let b_addr = free_addr();
-    let dst = node_with(b_addr, None, &["--kms-key", "replkey-1"]);
-    let src = node_with(free_addr(), Some(b_addr), &[MP_THRESHOLD, "--kms-key", "replkey-1"]);
+    let (src, dst) = versioned_pair(&[MP_THRESHOLD, "--kms-key", "replkey-1"], &["--kms-key", "replkey-1"]).await;
     let (a, b) = (src.client(), dst.client());
-    versioned_bucket(&b, "dst").await;
-    versioned_bucket(&a, "src").await;
     replicate(&a, "src", "arn:aws:s3:::dst").await;
 
     // 30 MiB written as 3 parts of 10 MiB, with metadata and tags: sent in
@@ -343,12 +327,8 @@ async fn versions_over_the_threshold_replicate_as_multipart_uploads() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_multipart_replication_cut_by_a_kill_starts_over_and_completes() {
-    let b_addr = free_addr();
-    let mut dst = node(b_addr, None);
-    let mut src = node_with(free_addr(), Some(b_addr), &[MP_THRESHOLD]);
+    let (mut src, mut dst) = versioned_pair(&[MP_THRESHOLD], &[]).await;
     let (a, b) = (src.client(), dst.client());
-    versioned_bucket(&b, "dst").await;
-    versioned_bucket(&a, "src").await;
     replicate(&a, "src", "arn:aws:s3:::dst").await;
 
     // The destination is killed once the transfer (8 parts) has begun.
@@ -400,17 +380,15 @@ async fn a_refused_multipart_completion_aborts_the_upload_and_is_retried() {
     let v = put(&a, "src", "k", &body).await;
     // The failure is counted before its commit lands: wait for the status
     // (first retry 2 s after it).
-    let start = Instant::now();
-    while status_of(&a, "src", "k", &v).await.as_deref() != Some("FAILED") {
-        assert!(start.elapsed() < DEADLINE, "not FAILED: {}", admin_json(&src, "/admin/v1/replication"));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_status(&src, "k", &v, "FAILED").await;
     assert_eq!(open_uploads(&b).await, 0, "the refused upload was aborted");
     assert!(ok(b.list_object_versions().bucket("dst").send().await, "list").versions().is_empty());
     // Fixed by the destination's operator: the retry sends it all again.
     let v_on = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
     ok(b.put_bucket_versioning().bucket("dst").versioning_configuration(v_on).send().await, "versioning");
     wait_metric(&src, "tessera_replication_sent_total", 1.0);
+    // Sent is counted before the COMPLETED status is committed.
+    wait_status(&src, "k", &v, "COMPLETED").await;
     same_on_both(&a, &b, "k", &v, &body).await;
     assert_eq!(open_uploads(&b).await, 0);
     assert_eq!(metric_total(&src.scrape_metrics(), "tessera_replication_multipart_attempts_total"), 2.0);

@@ -28,6 +28,18 @@ pub fn node(addr: SocketAddr, remote: Option<SocketAddr>) -> Server {
     node_with(addr, remote, &[])
 }
 
+/// A destination node with a versioned bucket `dst`, and a source node
+/// replicating to it with a versioned bucket `src`; each started with its
+/// flags besides: (source, destination).
+pub async fn versioned_pair(src_flags: &[&str], dst_flags: &[&str]) -> (Server, Server) {
+    let b_addr = free_addr();
+    let dst = node_with(b_addr, None, dst_flags);
+    let src = node_with(free_addr(), Some(b_addr), src_flags);
+    versioned_bucket(&dst.client(), "dst").await;
+    versioned_bucket(&src.client(), "src").await;
+    (src, dst)
+}
+
 /// `node` with more flags.
 pub fn node_with(addr: SocketAddr, remote: Option<SocketAddr>, extra: &[&str]) -> Server {
     let mut args = vec![format!("--address={addr}"), "--threads=2".to_string()];
@@ -123,6 +135,17 @@ pub async fn versions(s3: &Client, bucket: &str) -> Vec<(String, String, String,
 pub async fn status_of(s3: &Client, bucket: &str, key: &str, version: &str) -> Option<String> {
     let h = ok(s3.head_object().bucket(bucket).key(key).version_id(version).send().await, "head");
     h.replication_status().map(|s| s.as_str().to_string())
+}
+
+/// Waits until version `v` of `key` in the source's bucket `src` has
+/// replication status `want`.
+pub async fn wait_status(src: &Server, key: &str, v: &str, want: &str) {
+    let a = src.client();
+    let start = Instant::now();
+    while status_of(&a, "src", key, v).await.as_deref() != Some(want) {
+        assert!(start.elapsed() < DEADLINE, "{key} not {want}: {}", admin_json(src, "/admin/v1/replication"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `GET path` on the admin listener, signed by the root: its JSON.
