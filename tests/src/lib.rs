@@ -23,4 +23,4 @@ pub use data::*;
 pub use disk::*;
 pub use iam::*;
 pub use raw::{RawConn, RawRequest, RawResponse};
-pub use server::{binary_path, metric_total, with_bucket, Server, ServerOpts};
+pub use server::{binary_path, metric_total, wait_metric_total, with_bucket, Server, ServerOpts};

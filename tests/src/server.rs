@@ -574,3 +574,17 @@ pub fn binary_path() -> PathBuf {
 pub fn metric_total(m: &HashMap<String, f64>, name: &str) -> f64 {
     m.iter().filter(|(k, _)| k.split('{').next() == Some(name)).map(|(_, v)| v).sum()
 }
+
+/// Waits (polling every 100 ms) until `metric_total` of `name` on `srv` is
+/// `want`; panics with the last value after `deadline`.
+pub fn wait_metric_total(srv: &Server, name: &str, want: f64, deadline: Duration) {
+    let start = Instant::now();
+    loop {
+        let got = metric_total(&srv.scrape_metrics(), name);
+        if got == want {
+            return;
+        }
+        assert!(start.elapsed() < deadline, "{name} is {got}, not {want}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}

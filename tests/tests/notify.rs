@@ -25,15 +25,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Waits until metric `name` (summed over labels) is `want`.
 fn wait_metric(srv: &Server, name: &str, want: f64) {
-    let start = Instant::now();
-    loop {
-        let got = metric_total(&srv.scrape_metrics(), name);
-        if got == want {
-            return;
-        }
-        assert!(start.elapsed() < DEADLINE, "{name} is {got}, not {want}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_metric_total(srv, name, want, DEADLINE);
 }
 
 /// A loopback address nothing listens on now (for a receiver started later).

@@ -86,15 +86,7 @@ pub async fn replicate(s3: &Client, bucket: &str, dest: &str) {
 
 /// Waits until metric `name` (summed over labels) is `want`.
 pub fn wait_metric(srv: &Server, name: &str, want: f64) {
-    let start = Instant::now();
-    loop {
-        let got = metric_total(&srv.scrape_metrics(), name);
-        if got == want {
-            return;
-        }
-        assert!(start.elapsed() < DEADLINE, "{name} is {got}, not {want}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_metric_total(srv, name, want, DEADLINE);
 }
 
 /// Waits until `n` entries were settled (sent, or failed for good) and
