@@ -191,6 +191,18 @@ pub struct ClusterNode {
     /// The committed placement this node follows (`owners`); None before
     /// the first layout.
     pub owners: arc_swap::ArcSwapOption<crate::owners::Owners>,
+    /// Object requests being served here, per partition, counted before
+    /// their ownership is checked (`handover::Busy`): a node handing a
+    /// partition's keys over waits until none is left.
+    pub busy: Box<[std::sync::atomic::AtomicU32]>,
+    /// Keys moved here by `handover` (taken from their previous owner),
+    /// and their bodies' bytes.
+    pub moved_keys: AtomicU64,
+    pub moved_bytes: AtomicU64,
+    /// The layout version whose keys all moved here (the mover's pass
+    /// ended; `ensure` stops asking), and the keys being moved now.
+    pub moved_for: AtomicU64,
+    pub moving_keys: Mutex<std::collections::HashSet<(u64, String)>>,
     /// The applied configuration index `owners` was last checked against.
     pub owners_seen: AtomicU64,
     /// Owner takeover (`takeover`): the lease's end (ms since `started`),
@@ -280,6 +292,11 @@ impl ClusterNode {
             raft: std::sync::OnceLock::new(),
             s3_address: std::sync::OnceLock::new(),
             owners: arc_swap::ArcSwapOption::empty(),
+            busy: (0..crate::layout::PARTITIONS).map(|_| std::sync::atomic::AtomicU32::new(0)).collect(),
+            moved_keys: AtomicU64::new(0),
+            moved_bytes: AtomicU64::new(0),
+            moved_for: AtomicU64::new(0),
+            moving_keys: Mutex::new(std::collections::HashSet::new()),
             owners_seen: AtomicU64::new(0),
             lease_until_ms: AtomicU64::new(0),
             started: std::time::Instant::now(),
@@ -447,6 +464,11 @@ impl ClusterNode {
             "s3_address": self.s3_address.get().map(|a| a.to_string()),
             "layout": self.owners.load().as_ref().map(|o| o.status(&self.identity.id_hex())),
             "lanes": self.lanes_status(),
+            "moved_here": {
+                "keys": self.moved_keys.load(Relaxed),
+                "bytes": self.moved_bytes.load(Relaxed),
+                "done_for_layout": self.moved_for.load(Relaxed),
+            },
         })
     }
 

@@ -443,6 +443,10 @@ impl Placement {
             keys.extend(versions(crate::takeover::TAKEOVER_PREFIX));
             keys.push(u64::MAX);
             keys.extend(versions(crate::takeover::STALE_PREFIX));
+            // A move's previous layout and the nodes' reports (`handover`).
+            keys.push(u64::MAX);
+            keys.push(s.get(owners::PREV_LAYOUT_KEY).map_or(0, |v| v.version));
+            keys.extend(versions(owners::MOVED_PREFIX));
             (layout, keys)
         });
         if self.seen.as_ref() == Some(&now) {
@@ -488,19 +492,26 @@ async fn register(node: &ClusterNode, raft: &Raft, sm: &StateMachineStore, out: 
 }
 
 /// On the leader: commits a new layout when the registered nodes changed
-/// and no bucket exists yet (`owners::next_layout`).
+/// (`owners::next_layout`), and ends a move once every node that gained
+/// partitions holds its keys (`owners::move_finished`).
 async fn lay_out(raft: &Raft, sm: &StateMachineStore) {
-    let next = match sm.read(owners::next_layout) {
-        Ok(Some(n)) => n,
-        Ok(None) => return,
-        Err(e) => return tracing::error!("cluster: cannot compute a layout: {e}"),
-    };
-    let (value, expect) = next;
-    let cmd = Command::Cas { key: owners::LAYOUT_KEY.to_string(), expect, value: Some(value) };
-    match raft.client_write(cmd).await {
-        Ok(r) if r.data.ok => tracing::info!(index = r.log_id.index, "cluster: committed a new layout"),
-        Ok(_) => tracing::debug!("cluster: the layout changed meanwhile"),
-        Err(e) => tracing::warn!(error = %e, "cluster: committing a layout failed"),
+    for (what, plan) in [
+        ("a new layout", owners::next_layout as fn(&tessera_raft::state::ConfigState) -> Result<Option<Command>, String>),
+        ("the end of a move", owners::move_finished),
+    ] {
+        let cmd = match sm.read(plan) {
+            Ok(Some(c)) => c,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!("cluster: cannot compute {what}: {e}");
+                continue;
+            }
+        };
+        match raft.client_write(cmd).await {
+            Ok(r) if r.data.ok => tracing::info!(index = r.log_id.index, "cluster: committed {what}"),
+            Ok(_) => tracing::debug!("cluster: the layout changed meanwhile"),
+            Err(e) => tracing::warn!(error = %e, "cluster: committing {what} failed"),
+        }
     }
 }
 

@@ -223,7 +223,11 @@ async fn serve_conn(node: &Arc<ClusterNode>, mut s: TcpStream, host: Option<Rc<d
                 | crate::buckets::cluster::METHOD_BUCKET_DRAIN
                 | crate::takeover::METHOD_NODE_APPLIED
                 | crate::copy_remote::METHOD_COPY_HEAD
-                | crate::copy_remote::METHOD_COPY_READ,
+                | crate::copy_remote::METHOD_COPY_READ
+                | crate::handover::METHOD_MOVE_EXPORT
+                | crate::handover::METHOD_MOVE_READ
+                | crate::handover::METHOD_MOVE_DROP
+                | crate::handover::METHOD_MOVE_LIST,
                 Some(host),
             ) => {
                 if tokens_rx.recv().await.is_err() {

@@ -220,6 +220,7 @@ async fn bucket_here(ctx: &Ctx, bucket: &str, bucket_id: u64, key: &str) -> S3Re
     if !crate::forward::owned_here(ctx, bucket, key) {
         return Err(S3Error::with_message(S3ErrorCode::ServiceUnavailable, "The cluster's placement is changing; please retry."));
     }
+    crate::handover::ensure(ctx, &b, key).await?;
     Ok(b)
 }
 

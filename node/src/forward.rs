@@ -86,7 +86,17 @@ pub enum Decision {
 /// reaching a cluster node that has no layout yet (it is starting, or has
 /// not applied the configuration) is refused with 503: where its key
 /// lives is unknown, and storing it here could put it on the wrong node.
-pub fn decide(node: &ClusterNode, head: &RequestHead, peer: IpAddr, vhost_domains: &[String]) -> Decision {
+///
+/// An object request this node serves gets `busy` set: its partition's
+/// count of requests in service, taken before ownership is checked and
+/// held until the request is answered (`handover` waits for it).
+pub fn decide(
+    node: &std::sync::Arc<ClusterNode>,
+    head: &RequestHead,
+    peer: IpAddr,
+    vhost_domains: &[String],
+    busy: &mut Option<crate::handover::Busy>,
+) -> Decision {
     // A forwarder appends its header after any the client sent (and signed).
     let forwarded = head.headers.get_all(HEADER).last().and_then(|h| verify(node, head, h));
     let local = Decision::Local(forwarded.map_or(peer, |f| f.0), forwarded.is_some(), forwarded.map_or(0, |f| f.1));
@@ -99,13 +109,17 @@ pub fn decide(node: &ClusterNode, head: &RequestHead, peer: IpAddr, vhost_domain
     if routed.op == Op::Options {
         return local;
     }
+    let partition = crate::layout::partition_of(bucket, key);
+    // Counted before the layout is read: a node that reads a newer layout
+    // and then finds the count at zero knows no request admitted under the
+    // older one is still in service.
+    let guard = crate::handover::Busy::enter(node, partition);
     let Some(owners) = node.owners.load_full() else {
         return Decision::Refuse(S3Error::with_message(
             S3ErrorCode::ServiceUnavailable,
             "This node has not loaded the cluster's placement yet; please retry.",
         ));
     };
-    let partition = crate::layout::partition_of(bucket, key);
     let Some(owner) = owners.owner_of(partition) else {
         return local;
     };
@@ -123,6 +137,7 @@ pub fn decide(node: &ClusterNode, head: &RequestHead, peer: IpAddr, vhost_domain
                 "This node cannot confirm it still serves this key (no configuration lease, or it is taking over a node's keys); please retry.",
             ));
         }
+        *busy = Some(guard);
         return local;
     }
     if forwarded.is_some() {

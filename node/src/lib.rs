@@ -44,6 +44,7 @@ pub mod owners;
 pub mod paged;
 pub mod process;
 pub mod forward;
+pub mod handover;
 pub mod fanout;
 pub mod copy_remote;
 pub mod remote_s3;

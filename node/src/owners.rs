@@ -12,10 +12,16 @@
 //!   A partition's **owner** is the node of its set's first position: it
 //!   stores the partition's objects on its own disks and serves them; any
 //!   other node forwards object requests to it (`forward`).
-//! - **When the layout changes:** only while the cluster holds no bucket.
-//!   Objects are not moved between nodes yet, so once a bucket exists a
-//!   newly registered node waits, shown as `pending` in the cluster status,
-//!   instead of taking partitions whose objects stay on their old owner.
+//! - **When the layout changes:** at once while the cluster holds no
+//!   bucket. Once a bucket exists, a change moves objects between nodes
+//!   (`handover`): the leader commits the new layout and the previous one
+//!   (`layout.prev`) in one transaction, the new owners take their keys
+//!   from the old ones, each reports when it holds all of them
+//!   (`moved/<id>`), and the leader then removes `layout.prev`. Only
+//!   one move at a time, and only between layouts without cluster lanes
+//!   (1, 2, or 5 and more nodes): a change to or from 3 or 4 nodes
+//!   would re-stripe every lane, which is not built, so there a newly
+//!   registered node waits, shown as `pending` in the cluster status.
 //! - Every node follows the committed table (`ClusterNode::owners`,
 //!   refreshed by the Raft thread after each apply that changes `layout`
 //!   or a `node/` key).
@@ -25,10 +31,17 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 use tessera_cluster::{Disk, Layout, Membership, Node};
-use tessera_raft::state::ConfigState;
+use tessera_raft::state::{Command, ConfigState};
 
 pub const NODE_KEY_PREFIX: &str = "node/";
 pub const LAYOUT_KEY: &str = "layout";
+/// The layout before the one committed, while its keys move (`handover`).
+pub const PREV_LAYOUT_KEY: &str = "layout.prev";
+/// `moved/<id hex>`: node `id` holds every key the layout gave it
+/// (`MovedRecord`, for one layout version).
+pub const MOVED_PREFIX: &str = "moved/";
+/// Format of `MovedRecord` (FORMAT BOUNDARY: JSON in the configuration).
+pub const MOVED_RECORD_FORMAT: u32 = 1;
 /// The prefix of the bucket records (a layout change waits while any exists).
 pub const BUCKET_KEY_PREFIX: &str = "bucket/";
 /// Largest set width the layout is made with (2+2 on 4 nodes).
@@ -76,6 +89,27 @@ impl NodeRecord {
     }
 }
 
+/// A node's report that it took every key a layout gave it from the
+/// keys' previous owners.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedRecord {
+    pub format: u32,
+    /// The layout version (`Layout::version`) the keys moved for.
+    pub layout: u64,
+}
+
+impl MovedRecord {
+    pub fn key(id: &str) -> String {
+        format!("{MOVED_PREFIX}{id}")
+    }
+
+    /// A stored record; one of another format reads as absent (the node
+    /// reports again), never as done.
+    pub fn decode(bytes: &[u8]) -> Option<MovedRecord> {
+        serde_json::from_slice::<MovedRecord>(bytes).ok().filter(|r| r.format == MOVED_RECORD_FORMAT)
+    }
+}
+
 /// The committed placement, as every node follows it.
 #[derive(Debug)]
 pub struct Owners {
@@ -92,6 +126,11 @@ pub struct Owners {
     /// (lane owner, member) -> record version: members that may lack
     /// acknowledged commits of the owner's lanes (`takeover`).
     pub stale: BTreeMap<(String, String), u64>,
+    /// The previous layout while keys move from it (`handover`), and the
+    /// configuration version of its key.
+    pub prev: Option<(Layout, u64)>,
+    /// Node id -> the layout version it reported its keys moved for.
+    pub moved: BTreeMap<String, u64>,
 }
 
 impl Owners {
@@ -105,7 +144,40 @@ impl Owners {
         let pending = nodes.keys().filter(|id| !placed.contains(id.as_str())).cloned().collect();
         let takeovers = crate::takeover::takeovers(state);
         let stale = crate::takeover::stale(state);
-        Ok(Some(Owners { layout, version: v.version, nodes, pending, takeovers, stale }))
+        let prev = match state.get(PREV_LAYOUT_KEY) {
+            Some(p) => Some((Layout::decode(&p.value).map_err(|e| format!("the previous cluster layout: {e}"))?, p.version)),
+            None => None,
+        };
+        let moved = moved(state);
+        Ok(Some(Owners { layout, version: v.version, nodes, pending, takeovers, stale, prev, moved }))
+    }
+
+    /// While keys move (`handover`): the node that held partition `p`
+    /// under the previous layout, when another node owns it now.
+    pub fn moving_from(&self, p: u64) -> Option<&NodeRecord> {
+        let (prev, _) = self.prev.as_ref()?;
+        let p = (p % u64::from(self.layout.partitions())) as u32;
+        let now = self.layout.node_of(self.layout.set(p).first()?)?;
+        let before = prev.node_of(prev.set(p).first()?)?;
+        (before != now).then(|| self.nodes.get(before)).flatten()
+    }
+
+    /// The nodes that own partitions under the current layout which
+    /// another node held under the previous one (empty when nothing moves).
+    pub fn gainers(&self) -> std::collections::BTreeSet<&str> {
+        let Some((prev, _)) = &self.prev else { return Default::default() };
+        (0..self.layout.partitions())
+            .filter_map(|p| {
+                let now = self.layout.node_of(self.layout.set(p).first()?)?;
+                let before = prev.node_of(prev.set(p).first()?)?;
+                (before != now).then_some(now)
+            })
+            .collect()
+    }
+
+    /// Whether node `id` reported every key of the current layout moved to it.
+    pub fn moved_in(&self, id: &str) -> bool {
+        self.moved.get(id) == Some(&self.layout.version)
     }
 
     /// The node that serves partition `p`: the node acting for its lane
@@ -184,6 +256,13 @@ impl Owners {
             "pending": self.pending,
             "takeovers": self.takeovers.iter().map(|(o, (a, v))| serde_json::json!({"owner": o, "acting": a, "version": v})).collect::<Vec<_>>(),
             "stale": self.stale.keys().map(|(o, m)| serde_json::json!({"owner": o, "member": m})).collect::<Vec<_>>(),
+            "moving": self.prev.as_ref().map(|(p, _)| {
+                let gainers = self.gainers();
+                serde_json::json!({
+                    "from_version": p.version,
+                    "to": gainers.iter().map(|g| serde_json::json!({"node": g, "done": self.moved_in(g)})).collect::<Vec<_>>(),
+                })
+            }),
         })
     }
 }
@@ -205,16 +284,34 @@ pub fn registered(state: &ConfigState) -> BTreeMap<String, NodeRecord> {
         .collect()
 }
 
+/// Node id -> the layout version of its `moved/` record.
+fn moved(state: &ConfigState) -> BTreeMap<String, u64> {
+    state
+        .keys
+        .range(MOVED_PREFIX.to_string()..)
+        .take_while(|(k, _)| k.starts_with(MOVED_PREFIX))
+        .filter_map(|(k, v)| Some((k[MOVED_PREFIX.len()..].to_string(), MovedRecord::decode(&v.value)?.layout)))
+        .collect()
+}
+
+/// Whether `n` placed nodes make cluster lanes (`cluster_lanes`), whose
+/// records a layout change would have to re-stripe (not built).
+fn lanes_with(n: usize) -> bool {
+    (crate::cluster_lanes::MIN_NODES..=crate::cluster_lanes::MAX_NODES).contains(&n)
+}
+
 /// Whether the configuration holds any bucket.
 pub fn has_buckets(state: &ConfigState) -> bool {
     state.keys.range(BUCKET_KEY_PREFIX.to_string()..).next().is_some_and(|(k, _)| k.starts_with(BUCKET_KEY_PREFIX))
 }
 
-/// What the leader should commit: a new layout when the registered nodes
-/// differ from the placed ones and no bucket exists yet; `None` otherwise.
-/// The value is the encoded layout and the version the `layout` key must
-/// still have (0: absent).
-pub fn next_layout(state: &ConfigState) -> Result<Option<(Vec<u8>, u64)>, String> {
+/// What the leader should commit for a membership change (`None`:
+/// nothing): the layout over the registered nodes when they differ from
+/// the placed ones, at once while no bucket exists; once one exists, only
+/// when no move is under way and neither layout makes cluster lanes, and
+/// then with the current layout kept as `layout.prev` for the move
+/// (`handover`), in one transaction.
+pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
     let nodes = registered(state);
     if nodes.is_empty() {
         return Ok(None);
@@ -223,11 +320,18 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<(Vec<u8>, u64)>, String
         Some(v) => Some((Layout::decode(&v.value).map_err(|e| format!("the cluster layout: {e}"))?, v.version)),
         None => None,
     };
+    let mut keep_prev = false;
     if let Some((layout, _)) = &current {
         let placed = placed(layout);
         let same = placed.len() == nodes.len() && nodes.keys().all(|id| placed.contains(id.as_str()));
-        if same || has_buckets(state) {
+        if same {
             return Ok(None);
+        }
+        if has_buckets(state) {
+            if state.get(PREV_LAYOUT_KEY).is_some() || lanes_with(placed.len()) || lanes_with(nodes.len()) {
+                return Ok(None);
+            }
+            keep_prev = true;
         }
     }
     let membership = Membership {
@@ -240,16 +344,35 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<(Vec<u8>, u64)>, String
     };
     let width = membership.nodes.len().clamp(1, DEFAULT_WIDTH);
     let mut layout = Layout::new(crate::layout::PARTITIONS as u32, width, &membership).map_err(|e| e.to_string())?;
+    let expect = current.as_ref().map_or(0, |(_, v)| *v);
     if let Some((old, _)) = &current {
         layout.version = old.version + 1;
     }
-    Ok(Some((layout.encode(), current.map_or(0, |(_, v)| v))))
+    let value = Some(layout.encode());
+    Ok(Some(match (&current, keep_prev) {
+        (Some((old, _)), true) => Command::Txn {
+            checks: vec![(LAYOUT_KEY.to_string(), expect), (PREV_LAYOUT_KEY.to_string(), 0)],
+            writes: vec![(LAYOUT_KEY.to_string(), value), (PREV_LAYOUT_KEY.to_string(), Some(old.encode()))],
+        },
+        _ => Command::Cas { key: LAYOUT_KEY.to_string(), expect, value },
+    }))
+}
+
+/// What the leader should commit when a move is over: the removal of
+/// `layout.prev` once every node that gained partitions reported its keys
+/// moved for the current layout (`None` otherwise).
+pub fn move_finished(state: &ConfigState) -> Result<Option<Command>, String> {
+    let Some(owners) = Owners::from_state(state)? else { return Ok(None) };
+    let Some((_, prev_version)) = &owners.prev else { return Ok(None) };
+    if !owners.gainers().iter().all(|g| owners.moved_in(g)) {
+        return Ok(None);
+    }
+    Ok(Some(Command::Cas { key: PREV_LAYOUT_KEY.to_string(), expect: *prev_version, value: None }))
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use tessera_raft::state::Versioned;
 
     /// A node record of test node `n` (also `takeover`'s tests).
     pub(crate) fn record(n: u8) -> NodeRecord {
@@ -262,44 +385,107 @@ pub(crate) mod tests {
         }
     }
 
-    fn put(state: &mut ConfigState, key: &str, value: Vec<u8>, version: u64) {
-        state.keys.insert(key.to_string(), Versioned { version, value });
+    /// Applies `cmd` at the next index; whether it applied.
+    fn apply(state: &mut ConfigState, index: &mut u64, cmd: &Command) -> bool {
+        *index += 1;
+        state.apply(*index, cmd).ok
+    }
+
+    fn register(state: &mut ConfigState, index: &mut u64, n: u8) {
+        assert!(apply(state, index, &Command::Put { key: record(n).key(), value: record(n).encode() }));
     }
 
     #[test]
-    fn the_leader_lays_out_registered_nodes_until_a_bucket_exists() {
+    fn the_leader_lays_out_registered_nodes_and_waits_where_lanes_would_move() {
         let mut s = ConfigState::default();
+        let mut i = 0;
         assert!(next_layout(&s).unwrap().is_none(), "no node, no layout");
         for n in 1..=3 {
-            put(&mut s, &record(n).key(), record(n).encode(), n as u64);
+            register(&mut s, &mut i, n);
         }
-        let (bytes, expect) = next_layout(&s).unwrap().expect("a first layout");
-        assert_eq!(expect, 0);
-        put(&mut s, LAYOUT_KEY, bytes, 10);
+        let cmd = next_layout(&s).unwrap().expect("a first layout");
+        assert!(matches!(&cmd, Command::Cas { expect: 0, .. }), "{cmd:?}");
+        assert!(apply(&mut s, &mut i, &cmd));
         assert!(next_layout(&s).unwrap().is_none(), "the same nodes: nothing to change");
         let owners = Owners::from_state(&s).unwrap().unwrap();
         assert_eq!(owners.layout.width(), 3);
-        assert!(owners.pending.is_empty());
+        assert!(owners.pending.is_empty() && owners.prev.is_none());
         let mut per_node: HashMap<String, usize> = HashMap::new();
         for p in 0..crate::layout::PARTITIONS {
             *per_node.entry(owners.owner_of(p).unwrap().id.clone()).or_insert(0) += 1;
         }
         assert_eq!(per_node.len(), 3, "every node owns partitions");
         assert!(per_node.values().all(|&c| c > 1100 && c < 1650), "balanced: {per_node:?}");
-        // A fourth node while the cluster is empty: a new layout, version 2.
-        put(&mut s, &record(4).key(), record(4).encode(), 11);
-        let (bytes, expect) = next_layout(&s).unwrap().expect("a second layout");
-        assert_eq!(expect, 10);
-        assert_eq!(Layout::decode(&bytes).unwrap().version, 2);
-        // A fifth once a bucket exists: it waits (objects are not moved yet).
-        put(&mut s, LAYOUT_KEY, bytes, 12);
-        put(&mut s, "bucket/photos", vec![1], 13);
-        put(&mut s, &record(5).key(), record(5).encode(), 14);
+        // A fourth node while the cluster is empty: a new layout, version 2,
+        // and nothing to move.
+        register(&mut s, &mut i, 4);
+        let cmd = next_layout(&s).unwrap().expect("a second layout");
+        assert!(matches!(&cmd, Command::Cas { .. }), "{cmd:?}");
+        assert!(apply(&mut s, &mut i, &cmd));
+        let owners = Owners::from_state(&s).unwrap().unwrap();
+        assert_eq!(owners.layout.version, 2);
+        assert!(owners.prev.is_none() && owners.gainers().is_empty());
+        // A fifth once a bucket exists: 4 nodes make lanes, so it waits.
+        assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+        register(&mut s, &mut i, 5);
         assert!(next_layout(&s).unwrap().is_none());
         let owners = Owners::from_state(&s).unwrap().unwrap();
         assert_eq!(owners.pending, vec![record(5).id]);
         assert_eq!(owners.layout.width(), 4);
         assert_eq!(owners.placed_nodes().len(), 4);
+    }
+
+    #[test]
+    fn a_layout_change_with_buckets_keeps_the_previous_layout_until_every_gainer_moved_its_keys() {
+        let mut s = ConfigState::default();
+        let mut i = 0;
+        register(&mut s, &mut i, 1);
+        let first = next_layout(&s).unwrap().unwrap();
+        assert!(apply(&mut s, &mut i, &first));
+        assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+        // A second node joins a one-node cluster that holds a bucket.
+        register(&mut s, &mut i, 2);
+        let cmd = next_layout(&s).unwrap().expect("a layout of two");
+        assert!(matches!(&cmd, Command::Txn { .. }), "the layout and its predecessor together: {cmd:?}");
+        assert!(apply(&mut s, &mut i, &cmd));
+        let owners = Owners::from_state(&s).unwrap().unwrap();
+        let (prev, _) = owners.prev.as_ref().expect("the previous layout is kept");
+        assert_eq!((prev.version, owners.layout.version), (1, 2));
+        let gainers: Vec<&str> = owners.gainers().into_iter().collect();
+        assert_eq!(gainers, vec![record(2).id.as_str()], "only the newcomer gains partitions");
+        let (one, two) = (record(1).id, record(2).id);
+        let mut moving = 0;
+        for p in 0..crate::layout::PARTITIONS {
+            let now = owners.owner_of(p).unwrap().id.clone();
+            match owners.moving_from(p) {
+                Some(from) => {
+                    assert_eq!((from.id.as_str(), now.as_str()), (one.as_str(), two.as_str()), "partition {p}");
+                    moving += 1;
+                }
+                None => assert_eq!(now, one, "partition {p} stays"),
+            }
+        }
+        assert!(moving > 1600 && moving < 2500, "about half the partitions move: {moving}");
+        // No further change while keys move, not even a third node.
+        register(&mut s, &mut i, 3);
+        assert!(next_layout(&s).unwrap().is_none());
+        assert!(move_finished(&s).unwrap().is_none(), "node 2 has not reported");
+        // A report for another layout version, or of another format, is not done.
+        let stale = MovedRecord { format: MOVED_RECORD_FORMAT, layout: 1 };
+        assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&two), value: serde_json::to_vec(&stale).unwrap() }));
+        assert!(move_finished(&s).unwrap().is_none());
+        let other = MovedRecord { format: 2, layout: 2 };
+        assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&two), value: serde_json::to_vec(&other).unwrap() }));
+        assert!(move_finished(&s).unwrap().is_none());
+        let done = MovedRecord { format: MOVED_RECORD_FORMAT, layout: 2 };
+        assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&two), value: serde_json::to_vec(&done).unwrap() }));
+        let fin = move_finished(&s).unwrap().expect("the move is over");
+        assert!(apply(&mut s, &mut i, &fin));
+        let owners = Owners::from_state(&s).unwrap().unwrap();
+        assert!(owners.prev.is_none() && owners.moving_from(0).is_none());
+        // The third node would make lanes (3 nodes): it waits.
+        assert!(next_layout(&s).unwrap().is_none());
+        assert_eq!(owners.pending, vec![record(3).id]);
     }
 
     #[test]

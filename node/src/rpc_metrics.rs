@@ -176,6 +176,10 @@ mod tests {
             crate::copy_remote::METHOD_COPY_HEAD,
             crate::copy_remote::METHOD_COPY_READ,
             crate::takeover::METHOD_NODE_APPLIED,
+            crate::handover::METHOD_MOVE_EXPORT,
+            crate::handover::METHOD_MOVE_READ,
+            crate::handover::METHOD_MOVE_DROP,
+            crate::handover::METHOD_MOVE_LIST,
         ] {
             assert_eq!(label(m), "node", "method {m}");
         }

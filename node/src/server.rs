@@ -550,6 +550,7 @@ impl Reactor {
         if let (0, Some(c)) = (self.core, &ctx.shared.cluster) {
             let host: Rc<dyn crate::holder::host::ShardHost> = Rc::new(crate::holder::host::NodeHost { ctx: ctx.clone() });
             monoio::spawn(crate::cluster::run(c.clone(), ctx.shutdown.clone(), Some(host)));
+            monoio::spawn(crate::handover::run(ctx.clone()));
         }
         monoio::spawn(crate::replication::worker::run(ctx.clone()));
         monoio::spawn(crate::replication::backfill::run(ctx.clone()));

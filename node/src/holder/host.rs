@@ -103,6 +103,10 @@ impl ShardHost for NodeHost {
                     crate::buckets::cluster::serve_drain(&ctx.shared.buckets, &ctx.shards, &payload).await
                 }
                 crate::takeover::METHOD_NODE_APPLIED => crate::takeover::serve_applied(&ctx, &payload).await,
+                crate::handover::METHOD_MOVE_EXPORT
+                | crate::handover::METHOD_MOVE_READ
+                | crate::handover::METHOD_MOVE_DROP
+                | crate::handover::METHOD_MOVE_LIST => crate::handover::serve(&ctx, method, &payload).await,
                 _ => Err(b"unknown node call".to_vec()),
             }
         })

@@ -51,6 +51,14 @@ pub(crate) async fn delete_here(
                 Ok(sel) => sel,
                 Err(_) => return Err(S3Error::new(S3ErrorCode::NoSuchVersion)),
             };
+            // In service for its partition from before its ownership is
+            // checked (`handover::Busy`), and moved here first if this
+            // node gained it in a layout change.
+            let _busy = ctx.shared.cluster.as_ref().map(|n| crate::handover::Busy::enter(n, crate::layout::partition_of(&b.name, key)));
+            if !crate::forward::owned_here(ctx, &b.name, key) {
+                return Err(S3Error::with_message(S3ErrorCode::ServiceUnavailable, "The cluster's placement is changing; please retry."));
+            }
+            crate::handover::ensure(ctx, b, key).await?;
             delete_one(ctx, b, key, sel, bypass, origin).await
         });
         out.extend(futures_util::future::join_all(runs).await);

@@ -59,6 +59,8 @@ pub struct MergedRange<'a> {
     prefix: Vec<u8>,
     batch: usize,
     cursors: Vec<Cursor>,
+    /// The last key taken (`settle`).
+    last: Option<Vec<u8>>,
 }
 
 impl<'a> MergedRange<'a> {
@@ -79,7 +81,7 @@ impl<'a> MergedRange<'a> {
             .into_iter()
             .map(|shard| Cursor { source: Source::Shard(shard), buf: VecDeque::new(), after: after.clone(), exhausted: false })
             .collect();
-        MergedRange { ctx, table, prefix, batch: batch.max(1), cursors }
+        MergedRange { ctx, table, prefix, batch: batch.max(1), cursors, last: None }
     }
 
     async fn refill(&mut self) -> S3Result<()> {
@@ -130,29 +132,48 @@ impl<'a> MergedRange<'a> {
         c.buf.extend(got);
     }
 
-    /// The smallest next key without taking it.
-    pub async fn peek(&mut self) -> S3Result<Option<&(Vec<u8>, Item)>> {
-        self.refill().await?;
-        let best = self
-            .cursors
+    /// Refills, then drops every buffered key at or before the last one
+    /// taken: a key two nodes hold for a moment while it moves between
+    /// them (`handover`) is listed once (the same rows on both).
+    async fn settle(&mut self) -> S3Result<()> {
+        loop {
+            self.refill().await?;
+            let Some(last) = &self.last else { return Ok(()) };
+            let mut again = false;
+            for c in &mut self.cursors {
+                while c.buf.front().is_some_and(|(k, _)| k <= last) {
+                    c.buf.pop_front();
+                }
+                again |= c.buf.is_empty() && !c.exhausted;
+            }
+            if !again {
+                return Ok(());
+            }
+        }
+    }
+
+    fn best(&self) -> Option<usize> {
+        self.cursors
             .iter()
             .enumerate()
             .filter_map(|(i, c)| c.buf.front().map(|e| (i, &e.0)))
             .min_by(|a, b| a.1.cmp(b.1))
-            .map(|(i, _)| i);
-        Ok(best.and_then(|i| self.cursors[i].buf.front()))
+            .map(|(i, _)| i)
+    }
+
+    /// The smallest next key without taking it.
+    pub async fn peek(&mut self) -> S3Result<Option<&(Vec<u8>, Item)>> {
+        self.settle().await?;
+        Ok(self.best().and_then(|i| self.cursors[i].buf.front()))
     }
 
     pub async fn next(&mut self) -> S3Result<Option<(Vec<u8>, Item)>> {
-        self.refill().await?;
-        let best = self
-            .cursors
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.buf.front().map(|e| (i, &e.0)))
-            .min_by(|a, b| a.1.cmp(b.1))
-            .map(|(i, _)| i);
-        Ok(best.and_then(|i| self.cursors[i].buf.pop_front()))
+        self.settle().await?;
+        let item = self.best().and_then(|i| self.cursors[i].buf.pop_front());
+        if let Some((k, _)) = &item {
+            self.last = Some(k.clone());
+        }
+        Ok(item)
     }
 
     /// Drops every key `<= bound` (used to jump over a common prefix).

@@ -77,6 +77,11 @@ pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response
         let result = post::post_object(ctx, req, b).await;
         return crate::authz::finish(req, Some(b), result);
     }
+    // A key this node gained in a layout change is taken from its previous
+    // owner before anything reads or writes it (`handover`).
+    if let (Some(b), Some(k)) = (&bucket, req.routed.key.as_deref()) {
+        crate::handover::ensure(ctx, b, k).await?;
+    }
     crate::authz::authorize(ctx, req, bucket.as_deref()).await?;
     let result = match &bucket {
         None => match op {

@@ -239,6 +239,9 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     // forwards a form whose key it finds ahead; one it could not read
     // ahead (a chunked body, a header-signed POST with Expect, a long
     // prefix) gets here.
+    // In service for its partition from before its ownership is checked
+    // (`handover::Busy`), as `forward::decide` counts other requests.
+    let _busy = ctx.shared.cluster.as_ref().map(|n| crate::handover::Busy::enter(n, crate::layout::partition_of(&bucket_name, &key)));
     if !crate::forward::owned_here(ctx, &bucket_name, &key) {
         return Err(S3Error::with_message(
             S3ErrorCode::NotImplemented,
@@ -261,6 +264,7 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
             }
         }
     }
+    crate::handover::ensure(ctx, b, &key).await?;
 
     // Every condition, before anything is stored.
     let mut max_size = super::MAX_OBJECT_BYTES;

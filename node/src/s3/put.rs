@@ -317,7 +317,12 @@ pub(super) async fn load_copy_source(
     // source another node owns is read from it, and checked here exactly
     // as a local one.
     let (src, remote) = match crate::copy_remote::owner_elsewhere(ctx, &sb, &sk) {
-        None => match read_version(ctx, &src_bucket, &sk, sel).await {
+        None => match async {
+            crate::handover::ensure(ctx, &src_bucket, &sk).await?;
+            read_version(ctx, &src_bucket, &sk, sel).await
+        }
+        .await
+        {
             Ok(s) => (s, None),
             Err(e) => return Err(authz::copy_source_missing(req, &src_bucket, &sk, versioned, e)),
         },

@@ -61,6 +61,9 @@ pub trait KeyService: Send + Sync {
     /// to `context` (the encryption context).
     fn generate_data_key(&self, key_id: &str, context: &[u8]) -> Result<(DataKey, Vec<u8>), KmsError>;
     fn decrypt_data_key(&self, key_id: &str, context: &[u8], sealed: &[u8]) -> Result<DataKey, KmsError>;
+    /// Seals an existing data key under master key `key_id` (an object
+    /// moved from another node, whose master keys are its own: `handover`).
+    fn seal_data_key(&self, key_id: &str, context: &[u8], dk: &DataKey) -> Result<Vec<u8>, KmsError>;
     /// Creates master key `key_id` (`Ok(false)`: it existed already).
     fn create_key(&self, key_id: &str) -> Result<bool, KmsError>;
     fn has_key(&self, key_id: &str) -> bool;
@@ -286,6 +289,13 @@ impl KeyService for LocalKms {
         let mut out = vec![SEALED_DATA_KEY_V1];
         out.extend(seal_with(&master, &data_key_aad(key_id, context), dk.bytes())?);
         Ok((dk, out))
+    }
+
+    fn seal_data_key(&self, key_id: &str, context: &[u8], dk: &DataKey) -> Result<Vec<u8>, KmsError> {
+        let master = self.key(key_id)?;
+        let mut out = vec![SEALED_DATA_KEY_V1];
+        out.extend(seal_with(&master, &data_key_aad(key_id, context), dk.bytes())?);
+        Ok(out)
     }
 
     fn decrypt_data_key(&self, key_id: &str, context: &[u8], sealed: &[u8]) -> Result<DataKey, KmsError> {

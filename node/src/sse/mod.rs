@@ -22,7 +22,8 @@ use tessera_proto::{Headers, S3Error, S3ErrorCode, S3Result};
 use crate::buckets::BucketInfo;
 use crate::codec::{Dec, Enc};
 use crate::response::Response;
-use cipher::{DataKey, Layout, Segment, SegmentKey, KEY_BYTES, SALT_BYTES};
+pub use cipher::DataKey;
+use cipher::{Layout, Segment, SegmentKey, KEY_BYTES, SALT_BYTES};
 use kms::{KeyService, KmsError};
 
 /// Format of the encryption section of object metadata.
@@ -413,6 +414,21 @@ pub fn open(kms: &dyn KeyService, info: Option<&SseInfo>, customer: Option<&Cust
             kms.decrypt_data_key(key_id, c, &info.sealed_key).map(Some).map_err(internal_kms)
         }
     }
+}
+
+/// Seals `dk`, the data key of an SSE-S3/SSE-KMS object or upload another
+/// node sealed, under this node's master key of the same name (`handover`).
+/// SSE-C keys are sealed under the client's key: left as they are.
+pub fn seal_again(kms: &dyn KeyService, info: &mut SseInfo, dk: &DataKey) -> S3Result<()> {
+    let sealed = match &info.mode {
+        SseMode::S3 { key_id } => kms.seal_data_key(key_id, b"", dk),
+        SseMode::Kms { key_id, context, .. } => {
+            kms.seal_data_key(key_id, context.as_deref().unwrap_or_default().as_bytes(), dk)
+        }
+        SseMode::Customer { .. } => return Ok(()),
+    };
+    info.sealed_key = sealed.map_err(internal_kms)?;
+    Ok(())
 }
 
 /// Reading an object whose master key is gone or whose sealed key does not

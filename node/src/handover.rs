@@ -1,0 +1,766 @@
+//! Moving keys between owners when the layout changes (issue 12).
+//!
+//! A layout change in a cluster that holds buckets (`owners::next_layout`)
+//! commits the new layout together with the previous one (`layout.prev`).
+//! From then on the new owner of a partition serves it, and a key it does
+//! not hold yet is taken from the previous owner, one key at a time, with
+//! every row the key has: its current version, its noncurrent versions,
+//! its uploads in progress and their parts (summaries and metadata as
+//! stored, bodies copied into the new owner's shards):
+//!
+//! 1. **Export** (`METHOD_MOVE_EXPORT`, on the old owner): once it has
+//!    applied the caller's layout (so it admits no new request for the
+//!    key) and its partition's requests in service (`Busy`, counted before
+//!    ownership is checked) are done, it answers the key's rows: small
+//!    bodies inline, others by length; the data key of an SSE-S3/SSE-KMS
+//!    row opened (it is sealed under this node's master keys; the RPC's
+//!    frames are sealed with the cluster secret).
+//! 2. **Read** (`METHOD_MOVE_READ`): the bytes of a row's body as stored
+//!    (sealed bodies stay sealed), in pieces of a data record.
+//! 3. **Import** (here): the bodies are written to this node's shard of
+//!    the key, each SSE-S3/SSE-KMS data key sealed again under this node's
+//!    master key of the same name, and the rows committed in one
+//!    transaction on the key's lock; a row this node holds already (a
+//!    retried move) is kept as it is.
+//! 4. **Drop** (`METHOD_MOVE_DROP`): the old owner deletes the rows it
+//!    exported. Only then is the key served here, so no row ever comes
+//!    back after a client changed the key on its new owner. A failed drop
+//!    fails the request (503); the next one moves the key again, which
+//!    keeps the rows already here.
+//!
+//! Every object request on a new owner moves its key first (`ensure`);
+//! so do DeleteObjects' keys and copy sources read here. Moves of one key
+//! are serialized on the node. A background mover on reactor 0 (`run`)
+//! asks each previous owner for the keys it still holds of partitions
+//! this node gained (`METHOD_MOVE_LIST`, paged, resumable by its cursor),
+//! moves them, and reports `moved/<id>` for the layout version in the
+//! configuration; the leader ends the move when every gaining node did.
+//! Until then listings merge every node's keys as always, a key held by
+//! both nodes for a moment listed once (`s3::list::MergedRange`).
+//!
+//! Not moved: notification and replication work the old owner had queued
+//! for a key (it stays there and fails or finds the version gone), and
+//! tier work. The old owner's background workers are not fenced from the
+//! keys it still holds: a change one makes between a key's export and its
+//! drop is lost with the drop (a lifecycle action is taken again by the
+//! new owner's walk).
+//!
+//! Wire (FORMAT BOUNDARY, inside the authenticated RPC frame), version 1:
+//! JSON calls and answers (`KeyCall`, `Row`, `ReadCall`, `DropCall`,
+//! `ListCall`, `ListAnswer`); a read answers the bytes. Errors are RPC
+//! error frames with a message; the caller answers its client 503.
+
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tessera_cluster::NodeIdentity;
+use tessera_io::{Body, Mutation};
+use tessera_proto::{S3Error, S3ErrorCode, S3Result};
+
+use crate::buckets::BucketInfo;
+use crate::cluster::ClusterNode;
+use crate::meta::{
+    object_key, parse_version_key, split_upload_key, versions_prefix, ObjectMeta, UploadInfo, T_OBJECTS, T_PARTS,
+    T_UPLOADS, T_VERSIONS,
+};
+use crate::owners::{MovedRecord, Owners, MOVED_RECORD_FORMAT};
+use crate::server::Ctx;
+
+pub const METHOD_MOVE_EXPORT: u16 = 44;
+pub const METHOD_MOVE_READ: u16 = 45;
+pub const METHOD_MOVE_DROP: u16 = 46;
+pub const METHOD_MOVE_LIST: u16 = 47;
+const VERSION: u8 = 1;
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an export or drop waits for the partition's requests in
+/// service on the old owner (a large upload may take longer: the caller
+/// answers 503 and the client retries).
+const DRAIN_WAIT: Duration = Duration::from_secs(20);
+/// How long a request waits for another move of its key on this node.
+const KEY_WAIT: Duration = Duration::from_secs(60);
+/// Most rows one key may have to be moved (versions, uploads, parts).
+const MAX_ROWS: usize = 10_000;
+/// Inline bodies up to this size travel in the export; larger ones are read.
+const EXPORT_INLINE_BYTES: usize = 16 * 1024;
+/// The piece a body is read and written in: one data record.
+const PIECE_BYTES: u64 = crate::s3::put::DATA_RECORD_BYTES as u64;
+/// Keys one list answer carries at most, and index rows it scans at most.
+const LIST_KEYS: u32 = 256;
+const LIST_SCAN: usize = 16_384;
+/// Keys the mover moves at once.
+const MOVER_CONCURRENCY: usize = 8;
+const MOVER_POLL: Duration = Duration::from_millis(500);
+
+/// One object request in service on this node for its partition, from
+/// before its ownership was checked until it is answered (`forward::decide`).
+pub struct Busy {
+    node: Arc<ClusterNode>,
+    partition: usize,
+}
+
+impl Busy {
+    pub fn enter(node: &Arc<ClusterNode>, partition: u64) -> Busy {
+        let partition = partition as usize % node.busy.len();
+        node.busy[partition].fetch_add(1, Ordering::SeqCst);
+        Busy { node: node.clone(), partition }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.node.busy[self.partition].fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct KeyCall {
+    v: u8,
+    /// The caller's layout version: the callee answers once it has applied it.
+    layout: u64,
+    bucket: String,
+    bucket_id: u64,
+    key: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+enum RowBody {
+    /// The body itself (hex): small inline bodies.
+    Inline(String),
+    /// Read it with `METHOD_MOVE_READ`: its length, and whether it is
+    /// stored inline (kept so here).
+    Read { len: u64, inline: bool },
+}
+
+/// A row of a key as its old owner stores it (hex).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct Row {
+    table: u8,
+    key: String,
+    summary: String,
+    meta: String,
+    body: RowBody,
+    /// The opened data key of an SSE-S3/SSE-KMS row (or upload), to be
+    /// sealed again under the new owner's master key.
+    dk: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ReadCall {
+    call: KeyCall,
+    table: u8,
+    row: String,
+    start: u64,
+    end: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DropCall {
+    call: KeyCall,
+    rows: Vec<(u8, String)>,
+}
+
+/// A list call's cursor: (shard, table, the last row key scanned, hex).
+type Cursor = (u32, u8, String);
+
+#[derive(Serialize, Deserialize)]
+struct ListCall {
+    v: u8,
+    layout: u64,
+    /// The node whose partitions' keys are listed.
+    for_node: String,
+    after: Option<Cursor>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ListAnswer {
+    /// (bucket, bucket id, key), in the order found.
+    keys: Vec<(String, u64, String)>,
+    /// Where the next call goes on; `None`: every shard was scanned.
+    next: Option<Cursor>,
+}
+
+fn unavailable(why: impl std::fmt::Display) -> S3Error {
+    tracing::warn!("moving a key to this node: {why}");
+    S3Error::with_message(S3ErrorCode::ServiceUnavailable, "This key is moving to this node and could not be moved yet; please retry.")
+}
+
+// ---- the new owner ---------------------------------------------------------
+
+/// Moves `key` of `b` here from its previous owner when a layout change
+/// gave its partition to this node and it may not be here yet; a no-op
+/// otherwise (outside a move: one atomic load).
+pub async fn ensure(ctx: &Ctx, b: &BucketInfo, key: &str) -> S3Result<()> {
+    let Some(node) = &ctx.shared.cluster else { return Ok(()) };
+    let Some(owners) = node.owners.load_full() else { return Ok(()) };
+    if owners.prev.is_none() || node.moved_for.load(Ordering::Acquire) == owners.layout.version {
+        return Ok(());
+    }
+    let p = crate::layout::partition_of(&b.name, key);
+    let Some(from) = owners.moving_from(p) else { return Ok(()) };
+    if owners.owner_of(p).is_none_or(|o| o.id != node.id_str()) || owners.moved_in(node.id_str()) {
+        return Ok(());
+    }
+    let Some(peer) = crate::fanout::identity(from) else { return Err(unavailable("the previous owner's record")) };
+    let _turn = KeyTurn::take(node, b.id, key).await?;
+    pull(ctx, node, &owners, &peer, b, key).await
+}
+
+/// This node's turn to move one key (`moving_keys`).
+struct KeyTurn<'a> {
+    node: &'a ClusterNode,
+    id: (u64, String),
+}
+
+impl<'a> KeyTurn<'a> {
+    async fn take(node: &'a ClusterNode, bucket: u64, key: &str) -> S3Result<KeyTurn<'a>> {
+        let id = (bucket, key.to_string());
+        let start = Instant::now();
+        loop {
+            if node.moving_keys.lock().expect("moving keys").insert(id.clone()) {
+                return Ok(KeyTurn { node, id });
+            }
+            if start.elapsed() > KEY_WAIT {
+                return Err(unavailable("another move of the key took too long"));
+            }
+            monoio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+impl Drop for KeyTurn<'_> {
+    fn drop(&mut self) {
+        self.node.moving_keys.lock().expect("moving keys").remove(&self.id);
+    }
+}
+
+async fn call(node: &Arc<ClusterNode>, peer: &NodeIdentity, method: u16, payload: Vec<u8>) -> S3Result<Vec<u8>> {
+    crate::fanout::pool(node)
+        .call(peer, method, payload, CALL_TIMEOUT)
+        .await
+        .map_err(|e| unavailable(format!("node {}: {e}", peer.addr)))
+}
+
+fn unhex(s: &str) -> S3Result<Vec<u8>> {
+    hex::decode(s).map_err(|_| unavailable("a malformed export"))
+}
+
+/// Export, import and drop of one key (see the module doc).
+async fn pull(ctx: &Ctx, node: &Arc<ClusterNode>, owners: &Owners, peer: &NodeIdentity, b: &BucketInfo, key: &str) -> S3Result<()> {
+    let kc = KeyCall { v: VERSION, layout: owners.layout.version, bucket: b.name.clone(), bucket_id: b.id, key: key.to_string() };
+    let answer = call(node, peer, METHOD_MOVE_EXPORT, serde_json::to_vec(&kc).expect("a key call serializes")).await?;
+    let rows: Vec<Row> = serde_json::from_slice(&answer).map_err(|e| unavailable(format!("a malformed export: {e}")))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let shard = crate::s3::shard_of(ctx, &b.name, key);
+    let mut muts = Vec::with_capacity(rows.len());
+    let mut bytes = 0u64;
+    for row in &rows {
+        let mut summary = unhex(&row.summary)?;
+        let mut meta = unhex(&row.meta)?;
+        let body = match &row.body {
+            RowBody::Inline(h) => Body::Inline(unhex(h)?),
+            RowBody::Read { len, inline } => {
+                bytes += len;
+                copy_body(ctx, node, peer, &kc, row, *len, *inline, shard).await?
+            }
+        };
+        if let Some(dk) = &row.dk {
+            seal_again(ctx, row.table, &mut summary, &mut meta, &unhex(dk)?)?;
+        }
+        muts.push(Mutation::Put { table: row.table, key: unhex(&row.key)?, summary, meta, body });
+    }
+    let lock = vec![(T_OBJECTS, object_key(b.id, key))];
+    ctx.shards
+        .txn(shard, lock, move |local| async move {
+            let fresh: Vec<Mutation> = muts
+                .into_iter()
+                .filter(|m| match m {
+                    Mutation::Put { table, key, .. } => local.shard.get(*table, key).is_none(),
+                    _ => true,
+                })
+                .collect();
+            if fresh.is_empty() {
+                return Ok(0);
+            }
+            local.commit_in_txn(fresh).await
+        })
+        .await
+        .map_err(crate::s3::io_error)?
+        .map_err(crate::s3::io_error)?;
+    let dc = DropCall { call: kc, rows: rows.iter().map(|r| (r.table, r.key.clone())).collect() };
+    call(node, peer, METHOD_MOVE_DROP, serde_json::to_vec(&dc).expect("a drop call serializes")).await?;
+    node.moved_keys.fetch_add(1, Ordering::Relaxed);
+    node.moved_bytes.fetch_add(bytes, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Reads a row's body from the old owner into this node's `shard`: as
+/// data records, or inline when it was stored inline.
+#[allow(clippy::too_many_arguments)]
+async fn copy_body(
+    ctx: &Ctx,
+    node: &Arc<ClusterNode>,
+    peer: &NodeIdentity,
+    kc: &KeyCall,
+    row: &Row,
+    len: u64,
+    inline: bool,
+    shard: u32,
+) -> S3Result<Body> {
+    if inline && len > crate::s3::put::INLINE_MAX_BYTES as u64 {
+        return Err(unavailable("an inline body over the inline limit"));
+    }
+    let mut inline_bytes = Vec::new();
+    let mut extents = Vec::new();
+    let mut at = 0;
+    while at < len {
+        let end = len.min(at + PIECE_BYTES);
+        let rc = ReadCall { call: kc.clone(), table: row.table, row: row.key.clone(), start: at, end };
+        let data = call(node, peer, METHOD_MOVE_READ, serde_json::to_vec(&rc).expect("a read call serializes")).await?;
+        if data.len() as u64 != end - at {
+            return Err(unavailable("a short body read"));
+        }
+        if inline {
+            inline_bytes.extend_from_slice(&data);
+        } else {
+            let mut buf = crate::bodybuf::body_buf(&ctx.body_budget, data.len()).await?;
+            buf.buf.spare_mut()[..data.len()].copy_from_slice(&data);
+            buf.buf.advance(data.len());
+            let e = ctx.shards.write_data(shard, buf.buf).await.map_err(crate::s3::io_error)?;
+            extents.push(e);
+        }
+        at = end;
+    }
+    Ok(if inline { Body::Inline(inline_bytes) } else { Body::Extents(extents) })
+}
+
+/// Seals an SSE-S3/SSE-KMS row's data key under this node's master key of
+/// the same name (an object's meta, or an upload's record in its summary).
+fn seal_again(ctx: &Ctx, table: u8, summary: &mut Vec<u8>, meta: &mut Vec<u8>, dk: &[u8]) -> S3Result<()> {
+    let dk = crate::sse::DataKey::from_bytes(dk).ok_or_else(|| unavailable("a malformed data key"))?;
+    let seal = |info: &mut crate::sse::SseInfo| crate::sse::seal_again(&*ctx.shared.kms, info, &dk);
+    match table {
+        T_OBJECTS | T_VERSIONS => {
+            let mut m = ObjectMeta::decode(meta).ok_or_else(|| unavailable("a malformed object meta"))?;
+            if let Some(info) = m.sse.as_mut() {
+                seal(info)?;
+            }
+            *meta = m.encode();
+        }
+        T_UPLOADS => {
+            let mut u = UploadInfo::decode(summary).ok_or_else(|| unavailable("a malformed upload record"))?;
+            if let Some(info) = u.meta.sse.as_mut() {
+                seal(info)?;
+            }
+            *summary = u.encode();
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+// ---- the old owner ---------------------------------------------------------
+
+/// The bucket a call names, once this node has applied the caller's
+/// layout, does not own the key, and (`drain`) serves no request of its
+/// partition. `Ok(None)`: the bucket is gone here (nothing to move).
+async fn handing_over(ctx: &Ctx, kc: &KeyCall, drain: bool) -> Result<Option<Arc<BucketInfo>>, String> {
+    if kc.v != VERSION {
+        return Err("a move call of another version".into());
+    }
+    let node = ctx.shared.cluster.as_ref().ok_or("not in a cluster")?;
+    let owners = node.owners.load_full().ok_or("no layout here yet")?;
+    if owners.layout.version < kc.layout {
+        return Err(format!("layout {} not applied here yet", kc.layout));
+    }
+    if crate::forward::owned_here(ctx, &kc.bucket, &kc.key) {
+        return Err("this node owns the key".into());
+    }
+    let Some(b) = ctx.shared.buckets.get(&kc.bucket).filter(|b| b.id == kc.bucket_id) else { return Ok(None) };
+    if drain {
+        let p = crate::layout::partition_of(&kc.bucket, &kc.key) as usize % node.busy.len();
+        let start = Instant::now();
+        while node.busy[p].load(Ordering::SeqCst) > 0 {
+            if start.elapsed() > DRAIN_WAIT {
+                return Err("requests for the key's partition are still in service here".into());
+            }
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    Ok(Some(b))
+}
+
+/// The keys of every row `key` of bucket `bucket` has on `shard`.
+fn rows_of(shard: &tessera_io::Shard, bucket: u64, key: &str) -> Result<Vec<(u8, Vec<u8>)>, String> {
+    let mut out = Vec::new();
+    let okey = object_key(bucket, key);
+    if shard.get(T_OBJECTS, &okey).is_some() {
+        out.push((T_OBJECTS, okey.clone()));
+    }
+    let scan = |table: u8, prefix: &[u8], rest_ok: &dyn Fn(&[u8]) -> bool, out: &mut Vec<(u8, Vec<u8>)>| {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let batch = shard.range(table, prefix, after.as_deref(), 1000);
+            let done = batch.len() < 1000;
+            for (k, _) in batch {
+                if rest_ok(&k[prefix.len()..]) {
+                    out.push((table, k.clone()));
+                }
+                after = Some(k);
+            }
+            if done || out.len() > MAX_ROWS {
+                break;
+            }
+        }
+    };
+    scan(T_VERSIONS, &versions_prefix(bucket, key), &|_| true, &mut out);
+    let mut uprefix = okey;
+    uprefix.push(0);
+    // Upload ids are hex: a NUL after the prefix is another key's.
+    let mut uploads = Vec::new();
+    scan(T_UPLOADS, &uprefix, &|rest: &[u8]| !rest.is_empty() && !rest.contains(&0), &mut uploads);
+    for (_, u) in &uploads {
+        let mut pprefix = u.clone();
+        pprefix.push(0);
+        scan(T_PARTS, &pprefix, &|rest: &[u8]| rest.len() == 4, &mut out);
+    }
+    out.extend(uploads);
+    if out.len() > MAX_ROWS {
+        return Err(format!("the key has more than {MAX_ROWS} rows to move"));
+    }
+    Ok(out)
+}
+
+/// The opened data key of an SSE-S3/SSE-KMS row, hex.
+fn opened_key(ctx: &Ctx, table: u8, summary: &[u8], meta: &[u8]) -> Result<Option<String>, String> {
+    let info = match table {
+        T_OBJECTS | T_VERSIONS => ObjectMeta::decode(meta).ok_or("a corrupt object meta")?.sse,
+        T_UPLOADS => UploadInfo::decode(summary).ok_or("a corrupt upload record")?.meta.sse,
+        _ => None,
+    };
+    match info {
+        Some(i) if !matches!(i.mode, crate::sse::SseMode::Customer { .. }) => {
+            let dk = crate::sse::open(&*ctx.shared.kms, Some(&i), None).map_err(|e| e.message)?;
+            Ok(dk.map(|k| hex::encode(k.bytes())))
+        }
+        _ => Ok(None),
+    }
+}
+
+async fn serve_export(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
+    let kc: KeyCall = serde_json::from_slice(payload).map_err(|e| format!("a malformed export call: {e}"))?;
+    let Some(b) = handing_over(ctx, &kc, true).await? else { return Ok(b"[]".to_vec()) };
+    let shard = crate::s3::shard_of(ctx, &b.name, &kc.key);
+    let (bid, key) = (b.id, kc.key.clone());
+    let lock = vec![(T_OBJECTS, object_key(bid, &key))];
+    let stored = ctx
+        .shards
+        .txn(shard, lock, move |local| async move {
+            let mut out = Vec::new();
+            for (table, k) in rows_of(&local.shard, bid, &key)? {
+                let s = crate::stripes_io::load(&local.shard, table, &k).await.map_err(|e| e.to_string())?;
+                if let Some(s) = s {
+                    out.push((table, k, s));
+                }
+            }
+            Ok::<_, String>(out)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+    let mut rows = Vec::with_capacity(stored.len());
+    for (table, k, s) in stored {
+        let body = match &s.body {
+            Body::Inline(d) if d.len() <= EXPORT_INLINE_BYTES => RowBody::Inline(hex::encode(d)),
+            Body::Inline(d) => RowBody::Read { len: d.len() as u64, inline: true },
+            Body::Extents(e) => RowBody::Read { len: e.iter().map(|x| x.len).sum(), inline: false },
+        };
+        let dk = opened_key(ctx, table, &s.summary, &s.meta)?;
+        rows.push(Row { table, key: hex::encode(&k), summary: hex::encode(&s.summary), meta: hex::encode(&s.meta), body, dk });
+    }
+    Ok(serde_json::to_vec(&rows).expect("rows serialize"))
+}
+
+async fn serve_read(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
+    let rc: ReadCall = serde_json::from_slice(payload).map_err(|e| format!("a malformed read call: {e}"))?;
+    if rc.start > rc.end || rc.end - rc.start > PIECE_BYTES {
+        return Err("a read over the limit".into());
+    }
+    let b = handing_over(ctx, &rc.call, false).await?.ok_or("the bucket is gone")?;
+    let shard = crate::s3::shard_of(ctx, &b.name, &rc.call.key);
+    let row = hex::decode(&rc.row).map_err(|_| "a malformed row key")?;
+    let table = rc.table;
+    let s = ctx
+        .shards
+        .txn(shard, Vec::new(), move |local| async move { crate::stripes_io::load(&local.shard, table, &row).await })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?
+        .ok_or("the row is gone")?;
+    crate::sse::stream::read_stored(ctx, shard, &s.body, rc.start..rc.end).await.map_err(|e| e.to_string())
+}
+
+async fn serve_drop(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
+    let dc: DropCall = serde_json::from_slice(payload).map_err(|e| format!("a malformed drop call: {e}"))?;
+    let Some(b) = handing_over(ctx, &dc.call, true).await? else { return Ok(b"0".to_vec()) };
+    let shard = crate::s3::shard_of(ctx, &b.name, &dc.call.key);
+    let mut rows = Vec::with_capacity(dc.rows.len());
+    for (table, k) in &dc.rows {
+        rows.push((*table, hex::decode(k).map_err(|_| "a malformed row key")?));
+    }
+    // Only rows of the key named (a caller cannot drop another key's).
+    let (bid, key) = (b.id, dc.call.key.clone());
+    let lock = vec![(T_OBJECTS, object_key(bid, &key))];
+    let n = ctx
+        .shards
+        .txn(shard, lock, move |local| async move {
+            let mine: BTreeSet<(u8, Vec<u8>)> = rows_of(&local.shard, bid, &key)?.into_iter().collect();
+            let muts: Vec<Mutation> = rows
+                .into_iter()
+                .filter(|r| mine.contains(r))
+                .map(|(table, key)| Mutation::Delete { table, key })
+                .collect();
+            let n = muts.len();
+            if n > 0 {
+                local.commit_in_txn(muts).await.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(n)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+    Ok(n.to_string().into_bytes())
+}
+
+/// The bucket and object key of an index row of `table`.
+fn key_of_row(table: u8, k: &[u8]) -> Option<(u64, Vec<u8>)> {
+    let bucket = u64::from_be_bytes(k.get(..8)?.try_into().ok()?);
+    match table {
+        T_OBJECTS => Some((bucket, k[8..].to_vec())),
+        T_VERSIONS => parse_version_key(k).map(|(b, key, _)| (b, key)),
+        T_UPLOADS => split_upload_key(&k[8..]).map(|(key, _)| (bucket, key.to_vec())),
+        _ => None,
+    }
+}
+
+const LIST_TABLES: [u8; 3] = [T_OBJECTS, T_VERSIONS, T_UPLOADS];
+
+async fn serve_list(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
+    let lc: ListCall = serde_json::from_slice(payload).map_err(|e| format!("a malformed list call: {e}"))?;
+    if lc.v != VERSION {
+        return Err("a move call of another version".into());
+    }
+    let node = ctx.shared.cluster.as_ref().ok_or("not in a cluster")?;
+    let owners = node.owners.load_full().ok_or("no layout here yet")?;
+    if owners.layout.version < lc.layout {
+        return Err(format!("layout {} not applied here yet", lc.layout));
+    }
+    let (mut shard, mut ti, mut after) = match &lc.after {
+        Some((s, t, k)) => (*s, LIST_TABLES.iter().position(|x| x == t).ok_or("a malformed cursor")?, Some(hex::decode(k).map_err(|_| "a malformed cursor")?)),
+        None => (0, 0, None),
+    };
+    let mut keys: Vec<(String, u64, String)> = Vec::new();
+    let mut names: std::collections::HashMap<u64, Option<String>> = Default::default();
+    let mut scanned = 0;
+    while shard < ctx.shards.count() {
+        let table = LIST_TABLES[ti];
+        let batch = ctx.shards.range(shard, table, Vec::new(), after.clone(), 1000).await.map_err(|e| e.to_string())?;
+        let done = batch.len() < 1000;
+        for (k, _) in batch {
+            scanned += 1;
+            if let Some((bid, key)) = key_of_row(table, &k) {
+                let name = names
+                    .entry(bid)
+                    .or_insert_with(|| ctx.shared.buckets.matching(|b| b.id == bid).first().map(|b| b.name.clone()))
+                    .clone();
+                if let (Some(name), Ok(key)) = (name, String::from_utf8(key)) {
+                    let p = crate::layout::partition_of(&name, &key);
+                    let theirs = owners.owner_of(p).is_some_and(|o| o.id == lc.for_node);
+                    if theirs && keys.last().is_none_or(|l| l.1 != bid || l.2 != key) {
+                        keys.push((name, bid, key));
+                    }
+                }
+            }
+            after = Some(k);
+        }
+        if !done {
+            if keys.len() >= LIST_KEYS as usize || scanned >= LIST_SCAN {
+                let next = after.as_ref().map(|a| (shard, table, hex::encode(a)));
+                return Ok(serde_json::to_vec(&ListAnswer { keys, next }).expect("serializes"));
+            }
+            continue;
+        }
+        after = None;
+        ti += 1;
+        if ti == LIST_TABLES.len() {
+            ti = 0;
+            shard += 1;
+        }
+        if keys.len() >= LIST_KEYS as usize || scanned >= LIST_SCAN {
+            let next = (shard < ctx.shards.count()).then(|| (shard, LIST_TABLES[ti], String::new()));
+            return Ok(serde_json::to_vec(&ListAnswer { keys, next }).expect("serializes"));
+        }
+    }
+    Ok(serde_json::to_vec(&ListAnswer { keys, next: None }).expect("serializes"))
+}
+
+/// Answers a move call from another node (`holder::host`).
+pub async fn serve(ctx: &Rc<Ctx>, method: u16, payload: &[u8]) -> Result<Vec<u8>, Vec<u8>> {
+    let r = match method {
+        METHOD_MOVE_EXPORT => serve_export(ctx, payload).await,
+        METHOD_MOVE_READ => serve_read(ctx, payload).await,
+        METHOD_MOVE_DROP => serve_drop(ctx, payload).await,
+        METHOD_MOVE_LIST => serve_list(ctx, payload).await,
+        _ => Err("unknown move call".into()),
+    };
+    r.map_err(String::into_bytes)
+}
+
+// ---- the mover -------------------------------------------------------------
+
+/// Reactor 0's background mover (see the module doc).
+pub async fn run(ctx: Rc<Ctx>) {
+    let Some(node) = ctx.shared.cluster.clone() else { return };
+    // Tests hold the mover back to see keys moved by requests alone.
+    let delay = std::env::var("TESSERA_TEST_MOVER_DELAY_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
+    let mut seen: Option<(u64, Instant)> = None;
+    loop {
+        monoio::time::sleep(MOVER_POLL).await;
+        if ctx.shared.metrics.stopping() {
+            return;
+        }
+        let Some(owners) = node.owners.load_full() else { continue };
+        if owners.prev.is_none() || !owners.gainers().contains(node.id_str()) || owners.moved_in(node.id_str()) {
+            continue;
+        }
+        let version = owners.layout.version;
+        let since = match seen {
+            Some((v, t)) if v == version => t,
+            _ => seen.insert((version, Instant::now())).1,
+        };
+        if delay.is_some_and(|d| since.elapsed() < d) {
+            continue;
+        }
+        if node.moved_for.load(Ordering::Acquire) != version {
+            match move_all(&ctx, &node, &owners).await {
+                Ok(n) => {
+                    tracing::info!(keys = n, layout = version, "cluster: every key of the partitions this node gained is here");
+                    node.moved_for.store(version, Ordering::Release);
+                }
+                Err(e) => {
+                    tracing::warn!(layout = version, "cluster: moving keys here goes on later: {e}");
+                    continue;
+                }
+            }
+        }
+        report(&node, version).await;
+    }
+}
+
+/// One pass over every previous owner of a partition this node gained:
+/// the number of keys found to move.
+async fn move_all(ctx: &Rc<Ctx>, node: &Arc<ClusterNode>, owners: &Owners) -> Result<u64, String> {
+    let me = node.id_hex();
+    let sources: BTreeSet<String> = (0..crate::layout::PARTITIONS)
+        .filter(|&p| owners.owner_of(p).is_some_and(|o| o.id == me))
+        .filter_map(|p| owners.moving_from(p).map(|r| r.id.clone()))
+        .collect();
+    let mut moved = 0u64;
+    for id in sources {
+        let peer = owners.nodes.get(&id).and_then(crate::fanout::identity).ok_or("a previous owner's record")?;
+        let mut after = None;
+        loop {
+            let lc = ListCall { v: VERSION, layout: owners.layout.version, for_node: me.clone(), after };
+            let answer = call(node, &peer, METHOD_MOVE_LIST, serde_json::to_vec(&lc).expect("a list call serializes"))
+                .await
+                .map_err(|e| e.message)?;
+            let a: ListAnswer = serde_json::from_slice(&answer).map_err(|e| format!("a malformed list answer: {e}"))?;
+            for chunk in a.keys.chunks(MOVER_CONCURRENCY) {
+                let each = chunk.iter().map(|(bucket, bid, key)| async move {
+                    let b = match ctx.shared.buckets.get(bucket) {
+                        Some(b) if b.id == *bid => b,
+                        // Gone here too (deleted meanwhile): its rows go with it.
+                        _ => return Ok(()),
+                    };
+                    ensure(ctx, &b, key).await
+                });
+                for r in futures_util::future::join_all(each).await {
+                    r.map_err(|e| e.message)?;
+                }
+            }
+            moved += a.keys.len() as u64;
+            match a.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+    }
+    Ok(moved)
+}
+
+/// Records `moved/<id>` for `version` (tried again at the next poll when
+/// the write fails).
+async fn report(node: &ClusterNode, version: u64) {
+    let Some(raft) = node.raft() else { return };
+    let value = serde_json::to_vec(&MovedRecord { format: MOVED_RECORD_FORMAT, layout: version }).expect("a moved record");
+    let cmd = tessera_raft::Command::Put { key: MovedRecord::key(node.id_str()), value };
+    match monoio::time::timeout(CALL_TIMEOUT, raft.write(&cmd)).await {
+        Ok(Ok(_)) => tracing::info!(layout = version, "cluster: reported this node's keys moved"),
+        Ok(Err(e)) => tracing::warn!("cluster: reporting this node's keys moved: {e}"),
+        Err(_) => tracing::warn!("cluster: reporting this node's keys moved timed out"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_io::{ShardOptions, Shard};
+
+    use super::*;
+    use crate::meta::{part_key, upload_key, version_key, VersionId};
+
+    fn put(table: u8, key: Vec<u8>) -> Mutation {
+        Mutation::Put { table, key, summary: vec![1], meta: Vec::new(), body: Body::Inline(Vec::new()) }
+    }
+
+    #[test]
+    fn a_keys_rows_are_its_own_and_no_neighbours() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build().expect("runtime").block_on(async {
+            let shard = Shard::open(dir.path(), 0, ShardOptions::default()).await.expect("open");
+            let v = |n: u8| VersionId::from_parts(u64::from(n), [n; 8]);
+            let mut muts = Vec::new();
+            // The key, and keys that share its bytes as a prefix, in another
+            // bucket, or sort right after it.
+            for (bucket, key) in [(1, "a"), (1, "a\u{1}"), (1, "ab"), (2, "a"), (1, "a/b")] {
+                muts.push(put(T_OBJECTS, object_key(bucket, key)));
+                muts.push(put(T_VERSIONS, version_key(bucket, key, &v(1))));
+                muts.push(put(T_VERSIONS, version_key(bucket, key, &v(2))));
+                muts.push(put(T_UPLOADS, upload_key(bucket, key, "00ff")));
+                muts.push(put(T_PARTS, part_key(bucket, key, "00ff", 1)));
+                muts.push(put(T_PARTS, part_key(bucket, key, "00ff", 2)));
+            }
+            shard.commit(muts).await.expect("commit");
+            let rows = rows_of(&shard, 1, "a").expect("rows");
+            let mut want = vec![
+                (T_OBJECTS, object_key(1, "a")),
+                (T_VERSIONS, version_key(1, "a", &v(2))),
+                (T_VERSIONS, version_key(1, "a", &v(1))),
+                (T_PARTS, part_key(1, "a", "00ff", 1)),
+                (T_PARTS, part_key(1, "a", "00ff", 2)),
+                (T_UPLOADS, upload_key(1, "a", "00ff")),
+            ];
+            let mut got = rows.clone();
+            got.sort();
+            want.sort();
+            assert_eq!(got, want);
+            // Each row names its key back (what the list call filters on).
+            for (table, k) in rows.iter().filter(|(t, _)| *t != T_PARTS) {
+                assert_eq!(key_of_row(*table, k), Some((1, b"a".to_vec())), "table {table}");
+            }
+            assert!(rows_of(&shard, 1, "none").expect("rows").is_empty());
+        });
+    }
+}

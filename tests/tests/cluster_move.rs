@@ -1,0 +1,313 @@
+//! Objects move to a node that joins a cluster holding buckets (issue 12,
+//! `handover`): a second node joins a one-node cluster with data; the keys
+//! of the partitions it gains are moved to it (by the requests that reach
+//! them first, and by its background mover), with every version, delete
+//! marker, upload in progress, tag and SSE-S3 body intact; writes and
+//! deletes through the new owner during the move are never undone by a
+//! later move; and once the move is over the old owner holds none of them
+//! (the new owner serves them with the old owner killed).
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, ServerSideEncryption,
+    VersioningConfiguration,
+};
+use aws_sdk_s3::Client;
+use tessera_tests::cluster::{free_udp_port, node_opts, wait_for};
+use tessera_tests::*;
+
+const SECRET: &str = "the move test cluster's secret, long enough";
+const AK: &str = "AKIACLUSTERMOVETEST1";
+const SK: &str = "cluster-move-test-secret-0123456789abcde";
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn start_node(cluster: SocketAddr, join: Option<SocketAddr>, env: &[(&str, &str)]) -> Server {
+    let mut opts = node_opts(cluster, join, SECRET);
+    opts.args.push(format!("--address={}", free_addr()));
+    opts.env.push(("TESSERA_ACCESS_KEY".to_string(), AK.to_string()));
+    opts.env.push(("TESSERA_SECRET_KEY".to_string(), SK.to_string()));
+    opts.env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let mut s = Server::start_with(opts);
+    s.set_credentials(AK, SK);
+    s
+}
+
+fn layout(server: &Server) -> serde_json::Value {
+    server.admin_json("/admin/v1/cluster")["layout"].clone()
+}
+
+fn owner_of(server: &Server, bucket: &str, key: &str) -> String {
+    let v = server.admin_json(&format!("/admin/v1/cluster/locate?bucket={bucket}&key={key}"));
+    v["owner"].as_str().expect("an owner").to_string()
+}
+
+fn node_id(server: &Server) -> String {
+    server.admin_json("/admin/v1/cluster")["node"]["id"].as_str().unwrap().to_string()
+}
+
+fn entries(server: &Server) -> f64 {
+    metric_total(&server.scrape_metrics(), "tessera_shard_entries")
+}
+
+/// A body of `n` bytes that differs per key and per round.
+fn data(key: &str, round: u8, n: usize) -> Vec<u8> {
+    let seed = key.bytes().fold(round as u32, |a, b| a.wrapping_mul(31).wrapping_add(b as u32));
+    (0..n).map(|i| (seed.wrapping_add(i as u32 * 7) % 251) as u8).collect()
+}
+
+async fn get(c: &Client, bucket: &str, key: &str, version: Option<&str>) -> Result<Vec<u8>, String> {
+    match c.get_object().bucket(bucket).key(key).set_version_id(version.map(str::to_string)).send().await {
+        Ok(o) => Ok(o.body.collect().await.map_err(|e| e.to_string())?.into_bytes().to_vec()),
+        Err(e) => Err(e.into_service_error().meta().code().unwrap_or("?").to_string()),
+    }
+}
+
+/// Every key of `bucket` with its ETag and size.
+async fn listing(c: &Client, bucket: &str) -> BTreeMap<String, (String, i64)> {
+    let mut out = BTreeMap::new();
+    let mut token: Option<String> = None;
+    loop {
+        let r = c.list_objects_v2().bucket(bucket).max_keys(7).set_continuation_token(token.clone()).send().await.expect("list");
+        for o in r.contents() {
+            out.insert(o.key().unwrap().to_string(), (o.e_tag().unwrap().to_string(), o.size().unwrap()));
+        }
+        if r.is_truncated() != Some(true) {
+            return out;
+        }
+        token = r.next_continuation_token().map(str::to_string);
+    }
+}
+
+/// Every version and delete marker of `bucket`: (key, version id, is latest, marker).
+async fn versions(c: &Client, bucket: &str) -> Vec<(String, String, bool, bool)> {
+    let r = c.list_object_versions().bucket(bucket).send().await.expect("list versions");
+    assert_ne!(r.is_truncated(), Some(true));
+    let mut out: Vec<_> = r
+        .versions()
+        .iter()
+        .map(|v| (v.key().unwrap().to_string(), v.version_id().unwrap().to_string(), v.is_latest().unwrap(), false))
+        .chain(r.delete_markers().iter().map(|m| {
+            (m.key().unwrap().to_string(), m.version_id().unwrap().to_string(), m.is_latest().unwrap(), true)
+        }))
+        .collect();
+    out.sort();
+    out
+}
+
+const PLAIN_SIZES: [usize; 6] = [0, 1000, 20_000, 300_000, 3_500_000, 5];
+
+#[test]
+fn a_joining_node_takes_its_keys_with_every_version_and_upload_and_serves_them_alone() {
+    let (ca, cb) = (free_udp_port(), free_udp_port());
+    let env = [("TESSERA_TEST_MOVER_DELAY_MS", "6000")];
+    let mut a = start_node(ca, None, &env);
+    wait_for("a layout of one node", Duration::from_secs(30), || {
+        layout(&a)["nodes"].as_array().is_some_and(|v| v.len() == 1)
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ca_client = a.client();
+    // Data on the one node: a plain bucket of mixed sizes (inline, read
+    // inline, extents, several pieces), tags and SSE-S3 on some; a
+    // versioned bucket with versions and delete markers; an upload in
+    // progress with its first part.
+    let plain_keys: Vec<String> = (0..48).map(|i| format!("dir{}/k-{i:02}-ü", i % 3)).collect();
+    let (upload_id, part1) = rt.block_on(async {
+        let c = &ca_client;
+        c.create_bucket().bucket("plain").send().await.expect("bucket");
+        c.create_bucket().bucket("vers").send().await.expect("bucket");
+        c.put_bucket_versioning()
+            .bucket("vers")
+            .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+            .send()
+            .await
+            .expect("versioning");
+        for (i, k) in plain_keys.iter().enumerate() {
+            let mut put = c.put_object().bucket("plain").key(k).body(ByteStream::from(data(k, 0, PLAIN_SIZES[i % 6])));
+            if i % 4 == 1 {
+                put = put.server_side_encryption(ServerSideEncryption::Aes256);
+            }
+            if i % 5 == 2 {
+                put = put.tagging("team=ml&tier=hot");
+            }
+            put.send().await.expect("put plain");
+        }
+        for i in 0..16 {
+            let k = format!("v-{i:02}");
+            for round in 0..3 {
+                c.put_object().bucket("vers").key(&k).body(ByteStream::from(data(&k, round, 2000 + 150_000 * (i % 2) as usize))).send().await.expect("put version");
+            }
+            if i % 4 == 0 {
+                c.delete_object().bucket("vers").key(&k).send().await.expect("delete marker");
+            }
+        }
+        let up = c.create_multipart_upload().bucket("plain").key("big-upload").send().await.expect("create upload");
+        let id = up.upload_id().unwrap().to_string();
+        let p1 = c
+            .upload_part()
+            .bucket("plain")
+            .key("big-upload")
+            .upload_id(&id)
+            .part_number(1)
+            .body(ByteStream::from(data("big-upload", 1, 5 << 20)))
+            .send()
+            .await
+            .expect("part 1");
+        (id, p1.e_tag().unwrap().to_string())
+    });
+    let (plain_before, vers_before) = rt.block_on(async { (listing(&ca_client, "plain").await, versions(&ca_client, "vers").await) });
+    assert_eq!(plain_before.len(), plain_keys.len());
+    // (Shard statistics are published every few seconds.)
+    wait_for("the one node's index entries published", Duration::from_secs(20), || entries(&a) > 0.0);
+    let entries_alone = entries(&a);
+
+    // A second node joins: the layout takes it (2 nodes make no lanes).
+    let b = start_node(cb, Some(ca), &env);
+    let t = wait_for("a layout of two nodes on both", Duration::from_secs(40), || {
+        [&a, &b].iter().all(|n| {
+            let l = layout(n);
+            l["nodes"].as_array().is_some_and(|v| v.len() == 2) && l["pending"].as_array().is_some_and(|p| p.is_empty())
+        })
+    });
+    eprintln!("layout of two after {t:?}");
+    let moving = layout(&b)["moving"].clone();
+    assert!(!moving.is_null(), "a move is under way: {:#}", layout(&b));
+    let (ida, idb) = (node_id(&a), node_id(&b));
+    let b_keys: Vec<&String> = plain_keys.iter().filter(|k| owner_of(&a, "plain", k) == idb).collect();
+    assert!(b_keys.len() > 8 && b_keys.len() < 40, "about half the keys move: {}", b_keys.len());
+    let b_client = b.client();
+
+    // While the mover waits, requests move their keys: reads through
+    // either node, overwrites and deletes through the new owner.
+    rt.block_on(async {
+        for (i, k) in plain_keys.iter().enumerate() {
+            for c in [&ca_client, &b_client] {
+                assert_eq!(get(c, "plain", k, None).await, Ok(data(k, 0, PLAIN_SIZES[i % 6])), "{k}, during the move");
+            }
+        }
+        let tags = b_client.get_object_tagging().bucket("plain").key(&plain_keys[2]).send().await.expect("tags");
+        assert_eq!(tags.tag_set().len(), 2);
+        let head = b_client.head_object().bucket("plain").key(&plain_keys[1]).send().await.expect("head sse");
+        assert_eq!(head.server_side_encryption(), Some(&ServerSideEncryption::Aes256));
+        // The first b-owned keys: overwritten; the next ones: deleted in one DeleteObjects.
+        for k in b_keys.iter().take(3) {
+            b_client.put_object().bucket("plain").key(*k).body(ByteStream::from(data(k, 9, 777))).send().await.expect("overwrite");
+        }
+        let gone: Vec<ObjectIdentifier> = b_keys[3..6].iter().map(|k| ObjectIdentifier::builder().key(*k).build().unwrap()).collect();
+        let d = a_delete(&ca_client, gone).await;
+        assert_eq!(d, 3, "deleted through the old owner, which forwards them");
+    });
+    let moved_early = b.admin_json("/admin/v1/cluster")["moved_here"]["keys"].as_u64().unwrap();
+    assert!(moved_early >= 6, "keys moved by requests before the mover ran: {moved_early}");
+
+    // The mover moves the rest; the leader ends the move.
+    let t = wait_for("the move to end on both nodes", Duration::from_secs(60), || {
+        [&a, &b].iter().all(|n| layout(n)["moving"].is_null())
+    });
+    eprintln!("move over {t:?} after the layout; status {:#}", b.admin_json("/admin/v1/cluster")["moved_here"]);
+    rt.block_on(async {
+        let overwritten: Vec<&String> = b_keys.iter().take(3).copied().collect();
+        let deleted: Vec<&String> = b_keys[3..6].to_vec();
+        for (i, k) in plain_keys.iter().enumerate() {
+            let want = if overwritten.contains(&k) {
+                Ok(data(k, 9, 777))
+            } else if deleted.contains(&k) {
+                Err("NoSuchKey".to_string())
+            } else {
+                Ok(data(k, 0, PLAIN_SIZES[i % 6]))
+            };
+            for c in [&ca_client, &b_client] {
+                assert_eq!(get(c, "plain", k, None).await, want, "{k}, after the move");
+            }
+        }
+        // The listing: the same keys (less the deleted, plus the upload's
+        // object later), each once.
+        let after = listing(&b_client, "plain").await;
+        let mut want = plain_before.clone();
+        for k in &deleted {
+            want.remove(*k);
+        }
+        assert_eq!(after.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+        for (k, v) in &after {
+            if !overwritten.contains(&k) {
+                assert_eq!(Some(v), want.get(k), "{k}");
+            }
+        }
+        assert_eq!(versions(&b_client, "vers").await, vers_before, "every version and delete marker, through b");
+        assert_eq!(versions(&ca_client, "vers").await, vers_before, "and through a");
+        for (k, v, _, marker) in vers_before.iter().filter(|x| !x.3) {
+            let _ = marker;
+            let round = vers_before.iter().filter(|x| &x.0 == k && !x.3 && x.1 < *v).count() as u8;
+            let i: usize = k[2..].parse().unwrap();
+            assert_eq!(get(&b_client, "vers", k, Some(v)).await, Ok(data(k, round, 2000 + 150_000 * (i % 2))), "{k} {v}");
+        }
+        // The upload goes on wherever its key now lives.
+        let p2 = b_client
+            .upload_part()
+            .bucket("plain")
+            .key("big-upload")
+            .upload_id(&upload_id)
+            .part_number(2)
+            .body(ByteStream::from(data("big-upload", 2, 1000)))
+            .send()
+            .await
+            .expect("part 2");
+        let parts = vec![
+            CompletedPart::builder().part_number(1).e_tag(&part1).build(),
+            CompletedPart::builder().part_number(2).e_tag(p2.e_tag().unwrap()).build(),
+        ];
+        ca_client
+            .complete_multipart_upload()
+            .bucket("plain")
+            .key("big-upload")
+            .upload_id(&upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .expect("complete");
+        let mut whole = data("big-upload", 1, 5 << 20);
+        whole.extend(data("big-upload", 2, 1000));
+        assert_eq!(get(&b_client, "plain", "big-upload", None).await, Ok(whole));
+    });
+    wait_for("the old owner to drop what moved", Duration::from_secs(20), || entries(&a) < entries_alone);
+
+    // The moved keys are on the new owner alone: it serves them with the
+    // old owner gone.
+    a.kill9();
+    rt.block_on(async {
+        let mut served = 0;
+        for (i, k) in plain_keys.iter().enumerate().skip(6) {
+            if owner_of(&b, "plain", k) != idb || b_keys[..6].contains(&k) {
+                continue;
+            }
+            assert_eq!(get(&b_client, "plain", k, None).await, Ok(data(k, 0, PLAIN_SIZES[i % 6])), "{k}, old owner dead");
+            served += 1;
+        }
+        assert!(served > 0);
+        for (k, v, _, marker) in vers_before.iter() {
+            if *marker || owner_of(&b, "vers", k) != idb {
+                continue;
+            }
+            assert!(get(&b_client, "vers", k, Some(v)).await.is_ok(), "{k} {v}, old owner dead");
+        }
+    });
+    let _ = ida;
+}
+
+async fn a_delete(c: &Client, objects: Vec<ObjectIdentifier>) -> usize {
+    let r = c
+        .delete_objects()
+        .bucket("plain")
+        .delete(Delete::builder().set_objects(Some(objects)).build().unwrap())
+        .send()
+        .await
+        .expect("delete objects");
+    assert!(r.errors().is_empty(), "{:?}", r.errors());
+    r.deleted().len()
+}
