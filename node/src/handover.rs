@@ -263,7 +263,11 @@ async fn pull(ctx: &Ctx, node: &Arc<ClusterNode>, owners: &Owners, peer: &NodeId
         let mut summary = unhex(&row.summary)?;
         let mut meta = unhex(&row.meta)?;
         let body = match &row.body {
-            RowBody::Inline(h) => Body::Inline(unhex(h)?),
+            RowBody::Inline(h) => {
+                let d = unhex(h)?;
+                bytes += d.len() as u64;
+                Body::Inline(d)
+            }
             RowBody::Read { len, inline } => {
                 bytes += len;
                 copy_body(ctx, node, peer, &kc, row, *len, *inline, shard).await?

@@ -1,0 +1,65 @@
+#!/bin/bash
+# Time to move keys to a node that joins a cluster holding data (issue 12,
+# `handover`): fills COUNT objects of SIZE into a one-node cluster, starts
+# a second node joining it, and prints how long until the layout of two
+# was followed and until the move was over (`layout.moving` gone on both),
+# and what the new node moved in (`moved_here`). GETS=SECS also runs a GET
+# load of that many seconds through both nodes from the moment the second
+# node starts (tessera-bench's summary follows). One data dir and
+# NODE_THREADS reactors (default 1) per node, on loopback.
+# usage: tools/move-measure.sh COUNT SIZE   (e.g. 20000 4KiB)
+# BIN: dir of tessera (default target/release); BENCH: tessera-bench (default $BIN/tessera-bench).
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=${BIN:-$HERE/../target/release}
+BENCH=${BENCH:-$BIN/tessera-bench}
+COUNT=$1; SIZE=$2
+OUT=$(mktemp -d /tmp/move-measure.XXXX)
+export TESSERA_ACCESS_KEY=benchkey TESSERA_SECRET_KEY=benchsecret123456 TESSERA_CLUSTER_SECRET="move-measure secret 0123456789"
+export AWS_ACCESS_KEY_ID=benchkey AWS_SECRET_ACCESS_KEY=benchsecret123456
+P=$((20000 + RANDOM % 20000))
+node() { # index [join]
+  local i=$1 j=""
+  [ $i -gt 1 ] && j="--join 127.0.0.1:$((P+12))"
+  $BIN/tessera server --address 127.0.0.1:$((P+10*i)) --admin-address 127.0.0.1:$((P+10*i+1)) \
+    --cluster-address 127.0.0.1:$((P+10*i+2)) $j --threads ${NODE_THREADS:-1} $OUT/n$i > $OUT/n$i.log 2>&1 &
+  PIDS="${PIDS:-} $!"
+}
+status() { $BIN/tessera admin cluster --endpoint http://127.0.0.1:$((P+10*$1+1)) 2>/dev/null || echo '{}'; }
+# Exit 0 when node $1 follows a layout of $2 nodes, none pending, and (MOVED=1) no move under way.
+layout_is() {
+  status $1 | python3 -c '
+import json, sys
+l = json.load(sys.stdin).get("layout") or {}
+ok = len(l.get("nodes", [])) == int(sys.argv[1]) and not l.get("pending")
+sys.exit(0 if ok and (not sys.argv[2] or l.get("moving") is None) else 1)' $2 "${MOVED:-}"
+}
+now() { date +%s.%N; }
+node 1
+for _ in $(seq 100); do layout_is 1 1 && break; sleep 0.2; done
+echo "== fill $COUNT x $SIZE into node 1"
+$BENCH --endpoint http://127.0.0.1:$((P+10)) --progress 0s fill --bucket mvbench --size $SIZE --count $COUNT \
+  --concurrency 16 > $OUT/fill.out 2>&1 || { cat $OUT/fill.out; KEEP=1; }
+tail -3 $OUT/fill.out
+t0=$(now)
+node 2
+if [ -n "${GETS:-}" ]; then
+  $BENCH --endpoint http://127.0.0.1:$((P+10)),http://127.0.0.1:$((P+20)) --progress 0s get --bucket mvbench \
+    --size $SIZE --objects $COUNT --skip-prefill --concurrency 16 --duration ${GETS}s > $OUT/gets.out 2>&1 &
+  G=$!
+fi
+for _ in $(seq 600); do layout_is 2 2 && layout_is 1 2 && break; sleep 0.1; done
+t1=$(now)
+for _ in $(seq 36000); do MOVED=1 layout_is 2 2 && MOVED=1 layout_is 1 2 && break; sleep 0.1; done
+t2=$(now)
+echo "layout of two followed $(echo "$t1 - $t0" | bc) s after node 2 started; move over $(echo "$t2 - $t1" | bc) s later"
+status 2 | python3 -c '
+import json, sys
+m = json.load(sys.stdin)["moved_here"]
+span = float(sys.argv[1])
+k, b = m["keys"], m["bytes"] / 1e6
+print(f"node 2 moved in {k} keys, {b:.1f} MB of bodies: {k / span:.0f} keys/s, {b / span:.1f} MB/s over the move")' $(echo "$t2 - $t1" | bc)
+if [ -n "${GETS:-}" ]; then wait $G; tail -8 $OUT/gets.out; fi
+for p in $PIDS; do kill -0 $p 2>/dev/null || { echo "a node (pid $p) died during the run: logs in $OUT"; KEEP=1; }; done
+kill $PIDS; wait 2>/dev/null
+[ -n "${KEEP:-}" ] && echo "kept $OUT" || rm -rf $OUT
