@@ -47,6 +47,8 @@ pub const CLUSTER_PATH: &str = "/admin/v1/cluster";
 pub const CLUSTER_CONFIG_PREFIX: &str = "/admin/v1/cluster/config/";
 /// `GET ?bucket=B&key=K`: the partition of a key and the node that owns it.
 pub const CLUSTER_LOCATE_PATH: &str = "/admin/v1/cluster/locate";
+/// `POST ?node=ID`: decommissions a node (`owners::decommission`).
+pub const CLUSTER_DECOMMISSION_PATH: &str = "/admin/v1/cluster/decommission";
 pub const KMS_KEYS_PATH: &str = "/admin/v1/kms/keys";
 
 /// Accepts admin connections until the reactor ends: during a drain too,
@@ -192,8 +194,10 @@ async fn answer(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Respon
                 Err(e) => json_error(&e),
             }
         }
+        CLUSTER_DECOMMISSION_PATH if head.method == Method::Post => decommission(ctx, head, peer).await,
         p if p.starts_with(CLUSTER_CONFIG_PREFIX) => cluster_config(ctx, head, peer).await,
-        BUCKETS_PATH | SCRUB_PATH | HEAL_PATH | CONFIG_PATH | CLUSTER_PATH | CLUSTER_LOCATE_PATH | REPLICATION_PATH | REPLICATION_RESYNC_PATH => {
+        BUCKETS_PATH | SCRUB_PATH | HEAL_PATH | CONFIG_PATH | CLUSTER_PATH | CLUSTER_LOCATE_PATH | CLUSTER_DECOMMISSION_PATH
+        | REPLICATION_PATH | REPLICATION_RESYNC_PATH => {
             text(405, "method not allowed\n")
         }
         "/health/live" if read => live(),
@@ -250,6 +254,36 @@ fn locate(ctx: &Ctx, head: &RequestHead) -> serde_json::Value {
         "served_by": serving.map(|o| o.id.clone()),
         "served_by_s3_address": serving.map(|o| o.s3.to_string()),
     })
+}
+
+/// `CLUSTER_DECOMMISSION_PATH`: records node `?node=ID`'s decommission
+/// (409 with the reason when it cannot be done now). The leader then lays
+/// out the other nodes, its keys move to them (`handover`), and it leaves
+/// the configuration's membership; `layout.moving` shows the move.
+async fn decommission(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> Response {
+    if let Err(e) = authenticate_admin_for(ctx, head, peer, authz::admin::ACTION_CLUSTER_CONFIG) {
+        return json_error(&e);
+    }
+    let Some(raft) = ctx.shared.cluster.as_ref().and_then(|c| c.raft()) else {
+        return json(404, &serde_json::json!({ "error": "NoCluster", "message": "start with --cluster-address" }));
+    };
+    let node = head.query.split('&').find_map(|kv| kv.strip_prefix("node=")).unwrap_or_default().to_ascii_lowercase();
+    if node.len() != 32 || !node.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return json(400, &serde_json::json!({ "error": "InvalidArgument", "message": "?node= takes a node id (32 hex digits)" }));
+    }
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let cmd = match raft.store().read(|s| crate::owners::decommission(s, &node, now_ms)) {
+        Ok(c) => c,
+        Err(m) => return json(409, &serde_json::json!({ "error": "InvalidRequest", "message": m })),
+    };
+    match raft.write(&cmd).await {
+        Ok(o) if o.response.ok => {
+            tracing::warn!(node = %node, "cluster: a node is decommissioned; its keys move to the others");
+            json(200, &serde_json::json!({ "node": node, "decommissioned": true, "index": o.index }))
+        }
+        Ok(_) => json(409, &serde_json::json!({ "error": "InvalidRequest", "message": "the node is decommissioned already" })),
+        Err(e) => json(503, &serde_json::json!({ "error": "ServiceUnavailable", "message": e })),
+    }
 }
 
 /// `/admin/v1/cluster/config/KEY` (see `CLUSTER_CONFIG_PREFIX`).

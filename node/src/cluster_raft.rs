@@ -447,6 +447,8 @@ impl Placement {
             keys.push(u64::MAX);
             keys.push(s.get(owners::PREV_LAYOUT_KEY).map_or(0, |v| v.version));
             keys.extend(versions(owners::MOVED_PREFIX));
+            keys.push(u64::MAX);
+            keys.extend(versions(owners::DECOMMISSION_PREFIX));
             (layout, keys)
         });
         if self.seen.as_ref() == Some(&now) {
@@ -534,6 +536,64 @@ async fn take_over(node: &ClusterNode, raft: &Raft, sm: &StateMachineStore, seen
     }
 }
 
+/// On the leader: takes decommissioned nodes out of the Raft membership
+/// once no layout (current or, during a move, previous) places them;
+/// whether the membership changed.
+async fn leave(
+    raft: &Raft,
+    sm: &StateMachineStore,
+    membership: &tessera_raft::openraft::Membership<NodeId, BasicNode>,
+    gone: &BTreeSet<NodeId>,
+) -> bool {
+    let still_placed: BTreeSet<NodeId> = sm
+        .read(|s| -> Option<BTreeSet<String>> {
+            let o = owners::Owners::from_state(s).ok()??;
+            let mut ids: BTreeSet<String> = o.placed.clone();
+            if o.prev.is_some() {
+                ids.extend(o.placed_nodes().iter().map(|r| r.id.clone()));
+            }
+            Some(ids)
+        })
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|id| hex::decode(id).ok()?.try_into().ok())
+        .map(|id: [u8; 16]| raft_id(&id))
+        .collect();
+    let leaving: BTreeSet<NodeId> = gone.iter().copied().filter(|g| !still_placed.contains(g)).collect();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let out_voters: BTreeSet<NodeId> = voters.intersection(&leaving).copied().collect();
+    if !out_voters.is_empty() {
+        let stay: BTreeSet<NodeId> = voters.difference(&out_voters).copied().collect();
+        if stay.is_empty() {
+            return false;
+        }
+        return match raft.change_membership(stay.clone(), false).await {
+            Ok(_) => {
+                tracing::info!(voters = ?stay, removed = ?out_voters, "cluster raft: decommissioned nodes left the voters");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster raft: removing decommissioned voters failed");
+                false
+            }
+        };
+    }
+    let learners: BTreeSet<NodeId> = membership.learner_ids().filter(|l| leaving.contains(l)).collect();
+    if learners.is_empty() {
+        return false;
+    }
+    match raft.change_membership(tessera_raft::openraft::ChangeMembers::RemoveNodes(learners.clone()), false).await {
+        Ok(_) => {
+            tracing::info!(removed = ?learners, "cluster raft: decommissioned nodes left the configuration");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cluster raft: removing decommissioned learners failed");
+            false
+        }
+    }
+}
+
 /// Every node keeps its record; the leader also lays out the registered
 /// nodes, adds alive members as learners and promotes caught-up learners
 /// to voters, up to 3 (5 with 5 or more alive nodes).
@@ -552,10 +612,21 @@ async fn manage(node: Arc<ClusterNode>, raft: Raft, sm: StateMachineStore, out: 
         let membership = m.membership_config.membership().clone();
         let known: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        // Decommissioned nodes never join the configuration again, and
+        // leave it once their keys moved away (`owners::decommission`).
+        let gone: BTreeSet<NodeId> = sm
+            .read(|s| owners::decommissioned(s))
+            .iter()
+            .filter_map(|id| hex::decode(id).ok()?.try_into().ok())
+            .map(|id: [u8; 16]| raft_id(&id))
+            .collect();
+        if !gone.is_empty() && leave(&raft, &sm, &membership, &gone).await {
+            continue;
+        }
         let alive: Vec<NodeIdentity> = node
             .members()
             .into_iter()
-            .filter(|m| m.state == tessera_cluster::MemberState::Alive)
+            .filter(|m| m.state == tessera_cluster::MemberState::Alive && !gone.contains(&raft_id(&m.identity.id)))
             .map(|m| m.identity)
             .collect();
         for p in &alive {

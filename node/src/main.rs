@@ -318,6 +318,16 @@ enum AdminCommand {
     /// Cluster members and their state as this node sees them
     /// (`admin:ClusterStatus`).
     Cluster(AdminTarget),
+    /// Decommissions a node of the cluster: its keys move to the others
+    /// and it leaves the configuration; stop it once `tessera admin
+    /// cluster` shows no move (`admin:ClusterConfig`).
+    Decommission {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// The node's id (`node.id` in `tessera admin cluster`).
+        #[arg(long)]
+        node: String,
+    },
     /// The bucket replication backlog: pending entries and bytes, lag,
     /// failures, backfill (`admin:ReplicationStatus`).
     Replication(AdminTarget),
@@ -352,6 +362,11 @@ fn admin(command: AdminCommand) -> ExitCode {
         AdminCommand::Heal(t) => (t, admin_api::HEAL_PATH, String::new()),
         AdminCommand::Config(t) => (t, admin_api::CONFIG_PATH, String::new()),
         AdminCommand::Cluster(t) => (t, admin::CLUSTER_PATH, String::new()),
+        AdminCommand::Decommission { target, node } => {
+            method = "POST";
+            let q = format!("node={}", percent_encoding::utf8_percent_encode(&node, percent_encoding::NON_ALPHANUMERIC));
+            (target, admin::CLUSTER_DECOMMISSION_PATH, q)
+        }
     };
     let AdminTarget { endpoint, access_key, secret_key, region, ca_cert } = target;
     let prepared = tessera_node::admin_client::authority_of(&endpoint).and_then(|(authority, https)| {

@@ -42,6 +42,12 @@ pub const PREV_LAYOUT_KEY: &str = "layout.prev";
 pub const MOVED_PREFIX: &str = "moved/";
 /// Format of `MovedRecord` (FORMAT BOUNDARY: JSON in the configuration).
 pub const MOVED_RECORD_FORMAT: u32 = 1;
+/// `decommission/<id hex>`: node `id` leaves the layout; its keys move to
+/// the others and it leaves the configuration's Raft membership
+/// (`DecommissionRecord`). Kept afterwards: the node never comes back.
+pub const DECOMMISSION_PREFIX: &str = "decommission/";
+/// Format of `DecommissionRecord` (FORMAT BOUNDARY: JSON in the configuration).
+pub const DECOMMISSION_RECORD_FORMAT: u32 = 1;
 /// The prefix of the bucket records (a layout change waits while any exists).
 pub const BUCKET_KEY_PREFIX: &str = "bucket/";
 /// Largest set width the layout is made with (2+2 on 4 nodes).
@@ -110,6 +116,19 @@ impl MovedRecord {
     }
 }
 
+/// An operator's decommission of a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecommissionRecord {
+    pub format: u32,
+    pub since_ms: u64,
+}
+
+impl DecommissionRecord {
+    pub fn key(id: &str) -> String {
+        format!("{DECOMMISSION_PREFIX}{id}")
+    }
+}
+
 /// The committed placement, as every node follows it.
 #[derive(Debug)]
 pub struct Owners {
@@ -118,8 +137,13 @@ pub struct Owners {
     pub version: u64,
     /// Registered nodes by id hex.
     pub nodes: BTreeMap<String, NodeRecord>,
-    /// Registered nodes the layout does not place yet.
+    /// Registered nodes the layout does not place yet (decommissioned
+    /// ones excluded).
     pub pending: Vec<String>,
+    /// The nodes the layout places.
+    pub placed: std::collections::BTreeSet<String>,
+    /// Decommissioned nodes (`decommission/`): leaving, or gone.
+    pub decommissioned: std::collections::BTreeSet<String>,
     /// Lane owner -> (the node acting for it, record version), where a
     /// takeover record exists (`takeover`).
     pub takeovers: BTreeMap<String, (String, u64)>,
@@ -140,8 +164,10 @@ impl Owners {
         let nodes = registered(state);
         let Some(v) = state.get(LAYOUT_KEY) else { return Ok(None) };
         let layout = Layout::decode(&v.value).map_err(|e| format!("the cluster layout: {e}"))?;
-        let placed = placed(&layout);
-        let pending = nodes.keys().filter(|id| !placed.contains(id.as_str())).cloned().collect();
+        let placed: std::collections::BTreeSet<String> = placed(&layout).into_iter().map(str::to_string).collect();
+        let decommissioned = decommissioned(state);
+        let pending =
+            nodes.keys().filter(|id| !placed.contains(id.as_str()) && !decommissioned.contains(id.as_str())).cloned().collect();
         let takeovers = crate::takeover::takeovers(state);
         let stale = crate::takeover::stale(state);
         let prev = match state.get(PREV_LAYOUT_KEY) {
@@ -149,7 +175,7 @@ impl Owners {
             None => None,
         };
         let moved = moved(state);
-        Ok(Some(Owners { layout, version: v.version, nodes, pending, takeovers, stale, prev, moved }))
+        Ok(Some(Owners { layout, version: v.version, nodes, pending, placed, decommissioned, takeovers, stale, prev, moved }))
     }
 
     /// While keys move (`handover`): the node that held partition `p`
@@ -210,7 +236,7 @@ impl Owners {
     /// Whether the placed nodes make cluster lanes (`cluster_lanes::lane_nodes`:
     /// 3 or 4 placed nodes, every set holding every one), without allocating.
     pub fn has_lanes(&self) -> bool {
-        let placed = self.nodes.len() - self.pending.iter().filter(|p| self.nodes.contains_key(*p)).count();
+        let placed = self.placed.len();
         (crate::cluster_lanes::MIN_NODES..=crate::cluster_lanes::MAX_NODES).contains(&placed) && self.layout.width() == placed
     }
 
@@ -219,9 +245,12 @@ impl Owners {
         self.placed_nodes().iter().position(|r| r.id == id)
     }
 
-    /// Every node the layout places (the nodes listing fans out to).
+    /// Every node the layout places, and while keys move the nodes the
+    /// previous layout placed (the nodes listing fans out to: a leaving
+    /// node holds keys until the move is over).
     pub fn placed_nodes(&self) -> Vec<&NodeRecord> {
-        self.nodes.iter().filter(|(id, _)| !self.pending.contains(id)).map(|(_, r)| r).collect()
+        let before = self.prev.as_ref().map(|(p, _)| placed(p)).unwrap_or_default();
+        self.nodes.iter().filter(|(id, _)| self.placed.contains(*id) || before.contains(id.as_str())).map(|(_, r)| r).collect()
     }
 
     /// The `layout` part of `GET /admin/v1/cluster`.
@@ -242,6 +271,7 @@ impl Owners {
                     "s3_address": r.s3.to_string(),
                     "partitions_owned": owned.get(r.id.as_str()).copied().unwrap_or(0),
                     "pending": self.pending.contains(&r.id),
+                    "decommissioned": self.decommissioned.contains(&r.id),
                     "acting_for_it": self.acting_for(&r.id),
                     "self": r.id == me,
                 })
@@ -254,6 +284,7 @@ impl Owners {
             "width": self.layout.width(),
             "nodes": nodes,
             "pending": self.pending,
+            "decommissioned": self.decommissioned,
             "takeovers": self.takeovers.iter().map(|(o, (a, v))| serde_json::json!({"owner": o, "acting": a, "version": v})).collect::<Vec<_>>(),
             "stale": self.stale.keys().map(|(o, m)| serde_json::json!({"owner": o, "member": m})).collect::<Vec<_>>(),
             "moving": self.prev.as_ref().map(|(p, _)| {
@@ -284,6 +315,58 @@ pub fn registered(state: &ConfigState) -> BTreeMap<String, NodeRecord> {
         .collect()
 }
 
+/// The decommissioned nodes (a record of another format counts too: a
+/// node is never placed again by mistake).
+pub fn decommissioned(state: &ConfigState) -> std::collections::BTreeSet<String> {
+    state
+        .keys
+        .range(DECOMMISSION_PREFIX.to_string()..)
+        .take_while(|(k, _)| k.starts_with(DECOMMISSION_PREFIX))
+        .map(|(k, _)| k[DECOMMISSION_PREFIX.len()..].to_string())
+        .collect()
+}
+
+/// The registered nodes a layout places: all but the decommissioned.
+fn to_place(state: &ConfigState) -> BTreeMap<String, NodeRecord> {
+    let gone = decommissioned(state);
+    registered(state).into_iter().filter(|(id, _)| !gone.contains(id)).collect()
+}
+
+/// The command that decommissions node `id` (an operator's request:
+/// `admin`), or why it cannot be done now: the node must be registered
+/// and placed, another must stay, no move may be under way, and with
+/// buckets neither the layout before nor after may make cluster lanes.
+pub fn decommission(state: &ConfigState, id: &str, now_ms: u64) -> Result<Command, String> {
+    if !registered(state).contains_key(id) {
+        return Err(format!("node {id} is not a member of the cluster"));
+    }
+    if decommissioned(state).contains(id) {
+        return Err(format!("node {id} is decommissioned already"));
+    }
+    let Some(layout) = state.get(LAYOUT_KEY).and_then(|v| Layout::decode(&v.value).ok()) else {
+        return Err("the cluster has no layout yet".into());
+    };
+    let placed = placed(&layout);
+    if !placed.contains(id) {
+        return Err(format!("node {id} holds no partitions (pending)"));
+    }
+    let stay = to_place(state).len() - 1;
+    if stay == 0 {
+        return Err("the last node cannot be decommissioned".into());
+    }
+    if state.get(PREV_LAYOUT_KEY).is_some() {
+        return Err("keys are moving after an earlier layout change; try again once it is over".into());
+    }
+    if has_buckets(state) && (lanes_with(placed.len()) || lanes_with(stay)) {
+        return Err(format!(
+            "with {} nodes placed and {stay} staying, the cluster's lanes would have to be re-striped, which is not built yet",
+            placed.len()
+        ));
+    }
+    let value = serde_json::to_vec(&DecommissionRecord { format: DECOMMISSION_RECORD_FORMAT, since_ms: now_ms }).expect("serializes");
+    Ok(Command::Cas { key: DecommissionRecord::key(id), expect: 0, value: Some(value) })
+}
+
 /// Node id -> the layout version of its `moved/` record.
 fn moved(state: &ConfigState) -> BTreeMap<String, u64> {
     state
@@ -312,7 +395,7 @@ pub fn has_buckets(state: &ConfigState) -> bool {
 /// then with the current layout kept as `layout.prev` for the move
 /// (`handover`), in one transaction.
 pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
-    let nodes = registered(state);
+    let nodes = to_place(state);
     if nodes.is_empty() {
         return Ok(None);
     }
@@ -486,6 +569,63 @@ pub(crate) mod tests {
         // The third node would make lanes (3 nodes): it waits.
         assert!(next_layout(&s).unwrap().is_none());
         assert_eq!(owners.pending, vec![record(3).id]);
+    }
+
+    #[test]
+    fn a_decommissioned_node_leaves_the_layout_its_keys_move_and_it_is_never_placed_again() {
+        let mut s = ConfigState::default();
+        let mut i = 0;
+        for n in 1..=2 {
+            register(&mut s, &mut i, n);
+        }
+        let first = next_layout(&s).unwrap().unwrap();
+        assert!(apply(&mut s, &mut i, &first));
+        let (one, two) = (record(1).id, record(2).id);
+        assert!(decommission(&s, &hex::encode([9u8; 16]), 1).unwrap_err().contains("not a member"));
+        assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+        let cmd = decommission(&s, &two, 1).expect("node 2 may go");
+        assert!(apply(&mut s, &mut i, &cmd));
+        assert!(decommission(&s, &two, 1).unwrap_err().contains("already"));
+        assert!(decommission(&s, &one, 1).unwrap_err().contains("last node"));
+        // The leader lays out node 1 alone, keeping the layout of two.
+        let cmd = next_layout(&s).unwrap().expect("a layout without node 2");
+        assert!(matches!(&cmd, Command::Txn { .. }), "{cmd:?}");
+        assert!(apply(&mut s, &mut i, &cmd));
+        let owners = Owners::from_state(&s).unwrap().unwrap();
+        assert_eq!(owners.layout.width(), 1);
+        assert!(owners.pending.is_empty(), "a decommissioned node is not pending");
+        assert_eq!(owners.placed.iter().collect::<Vec<_>>(), vec![&one]);
+        let listed: Vec<&str> = owners.placed_nodes().iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(listed, vec![one.as_str(), two.as_str()], "the leaving node is listed while it holds keys");
+        assert_eq!(owners.gainers().into_iter().collect::<Vec<_>>(), vec![one.as_str()]);
+        let from_two = (0..crate::layout::PARTITIONS).filter(|&p| owners.moving_from(p).is_some_and(|r| r.id == two)).count();
+        assert!(from_two > 1600 && from_two < 2500, "node 2's partitions move: {from_two}");
+        assert!(decommission(&s, &one, 1).is_err(), "nothing else while keys move");
+        let done = MovedRecord { format: MOVED_RECORD_FORMAT, layout: owners.layout.version };
+        assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&one), value: serde_json::to_vec(&done).unwrap() }));
+        let fin = move_finished(&s).unwrap().expect("the move is over");
+        assert!(apply(&mut s, &mut i, &fin));
+        let owners = Owners::from_state(&s).unwrap().unwrap();
+        let listed: Vec<&str> = owners.placed_nodes().iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(listed, vec![one.as_str()]);
+        assert!(next_layout(&s).unwrap().is_none(), "node 2, still registered, is not placed again");
+        let status = owners.status(&one);
+        assert_eq!(status["decommissioned"], serde_json::json!([two]));
+    }
+
+    #[test]
+    fn a_decommission_that_would_restripe_lanes_is_refused() {
+        let mut s = ConfigState::default();
+        let mut i = 0;
+        for n in 1..=3 {
+            register(&mut s, &mut i, n);
+        }
+        let first = next_layout(&s).unwrap().unwrap();
+        assert!(apply(&mut s, &mut i, &first));
+        // Empty: the layout just changes.
+        assert!(decommission(&s, &record(3).id, 1).is_ok());
+        assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+        assert!(decommission(&s, &record(3).id, 1).unwrap_err().contains("re-striped"));
     }
 
     #[test]

@@ -311,3 +311,70 @@ async fn a_delete(c: &Client, objects: Vec<ObjectIdentifier>) -> usize {
     assert!(r.errors().is_empty(), "{:?}", r.errors());
     r.deleted().len()
 }
+
+#[test]
+fn a_decommissioned_node_hands_every_key_over_and_leaves_the_configuration() {
+    let (ca, cb) = (free_udp_port(), free_udp_port());
+    let a = start_node(ca, None, &[]);
+    let mut b = start_node(cb, Some(ca), &[]);
+    wait_for("a layout of two nodes on both", Duration::from_secs(40), || {
+        [&a, &b].iter().all(|n| {
+            let l = layout(n);
+            l["nodes"].as_array().is_some_and(|v| v.len() == 2) && l["pending"].as_array().is_some_and(|p| p.is_empty())
+        })
+    });
+    wait_for("two voters", Duration::from_secs(30), || {
+        a.admin_json("/admin/v1/cluster")["raft"]["voters"].as_array().is_some_and(|v| v.len() == 2)
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = a.client();
+    let keys: Vec<String> = (0..40).map(|i| format!("d/{i:02}")).collect();
+    rt.block_on(async {
+        c.create_bucket().bucket("keep").send().await.expect("bucket");
+        for (i, k) in keys.iter().enumerate() {
+            c.put_object().bucket("keep").key(k).body(ByteStream::from(data(k, 0, PLAIN_SIZES[i % 6]))).send().await.expect("put");
+        }
+    });
+    let before = rt.block_on(listing(&c, "keep"));
+    let (ida, idb) = (node_id(&a), node_id(&b));
+    let on_b = keys.iter().filter(|k| owner_of(&a, "keep", k) == idb).count();
+    assert!(on_b > 5, "node b owns keys: {on_b}");
+
+    // The operator's command, through node a's admin listener.
+    let admin = |node: &str| {
+        std::process::Command::new(binary_path())
+            .args(["admin", "decommission", "--node", node, "--endpoint", &format!("http://{}", a.admin_addr().unwrap())])
+            .env("AWS_ACCESS_KEY_ID", AK)
+            .env("AWS_SECRET_ACCESS_KEY", SK)
+            .output()
+            .expect("tessera admin")
+    };
+    let out = admin(&idb);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again = admin(&ida);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("last node"), "{}", String::from_utf8_lossy(&again.stderr));
+
+    let t = wait_for("b's keys to move to a and b to leave the configuration", Duration::from_secs(60), || {
+        let s = a.admin_json("/admin/v1/cluster");
+        let l = &s["layout"];
+        l["moving"].is_null()
+            && l["width"] == 1
+            && l["decommissioned"] == serde_json::json!([idb])
+            && s["raft"]["voters"].as_array().is_some_and(|v| v.len() == 1)
+    });
+    eprintln!("decommission over after {t:?}: {:#}", a.admin_json("/admin/v1/cluster")["moved_here"]);
+    assert_eq!(a.admin_json("/admin/v1/cluster")["moved_here"]["keys"].as_u64(), Some(on_b as u64));
+
+    // Node b is gone: node a serves every key, lists them all, and commits
+    // configuration changes alone.
+    b.kill9();
+    rt.block_on(async {
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(get(&c, "keep", k, None).await, Ok(data(k, 0, PLAIN_SIZES[i % 6])), "{k}");
+        }
+        assert_eq!(listing(&c, "keep").await, before);
+        c.create_bucket().bucket("after-b").send().await.expect("a bucket, with node a the only voter");
+        c.put_object().bucket("keep").key("new").body(ByteStream::from_static(b"x")).send().await.expect("a new key");
+    });
+}
