@@ -378,3 +378,69 @@ fn a_decommissioned_node_hands_every_key_over_and_leaves_the_configuration() {
         c.put_object().bucket("keep").key("new").body(ByteStream::from_static(b"x")).send().await.expect("a new key");
     });
 }
+
+#[test]
+fn a_new_owner_killed_during_the_move_finishes_it_after_its_restart_and_loses_nothing() {
+    let (ca, cb) = (free_udp_port(), free_udp_port());
+    let a = start_node(ca, None, &[]);
+    wait_for("a layout of one node", Duration::from_secs(30), || layout(&a)["nodes"].as_array().is_some_and(|v| v.len() == 1));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = a.client();
+    const N: usize = 3000;
+    let keys: Vec<String> = (0..N).map(|i| format!("many/{i:05}")).collect();
+    rt.block_on(async {
+        c.create_bucket().bucket("many").send().await.expect("bucket");
+        for chunk in keys.chunks(64) {
+            let puts: Vec<_> = chunk
+                .iter()
+                .map(|k| {
+                    let (c, k) = (c.clone(), k.clone());
+                    tokio::spawn(async move {
+                        c.put_object().bucket("many").key(&k).body(ByteStream::from(data(&k, 0, 1500))).send().await.expect("put")
+                    })
+                })
+                .collect();
+            for p in puts {
+                p.await.expect("put task");
+            }
+        }
+    });
+    let mut b = start_node(cb, Some(ca), &[]);
+    // Killed once some keys moved, before all did.
+    let moved_at_kill = loop {
+        let s = b.admin_json("/admin/v1/cluster");
+        let moved = s["moved_here"]["keys"].as_u64().unwrap_or(0);
+        if moved >= 50 {
+            assert!(!s["layout"]["moving"].is_null(), "the move ended before the kill ({moved} keys): not the case under test");
+            b.kill9();
+            break moved;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    b.start_again();
+    let t = wait_for("the move to end after b's restart", Duration::from_secs(90), || {
+        [&a, &b].iter().all(|n| layout(n)["moving"].is_null() && layout(n)["nodes"].as_array().is_some_and(|v| v.len() == 2))
+    });
+    eprintln!("{moved_at_kill} keys moved at the kill; the move ended {t:?} after the restart");
+    rt.block_on(async {
+        let cb = b.client();
+        for chunk in keys.chunks(64) {
+            let gets: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    let (c, k) = (if i % 2 == 0 { c.clone() } else { cb.clone() }, k.clone());
+                    tokio::spawn(async move {
+                        let got = get(&c, "many", &k, None).await;
+                        (k, got)
+                    })
+                })
+                .collect();
+            for g in gets {
+                let (k, got) = g.await.expect("get task");
+                assert_eq!(got, Ok(data(&k, 0, 1500)), "{k}");
+            }
+        }
+        assert_eq!(listing(&c, "many").await.len(), N, "each key listed once");
+    });
+}
