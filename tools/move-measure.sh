@@ -5,7 +5,8 @@
 # was followed and until the move was over (`layout.moving` gone on both),
 # and what the new node moved in (`moved_here`). GETS=SECS also runs a GET
 # load of that many seconds through both nodes from the moment the second
-# node starts (tessera-bench's summary follows). One data dir and
+# node starts (tessera-bench's summary follows). DECOM=1 then
+# decommissions the second node and times its keys' way back. One data dir and
 # NODE_THREADS reactors (default 1) per node, on loopback.
 # usage: tools/move-measure.sh COUNT SIZE   (e.g. 20000 4KiB)
 # BIN: dir of tessera (default target/release); BENCH: tessera-bench (default $BIN/tessera-bench).
@@ -60,6 +61,23 @@ span = float(sys.argv[1])
 k, b = m["keys"], m["bytes"] / 1e6
 print(f"node 2 moved in {k} keys, {b:.1f} MB of bodies: {k / span:.0f} keys/s, {b / span:.1f} MB/s over the move")' $(echo "$t2 - $t1" | bc)
 if [ -n "${GETS:-}" ]; then wait $G; tail -8 $OUT/gets.out; fi
+if [ -n "${DECOM:-}" ]; then
+  # And back: node 2 decommissioned, its keys move to node 1.
+  before=$(status 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["moved_here"]["keys"])')
+  id2=$(status 2 | python3 -c 'import json, sys; print(json.load(sys.stdin)["node"]["id"])')
+  t3=$(now)
+  $BIN/tessera admin decommission --node $id2 --endpoint http://127.0.0.1:$((P+11)) > /dev/null || KEEP=1
+  for _ in $(seq 36000); do
+    status 1 | python3 -c '
+import json, sys
+l = json.load(sys.stdin).get("layout") or {}
+sys.exit(0 if l.get("width") == 1 and l.get("moving") is None else 1)' && break
+    sleep 0.1
+  done
+  t4=$(now)
+  moved=$(status 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["moved_here"]["keys"])')
+  echo "decommission of node 2 over $(echo "$t4 - $t3" | bc) s after the command: $((moved - before)) keys moved to node 1"
+fi
 for p in $PIDS; do kill -0 $p 2>/dev/null || { echo "a node (pid $p) died during the run: logs in $OUT"; KEEP=1; }; done
 kill $PIDS; wait 2>/dev/null
 [ -n "${KEEP:-}" ] && echo "kept $OUT" || rm -rf $OUT

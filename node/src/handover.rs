@@ -38,6 +38,10 @@
 //! Until then listings merge every node's keys as always, a key held by
 //! both nodes for a moment listed once (`s3::list::MergedRange`).
 //!
+//! A key with more than `MAX_ROWS` rows (versions, uploads and parts) is
+//! refused (its requests answer 503 and the move does not end); paging
+//! the export would lift that.
+//!
 //! Not moved: notification and replication work the old owner had queued
 //! for a key (it stays there and fails or finds the version gone), and
 //! tier work. The old owner's background workers are not fenced from the
@@ -684,10 +688,14 @@ async fn move_all(ctx: &Rc<Ctx>, node: &Arc<ClusterNode>, owners: &Owners) -> Re
             let a: ListAnswer = serde_json::from_slice(&answer).map_err(|e| format!("a malformed list answer: {e}"))?;
             for chunk in a.keys.chunks(MOVER_CONCURRENCY) {
                 let each = chunk.iter().map(|(bucket, bid, key)| async move {
-                    let b = match ctx.shared.buckets.get(bucket) {
-                        Some(b) if b.id == *bid => b,
-                        // Gone here too (deleted meanwhile): its rows go with it.
-                        _ => return Ok(()),
+                    // Asked of the configuration when this node's registry
+                    // lacks it: a bucket not known yet is no reason to skip.
+                    let b = match ctx.shared.buckets.find(bucket).await {
+                        Ok(b) if b.id == *bid => b,
+                        // Gone (deleted meanwhile): its rows go with it.
+                        Ok(_) => return Ok(()),
+                        Err(e) if e.code == S3ErrorCode::NoSuchBucket => return Ok(()),
+                        Err(e) => return Err(e),
                     };
                     ensure(ctx, &b, key).await
                 });
