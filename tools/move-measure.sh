@@ -4,8 +4,8 @@
 # a second node joining it, and prints how long until the layout of two
 # was followed and until the move was over (`layout.moving` gone on both),
 # and what the new node moved in (`moved_here`). GETS=SECS also runs a GET
-# load of that many seconds through both nodes from the moment the second
-# node starts (tessera-bench's summary follows). DECOM=1 then
+# load of that many seconds through both nodes from the moment both follow
+# the layout of two, the move under way (tessera-bench's summary follows). DECOM=1 then
 # decommissions the second node and times its keys' way back. One data dir and
 # NODE_THREADS reactors (default 1) per node, on loopback.
 # usage: tools/move-measure.sh COUNT SIZE   (e.g. 20000 4KiB)
@@ -44,13 +44,13 @@ $BENCH --endpoint http://127.0.0.1:$((P+10)) --progress 0s fill --bucket mvbench
 tail -3 $OUT/fill.out
 t0=$(now)
 node 2
+for _ in $(seq 600); do layout_is 2 2 && layout_is 1 2 && break; sleep 0.1; done
+t1=$(now)
 if [ -n "${GETS:-}" ]; then
   $BENCH --endpoint http://127.0.0.1:$((P+10)),http://127.0.0.1:$((P+20)) --progress 0s get --bucket mvbench \
     --size $SIZE --objects $COUNT --skip-prefill --concurrency 16 --duration ${GETS}s > $OUT/gets.out 2>&1 &
   G=$!
 fi
-for _ in $(seq 600); do layout_is 2 2 && layout_is 1 2 && break; sleep 0.1; done
-t1=$(now)
 for _ in $(seq 36000); do MOVED=1 layout_is 2 2 && MOVED=1 layout_is 1 2 && break; sleep 0.1; done
 t2=$(now)
 echo "layout of two followed $(echo "$t1 - $t0" | bc) s after node 2 started; move over $(echo "$t2 - $t1" | bc) s later"
