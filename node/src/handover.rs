@@ -196,7 +196,7 @@ fn unavailable(why: impl std::fmt::Display) -> S3Error {
 
 /// Moves `key` of `b` here from its previous owner when a layout change
 /// gave its partition to this node and it may not be here yet; a no-op
-/// otherwise (outside a move: one atomic load).
+/// otherwise (outside a move: one look at the placement).
 pub async fn ensure(ctx: &Ctx, b: &BucketInfo, key: &str) -> S3Result<()> {
     let Some(node) = &ctx.shared.cluster else { return Ok(()) };
     let Some(owners) = node.owners.load_full() else { return Ok(()) };
@@ -374,18 +374,25 @@ fn seal_again(ctx: &Ctx, table: u8, summary: &mut Vec<u8>, meta: &mut Vec<u8>, d
 
 // ---- the old owner ---------------------------------------------------------
 
-/// The bucket a call names, once this node has applied the caller's
-/// layout, does not own the key, and (`drain`) serves no request of its
-/// partition. `Ok(None)`: the bucket is gone here (nothing to move).
-async fn handing_over(ctx: &Ctx, kc: &KeyCall, drain: bool) -> Result<Option<Arc<BucketInfo>>, String> {
-    if kc.v != VERSION {
+/// This node and its placement, for a call of wire version `v` made at
+/// layout version `layout`: refused unless this node applied it too.
+fn applied(ctx: &Ctx, v: u8, layout: u64) -> Result<(&Arc<ClusterNode>, Arc<Owners>), String> {
+    if v != VERSION {
         return Err("a move call of another version".into());
     }
     let node = ctx.shared.cluster.as_ref().ok_or("not in a cluster")?;
     let owners = node.owners.load_full().ok_or("no layout here yet")?;
-    if owners.layout.version < kc.layout {
-        return Err(format!("layout {} not applied here yet", kc.layout));
+    if owners.layout.version < layout {
+        return Err(format!("layout {layout} not applied here yet"));
     }
+    Ok((node, owners))
+}
+
+/// The bucket a call names, once this node has applied the caller's
+/// layout, does not own the key, and (`drain`) serves no request of its
+/// partition. `Ok(None)`: the bucket is gone here (nothing to move).
+async fn handing_over(ctx: &Ctx, kc: &KeyCall, drain: bool) -> Result<Option<Arc<BucketInfo>>, String> {
+    let (node, _) = applied(ctx, kc.v, kc.layout)?;
     if crate::forward::owned_here(ctx, &kc.bucket, &kc.key) {
         return Err("this node owns the key".into());
     }
@@ -558,14 +565,7 @@ const LIST_TABLES: [u8; 3] = [T_OBJECTS, T_VERSIONS, T_UPLOADS];
 
 async fn serve_list(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
     let lc: ListCall = serde_json::from_slice(payload).map_err(|e| format!("a malformed list call: {e}"))?;
-    if lc.v != VERSION {
-        return Err("a move call of another version".into());
-    }
-    let node = ctx.shared.cluster.as_ref().ok_or("not in a cluster")?;
-    let owners = node.owners.load_full().ok_or("no layout here yet")?;
-    if owners.layout.version < lc.layout {
-        return Err(format!("layout {} not applied here yet", lc.layout));
-    }
+    let (_, owners) = applied(ctx, lc.v, lc.layout)?;
     let (mut shard, mut ti, mut after) = match &lc.after {
         Some((s, t, k)) => (*s, LIST_TABLES.iter().position(|x| x == t).ok_or("a malformed cursor")?, Some(hex::decode(k).map_err(|_| "a malformed cursor")?)),
         None => (0, 0, None),
