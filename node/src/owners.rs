@@ -572,6 +572,41 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_sixth_node_takes_only_its_share_and_only_from_the_others() {
+        let mut s = ConfigState::default();
+        let mut i = 0;
+        for n in 1..=5 {
+            register(&mut s, &mut i, n);
+        }
+        let first = next_layout(&s).unwrap().unwrap();
+        assert!(apply(&mut s, &mut i, &first));
+        assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+        let before: Vec<String> = {
+            let o = Owners::from_state(&s).unwrap().unwrap();
+            (0..crate::layout::PARTITIONS).map(|p| o.owner_of(p).unwrap().id.clone()).collect()
+        };
+        register(&mut s, &mut i, 6);
+        let cmd = next_layout(&s).unwrap().expect("5 -> 6 nodes make no lanes: the layout changes");
+        assert!(apply(&mut s, &mut i, &cmd));
+        let owners = Owners::from_state(&s).unwrap().unwrap();
+        let six = record(6).id;
+        assert_eq!(owners.gainers().into_iter().collect::<Vec<_>>(), vec![six.as_str()]);
+        let mut moved = 0;
+        for p in 0..crate::layout::PARTITIONS {
+            let now = &owners.owner_of(p).unwrap().id;
+            if *now != before[p as usize] {
+                assert_eq!(now, &six, "partition {p} moves only to the newcomer");
+                assert_eq!(owners.moving_from(p).map(|r| &r.id), Some(&before[p as usize]));
+                moved += 1;
+            } else {
+                assert!(owners.moving_from(p).is_none());
+            }
+        }
+        // About a sixth of the partitions, never much more.
+        assert!(moved > 550 && moved < 850, "{moved} of 4096 partitions moved");
+    }
+
+    #[test]
     fn a_decommissioned_node_leaves_the_layout_its_keys_move_and_it_is_never_placed_again() {
         let mut s = ConfigState::default();
         let mut i = 0;
