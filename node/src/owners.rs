@@ -22,6 +22,10 @@
 //!   (1, 2, or 5 and more nodes): a change to or from 3 or 4 nodes
 //!   would re-stripe every lane, which is not built, so there a newly
 //!   registered node waits, shown as `pending` in the cluster status.
+//! - **Decommission** (`decommission`, an operator's request): the node
+//!   gets `decommission/<id>`, layouts place the registered nodes less the
+//!   decommissioned ones, its keys move to the others as above, and the
+//!   leader then takes it out of the Raft membership.
 //! - Every node follows the committed table (`ClusterNode::owners`,
 //!   refreshed by the Raft thread after each apply that changes `layout`
 //!   or a `node/` key).
