@@ -95,8 +95,9 @@ const PIECE_BYTES: u64 = crate::s3::put::DATA_RECORD_BYTES as u64;
 /// Keys one list answer carries at most, and index rows it scans at most.
 const LIST_KEYS: u32 = 256;
 const LIST_SCAN: usize = 16_384;
-/// Keys the mover moves at once.
-const MOVER_CONCURRENCY: usize = 8;
+/// Keys the mover moves at once (8 -> 32: 20,000 x 4 KiB moved at
+/// 3,870-4,595 against 2,966-3,460 keys/s; 1 MiB bodies the same).
+const MOVER_CONCURRENCY: usize = 32;
 const MOVER_POLL: Duration = Duration::from_millis(500);
 
 /// One object request in service on this node for its partition, from
