@@ -188,8 +188,21 @@ struct ListAnswer {
     next: Option<Cursor>,
 }
 
+thread_local! {
+    /// When this reactor last logged a failed move, and the failures since.
+    static LAST_WARN: std::cell::Cell<(Option<Instant>, u64)> = const { std::cell::Cell::new((None, 0)) };
+}
+
+/// A failed move: 503 for the client; logged at most once a second per
+/// reactor (a previous owner that is down fails every request for its keys).
 fn unavailable(why: impl std::fmt::Display) -> S3Error {
-    tracing::warn!("moving a key to this node: {why}");
+    LAST_WARN.with(|w| match w.get() {
+        (Some(t), n) if t.elapsed() < Duration::from_secs(1) => w.set((Some(t), n + 1)),
+        (_, n) => {
+            tracing::warn!(not_logged_before = n, "moving a key to this node: {why}");
+            w.set((Some(Instant::now()), 0));
+        }
+    });
     S3Error::with_message(S3ErrorCode::ServiceUnavailable, "This key is moving to this node and could not be moved yet; please retry.")
 }
 
