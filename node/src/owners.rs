@@ -667,6 +667,100 @@ pub(crate) mod tests {
         assert!(decommission(&s, &record(3).id, 1).unwrap_err().contains("re-striped"));
     }
 
+    /// Seeded histories of joins, decommissions, reports and the leader's
+    /// moves over a cluster with buckets, against the rules: one move at a
+    /// time; no change to or from 3 or 4 nodes; every partition owned by a
+    /// placed node that is not decommissioned; a partition is moving
+    /// exactly when its owner changed, from the node that held it; a move
+    /// ends only once every gainer reported; a decommissioned node is
+    /// never placed again.
+    #[test]
+    fn membership_histories_keep_the_move_rules() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let (mut moves, mut decommissions) = (0, 0);
+        for _history in 0..40 {
+            let mut s = ConfigState::default();
+            let mut i = 0;
+            let start = 1 + next(2) as u8 + if next(2) == 0 { 4 } else { 0 }; // 1, 2, 5 or 6 nodes
+            for n in 1..=start {
+                register(&mut s, &mut i, n);
+            }
+            let first = next_layout(&s).unwrap().unwrap();
+            assert!(apply(&mut s, &mut i, &first));
+            assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/b".into(), value: vec![1] }));
+            let mut joined = start;
+            let mut prev_owners: Option<Vec<String>> = None;
+            for _step in 0..12 {
+                let before = Owners::from_state(&s).unwrap().unwrap();
+                match next(4) {
+                    0 if joined < 9 => {
+                        joined += 1;
+                        register(&mut s, &mut i, joined);
+                    }
+                    1 => {
+                        let placed: Vec<&String> = before.placed.iter().collect();
+                        let victim = placed[next(placed.len() as u64) as usize].clone();
+                        if let Ok(cmd) = decommission(&s, &victim, 1) {
+                            assert!(before.prev.is_none());
+                            assert!(!lanes_with(before.placed.len()) && !lanes_with(before.placed.len() - 1));
+                            assert!(apply(&mut s, &mut i, &cmd));
+                            decommissions += 1;
+                        }
+                    }
+                    _ => {
+                        // Every gainer reports (sometimes only some do).
+                        for g in before.gainers() {
+                            if next(3) != 0 {
+                                let r = MovedRecord { format: MOVED_RECORD_FORMAT, layout: before.layout.version };
+                                assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(g), value: serde_json::to_vec(&r).unwrap() }));
+                            }
+                        }
+                    }
+                }
+                // The leader's turn.
+                let o = Owners::from_state(&s).unwrap().unwrap();
+                if let Some(fin) = move_finished(&s).unwrap() {
+                    assert!(o.gainers().iter().all(|g| o.moved_in(g)), "a move ends only once every gainer reported");
+                    assert!(apply(&mut s, &mut i, &fin));
+                    prev_owners = None;
+                }
+                if let Some(cmd) = next_layout(&s).unwrap() {
+                    let o = Owners::from_state(&s).unwrap().unwrap();
+                    assert!(o.prev.is_none(), "one move at a time");
+                    let placed_before = o.placed.len();
+                    prev_owners = Some((0..crate::layout::PARTITIONS).map(|p| o.owner_of(p).unwrap().id.clone()).collect());
+                    assert!(apply(&mut s, &mut i, &cmd));
+                    let after = Owners::from_state(&s).unwrap().unwrap();
+                    assert!(!lanes_with(placed_before) && !lanes_with(after.placed.len()), "{placed_before} -> {}", after.placed.len());
+                    moves += 1;
+                }
+                let o = Owners::from_state(&s).unwrap().unwrap();
+                for p in 0..crate::layout::PARTITIONS {
+                    let owner = &o.owner_of(p).unwrap().id;
+                    assert!(o.placed.contains(owner) && !o.decommissioned.contains(owner), "partition {p}");
+                    match (&prev_owners, o.moving_from(p)) {
+                        (Some(before), Some(from)) => {
+                            assert_eq!(&from.id, &before[p as usize]);
+                            assert_ne!(&from.id, owner);
+                        }
+                        (Some(before), None) => assert_eq!(&before[p as usize], owner, "partition {p} changed owner without moving"),
+                        (None, m) => assert!(m.is_none() && o.prev.is_none()),
+                    }
+                }
+                for d in &o.decommissioned {
+                    assert!(o.prev.is_some() || !o.placed.contains(d), "decommissioned {d} is placed after its move");
+                }
+            }
+        }
+        assert!(moves > 20 && decommissions > 3, "the histories made {moves} moves, {decommissions} decommissions");
+    }
+
     #[test]
     fn a_node_record_of_another_format_is_refused() {
         let mut r = record(1);
