@@ -77,6 +77,11 @@ pub fn raft_id(id: &[u8; 16]) -> NodeId {
     u64::from_le_bytes(id[..8].try_into().unwrap())
 }
 
+/// The Raft ids of nodes named by id hex (a malformed id names none).
+fn raft_ids(ids: impl IntoIterator<Item = String>) -> BTreeSet<NodeId> {
+    ids.into_iter().filter_map(|id| <[u8; 16]>::try_from(hex::decode(id).ok()?).ok()).map(|id| raft_id(&id)).collect()
+}
+
 fn raft_node(identity: &NodeIdentity) -> BasicNode {
     BasicNode::new(format!("{}#{}", identity.addr, identity.id_hex()))
 }
@@ -545,20 +550,10 @@ async fn leave(
     membership: &tessera_raft::openraft::Membership<NodeId, BasicNode>,
     gone: &BTreeSet<NodeId>,
 ) -> bool {
-    let still_placed: BTreeSet<NodeId> = sm
-        .read(|s| -> Option<BTreeSet<String>> {
-            let o = owners::Owners::from_state(s).ok()??;
-            let mut ids: BTreeSet<String> = o.placed.clone();
-            if o.prev.is_some() {
-                ids.extend(o.placed_nodes().iter().map(|r| r.id.clone()));
-            }
-            Some(ids)
-        })
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|id| hex::decode(id).ok()?.try_into().ok())
-        .map(|id: [u8; 16]| raft_id(&id))
-        .collect();
+    let still_placed = raft_ids(sm.read(|s| -> Vec<String> {
+        let o = owners::Owners::from_state(s).ok().flatten();
+        o.map(|o| o.placed_nodes().iter().map(|r| r.id.clone()).collect()).unwrap_or_default()
+    }));
     let leaving: BTreeSet<NodeId> = gone.iter().copied().filter(|g| !still_placed.contains(g)).collect();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let out_voters: BTreeSet<NodeId> = voters.intersection(&leaving).copied().collect();
@@ -614,12 +609,7 @@ async fn manage(node: Arc<ClusterNode>, raft: Raft, sm: StateMachineStore, out: 
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         // Decommissioned nodes never join the configuration again, and
         // leave it once their keys moved away (`owners::decommission`).
-        let gone: BTreeSet<NodeId> = sm
-            .read(|s| owners::decommissioned(s))
-            .iter()
-            .filter_map(|id| hex::decode(id).ok()?.try_into().ok())
-            .map(|id: [u8; 16]| raft_id(&id))
-            .collect();
+        let gone = raft_ids(sm.read(owners::decommissioned));
         if !gone.is_empty() && leave(&raft, &sm, &membership, &gone).await {
             continue;
         }

@@ -113,6 +113,13 @@ impl Busy {
         node.busy[partition].fetch_add(1, Ordering::SeqCst);
         Busy { node: node.clone(), partition }
     }
+
+    /// `enter` for `(bucket, key)`'s partition, in a cluster (paths that
+    /// find their key after `forward::decide`: POST, DeleteObjects).
+    pub fn for_key(ctx: &Ctx, bucket: &str, key: &str) -> Option<Busy> {
+        let node = ctx.shared.cluster.as_ref()?;
+        Some(Busy::enter(node, crate::layout::partition_of(bucket, key)))
+    }
 }
 
 impl Drop for Busy {
@@ -213,10 +220,12 @@ fn unavailable(why: impl std::fmt::Display) -> S3Error {
 /// otherwise (outside a move: one look at the placement).
 pub async fn ensure(ctx: &Ctx, b: &BucketInfo, key: &str) -> S3Result<()> {
     let Some(node) = &ctx.shared.cluster else { return Ok(()) };
-    let Some(owners) = node.owners.load_full() else { return Ok(()) };
-    if owners.prev.is_none() || node.moved_for.load(Ordering::Acquire) == owners.layout.version {
+    // Every object request passes here: a look without an Arc clone first.
+    let moving = node.owners.load().as_ref().is_some_and(|o| o.prev.is_some() && node.moved_for.load(Ordering::Acquire) != o.layout.version);
+    if !moving {
         return Ok(());
     }
+    let Some(owners) = node.owners.load_full() else { return Ok(()) };
     let p = crate::layout::partition_of(&b.name, key);
     let Some(from) = owners.moving_from(p) else { return Ok(()) };
     if owners.owner_of(p).is_none_or(|o| o.id != node.id_str()) || owners.moved_in(node.id_str()) {
@@ -238,7 +247,7 @@ impl<'a> KeyTurn<'a> {
         let id = (bucket, key.to_string());
         let start = Instant::now();
         loop {
-            if node.moving_keys.lock().expect("moving keys").insert(id.clone()) {
+            if node.moving_keys.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone()) {
                 return Ok(KeyTurn { node, id });
             }
             if start.elapsed() > KEY_WAIT {
@@ -251,7 +260,7 @@ impl<'a> KeyTurn<'a> {
 
 impl Drop for KeyTurn<'_> {
     fn drop(&mut self) {
-        self.node.moving_keys.lock().expect("moving keys").remove(&self.id);
+        self.node.moving_keys.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
     }
 }
 

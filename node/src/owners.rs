@@ -157,6 +157,8 @@ pub struct Owners {
     /// The previous layout while keys move from it (`handover`), and the
     /// configuration version of its key.
     pub prev: Option<(Layout, u64)>,
+    /// The nodes the previous layout places (empty outside a move).
+    pub prev_placed: std::collections::BTreeSet<String>,
     /// Node id -> the layout version it reported its keys moved for.
     pub moved: BTreeMap<String, u64>,
 }
@@ -178,8 +180,21 @@ impl Owners {
             Some(p) => Some((Layout::decode(&p.value).map_err(|e| format!("the previous cluster layout: {e}"))?, p.version)),
             None => None,
         };
+        let prev_placed = prev.as_ref().map(|(p, _)| self::placed(p).into_iter().map(str::to_string).collect()).unwrap_or_default();
         let moved = moved(state);
-        Ok(Some(Owners { layout, version: v.version, nodes, pending, placed, decommissioned, takeovers, stale, prev, moved }))
+        Ok(Some(Owners {
+            layout,
+            version: v.version,
+            nodes,
+            pending,
+            placed,
+            decommissioned,
+            takeovers,
+            stale,
+            prev,
+            prev_placed,
+            moved,
+        }))
     }
 
     /// While keys move (`handover`): the node that held partition `p`
@@ -253,8 +268,7 @@ impl Owners {
     /// previous layout placed (the nodes listing fans out to: a leaving
     /// node holds keys until the move is over).
     pub fn placed_nodes(&self) -> Vec<&NodeRecord> {
-        let before = self.prev.as_ref().map(|(p, _)| placed(p)).unwrap_or_default();
-        self.nodes.iter().filter(|(id, _)| self.placed.contains(*id) || before.contains(id.as_str())).map(|(_, r)| r).collect()
+        self.nodes.iter().filter(|(id, _)| self.placed.contains(*id) || self.prev_placed.contains(*id)).map(|(_, r)| r).collect()
     }
 
     /// The `layout` part of `GET /admin/v1/cluster`.

@@ -54,7 +54,7 @@ pub(crate) async fn delete_here(
             // In service for its partition from before its ownership is
             // checked (`handover::Busy`), and moved here first if this
             // node gained it in a layout change.
-            let _busy = ctx.shared.cluster.as_ref().map(|n| crate::handover::Busy::enter(n, crate::layout::partition_of(&b.name, key)));
+            let _busy = crate::handover::Busy::for_key(ctx, &b.name, key);
             if !crate::forward::owned_here(ctx, &b.name, key) {
                 return Err(S3Error::with_message(S3ErrorCode::ServiceUnavailable, "The cluster's placement is changing; please retry."));
             }

@@ -241,7 +241,7 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     // prefix) gets here.
     // In service for its partition from before its ownership is checked
     // (`handover::Busy`), as `forward::decide` counts other requests.
-    let _busy = ctx.shared.cluster.as_ref().map(|n| crate::handover::Busy::enter(n, crate::layout::partition_of(&bucket_name, &key)));
+    let _busy = crate::handover::Busy::for_key(ctx, &bucket_name, &key);
     if !crate::forward::owned_here(ctx, &bucket_name, &key) {
         return Err(S3Error::with_message(
             S3ErrorCode::NotImplemented,
