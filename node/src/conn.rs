@@ -346,7 +346,7 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
             // A browser POST upload's key is in its form: found by reading ahead.
             if let crate::forward::Decision::Local(_, false, _) = decision {
                 if let Some((to, version)) =
-                    crate::forward::post_owner(node, &mut conn, &mut head, &ctx.shared.config.vhost_domains).await
+                    crate::forward_post::post_owner(node, &mut conn, &mut head, &ctx.shared.config.vhost_domains).await
                 {
                     decision = crate::forward::Decision::Forward { to, version };
                 }

@@ -44,6 +44,7 @@ pub mod owners;
 pub mod paged;
 pub mod process;
 pub mod forward;
+pub mod forward_post;
 pub mod handover;
 pub mod fanout;
 pub mod copy_remote;

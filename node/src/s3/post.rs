@@ -235,7 +235,7 @@ pub async fn post_object(ctx: &Rc<Ctx>, req: &mut Request<'_>, b: &BucketInfo) -
     if key.len() > MAX_KEY_BYTES {
         return Err(S3Error::new(S3ErrorCode::KeyTooLongError));
     }
-    // In a cluster the key's owner must store it. `forward::post_owner`
+    // In a cluster the key's owner must store it. `forward_post::post_owner`
     // forwards a form whose key it finds ahead; one it could not read
     // ahead (a chunked body, a header-signed POST with Expect, a long
     // prefix) gets here.
