@@ -196,9 +196,10 @@ pub struct ClusterNode {
     /// partition's keys over waits until none is left.
     pub busy: Box<[std::sync::atomic::AtomicU32]>,
     /// Keys moved here by `handover` (taken from their previous owner),
-    /// and their bodies' bytes.
+    /// their bodies' bytes, and the export pages they took.
     pub moved_keys: AtomicU64,
     pub moved_bytes: AtomicU64,
+    pub moved_pages: AtomicU64,
     /// The layout version whose keys all moved here (the mover's pass
     /// ended; `ensure` stops asking), and the keys being moved now.
     pub moved_for: AtomicU64,
@@ -295,6 +296,7 @@ impl ClusterNode {
             busy: (0..crate::layout::PARTITIONS).map(|_| std::sync::atomic::AtomicU32::new(0)).collect(),
             moved_keys: AtomicU64::new(0),
             moved_bytes: AtomicU64::new(0),
+            moved_pages: AtomicU64::new(0),
             moved_for: AtomicU64::new(0),
             moving_keys: Mutex::new(std::collections::HashSet::new()),
             owners_seen: AtomicU64::new(0),
@@ -467,6 +469,7 @@ impl ClusterNode {
             "moved_here": {
                 "keys": self.moved_keys.load(Relaxed),
                 "bytes": self.moved_bytes.load(Relaxed),
+                "pages": self.moved_pages.load(Relaxed),
                 "done_for_layout": self.moved_for.load(Relaxed),
             },
         })

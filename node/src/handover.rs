@@ -38,9 +38,13 @@
 //! Until then listings merge every node's keys as always, a key held by
 //! both nodes for a moment listed once (`s3::list::MergedRange`).
 //!
-//! A key with more than `MAX_ROWS` rows (versions, uploads and parts) is
-//! refused (its requests answer 503 and the move does not end); paging
-//! the export would lift that.
+//! A key moves a page at a time (`PAGE_ROWS` rows, about `PAGE_BYTES` of
+//! them): each page is exported, imported and dropped before the next is
+//! asked for, so a key of any number of versions, uploads and parts moves
+//! with bounded memory and frames, and at every moment each of its rows is
+//! on one node or both. The key is served here only once an export finds
+//! nothing left. (A caller of before paging asks for every row at once:
+//! up to `MAX_ROWS`.)
 //!
 //! Not moved: notification and replication work the old owner had queued
 //! for a key (it stays there and fails or finds the version gone), and
@@ -86,8 +90,12 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const DRAIN_WAIT: Duration = Duration::from_secs(20);
 /// How long a request waits for another move of its key on this node.
 const KEY_WAIT: Duration = Duration::from_secs(60);
-/// Most rows one key may have to be moved (versions, uploads, parts).
+/// The most rows an export answers a caller that does not page.
 const MAX_ROWS: usize = 10_000;
+/// The most rows of one page...
+const PAGE_ROWS: u32 = 1_000;
+/// ...and about the most bytes of summaries, metas and inline bodies.
+const PAGE_BYTES: usize = 4 << 20;
 /// Inline bodies up to this size travel in the export; larger ones are read.
 const EXPORT_INLINE_BYTES: usize = 16 * 1024;
 /// The piece a body is read and written in: one data record.
@@ -136,6 +144,11 @@ struct KeyCall {
     bucket: String,
     bucket_id: u64,
     key: String,
+    /// An export's page: at most this many rows (and about `PAGE_BYTES`);
+    /// the caller drops them and asks again until none are left. Absent
+    /// (a caller of before paging): every row, up to `MAX_ROWS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    page: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -275,18 +288,58 @@ fn unhex(s: &str) -> S3Result<Vec<u8>> {
     hex::decode(s).map_err(|_| unavailable("a malformed export"))
 }
 
-/// Export, import and drop of one key (see the module doc).
+/// Export, import and drop of one key, a page at a time (see the module
+/// doc).
 async fn pull(ctx: &Ctx, node: &Arc<ClusterNode>, owners: &Owners, peer: &NodeIdentity, b: &BucketInfo, key: &str) -> S3Result<()> {
-    let kc = KeyCall { v: VERSION, layout: owners.layout.version, bucket: b.name.clone(), bucket_id: b.id, key: key.to_string() };
-    let answer = call(node, peer, METHOD_MOVE_EXPORT, serde_json::to_vec(&kc).expect("a key call serializes")).await?;
-    let rows: Vec<Row> = serde_json::from_slice(&answer).map_err(|e| unavailable(format!("a malformed export: {e}")))?;
-    if rows.is_empty() {
-        return Ok(());
+    let kc = KeyCall {
+        v: VERSION,
+        layout: owners.layout.version,
+        bucket: b.name.clone(),
+        bucket_id: b.id,
+        key: key.to_string(),
+        page: Some(page_rows()),
+    };
+    let mut bytes = 0u64;
+    let mut pages = 0u64;
+    loop {
+        let answer = call(node, peer, METHOD_MOVE_EXPORT, serde_json::to_vec(&kc).expect("a key call serializes")).await?;
+        let rows: Vec<Row> = serde_json::from_slice(&answer).map_err(|e| unavailable(format!("a malformed export: {e}")))?;
+        if rows.is_empty() {
+            break;
+        }
+        bytes += import(ctx, node, peer, &kc, b, &rows).await?;
+        let dc = DropCall { call: kc.clone(), rows: rows.iter().map(|r| (r.table, r.key.clone())).collect() };
+        let dropped = call(node, peer, METHOD_MOVE_DROP, serde_json::to_vec(&dc).expect("a drop call serializes")).await?;
+        if dropped == b"0" {
+            // Exported but not dropped: asking again would find it again.
+            return Err(unavailable("the previous owner dropped none of a page it exported"));
+        }
+        pages += 1;
     }
-    let shard = crate::s3::shard_of(ctx, &b.name, key);
+    if pages > 0 {
+        node.moved_keys.fetch_add(1, Ordering::Relaxed);
+        node.moved_bytes.fetch_add(bytes, Ordering::Relaxed);
+        node.moved_pages.fetch_add(pages, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Rows per export page this node asks for (`TESSERA_TEST_MOVE_PAGE_ROWS`
+/// makes pages small in tests).
+fn page_rows() -> u32 {
+    static ROWS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *ROWS.get_or_init(|| {
+        std::env::var("TESSERA_TEST_MOVE_PAGE_ROWS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(PAGE_ROWS)
+    })
+}
+
+/// Writes one exported page of rows here (bodies, then every row in one
+/// transaction on the key's lock, rows held already kept): the body bytes.
+async fn import(ctx: &Ctx, node: &Arc<ClusterNode>, peer: &NodeIdentity, kc: &KeyCall, b: &BucketInfo, rows: &[Row]) -> S3Result<u64> {
+    let shard = crate::s3::shard_of(ctx, &b.name, &kc.key);
     let mut muts = Vec::with_capacity(rows.len());
     let mut bytes = 0u64;
-    for row in &rows {
+    for row in rows {
         let mut summary = unhex(&row.summary)?;
         let mut meta = unhex(&row.meta)?;
         let body = match &row.body {
@@ -297,7 +350,7 @@ async fn pull(ctx: &Ctx, node: &Arc<ClusterNode>, owners: &Owners, peer: &NodeId
             }
             RowBody::Read { len, inline } => {
                 bytes += len;
-                copy_body(ctx, node, peer, &kc, row, *len, *inline, shard).await?
+                copy_body(ctx, node, peer, kc, row, *len, *inline, shard).await?
             }
         };
         if let Some(dk) = &row.dk {
@@ -305,7 +358,7 @@ async fn pull(ctx: &Ctx, node: &Arc<ClusterNode>, owners: &Owners, peer: &NodeId
         }
         muts.push(Mutation::Put { table: row.table, key: unhex(&row.key)?, summary, meta, body });
     }
-    let lock = vec![(T_OBJECTS, object_key(b.id, key))];
+    let lock = vec![(T_OBJECTS, object_key(b.id, &kc.key))];
     ctx.shards
         .txn(shard, lock, move |local| async move {
             let fresh: Vec<Mutation> = muts
@@ -323,11 +376,7 @@ async fn pull(ctx: &Ctx, node: &Arc<ClusterNode>, owners: &Owners, peer: &NodeId
         .await
         .map_err(crate::s3::io_error)?
         .map_err(crate::s3::io_error)?;
-    let dc = DropCall { call: kc, rows: rows.iter().map(|r| (r.table, r.key.clone())).collect() };
-    call(node, peer, METHOD_MOVE_DROP, serde_json::to_vec(&dc).expect("a drop call serializes")).await?;
-    node.moved_keys.fetch_add(1, Ordering::Relaxed);
-    node.moved_bytes.fetch_add(bytes, Ordering::Relaxed);
-    Ok(())
+    Ok(bytes)
 }
 
 /// Reads a row's body from the old owner into this node's `shard`: as
@@ -433,45 +482,59 @@ async fn handing_over(ctx: &Ctx, kc: &KeyCall, drain: bool) -> Result<Option<Arc
     Ok(Some(b))
 }
 
-/// The keys of every row `key` of bucket `bucket` has on `shard`.
-fn rows_of(shard: &tessera_io::Shard, bucket: u64, key: &str) -> Result<Vec<(u8, Vec<u8>)>, String> {
+/// Whether `rest`, what follows `object_key \0` in a row key, is an
+/// upload of that key (`upload id`) or a part of one (`upload id \0
+/// number`): upload ids are hex, so a NUL in them is another key's (one
+/// whose name goes on past the NUL).
+fn upload_rest(table: u8, rest: &[u8]) -> bool {
+    match table {
+        T_UPLOADS => !rest.is_empty() && !rest.contains(&0),
+        T_PARTS => match rest.iter().position(|&c| c == 0) {
+            Some(i) => i > 0 && rest.len() - i - 1 == 4,
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// Whether row `k` of `table` is one of `key`'s (bucket `bucket`).
+fn belongs(table: u8, k: &[u8], bucket: u64, key: &str) -> bool {
+    let okey = object_key(bucket, key);
+    match table {
+        T_OBJECTS => k == okey.as_slice(),
+        T_VERSIONS => k.starts_with(&versions_prefix(bucket, key)),
+        T_UPLOADS | T_PARTS => k.len() > okey.len() && k.starts_with(&okey) && k[okey.len()] == 0 && upload_rest(table, &k[okey.len() + 1..]),
+        _ => false,
+    }
+}
+
+/// The keys of the first `limit` rows `key` of bucket `bucket` has on
+/// `shard`: its current version, its versions, its parts, its uploads.
+fn rows_of(shard: &tessera_io::Shard, bucket: u64, key: &str, limit: usize) -> Vec<(u8, Vec<u8>)> {
     let mut out = Vec::new();
     let okey = object_key(bucket, key);
     if shard.get(T_OBJECTS, &okey).is_some() {
         out.push((T_OBJECTS, okey.clone()));
     }
-    let scan = |table: u8, prefix: &[u8], rest_ok: &dyn Fn(&[u8]) -> bool, out: &mut Vec<(u8, Vec<u8>)>| {
+    let mut uprefix = okey;
+    uprefix.push(0);
+    for (table, prefix) in [(T_VERSIONS, versions_prefix(bucket, key)), (T_PARTS, uprefix.clone()), (T_UPLOADS, uprefix)] {
         let mut after: Option<Vec<u8>> = None;
-        loop {
-            let batch = shard.range(table, prefix, after.as_deref(), 1000);
+        while out.len() < limit {
+            let batch = shard.range(table, &prefix, after.as_deref(), 1000);
             let done = batch.len() < 1000;
             for (k, _) in batch {
-                if rest_ok(&k[prefix.len()..]) {
+                if out.len() < limit && (table == T_VERSIONS || upload_rest(table, &k[prefix.len()..])) {
                     out.push((table, k.clone()));
                 }
                 after = Some(k);
             }
-            if done || out.len() > MAX_ROWS {
+            if done {
                 break;
             }
         }
-    };
-    scan(T_VERSIONS, &versions_prefix(bucket, key), &|_| true, &mut out);
-    let mut uprefix = okey;
-    uprefix.push(0);
-    // Upload ids are hex: a NUL after the prefix is another key's.
-    let mut uploads = Vec::new();
-    scan(T_UPLOADS, &uprefix, &|rest: &[u8]| !rest.is_empty() && !rest.contains(&0), &mut uploads);
-    for (_, u) in &uploads {
-        let mut pprefix = u.clone();
-        pprefix.push(0);
-        scan(T_PARTS, &pprefix, &|rest: &[u8]| rest.len() == 4, &mut out);
     }
-    out.extend(uploads);
-    if out.len() > MAX_ROWS {
-        return Err(format!("the key has more than {MAX_ROWS} rows to move"));
-    }
-    Ok(out)
+    out
 }
 
 /// The opened data key of an SSE-S3/SSE-KMS row, hex.
@@ -494,15 +557,28 @@ async fn serve_export(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
     let kc: KeyCall = serde_json::from_slice(payload).map_err(|e| format!("a malformed export call: {e}"))?;
     let Some(b) = handing_over(ctx, &kc, true).await? else { return Ok(b"[]".to_vec()) };
     let shard = crate::s3::shard_of(ctx, &b.name, &kc.key);
-    let (bid, key) = (b.id, kc.key.clone());
+    let (bid, key, page) = (b.id, kc.key.clone(), kc.page);
     let lock = vec![(T_OBJECTS, object_key(bid, &key))];
     let stored = ctx
         .shards
         .txn(shard, lock, move |local| async move {
+            let limit = page.map_or(MAX_ROWS + 1, |n| n.max(1) as usize);
+            let found = rows_of(&local.shard, bid, &key, limit);
+            if page.is_none() && found.len() > MAX_ROWS {
+                return Err(format!("the key has more than {MAX_ROWS} rows to move"));
+            }
             let mut out = Vec::new();
-            for (table, k) in rows_of(&local.shard, bid, &key)? {
+            let mut size = 0;
+            for (table, k) in found {
+                if page.is_some() && size >= PAGE_BYTES {
+                    break;
+                }
                 let s = crate::stripes_io::load(&local.shard, table, &k).await.map_err(|e| e.to_string())?;
                 if let Some(s) = s {
+                    size += k.len() + s.summary.len() + s.meta.len();
+                    if let Body::Inline(d) = &s.body {
+                        size += d.len().min(EXPORT_INLINE_BYTES + 1);
+                    }
                     out.push((table, k, s));
                 }
             }
@@ -556,10 +632,9 @@ async fn serve_drop(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
     let n = ctx
         .shards
         .txn(shard, lock, move |local| async move {
-            let mine: BTreeSet<(u8, Vec<u8>)> = rows_of(&local.shard, bid, &key)?.into_iter().collect();
             let muts: Vec<Mutation> = rows
                 .into_iter()
-                .filter(|r| mine.contains(r))
+                .filter(|(table, k)| belongs(*table, k, bid, &key) && local.shard.get(*table, k).is_some())
                 .map(|(table, key)| Mutation::Delete { table, key })
                 .collect();
             let n = muts.len();
@@ -778,7 +853,7 @@ mod tests {
                 muts.push(put(T_PARTS, part_key(bucket, key, "00ff", 2)));
             }
             shard.commit(muts).await.expect("commit");
-            let rows = rows_of(&shard, 1, "a").expect("rows");
+            let rows = rows_of(&shard, 1, "a", usize::MAX);
             let mut want = vec![
                 (T_OBJECTS, object_key(1, "a")),
                 (T_VERSIONS, version_key(1, "a", &v(2))),
@@ -795,7 +870,36 @@ mod tests {
             for (table, k) in rows.iter().filter(|(t, _)| *t != T_PARTS) {
                 assert_eq!(key_of_row(*table, k), Some((1, b"a".to_vec())), "table {table}");
             }
-            assert!(rows_of(&shard, 1, "none").expect("rows").is_empty());
+            assert!(rows_of(&shard, 1, "none", usize::MAX).is_empty());
+            // What a drop call accepts: the key's rows, no neighbour's.
+            for (table, k) in &rows {
+                assert!(belongs(*table, k, 1, "a"), "table {table}");
+            }
+            for (bucket, key) in [(1, "a\u{1}"), (1, "ab"), (2, "a"), (1, "a/b")] {
+                for (table, k) in rows_of(&shard, bucket, key, usize::MAX) {
+                    assert!(!belongs(table, &k, 1, "a"), "{bucket} {key:?} table {table}");
+                    assert!(belongs(table, &k, bucket, key), "{bucket} {key:?} table {table}");
+                }
+            }
+
+            // Paged as the move pages it: a page taken, dropped, the next
+            // asked for, until none is left; every row comes exactly once.
+            let mut paged = Vec::new();
+            loop {
+                let page = rows_of(&shard, 1, "a", 4);
+                assert!(page.len() <= 4);
+                if page.is_empty() {
+                    break;
+                }
+                shard
+                    .commit(page.iter().map(|(table, key)| Mutation::Delete { table: *table, key: key.clone() }).collect())
+                    .await
+                    .expect("drop");
+                paged.extend(page);
+            }
+            paged.sort();
+            assert_eq!(paged, want);
+            assert_eq!(rows_of(&shard, 1, "ab", usize::MAX).len(), 6, "a neighbour's rows stay");
         });
     }
 }

@@ -106,7 +106,10 @@ const PLAIN_SIZES: [usize; 6] = [0, 1000, 20_000, 300_000, 3_500_000, 5];
 #[test]
 fn a_joining_node_takes_its_keys_with_every_version_and_upload_and_serves_them_alone() {
     let (ca, cb) = (free_udp_port(), free_udp_port());
-    let env = [("TESSERA_TEST_MOVER_DELAY_MS", "6000")];
+    // Pages of 2 rows: a versioned key (its current row, 3 versions, a
+    // delete marker) moves in 2 or 3 pages, the upload's part before its
+    // upload row.
+    let env = [("TESSERA_TEST_MOVER_DELAY_MS", "6000"), ("TESSERA_TEST_MOVE_PAGE_ROWS", "2")];
     let mut a = start_node(ca, None, &env);
     wait_for("a layout of one node", Duration::from_secs(30), || {
         layout(&a)["nodes"].as_array().is_some_and(|v| v.len() == 1)
@@ -210,7 +213,12 @@ fn a_joining_node_takes_its_keys_with_every_version_and_upload_and_serves_them_a
     let t = wait_for("the move to end on both nodes", Duration::from_secs(60), || {
         [&a, &b].iter().all(|n| layout(n)["moving"].is_null())
     });
-    eprintln!("move over {t:?} after the layout; status {:#}", b.admin_json("/admin/v1/cluster")["moved_here"]);
+    let moved = b.admin_json("/admin/v1/cluster")["moved_here"].clone();
+    eprintln!("move over {t:?} after the layout; status {moved:#}");
+    // Pages of 2 rows: each versioned key (half of 16 move, as half of
+    // every partition) took 2 or 3 pages.
+    let (keys, pages) = (moved["keys"].as_u64().unwrap(), moved["pages"].as_u64().unwrap());
+    assert!(pages > keys, "{pages} pages for {keys} keys");
     rt.block_on(async {
         let overwritten: Vec<&String> = b_keys.iter().take(3).copied().collect();
         let deleted: Vec<&String> = b_keys[3..6].to_vec();
