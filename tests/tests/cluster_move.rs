@@ -7,7 +7,7 @@
 //! later move; and once the move is over the old owner holds none of them
 //! (the new owner serves them with the old owner killed).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
@@ -347,6 +347,26 @@ fn a_decommissioned_node_hands_every_key_over_and_leaves_the_configuration() {
     let (ida, idb) = (node_id(&a), node_id(&b));
     let on_b = keys.iter().filter(|k| owner_of(&a, "keep", k) == idb).count();
     assert!(on_b > 5, "node b owns keys: {on_b}");
+    // A key of node b with 600 versions of 15,000 bytes, stored inline:
+    // about 18 MB as exported (hex), past one RPC frame (16 MiB), so it
+    // moves in pages of about 4 MiB.
+    let hist = (0..).map(|n| format!("hist-{n}")).find(|k| owner_of(&a, "hist", k) == idb).unwrap();
+    let hist_versions = rt.block_on(async {
+        c.create_bucket().bucket("hist").send().await.expect("bucket");
+        c.put_bucket_versioning()
+            .bucket("hist")
+            .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+            .send()
+            .await
+            .expect("versioning");
+        let mut ids = Vec::new();
+        for round in 0..600u32 {
+            let body = data(&hist, (round % 251) as u8, 15_000);
+            let r = c.put_object().bucket("hist").key(&hist).body(ByteStream::from(body)).send().await.expect("put version");
+            ids.push((r.version_id().unwrap().to_string(), round));
+        }
+        ids
+    });
 
     // The operator's command, through node a's admin listener.
     let admin = |node: &str| {
@@ -371,8 +391,10 @@ fn a_decommissioned_node_hands_every_key_over_and_leaves_the_configuration() {
             && l["decommissioned"] == serde_json::json!([idb])
             && s["raft"]["voters"].as_array().is_some_and(|v| v.len() == 1)
     });
-    eprintln!("decommission over after {t:?}: {:#}", a.admin_json("/admin/v1/cluster")["moved_here"]);
-    assert_eq!(a.admin_json("/admin/v1/cluster")["moved_here"]["keys"].as_u64(), Some(on_b as u64));
+    let moved = a.admin_json("/admin/v1/cluster")["moved_here"].clone();
+    eprintln!("decommission over after {t:?}: {moved:#}");
+    assert_eq!(moved["keys"].as_u64(), Some(on_b as u64 + 1));
+    assert!(moved["pages"].as_u64().unwrap() >= on_b as u64 + 3, "the 600 versions took 3 pages or more: {moved:#}");
 
     // Node b is gone: node a serves every key, lists them all, and commits
     // configuration changes alone.
@@ -382,6 +404,13 @@ fn a_decommissioned_node_hands_every_key_over_and_leaves_the_configuration() {
             assert_eq!(get(&c, "keep", k, None).await, Ok(data(k, 0, PLAIN_SIZES[i % 6])), "{k}");
         }
         assert_eq!(listing(&c, "keep").await, before);
+        let listed = versions(&c, "hist").await;
+        assert_eq!(listed.len(), 600);
+        let want: BTreeSet<&str> = hist_versions.iter().map(|(v, _)| v.as_str()).collect();
+        assert_eq!(listed.iter().map(|l| l.1.as_str()).collect::<BTreeSet<_>>(), want);
+        for (v, round) in hist_versions.iter().step_by(37).chain(hist_versions.last()) {
+            assert_eq!(get(&c, "hist", &hist, Some(v)).await, Ok(data(&hist, (*round % 251) as u8, 15_000)), "version {round}");
+        }
         c.create_bucket().bucket("after-b").send().await.expect("a bucket, with node a the only voter");
         c.put_object().bucket("keep").key("new").body(ByteStream::from_static(b"x")).send().await.expect("a new key");
     });
