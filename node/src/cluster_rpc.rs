@@ -227,7 +227,8 @@ async fn serve_conn(node: &Arc<ClusterNode>, mut s: TcpStream, host: Option<Rc<d
                 | crate::handover::METHOD_MOVE_EXPORT
                 | crate::handover::METHOD_MOVE_READ
                 | crate::handover::METHOD_MOVE_DROP
-                | crate::handover::METHOD_MOVE_LIST,
+                | crate::handover::METHOD_MOVE_LIST
+                | crate::handover::METHOD_MOVE_QUEUE,
                 Some(host),
             ) => {
                 if tokens_rx.recv().await.is_err() {

@@ -46,12 +46,22 @@
 //! nothing left. (A caller of before paging asks for every row at once:
 //! up to `MAX_ROWS`.)
 //!
-//! Not moved: notification and replication work the old owner had queued
-//! for a key (it stays there and fails or finds the version gone), and
-//! tier work. The old owner's background workers are not fenced from the
-//! keys it still holds: a change one makes between a key's export and its
-//! drop is lost with the drop (a lifecycle action is taken again by the
-//! new owner's walk).
+//! The old owner's background workers are fenced as its requests are: a
+//! lifecycle action, a transition's stub or a replication outcome holds
+//! the key's partition (`hold`) and is not made once another node owns
+//! the key, so no change lands between a key's export and its drop (the
+//! new owner's workers take the key over).
+//!
+//! Replication work the old owner had queued for a key goes to the key's
+//! owner (`METHOD_MOVE_QUEUE`, from the old owner's replication worker:
+//! `hand_off_queue`): the owner moves the key first, then commits the
+//! entries as they were (same queue keys, so their order stays) and its
+//! own worker sends them and records the outcome on the version there.
+//! An outcome the old owner learns after its key moved is not recorded
+//! there; the entry stays and is handed over, so the version is sent
+//! again (at least once, as replication always is). Not moved:
+//! notification work the old owner had queued for a key (it delivers it
+//! there), and tier copies it queued for deletion.
 //!
 //! Wire (FORMAT BOUNDARY, inside the authenticated RPC frame), version 1:
 //! JSON calls and answers (`KeyCall`, `Row`, `ReadCall`, `DropCall`,
@@ -73,7 +83,7 @@ use crate::buckets::BucketInfo;
 use crate::cluster::ClusterNode;
 use crate::meta::{
     object_key, parse_version_key, split_upload_key, versions_prefix, ObjectMeta, UploadInfo, T_OBJECTS, T_PARTS,
-    T_UPLOADS, T_VERSIONS,
+    T_REPLICATION, T_UPLOADS, T_VERSIONS,
 };
 use crate::owners::{MovedRecord, Owners, MOVED_RECORD_FORMAT};
 use crate::server::Ctx;
@@ -82,6 +92,7 @@ pub const METHOD_MOVE_EXPORT: u16 = 44;
 pub const METHOD_MOVE_READ: u16 = 45;
 pub const METHOD_MOVE_DROP: u16 = 46;
 pub const METHOD_MOVE_LIST: u16 = 47;
+pub const METHOD_MOVE_QUEUE: u16 = 48;
 const VERSION: u8 = 1;
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an export or drop waits for the partition's requests in
@@ -128,6 +139,18 @@ impl Busy {
         let node = ctx.shared.cluster.as_ref()?;
         Some(Busy::enter(node, crate::layout::partition_of(bucket, key)))
     }
+}
+
+/// A background worker's hold on a key it is about to change here (a
+/// lifecycle action, a transition's stub, a replication outcome): `None`
+/// when another node owns the key now (its partition moved: its rows go,
+/// or went, to that node, whose own workers take it over). Held across
+/// the change, so the key's export waits for it as it waits for requests
+/// (`Busy`, counted before ownership is checked); outside a cluster, an
+/// empty hold.
+pub fn hold(ctx: &Ctx, bucket: &str, key: &str) -> Option<Option<Busy>> {
+    let busy = Busy::for_key(ctx, bucket, key);
+    crate::forward::owned_here(ctx, bucket, key).then_some(busy)
 }
 
 impl Drop for Busy {
@@ -720,9 +743,102 @@ pub async fn serve(ctx: &Rc<Ctx>, method: u16, payload: &[u8]) -> Result<Vec<u8>
         METHOD_MOVE_READ => serve_read(ctx, payload).await,
         METHOD_MOVE_DROP => serve_drop(ctx, payload).await,
         METHOD_MOVE_LIST => serve_list(ctx, payload).await,
+        METHOD_MOVE_QUEUE => serve_queue(ctx, payload).await,
         _ => Err("unknown move call".into()),
     };
     r.map_err(String::into_bytes)
+}
+
+// ---- queued replication work ---------------------------------------------------
+
+/// Queue entries of one key handed to its owner (hex: entry key, summary,
+/// meta, as stored in `table`).
+#[derive(Serialize, Deserialize)]
+struct QueueCall {
+    call: KeyCall,
+    table: u8,
+    entries: Vec<(String, String, String)>,
+}
+
+/// The node that owns `(bucket, key)` now when it is another one and the
+/// layout has no cluster lanes (keys move between owners only then): where
+/// work this node queued for the key goes.
+pub fn owner_elsewhere(ctx: &Ctx, bucket: &str, key: &str) -> Option<NodeIdentity> {
+    let node = ctx.shared.cluster.as_ref()?;
+    let owners = node.owners.load_full()?;
+    if owners.has_lanes() {
+        return None;
+    }
+    let owner = owners.owner_of(crate::layout::partition_of(bucket, key))?;
+    if owner.id == node.id_hex() {
+        return None;
+    }
+    crate::fanout::identity(owner)
+}
+
+/// Hands `entries` (rows of `table`, queued for `key` of bucket `bucket`
+/// by this node) to `to`, the key's owner; the caller deletes them here
+/// once this returns `Ok`.
+pub async fn hand_off_queue(ctx: &Ctx, to: &NodeIdentity, bucket: &str, bucket_id: u64, key: &str, table: u8, entries: &[(Vec<u8>, Vec<u8>, Vec<u8>)]) -> Result<(), String> {
+    let node = ctx.shared.cluster.as_ref().ok_or("not in a cluster")?;
+    let layout = node.owners.load().as_ref().map_or(0, |o| o.layout.version);
+    let kc = KeyCall { v: VERSION, layout, bucket: bucket.to_string(), bucket_id, key: key.to_string(), page: None };
+    let entries = entries.iter().map(|(k, s, m)| (hex::encode(k), hex::encode(s), hex::encode(m))).collect();
+    let qc = QueueCall { call: kc, table, entries };
+    call(node, to, METHOD_MOVE_QUEUE, serde_json::to_vec(&qc).expect("a queue call serializes")).await.map(|_| ()).map_err(|e| e.message)
+}
+
+/// Takes queue entries of a key this node owns: the key moved here first
+/// (its versions must be here before work on them is), then the entries
+/// committed as they came (an entry already here kept), the clock of its
+/// core raised past their ids and its worker woken.
+async fn serve_queue(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
+    let qc: QueueCall = serde_json::from_slice(payload).map_err(|e| format!("a malformed queue call: {e}"))?;
+    let kc = &qc.call;
+    if kc.v != VERSION {
+        return Err("a move call of another version".into());
+    }
+    if qc.table != T_REPLICATION {
+        return Err(format!("queue entries of table {} are not taken", qc.table));
+    }
+    if !crate::forward::owned_here(ctx, &kc.bucket, &kc.key) {
+        return Err("this node does not own the key".into());
+    }
+    let Some(b) = ctx.shared.buckets.get(&kc.bucket).filter(|b| b.id == kc.bucket_id) else {
+        // The bucket is gone: so is the work on it.
+        return Ok(b"0".to_vec());
+    };
+    ensure(ctx, &b, &kc.key).await.map_err(|e| e.message)?;
+    let mut rows = Vec::with_capacity(qc.entries.len());
+    for (k, s, m) in &qc.entries {
+        let (k, s, m) = (hex::decode(k), hex::decode(s), hex::decode(m));
+        let (Ok(k), Ok(s), Ok(m)) = (k, s, m) else { return Err("a malformed queue entry".into()) };
+        rows.push((k, s, m));
+    }
+    let shard = crate::s3::shard_of(ctx, &b.name, &kc.key);
+    let n = ctx
+        .shards
+        .txn(shard, Vec::new(), move |local| async move {
+            let mut muts = Vec::new();
+            for (key, summary, meta) in rows {
+                if let Some(id) = crate::notify::event_id_of(&key) {
+                    local.notify.observe(id);
+                }
+                if local.shard.get(T_REPLICATION, &key).is_none() {
+                    muts.push(Mutation::Put { table: T_REPLICATION, key, summary, meta, body: Body::Inline(Vec::new()) });
+                }
+            }
+            let n = muts.len();
+            if n > 0 {
+                local.commit_in_txn(muts).await?;
+                local.notify.wake.notify_all();
+            }
+            Ok::<_, tessera_io::IoError>(n)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(n.to_string().into_bytes())
 }
 
 // ---- the mover -------------------------------------------------------------

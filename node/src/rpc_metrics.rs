@@ -180,6 +180,7 @@ mod tests {
             crate::handover::METHOD_MOVE_READ,
             crate::handover::METHOD_MOVE_DROP,
             crate::handover::METHOD_MOVE_LIST,
+            crate::handover::METHOD_MOVE_QUEUE,
         ] {
             assert_eq!(label(m), "node", "method {m}");
         }

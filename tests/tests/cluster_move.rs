@@ -20,6 +20,8 @@ use aws_sdk_s3::Client;
 use tessera_tests::cluster::{free_udp_port, node_opts, wait_for};
 use tessera_tests::*;
 
+mod replication_kit;
+
 const SECRET: &str = "the move test cluster's secret, long enough";
 const AK: &str = "AKIACLUSTERMOVETEST1";
 const SK: &str = "cluster-move-test-secret-0123456789abcde";
@@ -29,8 +31,14 @@ fn free_addr() -> SocketAddr {
 }
 
 fn start_node(cluster: SocketAddr, join: Option<SocketAddr>, env: &[(&str, &str)]) -> Server {
+    start_node_with(cluster, join, env, &[])
+}
+
+/// `start_node` with more flags.
+fn start_node_with(cluster: SocketAddr, join: Option<SocketAddr>, env: &[(&str, &str)], args: &[&str]) -> Server {
     let mut opts = node_opts(cluster, join, SECRET);
     opts.args.push(format!("--address={}", free_addr()));
+    opts.args.extend(args.iter().map(|a| a.to_string()));
     opts.env.push(("TESSERA_ACCESS_KEY".to_string(), AK.to_string()));
     opts.env.push(("TESSERA_SECRET_KEY".to_string(), SK.to_string()));
     opts.env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -480,4 +488,68 @@ fn a_new_owner_killed_during_the_move_finishes_it_after_its_restart_and_loses_no
         }
         assert_eq!(listing(&c, "many").await.len(), N, "each key listed once");
     });
+}
+
+#[test]
+fn replication_work_queued_for_a_moving_key_goes_with_it_and_is_sent_from_its_new_owner() {
+    // The replication destination is down at first: every entry waits in
+    // node a's queue while node b joins and takes half the keys.
+    let (ca, cb, dst_addr) = (free_udp_port(), free_udp_port(), free_addr());
+    let target = format!("--replication-target=site=http://{dst_addr},{},{}", replication_kit::AK, replication_kit::SK);
+    let a = start_node_with(ca, None, &[], &[&target]);
+    wait_for("a layout of one node", Duration::from_secs(30), || layout(&a)["nodes"].as_array().is_some_and(|v| v.len() == 1));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = a.client();
+    let keys: Vec<String> = (0..40).map(|i| format!("r/{i:02}")).collect();
+    let written: Vec<(String, String)> = rt.block_on(async {
+        replication_kit::versioned_bucket(&c, "src").await;
+        replication_kit::replicate(&c, "src", "arn:aws:s3:::dst").await;
+        let mut out = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let r = c.put_object().bucket("src").key(k).body(ByteStream::from(data(k, 0, PLAIN_SIZES[i % 6]))).send().await.expect("put");
+            out.push((k.clone(), r.version_id().unwrap().to_string()));
+        }
+        out
+    });
+    let b = start_node_with(cb, Some(ca), &[], &[&target]);
+    wait_for("the layout of two, keys moved", Duration::from_secs(60), || {
+        [&a, &b].iter().all(|n| {
+            let l = layout(n);
+            l["nodes"].as_array().is_some_and(|v| v.len() == 2)
+                && l["pending"].as_array().is_some_and(|p| p.is_empty())
+                && l["moving"].is_null()
+        })
+    });
+    let idb = node_id(&b);
+    let on_b = keys.iter().filter(|k| owner_of(&a, "src", k) == idb).count();
+    assert!(on_b > 5, "node b owns keys: {on_b}");
+    assert_eq!(b.admin_json("/admin/v1/cluster")["moved_here"]["keys"].as_u64(), Some(on_b as u64));
+
+    // The destination comes up: each version is sent by its key's owner,
+    // and COMPLETED is recorded where the version lives now.
+    let dst = replication_kit::node(dst_addr, None);
+    let d = dst.client();
+    rt.block_on(async {
+        replication_kit::versioned_bucket(&d, "dst").await;
+        let start = std::time::Instant::now();
+        for (k, v) in &written {
+            loop {
+                let st = replication_kit::status_of(&c, "src", k, v).await;
+                if st.as_deref() == Some("COMPLETED") {
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(90), "{k} is {st:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        for (i, (k, v)) in written.iter().enumerate() {
+            let o = d.get_object().bucket("dst").key(k).send().await.expect("the replica");
+            assert_eq!(o.version_id(), Some(v.as_str()), "{k}");
+            assert_eq!(o.body.collect().await.unwrap().into_bytes().to_vec(), data(k, 0, PLAIN_SIZES[i % 6]), "{k}");
+        }
+    });
+    // The moved keys' versions went from node b, the others from node a.
+    let sent = |n: &Server| metric_total(&n.scrape_metrics(), "tessera_replication_sent_total");
+    assert!(sent(&b) >= on_b as f64, "node b sent {} of its {on_b}", sent(&b));
+    assert_eq!(sent(&a) + sent(&b), keys.len() as f64);
 }

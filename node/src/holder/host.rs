@@ -106,7 +106,8 @@ impl ShardHost for NodeHost {
                 crate::handover::METHOD_MOVE_EXPORT
                 | crate::handover::METHOD_MOVE_READ
                 | crate::handover::METHOD_MOVE_DROP
-                | crate::handover::METHOD_MOVE_LIST => crate::handover::serve(&ctx, method, &payload).await,
+                | crate::handover::METHOD_MOVE_LIST
+                | crate::handover::METHOD_MOVE_QUEUE => crate::handover::serve(&ctx, method, &payload).await,
                 _ => Err(b"unknown node call".to_vec()),
             }
         })

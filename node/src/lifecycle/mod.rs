@@ -305,6 +305,7 @@ fn lifecycle_event(ctx: &Ctx, b: &BucketInfo, key: &str, removal: bool) -> Optio
 /// marker over it) or, unversioned, removes it; nothing if it changed.
 async fn expire_current(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, expected: crate::meta::VersionId) -> S3Result<bool> {
     let Ok(_gate) = b.enter_write() else { return Ok(false) };
+    let Some(_hold) = crate::handover::hold(ctx, &b.name, key) else { return Ok(false) };
     let (bid, k, versioning) = (b.id, key.to_string(), b.versioning);
     let random = versions::random8()?;
     let ev = lifecycle_event(ctx, b, key, versioning == Versioning::Unversioned);
@@ -345,6 +346,7 @@ async fn expire_current(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, expect
 async fn remove_lone_marker(ctx: &Ctx, b: &BucketInfo, shard: u32, key: &str, expected: crate::meta::VersionId) -> S3Result<bool> {
     // Removals stay inside the write gate, as DeleteObject's do.
     let Ok(_gate) = b.enter_write() else { return Ok(false) };
+    let Some(_hold) = crate::handover::hold(ctx, &b.name, key) else { return Ok(false) };
     let (bid, k) = (b.id, key.to_string());
     let lock = vec![(T_OBJECTS, object_key(bid, key))];
     ctx.shards
@@ -386,6 +388,7 @@ impl nc::Actor for NcActor<'_> {
         // A removal can promote a version: inside the write gate, as
         // DeleteObject's removals are.
         let Ok(_gate) = b.enter_write() else { return Ok(Outcome::Blocked) };
+        let Some(_hold) = crate::handover::hold(ctx, &b.name, key) else { return Ok(Outcome::Blocked) };
         let (bid, k2, sel) = (b.id, key.to_string(), sel_of(s));
         let lock = vec![(T_OBJECTS, object_key(bid, key))];
         let ev = lifecycle_event(ctx, b, key, true);
@@ -450,6 +453,7 @@ async fn uploads(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: u32,
                 .min();
             if due.is_some_and(|t| t <= now) {
                 pacer.tick().await;
+                let Some(_hold) = crate::handover::hold(ctx, &b.name, key) else { continue };
                 if multipart::abort_upload(ctx, shard, b.id, key, id).await.is_ok() {
                     done.uploads_aborted += 1;
                 }

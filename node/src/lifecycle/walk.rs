@@ -267,7 +267,9 @@ pub async fn uploads(ctx: &Rc<Ctx>, b: &Arc<BucketInfo>, lc: &Lifecycle, shard: 
                             let exists = ctx.shards.get(shard, T_UPLOADS, upload_key(b.id, key, uid)).await.map_err(io_error)?.is_some();
                             if !exists {
                                 ctx.shards.commit(shard, vec![index::delete(k.clone())]).await.map_err(io_error)?;
-                            } else {
+                            } else if let Some(_hold) = crate::handover::hold(ctx, &b.name, key) {
+                                // (Not held: another node owns the key now
+                                // and aborts it there.)
                                 pacer.tick().await;
                                 match multipart::abort_upload(ctx, shard, b.id, key, uid).await {
                                     Ok(()) => done.uploads_aborted += 1,

@@ -375,6 +375,10 @@ fn finish(rec: &Record, s: &crate::meta::ObjectSummary, meta: &crate::meta::Obje
 struct Taken {
     entry: Vec<u8>,
     rec: Record,
+    /// The entry's summary and meta as stored (handed over as they are
+    /// when another node owns the key now).
+    summary: Vec<u8>,
+    meta: Vec<u8>,
     /// Automatic attempts after a refusal so far (`retry`).
     attempts: u8,
 }
@@ -426,7 +430,8 @@ async fn take_page(l: &Rc<LocalShard>, t: &TargetState) -> Result<(Vec<Taken>, O
         // may replicate into one); each must be unseen in this page.
         let first = keys.insert((rec.bucket_id.to_string(), rec.key.clone()));
         if keys.insert((format!("/{}", rec.dest_bucket), rec.key.clone())) && first {
-            out.push(Taken { entry, rec, attempts: super::retry::attempts_of(&e.summary) });
+            let attempts = super::retry::attempts_of(&e.summary);
+            out.push(Taken { entry, rec, summary: e.summary.to_vec(), meta: stored.meta, attempts });
         }
     }
     Ok((out, None))
@@ -556,12 +561,13 @@ fn sealed(ctx: &Ctx, meta: &crate::meta::ObjectMeta, size: u64) -> Result<(Vec<(
 /// committed before returning either way.
 async fn drain_page(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, t: &TargetState) -> Result<usize, String> {
     let (taken, mut stop) = take_page(l, t).await?;
+    let (taken, handed) = hand_off(ctx, shard, taken, &mut stop).await;
     let mut todo = taken.into_iter().peekable();
     let mut running: futures_util::stream::FuturesUnordered<EventFuture<'_>> = Default::default();
     let (mut in_flight, mut bytes_in_flight) = (0usize, 0u64);
     let mut settled: Vec<(Taken, Settled)> = Vec::new();
     let mut committing = false;
-    let mut done = 0;
+    let mut done = handed;
     loop {
         // Fill the window; nothing new once the target asked for a retry.
         while stop.is_none() && in_flight < WINDOW {
@@ -615,6 +621,35 @@ async fn drain_page(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, t: &TargetSta
     }
 }
 
+/// Hands the entries of keys another node owns now (their partition moved
+/// there: `handover`) to that node and deletes them here: the entries
+/// left, and how many went. A failure stops the page (`stop`; the entry
+/// stays and goes at a later page).
+async fn hand_off(ctx: &Ctx, shard: u32, taken: Vec<Taken>, stop: &mut Option<String>) -> (Vec<Taken>, usize) {
+    let mut mine = Vec::with_capacity(taken.len());
+    let mut handed = 0;
+    for tk in taken {
+        let Some(to) = crate::handover::owner_elsewhere(ctx, &tk.rec.bucket, &tk.rec.key) else {
+            mine.push(tk);
+            continue;
+        };
+        if stop.is_some() {
+            continue;
+        }
+        let entries = [(tk.entry.clone(), tk.summary, tk.meta)];
+        let sent = crate::handover::hand_off_queue(ctx, &to, &tk.rec.bucket, tk.rec.bucket_id, &tk.rec.key, T_REPLICATION, &entries).await;
+        let gone = match sent {
+            Ok(()) => ctx.shards.commit(shard, vec![Mutation::Delete { table: T_REPLICATION, key: tk.entry }]).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match gone {
+            Ok(_) => handed += 1,
+            Err(e) => *stop = Some(format!("handing {}/{} to its owner: {e}", tk.rec.bucket, tk.rec.key)),
+        }
+    }
+    (mine, handed)
+}
+
 /// Records each outcome on its source version (when it is still there and
 /// pending) and deletes the entries, in one commit under the keys' locks
 /// (the keys of a batch are distinct: one entry per key per page). A crash
@@ -623,11 +658,25 @@ async fn drain_page(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, t: &TargetSta
 async fn settle(ctx: &Ctx, shard: u32, batch: Vec<(Taken, Settled)>) -> Result<usize, String> {
     let n = batch.len();
     let retry_ms = ctx.shared.config.replication_failed_retry_ms;
+    // An outcome for a key another node owns now is not recorded: its
+    // entry stays, is handed over (`hand_off`), and the version is sent
+    // again from there (held, so the key's export waits for this commit).
+    let mut holds = Vec::with_capacity(batch.len());
+    let batch: Vec<(Taken, Settled)> = batch
+        .into_iter()
+        .filter(|(t, _)| match crate::handover::hold(ctx, &t.rec.bucket, &t.rec.key) {
+            Some(h) => {
+                holds.push(h);
+                true
+            }
+            None => false,
+        })
+        .collect();
     let lock = batch.iter().map(|(t, _)| (T_OBJECTS, object_key(t.rec.bucket_id, &t.rec.key))).collect();
     ctx.shards
         .txn(shard, lock, move |local| async move {
             let mut muts = Vec::with_capacity(batch.len() * 2);
-            for (Taken { entry, rec, attempts }, Settled { status, refused }) in batch {
+            for (Taken { entry, rec, attempts, .. }, Settled { status, refused }) in batch {
                 if refused && rec.op != Op::DeleteVersion {
                     // Sent again later unless the version is gone or no
                     // longer FAILED by then (see `retry`).

@@ -160,6 +160,12 @@ pub async fn transition(ctx: &Rc<Ctx>, b: &BucketInfo, shard: u32, key: &str, s:
         tracing::error!("--test-tier-abort-after-put: aborting with the copy written and no stub");
         std::process::abort();
     }
+    let Some(_hold) = crate::handover::hold(ctx, &b.name, key) else {
+        // The key's partition moved to another node meanwhile: the copy
+        // is nobody's (the new owner transitions the version itself).
+        abandon(ctx, shard, &pending).await?;
+        return Ok(false);
+    };
     let ev = super::storage_event(ctx, b, key, EventName::LifecycleTransition, None);
     let (k, expected) = (key.to_string(), s.clone());
     let lock = vec![(T_OBJECTS, object_key(bid, key)), (T_TIER, pending.key())];
