@@ -42,9 +42,10 @@
 //! them): each page is exported, imported and dropped before the next is
 //! asked for, so a key of any number of versions, uploads and parts moves
 //! with bounded memory and frames, and at every moment each of its rows is
-//! on one node or both. The key is served here only once an export finds
-//! nothing left. (A caller of before paging asks for every row at once:
-//! up to `MAX_ROWS`.)
+//! on one node or both. The key is served here only once its last page
+//! (one not full) is dropped. (A caller of before paging asks for every
+//! row at once, up to `MAX_ROWS`, and a callee of before paging answers so:
+//! `Export`.)
 //!
 //! The old owner's background workers are fenced as its requests are: a
 //! lifecycle action, a transition's stub or a replication outcome holds
@@ -196,6 +197,15 @@ struct Row {
     dk: Option<String>,
 }
 
+/// An export's answer: every row (a caller that does not page, or a
+/// callee of before paging), or a page and whether rows may follow it.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Export {
+    All(Vec<Row>),
+    Page { rows: Vec<Row>, more: bool },
+}
+
 #[derive(Serialize, Deserialize)]
 struct ReadCall {
     call: KeyCall,
@@ -326,7 +336,10 @@ async fn pull(ctx: &Ctx, node: &Arc<ClusterNode>, owners: &Owners, peer: &NodeId
     let mut pages = 0u64;
     loop {
         let answer = call(node, peer, METHOD_MOVE_EXPORT, serde_json::to_vec(&kc).expect("a key call serializes")).await?;
-        let rows: Vec<Row> = serde_json::from_slice(&answer).map_err(|e| unavailable(format!("a malformed export: {e}")))?;
+        let (rows, more) = match serde_json::from_slice(&answer).map_err(|e| unavailable(format!("a malformed export: {e}")))? {
+            Export::All(rows) => (rows, false),
+            Export::Page { rows, more } => (rows, more),
+        };
         if rows.is_empty() {
             break;
         }
@@ -338,6 +351,9 @@ async fn pull(ctx: &Ctx, node: &Arc<ClusterNode>, owners: &Owners, peer: &NodeId
             return Err(unavailable("the previous owner dropped none of a page it exported"));
         }
         pages += 1;
+        if !more {
+            break;
+        }
     }
     if pages > 0 {
         node.moved_keys.fetch_add(1, Ordering::Relaxed);
@@ -590,10 +606,14 @@ async fn serve_export(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
             if page.is_none() && found.len() > MAX_ROWS {
                 return Err(format!("the key has more than {MAX_ROWS} rows to move"));
             }
+            // A full page may have rows after it (a caller that pages asks
+            // again only then).
+            let mut more = page.is_some() && found.len() == limit;
             let mut out = Vec::new();
             let mut size = 0;
             for (table, k) in found {
                 if page.is_some() && size >= PAGE_BYTES {
+                    more = true;
                     break;
                 }
                 let s = crate::stripes_io::load(&local.shard, table, &k).await.map_err(|e| e.to_string())?;
@@ -605,10 +625,11 @@ async fn serve_export(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
                     out.push((table, k, s));
                 }
             }
-            Ok::<_, String>(out)
+            Ok::<_, String>((out, more))
         })
         .await
         .map_err(|e| e.to_string())??;
+    let (stored, more) = stored;
     let mut rows = Vec::with_capacity(stored.len());
     for (table, k, s) in stored {
         let body = match &s.body {
@@ -619,7 +640,11 @@ async fn serve_export(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
         let dk = opened_key(ctx, table, &s.summary, &s.meta)?;
         rows.push(Row { table, key: hex::encode(&k), summary: hex::encode(&s.summary), meta: hex::encode(&s.meta), body, dk });
     }
-    Ok(serde_json::to_vec(&rows).expect("rows serialize"))
+    let answer = match kc.page {
+        Some(_) => Export::Page { rows, more },
+        None => Export::All(rows),
+    };
+    Ok(serde_json::to_vec(&answer).expect("rows serialize"))
 }
 
 async fn serve_read(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
@@ -949,6 +974,21 @@ mod tests {
 
     fn put(table: u8, key: Vec<u8>) -> Mutation {
         Mutation::Put { table, key, summary: vec![1], meta: Vec::new(), body: Body::Inline(Vec::new()) }
+    }
+
+    #[test]
+    fn an_export_reads_as_a_page_or_as_every_row() {
+        let row = Row { table: T_OBJECTS, key: "00".into(), summary: String::new(), meta: String::new(), body: RowBody::Inline(String::new()), dk: None };
+        let page = serde_json::to_vec(&Export::Page { rows: vec![row.clone()], more: true }).unwrap();
+        assert!(matches!(serde_json::from_slice(&page).unwrap(), Export::Page { rows, more: true } if rows.len() == 1));
+        // A callee of before paging answers a bare array (and "[]" when the
+        // bucket is gone).
+        let all = serde_json::to_vec(&vec![row.clone(), row]).unwrap();
+        assert!(matches!(serde_json::from_slice(&all).unwrap(), Export::All(rows) if rows.len() == 2));
+        assert!(matches!(serde_json::from_slice(b"[]").unwrap(), Export::All(rows) if rows.is_empty()));
+        // A caller of before paging sends no `page`: it reads as `None`.
+        let old = br#"{"v":1,"layout":3,"bucket":"b","bucket_id":7,"key":"k"}"#;
+        assert_eq!(serde_json::from_slice::<KeyCall>(old).unwrap().page, None);
     }
 
     #[test]
