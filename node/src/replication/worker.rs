@@ -661,6 +661,8 @@ async fn settle(ctx: &Ctx, shard: u32, batch: Vec<(Taken, Settled)>) -> Result<u
     // An outcome for a key another node owns now is not recorded: its
     // entry stays, is handed over (`hand_off`), and the version is sent
     // again from there (held, so the key's export waits for this commit).
+    // The page then ends as failed: the target's backoff keeps this node
+    // from sending it again and again meanwhile.
     let mut holds = Vec::with_capacity(batch.len());
     let batch: Vec<(Taken, Settled)> = batch
         .into_iter()
@@ -672,6 +674,7 @@ async fn settle(ctx: &Ctx, shard: u32, batch: Vec<(Taken, Settled)>) -> Result<u
             None => false,
         })
         .collect();
+    let elsewhere = n - batch.len();
     let lock = batch.iter().map(|(t, _)| (T_OBJECTS, object_key(t.rec.bucket_id, &t.rec.key))).collect();
     ctx.shards
         .txn(shard, lock, move |local| async move {
@@ -705,6 +708,9 @@ async fn settle(ctx: &Ctx, shard: u32, batch: Vec<(Taken, Settled)>) -> Result<u
         .await
         .map_err(|e| format!("recording the outcomes: {e}"))?
         .map_err(|e| format!("recording the outcomes: {e:?}"))?;
+    if elsewhere > 0 {
+        return Err(format!("{elsewhere} outcomes not recorded: another node owns their keys now"));
+    }
     Ok(n)
 }
 
