@@ -204,6 +204,10 @@ pub struct ClusterNode {
     /// ended; `ensure` stops asking), and the keys being moved now.
     pub moved_for: AtomicU64,
     pub moving_keys: Mutex<std::collections::HashSet<(u64, String)>>,
+    /// Keys `handover::ensure` found here already (moved, or nothing to
+    /// move) during the move to a layout version: asked of the old owner
+    /// no more (at most `handover::HERE_KEYS_MAX`).
+    pub here_keys: Mutex<(u64, std::collections::HashSet<(u64, String)>)>,
     /// The applied configuration index `owners` was last checked against.
     pub owners_seen: AtomicU64,
     /// Owner takeover (`takeover`): the lease's end (ms since `started`),
@@ -299,6 +303,7 @@ impl ClusterNode {
             moved_pages: AtomicU64::new(0),
             moved_for: AtomicU64::new(0),
             moving_keys: Mutex::new(std::collections::HashSet::new()),
+            here_keys: Mutex::new((0, std::collections::HashSet::new())),
             owners_seen: AtomicU64::new(0),
             lease_until_ms: AtomicU64::new(0),
             started: std::time::Instant::now(),

@@ -118,6 +118,9 @@ const LIST_SCAN: usize = 16_384;
 /// Keys the mover moves at once (8 -> 32: 20,000 x 4 KiB moved at
 /// 3,870-4,595 against 2,966-3,460 keys/s; 1 MiB bodies the same).
 const MOVER_CONCURRENCY: usize = 32;
+/// Keys a node remembers as here during a move (about 100 bytes each);
+/// past that, a request for a gained key asks the old owner again.
+pub const HERE_KEYS_MAX: usize = 262_144;
 const MOVER_POLL: Duration = Duration::from_millis(500);
 
 /// One object request in service on this node for its partition, from
@@ -278,8 +281,32 @@ pub async fn ensure(ctx: &Ctx, b: &BucketInfo, key: &str) -> S3Result<()> {
         return Ok(());
     }
     let Some(peer) = crate::fanout::identity(from) else { return Err(unavailable("the previous owner's record")) };
+    let version = owners.layout.version;
+    if is_here(node, version, b.id, key) {
+        return Ok(());
+    }
     let _turn = KeyTurn::take(node, b.id, key).await?;
-    pull(ctx, node, &owners, &peer, b, key).await
+    // (Another request may have moved it while this one waited its turn.)
+    if is_here(node, version, b.id, key) {
+        return Ok(());
+    }
+    pull(ctx, node, &owners, &peer, b, key).await?;
+    let mut here = node.here_keys.lock().unwrap_or_else(|e| e.into_inner());
+    if here.0 != version {
+        *here = (version, Default::default());
+    }
+    if here.1.len() < HERE_KEYS_MAX {
+        here.1.insert((b.id, key.to_string()));
+    }
+    Ok(())
+}
+
+/// Whether `ensure` found `key` of bucket `bucket` here already during
+/// the move to layout `version` (the old owner holds nothing of it since:
+/// it takes no request for it).
+fn is_here(node: &ClusterNode, version: u64, bucket: u64, key: &str) -> bool {
+    let here = node.here_keys.lock().unwrap_or_else(|e| e.into_inner());
+    here.0 == version && here.1.contains(&(bucket, key.to_string()))
 }
 
 /// This node's turn to move one key (`moving_keys`).
@@ -896,6 +923,8 @@ pub async fn run(ctx: Rc<Ctx>) {
                 Ok(n) => {
                     tracing::info!(keys = n, layout = version, "cluster: every key of the partitions this node gained is here");
                     node.moved_for.store(version, Ordering::Release);
+                    // `ensure` asks nothing more of this layout's move.
+                    *node.here_keys.lock().unwrap_or_else(|e| e.into_inner()) = (0, Default::default());
                 }
                 Err(e) => {
                     tracing::warn!(layout = version, "cluster: moving keys here goes on later: {e}");
