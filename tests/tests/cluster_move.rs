@@ -426,8 +426,29 @@ fn a_decommissioned_node_hands_every_key_over_and_leaves_the_configuration() {
 
 #[test]
 fn a_new_owner_killed_during_the_move_finishes_it_after_its_restart_and_loses_nothing() {
+    killed_during_the_move(Killed::NewOwner);
+}
+
+#[test]
+fn an_old_owner_killed_during_the_move_finishes_it_after_its_restart_and_loses_nothing() {
+    killed_during_the_move(Killed::OldOwner);
+}
+
+#[derive(PartialEq, Debug)]
+enum Killed {
+    /// Node b, the one taking keys.
+    NewOwner,
+    /// Node a, the one handing them over (and the configuration's first
+    /// voter: with two voters nothing commits until it is back).
+    OldOwner,
+}
+
+/// 3,000 keys on node a; node b joins and is taking them when one of the
+/// two is killed (`kill -9`) and started again: the move ends, every key
+/// reads right through both nodes and is listed once.
+fn killed_during_the_move(which: Killed) {
     let (ca, cb) = (free_udp_port(), free_udp_port());
-    let a = start_node(ca, None, &[]);
+    let mut a = start_node(ca, None, &[]);
     wait_for("a layout of one node", Duration::from_secs(30), || layout(&a)["nodes"].as_array().is_some_and(|v| v.len() == 1));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let c = a.client();
@@ -457,24 +478,25 @@ fn a_new_owner_killed_during_the_move_finishes_it_after_its_restart_and_loses_no
         let moved = s["moved_here"]["keys"].as_u64().unwrap_or(0);
         if moved >= 50 {
             assert!(!s["layout"]["moving"].is_null(), "the move ended before the kill ({moved} keys): not the case under test");
-            b.kill9();
+            let victim = if which == Killed::NewOwner { &mut b } else { &mut a };
+            victim.kill9();
+            victim.start_again();
             break moved;
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    b.start_again();
-    let t = wait_for("the move to end after b's restart", Duration::from_secs(90), || {
+    let t = wait_for("the move to end after the restart", Duration::from_secs(90), || {
         [&a, &b].iter().all(|n| layout(n)["moving"].is_null() && layout(n)["nodes"].as_array().is_some_and(|v| v.len() == 2))
     });
-    eprintln!("{moved_at_kill} keys moved at the kill; the move ended {t:?} after the restart");
+    eprintln!("{which:?} killed: {moved_at_kill} keys moved at the kill; the move ended {t:?} after the restart");
     rt.block_on(async {
-        let cb = b.client();
+        let (ca, cb) = (a.client(), b.client());
         for chunk in keys.chunks(64) {
             let gets: Vec<_> = chunk
                 .iter()
                 .enumerate()
                 .map(|(i, k)| {
-                    let (c, k) = (if i % 2 == 0 { c.clone() } else { cb.clone() }, k.clone());
+                    let (c, k) = (if i % 2 == 0 { ca.clone() } else { cb.clone() }, k.clone());
                     tokio::spawn(async move {
                         let got = get(&c, "many", &k, None).await;
                         (k, got)
@@ -486,7 +508,8 @@ fn a_new_owner_killed_during_the_move_finishes_it_after_its_restart_and_loses_no
                 assert_eq!(got, Ok(data(&k, 0, 1500)), "{k}");
             }
         }
-        assert_eq!(listing(&c, "many").await.len(), N, "each key listed once");
+        assert_eq!(listing(&ca, "many").await.len(), N, "each key listed once");
+        assert_eq!(listing(&cb, "many").await.len(), N, "each key listed once");
     });
 }
 
