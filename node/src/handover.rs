@@ -60,9 +60,13 @@
 //! own worker sends them and records the outcome on the version there.
 //! An outcome the old owner learns after its key moved is not recorded
 //! there; the entry stays and is handed over, so the version is sent
-//! again (at least once, as replication always is). Not moved:
-//! notification work the old owner had queued for a key (it delivers it
-//! there), and tier copies it queued for deletion.
+//! again (at least once, as replication always is). Queued notification
+//! events go the same way (from `notify::worker`; the owner delivers
+//! them), so a decommissioned node holds no queued work of its keys once
+//! its workers ran. Not moved: tier copies queued for deletion (garbage
+//! at the tier if the node is stopped first) and replication retries of
+//! FAILED versions (`T_REPLSTATE`: the new owner's copy stays FAILED until
+//! a resync).
 //!
 //! Wire (FORMAT BOUNDARY, inside the authenticated RPC frame), version 1:
 //! JSON calls and answers (`KeyCall`, `Row`, `ReadCall`, `DropCall`,
@@ -84,7 +88,7 @@ use crate::buckets::BucketInfo;
 use crate::cluster::ClusterNode;
 use crate::meta::{
     object_key, parse_version_key, split_upload_key, versions_prefix, ObjectMeta, UploadInfo, T_OBJECTS, T_PARTS,
-    T_REPLICATION, T_UPLOADS, T_VERSIONS,
+    T_EVENTS, T_REPLICATION, T_UPLOADS, T_VERSIONS,
 };
 use crate::owners::{MovedRecord, Owners, MOVED_RECORD_FORMAT};
 use crate::server::Ctx;
@@ -850,24 +854,30 @@ async fn serve_queue(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
     if kc.v != VERSION {
         return Err("a move call of another version".into());
     }
-    if qc.table != T_REPLICATION {
+    if qc.table != T_REPLICATION && qc.table != T_EVENTS {
         return Err(format!("queue entries of table {} are not taken", qc.table));
     }
     if !crate::forward::owned_here(ctx, &kc.bucket, &kc.key) {
         return Err("this node does not own the key".into());
     }
-    let Some(b) = ctx.shared.buckets.get(&kc.bucket).filter(|b| b.id == kc.bucket_id) else {
-        // The bucket is gone: so is the work on it.
-        return Ok(b"0".to_vec());
-    };
-    ensure(ctx, &b, &kc.key).await.map_err(|e| e.message)?;
+    // An event is delivered whatever became of its bucket and key since;
+    // replication works on the version, so the bucket must be the same
+    // and the key here first.
+    if qc.table == T_REPLICATION {
+        let Some(b) = ctx.shared.buckets.get(&kc.bucket).filter(|b| b.id == kc.bucket_id) else {
+            // The bucket is gone: so is the work on it.
+            return Ok(b"0".to_vec());
+        };
+        ensure(ctx, &b, &kc.key).await.map_err(|e| e.message)?;
+    }
     let mut rows = Vec::with_capacity(qc.entries.len());
     for (k, s, m) in &qc.entries {
         let (k, s, m) = (hex::decode(k), hex::decode(s), hex::decode(m));
         let (Ok(k), Ok(s), Ok(m)) = (k, s, m) else { return Err("a malformed queue entry".into()) };
         rows.push((k, s, m));
     }
-    let shard = crate::s3::shard_of(ctx, &b.name, &kc.key);
+    let shard = crate::s3::shard_of(ctx, &kc.bucket, &kc.key);
+    let table = qc.table;
     let n = ctx
         .shards
         .txn(shard, Vec::new(), move |local| async move {
@@ -876,8 +886,8 @@ async fn serve_queue(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
                 if let Some(id) = crate::notify::event_id_of(&key) {
                     local.notify.observe(id);
                 }
-                if local.shard.get(T_REPLICATION, &key).is_none() {
-                    muts.push(Mutation::Put { table: T_REPLICATION, key, summary, meta, body: Body::Inline(Vec::new()) });
+                if local.shard.get(table, &key).is_none() {
+                    muts.push(Mutation::Put { table, key, summary, meta, body: Body::Inline(Vec::new()) });
                 }
             }
             let n = muts.len();

@@ -328,6 +328,17 @@ async fn a_delete(c: &Client, objects: Vec<ObjectIdentifier>) -> usize {
     r.deleted().len()
 }
 
+/// `tessera admin decommission --node NODE`, the operator's command,
+/// through `via`'s admin listener.
+fn decommission(via: &Server, node: &str) -> std::process::Output {
+    std::process::Command::new(binary_path())
+        .args(["admin", "decommission", "--node", node, "--endpoint", &format!("http://{}", via.admin_addr().unwrap())])
+        .env("AWS_ACCESS_KEY_ID", AK)
+        .env("AWS_SECRET_ACCESS_KEY", SK)
+        .output()
+        .expect("tessera admin")
+}
+
 #[test]
 fn a_decommissioned_node_hands_every_key_over_and_leaves_the_configuration() {
     let (ca, cb) = (free_udp_port(), free_udp_port());
@@ -377,14 +388,7 @@ fn a_decommissioned_node_hands_every_key_over_and_leaves_the_configuration() {
     });
 
     // The operator's command, through node a's admin listener.
-    let admin = |node: &str| {
-        std::process::Command::new(binary_path())
-            .args(["admin", "decommission", "--node", node, "--endpoint", &format!("http://{}", a.admin_addr().unwrap())])
-            .env("AWS_ACCESS_KEY_ID", AK)
-            .env("AWS_SECRET_ACCESS_KEY", SK)
-            .output()
-            .expect("tessera admin")
-    };
+    let admin = |node: &str| decommission(&a, node);
     let out = admin(&idb);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let again = admin(&ida);
@@ -575,4 +579,60 @@ fn replication_work_queued_for_a_moving_key_goes_with_it_and_is_sent_from_its_ne
     let sent = |n: &Server| metric_total(&n.scrape_metrics(), "tessera_replication_sent_total");
     assert!(sent(&b) >= on_b as f64, "node b sent {} of its {on_b}", sent(&b));
     assert_eq!(sent(&a) + sent(&b), keys.len() as f64);
+}
+
+#[test]
+fn events_queued_on_a_decommissioned_node_go_to_its_keys_new_owner_and_are_delivered() {
+    // The webhook is down: each PUT's event waits in the queue of the key's
+    // owner. Node b is decommissioned and then stopped for good: its events
+    // went to node a with its keys, and a delivers them once the webhook
+    // is up.
+    let (ca, cb, hook) = (free_udp_port(), free_udp_port(), free_addr());
+    let flag = format!("--notify-webhook=hook=http://{hook}/events");
+    let a = start_node_with(ca, None, &[], &[&flag]);
+    let mut b = start_node_with(cb, Some(ca), &[], &[&flag]);
+    wait_for("a layout of two nodes on both", Duration::from_secs(40), || {
+        [&a, &b].iter().all(|n| {
+            let l = layout(n);
+            l["nodes"].as_array().is_some_and(|v| v.len() == 2) && l["pending"].as_array().is_some_and(|p| p.is_empty())
+        })
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = a.client();
+    let keys: Vec<String> = (0..30).map(|i| format!("e/{i:02}")).collect();
+    rt.block_on(async {
+        c.create_bucket().bucket("events").send().await.expect("bucket");
+        let q = aws_sdk_s3::types::QueueConfiguration::builder()
+            .id("all")
+            .queue_arn("arn:tessera:sqs::hook:webhook")
+            .events(aws_sdk_s3::types::Event::from("s3:ObjectCreated:*"))
+            .build()
+            .unwrap();
+        let cfg = aws_sdk_s3::types::NotificationConfiguration::builder().queue_configurations(q).build();
+        c.put_bucket_notification_configuration().bucket("events").notification_configuration(cfg).send().await.expect("notification");
+        for k in &keys {
+            c.put_object().bucket("events").key(k).body(ByteStream::from(data(k, 0, 100))).send().await.expect("put");
+        }
+    });
+    let pending = |n: &Server| metric_total(&n.scrape_metrics(), "tessera_notify_pending_events");
+    let idb = node_id(&b);
+    let on_b = keys.iter().filter(|k| owner_of(&a, "events", k) == idb).count();
+    assert!(on_b > 3, "node b owns keys: {on_b}");
+    wait_for("every event queued at its key's owner", Duration::from_secs(20), || {
+        pending(&a) == (keys.len() - on_b) as f64 && pending(&b) == on_b as f64
+    });
+
+    let out = decommission(&a, &idb);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for("b's keys and events handed to a", Duration::from_secs(90), || {
+        layout(&a)["moving"].is_null() && layout(&a)["width"] == 1 && pending(&b) == 0.0 && pending(&a) == keys.len() as f64
+    });
+    b.kill9();
+    let rx = tessera_tests::webhook::Receiver::start(hook);
+    let got = rx.wait_for(keys.len(), "every event, from node a");
+    let mut delivered: Vec<String> = got.iter().map(|r| r["s3"]["object"]["key"].as_str().unwrap().replace("%2F", "/")).collect();
+    delivered.sort();
+    assert_eq!(delivered, keys);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rx.records().len(), keys.len(), "each event once");
 }

@@ -141,7 +141,8 @@ async fn deliver_page(
     let loads = futures_util::future::join_all(page.iter().map(|(k, _)| local.shard.load(T_EVENTS, k))).await;
     let (mut keys, mut messages, mut times) = (Vec::new(), Vec::new(), Vec::new());
     let mut stop = None;
-    for ((key, _), loaded) in page.into_iter().zip(loads) {
+    let mut handed = 0;
+    for ((key, e), loaded) in page.into_iter().zip(loads) {
         let stored = match loaded {
             Ok(Some(s)) => s,
             Ok(None) => continue,
@@ -157,6 +158,27 @@ async fn deliver_page(
             break;
         };
         queue.observe(rec.sequencer);
+        // An event of a key another node owns now (its partition moved
+        // there, as when this node is decommissioned) goes to that node,
+        // which delivers it: this node may be stopped once its keys left.
+        if let Some(to) = crate::handover::owner_elsewhere(ctx, &rec.bucket, &rec.key) {
+            let entries = [(key.clone(), e.summary.to_vec(), stored.meta)];
+            let sent = crate::handover::hand_off_queue(ctx, &to, &rec.bucket, 0, &rec.key, T_EVENTS, &entries).await;
+            let gone = match sent {
+                Ok(()) => ctx.shards.commit(shard, vec![Mutation::Delete { table: T_EVENTS, key }]).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            match gone {
+                Ok(_) => {
+                    handed += 1;
+                    continue;
+                }
+                Err(e) => {
+                    stop = Some(format!("handing an event of {}/{} to its key's owner: {e}", rec.bucket, rec.key));
+                    break;
+                }
+            }
+        }
         messages.push(rec.to_json(region));
         times.push(rec.time_ms);
         keys.push(key);
@@ -177,6 +199,6 @@ async fn deliver_page(
     }
     match err.or(stop) {
         Some(e) => Err(e),
-        None => Ok(done),
+        None => Ok(done + handed),
     }
 }
