@@ -832,16 +832,33 @@ pub fn owner_elsewhere(ctx: &Ctx, bucket: &str, key: &str) -> Option<NodeIdentit
     crate::fanout::identity(owner)
 }
 
-/// Hands `entries` (rows of `table`, queued for `key` of bucket `bucket`
-/// by this node) to `to`, the key's owner; the caller deletes them here
-/// once this returns `Ok`.
-pub async fn hand_off_queue(ctx: &Ctx, to: &NodeIdentity, bucket: &str, bucket_id: u64, key: &str, table: u8, entries: &[(Vec<u8>, Vec<u8>, Vec<u8>)]) -> Result<(), String> {
+/// One queue entry of this node's `shard` (its key, summary and meta in
+/// `table`), queued for `key` of bucket `bucket`: handed to `to`, the
+/// key's owner, then deleted here.
+pub struct QueuedEntry<'a> {
+    pub table: u8,
+    pub shard: u32,
+    pub entry: Vec<u8>,
+    pub summary: Vec<u8>,
+    pub meta: Vec<u8>,
+    pub bucket: &'a str,
+    pub bucket_id: u64,
+    pub key: &'a str,
+}
+
+pub async fn hand_off_queued(ctx: &Ctx, to: &NodeIdentity, q: QueuedEntry<'_>) -> Result<(), String> {
     let node = ctx.shared.cluster.as_ref().ok_or("not in a cluster")?;
     let layout = node.owners.load().as_ref().map_or(0, |o| o.layout.version);
-    let kc = KeyCall { v: VERSION, layout, bucket: bucket.to_string(), bucket_id, key: key.to_string(), page: None };
-    let entries = entries.iter().map(|(k, s, m)| (hex::encode(k), hex::encode(s), hex::encode(m))).collect();
-    let qc = QueueCall { call: kc, table, entries };
-    call(node, to, METHOD_MOVE_QUEUE, serde_json::to_vec(&qc).expect("a queue call serializes")).await.map(|_| ()).map_err(|e| e.message)
+    let kc = KeyCall { v: VERSION, layout, bucket: q.bucket.to_string(), bucket_id: q.bucket_id, key: q.key.to_string(), page: None };
+    let entries = vec![(hex::encode(&q.entry), hex::encode(&q.summary), hex::encode(&q.meta))];
+    let qc = QueueCall { call: kc, table: q.table, entries };
+    let payload = serde_json::to_vec(&qc).expect("a queue call serializes");
+    call(node, to, METHOD_MOVE_QUEUE, payload).await.map_err(|e| format!("handing queued work of {}/{} to its owner: {}", q.bucket, q.key, e.message))?;
+    ctx.shards
+        .commit(q.shard, vec![Mutation::Delete { table: q.table, key: q.entry }])
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("deleting queued work handed to the key's owner: {e}"))
 }
 
 /// Takes queue entries of a key this node owns: the key moved here first

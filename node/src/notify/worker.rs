@@ -162,19 +162,15 @@ async fn deliver_page(
         // there, as when this node is decommissioned) goes to that node,
         // which delivers it: this node may be stopped once its keys left.
         if let Some(to) = crate::handover::owner_elsewhere(ctx, &rec.bucket, &rec.key) {
-            let entries = [(key.clone(), e.summary.to_vec(), stored.meta)];
-            let sent = crate::handover::hand_off_queue(ctx, &to, &rec.bucket, 0, &rec.key, T_EVENTS, &entries).await;
-            let gone = match sent {
-                Ok(()) => ctx.shards.commit(shard, vec![Mutation::Delete { table: T_EVENTS, key }]).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
-            match gone {
-                Ok(_) => {
+            let (bucket, object) = (&rec.bucket, &rec.key);
+            let q = crate::handover::QueuedEntry { table: T_EVENTS, shard, entry: key, summary: e.summary.to_vec(), meta: stored.meta, bucket, bucket_id: 0, key: object };
+            match crate::handover::hand_off_queued(ctx, &to, q).await {
+                Ok(()) => {
                     handed += 1;
                     continue;
                 }
                 Err(e) => {
-                    stop = Some(format!("handing an event of {}/{} to its key's owner: {e}", rec.bucket, rec.key));
+                    stop = Some(e);
                     break;
                 }
             }

@@ -400,7 +400,7 @@ impl From<ReplStatus> for Settled {
 /// What the window's futures report back to `drain_page`.
 enum Event {
     /// An entry's outcome (`Err`: retry the target later).
-    Sent { taken: Taken, bytes: u64, status: Result<Settled, String> },
+    Sent { taken: Box<Taken>, bytes: u64, status: Result<Settled, String> },
     /// A batch of outcomes is committed: how many, or why not.
     Committed(Result<usize, String>),
 }
@@ -582,7 +582,7 @@ async fn drain_page(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, t: &TargetSta
             let sender = &t.sender;
             running.push(Box::pin(async move {
                 let status = replicate_one(ctx, shard, l, sender, &taken.rec).await;
-                Event::Sent { taken, bytes, status }
+                Event::Sent { taken: Box::new(taken), bytes, status }
             }));
         }
         if !committing && !settled.is_empty() {
@@ -596,7 +596,7 @@ async fn drain_page(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>, t: &TargetSta
                 in_flight -= 1;
                 bytes_in_flight -= bytes;
                 match status {
-                    Ok(s) => settled.push((taken, s)),
+                    Ok(s) => settled.push((*taken, s)),
                     Err(e) => {
                         stop.get_or_insert(e);
                     }
@@ -636,15 +636,11 @@ async fn hand_off(ctx: &Ctx, shard: u32, taken: Vec<Taken>, stop: &mut Option<St
         if stop.is_some() {
             continue;
         }
-        let entries = [(tk.entry.clone(), tk.summary, tk.meta)];
-        let sent = crate::handover::hand_off_queue(ctx, &to, &tk.rec.bucket, tk.rec.bucket_id, &tk.rec.key, T_REPLICATION, &entries).await;
-        let gone = match sent {
-            Ok(()) => ctx.shards.commit(shard, vec![Mutation::Delete { table: T_REPLICATION, key: tk.entry }]).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        match gone {
-            Ok(_) => handed += 1,
-            Err(e) => *stop = Some(format!("handing {}/{} to its owner: {e}", tk.rec.bucket, tk.rec.key)),
+        let (bucket, bucket_id, key) = (&tk.rec.bucket, tk.rec.bucket_id, &tk.rec.key);
+        let q = crate::handover::QueuedEntry { table: T_REPLICATION, shard, entry: tk.entry, summary: tk.summary, meta: tk.meta, bucket, bucket_id, key };
+        match crate::handover::hand_off_queued(ctx, &to, q).await {
+            Ok(()) => handed += 1,
+            Err(e) => *stop = Some(e),
         }
     }
     (mine, handed)
