@@ -63,10 +63,11 @@
 //! again (at least once, as replication always is). Queued notification
 //! events go the same way (from `notify::worker`; the owner delivers
 //! them), so a decommissioned node holds no queued work of its keys once
-//! its workers ran. Not moved: tier copies queued for deletion (garbage
-//! at the tier if the node is stopped first) and replication retries of
-//! FAILED versions (`T_REPLSTATE`: the new owner's copy stays FAILED until
-//! a resync).
+//! its workers ran; so do the retry records of FAILED replications
+//! (`T_REPLSTATE`, due or not: swept once per layout version by
+//! `replication::retry`), so the new owner retries them. Not moved: tier
+//! copies queued for deletion (garbage at the tier if the node is stopped
+//! first).
 //!
 //! Wire (FORMAT BOUNDARY, inside the authenticated RPC frame), version 1:
 //! JSON calls and answers (`KeyCall`, `Row`, `ReadCall`, `DropCall`,
@@ -88,7 +89,7 @@ use crate::buckets::BucketInfo;
 use crate::cluster::ClusterNode;
 use crate::meta::{
     object_key, parse_version_key, split_upload_key, versions_prefix, ObjectMeta, UploadInfo, T_OBJECTS, T_PARTS,
-    T_EVENTS, T_REPLICATION, T_UPLOADS, T_VERSIONS,
+    T_EVENTS, T_REPLICATION, T_REPLSTATE, T_UPLOADS, T_VERSIONS,
 };
 use crate::owners::{MovedRecord, Owners, MOVED_RECORD_FORMAT};
 use crate::server::Ctx;
@@ -871,7 +872,7 @@ async fn serve_queue(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
     if kc.v != VERSION {
         return Err("a move call of another version".into());
     }
-    if qc.table != T_REPLICATION && qc.table != T_EVENTS {
+    if ![T_REPLICATION, T_REPLSTATE, T_EVENTS].contains(&qc.table) {
         return Err(format!("queue entries of table {} are not taken", qc.table));
     }
     if !crate::forward::owned_here(ctx, &kc.bucket, &kc.key) {
@@ -880,7 +881,7 @@ async fn serve_queue(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
     // An event is delivered whatever became of its bucket and key since;
     // replication works on the version, so the bucket must be the same
     // and the key here first.
-    if qc.table == T_REPLICATION {
+    if qc.table != T_EVENTS {
         let Some(b) = ctx.shared.buckets.get(&kc.bucket).filter(|b| b.id == kc.bucket_id) else {
             // The bucket is gone: so is the work on it.
             return Ok(b"0".to_vec());

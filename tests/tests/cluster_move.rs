@@ -636,3 +636,68 @@ fn events_queued_on_a_decommissioned_node_go_to_its_keys_new_owner_and_are_deliv
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(rx.records().len(), keys.len(), "each event once");
 }
+
+#[test]
+fn a_moved_keys_failed_replication_is_retried_by_its_new_owner() {
+    // The destination bucket is missing: every version is refused (404),
+    // FAILED, with a retry scheduled 15 s on, which node b's join does not
+    // wait for: the retry records of b's keys go to b with them.
+    let (ca, cb, dst_addr) = (free_udp_port(), free_udp_port(), free_addr());
+    let dst = replication_kit::node(dst_addr, None);
+    let target = format!("--replication-target=site=http://{dst_addr},{},{}", replication_kit::AK, replication_kit::SK);
+    let args = [target.as_str(), "--test-replication-failed-retry-ms=15000"];
+    let a = start_node_with(ca, None, &[], &args);
+    wait_for("a layout of one node", Duration::from_secs(30), || layout(&a)["nodes"].as_array().is_some_and(|v| v.len() == 1));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = a.client();
+    let keys: Vec<String> = (0..30).map(|i| format!("f/{i:02}")).collect();
+    let written: Vec<(String, String)> = rt.block_on(async {
+        replication_kit::versioned_bucket(&c, "src").await;
+        replication_kit::replicate(&c, "src", "arn:aws:s3:::dst").await;
+        let mut out = Vec::new();
+        for k in &keys {
+            let r = c.put_object().bucket("src").key(k).body(ByteStream::from(data(k, 0, 700))).send().await.expect("put");
+            out.push((k.clone(), r.version_id().unwrap().to_string()));
+        }
+        out
+    });
+    let scheduled = |n: &Server| metric_total(&n.scrape_metrics(), "tessera_replication_failed_retry_scheduled");
+    wait_for("every version refused, its retry scheduled", Duration::from_secs(30), || scheduled(&a) == keys.len() as f64);
+
+    let b = start_node_with(cb, Some(ca), &[], &args);
+    wait_for("the layout of two, keys moved", Duration::from_secs(60), || {
+        [&a, &b].iter().all(|n| {
+            let l = layout(n);
+            l["nodes"].as_array().is_some_and(|v| v.len() == 2)
+                && l["pending"].as_array().is_some_and(|p| p.is_empty())
+                && l["moving"].is_null()
+        })
+    });
+    let idb = node_id(&b);
+    let on_b = keys.iter().filter(|k| owner_of(&a, "src", k) == idb).count();
+    assert!(on_b > 3, "node b owns keys: {on_b}");
+    wait_for("the retries of b's keys handed to b", Duration::from_secs(10), || {
+        scheduled(&b) == on_b as f64 && scheduled(&a) == (keys.len() - on_b) as f64
+    });
+
+    // The destination's operator fixes it: each owner retries its own.
+    let d = dst.client();
+    rt.block_on(async {
+        replication_kit::versioned_bucket(&d, "dst").await;
+        let start = std::time::Instant::now();
+        for (k, v) in &written {
+            loop {
+                let st = replication_kit::status_of(&c, "src", k, v).await;
+                if st.as_deref() == Some("COMPLETED") {
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(60), "{k} is {st:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        for (k, v) in &written {
+            let o = d.head_object().bucket("dst").key(k).send().await.expect("the replica");
+            assert_eq!(o.version_id(), Some(v.as_str()), "{k}");
+        }
+    });
+}

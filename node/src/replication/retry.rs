@@ -72,10 +72,51 @@ pub fn waiting(l: &LocalShard, limit: usize) -> usize {
     l.shard.range(T_REPLSTATE, &[KIND_RETRY], None, limit).len()
 }
 
+thread_local! {
+    /// Per shard of this reactor, the layout version whose retry records
+    /// were swept for keys other nodes own (`hand_off_moved`).
+    static SWEPT: std::cell::RefCell<std::collections::HashMap<u32, u64>> = Default::default();
+}
+
+/// Once per layout version this reactor applies: hands the retry records
+/// of keys another node owns now (their partition moved there) to it, due
+/// or not, so a FAILED version is retried by its new owner (which finds
+/// it FAILED there). Records of keys owned here are not made for keys
+/// another node owns (`worker::settle` records outcomes of owned keys
+/// only), so one sweep per layout catches every one. A failure leaves the
+/// sweep to the next pass.
+async fn hand_off_moved(ctx: &Ctx, shard: u32, l: &LocalShard) -> Result<(), String> {
+    let Some(node) = &ctx.shared.cluster else { return Ok(()) };
+    let Some(version) = node.owners.load().as_ref().map(|o| o.layout.version) else { return Ok(()) };
+    if SWEPT.with(|s| s.borrow().get(&shard) == Some(&version)) {
+        return Ok(());
+    }
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = l.shard.range(T_REPLSTATE, &[KIND_RETRY], after.as_deref(), 1024);
+        let done = page.len() < 1024;
+        for (key, e) in page {
+            after = Some(key.clone());
+            let Some(stored) = l.shard.load(T_REPLSTATE, &key).await.map_err(|e| e.to_string())? else { continue };
+            let Some(rec) = Record::decode(&stored.meta) else { continue };
+            let Some(to) = crate::handover::owner_elsewhere(ctx, &rec.bucket, &rec.key) else { continue };
+            let (bucket, bucket_id, object) = (&rec.bucket, rec.bucket_id, &rec.key);
+            let q = crate::handover::QueuedEntry { table: T_REPLSTATE, shard, entry: key, summary: e.summary.to_vec(), meta: stored.meta.clone(), bucket, bucket_id, key: object };
+            crate::handover::hand_off_queued(ctx, &to, q).await?;
+        }
+        if done {
+            break;
+        }
+    }
+    SWEPT.with(|s| s.borrow_mut().insert(shard, version));
+    Ok(())
+}
+
 /// Queues again the versions whose retry is due on `shard`: each still
 /// FAILED becomes PENDING with a new queue entry (its attempt count kept),
 /// in one commit with the record's removal. Returns how many.
 pub async fn requeue_due(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>) -> Result<usize, String> {
+    hand_off_moved(ctx, shard, l).await?;
     let now = now_unix_ms().max(0) as u64;
     let mut n = 0;
     for (key, e) in l.shard.range(T_REPLSTATE, &[KIND_RETRY], None, PAGE) {
