@@ -55,7 +55,7 @@
 //!
 //! Replication work the old owner had queued for a key goes to the key's
 //! owner (`METHOD_MOVE_QUEUE`, from the old owner's replication worker:
-//! `hand_off_queue`): the owner moves the key first, then commits the
+//! `hand_off_queued`): the owner moves the key first, then commits the
 //! entries as they were (same queue keys, so their order stays) and its
 //! own worker sends them and records the outcome on the version there.
 //! An outcome the old owner learns after its key moved is not recorded

@@ -83,8 +83,9 @@ thread_local! {
 /// or not, so a FAILED version is retried by its new owner (which finds
 /// it FAILED there). Records of keys owned here are not made for keys
 /// another node owns (`worker::settle` records outcomes of owned keys
-/// only), so one sweep per layout catches every one. A failure leaves the
-/// sweep to the next pass.
+/// only), so one sweep per layout catches every one. A record that could
+/// not go (its owner unreachable) stays, and the sweep is made again at
+/// the next pass.
 async fn hand_off_moved(ctx: &Ctx, shard: u32, l: &LocalShard) -> Result<(), String> {
     let Some(node) = &ctx.shared.cluster else { return Ok(()) };
     let Some(version) = node.owners.load().as_ref().map(|o| o.layout.version) else { return Ok(()) };
@@ -92,6 +93,7 @@ async fn hand_off_moved(ctx: &Ctx, shard: u32, l: &LocalShard) -> Result<(), Str
         return Ok(());
     }
     let mut after: Option<Vec<u8>> = None;
+    let mut failed = None;
     loop {
         let page = l.shard.range(T_REPLSTATE, &[KIND_RETRY], after.as_deref(), 1024);
         let done = page.len() < 1024;
@@ -102,11 +104,16 @@ async fn hand_off_moved(ctx: &Ctx, shard: u32, l: &LocalShard) -> Result<(), Str
             let Some(to) = crate::handover::owner_elsewhere(ctx, &rec.bucket, &rec.key) else { continue };
             let (bucket, bucket_id, object) = (&rec.bucket, rec.bucket_id, &rec.key);
             let q = crate::handover::QueuedEntry { table: T_REPLSTATE, shard, entry: key, summary: e.summary.to_vec(), meta: stored.meta.clone(), bucket, bucket_id, key: object };
-            crate::handover::hand_off_queued(ctx, &to, q).await?;
+            if let Err(e) = crate::handover::hand_off_queued(ctx, &to, q).await {
+                failed = Some(e);
+            }
         }
         if done {
             break;
         }
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     SWEPT.with(|s| s.borrow_mut().insert(shard, version));
     Ok(())
@@ -116,7 +123,10 @@ async fn hand_off_moved(ctx: &Ctx, shard: u32, l: &LocalShard) -> Result<(), Str
 /// FAILED becomes PENDING with a new queue entry (its attempt count kept),
 /// in one commit with the record's removal. Returns how many.
 pub async fn requeue_due(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>) -> Result<usize, String> {
-    hand_off_moved(ctx, shard, l).await?;
+    if let Err(e) = hand_off_moved(ctx, shard, l).await {
+        // Those records wait here (skipped below), the others go on.
+        tracing::warn!(shard, "replication retries of keys another node owns now not handed over yet: {e}");
+    }
     let now = now_unix_ms().max(0) as u64;
     let mut n = 0;
     for (key, e) in l.shard.range(T_REPLSTATE, &[KIND_RETRY], None, PAGE) {
@@ -138,6 +148,10 @@ pub async fn requeue_due(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>) -> Resul
             ctx.shards.commit(shard, vec![Mutation::Delete { table: T_REPLSTATE, key }]).await.map_err(|e| e.to_string())?;
             continue;
         };
+        if crate::handover::owner_elsewhere(ctx, &rec.bucket, &rec.key).is_some() {
+            // Its version is (or goes) there: the record goes too.
+            continue;
+        }
         let lock = vec![(T_OBJECTS, object_key(rec.bucket_id, &rec.key))];
         let queued = ctx
             .shards
