@@ -386,3 +386,59 @@ async fn writes_with_acl_headers_need_put_object_only() {
     assert_eq!(server.send(&req).status, 403);
     assert_eq!(server.anonymous("PUT", "/noacl/plain", b"a").0, 200, "no ACL header, no PutObjectAcl");
 }
+
+/// `x-amz-expected-bucket-owner` and, for a copy's source,
+/// `x-amz-source-expected-bucket-owner` (s3-tests'
+/// `test_expected_bucket_owner`): the right owner passes, another one is
+/// 403 AccessDenied for the owner's own requests and for anonymous ones on
+/// a public bucket alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_expecting_another_bucket_owner_is_refused() {
+    let server = Server::start();
+    let root = server.client();
+    ok(root.create_bucket().bucket("own").send().await, "create");
+    ok(root.put_object().bucket("own").key("k").body(bytestream(b"mine")).send().await, "put");
+    let owner = ok(root.list_buckets().send().await, "list buckets").owner().and_then(|o| o.id()).unwrap().to_string();
+    let other = format!("{owner}foo");
+
+    // The owner's own requests: the right owner passes, another fails.
+    ok(root.list_objects_v2().bucket("own").expected_bucket_owner(&owner).send().await, "list, right owner");
+    ok(root.get_object().bucket("own").key("k").expected_bucket_owner(&owner).send().await, "get, right owner");
+    let f = sdk_failure(root.list_objects_v2().bucket("own").expected_bucket_owner(&other).send().await);
+    assert_eq!((f.status, f.code.as_deref()), (Some(403), Some("AccessDenied")), "{f:#?}");
+    let f = sdk_failure(root.put_object().bucket("own").key("n").body(bytestream(b"x")).expected_bucket_owner(&other).send().await);
+    assert_eq!((f.status, f.code.as_deref()), (Some(403), Some("AccessDenied")), "{f:#?}");
+    let f = sdk_failure(root.get_bucket_versioning().bucket("own").expected_bucket_owner(&other).send().await);
+    assert_eq!((f.status, f.code.as_deref()), (Some(403), Some("AccessDenied")), "{f:#?}");
+    let gone = sdk_failure(root.head_object().bucket("own").key("n").send().await);
+    assert_eq!(gone.status, Some(404), "the refused PUT stored nothing");
+
+    // A copy checks its source bucket's owner against its own header.
+    ok(
+        root.copy_object().bucket("own").key("c1").copy_source("own/k").expected_source_bucket_owner(&owner).send().await,
+        "copy, right source owner",
+    );
+    let f = sdk_failure(root.copy_object().bucket("own").key("c2").copy_source("own/k").expected_source_bucket_owner(&other).send().await);
+    assert_eq!((f.status, f.code.as_deref()), (Some(403), Some("AccessDenied")), "{f:#?}");
+
+    // Anonymous requests on a bucket anyone may read and write.
+    ok(
+        root.put_bucket_acl().bucket("own").acl(aws_sdk_s3::types::BucketCannedAcl::PublicReadWrite).send().await,
+        "public-read-write",
+    );
+    let anon = |method: &str, path: &str, expected: Option<&str>| {
+        let mut req = server.raw_request(method, path);
+        if method == "PUT" {
+            req = req.body(b"anon".to_vec());
+        }
+        if let Some(e) = expected {
+            req = req.header("x-amz-expected-bucket-owner", e);
+        }
+        server.send(&req).status
+    };
+    assert_eq!(anon("GET", "/own", None), 200);
+    assert_eq!(anon("GET", "/own", Some(&owner)), 200);
+    assert_eq!(anon("GET", "/own", Some(&other)), 403);
+    assert_eq!(anon("PUT", "/own/anon", Some(&other)), 403);
+    assert_eq!(anon("PUT", "/own/anon", Some(&owner)), 200);
+}

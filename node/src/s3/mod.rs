@@ -83,6 +83,9 @@ pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response
         crate::handover::ensure(ctx, b, k).await?;
     }
     crate::authz::authorize(ctx, req, bucket.as_deref()).await?;
+    if let Some(b) = &bucket {
+        expected_owner(req, "x-amz-expected-bucket-owner", b)?;
+    }
     let result = match &bucket {
         None => match op {
             Op::ListBuckets => bucket::list_buckets(ctx, req),
@@ -91,6 +94,20 @@ pub async fn dispatch(ctx: &Rc<Ctx>, req: &mut Request<'_>) -> S3Result<Response
         Some(b) => run(ctx, req, op, b).await,
     };
     crate::authz::finish(req, bucket.as_deref(), result)
+}
+
+/// `x-amz-expected-bucket-owner` (or, for a copy's source bucket,
+/// `x-amz-source-expected-bucket-owner`): a request that names another
+/// owner than bucket `b`'s is refused with 403 AccessDenied, as S3 does,
+/// so a client never writes to (or reads from) a bucket it took for its
+/// own after the name changed hands.
+pub(crate) fn expected_owner(req: &Request<'_>, header: &str, b: &BucketInfo) -> S3Result<()> {
+    match req.header(header) {
+        Some(want) if want.trim() != b.owner_id => {
+            Err(S3Error::with_message(S3ErrorCode::AccessDenied, "The bucket is owned by another account than the expected one."))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Runs an operation on bucket `b`, once authorized.

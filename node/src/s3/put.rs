@@ -312,6 +312,7 @@ pub(super) async fn load_copy_source(
 ) -> S3Result<(String, String, Option<VersionSel>, LoadedObject, Option<crate::copy_remote::RemoteSource>)> {
     let (sb, sk, sel) = parse_copy_source(req.header("x-amz-copy-source").unwrap_or_default())?;
     let src_bucket = ctx.shared.buckets.find(&sb).await?;
+    super::expected_owner(req, "x-amz-source-expected-bucket-owner", &src_bucket)?;
     let versioned = sel.is_some();
     // In a cluster the request runs on the destination key's owner; a
     // source another node owns is read from it, and checked here exactly
