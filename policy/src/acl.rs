@@ -202,14 +202,18 @@ impl CannedAcl {
             grantee: Grantee::User { id: bucket_owner.0.into(), display_name: bucket_owner.1.into() },
             permission: p,
         };
+        // Group grants come before the owner's (as Ceph's RGW lists them,
+        // which ceph/s3-tests checks by position; S3 gives grants no order).
+        let groups = |acl: &mut Acl, grants: Vec<Grant>| {
+            acl.grants.splice(0..0, grants);
+        };
         match self {
             CannedAcl::Private | CannedAcl::AwsExecRead => {}
-            CannedAcl::PublicRead => acl.grants.push(group(Group::AllUsers, Permission::Read)),
+            CannedAcl::PublicRead => groups(&mut acl, vec![group(Group::AllUsers, Permission::Read)]),
             CannedAcl::PublicReadWrite => {
-                acl.grants.push(group(Group::AllUsers, Permission::Read));
-                acl.grants.push(group(Group::AllUsers, Permission::Write));
+                groups(&mut acl, vec![group(Group::AllUsers, Permission::Read), group(Group::AllUsers, Permission::Write)])
             }
-            CannedAcl::AuthenticatedRead => acl.grants.push(group(Group::AuthenticatedUsers, Permission::Read)),
+            CannedAcl::AuthenticatedRead => groups(&mut acl, vec![group(Group::AuthenticatedUsers, Permission::Read)]),
             CannedAcl::BucketOwnerRead if owner.0 != bucket_owner.0 => {
                 acl.grants.push(bucket_owner_grant(Permission::Read))
             }
@@ -218,8 +222,7 @@ impl CannedAcl {
             }
             CannedAcl::BucketOwnerRead | CannedAcl::BucketOwnerFullControl => {}
             CannedAcl::LogDeliveryWrite => {
-                acl.grants.push(group(Group::LogDelivery, Permission::Write));
-                acl.grants.push(group(Group::LogDelivery, Permission::ReadAcp));
+                groups(&mut acl, vec![group(Group::LogDelivery, Permission::Write), group(Group::LogDelivery, Permission::ReadAcp)])
             }
         }
         acl
@@ -262,6 +265,10 @@ mod tests {
         let b = ("bucket-owner", "BO");
         let acl = CannedAcl::PublicReadWrite.expand(o, o);
         assert_eq!(acl.grants.len(), 3);
+        // The groups' grants first, the owner's last.
+        assert!(matches!(acl.grants[0].grantee, Grantee::Group(Group::AllUsers)) && acl.grants[0].permission == Permission::Read);
+        assert!(matches!(acl.grants[1].grantee, Grantee::Group(Group::AllUsers)) && acl.grants[1].permission == Permission::Write);
+        assert!(matches!(&acl.grants[2].grantee, Grantee::User { id, .. } if id == "owner"));
         assert!(acl.is_public());
         let anon = AclSubject { account: None };
         let other = AclSubject { account: Some("x") };
