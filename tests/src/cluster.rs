@@ -6,12 +6,26 @@ use std::time::{Duration, Instant};
 
 use crate::server::{Server, ServerOpts};
 
-/// A loopback port free for both UDP (gossip) and TCP (RPC).
+/// A loopback port free for both UDP (gossip) and TCP (RPC), taken below
+/// the kernel's ephemeral range. A port from `bind(0)` is an ephemeral
+/// one, and an outgoing connection of any test running beside may take it
+/// between this check and the node's listen (or while a killed node is
+/// started again on it): the node then failed with "Address already in
+/// use". Outgoing connections never take a port below that range.
 pub fn free_udp_port() -> SocketAddr {
+    use std::hash::{BuildHasher, Hasher};
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32768)
+        .max(20_000);
     loop {
-        let s = UdpSocket::bind("127.0.0.1:0").expect("bind a udp port");
-        let a = s.local_addr().unwrap();
-        if std::net::TcpListener::bind(a).is_ok() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 10_000 + (h.finish() % u64::from(low - 10_000)) as u16;
+        let a = SocketAddr::from(([127, 0, 0, 1], port));
+        let (udp, tcp) = (UdpSocket::bind(a), std::net::TcpListener::bind(a));
+        if udp.is_ok() && tcp.is_ok() {
             return a;
         }
     }

@@ -8,7 +8,7 @@
 //! (the new owner serves them with the old owner killed).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -26,8 +26,11 @@ const SECRET: &str = "the move test cluster's secret, long enough";
 const AK: &str = "AKIACLUSTERMOVETEST1";
 const SK: &str = "cluster-move-test-secret-0123456789abcde";
 
+/// A loopback port for an S3 listener or a receiver started later (below
+/// the ephemeral range, as `free_udp_port`: a node killed and started
+/// again takes its port back).
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    free_udp_port()
 }
 
 fn start_node(cluster: SocketAddr, join: Option<SocketAddr>, env: &[(&str, &str)]) -> Server {

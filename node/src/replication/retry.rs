@@ -32,6 +32,10 @@ pub const MAX_ATTEMPTS: u8 = 8;
 const MAX_DELAY_MS: u64 = 6 * 3600 * 1000;
 /// Due records handled per shard and pass.
 const PAGE: usize = 64;
+/// How long after a failed sweep of moved keys' retry records the next
+/// one is made (each record costs a read, and an unreachable owner a
+/// call's timeout).
+const RESWEEP_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A queue entry's summary: the record version, the bytes it will send,
 /// the automatic attempts made so far.
@@ -74,8 +78,9 @@ pub fn waiting(l: &LocalShard, limit: usize) -> usize {
 
 thread_local! {
     /// Per shard of this reactor, the layout version whose retry records
-    /// were swept for keys other nodes own (`hand_off_moved`).
-    static SWEPT: std::cell::RefCell<std::collections::HashMap<u32, u64>> = Default::default();
+    /// were swept for keys other nodes own (`hand_off_moved`), or when a
+    /// sweep last failed.
+    static SWEPT: std::cell::RefCell<std::collections::HashMap<u32, Result<u64, std::time::Instant>>> = Default::default();
 }
 
 /// Once per layout version this reactor applies: hands the retry records
@@ -83,17 +88,21 @@ thread_local! {
 /// or not, so a FAILED version is retried by its new owner (which finds
 /// it FAILED there). Records of keys owned here are not made for keys
 /// another node owns (`worker::settle` records outcomes of owned keys
-/// only), so one sweep per layout catches every one. A record that could
-/// not go (its owner unreachable) stays, and the sweep is made again at
-/// the next pass.
+/// only), so one sweep per layout catches every one. The first record
+/// that cannot go (its owner unreachable) ends the sweep; it stays, and
+/// the sweep is made again `RESWEEP_AFTER` later.
 async fn hand_off_moved(ctx: &Ctx, shard: u32, l: &LocalShard) -> Result<(), String> {
     let Some(node) = &ctx.shared.cluster else { return Ok(()) };
     let Some(version) = node.owners.load().as_ref().map(|o| o.layout.version) else { return Ok(()) };
-    if SWEPT.with(|s| s.borrow().get(&shard) == Some(&version)) {
+    let skip = SWEPT.with(|s| match s.borrow().get(&shard) {
+        Some(Ok(v)) => *v == version,
+        Some(Err(at)) => at.elapsed() < RESWEEP_AFTER,
+        None => false,
+    });
+    if skip {
         return Ok(());
     }
     let mut after: Option<Vec<u8>> = None;
-    let mut failed = None;
     loop {
         let page = l.shard.range(T_REPLSTATE, &[KIND_RETRY], after.as_deref(), 1024);
         let done = page.len() < 1024;
@@ -105,17 +114,15 @@ async fn hand_off_moved(ctx: &Ctx, shard: u32, l: &LocalShard) -> Result<(), Str
             let (bucket, bucket_id, object) = (&rec.bucket, rec.bucket_id, &rec.key);
             let q = crate::handover::QueuedEntry { table: T_REPLSTATE, shard, entry: key, summary: e.summary.to_vec(), meta: stored.meta.clone(), bucket, bucket_id, key: object };
             if let Err(e) = crate::handover::hand_off_queued(ctx, &to, q).await {
-                failed = Some(e);
+                SWEPT.with(|s| s.borrow_mut().insert(shard, Err(std::time::Instant::now())));
+                return Err(e);
             }
         }
         if done {
             break;
         }
     }
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    SWEPT.with(|s| s.borrow_mut().insert(shard, version));
+    SWEPT.with(|s| s.borrow_mut().insert(shard, Ok(version)));
     Ok(())
 }
 
