@@ -520,6 +520,21 @@ fn killed_during_the_move(which: Killed) {
     });
 }
 
+/// Waits until each `(key, version)` of bucket `src` is COMPLETED.
+async fn all_completed(c: &Client, written: &[(String, String)], limit: Duration) {
+    let start = std::time::Instant::now();
+    for (k, v) in written {
+        loop {
+            let st = replication_kit::status_of(c, "src", k, v).await;
+            if st.as_deref() == Some("COMPLETED") {
+                break;
+            }
+            assert!(start.elapsed() < limit, "{k} is {st:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 #[test]
 fn replication_work_queued_for_a_moving_key_goes_with_it_and_is_sent_from_its_new_owner() {
     // The replication destination is down at first: every entry waits in
@@ -561,17 +576,7 @@ fn replication_work_queued_for_a_moving_key_goes_with_it_and_is_sent_from_its_ne
     let d = dst.client();
     rt.block_on(async {
         replication_kit::versioned_bucket(&d, "dst").await;
-        let start = std::time::Instant::now();
-        for (k, v) in &written {
-            loop {
-                let st = replication_kit::status_of(&c, "src", k, v).await;
-                if st.as_deref() == Some("COMPLETED") {
-                    break;
-                }
-                assert!(start.elapsed() < Duration::from_secs(90), "{k} is {st:?}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        all_completed(&c, &written, Duration::from_secs(90)).await;
         for (i, (k, v)) in written.iter().enumerate() {
             let o = d.get_object().bucket("dst").key(k).send().await.expect("the replica");
             assert_eq!(o.version_id(), Some(v.as_str()), "{k}");
@@ -687,17 +692,7 @@ fn a_moved_keys_failed_replication_is_retried_by_its_new_owner() {
     let d = dst.client();
     rt.block_on(async {
         replication_kit::versioned_bucket(&d, "dst").await;
-        let start = std::time::Instant::now();
-        for (k, v) in &written {
-            loop {
-                let st = replication_kit::status_of(&c, "src", k, v).await;
-                if st.as_deref() == Some("COMPLETED") {
-                    break;
-                }
-                assert!(start.elapsed() < Duration::from_secs(60), "{k} is {st:?}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        all_completed(&c, &written, Duration::from_secs(60)).await;
         for (k, v) in &written {
             let o = d.head_object().bucket("dst").key(k).send().await.expect("the replica");
             assert_eq!(o.version_id(), Some(v.as_str()), "{k}");
