@@ -520,6 +520,25 @@ fn killed_during_the_move(which: Killed) {
     });
 }
 
+/// A versioned bucket `src` replicating to `dst`, and one version of each
+/// of `keys` (of `size(i)` bytes): (key, version id).
+async fn replicated_puts(c: &Client, keys: &[String], size: impl Fn(usize) -> usize) -> Vec<(String, String)> {
+    replication_kit::versioned_bucket(c, "src").await;
+    replication_kit::replicate(c, "src", "arn:aws:s3:::dst").await;
+    let mut out = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let r = c.put_object().bucket("src").key(k).body(ByteStream::from(data(k, 0, size(i)))).send().await.expect("put");
+        out.push((k.clone(), r.version_id().unwrap().to_string()));
+    }
+    out
+}
+
+/// Whether `n` follows a layout of two nodes, none pending, no keys moving.
+fn two_nodes_no_move(n: &Server) -> bool {
+    let l = layout(n);
+    l["nodes"].as_array().is_some_and(|v| v.len() == 2) && l["pending"].as_array().is_some_and(|p| p.is_empty()) && l["moving"].is_null()
+}
+
 /// Waits until each `(key, version)` of bucket `src` is COMPLETED.
 async fn all_completed(c: &Client, written: &[(String, String)], limit: Duration) {
     let start = std::time::Instant::now();
@@ -546,25 +565,9 @@ fn replication_work_queued_for_a_moving_key_goes_with_it_and_is_sent_from_its_ne
     let rt = tokio::runtime::Runtime::new().unwrap();
     let c = a.client();
     let keys: Vec<String> = (0..40).map(|i| format!("r/{i:02}")).collect();
-    let written: Vec<(String, String)> = rt.block_on(async {
-        replication_kit::versioned_bucket(&c, "src").await;
-        replication_kit::replicate(&c, "src", "arn:aws:s3:::dst").await;
-        let mut out = Vec::new();
-        for (i, k) in keys.iter().enumerate() {
-            let r = c.put_object().bucket("src").key(k).body(ByteStream::from(data(k, 0, PLAIN_SIZES[i % 6]))).send().await.expect("put");
-            out.push((k.clone(), r.version_id().unwrap().to_string()));
-        }
-        out
-    });
+    let written = rt.block_on(replicated_puts(&c, &keys, |i| PLAIN_SIZES[i % 6]));
     let b = start_node_with(cb, Some(ca), &[], &[&target]);
-    wait_for("the layout of two, keys moved", Duration::from_secs(60), || {
-        [&a, &b].iter().all(|n| {
-            let l = layout(n);
-            l["nodes"].as_array().is_some_and(|v| v.len() == 2)
-                && l["pending"].as_array().is_some_and(|p| p.is_empty())
-                && l["moving"].is_null()
-        })
-    });
+    wait_for("the layout of two, keys moved", Duration::from_secs(60), || [&a, &b].iter().all(|n| two_nodes_no_move(n)));
     let idb = node_id(&b);
     let on_b = keys.iter().filter(|k| owner_of(&a, "src", k) == idb).count();
     assert!(on_b > 5, "node b owns keys: {on_b}");
@@ -659,28 +662,12 @@ fn a_moved_keys_failed_replication_is_retried_by_its_new_owner() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let c = a.client();
     let keys: Vec<String> = (0..30).map(|i| format!("f/{i:02}")).collect();
-    let written: Vec<(String, String)> = rt.block_on(async {
-        replication_kit::versioned_bucket(&c, "src").await;
-        replication_kit::replicate(&c, "src", "arn:aws:s3:::dst").await;
-        let mut out = Vec::new();
-        for k in &keys {
-            let r = c.put_object().bucket("src").key(k).body(ByteStream::from(data(k, 0, 700))).send().await.expect("put");
-            out.push((k.clone(), r.version_id().unwrap().to_string()));
-        }
-        out
-    });
+    let written = rt.block_on(replicated_puts(&c, &keys, |_| 700));
     let scheduled = |n: &Server| metric_total(&n.scrape_metrics(), "tessera_replication_failed_retry_scheduled");
     wait_for("every version refused, its retry scheduled", Duration::from_secs(30), || scheduled(&a) == keys.len() as f64);
 
     let b = start_node_with(cb, Some(ca), &[], &args);
-    wait_for("the layout of two, keys moved", Duration::from_secs(60), || {
-        [&a, &b].iter().all(|n| {
-            let l = layout(n);
-            l["nodes"].as_array().is_some_and(|v| v.len() == 2)
-                && l["pending"].as_array().is_some_and(|p| p.is_empty())
-                && l["moving"].is_null()
-        })
-    });
+    wait_for("the layout of two, keys moved", Duration::from_secs(60), || [&a, &b].iter().all(|n| two_nodes_no_move(n)));
     let idb = node_id(&b);
     let on_b = keys.iter().filter(|k| owner_of(&a, "src", k) == idb).count();
     assert!(on_b > 3, "node b owns keys: {on_b}");
