@@ -46,6 +46,8 @@ pub mod process;
 pub mod forward;
 pub mod forward_post;
 pub mod handover;
+pub mod handover_queue;
+pub mod handover_serve;
 pub mod fanout;
 pub mod copy_remote;
 pub mod remote_s3;

@@ -161,10 +161,10 @@ async fn deliver_page(
         // An event of a key another node owns now (its partition moved
         // there, as when this node is decommissioned) goes to that node,
         // which delivers it: this node may be stopped once its keys left.
-        if let Some(to) = crate::handover::owner_elsewhere(ctx, &rec.bucket, &rec.key) {
+        if let Some(to) = crate::handover_queue::owner_elsewhere(ctx, &rec.bucket, &rec.key) {
             let (bucket, object) = (&rec.bucket, &rec.key);
-            let q = crate::handover::QueuedEntry { table: T_EVENTS, shard, entry: key, summary: e.summary.to_vec(), meta: stored.meta, bucket, bucket_id: 0, key: object };
-            match crate::handover::hand_off_queued(ctx, &to, q).await {
+            let q = crate::handover_queue::QueuedEntry { table: T_EVENTS, shard, entry: key, summary: e.summary.to_vec(), meta: stored.meta, bucket, bucket_id: 0, key: object };
+            match crate::handover_queue::hand_off_queued(ctx, &to, q).await {
                 Ok(()) => {
                     handed += 1;
                     continue;

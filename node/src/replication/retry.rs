@@ -110,10 +110,10 @@ async fn hand_off_moved(ctx: &Ctx, shard: u32, l: &LocalShard) -> Result<(), Str
             after = Some(key.clone());
             let Some(stored) = l.shard.load(T_REPLSTATE, &key).await.map_err(|e| e.to_string())? else { continue };
             let Some(rec) = Record::decode(&stored.meta) else { continue };
-            let Some(to) = crate::handover::owner_elsewhere(ctx, &rec.bucket, &rec.key) else { continue };
+            let Some(to) = crate::handover_queue::owner_elsewhere(ctx, &rec.bucket, &rec.key) else { continue };
             let (bucket, bucket_id, object) = (&rec.bucket, rec.bucket_id, &rec.key);
-            let q = crate::handover::QueuedEntry { table: T_REPLSTATE, shard, entry: key, summary: e.summary.to_vec(), meta: stored.meta.clone(), bucket, bucket_id, key: object };
-            if let Err(e) = crate::handover::hand_off_queued(ctx, &to, q).await {
+            let q = crate::handover_queue::QueuedEntry { table: T_REPLSTATE, shard, entry: key, summary: e.summary.to_vec(), meta: stored.meta.clone(), bucket, bucket_id, key: object };
+            if let Err(e) = crate::handover_queue::hand_off_queued(ctx, &to, q).await {
                 SWEPT.with(|s| s.borrow_mut().insert(shard, Err(std::time::Instant::now())));
                 return Err(e);
             }
@@ -155,7 +155,7 @@ pub async fn requeue_due(ctx: &Rc<Ctx>, shard: u32, l: &Rc<LocalShard>) -> Resul
             ctx.shards.commit(shard, vec![Mutation::Delete { table: T_REPLSTATE, key }]).await.map_err(|e| e.to_string())?;
             continue;
         };
-        if crate::handover::owner_elsewhere(ctx, &rec.bucket, &rec.key).is_some() {
+        if crate::handover_queue::owner_elsewhere(ctx, &rec.bucket, &rec.key).is_some() {
             // Its version is (or goes) there: the record goes too.
             continue;
         }

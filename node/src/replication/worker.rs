@@ -629,7 +629,7 @@ async fn hand_off(ctx: &Ctx, shard: u32, taken: Vec<Taken>, stop: &mut Option<St
     let mut mine = Vec::with_capacity(taken.len());
     let mut handed = 0;
     for tk in taken {
-        let Some(to) = crate::handover::owner_elsewhere(ctx, &tk.rec.bucket, &tk.rec.key) else {
+        let Some(to) = crate::handover_queue::owner_elsewhere(ctx, &tk.rec.bucket, &tk.rec.key) else {
             mine.push(tk);
             continue;
         };
@@ -637,8 +637,8 @@ async fn hand_off(ctx: &Ctx, shard: u32, taken: Vec<Taken>, stop: &mut Option<St
             continue;
         }
         let (bucket, bucket_id, key) = (&tk.rec.bucket, tk.rec.bucket_id, &tk.rec.key);
-        let q = crate::handover::QueuedEntry { table: T_REPLICATION, shard, entry: tk.entry, summary: tk.summary, meta: tk.meta, bucket, bucket_id, key };
-        match crate::handover::hand_off_queued(ctx, &to, q).await {
+        let q = crate::handover_queue::QueuedEntry { table: T_REPLICATION, shard, entry: tk.entry, summary: tk.summary, meta: tk.meta, bucket, bucket_id, key };
+        match crate::handover_queue::hand_off_queued(ctx, &to, q).await {
             Ok(()) => handed += 1,
             Err(e) => *stop = Some(e),
         }
