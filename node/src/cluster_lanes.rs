@@ -68,8 +68,13 @@ pub const MIN_NODES: usize = 3;
 /// Most placed nodes for cluster lanes (every set then holds every node).
 pub const MAX_NODES: usize = crate::owners::DEFAULT_WIDTH;
 
-/// The nodes of this node's lanes, itself first then the others by id,
-/// when the layout makes cluster lanes (see the module doc).
+/// The nodes of the lanes of owner `me`, itself first then the others in
+/// the cluster's lane order (`owners::LaneOrder`: by id, with nodes that
+/// joined a cluster with lanes after them in the order they joined), when
+/// the layout makes cluster lanes (see the module doc). Every node
+/// computes the same order for an owner, and a join appends: a position
+/// of an owner's lanes keeps its node, so blocks written over 3 nodes
+/// are read through the lanes of 4 where they were written.
 pub fn lane_nodes(owners: &Owners, me: &str) -> Option<Vec<NodeRecord>> {
     if !owners.has_lanes() {
         return None;
@@ -77,7 +82,11 @@ pub fn lane_nodes(owners: &Owners, me: &str) -> Option<Vec<NodeRecord>> {
     let placed = owners.placed_nodes();
     let mine = placed.iter().find(|r| r.id == me)?;
     let mut out = vec![(*mine).clone()];
-    out.extend(placed.iter().filter(|r| r.id != me).map(|r| (*r).clone()));
+    let rank = |id: &str| owners.lane_order.iter().position(|o| o == id).unwrap_or(usize::MAX);
+    let mut others: Vec<&NodeRecord> = placed.iter().filter(|r| r.id != me).copied().collect();
+    // Stable: nodes the order lacks (none once it is recorded) stay by id after it.
+    others.sort_by_key(|r| rank(&r.id));
+    out.extend(others.into_iter().cloned());
     Some(out)
 }
 

@@ -20,17 +20,26 @@ struct QueueCall {
     entries: Vec<(String, String, String)>,
 }
 
-/// The node that owns `(bucket, key)` now when it is another one and the
-/// layout has no cluster lanes (keys move between owners only then): where
-/// work this node queued for the key goes.
+/// The node that owns `(bucket, key)` now when it is another one: where
+/// work this node queued for the key goes. With cluster lanes, the key's
+/// lane owner, and only while neither it nor this node is taken over
+/// (`takeover`: a node acting for another does not queue its work, and
+/// a fenced owner keeps its own until the handback).
 pub fn owner_elsewhere(ctx: &Ctx, bucket: &str, key: &str) -> Option<NodeIdentity> {
     let node = ctx.shared.cluster.as_ref()?;
     let owners = node.owners.load_full()?;
-    if owners.has_lanes() {
-        return None;
-    }
-    let owner = owners.owner_of(crate::layout::partition_of(bucket, key))?;
-    if owner.id == node.id_hex() {
+    let p = crate::layout::partition_of(bucket, key);
+    let me = node.id_hex();
+    let owner = if owners.has_lanes() {
+        let o = owners.layout_owner_of(p)?;
+        if owners.acting_for(&o.id) != o.id || owners.acting_for(&me) != me {
+            return None;
+        }
+        o
+    } else {
+        owners.owner_of(p)?
+    };
+    if owner.id == me {
         return None;
     }
     crate::fanout::identity(owner)

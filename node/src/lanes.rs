@@ -470,6 +470,7 @@ async fn translate(primary: &Shard, m: &Mirrors, who: Who, muts: &[Mutation]) ->
 pub async fn commit(primary: &Shard, mirrors: Option<&Mirrors>, muts: Vec<Mutation>) -> Result<u64, IoError> {
     let Some(m) = mirrors else { return primary.commit(muts).await };
     m.await_quorum().await?;
+    let muts = restripe(primary, m, muts).await?;
     let targets: Vec<(usize, usize)> =
         m.members.iter().enumerate().filter(|(_, (d, _))| m.health.online(*d)).map(|(i, (d, _))| (i, *d)).collect();
     // Members that miss this commit (recorded stale before it is acknowledged).
@@ -549,6 +550,29 @@ pub async fn commit(primary: &Shard, mirrors: Option<&Mirrors>, muts: Vec<Mutati
         return Err(IoError::BelowQuorum);
     }
     Ok(seq)
+}
+
+/// `muts` with every piece of other erasure parameters than the lane's
+/// (written before the lane grew from 3 nodes to 4) striped again with
+/// the lane's: a record committed now (a metadata change of an older
+/// version, a multipart upload completed from parts of both widths) is
+/// written in one shape, the one its envelope names. The piece's bytes
+/// are read (decoded) and written as a new piece; the old blocks become
+/// garbage with the record they belonged to.
+async fn restripe(primary: &Shard, m: &Mirrors, mut muts: Vec<Mutation>) -> Result<Vec<Mutation>, IoError> {
+    let Some(coding) = m.coding.as_ref() else { return Ok(muts) };
+    for mu in &mut muts {
+        let Mutation::Put { body: Body::Extents(ex), .. } = mu else { continue };
+        for e in ex.iter_mut() {
+            let Some(piece) = m.piece(e).filter(|p| p.params != coding.params) else { continue };
+            let (bytes, _) = crate::stripes_io::read_extent(primary, e, 0..piece.len).await?;
+            let mut b = DataBuf::new(bytes.len().max(1));
+            b.extend_from_slice(&bytes);
+            *e = crate::stripes_io::write_piece(primary, m, b).await?;
+            m.health.ec.restriped_pieces.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    Ok(muts)
 }
 
 /// Builds the mirrors of a lane from its opened members (the first is the

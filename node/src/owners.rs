@@ -18,10 +18,14 @@
 //!   (`layout.prev`) in one transaction, the new owners take their keys
 //!   from the old ones, each reports when it holds all of them
 //!   (`moved/<id>`), and the leader then removes `layout.prev`. Only
-//!   one move at a time, and only between layouts without cluster lanes
-//!   (1, 2, or 5 and more nodes): a change to or from 3 or 4 nodes
-//!   would re-stripe every lane, which is not built, so there a newly
-//!   registered node waits, shown as `pending` in the cluster status.
+//!   one move at a time, between layouts without cluster lanes (1, 2,
+//!   or 5 and more nodes), or a join from 3 nodes to 4 (both make
+//!   lanes): lane positions are stable (`LaneOrder`), so the records
+//!   written over 3 nodes stay readable through the lanes of 4, and the
+//!   newcomer is recorded stale in every old owner's lanes until they
+//!   heal it. Any other change to or from 3 or 4 nodes would re-stripe
+//!   every lane, which is not built, so there a newly registered node
+//!   waits, shown as `pending` in the cluster status.
 //! - **Decommission** (`decommission`, an operator's request): the node
 //!   gets `decommission/<id>`, layouts place the registered nodes less the
 //!   decommissioned ones, its keys move to the others as above, and the
@@ -58,6 +62,38 @@ pub const BUCKET_KEY_PREFIX: &str = "bucket/";
 pub const DEFAULT_WIDTH: usize = 4;
 /// Format of `NodeRecord` (FORMAT BOUNDARY: JSON in the configuration).
 pub const NODE_RECORD_FORMAT: u32 = 1;
+/// `lanes/order`: the stable order of the nodes in cluster lanes
+/// (`LaneOrder`). Absent: by id, the order lanes were made in before it.
+pub const LANE_ORDER_KEY: &str = "lanes/order";
+/// Format of `LaneOrder` (FORMAT BOUNDARY: JSON in the configuration).
+pub const LANE_ORDER_FORMAT: u32 = 1;
+
+/// The order of the nodes in every cluster lane after its owner
+/// (`cluster_lanes::lane_nodes`): a lane of owner `O` is `O`, then the
+/// other placed nodes in this order. Written when a node joins a cluster
+/// that has lanes (3 nodes to 4): the nodes before it keep their order
+/// (by id, as lanes were made without this record) and the newcomer
+/// comes last, so every position of an old lane keeps its node and the
+/// blocks written over it stay where a reader looks for them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaneOrder {
+    pub format: u32,
+    pub nodes: Vec<String>,
+}
+
+impl LaneOrder {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a lane order serializes")
+    }
+
+    pub fn decode(b: &[u8]) -> Result<LaneOrder, String> {
+        let r: LaneOrder = serde_json::from_slice(b).map_err(|e| format!("a malformed lane order: {e}"))?;
+        if r.format != LANE_ORDER_FORMAT {
+            return Err(format!("lane order format {}: this build reads {LANE_ORDER_FORMAT}", r.format));
+        }
+        Ok(r)
+    }
+}
 
 /// A node as the configuration knows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +197,8 @@ pub struct Owners {
     pub prev_placed: std::collections::BTreeSet<String>,
     /// Node id -> the layout version it reported its keys moved for.
     pub moved: BTreeMap<String, u64>,
+    /// The stable order of lane members (`LaneOrder`; empty: by id).
+    pub lane_order: Vec<String>,
 }
 
 impl Owners {
@@ -182,6 +220,10 @@ impl Owners {
         };
         let prev_placed = prev.as_ref().map(|(p, _)| self::placed(p).into_iter().map(str::to_string).collect()).unwrap_or_default();
         let moved = moved(state);
+        let lane_order = match state.get(LANE_ORDER_KEY) {
+            Some(v) => LaneOrder::decode(&v.value).map_err(|e| format!("the cluster's lane order: {e}"))?.nodes,
+            None => Vec::new(),
+        };
         Ok(Some(Owners {
             layout,
             version: v.version,
@@ -194,6 +236,7 @@ impl Owners {
             prev,
             prev_placed,
             moved,
+            lane_order,
         }))
     }
 
@@ -406,12 +449,44 @@ pub fn has_buckets(state: &ConfigState) -> bool {
     state.keys.range(BUCKET_KEY_PREFIX.to_string()..).next().is_some_and(|(k, _)| k.starts_with(BUCKET_KEY_PREFIX))
 }
 
+/// Whether a layout change from the nodes `placed` to `nodes` keeps the
+/// cluster's lanes readable without re-striping: a join from 3 nodes to
+/// 4 (every placed node stays; the newcomer takes the last position).
+fn lanes_grow(placed: &std::collections::BTreeSet<&str>, nodes: &BTreeMap<String, NodeRecord>) -> bool {
+    placed.len() == crate::cluster_lanes::MIN_NODES
+        && nodes.len() == crate::cluster_lanes::MAX_NODES
+        && placed.iter().all(|id| nodes.contains_key(*id))
+}
+
+/// The lane order after `placed` grows to `nodes`: the recorded one (else
+/// the placed nodes by id, the order of lanes made without a record), the
+/// newcomers after it by id.
+fn grown_order(state: &ConfigState, placed: &std::collections::BTreeSet<&str>, nodes: &BTreeMap<String, NodeRecord>) -> Result<Vec<String>, String> {
+    let mut order: Vec<String> = match state.get(LANE_ORDER_KEY) {
+        Some(v) => LaneOrder::decode(&v.value)?.nodes.into_iter().filter(|id| placed.contains(id.as_str())).collect(),
+        None => Vec::new(),
+    };
+    // Placed nodes the record lacks (none, unless it predates them) keep
+    // the by-id order lanes gave them.
+    for id in placed {
+        if !order.iter().any(|o| o == id) {
+            order.push(id.to_string());
+        }
+    }
+    order.extend(nodes.keys().filter(|id| !placed.contains(id.as_str())).cloned());
+    Ok(order)
+}
+
 /// What the leader should commit for a membership change (`None`:
 /// nothing): the layout over the registered nodes when they differ from
 /// the placed ones, at once while no bucket exists; once one exists, only
-/// when no move is under way and neither layout makes cluster lanes, and
-/// then with the current layout kept as `layout.prev` for the move
-/// (`handover`), in one transaction.
+/// when no move is under way and neither layout makes cluster lanes (or
+/// lanes grow from 3 nodes to 4, `lanes_grow`), and then with the
+/// current layout kept as `layout.prev` for the move (`handover`), in one
+/// transaction. A join to lanes of 4 writes, in the same transaction, the
+/// lane order with the newcomer last and a stale record of the newcomer
+/// in each old owner's lanes (its member copies start empty: it must not
+/// act for them before they heal it).
 pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
     let nodes = to_place(state);
     if nodes.is_empty() {
@@ -422,6 +497,10 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
         None => None,
     };
     let mut keep_prev = false;
+    // With lanes growing: the new lane order and the newcomers' stale
+    // records (owner, member).
+    type Grow = (Vec<String>, Vec<(String, String)>);
+    let mut grow: Option<Grow> = None;
     if let Some((layout, _)) = &current {
         let placed = placed(layout);
         let same = placed.len() == nodes.len() && nodes.keys().all(|id| placed.contains(id.as_str()));
@@ -429,8 +508,19 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
             return Ok(None);
         }
         if has_buckets(state) {
-            if state.get(PREV_LAYOUT_KEY).is_some() || lanes_with(placed.len()) || lanes_with(nodes.len()) {
+            if state.get(PREV_LAYOUT_KEY).is_some() {
                 return Ok(None);
+            }
+            if lanes_with(placed.len()) || lanes_with(nodes.len()) {
+                if !lanes_grow(&placed, &nodes) {
+                    return Ok(None);
+                }
+                let order = grown_order(state, &placed, &nodes)?;
+                let stale = placed
+                    .iter()
+                    .flat_map(|o| nodes.keys().filter(|id| !placed.contains(id.as_str())).map(move |n| (o.to_string(), n.clone())))
+                    .collect();
+                grow = Some((order, stale));
             }
             keep_prev = true;
         }
@@ -451,10 +541,18 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
     }
     let value = Some(layout.encode());
     Ok(Some(match (&current, keep_prev) {
-        (Some((old, _)), true) => Command::Txn {
-            checks: vec![(LAYOUT_KEY.to_string(), expect), (PREV_LAYOUT_KEY.to_string(), 0)],
-            writes: vec![(LAYOUT_KEY.to_string(), value), (PREV_LAYOUT_KEY.to_string(), Some(old.encode()))],
-        },
+        (Some((old, _)), true) => {
+            let mut checks = vec![(LAYOUT_KEY.to_string(), expect), (PREV_LAYOUT_KEY.to_string(), 0)];
+            let mut writes = vec![(LAYOUT_KEY.to_string(), value), (PREV_LAYOUT_KEY.to_string(), Some(old.encode()))];
+            if let Some((order, stale)) = grow {
+                checks.push((LANE_ORDER_KEY.to_string(), state.get(LANE_ORDER_KEY).map_or(0, |v| v.version)));
+                writes.push((LANE_ORDER_KEY.to_string(), Some(LaneOrder { format: LANE_ORDER_FORMAT, nodes: order }.encode())));
+                for (o, n) in stale {
+                    writes.push((crate::takeover::stale_key(&o, &n), Some(crate::takeover::stale_value(crate::takeover::now_ms()))));
+                }
+            }
+            Command::Txn { checks, writes }
+        }
         _ => Command::Cas { key: LAYOUT_KEY.to_string(), expect, value },
     }))
 }
@@ -664,6 +762,57 @@ pub(crate) mod tests {
         assert!(next_layout(&s).unwrap().is_none(), "node 2, still registered, is not placed again");
         let status = owners.status(&one);
         assert_eq!(status["decommissioned"], serde_json::json!([two]));
+    }
+
+    #[test]
+    fn a_fourth_node_joins_lanes_of_three_last_in_every_lane_and_stale_in_the_old_owners() {
+        let mut s = ConfigState::default();
+        let mut i = 0;
+        for n in 2..=4 {
+            register(&mut s, &mut i, n);
+        }
+        let first = next_layout(&s).unwrap().unwrap();
+        assert!(apply(&mut s, &mut i, &first));
+        assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+        let before = Owners::from_state(&s).unwrap().unwrap();
+        assert!(before.has_lanes() && before.lane_order.is_empty());
+        // The newcomer's id sorts before every other: by id it would take
+        // position 1 of every lane and shift the others.
+        register(&mut s, &mut i, 1);
+        let cmd = next_layout(&s).unwrap().expect("lanes of 3 grow to 4");
+        assert!(matches!(&cmd, Command::Txn { .. }), "{cmd:?}");
+        assert!(apply(&mut s, &mut i, &cmd));
+        let after = Owners::from_state(&s).unwrap().unwrap();
+        assert!(after.has_lanes() && after.layout.width() == 4 && after.pending.is_empty());
+        let (one, old): (String, Vec<String>) = (record(1).id, (2..=4).map(|n| record(n).id).collect());
+        assert_eq!(after.lane_order, [old.clone(), vec![one.clone()]].concat(), "the old nodes by id, the newcomer last");
+        for o in &old {
+            let was: Vec<String> = crate::cluster_lanes::lane_nodes(&before, o).unwrap().into_iter().map(|r| r.id).collect();
+            let now: Vec<String> = crate::cluster_lanes::lane_nodes(&after, o).unwrap().into_iter().map(|r| r.id).collect();
+            assert_eq!(now[..3], was[..], "owner {o}: every old position keeps its node");
+            assert_eq!(now[3], one);
+            assert!(after.is_stale(o, &one), "the newcomer's member copies of {o}'s lanes start empty");
+        }
+        assert_eq!(after.stale.len(), 3);
+        let gainers: Vec<&str> = after.gainers().into_iter().collect();
+        assert_eq!(gainers, vec![one.as_str()], "only the newcomer gains partitions");
+        let moving = (0..crate::layout::PARTITIONS).filter(|&p| after.moving_from(p).is_some()).count();
+        assert!(moving > 800 && moving < 1250, "about a quarter of the partitions move: {moving}");
+        // Nothing else while the keys move, and a fifth node would end the
+        // lanes (4 -> 5 re-stripes): it waits, as does a decommission.
+        register(&mut s, &mut i, 5);
+        assert!(next_layout(&s).unwrap().is_none());
+        let done = MovedRecord { format: MOVED_RECORD_FORMAT, layout: after.layout.version };
+        assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&one), value: serde_json::to_vec(&done).unwrap() }));
+        let fin = move_finished(&s).unwrap().expect("the move is over");
+        assert!(apply(&mut s, &mut i, &fin));
+        assert!(next_layout(&s).unwrap().is_none());
+        assert!(decommission(&s, &one, 1).unwrap_err().contains("re-striped"));
+        // The order stays, and an unreadable one is refused, not guessed.
+        assert_eq!(Owners::from_state(&s).unwrap().unwrap().lane_order.len(), 4);
+        let bad = LaneOrder { format: 2, nodes: vec![] };
+        assert!(apply(&mut s, &mut i, &Command::Put { key: LANE_ORDER_KEY.into(), value: bad.encode() }));
+        assert!(Owners::from_state(&s).unwrap_err().contains("lane order format 2"));
     }
 
     #[test]

@@ -182,6 +182,9 @@ pub struct EcCounters {
     pub unreadable_stripes: AtomicU64,
     /// Block streams rebuilt and rewritten by read repair.
     pub repaired_blocks: AtomicU64,
+    /// Pieces of another width striped again with their lane's when a
+    /// record naming them was committed (a lane grown from 3 nodes to 4).
+    pub restriped_pieces: AtomicU64,
     /// Scrub repair (`ec_scrub`): lane passes run after the scrubber found
     /// damage, records verified on every member, records rebuilt and
     /// their bytes, member records the primary lacks removed, records
@@ -204,6 +207,7 @@ impl EcCounters {
             ("tessera_ec_degraded_stripes_total", "Erasure stripes decoded with parity (a data block missing, failed or corrupt).", &self.degraded_stripes),
             ("tessera_ec_unreadable_stripes_total", "Erasure stripes read with fewer than k good blocks (the read failed).", &self.unreadable_stripes),
             ("tessera_ec_repaired_blocks_total", "Erasure block streams rebuilt and rewritten by read repair.", &self.repaired_blocks),
+            ("tessera_ec_restriped_pieces_total", "Striped pieces of another width (written before their lane grew) striped again with the lane's when a record naming them was committed.", &self.restriped_pieces),
             ("tessera_ec_scrub_passes_total", "Lane repair passes run because the scrubber found damage on the lane's disks.", &self.scrub_passes),
             ("tessera_ec_scrub_running_passes", "Lane repair passes running now (a gauge).", &self.scrub_running),
             ("tessera_ec_scrub_verified_records_total", "Records verified whole on a lane member by scrub repair passes.", &self.scrub_verified),

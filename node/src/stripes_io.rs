@@ -42,6 +42,11 @@ pub async fn write_piece(primary: &Shard, m: &Mirrors, buf: DataBuf) -> Result<E
     let rot = (tag % n as u128) as u8;
     let streams = {
         let mut codec = coding.codec.borrow_mut();
+        // A read of a piece of other parameters (written before the lane
+        // grew) switches the codec: switch it back.
+        if codec.params() != coding.params {
+            *codec = tessera_erasure::Codec::new(coding.params);
+        }
         encode_piece(&mut codec, tag, rot, buf.data()).map_err(|e| IoError::Io(std::io::Error::other(e.to_string())))?
     };
     let len = buf.data_len() as u64;
@@ -89,9 +94,13 @@ pub async fn load(primary: &Shard, table: u8, key: &[u8]) -> Result<Option<Store
     };
     let params = env.params().ok_or_else(|| corrupt("erasure parameters"))?;
     let n = params.total_blocks();
-    if env.pieces.len() != ex.len() || n != m.set_disks() {
+    // A record written before the lane grew (3 nodes to 4, positions
+    // stable: `cluster_lanes::lane_nodes`) is striped over its first n
+    // positions, the ones it was written over.
+    if env.pieces.len() != ex.len() || n > m.set_disks() {
         return Err(corrupt("erasure section does not match the record or the set"));
     }
+    let own = m.primary_position();
     // The other members' records are read when a block of theirs is
     // needed (`block_of`): a healthy read of a range touches k - 1 of
     // them at most, not all N - 1.
@@ -99,7 +108,7 @@ pub async fn load(primary: &Shard, table: u8, key: &[u8]) -> Result<Option<Store
         pieces: ex.len(),
         slots: RefCell::new(
             (0..n)
-                .map(|p| if p != m.primary_position() && m.at(primary, p).is_some() { Slot::Unread } else { Slot::Read(None) })
+                .map(|p| if p != own && m.at(primary, p).is_some() { Slot::Unread } else { Slot::Read(None) })
                 .collect(),
         ),
     });
@@ -109,7 +118,10 @@ pub async fn load(primary: &Shard, table: u8, key: &[u8]) -> Result<Option<Store
             PieceInfo::Plain { .. } => body.push(ex[idx]),
             PieceInfo::Striped { len, tag, rot } => {
                 let mut blocks = vec![None; n];
-                blocks[m.primary_position()] = Some(ex[idx]);
+                // The primary holds no block of a piece narrower than its position.
+                if let Some(b) = blocks.get_mut(own) {
+                    *b = Some(ex[idx]);
+                }
                 let origin = Some(Origin { table, key: key.to_vec(), meta: s.meta.clone(), index: idx });
                 let members = Some(members.clone());
                 body.push(m.add_piece(Piece { params, tag, rot, len, blocks, origin, members }, false));

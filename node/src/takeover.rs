@@ -98,7 +98,7 @@ pub fn takeover_after() -> Duration {
     Duration::from_millis(ms.max(LEASE.as_millis() as u64))
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
@@ -137,6 +137,11 @@ struct StaleRecord {
 
 pub fn stale_key(owner: &str, member: &str) -> String {
     format!("{STALE_PREFIX}{owner}/{member}")
+}
+
+/// The value of a stale record made at `since_ms`.
+pub fn stale_value(since_ms: u64) -> Vec<u8> {
+    serde_json::to_vec(&StaleRecord { format: RECORD_FORMAT, since_ms }).expect("a stale record serializes")
 }
 
 fn prefixed<'a>(state: &'a ConfigState, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a tessera_raft::state::Versioned)> + 'a {
@@ -438,7 +443,7 @@ impl StaleRecorder {
         let deadline = Instant::now() + crate::buckets::cluster::RAFT_WRITE_TIMEOUT;
         for &i in &todo {
             let Some(m) = self.members.get(i) else { return false };
-            let value = serde_json::to_vec(&StaleRecord { format: RECORD_FORMAT, since_ms: now_ms() }).expect("stale record");
+            let value = stale_value(now_ms());
             let cmd = Command::Put { key: stale_key(&self.owner, m), value };
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());

@@ -1,0 +1,197 @@
+//! A fourth node joins a cluster of three that holds data (issue 12):
+//! lanes grow from 2+1 over three nodes to 2+2 over four. Lane positions
+//! are stable (the newcomer takes the last one in every lane), so the
+//! objects striped over three nodes stay readable through the lanes of
+//! four; the newcomer takes its share of the keys (`handover`) and is
+//! healed into the old owners' lanes before it may act for them; records
+//! committed later over older pieces are striped again in the lanes'
+//! new shape; and once it is over, every object survives the loss of a
+//! node, the old ones with it.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
+use aws_sdk_s3::Client;
+use tessera_tests::cluster::{free_udp_port, serves_layout_of, wait_for};
+use tessera_tests::*;
+
+mod cluster_kit;
+use cluster_kit::*;
+
+/// A GET retried while the answer is 503 (a node's lanes being made, a
+/// takeover under way), up to `limit`.
+async fn body_settled(c: &Client, bucket: &str, key: &str, limit: Duration) -> Result<Vec<u8>, String> {
+    let started = Instant::now();
+    loop {
+        match body(c, bucket, key).await {
+            Err(e) if (e == "ServiceUnavailable" || e == "SlowDown" || e == "?") && started.elapsed() < limit => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Sizes of the objects written over three nodes: empty, inline, one
+/// striped piece, several pieces.
+const SIZES: [usize; 4] = [0, 5000, 300_000, 3 * 1024 * 1024 + 7];
+const PART: usize = 5 << 20;
+
+#[test]
+fn a_fourth_node_joins_lanes_of_three_with_data_and_every_object_survives_a_node_loss_after() {
+    // The mover waits a little, so requests move keys first; a node down
+    // 3 s is taken over.
+    let env = [("TESSERA_TAKEOVER_AFTER_MS", "3000"), ("TESSERA_TEST_MOVER_DELAY_MS", "3000")];
+    let ca = free_udp_port();
+    let mut nodes = vec![start_node_with(ca, None, &env)];
+    for _ in 0..2 {
+        nodes.push(start_node_with(free_udp_port(), Some(ca), &env));
+    }
+    wait_for("a layout of three nodes whose lanes are ready on every node", Duration::from_secs(60), || {
+        nodes.iter().all(|n| serves_layout_of(n, 3))
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c0 = nodes[0].client();
+    rt.block_on(async {
+        let started = Instant::now();
+        loop {
+            match c0.create_bucket().bucket("grow").send().await {
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 503) && started.elapsed() < Duration::from_secs(30) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                r => break ok(r, "create bucket"),
+            }
+        }
+    });
+    let status = nodes[0].admin_json("/admin/v1/cluster");
+    assert_eq!((status["lanes"]["data_blocks"].as_u64(), status["lanes"]["parity_blocks"].as_u64()), (Some(2), Some(1)), "{status:#}");
+    let keys: Vec<String> = (0..24).map(|i| format!("old/{i:02}-ä")).collect();
+    let mut objects: Vec<(String, Vec<u8>)> = keys.iter().enumerate().map(|(i, k)| (k.clone(), random_bytes(SIZES[i % 4], i as u64))).collect();
+    let part1 = random_bytes(PART, 1000);
+    let (upload, etag1) = rt.block_on(async {
+        for (i, (k, v)) in objects.iter().enumerate() {
+            let c = nodes[i % 3].client();
+            ok(c.put_object().bucket("grow").key(k).body(ByteStream::from(v.clone())).send().await, &format!("put {k}"));
+        }
+        let up = c0.create_multipart_upload().bucket("grow").key("mixed-upload").send().await.expect("create upload");
+        let id = up.upload_id().unwrap().to_string();
+        let p = c0.upload_part().bucket("grow").key("mixed-upload").upload_id(&id).part_number(1).body(ByteStream::from(part1.clone())).send().await;
+        (id, p.expect("part 1").e_tag().unwrap().to_string())
+    });
+
+    // The fourth node joins.
+    nodes.push(start_node_with(free_udp_port(), Some(ca), &env));
+    let ids: Vec<String> = nodes.iter().map(node_id).collect();
+    let t = wait_for("a layout of four nodes whose lanes are ready on every node", Duration::from_secs(60), || {
+        nodes.iter().all(|n| serves_layout_of(n, 4))
+    });
+    eprintln!("lanes of four ready {t:?} after the start of the fourth node");
+    let status = nodes[3].admin_json("/admin/v1/cluster");
+    assert_eq!((status["lanes"]["data_blocks"].as_u64(), status["lanes"]["parity_blocks"].as_u64()), (Some(2), Some(2)), "{status:#}");
+    let l = layout(&nodes[0]);
+    let stale: Vec<(String, String)> =
+        l["stale"].as_array().unwrap().iter().map(|r| (r["owner"].as_str().unwrap().to_string(), r["member"].as_str().unwrap().to_string())).collect();
+    eprintln!("stale records after the join: {}", stale.len());
+    let gained: Vec<&String> = keys.iter().filter(|k| owner_of(&nodes[0], "grow", k) == ids[3]).collect();
+    assert!(!gained.is_empty() && gained.len() < 14, "the newcomer owns about a quarter of the keys: {}", gained.len());
+
+    // During the move (and after): every object reads back through every node.
+    rt.block_on(async {
+        for (j, n) in nodes.iter().enumerate() {
+            let c = n.client();
+            for (k, v) in &objects {
+                let got = body_settled(&c, "grow", k, Duration::from_secs(30)).await;
+                assert!(got.as_ref() == Ok(v), "{k} through node {j} during the move: {:?}", got.map(|b| b.len()));
+            }
+        }
+    });
+    let t = wait_for("the move to end and the newcomer to be healed into every lane", Duration::from_secs(90), || {
+        nodes.iter().all(|n| {
+            let l = layout(n);
+            l["moving"].is_null() && l["stale"].as_array().is_some_and(|s| s.is_empty())
+        })
+    });
+    eprintln!("move over and stale records cleared {t:?} later");
+    let moved = nodes[3].admin_json("/admin/v1/cluster")["moved_here"]["keys"].as_u64().unwrap();
+    assert!(moved >= gained.len() as u64, "the newcomer took its keys: {moved} moved, {} owned", gained.len());
+    let heal = nodes[0].admin_json("/admin/v1/cluster")["lanes"]["heal"].clone();
+    assert!(heal["rebuilt_records"].as_u64().unwrap() + heal["verified_records"].as_u64().unwrap() > 0, "{heal:#}");
+
+    // Records committed over pieces of three: a tag set on an old striped
+    // object, an upload completed from a part of each width.
+    let striped: Vec<&String> = keys.iter().enumerate().filter(|(i, k)| i % 4 == 2 && owner_of(&nodes[0], "grow", k) != ids[3]).map(|(_, k)| k).collect();
+    let tagged = striped[0].clone();
+    let part2 = random_bytes(PART, 1001);
+    let restriped = || -> f64 { nodes.iter().map(|n| metric_total(&n.scrape_metrics(), "tessera_ec_restriped_pieces_total")).sum() };
+    let mut counts = vec![restriped()];
+    rt.block_on(async {
+        let tagging = Tagging::builder().tag_set(Tag::builder().key("after").value("join").build().unwrap()).build().unwrap();
+        ok(c0.put_object_tagging().bucket("grow").key(&tagged).tagging(tagging).send().await, "tag an old object");
+        counts.push(restriped());
+        let p2 = c0.upload_part().bucket("grow").key("mixed-upload").upload_id(&upload).part_number(2).body(ByteStream::from(part2.clone())).send().await;
+        let etag2 = p2.expect("part 2").e_tag().unwrap().to_string();
+        let parts = CompletedMultipartUpload::builder()
+            .parts(CompletedPart::builder().part_number(1).e_tag(etag1).build())
+            .parts(CompletedPart::builder().part_number(2).e_tag(etag2).build())
+            .build();
+        ok(c0.complete_multipart_upload().bucket("grow").key("mixed-upload").upload_id(&upload).multipart_upload(parts).send().await, "complete");
+        counts.push(restriped());
+        // And new objects, striped over four.
+        for i in 0..6 {
+            let k = format!("new/{i}");
+            let v = random_bytes(SIZES[2 + i % 2], 2000 + i as u64);
+            ok(nodes[i % 4].client().put_object().bucket("grow").key(&k).body(ByteStream::from(v.clone())).send().await, &format!("put {k}"));
+            objects.push((k, v));
+        }
+    });
+    objects.push(("mixed-upload".to_string(), [part1, part2].concat()));
+    eprintln!("pieces striped again: before {}, after the tag {}, after the completion {}", counts[0], counts[1], counts[2]);
+    assert_eq!(counts[1] - counts[0], 1.0, "the tagged object's piece was striped again");
+    // The upload's first part moved with its key when the newcomer took it
+    // (written there over four nodes), else its pieces (of up to 1 MiB)
+    // are striped again now.
+    let upload_moved = owner_of(&nodes[0], "grow", "mixed-upload") == ids[3];
+    let again = counts[2] - counts[1];
+    assert!(if upload_moved { again == 0.0 } else { again >= 5.0 }, "the upload's first part (moved: {upload_moved}): {again} pieces");
+    rt.block_on(async {
+        let tags = c0.get_object_tagging().bucket("grow").key(&tagged).send().await.expect("tags");
+        assert_eq!(tags.tag_set().len(), 1);
+        for (j, n) in nodes.iter().enumerate() {
+            let c = n.client();
+            for (k, v) in &objects {
+                let got = body_settled(&c, "grow", k, Duration::from_secs(30)).await;
+                assert!(got.as_ref() == Ok(v), "{k} through node {j} after the move: {:?}", got.map(|b| b.len()));
+            }
+        }
+        let mut want: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
+        want.sort();
+        for (j, n) in nodes.iter().enumerate() {
+            assert_eq!(list_all(&n.client(), "grow", 5).await, want, "the listing through node {j}");
+        }
+    });
+
+    // One of the first three nodes dies: its keys are taken over, and
+    // every object, striped over three or four, reads back through the
+    // others. The lowest id alive acts for it (`takeover::decide`): the
+    // newcomer when it can be, so its healed copies of the old records are
+    // what the dead node's keys are read through.
+    let mut by_id: Vec<usize> = (0..4).collect();
+    by_id.sort_by_key(|&j| ids[j].clone());
+    let gone = if by_id[0] == 3 { 1 } else if by_id[1] == 3 { by_id[0] } else { 1 };
+    nodes[gone].kill9();
+    let t = wait_for("another node acts for the dead node", Duration::from_secs(60), || {
+        layout(&nodes[0])["takeovers"].as_array().is_some_and(|t| t.iter().any(|r| r["owner"] == ids[gone].as_str() && r["acting"] != ids[gone].as_str()))
+    });
+    let acting = layout(&nodes[0])["takeovers"].as_array().unwrap().iter().find(|r| r["owner"] == ids[gone].as_str()).unwrap()["acting"].clone();
+    eprintln!("node {gone} taken over by {acting} {t:?} after its death (the newcomer: {})", acting == ids[3].as_str());
+    rt.block_on(async {
+        for (j, n) in nodes.iter().enumerate().filter(|(j, _)| *j != gone) {
+            let c = n.client();
+            for (k, v) in &objects {
+                let got = body_settled(&c, "grow", k, Duration::from_secs(40)).await;
+                assert!(got.as_ref() == Ok(v), "{k} through node {j} with node {gone} dead: {:?}", got.map(|b| b.len()));
+            }
+        }
+    });
+}
