@@ -173,6 +173,12 @@ pub struct ClusterNode {
     pub lane_heal_rebuilt: AtomicU64,
     pub lane_heal_removed: AtomicU64,
     pub lane_heal_bytes: AtomicU64,
+    /// Re-striping of records narrower than their lanes (`restripe`):
+    /// reactors walking their lanes now (a gauge), records examined,
+    /// records committed again in the lanes' shape.
+    pub restripe_running: AtomicU64,
+    pub restripe_examined: AtomicU64,
+    pub restripe_records: AtomicU64,
     /// Each reactor's view of its cluster lanes, by core (`cluster_lanes`),
     /// for the status.
     pub lane_views: Mutex<std::collections::BTreeMap<usize, serde_json::Value>>,
@@ -290,6 +296,9 @@ impl ClusterNode {
             lane_heal_rebuilt: AtomicU64::new(0),
             lane_heal_removed: AtomicU64::new(0),
             lane_heal_bytes: AtomicU64::new(0),
+            restripe_running: AtomicU64::new(0),
+            restripe_examined: AtomicU64::new(0),
+            restripe_records: AtomicU64::new(0),
             lane_ec: std::sync::Arc::default(),
             lane_views: Mutex::new(std::collections::BTreeMap::new()),
             lane_follows: Mutex::new(std::collections::BTreeMap::new()),
@@ -516,6 +525,11 @@ impl ClusterNode {
                 "removed_records": self.lane_heal_removed.load(Relaxed),
                 "bytes": self.lane_heal_bytes.load(Relaxed),
             },
+            "restripe": {
+                "running": self.restripe_running.load(Relaxed),
+                "examined_records": self.restripe_examined.load(Relaxed),
+                "restriped_records": self.restripe_records.load(Relaxed),
+            },
         })
     }
 
@@ -550,6 +564,9 @@ impl ClusterNode {
             ("tessera_cluster_lane_heal_rebuilt_records_total", "counter", "Records rebuilt on a returning member (commits it missed).", &self.lane_heal_rebuilt),
             ("tessera_cluster_lane_heal_removed_records_total", "counter", "Records removed from a returning member (deletes it missed).", &self.lane_heal_removed),
             ("tessera_cluster_lane_heal_bytes_total", "counter", "Body bytes written to returning members by their heal.", &self.lane_heal_bytes),
+            ("tessera_cluster_restripe_running", "gauge", "Reactors re-striping their lanes' records written before the lanes grew (3 nodes to 4).", &self.restripe_running),
+            ("tessera_cluster_restripe_examined_records_total", "counter", "Records the re-striping walk read.", &self.restripe_examined),
+            ("tessera_cluster_restripe_records_total", "counter", "Records the re-striping walk committed again in their lane's shape (2+2 over 4 nodes).", &self.restripe_records),
             ("tessera_cluster_takeover_records_committed_total", "counter", "Takeover records this node committed as the configuration leader (another node acts for a lane owner, or the owner gets its partitions back).", &self.takeovers_committed),
             ("tessera_cluster_stale_records_cleared_total", "counter", "Stale member records this node removed once the member was healed.", &self.stale_cleared),
             ("tessera_cluster_fostered_owners", "gauge", "Lane owners this node's reactors act for (summed over reactors).", &self.fostering),

@@ -164,6 +164,9 @@ pub async fn run(ctx: Rc<Ctx>) {
     let mut retiring: Vec<(Instant, Attached)> = Vec::new();
     let mut counted = 0u64;
     let mut fenced = false;
+    // The lanes were made and their records have not been walked for
+    // pieces narrower than them yet (`restripe`).
+    let mut walk_due = false;
     while !ctx.shutdown.is_closed() {
         let owners = node.owners.load_full();
         if let Some(o) = &owners {
@@ -197,6 +200,7 @@ pub async fn run(ctx: Rc<Ctx>) {
                         mine.iter().filter_map(|&s| Some((s, s, ctx.shards.local(s)?.clone()))).collect();
                     make(&ctx, &pool, o, o.layout.version, &nodes, 0, lanes, &node)
                 });
+                walk_due = attached.is_some();
                 // Every reactor counts its own lanes.
                 let n = attached.as_ref().map_or(0, |a| a.lanes.len() as u64);
                 node.lanes_attached.fetch_sub(counted, Relaxed);
@@ -204,6 +208,15 @@ pub async fn run(ctx: Rc<Ctx>) {
                 counted = n;
             }
             follow(&ctx, &node, o.layout.version);
+            // Lanes that grew (a recorded lane order) hold records of the
+            // narrower shape: once no key moves, they are striped again.
+            if walk_due && o.prev.is_none() && !o.lane_order.is_empty() {
+                if let Some(a) = &attached {
+                    let lanes = a.lanes.iter().filter_map(|(_, l)| Some((l.clone(), l.mirrors()?))).collect();
+                    monoio::spawn(crate::restripe::walk(ctx.clone(), node.clone(), lanes));
+                }
+                walk_due = false;
+            }
             follow_fosters(&ctx, &node, o, &mut fosters, &mut retiring, &pool).await;
         }
         if let Some(a) = &mut attached {

@@ -52,6 +52,7 @@ pub mod fanout;
 pub mod copy_remote;
 pub mod remote_s3;
 pub mod replication;
+pub mod restripe;
 pub mod metastore;
 pub mod response;
 pub mod s3;

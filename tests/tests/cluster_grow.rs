@@ -33,6 +33,14 @@ async fn body_settled(c: &Client, bucket: &str, key: &str, limit: Duration) -> R
     }
 }
 
+/// A node's re-striping walk: (reactors walking, records striped again,
+/// records examined).
+fn nodes_restripe(n: &Server) -> (u64, u64, u64) {
+    let r = n.admin_json("/admin/v1/cluster")["lanes"]["restripe"].clone();
+    let get = |f: &str| r[f].as_u64().unwrap_or(0);
+    (get("running"), get("restriped_records"), get("examined_records"))
+}
+
 /// Sizes of the objects written over three nodes: empty, inline, one
 /// striped piece, several pieces.
 const SIZES: [usize; 4] = [0, 5000, 300_000, 3 * 1024 * 1024 + 7];
@@ -40,9 +48,14 @@ const PART: usize = 5 << 20;
 
 #[test]
 fn a_fourth_node_joins_lanes_of_three_with_data_and_every_object_survives_a_node_loss_after() {
-    // The mover waits a little, so requests move keys first; a node down
-    // 3 s is taken over.
-    let env = [("TESSERA_TAKEOVER_AFTER_MS", "3000"), ("TESSERA_TEST_MOVER_DELAY_MS", "3000")];
+    // The mover waits a little, so requests move keys first; so does the
+    // re-striping walk, so the test writes over old pieces first; a node
+    // down 3 s is taken over.
+    let env = [
+        ("TESSERA_TAKEOVER_AFTER_MS", "3000"),
+        ("TESSERA_TEST_MOVER_DELAY_MS", "3000"),
+        ("TESSERA_TEST_RESTRIPE_DELAY_MS", "4000"),
+    ];
     let ca = free_udp_port();
     let mut nodes = vec![start_node_with(ca, None, &env)];
     for _ in 0..2 {
@@ -154,6 +167,19 @@ fn a_fourth_node_joins_lanes_of_three_with_data_and_every_object_survives_a_node
     let upload_moved = owner_of(&nodes[0], "grow", "mixed-upload") == ids[3];
     let again = counts[2] - counts[1];
     assert!(if upload_moved { again == 0.0 } else { again >= 5.0 }, "the upload's first part (moved: {upload_moved}): {again} pieces");
+    // The walk stripes the other old objects again (those the newcomer
+    // took were written over four already).
+    let walked = keys
+        .iter()
+        .enumerate()
+        .filter(|(i, k)| SIZES[i % 4] > 128 * 1024 && **k != tagged && owner_of(&nodes[0], "grow", k) != ids[3])
+        .count() as u64;
+    let restripe = |n: &Server| nodes_restripe(n);
+    let t = wait_for("the old objects striped again", Duration::from_secs(60), || {
+        nodes.iter().map(|n| restripe(n).1).sum::<u64>() == walked && nodes.iter().all(|n| restripe(n).0 == 0)
+    });
+    eprintln!("{walked} records striped again {t:?} after the writes");
+    assert!(nodes.iter().all(|n| restripe(n).2 > 0), "every node walked its lanes");
     rt.block_on(async {
         let tags = c0.get_object_tagging().bucket("grow").key(&tagged).send().await.expect("tags");
         assert_eq!(tags.tag_set().len(), 1);

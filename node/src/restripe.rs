@@ -1,0 +1,159 @@
+//! Re-striping after lanes grow (issue 12): once a fourth node joined
+//! lanes of three (`owners::next_layout`), records written before keep
+//! their pieces striped 2+1 over the first three positions. They stay
+//! readable (`stripes_io::load`), but survive the loss of one node where
+//! the lanes of four promise two. Each reactor walks its own lanes once
+//! the move is over and commits every record that names a narrower piece
+//! again: the lane's commit stripes such pieces anew in its own shape
+//! first (`lanes::restripe`), so the record comes back 2+2 on every
+//! member, and the old blocks become garbage for compaction.
+//!
+//! Each record is taken under the locks a request takes (the row, and its
+//! object key), so a request's read-modify-write and the walk never
+//! interleave. The walk is paced by the heal rate (`--heal-rate`), stops
+//! when the lanes are made again (a newer layout, a takeover: the next
+//! lanes start their own walk), and waits `RETRY_AFTER` after a failed
+//! commit (a member out of service), then goes on from the same record.
+//! It runs again after a restart, reading every record once; records
+//! already in the lanes' shape cost that read only.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_io::{Body, IoError, Mutation};
+
+use crate::cluster::ClusterNode;
+use crate::lanes::Mirrors;
+use crate::meta::{parse_version_key, split_upload_key, T_OBJECTS, T_PARTS, T_VERSIONS};
+use crate::server::Ctx;
+use crate::shards::LocalShard;
+
+/// Keys read per page of the walk.
+const PAGE: usize = 256;
+/// Pause after a record could not be committed again.
+const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// How long a walk waits before it starts: nothing, unless a test asks
+/// for time to act first (`TESSERA_TEST_RESTRIPE_DELAY_MS`).
+fn start_delay() -> Duration {
+    std::env::var("TESSERA_TEST_RESTRIPE_DELAY_MS").ok().and_then(|v| v.parse().ok()).map_or(Duration::ZERO, Duration::from_millis)
+}
+
+/// The object key (`meta::object_key`) a row of `table` belongs to: the
+/// lock requests take for it.
+fn object_key_of(table: u8, k: &[u8]) -> Option<Vec<u8>> {
+    let bucket = k.get(..8)?;
+    let key = match table {
+        T_OBJECTS => return Some(k.to_vec()),
+        T_VERSIONS => parse_version_key(k)?.1,
+        // `object key \0 upload id \0 part number (4 bytes)`.
+        T_PARTS => split_upload_key(k.get(8..k.len().checked_sub(5)?)?)?.0.to_vec(),
+        _ => return None,
+    };
+    Some([bucket, &key].concat())
+}
+
+/// Counts a running walk for as long as it lives.
+struct Running<'a>(&'a ClusterNode);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.restripe_running.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Walks `lanes` (this reactor's own, made as `mirrors`) and commits
+/// again every record that names a piece of another width than its lane.
+pub(crate) async fn walk(ctx: Rc<Ctx>, node: Arc<ClusterNode>, lanes: Vec<(Rc<LocalShard>, Rc<Mirrors>)>) {
+    node.restripe_running.fetch_add(1, Relaxed);
+    let _running = Running(&node);
+    monoio::time::sleep(start_delay()).await;
+    let rate = ctx.shared.config.heal_bytes_per_sec / ctx.shared.config.threads.max(1) as u64;
+    let mut throttle = crate::heal::Throttle::new(rate.max(u64::from(ctx.shared.config.heal_bytes_per_sec > 0)));
+    let (mut examined, mut restriped) = (0u64, 0u64);
+    for (l, m) in lanes {
+        let mut from: (u8, Option<Vec<u8>>) = (T_OBJECTS, None);
+        'lane: loop {
+            let page = crate::holder::keys_from(&l.shard, from.0, from.1.as_deref(), PAGE);
+            let full = page.len() == PAGE;
+            for (t, k) in page {
+                if t > T_VERSIONS {
+                    break 'lane;
+                }
+                loop {
+                    // Lanes made again (a newer layout): their own walk follows.
+                    if !l.mirrors().is_some_and(|now| Rc::ptr_eq(&now, &m)) || ctx.shutdown.is_closed() {
+                        tracing::info!(examined, restriped, "re-striping stopped: the lanes were made again");
+                        return;
+                    }
+                    if !matches!(t, T_OBJECTS | T_VERSIONS | T_PARTS) {
+                        break;
+                    }
+                    match again(&l, &m, t, &k).await {
+                        Ok(n) => {
+                            examined += 1;
+                            node.restripe_examined.fetch_add(1, Relaxed);
+                            if let Some(bytes) = n {
+                                restriped += 1;
+                                node.restripe_records.fetch_add(1, Relaxed);
+                                throttle.spend(bytes).await;
+                            }
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(table = t, error = %e, "a record could not be striped again; the walk tries it again shortly");
+                            monoio::time::sleep(RETRY_AFTER).await;
+                        }
+                    }
+                }
+                from = (t, Some(k));
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+    if restriped > 0 {
+        tracing::info!(core = ctx.core, examined, restriped, "records written before the lanes grew are striped in their lanes' shape");
+    }
+}
+
+/// Commits record `(t, k)` of lane `l` again when it names a piece of
+/// another width than the lane's: the body bytes so striped again, or
+/// None (nothing to do, or the record is gone).
+async fn again(l: &Rc<LocalShard>, m: &Mirrors, t: u8, k: &[u8]) -> Result<Option<u64>, IoError> {
+    let Some(coding) = m.coding.as_ref() else { return Ok(None) };
+    let mut locks = vec![(t, k.to_vec())];
+    locks.extend(object_key_of(t, k).map(|o| (T_OBJECTS, o)));
+    let _held = l.lock(locks).await;
+    let Some(s) = crate::stripes_io::load(&l.shard, t, k).await? else { return Ok(None) };
+    let Body::Extents(ex) = &s.body else { return Ok(None) };
+    if !ex.iter().filter_map(|e| m.piece(e)).any(|p| p.params != coding.params) {
+        return Ok(None);
+    }
+    let bytes = ex.iter().map(|e| e.len).sum();
+    l.commit_in_txn(vec![Mutation::Put { table: t, key: k.to_vec(), summary: s.summary, meta: s.meta, body: s.body }]).await?;
+    Ok(Some(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::{object_key, part_key, version_key, VersionId};
+
+    #[test]
+    fn a_rows_object_key_is_the_lock_requests_take() {
+        let okey = object_key(7, "dir/a\0b-ü");
+        assert_eq!(object_key_of(T_OBJECTS, &okey), Some(okey.clone()));
+        let v = version_key(7, "dir/a\0b-ü", &VersionId::from_parts(1_700_000_000_000_000, [0, 1, 0, 0, 2, 0, 0, 3]));
+        assert_eq!(object_key_of(T_VERSIONS, &v), Some(okey.clone()));
+        // A part number whose bytes hold NULs.
+        for n in [1u32, 256, 65536, 10_000] {
+            assert_eq!(object_key_of(T_PARTS, &part_key(7, "dir/a\0b-ü", "0badc0de", n)), Some(okey.clone()), "part {n}");
+        }
+        assert_eq!(object_key_of(T_PARTS, b"short"), None);
+        assert_eq!(object_key_of(crate::meta::T_UPLOADS, &okey), None);
+    }
+}
