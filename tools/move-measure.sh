@@ -6,8 +6,12 @@
 # and what the new node moved in (`moved_here`). GETS=SECS also runs a GET
 # load of that many seconds through both nodes from the moment both follow
 # the layout of two, the move under way (tessera-bench's summary follows). DECOM=1 then
-# decommissions the second node and times its keys' way back. One data dir and
-# NODE_THREADS reactors (default 1) per node, on loopback.
+# decommissions the second node and times its keys' way back. FROM=3 starts
+# three nodes (lanes, 2+1) instead of one and times a fourth node's join
+# (lanes of 2+2): the move, then the newcomer's heal into the old owners'
+# lanes (`layout.stale` empty) and the re-striping of the old records
+# (`lanes.restripe`). One data dir and NODE_THREADS reactors (default 1)
+# per node, on loopback.
 # usage: tools/move-measure.sh COUNT SIZE   (e.g. 20000 4KiB)
 # BIN: dir of tessera (default target/release); BENCH: tessera-bench (default $BIN/tessera-bench).
 set -u
@@ -36,30 +40,61 @@ ok = len(l.get("nodes", [])) == int(sys.argv[1]) and not l.get("pending")
 sys.exit(0 if ok and (not sys.argv[2] or l.get("moving") is None) else 1)' $2 "${MOVED:-}"
 }
 now() { date +%s.%N; }
-node 1
-for _ in $(seq 100); do layout_is 1 1 && break; sleep 0.2; done
-echo "== fill $COUNT x $SIZE into node 1"
+FROM=${FROM:-1}; NEW=$((FROM + 1))
+all_follow() { # nodes [MOVED=1]
+  for i in $(seq $1); do layout_is $i $1 || return 1; done
+}
+for i in $(seq $FROM); do node $i; done
+for _ in $(seq 300); do all_follow $FROM && break; sleep 0.2; done
+echo "== fill $COUNT x $SIZE into $FROM node(s)"
+sleep 2 # lanes made on every node
 $BENCH --endpoint http://127.0.0.1:$((P+10)) --progress 0s fill --bucket mvbench --size $SIZE --count $COUNT \
   --concurrency 16 > $OUT/fill.out 2>&1 || { cat $OUT/fill.out; KEEP=1; }
 tail -3 $OUT/fill.out
 t0=$(now)
-node 2
-for _ in $(seq 600); do layout_is 2 2 && layout_is 1 2 && break; sleep 0.1; done
+node $NEW
+for _ in $(seq 600); do all_follow $NEW && break; sleep 0.1; done
 t1=$(now)
 if [ -n "${GETS:-}" ]; then
-  $BENCH --endpoint http://127.0.0.1:$((P+10)),http://127.0.0.1:$((P+20)) --progress 0s get --bucket mvbench \
+  EPS=$(for i in $(seq $NEW); do printf 'http://127.0.0.1:%d,' $((P+10*i)); done)
+  $BENCH --endpoint ${EPS%,} --progress 0s get --bucket mvbench \
     --size $SIZE --objects $COUNT --skip-prefill --concurrency 16 --duration ${GETS}s > $OUT/gets.out 2>&1 &
   G=$!
 fi
-for _ in $(seq 36000); do MOVED=1 layout_is 2 2 && MOVED=1 layout_is 1 2 && break; sleep 0.1; done
+for _ in $(seq 36000); do MOVED=1 all_follow $NEW && break; sleep 0.1; done
 t2=$(now)
-echo "layout of two followed $(echo "$t1 - $t0" | bc) s after node 2 started; move over $(echo "$t2 - $t1" | bc) s later"
-status 2 | python3 -c '
+echo "layout of $NEW followed $(echo "$t1 - $t0" | bc) s after node $NEW started; move over $(echo "$t2 - $t1" | bc) s later"
+status $NEW | python3 -c '
 import json, sys
 m = json.load(sys.stdin)["moved_here"]
 span = float(sys.argv[1])
 k, b = m["keys"], m["bytes"] / 1e6
-print(f"node 2 moved in {k} keys, {b:.1f} MB of bodies: {k / span:.0f} keys/s, {b / span:.1f} MB/s over the move")' $(echo "$t2 - $t1" | bc)
+print(f"node {sys.argv[2]} moved in {k} keys, {b:.1f} MB of bodies: {k / span:.0f} keys/s, {b / span:.1f} MB/s over the move")' $(echo "$t2 - $t1" | bc) $NEW
+if [ $FROM -ge 3 ]; then
+  # Lanes: the newcomer healed into every old owner's lanes, the old
+  # records striped again in the lanes' new shape.
+  lanes_done() {
+    for i in $(seq $NEW); do
+      status $i | python3 -c '
+import json, sys
+c = json.load(sys.stdin)
+ok = not c["layout"].get("stale") and c["lanes"]["restripe"]["running"] == 0 and c["lanes"]["restripe"]["examined_records"] > 0
+sys.exit(0 if ok else 1)' || return 1
+    done
+  }
+  for _ in $(seq 36000); do lanes_done && break; sleep 0.1; done
+  t5=$(now)
+  for i in $(seq $NEW); do
+    status $i | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["lanes"]
+h, r = c["heal"], c["restripe"]
+hr, hb, hv = h["rebuilt_records"], h["bytes"] / 1e6, h["verified_records"]
+rr, re = r["restriped_records"], r["examined_records"]
+print(f"node {sys.argv[1]}: heal rebuilt {hr} records ({hb:.1f} MB), verified {hv}; restriped {rr} of {re} records")' $i
+  done
+  echo "newcomer healed and old records restriped $(echo "$t5 - $t2" | bc) s after the move"
+fi
 if [ -n "${GETS:-}" ]; then wait $G; tail -8 $OUT/gets.out; fi
 if [ -n "${DECOM:-}" ]; then
   # And back: node 2 decommissioned, its keys move to node 1.
