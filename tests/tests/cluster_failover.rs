@@ -134,20 +134,6 @@ fn takeovers(server: &Server) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A GET that waits out 503s (a node taking over or handing back) for up
-/// to `limit`; the first other answer.
-async fn body_settled(c: &Client, bucket: &str, key: &str, limit: Duration) -> Result<Vec<u8>, String> {
-    let started = Instant::now();
-    loop {
-        match body(c, bucket, key).await {
-            Err(e) if (e == "ServiceUnavailable" || e == "?") && started.elapsed() < limit => {
-                tokio::time::sleep(Duration::from_millis(200)).await
-            }
-            r => return r,
-        }
-    }
-}
-
 /// A node frozen (SIGSTOP) stops answering; once it has been down for the
 /// takeover time, the configuration names another node to act for its
 /// partitions, which serves them from its member copies: every object the

@@ -12,26 +12,11 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
-use aws_sdk_s3::Client;
 use tessera_tests::cluster::{free_udp_port, serves_layout_of, wait_for};
 use tessera_tests::*;
 
 mod cluster_kit;
 use cluster_kit::*;
-
-/// A GET retried while the answer is 503 (a node's lanes being made, a
-/// takeover under way), up to `limit`.
-async fn body_settled(c: &Client, bucket: &str, key: &str, limit: Duration) -> Result<Vec<u8>, String> {
-    let started = Instant::now();
-    loop {
-        match body(c, bucket, key).await {
-            Err(e) if (e == "ServiceUnavailable" || e == "SlowDown" || e == "?") && started.elapsed() < limit => {
-                tokio::time::sleep(Duration::from_millis(200)).await
-            }
-            r => return r,
-        }
-    }
-}
 
 /// A node's re-striping walk: (reactors walking, records striped again,
 /// records examined).

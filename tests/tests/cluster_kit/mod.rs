@@ -97,6 +97,21 @@ pub async fn body(c: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, String
     }
 }
 
+/// A GET that waits out 503s (a node taking over or handing back, lanes
+/// being made, members out of service) for up to `limit`; the first
+/// other answer.
+pub async fn body_settled(c: &Client, bucket: &str, key: &str, limit: Duration) -> Result<Vec<u8>, String> {
+    let started = std::time::Instant::now();
+    loop {
+        match body(c, bucket, key).await {
+            Err(e) if (e == "ServiceUnavailable" || e == "SlowDown" || e == "?") && started.elapsed() < limit => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            r => return r,
+        }
+    }
+}
+
 pub async fn list_all(c: &Client, bucket: &str, page: i32) -> Vec<String> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
