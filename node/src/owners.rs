@@ -449,12 +449,14 @@ pub fn has_buckets(state: &ConfigState) -> bool {
     state.keys.range(BUCKET_KEY_PREFIX.to_string()..).next().is_some_and(|(k, _)| k.starts_with(BUCKET_KEY_PREFIX))
 }
 
-/// Whether a layout change from the nodes `placed` to `nodes` keeps the
-/// cluster's lanes readable without re-striping: a join from 3 nodes to
-/// 4 (every placed node stays; the newcomer takes the last position).
+/// Whether a layout change from the nodes `placed` to `nodes` is one
+/// join that lanes take without re-striping onto fewer nodes: 2 nodes to
+/// 3 (lanes form; each old owner's records are copied to the others, its
+/// bodies striped by the walk, `restripe`) or 3 to 4 (every position of
+/// the lanes keeps its node; the newcomer takes the last one).
 fn lanes_grow(placed: &std::collections::BTreeSet<&str>, nodes: &BTreeMap<String, NodeRecord>) -> bool {
-    placed.len() == crate::cluster_lanes::MIN_NODES
-        && nodes.len() == crate::cluster_lanes::MAX_NODES
+    placed.len() + 1 == nodes.len()
+        && (crate::cluster_lanes::MIN_NODES..=crate::cluster_lanes::MAX_NODES).contains(&nodes.len())
         && placed.iter().all(|id| nodes.contains_key(*id))
 }
 
@@ -516,10 +518,16 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
                     return Ok(None);
                 }
                 let order = grown_order(state, &placed, &nodes)?;
-                let stale = placed
-                    .iter()
-                    .flat_map(|o| nodes.keys().filter(|id| !placed.contains(id.as_str())).map(move |n| (o.to_string(), n.clone())))
-                    .collect();
+                // Members that hold none of an old owner's records: the
+                // newcomer, and when lanes form (no lanes before) every
+                // other node.
+                let forming = !lanes_with(placed.len());
+                let mut stale = Vec::new();
+                for o in &placed {
+                    for n in nodes.keys().filter(|id| id.as_str() != *o && (forming || !placed.contains(id.as_str()))) {
+                        stale.push((o.to_string(), n.clone()));
+                    }
+                }
                 grow = Some((order, stale));
             }
             keep_prev = true;
@@ -682,9 +690,21 @@ pub(crate) mod tests {
         assert!(apply(&mut s, &mut i, &fin));
         let owners = Owners::from_state(&s).unwrap().unwrap();
         assert!(owners.prev.is_none() && owners.moving_from(0).is_none());
-        // The third node would make lanes (3 nodes): it waits.
-        assert!(next_layout(&s).unwrap().is_none());
         assert_eq!(owners.pending, vec![record(3).id]);
+        // The third node forms lanes: a move too, and each old owner's
+        // records are on no other node yet, so every other node is stale
+        // in its lanes.
+        let cmd = next_layout(&s).unwrap().expect("lanes form over three nodes");
+        assert!(apply(&mut s, &mut i, &cmd));
+        let owners = Owners::from_state(&s).unwrap().unwrap();
+        assert!(owners.has_lanes() && owners.prev.is_some());
+        let three = record(3).id;
+        assert_eq!(owners.lane_order, vec![one.clone(), two.clone(), three.clone()]);
+        let stale: Vec<(String, String)> = owners.stale.keys().cloned().collect();
+        let want = vec![(one.clone(), two.clone()), (one.clone(), three.clone()), (two.clone(), one.clone()), (two.clone(), three.clone())];
+        assert_eq!(stale, want);
+        let gainers: Vec<&str> = owners.gainers().into_iter().collect();
+        assert_eq!(gainers, vec![three.as_str()], "only the newcomer gains partitions");
     }
 
     #[test]
@@ -832,7 +852,8 @@ pub(crate) mod tests {
 
     /// Seeded histories of joins, decommissions, reports and the leader's
     /// moves over a cluster with buckets, against the rules: one move at a
-    /// time; no change to or from 3 or 4 nodes; every partition owned by a
+    /// time; no change to or from 3 or 4 nodes but one join (2 -> 3, 3 ->
+    /// 4); every partition owned by a
     /// placed node that is not decommissioned; a partition is moving
     /// exactly when its owner changed, from the node that held it; a move
     /// ends only once every gainer reported; a decommissioned node is
@@ -846,7 +867,7 @@ pub(crate) mod tests {
             rng ^= rng << 17;
             rng % n
         };
-        let (mut moves, mut decommissions) = (0, 0);
+        let (mut moves, mut decommissions, mut lane_joins) = (0, 0, 0);
         for _history in 0..40 {
             let mut s = ConfigState::default();
             let mut i = 0;
@@ -900,7 +921,13 @@ pub(crate) mod tests {
                     prev_owners = Some((0..crate::layout::PARTITIONS).map(|p| o.owner_of(p).unwrap().id.clone()).collect());
                     assert!(apply(&mut s, &mut i, &cmd));
                     let after = Owners::from_state(&s).unwrap().unwrap();
-                    assert!(!lanes_with(placed_before) && !lanes_with(after.placed.len()), "{placed_before} -> {}", after.placed.len());
+                    let n = after.placed.len();
+                    let joined_lanes = n == placed_before + 1 && lanes_with(n);
+                    assert!(joined_lanes || (!lanes_with(placed_before) && !lanes_with(n)), "{placed_before} -> {n}");
+                    if joined_lanes {
+                        lane_joins += 1;
+                        assert!(after.has_lanes() && after.lane_order.len() == n, "{:?}", after.lane_order);
+                    }
                     moves += 1;
                 }
                 let o = Owners::from_state(&s).unwrap().unwrap();
@@ -921,7 +948,7 @@ pub(crate) mod tests {
                 }
             }
         }
-        assert!(moves > 20 && decommissions > 3, "the histories made {moves} moves, {decommissions} decommissions");
+        assert!(moves > 20 && decommissions > 3 && lane_joins > 3, "the histories made {moves} moves, {decommissions} decommissions, {lane_joins} joins of lanes");
     }
 
     #[test]

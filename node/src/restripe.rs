@@ -1,12 +1,16 @@
-//! Re-striping after lanes grow (issue 12): once a fourth node joined
+//! Re-striping after lanes grow (issue 12). Once a fourth node joined
 //! lanes of three (`owners::next_layout`), records written before keep
 //! their pieces striped 2+1 over the first three positions. They stay
 //! readable (`stripes_io::load`), but survive the loss of one node where
-//! the lanes of four promise two. Each reactor walks its own lanes once
-//! the move is over and commits every record that names a narrower piece
-//! again: the lane's commit stripes such pieces anew in its own shape
-//! first (`lanes::restripe`), so the record comes back 2+2 on every
-//! member, and the old blocks become garbage for compaction.
+//! the lanes of four promise two. Once a third node joined two (lanes
+//! form), the old owners' bodies are plain extents on the owner, copied
+//! whole to the members by their heal: three full copies. Each reactor
+//! walks its own lanes once the move is over and commits every record
+//! that names a plain extent or a narrower piece again: a plain extent is
+//! written as a piece of the lane here, a narrower piece is striped anew
+//! by the lane's commit (`lanes::restripe`), so the record comes back in
+//! the lane's shape on every member, and the old blocks become garbage
+//! for compaction.
 //!
 //! Each record is taken under the locks a request takes (the row, and its
 //! object key), so a request's read-modify-write and the walk never
@@ -22,7 +26,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_io::{Body, IoError, Mutation};
+use tessera_io::{Body, DataBuf, IoError, Mutation};
+
+use crate::stripes::VIRTUAL_SEGMENT;
 
 use crate::cluster::ClusterNode;
 use crate::lanes::Mirrors;
@@ -129,12 +135,22 @@ async fn again(l: &Rc<LocalShard>, m: &Mirrors, t: u8, k: &[u8]) -> Result<Optio
     locks.extend(object_key_of(t, k).map(|o| (T_OBJECTS, o)));
     let _held = l.lock(locks).await;
     let Some(s) = crate::stripes_io::load(&l.shard, t, k).await? else { return Ok(None) };
-    let Body::Extents(ex) = &s.body else { return Ok(None) };
-    if !ex.iter().filter_map(|e| m.piece(e)).any(|p| p.params != coding.params) {
+    let Body::Extents(mut ex) = s.body else { return Ok(None) };
+    // A plain extent: a body written before the lanes formed (2 nodes to
+    // 3), on its owner alone (the heal copied it whole to the members).
+    let plain = |e: &tessera_io::Extent| e.segment != VIRTUAL_SEGMENT && e.len > 0;
+    if !ex.iter().any(plain) && !ex.iter().filter_map(|e| m.piece(e)).any(|p| p.params != coding.params) {
         return Ok(None);
     }
+    for e in ex.iter_mut().filter(|e| plain(e)) {
+        let bytes = l.shard.read_extent(e, 0..e.len).await?;
+        let mut b = DataBuf::new(bytes.len());
+        b.extend_from_slice(&bytes);
+        *e = crate::stripes_io::write_piece(&l.shard, m, b).await?;
+    }
     let bytes = ex.iter().map(|e| e.len).sum();
-    l.commit_in_txn(vec![Mutation::Put { table: t, key: k.to_vec(), summary: s.summary, meta: s.meta, body: s.body }]).await?;
+    // Pieces of another width are striped again by the commit itself.
+    l.commit_in_txn(vec![Mutation::Put { table: t, key: k.to_vec(), summary: s.summary, meta: s.meta, body: Body::Extents(ex) }]).await?;
     Ok(Some(bytes))
 }
 

@@ -26,6 +26,70 @@ fn nodes_restripe(n: &Server) -> (u64, u64, u64) {
     (get("running"), get("restriped_records"), get("examined_records"))
 }
 
+/// `n` nodes joined through the first, once every one follows a layout of
+/// all of them with its lanes ready; the first one's cluster address.
+fn cluster_of(n: usize, env: &[(&str, &str)]) -> (std::net::SocketAddr, Vec<Server>) {
+    let ca = free_udp_port();
+    let mut nodes = vec![start_node_with(ca, None, env)];
+    for _ in 1..n {
+        nodes.push(start_node_with(free_udp_port(), Some(ca), env));
+    }
+    // Two nodes make no lanes (no `lanes.ready`): the layout is enough.
+    let follows = |x: &Server| {
+        let l = layout(x);
+        l["nodes"].as_array().is_some_and(|v| v.len() == n) && l["pending"].as_array().is_some_and(|p| p.is_empty())
+    };
+    wait_for("a layout of every node, lanes ready on each", Duration::from_secs(60), || {
+        nodes.iter().all(|x| if n >= 3 { serves_layout_of(x, n) } else { follows(x) })
+    });
+    (ca, nodes)
+}
+
+/// Creates bucket `grow`, waiting out 503s (a node's lanes being made).
+async fn create_bucket(c: &aws_sdk_s3::Client) {
+    let started = Instant::now();
+    loop {
+        match c.create_bucket().bucket("grow").send().await {
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 503) && started.elapsed() < Duration::from_secs(30) => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            r => {
+                ok(r, "create bucket");
+                return;
+            }
+        }
+    }
+}
+
+/// (data blocks, parity blocks) of a node's lanes.
+fn shape(n: &Server) -> (Option<u64>, Option<u64>) {
+    let l = n.admin_json("/admin/v1/cluster")["lanes"].clone();
+    (l["data_blocks"].as_u64(), l["parity_blocks"].as_u64())
+}
+
+/// Every object of `objects` reads back whole through every node but `skip`.
+async fn all_read(nodes: &[Server], skip: Option<usize>, objects: &[(String, Vec<u8>)], when: &str) {
+    for (j, n) in nodes.iter().enumerate().filter(|(j, _)| Some(*j) != skip) {
+        let c = n.client();
+        for (k, v) in objects {
+            let got = body_settled(&c, "grow", k, Duration::from_secs(40)).await;
+            assert!(got.as_ref() == Ok(v), "{k} through node {j} {when}: {:?}", got.map(|b| b.len()));
+        }
+    }
+}
+
+/// Kills node `gone` and waits until another node acts for it.
+fn kill_and_wait_for_takeover(nodes: &mut [Server], ids: &[String], gone: usize) -> serde_json::Value {
+    nodes[gone].kill9();
+    let watch = if gone == 0 { 1 } else { 0 };
+    let t = wait_for("another node acts for the dead node", Duration::from_secs(60), || {
+        layout(&nodes[watch])["takeovers"].as_array().is_some_and(|t| t.iter().any(|r| r["owner"] == ids[gone].as_str() && r["acting"] != ids[gone].as_str()))
+    });
+    let acting = layout(&nodes[watch])["takeovers"].as_array().unwrap().iter().find(|r| r["owner"] == ids[gone].as_str()).unwrap()["acting"].clone();
+    eprintln!("node {gone} taken over by {acting} {t:?} after its death");
+    acting
+}
+
 /// Sizes of the objects written over three nodes: empty, inline, one
 /// striped piece, several pieces.
 const SIZES: [usize; 4] = [0, 5000, 300_000, 3 * 1024 * 1024 + 7];
@@ -41,29 +105,11 @@ fn a_fourth_node_joins_lanes_of_three_with_data_and_every_object_survives_a_node
         ("TESSERA_TEST_MOVER_DELAY_MS", "3000"),
         ("TESSERA_TEST_RESTRIPE_DELAY_MS", "4000"),
     ];
-    let ca = free_udp_port();
-    let mut nodes = vec![start_node_with(ca, None, &env)];
-    for _ in 0..2 {
-        nodes.push(start_node_with(free_udp_port(), Some(ca), &env));
-    }
-    wait_for("a layout of three nodes whose lanes are ready on every node", Duration::from_secs(60), || {
-        nodes.iter().all(|n| serves_layout_of(n, 3))
-    });
+    let (ca, mut nodes) = cluster_of(3, &env);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let c0 = nodes[0].client();
-    rt.block_on(async {
-        let started = Instant::now();
-        loop {
-            match c0.create_bucket().bucket("grow").send().await {
-                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 503) && started.elapsed() < Duration::from_secs(30) => {
-                    tokio::time::sleep(Duration::from_millis(200)).await
-                }
-                r => break ok(r, "create bucket"),
-            }
-        }
-    });
-    let status = nodes[0].admin_json("/admin/v1/cluster");
-    assert_eq!((status["lanes"]["data_blocks"].as_u64(), status["lanes"]["parity_blocks"].as_u64()), (Some(2), Some(1)), "{status:#}");
+    rt.block_on(create_bucket(&c0));
+    assert_eq!(shape(&nodes[0]), (Some(2), Some(1)));
     let keys: Vec<String> = (0..24).map(|i| format!("old/{i:02}-ä")).collect();
     let mut objects: Vec<(String, Vec<u8>)> = keys.iter().enumerate().map(|(i, k)| (k.clone(), random_bytes(SIZES[i % 4], i as u64))).collect();
     let part1 = random_bytes(PART, 1000);
@@ -85,8 +131,7 @@ fn a_fourth_node_joins_lanes_of_three_with_data_and_every_object_survives_a_node
         nodes.iter().all(|n| serves_layout_of(n, 4))
     });
     eprintln!("lanes of four ready {t:?} after the start of the fourth node");
-    let status = nodes[3].admin_json("/admin/v1/cluster");
-    assert_eq!((status["lanes"]["data_blocks"].as_u64(), status["lanes"]["parity_blocks"].as_u64()), (Some(2), Some(2)), "{status:#}");
+    assert_eq!(shape(&nodes[3]), (Some(2), Some(2)));
     let l = layout(&nodes[0]);
     let stale: Vec<(String, String)> =
         l["stale"].as_array().unwrap().iter().map(|r| (r["owner"].as_str().unwrap().to_string(), r["member"].as_str().unwrap().to_string())).collect();
@@ -96,13 +141,7 @@ fn a_fourth_node_joins_lanes_of_three_with_data_and_every_object_survives_a_node
 
     // During the move (and after): every object reads back through every node.
     rt.block_on(async {
-        for (j, n) in nodes.iter().enumerate() {
-            let c = n.client();
-            for (k, v) in &objects {
-                let got = body_settled(&c, "grow", k, Duration::from_secs(30)).await;
-                assert!(got.as_ref() == Ok(v), "{k} through node {j} during the move: {:?}", got.map(|b| b.len()));
-            }
-        }
+        all_read(&nodes, None, &objects, "during the move").await;
     });
     let t = wait_for("the move to end and the newcomer to be healed into every lane", Duration::from_secs(90), || {
         nodes.iter().all(|n| {
@@ -168,13 +207,7 @@ fn a_fourth_node_joins_lanes_of_three_with_data_and_every_object_survives_a_node
     rt.block_on(async {
         let tags = c0.get_object_tagging().bucket("grow").key(&tagged).send().await.expect("tags");
         assert_eq!(tags.tag_set().len(), 1);
-        for (j, n) in nodes.iter().enumerate() {
-            let c = n.client();
-            for (k, v) in &objects {
-                let got = body_settled(&c, "grow", k, Duration::from_secs(30)).await;
-                assert!(got.as_ref() == Ok(v), "{k} through node {j} after the move: {:?}", got.map(|b| b.len()));
-            }
-        }
+        all_read(&nodes, None, &objects, "after the move").await;
         let mut want: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
         want.sort();
         for (j, n) in nodes.iter().enumerate() {
@@ -190,19 +223,55 @@ fn a_fourth_node_joins_lanes_of_three_with_data_and_every_object_survives_a_node
     let mut by_id: Vec<usize> = (0..4).collect();
     by_id.sort_by_key(|&j| ids[j].clone());
     let gone = if by_id[0] == 3 { 1 } else if by_id[1] == 3 { by_id[0] } else { 1 };
-    nodes[gone].kill9();
-    let t = wait_for("another node acts for the dead node", Duration::from_secs(60), || {
-        layout(&nodes[0])["takeovers"].as_array().is_some_and(|t| t.iter().any(|r| r["owner"] == ids[gone].as_str() && r["acting"] != ids[gone].as_str()))
-    });
-    let acting = layout(&nodes[0])["takeovers"].as_array().unwrap().iter().find(|r| r["owner"] == ids[gone].as_str()).unwrap()["acting"].clone();
-    eprintln!("node {gone} taken over by {acting} {t:?} after its death (the newcomer: {})", acting == ids[3].as_str());
+    let acting = kill_and_wait_for_takeover(&mut nodes, &ids, gone);
+    eprintln!("the newcomer acts for it: {}", acting == ids[3].as_str());
+    rt.block_on(all_read(&nodes, Some(gone), &objects, "with a node dead"));
+}
+
+/// A third node joins two that hold data: lanes form (2+1). Each old
+/// owner's records go to the two other nodes (every other node is stale
+/// in its lanes until healed), the newcomer takes its share, and the walk
+/// stripes the old owners' bodies, kept whole on their owner before; then
+/// every object survives the loss of a node.
+#[test]
+fn a_third_node_brings_two_nodes_objects_into_lanes_and_every_object_survives_a_node_loss_after() {
+    let env = [("TESSERA_TAKEOVER_AFTER_MS", "3000"), ("TESSERA_TEST_MOVER_DELAY_MS", "2000")];
+    let (ca, mut nodes) = cluster_of(2, &env);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c0 = nodes[0].client();
+    rt.block_on(create_bucket(&c0));
+    let objects: Vec<(String, Vec<u8>)> = (0..16).map(|i| (format!("zwei/{i:02}"), random_bytes(SIZES[i % 4], 300 + i as u64))).collect();
     rt.block_on(async {
-        for (j, n) in nodes.iter().enumerate().filter(|(j, _)| *j != gone) {
-            let c = n.client();
-            for (k, v) in &objects {
-                let got = body_settled(&c, "grow", k, Duration::from_secs(40)).await;
-                assert!(got.as_ref() == Ok(v), "{k} through node {j} with node {gone} dead: {:?}", got.map(|b| b.len()));
-            }
+        for (i, (k, v)) in objects.iter().enumerate() {
+            ok(nodes[i % 2].client().put_object().bucket("grow").key(k).body(ByteStream::from(v.clone())).send().await, &format!("put {k}"));
         }
     });
+    nodes.push(start_node_with(free_udp_port(), Some(ca), &env));
+    let ids: Vec<String> = nodes.iter().map(node_id).collect();
+    let t = wait_for("a layout of three nodes whose lanes are ready on every node", Duration::from_secs(60), || {
+        nodes.iter().all(|n| serves_layout_of(n, 3))
+    });
+    eprintln!("lanes of three ready {t:?} after the start of the third node");
+    assert_eq!(shape(&nodes[0]), (Some(2), Some(1)));
+    let stale = layout(&nodes[0])["stale"].as_array().unwrap().len();
+    assert!(stale <= 4, "at most every other node in each old owner's lanes: {stale}");
+    rt.block_on(all_read(&nodes, None, &objects, "during the move"));
+    let walked = objects
+        .iter()
+        .enumerate()
+        .filter(|(i, (k, _))| SIZES[i % 4] > 128 * 1024 && owner_of(&nodes[0], "grow", k) != ids[2])
+        .count() as u64;
+    let t = wait_for("the move over, the members healed, the old bodies striped", Duration::from_secs(90), || {
+        nodes.iter().all(|n| {
+            let l = layout(n);
+            l["moving"].is_null() && l["stale"].as_array().is_some_and(|s| s.is_empty()) && nodes_restripe(n).0 == 0
+        }) && nodes.iter().map(|n| nodes_restripe(n).1).sum::<u64>() == walked
+    });
+    eprintln!("{walked} old bodies striped, members healed {t:?} later");
+    rt.block_on(all_read(&nodes, None, &objects, "after the move"));
+    // Each of the first two nodes' lanes: a dead owner's keys come back
+    // from the other two (striped bodies decode 2 of 3).
+    let gone = 1;
+    kill_and_wait_for_takeover(&mut nodes, &ids, gone);
+    rt.block_on(all_read(&nodes, Some(gone), &objects, "with a node dead"));
 }
