@@ -564,7 +564,7 @@ impl ClusterNode {
             ("tessera_cluster_lane_heal_rebuilt_records_total", "counter", "Records rebuilt on a returning member (commits it missed).", &self.lane_heal_rebuilt),
             ("tessera_cluster_lane_heal_removed_records_total", "counter", "Records removed from a returning member (deletes it missed).", &self.lane_heal_removed),
             ("tessera_cluster_lane_heal_bytes_total", "counter", "Body bytes written to returning members by their heal.", &self.lane_heal_bytes),
-            ("tessera_cluster_restripe_running", "gauge", "Reactors re-striping their lanes' records written before the lanes grew (3 nodes to 4).", &self.restripe_running),
+            ("tessera_cluster_restripe_running", "gauge", "Reactors re-striping their lanes' records written before the lanes formed or grew (a node joining 2 or 3).", &self.restripe_running),
             ("tessera_cluster_restripe_examined_records_total", "counter", "Records the re-striping walk read.", &self.restripe_examined),
             ("tessera_cluster_restripe_records_total", "counter", "Records the re-striping walk committed again in their lane's shape (2+2 over 4 nodes).", &self.restripe_records),
             ("tessera_cluster_takeover_records_committed_total", "counter", "Takeover records this node committed as the configuration leader (another node acts for a lane owner, or the owner gets its partitions back).", &self.takeovers_committed),

@@ -19,13 +19,15 @@
 //!   from the old ones, each reports when it holds all of them
 //!   (`moved/<id>`), and the leader then removes `layout.prev`. Only
 //!   one move at a time, between layouts without cluster lanes (1, 2,
-//!   or 5 and more nodes), or a join from 3 nodes to 4 (both make
-//!   lanes): lane positions are stable (`LaneOrder`), so the records
-//!   written over 3 nodes stay readable through the lanes of 4, and the
-//!   newcomer is recorded stale in every old owner's lanes until they
-//!   heal it. Any other change to or from 3 or 4 nodes would re-stripe
-//!   every lane, which is not built, so there a newly registered node
-//!   waits, shown as `pending` in the cluster status.
+//!   or 5 and more nodes), or one join to 3 or 4 nodes (`lanes_grow`):
+//!   lane positions are stable (`LaneOrder`), so the records written
+//!   over 3 nodes stay readable through the lanes of 4, and the members
+//!   that hold none of an old owner's records (the newcomer; every other
+//!   node when lanes form) are recorded stale in its lanes until they
+//!   heal them. Any other change to or from 3 or 4 nodes would take
+//!   records out of lanes or onto fewer nodes, which is not built, so
+//!   there a newly registered node waits, shown as `pending` in the
+//!   cluster status.
 //! - **Decommission** (`decommission`, an operator's request): the node
 //!   gets `decommission/<id>`, layouts place the registered nodes less the
 //!   decommissioned ones, its keys move to the others as above, and the
@@ -71,7 +73,7 @@ pub const LANE_ORDER_FORMAT: u32 = 1;
 /// The order of the nodes in every cluster lane after its owner
 /// (`cluster_lanes::lane_nodes`): a lane of owner `O` is `O`, then the
 /// other placed nodes in this order. Written when a node joins a cluster
-/// that has lanes (3 nodes to 4): the nodes before it keep their order
+/// that gets lanes (2 or 3 nodes to one more): the nodes before it keep their order
 /// (by id, as lanes were made without this record) and the newcomer
 /// comes last, so every position of an old lane keeps its node and the
 /// blocks written over it stay where a reader looks for them.
@@ -483,12 +485,13 @@ fn grown_order(state: &ConfigState, placed: &std::collections::BTreeSet<&str>, n
 /// nothing): the layout over the registered nodes when they differ from
 /// the placed ones, at once while no bucket exists; once one exists, only
 /// when no move is under way and neither layout makes cluster lanes (or
-/// lanes grow from 3 nodes to 4, `lanes_grow`), and then with the
-/// current layout kept as `layout.prev` for the move (`handover`), in one
-/// transaction. A join to lanes of 4 writes, in the same transaction, the
-/// lane order with the newcomer last and a stale record of the newcomer
-/// in each old owner's lanes (its member copies start empty: it must not
-/// act for them before they heal it).
+/// one node joins 2 or 3, `lanes_grow`), and then with the current
+/// layout kept as `layout.prev` for the move (`handover`), in one
+/// transaction. A join to lanes writes, in the same transaction, the lane
+/// order with the newcomer last and a stale record of each member that
+/// holds none of an old owner's records (the newcomer; every other node
+/// when lanes form) in that owner's lanes: it must not act for the owner
+/// before they heal it.
 pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
     let nodes = to_place(state);
     if nodes.is_empty() {
