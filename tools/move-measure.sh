@@ -6,10 +6,11 @@
 # and what the new node moved in (`moved_here`). GETS=SECS also runs a GET
 # load of that many seconds through both nodes from the moment both follow
 # the layout of two, the move under way (tessera-bench's summary follows). DECOM=1 then
-# decommissions the second node and times its keys' way back. FROM=3 starts
-# three nodes (lanes, 2+1) instead of one and times a fourth node's join
-# (lanes of 2+2): the move, then the newcomer's heal into the old owners'
-# lanes (`layout.stale` empty) and the re-striping of the old records
+# decommissions the second node and times its keys' way back (FROM=1 only).
+# FROM=2 or FROM=3 starts that many nodes instead of one and times a third
+# node's join (lanes form, 2+1) or a fourth's (lanes grow to 2+2): the
+# move, then the heal of the members that lacked the old owners' records
+# (`layout.stale` empty) and the re-striping of the old records
 # (`lanes.restripe`). One data dir and NODE_THREADS reactors (default 1)
 # per node, on loopback.
 # usage: tools/move-measure.sh COUNT SIZE   (e.g. 20000 4KiB)
@@ -70,7 +71,7 @@ m = json.load(sys.stdin)["moved_here"]
 span = float(sys.argv[1])
 k, b = m["keys"], m["bytes"] / 1e6
 print(f"node {sys.argv[2]} moved in {k} keys, {b:.1f} MB of bodies: {k / span:.0f} keys/s, {b / span:.1f} MB/s over the move")' $(echo "$t2 - $t1" | bc) $NEW
-if [ $FROM -ge 3 ]; then
+if [ $NEW -ge 3 ] && [ $NEW -le 4 ]; then
   # Lanes: the newcomer healed into every old owner's lanes, the old
   # records striped again in the lanes' new shape.
   lanes_done() {
