@@ -179,6 +179,9 @@ pub struct ClusterNode {
     pub restripe_running: AtomicU64,
     pub restripe_examined: AtomicU64,
     pub restripe_records: AtomicU64,
+    /// The lane order version and the reactors whose walk under it ended
+    /// (every reactor's: the node reports it, `restripe::report`).
+    pub restripe_done: Mutex<(u64, std::collections::BTreeSet<usize>)>,
     /// Each reactor's view of its cluster lanes, by core (`cluster_lanes`),
     /// for the status.
     pub lane_views: Mutex<std::collections::BTreeMap<usize, serde_json::Value>>,
@@ -299,6 +302,7 @@ impl ClusterNode {
             restripe_running: AtomicU64::new(0),
             restripe_examined: AtomicU64::new(0),
             restripe_records: AtomicU64::new(0),
+            restripe_done: Mutex::new((0, std::collections::BTreeSet::new())),
             lane_ec: std::sync::Arc::default(),
             lane_views: Mutex::new(std::collections::BTreeMap::new()),
             lane_follows: Mutex::new(std::collections::BTreeMap::new()),

@@ -208,12 +208,14 @@ pub async fn run(ctx: Rc<Ctx>) {
                 counted = n;
             }
             follow(&ctx, &node, o.layout.version);
-            // Lanes that grew (a recorded lane order) hold records of the
-            // narrower shape: once no key moves, they are striped again.
-            if walk_due && o.prev.is_none() && !o.lane_order.is_empty() {
+            // Lanes that formed or grew (a recorded lane order) hold
+            // records of an older shape: once no key moves, they are
+            // striped again, unless this node reported that done for
+            // this order already.
+            if walk_due && o.prev.is_none() && !o.lane_order.is_empty() && o.restriped.get(&me) != Some(&o.lane_order_version) {
                 if let Some(a) = &attached {
                     let lanes = a.lanes.iter().filter_map(|(_, l)| Some((l.clone(), l.mirrors()?))).collect();
-                    monoio::spawn(crate::restripe::walk(ctx.clone(), node.clone(), lanes));
+                    monoio::spawn(crate::restripe::walk(ctx.clone(), node.clone(), lanes, o.lane_order_version));
                 }
                 walk_due = false;
             }

@@ -454,6 +454,10 @@ impl Placement {
             keys.extend(versions(owners::MOVED_PREFIX));
             keys.push(u64::MAX);
             keys.extend(versions(owners::DECOMMISSION_PREFIX));
+            // The lanes' order and the nodes' re-striping reports (`restripe`).
+            keys.push(u64::MAX);
+            keys.push(s.get(owners::LANE_ORDER_KEY).map_or(0, |v| v.version));
+            keys.extend(versions(owners::RESTRIPED_PREFIX));
             (layout, keys)
         });
         if self.seen.as_ref() == Some(&now) {

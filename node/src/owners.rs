@@ -70,6 +70,32 @@ pub const LANE_ORDER_KEY: &str = "lanes/order";
 /// Format of `LaneOrder` (FORMAT BOUNDARY: JSON in the configuration).
 pub const LANE_ORDER_FORMAT: u32 = 1;
 
+/// `restriped/<id hex>`: node `id` walked its lanes for records of an
+/// older shape (`restripe`) and found none left, for the lane order of
+/// config version `order` (`RestripedRecord`): it does not walk them again
+/// at its next start.
+pub const RESTRIPED_PREFIX: &str = "restriped/";
+/// Format of `RestripedRecord` (FORMAT BOUNDARY: JSON in the configuration).
+pub const RESTRIPED_RECORD_FORMAT: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestripedRecord {
+    pub format: u32,
+    /// The configuration version of `lanes/order` the walk ran under.
+    pub order: u64,
+}
+
+impl RestripedRecord {
+    pub fn key(id: &str) -> String {
+        format!("{RESTRIPED_PREFIX}{id}")
+    }
+
+    /// A record of another format reads as none: the node walks again.
+    pub fn decode(b: &[u8]) -> Option<RestripedRecord> {
+        serde_json::from_slice::<RestripedRecord>(b).ok().filter(|r| r.format == RESTRIPED_RECORD_FORMAT)
+    }
+}
+
 /// The order of the nodes in every cluster lane after its owner
 /// (`cluster_lanes::lane_nodes`): a lane of owner `O` is `O`, then the
 /// other placed nodes in this order. Written when a node joins a cluster
@@ -199,8 +225,13 @@ pub struct Owners {
     pub prev_placed: std::collections::BTreeSet<String>,
     /// Node id -> the layout version it reported its keys moved for.
     pub moved: BTreeMap<String, u64>,
-    /// The stable order of lane members (`LaneOrder`; empty: by id).
+    /// The stable order of lane members (`LaneOrder`; empty: by id), and
+    /// the configuration version of its key (0: absent).
     pub lane_order: Vec<String>,
+    pub lane_order_version: u64,
+    /// Node id -> the lane order version it finished re-striping under
+    /// (`RestripedRecord`).
+    pub restriped: BTreeMap<String, u64>,
 }
 
 impl Owners {
@@ -222,10 +253,16 @@ impl Owners {
         };
         let prev_placed = prev.as_ref().map(|(p, _)| self::placed(p).into_iter().map(str::to_string).collect()).unwrap_or_default();
         let moved = moved(state);
-        let lane_order = match state.get(LANE_ORDER_KEY) {
-            Some(v) => LaneOrder::decode(&v.value).map_err(|e| format!("the cluster's lane order: {e}"))?.nodes,
-            None => Vec::new(),
+        let (lane_order, lane_order_version) = match state.get(LANE_ORDER_KEY) {
+            Some(v) => (LaneOrder::decode(&v.value).map_err(|e| format!("the cluster's lane order: {e}"))?.nodes, v.version),
+            None => (Vec::new(), 0),
         };
+        let restriped = state
+            .keys
+            .range(RESTRIPED_PREFIX.to_string()..)
+            .take_while(|(k, _)| k.starts_with(RESTRIPED_PREFIX))
+            .filter_map(|(k, v)| Some((k[RESTRIPED_PREFIX.len()..].to_string(), RestripedRecord::decode(&v.value)?.order)))
+            .collect();
         Ok(Some(Owners {
             layout,
             version: v.version,
@@ -239,6 +276,8 @@ impl Owners {
             prev_placed,
             moved,
             lane_order,
+            lane_order_version,
+            restriped,
         }))
     }
 

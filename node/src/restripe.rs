@@ -18,8 +18,12 @@
 //! when the lanes are made again (a newer layout, a takeover: the next
 //! lanes start their own walk), and waits `RETRY_AFTER` after a failed
 //! commit (a member out of service), then goes on from the same record.
-//! It runs again after a restart, reading every record once; records
-//! already in the lanes' shape cost that read only.
+//! Once every reactor's walk ended, the node writes
+//! `restriped/<id>` (`owners::RestripedRecord`, the lane order's version)
+//! in the configuration, and does not walk again after a restart; a walk
+//! that never ended (stopped, or the node stopped first) runs again,
+//! reading every record once (records already in the lanes' shape cost
+//! that read only).
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -32,6 +36,7 @@ use crate::stripes::VIRTUAL_SEGMENT;
 
 use crate::cluster::ClusterNode;
 use crate::lanes::Mirrors;
+use crate::owners::{RestripedRecord, RESTRIPED_RECORD_FORMAT};
 use crate::meta::{parse_version_key, split_upload_key, T_OBJECTS, T_PARTS, T_VERSIONS};
 use crate::server::Ctx;
 use crate::shards::LocalShard;
@@ -72,7 +77,7 @@ impl Drop for Running<'_> {
 
 /// Walks `lanes` (this reactor's own, made as `mirrors`) and commits
 /// again every record that names a piece of another width than its lane.
-pub(crate) async fn walk(ctx: Rc<Ctx>, node: Arc<ClusterNode>, lanes: Vec<(Rc<LocalShard>, Rc<Mirrors>)>) {
+pub(crate) async fn walk(ctx: Rc<Ctx>, node: Arc<ClusterNode>, lanes: Vec<(Rc<LocalShard>, Rc<Mirrors>)>, order: u64) {
     node.restripe_running.fetch_add(1, Relaxed);
     let _running = Running(&node);
     monoio::time::sleep(start_delay()).await;
@@ -123,6 +128,29 @@ pub(crate) async fn walk(ctx: Rc<Ctx>, node: Arc<ClusterNode>, lanes: Vec<(Rc<Lo
     }
     if restriped > 0 {
         tracing::info!(core = ctx.core, examined, restriped, "records written before the lanes grew are striped in their lanes' shape");
+    }
+    let all = {
+        let mut done = node.restripe_done.lock().unwrap_or_else(|e| e.into_inner());
+        if done.0 != order {
+            *done = (order, Default::default());
+        }
+        done.1.insert(ctx.core);
+        done.1.len() >= ctx.shared.config.threads
+    };
+    if all {
+        report(&node, order).await;
+    }
+}
+
+/// Writes `restriped/<id>`: every reactor's walk under lane order `order` ended.
+async fn report(node: &ClusterNode, order: u64) {
+    let Some(raft) = node.raft() else { return };
+    let value = serde_json::to_vec(&RestripedRecord { format: RESTRIPED_RECORD_FORMAT, order }).expect("a restriped record serializes");
+    let cmd = tessera_raft::Command::Put { key: RestripedRecord::key(node.id_str()), value };
+    match monoio::time::timeout(crate::buckets::cluster::RAFT_WRITE_TIMEOUT, raft.write(&cmd)).await {
+        Ok(Ok(_)) => tracing::info!(order, "cluster: this node's lanes hold no record of an older shape"),
+        Ok(Err(e)) => tracing::warn!("cluster: reporting the re-striping done: {e} (the next start walks again)"),
+        Err(_) => tracing::warn!("cluster: reporting the re-striping done timed out (the next start walks again)"),
     }
 }
 

@@ -223,9 +223,29 @@ fn a_fourth_node_joins_lanes_of_three_with_data_and_every_object_survives_a_node
     let mut by_id: Vec<usize> = (0..4).collect();
     by_id.sort_by_key(|&j| ids[j].clone());
     let gone = if by_id[0] == 3 { 1 } else if by_id[1] == 3 { by_id[0] } else { 1 };
+    // Every node reported its walk done for this lane order.
+    let order = nodes[0].admin_json("/admin/v1/cluster/config/lanes%2Forder")["version"].as_u64().expect("the lane order's version");
+    for (j, id) in ids.iter().enumerate() {
+        let r = nodes[0].admin_json(&format!("/admin/v1/cluster/config/restriped%2F{id}"));
+        let v: serde_json::Value = serde_json::from_str(r["value"].as_str().expect("a restriped record")).unwrap();
+        assert_eq!(v["order"].as_u64(), Some(order), "node {j}: {r:#}");
+    }
     let acting = kill_and_wait_for_takeover(&mut nodes, &ids, gone);
     eprintln!("the newcomer acts for it: {}", acting == ids[3].as_str());
     rt.block_on(all_read(&nodes, Some(gone), &objects, "with a node dead"));
+    // Back, and handed its keys back: it does not walk its lanes again
+    // (a walk would wait out the test's start delay, running).
+    nodes[gone].start_again();
+    let t = wait_for("the dead node back and acting for itself", Duration::from_secs(90), || {
+        nodes.iter().all(|n| {
+            serves_layout_of(n, 4)
+                && layout(n)["takeovers"].as_array().is_some_and(|t| t.iter().all(|r| r["owner"] == r["acting"]))
+        })
+    });
+    eprintln!("node {gone} back and handed its keys {t:?} after its restart");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(nodes_restripe(&nodes[gone]), (0, 0, 0), "no walk after the restart");
+    rt.block_on(all_read(&nodes, None, &objects, "after the restart"));
 }
 
 /// A third node joins two that hold data: lanes form (2+1). Each old
