@@ -532,7 +532,7 @@ fn grown_order(state: &ConfigState, placed: &std::collections::BTreeSet<&str>, n
 /// when lanes form) in that owner's lanes: it must not act for the owner
 /// before they heal it.
 pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
-    let nodes = to_place(state);
+    let mut nodes = to_place(state);
     if nodes.is_empty() {
         return Ok(None);
     }
@@ -554,6 +554,14 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
         if has_buckets(state) {
             if state.get(PREV_LAYOUT_KEY).is_some() {
                 return Ok(None);
+            }
+            // Several nodes registered at once where lanes are on the way
+            // (two nodes joining two): they join one at a time, the
+            // lowest id first, each join a move of its own.
+            let joins = placed.iter().all(|id| nodes.contains_key(*id)) && nodes.len() > placed.len() + 1;
+            if joins && (lanes_with(placed.len()) || lanes_with(nodes.len())) {
+                let first = nodes.keys().find(|id| !placed.contains(id.as_str())).cloned();
+                nodes.retain(|id, _| placed.contains(id.as_str()) || Some(id) == first.as_ref());
             }
             if lanes_with(placed.len()) || lanes_with(nodes.len()) {
                 if !lanes_grow(&placed, &nodes) {
@@ -890,6 +898,40 @@ pub(crate) mod tests {
         assert!(decommission(&s, &record(3).id, 1).is_ok());
         assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
         assert!(decommission(&s, &record(3).id, 1).unwrap_err().contains("re-striped"));
+    }
+
+    #[test]
+    fn nodes_registered_together_join_lanes_one_at_a_time() {
+        let mut s = ConfigState::default();
+        let mut i = 0;
+        for n in 1..=2 {
+            register(&mut s, &mut i, n);
+        }
+        let first = next_layout(&s).unwrap().unwrap();
+        assert!(apply(&mut s, &mut i, &first));
+        assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+        register(&mut s, &mut i, 4);
+        register(&mut s, &mut i, 3);
+        for (placed, newcomer) in [(3, 3), (4, 4)] {
+            let cmd = next_layout(&s).unwrap().expect("one more node");
+            assert!(apply(&mut s, &mut i, &cmd));
+            let o = Owners::from_state(&s).unwrap().unwrap();
+            assert_eq!(o.placed.len(), placed);
+            let gainers: Vec<&str> = o.gainers().into_iter().collect();
+            assert_eq!(gainers, vec![record(newcomer).id.as_str()], "the lowest id first");
+            assert!(next_layout(&s).unwrap().is_none(), "one move at a time");
+            let done = MovedRecord { format: MOVED_RECORD_FORMAT, layout: o.layout.version };
+            assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&record(newcomer).id), value: serde_json::to_vec(&done).unwrap() }));
+            let fin = move_finished(&s).unwrap().expect("the move is over");
+            assert!(apply(&mut s, &mut i, &fin));
+        }
+        let o = Owners::from_state(&s).unwrap().unwrap();
+        assert!(o.pending.is_empty() && o.layout.width() == 4);
+        assert_eq!(o.lane_order, (1..=4).map(|n| record(n).id).collect::<Vec<_>>());
+        // A fifth and a sixth together: lanes of four end, nothing moves.
+        register(&mut s, &mut i, 5);
+        register(&mut s, &mut i, 6);
+        assert!(next_layout(&s).unwrap().is_none());
     }
 
     /// Seeded histories of joins, decommissions, reports and the leader's
