@@ -179,6 +179,7 @@ pub struct ClusterNode {
     pub restripe_running: AtomicU64,
     pub restripe_examined: AtomicU64,
     pub restripe_records: AtomicU64,
+    pub restripe_failed: AtomicU64,
     /// The lane order version and the reactors whose walk under it ended
     /// (every reactor's: the node reports it, `restripe::report`).
     pub restripe_done: Mutex<(u64, std::collections::BTreeSet<usize>)>,
@@ -302,6 +303,7 @@ impl ClusterNode {
             restripe_running: AtomicU64::new(0),
             restripe_examined: AtomicU64::new(0),
             restripe_records: AtomicU64::new(0),
+            restripe_failed: AtomicU64::new(0),
             restripe_done: Mutex::new((0, std::collections::BTreeSet::new())),
             lane_ec: std::sync::Arc::default(),
             lane_views: Mutex::new(std::collections::BTreeMap::new()),
@@ -533,6 +535,7 @@ impl ClusterNode {
                 "running": self.restripe_running.load(Relaxed),
                 "examined_records": self.restripe_examined.load(Relaxed),
                 "restriped_records": self.restripe_records.load(Relaxed),
+                "failed_records": self.restripe_failed.load(Relaxed),
             },
         })
     }
@@ -571,6 +574,7 @@ impl ClusterNode {
             ("tessera_cluster_restripe_running", "gauge", "Reactors re-striping their lanes' records written before the lanes formed or grew (a node joining 2 or 3).", &self.restripe_running),
             ("tessera_cluster_restripe_examined_records_total", "counter", "Records the re-striping walk read.", &self.restripe_examined),
             ("tessera_cluster_restripe_records_total", "counter", "Records the re-striping walk committed again in their lane's shape (2+2 over 4 nodes).", &self.restripe_records),
+            ("tessera_cluster_restripe_failed_records_total", "counter", "Records the re-striping walk gave up on after its tries (left in the older shape; the next start walks again).", &self.restripe_failed),
             ("tessera_cluster_takeover_records_committed_total", "counter", "Takeover records this node committed as the configuration leader (another node acts for a lane owner, or the owner gets its partitions back).", &self.takeovers_committed),
             ("tessera_cluster_stale_records_cleared_total", "counter", "Stale member records this node removed once the member was healed.", &self.stale_cleared),
             ("tessera_cluster_fostered_owners", "gauge", "Lane owners this node's reactors act for (summed over reactors).", &self.fostering),

@@ -37,7 +37,12 @@ fn applied(ctx: &Ctx, v: u8, layout: u64) -> Result<(&Arc<ClusterNode>, Arc<Owne
 /// layout, does not own the key, and (`drain`) serves no request of its
 /// partition. `Ok(None)`: the bucket is gone here (nothing to move).
 async fn handing_over(ctx: &Ctx, kc: &KeyCall, drain: bool) -> Result<Option<Arc<BucketInfo>>, String> {
-    let (node, _) = applied(ctx, kc.v, kc.layout)?;
+    let (node, owners) = applied(ctx, kc.v, kc.layout)?;
+    // With lanes, a node another node acts for has fenced shards that may
+    // lack acknowledged writes: its keys move once they are handed back.
+    if owners.has_lanes() && owners.acting_for(node.id_str()) != node.id_str() {
+        return Err("another node acts for this node's partitions; its keys move once they are handed back".into());
+    }
     if crate::forward::owned_here(ctx, &kc.bucket, &kc.key) {
         return Err("this node owns the key".into());
     }

@@ -415,7 +415,10 @@ pub(crate) async fn mend_key(
     throttle: &mut Throttle,
     on_write_err: &dyn Fn(IoError) -> IoError,
 ) -> Result<bool, IoError> {
-    let _lock = local.lock(vec![(table, key.to_vec())]).await;
+    // The locks a request writing the row takes (its object key, a part's
+    // upload), not the row alone: a versioned delete between this load and
+    // the member's commit would leave the member a row the primary lacks.
+    let _lock = local.lock(crate::restripe::request_locks(table, key)).await;
     let p = &local.shard;
     let (h, pos) = match target {
         Target::Primary => (Holder::Local(p.clone()), m.primary_position()),

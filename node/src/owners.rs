@@ -567,6 +567,13 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
                 if !lanes_grow(&placed, &nodes) {
                     return Ok(None);
                 }
+                // Not while another node acts for an owner, or a member
+                // still lacks commits: keys move from their owner's own
+                // shards, which are then fenced or behind.
+                let taken = crate::takeover::takeovers(state).iter().any(|(o, (a, _))| o != a);
+                if taken || !crate::takeover::stale(state).is_empty() {
+                    return Ok(None);
+                }
                 let order = grown_order(state, &placed, &nodes)?;
                 // Members that hold none of an old owner's records: the
                 // newcomer, and when lanes form (no lanes before) every
@@ -901,6 +908,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_join_to_lanes_waits_while_another_node_acts_for_an_owner_or_a_member_is_stale() {
+        let mut s = ConfigState::default();
+        let mut i = 0;
+        for n in 1..=3 {
+            register(&mut s, &mut i, n);
+        }
+        let first = next_layout(&s).unwrap().unwrap();
+        assert!(apply(&mut s, &mut i, &first));
+        assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+        register(&mut s, &mut i, 4);
+        let (one, two) = (record(1).id, record(2).id);
+        let stale = Command::Put { key: crate::takeover::stale_key(&one, &two), value: crate::takeover::stale_value(1) };
+        assert!(apply(&mut s, &mut i, &stale));
+        assert!(next_layout(&s).unwrap().is_none(), "a member lacks commits");
+        assert!(apply(&mut s, &mut i, &Command::Delete { key: crate::takeover::stale_key(&one, &two) }));
+        let t = crate::takeover::TakeoverRecord { format: crate::takeover::RECORD_FORMAT, owner: one.clone(), acting: two.clone(), since_ms: 1 };
+        assert!(apply(&mut s, &mut i, &Command::Put { key: crate::takeover::TakeoverRecord::key(&one), value: t.encode() }));
+        assert!(next_layout(&s).unwrap().is_none(), "node 2 acts for node 1");
+        let back = crate::takeover::TakeoverRecord { acting: one.clone(), ..t };
+        assert!(apply(&mut s, &mut i, &Command::Put { key: crate::takeover::TakeoverRecord::key(&one), value: back.encode() }));
+        assert!(next_layout(&s).unwrap().is_some(), "handed back: the join goes on");
+    }
+
+    #[test]
     fn nodes_registered_together_join_lanes_one_at_a_time() {
         let mut s = ConfigState::default();
         let mut i = 0;
@@ -924,6 +955,13 @@ pub(crate) mod tests {
             assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&record(newcomer).id), value: serde_json::to_vec(&done).unwrap() }));
             let fin = move_finished(&s).unwrap().expect("the move is over");
             assert!(apply(&mut s, &mut i, &fin));
+            // The next join waits for the members to be healed.
+            if placed == 3 {
+                assert!(next_layout(&s).unwrap().is_none(), "stale members");
+            }
+            for (owner, member) in Owners::from_state(&s).unwrap().unwrap().stale.keys() {
+                assert!(apply(&mut s, &mut i, &Command::Delete { key: crate::takeover::stale_key(owner, member) }));
+            }
         }
         let o = Owners::from_state(&s).unwrap().unwrap();
         assert!(o.pending.is_empty() && o.layout.width() == 4);

@@ -15,9 +15,11 @@
 //! Each record is taken under the locks a request takes (the row, and its
 //! object key), so a request's read-modify-write and the walk never
 //! interleave. The walk is paced by the heal rate (`--heal-rate`), stops
-//! when the lanes are made again (a newer layout, a takeover: the next
-//! lanes start their own walk), and waits `RETRY_AFTER` after a failed
-//! commit (a member out of service), then goes on from the same record.
+//! when the lanes are made again (a newer layout, or another node acting
+//! for this one: the node's next own lanes walk again; foster lanes do
+//! not walk), and waits `RETRY_AFTER` after a failed commit (a member
+//! out of service), then tries the same record again, up to `TRIES`
+//! times (then the walk goes on, and ends without reporting done).
 //! Once every reactor's walk ended, the node writes
 //! `restriped/<id>` (`owners::RestripedRecord`, the lane order's version)
 //! in the configuration, and does not walk again after a restart; a walk
@@ -45,11 +47,30 @@ use crate::shards::LocalShard;
 const PAGE: usize = 256;
 /// Pause after a record could not be committed again.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
+/// Tries of one record before the walk goes on without it (it then does
+/// not report the lanes done: the next start walks again).
+const TRIES: u32 = 3;
+/// What examining a record counts against the pace (one small read).
+const EXAMINE_COST: u64 = 4096;
 
 /// How long a walk waits before it starts: nothing, unless a test asks
 /// for time to act first (`TESSERA_TEST_RESTRIPE_DELAY_MS`).
 fn start_delay() -> Duration {
     std::env::var("TESSERA_TEST_RESTRIPE_DELAY_MS").ok().and_then(|v| v.parse().ok()).map_or(Duration::ZERO, Duration::from_millis)
+}
+
+/// The locks a request takes that writes row `(table, k)`, with the row
+/// itself: the object key (`meta::object_key`) for its rows, and for a
+/// part its upload's (UploadPart, Complete and Abort hold that one).
+/// Taken by the walk and by the heal (`heal::mend_key`), so neither
+/// interleaves with a request's read-modify-write of the row.
+pub(crate) fn request_locks(table: u8, k: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut locks = vec![(table, k.to_vec())];
+    locks.extend(object_key_of(table, k).map(|o| (T_OBJECTS, o)));
+    if table == T_PARTS && k.len() > 5 {
+        locks.push((crate::meta::T_UPLOADS, k[..k.len() - 5].to_vec()));
+    }
+    locks
 }
 
 /// The object key (`meta::object_key`) a row of `table` belongs to: the
@@ -83,7 +104,7 @@ pub(crate) async fn walk(ctx: Rc<Ctx>, node: Arc<ClusterNode>, lanes: Vec<(Rc<Lo
     monoio::time::sleep(start_delay()).await;
     let rate = ctx.shared.config.heal_bytes_per_sec / ctx.shared.config.threads.max(1) as u64;
     let mut throttle = crate::heal::Throttle::new(rate.max(u64::from(ctx.shared.config.heal_bytes_per_sec > 0)));
-    let (mut examined, mut restriped) = (0u64, 0u64);
+    let (mut examined, mut restriped, mut skipped) = (0u64, 0u64, 0u64);
     for (l, m) in lanes {
         let mut from: (u8, Option<Vec<u8>>) = (T_OBJECTS, None);
         'lane: loop {
@@ -93,8 +114,10 @@ pub(crate) async fn walk(ctx: Rc<Ctx>, node: Arc<ClusterNode>, lanes: Vec<(Rc<Lo
                 if t > T_VERSIONS {
                     break 'lane;
                 }
+                let mut tries = 0;
                 loop {
-                    // Lanes made again (a newer layout): their own walk follows.
+                    // Lanes made again (a newer layout, or another node
+                    // acting for this one): the next own lanes walk again.
                     if !l.mirrors().is_some_and(|now| Rc::ptr_eq(&now, &m)) || ctx.shutdown.is_closed() {
                         tracing::info!(examined, restriped, "re-striping stopped: the lanes were made again");
                         return;
@@ -106,6 +129,7 @@ pub(crate) async fn walk(ctx: Rc<Ctx>, node: Arc<ClusterNode>, lanes: Vec<(Rc<Lo
                         Ok(n) => {
                             examined += 1;
                             node.restripe_examined.fetch_add(1, Relaxed);
+                            throttle.spend(EXAMINE_COST).await;
                             if let Some(bytes) = n {
                                 restriped += 1;
                                 node.restripe_records.fetch_add(1, Relaxed);
@@ -114,6 +138,15 @@ pub(crate) async fn walk(ctx: Rc<Ctx>, node: Arc<ClusterNode>, lanes: Vec<(Rc<Lo
                             break;
                         }
                         Err(e) => {
+                            tries += 1;
+                            if tries >= TRIES {
+                                // A damaged record (or members down for
+                                // long): the walk goes on, and ends undone.
+                                tracing::error!(table = t, error = %e, tries, "a record could not be striped again; the walk goes on without it");
+                                skipped += 1;
+                                node.restripe_failed.fetch_add(1, Relaxed);
+                                break;
+                            }
                             tracing::warn!(table = t, error = %e, "a record could not be striped again; the walk tries it again shortly");
                             monoio::time::sleep(RETRY_AFTER).await;
                         }
@@ -128,6 +161,10 @@ pub(crate) async fn walk(ctx: Rc<Ctx>, node: Arc<ClusterNode>, lanes: Vec<(Rc<Lo
     }
     if restriped > 0 {
         tracing::info!(core = ctx.core, examined, restriped, "records written before the lanes grew are striped in their lanes' shape");
+    }
+    if skipped > 0 {
+        tracing::error!(core = ctx.core, skipped, "records left in an older shape: the lanes are walked again at the next start");
+        return;
     }
     let all = {
         let mut done = node.restripe_done.lock().unwrap_or_else(|e| e.into_inner());
@@ -159,9 +196,22 @@ async fn report(node: &ClusterNode, order: u64) {
 /// None (nothing to do, or the record is gone).
 async fn again(l: &Rc<LocalShard>, m: &Mirrors, t: u8, k: &[u8]) -> Result<Option<u64>, IoError> {
     let Some(coding) = m.coding.as_ref() else { return Ok(None) };
-    let mut locks = vec![(t, k.to_vec())];
-    locks.extend(object_key_of(t, k).map(|o| (T_OBJECTS, o)));
-    let _held = l.lock(locks).await;
+    let _held = l.lock(request_locks(t, k)).await;
+    // The stored record first: one in the lane's shape is left without
+    // registering piece handles (a walk would crowd out those of uploads
+    // in flight, `Mirrors::add_piece`).
+    let Some(raw) = l.shard.load(t, k).await? else { return Ok(None) };
+    let Body::Extents(rex) = &raw.body else { return Ok(None) };
+    let due = match crate::stripes::Envelope::unwrap(&raw.meta) {
+        Ok(None) => rex.iter().any(|e| e.len > 0),
+        Ok(Some((env, _))) => {
+            env.params() != Some(coding.params) || env.pieces.iter().any(|p| matches!(p, crate::stripes::PieceInfo::Plain { len } if *len > 0))
+        }
+        Err(_) => false,
+    };
+    if !due {
+        return Ok(None);
+    }
     let Some(s) = crate::stripes_io::load(&l.shard, t, k).await? else { return Ok(None) };
     let Body::Extents(mut ex) = s.body else { return Ok(None) };
     // A plain extent: a body written before the lanes formed (2 nodes to

@@ -103,7 +103,9 @@ fn a_fourth_node_joins_lanes_of_three_with_data_and_every_object_survives_a_node
     let env = [
         ("TESSERA_TAKEOVER_AFTER_MS", "3000"),
         ("TESSERA_TEST_MOVER_DELAY_MS", "3000"),
-        ("TESSERA_TEST_RESTRIPE_DELAY_MS", "4000"),
+        // Long enough for a loaded machine: the counts below are of the
+        // commits' own re-striping only.
+        ("TESSERA_TEST_RESTRIPE_DELAY_MS", "12000"),
     ];
     let (ca, mut nodes) = cluster_of(3, &env);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -136,6 +138,8 @@ fn a_fourth_node_joins_lanes_of_three_with_data_and_every_object_survives_a_node
     let stale: Vec<(String, String)> =
         l["stale"].as_array().unwrap().iter().map(|r| (r["owner"].as_str().unwrap().to_string(), r["member"].as_str().unwrap().to_string())).collect();
     eprintln!("stale records after the join: {}", stale.len());
+    // Only the newcomer lacks records (the heal may have cleared some by now).
+    assert!(stale.len() <= 3 && stale.iter().all(|(o, m)| *m == ids[3] && *o != ids[3]), "{stale:?}");
     let gained: Vec<&String> = keys.iter().filter(|k| owner_of(&nodes[0], "grow", k) == ids[3]).collect();
     assert!(!gained.is_empty() && gained.len() < 14, "the newcomer owns about a quarter of the keys: {}", gained.len());
 
@@ -273,8 +277,9 @@ fn a_third_node_brings_two_nodes_objects_into_lanes_and_every_object_survives_a_
     });
     eprintln!("lanes of three ready {t:?} after the start of the third node");
     assert_eq!(shape(&nodes[0]), (Some(2), Some(1)));
-    let stale = layout(&nodes[0])["stale"].as_array().unwrap().len();
-    assert!(stale <= 4, "at most every other node in each old owner's lanes: {stale}");
+    // Every other node lacks an old owner's records (some may be healed by now).
+    let stale = layout(&nodes[0])["stale"].as_array().unwrap().clone();
+    assert!(stale.len() <= 4 && stale.iter().all(|r| r["owner"] != ids[2].as_str() && r["owner"] != r["member"]), "{stale:?}");
     rt.block_on(all_read(&nodes, None, &objects, "during the move"));
     let walked = objects
         .iter()
