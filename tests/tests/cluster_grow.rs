@@ -1,5 +1,7 @@
-//! A fourth node joins a cluster of three that holds data (issue 12):
-//! lanes grow from 2+1 over three nodes to 2+2 over four. Lane positions
+//! A cluster that holds data grows into lanes (issue 12): a third node
+//! joins two (lanes form, 2+1: every old owner's records reach the other
+//! nodes, its bodies are striped), and a fourth joins three (lanes grow
+//! from 2+1 over three nodes to 2+2 over four). Lane positions
 //! are stable (the newcomer takes the last one in every lane), so the
 //! objects striped over three nodes stay readable through the lanes of
 //! four; the newcomer takes its share of the keys (`handover`) and is
