@@ -74,6 +74,25 @@ pub fn lane_of(primary: &Shard) -> Option<Rc<Mirrors>> {
 pub struct Coding {
     pub params: Params,
     pub codec: RefCell<Codec>,
+    /// A codec of another shape: pieces written before the lane formed or
+    /// grew (`stripes_io::load` takes them), kept beside the lane's own so
+    /// reading them between writes does not rebuild either.
+    pub other: RefCell<Option<Codec>>,
+}
+
+impl Coding {
+    /// Runs `f` with a codec of `params`: the lane's own, or the other one
+    /// (made, or made again for other parameters, as needed).
+    pub fn with_codec<R>(&self, params: Params, f: impl FnOnce(&mut Codec) -> R) -> R {
+        if params == self.params {
+            return f(&mut self.codec.borrow_mut());
+        }
+        let mut other = self.other.borrow_mut();
+        if other.as_ref().is_none_or(|c| c.params() != params) {
+            *other = Some(Codec::new(params));
+        }
+        f(other.as_mut().unwrap_or_else(|| unreachable!("made above")))
+    }
 }
 
 /// Most remembered extent translations per lane; past it the oldest
@@ -144,7 +163,7 @@ impl Mirrors {
             health,
             coding: params
                 .filter(|p| p.parity_blocks() > 0)
-                .map(|p| Coding { params: p, codec: RefCell::new(Codec::new(p)) }),
+                .map(|p| Coding { params: p, codec: RefCell::new(Codec::new(p)), other: RefCell::new(None) }),
             pieces: RefCell::new(HashMap::new()),
             next_piece: Cell::new(0),
             translations: RefCell::new(HashMap::new()),
@@ -588,5 +607,32 @@ pub fn mirrors_of(
     match (primary_disk, health) {
         (Some(p), Some(h)) => Some(Rc::new(Mirrors::new(p, others, write_quorum, h, params))),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_coding_keeps_its_own_codec_and_one_of_another_shape() {
+        let own = tessera_erasure::SetShape::new(4, None).unwrap().params(1 << 20).unwrap();
+        let old = tessera_erasure::SetShape::new(3, None).unwrap().params(1 << 20).unwrap();
+        let c = Coding { params: own, codec: RefCell::new(Codec::new(own)), other: RefCell::new(None) };
+        // Reads of old pieces between writes: neither codec is made again.
+        for _ in 0..3 {
+            assert_eq!(c.with_codec(old, |x| x.params()), old);
+            assert_eq!(c.with_codec(own, |x| x.params()), own);
+        }
+        assert_eq!(c.codec.borrow().params(), own, "the lane's own codec never switches");
+        assert_eq!(c.other.borrow().as_ref().map(Codec::params), Some(old));
+        // Data coded by the other codec decodes the same as by a fresh one.
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut blocks = Vec::new();
+        c.with_codec(old, |x| x.encode_stripe(7, 0, &data, &mut blocks)).unwrap();
+        let cands: Vec<Option<&[u8]>> = blocks.iter().enumerate().map(|(i, b)| (i != 0).then_some(b.as_slice())).collect();
+        let mut out = Vec::new();
+        Codec::new(old).decode_stripe(7, 0, &cands, &mut out).unwrap();
+        assert_eq!(out, data);
     }
 }

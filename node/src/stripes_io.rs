@@ -42,11 +42,6 @@ pub async fn write_piece(primary: &Shard, m: &Mirrors, buf: DataBuf) -> Result<E
     let rot = (tag % n as u128) as u8;
     let streams = {
         let mut codec = coding.codec.borrow_mut();
-        // A read of a piece of other parameters (written before the lane
-        // grew) switches the codec: switch it back.
-        if codec.params() != coding.params {
-            *codec = tessera_erasure::Codec::new(coding.params);
-        }
         encode_piece(&mut codec, tag, rot, buf.data()).map_err(|e| IoError::Io(std::io::Error::other(e.to_string())))?
     };
     let len = buf.data_len() as u64;
@@ -257,11 +252,7 @@ async fn read_stripe(primary: &Shard, m: &Mirrors, piece: &Piece, t: u64, all: b
     let cands: Vec<Option<&[u8]>> = got.iter().map(|g| g.as_deref()).collect();
     let coding = m.coding.as_ref().ok_or(IoError::InvalidExtent("no coding"))?;
     let mut out = Vec::new();
-    let mut codec = coding.codec.borrow_mut();
-    if codec.params() != piece.params {
-        *codec = tessera_erasure::Codec::new(piece.params);
-    }
-    codec.decode_stripe(piece.tag, t, &cands, &mut out).map_err(|_| corrupt("erasure decode"))?;
+    coding.with_codec(piece.params, |codec| codec.decode_stripe(piece.tag, t, &cands, &mut out)).map_err(|_| corrupt("erasure decode"))?;
     Ok(out)
 }
 
@@ -300,11 +291,7 @@ pub async fn rebuild_streams(primary: &Shard, m: &Mirrors, piece: &Piece, positi
     let mut blocks = Vec::new();
     for t in 0..piece.params.stripe_count(piece.len) {
         let data = read_stripe(primary, m, piece, t, true, &mut ignored).await?;
-        let mut codec = coding.codec.borrow_mut();
-        if codec.params() != piece.params {
-            *codec = tessera_erasure::Codec::new(piece.params);
-        }
-        codec.encode_stripe(piece.tag, t, &data, &mut blocks).map_err(|_| corrupt("erasure encode"))?;
+        coding.with_codec(piece.params, |codec| codec.encode_stripe(piece.tag, t, &data, &mut blocks)).map_err(|_| corrupt("erasure encode"))?;
         for (p, s) in streams.iter_mut() {
             s.extend_from_slice(&blocks[block_at(*p, piece.rot, n)]);
         }
