@@ -1,0 +1,447 @@
+//! Unit tests of `owners`: layouts, moves, joins to lanes, decommissions.
+
+use super::*;
+
+/// A node record of test node `n` (also `takeover`'s tests).
+pub(crate) fn record(n: u8) -> NodeRecord {
+    NodeRecord {
+        format: NODE_RECORD_FORMAT,
+        id: hex::encode([n; 16]),
+        cluster: format!("127.0.0.1:{}", 7000 + n as u16).parse().unwrap(),
+        s3: format!("127.0.0.1:{}", 9000 + n as u16).parse().unwrap(),
+        shards: Some(2),
+    }
+}
+
+/// Applies `cmd` at the next index; whether it applied.
+fn apply(state: &mut ConfigState, index: &mut u64, cmd: &Command) -> bool {
+    *index += 1;
+    state.apply(*index, cmd).ok
+}
+
+fn register(state: &mut ConfigState, index: &mut u64, n: u8) {
+    assert!(apply(state, index, &Command::Put { key: record(n).key(), value: record(n).encode() }));
+}
+
+#[test]
+fn the_leader_lays_out_registered_nodes_and_waits_where_lanes_would_move() {
+    let mut s = ConfigState::default();
+    let mut i = 0;
+    assert!(next_layout(&s).unwrap().is_none(), "no node, no layout");
+    for n in 1..=3 {
+        register(&mut s, &mut i, n);
+    }
+    let cmd = next_layout(&s).unwrap().expect("a first layout");
+    assert!(matches!(&cmd, Command::Cas { expect: 0, .. }), "{cmd:?}");
+    assert!(apply(&mut s, &mut i, &cmd));
+    assert!(next_layout(&s).unwrap().is_none(), "the same nodes: nothing to change");
+    let owners = Owners::from_state(&s).unwrap().unwrap();
+    assert_eq!(owners.layout.width(), 3);
+    assert!(owners.pending.is_empty() && owners.prev.is_none());
+    let mut per_node: HashMap<String, usize> = HashMap::new();
+    for p in 0..crate::layout::PARTITIONS {
+        *per_node.entry(owners.owner_of(p).unwrap().id.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(per_node.len(), 3, "every node owns partitions");
+    assert!(per_node.values().all(|&c| c > 1100 && c < 1650), "balanced: {per_node:?}");
+    // A fourth node while the cluster is empty: a new layout, version 2,
+    // and nothing to move.
+    register(&mut s, &mut i, 4);
+    let cmd = next_layout(&s).unwrap().expect("a second layout");
+    assert!(matches!(&cmd, Command::Cas { .. }), "{cmd:?}");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let owners = Owners::from_state(&s).unwrap().unwrap();
+    assert_eq!(owners.layout.version, 2);
+    assert!(owners.prev.is_none() && owners.gainers().is_empty());
+    // A fifth once a bucket exists: 4 nodes make lanes, so it waits.
+    assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+    register(&mut s, &mut i, 5);
+    assert!(next_layout(&s).unwrap().is_none());
+    let owners = Owners::from_state(&s).unwrap().unwrap();
+    assert_eq!(owners.pending, vec![record(5).id]);
+    assert_eq!(owners.layout.width(), 4);
+    assert_eq!(owners.placed_nodes().len(), 4);
+}
+
+#[test]
+fn a_layout_change_with_buckets_keeps_the_previous_layout_until_every_gainer_moved_its_keys() {
+    let mut s = ConfigState::default();
+    let mut i = 0;
+    register(&mut s, &mut i, 1);
+    let first = next_layout(&s).unwrap().unwrap();
+    assert!(apply(&mut s, &mut i, &first));
+    assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+    // A second node joins a one-node cluster that holds a bucket.
+    register(&mut s, &mut i, 2);
+    let cmd = next_layout(&s).unwrap().expect("a layout of two");
+    assert!(matches!(&cmd, Command::Txn { .. }), "the layout and its predecessor together: {cmd:?}");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let owners = Owners::from_state(&s).unwrap().unwrap();
+    let (prev, _) = owners.prev.as_ref().expect("the previous layout is kept");
+    assert_eq!((prev.version, owners.layout.version), (1, 2));
+    let gainers: Vec<&str> = owners.gainers().into_iter().collect();
+    assert_eq!(gainers, vec![record(2).id.as_str()], "only the newcomer gains partitions");
+    let (one, two) = (record(1).id, record(2).id);
+    let mut moving = 0;
+    for p in 0..crate::layout::PARTITIONS {
+        let now = owners.owner_of(p).unwrap().id.clone();
+        match owners.moving_from(p) {
+            Some(from) => {
+                assert_eq!((from.id.as_str(), now.as_str()), (one.as_str(), two.as_str()), "partition {p}");
+                moving += 1;
+            }
+            None => assert_eq!(now, one, "partition {p} stays"),
+        }
+    }
+    assert!(moving > 1600 && moving < 2500, "about half the partitions move: {moving}");
+    // No further change while keys move, not even a third node.
+    register(&mut s, &mut i, 3);
+    assert!(next_layout(&s).unwrap().is_none());
+    assert!(move_finished(&s).unwrap().is_none(), "node 2 has not reported");
+    // A report for another layout version, or of another format, is not done.
+    let stale = MovedRecord { format: MOVED_RECORD_FORMAT, layout: 1 };
+    assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&two), value: serde_json::to_vec(&stale).unwrap() }));
+    assert!(move_finished(&s).unwrap().is_none());
+    let other = MovedRecord { format: 2, layout: 2 };
+    assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&two), value: serde_json::to_vec(&other).unwrap() }));
+    assert!(move_finished(&s).unwrap().is_none());
+    let done = MovedRecord { format: MOVED_RECORD_FORMAT, layout: 2 };
+    assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&two), value: serde_json::to_vec(&done).unwrap() }));
+    let fin = move_finished(&s).unwrap().expect("the move is over");
+    assert!(apply(&mut s, &mut i, &fin));
+    let owners = Owners::from_state(&s).unwrap().unwrap();
+    assert!(owners.prev.is_none() && owners.moving_from(0).is_none());
+    assert_eq!(owners.pending, vec![record(3).id]);
+    // The third node forms lanes: a move too, and each old owner's
+    // records are on no other node yet, so every other node is stale
+    // in its lanes.
+    let cmd = next_layout(&s).unwrap().expect("lanes form over three nodes");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let owners = Owners::from_state(&s).unwrap().unwrap();
+    assert!(owners.has_lanes() && owners.prev.is_some());
+    let three = record(3).id;
+    assert_eq!(owners.lane_order, vec![one.clone(), two.clone(), three.clone()]);
+    let stale: Vec<(String, String)> = owners.stale.keys().cloned().collect();
+    let want = vec![(one.clone(), two.clone()), (one.clone(), three.clone()), (two.clone(), one.clone()), (two.clone(), three.clone())];
+    assert_eq!(stale, want);
+    let gainers: Vec<&str> = owners.gainers().into_iter().collect();
+    assert_eq!(gainers, vec![three.as_str()], "only the newcomer gains partitions");
+}
+
+#[test]
+fn a_sixth_node_takes_only_its_share_and_only_from_the_others() {
+    let mut s = ConfigState::default();
+    let mut i = 0;
+    for n in 1..=5 {
+        register(&mut s, &mut i, n);
+    }
+    let first = next_layout(&s).unwrap().unwrap();
+    assert!(apply(&mut s, &mut i, &first));
+    assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+    let before: Vec<String> = {
+        let o = Owners::from_state(&s).unwrap().unwrap();
+        (0..crate::layout::PARTITIONS).map(|p| o.owner_of(p).unwrap().id.clone()).collect()
+    };
+    register(&mut s, &mut i, 6);
+    let cmd = next_layout(&s).unwrap().expect("5 -> 6 nodes make no lanes: the layout changes");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let owners = Owners::from_state(&s).unwrap().unwrap();
+    let six = record(6).id;
+    assert_eq!(owners.gainers().into_iter().collect::<Vec<_>>(), vec![six.as_str()]);
+    let mut moved = 0;
+    for p in 0..crate::layout::PARTITIONS {
+        let now = &owners.owner_of(p).unwrap().id;
+        if *now != before[p as usize] {
+            assert_eq!(now, &six, "partition {p} moves only to the newcomer");
+            assert_eq!(owners.moving_from(p).map(|r| &r.id), Some(&before[p as usize]));
+            moved += 1;
+        } else {
+            assert!(owners.moving_from(p).is_none());
+        }
+    }
+    // About a sixth of the partitions, never much more.
+    assert!(moved > 550 && moved < 850, "{moved} of 4096 partitions moved");
+}
+
+#[test]
+fn a_decommissioned_node_leaves_the_layout_its_keys_move_and_it_is_never_placed_again() {
+    let mut s = ConfigState::default();
+    let mut i = 0;
+    for n in 1..=2 {
+        register(&mut s, &mut i, n);
+    }
+    let first = next_layout(&s).unwrap().unwrap();
+    assert!(apply(&mut s, &mut i, &first));
+    let (one, two) = (record(1).id, record(2).id);
+    assert!(decommission(&s, &hex::encode([9u8; 16]), 1).unwrap_err().contains("not a member"));
+    assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+    let cmd = decommission(&s, &two, 1).expect("node 2 may go");
+    assert!(apply(&mut s, &mut i, &cmd));
+    assert!(decommission(&s, &two, 1).unwrap_err().contains("already"));
+    assert!(decommission(&s, &one, 1).unwrap_err().contains("last node"));
+    // The leader lays out node 1 alone, keeping the layout of two.
+    let cmd = next_layout(&s).unwrap().expect("a layout without node 2");
+    assert!(matches!(&cmd, Command::Txn { .. }), "{cmd:?}");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let owners = Owners::from_state(&s).unwrap().unwrap();
+    assert_eq!(owners.layout.width(), 1);
+    assert!(owners.pending.is_empty(), "a decommissioned node is not pending");
+    assert_eq!(owners.placed.iter().collect::<Vec<_>>(), vec![&one]);
+    let listed: Vec<&str> = owners.placed_nodes().iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(listed, vec![one.as_str(), two.as_str()], "the leaving node is listed while it holds keys");
+    assert_eq!(owners.gainers().into_iter().collect::<Vec<_>>(), vec![one.as_str()]);
+    let from_two = (0..crate::layout::PARTITIONS).filter(|&p| owners.moving_from(p).is_some_and(|r| r.id == two)).count();
+    assert!(from_two > 1600 && from_two < 2500, "node 2's partitions move: {from_two}");
+    assert!(decommission(&s, &one, 1).is_err(), "nothing else while keys move");
+    let done = MovedRecord { format: MOVED_RECORD_FORMAT, layout: owners.layout.version };
+    assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&one), value: serde_json::to_vec(&done).unwrap() }));
+    let fin = move_finished(&s).unwrap().expect("the move is over");
+    assert!(apply(&mut s, &mut i, &fin));
+    let owners = Owners::from_state(&s).unwrap().unwrap();
+    let listed: Vec<&str> = owners.placed_nodes().iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(listed, vec![one.as_str()]);
+    assert!(next_layout(&s).unwrap().is_none(), "node 2, still registered, is not placed again");
+    let status = owners.status(&one);
+    assert_eq!(status["decommissioned"], serde_json::json!([two]));
+}
+
+#[test]
+fn a_fourth_node_joins_lanes_of_three_last_in_every_lane_and_stale_in_the_old_owners() {
+    let mut s = ConfigState::default();
+    let mut i = 0;
+    for n in 2..=4 {
+        register(&mut s, &mut i, n);
+    }
+    let first = next_layout(&s).unwrap().unwrap();
+    assert!(apply(&mut s, &mut i, &first));
+    assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+    let before = Owners::from_state(&s).unwrap().unwrap();
+    assert!(before.has_lanes() && before.lane_order.is_empty());
+    // The newcomer's id sorts before every other: by id it would take
+    // position 1 of every lane and shift the others.
+    register(&mut s, &mut i, 1);
+    let cmd = next_layout(&s).unwrap().expect("lanes of 3 grow to 4");
+    assert!(matches!(&cmd, Command::Txn { .. }), "{cmd:?}");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let after = Owners::from_state(&s).unwrap().unwrap();
+    assert!(after.has_lanes() && after.layout.width() == 4 && after.pending.is_empty());
+    let (one, old): (String, Vec<String>) = (record(1).id, (2..=4).map(|n| record(n).id).collect());
+    assert_eq!(after.lane_order, [old.clone(), vec![one.clone()]].concat(), "the old nodes by id, the newcomer last");
+    for o in &old {
+        let was: Vec<String> = crate::cluster_lanes::lane_nodes(&before, o).unwrap().into_iter().map(|r| r.id).collect();
+        let now: Vec<String> = crate::cluster_lanes::lane_nodes(&after, o).unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(now[..3], was[..], "owner {o}: every old position keeps its node");
+        assert_eq!(now[3], one);
+        assert!(after.is_stale(o, &one), "the newcomer's member copies of {o}'s lanes start empty");
+    }
+    assert_eq!(after.stale.len(), 3);
+    let gainers: Vec<&str> = after.gainers().into_iter().collect();
+    assert_eq!(gainers, vec![one.as_str()], "only the newcomer gains partitions");
+    let moving = (0..crate::layout::PARTITIONS).filter(|&p| after.moving_from(p).is_some()).count();
+    assert!(moving > 800 && moving < 1250, "about a quarter of the partitions move: {moving}");
+    // Nothing else while the keys move, and a fifth node would end the
+    // lanes (4 -> 5 re-stripes): it waits, as does a decommission.
+    register(&mut s, &mut i, 5);
+    assert!(next_layout(&s).unwrap().is_none());
+    let done = MovedRecord { format: MOVED_RECORD_FORMAT, layout: after.layout.version };
+    assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&one), value: serde_json::to_vec(&done).unwrap() }));
+    let fin = move_finished(&s).unwrap().expect("the move is over");
+    assert!(apply(&mut s, &mut i, &fin));
+    assert!(next_layout(&s).unwrap().is_none());
+    assert!(decommission(&s, &one, 1).unwrap_err().contains("re-striped"));
+    // The order stays, and an unreadable one is refused, not guessed.
+    assert_eq!(Owners::from_state(&s).unwrap().unwrap().lane_order.len(), 4);
+    let bad = LaneOrder { format: 2, nodes: vec![] };
+    assert!(apply(&mut s, &mut i, &Command::Put { key: LANE_ORDER_KEY.into(), value: bad.encode() }));
+    assert!(Owners::from_state(&s).unwrap_err().contains("lane order format 2"));
+}
+
+#[test]
+fn a_decommission_that_would_restripe_lanes_is_refused() {
+    let mut s = ConfigState::default();
+    let mut i = 0;
+    for n in 1..=3 {
+        register(&mut s, &mut i, n);
+    }
+    let first = next_layout(&s).unwrap().unwrap();
+    assert!(apply(&mut s, &mut i, &first));
+    // Empty: the layout just changes.
+    assert!(decommission(&s, &record(3).id, 1).is_ok());
+    assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+    assert!(decommission(&s, &record(3).id, 1).unwrap_err().contains("re-striped"));
+}
+
+#[test]
+fn a_join_to_lanes_waits_while_another_node_acts_for_an_owner_or_a_member_is_stale() {
+    let mut s = ConfigState::default();
+    let mut i = 0;
+    for n in 1..=3 {
+        register(&mut s, &mut i, n);
+    }
+    let first = next_layout(&s).unwrap().unwrap();
+    assert!(apply(&mut s, &mut i, &first));
+    assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+    register(&mut s, &mut i, 4);
+    let (one, two) = (record(1).id, record(2).id);
+    let stale = Command::Put { key: crate::takeover::stale_key(&one, &two), value: crate::takeover::stale_value(1) };
+    assert!(apply(&mut s, &mut i, &stale));
+    assert!(next_layout(&s).unwrap().is_none(), "a member lacks commits");
+    assert!(apply(&mut s, &mut i, &Command::Delete { key: crate::takeover::stale_key(&one, &two) }));
+    let t = crate::takeover::TakeoverRecord { format: crate::takeover::RECORD_FORMAT, owner: one.clone(), acting: two.clone(), since_ms: 1 };
+    assert!(apply(&mut s, &mut i, &Command::Put { key: crate::takeover::TakeoverRecord::key(&one), value: t.encode() }));
+    assert!(next_layout(&s).unwrap().is_none(), "node 2 acts for node 1");
+    let back = crate::takeover::TakeoverRecord { acting: one.clone(), ..t };
+    assert!(apply(&mut s, &mut i, &Command::Put { key: crate::takeover::TakeoverRecord::key(&one), value: back.encode() }));
+    assert!(next_layout(&s).unwrap().is_some(), "handed back: the join goes on");
+}
+
+#[test]
+fn nodes_registered_together_join_lanes_one_at_a_time() {
+    let mut s = ConfigState::default();
+    let mut i = 0;
+    for n in 1..=2 {
+        register(&mut s, &mut i, n);
+    }
+    let first = next_layout(&s).unwrap().unwrap();
+    assert!(apply(&mut s, &mut i, &first));
+    assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+    register(&mut s, &mut i, 4);
+    register(&mut s, &mut i, 3);
+    for (placed, newcomer) in [(3, 3), (4, 4)] {
+        let cmd = next_layout(&s).unwrap().expect("one more node");
+        assert!(apply(&mut s, &mut i, &cmd));
+        let o = Owners::from_state(&s).unwrap().unwrap();
+        assert_eq!(o.placed.len(), placed);
+        let gainers: Vec<&str> = o.gainers().into_iter().collect();
+        assert_eq!(gainers, vec![record(newcomer).id.as_str()], "the lowest id first");
+        assert!(next_layout(&s).unwrap().is_none(), "one move at a time");
+        let done = MovedRecord { format: MOVED_RECORD_FORMAT, layout: o.layout.version };
+        assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&record(newcomer).id), value: serde_json::to_vec(&done).unwrap() }));
+        let fin = move_finished(&s).unwrap().expect("the move is over");
+        assert!(apply(&mut s, &mut i, &fin));
+        // The next join waits for the members to be healed.
+        if placed == 3 {
+            assert!(next_layout(&s).unwrap().is_none(), "stale members");
+        }
+        for (owner, member) in Owners::from_state(&s).unwrap().unwrap().stale.keys() {
+            assert!(apply(&mut s, &mut i, &Command::Delete { key: crate::takeover::stale_key(owner, member) }));
+        }
+    }
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    assert!(o.pending.is_empty() && o.layout.width() == 4);
+    assert_eq!(o.lane_order, (1..=4).map(|n| record(n).id).collect::<Vec<_>>());
+    // A fifth and a sixth together: lanes of four end, nothing moves.
+    register(&mut s, &mut i, 5);
+    register(&mut s, &mut i, 6);
+    assert!(next_layout(&s).unwrap().is_none());
+}
+
+/// Seeded histories of joins, decommissions, reports and the leader's
+/// moves over a cluster with buckets, against the rules: one move at a
+/// time; no change to or from 3 or 4 nodes but one join (2 -> 3, 3 ->
+/// 4); every partition owned by a
+/// placed node that is not decommissioned; a partition is moving
+/// exactly when its owner changed, from the node that held it; a move
+/// ends only once every gainer reported; a decommissioned node is
+/// never placed again.
+#[test]
+fn membership_histories_keep_the_move_rules() {
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let (mut moves, mut decommissions, mut lane_joins) = (0, 0, 0);
+    for _history in 0..40 {
+        let mut s = ConfigState::default();
+        let mut i = 0;
+        let start = 1 + next(2) as u8 + if next(2) == 0 { 4 } else { 0 }; // 1, 2, 5 or 6 nodes
+        for n in 1..=start {
+            register(&mut s, &mut i, n);
+        }
+        let first = next_layout(&s).unwrap().unwrap();
+        assert!(apply(&mut s, &mut i, &first));
+        assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/b".into(), value: vec![1] }));
+        let mut joined = start;
+        let mut prev_owners: Option<Vec<String>> = None;
+        for _step in 0..12 {
+            let before = Owners::from_state(&s).unwrap().unwrap();
+            match next(4) {
+                0 if joined < 9 => {
+                    joined += 1;
+                    register(&mut s, &mut i, joined);
+                }
+                1 => {
+                    let placed: Vec<&String> = before.placed.iter().collect();
+                    let victim = placed[next(placed.len() as u64) as usize].clone();
+                    if let Ok(cmd) = decommission(&s, &victim, 1) {
+                        assert!(before.prev.is_none());
+                        assert!(!lanes_with(before.placed.len()) && !lanes_with(before.placed.len() - 1));
+                        assert!(apply(&mut s, &mut i, &cmd));
+                        decommissions += 1;
+                    }
+                }
+                _ => {
+                    // Every gainer reports (sometimes only some do).
+                    for g in before.gainers() {
+                        if next(3) != 0 {
+                            let r = MovedRecord { format: MOVED_RECORD_FORMAT, layout: before.layout.version };
+                            assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(g), value: serde_json::to_vec(&r).unwrap() }));
+                        }
+                    }
+                }
+            }
+            // The leader's turn.
+            let o = Owners::from_state(&s).unwrap().unwrap();
+            if let Some(fin) = move_finished(&s).unwrap() {
+                assert!(o.gainers().iter().all(|g| o.moved_in(g)), "a move ends only once every gainer reported");
+                assert!(apply(&mut s, &mut i, &fin));
+                prev_owners = None;
+            }
+            if let Some(cmd) = next_layout(&s).unwrap() {
+                let o = Owners::from_state(&s).unwrap().unwrap();
+                assert!(o.prev.is_none(), "one move at a time");
+                let placed_before = o.placed.len();
+                prev_owners = Some((0..crate::layout::PARTITIONS).map(|p| o.owner_of(p).unwrap().id.clone()).collect());
+                assert!(apply(&mut s, &mut i, &cmd));
+                let after = Owners::from_state(&s).unwrap().unwrap();
+                let n = after.placed.len();
+                let joined_lanes = n == placed_before + 1 && lanes_with(n);
+                assert!(joined_lanes || (!lanes_with(placed_before) && !lanes_with(n)), "{placed_before} -> {n}");
+                if joined_lanes {
+                    lane_joins += 1;
+                    assert!(after.has_lanes() && after.lane_order.len() == n, "{:?}", after.lane_order);
+                }
+                moves += 1;
+            }
+            let o = Owners::from_state(&s).unwrap().unwrap();
+            for p in 0..crate::layout::PARTITIONS {
+                let owner = &o.owner_of(p).unwrap().id;
+                assert!(o.placed.contains(owner) && !o.decommissioned.contains(owner), "partition {p}");
+                match (&prev_owners, o.moving_from(p)) {
+                    (Some(before), Some(from)) => {
+                        assert_eq!(&from.id, &before[p as usize]);
+                        assert_ne!(&from.id, owner);
+                    }
+                    (Some(before), None) => assert_eq!(&before[p as usize], owner, "partition {p} changed owner without moving"),
+                    (None, m) => assert!(m.is_none() && o.prev.is_none()),
+                }
+            }
+            for d in &o.decommissioned {
+                assert!(o.prev.is_some() || !o.placed.contains(d), "decommissioned {d} is placed after its move");
+            }
+        }
+    }
+    assert!(moves > 20 && decommissions > 3 && lane_joins > 3, "the histories made {moves} moves, {decommissions} decommissions, {lane_joins} joins of lanes");
+}
+
+#[test]
+fn a_node_record_of_another_format_is_refused() {
+    let mut r = record(1);
+    assert_eq!(NodeRecord::decode(&r.encode()).unwrap(), r);
+    r.format = 2;
+    assert!(NodeRecord::decode(&r.encode()).unwrap_err().contains("format 2"));
+    assert!(NodeRecord::decode(b"{").is_err());
+}
