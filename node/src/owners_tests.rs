@@ -23,6 +23,33 @@ fn register(state: &mut ConfigState, index: &mut u64, n: u8) {
     assert!(apply(state, index, &Command::Put { key: record(n).key(), value: record(n).encode() }));
 }
 
+
+/// Test nodes `nodes` registered and laid out by the first layout: the
+/// state and its last index.
+fn laid_out(nodes: impl IntoIterator<Item = u8>) -> (ConfigState, u64) {
+    let mut s = ConfigState::default();
+    let mut i = 0;
+    for n in nodes {
+        register(&mut s, &mut i, n);
+    }
+    let first = next_layout(&s).unwrap().unwrap();
+    assert!(apply(&mut s, &mut i, &first));
+    (s, i)
+}
+
+/// A bucket record: layout changes move keys from now on.
+fn add_bucket(s: &mut ConfigState, i: &mut u64) {
+    assert!(apply(s, i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+}
+
+/// Node `id` reports its keys moved for `layout`, and the leader ends the move.
+fn end_move(s: &mut ConfigState, i: &mut u64, id: &str, layout: u64) {
+    let done = MovedRecord { format: MOVED_RECORD_FORMAT, layout };
+    assert!(apply(s, i, &Command::Put { key: MovedRecord::key(id), value: serde_json::to_vec(&done).unwrap() }));
+    let fin = move_finished(s).unwrap().expect("the move is over");
+    assert!(apply(s, i, &fin));
+}
+
 #[test]
 fn the_leader_lays_out_registered_nodes_and_waits_where_lanes_would_move() {
     let mut s = ConfigState::default();
@@ -54,7 +81,7 @@ fn the_leader_lays_out_registered_nodes_and_waits_where_lanes_would_move() {
     assert_eq!(owners.layout.version, 2);
     assert!(owners.prev.is_none() && owners.gainers().is_empty());
     // A fifth once a bucket exists: 4 nodes make lanes, so it waits.
-    assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+    add_bucket(&mut s, &mut i);
     register(&mut s, &mut i, 5);
     assert!(next_layout(&s).unwrap().is_none());
     let owners = Owners::from_state(&s).unwrap().unwrap();
@@ -65,12 +92,8 @@ fn the_leader_lays_out_registered_nodes_and_waits_where_lanes_would_move() {
 
 #[test]
 fn a_layout_change_with_buckets_keeps_the_previous_layout_until_every_gainer_moved_its_keys() {
-    let mut s = ConfigState::default();
-    let mut i = 0;
-    register(&mut s, &mut i, 1);
-    let first = next_layout(&s).unwrap().unwrap();
-    assert!(apply(&mut s, &mut i, &first));
-    assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+    let (mut s, mut i) = laid_out([1]);
+    add_bucket(&mut s, &mut i);
     // A second node joins a one-node cluster that holds a bucket.
     register(&mut s, &mut i, 2);
     let cmd = next_layout(&s).unwrap().expect("a layout of two");
@@ -105,10 +128,7 @@ fn a_layout_change_with_buckets_keeps_the_previous_layout_until_every_gainer_mov
     let other = MovedRecord { format: 2, layout: 2 };
     assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&two), value: serde_json::to_vec(&other).unwrap() }));
     assert!(move_finished(&s).unwrap().is_none());
-    let done = MovedRecord { format: MOVED_RECORD_FORMAT, layout: 2 };
-    assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&two), value: serde_json::to_vec(&done).unwrap() }));
-    let fin = move_finished(&s).unwrap().expect("the move is over");
-    assert!(apply(&mut s, &mut i, &fin));
+    end_move(&mut s, &mut i, &two, 2);
     let owners = Owners::from_state(&s).unwrap().unwrap();
     assert!(owners.prev.is_none() && owners.moving_from(0).is_none());
     assert_eq!(owners.pending, vec![record(3).id]);
@@ -130,14 +150,8 @@ fn a_layout_change_with_buckets_keeps_the_previous_layout_until_every_gainer_mov
 
 #[test]
 fn a_sixth_node_takes_only_its_share_and_only_from_the_others() {
-    let mut s = ConfigState::default();
-    let mut i = 0;
-    for n in 1..=5 {
-        register(&mut s, &mut i, n);
-    }
-    let first = next_layout(&s).unwrap().unwrap();
-    assert!(apply(&mut s, &mut i, &first));
-    assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+    let (mut s, mut i) = laid_out(1..=5);
+    add_bucket(&mut s, &mut i);
     let before: Vec<String> = {
         let o = Owners::from_state(&s).unwrap().unwrap();
         (0..crate::layout::PARTITIONS).map(|p| o.owner_of(p).unwrap().id.clone()).collect()
@@ -165,16 +179,10 @@ fn a_sixth_node_takes_only_its_share_and_only_from_the_others() {
 
 #[test]
 fn a_decommissioned_node_leaves_the_layout_its_keys_move_and_it_is_never_placed_again() {
-    let mut s = ConfigState::default();
-    let mut i = 0;
-    for n in 1..=2 {
-        register(&mut s, &mut i, n);
-    }
-    let first = next_layout(&s).unwrap().unwrap();
-    assert!(apply(&mut s, &mut i, &first));
+    let (mut s, mut i) = laid_out(1..=2);
     let (one, two) = (record(1).id, record(2).id);
     assert!(decommission(&s, &hex::encode([9u8; 16]), 1).unwrap_err().contains("not a member"));
-    assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+    add_bucket(&mut s, &mut i);
     let cmd = decommission(&s, &two, 1).expect("node 2 may go");
     assert!(apply(&mut s, &mut i, &cmd));
     assert!(decommission(&s, &two, 1).unwrap_err().contains("already"));
@@ -193,10 +201,7 @@ fn a_decommissioned_node_leaves_the_layout_its_keys_move_and_it_is_never_placed_
     let from_two = (0..crate::layout::PARTITIONS).filter(|&p| owners.moving_from(p).is_some_and(|r| r.id == two)).count();
     assert!(from_two > 1600 && from_two < 2500, "node 2's partitions move: {from_two}");
     assert!(decommission(&s, &one, 1).is_err(), "nothing else while keys move");
-    let done = MovedRecord { format: MOVED_RECORD_FORMAT, layout: owners.layout.version };
-    assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&one), value: serde_json::to_vec(&done).unwrap() }));
-    let fin = move_finished(&s).unwrap().expect("the move is over");
-    assert!(apply(&mut s, &mut i, &fin));
+    end_move(&mut s, &mut i, &one, owners.layout.version);
     let owners = Owners::from_state(&s).unwrap().unwrap();
     let listed: Vec<&str> = owners.placed_nodes().iter().map(|r| r.id.as_str()).collect();
     assert_eq!(listed, vec![one.as_str()]);
@@ -207,14 +212,8 @@ fn a_decommissioned_node_leaves_the_layout_its_keys_move_and_it_is_never_placed_
 
 #[test]
 fn a_fourth_node_joins_lanes_of_three_last_in_every_lane_and_stale_in_the_old_owners() {
-    let mut s = ConfigState::default();
-    let mut i = 0;
-    for n in 2..=4 {
-        register(&mut s, &mut i, n);
-    }
-    let first = next_layout(&s).unwrap().unwrap();
-    assert!(apply(&mut s, &mut i, &first));
-    assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+    let (mut s, mut i) = laid_out(2..=4);
+    add_bucket(&mut s, &mut i);
     let before = Owners::from_state(&s).unwrap().unwrap();
     assert!(before.has_lanes() && before.lane_order.is_empty());
     // The newcomer's id sorts before every other: by id it would take
@@ -243,10 +242,7 @@ fn a_fourth_node_joins_lanes_of_three_last_in_every_lane_and_stale_in_the_old_ow
     // lanes (4 -> 5 re-stripes): it waits, as does a decommission.
     register(&mut s, &mut i, 5);
     assert!(next_layout(&s).unwrap().is_none());
-    let done = MovedRecord { format: MOVED_RECORD_FORMAT, layout: after.layout.version };
-    assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&one), value: serde_json::to_vec(&done).unwrap() }));
-    let fin = move_finished(&s).unwrap().expect("the move is over");
-    assert!(apply(&mut s, &mut i, &fin));
+    end_move(&mut s, &mut i, &one, after.layout.version);
     assert!(next_layout(&s).unwrap().is_none());
     assert!(decommission(&s, &one, 1).unwrap_err().contains("re-striped"));
     // The order stays, and an unreadable one is refused, not guessed.
@@ -258,29 +254,17 @@ fn a_fourth_node_joins_lanes_of_three_last_in_every_lane_and_stale_in_the_old_ow
 
 #[test]
 fn a_decommission_that_would_restripe_lanes_is_refused() {
-    let mut s = ConfigState::default();
-    let mut i = 0;
-    for n in 1..=3 {
-        register(&mut s, &mut i, n);
-    }
-    let first = next_layout(&s).unwrap().unwrap();
-    assert!(apply(&mut s, &mut i, &first));
+    let (mut s, mut i) = laid_out(1..=3);
     // Empty: the layout just changes.
     assert!(decommission(&s, &record(3).id, 1).is_ok());
-    assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+    add_bucket(&mut s, &mut i);
     assert!(decommission(&s, &record(3).id, 1).unwrap_err().contains("re-striped"));
 }
 
 #[test]
 fn a_join_to_lanes_waits_while_another_node_acts_for_an_owner_or_a_member_is_stale() {
-    let mut s = ConfigState::default();
-    let mut i = 0;
-    for n in 1..=3 {
-        register(&mut s, &mut i, n);
-    }
-    let first = next_layout(&s).unwrap().unwrap();
-    assert!(apply(&mut s, &mut i, &first));
-    assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+    let (mut s, mut i) = laid_out(1..=3);
+    add_bucket(&mut s, &mut i);
     register(&mut s, &mut i, 4);
     let (one, two) = (record(1).id, record(2).id);
     let stale = Command::Put { key: crate::takeover::stale_key(&one, &two), value: crate::takeover::stale_value(1) };
@@ -297,14 +281,8 @@ fn a_join_to_lanes_waits_while_another_node_acts_for_an_owner_or_a_member_is_sta
 
 #[test]
 fn nodes_registered_together_join_lanes_one_at_a_time() {
-    let mut s = ConfigState::default();
-    let mut i = 0;
-    for n in 1..=2 {
-        register(&mut s, &mut i, n);
-    }
-    let first = next_layout(&s).unwrap().unwrap();
-    assert!(apply(&mut s, &mut i, &first));
-    assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/photos".into(), value: vec![1] }));
+    let (mut s, mut i) = laid_out(1..=2);
+    add_bucket(&mut s, &mut i);
     register(&mut s, &mut i, 4);
     register(&mut s, &mut i, 3);
     for (placed, newcomer) in [(3, 3), (4, 4)] {
@@ -315,10 +293,7 @@ fn nodes_registered_together_join_lanes_one_at_a_time() {
         let gainers: Vec<&str> = o.gainers().into_iter().collect();
         assert_eq!(gainers, vec![record(newcomer).id.as_str()], "the lowest id first");
         assert!(next_layout(&s).unwrap().is_none(), "one move at a time");
-        let done = MovedRecord { format: MOVED_RECORD_FORMAT, layout: o.layout.version };
-        assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&record(newcomer).id), value: serde_json::to_vec(&done).unwrap() }));
-        let fin = move_finished(&s).unwrap().expect("the move is over");
-        assert!(apply(&mut s, &mut i, &fin));
+        end_move(&mut s, &mut i, &record(newcomer).id, o.layout.version);
         // The next join waits for the members to be healed.
         if placed == 3 {
             assert!(next_layout(&s).unwrap().is_none(), "stale members");
