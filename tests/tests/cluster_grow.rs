@@ -47,6 +47,18 @@ fn cluster_of(n: usize, env: &[(&str, &str)]) -> (std::net::SocketAddr, Vec<Serv
     (ca, nodes)
 }
 
+/// One more node joins through `ca`; once every node follows the layout
+/// of all of them with its lanes ready, every node's id.
+fn join_one(nodes: &mut Vec<Server>, ca: std::net::SocketAddr, env: &[(&str, &str)]) -> Vec<String> {
+    nodes.push(start_node_with(free_udp_port(), Some(ca), env));
+    let n = nodes.len();
+    let t = wait_for("a layout of every node whose lanes are ready on each", Duration::from_secs(60), || {
+        nodes.iter().all(|x| serves_layout_of(x, n))
+    });
+    eprintln!("lanes of {n} nodes ready {t:?} after the start of the newcomer");
+    nodes.iter().map(node_id).collect()
+}
+
 /// Creates bucket `grow`, waiting out 503s (a node's lanes being made).
 async fn create_bucket(c: &aws_sdk_s3::Client) {
     let started = Instant::now();
@@ -129,12 +141,7 @@ fn a_fourth_node_joins_lanes_of_three_with_data_and_every_object_survives_a_node
     });
 
     // The fourth node joins.
-    nodes.push(start_node_with(free_udp_port(), Some(ca), &env));
-    let ids: Vec<String> = nodes.iter().map(node_id).collect();
-    let t = wait_for("a layout of four nodes whose lanes are ready on every node", Duration::from_secs(60), || {
-        nodes.iter().all(|n| serves_layout_of(n, 4))
-    });
-    eprintln!("lanes of four ready {t:?} after the start of the fourth node");
+    let ids = join_one(&mut nodes, ca, &env);
     assert_eq!(shape(&nodes[3]), (Some(2), Some(2)));
     let l = layout(&nodes[0]);
     let stale: Vec<(String, String)> =
@@ -272,12 +279,7 @@ fn a_third_node_brings_two_nodes_objects_into_lanes_and_every_object_survives_a_
             ok(nodes[i % 2].client().put_object().bucket("grow").key(k).body(ByteStream::from(v.clone())).send().await, &format!("put {k}"));
         }
     });
-    nodes.push(start_node_with(free_udp_port(), Some(ca), &env));
-    let ids: Vec<String> = nodes.iter().map(node_id).collect();
-    let t = wait_for("a layout of three nodes whose lanes are ready on every node", Duration::from_secs(60), || {
-        nodes.iter().all(|n| serves_layout_of(n, 3))
-    });
-    eprintln!("lanes of three ready {t:?} after the start of the third node");
+    let ids = join_one(&mut nodes, ca, &env);
     assert_eq!(shape(&nodes[0]), (Some(2), Some(1)));
     // Every other node lacks an old owner's records (some may be healed by now).
     let stale = layout(&nodes[0])["stale"].as_array().unwrap().clone();
