@@ -74,7 +74,10 @@ pub const MAX_NODES: usize = crate::owners::DEFAULT_WIDTH;
 /// the layout makes cluster lanes (see the module doc). Every node
 /// computes the same order for an owner, and a join appends: a position
 /// of an owner's lanes keeps its node, so blocks written over 3 nodes
-/// are read through the lanes of 4 where they were written.
+/// are read through the lanes of 4 where they were written. While a node
+/// leaves lanes of 4 (its keys move away: the previous layout still
+/// places it) the lanes keep it, in the wider order it had
+/// (`LaneOrder::wider`; the order less it ranks the others alike).
 pub fn lane_nodes(owners: &Owners, me: &str) -> Option<Vec<NodeRecord>> {
     if !owners.has_lanes() {
         return None;
@@ -82,7 +85,8 @@ pub fn lane_nodes(owners: &Owners, me: &str) -> Option<Vec<NodeRecord>> {
     let placed = owners.placed_nodes();
     let mine = placed.iter().find(|r| r.id == me)?;
     let mut out = vec![(*mine).clone()];
-    let rank = |id: &str| owners.lane_order.iter().position(|o| o == id).unwrap_or(usize::MAX);
+    let order = if owners.lane_wider.is_empty() { &owners.lane_order } else { &owners.lane_wider };
+    let rank = |id: &str| order.iter().position(|o| o == id).unwrap_or(usize::MAX);
     let mut others: Vec<&NodeRecord> = placed.iter().filter(|r| r.id != me).copied().collect();
     // Stable: nodes the order lacks (none once it is recorded) stay by id after it.
     others.sort_by_key(|r| rank(&r.id));
@@ -418,6 +422,21 @@ fn publish(ctx: &Ctx, own: Option<&Attached>, fosters: &HashMap<String, Attached
     node.lane_clean.lock().unwrap_or_else(|e| e.into_inner()).insert(ctx.core, (applied, clean));
 }
 
+/// Where the records a lane of `nodes` (its owner first) holds from lanes
+/// one node wider (`LaneOrder::wider`: a node left lanes of four) have
+/// their blocks: per position of the wider lane, the position of its node
+/// in this lane (None: the node that left). None when the order names
+/// no wider lanes, or not these nodes' (no such record is held).
+pub fn wide_positions(owners: &Owners, nodes: &[NodeRecord]) -> Option<Vec<Option<usize>>> {
+    let wider = &owners.lane_wider;
+    let owner = &nodes.first()?.id;
+    if wider.len() != nodes.len() + 1 || !nodes.iter().all(|r| wider.contains(&r.id)) {
+        return None;
+    }
+    let lane = std::iter::once(owner).chain(wider.iter().filter(|id| *id != owner));
+    Some(lane.map(|id| nodes.iter().position(|r| r.id == *id)).collect())
+}
+
 /// Makes each of `lanes` ((routing id, lane index, shard)) the primary of
 /// its lane over `nodes` (the lane owner first; this node at `me_pos`).
 #[allow(clippy::too_many_arguments)]
@@ -469,10 +488,13 @@ fn make(
         Rc::new(RemoteShard::new(pool.clone(), peer.clone(), owner_id, s | crate::holder::wire::CLUSTER_LANE))
     };
     let first = lanes.first().map_or(0, |l| l.1);
+    let wide = wide_positions(o, nodes);
     let mut out = Vec::with_capacity(lanes.len());
     for (id, s, l) in lanes {
         let members = peers.iter().map(|(p, peer)| (*p, Holder::Remote(remote(peer, s)))).collect();
-        let m = Mirrors::new(me_pos, members, shape.write_quorum(), health.clone(), Some(params)).with_recorder(recorder.clone());
+        let m = Mirrors::new(me_pos, members, shape.write_quorum(), health.clone(), Some(params))
+            .with_recorder(recorder.clone())
+            .with_wide(wide.clone());
         for (i, (p, _)) in peers.iter().enumerate() {
             if o.is_stale(&owner, &nodes[*p].id) {
                 m.walk_whole(i);

@@ -437,7 +437,7 @@ pub(crate) async fn mend_key(
         return Ok(true);
     };
     if let Ok(Some(hr)) = h.load(table, key).await {
-        if verify(p, h, pos, &pr, &hr, throttle).await? {
+        if verify(p, m, h, pos, &pr, &hr, throttle).await? {
             tally.verified.fetch_add(1, Relaxed);
             return Ok(true);
         }
@@ -451,12 +451,11 @@ pub(crate) async fn mend_key(
             for (r, hx) in raw.iter().zip(handles) {
                 let bytes = if hx.segment == VIRTUAL_SEGMENT {
                     let piece = m.piece(hx).ok_or(IoError::Moved)?;
-                    if pos >= piece.n() {
+                    match m.piece_position(piece.n(), pos) {
                         // Written before the lane grew to this position:
                         // the holder keeps the record, with no blocks of it.
-                        Vec::new()
-                    } else {
-                        crate::stripes_io::rebuild_streams(p, m, &piece, &[pos]).await?.pop().map(|x| x.1).unwrap_or_default()
+                        None => Vec::new(),
+                        Some(at) => crate::stripes_io::rebuild_streams(p, m, &piece, &[at]).await?.pop().map(|x| x.1).unwrap_or_default(),
                     }
                 } else {
                     p.read_extent(r, 0..r.len).await?
@@ -487,7 +486,7 @@ pub(crate) async fn mend_key(
         Target::Member(_) => pr,
     };
     let Some(hr) = h.load(table, key).await? else { return Ok(false) };
-    let good = verify(p, h, pos, &pr, &hr, throttle).await?;
+    let good = verify(p, m, h, pos, &pr, &hr, throttle).await?;
     if good {
         tally.verified.fetch_add(1, Relaxed);
     }
@@ -496,8 +495,10 @@ pub(crate) async fn mend_key(
 
 /// Whether the member's record `hr` is the primary's `pr`, whole: the
 /// same meta and summary, the same inline body, every block of each
-/// striped piece good for the member's position, plain copies equal.
-async fn verify(p: &Shard, h: &Holder, pos: usize, pr: &Stored, hr: &Stored, throttle: &mut Throttle) -> Result<bool, IoError> {
+/// striped piece good for the member's position (`pos` in the lane; a
+/// piece of another width has its blocks where `Mirrors::piece_position`
+/// says), plain copies equal.
+async fn verify(p: &Shard, m: &Mirrors, h: &Holder, pos: usize, pr: &Stored, hr: &Stored, throttle: &mut Throttle) -> Result<bool, IoError> {
     if hr.meta != pr.meta || hr.summary != pr.summary {
         return Ok(false);
     }
@@ -517,15 +518,15 @@ async fn verify(p: &Shard, h: &Holder, pos: usize, pr: &Stored, hr: &Stored, thr
             PieceInfo::Striped { len, tag, rot } => {
                 let Some(params) = env.as_ref().and_then(Envelope::params) else { return Ok(false) };
                 let n = params.total_blocks();
-                if pos >= n {
+                let Some(at) = m.piece_position(n, pos) else {
                     // A piece written before the lane grew to this
                     // position: the holder has no blocks of it.
                     if he.len != 0 {
                         return Ok(false);
                     }
                     continue;
-                }
-                let b = block_at(pos, rot, n);
+                };
+                let b = block_at(at, rot, n);
                 let stripes = params.stripe_count(len);
                 let end = stripes.checked_sub(1).map_or(0, |t| block_range(&params, len, t).end);
                 if he.len != end {

@@ -135,6 +135,11 @@ pub struct Mirrors {
     /// Cluster lanes: records the members that missed a commit as stale in
     /// the configuration before it is acknowledged (`takeover`).
     recorder: Option<Rc<crate::takeover::StaleRecorder>>,
+    /// Cluster lanes a node left (4 nodes to 3): per position of the
+    /// wider lanes, the position of its node in this lane (None: the node
+    /// that left), where the pieces written over the wider lanes have
+    /// their blocks (`cluster_lanes::wide_positions`).
+    wide: Option<Vec<Option<usize>>>,
 }
 
 /// Most missed keys kept per member and lane; past it the member's heal
@@ -171,7 +176,47 @@ impl Mirrors {
             missed: RefCell::new((0..members.len()).map(|_| Missed::default()).collect()),
             members,
             recorder: None,
+            wide: None,
         }
+    }
+
+    /// With the positions of the wider lanes a node left (`wide`).
+    pub(crate) fn with_wide(mut self, wide: Option<Vec<Option<usize>>>) -> Self {
+        self.wide = wide;
+        self
+    }
+
+    /// The lane position holding position `pos` of a piece striped over
+    /// `n` positions: the same one for a piece of this lane's width or a
+    /// narrower one (written before the lanes grew: its first `n`
+    /// positions), the wider lanes' node for a wider one (None where no
+    /// node of this lane holds it: the node that left).
+    pub(crate) fn position_in(&self, n: usize, pos: usize) -> Option<usize> {
+        if pos >= n {
+            return None;
+        }
+        if n <= self.set_disks() {
+            return Some(pos);
+        }
+        self.wide.as_ref().filter(|w| w.len() == n)?.get(pos).copied().flatten()
+    }
+
+    /// The position of a piece striped over `n` positions whose blocks
+    /// the holder at lane position `lane_pos` holds (None: it holds none
+    /// of them, as a node that joined after the piece was written).
+    pub(crate) fn piece_position(&self, n: usize, lane_pos: usize) -> Option<usize> {
+        (0..n).find(|&p| self.position_in(n, p) == Some(lane_pos))
+    }
+
+    /// Whether this lane can read pieces striped over `n` positions: its
+    /// own width, a narrower one, or the wider lanes a node left.
+    pub(crate) fn reads_width(&self, n: usize) -> bool {
+        n <= self.set_disks() || self.wide.as_ref().is_some_and(|w| w.len() == n)
+    }
+
+    /// `at` for position `pos` of a piece striped over `n` positions.
+    pub(crate) fn at_piece(&self, primary: &Shard, n: usize, pos: usize) -> Option<(Option<usize>, usize, Holder)> {
+        self.at(primary, self.position_in(n, pos)?)
     }
 
     /// With a stale recorder (cluster lanes: `takeover`).

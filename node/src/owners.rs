@@ -67,8 +67,12 @@ pub const NODE_RECORD_FORMAT: u32 = 1;
 /// `lanes/order`: the stable order of the nodes in cluster lanes
 /// (`LaneOrder`). Absent: by id, the order lanes were made in before it.
 pub const LANE_ORDER_KEY: &str = "lanes/order";
-/// Format of `LaneOrder` (FORMAT BOUNDARY: JSON in the configuration).
+/// Format of `LaneOrder` (FORMAT BOUNDARY: JSON in the configuration):
+/// 1 names the order alone; 2 also the wider order of the lanes a node
+/// left (`LaneOrder::wider`), whose records a build that reads only 1
+/// would look for on the wrong nodes: it refuses the record at start.
 pub const LANE_ORDER_FORMAT: u32 = 1;
+pub const LANE_ORDER_FORMAT_WIDER: u32 = 2;
 
 /// `restriped/<id hex>`: node `id` walked its lanes for records of an
 /// older shape (`restripe`) and found none left, for the lane order of
@@ -103,23 +107,44 @@ impl RestripedRecord {
 /// (by id, as lanes were made without this record) and the newcomer
 /// comes last, so every position of an old lane keeps its node and the
 /// blocks written over it stay where a reader looks for them.
+///
+/// When a node leaves lanes of four (a decommission, 4 -> 3), `nodes`
+/// is the order less it and `wider` the order before (format 2): the
+/// records written over four positions keep their blocks where they
+/// were, and a lane of three reads them through the wider order (the
+/// leaving node's position a hole) until the walk (`restripe`) has
+/// striped them again over three.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaneOrder {
     pub format: u32,
     pub nodes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wider: Vec<String>,
 }
 
 impl LaneOrder {
+    /// An order, with the wider one a node left (empty: none).
+    pub fn new(nodes: Vec<String>, wider: Vec<String>) -> LaneOrder {
+        let format = if wider.is_empty() { LANE_ORDER_FORMAT } else { LANE_ORDER_FORMAT_WIDER };
+        LaneOrder { format, nodes, wider }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a lane order serializes")
     }
 
     pub fn decode(b: &[u8]) -> Result<LaneOrder, String> {
         let r: LaneOrder = serde_json::from_slice(b).map_err(|e| format!("a malformed lane order: {e}"))?;
-        if r.format != LANE_ORDER_FORMAT {
-            return Err(format!("lane order format {}: this build reads {LANE_ORDER_FORMAT}", r.format));
+        match (r.format, r.wider.is_empty()) {
+            (LANE_ORDER_FORMAT, true) => Ok(r),
+            (LANE_ORDER_FORMAT_WIDER, false)
+                if r.wider.len() == r.nodes.len() + 1 && r.nodes.iter().all(|n| r.wider.contains(n)) =>
+            {
+                Ok(r)
+            }
+            (LANE_ORDER_FORMAT | LANE_ORDER_FORMAT_WIDER, _) => Err(format!("lane order format {}: inconsistent wider order", r.format)),
+            (f, _) => Err(format!("lane order format {f}: this build reads {LANE_ORDER_FORMAT} and {LANE_ORDER_FORMAT_WIDER}")),
         }
-        Ok(r)
     }
 }
 
@@ -229,6 +254,9 @@ pub struct Owners {
     /// the configuration version of its key (0: absent).
     pub lane_order: Vec<String>,
     pub lane_order_version: u64,
+    /// The wider order of the lanes a node left (`LaneOrder::wider`;
+    /// empty: none), whose records the lanes read until re-striped.
+    pub lane_wider: Vec<String>,
     /// Node id -> the lane order version it finished re-striping under
     /// (`RestripedRecord`).
     pub restriped: BTreeMap<String, u64>,
@@ -253,9 +281,12 @@ impl Owners {
         };
         let prev_placed = prev.as_ref().map(|(p, _)| self::placed(p).into_iter().map(str::to_string).collect()).unwrap_or_default();
         let moved = moved(state);
-        let (lane_order, lane_order_version) = match state.get(LANE_ORDER_KEY) {
-            Some(v) => (LaneOrder::decode(&v.value).map_err(|e| format!("the cluster's lane order: {e}"))?.nodes, v.version),
-            None => (Vec::new(), 0),
+        let (lane_order, lane_order_version, lane_wider) = match state.get(LANE_ORDER_KEY) {
+            Some(v) => {
+                let r = LaneOrder::decode(&v.value).map_err(|e| format!("the cluster's lane order: {e}"))?;
+                (r.nodes, v.version, r.wider)
+            }
+            None => (Vec::new(), 0, Vec::new()),
         };
         let restriped = state
             .keys
@@ -277,6 +308,7 @@ impl Owners {
             moved,
             lane_order,
             lane_order_version,
+            lane_wider,
             restriped,
         }))
     }
@@ -437,7 +469,9 @@ fn to_place(state: &ConfigState) -> BTreeMap<String, NodeRecord> {
 /// The command that decommissions node `id` (an operator's request:
 /// `admin`), or why it cannot be done now: the node must be registered
 /// and placed, another must stay, no move may be under way, and with
-/// buckets neither the layout before nor after may make cluster lanes.
+/// buckets neither the layout before nor after may make cluster lanes,
+/// unless the lanes go from 4 nodes to 3 (`lanes_shrink`) and may change
+/// now (`lanes_busy`).
 pub fn decommission(state: &ConfigState, id: &str, now_ms: u64) -> Result<Command, String> {
     if !registered(state).contains_key(id) {
         return Err(format!("node {id} is not a member of the cluster"));
@@ -460,10 +494,16 @@ pub fn decommission(state: &ConfigState, id: &str, now_ms: u64) -> Result<Comman
         return Err("keys are moving after an earlier layout change; try again once it is over".into());
     }
     if has_buckets(state) && (lanes_with(placed.len()) || lanes_with(stay)) {
-        return Err(format!(
-            "with {} nodes placed and {stay} staying, the cluster's lanes would have to be re-striped, which is not built yet",
-            placed.len()
-        ));
+        if placed.len() != crate::cluster_lanes::MAX_NODES || stay + 1 != placed.len() {
+            return Err(format!(
+                "with {} nodes placed and {stay} staying, the cluster's lanes would have to be re-striped onto fewer than 3 nodes \
+                 or off more than 4, which is not built yet (lanes shrink from 4 nodes to 3 only)",
+                placed.len()
+            ));
+        }
+        if let Some(why) = lanes_busy(state, &placed, true) {
+            return Err(why);
+        }
     }
     let value = serde_json::to_vec(&DecommissionRecord { format: DECOMMISSION_RECORD_FORMAT, since_ms: now_ms }).expect("serializes");
     Ok(Command::Cas { key: DecommissionRecord::key(id), expect: 0, value: Some(value) })
@@ -483,6 +523,40 @@ fn moved(state: &ConfigState) -> BTreeMap<String, u64> {
 /// records a layout change would have to re-stripe (not built).
 fn lanes_with(n: usize) -> bool {
     (crate::cluster_lanes::MIN_NODES..=crate::cluster_lanes::MAX_NODES).contains(&n)
+}
+
+/// Whether a layout change from the nodes `placed` to `nodes` is a
+/// decommission lanes take: 4 nodes to 3, the others staying. The lanes
+/// of the three read the records written over four through the wider
+/// order (`LaneOrder::wider`) until the walk stripes them again.
+fn lanes_shrink(placed: &std::collections::BTreeSet<&str>, nodes: &BTreeMap<String, NodeRecord>) -> bool {
+    placed.len() == crate::cluster_lanes::MAX_NODES
+        && nodes.len() + 1 == placed.len()
+        && nodes.keys().all(|id| placed.contains(id.as_str()))
+}
+
+/// Why the lanes of the nodes `placed` may not change now (None: they
+/// may): another node acts for an owner, or a member may lack records
+/// (keys would move from an owner's own shards, fenced or behind), or,
+/// with `restriped`, a node has not striped its lanes' records in the
+/// shape of the current lane order yet (they would be looked for on
+/// the wrong nodes once the order changes again).
+fn lanes_busy(state: &ConfigState, placed: &std::collections::BTreeSet<&str>, restriped: bool) -> Option<String> {
+    if crate::takeover::takeovers(state).iter().any(|(o, (a, _))| o != a) {
+        return Some("another node acts for a lane owner; try again once it is back".into());
+    }
+    if !crate::takeover::stale(state).is_empty() {
+        return Some("a lane member lacks records of its owner; try again once it is healed".into());
+    }
+    let Some(order) = state.get(LANE_ORDER_KEY) else { return None };
+    let behind: Vec<&str> = placed
+        .iter()
+        .copied()
+        .filter(|id| state.get(&RestripedRecord::key(id)).and_then(|v| RestripedRecord::decode(&v.value)).map(|r| r.order) != Some(order.version))
+        .collect();
+    (restriped && !behind.is_empty()).then(|| {
+        format!("the lanes of {} still hold records of an earlier shape (re-striping runs after each lane change); try again once it is over", behind.join(", "))
+    })
 }
 
 /// Whether the configuration holds any bucket.
@@ -505,6 +579,13 @@ fn lanes_grow(placed: &std::collections::BTreeSet<&str>, nodes: &BTreeMap<String
 /// the placed nodes by id, the order of lanes made without a record), the
 /// newcomers after it by id.
 fn grown_order(state: &ConfigState, placed: &std::collections::BTreeSet<&str>, nodes: &BTreeMap<String, NodeRecord>) -> Result<Vec<String>, String> {
+    let mut order = placed_order(state, placed)?;
+    order.extend(nodes.keys().filter(|id| !placed.contains(id.as_str())).cloned());
+    Ok(order)
+}
+
+/// The lane order of the nodes `placed`: the recorded one, else by id.
+fn placed_order(state: &ConfigState, placed: &std::collections::BTreeSet<&str>) -> Result<Vec<String>, String> {
     let mut order: Vec<String> = match state.get(LANE_ORDER_KEY) {
         Some(v) => LaneOrder::decode(&v.value)?.nodes.into_iter().filter(|id| placed.contains(id.as_str())).collect(),
         None => Vec::new(),
@@ -516,7 +597,6 @@ fn grown_order(state: &ConfigState, placed: &std::collections::BTreeSet<&str>, n
             order.push(id.to_string());
         }
     }
-    order.extend(nodes.keys().filter(|id| !placed.contains(id.as_str())).cloned());
     Ok(order)
 }
 
@@ -524,13 +604,17 @@ fn grown_order(state: &ConfigState, placed: &std::collections::BTreeSet<&str>, n
 /// nothing): the layout over the registered nodes when they differ from
 /// the placed ones, at once while no bucket exists; once one exists, only
 /// when no move is under way and neither layout makes cluster lanes (or
-/// one node joins 2 or 3, `lanes_grow`), and then with the current
-/// layout kept as `layout.prev` for the move (`handover`), in one
-/// transaction. A join to lanes writes, in the same transaction, the lane
-/// order with the newcomer last and a stale record of each member that
-/// holds none of an old owner's records (the newcomer; every other node
-/// when lanes form) in that owner's lanes: it must not act for the owner
-/// before they heal it.
+/// one node joins 2 or 3, `lanes_grow`, or one leaves 4, `lanes_shrink`),
+/// and then with the current layout kept as `layout.prev` for the move
+/// (`handover`), in one transaction. A join to lanes writes, in the same
+/// transaction, the lane order with the newcomer last and a stale record
+/// of each member that holds none of an old owner's records (the
+/// newcomer; every other node when lanes form) in that owner's lanes: it
+/// must not act for the owner before they heal it. A node leaving lanes
+/// of four writes the order less it, and the order before as the wider
+/// one (`LaneOrder::wider`): while keys move, the lanes stay four wide
+/// (the leaving node is still placed by `layout.prev`), and the lanes of
+/// three after read the records of four through it.
 pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
     let mut nodes = to_place(state);
     if nodes.is_empty() {
@@ -541,9 +625,9 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
         None => None,
     };
     let mut keep_prev = false;
-    // With lanes growing: the new lane order and the newcomers' stale
-    // records (owner, member).
-    type Grow = (Vec<String>, Vec<(String, String)>);
+    // With lanes growing or shrinking: the new lane order (and the wider
+    // one a node leaves) and the newcomers' stale records (owner, member).
+    type Grow = (LaneOrder, Vec<(String, String)>);
     let mut grow: Option<Grow> = None;
     if let Some((layout, _)) = &current {
         let placed = placed(layout);
@@ -564,32 +648,58 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
                 nodes.retain(|id, _| placed.contains(id.as_str()) || Some(id) == first.as_ref());
             }
             if lanes_with(placed.len()) || lanes_with(nodes.len()) {
-                if !lanes_grow(&placed, &nodes) {
+                let shrink = lanes_shrink(&placed, &nodes);
+                if !lanes_grow(&placed, &nodes) && !shrink {
                     return Ok(None);
                 }
                 // Not while another node acts for an owner, or a member
                 // still lacks commits: keys move from their owner's own
-                // shards, which are then fenced or behind.
-                let taken = crate::takeover::takeovers(state).iter().any(|(o, (a, _))| o != a);
-                if taken || !crate::takeover::stale(state).is_empty() {
+                // shards, which are then fenced or behind. Not before the
+                // records are in the shape of the current order where the
+                // order would lose a node (a shrink), or where it already
+                // names a wider one (records of four positions read
+                // through it would be looked for on a newcomer).
+                let wider = state.get(LANE_ORDER_KEY).map(|v| LaneOrder::decode(&v.value)).transpose()?.is_some_and(|o| !o.wider.is_empty());
+                if lanes_busy(state, &placed, shrink || wider).is_some() {
                     return Ok(None);
                 }
-                let order = grown_order(state, &placed, &nodes)?;
-                // Members that hold none of an old owner's records: the
-                // newcomer, and when lanes form (no lanes before) every
-                // other node.
-                let forming = !lanes_with(placed.len());
-                let mut stale = Vec::new();
-                for o in &placed {
-                    for n in nodes.keys().filter(|id| id.as_str() != *o && (forming || !placed.contains(id.as_str()))) {
-                        stale.push((o.to_string(), n.clone()));
+                grow = Some(if shrink {
+                    // Every staying node holds every staying owner's
+                    // records already: no member is stale.
+                    let before = placed_order(state, &placed)?;
+                    let after = before.iter().filter(|id| nodes.contains_key(*id)).cloned().collect();
+                    (LaneOrder::new(after, before), Vec::new())
+                } else {
+                    let order = grown_order(state, &placed, &nodes)?;
+                    // Members that hold none of an old owner's records: the
+                    // newcomer, and when lanes form (no lanes before) every
+                    // other node.
+                    let forming = !lanes_with(placed.len());
+                    let mut stale = Vec::new();
+                    for o in &placed {
+                        for n in nodes.keys().filter(|id| id.as_str() != *o && (forming || !placed.contains(id.as_str()))) {
+                            stale.push((o.to_string(), n.clone()));
+                        }
                     }
-                }
-                grow = Some((order, stale));
+                    (LaneOrder::new(order, Vec::new()), stale)
+                });
             }
             keep_prev = true;
         }
     }
+    finish(state, nodes, current, keep_prev, grow)
+}
+
+/// The command `next_layout` commits: the layout over `nodes`, with the
+/// current one kept as `layout.prev` (`keep_prev`) and the lane order
+/// and stale records of a lane change (`grow`).
+fn finish(
+    state: &ConfigState,
+    nodes: BTreeMap<String, NodeRecord>,
+    current: Option<(Layout, u64)>,
+    keep_prev: bool,
+    grow: Option<(LaneOrder, Vec<(String, String)>)>,
+) -> Result<Option<Command>, String> {
     let membership = Membership {
         nodes: nodes
             .values()
@@ -611,7 +721,7 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
             let mut writes = vec![(LAYOUT_KEY.to_string(), value), (PREV_LAYOUT_KEY.to_string(), Some(old.encode()))];
             if let Some((order, stale)) = grow {
                 checks.push((LANE_ORDER_KEY.to_string(), state.get(LANE_ORDER_KEY).map_or(0, |v| v.version)));
-                writes.push((LANE_ORDER_KEY.to_string(), Some(LaneOrder { format: LANE_ORDER_FORMAT, nodes: order }.encode())));
+                writes.push((LANE_ORDER_KEY.to_string(), Some(order.encode())));
                 for (o, n) in stale {
                     writes.push((crate::takeover::stale_key(&o, &n), Some(crate::takeover::stale_value(crate::takeover::now_ms()))));
                 }

@@ -247,9 +247,106 @@ fn a_fourth_node_joins_lanes_of_three_last_in_every_lane_and_stale_in_the_old_ow
     assert!(decommission(&s, &one, 1).unwrap_err().contains("re-striped"));
     // The order stays, and an unreadable one is refused, not guessed.
     assert_eq!(Owners::from_state(&s).unwrap().unwrap().lane_order.len(), 4);
-    let bad = LaneOrder { format: 2, nodes: vec![] };
+    let bad = LaneOrder { format: 3, nodes: vec![], wider: vec![] };
     assert!(apply(&mut s, &mut i, &Command::Put { key: LANE_ORDER_KEY.into(), value: bad.encode() }));
-    assert!(Owners::from_state(&s).unwrap_err().contains("lane order format 2"));
+    assert!(Owners::from_state(&s).unwrap_err().contains("lane order format 3"));
+    // A wider order must be one node more than the order, around it.
+    for bad in [
+        LaneOrder { format: 1, nodes: vec![one.clone()], wider: vec![one.clone(), old[0].clone()] },
+        LaneOrder { format: 2, nodes: vec![one.clone()], wider: vec![old[0].clone(), old[1].clone()] },
+        LaneOrder { format: 2, nodes: vec![one.clone()], wider: vec![] },
+    ] {
+        assert!(apply(&mut s, &mut i, &Command::Put { key: LANE_ORDER_KEY.into(), value: bad.encode() }));
+        assert!(Owners::from_state(&s).unwrap_err().contains("lane order format"), "{bad:?}");
+    }
+}
+
+/// Node `id` reports its lanes re-striped under the current lane order.
+fn report_restriped(s: &mut ConfigState, i: &mut u64, id: &str) {
+    let order = s.get(LANE_ORDER_KEY).map_or(0, |v| v.version);
+    let r = RestripedRecord { format: RESTRIPED_RECORD_FORMAT, order };
+    assert!(apply(s, i, &Command::Put { key: RestripedRecord::key(id), value: serde_json::to_vec(&r).unwrap() }));
+}
+
+#[test]
+fn a_node_leaves_lanes_of_four_which_stay_wide_while_its_keys_move_then_read_the_wider_order() {
+    let (mut s, mut i) = laid_out(1..=4);
+    add_bucket(&mut s, &mut i);
+    let ids: Vec<String> = (1..=4).map(|n| record(n).id).collect();
+    let two = ids[1].clone();
+    let before = Owners::from_state(&s).unwrap().unwrap();
+    // Not while a member lacks records, nor while another node acts for an owner.
+    let stale = Command::Put { key: crate::takeover::stale_key(&ids[0], &ids[2]), value: crate::takeover::stale_value(1) };
+    assert!(apply(&mut s, &mut i, &stale));
+    assert!(decommission(&s, &two, 1).unwrap_err().contains("lacks records"));
+    assert!(apply(&mut s, &mut i, &Command::Delete { key: crate::takeover::stale_key(&ids[0], &ids[2]) }));
+    // Node 2 sorts second: the nodes after it in every lane shift.
+    let cmd = decommission(&s, &two, 1).expect("4 nodes to 3");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let cmd = next_layout(&s).unwrap().expect("the lanes shrink");
+    assert!(matches!(&cmd, Command::Txn { .. }), "{cmd:?}");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let moving = Owners::from_state(&s).unwrap().unwrap();
+    let stay: Vec<String> = ids.iter().filter(|id| **id != two).cloned().collect();
+    assert_eq!(moving.lane_order, stay, "the order less the leaving node");
+    assert_eq!(moving.lane_wider, ids, "the order before, by id as lanes made without a record");
+    assert!(moving.stale.is_empty(), "every staying member holds every staying owner's records");
+    assert!(moving.has_lanes() && moving.layout.width() == 3);
+    assert!(moving.gainers().iter().all(|g| *g != two));
+    for p in 0..crate::layout::PARTITIONS {
+        if let Some(from) = moving.moving_from(p) {
+            assert_eq!(from.id, two, "partition {p} moves from the leaving node only");
+        }
+    }
+    // While the keys move the lanes keep the leaving node, where it was.
+    for o in &ids {
+        let was = crate::cluster_lanes::lane_nodes(&before, o).unwrap();
+        assert_eq!(crate::cluster_lanes::lane_nodes(&moving, o).unwrap(), was, "owner {o} while keys move");
+        assert!(crate::cluster_lanes::wide_positions(&moving, &was).is_none());
+    }
+    assert!(next_layout(&s).unwrap().is_none(), "one move at a time");
+    for g in moving.gainers().into_iter().map(str::to_string).collect::<Vec<_>>() {
+        let done = MovedRecord { format: MOVED_RECORD_FORMAT, layout: moving.layout.version };
+        assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&g), value: serde_json::to_vec(&done).unwrap() }));
+    }
+    let fin = move_finished(&s).unwrap().expect("the move is over");
+    assert!(apply(&mut s, &mut i, &fin));
+    let after = Owners::from_state(&s).unwrap().unwrap();
+    assert!(crate::cluster_lanes::lane_nodes(&after, &two).is_none(), "the node left every lane");
+    // The lanes of three: the wider lanes' positions, node 2's a hole.
+    let expect: [(usize, Vec<Option<usize>>); 3] =
+        [(0, vec![Some(0), None, Some(1), Some(2)]), (2, vec![Some(0), Some(1), None, Some(2)]), (3, vec![Some(0), Some(1), None, Some(2)])];
+    for (o, wide) in expect {
+        let nodes = crate::cluster_lanes::lane_nodes(&after, &ids[o]).unwrap();
+        let was: Vec<String> = crate::cluster_lanes::lane_nodes(&before, &ids[o]).unwrap().into_iter().map(|r| r.id).collect();
+        let now: Vec<String> = nodes.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(now, was.iter().filter(|id| **id != two).cloned().collect::<Vec<_>>(), "owner {o}");
+        assert_eq!(crate::cluster_lanes::wide_positions(&after, &nodes), Some(wide), "owner {o}");
+    }
+    // A join waits until every node striped its records of four again
+    // (they would be looked for on the newcomer), as would another
+    // decommission; then the order loses its wider one.
+    register(&mut s, &mut i, 5);
+    assert!(next_layout(&s).unwrap().is_none());
+    for id in &stay[..2] {
+        report_restriped(&mut s, &mut i, id);
+    }
+    assert!(next_layout(&s).unwrap().is_none(), "one node has not re-striped");
+    report_restriped(&mut s, &mut i, &stay[2]);
+    let cmd = next_layout(&s).unwrap().expect("the join goes on");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let grown = Owners::from_state(&s).unwrap().unwrap();
+    assert_eq!(grown.lane_order, [stay.clone(), vec![record(5).id]].concat());
+    assert!(grown.lane_wider.is_empty());
+    end_move(&mut s, &mut i, &record(5).id, grown.layout.version);
+    for o in &stay {
+        assert!(apply(&mut s, &mut i, &Command::Delete { key: crate::takeover::stale_key(o, &record(5).id) }));
+    }
+    assert!(decommission(&s, &ids[0], 1).unwrap_err().contains("earlier shape"), "not before the newcomer's walk");
+    for id in grown.placed.iter() {
+        report_restriped(&mut s, &mut i, id);
+    }
+    assert!(decommission(&s, &ids[0], 1).is_ok());
 }
 
 #[test]
@@ -314,7 +411,7 @@ fn nodes_registered_together_join_lanes_one_at_a_time() {
 /// Seeded histories of joins, decommissions, reports and the leader's
 /// moves over a cluster with buckets, against the rules: one move at a
 /// time; no change to or from 3 or 4 nodes but one join (2 -> 3, 3 ->
-/// 4); every partition owned by a
+/// 4) or one leave (4 -> 3); every partition owned by a
 /// placed node that is not decommissioned; a partition is moving
 /// exactly when its owner changed, from the node that held it; a move
 /// ends only once every gainer reported; a decommissioned node is
@@ -328,11 +425,11 @@ fn membership_histories_keep_the_move_rules() {
         rng ^= rng << 17;
         rng % n
     };
-    let (mut moves, mut decommissions, mut lane_joins) = (0, 0, 0);
+    let (mut moves, mut decommissions, mut lane_joins, mut lane_leaves) = (0, 0, 0, 0);
     for _history in 0..40 {
         let mut s = ConfigState::default();
         let mut i = 0;
-        let start = 1 + next(2) as u8 + if next(2) == 0 { 4 } else { 0 }; // 1, 2, 5 or 6 nodes
+        let start = 1 + next(6) as u8; // 1 to 6 nodes
         for n in 1..=start {
             register(&mut s, &mut i, n);
         }
@@ -341,7 +438,7 @@ fn membership_histories_keep_the_move_rules() {
         assert!(apply(&mut s, &mut i, &Command::Put { key: "bucket/b".into(), value: vec![1] }));
         let mut joined = start;
         let mut prev_owners: Option<Vec<String>> = None;
-        for _step in 0..12 {
+        for _step in 0..16 {
             let before = Owners::from_state(&s).unwrap().unwrap();
             match next(4) {
                 0 if joined < 9 => {
@@ -353,12 +450,25 @@ fn membership_histories_keep_the_move_rules() {
                     let victim = placed[next(placed.len() as u64) as usize].clone();
                     if let Ok(cmd) = decommission(&s, &victim, 1) {
                         assert!(before.prev.is_none());
-                        assert!(!lanes_with(before.placed.len()) && !lanes_with(before.placed.len() - 1));
+                        let shrink = before.placed.len() == 4 && before.pending.is_empty();
+                        assert!(shrink || (!lanes_with(before.placed.len()) && !lanes_with(before.placed.len() - 1)));
                         assert!(apply(&mut s, &mut i, &cmd));
                         decommissions += 1;
                     }
                 }
                 _ => {
+                    // Once no key moves, the nodes report their lanes
+                    // re-striped (sometimes only some do), and members healed.
+                    if before.prev.is_none() {
+                        for id in &before.placed {
+                            if next(3) != 0 {
+                                report_restriped(&mut s, &mut i, id);
+                            }
+                        }
+                        for (o, m) in before.stale.keys() {
+                            assert!(apply(&mut s, &mut i, &Command::Delete { key: crate::takeover::stale_key(o, m) }));
+                        }
+                    }
                     // Every gainer reports (sometimes only some do).
                     for g in before.gainers() {
                         if next(3) != 0 {
@@ -384,10 +494,17 @@ fn membership_histories_keep_the_move_rules() {
                 let after = Owners::from_state(&s).unwrap().unwrap();
                 let n = after.placed.len();
                 let joined_lanes = n == placed_before + 1 && lanes_with(n);
-                assert!(joined_lanes || (!lanes_with(placed_before) && !lanes_with(n)), "{placed_before} -> {n}");
+                let left_lanes = placed_before == 4 && n == 3;
+                assert!(joined_lanes || left_lanes || (!lanes_with(placed_before) && !lanes_with(n)), "{placed_before} -> {n}");
                 if joined_lanes {
                     lane_joins += 1;
                     assert!(after.has_lanes() && after.lane_order.len() == n, "{:?}", after.lane_order);
+                    assert!(after.lane_wider.is_empty());
+                }
+                if left_lanes {
+                    lane_leaves += 1;
+                    assert!(after.has_lanes() && after.lane_order.len() == 3 && after.lane_wider.len() == 4, "{:?}", after.lane_wider);
+                    assert!(after.lane_order.iter().all(|id| after.lane_wider.contains(id)));
                 }
                 moves += 1;
             }
@@ -409,7 +526,10 @@ fn membership_histories_keep_the_move_rules() {
             }
         }
     }
-    assert!(moves > 20 && decommissions > 3 && lane_joins > 3, "the histories made {moves} moves, {decommissions} decommissions, {lane_joins} joins of lanes");
+    assert!(
+        moves > 20 && decommissions > 3 && lane_joins > 3 && lane_leaves > 1,
+        "the histories made {moves} moves, {decommissions} decommissions, {lane_joins} joins of lanes, {lane_leaves} leaves of lanes"
+    );
 }
 
 #[test]

@@ -91,11 +91,12 @@ pub async fn load(primary: &Shard, table: u8, key: &[u8]) -> Result<Option<Store
     let n = params.total_blocks();
     // A record written before the lane grew (3 nodes to 4, positions
     // stable: `cluster_lanes::lane_nodes`) is striped over its first n
-    // positions, the ones it was written over.
-    if env.pieces.len() != ex.len() || n > m.set_disks() {
+    // positions, the ones it was written over; one written before a node
+    // left lanes of four over the wider lanes' nodes (`Mirrors::position_in`).
+    if env.pieces.len() != ex.len() || !m.reads_width(n) {
         return Err(corrupt("erasure section does not match the record or the set"));
     }
-    let own = m.primary_position();
+    let own = m.piece_position(n, m.primary_position());
     // The other members' records are read when a block of theirs is
     // needed (`block_of`): a healthy read of a range touches k - 1 of
     // them at most, not all N - 1.
@@ -103,7 +104,7 @@ pub async fn load(primary: &Shard, table: u8, key: &[u8]) -> Result<Option<Store
         pieces: ex.len(),
         slots: RefCell::new(
             (0..n)
-                .map(|p| if p != own && m.at(primary, p).is_some() { Slot::Unread } else { Slot::Read(None) })
+                .map(|p| if Some(p) != own && m.at_piece(primary, n, p).is_some() { Slot::Unread } else { Slot::Read(None) })
                 .collect(),
         ),
     });
@@ -114,7 +115,7 @@ pub async fn load(primary: &Shard, table: u8, key: &[u8]) -> Result<Option<Store
             PieceInfo::Striped { len, tag, rot } => {
                 let mut blocks = vec![None; n];
                 // The primary holds no block of a piece narrower than its position.
-                if let Some(b) = blocks.get_mut(own) {
+                if let Some(b) = own.and_then(|own| blocks.get_mut(own)) {
                     *b = Some(ex[idx]);
                 }
                 let origin = Some(Origin { table, key: key.to_vec(), meta: s.meta.clone(), index: idx });
@@ -139,7 +140,7 @@ pub(crate) async fn block_of(primary: &Shard, m: &Mirrors, piece: &Piece, positi
     let extents = match slot {
         Slot::Read(x) => x,
         Slot::Unread => {
-            let x = match m.at(primary, position) {
+            let x = match m.at_piece(primary, piece.n(), position) {
                 Some((_, _, holder)) => match holder.load(origin.table, &origin.key).await {
                     Ok(Some(Stored { meta, body: Body::Extents(e2), .. })) if meta == origin.meta && e2.len() == records.pieces => Some(e2),
                     Ok(_) => None,
@@ -177,7 +178,7 @@ enum Got {
 async fn fetch(primary: &Shard, m: &Mirrors, piece: &Piece, t: u64, block: usize) -> Got {
     let n = piece.n();
     let pos = position_of(block, piece.rot, n);
-    let Some((_, _, shard)) = m.at(primary, pos) else { return Got::Missing { moved: false } };
+    let Some((_, _, shard)) = m.at_piece(primary, n, pos) else { return Got::Missing { moved: false } };
     let Some(extent) = block_of(primary, m, piece, pos).await else { return Got::Missing { moved: false } };
     let r = block_range(&piece.params, piece.len, t);
     match shard.read_extent(&extent, r).await {
@@ -310,7 +311,7 @@ pub async fn repair(primary: &Shard, job: RepairJob) -> Result<usize, IoError> {
     let streams = rebuild_streams(primary, &m, &job.piece, &job.positions).await?;
     let mut done = 0;
     for (pos, stream) in streams {
-        let Some((_, _, shard)) = m.at(primary, pos) else { continue };
+        let Some((_, _, shard)) = m.at_piece(primary, job.piece.n(), pos) else { continue };
         let Some(stored) = shard.load(origin.table, &origin.key).await? else { continue };
         let Body::Extents(mut ex) = stored.body else { continue };
         if stored.meta != origin.meta || ex.get(origin.index).copied() != block_of(primary, &m, &job.piece, pos).await {
