@@ -6,6 +6,18 @@ use std::time::{Duration, Instant};
 
 use crate::server::{Server, ServerOpts};
 
+/// `tessera admin decommission --node NODE`, the operator's command,
+/// through `via`'s admin listener with its root credentials.
+pub fn decommission(via: &Server, node: &str) -> std::process::Output {
+    let (ak, sk) = via.credentials();
+    std::process::Command::new(crate::server::binary_path())
+        .args(["admin", "decommission", "--node", node, "--endpoint", &format!("http://{}", via.admin_addr().expect("admin address"))])
+        .env("AWS_ACCESS_KEY_ID", ak)
+        .env("AWS_SECRET_ACCESS_KEY", sk)
+        .output()
+        .expect("tessera admin")
+}
+
 /// A loopback port free for both UDP (gossip) and TCP (RPC), taken below
 /// the kernel's ephemeral range. A port from `bind(0)` is an ephemeral
 /// one, and an outgoing connection of any test running beside may take it

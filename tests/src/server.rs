@@ -352,6 +352,11 @@ impl Server {
         self.opts.env.push((key.to_string(), value.to_string()));
     }
 
+    /// The root credentials the clients use: (access key, secret key).
+    pub fn credentials(&self) -> (&str, &str) {
+        (&self.access_key, &self.secret_key)
+    }
+
     pub fn set_credentials(&mut self, access_key: &str, secret_key: &str) {
         self.access_key = access_key.to_string();
         self.secret_key = secret_key.to_string();

@@ -8,13 +8,17 @@
 //! healed into the old owners' lanes before it may act for them; records
 //! committed later over older pieces are striped again in the lanes'
 //! new shape; and once it is over, every object survives the loss of a
-//! node, the old ones with it.
+//! node, the old ones with it. And back: a node of four is
+//! decommissioned (lanes shrink from 2+2 to 2+1): its keys move to the
+//! others, the records striped over four are read through the wider
+//! lanes' positions until the walk stripes them over three, and then
+//! every object survives the loss of one more node.
 
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
-use tessera_tests::cluster::{free_udp_port, serves_layout_of, wait_for};
+use tessera_tests::cluster::{decommission, free_udp_port, serves_layout_of, wait_for};
 use tessera_tests::*;
 
 mod cluster_kit;
@@ -303,4 +307,145 @@ fn a_third_node_brings_two_nodes_objects_into_lanes_and_every_object_survives_a_
     let gone = 1;
     kill_and_wait_for_takeover(&mut nodes, &ids, gone);
     rt.block_on(all_read(&nodes, Some(gone), &objects, "with a node dead"));
+}
+
+/// A node of four holding data is decommissioned: the lanes stay four
+/// wide while its keys move to the other three, then shrink to 2+1. The
+/// records striped over four read through the wider lanes' positions
+/// (the node that left a hole) until the walk stripes them over three;
+/// then every object survives the loss of one more node.
+#[test]
+fn a_node_leaves_lanes_of_four_with_data_and_every_object_survives_a_node_loss_after() {
+    // The walk waits, so the test reads every record of four through the
+    // lanes of three before it is striped again.
+    let env = [
+        ("TESSERA_TAKEOVER_AFTER_MS", "3000"),
+        ("TESSERA_TEST_MOVER_DELAY_MS", "2000"),
+        ("TESSERA_TEST_RESTRIPE_DELAY_MS", "15000"),
+    ];
+    let (_ca, mut nodes) = cluster_of(4, &env);
+    let ids: Vec<String> = nodes.iter().map(node_id).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c0 = nodes[0].client();
+    rt.block_on(create_bucket(&c0));
+    assert_eq!(shape(&nodes[0]), (Some(2), Some(2)));
+    let mut objects: Vec<(String, Vec<u8>)> = (0..24).map(|i| (format!("vier/{i:02}-ö"), random_bytes(SIZES[i % 4], 500 + i as u64))).collect();
+    let part1 = random_bytes(PART, 1500);
+    let (upload, etag1) = rt.block_on(async {
+        for (i, (k, v)) in objects.iter().enumerate() {
+            ok(nodes[i % 4].client().put_object().bucket("grow").key(k).body(ByteStream::from(v.clone())).send().await, &format!("put {k}"));
+        }
+        let up = c0.create_multipart_upload().bucket("grow").key("shrink-upload").send().await.expect("create upload");
+        let id = up.upload_id().unwrap().to_string();
+        let p = c0.upload_part().bucket("grow").key("shrink-upload").upload_id(&id).part_number(1).body(ByteStream::from(part1.clone())).send().await;
+        (id, p.expect("part 1").e_tag().unwrap().to_string())
+    });
+
+    // The node whose id sorts second leaves (not the first node, which the
+    // test talks to): in every lane, the nodes after it move up a position.
+    let mut by_id: Vec<usize> = (0..4).collect();
+    by_id.sort_by_key(|&j| ids[j].clone());
+    let gone = if by_id[1] != 0 { by_id[1] } else { by_id[2] };
+    let stay: Vec<usize> = (0..4).filter(|&j| j != gone).collect();
+    let out = decommission(&nodes[0], &ids[gone]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let other = decommission(&nodes[0], &ids[stay[1]]);
+    let why = String::from_utf8_lossy(&other.stderr).to_string();
+    assert!(!other.status.success() && (why.contains("moving") || why.contains("re-striped")), "a second decommission waits: {why}");
+    let owned_by_gone: Vec<&String> = objects.iter().map(|(k, _)| k).filter(|k| owner_of(&nodes[0], "grow", k) == ids[gone]).collect();
+    eprintln!("node {gone} leaves, owning {} of the keys", owned_by_gone.len());
+
+    // While its keys move, every object reads through every node, the
+    // leaving one included; the lanes stay 2+2.
+    rt.block_on(all_read(&nodes, None, &objects, "while the keys move"));
+    let t = wait_for("the move over, the node out of every lane", Duration::from_secs(90), || {
+        stay.iter().all(|&j| {
+            let l = layout(&nodes[j]);
+            l["moving"].is_null() && l["width"] == 3 && l["decommissioned"] == serde_json::json!([ids[gone]]) && shape(&nodes[j]) == (Some(2), Some(1))
+        })
+    });
+    eprintln!("lanes of three {t:?} after the decommission");
+    let moved: u64 = stay.iter().map(|&j| nodes[j].admin_json("/admin/v1/cluster")["moved_here"]["keys"].as_u64().unwrap_or(0)).sum();
+    assert!(moved >= owned_by_gone.len() as u64, "the leaving node's keys moved: {moved} of {}", owned_by_gone.len());
+    let order = nodes[stay[0]].admin_json("/admin/v1/cluster/config/lanes%2Forder");
+    let rec: serde_json::Value = serde_json::from_str(order["value"].as_str().expect("a lane order")).unwrap();
+    assert_eq!(rec["format"], 2, "{rec:#}");
+    assert_eq!(rec["wider"].as_array().map(Vec::len), Some(4), "{rec:#}");
+    assert!(!rec["nodes"].as_array().unwrap().contains(&serde_json::json!(ids[gone])), "{rec:#}");
+
+    // The leaving node stops for good. Every record still striped over
+    // four reads through the lanes of three, its blocks where the wider
+    // lanes put them, the stopped node's a hole (decoded from parity).
+    nodes[gone].kill9();
+    let live = |nodes: &[Server]| -> Vec<usize> { (0..nodes.len()).filter(|&j| j != gone).collect() };
+    let before_walk = Instant::now();
+    rt.block_on(all_read(&nodes, Some(gone), &objects, "in lanes of three, before the walk"));
+    let walked_yet: u64 = live(&nodes).iter().map(|&j| nodes_restripe(&nodes[j]).1).sum();
+    eprintln!("every record of four read through lanes of three in {:?}; striped again meanwhile: {walked_yet}", before_walk.elapsed());
+    assert_eq!(walked_yet, 0, "the reads ran before the walk (its start delay is 15 s)");
+
+    // The upload completes over a part of four and one of three: part 1 is
+    // striped again over three in the commit.
+    let restriped = |nodes: &[Server]| -> f64 {
+        live(nodes).iter().map(|&j| metric_total(&nodes[j].scrape_metrics(), "tessera_ec_restriped_pieces_total")).sum()
+    };
+    let before = restriped(&nodes);
+    let part2 = random_bytes(PART, 1501);
+    rt.block_on(async {
+        let c = nodes[stay[0]].client();
+        let p2 = c.upload_part().bucket("grow").key("shrink-upload").upload_id(&upload).part_number(2).body(ByteStream::from(part2.clone())).send().await;
+        let etag2 = p2.expect("part 2").e_tag().unwrap().to_string();
+        let parts = CompletedMultipartUpload::builder()
+            .parts(CompletedPart::builder().part_number(1).e_tag(etag1).build())
+            .parts(CompletedPart::builder().part_number(2).e_tag(etag2).build())
+            .build();
+        ok(c.complete_multipart_upload().bucket("grow").key("shrink-upload").upload_id(&upload).multipart_upload(parts).send().await, "complete");
+        for i in 0..4 {
+            let k = format!("drei/{i}");
+            let v = random_bytes(SIZES[i], 2500 + i as u64);
+            ok(nodes[stay[i % 3]].client().put_object().bucket("grow").key(&k).body(ByteStream::from(v.clone())).send().await, &format!("put {k}"));
+            objects.push((k, v));
+        }
+    });
+    objects.push(("shrink-upload".to_string(), [part1, part2].concat()));
+    let again = restriped(&nodes) - before;
+    eprintln!("pieces striped again by the completion: {again}");
+    assert!(again >= 5.0, "part 1's pieces (of up to 1 MiB) striped over three: {again}");
+
+    // The walk stripes every old record of four again: the striped objects
+    // (the leaving node's moved over four too), once each.
+    let walked = objects.iter().take(24).enumerate().filter(|(i, _)| SIZES[i % 4] > 128 * 1024).count() as u64;
+    let t = wait_for("the records of four striped over three", Duration::from_secs(90), || {
+        live(&nodes).iter().all(|&j| nodes_restripe(&nodes[j]).0 == 0) && live(&nodes).iter().map(|&j| nodes_restripe(&nodes[j]).1).sum::<u64>() == walked
+    });
+    eprintln!("{walked} records striped over three {t:?} later");
+    let order_version = nodes[stay[0]].admin_json("/admin/v1/cluster/config/lanes%2Forder")["version"].as_u64().unwrap();
+    for &j in &stay {
+        let r = nodes[stay[0]].admin_json(&format!("/admin/v1/cluster/config/restriped%2F{}", ids[j]));
+        let v: serde_json::Value = serde_json::from_str(r["value"].as_str().expect("a restriped record")).unwrap();
+        assert_eq!(v["order"].as_u64(), Some(order_version), "node {j}: {r:#}");
+    }
+    rt.block_on(async {
+        all_read(&nodes, Some(gone), &objects, "after the walk").await;
+        let mut want: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
+        want.sort();
+        for &j in &stay {
+            assert_eq!(list_all(&nodes[j].client(), "grow", 7).await, want, "the listing through node {j}");
+        }
+    });
+
+    // One more node dies: with 2+1 over three, every object reads through
+    // the two left once its keys are taken over.
+    let second = stay[2];
+    kill_and_wait_for_takeover(&mut nodes, &ids, second);
+    let left: Vec<usize> = stay.iter().copied().filter(|&j| j != second).collect();
+    for &j in &left {
+        let c = nodes[j].client();
+        rt.block_on(async {
+            for (k, v) in &objects {
+                let got = body_settled(&c, "grow", k, Duration::from_secs(40)).await;
+                assert!(got.as_ref() == Ok(v), "{k} through node {j} with two nodes gone: {:?}", got.map(|b| b.len()));
+            }
+        });
+    }
 }

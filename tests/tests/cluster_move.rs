@@ -17,7 +17,7 @@ use aws_sdk_s3::types::{
     VersioningConfiguration,
 };
 use aws_sdk_s3::Client;
-use tessera_tests::cluster::{free_udp_port, node_opts, wait_for};
+use tessera_tests::cluster::{decommission, free_udp_port, node_opts, wait_for};
 use tessera_tests::*;
 
 mod replication_kit;
@@ -329,17 +329,6 @@ async fn a_delete(c: &Client, objects: Vec<ObjectIdentifier>) -> usize {
         .expect("delete objects");
     assert!(r.errors().is_empty(), "{:?}", r.errors());
     r.deleted().len()
-}
-
-/// `tessera admin decommission --node NODE`, the operator's command,
-/// through `via`'s admin listener.
-fn decommission(via: &Server, node: &str) -> std::process::Output {
-    std::process::Command::new(binary_path())
-        .args(["admin", "decommission", "--node", node, "--endpoint", &format!("http://{}", via.admin_addr().unwrap())])
-        .env("AWS_ACCESS_KEY_ID", AK)
-        .env("AWS_SECRET_ACCESS_KEY", SK)
-        .output()
-        .expect("tessera admin")
 }
 
 #[test]
