@@ -24,10 +24,15 @@
 //!   over 3 nodes stay readable through the lanes of 4, and the members
 //!   that hold none of an old owner's records (the newcomer; every other
 //!   node when lanes form) are recorded stale in its lanes until they
-//!   heal them. Any other change to or from 3 or 4 nodes would take
-//!   records out of lanes or onto fewer nodes, which is not built, so
-//!   there a newly registered node waits, shown as `pending` in the
-//!   cluster status.
+//!   heal them; or one decommission from 4 nodes to 3 (`lanes_shrink`):
+//!   the lanes keep the leaving node while its keys move, then read the
+//!   records written over four through the wider order
+//!   (`LaneOrder::wider`) until the walk stripes them over three. Lane
+//!   changes wait for takeovers, stale members and, where the order
+//!   changes (or names a wider one), every node's walk (`lanes_busy`).
+//!   Any other change to or from 3 or 4 nodes would take records out of
+//!   lanes, which is not built, so there a newly registered node waits,
+//!   shown as `pending` in the cluster status.
 //! - **Decommission** (`decommission`, an operator's request): the node
 //!   gets `decommission/<id>`, layouts place the registered nodes less the
 //!   decommissioned ones, its keys move to the others as above, and the

@@ -1,4 +1,4 @@
-//! Re-striping after lanes grow (issue 12). Once a fourth node joined
+//! Re-striping after lanes grow or shrink (issue 12). Once a fourth node joined
 //! lanes of three (`owners::next_layout`), records written before keep
 //! their pieces striped 2+1 over the first three positions. They stay
 //! readable (`stripes_io::load`), but survive the loss of one node where
@@ -6,11 +6,14 @@
 //! form), the old owners' bodies are plain extents on the owner, copied
 //! whole to the members by their heal: three full copies. Each reactor
 //! walks its own lanes once the move is over and commits every record
-//! that names a plain extent or a narrower piece again: a plain extent is
-//! written as a piece of the lane here, a narrower piece is striped anew
+//! that names a plain extent or a piece of another width again: a plain extent is
+//! written as a piece of the lane here, another piece is striped anew
 //! by the lane's commit (`lanes::restripe`), so the record comes back in
 //! the lane's shape on every member, and the old blocks become garbage
-//! for compaction.
+//! for compaction. Once a node left lanes of four (a decommission), the
+//! records striped over four are wider than the lanes of three: the
+//! same walk stripes them over three (read through the wider lanes'
+//! positions, `Mirrors::position_in`).
 //!
 //! Each record is taken under the locks a request takes (the row, and its
 //! object key), so a request's read-modify-write and the walk never
