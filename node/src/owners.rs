@@ -553,13 +553,16 @@ fn lanes_busy(state: &ConfigState, placed: &std::collections::BTreeSet<&str>, re
     if !crate::takeover::stale(state).is_empty() {
         return Some("a lane member lacks records of its owner; try again once it is healed".into());
     }
-    let Some(order) = state.get(LANE_ORDER_KEY) else { return None };
+    if !restriped {
+        return None;
+    }
+    let order = state.get(LANE_ORDER_KEY)?;
     let behind: Vec<&str> = placed
         .iter()
         .copied()
         .filter(|id| state.get(&RestripedRecord::key(id)).and_then(|v| RestripedRecord::decode(&v.value)).map(|r| r.order) != Some(order.version))
         .collect();
-    (restriped && !behind.is_empty()).then(|| {
+    (!behind.is_empty()).then(|| {
         format!("the lanes of {} still hold records of an earlier shape (re-striping runs after each lane change); try again once it is over", behind.join(", "))
     })
 }
