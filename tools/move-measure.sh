@@ -6,7 +6,9 @@
 # and what the new node moved in (`moved_here`). GETS=SECS also runs a GET
 # load of that many seconds through both nodes from the moment both follow
 # the layout of two, the move under way (tessera-bench's summary follows). DECOM=1 then
-# decommissions the second node and times its keys' way back (FROM=1 only).
+# decommissions node 2 and times its keys' way to the others (FROM=1, or
+# FROM=3: lanes of four shrink to three, and the records striped over
+# four are striped again over three, timed too).
 # FROM=2 or FROM=3 starts that many nodes instead of one and times a third
 # node's join (lanes form, 2+1) or a fourth's (lanes grow to 2+2): the
 # move, then the heal of the members that lacked the old owners' records
@@ -42,6 +44,9 @@ sys.exit(0 if ok and (not sys.argv[2] or l.get("moving") is None) else 1)' $2 "$
 }
 now() { date +%s.%N; }
 FROM=${FROM:-1}; NEW=$((FROM + 1))
+if [ -n "${DECOM:-}" ] && [ $FROM -ne 1 ] && [ $FROM -ne 3 ]; then
+  echo "DECOM=1 needs FROM=1 or FROM=3 (a decommission from 3 nodes is not built)"; exit 2
+fi
 all_follow() { # nodes [MOVED=1]
   for i in $(seq $1); do layout_is $i $1 || return 1; done
 }
@@ -98,21 +103,53 @@ print(f"node {sys.argv[1]}: heal rebuilt {hr} records ({hb:.1f} MB), verified {h
 fi
 if [ -n "${GETS:-}" ]; then wait $G; tail -8 $OUT/gets.out; fi
 if [ -n "${DECOM:-}" ]; then
-  # And back: node 2 decommissioned, its keys move to node 1.
-  before=$(status 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["moved_here"]["keys"])')
+  # And back: node 2 decommissioned, its keys move to the others; from 4
+  # nodes to 3 the records striped over four are then striped over three.
+  restripe_counts() { # node -> "examined restriped"
+    status $1 | python3 -c '
+import json, sys
+r = (json.load(sys.stdin).get("lanes") or {}).get("restripe") or {}
+print(r.get("examined_records", 0), r.get("restriped_records", 0))'
+  }
+  declare -A before_ex before_rr
+  moved_before=0
+  for i in $(seq $NEW); do
+    [ $i -eq 2 ] && continue
+    read -r before_ex[$i] before_rr[$i] < <(restripe_counts $i)
+    moved_before=$((moved_before + $(status $i | python3 -c 'import json, sys; print(json.load(sys.stdin)["moved_here"]["keys"])')))
+  done
   id2=$(status 2 | python3 -c 'import json, sys; print(json.load(sys.stdin)["node"]["id"])')
   t3=$(now)
-  $BIN/tessera admin decommission --node $id2 --endpoint http://127.0.0.1:$((P+11)) > /dev/null || KEEP=1
+  $BIN/tessera admin decommission --node $id2 --endpoint http://127.0.0.1:$((P+11)) || KEEP=1
   for _ in $(seq 36000); do
     status 1 | python3 -c '
 import json, sys
 l = json.load(sys.stdin).get("layout") or {}
-sys.exit(0 if l.get("width") == 1 and l.get("moving") is None else 1)' && break
+sys.exit(0 if l.get("width") == int(sys.argv[1]) and l.get("moving") is None else 1)' $((NEW - 1)) && break
     sleep 0.1
   done
   t4=$(now)
-  moved=$(status 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["moved_here"]["keys"])')
-  echo "decommission of node 2 over $(echo "$t4 - $t3" | bc) s after the command: $((moved - before)) keys moved to node 1"
+  moved=0
+  for i in $(seq $NEW); do
+    [ $i -eq 2 ] && continue
+    moved=$((moved + $(status $i | python3 -c 'import json, sys; print(json.load(sys.stdin)["moved_here"]["keys"])')))
+  done
+  echo "decommission of node 2 over $(echo "$t4 - $t3" | bc) s after the command: $((moved - moved_before)) keys moved to the others"
+  if [ $NEW -eq 4 ]; then
+    walked() {
+      for i in 1 3 4; do
+        status $i | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["lanes"]["restripe"]
+sys.exit(0 if r["running"] == 0 and r["examined_records"] > int(sys.argv[1]) else 1)' ${before_ex[$i]} || return 1
+      done
+    }
+    for _ in $(seq 36000); do walked && break; sleep 0.1; done
+    t6=$(now)
+    rr=0
+    for i in 1 3 4; do read -r _ r < <(restripe_counts $i); rr=$((rr + r - before_rr[$i])); done
+    echo "lanes of three: $rr records striped again over three $(echo "$t6 - $t4" | bc) s after the move"
+  fi
 fi
 for p in $PIDS; do kill -0 $p 2>/dev/null || { echo "a node (pid $p) died during the run: logs in $OUT"; KEEP=1; }; done
 kill $PIDS; wait 2>/dev/null
