@@ -171,6 +171,8 @@ pub async fn run(ctx: Rc<Ctx>) {
     // The lanes were made and their records have not been walked for
     // pieces narrower than them yet (`restripe`).
     let mut walk_due = false;
+    // When core 0 last wrote this node's re-striping report (`restripe::report`).
+    let mut reported_at: Option<Instant> = None;
     while !ctx.shutdown.is_closed() {
         let owners = node.owners.load_full();
         if let Some(o) = &owners {
@@ -221,7 +223,21 @@ pub async fn run(ctx: Rc<Ctx>) {
                     let lanes = a.lanes.iter().filter_map(|(_, l)| Some((l.clone(), l.mirrors()?))).collect();
                     monoio::spawn(crate::restripe::walk(ctx.clone(), node.clone(), lanes, o.lane_order_version));
                 }
+                // The walk reports itself; the loop below only tries again.
+                reported_at = Some(Instant::now());
                 walk_due = false;
+            }
+            // The walks ended but their report did not reach the
+            // configuration: written again (core 0, now and then).
+            if ctx.core == 0
+                && o.prev.is_none()
+                && !o.lane_order.is_empty()
+                && o.restriped.get(&me) != Some(&o.lane_order_version)
+                && crate::restripe::all_walked(&node, o.lane_order_version, ctx.shared.config.threads)
+                && reported_at.is_none_or(|t| t.elapsed() >= crate::restripe::REPORT_AGAIN_EVERY)
+            {
+                reported_at = Some(Instant::now());
+                crate::restripe::report(&node, o.lane_order_version).await;
             }
             follow_fosters(&ctx, &node, o, &mut fosters, &mut retiring, &pool).await;
         }

@@ -531,6 +531,13 @@ async fn take_over(node: &ClusterNode, raft: &Raft, sm: &StateMachineStore, seen
     let Some(owners) = node.owners.load_full() else { return };
     let alive: BTreeSet<String> = node.alive_ids().iter().map(hex::encode).collect();
     let cmds = sm.read(|s| crate::takeover::decide(s, &owners, &alive, seen));
+    for cmd in sm.read(|s| crate::takeover::left_behind(s, &owners)) {
+        match raft.client_write(cmd.clone()).await {
+            Ok(r) if r.data.ok => tracing::info!(index = r.log_id.index, ?cmd, "cluster: a record naming a node that left is removed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cluster: removing a record of a node that left failed"),
+        }
+    }
     for cmd in cmds {
         let Command::Cas { key, value, .. } = &cmd else { continue };
         let acting = value.as_deref().and_then(|v| crate::takeover::TakeoverRecord::decode(v).ok()).map(|r| r.acting);

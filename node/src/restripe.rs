@@ -182,15 +182,28 @@ pub(crate) async fn walk(ctx: Rc<Ctx>, node: Arc<ClusterNode>, lanes: Vec<(Rc<Lo
     }
 }
 
-/// Writes `restriped/<id>`: every reactor's walk under lane order `order` ended.
-async fn report(node: &ClusterNode, order: u64) {
+/// How often a report that did not reach the configuration is tried again.
+pub(crate) const REPORT_AGAIN_EVERY: Duration = Duration::from_secs(10);
+
+/// Whether every one of `threads` reactors ended its walk under lane order
+/// `order` in this process (`walk`): the report may be written.
+pub(crate) fn all_walked(node: &ClusterNode, order: u64, threads: usize) -> bool {
+    let done = node.restripe_done.lock().unwrap_or_else(|e| e.into_inner());
+    done.0 == order && done.1.len() >= threads
+}
+
+/// Writes `restriped/<id>`: every reactor's walk under lane order `order`
+/// ended. A write that fails (an election, a timeout) is tried again by
+/// the lanes' loop (`cluster_lanes`, every `REPORT_AGAIN_EVERY`): lane
+/// changes wait for every node's report (`owners::next_layout`).
+pub(crate) async fn report(node: &ClusterNode, order: u64) {
     let Some(raft) = node.raft() else { return };
     let value = serde_json::to_vec(&RestripedRecord { format: RESTRIPED_RECORD_FORMAT, order }).expect("a restriped record serializes");
     let cmd = tessera_raft::Command::Put { key: RestripedRecord::key(node.id_str()), value };
     match monoio::time::timeout(crate::buckets::cluster::RAFT_WRITE_TIMEOUT, raft.write(&cmd)).await {
         Ok(Ok(_)) => tracing::info!(order, "cluster: this node's lanes hold no record of an older shape"),
-        Ok(Err(e)) => tracing::warn!("cluster: reporting the re-striping done: {e} (the next start walks again)"),
-        Err(_) => tracing::warn!("cluster: reporting the re-striping done timed out (the next start walks again)"),
+        Ok(Err(e)) => tracing::warn!("cluster: reporting the re-striping done: {e} (tried again shortly)"),
+        Err(_) => tracing::warn!("cluster: reporting the re-striping done timed out (tried again shortly)"),
     }
 }
 

@@ -395,6 +395,22 @@ pub fn decide(
     out
 }
 
+/// The commands that remove the takeover and stale records naming a
+/// node that left (decommissioned, and placed by no layout, current or
+/// previous): no lane holds it any more, so nothing would clear them, and
+/// while they exist no lane change may begin (`owners::next_layout`).
+pub fn left_behind(state: &ConfigState, owners: &Owners) -> Vec<Command> {
+    let placed: BTreeSet<&str> = owners.placed_nodes().iter().map(|r| r.id.as_str()).collect();
+    let left = |id: &str| owners.decommissioned.contains(id) && !placed.contains(id);
+    let mut out: Vec<Command> = takeovers(state)
+        .into_keys()
+        .filter(|o| left(o))
+        .map(|o| Command::Delete { key: TakeoverRecord::key(&o) })
+        .collect();
+    out.extend(stale(state).into_keys().filter(|(o, m)| left(o) || left(m)).map(|(o, m)| Command::Delete { key: stale_key(&o, &m) }));
+    out
+}
+
 // ---- stale records -----------------------------------------------------
 
 /// Records the members of one lane owner's lanes that missed a commit
@@ -689,6 +705,50 @@ mod tests {
         waited(&mut seen, 1);
         assert_eq!(run(&mut s, &mut i, &[1, 2, 3], &mut seen), vec![(id(1), id(1))], "handed back");
         assert_eq!(Owners::from_state(&s).unwrap().unwrap().acting_for(&id(1)), id(1));
+    }
+
+    #[test]
+    fn records_naming_a_node_that_left_are_removed_once_no_layout_places_it() {
+        let (mut s, mut i) = three();
+        for n in [4u8, 5] {
+            i += 1;
+            s.apply(i, &Command::Put { key: record(n).key(), value: record(n).encode() });
+        }
+        let keep = [stale_key(&id(1), &id(2)), TakeoverRecord::key(&id(1))];
+        let gone = [stale_key(&id(1), &id(4)), stale_key(&id(4), &id(2)), TakeoverRecord::key(&id(4))];
+        for k in keep.iter().chain(&gone) {
+            i += 1;
+            let value = if k.starts_with(TAKEOVER_PREFIX) {
+                TakeoverRecord { format: RECORD_FORMAT, owner: id(1), acting: id(1), since_ms: 1 }.encode()
+            } else {
+                stale_value(1)
+            };
+            s.apply(i, &Command::Put { key: k.clone(), value });
+        }
+        let owners = Owners::from_state(&s).unwrap().unwrap();
+        assert!(left_behind(&s, &owners).is_empty(), "node 4 is registered, not decommissioned");
+        // Decommissioned: removed, node 5 (registered, never placed) too.
+        for n in [4u8, 5] {
+            i += 1;
+            s.apply(i, &Command::Put { key: format!("{}{}", crate::owners::DECOMMISSION_PREFIX, id(n)), value: b"{}".to_vec() });
+        }
+        let owners = Owners::from_state(&s).unwrap().unwrap();
+        let mut removed: Vec<String> = left_behind(&s, &owners)
+            .into_iter()
+            .map(|c| match c {
+                Command::Delete { key } => key,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        removed.sort();
+        let mut want = gone.to_vec();
+        want.sort();
+        assert_eq!(removed, want);
+        // Not while a layout still places a decommissioned node.
+        i += 1;
+        s.apply(i, &Command::Put { key: format!("{}{}", crate::owners::DECOMMISSION_PREFIX, id(2)), value: b"{}".to_vec() });
+        let owners = Owners::from_state(&s).unwrap().unwrap();
+        assert_eq!(left_behind(&s, &owners).len(), gone.len(), "node 2's records stay while the layout places it");
     }
 
     #[test]
