@@ -205,6 +205,12 @@ pub struct ClusterNode {
     /// their ownership is checked (`handover::Busy`): a node handing a
     /// partition's keys over waits until none is left.
     pub busy: Box<[std::sync::atomic::AtomicU32]>,
+    /// The same, of the requests served here for another lane owner this
+    /// node acts for (from its foster lanes, `takeover`): a move of that
+    /// owner's keys from here (`handover::VERSION_FOSTER`) waits for these
+    /// alone (this node may own the partition now, and its own requests
+    /// for it wait for the move).
+    pub busy_foster: Box<[std::sync::atomic::AtomicU32]>,
     /// Keys moved here by `handover` (taken from their previous owner),
     /// their bodies' bytes, and the export pages they took.
     pub moved_keys: AtomicU64,
@@ -313,6 +319,7 @@ impl ClusterNode {
             s3_address: std::sync::OnceLock::new(),
             owners: arc_swap::ArcSwapOption::empty(),
             busy: (0..crate::layout::PARTITIONS).map(|_| std::sync::atomic::AtomicU32::new(0)).collect(),
+            busy_foster: (0..crate::layout::PARTITIONS).map(|_| std::sync::atomic::AtomicU32::new(0)).collect(),
             moved_keys: AtomicU64::new(0),
             moved_bytes: AtomicU64::new(0),
             moved_pages: AtomicU64::new(0),

@@ -137,6 +137,12 @@ pub fn decide(
                 "This node cannot confirm it still serves this key (no configuration lease, or it is taking over a node's keys); please retry.",
             ));
         }
+        let mut guard = guard;
+        if lane_owner == owner.id {
+            guard.own_only();
+        } else {
+            guard.foster_only();
+        }
         *busy = Some(guard);
         return local;
     }

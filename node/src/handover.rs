@@ -88,7 +88,7 @@ use tessera_proto::{S3Error, S3ErrorCode, S3Result};
 use crate::buckets::BucketInfo;
 use crate::cluster::ClusterNode;
 use crate::meta::{object_key, ObjectMeta, UploadInfo, T_OBJECTS, T_UPLOADS, T_VERSIONS};
-use crate::owners::{MovedRecord, Owners, MOVED_RECORD_FORMAT};
+use crate::owners::{MovedRecord, NodeRecord, Owners, MOVED_RECORD_FORMAT};
 use crate::server::Ctx;
 
 pub const METHOD_MOVE_EXPORT: u16 = 44;
@@ -97,6 +97,25 @@ pub const METHOD_MOVE_DROP: u16 = 46;
 pub const METHOD_MOVE_LIST: u16 = 47;
 pub const METHOD_MOVE_QUEUE: u16 = 48;
 pub(crate) const VERSION: u8 = 1;
+/// Wire version of the calls made to a node acting for the previous owner
+/// (`source`): the callee answers from its foster lanes of that owner.
+/// A callee of before refuses the version rather than answer from its
+/// own shards (which hold none of those keys: the move would end with
+/// them left behind).
+pub(crate) const VERSION_FOSTER: u8 = 2;
+
+/// Where a key of a partition that moved is taken from: its previous
+/// owner, or with cluster lanes the node acting for it when another
+/// does (it is down, or back but not handed its keys yet: its shards
+/// are fenced and may lack acknowledged writes; the acting node's foster
+/// lanes hold them all). The node and the wire version to call it with.
+pub(crate) fn source<'a>(owners: &'a Owners, from: &'a NodeRecord) -> Option<(&'a NodeRecord, u8)> {
+    let acting = owners.acting_for(&from.id);
+    if owners.has_lanes() && acting != from.id {
+        return Some((owners.nodes.get(acting)?, VERSION_FOSTER));
+    }
+    Some((from, VERSION))
+}
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an export or drop waits for the partition's requests in
 /// service on the old owner (a large upload may take longer: the caller
@@ -127,16 +146,21 @@ const MOVER_POLL: Duration = Duration::from_millis(500);
 
 /// One object request in service on this node for its partition, from
 /// before its ownership was checked until it is answered (`forward::decide`).
+/// Counted both as this node's own and as served for another lane owner
+/// until the request knows which (`own_only`, `foster_only`).
 pub struct Busy {
     node: Arc<ClusterNode>,
     partition: usize,
+    own: bool,
+    foster: bool,
 }
 
 impl Busy {
     pub fn enter(node: &Arc<ClusterNode>, partition: u64) -> Busy {
         let partition = partition as usize % node.busy.len();
         node.busy[partition].fetch_add(1, Ordering::SeqCst);
-        Busy { node: node.clone(), partition }
+        node.busy_foster[partition].fetch_add(1, Ordering::SeqCst);
+        Busy { node: node.clone(), partition, own: true, foster: true }
     }
 
     /// `enter` for `(bucket, key)`'s partition, in a cluster (paths that
@@ -144,6 +168,20 @@ impl Busy {
     pub fn for_key(ctx: &Ctx, bucket: &str, key: &str) -> Option<Busy> {
         let node = ctx.shared.cluster.as_ref()?;
         Some(Busy::enter(node, crate::layout::partition_of(bucket, key)))
+    }
+
+    /// The request is served for this node's own lanes.
+    pub fn own_only(&mut self) {
+        if std::mem::take(&mut self.foster) {
+            self.node.busy_foster[self.partition].fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The request is served for another lane owner (foster lanes).
+    pub fn foster_only(&mut self) {
+        if std::mem::take(&mut self.own) {
+            self.node.busy[self.partition].fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -161,7 +199,8 @@ pub fn hold(ctx: &Ctx, bucket: &str, key: &str) -> Option<Option<Busy>> {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.node.busy[self.partition].fetch_sub(1, Ordering::SeqCst);
+        self.own_only();
+        self.foster_only();
     }
 }
 
@@ -282,6 +321,7 @@ pub async fn ensure(ctx: &Ctx, b: &BucketInfo, key: &str) -> S3Result<()> {
     if owners.owner_of(p).is_none_or(|o| o.id != node.id_str()) || owners.moved_in(node.id_str()) {
         return Ok(());
     }
+    let Some((from, v)) = source(&owners, from) else { return Err(unavailable("the record of the node acting for the previous owner")) };
     let Some(peer) = crate::fanout::identity(from) else { return Err(unavailable("the previous owner's record")) };
     let version = owners.layout.version;
     if is_here(node, version, b.id, key) {
@@ -292,7 +332,7 @@ pub async fn ensure(ctx: &Ctx, b: &BucketInfo, key: &str) -> S3Result<()> {
     if is_here(node, version, b.id, key) {
         return Ok(());
     }
-    pull(ctx, node, &owners, &peer, b, key).await?;
+    pull(ctx, node, &owners, &peer, v, b, key).await?;
     let mut here = node.here_keys.lock().unwrap_or_else(|e| e.into_inner());
     if here.0 != version {
         *here = (version, Default::default());
@@ -352,9 +392,9 @@ fn unhex(s: &str) -> S3Result<Vec<u8>> {
 
 /// Export, import and drop of one key, a page at a time (see the module
 /// doc).
-async fn pull(ctx: &Ctx, node: &Arc<ClusterNode>, owners: &Owners, peer: &NodeIdentity, b: &BucketInfo, key: &str) -> S3Result<()> {
+async fn pull(ctx: &Ctx, node: &Arc<ClusterNode>, owners: &Owners, peer: &NodeIdentity, v: u8, b: &BucketInfo, key: &str) -> S3Result<()> {
     let kc = KeyCall {
-        v: VERSION,
+        v,
         layout: owners.layout.version,
         bucket: b.name.clone(),
         bucket_id: b.id,
@@ -572,16 +612,18 @@ pub async fn run(ctx: Rc<Ctx>) {
 /// the number of keys found to move.
 async fn move_all(ctx: &Rc<Ctx>, node: &Arc<ClusterNode>, owners: &Owners) -> Result<u64, String> {
     let me = node.id_hex();
-    let sources: BTreeSet<String> = (0..crate::layout::PARTITIONS)
+    // (node to ask, wire version): a previous owner, or the node acting for it.
+    let sources: BTreeSet<(String, u8)> = (0..crate::layout::PARTITIONS)
         .filter(|&p| owners.owner_of(p).is_some_and(|o| o.id == me))
-        .filter_map(|p| owners.moving_from(p).map(|r| r.id.clone()))
-        .collect();
+        .filter_map(|p| owners.moving_from(p))
+        .map(|r| source(owners, r).map(|(n, v)| (n.id.clone(), v)).ok_or("the record of a node acting for a previous owner"))
+        .collect::<Result<_, _>>()?;
     let mut moved = 0u64;
-    for id in sources {
+    for (id, v) in sources {
         let peer = owners.nodes.get(&id).and_then(crate::fanout::identity).ok_or("a previous owner's record")?;
         let mut after = None;
         loop {
-            let lc = ListCall { v: VERSION, layout: owners.layout.version, for_node: me.clone(), after };
+            let lc = ListCall { v, layout: owners.layout.version, for_node: me.clone(), after };
             let answer = call(node, &peer, METHOD_MOVE_LIST, serde_json::to_vec(&lc).expect("a list call serializes"))
                 .await
                 .map_err(|e| e.message)?;

@@ -1,7 +1,11 @@
 //! The old owner's side of a move (`handover`): the export, read, drop
 //! and list calls (RPC methods 44-47), each answered once this node
 //! applied the caller's layout and, for an export or drop, once the
-//! key's partition has no request in service here.
+//! key's partition has no request in service here. A call of wire
+//! version 2 (`handover::VERSION_FOSTER`) asks this node as the one acting
+//! for the key's previous owner (down, or fenced): it answers from its
+//! foster lanes of that owner, and waits for the requests it serves for
+//! that owner alone.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,7 +17,7 @@ use crate::buckets::BucketInfo;
 use crate::cluster::ClusterNode;
 use crate::handover::{
     DropCall, Export, KeyCall, ListAnswer, ListCall, ReadCall, Row, RowBody, DRAIN_WAIT, EXPORT_INLINE_BYTES, LIST_KEYS,
-    LIST_SCAN, MAX_ROWS, PAGE_BYTES, PIECE_BYTES, VERSION,
+    LIST_SCAN, MAX_ROWS, PAGE_BYTES, PIECE_BYTES, VERSION, VERSION_FOSTER,
 };
 use crate::meta::{object_key, parse_version_key, split_upload_key, versions_prefix, ObjectMeta, UploadInfo, T_OBJECTS, T_PARTS, T_UPLOADS, T_VERSIONS};
 use crate::owners::Owners;
@@ -22,7 +26,7 @@ use crate::server::Ctx;
 /// This node and its placement, for a call of wire version `v` made at
 /// layout version `layout`: refused unless this node applied it too.
 fn applied(ctx: &Ctx, v: u8, layout: u64) -> Result<(&Arc<ClusterNode>, Arc<Owners>), String> {
-    if v != VERSION {
+    if v != VERSION && v != VERSION_FOSTER {
         return Err("a move call of another version".into());
     }
     let node = ctx.shared.cluster.as_ref().ok_or("not in a cluster")?;
@@ -33,31 +37,55 @@ fn applied(ctx: &Ctx, v: u8, layout: u64) -> Result<(&Arc<ClusterNode>, Arc<Owne
     Ok((node, owners))
 }
 
-/// The bucket a call names, once this node has applied the caller's
-/// layout, does not own the key, and (`drain`) serves no request of its
-/// partition. `Ok(None)`: the bucket is gone here (nothing to move).
-async fn handing_over(ctx: &Ctx, kc: &KeyCall, drain: bool) -> Result<Option<Arc<BucketInfo>>, String> {
+/// The foster shard of the previous owner of `(bucket, key)`'s partition
+/// when this node acts for that owner and is not it (`VERSION_FOSTER`).
+fn foster_source(node: &ClusterNode, owners: &Owners, bucket: &str, key: &str) -> Result<u32, String> {
+    let p = crate::layout::partition_of(bucket, key);
+    let from = owners.prev_owner_of(p).ok_or("the key's partition does not move")?;
+    if from.id == node.id_str() || owners.acting_for(&from.id) != node.id_str() {
+        return Err("this node does not act for the key's previous owner".into());
+    }
+    let (Some(slot), Some(n)) = (owners.slot_of(&from.id), from.shards.filter(|&n| n > 0)) else {
+        return Err("the previous owner's record has no shard count".into());
+    };
+    Ok(crate::takeover::foster_id(slot, (p % u64::from(n)) as u32))
+}
+
+/// The bucket a call names and the shard holding the key's rows here,
+/// once this node has applied the caller's layout, does not own the key
+/// (or, `VERSION_FOSTER`, acts for its previous owner: the rows are in
+/// that owner's foster lanes here), and (`drain`) serves no request of
+/// its partition (of that owner's). `Ok(None)`: the bucket is gone here
+/// (nothing to move).
+async fn handing_over(ctx: &Ctx, kc: &KeyCall, drain: bool) -> Result<Option<(Arc<BucketInfo>, u32)>, String> {
     let (node, owners) = applied(ctx, kc.v, kc.layout)?;
-    // With lanes, a node another node acts for has fenced shards that may
-    // lack acknowledged writes: its keys move once they are handed back.
-    if owners.has_lanes() && owners.acting_for(node.id_str()) != node.id_str() {
-        return Err("another node acts for this node's partitions; its keys move once they are handed back".into());
-    }
-    if crate::forward::owned_here(ctx, &kc.bucket, &kc.key) {
-        return Err("this node owns the key".into());
-    }
+    let foster = kc.v == VERSION_FOSTER;
+    let shard = if foster {
+        foster_source(node, &owners, &kc.bucket, &kc.key)?
+    } else {
+        // With lanes, a node another node acts for has fenced shards that may
+        // lack acknowledged writes: its keys move from the acting node.
+        if owners.has_lanes() && owners.acting_for(node.id_str()) != node.id_str() {
+            return Err("another node acts for this node's partitions; its keys move from that node".into());
+        }
+        if crate::forward::owned_here(ctx, &kc.bucket, &kc.key) {
+            return Err("this node owns the key".into());
+        }
+        crate::s3::shard_of(ctx, &kc.bucket, &kc.key)
+    };
     let Some(b) = ctx.shared.buckets.get(&kc.bucket).filter(|b| b.id == kc.bucket_id) else { return Ok(None) };
     if drain {
         let p = crate::layout::partition_of(&kc.bucket, &kc.key) as usize % node.busy.len();
+        let busy = if foster { &node.busy_foster } else { &node.busy };
         let start = Instant::now();
-        while node.busy[p].load(Ordering::SeqCst) > 0 {
+        while busy[p].load(Ordering::SeqCst) > 0 {
             if start.elapsed() > DRAIN_WAIT {
                 return Err("requests for the key's partition are still in service here".into());
             }
             monoio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    Ok(Some(b))
+    Ok(Some((b, shard)))
 }
 
 /// Whether `rest`, what follows `object_key \0` in a row key, is an
@@ -133,8 +161,7 @@ fn opened_key(ctx: &Ctx, table: u8, summary: &[u8], meta: &[u8]) -> Result<Optio
 
 pub(crate) async fn serve_export(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
     let kc: KeyCall = serde_json::from_slice(payload).map_err(|e| format!("a malformed export call: {e}"))?;
-    let Some(b) = handing_over(ctx, &kc, true).await? else { return Ok(b"[]".to_vec()) };
-    let shard = crate::s3::shard_of(ctx, &b.name, &kc.key);
+    let Some((b, shard)) = handing_over(ctx, &kc, true).await? else { return Ok(b"[]".to_vec()) };
     let (bid, key, page) = (b.id, kc.key.clone(), kc.page);
     let lock = vec![(T_OBJECTS, object_key(bid, &key))];
     let stored = ctx
@@ -191,8 +218,7 @@ pub(crate) async fn serve_read(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, Str
     if rc.start > rc.end || rc.end - rc.start > PIECE_BYTES {
         return Err("a read over the limit".into());
     }
-    let b = handing_over(ctx, &rc.call, false).await?.ok_or("the bucket is gone")?;
-    let shard = crate::s3::shard_of(ctx, &b.name, &rc.call.key);
+    let (_, shard) = handing_over(ctx, &rc.call, false).await?.ok_or("the bucket is gone")?;
     let row = hex::decode(&rc.row).map_err(|_| "a malformed row key")?;
     let table = rc.table;
     let s = ctx
@@ -207,8 +233,7 @@ pub(crate) async fn serve_read(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, Str
 
 pub(crate) async fn serve_drop(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
     let dc: DropCall = serde_json::from_slice(payload).map_err(|e| format!("a malformed drop call: {e}"))?;
-    let Some(b) = handing_over(ctx, &dc.call, true).await? else { return Ok(b"0".to_vec()) };
-    let shard = crate::s3::shard_of(ctx, &b.name, &dc.call.key);
+    let Some((b, shard)) = handing_over(ctx, &dc.call, true).await? else { return Ok(b"0".to_vec()) };
     let mut rows = Vec::with_capacity(dc.rows.len());
     for (table, k) in &dc.rows {
         rows.push((*table, hex::decode(k).map_err(|_| "a malformed row key")?));
@@ -250,7 +275,10 @@ const LIST_TABLES: [u8; 3] = [T_OBJECTS, T_VERSIONS, T_UPLOADS];
 
 pub(crate) async fn serve_list(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, String> {
     let lc: ListCall = serde_json::from_slice(payload).map_err(|e| format!("a malformed list call: {e}"))?;
-    let (_, owners) = applied(ctx, lc.v, lc.layout)?;
+    let (node, owners) = applied(ctx, lc.v, lc.layout)?;
+    // The shards listed: this node's own, or (`VERSION_FOSTER`) its
+    // foster shards of the owners it acts for; the cursor counts in them.
+    let ids: Vec<u32> = if lc.v == VERSION_FOSTER { crate::takeover::foster_ids(node, &owners) } else { (0..ctx.shards.count()).collect() };
     let (mut shard, mut ti, mut after) = match &lc.after {
         Some((s, t, k)) => (*s, LIST_TABLES.iter().position(|x| x == t).ok_or("a malformed cursor")?, Some(hex::decode(k).map_err(|_| "a malformed cursor")?)),
         None => (0, 0, None),
@@ -258,9 +286,9 @@ pub(crate) async fn serve_list(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, Str
     let mut keys: Vec<(String, u64, String)> = Vec::new();
     let mut names: std::collections::HashMap<u64, Option<String>> = Default::default();
     let mut scanned = 0;
-    while shard < ctx.shards.count() {
+    while let Some(&id) = ids.get(shard as usize) {
         let table = LIST_TABLES[ti];
-        let batch = ctx.shards.range(shard, table, Vec::new(), after.clone(), 1000).await.map_err(|e| e.to_string())?;
+        let batch = ctx.shards.range(id, table, Vec::new(), after.clone(), 1000).await.map_err(|e| e.to_string())?;
         let done = batch.len() < 1000;
         for (k, _) in batch {
             scanned += 1;
@@ -293,7 +321,7 @@ pub(crate) async fn serve_list(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, Str
             shard += 1;
         }
         if keys.len() >= LIST_KEYS as usize || scanned >= LIST_SCAN {
-            let next = (shard < ctx.shards.count()).then(|| (shard, LIST_TABLES[ti], String::new()));
+            let next = ((shard as usize) < ids.len()).then(|| (shard, LIST_TABLES[ti], String::new()));
             return Ok(serde_json::to_vec(&ListAnswer { keys, next }).expect("serializes"));
         }
     }

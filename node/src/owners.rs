@@ -356,6 +356,14 @@ impl Owners {
         }
     }
 
+    /// While keys move: the node that owned partition `p` under the
+    /// previous layout.
+    pub fn prev_owner_of(&self, p: u64) -> Option<&NodeRecord> {
+        let (prev, _) = self.prev.as_ref()?;
+        let p = (p % u64::from(prev.partitions())) as u32;
+        self.nodes.get(prev.node_of(prev.set(p).first()?)?)
+    }
+
     /// The lane owner of partition `p`: its set's first position.
     pub fn layout_owner_of(&self, p: u64) -> Option<&NodeRecord> {
         let p = (p % u64::from(self.layout.partitions())) as u32;
@@ -506,7 +514,7 @@ pub fn decommission(state: &ConfigState, id: &str, now_ms: u64) -> Result<Comman
                 placed.len()
             ));
         }
-        if let Some(why) = lanes_busy(state, &placed, true) {
+        if let Some(why) = lanes_busy(state, &placed, true, Some(id)) {
             return Err(why);
         }
     }
@@ -545,12 +553,17 @@ fn lanes_shrink(placed: &std::collections::BTreeSet<&str>, nodes: &BTreeMap<Stri
 /// (keys would move from an owner's own shards, fenced or behind), or,
 /// with `restriped`, a node has not striped its lanes' records in the
 /// shape of the current lane order yet (they would be looked for on
-/// the wrong nodes once the order changes again).
-fn lanes_busy(state: &ConfigState, placed: &std::collections::BTreeSet<&str>, restriped: bool) -> Option<String> {
-    if crate::takeover::takeovers(state).iter().any(|(o, (a, _))| o != a) {
+/// the wrong nodes once the order changes again). A node `leaving` (a
+/// decommission) may be down and taken over: its keys move from the
+/// node acting for it (`handover`, from that node's foster lanes, which
+/// hold every acknowledged write of it), and what it missed as a member
+/// of the others' lanes goes with it; its own walk does not count.
+fn lanes_busy(state: &ConfigState, placed: &std::collections::BTreeSet<&str>, restriped: bool, leaving: Option<&str>) -> Option<String> {
+    let other = |id: &str| leaving != Some(id);
+    if crate::takeover::takeovers(state).iter().any(|(o, (a, _))| o != a && other(o)) {
         return Some("another node acts for a lane owner; try again once it is back".into());
     }
-    if !crate::takeover::stale(state).is_empty() {
+    if crate::takeover::stale(state).keys().any(|(o, m)| other(o) && other(m)) {
         return Some("a lane member lacks records of its owner; try again once it is healed".into());
     }
     if !restriped {
@@ -560,6 +573,7 @@ fn lanes_busy(state: &ConfigState, placed: &std::collections::BTreeSet<&str>, re
     let behind: Vec<&str> = placed
         .iter()
         .copied()
+        .filter(|id| other(id))
         .filter(|id| state.get(&RestripedRecord::key(id)).and_then(|v| RestripedRecord::decode(&v.value)).map(|r| r.order) != Some(order.version))
         .collect();
     (!behind.is_empty()).then(|| {
@@ -668,7 +682,8 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
                 // names a wider one (records of four positions read
                 // through it would be looked for on a newcomer).
                 let wider = state.get(LANE_ORDER_KEY).map(|v| LaneOrder::decode(&v.value)).transpose()?.is_some_and(|o| !o.wider.is_empty());
-                if lanes_busy(state, &placed, shrink || wider).is_some() {
+                let leaving = placed.iter().copied().find(|id| shrink && !nodes.contains_key(*id));
+                if lanes_busy(state, &placed, shrink || wider, leaving).is_some() {
                     return Ok(None);
                 }
                 grow = Some(if shrink {

@@ -261,6 +261,56 @@ fn a_fourth_node_joins_lanes_of_three_last_in_every_lane_and_stale_in_the_old_ow
     }
 }
 
+#[test]
+fn a_node_down_and_taken_over_may_leave_lanes_of_four_and_its_keys_move_from_the_node_acting_for_it() {
+    let (mut s, mut i) = laid_out(1..=4);
+    add_bucket(&mut s, &mut i);
+    let ids: Vec<String> = (1..=4).map(|n| record(n).id).collect();
+    let put = |s: &mut ConfigState, i: &mut u64, key: String, value: Vec<u8>| assert!(apply(s, i, &Command::Put { key, value }));
+    let taken = |owner: &str, acting: &str| crate::takeover::TakeoverRecord {
+        format: crate::takeover::RECORD_FORMAT,
+        owner: owner.to_string(),
+        acting: acting.to_string(),
+        since_ms: 1,
+    };
+    // Node 2 is down: node 1 acts for it; node 2 missed commits of the
+    // others' lanes, and a member missed some of node 2's own.
+    put(&mut s, &mut i, crate::takeover::TakeoverRecord::key(&ids[1]), taken(&ids[1], &ids[0]).encode());
+    put(&mut s, &mut i, crate::takeover::stale_key(&ids[2], &ids[1]), crate::takeover::stale_value(1));
+    put(&mut s, &mut i, crate::takeover::stale_key(&ids[1], &ids[3]), crate::takeover::stale_value(1));
+    // Another node may not leave now, nor node 2 while another owner is
+    // taken over or another member lacks records.
+    assert!(decommission(&s, &ids[2], 1).unwrap_err().contains("acts for a lane owner"));
+    put(&mut s, &mut i, crate::takeover::stale_key(&ids[2], &ids[3]), crate::takeover::stale_value(1));
+    assert!(decommission(&s, &ids[1], 1).unwrap_err().contains("lacks records"));
+    assert!(apply(&mut s, &mut i, &Command::Delete { key: crate::takeover::stale_key(&ids[2], &ids[3]) }));
+    let cmd = decommission(&s, &ids[1], 1).expect("node 2 may leave, down");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let cmd = next_layout(&s).unwrap().expect("the lanes shrink");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    assert_eq!(o.acting_for(&ids[1]), ids[0], "node 1 acts for it while its keys move");
+    let mut moving = 0;
+    for p in 0..crate::layout::PARTITIONS {
+        if let Some(from) = o.moving_from(p) {
+            moving += 1;
+            assert_eq!(from.id, ids[1]);
+            assert_eq!(o.prev_owner_of(p).map(|r| &r.id), Some(&ids[1]));
+            let (node, v) = crate::handover::source(&o, from).unwrap();
+            assert_eq!((node.id.as_str(), v), (ids[0].as_str(), crate::handover::VERSION_FOSTER), "taken from the acting node's foster lanes");
+        } else {
+            assert_eq!(o.prev_owner_of(p).map(|r| &r.id), o.layout_owner_of(p).map(|r| &r.id));
+        }
+    }
+    assert!(moving > 800, "node 2's quarter moves: {moving}");
+    // Once handed back (the node is up again), from the node itself.
+    put(&mut s, &mut i, crate::takeover::TakeoverRecord::key(&ids[1]), taken(&ids[1], &ids[1]).encode());
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    let p = (0..crate::layout::PARTITIONS).find(|&p| o.moving_from(p).is_some()).unwrap();
+    let (node, v) = crate::handover::source(&o, o.moving_from(p).unwrap()).unwrap();
+    assert_eq!((node.id.as_str(), v), (ids[1].as_str(), crate::handover::VERSION));
+}
+
 /// Node `id` reports its lanes re-striped under the current lane order.
 fn report_restriped(s: &mut ConfigState, i: &mut u64, id: &str) {
     let order = s.get(LANE_ORDER_KEY).map_or(0, |v| v.version);

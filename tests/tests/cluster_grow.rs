@@ -12,7 +12,8 @@
 //! decommissioned (lanes shrink from 2+2 to 2+1): its keys move to the
 //! others, the records striped over four are read through the wider
 //! lanes' positions until the walk stripes them over three, and then
-//! every object survives the loss of one more node.
+//! every object survives the loss of one more node; a node that died is
+//! decommissioned the same way, its keys taken from the node acting for it.
 
 use std::time::{Duration, Instant};
 
@@ -440,6 +441,96 @@ fn a_node_leaves_lanes_of_four_with_data_and_every_object_survives_a_node_loss_a
     kill_and_wait_for_takeover(&mut nodes, &ids, second);
     let left: Vec<usize> = stay.iter().copied().filter(|&j| j != second).collect();
     for &j in &left {
+        let c = nodes[j].client();
+        rt.block_on(async {
+            for (k, v) in &objects {
+                let got = body_settled(&c, "grow", k, Duration::from_secs(40)).await;
+                assert!(got.as_ref() == Ok(v), "{k} through node {j} with two nodes gone: {:?}", got.map(|b| b.len()));
+            }
+        });
+    }
+}
+
+/// A node of four dies and another acts for it; the operator then
+/// decommissions it. Its keys move from the acting node's foster lanes
+/// (the dead node's own shards cannot answer), the lanes shrink to 2+1,
+/// the records naming it are removed, and every object, those written
+/// while it was down included, survives the loss of one more node.
+#[test]
+fn a_dead_node_of_four_is_decommissioned_and_its_keys_come_from_the_node_acting_for_it() {
+    let env = [("TESSERA_TAKEOVER_AFTER_MS", "3000"), ("TESSERA_TEST_MOVER_DELAY_MS", "2000")];
+    let (_ca, mut nodes) = cluster_of(4, &env);
+    let ids: Vec<String> = nodes.iter().map(node_id).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c0 = nodes[0].client();
+    rt.block_on(create_bucket(&c0));
+    let mut objects: Vec<(String, Vec<u8>)> = (0..24).map(|i| (format!("tot/{i:02}"), random_bytes(SIZES[i % 4], 700 + i as u64))).collect();
+    rt.block_on(async {
+        for (i, (k, v)) in objects.iter().enumerate() {
+            ok(nodes[i % 4].client().put_object().bucket("grow").key(k).body(ByteStream::from(v.clone())).send().await, &format!("put {k}"));
+        }
+    });
+    let mut by_id: Vec<usize> = (0..4).collect();
+    by_id.sort_by_key(|&j| ids[j].clone());
+    let gone = if by_id[1] != 0 { by_id[1] } else { by_id[2] };
+    let stay: Vec<usize> = (0..4).filter(|&j| j != gone).collect();
+    let acting = kill_and_wait_for_takeover(&mut nodes, &ids, gone);
+    // Written while it is down: its keys through the node acting for it.
+    rt.block_on(async {
+        for i in 0..8 {
+            let (k, v) = (format!("waehrend/{i}"), random_bytes(SIZES[i % 4], 800 + i as u64));
+            let c = nodes[stay[i % 3]].client();
+            let started = Instant::now();
+            loop {
+                match c.put_object().bucket("grow").key(&k).body(ByteStream::from(v.clone())).send().await {
+                    Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 503) && started.elapsed() < Duration::from_secs(30) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await
+                    }
+                    r => {
+                        ok(r, &format!("put {k} with a node down"));
+                        break;
+                    }
+                }
+            }
+            objects.push((k, v));
+        }
+    });
+    let owned_by_gone = objects.iter().filter(|(k, _)| owner_of(&nodes[0], "grow", k) == ids[gone]).count();
+    eprintln!("node {gone} is dead, {acting} acts for it; it owns {owned_by_gone} keys");
+    assert!(owned_by_gone > 0);
+
+    let out = decommission(&nodes[0], &ids[gone]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let t = wait_for("the dead node's keys moved, the lanes 2+1, its records gone", Duration::from_secs(120), || {
+        stay.iter().all(|&j| {
+            let l = layout(&nodes[j]);
+            let names_it = |f: &str| l[f].as_array().is_none_or(|v| v.iter().any(|r| r["owner"] == ids[gone].as_str() || r["member"] == ids[gone].as_str()));
+            l["moving"].is_null() && l["width"] == 3 && shape(&nodes[j]) == (Some(2), Some(1)) && !names_it("takeovers") && !names_it("stale")
+        })
+    });
+    let moved: u64 = stay.iter().map(|&j| nodes[j].admin_json("/admin/v1/cluster")["moved_here"]["keys"].as_u64().unwrap_or(0)).sum();
+    eprintln!("dead node decommissioned {t:?} after the command; {moved} keys moved");
+    assert!(moved >= owned_by_gone as u64, "its keys moved: {moved} of {owned_by_gone}");
+    rt.block_on(all_read(&nodes, Some(gone), &objects, "after the dead node left"));
+    let walked = |j: usize| nodes_restripe(&nodes[j]);
+    let t = wait_for("the records of four striped over three", Duration::from_secs(90), || {
+        stay.iter().all(|&j| walked(j).0 == 0 && walked(j).2 > 0)
+    });
+    let restriped: u64 = stay.iter().map(|&j| walked(j).1).sum();
+    eprintln!("{restriped} records striped over three {t:?} later");
+    let striped = objects.iter().filter(|(_, v)| v.len() > 128 * 1024).count() as u64;
+    assert_eq!(restriped, striped, "every striped object, once");
+    rt.block_on(async {
+        let mut want: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
+        want.sort();
+        for &j in &stay {
+            assert_eq!(list_all(&nodes[j].client(), "grow", 9).await, want, "the listing through node {j}");
+        }
+    });
+    // One more node dies: every object reads through the two left.
+    let second = stay[2];
+    kill_and_wait_for_takeover(&mut nodes, &ids, second);
+    for &j in stay.iter().filter(|&&j| j != second) {
         let c = nodes[j].client();
         rt.block_on(async {
             for (k, v) in &objects {
