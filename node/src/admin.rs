@@ -271,6 +271,17 @@ async fn decommission(ctx: &Ctx, head: &RequestHead, peer: std::net::IpAddr) -> 
     if node.len() != 32 || !node.bytes().all(|c| c.is_ascii_hexdigit()) {
         return json(400, &serde_json::json!({ "error": "InvalidArgument", "message": "?node= takes a node id (32 hex digits)" }));
     }
+    // With cluster lanes, every other node must be up: the records striped
+    // over four keep one block fewer once the node leaves (a node down and
+    // not taken over yet is in no record `owners::decommission` reads).
+    if let Some((c, o)) = ctx.shared.cluster.as_ref().and_then(|c| Some((c, c.owners.load_full()?))) {
+        let alive: std::collections::BTreeSet<String> = c.alive_ids().iter().map(hex::encode).collect();
+        let down: Vec<&String> = o.placed.iter().filter(|id| **id != node && !alive.contains(*id)).collect();
+        if o.has_lanes() && !down.is_empty() {
+            let m = format!("node {} is down; bring it back (or decommission it first) before another node leaves", down[0]);
+            return json(409, &serde_json::json!({ "error": "InvalidRequest", "message": m }));
+        }
+    }
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let cmd = match raft.store().read(|s| crate::owners::decommission(s, &node, now_ms)) {
         Ok(c) => c,

@@ -138,11 +138,7 @@ pub fn decide(
             ));
         }
         let mut guard = guard;
-        if lane_owner == owner.id {
-            guard.own_only();
-        } else {
-            guard.foster_only();
-        }
+        guard.settle(&owners, node.id_str(), partition);
         *busy = Some(guard);
         return local;
     }

@@ -167,7 +167,23 @@ impl Busy {
     /// find their key after `forward::decide`: POST, DeleteObjects).
     pub fn for_key(ctx: &Ctx, bucket: &str, key: &str) -> Option<Busy> {
         let node = ctx.shared.cluster.as_ref()?;
-        Some(Busy::enter(node, crate::layout::partition_of(bucket, key)))
+        let p = crate::layout::partition_of(bucket, key);
+        let mut b = Busy::enter(node, p);
+        if let Some(o) = node.owners.load_full() {
+            b.settle(&o, node.id_str(), p);
+        }
+        Some(b)
+    }
+
+    /// Counted as this node's own, or as served for the lane owner of
+    /// partition `p` it acts for, by the placement `owners` (read after
+    /// the count was taken); both while it serves neither.
+    pub fn settle(&mut self, owners: &Owners, me: &str, p: u64) {
+        match owners.layout_owner_of(p) {
+            Some(o) if o.id == me => self.own_only(),
+            Some(o) if owners.acting_for(&o.id) == me => self.foster_only(),
+            _ => {}
+        }
     }
 
     /// The request is served for this node's own lanes.
@@ -275,6 +291,11 @@ pub(crate) struct ListCall {
     /// The node whose partitions' keys are listed.
     pub(crate) for_node: String,
     pub(crate) after: Option<Cursor>,
+    /// `VERSION_FOSTER`: the previous owner whose foster shards the
+    /// callee lists (it acts for that owner); the cursor's shard counts
+    /// that owner's shards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) from: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -592,7 +613,11 @@ pub async fn run(ctx: Rc<Ctx>) {
         }
         if node.moved_for.load(Ordering::Acquire) != version {
             match move_all(&ctx, &node, &owners).await {
-                Ok(n) => {
+                Ok((_, asked)) if node.owners.load_full().is_none_or(|now| sources_of(&now, node.id_str()).ok() != Some(asked.clone())) => {
+                    tracing::info!(layout = version, "cluster: where this node's gained keys are taken from changed during the pass; it is made again");
+                    continue;
+                }
+                Ok((n, _)) => {
                     tracing::info!(keys = n, layout = version, "cluster: every key of the partitions this node gained is here");
                     node.moved_for.store(version, Ordering::Release);
                     // `ensure` asks nothing more of this layout's move.
@@ -608,22 +633,34 @@ pub async fn run(ctx: Rc<Ctx>) {
     }
 }
 
-/// One pass over every previous owner of a partition this node gained:
-/// the number of keys found to move.
-async fn move_all(ctx: &Rc<Ctx>, node: &Arc<ClusterNode>, owners: &Owners) -> Result<u64, String> {
-    let me = node.id_hex();
-    // (node to ask, wire version): a previous owner, or the node acting for it.
-    let sources: BTreeSet<(String, u8)> = (0..crate::layout::PARTITIONS)
+/// Where the keys of the partitions node `me` gained are asked for:
+/// (node to ask, wire version, the previous owner it acts for with
+/// `VERSION_FOSTER`), one per previous owner.
+fn sources_of(owners: &Owners, me: &str) -> Result<BTreeSet<(String, u8, Option<String>)>, String> {
+    (0..crate::layout::PARTITIONS)
         .filter(|&p| owners.owner_of(p).is_some_and(|o| o.id == me))
         .filter_map(|p| owners.moving_from(p))
-        .map(|r| source(owners, r).map(|(n, v)| (n.id.clone(), v)).ok_or("the record of a node acting for a previous owner"))
-        .collect::<Result<_, _>>()?;
+        .map(|r| {
+            let (n, v) = source(owners, r).ok_or("the record of a node acting for a previous owner")?;
+            Ok((n.id.clone(), v, (v == VERSION_FOSTER).then(|| r.id.clone())))
+        })
+        .collect()
+}
+
+/// One pass over every previous owner of a partition this node gained:
+/// the number of keys found to move, and where they were asked for
+/// (`sources_of`: a pass whose sources changed meanwhile, a node acting
+/// for a previous owner replaced or the owner handed its keys back, is
+/// made again, so no key is left where nobody was asked).
+async fn move_all(ctx: &Rc<Ctx>, node: &Arc<ClusterNode>, owners: &Owners) -> Result<(u64, BTreeSet<(String, u8, Option<String>)>), String> {
+    let me = node.id_hex();
+    let sources = sources_of(owners, &me)?;
     let mut moved = 0u64;
-    for (id, v) in sources {
+    for (id, v, from) in sources.iter().cloned() {
         let peer = owners.nodes.get(&id).and_then(crate::fanout::identity).ok_or("a previous owner's record")?;
         let mut after = None;
         loop {
-            let lc = ListCall { v, layout: owners.layout.version, for_node: me.clone(), after };
+            let lc = ListCall { v, layout: owners.layout.version, for_node: me.clone(), after, from: from.clone() };
             let answer = call(node, &peer, METHOD_MOVE_LIST, serde_json::to_vec(&lc).expect("a list call serializes"))
                 .await
                 .map_err(|e| e.message)?;
@@ -652,7 +689,7 @@ async fn move_all(ctx: &Rc<Ctx>, node: &Arc<ClusterNode>, owners: &Owners) -> Re
             }
         }
     }
-    Ok(moved)
+    Ok((moved, sources))
 }
 
 /// Records `moved/<id>` for `version` (tried again at the next poll when

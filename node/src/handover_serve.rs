@@ -20,7 +20,7 @@ use crate::handover::{
     LIST_SCAN, MAX_ROWS, PAGE_BYTES, PIECE_BYTES, VERSION, VERSION_FOSTER,
 };
 use crate::meta::{object_key, parse_version_key, split_upload_key, versions_prefix, ObjectMeta, UploadInfo, T_OBJECTS, T_PARTS, T_UPLOADS, T_VERSIONS};
-use crate::owners::Owners;
+use crate::owners::{NodeRecord, Owners};
 use crate::server::Ctx;
 
 /// This node and its placement, for a call of wire version `v` made at
@@ -37,14 +37,25 @@ fn applied(ctx: &Ctx, v: u8, layout: u64) -> Result<(&Arc<ClusterNode>, Arc<Owne
     Ok((node, owners))
 }
 
+/// Refuses unless this node acts for lane owner `from` (not itself) and
+/// may serve it now (its lease held, not stale for it, its foster lanes
+/// open: `takeover::ready`), as a request for `from`'s keys would be.
+fn foster_of(node: &ClusterNode, owners: &Owners, from: &NodeRecord) -> Result<(), String> {
+    if from.id == node.id_str() || owners.acting_for(&from.id) != node.id_str() {
+        return Err("this node does not act for the key's previous owner".into());
+    }
+    if !crate::takeover::ready(node, owners, &from.id) {
+        return Err("this node cannot serve the previous owner's keys now (no lease, or its foster lanes are not open yet)".into());
+    }
+    Ok(())
+}
+
 /// The foster shard of the previous owner of `(bucket, key)`'s partition
 /// when this node acts for that owner and is not it (`VERSION_FOSTER`).
 fn foster_source(node: &ClusterNode, owners: &Owners, bucket: &str, key: &str) -> Result<u32, String> {
     let p = crate::layout::partition_of(bucket, key);
     let from = owners.prev_owner_of(p).ok_or("the key's partition does not move")?;
-    if from.id == node.id_str() || owners.acting_for(&from.id) != node.id_str() {
-        return Err("this node does not act for the key's previous owner".into());
-    }
+    foster_of(node, owners, from)?;
     let (Some(slot), Some(n)) = (owners.slot_of(&from.id), from.shards.filter(|&n| n > 0)) else {
         return Err("the previous owner's record has no shard count".into());
     };
@@ -277,8 +288,21 @@ pub(crate) async fn serve_list(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, Str
     let lc: ListCall = serde_json::from_slice(payload).map_err(|e| format!("a malformed list call: {e}"))?;
     let (node, owners) = applied(ctx, lc.v, lc.layout)?;
     // The shards listed: this node's own, or (`VERSION_FOSTER`) its
-    // foster shards of the owners it acts for; the cursor counts in them.
-    let ids: Vec<u32> = if lc.v == VERSION_FOSTER { crate::takeover::foster_ids(node, &owners) } else { (0..ctx.shards.count()).collect() };
+    // foster shards of the one previous owner named; the cursor counts
+    // in them.
+    let ids: Vec<u32> = if lc.v == VERSION_FOSTER {
+        let from = lc.from.as_deref().and_then(|f| owners.nodes.get(f)).ok_or("a foster list call names no known previous owner")?;
+        foster_of(node, &owners, from)?;
+        let (Some(slot), Some(n)) = (owners.slot_of(&from.id), from.shards) else { return Err("the previous owner's record has no shard count".into()) };
+        (0..n).map(|s| crate::takeover::foster_id(slot, s)).collect()
+    } else {
+        // Fenced shards may lack acknowledged writes: the keys are listed
+        // by the node acting for this one.
+        if owners.has_lanes() && owners.acting_for(node.id_str()) != node.id_str() {
+            return Err("another node acts for this node's partitions; its keys are listed there".into());
+        }
+        (0..ctx.shards.count()).collect()
+    };
     let (mut shard, mut ti, mut after) = match &lc.after {
         Some((s, t, k)) => (*s, LIST_TABLES.iter().position(|x| x == t).ok_or("a malformed cursor")?, Some(hex::decode(k).map_err(|_| "a malformed cursor")?)),
         None => (0, 0, None),

@@ -218,17 +218,28 @@ pub(crate) fn set_foster(id: u32, l: Option<Rc<LocalShard>>) {
 }
 
 /// The foster shard serving `(bucket, key)` on this node: when this node
-/// acts for the key's lane owner and is not that owner.
+/// acts for the key's lane owner and is not that owner; or, while keys
+/// move, when another node owns the key now and this node acts for its
+/// previous owner: a request admitted while this node served the key for
+/// that owner (the layout changed under it) goes on in that owner's
+/// foster shard, which the move drains and exports
+/// (`handover::VERSION_FOSTER`), not in this node's own shards.
 pub fn foster_shard(node: &ClusterNode, bucket: &str, key: &str) -> Option<u32> {
     if node.fostering.load(Relaxed) == 0 {
         return None;
     }
     let owners = node.owners.load_full()?;
     let p = crate::layout::partition_of(bucket, key);
-    let o = owners.layout_owner_of(p)?;
+    let mut o = owners.layout_owner_of(p)?;
     let me = node.id_hex();
-    if o.id == me || owners.acting_for(&o.id) != me {
+    if o.id == me {
         return None;
+    }
+    if owners.acting_for(&o.id) != me {
+        o = owners.prev_owner_of(p)?;
+        if o.id == me || owners.acting_for(&o.id) != me {
+            return None;
+        }
     }
     let slot = owners.slot_of(&o.id)?;
     let shards = o.shards.filter(|&n| n > 0)?;
@@ -351,7 +362,9 @@ pub fn decide(
     for o in &placed {
         let current = state.get(&TakeoverRecord::key(o));
         let acting = acting_in(state, o);
-        let fit = |n: &str| alive.contains(n) && !is_stale(o, n);
+        // A decommissioned node acts for no other owner: it leaves the
+        // lanes once its own keys moved.
+        let fit = |n: &str| alive.contains(n) && !is_stale(o, n) && (n == o || !owners.decommissioned.contains(n));
         // Another node can act for `o` only knowing its shard count, and
         // only if it runs a build that can (both say so in their records:
         // an older build's has no shard count, is never taken over and
