@@ -8,7 +8,8 @@
 # the layout of two, the move under way (tessera-bench's summary follows). DECOM=1 then
 # decommissions node 2 and times its keys' way to the others (FROM=1, or
 # FROM=3: lanes of four shrink to three, and the records striped over
-# four are striped again over three, timed too).
+# four are striped again over three, timed too; DEAD=1 kills node 2
+# first and decommissions it once another node acts for it).
 # FROM=2 or FROM=3 starts that many nodes instead of one and times a third
 # node's join (lanes form, 2+1) or a fourth's (lanes grow to 2+2): the
 # move, then the heal of the members that lacked the old owners' records
@@ -119,6 +120,20 @@ print(r.get("examined_records", 0), r.get("restriped_records", 0))'
     moved_before=$((moved_before + $(status $i | python3 -c 'import json, sys; print(json.load(sys.stdin)["moved_here"]["keys"])')))
   done
   id2=$(status 2 | python3 -c 'import json, sys; print(json.load(sys.stdin)["node"]["id"])')
+  if [ -n "${DEAD:-}" ]; then
+    # Node 2 dies first; its keys then move from the node acting for it.
+    pid2=$(echo $PIDS | cut -d' ' -f2)
+    kill -9 $pid2; PIDS=$(echo $PIDS | sed "s/\b$pid2\b//")
+    td=$(now)
+    for _ in $(seq 6000); do
+      status 1 | python3 -c '
+import json, sys
+t = (json.load(sys.stdin).get("layout") or {}).get("takeovers") or []
+sys.exit(0 if any(r["owner"] == sys.argv[1] and r["acting"] != sys.argv[1] for r in t) else 1)' $id2 && break
+      sleep 0.1
+    done
+    echo "node 2 killed; another node acts for it $(echo "$(now) - $td" | bc) s later"
+  fi
   t3=$(now)
   $BIN/tessera admin decommission --node $id2 --endpoint http://127.0.0.1:$((P+11)) || KEEP=1
   for _ in $(seq 36000); do
