@@ -554,12 +554,17 @@ async fn take_over(node: &ClusterNode, raft: &Raft, sm: &StateMachineStore, seen
 
 /// On the leader: takes decommissioned nodes out of the Raft membership
 /// once no layout (current or, during a move, previous) places them;
-/// whether the membership changed.
+/// whether the membership changed. A voter that leaves is replaced in the
+/// same change by a learner of `ready` (alive, caught up) where there is
+/// one: with 3 voters, one leaving would otherwise leave 2, and the loss
+/// of either (a dead node decommissioned, then another failing before a
+/// promotion) would stop the configuration for good.
 async fn leave(
     raft: &Raft,
     sm: &StateMachineStore,
     membership: &tessera_raft::openraft::Membership<NodeId, BasicNode>,
     gone: &BTreeSet<NodeId>,
+    ready: &[NodeId],
 ) -> bool {
     let still_placed = raft_ids(sm.read(|s| -> Vec<String> {
         let o = owners::Owners::from_state(s).ok().flatten();
@@ -569,10 +574,11 @@ async fn leave(
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let out_voters: BTreeSet<NodeId> = voters.intersection(&leaving).copied().collect();
     if !out_voters.is_empty() {
-        let stay: BTreeSet<NodeId> = voters.difference(&out_voters).copied().collect();
+        let mut stay: BTreeSet<NodeId> = voters.difference(&out_voters).copied().collect();
         if stay.is_empty() {
             return false;
         }
+        stay.extend(ready.iter().copied().filter(|l| !gone.contains(l)).take(out_voters.len()));
         return match raft.change_membership(stay.clone(), false).await {
             Ok(_) => {
                 tracing::info!(voters = ?stay, removed = ?out_voters, "cluster raft: decommissioned nodes left the voters");
@@ -621,15 +627,22 @@ async fn manage(node: Arc<ClusterNode>, raft: Raft, sm: StateMachineStore, out: 
         // Decommissioned nodes never join the configuration again, and
         // leave it once their keys moved away (`owners::decommission`).
         let gone = raft_ids(sm.read(owners::decommissioned));
-        if !gone.is_empty() && leave(&raft, &sm, &membership, &gone).await {
-            continue;
-        }
         let alive: Vec<NodeIdentity> = node
             .members()
             .into_iter()
             .filter(|m| m.state == tessera_cluster::MemberState::Alive && !gone.contains(&raft_id(&m.identity.id)))
             .map(|m| m.identity)
             .collect();
+        let last = m.last_log_index.unwrap_or(0);
+        let alive_ids: BTreeSet<NodeId> = alive.iter().map(|p| raft_id(&p.id)).collect();
+        let caught_up = |l: &NodeId| {
+            m.replication.as_ref().and_then(|r| r.get(l).cloned().flatten()).is_some_and(|x| x.index + 10 >= last)
+        };
+        // Learners ready to vote: alive, caught up, staying.
+        let ready: Vec<NodeId> = membership.learner_ids().filter(|l| alive_ids.contains(l) && caught_up(l)).collect();
+        if !gone.is_empty() && leave(&raft, &sm, &membership, &gone, &ready).await {
+            continue;
+        }
         for p in &alive {
             let pid = raft_id(&p.id);
             if !known.contains(&pid) {
@@ -643,16 +656,7 @@ async fn manage(node: Arc<ClusterNode>, raft: Raft, sm: StateMachineStore, out: 
         if voters.len() >= want {
             continue;
         }
-        let last = m.last_log_index.unwrap_or(0);
-        let alive_ids: BTreeSet<NodeId> = alive.iter().map(|p| raft_id(&p.id)).collect();
-        let caught_up = |l: &NodeId| {
-            m.replication.as_ref().and_then(|r| r.get(l).cloned().flatten()).is_some_and(|x| x.index + 10 >= last)
-        };
-        let promote: Vec<NodeId> = membership
-            .learner_ids()
-            .filter(|l| alive_ids.contains(l) && caught_up(l))
-            .take(want - voters.len())
-            .collect();
+        let promote: Vec<NodeId> = ready.iter().copied().take(want - voters.len()).collect();
         if promote.is_empty() {
             continue;
         }

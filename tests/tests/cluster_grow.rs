@@ -109,6 +109,16 @@ fn kill_and_wait_for_takeover(nodes: &mut [Server], ids: &[String], gone: usize)
     acting
 }
 
+/// Waits until node `via`'s configuration Raft holds three members (the
+/// decommissioned fourth left it), and checks that all three vote: a
+/// voter that leaves is replaced in the same change, so the next node
+/// lost leaves a quorum.
+fn three_voters_after_the_leave(via: &Server) {
+    let raft = |k: &str| via.admin_json("/admin/v1/cluster")["raft"][k].as_array().map_or(0, Vec::len);
+    let t = wait_for("the decommissioned node out of the configuration's Raft", Duration::from_secs(60), || raft("voters") + raft("learners") == 3);
+    assert_eq!(raft("voters"), 3, "three voters {t:?} after the leave");
+}
+
 /// Sizes of the objects written over three nodes: empty, inline, one
 /// striped piece, several pieces.
 const SIZES: [usize; 4] = [0, 5000, 300_000, 3 * 1024 * 1024 + 7];
@@ -437,6 +447,7 @@ fn a_node_leaves_lanes_of_four_with_data_and_every_object_survives_a_node_loss_a
 
     // One more node dies: with 2+1 over three, every object reads through
     // the two left once its keys are taken over.
+    three_voters_after_the_leave(&nodes[stay[0]]);
     let second = stay[2];
     kill_and_wait_for_takeover(&mut nodes, &ids, second);
     let left: Vec<usize> = stay.iter().copied().filter(|&j| j != second).collect();
@@ -528,6 +539,7 @@ fn a_dead_node_of_four_is_decommissioned_and_its_keys_come_from_the_node_acting_
         }
     });
     // One more node dies: every object reads through the two left.
+    three_voters_after_the_leave(&nodes[stay[0]]);
     let second = stay[2];
     kill_and_wait_for_takeover(&mut nodes, &ids, second);
     for &j in stay.iter().filter(|&&j| j != second) {
