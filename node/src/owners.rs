@@ -661,6 +661,13 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
             if state.get(PREV_LAYOUT_KEY).is_some() {
                 return Ok(None);
             }
+            // A node leaving and one joining where lanes are involved: the
+            // leave goes first (a change that is both is neither a leave
+            // nor a join of lanes), the newcomer joins after it.
+            let leaving = placed.iter().any(|id| !nodes.contains_key(*id));
+            if leaving && (lanes_with(placed.len()) || lanes_with(nodes.len())) {
+                nodes.retain(|id, _| placed.contains(id.as_str()));
+            }
             // Several nodes registered at once where lanes are on the way
             // (two nodes joining two): they join one at a time, the
             // lowest id first, each join a move of its own.

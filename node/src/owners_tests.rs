@@ -311,6 +311,36 @@ fn a_node_down_and_taken_over_may_leave_lanes_of_four_and_its_keys_move_from_the
     assert_eq!((node.id.as_str(), v), (ids[1].as_str(), crate::handover::VERSION));
 }
 
+#[test]
+fn a_node_registered_while_one_leaves_lanes_of_four_joins_after_the_leave() {
+    let (mut s, mut i) = laid_out(1..=4);
+    add_bucket(&mut s, &mut i);
+    let two = record(2).id;
+    let cmd = decommission(&s, &two, 1).unwrap();
+    assert!(apply(&mut s, &mut i, &cmd));
+    register(&mut s, &mut i, 5);
+    let cmd = next_layout(&s).unwrap().expect("the leave first");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    assert_eq!(o.placed.len(), 3);
+    assert!(!o.placed.contains(&two) && o.pending == vec![record(5).id]);
+    assert_eq!(o.lane_wider.len(), 4);
+    for g in o.gainers().into_iter().map(str::to_string).collect::<Vec<_>>() {
+        let done = MovedRecord { format: MOVED_RECORD_FORMAT, layout: o.layout.version };
+        assert!(apply(&mut s, &mut i, &Command::Put { key: MovedRecord::key(&g), value: serde_json::to_vec(&done).unwrap() }));
+    }
+    let fin = move_finished(&s).unwrap().expect("the move is over");
+    assert!(apply(&mut s, &mut i, &fin));
+    assert!(next_layout(&s).unwrap().is_none(), "the join waits for the walks");
+    for id in o.placed.iter() {
+        report_restriped(&mut s, &mut i, id);
+    }
+    let cmd = next_layout(&s).unwrap().expect("then the join");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    assert!(o.placed.contains(&record(5).id) && o.placed.len() == 4 && o.lane_wider.is_empty());
+}
+
 /// Node `id` reports its lanes re-striped under the current lane order.
 fn report_restriped(s: &mut ConfigState, i: &mut u64, id: &str) {
     let order = s.get(LANE_ORDER_KEY).map_or(0, |v| v.version);
