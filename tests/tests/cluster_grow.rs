@@ -119,6 +119,37 @@ fn three_voters_after_the_leave(via: &Server) {
     assert_eq!(raft("voters"), 3, "three voters {t:?} after the leave");
 }
 
+/// After a node left lanes of four: every staying node lists the same
+/// keys; then one more of them dies, and with 2+1 over three every object
+/// reads through the two left once its keys are taken over.
+fn one_more_dies_after_the_leave(
+    rt: &tokio::runtime::Runtime,
+    nodes: &mut [Server],
+    ids: &[String],
+    stay: &[usize],
+    objects: &[(String, Vec<u8>)],
+) {
+    rt.block_on(async {
+        let mut want: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
+        want.sort();
+        for &j in stay {
+            assert_eq!(list_all(&nodes[j].client(), "grow", 7).await, want, "the listing through node {j}");
+        }
+    });
+    three_voters_after_the_leave(&nodes[stay[0]]);
+    let second = stay[2];
+    kill_and_wait_for_takeover(nodes, ids, second);
+    for &j in stay.iter().filter(|&&j| j != second) {
+        let c = nodes[j].client();
+        rt.block_on(async {
+            for (k, v) in objects {
+                let got = body_settled(&c, "grow", k, Duration::from_secs(40)).await;
+                assert!(got.as_ref() == Ok(v), "{k} through node {j} with two nodes gone: {:?}", got.map(|b| b.len()));
+            }
+        });
+    }
+}
+
 /// Sizes of the objects written over three nodes: empty, inline, one
 /// striped piece, several pieces.
 const SIZES: [usize; 4] = [0, 5000, 300_000, 3 * 1024 * 1024 + 7];
@@ -436,30 +467,8 @@ fn a_node_leaves_lanes_of_four_with_data_and_every_object_survives_a_node_loss_a
         let v: serde_json::Value = serde_json::from_str(r["value"].as_str().expect("a restriped record")).unwrap();
         assert_eq!(v["order"].as_u64(), Some(order_version), "node {j}: {r:#}");
     }
-    rt.block_on(async {
-        all_read(&nodes, Some(gone), &objects, "after the walk").await;
-        let mut want: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
-        want.sort();
-        for &j in &stay {
-            assert_eq!(list_all(&nodes[j].client(), "grow", 7).await, want, "the listing through node {j}");
-        }
-    });
-
-    // One more node dies: with 2+1 over three, every object reads through
-    // the two left once its keys are taken over.
-    three_voters_after_the_leave(&nodes[stay[0]]);
-    let second = stay[2];
-    kill_and_wait_for_takeover(&mut nodes, &ids, second);
-    let left: Vec<usize> = stay.iter().copied().filter(|&j| j != second).collect();
-    for &j in &left {
-        let c = nodes[j].client();
-        rt.block_on(async {
-            for (k, v) in &objects {
-                let got = body_settled(&c, "grow", k, Duration::from_secs(40)).await;
-                assert!(got.as_ref() == Ok(v), "{k} through node {j} with two nodes gone: {:?}", got.map(|b| b.len()));
-            }
-        });
-    }
+    rt.block_on(all_read(&nodes, Some(gone), &objects, "after the walk"));
+    one_more_dies_after_the_leave(&rt, &mut nodes, &ids, &stay, &objects);
 }
 
 /// A node of four dies and another acts for it; the operator then
@@ -531,24 +540,5 @@ fn a_dead_node_of_four_is_decommissioned_and_its_keys_come_from_the_node_acting_
     eprintln!("{restriped} records striped over three {t:?} later");
     let striped = objects.iter().filter(|(_, v)| v.len() > 128 * 1024).count() as u64;
     assert_eq!(restriped, striped, "every striped object, once");
-    rt.block_on(async {
-        let mut want: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
-        want.sort();
-        for &j in &stay {
-            assert_eq!(list_all(&nodes[j].client(), "grow", 9).await, want, "the listing through node {j}");
-        }
-    });
-    // One more node dies: every object reads through the two left.
-    three_voters_after_the_leave(&nodes[stay[0]]);
-    let second = stay[2];
-    kill_and_wait_for_takeover(&mut nodes, &ids, second);
-    for &j in stay.iter().filter(|&&j| j != second) {
-        let c = nodes[j].client();
-        rt.block_on(async {
-            for (k, v) in &objects {
-                let got = body_settled(&c, "grow", k, Duration::from_secs(40)).await;
-                assert!(got.as_ref() == Ok(v), "{k} through node {j} with two nodes gone: {:?}", got.map(|b| b.len()));
-            }
-        });
-    }
+    one_more_dies_after_the_leave(&rt, &mut nodes, &ids, &stay, &objects);
 }
