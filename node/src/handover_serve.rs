@@ -293,7 +293,9 @@ pub(crate) async fn serve_list(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, Str
     let ids: Vec<u32> = if lc.v == VERSION_FOSTER {
         let from = lc.from.as_deref().and_then(|f| owners.nodes.get(f)).ok_or("a foster list call names no known previous owner")?;
         foster_of(node, &owners, from)?;
-        let (Some(slot), Some(n)) = (owners.slot_of(&from.id), from.shards) else { return Err("the previous owner's record has no shard count".into()) };
+        let (Some(slot), Some(n)) = (owners.slot_of(&from.id), from.shards.filter(|&n| n > 0)) else {
+            return Err("the previous owner's record has no shard count".into());
+        };
         (0..n).map(|s| crate::takeover::foster_id(slot, s)).collect()
     } else {
         // Fenced shards may lack acknowledged writes: the keys are listed
