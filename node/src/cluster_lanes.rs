@@ -218,7 +218,8 @@ pub async fn run(ctx: Rc<Ctx>) {
             // records of an older shape: once no key moves, they are
             // striped again, unless this node reported that done for
             // this order already.
-            if walk_due && o.prev.is_none() && !o.lane_order.is_empty() && o.restriped.get(&me) != Some(&o.lane_order_version) {
+            let restripe_due = o.prev.is_none() && !o.lane_order.is_empty() && o.restriped.get(&me) != Some(&o.lane_order_version);
+            if walk_due && restripe_due {
                 if let Some(a) = &attached {
                     let lanes = a.lanes.iter().filter_map(|(_, l)| Some((l.clone(), l.mirrors()?))).collect();
                     monoio::spawn(crate::restripe::walk(ctx.clone(), node.clone(), lanes, o.lane_order_version));
@@ -230,9 +231,7 @@ pub async fn run(ctx: Rc<Ctx>) {
             // The walks ended but their report did not reach the
             // configuration: written again (core 0, now and then).
             if ctx.core == 0
-                && o.prev.is_none()
-                && !o.lane_order.is_empty()
-                && o.restriped.get(&me) != Some(&o.lane_order_version)
+                && restripe_due
                 && crate::restripe::all_walked(&node, o.lane_order_version, ctx.shared.config.threads)
                 && reported_at.is_none_or(|t| t.elapsed() >= crate::restripe::REPORT_AGAIN_EVERY)
             {

@@ -647,10 +647,7 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
         None => None,
     };
     let mut keep_prev = false;
-    // With lanes growing or shrinking: the new lane order (and the wider
-    // one a node leaves) and the newcomers' stale records (owner, member).
-    type Grow = (LaneOrder, Vec<(String, String)>);
-    let mut grow: Option<Grow> = None;
+    let mut grow: Option<LaneChange> = None;
     if let Some((layout, _)) = &current {
         let placed = placed(layout);
         let same = placed.len() == nodes.len() && nodes.keys().all(|id| placed.contains(id.as_str()));
@@ -664,8 +661,8 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
             // A node leaving and one joining where lanes are involved: the
             // leave goes first (a change that is both is neither a leave
             // nor a join of lanes), the newcomer joins after it.
-            let leaving = placed.iter().any(|id| !nodes.contains_key(*id));
-            if leaving && (lanes_with(placed.len()) || lanes_with(nodes.len())) {
+            let leaving = placed.iter().copied().find(|id| !nodes.contains_key(*id));
+            if leaving.is_some() && (lanes_with(placed.len()) || lanes_with(nodes.len())) {
                 nodes.retain(|id, _| placed.contains(id.as_str()));
             }
             // Several nodes registered at once where lanes are on the way
@@ -689,8 +686,7 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
                 // names a wider one (records of four positions read
                 // through it would be looked for on a newcomer).
                 let wider = state.get(LANE_ORDER_KEY).map(|v| LaneOrder::decode(&v.value)).transpose()?.is_some_and(|o| !o.wider.is_empty());
-                let leaving = placed.iter().copied().find(|id| shrink && !nodes.contains_key(*id));
-                if lanes_busy(state, &placed, shrink || wider, leaving).is_some() {
+                if lanes_busy(state, &placed, shrink || wider, leaving.filter(|_| shrink)).is_some() {
                     return Ok(None);
                 }
                 grow = Some(if shrink {
@@ -720,6 +716,11 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
     finish(state, nodes, current, keep_prev, grow)
 }
 
+/// What a lane change writes besides the layout: the new lane order (with
+/// the wider one a node leaves) and the newcomers' stale records (owner,
+/// member).
+type LaneChange = (LaneOrder, Vec<(String, String)>);
+
 /// The command `next_layout` commits: the layout over `nodes`, with the
 /// current one kept as `layout.prev` (`keep_prev`) and the lane order
 /// and stale records of a lane change (`grow`).
@@ -728,7 +729,7 @@ fn finish(
     nodes: BTreeMap<String, NodeRecord>,
     current: Option<(Layout, u64)>,
     keep_prev: bool,
-    grow: Option<(LaneOrder, Vec<(String, String)>)>,
+    grow: Option<LaneChange>,
 ) -> Result<Option<Command>, String> {
     let membership = Membership {
         nodes: nodes
