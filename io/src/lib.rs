@@ -68,7 +68,7 @@ pub use format::{BLOCK, CHUNK_BYTES, MAX_DATA_BYTES};
 pub use index::Entry;
 pub use recovery::RecoveryStats;
 pub use shard::{
-    Hold, Shard, ShardOptions, ShardStats, Stored, SyncLatency, MAX_SEGMENT_BYTES, STOP_CHECKPOINT_MIN_BYTES,
+    Hold, PrepareStats, Shard, ShardOptions, ShardStats, Stored, SyncLatency, MAX_SEGMENT_BYTES, STOP_CHECKPOINT_MIN_BYTES,
     SYNC_LATENCY_BUCKETS_US,
 };
 

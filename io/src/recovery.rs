@@ -66,6 +66,8 @@ pub struct RecoveryStats {
     pub bytes_read: u64,
     /// Bytes cut off at the end of the log (torn, never acknowledged).
     pub torn_bytes: u64,
+    /// Zeros written ahead of the log's head, cut like a torn tail.
+    pub zeros_ahead_bytes: u64,
     /// Invalid regions below the durable mark (corruption), and their bytes.
     pub corrupt_regions: u32,
     pub corrupt_bytes: u64,
@@ -269,8 +271,42 @@ struct ScanSeg {
     file_len: u64,
     /// End of the last valid record.
     valid_end: u64,
+    /// Where zeros start that run to the end of the file (written ahead).
+    zero_tail_from: Option<u64>,
+    /// The file's length when the scan's `file_len` is cut to the end a
+    /// successor's segment record names (see `sealed_ends`).
+    real_len: u64,
     info: Option<SegmentInfo>,
     first_seq: Option<u64>,
+}
+
+/// The end each scanned segment had when its successor began, as the
+/// successor's segment record (keyed checksum verified) names it.
+async fn sealed_ends(scans: &[ScanSeg], shard: u32, key: &ShardKey) -> BTreeMap<u32, u64> {
+    let mut out = BTreeMap::new();
+    for s in scans {
+        if s.file_len < BLOCK as u64 {
+            continue;
+        }
+        let Ok(b) = s.file.read_at(AlignedBuf::with_capacity(BLOCK), 0, BLOCK).await else {
+            continue;
+        };
+        if b.len() < BLOCK {
+            continue;
+        }
+        let Ok(h) = RecordHeader::decode(b.as_slice()) else {
+            continue;
+        };
+        if h.kind != Kind::Segment || h.shard != shard || h.segment != s.number || h.offset != 0 || !h.verify(key, &b.as_slice()[..h.verify_len().min(BLOCK)]) {
+            continue;
+        }
+        let info = SegmentInfo::read(b.as_slice());
+        if info.prev_segment != 0 {
+            let e = out.entry(info.prev_segment).or_insert(0);
+            *e = info.prev_end.max(*e);
+        }
+    }
+    out
 }
 
 /// Lists the segment files of `dir`, in number order.
@@ -375,9 +411,22 @@ pub(crate) async fn recover(
             file,
             file_len,
             valid_end: 0,
+            zero_tail_from: None,
+            real_len: file_len,
             info: None,
             first_seq: None,
         });
+    }
+    // A sealed segment ends where its successor's segment record says:
+    // nothing of the log lies after that (zeros written ahead of the head
+    // may, `shard/prepare.rs`), so the scan stops there.
+    let sealed = sealed_ends(&scans, shard, key).await;
+    for seg in scans.iter_mut() {
+        if let Some(&e) = sealed.get(&seg.number) {
+            if align_up(e) < seg.file_len {
+                seg.file_len = align_up(e);
+            }
+        }
     }
     // Scan in log order.
     let mut prev: Option<(u32, u64)> = segments
@@ -521,8 +570,13 @@ pub(crate) async fn recover(
             0
         };
         if s.file_len > keep {
-            replay.stats.torn_bytes += s.file_len - keep;
+            // Zeros written ahead of the log are not a torn write.
+            let zeros = s.zero_tail_from.filter(|&z| z >= keep).map_or(0, |z| s.file_len - z);
+            replay.stats.torn_bytes += s.file_len - keep - zeros;
+            replay.stats.zeros_ahead_bytes += zeros;
         }
+        // After a sealed segment's end (written ahead, never log).
+        replay.stats.zeros_ahead_bytes += s.real_len.saturating_sub(s.file_len.max(keep));
         if opts.repair {
             if s.number > end.segment || (keep == 0 && s.number == end.segment) {
                 drop(s.file);
@@ -531,7 +585,7 @@ pub(crate) async fn recover(
                     .await?;
                 continue;
             }
-            if s.file_len > keep {
+            if s.real_len > keep {
                 s.file.truncate(keep).await?;
             }
         }

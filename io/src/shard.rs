@@ -43,12 +43,14 @@ use crate::storage::{Backend, DiskFile, OpenMode};
 pub use crate::format::MAX_SEGMENT_BYTES;
 
 mod open;
+mod prepare;
 mod read;
 mod reset;
 mod stats;
 mod upkeep;
 mod write;
 
+pub use prepare::PrepareStats;
 pub use stats::{ShardStats, SyncLatency, SYNC_LATENCY_BUCKETS_US};
 
 #[derive(Clone, Debug)]
@@ -64,6 +66,9 @@ pub struct ShardOptions {
     pub checkpoint_after_bytes: u64,
     /// Background work: compaction, scrubbing, checkpoints, idle marks.
     pub background: bool,
+    /// Write zeros ahead of the log's head while commits are small, so
+    /// their syncs change no file metadata (see `shard/prepare.rs`).
+    pub prepare_ahead: bool,
     pub compaction: crate::compact::CompactionOptions,
     pub scrub: crate::scrub::ScrubOptions,
 }
@@ -76,6 +81,7 @@ impl Default for ShardOptions {
             data_reserve_bytes: 1 << 30,
             checkpoint_after_bytes: 256 << 20,
             background: true,
+            prepare_ahead: true,
             compaction: Default::default(),
             scrub: Default::default(),
         }
@@ -126,6 +132,8 @@ pub(crate) struct Inner {
     flushing: Cell<bool>,
     /// The next segment file, created ahead of the roll.
     next_file: RefCell<Option<(u32, Rc<DiskFile>)>>,
+    /// Zeros written ahead of the active segment's head.
+    pub(crate) prepared: RefCell<prepare::Prepared>,
     /// Free bytes at the last check, and bytes appended since.
     free_bytes: Cell<u64>,
     appended_at_check: Cell<u64>,

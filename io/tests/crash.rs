@@ -26,6 +26,15 @@ fn read(p: &Path) -> Vec<u8> {
 
 /// Offsets of the valid batch records of a segment file (by walking headers).
 fn batches(path: &Path) -> Vec<(u64, RecordHeader)> {
+    walk(path).0
+}
+
+/// Where a segment file's records end (zeros written ahead may follow).
+fn records_end(path: &Path) -> u64 {
+    walk(path).1
+}
+
+fn walk(path: &Path) -> (Vec<(u64, RecordHeader)>, u64) {
     let bytes = read(path);
     let mut out = Vec::new();
     let mut pos = 0usize;
@@ -43,7 +52,7 @@ fn batches(path: &Path) -> Vec<(u64, RecordHeader)> {
         }
         pos += h.record_len() as usize;
     }
-    out
+    (out, pos as u64)
 }
 
 /// N commits of one inline object each, one batch each (sequential).
@@ -107,7 +116,9 @@ fn torn_last_batch_is_cut_and_the_rest_kept() {
 fn garbage_after_the_tail_is_cut() {
     let dir = tempfile::tempdir().unwrap();
     let seg = write_sample(dir.path());
-    let len = file_len(&seg);
+    // Garbage right after the records, where zeros written ahead were.
+    let len = records_end(&seg);
+    std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(len).unwrap();
     poke(&seg, len, &pattern(3, 3 * BLOCK));
     run(async {
         let s = open(dir.path()).await;

@@ -112,6 +112,8 @@ fn cfg(seed: u64) -> Cfg {
         data_reserve_bytes: 64 << 10,
         checkpoint_after_bytes: [64 << 10, 1 << 20][r.below(2) as usize],
         background: r.below(2) == 0,
+        // Not drawn from `r`: the seeds' other choices stay as they were.
+        prepare_ahead: seed % 4 != 1,
         compaction: CompactionOptions {
             enabled: true,
             min_garbage_ratio: 0.2,

@@ -82,6 +82,16 @@ impl Scan<'_> {
                     pos = align_up(pos).min(file_len);
                     self.seg.valid_end = pos;
                 }
+                Found::Nothing if pos % BLOCK as u64 == 0 && self.zeros_to_end(&mut win, pos).await? => {
+                    // Written ahead of the head (`shard/prepare.rs`): the log
+                    // ends here, as at a torn tail, and no record follows.
+                    self.seg.zero_tail_from = Some(pos);
+                    self.replay.push(Item::Invalid {
+                        at: self.pos(pos),
+                        end: self.pos(file_len),
+                    });
+                    pos = file_len;
+                }
                 Found::Nothing => {
                     let end = self.resync(&mut win, pos + RECORD_ALIGN as u64).await?;
                     self.replay.push(Item::Invalid {
@@ -202,6 +212,28 @@ impl Scan<'_> {
             pos += RECORD_ALIGN as u64;
         }
         Ok(self.seg.file_len)
+    }
+
+    /// Whether every byte from `pos` (a block boundary) to the end of the
+    /// file is zero, the file ending on a block boundary.
+    async fn zeros_to_end(&mut self, win: &mut Window, pos: u64) -> Result<bool, IoError> {
+        let file_len = self.seg.file_len;
+        if file_len % BLOCK as u64 != 0 {
+            return Ok(false);
+        }
+        let mut at = pos;
+        while at < file_len {
+            if !self.ensure(win, at, BLOCK).await? {
+                return Ok(false);
+            }
+            // All of the window from `at` on is checked at once.
+            let n = (win.start + win.buf.len() as u64 - at).min(file_len - at) as usize;
+            if win.slice(at, n).iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            at += n as u64;
+        }
+        Ok(true)
     }
 
     /// Whether the bytes from `pos` (inside a block, where no record

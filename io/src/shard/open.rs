@@ -76,6 +76,7 @@ impl Shard {
             needs_checkpoint: Cell::new(s.bytes_read >= opts_checkpoint_after / 4 && s.commits > 0),
             flushing: Cell::new(false),
             next_file: RefCell::new(None),
+            prepared: RefCell::new(Default::default()),
             free_bytes: Cell::new(free),
             appended_at_check: Cell::new(0),
             no_space: Cell::new(false),

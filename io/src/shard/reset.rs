@@ -59,6 +59,8 @@ impl Inner {
     }
 
     pub(super) async fn cut_to_durable(self: &Rc<Self>) -> Result<(), IoError> {
+        // Zeros being written ahead would land after the cut.
+        self.prepare_idle().await;
         let plan: Vec<(u32, u64, u64, Rc<DiskFile>)> = {
             let log = self.log.borrow();
             log.segments
@@ -86,9 +88,11 @@ impl Inner {
                 }
                 self.backend.open_dir(&self.dir).await?.sync_all().await?;
                 self.log.borrow_mut().segments.remove(&n);
+                self.forget_prepared(n, 0);
                 continue;
             }
             file.truncate(keep).await?;
+            self.forget_prepared(n, keep);
             if let Some(s) = self.log.borrow_mut().segments.get_mut(&n) {
                 s.end = keep;
             }

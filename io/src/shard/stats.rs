@@ -35,6 +35,8 @@ pub struct ShardStats {
     pub sync_latency: SyncLatency,
     pub checkpoints_written: u64,
     pub recovery: RecoveryStats,
+    /// Zeros written ahead of the log's head (`shard/prepare.rs`).
+    pub prepare: super::PrepareStats,
 }
 
 /// Upper bounds of the sync latency buckets, in microseconds (then +Inf).
@@ -93,6 +95,7 @@ impl Shard {
             sync_latency: *inner.sync_latency.borrow(),
             checkpoints_written: inner.checkpoints_written.get(),
             recovery: inner.recovery,
+            prepare: inner.prepared.borrow().stats,
         }
     }
 }

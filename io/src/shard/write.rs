@@ -230,6 +230,7 @@ impl Inner {
                     if let Some(s) = place(&mut log, self.opts.segment_size_bytes) {
                         drop(log);
                         self.maybe_precreate();
+                        self.maybe_prepare();
                         return Ok(s);
                     }
                 }
@@ -298,6 +299,7 @@ impl Inner {
             *self.upgrade.borrow_mut() = None;
             tracing::info!(shard = self.id, "shard file upgraded to format {FORMAT_VERSION} (format-2 segments stay as they are)");
         }
+        self.cut_prepared_tail().await;
         let number = self.log.borrow().last_segment() + 1;
         let ready = self
             .next_file
@@ -395,7 +397,9 @@ impl Inner {
         let inner = self.clone();
         monoio::spawn(async move {
             let len = slot.vlen;
-            let r = slot.file.write_all_at(rec, slot.write_at()).await;
+            let at = slot.write_at();
+            inner.wait_prepared(slot.segment, at, at + rec.len() as u64).await;
+            let r = slot.file.write_all_at(rec, at).await;
             let current = inner.log.borrow().generation == generation;
             match r {
                 Ok(_) if current => {
