@@ -26,9 +26,13 @@ pub const BODY_RATE_WINDOW: Duration = Duration::from_secs(5);
 /// 16 KiB per 5 s: about 3 KiB/s, far below any working link, far above a drip.
 pub const MIN_BODY_BYTES_PER_WINDOW: u64 = 16 * 1024;
 /// Bodies this big (or of unknown length) compute their MD5 in a lane of
-/// the reactor's pool (`md5x`): below it, queueing costs more than the
-/// shared hashing saves.
+/// the reactor's pool (`md5x`) as they arrive, reserving a whole lane queue.
 pub const MD5_POOL_MIN_BODY: u64 = 128 * 1024;
+/// Smaller bodies from this size take a lane of their own size; one whole
+/// in a receive is hashed at its end, after one yield, with the other
+/// bodies that ended in the same turn of the reactor (side by side when
+/// there are enough of them, else alone as before).
+pub const MD5_BATCH_MIN_BODY: u64 = 2 * 1024;
 
 /// The minimum-rate clock of one body. Only time spent waiting for the
 /// client counts: while the handler writes to disk or waits for a buffer,
@@ -147,12 +151,16 @@ impl BodyReader {
     }
 
     /// Computes the body's MD5 in a lane of the reactor's pool (see
-    /// `md5x`) when it is big enough for that to pay (or of unknown
-    /// length): small bodies hash faster alone than they queue.
+    /// `md5x`): whole-queue lanes for large bodies (or of unknown length),
+    /// lanes of their size for small ones (`MD5_BATCH_MIN_BODY`); tiny
+    /// ones hash alone.
     pub fn with_md5_pool(mut self, pool: &Rc<RefCell<Md5Pool>>) -> Self {
-        if self.announced_len().is_none_or(|n| n >= MD5_POOL_MIN_BODY) {
-            self.verifier = self.verifier.take().map(|v| v.with_md5_pool(pool));
-        }
+        self.verifier = self.verifier.take().map(|v| match self.announced_len() {
+            None => v.with_md5_pool(pool),
+            Some(n) if n >= MD5_POOL_MIN_BODY => v.with_md5_pool(pool),
+            Some(n) if n >= MD5_BATCH_MIN_BODY => v.with_md5_pool_for(pool, n),
+            Some(_) => v,
+        });
         self
     }
 
@@ -226,6 +234,11 @@ impl BodyReader {
                 // The whole body is in: the aws layer must end cleanly too.
                 if let Some(aws) = self.aws.as_mut() {
                     aws.finish()?;
+                }
+                if self.verifier.as_ref().is_some_and(|v| v.md5_waits()) {
+                    // Let the other bodies that ended in this turn queue
+                    // theirs: the first to finish hashes them all at once.
+                    tessera_io::sim::yield_now().await;
                 }
                 self.finish()?;
                 return Ok(0);

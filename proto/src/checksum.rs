@@ -381,6 +381,17 @@ impl BodyVerifier {
         self
     }
 
+    /// `with_md5_pool` for a body of `len` bytes (its lane reserves that).
+    pub fn with_md5_pool_for(mut self, pool: &Rc<RefCell<Md5Pool>>, len: u64) -> Self {
+        self.md5 = PooledMd5::for_len(pool, len);
+        self
+    }
+
+    /// Whether the MD5 has whole blocks waiting in a lane (`PooledMd5::waits`).
+    pub fn md5_waits(&self) -> bool {
+        self.md5.waits()
+    }
+
     /// Feeds decoded body bytes, in order.
     pub fn update(&mut self, data: &[u8]) {
         self.md5.update(data);
