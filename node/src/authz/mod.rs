@@ -128,6 +128,25 @@ fn decide(
     object: Option<ObjectFacts<'_>>,
 ) -> Decision {
     let p = &a.principal;
+    // The common case, decided without building anything: an account's
+    // root on its own resource, no bucket policy (the owner as the ACL
+    // built below would name it).
+    if p.kind == SubjectKind::Root {
+        let (owner, policy) = match bucket {
+            None => (p.account_id(), None),
+            Some(b) => {
+                let object_acl = (b.ownership != Some(Ownership::BucketOwnerEnforced)
+                    && check.on == On::Object
+                    && object_permission_for(check.action).is_some())
+                .then(|| object.and_then(|o| o.acl))
+                .flatten();
+                (object_acl.map_or(b.owner_id.as_str(), |acl| acl.owner_id.as_str()), b.policy.as_ref())
+            }
+        };
+        if owner == p.account_id() && policy.is_none() {
+            return Decision::Allow;
+        }
+    }
     // Whose resource it is, the ACL that may grant the action, and whether
     // the bucket policy may grant it (not on another account's objects).
     let mut acl_owned: Option<(Acl, tessera_policy::Permission)> = None;
@@ -158,11 +177,6 @@ fn decide(
                 }
             }
         }
-    }
-    // The common case, decided without building anything: an account's
-    // root on its own resource, no bucket policy.
-    if p.kind == SubjectKind::Root && owner == p.account_id() && policy.is_none() {
-        return Decision::Allow;
     }
     let resource = match created {
         Some(name) => format!("arn:aws:s3:::{name}"),
