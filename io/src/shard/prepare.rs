@@ -91,7 +91,10 @@ impl Inner {
                 return;
             }
             let step = align_up(PREPARE_STEP.min(self.opts.segment_size_bytes / 8)).max(BLOCK as u64);
-            let from = p.end.max(head);
+            // Behind the head (a new segment, or appends that outran the
+            // steps), zeros start a little ahead of it: the writes about to
+            // land there would otherwise wait for the whole step.
+            let from = if p.end > head { p.end } else { align_up(head + step / 8) };
             if from >= head + STEPS_AHEAD * step || from >= self.opts.segment_size_bytes {
                 return;
             }
