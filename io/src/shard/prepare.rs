@@ -6,8 +6,8 @@
 //! complete inline). Writing over blocks the file already has changes no
 //! metadata. So while the log syncs often for the bytes it appends (small
 //! commits), a background step writes zeros `PREPARE_STEP` bytes at a time
-//! ahead of the active segment's head and syncs them once; the commits that
-//! follow land on those blocks.
+//! ahead of the active segment's head; the log's next sync carries their
+//! metadata once, and the commits that follow land on those blocks.
 //!
 //! What is on disk stays as before, with one addition: a segment may end
 //! in zeros after its last record. In the active segment recovery counts
@@ -19,8 +19,8 @@
 
 use super::*;
 
-/// Bytes of zeros one step writes (then syncs once); an eighth of the
-/// segment where segments are smaller (tests).
+/// Bytes of zeros one step writes; an eighth of the segment where
+/// segments are smaller (tests).
 pub(crate) const PREPARE_STEP: u64 = 8 << 20;
 /// A step starts while less than two steps are written ahead of the head.
 const STEPS_AHEAD: u64 = 2;
