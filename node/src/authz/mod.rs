@@ -128,56 +128,33 @@ fn decide(
     object: Option<ObjectFacts<'_>>,
 ) -> Decision {
     let p = &a.principal;
+    // BucketOwnerEnforced disables ACLs: the bucket owner owns everything.
+    let acls = bucket.filter(|b| b.ownership != Some(Ownership::BucketOwnerEnforced));
+    let object_perm = acls.and_then(|_| (check.on == On::Object).then(|| object_permission_for(check.action)).flatten());
+    let object_acl = object_perm.and_then(|_| object.and_then(|o| o.acl));
+    // Whose resource it is: the object ACL's owner, else the bucket's
+    // (an object without an ACL is its bucket owner's), else the caller's.
+    let owner: &str = match (bucket, object_acl) {
+        (_, Some(acl)) => &acl.owner_id,
+        (Some(b), None) => &b.owner_id,
+        (None, None) => p.account_id(),
+    };
+    let policy: Option<&Policy> = bucket.and_then(|b| b.policy.as_ref().map(|bp| &bp.parsed));
     // The common case, decided without building anything: an account's
-    // root on its own resource, no bucket policy (the owner as the ACL
-    // built below would name it).
-    if p.kind == SubjectKind::Root {
-        let (owner, policy) = match bucket {
-            None => (p.account_id(), None),
-            Some(b) => {
-                let object_acl = (b.ownership != Some(Ownership::BucketOwnerEnforced)
-                    && check.on == On::Object
-                    && object_permission_for(check.action).is_some())
-                .then(|| object.and_then(|o| o.acl))
-                .flatten();
-                (object_acl.map_or(b.owner_id.as_str(), |acl| acl.owner_id.as_str()), b.policy.as_ref())
-            }
-        };
-        if owner == p.account_id() && policy.is_none() {
-            return Decision::Allow;
-        }
+    // root on its own resource, no bucket policy.
+    if p.kind == SubjectKind::Root && owner == p.account_id() && policy.is_none() {
+        return Decision::Allow;
     }
-    // Whose resource it is, the ACL that may grant the action, and whether
-    // the bucket policy may grant it (not on another account's objects).
-    let mut acl_owned: Option<(Acl, tessera_policy::Permission)> = None;
-    let mut owner = p.account_id().to_string();
-    let mut policy: Option<&Policy> = None;
-    let (mut ignore_public, mut restrict_public) = (false, false);
-    if let Some(b) = bucket {
-        owner = b.owner_id.clone();
-        policy = b.policy.as_ref().map(|bp| &bp.parsed);
+    // The ACL that may grant the action, and whether the bucket policy may
+    // grant it (not on another account's objects).
+    let acl_owned: Option<(Acl, tessera_policy::Permission)> = acls.and_then(|b| match object_perm {
+        Some(perm) => Some((object_acl.cloned().unwrap_or_else(|| Acl::private(&b.owner_id, &b.owner_display)), perm)),
+        None => bucket_permission_for(check.action).map(|perm| (b.effective_acl(), perm)),
+    });
+    let (ignore_public, restrict_public) = bucket.map_or((false, false), |b| {
         let pab = b.public_access_block.unwrap_or_default();
-        ignore_public = pab.ignore_public_acls;
-        restrict_public = pab.restrict_public_buckets && b.policy.as_ref().is_some_and(|bp| bp.public);
-        // BucketOwnerEnforced disables ACLs: the bucket owner owns everything.
-        if b.ownership != Some(Ownership::BucketOwnerEnforced) {
-            let object_perm = (check.on == On::Object).then(|| object_permission_for(check.action)).flatten();
-            match object_perm {
-                Some(perm) => {
-                    let acl = object
-                        .and_then(|o| o.acl.cloned())
-                        .unwrap_or_else(|| Acl::private(&b.owner_id, &b.owner_display));
-                    owner = acl.owner_id.clone();
-                    acl_owned = Some((acl, perm));
-                }
-                None => {
-                    if let Some(perm) = bucket_permission_for(check.action) {
-                        acl_owned = Some((b.effective_acl(), perm));
-                    }
-                }
-            }
-        }
-    }
+        (pab.ignore_public_acls, pab.restrict_public_buckets && b.policy.as_ref().is_some_and(|bp| bp.public))
+    });
     let resource = match created {
         Some(name) => format!("arn:aws:s3:::{name}"),
         None => resource_arn(check.on, bucket, key),
@@ -195,7 +172,7 @@ fn decide(
     let target = Target {
         action: check.action,
         resource: &resource,
-        owner: &owner,
+        owner,
         policy,
         policy_grants,
         acl: acl_owned.as_ref().map(|(acl, permission)| AclCheck { acl, permission: *permission }),
