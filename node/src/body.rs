@@ -156,10 +156,9 @@ impl BodyReader {
     /// ones hash alone.
     pub fn with_md5_pool(mut self, pool: &Rc<RefCell<Md5Pool>>) -> Self {
         self.verifier = self.verifier.take().map(|v| match self.announced_len() {
-            None => v.with_md5_pool(pool),
-            Some(n) if n >= MD5_POOL_MIN_BODY => v.with_md5_pool(pool),
-            Some(n) if n >= MD5_BATCH_MIN_BODY => v.with_md5_pool_for(pool, n),
-            Some(_) => v,
+            Some(n) if n < MD5_BATCH_MIN_BODY => v,
+            Some(n) if n < MD5_POOL_MIN_BODY => v.with_md5_pool_for(pool, n),
+            _ => v.with_md5_pool(pool),
         });
         self
     }

@@ -110,9 +110,8 @@ pub(crate) const VERSION_FOSTER: u8 = 2;
 /// are fenced and may lack acknowledged writes; the acting node's foster
 /// lanes hold them all). The node and the wire version to call it with.
 pub(crate) fn source<'a>(owners: &'a Owners, from: &'a NodeRecord) -> Option<(&'a NodeRecord, u8)> {
-    let acting = owners.acting_for(&from.id);
-    if owners.has_lanes() && acting != from.id {
-        return Some((owners.nodes.get(acting)?, VERSION_FOSTER));
+    if owners.taken_over(&from.id) {
+        return Some((owners.nodes.get(owners.acting_for(&from.id))?, VERSION_FOSTER));
     }
     Some((from, VERSION))
 }

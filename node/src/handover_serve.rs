@@ -41,7 +41,7 @@ fn applied(ctx: &Ctx, v: u8, layout: u64) -> Result<(&Arc<ClusterNode>, Arc<Owne
 /// may serve it now (its lease held, not stale for it, its foster lanes
 /// open: `takeover::ready`), as a request for `from`'s keys would be.
 fn foster_of(node: &ClusterNode, owners: &Owners, from: &NodeRecord) -> Result<(), String> {
-    if from.id == node.id_str() || owners.acting_for(&from.id) != node.id_str() {
+    if !owners.fosters(node.id_str(), &from.id) {
         return Err("this node does not act for the key's previous owner".into());
     }
     if !crate::takeover::ready(node, owners, &from.id) {
@@ -56,10 +56,7 @@ fn foster_source(node: &ClusterNode, owners: &Owners, bucket: &str, key: &str) -
     let p = crate::layout::partition_of(bucket, key);
     let from = owners.prev_owner_of(p).ok_or("the key's partition does not move")?;
     foster_of(node, owners, from)?;
-    let (Some(slot), Some(n)) = (owners.slot_of(&from.id), from.shards.filter(|&n| n > 0)) else {
-        return Err("the previous owner's record has no shard count".into());
-    };
-    Ok(crate::takeover::foster_id(slot, (p % u64::from(n)) as u32))
+    crate::takeover::foster_shard_of(owners, from, p).ok_or_else(|| "the previous owner's record has no shard count".into())
 }
 
 /// The bucket a call names and the shard holding the key's rows here,
@@ -76,7 +73,7 @@ async fn handing_over(ctx: &Ctx, kc: &KeyCall, drain: bool) -> Result<Option<(Ar
     } else {
         // With lanes, a node another node acts for has fenced shards that may
         // lack acknowledged writes: its keys move from the acting node.
-        if owners.has_lanes() && owners.acting_for(node.id_str()) != node.id_str() {
+        if owners.taken_over(node.id_str()) {
             return Err("another node acts for this node's partitions; its keys move from that node".into());
         }
         if crate::forward::owned_here(ctx, &kc.bucket, &kc.key) {
@@ -293,14 +290,11 @@ pub(crate) async fn serve_list(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, Str
     let ids: Vec<u32> = if lc.v == VERSION_FOSTER {
         let from = lc.from.as_deref().and_then(|f| owners.nodes.get(f)).ok_or("a foster list call names no known previous owner")?;
         foster_of(node, &owners, from)?;
-        let (Some(slot), Some(n)) = (owners.slot_of(&from.id), from.shards.filter(|&n| n > 0)) else {
-            return Err("the previous owner's record has no shard count".into());
-        };
-        (0..n).map(|s| crate::takeover::foster_id(slot, s)).collect()
+        crate::takeover::foster_shards_of(&owners, from).ok_or("the previous owner's record has no shard count")?
     } else {
         // Fenced shards may lack acknowledged writes: the keys are listed
         // by the node acting for this one.
-        if owners.has_lanes() && owners.acting_for(node.id_str()) != node.id_str() {
+        if owners.taken_over(node.id_str()) {
             return Err("another node acts for this node's partitions; its keys are listed there".into());
         }
         (0..ctx.shards.count()).collect()

@@ -376,6 +376,19 @@ impl Owners {
         self.takeovers.get(owner).map_or(owner, |(a, _)| a.as_str())
     }
 
+    /// Whether node `me` acts for lane owner `owner` without being it (it
+    /// serves that owner's keys from foster shards).
+    pub fn fosters(&self, me: &str, owner: &str) -> bool {
+        owner != me && self.acting_for(owner) == me
+    }
+
+    /// Whether another node acts for lane owner `id`: its shards are fenced
+    /// and may lack acknowledged writes, the acting node's foster lanes hold
+    /// them all.
+    pub fn taken_over(&self, id: &str) -> bool {
+        self.has_lanes() && self.acting_for(id) != id
+    }
+
     /// Whether `member` may lack acknowledged commits of `owner`'s lanes.
     pub fn is_stale(&self, owner: &str, member: &str) -> bool {
         !self.stale.is_empty() && self.stale.contains_key(&(owner.to_string(), member.to_string()))

@@ -63,7 +63,7 @@ use tessera_raft::state::ConfigState;
 use tessera_raft::Command;
 
 use crate::cluster::ClusterNode;
-use crate::owners::Owners;
+use crate::owners::{NodeRecord, Owners};
 use crate::shards::LocalShard;
 
 /// `takeover/<owner id hex>`: who acts for the owner (FORMAT BOUNDARY: JSON).
@@ -235,15 +235,32 @@ pub fn foster_shard(node: &ClusterNode, bucket: &str, key: &str) -> Option<u32> 
     if o.id == me {
         return None;
     }
-    if owners.acting_for(&o.id) != me {
+    if !owners.fosters(&me, &o.id) {
         o = owners.prev_owner_of(p)?;
-        if o.id == me || owners.acting_for(&o.id) != me {
+        if !owners.fosters(&me, &o.id) {
             return None;
         }
     }
-    let slot = owners.slot_of(&o.id)?;
-    let shards = o.shards.filter(|&n| n > 0)?;
-    Some(foster_id(slot, (p % u64::from(shards)) as u32))
+    foster_shard_of(&owners, o, p)
+}
+
+/// Where lane owner `o`'s foster shards are on a node acting for it: its
+/// slot among the placed nodes and its shard count (None: its record has
+/// no shard count).
+fn foster_span(owners: &Owners, o: &NodeRecord) -> Option<(usize, u32)> {
+    Some((owners.slot_of(&o.id)?, o.shards.filter(|&n| n > 0)?))
+}
+
+/// Lane owner `o`'s foster shard holding partition `p`.
+pub fn foster_shard_of(owners: &Owners, o: &NodeRecord, p: u64) -> Option<u32> {
+    let (slot, n) = foster_span(owners, o)?;
+    Some(foster_id(slot, (p % u64::from(n)) as u32))
+}
+
+/// Every foster shard of lane owner `o`.
+pub fn foster_shards_of(owners: &Owners, o: &NodeRecord) -> Option<Vec<u32>> {
+    let (slot, n) = foster_span(owners, o)?;
+    Some((0..n).map(|s| foster_id(slot, s)).collect())
 }
 
 /// Every foster shard id this node serves by the placement (listings and
@@ -252,11 +269,9 @@ pub fn foster_ids(node: &ClusterNode, owners: &Owners) -> Vec<u32> {
     let me = node.id_hex();
     let mut out = Vec::new();
     for r in owners.placed_nodes() {
-        if r.id == me || owners.acting_for(&r.id) != me {
-            continue;
+        if owners.fosters(&me, &r.id) {
+            out.extend(foster_shards_of(owners, r).unwrap_or_default());
         }
-        let (Some(slot), Some(n)) = (owners.slot_of(&r.id), r.shards) else { continue };
-        out.extend((0..n).map(|s| foster_id(slot, s)));
     }
     out
 }
