@@ -250,6 +250,7 @@ async fn run(
 ) {
     let factory = Factory { out: out.clone() };
     let follow = sm.clone();
+    let sit_out = Duration::from_millis(config.election_timeout_min);
     let raft = match Raft::new(id, config, factory, log, sm).await {
         Ok(r) => r,
         Err(e) => {
@@ -279,6 +280,7 @@ async fn run(
         });
     }
     tokio::spawn(manage(node.clone(), raft.clone(), follow, out.clone()));
+    tokio::spawn(break_split_votes(raft.clone(), sit_out));
     let reads = Arc::new(ReadRounds::default());
     {
         let (raft, out, reads) = (raft.clone(), out.clone(), reads.clone());
@@ -604,6 +606,71 @@ async fn leave(
             false
         }
     }
+}
+
+/// Breaks a split vote that would otherwise repeat for ever.
+///
+/// openraft 0.9 draws a node's election timeout once, when the `Raft` is
+/// built, and reuses it for every campaign (0.10 draws one per campaign:
+/// databendlabs/openraft#1838), and elections fire on its 150 ms tick. Two
+/// voters left when the leader dies whose draws land on the same tick of
+/// nearly aligned tick grids campaign together, each votes for itself and
+/// refuses the other, and both time out together again, term after term:
+/// no leader, so no configuration write and no write that must record a
+/// member stale (the CI saw 10 s of it, 11 terms). So when this node starts
+/// a second campaign with no leader seen since its first, it turns
+/// openraft's tick elections off, sits out a random time below `max` (the
+/// shortest election timeout; still granting votes: another candidate may
+/// win meanwhile), then campaigns at that moment, off the tick, unless a
+/// leader came, and turns the tick elections back on. Two voters doing so
+/// campaign apart by far more than a vote's round trip, most times.
+async fn break_split_votes(raft: Raft, max: Duration) {
+    let mut rx = raft.metrics();
+    // The term of this node's first campaign since it last saw a leader.
+    let mut campaign: Option<u64> = None;
+    loop {
+        let (state, term, leader) = {
+            let m = rx.borrow_and_update();
+            (m.state, m.current_term, m.current_leader)
+        };
+        if leader.is_some() || state == ServerState::Leader {
+            campaign = None;
+        } else if state == ServerState::Candidate {
+            match campaign {
+                None => campaign = Some(term),
+                Some(first) if term > first => {
+                    let wait = Duration::from_millis(random_u64() % max.as_millis().max(1) as u64);
+                    tracing::info!(term, first, wait_ms = wait.as_millis() as u64, "cluster raft: campaigning again with no leader since; sitting out a random time first");
+                    raft.runtime_config().elect(false);
+                    tokio::time::sleep(wait).await;
+                    let (state, leader) = {
+                        let m = raft.metrics();
+                        let m = m.borrow();
+                        (m.state, m.current_leader)
+                    };
+                    if leader.is_none() && state != ServerState::Leader {
+                        let _ = raft.trigger().elect().await;
+                    }
+                    raft.runtime_config().elect(true);
+                    campaign = None;
+                    continue;
+                }
+                Some(_) => {}
+            }
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Eight random bytes as a number (0 if the system has no randomness:
+/// then the sit-out is simply 0).
+fn random_u64() -> u64 {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut r = [0u8; 8];
+    let _ = SystemRandom::new().fill(&mut r);
+    u64::from_le_bytes(r)
 }
 
 /// Every node keeps its record; the leader also lays out the registered

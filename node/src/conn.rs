@@ -342,7 +342,7 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
         // Held until this request is answered (`handover::Busy`).
         let mut busy: Option<crate::handover::Busy> = None;
         if let Some(node) = ctx.shared.cluster.as_ref().filter(|_| !head.path.starts_with("/_tessera/")) {
-            let mut decision = crate::forward::decide(node, &head, peer, &ctx.shared.config.vhost_domains, &mut busy);
+            let mut decision = crate::forward::decide(node, &head, peer, &ctx.shared.config.vhost_domains, &mut busy).await;
             // A browser POST upload's key is in its form: found by reading ahead.
             if let crate::forward::Decision::Local(_, false, _) = decision {
                 if let Some((to, version)) =

@@ -134,7 +134,7 @@ pub async fn forward(ctx: &Rc<Ctx>, head: &RequestHead, conn: &mut Conn, peer: s
     // Held until this request is answered (`handover::Busy`).
     let mut busy: Option<crate::handover::Busy> = None;
     if let Some(node) = ctx.shared.cluster.as_ref().filter(|_| !head.path.starts_with("/_tessera/")) {
-        let early = match crate::forward::decide(node, head, peer, &ctx.shared.config.vhost_domains, &mut busy) {
+        let early = match crate::forward::decide(node, head, peer, &ctx.shared.config.vhost_domains, &mut busy).await {
             // A request from the console's page is never a node's forward
             // (it carries no valid forward header): served here.
             crate::forward::Decision::Local(_, false, _) => None,

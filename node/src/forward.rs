@@ -90,12 +90,35 @@ pub enum Decision {
 /// An object request this node serves gets `busy` set: its partition's
 /// count of requests in service, taken before ownership is checked and
 /// held until the request is answered (`handover` waits for it).
-pub fn decide(
+///
+/// A request of this node's own keys that finds the node's configuration
+/// lease lapsed waits a little for it (`takeover::lease_back`) and is
+/// decided again.
+pub async fn decide(
     node: &std::sync::Arc<ClusterNode>,
     head: &RequestHead,
     peer: IpAddr,
     vhost_domains: &[String],
     busy: &mut Option<crate::handover::Busy>,
+) -> Decision {
+    loop {
+        let mut lease_lapsed = false;
+        let decision = decide_now(node, head, peer, vhost_domains, busy, &mut lease_lapsed);
+        if !lease_lapsed || !crate::takeover::lease_back(node).await {
+            return decision;
+        }
+    }
+}
+
+/// `decide` at this moment; `lease_lapsed` set beside a refusal that the
+/// lease's return could turn.
+fn decide_now(
+    node: &std::sync::Arc<ClusterNode>,
+    head: &RequestHead,
+    peer: IpAddr,
+    vhost_domains: &[String],
+    busy: &mut Option<crate::handover::Busy>,
+    lease_lapsed: &mut bool,
 ) -> Decision {
     // A forwarder appends its header after any the client sent (and signed).
     let forwarded = head.headers.get_all(HEADER).last().and_then(|h| verify(node, head, h));
@@ -132,10 +155,12 @@ pub fn decide(
         }
         let lane_owner = owners.layout_owner_of(partition).map_or(owner.id.as_str(), |o| o.id.as_str());
         if !crate::takeover::ready(node, &owners, lane_owner) {
-            return Decision::Refuse(S3Error::with_message(
+            let e = S3Error::with_message(
                 S3ErrorCode::ServiceUnavailable,
                 "This node cannot confirm it still serves this key (no configuration lease, or it is taking over a node's keys); please retry.",
-            ));
+            );
+            *lease_lapsed = !crate::takeover::lease_held(node);
+            return Decision::Refuse(e);
         }
         let mut guard = guard;
         guard.settle(&owners, node.id_str(), partition);

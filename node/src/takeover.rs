@@ -78,6 +78,9 @@ pub const LEASE: Duration = Duration::from_secs(4);
 /// Pause before a stale record the configuration did not take (no leader
 /// yet) is written again (`StaleRecorder::record`).
 const STALE_RECORD_RETRY: Duration = Duration::from_millis(100);
+/// How long after its lease lapsed a node's requests wait for it to come
+/// back (`lease_back`).
+pub const LEASE_GRACE: Duration = Duration::from_secs(2);
 /// How often the lease is renewed.
 pub const LEASE_RENEW_EVERY: Duration = Duration::from_millis(1000);
 /// How long an owner must be alive and whole before it gets its partitions back.
@@ -298,6 +301,22 @@ pub fn listed_ids(node: Option<&ClusterNode>, own: u32) -> Vec<u32> {
 /// Whether this node's lease is held now (`LEASE`).
 pub fn lease_held(node: &ClusterNode) -> bool {
     node.since_start_ms() < node.lease_until_ms.load(Relaxed)
+}
+
+/// Waits, if this node's lease lapsed less than `LEASE_GRACE` ago, until
+/// it is held again or the grace ends; whether it is held. A request of
+/// the node's own keys that finds the lease lapsed waits here
+/// (`forward::decide`) rather than being refused at once: an election of
+/// the configuration's leader that outlasts the lease (seconds, on a
+/// loaded machine) would otherwise refuse every request of its last
+/// seconds. Counted from the lapse, not from the request: a node cut off
+/// from the configuration for longer answers at once (503).
+pub async fn lease_back(node: &ClusterNode) -> bool {
+    let until = node.lease_until_ms.load(Relaxed).saturating_add(LEASE_GRACE.as_millis() as u64);
+    while !lease_held(node) && node.since_start_ms() < until {
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+    lease_held(node)
 }
 
 /// Whether this node may serve object requests of lane owner `owner`'s

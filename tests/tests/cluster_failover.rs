@@ -108,7 +108,7 @@ fn writes_go_on_while_the_configuration_elects_a_new_leader() {
         for key in &keys {
             let t = Instant::now();
             let r = c.put_object().bucket("elect").key(key).body(ByteStream::from_static(b"during the election")).send().await;
-            out.push((r.map(|_| ()).map_err(|e| format!("{:?}", e.raw_response().map(|r| r.status().as_u16()))), t.elapsed()));
+            out.push((r.map(|_| ()).map_err(|e| { let f = failure_of(&e); format!("{:?} {:?} {:?}", f.status, f.code, f.message) }), t.elapsed()));
         }
         out
     });
