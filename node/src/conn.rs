@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use tessera_proto::http::{self, RequestHead};
 use tessera_proto::{S3Error, S3ErrorCode};
@@ -50,6 +50,39 @@ pub enum ConnError {
     Timeout,
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Receives into `buf`'s room after its bytes (`Ok(0)` is never returned:
+/// a closed connection is `Closed`) for at most `timeout`, and gives the
+/// buffer back in every case. On the timeout the receive is cancelled and
+/// awaited: monoio's plain `timeout` drops the operation and the buffer it
+/// owns, which lost the bytes buffered before it, and a connection then
+/// holding a partial pipelined head panicked its reactor on its next
+/// `pending()` (its start index pointed past the empty buffer left behind).
+pub(crate) async fn recv_within(stream: &mut TcpStream, buf: Vec<u8>, timeout: Duration) -> (Result<usize, ConnError>, Vec<u8>) {
+    use futures_util::future::{select, Either};
+    use monoio::io::{CancelableAsyncReadRent, Canceller};
+    let (len, cap) = (buf.len(), buf.capacity());
+    let canceller = Canceller::new();
+    let mut read = std::pin::pin!(stream.cancelable_read(buf.slice_mut(len..cap), canceller.handle()));
+    let (res, slice) = match select(read.as_mut(), std::pin::pin!(monoio::time::sleep(timeout))).await {
+        Either::Left((done, _)) => done,
+        Either::Right(((), _)) => {
+            canceller.cancel();
+            // A receive that completed before the cancel reached it keeps its bytes.
+            match read.await {
+                (Ok(n), slice) if n > 0 => (Ok(n), slice),
+                (Ok(_), slice) => (Ok(0), slice),
+                (Err(_), slice) => return (Err(ConnError::Timeout), slice.into_inner()),
+            }
+        }
+    };
+    let buf = slice.into_inner();
+    match res {
+        Ok(0) => (Err(ConnError::Closed), buf),
+        Ok(n) => (Ok(n), buf),
+        Err(e) => (Err(ConnError::Io(e)), buf),
+    }
 }
 
 /// The socket and its read buffer (bytes received but not yet consumed).
@@ -159,23 +192,11 @@ impl Conn {
             self.read_bytes += n as u64;
             return Ok(n);
         }
-        let buf = std::mem::take(&mut self.buf);
-        let len = buf.len();
-        let cap = buf.capacity();
-        let read = self.stream.read(buf.slice_mut(len..cap));
-        let (res, slice) = match monoio::time::timeout(timeout, read).await {
-            Ok(r) => r,
-            Err(_) => return Err(ConnError::Timeout),
-        };
-        self.buf = slice.into_inner();
-        match res {
-            Ok(0) => Err(ConnError::Closed),
-            Ok(n) => {
-                self.read_bytes += n as u64;
-                Ok(n)
-            }
-            Err(e) => Err(ConnError::Io(e)),
-        }
+        let (res, buf) = recv_within(&mut self.stream, std::mem::take(&mut self.buf), timeout).await;
+        self.buf = buf;
+        let n = res?;
+        self.read_bytes += n as u64;
+        Ok(n)
     }
 
     /// Sends `data` whole (a `Vec`, or a cache hit's shared `Bytes`) and

@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -199,18 +198,10 @@ impl TlsSession {
         if self.inbuf.capacity() - self.inbuf.len() < TLS_READ_BYTES / 2 {
             self.inbuf.reserve(TLS_READ_BYTES);
         }
-        let buf = std::mem::take(&mut self.inbuf);
-        let (len, cap) = (buf.len(), buf.capacity());
-        let (res, slice) = match monoio::time::timeout(timeout, stream.read(buf.slice_mut(len..cap))).await {
-            Ok(r) => r,
-            Err(_) => return Err(ConnError::Timeout),
-        };
-        self.inbuf = slice.into_inner();
-        match res {
-            Ok(0) => Err(ConnError::Closed),
-            Ok(_) => Ok(()),
-            Err(e) => Err(ConnError::Io(e)),
-        }
+        // (A timeout keeps the ciphertext buffered so far: `recv_within`.)
+        let (res, buf) = crate::conn::recv_within(stream, std::mem::take(&mut self.inbuf), timeout).await;
+        self.inbuf = buf;
+        res.map(|_| ())
     }
 
     /// Sends every byte of ciphertext rustls has ready.

@@ -256,6 +256,42 @@ async fn partial_heads_are_bounded_per_core() {
     assert_ne!(&buf[9..12], b"503");
 }
 
+/// One raw request on a new connection, answered and closed.
+fn get_once(server: &Server, path: &str) -> String {
+    let mut s = TcpStream::connect(server.addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A client that pipelines the start of a second head behind a request and
+/// then stalls past the head deadline (30 s) gets `400 RequestTimeout`,
+/// and the node goes on serving. Before, the receive that timed out took
+/// the connection's buffer with it, and the reactor panicked on the next
+/// look at the bytes it had held ("range start index 46 out of range for
+/// slice of length 0"): any client could stop a core, one per 30 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partial_pipelined_head_that_stalls_past_the_deadline_stops_no_reactor() {
+    let server = Server::start_with(ServerOpts { threads: Some(1), ..Default::default() });
+    let mut s = TcpStream::connect(server.addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(b"GET /nobucket/k HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /nobucket/k2 HTTP/1.1\r\nHo").unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let waited = started.elapsed();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 404") && text.contains("<Code>NoSuchBucket</Code>"), "{text}");
+    assert!(text.contains("<Code>RequestTimeout</Code>"), "the stalled head is answered: {text}");
+    assert!(waited >= Duration::from_secs(25), "closed after {waited:?}");
+    // The only reactor still serves.
+    let again = get_once(&server, "/nobucket/k");
+    assert!(again.starts_with("HTTP/1.1 404"), "after the stall: {again:?}");
+    assert!(!server.stderr_since_start().contains("panicked"), "{}", server.stderr_since_start());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_per_client_address_are_capped() {
     let server = Server::start_with(ServerOpts { threads: Some(1), ..Default::default() });

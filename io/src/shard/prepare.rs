@@ -27,7 +27,7 @@ const STEPS_AHEAD: u64 = 2;
 /// Steps run only while the log's syncs cover at most this many appended
 /// bytes each on average: with larger commits the metadata per sync is
 /// small beside the data, and zeros ahead would only double the writes.
-pub(crate) const PREPARE_MAX_BYTES_PER_SYNC: u64 = 1 << 20;
+pub(crate) const PREPARE_MAX_BYTES_PER_SYNC: u64 = 128 << 10;
 /// The zeros one write of a step carries.
 const ZERO_WRITE: usize = 1 << 20;
 
