@@ -89,13 +89,18 @@ async fn a_flipped_ciphertext_byte_is_refused_not_served() {
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     server.stop();
     // The PUT's data records come first in what it appended: 1.5 MiB in
-    // is inside its sealed body.
+    // is inside its sealed body. What was appended is found by content,
+    // not by the file's old length: a segment may end in zeros written
+    // ahead of its head (`prepare.rs`), and the records land on them.
     let (seg, start, end) = segments(&dir)
         .into_iter()
         .map(|p| {
             let now = std::fs::read(&p).unwrap();
-            let old = before.iter().find(|(q, _)| *q == p).map_or(0, |(_, d)| d.len());
-            (p, old, now.len())
+            let old: &[u8] = before.iter().find(|(q, _)| *q == p).map_or(&[], |(_, d)| d.as_slice());
+            let changed = |i: &usize| now[*i] != old.get(*i).copied().unwrap_or(0);
+            let first = (0..now.len()).find(changed).unwrap_or(now.len());
+            let last = (first..now.len()).rev().find(changed).map_or(first, |i| i + 1);
+            (p, first, last)
         })
         .max_by_key(|(_, a, b)| b - a)
         .unwrap();
