@@ -126,6 +126,12 @@ pub async fn run(ctx: Rc<Ctx>) {
     if targets.is_empty() {
         return;
     }
+    // The queue's size before any work: the gauge starts at 0, and a
+    // backlog sent within the first 200 ms (no publish meanwhile) read as
+    // drained while its last outcomes were still being committed
+    // (`replication::backlog_survives_destination_outage_and_source_kill9`
+    // saw a PENDING version after `pending_entries` 0 and 60 sent).
+    publish_stats(&ctx, &local);
     let mut stats_at = Instant::now();
     loop {
         let woken = queue.wake.listen();
