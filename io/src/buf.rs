@@ -317,6 +317,44 @@ impl DataBuf {
     }
 }
 
+// SAFETY: the heap block does not move when the DataBuf does; [0, len)
+// of the record (header block + data) is initialised, and every byte up
+// to the capacity is initialised memory (`AlignedBuf`). A receive writes
+// only where it is pointed: use `slice_mut(record_len()..)` to fill the
+// spare room after the data (writing into the header block is harmless,
+// the writer rewrites it, but it would not count as data).
+unsafe impl monoio::buf::IoBuf for DataBuf {
+    fn read_ptr(&self) -> *const u8 {
+        self.buf.as_slice().as_ptr()
+    }
+
+    fn bytes_init(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+// SAFETY: as above; the room ends at the header block plus `max_data_bytes`.
+unsafe impl monoio::buf::IoBufMut for DataBuf {
+    fn write_ptr(&mut self) -> *mut u8 {
+        self.buf.full_mut().as_mut_ptr()
+    }
+
+    fn bytes_total(&mut self) -> usize {
+        BLOCK + self.max_data_bytes
+    }
+
+    unsafe fn set_init(&mut self, pos: usize) {
+        self.buf.set_len(pos.clamp(BLOCK, BLOCK + self.max_data_bytes));
+    }
+}
+
+impl DataBuf {
+    /// The header block plus the data: where the spare room begins.
+    pub fn record_len(&self) -> usize {
+        self.buf.len()
+    }
+}
+
 /// Equal when the data is (the room and the header block do not count).
 impl PartialEq for DataBuf {
     fn eq(&self, other: &Self) -> bool {

@@ -72,6 +72,35 @@ impl Pace {
     }
 }
 
+impl Pace {
+    /// `fill`, receiving straight into `buf` (at most `max` bytes): `Ok(0)`
+    /// when the wait ended without bytes and the rate still holds.
+    async fn fill_into(&mut self, conn: &mut Conn, buf: tessera_io::DataBuf, max: usize) -> (Result<usize, S3Error>, tessera_io::DataBuf) {
+        let left = self.next_check.saturating_sub(self.waited).min(IO_TIMEOUT);
+        let started = Instant::now();
+        let (read, buf) = conn.recv_into(buf, max, left.max(Duration::from_millis(1))).await;
+        self.waited += started.elapsed();
+        let n = match read {
+            Ok(n) => n,
+            Err(ConnError::Timeout) => 0,
+            Err(e) => return (Err(conn_error(e)), buf),
+        };
+        self.received += n as u64;
+        if self.waited >= self.next_check {
+            if self.received - self.received_at_check < MIN_BODY_BYTES_PER_WINDOW {
+                return (Err(S3Error::new(S3ErrorCode::RequestTimeout)), buf);
+            }
+            self.received_at_check = self.received;
+            self.next_check = self.waited + BODY_RATE_WINDOW;
+        }
+        (Ok(n), buf)
+    }
+}
+
+/// Least spare room for a receive straight into a body buffer; with less,
+/// the bytes come through the connection's buffer.
+const DIRECT_READ_MIN: usize = 16 * 1024;
+
 enum Framing {
     Length(u64),
     Chunked(ChunkedDecoder),
@@ -214,6 +243,51 @@ impl BodyReader {
                 Err(e)
             }
         }
+    }
+
+    /// Reads decoded bytes into `buf`'s spare room, as `read` does. A plain
+    /// Content-Length body (no aws-chunked layer) with nothing buffered, on
+    /// a plain-TCP connection, is received straight into the buffer, at most
+    /// what is left of the body (a pipelined request behind it stays on the
+    /// socket): no copy out of the connection's buffer, which was about 5%
+    /// of a 1 MiB PUT's CPU. Anything else goes through `read`.
+    pub async fn read_into(&mut self, conn: &mut Conn, buf: &mut tessera_io::DataBuf) -> Result<usize, S3Error> {
+        let direct = |r: &Self, conn: &Conn, buf: &tessera_io::DataBuf| {
+            matches!(r.framing, Framing::Length(left) if left > 0)
+                && r.aws.is_none()
+                && r.sums.is_none()
+                && !r.failed
+                && !r.expect_continue
+                && !conn.is_tls()
+                && conn.pending().is_empty()
+                && buf.remaining() >= DIRECT_READ_MIN
+        };
+        while direct(self, conn, buf) {
+            let Framing::Length(left) = self.framing else { break };
+            let before = buf.data_len();
+            let owned = std::mem::replace(buf, tessera_io::DataBuf::new(0));
+            let (r, back) = self.pace.fill_into(conn, owned, left.min(usize::MAX as u64) as usize).await;
+            *buf = back;
+            let n = match r {
+                Ok(n) => n,
+                Err(e) => {
+                    self.failed = true;
+                    return Err(e);
+                }
+            };
+            if n == 0 {
+                continue;
+            }
+            self.framing = Framing::Length(left - n as u64);
+            self.decoded += n as u64;
+            if let Some(v) = self.verifier.as_mut() {
+                v.update(&buf.data()[before..before + n]);
+            }
+            return Ok(n);
+        }
+        let n = self.read(conn, buf.spare_mut()).await?;
+        buf.advance(n);
+        Ok(n)
     }
 
     async fn read_inner(&mut self, conn: &mut Conn, dst: &mut [u8]) -> Result<usize, S3Error> {

@@ -256,6 +256,34 @@ async fn partial_heads_are_bounded_per_core() {
     assert_ne!(&buf[9..12], b"503");
 }
 
+/// A body received straight into its record buffer (a plain
+/// Content-Length body once nothing is buffered, `BodyReader::read_into`)
+/// takes no byte of the request pipelined behind it, and arrives whole
+/// when it comes in pieces with pauses between them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_received_in_place_leaves_the_pipelined_request_behind_it() {
+    let (server, s3) = with_bucket("inplace").await;
+    let body = random_bytes(700 * 1024 + 13, 5);
+    let mut conn = server.connect();
+    conn.send(&put_head(&server, "/inplace/k", body.len() as u64)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // Pieces after pauses (nothing buffered when each receive starts), the
+    // last one with a whole second request right behind it.
+    let (first, rest) = body.split_at(200 * 1024);
+    conn.send(first).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let next = signed(&server, server.raw_request("HEAD", "/inplace/k")).head_bytes();
+    let mut tail = rest.to_vec();
+    tail.extend_from_slice(&next);
+    conn.send(&tail).unwrap();
+    let put = conn.read_response_for("PUT");
+    assert_eq!(put.status, 200, "{put:?}");
+    let head = conn.read_response_for("HEAD");
+    assert_eq!(head.status, 200, "{head:?}");
+    let got = read_body(ok(s3.get_object().bucket("inplace").key("k").send().await, "get")).await;
+    assert!(got == body, "the body read back differs ({} bytes against {})", got.len(), body.len());
+}
+
 /// One raw request on a new connection, answered and closed.
 fn get_once(server: &Server, path: &str) -> String {
     let mut s = TcpStream::connect(server.addr()).expect("connect");

@@ -133,6 +133,13 @@ pub trait BodySource {
     fn declared_algo(&self) -> Option<ChecksumAlgo>;
     /// Reads body bytes into `dst`; `Ok(0)` at the verified end.
     async fn read(&mut self, dst: &mut [u8]) -> S3Result<usize>;
+    /// Reads body bytes into `buf`'s spare room; `Ok(0)` at the verified
+    /// end. A source that can receive straight into it overrides this.
+    async fn read_into(&mut self, buf: &mut DataBuf) -> S3Result<usize> {
+        let n = self.read(buf.spare_mut()).await?;
+        buf.advance(n);
+        Ok(n)
+    }
     /// MD5 (and declared checksum) of the body, once read to its end.
     fn sums(&self) -> S3Result<BodySums>;
 }
@@ -146,6 +153,9 @@ impl BodySource for Request<'_> {
     }
     async fn read(&mut self, dst: &mut [u8]) -> S3Result<usize> {
         self.read_body(dst).await
+    }
+    async fn read_into(&mut self, buf: &mut DataBuf) -> S3Result<usize> {
+        self.body.read_into(self.conn, buf).await
     }
     fn sums(&self) -> S3Result<BodySums> {
         self.body.sums().cloned().ok_or_else(|| super::internal("body ended unverified"))
@@ -211,14 +221,14 @@ pub async fn store_from(
             let full = std::mem::replace(&mut buf, body_buf(budget, next).await?);
             inflight.push_back(spawn_write(ctx, shard, full));
         }
-        let n = src.read(buf.buf.spare_mut()).await?;
+        let before = buf.buf.data_len();
+        let n = src.read_into(&mut buf.buf).await?;
         if n == 0 {
             break;
         }
         if let Some(c) = own.as_mut() {
-            c.update(&buf.buf.spare_mut()[..n]);
+            c.update(&buf.buf.data()[before..before + n]);
         }
-        buf.buf.advance(n);
         size += n as u64;
         if size > MAX_OBJECT_BYTES {
             return Err(S3Error::new(S3ErrorCode::EntityTooLarge));
