@@ -52,15 +52,25 @@ impl Pace {
     /// Reads more of the body off the socket, or fails the request when the
     /// client fell below the minimum rate.
     async fn fill(&mut self, conn: &mut Conn) -> Result<(), S3Error> {
-        let left = self.next_check.saturating_sub(self.waited).min(IO_TIMEOUT);
         let started = Instant::now();
-        let read = conn.fill(left.max(Duration::from_millis(1))).await;
-        self.waited += started.elapsed();
-        match read {
-            Ok(n) => self.received += n as u64,
-            Err(ConnError::Timeout) => {}
+        let n = match conn.fill(self.wait_left()).await {
+            Ok(n) => n,
+            Err(ConnError::Timeout) => 0,
             Err(e) => return Err(conn_error(e)),
-        }
+        };
+        self.after_wait(started, n)
+    }
+
+    /// How long the next receive may wait: to the next rate check.
+    fn wait_left(&self) -> Duration {
+        self.next_check.saturating_sub(self.waited).min(IO_TIMEOUT).max(Duration::from_millis(1))
+    }
+
+    /// Counts a wait since `started` that brought `n` bytes; fails the
+    /// request when the client fell below the minimum rate.
+    fn after_wait(&mut self, started: Instant, n: usize) -> Result<(), S3Error> {
+        self.waited += started.elapsed();
+        self.received += n as u64;
         if self.waited >= self.next_check {
             if self.received - self.received_at_check < MIN_BODY_BYTES_PER_WINDOW {
                 return Err(S3Error::new(S3ErrorCode::RequestTimeout));
@@ -70,30 +80,18 @@ impl Pace {
         }
         Ok(())
     }
-}
 
-impl Pace {
     /// `fill`, receiving straight into `buf` (at most `max` bytes): `Ok(0)`
     /// when the wait ended without bytes and the rate still holds.
     async fn fill_into(&mut self, conn: &mut Conn, buf: tessera_io::DataBuf, max: usize) -> (Result<usize, S3Error>, tessera_io::DataBuf) {
-        let left = self.next_check.saturating_sub(self.waited).min(IO_TIMEOUT);
         let started = Instant::now();
-        let (read, buf) = conn.recv_into(buf, max, left.max(Duration::from_millis(1))).await;
-        self.waited += started.elapsed();
+        let (read, buf) = conn.recv_into(buf, max, self.wait_left()).await;
         let n = match read {
             Ok(n) => n,
             Err(ConnError::Timeout) => 0,
             Err(e) => return (Err(conn_error(e)), buf),
         };
-        self.received += n as u64;
-        if self.waited >= self.next_check {
-            if self.received - self.received_at_check < MIN_BODY_BYTES_PER_WINDOW {
-                return (Err(S3Error::new(S3ErrorCode::RequestTimeout)), buf);
-            }
-            self.received_at_check = self.received;
-            self.next_check = self.waited + BODY_RATE_WINDOW;
-        }
-        (Ok(n), buf)
+        (self.after_wait(started, n).map(|()| n), buf)
     }
 }
 
