@@ -264,7 +264,7 @@ impl BodyReader {
             let Framing::Length(left) = self.framing else { break };
             let before = buf.data_len();
             let owned = std::mem::replace(buf, tessera_io::DataBuf::new(0));
-            let (r, back) = self.pace.fill_into(conn, owned, left.min(usize::MAX as u64) as usize).await;
+            let (r, back) = self.pace.fill_into(conn, owned, usize::try_from(left).unwrap_or(usize::MAX)).await;
             *buf = back;
             let n = match r {
                 Ok(n) => n,
@@ -277,10 +277,7 @@ impl BodyReader {
                 continue;
             }
             self.framing = Framing::Length(left - n as u64);
-            self.decoded += n as u64;
-            if let Some(v) = self.verifier.as_mut() {
-                v.update(&buf.data()[before..before + n]);
-            }
+            self.decoded_now(&buf.data()[before..before + n]);
             return Ok(n);
         }
         let n = self.read(conn, buf.spare_mut()).await?;
@@ -288,14 +285,19 @@ impl BodyReader {
         Ok(n)
     }
 
+    /// Counts payload bytes just decoded and feeds them to the verifier.
+    fn decoded_now(&mut self, bytes: &[u8]) {
+        self.decoded += bytes.len() as u64;
+        if let Some(v) = self.verifier.as_mut() {
+            v.update(bytes);
+        }
+    }
+
     async fn read_inner(&mut self, conn: &mut Conn, dst: &mut [u8]) -> Result<usize, S3Error> {
         loop {
             let (used, n) = self.decode_some(conn, dst)?;
             if n > 0 {
-                self.decoded += n as u64;
-                if let Some(v) = self.verifier.as_mut() {
-                    v.update(&dst[..n]);
-                }
+                self.decoded_now(&dst[..n]);
                 return Ok(n);
             }
             if used > 0 {

@@ -639,7 +639,9 @@ async fn break_split_votes(raft: Raft, max: Duration) {
             match campaign {
                 None => campaign = Some(term),
                 Some(first) if term > first => {
-                    let wait = Duration::from_millis(random_u64() % max.as_millis().max(1) as u64);
+                    // (No randomness from the system: no sit-out.)
+                    let r = crate::s3::versions::random8().map_or(0, u64::from_le_bytes);
+                    let wait = Duration::from_millis(r % max.as_millis().max(1) as u64);
                     tracing::info!(term, first, wait_ms = wait.as_millis() as u64, "cluster raft: campaigning again with no leader since; sitting out a random time first");
                     raft.runtime_config().elect(false);
                     tokio::time::sleep(wait).await;
@@ -662,15 +664,6 @@ async fn break_split_votes(raft: Raft, max: Duration) {
             return;
         }
     }
-}
-
-/// Eight random bytes as a number (0 if the system has no randomness:
-/// then the sit-out is simply 0).
-fn random_u64() -> u64 {
-    use ring::rand::{SecureRandom, SystemRandom};
-    let mut r = [0u8; 8];
-    let _ = SystemRandom::new().fill(&mut r);
-    u64::from_le_bytes(r)
 }
 
 /// Every node keeps its record; the leader also lays out the registered

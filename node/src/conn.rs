@@ -67,9 +67,7 @@ pub(crate) async fn recv_within(stream: &mut TcpStream, buf: Vec<u8>, timeout: D
     let (len, cap) = (buf.len(), buf.capacity());
     if len == 0 {
         return match monoio::time::timeout(timeout, stream.read(buf.slice_mut(0..cap))).await {
-            Ok((Ok(0), slice)) => (Err(ConnError::Closed), slice.into_inner()),
-            Ok((Ok(n), slice)) => (Ok(n), slice.into_inner()),
-            Ok((Err(e), slice)) => (Err(ConnError::Io(e)), slice.into_inner()),
+            Ok((res, slice)) => received(res, slice.into_inner()),
             Err(_) => (Err(ConnError::Timeout), Vec::new()),
         };
     }
@@ -99,7 +97,11 @@ async fn recv_cancelable<T: IoBufMut>(
             }
         }
     };
-    let buf = slice.into_inner();
+    received(res, slice.into_inner())
+}
+
+/// A receive's outcome: 0 bytes is the peer closing.
+fn received<T>(res: std::io::Result<usize>, buf: T) -> (Result<usize, ConnError>, T) {
     match res {
         Ok(0) => (Err(ConnError::Closed), buf),
         Ok(n) => (Ok(n), buf),
