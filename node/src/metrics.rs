@@ -496,7 +496,7 @@ impl NodeMetrics {
     /// The hot-object caches, MD5 lanes and notification queues, per reactor (`core` label).
     fn render_cache(&self, out: &mut String) {
         type Field = fn(&CoreMetrics) -> u64;
-        let fields: [(&str, &str, Field); 26] = [
+        let fields: [(&str, &str, Field); 27] = [
             ("tessera_lifecycle_visited_entries_total", "Entries lifecycle passes visited: index entries, or every object, version and upload of a full walk.", |c| c.lc_visited.load(Relaxed)),
             ("tessera_lifecycle_backfilled_entries_total", "Objects and uploads a bucket held when it gained a lifecycle configuration, indexed by its backfill.", |c| c.lc_backfilled.load(Relaxed)),
             ("tessera_replication_pending_entries", "Bucket replication entries queued on this reactor's shards, not sent yet.", |c| c.repl_pending.load(Relaxed)),
@@ -516,6 +516,7 @@ impl NodeMetrics {
             ("tessera_notify_delivered_total", "Bucket notification events delivered (the target answered 2xx).", |c| c.notify_delivered.load(Relaxed)),
             ("tessera_notify_failed_attempts_total", "Bucket notification deliveries that failed and will be retried.", |c| c.notify_failed.load(Relaxed)),
             ("tessera_notify_lag_milliseconds_total", "Sum over delivered events of the time from their write to their delivery.", |c| c.notify_lag_ms_sum.load(Relaxed)),
+            ("tessera_core_open_connections", "S3 connections this reactor serves now.", |c| c.open_connections.load(Relaxed).max(0) as u64),
             ("tessera_md5_simd_blocks_total", "64-byte MD5 blocks of request bodies hashed in SIMD lanes (several bodies at once).", |c| c.md5_simd_blocks.load(Relaxed)),
             ("tessera_md5_scalar_blocks_total", "64-byte MD5 blocks of pooled request bodies hashed one body at a time.", |c| c.md5_scalar_blocks.load(Relaxed)),
             ("tessera_cache_hits_total", "GET/HEAD reads served by the hot-object cache.", |c| c.cache_hits.load(Relaxed)),

@@ -58,7 +58,45 @@ pub struct Shared {
     pub cluster: Option<Arc<crate::cluster::ClusterNode>>,
     /// The data dir whose copies of the node's files count (`node_files`).
     pub home: std::path::PathBuf,
+    /// S3 connections each reactor serves (see `ConnLoad`).
+    pub conn_load: ConnLoad,
 }
+
+/// S3 connections each reactor serves or was handed, so that an accepting
+/// reactor can give a new connection to the least loaded one. The kernel
+/// spreads `SO_REUSEPORT` connections by a hash of their addresses, which
+/// leaves reactors uneven: 16 connections came out 6 and 10 on 2 reactors,
+/// and the busier one set every client's latency and throughput.
+pub struct ConnLoad(Box<[AtomicUsize]>);
+
+impl ConnLoad {
+    pub fn new(reactors: usize) -> ConnLoad {
+        ConnLoad((0..reactors.max(1)).map(|_| AtomicUsize::new(0)).collect())
+    }
+
+    /// The reactor that serves a connection accepted by reactor `here`:
+    /// `here` unless another serves fewer. Counts it there.
+    pub fn place(&self, here: usize) -> usize {
+        let load = |i: usize| self.0[i].load(Ordering::Relaxed);
+        let (mut to, mut least) = (here, load(here));
+        for i in 0..self.0.len() {
+            if load(i) < least {
+                (to, least) = (i, load(i));
+            }
+        }
+        self.0[to].fetch_add(1, Ordering::Relaxed);
+        to
+    }
+
+    /// A connection reactor `core` was counted for has ended.
+    pub fn done(&self, core: usize) {
+        let _ = self.0[core].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+}
+
+/// A connection one reactor accepted and handed to another: the socket,
+/// out of the accepting runtime, and the client's address.
+type Handoff = (std::net::TcpStream, SocketAddr);
 
 /// One reactor's view of the node.
 pub struct Ctx {
@@ -86,6 +124,8 @@ pub struct Ctx {
     pub signing_keys: tessera_proto::sigv4::SigningKeyCache,
     /// MD5 lanes shared by the bodies this reactor receives (`md5x`).
     pub md5_pool: Rc<RefCell<tessera_proto::md5x::Md5Pool>>,
+    /// Every reactor's queue of connections handed to it (`ConnLoad`).
+    handoff: Vec<async_channel::Sender<Handoff>>,
 }
 
 impl Ctx {
@@ -266,12 +306,17 @@ pub fn run(config: Config) -> Result<(), String> {
         None => None,
     };
     crate::node_files::spread(&node_dirs)?;
-    let shared = Arc::new(Shared { config, layout, identities, buckets, iam, kms, metrics, tls, admin_tls, cluster, home });
+    let conn_load = ConnLoad::new(threads);
+    let shared = Arc::new(Shared { config, layout, identities, buckets, iam, kms, metrics, tls, admin_tls, cluster, home, conn_load });
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let drained = Arc::new(AtomicUsize::new(0));
     let owner: Vec<usize> = (0..total as usize).map(|s| s % threads).collect();
     let (senders, receivers): (Vec<CoreSender>, Vec<CoreReceiver>) =
         (0..threads).map(|_| async_channel::bounded(shards::CROSS_CORE_QUEUE)).unzip();
+    // Unbounded: a reactor hands over at most the connections it accepts.
+    let (handoff, handoff_rxs): (Vec<async_channel::Sender<Handoff>>, Vec<async_channel::Receiver<Handoff>>) =
+        (0..threads).map(|_| async_channel::unbounded()).unzip();
+    let mut handoff_rxs = handoff_rxs.into_iter();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let mut go = Vec::new();
     let mut handles = Vec::new();
@@ -288,6 +333,8 @@ pub fn run(config: Config) -> Result<(), String> {
             owner: owner.clone(),
             senders: senders.clone(),
             rx,
+            handoff: handoff.clone(),
+            handoff_rx: handoff_rxs.next().ok_or("no handoff queue")?,
         };
         let ready = ready_tx.clone();
         let h = std::thread::Builder::new()
@@ -297,6 +344,7 @@ pub fn run(config: Config) -> Result<(), String> {
         handles.push(h);
     }
     drop(senders);
+    drop(handoff);
     drop(ready_tx);
     for _ in 0..threads {
         match ready_rx.recv() {
@@ -345,6 +393,9 @@ struct Reactor {
     owner: Vec<usize>,
     senders: Vec<CoreSender>,
     rx: CoreReceiver,
+    /// Every reactor's queue of connections handed to it, and this one's.
+    handoff: Vec<async_channel::Sender<Handoff>>,
+    handoff_rx: async_channel::Receiver<Handoff>,
 }
 
 impl Reactor {
@@ -371,11 +422,12 @@ impl Reactor {
                     return;
                 }
             };
-            let (listener, ctx) = listener;
+            let (listener, ctx, handoff_rx) = listener;
             let _ = ready.send(Ok(()));
             if go.recv().await.is_err() {
                 return;
             }
+            monoio::spawn(take_handoffs(handoff_rx, ctx.clone()));
             accept_loop(listener, ctx.clone()).await;
             drain(&ctx, &drained, threads).await;
             settle_shards(&ctx).await;
@@ -383,7 +435,7 @@ impl Reactor {
         });
     }
 
-    async fn start(self) -> Result<(monoio::net::TcpListener, Rc<Ctx>), String> {
+    async fn start(self) -> Result<(monoio::net::TcpListener, Rc<Ctx>, async_channel::Receiver<Handoff>), String> {
         let shared = self.shared;
         let total = shared.layout.total_shards() as usize;
         let mut local: Vec<Option<Rc<LocalShard>>> = vec![None; total];
@@ -500,6 +552,7 @@ impl Reactor {
             signing_keys: tessera_proto::sigv4::SigningKeyCache::new(),
             md5_pool,
             shutdown: self.shutdown,
+            handoff: self.handoff,
         });
         // One reactor loads the bucket registry from every copy (the other
         // cores answer its reads as soon as their shards are open); nobody
@@ -557,7 +610,7 @@ impl Reactor {
         if let Some(l) = admin_listener {
             monoio::spawn(crate::admin::accept_loop(l, ctx.clone()));
         }
-        Ok((listener, ctx))
+        Ok((listener, ctx, self.handoff_rx))
     }
 }
 
@@ -683,30 +736,97 @@ async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let ctx = ctx.clone();
-        monoio::spawn(async move {
-            if ctx.connections.get() >= MAX_CONNECTIONS_PER_CORE {
-                crate::conn::reject_busy(stream, ctx.shared.tls.is_some()).await;
-                return;
-            }
-            let Some(slot) = ClientSlot::take(&ctx, peer.ip()) else {
-                crate::conn::reject_busy(stream, ctx.shared.tls.is_some()).await;
-                return;
-            };
-            ctx.connections.set(ctx.connections.get() + 1);
-            let metrics = ctx.shared.metrics.core(ctx.core);
-            metrics.connection_opened();
-            crate::conn::serve(ctx.clone(), stream, peer.ip()).await;
-            metrics.connection_closed();
-            ctx.connections.set(ctx.connections.get() - 1);
-            drop(slot);
-        });
+        let to = ctx.shared.conn_load.place(ctx.core);
+        if to == ctx.core {
+            serve_accepted(&ctx, stream, peer);
+            continue;
+        }
+        // Out of this runtime (nothing else holds the socket yet), into
+        // the other reactor's. A reactor that has stopped takes nothing:
+        // the connection closes, as one accepted at the stop would.
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(stream);
+        // SAFETY: `fd` is the accepted socket, just released by the
+        // runtime, and owned by nothing else from here.
+        let std = unsafe { <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        if ctx.handoff[to].try_send((std, peer)).is_err() {
+            ctx.shared.conn_load.done(to);
+        }
     }
+}
+
+/// Serves the connections other reactors hand to this one, until the node stops.
+async fn take_handoffs(rx: async_channel::Receiver<Handoff>, ctx: Rc<Ctx>) {
+    use futures_util::future::{select, Either};
+    loop {
+        let next = {
+            let next = std::pin::pin!(rx.recv());
+            let stop = std::pin::pin!(ctx.shutdown.recv());
+            match select(next, stop).await {
+                Either::Left((Ok(x), _)) => x,
+                Either::Left((Err(_), _)) | Either::Right(_) => return,
+            }
+        };
+        let (std, peer) = next;
+        match monoio::net::TcpStream::from_std(std) {
+            Ok(stream) => serve_accepted(&ctx, stream, peer),
+            Err(e) => {
+                tracing::warn!(core = ctx.core, "cannot take a connection from another reactor: {e}");
+                ctx.shared.conn_load.done(ctx.core);
+            }
+        }
+    }
+}
+
+/// Serves one connection on this reactor (counted for it in `ConnLoad`).
+fn serve_accepted(ctx: &Rc<Ctx>, stream: monoio::net::TcpStream, peer: SocketAddr) {
+    let ctx = ctx.clone();
+    monoio::spawn(async move {
+        serve_counted(&ctx, stream, peer).await;
+        ctx.shared.conn_load.done(ctx.core);
+    });
+}
+
+async fn serve_counted(ctx: &Rc<Ctx>, stream: monoio::net::TcpStream, peer: SocketAddr) {
+    if ctx.connections.get() >= MAX_CONNECTIONS_PER_CORE {
+        crate::conn::reject_busy(stream, ctx.shared.tls.is_some()).await;
+        return;
+    }
+    let Some(slot) = ClientSlot::take(ctx, peer.ip()) else {
+        crate::conn::reject_busy(stream, ctx.shared.tls.is_some()).await;
+        return;
+    };
+    ctx.connections.set(ctx.connections.get() + 1);
+    let metrics = ctx.shared.metrics.core(ctx.core);
+    metrics.connection_opened();
+    crate::conn::serve(ctx.clone(), stream, peer.ip()).await;
+    metrics.connection_closed();
+    ctx.connections.set(ctx.connections.get() - 1);
+    drop(slot);
 }
 
 #[cfg(test)]
 mod tests {
-    use super::RequestIds;
+    use super::{ConnLoad, RequestIds};
+
+    /// A connection goes to the reactor serving fewest, the accepting one
+    /// on a tie; an ended one leaves its count (never below zero).
+    #[test]
+    fn connections_go_to_the_least_loaded_reactor() {
+        let load = ConnLoad::new(3);
+        let placed: Vec<usize> = (0..7).map(|_| load.place(1)).collect();
+        assert_eq!(placed, vec![1, 0, 2, 1, 0, 2, 1]);
+        load.done(0);
+        load.done(0);
+        assert_eq!(load.place(1), 0, "reactor 0 serves 0 now");
+        assert_eq!(load.place(2), 0);
+        assert_eq!(load.place(2), 2, "a tie keeps the connection where it was accepted");
+        let one = ConnLoad::new(1);
+        one.done(0);
+        assert_eq!(one.place(0), 0);
+        one.done(0);
+        one.done(0);
+        assert_eq!(one.0[0].load(std::sync::atomic::Ordering::Relaxed), 0);
+    }
 
     /// Ids are 18 uppercase hex digits, the core's two first, and distinct.
     #[test]

@@ -404,3 +404,58 @@ async fn clients_vanishing_mid_upload_leave_the_server_healthy() {
     let keys: Vec<&str> = listed.contents().iter().map(|o| o.key().unwrap()).collect();
     assert_eq!(keys, vec!["after", "keep"], "aborted uploads left keys behind");
 }
+
+/// Connections land on the reactors evenly whatever the kernel's
+/// `SO_REUSEPORT` hash picks (an accepting reactor hands a connection to a
+/// less loaded one), and a handed-over connection serves like any other:
+/// uploads, reads, and pipelined requests on it.
+#[test]
+fn connections_spread_evenly_over_the_reactors_and_serve_there() {
+    const REACTORS: usize = 4;
+    const CONNS: usize = 40;
+    let server = Server::start_with(ServerOpts { threads: Some(REACTORS), ..Default::default() });
+    let mut conns: Vec<RawConn> = Vec::new();
+    for i in 0..CONNS {
+        let mut c = server.connect();
+        if i == 0 {
+            let req = server.sign(server.raw_request("PUT", "/spread"));
+            c.send(&req.to_bytes()).expect("send");
+            assert_eq!(c.read_response_for("PUT").status, 200, "create bucket");
+        }
+        // Each connection answers before the next opens: its reactor is
+        // counted when the next one is placed.
+        let body = format!("object {i} of the spread test").into_bytes();
+        let req = server.sign(server.raw_request("PUT", &format!("/spread/k{i}")).body(body));
+        c.send(&req.to_bytes()).expect("send");
+        let r = c.read_response_for("PUT");
+        assert_eq!(r.status, 200, "PUT on connection {i}: {}", r.body_text());
+        conns.push(c);
+    }
+    let m = server.scrape_metrics();
+    let per_core: Vec<f64> = (0..REACTORS).map(|c| m[&format!("tessera_core_open_connections{{core=\"{c}\"}}")]).collect();
+    assert_eq!(per_core, vec![(CONNS / REACTORS) as f64; REACTORS], "connections per reactor");
+    // Two pipelined GETs on every connection: each reads back its own object.
+    for (i, c) in conns.iter_mut().enumerate() {
+        let get = server.sign(server.raw_request("GET", &format!("/spread/k{i}")));
+        let mut both = get.to_bytes();
+        both.extend_from_slice(&get.to_bytes());
+        c.send(&both).expect("send");
+        for _ in 0..2 {
+            let r = c.read_response_for("GET");
+            assert_eq!(r.status, 200, "GET on connection {i}: {}", r.body_text());
+            assert_eq!(r.body, format!("object {i} of the spread test").into_bytes());
+        }
+    }
+    drop(conns);
+    // Closed connections leave their reactors' counts.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = server.scrape_metrics();
+        let open: f64 = (0..REACTORS).map(|c| m[&format!("tessera_core_open_connections{{core=\"{c}\"}}")]).sum();
+        if open == 0.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{open} connections still counted after all closed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
