@@ -575,6 +575,7 @@ impl PooledMd5 {
             }
             Inner::Alone(h) => return std::mem::take(h).finalize().into(),
         };
+        let whole_alone = (tail.len() / 64) as u64;
         let mut last = tail;
         last.push(0x80);
         while last.len() % 64 != 56 {
@@ -583,6 +584,11 @@ impl PooledMd5 {
         last.extend_from_slice(&(total.wrapping_mul(8)).to_le_bytes());
         for block in last.chunks_exact(64) {
             compress1(&mut state, block);
+        }
+        if let Inner::Lane { pool, .. } = &self.inner {
+            // The message's whole blocks that no flush paired (up to a
+            // flush's worth), as `flush` counts those it hashes alone.
+            pool.borrow_mut().scalar_blocks += whole_alone;
         }
         let mut out = [0u8; 16];
         for (o, w) in out.chunks_exact_mut(4).zip(state) {
@@ -771,6 +777,22 @@ mod tests {
             assert_eq!(h.finish(), reference(&bodies[0][..4096]));
             assert_eq!(pool.borrow().stats().scalar_blocks, 64, "{kernel:?}");
         }
+    }
+
+    /// Blocks a finish hashes alone count as scalar, as the flush's do.
+    #[test]
+    fn blocks_left_alone_at_finish_count_as_scalar() {
+        let pool = Md5Pool::with_kernel(Kernel::detect());
+        if pool.borrow().kernel() == Kernel::Scalar {
+            return;
+        }
+        let body = Rng(9).bytes(FLUSH_BYTES + 64 * 5 + 3);
+        let mut h = PooledMd5::new(&pool);
+        h.update(&body[..FLUSH_BYTES]);
+        assert_eq!(pool.borrow().stats().scalar_blocks, (FLUSH_BYTES / 64) as u64, "a flush's worth alone");
+        h.update(&body[FLUSH_BYTES..]);
+        assert_eq!(h.finish(), reference(&body));
+        assert_eq!(pool.borrow().stats(), PoolStats { simd_blocks: 0, scalar_blocks: (FLUSH_BYTES / 64 + 5) as u64 });
     }
 
     #[test]
