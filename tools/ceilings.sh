@@ -7,7 +7,9 @@
 #   network  iperf3 over loopback;
 #   HTTP     nginx (worker_processes = cores) serving a 4 KiB file from its
 #            open file cache, driven by wrk at each connection count: the
-#            request rate no S3 server can exceed here;
+#            request rate no S3 server can exceed here; and nginx reading
+#            and discarding 4 KiB PUT bodies (wrk -s, a Lua script), the
+#            rate no server can take 4 KiB uploads at (nothing stored);
 #   hashing  MD5 and SHA-256 MB/s on one core with the node's crates
 #            (tessera-bench hash; MD5 also multi-buffer, as the node hashes
 #            concurrent uploads), and openssl speed for reference;
@@ -173,8 +175,17 @@ http {
   open_file_cache max=16 inactive=60s; open_file_cache_valid 60s;
   sendfile on; tcp_nodelay on;
   keepalive_requests 100000000; keepalive_timeout 300s;
-  server { listen 127.0.0.1:$NGINX_PORT reuseport; root $WORK/www; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT reuseport; root $WORK/www;
+    # Reads the body and throws it away, then answers 200.
+    location = /put { client_max_body_size 1m; client_body_buffer_size 16k; return 200; }
+  }
 }
+EOF
+  cat >"$WORK/put4k.lua" <<'EOF'
+wrk.method = "PUT"
+wrk.body = string.rep("x", 4096)
+wrk.headers["Content-Type"] = "application/octet-stream"
 EOF
   "$NGINX" -p "$WORK" -c "$WORK/nginx.conf" 2>>"$WORK/nginx-error.log" &
   PIDS+=($!)
@@ -183,6 +194,11 @@ EOF
     cmd=(wrk -t "$CORES" -c "$c" -d "${SECS}s" --latency "http://127.0.0.1:$NGINX_PORT/4k")
     run "${cmd[@]}" >"$WORK/wrk.txt"
     row "HTTP: nginx, 4 KiB file, $c connections" "$(wrk_figures "$WORK/wrk.txt")" "${cmd[*]}"
+  done
+  for c in $CONNS; do
+    cmd=(wrk -t "$CORES" -c "$c" -d "${SECS}s" --latency -s "$WORK/put4k.lua" "http://127.0.0.1:$NGINX_PORT/put")
+    run "${cmd[@]}" >"$WORK/wrk.txt"
+    row "HTTP: nginx, 4 KiB PUT bodies read and discarded, $c connections" "$(wrk_figures "$WORK/wrk.txt")" "${cmd[*]}"
   done
   kill "${PIDS[-1]}" 2>/dev/null || true
 else
