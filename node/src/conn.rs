@@ -361,7 +361,7 @@ pub(crate) fn account(ctx: &Ctx, conn: &mut Conn, op: Option<(&str, u16, Instant
     }
 }
 
-pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
+pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) -> Option<Moved> {
     let mut conn = match &ctx.shared.tls {
         None => Conn::new(stream),
         Some(tls) => match Conn::accept_tls(
@@ -374,14 +374,27 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
         .await
         {
             Some(c) => c,
-            None => return,
+            None => return None,
         },
     };
+    let mut answered = false;
     loop {
+        // Between requests, with nothing of the next one read yet, a plain
+        // connection may move to a reactor serving fewer (`ConnLoad`):
+        // its socket holds whatever the client sends meanwhile.
+        if answered && conn.tls.is_none() && conn.pending().is_empty() && !ctx.shared.metrics.stopping() {
+            if let Some(to) = ctx.shared.conn_load.rebalance(ctx.core) {
+                return Some(Moved { stream: conn.stream, to });
+            }
+        }
+        answered = true;
         conn.shrink_when_idle();
         let mut head = match read_head(&ctx, &mut conn, true).await {
             Ok(Some(h)) => h,
-            Ok(None) => return account(&ctx, &mut conn, None),
+            Ok(None) => {
+                account(&ctx, &mut conn, None);
+                return None;
+            }
             Err(e) => {
                 let started = Instant::now();
                 let resp = Response::error(&e, "/", &ctx.next_request_id());
@@ -392,7 +405,7 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
                     // The rest of the head may still be arriving: drain, then close.
                     linger(conn).await;
                 }
-                return;
+                return None;
             }
         };
         let started = Instant::now();
@@ -446,8 +459,11 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
                             account(&ctx, &mut conn, Some((crate::metrics::OP_FORWARDED, o.status, started)));
                             match (o.keep && !ctx.shared.metrics.stopping(), o.body_done) {
                                 (true, _) => continue,
-                                (false, false) if o.status != 499 => return linger(conn).await,
-                                _ => return,
+                                (false, false) if o.status != 499 => {
+                                    linger(conn).await;
+                                    return None;
+                                }
+                                _ => return None,
                             }
                         }
                         Some(e) => Some((e, o.body_done)),
@@ -465,8 +481,11 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
                 account(&ctx, &mut conn, Some((crate::metrics::OP_FORWARDED, status, started)));
                 match written {
                     Ok(()) if keep => continue,
-                    Ok(()) if !body_done => return linger(conn).await,
-                    _ => return,
+                    Ok(()) if !body_done => {
+                        linger(conn).await;
+                        return None;
+                    }
+                    _ => return None,
                 }
             }
         }
@@ -478,10 +497,19 @@ pub async fn serve(ctx: Rc<Ctx>, stream: TcpStream, peer: std::net::IpAddr) {
         account(&ctx, &mut conn, Some((op, status, started)));
         match written {
             Ok(()) if keep => continue,
-            Ok(()) if !body_done => return linger(conn).await,
-            _ => return,
+            Ok(()) if !body_done => {
+                linger(conn).await;
+                return None;
+            }
+            _ => return None,
         }
     }
+}
+
+/// A connection `serve` let go between requests, for reactor `to`.
+pub struct Moved {
+    pub stream: TcpStream,
+    pub to: usize,
 }
 
 /// Most bytes read and dropped while closing a connection whose request body
