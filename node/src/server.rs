@@ -65,8 +65,9 @@ pub struct Shared {
 /// S3 connections each reactor serves, so that a connection can move to a
 /// less loaded reactor. The kernel spreads `SO_REUSEPORT` connections by a
 /// hash of their addresses, which leaves reactors uneven: 16 connections
-/// came out 6 and 10 on 2 reactors, and the busier one set every client's
-/// latency and throughput. A connection moves between two requests (after
+/// came out 6 and 10 on 2 reactors, and k connections over n reactors leave
+/// about n(1 - 1/n)^k of them with none (16 over 16: 5.7 cores idle while
+/// others serve 3 or 4). A connection moves between two requests (after
 /// its first), never at accept: a client that opens a connection per
 /// request pays nothing (handing every other one over at accept cost such
 /// clients 3-8% of their rate).
