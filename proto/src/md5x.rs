@@ -570,12 +570,20 @@ impl PooledMd5 {
                     p.scalar_blocks += blocks;
                     return digest.into();
                 }
-                let tail = l.pending[l.done..].to_vec();
-                (l.state, tail, l.total)
+                // What no flush paired is hashed alone, in place: up to a
+                // flush's worth of whole blocks, then the short tail.
+                let mut state = l.state;
+                let left = &l.pending[l.done..];
+                let whole = left.len() / 64;
+                for block in left[..whole * 64].chunks_exact(64) {
+                    compress1(&mut state, block);
+                }
+                let (tail, total) = (left[whole * 64..].to_vec(), l.total);
+                p.scalar_blocks += whole as u64;
+                (state, tail, total)
             }
             Inner::Alone(h) => return std::mem::take(h).finalize().into(),
         };
-        let whole_alone = (tail.len() / 64) as u64;
         let mut last = tail;
         last.push(0x80);
         while last.len() % 64 != 56 {
@@ -584,11 +592,6 @@ impl PooledMd5 {
         last.extend_from_slice(&(total.wrapping_mul(8)).to_le_bytes());
         for block in last.chunks_exact(64) {
             compress1(&mut state, block);
-        }
-        if let Inner::Lane { pool, .. } = &self.inner {
-            // The message's whole blocks that no flush paired (up to a
-            // flush's worth), as `flush` counts those it hashes alone.
-            pool.borrow_mut().scalar_blocks += whole_alone;
         }
         let mut out = [0u8; 16];
         for (o, w) in out.chunks_exact_mut(4).zip(state) {
