@@ -606,13 +606,9 @@ pub(crate) async fn read_head(
         first = false;
         if idle && close_when_stopping {
             // Between requests a stop closes the connection at once.
-            let fill = std::pin::pin!(conn.fill(timeout));
-            let stop = std::pin::pin!(ctx.shutdown.recv());
-            match futures_util::future::select(fill, stop).await {
-                futures_util::future::Either::Left((Ok(_), _)) => continue,
-                futures_util::future::Either::Left((Err(_), _)) | futures_util::future::Either::Right(_) => {
-                    return Ok(None)
-                }
+            match ctx.unless_stopped(conn.fill(timeout)).await {
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Ok(None),
             }
         }
         match conn.fill(timeout).await {

@@ -140,6 +140,15 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// `fut`'s output, or `None` once the node stops (`shutdown` closes).
+    pub async fn unless_stopped<T>(&self, fut: impl std::future::Future<Output = T>) -> Option<T> {
+        use futures_util::future::{select, Either};
+        match select(std::pin::pin!(fut), std::pin::pin!(self.shutdown.recv())).await {
+            Either::Left((out, _)) => Some(out),
+            Either::Right(_) => None,
+        }
+    }
+
     /// A request id: unique within this process run, and unguessable.
     pub fn next_request_id(&self) -> String {
         self.request_ids.next()
@@ -324,7 +333,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let owner: Vec<usize> = (0..total as usize).map(|s| s % threads).collect();
     let (senders, receivers): (Vec<CoreSender>, Vec<CoreReceiver>) =
         (0..threads).map(|_| async_channel::bounded(shards::CROSS_CORE_QUEUE)).unzip();
-    // Unbounded: a reactor hands over at most the connections it accepts.
+    // Unbounded: a reactor hands over at most the connections it serves.
     let (handoff, handoff_rxs): (Vec<async_channel::Sender<Handoff>>, Vec<async_channel::Receiver<Handoff>>) =
         (0..threads).map(|_| async_channel::unbounded()).unzip();
     let mut handoff_rxs = handoff_rxs.into_iter();
@@ -727,16 +736,7 @@ async fn settle_shards(ctx: &Ctx) {
 
 /// Accepts until the node stops (the shutdown channel closes).
 async fn accept_loop(listener: monoio::net::TcpListener, ctx: Rc<Ctx>) {
-    use futures_util::future::{select, Either};
-    loop {
-        let accepted = {
-            let accept = std::pin::pin!(listener.accept());
-            let stop = std::pin::pin!(ctx.shutdown.recv());
-            match select(accept, stop).await {
-                Either::Left((r, _)) => r,
-                Either::Right(_) => return,
-            }
-        };
+    while let Some(accepted) = ctx.unless_stopped(listener.accept()).await {
         let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
@@ -770,17 +770,7 @@ fn hand_over(ctx: &Ctx, moved: crate::conn::Moved, peer: SocketAddr) {
 
 /// Serves the connections other reactors hand to this one, until the node stops.
 async fn take_handoffs(rx: async_channel::Receiver<Handoff>, ctx: Rc<Ctx>) {
-    use futures_util::future::{select, Either};
-    loop {
-        let next = {
-            let next = std::pin::pin!(rx.recv());
-            let stop = std::pin::pin!(ctx.shutdown.recv());
-            match select(next, stop).await {
-                Either::Left((Ok(x), _)) => x,
-                Either::Left((Err(_), _)) | Either::Right(_) => return,
-            }
-        };
-        let (std, peer) = next;
+    while let Some(Ok((std, peer))) = ctx.unless_stopped(rx.recv()).await {
         match monoio::net::TcpStream::from_std(std) {
             Ok(stream) => serve_accepted(&ctx, stream, peer),
             Err(e) => {
