@@ -334,6 +334,17 @@ impl Lane {
         self.pending[at..at + 64].try_into().unwrap_or(&[0; 64])
     }
 
+    /// Hashes its queued whole blocks one by one (scalar); how many.
+    fn hash_alone(&mut self) -> usize {
+        let n = self.blocks();
+        for j in 0..n {
+            let at = self.done + 64 * j;
+            compress1(&mut self.state, &self.pending[at..at + 64]);
+        }
+        self.done += 64 * n;
+        n
+    }
+
     /// Forgets hashed bytes, keeping the buffer.
     fn compact(&mut self) {
         self.pending.drain(..self.done);
@@ -423,13 +434,7 @@ impl Md5Pool {
         }
         for lane in &mut self.lanes {
             if lane.pending.len() - lane.done >= FLUSH_BYTES {
-                let n = lane.blocks();
-                for j in 0..n {
-                    let at = lane.done + 64 * j;
-                    compress1(&mut lane.state, &lane.pending[at..at + 64]);
-                }
-                lane.done += 64 * n;
-                self.scalar_blocks += n as u64;
+                self.scalar_blocks += lane.hash_alone() as u64;
             }
             if lane.done >= FLUSH_BYTES / 2 || lane.done == lane.pending.len() {
                 lane.compact();
@@ -572,15 +577,10 @@ impl PooledMd5 {
                 }
                 // What no flush paired is hashed alone, in place: up to a
                 // flush's worth of whole blocks, then the short tail.
-                let mut state = l.state;
-                let left = &l.pending[l.done..];
-                let whole = left.len() / 64;
-                for block in left[..whole * 64].chunks_exact(64) {
-                    compress1(&mut state, block);
-                }
-                let (tail, total) = (left[whole * 64..].to_vec(), l.total);
+                let whole = l.hash_alone();
+                let out = (l.state, l.pending[l.done..].to_vec(), l.total);
                 p.scalar_blocks += whole as u64;
-                (state, tail, total)
+                out
             }
             Inner::Alone(h) => return std::mem::take(h).finalize().into(),
         };
