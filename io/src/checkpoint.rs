@@ -170,7 +170,7 @@ pub(crate) struct Writer {
 impl Writer {
     pub(crate) async fn create(backend: &Backend, tmp: &Path) -> Result<Writer, IoError> {
         let no = Cell::new(false);
-        let file = backend.open(tmp, OpenMode::Replace, &no, &no).await?;
+        let file = backend.open(tmp, OpenMode::Replace, &no, &no, false).await?;
         Ok(Writer {
             file,
             at: BLOCK as u64,
@@ -267,7 +267,7 @@ pub(crate) async fn load(
     let path: PathBuf = dir.join(name);
     let no = Cell::new(false);
     let file = backend
-        .open(&path, OpenMode::Existing, &no, &no)
+        .open(&path, OpenMode::Existing, &no, &no, false)
         .await
         .map_err(|e| e.to_string())?;
     let len = file.len().await.map_err(|e| e.to_string())?;

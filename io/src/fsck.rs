@@ -90,6 +90,7 @@ pub async fn check_shard(dir: &Path, id: u32, repair: bool) -> Result<ShardRepor
     let opts = RecoverOpts {
         repair,
         use_checkpoint: true,
+        dsync: false,
     };
     let rec = recovery::recover(&backend, dir, id, &sf.key, opts, &direct, &warned).await?;
     problems.extend(rec.problems.iter().cloned());

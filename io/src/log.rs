@@ -166,6 +166,9 @@ pub(crate) struct Log {
     pub counters: Counters,
     /// Where the next batch may be packed (see `alloc_batch`).
     pub tail: Option<PackTail>,
+    /// The segments are open O_DSYNC (`ShardOptions::dsync`): a sync plan
+    /// names no files, only new segments' directory entries.
+    pub dsync: bool,
 }
 
 impl Log {
@@ -192,6 +195,7 @@ impl Log {
             pending_keys: HashMap::new(),
             counters: Counters::default(),
             tail: None,
+            dsync: false,
         }
     }
 
@@ -394,7 +398,10 @@ impl Log {
                 break;
             }
             if vs < upto {
-                plan.files.push(seg.file.clone());
+                // O_DSYNC files hold nothing a sync would add.
+                if !self.dsync {
+                    plan.files.push(seg.file.clone());
+                }
                 plan.segments.push(number);
                 if !seg.dir_synced {
                     plan.new_segments.push(number);
@@ -642,6 +649,30 @@ mod tests {
         log.sync_done(&plan);
         assert_eq!(log.durable_upto, 16384);
         assert!(log.segments[&1].dir_synced);
+    }
+
+    /// With O_DSYNC segments a sync plan names no file to sync (the writes
+    /// were durable when they completed), yet still waits for the writes
+    /// up to its target, and still syncs a new segment's directory entry.
+    #[test]
+    fn dsync_plans_sync_no_files_but_new_segments_dirs() {
+        for dsync in [false, true] {
+            let mut log = log_with_segment();
+            log.dsync = dsync;
+            let a = log.alloc(4096, 1 << 20).unwrap();
+            let b = log.alloc(4096, 1 << 20).unwrap();
+            log.request_sync(b.vpos + 4096);
+            log.write_completed(b.vpos, 4096);
+            assert!(log.start_sync().is_none(), "a write below the target is still in flight");
+            log.write_completed(a.vpos, 4096);
+            let plan = log.start_sync().unwrap();
+            assert_eq!(plan.upto, 8192);
+            assert_eq!(plan.files.len(), if dsync { 0 } else { 1 });
+            assert_eq!(plan.segments, vec![1]);
+            assert_eq!(plan.new_segments, vec![1]);
+            log.sync_done(&plan);
+            assert_eq!(log.durable_upto, 8192);
+        }
     }
 
     #[test]

@@ -105,6 +105,8 @@ pub(crate) struct RecoverOpts {
     /// Cut the torn tail and remove leftovers (open); false for fsck's check.
     pub repair: bool,
     pub use_checkpoint: bool,
+    /// Open the segments O_DSYNC (`ShardOptions::dsync`).
+    pub dsync: bool,
 }
 
 pub(crate) struct Recovered {
@@ -392,7 +394,7 @@ pub(crate) async fn recover(
     let mut scans: Vec<ScanSeg> = Vec::new();
     for &number in &numbers {
         let path = dir.join(crate::format::segment_file_name(number));
-        let file = Rc::new(backend.open(&path, OpenMode::Existing, direct, warned).await?);
+        let file = Rc::new(backend.open(&path, OpenMode::Existing, direct, warned, opts.dsync).await?);
         let file_len = file.len().await?;
         if number < start.segment {
             // Before the checkpoint: as the checkpoint recorded it.

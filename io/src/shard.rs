@@ -69,6 +69,12 @@ pub struct ShardOptions {
     /// Write zeros ahead of the log's head while commits are small, so
     /// their syncs change no file metadata (see `shard/prepare.rs`).
     pub prepare_ahead: bool,
+    /// Open the segments O_DSYNC: every write of the log is durable when
+    /// it completes, so a commit is durable once every write up to the end
+    /// of its batch completed, with no fdatasync (a new segment's
+    /// directory entry is still synced). Off: writes are plain and a sync
+    /// after them makes a batch durable (group commit).
+    pub dsync: bool,
     pub compaction: crate::compact::CompactionOptions,
     pub scrub: crate::scrub::ScrubOptions,
 }
@@ -82,6 +88,7 @@ impl Default for ShardOptions {
             checkpoint_after_bytes: 256 << 20,
             background: true,
             prepare_ahead: true,
+            dsync: false,
             compaction: Default::default(),
             scrub: Default::default(),
         }

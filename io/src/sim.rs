@@ -91,7 +91,9 @@ enum DirOp {
 
 enum OpKind {
     Read { image: ImageRef, path: PathBuf, buf: AlignedBuf, pos: u64, len: usize },
-    Write { image: ImageRef, buf: AlignedBuf, pos: u64, segment_file: bool },
+    /// `dsync`: the file was opened with O_DSYNC; the written blocks are
+    /// durable when the write completes (or, failing, may or may not be).
+    Write { image: ImageRef, buf: AlignedBuf, pos: u64, segment_file: bool, dsync: bool },
     Sync { image: Option<ImageRef>, dir: Option<PathBuf> },
     Truncate { image: ImageRef, len: u64 },
     Meta,
@@ -264,7 +266,7 @@ impl SimDisk {
                 }
                 Outcome::Buf(Ok(buf))
             }
-            OpKind::Write { image, buf, pos, segment_file } => {
+            OpKind::Write { image, buf, pos, segment_file, dsync } => {
                 let len = buf.len() as u64;
                 let grows = (pos + len).saturating_sub(image.borrow().volatile.len() as u64);
                 if grows > self.free_bytes() {
@@ -293,6 +295,23 @@ impl SimDisk {
                 img.volatile[at as usize..end].copy_from_slice(buf.as_slice());
                 for b in at / BLOCK as u64..(at + len).div_ceil(BLOCK as u64) {
                     img.dirty.insert(b);
+                }
+                if dsync {
+                    // The write's own flush: it fails as an fsync does,
+                    // leaving each of its blocks persisted or not.
+                    let failed = self.chance(self.faults.sync_eio);
+                    for b in at / BLOCK as u64..(at + len).div_ceil(BLOCK as u64) {
+                        if failed && self.rng.borrow_mut().below(2) == 0 {
+                            continue;
+                        }
+                        img.dirty.remove(&b);
+                        persist_block(&mut img, b);
+                    }
+                    if failed {
+                        drop(img);
+                        self.state.borrow_mut().injected += 1;
+                        return Outcome::Buf(Err(io::Error::from_raw_os_error(libc::EIO)));
+                    }
                 }
                 drop(img);
                 Outcome::Buf(Ok(buf))
@@ -346,7 +365,7 @@ impl SimDisk {
         }
     }
 
-    pub(crate) async fn open(self: &Rc<Self>, path: &Path, mode: OpenMode) -> io::Result<SimFile> {
+    pub(crate) async fn open(self: &Rc<Self>, path: &Path, mode: OpenMode, dsync: bool) -> io::Result<SimFile> {
         self.submit(OpKind::Meta).await_unit().await?;
         let mut s = self.state.borrow_mut();
         let dir = parent(path);
@@ -374,11 +393,11 @@ impl SimDisk {
                 img
             }
         };
-        Ok(SimFile { disk: self.clone(), image: Some(image), path: path.to_path_buf() })
+        Ok(SimFile { disk: self.clone(), image: Some(image), path: path.to_path_buf(), dsync })
     }
 
     pub(crate) fn dir_handle(self: &Rc<Self>, dir: &Path) -> SimFile {
-        SimFile { disk: self.clone(), image: None, path: dir.to_path_buf() }
+        SimFile { disk: self.clone(), image: None, path: dir.to_path_buf(), dsync: false }
     }
 
     pub(crate) fn create_dir_all(&self, dir: &Path) {
@@ -714,6 +733,8 @@ pub(crate) struct SimFile {
     disk: Rc<SimDisk>,
     image: Option<ImageRef>,
     path: PathBuf,
+    /// Opened with O_DSYNC.
+    dsync: bool,
 }
 
 impl SimFile {
@@ -730,7 +751,7 @@ impl SimFile {
     pub(crate) async fn write_at(&self, buf: AlignedBuf, pos: u64) -> io::Result<AlignedBuf> {
         let image = self.image()?;
         let segment_file = self.path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("seg-"));
-        self.disk.submit(OpKind::Write { image, buf, pos, segment_file }).await_buf().await
+        self.disk.submit(OpKind::Write { image, buf, pos, segment_file, dsync: self.dsync }).await_buf().await
     }
 
     pub(crate) async fn sync(&self) -> io::Result<()> {

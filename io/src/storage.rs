@@ -92,21 +92,24 @@ impl Backend {
     /// Opens `path` for reads and writes, with O_DIRECT when `direct` is
     /// asked for and the filesystem accepts it. `direct` comes back false
     /// when O_DIRECT was refused with EINVAL (tmpfs, some network
-    /// filesystems); `warned` makes that warning appear once.
+    /// filesystems); `warned` makes that warning appear once. With `dsync`
+    /// the file is opened O_DSYNC: a write completes once it (and the
+    /// metadata needed to read it back) is on stable storage.
     pub(crate) async fn open(
         &self,
         path: &Path,
         mode: OpenMode,
         direct: &Cell<bool>,
         warned: &Cell<bool>,
+        dsync: bool,
     ) -> io::Result<DiskFile> {
         if let Backend::Sim(d) = self {
-            return d.open(path, mode).await.map(DiskFile::Sim);
+            return d.open(path, mode, dsync).await.map(DiskFile::Sim);
         }
         let path_buf = path.to_path_buf();
         let want_direct = direct.get();
         let (file, refused) = self
-            .blocking(move || open_std(&path_buf, mode, want_direct))
+            .blocking(move || open_std(&path_buf, mode, want_direct, dsync))
             .await?;
         if refused {
             direct.set(false);
@@ -201,7 +204,7 @@ impl Backend {
     pub(crate) async fn write_small_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let tmp = tmp_path(path);
         let no = Cell::new(false);
-        let f = self.open(&tmp, OpenMode::Replace, &no, &no).await?;
+        let f = self.open(&tmp, OpenMode::Replace, &no, &no, false).await?;
         let mut buf = AlignedBuf::with_capacity(bytes.len().max(1));
         buf.extend_from_slice(bytes);
         f.write_all_at(buf, 0).await?;
@@ -247,8 +250,10 @@ pub(crate) fn tmp_path(path: &Path) -> PathBuf {
 }
 
 /// Opens with the standard library; the bool says O_DIRECT was refused.
-fn open_std(path: &Path, mode: OpenMode, direct: bool) -> io::Result<(StdFile, bool)> {
+fn open_std(path: &Path, mode: OpenMode, direct: bool, dsync: bool) -> io::Result<(StdFile, bool)> {
+    let sync_flag = if dsync { libc::O_DSYNC } else { 0 };
     let open = |flags: i32| {
+        let flags = flags | sync_flag;
         let mut o = OpenOptions::new();
         o.read(true).write(true).custom_flags(flags).mode(0o600);
         match mode {
@@ -269,7 +274,7 @@ fn open_std(path: &Path, mode: OpenMode, direct: bool) -> io::Result<(StdFile, b
                 // A failed create_new may have left the file: reopen it.
                 let f = if mode == OpenMode::CreateNew && path.exists() {
                     let mut o = OpenOptions::new();
-                    o.read(true).write(true);
+                    o.read(true).write(true).custom_flags(sync_flag);
                     o.open(path)?
                 } else {
                     open(0)?

@@ -294,6 +294,84 @@ fn reopen_recovers_everything() {
     });
 }
 
+/// The O_DSYNC flag of every open segment file of `dir` (from
+/// /proc/self/fdinfo), or None if no segment file is open.
+fn segment_fds_dsync(dir: &std::path::Path) -> Vec<bool> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(target) = std::fs::read_link(e.path()) else { continue };
+        if target.parent() != Some(dir) || !target.file_name().unwrap().to_string_lossy().starts_with("seg-") {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", e.file_name().to_string_lossy())).unwrap();
+        let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap().trim();
+        let flags = i64::from_str_radix(flags, 8).unwrap();
+        out.push(flags & libc::O_DSYNC as i64 != 0);
+    }
+    out
+}
+
+/// `ShardOptions::dsync`: every segment file (the recovered ones, the
+/// ones a roll creates) is open O_DSYNC, or none is; commits of both
+/// inline and extent bodies come back after a reopen; and a sync in that
+/// mode is only the new segments' directory, never the files. Both
+/// drivers (io_uring, and the epoll one whose file I/O goes to a thread).
+#[test]
+fn dsync_segments_are_opened_o_dsync() {
+    for legacy in [false, true] {
+        for dsync in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().canonicalize().unwrap();
+            let o = ShardOptions {
+                dsync,
+                ..small_segments(256 << 10)
+            };
+            let body = pattern(5, 600 << 10);
+            let work = |o: ShardOptions, first: bool| {
+                let path = path.clone();
+                let body = body.clone();
+                async move {
+                    let s = Shard::open(&path, 7, o).await.unwrap();
+                    if first {
+                        for i in 0..20u64 {
+                            let key = format!("k{i:02}");
+                            s.commit(vec![put(0, key.as_bytes(), b"", &pattern(i, 3000))]).await.unwrap();
+                        }
+                        let mut ex = Vec::new();
+                        for c in body.chunks(200 << 10) {
+                            ex.push(s.write_data(data_buf(c)).await.unwrap());
+                        }
+                        s.commit(vec![Mutation::Put { table: 1, key: b"big".to_vec(), summary: vec![], meta: vec![], body: Body::Extents(ex) }])
+                            .await
+                            .unwrap();
+                        assert!(s.stats().segments >= 3, "the big body rolled segments");
+                    }
+                    let fds = segment_fds_dsync(&path);
+                    assert!(!fds.is_empty(), "segment files are open");
+                    assert!(fds.iter().all(|&d| d == dsync), "O_DSYNC on segment fds {fds:?}, want {dsync}");
+                    for i in 0..20u64 {
+                        let key = format!("k{i:02}");
+                        assert_eq!(s.load(0, key.as_bytes()).await.unwrap().unwrap().body, Body::Inline(pattern(i, 3000)));
+                    }
+                    let Body::Extents(ex) = s.load(1, b"big").await.unwrap().unwrap().body else { panic!("extents") };
+                    let mut got = Vec::new();
+                    for e in &ex {
+                        got.extend(s.read_extent(e, 0..e.len).await.unwrap());
+                    }
+                    assert_eq!(got, body);
+                }
+            };
+            if legacy {
+                run_legacy(work(o.clone(), true));
+                run_legacy(work(o, false));
+            } else {
+                run(work(o.clone(), true));
+                run(work(o, false));
+            }
+        }
+    }
+}
+
 #[test]
 fn concurrent_commits_share_syncs() {
     let dir = tempfile::tempdir().unwrap();

@@ -114,6 +114,7 @@ fn cfg(seed: u64) -> Cfg {
         background: r.below(2) == 0,
         // Not drawn from `r`: the seeds' other choices stay as they were.
         prepare_ahead: seed % 4 != 1,
+        dsync: seed % 3 == 2,
         compaction: CompactionOptions {
             enabled: true,
             min_garbage_ratio: 0.2,

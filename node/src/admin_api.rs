@@ -279,6 +279,7 @@ pub fn config(ctx: &Ctx) -> Value {
         "data_dirs": c.data_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
         "shards_per_disk": c.shards_per_disk,
         "segment_size_bytes": c.segment_size_bytes,
+        "sync_mode": if c.dsync { "dsync" } else { "fdatasync" },
         "reserve_bytes": c.reserve_bytes,
         "cache_bytes": c.cache_bytes,
         "cache_max_object_bytes": c.cache_max_object_bytes,

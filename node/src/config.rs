@@ -34,6 +34,8 @@ pub struct Config {
     pub access_log_interval: std::time::Duration,
     /// Log segment size of every shard.
     pub segment_size_bytes: u64,
+    /// Segments open O_DSYNC (`--sync-mode dsync`; `ShardOptions::dsync`).
+    pub dsync: bool,
     /// Free space kept per disk (None: 2% of the disk, 64 MiB to 4 GiB).
     pub reserve_bytes: Option<u64>,
     /// Shortest STS session: AWS's 900 seconds, lowered only by the
@@ -178,6 +180,7 @@ impl Config {
         tessera_io::ShardOptions {
             segment_size_bytes: self.segment_size_bytes,
             data_reserve_bytes: reserve,
+            dsync: self.dsync,
             // A checkpoint once a quarter segment (at least 64 MiB) of log
             // follows the last one: restarts replay at most that.
             checkpoint_after_bytes: (self.segment_size_bytes / 4).max(64 << 20),

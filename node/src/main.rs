@@ -123,6 +123,12 @@ enum Command {
         /// get compacted sooner (tests use small ones).
         #[arg(long, default_value = "1GiB", value_parser = tessera_node::config::parse_size, env = "TESSERA_SEGMENT_SIZE")]
         segment_size: u64,
+        /// How a write of the log becomes durable: `dsync` opens the
+        /// segments O_DSYNC, so each write is on stable storage when it
+        /// completes; `fdatasync` writes plainly and syncs after a batch
+        /// of writes (group commit). Both acknowledge only durable writes.
+        #[arg(long, default_value = "fdatasync", value_parser = ["fdatasync", "dsync"], env = "TESSERA_SYNC_MODE")]
+        sync_mode: String,
         /// Free space kept on each disk for deletes and compaction: new data
         /// is refused (507 XTesseraStorageFull) below it. Default: 2% of the
         /// disk, at least 64MiB and at most 4GiB.
@@ -478,6 +484,7 @@ fn main() -> ExitCode {
             test_min_part_bytes,
             test_access_log_interval_ms,
             segment_size,
+            sync_mode,
             reserve,
             cache_size,
             cache_max_object,
@@ -540,6 +547,7 @@ fn main() -> ExitCode {
                 access_log_interval: test_access_log_interval_ms
                     .map_or(tessera_node::s3::logging::DELIVERY_INTERVAL, |ms| std::time::Duration::from_millis(ms.max(1))),
                 segment_size_bytes: segment_size,
+                dsync: sync_mode == "dsync",
                 reserve_bytes: reserve,
                 min_session_secs: test_min_session_secs.unwrap_or(tessera_node::iam::model::MIN_SESSION_SECS),
                 lifecycle_day_secs: lifecycle_day_secs.max(1),

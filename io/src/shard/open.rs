@@ -41,6 +41,7 @@ impl Shard {
         let ropts = RecoverOpts {
             repair: true,
             use_checkpoint: true,
+            dsync: opts.dsync,
         };
         let rec = recovery::recover(&backend, dir, id, &key, ropts, &direct, &direct_warned).await?;
         // The last run may have crashed with completed but unsynced writes;
@@ -52,6 +53,7 @@ impl Shard {
         }
         let s = rec.stats;
         let mut log = Log::new(rec.segments, rec.next_seq);
+        log.dsync = opts.dsync;
         log.retired = rec.retired;
         log.lost = rec.lost;
         let free = backend.free_bytes(dir).await.unwrap_or(u64::MAX);

@@ -259,7 +259,7 @@ impl Inner {
         monoio::spawn(async move {
             let r = inner
                 .backend
-                .open(&path, OpenMode::CreateNew, &inner.direct, &inner.direct_warned)
+                .open(&path, OpenMode::CreateNew, &inner.direct, &inner.direct_warned, inner.opts.dsync)
                 .await;
             inner.precreating.set(false);
             match r {
@@ -312,7 +312,7 @@ impl Inner {
                 let path = self.dir.join(segment_file_name(number));
                 match self
                     .backend
-                    .open(&path, OpenMode::CreateNew, &self.direct, &self.direct_warned)
+                    .open(&path, OpenMode::CreateNew, &self.direct, &self.direct_warned, self.opts.dsync)
                     .await
                 {
                     Ok(f) => Rc::new(f),
@@ -322,7 +322,7 @@ impl Inner {
                         // records at their old places would pass for new ones).
                         let f = self
                             .backend
-                            .open(&path, OpenMode::Existing, &self.direct, &self.direct_warned)
+                            .open(&path, OpenMode::Existing, &self.direct, &self.direct_warned, self.opts.dsync)
                             .await?;
                         f.truncate(0).await?;
                         Rc::new(f)
