@@ -102,7 +102,8 @@ impl Inner {
             if log.open.is_empty() && !mark_only {
                 return Ok(());
             }
-            let batch = std::mem::take(&mut log.open);
+            let next = log.open.successor();
+            let batch = std::mem::replace(&mut log.open, next);
             // Until the batch is in `flushed`, compaction must still see the
             // data its commits name (found by the simulation, seed 265716:
             // a move to a fresh segment waited here on a roll while another
