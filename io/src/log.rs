@@ -162,7 +162,8 @@ pub(crate) struct Log {
     /// Record writes issued and not yet completed (or failed).
     pub writes_in_flight: u64,
     /// Keys with a staged or flushed, not yet applied, operation.
-    pub pending_keys: HashMap<(u8, Vec<u8>), u32>,
+    /// (foldhash, randomly seeded: keys are clients' object keys.)
+    pub pending_keys: HashMap<(u8, Vec<u8>), u32, foldhash::fast::RandomState>,
     pub counters: Counters,
     /// Where the next batch may be packed (see `alloc_batch`).
     pub tail: Option<PackTail>,
@@ -192,7 +193,7 @@ impl Log {
             mode: Mode::Writable,
             generation: 0,
             writes_in_flight: 0,
-            pending_keys: HashMap::new(),
+            pending_keys: HashMap::default(),
             counters: Counters::default(),
             tail: None,
             dsync: false,

@@ -98,7 +98,8 @@ pub struct S3Fifo {
     capacity_bytes: u64,
     max_object_bytes: u64,
     small_capacity_bytes: u64,
-    entries: HashMap<CacheKey, Entry>,
+    /// (foldhash, randomly seeded: keys are clients' object keys.)
+    entries: HashMap<CacheKey, Entry, foldhash::fast::RandomState>,
     /// FIFOs of (id, key): new at the back, evicted from the front. An id
     /// that no longer matches its key's entry is a leftover of an entry
     /// removed meanwhile, skipped when it reaches the front.
@@ -128,7 +129,7 @@ impl S3Fifo {
             capacity_bytes,
             max_object_bytes,
             small_capacity_bytes: capacity_bytes * SMALL_PERCENT / 100,
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             small: VecDeque::new(),
             main: VecDeque::new(),
             small_bytes: 0,

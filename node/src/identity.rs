@@ -55,8 +55,9 @@ pub enum IdentityError {
 /// policies created with its credentials (its user id is the account id).
 #[derive(Debug, Default)]
 pub struct Identities {
-    by_key: HashMap<String, Arc<User>>,
-    by_id: HashMap<String, Arc<User>>,
+    /// (foldhash, randomly seeded: looked up on every request.)
+    by_key: HashMap<String, Arc<User>, foldhash::fast::RandomState>,
+    by_id: HashMap<String, Arc<User>, foldhash::fast::RandomState>,
 }
 
 impl Identities {
@@ -282,7 +283,7 @@ mod tests {
     #[test]
     fn debug_output_has_no_secret() {
         let (_, u) = parse_users("AK1 supersecretvalue id1\n").unwrap().remove(0);
-        let shown = format!("{u:?} {:?}", Identities { by_key: [("AK1".to_string(), Arc::new(u.clone()))].into(), by_id: HashMap::new() });
+        let shown = format!("{u:?} {:?}", Identities { by_key: [("AK1".to_string(), Arc::new(u.clone()))].into_iter().collect(), by_id: HashMap::default() });
         assert!(!shown.contains("supersecretvalue"), "{shown}");
         assert!(shown.contains("AK1") && shown.contains("<redacted>"), "{shown}");
     }

@@ -331,7 +331,7 @@ pub struct NodeMetrics {
     pub shards: Box<[ShardGauges]>,
     /// The data dir of each shard (`disk` label); empty in unit tests.
     shard_disks: Vec<String>,
-    op_index: HashMap<&'static str, usize>,
+    op_index: HashMap<&'static str, usize, foldhash::fast::RandomState>,
     /// Every reactor accepts (set once all are ready).
     serving: AtomicBool,
     /// A stop signal arrived: not ready any more, draining.

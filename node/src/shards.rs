@@ -51,9 +51,10 @@ pub type TableKey = (u8, Vec<u8>);
 pub struct LocalShard {
     pub shard: Shard,
     /// Keys with a plain commit in flight (appended, not yet acknowledged).
-    writing: RefCell<HashMap<TableKey, u32>>,
+    /// (Both maps foldhash, randomly seeded: keys are clients' object keys.)
+    writing: RefCell<HashMap<TableKey, u32, foldhash::fast::RandomState>>,
     /// Keys held (or being acquired) by a transaction.
-    locked: RefCell<HashMap<TableKey, ()>>,
+    locked: RefCell<HashMap<TableKey, (), foldhash::fast::RandomState>>,
     /// Fires when a write mark or a lock is released.
     released: Event,
     /// The owning reactor's hot-object cache (see `hotcache`).
@@ -88,8 +89,8 @@ impl LocalShard {
     pub fn with_cache(shard: Shard, cache: Rc<HotCache>) -> Self {
         LocalShard {
             shard,
-            writing: RefCell::new(HashMap::new()),
-            locked: RefCell::new(HashMap::new()),
+            writing: RefCell::new(HashMap::default()),
+            locked: RefCell::new(HashMap::default()),
             released: Event::default(),
             cache,
             mirrors: RefCell::new(None),
