@@ -2,14 +2,16 @@
 # Instructions per request from valgrind's callgrind: repeatable where
 # wall-clock figures are not (a machine shared with other builds).
 # Starts BINARY under callgrind (instrumentation off), writes the key space with
-# tessera-bench, then collects exactly COUNT GETs and COUNT PUTs of SIZE
-# (separately, one connection each way: --concurrency C) and prints the
+# tessera-bench, then collects exactly COUNT GETs (signed in a header), COUNT
+# presigned GETs (signed in the query, as wrk sends them) and COUNT PUTs of
+# SIZE (separately, C connections each: --concurrency C) and prints the
 # instructions of the node's process per request.
 #
 # usage: tools/callgrind-per-request.sh BINARY [--count 2000] [--size 4KiB]
 #                                       [--objects 100] [--concurrency 4] [--threads 2]
 #                                       [--server-args "..."] [--keep DIR]
-#   --keep DIR  keep the profiles (DIR/GET.out, DIR/PUT.out) for callgrind_annotate
+#   --keep DIR  keep the profiles (DIR/GET.out, DIR/PRESIGNED-GET.out,
+#               DIR/PUT.out) for callgrind_annotate
 # Needs valgrind (apt-get install valgrind), a C compiler and
 # target/release/tessera-bench. valgrind cannot follow io_uring's shared
 # rings, so the node runs with io_uring refused (tools/valgrind/no_uring.c,
@@ -64,4 +66,6 @@ measure() { # measure NAME bench-args...: instructions per request of the node
   echo "$name: $((ir / COUNT)) instructions per request ($ir over $COUNT requests, $SIZE, $CONC connections, $THREADS reactors)"
 }
 measure GET get --bucket cgbench --size "$SIZE" --objects "$OBJECTS" --skip-prefill
+# The GETs wrk sends with a presigned URL: the signature in the query.
+measure PRESIGNED-GET get --bucket cgbench --size "$SIZE" --objects "$OBJECTS" --skip-prefill --presigned
 measure PUT put --bucket cgbench --size "$SIZE" --objects "$OBJECTS"
