@@ -46,6 +46,21 @@ impl Query {
     }
 }
 
+/// The first value of parameter `name` in the raw query `raw`, decoded as
+/// `Query::parse` decodes it; None if absent or not decodable. Only names
+/// are decoded on the way (without allocating where they hold no `%` or
+/// `+`), so looking up one parameter does not cost a whole parse.
+pub fn query_param(raw: &str, name: &str) -> Option<String> {
+    for part in raw.split('&').filter(|p| !p.is_empty()) {
+        let (n, v) = part.split_once('=').unwrap_or((part, ""));
+        let is = if n.bytes().any(|b| b == b'%' || b == b'+') { decode(n, true).ok()? == name } else { n == name };
+        if is {
+            return decode(v, true).ok();
+        }
+    }
+    None
+}
+
 /// A query name or value: `+` is a space, then `%XX` decoded, in one
 /// pass (replacing `+` first and decoding then took two allocations and a
 /// UTF-8 check per component; a presigned GET has a dozen components).
@@ -526,6 +541,28 @@ fn object_op(method: Method, q: &Query) -> S3Result<Op> {
 mod tests {
     /// One-pass `decode` answers exactly what replacing `+` and then
     /// percent-decoding answered, over every short string of the bytes
+    /// `query_param` finds what `Query::parse` then `get` finds: the first
+    /// value, names matched after decoding, absent names None.
+    #[test]
+    fn query_param_matches_a_whole_parse() {
+        let queries = [
+            "",
+            "a=1&b=2&a=3",
+            "X-Amz-Security-Token=tok%2Ben+x&X-Amz-Date=1",
+            "X%2DAmz-Security-Token=encoded-name",
+            "x-amz-security-token=other-case",
+            "&&X-Amz-Security-Token&y=1",
+            "X-Amz-Security-Token=&X-Amz-Security-Token=second",
+            "a+b=c+d&a%20b=e",
+        ];
+        for q in queries {
+            let parsed = Query::parse(q).unwrap();
+            for name in ["a", "b", "X-Amz-Security-Token", "X-Amz-Date", "a b", "missing", "x-amz-security-token"] {
+                assert_eq!(query_param(q, name).as_deref(), parsed.get(name), "{name} in {q:?}");
+            }
+        }
+    }
+
     /// that matter (and errors alike on invalid UTF-8).
     #[test]
     fn one_pass_query_decoding_matches_replace_then_decode() {

@@ -159,9 +159,8 @@ pub fn security_token(head: &RequestHead) -> Option<String> {
     if let Some(t) = head.headers.get("x-amz-security-token") {
         return Some(t.to_string());
     }
-    tessera_proto::router::Query::parse(&head.query)
-        .ok()
-        .and_then(|q| q.get("X-Amz-Security-Token").map(str::to_string))
+    // One parameter, not a whole parse (7% of a presigned GET's instructions).
+    tessera_proto::router::query_param(&head.query, "X-Amz-Security-Token")
 }
 
 /// The claims of a session token, or AWS's error for a bad or expired one.
