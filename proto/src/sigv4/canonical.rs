@@ -20,6 +20,10 @@ pub fn canonical_uri(raw_path: &str) -> String {
     if raw_path.is_empty() {
         return "/".to_string();
     }
+    // Unreserved bytes and `/` decode and re-encode to themselves.
+    if raw_path.bytes().all(|b| b == b'/' || is_unreserved(b)) {
+        return raw_path.to_string();
+    }
     let bytes: Cow<'_, [u8]> = percent_decode(raw_path.as_bytes()).into();
     percent_encode(&bytes, STRICT_PATH).to_string()
 }
@@ -46,17 +50,16 @@ pub(crate) fn parse_query(raw_query: &str) -> Vec<(Cow<'_, str>, Cow<'_, str>)> 
 /// The canonical query string: parameters decoded, re-encoded strictly, sorted by
 /// name then value. With `drop_signature`, `X-Amz-Signature` is left out (presigned).
 pub fn canonical_query(raw_query: &str, drop_signature: bool) -> String {
-    let mut pairs: Vec<(String, String)> = raw_query
+    let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = raw_query
         .split('&')
         .filter(|p| !p.is_empty())
         .filter_map(|p| {
             let (n, v) = p.split_once('=').unwrap_or((p, ""));
-            let name: Cow<'_, [u8]> = percent_decode(n.as_bytes()).into();
-            if drop_signature && name.as_ref() == b"X-Amz-Signature" {
+            let name = canonical_component(n);
+            if drop_signature && name == "X-Amz-Signature" {
                 return None;
             }
-            let value: Cow<'_, [u8]> = percent_decode(v.as_bytes()).into();
-            Some((percent_encode(&name, STRICT).to_string(), percent_encode(&value, STRICT).to_string()))
+            Some((name, canonical_component(v)))
         })
         .collect();
     pairs.sort_unstable();
@@ -70,6 +73,23 @@ pub fn canonical_query(raw_query: &str, drop_signature: bool) -> String {
         out.push_str(v);
     }
     out
+}
+
+/// RFC 3986's unreserved bytes: the only ones `STRICT` leaves as they are.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// One query name or value, decoded and re-encoded strictly; borrowed as it
+/// is when it holds unreserved bytes only, which decode and re-encode to
+/// themselves (most of a presigned URL's parameters: the two allocations
+/// and the formatting per component were an eighth of its instructions).
+fn canonical_component(raw: &str) -> Cow<'_, str> {
+    if raw.bytes().all(is_unreserved) {
+        return Cow::Borrowed(raw);
+    }
+    let bytes: Cow<'_, [u8]> = percent_decode(raw.as_bytes()).into();
+    Cow::Owned(percent_encode(&bytes, STRICT).to_string())
 }
 
 /// A header value as SigV4 canonicalizes it: trimmed, inner runs of spaces collapsed
@@ -160,4 +180,59 @@ pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> S
     out.push('\n');
     crate::checksum::push_hex_lower(&mut out, hash.as_ref());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast paths (unreserved text borrowed or copied as it is) give
+    /// exactly what decoding and re-encoding every component gave, over
+    /// every short string of the bytes that matter.
+    #[test]
+    fn fast_paths_match_decode_then_encode() {
+        fn old_query(raw_query: &str, drop_signature: bool) -> String {
+            let mut pairs: Vec<(String, String)> = raw_query
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .filter_map(|p| {
+                    let (n, v) = p.split_once('=').unwrap_or((p, ""));
+                    let name: Cow<'_, [u8]> = percent_decode(n.as_bytes()).into();
+                    if drop_signature && name.as_ref() == b"X-Amz-Signature" {
+                        return None;
+                    }
+                    let value: Cow<'_, [u8]> = percent_decode(v.as_bytes()).into();
+                    Some((percent_encode(&name, STRICT).to_string(), percent_encode(&value, STRICT).to_string()))
+                })
+                .collect();
+            pairs.sort_unstable();
+            pairs.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("&")
+        }
+        fn old_uri(raw_path: &str) -> String {
+            if raw_path.is_empty() {
+                return "/".to_string();
+            }
+            let bytes: Cow<'_, [u8]> = percent_decode(raw_path.as_bytes()).into();
+            percent_encode(&bytes, STRICT_PATH).to_string()
+        }
+        let alphabet = ["a", "Z", "0", "-", "~", "%", "2", "F", "%2F", "%41", "%7e", "+", "/", " ", "=", "&", "é", "*", "X-Amz-Signature"];
+        let mut n = 0;
+        let mut stack = vec![String::new()];
+        while let Some(s) = stack.pop() {
+            for drop in [false, true] {
+                assert_eq!(canonical_query(&s, drop), old_query(&s, drop), "query {s:?}");
+            }
+            assert_eq!(canonical_uri(&s), old_uri(&s), "path {s:?}");
+            n += 1;
+            if s.len() < 5 {
+                for a in alphabet {
+                    stack.push(format!("{s}{a}"));
+                }
+            }
+        }
+        assert!(n > 20_000, "{n} strings");
+        // A presigned URL's query, in AWS's documented example form.
+        let q = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
+        assert_eq!(canonical_query(q, true), old_query(q, true));
+    }
 }
