@@ -300,13 +300,7 @@ impl SimDisk {
                     // The write's own flush: it fails as an fsync does,
                     // leaving each of its blocks persisted or not.
                     let failed = self.chance(self.faults.sync_eio);
-                    for b in at / BLOCK as u64..(at + len).div_ceil(BLOCK as u64) {
-                        if failed && self.rng.borrow_mut().below(2) == 0 {
-                            continue;
-                        }
-                        img.dirty.remove(&b);
-                        persist_block(&mut img, b);
-                    }
+                    self.persist(&mut img, at / BLOCK as u64..(at + len).div_ceil(BLOCK as u64), failed);
                     if failed {
                         drop(img);
                         self.state.borrow_mut().injected += 1;
@@ -320,16 +314,10 @@ impl SimDisk {
                 let failed = self.chance(self.faults.sync_eio);
                 if let Some(img) = image {
                     let mut img = img.borrow_mut();
+                    // After an fsync, failed or not, no block is dirty.
                     let dirty = std::mem::take(&mut img.dirty);
                     let len = img.volatile.len();
-                    for b in dirty {
-                        // After a failed fsync a dirty block may or may not
-                        // have reached the disk, and is no longer dirty.
-                        if failed && self.rng.borrow_mut().below(2) == 0 {
-                            continue;
-                        }
-                        persist_block(&mut img, b);
-                    }
+                    self.persist(&mut img, dirty, failed);
                     if !failed {
                         img.durable.resize(len, 0);
                     }
@@ -352,6 +340,18 @@ impl SimDisk {
                 Outcome::Unit(Ok(()))
             }
             OpKind::Meta => Outcome::Unit(Ok(())),
+        }
+    }
+
+    /// Makes `blocks` durable (and not dirty) after a flush; after a
+    /// `failed` one each may or may not have reached the disk.
+    fn persist(&self, img: &mut Image, blocks: impl IntoIterator<Item = u64>, failed: bool) {
+        for b in blocks {
+            if failed && self.rng.borrow_mut().below(2) == 0 {
+                continue;
+            }
+            img.dirty.remove(&b);
+            persist_block(img, b);
         }
     }
 

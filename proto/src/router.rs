@@ -21,8 +21,7 @@ impl Query {
     /// as S3 treats it); `%XX` is decoded once.
     pub fn parse(raw: &str) -> S3Result<Query> {
         let mut params = Vec::new();
-        for part in raw.split('&').filter(|p| !p.is_empty()) {
-            let (n, v) = part.split_once('=').unwrap_or((part, ""));
+        for (n, v) in raw_pairs(raw) {
             params.push((decode_query_component(n)?, decode_query_component(v)?));
         }
         Ok(Query { params })
@@ -46,13 +45,18 @@ impl Query {
     }
 }
 
+/// A raw query's `(name, value)` pairs, still encoded: empty segments
+/// skipped, a parameter without `=` has an empty value.
+fn raw_pairs(raw: &str) -> impl Iterator<Item = (&str, &str)> {
+    raw.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
 /// The first value of parameter `name` in the raw query `raw`, decoded as
 /// `Query::parse` decodes it; None if absent or not decodable. Only names
 /// are decoded on the way (without allocating where they hold no `%` or
 /// `+`), so looking up one parameter does not cost a whole parse.
 pub fn query_param(raw: &str, name: &str) -> Option<String> {
-    for part in raw.split('&').filter(|p| !p.is_empty()) {
-        let (n, v) = part.split_once('=').unwrap_or((part, ""));
+    for (n, v) in raw_pairs(raw) {
         let is = if n.bytes().any(|b| b == b'%' || b == b'+') { decode(n, true).ok()? == name } else { n == name };
         if is {
             return decode(v, true).ok();
