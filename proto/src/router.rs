@@ -47,7 +47,7 @@ impl Query {
 
 /// A raw query's `(name, value)` pairs, still encoded: empty segments
 /// skipped, a parameter without `=` has an empty value.
-fn raw_pairs(raw: &str) -> impl Iterator<Item = (&str, &str)> {
+pub(crate) fn raw_pairs(raw: &str) -> impl Iterator<Item = (&str, &str)> {
     raw.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")))
 }
 

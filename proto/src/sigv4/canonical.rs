@@ -41,24 +41,14 @@ pub(crate) fn decode_component(raw: &str) -> Cow<'_, str> {
 /// Splits a raw query into decoded `(name, value)` pairs, in order; a parameter
 /// without `=` has an empty value. Empty segments (`a=1&&b=2`) are skipped.
 pub(crate) fn parse_query(raw_query: &str) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
-    raw_query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((n, v)) => (decode_component(n), decode_component(v)),
-            None => (decode_component(p), Cow::Borrowed("")),
-        })
-        .collect()
+    crate::router::raw_pairs(raw_query).map(|(n, v)| (decode_component(n), decode_component(v))).collect()
 }
 
 /// The canonical query string: parameters decoded, re-encoded strictly, sorted by
 /// name then value. With `drop_signature`, `X-Amz-Signature` is left out (presigned).
 pub fn canonical_query(raw_query: &str, drop_signature: bool) -> String {
-    let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = raw_query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| {
-            let (n, v) = p.split_once('=').unwrap_or((p, ""));
+    let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = crate::router::raw_pairs(raw_query)
+        .filter_map(|(n, v)| {
             let name = canonical_component(n);
             if drop_signature && name == "X-Amz-Signature" {
                 return None;
