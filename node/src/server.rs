@@ -423,8 +423,8 @@ struct Reactor {
 /// running thread) and runs it at the reactor's next entry into the
 /// kernel, which comes within one turn of its loop (every turn submits or
 /// waits); a reactor asleep in the ring is still woken. Measured with wrk's
-/// presigned 4 KiB GETs (ARCHITECTURE.md, "Reactors"): +3% at 16
-/// connections, +4% at 64. SQPOLL was measured too and is not offered: a
+/// presigned 4 KiB GETs: +3% at 16 connections, +4% at 64 (ARCHITECTURE.md,
+/// "The reactors' rings"). SQPOLL was measured too and is not offered: a
 /// kernel thread per ring polling its queue took the cores the reactors
 /// and clients need (-35%).
 fn ring_setup() -> io_uring::Builder {
