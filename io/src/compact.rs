@@ -726,7 +726,7 @@ async fn retire(inner: &Rc<Inner>, victim: u32) -> Result<(), IoError> {
     let seg = inner.log.borrow_mut().segments.remove(&victim);
     drop(seg);
     let path = inner.dir.join(crate::format::segment_file_name(victim));
-    inner.backend.remove(&path).await?;
+    inner.backend.remove_retired(&path).await?;
     inner.backend.open_dir(&inner.dir).await?.sync_all().await?;
     tracing::debug!(shard = inner.id, segment = victim, "segment retired");
     Ok(())

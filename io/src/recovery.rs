@@ -650,6 +650,15 @@ pub(crate) async fn recover(
             }
         }
     }
+    // Retired segment files a crash left half removed (renamed, perhaps
+    // cut short: `Backend::remove_retired`): never read, deleted.
+    if opts.repair {
+        for name in backend.list(dir).await? {
+            if name.strip_suffix(crate::storage::TRASH_SUFFIX).and_then(parse_segment_file_name).is_some() {
+                backend.remove(&dir.join(&name)).await?;
+            }
+        }
+    }
     // Live bytes per segment, from the index; and entries left pointing
     // into a segment that is gone: the commit that moved them out (or
     // their newer version) was lost with a damaged region while the

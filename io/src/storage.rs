@@ -37,6 +37,13 @@ use crate::buf::AlignedBuf;
 use crate::format::BLOCK;
 use crate::sim::{SimDisk, SimFile};
 
+/// The name a retired segment file takes while it is cut down and
+/// removed (`Backend::remove_retired`); recovery deletes such files.
+pub(crate) const TRASH_SUFFIX: &str = ".trash";
+
+/// Bytes a retired segment file is cut by per synced step.
+pub(crate) const RETIRE_TRUNCATE_STEP: u64 = 32 << 20;
+
 /// How a shard reaches its files.
 #[derive(Clone)]
 pub(crate) enum Backend {
@@ -175,6 +182,51 @@ impl Backend {
         }
         let path = path.to_path_buf();
         self.blocking(move || std::fs::remove_file(path)).await
+    }
+
+    /// Removes a retired segment file whose removal its shard's log has
+    /// already made durable, without one long stall of the filesystem's
+    /// journal: the file is renamed out of the segments' names (recovery
+    /// deletes such a leftover unread, `TRASH_SUFFIX`), then cut from its
+    /// end `RETIRE_TRUNCATE_STEP` bytes at a time, each step synced (and so
+    /// committed by the journal on its own) as its own job on the I/O
+    /// thread, and the empty file unlinked. On a filesystem mounted with
+    /// online discard (ext4 `discard`) an unlink of a 1 GiB segment made
+    /// the journal commit that freed it take about 190 ms, and every commit
+    /// waiting on an fdatasync meanwhile; a step of 32 MiB takes under
+    /// 7 ms. The directory is not synced here: the caller syncs it after.
+    /// The simulator removes the file at once.
+    pub(crate) async fn remove_retired(&self, path: &Path) -> io::Result<()> {
+        if let Backend::Sim(d) = self {
+            return d.remove(path).await;
+        }
+        let mut trash = path.as_os_str().to_owned();
+        trash.push(TRASH_SUFFIX);
+        let trash = PathBuf::from(trash);
+        let (from, to) = (path.to_path_buf(), trash.clone());
+        let file = self
+            .blocking(move || {
+                std::fs::rename(&from, &to)?;
+                std::fs::OpenOptions::new().write(true).open(&to)
+            })
+            .await?;
+        let mut file = Some(file);
+        loop {
+            let Some(f) = file.take() else { break };
+            let (f, left) = self
+                .blocking(move || {
+                    let len = f.metadata()?.len();
+                    let to = len.saturating_sub(RETIRE_TRUNCATE_STEP);
+                    f.set_len(to)?;
+                    f.sync_data()?;
+                    Ok((f, to))
+                })
+                .await?;
+            if left > 0 {
+                file = Some(f);
+            }
+        }
+        self.blocking(move || std::fs::remove_file(trash)).await
     }
 
     pub(crate) async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
