@@ -477,7 +477,9 @@ pub enum ShardResp {
 pub struct ShardMsg {
     shard: u32,
     req: ShardReq,
-    reply: async_channel::Sender<Result<ShardResp, IoError>>,
+    /// The answer, back to the calling core: a oneshot (one allocation,
+    /// an atomic state) rather than a channel per call.
+    reply: tokio::sync::oneshot::Sender<Result<ShardResp, IoError>>,
 }
 
 pub type CoreSender = async_channel::Sender<ShardMsg>;
@@ -569,12 +571,12 @@ impl Shards {
             // Ours but not open: the shard is offline (it failed to open).
             return Err(IoError::ShardFailed);
         }
-        let (tx, rx) = async_channel::bounded(1);
+        let (tx, rx) = tokio::sync::oneshot::channel();
         self.cores[core]
             .send(ShardMsg { shard, req, reply: tx })
             .await
             .map_err(|_| IoError::ShardFailed)?;
-        rx.recv().await.map_err(|_| IoError::ShardFailed)?
+        rx.await.map_err(|_| IoError::ShardFailed)?
     }
 
     pub async fn write_data(&self, shard: u32, buf: DataBuf) -> Result<Extent, IoError> {
@@ -671,12 +673,12 @@ impl Shards {
             let ctx = MEMBER_CTX.with(|c| c.borrow().clone()).ok_or(IoError::ShardFailed)?;
             return crate::members::serve(&ctx, owner, index, call).await;
         }
-        let (tx, rx) = async_channel::bounded(1);
+        let (tx, rx) = tokio::sync::oneshot::channel();
         self.cores[core]
             .send(ShardMsg { shard: routed, req: ShardReq::Member { owner, index, call }, reply: tx })
             .await
             .map_err(|_| IoError::ShardFailed)?;
-        match rx.recv().await.map_err(|_| IoError::ShardFailed)?? {
+        match rx.await.map_err(|_| IoError::ShardFailed)?? {
             ShardResp::Bytes(b) => Ok(b),
             _ => Err(unexpected()),
         }
@@ -736,7 +738,7 @@ pub async fn serve(rx: CoreReceiver, local: Vec<Option<Rc<LocalShard>>>) {
                     Some(ctx) => crate::members::serve(&ctx, owner, index, call).await.map(ShardResp::Bytes),
                     None => Err(IoError::ShardFailed),
                 };
-                let _ = msg.reply.send(r).await;
+                let _ = msg.reply.send(r);
                 let _ = tokens.try_send(());
             }));
             continue;
@@ -747,7 +749,7 @@ pub async fn serve(rx: CoreReceiver, local: Vec<Option<Rc<LocalShard>>>) {
         };
         let Some(shard) = found else {
             let e = if crate::takeover::is_foster(msg.shard) { IoError::BelowQuorum } else { IoError::ShardFailed };
-            let _ = msg.reply.send(Err(e)).await;
+            let _ = msg.reply.send(Err(e));
             let _ = tokens_tx.try_send(());
             continue;
         };
@@ -757,7 +759,7 @@ pub async fn serve(rx: CoreReceiver, local: Vec<Option<Rc<LocalShard>>>) {
         // (three copies of it per call); a box is moved as one pointer.
         monoio::spawn(Box::pin(async move {
             let r = exec(&shard, msg.req).await;
-            let _ = msg.reply.send(r).await;
+            let _ = msg.reply.send(r);
             let _ = tokens.try_send(());
         }));
     }
