@@ -41,7 +41,8 @@ use crate::sim::{SimDisk, SimFile};
 /// removed (`Backend::remove_retired`); recovery deletes such files.
 pub(crate) const TRASH_SUFFIX: &str = ".trash";
 
-/// Bytes a retired segment file is cut by per synced step.
+/// Bytes a retired segment file is cut by per synced step (restated in
+/// `io/tests/reclaim.rs`, whose test sizes its segment to several steps).
 pub(crate) const RETIRE_TRUNCATE_STEP: u64 = 32 << 20;
 
 /// How a shard reaches its files.
