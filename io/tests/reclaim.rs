@@ -280,7 +280,7 @@ fn a_hold_keeps_extents_it_read_committable_while_compaction_moves_them() {
 }
 
 /// A retired segment is removed gently (`Backend::remove_retired`): renamed
-/// out of the segments' names, cut down 32 MiB a step, unlinked. This one
+/// out of the segments' names, cut down 8 MiB a step, unlinked. This one
 /// spans several steps, on both drivers. A leftover of such a removal cut
 /// short by a crash (`seg-N.log.trash`, of any length and content) is never
 /// read as a segment: fsck without repair leaves it and finds nothing wrong,
@@ -362,4 +362,4 @@ async fn read_body(s: &Shard, key: &[u8]) -> Vec<u8> {
 }
 
 /// `storage::RETIRE_TRUNCATE_STEP`, restated (the constant is crate-private).
-const RETIRE_STEP: u64 = 32 << 20;
+const RETIRE_STEP: u64 = 8 << 20;
