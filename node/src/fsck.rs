@@ -116,8 +116,7 @@ pub fn run(dirs: &[PathBuf], repair: bool) -> Result<FsckReport, String> {
 }
 
 /// The runtime the shard checks run on.
-pub(crate) type CheckRuntime =
-    monoio::FusionRuntime<monoio::time::TimeDriver<monoio::IoUringDriver>, monoio::time::TimeDriver<monoio::LegacyDriver>>;
+pub(crate) type CheckRuntime = crate::ring::Runtime;
 
 pub(crate) fn runtime() -> Result<CheckRuntime, String> {
     monoio::RuntimeBuilder::<monoio::FusionDriver>::new()

@@ -55,6 +55,7 @@ pub mod replication;
 pub mod restripe;
 pub mod metastore;
 pub mod response;
+pub mod ring;
 pub mod s3;
 pub mod server;
 pub mod sets;
