@@ -206,27 +206,25 @@ impl Backend {
         trash.push(TRASH_SUFFIX);
         let trash = PathBuf::from(trash);
         let (from, to) = (path.to_path_buf(), trash.clone());
-        let file = self
+        let mut file = self
             .blocking(move || {
                 std::fs::rename(&from, &to)?;
                 std::fs::OpenOptions::new().write(true).open(&to)
             })
             .await?;
-        let mut file = Some(file);
         loop {
-            let Some(f) = file.take() else { break };
             let (f, left) = self
                 .blocking(move || {
-                    let len = f.metadata()?.len();
-                    let to = len.saturating_sub(RETIRE_TRUNCATE_STEP);
-                    f.set_len(to)?;
-                    f.sync_data()?;
-                    Ok((f, to))
+                    let to = file.metadata()?.len().saturating_sub(RETIRE_TRUNCATE_STEP);
+                    file.set_len(to)?;
+                    file.sync_data()?;
+                    Ok((file, to))
                 })
                 .await?;
-            if left > 0 {
-                file = Some(f);
+            if left == 0 {
+                break;
             }
+            file = f;
         }
         self.blocking(move || std::fs::remove_file(trash)).await
     }
