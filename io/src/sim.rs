@@ -96,6 +96,11 @@ enum OpKind {
     Write { image: ImageRef, buf: AlignedBuf, pos: u64, segment_file: bool, dsync: bool },
     Sync { image: Option<ImageRef>, dir: Option<PathBuf> },
     Truncate { image: ImageRef, len: u64 },
+    /// fallocate: the file grows to `to` with zeros, never overwriting.
+    /// Only its length changes, and only in the volatile image: the new
+    /// length reaches the durable one with the blocks written there (a
+    /// power cut before keeps the file shorter, never garbage).
+    Allocate { image: ImageRef, to: u64 },
     Meta,
 }
 
@@ -337,6 +342,17 @@ impl SimDisk {
                 let mut img = image.borrow_mut();
                 img.volatile.truncate(len as usize);
                 img.dirty.retain(|b| b * (BLOCK as u64) < len);
+                Outcome::Unit(Ok(()))
+            }
+            OpKind::Allocate { image, to } => {
+                let grows = to.saturating_sub(image.borrow().volatile.len() as u64);
+                if grows > self.free_bytes() {
+                    return Outcome::Unit(Err(io::Error::from_raw_os_error(libc::ENOSPC)));
+                }
+                let mut img = image.borrow_mut();
+                if (img.volatile.len() as u64) < to {
+                    img.volatile.resize(to as usize, 0);
+                }
                 Outcome::Unit(Ok(()))
             }
             OpKind::Meta => Outcome::Unit(Ok(())),
@@ -765,6 +781,11 @@ impl SimFile {
     pub(crate) async fn truncate(&self, len: u64) -> io::Result<()> {
         let image = self.image()?;
         self.disk.submit(OpKind::Truncate { image, len }).await_unit().await
+    }
+
+    pub(crate) async fn allocate(&self, to: u64) -> io::Result<()> {
+        let image = self.image()?;
+        self.disk.submit(OpKind::Allocate { image, to }).await_unit().await
     }
 
     pub(crate) fn len(&self) -> u64 {

@@ -229,6 +229,40 @@ impl Backend {
         self.blocking(move || std::fs::remove_file(trash)).await
     }
 
+    /// Allocates `[from, to)` of `file` (fallocate, mode 0: the file's
+    /// size grows to at least `to`; blocks it already has, and their bytes,
+    /// are left as they are; new ones read as zeros). On the shard's I/O
+    /// thread, through a duplicate of the ring file's descriptor, so that
+    /// closing the file meanwhile cannot hand the call another file. Not
+    /// synced: the log's next sync of the file carries it.
+    pub(crate) async fn allocate(&self, file: &DiskFile, from: u64, to: u64) -> io::Result<()> {
+        fn fallocate(fd: std::os::fd::RawFd, from: u64, to: u64) -> io::Result<()> {
+            let off = libc::off_t::try_from(from).map_err(|_| io::Error::other("offset overflows off_t"))?;
+            let len = libc::off_t::try_from(to.saturating_sub(from)).map_err(|_| io::Error::other("length overflows off_t"))?;
+            // SAFETY: fd is an open descriptor owned by the caller for the call's duration.
+            if unsafe { libc::fallocate(fd, 0, off, len) } == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        }
+        if to <= from {
+            return Ok(());
+        }
+        match file {
+            DiskFile::Ring(f) => {
+                // SAFETY: the ring file's descriptor is open while `f` is borrowed.
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(f.as_raw_fd()) }.try_clone_to_owned()?;
+                self.blocking(move || fallocate(fd.as_raw_fd(), from, to)).await
+            }
+            DiskFile::Thread { file, worker } => {
+                let file = file.clone();
+                worker.call(move || fallocate(file.as_raw_fd(), from, to)).await?
+            }
+            DiskFile::Sim(f) => f.allocate(to).await,
+        }
+    }
+
     pub(crate) async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         if let Backend::Sim(d) = self {
             return d.rename(from, to).await;

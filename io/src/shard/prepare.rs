@@ -30,6 +30,11 @@ const STEPS_AHEAD: u64 = 2;
 pub(crate) const PREPARE_MAX_BYTES_PER_SYNC: u64 = 128 << 10;
 /// The zeros one write of a step carries.
 const ZERO_WRITE: usize = 1 << 20;
+/// Bytes of a segment allocated (fallocate) per step while zeros are not
+/// written ahead (large commits); an eighth of the segment where segments
+/// are smaller. A step is taken when less than one is allocated ahead of
+/// the head, and allocates up to two ahead.
+pub(crate) const ALLOCATE_STEP: u64 = 64 << 20;
 
 /// The active segment's written-ahead state.
 #[derive(Debug, Default)]
@@ -43,6 +48,14 @@ pub(crate) struct Prepared {
     pub inflight: Option<(u64, u64)>,
     /// A step failed in this segment (a full disk): no more in it.
     pub stopped: bool,
+    /// The segment's file is allocated up to here (fallocate; blocks not
+    /// written yet read as zeros): appends below it do not extend the
+    /// file. At least `end`'s worth of it may also be written.
+    pub allocated: u64,
+    /// An allocation step is running on the shard's I/O thread.
+    pub allocating: bool,
+    /// An allocation step failed in this segment: no more in it.
+    pub allocation_stopped: bool,
     /// Whether the recent commits were small enough for steps to pay, and
     /// the log's counters when that was judged.
     pub wanted: bool,
@@ -58,6 +71,16 @@ pub struct PrepareStats {
     pub failed_steps: u64,
     /// Old segments cut back to their records at a roll.
     pub tails_cut: u64,
+    /// Allocation steps (large commits) and the bytes they allocated.
+    pub allocations: u64,
+    pub allocated_bytes: u64,
+    pub failed_allocations: u64,
+}
+
+/// What `maybe_prepare` starts.
+enum Step {
+    Zeros(u64, u64),
+    Allocate(u64, u64),
 }
 
 impl Inner {
@@ -80,12 +103,14 @@ impl Inner {
             }
             (*n, seg.file.clone(), align_up(seg.end), (log.counters.bytes_appended, log.counters.syncs))
         };
-        let (from, to) = {
+        let step = {
             let mut p = self.prepared.borrow_mut();
             if p.segment != segment {
                 p.segment = segment;
                 p.end = 0;
                 p.stopped = false;
+                p.allocated = 0;
+                p.allocation_stopped = false;
             }
             if p.inflight.is_some() || p.stopped {
                 return;
@@ -105,14 +130,37 @@ impl Inner {
                 p.judged_at = counters;
             }
             if !p.wanted {
+                // Large commits: allocate ahead instead, so that appends
+                // do not extend the file (which hands each O_DIRECT write
+                // to a kernel worker), without writing anything.
+                let step = align_up(ALLOCATE_STEP.min(self.opts.segment_size_bytes / 8)).max(BLOCK as u64);
+                let have = p.end.max(p.allocated);
+                let limit = align_up(self.opts.segment_size_bytes);
+                if p.allocating || p.allocation_stopped || have >= head + step || have >= limit {
+                    return;
+                }
+                if self.free_estimate() < self.opts.data_reserve_bytes.saturating_add(4 * step) {
+                    return;
+                }
+                let from = have.max(head);
+                let to = (head + 2 * step).min(limit);
+                p.allocating = true;
+                Step::Allocate(from, to)
+            } else {
+                if self.free_estimate() < self.opts.data_reserve_bytes.saturating_add(4 * step) {
+                    return;
+                }
+                let to = (from + step).min(align_up(self.opts.segment_size_bytes));
+                p.inflight = Some((from, to));
+                Step::Zeros(from, to)
+            }
+        };
+        let (from, to) = match step {
+            Step::Zeros(from, to) => (from, to),
+            Step::Allocate(from, to) => {
+                self.allocate_ahead(segment, file, from, to);
                 return;
             }
-            if self.free_estimate() < self.opts.data_reserve_bytes.saturating_add(4 * step) {
-                return;
-            }
-            let to = (from + step).min(align_up(self.opts.segment_size_bytes));
-            p.inflight = Some((from, to));
-            (from, to)
         };
         tracing::trace!(shard = self.id, segment, from, to, "writing zeros ahead of the log");
         let inner = self.clone();
@@ -144,6 +192,38 @@ impl Inner {
         });
     }
 
+    /// Allocates `[from, to)` of the active segment's file on the shard's
+    /// I/O thread (`Backend::allocate`). Nothing waits for it: an
+    /// allocation never changes bytes already in the file.
+    fn allocate_ahead(self: &Rc<Self>, segment: u32, file: Rc<DiskFile>, from: u64, to: u64) {
+        tracing::trace!(shard = self.id, segment, from, to, "allocating ahead of the log");
+        let inner = self.clone();
+        monoio::spawn(async move {
+            let r = inner.backend.allocate(&file, from, to).await;
+            {
+                let mut p = inner.prepared.borrow_mut();
+                p.allocating = false;
+                match &r {
+                    Ok(()) => {
+                        p.stats.allocations += 1;
+                        p.stats.allocated_bytes += to - from;
+                        if p.segment == segment {
+                            p.allocated = p.allocated.max(to);
+                        }
+                    }
+                    Err(e) => {
+                        p.stats.failed_allocations += 1;
+                        if p.segment == segment {
+                            p.allocation_stopped = true;
+                        }
+                        tracing::debug!(shard = inner.id, segment, error = %e, "could not allocate ahead of the log; appending");
+                    }
+                }
+            }
+            inner.changed.notify_all();
+        });
+    }
+
     /// Waits until no zeros are being written over `[from, to)` of `segment`.
     pub(crate) async fn wait_prepared(&self, segment: u32, from: u64, to: u64) {
         loop {
@@ -158,9 +238,11 @@ impl Inner {
         }
     }
 
-    /// Waits for a step in flight to end (before a roll or a reset cuts files).
+    /// Waits for a step in flight to end (before a roll or a reset cuts
+    /// files: an allocation landing after a cut would lengthen the file
+    /// again).
     pub(crate) async fn prepare_idle(&self) {
-        while self.prepared.borrow().inflight.is_some() {
+        while self.prepared.borrow().inflight.is_some() || self.prepared.borrow().allocating {
             self.changed.listen().await;
         }
     }
@@ -173,7 +255,7 @@ impl Inner {
         self.prepare_idle().await;
         let (segment, prepared_end) = {
             let p = self.prepared.borrow();
-            (p.segment, p.end)
+            (p.segment, p.end.max(p.allocated))
         };
         let cut = {
             let log = self.log.borrow();
@@ -187,7 +269,8 @@ impl Inner {
             match file.truncate(keep).await {
                 Ok(()) => {
                     let mut p = self.prepared.borrow_mut();
-                    p.end = keep;
+                    p.end = p.end.min(keep);
+                    p.allocated = p.allocated.min(keep);
                     p.stats.tails_cut += 1;
                 }
                 Err(e) => tracing::debug!(shard = self.id, segment, error = %e, "could not cut the zeros after a sealed segment"),
@@ -200,6 +283,7 @@ impl Inner {
         let mut p = self.prepared.borrow_mut();
         if p.segment == segment {
             p.end = p.end.min(keep);
+            p.allocated = p.allocated.min(keep);
         }
     }
 }
