@@ -532,6 +532,8 @@ thread_local! {
     /// rewrite of a packed batch's block, or rot): the case the packed
     /// format must survive, counted so a run shows it was exercised.
     static DAMAGED_COPIES: Cell<u64> = const { Cell::new(0) };
+    /// Allocation steps ahead of the log (large commits) the runs took.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Runs one seed: rounds of workload and power cuts, checking each recovery.
@@ -563,6 +565,8 @@ fn run_seed(seed: u64) -> Result<String, String> {
                 // they are found as corruption rather than lost silently.
                 let quiesce = mode == Mode::Rot || misdirects(seed);
                 workload(&disk, shard.clone(), rng, m, next_id, errors, quiesce).await;
+                let prepared = shard.stats().prepare;
+                ALLOCATIONS.with(|a| a.set(a.get() + prepared.allocations));
                 let halt = shard.clone();
                 let _forget = Forget(halt);
                 if quiesce {
@@ -720,8 +724,9 @@ fn simulated_power_cuts_and_faults() {
         }
     }
     println!(
-        "{n} seeds from {start}: {by_mode:?}; recoveries with a damaged copy of an intact batch: {}",
-        DAMAGED_COPIES.with(|d| d.get())
+        "{n} seeds from {start}: {by_mode:?}; recoveries with a damaged copy of an intact batch: {}; allocation steps ahead of the log: {}",
+        DAMAGED_COPIES.with(|d| d.get()),
+        ALLOCATIONS.with(|a| a.get())
     );
     assert!(failures.is_empty(), "failing seeds (replay with TESSERA_SIM_SEED=<seed>): {failures:?}");
 }
