@@ -9,6 +9,13 @@
 //! ahead of the active segment's head; the log's next sync carries their
 //! metadata once, and the commits that follow land on those blocks.
 //!
+//! While the syncs cover more (large commits), zeros would double the
+//! writes; instead a step allocates `ALLOCATE_STEP` bytes ahead of the
+//! head (fallocate, which writes nothing: the new blocks read as zeros),
+//! so appends land inside the file's size and its blocks and complete
+//! inline. Each sync still commits the blocks' change from unwritten to
+//! written, so this saves the kernel worker, not the journal's work.
+//!
 //! What is on disk stays as before, with one addition: a segment may end
 //! in zeros after its last record. In the active segment recovery counts
 //! such a tail apart (it is the log's end, never corruption: no record
