@@ -1,6 +1,7 @@
 //! tessera-node: the server. Reactors, connections, S3 operations, buckets,
 //! identities, and the placement of objects on shards.
 
+pub mod alloc;
 pub mod body;
 pub mod bodybuf;
 pub mod acl;

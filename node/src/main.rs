@@ -8,7 +8,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tessera_node::config::Config;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tessera_node::alloc::Allocator = tessera_node::alloc::Allocator;
 
 #[derive(Parser)]
 #[command(name = "tessera", version, about = "S3-compatible object store")]
