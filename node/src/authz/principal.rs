@@ -58,7 +58,7 @@ impl Principal {
             role_arn: None,
             is_root: true,
             // The account-less form Ceph's user ARNs take.
-            aliases: vec![format!("arn:aws:iam:::user/{}", account.user_id)],
+            aliases: vec![crate::iam::model::concat_str(&["arn:aws:iam:::user/", &account.user_id])],
         };
         Principal { kind: SubjectKind::Root, account: Some(account), facts, user: None, role: None, session: None, iam }
     }

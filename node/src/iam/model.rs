@@ -79,7 +79,18 @@ pub fn arn(account: &str, kind: &str, path: &str, name: &str) -> String {
 }
 
 pub fn root_arn(account: &str) -> String {
-    format!("arn:aws:iam::{account}:root")
+    // Concatenated rather than `format!`ed: every request of a root
+    // identity builds it (~350 instructions through `format!`).
+    concat_str(&["arn:aws:iam::", account, ":root"])
+}
+
+/// The strings, one after another, in one allocation of the right size.
+pub fn concat_str(parts: &[&str]) -> String {
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        s.push_str(p);
+    }
+    s
 }
 
 /// Inline policies by name (names compared case-sensitively, as AWS does).
@@ -407,6 +418,15 @@ impl AccessKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_arns_are_concatenated_as_aws_spells_them() {
+        assert_eq!(root_arn("123456789012"), "arn:aws:iam::123456789012:root");
+        assert_eq!(root_arn(""), "arn:aws:iam:::root");
+        assert_eq!(concat_str(&[]), "");
+        let s = concat_str(&["arn:aws:iam:::user/", "ü-ser"]);
+        assert_eq!((s.as_str(), s.capacity()), ("arn:aws:iam:::user/ü-ser", "arn:aws:iam:::user/ü-ser".len()));
+    }
 
     fn doc(kind: Kind) -> Doc {
         let text = match kind {
