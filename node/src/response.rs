@@ -229,6 +229,13 @@ impl ObjectStream {
                                 continue 'stream;
                             }
                             Err(e) => {
+                                if reloads < MAX_STREAM_RELOADS {
+                                    if let Some(fresh) = self.rewritten(&extents, &e).await {
+                                        reloads += 1;
+                                        extents = fresh;
+                                        continue 'stream;
+                                    }
+                                }
                                 tracing::error!("read for response failed: {e}");
                                 return Err(ConnError::Io(std::io::Error::other(e.to_string())));
                             }
@@ -292,7 +299,16 @@ impl ObjectStream {
                         extents = Rc::new(self.reload().await?);
                         continue 'stream;
                     }
-                    Err(e) => return Err(fail(e.to_string())),
+                    Err(e) => {
+                        if reloads < MAX_STREAM_RELOADS {
+                            if let Some(fresh) = self.rewritten(&extents, &e).await {
+                                reloads += 1;
+                                extents = Rc::new(fresh);
+                                continue 'stream;
+                            }
+                        }
+                        return Err(fail(e.to_string()));
+                    }
                 };
                 next = chunks.get(i + 1).map(|c| spawn_read(c.sealed.clone(), extents.clone()));
                 let plain = d.open(&chunks[i], sealed).map_err(|e| fail(e.message))?;
@@ -302,6 +318,22 @@ impl ObjectStream {
             break;
         }
         Ok(())
+    }
+
+    /// After a read error other than `Moved`: the same version's extents if
+    /// they are no longer the ones being read. A re-striping walk (lanes
+    /// shrinking or growing, `restripe.rs`) rewrites a record in its new
+    /// shape and drops the old stripes' blocks, and a read of those blocks
+    /// then fails as missing: found by `cluster_grow`'s decommission test,
+    /// whose GET lost 3 of 4 holders of a stripe just restriped, and closed
+    /// its connection mid-body. The same extents again: the error stands.
+    async fn rewritten(&self, current: &[Extent], e: &tessera_io::IoError) -> Option<Vec<Extent>> {
+        let fresh = self.source.as_ref()?.extents(&self.ctx).await?;
+        if fresh.as_slice() == current {
+            return None;
+        }
+        tracing::warn!("read for response failed ({e}); the version was rewritten meanwhile, reading it again where it is now");
+        Some(fresh)
     }
 
     /// The extents of the same version after compaction moved them.
