@@ -34,11 +34,13 @@ enum Cond {
 /// RFC 7232 §6 order, as S3 applies it: If-Match, else If-Unmodified-Since;
 /// then If-None-Match, else If-Modified-Since. Dates compare in whole seconds.
 fn evaluate(h: impl Fn(&str) -> Option<String>, s: &ObjectSummary, names: [&str; 4]) -> Cond {
-    let etag = s.etag();
+    // Formatted only for an If-Match or If-None-Match (most GETs have neither).
+    let etag = std::cell::OnceCell::new();
+    let etag = || etag.get_or_init(|| s.etag()).as_str();
     let mtime = s.mtime_ms.div_euclid(1000);
     let [if_match, if_unmod, if_none, if_mod] = names;
     if let Some(v) = h(if_match) {
-        if !etag_matches(&v, &etag) {
+        if !etag_matches(&v, etag()) {
             return Cond::Failed;
         }
     } else if let Some(t) = h(if_unmod).and_then(|v| parse_http_date(&v)) {
@@ -47,7 +49,7 @@ fn evaluate(h: impl Fn(&str) -> Option<String>, s: &ObjectSummary, names: [&str;
         }
     }
     if let Some(v) = h(if_none) {
-        if etag_matches(&v, &etag) {
+        if etag_matches(&v, etag()) {
             return Cond::NotModified;
         }
     } else if let Some(t) = h(if_mod).and_then(|v| parse_http_date(&v)) {
