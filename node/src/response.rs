@@ -328,10 +328,7 @@ impl ObjectStream {
     /// whose GET lost 3 of 4 holders of a stripe just restriped, and closed
     /// its connection mid-body. The same extents again: the error stands.
     async fn rewritten(&self, current: &[Extent], e: &tessera_io::IoError) -> Option<Vec<Extent>> {
-        let fresh = self.source.as_ref()?.extents(&self.ctx).await?;
-        if fresh.as_slice() == current {
-            return None;
-        }
+        let fresh = self.source.as_ref()?.rewritten(&self.ctx, current).await?;
         tracing::warn!("read for response failed ({e}); the version was rewritten meanwhile, reading it again where it is now");
         Some(fresh)
     }
@@ -345,6 +342,14 @@ impl ObjectStream {
 }
 
 impl StreamSource {
+    /// After a read of `current` failed with an error other than `Moved`:
+    /// the version's extents if they are no longer `current` (it was
+    /// rewritten elsewhere, `ObjectStream::rewritten` says when), else
+    /// None and the error stands. GET streams and copies both ask.
+    pub async fn rewritten(&self, ctx: &Rc<Ctx>, current: &[Extent]) -> Option<Vec<Extent>> {
+        self.extents(ctx).await.filter(|fresh| fresh.as_slice() != current)
+    }
+
     /// The version's extents as they are now (after compaction moved
     /// them), or None when it is gone or no longer the same bytes.
     pub async fn extents(&self, ctx: &Rc<Ctx>) -> Option<Vec<Extent>> {

@@ -610,22 +610,16 @@ pub(super) async fn copy_range(
                 todo = pieces(&extents, pos..range.end).into_iter();
                 continue;
             }
-            Err(err) if reloads < crate::response::MAX_STREAM_RELOADS && source.is_some() => {
+            Err(err) if reloads < crate::response::MAX_STREAM_RELOADS => {
                 // Any other error: the version may have been rewritten
-                // elsewhere (a re-striping walk drops the old stripes'
-                // blocks; `ObjectStream::rewritten` for GETs). Only other
-                // extents for the same version mean that; the same ones
-                // mean the error stands.
-                match source.unwrap().extents(ctx).await {
-                    Some(again) if again != extents => {
-                        tracing::warn!("copy source read failed ({err}); the version was rewritten meanwhile, reading it again where it is now");
-                        reloads += 1;
-                        extents = again;
-                        todo = pieces(&extents, pos..range.end).into_iter();
-                        continue;
-                    }
-                    _ => return Err(io_error(err)),
-                }
+                // elsewhere (a re-striping walk; `StreamSource::rewritten`).
+                let Some(src) = source else { return Err(io_error(err)) };
+                let Some(again) = src.rewritten(ctx, &extents).await else { return Err(io_error(err)) };
+                tracing::warn!("copy source read failed ({err}); the version was rewritten meanwhile, reading it again where it is now");
+                reloads += 1;
+                extents = again;
+                todo = pieces(&extents, pos..range.end).into_iter();
+                continue;
             }
             Err(e) => return Err(io_error(e)),
         };
