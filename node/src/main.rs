@@ -88,9 +88,12 @@ enum Command {
         /// Region reported by GetBucketLocation and accepted in signatures.
         #[arg(long, default_value = "us-east-1", env = "TESSERA_REGION")]
         region: String,
-        /// Shards per data dir, fixed when the dir is first formatted.
-        #[arg(long, default_value_t = 4)]
-        shards_per_disk: u32,
+        /// Shards per data dir, fixed when the dir is first formatted
+        /// (default: enough for every reactor to own one: the reactors
+        /// divided by the data dirs, or by the erasure sets with
+        /// --erasure, rounded up).
+        #[arg(long)]
+        shards_per_disk: Option<u32>,
         /// Format fresh data dirs (2 or more) as one erasure set (format 2):
         /// a lane's shards on every dir, writes acknowledged at the write
         /// quorum, serving with up to the parity count of dirs missing.
@@ -538,7 +541,8 @@ fn main() -> ExitCode {
                 kms_keys,
                 vhost_domains: domains,
                 region,
-                shards_per_disk,
+                shards_per_disk: shards_per_disk
+                    .unwrap_or_else(|| tessera_node::config::default_shards_per_disk(threads, data_dirs.len(), erasure)),
                 erasure: erasure.then_some(parity),
                 heal_bytes_per_sec,
                 max_buckets_per_user,

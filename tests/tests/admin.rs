@@ -40,6 +40,13 @@ fn json_of(r: &RawResponse) -> serde_json::Value {
     serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.body_text()))
 }
 
+/// The shards a data dir was formatted with (by default one per reactor).
+fn shard_dirs(dir: &std::path::Path) -> usize {
+    let n = std::fs::read_dir(dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("shard-")).count();
+    assert!(n >= 1, "no shard dirs in {}", dir.display());
+    n
+}
+
 fn metric(m: &HashMap<String, f64>, name: &str) -> f64 {
     m.get(name).copied().unwrap_or(0.0)
 }
@@ -127,7 +134,9 @@ async fn admin_endpoints_refuse_non_admins_and_answer_json() {
     // Scrub and compaction per shard; heal; config.
     let v = json_of(&admin_get(&server, "/admin/v1/scrub", root));
     let shards = v["shards"].as_array().expect("shards");
-    assert_eq!(shards.len(), 4, "{v}");
+    // Without --shards-per-disk a dir gets one shard per reactor (2 here).
+    assert_eq!(shard_dirs(&server.data_dirs()[0]), 2);
+    assert_eq!(shards.len(), 2, "{v}");
     for s in shards {
         assert_eq!(s["state"], "open");
         assert!(s["scrub"]["passes"].is_u64() && s["compaction"]["bytes_freed"].is_u64(), "{s}");
@@ -137,11 +146,12 @@ async fn admin_endpoints_refuse_non_admins_and_answer_json() {
     assert_eq!(v["erasure_coding"], false);
     let disks = v["disks"].as_array().expect("disks");
     assert_eq!(disks.len(), 1);
-    assert_eq!((disks[0]["state"].as_str(), disks[0]["shards"].as_u64()), (Some("online"), Some(4)));
+    assert_eq!((disks[0]["state"].as_str(), disks[0]["shards"].as_u64()), (Some("online"), Some(2)));
     assert_eq!(disks[0]["lanes"], serde_json::json!([]));
     let r = admin_get(&server, "/admin/v1/config", root);
     let v = json_of(&r);
     assert_eq!(v["threads"], 2);
+    assert_eq!(v["shards_per_disk"], 2);
     assert_eq!(v["data_dirs"][0], server.data_dirs()[0].display().to_string());
     assert_eq!(v["tls_cert"], serde_json::Value::Null);
     assert!(v["users_file"].is_string());
@@ -195,7 +205,14 @@ async fn sync_histogram_and_background_work_metrics() {
         assert_eq!(m.get(&format!("tessera_disk_errors_total{{disk=\"{dir}\",kind=\"{kind}\"}}")), Some(&0.0), "{kind}");
     }
     assert_eq!(m.get(&format!("tessera_disk_offline_shards{{disk=\"{dir}\"}}")), Some(&0.0));
-    assert_eq!(m.get(&format!("tessera_shard_info{{shard=\"3\",disk=\"{dir}\"}}")), Some(&1.0));
+    // One info series per shard the dir was formatted with (one per
+    // reactor by default: 2 here), numbered from 0.
+    let shard_dirs = shard_dirs(&server.data_dirs()[0]);
+    assert_eq!(shard_dirs, 2);
+    for shard in 0..shard_dirs {
+        assert_eq!(m.get(&format!("tessera_shard_info{{shard=\"{shard}\",disk=\"{dir}\"}}")), Some(&1.0), "shard {shard}");
+    }
+    assert_eq!(m.keys().filter(|k| k.starts_with("tessera_shard_info{")).count(), shard_dirs);
     for core in 0..2 {
         assert!(m.contains_key(&format!("tessera_cross_core_queue_depth{{core=\"{core}\"}}")), "queue depth of core {core}");
     }
