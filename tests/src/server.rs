@@ -344,8 +344,6 @@ impl Server {
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// Root credentials the clients use. Tests that let the server generate
-    /// its own set them here once they know them.
     /// Sets an environment variable for the next start.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.opts.env.retain(|(k, _)| k != key);
@@ -357,6 +355,8 @@ impl Server {
         (&self.access_key, &self.secret_key)
     }
 
+    /// Root credentials the clients use. Tests that let the server generate
+    /// its own set them here once they know them.
     pub fn set_credentials(&mut self, access_key: &str, secret_key: &str) {
         self.access_key = access_key.to_string();
         self.secret_key = secret_key.to_string();

@@ -181,7 +181,7 @@ async fn fsck_checks_an_erasure_coded_node() {
     server.stop();
     let (code, text) = fsck(&dirs, false);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("16 shards, 1 buckets, 6 objects: clean"), "{text}");
+    assert!(text.contains("8 shards, 1 buckets, 6 objects: clean"), "{text}");
 
     let (code, text) = fsck(&dirs[..3], false);
     assert_eq!(code, 0, "{text}");

@@ -100,7 +100,8 @@ fn break_shard(dir: &Path, shard: usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_live_and_ready() {
-    let mut server = Server::start();
+    // Two reactors: two shards by default, so shard 1 exists to break.
+    let mut server = Server::start_with(ServerOpts { threads: Some(2), ..Default::default() });
     for path in ["/health/live", "/health/ready"] {
         let r = admin_get(&server, path);
         assert_eq!(r.status, 200, "{path}: {}", r.body_text());
@@ -113,14 +114,14 @@ async fn health_live_and_ready() {
     assert_ne!(r.status, 200, "{}", r.body_text());
     // A shard that cannot open: the node serves the rest, but is not ready.
     server.stop();
-    break_shard(&server.data_dirs()[0].clone(), 2);
+    break_shard(&server.data_dirs()[0].clone(), 1);
     server.start_again();
     assert_eq!(admin_get(&server, "/health/live").status, 200);
     let r = admin_get(&server, "/health/ready");
-    assert_eq!((r.status, r.body_text().as_str()), (503, "not ready: shard 2 offline\n"));
+    assert_eq!((r.status, r.body_text().as_str()), (503, "not ready: shard 1 offline\n"));
     assert_eq!(server.send(&server.raw_request("GET", "/_tessera/health/ready")).status, 503);
     let m = scrape(&server);
-    assert_eq!(metric(&m, r#"tessera_shard_offline{shard="2"}"#), 1.0);
+    assert_eq!(metric(&m, r#"tessera_shard_offline{shard="1"}"#), 1.0);
     assert_eq!(metric(&m, "tessera_ready"), 0.0);
 }
 

@@ -99,7 +99,8 @@ fn break_shard(dir: &Path, shard: usize) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shard_that_cannot_open_stays_offline_and_the_rest_serve() {
-    let mut server = Server::start();
+    // Two reactors: two shards by default.
+    let mut server = Server::start_with(ServerOpts { threads: Some(2), ..ServerOpts::default() });
     let s3 = server.client();
     ok(s3.create_bucket().bucket("half").send().await, "create");
     for i in 0..64 {
@@ -109,8 +110,8 @@ async fn a_shard_that_cannot_open_stays_offline_and_the_rest_serve() {
         );
     }
     server.stop();
-    // Shard 0 keeps the bucket registry's only copy on a one-dir node: break another.
-    break_shard(&server.data_dirs()[0], 2);
+    // Shard 0 keeps the bucket registry's only copy on a one-dir node: break the other.
+    break_shard(&server.data_dirs()[0], 1);
     server.start_again();
     assert!(
         server.stderr_since_start().contains("stays offline"),
@@ -133,6 +134,54 @@ async fn a_shard_that_cannot_open_stays_offline_and_the_rest_serve() {
     }
     eprintln!("{served} objects served, {unavailable} on the offline shard");
     assert!(served > 0 && unavailable > 0, "{served} served, {unavailable} unavailable");
+}
+
+/// The shard dirs a data dir was formatted with.
+fn shard_dirs(dir: &Path) -> usize {
+    std::fs::read_dir(dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("shard-")).count()
+}
+
+/// Without --shards-per-disk a fresh dir gets one shard per reactor. The
+/// count is the format's: a restart with fewer reactors keeps it (they
+/// share the shards out), a flag given then is not applied to formatted
+/// dirs, and every object is served throughout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fresh_dir_gets_a_shard_per_reactor_and_keeps_its_count() {
+    let mut server = Server::start_with(opts_with(&[("TESSERA_THREADS", "3")]));
+    assert_eq!(shard_dirs(&server.data_dirs()[0]), 3);
+    let s3 = server.client();
+    ok(s3.create_bucket().bucket("spread").send().await, "create");
+    for i in 0..30 {
+        ok(s3.put_object().bucket("spread").key(format!("o{i}")).body(bytestream(format!("v{i}").as_bytes())).send().await, "put");
+    }
+    // Shard figures are published each second: wait until they hold the 30.
+    let per_shard = |server: &Server, at_least: f64| -> Vec<f64> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = server.scrape_metrics();
+            let v: Vec<f64> = (0..3).map(|s| m.get(&format!("tessera_shard_entries{{shard=\"{s}\"}}")).copied().unwrap_or(-1.0)).collect();
+            if v.iter().sum::<f64>() >= at_least || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let before = per_shard(&server, 30.0);
+    assert!(before.iter().all(|&n| n >= 1.0) && before.iter().sum::<f64>() >= 30.0, "every shard takes keys: {before:?}");
+    server.set_env("TESSERA_THREADS", "1");
+    server.restart();
+    assert_eq!(shard_dirs(&server.data_dirs()[0]), 3);
+    let s3 = server.client();
+    for i in 0..30 {
+        let got = ok(s3.get_object().bucket("spread").key(format!("o{i}")).send().await, "get");
+        assert_eq!(read_body(got).await, format!("v{i}").as_bytes());
+    }
+    assert_eq!(per_shard(&server, before.iter().sum()), before);
+    // An explicit count applies only when a dir is formatted.
+    server.stop();
+    let mut explicit = Server::start_with(ServerOpts { args: vec!["--shards-per-disk=5".into()], threads: Some(2), ..ServerOpts::default() });
+    assert_eq!(shard_dirs(&explicit.data_dirs()[0]), 5);
+    explicit.stop();
 }
 
 #[tokio::test(flavor = "multi_thread")]
