@@ -82,6 +82,7 @@ pub struct CoreMetrics {
     /// MD5 blocks hashed in SIMD lanes and alone (`md5x`), published likewise.
     md5_simd_blocks: AtomicU64,
     md5_scalar_blocks: AtomicU64,
+    md5_simd_slots: AtomicU64,
     /// Failed TLS handshakes, by listener and `TLS_FAILURE_REASONS`.
     tls_failures: Box<[AtomicU64]>,
     /// Bucket notifications (`notify`): events waiting in this reactor's
@@ -157,6 +158,7 @@ impl CoreMetrics {
             cache_evictions: AtomicU64::new(0),
             md5_simd_blocks: AtomicU64::new(0),
             md5_scalar_blocks: AtomicU64::new(0),
+            md5_simd_slots: AtomicU64::new(0),
             tls_failures: counters(LISTENERS.len() * TLS_FAILURE_REASONS.len()),
             notify_pending: AtomicU64::new(0),
             notify_delivered: AtomicU64::new(0),
@@ -216,6 +218,7 @@ impl CoreMetrics {
     pub fn publish_md5(&self, s: &tessera_proto::md5x::PoolStats) {
         self.md5_simd_blocks.store(s.simd_blocks, Relaxed);
         self.md5_scalar_blocks.store(s.scalar_blocks, Relaxed);
+        self.md5_simd_slots.store(s.simd_slots, Relaxed);
     }
 
     pub fn publish_cache(&self, s: &crate::hotcache::CacheStats) {
@@ -498,7 +501,7 @@ impl NodeMetrics {
     /// The hot-object caches, MD5 lanes and notification queues, per reactor (`core` label).
     fn render_cache(&self, out: &mut String) {
         type Field = fn(&CoreMetrics) -> u64;
-        let fields: [(&str, &str, Field); 27] = [
+        let fields: [(&str, &str, Field); 28] = [
             ("tessera_lifecycle_visited_entries_total", "Entries lifecycle passes visited: index entries, or every object, version and upload of a full walk.", |c| c.lc_visited.load(Relaxed)),
             ("tessera_lifecycle_backfilled_entries_total", "Objects and uploads a bucket held when it gained a lifecycle configuration, indexed by its backfill.", |c| c.lc_backfilled.load(Relaxed)),
             ("tessera_replication_pending_entries", "Bucket replication entries queued on this reactor's shards, not sent yet.", |c| c.repl_pending.load(Relaxed)),
@@ -521,6 +524,7 @@ impl NodeMetrics {
             ("tessera_core_open_connections", "S3 connections this reactor serves now.", |c| c.open_connections.load(Relaxed).max(0) as u64),
             ("tessera_md5_simd_blocks_total", "64-byte MD5 blocks of request bodies hashed in SIMD lanes (several bodies at once).", |c| c.md5_simd_blocks.load(Relaxed)),
             ("tessera_md5_scalar_blocks_total", "64-byte MD5 blocks of pooled request bodies hashed one body at a time.", |c| c.md5_scalar_blocks.load(Relaxed)),
+            ("tessera_md5_simd_slots_total", "Block slots of the SIMD MD5 steps run (8 or 16 per step); simd_blocks / simd_slots is how full the vector lanes were.", |c| c.md5_simd_slots.load(Relaxed)),
             ("tessera_cache_hits_total", "GET/HEAD reads served by the hot-object cache.", |c| c.cache_hits.load(Relaxed)),
             ("tessera_cache_misses_total", "GET/HEAD reads the hot-object cache could not serve.", |c| c.cache_misses.load(Relaxed)),
             ("tessera_cache_evictions_total", "Entries evicted from the hot-object cache.", |c| c.cache_evictions.load(Relaxed)),

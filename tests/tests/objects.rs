@@ -143,8 +143,12 @@ async fn concurrent_large_bodies_keep_their_own_md5() {
     if simd_cpu {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let simd = metric_total(&server.scrape_metrics(), "tessera_md5_simd_blocks_total");
+            let m = server.scrape_metrics();
+            let simd = metric_total(&m, "tessera_md5_simd_blocks_total");
             if simd > 0.0 {
+                // Each SIMD step has 8 or 16 slots, at least 2 of them busy.
+                let slots = metric_total(&m, "tessera_md5_simd_slots_total");
+                assert!(slots >= simd && simd * 8.0 >= slots, "{simd} SIMD blocks in {slots} slots");
                 break;
             }
             assert!(std::time::Instant::now() < deadline, "no MD5 block was hashed in a SIMD lane");
