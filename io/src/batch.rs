@@ -69,6 +69,9 @@ pub(crate) struct OpenBatch {
     entries: Vec<u8>,
     copies: Vec<u8>,
     pub staged: Vec<Staged>,
+    /// Whether a commit in it holds a delete or a retire: what
+    /// compaction's scan of a victim keeps (`compact::scan_deletes`).
+    pub keeps: bool,
 }
 
 /// Bytes of data records (header block + padded data) behind `body`, per segment.
@@ -183,6 +186,7 @@ impl OpenBatch {
         self.copies.reserve(align_entry(ENTRY_HEADER_BYTES + copy_len));
         push_entry(&mut self.entries, seq, ops, len, false);
         push_entry(&mut self.copies, seq, ops, copy_len, true);
+        self.keeps |= ops.iter().any(|op| matches!(op, Op::Delete { .. } | Op::Retire { .. }));
         self.staged.push(Staged {
             seq,
             entry_at,
@@ -219,6 +223,7 @@ impl OpenBatch {
             entries: Vec::with_capacity(room(&self.entries)),
             copies: Vec::with_capacity(room(&self.copies)),
             staged: Vec::with_capacity(self.staged.len()),
+            keeps: false,
         }
     }
 
@@ -227,6 +232,7 @@ impl OpenBatch {
             entries: vec![0; self.entries.len()],
             copies: vec![0; self.copies.len()],
             staged: Vec::new(),
+            keeps: false,
         }
     }
 

@@ -39,6 +39,7 @@ use crate::format::{
 use crate::index::FullEntry;
 use crate::log::Mode;
 use crate::shard::Inner;
+use crate::storage::DiskFile;
 
 #[derive(Clone, Debug)]
 pub struct CompactionOptions {
@@ -79,6 +80,9 @@ pub struct CompactionStats {
     pub stalls_timed_out: u64,
     /// Emptied victims whose retirement waited for older holds to end.
     pub retires_deferred: u64,
+    /// Victims scanned through their listed batches only (`scan_listed`)
+    /// instead of record by record.
+    pub listed_scans: u64,
 }
 
 /// A victim whose live entries were all moved, to retire once every hold
@@ -479,13 +483,20 @@ async fn throttle(inner: &Inner, bytes: u64) {
 /// The deletes of `victim` that must outlive it; None if the segment cannot
 /// be read whole (then it is not retired).
 async fn scan_deletes(inner: &Rc<Inner>, victim: u32) -> Result<Option<Vec<Op>>, IoError> {
-    let (file, end) = {
+    let (file, end, listed) = {
         let log = inner.log.borrow();
         match log.segments.get(&victim) {
-            Some(s) => (s.file.clone(), s.end),
+            Some(s) => (s.file.clone(), s.end, s.keep_batches.clone()),
             None => return Ok(Some(Vec::new())),
         }
     };
+    if let Some(listed) = listed {
+        if let Some(keep) = scan_listed(inner, &file, victim, &listed).await? {
+            inner.compaction.borrow_mut().listed_scans += 1;
+            return Ok(Some(kept(inner, keep)));
+        }
+        // Not what the list said: read it whole, as an earlier run's.
+    }
     let mut keep = Vec::new();
     let mut pos = 0u64;
     // Where zero padding after a copy was stepped over (see below).
@@ -531,44 +542,93 @@ async fn scan_deletes(inner: &Rc<Inner>, victim: u32) -> Result<Option<Vec<Op>>,
         copy_at = (h.kind == Kind::Batch && h.version >= 3).then(|| (pos + len, pos + len + h.copy_len as u64));
         match h.kind {
             Kind::Batch => {
-                let plen = HEADER_BYTES + h.payload_len as usize;
-                let (whole, ws) = data::read_span(&file, pos, plen, victim).await?;
-                let whole = &whole.as_slice()[ws..ws + plen];
-                if !h.verify(&inner.key, whole) {
+                if !scan_batch(inner, &file, victim, pos, &h, &mut keep).await? {
                     return Ok(None);
-                }
-                let payload = &whole[HEADER_BYTES..];
-                let mut off = 0usize;
-                for _ in 0..h.count {
-                    let Ok(eh) = EntryHeader::decode(&payload[off..], payload.len() - off) else {
-                        return Ok(None);
-                    };
-                    let at = Pos {
-                        segment: victim,
-                        offset: pos + (HEADER_BYTES + off) as u64,
-                    };
-                    let ops = if eh.verify(&inner.key, &payload[off..], inner.id, at) {
-                        let body = &payload[off + ENTRY_HEADER_BYTES..off + eh.total_len()];
-                        keep.extend(retires_needed(inner, body, eh.count, eh.seq).into_iter().map(Some));
-                        deletes_of(body, eh.count, eh.seq)
-                    } else {
-                        None
-                    };
-                    match ops {
-                        Some(ops) => keep.extend(ops.into_iter().filter_map(|d| still_needed(inner, victim, d))),
-                        // A damaged entry may hold a tombstone we cannot see.
-                        None => return Ok(None),
-                    }
-                    off += align_entry(eh.total_len());
                 }
             }
             Kind::Segment | Kind::Data | Kind::BatchCopy => {}
         }
         pos += len;
     }
+    Ok(Some(kept(inner, keep)))
+}
+
+/// What to keep of a scan's finds (None: a tombstone that can go).
+fn kept(inner: &Inner, keep: Vec<Option<Op>>) -> Vec<Op> {
     let dropped = keep.iter().filter(|o| o.is_none()).count() as u64;
     inner.compaction.borrow_mut().tombstones_dropped += dropped;
-    Ok(Some(keep.into_iter().flatten().collect()))
+    keep.into_iter().flatten().collect()
+}
+
+/// Most batch places a segment's `keep_batches` lists; past that the
+/// list is dropped (the scan reads the segment whole), so memory stays
+/// bounded on a log of deletes.
+pub(crate) const MAX_KEEP_BATCHES: usize = 1 << 16;
+
+/// `scan_deletes` over the batches `listed` (every batch with a delete
+/// or retire that this run wrote in `victim`) instead of every record:
+/// under large writes a segment holds a thousand data records, whose
+/// headers the whole scan reads one by one (seconds on a busy disk).
+/// None if one is not the batch it should be (the caller then scans whole).
+async fn scan_listed(inner: &Rc<Inner>, file: &DiskFile, victim: u32, listed: &[u64]) -> Result<Option<Vec<Option<Op>>>, IoError> {
+    let mut keep = Vec::new();
+    for &pos in listed {
+        let Ok((head, hs)) = data::read_span(file, pos, HEADER_BYTES + 8, victim).await else {
+            return Ok(None);
+        };
+        let h = match RecordHeader::decode(&head.as_slice()[hs..]) {
+            Ok(h) if h.kind == Kind::Batch && h.segment == victim && h.offset == pos && h.shard == inner.id => h,
+            _ => return Ok(None),
+        };
+        if !scan_batch(inner, file, victim, pos, &h, &mut keep).await? {
+            return Ok(None);
+        }
+    }
+    Ok(Some(keep))
+}
+
+/// Reads the batch at `pos` (header `h`) and adds to `keep` what the
+/// retirement of `victim` must keep of it: retires a kept checkpoint
+/// still needs, and tombstones (None for one that can go). False if an
+/// entry cannot be read: a damaged entry may hold a tombstone we cannot see.
+async fn scan_batch(
+    inner: &Rc<Inner>,
+    file: &DiskFile,
+    victim: u32,
+    pos: u64,
+    h: &RecordHeader,
+    keep: &mut Vec<Option<Op>>,
+) -> Result<bool, IoError> {
+    let plen = HEADER_BYTES + h.payload_len as usize;
+    let (whole, ws) = data::read_span(file, pos, plen, victim).await?;
+    let whole = &whole.as_slice()[ws..ws + plen];
+    if !h.verify(&inner.key, whole) {
+        return Ok(false);
+    }
+    let payload = &whole[HEADER_BYTES..];
+    let mut off = 0usize;
+    for _ in 0..h.count {
+        let Ok(eh) = EntryHeader::decode(&payload[off..], payload.len() - off) else {
+            return Ok(false);
+        };
+        let at = Pos {
+            segment: victim,
+            offset: pos + (HEADER_BYTES + off) as u64,
+        };
+        let ops = if eh.verify(&inner.key, &payload[off..], inner.id, at) {
+            let body = &payload[off + ENTRY_HEADER_BYTES..off + eh.total_len()];
+            keep.extend(retires_needed(inner, body, eh.count, eh.seq).into_iter().map(Some));
+            deletes_of(body, eh.count, eh.seq)
+        } else {
+            None
+        };
+        match ops {
+            Some(ops) => keep.extend(ops.into_iter().filter_map(|d| still_needed(inner, victim, d))),
+            None => return Ok(false),
+        }
+        off += align_entry(eh.total_len());
+    }
+    Ok(true)
 }
 
 /// The retire ops of one commit entry that a kept checkpoint still needs

@@ -41,6 +41,11 @@ pub(crate) struct SegFile {
     pub last_seq: u64,
     /// Bytes of live index entries in this segment (commit shares and data).
     pub live: u64,
+    /// Where the batches holding a delete or a retire start, for every
+    /// batch this run wrote in it: compaction's scan reads only those.
+    /// None when unknown (segments of earlier runs, or after a reset cut
+    /// the log): the scan then reads the segment whole.
+    pub keep_batches: Option<Vec<u64>>,
 }
 
 impl SegFile {
@@ -53,6 +58,7 @@ impl SegFile {
             first_seq: 0,
             last_seq: 0,
             live: 0,
+            keep_batches: vstart.map(|_| Vec::new()),
         }
     }
 

@@ -363,3 +363,101 @@ async fn read_body(s: &Shard, key: &[u8]) -> Vec<u8> {
 
 /// `storage::RETIRE_TRUNCATE_STEP`, restated (the constant is crate-private).
 const RETIRE_STEP: u64 = 8 << 20;
+
+/// Compaction of this run's segments reads only the batches listed as
+/// holding deletes or retires (`scan_listed`), not every record: the
+/// tombstones and retires it must carry over are still found. Puts and
+/// deletes of 48 keys with compaction passes between them, each key first
+/// written beside one never touched again (so those segments stay and a
+/// delete's tombstone must be kept), then a full replay (checkpoints
+/// removed): no deleted key comes back, every other reads its last body.
+#[test]
+fn tombstones_survive_listed_scans_and_a_full_replay() {
+    use std::collections::BTreeMap;
+    use tessera_io::compact::CompactionOptions;
+    use tessera_io::scrub::ScrubOptions;
+    use tessera_io::ShardOptions;
+    const KEYS: u64 = 48;
+    const BODY: usize = 16 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || ShardOptions {
+        segment_size_bytes: 256 << 10,
+        // Passes run here, between the writes (deterministic).
+        background: false,
+        data_reserve_bytes: 0,
+        checkpoint_after_bytes: 1 << 30,
+        compaction: CompactionOptions {
+            enabled: true,
+            // Segments half stable (below) are never victims: a delete
+            // of a key first written there must keep its tombstone.
+            min_garbage_ratio: 0.6,
+            rate_bytes_per_sec: 1 << 30,
+            interval: std::time::Duration::from_millis(5),
+        },
+        scrub: ScrubOptions {
+            enabled: false,
+            ..ScrubOptions::default()
+        },
+        ..ShardOptions::default()
+    };
+    // Key -> the seed of its body, None once deleted.
+    let mut model: BTreeMap<u64, Option<u64>> = BTreeMap::new();
+    run(async {
+        let s = Shard::open(dir.path(), 7, opts()).await.unwrap();
+        // Each key's first body beside one never touched again.
+        for k in 0..KEYS {
+            let e = s.write_data(data_buf(&pattern(10_000 + k, BODY))).await.unwrap();
+            s.commit(vec![put_extent(0, format!("k{k:03}"), e)]).await.unwrap();
+            model.insert(k, Some(10_000 + k));
+            let e = s.write_data(data_buf(&pattern(20_000 + k, BODY))).await.unwrap();
+            s.commit(vec![put_extent(0, format!("stable{k:03}"), e)]).await.unwrap();
+        }
+        let mut x = 0x5eed_u64;
+        for i in 0..1500u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = x % KEYS;
+            let name = format!("k{k:03}");
+            if x % 10 < 3 && model.get(&k).is_some_and(|v| v.is_some()) {
+                s.commit(vec![del(0, name.as_bytes())]).await.unwrap();
+                model.insert(k, None);
+            } else {
+                let e = s.write_data(data_buf(&pattern(i, BODY))).await.unwrap();
+                s.commit(vec![put_extent(0, &name, e)]).await.unwrap();
+                model.insert(k, Some(i));
+            }
+            if i % 16 == 15 {
+                s.compact_once().await.unwrap();
+            }
+        }
+        let st = s.stats().compaction;
+        assert!(st.segments_retired >= 10 && st.listed_scans >= 10, "{st:?}");
+        assert!(st.tombstones_kept + st.tombstones_dropped > 0, "no victim held a tombstone: {st:?}");
+        for (k, v) in &model {
+            let got = s.load(0, format!("k{k:03}").as_bytes()).await.unwrap();
+            assert_eq!(got.is_some(), v.is_some(), "k{k:03} before the restart");
+        }
+    });
+    for f in std::fs::read_dir(dir.path()).unwrap() {
+        let p = f.unwrap().path();
+        if p.file_name().unwrap().to_str().unwrap().starts_with("ckpt-") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    run(async {
+        let s = Shard::open(dir.path(), 7, opts()).await.unwrap();
+        assert_eq!(s.stats().recovery.checkpoint_seq, None);
+        assert!(!s.stats().recovery.found_corruption(), "{}", stats_line(&s));
+        for k in 0..KEYS {
+            assert_eq!(read_body(&s, format!("stable{k:03}").as_bytes()).await, pattern(20_000 + k, BODY));
+        }
+        for (k, v) in &model {
+            let name = format!("k{k:03}");
+            match v {
+                None => assert!(s.load(0, name.as_bytes()).await.unwrap().is_none(), "{name} came back after its delete"),
+                Some(i) => assert_eq!(read_body(&s, name.as_bytes()).await, pattern(*i, BODY), "{name}"),
+            }
+        }
+    });
+}

@@ -37,12 +37,13 @@ pub fn render(m: &NodeMetrics, out: &mut String, queues: &[usize]) {
 
 fn render_shard_work(out: &mut String, details: &[ShardDetail]) {
     type Field = fn(&ShardDetail) -> u64;
-    let fields: [(&str, &str, Field); 15] = [
+    let fields: [(&str, &str, Field); 16] = [
         ("tessera_shard_compaction_passes_total", "Compaction passes (one victim segment each).", |d| d.compaction.passes),
         ("tessera_shard_compaction_segments_retired_total", "Segments compaction emptied and removed.", |d| d.compaction.segments_retired),
         ("tessera_shard_compaction_moved_bytes_total", "Live data bytes compaction copied forward.", |d| d.compaction.data_bytes_moved),
         ("tessera_shard_compaction_freed_bytes_total", "Segment bytes compaction gave back to the disk.", |d| d.compaction.bytes_freed),
         ("tessera_shard_compaction_skipped_total", "Victims left alone because a record could not be read.", |d| d.compaction.victims_skipped),
+        ("tessera_shard_compaction_listed_scans_total", "Victims of this run whose tombstones and retires were found by reading only the batches listed as holding them, not every record.", |d| d.compaction.listed_scans),
         ("tessera_shard_compaction_stalled_writes_total", "Foreground writes that waited for compaction (log over the amplification mark).", |d| d.compaction.stalled_writes),
         ("tessera_shard_compaction_stalls_timed_out_total", "Writes that stopped waiting for compaction after the longest stall (2 s).", |d| d.compaction.stalls_timed_out),
         ("tessera_shard_compaction_retires_deferred_total", "Segments compaction emptied whose retirement waited for older read-modify-write transactions to end.", |d| d.compaction.retires_deferred),

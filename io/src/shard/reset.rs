@@ -14,6 +14,11 @@ impl Inner {
             }
             log.mode = Mode::Resetting;
             log.generation += 1;
+            // The cut may take batches compaction's scan was told about,
+            // and their places may hold others: it reads segments whole.
+            for seg in log.segments.values_mut() {
+                seg.keep_batches = None;
+            }
             log.counters.resets += 1;
             log.fail_pending();
         }

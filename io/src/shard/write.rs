@@ -140,6 +140,14 @@ impl Inner {
             };
             let mark = log.durable_mark();
             let copy_end = slot.offset + batch.record_len_at(slot.offset);
+            if batch.keeps {
+                if let Some(seg) = log.segments.get_mut(&slot.segment) {
+                    match seg.keep_batches.as_mut() {
+                        Some(list) if list.len() < crate::compact::MAX_KEEP_BATCHES => list.push(slot.offset),
+                        _ => seg.keep_batches = None,
+                    }
+                }
+            }
             let (rec, commits) = batch.build(&self.key, self.id, at, mark, &prefix);
             let vend = slot.vpos + slot.vlen;
             // The copy's last block, if the copy ends inside it: where the
