@@ -50,6 +50,9 @@ pub struct CompactionOptions {
     pub rate_bytes_per_sec: u64,
     /// How often the compactor looks for a victim.
     pub interval: Duration,
+    /// Sealed segments below which the log is too small for new data to
+    /// wait for compaction, whatever its amplification.
+    pub stall_min_segments: u64,
 }
 
 impl Default for CompactionOptions {
@@ -59,6 +62,7 @@ impl Default for CompactionOptions {
             min_garbage_ratio: 0.3,
             rate_bytes_per_sec: 128 << 20,
             interval: Duration::from_secs(1),
+            stall_min_segments: STALL_MIN_SEGMENTS,
         }
     }
 }
@@ -157,8 +161,9 @@ fn behind(inner: &Inner) -> bool {
 /// for compaction (the bound is 1.5x; the active segment, mostly
 /// live, adds little to the ratio on a log of many segments).
 pub(crate) const STALL_AMPLIFICATION: f64 = 1.4;
-/// Sealed bytes, in segments, below which a log is too small to stall for.
-const STALL_MIN_SEGMENTS: u64 = 4;
+/// Sealed bytes, in segments, below which a log is too small to stall for
+/// (the default of `CompactionOptions::stall_min_segments`).
+pub const STALL_MIN_SEGMENTS: u64 = 4;
 /// Garbage ratio a victim needs while the log is over the stall mark: any
 /// segment that frees something is worth it then (the writers wait).
 const STALLED_MIN_GARBAGE: f64 = 0.1;
@@ -178,7 +183,7 @@ fn over_stall_mark(inner: &Inner) -> bool {
         .iter()
         .filter(|(n, _)| Some(**n) != active)
         .fold((0u64, 0u64), |(t, l), (_, s)| (t + s.end, l + s.live.min(s.end)));
-    total > inner.opts.segment_size_bytes.saturating_mul(STALL_MIN_SEGMENTS)
+    total > inner.opts.segment_size_bytes.saturating_mul(inner.opts.compaction.stall_min_segments)
         && total as f64 > live.max(1) as f64 * STALL_AMPLIFICATION
 }
 

@@ -97,6 +97,7 @@ fn steady_overwrites_keep_space_amplification_bounded() {
             min_garbage_ratio: 0.3,
             rate_bytes_per_sec: 1 << 30,
             interval: std::time::Duration::from_millis(20),
+            ..CompactionOptions::default()
         },
         scrub: ScrubOptions {
             enabled: false,
@@ -393,6 +394,7 @@ fn tombstones_survive_listed_scans_and_a_full_replay() {
             min_garbage_ratio: 0.6,
             rate_bytes_per_sec: 1 << 30,
             interval: std::time::Duration::from_millis(5),
+            ..CompactionOptions::default()
         },
         scrub: ScrubOptions {
             enabled: false,

@@ -120,6 +120,7 @@ fn cfg(seed: u64) -> Cfg {
             min_garbage_ratio: 0.2,
             rate_bytes_per_sec: 64 << 20,
             interval: std::time::Duration::from_millis(300),
+            ..CompactionOptions::default()
         },
         scrub: ScrubOptions {
             enabled: true,
