@@ -535,6 +535,8 @@ thread_local! {
     static DAMAGED_COPIES: Cell<u64> = const { Cell::new(0) };
     /// Allocation steps ahead of the log (large commits) the runs took.
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    /// Compaction victims scanned through their listed batches, and whole.
+    static SCANS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
 
 /// Runs one seed: rounds of workload and power cuts, checking each recovery.
@@ -568,6 +570,11 @@ fn run_seed(seed: u64) -> Result<String, String> {
                 workload(&disk, shard.clone(), rng, m, next_id, errors, quiesce).await;
                 let prepared = shard.stats().prepare;
                 ALLOCATIONS.with(|a| a.set(a.get() + prepared.allocations));
+                let c = shard.stats().compaction;
+                SCANS.with(|x| {
+                    let (l, w) = x.get();
+                    x.set((l + c.listed_scans, w + c.passes.saturating_sub(c.listed_scans)));
+                });
                 let halt = shard.clone();
                 let _forget = Forget(halt);
                 if quiesce {
@@ -725,9 +732,10 @@ fn simulated_power_cuts_and_faults() {
         }
     }
     println!(
-        "{n} seeds from {start}: {by_mode:?}; recoveries with a damaged copy of an intact batch: {}; allocation steps ahead of the log: {}",
+        "{n} seeds from {start}: {by_mode:?}; recoveries with a damaged copy of an intact batch: {}; allocation steps ahead of the log: {}; compaction passes scanning listed batches / other passes: {:?}",
         DAMAGED_COPIES.with(|d| d.get()),
-        ALLOCATIONS.with(|a| a.get())
+        ALLOCATIONS.with(|a| a.get()),
+        SCANS.with(|x| x.get())
     );
     assert!(failures.is_empty(), "failing seeds (replay with TESSERA_SIM_SEED=<seed>): {failures:?}");
 }
