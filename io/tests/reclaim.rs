@@ -9,6 +9,16 @@ use tessera_io::Shard;
 /// Two 28 KiB commits (40 KiB batches) and the segment record fit; a third does not.
 const SEG: u64 = 96 << 10;
 
+/// Removes the shard's checkpoints: its next open replays the whole log.
+fn remove_checkpoints(dir: &std::path::Path) {
+    for f in std::fs::read_dir(dir).unwrap() {
+        let p = f.unwrap().path();
+        if p.file_name().unwrap().to_str().unwrap().starts_with("ckpt-") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+}
+
 fn stats_line(s: &Shard) -> String {
     format!("{:?} {:?}", s.stats().recovery, s.recovery_problems())
 }
@@ -53,12 +63,7 @@ fn a_segment_retired_after_a_checkpoint_restart_takes_its_seqs_along() {
         assert!(retired, "segment 2 was not retired: {:?}", s.stats());
     });
     // A full log scan (no checkpoint) must account for every seq.
-    for f in std::fs::read_dir(dir.path()).unwrap() {
-        let p = f.unwrap().path();
-        if p.file_name().unwrap().to_str().unwrap().starts_with("ckpt-") {
-            std::fs::remove_file(p).unwrap();
-        }
-    }
+    remove_checkpoints(dir.path());
     run(async {
         let s = Shard::open(dir.path(), 7, small_segments(SEG)).await.unwrap();
         let st = s.stats().recovery;
@@ -441,12 +446,7 @@ fn tombstones_survive_listed_scans_and_a_full_replay() {
             assert_eq!(got.is_some(), v.is_some(), "k{k:03} before the restart");
         }
     });
-    for f in std::fs::read_dir(dir.path()).unwrap() {
-        let p = f.unwrap().path();
-        if p.file_name().unwrap().to_str().unwrap().starts_with("ckpt-") {
-            std::fs::remove_file(p).unwrap();
-        }
-    }
+    remove_checkpoints(dir.path());
     run(async {
         let s = Shard::open(dir.path(), 7, opts()).await.unwrap();
         assert_eq!(s.stats().recovery.checkpoint_seq, None);

@@ -3,6 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+/// The shard dirs (`shard-NNNN`) a data dir was formatted with.
+pub fn shard_dirs(dir: &Path) -> usize {
+    std::fs::read_dir(dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("shard-")).count()
+}
+
 /// Every file under `dir`, recursively (unreadable dirs are skipped).
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

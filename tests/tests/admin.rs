@@ -40,13 +40,6 @@ fn json_of(r: &RawResponse) -> serde_json::Value {
     serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.body_text()))
 }
 
-/// The shards a data dir was formatted with (by default one per reactor).
-fn shard_dirs(dir: &std::path::Path) -> usize {
-    let n = std::fs::read_dir(dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("shard-")).count();
-    assert!(n >= 1, "no shard dirs in {}", dir.display());
-    n
-}
-
 fn metric(m: &HashMap<String, f64>, name: &str) -> f64 {
     m.get(name).copied().unwrap_or(0.0)
 }

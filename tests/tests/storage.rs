@@ -136,11 +136,6 @@ async fn a_shard_that_cannot_open_stays_offline_and_the_rest_serve() {
     assert!(served > 0 && unavailable > 0, "{served} served, {unavailable} unavailable");
 }
 
-/// The shard dirs a data dir was formatted with.
-fn shard_dirs(dir: &Path) -> usize {
-    std::fs::read_dir(dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("shard-")).count()
-}
-
 /// Without --shards-per-disk a fresh dir gets one shard per reactor. The
 /// count is the format's: a restart with fewer reactors keeps it (they
 /// share the shards out), a flag given then is not applied to formatted
