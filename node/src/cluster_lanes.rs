@@ -11,12 +11,14 @@
 //! partition's set holds every node, so a node's lane `s` (its own shard
 //! `s`, which holds the partitions `p` with `p % shards == s` that it
 //! owns) gets one member on each other placed node: position 0 is the
-//! owner's shard, then the other nodes by id. k + m is the node count,
+//! owner's shard, then the other nodes by id. Past four nodes each
+//! owner's lanes span it and three others the lane order names
+//! (`owners::LaneOrder::lanes`). k + m is the lane's node count,
 //! m `tessera_erasure::default_parity` (2+1 on 3 nodes, 2+2 on 4), W
 //! `SetShape::write_quorum` (2 of 3, 3 of 4): writes go on with one node
-//! of 3 (or 4) down. Two nodes (1+1 would need both for every write) and
-//! more than 4 (sets then differ per partition) keep the owner's shard
-//! alone, as do nodes whose own dirs are erasure sets (format 2).
+//! of 3 (or 4) down. Two nodes (1+1 would need both for every write), and
+//! more than 4 laid out by a build that named no lanes, keep the owner's
+//! shard alone, as do nodes whose own dirs are erasure sets (format 2).
 //!
 //! **Why the primary's shard alone is read as the record holder.** The
 //! primary is the node acting for the lane owner (the owner itself, or
@@ -78,6 +80,9 @@ pub const MAX_NODES: usize = crate::owners::DEFAULT_WIDTH;
 /// leaves lanes of 4 (its keys move away: the previous layout still
 /// places it) the lanes keep it, in the wider order it had
 /// (`LaneOrder::wider`; the order less it ranks the others alike).
+///
+/// Past four nodes the lane order names each owner's lane (format 3,
+/// `Owners::lane_sets`): its members by position, four nodes in all.
 pub fn lane_nodes(owners: &Owners, me: &str) -> Option<Vec<NodeRecord>> {
     if !owners.has_lanes() {
         return None;
@@ -85,6 +90,12 @@ pub fn lane_nodes(owners: &Owners, me: &str) -> Option<Vec<NodeRecord>> {
     let placed = owners.placed_nodes();
     let mine = placed.iter().find(|r| r.id == me)?;
     let mut out = vec![(*mine).clone()];
+    if !owners.lane_sets.is_empty() {
+        for m in owners.lane_sets.get(me)? {
+            out.push(owners.nodes.get(m)?.clone());
+        }
+        return Some(out);
+    }
     let order = if owners.lane_wider.is_empty() { &owners.lane_order } else { &owners.lane_wider };
     let rank = |id: &str| order.iter().position(|o| o == id).unwrap_or(usize::MAX);
     let mut others: Vec<&NodeRecord> = placed.iter().filter(|r| r.id != me).copied().collect();

@@ -78,6 +78,11 @@ pub const LANE_ORDER_KEY: &str = "lanes/order";
 /// would look for on the wrong nodes: it refuses the record at start.
 pub const LANE_ORDER_FORMAT: u32 = 1;
 pub const LANE_ORDER_FORMAT_WIDER: u32 = 2;
+/// 3 names each owner's lane members explicitly (`LaneOrder::lanes`):
+/// lanes of four over more than four nodes. A build that reads only 1
+/// and 2 would take every placed node for a member of every lane: it
+/// refuses the record at start.
+pub const LANE_ORDER_FORMAT_SETS: u32 = 3;
 
 /// `restriped/<id hex>`: node `id` walked its lanes for records of an
 /// older shape (`restripe`) and found none left, for the lane order of
@@ -119,19 +124,34 @@ impl RestripedRecord {
 /// were, and a lane of three reads them through the wider order (the
 /// leaving node's position a hole) until the walk (`restripe`) has
 /// striped them again over three.
+///
+/// Past four nodes (format 3) every owner's lane is four of them, named
+/// in `lanes`: owner -> its members, by position after it (see
+/// `grow_sets`). A join puts the newcomer in place of one member of
+/// three lanes (at that member's position, stale there until healed)
+/// and gives it a lane of its own; a leave puts a staying node in place
+/// of the leaving one wherever it was a member. Positions that keep
+/// their node keep their blocks, so no record is striped again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaneOrder {
     pub format: u32,
     pub nodes: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub wider: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lanes: BTreeMap<String, Vec<String>>,
 }
 
 impl LaneOrder {
     /// An order, with the wider one a node left (empty: none).
     pub fn new(nodes: Vec<String>, wider: Vec<String>) -> LaneOrder {
         let format = if wider.is_empty() { LANE_ORDER_FORMAT } else { LANE_ORDER_FORMAT_WIDER };
-        LaneOrder { format, nodes, wider }
+        LaneOrder { format, nodes, wider, lanes: BTreeMap::new() }
+    }
+
+    /// An order with every owner's lane named (format 3).
+    pub fn with_sets(nodes: Vec<String>, lanes: BTreeMap<String, Vec<String>>) -> LaneOrder {
+        LaneOrder { format: LANE_ORDER_FORMAT_SETS, nodes, wider: Vec::new(), lanes }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -140,6 +160,25 @@ impl LaneOrder {
 
     pub fn decode(b: &[u8]) -> Result<LaneOrder, String> {
         let r: LaneOrder = serde_json::from_slice(b).map_err(|e| format!("a malformed lane order: {e}"))?;
+        if ![LANE_ORDER_FORMAT, LANE_ORDER_FORMAT_WIDER, LANE_ORDER_FORMAT_SETS].contains(&r.format) {
+            return Err(format!(
+                "lane order format {}: this build reads {LANE_ORDER_FORMAT}, {LANE_ORDER_FORMAT_WIDER} and {LANE_ORDER_FORMAT_SETS}",
+                r.format
+            ));
+        }
+        if r.format == LANE_ORDER_FORMAT_SETS {
+            // Every lane four distinct nodes, its owner first.
+            let fits = |(o, m): (&String, &Vec<String>)| {
+                m.len() + 1 == DEFAULT_WIDTH && !m.contains(o) && m.iter().collect::<std::collections::BTreeSet<_>>().len() == m.len()
+            };
+            if r.wider.is_empty() && !r.lanes.is_empty() && r.lanes.iter().all(fits) {
+                return Ok(r);
+            }
+            return Err(format!("lane order format {}: inconsistent lanes", r.format));
+        }
+        if !r.lanes.is_empty() {
+            return Err(format!("lane order format {}: lanes named in a format that names none", r.format));
+        }
         match (r.format, r.wider.is_empty()) {
             (LANE_ORDER_FORMAT, true) => Ok(r),
             (LANE_ORDER_FORMAT_WIDER, false)
@@ -147,8 +186,7 @@ impl LaneOrder {
             {
                 Ok(r)
             }
-            (LANE_ORDER_FORMAT | LANE_ORDER_FORMAT_WIDER, _) => Err(format!("lane order format {}: inconsistent wider order", r.format)),
-            (f, _) => Err(format!("lane order format {f}: this build reads {LANE_ORDER_FORMAT} and {LANE_ORDER_FORMAT_WIDER}")),
+            _ => Err(format!("lane order format {}: inconsistent wider order", r.format)),
         }
     }
 }
@@ -265,6 +303,10 @@ pub struct Owners {
     /// Node id -> the lane order version it finished re-striping under
     /// (`RestripedRecord`).
     pub restriped: BTreeMap<String, u64>,
+    /// Each owner's lane members by position after it, where the lane
+    /// order names them (`LaneOrder::lanes`, format 3; empty: every lane
+    /// holds every placed node, ranked by `lane_order`).
+    pub lane_sets: BTreeMap<String, Vec<String>>,
 }
 
 impl Owners {
@@ -286,12 +328,12 @@ impl Owners {
         };
         let prev_placed = prev.as_ref().map(|(p, _)| self::placed(p).into_iter().map(str::to_string).collect()).unwrap_or_default();
         let moved = moved(state);
-        let (lane_order, lane_order_version, lane_wider) = match state.get(LANE_ORDER_KEY) {
+        let (lane_order, lane_order_version, lane_wider, lane_sets) = match state.get(LANE_ORDER_KEY) {
             Some(v) => {
                 let r = LaneOrder::decode(&v.value).map_err(|e| format!("the cluster's lane order: {e}"))?;
-                (r.nodes, v.version, r.wider)
+                (r.nodes, v.version, r.wider, r.lanes)
             }
-            None => (Vec::new(), 0, Vec::new()),
+            None => (Vec::new(), 0, Vec::new(), BTreeMap::new()),
         };
         let restriped = state
             .keys
@@ -315,6 +357,7 @@ impl Owners {
             lane_order_version,
             lane_wider,
             restriped,
+            lane_sets,
         }))
     }
 
@@ -395,9 +438,13 @@ impl Owners {
     }
 
     /// Whether the placed nodes make cluster lanes (`cluster_lanes::lane_nodes`:
-    /// 3 or 4 placed nodes, every set holding every one), without allocating.
+    /// 3 or 4 placed nodes, every set holding every one; or lanes of four
+    /// named per owner, `lane_sets`), without allocating.
     pub fn has_lanes(&self) -> bool {
         let placed = self.placed.len();
+        if !self.lane_sets.is_empty() {
+            return placed >= DEFAULT_WIDTH && self.layout.width() == DEFAULT_WIDTH;
+        }
         (crate::cluster_lanes::MIN_NODES..=crate::cluster_lanes::MAX_NODES).contains(&placed) && self.layout.width() == placed
     }
 
@@ -447,6 +494,8 @@ impl Owners {
             "decommissioned": self.decommissioned,
             "takeovers": self.takeovers.iter().map(|(o, (a, v))| serde_json::json!({"owner": o, "acting": a, "version": v})).collect::<Vec<_>>(),
             "stale": self.stale.keys().map(|(o, m)| serde_json::json!({"owner": o, "member": m})).collect::<Vec<_>>(),
+            // Past four nodes: each owner's lane members, by position after it.
+            "lane_sets": (!self.lane_sets.is_empty()).then_some(&self.lane_sets),
             "moving": self.prev.as_ref().map(|(p, _)| {
                 let gainers = self.gainers();
                 serde_json::json!({
@@ -519,11 +568,16 @@ pub fn decommission(state: &ConfigState, id: &str, now_ms: u64) -> Result<Comman
     if state.get(PREV_LAYOUT_KEY).is_some() {
         return Err("keys are moving after an earlier layout change; try again once it is over".into());
     }
-    if has_buckets(state) && (lanes_with(placed.len()) || lanes_with(stay)) {
-        if placed.len() != crate::cluster_lanes::MAX_NODES || stay + 1 != placed.len() {
+    let sets = recorded_sets(state)?;
+    if has_buckets(state) && (lanes_at(&sets, placed.len()) || lanes_with(stay)) {
+        // Lanes by order shrink from 4 nodes to 3; lanes named per owner
+        // from more than 4 to one fewer (a staying node takes the leaving
+        // one's positions, `shrink_sets`).
+        let can = if sets.is_empty() { placed.len() == crate::cluster_lanes::MAX_NODES } else { placed.len() > DEFAULT_WIDTH };
+        if !can || stay + 1 != placed.len() {
             return Err(format!(
                 "with {} nodes placed and {stay} staying, the cluster's lanes would have to be re-striped onto fewer than 3 nodes \
-                 or off more than 4, which is not built yet (lanes shrink from 4 nodes to 3 only)",
+                 or, once named per owner (after a fifth node joined), onto fewer than 4, which is not built yet",
                 placed.len()
             ));
         }
@@ -549,6 +603,183 @@ fn moved(state: &ConfigState) -> BTreeMap<String, u64> {
 /// records a layout change would have to re-stripe (not built).
 fn lanes_with(n: usize) -> bool {
     (crate::cluster_lanes::MIN_NODES..=crate::cluster_lanes::MAX_NODES).contains(&n)
+}
+
+/// Each owner's lane members as the lane order names them (format 3;
+/// empty when it names none).
+fn recorded_sets(state: &ConfigState) -> Result<BTreeMap<String, Vec<String>>, String> {
+    match state.get(LANE_ORDER_KEY) {
+        Some(v) => Ok(LaneOrder::decode(&v.value).map_err(|e| format!("the cluster's lane order: {e}"))?.lanes),
+        None => Ok(BTreeMap::new()),
+    }
+}
+
+/// Whether `n` placed nodes make cluster lanes: 3 or 4 of them, or 4
+/// and more with each owner's lane named (`sets`).
+fn lanes_at(sets: &BTreeMap<String, Vec<String>>, n: usize) -> bool {
+    if sets.is_empty() { lanes_with(n) } else { n >= DEFAULT_WIDTH }
+}
+
+/// The lanes of the owners `placed` now: members by position after their
+/// owner, as named (`sets`), else every other placed node in lane order.
+fn lanes_now(
+    state: &ConfigState,
+    sets: &BTreeMap<String, Vec<String>>,
+    placed: &std::collections::BTreeSet<&str>,
+) -> Result<BTreeMap<String, Vec<String>>, String> {
+    if sets.is_empty() {
+        let order = placed_order(state, placed)?;
+        return Ok(placed.iter().map(|o| (o.to_string(), order.iter().filter(|n| n.as_str() != *o).cloned().collect())).collect());
+    }
+    let mut out = BTreeMap::new();
+    for o in placed {
+        let m = sets.get(*o).ok_or_else(|| format!("the lane order names no lane of placed node {o}"))?;
+        out.insert(o.to_string(), m.clone());
+    }
+    Ok(out)
+}
+
+/// Lanes of four over nodes that hold no object yet: each node's lane is
+/// it and the next three in `order`, round the ring (every node a member
+/// of three lanes).
+fn fresh_sets(order: &[String]) -> BTreeMap<String, Vec<String>> {
+    let n = order.len();
+    order.iter().enumerate().map(|(i, o)| (o.clone(), (1..DEFAULT_WIDTH).map(|d| order[(i + d) % n].clone()).collect())).collect()
+}
+
+/// The lanes after `newcomer` joins lanes of four (`now`: members by
+/// position after each owner; `order`: the lane order, the newcomer
+/// last), and the lanes it joins ((owner, newcomer): stale there until
+/// the whole-lane heal rebuilt its blocks). Three lanes take the newcomer
+/// in place of a member, a different one each, the member of the most
+/// lanes first (ties: the earliest in the order); the newcomer's own
+/// lane takes the members of the fewest lanes, those three when the
+/// lanes were balanced, so every node stays a member of three lanes.
+/// Every other position keeps its node and its blocks.
+fn grow_sets(now: &BTreeMap<String, Vec<String>>, order: &[String], newcomer: &str) -> (BTreeMap<String, Vec<String>>, Vec<(String, String)>) {
+    let w = DEFAULT_WIDTH - 1;
+    let rank = |id: &str| order.iter().position(|o| o == id).unwrap_or(usize::MAX);
+    let mut load: BTreeMap<String, usize> = now.keys().map(|n| (n.clone(), 0)).collect();
+    for m in now.values().flatten() {
+        *load.entry(m.clone()).or_insert(0) += 1;
+    }
+    let mut lanes = now.clone();
+    let (mut stale, mut replaced) = (Vec::new(), Vec::<String>::new());
+    for _ in 0..w {
+        let best = lanes
+            .iter()
+            .filter(|(_, ms)| !ms.iter().any(|m| m == newcomer))
+            .flat_map(|(o, ms)| ms.iter().enumerate().map(move |(i, m)| (o, i, m)))
+            .filter(|(_, _, m)| !replaced.contains(m))
+            .max_by_key(|(o, _, m)| (load.get(*m).copied().unwrap_or(0), std::cmp::Reverse(rank(m)), std::cmp::Reverse(rank(o))))
+            .map(|(o, i, m)| (o.clone(), i, m.clone()));
+        let Some((o, i, m)) = best else { break };
+        if let Some(ms) = lanes.get_mut(&o) {
+            ms[i] = newcomer.to_string();
+        }
+        if let Some(l) = load.get_mut(&m) {
+            *l -= 1;
+        }
+        replaced.push(m);
+        stale.push((o, newcomer.to_string()));
+    }
+    let mut fewest: Vec<&String> = load.keys().collect();
+    fewest.sort_by_key(|n| (load[*n], rank(n)));
+    lanes.insert(newcomer.to_string(), fewest.into_iter().take(w).cloned().collect());
+    (lanes, stale)
+}
+
+/// The lanes after `leaving` leaves lanes of four named per owner
+/// (`now`; `order`: the staying nodes' lane order), and the lanes it
+/// leaves ((owner, replacement): stale there until healed): in each
+/// lane that holds it, a staying node the lane lacks takes its position,
+/// chosen so that the nodes' memberships stay as even as they can (the
+/// least sum of squares of each node's lane count, searched exhaustively
+/// up to `SHRINK_SEARCH` choices, the fewest-loaded candidates first).
+/// Its own lane stays named: it exports its keys through it while they move.
+fn shrink_sets(
+    now: &BTreeMap<String, Vec<String>>,
+    order: &[String],
+    leaving: &str,
+) -> Result<(BTreeMap<String, Vec<String>>, Vec<(String, String)>), String> {
+    let rank = |id: &str| order.iter().position(|o| o == id).unwrap_or(usize::MAX);
+    let mut load: BTreeMap<&str, usize> = order.iter().map(|n| (n.as_str(), 0)).collect();
+    for (_, ms) in now.iter().filter(|(o, _)| o.as_str() != leaving) {
+        for m in ms {
+            if let Some(l) = load.get_mut(m.as_str()) {
+                *l += 1;
+            }
+        }
+    }
+    let mut owners: Vec<&String> = now.keys().filter(|o| o.as_str() != leaving && now[*o].iter().any(|m| m == leaving)).collect();
+    owners.sort_by_key(|o| rank(o));
+    // Per lane to fill: its position of the leaving node, and the
+    // staying nodes it lacks, fewest-loaded first.
+    let mut slots = Vec::new();
+    for o in &owners {
+        let ms = &now[*o];
+        let i = ms.iter().position(|m| m == leaving).unwrap_or(0);
+        let mut cands: Vec<&str> = order.iter().map(String::as_str).filter(|n| *n != o.as_str() && !ms.iter().any(|m| m == n)).collect();
+        if cands.is_empty() {
+            return Err(format!("no staying node can take {leaving}'s place in the lane of {o}"));
+        }
+        cands.sort_by_key(|n| (load[n], rank(n)));
+        slots.push((*o, i, cands));
+    }
+    let mut best: Option<(usize, Vec<&str>)> = None;
+    let mut pick = Vec::new();
+    let mut budget = SHRINK_SEARCH;
+    search(&slots, &mut load, &mut pick, &mut best, &mut budget);
+    let (_, chosen) = best.ok_or_else(|| format!("no staying node can take {leaving}'s place"))?;
+    let mut lanes = now.clone();
+    let mut stale = Vec::new();
+    for ((o, i, _), r) in slots.iter().zip(chosen) {
+        if let Some(m) = lanes.get_mut(*o) {
+            m[*i] = r.to_string();
+        }
+        stale.push((o.to_string(), r.to_string()));
+    }
+    Ok((lanes, stale))
+}
+
+/// Most assignments `shrink_sets` weighs (a lane count per node of each
+/// is summed; lanes to fill are the leaving node's memberships, 3 when
+/// balanced, so this bounds large clusters only).
+const SHRINK_SEARCH: usize = 20_000;
+
+/// Depth-first over `slots` (owner, position, candidates): the choice of
+/// one candidate per slot with the least sum of squared loads, the first
+/// found on ties.
+fn search<'a>(
+    slots: &[(&String, usize, Vec<&'a str>)],
+    load: &mut BTreeMap<&'a str, usize>,
+    pick: &mut Vec<&'a str>,
+    best: &mut Option<(usize, Vec<&'a str>)>,
+    budget: &mut usize,
+) {
+    if *budget == 0 {
+        return;
+    }
+    let Some((_, _, cands)) = slots.get(pick.len()) else {
+        *budget -= 1;
+        let cost = load.values().map(|l| l * l).sum();
+        if best.as_ref().is_none_or(|(c, _)| cost < *c) {
+            *best = Some((cost, pick.clone()));
+        }
+        return;
+    };
+    for &c in cands {
+        // A node fills at most one slot of a lane (slots are distinct lanes).
+        if let Some(l) = load.get_mut(c) {
+            *l += 1;
+        }
+        pick.push(c);
+        search(slots, load, pick, best, budget);
+        pick.pop();
+        if let Some(l) = load.get_mut(c) {
+            *l -= 1;
+        }
+    }
 }
 
 /// Whether a layout change from the nodes `placed` to `nodes` is a
@@ -661,13 +892,25 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
     };
     let mut keep_prev = false;
     let mut grow: Option<LaneChange> = None;
+    let sets = recorded_sets(state)?;
+    let buckets = has_buckets(state);
     if let Some((layout, _)) = &current {
         let placed = placed(layout);
         let same = placed.len() == nodes.len() && nodes.keys().all(|id| placed.contains(id.as_str()));
         if same {
+            // More than four nodes laid out by a build without named lanes,
+            // still without objects: their lanes are named now.
+            if !buckets && sets.is_empty() && nodes.len() > DEFAULT_WIDTH {
+                let order = LaneOrder::with_sets(nodes.keys().cloned().collect(), fresh_sets(&nodes.keys().cloned().collect::<Vec<_>>()));
+                let expect = state.get(LANE_ORDER_KEY).map_or(0, |v| v.version);
+                return Ok(Some(Command::Cas { key: LANE_ORDER_KEY.to_string(), expect, value: Some(order.encode()) }));
+            }
             return Ok(None);
         }
-        if has_buckets(state) {
+        // Whether the lanes are involved with `n` nodes after the change:
+        // lanes now, or lanes of 3 or 4 then.
+        let involved = |n: usize| lanes_at(&sets, placed.len()) || lanes_with(n);
+        if buckets {
             if state.get(PREV_LAYOUT_KEY).is_some() {
                 return Ok(None);
             }
@@ -675,20 +918,26 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
             // leave goes first (a change that is both is neither a leave
             // nor a join of lanes), the newcomer joins after it.
             let leaving = placed.iter().copied().find(|id| !nodes.contains_key(*id));
-            if leaving.is_some() && (lanes_with(placed.len()) || lanes_with(nodes.len())) {
+            if leaving.is_some() && involved(nodes.len()) {
                 nodes.retain(|id, _| placed.contains(id.as_str()));
             }
             // Several nodes registered at once where lanes are on the way
             // (two nodes joining two): they join one at a time, the
             // lowest id first, each join a move of its own.
             let joins = placed.iter().all(|id| nodes.contains_key(*id)) && nodes.len() > placed.len() + 1;
-            if joins && (lanes_with(placed.len()) || lanes_with(nodes.len())) {
+            if joins && involved(nodes.len()) {
                 let first = nodes.keys().find(|id| !placed.contains(id.as_str())).cloned();
                 nodes.retain(|id, _| placed.contains(id.as_str()) || Some(id) == first.as_ref());
             }
-            if lanes_with(placed.len()) || lanes_with(nodes.len()) {
-                let shrink = lanes_shrink(&placed, &nodes);
-                if !lanes_grow(&placed, &nodes) && !shrink {
+            if involved(nodes.len()) {
+                let shrink = sets.is_empty() && lanes_shrink(&placed, &nodes);
+                let one_more = placed.len() + 1 == nodes.len() && placed.iter().all(|id| nodes.contains_key(*id));
+                let one_less = nodes.len() + 1 == placed.len() && nodes.keys().all(|id| placed.contains(id.as_str()));
+                // Past four nodes each owner's lane is named: a join to
+                // lanes of four or more, a leave from more than four.
+                let sets_grow = lanes_at(&sets, placed.len()) && placed.len() >= DEFAULT_WIDTH && one_more;
+                let sets_shrink = !sets.is_empty() && placed.len() > DEFAULT_WIDTH && one_less;
+                if !(sets.is_empty() && lanes_grow(&placed, &nodes)) && !shrink && !sets_grow && !sets_shrink {
                     return Ok(None);
                 }
                 // Not while another node acts for an owner, or a member
@@ -699,10 +948,26 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
                 // names a wider one (records of four positions read
                 // through it would be looked for on a newcomer).
                 let wider = state.get(LANE_ORDER_KEY).map(|v| LaneOrder::decode(&v.value)).transpose()?.is_some_and(|o| !o.wider.is_empty());
-                if lanes_busy(state, &placed, shrink || wider, leaving.filter(|_| shrink)).is_some() {
+                // Named lanes change positions of their own: every record
+                // in the current shape first, so a heal rebuilds them alike.
+                let named = sets_grow || sets_shrink;
+                if lanes_busy(state, &placed, shrink || wider || named, leaving.filter(|_| shrink || sets_shrink)).is_some() {
                     return Ok(None);
                 }
-                grow = Some(if shrink {
+                grow = Some(if named {
+                    let now = lanes_now(state, &sets, &placed)?;
+                    if sets_grow {
+                        let order = grown_order(state, &placed, &nodes)?;
+                        let newcomer = nodes.keys().find(|id| !placed.contains(id.as_str())).cloned().ok_or("no newcomer")?;
+                        let (lanes, stale) = grow_sets(&now, &order, &newcomer);
+                        (LaneOrder::with_sets(order, lanes), stale)
+                    } else {
+                        let leaving = leaving.ok_or("no leaving node")?;
+                        let order: Vec<String> = placed_order(state, &placed)?.into_iter().filter(|id| id != leaving).collect();
+                        let (lanes, stale) = shrink_sets(&now, &order, leaving)?;
+                        (LaneOrder::with_sets(order, lanes), stale)
+                    }
+                } else if shrink {
                     // Every staying node holds every staying owner's
                     // records already: no member is stale.
                     let before = placed_order(state, &placed)?;
@@ -724,6 +989,16 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
                 });
             }
             keep_prev = true;
+        }
+    }
+    // Without objects the lanes are named afresh past four nodes, and no
+    // longer named at four or fewer.
+    if !keep_prev && !buckets {
+        if nodes.len() > DEFAULT_WIDTH {
+            let order: Vec<String> = nodes.keys().cloned().collect();
+            grow = Some((LaneOrder::with_sets(order.clone(), fresh_sets(&order)), Vec::new()));
+        } else if !sets.is_empty() {
+            grow = Some((LaneOrder::new(Vec::new(), Vec::new()), Vec::new()));
         }
     }
     finish(state, nodes, current, keep_prev, grow)
@@ -759,21 +1034,26 @@ fn finish(
         layout.version = old.version + 1;
     }
     let value = Some(layout.encode());
-    Ok(Some(match (&current, keep_prev) {
-        (Some((old, _)), true) => {
-            let mut checks = vec![(LAYOUT_KEY.to_string(), expect), (PREV_LAYOUT_KEY.to_string(), 0)];
-            let mut writes = vec![(LAYOUT_KEY.to_string(), value), (PREV_LAYOUT_KEY.to_string(), Some(old.encode()))];
-            if let Some((order, stale)) = grow {
-                checks.push((LANE_ORDER_KEY.to_string(), state.get(LANE_ORDER_KEY).map_or(0, |v| v.version)));
-                writes.push((LANE_ORDER_KEY.to_string(), Some(order.encode())));
-                for (o, n) in stale {
-                    writes.push((crate::takeover::stale_key(&o, &n), Some(crate::takeover::stale_value(crate::takeover::now_ms()))));
-                }
-            }
-            Command::Txn { checks, writes }
+    let mut checks = vec![(LAYOUT_KEY.to_string(), expect)];
+    let mut writes = vec![(LAYOUT_KEY.to_string(), value.clone())];
+    if let (Some((old, _)), true) = (&current, keep_prev) {
+        checks.push((PREV_LAYOUT_KEY.to_string(), 0));
+        writes.push((PREV_LAYOUT_KEY.to_string(), Some(old.encode())));
+    }
+    let Some((order, stale)) = grow else {
+        if checks.len() == 1 {
+            return Ok(Some(Command::Cas { key: LAYOUT_KEY.to_string(), expect, value }));
         }
-        _ => Command::Cas { key: LAYOUT_KEY.to_string(), expect, value },
-    }))
+        return Ok(Some(Command::Txn { checks, writes }));
+    };
+    checks.push((LANE_ORDER_KEY.to_string(), state.get(LANE_ORDER_KEY).map_or(0, |v| v.version)));
+    // An order naming no node (lanes of four or fewer without objects):
+    // the record goes, and lanes rank their nodes by id again.
+    writes.push((LANE_ORDER_KEY.to_string(), (!order.nodes.is_empty()).then(|| order.encode())));
+    for (o, n) in stale {
+        writes.push((crate::takeover::stale_key(&o, &n), Some(crate::takeover::stale_value(crate::takeover::now_ms()))));
+    }
+    Ok(Some(Command::Txn { checks, writes }))
 }
 
 /// What the leader should commit when a move is over: the removal of

@@ -80,14 +80,259 @@ fn the_leader_lays_out_registered_nodes_and_waits_where_lanes_would_move() {
     let owners = Owners::from_state(&s).unwrap().unwrap();
     assert_eq!(owners.layout.version, 2);
     assert!(owners.prev.is_none() && owners.gainers().is_empty());
-    // A fifth once a bucket exists: 4 nodes make lanes, so it waits.
+    // A fifth once a bucket exists: it joins the lanes of four, which
+    // are named per owner from now on, and takes its share of the keys.
     add_bucket(&mut s, &mut i);
     register(&mut s, &mut i, 5);
-    assert!(next_layout(&s).unwrap().is_none());
+    let cmd = next_layout(&s).unwrap().expect("a fifth node joins lanes of four");
+    assert!(matches!(&cmd, Command::Txn { .. }), "{cmd:?}");
+    assert!(apply(&mut s, &mut i, &cmd));
     let owners = Owners::from_state(&s).unwrap().unwrap();
-    assert_eq!(owners.pending, vec![record(5).id]);
+    assert!(owners.pending.is_empty() && owners.prev.is_some());
     assert_eq!(owners.layout.width(), 4);
-    assert_eq!(owners.placed_nodes().len(), 4);
+    assert_eq!(owners.placed_nodes().len(), 5);
+    assert!(owners.has_lanes() && owners.lane_sets.len() == 5);
+}
+
+/// Every placed node's lane as `cluster_lanes::lane_nodes` makes it: owner -> members.
+fn lanes_of(o: &Owners) -> BTreeMap<String, Vec<String>> {
+    o.placed
+        .iter()
+        .map(|id| {
+            let nodes = crate::cluster_lanes::lane_nodes(o, id).expect("a lane");
+            assert_eq!(nodes[0].id, *id, "the owner first");
+            (id.clone(), nodes[1..].iter().map(|r| r.id.clone()).collect())
+        })
+        .collect()
+}
+
+/// Checks lanes of four: distinct nodes, all placed, every node a member
+/// of exactly three lanes.
+fn balanced(o: &Owners, lanes: &BTreeMap<String, Vec<String>>) {
+    let load = loads(o, lanes);
+    assert!(load.values().all(|&l| l == 3), "every node a member of three lanes: {load:?}");
+}
+
+/// Checks lanes of four (distinct nodes, all placed); how many lanes each
+/// node is a member of.
+fn loads<'a>(o: &Owners, lanes: &'a BTreeMap<String, Vec<String>>) -> BTreeMap<&'a str, usize> {
+    let mut load: BTreeMap<&str, usize> = lanes.keys().map(|k| (k.as_str(), 0)).collect();
+    for (owner, ms) in lanes {
+        assert_eq!(ms.len(), 3, "{owner}: {ms:?}");
+        let set: std::collections::BTreeSet<&String> = ms.iter().chain([owner]).collect();
+        assert_eq!(set.len(), 4, "distinct nodes in the lane of {owner}: {ms:?}");
+        for m in ms {
+            assert!(o.placed.contains(m) || o.prev_placed.contains(m), "{m} is placed");
+            *load.entry(m).or_insert(0) += 1;
+        }
+    }
+    load
+}
+
+/// The positions at which two lanes of one owner differ.
+fn changed(before: &[String], after: &[String]) -> Vec<usize> {
+    (0..before.len()).filter(|&k| before[k] != after[k]).collect()
+}
+
+/// Ends a lane change: the move reported done, stale records removed
+/// (the heal), every placed node's walk reported.
+fn settle(s: &mut ConfigState, i: &mut u64) {
+    let o = Owners::from_state(s).unwrap().unwrap();
+    for g in o.gainers() {
+        let r = MovedRecord { format: MOVED_RECORD_FORMAT, layout: o.layout.version };
+        assert!(apply(s, i, &Command::Put { key: MovedRecord::key(g), value: serde_json::to_vec(&r).unwrap() }));
+    }
+    if let Some(fin) = move_finished(s).unwrap() {
+        assert!(apply(s, i, &fin));
+    }
+    for (owner, member) in o.stale.keys() {
+        assert!(apply(s, i, &Command::Delete { key: crate::takeover::stale_key(owner, member) }));
+    }
+    for id in &o.placed {
+        report_restriped(s, i, id);
+    }
+}
+
+#[test]
+fn nodes_past_four_join_lanes_of_four_in_place_of_one_member_of_three_lanes_and_leave_the_same_way() {
+    let (mut s, mut i) = laid_out(1..=4);
+    add_bucket(&mut s, &mut i);
+    let five = record(5).id;
+    register(&mut s, &mut i, 5);
+    let before = lanes_of(&Owners::from_state(&s).unwrap().unwrap());
+    let cmd = next_layout(&s).unwrap().expect("a fifth node joins");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    assert_eq!(o.gainers().into_iter().collect::<Vec<_>>(), vec![five.as_str()], "only the newcomer gains partitions");
+    let after = lanes_of(&o);
+    balanced(&o, &after);
+    // Three old lanes take the newcomer at one position each, in place of
+    // a different member; the fourth keeps its nodes. The newcomer is
+    // stale exactly where it took a place.
+    let mut replaced = Vec::new();
+    let mut stale_want = Vec::new();
+    for (owner, old) in &before {
+        let new = &after[owner];
+        match changed(old, new).as_slice() {
+            [] => {}
+            [k] => {
+                assert_eq!(new[*k], five);
+                replaced.push(old[*k].clone());
+                stale_want.push((owner.clone(), five.clone()));
+            }
+            more => panic!("the lane of {owner} changed at {more:?}"),
+        }
+    }
+    replaced.sort();
+    let mut own = after[&five].clone();
+    own.sort();
+    assert_eq!(replaced.len(), 3);
+    assert_eq!(own, replaced, "the newcomer's lane takes the members it replaced");
+    assert_eq!(o.stale.keys().cloned().collect::<Vec<_>>(), stale_want);
+    // The record is format 3, and a build reading 1 and 2 would refuse it.
+    let raw = s.get(LANE_ORDER_KEY).unwrap().value.clone();
+    let rec = LaneOrder::decode(&raw).unwrap();
+    assert_eq!(rec.format, LANE_ORDER_FORMAT_SETS);
+    assert_eq!(rec.nodes.last(), Some(&five), "the newcomer last in the order");
+    assert!(next_layout(&s).unwrap().is_none(), "one move at a time");
+
+    // A sixth waits for the move, the heal and every node's walk.
+    register(&mut s, &mut i, 6);
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    end_move(&mut s, &mut i, &five, o.layout.version);
+    assert!(next_layout(&s).unwrap().is_none(), "the newcomer is stale in three lanes");
+    settle(&mut s, &mut i);
+    let before = lanes_of(&Owners::from_state(&s).unwrap().unwrap());
+    let owners_before: Vec<String> = {
+        let o = Owners::from_state(&s).unwrap().unwrap();
+        (0..crate::layout::PARTITIONS).map(|p| o.owner_of(p).unwrap().id.clone()).collect()
+    };
+    let cmd = next_layout(&s).unwrap().expect("the sixth joins");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    let after = lanes_of(&o);
+    balanced(&o, &after);
+    let six = record(6).id;
+    let moved = (0..crate::layout::PARTITIONS).filter(|&p| o.owner_of(p).unwrap().id != owners_before[p as usize]).count();
+    assert!(moved > 550 && moved < 850, "about a sixth of the partitions move: {moved}");
+    let took: usize = before.iter().map(|(owner, old)| changed(old, &after[owner]).len()).sum();
+    assert_eq!(took, 3, "three positions change, all to the sixth");
+    assert!(before.iter().all(|(owner, old)| changed(old, &after[owner]).iter().all(|&k| after[owner][k] == six)));
+    settle(&mut s, &mut i);
+
+    // Node 2 leaves: wherever it was a member, a staying node the lane
+    // lacks takes its position, stale there; its own lane stays named
+    // while its keys move, and is gone from the lanes after.
+    let two = record(2).id;
+    let before = lanes_of(&Owners::from_state(&s).unwrap().unwrap());
+    let cmd = decommission(&s, &two, 1).expect("a node of six may leave");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let cmd = next_layout(&s).unwrap().expect("the layout of five");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    assert_eq!(o.placed.len(), 5);
+    assert_eq!(crate::cluster_lanes::lane_nodes(&o, &two).map(|v| v.len()), Some(4), "the leaving node exports through its lanes");
+    let after = lanes_of(&o);
+    let mut stale_want = Vec::new();
+    for (owner, old) in before.iter().filter(|(owner, _)| **owner != two) {
+        let new = &after[owner];
+        match changed(old, new).as_slice() {
+            [] => assert!(!old.contains(&two)),
+            [k] => {
+                assert_eq!(old[*k], two, "only the leaving node's position changes");
+                assert!(!old.contains(&new[*k]), "its replacement is new to the lane");
+                stale_want.push((owner.clone(), new[*k].clone()));
+            }
+            more => panic!("the lane of {owner} changed at {more:?}"),
+        }
+    }
+    stale_want.sort();
+    assert_eq!(stale_want.len(), 3);
+    assert_eq!(o.stale.keys().cloned().collect::<Vec<_>>(), stale_want);
+    let staying: BTreeMap<String, Vec<String>> = after.into_iter().filter(|(owner, _)| *owner != two).collect();
+    // Only the leaving node's positions change, so the lanes cannot always
+    // stay even: here node 3 is a member of two staying lanes, and the
+    // only lane it is missing from is its own. The fill is as even as it
+    // can be: one node of two lanes, one of four.
+    let mut l: Vec<usize> = loads(&o, &staying).into_values().collect();
+    l.sort();
+    assert_eq!(l, vec![2, 3, 3, 3, 4]);
+    settle(&mut s, &mut i);
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    assert!(o.prev.is_none() && crate::cluster_lanes::lane_nodes(&o, &two).is_none());
+
+    // Down to four: every lane holds every node. Four do not shrink to
+    // three once lanes are named (not built): refused with a reason.
+    let cmd = decommission(&s, &record(3).id, 1).expect("a node of five may leave");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let cmd = next_layout(&s).unwrap().expect("the layout of four");
+    assert!(apply(&mut s, &mut i, &cmd));
+    settle(&mut s, &mut i);
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    assert_eq!(o.placed.len(), 4);
+    assert!(o.has_lanes());
+    balanced(&o, &lanes_of(&o));
+    let why = decommission(&s, &record(4).id, 1).unwrap_err();
+    assert!(why.contains("fewer than 4"), "{why}");
+}
+
+#[test]
+fn lanes_past_four_nodes_without_objects_are_named_afresh_and_dropped_at_four() {
+    let (mut s, mut i) = laid_out(1..=5);
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    let lanes = lanes_of(&o);
+    balanced(&o, &lanes);
+    assert_eq!(lanes[&record(5).id], vec![record(1).id, record(2).id, record(3).id], "round the ring");
+    let cmd = decommission(&s, &record(5).id, 1).unwrap();
+    assert!(apply(&mut s, &mut i, &cmd));
+    let cmd = next_layout(&s).unwrap().expect("the layout of four");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    assert!(o.lane_sets.is_empty() && s.get(LANE_ORDER_KEY).is_none(), "lanes by id again");
+    assert!(o.has_lanes() && o.prev.is_none());
+    // Five laid out by a build that named no lanes, still empty: named.
+    let mut s = ConfigState::default();
+    let mut i = 0;
+    for n in 1..=5 {
+        register(&mut s, &mut i, n);
+    }
+    let old = Layout::new(crate::layout::PARTITIONS as u32, 4, &Membership {
+        nodes: (1..=5u8).map(|n| Node { id: record(n).id, zone: String::new(), disks: vec![Disk { id: [n; 16], weight: 1 }] }).collect(),
+    })
+    .unwrap();
+    assert!(apply(&mut s, &mut i, &Command::Put { key: LAYOUT_KEY.into(), value: old.encode() }));
+    assert!(!Owners::from_state(&s).unwrap().unwrap().has_lanes());
+    let cmd = next_layout(&s).unwrap().expect("the lanes are named");
+    assert!(matches!(&cmd, Command::Cas { key, .. } if key == LANE_ORDER_KEY), "{cmd:?}");
+    assert!(apply(&mut s, &mut i, &cmd));
+    assert!(Owners::from_state(&s).unwrap().unwrap().has_lanes());
+    assert!(next_layout(&s).unwrap().is_none());
+}
+
+#[test]
+fn a_lane_order_naming_lanes_is_checked() {
+    let id = |n: u8| record(n).id;
+    let lanes: BTreeMap<String, Vec<String>> = [(id(1), vec![id(2), id(3), id(4)]), (id(2), vec![id(3), id(4), id(1)])].into();
+    let good = LaneOrder::with_sets(vec![id(1), id(2), id(3), id(4)], lanes.clone());
+    assert_eq!(LaneOrder::decode(&good.encode()).unwrap(), good);
+    for bad in [
+        vec![id(2), id(3)],          // too narrow
+        vec![id(2), id(3), id(1)],   // its owner as a member
+        vec![id(2), id(2), id(3)],   // a node twice
+    ] {
+        let mut l = lanes.clone();
+        l.insert(id(1), bad.clone());
+        let r = LaneOrder::with_sets(good.nodes.clone(), l);
+        assert!(LaneOrder::decode(&r.encode()).unwrap_err().contains("inconsistent"), "{bad:?}");
+    }
+    // Lanes under format 1 (a writer's bug) and a format this build does not know.
+    let mut r = good.clone();
+    r.format = LANE_ORDER_FORMAT;
+    assert!(LaneOrder::decode(&r.encode()).is_err());
+    r.format = 4;
+    assert!(LaneOrder::decode(&r.encode()).unwrap_err().contains("this build reads"));
+    r.lanes.clear();
+    assert!(LaneOrder::decode(&r.encode()).unwrap_err().contains("format 4"));
 }
 
 #[test]
@@ -152,12 +397,16 @@ fn a_layout_change_with_buckets_keeps_the_previous_layout_until_every_gainer_mov
 fn a_sixth_node_takes_only_its_share_and_only_from_the_others() {
     let (mut s, mut i) = laid_out(1..=5);
     add_bucket(&mut s, &mut i);
+    // The lanes named when five were laid out: every node walked them.
+    for n in 1..=5 {
+        report_restriped(&mut s, &mut i, &record(n).id);
+    }
     let before: Vec<String> = {
         let o = Owners::from_state(&s).unwrap().unwrap();
         (0..crate::layout::PARTITIONS).map(|p| o.owner_of(p).unwrap().id.clone()).collect()
     };
     register(&mut s, &mut i, 6);
-    let cmd = next_layout(&s).unwrap().expect("5 -> 6 nodes make no lanes: the layout changes");
+    let cmd = next_layout(&s).unwrap().expect("5 -> 6 nodes: the layout changes");
     assert!(apply(&mut s, &mut i, &cmd));
     let owners = Owners::from_state(&s).unwrap().unwrap();
     let six = record(6).id;
@@ -247,14 +496,18 @@ fn a_fourth_node_joins_lanes_of_three_last_in_every_lane_and_stale_in_the_old_ow
     assert!(decommission(&s, &one, 1).unwrap_err().contains("re-striped"));
     // The order stays, and an unreadable one is refused, not guessed.
     assert_eq!(Owners::from_state(&s).unwrap().unwrap().lane_order.len(), 4);
-    let bad = LaneOrder { format: 3, nodes: vec![], wider: vec![] };
+    let bad = LaneOrder { format: 4, nodes: vec![], wider: vec![], lanes: BTreeMap::new() };
+    assert!(apply(&mut s, &mut i, &Command::Put { key: LANE_ORDER_KEY.into(), value: bad.encode() }));
+    assert!(Owners::from_state(&s).unwrap_err().contains("lane order format 4"));
+    // Format 3 names every owner's lane: one naming none is refused.
+    let bad = LaneOrder { format: 3, nodes: vec![one.clone()], wider: vec![], lanes: BTreeMap::new() };
     assert!(apply(&mut s, &mut i, &Command::Put { key: LANE_ORDER_KEY.into(), value: bad.encode() }));
     assert!(Owners::from_state(&s).unwrap_err().contains("lane order format 3"));
     // A wider order must be one node more than the order, around it.
     for bad in [
-        LaneOrder { format: 1, nodes: vec![one.clone()], wider: vec![one.clone(), old[0].clone()] },
-        LaneOrder { format: 2, nodes: vec![one.clone()], wider: vec![old[0].clone(), old[1].clone()] },
-        LaneOrder { format: 2, nodes: vec![one.clone()], wider: vec![] },
+        LaneOrder { format: 1, nodes: vec![one.clone()], wider: vec![one.clone(), old[0].clone()], lanes: BTreeMap::new() },
+        LaneOrder { format: 2, nodes: vec![one.clone()], wider: vec![old[0].clone(), old[1].clone()], lanes: BTreeMap::new() },
+        LaneOrder { format: 2, nodes: vec![one.clone()], wider: vec![], lanes: BTreeMap::new() },
     ] {
         assert!(apply(&mut s, &mut i, &Command::Put { key: LANE_ORDER_KEY.into(), value: bad.encode() }));
         assert!(Owners::from_state(&s).unwrap_err().contains("lane order format"), "{bad:?}");
@@ -482,10 +735,25 @@ fn nodes_registered_together_join_lanes_one_at_a_time() {
     let o = Owners::from_state(&s).unwrap().unwrap();
     assert!(o.pending.is_empty() && o.layout.width() == 4);
     assert_eq!(o.lane_order, (1..=4).map(|n| record(n).id).collect::<Vec<_>>());
-    // A fifth and a sixth together: lanes of four end, nothing moves.
-    register(&mut s, &mut i, 5);
+    // A fifth and a sixth together: once every node walked its lanes,
+    // the fifth joins, then the sixth.
     register(&mut s, &mut i, 6);
-    assert!(next_layout(&s).unwrap().is_none());
+    register(&mut s, &mut i, 5);
+    assert!(next_layout(&s).unwrap().is_none(), "the walks of the last lane order are not reported");
+    for n in 1..=4 {
+        report_restriped(&mut s, &mut i, &record(n).id);
+    }
+    for newcomer in [5, 6] {
+        let cmd = next_layout(&s).unwrap().expect("one more node");
+        assert!(apply(&mut s, &mut i, &cmd));
+        let o = Owners::from_state(&s).unwrap().unwrap();
+        let gainers: Vec<&str> = o.gainers().into_iter().collect();
+        assert_eq!(gainers, vec![record(newcomer).id.as_str()], "the lowest id first");
+        assert!(next_layout(&s).unwrap().is_none(), "one move at a time");
+        settle(&mut s, &mut i);
+    }
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    assert!(o.pending.is_empty() && o.has_lanes() && o.placed.len() == 6);
 }
 
 /// Seeded histories of joins, decommissions, reports and the leader's
@@ -505,7 +773,8 @@ fn membership_histories_keep_the_move_rules() {
         rng ^= rng << 17;
         rng % n
     };
-    let (mut moves, mut decommissions, mut lane_joins, mut lane_leaves) = (0, 0, 0, 0);
+    let (mut moves, mut decommissions, mut lane_joins, mut lane_leaves, mut sets_changes) = (0, 0, 0, 0, 0);
+    let mut worst_spread = 0;
     for _history in 0..40 {
         let mut s = ConfigState::default();
         let mut i = 0;
@@ -530,8 +799,9 @@ fn membership_histories_keep_the_move_rules() {
                     let victim = placed[next(placed.len() as u64) as usize].clone();
                     if let Ok(cmd) = decommission(&s, &victim, 1) {
                         assert!(before.prev.is_none());
-                        let shrink = before.placed.len() == 4 && before.pending.is_empty();
-                        assert!(shrink || (!lanes_with(before.placed.len()) && !lanes_with(before.placed.len() - 1)));
+                        let named = !before.lane_sets.is_empty();
+                        let shrink = before.pending.is_empty() && if named { before.placed.len() > 4 } else { before.placed.len() == 4 };
+                        assert!(shrink || (!before.has_lanes() && !lanes_with(before.placed.len() - 1)));
                         assert!(apply(&mut s, &mut i, &cmd));
                         decommissions += 1;
                     }
@@ -569,19 +839,32 @@ fn membership_histories_keep_the_move_rules() {
                 let o = Owners::from_state(&s).unwrap().unwrap();
                 assert!(o.prev.is_none(), "one move at a time");
                 let placed_before = o.placed.len();
+                let (had_lanes, had_sets) = (o.has_lanes(), !o.lane_sets.is_empty());
                 prev_owners = Some((0..crate::layout::PARTITIONS).map(|p| o.owner_of(p).unwrap().id.clone()).collect());
                 assert!(apply(&mut s, &mut i, &cmd));
                 let after = Owners::from_state(&s).unwrap().unwrap();
                 let n = after.placed.len();
-                let joined_lanes = n == placed_before + 1 && lanes_with(n);
-                let left_lanes = placed_before == 4 && n == 3;
-                assert!(joined_lanes || left_lanes || (!lanes_with(placed_before) && !lanes_with(n)), "{placed_before} -> {n}");
+                // Past four nodes, lanes named per owner: joins, and
+                // leaves from more than four.
+                let sets_join = n == placed_before + 1 && n > 4 && had_lanes;
+                let sets_leave = had_sets && placed_before > 4 && n + 1 == placed_before;
+                let joined_lanes = n == placed_before + 1 && (lanes_with(n) || sets_join);
+                let left_lanes = (!had_sets && placed_before == 4 && n == 3) || sets_leave;
+                assert!(joined_lanes || left_lanes || (!had_lanes && !lanes_with(n)), "{placed_before} -> {n}");
                 if joined_lanes {
                     lane_joins += 1;
                     assert!(after.has_lanes() && after.lane_order.len() == n, "{:?}", after.lane_order);
                     assert!(after.lane_wider.is_empty());
                 }
-                if left_lanes {
+                if sets_join || sets_leave {
+                    sets_changes += 1;
+                    assert!(after.has_lanes() && after.lane_wider.is_empty() && after.lane_order.len() == n);
+                    let lanes: BTreeMap<String, Vec<String>> = lanes_of(&after).into_iter().filter(|(id, _)| !after.decommissioned.contains(id)).collect();
+                    let l = loads(&after, &lanes);
+                    let spread = l.values().max().unwrap() - l.values().min().unwrap();
+                    worst_spread = worst_spread.max(spread);
+                    assert!(spread <= 3, "the lanes stay near even: {l:?}");
+                } else if left_lanes {
                     lane_leaves += 1;
                     assert!(after.has_lanes() && after.lane_order.len() == 3 && after.lane_wider.len() == 4, "{:?}", after.lane_wider);
                     assert!(after.lane_order.iter().all(|id| after.lane_wider.contains(id)));
@@ -607,9 +890,11 @@ fn membership_histories_keep_the_move_rules() {
         }
     }
     assert!(
-        moves > 20 && decommissions > 3 && lane_joins > 3 && lane_leaves > 1,
-        "the histories made {moves} moves, {decommissions} decommissions, {lane_joins} joins of lanes, {lane_leaves} leaves of lanes"
+        moves > 20 && decommissions > 3 && lane_joins > 3 && lane_leaves > 1 && sets_changes > 3,
+        "the histories made {moves} moves, {decommissions} decommissions, {lane_joins} joins of lanes, {lane_leaves} leaves of lanes, \
+         {sets_changes} changes of lanes named per owner"
     );
+    eprintln!("{sets_changes} changes of lanes named per owner; the widest spread of lanes per node {worst_spread}");
 }
 
 #[test]

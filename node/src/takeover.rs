@@ -404,10 +404,13 @@ pub fn decide(
         // an older build's has no shard count, is never taken over and
         // never acts for another).
         let up_to_date = |n: &str| owners.nodes.get(n).is_some_and(|r| r.shards.is_some());
+        // Only a member of its lanes holds the owner's records (past four
+        // nodes a lane spans four of them).
+        let lane: Vec<String> = crate::cluster_lanes::lane_nodes(owners, o).map(|v| v.into_iter().map(|r| r.id).collect()).unwrap_or_default();
         let want = if fit(o) {
             Some(o.clone())
         } else if up_to_date(o) {
-            placed.iter().find(|n| fit(n) && up_to_date(n)).cloned()
+            placed.iter().find(|n| lane.contains(n) && fit(n) && up_to_date(n)).cloned()
         } else {
             None
         };
@@ -752,6 +755,28 @@ mod tests {
         waited(&mut seen, 1);
         assert_eq!(run(&mut s, &mut i, &[1, 2, 3], &mut seen), vec![(id(1), id(1))], "handed back");
         assert_eq!(Owners::from_state(&s).unwrap().unwrap().acting_for(&id(1)), id(1));
+    }
+
+    #[test]
+    fn past_four_nodes_only_a_member_of_the_owners_lanes_acts_for_it() {
+        // Five nodes without objects: each lane is its owner and the next
+        // three by id, node 2's being 3, 4, 5.
+        let mut s = ConfigState::default();
+        let mut i = 0;
+        for n in 1..=5 {
+            i += 1;
+            s.apply(i, &Command::Put { key: record(n).key(), value: record(n).encode() });
+        }
+        let cmd = crate::owners::next_layout(&s).unwrap().unwrap();
+        i += 1;
+        assert!(s.apply(i, &cmd).ok);
+        let owners = Owners::from_state(&s).unwrap().unwrap();
+        let lane: Vec<String> = crate::cluster_lanes::lane_nodes(&owners, &id(2)).unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(lane, vec![id(2), id(3), id(4), id(5)]);
+        let mut seen = HashMap::new();
+        waited(&mut seen, 2);
+        // Node 1 has the lowest id alive, but holds none of node 2's records.
+        assert_eq!(run(&mut s, &mut i, &[1, 3, 4, 5], &mut seen), vec![(id(2), id(3))]);
     }
 
     #[test]
