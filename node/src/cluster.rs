@@ -153,6 +153,8 @@ pub struct ClusterNode {
     /// are the primary of a lane over other nodes, members taken out of
     /// service and put back.
     pub lane_member_shards: AtomicU64,
+    /// Member shards removed because no lane reads them any more (`members::sweep`).
+    pub lane_member_shards_removed: AtomicU64,
     pub lane_member_commits: AtomicU64,
     pub lanes_attached: AtomicU64,
     pub lane_members_revived: AtomicU64,
@@ -296,6 +298,7 @@ impl ClusterNode {
             rpc_failed: AtomicU64::new(0),
             rpc_times: Default::default(),
             lane_member_shards: AtomicU64::new(0),
+            lane_member_shards_removed: AtomicU64::new(0),
             lane_member_commits: AtomicU64::new(0),
             lanes_attached: AtomicU64::new(0),
             lane_members_revived: AtomicU64::new(0),
@@ -569,6 +572,7 @@ impl ClusterNode {
         self.rpc_times.render(out);
         for (name, kind, help, v) in [
             ("tessera_cluster_lane_member_shards", "gauge", "Member shards this node holds for other nodes' lanes.", &self.lane_member_shards),
+            ("tessera_cluster_lane_member_shards_removed_total", "counter", "Member shards removed because no lane reads them any more.", &self.lane_member_shards_removed),
             ("tessera_cluster_lane_member_commits_total", "counter", "Commits this node's member shards took for other nodes' lanes.", &self.lane_member_commits),
             ("tessera_cluster_lanes", "gauge", "This node's shards that are the primary of a lane with members on other nodes.", &self.lanes_attached),
             ("tessera_cluster_lane_members_revived_total", "counter", "Lane members on other nodes put back in service after a failure.", &self.lane_members_revived),

@@ -184,6 +184,9 @@ pub async fn run(ctx: Rc<Ctx>) {
     let mut walk_due = false;
     // When core 0 last wrote this node's re-striping report (`restripe::report`).
     let mut reported_at: Option<Instant> = None;
+    // Member shards no lane reads any more (`members::sweep`).
+    let (mut sweep, sweep_every) = (crate::members::Sweep::default(), crate::members::sweep_every());
+    let mut swept_at = Instant::now();
     while !ctx.shutdown.is_closed() {
         let owners = node.owners.load_full();
         if let Some(o) = &owners {
@@ -250,6 +253,10 @@ pub async fn run(ctx: Rc<Ctx>) {
                 crate::restripe::report(&node, o.lane_order_version).await;
             }
             follow_fosters(&ctx, &node, o, &mut fosters, &mut retiring, &pool).await;
+            if swept_at.elapsed() >= sweep_every {
+                swept_at = Instant::now();
+                crate::members::sweep(&ctx, o, &me, &mut sweep);
+            }
         }
         if let Some(a) = &mut attached {
             revive(&ctx, a, &node).await;

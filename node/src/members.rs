@@ -14,9 +14,18 @@
 //! A member shard holds only the lane owner's keys, never this node's
 //! own: walks of this node's shards (listing, lifecycle, replication,
 //! healing) never meet another node's records.
+//!
+//! **Removed when no lane reads them** (`sweep`): a node that another
+//! took the place of in an owner's lanes (a join or leave past four
+//! nodes, `owners::grow_sets`), or that held members of a node that left
+//! the cluster, removes those member shards once the placement is settled
+//! (no keys moving, no stale member, no node acting for another) and has
+//! stayed so for two sweeps. The core closes them and deletes their dirs;
+//! one is opened again only when the placement makes this node a member
+//! of that owner's lanes again (it is then stale there and healed).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -40,6 +49,17 @@ enum Slot {
 
 thread_local! {
     static HOSTED: RefCell<HashMap<([u8; 16], u32), Slot>> = RefCell::new(HashMap::new());
+    /// Lane owners whose member shards this core removed (`sweep`).
+    static DROPPED: RefCell<HashSet<[u8; 16]>> = RefCell::new(HashSet::new());
+}
+
+/// How often each reactor looks for member shards no lane reads (`sweep`);
+/// tests shorten it with `TESSERA_TEST_MEMBER_SWEEP_MS`.
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `SWEEP_EVERY`, or the test's value.
+pub fn sweep_every() -> std::time::Duration {
+    std::env::var("TESSERA_TEST_MEMBER_SWEEP_MS").ok().and_then(|v| v.parse().ok()).map_or(SWEEP_EVERY, std::time::Duration::from_millis)
 }
 
 /// Where the member shard of `owner`'s lane `s` lives on this node.
@@ -57,6 +77,18 @@ pub fn member_dir(ctx: &Ctx, owner: &[u8; 16], s: u32) -> Option<PathBuf> {
 
 /// The member shard of `owner`'s lane `s` on this core, opened if needed.
 pub(crate) async fn shard(ctx: &Ctx, owner: [u8; 16], s: u32) -> Result<Shard, IoError> {
+    if DROPPED.with(|d| d.borrow().contains(&owner)) {
+        // Removed as garbage: opened again only for a lane this node is a
+        // member of now (a late call of a lane it left is refused).
+        let me = ctx.shared.cluster.as_ref().map(|c| c.id_hex());
+        let member = ctx.shared.cluster.as_ref().and_then(|c| c.owners.load_full()).is_some_and(|o| {
+            crate::cluster_lanes::lane_nodes(&o, &hex::encode(owner)).is_some_and(|l| l.iter().any(|r| Some(&r.id) == me.as_ref()))
+        });
+        if !member {
+            return Err(IoError::Io(std::io::Error::other("this node is no member of that owner's lanes any more")));
+        }
+        DROPPED.with(|d| d.borrow_mut().remove(&owner));
+    }
     loop {
         let wait = HOSTED.with(|h| match h.borrow().get(&(owner, s)) {
             Some(Slot::Open(sh)) => Ok(Ok(sh.clone())),
@@ -131,4 +163,115 @@ pub fn open_here() -> Vec<Shard> {
             })
             .collect()
     })
+}
+
+/// The lane owners among `held` (owners with member shards on this node)
+/// whose member shards on node `me` no lane reads any more: owners whose
+/// lanes do not hold `me`, and owners that left the cluster (decommissioned
+/// and placed by no layout). None while the placement is unsettled: keys
+/// moving, a member stale (a replacement not healed yet), a node acting
+/// for another, or no cluster lanes at all.
+pub fn garbage(o: &crate::owners::Owners, me: &str, held: &[String]) -> Vec<String> {
+    let settled = o.has_lanes() && o.prev.is_none() && o.stale.is_empty() && o.takeovers.iter().all(|(k, (a, _))| k == a);
+    if !settled {
+        return Vec::new();
+    }
+    held.iter()
+        .filter(|owner| owner.as_str() != me)
+        .filter(|owner| match crate::cluster_lanes::lane_nodes(o, owner) {
+            Some(lane) => !lane.iter().any(|r| r.id == me),
+            None => o.decommissioned.contains(*owner) && !o.placed.contains(*owner) && !o.prev_placed.contains(*owner),
+        })
+        .cloned()
+        .collect()
+}
+
+/// The lane owners with a member dir on this node (hex names under
+/// `<data dir>/members/`), each once.
+fn held(ctx: &Ctx) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for dir in data_dirs(ctx) {
+        let Ok(rd) = std::fs::read_dir(dir.join(MEMBERS_DIR)) else { continue };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.len() == 32 && name.bytes().all(|c| c.is_ascii_hexdigit()) {
+                out.insert(name);
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn data_dirs(ctx: &Ctx) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = ctx.shared.layout.shard_dirs.iter().filter_map(|d| d.parent().map(PathBuf::from)).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// What a reactor's sweeps remember: the garbage the last one found,
+/// with the configuration versions it was found under.
+#[derive(Default)]
+pub struct Sweep {
+    last: Option<(u64, u64, Vec<String>)>,
+}
+
+/// One sweep on this core (`SWEEP_EVERY`, from `cluster_lanes::run`):
+/// the member shards of owners found garbage (`garbage`) by this sweep
+/// and the one before under the same layout and lane order are closed
+/// and their dirs deleted, those of this core's lanes (`index % shards`
+/// local here). The number of member shards removed.
+pub fn sweep(ctx: &Ctx, o: &crate::owners::Owners, me: &str, state: &mut Sweep) -> usize {
+    let found = garbage(o, me, &held(ctx));
+    let now = (o.version, o.lane_order_version, found);
+    let confirmed = state.last.as_ref() == Some(&now);
+    state.last = Some(now.clone());
+    if !confirmed || now.2.is_empty() {
+        return 0;
+    }
+    let count = ctx.shards.count().max(1);
+    let mut removed = 0;
+    for owner_hex in &now.2 {
+        let Some(owner) = hex::decode(owner_hex).ok().and_then(|b| <[u8; 16]>::try_from(b).ok()) else { continue };
+        DROPPED.with(|d| d.borrow_mut().insert(owner));
+        for dir in data_dirs(ctx) {
+            let owner_dir = dir.join(MEMBERS_DIR).join(owner_hex);
+            let Ok(rd) = std::fs::read_dir(&owner_dir) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                let Some(s) = name.strip_prefix("shard-").and_then(|n| n.parse::<u32>().ok()) else { continue };
+                if ctx.shards.local(s % count).is_none() {
+                    continue;
+                }
+                // Being opened by a call in flight: left for the next sweep.
+                let opening = HOSTED.with(|h| matches!(h.borrow().get(&(owner, s)), Some(Slot::Opening(_))));
+                if opening {
+                    continue;
+                }
+                // Closed once the calls in flight that hold it end (its
+                // background tasks hold it weakly).
+                let was_open = HOSTED.with(|h| matches!(h.borrow_mut().remove(&(owner, s)), Some(Slot::Open(_))));
+                if was_open {
+                    if let Some(c) = &ctx.shared.cluster {
+                        c.lane_member_shards.fetch_sub(1, Relaxed);
+                    }
+                }
+                match std::fs::remove_dir_all(e.path()) {
+                    Ok(()) => {
+                        removed += 1;
+                        tracing::info!(owner = %owner_hex, lane = s, "removed a member shard no lane reads any more");
+                    }
+                    Err(err) => tracing::warn!(owner = %owner_hex, lane = s, error = %err, "cannot remove a member shard no lane reads any more"),
+                }
+            }
+            // The last core to empty it removes the owner's dir.
+            let _ = std::fs::remove_dir(&owner_dir);
+        }
+    }
+    if removed > 0 {
+        if let Some(c) = &ctx.shared.cluster {
+            c.lane_member_shards_removed.fetch_add(removed as u64, Relaxed);
+        }
+    }
+    removed
 }

@@ -277,6 +277,73 @@ fn nodes_past_four_join_lanes_of_four_in_place_of_one_member_of_three_lanes_and_
 }
 
 #[test]
+fn member_shards_no_lane_reads_are_garbage_once_the_placement_settles() {
+    let (mut s, mut i) = laid_out(1..=4);
+    add_bucket(&mut s, &mut i);
+    let all: Vec<String> = (1..=6).map(|n| record(n).id).collect();
+    let garbage = |s: &ConfigState, me: u8| crate::members::garbage(&Owners::from_state(s).unwrap().unwrap(), &record(me).id, &all);
+    for n in 1..=4 {
+        assert!(garbage(&s, n).is_empty(), "every node is in every lane of four");
+    }
+    register(&mut s, &mut i, 5);
+    let before = lanes_of(&Owners::from_state(&s).unwrap().unwrap());
+    let cmd = next_layout(&s).unwrap().unwrap();
+    assert!(apply(&mut s, &mut i, &cmd));
+    let after = lanes_of(&Owners::from_state(&s).unwrap().unwrap());
+    // The replaced members' copies: garbage once the move is over and the
+    // newcomer healed, not before (keys moving, members stale).
+    let left: Vec<(String, String)> = before
+        .iter()
+        .flat_map(|(o, old)| old.iter().filter(|m| !after[o].contains(m)).map(move |m| (m.clone(), o.clone())))
+        .collect();
+    assert_eq!(left.len(), 3);
+    for n in 1..=5 {
+        assert!(garbage(&s, n).is_empty(), "unsettled");
+    }
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    end_move(&mut s, &mut i, &record(5).id, o.layout.version);
+    assert!(garbage(&s, 1).is_empty() && garbage(&s, 2).is_empty(), "the newcomer is stale in three lanes");
+    settle(&mut s, &mut i);
+    for n in 1..=5u8 {
+        // `all` stands for the owners a node holds member dirs of: those
+        // whose lanes lack it are garbage, the replaced copies among them.
+        let me = record(n).id;
+        let want: Vec<String> = after.iter().filter(|(o, ms)| **o != me && !ms.contains(&me)).map(|(o, _)| o.clone()).collect();
+        assert_eq!(garbage(&s, n), want, "node {n}");
+        assert!(left.iter().filter(|(m, _)| *m == me).all(|(_, o)| want.contains(o)));
+    }
+    // A node acting for another: nothing is garbage meanwhile.
+    let (one, two) = (record(1).id, record(2).id);
+    let t = crate::takeover::TakeoverRecord { format: crate::takeover::RECORD_FORMAT, owner: one.clone(), acting: after[&one][0].clone(), since_ms: 1 };
+    assert!(apply(&mut s, &mut i, &Command::Put { key: crate::takeover::TakeoverRecord::key(&one), value: t.encode() }));
+    assert!((1..=5).all(|n| garbage(&s, n).is_empty()));
+    assert!(apply(&mut s, &mut i, &Command::Delete { key: crate::takeover::TakeoverRecord::key(&one) }));
+    // Node 2 leaves: once its keys moved, every member copy of its lanes
+    // is garbage, and so is each copy it was replaced in.
+    let cmd = decommission(&s, &two, 1).unwrap();
+    assert!(apply(&mut s, &mut i, &cmd));
+    let cmd = next_layout(&s).unwrap().unwrap();
+    assert!(apply(&mut s, &mut i, &cmd));
+    assert!((1..=5).all(|n| garbage(&s, n).is_empty()), "keys moving");
+    settle(&mut s, &mut i);
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    for n in [1u8, 3, 4, 5] {
+        let me = record(n).id;
+        for g in garbage(&s, n) {
+            let lane = crate::cluster_lanes::lane_nodes(&o, &g);
+            assert!(g == two || lane.is_some_and(|l| !l.iter().any(|r| r.id == me)), "node {n}: {g}");
+        }
+        assert!(garbage(&s, n).contains(&two), "node {n}: node 2 left the cluster");
+    }
+    // Nothing a lane reads is ever garbage.
+    for owner in &o.placed {
+        for m in crate::cluster_lanes::lane_nodes(&o, owner).unwrap() {
+            assert!(!crate::members::garbage(&o, &m.id, &all).contains(owner), "{} is in the lane of {owner}", m.id);
+        }
+    }
+}
+
+#[test]
 fn lanes_past_four_nodes_without_objects_are_named_afresh_and_dropped_at_four() {
     let (mut s, mut i) = laid_out(1..=5);
     let o = Owners::from_state(&s).unwrap().unwrap();

@@ -307,6 +307,137 @@ fn a_fourth_node_joins_lanes_of_three_with_data_and_every_object_survives_a_node
     rt.block_on(all_read(&nodes, None, &objects, "after the restart"));
 }
 
+/// Every placed node's lane members, by position after it, as the
+/// cluster status names them past four nodes (`layout.lane_sets`).
+fn lane_sets(n: &Server) -> std::collections::BTreeMap<String, Vec<String>> {
+    serde_json::from_value(layout(n)["lane_sets"].clone()).expect("lanes named per owner")
+}
+
+/// A fifth node joins four that hold data: the lanes stay 2+2, named per
+/// owner from now on. The newcomer takes one member's position in three
+/// old lanes (stale there until the whole-lane heal rebuilt its blocks)
+/// and gets a lane of its own; it takes its share of the keys; every
+/// object reads back during and after; and then every object survives the
+/// loss of a node, whose keys a member of its lane serves.
+#[test]
+fn a_fifth_node_joins_lanes_of_four_with_data_and_every_object_survives_a_node_loss_after() {
+    let env = [("TESSERA_TAKEOVER_AFTER_MS", "3000"), ("TESSERA_TEST_MOVER_DELAY_MS", "3000"), ("TESSERA_TEST_MEMBER_SWEEP_MS", "500")];
+    let (ca, mut nodes) = cluster_of(4, &env);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c0 = nodes[0].client();
+    rt.block_on(create_bucket(&c0));
+    assert_eq!(shape(&nodes[0]), (Some(2), Some(2)));
+    let keys: Vec<String> = (0..32).map(|i| format!("old/{i:02}-ä")).collect();
+    let mut objects: Vec<(String, Vec<u8>)> = keys.iter().enumerate().map(|(i, k)| (k.clone(), random_bytes(SIZES[i % 4], i as u64))).collect();
+    rt.block_on(async {
+        for (i, (k, v)) in objects.iter().enumerate() {
+            let c = nodes[i % 4].client();
+            ok(c.put_object().bucket("grow").key(k).body(ByteStream::from(v.clone())).send().await, &format!("put {k}"));
+        }
+    });
+    let before: std::collections::BTreeMap<String, Vec<String>> = {
+        let ids: Vec<String> = nodes.iter().map(node_id).collect();
+        // Lanes by id before: each owner then the other three.
+        ids.iter().map(|o| (o.clone(), { let mut m: Vec<String> = ids.iter().filter(|x| *x != o).cloned().collect(); m.sort(); m })).collect()
+    };
+
+    let ids = join_one(&mut nodes, ca, &env);
+    let five = ids[4].clone();
+    assert_eq!(shape(&nodes[4]), (Some(2), Some(2)));
+    let lanes = lane_sets(&nodes[0]);
+    assert_eq!(lanes.len(), 5);
+    // Three old lanes took the newcomer at one position each; every other
+    // position kept its node.
+    let (mut took, mut replaced) = (Vec::new(), Vec::new());
+    for (o, old) in &before {
+        let new = &lanes[o];
+        let diff: Vec<usize> = (0..3).filter(|&k| old[k] != new[k]).collect();
+        assert!(diff.len() <= 1 && diff.iter().all(|&k| new[k] == five), "the lane of {o}: {old:?} -> {new:?}");
+        if let Some(&k) = diff.first() {
+            took.push(o.clone());
+            replaced.push((old[k].clone(), o.clone()));
+        }
+    }
+    assert_eq!(took.len(), 3, "{lanes:?}");
+    let l = layout(&nodes[0]);
+    let stale: Vec<(String, String)> =
+        l["stale"].as_array().unwrap().iter().map(|r| (r["owner"].as_str().unwrap().to_string(), r["member"].as_str().unwrap().to_string())).collect();
+    eprintln!("stale records after the join: {}", stale.len());
+    assert!(stale.len() <= 3 && stale.iter().all(|(o, m)| *m == five && took.contains(o)), "{stale:?}");
+    let gained: Vec<&String> = keys.iter().filter(|k| owner_of(&nodes[0], "grow", k) == five).collect();
+    assert!(gained.len() < 16, "the newcomer owns about a fifth of the keys: {}", gained.len());
+
+    rt.block_on(all_read(&nodes, None, &objects, "during the move"));
+    let t = wait_for("the move to end and the newcomer to be healed into three lanes", Duration::from_secs(90), || {
+        nodes.iter().all(|n| {
+            let l = layout(n);
+            l["moving"].is_null() && l["stale"].as_array().is_some_and(|s| s.is_empty())
+        })
+    });
+    eprintln!("move over and stale records cleared {t:?} later");
+    let moved = nodes[4].admin_json("/admin/v1/cluster")["moved_here"]["keys"].as_u64().unwrap();
+    assert!(moved >= gained.len() as u64, "the newcomer took its keys: {moved} moved, {} owned", gained.len());
+    // The heal rebuilt the newcomer's blocks in the lanes it joined.
+    let rebuilt: u64 = took
+        .iter()
+        .map(|o| {
+            let j = ids.iter().position(|x| x == o).unwrap();
+            nodes[j].admin_json("/admin/v1/cluster")["lanes"]["heal"]["rebuilt_records"].as_u64().unwrap()
+        })
+        .sum();
+    assert!(rebuilt > 0, "records rebuilt on the newcomer");
+    // Each replaced member's copies of the lane it left are removed; every
+    // member copy a lane still reads stays.
+    let member_dir = |j: usize, owner: &str| nodes[j].data_dirs()[0].join("members").join(owner);
+    for (m, o) in &replaced {
+        let j = ids.iter().position(|x| x == m).unwrap();
+        assert!(member_dir(j, o).exists(), "node {j} held members of {o}'s lanes");
+    }
+    let t = wait_for("the replaced members' copies removed", Duration::from_secs(30), || {
+        replaced.iter().all(|(m, o)| !member_dir(ids.iter().position(|x| x == m).unwrap(), o).exists())
+    });
+    let removed: f64 = nodes.iter().map(|n| metric_total(&n.scrape_metrics(), "tessera_cluster_lane_member_shards_removed_total")).sum();
+    eprintln!("{} member copies no lane reads removed ({removed} shards) {t:?} later", replaced.len());
+    assert!(removed >= replaced.len() as f64);
+    for (o, ms) in &lanes {
+        for m in ms {
+            let j = ids.iter().position(|x| x == m).unwrap();
+            assert!(member_dir(j, o).exists(), "node {j} keeps its members of {o}'s lanes");
+        }
+    }
+    rt.block_on(async {
+        for i in 0..5 {
+            let k = format!("new/{i}");
+            let v = random_bytes(SIZES[1 + i % 3], 3000 + i as u64);
+            ok(nodes[i].client().put_object().bucket("grow").key(&k).body(ByteStream::from(v.clone())).send().await, &format!("put {k}"));
+            objects.push((k, v));
+        }
+        all_read(&nodes, None, &objects, "after the move").await;
+        let mut want: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
+        want.sort();
+        for (j, n) in nodes.iter().enumerate() {
+            assert_eq!(list_all(&n.client(), "grow", 7).await, want, "the listing through node {j}");
+        }
+    });
+
+    // An old node whose lane the newcomer joined dies: a member of its
+    // lane acts for it, and every object reads back through the others.
+    let gone = ids.iter().position(|x| *x == took[0]).unwrap();
+    let acting = kill_and_wait_for_takeover(&mut nodes, &ids, gone);
+    let lane = &lane_sets(&nodes[(gone + 1) % 5])[&ids[gone]];
+    assert!(lane.iter().any(|m| acting == m.as_str()), "{acting} acts for {}, whose lane is {lane:?}", ids[gone]);
+    rt.block_on(all_read(&nodes, Some(gone), &objects, "with a node dead"));
+    nodes[gone].start_again();
+    let t = wait_for("the dead node back and acting for itself", Duration::from_secs(90), || {
+        nodes.iter().all(|n| {
+            serves_layout_of(n, 5)
+                && layout(n)["takeovers"].as_array().is_some_and(|t| t.iter().all(|r| r["owner"] == r["acting"]))
+        })
+    });
+    eprintln!("node {gone} back and handed its keys {t:?} after its restart");
+    rt.block_on(all_read(&nodes, None, &objects, "after the restart"));
+}
+
 /// A third node joins two that hold data: lanes form (2+1). Each old
 /// owner's records go to the two other nodes (every other node is stale
 /// in its lanes until healed), the newcomer takes its share, and the walk
