@@ -307,6 +307,11 @@ fn a_fourth_node_joins_lanes_of_three_with_data_and_every_object_survives_a_node
     rt.block_on(all_read(&nodes, None, &objects, "after the restart"));
 }
 
+/// Where node `n` keeps its member copies of `owner`'s lanes.
+fn member_dir(n: &Server, owner: &str) -> std::path::PathBuf {
+    n.data_dirs()[0].join("members").join(owner)
+}
+
 /// Every placed node's lane members, by position after it, as the
 /// cluster status names them past four nodes (`layout.lane_sets`).
 fn lane_sets(n: &Server) -> std::collections::BTreeMap<String, Vec<String>> {
@@ -388,13 +393,12 @@ fn a_fifth_node_joins_lanes_of_four_with_data_and_every_object_survives_a_node_l
     assert!(rebuilt > 0, "records rebuilt on the newcomer");
     // Each replaced member's copies of the lane it left are removed; every
     // member copy a lane still reads stays.
-    let member_dir = |j: usize, owner: &str| nodes[j].data_dirs()[0].join("members").join(owner);
     for (m, o) in &replaced {
         let j = ids.iter().position(|x| x == m).unwrap();
-        assert!(member_dir(j, o).exists(), "node {j} held members of {o}'s lanes");
+        assert!(member_dir(&nodes[j], o).exists(), "node {j} held members of {o}'s lanes");
     }
     let t = wait_for("the replaced members' copies removed", Duration::from_secs(30), || {
-        replaced.iter().all(|(m, o)| !member_dir(ids.iter().position(|x| x == m).unwrap(), o).exists())
+        replaced.iter().all(|(m, o)| !member_dir(&nodes[ids.iter().position(|x| x == m).unwrap()], o).exists())
     });
     let removed: f64 = nodes.iter().map(|n| metric_total(&n.scrape_metrics(), "tessera_cluster_lane_member_shards_removed_total")).sum();
     eprintln!("{} member copies no lane reads removed ({removed} shards) {t:?} later", replaced.len());
@@ -402,7 +406,7 @@ fn a_fifth_node_joins_lanes_of_four_with_data_and_every_object_survives_a_node_l
     for (o, ms) in &lanes {
         for m in ms {
             let j = ids.iter().position(|x| x == m).unwrap();
-            assert!(member_dir(j, o).exists(), "node {j} keeps its members of {o}'s lanes");
+            assert!(member_dir(&nodes[j], o).exists(), "node {j} keeps its members of {o}'s lanes");
         }
     }
     rt.block_on(async {
@@ -436,6 +440,48 @@ fn a_fifth_node_joins_lanes_of_four_with_data_and_every_object_survives_a_node_l
     });
     eprintln!("node {gone} back and handed its keys {t:?} after its restart");
     rt.block_on(all_read(&nodes, None, &objects, "after the restart"));
+
+    // A node of the five leaves (once every node walked its lanes for the
+    // lane order of the join): wherever it was a member, a staying node
+    // the lane lacks takes its position, stale there until healed; its
+    // keys move to the others, and its lanes' member copies go.
+    let leave = if gone == 1 { 2 } else { 1 };
+    let stay: Vec<usize> = (0..5).filter(|&j| j != leave).collect();
+    let t = wait_for("the decommission accepted", Duration::from_secs(60), || decommission(&nodes[0], &ids[leave]).status.success());
+    eprintln!("node {leave} decommissioned {t:?} after the restart");
+    let t = wait_for("the move over and every replacement healed", Duration::from_secs(90), || {
+        stay.iter().all(|&j| {
+            let l = layout(&nodes[j]);
+            l["moving"].is_null()
+                && l["stale"].as_array().is_some_and(|s| s.is_empty())
+                && l["decommissioned"] == serde_json::json!([ids[leave]])
+                && nodes[j].admin_json("/admin/v1/cluster")["lanes"]["ready"] == true
+                && serde_json::from_value::<std::collections::BTreeMap<String, Vec<String>>>(l["lane_sets"].clone())
+                    .is_ok_and(|lanes| stay.iter().all(|&o| lanes.get(&ids[o]).is_some_and(|m| !m.contains(&ids[leave]))))
+        })
+    });
+    eprintln!("node {leave} out of every lane {t:?} later");
+    let lanes = lane_sets(&nodes[0]);
+    for &j in &stay {
+        assert!(!lanes[&ids[j]].contains(&ids[leave]), "the lane of node {j}: {:?}", lanes[&ids[j]]);
+    }
+    nodes[leave].kill9();
+    rt.block_on(all_read(&nodes, Some(leave), &objects, "after the leave"));
+    wait_for("the leaving node's member copies removed", Duration::from_secs(30), || stay.iter().all(|&j| !member_dir(&nodes[j], &ids[leave]).exists()));
+    // And one more node dies: a member of its lane acts for it.
+    let second = stay[2];
+    let acting = kill_and_wait_for_takeover(&mut nodes, &ids, second);
+    assert!(lanes[&ids[second]].iter().any(|m| acting == m.as_str()));
+    let live: Vec<usize> = stay.iter().copied().filter(|&j| j != second).collect();
+    for &j in &live {
+        let c = nodes[j].client();
+        rt.block_on(async {
+            for (k, v) in &objects {
+                let got = body_settled(&c, "grow", k, Duration::from_secs(40)).await;
+                assert!(got.as_ref() == Ok(v), "{k} through node {j} with two nodes gone: {:?}", got.map(|b| b.len()));
+            }
+        });
+    }
 }
 
 /// A third node joins two that hold data: lanes form (2+1). Each old
