@@ -27,12 +27,17 @@
 //!   heal them; or one decommission from 4 nodes to 3 (`lanes_shrink`):
 //!   the lanes keep the leaving node while its keys move, then read the
 //!   records written over four through the wider order
-//!   (`LaneOrder::wider`) until the walk stripes them over three. Lane
-//!   changes wait for takeovers, stale members and, where the order
+//!   (`LaneOrder::wider`) until the walk stripes them over three; or,
+//!   past four nodes, one join or one leave of lanes named per owner
+//!   (`LaneOrder::lanes`, format 3: `grow_sets`, `shrink_sets`): a lane
+//!   stays four nodes, the newcomer (or a staying node) takes one
+//!   member's position in a few lanes and is stale there until healed.
+//!   Lane changes wait for takeovers, stale members and, where the order
 //!   changes (or names a wider one), every node's walk (`lanes_busy`).
-//!   Any other change to or from 3 or 4 nodes would take records out of
-//!   lanes, which is not built, so there a newly registered node waits,
-//!   shown as `pending` in the cluster status.
+//!   Any other change would take records out of lanes (3 nodes to 2,
+//!   lanes named per owner to 3), which is not built, so there a newly
+//!   registered node waits, shown as `pending` in the cluster status,
+//!   and such a decommission is refused.
 //! - **Decommission** (`decommission`, an operator's request): the node
 //!   gets `decommission/<id>`, layouts place the registered nodes less the
 //!   decommissioned ones, its keys move to the others as above, and the
