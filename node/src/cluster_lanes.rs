@@ -96,6 +96,16 @@ pub fn lane_nodes(owners: &Owners, me: &str) -> Option<Vec<NodeRecord>> {
         }
         return Some(out);
     }
+    // A node leaving lanes of four named per owner (4 -> 3): while it is
+    // placed (its keys move), the lanes stay as named.
+    if let Some(wide) = owners.lane_wider_sets.get(me) {
+        if wide.iter().all(|id| placed.iter().any(|r| r.id == *id)) {
+            for m in wide {
+                out.push(owners.nodes.get(m)?.clone());
+            }
+            return Some(out);
+        }
+    }
     let order = if owners.lane_wider.is_empty() { &owners.lane_order } else { &owners.lane_wider };
     let rank = |id: &str| order.iter().position(|o| o == id).unwrap_or(usize::MAX);
     let mut others: Vec<&NodeRecord> = placed.iter().filter(|r| r.id != me).copied().collect();
@@ -463,6 +473,14 @@ fn publish(ctx: &Ctx, own: Option<&Attached>, fosters: &HashMap<String, Attached
 pub fn wide_positions(owners: &Owners, nodes: &[NodeRecord]) -> Option<Vec<Option<usize>>> {
     let wider = &owners.lane_wider;
     let owner = &nodes.first()?.id;
+    // The lanes of four were named per owner (`LaneOrder::wider_lanes`).
+    if let Some(wide) = owners.lane_wider_sets.get(owner) {
+        if wide.len() != nodes.len() || !nodes[1..].iter().all(|r| wide.contains(&r.id)) {
+            return None;
+        }
+        let lane = std::iter::once(owner).chain(wide.iter());
+        return Some(lane.map(|id| nodes.iter().position(|r| r.id == *id)).collect());
+    }
     if wider.len() != nodes.len() + 1 || !nodes.iter().all(|r| wider.contains(&r.id)) {
         return None;
     }

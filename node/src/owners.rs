@@ -34,8 +34,10 @@
 //!   member's position in a few lanes and is stale there until healed.
 //!   Lane changes wait for takeovers, stale members and, where the order
 //!   changes (or names a wider one), every node's walk (`lanes_busy`).
-//!   Any other change would take records out of lanes (3 nodes to 2,
-//!   lanes named per owner to 3), which is not built, so there a newly
+//!   From four lanes named per owner to three, the lanes of four are read
+//!   through as named (`LaneOrder::wider_lanes`, format 4). Any other
+//!   change would take records out of lanes (3 nodes to 2), which is
+//!   not built, so there a newly
 //!   registered node waits, shown as `pending` in the cluster status,
 //!   and such a decommission is refused.
 //! - **Decommission** (`decommission`, an operator's request): the node
@@ -88,6 +90,10 @@ pub const LANE_ORDER_FORMAT_WIDER: u32 = 2;
 /// and 2 would take every placed node for a member of every lane: it
 /// refuses the record at start.
 pub const LANE_ORDER_FORMAT_SETS: u32 = 3;
+/// 4 names the order of three nodes and the lanes of four, named per
+/// owner, that a node left (`LaneOrder::wider_lanes`): a build reading
+/// only 1 to 3 would look for their blocks on the wrong nodes.
+pub const LANE_ORDER_FORMAT_WIDER_SETS: u32 = 4;
 
 /// `restriped/<id hex>`: node `id` walked its lanes for records of an
 /// older shape (`restripe`) and found none left, for the lane order of
@@ -145,18 +151,29 @@ pub struct LaneOrder {
     pub wider: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lanes: BTreeMap<String, Vec<String>>,
+    /// Format 4: the lanes of four named per owner that a node left (4
+    /// nodes to 3): read through until the walk stripes them over three,
+    /// as `wider` is for lanes by order.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub wider_lanes: BTreeMap<String, Vec<String>>,
 }
 
 impl LaneOrder {
     /// An order, with the wider one a node left (empty: none).
     pub fn new(nodes: Vec<String>, wider: Vec<String>) -> LaneOrder {
         let format = if wider.is_empty() { LANE_ORDER_FORMAT } else { LANE_ORDER_FORMAT_WIDER };
-        LaneOrder { format, nodes, wider, lanes: BTreeMap::new() }
+        LaneOrder { format, nodes, wider, lanes: BTreeMap::new(), wider_lanes: BTreeMap::new() }
     }
 
     /// An order with every owner's lane named (format 3).
     pub fn with_sets(nodes: Vec<String>, lanes: BTreeMap<String, Vec<String>>) -> LaneOrder {
-        LaneOrder { format: LANE_ORDER_FORMAT_SETS, nodes, wider: Vec::new(), lanes }
+        LaneOrder { format: LANE_ORDER_FORMAT_SETS, nodes, wider: Vec::new(), lanes, wider_lanes: BTreeMap::new() }
+    }
+
+    /// The order of three nodes after one left lanes of four named per
+    /// owner, with those lanes (format 4).
+    pub fn with_wider_sets(nodes: Vec<String>, wider_lanes: BTreeMap<String, Vec<String>>) -> LaneOrder {
+        LaneOrder { format: LANE_ORDER_FORMAT_WIDER_SETS, nodes, wider: Vec::new(), lanes: BTreeMap::new(), wider_lanes }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -165,23 +182,31 @@ impl LaneOrder {
 
     pub fn decode(b: &[u8]) -> Result<LaneOrder, String> {
         let r: LaneOrder = serde_json::from_slice(b).map_err(|e| format!("a malformed lane order: {e}"))?;
-        if ![LANE_ORDER_FORMAT, LANE_ORDER_FORMAT_WIDER, LANE_ORDER_FORMAT_SETS].contains(&r.format) {
-            return Err(format!(
-                "lane order format {}: this build reads {LANE_ORDER_FORMAT}, {LANE_ORDER_FORMAT_WIDER} and {LANE_ORDER_FORMAT_SETS}",
-                r.format
-            ));
+        if ![LANE_ORDER_FORMAT, LANE_ORDER_FORMAT_WIDER, LANE_ORDER_FORMAT_SETS, LANE_ORDER_FORMAT_WIDER_SETS].contains(&r.format) {
+            return Err(format!("lane order format {}: this build reads {LANE_ORDER_FORMAT} to {LANE_ORDER_FORMAT_WIDER_SETS}", r.format));
         }
+        // Every lane named: four distinct nodes, its owner first.
+        let fits = |(o, m): (&String, &Vec<String>)| {
+            m.len() + 1 == DEFAULT_WIDTH && !m.contains(o) && m.iter().collect::<std::collections::BTreeSet<_>>().len() == m.len()
+        };
         if r.format == LANE_ORDER_FORMAT_SETS {
-            // Every lane four distinct nodes, its owner first.
-            let fits = |(o, m): (&String, &Vec<String>)| {
-                m.len() + 1 == DEFAULT_WIDTH && !m.contains(o) && m.iter().collect::<std::collections::BTreeSet<_>>().len() == m.len()
-            };
-            if r.wider.is_empty() && !r.lanes.is_empty() && r.lanes.iter().all(fits) {
+            if r.wider.is_empty() && r.wider_lanes.is_empty() && !r.lanes.is_empty() && r.lanes.iter().all(fits) {
                 return Ok(r);
             }
             return Err(format!("lane order format {}: inconsistent lanes", r.format));
         }
-        if !r.lanes.is_empty() {
+        if r.format == LANE_ORDER_FORMAT_WIDER_SETS {
+            let ok = r.wider.is_empty()
+                && r.lanes.is_empty()
+                && r.nodes.len() + 1 == DEFAULT_WIDTH
+                && !r.wider_lanes.is_empty()
+                && r.wider_lanes.iter().all(fits);
+            if ok {
+                return Ok(r);
+            }
+            return Err(format!("lane order format {}: inconsistent wider lanes", r.format));
+        }
+        if !r.lanes.is_empty() || !r.wider_lanes.is_empty() {
             return Err(format!("lane order format {}: lanes named in a format that names none", r.format));
         }
         match (r.format, r.wider.is_empty()) {
@@ -312,6 +337,9 @@ pub struct Owners {
     /// order names them (`LaneOrder::lanes`, format 3; empty: every lane
     /// holds every placed node, ranked by `lane_order`).
     pub lane_sets: BTreeMap<String, Vec<String>>,
+    /// The lanes of four named per owner that a node left (format 4,
+    /// `LaneOrder::wider_lanes`; empty: none).
+    pub lane_wider_sets: BTreeMap<String, Vec<String>>,
 }
 
 impl Owners {
@@ -333,12 +361,12 @@ impl Owners {
         };
         let prev_placed = prev.as_ref().map(|(p, _)| self::placed(p).into_iter().map(str::to_string).collect()).unwrap_or_default();
         let moved = moved(state);
-        let (lane_order, lane_order_version, lane_wider, lane_sets) = match state.get(LANE_ORDER_KEY) {
+        let (lane_order, lane_order_version, lane_wider, lane_sets, lane_wider_sets) = match state.get(LANE_ORDER_KEY) {
             Some(v) => {
                 let r = LaneOrder::decode(&v.value).map_err(|e| format!("the cluster's lane order: {e}"))?;
-                (r.nodes, v.version, r.wider, r.lanes)
+                (r.nodes, v.version, r.wider, r.lanes, r.wider_lanes)
             }
-            None => (Vec::new(), 0, Vec::new(), BTreeMap::new()),
+            None => (Vec::new(), 0, Vec::new(), BTreeMap::new(), BTreeMap::new()),
         };
         let restriped = state
             .keys
@@ -363,6 +391,7 @@ impl Owners {
             lane_wider,
             restriped,
             lane_sets,
+            lane_wider_sets,
         }))
     }
 
@@ -578,11 +607,11 @@ pub fn decommission(state: &ConfigState, id: &str, now_ms: u64) -> Result<Comman
         // Lanes by order shrink from 4 nodes to 3; lanes named per owner
         // from more than 4 to one fewer (a staying node takes the leaving
         // one's positions, `shrink_sets`).
-        let can = if sets.is_empty() { placed.len() == crate::cluster_lanes::MAX_NODES } else { placed.len() > DEFAULT_WIDTH };
+        let can = if sets.is_empty() { placed.len() == crate::cluster_lanes::MAX_NODES } else { placed.len() >= DEFAULT_WIDTH };
         if !can || stay + 1 != placed.len() {
             return Err(format!(
-                "with {} nodes placed and {stay} staying, the cluster's lanes would have to be re-striped onto fewer than 3 nodes \
-                 or, once named per owner (after a fifth node joined), onto fewer than 4, which is not built yet",
+                "with {} nodes placed and {stay} staying, the cluster's lanes would have to be re-striped onto fewer than 3 nodes, \
+                 which is not built yet",
                 placed.len()
             ));
         }
@@ -935,7 +964,7 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
                 nodes.retain(|id, _| placed.contains(id.as_str()) || Some(id) == first.as_ref());
             }
             if involved(nodes.len()) {
-                let shrink = sets.is_empty() && lanes_shrink(&placed, &nodes);
+                let shrink = lanes_shrink(&placed, &nodes);
                 let one_more = placed.len() + 1 == nodes.len() && placed.iter().all(|id| nodes.contains_key(*id));
                 let one_less = nodes.len() + 1 == placed.len() && nodes.keys().all(|id| placed.contains(id.as_str()));
                 // Past four nodes each owner's lane is named: a join to
@@ -952,7 +981,11 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
                 // order would lose a node (a shrink), or where it already
                 // names a wider one (records of four positions read
                 // through it would be looked for on a newcomer).
-                let wider = state.get(LANE_ORDER_KEY).map(|v| LaneOrder::decode(&v.value)).transpose()?.is_some_and(|o| !o.wider.is_empty());
+                let wider = state
+                    .get(LANE_ORDER_KEY)
+                    .map(|v| LaneOrder::decode(&v.value))
+                    .transpose()?
+                    .is_some_and(|o| !o.wider.is_empty() || !o.wider_lanes.is_empty());
                 // Named lanes change positions of their own: every record
                 // in the current shape first, so a heal rebuilds them alike.
                 let named = sets_grow || sets_shrink;
@@ -975,9 +1008,15 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
                 } else if shrink {
                     // Every staying node holds every staying owner's
                     // records already: no member is stale.
+                    // Lanes named per owner are read through as named
+                    // (format 4), the lanes of three ranked by the order.
                     let before = placed_order(state, &placed)?;
                     let after = before.iter().filter(|id| nodes.contains_key(*id)).cloned().collect();
-                    (LaneOrder::new(after, before), Vec::new())
+                    if sets.is_empty() {
+                        (LaneOrder::new(after, before), Vec::new())
+                    } else {
+                        (LaneOrder::with_wider_sets(after, lanes_now(state, &sets, &placed)?), Vec::new())
+                    }
                 } else {
                     let order = grown_order(state, &placed, &nodes)?;
                     // Members that hold none of an old owner's records: the

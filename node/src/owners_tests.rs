@@ -261,8 +261,7 @@ fn nodes_past_four_join_lanes_of_four_in_place_of_one_member_of_three_lanes_and_
     let o = Owners::from_state(&s).unwrap().unwrap();
     assert!(o.prev.is_none() && crate::cluster_lanes::lane_nodes(&o, &two).is_none());
 
-    // Down to four: every lane holds every node. Four do not shrink to
-    // three once lanes are named (not built): refused with a reason.
+    // Down to four: every lane holds every node.
     let cmd = decommission(&s, &record(3).id, 1).expect("a node of five may leave");
     assert!(apply(&mut s, &mut i, &cmd));
     let cmd = next_layout(&s).unwrap().expect("the layout of four");
@@ -272,8 +271,53 @@ fn nodes_past_four_join_lanes_of_four_in_place_of_one_member_of_three_lanes_and_
     assert_eq!(o.placed.len(), 4);
     assert!(o.has_lanes());
     balanced(&o, &lanes_of(&o));
-    let why = decommission(&s, &record(4).id, 1).unwrap_err();
-    assert!(why.contains("fewer than 4"), "{why}");
+
+    // Down to three: while node 4's keys move the lanes stay as named
+    // (format 4, no member stale: each holds every node); after, the
+    // lanes of three rank their nodes by the order and read the records
+    // of four through the named lanes' positions, node 4's a hole.
+    let four = record(4).id;
+    let named = lanes_of(&o);
+    let cmd = decommission(&s, &four, 1).expect("four named lanes shrink to three");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let cmd = next_layout(&s).unwrap().expect("the layout of three");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let rec = LaneOrder::decode(&s.get(LANE_ORDER_KEY).unwrap().value).unwrap();
+    assert_eq!((rec.format, rec.nodes.len()), (LANE_ORDER_FORMAT_WIDER_SETS, 3));
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    assert!(o.stale.is_empty() && o.prev.is_some());
+    for (owner, ms) in &named {
+        let lane: Vec<String> = crate::cluster_lanes::lane_nodes(&o, owner).unwrap()[1..].iter().map(|r| r.id.clone()).collect();
+        assert_eq!(&lane, ms, "the lane of {owner} as named while keys move");
+    }
+    settle(&mut s, &mut i);
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    assert!(o.prev.is_none() && crate::cluster_lanes::lane_nodes(&o, &four).is_none());
+    for owner in &o.placed {
+        let nodes = crate::cluster_lanes::lane_nodes(&o, owner).unwrap();
+        assert_eq!(nodes.len(), 3);
+        let ranks: Vec<usize> = nodes[1..].iter().map(|r| o.lane_order.iter().position(|x| *x == r.id).unwrap()).collect();
+        assert!(ranks[0] < ranks[1], "the others by the order");
+        let wide = crate::cluster_lanes::wide_positions(&o, &nodes).expect("records of four are read through the named lanes");
+        let lane: Vec<&String> = std::iter::once(owner).chain(named[owner].iter()).collect();
+        assert_eq!(wide.len(), 4);
+        for (k, id) in lane.iter().enumerate() {
+            match wide[k] {
+                Some(p) => assert_eq!(&&nodes[p].id, id, "position {k} of the lane of {owner}"),
+                None => assert_eq!(**id, four),
+            }
+        }
+    }
+    // Three do not shrink to two (not built); a fourth joins once every
+    // node walked: lanes by order again, the newcomer last.
+    let why = decommission(&s, &record(1).id, 1).unwrap_err();
+    assert!(why.contains("fewer than 3"), "{why}");
+    register(&mut s, &mut i, 7);
+    let cmd = next_layout(&s).unwrap().expect("a fourth node joins three");
+    assert!(apply(&mut s, &mut i, &cmd));
+    let rec = LaneOrder::decode(&s.get(LANE_ORDER_KEY).unwrap().value).unwrap();
+    assert_eq!(rec.format, LANE_ORDER_FORMAT);
+    assert!(rec.wider_lanes.is_empty() && rec.nodes.last() == Some(&record(7).id));
 }
 
 #[test]
@@ -396,10 +440,19 @@ fn a_lane_order_naming_lanes_is_checked() {
     let mut r = good.clone();
     r.format = LANE_ORDER_FORMAT;
     assert!(LaneOrder::decode(&r.encode()).is_err());
-    r.format = 4;
+    r.format = 5;
     assert!(LaneOrder::decode(&r.encode()).unwrap_err().contains("this build reads"));
     r.lanes.clear();
-    assert!(LaneOrder::decode(&r.encode()).unwrap_err().contains("format 4"));
+    assert!(LaneOrder::decode(&r.encode()).unwrap_err().contains("format 5"));
+    // Format 4: three nodes and the lanes of four they were named in.
+    let wide = LaneOrder::with_wider_sets(vec![id(1), id(2), id(3)], lanes.clone());
+    assert_eq!(LaneOrder::decode(&wide.encode()).unwrap(), wide);
+    let mut r = wide.clone();
+    r.nodes.push(id(4));
+    assert!(LaneOrder::decode(&r.encode()).unwrap_err().contains("inconsistent wider lanes"));
+    let mut r = wide.clone();
+    r.lanes = lanes.clone();
+    assert!(LaneOrder::decode(&r.encode()).is_err(), "named and wider lanes at once");
 }
 
 #[test]
@@ -563,18 +616,18 @@ fn a_fourth_node_joins_lanes_of_three_last_in_every_lane_and_stale_in_the_old_ow
     assert!(decommission(&s, &one, 1).unwrap_err().contains("re-striped"));
     // The order stays, and an unreadable one is refused, not guessed.
     assert_eq!(Owners::from_state(&s).unwrap().unwrap().lane_order.len(), 4);
-    let bad = LaneOrder { format: 4, nodes: vec![], wider: vec![], lanes: BTreeMap::new() };
+    let bad = LaneOrder { format: 5, nodes: vec![], wider: vec![], lanes: BTreeMap::new(), wider_lanes: BTreeMap::new() };
     assert!(apply(&mut s, &mut i, &Command::Put { key: LANE_ORDER_KEY.into(), value: bad.encode() }));
-    assert!(Owners::from_state(&s).unwrap_err().contains("lane order format 4"));
+    assert!(Owners::from_state(&s).unwrap_err().contains("lane order format 5: this build reads"));
     // Format 3 names every owner's lane: one naming none is refused.
-    let bad = LaneOrder { format: 3, nodes: vec![one.clone()], wider: vec![], lanes: BTreeMap::new() };
+    let bad = LaneOrder { format: 3, nodes: vec![one.clone()], wider: vec![], lanes: BTreeMap::new(), wider_lanes: BTreeMap::new() };
     assert!(apply(&mut s, &mut i, &Command::Put { key: LANE_ORDER_KEY.into(), value: bad.encode() }));
     assert!(Owners::from_state(&s).unwrap_err().contains("lane order format 3"));
     // A wider order must be one node more than the order, around it.
     for bad in [
-        LaneOrder { format: 1, nodes: vec![one.clone()], wider: vec![one.clone(), old[0].clone()], lanes: BTreeMap::new() },
-        LaneOrder { format: 2, nodes: vec![one.clone()], wider: vec![old[0].clone(), old[1].clone()], lanes: BTreeMap::new() },
-        LaneOrder { format: 2, nodes: vec![one.clone()], wider: vec![], lanes: BTreeMap::new() },
+        LaneOrder { format: 1, nodes: vec![one.clone()], wider: vec![one.clone(), old[0].clone()], lanes: BTreeMap::new(), wider_lanes: BTreeMap::new() },
+        LaneOrder { format: 2, nodes: vec![one.clone()], wider: vec![old[0].clone(), old[1].clone()], lanes: BTreeMap::new(), wider_lanes: BTreeMap::new() },
+        LaneOrder { format: 2, nodes: vec![one.clone()], wider: vec![], lanes: BTreeMap::new(), wider_lanes: BTreeMap::new() },
     ] {
         assert!(apply(&mut s, &mut i, &Command::Put { key: LANE_ORDER_KEY.into(), value: bad.encode() }));
         assert!(Owners::from_state(&s).unwrap_err().contains("lane order format"), "{bad:?}");
@@ -867,7 +920,7 @@ fn membership_histories_keep_the_move_rules() {
                     if let Ok(cmd) = decommission(&s, &victim, 1) {
                         assert!(before.prev.is_none());
                         let named = !before.lane_sets.is_empty();
-                        let shrink = before.pending.is_empty() && if named { before.placed.len() > 4 } else { before.placed.len() == 4 };
+                        let shrink = before.pending.is_empty() && if named { before.placed.len() >= 4 } else { before.placed.len() == 4 };
                         assert!(shrink || (!before.has_lanes() && !lanes_with(before.placed.len() - 1)));
                         assert!(apply(&mut s, &mut i, &cmd));
                         decommissions += 1;
@@ -916,7 +969,7 @@ fn membership_histories_keep_the_move_rules() {
                 let sets_join = n == placed_before + 1 && n > 4 && had_lanes;
                 let sets_leave = had_sets && placed_before > 4 && n + 1 == placed_before;
                 let joined_lanes = n == placed_before + 1 && (lanes_with(n) || sets_join);
-                let left_lanes = (!had_sets && placed_before == 4 && n == 3) || sets_leave;
+                let left_lanes = (placed_before == 4 && n == 3) || sets_leave;
                 assert!(joined_lanes || left_lanes || (!had_lanes && !lanes_with(n)), "{placed_before} -> {n}");
                 if joined_lanes {
                     lane_joins += 1;
@@ -931,6 +984,11 @@ fn membership_histories_keep_the_move_rules() {
                     let spread = l.values().max().unwrap() - l.values().min().unwrap();
                     worst_spread = worst_spread.max(spread);
                     assert!(spread <= 3, "the lanes stay near even: {l:?}");
+                } else if left_lanes && had_sets {
+                    lane_leaves += 1;
+                    // Named lanes of four read through as named (format 4).
+                    assert!(after.has_lanes() && after.lane_order.len() == 3 && after.lane_wider.is_empty());
+                    assert!(after.lane_sets.is_empty() && after.lane_wider_sets.len() >= 4, "{:?}", after.lane_wider_sets);
                 } else if left_lanes {
                     lane_leaves += 1;
                     assert!(after.has_lanes() && after.lane_order.len() == 3 && after.lane_wider.len() == 4, "{:?}", after.lane_wider);

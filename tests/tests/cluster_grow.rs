@@ -88,8 +88,14 @@ fn shape(n: &Server) -> (Option<u64>, Option<u64>) {
 
 /// Every object of `objects` reads back whole through every node but `skip`.
 async fn all_read(nodes: &[Server], skip: Option<usize>, objects: &[(String, Vec<u8>)], when: &str) {
-    for (j, n) in nodes.iter().enumerate().filter(|(j, _)| Some(*j) != skip) {
-        let c = n.client();
+    let via: Vec<usize> = (0..nodes.len()).filter(|j| Some(*j) != skip).collect();
+    read_via(nodes, &via, objects, when).await
+}
+
+/// Every object of `objects` reads back whole through each of nodes `via`.
+async fn read_via(nodes: &[Server], via: &[usize], objects: &[(String, Vec<u8>)], when: &str) {
+    for &j in via {
+        let c = nodes[j].client();
         for (k, v) in objects {
             let got = body_settled(&c, "grow", k, Duration::from_secs(40)).await;
             assert!(got.as_ref() == Ok(v), "{k} through node {j} {when}: {:?}", got.map(|b| b.len()));
@@ -326,7 +332,14 @@ fn lane_sets(n: &Server) -> std::collections::BTreeMap<String, Vec<String>> {
 /// loss of a node, whose keys a member of its lane serves.
 #[test]
 fn a_fifth_node_joins_lanes_of_four_with_data_and_every_object_survives_a_node_loss_after() {
-    let env = [("TESSERA_TAKEOVER_AFTER_MS", "3000"), ("TESSERA_TEST_MOVER_DELAY_MS", "3000"), ("TESSERA_TEST_MEMBER_SWEEP_MS", "500")];
+    // Each re-striping walk waits 10 s, so the last step reads records of
+    // four through lanes of three before it stripes them again.
+    let env = [
+        ("TESSERA_TAKEOVER_AFTER_MS", "3000"),
+        ("TESSERA_TEST_MOVER_DELAY_MS", "3000"),
+        ("TESSERA_TEST_MEMBER_SWEEP_MS", "500"),
+        ("TESSERA_TEST_RESTRIPE_DELAY_MS", "10000"),
+    ];
     let (ca, mut nodes) = cluster_of(4, &env);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let c0 = nodes[0].client();
@@ -468,20 +481,40 @@ fn a_fifth_node_joins_lanes_of_four_with_data_and_every_object_survives_a_node_l
     nodes[leave].kill9();
     rt.block_on(all_read(&nodes, Some(leave), &objects, "after the leave"));
     wait_for("the leaving node's member copies removed", Duration::from_secs(30), || stay.iter().all(|&j| !member_dir(&nodes[j], &ids[leave]).exists()));
-    // And one more node dies: a member of its lane acts for it.
+
+    // Four named lanes shrink to three: while the keys move the lanes stay
+    // as named; after, the records of four read through the named lanes'
+    // positions until the walk stripes them over three; then every object
+    // survives one more dead node.
     let second = stay[2];
-    let acting = kill_and_wait_for_takeover(&mut nodes, &ids, second);
-    assert!(lanes[&ids[second]].iter().any(|m| acting == m.as_str()));
-    let live: Vec<usize> = stay.iter().copied().filter(|&j| j != second).collect();
-    for &j in &live {
-        let c = nodes[j].client();
-        rt.block_on(async {
-            for (k, v) in &objects {
-                let got = body_settled(&c, "grow", k, Duration::from_secs(40)).await;
-                assert!(got.as_ref() == Ok(v), "{k} through node {j} with two nodes gone: {:?}", got.map(|b| b.len()));
-            }
-        });
-    }
+    let three: Vec<usize> = stay.iter().copied().filter(|&j| j != second).collect();
+    let t = wait_for("the second decommission accepted", Duration::from_secs(60), || decommission(&nodes[0], &ids[second]).status.success());
+    eprintln!("node {second} decommissioned {t:?} after the first leave");
+    let t = wait_for("the move over, lanes of three", Duration::from_secs(90), || {
+        three.iter().all(|&j| {
+            let l = layout(&nodes[j]);
+            l["moving"].is_null() && l["width"] == 3 && shape(&nodes[j]) == (Some(2), Some(1))
+        })
+    });
+    eprintln!("lanes of three {t:?} later");
+    let order = nodes[0].admin_json("/admin/v1/cluster/config/lanes%2Forder");
+    let rec: serde_json::Value = serde_json::from_str(order["value"].as_str().expect("a lane order")).unwrap();
+    assert_eq!(rec["format"], 4, "{rec:#}");
+    nodes[second].kill9();
+    let started = Instant::now();
+    rt.block_on(read_via(&nodes, &three, &objects, "in lanes of three, before the walk"));
+    let walked_yet: u64 = three.iter().map(|&j| nodes_restripe(&nodes[j]).1).sum();
+    eprintln!("every object read through lanes of three in {:?}; striped again meanwhile: {walked_yet}", started.elapsed());
+    assert_eq!(walked_yet, 0, "the reads ran before the walk (its start delay is 10 s)");
+    let t = wait_for("the records of four striped over three", Duration::from_secs(60), || {
+        three.iter().all(|&j| nodes_restripe(&nodes[j]).0 == 0) && three.iter().map(|&j| nodes_restripe(&nodes[j]).1).sum::<u64>() > walked_yet
+    });
+    eprintln!("walked {t:?} later");
+    let dead = three[2];
+    let acting = kill_and_wait_for_takeover(&mut nodes, &ids, dead);
+    eprintln!("node {dead} taken over by {acting}");
+    let two: Vec<usize> = three.iter().copied().filter(|&j| j != dead).collect();
+    rt.block_on(read_via(&nodes, &two, &objects, "with three nodes gone"));
 }
 
 /// A third node joins two that hold data: lanes form (2+1). Each old
