@@ -20,7 +20,9 @@
 //! nodes, `owners::grow_sets`), or that held members of a node that left
 //! the cluster, removes those member shards once the placement is settled
 //! (no keys moving, no stale member, no node acting for another) and has
-//! stayed so for two sweeps. The core closes them and deletes their dirs;
+//! stayed so for two sweeps, and the owner has not called this core for
+//! two sweeps either (its placement may be newer than this node's). The
+//! core closes them and deletes their dirs;
 //! one is opened again only when the placement makes this node a member
 //! of that owner's lanes again (it is then stale there and healed).
 
@@ -51,6 +53,11 @@ thread_local! {
     static HOSTED: RefCell<HashMap<([u8; 16], u32), Slot>> = RefCell::new(HashMap::new());
     /// Lane owners whose member shards this core removed (`sweep`).
     static DROPPED: RefCell<HashSet<[u8; 16]>> = RefCell::new(HashSet::new());
+    /// When this core last began a call of each lane owner (`serve`): a
+    /// sweep leaves an owner that called lately (its view of the
+    /// placement may be newer than this node's, with this node in its
+    /// lanes again).
+    static LAST_CALL: RefCell<HashMap<[u8; 16], std::time::Instant>> = RefCell::new(HashMap::new());
 }
 
 /// How often each reactor looks for member shards no lane reads (`sweep`);
@@ -134,6 +141,7 @@ pub(crate) async fn shard(ctx: &Ctx, owner: [u8; 16], s: u32) -> Result<Shard, I
 /// Runs a lane owner's member call on this core's member shard for it.
 pub async fn serve(ctx: &Ctx, owner: [u8; 16], s: u32, call: Call) -> Result<Vec<u8>, IoError> {
     let commit = matches!(call, Call::Commit(_));
+    LAST_CALL.with(|l| l.borrow_mut().insert(owner, std::time::Instant::now()));
     // This node's own lane: another node acts for it (`takeover`; the
     // host let only that node's calls through), and this node's shard `s`
     // is a member of that node's foster lane.
@@ -231,8 +239,16 @@ pub fn sweep(ctx: &Ctx, o: &crate::owners::Owners, me: &str, state: &mut Sweep) 
     }
     let count = ctx.shards.count().max(1);
     let mut removed = 0;
+    let quiet = sweep_every() * 2;
     for owner_hex in &now.2 {
         let Some(owner) = hex::decode(owner_hex).ok().and_then(|b| <[u8; 16]>::try_from(b).ok()) else { continue };
+        // An owner that called lately still takes this node for a member
+        // (its placement may be newer): left for a later sweep. No call
+        // runs between this check and the removal (one core, no await),
+        // and none opens the shards after it (`DROPPED`).
+        if LAST_CALL.with(|l| l.borrow().get(&owner).is_some_and(|t| t.elapsed() < quiet)) {
+            continue;
+        }
         DROPPED.with(|d| d.borrow_mut().insert(owner));
         for dir in data_dirs(ctx) {
             let owner_dir = dir.join(MEMBERS_DIR).join(owner_hex);
