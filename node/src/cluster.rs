@@ -584,7 +584,7 @@ impl ClusterNode {
             ("tessera_cluster_lane_heal_bytes_total", "counter", "Body bytes written to returning members by their heal.", &self.lane_heal_bytes),
             ("tessera_cluster_restripe_running", "gauge", "Reactors re-striping their lanes' records written before the lanes formed or grew (a node joining 2 or 3).", &self.restripe_running),
             ("tessera_cluster_restripe_examined_records_total", "counter", "Records the re-striping walk read.", &self.restripe_examined),
-            ("tessera_cluster_restripe_records_total", "counter", "Records the re-striping walk committed again in their lane's shape (2+2 over 4 nodes).", &self.restripe_records),
+            ("tessera_cluster_restripe_records_total", "counter", "Records the re-striping walk committed again in their lane's shape (2+2 over 4 nodes), or whole (lanes on their way out, 3 nodes to 2).", &self.restripe_records),
             ("tessera_cluster_restripe_failed_records_total", "counter", "Records the re-striping walk gave up on after its tries (left in the older shape; the next start walks again).", &self.restripe_failed),
             ("tessera_cluster_takeover_records_committed_total", "counter", "Takeover records this node committed as the configuration leader (another node acts for a lane owner, or the owner gets its partitions back).", &self.takeovers_committed),
             ("tessera_cluster_stale_records_cleared_total", "counter", "Stale member records this node removed once the member was healed.", &self.stale_cleared),

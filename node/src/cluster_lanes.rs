@@ -151,6 +151,8 @@ pub(crate) struct Attached {
     refused_seen: Vec<u64>,
     shape: SetShape,
     recorder: Rc<crate::takeover::StaleRecorder>,
+    /// The lanes write bodies whole (`owners::LaneOrder::plain`).
+    plain: bool,
 }
 
 impl Attached {
@@ -217,7 +219,7 @@ pub async fn run(ctx: Rc<Ctx>) {
             }
             let want = if taken { None } else { lanes_on };
             let same = match (&attached, &want) {
-                (Some(a), Some(nodes)) => a.version == o.layout.version && a.records == *nodes,
+                (Some(a), Some(nodes)) => a.version == o.layout.version && a.records == *nodes && a.plain == o.lanes_plain,
                 (None, None) => true,
                 _ => false,
             };
@@ -322,7 +324,9 @@ async fn follow_fosters(
     let before = fosters.len();
     let gone: Vec<String> = fosters
         .iter()
-        .filter(|(owner, a)| !(want.get(*owner) == Some(&a.version) && lane_nodes(o, owner).is_some_and(|n| n == a.records)))
+        .filter(|(owner, a)| {
+            !(want.get(*owner) == Some(&a.version) && a.plain == o.lanes_plain && lane_nodes(o, owner).is_some_and(|n| n == a.records))
+        })
         .map(|(owner, _)| owner.clone())
         .collect();
     for owner in gone {
@@ -545,7 +549,8 @@ fn make(
         let members = peers.iter().map(|(p, peer)| (*p, Holder::Remote(remote(peer, s)))).collect();
         let m = Mirrors::new(me_pos, members, shape.write_quorum(), health.clone(), Some(params))
             .with_recorder(recorder.clone())
-            .with_wide(wide.clone());
+            .with_wide(wide.clone())
+            .with_plain(o.lanes_plain);
         for (i, (p, _)) in peers.iter().enumerate() {
             if o.is_stale(&owner, &nodes[*p].id) {
                 m.walk_whole(i);
@@ -561,6 +566,7 @@ fn make(
         data = shape.data_blocks(),
         parity = shape.parity_blocks(),
         write_quorum = shape.write_quorum(),
+        plain = o.lanes_plain,
         lanes = out.len(),
         core = ctx.core,
         "this reactor's shards are lanes over the cluster's nodes"
@@ -584,6 +590,7 @@ fn make(
         refused_seen,
         shape,
         recorder,
+        plain: o.lanes_plain,
     })
 }
 

@@ -140,6 +140,11 @@ pub struct Mirrors {
     /// that left), where the pieces written over the wider lanes have
     /// their blocks (`cluster_lanes::wide_positions`).
     wide: Option<Vec<Option<usize>>>,
+    /// Cluster lanes on their way out (3 nodes to 2, `owners::LaneOrder::plain`):
+    /// bodies are written whole to every member, and a commit naming a
+    /// striped piece writes it whole first (`restripe`); the coding stays
+    /// to read the pieces written before.
+    plain: bool,
 }
 
 /// Most missed keys kept per member and lane; past it the member's heal
@@ -177,7 +182,19 @@ impl Mirrors {
             members,
             recorder: None,
             wide: None,
+            plain: false,
         }
+    }
+
+    /// Writing bodies whole (`plain`): the lanes are on their way out.
+    pub(crate) fn with_plain(mut self, plain: bool) -> Self {
+        self.plain = plain;
+        self
+    }
+
+    /// Whether this lane writes bodies whole and un-stripes what it commits.
+    pub(crate) fn plain(&self) -> bool {
+        self.plain
     }
 
     /// With the positions of the wider lanes a node left (`wide`).
@@ -393,7 +410,7 @@ fn copy_buf(src: &DataBuf) -> DataBuf {
 pub async fn write_data(primary: &Shard, mirrors: Option<&Mirrors>, buf: DataBuf) -> Result<Extent, IoError> {
     let Some(m) = mirrors else { return primary.write_data(buf).await };
     m.await_quorum().await?;
-    if m.coding.is_some() {
+    if m.coding.is_some() && !m.plain {
         return crate::stripes_io::write_piece(primary, m, buf).await;
     }
     let targets: Vec<(usize, usize)> =
@@ -622,17 +639,19 @@ pub async fn commit(primary: &Shard, mirrors: Option<&Mirrors>, muts: Vec<Mutati
 /// version, a multipart upload completed from parts of both widths) is
 /// written in one shape, the one its envelope names. The piece's bytes
 /// are read (decoded) and written as a new piece; the old blocks become
-/// garbage with the record they belonged to.
+/// garbage with the record they belonged to. A lane on its way out
+/// (`plain`) writes every piece whole instead, so the record it commits
+/// holds no piece.
 async fn restripe(primary: &Shard, m: &Mirrors, mut muts: Vec<Mutation>) -> Result<Vec<Mutation>, IoError> {
     let Some(coding) = m.coding.as_ref() else { return Ok(muts) };
     for mu in &mut muts {
         let Mutation::Put { body: Body::Extents(ex), .. } = mu else { continue };
         for e in ex.iter_mut() {
-            let Some(piece) = m.piece(e).filter(|p| p.params != coding.params) else { continue };
+            let Some(piece) = m.piece(e).filter(|p| m.plain || p.params != coding.params) else { continue };
             let (bytes, _) = crate::stripes_io::read_extent(primary, e, 0..piece.len).await?;
             let mut b = DataBuf::new(bytes.len().max(1));
             b.extend_from_slice(&bytes);
-            *e = crate::stripes_io::write_piece(primary, m, b).await?;
+            *e = if m.plain { Box::pin(write_data(primary, Some(m), b)).await? } else { crate::stripes_io::write_piece(primary, m, b).await? };
             m.health.ec.restriped_pieces.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }

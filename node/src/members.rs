@@ -175,14 +175,22 @@ pub fn open_here() -> Vec<Shard> {
 
 /// The lane owners among `held` (owners with member shards on this node)
 /// whose member shards on node `me` no lane reads any more: owners whose
-/// lanes do not hold `me`, and owners that left the cluster (decommissioned
-/// and placed by no layout). None while the placement is unsettled: keys
-/// moving, a member stale (a replacement not healed yet), a node acting
-/// for another, or no cluster lanes at all.
+/// lanes do not hold `me`, owners that left the cluster (decommissioned
+/// and placed by no layout), and every owner once fewer than three nodes
+/// are placed (no lanes: after a decommission from three to two). None
+/// while the placement is unsettled: keys moving, a member stale (a
+/// replacement not healed yet), a node acting for another; nor with more
+/// than two nodes placed and no lanes (an older layout of five or more).
 pub fn garbage(o: &crate::owners::Owners, me: &str, held: &[String]) -> Vec<String> {
-    let settled = o.has_lanes() && o.prev.is_none() && o.stale.is_empty() && o.takeovers.iter().all(|(k, (a, _))| k == a);
+    let settled = o.prev.is_none() && o.stale.is_empty() && o.takeovers.iter().all(|(k, (a, _))| k == a);
     if !settled {
         return Vec::new();
+    }
+    if !o.has_lanes() {
+        if o.placed.len() >= crate::cluster_lanes::MIN_NODES {
+            return Vec::new();
+        }
+        return held.iter().filter(|owner| owner.as_str() != me).cloned().collect();
     }
     held.iter()
         .filter(|owner| owner.as_str() != me)

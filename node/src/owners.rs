@@ -94,6 +94,11 @@ pub const LANE_ORDER_FORMAT_SETS: u32 = 3;
 /// owner, that a node left (`LaneOrder::wider_lanes`): a build reading
 /// only 1 to 3 would look for their blocks on the wrong nodes.
 pub const LANE_ORDER_FORMAT_WIDER_SETS: u32 = 4;
+/// 5 marks lanes of three on their way out (a decommission to two nodes,
+/// `LaneOrder::plain`): they write bodies whole and the walk writes every
+/// striped record whole, before the lanes go. A build reading only 1 to
+/// 4 would stripe new bodies again.
+pub const LANE_ORDER_FORMAT_PLAIN: u32 = 5;
 
 /// `restriped/<id hex>`: node `id` walked its lanes for records of an
 /// older shape (`restripe`) and found none left, for the lane order of
@@ -156,24 +161,34 @@ pub struct LaneOrder {
     /// as `wider` is for lanes by order.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub wider_lanes: BTreeMap<String, Vec<String>>,
+    /// Format 5: the lanes of three write bodies whole, and the walk
+    /// writes every striped record whole (`restripe::unstripe`): once every
+    /// node reported it, a node leaves and the lanes go (3 nodes to 2).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plain: bool,
 }
 
 impl LaneOrder {
     /// An order, with the wider one a node left (empty: none).
     pub fn new(nodes: Vec<String>, wider: Vec<String>) -> LaneOrder {
         let format = if wider.is_empty() { LANE_ORDER_FORMAT } else { LANE_ORDER_FORMAT_WIDER };
-        LaneOrder { format, nodes, wider, lanes: BTreeMap::new(), wider_lanes: BTreeMap::new() }
+        LaneOrder { format, nodes, wider, lanes: BTreeMap::new(), wider_lanes: BTreeMap::new(), plain: false }
     }
 
     /// An order with every owner's lane named (format 3).
     pub fn with_sets(nodes: Vec<String>, lanes: BTreeMap<String, Vec<String>>) -> LaneOrder {
-        LaneOrder { format: LANE_ORDER_FORMAT_SETS, nodes, wider: Vec::new(), lanes, wider_lanes: BTreeMap::new() }
+        LaneOrder { format: LANE_ORDER_FORMAT_SETS, nodes, wider: Vec::new(), lanes, wider_lanes: BTreeMap::new(), plain: false }
     }
 
     /// The order of three nodes after one left lanes of four named per
     /// owner, with those lanes (format 4).
     pub fn with_wider_sets(nodes: Vec<String>, wider_lanes: BTreeMap<String, Vec<String>>) -> LaneOrder {
-        LaneOrder { format: LANE_ORDER_FORMAT_WIDER_SETS, nodes, wider: Vec::new(), lanes: BTreeMap::new(), wider_lanes }
+        LaneOrder { format: LANE_ORDER_FORMAT_WIDER_SETS, nodes, wider: Vec::new(), lanes: BTreeMap::new(), wider_lanes, plain: false }
+    }
+
+    /// The order of three nodes whose lanes are on their way out (format 5).
+    pub fn plain(nodes: Vec<String>) -> LaneOrder {
+        LaneOrder { format: LANE_ORDER_FORMAT_PLAIN, nodes, wider: Vec::new(), lanes: BTreeMap::new(), wider_lanes: BTreeMap::new(), plain: true }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -182,8 +197,19 @@ impl LaneOrder {
 
     pub fn decode(b: &[u8]) -> Result<LaneOrder, String> {
         let r: LaneOrder = serde_json::from_slice(b).map_err(|e| format!("a malformed lane order: {e}"))?;
-        if ![LANE_ORDER_FORMAT, LANE_ORDER_FORMAT_WIDER, LANE_ORDER_FORMAT_SETS, LANE_ORDER_FORMAT_WIDER_SETS].contains(&r.format) {
-            return Err(format!("lane order format {}: this build reads {LANE_ORDER_FORMAT} to {LANE_ORDER_FORMAT_WIDER_SETS}", r.format));
+        if !(LANE_ORDER_FORMAT..=LANE_ORDER_FORMAT_PLAIN).contains(&r.format) {
+            return Err(format!("lane order format {}: this build reads {LANE_ORDER_FORMAT} to {LANE_ORDER_FORMAT_PLAIN}", r.format));
+        }
+        if r.format == LANE_ORDER_FORMAT_PLAIN {
+            let ok = r.plain
+                && r.wider.is_empty()
+                && r.lanes.is_empty()
+                && r.wider_lanes.is_empty()
+                && r.nodes.len() == crate::cluster_lanes::MIN_NODES;
+            return if ok { Ok(r) } else { Err(format!("lane order format {}: inconsistent lanes on their way out", r.format)) };
+        }
+        if r.plain {
+            return Err(format!("lane order format {}: lanes on their way out in a format that names none", r.format));
         }
         // Every lane named: four distinct nodes, its owner first.
         let fits = |(o, m): (&String, &Vec<String>)| {
@@ -340,6 +366,9 @@ pub struct Owners {
     /// The lanes of four named per owner that a node left (format 4,
     /// `LaneOrder::wider_lanes`; empty: none).
     pub lane_wider_sets: BTreeMap<String, Vec<String>>,
+    /// The lanes write bodies whole: they go once every node wrote its
+    /// striped records whole (`LaneOrder::plain`, format 5).
+    pub lanes_plain: bool,
 }
 
 impl Owners {
@@ -361,12 +390,12 @@ impl Owners {
         };
         let prev_placed = prev.as_ref().map(|(p, _)| self::placed(p).into_iter().map(str::to_string).collect()).unwrap_or_default();
         let moved = moved(state);
-        let (lane_order, lane_order_version, lane_wider, lane_sets, lane_wider_sets) = match state.get(LANE_ORDER_KEY) {
+        let (lane_order, lane_order_version, lane_wider, lane_sets, lane_wider_sets, lanes_plain) = match state.get(LANE_ORDER_KEY) {
             Some(v) => {
                 let r = LaneOrder::decode(&v.value).map_err(|e| format!("the cluster's lane order: {e}"))?;
-                (r.nodes, v.version, r.wider, r.lanes, r.wider_lanes)
+                (r.nodes, v.version, r.wider, r.lanes, r.wider_lanes, r.plain)
             }
-            None => (Vec::new(), 0, Vec::new(), BTreeMap::new(), BTreeMap::new()),
+            None => (Vec::new(), 0, Vec::new(), BTreeMap::new(), BTreeMap::new(), false),
         };
         let restriped = state
             .keys
@@ -392,6 +421,7 @@ impl Owners {
             restriped,
             lane_sets,
             lane_wider_sets,
+            lanes_plain,
         }))
     }
 
@@ -607,15 +637,18 @@ pub fn decommission(state: &ConfigState, id: &str, now_ms: u64) -> Result<Comman
         // Lanes by order shrink from 4 nodes to 3; lanes named per owner
         // from more than 4 to one fewer (a staying node takes the leaving
         // one's positions, `shrink_sets`).
-        let can = if sets.is_empty() { placed.len() == crate::cluster_lanes::MAX_NODES } else { placed.len() >= DEFAULT_WIDTH };
+        // Lanes of three go (3 nodes to 2, `out_of_lanes`): the leaving
+        // node may not be taken over (it exports its keys itself).
+        let out = sets.is_empty() && placed.len() == crate::cluster_lanes::MIN_NODES;
+        let can = out || if sets.is_empty() { placed.len() == crate::cluster_lanes::MAX_NODES } else { placed.len() >= DEFAULT_WIDTH };
         if !can || stay + 1 != placed.len() {
             return Err(format!(
-                "with {} nodes placed and {stay} staying, the cluster's lanes would have to be re-striped onto fewer than 3 nodes, \
-                 which is not built yet",
+                "with {} nodes placed and {stay} staying (one node leaves at a time, none may wait to join), \
+                 the cluster's lanes cannot change that way",
                 placed.len()
             ));
         }
-        if let Some(why) = lanes_busy(state, &placed, true, Some(id)) {
+        if let Some(why) = lanes_busy(state, &placed, true, if out { None } else { Some(id) }) {
             return Err(why);
         }
     }
@@ -971,6 +1004,10 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
                 // lanes of four or more, a leave from more than four.
                 let sets_grow = lanes_at(&sets, placed.len()) && placed.len() >= DEFAULT_WIDTH && one_more;
                 let sets_shrink = !sets.is_empty() && placed.len() > DEFAULT_WIDTH && one_less;
+                // Lanes of three on their way out (3 nodes to 2, `out_of_lanes`).
+                if sets.is_empty() && placed.len() == crate::cluster_lanes::MIN_NODES && one_less {
+                    return out_of_lanes(state, &placed, nodes, current.clone());
+                }
                 if !(sets.is_empty() && lanes_grow(&placed, &nodes)) && !shrink && !sets_grow && !sets_shrink {
                     return Ok(None);
                 }
@@ -1046,6 +1083,36 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
         }
     }
     finish(state, nodes, current, keep_prev, grow)
+}
+
+/// A decommission from lanes of three to two nodes, which keep no lanes:
+/// first the lanes write bodies whole (the lane order marked `plain`,
+/// format 5, the layout unchanged) and every node's walk writes its
+/// striped records whole (`restripe::unstripe`); once every node
+/// reported that for this order (`lanes_busy`, the leaving node's walk
+/// included: its keys are exported from its own shards), the layout of
+/// two with the previous one kept for the move, and the lane order
+/// removed: the owners' shards serve alone, every record whole on them.
+/// Not while any node acts for another (the leaving node included: a node
+/// taken over would have its keys served by foster lanes, which two
+/// nodes do not have) or a member is stale.
+fn out_of_lanes(
+    state: &ConfigState,
+    placed: &std::collections::BTreeSet<&str>,
+    nodes: BTreeMap<String, NodeRecord>,
+    current: Option<(Layout, u64)>,
+) -> Result<Option<Command>, String> {
+    if lanes_busy(state, placed, true, None).is_some() {
+        return Ok(None);
+    }
+    let plain = state.get(LANE_ORDER_KEY).map(|v| LaneOrder::decode(&v.value)).transpose()?.is_some_and(|r| r.plain);
+    if !plain {
+        let order = placed_order(state, placed)?;
+        let expect = state.get(LANE_ORDER_KEY).map_or(0, |v| v.version);
+        return Ok(Some(Command::Cas { key: LANE_ORDER_KEY.to_string(), expect, value: Some(LaneOrder::plain(order).encode()) }));
+    }
+    // An order naming no node: `finish` removes the record.
+    finish(state, nodes, current, true, Some((LaneOrder::new(Vec::new(), Vec::new()), Vec::new())))
 }
 
 /// What a lane change writes besides the layout: the new lane order (with

@@ -13,7 +13,10 @@
 //! for compaction. Once a node left lanes of four (a decommission), the
 //! records striped over four are wider than the lanes of three: the
 //! same walk stripes them over three (read through the wider lanes'
-//! positions, `Mirrors::position_in`).
+//! positions, `Mirrors::position_in`). Once lanes of three are on their
+//! way out (a decommission to two nodes, `owners::LaneOrder::plain`), the
+//! walk writes every striped record whole (`unstripe`): the owner's
+//! shard then serves it alone, the lanes gone.
 //!
 //! Each record is taken under the locks a request takes (the row, and its
 //! object key), so a request's read-modify-write and the walk never
@@ -213,6 +216,9 @@ pub(crate) async fn report(node: &ClusterNode, order: u64) {
 async fn again(l: &Rc<LocalShard>, m: &Mirrors, t: u8, k: &[u8]) -> Result<Option<u64>, IoError> {
     let Some(coding) = m.coding.as_ref() else { return Ok(None) };
     let _held = l.lock(request_locks(t, k)).await;
+    if m.plain() {
+        return unstripe(l, t, k).await;
+    }
     // The stored record first: one in the lane's shape is left without
     // registering piece handles (a walk would crowd out those of uploads
     // in flight, `Mirrors::add_piece`).
@@ -244,6 +250,27 @@ async fn again(l: &Rc<LocalShard>, m: &Mirrors, t: u8, k: &[u8]) -> Result<Optio
     }
     let bytes = ex.iter().map(|e| e.len).sum();
     // Pieces of another width are striped again by the commit itself.
+    l.commit_in_txn(vec![Mutation::Put { table: t, key: k.to_vec(), summary: s.summary, meta: s.meta, body: Body::Extents(ex) }]).await?;
+    Ok(Some(bytes))
+}
+
+/// Lanes on their way out (3 nodes to 2, `Mirrors::plain`): commits
+/// record `(t, k)` again when it names a striped piece, so that the
+/// commit writes every piece whole (`lanes::restripe`) and the owner's
+/// shard alone serves it once the lanes are gone. Under the row's locks.
+async fn unstripe(l: &Rc<LocalShard>, t: u8, k: &[u8]) -> Result<Option<u64>, IoError> {
+    let Some(raw) = l.shard.load(t, k).await? else { return Ok(None) };
+    let Body::Extents(_) = &raw.body else { return Ok(None) };
+    let due = match crate::stripes::Envelope::unwrap(&raw.meta) {
+        Ok(Some((env, _))) => env.pieces.iter().any(|p| matches!(p, crate::stripes::PieceInfo::Striped { .. })),
+        Ok(None) | Err(_) => false,
+    };
+    if !due {
+        return Ok(None);
+    }
+    let Some(s) = crate::stripes_io::load(&l.shard, t, k).await? else { return Ok(None) };
+    let Body::Extents(ex) = s.body else { return Ok(None) };
+    let bytes = ex.iter().map(|e| e.len).sum();
     l.commit_in_txn(vec![Mutation::Put { table: t, key: k.to_vec(), summary: s.summary, meta: s.meta, body: Body::Extents(ex) }]).await?;
     Ok(Some(bytes))
 }

@@ -517,6 +517,82 @@ fn a_fifth_node_joins_lanes_of_four_with_data_and_every_object_survives_a_node_l
     rt.block_on(read_via(&nodes, &two, &objects, "with three nodes gone"));
 }
 
+/// A node of three leaves: the lanes go, since two nodes keep none. First
+/// they write bodies whole and every node walks its striped records
+/// whole (the leaving node too); then the layout of two, the leaving
+/// node's keys move, and every object reads from its owner's shard
+/// alone, the leaving node stopped; the member copies are removed.
+#[test]
+fn a_node_leaves_lanes_of_three_for_two_nodes_and_every_object_reads_from_its_owner_alone() {
+    let env = [("TESSERA_TAKEOVER_AFTER_MS", "3000"), ("TESSERA_TEST_MOVER_DELAY_MS", "2000"), ("TESSERA_TEST_MEMBER_SWEEP_MS", "500")];
+    let (_ca, nodes) = cluster_of(3, &env);
+    let ids: Vec<String> = nodes.iter().map(node_id).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c0 = nodes[0].client();
+    rt.block_on(create_bucket(&c0));
+    assert_eq!(shape(&nodes[0]), (Some(2), Some(1)));
+    let mut objects: Vec<(String, Vec<u8>)> = (0..24).map(|i| (format!("drei/{i:02}-ü"), random_bytes(SIZES[i % 4], 700 + i as u64))).collect();
+    let part1 = random_bytes(PART, 1700);
+    let (upload, etag1) = rt.block_on(async {
+        for (i, (k, v)) in objects.iter().enumerate() {
+            ok(nodes[i % 3].client().put_object().bucket("grow").key(k).body(ByteStream::from(v.clone())).send().await, &format!("put {k}"));
+        }
+        let up = c0.create_multipart_upload().bucket("grow").key("out-upload").send().await.expect("create upload");
+        let id = up.upload_id().unwrap().to_string();
+        let p = c0.upload_part().bucket("grow").key("out-upload").upload_id(&id).part_number(1).body(ByteStream::from(part1.clone())).send().await;
+        (id, p.expect("part 1").e_tag().unwrap().to_string())
+    });
+    // Striped: the bodies over 128 KiB, and the part.
+    let striped = (0..24).filter(|i| SIZES[i % 4] > 128 * 1024).count() as u64 + 1;
+
+    let gone = 2;
+    let out = decommission(&nodes[0], &ids[gone]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let t = wait_for("two nodes without lanes, the move over", Duration::from_secs(90), || {
+        [0, 1].iter().all(|&j| {
+            let l = layout(&nodes[j]);
+            l["moving"].is_null() && l["width"] == 2 && l["decommissioned"] == serde_json::json!([ids[gone]]) && shape(&nodes[j]) == (None, None)
+        })
+    });
+    eprintln!("lanes gone and keys moved {t:?} after the decommission");
+    let whole = nodes.iter().map(|n| metric_total(&n.scrape_metrics(), "tessera_cluster_restripe_records_total")).sum::<f64>() as u64;
+    assert_eq!(whole, striped, "every striped record was written whole, each once");
+
+    // The leaving node stops: every object reads from its owner alone.
+    let mut nodes = nodes;
+    nodes[gone].kill9();
+    let part2 = random_bytes(PART, 1701);
+    rt.block_on(async {
+        let c = nodes[1].client();
+        let p2 = c.upload_part().bucket("grow").key("out-upload").upload_id(&upload).part_number(2).body(ByteStream::from(part2.clone())).send().await;
+        let etag2 = p2.expect("part 2").e_tag().unwrap().to_string();
+        let parts = CompletedMultipartUpload::builder()
+            .parts(CompletedPart::builder().part_number(1).e_tag(etag1).build())
+            .parts(CompletedPart::builder().part_number(2).e_tag(etag2).build())
+            .build();
+        ok(c.complete_multipart_upload().bucket("grow").key("out-upload").upload_id(&upload).multipart_upload(parts).send().await, "complete");
+        for i in 0..4 {
+            let (k, v) = (format!("zwei/{i}"), random_bytes(SIZES[i], 1800 + i as u64));
+            ok(nodes[i % 2].client().put_object().bucket("grow").key(&k).body(ByteStream::from(v.clone())).send().await, &format!("put {k}"));
+            objects.push((k, v));
+        }
+    });
+    objects.push(("out-upload".to_string(), [part1, part2].concat()));
+    rt.block_on(async {
+        read_via(&nodes, &[0, 1], &objects, "from the owners alone").await;
+        let mut want: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
+        want.sort();
+        for j in [0, 1] {
+            assert_eq!(list_all(&nodes[j].client(), "grow", 9).await, want, "the listing through node {j}");
+        }
+    });
+    // The member copies of the lanes that went are removed.
+    let members_left = |n: &Server| std::fs::read_dir(n.data_dirs()[0].join("members")).map_or(0, |d| d.count());
+    let t = wait_for("the member copies removed", Duration::from_secs(30), || members_left(&nodes[0]) == 0 && members_left(&nodes[1]) == 0);
+    eprintln!("member copies removed {t:?} later");
+    rt.block_on(read_via(&nodes, &[0, 1], &objects, "after the member copies went"));
+}
+
 /// A third node joins two that hold data: lanes form (2+1). Each old
 /// owner's records go to the two other nodes (every other node is stale
 /// in its lanes until healed), the newcomer takes its share, and the walk
