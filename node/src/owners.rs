@@ -35,11 +35,10 @@
 //!   Lane changes wait for takeovers, stale members and, where the order
 //!   changes (or names a wider one), every node's walk (`lanes_busy`).
 //!   From four lanes named per owner to three, the lanes of four are read
-//!   through as named (`LaneOrder::wider_lanes`, format 4). Any other
-//!   change would take records out of lanes (3 nodes to 2), which is
-//!   not built, so there a newly
-//!   registered node waits, shown as `pending` in the cluster status,
-//!   and such a decommission is refused.
+//!   through as named (`LaneOrder::wider_lanes`, format 4). From three
+//!   to two the lanes go (`out_of_lanes`: first every record written
+//!   whole). Any other change waits: a newly registered node, shown as
+//!   `pending` in the cluster status; such a decommission is refused.
 //! - **Decommission** (`decommission`, an operator's request): the node
 //!   gets `decommission/<id>`, layouts place the registered nodes less the
 //!   decommissioned ones, its keys move to the others as above, and the
