@@ -559,6 +559,8 @@ impl Owners {
             "stale": self.stale.keys().map(|(o, m)| serde_json::json!({"owner": o, "member": m})).collect::<Vec<_>>(),
             // Past four nodes: each owner's lane members, by position after it.
             "lane_sets": (!self.lane_sets.is_empty()).then_some(&self.lane_sets),
+            // Lanes of three writing every record whole before they go (3 nodes to 2).
+            "lanes_plain": self.lanes_plain,
             "moving": self.prev.as_ref().map(|(p, _)| {
                 let gainers = self.gainers();
                 serde_json::json!({
@@ -1071,13 +1073,19 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
             keep_prev = true;
         }
     }
-    // Without objects the lanes are named afresh past four nodes, and no
-    // longer named at four or fewer.
+    // Without objects the lanes are named afresh past four nodes; at four
+    // or fewer an order that names lanes, wider lanes or lanes on their
+    // way out (formats 3 to 5) goes: lanes rank their nodes by id again.
     if !keep_prev && !buckets {
+        let named = state
+            .get(LANE_ORDER_KEY)
+            .map(|v| LaneOrder::decode(&v.value))
+            .transpose()?
+            .is_some_and(|r| r.format >= LANE_ORDER_FORMAT_SETS);
         if nodes.len() > DEFAULT_WIDTH {
             let order: Vec<String> = nodes.keys().cloned().collect();
             grow = Some((LaneOrder::with_sets(order.clone(), fresh_sets(&order)), Vec::new()));
-        } else if !sets.is_empty() {
+        } else if named {
             grow = Some((LaneOrder::new(Vec::new(), Vec::new()), Vec::new()));
         }
     }
