@@ -41,6 +41,9 @@ pub struct ClusterConfig {
     /// Members to join through (none: this node starts a cluster).
     pub join: Vec<SocketAddr>,
     pub secret: Vec<u8>,
+    /// The failure domain this node is in (`--zone`; empty: none named):
+    /// lanes past four nodes span as many zones as they can.
+    pub zone: String,
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -92,7 +95,18 @@ impl ClusterConfig {
         if secret.len() < MIN_SECRET_BYTES {
             return Err(format!("the cluster secret must be at least {MIN_SECRET_BYTES} bytes"));
         }
-        Ok(Some(ClusterConfig { address, join, secret }))
+        Ok(Some(ClusterConfig { address, join, secret, zone: String::new() }))
+    }
+
+    /// With this node's zone (`--zone`): up to 64 letters, digits, `.`,
+    /// `_` or `-`.
+    pub fn with_zone(mut self, zone: Option<&str>) -> Result<ClusterConfig, String> {
+        let zone = zone.unwrap_or_default();
+        if zone.len() > 64 || !zone.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c)) {
+            return Err(format!("--zone {zone:?}: up to 64 letters, digits, '.', '_' or '-'"));
+        }
+        self.zone = zone.to_string();
+        Ok(self)
     }
 }
 
@@ -758,7 +772,7 @@ pub(crate) fn free_test_port() -> SocketAddr {
 #[cfg(test)]
 pub(crate) fn test_node(dir: &Path, secret: &str) -> std::sync::Arc<ClusterNode> {
     std::fs::create_dir_all(dir).unwrap();
-    let config = ClusterConfig { address: free_test_port(), join: Vec::new(), secret: secret.as_bytes().to_vec() };
+    let config = ClusterConfig { address: free_test_port(), join: Vec::new(), secret: secret.as_bytes().to_vec(), zone: String::new() };
     std::sync::Arc::new(ClusterNode::open(config, dir).unwrap())
 }
 
@@ -778,6 +792,16 @@ mod tests {
         std::fs::write(dir.join(NODE_FILE), "tessera-node 1\nid zz\n").unwrap();
         assert!(load_or_create_node_id(&dir).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_zone_is_a_short_plain_name() {
+        let c = ClusterConfig { address: "127.0.0.1:7000".parse().unwrap(), join: Vec::new(), secret: vec![1; 16], zone: String::new() };
+        assert_eq!(c.clone().with_zone(Some("rack-7.b_2")).unwrap().zone, "rack-7.b_2");
+        assert_eq!(c.clone().with_zone(None).unwrap().zone, "");
+        for bad in ["a b", "zone/1", "ü", &"z".repeat(65)] {
+            assert!(c.clone().with_zone(Some(bad)).unwrap_err().contains("--zone"), "{bad}");
+        }
     }
 
     #[test]

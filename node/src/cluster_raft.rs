@@ -489,6 +489,7 @@ async fn register(node: &ClusterNode, raft: &Raft, sm: &StateMachineStore, out: 
         cluster: node.config.address,
         s3: *s3,
         shards: Some(node.shards.load(std::sync::atomic::Ordering::Relaxed) as u32).filter(|&n| n > 0),
+        zone: node.config.zone.clone(),
     };
     let key = me.key();
     let value = me.encode();

@@ -229,13 +229,19 @@ enum Command {
         /// configurations name it `arn:tessera:sqs::ID:webhook`. Repeatable.
         #[arg(long = "notify-webhook", value_parser = tessera_node::notify::parse_webhook_spec)]
         notify_webhooks: Vec<tessera_node::notify::WebhookSpec>,
-        /// This node's cluster address (UDP, host:port other nodes reach it
-        /// at): the node gossips membership with the nodes of its cluster.
+        /// This node's cluster address (UDP gossip and TCP RPC, host:port
+        /// other nodes reach it at): the node joins a cluster, which places
+        /// each object on one owner and spreads it over the owner's lane.
         /// Needs the cluster secret (TESSERA_CLUSTER_SECRET or
-        /// --cluster-secret-file). Membership only, for now: data is not
-        /// placed across nodes yet.
+        /// --cluster-secret-file).
         #[arg(long, env = "TESSERA_CLUSTER_ADDRESS")]
         cluster_address: Option<String>,
+        /// This node's zone (a rack, a room, a site: the nodes that may fail
+        /// together). Past four nodes each lane spans as many zones as it
+        /// can, at most two of its four nodes in one zone when there are
+        /// two zones or more.
+        #[arg(long, env = "TESSERA_ZONE", requires = "cluster_address")]
+        zone: Option<String>,
         /// A member's cluster address to join through (repeatable; the
         /// first node of a cluster starts without it).
         #[arg(long = "join", requires = "cluster_address")]
@@ -510,6 +516,7 @@ fn main() -> ExitCode {
             admin_tls_key,
             notify_webhooks,
             cluster_address,
+            zone,
             join,
             cluster_secret_file,
             replication_targets,
@@ -521,7 +528,9 @@ fn main() -> ExitCode {
                 &join,
                 std::env::var("TESSERA_CLUSTER_SECRET").ok(),
                 cluster_secret_file.as_deref(),
-            ) {
+            )
+            .and_then(|c| c.map(|c| c.with_zone(zone.as_deref())).transpose())
+            {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("tessera: {e}");

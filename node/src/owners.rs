@@ -260,6 +260,10 @@ pub struct NodeRecord {
     /// absent in records of older builds (such a node is never taken over).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<u32>,
+    /// Its zone (`--zone`; empty: none named, and in records of older
+    /// builds): lanes past four nodes span as many zones as they can.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub zone: String,
 }
 
 impl NodeRecord {
@@ -539,6 +543,7 @@ impl Owners {
                     "id": r.id,
                     "cluster_address": r.cluster.to_string(),
                     "s3_address": r.s3.to_string(),
+                    "zone": r.zone,
                     "partitions_owned": owned.get(r.id.as_str()).copied().unwrap_or(0),
                     "pending": self.pending.contains(&r.id),
                     "decommissioned": self.decommissioned.contains(&r.id),
@@ -707,26 +712,102 @@ fn lanes_now(
     Ok(out)
 }
 
-/// Lanes of four over nodes that hold no object yet: each node's lane is
-/// it and the next three in `order`, round the ring (every node a member
-/// of three lanes).
-fn fresh_sets(order: &[String]) -> BTreeMap<String, Vec<String>> {
-    let n = order.len();
-    order.iter().enumerate().map(|(i, o)| (o.clone(), (1..DEFAULT_WIDTH).map(|d| order[(i + d) % n].clone()).collect())).collect()
+/// Node id -> its zone (`NodeRecord::zone`), for the registered nodes.
+type Zones = BTreeMap<String, String>;
+
+fn zones_of(state: &ConfigState) -> Zones {
+    registered(state).into_iter().map(|(id, r)| (id, r.zone)).collect()
+}
+
+/// Most nodes of one zone in a lane of four when the nodes span `zones`
+/// zones: as even as four positions allow (2 with two or three zones, 1
+/// with four or more; no limit with one zone, or none named).
+fn zone_cap(zones: usize) -> usize {
+    DEFAULT_WIDTH.div_ceil(zones.max(1))
+}
+
+/// The zone cap for the nodes `ids`.
+fn cap_for<'a>(zones: &Zones, ids: impl IntoIterator<Item = &'a String>) -> usize {
+    let distinct: std::collections::BTreeSet<&str> = ids.into_iter().map(|id| zones.get(id).map_or("", String::as_str)).collect();
+    zone_cap(distinct.len())
+}
+
+/// How many nodes of lane `o` + `ms` are past the zone cap.
+fn zone_excess(zones: &Zones, cap: usize, o: &str, ms: &[String]) -> usize {
+    let mut c: BTreeMap<&str, usize> = BTreeMap::new();
+    for n in std::iter::once(o).chain(ms.iter().map(String::as_str)) {
+        *c.entry(zones.get(n).map_or("", String::as_str)).or_insert(0) += 1;
+    }
+    c.values().map(|&k| k.saturating_sub(cap)).sum()
+}
+
+/// Lanes of four over nodes that hold no object yet: the nodes taken one
+/// zone after another (by id within a zone), and each node's lane is it
+/// and the next three round that ring that keep its zones under the cap
+/// (`zone_cap`), then the next ones if too few do. Without zones each
+/// lane is its node and the next three by id: every node a member of
+/// three lanes.
+fn fresh_sets(order: &[String], zones: &Zones) -> BTreeMap<String, Vec<String>> {
+    let zone = |id: &String| zones.get(id).map_or("", String::as_str);
+    let mut by_zone: BTreeMap<&str, std::collections::VecDeque<&String>> = BTreeMap::new();
+    for id in order {
+        by_zone.entry(zone(id)).or_default().push_back(id);
+    }
+    let mut ring: Vec<String> = Vec::with_capacity(order.len());
+    while ring.len() < order.len() {
+        for q in by_zone.values_mut() {
+            if let Some(id) = q.pop_front() {
+                ring.push(id.clone());
+            }
+        }
+    }
+    let cap = cap_for(zones, order);
+    let n = ring.len();
+    let mut out = BTreeMap::new();
+    for (i, o) in ring.iter().enumerate() {
+        let mut ms: Vec<String> = Vec::with_capacity(DEFAULT_WIDTH - 1);
+        let mut count: BTreeMap<&str, usize> = BTreeMap::from([(zone(o), 1)]);
+        for pass in 0..2 {
+            for d in 1..n {
+                let c = &ring[(i + d) % n];
+                if ms.len() == DEFAULT_WIDTH - 1 {
+                    break;
+                }
+                if ms.contains(c) || (pass == 0 && count.get(zone(c)).copied().unwrap_or(0) >= cap) {
+                    continue;
+                }
+                *count.entry(zone(c)).or_insert(0) += 1;
+                ms.push(c.clone());
+            }
+        }
+        out.insert(o.clone(), ms);
+    }
+    out
 }
 
 /// The lanes after `newcomer` joins lanes of four (`now`: members by
 /// position after each owner; `order`: the lane order, the newcomer
 /// last), and the lanes it joins ((owner, newcomer): stale there until
 /// the whole-lane heal rebuilt its blocks). Three lanes take the newcomer
-/// in place of a member, a different one each, the member of the most
+/// in place of a member, a different one each (unless zones allow no
+/// other), the member of the most
 /// lanes first (ties: the earliest in the order); the newcomer's own
 /// lane takes the members of the fewest lanes, those three when the
 /// lanes were balanced, so every node stays a member of three lanes.
-/// Every other position keeps its node and its blocks.
-fn grow_sets(now: &BTreeMap<String, Vec<String>>, order: &[String], newcomer: &str) -> (BTreeMap<String, Vec<String>>, Vec<(String, String)>) {
+/// Every other position keeps its node and its blocks. Zones come first
+/// (`zone_cap`): a lane takes the newcomer where that leaves it the
+/// fewest nodes past the cap, and the newcomer's lane takes nodes of
+/// zones under the cap first.
+fn grow_sets(
+    now: &BTreeMap<String, Vec<String>>,
+    order: &[String],
+    newcomer: &str,
+    zones: &Zones,
+) -> (BTreeMap<String, Vec<String>>, Vec<(String, String)>) {
     let w = DEFAULT_WIDTH - 1;
     let rank = |id: &str| order.iter().position(|o| o == id).unwrap_or(usize::MAX);
+    let cap = cap_for(zones, order);
+    let zone = |id: &str| zones.get(id).map_or("", String::as_str);
     let mut load: BTreeMap<String, usize> = now.keys().map(|n| (n.clone(), 0)).collect();
     for m in now.values().flatten() {
         *load.entry(m.clone()).or_insert(0) += 1;
@@ -738,8 +819,14 @@ fn grow_sets(now: &BTreeMap<String, Vec<String>>, order: &[String], newcomer: &s
             .iter()
             .filter(|(_, ms)| !ms.iter().any(|m| m == newcomer))
             .flat_map(|(o, ms)| ms.iter().enumerate().map(move |(i, m)| (o, i, m)))
-            .filter(|(_, _, m)| !replaced.contains(m))
-            .max_by_key(|(o, _, m)| (load.get(*m).copied().unwrap_or(0), std::cmp::Reverse(rank(m)), std::cmp::Reverse(rank(o))))
+            .max_by_key(|(o, i, m)| {
+                let mut after = lanes[*o].clone();
+                after[*i] = newcomer.to_string();
+                let past = zone_excess(zones, cap, o, &after);
+                // Zones first, then a member not replaced yet, then the most loaded.
+                let fresh = !replaced.contains(m);
+                (std::cmp::Reverse(past), fresh, load.get(*m).copied().unwrap_or(0), std::cmp::Reverse(rank(m)), std::cmp::Reverse(rank(o)))
+            })
             .map(|(o, i, m)| (o.clone(), i, m.clone()));
         let Some((o, i, m)) = best else { break };
         if let Some(ms) = lanes.get_mut(&o) {
@@ -753,7 +840,22 @@ fn grow_sets(now: &BTreeMap<String, Vec<String>>, order: &[String], newcomer: &s
     }
     let mut fewest: Vec<&String> = load.keys().collect();
     fewest.sort_by_key(|n| (load[*n], rank(n)));
-    lanes.insert(newcomer.to_string(), fewest.into_iter().take(w).cloned().collect());
+    // Zones under the cap first, then the fewest lanes.
+    let mut own: Vec<String> = Vec::with_capacity(w);
+    let mut count: BTreeMap<&str, usize> = BTreeMap::from([(zone(newcomer), 1)]);
+    for pass in 0..2 {
+        for n in &fewest {
+            if own.len() == w {
+                break;
+            }
+            if own.contains(*n) || (pass == 0 && count.get(zone(n)).copied().unwrap_or(0) >= cap) {
+                continue;
+            }
+            *count.entry(zone(n)).or_insert(0) += 1;
+            own.push((*n).clone());
+        }
+    }
+    lanes.insert(newcomer.to_string(), own);
     (lanes, stale)
 }
 
@@ -769,8 +871,11 @@ fn shrink_sets(
     now: &BTreeMap<String, Vec<String>>,
     order: &[String],
     leaving: &str,
+    zones: &Zones,
 ) -> Result<(BTreeMap<String, Vec<String>>, Vec<(String, String)>), String> {
     let rank = |id: &str| order.iter().position(|o| o == id).unwrap_or(usize::MAX);
+    let cap = cap_for(zones, order);
+    let zone = |id: &str| zones.get(id).map_or("", String::as_str);
     let mut load: BTreeMap<&str, usize> = order.iter().map(|n| (n.as_str(), 0)).collect();
     for (_, ms) in now.iter().filter(|(o, _)| o.as_str() != leaving) {
         for m in ms {
@@ -792,12 +897,20 @@ fn shrink_sets(
             return Err(format!("no staying node can take {leaving}'s place in the lane of {o}"));
         }
         cands.sort_by_key(|n| (load[n], rank(n)));
+        // A candidate of a zone the lane holds `cap` nodes of already
+        // would put it past the cap.
+        let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+        for n in std::iter::once(o.as_str()).chain(ms.iter().map(String::as_str).filter(|m| *m != leaving)) {
+            *count.entry(zone(n)).or_insert(0) += 1;
+        }
+        let cands: Vec<(&str, usize)> =
+            cands.into_iter().map(|c| (c, usize::from(count.get(zone(c)).copied().unwrap_or(0) >= cap))).collect();
         slots.push((*o, i, cands));
     }
-    let mut best: Option<(usize, Vec<&str>)> = None;
+    let mut best: Option<((usize, usize), Vec<&str>)> = None;
     let mut pick = Vec::new();
     let mut budget = SHRINK_SEARCH;
-    search(&slots, &mut load, &mut pick, &mut best, &mut budget);
+    search(&slots, &mut load, &mut pick, 0, &mut best, &mut budget);
     let (_, chosen) = best.ok_or_else(|| format!("no staying node can take {leaving}'s place"))?;
     let mut lanes = now.clone();
     let mut stale = Vec::new();
@@ -815,14 +928,16 @@ fn shrink_sets(
 /// balanced, so this bounds large clusters only).
 const SHRINK_SEARCH: usize = 20_000;
 
-/// Depth-first over `slots` (owner, position, candidates): the choice of
-/// one candidate per slot with the least sum of squared loads, the first
-/// found on ties.
+/// Depth-first over `slots` (owner, position, candidates with their zone
+/// penalty): the choice of one candidate per slot with the fewest lanes
+/// put past their zone cap, then the least sum of squared loads, the
+/// first found on ties.
 fn search<'a>(
-    slots: &[(&String, usize, Vec<&'a str>)],
+    slots: &[(&String, usize, Vec<(&'a str, usize)>)],
     load: &mut BTreeMap<&'a str, usize>,
     pick: &mut Vec<&'a str>,
-    best: &mut Option<(usize, Vec<&'a str>)>,
+    penalty: usize,
+    best: &mut Option<((usize, usize), Vec<&'a str>)>,
     budget: &mut usize,
 ) {
     if *budget == 0 {
@@ -830,19 +945,19 @@ fn search<'a>(
     }
     let Some((_, _, cands)) = slots.get(pick.len()) else {
         *budget -= 1;
-        let cost = load.values().map(|l| l * l).sum();
+        let cost = (penalty, load.values().map(|l| l * l).sum());
         if best.as_ref().is_none_or(|(c, _)| cost < *c) {
             *best = Some((cost, pick.clone()));
         }
         return;
     };
-    for &c in cands {
+    for &(c, p) in cands {
         // A node fills at most one slot of a lane (slots are distinct lanes).
         if let Some(l) = load.get_mut(c) {
             *l += 1;
         }
         pick.push(c);
-        search(slots, load, pick, best, budget);
+        search(slots, load, pick, penalty + p, best, budget);
         pick.pop();
         if let Some(l) = load.get_mut(c) {
             *l -= 1;
@@ -969,7 +1084,7 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
             // More than four nodes laid out by a build without named lanes,
             // still without objects: their lanes are named now.
             if !buckets && sets.is_empty() && nodes.len() > DEFAULT_WIDTH {
-                let order = LaneOrder::with_sets(nodes.keys().cloned().collect(), fresh_sets(&nodes.keys().cloned().collect::<Vec<_>>()));
+                let order = LaneOrder::with_sets(nodes.keys().cloned().collect(), fresh_sets(&nodes.keys().cloned().collect::<Vec<_>>(), &zones_of(state)));
                 let expect = state.get(LANE_ORDER_KEY).map_or(0, |v| v.version);
                 return Ok(Some(Command::Cas { key: LANE_ORDER_KEY.to_string(), expect, value: Some(order.encode()) }));
             }
@@ -1035,12 +1150,12 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
                     if sets_grow {
                         let order = grown_order(state, &placed, &nodes)?;
                         let newcomer = nodes.keys().find(|id| !placed.contains(id.as_str())).cloned().ok_or("no newcomer")?;
-                        let (lanes, stale) = grow_sets(&now, &order, &newcomer);
+                        let (lanes, stale) = grow_sets(&now, &order, &newcomer, &zones_of(state));
                         (LaneOrder::with_sets(order, lanes), stale)
                     } else {
                         let leaving = leaving.ok_or("no leaving node")?;
                         let order: Vec<String> = placed_order(state, &placed)?.into_iter().filter(|id| id != leaving).collect();
-                        let (lanes, stale) = shrink_sets(&now, &order, leaving)?;
+                        let (lanes, stale) = shrink_sets(&now, &order, leaving, &zones_of(state))?;
                         (LaneOrder::with_sets(order, lanes), stale)
                     }
                 } else if shrink {
@@ -1084,7 +1199,7 @@ pub fn next_layout(state: &ConfigState) -> Result<Option<Command>, String> {
             .is_some_and(|r| r.format >= LANE_ORDER_FORMAT_SETS);
         if nodes.len() > DEFAULT_WIDTH {
             let order: Vec<String> = nodes.keys().cloned().collect();
-            grow = Some((LaneOrder::with_sets(order.clone(), fresh_sets(&order)), Vec::new()));
+            grow = Some((LaneOrder::with_sets(order.clone(), fresh_sets(&order, &zones_of(state))), Vec::new()));
         } else if named {
             grow = Some((LaneOrder::new(Vec::new(), Vec::new()), Vec::new()));
         }
@@ -1141,7 +1256,7 @@ fn finish(
         nodes: nodes
             .values()
             .filter_map(|r| {
-                Some(Node { id: r.id.clone(), zone: String::new(), disks: vec![Disk { id: r.disk()?, weight: 1 }] })
+                Some(Node { id: r.id.clone(), zone: r.zone.clone(), disks: vec![Disk { id: r.disk()?, weight: 1 }] })
             })
             .collect(),
     };

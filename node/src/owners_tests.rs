@@ -10,6 +10,7 @@ pub(crate) fn record(n: u8) -> NodeRecord {
         cluster: format!("127.0.0.1:{}", 7000 + n as u16).parse().unwrap(),
         s3: format!("127.0.0.1:{}", 9000 + n as u16).parse().unwrap(),
         shards: Some(2),
+        zone: String::new(),
     }
 }
 
@@ -383,6 +384,66 @@ fn member_shards_no_lane_reads_are_garbage_once_the_placement_settles() {
         for m in crate::cluster_lanes::lane_nodes(&o, owner).unwrap() {
             assert!(!crate::members::garbage(&o, &m.id, &all).contains(owner), "{} is in the lane of {owner}", m.id);
         }
+    }
+}
+
+/// Registers test node `n` in zone `zone`.
+fn register_in(state: &mut ConfigState, index: &mut u64, n: u8, zone: &str) {
+    let r = NodeRecord { zone: zone.to_string(), ..record(n) };
+    assert!(apply(state, index, &Command::Put { key: r.key(), value: r.encode() }));
+}
+
+/// Checks that no lane of the nodes `o` places holds more than two nodes
+/// of one zone (`zone_of`).
+fn two_per_zone_at_most(o: &Owners, zone_of: &dyn Fn(&str) -> &'static str) {
+    for (owner, ms) in lanes_of(o).iter().filter(|(id, _)| !o.decommissioned.contains(*id)) {
+        let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+        for n in std::iter::once(owner).chain(ms) {
+            *count.entry(zone_of(n)).or_insert(0) += 1;
+        }
+        assert!(count.values().all(|&c| c <= 2), "the lane of {owner}: {count:?}");
+    }
+}
+
+#[test]
+fn lanes_past_four_nodes_span_the_zones() {
+    let zone_of = |id: &str| if [1u8, 2, 3, 7].iter().any(|&n| record(n).id == id) { "a" } else { "b" };
+    // Six nodes in two zones, without objects: every lane two and two.
+    let mut s = ConfigState::default();
+    let mut i = 0;
+    for n in 1..=6 {
+        register_in(&mut s, &mut i, n, zone_of(&record(n).id));
+    }
+    let cmd = next_layout(&s).unwrap().unwrap();
+    assert!(apply(&mut s, &mut i, &cmd));
+    let o = Owners::from_state(&s).unwrap().unwrap();
+    two_per_zone_at_most(&o, &zone_of);
+    balanced(&o, &lanes_of(&o));
+    assert_eq!(o.nodes[&record(1).id].zone, "a");
+    // With objects: two nodes of each zone grow to five, six and seven,
+    // then one leaves; no lane ever holds three nodes of one zone.
+    let mut s = ConfigState::default();
+    let mut i = 0;
+    for n in [1, 2, 4, 5] {
+        register_in(&mut s, &mut i, n, zone_of(&record(n).id));
+    }
+    let cmd = next_layout(&s).unwrap().unwrap();
+    assert!(apply(&mut s, &mut i, &cmd));
+    add_bucket(&mut s, &mut i);
+    for n in [3, 6, 7] {
+        register_in(&mut s, &mut i, n, zone_of(&record(n).id));
+        let cmd = next_layout(&s).unwrap().expect("a join");
+        assert!(apply(&mut s, &mut i, &cmd));
+        two_per_zone_at_most(&Owners::from_state(&s).unwrap().unwrap(), &zone_of);
+        settle(&mut s, &mut i);
+    }
+    for leaving in [2, 4] {
+        let cmd = decommission(&s, &record(leaving).id, 1).expect("a leave");
+        assert!(apply(&mut s, &mut i, &cmd));
+        let cmd = next_layout(&s).unwrap().expect("the layout without it");
+        assert!(apply(&mut s, &mut i, &cmd));
+        two_per_zone_at_most(&Owners::from_state(&s).unwrap().unwrap(), &zone_of);
+        settle(&mut s, &mut i);
     }
 }
 
