@@ -689,9 +689,14 @@ mod tests {
 
     /// A configuration of three registered and placed nodes.
     fn three() -> (ConfigState, u64) {
+        laid_out(3)
+    }
+
+    /// A configuration of test nodes 1 to `count`, registered and placed.
+    fn laid_out(count: u8) -> (ConfigState, u64) {
         let mut s = ConfigState::default();
         let mut index = 0;
-        for n in 1..=3 {
+        for n in 1..=count {
             index += 1;
             s.apply(index, &Command::Put { key: record(n).key(), value: record(n).encode() });
         }
@@ -761,15 +766,7 @@ mod tests {
     fn past_four_nodes_only_a_member_of_the_owners_lanes_acts_for_it() {
         // Five nodes without objects: each lane is its owner and the next
         // three by id, node 2's being 3, 4, 5.
-        let mut s = ConfigState::default();
-        let mut i = 0;
-        for n in 1..=5 {
-            i += 1;
-            s.apply(i, &Command::Put { key: record(n).key(), value: record(n).encode() });
-        }
-        let cmd = crate::owners::next_layout(&s).unwrap().unwrap();
-        i += 1;
-        assert!(s.apply(i, &cmd).ok);
+        let (mut s, mut i) = laid_out(5);
         let owners = Owners::from_state(&s).unwrap().unwrap();
         let lane: Vec<String> = crate::cluster_lanes::lane_nodes(&owners, &id(2)).unwrap().into_iter().map(|r| r.id).collect();
         assert_eq!(lane, vec![id(2), id(3), id(4), id(5)]);
