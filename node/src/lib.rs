@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod metrics_detail;
 pub mod node_files;
 pub mod notify;
+pub mod lane_sets;
 pub mod owners;
 pub mod paged;
 pub mod process;

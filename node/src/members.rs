@@ -17,7 +17,7 @@
 //!
 //! **Removed when no lane reads them** (`sweep`): a node that another
 //! took the place of in an owner's lanes (a join or leave past four
-//! nodes, `owners::grow_sets`), or that held members of a node that left
+//! nodes, `lane_sets::grow_sets`), or that held members of a node that left
 //! the cluster, removes those member shards once the placement is settled
 //! (no keys moving, no stale member, no node acting for another) and has
 //! stayed so for two sweeps, and the owner has not called this core for
