@@ -650,8 +650,9 @@ pub(crate) async fn recover(
             }
         }
     }
-    // Retired segment files a crash left half removed (renamed, perhaps
-    // cut short: `Backend::remove_retired`): never read, deleted.
+    // Retired segment files a crash or a stop left half removed (renamed,
+    // perhaps cut short: `Backend::trash_retired`, `compact::reap`): never
+    // read, deleted.
     if opts.repair {
         for name in backend.list(dir).await? {
             if name.strip_suffix(crate::storage::TRASH_SUFFIX).and_then(parse_segment_file_name).is_some() {

@@ -171,6 +171,11 @@ pub(crate) struct Inner {
     pub(crate) next_hold: Cell<u64>,
     /// Segments emptied by compaction, waiting for older holds to end.
     pub(crate) deferred: RefCell<Vec<crate::compact::Deferred>>,
+    /// Retired segment files being removed (`compact::reap`), whether that
+    /// task runs, and whether it is to hurry (`compact::reap_now`).
+    pub(crate) trash: RefCell<std::collections::VecDeque<crate::storage::Trash>>,
+    pub(crate) reaping: Cell<bool>,
+    pub(crate) hurry_reap: Cell<bool>,
 }
 
 /// Log growth since the last checkpoint above which a clean stop writes
@@ -344,7 +349,9 @@ impl Shard {
 
     /// Runs one compaction pass now (tests and operators).
     pub async fn compact_once(&self) -> Result<bool, IoError> {
-        crate::compact::compact_once(&self.inner, true).await
+        let r = crate::compact::compact_once(&self.inner, true).await;
+        crate::compact::reap_now(&self.inner).await;
+        r
     }
 
     /// Records the scrubber found failing verification since the shard

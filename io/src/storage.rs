@@ -38,8 +38,16 @@ use crate::format::BLOCK;
 use crate::sim::{SimDisk, SimFile};
 
 /// The name a retired segment file takes while it is cut down and
-/// removed (`Backend::remove_retired`); recovery deletes such files.
+/// removed (`Backend::trash_retired`); recovery deletes such files.
 pub(crate) const TRASH_SUFFIX: &str = ".trash";
+
+/// A retired segment file being cut down (`Backend::cut_trash`).
+pub(crate) struct Trash {
+    file: std::fs::File,
+    path: PathBuf,
+    /// Bytes it still holds.
+    pub(crate) len: u64,
+}
 
 /// Bytes a retired segment file is cut by per synced step (restated in
 /// `io/tests/reclaim.rs`, whose test sizes its segment to several steps).
@@ -185,48 +193,57 @@ impl Backend {
         self.blocking(move || std::fs::remove_file(path)).await
     }
 
-    /// Removes a retired segment file whose removal its shard's log has
-    /// already made durable, without one long stall of the filesystem's
-    /// journal: the file is renamed out of the segments' names (recovery
-    /// deletes such a leftover unread, `TRASH_SUFFIX`), then cut from its
-    /// end `RETIRE_TRUNCATE_STEP` bytes at a time, each step synced (and so
-    /// committed by the journal on its own) as its own job on the I/O
-    /// thread, and the empty file unlinked. On a filesystem mounted with
-    /// online discard (ext4 `discard`) an unlink of a 1 GiB segment made
-    /// the journal commit that freed it take about 190 ms, and every commit
-    /// waiting on an fdatasync meanwhile; a step of 8 MiB takes 1.7 ms
-    /// (2.7 at worst), 0.22 s per GiB in all. The directory is not synced
-    /// here: the caller syncs it after.
-    /// The simulator removes the file at once.
-    pub(crate) async fn remove_retired(&self, path: &Path) -> io::Result<()> {
+    /// Takes a retired segment file, whose removal its shard's log has
+    /// already made durable, out of the segments' names: renamed (recovery
+    /// deletes such a leftover unread, `TRASH_SUFFIX`) and opened, for
+    /// `cut_trash` to cut down and unlink. The directory is not synced
+    /// here: the caller syncs it after. The simulator removes the file at
+    /// once (None).
+    pub(crate) async fn trash_retired(&self, path: &Path) -> io::Result<Option<Trash>> {
         if let Backend::Sim(d) = self {
-            return d.remove(path).await;
+            d.remove(path).await?;
+            return Ok(None);
         }
         let mut trash = path.as_os_str().to_owned();
         trash.push(TRASH_SUFFIX);
         let trash = PathBuf::from(trash);
         let (from, to) = (path.to_path_buf(), trash.clone());
-        let mut file = self
+        let (file, len) = self
             .blocking(move || {
                 std::fs::rename(&from, &to)?;
-                std::fs::OpenOptions::new().write(true).open(&to)
+                let file = std::fs::OpenOptions::new().write(true).open(&to)?;
+                let len = file.metadata()?.len();
+                Ok((file, len))
             })
             .await?;
-        loop {
-            let (f, left) = self
-                .blocking(move || {
-                    let to = file.metadata()?.len().saturating_sub(RETIRE_TRUNCATE_STEP);
-                    file.set_len(to)?;
-                    file.sync_data()?;
-                    Ok((file, to))
-                })
-                .await?;
-            if left == 0 {
-                break;
-            }
-            file = f;
+        Ok(Some(Trash { file, path: trash, len }))
+    }
+
+    /// One step of the removal of a trashed segment file, without one long
+    /// stall of the filesystem's journal: the file is cut from its end by
+    /// `RETIRE_TRUNCATE_STEP` bytes, synced (and so committed by the
+    /// journal on its own), as its own job on the I/O thread; once empty,
+    /// it is unlinked (None). On a filesystem mounted with online discard
+    /// (ext4 `discard`) an unlink of a 1 GiB segment made the journal
+    /// commit that freed it take about 190 ms, and every commit waiting on
+    /// an fdatasync meanwhile; a step of 8 MiB takes 1.7 ms (2.7 at worst).
+    /// The shard paces the steps (`compact::reap`).
+    pub(crate) async fn cut_trash(&self, trash: Trash) -> io::Result<Option<Trash>> {
+        let Trash { file, path, len } = trash;
+        let to = len.saturating_sub(RETIRE_TRUNCATE_STEP);
+        let file = self
+            .blocking(move || {
+                file.set_len(to)?;
+                file.sync_data()?;
+                Ok(file)
+            })
+            .await?;
+        if to > 0 {
+            return Ok(Some(Trash { file, path, len: to }));
         }
-        self.blocking(move || std::fs::remove_file(trash)).await
+        drop(file);
+        self.blocking(move || std::fs::remove_file(path)).await?;
+        Ok(None)
     }
 
     /// Allocates `[from, to)` of `file` (fallocate, mode 0: the file's

@@ -37,11 +37,12 @@ pub fn render(m: &NodeMetrics, out: &mut String, queues: &[usize]) {
 
 fn render_shard_work(out: &mut String, details: &[ShardDetail]) {
     type Field = fn(&ShardDetail) -> u64;
-    let fields: [(&str, &str, Field); 16] = [
+    let fields: [(&str, &str, Field); 17] = [
         ("tessera_shard_compaction_passes_total", "Compaction passes (one victim segment each).", |d| d.compaction.passes),
         ("tessera_shard_compaction_segments_retired_total", "Segments compaction emptied and removed.", |d| d.compaction.segments_retired),
         ("tessera_shard_compaction_moved_bytes_total", "Live data bytes compaction copied forward.", |d| d.compaction.data_bytes_moved),
         ("tessera_shard_compaction_freed_bytes_total", "Segment bytes compaction gave back to the disk.", |d| d.compaction.bytes_freed),
+        ("tessera_shard_compaction_retired_pending_bytes", "Bytes retired segment files still hold while they are removed a step at a time.", |d| d.compaction.retired_bytes_pending),
         ("tessera_shard_compaction_skipped_total", "Victims left alone because a record could not be read.", |d| d.compaction.victims_skipped),
         ("tessera_shard_compaction_listed_scans_total", "Victims of this run whose tombstones and retires were found by reading only the batches listed as holding them, not every record.", |d| d.compaction.listed_scans),
         ("tessera_shard_compaction_stalled_writes_total", "Foreground writes that waited for compaction (log over the amplification mark).", |d| d.compaction.stalled_writes),

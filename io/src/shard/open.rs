@@ -96,6 +96,9 @@ impl Shard {
             holds: RefCell::new(Default::default()),
             next_hold: Cell::new(0),
             deferred: RefCell::new(Vec::new()),
+            trash: RefCell::new(std::collections::VecDeque::new()),
+            reaping: Cell::new(false),
+            hurry_reap: Cell::new(false),
             upgrade: RefCell::new(upgrade),
         });
         // A new segment for this run; its record vouches for everything

@@ -150,37 +150,47 @@ impl Inner {
 
     /// The operation `ordinal` of the commit at `loc`, owned.
     pub(crate) async fn load_op(&self, loc: Loc, ordinal: u16) -> Result<(Op, bool), IoError> {
+        let mut ops = self.load_ops(loc, &[ordinal]).await?;
+        ops.pop().ok_or_else(|| IoError::corrupt(loc.segment, loc.offset(), "operation ordinal"))
+    }
+
+    /// The operations `ordinals` of the commit at `loc`, owned, in that
+    /// order, from one read (and one check) of the commit entry; each with
+    /// whether only its metadata survived (`recovery::is_meta_only`).
+    pub(crate) async fn load_ops(&self, loc: Loc, ordinals: &[u16]) -> Result<Vec<(Op, bool)>, IoError> {
         let (buf, skip, at) = self.read_entry(loc).await?;
         let b = &buf.as_slice()[skip..];
         let corrupt = |what| IoError::corrupt(at.segment, at.offset(), what);
         let h = EntryHeader::decode(b, b.len()).map_err(corrupt)?;
         let views = codec::decode(&b[ENTRY_HEADER_BYTES..h.total_len()], h.count).map_err(corrupt)?;
-        let view = *views.get(ordinal as usize).ok_or_else(|| corrupt("operation ordinal"))?;
         let meta_only = recovery::is_meta_only(b);
-        match view {
-            OpView::Put {
-                body: codec::BodyView::Digest { .. },
-                table,
-                key,
-                seq,
-                summary,
-                meta,
-            } => Ok((
-                Op::Put {
+        ordinals
+            .iter()
+            .map(|&ordinal| match *views.get(ordinal as usize).ok_or_else(|| corrupt("operation ordinal"))? {
+                OpView::Put {
+                    body: codec::BodyView::Digest { .. },
                     table,
-                    key: key.to_vec(),
+                    key,
                     seq,
-                    summary: summary.to_vec(),
-                    meta: meta.to_vec(),
-                    body: Body::Inline(Vec::new()),
-                },
-                true,
-            )),
-            v => v
-                .to_op()
-                .map(|op| (op, meta_only))
-                .ok_or_else(|| corrupt("operation body")),
-        }
+                    summary,
+                    meta,
+                } => Ok((
+                    Op::Put {
+                        table,
+                        key: key.to_vec(),
+                        seq,
+                        summary: summary.to_vec(),
+                        meta: meta.to_vec(),
+                        body: Body::Inline(Vec::new()),
+                    },
+                    true,
+                )),
+                v => v
+                    .to_op()
+                    .map(|op| (op, meta_only))
+                    .ok_or_else(|| corrupt("operation body")),
+            })
+            .collect()
     }
 
     async fn load_entry(

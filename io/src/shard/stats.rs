@@ -90,7 +90,10 @@ impl Shard {
             index_bytes: entries * 40 + index.entry_heap_bytes(),
             next_seq: log.next_seq,
             corrupt_reads: inner.corrupt_reads.get(),
-            compaction: inner.compaction.borrow().clone(),
+            compaction: crate::compact::CompactionStats {
+                retired_bytes_pending: inner.trash.borrow().iter().map(|t| t.len).sum(),
+                ..inner.compaction.borrow().clone()
+            },
             scrub: inner.scrub.borrow().clone(),
             sync_latency: *inner.sync_latency.borrow(),
             checkpoints_written: inner.checkpoints_written.get(),

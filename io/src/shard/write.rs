@@ -68,6 +68,42 @@ impl Inner {
         }
     }
 
+    /// Commits several entries staged in one step (so they go out in the
+    /// same batch when they fit), and waits until all are durable. If one
+    /// cannot be staged, those staged before it still commit (they are
+    /// waited for) and its error is returned.
+    pub(crate) async fn commit_entries(self: &Rc<Self>, entries: Vec<Vec<Op>>) -> Result<(), IoError> {
+        let mut states = Vec::with_capacity(entries.len());
+        let mut error = None;
+        {
+            let mut log = self.log.borrow_mut();
+            if log.mode != Mode::Writable {
+                return Err(self.not_writable());
+            }
+            for ops in &entries {
+                let state = Rc::new(Cell::new(CommitState::Pending));
+                match log.stage(ops, state.clone()) {
+                    Ok(_) => states.push(state),
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        self.kick_flush();
+        for state in states {
+            loop {
+                match state.get() {
+                    CommitState::Durable => break,
+                    CommitState::Failed => return Err(IoError::WriteFailed),
+                    CommitState::Pending => self.changed.listen().await,
+                }
+            }
+        }
+        error.map_or(Ok(()), Err)
+    }
+
     /// Starts writing the open batch if nothing is waiting for a sync (or it
     /// grew large), in its own task.
     pub(crate) fn kick_flush(self: &Rc<Self>) {
