@@ -872,8 +872,9 @@ async fn retire(inner: &Rc<Inner>, victim: u32) -> Result<(), IoError> {
 /// length: the steps' journal commits delay the foreground's syncs, and
 /// all of a 1 GiB file's steps in a row cut the rate of 4 KiB PUTs at 64
 /// connections to a third for the second they took, and lifted their p99
-/// to 5 to 7 times p50 over a whole 8 s run. No pause while space is short
-/// (`reap_in_haste`) or an explicit compaction waits (`reap_now`). A stop
+/// to 5 to 7 times p50 over a whole 8 s run. No pause while space is
+/// short, or more than 4 segments wait (`reap_in_haste`), or an explicit
+/// compaction waits (`reap_now`). A stop
 /// meanwhile leaves the rest to recovery, which deletes trashed files.
 async fn reap(weak: Weak<Inner>) {
     loop {
@@ -907,18 +908,18 @@ const REAP_PAUSE: u32 = 8;
 const REAP_PAUSE_MIN: Duration = Duration::from_millis(1);
 const REAP_PAUSE_MAX: Duration = Duration::from_millis(50);
 /// Free space, in segments above the data reserve, below which retired
-/// files are removed without pauses.
+/// files are removed without pauses; and the most segments' worth of
+/// retired files left waiting before that (a bound on the disk space they
+/// hold under sustained overwrites).
 const REAP_HEADROOM_SEGMENTS: u64 = 4;
 
 /// Whether retired files must go without pauses: an explicit compaction
-/// waits for them, or free space is short.
+/// waits for them, free space is short, or they hold too much of it.
 fn reap_in_haste(inner: &Inner) -> bool {
+    let headroom = inner.opts.segment_size_bytes.saturating_mul(REAP_HEADROOM_SEGMENTS);
     inner.hurry_reap.get()
-        || inner.free_estimate()
-            < inner
-                .opts
-                .data_reserve_bytes
-                .saturating_add(inner.opts.segment_size_bytes.saturating_mul(REAP_HEADROOM_SEGMENTS))
+        || inner.free_estimate() < inner.opts.data_reserve_bytes.saturating_add(headroom)
+        || inner.trash.borrow().iter().map(|t| t.len).sum::<u64>() > headroom
 }
 
 /// Removes the retired files still queued at once, and waits until they
