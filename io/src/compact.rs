@@ -250,6 +250,11 @@ pub(crate) async fn compact_once(inner: &Rc<Inner>, force: bool) -> Result<bool,
     };
     inner.compaction.borrow_mut().passes += 1;
     tracing::debug!(shard = inner.id, segment = victim, "compaction pass starts");
+    {
+        let mut log = inner.log.borrow_mut();
+        log.emptying.insert(victim);
+        log.rereferenced.remove(&victim);
+    }
     let Some(tombstones) = scan_deletes(inner, victim).await? else {
         inner.compaction.borrow_mut().victims_skipped += 1;
         return Ok(false);
@@ -267,7 +272,13 @@ pub(crate) async fn compact_once(inner: &Rc<Inner>, force: bool) -> Result<bool,
     // still commit them: retire it once such holds have ended.
     let mark = inner.next_hold.get();
     if held_before(inner, mark) {
-        inner.deferred.borrow_mut().push(Deferred { victim, mark });
+        // One entry per victim (two passes at once may both defer it: an
+        // explicit one beside the background's), with the later mark.
+        let mut deferred = inner.deferred.borrow_mut();
+        let mark = deferred.iter().filter(|d| d.victim == victim).map(|d| d.mark).fold(mark, u64::max);
+        deferred.retain(|d| d.victim != victim);
+        deferred.push(Deferred { victim, mark });
+        drop(deferred);
         inner.compaction.borrow_mut().retires_deferred += 1;
         return Ok(true);
     }
@@ -276,12 +287,23 @@ pub(crate) async fn compact_once(inner: &Rc<Inner>, force: bool) -> Result<bool,
 
 /// The first deferred victim no older hold keeps any more (taken off the
 /// list; one that vanished meanwhile, cut away by a reset, is dropped).
+/// One a commit named an extent of since its pass began is dropped too:
+/// a hold taken after its moves may have read that reference, so a new
+/// pass (and mark) comes first. (Found by the simulation, seed 3756: a
+/// hold's commit put an extent of a deferred victim back under a key,
+/// a newer hold read it, the key was overwritten, and the victim was
+/// retired under the newer hold, whose commit was then refused.)
 fn ready_deferred(inner: &Inner) -> Option<u32> {
     let mut deferred = inner.deferred.borrow_mut();
-    let log = inner.log.borrow();
+    let mut log = inner.log.borrow_mut();
     deferred.retain(|d| log.segments.contains_key(&d.victim));
-    let i = deferred.iter().position(|d| !held_before(inner, d.mark))?;
-    Some(deferred.remove(i).victim)
+    loop {
+        let i = deferred.iter().position(|d| !held_before(inner, d.mark))?;
+        let victim = deferred.remove(i).victim;
+        if !log.rereferenced.remove(&victim) {
+            return Some(victim);
+        }
+    }
 }
 
 /// Retires a victim whose live entries were moved, if nothing points into
@@ -292,6 +314,11 @@ async fn retire_emptied(inner: &Rc<Inner>, victim: u32) -> Result<bool, IoError>
     // Nothing may point into the victim any more, nor be about to (a
     // commit staged with data in it is pinned until applied).
     if !retirable(inner, victim) || !sweep(inner, victim).await.is_empty() {
+        return Ok(false);
+    }
+    // Named again since its pass began (see `ready_deferred`): the next
+    // pass takes it anew. (No await from here to the retire op's staging.)
+    if inner.log.borrow().rereferenced.contains(&victim) {
         return Ok(false);
     }
     retire(inner, victim).await?;
@@ -852,7 +879,12 @@ async fn retire(inner: &Rc<Inner>, victim: u32) -> Result<(), IoError> {
             seq: None,
         }])
         .await?;
-    let seg = inner.log.borrow_mut().segments.remove(&victim);
+    let seg = {
+        let mut log = inner.log.borrow_mut();
+        log.emptying.remove(&victim);
+        log.rereferenced.remove(&victim);
+        log.segments.remove(&victim)
+    };
     drop(seg);
     let path = inner.dir.join(crate::format::segment_file_name(victim));
     let trash = inner.backend.trash_retired(&path).await?;

@@ -139,6 +139,13 @@ pub(crate) struct Log {
     pub segments: BTreeMap<u32, SegFile>,
     /// Segments removed by compaction (retire op durable).
     pub retired: BTreeSet<u32>,
+    /// Victims compaction is emptying or has emptied, until retired; and
+    /// those a commit named an extent of since their pass began (a hold's
+    /// commit of extents it read before the moves). A hold taken after the
+    /// moves may have read such a reference, even once it is gone again,
+    /// so that victim is retired only after a new pass (`compact`).
+    pub emptying: BTreeSet<u32>,
+    pub rereferenced: BTreeSet<u32>,
     /// Segments recovery found gone, not known retired, with entries still
     /// pointing into them: what lay there is lost, and reads say Corrupt.
     pub lost: BTreeSet<u32>,
@@ -183,6 +190,8 @@ impl Log {
         Log {
             segments,
             retired: BTreeSet::new(),
+            emptying: BTreeSet::new(),
+            rereferenced: BTreeSet::new(),
             lost: BTreeSet::new(),
             highest_segment: 0,
             next_vpos: 0,
@@ -455,6 +464,15 @@ impl Log {
             if let crate::codec::Op::Put { body: crate::codec::Body::Extents(es), .. } = op {
                 for e in es {
                     self.check_extent(e)?;
+                }
+            }
+        }
+        for op in ops {
+            if let crate::codec::Op::Put { body: crate::codec::Body::Extents(es), .. } = op {
+                for e in es {
+                    if self.emptying.contains(&e.segment) {
+                        self.rereferenced.insert(e.segment);
+                    }
                 }
             }
         }
