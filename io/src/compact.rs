@@ -505,7 +505,8 @@ async fn commit_moves(inner: &Rc<Inner>, moves: Vec<(FullEntry, Op)>) -> Result<
     let mut entries: Vec<Vec<Op>> = Vec::new();
     let mut bytes = 0usize;
     for op in ops {
-        let size = op_size(&op);
+        // (A stored operation encodes within the limits.)
+        let size = op.encoded_len(false).unwrap_or(MOVE_ENTRY_BYTES);
         match entries.last_mut() {
             Some(last) if bytes + size <= MOVE_ENTRY_BYTES => {
                 last.push(op);
@@ -520,20 +521,6 @@ async fn commit_moves(inner: &Rc<Inner>, moves: Vec<(FullEntry, Op)>) -> Result<
     inner.commit_entries(entries).await?;
     inner.compaction.borrow_mut().entries_moved += n;
     Ok(())
-}
-
-/// Bytes of a commit entry a moved operation takes, about.
-fn op_size(op: &Op) -> usize {
-    match op {
-        Op::Put { key, summary, meta, body, .. } => {
-            let body = match body {
-                Body::Inline(b) => b.len(),
-                Body::Extents(es) => es.len() * 24,
-            };
-            64 + key.len() + summary.len() + meta.len() + body
-        }
-        _ => 64,
-    }
 }
 
 /// New extents for a body whose extents in `victim` are copied; each
@@ -952,8 +939,12 @@ const REAP_HEADROOM_SEGMENTS: u64 = 4;
 fn reap_in_haste(inner: &Inner) -> bool {
     let segment = inner.opts.segment_size_bytes;
     let free = inner.free_estimate().saturating_sub(inner.opts.data_reserve_bytes);
-    let pending: u64 = inner.trash.borrow().iter().map(|t| t.len).sum();
-    inner.hurry_reap.get() || free < segment.saturating_mul(REAP_HEADROOM_SEGMENTS) || pending > segment
+    inner.hurry_reap.get() || free < segment.saturating_mul(REAP_HEADROOM_SEGMENTS) || retired_pending(inner) > segment
+}
+
+/// Bytes the retired files queued for removal still hold.
+pub(crate) fn retired_pending(inner: &Inner) -> u64 {
+    inner.trash.borrow().iter().map(|t| t.len).sum()
 }
 
 /// Removes the retired files still queued at once, and waits until they

@@ -460,16 +460,12 @@ impl Log {
     ) -> Result<u64, IoError> {
         // Every extent must lie in a segment of this log as it is now (in
         // the same step as the staging: a reset may have cut it away).
+        // (A victim named before a later extent fails the check stays
+        // marked: that only costs it a new pass.)
         for op in ops {
             if let crate::codec::Op::Put { body: crate::codec::Body::Extents(es), .. } = op {
                 for e in es {
                     self.check_extent(e)?;
-                }
-            }
-        }
-        for op in ops {
-            if let crate::codec::Op::Put { body: crate::codec::Body::Extents(es), .. } = op {
-                for e in es {
                     if self.emptying.contains(&e.segment) {
                         self.rereferenced.insert(e.segment);
                     }

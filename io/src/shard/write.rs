@@ -59,9 +59,15 @@ impl Inner {
             log.stage(&ops, state.clone())?
         };
         self.kick_flush();
+        self.committed(&state).await?;
+        Ok(seq)
+    }
+
+    /// Waits until a staged commit is durable (or failed).
+    async fn committed(&self, state: &Cell<CommitState>) -> Result<(), IoError> {
         loop {
             match state.get() {
-                CommitState::Durable => return Ok(seq),
+                CommitState::Durable => return Ok(()),
                 CommitState::Failed => return Err(IoError::WriteFailed),
                 CommitState::Pending => self.changed.listen().await,
             }
@@ -93,13 +99,7 @@ impl Inner {
         }
         self.kick_flush();
         for state in states {
-            loop {
-                match state.get() {
-                    CommitState::Durable => break,
-                    CommitState::Failed => return Err(IoError::WriteFailed),
-                    CommitState::Pending => self.changed.listen().await,
-                }
-            }
+            self.committed(&state).await?;
         }
         error.map_or(Ok(()), Err)
     }
