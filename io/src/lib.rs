@@ -54,6 +54,7 @@ pub mod fsck;
 pub mod format;
 mod index;
 mod log;
+mod reap;
 mod recovery;
 pub mod scrub;
 mod shard;

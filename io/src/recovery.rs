@@ -651,7 +651,7 @@ pub(crate) async fn recover(
         }
     }
     // Retired segment files a crash or a stop left half removed (renamed,
-    // perhaps cut short: `Backend::trash_retired`, `compact::reap`): never
+    // perhaps cut short: `Backend::trash_retired`, `reap::reap`): never
     // read, deleted.
     if opts.repair {
         for name in backend.list(dir).await? {

@@ -171,8 +171,8 @@ pub(crate) struct Inner {
     pub(crate) next_hold: Cell<u64>,
     /// Segments emptied by compaction, waiting for older holds to end.
     pub(crate) deferred: RefCell<Vec<crate::compact::Deferred>>,
-    /// Retired segment files being removed (`compact::reap`), whether that
-    /// task runs, and whether it is to hurry (`compact::reap_now`).
+    /// Retired segment files being removed (`reap::reap`), whether that
+    /// task runs, and whether it is to hurry (`reap::reap_now`).
     pub(crate) trash: RefCell<std::collections::VecDeque<crate::storage::Trash>>,
     pub(crate) reaping: Cell<bool>,
     pub(crate) hurry_reap: Cell<bool>,
@@ -350,7 +350,7 @@ impl Shard {
     /// Runs one compaction pass now (tests and operators).
     pub async fn compact_once(&self) -> Result<bool, IoError> {
         let r = crate::compact::compact_once(&self.inner, true).await;
-        crate::compact::reap_now(&self.inner).await;
+        crate::reap::reap_now(&self.inner).await;
         r
     }
 

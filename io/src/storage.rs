@@ -227,7 +227,7 @@ impl Backend {
     /// (ext4 `discard`) an unlink of a 1 GiB segment made the journal
     /// commit that freed it take about 190 ms, and every commit waiting on
     /// an fdatasync meanwhile; a step of 8 MiB takes 1.7 ms (2.7 at worst).
-    /// The shard paces the steps (`compact::reap`).
+    /// The shard paces the steps (`reap::reap`).
     pub(crate) async fn cut_trash(&self, trash: Trash) -> io::Result<Option<Trash>> {
         let Trash { file, path, len } = trash;
         let to = len.saturating_sub(RETIRE_TRUNCATE_STEP);

@@ -91,7 +91,7 @@ impl Shard {
             next_seq: log.next_seq,
             corrupt_reads: inner.corrupt_reads.get(),
             compaction: crate::compact::CompactionStats {
-                retired_bytes_pending: crate::compact::retired_pending(inner),
+                retired_bytes_pending: crate::reap::retired_pending(inner),
                 ..inner.compaction.borrow().clone()
             },
             scrub: inner.scrub.borrow().clone(),
