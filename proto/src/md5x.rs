@@ -119,41 +119,141 @@ mod x86 {
     use super::{word, K};
     use std::arch::x86_64::*;
 
-    /// One block of each of 8 lanes: `blocks[l]` is lane `l`'s 64 bytes.
+    /// What an idle vector lane reads (its result is dropped).
+    static ZERO_BLOCK: [u8; 64] = [0; 64];
+
+    /// Where each lane's blocks start and how far apart they are: a lane
+    /// shorter than `n` blocks is idle and reads the zero block `n` times.
+    fn lane_bases<const W: usize>(data: &[&[u8]; W], n: usize) -> ([*const u8; W], [usize; W]) {
+        let mut base = [ZERO_BLOCK.as_ptr(); W];
+        let mut stride = [0usize; W];
+        for l in 0..W {
+            if data[l].len() >= 64 * n {
+                base[l] = data[l].as_ptr();
+                stride[l] = 64;
+            }
+        }
+        (base, stride)
+    }
+
+    /// `v`, as a value the compiler cannot see into: without it LLVM
+    /// moves the constant's add after the round function's (constants
+    /// last), and each step waits on one more add.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn opaque256(mut v: __m256i) -> __m256i {
+        // An empty asm that only names the register.
+        std::arch::asm!("/* {0} */", inout(ymm_reg) v, options(pure, nomem, nostack, preserves_flags));
+        v
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn opaque512(mut v: __m512i) -> __m512i {
+        std::arch::asm!("/* {0} */", inout(zmm_reg) v, options(pure, nomem, nostack, preserves_flags));
+        v
+    }
+
+    /// Eight rows (eight 32-bit words of lane `l` in `r[l]`) to columns:
+    /// word `k` of every lane in `out[k]`, lane `l`'s in element `l`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn transpose8(r: &[__m256i; 8]) -> [__m256i; 8] {
+        let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
+        let t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+        let t2 = _mm256_unpacklo_epi32(r[2], r[3]);
+        let t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+        let t4 = _mm256_unpacklo_epi32(r[4], r[5]);
+        let t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+        let t6 = _mm256_unpacklo_epi32(r[6], r[7]);
+        let t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+        let u0 = _mm256_unpacklo_epi64(t0, t2);
+        let u1 = _mm256_unpackhi_epi64(t0, t2);
+        let u2 = _mm256_unpacklo_epi64(t1, t3);
+        let u3 = _mm256_unpackhi_epi64(t1, t3);
+        let u4 = _mm256_unpacklo_epi64(t4, t6);
+        let u5 = _mm256_unpackhi_epi64(t4, t6);
+        let u6 = _mm256_unpacklo_epi64(t5, t7);
+        let u7 = _mm256_unpackhi_epi64(t5, t7);
+        [
+            _mm256_permute2x128_si256::<0x20>(u0, u4),
+            _mm256_permute2x128_si256::<0x20>(u1, u5),
+            _mm256_permute2x128_si256::<0x20>(u2, u6),
+            _mm256_permute2x128_si256::<0x20>(u3, u7),
+            _mm256_permute2x128_si256::<0x31>(u0, u4),
+            _mm256_permute2x128_si256::<0x31>(u1, u5),
+            _mm256_permute2x128_si256::<0x31>(u2, u6),
+            _mm256_permute2x128_si256::<0x31>(u3, u7),
+        ]
+    }
+
+    /// The 16 message words of block `j` of 8 lanes (two loads and a
+    /// transpose per half, not 128 scalar inserts).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn words8(base: &[*const u8], stride: &[usize], j: usize) -> [__m256i; 16] {
+        let mut lo = [_mm256_setzero_si256(); 8];
+        let mut hi = [_mm256_setzero_si256(); 8];
+        for l in 0..8 {
+            let p = base[l].add(j * stride[l]);
+            lo[l] = _mm256_loadu_si256(p.cast());
+            hi[l] = _mm256_loadu_si256(p.add(32).cast());
+        }
+        let (lo, hi) = (transpose8(&lo), transpose8(&hi));
+        let mut m = [_mm256_setzero_si256(); 16];
+        m[..8].copy_from_slice(&lo);
+        m[8..].copy_from_slice(&hi);
+        m
+    }
+
+    /// Word `k` of 8 lanes' states, lane `l`'s in element `l`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn state8(states: &[[u32; 4]], k: usize) -> __m256i {
+        let mut w = [0u32; 8];
+        for l in 0..8 {
+            w[l] = states[l][k];
+        }
+        _mm256_loadu_si256(w.as_ptr().cast())
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn store_state8(states: &mut [[u32; 4]], k: usize, v: __m256i) {
+        let mut w = [0u32; 8];
+        _mm256_storeu_si256(w.as_mut_ptr().cast(), v);
+        for l in 0..8 {
+            states[l][k] = w[l];
+        }
+    }
+
+    /// `n` blocks of each of 8 lanes: lane `l` hashes `data[l][..64 * n]`
+    /// (or, shorter, is idle: its state comes out meaningless).
+    ///
+    /// Each step adds the message word and constant to `a` (ready four
+    /// steps earlier) before the round function of `b` (the step before's
+    /// result), so only that function, one add, the rotation and the add
+    /// of `b` wait on the previous step.
     ///
     /// # Safety
     /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn compress8(states: &mut [[u32; 4]; 8], blocks: &[&[u8; 64]; 8]) {
-        let load = |j: usize| {
-            let w = |l: usize| i32::from_le_bytes(blocks[l][4 * j..4 * j + 4].try_into().unwrap_or([0; 4]));
-            _mm256_set_epi32(w(7), w(6), w(5), w(4), w(3), w(2), w(1), w(0))
-        };
-        let m: [__m256i; 16] = std::array::from_fn(load);
-        let st = |k: usize| {
-            let s = |l: usize| states[l][k] as i32;
-            _mm256_set_epi32(s(7), s(6), s(5), s(4), s(3), s(2), s(1), s(0))
-        };
-        let (a0, b0, c0, d0) = (st(0), st(1), st(2), st(3));
-        let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
+    pub unsafe fn compress8(states: &mut [[u32; 4]; 8], data: &[&[u8]; 8], n: usize) {
+        let (base, stride) = lane_bases(data, n);
+        let (mut a, mut b, mut c, mut d) = (state8(states, 0), state8(states, 1), state8(states, 2), state8(states, 3));
         let ones = _mm256_set1_epi32(-1);
-        macro_rules! rotl {
-            ($x:expr, $s:expr) => {
-                _mm256_or_si256(_mm256_slli_epi32::<{ $s }>($x), _mm256_srli_epi32::<{ 32 - $s }>($x))
-            };
-        }
         macro_rules! step {
-            ($i:expr, $f:expr, $s:expr) => {{
-                let t = _mm256_add_epi32(
-                    _mm256_add_epi32(a, $f),
-                    _mm256_add_epi32(_mm256_set1_epi32(K[$i] as i32), m[word($i)]),
-                );
+            ($m:ident, $i:expr, $f:expr, $s:expr) => {{
+                let t = opaque256(_mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(K[$i] as i32), $m[word($i)])));
+                let t = _mm256_add_epi32(t, $f);
                 a = d;
                 d = c;
                 c = b;
-                b = _mm256_add_epi32(b, rotl!(t, $s));
+                b = _mm256_add_epi32(b, _mm256_or_si256(_mm256_slli_epi32::<{ $s }>(t), _mm256_srli_epi32::<{ 32 - $s }>(t)));
             }};
         }
+        // F = d ^ (b & (c ^ d)); G = (b & d) | (c & !d); H = b ^ (c ^ d);
+        // I = c ^ (b | !d): the parts without b come first.
         macro_rules! ff {
             () => {
                 _mm256_xor_si256(d, _mm256_and_si256(b, _mm256_xor_si256(c, d)))
@@ -161,12 +261,12 @@ mod x86 {
         }
         macro_rules! gg {
             () => {
-                _mm256_xor_si256(c, _mm256_and_si256(d, _mm256_xor_si256(b, c)))
+                _mm256_or_si256(_mm256_and_si256(b, d), _mm256_andnot_si256(d, c))
             };
         }
         macro_rules! hh {
             () => {
-                _mm256_xor_si256(_mm256_xor_si256(b, c), d)
+                _mm256_xor_si256(b, _mm256_xor_si256(c, d))
             };
         }
         macro_rules! ii {
@@ -175,57 +275,99 @@ mod x86 {
             };
         }
         macro_rules! round {
-            ($r:expr, $f:ident, $s0:expr, $s1:expr, $s2:expr, $s3:expr) => {
+            ($m:ident, $r:expr, $f:ident, $s0:expr, $s1:expr, $s2:expr, $s3:expr) => {
                 for q in 0..4 {
                     let i = $r * 16 + q * 4;
-                    step!(i, $f!(), $s0);
-                    step!(i + 1, $f!(), $s1);
-                    step!(i + 2, $f!(), $s2);
-                    step!(i + 3, $f!(), $s3);
+                    step!($m, i, $f!(), $s0);
+                    step!($m, i + 1, $f!(), $s1);
+                    step!($m, i + 2, $f!(), $s2);
+                    step!($m, i + 3, $f!(), $s3);
                 }
             };
         }
-        round!(0, ff, 7, 12, 17, 22);
-        round!(1, gg, 5, 9, 14, 20);
-        round!(2, hh, 4, 11, 16, 23);
-        round!(3, ii, 6, 10, 15, 21);
-        let out = [_mm256_add_epi32(a, a0), _mm256_add_epi32(b, b0), _mm256_add_epi32(c, c0), _mm256_add_epi32(d, d0)];
-        for (k, v) in out.iter().enumerate() {
-            let mut lanes = [0u32; 8];
-            _mm256_storeu_si256(lanes.as_mut_ptr().cast(), *v);
-            for (l, x) in lanes.iter().enumerate() {
-                states[l][k] = *x;
-            }
+        for j in 0..n {
+            let m = words8(&base, &stride, j);
+            let (a0, b0, c0, d0) = (a, b, c, d);
+            round!(m, 0, ff, 7, 12, 17, 22);
+            round!(m, 1, gg, 5, 9, 14, 20);
+            round!(m, 2, hh, 4, 11, 16, 23);
+            round!(m, 3, ii, 6, 10, 15, 21);
+            a = _mm256_add_epi32(a, a0);
+            b = _mm256_add_epi32(b, b0);
+            c = _mm256_add_epi32(c, c0);
+            d = _mm256_add_epi32(d, d0);
+        }
+        for (k, v) in [a, b, c, d].into_iter().enumerate() {
+            store_state8(states, k, v);
         }
     }
 
-    /// One block of each of 16 lanes.
+    /// `compress8` with AVX-512VL on 256-bit registers: each round
+    /// function is one ternary-logic instruction (its truth table as the
+    /// immediate: bits of b = 0xF0, c = 0xCC, d = 0xAA) and each rotation
+    /// one instruction, so a step waits on four instructions, not six.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F and AVX-512VL.
+    #[target_feature(enable = "avx2,avx512f,avx512vl")]
+    pub unsafe fn compress8_vl(states: &mut [[u32; 4]; 8], data: &[&[u8]; 8], n: usize) {
+        let (base, stride) = lane_bases(data, n);
+        let (mut a, mut b, mut c, mut d) = (state8(states, 0), state8(states, 1), state8(states, 2), state8(states, 3));
+        macro_rules! step {
+            ($m:ident, $i:expr, $imm:expr, $s:expr) => {{
+                let t = opaque256(_mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(K[$i] as i32), $m[word($i)])));
+                let t = _mm256_add_epi32(t, _mm256_ternarylogic_epi32::<{ $imm }>(b, c, d));
+                a = d;
+                d = c;
+                c = b;
+                b = _mm256_add_epi32(b, _mm256_rol_epi32::<{ $s }>(t));
+            }};
+        }
+        macro_rules! round {
+            ($m:ident, $r:expr, $imm:expr, $s0:expr, $s1:expr, $s2:expr, $s3:expr) => {
+                for q in 0..4 {
+                    let i = $r * 16 + q * 4;
+                    step!($m, i, $imm, $s0);
+                    step!($m, i + 1, $imm, $s1);
+                    step!($m, i + 2, $imm, $s2);
+                    step!($m, i + 3, $imm, $s3);
+                }
+            };
+        }
+        for j in 0..n {
+            let m = words8(&base, &stride, j);
+            let (a0, b0, c0, d0) = (a, b, c, d);
+            // F = (b & c) | (!b & d); G = (b & d) | (c & !d); H = b ^ c ^ d;
+            // I = c ^ (b | !d).
+            round!(m, 0, 0xCA, 7, 12, 17, 22);
+            round!(m, 1, 0xE4, 5, 9, 14, 20);
+            round!(m, 2, 0x96, 4, 11, 16, 23);
+            round!(m, 3, 0x39, 6, 10, 15, 21);
+            a = _mm256_add_epi32(a, a0);
+            b = _mm256_add_epi32(b, b0);
+            c = _mm256_add_epi32(c, c0);
+            d = _mm256_add_epi32(d, d0);
+        }
+        for (k, v) in [a, b, c, d].into_iter().enumerate() {
+            store_state8(states, k, v);
+        }
+    }
+
+    /// `n` blocks of each of 16 lanes, as `compress8_vl` on 512-bit
+    /// registers (lanes 0–7 in the low half, 8–15 in the high half).
     ///
     /// # Safety
     /// The CPU must have AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn compress16(states: &mut [[u32; 4]; 16], blocks: &[&[u8; 64]; 16]) {
-        let load = |j: usize| {
-            let w: [i32; 16] =
-                std::array::from_fn(|l| i32::from_le_bytes(blocks[l][4 * j..4 * j + 4].try_into().unwrap_or([0; 4])));
-            _mm512_loadu_si512(w.as_ptr().cast())
-        };
-        let m: [__m512i; 16] = std::array::from_fn(load);
-        let st = |k: usize| {
-            let s: [u32; 16] = std::array::from_fn(|l| states[l][k]);
-            _mm512_loadu_si512(s.as_ptr().cast())
-        };
-        let (a0, b0, c0, d0) = (st(0), st(1), st(2), st(3));
-        let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
-        // Each round function is one ternary-logic instruction (its truth
-        // table as the immediate: bits of b = 0xF0, c = 0xCC, d = 0xAA).
+    #[target_feature(enable = "avx2,avx512f")]
+    pub unsafe fn compress16(states: &mut [[u32; 4]; 16], data: &[&[u8]; 16], n: usize) {
+        let (base, stride) = lane_bases(data, n);
+        let join = |lo: __m256i, hi: __m256i| _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+        let st = |k: usize| join(state8(&states[..8], k), state8(&states[8..], k));
+        let (mut a, mut b, mut c, mut d) = (st(0), st(1), st(2), st(3));
         macro_rules! step {
-            ($i:expr, $imm:expr, $s:expr) => {{
-                let f = _mm512_ternarylogic_epi32::<{ $imm }>(b, c, d);
-                let t = _mm512_add_epi32(
-                    _mm512_add_epi32(a, f),
-                    _mm512_add_epi32(_mm512_set1_epi32(K[$i] as i32), m[word($i)]),
-                );
+            ($m:ident, $i:expr, $imm:expr, $s:expr) => {{
+                let t = opaque512(_mm512_add_epi32(a, _mm512_add_epi32(_mm512_set1_epi32(K[$i] as i32), $m[word($i)])));
+                let t = _mm512_add_epi32(t, _mm512_ternarylogic_epi32::<{ $imm }>(b, c, d));
                 a = d;
                 d = c;
                 c = b;
@@ -233,29 +375,36 @@ mod x86 {
             }};
         }
         macro_rules! round {
-            ($r:expr, $imm:expr, $s0:expr, $s1:expr, $s2:expr, $s3:expr) => {
+            ($m:ident, $r:expr, $imm:expr, $s0:expr, $s1:expr, $s2:expr, $s3:expr) => {
                 for q in 0..4 {
                     let i = $r * 16 + q * 4;
-                    step!(i, $imm, $s0);
-                    step!(i + 1, $imm, $s1);
-                    step!(i + 2, $imm, $s2);
-                    step!(i + 3, $imm, $s3);
+                    step!($m, i, $imm, $s0);
+                    step!($m, i + 1, $imm, $s1);
+                    step!($m, i + 2, $imm, $s2);
+                    step!($m, i + 3, $imm, $s3);
                 }
             };
         }
-        // F = (b & c) | (!b & d); G = (b & d) | (c & !d); H = b ^ c ^ d;
-        // I = c ^ (b | !d).
-        round!(0, 0xCA, 7, 12, 17, 22);
-        round!(1, 0xE4, 5, 9, 14, 20);
-        round!(2, 0x96, 4, 11, 16, 23);
-        round!(3, 0x39, 6, 10, 15, 21);
-        let out = [_mm512_add_epi32(a, a0), _mm512_add_epi32(b, b0), _mm512_add_epi32(c, c0), _mm512_add_epi32(d, d0)];
-        for (k, v) in out.iter().enumerate() {
-            let mut lanes = [0u32; 16];
-            _mm512_storeu_si512(lanes.as_mut_ptr().cast(), *v);
-            for (l, x) in lanes.iter().enumerate() {
-                states[l][k] = *x;
+        for j in 0..n {
+            let lo = words8(&base[..8], &stride[..8], j);
+            let hi = words8(&base[8..], &stride[8..], j);
+            let mut m = [_mm512_setzero_si512(); 16];
+            for w in 0..16 {
+                m[w] = join(lo[w], hi[w]);
             }
+            let (a0, b0, c0, d0) = (a, b, c, d);
+            round!(m, 0, 0xCA, 7, 12, 17, 22);
+            round!(m, 1, 0xE4, 5, 9, 14, 20);
+            round!(m, 2, 0x96, 4, 11, 16, 23);
+            round!(m, 3, 0x39, 6, 10, 15, 21);
+            a = _mm512_add_epi32(a, a0);
+            b = _mm512_add_epi32(b, b0);
+            c = _mm512_add_epi32(c, c0);
+            d = _mm512_add_epi32(d, d0);
+        }
+        for (k, v) in [a, b, c, d].into_iter().enumerate() {
+            store_state8(&mut states[..8], k, _mm512_castsi512_si256(v));
+            store_state8(&mut states[8..], k, _mm512_extracti64x4_epi64::<1>(v));
         }
     }
 }
@@ -265,6 +414,7 @@ mod x86 {
 pub enum Kernel {
     Scalar,
     Avx2,
+    /// AVX-512F with AVX-512VL (its 8-wide groups use 256-bit registers).
     Avx512,
 }
 
@@ -273,7 +423,7 @@ impl Kernel {
     pub fn detect() -> Kernel {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            if Kernel::Avx512.available() {
                 return Kernel::Avx512;
             }
             if std::arch::is_x86_feature_detected!("avx2") {
@@ -290,7 +440,7 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            Kernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl"),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
@@ -327,11 +477,6 @@ struct Lane {
 impl Lane {
     fn blocks(&self) -> usize {
         (self.pending.len() - self.done) / 64
-    }
-
-    fn block(&self, j: usize) -> &[u8; 64] {
-        let at = self.done + 64 * j;
-        self.pending[at..at + 64].try_into().unwrap_or(&[0; 64])
     }
 
     /// Hashes its queued whole blocks one by one (scalar); how many.
@@ -462,42 +607,43 @@ impl Md5Pool {
     }
 
     /// `n` blocks of each lane in `busy` (at most the kernel's width at a
-    /// time); idle vector lanes hash a dummy block whose result is dropped.
+    /// time, in one kernel call: the states stay in registers); idle
+    /// vector lanes hash a zero block whose result is dropped.
     fn run_simd(&mut self, busy: &[usize], n: usize) {
         #[cfg(target_arch = "x86_64")]
         {
-            const DUMMY: [u8; 64] = [0; 64];
             let width = self.kernel.lanes();
             for group in busy.chunks(width) {
                 let mut states = [[0u32; 4]; MAX_WIDTH];
+                let mut data: [&[u8]; MAX_WIDTH] = [&[]; MAX_WIDTH];
                 for (v, &l) in group.iter().enumerate() {
-                    states[v] = self.lanes[l].state;
+                    let lane = &self.lanes[l];
+                    states[v] = lane.state;
+                    data[v] = &lane.pending[lane.done..lane.done + 64 * n];
                 }
-                for j in 0..n {
-                    let mut blocks: [&[u8; 64]; MAX_WIDTH] = [&DUMMY; MAX_WIDTH];
-                    for (v, &l) in group.iter().enumerate() {
-                        blocks[v] = self.lanes[l].block(j);
+                match self.kernel {
+                    // A group of 8 lanes or fewer runs an 8-wide kernel:
+                    // 16-wide steps with 8 lanes busy waste half of each.
+                    Kernel::Avx512 if group.len() > 8 => {
+                        self.simd_slots += 16 * n as u64;
+                        // SAFETY: the pool only picks a kernel the CPU has (`with_kernel`).
+                        unsafe { x86::compress16(&mut states, &data, n) }
                     }
-                    match self.kernel {
-                        // A group of 8 lanes or fewer runs the 8-wide
-                        // kernel (every AVX-512 CPU has AVX2): here 16-wide
-                        // steps with 8 lanes busy hashed 2,454 MB/s, 8-wide
-                        // ones 2,875 (`tessera-bench hash`).
-                        Kernel::Avx512 if group.len() > 8 => {
-                            self.simd_slots += 16;
-                            let (s, b) = (&mut states, &blocks);
-                            // SAFETY: the pool only picks a kernel the CPU has (`with_kernel`).
-                            unsafe { x86::compress16(s, b) }
-                        }
-                        Kernel::Avx2 | Kernel::Avx512 => {
-                            self.simd_slots += 8;
-                            let s: &mut [[u32; 4]; 8] = (&mut states[..8]).try_into().unwrap_or_else(|_| unreachable!());
-                            let b: &[&[u8; 64]; 8] = (&blocks[..8]).try_into().unwrap_or_else(|_| unreachable!());
-                            // SAFETY: as above.
-                            unsafe { x86::compress8(s, b) }
-                        }
-                        Kernel::Scalar => unreachable!("a scalar pool has no lanes"),
+                    Kernel::Avx512 => {
+                        self.simd_slots += 8 * n as u64;
+                        let s: &mut [[u32; 4]; 8] = (&mut states[..8]).try_into().unwrap_or_else(|_| unreachable!());
+                        let d: &[&[u8]; 8] = (&data[..8]).try_into().unwrap_or_else(|_| unreachable!());
+                        // SAFETY: as above (Kernel::Avx512 needs AVX-512VL too).
+                        unsafe { x86::compress8_vl(s, d, n) }
                     }
+                    Kernel::Avx2 => {
+                        self.simd_slots += 8 * n as u64;
+                        let s: &mut [[u32; 4]; 8] = (&mut states[..8]).try_into().unwrap_or_else(|_| unreachable!());
+                        let d: &[&[u8]; 8] = (&data[..8]).try_into().unwrap_or_else(|_| unreachable!());
+                        // SAFETY: as above.
+                        unsafe { x86::compress8(s, d, n) }
+                    }
+                    Kernel::Scalar => unreachable!("a scalar pool has no lanes"),
                 }
                 for (v, &l) in group.iter().enumerate() {
                     let lane = &mut self.lanes[l];
