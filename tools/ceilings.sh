@@ -9,7 +9,9 @@
 #            open file cache, driven by wrk at each connection count: the
 #            request rate no S3 server can exceed here; and nginx reading
 #            and discarding 4 KiB PUT bodies (wrk -s, a Lua script), the
-#            rate no server can take 4 KiB uploads at (nothing stored);
+#            rate no server can take 4 KiB uploads at (nothing stored),
+#            and the same with 1 MiB bodies (MB/s no server can take
+#            uploads at here while the client shares the cores);
 #   hashing  MD5 and SHA-256 MB/s on one core with the node's crates
 #            (tessera-bench hash; MD5 also multi-buffer, as the node hashes
 #            concurrent uploads), and openssl speed for reference;
@@ -178,7 +180,7 @@ http {
   server {
     listen 127.0.0.1:$NGINX_PORT reuseport; root $WORK/www;
     # Reads the body and throws it away, then answers 200.
-    location = /put { client_max_body_size 1m; client_body_buffer_size 16k; return 200; }
+    location = /put { client_max_body_size 2m; client_body_buffer_size 16k; return 200; }
   }
 }
 EOF
@@ -187,6 +189,7 @@ wrk.method = "PUT"
 wrk.body = string.rep("x", 4096)
 wrk.headers["Content-Type"] = "application/octet-stream"
 EOF
+  sed 's/4096/1048576/' "$WORK/put4k.lua" >"$WORK/put1m.lua"
   "$NGINX" -p "$WORK" -c "$WORK/nginx.conf" 2>>"$WORK/nginx-error.log" &
   PIDS+=($!)
   sleep 1
@@ -199,6 +202,13 @@ EOF
     cmd=(wrk -t "$CORES" -c "$c" -d "${SECS}s" --latency -s "$WORK/put4k.lua" "http://127.0.0.1:$NGINX_PORT/put")
     run "${cmd[@]}" >"$WORK/wrk.txt"
     row "HTTP: nginx, 4 KiB PUT bodies read and discarded, $c connections" "$(wrk_figures "$WORK/wrk.txt")" "${cmd[*]}"
+  done
+  for c in $CONNS; do
+    cmd=(wrk -t "$CORES" -c "$c" -d "${SECS}s" --latency -s "$WORK/put1m.lua" "http://127.0.0.1:$NGINX_PORT/put")
+    run "${cmd[@]}" >"$WORK/wrk.txt"
+    # wrk's Transfer/sec counts what it receives: the bodies sent are req/s x 1 MiB.
+    figs=$(wrk_figures "$WORK/wrk.txt" | python3 -c "import sys; t = sys.stdin.read(); r = float(t.split()[0]); print(f'{r * 1048576 / 1e6:.0f} MB/s of bodies ({r:.0f} req/s), ' + t.split(', ', 2)[2].strip())")
+    row "HTTP: nginx, 1 MiB PUT bodies read and discarded, $c connections" "$figs" "${cmd[*]}"
   done
   kill "${PIDS[-1]}" 2>/dev/null || true
 else
