@@ -302,10 +302,52 @@ mod x86 {
         }
     }
 
+    /// One block's 64 steps with AVX-512's ternary logic and rotates, on
+    /// registers of the width whose intrinsics are named (`compress8_vl`,
+    /// `compress16`): `$m` the block's words, `$a`..`$d` the state, which
+    /// the block's result is added to.
+    /// F = (b & c) | (!b & d); G = (b & d) | (c & !d); H = b ^ c ^ d;
+    /// I = c ^ (b | !d), each as its truth table (bits of b = 0xF0,
+    /// c = 0xCC, d = 0xAA).
+    macro_rules! ternlog_block {
+        ($add:ident, $set1:ident, $tern:ident, $rol:ident, $opaque:ident, $m:ident, $a:ident, $b:ident, $c:ident, $d:ident) => {{
+            let (a0, b0, c0, d0) = ($a, $b, $c, $d);
+            macro_rules! step {
+                ($i:expr, $imm:expr, $s:expr) => {{
+                    let t = $opaque($add($a, $add($set1(K[$i] as i32), $m[word($i)])));
+                    let t = $add(t, $tern::<{ $imm }>($b, $c, $d));
+                    $a = $d;
+                    $d = $c;
+                    $c = $b;
+                    $b = $add($b, $rol::<{ $s }>(t));
+                }};
+            }
+            macro_rules! round {
+                ($r:expr, $imm:expr, $s0:expr, $s1:expr, $s2:expr, $s3:expr) => {
+                    for q in 0..4 {
+                        let i = $r * 16 + q * 4;
+                        step!(i, $imm, $s0);
+                        step!(i + 1, $imm, $s1);
+                        step!(i + 2, $imm, $s2);
+                        step!(i + 3, $imm, $s3);
+                    }
+                };
+            }
+            round!(0, 0xCA, 7, 12, 17, 22);
+            round!(1, 0xE4, 5, 9, 14, 20);
+            round!(2, 0x96, 4, 11, 16, 23);
+            round!(3, 0x39, 6, 10, 15, 21);
+            $a = $add($a, a0);
+            $b = $add($b, b0);
+            $c = $add($c, c0);
+            $d = $add($d, d0);
+        }};
+    }
+
     /// `compress8` with AVX-512VL on 256-bit registers: each round
-    /// function is one ternary-logic instruction (its truth table as the
-    /// immediate: bits of b = 0xF0, c = 0xCC, d = 0xAA) and each rotation
-    /// one instruction, so a step waits on four instructions, not six.
+    /// function is one ternary-logic instruction and each rotation one
+    /// instruction (`ternlog_block`), so a step waits on four
+    /// instructions, not six.
     ///
     /// # Safety
     /// The CPU must have AVX-512F and AVX-512VL.
@@ -313,40 +355,9 @@ mod x86 {
     pub unsafe fn compress8_vl(states: &mut [[u32; 4]; 8], data: &[&[u8]; 8], n: usize) {
         let (base, stride) = lane_bases(data, n);
         let (mut a, mut b, mut c, mut d) = (state8(states, 0), state8(states, 1), state8(states, 2), state8(states, 3));
-        macro_rules! step {
-            ($m:ident, $i:expr, $imm:expr, $s:expr) => {{
-                let t = opaque256(_mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(K[$i] as i32), $m[word($i)])));
-                let t = _mm256_add_epi32(t, _mm256_ternarylogic_epi32::<{ $imm }>(b, c, d));
-                a = d;
-                d = c;
-                c = b;
-                b = _mm256_add_epi32(b, _mm256_rol_epi32::<{ $s }>(t));
-            }};
-        }
-        macro_rules! round {
-            ($m:ident, $r:expr, $imm:expr, $s0:expr, $s1:expr, $s2:expr, $s3:expr) => {
-                for q in 0..4 {
-                    let i = $r * 16 + q * 4;
-                    step!($m, i, $imm, $s0);
-                    step!($m, i + 1, $imm, $s1);
-                    step!($m, i + 2, $imm, $s2);
-                    step!($m, i + 3, $imm, $s3);
-                }
-            };
-        }
         for j in 0..n {
             let m = words8(&base, &stride, j);
-            let (a0, b0, c0, d0) = (a, b, c, d);
-            // F = (b & c) | (!b & d); G = (b & d) | (c & !d); H = b ^ c ^ d;
-            // I = c ^ (b | !d).
-            round!(m, 0, 0xCA, 7, 12, 17, 22);
-            round!(m, 1, 0xE4, 5, 9, 14, 20);
-            round!(m, 2, 0x96, 4, 11, 16, 23);
-            round!(m, 3, 0x39, 6, 10, 15, 21);
-            a = _mm256_add_epi32(a, a0);
-            b = _mm256_add_epi32(b, b0);
-            c = _mm256_add_epi32(c, c0);
-            d = _mm256_add_epi32(d, d0);
+            ternlog_block!(_mm256_add_epi32, _mm256_set1_epi32, _mm256_ternarylogic_epi32, _mm256_rol_epi32, opaque256, m, a, b, c, d);
         }
         for (k, v) in [a, b, c, d].into_iter().enumerate() {
             store_state8(states, k, v);
@@ -364,27 +375,6 @@ mod x86 {
         let join = |lo: __m256i, hi: __m256i| _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
         let st = |k: usize| join(state8(&states[..8], k), state8(&states[8..], k));
         let (mut a, mut b, mut c, mut d) = (st(0), st(1), st(2), st(3));
-        macro_rules! step {
-            ($m:ident, $i:expr, $imm:expr, $s:expr) => {{
-                let t = opaque512(_mm512_add_epi32(a, _mm512_add_epi32(_mm512_set1_epi32(K[$i] as i32), $m[word($i)])));
-                let t = _mm512_add_epi32(t, _mm512_ternarylogic_epi32::<{ $imm }>(b, c, d));
-                a = d;
-                d = c;
-                c = b;
-                b = _mm512_add_epi32(b, _mm512_rol_epi32::<{ $s }>(t));
-            }};
-        }
-        macro_rules! round {
-            ($m:ident, $r:expr, $imm:expr, $s0:expr, $s1:expr, $s2:expr, $s3:expr) => {
-                for q in 0..4 {
-                    let i = $r * 16 + q * 4;
-                    step!($m, i, $imm, $s0);
-                    step!($m, i + 1, $imm, $s1);
-                    step!($m, i + 2, $imm, $s2);
-                    step!($m, i + 3, $imm, $s3);
-                }
-            };
-        }
         for j in 0..n {
             let lo = words8(&base[..8], &stride[..8], j);
             let hi = words8(&base[8..], &stride[8..], j);
@@ -392,15 +382,7 @@ mod x86 {
             for w in 0..16 {
                 m[w] = join(lo[w], hi[w]);
             }
-            let (a0, b0, c0, d0) = (a, b, c, d);
-            round!(m, 0, 0xCA, 7, 12, 17, 22);
-            round!(m, 1, 0xE4, 5, 9, 14, 20);
-            round!(m, 2, 0x96, 4, 11, 16, 23);
-            round!(m, 3, 0x39, 6, 10, 15, 21);
-            a = _mm512_add_epi32(a, a0);
-            b = _mm512_add_epi32(b, b0);
-            c = _mm512_add_epi32(c, c0);
-            d = _mm512_add_epi32(d, d0);
+            ternlog_block!(_mm512_add_epi32, _mm512_set1_epi32, _mm512_ternarylogic_epi32, _mm512_rol_epi32, opaque512, m, a, b, c, d);
         }
         for (k, v) in [a, b, c, d].into_iter().enumerate() {
             store_state8(&mut states[..8], k, _mm512_castsi512_si256(v));
