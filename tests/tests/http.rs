@@ -430,17 +430,22 @@ fn connections_spread_evenly_over_the_reactors_and_serve_there() {
         assert_eq!(r.status, 200, "PUT on connection {i}: {}", r.body_text());
         conns.push(c);
     }
-    // A move is counted by the reactor taking it when that one starts
-    // serving it: the last may still be on its way.
+    // A connection decides whether to move after its response is sent, so
+    // the last ones may not have decided when the client reads it, or may
+    // be on their way (a move is counted by the reactor taking it when
+    // that one starts serving it): wait for the counts to settle.
     let per_core = || {
         let m = server.scrape_metrics();
         (0..REACTORS).map(|c| m[&format!("tessera_core_open_connections{{core=\"{c}\"}}")]).collect::<Vec<f64>>()
     };
+    let even = vec![(CONNS / REACTORS) as f64; REACTORS];
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while per_core().iter().sum::<f64>() < CONNS as f64 && std::time::Instant::now() < deadline {
+    let mut counts = per_core();
+    while counts != even && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
+        counts = per_core();
     }
-    assert_eq!(per_core(), vec![(CONNS / REACTORS) as f64; REACTORS], "connections per reactor");
+    assert_eq!(counts, even, "connections per reactor");
     // Two pipelined GETs on every connection: each reads back its own object.
     for (i, c) in conns.iter_mut().enumerate() {
         let get = server.sign(server.raw_request("GET", &format!("/spread/k{i}")));
