@@ -872,11 +872,20 @@ async fn retire(inner: &Rc<Inner>, victim: u32) -> Result<(), IoError> {
         log.rereferenced.remove(&victim);
         log.segments.remove(&victim)
     };
+    let len = match &seg {
+        Some(s) => s.file.len().await.unwrap_or(0),
+        None => 0,
+    };
     drop(seg);
     let path = inner.dir.join(crate::format::segment_file_name(victim));
-    let trash = inner.backend.trash_retired(&path).await?;
+    // Kept for a new segment to start in (`spare.rs`), or removed.
+    let trash = if inner.keep_as_spare(victim, &path, len).await {
+        None
+    } else {
+        inner.backend.trash_retired(&path).await?
+    };
     inner.backend.open_dir(&inner.dir).await?.sync_all().await?;
-    tracing::debug!(shard = inner.id, segment = victim, "segment retired");
+    tracing::debug!(shard = inner.id, segment = victim, spares = inner.spares.borrow().len(), "segment retired");
     if let Some(t) = trash {
         inner.trash.borrow_mut().push_back(t);
         if !inner.reaping.replace(true) {

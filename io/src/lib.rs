@@ -58,6 +58,7 @@ mod reap;
 mod recovery;
 pub mod scrub;
 mod shard;
+mod spare;
 pub mod sim;
 mod storage;
 

@@ -66,8 +66,13 @@ pub struct RecoveryStats {
     pub bytes_read: u64,
     /// Bytes cut off at the end of the log (torn, never acknowledged).
     pub torn_bytes: u64,
-    /// Zeros written ahead of the log's head, cut like a torn tail.
+    /// Zeros written ahead of the log's head, cut like a torn tail (and
+    /// whatever follows a sealed segment's end: such zeros, or a spare
+    /// file's older records).
     pub zeros_ahead_bytes: u64,
+    /// A spare file's older records after the log's end (`spare.rs`), cut
+    /// like a torn tail.
+    pub stale_bytes: u64,
     /// Invalid regions below the durable mark (corruption), and their bytes.
     pub corrupt_regions: u32,
     pub corrupt_bytes: u64,
@@ -275,6 +280,9 @@ struct ScanSeg {
     valid_end: u64,
     /// Where zeros start that run to the end of the file (written ahead).
     zero_tail_from: Option<u64>,
+    /// Where a spare file's older records start, with no record of this
+    /// segment after them to the end of the file.
+    stale_tail_from: Option<u64>,
     /// The file's length when the scan's `file_len` is cut to the end a
     /// successor's segment record names (see `sealed_ends`).
     real_len: u64,
@@ -414,6 +422,7 @@ pub(crate) async fn recover(
             file_len,
             valid_end: 0,
             zero_tail_from: None,
+            stale_tail_from: None,
             real_len: file_len,
             info: None,
             first_seq: None,
@@ -574,8 +583,11 @@ pub(crate) async fn recover(
         if s.file_len > keep {
             // Zeros written ahead of the log are not a torn write.
             let zeros = s.zero_tail_from.filter(|&z| z >= keep).map_or(0, |z| s.file_len - z);
-            replay.stats.torn_bytes += s.file_len - keep - zeros;
+            // Nor a spare file's older records.
+            let stale = s.stale_tail_from.filter(|&z| z >= keep).map_or(0, |z| s.file_len - z);
+            replay.stats.torn_bytes += (s.file_len - keep).saturating_sub(zeros + stale);
             replay.stats.zeros_ahead_bytes += zeros;
+            replay.stats.stale_bytes += stale;
         }
         // After a sealed segment's end (written ahead, never log).
         replay.stats.zeros_ahead_bytes += s.real_len.saturating_sub(s.file_len.max(keep));

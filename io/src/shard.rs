@@ -75,6 +75,10 @@ pub struct ShardOptions {
     /// directory entry is still synced). Off: writes are plain and a sync
     /// after them makes a batch durable (group commit).
     pub dsync: bool,
+    /// Retired segment files kept to start new segments in (`spare.rs`):
+    /// their blocks are written already, so syncs of new records there
+    /// commit no allocation. 0 removes every retired file.
+    pub spare_segments: usize,
     pub compaction: crate::compact::CompactionOptions,
     pub scrub: crate::scrub::ScrubOptions,
 }
@@ -89,6 +93,7 @@ impl Default for ShardOptions {
             background: true,
             prepare_ahead: true,
             dsync: false,
+            spare_segments: 2,
             compaction: Default::default(),
             scrub: Default::default(),
         }
@@ -176,6 +181,8 @@ pub(crate) struct Inner {
     pub(crate) trash: RefCell<std::collections::VecDeque<crate::storage::Trash>>,
     pub(crate) reaping: Cell<bool>,
     pub(crate) hurry_reap: Cell<bool>,
+    /// Retired segment files kept for new segments (`spare.rs`).
+    pub(crate) spares: RefCell<Vec<crate::spare::Spare>>,
 }
 
 /// Log growth since the last checkpoint above which a clean stop writes
@@ -331,7 +338,12 @@ impl Shard {
         if tail >= STOP_CHECKPOINT_MIN_BYTES {
             inner.write_checkpoint().await?;
         }
-        self.mark().await
+        self.mark().await?;
+        // What follows the records in the active segment's file (zeros
+        // written ahead, a spare's older records) would only be scanned
+        // at the next start: cut now.
+        inner.cut_prepared_tail().await;
+        Ok(())
     }
 
     /// A hold for a read-modify-write that commits extents it read (an
@@ -427,11 +439,14 @@ impl Inner {
         }
     }
 
+    /// Free bytes now: at the last check, less what was appended since,
+    /// plus the spares (a roll takes them before any new file).
     pub(crate) fn free_estimate(&self) -> u64 {
         let appended = self.log.borrow().counters.bytes_appended;
         self.free_bytes
             .get()
             .saturating_sub(appended.saturating_sub(self.appended_at_check.get()))
+            .saturating_add(self.spare_bytes())
     }
 
     /// Refuses new data above the high-water mark.

@@ -115,6 +115,7 @@ fn cfg(seed: u64) -> Cfg {
         // Not drawn from `r`: the seeds' other choices stay as they were.
         prepare_ahead: seed % 4 != 1,
         dsync: seed % 3 == 2,
+        spare_segments: if seed % 5 == 4 { 0 } else { 2 },
         compaction: CompactionOptions {
             enabled: true,
             min_garbage_ratio: 0.2,
@@ -473,6 +474,9 @@ async fn check_body_once(s: &Shard, k: u64) -> Result<Option<String>, Moved> {
 async fn check(s: &Shard, model: &Model, mode: Mode, unvouched: bool) -> Result<BTreeMap<u64, (Option<Val>, u64)>, String> {
     let st = s.stats().recovery;
     let reported = st.found_corruption();
+    if st.stale_bytes > 0 {
+        REUSED.with(|r| r.set((r.get().0, r.get().1 + 1)));
+    }
     if st.damaged_copies > 0 {
         DAMAGED_COPIES.with(|d| d.set(d.get() + 1));
     }
@@ -535,6 +539,9 @@ thread_local! {
     static DAMAGED_COPIES: Cell<u64> = const { Cell::new(0) };
     /// Allocation steps ahead of the log (large commits) the runs took.
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    /// Segments started in spare files, and recoveries that found a
+    /// spare's older records after the log's end.
+    static REUSED: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
     /// Compaction victims scanned through their listed batches, and whole.
     static SCANS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
@@ -570,6 +577,7 @@ fn run_seed(seed: u64) -> Result<String, String> {
                 workload(&disk, shard.clone(), rng, m, next_id, errors, quiesce).await;
                 let prepared = shard.stats().prepare;
                 ALLOCATIONS.with(|a| a.set(a.get() + prepared.allocations));
+                REUSED.with(|r| r.set((r.get().0 + prepared.reused_segments, r.get().1)));
                 let c = shard.stats().compaction;
                 SCANS.with(|x| {
                     let (l, w) = x.get();
@@ -694,7 +702,7 @@ fn rot(disk: &Rc<SimDisk>, seed: u64) {
 }
 
 /// Seeds that found bugs (issue 6's notes tell each story).
-const FOUND_SEEDS: &[u64] = &[1589, 2815, 11419, 20647, 23636, 70379, 74878, 80835, 81948, 98871, 110223, 126275, 140544, 183981, 404541, 8074, 265716, 3756];
+const FOUND_SEEDS: &[u64] = &[1589, 2815, 11419, 20647, 23636, 70379, 74878, 80835, 81948, 98871, 110223, 126275, 140544, 183981, 404541, 8074, 265716, 3756, 3088, 41];
 
 #[test]
 fn simulated_power_cuts_and_faults() {
@@ -732,9 +740,10 @@ fn simulated_power_cuts_and_faults() {
         }
     }
     println!(
-        "{n} seeds from {start}: {by_mode:?}; recoveries with a damaged copy of an intact batch: {}; allocation steps ahead of the log: {}; compaction passes scanning listed batches / other passes: {:?}",
+        "{n} seeds from {start}: {by_mode:?}; recoveries with a damaged copy of an intact batch: {}; allocation steps ahead of the log: {}; segments started in spare files / recoveries finding a spare's older records: {:?}; compaction passes scanning listed batches / other passes: {:?}",
         DAMAGED_COPIES.with(|d| d.get()),
         ALLOCATIONS.with(|a| a.get()),
+        REUSED.with(|r| r.get()),
         SCANS.with(|x| x.get())
     );
     assert!(failures.is_empty(), "failing seeds (replay with TESSERA_SIM_SEED=<seed>): {failures:?}");

@@ -38,6 +38,8 @@ pub struct Config {
     pub dsync: bool,
     /// Free space kept per disk (None: 2% of the disk, 64 MiB to 4 GiB).
     pub reserve_bytes: Option<u64>,
+    /// Retired segment files kept per shard (`ShardOptions::spare_segments`).
+    pub spare_segments: usize,
     /// Shortest STS session: AWS's 900 seconds, lowered only by the
     /// test-only `TESSERA_TEST_MIN_SESSION_SECS`.
     pub min_session_secs: u32,
@@ -209,6 +211,7 @@ impl Config {
             segment_size_bytes: self.segment_size_bytes,
             data_reserve_bytes: reserve,
             dsync: self.dsync,
+            spare_segments: self.spare_segments,
             // A checkpoint once a quarter segment (at least 64 MiB) of log
             // follows the last one: restarts replay at most that.
             checkpoint_after_bytes: (self.segment_size_bytes / 4).max(64 << 20),

@@ -47,7 +47,7 @@ impl FsckReport {
         for s in &self.shards {
             let _ = writeln!(
                 out,
-                "shard {} ({}): {} segments, {} bytes of log, {} entries, {} checkpoints{}{}",
+                "shard {} ({}): {} segments, {} bytes of log, {} entries, {} checkpoints{}{}{}",
                 s.shard,
                 s.dir.display(),
                 s.segments,
@@ -55,6 +55,7 @@ impl FsckReport {
                 s.entries,
                 s.checkpoints,
                 if s.stats.torn_bytes > 0 { format!(", {} bytes of torn tail", s.stats.torn_bytes) } else { String::new() },
+                if s.stats.stale_bytes > 0 { format!(", {} bytes of a reused file's older records after the log", s.stats.stale_bytes) } else { String::new() },
                 if s.is_clean() { ": ok" } else { ": PROBLEMS" },
             );
             for p in &s.problems {

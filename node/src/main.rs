@@ -137,6 +137,12 @@ enum Command {
         /// disk, at least 64MiB and at most 4GiB.
         #[arg(long, value_parser = tessera_node::config::parse_size, env = "TESSERA_RESERVE")]
         reserve: Option<u64>,
+        /// Retired segment files each shard keeps to start new segments
+        /// in (their blocks are written already, so the log's syncs there
+        /// commit no block allocation: faster large writes). Each holds a
+        /// segment's space while kept; only kept while the disk has room.
+        #[arg(long, default_value_t = 2, env = "TESSERA_SPARE_SEGMENTS")]
+        spare_segments: usize,
         /// Memory for the hot-object cache of the whole node (e.g. 256MiB,
         /// 2GiB), split evenly over the reactors: GETs of small objects read
         /// often are served from memory instead of the disk. 0 turns it off.
@@ -495,6 +501,7 @@ fn main() -> ExitCode {
             segment_size,
             sync_mode,
             reserve,
+            spare_segments,
             cache_size,
             cache_max_object,
             test_min_session_secs,
@@ -562,6 +569,7 @@ fn main() -> ExitCode {
                 segment_size_bytes: segment_size,
                 dsync: sync_mode == "dsync",
                 reserve_bytes: reserve,
+                spare_segments,
                 min_session_secs: test_min_session_secs.unwrap_or(tessera_node::iam::model::MIN_SESSION_SECS),
                 lifecycle_day_secs: lifecycle_day_secs.max(1),
                 lifecycle_actions_per_sec: lifecycle_actions_per_sec.max(1),

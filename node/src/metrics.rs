@@ -260,6 +260,8 @@ pub struct ShardGauges {
     pub syncs: AtomicU64,
     pub zeros_ahead: AtomicU64,
     pub allocated_ahead: AtomicU64,
+    pub reused_segments: AtomicU64,
+    pub spare_segments: AtomicU64,
     pub entries: AtomicU64,
     pub read_only: AtomicBool,
     pub free_bytes: AtomicU64,
@@ -322,6 +324,8 @@ impl ShardGauges {
         self.syncs.store(s.syncs, Relaxed);
         self.zeros_ahead.store(s.prepare.bytes, Relaxed);
         self.allocated_ahead.store(s.prepare.allocated_bytes, Relaxed);
+        self.reused_segments.store(s.prepare.reused_segments, Relaxed);
+        self.spare_segments.store(u64::from(s.spare_segments), Relaxed);
         self.entries.store(s.entries, Relaxed);
         self.read_only.store(s.read_only, Relaxed);
         self.free_bytes.store(s.free_bytes, Relaxed);
@@ -542,13 +546,15 @@ impl NodeMetrics {
 
     fn render_shards(&self, out: &mut String) {
         type Field = fn(&ShardGauges) -> u64;
-        let fields: [(&str, &str, Field); 10] = [
+        let fields: [(&str, &str, Field); 12] = [
             ("tessera_shard_live_bytes", "Bytes of live records in the shard's segments.", |g| g.live_bytes.load(Relaxed)),
             ("tessera_shard_segment_bytes", "Bytes of the shard's segments (live and garbage).", |g| g.segment_bytes.load(Relaxed)),
             ("tessera_shard_segments", "Segment files of the shard.", |g| g.segments.load(Relaxed)),
             ("tessera_shard_syncs_total", "fdatasync calls of the shard's log since start.", |g| g.syncs.load(Relaxed)),
             ("tessera_shard_zeros_ahead_bytes_total", "Zeros written ahead of the log's head since start, so that small commits' syncs change no file metadata.", |g| g.zeros_ahead.load(Relaxed)),
             ("tessera_shard_allocated_ahead_bytes_total", "Segment bytes allocated (fallocate) ahead of the log's head since start, so that large commits' appends do not extend the file.", |g| g.allocated_ahead.load(Relaxed)),
+            ("tessera_shard_reused_segments_total", "Segments started since start in a retired segment's file, whose blocks were written already (no allocation for their syncs to commit).", |g| g.reused_segments.load(Relaxed)),
+            ("tessera_shard_spare_segments", "Retired segment files kept to start new segments in.", |g| g.spare_segments.load(Relaxed)),
             ("tessera_shard_entries", "Index entries of the shard (all tables).", |g| g.entries.load(Relaxed)),
             ("tessera_shard_free_bytes", "Free bytes on the shard's filesystem at the last check.", |g| g.free_bytes.load(Relaxed)),
             ("tessera_shard_corrupt_reads_total", "Reads that failed a checksum.", |g| g.corrupt_reads.load(Relaxed)),

@@ -37,6 +37,9 @@ impl Window {
 /// What the scan found at a position.
 enum Found {
     Record(RecordHeader),
+    /// A valid record of this shard's older segment at its own offset: a
+    /// spare file's earlier content (`spare.rs`), never taken.
+    Stale,
     Nothing,
 }
 
@@ -76,6 +79,20 @@ impl Scan<'_> {
                     pos = self.take(&mut win, &h, pos).await?;
                     self.seg.valid_end = pos;
                 }
+                Found::Stale => {
+                    // A reused file's older records: the log ends here,
+                    // unless a record of this segment follows (a torn
+                    // write before it then), and resync finds it.
+                    let (end, _) = self.resync(&mut win, pos + RECORD_ALIGN as u64).await?;
+                    if end >= file_len {
+                        self.seg.stale_tail_from = Some(pos);
+                    }
+                    self.replay.push(Item::Invalid {
+                        at: self.pos(pos),
+                        end: self.pos(end),
+                    });
+                    pos = end;
+                }
                 Found::Nothing if pos % BLOCK as u64 != 0 && self.padding(&mut win, pos).await? => {
                     // After a copy that ends inside a block, the next record
                     // that is not a packed batch starts at the block boundary.
@@ -93,7 +110,10 @@ impl Scan<'_> {
                     pos = file_len;
                 }
                 Found::Nothing => {
-                    let end = self.resync(&mut win, pos + RECORD_ALIGN as u64).await?;
+                    let (end, stale) = self.resync(&mut win, pos + RECORD_ALIGN as u64).await?;
+                    if end >= file_len {
+                        self.seg.stale_tail_from = stale;
+                    }
                     self.replay.push(Item::Invalid {
                         at: self.pos(pos),
                         end: self.pos(end),
@@ -180,7 +200,11 @@ impl Scan<'_> {
         let Ok(h) = RecordHeader::decode(win.slice(pos, HEADER_BYTES)) else {
             return Ok(Found::Nothing);
         };
-        if h.shard != self.shard || h.segment != self.seg.number || h.offset != pos {
+        if h.shard != self.shard || h.offset != pos {
+            return Ok(Found::Nothing);
+        }
+        let stale = h.segment < self.seg.number;
+        if h.segment != self.seg.number && !stale {
             return Ok(Found::Nothing);
         }
         if (pos == 0) != (h.kind == Kind::Segment) {
@@ -196,22 +220,30 @@ impl Scan<'_> {
         if !h.verify(self.key, win.slice(pos, need)) {
             return Ok(Found::Nothing);
         }
-        Ok(Found::Record(h))
+        Ok(if stale { Found::Stale } else { Found::Record(h) })
     }
 
     /// The next offset from `from` (64-byte steps: a format-3 batch starts
     /// on any) where a valid record starts, or the end of the file. The
     /// keyed checksum, the address in the header and the kind's alignment
     /// guard against taking object bytes or a stale header for a record.
-    async fn resync(&mut self, win: &mut Window, from: u64) -> Result<u64, IoError> {
+    /// Also where the first older segment's record passed lies (a spare
+    /// file's earlier content), if any: reaching the end of the file, the
+    /// bytes from there are a reused file's, not a torn write's.
+    async fn resync(&mut self, win: &mut Window, from: u64) -> Result<(u64, Option<u64>), IoError> {
         let mut pos = from;
+        let mut stale = None;
         while pos + HEADER_BYTES as u64 <= self.seg.file_len {
-            if let Found::Record(_) = self.record_at(win, pos).await? {
-                return Ok(pos);
+            match self.record_at(win, pos).await? {
+                Found::Record(_) => return Ok((pos, stale)),
+                Found::Stale => {
+                    stale.get_or_insert(pos);
+                }
+                Found::Nothing => {}
             }
             pos += RECORD_ALIGN as u64;
         }
-        Ok(self.seg.file_len)
+        Ok((self.seg.file_len, stale))
     }
 
     /// Whether every byte from `pos` (a block boundary) to the end of the

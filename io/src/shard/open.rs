@@ -100,7 +100,9 @@ impl Shard {
             reaping: Cell::new(false),
             hurry_reap: Cell::new(false),
             upgrade: RefCell::new(upgrade),
+            spares: RefCell::new(Vec::new()),
         });
+        inner.load_spares().await?;
         // A new segment for this run; its record vouches for everything
         // recovered. Without room for it the shard serves reads only.
         let started_segment = match inner.roll().await {
@@ -133,6 +135,8 @@ impl Shard {
             entries = inner.index.borrow().total(),
             read_mib = s.bytes_read >> 20,
             torn_bytes = s.torn_bytes,
+            stale_bytes = s.stale_bytes,
+            spares = inner.spares.borrow().len(),
             corrupt_regions = s.corrupt_regions,
             commits_from_copy = s.commits_from_copy,
             damaged_copies = s.damaged_copies,

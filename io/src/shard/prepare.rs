@@ -21,8 +21,8 @@
 //! such a tail apart (it is the log's end, never corruption: no record
 //! follows it) and cuts it like a torn tail. A sealed segment is read only
 //! to the end its successor's segment record names; the roll also cuts
-//! the zeros off (not synced: a crash may leave them, and recovery then
-//! cuts them).
+//! the zeros off, durably, once the segment's records are durable
+//! (`cut_prepared_tail`).
 
 use super::*;
 
@@ -82,6 +82,9 @@ pub struct PrepareStats {
     pub allocations: u64,
     pub allocated_bytes: u64,
     pub failed_allocations: u64,
+    /// Segments started in a spare file (`spare.rs`), whose blocks were
+    /// written already: no step writes or allocates below its length.
+    pub reused_segments: u64,
 }
 
 /// What `maybe_prepare` starts.
@@ -231,6 +234,20 @@ impl Inner {
         });
     }
 
+    /// Segment `segment` starts in a spare file of `len` bytes: its blocks
+    /// are written up to there (records of the segments it served before),
+    /// which steps never write or allocate again.
+    pub(crate) fn started_in_spare(&self, segment: u32, len: u64) {
+        let mut p = self.prepared.borrow_mut();
+        let written = crate::format::align_down(len);
+        p.segment = segment;
+        p.end = written;
+        p.allocated = written;
+        p.stopped = false;
+        p.allocation_stopped = false;
+        p.stats.reused_segments += 1;
+    }
+
     /// Waits until no zeros are being written over `[from, to)` of `segment`.
     pub(crate) async fn wait_prepared(&self, segment: u32, from: u64, to: u64) {
         loop {
@@ -254,11 +271,19 @@ impl Inner {
         }
     }
 
-    /// At a roll: cuts the active segment's zeros after its records. Not
-    /// synced: recovery reads a sealed segment only to the end its
-    /// successor's record names, so this only gives the space back (and
-    /// keeps sealed segments as an older build expects them).
-    pub(crate) async fn cut_prepared_tail(&self) {
+    /// At a roll (and a clean stop): cuts what follows the active
+    /// segment's records (zeros written ahead, a spare file's older
+    /// records), durably, before the next segment starts. Recovery reads a
+    /// sealed segment only to the end its successor's record names, but
+    /// once that successor is retired it reads to the file's end, and a
+    /// tail there would be taken for corruption below a later segment's
+    /// durable mark (the simulator found it, seed 41, with the cut not
+    /// synced). The cut waits for the segment's records to be durable
+    /// first: its sync must not be the one that takes a writeback error of
+    /// records the log has not synced yet (Linux reports one once per open
+    /// file), or the log's own sync of them would succeed over lost blocks
+    /// (seed 3088, with the cut synced right away).
+    pub(crate) async fn cut_prepared_tail(self: &Rc<Self>) {
         self.prepare_idle().await;
         let (segment, prepared_end) = {
             let p = self.prepared.borrow();
@@ -269,9 +294,15 @@ impl Inner {
             log.segments
                 .get(&segment)
                 .filter(|s| prepared_end > align_up(s.end))
-                .map(|s| (s.file.clone(), align_up(s.end)))
+                .map(|s| (s.file.clone(), align_up(s.end), s.vstart.map(|vs| vs + s.end)))
         };
-        if let Some((file, keep)) = cut {
+        if let Some((file, keep, vend)) = cut {
+            if let Some(vend) = vend {
+                if let Err(e) = self.wait_durable(vend).await {
+                    tracing::debug!(shard = self.id, segment, error = %e, "not cutting the zeros after a segment: its records did not become durable");
+                    return;
+                }
+            }
             tracing::trace!(shard = self.id, segment, keep, prepared_end, "cutting the zeros after a segment's records");
             match file.truncate(keep).await {
                 Ok(()) => {

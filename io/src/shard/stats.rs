@@ -37,6 +37,10 @@ pub struct ShardStats {
     pub recovery: RecoveryStats,
     /// Zeros written ahead of the log's head (`shard/prepare.rs`).
     pub prepare: super::PrepareStats,
+    /// Retired segment files kept to start new segments in (`spare.rs`),
+    /// and their bytes.
+    pub spare_segments: u32,
+    pub spare_bytes: u64,
 }
 
 /// Upper bounds of the sync latency buckets, in microseconds (then +Inf).
@@ -99,6 +103,8 @@ impl Shard {
             checkpoints_written: inner.checkpoints_written.get(),
             recovery: inner.recovery,
             prepare: inner.prepared.borrow().stats,
+            spare_segments: inner.spares.borrow().len() as u32,
+            spare_bytes: inner.spare_bytes(),
         }
     }
 }

@@ -296,7 +296,9 @@ impl Inner {
             (log.last_segment() + 1, log.active_len() > self.opts.segment_size_bytes / 2)
         };
         let have = self.next_file.borrow().as_ref().is_some_and(|(n, _)| *n == next);
-        if !half_full || have || self.rolling.get() || self.precreating.replace(true) {
+        // With a spare the roll renames it instead (`spare.rs`).
+        let spare = !self.spares.borrow().is_empty();
+        if !half_full || have || spare || self.rolling.get() || self.precreating.replace(true) {
             return;
         }
         let inner = self.clone();
@@ -351,10 +353,15 @@ impl Inner {
             .borrow_mut()
             .take()
             .filter(|(n, _)| *n == number);
-        let file = match ready {
-            Some((_, f)) => f,
-            None => {
-                let path = self.dir.join(segment_file_name(number));
+        let path = self.dir.join(segment_file_name(number));
+        // A spare file first (its blocks are written: `spare.rs`); it
+        // replaces a file created ahead for this number, if any.
+        let spare = self.take_spare(&path).await;
+        let reused = spare.as_ref().map(|(_, len)| *len);
+        let file = match (spare, ready) {
+            (Some((f, _)), _) => f,
+            (None, Some((_, f))) => f,
+            (None, None) => {
                 match self
                     .backend
                     .open(&path, OpenMode::CreateNew, &self.direct, &self.direct_warned, self.opts.dsync)
@@ -389,6 +396,9 @@ impl Inner {
                 .next_back()
                 .map_or((0, 0), |(n, s)| (*n, s.end));
             log.add_segment(number, file);
+            if let Some(len) = reused {
+                self.started_in_spare(number, len);
+            }
             // A file made ahead for this number (or an older one) is stale now.
             let stale = self.next_file.borrow().as_ref().is_some_and(|(n, _)| *n <= number);
             if stale {

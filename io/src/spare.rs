@@ -1,0 +1,162 @@
+//! Retired segment files kept to start new segments in. A fresh segment
+//! is a new file whose blocks are allocated as the log reaches them (or
+//! ahead, by fallocate: `shard/prepare.rs`): every sync of its records
+//! also commits their blocks' allocation or their change from unwritten
+//! to written, a journal transaction per sync. A retired segment's file
+//! has every block written already, so a segment started in it syncs
+//! its records with a device flush alone. 1 MiB PUTs at 64 connections
+//! ran 23-32% faster over such files than over fresh ones (ARCHITECTURE,
+//! "Spare segment files").
+//!
+//! Compaction retires a segment (its retire op durable, `compact::retire`)
+//! and, while the shard keeps fewer than `ShardOptions::spare_segments`
+//! spares and the disk has room, renames the file `seg-N.log.spare`
+//! instead of removing it. A roll renames a spare to the new segment's
+//! name and writes its segment record at offset 0, over whatever was
+//! there. Nothing is cleared: the file still holds the records of the
+//! segments it served before, each naming its own segment and offset in
+//! its header (under the shard's keyed checksum). Recovery takes a record
+//! only where it names the segment being scanned at that offset, so an
+//! old record is never read as a new one; past the new segment's last
+//! record it sees them as the end of the log (counted as stale bytes,
+//! apart from torn ones) and cuts the file there. A clean stop cuts the
+//! active segment's file after its records, so the next start does not
+//! scan them.
+//!
+//! Spares count as free space (a roll takes them before any new file).
+//! At open, the spares found are kept (up to the limit; the rest go).
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use crate::format::{parse_segment_file_name, segment_file_name};
+use crate::shard::Inner;
+use crate::storage::{DiskFile, OpenMode};
+
+/// What a spare segment file is called: its last segment's name and this.
+pub(crate) const SPARE_SUFFIX: &str = ".spare";
+
+/// Free space above the data reserve, in segments, below which a retired
+/// file is removed rather than kept (and no spare is kept at open).
+const SPARE_HEADROOM_SEGMENTS: u64 = 4;
+
+/// A retired segment file kept for a new segment.
+#[derive(Debug)]
+pub(crate) struct Spare {
+    pub path: PathBuf,
+    pub len: u64,
+}
+
+/// The spare file name of retired segment `n`.
+pub(crate) fn spare_file_name(n: u32) -> String {
+    format!("{}{SPARE_SUFFIX}", segment_file_name(n))
+}
+
+/// The segment a spare file served last, if `name` is one.
+pub(crate) fn parse_spare_file_name(name: &str) -> Option<u32> {
+    name.strip_suffix(SPARE_SUFFIX).and_then(parse_segment_file_name)
+}
+
+impl Inner {
+    /// Bytes the spares hold.
+    pub(crate) fn spare_bytes(&self) -> u64 {
+        self.spares.borrow().iter().map(|s| s.len).sum()
+    }
+
+    /// Whether a retired file of `len` bytes is worth keeping as a spare:
+    /// room for one more, at least half a segment long (a shorter one
+    /// would soon be extended into fresh blocks anyway), and room on the
+    /// disk beyond the reserve without it.
+    fn wants_spare(&self, len: u64) -> bool {
+        let segment = self.opts.segment_size_bytes;
+        let real_free = self.free_estimate().saturating_sub(self.spare_bytes());
+        self.spares.borrow().len() < self.opts.spare_segments
+            && len >= segment / 2
+            && real_free >= self.opts.data_reserve_bytes.saturating_add(segment.saturating_mul(SPARE_HEADROOM_SEGMENTS))
+    }
+
+    /// Keeps retired segment `n`'s file (at `path`, `len` bytes) as a spare
+    /// if one is wanted: renamed; the caller syncs the directory. False
+    /// when not kept (the caller removes it).
+    pub(crate) async fn keep_as_spare(&self, n: u32, path: &Path, len: u64) -> bool {
+        if !self.wants_spare(len) {
+            return false;
+        }
+        let to = self.dir.join(spare_file_name(n));
+        match self.backend.rename(path, &to).await {
+            Ok(()) => {
+                self.spares.borrow_mut().push(Spare { path: to, len });
+                true
+            }
+            Err(e) => {
+                tracing::debug!(shard = self.id, segment = n, error = %e, "cannot keep a retired segment file as a spare; removing it");
+                false
+            }
+        }
+    }
+
+    /// A spare renamed to `path` (the new segment's name, replacing any
+    /// leftover there) and opened, with its length; None without one (or
+    /// when the rename or open fails: that spare is dropped from the list,
+    /// and its file, wherever it is, goes at the next start).
+    pub(crate) async fn take_spare(&self, path: &Path) -> Option<(Rc<DiskFile>, u64)> {
+        let spare = self.spares.borrow_mut().pop()?;
+        let opened = async {
+            self.backend.rename(&spare.path, path).await?;
+            let f = self.backend.open(path, OpenMode::Existing, &self.direct, &self.direct_warned, self.opts.dsync).await?;
+            let len = f.len().await?;
+            Ok::<_, std::io::Error>((Rc::new(f), len))
+        };
+        match opened.await {
+            Ok(x) => Some(x),
+            Err(e) => {
+                tracing::warn!(shard = self.id, spare = %spare.path.display(), error = %e, "cannot start a segment in a spare file; creating one");
+                None
+            }
+        }
+    }
+
+    /// At open: keeps the spare files found (newest first, up to the
+    /// limit, while the disk has room) and removes the rest.
+    pub(crate) async fn load_spares(&self) -> Result<(), crate::error::IoError> {
+        let mut found: Vec<u32> = self.backend.list(&self.dir).await?.iter().filter_map(|n| parse_spare_file_name(n)).collect();
+        found.sort_unstable_by(|a, b| b.cmp(a));
+        // A spare holds records of its segment and older ones only, so a
+        // new segment numbered above it never takes one for its own. One
+        // numbered at or above the log's last segment cannot have come
+        // from this log as it is: removed.
+        let last = self.log.borrow().last_segment();
+        for n in found {
+            let path = self.dir.join(spare_file_name(n));
+            if n >= last {
+                self.backend.remove(&path).await?;
+                continue;
+            }
+            let len = match self.backend.open(&path, OpenMode::Existing, &self.direct, &self.direct_warned, false).await {
+                Ok(f) => f.len().await.unwrap_or(0),
+                Err(_) => 0,
+            };
+            if self.wants_spare(len) {
+                self.spares.borrow_mut().push(Spare { path, len });
+            } else {
+                self.backend.remove(&path).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spare_names_round_trip_and_are_not_segments() {
+        assert_eq!(spare_file_name(12), "seg-00000012.log.spare");
+        assert_eq!(parse_spare_file_name("seg-00000012.log.spare"), Some(12));
+        assert_eq!(parse_segment_file_name("seg-00000012.log.spare"), None);
+        assert_eq!(parse_spare_file_name("seg-00000012.log"), None);
+        assert_eq!(parse_spare_file_name("seg-00000012.log.trash"), None);
+        assert_eq!(parse_spare_file_name("notes.spare"), None);
+    }
+}
