@@ -530,6 +530,16 @@ impl DiskFile {
 
     /// Cuts the file to `len` bytes and makes that durable.
     pub(crate) async fn truncate(&self, len: u64) -> io::Result<()> {
+        fn ftruncate(fd: std::os::fd::RawFd, len: u64) -> io::Result<()> {
+            let len = libc::off_t::try_from(len)
+                .map_err(|_| io::Error::other("length overflows off_t"))?;
+            // SAFETY: fd is an open descriptor owned by the caller for the call's duration.
+            if unsafe { libc::ftruncate(fd, len) } == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        }
         match self {
             DiskFile::Ring(f) => {
                 // A metadata update; rare (recovery and after I/O errors).
@@ -559,16 +569,6 @@ impl DiskFile {
             DiskFile::Thread { file, .. } => Ok(file.metadata()?.len()),
             DiskFile::Sim(f) => Ok(f.len()),
         }
-    }
-}
-
-fn ftruncate(fd: std::os::fd::RawFd, len: u64) -> io::Result<()> {
-    let len = libc::off_t::try_from(len).map_err(|_| io::Error::other("length overflows off_t"))?;
-    // SAFETY: fd is an open descriptor owned by the caller for the call's duration.
-    if unsafe { libc::ftruncate(fd, len) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 
