@@ -26,7 +26,8 @@ fn opts_with(env: &[(&str, &str)]) -> ServerOpts {
 }
 
 /// A steady overwrite workload: the garbage it leaves is compacted away
-/// and the disk holds a small multiple of what is live.
+/// and the disk holds a small multiple of what is live (spare segment
+/// files included), and later segments start in retired segments' files.
 #[tokio::test(flavor = "multi_thread")]
 async fn overwrites_and_deletes_are_reclaimed() {
     let mut server = Server::start_with(opts_with(&[("TESSERA_SEGMENT_SIZE", "1MiB")]));
@@ -73,6 +74,15 @@ async fn overwrites_and_deletes_are_reclaimed() {
             started.elapsed() < Duration::from_secs(60),
             "space not reclaimed: {bytes} bytes of segments for {live} live bytes ({written} written)"
         );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Retired files were kept and new segments started in them (the
+    // figures are published every second).
+    let reused = |m: &std::collections::HashMap<String, f64>| -> f64 {
+        m.iter().filter(|(k, _)| k.starts_with("tessera_shard_reused_segments_total{")).map(|(_, v)| v).sum()
+    };
+    while reused(&server.scrape_metrics()) < 1.0 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no segment started in a spare file");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Everything live reads back, now and after a restart.
