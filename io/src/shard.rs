@@ -460,6 +460,13 @@ impl Inner {
         Ok(())
     }
 
+    /// Sets the free bytes the last check found (tests of low space).
+    #[cfg(test)]
+    pub(crate) fn set_free_bytes(&self, free: u64) {
+        self.free_bytes.set(free);
+        self.appended_at_check.set(self.log.borrow().counters.bytes_appended);
+    }
+
     pub(crate) async fn refresh_free(&self) {
         if let Ok(f) = self.backend.free_bytes(&self.dir).await {
             self.free_bytes.set(f);

@@ -23,8 +23,11 @@
 //! active segment's file after its records, so the next start does not
 //! scan them.
 //!
-//! Spares count as free space (a roll takes them before any new file).
-//! At open, the spares found are kept (up to the limit; the rest go).
+//! Spares count as free space (a roll takes them before any new file),
+//! but only this shard's rolls can take them: once free space above the
+//! reserve, spares aside, falls under two segments, they are removed as
+//! retired files are. At open, the spares found are kept (up to the
+//! limit, with room on the disk; the rest go).
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -39,6 +42,10 @@ pub(crate) const SPARE_SUFFIX: &str = ".spare";
 /// Free space above the data reserve, in segments, below which a retired
 /// file is removed rather than kept (and no spare is kept at open).
 const SPARE_HEADROOM_SEGMENTS: u64 = 4;
+/// Free space above the data reserve, spares aside, in segments, below
+/// which the spares kept are removed: they hold space the disk's other
+/// shards may need (a shard whose active segment has room takes none).
+const SPARE_RELEASE_SEGMENTS: u64 = 2;
 
 /// A retired segment file kept for a new segment.
 #[derive(Debug)]
@@ -116,6 +123,36 @@ impl Inner {
         }
     }
 
+    /// Removes the spares (cut down and unlinked by `reap`, as retired
+    /// files are) once free space above the reserve, spares aside, is
+    /// short (`SPARE_RELEASE_SEGMENTS`). Called after each free-space check.
+    pub(crate) async fn release_spares_if_short(self: &Rc<Self>) {
+        if self.spares.borrow().is_empty() {
+            return;
+        }
+        let real_free = self.free_estimate().saturating_sub(self.spare_bytes());
+        let wanted = self.opts.data_reserve_bytes.saturating_add(self.opts.segment_size_bytes.saturating_mul(SPARE_RELEASE_SEGMENTS));
+        if real_free >= wanted {
+            return;
+        }
+        let spares = std::mem::take(&mut *self.spares.borrow_mut());
+        self.prepared.borrow_mut().stats.spares_released += spares.len() as u64;
+        tracing::info!(shard = self.id, spares = spares.len(), free = real_free, "free space is short: removing the spare segment files");
+        for s in spares {
+            let trash = s.path.with_extension(crate::storage::TRASH_SUFFIX.trim_start_matches('.'));
+            match self.backend.trash_as(&s.path, &trash).await {
+                Ok(Some(t)) => {
+                    self.trash.borrow_mut().push_back(t);
+                    if !self.reaping.replace(true) {
+                        monoio::spawn(crate::reap::reap(Rc::downgrade(self)));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(shard = self.id, spare = %s.path.display(), error = %e, "cannot remove a spare segment file; the next start does"),
+            }
+        }
+    }
+
     /// At open: keeps the spare files found (newest first, up to the
     /// limit, while the disk has room) and removes the rest.
     pub(crate) async fn load_spares(&self) -> Result<(), crate::error::IoError> {
@@ -158,5 +195,46 @@ mod tests {
         assert_eq!(parse_spare_file_name("seg-00000012.log"), None);
         assert_eq!(parse_spare_file_name("seg-00000012.log.trash"), None);
         assert_eq!(parse_spare_file_name("notes.spare"), None);
+    }
+
+    /// Once free space above the reserve, spares aside, falls under two
+    /// segments, the spares go the way retired files go (renamed
+    /// `seg-N.log.trash`, cut down and unlinked), and the next roll
+    /// creates a file.
+    #[test]
+    fn spares_are_removed_when_space_runs_short() {
+        const SEG: u64 = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let opts = crate::ShardOptions { segment_size_bytes: SEG, background: false, data_reserve_bytes: 0, ..Default::default() };
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build().unwrap().block_on(async {
+            let s = crate::Shard::open(dir.path(), 7, opts).await.unwrap();
+            let body = vec![7u8; 300 << 10];
+            let mut i = 0;
+            while s.stats().active_segment < 3 {
+                let mut d = crate::DataBuf::new(body.len());
+                d.extend_from_slice(&body);
+                let e = s.write_data(d).await.unwrap();
+                s.commit(vec![crate::Mutation::Put { table: 0, key: b"k".to_vec(), summary: vec![], meta: vec![], body: crate::Body::Extents(vec![e]) }]).await.unwrap();
+                i += 1;
+                assert!(i < 100);
+            }
+            s.compact_once().await.unwrap();
+            let inner = &s.inner;
+            assert_eq!(inner.spares.borrow().len(), 1, "{:?}", s.stats());
+            let spare = inner.spares.borrow()[0].path.clone();
+            assert!(spare.exists());
+            // Plenty of room: kept.
+            inner.set_free_bytes(100 * SEG);
+            inner.release_spares_if_short().await;
+            assert_eq!(inner.spares.borrow().len(), 1);
+            // Under two segments above the reserve (the spare aside): removed.
+            inner.set_free_bytes(SEG + SEG / 2);
+            inner.release_spares_if_short().await;
+            assert_eq!((inner.spares.borrow().len(), s.stats().prepare.spares_released), (0, 1));
+            assert!(!spare.exists());
+            crate::reap::reap_now(inner).await;
+            let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            assert!(!left.iter().any(|n| n.ends_with(".trash") || n.ends_with(".spare")), "{left:?}");
+        });
     }
 }

@@ -200,13 +200,19 @@ impl Backend {
     /// here: the caller syncs it after. The simulator removes the file at
     /// once (None).
     pub(crate) async fn trash_retired(&self, path: &Path) -> io::Result<Option<Trash>> {
+        let mut trash = path.as_os_str().to_owned();
+        trash.push(TRASH_SUFFIX);
+        self.trash_as(path, Path::new(&trash)).await
+    }
+
+    /// `trash_retired` for a file at `path` whose trash name is `trash`
+    /// (a spare segment file: `spare.rs`).
+    pub(crate) async fn trash_as(&self, path: &Path, trash: &Path) -> io::Result<Option<Trash>> {
         if let Backend::Sim(d) = self {
             d.remove(path).await?;
             return Ok(None);
         }
-        let mut trash = path.as_os_str().to_owned();
-        trash.push(TRASH_SUFFIX);
-        let trash = PathBuf::from(trash);
+        let trash = trash.to_path_buf();
         let (from, to) = (path.to_path_buf(), trash.clone());
         let (file, len) = self
             .blocking(move || {

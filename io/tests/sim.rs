@@ -475,7 +475,7 @@ async fn check(s: &Shard, model: &Model, mode: Mode, unvouched: bool) -> Result<
     let st = s.stats().recovery;
     let reported = st.found_corruption();
     if st.stale_bytes > 0 {
-        REUSED.with(|r| r.set((r.get().0, r.get().1 + 1)));
+        REUSED.with(|r| r.set((r.get().0, r.get().1 + 1, r.get().2)));
     }
     if st.damaged_copies > 0 {
         DAMAGED_COPIES.with(|d| d.set(d.get() + 1));
@@ -541,7 +541,7 @@ thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
     /// Segments started in spare files, and recoveries that found a
     /// spare's older records after the log's end.
-    static REUSED: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    static REUSED: Cell<(u64, u64, u64)> = const { Cell::new((0, 0, 0)) };
     /// Compaction victims scanned through their listed batches, and whole.
     static SCANS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
@@ -577,7 +577,7 @@ fn run_seed(seed: u64) -> Result<String, String> {
                 workload(&disk, shard.clone(), rng, m, next_id, errors, quiesce).await;
                 let prepared = shard.stats().prepare;
                 ALLOCATIONS.with(|a| a.set(a.get() + prepared.allocations));
-                REUSED.with(|r| r.set((r.get().0 + prepared.reused_segments, r.get().1)));
+                REUSED.with(|r| r.set((r.get().0 + prepared.reused_segments, r.get().1, r.get().2 + prepared.spares_released)));
                 let c = shard.stats().compaction;
                 SCANS.with(|x| {
                     let (l, w) = x.get();
@@ -740,7 +740,7 @@ fn simulated_power_cuts_and_faults() {
         }
     }
     println!(
-        "{n} seeds from {start}: {by_mode:?}; recoveries with a damaged copy of an intact batch: {}; allocation steps ahead of the log: {}; segments started in spare files / recoveries finding a spare's older records: {:?}; compaction passes scanning listed batches / other passes: {:?}",
+        "{n} seeds from {start}: {by_mode:?}; recoveries with a damaged copy of an intact batch: {}; allocation steps ahead of the log: {}; segments started in spare files / recoveries finding a spare's older records / spares removed for space: {:?}; compaction passes scanning listed batches / other passes: {:?}",
         DAMAGED_COPIES.with(|d| d.get()),
         ALLOCATIONS.with(|a| a.get()),
         REUSED.with(|r| r.get()),

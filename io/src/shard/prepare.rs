@@ -85,6 +85,8 @@ pub struct PrepareStats {
     /// Segments started in a spare file (`spare.rs`), whose blocks were
     /// written already: no step writes or allocates below its length.
     pub reused_segments: u64,
+    /// Spare files removed because free space ran short (`spare.rs`).
+    pub spares_released: u64,
 }
 
 /// What `maybe_prepare` starts.

@@ -17,6 +17,7 @@ pub(super) async fn maintain(weak: Weak<Inner>) {
         ticks += 1;
         if ticks % 4 == 0 {
             inner.refresh_free().await;
+            inner.release_spares_if_short().await;
             inner.retry_writable().await;
         }
         // An idle shard writes one empty batch carrying the durable mark,
