@@ -355,8 +355,15 @@ impl Inner {
             .filter(|(n, _)| *n == number);
         let path = self.dir.join(segment_file_name(number));
         // A spare file first (its blocks are written: `spare.rs`); it
-        // replaces a file created ahead for this number, if any.
+        // replaces a file created ahead for this number, if any. Once a
+        // spare was tried, that file is never used: the rename may have
+        // taken its name even if the spare then failed (a directory sync's
+        // error), and records written to it would go to a file no name
+        // leads to (the simulator, seed 908). The name's file, whichever
+        // it is, is then taken emptied below.
+        let tried_spare = !self.spares.borrow().is_empty();
         let spare = self.take_spare(&path).await;
+        let ready = if tried_spare { None } else { ready };
         let reused = spare.as_ref().map(|(_, len)| *len);
         let file = match (spare, ready) {
             (Some((f, _)), _) => f,
