@@ -79,20 +79,6 @@ impl Scan<'_> {
                     pos = self.take(&mut win, &h, pos).await?;
                     self.seg.valid_end = pos;
                 }
-                Found::Stale => {
-                    // A reused file's older records: the log ends here,
-                    // unless a record of this segment follows (a torn
-                    // write before it then), and resync finds it.
-                    let (end, _) = self.resync(&mut win, pos + RECORD_ALIGN as u64).await?;
-                    if end >= file_len {
-                        self.seg.stale_tail_from = Some(pos);
-                    }
-                    self.replay.push(Item::Invalid {
-                        at: self.pos(pos),
-                        end: self.pos(end),
-                    });
-                    pos = end;
-                }
                 Found::Nothing if pos % BLOCK as u64 != 0 && self.padding(&mut win, pos).await? => {
                     // After a copy that ends inside a block, the next record
                     // that is not a packed batch starts at the block boundary.
@@ -109,10 +95,16 @@ impl Scan<'_> {
                     });
                     pos = file_len;
                 }
-                Found::Nothing => {
+                found => {
+                    // No record of this segment here (a spare file's older
+                    // record is none either: `Found::Stale`): resync. If
+                    // none follows to the end of the file, what lies from
+                    // the first older record on is a reused file's, not a
+                    // torn write's.
+                    let here = matches!(found, Found::Stale).then_some(pos);
                     let (end, stale) = self.resync(&mut win, pos + RECORD_ALIGN as u64).await?;
                     if end >= file_len {
-                        self.seg.stale_tail_from = stale;
+                        self.seg.stale_tail_from = here.or(stale);
                     }
                     self.replay.push(Item::Invalid {
                         at: self.pos(pos),
