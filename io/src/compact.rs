@@ -887,10 +887,7 @@ async fn retire(inner: &Rc<Inner>, victim: u32) -> Result<(), IoError> {
     inner.backend.open_dir(&inner.dir).await?.sync_all().await?;
     tracing::debug!(shard = inner.id, segment = victim, spares = inner.spares.borrow().len(), "segment retired");
     if let Some(t) = trash {
-        inner.trash.borrow_mut().push_back(t);
-        if !inner.reaping.replace(true) {
-            monoio::spawn(crate::reap::reap(Rc::downgrade(inner)));
-        }
+        crate::reap::queue(inner, t);
     }
     Ok(())
 }

@@ -2,10 +2,18 @@
 //! (compaction retires a segment: its retire op is durable, its file
 //! renamed and queued here, `compact::retire`).
 
-use std::rc::Weak;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use crate::shard::Inner;
+
+/// Queues a trashed file for `reap`, starting that task if it is not running.
+pub(crate) fn queue(inner: &Rc<Inner>, t: crate::storage::Trash) {
+    inner.trash.borrow_mut().push_back(t);
+    if !inner.reaping.replace(true) {
+        monoio::spawn(reap(Rc::downgrade(inner)));
+    }
+}
 
 /// The removal of retired segment files (`Backend::cut_trash`), one step
 /// at a time, each followed by a pause of `REAP_PAUSE` times the step's

@@ -152,12 +152,7 @@ impl Inner {
         for s in spares {
             let trash = s.path.with_extension(crate::storage::TRASH_SUFFIX.trim_start_matches('.'));
             match self.backend.trash_as(&s.path, &trash).await {
-                Ok(Some(t)) => {
-                    self.trash.borrow_mut().push_back(t);
-                    if !self.reaping.replace(true) {
-                        monoio::spawn(crate::reap::reap(Rc::downgrade(self)));
-                    }
-                }
+                Ok(Some(t)) => crate::reap::queue(self, t),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(shard = self.id, spare = %s.path.display(), error = %e, "cannot remove a spare segment file; the next start does"),
             }
