@@ -21,6 +21,7 @@ pub mod codec;
 pub mod config;
 pub mod config_file;
 pub mod conn;
+pub mod conn_load;
 pub mod request;
 pub mod console;
 pub mod ec_scrub;
