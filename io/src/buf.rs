@@ -14,6 +14,28 @@ pub struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,
     cap: usize,
+    /// Set once [`AlignedBuf::keep_alive`] handed out a handle: the
+    /// allocation then belongs to the handles (this one included) and is
+    /// released with the last of them.
+    shared: Option<std::sync::Arc<SharedBlock>>,
+}
+
+/// An allocation of an [`AlignedBuf`] kept after the buffer is dropped
+/// (see [`AlignedBuf::keep_alive`]): returned to the pool of the thread
+/// that drops the last handle.
+pub struct SharedBlock {
+    ptr: NonNull<u8>,
+    cap: usize,
+}
+
+// The block is only freed (never read or written) through the handle.
+unsafe impl Send for SharedBlock {}
+unsafe impl Sync for SharedBlock {}
+
+impl Drop for SharedBlock {
+    fn drop(&mut self) {
+        AlignedBuf::release(self.ptr, self.cap);
+    }
 }
 
 // The buffer owns its allocation exclusively, like a Vec<u8>.
@@ -104,7 +126,7 @@ impl AlignedBuf {
         if let Some(class) = Pool::class(cap) {
             let reused = POOL.try_with(|p| p.borrow_mut().free[class].pop()).ok().flatten();
             if let Some(ptr) = reused {
-                return AlignedBuf { ptr, len: 0, cap };
+                return AlignedBuf { ptr, len: 0, cap, shared: None };
             }
         }
         Self::zeroed(cap)
@@ -119,7 +141,7 @@ impl AlignedBuf {
         let Some(ptr) = NonNull::new(raw) else {
             alloc::handle_alloc_error(layout)
         };
-        AlignedBuf { ptr, len: 0, cap }
+        AlignedBuf { ptr, len: 0, cap, shared: None }
     }
 
     fn layout(cap: usize) -> Layout {
@@ -154,8 +176,48 @@ impl AlignedBuf {
 
     /// The whole capacity, initialised bytes included.
     pub(crate) fn full_mut(&mut self) -> &mut [u8] {
-        // SAFETY: the whole capacity was zero-initialised at allocation.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.cap) }
+        self.range_mut(0..self.cap)
+    }
+
+    /// Bytes `r` of the capacity (initialised memory), made from the raw
+    /// pointer: no reference to the rest of the buffer is created, so
+    /// bytes outside `r` that a [`keep_alive`](Self::keep_alive) holder
+    /// reads stay untouched. Panics past the capacity.
+    pub fn range_mut(&mut self, r: std::ops::Range<usize>) -> &mut [u8] {
+        assert!(r.start <= r.end && r.end <= self.cap, "AlignedBuf range {r:?} past capacity {}", self.cap);
+        // SAFETY: inside the allocation, whose every byte is initialised; we hold &mut self.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(r.start), r.end - r.start) }
+    }
+
+    /// The first `head` bytes to write, and the `len` bytes after them to
+    /// read, at once (disjoint; made from the raw pointer like `range_mut`).
+    pub fn head_and_next(&mut self, head: usize, len: usize) -> (&mut [u8], &[u8]) {
+        assert!(head + len <= self.cap, "AlignedBuf head {head} + {len} past capacity {}", self.cap);
+        // SAFETY: two disjoint ranges inside the initialised allocation; we hold &mut self.
+        unsafe {
+            (
+                std::slice::from_raw_parts_mut(self.ptr.as_ptr(), head),
+                std::slice::from_raw_parts(self.ptr.as_ptr().add(head), len),
+            )
+        }
+    }
+
+    /// A handle that keeps this buffer's memory allocated (not returned to
+    /// the pool, not reused) until it is dropped, even after the buffer is.
+    /// For a reader of bytes already written (an MD5 lane hashing a body
+    /// where it was received): the buffer's owner must not change those
+    /// bytes while a handle lives. One allocation the first time, then a
+    /// reference count.
+    pub fn keep_alive(&mut self) -> std::sync::Arc<SharedBlock> {
+        let (ptr, cap) = (self.ptr, self.cap);
+        self.shared.get_or_insert_with(|| std::sync::Arc::new(SharedBlock { ptr, cap })).clone()
+    }
+
+    /// The address of byte `at` (no reference made).
+    pub fn ptr_at(&self, at: usize) -> *const u8 {
+        assert!(at <= self.cap);
+        // SAFETY: at most one past the end of the allocation.
+        unsafe { self.ptr.as_ptr().add(at) }
     }
 
     /// Appends `data`. Panics if it does not fit: the capacity is fixed
@@ -164,7 +226,7 @@ impl AlignedBuf {
         let end = self.len + data.len();
         assert!(end <= self.cap, "AlignedBuf overflow: {end} > {}", self.cap);
         let start = self.len;
-        self.full_mut()[start..end].copy_from_slice(data);
+        self.range_mut(start..end).copy_from_slice(data);
         self.len = end;
     }
 
@@ -177,7 +239,7 @@ impl AlignedBuf {
     pub fn zero_extend(&mut self, len: usize) {
         let start = self.len.min(len);
         self.set_len(len);
-        self.full_mut()[start..len].fill(0);
+        self.range_mut(start..len).fill(0);
     }
 
     /// Sets the length. Every byte below the capacity is initialised memory
@@ -195,8 +257,17 @@ impl AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        if let Some(class) = Pool::class(self.cap) {
-            let ptr = self.ptr;
+        // Shared: the last handle releases the allocation.
+        if self.shared.take().is_none() {
+            Self::release(self.ptr, self.cap);
+        }
+    }
+}
+
+impl AlignedBuf {
+    /// Returns an allocation to this thread's pool, or frees it.
+    fn release(ptr: NonNull<u8>, cap: usize) {
+        if let Some(class) = Pool::class(cap) {
             let kept = POOL
                 .try_with(|p| {
                     let mut p = p.borrow_mut();
@@ -213,8 +284,9 @@ impl Drop for AlignedBuf {
                 return;
             }
         }
-        // SAFETY: allocated in zeroed() with this very layout.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.cap)) }
+        // SAFETY: allocated in zeroed() with this very layout, and no
+        // buffer or handle refers to it any more.
+        unsafe { alloc::dealloc(ptr.as_ptr(), Self::layout(cap)) }
     }
 }
 
@@ -278,7 +350,19 @@ impl DataBuf {
     pub fn spare_mut(&mut self) -> &mut [u8] {
         let start = self.buf.len();
         let end = BLOCK + self.max_data_bytes;
-        &mut self.buf.full_mut()[start..end]
+        self.buf.range_mut(start..end)
+    }
+
+    /// See [`AlignedBuf::keep_alive`]: the data bytes filled so far never
+    /// change after (a writer only adds to the header block and after
+    /// the data), so a handle holder may read them until it drops it.
+    pub fn keep_alive(&mut self) -> std::sync::Arc<SharedBlock> {
+        self.buf.keep_alive()
+    }
+
+    /// The address of data byte `at` (no reference made).
+    pub fn data_ptr(&self, at: usize) -> *const u8 {
+        self.buf.ptr_at(BLOCK + at)
     }
 
     /// Marks `n` more bytes of the spare room as data. Panics past the room.
@@ -340,7 +424,8 @@ unsafe impl monoio::buf::IoBuf for DataBuf {
 // SAFETY: as above; the room ends at the header block plus `max_data_bytes`.
 unsafe impl monoio::buf::IoBufMut for DataBuf {
     fn write_ptr(&mut self) -> *mut u8 {
-        self.buf.full_mut().as_mut_ptr()
+        // Raw: the kernel writes only into the spare room it is pointed at.
+        self.buf.ptr.as_ptr()
     }
 
     fn bytes_total(&mut self) -> usize {
@@ -432,6 +517,29 @@ mod tests {
         fn read_ptr_addr(&self) -> usize {
             self.ptr.as_ptr() as usize
         }
+    }
+
+    /// A kept buffer's memory is not reused while a handle lives, even
+    /// after the buffer is dropped; it goes back to the pool with the
+    /// last handle. Its data stays as written.
+    #[test]
+    fn kept_memory_outlives_its_buffer_and_returns_to_the_pool_after() {
+        let mut d = DataBuf::new(128 << 10);
+        d.extend_from_slice(b"received bytes");
+        let keep = d.keep_alive();
+        let again = d.keep_alive();
+        assert!(std::sync::Arc::ptr_eq(&keep, &again), "one handle shared, not one per call");
+        drop(again);
+        let at = d.data_ptr(0);
+        let addr = d.buf.read_ptr_addr();
+        drop(d);
+        let other = DataBuf::new(128 << 10);
+        assert_ne!(other.buf.read_ptr_addr(), addr, "reused while kept");
+        // SAFETY: `keep` holds the allocation, and nothing wrote to it since.
+        assert_eq!(unsafe { std::slice::from_raw_parts(at, 14) }, b"received bytes");
+        drop(keep);
+        assert_eq!(DataBuf::new(128 << 10).buf.read_ptr_addr(), addr, "not back in the pool");
+        drop(other);
     }
 
     #[test]

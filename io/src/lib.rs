@@ -62,7 +62,7 @@ mod spare;
 pub mod sim;
 mod storage;
 
-pub use buf::{AlignedBuf, DataBuf};
+pub use buf::{AlignedBuf, DataBuf, SharedBlock};
 pub use codec::{Body, Extent, Mutation};
 pub use error::IoError;
 pub use event::Event;

@@ -277,7 +277,16 @@ impl BodyReader {
                 continue;
             }
             self.framing = Framing::Length(left - n as u64);
-            self.decoded_now(&buf.data()[before..before + n]);
+            // The MD5 lane hashes these bytes where they were received
+            // (no copy into its queue), keeping the buffer's memory until
+            // it has: a DataBuf's data never changes once filled.
+            let keep: tessera_proto::md5x::Keep = buf.keep_alive();
+            self.decoded += n as u64;
+            if let Some(v) = self.verifier.as_mut() {
+                // SAFETY: `keep` holds the buffer's allocation, and its
+                // data bytes stay as received (`DataBuf::keep_alive`).
+                unsafe { v.update_kept(&buf.data()[before..before + n], &keep) };
+            }
             return Ok(n);
         }
         let n = self.read(conn, buf.spare_mut()).await?;

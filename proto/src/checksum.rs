@@ -403,6 +403,23 @@ impl BodyVerifier {
         }
     }
 
+    /// `update` for bytes that stay where they are until `keep` is
+    /// dropped: the MD5 lane hashes them in place (`PooledMd5::update_kept`).
+    ///
+    /// # Safety
+    /// As `PooledMd5::update_kept`: `data` stays allocated and unchanged
+    /// while any clone of `keep` lives.
+    pub unsafe fn update_kept(&mut self, data: &[u8], keep: &crate::md5x::Keep) {
+        // SAFETY: passed on from our caller.
+        unsafe { self.md5.update_kept(data, keep) };
+        if let Some(ctx) = &mut self.sha256 {
+            ctx.update(data);
+        }
+        if let Some(c) = &mut self.checksum {
+            c.update(data);
+        }
+    }
+
     /// Settles the body once it has ended. `trailers` are the aws-chunked trailers
     /// (lowercased names), empty for other bodies.
     pub fn finish(self, trailers: &[(String, String)]) -> Result<BodySums, S3Error> {

@@ -10,7 +10,8 @@
 //!
 //! `Md5Pool` is one core's set of lanes. A body's hasher (`PooledMd5`)
 //! takes a lane while one is free (else it hashes alone, scalar), and its
-//! `update` only queues bytes in its lane; once a lane holds
+//! `update` only queues bytes in its lane (a copy; `update_kept` queues
+//! them where they lie, with a handle keeping that memory); once a lane holds
 //! `FLUSH_BYTES`, every lane's whole blocks are hashed together, and a
 //! `finish` flushes all lanes before padding its own. Uploads on a core
 //! arrive interleaved, so the lanes fill at similar rates. Which kernel
@@ -171,37 +172,204 @@ impl Kernel {
     }
 }
 
+/// What keeps bytes a lane reads in place alive (see
+/// [`PooledMd5::update_kept`]): dropped once the lane has hashed them.
+pub type Keep = std::sync::Arc<dyn std::any::Any + Send + Sync>;
+
+/// Bytes queued in a lane, in order: a copy, or bytes read where they
+/// lie (a receive buffer's), with what keeps them there.
+enum Piece {
+    Owned(Vec<u8>),
+    Kept { ptr: *const u8, len: usize, _keep: Keep },
+}
+
+impl Piece {
+    fn len(&self) -> usize {
+        match self {
+            Piece::Owned(v) => v.len(),
+            Piece::Kept { len, .. } => *len,
+        }
+    }
+
+    /// Bytes `at..at + len` of the piece.
+    fn bytes(&self, at: usize, len: usize) -> &[u8] {
+        match self {
+            Piece::Owned(v) => &v[at..at + len],
+            Piece::Kept { ptr, len: have, .. } => {
+                assert!(at + len <= *have);
+                // SAFETY: `update_kept`'s caller keeps these bytes allocated
+                // and unchanged while `_keep` lives, and `_keep` lives in
+                // this piece.
+                unsafe { std::slice::from_raw_parts(ptr.add(at), len) }
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Lane {
     in_use: bool,
     state: [u32; 4],
-    /// Bytes queued: `pending[done..]`; whole blocks of it get hashed.
-    pending: Vec<u8>,
+    /// Bytes queued, in order; `pieces[0][done..]` is the first not yet
+    /// hashed. Every piece but the last is a whole number of blocks long,
+    /// so a block never spans two pieces.
+    pieces: std::collections::VecDeque<Piece>,
     done: usize,
+    /// Bytes queued and not yet hashed.
+    unhashed: usize,
+    /// What the first copied piece reserves (`take_lane`).
+    reserve: usize,
+    /// The buffer of the last copied piece hashed to its end, for the
+    /// next copy (`compact` kept it before pieces).
+    spare: Vec<u8>,
     /// Bytes fed so far (for the padding's length).
     total: u64,
 }
 
 impl Lane {
+    /// Whole blocks queued, over every piece.
     fn blocks(&self) -> usize {
-        (self.pending.len() - self.done) / 64
+        let tail = self.pieces.back().map_or(0, |p| p.len() % 64);
+        (self.unhashed - tail) / 64
+    }
+
+    /// Whole blocks of the first piece not yet hashed: what one kernel
+    /// call can take from this lane.
+    fn head_blocks(&self) -> usize {
+        self.pieces.front().map_or(0, |p| (p.len() - self.done) / 64)
+    }
+
+    /// The first piece's next `n` blocks.
+    fn head(&self, n: usize) -> &[u8] {
+        self.pieces[0].bytes(self.done, 64 * n)
+    }
+
+    /// Marks the first piece's next `n` blocks hashed; a piece hashed to
+    /// its end goes (and with it what kept its bytes).
+    fn advance(&mut self, n: usize) {
+        self.done += 64 * n;
+        self.unhashed -= 64 * n;
+        if self.pieces.front().is_some_and(|p| self.done == p.len()) {
+            if let Some(Piece::Owned(mut v)) = self.pieces.pop_front() {
+                if v.capacity() > self.spare.capacity() {
+                    v.clear();
+                    self.spare = v;
+                }
+            }
+            self.done = 0;
+        }
+    }
+
+    /// Ends the last piece on a block boundary before bytes are added
+    /// after it in another piece: a partial block at its end moves into a
+    /// new copied piece (at most 63 bytes copied), which the new bytes
+    /// then extend.
+    fn close_last(&mut self) -> Option<Vec<u8>> {
+        let last = self.pieces.len().checked_sub(1)?;
+        let len = self.pieces[last].len();
+        let start = if last == 0 { self.done } else { 0 };
+        let r = (len - start) % 64;
+        if r == 0 {
+            return None;
+        }
+        let mut tail = Vec::with_capacity(64.max(self.reserve.min(64 * 1024)));
+        tail.extend_from_slice(self.pieces[last].bytes(len - r, r));
+        match &mut self.pieces[last] {
+            Piece::Owned(v) => v.truncate(len - r),
+            Piece::Kept { len: l, .. } => *l -= r,
+        }
+        if len - r == start {
+            self.pieces.pop_back();
+            if last == 0 {
+                self.done = 0;
+            }
+        }
+        Some(tail)
+    }
+
+    /// Queues a copy of `data`.
+    fn push_copy(&mut self, data: &[u8]) {
+        self.unhashed += data.len();
+        if let Some(Piece::Owned(v)) = self.pieces.back_mut() {
+            v.extend_from_slice(data);
+            return;
+        }
+        let mut v = match self.close_last() {
+            Some(tail) => tail,
+            None if self.spare.capacity() >= data.len() => std::mem::take(&mut self.spare),
+            None => Vec::with_capacity(self.reserve.max(data.len())),
+        };
+        v.extend_from_slice(data);
+        self.pieces.push_back(Piece::Owned(v));
+    }
+
+    /// Queues `data` where it lies (see `PooledMd5::update_kept`).
+    ///
+    /// # Safety
+    /// As `PooledMd5::update_kept`.
+    unsafe fn push_kept(&mut self, data: &[u8], keep: &Keep) {
+        self.unhashed += data.len();
+        let ptr = data.as_ptr();
+        if let Some(Piece::Kept { ptr: p, len, _keep: k }) = self.pieces.back_mut() {
+            // The next bytes of the same buffer: the piece grows.
+            if std::sync::Arc::ptr_eq(k, keep) && p.wrapping_add(*len) == ptr {
+                *len += data.len();
+                return;
+            }
+        }
+        let mut data = data;
+        let mut ptr = ptr;
+        if let Some(mut tail) = self.close_last() {
+            // The block the last piece left open is completed by copying.
+            let take = (64 - tail.len()).min(data.len());
+            tail.extend_from_slice(&data[..take]);
+            self.pieces.push_back(Piece::Owned(tail));
+            data = &data[take..];
+            ptr = data.as_ptr();
+            if data.is_empty() {
+                return;
+            }
+        }
+        self.pieces.push_back(Piece::Kept { ptr, len: data.len(), _keep: keep.clone() });
     }
 
     /// Hashes its queued whole blocks one by one (scalar); how many.
     fn hash_alone(&mut self) -> usize {
-        let n = self.blocks();
-        for j in 0..n {
-            let at = self.done + 64 * j;
-            compress1(&mut self.state, &self.pending[at..at + 64]);
+        let mut total = 0;
+        loop {
+            let n = self.head_blocks();
+            if n == 0 {
+                return total;
+            }
+            for j in 0..n {
+                compress1(&mut self.state, self.pieces[0].bytes(self.done + 64 * j, 64));
+            }
+            self.advance(n);
+            total += n;
         }
-        self.done += 64 * n;
-        n
     }
 
-    /// Forgets hashed bytes, keeping the buffer.
+    /// Forgets hashed bytes of a copied first piece, keeping its buffer.
     fn compact(&mut self) {
-        self.pending.drain(..self.done);
-        self.done = 0;
+        if self.done == 0 {
+            return;
+        }
+        if let Some(Piece::Owned(v)) = self.pieces.front_mut() {
+            v.drain(..self.done);
+            self.done = 0;
+        }
+    }
+
+    /// The bytes after the last whole block (fewer than 64), once every
+    /// whole block is hashed.
+    fn tail(&self) -> Vec<u8> {
+        match self.pieces.back() {
+            None => Vec::new(),
+            Some(p) => {
+                let start = if self.pieces.len() == 1 { self.done } else { 0 };
+                p.bytes(start, p.len() - start).to_vec()
+            }
+        }
     }
 }
 
@@ -258,27 +426,31 @@ impl Md5Pool {
         let lane = &mut self.lanes[l];
         lane.in_use = true;
         lane.state = INIT;
-        lane.pending.clear();
-        // Room for what a lane queues between flushes, taken once: grown
-        // by doubling, the queue copied itself over about 0.4 MiB per
-        // 1 MiB body (1.3% of a node's CPU under 1 MiB PUTs). Released
-        // with the lane, so an idle pool holds nothing.
-        lane.pending.reserve(reserve);
+        lane.pieces.clear();
+        // Room for what a lane copies between flushes, taken once by its
+        // first copied piece: grown by doubling, the queue copied itself
+        // over about 0.4 MiB per 1 MiB body (1.3% of a node's CPU under
+        // 1 MiB PUTs). Released with the lane, so an idle pool holds
+        // nothing.
+        lane.reserve = reserve;
         lane.done = 0;
+        lane.unhashed = 0;
         lane.total = 0;
         Some(l)
     }
 
     /// Whether a lane holds `FLUSH_BYTES` or more not yet hashed.
     fn over_full(&self) -> bool {
-        self.lanes.iter().any(|l| l.pending.len() - l.done >= FLUSH_BYTES)
+        self.lanes.iter().any(|l| l.unhashed >= FLUSH_BYTES)
     }
 
     fn release(&mut self, l: usize) {
         let lane = &mut self.lanes[l];
         lane.in_use = false;
-        lane.pending = Vec::new();
+        lane.pieces = Default::default();
+        lane.spare = Vec::new();
         lane.done = 0;
+        lane.unhashed = 0;
     }
 
     /// Hashes queued blocks side by side: rounds of `n` blocks of every
@@ -296,19 +468,19 @@ impl Md5Pool {
     fn flush(&mut self, due: impl Fn(&Md5Pool) -> bool) {
         if self.kernel != Kernel::Scalar {
             while self.drain_all || due(self) {
-                let busy: Vec<usize> = (0..self.lanes.len()).filter(|&l| self.lanes[l].blocks() > 0).collect();
+                let busy: Vec<usize> = (0..self.lanes.len()).filter(|&l| self.lanes[l].head_blocks() > 0).collect();
                 if busy.len() < MIN_SIMD_LANES {
                     break;
                 }
-                let n = busy.iter().map(|&l| self.lanes[l].blocks()).min().unwrap_or(0);
+                let n = busy.iter().map(|&l| self.lanes[l].head_blocks()).min().unwrap_or(0);
                 self.run_simd(&busy, n);
             }
         }
         for lane in &mut self.lanes {
-            if lane.pending.len() - lane.done >= FLUSH_BYTES {
+            if lane.unhashed >= FLUSH_BYTES {
                 self.scalar_blocks += lane.hash_alone() as u64;
             }
-            if lane.done >= FLUSH_BYTES / 2 || lane.done == lane.pending.len() {
+            if lane.done >= FLUSH_BYTES / 2 {
                 lane.compact();
             }
         }
@@ -327,7 +499,7 @@ impl Md5Pool {
                 for (v, &l) in group.iter().enumerate() {
                     let lane = &self.lanes[l];
                     states[v] = lane.state;
-                    data[v] = &lane.pending[lane.done..lane.done + 64 * n];
+                    data[v] = lane.head(n);
                 }
                 match self.kernel {
                     // A group of 8 lanes or fewer runs an 8-wide kernel:
@@ -356,7 +528,7 @@ impl Md5Pool {
                 for (v, &l) in group.iter().enumerate() {
                     let lane = &mut self.lanes[l];
                     lane.state = states[v];
-                    lane.done += 64 * n;
+                    lane.advance(n);
                 }
                 self.simd_blocks += (n * group.len()) as u64;
             }
@@ -427,9 +599,34 @@ impl PooledMd5 {
             Inner::Lane { pool, lane } => {
                 let mut p = pool.borrow_mut();
                 let l = &mut p.lanes[*lane];
-                l.pending.extend_from_slice(data);
+                l.push_copy(data);
                 l.total += data.len() as u64;
-                if l.pending.len() - l.done >= FLUSH_BYTES {
+                if l.unhashed >= FLUSH_BYTES {
+                    p.flush(Md5Pool::over_full);
+                }
+            }
+            Inner::Alone(h) => h.update(data),
+        }
+    }
+
+    /// `update` without the copy: the lane reads `data` where it lies
+    /// when it hashes it (beside the other lanes, as `update`'s copies),
+    /// and holds a clone of `keep` until then. Copying every body byte
+    /// into its lane was 8% of all CPU under 1 MiB PUTs.
+    ///
+    /// # Safety
+    /// `data`'s bytes must stay allocated and unchanged for as long as
+    /// any clone of `keep` lives (the lane drops its clone once it has
+    /// hashed them, at the latest when this hasher is dropped).
+    pub unsafe fn update_kept(&mut self, data: &[u8], keep: &Keep) {
+        match &mut self.inner {
+            Inner::Lane { pool, lane } => {
+                let mut p = pool.borrow_mut();
+                let l = &mut p.lanes[*lane];
+                // SAFETY: passed on from our caller.
+                unsafe { l.push_kept(data, keep) };
+                l.total += data.len() as u64;
+                if l.unhashed >= FLUSH_BYTES {
                     p.flush(Md5Pool::over_full);
                 }
             }
@@ -444,17 +641,17 @@ impl PooledMd5 {
                 let me = *lane;
                 p.flush(|p| p.lanes[me].blocks() > 0);
                 let l = &mut p.lanes[*lane];
-                if l.done == 0 && l.pending.len() as u64 == l.total {
+                if l.unhashed as u64 == l.total && l.pieces.len() == 1 {
                     // Nothing hashed in a lane: the whole message is here,
                     // and the md-5 crate is faster alone than `compress1`.
-                    let (digest, blocks) = (Md5::digest(&l.pending), l.total.div_ceil(64));
+                    let (digest, blocks) = (Md5::digest(l.pieces[0].bytes(0, l.unhashed)), l.total.div_ceil(64));
                     p.scalar_blocks += blocks;
                     return digest.into();
                 }
                 // What no flush paired is hashed alone, in place: up to a
                 // flush's worth of whole blocks, then the short tail.
                 let whole = l.hash_alone();
-                let out = (l.state, l.pending[l.done..].to_vec(), l.total);
+                let out = (l.state, l.tail(), l.total);
                 p.scalar_blocks += whole as u64;
                 out
             }
@@ -594,6 +791,91 @@ mod tests {
         }
     }
 
+    /// Bodies fed as a server receives them: into buffers of random
+    /// sizes, each receive hashed where it lies (`update_kept`, the keep
+    /// being the buffer) or, now and then, copied (`update`), interleaved
+    /// over the bodies. The test drops its own handle of each buffer as
+    /// soon as it is fed, so only the lane keeps it: every digest must
+    /// match, and every buffer must be released once its body finished
+    /// or was abandoned.
+    #[test]
+    fn bodies_hashed_where_they_lie_match_the_reference_and_release_their_buffers() {
+        for kernel in [Kernel::Scalar, Kernel::Avx2, Kernel::Avx512] {
+            if !kernel.available() {
+                eprintln!("{kernel:?} not on this CPU: skipped");
+                continue;
+            }
+            let mut rng = Rng(0x5eed_0f_4ea7 ^ kernel.lanes() as u64);
+            for round in 0..8 {
+                let pool = Md5Pool::with_kernel(kernel);
+                let n = 1 + rng.below(POOL_LANES as u64 + 4) as usize;
+                let bodies: Vec<Vec<u8>> = (0..n)
+                    .map(|_| {
+                        let size = match rng.below(4) {
+                            0 => rng.below(200) as usize,
+                            1 => rng.below(70_000) as usize,
+                            _ => rng.below(3 * FLUSH_BYTES as u64) as usize,
+                        };
+                        rng.bytes(size)
+                    })
+                    .collect();
+                let mut hashers: Vec<Option<PooledMd5>> = bodies.iter().map(|_| Some(PooledMd5::new(&pool))).collect();
+                // Per body: bytes fed, and the buffer being filled (its bytes, how far).
+                let mut fed = vec![0usize; n];
+                let mut current: Vec<Option<(Keep, usize)>> = (0..n).map(|_| None).collect();
+                let mut released: Vec<std::sync::Weak<dyn std::any::Any + Send + Sync>> = Vec::new();
+                let abandon = rng.below(n as u64) as usize;
+                loop {
+                    let open: Vec<usize> = (0..n).filter(|&i| hashers[i].is_some()).collect();
+                    if open.is_empty() {
+                        break;
+                    }
+                    let i = open[rng.below(open.len() as u64) as usize];
+                    if i == abandon && n > 1 && fed[i] > bodies[i].len() / 2 {
+                        hashers[i] = None; // a client gone mid-upload
+                        current[i] = None;
+                        continue;
+                    }
+                    let rest = bodies[i].len() - fed[i];
+                    if rest == 0 {
+                        current[i] = None;
+                        let h = hashers[i].take().unwrap();
+                        assert_eq!(h.finish(), reference(&bodies[i]), "{kernel:?} round {round} body {i} ({} B)", bodies[i].len());
+                        continue;
+                    }
+                    // No buffer being filled: the next one, of 1 byte to 300 KiB.
+                    if current[i].is_none() {
+                        let len = (1 + rng.below(300 * 1024) as usize).min(rest);
+                        let bytes: Keep = std::sync::Arc::new(bodies[i][fed[i]..fed[i] + len].to_vec());
+                        released.push(std::sync::Arc::downgrade(&bytes));
+                        current[i] = Some((bytes, 0));
+                    }
+                    let (keep, filled) = current[i].as_mut().unwrap();
+                    let room = buffer_len_of(keep) - *filled;
+                    let piece = 1 + rng.below(room.min(100_000) as u64) as usize;
+                    let data: &[u8] = &keep.downcast_ref::<Vec<u8>>().unwrap()[*filled..*filled + piece];
+                    let h = hashers[i].as_mut().unwrap();
+                    if rng.below(4) == 0 {
+                        h.update(data);
+                    } else {
+                        // SAFETY: the Vec in `keep` is never changed, and lives while a clone of `keep` does.
+                        unsafe { h.update_kept(data, keep) };
+                    }
+                    *filled += piece;
+                    fed[i] += piece;
+                    if *filled == buffer_len_of(keep) {
+                        current[i] = None; // the buffer goes to its write; only the lane may hold it now
+                    }
+                }
+                assert!(pool.borrow().lanes.iter().all(|l| !l.in_use));
+                assert!(released.iter().all(|w| w.upgrade().is_none()), "{kernel:?} round {round}: a buffer outlived its body");
+            }
+        }
+        fn buffer_len_of(k: &Keep) -> usize {
+            k.downcast_ref::<Vec<u8>>().unwrap().len()
+        }
+    }
+
     /// Groups of 8 lanes or fewer in an AVX-512 pool run the 8-wide kernel,
     /// wider ones the 16-wide: both give the reference digests.
     #[test]
@@ -640,7 +922,10 @@ mod tests {
                 assert!(h.waits(), "whole blocks queued");
             }
             // Each lane reserved about its body, not a whole lane queue.
-            assert!(pool.borrow().lanes.iter().filter(|l| l.in_use).all(|l| l.pending.capacity() < 8192));
+            assert!(pool.borrow().lanes.iter().filter(|l| l.in_use).all(|l| match &l.pieces[0] {
+                Piece::Owned(v) => v.capacity() < 8192,
+                Piece::Kept { .. } => false,
+            }));
             let mut hs = hs.into_iter();
             let first = hs.next().unwrap();
             assert_eq!(first.finish(), reference(&bodies[0]));

@@ -208,13 +208,15 @@ impl Inner {
     pub(super) async fn write_data_record(self: &Rc<Self>, buf: DataBuf, pin: bool) -> Result<Extent, IoError> {
         let len = buf.data_len();
         let rec_len = BLOCK + align_up(len as u64) as usize;
+        // The data bytes are only read here (an MD5 lane may still be
+        // reading them where they were received, `DataBuf::keep_alive`):
+        // the header block and the padding after the data are written.
         let mut rec = buf.into_record();
         rec.zero_extend(rec_len);
         {
-            let (head, rest) = rec.as_mut_slice().split_at_mut(BLOCK);
+            let (head, data) = rec.head_and_next(BLOCK, len);
             head.fill(0);
-            rest[len..].fill(0);
-            crate::format::write_chunk_sums(head, &rest[..len]);
+            crate::format::write_chunk_sums(head, data);
         }
         let slot = self.alloc(rec_len as u64).await?;
         if pin {
@@ -234,7 +236,8 @@ impl Inner {
             version: FORMAT_VERSION,
             copy_len: 0,
         };
-        header.write_and_seal(&self.key, rec.as_mut_slice());
+        // A data record's header covers its header block only.
+        header.write_and_seal(&self.key, rec.range_mut(0..BLOCK));
         let extent = Extent {
             segment: slot.segment,
             offset: slot.offset,
