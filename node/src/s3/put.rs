@@ -20,7 +20,7 @@ use super::{
     io_error, lock, precheck, push_written_version, require_integrity_check, shard_of, tagging,
     write_cond, write_version, MAX_OBJECT_BYTES,
 };
-use crate::bodybuf::{body_buf, first_buf_bytes, grown_buf_bytes, next_buf_bytes, BodyBuf};
+use crate::bodybuf::{body_buf, first_buf_bytes, first_buf_bytes_roomy, grown_buf_bytes, next_buf_bytes, BodyBuf};
 use crate::buckets::BucketInfo;
 use crate::request::Request;
 use crate::authz;
@@ -197,7 +197,8 @@ pub async fn store_from(
     // Buffers grow with what arrives (see `bodybuf`), never a record up front.
     let announced = src.announced_len();
     let budget = &ctx.body_budget;
-    let mut buf = body_buf(budget, first_buf_bytes(announced)).await?;
+    let first = if budget.roomy() { first_buf_bytes_roomy(announced) } else { first_buf_bytes(announced) };
+    let mut buf = body_buf(budget, first).await?;
     let mut size = 0u64;
     loop {
         if buf.buf.remaining() == 0 {
