@@ -213,13 +213,6 @@ impl AlignedBuf {
         self.shared.get_or_insert_with(|| std::sync::Arc::new(SharedBlock { ptr, cap })).clone()
     }
 
-    /// The address of byte `at` (no reference made).
-    pub fn ptr_at(&self, at: usize) -> *const u8 {
-        assert!(at <= self.cap);
-        // SAFETY: at most one past the end of the allocation.
-        unsafe { self.ptr.as_ptr().add(at) }
-    }
-
     /// Appends `data`. Panics if it does not fit: the capacity is fixed
     /// because the address must stay aligned and stable.
     pub fn extend_from_slice(&mut self, data: &[u8]) {
@@ -358,11 +351,6 @@ impl DataBuf {
     /// the data), so a handle holder may read them until it drops it.
     pub fn keep_alive(&mut self) -> std::sync::Arc<SharedBlock> {
         self.buf.keep_alive()
-    }
-
-    /// The address of data byte `at` (no reference made).
-    pub fn data_ptr(&self, at: usize) -> *const u8 {
-        self.buf.ptr_at(BLOCK + at)
     }
 
     /// Marks `n` more bytes of the spare room as data. Panics past the room.
@@ -530,7 +518,7 @@ mod tests {
         let again = d.keep_alive();
         assert!(std::sync::Arc::ptr_eq(&keep, &again), "one handle shared, not one per call");
         drop(again);
-        let at = d.data_ptr(0);
+        let at = d.data().as_ptr();
         let addr = d.buf.read_ptr_addr();
         drop(d);
         let other = DataBuf::new(128 << 10);
