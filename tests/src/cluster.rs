@@ -52,7 +52,9 @@ pub fn node_opts(cluster: SocketAddr, join: Option<SocketAddr>, secret: &str) ->
     }
     ServerOpts {
         args,
-        env: vec![("TESSERA_CLUSTER_SECRET".into(), secret.into())],
+        // The bucket registry's lookups logged, for a rare NoSuchBucket
+        // right after a CreateBucket through another node (not reproduced).
+        env: vec![("TESSERA_CLUSTER_SECRET".into(), secret.into()), ("TESSERA_LOG".into(), "info,tessera_node::buckets=debug".into())],
         threads: Some(2),
         ..ServerOpts::default()
     }

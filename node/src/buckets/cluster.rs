@@ -294,11 +294,18 @@ impl Buckets {
         // Absent from the applied state: no rebuild of the whole snapshot
         // (a client asking for a missing bucket over and over costs a key
         // lookup, not a copy of every bucket).
-        if link.raft.store().get(&bucket_key(name)).1.is_none() {
+        let (applied, record) = link.raft.store().get(&bucket_key(name));
+        // (Debug: what a NoSuchBucket right after a CreateBucket through
+        // another node would need explained; the cluster tests log it.)
+        tracing::debug!(bucket = name, read_index = index, applied, in_state = record.is_some(), published = self.published.load(Ordering::SeqCst), "bucket lookup: not in this node's snapshot");
+        if record.is_none() {
             return Err(S3Error::new(S3ErrorCode::NoSuchBucket));
         }
         self.rebuild(link);
-        self.get(name).ok_or_else(|| S3Error::new(S3ErrorCode::NoSuchBucket))
+        self.get(name).ok_or_else(|| {
+            tracing::debug!(bucket = name, "bucket lookup: in the applied state but not in the rebuilt snapshot");
+            S3Error::new(S3ErrorCode::NoSuchBucket)
+        })
     }
 
     /// The configuration index this node's bucket snapshot reflects (0
@@ -375,6 +382,7 @@ impl Buckets {
         let out = self.cas(link, &info.name, 0, Some(encode_envelope(&info, RecordState::Normal))).await?;
         if out.response.ok {
             self.caught_up(out.index).await;
+            tracing::debug!(bucket = info.name, index = out.index, published = self.published.load(Ordering::SeqCst), "bucket created");
             return Ok(());
         }
         // Another create won: its owner decides the answer.
