@@ -194,7 +194,8 @@ pub async fn store_from(
     }
     let mut extents: Vec<Extent> = Vec::new();
     let mut inflight: VecDeque<JoinHandle<Result<Extent, IoError>>> = VecDeque::new();
-    // Buffers grow with what arrives (see `bodybuf`), never a record up front.
+    // Buffers grow with what arrives (see `bodybuf`): a record-sized one up
+    // front only for an announced body while the budget is roomy.
     let announced = src.announced_len();
     let budget = &ctx.body_budget;
     let first = if budget.roomy() { first_buf_bytes_roomy(announced) } else { first_buf_bytes(announced) };
