@@ -745,16 +745,60 @@ mod tests {
         }
     }
 
+    /// The kernels this CPU has (the others are reported as skipped).
+    fn kernels_here() -> Vec<Kernel> {
+        let all = [Kernel::Scalar, Kernel::Avx2, Kernel::Avx512];
+        for k in all.iter().filter(|k| !k.available()) {
+            eprintln!("{k:?} not on this CPU: skipped");
+        }
+        all.into_iter().filter(|k| k.available()).collect()
+    }
+
+    /// Feeds `bodies` interleaved, each to its own hasher of `pool`: a
+    /// body picked at random at each step gets what `feed(rng, i, fed,
+    /// hasher)` feeds it from byte `fed` on (it returns how many), one
+    /// body is dropped half-way (a client gone mid-upload), and each body
+    /// fed whole is finished and its digest checked. `gone(i)` is told of
+    /// each body finished or dropped.
+    fn drive(
+        rng: &mut Rng,
+        pool: &Rc<RefCell<Md5Pool>>,
+        bodies: &[Vec<u8>],
+        what: &str,
+        mut feed: impl FnMut(&mut Rng, usize, usize, &mut PooledMd5) -> usize,
+        mut gone: impl FnMut(usize),
+    ) {
+        let n = bodies.len();
+        let mut hashers: Vec<Option<PooledMd5>> = bodies.iter().map(|_| Some(PooledMd5::new(pool))).collect();
+        let mut fed = vec![0usize; n];
+        let abandon = rng.below(n as u64) as usize;
+        loop {
+            let open: Vec<usize> = (0..n).filter(|&i| hashers[i].is_some()).collect();
+            if open.is_empty() {
+                return;
+            }
+            let i = open[rng.below(open.len() as u64) as usize];
+            if i == abandon && n > 1 && fed[i] > bodies[i].len() / 2 {
+                hashers[i] = None;
+                gone(i);
+                continue;
+            }
+            if fed[i] == bodies[i].len() {
+                let h = hashers[i].take().unwrap();
+                gone(i);
+                assert_eq!(h.finish(), reference(&bodies[i]), "{what} body {i} ({} B)", bodies[i].len());
+                continue;
+            }
+            fed[i] += feed(rng, i, fed[i], hashers[i].as_mut().unwrap());
+        }
+    }
+
     /// Many bodies of random lengths fed in random pieces, interleaved
     /// across the lanes of one pool (more bodies than lanes, some dropped
     /// half-way): every digest matches the md-5 crate's.
     #[test]
     fn interleaved_bodies_match_the_reference() {
-        for kernel in [Kernel::Scalar, Kernel::Avx2, Kernel::Avx512] {
-            if !kernel.available() {
-                eprintln!("{kernel:?} not on this CPU: skipped");
-                continue;
-            }
+        for kernel in kernels_here() {
             let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ kernel.lanes() as u64);
             for round in 0..6 {
                 let pool = Md5Pool::with_kernel(kernel);
@@ -767,29 +811,12 @@ mod tests {
                     })
                     .collect();
                 let bodies: Vec<Vec<u8>> = sizes.iter().map(|&s| rng.bytes(s)).collect();
-                let mut hashers: Vec<Option<PooledMd5>> = bodies.iter().map(|_| Some(PooledMd5::new(&pool))).collect();
-                let mut fed = vec![0usize; n];
-                let abandon = rng.below(n as u64) as usize;
-                loop {
-                    let open: Vec<usize> = (0..n).filter(|&i| hashers[i].is_some()).collect();
-                    if open.is_empty() {
-                        break;
-                    }
-                    let i = open[rng.below(open.len() as u64) as usize];
-                    if i == abandon && n > 1 && fed[i] > bodies[i].len() / 2 {
-                        hashers[i] = None; // a client gone mid-upload
-                        continue;
-                    }
-                    let rest = bodies[i].len() - fed[i];
-                    if rest == 0 {
-                        let h = hashers[i].take().unwrap();
-                        assert_eq!(h.finish(), reference(&bodies[i]), "{kernel:?} round {round} body {i} ({} B)", bodies[i].len());
-                        continue;
-                    }
-                    let piece = 1 + rng.below(rest.min(100_000) as u64) as usize;
-                    hashers[i].as_mut().unwrap().update(&bodies[i][fed[i]..fed[i] + piece]);
-                    fed[i] += piece;
-                }
+                let what = format!("{kernel:?} round {round}");
+                drive(&mut rng, &pool, &bodies, &what, |rng, i, fed, h| {
+                    let piece = 1 + rng.below((bodies[i].len() - fed).min(100_000) as u64) as usize;
+                    h.update(&bodies[i][fed..fed + piece]);
+                    piece
+                }, |_| {});
                 if kernel != Kernel::Scalar && n >= MIN_SIMD_LANES && sizes.iter().filter(|&&s| s > FLUSH_BYTES).count() >= MIN_SIMD_LANES {
                     assert!(pool.borrow().stats().simd_blocks > 0, "{kernel:?} round {round}: the SIMD kernel never ran");
                 }
@@ -808,11 +835,7 @@ mod tests {
     /// or was abandoned.
     #[test]
     fn bodies_hashed_where_they_lie_match_the_reference_and_release_their_buffers() {
-        for kernel in [Kernel::Scalar, Kernel::Avx2, Kernel::Avx512] {
-            if !kernel.available() {
-                eprintln!("{kernel:?} not on this CPU: skipped");
-                continue;
-            }
+        for kernel in kernels_here() {
             let mut rng = Rng(0x5eed_0f_4ea7 ^ kernel.lanes() as u64);
             for round in 0..8 {
                 let pool = Md5Pool::with_kernel(kernel);
@@ -827,34 +850,16 @@ mod tests {
                         rng.bytes(size)
                     })
                     .collect();
-                let mut hashers: Vec<Option<PooledMd5>> = bodies.iter().map(|_| Some(PooledMd5::new(&pool))).collect();
-                // Per body: bytes fed, and the buffer being filled (its bytes, how far).
-                let mut fed = vec![0usize; n];
-                let mut current: Vec<Option<(Keep, usize)>> = (0..n).map(|_| None).collect();
+                // Per body, the buffer being filled: its bytes, and how far.
+                let current: RefCell<Vec<Option<(Keep, usize)>>> = RefCell::new((0..n).map(|_| None).collect());
                 let mut released: Vec<std::sync::Weak<dyn std::any::Any + Send + Sync>> = Vec::new();
-                let abandon = rng.below(n as u64) as usize;
-                loop {
-                    let open: Vec<usize> = (0..n).filter(|&i| hashers[i].is_some()).collect();
-                    if open.is_empty() {
-                        break;
-                    }
-                    let i = open[rng.below(open.len() as u64) as usize];
-                    if i == abandon && n > 1 && fed[i] > bodies[i].len() / 2 {
-                        hashers[i] = None; // a client gone mid-upload
-                        current[i] = None;
-                        continue;
-                    }
-                    let rest = bodies[i].len() - fed[i];
-                    if rest == 0 {
-                        current[i] = None;
-                        let h = hashers[i].take().unwrap();
-                        assert_eq!(h.finish(), reference(&bodies[i]), "{kernel:?} round {round} body {i} ({} B)", bodies[i].len());
-                        continue;
-                    }
+                let what = format!("{kernel:?} round {round}");
+                drive(&mut rng, &pool, &bodies, &what, |rng, i, fed, h| {
+                    let mut current = current.borrow_mut();
                     // No buffer being filled: the next one, of 1 byte to 300 KiB.
                     if current[i].is_none() {
-                        let len = (1 + rng.below(300 * 1024) as usize).min(rest);
-                        let bytes: Keep = std::sync::Arc::new(bodies[i][fed[i]..fed[i] + len].to_vec());
+                        let len = (1 + rng.below(300 * 1024) as usize).min(bodies[i].len() - fed);
+                        let bytes: Keep = std::sync::Arc::new(bodies[i][fed..fed + len].to_vec());
                         released.push(std::sync::Arc::downgrade(&bytes));
                         current[i] = Some((bytes, 0));
                     }
@@ -862,7 +867,6 @@ mod tests {
                     let room = buffer_len_of(keep) - *filled;
                     let piece = 1 + rng.below(room.min(100_000) as u64) as usize;
                     let data: &[u8] = &keep.downcast_ref::<Vec<u8>>().unwrap()[*filled..*filled + piece];
-                    let h = hashers[i].as_mut().unwrap();
                     if rng.below(16) == 0 {
                         // Empty feeds change nothing.
                         h.update(&[]);
@@ -876,13 +880,13 @@ mod tests {
                         unsafe { h.update_kept(data, keep) };
                     }
                     *filled += piece;
-                    fed[i] += piece;
                     if *filled == buffer_len_of(keep) {
                         current[i] = None; // the buffer goes to its write; only the lane may hold it now
                     }
-                }
+                    piece
+                }, |i| current.borrow_mut()[i] = None);
                 assert!(pool.borrow().lanes.iter().all(|l| !l.in_use));
-                assert!(released.iter().all(|w| w.upgrade().is_none()), "{kernel:?} round {round}: a buffer outlived its body");
+                assert!(released.iter().all(|w| w.upgrade().is_none()), "{what}: a buffer outlived its body");
             }
         }
         fn buffer_len_of(k: &Keep) -> usize {
