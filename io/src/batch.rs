@@ -259,7 +259,7 @@ impl OpenBatch {
         // zeroed where it is a header (filled and sealed below) or padding.
         // Only the padding is zeroed, not the whole buffer: zeroing a 4 KiB
         // PUT's 12 KiB record first was 7% of its instructions.
-        let mut rec = AlignedBuf::with_capacity(total);
+        let mut rec = AlignedBuf::with_capacity_pooled(total);
         rec.extend_from_slice(prefix);
         rec.zero_extend(lead + HEADER_BYTES);
         rec.extend_from_slice(&self.entries);

@@ -132,6 +132,18 @@ impl AlignedBuf {
         Self::zeroed(cap)
     }
 
+    /// A buffer of at least `capacity` bytes for one transient use whose
+    /// size varies (a commit batch's record): above the sizes rounded to a
+    /// power of two, the smallest pooled class that holds it (at most
+    /// twice the size), so it comes from the pool instead of a fresh
+    /// zeroed allocation per odd size (under 4 KiB PUTs at 64
+    /// connections, 93 of 510 batch records, 4% of a PUT's instructions).
+    pub fn with_capacity_pooled(capacity: usize) -> AlignedBuf {
+        let cap = Pool::rounded(align_up(capacity.max(1) as u64) as usize);
+        let class = POOL_CLASSES.iter().map(|(c, _)| *c).filter(|&c| c >= cap).min();
+        Self::with_capacity(class.filter(|&c| c <= 2 * cap).unwrap_or(cap))
+    }
+
     /// A freshly zeroed buffer (never from the pool).
     pub fn zeroed(capacity: usize) -> AlignedBuf {
         let cap = align_up(capacity.max(1) as u64) as usize;
@@ -528,6 +540,19 @@ mod tests {
         drop(keep);
         assert_eq!(DataBuf::new(128 << 10).buf.read_ptr_addr(), addr, "not back in the pool");
         drop(other);
+    }
+
+    #[test]
+    fn varying_transient_sizes_come_from_the_pool() {
+        // A batch record of 100 KiB: the 128 KiB + 1 block class.
+        let b = AlignedBuf::with_capacity_pooled(100 << 10);
+        assert_eq!(b.capacity(), (128 << 10) + BLOCK);
+        let addr = b.read_ptr_addr();
+        drop(b);
+        assert_eq!(AlignedBuf::with_capacity_pooled(90 << 10).read_ptr_addr(), addr, "not reused");
+        // Small sizes round as before; past the largest class, exact.
+        assert_eq!(AlignedBuf::with_capacity_pooled(3 * BLOCK).capacity(), 4 * BLOCK);
+        assert_eq!(AlignedBuf::with_capacity_pooled(3 << 20).capacity(), 3 << 20);
     }
 
     #[test]
