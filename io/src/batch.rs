@@ -438,10 +438,13 @@ mod tests {
     /// Fills this thread's buffer pool with `byte`, so that the next
     /// buffers taken from it hold that garbage.
     fn poison_pool(byte: u8) {
-        for blocks in [1usize, 2, 4, 8, 16] {
-            let bufs: Vec<AlignedBuf> = (0..300)
+        // The small classes, and the large ones a big batch record takes
+        // (`AlignedBuf::with_capacity_pooled`).
+        let classes = [1usize, 2, 4, 8, 16].map(|b| (b * BLOCK, 300)).into_iter().chain([((64 << 10) + BLOCK, 70), ((128 << 10) + BLOCK, 70)]);
+        for (cap, count) in classes {
+            let bufs: Vec<AlignedBuf> = (0..count)
                 .map(|_| {
-                    let mut b = AlignedBuf::with_capacity(blocks * BLOCK);
+                    let mut b = AlignedBuf::with_capacity(cap);
                     b.set_len(b.capacity());
                     b.as_mut_slice().fill(byte);
                     b
@@ -449,10 +452,26 @@ mod tests {
                 .collect();
             drop(bufs);
             // The next buffer of that size comes from the pool, garbage and all.
-            let mut b = AlignedBuf::with_capacity(blocks * BLOCK);
+            let mut b = AlignedBuf::with_capacity(cap);
             b.set_len(b.capacity());
             assert!(b.as_slice().iter().all(|&x| x == byte));
         }
+    }
+
+    /// `two_commits` and a third of a 100 KiB inline body: a record in a
+    /// large pooled class.
+    fn big_commits() -> OpenBatch {
+        let mut b = two_commits();
+        let big = Op::Put {
+            table: 0,
+            key: b"d".to_vec(),
+            seq: None,
+            summary: b"s".to_vec(),
+            meta: b"m".to_vec(),
+            body: Body::Inline(vec![3u8; 100 << 10]),
+        };
+        b.stage(12, &[big], Rc::new(Cell::new(CommitState::Pending))).unwrap();
+        b
     }
 
     #[test]
@@ -464,13 +483,16 @@ mod tests {
                 offset: 3 * BLOCK as u64 + lead as u64,
             };
             let prefix = vec![0xc3u8; lead];
-            let build = |garbage: u8| {
+            let build = |garbage: u8, batch: fn() -> OpenBatch| {
                 poison_pool(garbage);
-                let (rec, _) = two_commits().build(&key, 1, at, Pos::default(), &prefix);
+                let (rec, _) = batch().build(&key, 1, at, Pos::default(), &prefix);
                 rec.as_slice().to_vec()
             };
-            let a = build(0xa5);
-            let b = build(0x5a);
+            let big = build(0xa5, big_commits);
+            assert!(big.len() > 64 << 10, "a record of a large class: {} bytes", big.len());
+            assert_eq!(big, build(0x5a, big_commits), "lead {lead}: a big record's bytes depend on the buffer's old contents");
+            let a = build(0xa5, two_commits);
+            let b = build(0x5a, two_commits);
             assert_eq!(a, b, "lead {lead}: bytes of the record depend on the buffer's old contents");
             // The padding is zeros: after the primary's entries up to its
             // copy, and after the copy's entries to the block boundary.
