@@ -395,6 +395,11 @@ impl BodyVerifier {
     /// Feeds decoded body bytes, in order.
     pub fn update(&mut self, data: &[u8]) {
         self.md5.update(data);
+        self.update_sums(data);
+    }
+
+    /// The digests other than MD5 (each hashes at once).
+    fn update_sums(&mut self, data: &[u8]) {
         if let Some(ctx) = &mut self.sha256 {
             ctx.update(data);
         }
@@ -412,12 +417,7 @@ impl BodyVerifier {
     pub unsafe fn update_kept(&mut self, data: &[u8], keep: &crate::md5x::Keep) {
         // SAFETY: passed on from our caller.
         unsafe { self.md5.update_kept(data, keep) };
-        if let Some(ctx) = &mut self.sha256 {
-            ctx.update(data);
-        }
-        if let Some(c) = &mut self.checksum {
-            c.update(data);
-        }
+        self.update_sums(data);
     }
 
     /// Settles the body once it has ended. `trailers` are the aws-chunked trailers
