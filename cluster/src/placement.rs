@@ -31,7 +31,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use xxhash_rust::xxh3::xxh3_64_with_seed;
+use twox_hash::XxHash3_64;
 
 /// A disk's identity (random at format, written in its dir).
 pub type DiskId = [u8; 16];
@@ -171,7 +171,7 @@ impl Flat {
 
 /// Weighted rendezvous score of a disk for a partition.
 fn score(partition: u32, id: &DiskId, weight: u64) -> f64 {
-    let h = xxh3_64_with_seed(id, u64::from(partition) ^ 0x7465_7373_6572_6131);
+    let h = XxHash3_64::oneshot_with_seed(u64::from(partition) ^ 0x7465_7373_6572_6131, id);
     // u in (0, 1): 53 bits, never 0 or 1.
     let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
     weight as f64 / -u.ln()

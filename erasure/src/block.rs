@@ -105,10 +105,11 @@ pub(crate) fn frame_header(
 }
 
 fn checksum(head: &[u8], payload: &[u8]) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(head);
-    h.update(payload);
-    h.digest()
+    use std::hash::Hasher;
+    let mut h = twox_hash::XxHash3_64::new();
+    h.write(head);
+    h.write(payload);
+    h.finish()
 }
 
 fn le_u32(b: &[u8], at: usize) -> u32 {

@@ -28,10 +28,11 @@ fn decode(
 
 /// Re-seals a block after editing its header, as a broken writer would.
 fn reseal(block: &mut [u8]) {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(&block[..40]);
-    h.update(&block[BLOCK_HEADER_BYTES..]);
-    let sum = h.digest();
+    use std::hash::Hasher;
+    let mut h = twox_hash::XxHash3_64::new();
+    h.write(&block[..40]);
+    h.write(&block[BLOCK_HEADER_BYTES..]);
+    let sum = h.finish();
     block[40..48].copy_from_slice(&sum.to_le_bytes());
 }
 

@@ -31,7 +31,7 @@
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
-use xxhash_rust::xxh3::xxh3_64;
+use twox_hash::XxHash3_64;
 
 use crate::buf::AlignedBuf;
 use crate::error::IoError;
@@ -188,7 +188,7 @@ impl Writer {
         let b = buf.as_mut_slice();
         b[0] = kind;
         b[4..8].copy_from_slice(&(data.len() as u32).to_le_bytes());
-        b[8..16].copy_from_slice(&xxh3_64(data).to_le_bytes());
+        b[8..16].copy_from_slice(&XxHash3_64::oneshot(data).to_le_bytes());
         b[CHUNK_HEADER..CHUNK_HEADER + data.len()].copy_from_slice(data);
         self.file.write_all_at(buf, self.at).await?;
         self.at += total as u64;
@@ -246,7 +246,7 @@ impl Writer {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         h[56..64].copy_from_slice(&created.to_le_bytes());
-        let sum = xxh3_64(&h[..BLOCK - 8]);
+        let sum = XxHash3_64::oneshot(&h[..BLOCK - 8]);
         h[BLOCK - 8..].copy_from_slice(&sum.to_le_bytes());
         self.file.write_all_at(head, 0).await?;
         self.file.sync_all().await?;
@@ -279,7 +279,7 @@ pub(crate) async fn load(
     if h.len() < BLOCK || h[0..8] != MAGIC {
         return Err("checkpoint header magic".into());
     }
-    if xxh3_64(&h[..BLOCK - 8]) != u64_at(h, BLOCK - 8) {
+    if XxHash3_64::oneshot(&h[..BLOCK - 8]) != u64_at(h, BLOCK - 8) {
         return Err("checkpoint header checksum".into());
     }
     if u16_at(h, 8) != VERSION {
@@ -391,7 +391,7 @@ impl ChunkReader<'_> {
         self.ensure(self.at, CHUNK_HEADER + len).await?;
         let off = (self.at - self.win_start) as usize;
         let data = self.win.as_slice()[off + CHUNK_HEADER..off + CHUNK_HEADER + len].to_vec();
-        if xxh3_64(&data) != sum {
+        if XxHash3_64::oneshot(&data) != sum {
             return Err("checkpoint chunk checksum".into());
         }
         self.at += align_up((CHUNK_HEADER + len) as u64);

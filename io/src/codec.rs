@@ -188,7 +188,7 @@ impl Op {
                     Body::Inline(b) if meta_only => {
                         out.push(BODY_DIGEST);
                         out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-                        out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(b).to_le_bytes());
+                        out.extend_from_slice(&twox_hash::XxHash3_64::oneshot(b).to_le_bytes());
                     }
                     Body::Inline(b) => {
                         out.push(BODY_INLINE);
@@ -547,7 +547,7 @@ mod tests {
                 ..
             } => {
                 assert_eq!(len, 5);
-                assert_eq!(xxh3, xxhash_rust::xxh3::xxh3_64(b"hello"));
+                assert_eq!(xxh3, twox_hash::XxHash3_64::oneshot(b"hello"));
                 assert_eq!(summary, b"etag+size");
             }
             other => panic!("{other:?}"),

@@ -107,7 +107,7 @@
 
 use siphasher::sip::SipHasher24;
 use std::hash::Hasher;
-use xxhash_rust::xxh3::{xxh3_128, xxh3_64, Xxh3};
+use twox_hash::{XxHash3_128, XxHash3_64};
 
 /// Alignment and granularity of every record and every direct I/O.
 pub const BLOCK: usize = 4096;
@@ -298,19 +298,19 @@ impl RecordHeader {
     fn checksum(&self, key: &ShardKey, rec: &[u8]) -> u64 {
         match self.kind {
             Kind::Segment => {
-                let mut h = Xxh3::new();
-                h.update(&rec[..CHECKSUM_AT]);
-                h.update(&rec[HEADER_BYTES..BLOCK]);
-                h.digest()
+                let mut h = XxHash3_64::new();
+                h.write(&rec[..CHECKSUM_AT]);
+                h.write(&rec[HEADER_BYTES..BLOCK]);
+                h.finish()
             }
             Kind::Data => {
-                let d = xxh3_128(&rec[HEADER_BYTES..BLOCK]).to_le_bytes();
+                let d = XxHash3_128::oneshot(&rec[HEADER_BYTES..BLOCK]).to_le_bytes();
                 mac(key, &[&rec[..CHECKSUM_AT], &d])
             }
             Kind::Batch => mac(key, &[&rec[..CHECKSUM_AT]]),
             Kind::BatchCopy => {
                 let end = HEADER_BYTES + self.payload_len as usize;
-                let d = xxh3_128(&rec[HEADER_BYTES..end]).to_le_bytes();
+                let d = XxHash3_128::oneshot(&rec[HEADER_BYTES..end]).to_le_bytes();
                 mac(key, &[&rec[..CHECKSUM_AT], &d])
             }
         }
@@ -479,7 +479,7 @@ impl EntryHeader {
     }
 
     fn tag(&self, key: &ShardKey, head: &[u8], payload: &[u8], shard: u32, at: Pos) -> u64 {
-        let d = xxh3_128(payload).to_le_bytes();
+        let d = XxHash3_128::oneshot(payload).to_le_bytes();
         let mut addr = [0u8; 16];
         addr[0..4].copy_from_slice(&shard.to_le_bytes());
         addr[4..8].copy_from_slice(&at.segment.to_le_bytes());
@@ -537,7 +537,7 @@ pub fn chunk_count(len: u64) -> usize {
 pub fn write_chunk_sums(header_block: &mut [u8], data: &[u8]) {
     for (i, chunk) in data.chunks(CHUNK_BYTES).enumerate() {
         let at = HEADER_BYTES + 8 * i;
-        header_block[at..at + 8].copy_from_slice(&xxh3_64(chunk).to_le_bytes());
+        header_block[at..at + 8].copy_from_slice(&XxHash3_64::oneshot(chunk).to_le_bytes());
     }
 }
 
@@ -547,7 +547,7 @@ pub fn chunk_sum(header_block: &[u8], i: usize) -> u64 {
 }
 
 pub fn chunk_ok(header_block: &[u8], i: usize, chunk: &[u8]) -> bool {
-    xxh3_64(chunk) == chunk_sum(header_block, i)
+    XxHash3_64::oneshot(chunk) == chunk_sum(header_block, i)
 }
 
 /// The shard header file: identifies the directory as shard `shard` of
@@ -572,7 +572,7 @@ impl ShardFile {
         b[20..24].copy_from_slice(&(CHUNK_BYTES as u32).to_le_bytes());
         b[24..32].copy_from_slice(&self.created_unix_secs.to_le_bytes());
         b[32..48].copy_from_slice(&self.key);
-        let sum = xxh3_64(&b[..CHECKSUM_AT]);
+        let sum = XxHash3_64::oneshot(&b[..CHECKSUM_AT]);
         b[CHECKSUM_AT..].copy_from_slice(&sum.to_le_bytes());
         b
     }
@@ -586,7 +586,7 @@ impl ShardFile {
         if b[0..8] != SHARD_MAGIC {
             return Err("shard file magic".into());
         }
-        if xxh3_64(&b[..CHECKSUM_AT]) != u64_at(b, CHECKSUM_AT) {
+        if XxHash3_64::oneshot(&b[..CHECKSUM_AT]) != u64_at(b, CHECKSUM_AT) {
             return Err("shard file checksum".into());
         }
         let version = u16_at(b, 8);
@@ -765,7 +765,7 @@ mod tests {
         v1[8..10].copy_from_slice(&1u16.to_le_bytes());
         v1[16..20].copy_from_slice(&(BLOCK as u32).to_le_bytes());
         v1[20..24].copy_from_slice(&(CHUNK_BYTES as u32).to_le_bytes());
-        let sum = xxh3_64(&v1[..56]);
+        let sum = XxHash3_64::oneshot(&v1[..56]);
         v1[56..].copy_from_slice(&sum.to_le_bytes());
         let e = ShardFile::decode(&v1).unwrap_err();
         assert!(e.contains("format version 1"), "{e}");

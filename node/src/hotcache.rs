@@ -114,11 +114,12 @@ pub struct S3Fifo {
 }
 
 fn key_hash(key: &CacheKey) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(&key.0.to_le_bytes());
-    h.update(&[key.1]);
-    h.update(&key.2);
-    h.digest()
+    use std::hash::Hasher;
+    let mut h = twox_hash::XxHash3_64::new();
+    h.write(&key.0.to_le_bytes());
+    h.write(&[key.1]);
+    h.write(&key.2);
+    h.finish()
 }
 
 impl S3Fifo {

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use xxhash_rust::xxh3::xxh3_64;
+use twox_hash::XxHash3_64;
 
 pub const FORMAT_FILE: &str = "tessera.format";
 /// Lock file in every data dir, exclusively `flock`ed by the process that serves it.
@@ -74,7 +74,7 @@ pub fn partition_of(bucket: &str, key: &str) -> u64 {
     buf.extend_from_slice(bucket.as_bytes());
     buf.push(0);
     buf.extend_from_slice(key.as_bytes());
-    xxh3_64(&buf) % PARTITIONS
+    XxHash3_64::oneshot(&buf) % PARTITIONS
 }
 
 /// The exclusive lock on one data dir; released when dropped (or when the

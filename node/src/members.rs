@@ -77,7 +77,7 @@ pub fn member_dir(ctx: &Ctx, owner: &[u8; 16], s: u32) -> Option<PathBuf> {
     }
     let mut seed = owner.to_vec();
     seed.extend_from_slice(&s.to_le_bytes());
-    let pick = (xxhash_rust::xxh3::xxh3_64(&seed) % dirs.len() as u64) as usize;
+    let pick = (twox_hash::XxHash3_64::oneshot(&seed) % dirs.len() as u64) as usize;
     let data_dir = dirs[pick].parent()?;
     Some(data_dir.join(MEMBERS_DIR).join(hex::encode(owner)).join(format!("shard-{s:04}")))
 }

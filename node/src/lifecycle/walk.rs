@@ -92,7 +92,7 @@ const UPLOAD_ACTION: u32 = 1 << 31;
 /// The fingerprint of a configuration's rules: marks of other rules are
 /// not used (a changed configuration walks the index from its start).
 pub fn fingerprint(lc: &Lifecycle) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(format!("{:?}", lc.rules).as_bytes())
+    twox_hash::XxHash3_64::oneshot(format!("{:?}", lc.rules).as_bytes())
 }
 
 /// Saves `marks` if action `id` moved to `after`.

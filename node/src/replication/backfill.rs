@@ -99,7 +99,7 @@ impl State {
 
 /// The fingerprint of a configuration (its canonical XML).
 fn fingerprint(rc: &ReplicationConfig) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(tessera_proto::replication::render_config(rc).as_bytes())
+    twox_hash::XxHash3_64::oneshot(tessera_proto::replication::render_config(rc).as_bytes())
 }
 
 /// Whether a rule of the bucket asks for existing objects.
