@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::rc::Rc;
 
-use crate::batch::{CommitState, IndexOp, OpenBatch, Staged};
+use crate::batch::{CommitState, IndexOp, OpenBatch, Sections, Staged};
 use crate::codec::Extent;
 use crate::data;
 use crate::error::IoError;
@@ -160,6 +160,9 @@ pub(crate) struct Log {
     /// Requested durability targets above `durable_upto`: vpos -> waiters.
     sync_targets: BTreeMap<u64, u32>,
     pub open: OpenBatch,
+    /// The sections of the batch built last, emptied, for `open`'s
+    /// successor (`OpenBatch::successor`).
+    pub spare_sections: Option<Sections>,
     /// Data segments named by the batch a flush has taken out of `open`
     /// and is finding room for (a roll may take a while): it is in neither
     /// `open` nor `flushed` then, yet its commits are staged (see
@@ -201,6 +204,7 @@ impl Log {
             sync_in_flight: false,
             sync_targets: BTreeMap::new(),
             open: OpenBatch::default(),
+            spare_sections: None,
             allocating_data: Vec::new(),
             flushed: VecDeque::new(),
             next_seq,

@@ -138,7 +138,8 @@ impl Inner {
             if log.open.is_empty() && !mark_only {
                 return Ok(());
             }
-            let next = log.open.successor();
+            let reuse = log.spare_sections.take();
+            let next = log.open.successor(reuse);
             let batch = std::mem::replace(&mut log.open, next);
             // Until the batch is in `flushed`, compaction must still see the
             // data its commits name (found by the simulation, seed 265716:
@@ -184,7 +185,8 @@ impl Inner {
                     }
                 }
             }
-            let (rec, commits) = batch.build(&self.key, self.id, at, mark, &prefix);
+            let (rec, commits, sections) = batch.build(&self.key, self.id, at, mark, &prefix);
+            log.spare_sections = sections;
             let vend = slot.vpos + slot.vlen;
             // The copy's last block, if the copy ends inside it: where the
             // next batch may start.
