@@ -13,6 +13,12 @@ impl Headers {
         Headers { entries: Vec::new() }
     }
 
+    /// Room for `count` headers (the list's growth was about three
+    /// reallocations per request).
+    pub fn with_capacity(count: usize) -> Self {
+        Headers { entries: Vec::with_capacity(count) }
+    }
+
     /// Appends a header; `name` is lowercased here.
     pub fn push(&mut self, name: &str, value: &str) {
         self.entries.push((name.to_ascii_lowercase(), value.trim().to_string()));

@@ -132,7 +132,7 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, Ht
         Some(i) => (&target[..i], &target[i + 1..]),
         None => (target, ""),
     };
-    let mut headers = Headers::new();
+    let mut headers = Headers::with_capacity(req.headers.len());
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value)
             .map_err(|_| HttpError::Malformed("header value is not UTF-8"))?;

@@ -49,10 +49,10 @@ fn block_public(b: &BucketInfo, r: Option<&AclRequest>) -> S3Result<()> {
 
 /// The requester's account `(id, display name)`; anonymous writers count
 /// as the bucket owner (their objects would otherwise belong to nobody).
-fn writer(req: &Request<'_>, b: &BucketInfo) -> (String, String) {
+fn writer<'a>(req: &'a Request<'_>, b: &'a BucketInfo) -> (&'a str, &'a str) {
     match &req.user {
-        Some(u) => (u.user_id.clone(), u.display_name.clone()),
-        None => (b.owner_id.clone(), b.owner_display.clone()),
+        Some(u) => (&u.user_id, &u.display_name),
+        None => (&b.owner_id, &b.owner_display),
     }
 }
 
@@ -68,13 +68,13 @@ pub fn for_new_object_with(ctx: &Ctx, req: &Request<'_>, b: &BucketInfo, h: &tes
     let r = acl::from_headers(h, &ctx.shared.identities.load())?;
     acl::check_enforced(r.as_ref(), b.ownership, &b.owner_id)?;
     block_public(b, r.as_ref())?;
-    let bucket_owner = (b.owner_id.clone(), b.owner_display.clone());
+    let bucket_owner = (b.owner_id.as_str(), b.owner_display.as_str());
     let owner = match b.ownership {
         Some(Ownership::BucketOwnerEnforced) => return Ok(None),
         Some(Ownership::BucketOwnerPreferred)
             if r.as_ref().and_then(AclRequest::canned) == Some(CannedAcl::BucketOwnerFullControl) =>
         {
-            bucket_owner.clone()
+            bucket_owner
         }
         _ => writer(req, b),
     };
@@ -84,8 +84,8 @@ pub fn for_new_object_with(ctx: &Ctx, req: &Request<'_>, b: &BucketInfo, h: &tes
         return Ok(None);
     }
     let acl = match r {
-        Some(r) => r.resolve((&owner.0, &owner.1), (&bucket_owner.0, &bucket_owner.1)),
-        None => Acl::private(&owner.0, &owner.1),
+        Some(r) => r.resolve(owner, bucket_owner),
+        None => Acl::private(owner.0, owner.1),
     };
     Ok(Some(acl))
 }
