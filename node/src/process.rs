@@ -125,12 +125,17 @@ pub const RELOAD_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What identifies a version of a file without reading it: modification
 /// time, size and inode (a file replaced by rename changes inode).
-type FileStamp = Option<(std::time::SystemTime, u64, u64)>;
+pub(crate) type FileStamp = Option<(std::time::SystemTime, u64, u64)>;
 
 fn stamp(path: &std::path::Path) -> FileStamp {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
+/// The stamps of the files a reload reads, in `reloadable_files` order.
+pub(crate) fn reloadable_stamps(config: &Config) -> Vec<FileStamp> {
+    reloadable_files(config).iter().map(|f| stamp(f)).collect()
 }
 
 /// The files a reload reads: certificates and keys, the users file.
@@ -146,10 +151,10 @@ fn reloadable_files(config: &Config) -> Vec<std::path::PathBuf> {
 /// reloadable file changed. SIGHUP or a change reloads (`reload`); SIGTERM
 /// or SIGINT stops the node: not ready any more, no new connections,
 /// requests in flight drain (`DRAIN_TIMEOUT`). A second stop signal exits
-/// at once.
-pub(crate) fn wait_for_signals(set: libc::sigset_t, shared: Arc<Shared>, stop: async_channel::Sender<()>) {
+/// at once. `stamps`: the files' stamps from before the node first read
+/// them (`reloadable_stamps`).
+pub(crate) fn wait_for_signals(set: libc::sigset_t, shared: Arc<Shared>, stop: async_channel::Sender<()>, mut stamps: Vec<FileStamp>) {
     let files = reloadable_files(&shared.config);
-    let mut stamps: Vec<FileStamp> = files.iter().map(|f| stamp(f)).collect();
     let mut wait = || loop {
         let timeout = libc::timespec { tv_sec: RELOAD_POLL_INTERVAL.as_secs() as libc::time_t, tv_nsec: 0 };
         // SAFETY: sigtimedwait reads the set and the timeout; a null info is allowed.

@@ -23,7 +23,9 @@ use crate::iam::store::IamStore;
 use crate::identity::{self, Identities};
 use crate::layout::Layout;
 use crate::metrics::{NodeMetrics, SHARD_STATS_INTERVAL};
-use crate::process::{block_stop_signals, pin_to_core, probe_address, raise_fd_limit, reserve_port, resolve, wait_for_signals};
+use crate::process::{
+    block_stop_signals, pin_to_core, probe_address, raise_fd_limit, reloadable_stamps, reserve_port, resolve, wait_for_signals,
+};
 use crate::shards::{self, CoreReceiver, CoreSender, LocalShard, Shards};
 
 /// Most open connections per reactor; beyond it new connections get 503 SlowDown.
@@ -172,6 +174,10 @@ pub fn run(config: Config) -> Result<(), String> {
     let started = Instant::now();
     // Everything that can be checked without a data dir is, before one is touched.
     config.check()?;
+    // Stamped before they are read: a change made from here on, before the
+    // signal thread starts watching, is seen at its first look (stamped
+    // there, a file changed while the node started was never reloaded).
+    let file_stamps = reloadable_stamps(&config);
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(crate::tls::TlsState::load(cert, key)?),
         _ => None,
@@ -348,7 +354,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let stopper = shared.clone();
     std::thread::Builder::new()
         .name("signals".into())
-        .spawn(move || wait_for_signals(signals, stopper, stop_tx))
+        .spawn(move || wait_for_signals(signals, stopper, stop_tx, file_stamps))
         .map_err(|e| format!("cannot spawn the signal thread: {e}"))?;
     for h in handles {
         let _ = h.join();
