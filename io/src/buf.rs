@@ -3,7 +3,7 @@
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 
-use crate::format::{align_up, BLOCK, CHUNK_BYTES};
+use crate::format::{align_up, BLOCK};
 
 /// Heap buffer aligned to 4096 bytes, with a fixed capacity (a multiple of
 /// 4096). Every byte up to `capacity()` is initialised memory: zeroed when
@@ -337,25 +337,6 @@ unsafe impl monoio::buf::IoBufMut for AlignedBuf {
 pub struct DataBuf {
     buf: AlignedBuf,
     max_data_bytes: usize,
-    /// With [`DataBuf::sum_chunks_as_filled`]: the checksums of the
-    /// whole chunks filled so far.
-    sums: Option<ChunkSums>,
-}
-
-/// How many chunk checksums a buffer computes as it fills (those of a
-/// 1 MiB record); a record's later chunks are summed when it is written.
-const SUMMED_CHUNKS: usize = 16;
-
-/// The xxh3-64 of each whole `CHUNK_BYTES` chunk of a buffer's data, the
-/// first `done` of them, computed as the chunk filled: the bytes were just
-/// received or copied there and are still in the core's cache. Summed at
-/// the record's write instead, after the rest of the record's receives
-/// and 31 other bodies' on the core, they came from memory again (xxh3
-/// was 5.6% of the node's CPU under 1 MiB PUTs at 64 connections).
-#[derive(Clone, Copy)]
-struct ChunkSums {
-    done: usize,
-    sums: [u64; SUMMED_CHUNKS],
 }
 
 impl DataBuf {
@@ -367,35 +348,7 @@ impl DataBuf {
         DataBuf {
             buf,
             max_data_bytes,
-            sums: None,
         }
-    }
-
-    /// From now on, sums each whole chunk of the data as it fills (and
-    /// those filled already), for the data record this buffer becomes
-    /// ([`crate::format::write_chunk_sums`] takes them). For buffers that
-    /// will be written as data records: others would sum for nothing.
-    pub fn sum_chunks_as_filled(&mut self) {
-        if self.sums.is_none() {
-            self.sums = Some(ChunkSums { done: 0, sums: [0; SUMMED_CHUNKS] });
-            self.sum_filled();
-        }
-    }
-
-    fn sum_filled(&mut self) {
-        let Some(c) = self.sums.as_mut() else { return };
-        let data = &self.buf.as_slice()[BLOCK..];
-        while c.done < SUMMED_CHUNKS && (c.done + 1) * CHUNK_BYTES <= data.len() {
-            let chunk = &data[c.done * CHUNK_BYTES..(c.done + 1) * CHUNK_BYTES];
-            c.sums[c.done] = twox_hash::XxHash3_64::oneshot(chunk);
-            c.done += 1;
-        }
-    }
-
-    /// The checksums of the data's first whole chunks, as summed while it
-    /// filled (none unless [`sum_chunks_as_filled`](Self::sum_chunks_as_filled)).
-    pub(crate) fn chunk_sums(&self) -> ([u64; SUMMED_CHUNKS], usize) {
-        self.sums.map_or(([0; SUMMED_CHUNKS], 0), |c| (c.sums, c.done))
     }
 
     /// The unfilled room after the data; fill a prefix, then [`advance`](Self::advance).
@@ -417,7 +370,6 @@ impl DataBuf {
         assert!(n <= self.remaining(), "DataBuf::advance past its room");
         let len = self.buf.len() + n;
         self.buf.set_len(len);
-        self.sum_filled();
     }
 
     /// Appends `data` (a copy); panics past the room.
@@ -445,9 +397,6 @@ impl DataBuf {
     /// Empties the data so the buffer can be filled again.
     pub fn clear(&mut self) {
         self.buf.set_len(BLOCK);
-        if let Some(c) = self.sums.as_mut() {
-            c.done = 0;
-        }
     }
 
     /// The whole record buffer (header block + data) for the writer.
@@ -485,7 +434,6 @@ unsafe impl monoio::buf::IoBufMut for DataBuf {
 
     unsafe fn set_init(&mut self, pos: usize) {
         self.buf.set_len(pos.clamp(BLOCK, BLOCK + self.max_data_bytes));
-        self.sum_filled();
     }
 }
 
@@ -574,63 +522,6 @@ mod tests {
     /// A kept buffer's memory is not reused while a handle lives, even
     /// after the buffer is dropped; it goes back to the pool with the
     /// last handle. Its data stays as written.
-    #[test]
-    fn chunks_are_summed_as_they_fill_whichever_way_they_are_filled() {
-        use twox_hash::XxHash3_64;
-        let data: Vec<u8> = (0..(SUMMED_CHUNKS + 3) * CHUNK_BYTES).map(|i| (i * 7 + i / 4093) as u8).collect();
-        let want = |n: usize| -> Vec<u64> { data.chunks_exact(CHUNK_BYTES).take(n).map(XxHash3_64::oneshot).collect() };
-        let got = |b: &DataBuf| {
-            let (s, n) = b.chunk_sums();
-            s[..n].to_vec()
-        };
-        // Not asked to: nothing summed.
-        let mut plain = DataBuf::new(data.len());
-        plain.extend_from_slice(&data[..3 * CHUNK_BYTES]);
-        assert!(got(&plain).is_empty());
-        // Asked once a chunk and a half are in: the whole one at once.
-        plain.clear();
-        plain.extend_from_slice(&data[..CHUNK_BYTES + CHUNK_BYTES / 2]);
-        plain.sum_chunks_as_filled();
-        assert_eq!(got(&plain), want(1));
-        // Filled in odd pieces, through each way a buffer fills: every
-        // whole chunk is summed once complete, up to SUMMED_CHUNKS.
-        let mut b = DataBuf::new(data.len());
-        b.sum_chunks_as_filled();
-        let (mut at, mut step, mut round) = (0, 1usize, 0usize);
-        while at < data.len() {
-            let n = step.min(data.len() - at);
-            round += 1;
-            match round % 3 {
-                0 => b.extend_from_slice(&data[at..at + n]),
-                1 => {
-                    b.spare_mut()[..n].copy_from_slice(&data[at..at + n]);
-                    b.advance(n);
-                }
-                _ => {
-                    // As a receive does: write at the spare room, then set_init.
-                    let start = b.record_len();
-                    b.spare_mut()[..n].copy_from_slice(&data[at..at + n]);
-                    // SAFETY: the bytes up to start + n are initialised just above.
-                    unsafe { monoio::buf::IoBufMut::set_init(&mut b, start + n) };
-                }
-            }
-            at += n;
-            assert_eq!(got(&b), want((at / CHUNK_BYTES).min(SUMMED_CHUNKS)), "after {at} bytes");
-            step = step * 3 + 1;
-        }
-        // A record written from it: the given sums and the computed ones agree.
-        let mut head = vec![0u8; BLOCK];
-        crate::format::write_chunk_sums(&mut head, b.data(), &got(&b));
-        for (i, chunk) in data.chunks(CHUNK_BYTES).enumerate() {
-            assert!(crate::format::chunk_ok(&head, i, chunk), "chunk {i}");
-        }
-        // Cleared, it sums again from the start.
-        b.clear();
-        assert!(got(&b).is_empty());
-        b.extend_from_slice(&data[CHUNK_BYTES..3 * CHUNK_BYTES]);
-        assert_eq!(got(&b), want(3)[1..]);
-    }
-
     #[test]
     fn kept_memory_outlives_its_buffer_and_returns_to_the_pool_after() {
         let mut d = DataBuf::new(128 << 10);

@@ -533,20 +533,11 @@ pub fn chunk_count(len: u64) -> usize {
     len.div_ceil(CHUNK_BYTES as u64) as usize
 }
 
-/// Fills the chunk checksums of a data record's header block from its data;
-/// the first `summed.len()` are given (summed as the data was received:
-/// `DataBuf::sum_chunks_as_filled`), the rest computed here.
-pub fn write_chunk_sums(header_block: &mut [u8], data: &[u8], summed: &[u64]) {
+/// Fills the chunk checksums of a data record's header block from its data.
+pub fn write_chunk_sums(header_block: &mut [u8], data: &[u8]) {
     for (i, chunk) in data.chunks(CHUNK_BYTES).enumerate() {
         let at = HEADER_BYTES + 8 * i;
-        let sum = match summed.get(i) {
-            Some(&s) => {
-                debug_assert_eq!(s, XxHash3_64::oneshot(chunk), "chunk {i} changed after it was summed");
-                s
-            }
-            None => XxHash3_64::oneshot(chunk),
-        };
-        header_block[at..at + 8].copy_from_slice(&sum.to_le_bytes());
+        header_block[at..at + 8].copy_from_slice(&XxHash3_64::oneshot(chunk).to_le_bytes());
     }
 }
 
@@ -691,7 +682,7 @@ mod tests {
             ..batch_header()
         };
         let mut rec = vec![0u8; BLOCK];
-        write_chunk_sums(&mut rec, &[1u8; 70_000], &[]);
+        write_chunk_sums(&mut rec, &[1u8; 70_000]);
         h.write_and_seal(&KEY, &mut rec);
         assert!(h.verify(&KEY, &rec));
         rec[64] ^= 1;

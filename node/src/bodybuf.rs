@@ -129,13 +129,9 @@ pub struct BodyBuf {
 
 /// The one place body buffers come from. (When the storage engine has a
 /// per-core pool of record buffers, it replaces `DataBuf::new` here.)
-/// Body buffers become data records (or stay inline), so they sum their
-/// chunks as they fill (`DataBuf::sum_chunks_as_filled`).
 pub async fn body_buf(budget: &Rc<BodyBudget>, data_bytes: usize) -> Result<BodyBuf, S3Error> {
     let grant = budget.take(cost(data_bytes)).await?;
-    let mut buf = DataBuf::new(data_bytes);
-    buf.sum_chunks_as_filled();
-    Ok(BodyBuf { buf, grant })
+    Ok(BodyBuf { buf: DataBuf::new(data_bytes), grant })
 }
 
 /// Size of a body's first buffer. A body announced to fit gets one byte more

@@ -213,13 +213,12 @@ impl Inner {
         // The data bytes are only read here (an MD5 lane may still be
         // reading them where they were received, `DataBuf::keep_alive`):
         // the header block and the padding after the data are written.
-        let (summed, done) = buf.chunk_sums();
         let mut rec = buf.into_record();
         rec.zero_extend(rec_len);
         {
             let (head, data) = rec.head_and_next(BLOCK, len);
             head.fill(0);
-            crate::format::write_chunk_sums(head, data, &summed[..done]);
+            crate::format::write_chunk_sums(head, data);
         }
         let slot = self.alloc(rec_len as u64).await?;
         if pin {
