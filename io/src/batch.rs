@@ -208,8 +208,6 @@ impl OpenBatch {
         align_up(offset + (HEADER_BYTES + self.entries.len()) as u64) - offset + self.copy_len()
     }
 
-    /// An empty batch of the same layout (zeroed entries, no commits), to
-    /// fill a slot allocated for a batch whose commits failed.
     /// An empty batch to fill while this one is written, with room for
     /// twice what this one holds, or half the room this one was given if
     /// that is more (up to `SUCCESSOR_MAX_BYTES`). A batch grown from
@@ -239,6 +237,8 @@ impl OpenBatch {
         }
     }
 
+    /// An empty batch of the same layout (zeroed entries, no commits), to
+    /// fill a slot allocated for a batch whose commits failed.
     pub(crate) fn filler(&self) -> OpenBatch {
         OpenBatch {
             entries: vec![0; self.entries.len()],
