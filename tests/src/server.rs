@@ -181,6 +181,15 @@ impl Server {
         writeln!(log, "===== tessera-tests: start #{} =====", self.starts).expect("write log");
         self.log_offset_at_start = log.metadata().map(|m| m.len()).unwrap_or(0);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
+        // Each node in a process group of its own, whose parent (this test
+        // process) is in the same session: that group is never orphaned.
+        // In the test process's group, a node frozen with SIGSTOP woke up
+        // when the group was orphaned (the test run's parent gone, as under
+        // a detached runner) and another member exited: the kernel sends a
+        // newly orphaned group with a stopped member SIGHUP and SIGCONT
+        // (cluster_failover's frozen owner woke after 4 s, so no takeover
+        // came; its log showed the SIGHUP).
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
 
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {:?}: {e}", binary_path()));
         let stdout = child.stdout.take().expect("piped stdout");
