@@ -135,7 +135,11 @@ fn stamp(path: &std::path::Path) -> FileStamp {
 
 /// The stamps of the files a reload reads, in `reloadable_files` order.
 pub(crate) fn reloadable_stamps(config: &Config) -> Vec<FileStamp> {
-    reloadable_files(config).iter().map(|f| stamp(f)).collect()
+    stamps_of(&reloadable_files(config))
+}
+
+fn stamps_of(files: &[std::path::PathBuf]) -> Vec<FileStamp> {
+    files.iter().map(|f| stamp(f)).collect()
 }
 
 /// The files a reload reads: certificates and keys, the users file.
@@ -162,7 +166,7 @@ pub(crate) fn wait_for_signals(set: libc::sigset_t, shared: Arc<Shared>, stop: a
         if sig == libc::SIGHUP {
             tracing::info!("SIGHUP: reloading the TLS certificates and the users file");
             reload(&shared);
-            stamps = files.iter().map(|f| stamp(f)).collect();
+            stamps = stamps_of(&files);
         } else if sig > 0 {
             return Some(sig);
         } else {
@@ -170,7 +174,7 @@ pub(crate) fn wait_for_signals(set: libc::sigset_t, shared: Arc<Shared>, stop: a
             if err != Some(libc::EAGAIN) && err != Some(libc::EINTR) {
                 return None;
             }
-            let now: Vec<FileStamp> = files.iter().map(|f| stamp(f)).collect();
+            let now = stamps_of(&files);
             if now != stamps {
                 let changed: Vec<String> =
                     files.iter().zip(now.iter().zip(&stamps)).filter(|(_, (a, b))| a != b).map(|(f, _)| f.display().to_string()).collect();
