@@ -26,6 +26,14 @@ pub const READ_BUF_BYTES: usize = 64 * 1024;
 /// Read buffer of a new or idle connection: enough for a usual request head,
 /// so that thousands of idle connections cost little.
 pub const INITIAL_READ_BUF_BYTES: usize = 4 * 1024;
+/// Largest request (head and body) a connection keeps the room for between
+/// requests, so that a client sending small objects has each request
+/// received whole in one receive. With 4 KiB, a 4 KiB PUT (4,478 bytes with
+/// its head) took two receives, 4,096 bytes and then the last 382: one
+/// receive more per request cost 2.7 us of the node's CPU (6.6% of a 4 KiB
+/// PUT at 64 connections). At most 20 KiB (a 16 KiB body and its head) per
+/// connection: 80 MiB per core at `MAX_CONNECTIONS_PER_CORE`, against 16.
+pub const SMALL_REQUEST_BYTES: usize = 20 * 1024;
 /// Most bytes of unfinished request heads a reactor holds over all its
 /// connections; a connection that would pass it gets `503 SlowDown` and is
 /// closed. Heads that arrive whole in one read never count.
@@ -121,12 +129,15 @@ pub struct Conn {
     /// Bytes read and written since the last `take_byte_counts` (metrics).
     read_bytes: u64,
     written_bytes: u64,
+    /// The read buffer kept between requests: room for the last request
+    /// whole when it was small (`SMALL_REQUEST_BYTES`), else 4 KiB.
+    idle_room: usize,
 }
 
 impl Conn {
     pub(crate) fn new(stream: TcpStream) -> Self {
         let peer = stream.peer_addr().ok().map(|a| a.ip());
-        Conn { stream, tls: None, buf: Vec::with_capacity(INITIAL_READ_BUF_BYTES), start: 0, peer, read_bytes: 0, written_bytes: 0 }
+        Conn { stream, tls: None, buf: Vec::with_capacity(INITIAL_READ_BUF_BYTES), start: 0, peer, read_bytes: 0, written_bytes: 0, idle_room: INITIAL_READ_BUF_BYTES }
     }
 
     /// A connection to the TLS listener, once its handshake is done. A
@@ -175,14 +186,18 @@ impl Conn {
     }
 
     /// Bytes read and written since the last call.
+    /// Also sizes the room kept for the next request from this one's bytes.
     fn take_byte_counts(&mut self) -> (u64, u64) {
-        (std::mem::take(&mut self.read_bytes), std::mem::take(&mut self.written_bytes))
+        let read = std::mem::take(&mut self.read_bytes);
+        self.idle_room = idle_room_after(read);
+        (read, std::mem::take(&mut self.written_bytes))
     }
 
-    /// Between requests: gives back a read buffer a big head or body grew.
+    /// Between requests: gives back a read buffer a big head or body grew,
+    /// or makes room for a small request like the last one.
     fn shrink_when_idle(&mut self) {
-        if self.pending().is_empty() && self.buf.capacity() > INITIAL_READ_BUF_BYTES {
-            self.buf = Vec::with_capacity(INITIAL_READ_BUF_BYTES);
+        if self.pending().is_empty() && self.buf.capacity() != self.idle_room {
+            self.buf = Vec::with_capacity(self.idle_room);
             self.start = 0;
         }
     }
@@ -348,6 +363,15 @@ impl LogLimiter {
 impl Default for LogLimiter {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The read buffer to keep after a request of `read` bytes: all of it,
+/// in whole pages, when it is small; else `INITIAL_READ_BUF_BYTES`.
+fn idle_room_after(read: u64) -> usize {
+    match usize::try_from(read) {
+        Ok(n) if n <= SMALL_REQUEST_BYTES => n.next_multiple_of(INITIAL_READ_BUF_BYTES).max(INITIAL_READ_BUF_BYTES),
+        _ => INITIAL_READ_BUF_BYTES,
     }
 }
 
@@ -684,3 +708,26 @@ pub async fn write_response(
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_requests_bytes_are_kept_room_for_in_whole_pages_and_a_big_ones_are_not() {
+        // A GET's head alone: the usual 4 KiB.
+        assert_eq!(idle_room_after(0), INITIAL_READ_BUF_BYTES);
+        assert_eq!(idle_room_after(382), INITIAL_READ_BUF_BYTES);
+        assert_eq!(idle_room_after(4096), 4096);
+        // A 4 KiB PUT with its head: both in one receive next time.
+        assert_eq!(idle_room_after(4478), 8192);
+        // A 16 KiB body with a head of up to 4 KiB.
+        assert_eq!(idle_room_after(16 * 1024 + 700), SMALL_REQUEST_BYTES);
+        assert_eq!(idle_room_after(SMALL_REQUEST_BYTES as u64), SMALL_REQUEST_BYTES);
+        // Bigger ones go back to 4 KiB: their bodies are received straight
+        // into the body buffer, and idle connections stay cheap.
+        assert_eq!(idle_room_after(SMALL_REQUEST_BYTES as u64 + 1), INITIAL_READ_BUF_BYTES);
+        assert_eq!(idle_room_after(1 << 20), INITIAL_READ_BUF_BYTES);
+        assert_eq!(idle_room_after(u64::MAX), INITIAL_READ_BUF_BYTES);
+    }
+}
