@@ -43,6 +43,7 @@ pub mod metrics_detail;
 pub mod node_files;
 pub mod notify;
 pub mod lane_sets;
+pub mod owner_records;
 pub mod owners;
 pub mod paged;
 pub mod process;
